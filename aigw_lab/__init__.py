@@ -1,0 +1,1 @@
+"""aigw_lab: AI gateway primitives and a Jupyter toolkit."""

@@ -1,0 +1,66 @@
+"""One row of the ``calls`` table: what the gateway hands to the log writer.
+
+Every attempt of every call is one `CallRecord`: successes, errors, each retry, cache hits.
+Attempts of one logical call share a ``trace_id``; ``call_id`` is unique per row.
+
+Column names follow the OpenTelemetry GenAI semantic conventions where one exists, with the
+``gen_ai.`` prefix dropped and dots turned into underscores (``gen_ai.usage.input_tokens``
+becomes ``input_tokens``, ``gen_ai.provider.name`` becomes ``provider_name``); the full
+mapping is in ``docs/call_log.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+__all__ = ["CallRecord", "CALL_COLUMNS"]
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """A call-log row. JSON-valued fields hold JSON text, already serialised."""
+
+    call_id: str
+    trace_id: str
+    timestamp: datetime
+    provider_name: str
+    request_model: str
+    operation_name: str = "chat"
+    response_model: str | None = None
+    response_id: str | None = None
+    api_format: str | None = None
+    request_json: str | None = None
+    response_text: str | None = None
+    finish_reason: str | None = None
+    tool_calls_json: str | None = None
+    status: str = "ok"
+    error_type: str | None = None
+    error_message: str | None = None
+    http_status_code: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    ttfb_ms: float | None = None
+    ttft_ms: float | None = None
+    upstream_ms: float | None = None
+    overhead_ms: float | None = None
+    stream: bool = False
+    cache_status: str = "none"
+    cache_similarity: float | None = None
+    attempt: int = 1
+    fallback_from: str | None = None
+    user_id: str | None = None
+    tenant_id: str | None = None
+    experiment_id: str | None = None
+    tags_json: str | None = None
+    metadata_json: str | None = None
+    simulated: bool = False
+
+
+#: Column names of the ``calls`` table, in `CallRecord` field order.
+CALL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
