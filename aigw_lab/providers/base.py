@@ -9,9 +9,11 @@ provider-specific dict.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,15 +98,80 @@ class Provider(Protocol):
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpClients:
+    """The HTTP clients one gateway shares across its providers: one sync connection pool,
+    and one async pool per running event loop (an async pool cannot outlive its loop, and
+    notebooks often call ``asyncio.run`` many times), created on first use.
+
+    Pass your own ``client``/``async_client`` (or ``transport``/``async_transport``) to
+    inject a fake server or a proxy; clients passed in are never closed here.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        self._client = client
+        self._async_client = async_client
+        self._transport = transport
+        self._async_transport = async_transport
+        self._limits = limits or httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        self._owned_sync: httpx.Client | None = None
+        self._owned_async: dict[int, tuple[Any, httpx.AsyncClient]] = {}
+        self._lock = threading.Lock()
+
+    def sync(self) -> httpx.Client:
+        """The shared sync client."""
+        if self._client is not None:
+            return self._client
+        if self._owned_sync is None:
+            with self._lock:
+                if self._owned_sync is None:
+                    self._owned_sync = httpx.Client(
+                        transport=self._transport, limits=self._limits, timeout=None
+                    )
+        return self._owned_sync
+
+    def async_(self) -> httpx.AsyncClient:
+        """The async client for the running event loop."""
+        if self._async_client is not None:
+            return self._async_client
+        loop = asyncio.get_running_loop()
+        entry = self._owned_async.get(id(loop))
+        if entry is not None and entry[0]() is loop:
+            return entry[1]
+        with self._lock:
+            entry = self._owned_async.get(id(loop))
+            if entry is None or entry[0]() is not loop:
+                # Forget pools of loops that are gone; their sockets died with them.
+                for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
+                    del self._owned_async[key]
+                client = httpx.AsyncClient(
+                    transport=self._async_transport, limits=self._limits, timeout=None
+                )
+                entry = (weakref.ref(loop), client)
+                self._owned_async[id(loop)] = entry
+        return entry[1]
+
     def close(self) -> None:
         """Close the sync client this object created (async ones need `aclose`)."""
-        for c in [c for c in self._owned if isinstance(c, httpx.Client)]:
-            c.close()
-            self._owned.remove(c)
+        if self._owned_sync is not None:
+            self._owned_sync.close()
+            self._owned_sync = None
 
     async def aclose(self) -> None:
-        """Close every client this object created."""
-        for c in [c for c in self._owned if isinstance(c, httpx.AsyncClient)]:
-            await c.aclose()
-            self._owned.remove(c)
+        """Close the async client of the running loop and the sync one, if created here."""
+        entry = self._owned_async.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await entry[1].aclose()
         self.close()
