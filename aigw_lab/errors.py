@@ -130,7 +130,7 @@ def _rebuild_error(cls: type[ProviderError], state: dict[str, Any]) -> ProviderE
 
 
 class RateLimitedError(ProviderError):
-    """HTTP 429 or an equivalent: too many requests; ``retry_after`` seconds when the provider said."""
+    """HTTP 429 or equivalent: too many requests; ``retry_after`` seconds if the provider said."""
 
     error_type = "rate_limited"
     retryable = True
@@ -141,7 +141,7 @@ class RateLimitedError(ProviderError):
 
 
 class QuotaExceededError(ProviderError):
-    """The account is out of credit or over its hard quota; retrying the same target will not help."""
+    """The account is out of credit or over its hard quota; retrying the same target won't help."""
 
     error_type = "quota_exceeded"
     retryable = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -63,7 +63,7 @@ class ContentPart:
 
     type: str
     text: str | None = None
-    data: Mapping[str, Any] = _EMPTY
+    data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def to_dict(self) -> dict[str, Any]:
         if self.type == "text":
@@ -110,7 +110,7 @@ class Message:
 
     @classmethod
     def coerce(cls, value: Message | Mapping[str, Any], index: int = 0) -> Message:
-        """Build a Message from a Message or an OpenAI-style dict, with a clear error if malformed."""
+        """Build a Message from a Message or an OpenAI-style dict; clear error if malformed."""
         if isinstance(value, Message):
             return value
         if not isinstance(value, Mapping):
@@ -190,9 +190,9 @@ class ChatRequest:
     tool_choice: Any = None
     user: str | None = None
     tenant: str | None = None
-    tags: Mapping[str, str] = _EMPTY
-    metadata: Mapping[str, Any] = _EMPTY
-    extra: Mapping[str, Any] = _EMPTY
+    tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     experiment_id: str | None = None
     timeout: float | None = None
 

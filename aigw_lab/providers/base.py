@@ -13,7 +13,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,13 +70,13 @@ class ProviderSpec:
     account_id: str | None = None
     timeout: float = 60.0
     connect_timeout: float = 10.0
-    headers: Mapping[str, str] = _EMPTY
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     cf_gateway: str | None = None
     cf_gateway_token_env: str | None = None
-    cf_headers: Mapping[str, str] = _EMPTY
+    cf_headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     models: tuple[str, ...] = ()
-    prices: Mapping[str, Price] = _EMPTY
-    options: Mapping[str, Any] = _EMPTY
+    prices: Mapping[str, Price] = field(default_factory=lambda: _EMPTY)
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     price_provider_id: str | None = None
 
 
