@@ -1,1 +1,100 @@
-"""aigw_lab: AI gateway primitives and a Jupyter toolkit."""
+"""aigw_lab: AI gateway primitives and a Jupyter toolkit.
+
+    from aigw_lab import Gateway
+    gw = Gateway.simulated(log="calls.duckdb")      # offline, simulated fleet
+    gw.chat("sim-openai/sim-small", "What is 2 + 2?").text
+    gw.summary()                                     # from SQL over the call log
+
+Names are imported lazily, so ``import aigw_lab`` stays fast (no DuckDB, pandas or torch
+until they are needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "Gateway": "aigw_lab.gateway",
+    "ChatStream": "aigw_lab.gateway",
+    "AsyncChatStream": "aigw_lab.gateway",
+    "Middleware": "aigw_lab.gateway",
+    "CallContext": "aigw_lab.gateway",
+    "ChatRequest": "aigw_lab.types",
+    "ChatResponse": "aigw_lab.types",
+    "Message": "aigw_lab.types",
+    "ContentPart": "aigw_lab.types",
+    "Usage": "aigw_lab.types",
+    "Latency": "aigw_lab.types",
+    "TextDelta": "aigw_lab.types",
+    "StreamEnd": "aigw_lab.types",
+    "Provider": "aigw_lab.providers.base",
+    "ProviderSpec": "aigw_lab.providers.base",
+    "Price": "aigw_lab.providers.base",
+    "HttpClients": "aigw_lab.providers.base",
+    "PriceBook": "aigw_lab.pricing",
+    "UnknownPriceWarning": "aigw_lab.pricing",
+    "GatewayConfig": "aigw_lab.config",
+    "load_config": "aigw_lab.config",
+    "CallLog": "aigw_lab.store",
+    "CallRecord": "aigw_lab.store.records",
+    "AigwError": "aigw_lab.errors",
+    "ConfigError": "aigw_lab.errors",
+    "UnknownProviderError": "aigw_lab.errors",
+    "UnknownModelError": "aigw_lab.errors",
+    "MissingAPIKeyError": "aigw_lab.errors",
+    "StoreError": "aigw_lab.errors",
+    "ProviderError": "aigw_lab.errors",
+    "RateLimitedError": "aigw_lab.errors",
+    "QuotaExceededError": "aigw_lab.errors",
+    "InvalidRequestError": "aigw_lab.errors",
+    "ContextLengthExceededError": "aigw_lab.errors",
+    "AuthenticationError": "aigw_lab.errors",
+    "ContentFilteredError": "aigw_lab.errors",
+    "ProviderServerError": "aigw_lab.errors",
+    "OverloadedError": "aigw_lab.errors",
+    "NetworkError": "aigw_lab.errors",
+    "ProviderTimeoutError": "aigw_lab.errors",
+    "MalformedResponseError": "aigw_lab.errors",
+    "StreamInterruptedError": "aigw_lab.errors",
+    "BudgetExceededError": "aigw_lab.errors",
+    "AllAttemptsFailedError": "aigw_lab.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aigw_lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from aigw_lab.config import GatewayConfig, load_config
+    from aigw_lab.errors import *  # noqa: F403
+    from aigw_lab.gateway import AsyncChatStream, CallContext, ChatStream, Gateway, Middleware
+    from aigw_lab.pricing import PriceBook, UnknownPriceWarning
+    from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
+    from aigw_lab.store import CallLog
+    from aigw_lab.store.records import CallRecord
+    from aigw_lab.types import (
+        ChatRequest,
+        ChatResponse,
+        ContentPart,
+        Latency,
+        Message,
+        StreamEnd,
+        TextDelta,
+        Usage,
+    )

@@ -1,0 +1,7 @@
+"""The gateway: one interface to every provider, middleware primitives, streams."""
+
+from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.gateway.middleware import CallContext, Middleware
+from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
+
+__all__ = ["Gateway", "CallContext", "Middleware", "ChatStream", "AsyncChatStream"]

@@ -1,0 +1,275 @@
+"""The gateway's TOML configuration: parsed strictly, so a typo is an error that names the key
+and suggests the right one, never a silently ignored setting.
+
+Example::
+
+    [gateway]
+    db = "calls.duckdb"              # the DuckDB call log, relative to this file
+    default_provider = "sim-openai"  # used when a model is given without "provider/"
+
+    [providers.openai]
+    kind = "openai"
+    api_key_env = "OPENAI_API_KEY"   # the NAME of the variable; keys never live in the file
+
+    [providers.workers]
+    kind = "workers-ai"
+    account_id_env = "CLOUDFLARE_ACCOUNT_ID"
+    api_key_env = "CLOUDFLARE_API_TOKEN"
+    cf_gateway = "my-gateway"        # route through a Cloudflare AI Gateway
+    cf_headers = { cache-ttl = "3600" }
+
+    [prices."openai/gpt-4o-mini"]    # overrides genai-prices (custom costs)
+    input_per_mtok = 0.15
+    output_per_mtok = 0.60
+
+See ``docs/config.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from aigw_lab.errors import ConfigError
+from aigw_lab.providers.base import PROVIDER_KINDS, Price, ProviderSpec
+
+__all__ = ["GatewayConfig", "load_config", "parse_config", "parse_price"]
+
+_GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log"}
+_PROVIDER_KEYS = {
+    "kind",
+    "base_url",
+    "api_key_env",
+    "account_id",
+    "account_id_env",
+    "timeout",
+    "connect_timeout",
+    "headers",
+    "cf_gateway",
+    "cf_gateway_token_env",
+    "cf_headers",
+    "models",
+    "prices",
+    "price_provider_id",
+    "options",
+}
+#: Keys of the simulated kind, kept in ``ProviderSpec.options``.
+_SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
+_PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
+_TOP_KEYS = {"gateway", "providers", "prices"}
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """A parsed configuration. ``db`` is already resolved against the config file's folder;
+    ``None`` means no persistent log (an in-memory one is used)."""
+
+    providers: tuple[ProviderSpec, ...]
+    db: str | None = None
+    log: bool = True
+    default_provider: str | None = None
+    prices: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    experiment_id: str | None = None
+    source: str | None = None
+
+
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(
+            f"config file {str(p)!r} does not exist",
+            hint="check the path, or start from the example in docs/config.md",
+        )
+    if p.is_dir():
+        raise ConfigError(f"config path {str(p)!r} is a directory", hint="pass the .toml file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not valid TOML: {exc}", hint="fix the syntax at the line and column shown"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from exc
+    return parse_config(data, base_dir=p.parent, source=str(p), env=env)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    source: str = "config",
+    env: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Validate an already-parsed config mapping (the TOML's tables as dicts)."""
+    env = os.environ if env is None else env
+    _check_keys(data, _TOP_KEYS, source)
+    gw = _table(data, "gateway", source)
+    _check_keys(gw, _GATEWAY_KEYS, f"{source}: [gateway]")
+
+    providers_table = _table(data, "providers", source)
+    if not providers_table:
+        raise ConfigError(
+            f"{source}: no providers configured",
+            hint='add a table like [providers.sim] with kind = "simulated"',
+        )
+    specs = tuple(
+        _parse_provider(name, _table(providers_table, name, f"{source}: providers"), source, env)
+        for name in providers_table
+    )
+
+    prices: dict[str, Price] = {}
+    for key, value in _table(data, "prices", source).items():
+        if "/" not in key:
+            raise ConfigError(
+                f"{source}: [prices] key {key!r} is not a model address",
+                hint='write the key as "provider/model", e.g. [prices."openai/gpt-4o-mini"]',
+            )
+        prices[key] = parse_price(value, f'{source}: [prices."{key}"]')
+
+    default_provider = gw.get("default_provider")
+    names = {s.name for s in specs}
+    if default_provider is not None and default_provider not in names:
+        raise ConfigError(
+            f"{source}: [gateway] default_provider = {default_provider!r} is not a configured "
+            "provider",
+            hint=f"use one of {sorted(names)}",
+        )
+    db = gw.get("db")
+    if db is not None:
+        if not isinstance(db, str) or not db:
+            raise ConfigError(f"{source}: [gateway] db must be a file path string")
+        if db != ":memory:" and base_dir is not None and not os.path.isabs(db):
+            db = str(Path(base_dir) / db)
+    log = gw.get("log", True)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{source}: [gateway] log must be true or false")
+    tags = gw.get("tags", {})
+    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
+        raise ConfigError(f"{source}: [gateway] tags must be a table of strings")
+    return GatewayConfig(
+        providers=specs,
+        db=db,
+        log=log,
+        default_provider=default_provider,
+        prices=MappingProxyType(prices),
+        tags=MappingProxyType(dict(tags)),
+        experiment_id=gw.get("experiment_id"),
+        source=source,
+    )
+
+
+def parse_price(value: Any, where: str) -> Price:
+    """A `Price` from a ``{input_per_mtok, output_per_mtok, ...}`` table."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{where} must be a table", hint="input_per_mtok = ..., output_per_mtok = ..."
+        )
+    _check_keys(value, _PRICE_KEYS, where)
+    for required in ("input_per_mtok", "output_per_mtok"):
+        if required not in value:
+            raise ConfigError(f"{where} is missing {required}", hint="prices are USD per 1M tokens")
+    numbers: dict[str, float] = {}
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            raise ConfigError(f"{where}: {key} = {number!r} must be a non-negative number")
+        numbers[key] = float(number)
+    return Price(**numbers)
+
+
+def _parse_provider(
+    name: str, table: Mapping[str, Any], source: str, env: Mapping[str, str]
+) -> ProviderSpec:
+    where = f"{source}: [providers.{name}]"
+    if "/" in name or not name:
+        raise ConfigError(f"{where}: provider names cannot contain '/'", hint="rename the table")
+    kind = table.get("kind")
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(
+            f"{where}: kind = {kind!r} is not a provider kind",
+            hint=f"use one of {list(PROVIDER_KINDS)}",
+        )
+    allowed = _PROVIDER_KEYS | (_SIMULATED_KEYS if kind == "simulated" else set())
+    _check_keys(table, allowed, where)
+    options = dict(table.get("options", {}))
+    for key in _SIMULATED_KEYS & table.keys():
+        options[key] = table[key]
+    account_id = table.get("account_id")
+    account_env = table.get("account_id_env")
+    if account_id is None and account_env:
+        account_id = env.get(account_env) or None
+        options["account_id_env"] = account_env
+    for key in ("timeout", "connect_timeout"):
+        if key in table and (
+            isinstance(table[key], bool)
+            or not isinstance(table[key], (int, float))
+            or table[key] <= 0
+        ):
+            raise ConfigError(f"{where}: {key} must be a positive number of seconds")
+    for key in ("headers", "cf_headers"):
+        if key in table and not (
+            isinstance(table[key], Mapping) and all(isinstance(v, str) for v in table[key].values())
+        ):
+            raise ConfigError(f"{where}: {key} must be a table of strings")
+    models = table.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise ConfigError(f"{where}: models must be a list of model names")
+    prices = {
+        model: parse_price(value, f"{where} prices.{model}")
+        for model, value in _table(table, "prices", where).items()
+    }
+    spec_kwargs: dict[str, Any] = {}
+    for key in (
+        "base_url",
+        "api_key_env",
+        "cf_gateway",
+        "cf_gateway_token_env",
+        "price_provider_id",
+    ):
+        if key in table:
+            if not isinstance(table[key], str):
+                raise ConfigError(f"{where}: {key} must be a string")
+            spec_kwargs[key] = table[key]
+    return ProviderSpec(
+        name=name,
+        kind=kind,
+        account_id=account_id,
+        timeout=float(table.get("timeout", 60.0)),
+        connect_timeout=float(table.get("connect_timeout", 10.0)),
+        headers=MappingProxyType(dict(table.get("headers", {}))),
+        cf_headers=MappingProxyType(dict(table.get("cf_headers", {}))),
+        models=tuple(models),
+        prices=MappingProxyType(prices),
+        options=MappingProxyType(options),
+        **spec_kwargs,
+    )
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{where}: {key} must be a table", hint=f"write it as [{key}] or {key} = {{...}}"
+        )
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"known keys: {', '.join(sorted(allowed))}"
+            )
+            raise ConfigError(f"{where}: unknown key {key!r}", hint=hint)

@@ -1,0 +1,711 @@
+"""The `Gateway`: one interface to every configured provider, with every call logged.
+
+A gateway is itself a `Provider`, so it can be wrapped, routed to, or used as an experiment
+target. Models are addressed as ``"provider/model"`` (``"sim-openai/sim-small"``,
+``"openai/gpt-4o-mini"``, ``"workers/@cf/meta/llama-3.1-8b-instruct"``); the part before the
+first ``/`` names a configured provider, the rest is that provider's own model name.
+
+Each call runs through the middleware pipeline (see `aigw_lab.gateway.middleware`) into the
+*attempt* stage, which calls the provider, prices the answer and appends one row to the
+DuckDB call log. Failures are logged too, with their error type, before they are raised:
+no call is ever missing from the log.
+
+Time, wall clock and ids are injectable, so tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import (
+    AigwError,
+    MalformedResponseError,
+    StreamInterruptedError,
+    UnknownModelError,
+    UnknownProviderError,
+)
+from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware, compose
+from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
+from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
+from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
+from aigw_lab.store.records import CallRecord
+from aigw_lab.types import (
+    ChatRequest,
+    ChatResponse,
+    Latency,
+    Message,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from aigw_lab.store import CallLog
+
+__all__ = ["Gateway"]
+
+_NO_LOG: Any = object()
+
+
+def _new_id() -> str:
+    return os.urandom(16).hex()
+
+
+class Gateway:
+    """One interface to many providers, with a DuckDB call log.
+
+    ``providers``: `ProviderSpec` objects (built lazily, on first use, so a missing API key
+    only matters for the provider that needs it) and/or ready `Provider` objects (test
+    doubles, custom adapters). ``log``: a path to a DuckDB file, ``":memory:"`` (default), a
+    `CallLog`, or ``None`` for no logging. ``prices``: per-model price overrides keyed by
+    ``"provider/model"``. ``default_provider`` serves models given without a provider.
+    """
+
+    name = "gateway"
+
+    def __init__(
+        self,
+        providers: Iterable[ProviderSpec | Provider] = (),
+        *,
+        log: str | os.PathLike[str] | CallLog | None = ":memory:",
+        prices: Mapping[str, Price] | None = None,
+        default_provider: str | None = None,
+        middleware: Sequence[Middleware] = (),
+        clients: HttpClients | None = None,
+        env: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        experiment_id: str | None = None,
+        clock: Any = time.time,
+        perf_counter: Any = time.perf_counter,
+        new_id: Any = _new_id,
+    ) -> None:
+        self._specs: dict[str, ProviderSpec] = {}
+        self._providers: dict[str, Provider] = {}
+        for item in providers:
+            name = item.name
+            if name in self._specs or name in self._providers:
+                raise UnknownProviderError(
+                    f"provider name {name!r} is used twice", hint="give each provider its own name"
+                )
+            if isinstance(item, ProviderSpec):
+                self._specs[name] = item
+            else:
+                self._providers[name] = item
+        if default_provider is not None and default_provider not in self.provider_names:
+            raise UnknownProviderError(
+                f"default_provider {default_provider!r} is not configured",
+                hint=f"use one of {self.provider_names}",
+            )
+        self._default_provider = default_provider
+        self._env = env
+        self._clients = clients or HttpClients()
+        self._owns_clients = clients is None
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._perf = perf_counter
+        self._new_id = new_id
+        self._tags = dict(tags or {})
+        self._experiment_id = experiment_id
+        self._closed = False
+
+        overrides: dict[str, Price] = {}
+        for spec in self._specs.values():
+            for model, price in spec.prices.items():
+                overrides[f"{spec.name}/{model}"] = price
+        overrides.update(prices or {})
+        self._prices = PriceBook(
+            overrides,
+            price_ids={
+                s.name: s.price_provider_id or GENAI_PRICES_PROVIDER_IDS.get(s.kind)
+                for s in self._specs.values()
+            },
+            api_urls={s.name: s.base_url for s in self._specs.values()},
+            known={name: partial(self._provider_price, name) for name in self.provider_names},
+        )
+
+        self._log: CallLog | None
+        self._owns_log = False
+        if log is None or log is False:
+            self._log = None
+        elif isinstance(log, (str, os.PathLike)):
+            from aigw_lab.store import CallLog
+
+            self._log = CallLog(log)
+            self._owns_log = True
+        else:
+            self._log = log
+
+        order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
+        self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
+        self._run = compose(self._middleware, self._attempt, "handle")
+        self._arun = compose(self._middleware, self._aattempt, "ahandle")
+        self._run_stream = compose(self._middleware, self._attempt_stream, "handle_stream")
+        self._arun_stream = compose(self._middleware, self._aattempt_stream, "ahandle_stream")
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log: Any = _NO_LOG,
+        **kwargs: Any,
+    ) -> Gateway:
+        """Build a gateway from a TOML config file (see `aigw_lab.config`).
+
+        ``log`` overrides the config's ``[gateway] db``.
+        """
+        from aigw_lab.config import load_config
+
+        config = load_config(path, env=env)
+        if log is _NO_LOG:
+            log = (config.db or ":memory:") if config.log else None
+        return cls(
+            config.providers,
+            log=log,
+            prices=config.prices,
+            default_provider=config.default_provider,
+            env=env,
+            tags=config.tags,
+            experiment_id=config.experiment_id,
+            **kwargs,
+        )
+
+    @classmethod
+    def simulated(
+        cls,
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        faults: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> Gateway:
+        """A gateway over the offline simulated fleet: providers ``sim-openai``,
+        ``sim-anthropic`` and ``sim-workers`` (each speaking that wire format in-process).
+        Everything it returns is simulated and logged with ``simulated = true``."""
+        from aigw_lab.providers.simulated import fleet_specs
+
+        return cls(fleet_specs(seed=seed, time_scale=time_scale, faults=faults), **kwargs)
+
+    # --- introspection ------------------------------------------------------------------
+
+    @property
+    def provider_names(self) -> list[str]:
+        return sorted([*self._specs, *self._providers])
+
+    @property
+    def log(self) -> CallLog | None:
+        """The call log (a `aigw_lab.store.CallLog`), or None when logging is off."""
+        return self._log
+
+    @property
+    def prices(self) -> PriceBook:
+        return self._prices
+
+    @property
+    def simulated_only(self) -> bool:
+        """True when every configured provider is simulated."""
+        return all(self._is_simulated(n) for n in self.provider_names)
+
+    @property
+    def pipeline(self) -> list[str]:
+        """The pipeline's stages, outermost first."""
+        return [m.kind for m in self._middleware] + ["provider", "cost", "log"]
+
+    def models(self) -> dict[str, tuple[str, ...]]:
+        """Known models per provider (empty when a provider accepts any model name)."""
+        return {name: self._known_models(name) for name in self.provider_names}
+
+    def provider(self, name: str) -> Provider:
+        """The provider called ``name``, built on first use."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        spec = self._specs.get(name)
+        if spec is None:
+            raise UnknownProviderError(
+                f"unknown provider {name!r}",
+                hint=_choices_hint(name, self.provider_names, "configured providers"),
+            )
+        with self._lock:
+            found = self._providers.get(name)
+            if found is None:
+                from aigw_lab.providers.registry import build_provider
+
+                found = build_provider(spec, self._clients, env=self._env)
+                self._providers[name] = found
+        return found
+
+    def summary(self, **filters: Any) -> pd.DataFrame:
+        """Per provider/model: calls, errors, latency percentiles, tokens and cost, from the log."""
+        from aigw_lab.store.queries import summary_by_model
+
+        return summary_by_model(self._require_log(), **filters)
+
+    def query(self, sql: str, params: Any = None) -> pd.DataFrame:
+        """Run SQL over the call log (table ``calls``) and return a DataFrame."""
+        return self._require_log().query(sql, params)
+
+    # --- calls --------------------------------------------------------------------------
+
+    def chat(
+        self,
+        model: str | ChatRequest,
+        messages: str | Iterable[Message | Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> ChatResponse:
+        """Send one chat request and return the normalised response.
+
+        ``model`` is ``"provider/model"`` (or a ready `ChatRequest`); ``messages`` is a prompt
+        string or a list of message dicts; ``params`` are request fields (``temperature``,
+        ``max_tokens``, ``system``, ``tags``, ``extra``, ``user``, ...).
+        """
+        return self._run(self._context(model, messages, params, stream=False))
+
+    async def achat(
+        self,
+        model: str | ChatRequest,
+        messages: str | Iterable[Message | Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> ChatResponse:
+        """`chat` for asyncio code."""
+        return await self._arun(self._context(model, messages, params, stream=False))
+
+    def stream(
+        self,
+        model: str | ChatRequest,
+        messages: str | Iterable[Message | Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """Stream the answer: iterate the result for text; ``.response`` holds the final
+        response (usage, cost, latency with time to first token) once it ends."""
+        return ChatStream(self._run_stream(self._context(model, messages, params, stream=True)))
+
+    def astream(
+        self,
+        model: str | ChatRequest,
+        messages: str | Iterable[Message | Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> AsyncChatStream:
+        """`stream` for asyncio code: ``async for text in gateway.astream(...)``."""
+        return AsyncChatStream(
+            self._arun_stream(self._context(model, messages, params, stream=True))
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close providers and HTTP clients this gateway created, and flush and close its
+        log (a log passed in is flushed, not closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        for name, provider in list(self._providers.items()):
+            if name in self._specs:
+                provider.close()
+        if self._owns_clients:
+            self._clients.close()
+        if self._log is not None:
+            if self._owns_log:
+                self._log.close()
+            else:
+                self._log.flush()
+
+    async def aclose(self) -> None:
+        for name, provider in list(self._providers.items()):
+            if name in self._specs:
+                await provider.aclose()
+        if self._owns_clients:
+            await self._clients.aclose()
+        self.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # --- the pipeline's ends ------------------------------------------------------------
+
+    def _context(
+        self,
+        model: str | ChatRequest,
+        messages: Any,
+        params: dict[str, Any],
+        *,
+        stream: bool,
+    ) -> CallContext:
+        started = self._perf()
+        wall = self._clock()
+        if isinstance(model, ChatRequest):
+            request = model
+        else:
+            try:
+                request = ChatRequest.create(
+                    model, messages if messages is not None else (), **params
+                )
+            except AigwError as exc:
+                self._log_rejected(model, messages, exc, wall, stream)
+                raise
+        if self._tags or self._experiment_id:
+            request = self._with_defaults(request)
+        try:
+            provider_name, bare_model = self._resolve(request.model)
+        except AigwError as exc:
+            self._log_rejected(request.model, request, exc, wall, stream)
+            raise
+        return CallContext(
+            request,
+            provider_name,
+            bare_model,
+            self._new_id(),
+            stream=stream,
+            started=started,
+            started_wall=wall,
+            gateway=self,
+        )
+
+    def _resolve(self, address: str) -> tuple[str, str]:
+        provider_name, sep, model = address.partition("/")
+        known = provider_name in self._specs or provider_name in self._providers
+        if sep and known and model:
+            return provider_name, model
+        if self._default_provider is not None:
+            return self._default_provider, address
+        if not sep:
+            raise UnknownProviderError(
+                f"model {address!r} does not name a provider",
+                hint='address models as "provider/model"; configured providers: '
+                + ", ".join(self.provider_names),
+            )
+        if not model:
+            raise UnknownModelError(f"model address {address!r} has no model after the '/'")
+        raise UnknownProviderError(
+            f"unknown provider {provider_name!r} in model {address!r}",
+            hint=_choices_hint(provider_name, self.provider_names, "configured providers"),
+        )
+
+    def _target(self, ctx: CallContext) -> tuple[Provider, ChatRequest]:
+        provider = self.provider(ctx.provider_name)
+        known = self._known_models(ctx.provider_name)
+        if known and ctx.model not in known:
+            raise UnknownModelError(
+                f"{ctx.provider_name} has no model {ctx.model!r}",
+                hint=_choices_hint(ctx.model, list(known), f"models of {ctx.provider_name}"),
+            )
+        request = ctx.request
+        if request.model != ctx.model:
+            request = replace(request, model=ctx.model)
+        return provider, request
+
+    def _begin_attempt(self, ctx: CallContext) -> None:
+        ctx.attempt += 1
+        if ctx.attempt > 1:
+            ctx.attempt_started = self._perf()
+
+    def _attempt(self, ctx: CallContext) -> ChatResponse:
+        self._begin_attempt(ctx)
+        upstream_start = ctx.attempt_started
+        try:
+            provider, request = self._target(ctx)
+            upstream_start = self._perf()
+            response = provider.chat(request)
+        except BaseException as exc:
+            self._log_failure(ctx, exc, upstream_start)
+            raise
+        return self._complete(ctx, response, upstream_start)
+
+    async def _aattempt(self, ctx: CallContext) -> ChatResponse:
+        self._begin_attempt(ctx)
+        upstream_start = ctx.attempt_started
+        try:
+            provider, request = self._target(ctx)
+            upstream_start = self._perf()
+            response = await provider.achat(request)
+        except BaseException as exc:
+            self._log_failure(ctx, exc, upstream_start)
+            raise
+        return self._complete(ctx, response, upstream_start)
+
+    def _attempt_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
+        self._begin_attempt(ctx)
+        upstream_start = ctx.attempt_started
+        parts: list[str] = []
+        try:
+            provider, request = self._target(ctx)
+            upstream_start = self._perf()
+            for event in provider.stream(request):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    yield event
+                else:
+                    yield StreamEnd(self._complete(ctx, event.response, upstream_start))
+                    return
+            raise MalformedResponseError(
+                "the stream ended without its final event",
+                provider=ctx.provider_name,
+                model=ctx.model,
+            )
+        except BaseException as exc:
+            self._log_failure(ctx, exc, upstream_start, "".join(parts))
+            raise
+
+    async def _aattempt_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
+        self._begin_attempt(ctx)
+        upstream_start = ctx.attempt_started
+        parts: list[str] = []
+        try:
+            provider, request = self._target(ctx)
+            upstream_start = self._perf()
+            async for event in provider.astream(request):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    yield event
+                else:
+                    yield StreamEnd(self._complete(ctx, event.response, upstream_start))
+                    return
+            raise MalformedResponseError(
+                "the stream ended without its final event",
+                provider=ctx.provider_name,
+                model=ctx.model,
+            )
+        except BaseException as exc:
+            self._log_failure(ctx, exc, upstream_start, "".join(parts))
+            raise
+
+    # --- pricing and logging ------------------------------------------------------------
+
+    def _complete(
+        self, ctx: CallContext, response: ChatResponse, upstream_start: float
+    ) -> ChatResponse:
+        """Price the response, fix its latency to the caller's view, log it, return it."""
+        now = self._perf()
+        offset_ms = (upstream_start - ctx.attempt_started) * 1000.0
+        lat = response.latency
+        total_ms = (now - ctx.attempt_started) * 1000.0
+        upstream_ms = lat.upstream_ms if lat.upstream_ms is not None else lat.total_ms
+        latency = Latency(
+            total_ms=total_ms,
+            ttfb_ms=None if lat.ttfb_ms is None else lat.ttfb_ms + offset_ms,
+            ttft_ms=total_ms if lat.ttft_ms is None else lat.ttft_ms + offset_ms,
+            upstream_ms=upstream_ms,
+        )
+        cost = response.cost_usd
+        if cost is None:
+            cost = self._prices.cost(ctx.provider_name, ctx.model, response.usage)
+        simulated = response.simulated or self._is_simulated(ctx.provider_name)
+        call_id = self._new_id()
+        cache_status = (
+            ctx.cache_status if response.cache_status == "none" else response.cache_status
+        )
+        response = replace(
+            response,
+            latency=latency,
+            cost_usd=cost,
+            attempts=ctx.attempt,
+            call_id=call_id,
+            cache_status=cache_status,
+            simulated=simulated,
+        )
+        if self._log is not None:
+            usage = response.usage
+            request = ctx.request
+            self._log.append(
+                CallRecord(
+                    call_id=call_id,
+                    trace_id=ctx.trace_id,
+                    timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
+                    provider_name=ctx.provider_name,
+                    request_model=ctx.model,
+                    response_model=response.model,
+                    response_id=response.response_id,
+                    api_format=getattr(self._providers.get(ctx.provider_name), "api_format", None),
+                    request_json=request.to_json(),
+                    response_text=response.text,
+                    finish_reason=response.finish_reason,
+                    tool_calls_json=_json(response.tool_calls),
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_read_input_tokens=usage.cache_read_tokens,
+                    cache_creation_input_tokens=usage.cache_write_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    cost_usd=cost,
+                    latency_ms=total_ms,
+                    ttfb_ms=latency.ttfb_ms,
+                    ttft_ms=latency.ttft_ms,
+                    upstream_ms=upstream_ms,
+                    overhead_ms=latency.overhead_ms,
+                    stream=ctx.stream,
+                    cache_status=cache_status,
+                    cache_similarity=ctx.cache_similarity,
+                    attempt=ctx.attempt,
+                    fallback_from=ctx.fallback_from,
+                    user_id=request.user,
+                    tenant_id=request.tenant,
+                    experiment_id=request.experiment_id,
+                    tags_json=_json(request.tags),
+                    metadata_json=_json(request.metadata),
+                    simulated=simulated,
+                )
+            )
+        return response
+
+    def _log_failure(
+        self,
+        ctx: CallContext,
+        exc: BaseException,
+        upstream_start: float,
+        partial_text: str | None = None,
+    ) -> None:
+        if self._log is None:
+            return
+        now = self._perf()
+        total_ms = (now - ctx.attempt_started) * 1000.0
+        upstream_ms = (
+            (now - upstream_start) * 1000.0 if upstream_start > ctx.attempt_started else None
+        )
+        cancelled = (
+            isinstance(exc, (GeneratorExit, KeyboardInterrupt))
+            or type(exc).__name__ == "CancelledError"
+        )
+        if isinstance(exc, StreamInterruptedError) and not partial_text:
+            partial_text = exc.partial_text
+        request = ctx.request
+        self._log.append(
+            CallRecord(
+                call_id=self._new_id(),
+                trace_id=ctx.trace_id,
+                timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
+                provider_name=ctx.provider_name,
+                request_model=ctx.model,
+                api_format=getattr(self._providers.get(ctx.provider_name), "api_format", None),
+                request_json=request.to_json(),
+                response_text=partial_text or None,
+                status="cancelled" if cancelled else "error",
+                error_type="cancelled" if cancelled else _error_type(exc),
+                error_message=None if cancelled else str(exc)[:2000],
+                http_status_code=getattr(exc, "status", None),
+                latency_ms=total_ms,
+                upstream_ms=upstream_ms,
+                overhead_ms=None if upstream_ms is None else max(0.0, total_ms - upstream_ms),
+                stream=ctx.stream,
+                cache_status=ctx.cache_status,
+                attempt=ctx.attempt,
+                fallback_from=ctx.fallback_from,
+                user_id=request.user,
+                tenant_id=request.tenant,
+                experiment_id=request.experiment_id,
+                tags_json=_json(request.tags),
+                metadata_json=_json(request.metadata),
+                simulated=self._is_simulated(ctx.provider_name),
+            )
+        )
+
+    def _log_rejected(
+        self, address: Any, request: Any, exc: AigwError, wall: float, stream: bool
+    ) -> None:
+        """Log a call refused before it had a target (bad model address, bad messages)."""
+        if self._log is None:
+            return
+        address = address if isinstance(address, str) else repr(address)
+        provider_name, _, model = address.partition("/")
+        if isinstance(request, ChatRequest):
+            request_json = request.to_json()
+        else:
+            request_json = json.dumps({"model": address, "messages": request}, default=repr)
+        self._log.append(
+            CallRecord(
+                call_id=self._new_id(),
+                trace_id=self._new_id(),
+                timestamp=datetime.fromtimestamp(wall, UTC),
+                provider_name=provider_name if model else "",
+                request_model=model or address,
+                request_json=request_json,
+                status="error",
+                error_type=exc.error_type,
+                error_message=str(exc)[:2000],
+                stream=stream,
+                attempt=0,
+                simulated=False,
+            )
+        )
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _with_defaults(self, request: ChatRequest) -> ChatRequest:
+        changes: dict[str, Any] = {}
+        if self._tags:
+            changes["tags"] = MappingProxyType({**self._tags, **request.tags})
+        if self._experiment_id and request.experiment_id is None:
+            changes["experiment_id"] = self._experiment_id
+        return replace(request, **changes)
+
+    def _known_models(self, name: str) -> tuple[str, ...]:
+        spec = self._specs.get(name)
+        if spec is not None and spec.models:
+            return spec.models
+        provider = self._providers.get(name)
+        return tuple(getattr(provider, "models", ()) or ())
+
+    def _provider_price(self, name: str, model: str) -> Price | None:
+        """A provider's own price for a model, for providers that know it (the simulated
+        fleet, replays of recorded data): they expose ``price_for(model)``."""
+        price_for = getattr(self._providers.get(name), "price_for", None)
+        return price_for(model) if price_for is not None else None
+
+    def _is_simulated(self, name: str) -> bool:
+        provider = self._providers.get(name)
+        if provider is not None:
+            return bool(getattr(provider, "simulated", False))
+        spec = self._specs.get(name)
+        return spec is not None and spec.kind == "simulated"
+
+    def _require_log(self) -> CallLog:
+        if self._log is None:
+            raise AigwError(
+                "this gateway has no call log", hint='create it with log="calls.duckdb"'
+            )
+        return self._log
+
+
+def _json(value: Any) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        value = dict(value)
+    elif isinstance(value, tuple):
+        value = [dict(v) if isinstance(v, Mapping) else v for v in value]
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, AigwError):
+        return exc.error_type
+    return f"internal:{type(exc).__name__}"
+
+
+def _choices_hint(name: str, choices: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    listed = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", ..."
+    prefix = f"did you mean {close[0]!r}? " if close else ""
+    return f"{prefix}{what}: {listed}"

@@ -1,0 +1,140 @@
+"""Gateway middleware: the primitives (budget, rate limit, cache, route, retry/fallback) are
+each a `Middleware` that sees a `CallContext` and the next stage, in a visible order.
+
+The order of a gateway's pipeline, outermost first, is::
+
+    budget -> rate limit -> cache -> route -> retry/fallback -> [attempt: provider -> cost -> log]
+
+The innermost stage, the *attempt*, belongs to the gateway itself: it calls the provider,
+prices the answer and logs one row, so every attempt (including each retry and fallback) is a
+row of the call log. A middleware that answers without reaching the attempt (a cache hit)
+logs its own row through `CallContext.gateway`.
+
+A middleware overrides the hooks it needs; the defaults pass straight through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
+
+if TYPE_CHECKING:
+    from aigw_lab.gateway.gateway import Gateway
+
+__all__ = [
+    "CallContext",
+    "Middleware",
+    "Next",
+    "AsyncNext",
+    "StreamNext",
+    "AsyncStreamNext",
+    "PIPELINE_ORDER",
+]
+
+#: Where each kind of middleware sits, outermost first; `Gateway` sorts by this.
+PIPELINE_ORDER: tuple[str, ...] = ("budget", "rate_limit", "cache", "route", "retry")
+
+
+class CallContext:
+    """Everything one call carries through the pipeline.
+
+    ``provider_name``/``model`` are the current target: a route or fallback middleware may
+    change them before the attempt. ``attempt`` counts attempts of this call (1-based);
+    ``fallback_from`` names the target the current attempt fell back from.
+    """
+
+    __slots__ = (
+        "request",
+        "provider_name",
+        "model",
+        "trace_id",
+        "stream",
+        "started",
+        "started_wall",
+        "attempt",
+        "attempt_started",
+        "fallback_from",
+        "cache_status",
+        "cache_similarity",
+        "gateway",
+        "extra",
+    )
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        provider_name: str,
+        model: str,
+        trace_id: str,
+        *,
+        stream: bool,
+        started: float,
+        started_wall: float,
+        gateway: Gateway,
+    ) -> None:
+        self.request = request
+        self.provider_name = provider_name
+        self.model = model
+        self.trace_id = trace_id
+        self.stream = stream
+        self.started = started
+        self.started_wall = started_wall
+        self.attempt = 0
+        self.attempt_started = started
+        self.fallback_from: str | None = None
+        self.cache_status = "none"
+        self.cache_similarity: float | None = None
+        self.gateway = gateway
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def address(self) -> str:
+        """The current target as ``provider/model``."""
+        return f"{self.provider_name}/{self.model}"
+
+
+Next = Callable[[CallContext], ChatResponse]
+AsyncNext = Callable[[CallContext], Awaitable[ChatResponse]]
+StreamNext = Callable[[CallContext], Iterator[StreamEvent]]
+AsyncStreamNext = Callable[[CallContext], AsyncIterator[StreamEvent]]
+
+
+class Middleware:
+    """Base class of gateway primitives. ``kind`` places it in `PIPELINE_ORDER`."""
+
+    kind: str = "route"
+
+    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
+        return call_next(ctx)
+
+    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
+        return await call_next(ctx)
+
+    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
+        return call_next(ctx)
+
+    def ahandle_stream(
+        self, ctx: CallContext, call_next: AsyncStreamNext
+    ) -> AsyncIterator[StreamEvent]:
+        return call_next(ctx)
+
+    def describe(self) -> Mapping[str, Any]:
+        """A short description for `Gateway.pipeline`."""
+        return {"kind": self.kind, "type": type(self).__name__}
+
+
+def compose(middleware: list[Middleware], terminal: Any, hook: str) -> Any:
+    """Chain ``middleware`` around ``terminal`` through the named hook, outermost first."""
+    handler = terminal
+    for mw in reversed(middleware):
+        handler = _bind(getattr(mw, hook), handler)
+    return handler
+
+
+def _bind(method: Any, call_next: Any) -> Any:
+    def stage(ctx: CallContext) -> Any:
+        return method(ctx, call_next)
+
+    return stage
