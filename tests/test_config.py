@@ -1,0 +1,101 @@
+import textwrap
+
+import pytest
+
+from aigw_lab.config import load_config, parse_config
+from aigw_lab.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "gateway.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_full_config_parses(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [gateway]
+        db = "logs/calls.duckdb"
+        default_provider = "sim"
+        tags = { team = "research" }
+
+        [providers.sim]
+        kind = "simulated"
+        format = "anthropic"
+        seed = 3
+        faults = { rate_limited = 0.1 }
+
+        [providers.openai]
+        kind = "openai"
+        api_key_env = "OPENAI_API_KEY"
+        timeout = 30
+        models = ["gpt-4o-mini"]
+        [providers.openai.prices.gpt-4o-mini]
+        input_per_mtok = 0.15
+        output_per_mtok = 0.6
+
+        [providers.cf]
+        kind = "workers-ai"
+        account_id_env = "CF_ACCOUNT"
+        api_key_env = "CF_TOKEN"
+        cf_gateway = "gw1"
+        cf_headers = { cache-ttl = "3600" }
+
+        [prices."openai/gpt-4.1"]
+        input_per_mtok = 2
+        output_per_mtok = 8
+        cache_read_per_mtok = 0.5
+        """,
+    )
+    config = load_config(path, env={"CF_ACCOUNT": "acct123"})
+    assert config.db == str(tmp_path / "logs/calls.duckdb")
+    assert config.default_provider == "sim"
+    specs = {s.name: s for s in config.providers}
+    assert specs["sim"].options == {"format": "anthropic", "seed": 3, "faults": {"rate_limited": 0.1}}
+    assert specs["openai"].timeout == 30.0
+    assert specs["openai"].prices["gpt-4o-mini"].output_per_mtok == 0.6
+    assert specs["cf"].account_id == "acct123"
+    assert specs["cf"].cf_headers == {"cache-ttl": "3600"}
+    assert config.prices["openai/gpt-4.1"].cache_read_per_mtok == 0.5
+    assert config.tags == {"team": "research"}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "hint"),
+    [
+        ("[providers.a]\nkind = 'openai'\napi_key_var = 'X'\n", "unknown key 'api_key_var'", "api_key_env"),
+        ("[providers.a]\nkind = 'openia'\n", "kind = 'openia'", "openai"),
+        ("[gateway]\ndb = 'x.duckdb'\n", "no providers configured", "simulated"),
+        ("[providers.a]\nkind = 'openai'\ntimeout = -1\n", "timeout must be a positive", None),
+        ("[providers.a]\nkind = 'openai'\n[prices.gpt4]\ninput_per_mtok = 1\noutput_per_mtok = 1\n", "not a model address", "provider/model"),
+        ("[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 1\n", "missing output_per_mtok", None),
+        ("[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 'cheap'\noutput_per_mtok = 1\n", "non-negative number", None),
+        ("[gateway]\ndefault_provider = 'b'\n[providers.a]\nkind = 'openai'\n", "default_provider = 'b'", "'a'"),
+        ("[providers.a]\nkind = 'openai'\nseed = 3\n", "unknown key 'seed'", None),
+        ("[gatway]\n", "unknown key 'gatway'", "gateway"),
+        ("providers = 3\n", "providers must be a table", None),
+        ("[providers.a\nkind=1", "not valid TOML", None),
+    ],
+)
+def test_invalid_configs_name_the_problem_and_fix(tmp_path, text, fragment, hint):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert fragment in str(info.value)
+    if hint:
+        assert hint in (info.value.hint or "")
+
+
+def test_missing_and_directory_paths(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_memory_db_is_not_resolved_against_the_folder():
+    config = parse_config(
+        {"gateway": {"db": ":memory:"}, "providers": {"s": {"kind": "simulated"}}}, base_dir="/x"
+    )
+    assert config.db == ":memory:"

@@ -1,0 +1,49 @@
+"""The public namespace is complete, lazy and cheap to import."""
+
+import subprocess
+import sys
+
+import aigw_lab
+import aigw_lab.errors
+import aigw_lab.types
+
+
+def test_every_exported_name_resolves():
+    for name in aigw_lab.__all__:
+        assert getattr(aigw_lab, name) is not None, name
+
+
+def test_all_public_errors_and_types_are_exported_at_top_level():
+    for module in (aigw_lab.errors, aigw_lab.types):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type):
+                assert name in aigw_lab.__all__, f"{module.__name__}.{name} missing from aigw_lab"
+
+
+def test_every_error_class_is_in_errors_all():
+    classes = {
+        name
+        for name, obj in vars(aigw_lab.errors).items()
+        if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == "aigw_lab.errors"
+    }
+    assert classes == set(aigw_lab.errors.__all__)
+
+
+def test_unknown_attribute_raises_attribute_error():
+    try:
+        aigw_lab.NoSuchThing  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_does_no_heavy_work():
+    code = (
+        "import sys, aigw_lab; "
+        "heavy = [m for m in ('duckdb', 'pandas', 'torch', 'sentence_transformers', 'pyarrow') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
