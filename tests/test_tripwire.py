@@ -28,3 +28,26 @@ def test_loopback_is_allowed():
     client.close()
     server.close()
     assert tripwire.violations() == []
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_fails_a_test_that_swallows_the_blocked_attempt(pytester):
+    pytester.makepyfile(
+        """
+        import socket
+
+        def test_sneaky():
+            try:
+                socket.create_connection(("93.184.215.14", 80), timeout=1)
+            except OSError:
+                pass
+
+        def test_innocent():
+            assert True
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "aigw_lab.testing.pytest_plugin")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*network tripwire*93.184.215.14*"])
