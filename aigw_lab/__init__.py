@@ -1,7 +1,7 @@
 """aigw_lab: AI gateway primitives and a Jupyter toolkit.
 
     from aigw_lab import Gateway
-    gw = Gateway.simulated(log="calls.duckdb")      # offline, simulated fleet
+    gw = Gateway.simulated_fleet(log="calls.duckdb")      # offline, simulated fleet
     gw.chat("sim-openai/sim-small", "What is 2 + 2?").text
     gw.summary()                                     # from SQL over the call log
 

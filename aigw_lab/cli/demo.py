@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     simulated = args.providers.strip() == "simulated"
     if simulated:
         faults = None if args.no_faults else DEMO_FAULTS
-        gateway = Gateway.simulated(
+        gateway = Gateway.simulated_fleet(
             seed=args.seed, time_scale=args.time_scale, faults=faults, log=db
         )
         calls = args.calls or 300
@@ -180,7 +180,7 @@ def _real_specs(names: str) -> tuple[list[ProviderSpec], list[str]]:
 
 
 def _targets(gateway: Any) -> list[str]:
-    return [f"{p}/{m}" for p, models in gateway.models().items() for m in models]
+    return [f"{p}/{m}" for p, models in gateway.list_models().items() for m in models]
 
 
 def _prompts(simulated: bool) -> list[dict[str, Any]]:

@@ -186,7 +186,7 @@ class Gateway:
         )
 
     @classmethod
-    def simulated(
+    def simulated_fleet(
         cls,
         *,
         seed: int = 0,
@@ -217,8 +217,8 @@ class Gateway:
         return self._prices
 
     @property
-    def simulated_only(self) -> bool:
-        """True when every configured provider is simulated."""
+    def simulated(self) -> bool:
+        """True when every configured provider is simulated (so is everything it answers)."""
         return all(self._is_simulated(n) for n in self.provider_names)
 
     @property
@@ -226,7 +226,7 @@ class Gateway:
         """The pipeline's stages, outermost first."""
         return [m.kind for m in self._middleware] + ["provider", "cost", "log"]
 
-    def models(self) -> dict[str, tuple[str, ...]]:
+    def list_models(self) -> dict[str, tuple[str, ...]]:
         """Known models per provider (empty when a provider accepts any model name)."""
         return {name: self._known_models(name) for name in self.provider_names}
 
