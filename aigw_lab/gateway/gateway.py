@@ -16,13 +16,11 @@ Time, wall clock and ids are injectable, so tests are deterministic.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -30,15 +28,14 @@ from typing import TYPE_CHECKING, Any
 from aigw_lab.errors import (
     AigwError,
     MalformedResponseError,
-    StreamInterruptedError,
     UnknownModelError,
     UnknownProviderError,
 )
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware, compose
+from aigw_lab.gateway.records import failure_record, rejected_record, success_record
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
 from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
-from aigw_lab.store.records import CallRecord
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -528,46 +525,7 @@ class Gateway:
             simulated=simulated,
         )
         if self._log is not None:
-            usage = response.usage
-            request = ctx.request
-            self._log.append(
-                CallRecord(
-                    call_id=call_id,
-                    trace_id=ctx.trace_id,
-                    timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
-                    provider_name=ctx.provider_name,
-                    request_model=ctx.model,
-                    response_model=response.model,
-                    response_id=response.response_id,
-                    api_format=getattr(self._providers.get(ctx.provider_name), "api_format", None),
-                    request_json=request.to_json(),
-                    response_text=response.text,
-                    finish_reason=response.finish_reason,
-                    tool_calls_json=_json(response.tool_calls),
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_read_input_tokens=usage.cache_read_tokens,
-                    cache_creation_input_tokens=usage.cache_write_tokens,
-                    reasoning_tokens=usage.reasoning_tokens,
-                    cost_usd=cost,
-                    latency_ms=total_ms,
-                    ttfb_ms=latency.ttfb_ms,
-                    ttft_ms=latency.ttft_ms,
-                    upstream_ms=upstream_ms,
-                    overhead_ms=latency.overhead_ms,
-                    stream=ctx.stream,
-                    cache_status=cache_status,
-                    cache_similarity=ctx.cache_similarity,
-                    attempt=ctx.attempt,
-                    fallback_from=ctx.fallback_from,
-                    user_id=request.user,
-                    tenant_id=request.tenant,
-                    experiment_id=request.experiment_id,
-                    tags_json=_json(request.tags),
-                    metadata_json=_json(request.metadata),
-                    simulated=simulated,
-                )
-            )
+            self._log.append(success_record(ctx, response, api_format=self._api_format(ctx)))
         return response
 
     def _log_failure(
@@ -584,39 +542,15 @@ class Gateway:
         upstream_ms = (
             (now - upstream_start) * 1000.0 if upstream_start > ctx.attempt_started else None
         )
-        cancelled = (
-            isinstance(exc, (GeneratorExit, KeyboardInterrupt))
-            or type(exc).__name__ == "CancelledError"
-        )
-        if isinstance(exc, StreamInterruptedError) and not partial_text:
-            partial_text = exc.partial_text
-        request = ctx.request
         self._log.append(
-            CallRecord(
+            failure_record(
+                ctx,
+                exc,
                 call_id=self._new_id(),
-                trace_id=ctx.trace_id,
-                timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
-                provider_name=ctx.provider_name,
-                request_model=ctx.model,
-                api_format=getattr(self._providers.get(ctx.provider_name), "api_format", None),
-                request_json=request.to_json(),
-                response_text=partial_text or None,
-                status="cancelled" if cancelled else "error",
-                error_type="cancelled" if cancelled else _error_type(exc),
-                error_message=None if cancelled else str(exc)[:2000],
-                http_status_code=getattr(exc, "status", None),
-                latency_ms=total_ms,
+                total_ms=total_ms,
                 upstream_ms=upstream_ms,
-                overhead_ms=None if upstream_ms is None else max(0.0, total_ms - upstream_ms),
-                stream=ctx.stream,
-                cache_status=ctx.cache_status,
-                attempt=ctx.attempt,
-                fallback_from=ctx.fallback_from,
-                user_id=request.user,
-                tenant_id=request.tenant,
-                experiment_id=request.experiment_id,
-                tags_json=_json(request.tags),
-                metadata_json=_json(request.metadata),
+                partial_text=partial_text,
+                api_format=self._api_format(ctx),
                 simulated=self._is_simulated(ctx.provider_name),
             )
         )
@@ -627,26 +561,15 @@ class Gateway:
         """Log a call refused before it had a target (bad model address, bad messages)."""
         if self._log is None:
             return
-        address = address if isinstance(address, str) else repr(address)
-        provider_name, _, model = address.partition("/")
-        if isinstance(request, ChatRequest):
-            request_json = request.to_json()
-        else:
-            request_json = json.dumps({"model": address, "messages": request}, default=repr)
         self._log.append(
-            CallRecord(
+            rejected_record(
+                address,
+                request,
+                exc,
                 call_id=self._new_id(),
                 trace_id=self._new_id(),
-                timestamp=datetime.fromtimestamp(wall, UTC),
-                provider_name=provider_name if model else "",
-                request_model=model or address,
-                request_json=request_json,
-                status="error",
-                error_type=exc.error_type,
-                error_message=str(exc)[:2000],
+                wall=wall,
                 stream=stream,
-                attempt=0,
-                simulated=False,
             )
         )
 
@@ -673,6 +596,9 @@ class Gateway:
         price_for = getattr(self._providers.get(name), "price_for", None)
         return price_for(model) if price_for is not None else None
 
+    def _api_format(self, ctx: CallContext) -> str | None:
+        return getattr(self._providers.get(ctx.provider_name), "api_format", None)
+
     def _is_simulated(self, name: str) -> bool:
         provider = self._providers.get(name)
         if provider is not None:
@@ -686,22 +612,6 @@ class Gateway:
                 "this gateway has no call log", hint='create it with log="calls.duckdb"'
             )
         return self._log
-
-
-def _json(value: Any) -> str | None:
-    if not value:
-        return None
-    if isinstance(value, Mapping):
-        value = dict(value)
-    elif isinstance(value, tuple):
-        value = [dict(v) if isinstance(v, Mapping) else v for v in value]
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _error_type(exc: BaseException) -> str:
-    if isinstance(exc, AigwError):
-        return exc.error_type
-    return f"internal:{type(exc).__name__}"
 
 
 def _choices_hint(name: str, choices: list[str], what: str) -> str:

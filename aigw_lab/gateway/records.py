@@ -1,0 +1,168 @@
+"""Building call-log rows (`CallRecord`) from what the gateway saw: a completed attempt, a
+failed or cancelled one, or a call refused before it had a target."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aigw_lab.errors import AigwError, StreamInterruptedError
+from aigw_lab.gateway.middleware import CallContext
+from aigw_lab.store.records import CallRecord
+from aigw_lab.types import ChatRequest, ChatResponse
+
+__all__ = ["success_record", "failure_record", "rejected_record", "is_cancellation"]
+
+#: Error messages are kept to this many characters in the log.
+MAX_ERROR_CHARS = 2000
+
+
+def success_record(
+    ctx: CallContext, response: ChatResponse, *, api_format: str | None
+) -> CallRecord:
+    """The row of an attempt that returned ``response`` (already priced and timed)."""
+    usage = response.usage
+    latency = response.latency
+    request = ctx.request
+    return CallRecord(
+        call_id=response.call_id or "",
+        trace_id=ctx.trace_id,
+        timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
+        provider_name=ctx.provider_name,
+        request_model=ctx.model,
+        response_model=response.model,
+        response_id=response.response_id,
+        api_format=api_format,
+        request_json=request.to_json(),
+        response_text=response.text,
+        finish_reason=response.finish_reason,
+        tool_calls_json=to_json(response.tool_calls),
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_input_tokens=usage.cache_read_tokens,
+        cache_creation_input_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_usd=response.cost_usd,
+        latency_ms=latency.total_ms,
+        ttfb_ms=latency.ttfb_ms,
+        ttft_ms=latency.ttft_ms,
+        upstream_ms=latency.upstream_ms,
+        overhead_ms=latency.overhead_ms,
+        stream=ctx.stream,
+        cache_status=response.cache_status,
+        cache_similarity=ctx.cache_similarity,
+        attempt=ctx.attempt,
+        fallback_from=ctx.fallback_from,
+        user_id=request.user,
+        tenant_id=request.tenant,
+        experiment_id=request.experiment_id,
+        tags_json=to_json(request.tags),
+        metadata_json=to_json(request.metadata),
+        simulated=response.simulated,
+    )
+
+
+def failure_record(
+    ctx: CallContext,
+    exc: BaseException,
+    *,
+    call_id: str,
+    total_ms: float,
+    upstream_ms: float | None,
+    partial_text: str | None,
+    api_format: str | None,
+    simulated: bool,
+) -> CallRecord:
+    """The row of an attempt that raised ``exc`` (or was cancelled by the caller)."""
+    cancelled = is_cancellation(exc)
+    if not partial_text and isinstance(exc, StreamInterruptedError):
+        partial_text = exc.partial_text
+    request = ctx.request
+    return CallRecord(
+        call_id=call_id,
+        trace_id=ctx.trace_id,
+        timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
+        provider_name=ctx.provider_name,
+        request_model=ctx.model,
+        api_format=api_format,
+        request_json=request.to_json(),
+        response_text=partial_text or None,
+        status="cancelled" if cancelled else "error",
+        error_type="cancelled" if cancelled else error_type(exc),
+        error_message=None if cancelled else str(exc)[:MAX_ERROR_CHARS],
+        http_status_code=getattr(exc, "status", None),
+        latency_ms=total_ms,
+        upstream_ms=upstream_ms,
+        overhead_ms=None if upstream_ms is None else max(0.0, total_ms - upstream_ms),
+        stream=ctx.stream,
+        cache_status=ctx.cache_status,
+        attempt=ctx.attempt,
+        fallback_from=ctx.fallback_from,
+        user_id=request.user,
+        tenant_id=request.tenant,
+        experiment_id=request.experiment_id,
+        tags_json=to_json(request.tags),
+        metadata_json=to_json(request.metadata),
+        simulated=simulated,
+    )
+
+
+def rejected_record(
+    address: Any,
+    request: Any,
+    exc: AigwError,
+    *,
+    call_id: str,
+    trace_id: str,
+    wall: float,
+    stream: bool,
+) -> CallRecord:
+    """The row of a call refused before it had a target (bad model address, bad messages):
+    attempt 0, since nothing was sent."""
+    address = address if isinstance(address, str) else repr(address)
+    provider_name, _, model = address.partition("/")
+    if isinstance(request, ChatRequest):
+        request_json = request.to_json()
+    else:
+        request_json = json.dumps({"model": address, "messages": request}, default=repr)
+    return CallRecord(
+        call_id=call_id,
+        trace_id=trace_id,
+        timestamp=datetime.fromtimestamp(wall, UTC),
+        provider_name=provider_name if model else "",
+        request_model=model or address,
+        request_json=request_json,
+        status="error",
+        error_type=exc.error_type,
+        error_message=str(exc)[:MAX_ERROR_CHARS],
+        stream=stream,
+        attempt=0,
+        simulated=False,
+    )
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """True for the caller walking away (stream closed, task cancelled, Ctrl-C)."""
+    return isinstance(exc, (GeneratorExit, KeyboardInterrupt)) or type(exc).__name__ == (
+        "CancelledError"
+    )
+
+
+def error_type(exc: BaseException) -> str:
+    """The ``error_type`` column: the error tree's name, or ``internal:<Class>`` for a bug."""
+    if isinstance(exc, AigwError):
+        return exc.error_type
+    return f"internal:{type(exc).__name__}"
+
+
+def to_json(value: Any) -> str | None:
+    """Compact JSON text of a mapping or a tuple of mappings; None when empty."""
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        value = dict(value)
+    elif isinstance(value, tuple):
+        value = [dict(v) if isinstance(v, Mapping) else v for v in value]
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
