@@ -1,0 +1,512 @@
+"""The one place where aigw_lab talks HTTP to a provider.
+
+A provider adapter is two parts kept apart (as in pydantic-ai): a pure `Codec`
+(`aigw_lab.providers.codec`) that knows a wire format and nothing about sockets, and
+`HttpProvider`, which owns the exchange: URL and auth headers, timeouts, timing, and mapping
+every httpx exception and every error status into `aigw_lab.errors` exactly once. The same
+codec therefore serves a provider's own API and a Cloudflare AI Gateway in front of it; only
+the base URL and headers change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+
+from aigw_lab.errors import (
+    MalformedResponseError,
+    NetworkError,
+    ProviderError,
+    ProviderTimeoutError,
+    StreamInterruptedError,
+)
+from aigw_lab.providers.base import HttpClients
+from aigw_lab.providers.codec import (
+    ERROR_EXPLANATIONS,
+    Codec,
+    Decoded,
+    ErrorDetail,
+    UpstreamErrorEvent,
+    WireFormatError,
+    error_for_status,
+    get_codec,
+    parse_retry_after,
+)
+from aigw_lab.providers.sse import SSEEvent, SSEParser
+from aigw_lab.types import (
+    CacheStatus,
+    ChatRequest,
+    ChatResponse,
+    Latency,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+
+__all__ = ["HttpProvider", "Codec", "get_codec", "error_for_status", "parse_retry_after"]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+#: How much of an error body an error keeps, for debugging.
+MAX_ERROR_BODY = 2000
+
+
+# --- the HTTP exchange --------------------------------------------------------------------
+
+# What a codec raises on a payload of the wrong shape (WireFormatError and JSON errors are
+# ValueErrors); mapped to MalformedResponseError at this boundary.
+_DECODE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+# Headers whose values are credentials, never echoed into errors: any "authorization"
+# (including cf-aig-authorization), "api-key" (x-api-key), "token" or "secret" header, but
+# not settings that merely contain "key" (cf-aig-cache-key).
+_SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret", re.IGNORECASE)
+_BEARER_PREFIX = "bearer "
+
+
+class HttpProvider:
+    """A `Provider` that speaks one wire format (its `Codec`) over HTTP at ``base_url``.
+
+    ``headers`` carry authentication and anything else every call needs (Cloudflare AI
+    Gateway ``cf-aig-*`` headers); they never appear in errors. ``timeout`` is the read
+    timeout in seconds (a request's own ``timeout`` overrides it), ``connect_timeout`` the
+    time allowed to open a connection. The HTTP clients are shared and belong to their
+    owner (a `Gateway`), so `close` leaves them open.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        codec: Codec,
+        base_url: str,
+        *,
+        clients: HttpClients,
+        headers: Mapping[str, str] = _EMPTY,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        simulated: bool = False,
+    ) -> None:
+        self.name = name
+        self.codec = codec
+        self.base_url = base_url.rstrip("/")
+        self.simulated = simulated
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._clients = clients
+        self._headers = {**codec.headers, **headers}
+        self._default_timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._secrets = _secret_values(self._headers)
+
+    @property
+    def api_format(self) -> str:
+        return self.codec.api_format
+
+    def __repr__(self) -> str:
+        return f"HttpProvider({self.name!r}, {self.api_format!r}, {self.base_url!r})"
+
+    # -- the Provider protocol ---------------------------------------------------------------
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Send one request and wait for the whole answer."""
+        started = time.perf_counter()
+        client = self._clients.sync()
+        http_request = self._build(client, request, stream=False)
+        sent = time.perf_counter()
+        try:
+            response = client.send(http_request, stream=True)
+            try:
+                headers_at = time.perf_counter()
+                body = response.read()
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, request) from exc
+        return self._complete(request, response, body, started, sent, headers_at)
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """Async `chat`."""
+        started = time.perf_counter()
+        client = self._clients.async_()
+        http_request = self._build(client, request, stream=False)
+        sent = time.perf_counter()
+        try:
+            response = await client.send(http_request, stream=True)
+            try:
+                headers_at = time.perf_counter()
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, request) from exc
+        return self._complete(request, response, body, started, sent, headers_at)
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Yield `TextDelta` events as text arrives, then one `StreamEnd`."""
+        started = time.perf_counter()
+        client = self._clients.sync()
+        http_request = self._build(client, request, stream=True)
+        sent = time.perf_counter()
+        try:
+            response = client.send(http_request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, request) from exc
+        try:
+            run = _StreamRun(self, request, response, started, sent)
+            if run.error_body_expected:
+                try:
+                    body = response.read()
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, request) from exc
+                yield from run.from_whole_body(body)
+                return
+            try:
+                for chunk in response.iter_bytes():
+                    for delta in run.feed(chunk):
+                        run.delivered = True
+                        yield delta
+            except httpx.HTTPError as exc:
+                raise run.interrupted(exc) from exc
+            yield run.end()
+        finally:
+            response.close()
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Async `stream`."""
+        started = time.perf_counter()
+        client = self._clients.async_()
+        http_request = self._build(client, request, stream=True)
+        sent = time.perf_counter()
+        try:
+            response = await client.send(http_request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, request) from exc
+        try:
+            run = _StreamRun(self, request, response, started, sent)
+            if run.error_body_expected:
+                try:
+                    body = await response.aread()
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, request) from exc
+                for event in run.from_whole_body(body):
+                    yield event
+                return
+            try:
+                async for chunk in response.aiter_bytes():
+                    for delta in run.feed(chunk):
+                        run.delivered = True
+                        yield delta
+            except httpx.HTTPError as exc:
+                raise run.interrupted(exc) from exc
+            yield run.end()
+        finally:
+            await response.aclose()
+
+    def close(self) -> None:
+        """Nothing to release: the HTTP clients belong to their `HttpClients` owner."""
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP clients belong to their `HttpClients` owner."""
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    def _build(
+        self, client: httpx.Client | httpx.AsyncClient, request: ChatRequest, *, stream: bool
+    ) -> httpx.Request:
+        encoded = self.codec.encode(request, stream=stream)
+        headers = {**self._headers, **encoded.headers} if encoded.headers else self._headers
+        timeout = (
+            self._default_timeout
+            if request.timeout is None
+            else httpx.Timeout(request.timeout, connect=self.connect_timeout)
+        )
+        return client.build_request(
+            "POST",
+            self.base_url + encoded.path,
+            json=encoded.body,
+            headers=headers,
+            timeout=timeout,
+        )
+
+    def _complete(
+        self,
+        request: ChatRequest,
+        response: httpx.Response,
+        body: bytes,
+        started: float,
+        sent: float,
+        headers_at: float,
+    ) -> ChatResponse:
+        finished = time.perf_counter()
+        if response.status_code >= 400:
+            raise self._status_error(request, response, body)
+        payload = self._parse_json(request, response, body)
+        decoded = self._decode(request, response, payload)
+        total = (time.perf_counter() - started) * 1000.0
+        latency = Latency(
+            total_ms=total,
+            ttfb_ms=(headers_at - sent) * 1000.0,
+            ttft_ms=total,
+            upstream_ms=(finished - sent) * 1000.0,
+        )
+        return self._response(request, response, decoded, latency)
+
+    def _decode(self, request: ChatRequest, response: httpx.Response, payload: Any) -> Decoded:
+        try:
+            return self.codec.decode(payload, request)
+        except UpstreamErrorEvent as event:
+            raise self._event_error(request, event, response.text) from None
+        except _DECODE_ERRORS as exc:
+            raise self._malformed(request, response.status_code, response.text, exc) from exc
+
+    def _response(
+        self, request: ChatRequest, response: httpx.Response, decoded: Decoded, latency: Latency
+    ) -> ChatResponse:
+        return ChatResponse(
+            text=decoded.text,
+            finish_reason=decoded.finish_reason,
+            usage=decoded.usage,
+            provider=self.name,
+            model=decoded.model or request.model,
+            latency=latency,
+            cache_status=_cache_status(response),
+            response_id=decoded.response_id,
+            tool_calls=decoded.tool_calls,
+            raw=decoded.raw,
+            simulated=self.simulated,
+        )
+
+    def _parse_json(self, request: ChatRequest, response: httpx.Response, body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            text = body.decode("utf-8", "replace")
+            raise self._malformed(request, response.status_code, text, exc) from exc
+
+    def _status_error(
+        self, request: ChatRequest, response: httpx.Response, body: bytes
+    ) -> ProviderError:
+        text = body.decode("utf-8", "replace")
+        try:
+            payload: Any = json.loads(text)
+        except ValueError:
+            payload = None
+        detail = self.codec.parse_error(response.status_code, payload)
+        if detail.message is None and payload is None and text.strip():
+            detail = ErrorDetail(_first_line(text), detail.error_class, detail.code)
+        return error_for_status(
+            response.status_code,
+            self._redact_detail(detail),
+            provider=self.name,
+            model=request.model,
+            body=self._redact(text[:MAX_ERROR_BODY]),
+            headers=response.headers,
+        )
+
+    def _event_error(
+        self, request: ChatRequest, event: UpstreamErrorEvent, text: str
+    ) -> ProviderError:
+        detail = self.codec.parse_error(event.status, event.payload)
+        return error_for_status(
+            event.status,
+            self._redact_detail(detail),
+            provider=self.name,
+            model=request.model,
+            body=self._redact(text[:MAX_ERROR_BODY]),
+        )
+
+    def _malformed(
+        self, request: ChatRequest, status: int | None, text: str, exc: Exception
+    ) -> MalformedResponseError:
+        reason = str(exc) if isinstance(exc, WireFormatError) else f"{type(exc).__name__}: {exc}"
+        return MalformedResponseError(
+            f"the answer does not follow the {self.api_format} format ({reason}) (retryable)",
+            provider=self.name,
+            model=request.model,
+            status=status,
+            body=self._redact(text[:MAX_ERROR_BODY]),
+            hint=ERROR_EXPLANATIONS[MalformedResponseError][1],
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, request: ChatRequest) -> ProviderError:
+        where = self.base_url
+        if isinstance(exc, httpx.TimeoutException):
+            phase = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+            return ProviderTimeoutError(
+                f"timed out {phase} {where} (retryable)",
+                provider=self.name,
+                model=request.model,
+                hint=ERROR_EXPLANATIONS[ProviderTimeoutError][1],
+            )
+        reason = self._redact(str(exc)) or type(exc).__name__
+        return NetworkError(
+            f"the connection to {where} failed (retryable): {reason}",
+            provider=self.name,
+            model=request.model,
+            hint="check base_url and that the server is up and reachable",
+        )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def _redact_detail(self, detail: ErrorDetail) -> ErrorDetail:
+        if detail.message is None or not self._secrets:
+            return detail
+        return ErrorDetail(self._redact(detail.message), detail.error_class, detail.code)
+
+
+class _StreamRun:
+    """One streamed exchange after its headers arrived: parses bytes, tracks timing and the
+    text so far, and turns the end of the stream (or its breakdown) into the right event."""
+
+    __slots__ = (
+        "provider", "request", "response", "started", "sent", "headers_at", "parser",
+        "decoder", "parts", "delivered", "first_text_at", "error_body_expected",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        provider: HttpProvider,
+        request: ChatRequest,
+        response: httpx.Response,
+        started: float,
+        sent: float,
+    ) -> None:
+        self.provider = provider
+        self.request = request
+        self.response = response
+        self.started = started
+        self.sent = sent
+        self.headers_at = time.perf_counter()
+        self.parser = SSEParser()
+        self.decoder = provider.codec.stream_decoder(request)
+        self.parts: list[str] = []
+        self.delivered = False
+        self.first_text_at: float | None = None
+        content_type = response.headers.get("content-type", "")
+        # An error status, or a JSON body where events were expected (an error envelope, or
+        # a server that ignores "stream"), is read whole rather than parsed as events.
+        self.error_body_expected = response.status_code >= 400 or (
+            "json" in content_type and "event-stream" not in content_type
+        )
+
+    def from_whole_body(self, body: bytes) -> Iterator[StreamEvent]:
+        provider = self.provider
+        if self.response.status_code >= 400:
+            raise provider._status_error(self.request, self.response, body)
+        payload = provider._parse_json(self.request, self.response, body)
+        decoded = provider._decode(self.request, self.response, payload)
+        if decoded.text:
+            self.first_text_at = time.perf_counter()
+            self.delivered = True
+            yield TextDelta(decoded.text)
+        yield StreamEnd(provider._response(self.request, self.response, decoded, self._latency()))
+
+    def feed(self, chunk: bytes) -> Iterator[TextDelta]:
+        """The text deltas a chunk completes; an error event raises after the text that
+        arrived before it was yielded."""
+        if self.decoder.finished:
+            return  # drain what follows the final event so the connection can be reused
+        for event in self.parser.feed(chunk):
+            text = self._decode_event(event)
+            if text:
+                if self.first_text_at is None:
+                    self.first_text_at = time.perf_counter()
+                self.parts.append(text)
+                yield TextDelta(text)
+            if self.decoder.finished:
+                return
+
+    def end(self) -> StreamEnd:
+        if not self.decoder.finished:
+            for event in self.parser.close():
+                text = self._decode_event(event)
+                if text:
+                    # Not yielded: no format puts text in its final event, so an event that
+                    # only completes at EOF means the stream is cut and this is partial text.
+                    self.parts.append(text)
+                if self.decoder.finished:
+                    break
+        if not self.decoder.finished:
+            raise self.interrupted(None)
+        try:
+            decoded = self.decoder.result()
+        except _DECODE_ERRORS as exc:
+            raise self.provider._malformed(
+                self.request, self.response.status_code, "".join(self.parts), exc
+            ) from exc
+        return StreamEnd(
+            self.provider._response(self.request, self.response, decoded, self._latency())
+        )
+
+    def interrupted(self, exc: Exception | None) -> StreamInterruptedError:
+        cause = "the connection broke" if exc is not None else "the stream ended"
+        if isinstance(exc, httpx.TimeoutException):
+            cause = "no data arrived within the timeout"
+        delivered = "after text was delivered" if self.delivered else "before any text"
+        return StreamInterruptedError(
+            f"{cause} before the final event, {delivered}; the answer may be cut short "
+            "(retryable)",
+            partial_text="".join(self.parts),
+            text_delivered=self.delivered,
+            provider=self.provider.name,
+            model=self.request.model,
+            status=self.response.status_code,
+            hint="retry the request; if it keeps happening, check proxies between you and the "
+            "provider",
+        )
+
+    def _decode_event(self, event: SSEEvent) -> str:
+        try:
+            return self.decoder.feed(event)
+        except UpstreamErrorEvent as error:
+            raise self.provider._event_error(self.request, error, event.data) from None
+        except _DECODE_ERRORS as exc:
+            raise self.provider._malformed(
+                self.request, self.response.status_code, event.data, exc
+            ) from exc
+
+    def _latency(self) -> Latency:
+        # The caller's time between events counts in both total and upstream (the exchange
+        # is open meanwhile), so the overhead, total minus upstream, stays the gateway's own.
+        now = time.perf_counter()
+        total = (now - self.started) * 1000.0
+        first = self.first_text_at
+        return Latency(
+            total_ms=total,
+            ttfb_ms=(self.headers_at - self.sent) * 1000.0,
+            ttft_ms=(first - self.started) * 1000.0 if first is not None else total,
+            upstream_ms=(now - self.sent) * 1000.0,
+        )
+
+
+def _cache_status(response: httpx.Response) -> CacheStatus:
+    status = response.headers.get("cf-aig-cache-status")
+    return "upstream_hit" if status is not None and status.upper() == "HIT" else "none"
+
+
+def _secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
+    secrets: list[str] = []
+    for name, value in headers.items():
+        if not value or _SECRET_HEADER.search(name) is None:
+            continue
+        secrets.append(value)
+        if value.lower().startswith(_BEARER_PREFIX):
+            token = value[len(_BEARER_PREFIX) :].strip()
+            if token:
+                secrets.append(token)
+    # Longest first, so a bearer header is replaced whole before its token.
+    return tuple(sorted(set(secrets), key=len, reverse=True))
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:200]
+
