@@ -53,7 +53,11 @@ def test_full_config_parses(tmp_path):
     assert config.db == str(tmp_path / "logs/calls.duckdb")
     assert config.default_provider == "sim"
     specs = {s.name: s for s in config.providers}
-    assert specs["sim"].options == {"format": "anthropic", "seed": 3, "faults": {"rate_limited": 0.1}}
+    assert specs["sim"].options == {
+        "format": "anthropic",
+        "seed": 3,
+        "faults": {"rate_limited": 0.1},
+    }
     assert specs["openai"].timeout == 30.0
     assert specs["openai"].prices["gpt-4o-mini"].output_per_mtok == 0.6
     assert specs["cf"].account_id == "acct123"
@@ -65,14 +69,34 @@ def test_full_config_parses(tmp_path):
 @pytest.mark.parametrize(
     ("text", "fragment", "hint"),
     [
-        ("[providers.a]\nkind = 'openai'\napi_key_var = 'X'\n", "unknown key 'api_key_var'", "api_key_env"),
+        (
+            "[providers.a]\nkind = 'openai'\napi_key_var = 'X'\n",
+            "unknown key 'api_key_var'",
+            "api_key_env",
+        ),
         ("[providers.a]\nkind = 'openia'\n", "kind = 'openia'", "openai"),
         ("[gateway]\ndb = 'x.duckdb'\n", "no providers configured", "simulated"),
         ("[providers.a]\nkind = 'openai'\ntimeout = -1\n", "timeout must be a positive", None),
-        ("[providers.a]\nkind = 'openai'\n[prices.gpt4]\ninput_per_mtok = 1\noutput_per_mtok = 1\n", "not a model address", "provider/model"),
-        ("[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 1\n", "missing output_per_mtok", None),
-        ("[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 'cheap'\noutput_per_mtok = 1\n", "non-negative number", None),
-        ("[gateway]\ndefault_provider = 'b'\n[providers.a]\nkind = 'openai'\n", "default_provider = 'b'", "'a'"),
+        (
+            "[providers.a]\nkind = 'openai'\n[prices.gpt4]\ninput_per_mtok = 1\noutput_per_mtok = 1\n",
+            "not a model address",
+            "provider/model",
+        ),
+        (
+            "[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 1\n",
+            "missing output_per_mtok",
+            None,
+        ),
+        (
+            "[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 'cheap'\noutput_per_mtok = 1\n",
+            "non-negative number",
+            None,
+        ),
+        (
+            "[gateway]\ndefault_provider = 'b'\n[providers.a]\nkind = 'openai'\n",
+            "default_provider = 'b'",
+            "'a'",
+        ),
         ("[providers.a]\nkind = 'openai'\nseed = 3\n", "unknown key 'seed'", None),
         ("[gatway]\n", "unknown key 'gatway'", "gateway"),
         ("providers = 3\n", "providers must be a table", None),

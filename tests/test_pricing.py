@@ -8,15 +8,21 @@ from aigw_lab.types import Usage
 
 
 def test_cost_of_bills_cached_input_at_its_own_rates():
-    price = Price(input_per_mtok=1.0, output_per_mtok=4.0, cache_read_per_mtok=0.1, cache_write_per_mtok=1.25)
-    usage = Usage(input_tokens=1_000, output_tokens=500, cache_read_tokens=200, cache_write_tokens=100)
+    price = Price(
+        input_per_mtok=1.0, output_per_mtok=4.0, cache_read_per_mtok=0.1, cache_write_per_mtok=1.25
+    )
+    usage = Usage(
+        input_tokens=1_000, output_tokens=500, cache_read_tokens=200, cache_write_tokens=100
+    )
     expected = (700 * 1.0 + 200 * 0.1 + 100 * 1.25 + 500 * 4.0) / 1e6
     assert cost_of(price, usage) == pytest.approx(expected)
 
 
 def test_cache_rates_default_to_input_rate():
     price = Price(2.0, 8.0)
-    assert cost_of(price, Usage(100, 10, cache_read_tokens=50)) == pytest.approx((100 * 2 + 10 * 8) / 1e6)
+    assert cost_of(price, Usage(100, 10, cache_read_tokens=50)) == pytest.approx(
+        (100 * 2 + 10 * 8) / 1e6
+    )
 
 
 def test_override_beats_known_beats_genai_prices():
@@ -63,6 +69,12 @@ def test_tiered_prices_fall_back_to_genai_prices_arithmetic():
 
     book = PriceBook(price_ids={"g": "google"})
     usage = Usage(300_000, 1_000)
-    expected = float(calc_price(GPUsage(input_tokens=300_000, output_tokens=1_000), model_ref="gemini-2.5-pro", provider_id="google").total_price)
+    expected = float(
+        calc_price(
+            GPUsage(input_tokens=300_000, output_tokens=1_000),
+            model_ref="gemini-2.5-pro",
+            provider_id="google",
+        ).total_price
+    )
     assert book.cost("g", "gemini-2.5-pro", usage) == pytest.approx(expected)
     assert book.price("g", "gemini-2.5-pro") is None  # tiered: no single per-token price

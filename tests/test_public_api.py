@@ -25,7 +25,9 @@ def test_every_error_class_is_in_errors_all():
     classes = {
         name
         for name, obj in vars(aigw_lab.errors).items()
-        if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == "aigw_lab.errors"
+        if isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__ == "aigw_lab.errors"
     }
     assert classes == set(aigw_lab.errors.__all__)
 

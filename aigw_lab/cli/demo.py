@@ -26,11 +26,12 @@ __all__ = ["register", "run", "REAL_PROVIDER_DEFAULTS", "DEMO_FAULTS"]
 #: Fault rates injected into the simulated fleet during the demo.
 DEMO_FAULTS: dict[str, float] = {
     "rate_limited": 0.03,
-    "server_error": 0.02,
+    "server_error": 0.015,
+    "unavailable": 0.01,
     "overloaded": 0.01,
     "timeout": 0.01,
-    "truncated_stream": 0.03,
-    "malformed_json": 0.01,
+    "truncated": 0.02,
+    "malformed": 0.01,
 }
 
 #: For ``--providers``: the kind, key variable and a cheap default model of each real provider.
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if simulated:
         faults = None if args.no_faults else DEMO_FAULTS
         gateway = Gateway.simulated_fleet(
-            seed=args.seed, time_scale=args.time_scale, faults=faults, log=db
+            seed=args.seed, time_scale=args.time_scale, faults=faults, timeout=10.0, log=db
         )
         calls = args.calls or 300
     else:

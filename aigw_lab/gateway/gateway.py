@@ -189,14 +189,19 @@ class Gateway:
         seed: int = 0,
         time_scale: float = 1.0,
         faults: Mapping[str, float] | None = None,
+        timeout: float = 30.0,
         **kwargs: Any,
     ) -> Gateway:
         """A gateway over the offline simulated fleet: providers ``sim-openai``,
         ``sim-anthropic`` and ``sim-workers`` (each speaking that wire format in-process).
-        Everything it returns is simulated and logged with ``simulated = true``."""
+        Everything it returns is simulated and logged with ``simulated = true``.
+
+        ``timeout`` is the client timeout in seconds; a simulated timeout fault hangs until
+        it expires."""
         from aigw_lab.providers.simulated import fleet_specs
 
-        return cls(fleet_specs(seed=seed, time_scale=time_scale, faults=faults), **kwargs)
+        specs = fleet_specs(seed=seed, time_scale=time_scale, faults=faults)
+        return cls([replace(s, timeout=timeout) for s in specs], **kwargs)
 
     # --- introspection ------------------------------------------------------------------
 

@@ -1,0 +1,59 @@
+"""The DuckDB call log: `CallLog` writes every gateway call as a row of table ``calls``;
+`aigw_lab.store.queries` holds the analytics over it.
+
+Names are imported lazily: the gateway's hot path imports `aigw_lab.store.records`, which
+must not pull in DuckDB, pyarrow or pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "CallLog": "aigw_lab.store.calllog",
+    "open_readonly_snapshot": "aigw_lab.store.calllog",
+    "CallRecord": "aigw_lab.store.records",
+    "CALL_COLUMNS": "aigw_lab.store.records",
+    "CallLogWarning": "aigw_lab.store.writer",
+    "MIGRATIONS": "aigw_lab.store.schema",
+    "SCHEMA_VERSION": "aigw_lab.store.schema",
+    "summary_by_model": "aigw_lab.store.queries",
+    "errors_by_type": "aigw_lab.store.queries",
+    "cost_by": "aigw_lab.store.queries",
+}
+
+__all__ = [
+    "CallLog",
+    "open_readonly_snapshot",
+    "CallRecord",
+    "CALL_COLUMNS",
+    "CallLogWarning",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "summary_by_model",
+    "errors_by_type",
+    "cost_by",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aigw_lab.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from aigw_lab.store.calllog import CallLog, open_readonly_snapshot
+    from aigw_lab.store.queries import cost_by, errors_by_type, summary_by_model
+    from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+    from aigw_lab.store.schema import MIGRATIONS, SCHEMA_VERSION
+    from aigw_lab.store.writer import CallLogWarning

@@ -43,7 +43,9 @@ def log(tmp_path):
 
 def make_gateway(log, *providers, **kwargs):
     kwargs.setdefault("prices", {"mock/m1": Price(1.0, 2.0)})
-    return Gateway(list(providers) or [MockProvider("mock", models=("m1", "m2"))], log=log, **kwargs)
+    return Gateway(
+        list(providers) or [MockProvider("mock", models=("m1", "m2"))], log=log, **kwargs
+    )
 
 
 def rows(log, where="TRUE"):
@@ -70,7 +72,9 @@ def test_chat_returns_priced_response_and_logs_one_row(log):
     assert row.user_id == "u1" and row.tenant_id == "acme" and row.experiment_id == "exp1"
     assert json.loads(row.tags_json) == {"team": "t", "k": "v"}
     request = json.loads(row.request_json)
-    assert request["messages"] == [{"role": "user", "content": "2+2?"}] and request["temperature"] == 0
+    assert (
+        request["messages"] == [{"role": "user", "content": "2+2?"}] and request["temperature"] == 0
+    )
     assert bool(row.simulated) is True
 
 
@@ -155,7 +159,11 @@ class BrokenStreamProvider(MockProvider):
     def stream(self, request):
         yield TextDelta("partial ")
         raise StreamInterruptedError(
-            "stream cut", partial_text="partial ", text_delivered=True, provider=self.name, model=request.model
+            "stream cut",
+            partial_text="partial ",
+            text_delivered=True,
+            provider=self.name,
+            model=request.model,
         )
 
 
@@ -220,7 +228,9 @@ def _named(gateway, name):
 
 
 def test_thread_safety_every_call_logged_once(log):
-    gw = make_gateway(log, FunctionProvider(lambda r: r.messages[-1].text, name="mock", models=("m1",)))
+    gw = make_gateway(
+        log, FunctionProvider(lambda r: r.messages[-1].text, name="mock", models=("m1",))
+    )
     errors = []
 
     def worker(k):
@@ -268,7 +278,10 @@ class Recorder(Middleware):
 
 def test_middleware_runs_in_the_documented_order(log):
     trail = []
-    gw = make_gateway(log, middleware=[Recorder("retry", trail), Recorder("budget", trail), Recorder("cache", trail)])
+    gw = make_gateway(
+        log,
+        middleware=[Recorder("retry", trail), Recorder("budget", trail), Recorder("cache", trail)],
+    )
     gw.chat("mock/m1", "x")
     assert trail == ["budget", "cache", "retry"]
     assert gw.pipeline == ["budget", "cache", "retry", "provider", "cost", "log"]

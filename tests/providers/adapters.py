@@ -67,9 +67,7 @@ EXPECTED = {
         "msg_01J2kXw7Gz5Vb8Nc3Qr6Tp1D",
         "claude-3-5-haiku-20241022",
     ),
-    "workers-ai": Expected(
-        WORKERS_AI_RESULT, WORKERS_AI_STREAM, Usage(31, 14), None, None, None
-    ),
+    "workers-ai": Expected(WORKERS_AI_RESULT, WORKERS_AI_STREAM, Usage(31, 14), None, None, None),
     "workers-ai-openai": Expected(
         WORKERS_AI_OPENAI_COMPLETION,
         WORKERS_AI_OPENAI_STREAM,
@@ -160,17 +158,34 @@ ADAPTERS: tuple[Adapter, ...] = (
         WORKERS_MODEL,
         f"/client/v4/accounts/{ACCOUNT}/ai/v1/chat/completions",
     ),
-    Adapter("openai-compatible", "openai-compatible", "llama-3.1-8b-instant",
-            "/v1/chat/completions"),  # fmt: skip
+    Adapter(
+        "openai-compatible", "openai-compatible", "llama-3.1-8b-instant", "/v1/chat/completions"
+    ),  # fmt: skip
     Adapter("cf-gw-openai", "openai", "gpt-4o-mini", f"{_GW}/openai/chat/completions", True),
-    Adapter("cf-gw-anthropic", "anthropic", "claude-3-5-haiku-latest",
-            f"{_GW}/anthropic/v1/messages", True),  # fmt: skip
-    Adapter("cf-gw-workers-ai", "workers-ai", WORKERS_MODEL,
-            f"{_GW}/workers-ai/{WORKERS_MODEL}", True),  # fmt: skip
-    Adapter("cf-gw-workers-ai-openai", "workers-ai-openai", WORKERS_MODEL,
-            f"{_GW}/workers-ai/v1/chat/completions", True),  # fmt: skip
-    Adapter("cf-gw-compat", "openai-compatible", "groq/llama-3.1-8b-instant",
-            f"{_GW}/compat/chat/completions", True),  # fmt: skip
+    Adapter(
+        "cf-gw-anthropic",
+        "anthropic",
+        "claude-3-5-haiku-latest",
+        f"{_GW}/anthropic/v1/messages",
+        True,
+    ),  # fmt: skip
+    Adapter(
+        "cf-gw-workers-ai", "workers-ai", WORKERS_MODEL, f"{_GW}/workers-ai/{WORKERS_MODEL}", True
+    ),  # fmt: skip
+    Adapter(
+        "cf-gw-workers-ai-openai",
+        "workers-ai-openai",
+        WORKERS_MODEL,
+        f"{_GW}/workers-ai/v1/chat/completions",
+        True,
+    ),  # fmt: skip
+    Adapter(
+        "cf-gw-compat",
+        "openai-compatible",
+        "groq/llama-3.1-8b-instant",
+        f"{_GW}/compat/chat/completions",
+        True,
+    ),  # fmt: skip
 )
 
 
@@ -183,9 +198,7 @@ def adapters(*, wire: str | None = None, gateway: bool | None = None) -> list[An
     ]
 
 
-def make_provider(
-    adapter: Adapter, url: str, clients: HttpClients, **changes: Any
-) -> HttpProvider:
+def make_provider(adapter: Adapter, url: str, clients: HttpClients, **changes: Any) -> HttpProvider:
     provider = build_provider(adapter.spec(url, **changes), clients, env=ENV)
     assert isinstance(provider, HttpProvider)
     return provider

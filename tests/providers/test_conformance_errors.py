@@ -19,6 +19,7 @@ from .wire_formats import anthropic_error, cloudflare_error, openai_error
 _LONG_PROMPT = "This model's maximum context length is 128000 tokens. However, your messages " \
     "resulted in 131072 tokens. Please reduce the length of the messages."  # fmt: skip
 
+
 def _openai_errors() -> dict[str, tuple[Any, int]]:
     e = openai_error
     return {

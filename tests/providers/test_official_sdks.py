@@ -48,17 +48,13 @@ def test_openai_sdk_reads_the_openai_fixtures_as_we_do(fake: FakeUpstream, clien
         assert response.usage.input_tokens == usage.prompt_tokens
         assert response.usage.output_tokens == usage.completion_tokens
         assert response.usage.cache_read_tokens == usage.prompt_tokens_details.cached_tokens
-        assert response.usage.reasoning_tokens == (
-            usage.completion_tokens_details.reasoning_tokens
-        )
+        assert response.usage.reasoning_tokens == (usage.completion_tokens_details.reasoning_tokens)
     assert theirs.choices[0].message.content == ANSWER
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
     assert mine.finish_reason == theirs.choices[0].finish_reason == "stop"
 
 
-def test_anthropic_sdk_reads_the_anthropic_fixtures_as_we_do(
-    fake: FakeUpstream, clients
-) -> None:
+def test_anthropic_sdk_reads_the_anthropic_fixtures_as_we_do(fake: FakeUpstream, clients) -> None:
     sdk = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-test", max_retries=0)
     ours = make_provider(ANTHROPIC_ADAPTER, fake.url, clients)
     fake.reply_json(ANTHROPIC_MESSAGE)

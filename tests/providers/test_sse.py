@@ -62,7 +62,7 @@ def test_byte_order_mark_at_start_is_skipped() -> None:
 def test_close_dispatches_complete_lines_but_drops_an_unterminated_one() -> None:
     assert parse(b"data: whole\n") == [SSEEvent("message", "whole")]
     assert parse(b'data: {"cut') == []
-    assert parse(b"data: a\ndata: {\"cut") == [SSEEvent("message", "a")]
+    assert parse(b'data: a\ndata: {"cut') == [SSEEvent("message", "a")]
 
 
 def test_form_feed_and_unicode_separators_stay_inside_a_line() -> None:

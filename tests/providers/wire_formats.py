@@ -82,7 +82,9 @@ data: [DONE]
 """
 
 
-def openai_error(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+def openai_error(
+    message: str, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -170,7 +172,11 @@ data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overlo
 
 
 def anthropic_error(type_: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}
+    return {
+        "type": "error",
+        "error": {"type": type_, "message": message},
+        "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy",
+    }
 
 
 # --- Cloudflare Workers AI (native /ai/run) ---------------------------------------------------
@@ -201,7 +207,12 @@ data: [DONE]
 
 
 def cloudflare_error(code: int, message: str) -> dict[str, Any]:
-    return {"result": None, "success": False, "errors": [{"code": code, "message": message}], "messages": []}
+    return {
+        "result": None,
+        "success": False,
+        "errors": [{"code": code, "message": message}],
+        "messages": [],
+    }
 
 
 # --- Workers AI's OpenAI-compatible endpoint (/ai/v1/chat/completions) ------------------------

@@ -41,4 +41,4 @@ def chat_body(model: str, prompt: str, **extra: Any) -> dict[str, Any]:
 
 def sse_data(text: str) -> list[str]:
     """The ``data:`` payloads of an SSE body, in order."""
-    return [line[len("data: "):] for line in text.split("\n") if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in text.split("\n") if line.startswith("data: ")]

@@ -20,8 +20,15 @@ from aigw_lab.providers.sim_catalog import (
 
 @pytest.mark.parametrize(
     "text",
-    ["", "Hello, world!", "  leading and trailing  ", "internationalisation 1234567 x\ny\n",
-     "naïve café — ok?", "a_b__c", "\n\n"],
+    [
+        "",
+        "Hello, world!",
+        "  leading and trailing  ",
+        "internationalisation 1234567 x\ny\n",
+        "naïve café — ok?",
+        "a_b__c",
+        "\n\n",
+    ],
 )
 def test_token_pieces_rebuild_the_text_and_match_the_count(text: str) -> None:
     pieces = token_pieces(text)
@@ -45,8 +52,10 @@ def test_fleet_has_every_category_and_a_market_shape() -> None:
         assert model.api_format == SIM_PROVIDERS[model.provider]
     # Within each provider, pricier models are slower and better on average.
     for provider in SIM_PROVIDERS:
-        family = sorted((m for m in DEFAULT_MODELS if m.provider == provider),
-                        key=lambda m: m.price.output_per_mtok)
+        family = sorted(
+            (m for m in DEFAULT_MODELS if m.provider == provider),
+            key=lambda m: m.price.output_per_mtok,
+        )
         for cheap, dear in zip(family, family[1:], strict=False):
             assert cheap.latency.tokens_per_s > dear.latency.tokens_per_s
             assert cheap.latency.ttft_median_s < dear.latency.ttft_median_s
@@ -57,12 +66,14 @@ def test_fleet_has_every_category_and_a_market_shape() -> None:
 def test_specialists_beat_pricier_generalists_somewhere() -> None:
     """Routing has something to learn: some category's best value is not the priciest."""
     by_id = {m.id: m for m in DEFAULT_MODELS}
-    assert by_id["sim-haikuish"].accuracy["summarisation"] > by_id["sim-large"].accuracy[
-        "summarisation"]
-    assert by_id["sim-llamaish-70b"].accuracy["arithmetic"] > by_id["sim-small"].accuracy[
-        "arithmetic"]
-    assert by_id["sim-small"].accuracy["extraction"] > by_id["sim-haikuish"].accuracy[
-        "extraction"]
+    assert (
+        by_id["sim-haikuish"].accuracy["summarisation"]
+        > by_id["sim-large"].accuracy["summarisation"]
+    )
+    assert (
+        by_id["sim-llamaish-70b"].accuracy["arithmetic"] > by_id["sim-small"].accuracy["arithmetic"]
+    )
+    assert by_id["sim-small"].accuracy["extraction"] > by_id["sim-haikuish"].accuracy["extraction"]
 
 
 def test_difficulty_shifts_accuracy_monotonically() -> None:
@@ -88,9 +99,13 @@ def test_fault_rates_coerce_and_pick() -> None:
 
 @pytest.mark.parametrize(
     "bad, fragment",
-    [({"rate_limt": 0.1}, "unknown fault kind"), ({"timeout": 1.5}, "not a probability"),
-     ({"timeout": 0.6, "server_error": 0.6}, "more than 1"), ([0.1], "must be a mapping"),
-     ({"retry_after_s": (5, 1)}, "range")],
+    [
+        ({"rate_limt": 0.1}, "unknown fault kind"),
+        ({"timeout": 1.5}, "not a probability"),
+        ({"timeout": 0.6, "server_error": 0.6}, "more than 1"),
+        ([0.1], "must be a mapping"),
+        ({"retry_after_s": (5, 1)}, "range"),
+    ],
 )
 def test_fault_rates_reject_bad_settings(bad: object, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
@@ -100,7 +115,8 @@ def test_fault_rates_reject_bad_settings(bad: object, fragment: str) -> None:
 def test_docs_tables_match_the_catalog() -> None:
     """docs/simulated_fleet.md restates the catalog; this keeps the two from drifting."""
     docs = (Path(__file__).resolve().parents[2] / "docs" / "simulated_fleet.md").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     for m in DEFAULT_MODELS:
         lat = m.latency
         rows = [
@@ -109,9 +125,13 @@ def test_docs_tables_match_the_catalog() -> None:
             f"| `{m.id}` | {lat.ttft_median_s:.2f} | {lat.ttft_sigma:.2f} | "
             f"{lat.outlier_prob:.0%} at x{lat.outlier_factor:g} | {lat.ttft_mean_s:.2f} | "
             f"{lat.tokens_per_s:g} |",
-            f"| `{m.id}` | " + " | ".join(
+            f"| `{m.id}` | "
+            + " | ".join(
                 f"{m.p_correct(c, 'easy'):.2f} / **{m.accuracy[c]:.2f}** / "
-                f"{m.p_correct(c, 'hard'):.2f}" for c in CATEGORIES) + " |",
+                f"{m.p_correct(c, 'hard'):.2f}"
+                for c in CATEGORIES
+            )
+            + " |",
         ]
         for row in rows:
             assert row in docs, row

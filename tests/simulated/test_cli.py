@@ -44,8 +44,21 @@ def test_defaults() -> None:
 def test_run_builds_the_fleet_and_prints_how_to_connect(
     served: list[dict], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = parse("--port", "9911", "--seed", "4", "--time-scale", "0.5", "--fault-rate", "0.14",
-                 "--timeout", "0.05", "--models", "sim-nano", "sim-haikuish")
+    args = parse(
+        "--port",
+        "9911",
+        "--seed",
+        "4",
+        "--time-scale",
+        "0.5",
+        "--fault-rate",
+        "0.14",
+        "--timeout",
+        "0.05",
+        "--models",
+        "sim-nano",
+        "sim-haikuish",
+    )
     assert simulate.run(args) == 0
     (call,) = served
     assert (call["host"], call["port"]) == ("127.0.0.1", 9911)
@@ -84,10 +97,17 @@ def test_wildcard_hosts_are_announced_as_connectable_addresses() -> None:
 def test_the_real_command_serves_until_terminated() -> None:
     """``python -m aigw_lab.cli.main simulate --port 0`` in a subprocess: the banner, printed
     once the port is bound, names the free port it took."""
-    command = [sys.executable, "-m", "aigw_lab.cli.main", "simulate", "--port", "0",
-               "--time-scale", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "aigw_lab.cli.main",
+        "simulate",
+        "--port",
+        "0",
+        "--time-scale",
+        "0",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = [process.stdout.readline() for _ in range(5)]
         assert "SIMULATED" in banner[0]

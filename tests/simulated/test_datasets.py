@@ -60,8 +60,13 @@ def test_items_carry_what_a_scorer_needs() -> None:
 
 
 def test_env_var_overrides_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    line = {"id": "x1", "category": "arithmetic", "difficulty": "easy", "prompt": "1+1?",
-            "reference": "2"}
+    line = {
+        "id": "x1",
+        "category": "arithmetic",
+        "difficulty": "easy",
+        "prompt": "1+1?",
+        "reference": "2",
+    }
     (tmp_path / "tiny.jsonl").write_text(json.dumps(line) + "\n\n", encoding="utf-8")
     monkeypatch.setenv(DATASETS_ENV_VAR, str(tmp_path))
     assert bundled_datasets_dir() == tmp_path
@@ -78,10 +83,15 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     "line, fragment",
-    [("{not json", "not valid JSON"), ("[1, 2]", "not an object"),
-     ('{"id": "a", "category": "c"}', "lacks difficulty, prompt, reference"),
-     ('{"id": "a", "category": "c", "difficulty": "tricky", "prompt": "p", "reference": "r"}',
-      "difficulty 'tricky'")],
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"id": "a", "category": "c"}', "lacks difficulty, prompt, reference"),
+        (
+            '{"id": "a", "category": "c", "difficulty": "tricky", "prompt": "p", "reference": "r"}',
+            "difficulty 'tricky'",
+        ),
+    ],
 )
 def test_bad_lines_name_file_and_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, fragment: str

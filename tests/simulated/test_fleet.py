@@ -25,9 +25,14 @@ def ask(model: str, prompt: str, **kw: object) -> SimCall:
 
 def synthetic(category: str, difficulty: str, n: int) -> list[dict[str, object]]:
     return [
-        {"id": f"{category}-{difficulty}-{i}", "category": category, "difficulty": difficulty,
-         "prompt": f"Synthetic {category} item {i} ({difficulty})", "reference": "right",
-         "distractors": ["wrong"]}
+        {
+            "id": f"{category}-{difficulty}-{i}",
+            "category": category,
+            "difficulty": difficulty,
+            "prompt": f"Synthetic {category} item {i} ({difficulty})",
+            "reference": "right",
+            "distractors": ["wrong"],
+        }
         for i in range(n)
     ]
 
@@ -85,7 +90,8 @@ def test_temperature_zero_correctness_does_not_depend_on_call_order() -> None:
     backward_fleet = make_fleet(seed=3)
     backward = {
         (m, it["id"]): backward_fleet.plan(ask(m, it["prompt"], temperature=0.0)).text
-        for it in reversed(items) for m in reversed(MODEL_IDS)
+        for it in reversed(items)
+        for m in reversed(MODEL_IDS)
     }
     assert forward == backward
     assert forward != outcomes(make_fleet(seed=4), items, MODEL_IDS)
@@ -160,8 +166,9 @@ def test_stop_sequence_cuts_at_its_first_occurrence() -> None:
 def test_input_tokens_count_every_message() -> None:
     fleet = make_fleet()
     one = fleet.plan(ask("sim-small", "Hello there"))
-    two = fleet.plan(SimCall("openai", "sim-small",
-                             (("system", "Be brief."), ("user", "Hello there"))))
+    two = fleet.plan(
+        SimCall("openai", "sim-small", (("system", "Be brief."), ("user", "Hello there")))
+    )
     assert one.input_tokens == 3 + (2 + 3)
     assert two.input_tokens == one.input_tokens + 3 + 3  # 'Be', ' brief', '.'
 
@@ -175,8 +182,15 @@ def test_context_window_overflow_is_a_deterministic_error() -> None:
 
 
 def test_fault_frequencies_match_the_rates() -> None:
-    rates = {"rate_limited": 0.10, "server_error": 0.05, "unavailable": 0.05, "overloaded": 0.05,
-             "timeout": 0.05, "truncated": 0.10, "malformed": 0.05}
+    rates = {
+        "rate_limited": 0.10,
+        "server_error": 0.05,
+        "unavailable": 0.05,
+        "overloaded": 0.05,
+        "timeout": 0.05,
+        "truncated": 0.10,
+        "malformed": 0.05,
+    }
     fleet = make_fleet(faults=rates)
     n = 4000
     seen = Counter(fleet.plan(ask("sim-nano", f"q{i % 50}")).fault for i in range(n))

@@ -24,8 +24,12 @@ ITEM = next(item for item in load_bundled() if item["category"] == "classificati
 
 
 def provider_for(api_format: str, **options: object) -> SimulatedProvider:
-    spec = ProviderSpec(name=f"sim-{api_format}", kind="simulated", timeout=5.0,
-                        options={"format": api_format, "time_scale": 0.0, **options})
+    spec = ProviderSpec(
+        name=f"sim-{api_format}",
+        kind="simulated",
+        timeout=5.0,
+        options={"format": api_format, "time_scale": 0.0, **options},
+    )
     return build_simulated_provider(spec, HttpClients())
 
 
@@ -34,8 +38,9 @@ def test_chat_on_a_dataset_item(api_format: str) -> None:
     provider = provider_for(api_format)
     assert isinstance(provider, Provider) and provider.simulated
     model = provider.models[-1]
-    response = provider.chat(ChatRequest.create(model, ITEM["prompt"], temperature=0,
-                                                max_tokens=50))
+    response = provider.chat(
+        ChatRequest.create(model, ITEM["prompt"], temperature=0, max_tokens=50)
+    )
     assert response.text in [ITEM["reference"], *ITEM["distractors"]]
     assert response.simulated and response.model == model
     assert response.finish_reason == "stop"
@@ -45,8 +50,9 @@ def test_chat_on_a_dataset_item(api_format: str) -> None:
 @pytest.mark.parametrize("api_format", FORMATS)
 def test_stream_deltas_add_up_to_the_final_response(api_format: str) -> None:
     provider = provider_for(api_format)
-    events = list(provider.stream(ChatRequest.create(provider.models[0], "Tell me about tides",
-                                                     max_tokens=9)))
+    events = list(
+        provider.stream(ChatRequest.create(provider.models[0], "Tell me about tides", max_tokens=9))
+    )
     assert isinstance(events[-1], StreamEnd)
     deltas = [e.text for e in events[:-1] if isinstance(e, TextDelta)]
     final = events[-1].response
@@ -66,16 +72,19 @@ async def test_async_chat_and_stream(api_format: str) -> None:
 @pytest.mark.parametrize("api_format", FORMATS)
 @pytest.mark.parametrize(
     "fault, error_type, stream",
-    [("rate_limited", errors.RateLimitedError, False),
-     ("server_error", errors.ProviderServerError, False),
-     ("overloaded", errors.OverloadedError, False),
-     ("timeout", errors.ProviderTimeoutError, False),
-     ("truncated", errors.StreamInterruptedError, True),
-     ("malformed", errors.MalformedResponseError, True),
-     ("malformed", errors.MalformedResponseError, False)],
+    [
+        ("rate_limited", errors.RateLimitedError, False),
+        ("server_error", errors.ProviderServerError, False),
+        ("overloaded", errors.OverloadedError, False),
+        ("timeout", errors.ProviderTimeoutError, False),
+        ("truncated", errors.StreamInterruptedError, True),
+        ("malformed", errors.MalformedResponseError, True),
+        ("malformed", errors.MalformedResponseError, False),
+    ],
 )
-def test_faults_arrive_as_typed_errors(api_format: str, fault: str, error_type: type,
-                                       stream: bool) -> None:
+def test_faults_arrive_as_typed_errors(
+    api_format: str, fault: str, error_type: type, stream: bool
+) -> None:
     provider = provider_for(api_format, faults={fault: 1.0})
     request = ChatRequest.create(provider.models[0], "Tell me about tides", max_tokens=200)
     with pytest.raises(error_type) as caught:

@@ -30,13 +30,15 @@ def faulty_server(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
 
 
 def openai_client(server: BackgroundServer, **kwargs: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_urls(server.url)["openai"], api_key="unused",
-                         max_retries=0, **kwargs)  # type: ignore[arg-type]
+    return openai.OpenAI(
+        base_url=base_urls(server.url)["openai"], api_key="unused", max_retries=0, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def anthropic_client(server: BackgroundServer, **kwargs: object) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=base_urls(server.url)["anthropic"], api_key="unused",
-                               max_retries=0, **kwargs)  # type: ignore[arg-type]
+    return anthropic.Anthropic(
+        base_url=base_urls(server.url)["anthropic"], api_key="unused", max_retries=0, **kwargs
+    )  # type: ignore[arg-type]
 
 
 # --- openai ---------------------------------------------------------------------------------
@@ -44,7 +46,8 @@ def anthropic_client(server: BackgroundServer, **kwargs: object) -> anthropic.An
 
 def test_openai_create_parses_text_usage_and_finish(clean_server: BackgroundServer) -> None:
     completion = openai_client(clean_server).chat.completions.create(
-        model="sim-small", messages=[{"role": "user", "content": PROMPT}])
+        model="sim-small", messages=[{"role": "user", "content": PROMPT}]
+    )
     assert completion.model == "sim-small"
     assert completion.system_fingerprint == "aigw-simulated"
     choice = completion.choices[0]
@@ -57,10 +60,14 @@ def test_openai_create_parses_text_usage_and_finish(clean_server: BackgroundServ
 def test_openai_stream_with_include_usage(clean_server: BackgroundServer) -> None:
     client = openai_client(clean_server)
     whole = client.chat.completions.create(
-        model="sim-small", messages=[{"role": "user", "content": PROMPT}])
+        model="sim-small", messages=[{"role": "user", "content": PROMPT}]
+    )
     stream = client.chat.completions.create(
-        model="sim-small", messages=[{"role": "user", "content": PROMPT}], stream=True,
-        stream_options={"include_usage": True})
+        model="sim-small",
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     pieces, finishes, usages = [], [], []
     for chunk in stream:
         if chunk.choices:
@@ -75,19 +82,23 @@ def test_openai_stream_with_include_usage(clean_server: BackgroundServer) -> Non
 
 def test_openai_max_tokens_gives_length(clean_server: BackgroundServer) -> None:
     completion = openai_client(clean_server).chat.completions.create(
-        model="sim-nano", messages=[{"role": "user", "content": PROMPT}], max_tokens=5)
+        model="sim-nano", messages=[{"role": "user", "content": PROMPT}], max_tokens=5
+    )
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage.completion_tokens == 5
 
 
 def test_openai_sdk_on_workers_ai_compatible_path(clean_server: BackgroundServer) -> None:
-    client = openai.OpenAI(base_url=base_urls(clean_server.url)["workers-ai-openai"],
-                           api_key="unused", max_retries=0)
+    client = openai.OpenAI(
+        base_url=base_urls(clean_server.url)["workers-ai-openai"], api_key="unused", max_retries=0
+    )
     completion = client.chat.completions.create(
-        model="sim-llamaish-70b", messages=[{"role": "user", "content": PROMPT}])
+        model="sim-llamaish-70b", messages=[{"role": "user", "content": PROMPT}]
+    )
     assert completion.model == "sim-llamaish-70b" and completion.choices[0].message.content
     stream = client.chat.completions.create(
-        model="sim-llamaish-70b", messages=[{"role": "user", "content": PROMPT}], stream=True)
+        model="sim-llamaish-70b", messages=[{"role": "user", "content": PROMPT}], stream=True
+    )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == completion.choices[0].message.content
 
@@ -101,19 +112,24 @@ def test_openai_sdk_lists_the_fleet(clean_server: BackgroundServer) -> None:
 def test_openai_rate_limit_error_carries_retry_after(faulty_server: BackgroundServer) -> None:
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client(faulty_server).chat.completions.create(
-            model="sim-small", messages=[{"role": "user", "content": "hi"}])
+            model="sim-small", messages=[{"role": "user", "content": "hi"}]
+        )
     assert caught.value.status_code == 429
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 5
     assert caught.value.code == "rate_limit_exceeded"
     assert caught.value.response.headers["x-aigw-simulated"] == "true"
 
 
-@pytest.mark.parametrize("faulty_server, status",
-                         [("server_error", 500), ("unavailable", 503)], indirect=["faulty_server"])
+@pytest.mark.parametrize(
+    "faulty_server, status",
+    [("server_error", 500), ("unavailable", 503)],
+    indirect=["faulty_server"],
+)
 def test_openai_server_errors_are_typed(faulty_server: BackgroundServer, status: int) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
         openai_client(faulty_server).chat.completions.create(
-            model="sim-large", messages=[{"role": "user", "content": "hi"}])
+            model="sim-large", messages=[{"role": "user", "content": "hi"}]
+        )
     assert caught.value.status_code == status
 
 
@@ -121,15 +137,19 @@ def test_openai_server_errors_are_typed(faulty_server: BackgroundServer, status:
 def test_openai_timeout_is_an_sdk_timeout(faulty_server: BackgroundServer) -> None:
     with pytest.raises(openai.APITimeoutError):
         openai_client(faulty_server, timeout=0.05).chat.completions.create(
-            model="sim-small", messages=[{"role": "user", "content": "hi"}])
+            model="sim-small", messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 @pytest.mark.parametrize("faulty_server", ["truncated"], indirect=True)
 def test_openai_truncated_stream_lacks_finish_and_usage(faulty_server: BackgroundServer) -> None:
     # The SDK does not notice a cut stream by itself: no finish reason and no usage arrive.
     stream = openai_client(faulty_server).chat.completions.create(
-        model="sim-small", messages=[{"role": "user", "content": PROMPT}], stream=True,
-        stream_options={"include_usage": True})
+        model="sim-small",
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert chunks and all(c.usage is None for c in chunks)
     assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)
@@ -140,10 +160,14 @@ def test_openai_malformed_body_and_stream_fail_to_parse(faulty_server: Backgroun
     client = openai_client(faulty_server)
     with pytest.raises(json.JSONDecodeError):
         client.chat.completions.create(
-            model="sim-small", messages=[{"role": "user", "content": PROMPT}])
+            model="sim-small", messages=[{"role": "user", "content": PROMPT}]
+        )
     with pytest.raises(json.JSONDecodeError):
-        list(client.chat.completions.create(
-            model="sim-small", messages=[{"role": "user", "content": PROMPT}], stream=True))
+        list(
+            client.chat.completions.create(
+                model="sim-small", messages=[{"role": "user", "content": PROMPT}], stream=True
+            )
+        )
 
 
 # --- anthropic ------------------------------------------------------------------------------
@@ -151,8 +175,11 @@ def test_openai_malformed_body_and_stream_fail_to_parse(faulty_server: Backgroun
 
 def test_anthropic_create_parses_text_usage_and_stop(clean_server: BackgroundServer) -> None:
     message = anthropic_client(clean_server).messages.create(
-        model="sim-sonnetish", max_tokens=1024, system="Be brief.",
-        messages=[{"role": "user", "content": PROMPT}])
+        model="sim-sonnetish",
+        max_tokens=1024,
+        system="Be brief.",
+        messages=[{"role": "user", "content": PROMPT}],
+    )
     assert message.model == "sim-sonnetish" and message.stop_reason == "end_turn"
     assert "rainbow" in message.content[0].text
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 20
@@ -160,10 +187,12 @@ def test_anthropic_create_parses_text_usage_and_stop(clean_server: BackgroundSer
 
 def test_anthropic_stream_helper_final_message(clean_server: BackgroundServer) -> None:
     client = anthropic_client(clean_server)
-    whole = client.messages.create(model="sim-haikuish", max_tokens=1024,
-                                   messages=[{"role": "user", "content": PROMPT}])
-    with client.messages.stream(model="sim-haikuish", max_tokens=1024,
-                                messages=[{"role": "user", "content": PROMPT}]) as stream:
+    whole = client.messages.create(
+        model="sim-haikuish", max_tokens=1024, messages=[{"role": "user", "content": PROMPT}]
+    )
+    with client.messages.stream(
+        model="sim-haikuish", max_tokens=1024, messages=[{"role": "user", "content": PROMPT}]
+    ) as stream:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == final.content[0].text == whole.content[0].text
@@ -172,9 +201,14 @@ def test_anthropic_stream_helper_final_message(clean_server: BackgroundServer) -
 
 
 def test_anthropic_raw_stream_events_and_max_tokens(clean_server: BackgroundServer) -> None:
-    events = list(anthropic_client(clean_server).messages.create(
-        model="sim-haikuish", max_tokens=4, stream=True,
-        messages=[{"role": "user", "content": PROMPT}]))
+    events = list(
+        anthropic_client(clean_server).messages.create(
+            model="sim-haikuish",
+            max_tokens=4,
+            stream=True,
+            messages=[{"role": "user", "content": PROMPT}],
+        )
+    )
     kinds = [e.type for e in events]
     assert kinds[:3] == ["message_start", "content_block_start", "content_block_delta"]
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
@@ -186,7 +220,8 @@ def test_anthropic_raw_stream_events_and_max_tokens(clean_server: BackgroundServ
 def test_anthropic_529_is_overloaded_error(faulty_server: BackgroundServer) -> None:
     with pytest.raises(anthropic.InternalServerError) as caught:
         anthropic_client(faulty_server).messages.create(
-            model="sim-sonnetish", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+            model="sim-sonnetish", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
     assert caught.value.status_code == 529
     assert isinstance(caught.value, anthropic.APIStatusError)
     assert caught.value.body["error"]["type"] == "overloaded_error"
@@ -196,7 +231,8 @@ def test_anthropic_529_is_overloaded_error(faulty_server: BackgroundServer) -> N
 def test_anthropic_rate_limit_error(faulty_server: BackgroundServer) -> None:
     with pytest.raises(anthropic.RateLimitError) as caught:
         anthropic_client(faulty_server).messages.create(
-            model="sim-haikuish", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+            model="sim-haikuish", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
     assert int(caught.value.response.headers["retry-after"]) >= 1
     assert caught.value.body["type"] == "error"
 
@@ -205,7 +241,8 @@ def test_anthropic_rate_limit_error(faulty_server: BackgroundServer) -> None:
 def test_anthropic_timeout_is_an_sdk_timeout(faulty_server: BackgroundServer) -> None:
     with pytest.raises(anthropic.APITimeoutError):
         anthropic_client(faulty_server, timeout=0.05).messages.create(
-            model="sim-haikuish", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+            model="sim-haikuish", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 @pytest.mark.parametrize("faulty_server", ["truncated"], indirect=True)
@@ -222,7 +259,8 @@ def test_anthropic_truncated_stream_has_no_stop_reason(faulty_server: Background
 def test_anthropic_malformed_stream_event_fails_to_parse(faulty_server: BackgroundServer) -> None:
     with pytest.raises(json.JSONDecodeError):
         with anthropic_client(faulty_server).messages.stream(
-            model="sim-haikuish", max_tokens=1024,
+            model="sim-haikuish",
+            max_tokens=1024,
             messages=[{"role": "user", "content": PROMPT}],
         ) as stream:
             stream.get_final_message()
@@ -231,7 +269,8 @@ def test_anthropic_malformed_stream_event_fails_to_parse(faulty_server: Backgrou
 def test_anthropic_unknown_model_is_not_found(clean_server: BackgroundServer) -> None:
     with pytest.raises(anthropic.NotFoundError):
         anthropic_client(clean_server).messages.create(
-            model="claude-real", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+            model="claude-real", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 # --- Workers AI native, over real HTTP ------------------------------------------------------

@@ -16,9 +16,10 @@ def test_server_paces_streams_with_the_fleets_async_sleep() -> None:
     recorder = SleepRecorder()
     fleet = SimulatedFleet(time_scale=1.0, async_sleep=recorder.async_)
     with BackgroundServer(fleet) as server, httpx.Client(timeout=5.0) as client:
-        response = client.post(f"{server.url}/v1/chat/completions",
-                               json=chat_body("sim-nano", "Tell me about tides", stream=True,
-                                              max_tokens=6))
+        response = client.post(
+            f"{server.url}/v1/chat/completions",
+            json=chat_body("sim-nano", "Tell me about tides", stream=True, max_tokens=6),
+        )
     assert sse_data(response.text)[-1] == "[DONE]"
     assert len(recorder.calls) == 1 + 6  # before the headers, then before each token
     assert all(seconds > 0 for seconds in recorder.calls)
@@ -27,9 +28,14 @@ def test_server_paces_streams_with_the_fleets_async_sleep() -> None:
 def test_a_hang_ends_in_504_when_the_client_never_gives_up() -> None:
     fleet = SimulatedFleet(time_scale=0.0, faults={"timeout": 1.0}, hang_s=0.05)
     with BackgroundServer(fleet) as server, httpx.Client(timeout=5.0) as client:
-        response = client.post(f"{server.url}/v1/messages",
-                               json={"model": "sim-haikuish", "max_tokens": 10,
-                                     "messages": [{"role": "user", "content": "hi"}]})
+        response = client.post(
+            f"{server.url}/v1/messages",
+            json={
+                "model": "sim-haikuish",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
     assert response.status_code == 504
     assert response.headers["x-aigw-simulated"] == "true"
 
@@ -52,5 +58,4 @@ async def test_lifespan_messages_are_answered() -> None:
         sent.append(message)
 
     await SimulatorApp(SimulatedFleet()).__call__({"type": "lifespan"}, incoming.get, send)
-    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
-                                         "lifespan.shutdown.complete"]
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -1,0 +1,302 @@
+"""`CallLog`: the DuckDB file every gateway call is logged into, and read back from.
+
+    log = CallLog("calls.duckdb")
+    log.append(record)                       # cheap; never waits for the disk
+    log.query("SELECT request_model, count(*) FROM calls GROUP BY ALL")   # a DataFrame
+    log.close()                              # or `with CallLog(...) as log:`
+
+Rows are written by a background thread in Arrow batches (see `aigw_lab.store.writer`).
+DuckDB lets one process at a time write a file; to analyse a log another process is writing,
+open a read-only copy with `CallLog.snapshot(path)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import StoreError
+from aigw_lab.store.records import CallRecord
+from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
+from aigw_lab.store.writer import BatchWriter
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+__all__ = ["CallLog", "open_readonly_snapshot"]
+
+_MEMORY = ":memory:"
+# DuckDB's default memory limit is 80% of RAM, and it keeps every block it wrote cached up to
+# that limit: a gateway logging for days would grow towards most of the machine's memory.
+# Capped, the log's footprint stays flat (DuckDB spills large queries to disk instead).
+# Set after connecting rather than as connect() config, so that other duckdb.connect() calls
+# on the same file in this process still work (DuckDB refuses differing connect configs).
+_DEFAULT_MEMORY_LIMIT = "256MB"
+
+
+class CallLog:
+    """An append-only log of gateway calls in a DuckDB file (table ``calls``).
+
+    ``path`` is the database file (created, with its directory, if missing) or ``":memory:"``.
+    Rows are buffered and written by a background thread in batches of ``batch_size``, at
+    the latest ``flush_interval`` seconds after they were appended. At most ``max_queue`` rows
+    wait in memory; beyond that `append` blocks until the writer catches up. ``config`` is
+    passed to ``duckdb.connect``; without a ``memory_limit`` in it, a file log's database is
+    capped at 256MB of cache (DuckDB spills bigger queries to disk). ``before_insert`` is
+    called on the writer thread before every insert with the row count (a test hook: raising
+    simulates a failed write).
+
+    Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
+    when the log is garbage collected and at normal interpreter exit.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 5_000,
+        flush_interval: float = 0.2,
+        max_queue: int = 100_000,
+        config: Mapping[str, Any] | None = None,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        before_insert: Callable[[int], None] | None = None,
+    ) -> None:
+        import duckdb
+
+        self._path: Path | str
+        if str(path) == _MEMORY:
+            self._path, self._where, spill_dir = _MEMORY, "the in-memory call log", None
+            conn = duckdb.connect(_MEMORY, config=dict(config or {}))
+        else:
+            self._path = Path(path).expanduser()
+            self._where, spill_dir = f"call log {self._path}", str(self._path.parent)
+            conn = _connect_file(self._path, config=config)
+        try:
+            apply_migrations(conn, migrations, where=self._where)
+            self._writer = BatchWriter(
+                conn,
+                where=self._where,
+                spill_dir=spill_dir,
+                batch_size=batch_size,
+                flush_interval=flush_interval,
+                max_queue=max_queue,
+                before_insert=before_insert,
+            )
+        except BaseException:
+            conn.close()
+            raise
+        # Holds the log weakly: an abandoned log is flushed when collected, and every live
+        # one at interpreter exit (weakref.finalize runs at exit by default).
+        self._finalizer = weakref.finalize(self, self._writer.close_quietly)
+
+    # --- writing -----------------------------------------------------------------------
+
+    def append(self, record: CallRecord) -> None:
+        """Queue one row. Thread-safe and cheap; blocks only while ``max_queue`` rows wait
+        (backpressure), so it is fine to call from async code. Raises `StoreError` after
+        `close`, or when the queue is full because writing keeps failing."""
+        self._writer.append(record)
+
+    def append_many(self, records: Iterable[CallRecord]) -> None:
+        """Queue several rows, in order (`append` for each)."""
+        self._writer.append_many(records)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every row appended before this call is in the database.
+
+        Raises `StoreError` if writing fails (the rows are kept and retried: flush again
+        after fixing the cause), if rows were rejected as unconvertible (they are in
+        `rejected`), or if ``timeout`` seconds pass first.
+        """
+        self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and close the database. Idempotent.
+
+        Rows that still cannot be written are saved to a ``calls.unwritten-*.jsonl`` file
+        next to the database (or in the temp directory), and a `StoreError` names it.
+        """
+        self._finalizer.detach()
+        self._writer.close()
+
+    def __enter__(self) -> CallLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- reading -----------------------------------------------------------------------
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Run a SQL query over the log (after a flush) and return a pandas DataFrame."""
+        import duckdb
+
+        self.flush()
+        # A cursor is a separate connection to the same database: the query runs alongside
+        # the writer's inserts (DuckDB isolates them) instead of stalling them.
+        cursor = self._writer.cursor()
+        try:
+            return cursor.execute(sql, params).df()
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"query on {self._where} failed: {exc}",
+                hint="check the SQL; the table is `calls`, its columns are in docs/call_log.md",
+            ) from exc
+        finally:
+            cursor.close()
+
+    def execute(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run any SQL statement (after a flush); return its result rows, if any."""
+        import duckdb
+
+        self.flush()
+        cursor = self._writer.cursor()
+        try:
+            result = cursor.execute(sql, params)
+            return result.fetchall() if cursor.description else []
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"statement on {self._where} failed: {exc}", hint="check the SQL"
+            ) from exc
+        finally:
+            cursor.close()
+
+    # --- state -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path | str:
+        """The database file, or ``":memory:"``."""
+        return self._path
+
+    @property
+    def rows_written(self) -> int:
+        """Rows inserted into the database so far by this log."""
+        return self._writer.rows_written
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows appended but not yet written."""
+        return self._writer.pending_rows
+
+    @property
+    def rejected(self) -> list[CallRecord]:
+        """Rows the writer could not convert (wrong field types); never written."""
+        return self._writer.rejected
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran."""
+        return self._writer.closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.rows_written} rows written"
+        return f"<CallLog {str(self._path)!r} ({state})>"
+
+    @staticmethod
+    def snapshot(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to a copy of the log at ``path``; see
+        `open_readonly_snapshot`."""
+        return open_readonly_snapshot(path)
+
+
+def open_readonly_snapshot(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+    """Copy the log at ``path`` (with its write-ahead log) to a temporary file and open the
+    copy read-only: for analysing a log that another process is writing.
+
+    The copy shows the rows that process had committed when it was taken. It is deleted
+    as soon as it is open (on systems that allow that), so nothing is left behind.
+    """
+    import duckdb
+
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise StoreError(
+            f"no call log at {source}", hint="pass the path of an existing .duckdb file"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="aigw-snapshot-"))
+    copy = folder / source.name
+    wal = source.with_name(source.name + ".wal")
+    try:
+        shutil.copyfile(source, copy)
+        if wal.is_file():
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        conn = duckdb.connect(str(copy), read_only=True)
+    except (OSError, duckdb.Error) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise StoreError(
+            f"cannot open a snapshot of {source}: {exc}",
+            hint="the writer may have been mid-checkpoint; try again",
+        ) from exc
+    # An open DuckDB file stays readable after unlinking on POSIX; elsewhere the copy stays
+    # in the temp directory.
+    shutil.rmtree(folder, ignore_errors=True)
+    return conn
+
+
+def _connect_file(path: Path, *, config: Mapping[str, Any] | None) -> duckdb.DuckDBPyConnection:
+    """Open the database file for writing, turning every failure into a `StoreError` that
+    says what to do."""
+    import duckdb
+
+    if path.is_dir():
+        raise StoreError(
+            f"the call log path {path} is a directory",
+            hint=f"pass a file path such as {path / 'calls.duckdb'}",
+        )
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the directory {folder} for the call log {path}: {exc.strerror or exc}",
+            hint="create the directory, or choose a writable location for the log",
+        ) from exc
+    try:
+        conn = duckdb.connect(str(path), config=dict(config or {}))
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from exc
+    if not config or "memory_limit" not in config:
+        conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
+    return conn
+
+
+def _open_error(path: Path, exc: Exception) -> StoreError:
+    import re
+
+    message = str(exc)
+    lowered = message.lower()
+    if "could not set lock" in lowered or "conflicting lock" in lowered:
+        pid = re.search(r"PID (\d+)", message)
+        holder = f" (PID {pid.group(1)})" if pid else ""
+        return StoreError(
+            f"the call log {path} is in use by another process{holder}",
+            hint="DuckDB allows one writing process per file: close the log (or Gateway) in "
+            "that process, use a different file, or analyse a read-only copy with "
+            f"CallLog.snapshot({str(path)!r})",
+        )
+    if "permission denied" in lowered or not os.access(path.parent, os.W_OK):
+        return StoreError(
+            f"cannot open the call log {path}: permission denied",
+            hint="choose a location you can write to, or fix the file's permissions",
+        )
+    return StoreError(
+        f"cannot open the call log {path}: {message}",
+        hint="check that the file is a DuckDB database written by a compatible DuckDB "
+        "version, or choose another path",
+    )

@@ -1,0 +1,266 @@
+"""The call log's DuckDB schema: column types and the append-only list of migrations.
+
+A database records which migrations it has had in ``schema_migrations``; opening one applies
+the missing migrations, all in one transaction. Released migrations are never edited, only
+appended to (``tests/store/test_schema.py`` pins their checksums): a new `CallRecord` field
+means a new ``ALTER TABLE calls ADD COLUMN`` migration, never a change to version 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aigw_lab.errors import StoreError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+__all__ = [
+    "COLUMN_TYPES",
+    "MIGRATIONS",
+    "Migration",
+    "SCHEMA_VERSION",
+    "apply_migrations",
+    "arrow_schema",
+    "schema_version",
+]
+
+#: DuckDB type of every ``calls`` column, in `CALL_COLUMNS` order. The migrations below are
+#: what actually creates the table; a test checks that the two agree.
+COLUMN_TYPES: dict[str, str] = {
+    "call_id": "VARCHAR",
+    "trace_id": "VARCHAR",
+    "timestamp": "TIMESTAMPTZ",
+    "provider_name": "VARCHAR",
+    "request_model": "VARCHAR",
+    "operation_name": "VARCHAR",
+    "response_model": "VARCHAR",
+    "response_id": "VARCHAR",
+    "api_format": "VARCHAR",
+    "request_json": "JSON",
+    "response_text": "VARCHAR",
+    "finish_reason": "VARCHAR",
+    "tool_calls_json": "JSON",
+    "status": "VARCHAR",
+    "error_type": "VARCHAR",
+    "error_message": "VARCHAR",
+    "http_status_code": "INTEGER",
+    "input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "cache_read_input_tokens": "BIGINT",
+    "cache_creation_input_tokens": "BIGINT",
+    "reasoning_tokens": "BIGINT",
+    "cost_usd": "DOUBLE",
+    "latency_ms": "DOUBLE",
+    "ttfb_ms": "DOUBLE",
+    "ttft_ms": "DOUBLE",
+    "upstream_ms": "DOUBLE",
+    "overhead_ms": "DOUBLE",
+    "stream": "BOOLEAN",
+    "cache_status": "VARCHAR",
+    "cache_similarity": "DOUBLE",
+    "attempt": "INTEGER",
+    "fallback_from": "VARCHAR",
+    "user_id": "VARCHAR",
+    "tenant_id": "VARCHAR",
+    "experiment_id": "VARCHAR",
+    "tags_json": "JSON",
+    "metadata_json": "JSON",
+    "simulated": "BOOLEAN",
+}
+
+
+def arrow_schema() -> pa.Schema:
+    """The Arrow schema the writer builds batches with (JSON columns travel as strings)."""
+    import pyarrow as pa
+
+    arrow_types = {
+        "VARCHAR": pa.string(),
+        "JSON": pa.string(),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+    }
+    return pa.schema([(name, arrow_types[sql]) for name, sql in COLUMN_TYPES.items()])
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change: ``apply`` is SQL text (may hold several statements) or a callable
+    that receives the DuckDB connection, already inside the migration transaction."""
+
+    version: int
+    name: str
+    apply: str | Callable[[duckdb.DuckDBPyConnection], None]
+
+    def checksum(self) -> str:
+        """SHA-256 of the migration's name and body (the callable's source code)."""
+        body = self.apply if isinstance(self.apply, str) else inspect.getsource(self.apply)
+        return hashlib.sha256(f"{self.version}:{self.name}\n{body}".encode()).hexdigest()
+
+
+# --- released migrations: append only, never edit ------------------------------------------
+
+# No PRIMARY KEY or NOT NULL: a constraint would make one bad row fail its whole batch, and
+# an ART index slows bulk inserts several-fold. DuckDB's per-block min/max (zone maps) already
+# make the usual time-range and equality filters cheap.
+_CREATE_CALLS = """
+CREATE TABLE calls (
+    call_id VARCHAR,
+    trace_id VARCHAR,
+    "timestamp" TIMESTAMPTZ,
+    provider_name VARCHAR,
+    request_model VARCHAR,
+    operation_name VARCHAR,
+    response_model VARCHAR,
+    response_id VARCHAR,
+    api_format VARCHAR,
+    request_json JSON,
+    response_text VARCHAR,
+    finish_reason VARCHAR,
+    tool_calls_json JSON,
+    status VARCHAR,
+    error_type VARCHAR,
+    error_message VARCHAR,
+    http_status_code INTEGER,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cache_read_input_tokens BIGINT,
+    cache_creation_input_tokens BIGINT,
+    reasoning_tokens BIGINT,
+    cost_usd DOUBLE,
+    latency_ms DOUBLE,
+    ttfb_ms DOUBLE,
+    ttft_ms DOUBLE,
+    upstream_ms DOUBLE,
+    overhead_ms DOUBLE,
+    stream BOOLEAN,
+    cache_status VARCHAR,
+    cache_similarity DOUBLE,
+    attempt INTEGER,
+    fallback_from VARCHAR,
+    user_id VARCHAR,
+    tenant_id VARCHAR,
+    experiment_id VARCHAR,
+    tags_json JSON,
+    metadata_json JSON,
+    simulated BOOLEAN
+)
+"""
+
+_CREATE_CALLS_OK = """
+CREATE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
+"""
+
+#: Every migration ever released, in order. Append new ones; never edit or reorder these.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create_calls", _CREATE_CALLS),
+    Migration(2, "create_calls_ok_view", _CREATE_CALLS_OK),
+)
+
+#: The schema version this code writes: the last migration's version.
+SCHEMA_VERSION: int = MIGRATIONS[-1].version
+
+_CREATE_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration version applied to the database (0 for a fresh one)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE table_name = 'schema_migrations' AND schema_name = current_schema()"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def apply_migrations(
+    conn: duckdb.DuckDBPyConnection,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    *,
+    where: str = "the call log",
+) -> list[int]:
+    """Apply the migrations ``conn``'s database lacks, in one transaction; return their
+    versions. ``where`` names the database in error messages.
+
+    Raises `StoreError` when the database has a migration this code does not know (it was
+    written by a newer aigw_lab) or when a migration fails (nothing is applied then).
+    """
+    import duckdb
+
+    _check_sequence(migrations)
+    try:
+        conn.execute(_CREATE_SCHEMA_MIGRATIONS)
+        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    except duckdb.Error as exc:
+        raise StoreError(
+            f"cannot read the schema version of {where}: {exc}",
+            hint="check that the file is an aigw_lab call log",
+        ) from exc
+
+    known = {m.version for m in migrations}
+    unknown = sorted(applied - known)
+    if unknown:
+        newest = max(known, default=0)
+        raise StoreError(
+            f"{where} has schema version {max(unknown)}, newer than this aigw_lab "
+            f"understands (up to {newest})",
+            hint="upgrade aigw_lab (pip install -U aigw-lab), or open a copy with "
+            "CallLog.snapshot(path) for read-only analysis",
+        )
+
+    missing = [m for m in migrations if m.version not in applied]
+    if not missing:
+        return []
+    current: Migration | None = None
+    try:
+        conn.execute("BEGIN TRANSACTION")
+        for current in missing:
+            if isinstance(current.apply, str):
+                conn.execute(current.apply)
+            else:
+                current.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now())",
+                [current.version, current.name],
+            )
+        conn.execute("COMMIT")
+    except Exception as exc:
+        _rollback(conn)
+        label = f"{current.version} ({current.name})" if current else "?"
+        raise StoreError(
+            f"migration {label} of {where} failed, nothing was changed: {exc}",
+            hint="report this as a bug with the error above; the database is untouched",
+        ) from exc
+    return [m.version for m in missing]
+
+
+def _check_sequence(migrations: Sequence[Migration]) -> None:
+    # A programming error, caught before anything touches the database.
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration versions must be 1, 2, 3, ... in order, got {versions}")
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction was open: the failure came before BEGIN took effect

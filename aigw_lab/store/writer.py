@@ -1,0 +1,464 @@
+"""The background writer behind `CallLog`: buffers rows, inserts them as Arrow batches.
+
+Callers append `CallRecord` objects to a plain list under a lock (no per-row queue put, no
+per-row wake-up); a full list is handed to the writer thread, which transposes it column by
+column into a pyarrow table and inserts it with one ``INSERT ... SELECT`` statement.
+
+Guarantees, in order of importance:
+
+* no row is dropped silently: a failed insert keeps its rows and retries them (with backoff,
+  and at once when someone flushes); `flush` raises `StoreError` while they cannot be written,
+  and a `CallLogWarning` is emitted when a failure starts. Rows that cannot even be converted
+  (a string in a token count, say) are set aside in ``rejected`` and reported by the next
+  `flush`;
+* memory stays bounded: at most ``max_queue`` rows wait; past that `append` blocks until the
+  writer catches up (backpressure) instead of growing without limit;
+* rows reach the table in append order, so "every row appended before ``flush()`` was called
+  is written" is just a comparison of two counters.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import StoreError
+from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.schema import COLUMN_TYPES, arrow_schema
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+__all__ = ["BatchWriter", "CallLogWarning"]
+
+_BATCH_TABLE = "_aigw_call_batch"
+_ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
+_FIRST_RETRY_DELAY = 0.05
+_MAX_RETRY_DELAY = 5.0
+
+
+class CallLogWarning(RuntimeWarning):
+    """The call log could not write rows yet; they are kept and retried."""
+
+
+def _insert_sql() -> str:
+    # BY NAME keeps inserts right even if a later migration adds columns in another order.
+    # Invalid JSON text is stored as a JSON string instead of failing the whole batch.
+    select = ", ".join(
+        f"COALESCE(TRY_CAST({name} AS JSON), to_json({name})) AS {name}"
+        if sql_type == "JSON"
+        else f'"{name}"'
+        for name, sql_type in COLUMN_TYPES.items()
+    )
+    return f"INSERT INTO calls BY NAME SELECT {select} FROM {_BATCH_TABLE}"
+
+
+class BatchWriter:
+    """Owns the writer thread and the rows waiting for it. Used through `CallLog`.
+
+    ``before_insert`` is called on the writer thread with the row count before every insert
+    attempt; an exception it raises counts as a failed insert. Tests use it to slow the
+    writer down or to simulate a full disk.
+    """
+
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        *,
+        where: str,
+        spill_dir: str | None,
+        batch_size: int,
+        flush_interval: float,
+        max_queue: int,
+        before_insert: Callable[[int], None] | None = None,
+    ) -> None:
+        if batch_size < 1 or max_queue < 1:
+            raise ValueError("batch_size and max_queue must be at least 1")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be positive (seconds)")
+        self._where = where
+        self._spill_dir = spill_dir
+        self._batch_size = batch_size
+        # A writer that falls behind merges waiting batches, up to one DuckDB row group per
+        # insert: a full row group is written straight to the file instead of through the
+        # write-ahead log, about 3x cheaper per row than 5,000-row inserts.
+        self._max_batch = max(batch_size, _ROW_GROUP_ROWS)
+        self._flush_interval = flush_interval
+        self._max_queue = max_queue
+        self._before_insert = before_insert
+
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)  # the writer waits here for rows
+        self._progress = threading.Condition(lock)  # appenders and flushers wait here
+
+        self._buffer: list[CallRecord] = []
+        self._pending: deque[list[CallRecord]] = deque()
+        self._inflight: list[CallRecord] | None = None  # taken by the writer, not yet written
+        self._appended = 0
+        self._done = 0  # rows written or rejected: what flush() waits for
+        self.rows_written = 0
+        self.rejected: list[CallRecord] = []
+        self._unreported_rejections: list[str] = []
+
+        self._flush_waiters = 0
+        self._retry_now = False
+        self._failures = 0  # failed insert attempts, ever
+        self._failures_at_last_success = 0
+        self._retry_at = 0.0  # monotonic time of the next retry of a failed insert
+        self._last_error: BaseException | None = None  # set while the head batch is stuck
+        self._fatal: BaseException | None = None  # the writer thread itself crashed
+        self._stopping = False
+        self._exit_now = False
+        self.closed = False
+
+        self._conn = conn
+        self._conn_lock = threading.Lock()  # the shared connection object is not thread-safe
+        self._close_lock = threading.Lock()
+        self._cursor = conn.cursor()  # the writer thread's own connection handle
+        self._insert = _insert_sql()
+        self._schema = arrow_schema()
+        self._columns = [
+            (attrgetter(name), field.type)
+            for name, field in zip(CALL_COLUMNS, self._schema, strict=True)
+        ]
+        # One empty batch through the whole path, on this thread: pyarrow imports pandas on
+        # first use, and an import on the writer thread fails during interpreter exit.
+        self._insert_table(self._to_arrow([])[0])
+        self._thread = threading.Thread(target=self._run, name="aigw-call-log-writer", daemon=True)
+        self._thread.start()
+
+    # --- caller side -------------------------------------------------------------------
+
+    def append(self, record: CallRecord) -> None:
+        if type(record) is not CallRecord and not isinstance(record, CallRecord):
+            raise TypeError(f"CallLog.append takes a CallRecord, not {type(record).__name__}")
+        with self._work:
+            if self._stopping:
+                raise self._refusal()
+            if self._appended - self._done >= self._max_queue:
+                self._wait_for_room()
+            buffer = self._buffer
+            buffer.append(record)
+            self._appended += 1
+            if len(buffer) >= self._batch_size:
+                self._pending.append(buffer)
+                self._buffer = []
+                self._work.notify()
+
+    def append_many(self, records: Iterable[CallRecord]) -> None:
+        for record in records:
+            self.append(record)
+
+    def _wait_for_room(self) -> None:
+        # Called with the lock held and the queue full: hand over what we have, then wait.
+        if self._buffer:
+            self._pending.append(self._buffer)
+            self._buffer = []
+        failures_before = self._failures
+        self._retry_now = True  # if the writer is backing off after a failure, retry now
+        self._work.notify()
+        while True:
+            if self._stopping:  # closed (or crashed) while we waited: the writer may be gone
+                raise self._refusal()
+            if self._appended - self._done < self._max_queue:
+                return
+            if self._failures > failures_before:
+                # Blocking forever on a broken disk would hang every call; say so instead.
+                raise StoreError(
+                    f"{self._where} cannot take more rows: {self._max_queue} rows are waiting "
+                    f"and writing them fails: {self._last_error}",
+                    hint="fix the cause (disk full? file removed?); the waiting rows are "
+                    "kept and retried, this row was not accepted",
+                )
+            self._progress.wait(self._flush_interval)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every row appended before the call is written (or rejected)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("CallLog.flush() cannot be called from the writer thread")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._work:
+            if self.closed:
+                return  # close() flushed, and reported anything it could not write
+            target = self._appended
+            failures_before = self._failures
+            if self._done < target:
+                self._flush_waiters += 1
+                self._retry_now = True
+                self._work.notify()
+                try:
+                    while self._done < target:
+                        self._raise_if_unusable()
+                        if self._failures > failures_before:
+                            raise StoreError(
+                                f"{target - self._done} rows could not be written to "
+                                f"{self._where} yet: {self._last_error}",
+                                hint="they are kept and retried; fix the cause (disk full? "
+                                "file removed?) and flush again",
+                            ) from self._last_error
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise StoreError(
+                                f"flush of {self._where} timed out after {timeout}s with "
+                                f"{target - self._done} rows still waiting",
+                                hint="flush again, or pass a longer timeout",
+                            )
+                        self._progress.wait(remaining)
+                finally:
+                    self._flush_waiters -= 1
+            if self._unreported_rejections:
+                messages, self._unreported_rejections = self._unreported_rejections, []
+                raise StoreError(
+                    f"{self._where} rejected rows that could not be converted: "
+                    + "; ".join(messages),
+                    hint="fix the CallRecord field types; the rows are kept in CallLog.rejected",
+                )
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows appended but not yet written."""
+        return self._appended - self._done
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the log's database, for one reader thread."""
+        with self._conn_lock:
+            if self.closed:
+                raise StoreError(f"{self._where} is closed", hint="query it before close()")
+            return self._conn.cursor()
+
+    def close(self) -> None:
+        """Flush, stop the thread and close the connection. Idempotent.
+
+        If rows cannot be written, they are saved to a JSON-lines file next to the database
+        (or in the temp directory) and a `StoreError` names that file.
+        """
+        if threading.current_thread() is self._thread:
+            # Garbage collection ran the finalizer on the writer thread, which must not wait
+            # for itself: close from a helper thread (not a daemon, so exit waits for it).
+            threading.Thread(target=self.close_quietly, name="aigw-call-log-close").start()
+            return
+        with self._close_lock:
+            if not self.closed:
+                self._close()
+
+    def _close(self) -> None:
+        with self._work:
+            self._stopping = True  # from here on append() refuses rows
+        error: StoreError | None = None
+        try:
+            self.flush()
+        except StoreError as exc:
+            error = exc
+        with self._work:
+            self._exit_now = True
+            self._work.notify()
+        self._thread.join()
+        leftovers = self._unwritten_rows()
+        self._close_connection()
+        if error is None:
+            return
+        unwritten = leftovers + self.rejected
+        spill = _spill(self._spill_dir, unwritten)
+        kept = f"saved to {spill}" if spill else "they could not be saved to a file either"
+        raise StoreError(
+            f"closing {self._where}: {len(unwritten)} rows were not written ({kept}): "
+            f"{error.message}",
+            hint="append the saved rows to a log again once the cause is fixed",
+        ) from error
+
+    def close_quietly(self) -> None:
+        """`close` for finalizers and interpreter exit: turns errors into a warning."""
+        try:
+            self.close()
+        except StoreError as exc:
+            warnings.warn(str(exc), CallLogWarning, stacklevel=2)
+
+    def _raise_if_unusable(self) -> None:
+        if self._fatal is not None:
+            raise self._refusal() from self._fatal
+
+    def _refusal(self) -> StoreError:
+        if self._fatal is not None:
+            return StoreError(
+                f"the writer thread of {self._where} crashed: {self._fatal!r}",
+                hint="this is a bug in aigw_lab; please report it with the error above",
+            )
+        return StoreError(f"{self._where} is closed", hint="append before close()")
+
+    def _unwritten_rows(self) -> list[CallRecord]:
+        with self._work:
+            rows = list(self._inflight or ())
+            for batch in self._pending:
+                rows.extend(batch)
+            rows.extend(self._buffer)
+            self._inflight, self._buffer = None, []
+            self._pending.clear()
+            return rows
+
+    def _close_connection(self) -> None:
+        with self._conn_lock:
+            if self.closed:
+                return
+            self.closed = True
+            for handle in (self._cursor, self._conn):
+                try:
+                    handle.close()
+                except Exception:  # noqa: BLE001 - closing is best effort; data is committed
+                    pass
+
+    # --- writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    break
+                self._write(batch)
+        except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
+            with self._work:
+                self._fatal = exc
+                self._stopping = True  # refuse new rows: nobody would write them
+                self._progress.notify_all()
+            warnings.warn(
+                f"the writer thread of {self._where} crashed: {exc!r}",
+                CallLogWarning,
+                stacklevel=1,
+            )
+            return
+
+    def _next_batch(self) -> list[CallRecord] | None:
+        with self._work:
+            timed_out = False
+            while True:
+                if self._exit_now:
+                    return None
+                if self._inflight is not None:  # the last insert failed: retry it
+                    wait = self._retry_at - time.monotonic()
+                    if self._retry_now or wait <= 0:
+                        self._retry_now = False
+                        return self._inflight
+                    self._work.wait(wait)
+                    continue
+                take_buffer = bool(self._buffer) and (
+                    timed_out or self._flush_waiters > 0 or self._stopping
+                )
+                if take_buffer:
+                    self._pending.append(self._buffer)
+                    self._buffer = []
+                if self._pending:
+                    batch = self._pending.popleft()
+                    while self._pending and len(batch) + len(self._pending[0]) <= self._max_batch:
+                        batch += self._pending.popleft()
+                    self._inflight = batch
+                    self._retry_now = False
+                    return batch
+                if self._stopping:
+                    return None
+                timed_out = not self._work.wait(self._flush_interval)
+
+    def _write(self, batch: list[CallRecord]) -> None:
+        table, bad = self._to_arrow(batch)
+        try:
+            if self._before_insert is not None:
+                self._before_insert(len(batch))
+            if table.num_rows:
+                self._insert_table(table)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the rows for a retry
+            if self._last_error is None:  # only this thread writes it: no lock needed
+                # Warn before waking flush() so the warning precedes the error it raises.
+                warnings.warn(
+                    f"could not write {len(batch)} rows to {self._where}: {exc}; "
+                    "they are kept and retried",
+                    CallLogWarning,
+                    stacklevel=1,
+                )
+            with self._work:
+                self._failures += 1
+                self._last_error = exc
+                streak = self._failures - self._failures_at_last_success
+                delay = _FIRST_RETRY_DELAY * 2 ** min(streak - 1, 10)
+                self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
+                self._progress.notify_all()
+            return
+        with self._work:
+            self._inflight = None
+            self._last_error = None
+            self._failures_at_last_success = self._failures
+            self._done += len(batch)
+            self.rows_written += len(batch) - len(bad)
+            if bad:
+                self.rejected.extend(record for record, _ in bad)
+                record, reason = bad[0]
+                self._unreported_rejections.append(
+                    f"{len(bad)} rows (first: call_id={record.call_id!r}, {reason})"
+                )
+            self._progress.notify_all()
+
+    def _insert_table(self, table: pa.Table) -> None:
+        self._cursor.register(_BATCH_TABLE, table)
+        try:
+            self._cursor.execute(self._insert)
+        finally:
+            self._cursor.unregister(_BATCH_TABLE)
+
+    def _to_arrow(self, batch: list[CallRecord]) -> tuple[pa.Table, list[tuple[CallRecord, str]]]:
+        """The batch as an Arrow table, plus the rows that cannot be converted and why."""
+        import pyarrow as pa
+
+        try:
+            # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
+            arrays = [pa.array(list(map(get, batch)), type=kind) for get, kind in self._columns]
+            return pa.Table.from_arrays(arrays, schema=self._schema), []
+        except (pa.ArrowException, TypeError, ValueError, AttributeError, OverflowError):
+            pass
+        # Slow path, only when the batch holds a bad row: find it, keep the others.
+        good: list[CallRecord] = []
+        bad: list[tuple[CallRecord, str]] = []
+        for record in batch:
+            reason = self._conversion_problem(record)
+            if reason is None:
+                good.append(record)
+            else:
+                bad.append((record, reason))
+        arrays = [pa.array(list(map(get, good)), type=kind) for get, kind in self._columns]
+        return pa.Table.from_arrays(arrays, schema=self._schema), bad
+
+    def _conversion_problem(self, record: CallRecord) -> str | None:
+        import pyarrow as pa
+
+        for name, (get, kind) in zip(CALL_COLUMNS, self._columns, strict=True):
+            try:
+                pa.array([get(record)], type=kind)
+            except Exception as exc:  # noqa: BLE001 - any failure makes the row unwritable
+                return f"column {name}: {type(exc).__name__}: {exc}"
+        return None
+
+
+def _spill(folder: str | None, rows: list[Any]) -> str | None:
+    """Save rows that could not be written as JSON lines in ``folder`` (or, failing that,
+    the temp directory); return the file, or None if even that failed."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    name = f"calls.unwritten-{stamp}-{os.getpid()}.jsonl"
+    folders = [folder] if folder else []
+    for target in [Path(f) / name for f in [*folders, tempfile.gettempdir()]]:
+        try:
+            with open(target, "w", encoding="utf-8") as out:
+                for row in rows:
+                    values = {col: getattr(row, col, None) for col in CALL_COLUMNS}
+                    out.write(json.dumps(values, default=str, ensure_ascii=False) + "\n")
+            return str(target)
+        except OSError:
+            continue
+    return None

@@ -1,0 +1,252 @@
+"""How fast does the call log take rows, end to end, and does its memory stay flat?
+
+    python bench/bench_log_writer.py [--rows N] [--batch-size B] [--max-queue Q]
+
+One thread appends N realistic `CallRecord`s to a `CallLog` on a temporary file as fast as
+it can, then flushes; rows/s is N over that whole time. Two modes: records built fresh for
+every row (what the gateway does: the record's construction is part of the cost), and
+records taken from a pre-built pool (the writer alone). Baselines, measured in the same run
+on the same machine, put the numbers in proportion:
+
+* ``executemany``: DuckDB's row-at-a-time parameterised insert (20k rows; the naive way);
+* ``raw arrow``: the same rows transposed to one pyarrow table and inserted with one
+  statement, with no queue or thread (about the ceiling for this machine).
+
+Memory: resident set size is sampled every 5% of the rows; "growth after warm-up" is the
+largest sample minus the one at 20%, which stays small when the bounded queue works.
+Exits 0; the target (>= 100,000 rows/s) is reported, not enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from pathlib import Path
+
+from aigw_lab.store import CALL_COLUMNS, CallLog, CallRecord
+from aigw_lab.store.schema import arrow_schema
+
+TARGET_ROWS_PER_S = 100_000
+_T0 = datetime(2025, 1, 1, tzinfo=UTC)
+_MODELS = [
+    ("openai", "gpt-4o-mini", "openai"),
+    ("anthropic", "claude-3-5-haiku", "anthropic"),
+    ("workers-ai", "@cf/meta/llama-3.1-8b-instruct", "workers-ai"),
+]
+_PROMPTS = [
+    "What is 2 + 2?",
+    "Summarise the following paragraph in one sentence: the quick brown fox jumps over it.",
+    "Translate to French: the weather is nice today, let's go for a walk by the river.",
+]
+
+
+def realistic_record(i: int) -> CallRecord:
+    """A row like the gateway writes: mostly successes, some errors, retries, cache hits."""
+    provider, model, api_format = _MODELS[i % 3]
+    prompt = _PROMPTS[i % len(_PROMPTS)]
+    failed = i % 17 == 0
+    request = {"model": model, "messages": [{"role": "user", "content": prompt}], "n": i % 5}
+    return CallRecord(
+        call_id=f"call_{i:012x}",
+        trace_id=f"trace_{i // 2:012x}",
+        timestamp=_T0 + timedelta(microseconds=i * 731),
+        provider_name=provider,
+        request_model=model,
+        response_model=None if failed else f"{model}-2024-07-18",
+        response_id=None if failed else f"resp_{i:010d}",
+        api_format=api_format,
+        request_json=json.dumps(request),
+        response_text=None if failed else f"Answer number {i}: " + prompt[::-1][:60],
+        finish_reason=None if failed else "stop",
+        status="error" if failed else "ok",
+        error_type="rate_limited" if failed else None,
+        error_message="429 Too Many Requests: slow down" if failed else None,
+        http_status_code=429 if failed else 200,
+        input_tokens=None if failed else 12 + i % 300,
+        output_tokens=None if failed else 5 + i % 700,
+        cache_read_input_tokens=None if failed else i % 64,
+        cost_usd=None if failed or i % 11 == 0 else (i % 1000) * 1.7e-7,
+        latency_ms=50.0 + (i * 7919) % 4000 / 3.0,
+        ttfb_ms=20.0 + i % 300,
+        ttft_ms=None if failed else 25.0 + i % 310,
+        upstream_ms=49.0 + (i * 7919) % 4000 / 3.0,
+        overhead_ms=0.02 + (i % 50) / 1000,
+        stream=i % 4 == 0,
+        cache_status="hit" if i % 23 == 0 else "miss",
+        attempt=2 if i % 2 else 1,
+        user_id=f"user-{i % 97}",
+        experiment_id="bench",
+        tags_json='{"team": "research", "run": "bench"}',
+        simulated=True,
+    )
+
+
+def rss_mib() -> float:
+    """Current resident set size (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mib()
+
+
+def peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def bench_calllog(path: Path, rows: int, *, fresh: bool, batch_size: int, max_queue: int):
+    """Append ``rows`` records (built fresh or from a pool), flush; return rows/s and RSS."""
+    pool = [] if fresh else [realistic_record(i) for i in range(10_000)]
+    samples: list[float] = []
+    every = max(1, rows // 20)
+    log = CallLog(path, batch_size=batch_size, max_queue=max_queue)
+    append = log.append
+    started = time.perf_counter()
+    for i in range(rows):
+        append(realistic_record(i) if fresh else pool[i % 10_000])
+        if i % every == 0:
+            samples.append(rss_mib())
+    log.flush()
+    elapsed = time.perf_counter() - started
+    samples.append(rss_mib())
+    written = log.rows_written
+    log.close()
+    assert written == rows, f"wrote {written} of {rows} rows"
+    return rows / elapsed, samples
+
+
+def bench_executemany(path: Path, records: list[CallRecord]) -> float:
+    import duckdb
+
+    conn = duckdb.connect(str(path))
+    _create_calls(conn)
+    as_tuple = attrgetter(*CALL_COLUMNS)
+    values = [as_tuple(r) for r in records]
+    placeholders = ", ".join("?" * len(CALL_COLUMNS))
+    started = time.perf_counter()
+    conn.executemany(f"INSERT INTO calls VALUES ({placeholders})", values)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return len(records) / elapsed
+
+
+def bench_raw_arrow(path: Path, records: list[CallRecord]) -> float:
+    """The same rows as one pyarrow table and one INSERT: no queue, no thread."""
+    import duckdb
+    import pyarrow as pa
+
+    conn = duckdb.connect(str(path))
+    _create_calls(conn)
+    schema = arrow_schema()
+    started = time.perf_counter()
+    arrays = [
+        pa.array(list(map(attrgetter(name), records)), type=field.type)
+        for name, field in zip(CALL_COLUMNS, schema, strict=True)
+    ]
+    batch = pa.Table.from_arrays(arrays, schema=schema)
+    conn.register("batch", batch)
+    conn.execute("INSERT INTO calls SELECT * FROM batch")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return len(records) / elapsed
+
+
+def _create_calls(conn) -> None:
+    from aigw_lab.store.schema import apply_migrations
+
+    apply_migrations(conn)
+
+
+def record_size_bytes(record: CallRecord) -> int:
+    """Approximate memory one record holds: the object plus its own field values (None and
+    booleans are shared singletons, so they do not count)."""
+    values = [getattr(record, name) for name in CALL_COLUMNS]
+    return sys.getsizeof(record) + sum(
+        sys.getsizeof(v) for v in values if v is not None and not isinstance(v, bool)
+    )
+
+
+def build_rate(rows: int) -> float:
+    """Records built per second with no logging at all: the ceiling for the fresh mode."""
+    started = time.perf_counter()
+    for i in range(rows):
+        realistic_record(i)
+    return rows / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per CallLog run")
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--max-queue", type=int, default=100_000)
+    parser.add_argument("--executemany-rows", type=int, default=5_000)
+    parser.add_argument("--arrow-rows", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    settings = {"batch_size": args.batch_size, "max_queue": args.max_queue}
+
+    with tempfile.TemporaryDirectory(prefix="bench-log-") as folder:
+        tmp = Path(folder)
+        baseline = [realistic_record(i) for i in range(max(args.executemany_rows, args.arrow_rows))]
+        executemany = bench_executemany(tmp / "many.duckdb", baseline[: args.executemany_rows])
+        raw_arrow = bench_raw_arrow(tmp / "arrow.duckdb", baseline[: args.arrow_rows])
+        del baseline
+        building = build_rate(min(args.rows, 200_000))
+
+        pool_rate, pool_rss = bench_calllog(tmp / "pool.duckdb", args.rows, fresh=False, **settings)
+        fresh_rate, fresh_rss = bench_calllog(
+            tmp / "fresh.duckdb", args.rows, fresh=True, **settings
+        )
+        size_mib = (tmp / "fresh.duckdb").stat().st_size / 2**20
+
+    print(
+        f"call log writer benchmark: {args.rows:,} rows, batch_size={args.batch_size:,}, "
+        f"max_queue={args.max_queue:,}"
+    )
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d} | {platform.machine()} | {os.cpu_count()} cores | "
+        f"Python {platform.python_version()} | {platform.system()}"
+    )
+    print()
+    print(f"| {'run':<48} | {'rows/s':>9} | {'vs executemany':>14} | {'vs raw arrow':>12} |")
+    print(f"|{'-' * 50}|{'-' * 11}|{'-' * 16}|{'-' * 14}|")
+    table = [
+        ("CallLog, pre-built records (the writer)", pool_rate),
+        ("CallLog, record built per row (gateway-like)", fresh_rate),
+        ("  for scale: building records only, no log", building),
+        (f"baseline: executemany ({args.executemany_rows:,} rows)", executemany),
+        (f"baseline: raw arrow, one insert ({args.arrow_rows:,} rows)", raw_arrow),
+    ]
+    for name, rate in table:
+        print(
+            f"| {name:<48} | {rate:>9,.0f} | {rate / executemany:>13.1f}x | "
+            f"{rate / raw_arrow:>11.2f}x |"
+        )
+    print()
+    for label, samples in (("pre-built", pool_rss), ("built per row", fresh_rss)):
+        quarters = [samples[min(len(samples) - 1, q * len(samples) // 4)] for q in (1, 2, 3, 4)]
+        print(
+            f"RSS, {label}: start {samples[0]:.0f} MiB; at 25/50/75/100% of rows "
+            + "/".join(f"{q:.0f}" for q in quarters)
+            + f" MiB; max {max(samples):.0f} MiB"
+        )
+    keep_all = args.rows * record_size_bytes(realistic_record(1)) / 2**20
+    print(
+        f"(holding all {args.rows:,} records would take ~{keep_all:,.0f} MiB; "
+        f"process peak {peak_rss_mib():.0f} MiB; database {size_mib:.0f} MiB on disk)"
+    )
+    verdict = "met" if pool_rate >= TARGET_ROWS_PER_S else "NOT met"
+    print(f"target: the writer sustains >= {TARGET_ROWS_PER_S:,} rows/s: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Shared helpers for the call-log tests: a CallRecord factory and an injectable insert hook."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from aigw_lab.store.records import CallRecord
+
+_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def make_record(i: int = 0, **overrides: Any) -> CallRecord:
+    """A successful call row, numbered ``i`` (ids and timestamp derive from it)."""
+    values: dict[str, Any] = {
+        "call_id": f"call-{i:07d}",
+        "trace_id": f"trace-{i:07d}",
+        "timestamp": _EPOCH + timedelta(milliseconds=i),
+        "provider_name": "openai",
+        "request_model": "gpt-4o-mini",
+    }
+    values.update(overrides)
+    return CallRecord(**values)
+
+
+@pytest.fixture
+def record() -> Callable[..., CallRecord]:
+    return make_record
+
+
+class InsertGate:
+    """A ``before_insert`` hook: can hold the writer at the next insert, or make inserts fail.
+
+    ``hold()`` makes the writer block before inserting until ``release()``; ``entered`` is set
+    once it is blocked. ``fail_with`` set to an exception makes every attempt raise it.
+    """
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        self.fail_with: BaseException | None = None
+        self.attempts: list[int] = []
+
+    def hold(self) -> None:
+        self.entered.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def __call__(self, rows: int) -> None:
+        self.attempts.append(rows)
+        if not self._open.is_set():
+            self.entered.set()
+            assert self._open.wait(10), "test never released the writer"
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+@pytest.fixture
+def gate() -> InsertGate:
+    return InsertGate()

@@ -1,0 +1,126 @@
+"""Migrations: append-only, applied on open, transactional, and refusing newer databases."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from aigw_lab.errors import StoreError
+from aigw_lab.store import CALL_COLUMNS, CallLog
+from aigw_lab.store.schema import (
+    COLUMN_TYPES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Migration,
+    apply_migrations,
+    schema_version,
+)
+
+# Released migrations, pinned. Editing a released migration breaks databases that already
+# ran it: add a new migration instead, and append its line here once it is released.
+RELEASED = [
+    (1, "create_calls", "e3252b667aebeeca1f202b36fc31126695dfd9e36ab69c9fd9e50d503ba88a52"),
+    (2, "create_calls_ok_view", "d4043ee500ad14eaec98bb46592b69885157663e5e547ed073832d8130cf1266"),
+]
+
+
+def test_released_migrations_are_never_edited_or_reordered():
+    current = [(m.version, m.name, m.checksum()) for m in MIGRATIONS]
+    assert current[: len(RELEASED)] == RELEASED
+
+
+def test_the_migrated_table_matches_the_call_record():
+    conn = duckdb.connect(":memory:")
+    apply_migrations(conn)
+    described = conn.execute("SELECT column_name, column_type FROM (DESCRIBE calls)").fetchall()
+    spelled = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+    assert [name for name, _ in described] == list(CALL_COLUMNS) == list(COLUMN_TYPES)
+    assert [spelled.get(kind, kind) for _, kind in described] == list(COLUMN_TYPES.values())
+    assert schema_version(conn) == SCHEMA_VERSION == MIGRATIONS[-1].version
+
+
+def test_opening_an_old_database_upgrades_it_and_keeps_its_rows(tmp_path, record):
+    path = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(path))
+    assert apply_migrations(old, MIGRATIONS[:1]) == [1]  # a database from release 1
+    old.execute("INSERT INTO calls (call_id, status) VALUES ('old-ok', 'ok'), ('old-err', 'error')")
+    old.close()
+
+    with CallLog(path) as log:
+        log.append(record(1))
+        assert log.execute("SELECT version, name FROM schema_migrations ORDER BY version") == [
+            (m.version, m.name) for m in MIGRATIONS
+        ]
+        ok = log.execute("SELECT call_id FROM calls_ok ORDER BY call_id DESC")  # migration 2
+    assert ok == [("old-ok",), (record(1).call_id,)]  # "old-ok" sorts after "call-..."
+
+
+def test_reopening_applies_nothing(tmp_path):
+    path = tmp_path / "c.duckdb"
+    CallLog(path).close()
+    conn = duckdb.connect(str(path))
+    assert apply_migrations(conn) == []
+    [(count, first_applied)] = conn.execute(
+        "SELECT count(*), min(applied_at) FROM schema_migrations"
+    ).fetchall()
+    assert count == len(MIGRATIONS) and first_applied is not None
+    conn.close()
+
+
+def test_a_database_from_newer_code_is_refused(tmp_path):
+    path = tmp_path / "future.duckdb"
+    future = [*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "future_change", "CREATE TABLE x (a INT)")]
+    conn = duckdb.connect(str(path))
+    apply_migrations(conn, future)
+    conn.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer") as caught:
+        CallLog(path)
+    assert "upgrade aigw_lab" in str(caught.value)
+
+
+def test_a_failing_migration_changes_nothing(tmp_path):
+    path = tmp_path / "c.duckdb"
+    broken = [
+        *MIGRATIONS,
+        Migration(SCHEMA_VERSION + 1, "half_done", "CREATE TABLE extra (a INT); SELEC oops"),
+    ]
+    conn = duckdb.connect(str(path))
+    apply_migrations(conn, MIGRATIONS[:1])
+    with pytest.raises(StoreError, match=r"migration \d+ \(half_done\) .* nothing was changed"):
+        apply_migrations(conn, broken)
+    assert schema_version(conn) == 1  # migration 2 was rolled back with the broken one
+    tables = {name for (name,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "extra" not in tables
+    conn.close()
+
+
+def test_callable_migrations_run_inside_the_transaction():
+    seen = []
+
+    def backfill(conn: duckdb.DuckDBPyConnection) -> None:
+        seen.append(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
+        conn.execute("ALTER TABLE calls ADD COLUMN region VARCHAR")
+
+    conn = duckdb.connect(":memory:")
+    applied = apply_migrations(
+        conn, [*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "region", backfill)]
+    )
+    assert applied == [m.version for m in MIGRATIONS] + [SCHEMA_VERSION + 1] and seen == [0]
+    assert "region" in {c for (c, *_) in conn.execute("DESCRIBE calls").fetchall()}
+    assert len(Migration(9, "region", backfill).checksum()) == 64
+
+
+def test_a_log_keeps_working_after_a_column_is_added(tmp_path, record):
+    # Inserts go BY NAME, so a migration adding a column does not break the writer.
+    extra = Migration(
+        SCHEMA_VERSION + 1, "add_region", "ALTER TABLE calls ADD COLUMN region VARCHAR"
+    )
+    with CallLog(tmp_path / "c.duckdb", migrations=[*MIGRATIONS, extra]) as log:
+        log.append(record(1))
+        assert log.execute("SELECT call_id, region FROM calls") == [(record(1).call_id, None)]
+
+
+def test_migration_versions_must_be_consecutive():
+    conn = duckdb.connect(":memory:")
+    with pytest.raises(ValueError, match="1, 2, 3"):
+        apply_migrations(conn, [MIGRATIONS[0], Migration(3, "gap", "SELECT 1")])
