@@ -88,8 +88,7 @@ class SimulatorApp:
         headers = [(k.encode(), v.encode()) for k, v in reply.headers]
         if reply.events is None:
             headers.append((b"content-length", str(len(reply.body)).encode()))
-            await send({"type": "http.response.start", "status": reply.status,
-                        "headers": headers})
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             await send({"type": "http.response.body", "body": reply.body})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
@@ -115,8 +114,11 @@ async def _watch_disconnect(receive: Receive, hung_up: asyncio.Event) -> None:
 
 
 async def _send_plain(send: Send, status: int, text: bytes) -> None:
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode()),
-               tuple(part.encode() for part in SIMULATED_HEADER)]
+    headers = [
+        (b"content-type", b"text/plain"),
+        (b"content-length", str(len(text)).encode()),
+        tuple(part.encode() for part in SIMULATED_HEADER),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": text})
 
@@ -212,12 +214,15 @@ class BackgroundServer:
         sock = _bind(self.host, self._port)
         self._socket = sock
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(SimulatorApp(self.fleet), log_level="warning",
-                                access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            SimulatorApp(self.fleet), log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]},
-            name=f"aigw-sim-server:{self._port}", daemon=True,
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name=f"aigw-sim-server:{self._port}",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + timeout_s

@@ -96,9 +96,7 @@ class Message:
         """The message in the neutral (OpenAI-shaped) JSON form used by the call log."""
         out: dict[str, Any] = {"role": self.role}
         out["content"] = (
-            self.content
-            if isinstance(self.content, str)
-            else [p.to_dict() for p in self.content]
+            self.content if isinstance(self.content, str) else [p.to_dict() for p in self.content]
         )
         if self.name is not None:
             out["name"] = self.name
@@ -234,9 +232,7 @@ class ChatRequest:
         if system is not None:
             msgs.insert(0, Message("system", system))
         if not msgs:
-            raise InvalidRequestError(
-                "messages is empty", hint="pass at least one user message"
-            )
+            raise InvalidRequestError("messages is empty", hint="pass at least one user message")
         unknown = set(params) - _SCALAR_PARAMS
         if unknown:
             raise InvalidRequestError(
@@ -315,8 +311,17 @@ class ChatRequest:
 
 
 _SCALAR_PARAMS = frozenset(
-    ("temperature", "top_p", "max_tokens", "seed", "tool_choice", "user", "tenant",
-     "experiment_id", "timeout")
+    (
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "seed",
+        "tool_choice",
+        "user",
+        "tenant",
+        "experiment_id",
+        "timeout",
+    )
 )
 
 
@@ -406,4 +411,3 @@ class StreamEnd:
 
 
 StreamEvent = TextDelta | StreamEnd
-

@@ -87,6 +87,10 @@ def register(subparsers: Any) -> None:
         + " (needs their API key variables)",
     )
     parser.add_argument(
+        "--config",
+        help="a gateway TOML config: run the demo over the models it lists instead",
+    )
+    parser.add_argument(
         "--no-faults", action="store_true", help="do not inject faults into the fleet"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the report")
@@ -104,8 +108,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--time-scale {args.time_scale} must not be negative")
     db = _check_db_path(args.db)
 
-    simulated = args.providers.strip() == "simulated"
-    if simulated:
+    simulated = args.providers.strip() == "simulated" and not args.config
+    if args.config:
+        gateway = Gateway.from_config(args.config, log=db)
+        simulated = gateway.simulated
+        calls = args.calls or (300 if simulated else 6 * len(_targets(gateway)))
+    elif simulated:
         faults = None if args.no_faults else DEMO_FAULTS
         gateway = Gateway.simulated_fleet(
             seed=args.seed, time_scale=args.time_scale, faults=faults, timeout=10.0, log=db
@@ -115,8 +123,20 @@ def run(args: argparse.Namespace) -> int:
         specs, models = _real_specs(args.providers)
         gateway = Gateway(specs, log=db)
         calls = args.calls or 6 * len(models)
-    with gateway:
+    asyncio.run(_main(gateway, args, calls, simulated, db))
+    return 0
+
+
+async def _main(
+    gateway: Any, args: argparse.Namespace, calls: int, simulated: bool, db: str
+) -> None:
+    async with gateway:  # closes the async connection pool of this event loop, then the log
         targets = _targets(gateway)
+        if not targets:
+            raise ConfigError(
+                "the config lists no models to call",
+                hint='add models = ["..."] to each provider table in the config',
+            )
         for provider in {t.partition("/")[0] for t in targets}:
             gateway.provider(provider)  # a missing key fails here, before any call is sent
         say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -126,13 +146,9 @@ def run(args: argparse.Namespace) -> int:
             f"logging to {db}"
         )
         started = time.perf_counter()
-        asyncio.run(_drive(gateway, targets, _prompts(simulated), calls, args.concurrency, say))
+        await _drive(gateway, targets, _prompts(simulated), calls, args.concurrency, say)
         elapsed = time.perf_counter() - started
-        log = gateway.log
-        assert log is not None
-        log.flush()
         _report(gateway, elapsed, simulated, db)
-    return 0
 
 
 def _check_db_path(db: str) -> str:
@@ -232,28 +248,59 @@ async def _drive(
 
 def _report(gateway: Any, elapsed: float, simulated: bool, db: str) -> None:
     summary = gateway.summary()
-    errors = gateway.query(
-        "SELECT provider_name || '/' || request_model AS target, error_type, count(*) AS n "
-        "FROM calls WHERE status <> 'ok' GROUP BY ALL ORDER BY target, n DESC"
+    view = summary.assign(target=summary.provider_name + "/" + summary.request_model)[
+        [
+            "target",
+            "calls",
+            "errors",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_p99_ms",
+            "ttft_p50_ms",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+        ]
+    ]
+    view = view.assign(cost_usd=[None if c != c else f"{c:.6f}" for c in view.cost_usd]).rename(
+        columns={
+            "latency_p50_ms": "p50_ms",
+            "latency_p95_ms": "p95_ms",
+            "latency_p99_ms": "p99_ms",
+            "ttft_p50_ms": "ttft_p50_ms",
+            "input_tokens": "in_tokens",
+            "output_tokens": "out_tokens",
+        }
     )
-    total = gateway.query("SELECT count(*) AS rows, count(DISTINCT trace_id) AS calls FROM calls")
+    errors = gateway.query(
+        "SELECT error_type, count(*) AS calls, "
+        "string_agg(DISTINCT CAST(http_status_code AS VARCHAR), ', ') AS http_statuses "
+        "FROM calls WHERE status = 'error' GROUP BY error_type ORDER BY calls DESC, error_type"
+    )
+    total = gateway.query(
+        "SELECT count(*) AS n_rows, count(DISTINCT trace_id) AS n_calls FROM calls"
+    )
     print()
     if simulated:
         print(
             "All numbers below come from the SIMULATED provider fleet (offline): "
             "no real model answered."
         )
-    print(f"Per target, from SQL over the call log ({db}):")
-    print(_table(summary))
+    print(f"Per target, from SQL over the call log {db}")
+    print("(latency over successful calls; time to first token over streamed ones):")
+    print(_table(view))
     if len(errors):
         print()
         print("Errors by type:")
         print(_table(errors))
     print()
     print(
-        f"{int(total['rows'][0])} log rows for {int(total['calls'][0])} calls in {elapsed:.1f} s. "
-        f'Explore: duckdb {db} "SELECT * FROM calls LIMIT 5"'
+        f"{int(total['n_rows'][0])} log rows for {int(total['n_calls'][0])} calls "
+        f"in {elapsed:.1f} s."
     )
+    if db != ":memory:":
+        query = f"duckdb.connect({db!r}).sql('FROM calls LIMIT 5').show()"
+        print(f'Explore it: python -c "import duckdb; {query}"')
 
 
 def _table(df: Any) -> str:
@@ -286,8 +333,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if value == 0:
-            return "0"
+        if value.is_integer():
+            return f"{int(value):,}"
         if abs(value) < 0.01:
             return f"{value:.6f}"
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3f}"

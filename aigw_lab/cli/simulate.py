@@ -49,21 +49,29 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
     parser.add_argument("--seed", type=int, default=0, help="seed of answers, faults, latency")
     parser.add_argument(
-        "--time-scale", type=float, default=1.0,
+        "--time-scale",
+        type=float,
+        default=1.0,
         help="multiply simulated latency by this (1: real time, 0: none)",
     )
     parser.add_argument(
         "--models", nargs="+", metavar="MODEL", help="serve only these models (sim-... ids)"
     )
     parser.add_argument(
-        "--fault-rate", type=_probability, default=0.0,
+        "--fault-rate",
+        type=_probability,
+        default=0.0,
         help="probability that a call fails, split evenly over the fault kinds",
     )
     for kind in FAULT_KINDS:
         what = _FAULT_HELP[kind]
         parser.add_argument(
-            f"--{kind.replace('_', '-')}", dest=kind, type=_probability, default=None,
-            metavar="P", help=f"probability of {what} (overrides --fault-rate)",
+            f"--{kind.replace('_', '-')}",
+            dest=kind,
+            type=_probability,
+            default=None,
+            metavar="P",
+            help=f"probability of {what} (overrides --fault-rate)",
         )
     parser.set_defaults(func=run)
     return parser
@@ -95,20 +103,22 @@ def _banner(fleet: Any, urls: dict[str, str]) -> str:
     models = ", ".join(m.id for m in fleet.models)
     active = {k: getattr(fleet.faults, k) for k in FAULT_KINDS if getattr(fleet.faults, k)}
     faults = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
-    return "\n".join([
-        "aigw-lab simulated provider fleet -- every model and answer here is SIMULATED",
-        f"  seed={fleet.seed} time_scale={fleet.time_scale:g} faults: {faults}",
-        f"  models: {models}",
-        "",
-        f"  OpenAI Chat Completions    POST {urls['openai']}/chat/completions",
-        f"  Anthropic Messages         POST {urls['anthropic']}/v1/messages",
-        f"  Workers AI (native)        POST {urls['workers-ai']}",
-        f"  Workers AI (OpenAI-compat) POST {urls['workers-ai-openai']}/chat/completions",
-        f"  Model list                 GET  {urls['openai']}/models",
-        "",
-        "  Point the SDKs at it (any API key works):",
-        f'    openai.OpenAI(base_url="{urls["openai"]}", api_key="unused")',
-        f'    anthropic.Anthropic(base_url="{urls["anthropic"]}", api_key="unused")',
-        "",
-        "  Ctrl-C stops it.",
-    ])
+    return "\n".join(
+        [
+            "aigw-lab simulated provider fleet -- every model and answer here is SIMULATED",
+            f"  seed={fleet.seed} time_scale={fleet.time_scale:g} faults: {faults}",
+            f"  models: {models}",
+            "",
+            f"  OpenAI Chat Completions    POST {urls['openai']}/chat/completions",
+            f"  Anthropic Messages         POST {urls['anthropic']}/v1/messages",
+            f"  Workers AI (native)        POST {urls['workers-ai']}",
+            f"  Workers AI (OpenAI-compat) POST {urls['workers-ai-openai']}/chat/completions",
+            f"  Model list                 GET  {urls['openai']}/models",
+            "",
+            "  Point the SDKs at it (any API key works):",
+            f'    openai.OpenAI(base_url="{urls["openai"]}", api_key="unused")',
+            f'    anthropic.Anthropic(base_url="{urls["anthropic"]}", api_key="unused")',
+            "",
+            "  Ctrl-C stops it.",
+        ]
+    )

@@ -593,6 +593,8 @@ class Gateway:
         if spec is not None and spec.models:
             return spec.models
         provider = self._providers.get(name)
+        if provider is None and spec is not None and spec.kind == "simulated":
+            provider = self.provider(name)  # needs no key; the fleet knows its models
         return tuple(getattr(provider, "models", ()) or ())
 
     def _provider_price(self, name: str, model: str) -> Price | None:

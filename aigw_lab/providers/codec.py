@@ -151,8 +151,7 @@ def get_codec(api_format: str) -> Codec:
         return WorkersAICodec()
     raise ConfigError(
         f"no codec for API format {api_format!r}",
-        hint="use 'openai', 'anthropic', 'workers-ai', 'workers-ai-openai' or "
-        "'openai-compatible'",
+        hint="use 'openai', 'anthropic', 'workers-ai', 'workers-ai-openai' or 'openai-compatible'",
     )
 
 

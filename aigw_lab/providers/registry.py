@@ -100,8 +100,10 @@ def _codec(spec: ProviderSpec) -> Codec:
     options = spec.options
     if spec.kind == "anthropic":
         default_max_tokens = options.get("default_max_tokens", DEFAULT_MAX_TOKENS)
-        if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) or (
-            default_max_tokens < 1
+        if (
+            isinstance(default_max_tokens, bool)
+            or not isinstance(default_max_tokens, int)
+            or (default_max_tokens < 1)
         ):
             raise ConfigError(
                 f"provider {spec.name!r}: options.default_max_tokens = {default_max_tokens!r}",
@@ -126,7 +128,7 @@ def _direct_base_url(spec: ProviderSpec) -> str:
         raise ConfigError(
             f"provider {spec.name!r} (kind {spec.kind!r}) has no base_url",
             hint='set base_url to the server\'s API root, e.g. "http://localhost:11434/v1" '
-            "for Ollama or \"http://localhost:8000/v1\" for vLLM",
+            'for Ollama or "http://localhost:8000/v1" for vLLM',
         )
     if not base.startswith(("http://", "https://")):
         raise ConfigError(

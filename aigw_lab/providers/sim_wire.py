@@ -121,7 +121,8 @@ def respond(fleet: SimulatedFleet, method: str, path: str, body: bytes) -> WireR
     if fleet.model(call.model) is None:
         known = ", ".join(m.id for m in fleet.models)
         return _error(
-            api_format, "model_not_found",
+            api_format,
+            "model_not_found",
             f"The model `{call.model}` does not exist in the simulated fleet (known: {known}).",
         )
     plan = fleet.plan(call)
@@ -236,8 +237,9 @@ _BROKEN_EVENT = {
 }
 
 
-def _paced(plan: SimPlan, api_format: str, preamble: list[bytes], deltas: list[bytes],
-           closing: list[bytes]) -> list[tuple[float, bytes]]:
+def _paced(
+    plan: SimPlan, api_format: str, preamble: list[bytes], deltas: list[bytes], closing: list[bytes]
+) -> list[tuple[float, bytes]]:
     """Events with their delays: the preamble right after the headers, the first text event
     at the time to first token, the next ones at the model's speed, the closing at once."""
     events = [(0.0, chunk) for chunk in preamble]
@@ -281,18 +283,27 @@ def _openai_usage(plan: SimPlan) -> dict[str, Any]:
 def _render_openai(call: SimCall, plan: SimPlan) -> WireReply:
     finish = _OPENAI_STOP[plan.finish]
     rid = f"chatcmpl-{plan.response_id}"
-    head = {"id": rid, "created": plan.created, "model": call.model,
-            "system_fingerprint": SYSTEM_FINGERPRINT}
+    head = {
+        "id": rid,
+        "created": plan.created,
+        "model": call.model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
     if not call.stream:
         body = {
-            "id": rid, "object": "chat.completion", "created": plan.created,
-            "model": call.model, "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": plan.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            }],
+            "id": rid,
+            "object": "chat.completion",
+            "created": plan.created,
+            "model": call.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": plan.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
             "usage": _openai_usage(plan),
         }
         return _whole(plan, body, _headers(call.api_format, plan, False))
@@ -300,69 +311,116 @@ def _render_openai(call: SimCall, plan: SimPlan) -> WireReply:
 
     def chunk(delta: dict[str, Any], finish_reason: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return _sse({**head, "object": "chat.completion.chunk", "choices": [choice],
-                     **usage_none})
+        return _sse({**head, "object": "chat.completion.chunk", "choices": [choice], **usage_none})
 
     preamble = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
     deltas = [chunk({"content": piece}, None) for piece in plan.pieces]
     closing = [chunk({}, finish)]
     if call.include_usage:
-        closing.append(_sse({**head, "object": "chat.completion.chunk", "choices": [],
-                             "usage": _openai_usage(plan)}))
+        closing.append(
+            _sse(
+                {
+                    **head,
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": _openai_usage(plan),
+                }
+            )
+        )
     closing.append(_DONE)
     events = _paced(plan, call.api_format, preamble, deltas, closing)
-    return WireReply(200, _headers(call.api_format, plan, True), events=events,
-                     delay_s=plan.ttft_s * _TTFB_SHARE)
+    return WireReply(
+        200, _headers(call.api_format, plan, True), events=events, delay_s=plan.ttft_s * _TTFB_SHARE
+    )
 
 
 def _render_anthropic(call: SimCall, plan: SimPlan) -> WireReply:
     stop_reason = _ANTHROPIC_STOP[plan.finish]
     message = {
-        "id": f"msg_{plan.response_id}", "type": "message", "role": "assistant",
-        "model": call.model, "content": [{"type": "text", "text": plan.text}],
-        "stop_reason": stop_reason, "stop_sequence": plan.stop_sequence,
-        "usage": {"input_tokens": plan.input_tokens, "output_tokens": plan.output_tokens,
-                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "id": f"msg_{plan.response_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": call.model,
+        "content": [{"type": "text", "text": plan.text}],
+        "stop_reason": stop_reason,
+        "stop_sequence": plan.stop_sequence,
+        "usage": {
+            "input_tokens": plan.input_tokens,
+            "output_tokens": plan.output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
     }
     if not call.stream:
         return _whole(plan, message, _headers("anthropic", plan, False))
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
-             "usage": {**message["usage"], "output_tokens": 1}}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**message["usage"], "output_tokens": 1},
+    }
     preamble = [
         _sse({"type": "message_start", "message": start}, "message_start"),
-        _sse({"type": "content_block_start", "index": 0,
-              "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
         _sse({"type": "ping"}, "ping"),
     ]
     deltas = [
-        _sse({"type": "content_block_delta", "index": 0,
-              "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+        _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+            "content_block_delta",
+        )
         for piece in plan.pieces
     ]
     closing = [
         _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        _sse({"type": "message_delta",
-              "delta": {"stop_reason": stop_reason, "stop_sequence": plan.stop_sequence},
-              "usage": {"output_tokens": plan.output_tokens}}, "message_delta"),
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": plan.stop_sequence},
+                "usage": {"output_tokens": plan.output_tokens},
+            },
+            "message_delta",
+        ),
         _sse({"type": "message_stop"}, "message_stop"),
     ]
     events = _paced(plan, "anthropic", preamble, deltas, closing)
-    return WireReply(200, _headers("anthropic", plan, True), events=events,
-                     delay_s=plan.ttft_s * _TTFB_SHARE)
+    return WireReply(
+        200, _headers("anthropic", plan, True), events=events, delay_s=plan.ttft_s * _TTFB_SHARE
+    )
 
 
 def _render_workers(call: SimCall, plan: SimPlan) -> WireReply:
-    usage = {"prompt_tokens": plan.input_tokens, "completion_tokens": plan.output_tokens,
-             "total_tokens": plan.input_tokens + plan.output_tokens}
+    usage = {
+        "prompt_tokens": plan.input_tokens,
+        "completion_tokens": plan.output_tokens,
+        "total_tokens": plan.input_tokens + plan.output_tokens,
+    }
     if not call.stream:
-        body = {"result": {"response": plan.text, "usage": usage},
-                "success": True, "errors": [], "messages": []}
+        body = {
+            "result": {"response": plan.text, "usage": usage},
+            "success": True,
+            "errors": [],
+            "messages": [],
+        }
         return _whole(plan, body, _headers("workers-ai", plan, False))
     deltas = [_sse({"response": piece}) for piece in plan.pieces]
     closing = [_sse({"response": "", "usage": usage}), _DONE]
     events = _paced(plan, "workers-ai", [], deltas, closing)
-    return WireReply(200, _headers("workers-ai", plan, True), events=events,
-                     delay_s=plan.ttft_s * _TTFB_SHARE)
+    return WireReply(
+        200, _headers("workers-ai", plan, True), events=events, delay_s=plan.ttft_s * _TTFB_SHARE
+    )
 
 
 _RENDER = {
@@ -378,8 +436,7 @@ def _models_list(fleet: SimulatedFleet) -> WireReply:
         {"id": m.id, "object": "model", "created": 0, "owned_by": f"{m.provider} (simulated)"}
         for m in fleet.models
     ]
-    return WireReply(200, _headers("openai", None, False), _dumps({"object": "list",
-                                                                   "data": data}))
+    return WireReply(200, _headers("openai", None, False), _dumps({"object": "list", "data": data}))
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -388,8 +445,13 @@ def _models_list(fleet: SimulatedFleet) -> WireReply:
 # Workers AI codes are illustrative: Cloudflare's numeric codes are not all documented.
 _ERRORS: dict[str, tuple[int, str, str | None, str, int]] = {
     "invalid_request": (400, "invalid_request_error", None, "invalid_request_error", 5006),
-    "context_length": (400, "invalid_request_error", "context_length_exceeded",
-                       "invalid_request_error", 5021),
+    "context_length": (
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "invalid_request_error",
+        5021,
+    ),
     "model_not_found": (404, "invalid_request_error", "model_not_found", "not_found_error", 5007),
     "not_found": (404, "invalid_request_error", None, "not_found_error", 7000),
     "rate_limited": (429, "requests", "rate_limit_exceeded", "rate_limit_error", 3040),
@@ -406,9 +468,15 @@ _FAULT_MESSAGES = {
 }
 
 
-def _error(api_format: str, kind: str, message: str, *, plan: SimPlan | None = None,
-           status: int | None = None, extra_headers: tuple[tuple[str, str], ...] = (),
-           ) -> WireReply:
+def _error(
+    api_format: str,
+    kind: str,
+    message: str,
+    *,
+    plan: SimPlan | None = None,
+    status: int | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> WireReply:
     """An error response of ``kind`` (a key of `_ERRORS`) in the format's own body shape."""
     code_status, oa_type, oa_code, an_type, cf_code = _ERRORS[kind]
     status = status or code_status
@@ -417,8 +485,12 @@ def _error(api_format: str, kind: str, message: str, *, plan: SimPlan | None = N
         if plan is not None:
             body["request_id"] = f"req_{plan.response_id}"
     elif api_format == "workers-ai":
-        body = {"result": None, "success": False,
-                "errors": [{"code": cf_code, "message": f"AiError: {message}"}], "messages": []}
+        body = {
+            "result": None,
+            "success": False,
+            "errors": [{"code": cf_code, "message": f"AiError: {message}"}],
+            "messages": [],
+        }
     else:
         param = "messages" if kind == "context_length" else None
         body = {"error": {"message": message, "type": oa_type, "param": param, "code": oa_code}}
@@ -439,8 +511,10 @@ def _fault_reply(call: SimCall, plan: SimPlan) -> WireReply:
             f"({plan.input_tokens} in the messages, {call.max_tokens or 0} in the completion)."
         )
         if call.api_format == "anthropic":
-            message = (f"prompt is too long: {plan.input_tokens} tokens + {call.max_tokens} "
-                       f"max_tokens > {plan.model.context_window} maximum")
+            message = (
+                f"prompt is too long: {plan.input_tokens} tokens + {call.max_tokens} "
+                f"max_tokens > {plan.model.context_window} maximum"
+            )
         return _error(call.api_format, "context_length", message, plan=plan)
     assert fault is not None
     message = _FAULT_MESSAGES[fault].format(model=call.model, retry=plan.retry_after_s)
@@ -449,8 +523,7 @@ def _fault_reply(call: SimCall, plan: SimPlan) -> WireReply:
     if fault == "rate_limited":
         extra = (("retry-after", str(plan.retry_after_s)),)
     # Errors come back quickly: a share of the usual time to first token.
-    reply = _error(call.api_format, fault, message, plan=plan, status=status,
-                   extra_headers=extra)
+    reply = _error(call.api_format, fault, message, plan=plan, status=status, extra_headers=extra)
     reply.delay_s = plan.ttft_s * _TTFB_SHARE
     return reply
 
@@ -531,7 +604,12 @@ def _timeout(request: httpx.Request) -> httpx.ReadTimeout:
 
 def _response(reply: WireReply, request: httpx.Request, fleet: SimulatedFleet) -> httpx.Response:
     if reply.events is None:
-        return httpx.Response(reply.status, headers=reply.headers, content=reply.body,
-                              request=request)
-    return httpx.Response(reply.status, headers=reply.headers,
-                          stream=_PacedStream(reply.events, fleet), request=request)
+        return httpx.Response(
+            reply.status, headers=reply.headers, content=reply.body, request=request
+        )
+    return httpx.Response(
+        reply.status,
+        headers=reply.headers,
+        stream=_PacedStream(reply.events, fleet),
+        request=request,
+    )

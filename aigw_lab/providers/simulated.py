@@ -296,8 +296,10 @@ class SimulatedFleet:
         """
         key = normalise_prompt(item["prompt"])
         z_item = _NORMAL.inv_cdf(_unit(self.seed, "item", key))
-        z_own = z_call if z_call is not None else _NORMAL.inv_cdf(
-            _unit(self.seed, "model", model.id, key)
+        z_own = (
+            z_call
+            if z_call is not None
+            else _NORMAL.inv_cdf(_unit(self.seed, "model", model.id, key))
         )
         p = model.p_correct(item.get("category", ""), item.get("difficulty", "medium"))
         correct = _NORMAL.cdf(_SQRT_SHARED * z_item + _SQRT_OWN * z_own) < p
@@ -499,9 +501,11 @@ def build_simulated_provider(spec: ProviderSpec, clients: HttpClients) -> Simula
             f"simulated provider {spec.name!r} has format {api_format!r}",
             hint=f'set format to one of {", ".join(_FORMATS)}, e.g. format = "openai"',
         )
-    wanted = options.get("models") or spec.models or [
-        m.id for m in DEFAULT_MODELS if m.api_format == api_format
-    ]
+    wanted = (
+        options.get("models")
+        or spec.models
+        or [m.id for m in DEFAULT_MODELS if m.api_format == api_format]
+    )
     models = tuple(_pick_models(wanted).values())
     fleet: SimulatedFleet | None = None
     if spec.base_url:
@@ -557,8 +561,7 @@ def fleet_specs(
                 base_url=url,
                 models=tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format),
                 options=MappingProxyType(
-                    {"format": api_format, "seed": seed, "time_scale": time_scale,
-                     "faults": faults}
+                    {"format": api_format, "seed": seed, "time_scale": time_scale, "faults": faults}
                 ),
             )
         )

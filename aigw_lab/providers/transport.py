@@ -452,8 +452,7 @@ class _StreamRun:
             cause = "no data arrived within the timeout"
         delivered = "after text was delivered" if self.delivered else "before any text"
         return StreamInterruptedError(
-            f"{cause} before the final event, {delivered}; the answer may be cut short "
-            "(retryable)",
+            f"{cause} before the final event, {delivered}; the answer may be cut short (retryable)",
             partial_text="".join(self.parts),
             text_delivered=self.delivered,
             provider=self.provider.name,
@@ -509,4 +508,3 @@ def _secret_values(headers: Mapping[str, str]) -> tuple[str, ...]:
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line[:200]
-

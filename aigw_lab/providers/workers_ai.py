@@ -57,8 +57,7 @@ class WorkersAICodec:
         if request.stop:
             raise InvalidRequestError(
                 "Workers AI's native API has no stop sequences",
-                hint="drop stop, or use kind 'workers-ai-openai' (its OpenAI-compatible "
-                "endpoint)",
+                hint="drop stop, or use kind 'workers-ai-openai' (its OpenAI-compatible endpoint)",
             )
         body: dict[str, Any] = {"messages": [_message(m) for m in request.messages]}
         if request.max_tokens is not None:
@@ -198,9 +197,7 @@ def _tool_calls(calls: Any) -> tuple[dict[str, Any], ...] | None:
     return tuple(out)
 
 
-def _finish(
-    reason: Any, tool_calls: Any, usage: Usage, request: ChatRequest
-) -> FinishReason:
+def _finish(reason: Any, tool_calls: Any, usage: Usage, request: ChatRequest) -> FinishReason:
     if reason:
         return openai_finish_reason(reason)
     if tool_calls:

@@ -34,6 +34,11 @@ def summary_by_model(
     """One row per provider and requested model: calls, errors, error rate, latency and
     time-to-first-token percentiles (ms), token totals and cost.
 
+    Latency percentiles are over successful attempts (a timeout's duration says more about
+    the timeout setting than about the model; errors have their own columns). Time to first
+    token is over successful *streamed* attempts, the only ones where it is observed apart
+    from the total; ``streamed_calls`` says how many that was.
+
     ``cost_usd`` sums the known costs only; ``cost_known_calls`` says how many rows had one,
     so a partly unpriced model is visible rather than looking cheap. ``simulated`` is true
     when any row of the group came from a simulated provider.
@@ -49,11 +54,12 @@ def summary_by_model(
             count(*) FILTER (WHERE status = 'error') AS errors,
             count(*) FILTER (WHERE status = 'error') / count(*) AS error_rate,
             count(*) FILTER (WHERE cache_status = 'hit') AS cache_hits,
-            quantile_cont(latency_ms, 0.50) AS latency_p50_ms,
-            quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-            quantile_cont(latency_ms, 0.99) AS latency_p99_ms,
-            quantile_cont(ttft_ms, 0.50) AS ttft_p50_ms,
-            quantile_cont(ttft_ms, 0.95) AS ttft_p95_ms,
+            quantile_cont(latency_ms, 0.50) FILTER (WHERE status = 'ok') AS latency_p50_ms,
+            quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'ok') AS latency_p95_ms,
+            quantile_cont(latency_ms, 0.99) FILTER (WHERE status = 'ok') AS latency_p99_ms,
+            count(*) FILTER (WHERE status = 'ok' AND stream) AS streamed_calls,
+            quantile_cont(ttft_ms, 0.50) FILTER (WHERE status = 'ok' AND stream) AS ttft_p50_ms,
+            quantile_cont(ttft_ms, 0.95) FILTER (WHERE status = 'ok' AND stream) AS ttft_p95_ms,
             sum(input_tokens) AS input_tokens,
             sum(output_tokens) AS output_tokens,
             sum(cost_usd) AS cost_usd,

@@ -34,4 +34,3 @@ def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
     blocked = tripwire.violations()
     if blocked and not item.get_closest_marker("tripwire_expected"):
         pytest.fail("network tripwire: " + "; ".join(blocked), pytrace=False)
-

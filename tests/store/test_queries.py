@@ -33,6 +33,7 @@ def rows(record):
                 http_status_code=(429 if i % 10 == 0 else None) if failed else None,
                 latency_ms=float((i * 37) % 101) + 0.5,
                 ttft_ms=None if failed else float((i * 13) % 29),
+                stream=i % 3 != 0,
                 input_tokens=None if failed else 10 + i,
                 output_tokens=None if failed else 2 * i,
                 cost_usd=None if failed or i % 7 == 0 else 0.001 * i,
@@ -57,8 +58,9 @@ def _expected_summary(rows):
         groups.setdefault((r.provider_name, r.request_model), []).append(r)
     out = []
     for (provider, model), group in sorted(groups.items()):
-        latency = [r.latency_ms for r in group]
-        ttft = [r.ttft_ms for r in group if r.ttft_ms is not None]
+        latency = [r.latency_ms for r in group if r.status == "ok"]
+        streamed = [r for r in group if r.status == "ok" and r.stream]
+        ttft = [r.ttft_ms for r in streamed]
         costs = [r.cost_usd for r in group if r.cost_usd is not None]
         errors = sum(r.status == "error" for r in group)
         out.append(
@@ -73,6 +75,7 @@ def _expected_summary(rows):
                 "latency_p50_ms": np.percentile(latency, 50),
                 "latency_p95_ms": np.percentile(latency, 95),
                 "latency_p99_ms": np.percentile(latency, 99),
+                "streamed_calls": len(streamed),
                 "ttft_p50_ms": np.percentile(ttft, 50),
                 "ttft_p95_ms": np.percentile(ttft, 95),
                 "input_tokens": sum(r.input_tokens or 0 for r in group),
