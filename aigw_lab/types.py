@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 from aigw_lab.errors import InvalidRequestError
 
+# One encoder for every call: json.dumps with options builds a new encoder each time.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
 __all__ = [
     "Role",
     "FinishReason",
@@ -94,6 +97,13 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The message in the neutral (OpenAI-shaped) JSON form used by the call log."""
+        if (
+            type(self.content) is str
+            and self.name is None
+            and self.tool_call_id is None
+            and self.tool_calls is None
+        ):
+            return {"role": self.role, "content": self.content}  # the common case, kept cheap
         out: dict[str, Any] = {"role": self.role}
         out["content"] = (
             self.content if isinstance(self.content, str) else [p.to_dict() for p in self.content]
@@ -111,6 +121,12 @@ class Message:
         """Build a Message from a Message or an OpenAI-style dict; clear error if malformed."""
         if isinstance(value, Message):
             return value
+        if type(value) is dict and len(value) == 2:
+            # The common case, {"role": ..., "content": "text"}, without the general checks.
+            role = value.get("role")
+            content = value.get("content")
+            if type(content) is str and role in ROLES:
+                return cls(role, content)
         if not isinstance(value, Mapping):
             raise InvalidRequestError(
                 f"message {index} is a {type(value).__name__}, not a message",
@@ -307,7 +323,7 @@ class ChatRequest:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+        return _JSON.encode(self.to_dict())
 
 
 _SCALAR_PARAMS = frozenset(

@@ -16,6 +16,7 @@ Time, wall clock and ids are injectable, so tests are deterministic.
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import (
     AigwError,
+    InvalidRequestError,
     MalformedResponseError,
     UnknownModelError,
     UnknownProviderError,
@@ -56,8 +58,17 @@ __all__ = ["Gateway"]
 _NO_LOG: Any = object()
 
 
-def _new_id() -> str:
-    return os.urandom(16).hex()
+class _IdFactory:
+    """Unique ids without a system call per id: a random 64-bit prefix chosen once, then a
+    counter. (``os.urandom`` per call releases the GIL, and with the log writer's thread
+    waiting for it, every call would then queue behind the writer.)"""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 class Gateway:
@@ -86,7 +97,7 @@ class Gateway:
         experiment_id: str | None = None,
         clock: Any = time.time,
         perf_counter: Any = time.perf_counter,
-        new_id: Any = _new_id,
+        new_id: Any = None,
     ) -> None:
         self._specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
@@ -112,7 +123,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._clock = clock
         self._perf = perf_counter
-        self._new_id = new_id
+        self._new_id = new_id or _IdFactory()
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
@@ -361,21 +372,26 @@ class Gateway:
         wall = self._clock()
         if isinstance(model, ChatRequest):
             request = model
+            address = request.model
         else:
+            address = model
+            request = None
+        try:
+            provider_name, bare_model = self._resolve(address)
+        except AigwError as exc:
+            self._log_rejected(address, request or messages, exc, wall, stream)
+            raise
+        if request is None:
             try:
+                # Built with the provider's own model name, so no copy is needed later.
                 request = ChatRequest.create(
-                    model, messages if messages is not None else (), **params
+                    bare_model, messages if messages is not None else (), **params
                 )
             except AigwError as exc:
-                self._log_rejected(model, messages, exc, wall, stream)
+                self._log_rejected(address, messages, exc, wall, stream)
                 raise
         if self._tags or self._experiment_id:
             request = self._with_defaults(request)
-        try:
-            provider_name, bare_model = self._resolve(request.model)
-        except AigwError as exc:
-            self._log_rejected(request.model, request, exc, wall, stream)
-            raise
         return CallContext(
             request,
             provider_name,
@@ -388,6 +404,11 @@ class Gateway:
         )
 
     def _resolve(self, address: str) -> tuple[str, str]:
+        if not isinstance(address, str) or not address.strip():
+            raise InvalidRequestError(
+                f"model must be a non-empty string, got {address!r}",
+                hint='address models as "provider/model", e.g. "sim-openai/sim-small"',
+            )
         provider_name, sep, model = address.partition("/")
         known = provider_name in self._specs or provider_name in self._providers
         if sep and known and model:
@@ -520,14 +541,22 @@ class Gateway:
         cache_status = (
             ctx.cache_status if response.cache_status == "none" else response.cache_status
         )
-        response = replace(
-            response,
-            latency=latency,
-            cost_usd=cost,
-            attempts=ctx.attempt,
-            call_id=call_id,
-            cache_status=cache_status,
-            simulated=simulated,
+        # Built field by field: dataclasses.replace costs several times more on this path.
+        response = ChatResponse(
+            response.text,
+            response.finish_reason,
+            response.usage,
+            response.provider,
+            response.model,
+            latency,
+            cost,
+            cache_status,
+            ctx.attempt,
+            response.response_id,
+            response.tool_calls,
+            response.raw,
+            simulated,
+            call_id,
         )
         if self._log is not None:
             self._log.append(success_record(ctx, response, api_format=self._api_format(ctx)))

@@ -13,6 +13,9 @@ from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.store.records import CallRecord
 from aigw_lab.types import ChatRequest, ChatResponse
 
+# One encoder for every call: json.dumps with options builds a new encoder each time.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
 __all__ = ["success_record", "failure_record", "rejected_record", "is_cancellation"]
 
 #: Error messages are kept to this many characters in the log.
@@ -165,4 +168,4 @@ def to_json(value: Any) -> str | None:
         value = dict(value)
     elif isinstance(value, tuple):
         value = [dict(v) if isinstance(v, Mapping) else v for v in value]
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _JSON.encode(value)

@@ -25,7 +25,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
-from operator import attrgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
@@ -125,8 +125,7 @@ class BatchWriter:
         self._insert = _insert_sql()
         self._schema = arrow_schema()
         self._columns = [
-            (attrgetter(name), field.type)
-            for name, field in zip(CALL_COLUMNS, self._schema, strict=True)
+            (itemgetter(index), field.type) for index, field in enumerate(self._schema)
         ]
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
