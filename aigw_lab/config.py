@@ -192,14 +192,21 @@ def _parse_provider(
     where = f"{source}: [providers.{name}]"
     if "/" in name or not name:
         raise ConfigError(f"{where}: provider names cannot contain '/'", hint="rename the table")
+    _check_keys(table, _PROVIDER_KEYS | _SIMULATED_KEYS, where)  # typos first: clearest
     kind = table.get("kind")
+    if kind is None:
+        raise ConfigError(f"{where} has no kind", hint=f"add kind = one of {list(PROVIDER_KINDS)}")
     if kind not in PROVIDER_KINDS:
         raise ConfigError(
             f"{where}: kind = {kind!r} is not a provider kind",
             hint=f"use one of {list(PROVIDER_KINDS)}",
         )
-    allowed = _PROVIDER_KEYS | (_SIMULATED_KEYS if kind == "simulated" else set())
-    _check_keys(table, allowed, where)
+    misplaced = sorted(_SIMULATED_KEYS & table.keys()) if kind != "simulated" else []
+    if misplaced:
+        raise ConfigError(
+            f'{where}: {", ".join(misplaced)} only apply to kind = "simulated"',
+            hint="remove them, or put provider-specific settings under options = {...}",
+        )
     options = dict(table.get("options", {}))
     for key in _SIMULATED_KEYS & table.keys():
         options[key] = table[key]

@@ -97,7 +97,7 @@ def test_full_config_parses(tmp_path):
             "default_provider = 'b'",
             "'a'",
         ),
-        ("[providers.a]\nkind = 'openai'\nseed = 3\n", "unknown key 'seed'", None),
+        ("[providers.a]\nkind = 'openai'\nseed = 3\n", "only apply to kind", None),
         ("[gatway]\n", "unknown key 'gatway'", "gateway"),
         ("providers = 3\n", "providers must be a table", None),
         ("[providers.a\nkind=1", "not valid TOML", None),

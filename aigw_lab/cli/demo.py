@@ -101,11 +101,16 @@ def run(args: argparse.Namespace) -> int:
     from aigw_lab.gateway import Gateway
 
     if args.calls is not None and args.calls < 1:
-        raise ConfigError(f"--calls {args.calls} must be at least 1")
+        raise ConfigError(f"--calls {args.calls} must be at least 1", hint="e.g. --calls 300")
     if args.concurrency < 1:
-        raise ConfigError(f"--concurrency {args.concurrency} must be at least 1")
+        raise ConfigError(
+            f"--concurrency {args.concurrency} must be at least 1", hint="e.g. --concurrency 32"
+        )
     if args.time_scale < 0:
-        raise ConfigError(f"--time-scale {args.time_scale} must not be negative")
+        raise ConfigError(
+            f"--time-scale {args.time_scale} must not be negative",
+            hint="1.0 waits as modelled, 0 does not wait",
+        )
     db = _check_db_path(args.db)
 
     simulated = args.providers.strip() == "simulated" and not args.config
