@@ -111,7 +111,8 @@ class AnthropicCodec:
         return EncodedRequest("/v1/messages", body)
 
     def decode(self, payload: Any, request: ChatRequest) -> Decoded:
-        if not isinstance(payload, Mapping):
+        # `type(...) is dict` first: JSON gives plain dicts, and the ABC check costs more.
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             raise WireFormatError("expected a JSON object")
         if payload.get("type") == "error":
             raise UpstreamErrorEvent(_error_status(payload), payload)
@@ -128,14 +129,15 @@ class AnthropicCodec:
                 tool_calls.append(
                     _tool_call(block["id"], block["name"], json.dumps(block.get("input") or {}))
                 )
+        # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
-            text="".join(texts),
-            finish_reason=_finish(payload.get("stop_reason")),
-            usage=anthropic_usage(payload.get("usage")),
-            response_id=payload.get("id"),
-            model=payload.get("model"),
-            tool_calls=tuple(tool_calls) or None,
-            raw=payload,
+            "".join(texts),
+            _finish(payload.get("stop_reason")),
+            anthropic_usage(payload.get("usage")),
+            payload.get("id"),  # response_id
+            payload.get("model"),
+            tuple(tool_calls) or None,
+            payload,  # raw
         )
 
     def stream_decoder(self, request: ChatRequest) -> _AnthropicStream:
@@ -234,16 +236,17 @@ class _AnthropicStream:
 def anthropic_usage(usage: Any) -> Usage:
     """`Usage` from Anthropic's ``usage``: its ``input_tokens`` excludes cache reads and
     writes, so the three are summed into the OpenTelemetry-style total."""
-    if not isinstance(usage, Mapping):
+    if type(usage) is not dict and not isinstance(usage, Mapping):
         return Usage()
     uncached = usage_int(usage.get("input_tokens"))
     cache_read = usage_int(usage.get("cache_read_input_tokens"))
     cache_write = usage_int(usage.get("cache_creation_input_tokens"))
-    return Usage(
-        input_tokens=uncached + cache_read + cache_write,
-        output_tokens=usage_int(usage.get("output_tokens")),
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
+    return Usage(  # positional, as in `AnthropicCodec.decode`
+        uncached + cache_read + cache_write,  # input_tokens
+        usage_int(usage.get("output_tokens")),  # output_tokens
+        cache_read,
+        cache_write,
+        0,  # reasoning_tokens: counted inside output_tokens, not reported apart
     )
 
 

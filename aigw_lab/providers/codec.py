@@ -171,6 +171,8 @@ def is_context_overflow(message: str | None) -> bool:
 
 def usage_int(value: Any) -> int:
     """A token count from a usage field that may be missing, null or a float."""
+    if type(value) is int:  # the usual case, decided without the union isinstance below
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     return int(value)

@@ -99,7 +99,8 @@ class OpenAICodec:
         return EncodedRequest("/chat/completions", body)
 
     def decode(self, payload: Any, request: ChatRequest) -> Decoded:
-        if not isinstance(payload, Mapping):
+        # `type(...) is dict` first: JSON gives plain dicts, and the ABC check costs more.
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             raise WireFormatError("expected a JSON object")
         if _is_error_payload(payload):
             raise UpstreamErrorEvent(_error_status(payload), payload)
@@ -108,20 +109,22 @@ class OpenAICodec:
             raise WireFormatError("no 'choices' in the completion")
         choice = choices[0]
         message = choice["message"]
-        text = _content_text(message.get("content"))
+        content = message.get("content")
+        text = content if type(content) is str else _content_text(content)
         finish = openai_finish_reason(choice.get("finish_reason"))
         refusal = message.get("refusal")
         if not text and refusal:
             text, finish = str(refusal), "content_filter"
         tool_calls = message.get("tool_calls")
+        # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
-            text=text,
-            finish_reason=finish,
-            usage=openai_usage(payload.get("usage")),
-            response_id=payload.get("id"),
-            model=payload.get("model"),
-            tool_calls=tuple(tool_calls) if tool_calls else None,
-            raw=payload,
+            text,
+            finish,
+            openai_usage(payload.get("usage")),
+            payload.get("id"),  # response_id
+            payload.get("model"),
+            tuple(tool_calls) if tool_calls else None,
+            payload,  # raw
         )
 
     def stream_decoder(self, request: ChatRequest) -> _OpenAIStream:
@@ -228,15 +231,16 @@ class _OpenAIStream:
 def openai_usage(usage: Any) -> Usage:
     """`Usage` from an OpenAI ``usage`` object (``prompt_tokens`` already counts cached
     tokens, ``completion_tokens`` counts reasoning tokens)."""
-    if not isinstance(usage, Mapping):
+    if type(usage) is not dict and not isinstance(usage, Mapping):
         return Usage()
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    return Usage(
-        input_tokens=usage_int(usage.get("prompt_tokens")),
-        output_tokens=usage_int(usage.get("completion_tokens")),
-        cache_read_tokens=usage_int(prompt_details.get("cached_tokens")),
-        reasoning_tokens=usage_int(completion_details.get("reasoning_tokens")),
+    prompt_details = usage.get("prompt_tokens_details") or _EMPTY
+    completion_details = usage.get("completion_tokens_details") or _EMPTY
+    return Usage(  # positional, as in `OpenAICodec.decode`
+        usage_int(usage.get("prompt_tokens")),  # input_tokens
+        usage_int(usage.get("completion_tokens")),  # output_tokens
+        usage_int(prompt_details.get("cached_tokens")),  # cache_read_tokens
+        0,  # cache_write_tokens: OpenAI reports none
+        usage_int(completion_details.get("reasoning_tokens")),  # reasoning_tokens
     )
 
 
