@@ -4,6 +4,8 @@ same fake over loopback, read them to the same text, usage and finish reason as 
 
 from __future__ import annotations
 
+import anthropic  # the real SDKs are dev dependencies: a missing one must fail, not skip
+import openai
 import pytest
 
 from aigw_lab import errors
@@ -19,9 +21,6 @@ from .wire_formats import (
     anthropic_error,
     openai_error,
 )
-
-openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
 
 OPENAI_ADAPTER = next(a for a in ADAPTERS if a.id == "openai")
 ANTHROPIC_ADAPTER = next(a for a in ADAPTERS if a.id == "anthropic")

@@ -17,8 +17,6 @@ from aigw_lab.providers.simulated import (
 from aigw_lab.sim_server import BackgroundServer
 from aigw_lab.types import ChatRequest, StreamEnd, TextDelta
 
-pytest.importorskip("aigw_lab.providers.transport")
-
 FORMATS = ["openai", "anthropic", "workers-ai"]
 ITEM = next(item for item in load_bundled() if item["category"] == "classification")
 
