@@ -36,10 +36,16 @@ DEMO_FAULTS: dict[str, float] = {
 
 #: For ``--providers``: the kind, key variable and a cheap default model of each real provider.
 REAL_PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "openai": {"kind": "openai", "api_key_env": "OPENAI_API_KEY", "model": "gpt-4o-mini"},
+    "openai": {
+        "kind": "openai",
+        "api_key_env": "OPENAI_API_KEY",
+        "base_url_env": "OPENAI_BASE_URL",
+        "model": "gpt-4o-mini",
+    },
     "anthropic": {
         "kind": "anthropic",
         "api_key_env": "ANTHROPIC_API_KEY",
+        "base_url_env": "ANTHROPIC_BASE_URL",
         "model": "claude-3-5-haiku-latest",
     },
     "workers-ai": {
@@ -191,6 +197,8 @@ def _real_specs(names: str) -> tuple[list[ProviderSpec], list[str]]:
                 kind=defaults["kind"],
                 api_key_env=defaults["api_key_env"],
                 account_id=account_id,
+                # The official SDKs' variables, so a proxy or a local server can stand in.
+                base_url=os.environ.get(defaults.get("base_url_env", "")) or None,
                 models=(defaults["model"],),
                 timeout=60.0,
             )
