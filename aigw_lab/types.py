@@ -407,7 +407,7 @@ class ChatResponse:
     attempts: int = 1
     response_id: str | None = None
     tool_calls: tuple[Mapping[str, Any], ...] | None = None
-    raw: Any = None
+    raw: Any = field(default=None, repr=False)  # the provider's payload: long, kept out of repr
     simulated: bool = False
     call_id: str | None = None
 

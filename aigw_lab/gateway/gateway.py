@@ -216,6 +216,10 @@ class Gateway:
 
     # --- introspection ------------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        log = "off" if self._log is None else getattr(self._log, "path", "on")
+        return f"<Gateway providers={self.provider_names} log={str(log)!r}>"
+
     @property
     def provider_names(self) -> list[str]:
         return sorted([*self._specs, *self._providers])
