@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from aigw_lab import sim_server
@@ -121,11 +123,38 @@ def test_the_real_command_serves_until_terminated() -> None:
             except httpx.ConnectError:
                 assert time.monotonic() < deadline and process.poll() is None
                 time.sleep(0.02)
+        root = url.removesuffix("/v1/models")
+        # The official SDKs, pointed at the real `aigw-lab simulate` process.
+        oai = openai.OpenAI(base_url=f"{root}/v1", api_key="unused", max_retries=0)
+        completion = oai.chat.completions.create(
+            model="sim-small", messages=[{"role": "user", "content": "Say hi"}], max_tokens=16
+        )
+        chunks = list(
+            oai.chat.completions.create(
+                model="sim-nano",
+                messages=[{"role": "user", "content": "Say hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        claude = anthropic.Anthropic(base_url=root, api_key="unused", max_retries=0)
+        message = claude.messages.create(
+            model="sim-haikuish", max_tokens=16, messages=[{"role": "user", "content": "Say hi"}]
+        )
+        with claude.messages.stream(
+            model="sim-sonnetish", max_tokens=32, messages=[{"role": "user", "content": "Hi"}]
+        ) as stream:
+            streamed = stream.get_final_message()
     finally:
         process.terminate()
         process.communicate(timeout=20)
     assert listed.headers["x-aigw-simulated"] == "true"
     assert "sim-small" in {m["id"] for m in listed.json()["data"]}
+    assert completion.choices[0].message.content and completion.usage.completion_tokens > 0
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert message.content[0].text and message.usage.output_tokens > 0
+    assert streamed.stop_reason in ("end_turn", "max_tokens") and streamed.usage.output_tokens > 0
 
 
 def test_a_busy_port_is_a_clear_error() -> None:
