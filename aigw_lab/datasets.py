@@ -1,7 +1,8 @@
 """The datasets bundled with aigw_lab: JSONL files of prompts with reference answers.
 
-They live in the repository's ``datasets/`` folder, next to the package; set the
-``AIGW_LAB_DATASETS`` environment variable to read them from another folder. Each line is
+They live in the repository's ``datasets/`` folder, next to the package (a source checkout or
+an editable install); a wheel installs them under ``{sys.prefix}/share/aigw-lab/datasets``.
+Set the ``AIGW_LAB_DATASETS`` environment variable to read them from another folder. Each line is
 one item ``{"id", "category", "difficulty", "prompt", "reference", ...}``; the format and
 provenance are described in ``datasets/README.md``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,12 @@ _DIFFICULTIES = frozenset(("easy", "medium", "hard"))
 def bundled_datasets_dir() -> Path:
     """The folder holding the bundled datasets (``$AIGW_LAB_DATASETS`` if set)."""
     override = os.environ.get(DATASETS_ENV_VAR)
-    folder = Path(override) if override else Path(__file__).resolve().parents[1] / "datasets"
+    if override:
+        folder = Path(override)
+    else:
+        checkout = Path(__file__).resolve().parents[1] / "datasets"
+        installed = Path(sys.prefix) / "share" / "aigw-lab" / "datasets"
+        folder = checkout if checkout.is_dir() or not installed.is_dir() else installed
     if not folder.is_dir():
         where = f"${DATASETS_ENV_VAR}={override}" if override else str(folder)
         raise ConfigError(

@@ -100,3 +100,22 @@ def test_bad_lines_name_file_and_line(
     monkeypatch.setenv(DATASETS_ENV_VAR, str(tmp_path))
     with pytest.raises(ConfigError, match=f"bad.jsonl:2 .*{fragment}"):
         load_bundled("bad")
+
+
+def test_installed_wheel_location_is_used_without_a_checkout(tmp_path, monkeypatch):
+    """A wheel puts the datasets under {sys.prefix}/share/aigw-lab/datasets."""
+    import sys
+
+    from aigw_lab import datasets
+
+    share = tmp_path / "share" / "aigw-lab" / "datasets"
+    share.mkdir(parents=True)
+    (share / "mixed_v1.jsonl").write_text(
+        '{"id": "x1", "category": "arithmetic", "difficulty": "easy", "prompt": "1+1?", "reference": "2"}\n'
+    )
+    monkeypatch.delenv(datasets.DATASETS_ENV_VAR, raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    fake_module_file = tmp_path / "site-packages" / "aigw_lab" / "datasets.py"
+    monkeypatch.setattr(datasets, "__file__", str(fake_module_file))
+    assert datasets.bundled_datasets_dir() == share
+    assert [item["id"] for item in datasets.load_bundled()] == ["x1"]
