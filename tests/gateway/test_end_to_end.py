@@ -130,3 +130,25 @@ def test_config_file_gateway_end_to_end(tmp_path):
     with duckdb.connect(str(tmp_path / "logs/calls.duckdb"), read_only=True) as con:
         tags, api_format = con.execute("SELECT tags_json, api_format FROM calls").fetchone()
     assert json.loads(tags) == {"team": "lab"} and api_format == "anthropic"
+
+
+@pytest.mark.parametrize("ending", ["normal exit", "uncaught exception"])
+def test_calls_are_in_the_file_after_the_process_ends_without_close(tmp_path, ending):
+    """A notebook or script that never closes its gateway still leaves every call in the log."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "calls.duckdb"
+    script = (
+        "from aigw_lab import Gateway\n"
+        f"gw = Gateway.simulated_fleet(time_scale=0, log={str(db)!r})\n"
+        "for i in range(25):\n"
+        "    gw.chat('sim-openai/sim-nano', f'question {i}', max_tokens=8)\n"
+        + ("raise RuntimeError('the user code failed')\n" if ending != "normal exit" else "")
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode == 0) == (ending == "normal exit"), done.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM calls").fetchone()[0] == 25
