@@ -520,6 +520,44 @@ class Gateway:
             self._log_failure(ctx, exc, upstream_start, "".join(parts))
             raise
 
+    # --- for middleware -----------------------------------------------------------------
+
+    def serve_without_provider(
+        self,
+        ctx: CallContext,
+        response: ChatResponse,
+        *,
+        cache_status: str = "hit",
+        similarity: float | None = None,
+    ) -> ChatResponse:
+        """Return and log an answer that a middleware produced without calling a provider
+        (a cache hit): attempt 0, cost 0 USD (nothing was paid for it), the usage of the
+        stored answer kept so tokens saved can be counted, and latency as the caller saw it.
+        """
+        now = self._perf()
+        total_ms = (now - ctx.started) * 1000.0
+        ctx.cache_status = cache_status
+        ctx.cache_similarity = similarity
+        served = ChatResponse(
+            response.text,
+            response.finish_reason,
+            response.usage,
+            ctx.provider_name,
+            response.model,
+            Latency(total_ms, None, total_ms, 0.0),
+            0.0,
+            cache_status,  # type: ignore[arg-type]
+            0,
+            response.response_id,
+            response.tool_calls,
+            response.raw,
+            response.simulated or self._is_simulated(ctx.provider_name),
+            self._new_id(),
+        )
+        if self._log is not None:
+            self._log.append(success_record(ctx, served, api_format=None)._replace(attempt=0))
+        return served
+
     # --- pricing and logging ------------------------------------------------------------
 
     def _complete(

@@ -301,3 +301,22 @@ def test_stream_events_from_provider_include_end(log):
     mock = MockProvider("mock", models=("m1",)).enqueue("x y")
     events = list(mock.stream(ChatRequest.create("m1", "q")))
     assert isinstance(events[-1], StreamEnd) and all(isinstance(e, TextDelta) for e in events[:-1])
+
+
+class AnswerFromMemory(Middleware):
+    kind = "cache"
+
+    def handle(self, ctx, call_next):
+        cached = ChatResponse("remembered", "stop", Usage(10, 5), provider="mock", model="m1")
+        return ctx.gateway.serve_without_provider(ctx, cached, similarity=0.97)
+
+
+def test_middleware_can_serve_without_a_provider_and_it_is_logged(log):
+    mock = MockProvider("mock", models=("m1",))
+    gw = make_gateway(log, mock, middleware=[AnswerFromMemory()])
+    resp = gw.chat("mock/m1", "x")
+    assert resp.text == "remembered" and resp.cost_usd == 0.0 and resp.cache_status == "hit"
+    assert mock.requests == []  # the provider was never called
+    row = rows(log).iloc[0]
+    assert (row.cache_status, row.attempt, row.cost_usd, row.status) == ("hit", 0, 0.0, "ok")
+    assert row.cache_similarity == pytest.approx(0.97) and row.output_tokens == 5
