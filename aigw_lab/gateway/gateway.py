@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import (
     AigwError,
+    ConfigError,
     InvalidRequestError,
     MalformedResponseError,
     UnknownModelError,
@@ -104,7 +105,7 @@ class Gateway:
         for item in providers:
             name = item.name
             if name in self._specs or name in self._providers:
-                raise UnknownProviderError(
+                raise ConfigError(
                     f"provider name {name!r} is used twice", hint="give each provider its own name"
                 )
             if isinstance(item, ProviderSpec):
@@ -112,7 +113,7 @@ class Gateway:
             else:
                 self._providers[name] = item
         if default_provider is not None and default_provider not in self.provider_names:
-            raise UnknownProviderError(
+            raise ConfigError(
                 f"default_provider {default_provider!r} is not configured",
                 hint=f"use one of {self.provider_names}",
             )

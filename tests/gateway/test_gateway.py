@@ -320,3 +320,12 @@ def test_middleware_can_serve_without_a_provider_and_it_is_logged(log):
     row = rows(log).iloc[0]
     assert (row.cache_status, row.attempt, row.cost_usd, row.status) == ("hit", 0, 0.0, "ok")
     assert row.cache_similarity == pytest.approx(0.97) and row.output_tokens == 5
+
+
+def test_constructor_mistakes_are_config_errors():
+    from aigw_lab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="used twice"):
+        Gateway([MockProvider("a"), MockProvider("a")], log=None)
+    with pytest.raises(ConfigError, match="default_provider 'b'"):
+        Gateway([MockProvider("a")], log=None, default_provider="b")
