@@ -210,6 +210,8 @@ def _parse_provider(
     options = dict(table.get("options", {}))
     for key in _SIMULATED_KEYS & table.keys():
         options[key] = table[key]
+    if kind == "simulated":
+        options.setdefault("format", "openai")
     account_id = table.get("account_id")
     account_env = table.get("account_id_env")
     if account_id is None and account_env:
