@@ -1,7 +1,20 @@
 """The gateway: one interface to every provider, middleware primitives, streams."""
 
 from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
 from aigw_lab.gateway.middleware import CallContext, Middleware
+from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 
-__all__ = ["Gateway", "CallContext", "Middleware", "ChatStream", "AsyncChatStream"]
+__all__ = [
+    "Gateway",
+    "CallContext",
+    "Middleware",
+    "ChatStream",
+    "AsyncChatStream",
+    "Retry",
+    "RetryPolicy",
+    "Fallbacks",
+    "HealthTracker",
+    "CircuitOpenError",
+]

@@ -559,6 +559,23 @@ class Gateway:
             self._log.append(success_record(ctx, served, api_format=None)._replace(attempt=0))
         return served
 
+    def log_refused(self, ctx: CallContext, exc: AigwError) -> None:
+        """Log a call that a middleware refused before any attempt (every target's circuit
+        open, a budget exhausted), as attempt 0, so it is in the log like every other call."""
+        if self._log is not None:
+            self._log.append(
+                failure_record(
+                    ctx,
+                    exc,
+                    call_id=self._new_id(),
+                    total_ms=(self._perf() - ctx.started) * 1000.0,
+                    upstream_ms=None,
+                    partial_text=None,
+                    api_format=None,
+                    simulated=self._is_simulated(ctx.provider_name),
+                )._replace(attempt=0)
+            )
+
     # --- pricing and logging ------------------------------------------------------------
 
     def _complete(

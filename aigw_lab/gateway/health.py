@@ -1,0 +1,321 @@
+"""Per-target health: a circuit breaker for each ``provider/model`` a gateway calls.
+
+A target's circuit is *closed* while it answers. Too many provider-side failures in a row
+(``failure_threshold``), or too high a share of failures among its recent calls
+(``failure_rate`` over the last ``window`` outcomes, once ``min_calls`` are in), *open* it:
+for ``cooldown`` seconds the `Retry` middleware skips it without sending a request. After the
+cooldown it is *half-open*: one request goes through as a probe; success closes the circuit,
+failure opens it for another cooldown.
+
+Only failures that say something about the target count (the provider errors that are
+retryable, and quota): a user's invalid request, a bad key or a cancelled call never opens a
+circuit.
+
+    health = HealthTracker(failure_threshold=5, cooldown=30)
+    gateway = Gateway(providers, middleware=[Retry(fallbacks=..., health=health)])
+    health.snapshot()   # {"sim-openai/sim-small": {"state": "open", "failures": 5, ...}}
+
+The tracker is thread-safe and may be shared by several gateways; time comes from the
+injected ``clock`` (monotonic seconds).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from aigw_lab.errors import AigwError, ConfigError, QuotaExceededError
+
+__all__ = ["HealthTracker", "CircuitOpenError", "CircuitState", "counts_against_health"]
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+class CircuitOpenError(AigwError):
+    """A target was skipped, without a request, because its circuit is open.
+
+    It appears in `AllAttemptsFailedError.errors` for each target skipped that way;
+    ``target`` names it and ``retry_in`` says how many seconds remain of its cooldown.
+    """
+
+    error_type = "circuit_open"
+
+    def __init__(self, target: str, *, retry_in: float) -> None:
+        self.target = target
+        self.retry_in = retry_in
+        super().__init__(
+            f"{target} was skipped: its circuit is open after repeated failures",
+            hint=f"it gets a probe request in {retry_in:.1f}s; see HealthTracker.snapshot()",
+        )
+
+
+def counts_against_health(error: BaseException) -> bool:
+    """True for failures that say the target is unwell: retryable provider errors (rate
+    limits, 5xx, overload, network, timeouts, broken answers) and an exhausted quota."""
+    return isinstance(error, AigwError) and (
+        error.retryable or isinstance(error, QuotaExceededError)
+    )
+
+
+class _Circuit:
+    """One target's breaker state. Guarded by the tracker's lock."""
+
+    __slots__ = (
+        "state",
+        "consecutive",
+        "outcomes",
+        "opened_at",
+        "probe_started",
+        "opens",
+        "total_failures",
+        "total_successes",
+    )
+
+    def __init__(self, window: int) -> None:
+        self.state: CircuitState = "closed"
+        self.consecutive = 0
+        # Recent outcomes while closed, True for a failure; feeds the failure rate.
+        self.outcomes: deque[bool] = deque(maxlen=window)
+        self.opened_at: float | None = None
+        self.probe_started: float | None = None
+        self.opens = 0
+        self.total_failures = 0
+        self.total_successes = 0
+
+
+class HealthTracker:
+    """Circuit breakers keyed by target (``"provider/model"``).
+
+    ``failure_threshold``: consecutive failures that open a circuit (None: not used).
+    ``failure_rate``: share of failures among the last ``window`` outcomes that opens it,
+    judged once ``min_calls`` outcomes are in (None: not used). ``cooldown``: seconds a
+    circuit stays open before a probe; a probe that never reports back is given up after
+    another ``cooldown``, so a lost probe cannot keep a target out forever.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int | None = 5,
+        failure_rate: float | None = None,
+        window: int = 20,
+        min_calls: int = 10,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold is None and failure_rate is None:
+            raise ConfigError(
+                "a HealthTracker needs failure_threshold or failure_rate",
+                hint="e.g. HealthTracker(failure_threshold=5)",
+            )
+        if failure_threshold is not None and failure_threshold < 1:
+            raise ConfigError(
+                f"failure_threshold={failure_threshold} is invalid", hint="use 1 or more"
+            )
+        if failure_rate is not None and not 0.0 < failure_rate <= 1.0:
+            raise ConfigError(f"failure_rate={failure_rate} is invalid", hint="use (0, 1]")
+        if window < 1 or min_calls < 1 or min_calls > window:
+            raise ConfigError(
+                f"window={window}, min_calls={min_calls} is invalid",
+                hint="use 1 <= min_calls <= window",
+            )
+        if cooldown < 0:
+            raise ConfigError(f"cooldown={cooldown} is negative", hint="use seconds >= 0")
+        self.failure_threshold = failure_threshold
+        self.failure_rate = failure_rate
+        self.window = window
+        self.min_calls = min_calls
+        self.cooldown = float(cooldown)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._circuits: dict[str, _Circuit] = {}
+
+    @classmethod
+    def from_mapping(
+        cls, settings: Mapping[str, Any], *, clock: Callable[[], float] = time.monotonic
+    ) -> HealthTracker:
+        """Build from a plain mapping of this class's keyword arguments (a ``[health]`` table);
+        an unknown key is a `ConfigError` naming it."""
+        check_keys("health", settings, _HEALTH_KEYS)
+        return cls(**settings, clock=clock)
+
+    def __repr__(self) -> str:
+        return (
+            f"<HealthTracker threshold={self.failure_threshold} rate={self.failure_rate} "
+            f"cooldown={self.cooldown}s targets={len(self._circuits)}>"
+        )
+
+    # --- used by the Retry middleware ---------------------------------------------------
+
+    def allow(self, target: str) -> bool:
+        """Whether a request may go to ``target`` now. While open after the cooldown, the
+        first caller gets True (it is the probe) and the others False until it reports."""
+        circuit = self._circuits.get(target)
+        if circuit is None or circuit.state == "closed":
+            return True  # the common case, without taking the lock
+        with self._lock:
+            now = self._clock()
+            if circuit.state == "closed":
+                return True
+            if circuit.state == "open":
+                assert circuit.opened_at is not None
+                if now - circuit.opened_at < self.cooldown:
+                    return False
+                circuit.state = "half_open"
+            elif circuit.probe_started is not None and now - circuit.probe_started < self.cooldown:
+                return False  # a probe is in flight
+            circuit.probe_started = now
+            return True
+
+    def is_open(self, target: str) -> bool:
+        """True while ``target`` must not be sent a request (open, or half-open with its
+        probe in flight). Unlike `allow` it never claims the probe."""
+        circuit = self._circuits.get(target)
+        if circuit is None or circuit.state == "closed":
+            return False
+        with self._lock:
+            return self._retry_in(circuit, self._clock()) > 0.0
+
+    def record_success(self, target: str) -> None:
+        """``target`` answered: close its circuit."""
+        circuit = self._circuit(target)
+        with self._lock:
+            circuit.total_successes += 1
+            circuit.consecutive = 0
+            if circuit.state != "closed":
+                # A fresh start: failures before the outage must not re-open it at once.
+                circuit.state = "closed"
+                circuit.outcomes.clear()
+                circuit.opened_at = None
+                circuit.probe_started = None
+            circuit.outcomes.append(False)
+
+    def record_failure(self, target: str) -> None:
+        """``target`` failed on its side: count it, and open the circuit when a threshold is
+        reached (or at once when the failure was a half-open probe)."""
+        circuit = self._circuit(target)
+        with self._lock:
+            now = self._clock()
+            circuit.total_failures += 1
+            circuit.consecutive += 1
+            if circuit.state == "half_open":
+                self._open(circuit, now)
+                return
+            if circuit.state == "open":
+                return  # a request that started before the circuit opened
+            circuit.outcomes.append(True)
+            if self._tripped(circuit):
+                self._open(circuit, now)
+
+    def release(self, target: str) -> None:
+        """A request to ``target`` ended without saying anything about its health (the
+        user's invalid request, a cancelled call): free the probe slot if it held it."""
+        circuit = self._circuits.get(target)
+        if circuit is None or circuit.state != "half_open":
+            return
+        with self._lock:
+            circuit.probe_started = None
+
+    # --- for people -----------------------------------------------------------------------
+
+    def state(self, target: str) -> CircuitState:
+        """``target``'s state now; an open circuit past its cooldown reads as half-open."""
+        circuit = self._circuits.get(target)
+        if circuit is None:
+            return "closed"
+        with self._lock:
+            return self._state(circuit, self._clock())
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every known target's circuit, for notebooks: ``state``, ``failures`` (consecutive),
+        ``failure_rate`` (recent window, None while empty), ``opened_at`` (clock seconds, None
+        when closed), ``retry_in`` (seconds until a probe may go), ``opens`` (times opened),
+        ``total_failures``, ``total_successes``."""
+        with self._lock:
+            now = self._clock()
+            return {
+                target: {
+                    "state": self._state(c, now),
+                    "failures": c.consecutive,
+                    "failure_rate": (sum(c.outcomes) / len(c.outcomes)) if c.outcomes else None,
+                    "opened_at": c.opened_at,
+                    "retry_in": self._retry_in(c, now),
+                    "opens": c.opens,
+                    "total_failures": c.total_failures,
+                    "total_successes": c.total_successes,
+                }
+                for target, c in sorted(self._circuits.items())
+            }
+
+    def retry_in(self, target: str) -> float:
+        """Seconds until ``target`` may be sent a request (0.0 when it may now)."""
+        circuit = self._circuits.get(target)
+        if circuit is None:
+            return 0.0
+        with self._lock:
+            return self._retry_in(circuit, self._clock())
+
+    def reset(self, targets: Iterable[str] | None = None) -> None:
+        """Forget the given targets' history (all targets when None): their circuits close."""
+        with self._lock:
+            if targets is None:
+                self._circuits.clear()
+            else:
+                for target in targets:
+                    self._circuits.pop(target, None)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _circuit(self, target: str) -> _Circuit:
+        circuit = self._circuits.get(target)
+        if circuit is None:
+            with self._lock:
+                circuit = self._circuits.setdefault(target, _Circuit(self.window))
+        return circuit
+
+    def _tripped(self, circuit: _Circuit) -> bool:
+        if self.failure_threshold is not None and circuit.consecutive >= self.failure_threshold:
+            return True
+        if self.failure_rate is None or len(circuit.outcomes) < self.min_calls:
+            return False
+        return sum(circuit.outcomes) / len(circuit.outcomes) >= self.failure_rate
+
+    def _open(self, circuit: _Circuit, now: float) -> None:
+        circuit.state = "open"
+        circuit.opened_at = now
+        circuit.probe_started = None
+        circuit.opens += 1
+
+    def _state(self, circuit: _Circuit, now: float) -> CircuitState:
+        if circuit.state == "open" and circuit.opened_at is not None:
+            if now - circuit.opened_at >= self.cooldown:
+                return "half_open"
+        return circuit.state
+
+    def _retry_in(self, circuit: _Circuit, now: float) -> float:
+        if circuit.state == "open" and circuit.opened_at is not None:
+            return max(0.0, circuit.opened_at + self.cooldown - now)
+        if circuit.state == "half_open" and circuit.probe_started is not None:
+            return max(0.0, circuit.probe_started + self.cooldown - now)
+        return 0.0
+
+
+_HEALTH_KEYS = frozenset(("failure_threshold", "failure_rate", "window", "min_calls", "cooldown"))
+
+
+def check_keys(section: str, settings: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise a `ConfigError` naming the first key of ``settings`` not in ``known``, with the
+    closest known key as the suggested fix."""
+    known = sorted(known)
+    for key in settings:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            fix = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"[{section}] has an unknown key {key!r}",
+                hint=f"{fix}known keys: {', '.join(known)}",
+            )

@@ -1,0 +1,531 @@
+"""Retries with backoff, fallback chains and circuit breaking, as one middleware: `Retry`.
+
+    gateway = Gateway(providers, middleware=[
+        Retry(
+            max_attempts=3,                    # per target, the first try included
+            deadline=30.0,                     # seconds for the whole call, fallbacks included
+            fallbacks={"sim-openai/sim-small": ["sim-anthropic/sim-haikuish"]},
+            health=HealthTracker(failure_threshold=5, cooldown=30.0),
+        ),
+    ])
+
+For each target of the call's chain (the requested ``provider/model``, then its fallbacks),
+`Retry` tries up to ``max_attempts`` times, waiting between tries with exponential backoff and
+full jitter, and never less than a rate limit's Retry-After. It moves to the next target when
+the retries are used up, or at once on an exhausted quota, an overloaded provider (when there
+is a next target) or a prompt too long for the model. It never retries or falls back on a
+request that is itself wrong (invalid, unauthorised, filtered, unknown model): that error
+propagates unchanged. When every target failed it raises `AllAttemptsFailedError`.
+
+Each attempt goes through the gateway's attempt stage, so each is a row of the call log, with
+its ``attempt`` number and, after a fallback, ``fallback_from``. See ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from aigw_lab.errors import (
+    AigwError,
+    AllAttemptsFailedError,
+    ConfigError,
+    ContextLengthExceededError,
+    OverloadedError,
+    QuotaExceededError,
+)
+from aigw_lab.gateway.health import (
+    CircuitOpenError,
+    HealthTracker,
+    check_keys,
+    counts_against_health,
+)
+from aigw_lab.gateway.middleware import (
+    AsyncNext,
+    AsyncStreamNext,
+    CallContext,
+    Middleware,
+    Next,
+    StreamNext,
+)
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent, TextDelta
+
+__all__ = ["Retry", "RetryPolicy", "Fallbacks"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to retry one target.
+
+    ``max_attempts``: tries per target, the first included (1 = no retries).
+    The wait before retry *n* is uniform in ``[0, min(max_delay, base_delay * multiplier **
+    (n - 1))]`` (full jitter), raised to a rate limit's Retry-After; a Retry-After above
+    ``max_retry_after`` means: give up on this target now rather than wait that long.
+    ``attempt_timeout``: seconds each attempt may take (sets the request's ``timeout``).
+    ``deadline``: seconds for the whole call, every retry and fallback included; no wait
+    that would end past it is started, and each attempt's timeout is cut to what remains.
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 20.0
+    max_retry_after: float = 60.0
+    attempt_timeout: float | None = None
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigError(
+                f"max_attempts={self.max_attempts!r} is invalid",
+                hint="use an integer >= 1 (1 means no retries)",
+            )
+        for name in ("base_delay", "max_delay", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} is negative", hint="use >= 0")
+        if self.multiplier < 1:
+            raise ConfigError(f"multiplier={self.multiplier} is below 1", hint="use >= 1")
+        for name in ("attempt_timeout", "deadline"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name}={value} is invalid", hint="use seconds > 0, or None")
+
+    def backoff_cap(self, retry: int) -> float:
+        """The longest backoff before retry number ``retry`` (1 = the first retry)."""
+        try:
+            return min(self.max_delay, self.base_delay * self.multiplier ** (retry - 1))
+        except OverflowError:
+            return self.max_delay
+
+    def delay(self, retry: int, error: BaseException, draw: float) -> float | None:
+        """Seconds to wait before retry ``retry`` after ``error``, given a uniform ``draw`` in
+        [0, 1); None when the provider asked to wait longer than ``max_retry_after``."""
+        wait = draw * self.backoff_cap(retry)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            if retry_after > self.max_retry_after:
+                return None
+            wait = max(wait, float(retry_after))
+        return wait
+
+
+@dataclass(frozen=True)
+class Fallbacks:
+    """Where a call goes when its target fails: ``chains`` maps a requested
+    ``"provider/model"`` to the targets to try next, in order; ``default`` serves requested
+    targets without a chain of their own. ``context_windows`` (tokens, by target) lets a
+    prompt too long for one model skip fallbacks whose window is no larger."""
+
+    chains: Mapping[str, Sequence[str]] = field(default_factory=lambda: _EMPTY)
+    default: Sequence[str] = ()
+    context_windows: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        chains = {_target(k, "fallbacks key"): _targets(v, k) for k, v in self.chains.items()}
+        object.__setattr__(self, "chains", MappingProxyType(chains))
+        object.__setattr__(self, "default", _targets(self.default, "default"))
+        object.__setattr__(self, "context_windows", MappingProxyType(dict(self.context_windows)))
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> Fallbacks:
+        """Build from a ``[fallbacks]`` table: ``"provider/model" = [targets]`` entries, plus
+        optional ``default = [targets]`` and ``context_windows = {target = tokens}``."""
+        chains = {k: v for k, v in settings.items() if k not in ("default", "context_windows")}
+        return cls(chains, settings.get("default", ()), settings.get("context_windows", _EMPTY))
+
+    def chain(self, address: str) -> tuple[str, ...]:
+        """The targets for a call to ``address``: itself first, then its fallbacks."""
+        following = self.chains.get(address, self.default)
+        return (address, *(t for t in dict.fromkeys(following) if t != address))
+
+
+def _target(value: Any, where: str) -> str:
+    if not isinstance(value, str) or "/" not in value.strip("/"):
+        raise ConfigError(
+            f"{where}: {value!r} is not a target",
+            hint='write targets as "provider/model", e.g. "sim-anthropic/sim-haikuish"',
+        )
+    return value
+
+
+def _targets(values: Any, where: str) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise ConfigError(
+            f"fallbacks for {where} must be a list of targets, got {values!r}",
+            hint='e.g. ["sim-anthropic/sim-haikuish", "sim-workers/sim-llamaish-70b"]',
+        )
+    return tuple(_target(v, f"fallbacks for {where}") for v in values)
+
+
+_RETRY_KEYS = frozenset(RetryPolicy.__dataclass_fields__)
+
+
+class Retry(Middleware):
+    """Retries, fallbacks and circuit breaking for every call (kind ``"retry"``, innermost).
+
+    Policy arguments are those of `RetryPolicy`. ``fallbacks``: a `Fallbacks`, or a mapping
+    in the shape of `Fallbacks.from_mapping`. ``health``: a `HealthTracker` (share one
+    between gateways to share what they learn), a mapping of its arguments, or None for no
+    circuit breaking. ``clock`` (monotonic seconds), ``sleep``, ``async_sleep`` and ``rng``
+    (anything with ``random()``) are injectable so tests never wait.
+    """
+
+    kind = "retry"
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 3,
+        base_delay: float = 0.5,
+        multiplier: float = 2.0,
+        max_delay: float = 20.0,
+        max_retry_after: float = 60.0,
+        attempt_timeout: float | None = None,
+        deadline: float | None = None,
+        fallbacks: Fallbacks | Mapping[str, Any] | None = None,
+        health: HealthTracker | Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = RetryPolicy(
+            max_attempts,
+            base_delay,
+            multiplier,
+            max_delay,
+            max_retry_after,
+            attempt_timeout,
+            deadline,
+        )
+        if fallbacks is None:
+            fallbacks = Fallbacks()
+        elif not isinstance(fallbacks, Fallbacks):
+            fallbacks = Fallbacks.from_mapping(fallbacks)
+        self.fallbacks = fallbacks
+        if health is not None and not isinstance(health, HealthTracker):
+            health = HealthTracker.from_mapping(health, clock=clock)
+        self.health = health
+        self._clock = clock
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._rng = rng or random.Random()
+        # The request needs a new timeout per attempt only with one of these set.
+        self._sets_timeout = attempt_timeout is not None or deadline is not None
+
+    @classmethod
+    def from_config(
+        cls,
+        retry: Mapping[str, Any] | None = None,
+        *,
+        fallbacks: Mapping[str, Any] | None = None,
+        health: Mapping[str, Any] | None = None,
+        **injected: Any,
+    ) -> Retry:
+        """Build from plain config tables: ``retry`` holds `RetryPolicy` keys (a
+        ``[gateway.retry]`` table), ``fallbacks`` a ``[fallbacks]`` table, ``health`` a
+        ``[health]`` table. ``injected`` passes ``clock``, ``sleep``, ... through."""
+        settings = dict(retry or {})
+        check_keys("gateway.retry", settings, _RETRY_KEYS)
+        return cls(**settings, fallbacks=fallbacks or None, health=health or None, **injected)
+
+    def describe(self) -> Mapping[str, Any]:
+        return {
+            "kind": self.kind,
+            "type": type(self).__name__,
+            "max_attempts": self.policy.max_attempts,
+            "deadline": self.policy.deadline,
+            "fallback_chains": len(self.fallbacks.chains) + bool(self.fallbacks.default),
+            "health": self.health is not None,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Retry {self.policy} fallbacks={self.fallbacks} health={self.health}>"
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
+        run = _Run(self, ctx)
+        while True:
+            run.begin(ctx)
+            try:
+                response = call_next(ctx)
+            except AigwError as exc:
+                ctx.request = run.request
+                wait = run.failed(ctx, exc)
+                if wait > 0.0:
+                    self._sleep(wait)
+                continue
+            except BaseException:
+                ctx.request = run.request
+                run.abandoned(ctx)
+                raise
+            ctx.request = run.request
+            run.succeeded(ctx)
+            return response
+
+    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
+        run = _Run(self, ctx)
+        while True:
+            run.begin(ctx)
+            try:
+                response = await call_next(ctx)
+            except AigwError as exc:
+                ctx.request = run.request
+                wait = run.failed(ctx, exc)
+                if wait > 0.0:
+                    await self._async_sleep(wait)
+                continue
+            except BaseException:
+                ctx.request = run.request
+                run.abandoned(ctx)
+                raise
+            ctx.request = run.request
+            run.succeeded(ctx)
+            return response
+
+    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
+        run = _Run(self, ctx)
+        while True:
+            run.begin(ctx)
+            events: Iterator[StreamEvent] | None = None
+            delivered = False
+            try:
+                events = call_next(ctx)
+                for event in events:
+                    if not delivered and isinstance(event, TextDelta):
+                        delivered = True
+                    yield event
+            except AigwError as exc:
+                ctx.request = run.request
+                # Once text reached the caller, a retry would repeat it: the error propagates.
+                wait = run.failed(ctx, exc, text_delivered=delivered)
+                if wait > 0.0:
+                    self._sleep(wait)
+                continue
+            except BaseException:
+                # The caller closed the stream (or was interrupted): stop the attempt too, so
+                # it is logged as cancelled now rather than whenever it is collected.
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
+                ctx.request = run.request
+                run.abandoned(ctx)
+                raise
+            ctx.request = run.request
+            run.succeeded(ctx)
+            return
+
+    async def ahandle_stream(  # type: ignore[override]
+        self, ctx: CallContext, call_next: AsyncStreamNext
+    ) -> AsyncIterator[StreamEvent]:
+        run = _Run(self, ctx)
+        while True:
+            run.begin(ctx)
+            aevents: AsyncIterator[StreamEvent] | None = None
+            delivered = False
+            try:
+                aevents = call_next(ctx)
+                async for event in aevents:
+                    if not delivered and isinstance(event, TextDelta):
+                        delivered = True
+                    yield event
+            except AigwError as exc:
+                ctx.request = run.request
+                wait = run.failed(ctx, exc, text_delivered=delivered)
+                if wait > 0.0:
+                    await self._async_sleep(wait)
+                continue
+            except BaseException:
+                aclose = getattr(aevents, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                ctx.request = run.request
+                run.abandoned(ctx)
+                raise
+            ctx.request = run.request
+            run.succeeded(ctx)
+            return
+
+
+class _Run:
+    """One call's way through its targets: the current target and its tries, the failures
+    so far, the deadline. `begin` before each attempt; then `succeeded`, `failed` (which
+    says how long to wait, or raises when it is over) or `abandoned`."""
+
+    __slots__ = (
+        "retry",
+        "request",
+        "chain",
+        "index",
+        "tries",
+        "moving_on",
+        "failures",
+        "given_up",
+        "min_window",
+        "deadline_at",
+        "reason",
+    )
+
+    def __init__(self, retry: Retry, ctx: CallContext) -> None:
+        self.retry = retry
+        self.request: ChatRequest = ctx.request  # restored after each attempt
+        self.chain: tuple[str, ...] | None = None  # built only when needed
+        self.index = 0
+        self.tries = 0
+        self.moving_on = False
+        self.failures: list[tuple[str, AigwError]] = []
+        self.given_up: str | None = None
+        self.min_window: int | None = None
+        deadline = retry.policy.deadline
+        self.deadline_at = None if deadline is None else retry._clock() + deadline
+        self.reason = "no fallback target left"
+
+    def begin(self, ctx: CallContext) -> None:
+        """Point ``ctx`` at the target of the next attempt, with its timeout; raise when
+        there is none (chain used up, circuits open, deadline reached)."""
+        health = self.retry.health
+        if self.moving_on:
+            self.moving_on = False
+            self._next_target(ctx)
+        elif health is not None and not health.allow(ctx.address):
+            self._skip(ctx.address, health)
+            self._next_target(ctx)
+        if self.retry._sets_timeout:
+            timeout = self._timeout()
+            if timeout is not None and timeout <= 0.0:
+                self.reason = f"deadline of {self.retry.policy.deadline}s reached"
+                self._give_up(ctx)
+            ctx.request = replace(self.request, timeout=timeout)
+        self.tries += 1
+
+    def succeeded(self, ctx: CallContext) -> None:
+        if self.retry.health is not None:
+            self.retry.health.record_success(ctx.address)
+
+    def abandoned(self, ctx: CallContext) -> None:
+        if self.retry.health is not None:
+            self.retry.health.release(ctx.address)
+
+    def failed(self, ctx: CallContext, error: AigwError, *, text_delivered: bool = False) -> float:
+        """Record ``error`` from the current target; return seconds to wait before the next
+        attempt (0.0 to go on at once), or raise when the call is over."""
+        target = ctx.address
+        policy = self.retry.policy
+        health = self.retry.health
+        self.failures.append((target, error))
+        if health is not None:
+            if counts_against_health(error):
+                health.record_failure(target)
+            else:
+                health.release(target)
+        if text_delivered:
+            raise error
+        if isinstance(error, ContextLengthExceededError):
+            window = self.retry.fallbacks.context_windows.get(target)
+            if window is not None:
+                self.min_window = max(self.min_window or 0, window)
+            return self._move_on(target)
+        if not error.retryable:
+            if isinstance(error, QuotaExceededError):
+                return self._move_on(target)
+            raise error  # the request (or the set-up) is wrong: another try cannot help
+        if isinstance(error, OverloadedError) and self._has_next(ctx):
+            return self._move_on(target)  # don't queue on a busy provider with others free
+        if self.tries >= policy.max_attempts:
+            return self._move_on(target)
+        if health is not None and health.is_open(target):
+            return self._move_on(target)
+        wait = policy.delay(self.tries, error, self.retry._rng.random())
+        if wait is None:
+            return self._move_on(
+                target, f"Retry-After above max_retry_after={policy.max_retry_after}s"
+            )
+        if self.deadline_at is not None and self.retry._clock() + wait >= self.deadline_at:
+            return self._move_on(target, f"deadline of {policy.deadline}s reached")
+        return wait
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _chain(self, ctx: CallContext) -> tuple[str, ...]:
+        if self.chain is None:
+            self.chain = self.retry.fallbacks.chain(ctx.address)
+        return self.chain
+
+    def _has_next(self, ctx: CallContext) -> bool:
+        return self.index + 1 < len(self._chain(ctx))
+
+    def _move_on(self, target: str, reason: str = "no fallback target left") -> float:
+        self.moving_on = True
+        self.given_up = target
+        self.reason = reason
+        return 0.0
+
+    def _skip(self, target: str, health: HealthTracker) -> None:
+        self.failures.append((target, CircuitOpenError(target, retry_in=health.retry_in(target))))
+        self.given_up = target
+
+    def _next_target(self, ctx: CallContext) -> None:
+        """Advance to the next target the circuit breakers and context windows allow."""
+        chain = self._chain(ctx)
+        health = self.retry.health
+        windows = self.retry.fallbacks.context_windows
+        while True:
+            self.index += 1
+            if self.index >= len(chain):
+                self._give_up(ctx)
+            target = chain[self.index]
+            if self.min_window is not None and windows.get(target, self.min_window + 1) <= (
+                self.min_window
+            ):
+                continue  # no larger window than one the prompt already did not fit
+            if health is not None and not health.allow(target):
+                self._skip(target, health)
+                continue
+            break
+        provider_name, _, model = target.partition("/")
+        ctx.provider_name = provider_name
+        ctx.model = model
+        ctx.fallback_from = self.given_up
+        self.tries = 0
+
+    def _timeout(self) -> float | None:
+        policy = self.retry.policy
+        candidates = [policy.attempt_timeout, self.request.timeout]
+        if self.deadline_at is not None:
+            # The first attempt always gets the whole deadline, so it always goes out.
+            started = bool(self.failures)
+            candidates.append(
+                self.deadline_at - self.retry._clock() if started else policy.deadline
+            )
+        present = [c for c in candidates if c is not None]
+        return min(present) if present else None
+
+    def _give_up(self, ctx: CallContext) -> None:
+        """Raise the error that ends the call."""
+        failures = self.failures
+        attempted = [e for _, e in failures if not isinstance(e, CircuitOpenError)]
+        if len(failures) == 1 and attempted:
+            raise attempted[0]  # a single attempt: its own error says it best
+        errors = [e for _, e in failures]
+        by_target: dict[str, list[str]] = {}
+        for target, error in failures:
+            by_target.setdefault(target, []).append(error.error_type)
+        listed = "; ".join(f"{t}: {', '.join(kinds)}" for t, kinds in by_target.items())
+        requested = (self.chain or (ctx.address,))[0]
+        exc = AllAttemptsFailedError(
+            f"{requested}: {len(attempted)} attempt(s) failed ({self.reason}): {listed}",
+            errors=errors,
+            hint=f"each attempt is in the call log with trace_id {ctx.trace_id!r}; add fallback "
+            "targets, raise max_attempts or the deadline, or check health.snapshot()",
+        )
+        if not attempted:
+            ctx.gateway.log_refused(ctx, exc)
+        raise exc from (errors[-1] if errors else None)
