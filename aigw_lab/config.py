@@ -41,7 +41,7 @@ from aigw_lab.providers.base import PROVIDER_KINDS, Price, ProviderSpec
 
 __all__ = ["GatewayConfig", "load_config", "parse_config", "parse_price"]
 
-_GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log"}
+_GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log", "retry"}
 _PROVIDER_KEYS = {
     "kind",
     "base_url",
@@ -62,7 +62,7 @@ _PROVIDER_KEYS = {
 #: Keys of the simulated kind, kept in ``ProviderSpec.options``.
 _SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
 _PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
-_TOP_KEYS = {"gateway", "providers", "prices"}
+_TOP_KEYS = {"gateway", "providers", "prices", "fallbacks", "health"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,21 @@ class GatewayConfig:
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     experiment_id: str | None = None
     source: str | None = None
+    #: ``[gateway.retry]``, ``[fallbacks]`` and ``[health]``, checked at load time and turned
+    #: into a `aigw_lab.gateway.Retry` middleware by `reliability_middleware`.
+    retry: Mapping[str, Any] | None = None
+    fallbacks: Mapping[str, Any] | None = None
+    health: Mapping[str, Any] | None = None
+
+    def reliability_middleware(self, **injected: Any) -> list[Any]:
+        """The retry/fallback/health middleware this config asks for (empty if none)."""
+        if self.retry is None and self.fallbacks is None and self.health is None:
+            return []
+        from aigw_lab.gateway.reliability import Retry
+
+        return [
+            Retry.from_config(self.retry, fallbacks=self.fallbacks, health=self.health, **injected)
+        ]
 
 
 def load_config(
@@ -156,7 +171,12 @@ def parse_config(
     tags = gw.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
         raise ConfigError(f"{source}: [gateway] tags must be a table of strings")
-    return GatewayConfig(
+    reliability = {
+        "retry": _optional_table(gw, "retry", f"{source}: [gateway]"),
+        "fallbacks": _optional_table(data, "fallbacks", source),
+        "health": _optional_table(data, "health", source),
+    }
+    config = GatewayConfig(
         providers=specs,
         db=db,
         log=log,
@@ -165,7 +185,13 @@ def parse_config(
         tags=MappingProxyType(dict(tags)),
         experiment_id=gw.get("experiment_id"),
         source=source,
+        **reliability,
     )
+    try:
+        config.reliability_middleware()  # validate now: a typo fails at load, not at first use
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
+    return config
 
 
 def parse_price(value: Any, where: str) -> Price:
@@ -270,6 +296,12 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
             f"{where}: {key} must be a table", hint=f"write it as [{key}] or {key} = {{...}}"
         )
     return value
+
+
+def _optional_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    if key not in data:
+        return None
+    return MappingProxyType(dict(_table(data, key, where)))
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:

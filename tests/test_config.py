@@ -123,3 +123,57 @@ def test_memory_db_is_not_resolved_against_the_folder():
         {"gateway": {"db": ":memory:"}, "providers": {"s": {"kind": "simulated"}}}, base_dir="/x"
     )
     assert config.db == ":memory:"
+
+
+def test_retry_fallbacks_and_health_tables_build_the_retry_middleware(tmp_path):
+    from aigw_lab import Gateway
+
+    path = write(
+        tmp_path,
+        """
+        [gateway]
+        log = false
+        retry = { max_attempts = 2, base_delay = 0.0 }
+
+        [providers.a]
+        kind = "simulated"
+        time_scale = 0
+        faults = { server_error = 1.0 }
+
+        [providers.b]
+        kind = "simulated"
+        format = "anthropic"
+        time_scale = 0
+
+        [fallbacks]
+        "a/sim-nano" = ["b/sim-haikuish"]
+
+        [health]
+        failure_threshold = 3
+        cooldown = 10
+        """,
+    )
+    config = load_config(path)
+    assert config.retry == {"max_attempts": 2, "base_delay": 0.0}
+    assert config.fallbacks == {"a/sim-nano": ["b/sim-haikuish"]}
+    (retry,) = config.reliability_middleware()
+    assert retry.policy.max_attempts == 2 and retry.health is not None
+    with Gateway.from_config(path) as gw:
+        assert gw.pipeline[0] == "retry"
+        response = gw.chat("a/sim-nano", "hi", max_tokens=5)
+    assert (response.provider, response.attempts) == ("b", 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[gateway]\nretry = { max_atempts = 3 }\n", "did you mean 'max_attempts'"),
+        ("[health]\ncooldwn = 3\n", "cooldown"),
+        ("[gateway]\nretry = { max_attempts = 0 }\n", "max_attempts"),
+    ],
+)
+def test_reliability_typos_fail_at_load_naming_the_file(tmp_path, text, fragment):
+    path = write(tmp_path, text + "[providers.a]\nkind = 'simulated'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and fragment in str(info.value)

@@ -183,6 +183,7 @@ class Gateway:
         config = load_config(path, env=env)
         if log is _NO_LOG:
             log = (config.db or ":memory:") if config.log else None
+        middleware = [*config.reliability_middleware(), *kwargs.pop("middleware", ())]
         return cls(
             config.providers,
             log=log,
@@ -191,6 +192,7 @@ class Gateway:
             env=env,
             tags=config.tags,
             experiment_id=config.experiment_id,
+            middleware=middleware,
             **kwargs,
         )
 

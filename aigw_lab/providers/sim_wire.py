@@ -522,6 +522,8 @@ def _fault_reply(call: SimCall, plan: SimPlan) -> WireReply:
     extra: tuple[tuple[str, str], ...] = ()
     if fault == "rate_limited":
         extra = (("retry-after", str(plan.retry_after_s)),)
+        if plan.retry_after_ms is not None:
+            extra += (("retry-after-ms", str(plan.retry_after_ms)),)
     # Errors come back quickly: a share of the usual time to first token.
     reply = _error(call.api_format, fault, message, plan=plan, status=status, extra_headers=extra)
     reply.delay_s = plan.ttft_s * _TTFB_SHARE

@@ -125,6 +125,9 @@ class SimPlan:
     created: int
     item_id: str | None = None
     correct: bool | None = None
+    #: ``retry_after_s`` in real milliseconds (scaled by the fleet's ``time_scale``), sent as
+    #: ``retry-after-ms`` so a client that honours it waits no longer than the simulation.
+    retry_after_ms: int | None = None
 
 
 class SimulatedFleet:
@@ -283,6 +286,7 @@ class SimulatedFleet:
             created=int(self._clock()),
             item_id=item.get("id") if item is not None else None,
             correct=correct,
+            retry_after_ms=round(self.scaled(retry_after) * 1000),
         )
 
     def _answer(

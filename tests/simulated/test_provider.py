@@ -91,9 +91,21 @@ def test_faults_arrive_as_typed_errors(
         else:
             provider.chat(request)
     if fault == "rate_limited":
-        assert 1 <= caught.value.retry_after <= 5
+        # The wait the fleet asks for is simulated time: at time_scale 0 it is no wait at all.
+        assert caught.value.retry_after == 0.0
     if fault == "overloaded" and api_format == "anthropic":
         assert caught.value.status == 529
+
+
+@pytest.mark.parametrize("time_scale", [1.0, 0.25])
+def test_retry_after_follows_the_time_scale(time_scale: float) -> None:
+    provider = provider_for("openai", faults={"rate_limited": 1.0}, time_scale=time_scale)
+    request = ChatRequest.create(provider.models[0], "Tell me about tides", max_tokens=20)
+    with pytest.raises(errors.RateLimitedError) as caught:
+        provider.chat(request)
+    seconds = int(caught.value.message.split("try again in ")[1].split("s")[0])
+    assert 1 <= seconds <= 5
+    assert caught.value.retry_after == pytest.approx(seconds * time_scale)
 
 
 def test_models_prices_and_format_defaults() -> None:
