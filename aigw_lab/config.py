@@ -62,7 +62,7 @@ _PROVIDER_KEYS = {
 #: Keys of the simulated kind, kept in ``ProviderSpec.options``.
 _SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
 _PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
-_TOP_KEYS = {"gateway", "providers", "prices", "fallbacks", "health"}
+_TOP_KEYS = {"gateway", "providers", "prices", "fallbacks", "health", "cache"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,22 @@ class GatewayConfig:
     retry: Mapping[str, Any] | None = None
     fallbacks: Mapping[str, Any] | None = None
     health: Mapping[str, Any] | None = None
+    #: ``[cache]``: the exact cache (see docs/caching.md); ``base_dir`` resolves its path.
+    cache: Mapping[str, Any] | None = None
+    base_dir: str | None = None
+
+    def middleware(self, **injected: Any) -> list[Any]:
+        """Every middleware this config asks for: the exact cache, then retry/fallback/health
+        (the gateway orders them by kind anyway)."""
+        built: list[Any] = []
+        if self.cache is not None:
+            from aigw_lab.gateway.cache import ExactCache
+
+            try:
+                built.append(ExactCache.from_config(self.cache, base_dir=self.base_dir))
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: [cache]: {exc.message}", hint=exc.hint) from exc
+        return built + self.reliability_middleware(**injected)
 
     def reliability_middleware(self, **injected: Any) -> list[Any]:
         """The retry/fallback/health middleware this config asks for (empty if none)."""
@@ -186,6 +202,8 @@ def parse_config(
         experiment_id=gw.get("experiment_id"),
         source=source,
         **reliability,
+        cache=_optional_table(data, "cache", source),
+        base_dir=None if base_dir is None else str(base_dir),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use

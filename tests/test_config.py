@@ -177,3 +177,40 @@ def test_reliability_typos_fail_at_load_naming_the_file(tmp_path, text, fragment
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+def test_cache_table_builds_the_exact_cache(tmp_path):
+    from aigw_lab import Gateway
+
+    path = write(
+        tmp_path,
+        """
+        [gateway]
+        log = false
+
+        [cache]
+        store = "duckdb"
+        path = "cache/answers.duckdb"
+        ttl = 3600
+
+        [providers.sim]
+        kind = "simulated"
+        time_scale = 0
+        """,
+    )
+    with Gateway.from_config(path) as gw:
+        assert gw.pipeline[0] == "cache"
+        first = gw.chat("sim/sim-small", "Tell me about tides", max_tokens=16)
+        second = gw.chat("sim/sim-small", "Tell me about tides", max_tokens=16)
+    assert (first.cache_status, second.cache_status) == ("miss", "hit")
+    assert second.text == first.text and second.cost_usd == 0.0
+    assert (tmp_path / "cache" / "answers.duckdb").exists()
+
+
+def test_cache_table_mistakes_name_the_file(tmp_path):
+    from aigw_lab import Gateway
+
+    path = write(tmp_path, "[cache]\nstroe = 'memory'\n[providers.a]\nkind = 'simulated'\n")
+    with pytest.raises(ConfigError) as info:
+        Gateway.from_config(path)
+    assert str(path) in str(info.value) and "store" in str(info.value)

@@ -1,5 +1,7 @@
 """The gateway: one interface to every provider, middleware primitives, streams."""
 
+from aigw_lab.gateway.cache import ExactCache
+from aigw_lab.gateway.cache_stores import DuckDBStore, MemoryStore
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
 from aigw_lab.gateway.middleware import CallContext, Middleware
@@ -17,4 +19,7 @@ __all__ = [
     "Fallbacks",
     "HealthTracker",
     "CircuitOpenError",
+    "ExactCache",
+    "MemoryStore",
+    "DuckDBStore",
 ]

@@ -183,7 +183,7 @@ class Gateway:
         config = load_config(path, env=env)
         if log is _NO_LOG:
             log = (config.db or ":memory:") if config.log else None
-        middleware = [*config.reliability_middleware(), *kwargs.pop("middleware", ())]
+        middleware = [*config.middleware(), *kwargs.pop("middleware", ())]
         return cls(
             config.providers,
             log=log,
@@ -294,7 +294,12 @@ class Gateway:
         string or a list of message dicts; ``params`` are request fields (``temperature``,
         ``max_tokens``, ``system``, ``tags``, ``extra``, ``user``, ...).
         """
-        return self._run(self._context(model, messages, params, stream=False))
+        ctx = self._context(model, messages, params, stream=False)
+        try:
+            return self._run(ctx)
+        except AigwError as exc:
+            self._log_if_unlogged(ctx, exc)
+            raise
 
     async def achat(
         self,
@@ -303,7 +308,12 @@ class Gateway:
         **params: Any,
     ) -> ChatResponse:
         """`chat` for asyncio code."""
-        return await self._arun(self._context(model, messages, params, stream=False))
+        ctx = self._context(model, messages, params, stream=False)
+        try:
+            return await self._arun(ctx)
+        except AigwError as exc:
+            self._log_if_unlogged(ctx, exc)
+            raise
 
     def stream(
         self,
@@ -313,7 +323,8 @@ class Gateway:
     ) -> ChatStream:
         """Stream the answer: iterate the result for text; ``.response`` holds the final
         response (usage, cost, latency with time to first token) once it ends."""
-        return ChatStream(self._run_stream(self._context(model, messages, params, stream=True)))
+        ctx = self._context(model, messages, params, stream=True)
+        return ChatStream(self._guard_stream(ctx))
 
     def astream(
         self,
@@ -322,9 +333,8 @@ class Gateway:
         **params: Any,
     ) -> AsyncChatStream:
         """`stream` for asyncio code: ``async for text in gateway.astream(...)``."""
-        return AsyncChatStream(
-            self._arun_stream(self._context(model, messages, params, stream=True))
-        )
+        ctx = self._context(model, messages, params, stream=True)
+        return AsyncChatStream(self._aguard_stream(ctx))
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -334,6 +344,10 @@ class Gateway:
         if self._closed:
             return
         self._closed = True
+        for mw in self._middleware:
+            close = getattr(mw, "close", None)
+            if close is not None:
+                close()
         for name, provider in list(self._providers.items()):
             if name in self._specs:
                 provider.close()
@@ -523,6 +537,37 @@ class Gateway:
             self._log_failure(ctx, exc, upstream_start, "".join(parts))
             raise
 
+    def _log_if_unlogged(self, ctx: CallContext, exc: AigwError) -> None:
+        # A middleware refused the call before any attempt (bad cache options, a limit):
+        # it still gets its row.
+        if not ctx.logged:
+            self.log_refused(ctx, exc)
+
+    def _guard_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
+        # The pipeline starts inside the generator, so a middleware that refuses at once
+        # is caught (and logged) here too.
+        try:
+            yield from self._run_stream(ctx)
+        except AigwError as exc:
+            self._log_if_unlogged(ctx, exc)
+            raise
+
+    async def _aguard_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
+        events: AsyncIterator[StreamEvent] | None = None
+        try:
+            events = self._arun_stream(ctx)
+            async for event in events:
+                yield event
+        except AigwError as exc:
+            self._log_if_unlogged(ctx, exc)
+            raise
+        finally:
+            # Closing this wrapper must close the pipeline's stream now, so a cancelled call
+            # is logged (and the upstream connection released) at once, not at collection.
+            aclose = None if events is None else getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     # --- for middleware -----------------------------------------------------------------
 
     def serve_without_provider(
@@ -557,6 +602,7 @@ class Gateway:
             response.simulated or self._is_simulated(ctx.provider_name),
             self._new_id(),
         )
+        ctx.logged += 1
         if self._log is not None:
             self._log.append(success_record(ctx, served, api_format=None)._replace(attempt=0))
         return served
@@ -564,6 +610,7 @@ class Gateway:
     def log_refused(self, ctx: CallContext, exc: AigwError) -> None:
         """Log a call that a middleware refused before any attempt (every target's circuit
         open, a budget exhausted), as attempt 0, so it is in the log like every other call."""
+        ctx.logged += 1
         if self._log is not None:
             self._log.append(
                 failure_record(
@@ -620,6 +667,7 @@ class Gateway:
             simulated,
             call_id,
         )
+        ctx.logged += 1
         if self._log is not None:
             self._log.append(success_record(ctx, response, api_format=self._api_format(ctx)))
         return response
@@ -631,6 +679,7 @@ class Gateway:
         upstream_start: float,
         partial_text: str | None = None,
     ) -> None:
+        ctx.logged += 1
         if self._log is None:
             return
         now = self._perf()

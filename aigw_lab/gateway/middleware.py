@@ -60,6 +60,7 @@ class CallContext:
         "cache_similarity",
         "gateway",
         "extra",
+        "logged",
     )
 
     def __init__(
@@ -88,6 +89,8 @@ class CallContext:
         self.cache_similarity: float | None = None
         self.gateway = gateway
         self.extra: dict[str, Any] = {}
+        #: Rows logged for this call so far; a call that ends with none gets one.
+        self.logged = 0
 
     @property
     def address(self) -> str:

@@ -11,6 +11,7 @@ Both stream too (the text is split into word-sized deltas) and mark their answer
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -87,8 +88,8 @@ class _FakeBase:
 
 
 def _pieces(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words) if w or i == 0]
+    """Word-sized deltas that join back to exactly ``text`` (spacing kept)."""
+    return re.findall(r"\S+\s*|\s+", text) or [text]
 
 
 class MockProvider(_FakeBase):

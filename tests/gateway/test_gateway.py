@@ -329,3 +329,30 @@ def test_constructor_mistakes_are_config_errors():
         Gateway([MockProvider("a"), MockProvider("a")], log=None)
     with pytest.raises(ConfigError, match="default_provider 'b'"):
         Gateway([MockProvider("a")], log=None, default_provider="b")
+
+
+class Refuser(Middleware):
+    kind = "budget"
+
+    def handle(self, ctx, call_next):
+        raise InvalidRequestError("refused by a middleware", hint="change the request")
+
+    def handle_stream(self, ctx, call_next):
+        raise InvalidRequestError("refused by a middleware", hint="change the request")
+
+
+def test_a_call_refused_by_middleware_still_gets_a_row(log):
+    mock = MockProvider("mock", models=("m1",))
+    gw = make_gateway(log, mock, middleware=[Refuser()])
+    with pytest.raises(InvalidRequestError):
+        gw.chat("mock/m1", "x")
+    with pytest.raises(InvalidRequestError):
+        list(gw.stream("mock/m1", "y"))
+    df = rows(log)
+    assert list(df.status) == ["error", "error"] and list(df.attempt) == [0, 0]
+    assert set(df.error_type) == {"invalid_request"} and mock.requests == []
+
+
+def test_mock_streams_keep_spacing_exactly(log):
+    gw = make_gateway(log, MockProvider("mock", models=("m1",)).enqueue("a  b\n\nc "))
+    assert "".join(gw.stream("mock/m1", "x")) == "a  b\n\nc "

@@ -1,0 +1,604 @@
+"""The exact cache: a gateway middleware that answers a request it has already seen from a
+store, without calling the provider.
+
+    gateway = Gateway(providers, middleware=[ExactCache(store=MemoryStore(), ttl=3600)])
+
+A request's key is the SHA-256 of canonical JSON of its target (provider and model), every
+field that changes the answer, and a namespace (its tenant, else its user, else a shared
+one), so one tenant never sees another's answers. A hit is logged as its own row (attempt 0,
+cost 0, ``cache_status = 'hit'``); a miss goes on to the provider and its attempt rows say
+``'miss'``. Identical requests in flight at the same time are coalesced into one upstream
+call. Per-request options, in the manner of Cloudflare AI Gateway's ``cf-aig-skip-cache``,
+``cf-aig-cache-ttl`` and ``cf-aig-cache-key`` headers, go in ``metadata={"cache": {...}}``.
+See docs/caching.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import hashlib
+import json
+import re
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from aigw_lab.errors import ConfigError, InvalidRequestError, StoreError
+from aigw_lab.gateway.cache_stores import CacheStore, DuckDBStore, MemoryStore, check_ttl
+from aigw_lab.gateway.middleware import (
+    AsyncNext,
+    AsyncStreamNext,
+    CallContext,
+    Middleware,
+    Next,
+    StreamNext,
+)
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, TextDelta
+
+__all__ = ["ExactCache", "CacheStats", "CacheWarning", "cache_key", "namespace_for"]
+
+#: Part of every key: bump it when the key's recipe changes, so persistent stores written
+#: by an older recipe miss instead of answering wrongly.
+_KEY_VERSION = 1
+_SHARED_NAMESPACE = "shared"
+_OPTION_NAMES = ("skip", "ttl", "key")
+_CONFIG_KEYS = ("store", "max_bytes", "path", "ttl", "model_ttls", "coalesce")
+_STORE_KINDS = ("memory", "duckdb")
+# A replayed hit streams one word (with its surrounding spaces) per delta.
+_WORDS = re.compile(r"\s*\S+\s*|\s+")
+
+
+class CacheWarning(UserWarning):
+    """The cache's store failed; the call went on without the cache."""
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    # Not JSON: keyed by its type and repr. An object whose repr carries its id never hits,
+    # which is safe; sharing a key with a different value would not be.
+    return f"<{type(value).__qualname__}>{value!r}"
+
+
+_CANONICAL = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_canonical_default
+)
+
+
+def namespace_for(request: ChatRequest) -> str:
+    """The part of the key that keeps callers apart: ``tenant:<id>``, else ``user:<id>``,
+    else ``shared``."""
+    if request.tenant:
+        return f"tenant:{request.tenant}"
+    if request.user:
+        return f"user:{request.user}"
+    return _SHARED_NAMESPACE
+
+
+def cache_key(
+    request: ChatRequest, *, provider: str, model: str, custom_key: str | None = None
+) -> str:
+    """The exact-cache key (64 hex digits) of ``request`` sent to ``provider``/``model``.
+
+    It hashes the namespace (`namespace_for`), the target, and every field that changes the
+    answer: messages (multi-part content, names, tool calls and tool results included, so
+    the system prompt too), temperature, top_p, max_tokens, stop, seed, tools, tool_choice
+    and the provider-specific ``extra``. Tags, metadata, experiment id and timeout are not
+    part of it. A ``custom_key`` stands in for the request's fields (namespace and target
+    still apply).
+    """
+    if custom_key is not None:
+        identity: dict[str, Any] = {"custom": custom_key}
+    else:
+        body = request.to_dict()
+        del body["model"]  # the target below is the resolved one
+        for name in ("temperature", "top_p"):  # temperature=0 and 0.0 ask the same thing
+            if name in body:
+                body[name] = float(body[name])
+        identity = {"request": body}
+    identity["v"] = _KEY_VERSION
+    identity["namespace"] = namespace_for(request)
+    identity["provider"] = provider
+    identity["model"] = model
+    encoded = _CANONICAL.encode(identity).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What a cache has done since it was created, and what its store holds now.
+
+    ``hits``: answered from the store; ``coalesced``: answered by sharing an identical
+    request's upstream call that was in flight; ``misses``: sent upstream; ``bypasses``:
+    skipped on request. ``saved_usd`` sums the original cost of the answers served (hits and
+    coalesced) where it was known. ``in_flight``/``waiting``: upstream calls that identical
+    requests wait on right now, and the callers waiting.
+    """
+
+    hits: int
+    misses: int
+    bypasses: int
+    coalesced: int
+    saved_usd: float
+    entries: int
+    bytes: int
+    evictions: int
+    expired: int
+    in_flight: int
+    waiting: int
+
+    @property
+    def hit_rate(self) -> float:
+        """The share of looked-up calls answered without their own upstream call."""
+        served = self.hits + self.coalesced
+        looked_up = served + self.misses
+        return served / looked_up if looked_up else 0.0
+
+
+class _Plan(NamedTuple):
+    key: str
+    ttl: float | None
+
+
+class _Flight:
+    """An upstream call that identical requests from threads wait on."""
+
+    __slots__ = ("key", "answer", "_done")
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self.answer: ChatResponse | None = None
+        self._done = threading.Event()
+
+    def resolve(self, answer: ChatResponse | None) -> None:
+        if not self._done.is_set():
+            self.answer = answer
+            self._done.set()
+
+    def wait(self) -> ChatResponse | None:
+        self._done.wait()
+        return self.answer
+
+
+class _AsyncFlight:
+    """An upstream call that identical requests from tasks of one event loop wait on."""
+
+    __slots__ = ("key", "_future")
+
+    def __init__(self, key: tuple[asyncio.AbstractEventLoop, str]) -> None:
+        self.key = key  # (the event loop, the cache key): a future belongs to one loop
+        self._future: asyncio.Future[ChatResponse | None] = key[0].create_future()
+
+    def resolve(self, answer: ChatResponse | None) -> None:
+        if not self._future.done():
+            self._future.set_result(answer)
+
+    async def wait(self) -> ChatResponse | None:
+        # Shielded: a waiter that is cancelled must not cancel the call the others share.
+        return await asyncio.shield(self._future)
+
+
+class ExactCache(Middleware):
+    """Answers repeated identical requests from ``store`` (default: a 64 MiB `MemoryStore`).
+
+    ``ttl``: seconds an answer stays fresh (None: no expiry). ``model_ttls``: per-model
+    TTLs keyed by ``"provider/model"``. A request's own ``metadata["cache"]["ttl"]`` wins over
+    both. ``coalesce``: share one upstream call among identical requests in flight.
+
+    Only complete answers are stored: never errors, answers that finished with ``"error"``,
+    or streams that did not reach their end. When the store fails, the call goes on without
+    it and a `CacheWarning` is issued.
+    """
+
+    kind = "cache"
+
+    def __init__(
+        self,
+        store: CacheStore | None = None,
+        *,
+        ttl: float | None = None,
+        model_ttls: Mapping[str, float] | None = None,
+        coalesce: bool = True,
+    ) -> None:
+        if store is not None and not isinstance(store, CacheStore):
+            raise ConfigError(
+                f"cache store {store!r} is not a CacheStore",
+                hint="pass a MemoryStore, a DuckDBStore, or an object with get, set, delete, "
+                "clear, __len__, stats and close",
+            )
+        check_ttl(ttl)
+        for address, seconds in (model_ttls or {}).items():
+            if "/" not in address:
+                raise ConfigError(
+                    f"cache model_ttls key {address!r} does not name a provider",
+                    hint='key per-model TTLs by "provider/model"',
+                )
+            check_ttl(seconds, f"cache model_ttls[{address!r}]")
+        if not isinstance(coalesce, bool):
+            raise ConfigError(f"cache coalesce={coalesce!r} is invalid", hint="use true or false")
+        self.store: CacheStore = store if store is not None else MemoryStore()
+        self.ttl = ttl
+        self.model_ttls = dict(model_ttls or {})
+        self.coalesce = coalesce
+        self._lock = threading.Lock()
+        self._flights: dict[Any, _Flight] = {}
+        self._async_flights: dict[Any, _AsyncFlight] = {}
+        self._waiting = 0
+        self._hits = self._misses = self._bypasses = self._coalesced = 0
+        self._saved_usd = 0.0
+
+    @classmethod
+    def from_config(
+        cls,
+        settings: Mapping[str, Any],
+        *,
+        base_dir: str | Path | None = None,
+        clock: Any = time.time,
+    ) -> ExactCache:
+        """Build a cache from the keys of a ``[cache]`` config table (see docs/caching.md):
+        ``store`` (``"memory"`` or ``"duckdb"``), ``max_bytes`` (memory), ``path`` (duckdb,
+        relative to ``base_dir``), ``ttl``, ``model_ttls``, ``coalesce``."""
+        for name in settings:
+            if name not in _CONFIG_KEYS:
+                close = difflib.get_close_matches(name, _CONFIG_KEYS, n=1)
+                raise ConfigError(
+                    f"unknown cache setting {name!r}",
+                    hint=(f"did you mean {close[0]!r}? " if close else "")
+                    + "known settings: "
+                    + ", ".join(_CONFIG_KEYS),
+                )
+        kind = settings.get("store", "memory")
+        if kind not in _STORE_KINDS:
+            raise ConfigError(f"unknown cache store {kind!r}", hint='use "memory" or "duckdb"')
+        misplaced = "path" if kind == "memory" else "max_bytes"
+        if misplaced in settings:
+            raise ConfigError(
+                f"cache setting {misplaced!r} does not apply to store = {kind!r}",
+                hint="max_bytes bounds the memory store; path locates the duckdb store",
+            )
+        store: CacheStore
+        if kind == "memory":
+            store = MemoryStore(settings.get("max_bytes", 64 * 1024 * 1024), clock=clock)
+        else:
+            path = Path(settings.get("path", "cache.duckdb")).expanduser()
+            if base_dir is not None and not path.is_absolute():
+                path = Path(base_dir) / path
+            store = DuckDBStore(path, clock=clock)
+        try:
+            return cls(
+                store,
+                ttl=settings.get("ttl"),
+                model_ttls=settings.get("model_ttls"),
+                coalesce=settings.get("coalesce", True),
+            )
+        except BaseException:
+            store.close()
+            raise
+
+    # --- for notebooks ----------------------------------------------------------------
+
+    def stats(self) -> CacheStats:
+        """Counts since creation, and the store's current size."""
+        store = self.store.stats()
+        with self._lock:
+            return CacheStats(
+                hits=self._hits,
+                misses=self._misses,
+                bypasses=self._bypasses,
+                coalesced=self._coalesced,
+                saved_usd=self._saved_usd,
+                entries=store.entries,
+                bytes=store.bytes,
+                evictions=store.evictions,
+                expired=store.expired,
+                in_flight=len(self._flights) + len(self._async_flights),
+                waiting=self._waiting,
+            )
+
+    def clear(self) -> None:
+        """Forget every stored answer."""
+        self.store.clear()
+
+    def close(self) -> None:
+        """Close the store (a `DuckDBStore` releases its file)."""
+        self.store.close()
+
+    def describe(self) -> Mapping[str, Any]:
+        return {
+            "kind": self.kind,
+            "type": type(self).__name__,
+            "store": type(self.store).__name__,
+            "ttl": self.ttl,
+            "coalesce": self.coalesce,
+        }
+
+    def __repr__(self) -> str:
+        return f"<ExactCache store={self.store!r} ttl={self.ttl}>"
+
+    # --- the middleware hooks ---------------------------------------------------------
+
+    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
+        plan = self._plan(ctx)
+        if plan is None:
+            return call_next(ctx)
+        claimed = self._claim(ctx, plan, lead=True)
+        if isinstance(claimed, ChatResponse):
+            return claimed
+        self._miss(ctx)
+        answer = None
+        try:
+            response = call_next(ctx)
+            answer = self._remember(plan, response)
+            return response
+        finally:
+            if claimed is not None:
+                self._land(self._flights, claimed, answer)
+
+    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
+        plan = self._plan(ctx)
+        if plan is None:
+            return await call_next(ctx)
+        claimed = await self._aclaim(ctx, plan, lead=True)
+        if isinstance(claimed, ChatResponse):
+            return claimed
+        self._miss(ctx)
+        answer = None
+        try:
+            response = await call_next(ctx)
+            answer = self._remember(plan, response)
+            return response
+        finally:
+            if claimed is not None:
+                self._land(self._async_flights, claimed, answer)
+
+    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
+        plan = self._plan(ctx)
+        if plan is None:
+            return call_next(ctx)
+        return self._stream(ctx, call_next, plan)
+
+    def ahandle_stream(
+        self, ctx: CallContext, call_next: AsyncStreamNext
+    ) -> AsyncIterator[StreamEvent]:
+        plan = self._plan(ctx)
+        if plan is None:
+            return call_next(ctx)
+        return self._astream(ctx, call_next, plan)
+
+    def _stream(
+        self, ctx: CallContext, call_next: StreamNext, plan: _Plan
+    ) -> Iterator[StreamEvent]:
+        served = self._claim(ctx, plan, lead=False)
+        if isinstance(served, ChatResponse):
+            yield from _replay(served)
+            return
+        self._miss(ctx)
+        events = call_next(ctx)
+        try:
+            for event in events:
+                if isinstance(event, StreamEnd):
+                    self._remember(plan, event.response)
+                yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # an abandoned stream stops (and logs) its attempt now
+                close()
+
+    async def _astream(
+        self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
+    ) -> AsyncIterator[StreamEvent]:
+        served = await self._aclaim(ctx, plan, lead=False)
+        if isinstance(served, ChatResponse):
+            for replayed in _replay(served):
+                yield replayed
+            return
+        self._miss(ctx)
+        events = call_next(ctx)
+        try:
+            async for event in events:
+                if isinstance(event, StreamEnd):
+                    self._remember(plan, event.response)
+                yield event
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def _plan(self, ctx: CallContext) -> _Plan | None:
+        """The key and TTL of this call, or None (and status ``bypass``) when it asks to
+        skip the cache."""
+        request = ctx.request
+        ttl = custom_key = None
+        options = request.metadata.get("cache") if request.metadata else None
+        if options is not None:
+            skip, ttl, custom_key = _read_options(options)
+            if skip:
+                ctx.cache_status = "bypass"
+                with self._lock:
+                    self._bypasses += 1
+                return None
+        if ttl is None:
+            ttl = self.model_ttls.get(ctx.address, self.ttl)
+        key = cache_key(request, provider=ctx.provider_name, model=ctx.model, custom_key=custom_key)
+        return _Plan(key, ttl)
+
+    def _claim(self, ctx: CallContext, plan: _Plan, *, lead: bool) -> ChatResponse | _Flight | None:
+        """Serve the call from the store or from an identical call in flight (returns the
+        served answer), or let it go upstream: returns the flight it now leads, or None.
+
+        Only ``lead=True`` callers (chat calls) lead: a stream's pace is its consumer's, who
+        may stop reading, even in the very thread that would then wait on it. Streams still
+        wait for a chat call in flight.
+        """
+        cached = self._get(plan.key)
+        if cached is not None:
+            return self._serve(ctx, cached, coalesced=False)
+        if not self.coalesce:
+            return None
+        while True:
+            flight, leading = self._join(self._flights, plan.key, _Flight if lead else None)
+            if flight is None:
+                return None
+            if leading:
+                return self._lead(ctx, plan, flight)
+            try:
+                answer = flight.wait()
+            finally:
+                self._unwait()
+            if answer is not None:
+                return self._serve(ctx, answer, coalesced=True)
+            # The call we waited on failed: one of its waiters now tries, the others wait.
+
+    async def _aclaim(
+        self, ctx: CallContext, plan: _Plan, *, lead: bool
+    ) -> ChatResponse | _AsyncFlight | None:
+        """`_claim` for asyncio: calls are shared among the tasks of one event loop."""
+        cached = self._get(plan.key)
+        if cached is not None:
+            return self._serve(ctx, cached, coalesced=False)
+        if not self.coalesce:
+            return None
+        key = (asyncio.get_running_loop(), plan.key)
+        while True:
+            flight, leading = self._join(self._async_flights, key, _AsyncFlight if lead else None)
+            if flight is None:
+                return None
+            if leading:
+                return self._lead(ctx, plan, flight)
+            try:
+                answer = await flight.wait()
+            finally:
+                self._unwait()
+            if answer is not None:
+                return self._serve(ctx, answer, coalesced=True)
+
+    def _join(self, flights: dict[Any, Any], key: Any, new_flight: Any) -> tuple[Any, bool]:
+        """The flight for ``key`` and whether this caller leads it: a new one when there
+        was none (None if ``new_flight`` is None), else the one to wait on."""
+        with self._lock:
+            flight = flights.get(key)
+            if flight is None:
+                if new_flight is None:
+                    return None, False
+                flight = flights[key] = new_flight(key)
+                return flight, True
+            self._waiting += 1
+            return flight, False
+
+    def _unwait(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _lead(self, ctx: CallContext, plan: _Plan, flight: Any) -> Any:
+        """Look again now that this call leads: a leader that finished between our first
+        look and our joining has stored its answer."""
+        flights = self._flights if isinstance(flight, _Flight) else self._async_flights
+        try:
+            cached = self._get(plan.key)
+            if cached is None:
+                return flight
+            self._land(flights, flight, cached)
+            return self._serve(ctx, cached, coalesced=False)
+        except BaseException:
+            self._land(flights, flight, None)
+            raise
+
+    def _land(self, flights: dict[Any, Any], flight: Any, answer: ChatResponse | None) -> None:
+        """End a flight: its waiters get ``answer``, or try themselves when it is None."""
+        with self._lock:
+            if flights.get(flight.key) is flight:
+                del flights[flight.key]
+        flight.resolve(answer)
+
+    def _miss(self, ctx: CallContext) -> None:
+        ctx.cache_status = "miss"
+        with self._lock:
+            self._misses += 1
+
+    def _serve(self, ctx: CallContext, answer: ChatResponse, *, coalesced: bool) -> ChatResponse:
+        with self._lock:
+            if coalesced:
+                self._coalesced += 1
+            else:
+                self._hits += 1
+            if answer.cost_usd:
+                self._saved_usd += answer.cost_usd
+        return ctx.gateway.serve_without_provider(ctx, answer, cache_status="hit")
+
+    def _remember(self, plan: _Plan, response: ChatResponse) -> ChatResponse | None:
+        """Store a complete answer; returns what was stored (None: not cacheable)."""
+        if response.finish_reason == "error":
+            return None
+        # Only what a hit needs: no raw payload, latency or call id of the original call.
+        answer = ChatResponse(
+            response.text,
+            response.finish_reason,
+            response.usage,
+            response.provider,
+            response.model,
+            cost_usd=response.cost_usd,
+            response_id=response.response_id,
+            tool_calls=response.tool_calls,
+            simulated=response.simulated,
+        )
+        try:
+            self.store.set(plan.key, answer, plan.ttl)
+        except StoreError as exc:
+            warnings.warn(f"{exc.message}; the answer was not cached", CacheWarning, stacklevel=2)
+        return answer
+
+    def _get(self, key: str) -> ChatResponse | None:
+        try:
+            return self.store.get(key)
+        except StoreError as exc:
+            warnings.warn(f"{exc.message}; calling the provider", CacheWarning, stacklevel=2)
+            return None
+
+
+def _read_options(options: Any) -> tuple[bool, float | None, str | None]:
+    """Validate ``metadata["cache"]``: ``{"skip": bool, "ttl": seconds, "key": str}``."""
+    if not isinstance(options, Mapping):
+        raise InvalidRequestError(
+            f'metadata["cache"] is a {type(options).__name__}, not a table of cache options',
+            hint='pass e.g. {"skip": True}, {"ttl": 60} or {"key": "faq-42"}',
+        )
+    for name in options:
+        if name not in _OPTION_NAMES:
+            raise InvalidRequestError(
+                f'unknown cache option {name!r} in metadata["cache"]',
+                hint="the options are skip, ttl and key",
+            )
+    skip = options.get("skip", False)
+    if not isinstance(skip, bool):
+        raise InvalidRequestError(
+            f'metadata["cache"]["skip"] is {skip!r}', hint="use True or False"
+        )
+    ttl = options.get("ttl")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
+    ):
+        raise InvalidRequestError(
+            f'metadata["cache"]["ttl"] is {ttl!r}', hint="use a number of seconds > 0"
+        )
+    key = options.get("key")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise InvalidRequestError(
+            f'metadata["cache"]["key"] is {key!r}', hint="use a non-empty string"
+        )
+    return skip, ttl, key
+
+
+def _replay(served: ChatResponse) -> Iterator[StreamEvent]:
+    """A served answer as a stream: its text a word at a time, then the end."""
+    for match in _WORDS.finditer(served.text):
+        yield TextDelta(match.group())
+    yield StreamEnd(served)
