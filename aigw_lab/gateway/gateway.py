@@ -297,7 +297,7 @@ class Gateway:
         ctx = self._context(model, messages, params, stream=False)
         try:
             return self._run(ctx)
-        except AigwError as exc:
+        except BaseException as exc:
             self._log_if_unlogged(ctx, exc)
             raise
 
@@ -311,7 +311,7 @@ class Gateway:
         ctx = self._context(model, messages, params, stream=False)
         try:
             return await self._arun(ctx)
-        except AigwError as exc:
+        except BaseException as exc:
             self._log_if_unlogged(ctx, exc)
             raise
 
@@ -537,9 +537,9 @@ class Gateway:
             self._log_failure(ctx, exc, upstream_start, "".join(parts))
             raise
 
-    def _log_if_unlogged(self, ctx: CallContext, exc: AigwError) -> None:
-        # A middleware refused the call before any attempt (bad cache options, a limit):
-        # it still gets its row.
+    def _log_if_unlogged(self, ctx: CallContext, exc: BaseException) -> None:
+        # A middleware refused the call before any attempt (bad cache options, a limit), or
+        # the caller gave up while it waited (a cancelled task): it still gets its row.
         if not ctx.logged:
             self.log_refused(ctx, exc)
 
@@ -548,7 +548,7 @@ class Gateway:
         # is caught (and logged) here too.
         try:
             yield from self._run_stream(ctx)
-        except AigwError as exc:
+        except BaseException as exc:
             self._log_if_unlogged(ctx, exc)
             raise
 
@@ -558,15 +558,15 @@ class Gateway:
             events = self._arun_stream(ctx)
             async for event in events:
                 yield event
-        except AigwError as exc:
-            self._log_if_unlogged(ctx, exc)
-            raise
-        finally:
-            # Closing this wrapper must close the pipeline's stream now, so a cancelled call
-            # is logged (and the upstream connection released) at once, not at collection.
-            aclose = None if events is None else getattr(events, "aclose", None)
+        except BaseException as exc:
+            # Close the pipeline's stream first (at once, not at collection): a cancelled
+            # attempt logs itself and releases its connection; then, only if nothing was
+            # logged for this call yet, log it here.
+            aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+            self._log_if_unlogged(ctx, exc)
+            raise
 
     # --- for middleware -----------------------------------------------------------------
 
@@ -607,7 +607,7 @@ class Gateway:
             self._log.append(success_record(ctx, served, api_format=None)._replace(attempt=0))
         return served
 
-    def log_refused(self, ctx: CallContext, exc: AigwError) -> None:
+    def log_refused(self, ctx: CallContext, exc: BaseException) -> None:
         """Log a call that a middleware refused before any attempt (every target's circuit
         open, a budget exhausted), as attempt 0, so it is in the log like every other call."""
         ctx.logged += 1

@@ -356,3 +356,27 @@ def test_a_call_refused_by_middleware_still_gets_a_row(log):
 def test_mock_streams_keep_spacing_exactly(log):
     gw = make_gateway(log, MockProvider("mock", models=("m1",)).enqueue("a  b\n\nc "))
     assert "".join(gw.stream("mock/m1", "x")) == "a  b\n\nc "
+
+
+class SlowGate(Middleware):
+    kind = "rate_limit"
+
+    def __init__(self, started):
+        self.started = started
+
+    async def ahandle(self, ctx, call_next):
+        self.started.set()
+        await asyncio.sleep(10)  # a limiter queue, say
+        return await call_next(ctx)
+
+
+async def test_a_call_cancelled_while_a_middleware_waits_is_logged(log):
+    started = asyncio.Event()
+    gw = make_gateway(log, middleware=[SlowGate(started)])
+    task = asyncio.create_task(gw.achat("mock/m1", "x"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    row = rows(log).iloc[0]
+    assert (row.status, row.error_type, row.attempt) == ("cancelled", "cancelled", 0)
