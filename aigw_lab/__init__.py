@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "ExactCache": "aigw_lab.gateway",
     "MemoryStore": "aigw_lab.gateway",
     "DuckDBStore": "aigw_lab.gateway",
+    "Budget": "aigw_lab.gateway",
+    "Limit": "aigw_lab.gateway",
     "ChatRequest": "aigw_lab.types",
     "ChatResponse": "aigw_lab.types",
     "Message": "aigw_lab.types",

@@ -62,7 +62,7 @@ _PROVIDER_KEYS = {
 #: Keys of the simulated kind, kept in ``ProviderSpec.options``.
 _SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
 _PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
-_TOP_KEYS = {"gateway", "providers", "prices", "fallbacks", "health", "cache"}
+_TOP_KEYS = {"gateway", "providers", "prices", "fallbacks", "health", "cache", "budgets"}
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,20 @@ class GatewayConfig:
     #: ``[cache]``: the exact cache (see docs/caching.md); ``base_dir`` resolves its path.
     cache: Mapping[str, Any] | None = None
     base_dir: str | None = None
+    #: ``[budgets]``: spending limits (see docs/budgets.md).
+    budgets: Mapping[str, Any] | None = None
 
     def middleware(self, **injected: Any) -> list[Any]:
         """Every middleware this config asks for: the exact cache, then retry/fallback/health
         (the gateway orders them by kind anyway)."""
         built: list[Any] = []
+        if self.budgets is not None:
+            from aigw_lab.gateway.budget import Budget
+
+            try:
+                built.append(Budget.from_config(self.budgets))
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         if self.cache is not None:
             from aigw_lab.gateway.cache import ExactCache
 
@@ -203,10 +212,15 @@ def parse_config(
         source=source,
         **reliability,
         cache=_optional_table(data, "cache", source),
+        budgets=_optional_table(data, "budgets", source),
         base_dir=None if base_dir is None else str(base_dir),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
+        if config.budgets is not None:
+            from aigw_lab.gateway.budget import Budget
+
+            Budget.from_config(config.budgets)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config

@@ -214,3 +214,53 @@ def test_cache_table_mistakes_name_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         Gateway.from_config(path)
     assert str(path) in str(info.value) and "store" in str(info.value)
+
+
+def test_budgets_table_refuses_over_budget_calls(tmp_path):
+    from aigw_lab import Gateway
+    from aigw_lab.errors import BudgetExceededError
+
+    path = write(
+        tmp_path,
+        """
+        [gateway]
+        db = "calls.duckdb"
+
+        [budgets]
+        [[budgets.limit]]
+        scope = "tenant"
+        id = "acme"
+        usd = 0.000001
+        period = "day"
+
+        [providers.sim]
+        kind = "simulated"
+        time_scale = 0
+
+        [prices."sim/sim-large"]
+        input_per_mtok = 100
+        output_per_mtok = 100
+        """,
+    )
+    with Gateway.from_config(path) as gw:
+        assert gw.pipeline[0] == "budget"
+        with pytest.raises(BudgetExceededError, match="tenant:acme"):
+            gw.chat("sim/sim-large", "hello", tenant="acme", max_tokens=100)
+        assert gw.chat("sim/sim-large", "hello", tenant="other", max_tokens=5).text
+        rows = gw.query(
+            "SELECT tenant_id, status, error_type, attempt FROM calls ORDER BY tenant_id"
+        )
+    assert rows.values.tolist() == [
+        ["acme", "error", "budget_exceeded", 0],
+        ["other", "ok", None, 1],
+    ]
+
+
+def test_budgets_typo_fails_at_load(tmp_path):
+    path = write(
+        tmp_path,
+        "[budgets]\n[[budgets.limit]]\nscop = 'tenant'\nusd = 1\n[providers.a]\nkind = 'simulated'\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "scope" in str(info.value)

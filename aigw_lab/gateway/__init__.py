@@ -1,5 +1,6 @@
 """The gateway: one interface to every provider, middleware primitives, streams."""
 
+from aigw_lab.gateway.budget import Budget, Limit
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.cache_stores import DuckDBStore, MemoryStore
 from aigw_lab.gateway.gateway import Gateway
@@ -22,4 +23,6 @@ __all__ = [
     "ExactCache",
     "MemoryStore",
     "DuckDBStore",
+    "Budget",
+    "Limit",
 ]

@@ -740,7 +740,13 @@ class Gateway:
     def _provider_price(self, name: str, model: str) -> Price | None:
         """A provider's own price for a model, for providers that know it (the simulated
         fleet, replays of recorded data): they expose ``price_for(model)``."""
-        price_for = getattr(self._providers.get(name), "price_for", None)
+        provider = self._providers.get(name)
+        spec = self._specs.get(name)
+        if provider is None and spec is not None and spec.kind == "simulated":
+            # Priced before its first call (a budget's estimate): build it now, since the
+            # price book remembers an unknown price for good.
+            provider = self.provider(name)
+        price_for = getattr(provider, "price_for", None)
         return price_for(model) if price_for is not None else None
 
     def _api_format(self, ctx: CallContext) -> str | None:
