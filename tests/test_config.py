@@ -248,11 +248,12 @@ def test_budgets_table_refuses_over_budget_calls(tmp_path):
             gw.chat("sim/sim-large", "hello", tenant="acme", max_tokens=100)
         assert gw.chat("sim/sim-large", "hello", tenant="other", max_tokens=5).text
         rows = gw.query(
-            "SELECT tenant_id, status, error_type, attempt FROM calls ORDER BY tenant_id"
+            "SELECT tenant_id, status, coalesce(error_type, '-') AS error_type, attempt "
+            "FROM calls ORDER BY tenant_id"
         )
     assert rows.values.tolist() == [
         ["acme", "error", "budget_exceeded", 0],
-        ["other", "ok", None, 1],
+        ["other", "ok", "-", 1],
     ]
 
 
