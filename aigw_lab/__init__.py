@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "DuckDBStore": "aigw_lab.gateway",
     "Budget": "aigw_lab.gateway",
     "Limit": "aigw_lab.gateway",
+    "RateLimiter": "aigw_lab.gateway",
+    "RateLimitRule": "aigw_lab.gateway",
     "ChatRequest": "aigw_lab.types",
     "ChatResponse": "aigw_lab.types",
     "Message": "aigw_lab.types",

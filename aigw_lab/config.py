@@ -62,7 +62,16 @@ _PROVIDER_KEYS = {
 #: Keys of the simulated kind, kept in ``ProviderSpec.options``.
 _SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
 _PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
-_TOP_KEYS = {"gateway", "providers", "prices", "fallbacks", "health", "cache", "budgets"}
+_TOP_KEYS = {
+    "gateway",
+    "providers",
+    "prices",
+    "fallbacks",
+    "health",
+    "cache",
+    "budgets",
+    "rate_limits",
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class GatewayConfig:
     base_dir: str | None = None
     #: ``[budgets]``: spending limits (see docs/budgets.md).
     budgets: Mapping[str, Any] | None = None
+    #: ``[rate_limits]``: token buckets (see docs/rate_limits.md).
+    rate_limits: Mapping[str, Any] | None = None
 
     def middleware(self, **injected: Any) -> list[Any]:
         """Every middleware this config asks for: the exact cache, then retry/fallback/health
@@ -98,6 +109,13 @@ class GatewayConfig:
 
             try:
                 built.append(Budget.from_config(self.budgets))
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
+        if self.rate_limits is not None:
+            from aigw_lab.gateway.ratelimit import RateLimiter
+
+            try:
+                built.append(RateLimiter.from_config(self.rate_limits))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         if self.cache is not None:
@@ -213,6 +231,7 @@ def parse_config(
         **reliability,
         cache=_optional_table(data, "cache", source),
         budgets=_optional_table(data, "budgets", source),
+        rate_limits=_optional_table(data, "rate_limits", source),
         base_dir=None if base_dir is None else str(base_dir),
     )
     try:
@@ -221,6 +240,10 @@ def parse_config(
             from aigw_lab.gateway.budget import Budget
 
             Budget.from_config(config.budgets)
+        if config.rate_limits is not None:
+            from aigw_lab.gateway.ratelimit import RateLimiter
+
+            RateLimiter.from_config(config.rate_limits)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config

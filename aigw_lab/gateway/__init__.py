@@ -6,6 +6,8 @@ from aigw_lab.gateway.cache_stores import DuckDBStore, MemoryStore
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
 from aigw_lab.gateway.middleware import CallContext, Middleware
+from aigw_lab.gateway.ratelimit import RateLimiter
+from aigw_lab.gateway.ratelimit_rules import RateLimitRule
 from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 
@@ -25,4 +27,6 @@ __all__ = [
     "DuckDBStore",
     "Budget",
     "Limit",
+    "RateLimiter",
+    "RateLimitRule",
 ]
