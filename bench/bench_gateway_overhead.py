@@ -29,11 +29,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
-from aigw_lab import Gateway, HttpClients, Price, ProviderSpec
+from aigw_lab import Gateway, HttpClients, Middleware, Price, ProviderSpec
 from aigw_lab.store import CallLog
 
 TARGET_ADDED_US = 50.0
@@ -86,7 +87,7 @@ def make_raw_call() -> tuple[object, httpx.Client]:
     return call, client
 
 
-def make_gateway(log: CallLog | None) -> Gateway:
+def make_gateway(log: CallLog | None, middleware: Sequence[Middleware] = ()) -> Gateway:
     spec = ProviderSpec(name="bench", kind="openai", base_url=BASE_URL, api_key_env="BENCH_KEY")
     return Gateway(
         [spec],
@@ -94,6 +95,7 @@ def make_gateway(log: CallLog | None) -> Gateway:
         clients=HttpClients(transport=httpx.MockTransport(fake_server)),
         env={"BENCH_KEY": "bench-key"},
         prices={f"bench/{MODEL}": Price(0.15, 0.60)},
+        middleware=middleware,
     )
 
 
