@@ -1,0 +1,219 @@
+"""The gateway's bookkeeping, as a base class of `Gateway`: pricing and timing a completed
+attempt, and logging every outcome (completed, failed, cancelled, refused before any attempt,
+served by a middleware without a provider), so that every call has its row in the log.
+
+It relies on the gateway's clock (``_perf``), id factory (``_new_id``), price book
+(``_prices``), log (``_log``) and the small lookups ``_api_format``/``_is_simulated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.gateway.middleware import CallContext
+from aigw_lab.gateway.records import failure_record, rejected_record, success_record
+from aigw_lab.types import ChatResponse, Latency, StreamEvent
+
+if TYPE_CHECKING:
+    from aigw_lab.errors import AigwError
+
+__all__ = ["CallRecording"]
+
+
+class CallRecording:
+    """Pricing, timing and logging for `Gateway` (see the module docstring)."""
+
+    _perf: Any
+    _new_id: Any
+    _prices: Any
+    _log: Any
+    _run_stream: Any
+    _arun_stream: Any
+
+    def _api_format(self, ctx: CallContext) -> str | None:  # overridden by Gateway
+        raise NotImplementedError
+
+    def _is_simulated(self, name: str) -> bool:  # overridden by Gateway
+        raise NotImplementedError
+
+    def _log_if_unlogged(self, ctx: CallContext, exc: BaseException) -> None:
+        # A middleware refused the call before any attempt (bad cache options, a limit), or
+        # the caller gave up while it waited (a cancelled task): it still gets its row.
+        if not ctx.logged:
+            self.log_refused(ctx, exc)
+
+    def _guard_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
+        # The pipeline starts inside the generator, so a middleware that refuses at once
+        # is caught (and logged) here too.
+        try:
+            yield from self._run_stream(ctx)
+        except BaseException as exc:
+            self._log_if_unlogged(ctx, exc)
+            raise
+
+    async def _aguard_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
+        events: AsyncIterator[StreamEvent] | None = None
+        try:
+            events = self._arun_stream(ctx)
+            async for event in events:
+                yield event
+        except BaseException as exc:
+            # Close the pipeline's stream first (at once, not at collection): a cancelled
+            # attempt logs itself and releases its connection; then, only if nothing was
+            # logged for this call yet, log it here.
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._log_if_unlogged(ctx, exc)
+            raise
+
+    # --- for middleware -----------------------------------------------------------------
+
+    def serve_without_provider(
+        self,
+        ctx: CallContext,
+        response: ChatResponse,
+        *,
+        cache_status: str = "hit",
+        similarity: float | None = None,
+    ) -> ChatResponse:
+        """Return and log an answer that a middleware produced without calling a provider
+        (a cache hit): attempt 0, cost 0 USD (nothing was paid for it), the usage of the
+        stored answer kept so tokens saved can be counted, and latency as the caller saw it.
+        """
+        now = self._perf()
+        total_ms = (now - ctx.started) * 1000.0
+        ctx.cache_status = cache_status
+        ctx.cache_similarity = similarity
+        served = ChatResponse(
+            response.text,
+            response.finish_reason,
+            response.usage,
+            ctx.provider_name,
+            response.model,
+            Latency(total_ms, None, total_ms, 0.0),
+            0.0,
+            cache_status,  # type: ignore[arg-type]
+            0,
+            response.response_id,
+            response.tool_calls,
+            response.raw,
+            response.simulated or self._is_simulated(ctx.provider_name),
+            self._new_id(),
+        )
+        ctx.logged += 1
+        if self._log is not None:
+            self._log.append(success_record(ctx, served, api_format=None)._replace(attempt=0))
+        return served
+
+    def log_refused(self, ctx: CallContext, exc: BaseException) -> None:
+        """Log a call that a middleware refused before any attempt (every target's circuit
+        open, a budget exhausted), as attempt 0, so it is in the log like every other call."""
+        ctx.logged += 1
+        if self._log is not None:
+            self._log.append(
+                failure_record(
+                    ctx,
+                    exc,
+                    call_id=self._new_id(),
+                    total_ms=(self._perf() - ctx.started) * 1000.0,
+                    upstream_ms=None,
+                    partial_text=None,
+                    api_format=None,
+                    simulated=self._is_simulated(ctx.provider_name),
+                )._replace(attempt=0)
+            )
+
+    # --- pricing and logging ------------------------------------------------------------
+
+    def _complete(
+        self, ctx: CallContext, response: ChatResponse, upstream_start: float
+    ) -> ChatResponse:
+        """Price the response, fix its latency to the caller's view, log it, return it."""
+        now = self._perf()
+        offset_ms = (upstream_start - ctx.attempt_started) * 1000.0
+        lat = response.latency
+        total_ms = (now - ctx.attempt_started) * 1000.0
+        upstream_ms = lat.upstream_ms if lat.upstream_ms is not None else lat.total_ms
+        latency = Latency(
+            total_ms=total_ms,
+            ttfb_ms=None if lat.ttfb_ms is None else lat.ttfb_ms + offset_ms,
+            ttft_ms=total_ms if lat.ttft_ms is None else lat.ttft_ms + offset_ms,
+            upstream_ms=upstream_ms,
+        )
+        cost = response.cost_usd
+        if cost is None:
+            cost = self._prices.cost(ctx.provider_name, ctx.model, response.usage)
+        simulated = response.simulated or self._is_simulated(ctx.provider_name)
+        call_id = self._new_id()
+        cache_status = (
+            ctx.cache_status if response.cache_status == "none" else response.cache_status
+        )
+        # Built field by field: dataclasses.replace costs several times more on this path.
+        response = ChatResponse(
+            response.text,
+            response.finish_reason,
+            response.usage,
+            response.provider,
+            response.model,
+            latency,
+            cost,
+            cache_status,
+            ctx.attempt,
+            response.response_id,
+            response.tool_calls,
+            response.raw,
+            simulated,
+            call_id,
+        )
+        ctx.logged += 1
+        if self._log is not None:
+            self._log.append(success_record(ctx, response, api_format=self._api_format(ctx)))
+        return response
+
+    def _log_failure(
+        self,
+        ctx: CallContext,
+        exc: BaseException,
+        upstream_start: float,
+        partial_text: str | None = None,
+    ) -> None:
+        ctx.logged += 1
+        if self._log is None:
+            return
+        now = self._perf()
+        total_ms = (now - ctx.attempt_started) * 1000.0
+        upstream_ms = (
+            (now - upstream_start) * 1000.0 if upstream_start > ctx.attempt_started else None
+        )
+        self._log.append(
+            failure_record(
+                ctx,
+                exc,
+                call_id=self._new_id(),
+                total_ms=total_ms,
+                upstream_ms=upstream_ms,
+                partial_text=partial_text,
+                api_format=self._api_format(ctx),
+                simulated=self._is_simulated(ctx.provider_name),
+            )
+        )
+
+    def _log_rejected(
+        self, address: Any, request: Any, exc: AigwError, wall: float, stream: bool
+    ) -> None:
+        """Log a call refused before it had a target (bad model address, bad messages)."""
+        if self._log is None:
+            return
+        self._log.append(
+            rejected_record(
+                address,
+                request,
+                exc,
+                call_id=self._new_id(),
+                trace_id=self._new_id(),
+                wall=wall,
+                stream=stream,
+            )
+        )
