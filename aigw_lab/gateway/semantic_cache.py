@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from aigw_lab.embeddings import Embedder
+from aigw_lab.embeddings import BatchingEmbedder, Embedder
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache import _read_options, _replay, namespace_for
 from aigw_lab.gateway.cache_stores import check_ttl
@@ -131,6 +131,8 @@ class SemanticCache(Middleware):
     bypass: the caller asked for variety). ``allow_tools``: also requests with tools.
     ``guard_numbers``/``guard_negation``: the checks of `same_meaning_markers`.
     ``index_factory``: builds one `VectorIndex` per partition from the dimension.
+    ``batch_window``: seconds (0: off) concurrent lookups wait to share one model call: the
+    embedder is wrapped in a `BatchingEmbedder` with this ``max_wait``.
     """
 
     kind = "cache"
@@ -149,6 +151,7 @@ class SemanticCache(Middleware):
         guard_negation: bool = True,
         clock: Callable[[], float] = time.time,
         index_factory: Callable[[int], VectorIndex] = NumpyIndex,
+        batch_window: float = 0.0,
     ) -> None:
         if not isinstance(embedder, Embedder):
             raise ConfigError(
@@ -170,6 +173,8 @@ class SemanticCache(Middleware):
                     f"semantic cache {name}={value!r} is invalid", hint="use a positive integer"
                 )
         check_ttl(ttl, "semantic cache ttl")
+        if batch_window:  # BatchingEmbedder checks the value
+            embedder = BatchingEmbedder(embedder, max_wait=batch_window)
         self.embedder = embedder
         self.threshold = float(threshold)
         self.max_entries = max_entries
@@ -335,8 +340,7 @@ class SemanticCache(Middleware):
         plan = self._plan(ctx)
         if plan is None:
             return await call_next(ctx)
-        # A model takes milliseconds per text: off the event loop.
-        vector = await asyncio.to_thread(self._embed, plan.text)
+        vector = await self._aembed(plan.text)
         match = self._find(plan, vector, count=True)
         if match is not None:
             return self._serve(ctx, match)
@@ -382,7 +386,7 @@ class SemanticCache(Middleware):
     async def _astream(
         self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
     ) -> AsyncIterator[StreamEvent]:
-        vector = await asyncio.to_thread(self._embed, plan.text)
+        vector = await self._aembed(plan.text)
         match = self._find(plan, vector, count=True)
         if match is not None:
             for replayed in _replay(self._serve(ctx, match)):
@@ -453,6 +457,13 @@ class SemanticCache(Middleware):
 
     def _embed(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
+
+    async def _aembed(self, text: str) -> np.ndarray:
+        aembed = getattr(self.embedder, "aembed", None)  # a BatchingEmbedder's own wait
+        if aembed is not None:
+            return (await aembed([text]))[0]
+        # A model takes milliseconds per text: off the event loop.
+        return await asyncio.to_thread(self._embed, text)
 
     def _find(self, plan: _Plan, vector: np.ndarray, *, count: bool) -> SemanticMatch | None:
         now = self._clock()
