@@ -19,7 +19,6 @@ import asyncio
 import difflib
 import hashlib
 import json
-import re
 import threading
 import time
 import warnings
@@ -28,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from aigw_lab.errors import ConfigError, InvalidRequestError, StoreError
+from aigw_lab.errors import ConfigError, StoreError
+from aigw_lab.gateway.cache_common import (
+    astore_after_stream,
+    read_cache_options,
+    replay_as_stream,
+    store_after_stream,
+)
 from aigw_lab.gateway.cache_stores import CacheStore, DuckDBStore, MemoryStore, check_ttl
 from aigw_lab.gateway.middleware import (
     AsyncNext,
@@ -38,7 +43,7 @@ from aigw_lab.gateway.middleware import (
     Next,
     StreamNext,
 )
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, TextDelta
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 __all__ = ["ExactCache", "CacheStats", "CacheWarning", "cache_key", "namespace_for"]
 
@@ -46,11 +51,8 @@ __all__ = ["ExactCache", "CacheStats", "CacheWarning", "cache_key", "namespace_f
 #: by an older recipe miss instead of answering wrongly.
 _KEY_VERSION = 1
 _SHARED_NAMESPACE = "shared"
-_OPTION_NAMES = ("skip", "ttl", "key")
 _CONFIG_KEYS = ("store", "max_bytes", "path", "ttl", "model_ttls", "coalesce")
 _STORE_KINDS = ("memory", "duckdb")
-# A replayed hit streams one word (with its surrounding spaces) per delta.
-_WORDS = re.compile(r"\s*\S+\s*|\s+")
 
 
 class CacheWarning(UserWarning):
@@ -377,39 +379,26 @@ class ExactCache(Middleware):
     ) -> Iterator[StreamEvent]:
         served = self._claim(ctx, plan, lead=False)
         if isinstance(served, ChatResponse):
-            yield from _replay(served)
+            yield from replay_as_stream(served)
             return
         self._miss(ctx)
-        events = call_next(ctx)
-        try:
-            for event in events:
-                if isinstance(event, StreamEnd):
-                    self._remember(plan, event.response)
-                yield event
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:  # an abandoned stream stops (and logs) its attempt now
-                close()
+        yield from store_after_stream(call_next(ctx), lambda answer: self._remember(plan, answer))
 
     async def _astream(
         self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
     ) -> AsyncIterator[StreamEvent]:
         served = await self._aclaim(ctx, plan, lead=False)
         if isinstance(served, ChatResponse):
-            for replayed in _replay(served):
+            for replayed in replay_as_stream(served):
                 yield replayed
             return
         self._miss(ctx)
-        events = call_next(ctx)
+        stored = astore_after_stream(call_next(ctx), lambda answer: self._remember(plan, answer))
         try:
-            async for event in events:
-                if isinstance(event, StreamEnd):
-                    self._remember(plan, event.response)
+            async for event in stored:
                 yield event
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await stored.aclose()
 
     # --- the steps ----------------------------------------------------------------------
 
@@ -420,7 +409,7 @@ class ExactCache(Middleware):
         ttl = custom_key = None
         options = request.metadata.get("cache") if request.metadata else None
         if options is not None:
-            skip, ttl, custom_key = _read_options(options)
+            skip, ttl, custom_key = read_cache_options(options)
             if skip:
                 ctx.cache_status = "bypass"
                 with self._lock:
@@ -562,43 +551,3 @@ class ExactCache(Middleware):
         except StoreError as exc:
             warnings.warn(f"{exc.message}; calling the provider", CacheWarning, stacklevel=2)
             return None
-
-
-def _read_options(options: Any) -> tuple[bool, float | None, str | None]:
-    """Validate ``metadata["cache"]``: ``{"skip": bool, "ttl": seconds, "key": str}``."""
-    if not isinstance(options, Mapping):
-        raise InvalidRequestError(
-            f'metadata["cache"] is a {type(options).__name__}, not a table of cache options',
-            hint='pass e.g. {"skip": True}, {"ttl": 60} or {"key": "faq-42"}',
-        )
-    for name in options:
-        if name not in _OPTION_NAMES:
-            raise InvalidRequestError(
-                f'unknown cache option {name!r} in metadata["cache"]',
-                hint="the options are skip, ttl and key",
-            )
-    skip = options.get("skip", False)
-    if not isinstance(skip, bool):
-        raise InvalidRequestError(
-            f'metadata["cache"]["skip"] is {skip!r}', hint="use True or False"
-        )
-    ttl = options.get("ttl")
-    if ttl is not None and (
-        isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-    ):
-        raise InvalidRequestError(
-            f'metadata["cache"]["ttl"] is {ttl!r}', hint="use a number of seconds > 0"
-        )
-    key = options.get("key")
-    if key is not None and (not isinstance(key, str) or not key):
-        raise InvalidRequestError(
-            f'metadata["cache"]["key"] is {key!r}', hint="use a non-empty string"
-        )
-    return skip, ttl, key
-
-
-def _replay(served: ChatResponse) -> Iterator[StreamEvent]:
-    """A served answer as a stream: its text a word at a time, then the end."""
-    for match in _WORDS.finditer(served.text):
-        yield TextDelta(match.group())
-    yield StreamEnd(served)

@@ -33,7 +33,13 @@ import numpy as np
 
 from aigw_lab.embeddings import BatchingEmbedder, Embedder
 from aigw_lab.errors import ConfigError, StoreError
-from aigw_lab.gateway.cache import _read_options, _replay, namespace_for
+from aigw_lab.gateway.cache import namespace_for
+from aigw_lab.gateway.cache_common import (
+    astore_after_stream,
+    read_cache_options,
+    replay_as_stream,
+    store_after_stream,
+)
 from aigw_lab.gateway.cache_stores import check_ttl
 from aigw_lab.gateway.middleware import (
     AsyncNext,
@@ -49,7 +55,7 @@ from aigw_lab.gateway.semantic_match import (  # split out for size
     conversation_text,
     same_meaning_markers,
 )
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Usage
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent, Usage
 
 __all__ = [
     "SemanticCache",
@@ -369,19 +375,12 @@ class SemanticCache(Middleware):
         vector = self._embed(plan.text)
         match = self._find(plan, vector, count=True)
         if match is not None:
-            yield from _replay(self._serve(ctx, match))
+            yield from replay_as_stream(self._serve(ctx, match))
             return
         ctx.cache_status = "miss"
-        events = call_next(ctx)
-        try:
-            for event in events:
-                if isinstance(event, StreamEnd):
-                    self._remember(plan, vector, event.response)
-                yield event
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:  # an abandoned stream stops (and logs) its attempt now
-                close()
+        yield from store_after_stream(
+            call_next(ctx), lambda answer: self._remember(plan, vector, answer)
+        )
 
     async def _astream(
         self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
@@ -389,20 +388,18 @@ class SemanticCache(Middleware):
         vector = await self._aembed(plan.text)
         match = self._find(plan, vector, count=True)
         if match is not None:
-            for replayed in _replay(self._serve(ctx, match)):
+            for replayed in replay_as_stream(self._serve(ctx, match)):
                 yield replayed
             return
         ctx.cache_status = "miss"
-        events = call_next(ctx)
+        stored = astore_after_stream(
+            call_next(ctx), lambda answer: self._remember(plan, vector, answer)
+        )
         try:
-            async for event in events:
-                if isinstance(event, StreamEnd):
-                    self._remember(plan, vector, event.response)
+            async for event in stored:
                 yield event
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await stored.aclose()
 
     # --- the steps ------------------------------------------------------------------------
 
@@ -412,7 +409,7 @@ class SemanticCache(Middleware):
         ttl = None
         options = request.metadata.get("cache") if request.metadata else None
         if options is not None:
-            skip, ttl, custom_key = _read_options(options)
+            skip, ttl, custom_key = read_cache_options(options)
             # A custom key names the request's identity exactly: not for similarity.
             if skip or custom_key is not None:
                 return self._bypass(ctx)
