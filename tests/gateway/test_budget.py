@@ -53,12 +53,6 @@ def clock():
     return FakeClock()
 
 
-@pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
-        yield call_log
-
-
 def answer(output_tokens, text="ok"):
     """A reply costing output_tokens * 1000 / 1e6 USD at OUTPUT_ONLY."""
     return ChatResponse(text, "stop", Usage(0, output_tokens), "mock", "m1")

@@ -13,7 +13,6 @@ from aigw_lab import ChatRequest, Gateway, Price
 from aigw_lab.errors import ConfigError, InvalidRequestError, ProviderServerError, StoreError
 from aigw_lab.gateway.cache import CacheStats, CacheWarning, ExactCache, cache_key, namespace_for
 from aigw_lab.gateway.cache_stores import CacheStore, DuckDBStore, MemoryStore, entry_size
-from aigw_lab.store import CallLog
 from aigw_lab.testing.fakes import FunctionProvider, MockProvider
 from aigw_lab.types import ChatResponse, TextDelta, Usage
 
@@ -42,12 +41,6 @@ class Ticker:
     def __call__(self):
         self.now += 1.0
         return self.now
-
-
-@pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
-        yield call_log
 
 
 @pytest.fixture

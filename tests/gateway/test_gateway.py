@@ -35,12 +35,6 @@ class Ticker:
         return self.now
 
 
-@pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
-        yield call_log
-
-
 def make_gateway(log, *providers, **kwargs):
     kwargs.setdefault("prices", {"mock/m1": Price(1.0, 2.0)})
     return Gateway(

@@ -29,7 +29,6 @@ from aigw_lab.errors import (
 from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
 from aigw_lab.gateway.middleware import Middleware
 from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
-from aigw_lab.store import CallLog
 from aigw_lab.testing.fakes import FunctionProvider, MockProvider
 from aigw_lab.types import TextDelta
 
@@ -67,12 +66,6 @@ class Draws:
 @pytest.fixture
 def time_():
     return FakeTime()
-
-
-@pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
-        yield call_log
 
 
 def retry(time_, draw=0.5, **kwargs):

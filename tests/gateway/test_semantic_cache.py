@@ -17,7 +17,6 @@ from aigw_lab.gateway.semantic_cache import (
     conversation_text,
     same_meaning_markers,
 )
-from aigw_lab.store import CallLog
 from aigw_lab.testing.fakes import MockProvider
 from aigw_lab.types import ChatResponse, Usage
 
@@ -48,12 +47,6 @@ class Ticker:
     def __call__(self):
         self.now += 1.0
         return self.now
-
-
-@pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
-        yield call_log
 
 
 def make_gateway(cache, *, log=None, provider=None, extra_middleware=()):

@@ -1,0 +1,12 @@
+"""Fixtures shared by the gateway tests."""
+
+import pytest
+
+from aigw_lab.store import CallLog
+
+
+@pytest.fixture
+def log(tmp_path):
+    """A real DuckDB call log in the test's temporary folder, closed (so flushed) after."""
+    with CallLog(tmp_path / "calls.duckdb") as call_log:
+        yield call_log
