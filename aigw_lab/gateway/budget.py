@@ -328,9 +328,8 @@ class Budget(Middleware):
         return keys
 
     def _estimate(self, ctx: CallContext) -> CostEstimate:
-        # Build the provider first: one that knows its own prices (the simulated fleet) can
-        # only say so once built, and the price book remembers an unknown price for good.
-        # Its errors (missing key, unknown provider) are the ones the attempt would raise.
+        # Build the provider first, so its own errors (a missing key, an unknown provider)
+        # come before any verdict about a price the estimate might not find.
         ctx.gateway.provider(ctx.provider_name)
         estimate = estimate_cost(
             ctx.request,
