@@ -16,7 +16,14 @@ from aigw_lab.types import ChatRequest, ChatResponse
 # One encoder for every call: json.dumps with options builds a new encoder each time.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
-__all__ = ["success_record", "failure_record", "rejected_record", "is_cancellation"]
+__all__ = [
+    "EXPERIMENT_KEY",
+    "experiment_coordinates",
+    "failure_record",
+    "is_cancellation",
+    "rejected_record",
+    "success_record",
+]
 
 #: Error messages are kept to this many characters in the log.
 MAX_ERROR_CHARS = 2000
@@ -29,6 +36,7 @@ def success_record(
     usage = response.usage
     latency = response.latency
     request = ctx.request
+    run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
     return CallRecord(
         call_id=response.call_id or "",
         trace_id=ctx.trace_id,
@@ -64,6 +72,10 @@ def success_record(
         tags_json=to_json(request.tags),
         metadata_json=to_json(request.metadata),
         simulated=response.simulated,
+        run_id=run_id,
+        item_id=item_id,
+        target=target,
+        repetition=repetition,
     )
 
 
@@ -83,6 +95,7 @@ def failure_record(
     if not partial_text and isinstance(exc, StreamInterruptedError):
         partial_text = exc.partial_text
     request = ctx.request
+    run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
     return CallRecord(
         call_id=call_id,
         trace_id=ctx.trace_id,
@@ -109,6 +122,10 @@ def failure_record(
         tags_json=to_json(request.tags),
         metadata_json=to_json(request.metadata),
         simulated=simulated,
+        run_id=run_id,
+        item_id=item_id,
+        target=target,
+        repetition=repetition,
     )
 
 
@@ -144,6 +161,21 @@ def rejected_record(
         attempt=0,
         simulated=False,
     )
+
+
+#: The request metadata key the experiment runner files a call's coordinates under.
+EXPERIMENT_KEY = "aigw_experiment"
+_NO_COORDINATES = (None, None, None, None)
+
+
+def experiment_coordinates(metadata: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """``(run_id, item_id, target, repetition)`` from ``metadata["aigw_experiment"]``, the
+    last four `CallRecord` fields; all None outside an experiment."""
+    coordinates = metadata.get(EXPERIMENT_KEY) if metadata else None
+    if not coordinates:
+        return _NO_COORDINATES
+    get = coordinates.get
+    return (get("run_id"), get("item_id"), get("target"), get("repetition"))
 
 
 def is_cancellation(exc: BaseException) -> bool:

@@ -29,10 +29,13 @@ from aigw_lab.store.writer import BatchWriter
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["CallLog", "open_readonly_snapshot"]
 
 _MEMORY = ":memory:"
+# The tables besides ``calls`` that `CallLog.insert` writes to.
+_SIDE_TABLES = ("scores", "experiments", "experiment_runs")
 # DuckDB's default memory limit is 80% of RAM, and it keeps every block it wrote cached up to
 # that limit: a gateway logging for days would grow towards most of the machine's memory.
 # Capped, the log's footprint stays flat (DuckDB spills large queries to disk instead).
@@ -176,6 +179,39 @@ class CallLog:
             ) from exc
         finally:
             cursor.close()
+
+    def insert(self, table: str, rows: pa.Table | Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows into one of the log's other tables (``scores``, ``experiments``,
+        ``experiment_runs``) in one statement; return how many were inserted.
+
+        ``rows`` is an Arrow table or a sequence of dicts keyed by column name; columns the
+        rows leave out are NULL. Unlike `append` this writes at once, on the caller's thread:
+        these tables get a few rows per experiment or per score, not one per gateway call.
+        """
+        import duckdb
+        import pyarrow as pa
+
+        if table not in _SIDE_TABLES:
+            raise StoreError(
+                f"cannot insert into {table!r}",
+                hint=f"insert into one of {', '.join(_SIDE_TABLES)}; calls go through append()",
+            )
+        arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+        if arrow.num_rows == 0:
+            return 0
+        columns = ", ".join(f'"{name}"' for name in arrow.column_names)
+        cursor = self._writer.cursor()
+        try:
+            cursor.register("_aigw_rows", arrow)
+            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _aigw_rows")
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"insert into {table} of {self._where} failed: {exc}",
+                hint=f"check the column names and types against `DESCRIBE {table}`",
+            ) from exc
+        finally:
+            cursor.close()
+        return arrow.num_rows
 
     # --- state -------------------------------------------------------------------------
 

@@ -64,6 +64,12 @@ class CallRecord(NamedTuple):
     tags_json: str | None = None
     metadata_json: str | None = None
     simulated: bool = False
+    # Experiment coordinates (schema migration 5), from the request's
+    # metadata["aigw_experiment"]; NULL for calls made outside an experiment.
+    run_id: str | None = None
+    item_id: str | None = None
+    target: str | None = None
+    repetition: int | None = None
 
 
 #: Column names of the ``calls`` table, in `CallRecord` field order.

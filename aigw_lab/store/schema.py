@@ -72,6 +72,10 @@ COLUMN_TYPES: dict[str, str] = {
     "tags_json": "JSON",
     "metadata_json": "JSON",
     "simulated": "BOOLEAN",
+    "run_id": "VARCHAR",
+    "item_id": "VARCHAR",
+    "target": "VARCHAR",
+    "repetition": "INTEGER",
 }
 
 
@@ -159,10 +163,80 @@ _CREATE_CALLS_OK = """
 CREATE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
 """
 
+# Quality scores and feedback, linked to calls by call_id (and to a logical call by trace_id).
+# `kind` says where a score came from: "scorer" (computed by an aigw_lab scorer), "judge"
+# (an LLM judge, whose own calls are logged under judge_trace_id), "recorded" (a label that
+# came with a recorded dataset) or "feedback" (a human or program, after the fact).
+_CREATE_SCORES = """
+CREATE TABLE scores (
+    score_id VARCHAR,
+    call_id VARCHAR,
+    trace_id VARCHAR,
+    experiment_id VARCHAR,
+    run_id VARCHAR,
+    item_id VARCHAR,
+    target VARCHAR,
+    scorer VARCHAR,
+    kind VARCHAR,
+    value DOUBLE,
+    label VARCHAR,
+    comment VARCHAR,
+    details_json JSON,
+    judge_trace_id VARCHAR,
+    user_id VARCHAR,
+    created_at TIMESTAMPTZ
+)
+"""
+
+# An experiment is a definition (dataset x targets x repetitions); each execution of it,
+# first run or resume, is one row of experiment_runs. Their calls carry the experiment_id
+# column and {"aigw_experiment": {run_id, item_id, target, repetition}} in metadata_json.
+_CREATE_EXPERIMENTS = """
+CREATE TABLE experiments (
+    experiment_id VARCHAR,
+    name VARCHAR,
+    config_json JSON,
+    dataset_name VARCHAR,
+    dataset_fingerprint VARCHAR,
+    targets_json JSON,
+    repetitions INTEGER,
+    code_version VARCHAR,
+    created_at TIMESTAMPTZ
+);
+CREATE TABLE experiment_runs (
+    run_id VARCHAR,
+    experiment_id VARCHAR,
+    started_at TIMESTAMPTZ,
+    ended_at TIMESTAMPTZ,
+    status VARCHAR,
+    planned INTEGER,
+    skipped INTEGER,
+    completed INTEGER,
+    failed INTEGER,
+    estimated_cost_usd DOUBLE,
+    cost_usd DOUBLE,
+    code_version VARCHAR,
+    message VARCHAR
+)
+"""
+
+# Experiment coordinates as real columns, not JSON to extract: the comparison queries group
+# millions of rows by them.
+_ADD_EXPERIMENT_COLUMNS = """
+ALTER TABLE calls ADD COLUMN run_id VARCHAR;
+ALTER TABLE calls ADD COLUMN item_id VARCHAR;
+ALTER TABLE calls ADD COLUMN target VARCHAR;
+ALTER TABLE calls ADD COLUMN repetition INTEGER;
+CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
+"""
+
 #: Every migration ever released, in order. Append new ones; never edit or reorder these.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_calls", _CREATE_CALLS),
     Migration(2, "create_calls_ok_view", _CREATE_CALLS_OK),
+    Migration(3, "create_scores", _CREATE_SCORES),
+    Migration(4, "create_experiments", _CREATE_EXPERIMENTS),
+    Migration(5, "add_experiment_columns", _ADD_EXPERIMENT_COLUMNS),
 )
 
 #: The schema version this code writes: the last migration's version.

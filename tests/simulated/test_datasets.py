@@ -106,7 +106,7 @@ def test_installed_wheel_location_is_used_without_a_checkout(tmp_path, monkeypat
     """A wheel puts the datasets under {sys.prefix}/share/aigw-lab/datasets."""
     import sys
 
-    from aigw_lab import datasets
+    from aigw_lab.datasets import bundled as datasets
 
     share = tmp_path / "share" / "aigw-lab" / "datasets"
     share.mkdir(parents=True)
@@ -115,7 +115,7 @@ def test_installed_wheel_location_is_used_without_a_checkout(tmp_path, monkeypat
     )
     monkeypatch.delenv(datasets.DATASETS_ENV_VAR, raising=False)
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
-    fake_module_file = tmp_path / "site-packages" / "aigw_lab" / "datasets.py"
+    fake_module_file = tmp_path / "site-packages" / "aigw_lab" / "datasets" / "bundled.py"
     monkeypatch.setattr(datasets, "__file__", str(fake_module_file))
     assert datasets.bundled_datasets_dir() == share
     assert [item["id"] for item in datasets.load_bundled()] == ["x1"]

@@ -13,13 +13,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aigw_lab.datasets.items import Dataset
 
 __all__ = [
     "DATASETS_ENV_VAR",
     "DEFAULT_DATASET",
+    "bundled_dataset",
     "bundled_datasets_dir",
     "bundled_dataset_path",
     "list_bundled",
@@ -41,7 +45,7 @@ def bundled_datasets_dir() -> Path:
     if override:
         folder = Path(override)
     else:
-        checkout = Path(__file__).resolve().parents[1] / "datasets"
+        checkout = Path(__file__).resolve().parents[2] / "datasets"
         installed = Path(sys.prefix) / "share" / "aigw-lab" / "datasets"
         folder = checkout if checkout.is_dir() or not installed.is_dir() else installed
     if not folder.is_dir():
@@ -110,3 +114,11 @@ def _check_item(item: Any, path: Path, number: int) -> None:
             f"{path}:{number} has difficulty {item['difficulty']!r}",
             hint="use easy, medium or hard",
         )
+
+
+def bundled_dataset(name: str | None = None) -> Dataset:
+    """A bundled dataset as a `Dataset` (``source`` is ``"bundled:<name>"``)."""
+    from aigw_lab.datasets.items import Dataset
+
+    name = name or DEFAULT_DATASET
+    return Dataset.from_records(name, load_bundled(name), source=f"bundled:{name}")
