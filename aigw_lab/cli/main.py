@@ -18,7 +18,7 @@ from aigw_lab.errors import AigwError
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "simulate", "health", "loadtest")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "simulate", "health", "loadtest", "run", "report")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
