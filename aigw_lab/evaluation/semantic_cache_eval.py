@@ -7,6 +7,10 @@ labelled public data, per similarity threshold, as notebook-ready DataFrames.
 - `threshold_table`: labelled pairs (such as Quora Question Pairs): at each threshold, how
   many pairs would hit, and how many of those hits are true duplicates (precision), and
   how many true duplicates hit (recall).
+- `near_miss_table`: the number and negation guards measured where they matter: on the
+  bundled near-miss pairs (``datasets/pairs/semantic_near_misses.jsonl``: questions that
+  differ only in a number or a negation, and paraphrase controls that keep them), and on
+  the slice of labelled pairs where a guard fires (`guard_fires`).
 
 The data lives outside the repository (`shared_data_dir`); nothing is copied into it.
 
@@ -40,6 +44,9 @@ __all__ = [
     "load_qqp_pairs",
     "gptcache_protocol",
     "threshold_table",
+    "load_near_miss_pairs",
+    "near_miss_table",
+    "guard_fires",
 ]
 
 #: GPTCache's published results on mock_data.json (999 queries), threshold -> (correct hits,
@@ -193,6 +200,61 @@ def threshold_table(
     return pd.DataFrame(rows)
 
 
+def load_near_miss_pairs(path: str | Path | None = None) -> list[dict[str, object]]:
+    """The bundled near-miss pairs: ``{id, kind, text_a, text_b, same_meaning}`` with kind
+    ``number`` or ``negation`` (different questions that differ only in a number or a
+    negation: a hit would be wrong) or ``paraphrase`` (the same question reworded, numbers
+    and negations kept: a hit is right)."""
+    if path is None:
+        from aigw_lab.datasets import bundled_datasets_dir
+
+        path = bundled_datasets_dir() / "pairs" / "semantic_near_misses.jsonl"
+    with Path(path).open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def guard_fires(text_a: str, text_b: str) -> bool:
+    """True when the number or negation guard would refuse ``text_b`` as a hit for
+    ``text_a`` (their numbers or negation counts differ)."""
+    return same_meaning_markers(text_a) != same_meaning_markers(text_b)
+
+
+def near_miss_table(
+    pairs: Sequence[dict[str, object]],
+    embedder: Embedder,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> pd.DataFrame:
+    """Per kind of pair and threshold: how many pairs would hit without the guards and with
+    them. For pairs that differ in meaning those hits are wrong answers served; for
+    paraphrases they are right ones. Also the median similarity of each kind, which shows
+    how close the embedding puts the near misses."""
+    import pandas as pd
+
+    a = embedder.embed([str(p["text_a"]) for p in pairs])
+    b = embedder.embed([str(p["text_b"]) for p in pairs])
+    similarity = np.einsum("ij,ij->i", a, b)
+    kinds = np.array([str(p["kind"]) for p in pairs])
+    same = np.array([bool(p["same_meaning"]) for p in pairs])
+    allowed = np.array([not guard_fires(str(p["text_a"]), str(p["text_b"])) for p in pairs])
+    rows = []
+    for kind in dict.fromkeys(kinds.tolist()):
+        mask = kinds == kind
+        for threshold in thresholds:
+            hit = mask & (similarity >= threshold)
+            rows.append(
+                {
+                    "kind": kind,
+                    "same_meaning": bool(same[mask].all()),
+                    "threshold": threshold,
+                    "pairs": int(mask.sum()),
+                    "median_similarity": float(np.median(similarity[mask])),
+                    "hits_without_guards": int(hit.sum()),
+                    "hits_with_guards": int((hit & allowed).sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def _markdown(df: pd.DataFrame) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):
@@ -212,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--qqp", type=int, default=2000, help="QQP pairs to sample (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--guard-slice",
+        type=int,
+        default=20000,
+        help="QQP pairs to sample for the guard slice, the pairs where a guard fires (0: skip)",
+    )
     args = parser.parse_args(argv)
 
     from aigw_lab.embeddings import SentenceTransformerEmbedder
@@ -219,6 +287,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     embedder = SentenceTransformerEmbedder(args.model)
     mock = load_mock_pairs()
     thresholds = (0.95, 0.90, 0.85, 0.80, 0.75, 0.70)
+    near = load_near_miss_pairs()
+    print(f"## Near-miss pairs ({len(near)}, bundled), {embedder.name}\n")
+    print(_markdown(near_miss_table(near, embedder, thresholds)))
+    if args.guard_slice:
+        sample = load_qqp_pairs(sample=args.guard_slice, seed=args.seed)
+        fired = [p for p in sample if guard_fires(p[0], p[1])]
+        print(
+            f"\n## QQP guard slice: the {len(fired)} of {len(sample)} sampled pairs where a "
+            f"guard fires ({sum(p[2] for p in fired)} duplicates), no guards\n"
+        )
+        print(_markdown(threshold_table(fired, embedder, thresholds)))
     print(f"## GPTCache protocol on mock_data.json ({len(mock)} queries), {embedder.name}\n")
     print(_markdown(gptcache_protocol(mock, embedder, thresholds)))
     print("\nwith the number and negation guards:\n")
