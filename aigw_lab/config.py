@@ -75,6 +75,7 @@ _TOP_KEYS = {
 }
 _SEMANTIC_KEYS = {
     "model",
+    "index",
     "threshold",
     "max_entries",
     "ttl",
@@ -383,7 +384,45 @@ def _semantic_cache(settings: Mapping[str, Any]) -> Any:
     embedder = SentenceTransformerEmbedder(
         options.pop("model", None), batch_size=options.pop("batch_size", 64)
     )
+    if "index" in options:
+        options["index_factory"] = _semantic_index(options.pop("index"))
     return SemanticCache(embedder, **options)
+
+
+_INDEX_KEYS = {"kind", "exact_below", "nlist", "nprobe"}
+
+
+def _semantic_index(spec: Any) -> Any:
+    """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
+    (faiss IVF-Flat beyond ``exact_below`` entries), or a table ``{kind = "ivf",
+    exact_below = 50000, nlist = 4000, nprobe = 32}``."""
+    from functools import partial
+
+    from aigw_lab.gateway.semantic_match import NumpyIndex
+
+    where = "[semantic_cache] index"
+    settings = {"kind": spec} if isinstance(spec, str) else spec
+    if not isinstance(settings, Mapping):
+        raise ConfigError(
+            f"{where} must be a string or a table, not {type(spec).__name__}",
+            hint='write index = "exact", index = "ivf" or index = { kind = "ivf", nprobe = 32 }',
+        )
+    _check_keys(settings, _INDEX_KEYS, where)
+    options = dict(settings)
+    kind = options.pop("kind", "exact")
+    if kind == "exact":
+        if options:
+            raise ConfigError(
+                f"{where}: {', '.join(sorted(options))} only apply to kind = \"ivf\"",
+                hint='drop them, or set kind = "ivf"',
+            )
+        return NumpyIndex
+    if kind == "ivf":
+        from aigw_lab.gateway.vector_index_ivf import IVFIndex, _import_faiss
+
+        _import_faiss()  # a missing [ann] extra fails when the config loads, not mid-traffic
+        return partial(IVFIndex, **options)
+    raise ConfigError(f"{where}: unknown kind {kind!r}", hint='use "exact" or "ivf"')
 
 
 def _optional_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:

@@ -297,3 +297,43 @@ def test_semantic_cache_typo_fails_at_load(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "threshold" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [
+        (None, "NumpyIndex"),
+        ('"exact"', "NumpyIndex"),
+        ('"ivf"', "IVFIndex"),
+        ('{ kind = "ivf", exact_below = 10, nprobe = 4 }', "IVFIndex"),
+    ],
+)
+def test_semantic_cache_index_is_chosen_in_the_config(tmp_path, index, expected):
+    from aigw_lab import Gateway
+
+    line = f"index = {index}\n" if index else ""
+    path = write(tmp_path, f"[semantic_cache]\n{line}[providers.sim]\nkind = 'simulated'\n")
+    with Gateway.from_config(path, log=None) as gw:
+        (cache,) = gw.middleware
+        built = cache._index_factory(8)
+    assert type(built).__name__ == expected
+    if "nprobe" in (index or ""):
+        assert built.exact_below == 10 and built.nprobe == 4
+
+
+@pytest.mark.parametrize(
+    ("index", "fragment"),
+    [
+        ('"hnsw"', "unknown kind 'hnsw'"),
+        ("3", "must be a string or a table"),
+        ('{ kind = "exact", nprobe = 4 }', 'only apply to kind = "ivf"'),
+        ('{ kind = "ivf", nprob = 4 }', "did you mean 'nprobe'"),
+    ],
+)
+def test_semantic_cache_index_mistakes_are_named(tmp_path, index, fragment):
+    from aigw_lab import Gateway
+
+    path = write(tmp_path, f"[semantic_cache]\nindex = {index}\n[providers.sim]\nkind = 'simulated'\n")
+    with pytest.raises(ConfigError) as info:
+        Gateway.from_config(path, log=None)
+    assert fragment in str(info.value)
