@@ -66,6 +66,7 @@ from aigw_lab.gateway.middleware import (
     StreamNext,
 )
 from aigw_lab.pricing import UnknownPriceWarning
+from aigw_lab.tokens import TokenCounter
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 
 if TYPE_CHECKING:
@@ -93,7 +94,10 @@ class Budget(Middleware):
     ``default_output_tokens``: the output allowance of a request without ``max_tokens``.
     ``unknown_price``: what to do with a call to a model without a known price:
     ``"allow"`` (admit it with an estimate of 0 and warn once per model; its actual cost, if
-    the provider reports one, is still counted) or ``"refuse"``. ``clock``: wall-clock
+    the provider reports one, is still counted) or ``"refuse"``. ``tokenizer``: how input
+    tokens are counted before the call: ``"auto"`` (tiktoken for OpenAI models when its
+    encoding is cached on disk, the 4-characters-a-token estimate otherwise; see
+    `aigw_lab.tokens`) or ``"estimate"`` (always the estimate). ``clock``: wall-clock
     seconds since the epoch (calendar periods need wall time), injectable for tests.
     """
 
@@ -106,6 +110,7 @@ class Budget(Middleware):
         log: CallLog | Literal["gateway"] | None = None,
         default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
         unknown_price: Literal["allow", "refuse"] = "allow",
+        tokenizer: Literal["auto", "estimate"] = "auto",
         clock: Callable[[], float] = time.time,
     ) -> None:
         built = [
@@ -130,6 +135,10 @@ class Budget(Middleware):
             raise ConfigError(
                 f"unknown_price={unknown_price!r} is invalid", hint='use "allow" or "refuse"'
             )
+        if tokenizer not in ("auto", "estimate"):
+            raise ConfigError(
+                f"tokenizer={tokenizer!r} is invalid", hint='use "auto" or "estimate"'
+            )
         if log is not None and log != "gateway" and not hasattr(log, "execute"):
             raise ConfigError(
                 f"budget log must be a CallLog, 'gateway' or None, got {log!r}",
@@ -138,6 +147,8 @@ class Budget(Middleware):
         self.limits: tuple[Limit, ...] = tuple(built)
         self.default_output_tokens = default_output_tokens
         self.unknown_price = unknown_price
+        self.tokenizer = tokenizer
+        self._tokens = TokenCounter(use_tiktoken=tokenizer == "auto")
         self._log = log
         self._clock = clock
         self._lock = threading.Lock()
@@ -170,6 +181,7 @@ class Budget(Middleware):
             [budgets]
             default_output_tokens = 1024   # optional
             unknown_price = "allow"        # or "refuse"
+            tokenizer = "auto"             # or "estimate" (see aigw_lab.tokens)
             seed_from_log = true           # seed spend from the gateway's call log
 
             [[budgets.limit]]
@@ -200,6 +212,7 @@ class Budget(Middleware):
             log=log,
             default_output_tokens=settings.get("default_output_tokens", DEFAULT_OUTPUT_TOKENS),
             unknown_price=settings.get("unknown_price", "allow"),
+            tokenizer=settings.get("tokenizer", "auto"),
             clock=clock,
         )
 
@@ -337,6 +350,7 @@ class Budget(Middleware):
             ctx.provider_name,
             ctx.model,
             default_output_tokens=self.default_output_tokens,
+            counter=self._tokens,
         )
         if estimate.usd is not None:
             return estimate

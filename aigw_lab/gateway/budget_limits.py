@@ -8,17 +8,19 @@ import json
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from aigw_lab.errors import BudgetExceededError, ConfigError
 from aigw_lab.gateway.health import check_keys
+from aigw_lab.tokens import CHARS_PER_TOKEN as TOKENS_CHARS_PER_TOKEN
 from aigw_lab.types import ChatRequest, Usage
 
 if TYPE_CHECKING:
     from aigw_lab.pricing import PriceBook
     from aigw_lab.store import CallLog
+    from aigw_lab.tokens import TokenCounter
 
 __all__ = [
     "Limit",
@@ -35,10 +37,9 @@ Scope = Literal["gateway", "tenant", "user", "experiment"]
 SCOPES: tuple[str, ...] = ("gateway", "tenant", "user", "experiment")
 CALENDAR_PERIODS: tuple[str, ...] = ("day", "month", "total")
 
-#: The input estimate: this many characters of prompt make one token (a rough rule that
-#: holds for English with the common BPE tokenizers; no tokenizer is loaded, since the
-#: usual ones download their vocabularies on first use).
-CHARS_PER_TOKEN = 4
+#: The input estimate without a tokenizer: this many characters of prompt make one token (a
+#: rough rule that holds for English with the common BPE tokenizers).
+CHARS_PER_TOKEN = TOKENS_CHARS_PER_TOKEN
 #: Tokens added per message for the chat format's own framing (role markers and the like).
 MESSAGE_OVERHEAD_TOKENS = 4
 #: Output tokens assumed for a request without ``max_tokens``.
@@ -59,7 +60,9 @@ _LOG_COLUMNS: Mapping[str, str] = {
     "experiment": "experiment_id",
 }
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-_CONFIG_KEYS = frozenset(("limit", "default_output_tokens", "unknown_price", "seed_from_log"))
+_CONFIG_KEYS = frozenset(
+    ("limit", "default_output_tokens", "unknown_price", "seed_from_log", "tokenizer")
+)
 _LIMIT_KEYS = frozenset(("scope", "id", "usd", "period"))
 
 
@@ -171,18 +174,21 @@ class CostEstimate(NamedTuple):
     usd: float | None
 
 
-def estimate_input_tokens(request: ChatRequest) -> int:
-    """Input tokens of ``request``, estimated: its characters (message text, tool calls and
-    tool definitions as JSON) divided by `CHARS_PER_TOKEN`, rounded up, plus
-    `MESSAGE_OVERHEAD_TOKENS` per message. Images and other non-text parts are not counted."""
-    chars = 0
+def estimate_input_tokens(request: ChatRequest, counter: TokenCounter | None = None) -> int:
+    """Input tokens of ``request``: its text (message text, tool calls and tool definitions
+    as JSON) counted by ``counter`` (tiktoken for OpenAI models when its encoding is cached,
+    see `aigw_lab.tokens`), or without one at `CHARS_PER_TOKEN` characters a token, rounded
+    up; plus `MESSAGE_OVERHEAD_TOKENS` per message. Non-text parts are not counted."""
+    parts = [message.text for message in request.messages]
     for message in request.messages:
-        chars += len(message.text)
         if message.tool_calls:
-            chars += len(_JSON.encode([dict(c) for c in message.tool_calls]))
+            parts.append(_JSON.encode([dict(c) for c in message.tool_calls]))
     if request.tools:
-        chars += len(_JSON.encode([dict(t) for t in request.tools]))
-    return -(-chars // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * len(request.messages)
+        parts.append(_JSON.encode([dict(t) for t in request.tools]))
+    overhead = MESSAGE_OVERHEAD_TOKENS * len(request.messages)
+    if counter is None:
+        return -(-sum(map(len, parts)) // CHARS_PER_TOKEN) + overhead
+    return counter.count("\n".join(parts), request.model) + overhead
 
 
 def estimate_cost(
@@ -192,11 +198,14 @@ def estimate_cost(
     model: str,
     *,
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    counter: TokenCounter | None = None,
 ) -> CostEstimate:
     """The cost of sending ``request`` to ``provider/model``, assuming the whole output
     allowance is used (``max_tokens``, else ``default_output_tokens``) and no prompt-cache
-    discount."""
-    input_tokens = estimate_input_tokens(request)
+    discount. ``counter`` counts the input (see `estimate_input_tokens`)."""
+    if counter is not None and request.model != model:
+        request = replace(request, model=model)  # count with the target model's tokenizer
+    input_tokens = estimate_input_tokens(request, counter)
     output_tokens = request.max_tokens or default_output_tokens
     usd = prices.cost(provider, model, Usage(input_tokens, output_tokens))
     return CostEstimate(input_tokens, output_tokens, usd)
