@@ -394,6 +394,8 @@ class ChatResponse:
 
     ``cost_usd`` is None when the price of the model is unknown (never a made-up number).
     ``simulated`` is True for answers from the simulated fleet or a test double.
+    ``call_id`` is this attempt's row in the call log and ``trace_id`` the logical call's
+    (shared by its retries and fallbacks); both are set by the gateway.
     """
 
     text: str
@@ -410,6 +412,7 @@ class ChatResponse:
     raw: Any = field(default=None, repr=False)  # the provider's payload: long, kept out of repr
     simulated: bool = False
     call_id: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

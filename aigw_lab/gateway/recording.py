@@ -101,6 +101,7 @@ class CallRecording:
             response.raw,
             response.simulated or self._is_simulated(ctx.provider_name),
             self._new_id(),
+            ctx.trace_id,
         )
         ctx.logged += 1
         if self._log is not None:
@@ -166,6 +167,7 @@ class CallRecording:
             response.raw,
             simulated,
             call_id,
+            ctx.trace_id,
         )
         ctx.logged += 1
         if self._log is not None:
