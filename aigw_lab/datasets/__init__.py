@@ -21,6 +21,32 @@ _EXPORTS: dict[str, str] = {
     "list_bundled": "aigw_lab.datasets.bundled",
     "load_bundled": "aigw_lab.datasets.bundled",
     "bundled_dataset": "aigw_lab.datasets.bundled",
+    "SHARED_DATA_ENV_VAR": "aigw_lab.datasets.shared",
+    "shared_data_dir": "aigw_lab.datasets.shared",
+    "shared_data_dir_or_none": "aigw_lab.datasets.shared",
+    "MMLU_INSTRUCTION": "aigw_lab.datasets.loaders",
+    "format_mmlu_prompt": "aigw_lab.datasets.loaders",
+    "load_gsm8k": "aigw_lab.datasets.loaders",
+    "load_mmlu": "aigw_lab.datasets.loaders",
+    "load_mt_bench_questions": "aigw_lab.datasets.loaders",
+    "load_arena_bench_questions": "aigw_lab.datasets.loaders",
+    "load_alpaca_eval_instructions": "aigw_lab.datasets.loaders",
+    "from_dataframe": "aigw_lab.datasets.loaders",
+    "load_huggingface": "aigw_lab.datasets.loaders",
+    "RecordedDataset": "aigw_lab.datasets.recorded",
+    "RecordedOutcome": "aigw_lab.datasets.recorded",
+    "LIST_PRICES": "aigw_lab.datasets.recorded",
+    "PRICE_BASIS": "aigw_lab.datasets.recorded",
+    "CHARS_PER_TOKEN": "aigw_lab.datasets.recorded",
+    "OUTCOME_COLUMNS": "aigw_lab.datasets.recorded",
+    "estimate_tokens": "aigw_lab.datasets.recorded",
+    "ROUTELLM_BENCHMARKS": "aigw_lab.datasets.recorded_sources",
+    "GSM8K_GPT3_VARIANTS": "aigw_lab.datasets.recorded_sources",
+    "load_routellm": "aigw_lab.datasets.recorded_sources",
+    "load_arena_bench": "aigw_lab.datasets.recorded_sources",
+    "load_alpaca_eval": "aigw_lab.datasets.recorded_sources",
+    "load_gsm8k_gpt3": "aigw_lab.datasets.recorded_sources",
+    "load_routerbench": "aigw_lab.datasets.routerbench",
 }
 
 __all__ = [
@@ -33,6 +59,32 @@ __all__ = [
     "list_bundled",
     "load_bundled",
     "bundled_dataset",
+    "SHARED_DATA_ENV_VAR",
+    "shared_data_dir",
+    "shared_data_dir_or_none",
+    "MMLU_INSTRUCTION",
+    "format_mmlu_prompt",
+    "load_gsm8k",
+    "load_mmlu",
+    "load_mt_bench_questions",
+    "load_arena_bench_questions",
+    "load_alpaca_eval_instructions",
+    "from_dataframe",
+    "load_huggingface",
+    "RecordedDataset",
+    "RecordedOutcome",
+    "LIST_PRICES",
+    "PRICE_BASIS",
+    "CHARS_PER_TOKEN",
+    "OUTCOME_COLUMNS",
+    "estimate_tokens",
+    "ROUTELLM_BENCHMARKS",
+    "GSM8K_GPT3_VARIANTS",
+    "load_routellm",
+    "load_arena_bench",
+    "load_alpaca_eval",
+    "load_gsm8k_gpt3",
+    "load_routerbench",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -48,3 +100,39 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_bundled,
     )
     from aigw_lab.datasets.items import Dataset, DatasetItem
+    from aigw_lab.datasets.loaders import (
+        MMLU_INSTRUCTION,
+        format_mmlu_prompt,
+        from_dataframe,
+        load_alpaca_eval_instructions,
+        load_arena_bench_questions,
+        load_gsm8k,
+        load_huggingface,
+        load_mmlu,
+        load_mt_bench_questions,
+    )
+    from aigw_lab.datasets.recorded import (
+        CHARS_PER_TOKEN,
+        LIST_PRICES,
+        OUTCOME_COLUMNS,
+        PRICE_BASIS,
+        RecordedDataset,
+        RecordedOutcome,
+        estimate_tokens,
+    )
+    from aigw_lab.datasets.recorded_sources import (
+        GSM8K_GPT3_VARIANTS,
+        ROUTELLM_BENCHMARKS,
+        load_alpaca_eval,
+        load_arena_bench,
+        load_gsm8k_gpt3,
+        load_routellm,
+    )
+    from aigw_lab.datasets.routerbench import (
+        load_routerbench,
+    )
+    from aigw_lab.datasets.shared import (
+        SHARED_DATA_ENV_VAR,
+        shared_data_dir,
+        shared_data_dir_or_none,
+    )

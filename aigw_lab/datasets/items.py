@@ -112,9 +112,7 @@ class DatasetItem:
             difficulty=data.get("difficulty"),
             system=data.get("system"),
             history=history,
-            metadata=MappingProxyType(
-                {k: v for k, v in data.items() if k not in _ITEM_FIELDS}
-            ),
+            metadata=MappingProxyType({k: v for k, v in data.items() if k not in _ITEM_FIELDS}),
         )
 
 
