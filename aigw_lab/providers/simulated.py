@@ -14,6 +14,8 @@ What a call gets is decided by `SimulatedFleet.plan`:
   otherwise a plausible wrong answer. At temperature 0 (or unset) the draw for a
   (model, prompt) pair depends only on the seed, never on call order, so re-runs compare
   fairly; it is correlated across models through a per-item latent "hardness".
+- Judge prompts built by `aigw_lab.scorers` get a simulated judge's grade
+  (`aigw_lab.providers.sim_judge`).
 - Other prompts get fluent, deterministic filler text of a plausible length.
 - Faults (429, 500, 503, 529, timeouts, truncated streams, malformed JSON) and latency
   (lognormal time to first token with slow outliers, then tokens at the model's speed) are
@@ -55,6 +57,7 @@ from aigw_lab.providers.sim_catalog import (
     approx_tokens,
     token_pieces,
 )
+from aigw_lab.providers.sim_judge import judge_reply
 from aigw_lab.providers.sim_wire import SimCall, SimulatedTransport
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
@@ -250,7 +253,10 @@ class SimulatedFleet:
         if item is not None:
             text, correct = self._answer(model, item, z_call if sampled else None)
         else:
-            text = self._filler(model, prompt, rng.random() if sampled else None)
+            # A judge prompt of aigw_lab's scorers gets a judge's verdict, anything else filler.
+            text = judge_reply(model, prompt, seed=self.seed, lookup=self.item_for) or (
+                self._filler(model, prompt, rng.random() if sampled else None)
+            )
 
         finish, stop_sequence = "stop", None
         first_stop = min(((text.find(s), s) for s in call.stop if s and s in text), default=None)
