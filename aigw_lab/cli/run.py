@@ -1,10 +1,156 @@
-"""`aigw-lab run`: being built (issue 4)."""
+"""``aigw-lab run EXPERIMENT.toml``: run (or resume) an experiment described in a TOML file.
+
+Prints the cost estimate, shows a progress bar, then the per-target summary and where the
+call log is. Running the same file again resumes: units already done are skipped.
+
+Exit codes: 0 when the run completed (units whose call failed are counted, and a rerun
+retries them); 1 when it stopped at its budget or was not confirmed; 2 for a mistake in the
+files or options, or an estimate over budget_usd without --yes (a message naming the
+problem and its fix, no traceback); 130 on Ctrl-C, with how to resume.
+"""
 
 from __future__ import annotations
 
+import argparse
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
+__all__ = ["register", "run"]
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="(being built)")
-    parser.set_defaults(func=lambda args: 2)
+EXIT_STOPPED = 1
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``run`` subcommand to an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run or resume an experiment described in a TOML file",
+        description="Run an experiment (dataset x targets x repetitions) through the gateway, "
+        "score the answers and log everything to DuckDB. Running the same file again resumes "
+        "it. See docs/experiments.md.",
+    )
+    parser.add_argument("experiment", metavar="EXPERIMENT.toml", help="the experiment file")
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the DuckDB call log (default: the file's, else "
+        "experiments.duckdb in the current directory)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="GATEWAY.toml",
+        help="gateway config file (replaces the experiment file's [gateway] settings)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="send every unit again, even those a previous run completed",
+    )
+    parser.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="start without asking, even when the estimate exceeds budget_usd (the run "
+        "still stops once the budget is spent)",
+    )
+    parser.add_argument(
+        "--max-items",
+        type=int,
+        metavar="N",
+        help="use only the first N items (after the file's categories and sample)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment file; returns the process exit code. A `ConfigError` (or any
+    other `AigwError`) propagates to the CLI's main, which prints it without a traceback."""
+    from aigw_lab.experiments.estimate import estimate_cost
+    from aigw_lab.experiments.runner import run_experiment
+    from aigw_lab.experiments.spec import load_spec
+
+    spec = load_spec(args.experiment, max_items=args.max_items)
+    gateway = spec.build_gateway(db=args.db, config=args.config)
+    with gateway:
+        experiment = spec.build(gateway)
+        resume = not args.no_resume
+        estimate = estimate_cost(gateway, experiment, resume=resume)
+        where = Path(gateway.log.path).resolve() if gateway.log is not None else "?"
+        print(f"experiment {experiment.name!r} (id {experiment.id})")
+        print(
+            f"  {len(experiment.dataset)} items x {len(experiment.targets)} targets x "
+            f"{experiment.repetitions} repetitions = {experiment.unit_count} units; "
+            f"call log {where}"
+        )
+        if gateway.simulated:
+            print("  every provider is SIMULATED: costs are the simulated fleet's prices")
+        print(f"  {estimate.describe()}")
+        if not args.yes and not gateway.simulated and estimate.units:
+            if not _confirm(f"  send {estimate.units} calls to real providers? [y/N] "):
+                print("aigw-lab: not started", file=sys.stderr)
+                return EXIT_STOPPED
+        try:
+            result = run_experiment(
+                gateway,
+                experiment,
+                progress=not args.no_progress,
+                resume=resume,
+                force=args.yes,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"\naigw-lab: interrupted; finished units are in {where}.\n"
+                f"  resume with: aigw-lab run {_resume_args(args)}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        _report(result, where, args)
+    if result.status == "completed":
+        return 0
+    return EXIT_STOPPED
+
+
+def _report(result: Any, where: Any, args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    print()
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(result.summary().round(4).to_string())
+    print()
+    print(
+        f"run {result.run_id}: {result.status}; {result.completed} units done, "
+        f"{result.failed} failed, {result.skipped} skipped (done before); "
+        f"cost ${result.cost_usd:.4f}"
+    )
+    if result.message:
+        print(f"  {result.message}")
+    if result.failed:
+        print(
+            f"  units whose call failed are retried by running again: "
+            f"aigw-lab run {_resume_args(args)}"
+        )
+    print(f"call log: {where} (experiment_id = {result.experiment_id!r})")
+
+
+def _resume_args(args: argparse.Namespace) -> str:
+    parts = [args.experiment]
+    for flag, value in (("--db", args.db), ("--config", args.config)):
+        if value:
+            parts += [flag, value]
+    if args.max_items:
+        parts += ["--max-items", str(args.max_items)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return True  # scripts and CI: running the file is the user's decision
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False

@@ -1,0 +1,438 @@
+"""Running an experiment: every unit through the gateway, scored, recorded, resumable.
+
+    result = run_experiment(gateway, experiment)     # a tqdm bar while it runs
+    result.summary()                                 # per target: n, errors, scores, cost
+
+Each unit is one `Gateway.achat` call (so the gateway's caching, rate limits, retries,
+fallbacks and budgets all apply), at most ``experiment.concurrency`` at a time. The request
+carries the experiment id and the unit's coordinates in ``metadata["aigw_experiment"]``, which
+the gateway logs as the ``run_id``, ``item_id``, ``target`` and ``repetition`` columns.
+
+Durability and resume: after a unit's call returns, the runner waits for the log to write
+its row (a flush) before scoring it and counting it done. A unit is *done* when the log
+holds an ok outcome for it; a resumed run (same experiment id) skips done units and scores,
+from the logged row, done units whose scores are missing. The one call that can be paid
+twice is a unit whose call had returned but whose row was not yet written when the process
+died (SIGKILL, power loss): the log never saw it, so a resume sends it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import AigwError, BudgetExceededError
+from aigw_lab.experiments.estimate import DEFAULT_OUTPUT_TOKENS, CostEstimate, estimate_units
+from aigw_lab.experiments.progress import ProgressSnapshot, ProgressTracker, counts_by_target
+from aigw_lab.experiments.records import (
+    DoneUnit,
+    RunRecord,
+    close_abandoned_runs,
+    code_version,
+    done_units,
+    logged_rows,
+    record_experiment,
+    response_from_row,
+    score_rows,
+    spent_usd,
+    trace_cost_usd,
+)
+from aigw_lab.experiments.results import ExperimentResult
+from aigw_lab.gateway.records import EXPERIMENT_KEY
+from aigw_lab.scorers.base import Score
+from aigw_lab.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from aigw_lab.datasets.items import DatasetItem
+    from aigw_lab.experiments.experiment import Experiment, Unit
+    from aigw_lab.gateway import Gateway
+    from aigw_lab.scorers.base import Scorer
+    from aigw_lab.store import CallLog
+
+__all__ = ["arun_experiment", "run_experiment"]
+
+ProgressCallback = Callable[[ProgressSnapshot], Any]
+
+
+def run_experiment(
+    gateway: Gateway,
+    experiment: Experiment,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> ExperimentResult:
+    """Run ``experiment`` through ``gateway`` and return its result (see `arun_experiment`).
+
+    Works in scripts and in notebooks: when an event loop is already running in this thread
+    (Jupyter), the run gets its own loop in a helper thread and this call blocks until it ends.
+    """
+    coroutine = arun_experiment(
+        gateway,
+        experiment,
+        progress=progress,
+        resume=resume,
+        force=force,
+        on_progress=on_progress,
+        output_tokens=output_tokens,
+    )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    return _run_in_thread(coroutine)
+
+
+async def arun_experiment(
+    gateway: Gateway,
+    experiment: Experiment,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> ExperimentResult:
+    """Run ``experiment`` through ``gateway`` (which must have a call log).
+
+    ``resume``: skip units already done under this experiment id (and score done units
+    whose scores are missing); ``False`` sends every unit again. ``progress``: show a tqdm
+    bar; ``on_progress`` receives a `ProgressSnapshot` after every unit.
+
+    Before sending anything, the cost of the units to send is estimated
+    (`aigw_lab.experiments.estimate`); if the experiment's spend so far plus that estimate
+    exceeds ``budget_usd``, `BudgetExceededError` is raised, unless ``force``. During the run,
+    once the spend reaches ``budget_usd`` no new unit starts (those in flight finish) and the
+    run ends with status ``"stopped_budget"``.
+
+    A scorer that raises is recorded as a failed score (value None, the error in comment).
+    On Ctrl-C or cancellation the run is recorded as ``"interrupted"`` and the exception
+    propagates; on any other exception, as ``"failed"``.
+    """
+    log = gateway.log
+    if log is None:
+        raise AigwError(
+            f"cannot run experiment {experiment.name!r}: the gateway has no call log",
+            hint='create the gateway with log="experiments.duckdb": results, scores and '
+            "resuming all live in the log",
+        )
+    runner = _Runner(gateway, log, experiment, output_tokens=output_tokens)
+    return await runner.run(progress=progress, resume=resume, force=force, on_progress=on_progress)
+
+
+class _Runner:
+    """The state of one execution of an experiment."""
+
+    def __init__(
+        self, gateway: Gateway, log: CallLog, experiment: Experiment, *, output_tokens: int
+    ) -> None:
+        self.gateway = gateway
+        self.log = log
+        self.experiment = experiment
+        self.output_tokens = output_tokens
+        self.version = code_version()
+        prefix = os.urandom(6).hex()
+        counter = itertools.count()
+        self.new_id: Callable[[], str] = lambda: f"{prefix}{next(counter):08x}"
+        self.run_id = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{prefix}"
+        self.stop_reason: str | None = None
+        self.spent_before = 0.0
+        self.tracker: ProgressTracker | None = None
+        self.record: RunRecord | None = None
+
+    async def run(
+        self,
+        *,
+        progress: bool,
+        resume: bool,
+        force: bool,
+        on_progress: ProgressCallback | None,
+    ) -> ExperimentResult:
+        experiment, log = self.experiment, self.log
+        units = list(experiment.units())
+        done: dict[tuple[str, str, int], DoneUnit] = (
+            await asyncio.to_thread(done_units, log, experiment.id) if resume else {}
+        )
+        pending = [u for u in units if u.key not in done]
+        present = {u.key: u for u in units if u.key in done}
+        estimate = estimate_units(
+            self.gateway, experiment, pending, output_tokens=self.output_tokens
+        )
+        self.spent_before = await asyncio.to_thread(spent_usd, log, experiment.id)
+        self._check_budget(estimate, force)
+        message = await asyncio.to_thread(record_experiment, log, experiment, self.version)
+        await asyncio.to_thread(close_abandoned_runs, log, experiment.id)
+
+        self.record = RunRecord(
+            run_id=self.run_id,
+            experiment_id=experiment.id,
+            started_at=datetime.now(UTC),
+            planned=len(units),
+            skipped=len(present),
+            estimated_cost_usd=estimate.usd,
+            code_version=self.version,
+            message=message,
+        )
+        await asyncio.to_thread(self.record.insert, log)
+        self.tracker = ProgressTracker(
+            experiment_id=experiment.id,
+            run_id=self.run_id,
+            totals=counts_by_target(u.key for u in units),
+            skipped=counts_by_target(present),
+            bar=progress,
+            on_progress=on_progress,
+            description=experiment.name,
+        )
+        status, failure = "failed", None
+        try:
+            await self._score_missing(present, done)
+            await self._send(pending)
+            status = "stopped_budget" if self.stop_reason else "completed"
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            status = "interrupted"
+            raise
+        except BaseException as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.record.cost_usd = self.tracker.cost_usd
+            try:
+                # Shielded from a second Ctrl-C: the run's row must not stay "running".
+                await _finish(self.record, log, status, failure or self.stop_reason or message)
+            finally:
+                self.tracker.close(status)
+        return ExperimentResult(
+            experiment_id=experiment.id,
+            run_id=self.run_id,
+            status=status,
+            planned=self.record.planned,
+            skipped=self.record.skipped,
+            completed=self.record.completed,
+            failed=self.record.failed,
+            cost_usd=self.record.cost_usd,
+            estimate=replace(estimate, spent_usd=self.spent_before, skipped_units=len(present)),
+            log=log,
+            message=self.stop_reason or message,
+        )
+
+    # --- budget -------------------------------------------------------------------------
+
+    def _check_budget(self, estimate: CostEstimate, force: bool) -> None:
+        budget = self.experiment.budget_usd
+        if budget is None or force:
+            return
+        total = self.spent_before + estimate.usd
+        if total > budget:
+            raise BudgetExceededError(
+                f"experiment {self.experiment.name!r} is estimated at ${estimate.usd:.4f} for "
+                f"{estimate.units} units (+ ${self.spent_before:.4f} already spent), over its "
+                f"budget_usd of ${budget:.4f}; nothing was sent",
+                hint="raise budget_usd, lower max_tokens in params (the estimate assumes "
+                f"{self.output_tokens} output tokens when it is unset), use fewer items, or "
+                "start anyway with force=True (--yes): the run stops once the budget is spent",
+            )
+
+    def _budget_reached(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        budget = self.experiment.budget_usd
+        if budget is None:
+            return False
+        assert self.tracker is not None
+        spent = self.spent_before + self.tracker.cost_usd
+        if spent >= budget:
+            self.stop_reason = (
+                f"stopped at the budget: ${spent:.4f} spent of budget_usd ${budget:.4f}; "
+                "raise it and run again to resume"
+            )
+            return True
+        return False
+
+    # --- units --------------------------------------------------------------------------
+
+    async def _send(self, pending: list[Unit]) -> None:
+        """Send the pending units with ``concurrency`` workers; each takes the next unit
+        until none are left or the budget is spent. A worker holds its slot while the unit is
+        scored too, so an LLM judge's calls stay within the same bound as the targets'."""
+        queue: Iterator[Unit] = iter(pending)
+
+        async def worker() -> None:
+            for unit in queue:  # one shared iterator: each unit goes to exactly one worker
+                if self._budget_reached():
+                    return
+                await self._run_unit(unit)
+
+        workers = min(self.experiment.concurrency, len(pending))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failures:
+            # Units catch their own call's errors; what gets here is the log failing (a full
+            # disk, say). Raise the first such error itself, not a group around it.
+            raise failures.exceptions[0] from None
+
+    async def _run_unit(self, unit: Unit) -> None:
+        assert self.tracker is not None and self.record is not None
+        name = unit.target.label
+        request = self._request(unit)
+        try:
+            response = await self.gateway.achat(request)
+        except Exception:
+            # The gateway logged the failure (error type, attempts); the unit stays not done,
+            # so a resumed run tries it again.
+            self.record.failed += 1
+            self.tracker.unit_finished(name, ok=False, cost_usd=None)
+            return
+        # Written before the unit counts as done: after this, a crash cannot make a resume
+        # pay for this unit again.
+        await asyncio.to_thread(self.log.flush)
+        self.record.completed += 1
+        self.tracker.unit_finished(name, ok=True, cost_usd=response.cost_usd)
+        await self._score(unit.item, response, None, name, self.experiment.scorers)
+
+    def _request(self, unit: Unit) -> ChatRequest:
+        params = unit.target.request_params(self.experiment.params)
+        item = unit.item
+        coordinates = {
+            "run_id": self.run_id,
+            "item_id": item.id,
+            "target": unit.target.label,
+            "repetition": unit.repetition,
+            # Not coordinates, but the frame groups by them without needing the dataset.
+            "category": item.category,
+            "difficulty": item.difficulty,
+        }
+        return ChatRequest.create(
+            unit.target.model,
+            item.messages(),
+            metadata={EXPERIMENT_KEY: coordinates},
+            experiment_id=self.experiment.id,
+            **params,
+        )
+
+    async def _score_missing(
+        self, present: dict[tuple[str, str, int], Unit], done: dict[tuple[str, str, int], DoneUnit]
+    ) -> None:
+        """Score done units that lack some scorer's score, from their logged rows (no call)."""
+        wanted = {s.name for s in self.experiment.scorers}
+        todo = [(key, done[key]) for key in present if not wanted <= done[key].scorers]
+        if not todo:
+            return
+        rows = await asyncio.to_thread(logged_rows, self.log, [d.call_id for _, d in todo])
+        for key, found in todo:
+            row = rows.get(found.call_id)
+            if row is None:
+                continue
+            unit = present[key]
+            scorers = [s for s in self.experiment.scorers if s.name not in found.scorers]
+            await self._score(
+                unit.item, response_from_row(row), found.trace_id, unit.target.label, scorers
+            )
+
+    async def _score(
+        self,
+        item: DatasetItem,
+        response: ChatResponse,
+        trace_id: str | None,
+        target: str,
+        scorers: Any,
+    ) -> None:
+        if not scorers:
+            return
+        scores = [await _safe_score(scorer, item, response) for scorer in scorers]
+        rows = score_rows(
+            scores,
+            item=item,
+            response=response,
+            trace_id=trace_id,
+            experiment_id=self.experiment.id,
+            run_id=self.run_id,
+            target=target,
+            new_id=self.new_id,
+        )
+        await asyncio.to_thread(self.log.insert, "scores", rows)
+        # What LLM judges spent on these scores: stated by the score when it knows
+        # (details["judge_cost_usd"]), else looked up from the judge's logged calls.
+        assert self.tracker is not None
+        stated = [s.details.get("judge_cost_usd") for s in scores if s.details]
+        cost = sum(c for c in stated if isinstance(c, (int, float)))
+        unstated = [
+            s.judge_trace_id
+            for s in scores
+            if s.judge_trace_id and not (s.details and "judge_cost_usd" in s.details)
+        ]
+        if unstated:
+            cost += await asyncio.to_thread(trace_cost_usd, self.log, unstated)
+        self.tracker.add_cost(target, cost)
+
+
+async def _safe_score(scorer: Scorer, item: DatasetItem, response: ChatResponse) -> Score:
+    """``scorer``'s score, or a failed score (value None) carrying the error: a scorer's bug
+    must not lose the run's other work."""
+    try:
+        score = await scorer.ascore(item, response)
+    except Exception as exc:
+        return Score(
+            scorer.name,
+            None,
+            label="scorer_error",
+            comment=f"{type(exc).__name__}: {exc}"[:2000],
+            kind=getattr(scorer, "kind", "scorer"),
+        )
+    if not isinstance(score, Score):
+        return Score(
+            scorer.name,
+            None,
+            label="scorer_error",
+            comment=f"the scorer returned a {type(score).__name__}, not a Score",
+            kind=getattr(scorer, "kind", "scorer"),
+        )
+    return score
+
+
+async def _finish(record: RunRecord, log: CallLog, status: str, message: str | None) -> None:
+    def write() -> None:
+        # Scores of fresh calls were written without their trace_id (a response does not
+        # carry it): fill it in from the calls, once per run - for the experiment, so that a
+        # killed run's scores get theirs too.
+        log.execute(
+            "UPDATE scores SET trace_id = c.trace_id FROM calls c "
+            "WHERE scores.experiment_id = $id AND scores.trace_id IS NULL "
+            "AND c.call_id = scores.call_id AND c.experiment_id = $id",
+            {"id": record.experiment_id},
+        )
+        record.finish(log, status, message)
+
+    task = asyncio.ensure_future(asyncio.to_thread(write))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task  # cancelled while writing: still let the write end, then propagate
+        raise
+
+
+def _run_in_thread(coroutine: Any) -> Any:
+    """Run ``coroutine`` on a new event loop in a helper thread and return its result."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # handed to the calling thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="aigw-experiment", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
