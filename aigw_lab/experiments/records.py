@@ -22,9 +22,7 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.types import ChatResponse, Latency, Usage
 
 if TYPE_CHECKING:
-    from aigw_lab.datasets.items import DatasetItem
     from aigw_lab.experiments.experiment import Experiment
-    from aigw_lab.scorers.base import Score
     from aigw_lab.store import CallLog
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "done_units",
     "record_experiment",
     "response_from_row",
-    "score_rows",
     "spent_usd",
 ]
 
@@ -375,41 +372,3 @@ def trace_cost_usd(log: CallLog, trace_ids: Iterable[str]) -> float:
         [ids],
     )
     return float(rows[0][0]) if rows else 0.0
-
-
-# --- scores rows ----------------------------------------------------------------------------
-
-
-def score_rows(
-    scores: Sequence[Score],
-    *,
-    item: DatasetItem,
-    response: ChatResponse,
-    trace_id: str | None,
-    experiment_id: str,
-    run_id: str,
-    target: str,
-    new_id: Any,
-) -> list[dict[str, Any]]:
-    """The ``scores`` rows of one unit's scores, linked to its outcome call."""
-    now = datetime.now(UTC)
-    return [
-        {
-            "score_id": new_id(),
-            "call_id": response.call_id,
-            "trace_id": trace_id,
-            "experiment_id": experiment_id,
-            "run_id": run_id,
-            "item_id": item.id,
-            "target": target,
-            "scorer": score.scorer,
-            "kind": score.kind,
-            "value": None if score.value is None else float(score.value),
-            "label": score.label,
-            "comment": score.comment,
-            "details_json": _JSON.encode(dict(score.details)) if score.details else None,
-            "judge_trace_id": score.judge_trace_id,
-            "created_at": now,
-        }
-        for score in scores
-    ]

@@ -19,7 +19,6 @@ died (SIGKILL, power loss): the log never saw it, so a resume sends it again.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -39,13 +38,13 @@ from aigw_lab.experiments.records import (
     logged_rows,
     record_experiment,
     response_from_row,
-    score_rows,
     spent_usd,
     trace_cost_usd,
 )
 from aigw_lab.experiments.results import ExperimentResult
 from aigw_lab.gateway.records import EXPERIMENT_KEY
 from aigw_lab.scorers.base import Score
+from aigw_lab.store.scores import score_rows
 from aigw_lab.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
@@ -140,8 +139,6 @@ class _Runner:
         self.output_tokens = output_tokens
         self.version = code_version()
         prefix = os.urandom(6).hex()
-        counter = itertools.count()
-        self.new_id: Callable[[], str] = lambda: f"{prefix}{next(counter):08x}"
         self.run_id = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{prefix}"
         self.stop_reason: str | None = None
         self.spent_before = 0.0
@@ -351,13 +348,12 @@ class _Runner:
         scores = [await _safe_score(scorer, item, response) for scorer in scorers]
         rows = score_rows(
             scores,
-            item=item,
-            response=response,
-            trace_id=trace_id,
+            call_id=response.call_id or "",
+            trace_id=trace_id or response.trace_id,
             experiment_id=self.experiment.id,
             run_id=self.run_id,
+            item_id=item.id,
             target=target,
-            new_id=self.new_id,
         )
         await asyncio.to_thread(self.log.insert, "scores", rows)
         # What LLM judges spent on these scores: stated by the score when it knows
@@ -401,15 +397,6 @@ async def _safe_score(scorer: Scorer, item: DatasetItem, response: ChatResponse)
 
 async def _finish(record: RunRecord, log: CallLog, status: str, message: str | None) -> None:
     def write() -> None:
-        # Scores of fresh calls were written without their trace_id (a response does not
-        # carry it): fill it in from the calls, once per run - for the experiment, so that a
-        # killed run's scores get theirs too.
-        log.execute(
-            "UPDATE scores SET trace_id = c.trace_id FROM calls c "
-            "WHERE scores.experiment_id = $id AND scores.trace_id IS NULL "
-            "AND c.call_id = scores.call_id AND c.experiment_id = $id",
-            {"id": record.experiment_id},
-        )
         record.finish(log, status, message)
 
     task = asyncio.ensure_future(asyncio.to_thread(write))
