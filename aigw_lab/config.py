@@ -61,6 +61,7 @@ _PROVIDER_KEYS = {
 }
 #: Keys of the simulated kind, kept in ``ProviderSpec.options``.
 _SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
+_REPLAY_KEYS = {"recorded", "call_log", "placeholder"}
 _PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
 _TOP_KEYS = {
     "gateway",
@@ -294,7 +295,7 @@ def _parse_provider(
     where = f"{source}: [providers.{name}]"
     if "/" in name or not name:
         raise ConfigError(f"{where}: provider names cannot contain '/'", hint="rename the table")
-    _check_keys(table, _PROVIDER_KEYS | _SIMULATED_KEYS, where)  # typos first: clearest
+    _check_keys(table, _PROVIDER_KEYS | _SIMULATED_KEYS | _REPLAY_KEYS, where)  # typos first
     kind = table.get("kind")
     if kind is None:
         raise ConfigError(f"{where} has no kind", hint=f"add kind = one of {list(PROVIDER_KINDS)}")
@@ -309,8 +310,14 @@ def _parse_provider(
             f'{where}: {", ".join(misplaced)} only apply to kind = "simulated"',
             hint="remove them, or put provider-specific settings under options = {...}",
         )
+    misplaced = sorted(_REPLAY_KEYS & table.keys()) if kind != "replay" else []
+    if misplaced:
+        raise ConfigError(
+            f'{where}: {", ".join(misplaced)} only apply to kind = "replay"',
+            hint="remove them, or set kind = \"replay\"",
+        )
     options = dict(table.get("options", {}))
-    for key in _SIMULATED_KEYS & table.keys():
+    for key in (_SIMULATED_KEYS | _REPLAY_KEYS) & table.keys():
         options[key] = table[key]
     if kind == "simulated":
         options.setdefault("format", "openai")

@@ -38,7 +38,7 @@ from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware,
 from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
-from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
+from aigw_lab.providers.base import LOCAL_KINDS, HttpClients, Price, Provider, ProviderSpec
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -556,8 +556,8 @@ class Gateway(CallRecording):
         if spec is not None and spec.models:
             return spec.models
         provider = self._providers.get(name)
-        if provider is None and spec is not None and spec.kind == "simulated":
-            provider = self.provider(name)  # needs no key; the fleet knows its models
+        if provider is None and spec is not None and spec.kind in LOCAL_KINDS:
+            provider = self.provider(name)  # needs no key; it knows its models
         return tuple(getattr(provider, "models", ()) or ())
 
     def _provider_price(self, name: str, model: str) -> Price | None:
@@ -565,7 +565,7 @@ class Gateway(CallRecording):
         fleet, replays of recorded data): they expose ``price_for(model)``."""
         provider = self._providers.get(name)
         spec = self._specs.get(name)
-        if provider is None and spec is not None and spec.kind == "simulated":
+        if provider is None and spec is not None and spec.kind in LOCAL_KINDS:
             # Priced before its first call (a budget's estimate): build it now, since the
             # price book remembers an unknown price for good.
             provider = self.provider(name)

@@ -21,13 +21,14 @@ import httpx
 
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
-__all__ = ["Provider", "ProviderSpec", "HttpClients", "PROVIDER_KINDS", "Price"]
+__all__ = ["Provider", "ProviderSpec", "HttpClients", "PROVIDER_KINDS", "LOCAL_KINDS", "Price"]
 
 #: Provider kinds a `ProviderSpec` may name.
 #: ``openai``: OpenAI Chat Completions; ``anthropic``: Anthropic Messages; ``workers-ai``:
 #: Cloudflare Workers AI native ``/ai/run/{model}``; ``workers-ai-openai``: Workers AI's
 #: OpenAI-compatible endpoint; ``openai-compatible``: any server speaking Chat Completions
-#: (vLLM, Ollama, Groq, Together, OpenRouter, Mistral, ...); ``simulated``: the offline fleet.
+#: (vLLM, Ollama, Groq, Together, OpenRouter, Mistral, ...); ``simulated``: the offline fleet;
+#: ``replay``: recorded real outputs or an earlier call log (`aigw_lab.providers.replay`).
 PROVIDER_KINDS: tuple[str, ...] = (
     "openai",
     "anthropic",
@@ -35,7 +36,11 @@ PROVIDER_KINDS: tuple[str, ...] = (
     "workers-ai-openai",
     "openai-compatible",
     "simulated",
+    "replay",
 )
+#: Kinds that run in-process and need no key: the gateway may build them early (to list
+#: their models, or price a call before the first one is sent).
+LOCAL_KINDS: frozenset[str] = frozenset(("simulated", "replay"))
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -64,10 +64,14 @@ def build_provider(
         from aigw_lab.providers.simulated import build_simulated_provider
 
         return build_simulated_provider(spec, clients)
+    if spec.kind == "replay":
+        from aigw_lab.providers.replay import build_replay_provider
+
+        return build_replay_provider(spec)
     if spec.kind not in HTTP_KINDS:
         raise ConfigError(
             f"provider {spec.name!r}: kind {spec.kind!r} is not a provider kind",
-            hint=f"use one of {[*HTTP_KINDS, 'simulated']}",
+            hint=f"use one of {[*HTTP_KINDS, 'simulated', 'replay']}",
         )
     env = os.environ if env is None else env
     codec = _codec(spec)

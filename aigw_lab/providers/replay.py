@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.errors import InvalidRequestError, UnknownModelError
-from aigw_lab.providers.base import Price
+from aigw_lab.errors import ConfigError, InvalidRequestError, UnknownModelError
+from aigw_lab.providers.base import Price, ProviderSpec
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -42,7 +42,13 @@ if TYPE_CHECKING:
     from aigw_lab.datasets.recorded import RecordedDataset
     from aigw_lab.store import CallLog
 
-__all__ = ["ReplayProvider", "replay_key"]
+__all__ = [
+    "RECORDINGS",
+    "ReplayProvider",
+    "build_replay_provider",
+    "load_recording",
+    "replay_key",
+]
 
 # The request metadata key under which experiments pass their coordinates (item_id, ...):
 # the same key as aigw_lab.gateway.records.EXPERIMENT_KEY, not imported so that this module
@@ -416,3 +422,57 @@ class ReplayProvider:
 def _pieces(text: str) -> list[str]:
     pieces = _PIECE.findall(text)
     return pieces if pieces else ([text] if text else [])
+
+
+#: The recordings a ``kind = "replay"`` provider can name with ``recorded = "..."``.
+RECORDINGS: tuple[str, ...] = (
+    "routellm/mmlu",
+    "routellm/gsm8k",
+    "routellm/mt_bench",
+    "arena_bench",
+    "alpaca_eval",
+    "gsm8k_gpt3",
+)
+
+
+def load_recording(name: str) -> RecordedDataset:
+    """The shared-data recording called ``name`` (one of `RECORDINGS`), or a RouterBench
+    pickle when ``name`` is a path ending in ``.pkl``."""
+    from aigw_lab.datasets import recorded_sources as sources
+
+    if name.endswith(".pkl"):
+        from aigw_lab.datasets.routerbench import load_routerbench
+
+        return load_routerbench(name)
+    if name.startswith("routellm/") and name in RECORDINGS:
+        return sources.load_routellm(name.partition("/")[2])
+    loaders = {
+        "arena_bench": sources.load_arena_bench,
+        "alpaca_eval": sources.load_alpaca_eval,
+        "gsm8k_gpt3": sources.load_gsm8k_gpt3,
+    }
+    if name not in loaders:
+        raise ConfigError(
+            f"no recording named {name!r}",
+            hint=f"use one of {', '.join(RECORDINGS)}, or the path of a RouterBench .pkl",
+        )
+    return loaders[name]()
+
+
+def build_replay_provider(spec: ProviderSpec) -> ReplayProvider:
+    """The replay a ``kind = "replay"`` provider spec describes: ``options.recorded`` (a name
+    in `RECORDINGS` or a RouterBench pickle) or ``options.call_log`` (a DuckDB call log)."""
+    recorded = spec.options.get("recorded")
+    call_log = spec.options.get("call_log")
+    if (recorded is None) == (call_log is None):
+        raise ConfigError(
+            f"provider {spec.name!r}: a replay needs exactly one of recorded or call_log",
+            hint='e.g. recorded = "arena_bench", or call_log = "earlier_run.duckdb"',
+        )
+    if call_log is not None:
+        return ReplayProvider.from_call_log(str(call_log), name=spec.name)
+    return ReplayProvider(
+        load_recording(str(recorded)),
+        name=spec.name,
+        placeholder=spec.options.get("placeholder"),
+    )
