@@ -239,6 +239,11 @@ def parse_spec(
             f"{source}: scorers must be a list of names or tables",
             hint='e.g. scorers = ["auto"] or scorers = [{ type = "regex", pattern = "^[A-D]$" }]',
         )
+    recording = section.get("dataset", "")
+    if isinstance(recording, str) and recording.startswith("recorded:"):
+        # A bare "recorded" scorer on a recorded dataset means that recording's own labels.
+        labels = {"type": "recorded", "recording": recording.removeprefix("recorded:")}
+        scorers = [labels if s == "recorded" else s for s in scorers]
 
     targets = data.get("targets")
     if not isinstance(targets, list) or not targets:
@@ -311,14 +316,20 @@ def _dataset(section: Mapping[str, Any], base: Path, where: str) -> Dataset:
     reference = _string(section, "dataset", where, required=True)
     if reference.startswith("bundled:"):
         dataset = bundled_dataset(reference.removeprefix("bundled:") or None)
+    elif reference.startswith("recorded:"):
+        from aigw_lab.providers.replay import load_recording
+
+        dataset = load_recording(reference.removeprefix("recorded:")).dataset
     else:
         path = Path(reference).expanduser()
         if not path.is_absolute():
             path = base / path
         if path.suffix != ".jsonl":
             raise ConfigError(
-                f"{where}: dataset = {reference!r} is neither bundled:NAME nor a .jsonl file",
-                hint='use "bundled:mixed_v1" or the path of a JSONL file (relative to this file)',
+                f"{where}: dataset = {reference!r} is not bundled:NAME, recorded:NAME or a "
+                ".jsonl file",
+                hint='use "bundled:mixed_v1", "recorded:routellm/gsm8k" (shared data) or the '
+                "path of a JSONL file (relative to this file)",
             )
         dataset = Dataset.from_jsonl(path)
     categories = section.get("categories")

@@ -51,6 +51,7 @@ def _classes() -> dict[str, Callable[..., Scorer]]:
         "embedding": EmbeddingSimilarity,
         "judge": JudgeScorer,
         "pairwise_judge": PairwiseJudge,
+        "recorded": recorded_label,
         "auto": AutoScorer,
     }
 
@@ -68,8 +69,19 @@ SCORER_TYPES: tuple[str, ...] = (
     "embedding",
     "judge",
     "pairwise_judge",
+    "recorded",
     "auto",
 )
+def recorded_label(recording: str, *, name: str = "recorded") -> Scorer:
+    """`RecordedLabel` over a shared-data recording named as a ``kind = "replay"`` provider
+    names it (``"routellm/gsm8k"``, ``"arena_bench"``, ...): the label a real judge or
+    grader gave the recorded answer of the model that answered."""
+    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.scorers.custom import RecordedLabel
+
+    return RecordedLabel(load_recording(recording), name=name)
+
+
 # Scorers that call models through a gateway take it as their first argument.
 _NEEDS_GATEWAY = frozenset(("judge", "pairwise_judge"))
 

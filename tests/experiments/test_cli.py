@@ -133,3 +133,54 @@ def test_ctrl_c_says_how_to_resume(write, tmp_path, capsys, monkeypatch):
     assert code == 130
     assert "interrupted" in err and f"resume with: aigw-lab run {tmp_path / 'exp.toml'}" in err
     assert f"--db {db} --max-items 3" in err
+
+
+RECORDED = """
+scorers = ["recorded", "numeric"]
+
+[experiment]
+name = "gsm8k real outputs"
+dataset = "recorded:routellm/gsm8k"
+sample = 30
+
+[[targets]]
+model = "rec/gpt-4-1106-preview"
+
+[[targets]]
+model = "rec/Mixtral-8x7B-Instruct-v0.1"
+
+[gateway.providers.rec]
+kind = "replay"
+recorded = "routellm/gsm8k"
+"""
+
+
+def test_a_recorded_dataset_runs_against_its_real_outputs(write, tmp_path, capsys):
+    from aigw_lab.datasets.shared import shared_data_dir_or_none
+
+    if shared_data_dir_or_none() is None:
+        pytest.skip("shared data folder absent: set AIGW_LAB_SHARED_DATA to run this test")
+    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.store import CallLog
+
+    db = tmp_path / "rec.duckdb"
+    assert main(["run", write(RECORDED), "--db", str(db), "--no-progress", "--yes"]) == 0
+    recording = load_recording("routellm/gsm8k")
+    with CallLog(db) as log:
+        scores = log.query(
+            "SELECT s.item_id, c.response_model AS model, s.value FROM scores s "
+            "JOIN calls c USING (call_id) WHERE s.scorer = 'recorded'"
+        )
+        simulated = log.query("SELECT bool_or(simulated) AS any FROM calls").iloc[0, 0]
+    assert len(scores) == 60 and not simulated
+    # The "recorded" scorer is the recording's own label for the model that answered.
+    for row in scores.itertuples():
+        assert row.value == recording.label(row.item_id, row.model)
+    assert "gsm8k real outputs" in capsys.readouterr().out
+
+
+def test_an_unknown_recording_is_one_message(write, tmp_path, capsys):
+    path = write(RECORDED.replace("recorded:routellm/gsm8k", "recorded:nope"))
+    assert main(["run", path, "--db", str(tmp_path / "x.duckdb"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no recording named 'nope'" in err and "Traceback" not in err
