@@ -1,0 +1,74 @@
+"""Analysis of the call log: per-target summaries with bootstrap intervals, paired
+comparisons, the cost-quality Pareto frontier, and tidy frames for figures.
+
+Every function takes a `CallLog`, a DuckDB connection or a log file's path and aggregates in
+DuckDB; definitions of every metric are in docs/analysis.md. Names are imported lazily, so
+``import aigw_lab.analysis`` is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aigw_lab._lazy import lazy_exports
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "SUMMARY_COLUMNS": "aigw_lab.analysis.comparison",
+    "target_summary": "aigw_lab.analysis.comparison",
+    "paired_comparison": "aigw_lab.analysis.comparison",
+    "unit_frame": "aigw_lab.analysis.frames",
+    "latency_frame": "aigw_lab.analysis.frames",
+    "errors_by_target": "aigw_lab.analysis.frames",
+    "cost_over_time": "aigw_lab.analysis.frames",
+    "experiments_frame": "aigw_lab.analysis.frames",
+    "latest_experiment": "aigw_lab.analysis.frames",
+    "pareto_frontier": "aigw_lab.analysis.pareto",
+    "mark_frontier": "aigw_lab.analysis.pareto",
+    "MeanCI": "aigw_lab.analysis.stats",
+    "bootstrap_mean_ci": "aigw_lab.analysis.stats",
+    "bootstrap_means": "aigw_lab.analysis.stats",
+    "SyntheticTarget": "aigw_lab.analysis.synthetic",
+    "SyntheticExperiment": "aigw_lab.analysis.synthetic",
+    "synthetic_experiment_log": "aigw_lab.analysis.synthetic",
+}
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "target_summary",
+    "paired_comparison",
+    "unit_frame",
+    "latency_frame",
+    "errors_by_target",
+    "cost_over_time",
+    "experiments_frame",
+    "latest_experiment",
+    "pareto_frontier",
+    "mark_frontier",
+    "MeanCI",
+    "bootstrap_mean_ci",
+    "bootstrap_means",
+    "SyntheticTarget",
+    "SyntheticExperiment",
+    "synthetic_experiment_log",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from aigw_lab.analysis.comparison import SUMMARY_COLUMNS, paired_comparison, target_summary
+    from aigw_lab.analysis.frames import (
+        cost_over_time,
+        errors_by_target,
+        experiments_frame,
+        latency_frame,
+        latest_experiment,
+        unit_frame,
+    )
+    from aigw_lab.analysis.pareto import mark_frontier, pareto_frontier
+    from aigw_lab.analysis.stats import MeanCI, bootstrap_mean_ci, bootstrap_means
+    from aigw_lab.analysis.synthetic import (
+        SyntheticExperiment,
+        SyntheticTarget,
+        synthetic_experiment_log,
+    )

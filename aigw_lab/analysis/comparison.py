@@ -1,0 +1,283 @@
+"""Comparing an experiment's targets: the per-target summary (reliability, latency, cost and
+quality with a bootstrap interval) and the paired comparison of two targets on the same items.
+
+Aggregation runs in DuckDB over the call log (one row per unit, then per target and per item);
+only the per-item quality table, items x targets rows however long the log, comes back to
+numpy for the bootstrap. Metric definitions are in docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aigw_lab.analysis._source import default_scorer, open_source, units_cte
+from aigw_lab.analysis.stats import bootstrap_mean_ci, bootstrap_means, percentile_interval
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from aigw_lab.analysis._source import LogSource
+
+__all__ = ["SUMMARY_COLUMNS", "target_summary", "paired_comparison"]
+
+#: The columns of `target_summary`, in order.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "target",
+    "units",
+    "errors",
+    "error_rate",
+    "fallback_rate",
+    "cache_hit_rate",
+    "attempts_per_unit",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "cost_per_call",
+    "total_cost",
+    "scored",
+    "items",
+    "quality_mean",
+    "quality_ci_low",
+    "quality_ci_high",
+    "cost_per_correct",
+    "simulated",
+)
+
+# Per-target and per-item aggregates in one statement over the materialised units, so the
+# (expensive) trace and unit aggregation runs once. Latency and TTFT percentiles are over
+# units that ended ok: a failure's duration describes the timeout, not the target.
+_SUMMARY_SQL = """
+SELECT
+    'target' AS grain,
+    target,
+    count(*) AS units,
+    count(*) FILTER (WHERE status = 'error') AS errors,
+    count(*) FILTER (WHERE fell_back) AS fallbacks,
+    count(*) FILTER (WHERE cache_status = 'hit') AS cache_hits,
+    avg(attempts) AS attempts_per_unit,
+    quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE status = 'ok') AS latency_q,
+    quantile_cont(ttft_ms, [0.5, 0.95]) FILTER (WHERE status = 'ok') AS ttft_q,
+    sum(spent_usd) AS total_cost,
+    count(quality) AS scored,
+    avg(quality) AS quality_mean,
+    sum(quality) AS quality_sum,
+    bool_and(quality IN (0.0, 1.0)) FILTER (WHERE quality IS NOT NULL) AS binary_quality,
+    coalesce(bool_or(simulated), false) AS simulated
+FROM units
+GROUP BY target
+UNION ALL BY NAME
+SELECT 'item' AS grain, target, experiment_id, item_id, avg(quality) AS item_quality
+FROM units
+WHERE quality IS NOT NULL
+GROUP BY target, experiment_id, item_id
+"""
+
+
+def target_summary(
+    source: LogSource,
+    *,
+    experiment_id: str | None = None,
+    scorer: str | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per target of the experiment (or of the whole log when ``experiment_id`` is
+    None), sorted by target: units, failures, latency, cost and quality.
+
+    ``scorer`` names the scorer whose scores are the quality; None picks the one with the
+    most scores (``frame.attrs["scorer"]`` says which; quality columns are NaN when nothing
+    is scored). ``quality_ci_low``/``high`` are a percentile bootstrap interval at
+    ``confidence``, resampling items (repetitions of an item averaged first), seeded by
+    ``seed``. ``cost_per_correct`` is only defined for a 0/1 scorer (NaN otherwise).
+    """
+    import numpy as np
+    import pandas as pd
+
+    with open_source(source) as read:
+        if scorer is None:
+            scorer = default_scorer(read, experiment_id)
+        cte, params = units_cte(experiment_id, scorer)
+        raw = read(cte + _SUMMARY_SQL, params)
+
+    per_target = raw[raw["grain"] == "target"].sort_values("target").reset_index(drop=True)
+    # Sorted so the seeded resampling sees items in the same order every time (DuckDB
+    # returns groups in whatever order its threads finish).
+    items = raw[raw["grain"] == "item"].sort_values(["target", "experiment_id", "item_id"])
+    frame = pd.DataFrame({"target": per_target["target"].astype(str)})
+    units = per_target["units"].astype("int64")
+    frame["units"] = units
+    frame["errors"] = per_target["errors"].astype("int64")
+    frame["error_rate"] = frame["errors"] / units
+    frame["fallback_rate"] = per_target["fallbacks"].astype("int64") / units
+    frame["cache_hit_rate"] = per_target["cache_hits"].astype("int64") / units
+    frame["attempts_per_unit"] = per_target["attempts_per_unit"].astype(float)
+    for name, column, count in (("latency", "latency_q", 3), ("ttft", "ttft_q", 2)):
+        quantiles = _quantile_columns(per_target[column], count)
+        for label, values in zip(("p50", "p95", "p99"), quantiles, strict=False):
+            frame[f"{name}_{label}_ms"] = values
+    total_cost = per_target["total_cost"].astype(float)
+    frame["cost_per_call"] = total_cost / units
+    frame["total_cost"] = total_cost
+    frame["scored"] = per_target["scored"].astype("int64")
+
+    rng = np.random.default_rng(seed)
+    item_counts, lows, highs = [], [], []
+    for target in frame["target"]:
+        values = items.loc[items["target"] == target, "item_quality"].to_numpy(dtype=float)
+        ci = bootstrap_mean_ci(values, confidence=confidence, n_boot=n_boot, rng=rng)
+        item_counts.append(ci.n)
+        lows.append(ci.low)
+        highs.append(ci.high)
+    frame["items"] = np.asarray(item_counts, dtype="int64")
+    frame["quality_mean"] = per_target["quality_mean"].astype(float)
+    frame["quality_ci_low"] = lows
+    frame["quality_ci_high"] = highs
+
+    # A 0/1 scorer is recognised by its values: every score seen is 0 or 1.
+    flags = per_target["binary_quality"].dropna()
+    binary = bool(len(flags)) and bool(flags.astype(bool).all())
+    correct = per_target["quality_sum"].astype(float)
+    if binary:
+        frame["cost_per_correct"] = (total_cost / correct.where(correct > 0)).astype(float)
+    else:
+        frame["cost_per_correct"] = np.nan
+    frame["simulated"] = per_target["simulated"].astype(bool)
+    frame = frame[list(SUMMARY_COLUMNS)]
+    frame.attrs.update(
+        {
+            "experiment_id": experiment_id,
+            "scorer": scorer,
+            "confidence": confidence,
+            "binary_scorer": binary,
+        }
+    )
+    return frame
+
+
+def paired_comparison(
+    source: LogSource,
+    target_a: str,
+    target_b: str,
+    *,
+    experiment_id: str | None = None,
+    scorer: str | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``target_a`` against ``target_b`` on the items both answered: one row per metric
+    (``quality``, ``latency_ms``, ``cost_usd``).
+
+    Per item, each target's value is its mean over repetitions (quality: the scored units;
+    latency: logical latency of the units that ended ok; cost: everything the unit spent).
+    ``diff`` = mean(a - b) over the items with a value for both (``n_items``), with a paired
+    percentile bootstrap interval (the same resampled items for both targets). ``wins`` /
+    ``ties`` / ``losses`` count items where a is better / equal / worse than b: higher is
+    better for quality, lower for latency and cost.
+    """
+    import numpy as np
+    import pandas as pd
+
+    with open_source(source) as read:
+        if scorer is None:
+            scorer = default_scorer(read, experiment_id)
+        cte, params = units_cte(experiment_id, scorer, targets=(target_a, target_b))
+        per_item = read(
+            cte
+            + """
+            SELECT target, experiment_id, item_id,
+                   avg(quality) AS quality,
+                   avg(latency_ms) FILTER (WHERE status = 'ok') AS latency_ms,
+                   avg(spent_usd) AS cost_usd
+            FROM units
+            WHERE target IN (?, ?)
+            GROUP BY target, experiment_id, item_id
+            """,
+            [*params, target_a, target_b],
+        )
+    present = set(per_item["target"])
+    missing = [t for t in (target_a, target_b) if t not in present]
+    if missing:
+        raise ValueError(
+            f"no units for target(s) {', '.join(map(repr, missing))}"
+            + (f" in experiment {experiment_id!r}" if experiment_id else "")
+            + "; list the targets with target_summary(...)['target']"
+        )
+    key = ["experiment_id", "item_id"]
+    a = per_item[per_item["target"] == target_a]
+    b = per_item[per_item["target"] == target_b]
+    # Sorted so the seeded resampling sees items in a fixed order.
+    joined = a.merge(b, on=key, how="inner", suffixes=("_a", "_b")).sort_values(key)
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for metric, higher_is_better in (("quality", True), ("latency_ms", False), ("cost_usd", False)):
+        pair = joined[[f"{metric}_a", f"{metric}_b"]].astype(float).dropna().to_numpy()
+        rows.append(_paired_row(metric, pair, higher_is_better, confidence, n_boot, rng))
+    frame = pd.DataFrame(rows)
+    frame.insert(1, "target_a", target_a)
+    frame.insert(2, "target_b", target_b)
+    frame.attrs.update({"experiment_id": experiment_id, "scorer": scorer, "confidence": confidence})
+    return frame
+
+
+def _paired_row(
+    metric: str,
+    pair: np.ndarray,
+    higher_is_better: bool,
+    confidence: float,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> dict[str, object]:
+    import numpy as np
+
+    values = np.asarray(pair, dtype=float).reshape(-1, 2)
+    n = len(values)
+    row: dict[str, object] = {"metric": metric, "n_items": n}
+    if n == 0:
+        nan = float("nan")
+        return row | {
+            "mean_a": nan,
+            "mean_b": nan,
+            "diff": nan,
+            "ci_low": nan,
+            "ci_high": nan,
+            "wins": 0,
+            "ties": 0,
+            "losses": 0,
+        }
+    diffs = values[:, 0] - values[:, 1]
+    if n == 1:
+        low = high = float(diffs[0])
+    else:
+        replicates = bootstrap_means(diffs, n_boot=n_boot, rng=rng)
+        low, high = (float(v) for v in percentile_interval(replicates, confidence))
+    better = diffs > 0 if higher_is_better else diffs < 0
+    worse = diffs < 0 if higher_is_better else diffs > 0
+    return row | {
+        "mean_a": float(values[:, 0].mean()),
+        "mean_b": float(values[:, 1].mean()),
+        "diff": float(diffs.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "wins": int(better.sum()),
+        "ties": int((diffs == 0).sum()),
+        "losses": int(worse.sum()),
+    }
+
+
+def _quantile_columns(column: pd.Series, count: int) -> list[list[float]]:
+    """Split a column of quantile lists (NULL, read as None/NaN/NA, where there were no
+    values) into ``count`` float columns."""
+    nan = float("nan")
+    rows = [
+        [nan if q is None else float(q) for q in value]
+        if hasattr(value, "__len__") and not isinstance(value, str)
+        else [nan] * count
+        for value in column
+    ]
+    return [[row[i] for row in rows] for i in range(count)]

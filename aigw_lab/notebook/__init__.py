@@ -1,0 +1,52 @@
+"""Notebook views of the call log and experiments: plotly figures and ipywidgets views.
+
+Names are imported lazily, so ``import aigw_lab.notebook`` pulls in neither plotly nor
+pandas. ``cost_over_time`` here is the figure; `aigw_lab.analysis.cost_over_time` is the
+frame it draws. To add a view, define it in a module of this package and list it in ``_EXPORTS``,
+``__all__`` and the ``TYPE_CHECKING`` block.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aigw_lab._lazy import lazy_exports
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "target_colors": "aigw_lab.notebook.figures",
+    "latency_distribution": "aigw_lab.notebook.figures",
+    "cost_bars": "aigw_lab.notebook.figures",
+    "quality_vs_cost": "aigw_lab.notebook.figures",
+    "error_breakdown": "aigw_lab.notebook.figures",
+    "cost_over_time": "aigw_lab.notebook.figures",
+    "ComparisonDashboard": "aigw_lab.notebook.widgets",
+    "ExperimentProgressView": "aigw_lab.notebook.widgets",
+    "LogExplorer": "aigw_lab.notebook.log_explorer",
+}
+
+__all__ = [
+    "target_colors",
+    "latency_distribution",
+    "cost_bars",
+    "quality_vs_cost",
+    "error_breakdown",
+    "cost_over_time",
+    "ComparisonDashboard",
+    "ExperimentProgressView",
+    "LogExplorer",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from aigw_lab.notebook.figures import (
+        cost_bars,
+        cost_over_time,
+        error_breakdown,
+        latency_distribution,
+        quality_vs_cost,
+        target_colors,
+    )
+    from aigw_lab.notebook.log_explorer import LogExplorer
+    from aigw_lab.notebook.widgets import ComparisonDashboard, ExperimentProgressView
