@@ -78,6 +78,26 @@ _EXPORTS: dict[str, str] = {
     "StreamInterruptedError": "aigw_lab.errors",
     "BudgetExceededError": "aigw_lab.errors",
     "AllAttemptsFailedError": "aigw_lab.errors",
+    # experiments: datasets, recorded outcomes, scorers, the runner, the analysis
+    "Dataset": "aigw_lab.datasets",
+    "DatasetItem": "aigw_lab.datasets",
+    "bundled_dataset": "aigw_lab.datasets",
+    "dataset_from_log": "aigw_lab.datasets",
+    "RecordedDataset": "aigw_lab.datasets",
+    "ReplayProvider": "aigw_lab.providers.replay",
+    "Score": "aigw_lab.scorers",
+    "Scorer": "aigw_lab.scorers",
+    "build_scorer": "aigw_lab.scorers",
+    "record_feedback": "aigw_lab.store.scores",
+    "Experiment": "aigw_lab.experiments",
+    "Target": "aigw_lab.experiments",
+    "ExperimentResult": "aigw_lab.experiments",
+    "run_experiment": "aigw_lab.experiments",
+    "arun_experiment": "aigw_lab.experiments",
+    "target_summary": "aigw_lab.analysis",
+    "paired_comparison": "aigw_lab.analysis",
+    "pareto_frontier": "aigw_lab.analysis",
+    "write_report": "aigw_lab.report",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -87,13 +107,32 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from aigw_lab.analysis import paired_comparison, pareto_frontier, target_summary
     from aigw_lab.config import GatewayConfig, load_config
+    from aigw_lab.datasets import (
+        Dataset,
+        DatasetItem,
+        RecordedDataset,
+        bundled_dataset,
+        dataset_from_log,
+    )
     from aigw_lab.errors import *  # noqa: F403
+    from aigw_lab.experiments import (
+        Experiment,
+        ExperimentResult,
+        Target,
+        arun_experiment,
+        run_experiment,
+    )
     from aigw_lab.gateway import AsyncChatStream, CallContext, ChatStream, Gateway, Middleware
     from aigw_lab.pricing import PriceBook, UnknownPriceWarning
     from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
+    from aigw_lab.providers.replay import ReplayProvider
+    from aigw_lab.report import write_report
+    from aigw_lab.scorers import Score, Scorer, build_scorer
     from aigw_lab.store import CallLog
     from aigw_lab.store.records import CallRecord
+    from aigw_lab.store.scores import record_feedback
     from aigw_lab.types import (
         ChatRequest,
         ChatResponse,

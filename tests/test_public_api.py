@@ -49,3 +49,26 @@ def test_import_does_no_heavy_work():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+SUBPACKAGES = (
+    "aigw_lab.datasets",
+    "aigw_lab.store",
+    "aigw_lab.scorers",
+    "aigw_lab.experiments",
+    "aigw_lab.analysis",
+    "aigw_lab.notebook",
+    "aigw_lab.gateway",
+)
+
+
+def test_every_subpackage_export_resolves_and_all_is_complete():
+    import importlib
+
+    for name in SUBPACKAGES:
+        package = importlib.import_module(name)
+        for export in package.__all__:
+            assert getattr(package, export) is not None, f"{name}.{export}"
+        lazy = getattr(package, "_EXPORTS", None)
+        if lazy is not None:  # every lazily exported name is also public
+            assert set(lazy) <= set(package.__all__), f"{name}: {set(lazy) - set(package.__all__)}"

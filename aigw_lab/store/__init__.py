@@ -23,6 +23,9 @@ _EXPORTS: dict[str, str] = {
     "summary_by_model": "aigw_lab.store.queries",
     "errors_by_type": "aigw_lab.store.queries",
     "cost_by": "aigw_lab.store.queries",
+    "record_feedback": "aigw_lab.store.scores",
+    "write_scores": "aigw_lab.store.scores",
+    "scores_frame": "aigw_lab.store.scores",
 }
 
 __all__ = [
@@ -36,6 +39,9 @@ __all__ = [
     "summary_by_model",
     "errors_by_type",
     "cost_by",
+    "record_feedback",
+    "write_scores",
+    "scores_frame",
 ]
 
 
@@ -47,4 +53,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.store.queries import cost_by, errors_by_type, summary_by_model
     from aigw_lab.store.records import CALL_COLUMNS, CallRecord
     from aigw_lab.store.schema import MIGRATIONS, SCHEMA_VERSION
+    from aigw_lab.store.scores import record_feedback, scores_frame, write_scores
     from aigw_lab.store.writer import CallLogWarning
