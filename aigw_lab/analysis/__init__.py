@@ -14,6 +14,7 @@ from aigw_lab._lazy import lazy_exports
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
+    "open_source": "aigw_lab.analysis._source",
     "SUMMARY_COLUMNS": "aigw_lab.analysis.comparison",
     "target_summary": "aigw_lab.analysis.comparison",
     "paired_comparison": "aigw_lab.analysis.comparison",
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "open_source",
     "SUMMARY_COLUMNS",
     "target_summary",
     "paired_comparison",
@@ -56,6 +58,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from aigw_lab.analysis._source import open_source
     from aigw_lab.analysis.comparison import SUMMARY_COLUMNS, paired_comparison, target_summary
     from aigw_lab.analysis.frames import (
         cost_over_time,

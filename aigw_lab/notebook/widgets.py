@@ -193,7 +193,7 @@ class ComparisonDashboard:
         in-memory copy of the matching calls, which the caller must close."""
         if self.category.value is None and not self.tags.value:
             return self.source, False
-        from aigw_lab.analysis._source import open_source
+        from aigw_lab.analysis import open_source
 
         conditions, params = self._conditions()
         with open_source(self.source) as read:
@@ -216,7 +216,7 @@ class ComparisonDashboard:
 
     def _load_options(self) -> None:
         """Fill the target, category and tag choices from the chosen experiment."""
-        from aigw_lab.analysis._source import open_source
+        from aigw_lab.analysis import open_source
         from aigw_lab.notebook.figures import target_colors
 
         where, params = "TRUE", []
