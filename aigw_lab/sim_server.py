@@ -170,19 +170,10 @@ def serve(
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on ``host:port``; a clear error if the port is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"the simulator cannot listen on {host}:{port} ({exc.strerror or exc})",
-            hint="pick another port with --port, or stop the process using this one",
-        ) from exc
-    return sock
+    """A listening socket on ``host:port`` (TCP_NODELAY-ready); a clear error if taken."""
+    from aigw_lab.server.runner import bind_socket
+
+    return bind_socket(host, port)
 
 
 class BackgroundServer:
