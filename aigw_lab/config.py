@@ -39,7 +39,14 @@ from typing import Any
 from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import PROVIDER_KINDS, Price, ProviderSpec
 
-__all__ = ["GatewayConfig", "load_config", "parse_config", "parse_price"]
+__all__ = [
+    "GatewayConfig",
+    "ServerKeySpec",
+    "ServerSettings",
+    "load_config",
+    "parse_config",
+    "parse_price",
+]
 
 _GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log", "retry"}
 _PROVIDER_KEYS = {
@@ -73,6 +80,8 @@ _TOP_KEYS = {
     "budgets",
     "rate_limits",
     "semantic_cache",
+    "server",
+    "policies",
 }
 _SEMANTIC_KEYS = {
     "model",
@@ -87,6 +96,31 @@ _SEMANTIC_KEYS = {
     "guard_negation",
     "batch_size",
 }
+
+
+_SERVER_KEYS = {"host", "port", "keys"}
+_SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user"}
+
+
+@dataclass(frozen=True)
+class ServerKeySpec:
+    """One gateway key of ``[server] keys``: the NAME of the environment variable holding
+    the secret, and who its calls are for (``tenant`` defaults to ``name``)."""
+
+    name: str
+    key_env: str
+    tenant: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: what ``aigw-lab serve`` listens on and the keys clients present
+    (see docs/serving.md)."""
+
+    host: str | None = None
+    port: int | None = None
+    keys: tuple[ServerKeySpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +150,27 @@ class GatewayConfig:
     rate_limits: Mapping[str, Any] | None = None
     #: ``[semantic_cache]``: embedding-similarity cache (see docs/semantic_cache.md).
     semantic_cache: Mapping[str, Any] | None = None
+    #: ``[server]``: settings of ``aigw-lab serve`` (see docs/serving.md).
+    server: ServerSettings | None = None
+    #: ``[policies]``: routing policy name -> policy file path (resolved against the config
+    #: file's folder); loaded by `load_policies` (see docs/routing.md).
+    policies: Mapping[str, str] | None = None
+
+    def load_policies(self) -> dict[str, Any]:
+        """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""
+        if not self.policies:
+            return {}
+        from aigw_lab.policy.policyfile import load_policy
+
+        loaded: dict[str, Any] = {}
+        for name, path in self.policies.items():
+            try:
+                loaded[name] = load_policy(path)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{self.source}: [policies] {name}: {exc.message}", hint=exc.hint
+                ) from exc
+        return loaded
 
     def middleware(self, **injected: Any) -> list[Any]:
         """Every middleware this config asks for: the exact cache, then retry/fallback/health
@@ -252,6 +307,8 @@ def parse_config(
         budgets=_optional_table(data, "budgets", source),
         rate_limits=_optional_table(data, "rate_limits", source),
         semantic_cache=_optional_table(data, "semantic_cache", source),
+        server=_parse_server(data["server"], source) if "server" in data else None,
+        policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
     )
     try:
@@ -287,6 +344,79 @@ def parse_price(value: Any, where: str) -> Price:
             raise ConfigError(f"{where}: {key} = {number!r} must be a non-negative number")
         numbers[key] = float(number)
     return Price(**numbers)
+
+
+def _parse_policies(
+    data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None, source: str
+) -> Mapping[str, str] | None:
+    """``[policies]``: ``name = "path/to/policy.json"``, paths relative to the config file.
+    The files must exist now; they are read when the gateway is built."""
+    table = _optional_table(data, "policies", source)
+    if table is None:
+        return None
+    resolved: dict[str, str] = {}
+    for name, path in table.items():
+        where = f"{source}: [policies] {name}"
+        if "/" in name:
+            raise ConfigError(f"{where}: policy names cannot contain '/'", hint="rename it")
+        if not isinstance(path, str) or not path:
+            raise ConfigError(
+                f"{where} must be a policy file path",
+                hint=f'write {name} = "policies/{name}.json"',
+            )
+        full = Path(path) if base_dir is None or os.path.isabs(path) else Path(base_dir) / path
+        if not full.is_file():
+            raise ConfigError(
+                f"{where}: policy file {str(full)!r} does not exist",
+                hint="write it with aigw_lab.policy.save_policy, or fix the path (relative to "
+                "the config file)",
+            )
+        resolved[name] = str(full)
+    return MappingProxyType(resolved)
+
+
+def _parse_server(table: Any, source: str) -> ServerSettings:
+    """``[server]``: ``host``, ``port`` and ``keys = [{ key_env, name, tenant, user }]``."""
+    where = f"{source}: [server]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table", hint="write it as [server]")
+    _check_keys(table, _SERVER_KEYS, where)
+    host = table.get("host")
+    if host is not None and (not isinstance(host, str) or not host):
+        raise ConfigError(f'{where}: host must be an address string, e.g. "127.0.0.1"')
+    port = table.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 <= port <= 65535):  # fmt: skip
+        raise ConfigError(f"{where}: port = {port!r} must be an integer from 0 to 65535")
+    keys = table.get("keys", [])
+    if not isinstance(keys, list):
+        raise ConfigError(
+            f"{where}: keys must be a list",
+            hint='keys = [{ key_env = "AIGW_KEY_TEAM_A", name = "team-a", tenant = "a" }]',
+        )
+    specs: list[ServerKeySpec] = []
+    for i, key in enumerate(keys):
+        at = f"{where} keys[{i}]"
+        if not isinstance(key, Mapping):
+            raise ConfigError(f"{at} must be a table like {{ key_env = ..., name = ... }}")
+        _check_keys(key, _SERVER_KEY_KEYS, at)
+        for field_name in ("key_env", "name"):
+            if not isinstance(key.get(field_name), str) or not key[field_name]:
+                raise ConfigError(
+                    f"{at} needs {field_name} (a non-empty string)",
+                    hint="key_env names the environment variable holding the secret; the "
+                    "secret itself never goes in the file",
+                )
+        for field_name in ("tenant", "user"):
+            if field_name in key and not isinstance(key[field_name], str):
+                raise ConfigError(f"{at}: {field_name} must be a string")
+        if any(spec.name == key["name"] for spec in specs):
+            raise ConfigError(f"{at}: name {key['name']!r} is used twice")
+        specs.append(
+            ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
+                          key.get("user"))
+        )  # fmt: skip
+    return ServerSettings(host, port, tuple(specs))
 
 
 def _parse_provider(

@@ -51,6 +51,7 @@ from aigw_lab.types import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from aigw_lab.policy import Policy
     from aigw_lab.store import CallLog
 
 __all__ = ["Gateway"]
@@ -79,6 +80,8 @@ class Gateway(CallRecording):
     doubles, custom adapters). ``log``: a path to a DuckDB file, ``":memory:"`` (default), a
     `CallLog`, or ``None`` for no logging. ``prices``: per-model price overrides keyed by
     ``"provider/model"``. ``default_provider`` serves models given without a provider.
+    ``policies``: routing policies (``{name: Policy}`` or a list, named by ``policy.name``),
+    addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md).
     """
 
     name = "gateway"
@@ -91,6 +94,7 @@ class Gateway(CallRecording):
         prices: Mapping[str, Price] | None = None,
         default_provider: str | None = None,
         middleware: Sequence[Middleware] = (),
+        policies: Mapping[str, Policy] | Iterable[Policy] | None = None,
         clients: HttpClients | None = None,
         env: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
@@ -117,6 +121,13 @@ class Gateway(CallRecording):
                 hint=f"use one of {self.provider_names}",
             )
         self._default_provider = default_provider
+        # Policy name -> Policy; `install_policies` registers them (and the "policy"
+        # pseudo-provider) when there are any, before the price book lists providers.
+        self._policies: Mapping[str, Policy] = {}
+        if policies or any(m.kind == "route" for m in middleware):
+            from aigw_lab.policy.router import install_policies
+
+            middleware = install_policies(self, list(middleware), policies or ())
         self._env = env
         self._clients = clients or HttpClients()
         self._owns_clients = clients is None
@@ -183,6 +194,12 @@ class Gateway(CallRecording):
         if log is _NO_LOG:
             log = (config.db or ":memory:") if config.log else None
         middleware = [*config.middleware(), *kwargs.pop("middleware", ())]
+        policies = config.load_policies()
+        extra_policies = kwargs.pop("policies", None)
+        if extra_policies:
+            from aigw_lab.policy.router import merge_policies
+
+            policies = merge_policies(policies, extra_policies)
         return cls(
             config.providers,
             log=log,
@@ -192,6 +209,7 @@ class Gateway(CallRecording):
             tags=config.tags,
             experiment_id=config.experiment_id,
             middleware=middleware,
+            policies=policies,
             **kwargs,
         )
 
@@ -224,7 +242,7 @@ class Gateway(CallRecording):
 
     @property
     def provider_names(self) -> list[str]:
-        return sorted([*self._specs, *self._providers])
+        return sorted({*self._specs, *self._providers})
 
     @property
     def log(self) -> CallLog | None:
@@ -251,7 +269,8 @@ class Gateway(CallRecording):
         return [m.kind for m in self._middleware] + ["provider", "cost", "log"]
 
     def list_models(self) -> dict[str, tuple[str, ...]]:
-        """Known models per provider (empty when a provider accepts any model name)."""
+        """Known models per provider (empty when a provider accepts any model name); routing
+        policies are listed as the models of provider ``"policy"``."""
         return {name: self._known_models(name) for name in self.provider_names}
 
     def provider(self, name: str) -> Provider:
@@ -438,6 +457,8 @@ class Gateway(CallRecording):
         known = provider_name in self._specs or provider_name in self._providers
         if sep and known and model:
             return provider_name, model
+        if address in self._policies:
+            return "policy", address
         if self._default_provider is not None:
             return self._default_provider, address
         if not sep:
