@@ -1,0 +1,417 @@
+"""`aigw-lab policy`: train, evaluate and export learned routing policies.
+
+    aigw-lab policy train --data routellm/gsm8k --router knn --out policy.json --strong-share 0.5
+    aigw-lab policy evaluate policy.json            # APGR / CPT / AIQ on the held-out split
+    aigw-lab policy export policy.json --to litellm --out litellm.yaml
+
+``train`` splits the recorded dataset three ways by item (deterministic, ``--seed``): the
+router is fitted on the training items, its threshold or lambda calibrated on the
+calibration items, and it is scored on the test items, which neither step saw. The policy
+file records the split, so ``evaluate`` scores the same held-out items.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aigw_lab.datasets.recorded import RecordedDataset
+    from aigw_lab.policy.learned import LearnedRouter
+
+#: ``--data`` names and what they load.
+DATASETS = ("routellm/mmlu", "routellm/gsm8k", "routellm/mt_bench", "arena_bench", "alpaca_eval")
+ROUTERS = ("knn", "sw_ranking", "classifier", "regressor")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "policy",
+        help="train, evaluate and export learned routing policies",
+        description="Learned routing policies on recorded outcomes: train, evaluate, export.",
+    )
+    commands = parser.add_subparsers(dest="policy_command", metavar="ACTION")
+
+    train = commands.add_parser("train", help="train and calibrate a learned router")
+    train.add_argument("--data", required=True, help=f"recorded dataset: {', '.join(DATASETS)}")
+    train.add_argument("--router", default="knn", help=f"one of {', '.join(ROUTERS)}")
+    train.add_argument("--out", required=True, type=Path, help="policy file (.json) to write")
+    train.add_argument("--name", help="policy name (the model name clients use)")
+    target = train.add_mutually_exclusive_group()
+    target.add_argument("--strong-share", type=float, help="calibrate to this strong-call share")
+    target.add_argument("--budget", type=float, help="calibrate to this USD cost per query")
+    target.add_argument("--quality-floor", type=float, help="calibrate to this mean quality")
+    target.add_argument("--threshold", type=float, help="use this strong-win threshold")
+    target.add_argument("--lambda", dest="lam", type=float, help="use this cost weight")
+    train.add_argument(
+        "--targets",
+        help="gateway addresses: strong=ADDR,weak=ADDR or MODEL=ADDR,... (default rec/MODEL)",
+    )
+    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--calibration-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=0)
+    _common(train)
+    train.set_defaults(func=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a policy on its held-out split")
+    evaluate.add_argument("policy", type=Path, help="policy file written by `policy train`")
+    evaluate.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
+    _common(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+    export = commands.add_parser("export", help="export a policy to a production gateway")
+    export.add_argument("policy", type=Path, help="policy file written by `policy train`")
+    export.add_argument("--to", required=True, choices=("litellm", "portkey", "cloudflare"))
+    export.add_argument("--out", required=True, type=Path, help="config file to write")
+    export.add_argument(
+        "--no-evaluation",
+        action="store_true",
+        help="do not measure the approximation on the held-out items",
+    )
+    export.add_argument(
+        "--map",
+        help="production addresses: ADDR=PROVIDER/MODEL,... (for example "
+        "rec/gpt-4-1106-preview=openai/gpt-4-1106-preview)",
+    )
+    export.add_argument("--config", type=Path, help="gateway config whose providers to use")
+    export.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
+    export.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
+    export.add_argument("--data-dir", help="shared data folder")
+    export.set_defaults(func=run_export)
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--embedder", help="embedding model (default all-MiniLM-L6-v2)")
+    parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
+    parser.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def load_data(name: str, data_dir: str | None = None) -> RecordedDataset:
+    """The recorded dataset a ``--data`` name stands for."""
+    from aigw_lab.datasets import recorded_sources as sources
+
+    if (
+        name.startswith("routellm/")
+        and name.removeprefix("routellm/") in sources.ROUTELLM_BENCHMARKS
+    ):
+        return sources.load_routellm(name.removeprefix("routellm/"), data_dir=data_dir)  # type: ignore[arg-type]
+    if name == "arena_bench":
+        return sources.load_arena_bench(data_dir=data_dir)
+    if name == "alpaca_eval":
+        return sources.load_alpaca_eval(include_reference=False, data_dir=data_dir)
+    raise ConfigError(f"unknown dataset {name!r}", hint=f"use one of {', '.join(DATASETS)}")
+
+
+def split_three(
+    data: RecordedDataset, test_fraction: float, calibration_fraction: float, seed: int
+) -> tuple[RecordedDataset, RecordedDataset, RecordedDataset]:
+    """(train, calibration, test): test first (``test_fraction`` of all items), then the
+    calibration items (``calibration_fraction`` of all items) from the rest."""
+    if not 0 < test_fraction < 1 or not 0 < calibration_fraction < 1 - test_fraction:
+        raise ConfigError(
+            f"fractions test={test_fraction}, calibration={calibration_fraction} are invalid",
+            hint="use two fractions in (0, 1) that add up to less than 1, e.g. 0.2 and 0.2",
+        )
+    rest, test = data.split(test_fraction, seed=seed)
+    train, calibration = rest.split(calibration_fraction / (1 - test_fraction), seed=seed + 1)
+    return train, calibration, test
+
+
+def _parse_targets(text: str | None, models: list[str], roles: dict[str, str]) -> dict[str, str]:
+    if not text:
+        return {}
+    mapping = {}
+    for part in text.split(","):
+        key, sep, address = part.partition("=")
+        key, address = key.strip(), address.strip()
+        model = roles.get(key, key)
+        if not sep or not address or model not in models:
+            raise ConfigError(
+                f"--targets entry {part!r} is invalid",
+                hint=f"write ROLE=ADDRESS or MODEL=ADDRESS, ROLE in strong/weak, MODEL in "
+                f"{', '.join(models)}",
+            )
+        mapping[model] = address
+    return mapping
+
+
+def _candidates(data: RecordedDataset) -> list[str]:
+    wide = data.wide_scores()
+    return [m for m in data.models if wide[m].notna().any() and m in data.prices]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from aigw_lab.policy.calibrate import calibrate
+    from aigw_lab.policy.learned import Decision, train_router
+    from aigw_lab.policy.learned.features import make_embedder
+    from aigw_lab.policy.policyfile import save_policy
+
+    if args.router not in ROUTERS:
+        raise ConfigError(
+            f"unknown router {args.router!r}", hint=f"use one of {', '.join(ROUTERS)}"
+        )
+    data = load_data(args.data, args.data_dir)
+    models = _candidates(data)
+    if len(models) == 2:
+        means = data.wide_scores()[models].mean()
+        strong, weak = str(means.idxmax()), str(means.idxmin())
+        roles = {"strong": strong, "weak": weak}
+    else:
+        strong = weak = None
+        roles = {}
+    targets = _parse_targets(args.targets, models, roles)
+    two_model = strong is not None
+    if not two_model and (args.strong_share is not None or args.threshold is not None):
+        raise ConfigError(
+            f"{args.data} has {len(models)} models: --strong-share/--threshold need two",
+            hint="use --lambda, --budget or --quality-floor",
+        )
+    if two_model and args.lam is not None:
+        raise ConfigError("--lambda is for many-model routing", hint="use --threshold")
+    train, cal, test = split_three(data, args.test_fraction, args.calibration_fraction, args.seed)
+    embedder = make_embedder(args.embedder)
+    router = train_router(
+        train,
+        args.router,
+        name=args.name or f"{args.data.replace('/', '-')}-{args.router}",
+        targets=targets,
+        models=models,
+        strong=strong,
+        weak=weak,
+        embedder=embedder,
+        cache_dir=args.cache_dir,
+    )
+    router.train_info.update(
+        data=args.data,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        calibration_fraction=args.calibration_fraction,
+    )
+    X_cal, X_test = (
+        router.embed([i.prompt for i in d.items], cache_dir=args.cache_dir) for d in (cal, test)
+    )
+    calibration = None
+    if args.threshold is not None or args.lam is not None:
+        mode = "threshold" if args.threshold is not None else "lambda"
+        router = router.with_decision(
+            Decision(mode, args.threshold if mode == "threshold" else args.lam)
+        )
+    else:
+        if two_model and args.budget is None and args.quality_floor is None:
+            share = 0.5 if args.strong_share is None else args.strong_share
+            goal: dict[str, float] = {"strong_share": share}
+        elif args.budget is not None:
+            goal = {"budget": args.budget}
+        elif args.quality_floor is not None:
+            goal = {"quality_floor": args.quality_floor}
+        else:
+            raise ConfigError(
+                f"{args.data} has {len(models)} models: say how to trade cost for quality",
+                hint="pass --lambda L, --budget USD_PER_QUERY or --quality-floor Q",
+            )
+        calibration = calibrate(
+            router,
+            cal,
+            held_out=test,
+            calibration_embeddings=X_cal,
+            held_out_embeddings=X_test,
+            n_boot=min(args.n_boot, 500),
+            seed=args.seed,
+            **goal,
+        )
+        router = router.with_decision(calibration.decision)
+    report = _evaluate(router, test, X_test, args.n_boot)
+    evaluation = {"split": "test", "items": len(test), **report}
+    if calibration is not None:
+        evaluation["calibration"] = {
+            "target": calibration.target,
+            "value_interval": list(calibration.value_interval),
+            "achieved_on_test": {k: _ci_dict(v) for k, v in calibration.achieved.items()},
+        }
+    path = save_policy(router, args.out, evaluation=evaluation)
+    print(
+        f"wrote {path} ({router.model.router} on {len(train)} training items, decision "
+        f"{router.decision.to_spec()})"
+    )
+    _print_report(report, calibration)
+    return 0
+
+
+def _ci_dict(ci: Any) -> dict[str, float]:
+    return {"value": ci.value, "low": ci.low, "high": ci.high}
+
+
+def _evaluate(router: LearnedRouter, test: RecordedDataset, X: Any, n_boot: int) -> dict[str, Any]:
+    from aigw_lab.policy.evaluate.offline import TwoModelResult, evaluate_router
+
+    result = evaluate_router(router, test, embeddings=X, n_boot=n_boot)
+    if isinstance(result, TwoModelResult):
+        return {
+            "apgr": _ci_dict(result.apgr),
+            "cpt50": _ci_dict(result.cpt50),
+            "cpt80": _ci_dict(result.cpt80),
+            "aiq": result.aiq,
+            "strong_quality": result.strong_quality,
+            "weak_quality": result.weak_quality,
+        }
+    best = max(result.singles, key=lambda p: p.quality)
+    return {
+        "aiq": _ci_dict(result.aiq),
+        "zero_router_aiq": _ci_dict(result.zero_router_aiq),
+        "best_single": {"model": best.label, "quality": best.quality, "cost": best.cost},
+        "oracle": {"quality": result.oracle.quality, "cost": result.oracle.cost}
+        if result.oracle
+        else None,
+    }
+
+
+def _fmt(ci: dict[str, float], percent: bool = False) -> str:
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    return (
+        f"{ci['value'] * scale:.3f}{unit} [{ci['low'] * scale:.3f}{unit}, "
+        f"{ci['high'] * scale:.3f}{unit}]"
+    )
+
+
+def _print_report(report: dict[str, Any], calibration: Any = None) -> None:
+    if "apgr" in report:
+        print(f"APGR      {_fmt(report['apgr'])}")
+        print(f"CPT(50%)  {_fmt(report['cpt50'], percent=True)} strong calls")
+        print(f"CPT(80%)  {_fmt(report['cpt80'], percent=True)} strong calls")
+        if report.get("aiq") is not None:
+            print(f"AIQ       {report['aiq']:.4f}")
+    else:
+        print(f"AIQ              {_fmt(report['aiq'])}")
+        print(f"zero router AIQ  {_fmt(report['zero_router_aiq'])}")
+    if calibration is not None:
+        for key, ci in calibration.achieved.items():
+            print(f"{key:<13} {ci} on held-out ({calibration.target})")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from aigw_lab.policy.learned import LearnedRouter
+    from aigw_lab.policy.learned.features import make_embedder
+    from aigw_lab.policy.policyfile import load_policy
+
+    router = load_policy(args.policy)
+    if not isinstance(router, LearnedRouter):
+        raise ConfigError(
+            f"{args.policy} holds a {router.kind!r} policy; only learned policies are scored "
+            "offline here",
+            hint="pass a policy file written by `aigw-lab policy train`",
+        )
+    info = router.train_info
+    name = args.data or info.get("data")
+    if not name:
+        raise ConfigError(
+            f"{args.policy} does not say which data it was trained on", hint="pass --data"
+        )
+    if args.embedder:
+        router.embedder = make_embedder(args.embedder)
+    data = load_data(name, args.data_dir)
+    _, _, test = split_three(
+        data,
+        float(info.get("test_fraction", 0.2)),
+        float(info.get("calibration_fraction", 0.2)),
+        int(info.get("seed", 0)),
+    )
+    X = router.embed([i.prompt for i in test.items], cache_dir=args.cache_dir)
+    print(
+        f"{router.name}: {router.model.router}, decision {router.decision.to_spec()}, "
+        f"{len(test)} held-out items of {name}"
+    )
+    _print_report(_evaluate(router, test, X, args.n_boot))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from aigw_lab.policy.policyfile import read_policy_document
+
+    try:
+        from aigw_lab.policy.export import export
+    except ImportError as exc:  # the exporters ship separately from the learned routers
+        raise ConfigError(f"the policy exporters are not available: {exc}") from exc
+    document = read_policy_document(args.policy)
+    spec = document["policy"]
+    options: dict[str, Any] = {}
+    if args.map:
+        options["address_map"] = _parse_map(args.map)
+    if args.config is not None:
+        from aigw_lab.config import load_config
+
+        options["providers"] = load_config(args.config).providers
+    if spec.get("kind") == "learned" and not args.no_evaluation:
+        # A gateway config cannot run a learned router: the exporter approximates it, and
+        # measures what the approximation loses on the held-out items.
+        options["evaluation"] = _held_out_evaluation(args)
+    result = export(spec, args.to, **options)
+    path = result.write(args.out)
+    print(f"wrote {path} ({args.to})")
+    for line in result.report.summary_lines():
+        print(f"  {line}")
+    return 0
+
+
+def _parse_map(text: str) -> dict[str, str]:
+    mapping = {}
+    for part in text.split(","):
+        source, sep, production = part.partition("=")
+        if not sep or "/" not in production:
+            raise ConfigError(
+                f"--map entry {part!r} is invalid",
+                hint="write ADDR=PROVIDER/MODEL, for example "
+                "rec/gpt-4-1106-preview=openai/gpt-4-1106-preview",
+            )
+        mapping[source.strip()] = production.strip()
+    return mapping
+
+
+def _held_out_evaluation(args: argparse.Namespace) -> Any:
+    """The exporters' `Evaluation` of a learned policy: its decisions and the recorded
+    outcomes of every target on the policy's held-out items."""
+    import pandas as pd
+
+    from aigw_lab.policy.evaluate.offline import recorded_arrays
+    from aigw_lab.policy.export import Evaluation
+    from aigw_lab.policy.learned import LearnedRouter
+    from aigw_lab.policy.policyfile import load_policy
+
+    router = load_policy(args.policy)
+    assert isinstance(router, LearnedRouter)
+    info = router.train_info
+    data = load_data(str(info.get("data") or args.data), args.data_dir)
+    _, _, test = split_three(
+        data,
+        float(info.get("test_fraction", 0.2)),
+        float(info.get("calibration_fraction", 0.2)),
+        int(info.get("seed", 0)),
+    )
+    models = list(info["models"])
+    quality, cost = recorded_arrays(test, models)
+    prompts = [i.prompt for i in test.items]
+    choice = router.choose_from(router.embed(prompts, cache_dir=args.cache_dir), prompts)
+    targets = router.targets()
+    category = [i.category or "" for i in test.items]
+    rows = [
+        {
+            "item_id": item_id,
+            "category": category[n],
+            "model": targets[j],
+            "score": quality[n, j],
+            "cost_usd": cost[n, j],
+        }
+        for n, item_id in enumerate(test.ids)
+        for j in range(len(targets))
+    ]
+    decisions = {item_id: targets[int(choice[n])] for n, item_id in enumerate(test.ids)}
+    return Evaluation(pd.DataFrame(rows), decisions)

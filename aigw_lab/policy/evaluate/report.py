@@ -1,0 +1,324 @@
+"""Regenerate the "Results on real data" tables of docs/routing.md from an actual run.
+
+    python -m aigw_lab.policy.evaluate.report                 # print the Markdown
+    python -m aigw_lab.policy.evaluate.report --write docs/routing.md
+
+What it runs, on the shared data folder (RouteLLM's decontaminated GPT-4 vs Mixtral
+recordings, arena-bench v1, AlpacaEval 2):
+
+1. The label-only anchors: each benchmark's strong, weak and oracle quality, the oracle's
+   APGR (RouteLLM's 11-point optimal curve) and the random router's APGR (with CI).
+2. The learned routers on all items by k-fold cross-fitting (each item scored by a router
+   that never saw it), MiniLM embeddings: APGR, CPT(50%), CPT(80%) with bootstrap CIs,
+   beside RouteLLM's published numbers.
+3. Many-model routing (arena-bench v1, AlpacaEval 2): AIQ of each router's lambda sweep
+   against the zero router and the oracle.
+
+Embeddings are cached (``--cache-dir``), so a re-run costs seconds after the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aigw_lab.policy.evaluate.metrics import (
+    MetricCI,
+    apgr,
+    bootstrap_metric,
+    cost_at_quality,
+    oracle_curve,
+    random_scores,
+    threshold_sweep,
+)
+from aigw_lab.policy.evaluate.offline import (
+    evaluate_cost_quality,
+    evaluate_two_model,
+    out_of_fold,
+    recorded_arrays,
+)
+
+__all__ = ["PUBLISHED", "Anchor", "anchor", "main", "render", "replace_section"]
+
+SECTION = "## Results on real data"
+STRONG, WEAK = "gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1"
+ROUTERS = ("knn", "sw_ranking", "classifier", "regressor")
+#: RouteLLM's published APGR (Ong et al. 2024, tables 1-3, decontaminated, GPT-4 vs
+#: Mixtral; routers trained on Chatbot Arena preferences + augmentation).
+PUBLISHED = {
+    "mmlu": "best 0.603",
+    "gsm8k": "best 0.622",
+    "mt_bench": "mf 0.802",
+}
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{100 * x:.1f}%"
+
+
+def _ci_pct(ci) -> str:  # noqa: ANN001 - a MetricCI
+    return f"{_pct(ci.value)} [{_pct(ci.low)}, {_pct(ci.high)}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """The label-only anchors of one RouteLLM benchmark."""
+
+    benchmark: str
+    n: int
+    weak: float
+    strong: float
+    oracle: float
+    oracle_apgr: float
+    random_apgr: MetricCI
+    random_apgr_mean: float
+
+
+def anchor(benchmark: str, *, n_boot: int = 1000, seed: int = 0, seeds: int = 100) -> Anchor:
+    """Weak, strong and oracle quality, the oracle's APGR and the random router's APGR
+    (bootstrap CI for ``seed``, and the mean over ``seeds`` random routers) on a RouteLLM
+    benchmark, decontaminated. Uses the labels only: no embedding."""
+    from aigw_lab.datasets.recorded_sources import load_routellm
+
+    data = load_routellm(benchmark)  # type: ignore[arg-type]
+    quality, _ = recorded_arrays(data, [STRONG, WEAK])
+    strong, weak = quality[:, 0], quality[:, 1]
+    scores = random_scores(len(strong), seed=seed)
+
+    def random_apgr(idx: np.ndarray) -> float:
+        s, w = strong[idx], weak[idx]
+        return apgr(threshold_sweep(scores[idx], s, w), w.mean(), s.mean())
+
+    many = [
+        apgr(
+            threshold_sweep(random_scores(len(strong), seed=k), strong, weak),
+            weak.mean(),
+            strong.mean(),
+        )
+        for k in range(seeds)
+    ]
+    return Anchor(
+        benchmark,
+        len(data),
+        float(weak.mean()),
+        float(strong.mean()),
+        float(np.maximum(strong, weak).mean()),
+        apgr(oracle_curve(strong, weak), weak.mean(), strong.mean()),
+        bootstrap_metric(random_apgr, len(strong), n_boot=n_boot, seed=seed),
+        float(np.mean(many)),
+    )
+
+
+def anchor_rows(n_boot: int, seed: int = 0) -> list[str]:
+    """Markdown rows: benchmark, n, weak, strong, oracle quality, oracle APGR, random APGR."""
+    rows = []
+    for benchmark in ("mmlu", "gsm8k", "mt_bench"):
+        a = anchor(benchmark, n_boot=n_boot, seed=seed)
+        percent = benchmark != "mt_bench"
+        fmt = (lambda v: f"{100 * v:.2f}%") if percent else (lambda v: f"{v:.2f}")
+        rows.append(
+            f"| {benchmark} | {a.n} | {fmt(a.weak)} | {fmt(a.strong)} | {fmt(a.oracle)} | "
+            f"{a.oracle_apgr:.3f} | {a.random_apgr} | {a.random_apgr_mean:.3f} |"
+        )
+    return rows
+
+
+def learned_rows(
+    embedder_name: str | None, cache_dir: str | None, folds: int, n_boot: int
+) -> list[str]:
+    """Markdown rows: benchmark, router, APGR, CPT(50%), CPT(80%), published."""
+    from aigw_lab.datasets.recorded_sources import load_routellm
+
+    rows = []
+    for benchmark in ("mmlu", "gsm8k", "mt_bench"):
+        data = load_routellm(benchmark)
+        X = _embeddings(data, embedder_name, cache_dir)
+        quality, cost = recorded_arrays(data, [STRONG, WEAK])
+        for router in ROUTERS:
+            oof = out_of_fold(
+                data, router, X, folds=folds, models=[STRONG, WEAK], strong=STRONG, weak=WEAK
+            )
+            assert oof.strong_score is not None
+            result = evaluate_two_model(
+                oof.strong_score,
+                quality[:, 0],
+                quality[:, 1],
+                strong_cost=cost[:, 0],
+                weak_cost=cost[:, 1],
+                n_boot=n_boot,
+            )
+            rows.append(
+                f"| {benchmark} | {router} | {result.apgr} | {_ci_pct(result.cpt50)} | "
+                f"{_ci_pct(result.cpt80)} | {PUBLISHED[benchmark]} |"
+            )
+        print(f"  learned routers on {benchmark}: done", file=sys.stderr)
+    return rows
+
+
+def multi_model_rows(
+    embedder_name: str | None, cache_dir: str | None, folds: int, n_boot: int
+) -> list[str]:
+    """Markdown rows: dataset, models, n, router, AIQ, zero router AIQ, best single model,
+    oracle, the router's best quality and its cost."""
+    from aigw_lab.datasets.recorded_sources import load_alpaca_eval, load_arena_bench
+
+    rows = []
+    for data in (load_arena_bench(), load_alpaca_eval(include_reference=False)):
+        models = [m for m in data.models if m in data.prices]  # only priced models
+        quality, _ = recorded_arrays(data, models)
+        complete = [i for i, ok in zip(data.ids, ~np.isnan(quality).any(axis=1), strict=True) if ok]
+        data = data.subset(complete)  # items every candidate has a label for
+        quality, cost = recorded_arrays(data, models)
+        X = _embeddings(data, embedder_name, cache_dir)
+        for router in ROUTERS:
+            oof = out_of_fold(data, router, X, folds=folds, models=models)
+            result = evaluate_cost_quality(
+                oof.quality, oof.expected_cost, quality, cost, models, n_boot=n_boot
+            )
+            best_single = max(result.singles, key=lambda p: p.quality)
+            top = max(result.points, key=lambda p: (p.quality, -p.cost))
+            oracle = result.oracle
+            assert oracle is not None
+            # The cost at which the router's hull matches the best single model's quality.
+            match = cost_at_quality(result.hull, best_single.quality)
+            ratio = "never" if match != match else f"{match / best_single.cost:.2f}x"
+            rows.append(
+                f"| {data.name} | {len(models)} | {len(data)} | {router} | {result.aiq} | "
+                f"{result.zero_router_aiq} | {best_single.label} {best_single.quality:.3f} "
+                f"(${1000 * best_single.cost:.2f}/1k) | {oracle.quality:.3f} "
+                f"(${1000 * oracle.cost:.2f}/1k) | {top.quality:.3f} (${1000 * top.cost:.2f}/1k) "
+                f"| {ratio} |"
+            )
+        print(f"  multi-model routers on {data.name}: done", file=sys.stderr)
+    return rows
+
+
+def _embeddings(data, embedder_name: str | None, cache_dir: str | None) -> np.ndarray:  # noqa: ANN001
+    from aigw_lab.policy.learned.features import embed_prompts, make_embedder
+
+    embedder = make_embedder(embedder_name)
+    return embed_prompts(
+        [item.prompt for item in data.items], embedder, cache_dir=cache_dir, label=data.name
+    )
+
+
+def render(
+    *,
+    embedder: str | None = None,
+    cache_dir: str | None = None,
+    folds: int = 5,
+    n_boot: int = 1000,
+) -> str:
+    """The whole "Results on real data" section as Markdown."""
+    anchors = anchor_rows(n_boot)
+    learned = learned_rows(embedder, cache_dir, folds, n_boot)
+    multi = multi_model_rows(embedder, cache_dir, folds, n_boot)
+    name = embedder or "all-MiniLM-L6-v2"
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            "Generated by `python -m aigw_lab.policy.evaluate.report --write docs/routing.md` "
+            f"({folds}-fold cross-fitting, {name} embeddings, {n_boot} bootstrap resamples, "
+            "95% percentile intervals over items). Shared data: RouteLLM's GPT-4 "
+            "(`gpt-4-1106-preview`) vs Mixtral-8x7B recordings, decontaminated as RouteLLM does.",
+            "",
+            "### Anchors (labels only)",
+            "",
+            "| benchmark | items | weak | strong | oracle | oracle APGR | random APGR (seed 0, CI) "
+            "| random APGR (mean of 100 seeds) |",
+            "|---|---|---|---|---|---|---|---|",
+            *anchors,
+            "",
+            "Published: oracle APGR 1.29 (MMLU) and 1.13 (GSM8K); random about 0.5. The oracle "
+            "curve is RouteLLM's optimal router at 0, 10, ..., 100 % strong calls.",
+            "",
+            "### Learned routers, two models (GPT-4 vs Mixtral)",
+            "",
+            "| benchmark | router | APGR [95% CI] | CPT(50%) | CPT(80%) "
+            "| RouteLLM published APGR |",
+            "|---|---|---|---|---|---|",
+            *learned,
+            "",
+            "**Not the same protocol as RouteLLM.** RouteLLM trained its routers on Chatbot Arena "
+            "preference data (plus GPT-4-judged and MMLU-validation augmentation) and evaluated "
+            "on all of each benchmark. We have no Arena preference data here, so each router is "
+            f"trained on the benchmark itself, {folds}-fold: every item is scored by a router "
+            "trained on the other folds only (in-domain training, which helps; a small MT-Bench "
+            "of 72 items, which hurts). The published numbers are beside ours for scale, not as "
+            "a like-for-like comparison.",
+            "",
+            "### Many models: AIQ against the zero router and the oracle",
+            "",
+            "| dataset | models | items | router | AIQ [95% CI] | zero router AIQ | best single "
+            "model | oracle | router's best point | cost to match the best model |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *multi,
+            "",
+            "AIQ is RouterBench's: the area under the non-decreasing convex hull of the router's "
+            "(cost, quality) points over a lambda sweep, divided by the cost range (cheapest to "
+            "costliest single model). Quality is the judge grade (1-10) on arena-bench and the "
+            "win probability against GPT-4-turbo on AlpacaEval 2. Costs are estimated tokens "
+            "times list prices. Arena-bench: palm-2-chat-bison has no price and is left out (14 "
+            "models), and items where any model's grade failed to parse are dropped; AlpacaEval: "
+            'the 8 judged models (the reference model has no label). "Cost to match" is the '
+            "cost at which the router's hull first reaches the best single model's quality, as "
+            "a multiple of that model's cost (below 1x: the router saves money at equal "
+            "quality).",
+            "",
+            "Reading these results: on MMLU and GSM8K every learned router recovers well over "
+            "half the GPT-4/Mixtral gap (random: 0.5), in line with or above RouteLLM's best "
+            "published routers, but ours were trained in-domain. On MT-Bench (72 prompts, "
+            "about 58 to train on per fold) the intervals are wide and below RouteLLM's "
+            "0.802. With many models, the learned routers' AIQ stays within the zero router's "
+            "interval: the oracle shows large headroom (on arena-bench a higher grade than "
+            "GPT-4-turbo at well under half its cost), which prompt embeddings trained on a "
+            "few hundred prompts do not capture; on AlpacaEval 2 one cheap model "
+            "(FuseChat-Llama-3.1-8B, favoured by the length-biased judge) is also the best, "
+            "so routing has little to gain.",
+            "",
+            "Hyperparameters were fixed before any run and never tuned on these results (kNN "
+            "k=40, SW ranking gamma=10, logistic C=1, ridge alpha=1). The intervals cover the "
+            "sampling of test items, not the variation from retraining on other folds.",
+            "",
+        ]
+    )
+
+
+def replace_section(document: str, section: str) -> str:
+    """``document`` with its "Results on real data" section replaced by ``section`` (or
+    ``section`` appended when absent); other sections are left as they are."""
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(document):
+        return pattern.sub(lambda _: section + "\n", document, count=1)
+    return document.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aigw_lab.policy.evaluate.report")
+    parser.add_argument("--write", metavar="MARKDOWN", help="replace the section in this file")
+    parser.add_argument("--embedder", default=None, help="embedding model (default MiniLM)")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache folder")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    args = parser.parse_args(argv)
+    section = render(
+        embedder=args.embedder, cache_dir=args.cache_dir, folds=args.folds, n_boot=args.n_boot
+    )
+    if args.write:
+        path = Path(args.write)
+        text = path.read_text(encoding="utf-8") if path.exists() else "# Routing\n"
+        path.write_text(replace_section(text, section), encoding="utf-8")
+    else:
+        print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
