@@ -18,7 +18,16 @@ from aigw_lab.errors import AigwError
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "simulate", "health", "loadtest", "run", "report")
+SUBCOMMANDS: tuple[str, ...] = (
+    "demo",
+    "simulate",
+    "health",
+    "loadtest",
+    "run",
+    "report",
+    "serve",
+    "policy",
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

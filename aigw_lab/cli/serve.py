@@ -1,0 +1,158 @@
+"""``aigw-lab serve``: run the gateway as an HTTP server with OpenAI- and Anthropic-compatible
+endpoints, authenticating clients by the gateway keys of the config's ``[server]`` table.
+
+Without ``--config`` it serves the simulated fleet (and says so). Without keys it refuses to
+start unless ``--no-auth`` is given. SIGTERM or Ctrl-C shut it down gracefully: requests in
+flight finish and the call log is flushed. See docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["register", "run", "DEFAULT_PORT", "DEFAULT_DB"]
+
+#: Port of ``aigw-lab serve`` unless the config or --port says otherwise (``simulate``
+#: uses 8787).
+DEFAULT_PORT = 8788
+#: The call log of a server started without --db and without a config that names one.
+DEFAULT_DB = "aigw-serve.duckdb"
+
+_LOOPBACK = frozenset(("127.0.0.1", "::1", "localhost"))
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port from 0 to 65535")
+    return value
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the gateway as an HTTP server (OpenAI- and Anthropic-compatible)",
+        description="Serve the gateway over HTTP: POST /v1/chat/completions (OpenAI), "
+        "POST /v1/messages (Anthropic), GET /v1/models. Clients authenticate with the "
+        "gateway keys of the config's [server] table; every call is logged. See "
+        "docs/serving.md.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="GATEWAY.toml",
+        help="gateway config file (default: the simulated fleet, no real provider)",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help=f"the DuckDB call log (default: the config's [gateway] db, else {DEFAULT_DB})",
+    )
+    parser.add_argument(
+        "--host", help="address to listen on (default: the config's, else 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        help=f"port to listen on; 0 takes a free one (default: the config's, else {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept every client without a key (only for local experiments)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the gateway, serve until SIGTERM/Ctrl-C; returns the process exit code. A
+    `ConfigError` propagates to the CLI's main, which prints it as one line (exit 2)."""
+    from aigw_lab.config import load_config
+    from aigw_lab.errors import ConfigError
+    from aigw_lab.gateway.gateway import Gateway
+    from aigw_lab.server import GatewayApp, KeyRing, serve
+
+    config = load_config(args.config) if args.config else None
+    settings = config.server if config is not None else None
+    keys: KeyRing | None = None
+    if not args.no_auth:
+        if settings is None or not settings.keys:
+            raise ConfigError(
+                "no gateway keys are configured, so every client would be let in",
+                hint='add [server] keys = [{ key_env = "AIGW_KEY_TEAM_A", name = "team-a" }] '
+                "to the config (see docs/serving.md), or pass --no-auth for local use",
+            )
+        keys = KeyRing.from_specs(settings.keys, os.environ)
+    host = args.host or (settings.host if settings and settings.host else "127.0.0.1")
+    port = args.port if args.port is not None else (
+        settings.port if settings and settings.port is not None else DEFAULT_PORT
+    )  # fmt: skip
+
+    if config is None:
+        gateway = Gateway.simulated_fleet(log=args.db or DEFAULT_DB)
+    elif args.db or (config.log and config.db is None):
+        # A server's log must outlive it: never the in-memory default.
+        gateway = Gateway.from_config(args.config, log=args.db or DEFAULT_DB)
+    else:
+        gateway = Gateway.from_config(args.config)  # the config's db, or no log at all
+    app = GatewayApp(gateway, keys, close_gateway=True)
+
+    def announce(root: str) -> None:
+        print(_banner(gateway, config is None, root, keys, host), flush=True)
+
+    try:
+        serve(app, host, port, on_listening=announce, log_level=args.log_level)
+    finally:
+        gateway.close()  # already closed by a graceful shutdown; this covers the rest
+    print("aigw-lab serve: stopped; call log flushed", file=sys.stderr, flush=True)
+    return 0
+
+
+def _banner(gateway: Any, simulated: bool, root: str, keys: Any, host: str) -> str:
+    log = gateway.log
+    lines = []
+    if simulated:
+        lines.append(
+            "aigw-lab gateway over the SIMULATED fleet -- every model and answer is simulated "
+            "(pass --config for real providers)"
+        )
+    else:
+        lines.append("aigw-lab gateway")
+    from aigw_lab.server.app import served_models
+
+    models = [model for model, _ in served_models(gateway)]
+    lines += [
+        f"  listening on {root}",
+        f"  OpenAI Chat Completions  POST {root}/v1/chat/completions",
+        f"  Anthropic Messages       POST {root}/v1/messages",
+        f"  Model list               GET  {root}/v1/models",
+        f"  models: {', '.join(models) or '(any the providers accept)'}",
+        f"  call log: {getattr(log, 'path', None) or 'off'}",
+    ]
+    if keys is None:
+        lines.append("  authentication: OFF (--no-auth): any client may call")
+        if host not in _LOOPBACK:
+            lines.append(f"  WARNING: listening on {host} without authentication")
+    else:
+        lines.append(f"  gateway keys: {', '.join(keys.names)}")
+    lines += [
+        "",
+        f'  openai.OpenAI(base_url="{root}/v1", api_key="<gateway key>")',
+        f'  anthropic.Anthropic(base_url="{root}", api_key="<gateway key>")',
+        "",
+        "  Ctrl-C or SIGTERM stops it.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,355 @@
+"""The HTTP gateway as a plain ASGI application: `GatewayApp`.
+
+Routes (see docs/serving.md):
+
+- ``POST /v1/chat/completions``: OpenAI Chat Completions, JSON or SSE;
+- ``POST /v1/messages``: Anthropic Messages, JSON or SSE;
+- ``GET /v1/models``: every model address and policy name, in OpenAI's list shape (in
+  Anthropic's when the request has an ``anthropic-version`` header);
+- ``GET /health``: ``{"status": "ok"}``, without authentication, for load balancers.
+
+The request's ``model`` is passed to the `Gateway` unchanged: a ``provider/model`` address or
+a routing policy's name; the gateway applies its caches, limits, fallbacks and policies and
+logs the call with the calling key's tenant and user.
+
+A streamed answer waits for its first text (or its end) before sending the response
+headers, so a call refused before any text (a rate limit, a budget, an unknown model, an
+upstream error after every fallback) still gets its proper HTTP status; an error after the
+first text is an error event in the stream's own format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import InvalidRequestError
+from aigw_lab.server import anthropic_api, openai_api
+from aigw_lab.server.auth import ClientIdentity, KeyRing, presented_key
+from aigw_lab.server.errors import (
+    HttpError,
+    anthropic_error,
+    error_headers,
+    http_error,
+    openai_error,
+)
+from aigw_lab.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from aigw_lab.gateway.gateway import Gateway
+
+__all__ = ["GatewayApp", "MAX_BODY_BYTES", "served_models"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: Largest request body accepted (images travel inline as base64).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_JSON_TYPE = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+
+# path -> (method, endpoint)
+_ROUTES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "/v1/chat/completions": ("POST", "openai"),
+        "/chat/completions": ("POST", "openai"),
+        "/v1/messages": ("POST", "anthropic"),
+        "/v1/models": ("GET", "models"),
+        "/models": ("GET", "models"),
+        "/health": ("GET", "health"),
+    }
+)
+
+
+class GatewayApp:
+    """ASGI application serving one `Gateway` over HTTP.
+
+    ``keys``: the gateway keys clients must present; ``None`` turns authentication off (the
+    CLI allows that only with ``--no-auth``). ``close_gateway``: close the gateway (flushing
+    its call log) when the server shuts down.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        keys: KeyRing | None,
+        *,
+        close_gateway: bool = False,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.gateway = gateway
+        self.keys = keys
+        self.close_gateway = close_gateway
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].rstrip("/") or "/"
+        headers = dict(scope["headers"])
+        # Errors answer in the caller's format: Anthropic's for its endpoint and for any
+        # request from an Anthropic client (which sends anthropic-version), else OpenAI's.
+        anthropic_client = b"anthropic-version" in headers
+        api = "anthropic" if anthropic_client or path.startswith("/v1/messages") else "openai"
+        route = _ROUTES.get(path)
+        if route is None:
+            error = HttpError("not_found", f"no endpoint at {path}; see docs/serving.md")
+            await _send_error(send, api, error)
+            return
+        method, endpoint = route
+        if scope["method"] != method:
+            message = f"{scope['method']} is not allowed on {path}; use {method}"
+            allow = [(b"allow", method.encode())]
+            await _send_error(send, api, HttpError("method_not_allowed", message), allow)
+            return
+        if endpoint == "health":
+            await _send_json(send, 200, {"status": "ok"})
+            return
+        identity = self._authenticate(headers)
+        if isinstance(identity, HttpError):
+            await _send_error(send, api, identity)
+            return
+        if endpoint == "models":
+            await self._models(send, anthropic_shape=anthropic_client)
+            return
+        body = await _read_body(receive, self.max_body_bytes)
+        if isinstance(body, HttpError):
+            await _send_error(send, api, body)
+            return
+        if body is None:  # the client went away
+            return
+        try:
+            payload = json.loads(body)
+            if not isinstance(payload, dict):
+                raise InvalidRequestError("the request body is not a JSON object")
+            if endpoint == "openai":
+                call: Any = openai_api.parse_chat_request(payload)
+            else:
+                call = anthropic_api.parse_messages_request(payload)
+        except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+            message = f"the request body is not valid JSON: {exc}"
+            await _send_error(send, api, HttpError("invalid_request", message))
+            return
+        except Exception as exc:  # an InvalidRequestError naming the field, mostly
+            await _send_error(send, api, http_error(exc))
+            return
+        request = _for_client(call.request, identity)
+        if call.stream:
+            await self._stream(send, receive, api, request, call)
+        else:
+            await self._complete(send, api, request)
+
+    def _authenticate(self, headers: Mapping[bytes, bytes]) -> ClientIdentity | HttpError | None:
+        if self.keys is None:
+            return None
+        identity = self.keys.identify(presented_key(headers))
+        if identity is None:
+            return HttpError(
+                "authentication",
+                "missing or unknown gateway key: send it as 'Authorization: Bearer KEY' "
+                "or 'x-api-key: KEY' (a key of this gateway's [server] keys, not a "
+                "provider's API key)",
+            )
+        return identity
+
+    async def _models(self, send: Send, *, anthropic_shape: bool) -> None:
+        render = anthropic_api.models_list if anthropic_shape else openai_api.models_list
+        await _send_json(send, 200, render(served_models(self.gateway)))
+
+    async def _complete(self, send: Send, api: str, request: ChatRequest) -> None:
+        try:
+            response = await self.gateway.achat(request)
+        except Exception as exc:
+            await _send_error(send, api, http_error(exc))
+            return
+        if api == "openai":
+            body = openai_api.render_completion(response)
+        else:
+            body = anthropic_api.render_message(response)
+        await _send_json(send, 200, body, _response_headers(response))
+
+    async def _stream(
+        self, send: Send, receive: Receive, api: str, request: ChatRequest, call: Any
+    ) -> None:
+        try:
+            stream = self.gateway.astream(request)
+        except Exception as exc:
+            await _send_error(send, api, http_error(exc))
+            return
+        # A client that hangs up cancels this task, wherever it waits (for the first text
+        # too), so the upstream call stops at once; the gateway logs it as cancelled.
+        hung_up = asyncio.Event()
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, hung_up, task))
+        started = False
+        try:
+            texts = stream.__aiter__()
+            try:
+                first: str | None = await anext(texts)
+            except StopAsyncIteration:
+                first = None
+            except Exception as exc:  # refused or failed before any text: a proper status
+                await _send_error(send, api, http_error(exc))
+                return
+            encoder = self._stream_encoder(api, request, call)
+            headers = list(_SSE_HEADERS)
+            if self.gateway.simulated:
+                headers.append((b"x-aigw-simulated", b"true"))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            started = True
+            try:
+                await _send_chunk(send, encoder.start() + (encoder.text(first) if first else b""))
+                async for text in texts:
+                    await _send_chunk(send, encoder.text(text))
+                response: ChatResponse | None = stream.response
+                if response is not None:
+                    await _send_chunk(send, encoder.end(response))
+            except Exception as exc:  # the status is sent: the error goes in the stream
+                await _send_chunk(send, encoder.error(http_error(exc)))
+        except asyncio.CancelledError:
+            if not hung_up.is_set():
+                raise  # the server is shutting down, not the client leaving
+            if task is not None:
+                task.uncancel()
+        finally:
+            watcher.cancel()
+            await stream.aclose()  # a stream the client abandoned is logged as cancelled
+            if started and not hung_up.is_set():
+                await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    def _stream_encoder(api: str, request: ChatRequest, call: Any) -> Any:
+        if api == "openai":
+            return openai_api.OpenAIChunks(
+                f"chatcmpl-{_stream_id()}", request.model, include_usage=call.include_usage
+            )
+        return anthropic_api.AnthropicEvents(f"msg_{_stream_id()}", request.model)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self.close_gateway:
+                        await self.gateway.aclose()  # flushes and closes the call log
+                except Exception as exc:
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _for_client(request: ChatRequest, identity: ClientIdentity | None) -> ChatRequest:
+    """The request as the calling key's client makes it: the key's tenant (never one the
+    client chose), its fixed user if it has one, and the key's name as tag ``aigw_key``."""
+    if identity is None:
+        return request
+    return replace(
+        request,
+        tenant=identity.tenant,
+        user=identity.user if identity.user is not None else request.user,
+        tags=MappingProxyType({**request.tags, "aigw_key": identity.name}),
+    )
+
+
+def served_models(gateway: Gateway) -> list[tuple[str, str]]:
+    """``(model, owner)`` for every model clients may address: ``provider/model``
+    addresses, and routing policies by their bare name."""
+    from aigw_lab.policy.router import POLICY_PROVIDER
+
+    models = []
+    for provider, names in gateway.list_models().items():
+        for name in names:
+            if provider == POLICY_PROVIDER:
+                models.append((name, "policy"))
+            else:
+                models.append((f"{provider}/{name}", provider))
+    return models
+
+
+def _stream_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _response_headers(response: ChatResponse) -> list[tuple[bytes, bytes]]:
+    """Where the answer came from, for operators: ids to find it in the call log."""
+    headers = [
+        (b"x-aigw-model", f"{response.provider}/{response.model}".encode()),
+        (b"x-aigw-cache", response.cache_status.encode()),
+    ]
+    if response.trace_id:
+        headers.append((b"x-aigw-trace-id", response.trace_id.encode()))
+    if response.call_id:
+        headers.append((b"x-aigw-call-id", response.call_id.encode()))
+    if response.cost_usd is not None:
+        headers.append((b"x-aigw-cost-usd", repr(response.cost_usd).encode()))
+    if response.simulated:
+        headers.append((b"x-aigw-simulated", b"true"))
+    return headers
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | HttpError | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return HttpError("request_too_large", f"the request body is larger than {limit} bytes")
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+async def _watch_disconnect(
+    receive: Receive, hung_up: asyncio.Event, task: asyncio.Task[Any] | None
+) -> None:
+    """Set ``hung_up`` and cancel ``task`` when the client closes the connection."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    hung_up.set()
+    if task is not None:
+        task.cancel()
+
+
+async def _send_json(
+    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    encoded = _JSON.encode(body).encode()
+    all_headers = [_JSON_TYPE, (b"content-length", str(len(encoded)).encode())]
+    all_headers.extend(headers or ())
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+async def _send_error(
+    send: Send, api: str, error: HttpError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    status, body = openai_error(error) if api == "openai" else anthropic_error(error)
+    await _send_json(send, status, body, error_headers(error) + (headers or []))
+
+
+async def _send_chunk(send: Send, chunk: bytes) -> None:
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -1,0 +1,65 @@
+"""Typed reads of request-body fields, each failing with an `InvalidRequestError` that names
+the field: shared by the OpenAI and Anthropic request parsers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aigw_lab.errors import InvalidRequestError
+
+__all__ = ["number", "integer", "string", "boolean", "string_list", "required"]
+
+
+def required(body: Mapping[str, Any], key: str) -> Any:
+    if body.get(key) is None:
+        raise InvalidRequestError(f"{key}: field required", hint=f"add {key!r} to the request")
+    return body[key]
+
+
+def number(body: Mapping[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(f"{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def integer(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"{key}: expected an integer, got {value!r}")
+    return value
+
+
+def string(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def boolean(body: Mapping[str, Any], key: str) -> bool:
+    value = body.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def string_list(body: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    """A string or a list of strings (OpenAI's ``stop``), as a tuple."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InvalidRequestError(f"{key}: expected a string or a list of strings")

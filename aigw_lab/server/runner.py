@@ -1,0 +1,142 @@
+"""Running an ASGI app with uvicorn: in the foreground (`serve`, the CLI) or in a daemon
+thread (`BackgroundServer`, tests and notebooks). Either binds its socket first, so
+``port=0`` takes a free port and the URL is known before the first request."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aigw_lab.errors import ConfigError
+
+__all__ = ["serve", "BackgroundServer", "bind_socket"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a `ConfigError` naming the fix if it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off only on
+    # connections whose socket says it is TCP; without that every answer written in two
+    # parts (headers, body) waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+            hint="pick another port with --port, or stop the process using this one",
+        ) from exc
+    # Listening before the server runs: a client told the URL early waits in the backlog
+    # instead of being refused.
+    sock.listen(2048)
+    return sock
+
+
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[str], object] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (requests in flight
+    finish, the app's lifespan shutdown runs) and return. ``on_listening`` gets the root URL
+    once the port is bound."""
+    import uvicorn
+
+    from aigw_lab.sim_server import root_url
+
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    # uvicorn takes the signals only once it runs; one arriving earlier (right after the
+    # URL is announced) must stop it too, not kill the process or vanish. Its handler also
+    # absorbs the signal uvicorn raises again when it has stopped, so this returns normally.
+    previous = _install_signal_handler(server.handle_exit)
+    try:
+        if on_listening is not None:
+            on_listening(root_url(host, sock.getsockname()[1]))
+        server.run(sockets=[sock])
+    finally:
+        _restore_signal_handlers(previous)
+        sock.close()
+
+
+def _install_signal_handler(handler: Any) -> dict[int, Any]:
+    """Handle SIGINT and SIGTERM with ``handler``; returns the handlers it replaced (none
+    outside the main thread, where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+class BackgroundServer:
+    """An ASGI app served by uvicorn in a daemon thread; ``port=0`` takes a free port.
+    Use as a context manager, or call `start` and `stop`."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        """The root URL, e.g. ``http://127.0.0.1:54321``."""
+        from aigw_lab.sim_server import root_url  # the simulator's, shared
+
+        return root_url(self.host, self._port)
+
+    def start(self, timeout_s: float = 10.0) -> BackgroundServer:
+        """Start serving; returns once the server accepts connections."""
+        import uvicorn
+
+        sock = bind_socket(self.host, self._port)
+        self._socket = sock
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name=f"aigw-server:{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"the server on {self.url} did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        """Shut down gracefully and wait for the thread to end."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
