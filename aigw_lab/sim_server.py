@@ -14,15 +14,13 @@ simulated and marked so (``x-aigw-simulated: true``).
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aigw_lab.errors import ConfigError
 from aigw_lab.providers.sim_wire import SIMULATED_HEADER, WireReply, respond
 from aigw_lab.providers.simulated import SimulatedFleet
+from aigw_lab.server import runner
+from aigw_lab.server.runner import root_url
 
 __all__ = ["SimulatorApp", "BackgroundServer", "serve", "DEFAULT_PORT", "base_urls", "root_url"]
 
@@ -133,16 +131,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def root_url(host: str, port: int) -> str:
-    """The URL clients use for a server listening on ``host:port`` (a wildcard address is
-    reached through the loopback one)."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
@@ -151,32 +139,18 @@ def serve(
     log_level: str = "warning",
     on_listening: Callable[[str], object] | None = None,
 ) -> None:
-    """Run the simulator server in the foreground until interrupted (Ctrl-C).
+    """Run the simulator server in the foreground until interrupted (Ctrl-C, SIGTERM).
 
     ``on_listening`` is called with the server's root URL once its port is bound (``port=0``
     takes a free one), before it starts answering.
     """
-    import uvicorn
-
     app = SimulatorApp(fleet if fleet is not None else SimulatedFleet())
-    sock = _bind(host, port)
-    try:
-        if on_listening is not None:
-            on_listening(root_url(host, sock.getsockname()[1]))
-        config = uvicorn.Config(app, log_level=log_level, access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
+    runner.serve(
+        app, host, port, on_listening=on_listening, log_level=log_level, lifespan="off"
+    )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (TCP_NODELAY-ready); a clear error if taken."""
-    from aigw_lab.server.runner import bind_socket
-
-    return bind_socket(host, port)
-
-
-class BackgroundServer:
+class BackgroundServer(runner.BackgroundServer):
     """The simulator server in a daemon thread, for tests and notebooks.
 
     ``port=0`` takes a free port; `url` tells which. Use as a context manager, or call
@@ -187,58 +161,4 @@ class BackgroundServer:
         self, fleet: SimulatedFleet | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.fleet = fleet if fleet is not None else SimulatedFleet()
-        self.host = host
-        self._port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        """The server's root URL, e.g. ``http://127.0.0.1:54321``."""
-        return root_url(self.host, self._port)
-
-    def start(self, timeout_s: float = 10.0) -> BackgroundServer:
-        """Start serving; returns once the server accepts connections."""
-        import uvicorn
-
-        sock = _bind(self.host, self._port)
-        self._socket = sock
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            SimulatorApp(self.fleet), log_level="warning", access_log=False, lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"aigw-sim-server:{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise ConfigError(
-                    f"the simulator server on {self.url} did not start",
-                    hint="check that the host address is local and the port is free",
-                )
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread to end."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(SimulatorApp(self.fleet), host=host, port=port, lifespan="off")

@@ -38,6 +38,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def root_url(host: str, port: int) -> str:
+    """The URL clients use for a server listening on ``host:port`` (a wildcard address is
+    reached through the loopback one)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def serve(
     app: Any,
     host: str,
@@ -45,16 +55,15 @@ def serve(
     *,
     on_listening: Callable[[str], object] | None = None,
     log_level: str = "warning",
+    lifespan: str = "on",
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (requests in flight
     finish, the app's lifespan shutdown runs) and return. ``on_listening`` gets the root URL
     once the port is bound."""
     import uvicorn
 
-    from aigw_lab.sim_server import root_url
-
     sock = bind_socket(host, port)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     # uvicorn takes the signals only once it runs; one arriving earlier (right after the
     # URL is announced) must stop it too, not kill the process or vanish. Its handler also
@@ -84,12 +93,16 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
 
 class BackgroundServer:
     """An ASGI app served by uvicorn in a daemon thread; ``port=0`` takes a free port.
-    Use as a context manager, or call `start` and `stop`."""
+    Use as a context manager, or call `start` and `stop`. ``lifespan`` is uvicorn's
+    setting ("on" for apps with startup/shutdown hooks, "off" for those without)."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "on"
+    ) -> None:
         self.app = app
         self.host = host
         self._port = port
+        self._lifespan = lifespan
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -97,8 +110,6 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         """The root URL, e.g. ``http://127.0.0.1:54321``."""
-        from aigw_lab.sim_server import root_url  # the simulator's, shared
-
         return root_url(self.host, self._port)
 
     def start(self, timeout_s: float = 10.0) -> BackgroundServer:
@@ -108,7 +119,9 @@ class BackgroundServer:
         sock = bind_socket(self.host, self._port)
         self._socket = sock
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan=self._lifespan
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run,
