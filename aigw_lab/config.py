@@ -217,22 +217,28 @@ def load_config(
 ) -> GatewayConfig:
     """Read and validate a TOML config file."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(
-            f"config file {str(p)!r} does not exist",
-            hint="check the path, or start from the example in docs/config.md",
-        )
-    if p.is_dir():
-        raise ConfigError(f"config path {str(p)!r} is a directory", hint="pass the .toml file")
+    data = read_toml(
+        p, "config", hint="check the path, or start from the example in docs/config.md"
+    )
+    return parse_config(data, base_dir=p.parent, source=str(p), env=env)
+
+
+def read_toml(path: Path, what: str, *, hint: str) -> dict[str, Any]:
+    """The tables of the TOML file at ``path``; a `ConfigError` naming ``what`` the file is
+    (``"config"``, ``"experiment"``) when it is missing, not a file, unreadable or invalid."""
+    if not path.exists():
+        raise ConfigError(f"{what} file {str(path)!r} does not exist", hint=hint)
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a file"
+        raise ConfigError(f"{what} path {str(path)!r} is {kind}", hint="pass the .toml file")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"{p}: not valid TOML: {exc}", hint="fix the syntax at the line and column shown"
+            f"{path}: not valid TOML: {exc}", hint="fix the syntax at the line and column shown"
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from exc
-    return parse_config(data, base_dir=p.parent, source=str(p), env=env)
+        raise ConfigError(f"cannot read {what} file {str(path)!r}: {exc}") from exc
 
 
 def parse_config(

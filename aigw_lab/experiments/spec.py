@@ -33,14 +33,13 @@ See ``docs/experiments.md`` for every key.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.config import _check_keys
+from aigw_lab.config import _check_keys, read_toml
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -184,21 +183,11 @@ def load_spec(path: str | os.PathLike[str], *, max_items: int | None = None) -> 
     """Read and validate an experiment TOML file. ``max_items`` keeps the first N items
     (after the file's categories and sample), for a quick trial run."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(
-            f"experiment file {str(p)!r} does not exist"
-            if not p.exists()
-            else f"experiment path {str(p)!r} is not a file",
-            hint="pass the path of a .toml file; examples/experiment.toml is a starting point",
-        )
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{p}: not valid TOML: {exc}", hint="fix the syntax at the line and column shown"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read experiment file {str(p)!r}: {exc}") from exc
+    data = read_toml(
+        p,
+        "experiment",
+        hint="pass the path of a .toml file; examples/experiment.toml is a starting point",
+    )
     return parse_spec(data, base_dir=p.parent, source=str(p), max_items=max_items)
 
 
