@@ -116,3 +116,62 @@ def test_a_taken_port_is_a_one_line_error(tmp_path: Path, capsys) -> None:
         code = main(["serve", "--no-auth", "--port", str(port), "--db", str(tmp_path / "x.db")])
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in _first_line_error(capsys)
+
+
+def test_a_policy_trained_on_the_command_line_is_served_to_both_sdks(tmp_path: Path) -> None:
+    """The whole path: `aigw-lab policy train` on real recorded outputs, then `aigw-lab serve`
+    loading it through [policies] (a subprocess), called by name from both official SDKs."""
+    import anthropic
+
+    from aigw_lab.datasets.shared import shared_data_dir_or_none
+    from aigw_lab.providers.replay import load_recording
+
+    if shared_data_dir_or_none() is None:
+        pytest.skip("shared data folder absent: set AIGW_LAB_SHARED_DATA to run this test")
+    policy = tmp_path / "policies" / "cheap-or-strong.json"
+    trained = main(
+        [
+            "policy", "train", "--data", "routellm/gsm8k", "--router", "knn",
+            "--name", "cheap-or-strong", "--strong-share", "0.5", "--out", str(policy),
+            "--embedder", "hashing-256-3", "--n-boot", "50",
+            "--cache-dir", str(tmp_path / "cache"),
+        ]
+    )  # fmt: skip
+    assert trained == 0
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        BASE_CONFIG
+        + '\n[providers.rec]\nkind = "replay"\nrecorded = "routellm/gsm8k"\n'
+        + '\n[policies]\ncheap-or-strong = "policies/cheap-or-strong.json"\n'
+    )
+    prompts = [item.prompt for item in load_recording("routellm/gsm8k").dataset.items[:6]]
+    db = tmp_path / "served.duckdb"
+    process, url, _ = _start(
+        ["--config", str(config), "--db", str(db), "--port", "0"], {**os.environ, **ENV}
+    )
+    try:
+        oai = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY_A, max_retries=0)
+        ant = anthropic.Anthropic(base_url=url, api_key=KEY_A, max_retries=0)
+        for prompt in prompts[:3]:
+            answer = oai.chat.completions.create(
+                model="cheap-or-strong", messages=[{"role": "user", "content": prompt}]
+            )
+            assert answer.choices[0].message.content
+        for prompt in prompts[3:]:
+            message = ant.messages.create(
+                model="cheap-or-strong",
+                max_tokens=512,
+                messages=[{"role": "user", "content": prompt}],
+            )
+            assert message.content[0].text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.sql(
+            "SELECT provider_name, request_model, tags_json->>'$.aigw_policy' FROM calls"
+        ).fetchall()
+    assert len(rows) == 6
+    assert {r[0] for r in rows} == {"rec"} and {r[2] for r in rows} == {"cheap-or-strong"}
+    assert {r[1] for r in rows} <= {"gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1"}
