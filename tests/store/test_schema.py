@@ -21,6 +21,9 @@ from aigw_lab.store.schema import (
 RELEASED = [
     (1, "create_calls", "e3252b667aebeeca1f202b36fc31126695dfd9e36ab69c9fd9e50d503ba88a52"),
     (2, "create_calls_ok_view", "d4043ee500ad14eaec98bb46592b69885157663e5e547ed073832d8130cf1266"),
+    (3, "create_scores", "9c3a83617b70e43932f2b325407c22348cd647d5b8b74254fc71d0cc0b754a75"),
+    (4, "create_experiments", "38e915e10ceb844994ec16505e2f7c54d85dc27834f0018f656c73e50ded89ed"),
+    (5, "add_experiment_columns", "856c91844f15aca001d7b9af4be47e832ac016a202c3bdc868588fe9f2723973"),
 ]
 
 
