@@ -1,4 +1,5 @@
-"""Notebook views of the call log and experiments: plotly figures and ipywidgets views.
+"""Notebook views of the call log, experiments and routing thresholds: plotly figures and
+ipywidgets views.
 
 Names are imported lazily, so ``import aigw_lab.notebook`` pulls in neither plotly nor
 pandas. ``cost_over_time`` here is the figure; `aigw_lab.analysis.cost_over_time` is the
@@ -23,6 +24,9 @@ _EXPORTS: dict[str, str] = {
     "ComparisonDashboard": "aigw_lab.notebook.widgets",
     "ExperimentProgressView": "aigw_lab.notebook.widgets",
     "LogExplorer": "aigw_lab.notebook.log_explorer",
+    "threshold_curve": "aigw_lab.notebook.routing",
+    "routing_tradeoff": "aigw_lab.notebook.routing",
+    "ThresholdExplorer": "aigw_lab.notebook.routing",
 }
 
 __all__ = [
@@ -35,6 +39,9 @@ __all__ = [
     "ComparisonDashboard",
     "ExperimentProgressView",
     "LogExplorer",
+    "threshold_curve",
+    "routing_tradeoff",
+    "ThresholdExplorer",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -49,4 +56,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         target_colors,
     )
     from aigw_lab.notebook.log_explorer import LogExplorer
+    from aigw_lab.notebook.routing import ThresholdExplorer, routing_tradeoff, threshold_curve
     from aigw_lab.notebook.widgets import ComparisonDashboard, ExperimentProgressView
