@@ -171,16 +171,17 @@ def errors_by_target(source: LogSource, *, experiment_id: str | None = None) -> 
 def cost_over_time(
     source: LogSource,
     *,
-    freq: Literal["hour", "day"] = "hour",
+    freq: Literal["second", "minute", "hour", "day"] = "hour",
     by: str = "target",
     experiment_id: str | None = None,
 ) -> pd.DataFrame:
-    """Money spent per time bucket (``freq``: ``"hour"`` or ``"day"``, UTC) and per ``by``
+    """Money spent per time bucket (``freq``: ``"second"``, ``"minute"``, ``"hour"`` or
+    ``"day"``, UTC) and per ``by``
     (``"target"``, or any ``calls`` column): ``cost_usd``, ``calls`` (attempts: each one may
     cost) and ``cumulative_cost_usd`` per group. Calls outside an experiment have the target
     ``provider/model``."""
-    if freq not in ("hour", "day"):
-        raise ValueError(f"freq must be 'hour' or 'day', got {freq!r}")
+    if freq not in ("second", "minute", "hour", "day"):
+        raise ValueError(f"freq must be 'second', 'minute', 'hour' or 'day', got {freq!r}")
     if by == "target":
         group = "coalesce(target, provider_name || '/' || request_model)"
     elif by in CALL_COLUMNS:

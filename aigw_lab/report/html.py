@@ -120,7 +120,15 @@ def _build_page(
     )
     errors = analysis.errors_by_target(source, experiment_id=experiment_id)
     span = count["last"].iloc[0] - count["first"].iloc[0]
-    freq = "hour" if span.total_seconds() <= 3 * 86400 else "day"
+    # Buckets fine enough that the curve has points to draw: an experiment of a few minutes
+    # would be one point per target at an hourly grain.
+    seconds = span.total_seconds()
+    freq = (
+        "second" if seconds <= 600
+        else "minute" if seconds <= 6 * 3600
+        else "hour" if seconds <= 3 * 86400
+        else "day"
+    )  # fmt: skip
     spend = analysis.cost_over_time(source, freq=freq, experiment_id=experiment_id)
 
     best = _best_two(summary)

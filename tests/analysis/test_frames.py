@@ -89,6 +89,10 @@ def test_cost_over_time_buckets_sum_to_the_total(synthetic):
         cost_over_time(log, by="nonsense; DROP TABLE calls")
     with pytest.raises(ValueError, match="freq"):
         cost_over_time(log, freq="week")  # type: ignore[arg-type]
+    # Finer buckets for short experiments: as many or more points, the same total.
+    by_minute = cost_over_time(log, freq="minute", experiment_id=experiment.experiment_id)
+    assert (by_minute["bucket"].dt.second == 0).all() and len(by_minute) >= len(hourly)
+    assert by_minute["cost_usd"].sum() == pytest.approx(total)
 
 
 def test_experiments_frame_lists_defined_and_logged_experiments(log):
