@@ -13,6 +13,7 @@ from aigw_lab._lazy import lazy_exports
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
     "dataset_from_log": "aigw_lab.datasets.from_log",
+    "recorded_from_experiment": "aigw_lab.datasets.from_log",
     "Dataset": "aigw_lab.datasets.items",
     "DatasetItem": "aigw_lab.datasets.items",
     "DATASETS_ENV_VAR": "aigw_lab.datasets.bundled",
@@ -52,6 +53,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "dataset_from_log",
+    "recorded_from_experiment",
     "Dataset",
     "DatasetItem",
     "DATASETS_ENV_VAR",
@@ -101,7 +103,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         list_bundled,
         load_bundled,
     )
-    from aigw_lab.datasets.from_log import dataset_from_log
+    from aigw_lab.datasets.from_log import dataset_from_log, recorded_from_experiment
     from aigw_lab.datasets.items import Dataset, DatasetItem
     from aigw_lab.datasets.loaders import (
         MMLU_INSTRUCTION,

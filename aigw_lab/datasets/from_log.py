@@ -25,9 +25,10 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.types import Message
 
 if TYPE_CHECKING:
+    from aigw_lab.datasets.recorded import RecordedDataset
     from aigw_lab.store.calllog import CallLog
 
-__all__ = ["dataset_from_log", "conversation_id"]
+__all__ = ["dataset_from_log", "conversation_id", "recorded_from_experiment"]
 
 _SELECT = (
     'SELECT c.call_id, c.trace_id, c."timestamp", c.provider_name, c.request_model, '
@@ -235,3 +236,62 @@ def _as_utc(value: datetime | str, what: str) -> datetime:
             f"{what} is a {type(value).__name__}", hint="pass a datetime or ISO string"
         )
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def recorded_from_experiment(
+    log: CallLog,
+    experiment_id: str,
+    dataset: Dataset,
+    *,
+    scorer: str,
+    score_scale: tuple[float, float] = (0.0, 1.0),
+) -> RecordedDataset:
+    """An experiment's logged outcomes as a `RecordedDataset`, so routers can be trained
+    and evaluated on your own runs exactly as on the shared recordings.
+
+    Each experiment *target* becomes a "model" of the recording (its label, which is already
+    a gateway address or policy name). Per item and target: the mean score by ``scorer``
+    over repetitions (units without that score, failed ones included, count as missing),
+    the first ok answer as the output, and the mean logged tokens and cost (real usage and
+    prices here, not estimates). ``dataset`` is the experiment's dataset, for the prompts.
+    """
+    from aigw_lab.datasets.recorded import RecordedDataset
+    from aigw_lab.experiments.results import experiment_frame
+
+    frame = experiment_frame(log, experiment_id)
+    column = f"score_{scorer}"
+    if frame.empty:
+        raise ConfigError(
+            f"experiment {experiment_id!r} has no logged units in {log.path}",
+            hint="check the experiment id (aigw_lab.analysis.experiments_frame lists them)",
+        )
+    if column not in frame.columns:
+        known = sorted(c.removeprefix("score_") for c in frame.columns if c.startswith("score_"))
+        raise ConfigError(
+            f"experiment {experiment_id!r} has no scores by {scorer!r}",
+            hint=f"use one of: {', '.join(known) or '(none: the experiment had no scorers)'}",
+        )
+    ok = frame["status"] == "ok"
+    frame = frame.assign(output=frame["response_text"].where(ok))
+    grouped = frame.groupby(["item_id", "target"], sort=False)
+    outcomes = grouped.agg(
+        output=("output", "first"),
+        score=(column, "mean"),
+        input_tokens=("input_tokens", "mean"),
+        output_tokens=("output_tokens", "mean"),
+        cost_usd=("cost_usd", "mean"),
+    ).reset_index()
+    outcomes = outcomes.rename(columns={"target": "model"})
+    for name in ("input_tokens", "output_tokens"):
+        outcomes[name] = outcomes[name].round().astype("Int64")
+    kept = dataset.filter(ids=set(outcomes["item_id"]))
+    return RecordedDataset.from_outputs(
+        kept,
+        outcomes,
+        score_name=scorer,
+        score_scale=score_scale,
+        source=f"experiment {experiment_id} in {log.path}",
+        prices={},
+        models=list(dict.fromkeys(outcomes["model"])),
+        notes="logged usage and cost (not estimates); targets are the recording's models",
+    )

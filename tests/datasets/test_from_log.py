@@ -186,3 +186,44 @@ def test_a_golden_set_from_a_real_gateway(tmp_path):
     assert [(i.prompt, i.reference) for i in golden] == [(gold, liked.text)]
     assert golden.items[0].metadata["call_id"] == liked.call_id
     assert len(empty) == 0
+
+
+def test_an_experiment_becomes_a_recording_that_routers_train_on(tmp_path):
+    """Your own experiment's logged outcomes, as a RecordedDataset: targets become models,
+    scores and logged costs carry over, and a router trained on them routes in a gateway."""
+    import pytest
+
+    from aigw_lab import Gateway
+    from aigw_lab.datasets import bundled_dataset, recorded_from_experiment
+    from aigw_lab.embeddings import HashingEmbedder
+    from aigw_lab.errors import ConfigError
+    from aigw_lab.experiments import Experiment, Target, run_experiment
+    from aigw_lab.policy.learned import train_router
+    from aigw_lab.scorers import build_scorer
+
+    dataset = bundled_dataset().filter(category=["arithmetic", "factual_qa"])
+    targets = ["sim-openai/sim-nano", "sim-openai/sim-large"]
+    with Gateway.simulated_fleet(time_scale=0, log=tmp_path / "x.duckdb") as gw:
+        result = run_experiment(
+            gw,
+            Experiment("to route", dataset, [Target(model=t) for t in targets],
+                       scorers=[build_scorer("auto")], repetitions=2),
+            progress=False,
+        )  # fmt: skip
+        frame = result.frame
+        recorded = recorded_from_experiment(gw.log, result.experiment_id, dataset, scorer="auto")
+        with pytest.raises(ConfigError, match="no scores by 'bleu'"):
+            recorded_from_experiment(gw.log, result.experiment_id, dataset, scorer="bleu")
+    assert set(recorded.models) == set(targets) and len(recorded.dataset) == len(dataset)
+    expected = frame.groupby(["item_id", "target"])[["score_auto", "cost_usd"]].mean()
+    for row in recorded.outcomes.itertuples():
+        assert row.score == pytest.approx(expected.loc[(row.item_id, row.model), "score_auto"])
+        assert row.cost_usd == pytest.approx(expected.loc[(row.item_id, row.model), "cost_usd"])
+    policy = train_router(
+        recorded, "knn", name="nano-or-large", embedder=HashingEmbedder(256),
+        targets={m: m for m in recorded.models}, params={"k": 5},
+    )  # fmt: skip
+    assert {policy.strong, policy.weak} == set(targets)
+    with Gateway.simulated_fleet(time_scale=0, policies=[policy], log=None) as gw:
+        answer = gw.chat("nano-or-large", dataset.items[0].prompt)
+    assert f"{answer.provider}/{answer.model}" in targets
