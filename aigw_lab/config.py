@@ -27,7 +27,6 @@ See ``docs/config.md`` for every key.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import PROVIDER_KINDS, Price, ProviderSpec
 
@@ -250,9 +250,9 @@ def parse_config(
 ) -> GatewayConfig:
     """Validate an already-parsed config mapping (the TOML's tables as dicts)."""
     env = os.environ if env is None else env
-    _check_keys(data, _TOP_KEYS, source)
+    reject_unknown_keys(data, _TOP_KEYS, source)
     gw = _table(data, "gateway", source)
-    _check_keys(gw, _GATEWAY_KEYS, f"{source}: [gateway]")
+    reject_unknown_keys(gw, _GATEWAY_KEYS, f"{source}: [gateway]")
 
     providers_table = _table(data, "providers", source)
     if not providers_table:
@@ -324,7 +324,8 @@ def parse_config(
 
             Budget.from_config(config.budgets)
         if config.semantic_cache is not None:
-            _check_keys(config.semantic_cache, _SEMANTIC_KEYS, f"{source}: [semantic_cache]")
+            where = f"{source}: [semantic_cache]"
+            reject_unknown_keys(config.semantic_cache, _SEMANTIC_KEYS, where)
         if config.rate_limits is not None:
             from aigw_lab.gateway.ratelimit import RateLimiter
 
@@ -340,7 +341,7 @@ def parse_price(value: Any, where: str) -> Price:
         raise ConfigError(
             f"{where} must be a table", hint="input_per_mtok = ..., output_per_mtok = ..."
         )
-    _check_keys(value, _PRICE_KEYS, where)
+    reject_unknown_keys(value, _PRICE_KEYS, where)
     for required in ("input_per_mtok", "output_per_mtok"):
         if required not in value:
             raise ConfigError(f"{where} is missing {required}", hint="prices are USD per 1M tokens")
@@ -386,7 +387,7 @@ def _parse_server(table: Any, source: str) -> ServerSettings:
     where = f"{source}: [server]"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table", hint="write it as [server]")
-    _check_keys(table, _SERVER_KEYS, where)
+    reject_unknown_keys(table, _SERVER_KEYS, where)
     host = table.get("host")
     if host is not None and (not isinstance(host, str) or not host):
         raise ConfigError(f'{where}: host must be an address string, e.g. "127.0.0.1"')
@@ -405,7 +406,7 @@ def _parse_server(table: Any, source: str) -> ServerSettings:
         at = f"{where} keys[{i}]"
         if not isinstance(key, Mapping):
             raise ConfigError(f"{at} must be a table like {{ key_env = ..., name = ... }}")
-        _check_keys(key, _SERVER_KEY_KEYS, at)
+        reject_unknown_keys(key, _SERVER_KEY_KEYS, at)
         for field_name in ("key_env", "name"):
             if not isinstance(key.get(field_name), str) or not key[field_name]:
                 raise ConfigError(
@@ -431,7 +432,8 @@ def _parse_provider(
     where = f"{source}: [providers.{name}]"
     if "/" in name or not name:
         raise ConfigError(f"{where}: provider names cannot contain '/'", hint="rename the table")
-    _check_keys(table, _PROVIDER_KEYS | _SIMULATED_KEYS | _REPLAY_KEYS, where)  # typos first
+    # Typos first: the clearest error.
+    reject_unknown_keys(table, _PROVIDER_KEYS | _SIMULATED_KEYS | _REPLAY_KEYS, where)
     kind = table.get("kind")
     if kind is None:
         raise ConfigError(f"{where} has no kind", hint=f"add kind = one of {list(PROVIDER_KINDS)}")
@@ -550,7 +552,7 @@ def _semantic_index(spec: Any) -> Any:
             f"{where} must be a string or a table, not {type(spec).__name__}",
             hint='write index = "exact", index = "ivf" or index = { kind = "ivf", nprobe = 32 }',
         )
-    _check_keys(settings, _INDEX_KEYS, where)
+    reject_unknown_keys(settings, _INDEX_KEYS, where)
     options = dict(settings)
     kind = options.pop("kind", "exact")
     if kind == "exact":
@@ -573,14 +575,3 @@ def _optional_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[st
         return None
     return MappingProxyType(dict(_table(data, key, where)))
 
-
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"known keys: {', '.join(sorted(allowed))}"
-            )
-            raise ConfigError(f"{where}: unknown key {key!r}", hint=hint)

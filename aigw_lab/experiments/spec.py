@@ -39,7 +39,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.config import _check_keys, read_toml
+from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config import read_toml
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -200,10 +201,10 @@ def parse_spec(
 ) -> ExperimentSpec:
     """Validate an already-parsed experiment mapping (the TOML's tables as dicts)."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    _check_keys(data, _TOP_KEYS, source)
+    reject_unknown_keys(data, _TOP_KEYS, source)
     section = _table(data, "experiment", source, required=True)
     where = f"{source}: [experiment]"
-    _check_keys(section, _EXPERIMENT_KEYS, where)
+    reject_unknown_keys(section, _EXPERIMENT_KEYS, where)
 
     name = _string(section, "name", where, required=True)
     dataset = _dataset(section, base, where)
@@ -244,7 +245,7 @@ def parse_spec(
         target_where = f"{source}: [[targets]] {index + 1}"
         if not isinstance(target, Mapping):
             raise ConfigError(f"{target_where} must be a table", hint="write it as [[targets]]")
-        _check_keys(target, _TARGET_KEYS, target_where)
+        reject_unknown_keys(target, _TARGET_KEYS, target_where)
         _string(target, "model", target_where, required=True)
         _string(target, "name", target_where)
         if "params" in target and not isinstance(target["params"], Mapping):
@@ -343,7 +344,7 @@ def _gateway(
 ) -> tuple[str | None, str | None, dict[str, Any] | None, dict[str, Any]]:
     section = _table(data, "gateway", source)
     where = f"{source}: [gateway]"
-    _check_keys(section, _GATEWAY_KEYS, where)
+    reject_unknown_keys(section, _GATEWAY_KEYS, where)
     db = _string(section, "db", where)
     if db is not None and db != ":memory:" and not os.path.isabs(db):
         db = str(base / db)
@@ -351,7 +352,7 @@ def _gateway(
     if config is not None and not os.path.isabs(config):
         config = str(base / config)
     simulated = dict(_table(section, "simulated", where))
-    _check_keys(simulated, _SIMULATED_KEYS, f"{where} simulated")
+    reject_unknown_keys(simulated, _SIMULATED_KEYS, f"{where} simulated")
     for key in ("time_scale", "timeout"):
         value = simulated.get(key)
         if value is not None and (

@@ -36,6 +36,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import BudgetExceededError, ConfigError
 from aigw_lab.gateway.budget_limits import (  # split out for size
     _CONFIG_KEYS,
@@ -56,7 +57,6 @@ from aigw_lab.gateway.budget_limits import (  # split out for size
     estimate_cost,
     estimate_input_tokens,
 )
-from aigw_lab.gateway.health import check_keys
 from aigw_lab.gateway.middleware import (
     AsyncNext,
     AsyncStreamNext,
@@ -194,7 +194,7 @@ class Budget(Middleware):
         """
         if not isinstance(settings, Mapping):
             raise ConfigError(f"[budgets] must be a table, got {settings!r}")
-        check_keys("budgets", settings, _CONFIG_KEYS)
+        reject_unknown_keys(settings, _CONFIG_KEYS, "[budgets]")
         entries = settings.get("limit", ())
         if isinstance(entries, Mapping) or not isinstance(entries, (list, tuple)):
             raise ConfigError(

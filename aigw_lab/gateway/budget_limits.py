@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import BudgetExceededError, ConfigError
-from aigw_lab.gateway.health import check_keys
 from aigw_lab.tokens import CHARS_PER_TOKEN as TOKENS_CHARS_PER_TOKEN
 from aigw_lab.types import ChatRequest, Usage
 
@@ -129,7 +129,7 @@ class Limit:
                 f"[{where}] must be a table, got {entry!r}",
                 hint='e.g. [[budgets.limit]] scope = "tenant", id = "acme", usd = 50',
             )
-        check_keys(where, entry, _LIMIT_KEYS)
+        reject_unknown_keys(entry, _LIMIT_KEYS, f"[{where}]")
         for key in ("scope", "usd"):
             if key not in entry:
                 raise ConfigError(

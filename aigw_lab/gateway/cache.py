@@ -16,7 +16,6 @@ See docs/caching.md.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import json
 import threading
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache_common import (
     astore_after_stream,
@@ -247,15 +247,7 @@ class ExactCache(Middleware):
         """Build a cache from the keys of a ``[cache]`` config table (see docs/caching.md):
         ``store`` (``"memory"`` or ``"duckdb"``), ``max_bytes`` (memory), ``path`` (duckdb,
         relative to ``base_dir``), ``ttl``, ``model_ttls``, ``coalesce``."""
-        for name in settings:
-            if name not in _CONFIG_KEYS:
-                close = difflib.get_close_matches(name, _CONFIG_KEYS, n=1)
-                raise ConfigError(
-                    f"unknown cache setting {name!r}",
-                    hint=(f"did you mean {close[0]!r}? " if close else "")
-                    + "known settings: "
-                    + ", ".join(_CONFIG_KEYS),
-                )
+        reject_unknown_keys(settings, _CONFIG_KEYS, "[cache]")
         kind = settings.get("store", "memory")
         if kind not in _STORE_KINDS:
             raise ConfigError(f"unknown cache store {kind!r}", hint='use "memory" or "duckdb"')

@@ -21,13 +21,13 @@ injected ``clock`` (monotonic seconds).
 
 from __future__ import annotations
 
-import difflib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import AigwError, ConfigError, QuotaExceededError
 
 __all__ = ["HealthTracker", "CircuitOpenError", "CircuitState", "counts_against_health"]
@@ -140,7 +140,7 @@ class HealthTracker:
     ) -> HealthTracker:
         """Build from a plain mapping of this class's keyword arguments (a ``[health]`` table);
         an unknown key is a `ConfigError` naming it."""
-        check_keys("health", settings, _HEALTH_KEYS)
+        reject_unknown_keys(settings, _HEALTH_KEYS, "[health]")
         return cls(**settings, clock=clock)
 
     def __repr__(self) -> str:
@@ -305,17 +305,3 @@ class HealthTracker:
 
 
 _HEALTH_KEYS = frozenset(("failure_threshold", "failure_rate", "window", "min_calls", "cooldown"))
-
-
-def check_keys(section: str, settings: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Raise a `ConfigError` naming the first key of ``settings`` not in ``known``, with the
-    closest known key as the suggested fix."""
-    known = sorted(known)
-    for key in settings:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            fix = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(
-                f"[{section}] has an unknown key {key!r}",
-                hint=f"{fix}known keys: {', '.join(known)}",
-            )

@@ -38,8 +38,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from itertools import count
 from typing import Any
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import AllAttemptsFailedError, ConfigError, RateLimitedError
-from aigw_lab.gateway.health import check_keys
 from aigw_lab.gateway.middleware import (
     AsyncNext,
     AsyncStreamNext,
@@ -149,7 +149,7 @@ class RateLimiter(Middleware):
         ``default_output_tokens``, ``pause_on_429``, ``max_pause`` and a list of rules under
         ``rule`` (``[[rate_limits.rule]]``). ``injected`` passes ``clock``, ``sleep``,
         ``async_sleep`` and ``estimate`` through."""
-        check_keys("rate_limits", settings, _CONFIG_KEYS)
+        reject_unknown_keys(settings, _CONFIG_KEYS, "[rate_limits]")
         options = dict(settings)
         rules = options.pop("rule", ())
         if isinstance(rules, Mapping):

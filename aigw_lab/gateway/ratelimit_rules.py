@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError
-from aigw_lab.gateway.health import check_keys
 from aigw_lab.gateway.middleware import (
     CallContext,
 )
@@ -113,7 +113,7 @@ class RateLimitRule:
                 f"[{section}] must be a table, got {settings!r}",
                 hint='e.g. {key = ["tenant"], requests_per_minute = 60}',
             )
-        check_keys(section, settings, _RULE_KEYS)
+        reject_unknown_keys(settings, _RULE_KEYS, f"[{section}]")
         return cls(**settings)
 
     @property

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import (
     AigwError,
     AllAttemptsFailedError,
@@ -42,7 +43,6 @@ from aigw_lab.errors import (
 from aigw_lab.gateway.health import (
     CircuitOpenError,
     HealthTracker,
-    check_keys,
     counts_against_health,
 )
 from aigw_lab.gateway.middleware import (
@@ -233,7 +233,7 @@ class Retry(Middleware):
         ``[gateway.retry]`` table), ``fallbacks`` a ``[fallbacks]`` table, ``health`` a
         ``[health]`` table. ``injected`` passes ``clock``, ``sleep``, ... through."""
         settings = dict(retry or {})
-        check_keys("gateway.retry", settings, _RETRY_KEYS)
+        reject_unknown_keys(settings, _RETRY_KEYS, "[gateway.retry]")
         return cls(**settings, fallbacks=fallbacks or None, health=health or None, **injected)
 
     def describe(self) -> Mapping[str, Any]:
