@@ -201,15 +201,41 @@ def test_routing_policies(kernel_manager: Any, tmp_path: Path) -> None:
     # The oracle is at least as accurate as either single model.
     assert values(oracle["y"])[0] >= max(values(t["y"])[0] for t in single)
     (curves,) = [f for f in figures if "kNN router" in {t["name"] for t in f["data"]}]
+    assert "cross-fitted" in curves["layout"]["title"]["text"]
     knn = next(t for t in curves["data"] if t["name"] == "kNN router")
     shares = values(knn["x"])
     assert shares[0] == 0.0 and shares[-1] == 1.0  # the sweep spans every strong-call share
 
-    # Held-out metrics with intervals, and the oracle above the learned router.
-    for metric in ("apgr", "cpt50", "random_apgr", "oracle_apgr", "calibrated_share"):
+    # Cross-fitted over every question, so more test items than the single test split.
+    assert check["folds"] >= 2
+    assert check["items"] > check["test_items"] > 0
+    cis = (
+        "apgr",
+        "cpt50",
+        "random_apgr",
+        "random_cpt50",
+        "oracle_apgr",
+        "oracle_cpt50",
+        "apgr_gain_over_random",
+        "test_apgr",
+        "calibrated_share",
+    )
+    for metric in cis:
         ci = check[metric]
         assert ci["low"] <= ci["value"] <= ci["high"], metric
-    assert check["oracle_apgr"]["value"] > check["apgr"]["value"] > 0.0
+    # Oracle above the router above random routing, on the same questions: in APGR, and in
+    # the share of GPT-4 calls needed to recover half the gap (fewer is better).
+    assert check["oracle_apgr"]["value"] > check["apgr"]["value"] > check["random_apgr"]["value"]
+    assert check["oracle_cpt50"]["value"] < check["cpt50"]["value"] < check["random_cpt50"]["value"]
+    # The paired gain is the router's APGR minus random routing's on the same items, and the
+    # notebook's verdict follows whether its interval excludes 0.
+    gain = check["apgr_gain_over_random"]
+    assert gain["value"] == pytest.approx(check["apgr"]["value"] - check["random_apgr"]["value"])
+    assert ("The gain's interval excludes 0" in text) == (gain["low"] > 0)
+    assert ("the gain's interval includes 0" in text) == (gain["low"] <= 0)
+    # More items, a narrower interval than the deployed router's single test split gives.
+    width = {m: check[m]["high"] - check[m]["low"] for m in ("apgr", "test_apgr")}
+    assert width["apgr"] < width["test_apgr"]
     # Calibrated for 50% GPT-4 calls, met from below on the calibration items.
     assert 0.2 <= check["calibrated_share"]["value"] <= 0.6
 
