@@ -98,6 +98,9 @@ _EXPORTS: dict[str, str] = {
     "paired_comparison": "aigw_lab.analysis",
     "pareto_frontier": "aigw_lab.analysis",
     "write_report": "aigw_lab.report",
+    # provider batch jobs (OpenAI, Anthropic) at the batch discount
+    "submit_batch": "aigw_lab.batch",
+    "BatchJob": "aigw_lab.batch",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -108,6 +111,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.analysis import paired_comparison, pareto_frontier, target_summary
+    from aigw_lab.batch import BatchJob, submit_batch
     from aigw_lab.config import GatewayConfig, load_config
     from aigw_lab.datasets import (
         Dataset,

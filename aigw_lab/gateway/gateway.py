@@ -268,6 +268,28 @@ class Gateway(CallRecording):
         """The pipeline's stages, outermost first."""
         return [m.kind for m in self._middleware] + ["provider", "cost", "log"]
 
+    def spec(self, name: str) -> ProviderSpec | None:
+        """The `ProviderSpec` provider ``name`` was configured from (None for a provider
+        passed in ready-made, or an unknown name)."""
+        return self._specs.get(name)
+
+    def resolve(self, address: str) -> tuple[str, str]:
+        """``(provider name, model)`` for a model address, as a call would resolve it
+        (``"provider/model"``, a bare model with a default provider, or a policy name);
+        raises the error a call would get for an address that names nothing."""
+        return self._resolve(address)
+
+    def with_defaults(self, request: ChatRequest) -> ChatRequest:
+        """``request`` with the gateway's default tags and experiment id, as its calls get
+        them."""
+        if not (self._tags or self._experiment_id):
+            return request
+        return self._with_defaults(request)
+
+    def new_id(self) -> str:
+        """A new id in the call log's id sequence (call and trace ids)."""
+        return self._new_id()
+
     def list_models(self) -> dict[str, tuple[str, ...]]:
         """Known models per provider (empty when a provider accepts any model name); routing
         policies are listed as the models of provider ``"policy"``."""

@@ -102,7 +102,7 @@ class PolicyRouter(Middleware):
                 if target in self._resolved:
                     continue
                 try:
-                    provider, model = gateway._resolve(target)
+                    provider, model = gateway.resolve(target)
                 except AigwError as exc:
                     raise ConfigError(
                         f"policy {name!r} targets {target!r}, which this gateway cannot "

@@ -220,6 +220,40 @@ class HttpProvider:
         finally:
             await response.aclose()
 
+    # -- other exchanges with the same provider (its batch API) -----------------------------
+
+    def send(
+        self, method: str, url: str, *, on_behalf_of: ChatRequest, **kwargs: Any
+    ) -> httpx.Response:
+        """One authenticated HTTP exchange with this provider besides chat (``url`` absolute
+        or relative to ``base_url``; ``kwargs`` go to httpx), with this provider's headers,
+        timeouts, shared pool and error mapping: an error status or a transport failure
+        raises the `aigw_lab.errors` type a chat call would, naming ``on_behalf_of``'s
+        model, with keys redacted."""
+        target = url if url.startswith(("http://", "https://")) else self.base_url + url
+        timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+        try:
+            response = self._clients.sync().request(
+                method, target, headers=self._headers, timeout=timeout, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, on_behalf_of) from exc
+        if response.status_code >= 400:
+            raise self._status_error(on_behalf_of, response, response.content)
+        return response
+
+    def malformed_error(
+        self, request: ChatRequest, status: int | None, text: str, exc: Exception
+    ) -> MalformedResponseError:
+        """The error for an answer to ``request`` that does not follow the wire format."""
+        return self._malformed(request, status, text, exc)
+
+    def upstream_event_error(
+        self, request: ChatRequest, event: UpstreamErrorEvent, text: str
+    ) -> ProviderError:
+        """The error for an error object the provider sent as (part of) an answer."""
+        return self._event_error(request, event, text)
+
     def close(self) -> None:
         """Nothing to release: the HTTP clients belong to their `HttpClients` owner."""
 

@@ -374,3 +374,22 @@ async def test_a_call_cancelled_while_a_middleware_waits_is_logged(log):
         await task
     row = rows(log).iloc[0]
     assert (row.status, row.error_type, row.attempt) == ("cancelled", "cancelled", 0)
+
+
+def test_public_seams_for_extensions_resolve_and_describe_like_a_call():
+    """spec / resolve / with_defaults / new_id: what extensions such as the batch helper use
+    instead of the gateway's private state."""
+    import pytest
+
+    from aigw_lab import Gateway, UnknownProviderError
+    from aigw_lab.types import ChatRequest
+
+    with Gateway.simulated_fleet(log=None, tags={"team": "a"}, experiment_id="e1") as gw:
+        assert gw.spec("sim-openai").kind == "simulated" and gw.spec("nope") is None
+        assert gw.resolve("sim-openai/sim-small") == ("sim-openai", "sim-small")
+        with pytest.raises(UnknownProviderError):
+            gw.resolve("nope/x")
+        request = gw.with_defaults(ChatRequest.create("sim-small", "hi"))
+        assert dict(request.tags) == {"team": "a"} and request.experiment_id == "e1"
+        first, second = gw.new_id(), gw.new_id()
+        assert first != second
