@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from aigw_lab import Gateway, HttpClients, Middleware, Price, ProviderSpec
+from aigw_lab.policy import Policy
 from aigw_lab.store import CallLog
 
 TARGET_ADDED_US = 50.0
@@ -87,7 +88,9 @@ def make_raw_call() -> tuple[object, httpx.Client]:
     return call, client
 
 
-def make_gateway(log: CallLog | None, middleware: Sequence[Middleware] = ()) -> Gateway:
+def make_gateway(
+    log: CallLog | None, middleware: Sequence[Middleware] = (), policies: Sequence[Policy] = ()
+) -> Gateway:
     spec = ProviderSpec(name="bench", kind="openai", base_url=BASE_URL, api_key_env="BENCH_KEY")
     return Gateway(
         [spec],
@@ -96,6 +99,7 @@ def make_gateway(log: CallLog | None, middleware: Sequence[Middleware] = ()) -> 
         env={"BENCH_KEY": "bench-key"},
         prices={f"bench/{MODEL}": Price(0.15, 0.60)},
         middleware=middleware,
+        policies=list(policies),
     )
 
 
