@@ -302,12 +302,12 @@ class JudgeScorer(Scorer):
         *,
         order: str | None = None,
     ) -> _Asked:
-        """Send one judge prompt; return the reply, its trace id and the logical call's
-        cost (retries included) from the log, when the gateway has one."""
+        """Send one judge prompt; return the reply, its trace id (when the gateway logs) and
+        the logical call's cost, retries included."""
         reply = self.gateway.chat(
             self.model, **self._request(system, user, item, judged_call_id, order)
         )
-        return self._traced(reply, _trace_and_cost(self.gateway.log, reply.call_id))
+        return self._traced(reply, _trace_cost(self.gateway.log, reply))
 
     async def _aask(
         self,
@@ -320,14 +320,16 @@ class JudgeScorer(Scorer):
     ) -> _Asked:
         request = self._request(system, user, item, judged_call_id, order)
         reply = await self.gateway.achat(self.model, **request)
+        if _single_attempt(reply):
+            return self._traced(reply, reply.cost_usd)
         # A query flushes the log first, which waits on the writer thread: off the loop.
-        found = await asyncio.to_thread(_trace_and_cost, self.gateway.log, reply.call_id)
-        return self._traced(reply, found)
+        cost = await asyncio.to_thread(_trace_cost, self.gateway.log, reply)
+        return self._traced(reply, cost)
 
-    @staticmethod
-    def _traced(reply: ChatResponse, found: tuple[str | None, float | None]) -> _Asked:
-        trace_id, cost = found
-        return reply, trace_id, cost if trace_id is not None else reply.cost_usd
+    def _traced(self, reply: ChatResponse, cost: float | None) -> _Asked:
+        # A trace id links the judge's logged rows: none without a log.
+        trace_id = reply.trace_id if self.gateway.log is not None else None
+        return reply, trace_id, cost
 
 
 def _close(awaitable: Any) -> None:
@@ -336,16 +338,18 @@ def _close(awaitable: Any) -> None:
         close()  # a coroutine never awaited would warn
 
 
-def _trace_and_cost(log: CallLog | None, call_id: str | None) -> tuple[str | None, float | None]:
-    """The trace id of the logged call ``call_id`` and the summed cost of its trace."""
-    if log is None or call_id is None:
-        return None, None
-    rows = log.execute(
-        "SELECT c.trace_id, (SELECT sum(t.cost_usd) FROM calls t WHERE t.trace_id = c.trace_id) "
-        "FROM calls c WHERE c.call_id = ? LIMIT 1",
-        [call_id],
-    )
-    return (rows[0][0], rows[0][1]) if rows else (None, None)
+def _single_attempt(reply: ChatResponse) -> bool:
+    """Whether ``reply``'s logical call had no earlier attempt (retry or fallback) to add."""
+    return reply.attempts <= 1
+
+
+def _trace_cost(log: CallLog | None, reply: ChatResponse) -> float | None:
+    """The cost of ``reply``'s logical call: its own cost when it was the first attempt,
+    else the sum over its trace's logged rows (failed attempts may cost too)."""
+    if _single_attempt(reply) or log is None or reply.trace_id is None:
+        return reply.cost_usd
+    rows = log.execute("SELECT sum(cost_usd) FROM calls WHERE trace_id = ?", [reply.trace_id])
+    return rows[0][0] if rows and rows[0][0] is not None else reply.cost_usd
 
 
 class PairwiseJudge(JudgeScorer):

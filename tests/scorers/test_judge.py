@@ -278,3 +278,28 @@ def test_prompts_round_trip_through_the_parser():
         ("first", "second"),
     )
     assert parse_judge_prompt("What is 2+2?") is None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_retried_judge_call_is_costed_over_its_whole_trace(tmp_path, mode):
+    from aigw_lab.gateway import Retry
+
+    mock = MockProvider("mock").enqueue(
+        ProviderServerError("upstream hiccup", provider="mock", model="judge"), "Rating: [[7]]"
+    )
+    prices = {"mock/judge": Price(1.0, 2.0)}
+    retry = Retry(max_attempts=2, base_delay=0.0)
+    with Gateway([mock], log=tmp_path / "c.duckdb", prices=prices, middleware=[retry]) as gw:
+        judge = JudgeScorer(gw, "mock/judge")
+        item = bundled_dataset()["arith-001"]
+        if mode == "sync":
+            score = judge.score(item, make_response("64"))
+        else:
+            score = asyncio.run(judge.ascore(item, make_response("64")))
+        rows = gw.query(
+            "SELECT attempt, status, cost_usd FROM calls WHERE trace_id = ? ORDER BY attempt",
+            [score.judge_trace_id],
+        )
+    assert score.value == 7
+    assert rows.status.tolist() == ["error", "ok"]
+    assert score.details["judge_cost_usd"] == pytest.approx(rows.cost_usd.sum())
