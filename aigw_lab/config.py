@@ -82,6 +82,7 @@ _TOP_KEYS = {
     "semantic_cache",
     "server",
     "policies",
+    "log",
 }
 _SEMANTIC_KEYS = {
     "model",
@@ -155,6 +156,8 @@ class GatewayConfig:
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
+    #: ``[log]``: body modes, redaction, encryption (`aigw_lab.config_log.LogSettings`).
+    log_settings: Any = None
 
     def load_policies(self) -> dict[str, Any]:
         """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""
@@ -194,7 +197,12 @@ class GatewayConfig:
             from aigw_lab.gateway.cache import ExactCache
 
             try:
-                built.append(ExactCache.from_config(self.cache, base_dir=self.base_dir))
+                encryption = self.log_settings.encryption if self.log_settings else None
+                built.append(
+                    ExactCache.from_config(
+                        self.cache, base_dir=self.base_dir, encryption=encryption
+                    )
+                )
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: [cache]: {exc.message}", hint=exc.hint) from exc
         if self.semantic_cache is not None:
@@ -316,6 +324,7 @@ def parse_config(
         server=_parse_server(data["server"], source) if "server" in data else None,
         policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
+        log_settings=_parse_log(data, source, env),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
@@ -380,6 +389,14 @@ def _parse_policies(
             )
         resolved[name] = str(full)
     return MappingProxyType(resolved)
+
+
+def _parse_log(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Any:
+    if "log" not in data:
+        return None
+    from aigw_lab.config_log import parse_log_settings
+
+    return parse_log_settings(data["log"], source, env)
 
 
 def _parse_server(table: Any, source: str) -> ServerSettings:

@@ -243,10 +243,12 @@ class ExactCache(Middleware):
         *,
         base_dir: str | Path | None = None,
         clock: Any = time.time,
+        encryption: Any = None,
     ) -> ExactCache:
         """Build a cache from the keys of a ``[cache]`` config table (see docs/caching.md):
         ``store`` (``"memory"`` or ``"duckdb"``), ``max_bytes`` (memory), ``path`` (duckdb,
-        relative to ``base_dir``), ``ttl``, ``model_ttls``, ``coalesce``."""
+        relative to ``base_dir``), ``ttl``, ``model_ttls``, ``coalesce``. ``encryption``
+        (``[log] encryption_key_env``) encrypts a duckdb store's file."""
         reject_unknown_keys(settings, _CONFIG_KEYS, "[cache]")
         kind = settings.get("store", "memory")
         if kind not in _STORE_KINDS:
@@ -264,7 +266,7 @@ class ExactCache(Middleware):
             path = Path(settings.get("path", "cache.duckdb")).expanduser()
             if base_dir is not None and not path.is_absolute():
                 path = Path(base_dir) / path
-            store = DuckDBStore(path, clock=clock)
+            store = DuckDBStore(path, clock=clock, encryption=encryption)
         try:
             return cls(
                 store,

@@ -30,6 +30,8 @@ from aigw_lab.types import ChatResponse, Usage
 if TYPE_CHECKING:
     import duckdb
 
+    from aigw_lab.store.encryption import Encryption
+
 __all__ = ["CacheStore", "StoreStats", "MemoryStore", "DuckDBStore", "entry_size"]
 
 Clock = Callable[[], float]
@@ -275,6 +277,9 @@ class DuckDBStore:
 
     DuckDB lets one process at a time open a file for writing: give each process (or
     notebook kernel) its own cache file. ``config`` is passed to ``duckdb.connect``.
+    A new file is created owner-only (0600), new directories 0700; ``encryption`` (an
+    `aigw_lab.store.encryption.Encryption`) opens it as an encrypted database. The store
+    holds answers (it must, to serve them), never prompts: keys are SHA-256 digests.
     """
 
     def __init__(
@@ -283,12 +288,13 @@ class DuckDBStore:
         *,
         clock: Clock = time.time,
         config: Mapping[str, Any] | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         self.path: Path | str = path if str(path) == ":memory:" else Path(path).expanduser()
         self._clock = clock
         self._lock = threading.Lock()
         self._expired = 0
-        self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path, config)
+        self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path, config, encryption)
         try:
             self._rows(_CREATE_TABLE)
             self.purge_expired()
@@ -345,6 +351,11 @@ class DuckDBStore:
                 entry_size(key, response, tool_calls_json),
             ],
         )
+        if isinstance(self.path, Path):
+            # DuckDB recreates its write-ahead log with the process umask after checkpoints.
+            from aigw_lab.store.files import tighten
+
+            tighten(self.path.with_name(self.path.name + ".wal"))
 
     def delete(self, key: str) -> bool:
         return self._rows(f"DELETE FROM {_TABLE} WHERE key = ?", [key])[0][0] > 0
@@ -406,10 +417,17 @@ class DuckDBStore:
                 ) from exc
 
 
-def _connect(path: Path | str, config: Mapping[str, Any] | None) -> duckdb.DuckDBPyConnection:
-    """Open the cache database, turning failures into a `StoreError` that says what to do."""
+def _connect(
+    path: Path | str, config: Mapping[str, Any] | None, encryption: Encryption | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the cache database, turning failures into a `StoreError` that says what to do.
+    A new file is created owner-only (see `aigw_lab.store.files`)."""
     import duckdb
 
+    from aigw_lab.store import encryption as encrypted
+    from aigw_lab.store import files
+
+    what = f"the cache {path}"
     if isinstance(path, Path):
         if path.is_dir():
             raise StoreError(
@@ -417,15 +435,29 @@ def _connect(path: Path | str, config: Mapping[str, Any] | None) -> duckdb.DuckD
                 hint=f"pass a file path such as {path / 'cache.duckdb'}",
             )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            files.make_private_dirs(path.parent)
+            if not path.exists():
+                files.create_private_database(path, _creator(what, config, encryption))
         except OSError as exc:
             raise StoreError(
-                f"cannot create the directory for the cache {path}: {exc.strerror or exc}",
+                f"cannot create the cache {path}: {exc.strerror or exc}",
                 hint="choose a writable location for the cache file",
             ) from exc
+    elif encryption is not None:
+        raise StoreError("an in-memory cache cannot be encrypted", hint="give it a file path")
     try:
-        conn = duckdb.connect(str(path), config=dict(config or {}))
+        if encryption is not None:
+            conn: Any = encrypted.open_encrypted(
+                Path(path), encryption, what=what, config=dict(config or {})
+            )
+        else:
+            conn = duckdb.connect(str(path), config=dict(config or {}))
     except duckdb.Error as exc:
+        if "without a key" in str(exc):
+            raise StoreError(
+                f"{what} is encrypted",
+                hint="open it with the key it was created with (encryption_key_env)",
+            ) from exc
         lowered = str(exc).lower()
         if "lock" in lowered:
             raise StoreError(
@@ -440,3 +472,21 @@ def _connect(path: Path | str, config: Mapping[str, Any] | None) -> duckdb.DuckD
     if not config or "memory_limit" not in config:
         conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
     return conn
+
+
+def _creator(
+    what: str, config: Mapping[str, Any] | None, encryption: Encryption | None
+) -> Callable[[Path], None]:
+    """Creates an empty cache database (encrypted if asked) at the staging path given."""
+
+    def create(staging: Path) -> None:
+        import duckdb
+
+        from aigw_lab.store.encryption import create_encrypted
+
+        if encryption is not None:
+            create_encrypted(staging, encryption, what=what)
+        else:
+            duckdb.connect(str(staging), config=dict(config or {})).close()
+
+    return create

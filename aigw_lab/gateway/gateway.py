@@ -102,6 +102,7 @@ class Gateway(CallRecording):
         clock: Any = time.time,
         perf_counter: Any = time.perf_counter,
         new_id: Any = None,
+        log_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
@@ -161,7 +162,8 @@ class Gateway(CallRecording):
         elif isinstance(log, (str, os.PathLike)):
             from aigw_lab.store import CallLog
 
-            self._log = CallLog(log)
+            # log_options: CallLog's bodies= / encryption= ([log]; docs/security.md).
+            self._log = CallLog(log, **(log_options or {}))
             self._owns_log = True
         else:
             self._log = log
@@ -210,6 +212,7 @@ class Gateway(CallRecording):
             experiment_id=config.experiment_id,
             middleware=middleware,
             policies=policies,
+            log_options=config.log_settings.calllog_options() if config.log_settings else None,
             **kwargs,
         )
 

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
+from aigw_lab.store import files
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
 from aigw_lab.store.writer import BatchWriter
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
     import pyarrow as pa
+
+    from aigw_lab.store.encryption import Encryption
+    from aigw_lab.store.redact import BodyPolicy
 
 __all__ = ["CallLog", "open_readonly_snapshot"]
 
@@ -56,6 +60,11 @@ class CallLog:
     called on the writer thread before every insert with the row count (a test hook: raising
     simulates a failed write).
 
+    ``bodies`` (a `BodyPolicy`) redacts, hashes or drops request and response bodies in
+    `append`, before a row is queued. ``encryption`` (an `Encryption`) opens the file as an
+    encrypted DuckDB database. A file the log creates is owner-only (0600), as are the
+    directories it creates (0700); see docs/security.md.
+
     Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
     when the log is garbage collected and at normal interpreter exit.
     """
@@ -70,17 +79,22 @@ class CallLog:
         config: Mapping[str, Any] | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
         before_insert: Callable[[int], None] | None = None,
+        bodies: BodyPolicy | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         import duckdb
 
         self._path: Path | str
+        # None for "full": append then costs one comparison more than before.
+        self._bodies = None if bodies is None or bodies.mode == "full" else bodies
         if str(path) == _MEMORY:
             self._path, self._where, spill_dir = _MEMORY, "the in-memory call log", None
             conn = duckdb.connect(_MEMORY, config=dict(config or {}))
         else:
             self._path = Path(path).expanduser()
             self._where, spill_dir = f"call log {self._path}", str(self._path.parent)
-            conn = _connect_file(self._path, config=config)
+            conn = _connect_file(self._path, config=config, encryption=encryption)
+            before_insert = _tightening_wal(self._path, before_insert)
         try:
             apply_migrations(conn, migrations, where=self._where)
             self._writer = BatchWriter(
@@ -105,10 +119,14 @@ class CallLog:
         """Queue one row. Thread-safe and cheap; blocks only while ``max_queue`` rows wait
         (backpressure), so it is fine to call from async code. Raises `StoreError` after
         `close`, or when the queue is full because writing keeps failing."""
+        if self._bodies is not None:
+            record = self._bodies.apply(record)
         self._writer.append(record)
 
     def append_many(self, records: Iterable[CallRecord]) -> None:
         """Queue several rows, in order (`append` for each)."""
+        if self._bodies is not None:
+            records = [self._bodies.apply(record) for record in records]
         self._writer.append_many(records)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -285,9 +303,11 @@ def open_readonly_snapshot(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConne
     return conn
 
 
-def _connect_file(path: Path, *, config: Mapping[str, Any] | None) -> duckdb.DuckDBPyConnection:
+def _connect_file(
+    path: Path, *, config: Mapping[str, Any] | None, encryption: Encryption | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open the database file for writing, turning every failure into a `StoreError` that
-    says what to do."""
+    says what to do. A new file (and new directories) are created owner-only."""
     import duckdb
 
     if path.is_dir():
@@ -297,19 +317,61 @@ def _connect_file(path: Path, *, config: Mapping[str, Any] | None) -> duckdb.Duc
         )
     folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        files.make_private_dirs(folder)
     except OSError as exc:
         raise StoreError(
             f"cannot create the directory {folder} for the call log {path}: {exc.strerror or exc}",
             hint="create the directory, or choose a writable location for the log",
         ) from exc
+    what = f"the call log {path}"
     try:
-        conn = duckdb.connect(str(path), config=dict(config or {}))
-    except duckdb.Error as exc:
+        if not path.exists():
+            files.create_private_database(path, _creator(what, config, encryption))
+        if encryption is not None:
+            from aigw_lab.store.encryption import open_encrypted
+
+            conn: Any = open_encrypted(path, encryption, what=what, config=dict(config or {}))
+        else:
+            conn = duckdb.connect(str(path), config=dict(config or {}))
+    except (duckdb.Error, OSError) as exc:
         raise _open_error(path, exc) from exc
     if not config or "memory_limit" not in config:
         conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
     return conn
+
+
+def _creator(
+    what: str, config: Mapping[str, Any] | None, encryption: Encryption | None
+) -> Callable[[Path], None]:
+    """Creates an empty database (encrypted if asked) at the staging path it is given."""
+
+    def create(staging: Path) -> None:
+        if encryption is not None:
+            from aigw_lab.store.encryption import create_encrypted
+
+            create_encrypted(staging, encryption, what=what)
+        else:
+            import duckdb
+
+            duckdb.connect(str(staging), config=dict(config or {})).close()
+
+    return create
+
+
+def _tightening_wal(
+    path: Path, before_insert: Callable[[int], None] | None
+) -> Callable[[int], None]:
+    """A ``before_insert`` hook that also makes the write-ahead log owner-only: DuckDB
+    deletes it at every checkpoint and recreates it with the process umask. (Inside a 0700
+    directory, which the log creates when the directory is new, it is unreachable anyway.)"""
+    wal = path.with_name(path.name + ".wal")
+
+    def hook(rows: int) -> None:
+        files.tighten(wal)
+        if before_insert is not None:
+            before_insert(rows)
+
+    return hook
 
 
 def _open_error(path: Path, exc: Exception) -> StoreError:
@@ -317,6 +379,12 @@ def _open_error(path: Path, exc: Exception) -> StoreError:
 
     message = str(exc)
     lowered = message.lower()
+    if "encrypted database" in lowered and "without a key" in lowered:
+        return StoreError(
+            f"the call log {path} is encrypted",
+            hint="set [log] encryption_key_env to the variable holding its key (CallLog("
+            "..., encryption=Encryption(key))); without the key its rows cannot be read",
+        )
     if "could not set lock" in lowered or "conflicting lock" in lowered:
         pid = re.search(r"PID (\d+)", message)
         holder = f" (PID {pid.group(1)})" if pid else ""

@@ -70,6 +70,9 @@ class CallRecord(NamedTuple):
     item_id: str | None = None
     target: str | None = None
     repetition: int | None = None
+    # What the row keeps of its bodies (schema migration 7): "full", "redacted", "hash" or
+    # "none" ([log] bodies; see aigw_lab.store.redact).
+    bodies: str = "full"
 
 
 #: Column names of the ``calls`` table, in `CallRecord` field order.

@@ -448,12 +448,15 @@ def _spill(folder: str | None, rows: list[Any]) -> str | None:
     import tempfile
     from pathlib import Path
 
+    from aigw_lab.store.files import open_private
+
     stamp = time.strftime("%Y%m%dT%H%M%S")
     name = f"calls.unwritten-{stamp}-{os.getpid()}.jsonl"
     folders = [folder] if folder else []
     for target in [Path(f) / name for f in [*folders, tempfile.gettempdir()]]:
         try:
-            with open(target, "w", encoding="utf-8") as out:
+            # Owner-only: the rows hold prompts and answers.
+            with open(open_private(target), "w", encoding="utf-8") as out:
                 for row in rows:
                     values = {col: getattr(row, col, None) for col in CALL_COLUMNS}
                     out.write(json.dumps(values, default=str, ensure_ascii=False) + "\n")

@@ -27,6 +27,19 @@ RELEASED = [
 ]
 
 
+# Migration 7 (issue 9: the `bodies` column) is pinned by its version: migration 6 comes from
+# another branch, and the merge appends both to RELEASED above.
+PINNED_BY_VERSION = {
+    7: ("add_bodies_column", "35bf3f92a12b4a2aac317569ca7c58bc354cde68665bfa01d4b2e308b38dbbeb"),
+}
+
+
+def test_the_bodies_migration_is_pinned():
+    by_version = {m.version: (m.name, m.checksum()) for m in MIGRATIONS}
+    for version, pinned in PINNED_BY_VERSION.items():
+        assert by_version[version] == pinned
+
+
 def test_released_migrations_are_never_edited_or_reordered():
     current = [(m.version, m.name, m.checksum()) for m in MIGRATIONS]
     assert current[: len(RELEASED)] == RELEASED

@@ -1,0 +1,133 @@
+"""The ``[log]`` config table: what stored data keeps and how it is protected.
+
+```toml
+[log]
+bodies = "redacted"                    # "full" (default) | "redacted" | "hash" | "none"
+redact_patterns = { employee_id = "EMP-[0-9]{6}" }   # extra patterns -> [REDACTED:name]
+hash_key_env = "AIGW_LOG_HASH_KEY"     # "hash" mode: HMAC-SHA256 with this key
+encryption_key_env = "AIGW_LOG_KEY"    # encrypt the call log and the DuckDB cache file
+encryption_crypto = "openssl"          # or "builtin" (DuckDB's mbedtls; see docs/security.md)
+```
+
+Secrets come from environment variables named here, never from the file. A named variable
+that is unset or empty is a `ConfigError` at load time, not a surprise at the first call.
+See docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.errors import ConfigError, StoreError
+from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
+from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
+
+__all__ = ["LogSettings", "parse_log_settings"]
+
+_LOG_KEYS = {"bodies", "redact_patterns", "hash_key_env", "encryption_key_env", "encryption_crypto"}
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """``[log]``, resolved: the `BodyPolicy` every call-log row goes through and the
+    `Encryption` of the call log and the DuckDB cache (None: not encrypted)."""
+
+    bodies: str = "full"
+    redact_patterns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    hash_key_env: str | None = None
+    encryption_key_env: str | None = None
+    body_policy: BodyPolicy = field(default_factory=BodyPolicy, repr=False)
+    encryption: Encryption | None = field(default=None, repr=False)
+
+    def calllog_options(self) -> dict[str, Any]:
+        """Keyword arguments for `aigw_lab.store.CallLog`."""
+        return {"bodies": self.body_policy, "encryption": self.encryption}
+
+
+def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSettings:
+    """Validate ``[log]`` and read the secrets it names from ``env``."""
+    where = f"{source}: [log]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table", hint="write it as [log]")
+    reject_unknown_keys(table, _LOG_KEYS, where)
+    bodies = table.get("bodies", "full")
+    if bodies not in BODY_MODES:
+        raise ConfigError(
+            f"{where}: bodies = {bodies!r} is not a body mode",
+            hint=f"use one of {', '.join(repr(m) for m in BODY_MODES)}",
+        )
+    patterns = table.get("redact_patterns", {})
+    if not isinstance(patterns, Mapping):
+        raise ConfigError(
+            f"{where}: redact_patterns must be a table of name = regular expression",
+            hint='redact_patterns = { employee_id = "EMP-[0-9]{6}" }',
+        )
+    try:
+        redactor = Redactor(dict(patterns))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
+    hash_env = _env_name(table, "hash_key_env", where)
+    hash_key = _secret(env, hash_env, where, "hash_key_env") if hash_env else None
+    if hash_env and bodies != "hash":
+        raise ConfigError(
+            f'{where}: hash_key_env applies only to bodies = "hash" (bodies is {bodies!r})',
+            hint='set bodies = "hash", or remove hash_key_env',
+        )
+    key_env = _env_name(table, "encryption_key_env", where)
+    crypto = table.get("encryption_crypto", "openssl")
+    if crypto not in CRYPTO_CHOICES:
+        raise ConfigError(
+            f"{where}: encryption_crypto = {crypto!r} is not one of {', '.join(CRYPTO_CHOICES)}",
+            hint='"openssl" needs DuckDB\'s httpfs extension installed; "builtin" is DuckDB\'s '
+            "weaker built-in crypto (see docs/security.md)",
+        )
+    encryption = None
+    if key_env:
+        try:
+            encryption = Encryption(_secret(env, key_env, where, "encryption_key_env"), key_env,
+                                    crypto)  # fmt: skip
+        except StoreError as exc:
+            raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
+    elif "encryption_crypto" in table:
+        raise ConfigError(
+            f"{where}: encryption_crypto is set but encryption_key_env is not",
+            hint='add encryption_key_env = "AIGW_LOG_KEY" (the variable holding the key)',
+        )
+    return LogSettings(
+        bodies=bodies,
+        redact_patterns=MappingProxyType(dict(patterns)),
+        hash_key_env=hash_env,
+        encryption_key_env=key_env,
+        body_policy=BodyPolicy(
+            bodies, redactor, None if hash_key is None else hash_key.encode("utf-8")
+        ),
+        encryption=encryption,
+    )
+
+
+def _env_name(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    name = table.get(key)
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise ConfigError(
+            f"{where}: {key} must name an environment variable (letters, digits, _)",
+            hint=f'{key} = "AIGW_LOG_KEY"; the secret itself never goes in the file',
+        )
+    return name
+
+
+def _secret(env: Mapping[str, str], name: str, where: str, key: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(
+            f"{where}: {key} names {name}, which is unset or empty",
+            hint=f"export {name}=<a long random secret> before starting (python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'), or remove "
+            f"{key} from [log]",
+        )
+    return value

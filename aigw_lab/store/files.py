@@ -1,0 +1,117 @@
+"""Owner-only files for what the gateway keeps on disk: the call log, the cache database,
+spill files and the gateway key file.
+
+Prompts, answers and key hashes must not be readable by other users of the machine, so every
+file aigw_lab creates is mode 0600 and every directory it creates 0700, from the first byte:
+a file that is world-readable even for a moment can be opened by another user, who keeps the
+open descriptor after a later ``chmod``. DuckDB creates its database files itself, with the
+process umask, so `create_private_database` lets it create the file inside a fresh 0700
+staging directory, tightens the file and links it into place.
+
+Existing files and directories are left as they are: their owner chose their mode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from aigw_lab.errors import StoreError
+
+__all__ = [
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
+    "create_private_database",
+    "make_private_dirs",
+    "open_private",
+    "shared_with_others",
+    "tighten",
+]
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents as owner-only directories. Directories that
+    already exist keep their mode. Raises `OSError` as ``os.mkdir`` does."""
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue  # created meanwhile by someone else: theirs, leave its mode
+        # mkdir's mode is masked by the umask; 0700 & ~umask is 0700 for any usual umask, but
+        # an unusual umask (0o277, say) could leave it unusable to its owner.
+        os.chmod(directory, PRIVATE_DIR_MODE)
+
+
+def create_private_database(path: Path, create: Callable[[Path], None]) -> bool:
+    """Create the database file ``path`` readable by its owner only, without a moment when
+    it is readable by anyone else: ``create(staging_path)`` makes the database (and closes
+    it) inside a fresh 0700 staging directory next to ``path``; the file is then made 0600
+    and hard-linked into place (renamed where links are unsupported).
+
+    Returns False, leaving the existing file alone, when ``path`` appeared meanwhile.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".aigw-new-", dir=path.parent))  # mode 0700
+    try:
+        made = staging / path.name
+        create(made)
+        os.chmod(made, PRIVATE_FILE_MODE)
+        try:
+            os.link(made, path)  # fails if path exists: never replaces someone's file
+        except FileExistsError:
+            return False
+        except OSError:
+            if path.exists():
+                return False
+            os.replace(made, path)  # filesystems without hard links
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def open_private(path: Path, mode: str = "w") -> int:
+    """A file descriptor of ``path`` opened for writing, created 0600 if it is new (an
+    existing file keeps its mode). ``mode`` ``"w"`` truncates, ``"x"`` requires a new file."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if mode == "x" else os.O_TRUNC)
+    return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+
+
+def tighten(path: Path) -> None:
+    """Make ``path`` owner-only if it exists and this process owns it (DuckDB recreates its
+    write-ahead log with the process umask after every checkpoint)."""
+    try:
+        info = os.stat(path)
+        if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
+            os.chmod(path, PRIVATE_FILE_MODE)
+    except OSError:
+        pass  # gone (checkpointed) or not ours: nothing to tighten
+
+
+def shared_with_others(folder: Path) -> bool:
+    """True when users other than the owner can enter ``folder`` (then files DuckDB creates
+    there with the process umask, such as the write-ahead log, are reachable by them)."""
+    try:
+        return bool(stat.S_IMODE(os.stat(folder).st_mode) & 0o011)
+    except OSError:
+        return False
+
+
+def storage_error(what: str, path: Path, exc: OSError) -> StoreError:
+    """A `StoreError` for a file that could not be created privately."""
+    return StoreError(
+        f"cannot create the {what} {path}: {exc.strerror or exc}",
+        hint="choose a location you can write to",
+    )
