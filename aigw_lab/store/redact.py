@@ -59,6 +59,12 @@ _API_KEY = re.compile(
     r")"
     r"|(?<=Bearer )[A-Za-z0-9._~+/-]{20,}=*"
 )
+# Substrings every match of _API_KEY contains (case as written there).
+_KEY_MARKERS = (
+    "sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza",
+    "k_live_", "k_test_", "eyJ", "Bearer ",
+)  # fmt: skip
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # Phone numbers in unambiguous shapes: international (+ or 00 then 7-15 digits with spaces,
 # dots, hyphens or a parenthesised area code) and North American (NNN) NNN-NNNN or
@@ -153,10 +159,18 @@ class Redactor:
         for regex, placeholder in self._compiled:
             text = regex.sub(placeholder, text)
         # Cards before phones and keys: a card's digit groups could read as a phone number.
-        text = _CARD_RUN.sub(_card, text)
-        text = _API_KEY.sub("[API_KEY]", text)
-        text = _EMAIL.sub("[EMAIL]", text)
-        return _PHONE.sub(_phone, text)
+        # Each scan runs only when a cheap substring test says it could match: the regular
+        # expressions cost 20-60 us per kilobyte each, the tests about 1 us.
+        digits = len(text) - len(text.translate(_NO_DIGITS))
+        if digits >= 13:
+            text = _CARD_RUN.sub(_card, text)
+        if any(marker in text for marker in _KEY_MARKERS):
+            text = _API_KEY.sub("[API_KEY]", text)
+        if "@" in text:
+            text = _EMAIL.sub("[EMAIL]", text)
+        if digits >= 8:
+            text = _PHONE.sub(_phone, text)
+        return text
 
     def json_text(self, text: str) -> str:
         """JSON text with every string in it (not the object keys) redacted; text that is

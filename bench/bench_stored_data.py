@@ -1,0 +1,117 @@
+"""What protecting stored data costs: body modes and an encrypted call log.
+
+    python bench/bench_stored_data.py [--rows N] [--rounds R]
+
+Each round appends the same N realistic rows (a chat request of ~600 characters with an
+e-mail address and a card number, an answer of ~400 characters) to a fresh `CallLog` on a
+temporary file, flushes and closes it, once per configuration, in interleaved order:
+
+* ``full``: the log as it always was (the baseline);
+* ``redacted`` / ``hash`` / ``none``: `BodyPolicy` applied in `CallLog.append`;
+* ``encrypted``: DuckDB's encrypted database with its built-in crypto (this machine has no
+  httpfs extension, so OpenSSL is not available; see docs/security.md).
+
+Wall time and process CPU time are reported as rows/s and as a ratio to ``full`` measured in
+the same round (median over rounds). Exits 0; nothing is enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aigw_lab.store import CallLog, CallRecord
+from aigw_lab.store.encryption import Encryption
+from aigw_lab.store.redact import BodyPolicy
+
+_T0 = datetime(2025, 1, 1, tzinfo=UTC)
+_PROMPT = (
+    "Hello, I am writing about order 1234567890123. Please charge card 4111 1111 1111 1111 "
+    "and send the receipt to jane.doe@example.org. "
+) * 4
+_ANSWER = "Thank you. Your order has been updated and a receipt is on its way. " * 6
+
+
+def make_rows(n: int) -> list[CallRecord]:
+    request = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": _PROMPT}]}
+    )
+    return [
+        CallRecord(
+            call_id=f"c{i}",
+            trace_id=f"t{i}",
+            timestamp=_T0 + timedelta(milliseconds=i),
+            provider_name="openai",
+            request_model="gpt-4o-mini",
+            request_json=request + " " * (i % 3),  # not all identical
+            response_text=_ANSWER,
+            input_tokens=150,
+            output_tokens=100,
+            cost_usd=0.0001,
+            latency_ms=812.0,
+        )
+        for i in range(n)
+    ]
+
+
+def run_once(rows: list[CallRecord], folder: Path, name: str, options: dict) -> tuple[float, float]:
+    path = folder / f"{name}-{time.monotonic_ns()}.duckdb"
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    log = CallLog(path, **options)
+    for row in rows:
+        log.append(row)
+    log.close()
+    return time.perf_counter() - wall0, time.process_time() - cpu0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    key = Encryption("bench key " * 4, "AIGW_LOG_KEY", "builtin")
+    configs = {
+        "full": {},
+        "redacted": {"bodies": BodyPolicy("redacted")},
+        "hash": {"bodies": BodyPolicy("hash", hash_key=b"k")},
+        "none": {"bodies": BodyPolicy("none")},
+        "encrypted": {"encryption": key},
+    }
+    rows = make_rows(args.rows)
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for r in range(args.rounds):
+            order = list(configs) if r % 2 == 0 else list(reversed(configs))
+            for name in order:
+                results[name].append(run_once(rows, folder, name, configs[name]))
+    base_wall = statistics.median(w for w, _ in results["full"])
+    base_cpu = statistics.median(c for _, c in results["full"])
+    print(f"stored-data benchmark: {args.rows:,} rows x {args.rounds} rounds, interleaved")
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d} | {platform.machine()} | {os.cpu_count()} cores | "
+        f"Python {sys.version.split()[0]} | {platform.system()}"
+    )
+    print()
+    print("| mode      |  rows/s (wall) | wall vs full | CPU s | CPU vs full |")
+    print("|-----------|---------------:|-------------:|------:|------------:|")
+    for name, samples in results.items():
+        wall = statistics.median(w for w, _ in samples)
+        cpu = statistics.median(c for _, c in samples)
+        print(
+            f"| {name:<9} | {args.rows / wall:>14,.0f} | {wall / base_wall:>11.2f}x "
+            f"| {cpu:>5.2f} | {cpu / base_cpu:>10.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
