@@ -99,8 +99,8 @@ _SEMANTIC_KEYS = {
 }
 
 
-_SERVER_KEYS = {"host", "port", "keys"}
-_SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user"}
+_SERVER_KEYS = {"host", "port", "keys", "key_file", "signing_window"}
+_SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user", "signing"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ class ServerKeySpec:
     key_env: str
     tenant: str | None = None
     user: str | None = None
+    signing: str = "off"  # "required": signed requests only (docs/security.md)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class ServerSettings:
     host: str | None = None
     port: int | None = None
     keys: tuple[ServerKeySpec, ...] = ()
+    #: The rotating key file (`aigw_lab.server.keyfile`) and the signed-request window (s).
+    key_file: str | None = None
+    signing_window: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ class GatewayConfig:
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
-    #: ``[log]``: body modes, redaction, encryption (`aigw_lab.config_log.LogSettings`).
+    #: ``[log]``: body modes, redaction, encryption (`aigw_lab.config_security.LogSettings`).
     log_settings: Any = None
 
     def load_policies(self) -> dict[str, Any]:
@@ -321,7 +325,7 @@ def parse_config(
         budgets=_optional_table(data, "budgets", source),
         rate_limits=_optional_table(data, "rate_limits", source),
         semantic_cache=_optional_table(data, "semantic_cache", source),
-        server=_parse_server(data["server"], source) if "server" in data else None,
+        server=_parse_server(data["server"], source, base_dir) if "server" in data else None,
         policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
         log_settings=_parse_log(data, source, env),
@@ -394,12 +398,12 @@ def _parse_policies(
 def _parse_log(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Any:
     if "log" not in data:
         return None
-    from aigw_lab.config_log import parse_log_settings
+    from aigw_lab.config_security import parse_log_settings
 
     return parse_log_settings(data["log"], source, env)
 
 
-def _parse_server(table: Any, source: str) -> ServerSettings:
+def _parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSettings:
     """``[server]``: ``host``, ``port`` and ``keys = [{ key_env, name, tenant, user }]``."""
     where = f"{source}: [server]"
     if not isinstance(table, Mapping):
@@ -434,13 +438,17 @@ def _parse_server(table: Any, source: str) -> ServerSettings:
         for field_name in ("tenant", "user"):
             if field_name in key and not isinstance(key[field_name], str):
                 raise ConfigError(f"{at}: {field_name} must be a string")
+        if key.get("signing", "off") not in ("off", "required"):
+            raise ConfigError(f'{at}: signing must be "off" or "required"')
         if any(spec.name == key["name"] for spec in specs):
             raise ConfigError(f"{at}: name {key['name']!r} is used twice")
         specs.append(
             ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
-                          key.get("user"))
+                          key.get("user"), key.get("signing", "off"))
         )  # fmt: skip
-    return ServerSettings(host, port, tuple(specs))
+    from aigw_lab.config_security import parse_server_extras
+
+    return ServerSettings(host, port, tuple(specs), **parse_server_extras(table, where, base_dir))
 
 
 def _parse_provider(

@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "run",
     "report",
     "serve",
+    "keys",
     "policy",
 )
 

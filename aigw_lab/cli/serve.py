@@ -89,13 +89,19 @@ def run(args: argparse.Namespace) -> int:
     settings = config.server if config is not None else None
     keys: KeyRing | None = None
     if not args.no_auth:
-        if settings is None or not settings.keys:
+        if settings is None or not (settings.keys or settings.key_file):
             raise ConfigError(
                 "no gateway keys are configured, so every client would be let in",
                 hint='add [server] keys = [{ key_env = "AIGW_KEY_TEAM_A", name = "team-a" }] '
-                "to the config (see docs/serving.md), or pass --no-auth for local use",
+                'or key_file = "keys.json" (managed by aigw-lab keys) to the config (see '
+                "docs/serving.md), or pass --no-auth for local use",
             )
-        keys = KeyRing.from_specs(settings.keys, os.environ)
+        from aigw_lab.server.keyfile import KeyFile
+
+        key_file = KeyFile(settings.key_file) if settings.key_file else None
+        keys = KeyRing.from_specs(
+            settings.keys, os.environ, key_file=key_file, signing_window=settings.signing_window
+        )
     host = args.host or (settings.host if settings and settings.host else "127.0.0.1")
     port = args.port if args.port is not None else (
         settings.port if settings and settings.port is not None else DEFAULT_PORT

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import InvalidRequestError
 from aigw_lab.server import anthropic_api, openai_api
-from aigw_lab.server.auth import ClientIdentity, KeyRing, presented_key
+from aigw_lab.server.auth import NEEDS_BODY, ClientIdentity, KeyRing
 from aigw_lab.server.errors import (
     HttpError,
     anthropic_error,
@@ -121,7 +121,7 @@ class GatewayApp:
         if endpoint == "health":
             await _send_json(send, 200, {"status": "ok"})
             return
-        identity = self._authenticate(headers)
+        identity = self._authenticate(scope, headers)
         if isinstance(identity, HttpError):
             await _send_error(send, api, identity)
             return
@@ -134,6 +134,11 @@ class GatewayApp:
             return
         if body is None:  # the client went away
             return
+        if identity is NEEDS_BODY:  # a signed request: its signature covers the body
+            identity = self._authenticate(scope, headers, body)
+            if isinstance(identity, HttpError):
+                await _send_error(send, api, identity)
+                return
         try:
             payload = json.loads(body)
             if not isinstance(payload, dict):
@@ -155,18 +160,25 @@ class GatewayApp:
         else:
             await self._complete(send, api, request)
 
-    def _authenticate(self, headers: Mapping[bytes, bytes]) -> ClientIdentity | HttpError | None:
+    def _authenticate(
+        self, scope: Scope, headers: Mapping[bytes, bytes], body: bytes | None = None
+    ) -> ClientIdentity | HttpError | object | None:
+        """The caller's identity, an `HttpError` (401) naming the fix, or `NEEDS_BODY` for a
+        signed request whose body is still to be read (a GET has none)."""
         if self.keys is None:
             return None
-        identity = self.keys.identify(presented_key(headers))
-        if identity is None:
-            return HttpError(
-                "authentication",
-                "missing or unknown gateway key: send it as 'Authorization: Bearer KEY' "
-                "or 'x-api-key: KEY' (a key of this gateway's [server] keys, not a "
-                "provider's API key)",
-            )
-        return identity
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        result = self.keys.authenticate(
+            headers,
+            scope["method"],
+            target.decode("latin-1"),
+            b"" if body is None and scope["method"] == "GET" else body,
+        )
+        if isinstance(result, str):
+            return HttpError("authentication", result)
+        return result
 
     async def _models(self, send: Send, *, anthropic_shape: bool) -> None:
         render = anthropic_api.models_list if anthropic_shape else openai_api.models_list

@@ -84,8 +84,10 @@ def create_private_database(path: Path, create: Callable[[Path], None]) -> bool:
 
 def open_private(path: Path, mode: str = "w") -> int:
     """A file descriptor of ``path`` opened for writing, created 0600 if it is new (an
-    existing file keeps its mode). ``mode`` ``"w"`` truncates, ``"x"`` requires a new file."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if mode == "x" else os.O_TRUNC)
+    existing file keeps its mode). ``mode``: ``"w"`` truncates, ``"a"`` appends, ``"x"``
+    requires a new file."""
+    extra = {"w": os.O_TRUNC, "a": os.O_APPEND, "x": os.O_EXCL}[mode]
+    flags = os.O_WRONLY | os.O_CREAT | extra
     return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
 
 

@@ -1,4 +1,5 @@
-"""The ``[log]`` config table: what stored data keeps and how it is protected.
+"""The security settings of a config: the ``[log]`` table (what stored data keeps and how it
+is protected) and the ``[server]`` key file and signing window.
 
 ```toml
 [log]
@@ -26,7 +27,7 @@ from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
 from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
 
-__all__ = ["LogSettings", "parse_log_settings"]
+__all__ = ["LogSettings", "parse_log_settings", "parse_server_extras"]
 
 _LOG_KEYS = {"bodies", "redact_patterns", "hash_key_env", "encryption_key_env", "encryption_crypto"}
 
@@ -131,3 +132,33 @@ def _secret(env: Mapping[str, str], name: str, where: str, key: str) -> str:
             f"{key} from [log]",
         )
     return value
+
+
+def parse_server_extras(table: Mapping[str, Any], where: str, base_dir: Any) -> dict[str, Any]:
+    """``[server] key_file`` (resolved against the config's folder) and ``signing_window``
+    (seconds a signed request stays valid), for `aigw_lab.config.ServerSettings`."""
+    import os
+    from pathlib import Path
+
+    extras: dict[str, Any] = {}
+    key_file = table.get("key_file")
+    if key_file is not None:
+        if not isinstance(key_file, str) or not key_file:
+            raise ConfigError(f"{where}: key_file must be a file path string")
+        path = Path(key_file).expanduser()
+        if base_dir is not None and not os.path.isabs(path):
+            path = Path(base_dir) / path
+        extras["key_file"] = str(path)
+    window = table.get("signing_window")
+    if window is not None:
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int | float)
+            or not 1 <= window <= 3600
+        ):
+            raise ConfigError(
+                f"{where}: signing_window = {window!r} must be a number of seconds from 1 to 3600",
+                hint="the default, 300, allows five minutes of clock skew and delay",
+            )
+        extras["signing_window"] = float(window)
+    return extras
