@@ -130,7 +130,7 @@ class KeyFile:
 
     # --- reading --------------------------------------------------------------------------
 
-    def stamp(self) -> tuple[int, int, int] | None:
+    def stamp(self) -> tuple[int, ...] | None:
         """What changes when the file is replaced or edited (None if it is missing)."""
         try:
             info = os.stat(self.path)
@@ -138,7 +138,7 @@ class KeyFile:
             return None
         except OSError as exc:
             raise ConfigError(f"cannot read the key file {self.path}: {exc.strerror}") from exc
-        return (info.st_ino, info.st_mtime_ns, info.st_size)
+        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
 
     def load(self, *, missing_ok: bool = False) -> KeyFileData:
         """The file's keys; a missing file is empty when ``missing_ok``, else a ConfigError."""

@@ -16,9 +16,12 @@ request cannot be replayed, changed or moved to another path. The secret never t
 only its id and the signature do. The nonce (not in every scheme) lets a client's own retry
 of an identical request within the same second through.
 
-Clients: `sign_request` returns the headers for any HTTP client; `signing_hook` is an
-``event_hooks={"request": [...]}`` hook for ``httpx`` and ``httpx2`` clients, which is how
-the official SDKs take it (``http_client=openai.DefaultHttpxClient(event_hooks=...)``).
+Clients: `sign_request` returns the headers for any HTTP client; `signing_hook` (and
+`async_signing_hook`) is an ``event_hooks={"request": [...]}`` hook for ``httpx`` and
+``httpx2`` clients, which is how the official SDKs take it: openai 3.x and anthropic 2.x build
+on ``httpx2``, so pass ``http_client=openai.DefaultHttpxClient(event_hooks=...)`` (or
+``anthropic.DefaultHttpxClient``), with ``api_key`` set to the key id (it is not checked for
+signed requests; the SDKs insist on one).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "SignatureChecker",
+    "async_signing_hook",
     "sign_request",
     "signing_hook",
 ]
@@ -113,6 +117,19 @@ def signing_hook(
     return hook
 
 
+def async_signing_hook(
+    secret: str, *, key_id: str | None = None, clock: Callable[[], float] = time.time
+) -> Callable[[Any], Any]:
+    """`signing_hook` for ``httpx.AsyncClient`` / ``httpx2.AsyncClient`` (the async SDKs'
+    ``DefaultAsyncHttpxClient``), whose event hooks must be coroutines."""
+    sign = signing_hook(secret, key_id=key_id, clock=clock)
+
+    async def hook(request: Any) -> None:
+        sign(request)
+
+    return hook
+
+
 class SignatureChecker:
     """Checks signed requests: timestamp within ``window`` seconds of ``clock()``, a fresh
     nonce (remembered for the window, at most ``max_nonces`` of them: the oldest are
@@ -130,6 +147,10 @@ class SignatureChecker:
         self._max = max_nonces
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Nonces remembered (those of the last two windows at most)."""
+        return len(self._seen)
 
     @staticmethod
     def is_signed(headers: Mapping[bytes, bytes]) -> bool:
