@@ -61,9 +61,10 @@ class CallLog:
     simulates a failed write).
 
     ``bodies`` (a `BodyPolicy`) redacts, hashes or drops request and response bodies in
-    `append`, before a row is queued. ``encryption`` (an `Encryption`) opens the file as an
-    encrypted DuckDB database. A file the log creates is owner-only (0600), as are the
-    directories it creates (0700); see docs/security.md.
+    `append`, before a row is queued (and redacts the text of ``scores`` rows in `insert`).
+    ``encryption`` (an `Encryption`) opens the file as an encrypted DuckDB database. A file
+    the log creates is owner-only (0600), as are the directories it creates (0700); see
+    docs/security.md.
 
     Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
     when the log is garbage collected and at normal interpreter exit.
@@ -214,6 +215,9 @@ class CallLog:
                 f"cannot insert into {table!r}",
                 hint=f"insert into one of {', '.join(_SIDE_TABLES)}; calls go through append()",
             )
+        if self._bodies is not None and table == "scores":
+            # Judge rationales and feedback comments can quote prompts and answers.
+            rows = self._bodies.scores(rows.to_pylist() if isinstance(rows, pa.Table) else rows)
         arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
         if arrow.num_rows == 0:
             return 0

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +246,20 @@ class BodyPolicy:
             error_message=error,
             bodies=mode,
         )
+
+    def scores(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """``scores`` rows with ``comment`` and ``details_json`` redacted (patterns, in every
+        mode but "full": scores stay readable for analysis; see docs/security.md)."""
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            row = dict(row)
+            if self.mode != "full":
+                if isinstance(row.get("comment"), str):
+                    row["comment"] = self.redactor.text(row["comment"])
+                if isinstance(row.get("details_json"), str):
+                    row["details_json"] = self.redactor.json_text(row["details_json"])
+            out.append(row)
+        return out
 
     def digest(self, text: str | None) -> str | None:
         """``"sha256:<hex>"`` of ``text`` (``"hmac-sha256:<hex>"`` with a hash key)."""

@@ -195,6 +195,20 @@ def test_the_log_file_never_holds_the_secrets(tmp_path, mode):
         assert secret not in data
 
 
+def test_score_comments_and_judge_details_are_redacted_too(tmp_path):
+    from aigw_lab.store import record_feedback
+
+    log = CallLog(tmp_path / "c.duckdb", bodies=BodyPolicy("hash"))
+    log.insert("scores", [{"score_id": "s1", "comment": "mail jane.doe@example.org",
+                           "details_json": json.dumps({"why": f"card {VISA}"})}])  # fmt: skip
+    log.append(make_record(1))
+    record_feedback(log, "call-0000001", thumbs=True, comment="from bob@example.com")
+    rows = log.execute("SELECT comment, details_json FROM scores ORDER BY comment")
+    log.close()
+    assert rows[0][0] == "from [EMAIL]" and rows[1][0] == "mail [EMAIL]"
+    assert json.loads(rows[1][1]) == {"why": "card [CARD]"}
+
+
 def test_rows_of_an_old_database_read_as_full(tmp_path):
     with CallLog(tmp_path / "c.duckdb") as log:
         log.append(make_record(1))
