@@ -12,7 +12,9 @@ temporary file, flushes and closes it, once per configuration, in interleaved or
   httpfs extension, so OpenSSL is not available; see docs/security.md).
 
 Wall time and process CPU time are reported as rows/s and as a ratio to ``full`` measured in
-the same round (median over rounds). Exits 0; nothing is enforced.
+the same round (median over rounds). A last section times the server's authentication of
+one request in-process (bearer key from an env var, bearer key from the key file, HMAC-signed
+request with a 2 KB body), interleaved. Exits 0; nothing is enforced.
 """
 
 from __future__ import annotations
@@ -110,7 +112,50 @@ def main() -> int:
             f"| {name:<9} | {args.rows / wall:>14,.0f} | {wall / base_wall:>11.2f}x "
             f"| {cpu:>5.2f} | {cpu / base_cpu:>10.2f}x |"
         )
+    auth_bench(args.rounds)
     return 0
+
+
+def auth_bench(rounds: int, n: int = 5_000) -> None:
+    """Microseconds per `KeyRing.authenticate` call, by kind of credential."""
+    from aigw_lab.server import ClientIdentity, KeyRing
+    from aigw_lab.server.keyfile import KeyFile
+    from aigw_lab.server.signing import sign_request
+
+    body = b"x" * 2048
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = KeyFile(Path(tmp) / "keys.json")
+        file_secret, _ = key_file.create("filed")
+        signed_secret, stored = key_file.create("signed", signing="required")
+        env_secret = "env-secret-0123456789abcdef"
+        ring = KeyRing({env_secret: ClientIdentity("env")}, key_file=key_file)
+        bearer_env = {b"authorization": f"Bearer {env_secret}".encode()}
+        bearer_file = {b"authorization": f"Bearer {file_secret}".encode()}
+
+        def signed_headers() -> dict[bytes, bytes]:
+            raw = sign_request(signed_secret, "POST", "/v1/chat/completions", body)
+            return {k.encode(): v.encode() for k, v in raw.items()}
+
+        pre_signed = [signed_headers() for _ in range(n * rounds)]  # fresh nonce each
+        kinds = {
+            "bearer, env key": lambda i: ring.authenticate(bearer_env, "POST", "/", body),
+            "bearer, key file": lambda i: ring.authenticate(bearer_file, "POST", "/", body),
+            "HMAC-signed, 2 KB body": lambda i: ring.authenticate(
+                pre_signed[i], "POST", "/v1/chat/completions", body
+            ),
+        }
+        timings: dict[str, list[float]] = {k: [] for k in kinds}
+        for r in range(rounds):
+            for name, call in kinds.items():
+                start = time.perf_counter()
+                for i in range(r * n, (r + 1) * n):
+                    call(i)
+                timings[name].append((time.perf_counter() - start) / n * 1e6)
+        print()
+        print("| authentication of one request | us (median of rounds) |")
+        print("|-------------------------------|----------------------:|")
+        for name, samples in timings.items():
+            print(f"| {name:<29} | {statistics.median(samples):>21.1f} |")
 
 
 if __name__ == "__main__":

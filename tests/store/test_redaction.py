@@ -253,3 +253,16 @@ def test_bad_log_tables_are_config_errors(log, needle):
     data = {"providers": {"sim": {"kind": "simulated"}}, "log": log}
     with pytest.raises(ConfigError, match=needle):
         parse_config(data, source="t.toml", env={"H": "x"})
+
+
+def test_a_gateway_from_config_logs_with_the_configured_mode(tmp_path):
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[providers.sim-openai]\nkind = "simulated"\nformat = "openai"\ntime_scale = 0.0\n'
+        '[log]\nbodies = "none"\n'
+    )
+    gw = Gateway.from_config(config, log=str(tmp_path / "calls.duckdb"))
+    gw.chat("sim-openai/sim-small", [{"role": "user", "content": SECRET_PROMPT}])
+    rows = gw.query("SELECT bodies, request_json, response_text FROM calls").to_dict("list")
+    gw.close()
+    assert rows == {"bodies": ["none"], "request_json": [None], "response_text": [None]}
