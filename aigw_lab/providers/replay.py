@@ -172,10 +172,13 @@ class _RecordedAnswers:
         return None
 
 
-def _identity(request_json: str) -> str:
+def _identity(request_json: str) -> str | None:
     """A request's identity for call-log replay: its logged JSON without the model (the
-    messages and every output-affecting parameter), keys sorted."""
+    messages and every output-affecting parameter), keys sorted. None for a row logged
+    without its request (``[log] bodies = "hash"``: a digest string, not an object)."""
     data = json.loads(request_json)
+    if not isinstance(data, dict):
+        return None
     data.pop("model", None)
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -212,8 +215,11 @@ class _LoggedAnswers:
             key = f"{provider}/{model}" if by_provider else model
             cost = call["cost_usd"]
             tool_calls = call["tool_calls_json"]
+            identity = _identity(call["request_json"])
+            if identity is None:
+                continue  # hashed body: nothing to match a request against
             all_simulated = all_simulated and bool(call["simulated"])
-            self._answers.setdefault(key, {})[_identity(call["request_json"])] = _Answer(
+            self._answers.setdefault(key, {})[identity] = _Answer(
                 text=call["response_text"] or "",
                 usage=Usage(
                     call["input_tokens"] or 0,

@@ -266,3 +266,19 @@ def test_a_gateway_from_config_logs_with_the_configured_mode(tmp_path):
     rows = gw.query("SELECT bodies, request_json, response_text FROM calls").to_dict("list")
     gw.close()
     assert rows == {"bodies": ["none"], "request_json": [None], "response_text": [None]}
+
+
+def test_a_call_log_with_hashed_rows_still_replays_its_full_rows(tmp_path):
+    from aigw_lab.providers.replay import ReplayProvider
+
+    path = tmp_path / "calls.duckdb"
+    for mode, prompt in (("full", "What is 2+2?"), ("hash", SECRET_PROMPT)):
+        gw = Gateway.simulated_fleet(time_scale=0, log=path,
+                                     log_options={"bodies": BodyPolicy(mode)})  # fmt: skip
+        answer = gw.chat("sim-openai/sim-small", prompt).text
+        gw.close()
+        if mode == "full":
+            expected = answer
+    replay = Gateway([ReplayProvider.from_call_log(path)], log=None)
+    assert replay.chat("replay/sim-openai/sim-small", "What is 2+2?").text == expected
+    replay.close()
