@@ -223,3 +223,45 @@ def test_a_revoked_signing_secret_stops_at_once(server, tmp_path):
         _openai(running.url, secret).chat.completions.create(
             model="sim-openai/sim-small", messages=PROMPT
         )
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def _server_config(server: dict, tmp_path: Path):
+    from aigw_lab.config import parse_config
+
+    data = {"providers": {"sim": {"kind": "simulated"}}, "server": server}
+    return parse_config(data, base_dir=tmp_path, source="gw.toml", env={})
+
+
+def test_server_config_takes_signing_key_file_and_window(tmp_path):
+    server = {
+        "keys": [{"key_env": "K", "name": "billing", "signing": "required"}],
+        "key_file": "keys.json",
+        "signing_window": 60,
+    }
+    settings = _server_config(server, tmp_path).server
+    assert settings.keys[0].signing == "required"
+    assert settings.key_file == str(tmp_path / "keys.json")
+    assert settings.signing_window == 60.0
+    ring = KeyRing.from_specs(settings.keys, {"K": ENV_SECRET}, clock=Clock(),
+                              signing_window=settings.signing_window)  # fmt: skip
+    late = sign_request(ENV_SECRET, "GET", "/v1/models", key_id="billing", timestamp=T0 - 61)
+    assert "allowed: 60 s" in ring.authenticate(_headers(late), "GET", "/v1/models", b"")
+
+
+@pytest.mark.parametrize(
+    ("server", "needle"),
+    [
+        ({"keys": [{"key_env": "K", "name": "a", "signing": "yes"}]}, 'signing must be "off"'),
+        ({"key_file": 3}, "key_file must be a file path"),
+        ({"signing_window": 0}, "signing_window = 0"),
+        ({"signing_window": True}, "signing_window = True"),
+    ],
+)
+def test_bad_server_security_settings_are_config_errors(tmp_path, server, needle):
+    from aigw_lab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        _server_config(server, tmp_path)
