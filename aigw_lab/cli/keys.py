@@ -104,16 +104,24 @@ def _key_file(args: argparse.Namespace) -> Any:
     if args.file:
         return KeyFile(args.file)
     if args.config:
-        from aigw_lab.config import load_config
+        from pathlib import Path
 
-        # Only [server] is needed: the key variables of [server] keys may be unset here.
-        config = load_config(args.config)
-        if config.server is None or not config.server.key_file:
+        from aigw_lab.config import read_toml
+        from aigw_lab.config_security import parse_server_extras
+
+        # Only [server] key_file is read: the secrets other tables name (provider keys, the
+        # log's encryption key) need not be set in the administrator's shell.
+        path = Path(args.config)
+        data = read_toml(path, "config", hint="pass the gateway's config file")
+        server = data.get("server")
+        where = f"{path}: [server]"
+        extras = parse_server_extras(server, where, path.parent) if isinstance(server, dict) else {}
+        if not extras.get("key_file"):
             raise ConfigError(
                 f"{args.config} has no [server] key_file",
                 hint='add key_file = "keys.json" to its [server] table, or pass --file',
             )
-        return KeyFile(config.server.key_file)
+        return KeyFile(extras["key_file"])
     raise ConfigError("which key file?", hint="pass --file keys.json or --config gateway.toml")
 
 

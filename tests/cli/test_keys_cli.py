@@ -88,7 +88,8 @@ def test_mistakes_are_one_line_and_exit_2(tmp_path, capsys, args, needle):
 
 def test_config_names_the_key_file(tmp_path, capsys):
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG)
+    # The log's key variable is unset in this shell: keys only needs [server] key_file.
+    config.write_text(CONFIG + '\n[log]\nencryption_key_env = "AIGW_UNSET_LOG_KEY"\n')
     code, _, _ = run(capsys, "create", "team-a", "--config", str(config))
     assert code == 0 and (tmp_path / "keys.json").exists()  # relative to the config
 
