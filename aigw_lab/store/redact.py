@@ -183,11 +183,24 @@ class Redactor:
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
+            if value[:1] in ("{", "[") and value[-1:] in ("}", "]"):
+                # JSON inside JSON (a tool call's arguments): redact its values, keep it JSON.
+                try:
+                    parsed = json.loads(value)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, dict | list):
+                    walked = self._walk(parsed)
+                    return value if walked == parsed else _JSON.encode(walked)
             return self.text(value)
         if isinstance(value, dict):
             return {key: self._walk(item) for key, item in value.items()}
         if isinstance(value, list):
             return [self._walk(item) for item in value]
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
+            # A card number sent as a JSON number.
+            text = str(value)
+            return value if self.text(text) == text else "[CARD]"
         return value
 
 

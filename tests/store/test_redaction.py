@@ -141,6 +141,25 @@ FULL_ROW = make_record(
 )
 
 
+def test_tool_arguments_stay_json_when_a_card_is_a_json_number():
+    arguments = json.dumps({"card": 4111111111111111, "order": 1234567890123, "n": 3})
+    out = json.loads(R.json_text(json.dumps([{"name": "pay", "arguments": arguments}])))
+    assert json.loads(out[0]["arguments"]) == {"card": "[CARD]", "order": 1234567890123, "n": 3}
+    assert R.json_text(json.dumps(["[1, 2]"])) == '["[1, 2]"]'  # nothing to redact: as sent
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=st.text(max_size=30), card=cards, suffix=st.text(max_size=30))
+def test_a_card_in_any_request_body_never_reaches_the_row(prefix, card, suffix):
+    assume(prefix[-1:] not in ASCII_DIGITS and suffix[:1] not in ASCII_DIGITS)
+    content = prefix + card + suffix
+    request = json.dumps({"messages": [{"role": "user", "content": content}]})
+    for mode in ("redacted", "hash", "none"):
+        row = BodyPolicy(mode).apply(make_record(1, request_json=request, response_text=content))
+        assert card not in f"{row.request_json} {row.response_text}"
+        assert json.loads(row.request_json or "null") is not None or mode == "none"
+
+
 def test_redacted_mode_redacts_every_body_column_and_records_the_mode():
     row = BodyPolicy("redacted").apply(FULL_ROW)
     stored = " ".join(
