@@ -133,3 +133,20 @@ def test_config_encrypts_the_log_and_the_duckdb_cache(tmp_path):
     exact_cache.store.close()
     with pytest.raises(StoreError, match="is encrypted"):
         DuckDBStore(tmp_path / "cache.duckdb")
+
+
+def test_a_gateway_from_config_writes_an_encrypted_log(tmp_path):
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[providers.sim-openai]\nkind = "simulated"\nformat = "openai"\ntime_scale = 0.0\n'
+        '[log]\nencryption_key_env = "AIGW_LOG_KEY"\nencryption_crypto = "builtin"\n'
+    )
+    db = tmp_path / "calls.duckdb"
+    gw = Gateway.from_config(config, env={"AIGW_LOG_KEY": KEY}, log=str(db))
+    gw.chat("sim-openai/sim-small", [{"role": "user", "content": PROMPT}])
+    gw.close()
+    assert b"NIGHTJAR" not in db.read_bytes()
+    with pytest.raises(StoreError, match="is encrypted"):
+        CallLog(db)
+    with pytest.raises(ConfigError, match="AIGW_LOG_KEY"):
+        Gateway.from_config(config, env={}, log=str(db))
