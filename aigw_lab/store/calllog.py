@@ -267,18 +267,23 @@ class CallLog:
         return f"<CallLog {str(self._path)!r} ({state})>"
 
     @staticmethod
-    def snapshot(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+    def snapshot(
+        path: str | os.PathLike[str], *, encryption: Encryption | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """A read-only connection to a copy of the log at ``path``; see
         `open_readonly_snapshot`."""
-        return open_readonly_snapshot(path)
+        return open_readonly_snapshot(path, encryption=encryption)
 
 
-def open_readonly_snapshot(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+def open_readonly_snapshot(
+    path: str | os.PathLike[str], *, encryption: Encryption | None = None
+) -> duckdb.DuckDBPyConnection:
     """Copy the log at ``path`` (with its write-ahead log) to a temporary file and open the
     copy read-only: for analysing a log that another process is writing.
 
     The copy shows the rows that process had committed when it was taken. It is deleted
-    as soon as it is open (on systems that allow that), so nothing is left behind.
+    as soon as it is open (on systems that allow that), so nothing is left behind. An
+    encrypted log needs its ``encryption`` (the copy stays encrypted on disk).
     """
     import duckdb
 
@@ -294,9 +299,23 @@ def open_readonly_snapshot(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConne
         shutil.copyfile(source, copy)
         if wal.is_file():
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
-        conn = duckdb.connect(str(copy), read_only=True)
+        if encryption is not None:
+            from aigw_lab.store.encryption import open_encrypted
+
+            what = f"a snapshot of the call log {source}"
+            conn: Any = open_encrypted(copy, encryption, what=what, read_only=True)
+        else:
+            conn = duckdb.connect(str(copy), read_only=True)
+    except StoreError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     except (OSError, duckdb.Error) as exc:
         shutil.rmtree(folder, ignore_errors=True)
+        if "without a key" in str(exc):
+            raise StoreError(
+                f"cannot open a snapshot of {source}: the log is encrypted",
+                hint="pass encryption=Encryption(key) with the key it was written with",
+            ) from exc
         raise StoreError(
             f"cannot open a snapshot of {source}: {exc}",
             hint="the writer may have been mid-checkpoint; try again",

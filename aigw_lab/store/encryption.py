@@ -77,20 +77,33 @@ class EncryptedConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
+    def __enter__(self) -> EncryptedConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()
+
 
 def open_encrypted(
-    path: Path, encryption: Encryption, *, what: str, config: dict[str, Any] | None = None
+    path: Path,
+    encryption: Encryption,
+    *,
+    what: str,
+    config: dict[str, Any] | None = None,
+    read_only: bool = False,
 ) -> EncryptedConnection:
     """Open (creating if missing) the encrypted database ``path``; ``what`` names it in
     errors ("the call log x.duckdb"). A wrong key, an unencrypted file or missing crypto
-    support is a `StoreError` saying what to do."""
+    support is a `StoreError` saying what to do. Reading (``read_only``) needs no crypto
+    library beyond DuckDB's own."""
     import duckdb
 
     conn = duckdb.connect(":memory:", config=dict(config or {}))
     try:
-        _load_crypto(conn, encryption, what=what)
+        if not read_only:
+            _load_crypto(conn, encryption, what=what)
         try:
-            conn.execute(_attach_sql(path, encryption))
+            conn.execute(_attach_sql(path, encryption, read_only=read_only))
         except duckdb.Error as exc:
             raise _attach_error(exc, encryption, what=what) from None  # never chain: the
             # statement holding the key could show in a traceback
@@ -134,10 +147,11 @@ def _load_crypto(conn: duckdb.DuckDBPyConnection, encryption: Encryption, *, wha
     )
 
 
-def _attach_sql(path: Path, encryption: Encryption) -> str:
+def _attach_sql(path: Path, encryption: Encryption, *, read_only: bool = False) -> str:
     quoted_path = str(path).replace("'", "''")
     quoted_key = encryption.key.replace("'", "''")
-    return f"ATTACH '{quoted_path}' AS {ALIAS} (ENCRYPTION_KEY '{quoted_key}')"
+    mode = ", READ_ONLY" if read_only else ""
+    return f"ATTACH '{quoted_path}' AS {ALIAS} (ENCRYPTION_KEY '{quoted_key}'{mode})"
 
 
 def _attach_error(exc: Exception, encryption: Encryption, *, what: str) -> StoreError:

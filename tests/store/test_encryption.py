@@ -7,6 +7,8 @@ message saying how to get OpenSSL (tested too)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from aigw_lab import Gateway
@@ -150,3 +152,21 @@ def test_a_gateway_from_config_writes_an_encrypted_log(tmp_path):
         CallLog(db)
     with pytest.raises(ConfigError, match="AIGW_LOG_KEY"):
         Gateway.from_config(config, env={}, log=str(db))
+
+
+def test_a_snapshot_of_an_encrypted_log_needs_and_takes_the_key(tmp_path):
+    from aigw_lab.store import summary_by_model
+
+    path = tmp_path / "calls.duckdb"
+    log = CallLog(path, encryption=builtin())
+    log.append(make_record(1, request_json=json.dumps({"q": PROMPT})))
+    log.flush()  # the writer keeps the file open: the snapshot reads a copy
+    with pytest.raises(StoreError, match="the log is encrypted") as exc:
+        CallLog.snapshot(path)
+    assert "encryption=" in exc.value.hint
+    with CallLog.snapshot(path, encryption=builtin()) as snap:
+        assert snap.execute("SELECT count(*) FROM calls").fetchone() == (1,)
+        assert summary_by_model(snap)["calls"].tolist() == [1]
+    with pytest.raises(StoreError, match="different key"):
+        CallLog.snapshot(path, encryption=builtin("wrong"))
+    log.close()
