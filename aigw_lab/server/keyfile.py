@@ -255,12 +255,16 @@ class KeyFile:
     def _editing(self) -> Iterator[_Edit]:
         """Load, let the caller change ``edit.data``, write atomically; one editor at a time
         (an advisory lock on ``<file>.lock``)."""
-        import fcntl
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory lock, one editor at a time by hand
+            fcntl = None  # type: ignore[assignment]
 
         make_private_dirs(self.path.parent)
         lock_fd = open_private(self.path.with_name(self.path.name + ".lock"), "a")
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
             edit = _Edit(self.load(missing_ok=True))
             yield edit
             self._write(edit.data)

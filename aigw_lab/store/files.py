@@ -94,9 +94,12 @@ def open_private(path: Path, mode: str = "w") -> int:
 def tighten(path: Path) -> None:
     """Make ``path`` owner-only if it exists and this process owns it (DuckDB recreates its
     write-ahead log with the process umask after every checkpoint)."""
+    geteuid = getattr(os, "geteuid", None)  # POSIX only; Windows has no such modes
+    if geteuid is None:
+        return
     try:
         info = os.stat(path)
-        if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
+        if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == geteuid():
             os.chmod(path, PRIVATE_FILE_MODE)
     except OSError:
         pass  # gone (checkpointed) or not ours: nothing to tighten

@@ -148,3 +148,23 @@ def test_rotation_through_the_running_server_with_the_openai_sdk(key_file, tmp_p
     tenants = gateway.query("SELECT DISTINCT tenant_id FROM calls")["tenant_id"].tolist()
     gateway.close()
     assert tenants == ["a"]
+
+
+def test_concurrent_edits_lose_nothing(key_file):
+    import threading
+
+    key_file.create("svc")
+    start = threading.Barrier(8)
+    made: list[str] = []
+
+    def rotate() -> None:
+        start.wait()
+        made.append(key_file.rotate("svc")[1].id)
+
+    threads = [threading.Thread(target=rotate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    ids = {s.id for s in key_file.load().get("svc").secrets}
+    assert len(made) == 8 and set(made) <= ids and len(ids) == 9
