@@ -132,3 +132,14 @@ def test_serve_picks_up_rotation_and_revocation_without_a_restart(tmp_path, caps
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
+
+
+def test_create_with_signing_required_prints_the_key_id_to_sign_with(tmp_path, capsys):
+    keys = tmp_path / "keys.json"
+    code, out, err = run(capsys, "create", "svc", "--signing", "required", "--file", str(keys))
+    secret_id = out.strip().split("_")[1]
+    assert code == 0 and f"sign requests with key id {secret_id}" in err
+    stored = json.loads(keys.read_text())["keys"][0]
+    assert stored["signing"] == "required" and stored["secrets"][0]["signing_key"]
+    _, listing, _ = run(capsys, "list", "--file", str(keys))
+    assert "required" in listing
