@@ -14,7 +14,9 @@ temporary file, flushes and closes it, once per configuration, in interleaved or
 Wall time and process CPU time are reported as rows/s and as a ratio to ``full`` measured in
 the same round (median over rounds). A last section times the server's authentication of
 one request in-process (bearer key from an env var, bearer key from the key file, HMAC-signed
-request with a 2 KB body), interleaved. Exits 0; nothing is enforced.
+request with a 2 KB body), interleaved; and one times redaction of ~10 KB texts shaped to
+make regular expressions backtrack (what a hostile client could send), against ~10 KB of
+prose. Exits 0; nothing is enforced.
 """
 
 from __future__ import annotations
@@ -113,7 +115,36 @@ def main() -> int:
             f"| {cpu:>5.2f} | {cpu / base_cpu:>10.2f}x |"
         )
     auth_bench(args.rounds)
+    hostile_bench(args.rounds)
     return 0
+
+
+def hostile_bench(rounds: int) -> None:
+    """Milliseconds to redact ~10 KB texts built to make patterns backtrack."""
+    from aigw_lab.store.redact import Redactor
+
+    redactor = Redactor()
+    texts = {
+        "prose (baseline)": "Explain how a rainbow forms, in three short paragraphs. " * 180,
+        "'+' then 40 digits, x200": ("+" + "1" * 40 + "x ") * 200,
+        "'1 ' x5000": "1 " * 5000,
+        "'1234 ' x2000": "1234 " * 2000,
+        "a x5000 @ 'b.' x2000": "a" * 5000 + "@" + "b." * 2000,
+        "'a.' x5000 @": "a." * 5000 + "@",
+    }
+    timings: dict[str, list[float]] = {name: [] for name in texts}
+    for _ in range(rounds):
+        for name, text in texts.items():
+            start = time.perf_counter()
+            redactor.text(text)
+            timings[name].append((time.perf_counter() - start) * 1000)
+    base = statistics.median(timings["prose (baseline)"])
+    print()
+    print("| redaction of a hostile text   | chars |     ms | vs prose |")
+    print("|-------------------------------|------:|-------:|---------:|")
+    for name, samples in timings.items():
+        ms = statistics.median(samples)
+        print(f"| {name:<29} | {len(texts[name]):>5} | {ms:>6.2f} | {ms / base:>7.1f}x |")
 
 
 def auth_bench(rounds: int, n: int = 5_000) -> None:

@@ -65,13 +65,18 @@ _KEY_MARKERS = (
     "k_live_", "k_test_", "eyJ", "Bearer ",
 )  # fmt: skip
 _NO_DIGITS = str.maketrans("", "", "0123456789")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Every pattern here runs in linear time on hostile input (a client chooses the text):
+# possessive quantifiers (Python 3.11) and "not preceded by" guards leave nothing to
+# backtrack into, and the checks a regex would do by backtracking (the top-level domain, the
+# digit count of a phone number) are done once on the match instead.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)++")
+_TLD = re.compile(r"[A-Za-z]{2,}")
 # Phone numbers in unambiguous shapes: international (+ or 00 then 7-15 digits with spaces,
 # dots, hyphens or a parenthesised area code) and North American (NNN) NNN-NNNN or
 # NNN-NNN-NNNN. Bare digit runs are not taken for phones: they are dates, amounts, ids.
 _PHONE = re.compile(
     r"(?<![\w+-])(?:"
-    r"(?:\+|00)\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){2,6}"
+    r"(?:\+|00)[0-9]++(?:(?:[ .-]|[ .-]?\(|\)[ .-]?)[0-9]++)*+\)?"
     r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"
     r"|\d{3}[.-]\d{3}[.-]\d{4}"
     r")(?![\w])"
@@ -91,11 +96,20 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+#: Digit runs longer than this are replaced whole: checking every reading of a long run
+#: costs time a hostile client could multiply, and such a run may well hold a card.
+MAX_CARD_RUN = 256
+
+
 def _card(match: re.Match[str]) -> str:
     run = match.group(0)
+    if len(run) > MAX_CARD_RUN:
+        return "[CARD]"
     # Every reading of the run as consecutive digit groups with 13-19 digits: the run itself,
-    # or a card with an expiry, a CVV or another number written next to it. Digits glued
-    # without a separator are one group, so a 13-digit order number is read only as itself.
+    # or a card with an expiry, a CVV or another number written next to it. Card groups
+    # have 4 or more digits but the last (4111 1111 1111 1), so "1 2 3 4 5 ..." lists are
+    # never read as one; digits glued without a separator are one group, so a 13-digit
+    # order number is read only as itself.
     groups = [len(g) for g in _GROUP_SEPARATOR.split(run)]
     digits = run.replace(" ", "").replace("-", "")
     start = 0
@@ -108,8 +122,16 @@ def _card(match: re.Match[str]) -> str:
                 break
             if size >= 13 and luhn_valid(digits[start:end]):
                 return "[CARD]"
+            if groups[last] < 4:
+                break  # a short group ends any card reading
         start += groups[first]
     return run
+
+
+def _email(match: re.Match[str]) -> str:
+    address = match.group(0)
+    tld = address.rpartition(".")[2]
+    return "[EMAIL]" if _TLD.fullmatch(tld) else address
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -167,7 +189,7 @@ class Redactor:
         if any(marker in text for marker in _KEY_MARKERS):
             text = _API_KEY.sub("[API_KEY]", text)
         if "@" in text:
-            text = _EMAIL.sub("[EMAIL]", text)
+            text = _EMAIL.sub(_email, text)
         if digits >= 8:
             text = _PHONE.sub(_phone, text)
         return text

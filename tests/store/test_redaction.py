@@ -60,6 +60,22 @@ def test_a_card_next_to_other_numbers_is_still_redacted():
     assert R.text("qty 12 4111-1111-1111-1111") == "qty [CARD]"
 
 
+def test_number_lists_are_not_read_as_cards():
+    text = "Sum " + " ".join(str(i) for i in range(1, 40)) + " please"
+    assert R.text(text) == text
+    assert R.text("pins 12 34 56 78 90 12 34 56") == "pins 12 34 56 78 90 12 34 56"
+
+
+def test_a_very_long_digit_run_is_replaced_whole():
+    # Too long to check every reading cheaply (a client could send megabytes of it).
+    assert R.text("x " + "1234 " * 100 + "y") == "x [CARD] y"
+
+
+def test_email_and_phone_shapes_that_are_not_addresses_or_numbers_survive():
+    text = "a@b.c, user@localhost, x@y.co1, +12 34, call 00 12"
+    assert R.text(text) == text
+
+
 def test_digits_glued_into_one_number_are_read_as_that_number():
     # 17 digits, not Luhn-valid as a whole: an id, even if 16 of its digits would be a card.
     assert R.text("ref 41111111111111119") == "ref 41111111111111119"
