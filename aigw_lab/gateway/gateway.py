@@ -82,6 +82,8 @@ class Gateway(CallRecording):
     ``"provider/model"``. ``default_provider`` serves models given without a provider.
     ``policies``: routing policies (``{name: Policy}`` or a list, named by ``policy.name``),
     addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md).
+    ``log_options``: keyword arguments for the `CallLog` opened from a ``log`` path
+    (``bodies=``, ``encryption=``; the config's ``[log]`` table; see docs/security.md).
     """
 
     name = "gateway"

@@ -265,3 +265,14 @@ def test_bad_server_security_settings_are_config_errors(tmp_path, server, needle
 
     with pytest.raises(ConfigError, match=needle):
         _server_config(server, tmp_path)
+
+
+def test_the_query_string_is_part_of_the_signed_target(server):
+    running, _, secret, _ = server
+    client = httpx.Client(event_hooks={"request": [signing_hook(secret)]})
+    assert client.get(f"{running.url}/v1/models?limit=2").is_success
+    headers = sign_request(secret, "GET", "/v1/models")  # signed without the query
+    moved = httpx.get(f"{running.url}/v1/models?limit=2", headers=headers)
+    assert moved.status_code == 401
+    assert "signature does not match" in moved.json()["error"]["message"]
+    client.close()
