@@ -20,15 +20,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from aigw_lab.errors import StoreError
-
 __all__ = [
     "PRIVATE_DIR_MODE",
     "PRIVATE_FILE_MODE",
     "create_private_database",
     "make_private_dirs",
     "open_private",
-    "shared_with_others",
     "tighten",
 ]
 
@@ -103,20 +100,3 @@ def tighten(path: Path) -> None:
             os.chmod(path, PRIVATE_FILE_MODE)
     except OSError:
         pass  # gone (checkpointed) or not ours: nothing to tighten
-
-
-def shared_with_others(folder: Path) -> bool:
-    """True when users other than the owner can enter ``folder`` (then files DuckDB creates
-    there with the process umask, such as the write-ahead log, are reachable by them)."""
-    try:
-        return bool(stat.S_IMODE(os.stat(folder).st_mode) & 0o011)
-    except OSError:
-        return False
-
-
-def storage_error(what: str, path: Path, exc: OSError) -> StoreError:
-    """A `StoreError` for a file that could not be created privately."""
-    return StoreError(
-        f"cannot create the {what} {path}: {exc.strerror or exc}",
-        hint="choose a location you can write to",
-    )
