@@ -99,6 +99,8 @@ _SEMANTIC_KEYS = {
 
 
 _SERVER_KEYS = {"host", "port", "keys"}
+# Issue 9: whether a body's `user` may set the per-user identity (budgets, limits).
+_SERVER_KEYS |= {"trust_client_user"}
 _SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user"}
 
 
@@ -121,6 +123,10 @@ class ServerSettings:
     host: str | None = None
     port: int | None = None
     keys: tuple[ServerKeySpec, ...] = ()
+    #: Let a request body's ``user`` (``metadata.user_id``) be the call's user when the
+    #: key fixes none; off by default, so per-user budgets and limits cannot be escaped by
+    #: rotating the field (see docs/serving.md).
+    trust_client_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -423,7 +429,10 @@ def _parse_server(table: Any, source: str) -> ServerSettings:
             ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
                           key.get("user"))
         )  # fmt: skip
-    return ServerSettings(host, port, tuple(specs))
+    trust_client_user = table.get("trust_client_user", False)
+    if not isinstance(trust_client_user, bool):
+        raise ConfigError(f"{where}: trust_client_user must be true or false")
+    return ServerSettings(host, port, tuple(specs), trust_client_user=trust_client_user)
 
 
 def _parse_provider(

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from aigw_lab.addressing import check_url_path
 from aigw_lab.errors import (
     MalformedResponseError,
     NetworkError,
@@ -299,6 +300,9 @@ class HttpProvider:
         text = self.base_url + path
         url = self._urls.get(text)
         if url is None:
+            # Checked once per distinct URL (then cached): whatever a codec built, no path
+            # with a query, fragment, '%', dot segment or control character leaves here.
+            check_url_path(path, provider=self.name)
             url = httpx.URL(text)
             if len(self._urls) < _MAX_CACHED_URLS:
                 self._urls[text] = url

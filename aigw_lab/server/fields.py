@@ -8,7 +8,21 @@ from typing import Any
 
 from aigw_lab.errors import InvalidRequestError
 
-__all__ = ["number", "integer", "string", "boolean", "string_list", "required"]
+__all__ = ["number", "integer", "string", "boolean", "string_list", "required", "only"]
+
+
+def only(body: Mapping[str, Any], accepted: frozenset[str], *, api: str) -> None:
+    """Refuse a body with a field outside ``accepted``, naming the field (sorted, so the
+    same body always gets the same answer)."""
+    unknown = sorted((str(k) for k in body if k not in accepted), key=lambda k: (len(k), k))
+    if unknown:
+        name = unknown[0] if len(unknown[0]) <= 60 else unknown[0][:57] + "..."
+        raise InvalidRequestError(
+            f"{name!r}: this gateway does not accept the field in {api}",
+            hint="remove it; accepted fields: "
+            + ", ".join(sorted(accepted))
+            + " (docs/serving.md, 'What clients can and cannot change')",
+        )
 
 
 def required(body: Mapping[str, Any], key: str) -> Any:
@@ -22,8 +36,14 @@ def number(body: Mapping[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(f"{key}: expected a number, got {value!r}")
-    return float(value)
+        raise InvalidRequestError(f"{key}: expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise InvalidRequestError(f"{key}: the number is out of range") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidRequestError(f"{key}: expected a finite number")
+    return number
 
 
 def integer(body: Mapping[str, Any], key: str) -> int | None:
@@ -31,7 +51,9 @@ def integer(body: Mapping[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequestError(f"{key}: expected an integer, got {value!r}")
+        raise InvalidRequestError(f"{key}: expected an integer, got {type(value).__name__}")
+    if not -(2**63) <= value < 2**63:
+        raise InvalidRequestError(f"{key}: the integer is out of range")
     return value
 
 
