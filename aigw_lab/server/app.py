@@ -269,13 +269,17 @@ def _for_client(
 
     The body's ``user`` is the call's user only with ``trust_client_user`` (``[server]
     trust_client_user = true``) and a key that fixes none; otherwise per-user budgets and
-    limits would be escapable by sending a new ``user`` per call. An untrusted body user is
-    kept in the log's metadata as ``client_user``, where nothing keys on it."""
+    limits would be escapable by sending a new ``user`` per call. Untrusted, the key itself
+    is the user (``user`` = the key's name: its calls share one per-user budget, failing
+    closed), and without authentication there is no user. An untrusted body user is kept in
+    the log's metadata as ``client_user``, where nothing keys on it."""
     client_user = request.user
     if identity is not None and identity.user is not None:
-        user = identity.user
+        user: str | None = identity.user
+    elif trust_client_user:
+        user = client_user
     else:
-        user = client_user if trust_client_user else None
+        user = identity.name if identity is not None else None
     metadata = request.metadata
     if client_user is not None and user != client_user:
         metadata = MappingProxyType({**metadata, "client_user": client_user})

@@ -98,11 +98,8 @@ def test_the_key_decides_tenant_and_user_in_the_log(served: Served) -> None:
     )
     # Key B's fixed user wins over the client's. Key A fixes none, and without [server]
     # trust_client_user the body's user is not the call's user (issue 9: per-user budgets
-    # must not be escapable by rotating it); it is kept in the metadata.
-    assert [(t, u if isinstance(u, str) else None) for t, u, _, _ in rows] == [
-        ("a", None),
-        ("b", "bob"),
-    ]
+    # must not be escapable by rotating it): the key is; the body's is kept as metadata.
+    assert [(t, u) for t, u, _, _ in rows] == [("a", "team-a"), ("b", "bob")]
     assert json.loads(rows[0][2])["aigw_key"] == "team-a"
     assert json.loads(rows[0][3])["client_user"] == "alice"
 
