@@ -271,9 +271,7 @@ def test_fields_outside_the_messages_allowlist_are_a_400(
 ) -> None:
     s = setup()
     with pytest.raises(anthropic.BadRequestError):
-        s.anthropic().messages.create(
-            model=MODEL, max_tokens=10, messages=PROMPT, extra_body=body
-        )
+        s.anthropic().messages.create(model=MODEL, max_tokens=10, messages=PROMPT, extra_body=body)
     assert s.fake.requests == []
 
 
