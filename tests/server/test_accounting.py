@@ -19,12 +19,14 @@ import pytest
 
 from aigw_lab.config import load_config
 from aigw_lab.errors import ConfigError
-from aigw_lab.gateway import Budget, Limit
+from aigw_lab.gateway import Budget, Limit, RateLimiter
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.providers.base import HttpClients, Price, ProviderSpec
 from aigw_lab.server import BackgroundServer, GatewayApp, KeyRing
 from aigw_lab.server.auth import ClientIdentity
 from aigw_lab.testing.fake_upstream import FakeUpstream
+from aigw_lab.testing.fakes import FunctionProvider
+from aigw_lab.types import UNKNOWN_USAGE, ChatResponse
 
 KEY = "sk-gw-accounting-0123456789"
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -323,3 +325,25 @@ def test_trust_client_user_is_a_strict_server_setting(tmp_path: Path) -> None:
     path.write_text(provider + '[server]\ntrust_client_user = "yes"\n')
     with pytest.raises(ConfigError, match="trust_client_user"):
         load_config(path)
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+def test_a_token_rate_limit_counts_a_call_of_unknown_usage_at_its_estimate() -> None:
+    """Fails on the old code: a call whose provider reported no usage gave back its whole
+    token estimate, as if it had used no tokens."""
+
+    limiter = RateLimiter(
+        [{"key": ["tenant"], "tokens_per_minute": 10_000}], mode="reject", clock=lambda: 0.0
+    )
+    provider = FunctionProvider(
+        lambda request: ChatResponse("ok", "stop", UNKNOWN_USAGE, "a", request.model),
+        "a",
+        models=("m",),
+    )
+    with Gateway([provider], log=None, middleware=[limiter]) as gateway:
+        response = gateway.chat("a/m", "hi", max_tokens=100, tenant="t")
+    assert response.cost_usd is None
+    [bucket] = limiter.snapshot()["buckets"]
+    assert bucket["available"] <= 10_000 - 100
