@@ -213,7 +213,12 @@ def _result_text(content: Any) -> str:
 
 def _tool(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     if "input_schema" not in tool:
-        return tool  # a server tool (web search...): only an Anthropic target knows it
+        # A server tool (web search, code execution...) is billed per use, outside the
+        # token usage the gateway prices: a client cannot switch one on.
+        raise InvalidRequestError(
+            f"tools: {str(tool.get('type') or tool.get('name'))[:60]!r} is not a custom tool",
+            hint="only custom tools (name, description, input_schema) are accepted here",
+        )
     function: dict[str, Any] = {"name": tool.get("name"), "parameters": tool["input_schema"]}
     if tool.get("description"):
         function["description"] = tool["description"]

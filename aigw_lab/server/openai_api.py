@@ -125,6 +125,14 @@ def parse_chat_request(body: Mapping[str, Any]) -> OpenAICall:
         isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)
     ):
         raise InvalidRequestError("tools: expected a list of tool objects")
+    for index, tool in enumerate(tools or ()):
+        if tool.get("type") != "function":
+            # Built-in provider tools (web search...) are billed outside the token usage
+            # the gateway prices, so a client cannot switch them on.
+            raise InvalidRequestError(
+                f"tools.{index}.type: only function tools are accepted",
+                hint='declare tools as {"type": "function", "function": {...}}',
+            )
     params: dict[str, Any] = {}
     for key, value in (
         ("temperature", fields.number(body, "temperature")),

@@ -347,3 +347,34 @@ def test_a_token_rate_limit_counts_a_call_of_unknown_usage_at_its_estimate() -> 
     assert response.cost_usd is None
     [bucket] = limiter.snapshot()["buckets"]
     assert bucket["available"] <= 10_000 - 100
+
+
+# --- tools billed outside the token usage -------------------------------------------------------
+
+
+def test_provider_server_tools_are_refused_on_both_apis(setup: Callable[..., Setup]) -> None:
+    """Fails on the old code: a server tool (billed per use, outside the token usage the
+    gateway prices) went through to the upstream."""
+    s = setup()
+    s.fake.reply_json(_completion())
+    with pytest.raises(anthropic.BadRequestError) as info:
+        s.anthropic().messages.create(
+            model=MODEL,
+            max_tokens=10,
+            messages=PROMPT,
+            tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}],
+        )
+    assert "web_search_20250305" in str(info.value)
+    with pytest.raises(openai.BadRequestError) as oinfo:
+        s.openai().chat.completions.create(
+            model=MODEL, messages=PROMPT, tools=[{"type": "web_search_preview"}]
+        )
+    assert "tools.0.type" in str(oinfo.value)
+    assert s.fake.requests == []
+    # Function tools work as before.
+    s.openai().chat.completions.create(
+        model=MODEL,
+        messages=PROMPT,
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    )
+    assert s.fake.last_request.json["tools"][0]["function"]["name"] == "f"
