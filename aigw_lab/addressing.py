@@ -127,6 +127,8 @@ def check_model_name(name: Any, *, what: str = "model") -> str:
             "cannot contain",
             hint=hint,
         )
+    if name[0] not in "./" and name[-1] != "/" and "//" not in name and "/." not in name:
+        return name  # no segment can be empty, "." or "..": the common case, decided fast
     for segment in name.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidRequestError(

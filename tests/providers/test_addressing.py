@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aigw_lab.addressing import (
     ALL_EXTRA_FIELDS,
@@ -281,3 +283,33 @@ def test_the_budget_estimate_never_overflows_on_a_request_built_by_hand(
     with pytest.raises(InvalidRequestError, match="max_tokens"):
         gw.chat(request)
     assert fake.requests == []
+
+
+# --- the rule itself, on generated names --------------------------------------------------------
+
+
+def _resolved(path: str) -> str:
+    """RFC 3986 remove_dot_segments, as a server resolves a path."""
+    out: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+@settings(max_examples=3_000, deadline=None, derandomize=True, database=None)
+@given(
+    st.text(alphabet=st.sampled_from(list("aZ09._-:@/?#% \t\n\x00\\+é")), min_size=1, max_size=24)
+)
+def test_an_accepted_name_is_one_path_that_no_resolver_changes(name: str) -> None:
+    try:
+        check_model_name(name)
+    except InvalidRequestError:
+        return
+    path = "/ai/run/" + model_path(name)
+    assert path == "/ai/run/" + name  # nothing needed encoding
+    assert _resolved(path) == path and "//" not in path and not path.endswith("/")
+    assert not set(name) & set("?#% \t\n\x00\\+é")
