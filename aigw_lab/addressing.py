@@ -197,11 +197,11 @@ def check_cf_aig_header(name: str, value: str, *, per_request: bool) -> None:
 
 def check_url_path(path: str, *, provider: str) -> None:
     """The last line of defence before a request leaves: a URL path with a query, fragment,
-    percent sign, dot segment, whitespace or control character is refused
-    (`InvalidRequestError`), whatever built it."""
+    percent sign, dot segment, empty segment, backslash, whitespace or control character is
+    refused (`InvalidRequestError`), whatever built it."""
     if "?" in path or "#" in path or "%" in path or _PRINTABLE_ASCII.fullmatch(path) is None:
         bad = True
-    elif " " in path:
+    elif " " in path or "//" in path or "\\" in path:
         bad = True
     else:
         bad = any(segment in (".", "..") for segment in path.split("/"))

@@ -313,3 +313,30 @@ def test_an_accepted_name_is_one_path_that_no_resolver_changes(name: str) -> Non
     assert path == "/ai/run/" + name  # nothing needed encoding
     assert _resolved(path) == path and "//" not in path and not path.endswith("/")
     assert not set(name) & set("?#% \t\n\x00\\+é")
+
+
+# --- other exchanges with a provider (batch APIs) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["../../files/file-x/content", "b?x=1", "b#f", "b%2F..", "http://elsewhere.test/x"]
+)
+def test_a_resumed_batch_job_cannot_steer_the_key_elsewhere(bad_id: str) -> None:
+    """``BatchJob.resume`` takes the job id from a caller's dict and puts it in a URL path.
+    Fails on the old code (the fake received the tampered path with the provider's key)."""
+    from aigw_lab.batch import BatchJob, submit_batch
+    from aigw_lab.testing.fake_batches import FakeBatches
+
+    with FakeBatches(api_key="sk-right") as fake:
+        spec = ProviderSpec(
+            "oa", "openai", base_url=fake.url + "/v1", api_key_env="OA_KEY",
+            prices=MappingProxyType({"gpt-x": Price(1.0, 1.0)}),
+        )  # fmt: skip
+        with Gateway([spec], env={"OA_KEY": "sk-right"}, log=None) as gw:
+            job = submit_batch(gw, "oa/gpt-x", ["hello"])
+            state = {**job.to_dict(), "id": bad_id, "info": {**job.info, "id": bad_id}}
+            sent = len(fake.requests)
+            resumed = BatchJob.resume(gw, state)
+            with pytest.raises(InvalidRequestError):
+                resumed.status()
+            assert len(fake.requests) == sent
