@@ -79,8 +79,7 @@ EXTRA_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "openai": _OPENAI_FIELDS,
         # OpenAI-compatible servers (vLLM, Ollama, Together...) and Workers AI's compatible
         # endpoint also read the common sampling extensions.
-        "openai-compatible": _OPENAI_FIELDS
-        | {"top_k", "min_p", "repetition_penalty", "response_format"},
+        "openai-compatible": _OPENAI_FIELDS | {"top_k", "min_p", "repetition_penalty"},
         "anthropic": frozenset(("top_k", "thinking")),
         "workers-ai": frozenset(
             (
@@ -90,7 +89,7 @@ EXTRA_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "presence_penalty",
                 "response_format",
             )
-        ),  # fmt: skip
+        ),
     }
 )
 #: Every field some wire format passes through: what ``ChatRequest.create`` accepts in

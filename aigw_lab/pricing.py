@@ -4,7 +4,8 @@ Prices come, in this order, from: an explicit override (the config's ``[prices]`
 provider's own ``prices``; Cloudflare calls these custom costs), a provider that knows its own
 prices (the simulated fleet, a replay of recorded data), and the genai-prices database, which
 works offline. A model whose price is unknown gets cost ``None`` and one `UnknownPriceWarning`,
-never a made-up number; so does a call whose provider reported no usage.
+never a made-up number. A call whose provider reported no usage (``Usage.known`` False) is
+also priced ``None`` (without a warning): its cost is unknown, not zero.
 
 Resolved prices are cached per (provider, model), so pricing a call costs a dictionary lookup
 and a few multiplications, not a database search.

@@ -99,7 +99,7 @@ def parse_messages_request(body: Mapping[str, Any]) -> AnthropicCall:
         raise InvalidRequestError("metadata: expected an object")
     if metadata:
         fields.only(metadata, _METADATA_FIELDS, api="metadata")
-    user = fields.string(metadata or {}, "user_id")
+    user = fields.short_string(metadata or {}, "user_id")
     tier = fields.string(body, "service_tier")
     if tier is not None and tier not in _STANDARD_TIERS:
         raise InvalidRequestError(

@@ -8,7 +8,16 @@ from typing import Any
 
 from aigw_lab.errors import InvalidRequestError
 
-__all__ = ["number", "integer", "string", "boolean", "string_list", "required", "only"]
+__all__ = [
+    "number",
+    "integer",
+    "string",
+    "short_string",
+    "boolean",
+    "string_list",
+    "required",
+    "only",
+]
 
 
 def only(body: Mapping[str, Any], accepted: frozenset[str], *, api: str) -> None:
@@ -65,6 +74,18 @@ def string(body: Mapping[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequestError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def short_string(body: Mapping[str, Any], key: str, *, limit: int = 256) -> str | None:
+    """A string of printable characters of at most ``limit`` characters (an identity that
+    ends up in the log and in budget keys), or None."""
+    value = string(body, key)
+    if value is not None and (len(value) > limit or not value.isprintable()):
+        raise InvalidRequestError(
+            f"{key}: expected at most {limit} printable characters",
+            hint="send a short identifier, e.g. a user id",
+        )
     return value
 
 

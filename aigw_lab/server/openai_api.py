@@ -139,7 +139,7 @@ def parse_chat_request(body: Mapping[str, Any]) -> OpenAICall:
         ("top_p", fields.number(body, "top_p")),
         ("max_tokens", max_tokens),
         ("seed", fields.integer(body, "seed")),
-        ("user", fields.string(body, "user")),
+        ("user", fields.short_string(body, "user")),
         ("tool_choice", body.get("tool_choice")),
     ):
         if value is not None:

@@ -378,3 +378,16 @@ def test_provider_server_tools_are_refused_on_both_apis(setup: Callable[..., Set
         tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
     )
     assert s.fake.last_request.json["tools"][0]["function"]["name"] == "f"
+
+
+@pytest.mark.parametrize("user", ["u" * 257, "line\nbreak", "nul\x00"])
+def test_a_body_user_is_a_short_printable_id(setup: Callable[..., Setup], user: str) -> None:
+    # It ends up in the log (as client_user or user_id) and in budget keys.
+    s = setup(trust_client_user=True)
+    with pytest.raises(openai.BadRequestError, match="user"):
+        s.openai().chat.completions.create(model=MODEL, messages=PROMPT, user=user)
+    with pytest.raises(anthropic.BadRequestError, match="user_id"):
+        s.anthropic().messages.create(
+            model=MODEL, max_tokens=10, messages=PROMPT, metadata={"user_id": user}
+        )
+    assert s.fake.requests == []
