@@ -85,6 +85,12 @@ def gateway_base_url(spec: ProviderSpec) -> str:
             hint=f"use one of {sorted(GATEWAY_SLUGS)}",
         )
     root = str(spec.options.get("cf_gateway_url") or GATEWAY_URL).rstrip("/")
+    if not root.startswith(("http://", "https://")) or any(c in root for c in "?#% \\"):
+        raise ConfigError(
+            f"provider {spec.name!r}: options.cf_gateway_url {root[:80]!r} is not a plain "
+            "http(s) URL",
+            hint=f"write the gateway root without a query, e.g. {GATEWAY_URL}",
+        )
     # Config values, but they go into the URL the provider's token is sent to.
     account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
     gateway = check_path_segment(spec.cf_gateway, what=f"provider {spec.name!r}: cf_gateway")

@@ -199,6 +199,18 @@ def test_configured_path_segments_are_checked(field: str, value: str) -> None:
         build_provider(spec, HttpClients(), env=ENV)
 
 
+@pytest.mark.parametrize(
+    "root", ["ftp://gw.test/v1", "http://gw.test/v1?x=1", "http://gw.test/v1#f", "gw.test/v1"]
+)
+def test_the_ai_gateway_root_is_a_plain_http_url(root: str) -> None:
+    spec = ProviderSpec(
+        name="w", kind="workers-ai", account_id=ACCOUNT, cf_gateway="gw",
+        options=MappingProxyType({"cf_gateway_url": root}),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="cf_gateway_url"):
+        build_provider(spec, HttpClients(), env=ENV)
+
+
 # --- passthrough fields -----------------------------------------------------------------------
 
 
