@@ -391,3 +391,44 @@ def test_a_body_user_is_a_short_printable_id(setup: Callable[..., Setup], user: 
             model=MODEL, max_tokens=10, messages=PROMPT, metadata={"user_id": user}
         )
     assert s.fake.requests == []
+
+
+@pytest.mark.parametrize("mode", ["chat", "stream", "achat", "astream"])
+def test_every_budget_path_charges_unknown_usage_at_the_estimate(mode: str) -> None:
+    """Gateway.chat/stream and their async forms: a call whose provider reported no usage is
+    logged with cost NULL and counts its estimate. Fails on the old code (cost 0.0 from a
+    zero usage, nothing counted)."""
+    import asyncio
+
+    budget = Budget([Limit("gateway", 1.0, "total")], tokenizer="estimate")
+    provider = FunctionProvider(
+        lambda request: ChatResponse("ok", "stop", UNKNOWN_USAGE, "a", request.model),
+        "a",
+        models=("m",),
+    )
+    gateway = Gateway([provider], log=None, middleware=[budget], prices={"a/m": Price(1.0, 1.0)})
+
+    async def run_async() -> float | None:
+        if mode == "achat":
+            return (await gateway.achat("a/m", "hi", max_tokens=100)).cost_usd
+        stream = gateway.astream("a/m", "hi", max_tokens=100)
+        async for _ in stream:
+            pass
+        assert stream.response is not None
+        return stream.response.cost_usd
+
+    with gateway:
+        if mode == "chat":
+            cost = gateway.chat("a/m", "hi", max_tokens=100).cost_usd
+        elif mode == "stream":
+            with gateway.stream("a/m", "hi", max_tokens=100) as stream:
+                for _ in stream:
+                    pass
+            assert stream.response is not None
+            cost = stream.response.cost_usd
+        else:
+            cost = asyncio.run(run_async())
+    assert cost is None
+    [row] = budget.snapshot()
+    # The estimate: 100 output tokens allowed plus the prompt, at 1 USD per million tokens.
+    assert row["spent_usd"] >= 100e-6 and row["reserved_usd"] == 0
