@@ -207,11 +207,9 @@ def estimate_cost(
     if counter is not None and request.model != model:
         request = replace(request, model=model)  # count with the target model's tokenizer
     input_tokens = estimate_input_tokens(request, counter)
-    output_tokens = request.max_tokens or default_output_tokens
-    if (
-        isinstance(output_tokens, bool)
-        or not isinstance(output_tokens, int)
-        or not 1 <= output_tokens <= MAX_OUTPUT_TOKENS
+    limit = request.max_tokens
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_OUTPUT_TOKENS
     ):
         # A request built without ChatRequest.create skips its checks: the arithmetic
         # below must still never see an absurd number (or overflow a float).
@@ -219,6 +217,7 @@ def estimate_cost(
             f"max_tokens is not an integer from 1 to {MAX_OUTPUT_TOKENS:,}",
             hint="lower max_tokens; the budget estimates the call as if all of it is used",
         )
+    output_tokens = limit or default_output_tokens
     usd = prices.cost(provider, model, Usage(input_tokens, output_tokens))
     return CostEstimate(input_tokens, output_tokens, usd)
 
