@@ -122,15 +122,26 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out) + ("/" if trailing else "")
 
 
+#: The headers a request upstream may carry: httpx's own, the body's, and the provider's
+#: credentials and version; none of them comes from the client.
+_HEADERS = frozenset(
+    ("host accept accept-encoding connection user-agent content-length content-type "
+     "authorization x-api-key anthropic-version").split()
+)  # fmt: skip
+
+
 def check_sent(
     provider: tuple[ProviderSpec, str, str | None, frozenset[str]],
     bare_model: str,
     raw_target: str,
     body: Any,
     limits: list[int],
+    headers: Mapping[str, str],
 ) -> None:
-    """The oracle: ``raw_target`` (path and query as sent) and ``body`` are documented."""
+    """The oracle: ``raw_target`` (path and query as sent), ``body`` and ``headers`` are
+    documented."""
     spec, endpoint, model_follows, documented = provider
+    assert {name.lower() for name in headers} <= _HEADERS, set(headers)
     assert "?" not in raw_target and "#" not in raw_target, raw_target
     assert "%" not in raw_target, raw_target
     assert all(0x21 <= ord(c) <= 0x7E for c in raw_target), raw_target
@@ -293,6 +304,7 @@ def test_the_gateway_only_ever_calls_documented_endpoints(
             request_sent.url.raw_path.decode("ascii"),
             json.loads(request_sent.content),
             limits,
+            request_sent.headers,
         )
 
 
@@ -389,4 +401,11 @@ def test_serve_only_ever_calls_documented_endpoints(
     assert len(sent) == (1 if response.status_code == 200 else 0), response.text
     event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics
     for request_sent in sent:
-        check_sent(served.providers[provider], name, request_sent.path, request_sent.json, limits)
+        check_sent(
+            served.providers[provider],
+            name,
+            request_sent.path,
+            request_sent.json,
+            limits,
+            request_sent.headers,
+        )
