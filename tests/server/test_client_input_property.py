@@ -5,8 +5,9 @@ otherwise.
 
 Two entrances, 10,000 generated calls in all:
 
-- `Gateway.chat` / `Gateway.stream` (7,000 examples) against every provider kind, direct and
-  through a Cloudflare AI Gateway URL, with an httpx transport that records every request;
+- `Gateway.chat` / `stream` / `achat` / `astream` (7,000 examples) against every provider
+  kind, direct and through a Cloudflare AI Gateway URL, with an httpx transport that records
+  every request;
 - ``aigw-lab serve`` (3,000 examples): a real `BackgroundServer` on 127.0.0.1 in front of a
   loopback `FakeUpstream` that records the raw request line, fed raw JSON bodies on both
   served APIs.
@@ -19,6 +20,7 @@ exactly the model name the caller sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -232,13 +234,31 @@ class _Recorder:
 def recorded_gateway() -> Iterator[tuple[Gateway, _Recorder, dict[str, Any]]]:
     recorder = _Recorder()
     transport = httpx.MockTransport(recorder)
-    clients = HttpClients(transport=transport)
+    clients = HttpClients(transport=transport, async_transport=transport)
     providers = _providers("http://127.0.0.1:9")
     specs = [spec for spec, *_ in providers.values()]
     gateway = Gateway(specs, clients=clients, env=ENV, log=None)
     yield gateway, recorder, providers
     gateway.close()
     clients.close()
+
+
+@pytest.fixture(scope="module")
+def async_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One loop for every async example (a loop per example would dominate the run)."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+async def _acall(
+    gateway: Gateway, request: Any, messages: Any, params: dict[str, Any], *, stream: bool
+) -> None:
+    if stream:
+        async for _ in gateway.astream(request, messages, **params):
+            pass
+    else:
+        await gateway.achat(request, messages, **params)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -256,15 +276,18 @@ def recorded_gateway() -> Iterator[tuple[Gateway, _Recorder, dict[str, Any]]]:
     max_tokens=LIMITS,
     stream=st.booleans(),
     ready_request=st.booleans(),
+    use_async=st.booleans(),
 )
 def test_the_gateway_only_ever_calls_documented_endpoints(
     recorded_gateway: tuple[Gateway, _Recorder, dict[str, Any]],
+    async_loop: asyncio.AbstractEventLoop,
     provider: str,
     name: str,
     extra: dict[str, Any],
     max_tokens: int | None,
     stream: bool,
     ready_request: bool,
+    use_async: bool,
 ) -> None:
     gateway, recorder, providers = recorded_gateway
     before = len(recorder.requests)
@@ -284,12 +307,15 @@ def test_the_gateway_only_ever_calls_documented_endpoints(
             params = {}
         else:
             request = address
-        if stream:
-            with gateway.stream(request, "hi" if params else None, **params) as events:
+        messages = "hi" if params else None
+        if use_async:
+            async_loop.run_until_complete(_acall(gateway, request, messages, params, stream=stream))
+        elif stream:
+            with gateway.stream(request, messages, **params) as events:
                 for _ in events:
                     pass
         else:
-            gateway.chat(request, "hi" if params else None, **params)
+            gateway.chat(request, messages, **params)
     except AigwError:
         pass  # a typed refusal is fine; anything else fails the test
     sent = recorder.requests[before:]
