@@ -100,6 +100,8 @@ _SEMANTIC_KEYS = {
 
 
 _SERVER_KEYS = {"host", "port", "keys", "key_file", "signing_window"}
+# Issue 9: whether a body's `user` may set the per-user identity (budgets, limits).
+_SERVER_KEYS |= {"trust_client_user"}
 _SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user", "signing"}
 
 
@@ -126,6 +128,10 @@ class ServerSettings:
     #: The rotating key file (`aigw_lab.server.keyfile`) and the signed-request window (s).
     key_file: str | None = None
     signing_window: float = 300.0
+    #: Let a request body's ``user`` (``metadata.user_id``) be the call's user when the
+    #: key fixes none; off by default, so per-user budgets and limits cannot be escaped by
+    #: rotating the field (see docs/serving.md).
+    trust_client_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -448,7 +454,16 @@ def _parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSettin
         )  # fmt: skip
     from aigw_lab.config_security import parse_server_extras
 
-    return ServerSettings(host, port, tuple(specs), **parse_server_extras(table, where, base_dir))
+    trust_client_user = table.get("trust_client_user", False)
+    if not isinstance(trust_client_user, bool):
+        raise ConfigError(f"{where}: trust_client_user must be true or false")
+    return ServerSettings(
+        host,
+        port,
+        tuple(specs),
+        trust_client_user=trust_client_user,
+        **parse_server_extras(table, where, base_dir),
+    )
 
 
 def _parse_provider(

@@ -4,7 +4,8 @@ Prices come, in this order, from: an explicit override (the config's ``[prices]`
 provider's own ``prices``; Cloudflare calls these custom costs), a provider that knows its own
 prices (the simulated fleet, a replay of recorded data), and the genai-prices database, which
 works offline. A model whose price is unknown gets cost ``None`` and one `UnknownPriceWarning`,
-never a made-up number.
+never a made-up number. A call whose provider reported no usage (``Usage.known`` False) is
+also priced ``None`` (without a warning): its cost is unknown, not zero.
 
 Resolved prices are cached per (provider, model), so pricing a call costs a dictionary lookup
 and a few multiplications, not a database search.
@@ -100,7 +101,10 @@ class PriceBook:
         return resolved if isinstance(resolved, Price) else None
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
-        """USD cost of a call, or None when the model's price is unknown."""
+        """USD cost of a call, or None when the model's price is unknown or the provider
+        did not report the usage (``usage.known`` False): an unknown cost, never 0."""
+        if not usage.known:
+            return None
         resolved = self._cache.get((provider, model), _MISSING)
         if resolved is _MISSING:
             resolved = self._resolve(provider, model)

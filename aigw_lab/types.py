@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from aigw_lab.addressing import ALL_EXTRA_FIELDS, MAX_OUTPUT_TOKENS, check_extra, check_model_name
 from aigw_lab.errors import InvalidRequestError
 
 # One encoder for every call: json.dumps with options builds a new encoder each time.
@@ -30,6 +31,7 @@ __all__ = [
     "Message",
     "ChatRequest",
     "Usage",
+    "UNKNOWN_USAGE",
     "Latency",
     "ChatResponse",
     "TextDelta",
@@ -187,8 +189,10 @@ class ChatRequest:
     """A provider-neutral chat completion request.
 
     ``model`` is either ``"provider/model"`` (resolved by a `Gateway`) or a bare model name
-    (when calling a provider directly). ``extra`` passes provider-specific body fields through
-    unchanged (for example ``{"top_k": 40}``); they are part of the request's identity.
+    (when calling a provider directly), in the characters `aigw_lab.addressing` allows.
+    ``extra`` passes provider-specific body fields through unchanged (for example
+    ``{"top_k": 40}``), only those of the target format's allowlist
+    (`aigw_lab.addressing.EXTRA_FIELDS`); they are part of the request's identity.
     ``user`` and ``tenant`` identify who the call is for (logged, used by limits and caches);
     ``tags`` and ``metadata`` are free-form labels that go to the log.
     """
@@ -234,6 +238,11 @@ class ChatRequest:
                 f"model must be a non-empty string, got {model!r}",
                 hint='address models as "provider/model", e.g. "sim/sim-small"',
             )
+        check_model_name(model)
+        if extra:
+            # Fields no wire format passes through (token limits, stream options, n...)
+            # are refused here, before any budget or limit sees the request.
+            check_extra(extra, ALL_EXTRA_FIELDS, where="any provider (extra)")
         if isinstance(messages, str):
             msgs: list[Message] = [Message("user", messages)]
         else:
@@ -280,10 +289,13 @@ class ChatRequest:
         if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
             raise InvalidRequestError(f"top_p={self.top_p} is out of range", hint="use (0, 1]")
         if self.max_tokens is not None and (
-            not isinstance(self.max_tokens, int) or self.max_tokens < 1
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or not 1 <= self.max_tokens <= MAX_OUTPUT_TOKENS
         ):
             raise InvalidRequestError(
-                f"max_tokens={self.max_tokens!r} is invalid", hint="use a positive integer"
+                f"max_tokens={_short_repr(self.max_tokens)} is invalid",
+                hint=f"use a positive integer of at most {MAX_OUTPUT_TOKENS:,}",
             )
 
     @property
@@ -326,6 +338,14 @@ class ChatRequest:
         return _JSON.encode(self.to_dict())
 
 
+def _short_repr(value: Any) -> str:
+    """``repr(value)`` for an error message, safe for integers too long to print."""
+    if isinstance(value, int) and not -(10**18) < value < 10**18:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 _SCALAR_PARAMS = frozenset(
     (
         "temperature",
@@ -344,13 +364,19 @@ _SCALAR_PARAMS = frozenset(
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token usage. ``input_tokens`` includes cached input (read and written);
-    ``reasoning_tokens`` is part of ``output_tokens``."""
+    ``reasoning_tokens`` is part of ``output_tokens``.
+
+    ``known`` is False when the provider did not report the usage (a stream without its
+    usage chunk, an answer without ``usage``): the counts are then 0 but mean "unknown",
+    so the call is logged with cost NULL and budgets charge it at its estimate
+    (`UNKNOWN_USAGE` is that value)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    known: bool = True
 
     @property
     def total_tokens(self) -> int:
@@ -363,7 +389,12 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.known and other.known,
         )
+
+
+#: The usage of an answer whose provider reported none.
+UNKNOWN_USAGE = Usage(known=False)
 
 
 @dataclass(frozen=True, slots=True)

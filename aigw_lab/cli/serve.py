@@ -114,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         gateway = Gateway.from_config(args.config, log=args.db or DEFAULT_DB)
     else:
         gateway = Gateway.from_config(args.config)  # the config's db, or no log at all
-    app = GatewayApp(gateway, keys, close_gateway=True)
+    app = GatewayApp(
+        gateway,
+        keys,
+        close_gateway=True,
+        trust_client_user=bool(settings is not None and settings.trust_client_user),
+    )
 
     def announce(root: str) -> None:
         print(_banner(gateway, config is None, root, keys, host), flush=True)

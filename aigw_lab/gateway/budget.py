@@ -19,7 +19,8 @@ Before a call goes out, its cost is *estimated* (input tokens from the prompt's 
 allowance, at the model's price) and *reserved* against every budget that applies to it. A
 call whose estimate does not fit what a budget has left is refused with
 `BudgetExceededError`, and nothing is sent. When the call ends, the reservation is replaced
-by the call's actual cost (``response.cost_usd``; a cache hit costs 0), or released if the
+by the call's actual cost (``response.cost_usd``; a cache hit costs 0), or by its estimate
+when the cost is unknown (the provider reported no usage: never 0), or released if the
 call failed. Reservations are taken under one lock, so concurrent calls (threads or asyncio
 tasks) cannot jointly overshoot a limit by their estimates.
 
@@ -240,7 +241,7 @@ class Budget(Middleware):
         except BaseException:
             self._settle(reservation, 0.0)
             raise
-        self._settle(reservation, response.cost_usd or 0.0)
+        self._settle(reservation, _charged(reservation, response))
         return response
 
     async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
@@ -253,7 +254,7 @@ class Budget(Middleware):
         except BaseException:
             self._settle(reservation, 0.0)
             raise
-        self._settle(reservation, response.cost_usd or 0.0)
+        self._settle(reservation, _charged(reservation, response))
         return response
 
     def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
@@ -269,7 +270,7 @@ class Budget(Middleware):
             events = call_next(ctx)
             for event in events:
                 if type(event) is StreamEnd:
-                    self._settle(reservation, event.response.cost_usd or 0.0)
+                    self._settle(reservation, _charged(reservation, event.response))
                 yield event
         finally:
             # Failed, interrupted or closed by the caller: nothing is counted (the log row
@@ -293,7 +294,7 @@ class Budget(Middleware):
             events = call_next(ctx)
             async for event in events:
                 if type(event) is StreamEnd:
-                    self._settle(reservation, event.response.cost_usd or 0.0)
+                    self._settle(reservation, _charged(reservation, event.response))
                 yield event
         finally:
             self._settle(reservation, 0.0)
@@ -462,3 +463,12 @@ class Budget(Middleware):
                 account.reserved = account.reserved - reservation.usd if account.in_flight else 0.0
                 if cost and generation == account.generation:
                     account.add(cost, now)
+
+
+def _charged(reservation: _Reservation, response: ChatResponse) -> float:
+    """What a completed call counts against its budgets: its cost, or, when that is unknown
+    (the provider reported no usage), the estimate it was admitted with: never a free call
+    because the usage was left out. (Without a price the estimate is 0 under
+    ``unknown_price = "allow"``, which counts only a cost the provider reports, as before.)"""
+    cost = response.cost_usd
+    return reservation.usd if cost is None else cost

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from aigw_lab._keys import reject_unknown_keys
-from aigw_lab.errors import BudgetExceededError, ConfigError
+from aigw_lab.addressing import MAX_OUTPUT_TOKENS
+from aigw_lab.errors import BudgetExceededError, ConfigError, InvalidRequestError
 from aigw_lab.tokens import CHARS_PER_TOKEN as TOKENS_CHARS_PER_TOKEN
 from aigw_lab.types import ChatRequest, Usage
 
@@ -206,7 +207,17 @@ def estimate_cost(
     if counter is not None and request.model != model:
         request = replace(request, model=model)  # count with the target model's tokenizer
     input_tokens = estimate_input_tokens(request, counter)
-    output_tokens = request.max_tokens or default_output_tokens
+    limit = request.max_tokens
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_OUTPUT_TOKENS
+    ):
+        # A request built without ChatRequest.create skips its checks: the arithmetic
+        # below must still never see an absurd number (or overflow a float).
+        raise InvalidRequestError(
+            f"max_tokens is not an integer from 1 to {MAX_OUTPUT_TOKENS:,}",
+            hint="lower max_tokens; the budget estimates the call as if all of it is used",
+        )
+    output_tokens = limit or default_output_tokens
     usd = prices.cost(provider, model, Usage(input_tokens, output_tokens))
     return CostEstimate(input_tokens, output_tokens, usd)
 

@@ -531,7 +531,10 @@ class RateLimiter(Middleware):
         429 with a Retry-After."""
         if waiter is not None and waiter.needs:
             attempts = ctx.attempt  # 0: it never reached a provider (a cache hit, a refusal)
-            if response is not None:
+            if response is not None and not response.usage.known:
+                # The provider reported no usage: count the estimate, never 0 tokens.
+                used_tokens = waiter.tokens if attempts else 0
+            elif response is not None:
                 used_tokens = response.usage.total_tokens if attempts else 0
             elif delivered_chars and attempts:
                 # A stream cut short: the provider counts the prompt and the text it sent.

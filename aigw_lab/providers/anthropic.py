@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import EXTRA_FIELDS, check_extra
 from aigw_lab.errors import (
     ContextLengthExceededError,
     InvalidRequestError,
@@ -31,7 +32,7 @@ from aigw_lab.providers.codec import (
     usage_int,
 )
 from aigw_lab.providers.sse import SSEEvent
-from aigw_lab.types import ChatRequest, FinishReason, Message, Usage
+from aigw_lab.types import UNKNOWN_USAGE, ChatRequest, FinishReason, Message, Usage
 
 __all__ = ["AnthropicCodec", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "anthropic_usage"]
 
@@ -107,6 +108,8 @@ class AnthropicCodec:
         if stream:
             body["stream"] = True
         if request.extra:
+            # Only allowlisted fields: none of them can replace a field set above.
+            check_extra(request.extra, EXTRA_FIELDS["anthropic"], where="the Anthropic API")
             body.update(request.extra)
         return EncodedRequest("/v1/messages", body)
 
@@ -236,8 +239,8 @@ class _AnthropicStream:
 def anthropic_usage(usage: Any) -> Usage:
     """`Usage` from Anthropic's ``usage``: its ``input_tokens`` excludes cache reads and
     writes, so the three are summed into the OpenTelemetry-style total."""
-    if type(usage) is not dict and not isinstance(usage, Mapping):
-        return Usage()
+    if (type(usage) is not dict and not isinstance(usage, Mapping)) or not usage:
+        return UNKNOWN_USAGE  # not reported: priced as unknown, never as 0 tokens
     uncached = usage_int(usage.get("input_tokens"))
     cache_read = usage_int(usage.get("cache_read_input_tokens"))
     cache_write = usage_int(usage.get("cache_creation_input_tokens"))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import check_cf_aig_header, check_model_name, check_path_segment
 from aigw_lab.errors import (
     ConfigError,
     ContextLengthExceededError,
@@ -84,7 +85,21 @@ def gateway_base_url(spec: ProviderSpec) -> str:
             hint=f"use one of {sorted(GATEWAY_SLUGS)}",
         )
     root = str(spec.options.get("cf_gateway_url") or GATEWAY_URL).rstrip("/")
-    return f"{root}/{spec.account_id}/{spec.cf_gateway}/{str(slug).strip('/')}"
+    if not root.startswith(("http://", "https://")) or any(c in root for c in "?#% \\"):
+        raise ConfigError(
+            f"provider {spec.name!r}: options.cf_gateway_url {root[:80]!r} is not a plain "
+            "http(s) URL",
+            hint=f"write the gateway root without a query, e.g. {GATEWAY_URL}",
+        )
+    # Config values, but they go into the URL the provider's token is sent to.
+    account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
+    gateway = check_path_segment(spec.cf_gateway, what=f"provider {spec.name!r}: cf_gateway")
+    slug = str(slug).strip("/")
+    try:
+        check_model_name(slug, what="cf_gateway_provider")
+    except InvalidRequestError as exc:
+        raise ConfigError(f"provider {spec.name!r}: {exc.message}", hint=exc.hint) from None
+    return f"{root}/{account}/{gateway}/{slug}"
 
 
 def gateway_headers(spec: ProviderSpec, env: Mapping[str, str]) -> dict[str, str]:
@@ -105,10 +120,12 @@ def gateway_headers(spec: ProviderSpec, env: Mapping[str, str]) -> dict[str, str
     return headers
 
 
-def cf_aig_headers(values: Mapping[str, Any]) -> dict[str, str]:
+def cf_aig_headers(values: Mapping[str, Any], *, per_request: bool = False) -> dict[str, str]:
     """``cf-aig-*`` headers from settings keyed by the header's name with or without its
     ``cf-aig-`` prefix (``{"cache-ttl": 3600, "skip-cache": True, "metadata": {...}}``);
-    dicts become JSON and booleans ``true``/``false``."""
+    dicts become JSON and booleans ``true``/``false``. Names and values are checked
+    (`aigw_lab.addressing.check_cf_aig_header`); ``per_request`` settings (a request's
+    ``metadata["cf_aig"]``) may only use `CF_AIG_REQUEST_HEADERS`."""
     headers: dict[str, str] = {}
     for key, value in values.items():
         name = str(key).lower()
@@ -120,6 +137,7 @@ def cf_aig_headers(values: Mapping[str, Any]) -> dict[str, str]:
             text = json.dumps(value, separators=(",", ":"))
         else:
             text = str(value)
+        check_cf_aig_header(name, text, per_request=per_request)
         headers[name] = text
     return headers
 
@@ -145,7 +163,7 @@ class GatewayCodec:
                 f'metadata["{METADATA_KEY}"] is a {type(overrides).__name__}',
                 hint='pass a dict of gateway settings, e.g. {"cache-ttl": 60}',
             )
-        headers = {**encoded.headers, **cf_aig_headers(overrides)}
+        headers = {**encoded.headers, **cf_aig_headers(overrides, per_request=True)}
         return EncodedRequest(encoded.path, encoded.body, headers)
 
     def decode(self, payload: Any, request: ChatRequest) -> Decoded:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import EXTRA_FIELDS, check_extra
 from aigw_lab.errors import (
     ContentFilteredError,
     ContextLengthExceededError,
@@ -29,7 +30,7 @@ from aigw_lab.providers.codec import (
     usage_int,
 )
 from aigw_lab.providers.sse import SSEEvent
-from aigw_lab.types import ChatRequest, FinishReason, Usage
+from aigw_lab.types import UNKNOWN_USAGE, ChatRequest, FinishReason, Usage
 
 __all__ = ["OpenAICodec", "openai_usage", "openai_finish_reason", "error_fields"]
 
@@ -60,16 +61,26 @@ class OpenAICodec:
     """Chat Completions. ``max_tokens_field`` names the body field for the output limit
     (OpenAI's own API prefers ``max_completion_tokens``, compatible servers read
     ``max_tokens``); ``stream_usage`` asks for the final usage chunk with
-    ``stream_options.include_usage`` (turn it off for servers that reject the option)."""
+    ``stream_options.include_usage`` on every stream, whatever the caller wants to see
+    (only the operator turns it off, for servers that reject the option; such streams are
+    logged with an unknown usage). ``extra_fields``: the fields of a request's ``extra``
+    passed through (`aigw_lab.addressing.EXTRA_FIELDS`); any other is refused."""
 
-    __slots__ = ("max_tokens_field", "stream_usage")
+    __slots__ = ("max_tokens_field", "stream_usage", "extra_fields")
 
     api_format = "openai"
     headers: Mapping[str, str] = _EMPTY
 
-    def __init__(self, *, max_tokens_field: str = "max_tokens", stream_usage: bool = True):
+    def __init__(
+        self,
+        *,
+        max_tokens_field: str = "max_tokens",
+        stream_usage: bool = True,
+        extra_fields: frozenset[str] = EXTRA_FIELDS["openai-compatible"],
+    ):
         self.max_tokens_field = max_tokens_field
         self.stream_usage = stream_usage
+        self.extra_fields = extra_fields
 
     def encode(self, request: ChatRequest, *, stream: bool) -> EncodedRequest:
         body: dict[str, Any] = {
@@ -95,6 +106,8 @@ class OpenAICodec:
             if self.stream_usage:
                 body["stream_options"] = {"include_usage": True}
         if request.extra:
+            # Only allowlisted fields: none of them can replace a field set above.
+            check_extra(request.extra, self.extra_fields, where="OpenAI-format APIs")
             body.update(request.extra)
         return EncodedRequest("/chat/completions", body)
 
@@ -157,7 +170,7 @@ class _OpenAIStream:
         self.finished = False
         self._parts: list[str] = []
         self._finish: FinishReason = "unknown"
-        self._usage = Usage()
+        self._usage = UNKNOWN_USAGE  # until a usage chunk says otherwise
         self._id: str | None = None
         self._model: str | None = None
         self._tools: dict[int, dict[str, Any]] = {}
@@ -232,7 +245,7 @@ def openai_usage(usage: Any) -> Usage:
     """`Usage` from an OpenAI ``usage`` object (``prompt_tokens`` already counts cached
     tokens, ``completion_tokens`` counts reasoning tokens)."""
     if type(usage) is not dict and not isinstance(usage, Mapping):
-        return Usage()
+        return UNKNOWN_USAGE  # not reported: priced as unknown, never as 0 tokens
     prompt_details = usage.get("prompt_tokens_details") or _EMPTY
     completion_details = usage.get("completion_tokens_details") or _EMPTY
     return Usage(  # positional, as in `OpenAICodec.decode`

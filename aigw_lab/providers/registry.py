@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import EXTRA_FIELDS, check_path_segment
 from aigw_lab.errors import ConfigError, MissingAPIKeyError
 from aigw_lab.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicCodec
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
@@ -123,6 +124,7 @@ def _codec(spec: ProviderSpec) -> Codec:
     return OpenAICodec(
         max_tokens_field=str(options.get("max_tokens_field", default_field)),
         stream_usage=bool(options.get("stream_usage", True)),
+        extra_fields=EXTRA_FIELDS["openai" if spec.kind == "openai" else "openai-compatible"],
     )
 
 
@@ -148,7 +150,8 @@ def _direct_base_url(spec: ProviderSpec) -> str:
                 "(find it in the Cloudflare dashboard under Workers AI)",
             )
         suffix = "/ai" if spec.kind == "workers-ai" else "/ai/v1"
-        return f"{base}/accounts/{spec.account_id}{suffix}"
+        account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
+        return f"{base}/accounts/{account}{suffix}"
     return base
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 
+from aigw_lab.addressing import check_url_path
 from aigw_lab.errors import (
+    InvalidRequestError,
     MalformedResponseError,
     NetworkError,
     ProviderError,
@@ -229,8 +231,20 @@ class HttpProvider:
         or relative to ``base_url``; ``kwargs`` go to httpx), with this provider's headers,
         timeouts, shared pool and error mapping: an error status or a transport failure
         raises the `aigw_lab.errors` type a chat call would, naming ``on_behalf_of``'s
-        model, with keys redacted."""
-        target = url if url.startswith(("http://", "https://")) else self.base_url + url
+        model, with keys redacted. The URL must lie under ``base_url``, on a path without a
+        query, fragment, ``%`` or dot segment (ids from a resumed job's dict end up in it),
+        else `InvalidRequestError`: this provider's key goes nowhere else."""
+        path = url
+        if url.startswith(("http://", "https://")):
+            if not url.startswith(self.base_url + "/"):
+                raise InvalidRequestError(
+                    f"refusing to send {self.name!r}'s credentials to a URL outside its "
+                    f"base_url {self.base_url!r}",
+                    hint="use a path relative to the provider's base_url",
+                )
+            path = url[len(self.base_url) :]
+        check_url_path(path, provider=self.name)
+        target = self.base_url + path
         timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
         try:
             response = self._clients.sync().request(
@@ -299,6 +313,9 @@ class HttpProvider:
         text = self.base_url + path
         url = self._urls.get(text)
         if url is None:
+            # Checked once per distinct URL (then cached): whatever a codec built, no path
+            # with a query, fragment, '%', dot segment or control character leaves here.
+            check_url_path(path, provider=self.name)
             url = httpx.URL(text)
             if len(self._urls) < _MAX_CACHED_URLS:
                 self._urls[text] = url

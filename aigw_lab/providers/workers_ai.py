@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import EXTRA_FIELDS, check_extra, model_path
 from aigw_lab.errors import ContextLengthExceededError, InvalidRequestError
 from aigw_lab.providers.cloudflare import envelope_error, envelope_error_class, envelope_status
 from aigw_lab.providers.codec import (
@@ -31,7 +32,7 @@ from aigw_lab.providers.codec import (
 )
 from aigw_lab.providers.openai import error_fields, openai_finish_reason, openai_usage
 from aigw_lab.providers.sse import SSEEvent
-from aigw_lab.types import ChatRequest, FinishReason, Message, Usage
+from aigw_lab.types import UNKNOWN_USAGE, ChatRequest, FinishReason, Message, Usage
 
 __all__ = ["WorkersAICodec", "API_URL"]
 
@@ -73,8 +74,11 @@ class WorkersAICodec:
         if stream:
             body["stream"] = True
         if request.extra:
+            # Only allowlisted fields: none of them can replace a field set above.
+            check_extra(request.extra, EXTRA_FIELDS["workers-ai"], where="Workers AI's API")
             body.update(request.extra)
-        return EncodedRequest(f"{self.path_prefix}/{request.model}", body)
+        # The model is part of the URL: checked (no '..', '?', '#', '%'...) and encoded.
+        return EncodedRequest(f"{self.path_prefix}/{model_path(request.model)}", body)
 
     def decode(self, payload: Any, request: ChatRequest) -> Decoded:
         # `type(...) is dict` first: JSON gives plain dicts, and the ABC check costs more.
@@ -120,7 +124,7 @@ class _WorkersAIStream:
         self.finished = False
         self._request = request
         self._parts: list[str] = []
-        self._usage = Usage()
+        self._usage = UNKNOWN_USAGE  # until a chunk reports usage
         self._reason: Any = None
         self._tools: list[dict[str, Any]] = []
         self._raw: list[Any] = []

@@ -6,7 +6,12 @@ system message, ``tool_use`` blocks become an assistant's ``tool_calls``, ``tool
 blocks become ``tool`` messages, ``image`` blocks become ``image_url`` parts, tools declared
 with ``input_schema`` become functions, and ``stop_sequences`` becomes ``stop``; so one
 request can go to a target of any format. ``max_tokens`` is required, as Anthropic requires.
-Fields with no neutral place (``top_k``, ``thinking``...) pass through in ``extra``.
+
+Only documented fields are accepted (`ACCEPTED_FIELDS`; docs/serving.md, "What clients can
+and cannot change"): any other is a 400 naming it. ``metadata`` may only hold ``user_id``,
+``service_tier`` may only name the standard tier, and the fields with no neutral place that
+pass through in ``extra`` are ``top_k`` and ``thinking`` (whose budget counts within
+``max_tokens``, which the budget's estimate assumes is used).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import EXTRA_FIELDS
 from aigw_lab.errors import InvalidRequestError
 from aigw_lab.server import fields
 from aigw_lab.server.errors import HttpError, anthropic_error
@@ -34,12 +40,20 @@ __all__ = [
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
+#: Body fields the gateway reads itself; none is passed upstream as sent.
 _CONSUMED = frozenset(
     (
         "model", "messages", "system", "max_tokens", "temperature", "top_p", "stop_sequences",
-        "stream", "metadata", "tools", "tool_choice",
+        "stream", "metadata", "tools", "tool_choice", "service_tier",
     )
 )  # fmt: skip
+#: Body fields passed through in ``extra`` (to the target's codec, which checks its own list).
+PASSTHROUGH_FIELDS: frozenset[str] = EXTRA_FIELDS["anthropic"]
+#: Every field a Messages body may have here; any other is a 400 naming it.
+ACCEPTED_FIELDS: frozenset[str] = _CONSUMED | PASSTHROUGH_FIELDS
+_METADATA_FIELDS = frozenset(("user_id",))
+#: ``service_tier`` values that do not change the price (the standard tier).
+_STANDARD_TIERS = frozenset(("auto", "standard_only"))
 
 _STOP_REASON: Mapping[FinishReason, str] = MappingProxyType(
     {
@@ -65,6 +79,7 @@ class AnthropicCall:
 
 def parse_messages_request(body: Mapping[str, Any]) -> AnthropicCall:
     """A `ChatRequest` from a Messages API body; `InvalidRequestError` names a bad field."""
+    fields.only(body, ACCEPTED_FIELDS, api="the Messages API")
     model = fields.required(body, "model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequestError("model: expected a non-empty string")
@@ -82,7 +97,16 @@ def parse_messages_request(body: Mapping[str, Any]) -> AnthropicCall:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidRequestError("metadata: expected an object")
-    user = (metadata or {}).get("user_id")
+    if metadata:
+        fields.only(metadata, _METADATA_FIELDS, api="metadata")
+    user = fields.short_string(metadata or {}, "user_id")
+    tier = fields.string(body, "service_tier")
+    if tier is not None and tier not in _STANDARD_TIERS:
+        raise InvalidRequestError(
+            f"service_tier: {tier[:40]!r} is not accepted",
+            hint="this gateway prices and sends every call at the standard tier: send "
+            "'auto' or 'standard_only', or leave service_tier out",
+        )
     tools = body.get("tools")
     if tools is not None and not (
         isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)
@@ -92,7 +116,7 @@ def parse_messages_request(body: Mapping[str, Any]) -> AnthropicCall:
     for key, value in (
         ("temperature", fields.number(body, "temperature")),
         ("top_p", fields.number(body, "top_p")),
-        ("user", user if isinstance(user, str) else None),
+        ("user", user),
         ("tool_choice", _tool_choice(body.get("tool_choice"))),
     ):
         if value is not None:
@@ -103,7 +127,7 @@ def parse_messages_request(body: Mapping[str, Any]) -> AnthropicCall:
         system=_system(body.get("system")),
         stop=fields.string_list(body, "stop_sequences"),
         tools=[_tool(t) for t in tools] if tools else None,
-        extra={k: v for k, v in body.items() if k not in _CONSUMED},
+        extra={k: v for k, v in body.items() if k in PASSTHROUGH_FIELDS},
         **params,
     )
     return AnthropicCall(request, fields.boolean(body, "stream"))
@@ -189,7 +213,12 @@ def _result_text(content: Any) -> str:
 
 def _tool(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     if "input_schema" not in tool:
-        return tool  # a server tool (web search...): only an Anthropic target knows it
+        # A server tool (web search, code execution...) is billed per use, outside the
+        # token usage the gateway prices: a client cannot switch one on.
+        raise InvalidRequestError(
+            f"tools: {str(tool.get('type') or tool.get('name'))[:60]!r} is not a custom tool",
+            hint="only custom tools (name, description, input_schema) are accepted here",
+        )
     function: dict[str, Any] = {"name": tool.get("name"), "parameters": tool["input_schema"]}
     if tool.get("description"):
         function["description"] = tool["description"]

@@ -86,8 +86,10 @@ class GatewayApp:
         *,
         close_gateway: bool = False,
         max_body_bytes: int = MAX_BODY_BYTES,
+        trust_client_user: bool = False,
     ) -> None:
         self.gateway = gateway
+        self.trust_client_user = trust_client_user
         self.keys = keys
         self.close_gateway = close_gateway
         self.max_body_bytes = max_body_bytes
@@ -154,7 +156,7 @@ class GatewayApp:
         except Exception as exc:  # an InvalidRequestError naming the field, mostly
             await _send_error(send, api, http_error(exc))
             return
-        request = _for_client(call.request, identity)
+        request = _for_client(call.request, identity, trust_client_user=self.trust_client_user)
         if call.stream:
             await self._stream(send, receive, api, request, call)
         else:
@@ -271,15 +273,35 @@ class GatewayApp:
                 return
 
 
-def _for_client(request: ChatRequest, identity: ClientIdentity | None) -> ChatRequest:
+def _for_client(
+    request: ChatRequest, identity: ClientIdentity | None, *, trust_client_user: bool = False
+) -> ChatRequest:
     """The request as the calling key's client makes it: the key's tenant (never one the
-    client chose), its fixed user if it has one, and the key's name as tag ``aigw_key``."""
+    client chose), its fixed user if it has one, and the key's name as tag ``aigw_key``.
+
+    The body's ``user`` is the call's user only with ``trust_client_user`` (``[server]
+    trust_client_user = true``) and a key that fixes none; otherwise per-user budgets and
+    limits would be escapable by sending a new ``user`` per call. Untrusted, the key itself
+    is the user (``user`` = the key's name: its calls share one per-user budget, failing
+    closed), and without authentication there is no user. An untrusted body user is kept in
+    the log's metadata as ``client_user``, where nothing keys on it."""
+    client_user = request.user
+    if identity is not None and identity.user is not None:
+        user: str | None = identity.user
+    elif trust_client_user:
+        user = client_user
+    else:
+        user = identity.name if identity is not None else None
+    metadata = request.metadata
+    if client_user is not None and user != client_user:
+        metadata = MappingProxyType({**metadata, "client_user": client_user})
     if identity is None:
-        return request
+        return replace(request, user=user, metadata=metadata)
     return replace(
         request,
         tenant=identity.tenant,
-        user=identity.user if identity.user is not None else request.user,
+        user=user,
+        metadata=metadata,
         tags=MappingProxyType({**request.tags, "aigw_key": identity.name}),
     )
 

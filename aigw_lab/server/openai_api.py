@@ -6,9 +6,15 @@ OpenAI body becomes a `ChatRequest` (whose messages already use the OpenAI shape
 `ChatRequest.create` validates them) and a `ChatResponse` becomes a ``chat.completion`` or a
 run of ``chat.completion.chunk`` events.
 
-Fields the neutral request has no place for (``response_format``, ``frequency_penalty``,
-``logprobs``...) pass through in ``extra``, unchanged: they reach an OpenAI-format target as
-sent, and are the caller's business when a policy routes elsewhere.
+Only documented fields are accepted (`ACCEPTED_FIELDS`; docs/serving.md, "What clients can
+and cannot change"): a body with any other field is a 400 naming it. Fields that decide what
+a call costs or how it is counted are read by the gateway, never passed on as sent: the
+largest of ``max_tokens`` and ``max_completion_tokens`` is the call's output limit (and
+what its budget estimate assumes), ``n`` must be 1, ``stream_options`` only says whether
+the client sees the usage chunk (the gateway always asks the upstream for it), and
+``service_tier`` may only name the standard tier. Fields the neutral request has no place
+for (``response_format``, ``frequency_penalty``, ``logprobs``...) pass through in ``extra``
+when they are in `aigw_lab.addressing.EXTRA_FIELDS`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.addressing import EXTRA_FIELDS
 from aigw_lab.errors import InvalidRequestError
 from aigw_lab.server import fields
 from aigw_lab.server.errors import HttpError, openai_error
@@ -35,13 +42,23 @@ __all__ = [
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
-#: Body fields read into the neutral request; everything else goes to ``extra``.
+#: Body fields the gateway reads itself (into the neutral request, or to decide how to
+#: answer); none is passed upstream as sent.
 _CONSUMED = frozenset(
     (
         "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens",
         "stop", "seed", "tools", "tool_choice", "user", "stream", "stream_options", "n",
+        "service_tier",
     )
 )  # fmt: skip
+#: Body fields passed through in ``extra`` (to the target's codec, which checks its own list).
+PASSTHROUGH_FIELDS: frozenset[str] = EXTRA_FIELDS["openai-compatible"]
+#: Every field a Chat Completions body may have here; any other is a 400 naming it.
+ACCEPTED_FIELDS: frozenset[str] = _CONSUMED | PASSTHROUGH_FIELDS
+#: ``service_tier`` values that do not change the price (the standard tier).
+_STANDARD_TIERS = frozenset(("auto", "default"))
+
+_STREAM_OPTIONS = frozenset(("include_usage", "include_obfuscation"))
 
 _FINISH: Mapping[FinishReason, str] = MappingProxyType(
     {
@@ -67,6 +84,7 @@ class OpenAICall:
 def parse_chat_request(body: Mapping[str, Any]) -> OpenAICall:
     """A `ChatRequest` (``model`` is the gateway address or policy name the client sent)
     from a Chat Completions body; `InvalidRequestError` names a malformed field."""
+    fields.only(body, ACCEPTED_FIELDS, api="the Chat Completions API")
     model = fields.required(body, "model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequestError("model: expected a non-empty string")
@@ -80,27 +98,53 @@ def parse_chat_request(body: Mapping[str, Any]) -> OpenAICall:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, Mapping):
         raise InvalidRequestError("stream_options: expected an object")
-    include_usage = bool(options and options.get("include_usage"))
-    max_tokens = fields.integer(body, "max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = fields.integer(body, "max_tokens")
+    if options:
+        fields.only(options, _STREAM_OPTIONS, api="stream_options")
+    # Whether the *client* gets the usage chunk; the upstream is always asked for it.
+    include_usage = bool(options) and fields.boolean(options, "include_usage")
+    tier = fields.string(body, "service_tier")
+    if tier is not None and tier not in _STANDARD_TIERS:
+        raise InvalidRequestError(
+            f"service_tier: {tier[:40]!r} is not accepted",
+            hint="this gateway prices and sends every call at the standard tier: send "
+            "'auto' or 'default', or leave service_tier out",
+        )
+    # Both limits may be sent; the larger is the one the call may use, so it is the one
+    # sent upstream and the one the budget's estimate assumes.
+    limits = [
+        value
+        for value in (
+            fields.integer(body, "max_completion_tokens"),
+            fields.integer(body, "max_tokens"),
+        )
+        if value is not None
+    ]
+    max_tokens = max(limits) if limits else None
     tools = body.get("tools")
     if tools is not None and not (
         isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)
     ):
         raise InvalidRequestError("tools: expected a list of tool objects")
+    for index, tool in enumerate(tools or ()):
+        if tool.get("type") != "function":
+            # Built-in provider tools (web search...) are billed outside the token usage
+            # the gateway prices, so a client cannot switch them on.
+            raise InvalidRequestError(
+                f"tools.{index}.type: only function tools are accepted",
+                hint='declare tools as {"type": "function", "function": {...}}',
+            )
     params: dict[str, Any] = {}
     for key, value in (
         ("temperature", fields.number(body, "temperature")),
         ("top_p", fields.number(body, "top_p")),
         ("max_tokens", max_tokens),
         ("seed", fields.integer(body, "seed")),
-        ("user", fields.string(body, "user")),
+        ("user", fields.short_string(body, "user")),
         ("tool_choice", body.get("tool_choice")),
     ):
         if value is not None:
             params[key] = value
-    extra = {k: v for k, v in body.items() if k not in _CONSUMED}
+    extra = {k: v for k, v in body.items() if k in PASSTHROUGH_FIELDS}
     request = ChatRequest.create(
         model,
         [_neutral_role(m) for m in messages],

@@ -18,7 +18,7 @@ from aigw_lab.providers.codec import Codec, usage_int
 from aigw_lab.providers.openai import OpenAICodec, openai_usage
 from aigw_lab.providers.transport import HttpProvider
 from aigw_lab.providers.workers_ai import WorkersAICodec
-from aigw_lab.types import ChatRequest, Usage
+from aigw_lab.types import UNKNOWN_USAGE, ChatRequest, Usage
 
 ANSWERS: dict[str, dict[str, Any]] = {
     "openai": {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]},
@@ -69,7 +69,10 @@ REQUEST = ChatRequest.create(
     [{"role": "user", "content": 'Grüße \u2028 "quoted" 東京'}],
     temperature=0.5,
     max_tokens=8,
-    extra={"top_k": 4, "nested": {"ünïcode": [1, 2.5, None, True]}},
+    # Nested non-ASCII JSON in a neutral field (tools): `extra` passes only allowlisted
+    # fields since issue 9.
+    tools=[{"type": "function", "function": {"name": "f", "parameters": {"ünïcode": [1, 2.5]}}}],
+    extra={"top_k": 4},
 )
 
 
@@ -166,4 +169,5 @@ def test_usage_from_any_mapping() -> None:
         assert openai_usage(wrap(openai)) == Usage(9, 4, 3, 0, 2)
         assert anthropic_usage(wrap(anthropic)) == Usage(9, 4, 3, 5, 0)
     assert openai_usage({"prompt_tokens_details": None}) == Usage()
-    assert openai_usage([1, 2]) == anthropic_usage("x") == Usage()
+    # No usage object: unknown (priced as NULL), not zero tokens (changed by issue 9).
+    assert openai_usage([1, 2]) == anthropic_usage("x") == UNKNOWN_USAGE

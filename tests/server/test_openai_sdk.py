@@ -93,10 +93,15 @@ def test_the_key_decides_tenant_and_user_in_the_log(served: Served) -> None:
     served.openai(KEY_B).chat.completions.create(
         model="sim-openai/sim-nano", messages=PROMPT, user="mallory"
     )
-    rows = served.rows("SELECT tenant_id, user_id, tags_json FROM calls ORDER BY tenant_id")
-    # Key A passes the client's user through; key B's fixed user wins over the client's.
-    assert [(t, u) for t, u, _ in rows] == [("a", "alice"), ("b", "bob")]
+    rows = served.rows(
+        "SELECT tenant_id, user_id, tags_json, metadata_json FROM calls ORDER BY tenant_id"
+    )
+    # Key B's fixed user wins over the client's. Key A fixes none, and without [server]
+    # trust_client_user the body's user is not the call's user (issue 9: per-user budgets
+    # must not be escapable by rotating it): the key is; the body's is kept as metadata.
+    assert [(t, u) for t, u, _, _ in rows] == [("a", "team-a"), ("b", "bob")]
     assert json.loads(rows[0][2])["aigw_key"] == "team-a"
+    assert json.loads(rows[0][3])["client_user"] == "alice"
 
 
 def test_a_wrong_key_is_an_authentication_error(served: Served) -> None:
