@@ -81,7 +81,8 @@ class Gateway(CallRecording):
     `CallLog`, or ``None`` for no logging. ``prices``: per-model price overrides keyed by
     ``"provider/model"``. ``default_provider`` serves models given without a provider.
     ``policies``: routing policies (``{name: Policy}`` or a list, named by ``policy.name``),
-    addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md).
+    addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md). ``log_options``:
+    keyword arguments of the `CallLog` built from a ``log`` path (``durability``, say).
     """
 
     name = "gateway"
@@ -91,6 +92,7 @@ class Gateway(CallRecording):
         providers: Iterable[ProviderSpec | Provider] = (),
         *,
         log: str | os.PathLike[str] | CallLog | None = ":memory:",
+        log_options: Mapping[str, Any] | None = None,
         prices: Mapping[str, Price] | None = None,
         default_provider: str | None = None,
         middleware: Sequence[Middleware] = (),
@@ -161,10 +163,12 @@ class Gateway(CallRecording):
         elif isinstance(log, (str, os.PathLike)):
             from aigw_lab.store import CallLog
 
-            self._log = CallLog(log)
+            self._log = CallLog(log, **(log_options or {}))
             self._owns_log = True
         else:
             self._log = log
+        # Where each attempt's start is written before its request leaves (None: no spool).
+        self._spool = getattr(self._log, "spool", None)
 
         order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
@@ -517,40 +521,49 @@ class Gateway(CallRecording):
     def _attempt(self, ctx: CallContext) -> ChatResponse:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id)  # on file before the request leaves
             upstream_start = self._perf()
             response = provider.chat(request)
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start)
+            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
             raise
-        return self._complete(ctx, response, upstream_start)
+        return self._complete(ctx, response, upstream_start, call_id)
 
     async def _aattempt(self, ctx: CallContext) -> ChatResponse:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id)  # on file before the request leaves
             upstream_start = self._perf()
             response = await provider.achat(request)
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start)
+            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
             raise
-        return self._complete(ctx, response, upstream_start)
+        return self._complete(ctx, response, upstream_start, call_id)
 
     def _attempt_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         parts: list[str] = []
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id)  # on file before the request leaves
             upstream_start = self._perf()
             for event in provider.stream(request):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     yield event
                 else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start))
+                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
                     return
             raise MalformedResponseError(
                 "the stream ended without its final event",
@@ -558,22 +571,25 @@ class Gateway(CallRecording):
                 model=ctx.model,
             )
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts))
+            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
             raise
 
     async def _aattempt_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         parts: list[str] = []
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id)  # on file before the request leaves
             upstream_start = self._perf()
             async for event in provider.astream(request):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     yield event
                 else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start))
+                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
                     return
             raise MalformedResponseError(
                 "the stream ended without its final event",
@@ -581,7 +597,7 @@ class Gateway(CallRecording):
                 model=ctx.model,
             )
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts))
+            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
             raise
 
     # --- helpers ------------------------------------------------------------------------
