@@ -82,7 +82,10 @@ _TOP_KEYS = {
     "semantic_cache",
     "server",
     "policies",
+    "log",
 }
+#: ``[log]``: how the call log protects rows against the process being killed.
+_LOG_KEYS = {"durability", "fsync_interval"}
 _SEMANTIC_KEYS = {
     "model",
     "index",
@@ -155,6 +158,9 @@ class GatewayConfig:
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
+    #: ``[log]``: `CallLog` keyword arguments (``durability``, ``fsync_interval``; see
+    #: docs/call_log.md), for the log the gateway opens.
+    log_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def load_policies(self) -> dict[str, Any]:
         """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""
@@ -210,6 +216,38 @@ class GatewayConfig:
         return [
             Retry.from_config(self.retry, fallbacks=self.fallbacks, health=self.health, **injected)
         ]
+
+
+def _parse_log(data: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """``[log]``: durability (``"os"``, ``"fsync"``, ``"none"``) and ``fsync_interval``."""
+    from aigw_lab.store.spool import DURABILITY_LEVELS
+
+    table = _optional_table(data, "log", source) or {}
+    reject_unknown_keys(table, _LOG_KEYS, f"{source}: [log]")
+    options: dict[str, Any] = {}
+    if "durability" in table:
+        durability = table["durability"]
+        if durability not in DURABILITY_LEVELS:
+            raise ConfigError(
+                f"{source}: [log] durability = {durability!r} is not a durability level",
+                hint=f"use one of {', '.join(repr(d) for d in DURABILITY_LEVELS)} "
+                "(see docs/call_log.md for what each costs)",
+            )
+        options["durability"] = durability
+    if "fsync_interval" in table:
+        interval = table["fsync_interval"]
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not (0 <= interval <= 60)
+        ):
+            raise ConfigError(
+                f"{source}: [log] fsync_interval = {interval!r} is not a number of seconds "
+                "from 0 to 60",
+                hint="e.g. fsync_interval = 0.05 (0 syncs after every write)",
+            )
+        options["fsync_interval"] = float(interval)
+    return MappingProxyType(options)
 
 
 def load_config(
@@ -315,6 +353,7 @@ def parse_config(
         semantic_cache=_optional_table(data, "semantic_cache", source),
         server=_parse_server(data["server"], source) if "server" in data else None,
         policies=_parse_policies(data, base_dir, source),
+        log_options=_parse_log(data, source),
         base_dir=None if base_dir is None else str(base_dir),
     )
     try:

@@ -207,6 +207,7 @@ class Gateway(CallRecording):
         return cls(
             config.providers,
             log=log,
+            log_options=config.log_options,
             prices=config.prices,
             default_provider=config.default_provider,
             env=env,
