@@ -57,6 +57,7 @@ __all__ = [
     "Spool",
     "interrupted_record",
     "read_leftovers",
+    "read_segment",
     "spool_dir",
 ]
 
@@ -185,7 +186,7 @@ class Spool:
         frame = _frame(_START, values)
         with self.lock:
             self._open[values[0]] = frame
-            self._write(frame)
+            self._write(frame, 0)
 
     def write_end(self, record: CallRecord) -> None:
         """Write ``record``'s end frame. The caller holds `lock` and appends the row to the
@@ -200,7 +201,7 @@ class Spool:
             # still gets the row; only its crash safety is lost, and the start stays open.
             return
         self._open.pop(record.call_id, None)
-        self._write(frame)
+        self._write(frame, 1)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
 
@@ -208,9 +209,10 @@ class Spool:
         """A spooled row was refused by the writer: keep every segment for the next open."""
         self._keep = True
 
-    def _write(self, frame: bytes) -> None:
-        # Called with the lock held. One write per frame: O_APPEND makes it atomic with
-        # respect to other appends; a short write (disk full) is finished, not torn.
+    def _write(self, frame: bytes, rows: int) -> None:
+        # Called with the lock held; ``rows`` is 1 for an end frame, whose row `ends` does
+        # not count yet (the caller adds it after queueing the row). One write per frame,
+        # with O_APPEND; a short write (disk full) is finished, not left torn.
         if self.closed:
             return
         view = memoryview(frame)
@@ -222,7 +224,7 @@ class Spool:
         else:
             self._dirty = True
         if self._size >= self._segment_bytes:
-            self._rotate()
+            self._rotate(self.ends + rows)
 
     # --- segments -----------------------------------------------------------------------
 
@@ -236,7 +238,8 @@ class Spool:
             _fsync_dir(self.directory)  # the new name must survive a power loss too
         return fd, path
 
-    def _rotate(self) -> None:
+    def _rotate(self, rows: int) -> None:
+        """Start a new segment; the old one holds the ends of the first ``rows`` rows."""
         old_fd, old_path = self._fd, self._path
         if self.durability == "fsync":
             os.fdatasync(old_fd)
@@ -248,7 +251,7 @@ class Spool:
             while view:
                 view = view[os.write(self._fd, view) :]
             self._size = len(carried)
-        self._sealed.append((self.ends, old_fd, old_path))
+        self._sealed.append((rows, old_fd, old_path))
 
     def _drop_sealed(self) -> None:
         committed = self._committed()
@@ -354,6 +357,25 @@ def read_leftovers(directory: Path) -> Leftovers:
             found.records.append(interrupted_record(values))
     found.records.extend(ends.values())
     return found
+
+
+def read_segment(path: str | os.PathLike[str]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The frames of one segment file as ``("start" | "end", values)``, for inspection and
+    tests (no lock taken; unreadable frames left out). End values are in `CALL_COLUMNS`
+    order, start values in `START_FIELDS` order; timestamps as microseconds."""
+    frames: list[tuple[str, tuple[Any, ...]]] = []
+    data = Path(path).read_bytes()
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        kind, length, crc = _HEADER.unpack_from(data, offset)
+        body = data[offset + _HEADER.size : offset + _HEADER.size + length]
+        offset += _HEADER.size + length
+        if kind not in (_START, _END) or len(body) < length:
+            break
+        problem, values = _decode(body, crc, kind)
+        if problem is None:
+            frames.append(("start" if kind == _START else "end", values))
+    return frames
 
 
 def _parse(
