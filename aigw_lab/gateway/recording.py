@@ -144,7 +144,7 @@ class CallRecording:
             (
                 call_id,
                 ctx.trace_id,
-                round(ctx.started_wall * 1_000_000),
+                ctx.started_wall,
                 ctx.provider_name,
                 ctx.model,
                 self._api_format(ctx),

@@ -46,7 +46,7 @@ CRASH = textwrap.dedent(
                               request_model="m", timestamp=base + timedelta(seconds=i),
                               input_tokens=i, cost_usd=0.001 * i, response_text="a\\nb"))
     for i in range(starts):
-        log.spool.start((f"start-{i}", f"ts-{i}", 1767225600000000 + i, "p", "m", "openai",
+        log.spool.start((f"start-{i}", f"ts-{i}", 1767225600.0 + i, "p", "m", "openai",
                          bool(i % 2), "miss", 1, None, "user-1", "tenant-1", "exp-1",
                          '{"team":"x"}', None, False, "run-1", f"item-{i}", "p/m", 0))
     os._exit(0)  # no flush, no finalizer: the rows exist only in the spool
@@ -132,12 +132,22 @@ def test_a_start_without_an_end_becomes_an_interrupted_row(tmp_path):
     assert list(found.stream) == [False, True]
 
 
+def used_bytes(data: bytes) -> int:
+    """Where the frames of a segment end (the rest is the zeroed space left)."""
+    offset = 0
+    while offset < len(data) and data[offset] != 0:
+        offset += 9 + struct.unpack_from("<I", data, offset + 1)[0]
+    return offset
+
+
 def test_a_torn_last_frame_is_skipped_quietly(tmp_path, recwarn):
     db = tmp_path / "calls.duckdb"
     crash(tmp_path, db, ends=10, starts=0)
     (segment,) = segments(db)
-    data = segment.read_bytes()
-    segment.write_bytes(data[:-7])  # the process died in the middle of its last write
+    data = bytearray(segment.read_bytes())
+    used = used_bytes(data)
+    data[used - 7 : used] = bytes(7)  # the process died copying its last frame
+    segment.write_bytes(bytes(data))
     with CallLog(db) as log:
         assert log.recovered == 9
     assert not [w for w in recwarn if issubclass(w.category, CallLogWarning)]
@@ -155,6 +165,11 @@ def test_a_corrupt_frame_is_skipped_with_a_warning_and_the_segment_kept(tmp_path
     assert [p.name for p in spool_dir(db).iterdir()] == [segment.name + ".bad"]
 
 
+def end_values(record) -> tuple:
+    """An end frame's payload, as the spool writes it."""
+    return (1767225600.0, record[:2], record[3:])
+
+
 def hostile_frame(values) -> bytes:
     payload = marshal.dumps(values)
     return struct.pack("<cII", b"E", len(payload), zlib.crc32(payload)) + payload
@@ -165,8 +180,10 @@ def hostile_frame(values) -> bytes:
     [
         ("x",) * 3,  # too few fields
         (["not", "a", "string"],) + (None,) * 43,  # a list where call_id goes
-        tuple(make_record(1)._replace(timestamp=0, input_tokens="12")),  # wrong type
-        tuple(make_record(1)._replace(timestamp=0, call_id="")),  # no call id
+        end_values(make_record(1)._replace(input_tokens="12")),  # wrong type
+        end_values(make_record(1)._replace(call_id="")),  # no call id
+        (1e20, *end_values(make_record(1))[1:]),  # a timestamp no datetime can hold
+        (1767225600.0, ("a",), make_record(1)[3:]),  # fields missing
         compile("1", "x", "eval"),  # a code object: loaded, never run, refused
     ],
 )
@@ -174,11 +191,15 @@ def test_frames_with_valid_checksums_but_bad_values_are_refused(tmp_path, values
     db = tmp_path / "calls.duckdb"
     crash(tmp_path, db, ends=2, starts=0)
     (segment,) = segments(db)
-    with open(segment, "ab") as out:
-        out.write(hostile_frame(values))
+    data = bytearray(segment.read_bytes())
+    used = used_bytes(data)
+    # A good frame after it: a bad frame followed by nothing is taken for a torn one.
+    frames = hostile_frame(values) + hostile_frame(end_values(make_record(99)))
+    data[used : used + len(frames)] = frames
+    segment.write_bytes(bytes(data))
     with pytest.warns(CallLogWarning, match="unreadable frames"), CallLog(db) as log:
-        assert log.recovered == 2
-        assert log.execute("SELECT count(*) FROM calls") == [(2,)]
+        assert log.recovered == 3
+        assert log.execute("SELECT count(*) FROM calls") == [(3,)]
 
 
 def test_a_live_logs_segment_is_not_replayed_by_another_log_on_the_same_file(tmp_path):
