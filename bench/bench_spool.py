@@ -6,16 +6,18 @@ Every side is the same gateway (the in-process fake OpenAI server of
 bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the log's
 ``durability`` differs:
 
-* ``none``: the log as it was before the spool (the baseline);
+* ``none``: the log as it was before the spool (the baseline), twice: the second copy shows
+  how far two identical sides drift apart on this machine (the noise floor);
 * ``os``: a start frame before each request and the row after, one ``os.write`` each;
 * ``fsync 50ms``: as ``os``, plus ``fdatasync`` every 50 ms from a helper thread;
 * ``fsync each``: ``fdatasync`` after every frame, on the calling thread.
 
 Two loads, because a shared 2-core machine makes block timings drift by tens of µs:
 
-* flat out, call by call: the sides take turns, one call each (the first side rotates every
-  round), so they see the same machine state; every ``--calls`` turns each log is flushed
-  and that flush is charged to its side. Reported: mean CPU per call from
+* flat out, call by call: the sides take turns, one call each, in a new random order every
+  turn, so they see the same machine state (``fsync each`` is paired with the baseline
+  alone: its waits for the disk slow down whichever side is called next); every ``--calls``
+  turns each log is flushed and that flush is charged to its side. Reported: mean CPU per call from
   ``time.process_time`` (all threads: the writer's inserts, the fsync thread), median CPU of
   the calling thread alone (``time.thread_time``: the spool's frames are written there), and
   mean wall time.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -47,6 +50,7 @@ from aigw_lab.store.spool import Spool  # noqa: E402
 
 SIDES = {
     "none (log without spool)": {"durability": "none"},
+    "none, again (noise floor)": {"durability": "none"},
     "os": {"durability": "os"},
     "fsync 50ms": {"durability": "fsync", "fsync_interval": 0.05},
     "fsync each": {"durability": "fsync", "fsync_interval": 0.0},
@@ -65,9 +69,12 @@ def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float
     wall = {name: 0.0 for name in names}
     thread: dict[str, list[float]] = {name: [] for name in names}
     clock, thread_clock, perf = time.process_time, time.thread_time, time.perf_counter
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
+    rng = random.Random(0)
+    for _ in range(rounds):
         for _ in range(calls):
+            # A new order every turn: a side always called right after another would carry
+            # that side's after-effects (threads that ran while it waited, cold caches).
+            order = rng.sample(names, len(names))
             for name in order:
                 gateway = sides[name][0]
                 p, t, w = clock(), thread_clock(), perf()
@@ -121,13 +128,13 @@ def paced(sides, calls: int, rounds: int, rate: float) -> dict[str, tuple[float,
 def flat_table(title: str, results: dict[str, tuple[float, float, float]]) -> None:
     base_p, base_t, base_w = next(iter(results.values()))
     print(f"\n{title}")
-    print("| side                     | CPU µs/call | added | ratio  | caller CPU µs | added |"
+    print("| side                      | CPU µs/call | added | ratio  | caller CPU µs | added |"
           " wall µs/call | ratio  |")  # fmt: skip
-    print("|--------------------------|-------------|-------|--------|---------------|-------|"
+    print("|---------------------------|-------------|-------|--------|---------------|-------|"
           "--------------|--------|")  # fmt: skip
     for name, (p, t, w) in results.items():
         print(
-            f"| {name:<24} | {p:>11.1f} | {p - base_p:>+5.1f} | {p / base_p:>5.3f}x "
+            f"| {name:<25} | {p:>11.1f} | {p - base_p:>+5.1f} | {p / base_p:>5.3f}x "
             f"| {t:>13.1f} | {t - base_t:>+5.1f} | {w:>12.1f} | {w / base_w:>5.3f}x |"
         )
 
@@ -135,13 +142,13 @@ def flat_table(title: str, results: dict[str, tuple[float, float, float]]) -> No
 def paced_table(title: str, results: dict[str, tuple[float, float]]) -> None:
     base_cpu, base_wall = next(iter(results.values()))
     print(f"\n{title}")
-    print("| side                     | CPU µs/call | added CPU µs | CPU ratio | wall µs/call |"
+    print("| side                      | CPU µs/call | added CPU µs | CPU ratio | wall µs/call |"
           " wall ratio |")  # fmt: skip
-    print("|--------------------------|-------------|--------------|-----------|--------------|"
+    print("|---------------------------|-------------|--------------|-----------|--------------|"
           "------------|")  # fmt: skip
     for name, (cpu, wall) in results.items():
         print(
-            f"| {name:<24} | {cpu:>11.1f} | {cpu - base_cpu:>+12.1f} | {cpu / base_cpu:>8.3f}x "
+            f"| {name:<25} | {cpu:>11.1f} | {cpu - base_cpu:>+12.1f} | {cpu / base_cpu:>8.3f}x "
             f"| {wall:>12.1f} | {wall / base_wall:>9.3f}x |"
         )
 
@@ -166,7 +173,7 @@ def spool_alone(folder: Path, calls: int) -> dict[str, float]:
     start = (record.call_id, record.trace_id, 1765000000.0, "bench", MODEL, "openai", False,
              "none", 1) + (None,) * 6 + (False,) + (None,) * 4  # fmt: skip
     out: dict[str, float] = {}
-    for name, options in list(SIDES.items())[1:]:
+    for name, options in list(SIDES.items())[2:]:
         committed = [0]
         spool = Spool(folder / f"alone-{options['durability']}-{len(out)}", committed=lambda: 0,
                       **options)  # fmt: skip
@@ -206,12 +213,20 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(200):
             call_once(sides[name][0])
         sides[name][1].flush()
-    flat = turns(sides, args.calls, args.rounds)
+    base = "none (log without spool)"
+    # "fsync each" waits for the disk on every frame; next to it every other side's calls
+    # slow down (threads run while it waits), so it is compared with the baseline alone.
+    slowest = "fsync each"
+    fast = {name: side for name, side in sides.items() if name != slowest}
+    flat = turns(fast, args.calls, args.rounds)
     flat_table(
-        f"flat out, sides taking turns call by call: {args.calls * args.rounds} calls per side "
-        f"({args.rounds} rounds, a flush per side every {args.calls} calls)",
+        f"flat out, sides taking turns call by call in random order: {args.calls * args.rounds} "
+        f"calls per side ({args.rounds} rounds, a flush per side every {args.calls} calls)",
         flat,
     )
+    rounds = max(1, args.rounds // 4)
+    pair = turns({base: sides[base], slowest: sides[slowest]}, args.calls, rounds)
+    flat_table(f"the same, {slowest!r} against the baseline alone ({rounds} rounds)", pair)
     slow = paced(sides, args.paced_calls, args.paced_rounds, args.rate)
     paced_table(
         f"paced at {args.rate:g} calls/s: {args.paced_calls} calls per block, median of "
@@ -226,7 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         gateway.close()
         log.close()
 
-    base = "none (log without spool)"
     added = flat["os"][0] - flat[base][0]
     caller = flat["os"][1] - flat[base][1]
     paced_added = slow["os"][0] - slow[base][0]

@@ -35,6 +35,7 @@ once every row whose end it holds is written.
 
 from __future__ import annotations
 
+import errno
 import marshal
 import mmap
 import os
@@ -151,6 +152,10 @@ class _Segment:
                 os.posix_fallocate(fd, 0, size)
             except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
                 os.ftruncate(fd, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                os.ftruncate(fd, size)  # a file system without fallocate: sparse, then
             self.map = mmap.mmap(fd, size)
         except BaseException:
             os.close(fd)

@@ -335,3 +335,32 @@ def test_a_rotated_segment_outlives_every_row_in_it_the_writer_has_not_written(t
         assert set(written[committed[0] :]) <= on_file, i
     assert len(list((tmp_path / "s.spool").iterdir())) <= 4  # and old segments do go
     spool.close(delete=True)
+
+
+def test_threads_starting_and_ending_calls_across_rotations_lose_no_frame(tmp_path):
+    import threading
+
+    spool = Spool(tmp_path / "s.spool", committed=lambda: 0, segment_bytes=4_000)
+    threads, per_thread = 8, 300
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            call_id = f"call-{t}-{i}"
+            spool.start((call_id, "t", 1767225600.0, "p", "m") + (None,) * 15)
+            with spool.lock:
+                spool.write_end(make_record(0, call_id=call_id))
+                spool.ends += 1
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    frames = [f for path in (tmp_path / "s.spool").iterdir() for f in read_segment(path)]
+    ends = [values[0] for kind, values in frames if kind == "end"]
+    starts = {values[0] for kind, values in frames if kind == "start"}
+    expected = {f"call-{t}-{i}" for t in range(threads) for i in range(per_thread)}
+    assert sorted(ends) == sorted(expected)  # every end once (nothing committed: all kept)
+    assert starts == expected
+    assert len(list((tmp_path / "s.spool").iterdir())) > 10  # it did rotate, many times
+    spool.close(delete=True)
