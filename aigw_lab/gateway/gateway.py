@@ -526,7 +526,7 @@ class Gateway(CallRecording):
         try:
             provider, request = self._target(ctx)
             if self._spool is not None:
-                self._spool_start(ctx, call_id)  # on file before the request leaves
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             response = provider.chat(request)
         except BaseException as exc:
@@ -541,7 +541,7 @@ class Gateway(CallRecording):
         try:
             provider, request = self._target(ctx)
             if self._spool is not None:
-                self._spool_start(ctx, call_id)  # on file before the request leaves
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             response = await provider.achat(request)
         except BaseException as exc:
@@ -557,7 +557,7 @@ class Gateway(CallRecording):
         try:
             provider, request = self._target(ctx)
             if self._spool is not None:
-                self._spool_start(ctx, call_id)  # on file before the request leaves
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             for event in provider.stream(request):
                 if isinstance(event, TextDelta):
@@ -583,7 +583,7 @@ class Gateway(CallRecording):
         try:
             provider, request = self._target(ctx)
             if self._spool is not None:
-                self._spool_start(ctx, call_id)  # on file before the request leaves
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             async for event in provider.astream(request):
                 if isinstance(event, TextDelta):

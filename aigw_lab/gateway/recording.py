@@ -135,7 +135,7 @@ class CallRecording:
 
     # --- pricing and logging ------------------------------------------------------------
 
-    def _spool_start(self, ctx: CallContext, call_id: str) -> None:
+    def _spool_start(self, ctx: CallContext, call_id: str, provider: Any) -> None:
         """Write the attempt's start to the log's spool: if the process dies before its end
         is logged, the next open logs it as ``interrupted`` instead of losing it."""
         request = ctx.request
@@ -147,7 +147,7 @@ class CallRecording:
                 ctx.started_wall,
                 ctx.provider_name,
                 ctx.model,
-                self._api_format(ctx),
+                getattr(provider, "api_format", None),
                 ctx.stream,
                 ctx.cache_status,
                 ctx.attempt,
@@ -157,7 +157,7 @@ class CallRecording:
                 request.experiment_id,
                 to_json(request.tags),
                 to_json(request.metadata),
-                self._is_simulated(ctx.provider_name),
+                bool(getattr(provider, "simulated", False)),
                 run_id,
                 item_id,
                 target,

@@ -242,8 +242,12 @@ class Spool:
         """Write ``record``'s end frame. The caller holds `lock` and appends the row to the
         writer before releasing it (so a rotation never seals a segment with a row the
         writer has not been given); then it adds 1 to `ends`."""
+        stamp = record[2]
+        stamp = (
+            stamp.timestamp() if type(stamp) is datetime and stamp.tzinfo else epoch_seconds(stamp)
+        )
         try:
-            frame = _frame(_END, (epoch_seconds(record[2]), record[:2], record[3:]))
+            frame = _frame(_END, (stamp, record[:2], record[3:]))
         except ValueError:
             # A value marshal cannot hold (not a plain str/int/float/bool/None): the writer
             # still gets the row; only its crash safety is lost, and the start stays open.
