@@ -11,6 +11,7 @@ upstream received: answered ones as they ended, those in flight at the kill as
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import signal
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from aigw_lab.store import CallLog
-from aigw_lab.testing.fake_upstream import FakeUpstream
+from aigw_lab.testing.fake_upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -38,6 +39,13 @@ COMPLETION = {
     ],
     "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
 }
+STREAM = (
+    b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"o"}}]}\n\n'
+    b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"k"}}]}\n\n'
+    b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n'
+    b"data: [DONE]\n\n"
+)
 CONFIG = """
 [providers.up]
 kind = "openai"
@@ -78,8 +86,41 @@ def start_server(tmp_path, upstream_url: str, db) -> tuple[subprocess.Popen[str]
     raise AssertionError(f"the server did not start: {process.stderr.read()}")  # type: ignore[union-attr]
 
 
-def load(url: str, tag: str, stop: threading.Event, sent: collections.Counter[str]) -> None:
-    """One client thread: calls until the server is gone (or ``stop``)."""
+class Upstream(FakeUpstream):
+    """A `FakeUpstream` that answers every request, as a stream when it asked for one, after
+    a random 0-30 ms (so calls are in flight at any moment)."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._seen = threading.local()
+        super().__init__()
+        self.requests = _Noting(self._seen)
+
+    def _next_reply(self) -> Reply:
+        request = self._seen.request  # the request this handler thread just recorded
+        with self._lock:
+            delay = self._rng.uniform(0.0, 0.03)
+        if request.json and request.json.get("stream"):
+            return Reply(headers={"content-type": "text/event-stream"}, chunks=(STREAM,),
+                         chunked=True, delay=delay)  # fmt: skip
+        body = json.dumps(COMPLETION).encode()
+        return Reply(headers={"content-type": "application/json"}, chunks=(body,), delay=delay)
+
+
+class _Noting(list):
+    """The fake's request list; notes each request for the thread that appended it."""
+
+    def __init__(self, seen: threading.local) -> None:
+        super().__init__()
+        self._seen = seen
+
+    def append(self, request) -> None:
+        self._seen.request = request
+        super().append(request)
+
+
+def load(url: str, tag: str, stream: bool, stop: threading.Event) -> None:
+    """One client thread: calls (streamed or not) until the server is gone (or ``stop``)."""
     with httpx.Client(base_url=url, timeout=10) as client:
         n = 0
         while not stop.is_set():
@@ -87,23 +128,27 @@ def load(url: str, tag: str, stop: threading.Event, sent: collections.Counter[st
             n += 1
             body = {"model": "up/m", "messages": [{"role": "user", "content": marker}]}
             try:
-                client.post("/v1/chat/completions", json={**body, "user": marker})
+                if stream:
+                    with client.stream(
+                        "POST",
+                        "/v1/chat/completions",
+                        json={**body, "user": marker, "stream": True},
+                    ) as response:
+                        response.read()
+                else:
+                    client.post("/v1/chat/completions", json={**body, "user": marker})
             except httpx.HTTPError:
                 return  # the server was killed
-            sent[marker] += 1
 
 
 def run_once(tmp_path, repetition: int) -> dict[str, int]:
     rng = random.Random(repetition)
     db = tmp_path / f"serve-{repetition}.duckdb"
-    with FakeUpstream() as upstream:
-        for _ in range(20_000):  # more than a few seconds of load can use
-            upstream.reply_json(COMPLETION, delay=rng.uniform(0.0, 0.03))
+    with Upstream(repetition) as upstream:
         process, url = start_server(tmp_path, upstream.url, db)
         stop = threading.Event()
-        sent: collections.Counter[str] = collections.Counter()
-        threads = [
-            threading.Thread(target=load, args=(url, f"r{repetition}-t{i}", stop, sent))
+        threads = [  # half the clients stream
+            threading.Thread(target=load, args=(url, f"r{repetition}-t{i}", i % 2 == 1, stop))
             for i in range(CLIENTS)
         ]
         try:
@@ -130,7 +175,7 @@ def run_once(tmp_path, repetition: int) -> dict[str, int]:
     )
 
     with CallLog(db) as log:
-        rows = log.query("SELECT user_id, status FROM calls WHERE attempt >= 1")
+        rows = log.query("SELECT user_id, status, stream FROM calls WHERE attempt >= 1")
     logged = collections.Counter(rows.user_id)
     missing = {m: n - logged[m] for m, n in received.items() if logged[m] < n}
     assert not missing, (
@@ -142,13 +187,15 @@ def run_once(tmp_path, repetition: int) -> dict[str, int]:
     # leaves, so the kill can fall in between; its outcome is unknown either way.)
     answered = collections.Counter(rows.user_id[rows.status != "interrupted"])
     assert all(n <= received[m] for m, n in answered.items())
-    return collections.Counter(rows.status)
+    return collections.Counter(zip(rows.status, rows.stream, strict=True))
 
 
 def test_kill_9_of_serve_under_load_loses_no_paid_call(tmp_path):
-    statuses: collections.Counter[str] = collections.Counter()
+    outcomes: collections.Counter[tuple[str, bool]] = collections.Counter()
     for repetition in range(REPETITIONS):
-        statuses.update(run_once(tmp_path, repetition))
-    assert statuses["ok"] >= REPETITIONS * 100
-    # Calls in flight at the kill (16 clients, 0-30 ms upstream latency) are logged as such.
-    assert statuses["interrupted"] >= 1
+        outcomes.update(run_once(tmp_path, repetition))
+    # Both kinds of call were made and answered...
+    assert outcomes["ok", False] >= REPETITIONS * 20 and outcomes["ok", True] >= REPETITIONS * 20
+    # ...and calls in flight at the kill (16 clients, 0-30 ms upstream latency) are logged as
+    # such.
+    assert outcomes["interrupted", False] + outcomes["interrupted", True] >= 1
