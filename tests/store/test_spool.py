@@ -364,3 +364,42 @@ def test_threads_starting_and_ending_calls_across_rotations_lose_no_frame(tmp_pa
     assert starts == expected
     assert len(list((tmp_path / "s.spool").iterdir())) > 10  # it did rotate, many times
     spool.close(delete=True)
+
+
+def test_rows_a_failing_close_could_not_write_are_replayed_at_the_next_open(tmp_path, gate):
+    db = tmp_path / "calls.duckdb"
+    log = CallLog(db, before_insert=gate)
+    gate.fail_with = OSError(5, "Input/output error")
+    log.append_many(make_record(i) for i in range(3))
+    with pytest.warns(CallLogWarning), pytest.raises(StoreError, match="not written"):
+        log.close()
+    assert segments(db)  # kept: the rows are nowhere else but the spill file
+    with CallLog(db) as reopened:
+        assert reopened.recovered == 3
+        assert reopened.execute("SELECT count(*) FROM calls") == [(3,)]
+
+
+def test_a_spool_that_cannot_grow_warns_and_the_calls_go_on(tmp_path, monkeypatch):
+    import errno
+
+    from aigw_lab.store import spool as spool_module
+
+    spool = Spool(tmp_path / "s.spool", committed=lambda: 0, segment_bytes=600)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module._Segment, "__init__", disk_full)
+    with pytest.warns(CallLogWarning, match="cannot grow"):
+        for i in range(20):  # enough to need a second segment
+            with spool.lock:
+                spool.write_end(make_record(i))
+                spool.ends += 1
+    assert isinstance(spool.failed, OSError)
+    spool.start(("after", "t", 0.0, "p", "m") + (None,) * 15)  # a no-op now, not an error
+    monkeypatch.undo()
+    spool.close(delete=False)
+    (kept,) = (tmp_path / "s.spool").iterdir()
+    kept_ids = [values[0] for _, values in read_segment(kept)]
+    assert 0 < len(kept_ids) < 20  # what fitted before the disk filled is still there
+    assert kept_ids == [make_record(i).call_id for i in range(len(kept_ids))]
