@@ -73,9 +73,10 @@ class CallLog:
     when the log is garbage collected and at normal interpreter exit.
 
     ``durability`` protects a file log against the process being killed: ``"os"`` (default)
-    writes every row, and every call's start, to the spool ``<path>.spool/`` with one
-    ``os.write`` first; ``"fsync"`` also syncs it to disk every ``fsync_interval`` seconds (0:
-    after every write); ``"none"`` keeps rows only in memory until written. Whatever a
+    first copies every row, and the gateway every call's start, into the spool
+    ``<path>.spool/`` (a memory-mapped file: in the page cache at once); ``"fsync"`` also syncs
+    it to disk every ``fsync_interval`` seconds (0: after every frame); ``"none"`` keeps rows
+    only in memory until written. Whatever a
     killed process left in the spool is written when the log is opened again (`recovered`
     rows): ended calls as their rows, calls that were in flight as ``status =
     'interrupted'``. An in-memory log has no spool.

@@ -233,7 +233,10 @@ class Spool:
 
     def start(self, values: tuple[Any, ...]) -> None:
         """Record that a call (``values`` in `START_FIELDS` order) is about to be sent."""
-        frame = _frame(_START, values)
+        try:
+            frame = _frame(_START, values)
+        except ValueError:  # a value marshal cannot hold: send the call unprotected
+            return
         with self.lock:
             self._open[values[0]] = frame
             self._write(frame)
