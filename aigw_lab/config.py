@@ -166,8 +166,17 @@ class GatewayConfig:
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
-    #: ``[log]``: body modes, redaction, encryption (`aigw_lab.config_security.LogSettings`).
+    #: ``[log]``: body modes, redaction, encryption, crash-spool durability
+    #: (`aigw_lab.config_security.LogSettings`); None without a ``[log]`` table.
     log_settings: Any = None
+
+    @property
+    def log_options(self) -> Mapping[str, Any]:
+        """``[log]`` as `CallLog` keyword arguments (only the settings the file sets), for
+        the log the gateway opens."""
+        if self.log_settings is None:
+            return MappingProxyType({})
+        return MappingProxyType(self.log_settings.calllog_options())
 
     def load_policies(self) -> dict[str, Any]:
         """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""

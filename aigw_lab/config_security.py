@@ -29,7 +29,15 @@ from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
 
 __all__ = ["LogSettings", "parse_log_settings", "parse_server_extras"]
 
-_LOG_KEYS = {"bodies", "redact_patterns", "hash_key_env", "encryption_key_env", "encryption_crypto"}
+_LOG_KEYS = {
+    "bodies",
+    "redact_patterns",
+    "hash_key_env",
+    "encryption_key_env",
+    "encryption_crypto",
+    "durability",
+    "fsync_interval",
+}
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,19 @@ class LogSettings:
     encryption_key_env: str | None = None
     body_policy: BodyPolicy = field(default_factory=BodyPolicy, repr=False)
     encryption: Encryption | None = field(default=None, repr=False)
+    #: The crash spool's durability level and fsync batching (`aigw_lab.store.spool`);
+    #: None leaves `CallLog`'s default.
+    durability: str | None = None
+    fsync_interval: float | None = None
 
     def calllog_options(self) -> dict[str, Any]:
-        """Keyword arguments for `aigw_lab.store.CallLog`."""
-        return {"bodies": self.body_policy, "encryption": self.encryption}
+        """Keyword arguments for `aigw_lab.store.CallLog`: the settings the table sets."""
+        options: dict[str, Any] = {"bodies": self.body_policy, "encryption": self.encryption}
+        if self.durability is not None:
+            options["durability"] = self.durability
+        if self.fsync_interval is not None:
+            options["fsync_interval"] = self.fsync_interval
+        return options
 
 
 def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSettings:
@@ -98,7 +115,10 @@ def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSe
             f"{where}: encryption_crypto is set but encryption_key_env is not",
             hint='add encryption_key_env = "AIGW_LOG_KEY" (the variable holding the key)',
         )
+    durability, fsync_interval = _durability(table, where)
     return LogSettings(
+        durability=durability,
+        fsync_interval=fsync_interval,
         bodies=bodies,
         redact_patterns=MappingProxyType(dict(patterns)),
         hash_key_env=hash_env,
@@ -108,6 +128,31 @@ def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSe
         ),
         encryption=encryption,
     )
+
+
+def _durability(table: Mapping[str, Any], where: str) -> tuple[str | None, float | None]:
+    """``durability`` (``"os"``, ``"fsync"``, ``"none"``) and ``fsync_interval``: how the
+    crash spool protects rows against the process being killed (docs/call_log.md)."""
+    from aigw_lab.store.spool import DURABILITY_LEVELS
+
+    durability = table.get("durability")
+    if durability is not None and durability not in DURABILITY_LEVELS:
+        raise ConfigError(
+            f"{where}: durability = {durability!r} is not a durability level",
+            hint=f"use one of {', '.join(repr(d) for d in DURABILITY_LEVELS)} "
+            "(see docs/call_log.md for what each costs)",
+        )
+    interval = table.get("fsync_interval")
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not (
+            0 <= interval <= 60
+        ):
+            raise ConfigError(
+                f"{where}: fsync_interval = {interval!r} is not a number of seconds from 0 to 60",
+                hint="e.g. fsync_interval = 0.05 (0 syncs after every write)",
+            )
+        interval = float(interval)
+    return durability, interval
 
 
 def _env_name(table: Mapping[str, Any], key: str, where: str) -> str | None:

@@ -8,12 +8,14 @@ fallbacks and budgets all apply), at most ``experiment.concurrency`` at a time. 
 carries the experiment id and the unit's coordinates in ``metadata["aigw_experiment"]``, which
 the gateway logs as the ``run_id``, ``item_id``, ``target`` and ``repetition`` columns.
 
-Durability and resume: after a unit's call returns, the runner waits for the log to write
-its row (a flush) before scoring it and counting it done. A unit is *done* when the log
-holds an ok outcome for it; a resumed run (same experiment id) skips done units and scores,
-from the logged row, done units whose scores are missing. The one call that can be paid
-twice is a unit whose call had returned but whose row was not yet written when the process
-died (SIGKILL, power loss): the log never saw it, so a resume sends it again.
+Durability and resume: a unit is *done* when the log holds an ok outcome for it; a resumed
+run (same experiment id) skips done units and scores, from the logged row, done units whose
+scores are missing. A file log spools every row before queueing it (see
+`aigw_lab.store.spool`), so a unit's row survives the process being killed the moment its
+call returns: the next open writes it. The calls a resume pays again are those in flight at
+the kill (at most ``concurrency``); the log shows them as ``interrupted``. Without a spool
+(``durability = "none"``) the runner instead waits for the log to write each unit's row (a
+flush) before counting it done.
 """
 
 from __future__ import annotations
@@ -289,9 +291,10 @@ class _Runner:
             self.record.failed += 1
             self.tracker.unit_finished(name, ok=False, cost_usd=None)
             return
-        # Written before the unit counts as done: after this, a crash cannot make a resume
-        # pay for this unit again.
-        await asyncio.to_thread(self.log.flush)
+        # On file before the unit counts as done: after this, a crash cannot make a resume
+        # pay for this unit again. A spooled row already is; otherwise wait for the insert.
+        if getattr(self.log, "spool", None) is None:
+            await asyncio.to_thread(self.log.flush)
         self.record.completed += 1
         self.tracker.unit_finished(name, ok=True, cost_usd=response.cost_usd)
         await self._score(unit.item, response, None, name, self.experiment.scorers)

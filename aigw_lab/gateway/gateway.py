@@ -83,7 +83,8 @@ class Gateway(CallRecording):
     ``policies``: routing policies (``{name: Policy}`` or a list, named by ``policy.name``),
     addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md).
     ``log_options``: keyword arguments for the `CallLog` opened from a ``log`` path
-    (``bodies=``, ``encryption=``; the config's ``[log]`` table; see docs/security.md).
+    (``bodies=``, ``encryption=``, ``durability=``; the config's ``[log]`` table; see
+    docs/security.md and docs/call_log.md).
     """
 
     name = "gateway"
@@ -93,6 +94,7 @@ class Gateway(CallRecording):
         providers: Iterable[ProviderSpec | Provider] = (),
         *,
         log: str | os.PathLike[str] | CallLog | None = ":memory:",
+        log_options: Mapping[str, Any] | None = None,
         prices: Mapping[str, Price] | None = None,
         default_provider: str | None = None,
         middleware: Sequence[Middleware] = (),
@@ -104,7 +106,6 @@ class Gateway(CallRecording):
         clock: Any = time.time,
         perf_counter: Any = time.perf_counter,
         new_id: Any = None,
-        log_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
@@ -164,11 +165,12 @@ class Gateway(CallRecording):
         elif isinstance(log, (str, os.PathLike)):
             from aigw_lab.store import CallLog
 
-            # log_options: CallLog's bodies= / encryption= ([log]; docs/security.md).
             self._log = CallLog(log, **(log_options or {}))
             self._owns_log = True
         else:
             self._log = log
+        # Where each attempt's start is written before its request leaves (None: no spool).
+        self._spool = getattr(self._log, "spool", None)
 
         order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
@@ -207,6 +209,7 @@ class Gateway(CallRecording):
         return cls(
             config.providers,
             log=log,
+            log_options=config.log_options,
             prices=config.prices,
             default_provider=config.default_provider,
             env=env,
@@ -214,7 +217,6 @@ class Gateway(CallRecording):
             experiment_id=config.experiment_id,
             middleware=middleware,
             policies=policies,
-            log_options=config.log_settings.calllog_options() if config.log_settings else None,
             **kwargs,
         )
 
@@ -522,40 +524,49 @@ class Gateway(CallRecording):
     def _attempt(self, ctx: CallContext) -> ChatResponse:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             response = provider.chat(request)
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start)
+            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
             raise
-        return self._complete(ctx, response, upstream_start)
+        return self._complete(ctx, response, upstream_start, call_id)
 
     async def _aattempt(self, ctx: CallContext) -> ChatResponse:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             response = await provider.achat(request)
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start)
+            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
             raise
-        return self._complete(ctx, response, upstream_start)
+        return self._complete(ctx, response, upstream_start, call_id)
 
     def _attempt_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         parts: list[str] = []
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             for event in provider.stream(request):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     yield event
                 else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start))
+                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
                     return
             raise MalformedResponseError(
                 "the stream ended without its final event",
@@ -563,22 +574,25 @@ class Gateway(CallRecording):
                 model=ctx.model,
             )
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts))
+            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
             raise
 
     async def _aattempt_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         self._begin_attempt(ctx)
         upstream_start = ctx.attempt_started
+        call_id = self._new_id()
         parts: list[str] = []
         try:
             provider, request = self._target(ctx)
+            if self._spool is not None:
+                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
             upstream_start = self._perf()
             async for event in provider.astream(request):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     yield event
                 else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start))
+                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
                     return
             raise MalformedResponseError(
                 "the stream ended without its final event",
@@ -586,7 +600,7 @@ class Gateway(CallRecording):
                 model=ctx.model,
             )
         except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts))
+            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
             raise
 
     # --- helpers ------------------------------------------------------------------------

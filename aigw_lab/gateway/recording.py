@@ -12,7 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.gateway.middleware import CallContext
-from aigw_lab.gateway.records import failure_record, rejected_record, success_record
+from aigw_lab.gateway.records import (
+    experiment_coordinates,
+    failure_record,
+    rejected_record,
+    success_record,
+    to_json,
+)
 from aigw_lab.types import ChatResponse, Latency, StreamEvent
 
 if TYPE_CHECKING:
@@ -28,6 +34,7 @@ class CallRecording:
     _new_id: Any
     _prices: Any
     _log: Any
+    _spool: Any
     _run_stream: Any
     _arun_stream: Any
 
@@ -128,8 +135,42 @@ class CallRecording:
 
     # --- pricing and logging ------------------------------------------------------------
 
+    def _spool_start(self, ctx: CallContext, call_id: str, provider: Any) -> None:
+        """Write the attempt's start to the log's spool: if the process dies before its end
+        is logged, the next open logs it as ``interrupted`` instead of losing it."""
+        request = ctx.request
+        run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
+        self._spool.start(
+            (
+                call_id,
+                ctx.trace_id,
+                ctx.started_wall,
+                ctx.provider_name,
+                ctx.model,
+                getattr(provider, "api_format", None),
+                ctx.stream,
+                ctx.cache_status,
+                ctx.attempt,
+                ctx.fallback_from,
+                request.user,
+                request.tenant,
+                request.experiment_id,
+                to_json(request.tags),
+                to_json(request.metadata),
+                bool(getattr(provider, "simulated", False)),
+                run_id,
+                item_id,
+                target,
+                repetition,
+            )
+        )
+
     def _complete(
-        self, ctx: CallContext, response: ChatResponse, upstream_start: float
+        self,
+        ctx: CallContext,
+        response: ChatResponse,
+        upstream_start: float,
+        call_id: str | None = None,
     ) -> ChatResponse:
         """Price the response, fix its latency to the caller's view, log it, return it."""
         now = self._perf()
@@ -147,7 +188,8 @@ class CallRecording:
         if cost is None:
             cost = self._prices.cost(ctx.provider_name, ctx.model, response.usage)
         simulated = response.simulated or self._is_simulated(ctx.provider_name)
-        call_id = self._new_id()
+        if call_id is None:
+            call_id = self._new_id()
         cache_status = (
             ctx.cache_status if response.cache_status == "none" else response.cache_status
         )
@@ -180,6 +222,8 @@ class CallRecording:
         exc: BaseException,
         upstream_start: float,
         partial_text: str | None = None,
+        *,
+        call_id: str | None = None,
     ) -> None:
         ctx.logged += 1
         if self._log is None:
@@ -193,7 +237,7 @@ class CallRecording:
             failure_record(
                 ctx,
                 exc,
-                call_id=self._new_id(),
+                call_id=call_id or self._new_id(),
                 total_ms=total_ms,
                 upstream_ms=upstream_ms,
                 partial_text=partial_text,

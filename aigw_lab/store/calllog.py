@@ -6,6 +6,9 @@
     log.close()                              # or `with CallLog(...) as log:`
 
 Rows are written by a background thread in Arrow batches (see `aigw_lab.store.writer`).
+A file log also spools every row (and the gateway every call's start) to an append-only
+file first, replayed when the log is next opened, so a killed process loses no call (see
+`aigw_lab.store.spool`).
 DuckDB lets one process at a time write a file; to analyse a log another process is writing,
 open a read-only copy with `CallLog.snapshot(path)`.
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +30,15 @@ from aigw_lab.errors import StoreError
 from aigw_lab.store import files
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
-from aigw_lab.store.writer import BatchWriter
+from aigw_lab.store.spool import (
+    DURABILITY_LEVELS,
+    Spool,
+    known_call_ids,
+    read_leftovers,
+    spool_dir,
+    warn_invalid,
+)
+from aigw_lab.store.writer import BatchWriter, CallLogWarning
 
 if TYPE_CHECKING:
     import duckdb
@@ -68,6 +81,15 @@ class CallLog:
 
     Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
     when the log is garbage collected and at normal interpreter exit.
+
+    ``durability`` protects a file log against the process being killed: ``"os"`` (default)
+    first copies every row, and the gateway every call's start, into the spool
+    ``<path>.spool/`` (a memory-mapped file: in the page cache at once); ``"fsync"`` also syncs
+    it to disk every ``fsync_interval`` seconds (0: after every frame); ``"none"`` keeps rows
+    only in memory until written. Whatever a
+    killed process left in the spool is written when the log is opened again (`recovered`
+    rows): ended calls as their rows, calls that were in flight as ``status =
+    'interrupted'``. An in-memory log has no spool.
     """
 
     def __init__(
@@ -82,8 +104,23 @@ class CallLog:
         before_insert: Callable[[int], None] | None = None,
         bodies: BodyPolicy | None = None,
         encryption: Encryption | None = None,
+        durability: str = "os",
+        fsync_interval: float = 0.05,
     ) -> None:
         import duckdb
+
+        if durability not in DURABILITY_LEVELS:
+            raise StoreError(
+                f"unknown call log durability {durability!r}",
+                hint=f"use one of {', '.join(DURABILITY_LEVELS)} (see docs/call_log.md)",
+            )
+        if not isinstance(fsync_interval, (int, float)) or fsync_interval < 0:
+            raise StoreError(
+                f"fsync_interval must be a number of seconds >= 0, not {fsync_interval!r}"
+            )
+        #: Rows written from a dead process's spool when this log was opened.
+        self.recovered = 0
+        self._spool: Spool | None = None
 
         self._path: Path | str
         # None for "full": append then costs one comparison more than before.
@@ -110,9 +147,63 @@ class CallLog:
         except BaseException:
             conn.close()
             raise
+        if self._path != _MEMORY:
+            try:
+                self._spool = self._open_spool(conn, durability, fsync_interval)
+            except BaseException:
+                self._writer.close_quietly()
+                raise
         # Holds the log weakly: an abandoned log is flushed when collected, and every live
         # one at interpreter exit (weakref.finalize runs at exit by default).
-        self._finalizer = weakref.finalize(self, self._writer.close_quietly)
+        self._finalizer = weakref.finalize(self, _shutdown_quietly, self._writer, self._spool)
+
+    def _open_spool(
+        self, conn: duckdb.DuckDBPyConnection, durability: str, fsync_interval: float
+    ) -> Spool | None:
+        """Write what a killed process left in the spool, then start this log's segment."""
+        directory = spool_dir(self._path)
+        leftovers = read_leftovers(directory)
+        if leftovers.invalid:
+            warn_invalid(directory, leftovers.invalid)
+        written = False
+        try:
+            known = known_call_ids(conn, leftovers.records)
+            fresh = [r for r in leftovers.records if r.call_id not in known]
+            self._writer.append_many(fresh)
+            self._writer.flush()
+            self.recovered = len(fresh)
+            written = True
+        except StoreError as exc:
+            warnings.warn(
+                f"could not write the rows left in the spool {directory}: {exc}; the spool "
+                "is kept and replayed at the next open",
+                CallLogWarning,
+                stacklevel=3,
+            )
+        finally:
+            leftovers.release(delete=written)
+        if durability == "none":
+            return None
+        writer = self._writer
+        spool: Spool
+
+        def committed() -> int:
+            # Read under the spool's lock, so no append moves the counters meanwhile.
+            return spool.ends - writer.pending_rows
+
+        try:
+            spool = Spool(
+                directory,
+                committed=committed,
+                durability=durability,
+                fsync_interval=fsync_interval,
+            )
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the call log spool {directory}: {exc.strerror or exc}",
+                hint="make the log's directory writable, or set durability = 'none'",
+            ) from exc
+        return spool
 
     # --- writing -----------------------------------------------------------------------
 
@@ -121,14 +212,37 @@ class CallLog:
         (backpressure), so it is fine to call from async code. Raises `StoreError` after
         `close`, or when the queue is full because writing keeps failing."""
         if self._bodies is not None:
+            # Before the spool and the queue: an unredacted body never reaches either.
             record = self._bodies.apply(record)
-        self._writer.append(record)
+        spool = self._spool
+        if spool is None or type(record) is not CallRecord:
+            self._writer.append(record)
+            return
+        with spool.lock:
+            # Spooled before it is queued: from here a crash cannot lose it.
+            spool.write_end(record)
+            try:
+                self._writer.append(record)
+            except BaseException:
+                spool.refused()  # spooled but not queued: the next open must replay it
+                raise
+            spool.ends += 1
 
     def append_many(self, records: Iterable[CallRecord]) -> None:
         """Queue several rows, in order (`append` for each)."""
-        if self._bodies is not None:
-            records = [self._bodies.apply(record) for record in records]
-        self._writer.append_many(records)
+        if self._spool is None:
+            if self._bodies is not None:
+                records = [self._bodies.apply(record) for record in records]
+            self._writer.append_many(records)
+            return
+        for record in records:
+            self.append(record)
+
+    @property
+    def spool(self) -> Spool | None:
+        """The spool this log writes before queueing rows (None: in-memory, or durability
+        ``"none"``). The gateway writes each call's start to it before sending it."""
+        return self._spool
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every row appended before this call is in the database.
@@ -146,7 +260,7 @@ class CallLog:
         next to the database (or in the temp directory), and a `StoreError` names it.
         """
         self._finalizer.detach()
-        self._writer.close()
+        _shutdown(self._writer, self._spool)
 
     def __enter__(self) -> CallLog:
         return self
@@ -273,6 +387,33 @@ class CallLog:
         """A read-only connection to a copy of the log at ``path``; see
         `open_readonly_snapshot`."""
         return open_readonly_snapshot(path, encryption=encryption)
+
+
+def _shutdown(writer: BatchWriter, spool: Spool | None) -> None:
+    """Close the writer, then the spool: deleted if every row was written, else kept for
+    the next open to replay."""
+    if spool is not None and threading.current_thread() is writer.thread:
+        # Collected on the writer thread: close from a helper, which may wait for it.
+        threading.Thread(
+            target=_shutdown_quietly, args=(writer, spool), name="aigw-call-log-close"
+        ).start()
+        return
+    try:
+        writer.close()
+    except BaseException:
+        if spool is not None:
+            spool.close(delete=False)
+        raise
+    if spool is not None:
+        spool.close(delete=True)
+
+
+def _shutdown_quietly(writer: BatchWriter, spool: Spool | None) -> None:
+    """`_shutdown` for finalizers and interpreter exit: turns errors into a warning."""
+    try:
+        _shutdown(writer, spool)
+    except StoreError as exc:
+        warnings.warn(str(exc), CallLogWarning, stacklevel=2)
 
 
 def open_readonly_snapshot(

@@ -225,6 +225,11 @@ class BatchWriter:
         """Rows appended but not yet written."""
         return self._appended - self._done
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The writer thread (a close from it must not wait for itself)."""
+        return self._thread
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor on the log's database, for one reader thread."""
         with self._conn_lock:

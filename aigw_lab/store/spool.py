@@ -1,0 +1,591 @@
+"""The call log's spool: an append-only file of call *starts* and *ends*, so that a process
+killed at any moment (SIGKILL, OOM killer, ``os._exit``) loses no call.
+
+`CallLog` keeps rows in memory for up to ``flush_interval`` seconds before DuckDB has them. A
+file log therefore also puts each row in the spool first, and the gateway puts a *start*
+frame there before a request leaves for the provider. When the log is opened again,
+`read_leftovers` turns what a dead process left behind into rows: an end becomes its row; a
+start with no end becomes a row with ``status = 'interrupted'`` (the request was, or was
+about to be, sent; its outcome is unknown). Replay is idempotent: `CallLog` skips call ids
+already in ``calls``.
+
+Layout: ``<db>.spool/`` holds segment files, one writer each, locked with ``flock`` while
+their process lives (another `CallLog` replays only unlocked ones). A segment is
+preallocated (8 MiB) and mapped into memory; frames are copied into the mapping one after
+the other (see `Spool` for why not ``os.write``). A frame is a 9-byte header (kind
+``S``/``E``, payload length, CRC-32) and a `marshal`-encoded tuple of plain values (str,
+int, float, bool, None; timestamps as float seconds since the epoch, which round-trip to the
+microsecond). An end frame holds ``(timestamp, row[:2], row[3:])``: three items instead of a
+rebuilt 44-tuple. marshal, not JSON: a full row encodes in ~2 µs instead of ~7 µs. What a
+file supplies is checked before it becomes a row: the CRC, then marshal in a ``try``, then
+every value's type against its column. The frame the process died copying fails the length
+or CRC check and is skipped; so is a corrupt one elsewhere, with a warning.
+
+Durability (``durability``): ``"os"``: every frame is in the kernel's page cache as soon as
+it is copied: it survives the process dying, not the machine. ``"fsync"`` also calls
+``fdatasync`` every ``fsync_interval`` seconds from a helper thread (a power loss loses at
+most that much), or after every frame when ``fsync_interval`` is 0 (each call then waits for
+the disk). ``"none"`` writes no spool (rows can be lost, as before). Costs:
+docs/performance.md.
+
+Once the writer has committed rows, their frames are dead weight: when a segment is full, a
+new one is started with the starts of the calls still in flight, and the full one is deleted
+once every row whose end it holds is written.
+"""
+
+from __future__ import annotations
+
+import errno
+import marshal
+import mmap
+import os
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+
+try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "DURABILITY_LEVELS",
+    "START_FIELDS",
+    "Leftovers",
+    "Spool",
+    "interrupted_record",
+    "read_leftovers",
+    "read_segment",
+    "spool_dir",
+]
+
+#: Values of ``durability`` (``[log] durability`` in a config file).
+DURABILITY_LEVELS = ("none", "os", "fsync")
+
+#: The fields of a start frame, in order: what an `interrupted` row can say about a call.
+START_FIELDS: tuple[str, ...] = (
+    "call_id",
+    "trace_id",
+    "timestamp",
+    "provider_name",
+    "request_model",
+    "api_format",
+    "stream",
+    "cache_status",
+    "attempt",
+    "fallback_from",
+    "user_id",
+    "tenant_id",
+    "experiment_id",
+    "tags_json",
+    "metadata_json",
+    "simulated",
+    "run_id",
+    "item_id",
+    "target",
+    "repetition",
+)
+
+INTERRUPTED_MESSAGE = (
+    "the gateway process ended while this call was in flight, so its outcome is unknown: "
+    "the provider may have answered (and charged for it)"
+)
+
+_HEADER = struct.Struct("<cII")  # kind, payload length, CRC-32 of the payload
+_START, _END = b"S", b"E"
+_SUFFIX = ".spool"
+_MAX_PAYLOAD = 64 << 20  # a larger length is a corrupt header, not a row
+_NONE = type(None)
+_ALLOWED_TYPES: dict[str, tuple[type, ...]] = {
+    "VARCHAR": (str, _NONE),
+    "JSON": (str, _NONE),
+    "BIGINT": (int, _NONE),
+    "INTEGER": (int, _NONE),
+    "DOUBLE": (float, int, _NONE),
+    "BOOLEAN": (bool, _NONE),
+    "TIMESTAMPTZ": (float, int),
+}
+
+
+def spool_dir(db_path: str | os.PathLike[str]) -> Path:
+    """The spool directory of the call log at ``db_path``: ``<db_path>.spool``."""
+    return Path(f"{os.fspath(db_path)}{_SUFFIX}")
+
+
+def epoch_seconds(value: Any) -> Any:
+    """A row's timestamp as float seconds since the epoch (naive = UTC)."""
+    if type(value) is datetime or isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    return value
+
+
+def _frame(kind: bytes, values: tuple[Any, ...]) -> bytes:
+    # marshal format 2: no table of shared references to build per frame (~30% faster here).
+    payload = marshal.dumps(values, 2)
+    return _HEADER.pack(kind, len(payload), zlib.crc32(payload)) + payload
+
+
+class _Segment:
+    """One segment file, preallocated and mapped into memory; frames are copied into the
+    mapping at ``used``."""
+
+    __slots__ = ("path", "fd", "map", "used")
+
+    def __init__(self, path: Path, size: int) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "alive": not for replay
+            try:
+                # Blocks reserved now: a full disk fails here, not as SIGBUS on a later
+                # write into the mapping.
+                os.posix_fallocate(fd, 0, size)
+            except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
+                os.ftruncate(fd, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                os.ftruncate(fd, size)  # a file system without fallocate: sparse, then
+            self.map = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            _unlink(path)
+            raise
+        self.path, self.fd, self.used = path, fd, 0
+
+    def close(self, *, delete: bool, sync: bool) -> None:
+        if sync and not delete:
+            self.map.flush()
+        self.map.close()
+        if delete:
+            _unlink(self.path)
+        else:
+            os.ftruncate(self.fd, self.used)  # the unused tail is zeros; drop it
+        os.close(self.fd)
+
+
+class Spool:
+    """The spool segment this process appends to. Used through `CallLog`.
+
+    ``committed`` returns how many of the rows this spool has seen (`end` calls) the writer
+    has written so far; the spool deletes a rotated segment once that passes the segment's
+    last row. Every method is thread-safe.
+
+    Frames are copied into a shared memory map of the segment file, not written with
+    ``os.write``: the pages belong to the kernel's page cache, so they outlive the process
+    just the same, but the copy needs no system call and keeps the GIL. A write that
+    releases the GIL hands it to the log's writer thread whenever that is waiting for it;
+    measured in the gateway, two ``os.write`` calls per call added ~45 µs of CPU (GIL
+    hand-offs) where the frames themselves cost ~10 µs (docs/performance.md).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        committed: Callable[[], int],
+        durability: str = "os",
+        fsync_interval: float = 0.05,
+        segment_bytes: int = 8 << 20,
+    ) -> None:
+        if durability not in ("os", "fsync"):
+            raise ValueError(f"a spool's durability is 'os' or 'fsync', not {durability!r}")
+        if fsync_interval < 0:
+            raise ValueError("fsync_interval must be >= 0 seconds")
+        self.directory = directory
+        self.durability = durability
+        self._committed = committed
+        self._segment_bytes = segment_bytes
+        self._sync_each = durability == "fsync" and fsync_interval == 0
+        self.lock = threading.Lock()
+        self._open: dict[str, bytes] = {}  # call_id -> start frame, for calls in flight
+        self.ends = 0  # rows appended through this spool (CallLog.append counts them)
+        self._sealed: list[tuple[int, _Segment]] = []  # (rows before the seal, segment)
+        self._keep = False  # set when a row was spooled but refused: keep every segment
+        self._counter = 0
+        self._dirty = False
+        self.failed: OSError | None = None  # the spool could not go on (disk full, say)
+        self.closed = False
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._segment = self._new_segment(0)
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+        if durability == "fsync" and fsync_interval > 0:
+            self._syncer = threading.Thread(
+                target=self._sync_loop,
+                args=(fsync_interval,),
+                name="aigw-call-log-fsync",
+                daemon=True,
+            )
+            self._syncer.start()
+
+    # --- writing ------------------------------------------------------------------------
+
+    def start(self, values: tuple[Any, ...]) -> None:
+        """Record that a call (``values`` in `START_FIELDS` order) is about to be sent."""
+        try:
+            frame = _frame(_START, values)
+        except ValueError:  # a value marshal cannot hold: send the call unprotected
+            return
+        with self.lock:
+            self._open[values[0]] = frame
+            self._write(frame)
+
+    def write_end(self, record: CallRecord) -> None:
+        """Write ``record``'s end frame. The caller holds `lock` and appends the row to the
+        writer before releasing it (so a rotation never seals a segment with a row the
+        writer has not been given); then it adds 1 to `ends`."""
+        stamp = record[2]
+        stamp = (
+            stamp.timestamp() if type(stamp) is datetime and stamp.tzinfo else epoch_seconds(stamp)
+        )
+        try:
+            frame = _frame(_END, (stamp, record[:2], record[3:]))
+        except ValueError:
+            # A value marshal cannot hold (not a plain str/int/float/bool/None): the writer
+            # still gets the row; only its crash safety is lost, and the start stays open.
+            return
+        self._open.pop(record[0], None)
+        self._write(frame)
+        if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
+            self._drop_sealed()
+
+    def refused(self) -> None:
+        """A spooled row was refused by the writer: keep every segment for the next open."""
+        self._keep = True
+
+    def _write(self, frame: bytes) -> None:
+        # Called with the lock held. A frame that does not fit goes to a new segment, so a
+        # full segment holds the ends of the first `ends` rows (this one is not counted yet).
+        if self.closed or self.failed is not None:
+            return
+        segment = self._segment
+        end = segment.used + len(frame)
+        if end > len(segment.map):
+            if not self._rotate(self.ends, len(frame)):
+                return
+            segment = self._segment
+            end = segment.used + len(frame)
+        segment.map[segment.used : end] = frame
+        segment.used = end
+        if self._sync_each:
+            os.fdatasync(segment.fd)  # dirty pages of a shared mapping included (Linux)
+        else:
+            self._dirty = True
+
+    # --- segments -----------------------------------------------------------------------
+
+    def _new_segment(self, frame_bytes: int) -> _Segment:
+        self._counter += 1
+        name = f"{os.getpid()}-{os.urandom(4).hex()}-{self._counter:06d}{_SUFFIX}"
+        carried = sum(len(f) for f in self._open.values())
+        size = max(self._segment_bytes, 2 * (carried + frame_bytes))
+        segment = _Segment(self.directory / name, size)
+        if self.durability == "fsync":
+            _fsync_dir(self.directory)  # the new name must survive a power loss too
+        return segment
+
+    def _rotate(self, rows: int, frame_bytes: int) -> bool:
+        """Start a new segment (the old one holds the ends of the first ``rows`` rows) with
+        the starts of the calls still in flight; False if that failed (the spool stops)."""
+        old = self._segment
+        try:
+            if self.durability == "fsync":
+                os.fdatasync(old.fd)
+            new = self._new_segment(frame_bytes)
+        except OSError as exc:
+            self.failed = exc
+            warnings.warn(
+                f"the call log spool {self.directory} cannot grow ({exc}); calls are still "
+                "logged, but a crash from now on can lose the rows not yet written",
+                _warning_category(),
+                stacklevel=4,
+            )
+            return False
+        carried = b"".join(self._open.values())
+        new.map[: len(carried)] = carried
+        new.used = len(carried)
+        self._segment = new
+        self._sealed.append((rows, old))
+        return True
+
+    def _drop_sealed(self) -> None:
+        committed = self._committed()
+        while self._sealed and self._sealed[0][0] <= committed:
+            _, segment = self._sealed.pop(0)
+            segment.close(delete=True, sync=False)
+
+    def _sync_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with self.lock:
+                if not self._dirty or self.closed:
+                    continue
+                self._dirty = False
+                fd = os.dup(self._segment.fd)  # outlives a rotation that closes the original
+            try:
+                os.fdatasync(fd)  # releases the GIL; the callers go on meanwhile
+            finally:
+                os.close(fd)
+
+    def close(self, *, delete: bool) -> None:
+        """Stop writing. ``delete``: every row reached the database, so remove the segments;
+        otherwise keep them for the next open to replay."""
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        delete = delete and not self._keep
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            segments = [segment for _, segment in self._sealed] + [self._segment]
+            self._sealed = []
+            for segment in segments:
+                segment.close(delete=delete, sync=self.durability == "fsync")
+        if delete:
+            try:
+                self.directory.rmdir()  # only if empty: another log's segments stay
+            except OSError:
+                pass
+
+
+def _warning_category() -> type[Warning]:
+    from aigw_lab.store.writer import CallLogWarning
+
+    return CallLogWarning
+
+
+# --- replay -------------------------------------------------------------------------------
+
+
+@dataclass
+class Leftovers:
+    """What dead processes left in a spool directory: rows to insert (ends, and
+    `interrupted` rows for starts without an end), and the segments they came from
+    (held locked until `release`)."""
+
+    records: list[CallRecord] = field(default_factory=list)
+    torn: int = 0  # frames cut short by the crash (skipped)
+    invalid: list[str] = field(default_factory=list)  # what was wrong, per bad frame
+    segments: list[tuple[int, Path]] = field(default_factory=list)
+    bad_segments: set[str] = field(default_factory=set)  # names of segments with bad frames
+
+    def release(self, *, delete: bool) -> None:
+        """Close the segments; ``delete`` them once their rows are in the database (one
+        holding unreadable frames is renamed ``*.bad`` instead, for inspection)."""
+        for fd, path in self.segments:
+            if delete and path.name in self.bad_segments:
+                try:
+                    path.rename(path.with_name(path.name + ".bad"))
+                except OSError:
+                    pass
+            elif delete:
+                _unlink(path)
+            os.close(fd)
+        self.segments = []
+
+
+def read_leftovers(directory: Path) -> Leftovers:
+    """Read every segment in ``directory`` that no live process holds. Segments owned by
+    another user are left alone (the spool is private to the log's owner)."""
+    found = Leftovers()
+    if not directory.is_dir():
+        return found
+    starts: dict[str, tuple[Any, ...]] = {}
+    ends: dict[str, CallRecord] = {}
+    for path in sorted(directory.glob(f"*{_SUFFIX}")):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_uid != os.getuid():
+                raise BlockingIOError  # not ours: leave it
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live log is writing it (or it is not ours)
+            os.close(fd)
+            continue
+        found.segments.append((fd, path))
+        with open(fd, "rb", closefd=False) as stream:
+            data = stream.read()
+        _parse(data, path.name, starts, ends, found)
+    for call_id, values in starts.items():
+        if call_id not in ends:
+            found.records.append(interrupted_record(values))
+    found.records.extend(ends.values())
+    return found
+
+
+def read_segment(path: str | os.PathLike[str]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The frames of one segment file as ``("start" | "end", values)``, for inspection and
+    tests (no lock taken; unreadable frames left out). End values are in `CALL_COLUMNS`
+    order, start values in `START_FIELDS` order (see `_decode`)."""
+    found = Leftovers()
+    starts: dict[str, tuple[Any, ...]] = {}
+    ends: dict[str, CallRecord] = {}
+    frames: list[tuple[str, tuple[Any, ...]]] = []
+    _parse(Path(path).read_bytes(), Path(path).name, starts, ends, found, frames)
+    return frames
+
+
+def _parse(
+    data: bytes,
+    name: str,
+    starts: dict[str, tuple[Any, ...]],
+    ends: dict[str, CallRecord],
+    found: Leftovers,
+    frames: list[tuple[str, tuple[Any, ...]]] | None = None,
+) -> None:
+    """Read the frames of one segment into ``starts`` and ``ends``. A segment is written
+    front to back into zeroed space, so the first zero byte where a frame would begin ends
+    it, and a bad frame followed only by zeros is the one the process died writing."""
+    offset, size = 0, len(data)
+    while offset < size and data[offset] != 0:
+        if size - offset < _HEADER.size:
+            found.torn += 1
+            return
+        kind, length, crc = _HEADER.unpack_from(data, offset)
+        if kind not in (_START, _END) or length > _MAX_PAYLOAD:
+            found.invalid.append(f"{name}@{offset}: not a frame header; rest of file skipped")
+            found.bad_segments.add(name)
+            return
+        at, body = offset, data[offset + _HEADER.size : offset + _HEADER.size + length]
+        offset += _HEADER.size + length
+        if len(body) < length:
+            found.torn += 1
+            return
+        problem, values = _decode(body, crc, kind)
+        if problem is not None:
+            if data.count(0, offset) == size - offset:
+                found.torn += 1  # cut short by the crash: nothing was written after it
+                return
+            found.invalid.append(f"{name}@{at}: {problem}")
+            found.bad_segments.add(name)
+            continue
+        if frames is not None:
+            frames.append(("start" if kind == _START else "end", values))
+        if kind == _START:
+            starts.setdefault(values[0], values)
+        else:
+            ends[values[0]] = CallRecord._make(values)
+
+
+def _decode(body: bytes, crc: int, kind: bytes) -> tuple[str | None, tuple[Any, ...]]:
+    """The frame's values (for an end: in `CALL_COLUMNS` order, timestamp as a datetime;
+    for a start: in `START_FIELDS` order, timestamp in seconds), or what is wrong with it."""
+    if zlib.crc32(body) != crc:
+        return "checksum mismatch", ()
+    try:
+        values = marshal.loads(body)
+    except Exception:  # noqa: BLE001 - any undecodable payload is just a bad frame
+        return "undecodable payload", ()
+    if kind == _END:
+        if type(values) is not tuple or len(values) != 3:
+            return "not an end frame", ()
+        stamp, head, tail = values
+        if type(head) is not tuple or type(tail) is not tuple:
+            return "not an end frame", ()
+        values = (*head, stamp, *tail)
+        names = CALL_COLUMNS
+    else:
+        names = START_FIELDS
+    if type(values) is not tuple or len(values) != len(names):
+        return "wrong number of fields", ()
+    types = _types()
+    for name, value in zip(names, values, strict=True):
+        if type(value) not in types[name]:
+            return f"column {name}: unexpected {type(value).__name__}", ()
+    if not values[0]:
+        return "empty call_id", ()
+    try:
+        when = datetime.fromtimestamp(values[2], UTC)
+    except (OverflowError, ValueError, OSError):
+        return "timestamp out of range", ()
+    if kind == _END:
+        values = (*values[:2], when, *values[3:])
+    return None, values
+
+
+_TYPES_CACHE: dict[str, tuple[type, ...]] = {}
+
+
+def _types() -> dict[str, tuple[type, ...]]:
+    # Built on first replay, not at import (no import-time work beyond constants).
+    if not _TYPES_CACHE:
+        from aigw_lab.store.schema import COLUMN_TYPES
+
+        _TYPES_CACHE.update({n: _ALLOWED_TYPES[t] for n, t in COLUMN_TYPES.items()})
+    return _TYPES_CACHE
+
+
+def interrupted_record(values: tuple[Any, ...]) -> CallRecord:
+    """The row of a call whose start was spooled but whose end never was."""
+    fields = dict(zip(START_FIELDS, values, strict=True))
+    fields["timestamp"] = datetime.fromtimestamp(fields["timestamp"], UTC)
+    return CallRecord(
+        **fields,
+        status="interrupted",
+        error_type="interrupted",
+        error_message=INTERRUPTED_MESSAGE,
+    )
+
+
+def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
+    """The call ids of ``records`` already in the ``calls`` table of ``conn``."""
+    import pyarrow as pa
+
+    rows = list(records)
+    if not rows:
+        return set()
+    ids = pa.table({"call_id": [r.call_id for r in rows]})
+    since = min(r.timestamp for r in rows) - timedelta(days=1)
+    cursor = conn.cursor()
+    try:
+        cursor.register("_aigw_spooled_ids", ids)
+        # The timestamp filter lets DuckDB skip row groups by their min/max statistics.
+        found = cursor.execute(
+            "SELECT call_id FROM calls WHERE timestamp >= ? "
+            "AND call_id IN (SELECT call_id FROM _aigw_spooled_ids)",
+            [since],
+        ).fetchall()
+    finally:
+        cursor.close()
+    return {row[0] for row in found}
+
+
+def warn_invalid(directory: Path, invalid: list[str]) -> None:
+    """Say that some spooled frames could not be read (they are skipped, not guessed at)."""
+    from aigw_lab.store.writer import CallLogWarning
+
+    shown = "; ".join(invalid[:5]) + (f"; ... ({len(invalid)} in all)" if len(invalid) > 5 else "")
+    warnings.warn(
+        f"skipped {len(invalid)} unreadable frames in the call log spool {directory}: {shown}",
+        CallLogWarning,
+        stacklevel=3,
+    )
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

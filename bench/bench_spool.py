@@ -1,0 +1,257 @@
+"""What the call log's spool costs per gateway call, against the log without it, in one run.
+
+    python bench/bench_spool.py [--calls N] [--rounds R] [--paced-calls N] [--paced-rounds R]
+
+Every side is the same gateway (the in-process fake OpenAI server of
+bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the log's
+``durability`` differs:
+
+* ``none``: the log as it was before the spool (the baseline), twice: the second copy shows
+  how far two identical sides drift apart on this machine (the noise floor);
+* ``os``: a start frame before each request and the row after, one ``os.write`` each;
+* ``fsync 50ms``: as ``os``, plus ``fdatasync`` every 50 ms from a helper thread;
+* ``fsync each``: ``fdatasync`` after every frame, on the calling thread.
+
+Two loads, because a shared 2-core machine makes block timings drift by tens of µs:
+
+* flat out, call by call: the sides take turns, one call each, in a new random order every
+  turn, so they see the same machine state (``fsync each`` is paired with the baseline
+  alone: its waits for the disk slow down whichever side is called next); every ``--calls``
+  turns each log is flushed and that flush is charged to its side. Reported: mean CPU per call from
+  ``time.process_time`` (all threads: the writer's inserts, the fsync thread), median CPU of
+  the calling thread alone (``time.thread_time``: the spool's frames are written there), and
+  mean wall time.
+* paced (``--rate`` calls/s, the gateway mostly idle, as in service): blocks of calls per
+  side, each ending with a flush, in interleaved rounds; CPU per call then includes what the
+  log's threads do while idle (writer wake-ups, the fsync thread). Medians over rounds.
+
+The last table is the spool alone (start + end frame per call, no gateway), for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_gateway_overhead import MESSAGES, MODEL, make_gateway  # noqa: E402
+
+from aigw_lab.store import CallLog, CallRecord  # noqa: E402
+from aigw_lab.store.spool import Spool  # noqa: E402
+
+SIDES = {
+    "none (log without spool)": {"durability": "none"},
+    "none, again (noise floor)": {"durability": "none"},
+    "os": {"durability": "os"},
+    "fsync 50ms": {"durability": "fsync", "fsync_interval": 0.05},
+    "fsync each": {"durability": "fsync", "fsync_interval": 0.0},
+}
+
+
+def call_once(gateway) -> None:
+    gateway.chat(f"bench/{MODEL}", MESSAGES, temperature=0, max_tokens=16)
+
+
+def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float]]:
+    """Flat out, the sides taking turns call by call: per side (mean process CPU µs, median
+    calling-thread CPU µs, mean wall µs) per call."""
+    names = list(sides)
+    process = {name: 0.0 for name in names}
+    wall = {name: 0.0 for name in names}
+    thread: dict[str, list[float]] = {name: [] for name in names}
+    clock, thread_clock, perf = time.process_time, time.thread_time, time.perf_counter
+    rng = random.Random(0)
+    for _ in range(rounds):
+        for _ in range(calls):
+            # A new order every turn: a side always called right after another would carry
+            # that side's after-effects (threads that ran while it waited, cold caches).
+            order = rng.sample(names, len(names))
+            for name in order:
+                gateway = sides[name][0]
+                p, t, w = clock(), thread_clock(), perf()
+                call_once(gateway)
+                t1, p1, w1 = thread_clock(), clock(), perf()
+                process[name] += p1 - p
+                wall[name] += w1 - w
+                thread[name].append(t1 - t)
+        for name in order:  # the writer's work for these rows, charged to its side
+            p, w = clock(), perf()
+            sides[name][1].flush()
+            process[name] += clock() - p
+            wall[name] += perf() - w
+    n = calls * rounds
+    return {
+        name: (process[name] / n * 1e6, statistics.median(thread[name]) * 1e6, wall[name] / n * 1e6)
+        for name in names
+    }
+
+
+def paced(sides, calls: int, rounds: int, rate: float) -> dict[str, tuple[float, float]]:
+    """Blocks of ``calls`` calls at ``rate`` per second, then a flush, per side in rotating
+    order: per side the median over rounds of (process CPU µs, wall µs) per call."""
+    names = list(sides)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            gateway, log = sides[name]
+            cpu, start = time.process_time(), time.perf_counter()
+            for i in range(calls):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                call_once(gateway)
+            log.flush()
+            samples[name].append(
+                (
+                    (time.process_time() - cpu) / calls * 1e6,
+                    (time.perf_counter() - start) / calls * 1e6,
+                )
+            )
+    return {
+        name: (
+            statistics.median(s[0] for s in samples[name]),
+            statistics.median(s[1] for s in samples[name]),
+        )
+        for name in names
+    }
+
+
+def flat_table(title: str, results: dict[str, tuple[float, float, float]]) -> None:
+    base_p, base_t, base_w = next(iter(results.values()))
+    print(f"\n{title}")
+    print("| side                      | CPU µs/call | added | ratio  | caller CPU µs | added |"
+          " wall µs/call | ratio  |")  # fmt: skip
+    print("|---------------------------|-------------|-------|--------|---------------|-------|"
+          "--------------|--------|")  # fmt: skip
+    for name, (p, t, w) in results.items():
+        print(
+            f"| {name:<25} | {p:>11.1f} | {p - base_p:>+5.1f} | {p / base_p:>5.3f}x "
+            f"| {t:>13.1f} | {t - base_t:>+5.1f} | {w:>12.1f} | {w / base_w:>5.3f}x |"
+        )
+
+
+def paced_table(title: str, results: dict[str, tuple[float, float]]) -> None:
+    base_cpu, base_wall = next(iter(results.values()))
+    print(f"\n{title}")
+    print("| side                      | CPU µs/call | added CPU µs | CPU ratio | wall µs/call |"
+          " wall ratio |")  # fmt: skip
+    print("|---------------------------|-------------|--------------|-----------|--------------|"
+          "------------|")  # fmt: skip
+    for name, (cpu, wall) in results.items():
+        print(
+            f"| {name:<25} | {cpu:>11.1f} | {cpu - base_cpu:>+12.1f} | {cpu / base_cpu:>8.3f}x "
+            f"| {wall:>12.1f} | {wall / base_wall:>9.3f}x |"
+        )
+
+
+def spool_alone(folder: Path, calls: int) -> dict[str, float]:
+    """CPU µs per call of one start frame + one end frame, straight into a `Spool`."""
+    record = CallRecord(
+        call_id="0123456789abcdef0123456789abcdef",
+        trace_id="0123456789abcdef0123456789abcdee",
+        timestamp=datetime.now(UTC),
+        provider_name="bench",
+        request_model=MODEL,
+        request_json='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are '
+        'a terse assistant."},{"role":"user","content":"What is the capital of France? '
+        'Answer in one word."}],"temperature":0,"max_tokens":16}',
+        response_text="Paris.",
+        input_tokens=24,
+        output_tokens=2,
+        cost_usd=4.8e-06,
+        latency_ms=1.2,
+    )
+    start = (record.call_id, record.trace_id, 1765000000.0, "bench", MODEL, "openai", False,
+             "none", 1) + (None,) * 6 + (False,) + (None,) * 4  # fmt: skip
+    out: dict[str, float] = {}
+    for name, options in list(SIDES.items())[2:]:
+        committed = [0]
+        spool = Spool(folder / f"alone-{options['durability']}-{len(out)}", committed=lambda: 0,
+                      **options)  # fmt: skip
+        cpu = time.process_time()
+        for _ in range(calls):
+            spool.start(start)
+            with spool.lock:
+                spool.write_end(record)
+                spool.ends += 1
+            committed[0] += 1
+        out[name] = (time.process_time() - cpu) / calls * 1e6
+        spool.close(delete=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=500, help="turns between flushes")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--paced-calls", type=int, default=100, help="calls per paced block")
+    parser.add_argument("--paced-rounds", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=100.0, help="paced calls per second")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-"))
+    sides = {}
+    for i, (name, options) in enumerate(SIDES.items()):
+        log = CallLog(folder / f"side{i}.duckdb", **options)
+        sides[name] = (make_gateway(log), log)
+
+    print(
+        f"call log spool benchmark: {datetime.now(UTC):%Y-%m-%d} | {platform.machine()} | "
+        f"{os.cpu_count()} cores | Python {platform.python_version()} | {platform.system()}"
+    )
+    print(f"(spool files in {folder}; the same gateway and fake upstream on every side)")
+    for name in sides:  # warm-up: connection pools, first inserts, price lookups
+        for _ in range(200):
+            call_once(sides[name][0])
+        sides[name][1].flush()
+    base = "none (log without spool)"
+    # "fsync each" waits for the disk on every frame; next to it every other side's calls
+    # slow down (threads run while it waits), so it is compared with the baseline alone.
+    slowest = "fsync each"
+    fast = {name: side for name, side in sides.items() if name != slowest}
+    flat = turns(fast, args.calls, args.rounds)
+    flat_table(
+        f"flat out, sides taking turns call by call in random order: {args.calls * args.rounds} "
+        f"calls per side ({args.rounds} rounds, a flush per side every {args.calls} calls)",
+        flat,
+    )
+    rounds = max(1, args.rounds // 4)
+    pair = turns({base: sides[base], slowest: sides[slowest]}, args.calls, rounds)
+    flat_table(f"the same, {slowest!r} against the baseline alone ({rounds} rounds)", pair)
+    slow = paced(sides, args.paced_calls, args.paced_rounds, args.rate)
+    paced_table(
+        f"paced at {args.rate:g} calls/s: {args.paced_calls} calls per block, median of "
+        f"{args.paced_rounds} rounds",
+        slow,
+    )
+    alone = spool_alone(folder, 20_000)
+    print("\nthe spool alone (start + end frame per call, no gateway): CPU µs/call")
+    for name, us in alone.items():
+        print(f"  {name:<12} {us:6.1f}")
+    for gateway, log in sides.values():
+        gateway.close()
+        log.close()
+
+    added = flat["os"][0] - flat[base][0]
+    caller = flat["os"][1] - flat[base][1]
+    paced_added = slow["os"][0] - slow[base][0]
+    verdict = "met" if added <= 10 and paced_added <= 10 else "NOT met"
+    print(
+        f"\ntarget: durability 'os' adds <= 10 µs CPU per call: {verdict} (flat out "
+        f"{added:+.1f} µs, of which the calling thread {caller:+.1f} µs; paced "
+        f"{paced_added:+.1f} µs)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
