@@ -58,7 +58,11 @@ class LogSettings:
 
     def calllog_options(self) -> dict[str, Any]:
         """Keyword arguments for `aigw_lab.store.CallLog`: the settings the table sets."""
-        options: dict[str, Any] = {"bodies": self.body_policy, "encryption": self.encryption}
+        options: dict[str, Any] = {}
+        if self.body_policy.mode != "full":
+            options["bodies"] = self.body_policy
+        if self.encryption is not None:
+            options["encryption"] = self.encryption
         if self.durability is not None:
             options["durability"] = self.durability
         if self.fsync_interval is not None:
