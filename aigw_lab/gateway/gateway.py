@@ -39,6 +39,7 @@ from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
 from aigw_lab.providers.base import LOCAL_KINDS, HttpClients, Price, Provider, ProviderSpec
+from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -82,6 +83,8 @@ class Gateway(CallRecording):
     ``"provider/model"``. ``default_provider`` serves models given without a provider.
     ``policies``: routing policies (``{name: Policy}`` or a list, named by ``policy.name``),
     addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md).
+    ``max_body_chars``: longer text fields of a log row are cut (and flagged; see
+    `aigw_lab.store.sanitize`).
     """
 
     name = "gateway"
@@ -102,6 +105,7 @@ class Gateway(CallRecording):
         clock: Any = time.time,
         perf_counter: Any = time.perf_counter,
         new_id: Any = None,
+        max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
     ) -> None:
         self._specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
@@ -138,6 +142,12 @@ class Gateway(CallRecording):
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
+        if type(max_body_chars) is not int or max_body_chars < 1:
+            raise ConfigError(
+                f"max_body_chars={max_body_chars!r} is invalid",
+                hint="use a positive number of characters ([log] max_body_chars)",
+            )
+        self._max_body_chars = max_body_chars
 
         overrides: dict[str, Price] = {}
         for spec in self._specs.values():
@@ -208,6 +218,7 @@ class Gateway(CallRecording):
             env=env,
             tags=config.tags,
             experiment_id=config.experiment_id,
+            max_body_chars=config.max_body_chars,
             middleware=middleware,
             policies=policies,
             **kwargs,

@@ -76,6 +76,7 @@ COLUMN_TYPES: dict[str, str] = {
     "item_id": "VARCHAR",
     "target": "VARCHAR",
     "repetition": "INTEGER",
+    "flags": "VARCHAR[]",
 }
 
 
@@ -91,6 +92,7 @@ def arrow_schema() -> pa.Schema:
         "BIGINT": pa.int64(),
         "DOUBLE": pa.float64(),
         "BOOLEAN": pa.bool_(),
+        "VARCHAR[]": pa.list_(pa.string()),
     }
     return pa.schema([(name, arrow_types[sql]) for name, sql in COLUMN_TYPES.items()])
 
@@ -230,6 +232,30 @@ ALTER TABLE calls ADD COLUMN repetition INTEGER;
 CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
 """
 
+# What the log did to a row to make it storable (`aigw_lab.store.sanitize`), and where rows
+# go that the database still refuses: the same file, so nothing paid for is ever missing.
+# The dead letter keeps the columns budget seeding and cost reports filter on as real
+# columns, and the whole row as JSON so it can be fixed and re-inserted into `calls`.
+_ADD_FLAGS_AND_DEAD_LETTER = """
+ALTER TABLE calls ADD COLUMN flags VARCHAR[];
+CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok';
+CREATE TABLE calls_dead_letter (
+    call_id VARCHAR,
+    trace_id VARCHAR,
+    "timestamp" TIMESTAMPTZ,
+    provider_name VARCHAR,
+    request_model VARCHAR,
+    status VARCHAR,
+    tenant_id VARCHAR,
+    user_id VARCHAR,
+    experiment_id VARCHAR,
+    cost_usd DOUBLE,
+    error VARCHAR,
+    row_json JSON,
+    dead_lettered_at TIMESTAMPTZ
+)
+"""
+
 #: Every migration ever released, in order. Append new ones; never edit or reorder these.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_calls", _CREATE_CALLS),
@@ -237,6 +263,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "create_scores", _CREATE_SCORES),
     Migration(4, "create_experiments", _CREATE_EXPERIMENTS),
     Migration(5, "add_experiment_columns", _ADD_EXPERIMENT_COLUMNS),
+    Migration(6, "add_flags_and_dead_letter", _ADD_FLAGS_AND_DEAD_LETTER),
 )
 
 #: The schema version this code writes: the last migration's version.

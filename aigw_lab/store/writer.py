@@ -8,9 +8,12 @@ Guarantees, in order of importance:
 
 * no row is dropped silently: a failed insert keeps its rows and retries them (with backoff,
   and at once when someone flushes); `flush` raises `StoreError` while they cannot be written,
-  and a `CallLogWarning` is emitted when a failure starts. Rows that cannot even be converted
-  (a string in a token count, say) are set aside in ``rejected`` and reported by the next
-  `flush`;
+  and a `CallLogWarning` is emitted when a failure starts;
+* one bad row never poisons the others: a row the database refuses (or that cannot even be
+  converted, a string in a token count, say) is found by bisecting its batch and goes to the
+  ``calls_dead_letter`` table with its error (to an owner-only file if even that fails); the
+  rest of the batch is written. This is reported by `health` and a warning, never raised into
+  another caller's `append` or `flush`;
 * memory stays bounded: at most ``max_queue`` rows wait; past that `append` blocks until the
   writer catches up (backpressure) instead of growing without limit;
 * rows reach the table in append order, so "every row appended before ``flush()`` was called
@@ -19,17 +22,25 @@ Guarantees, in order of importance:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aigw_lab.errors import StoreError
+from aigw_lab.store.dead_letter import (
+    DEAD_LETTER_INSERT,
+    LogHealth,
+    dead_letter_values,
+    describe,
+    is_row_problem,
+    spill_rows,
+)
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.schema import COLUMN_TYPES, arrow_schema
 
 if TYPE_CHECKING:
@@ -102,10 +113,13 @@ class BatchWriter:
         self._pending: deque[list[CallRecord]] = deque()
         self._inflight: list[CallRecord] | None = None  # taken by the writer, not yet written
         self._appended = 0
-        self._done = 0  # rows written or rejected: what flush() waits for
+        self._done = 0  # rows written, dead-lettered or spilled: what flush() waits for
         self.rows_written = 0
-        self.rejected: list[CallRecord] = []
-        self._unreported_rejections: list[str] = []
+        self.rejected: list[CallRecord] = []  # rows refused by `calls` (dead letter or file)
+        self.rows_dead_lettered = 0
+        self.rows_spilled = 0
+        self.spill_files: list[str] = []
+        self._last_problem: str | None = None  # for health(): kind and type, no row data
 
         self._flush_waiters = 0
         self._retry_now = False
@@ -179,46 +193,97 @@ class BatchWriter:
             self._progress.wait(self._flush_interval)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once every row appended before the call is written (or rejected)."""
+        """Return once every row appended before the call is written: to ``calls``, or,
+        for a row the database refused, to ``calls_dead_letter`` (that is not an error of
+        this flush: see `health`). Raises `StoreError` while inserts fail (the rows are kept
+        and retried), if the writer crashed, or after ``timeout`` seconds."""
+        error = self._wait_written(timeout)
+        if error is not None:
+            raise error
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """`flush` for reads made on behalf of a call (budget seeding): waits the same way
+        but never raises; returns False if rows are still unwritten (then see `health`)."""
+        return self._wait_written(timeout) is None
+
+    def _wait_written(self, timeout: float | None) -> StoreError | None:
         if threading.current_thread() is self._thread:
             raise RuntimeError("CallLog.flush() cannot be called from the writer thread")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._work:
             if self.closed:
-                return  # close() flushed, and reported anything it could not write
+                return None  # close() flushed, and reported anything it could not write
             target = self._appended
             failures_before = self._failures
-            if self._done < target:
-                self._flush_waiters += 1
-                self._retry_now = True
-                self._work.notify()
-                try:
-                    while self._done < target:
-                        self._raise_if_unusable()
-                        if self._failures > failures_before:
-                            raise StoreError(
-                                f"{target - self._done} rows could not be written to "
-                                f"{self._where} yet: {self._last_error}",
-                                hint="they are kept and retried; fix the cause (disk full? "
-                                "file removed?) and flush again",
-                            ) from self._last_error
-                        remaining = None if deadline is None else deadline - time.monotonic()
-                        if remaining is not None and remaining <= 0:
-                            raise StoreError(
-                                f"flush of {self._where} timed out after {timeout}s with "
-                                f"{target - self._done} rows still waiting",
-                                hint="flush again, or pass a longer timeout",
-                            )
-                        self._progress.wait(remaining)
-                finally:
-                    self._flush_waiters -= 1
-            if self._unreported_rejections:
-                messages, self._unreported_rejections = self._unreported_rejections, []
-                raise StoreError(
-                    f"{self._where} rejected rows that could not be converted: "
-                    + "; ".join(messages),
-                    hint="fix the CallRecord field types; the rows are kept in CallLog.rejected",
-                )
+            if self._done >= target:
+                return None
+            self._flush_waiters += 1
+            self._retry_now = True
+            self._work.notify()
+            try:
+                while self._done < target:
+                    if self._fatal is not None:
+                        error = self._refusal()
+                        error.__cause__ = self._fatal
+                        return error
+                    if self._failures > failures_before:
+                        error = StoreError(
+                            f"{target - self._done} rows could not be written to "
+                            f"{self._where} yet: {self._last_error}",
+                            hint="they are kept and retried; fix the cause (disk full? "
+                            "file removed?) and flush again",
+                        )
+                        error.__cause__ = self._last_error
+                        return error
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return StoreError(
+                            f"flush of {self._where} timed out after {timeout}s with "
+                            f"{target - self._done} rows still waiting",
+                            hint="flush again, or pass a longer timeout",
+                        )
+                    self._progress.wait(remaining)
+            finally:
+                self._flush_waiters -= 1
+        return None
+
+    def health(self) -> LogHealth:
+        """Counts and state of the writer; see `LogHealth`."""
+        with self._work:
+            if self.closed:
+                state = "closed"
+            elif self._fatal is not None:
+                state = "crashed"
+            elif self._last_error is not None:
+                state = "retrying"
+            else:
+                state = "ok"
+            return LogHealth(
+                state=state,
+                rows_written=self.rows_written,
+                rows_pending=self._appended - self._done,
+                rows_dead_lettered=self.rows_dead_lettered,
+                rows_spilled=self.rows_spilled,
+                insert_failures=self._failures,
+                last_error=self._last_problem,
+            )
+
+    def set_aside(self, records: list[CallRecord], reason: str) -> str | None:
+        """Save rows that could not even be queued (closed log, queue full while inserts
+        fail) to an owner-only file; counted in `health`. Returns the file, or None."""
+        path = spill_rows(self._spill_dir, records, reasons=[reason] * len(records))
+        with self._work:
+            if path:
+                self.rows_spilled += len(records)
+                self.spill_files.append(path)
+            self._last_problem = f"rows could not be queued, saved to a file: {reason}"
+        warnings.warn(
+            f"{len(records)} rows could not be queued in {self._where} ({reason}); "
+            + (f"saved to {path}" if path else "they could not be saved to a file either"),
+            CallLogWarning,
+            stacklevel=3,
+        )
+        return path
 
     @property
     def pending_rows(self) -> int:
@@ -263,8 +328,8 @@ class BatchWriter:
         self._close_connection()
         if error is None:
             return
-        unwritten = leftovers + self.rejected
-        spill = _spill(self._spill_dir, unwritten)
+        unwritten = leftovers
+        spill = spill_rows(self._spill_dir, unwritten)
         kept = f"saved to {spill}" if spill else "they could not be saved to a file either"
         raise StoreError(
             f"closing {self._where}: {len(unwritten)} rows were not written ({kept}): "
@@ -278,10 +343,6 @@ class BatchWriter:
             self.close()
         except StoreError as exc:
             warnings.warn(str(exc), CallLogWarning, stacklevel=2)
-
-    def _raise_if_unusable(self) -> None:
-        if self._fatal is not None:
-            raise self._refusal() from self._fatal
 
     def _refusal(self) -> StoreError:
         if self._fatal is not None:
@@ -324,6 +385,7 @@ class BatchWriter:
         except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
             with self._work:
                 self._fatal = exc
+                self._last_problem = f"the writer thread crashed: {type(exc).__name__}"
                 self._stopping = True  # refuse new rows: nobody would write them
                 self._progress.notify_all()
             warnings.warn(
@@ -364,42 +426,119 @@ class BatchWriter:
                 timed_out = not self._work.wait(self._flush_interval)
 
     def _write(self, batch: list[CallRecord]) -> None:
-        table, bad = self._to_arrow(batch)
+        table, good, bad = self._to_arrow(batch)
         try:
             if self._before_insert is not None:
                 self._before_insert(len(batch))
             if table.num_rows:
                 self._insert_table(table)
+            written, refused = len(good), []
         except Exception as exc:  # noqa: BLE001 - any failure keeps the rows for a retry
-            if self._last_error is None:  # only this thread writes it: no lock needed
-                # Warn before waking flush() so the warning precedes the error it raises.
-                warnings.warn(
-                    f"could not write {len(batch)} rows to {self._where}: {exc}; "
-                    "they are kept and retried",
-                    CallLogWarning,
-                    stacklevel=1,
-                )
-            with self._work:
-                self._failures += 1
-                self._last_error = exc
-                streak = self._failures - self._failures_at_last_success
-                delay = _FIRST_RETRY_DELAY * 2 ** min(streak - 1, 10)
-                self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
-                self._progress.notify_all()
-            return
+            if not is_row_problem(exc):
+                self._insert_failed(exc, batch, written=0)
+                return
+            # Some row's values were refused: bisect, so only the culprits are set aside.
+            written, refused, left, failure = self._isolate(table, good, exc)
+            if failure is not None:  # the database itself failed half-way: retry the rest
+                self._insert_failed(failure, left + [r for r, _ in bad], written=written)
+                return
+        dead = bad + refused
+        if dead:
+            self._dead_letter(dead)
         with self._work:
             self._inflight = None
             self._last_error = None
             self._failures_at_last_success = self._failures
             self._done += len(batch)
-            self.rows_written += len(batch) - len(bad)
-            if bad:
-                self.rejected.extend(record for record, _ in bad)
-                record, reason = bad[0]
-                self._unreported_rejections.append(
-                    f"{len(bad)} rows (first: call_id={record.call_id!r}, {reason})"
-                )
+            self.rows_written += written
             self._progress.notify_all()
+
+    def _insert_failed(self, exc: Exception, keep: list[CallRecord], *, written: int) -> None:
+        """Keep ``keep`` (the rows of the batch not yet written) for a retry with backoff."""
+        if self._last_error is None:  # only this thread writes it: no lock needed
+            # Warn before waking flush() so the warning precedes the error it raises.
+            warnings.warn(
+                f"could not write {len(keep)} rows to {self._where}: {exc}; "
+                "they are kept and retried",
+                CallLogWarning,
+                stacklevel=2,
+            )
+        with self._work:
+            if written:
+                self._done += written
+                self.rows_written += written
+                self._inflight = keep
+            self._failures += 1
+            self._last_error = exc
+            self._last_problem = f"inserts failing, rows kept and retried: {type(exc).__name__}"
+            streak = self._failures - self._failures_at_last_success
+            delay = _FIRST_RETRY_DELAY * 2 ** min(streak - 1, 10)
+            self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
+            self._progress.notify_all()
+
+    def _isolate(
+        self, table: pa.Table, rows: list[CallRecord], error: Exception
+    ) -> tuple[int, list[tuple[CallRecord, str]], list[CallRecord], Exception | None]:
+        """Bisect ``rows`` (whose insert raised ``error``) into inserts that succeed and
+        single rows the database refuses: O(bad rows x log(batch)) inserts, in append order.
+
+        Returns rows written, the refused rows with their errors, and, if the database
+        itself failed meanwhile, the rows not yet written and that failure."""
+        written = 0
+        refused: list[tuple[CallRecord, str]] = []
+        todo: list[tuple[int, int, Exception | None]] = [(0, len(rows), error)]  # a stack
+        while todo:
+            start, stop, failed = todo.pop()
+            if failed is None:
+                try:
+                    if self._before_insert is not None:
+                        self._before_insert(stop - start)
+                    self._insert_table(table.slice(start, stop - start))
+                    written += stop - start
+                    continue
+                except Exception as exc:  # noqa: BLE001 - classified just below
+                    if not is_row_problem(exc):
+                        left = rows[start:stop]
+                        for begin, end, _ in reversed(todo):
+                            left += rows[begin:end]
+                        left += [record for record, _ in refused]
+                        return written, [], left, exc
+                    failed = exc
+            if stop - start == 1:
+                refused.append((rows[start], describe(failed)))
+                continue
+            middle = (start + stop) // 2
+            todo.append((middle, stop, None))
+            todo.append((start, middle, None))
+        return written, refused, [], None
+
+    def _dead_letter(self, dead: list[tuple[CallRecord, str]]) -> None:
+        """Put refused rows in ``calls_dead_letter`` (or, failing that, an owner-only file)
+        and say so in a warning for the operator; never an error for any caller."""
+        records = [record for record, _ in dead]
+        kind = dead[0][1].partition(":")[0]
+        try:
+            self._cursor.executemany(
+                DEAD_LETTER_INSERT, [dead_letter_values(record, why) for record, why in dead]
+            )
+            where, spilled = "the calls_dead_letter table", 0
+        except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
+            path = spill_rows(self._spill_dir, records, reasons=[why for _, why in dead])
+            where = f"{path} (the dead-letter insert failed: {exc})" if path else "nowhere"
+            spilled = len(dead) if path else 0
+            if path:
+                self.spill_files.append(path)
+        with self._work:
+            self.rejected.extend(records)
+            self.rows_dead_lettered += len(dead) - spilled
+            self.rows_spilled += spilled
+            self._last_problem = f"rows refused by the database, set aside: {kind}"
+        warnings.warn(
+            f"{self._where} refused {len(dead)} rows (first: call_id={records[0].call_id!r}, "
+            f"{dead[0][1]}); they were saved to {where}, the other rows were written",
+            CallLogWarning,
+            stacklevel=2,
+        )
 
     def _insert_table(self, table: pa.Table) -> None:
         self._cursor.register(_BATCH_TABLE, table)
@@ -408,27 +547,35 @@ class BatchWriter:
         finally:
             self._cursor.unregister(_BATCH_TABLE)
 
-    def _to_arrow(self, batch: list[CallRecord]) -> tuple[pa.Table, list[tuple[CallRecord, str]]]:
-        """The batch as an Arrow table, plus the rows that cannot be converted and why."""
+    def _to_arrow(
+        self, batch: list[CallRecord]
+    ) -> tuple[pa.Table, list[CallRecord], list[tuple[CallRecord, str]]]:
+        """The batch as an Arrow table, the rows in it, and the rows that cannot be
+        converted, with why."""
         import pyarrow as pa
 
         try:
             # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
             arrays = [pa.array(list(map(get, batch)), type=kind) for get, kind in self._columns]
-            return pa.Table.from_arrays(arrays, schema=self._schema), []
+            return pa.Table.from_arrays(arrays, schema=self._schema), batch, []
         except (pa.ArrowException, TypeError, ValueError, AttributeError, OverflowError):
             pass
-        # Slow path, only when the batch holds a bad row: find it, keep the others.
+        # Slow path, only when the batch holds a bad row: find it, keep the others. A row
+        # that bypassed sanitising (appended by hand) gets it here; the rest is set aside.
         good: list[CallRecord] = []
         bad: list[tuple[CallRecord, str]] = []
         for record in batch:
             reason = self._conversion_problem(record)
+            if reason is not None:
+                fixed = _sanitized(record)
+                if fixed is not None and self._conversion_problem(fixed) is None:
+                    record, reason = fixed, None
             if reason is None:
                 good.append(record)
             else:
                 bad.append((record, reason))
         arrays = [pa.array(list(map(get, good)), type=kind) for get, kind in self._columns]
-        return pa.Table.from_arrays(arrays, schema=self._schema), bad
+        return pa.Table.from_arrays(arrays, schema=self._schema), good, bad
 
     def _conversion_problem(self, record: CallRecord) -> str | None:
         import pyarrow as pa
@@ -441,23 +588,9 @@ class BatchWriter:
         return None
 
 
-def _spill(folder: str | None, rows: list[Any]) -> str | None:
-    """Save rows that could not be written as JSON lines in ``folder`` (or, failing that,
-    the temp directory); return the file, or None if even that failed."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    name = f"calls.unwritten-{stamp}-{os.getpid()}.jsonl"
-    folders = [folder] if folder else []
-    for target in [Path(f) / name for f in [*folders, tempfile.gettempdir()]]:
-        try:
-            with open(target, "w", encoding="utf-8") as out:
-                for row in rows:
-                    values = {col: getattr(row, col, None) for col in CALL_COLUMNS}
-                    out.write(json.dumps(values, default=str, ensure_ascii=False) + "\n")
-            return str(target)
-        except OSError:
-            continue
-    return None
+def _sanitized(record: CallRecord) -> CallRecord | None:
+    try:
+        fixed = sanitize_record(record)
+    except Exception:  # noqa: BLE001 - a row too broken to sanitise is dead-lettered as is
+        return None
+    return None if fixed is record else fixed

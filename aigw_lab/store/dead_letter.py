@@ -1,0 +1,168 @@
+"""Where the call log puts rows the database refuses, and how it reports its own health.
+
+A row that still fails after `aigw_lab.store.sanitize` (a wrong type in a number column, a
+constraint) goes to the ``calls_dead_letter`` table of the same database, with the error and
+the whole row as JSON; if even that insert fails, to an owner-only JSON-lines file next to the
+database. Neither is ever raised into another caller's call: `LogHealth` says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.sanitize import sanitize_text
+
+__all__ = [
+    "DEAD_LETTER_INSERT",
+    "LogHealth",
+    "dead_letter_values",
+    "is_row_problem",
+    "row_json",
+    "spill_rows",
+]
+
+#: The columns of ``calls_dead_letter`` filled from the row itself (typed copies, so budget
+#: seeding and cost reports can filter them), then the error, the row and the time.
+_COPIED = (
+    "call_id",
+    "trace_id",
+    "timestamp",
+    "provider_name",
+    "request_model",
+    "status",
+    "tenant_id",
+    "user_id",
+    "experiment_id",
+    "cost_usd",
+)
+_INDEX = {name: CALL_COLUMNS.index(name) for name in _COPIED}
+
+DEAD_LETTER_INSERT = (
+    "INSERT INTO calls_dead_letter ("
+    + ", ".join(f'"{name}"' for name in _COPIED)
+    + ", error, row_json, dead_lettered_at) VALUES ("
+    + ", ".join("?" for _ in _COPIED)
+    + ", ?, ?, now())"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogHealth:
+    """The call log's own health, for operators and ``/health``: `CallLog.health`.
+
+    ``state``: ``"ok"``; ``"retrying"`` (inserts are failing; the rows are kept and retried);
+    ``"crashed"`` (the writer thread died: a bug); ``"closed"``. Counts are since the log was
+    opened. ``last_error`` names the kind of the last problem and the exception type, never
+    a row's content, a call id or the database path (those are in ``calls_dead_letter`` and
+    the `CallLogWarning`), so it is safe to show to any client.
+    """
+
+    state: str
+    rows_written: int
+    rows_pending: int
+    rows_dead_lettered: int
+    rows_spilled: int
+    insert_failures: int
+    last_error: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True unless inserts are failing or the writer crashed."""
+        return self.state in ("ok", "closed")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields (and ``ok``) as a JSON-ready dict."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def is_row_problem(exc: BaseException) -> bool:
+    """True when ``exc`` says some row's values were refused (a conversion, a constraint), so
+    bisecting the batch finds the culprit; False for the database itself failing (I/O, out
+    of memory, a test hook simulating a full disk), where the whole batch is retried."""
+    import duckdb
+
+    return isinstance(
+        exc, (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException, ValueError)
+    ) or (isinstance(exc, TypeError) and not isinstance(exc, duckdb.Error))
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, as stored in ``calls_dead_letter.error`` (the operator's table)."""
+    return sanitize_text(f"{type(exc).__name__}: {exc}")
+
+
+def row_json(record: Any, **extra: Any) -> str:
+    """The row as a JSON object keyed by column (the dead letter's ``row_json`` and spill
+    files), plus ``extra`` keys: always encodable, whatever the fields hold."""
+    values = {name: _jsonable(getattr(record, name, None)) for name in CALL_COLUMNS}
+    values.update(extra)
+    # ensure_ascii escapes anything odd left (lone surrogates in a row nobody sanitised).
+    return json.dumps(values, default=str, ensure_ascii=True)
+
+
+def dead_letter_values(record: CallRecord, error: str) -> list[Any]:
+    """Parameters for `DEAD_LETTER_INSERT`: each copied column converted to its type or NULL
+    (the row was refused, so its values are not trusted), then the error and the row."""
+    values: list[Any] = []
+    for name in _COPIED:
+        value = record[_INDEX[name]] if len(record) > _INDEX[name] else None
+        values.append(_typed(name, value))
+    values.append(error)
+    values.append(row_json(record))
+    return values
+
+
+def spill_rows(
+    folder: str | None, rows: list[Any], *, reasons: list[str] | None = None
+) -> str | None:
+    """Save rows as JSON lines in a new owner-only (0600) file in ``folder`` (or, failing
+    that, the temp directory); return the file, or None if even that failed. With
+    ``reasons``, each line also holds the row's ``error``."""
+    import tempfile
+    from pathlib import Path
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    name = f"calls.unwritten-{stamp}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+    folders = [folder] if folder else []
+    for target in [Path(f) / name for f in [*folders, tempfile.gettempdir()]]:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                for i, row in enumerate(rows):
+                    extra = {} if reasons is None else {"error": reasons[i]}
+                    out.write(row_json(row, **extra) + "\n")
+            return str(target)
+        except OSError:
+            continue
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN is not JSON
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _typed(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name == "timestamp":
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if name == "cost_usd":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if math.isfinite(value) else None
+    return sanitize_text(value) if isinstance(value, str) else None

@@ -1,0 +1,105 @@
+"""Making a call-log row storable before it is queued: one bad row must never poison the log.
+
+Python strings may hold lone surrogates (``"\\ud800"``, from a client's JSON escape or an
+upstream's answer); UTF-8 cannot encode them, so Arrow and DuckDB refuse the row. And a
+multi-megabyte prompt or answer would make every row of its batch pay for it. `sanitize_record`
+fixes both in every text field of a `CallRecord` and says what it did in ``flags``:
+
+* ``invalid_text``: lone surrogates were replaced with U+FFFD (the replacement character);
+* ``truncated_request`` / ``truncated_response`` / ``truncated_metadata`` /
+  ``truncated_error`` / ``truncated_other``: a field was longer than ``max_body_chars``
+  characters and was cut there (``request_json``; ``response_text`` or ``tool_calls_json``;
+  ``tags_json`` or ``metadata_json``; ``error_message``; any other text column). A cut JSON
+  field is stored as a JSON *string* holding the first ``max_body_chars`` characters of the
+  original text, so the column stays valid JSON.
+
+NUL characters need nothing: DuckDB stores them in VARCHAR and JSON text escapes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+
+__all__ = ["DEFAULT_MAX_BODY_CHARS", "FLAGS", "sanitize_record", "sanitize_text"]
+
+#: Default cap on one text field of a row, in characters (``[log] max_body_chars``).
+DEFAULT_MAX_BODY_CHARS = 1_000_000
+
+#: Every value ``flags`` can hold, with what it means (also in docs/call_log.md).
+FLAGS: dict[str, str] = {
+    "invalid_text": "lone surrogates in a text field were replaced with U+FFFD",
+    "truncated_request": "request_json was longer than max_body_chars and was cut",
+    "truncated_response": "response_text or tool_calls_json was cut to max_body_chars",
+    "truncated_metadata": "tags_json or metadata_json was cut to max_body_chars",
+    "truncated_error": "error_message was cut to max_body_chars",
+    "truncated_other": "another text column was cut to max_body_chars",
+}
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_JSON_COLUMNS = frozenset(name for name in CALL_COLUMNS if name.endswith("_json"))
+_TRUNCATION_FLAG = {
+    "request_json": "truncated_request",
+    "response_text": "truncated_response",
+    "tool_calls_json": "truncated_response",
+    "tags_json": "truncated_metadata",
+    "metadata_json": "truncated_metadata",
+    "error_message": "truncated_error",
+}
+_FLAGS_INDEX = CALL_COLUMNS.index("flags")
+
+
+def sanitize_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (the same object if none)."""
+    if text.isascii() or not _SURROGATES.search(text):
+        return text
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def sanitize_record(
+    record: CallRecord, *, max_body_chars: int = DEFAULT_MAX_BODY_CHARS
+) -> CallRecord:
+    """``record`` made storable: lone surrogates replaced, text fields over
+    ``max_body_chars`` cut, each change named in ``flags`` (existing flags kept).
+
+    Returns ``record`` itself when nothing needed fixing, which is the usual case: the scan
+    is a type check and an ``isascii``/length test per field.
+    """
+    changed: dict[str, str] | None = None
+    flags: list[str] | None = None
+    for name, value in zip(CALL_COLUMNS, record, strict=True):
+        if not isinstance(value, str):
+            continue
+        fixed = value
+        flag = None
+        if not value.isascii() and _SURROGATES.search(value):
+            fixed = _SURROGATES.sub("\ufffd", value)
+            flag = "invalid_text"
+        if len(fixed) > max_body_chars:
+            if flag is not None:
+                flags = _add(flags, flag)
+            flag = _TRUNCATION_FLAG.get(name, "truncated_other")
+            fixed = fixed[:max_body_chars]
+            if name in _JSON_COLUMNS:
+                fixed = json.dumps(fixed, ensure_ascii=False)
+        if flag is None:
+            continue
+        flags = _add(flags, flag)
+        if changed is None:
+            changed = {}
+        changed[name] = fixed
+    if changed is None:
+        return record
+    existing = record[_FLAGS_INDEX] or ()
+    merged = tuple(dict.fromkeys([*existing, *(flags or ())]))
+    return record._replace(**changed, flags=merged)
+
+
+def _add(flags: list[str] | None, flag: str) -> list[str]:
+    if flags is None:
+        return [flag]
+    if flag not in flags:
+        flags.append(flag)
+    return flags
