@@ -24,6 +24,7 @@ RELEASED = [
     (3, "create_scores", "9c3a83617b70e43932f2b325407c22348cd647d5b8b74254fc71d0cc0b754a75"),
     (4, "create_experiments", "38e915e10ceb844994ec16505e2f7c54d85dc27834f0018f656c73e50ded89ed"),
     (5, "add_experiment_columns", "856c91844f15aca001d7b9af4be47e832ac016a202c3bdc868588fe9f2723973"),
+    (6, "add_flags_and_dead_letter", "b0b42cf7737c97a0187e0b713053d139576299a69a04c3df89f1e19acb5af52b"),
 ]
 
 

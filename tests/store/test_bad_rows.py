@@ -1,0 +1,378 @@
+"""Issue 9 section 3: one bad row never poisons the log or reaches another caller.
+
+Rows are made storable where the gateway queues them (lone surrogates replaced, oversize
+bodies cut, both flagged); a row the database still refuses goes to ``calls_dead_letter``
+with its error while the rest of its batch is written; nothing of it is raised into another
+caller's call, and `CallLog.health` says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aigw_lab import Gateway, Price
+from aigw_lab.errors import ProviderServerError, StoreError
+from aigw_lab.gateway.budget import Budget
+from aigw_lab.store import CallLog, CallLogWarning
+from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, FLAGS, sanitize_record
+from aigw_lab.store.schema import MIGRATIONS, Migration
+from aigw_lab.testing.fakes import FunctionProvider, MockProvider
+from aigw_lab.types import ChatResponse, Usage
+
+SURROGATE = "\ud800"
+# Output only is priced: a reply of n output tokens costs n / 1000 USD.
+PRICE = Price(input_per_mtok=0.0, output_per_mtok=1000.0)
+T0 = datetime(2025, 6, 15, 12, 0, tzinfo=UTC).timestamp()
+
+
+def reply(text: str, output_tokens: int = 10, **more) -> ChatResponse:
+    return ChatResponse(text, "stop", Usage(0, output_tokens), "mock", "m1", **more)
+
+
+def gateway(log, provider, *middleware, **kwargs) -> Gateway:
+    return Gateway(
+        [provider],
+        log=log,
+        prices={f"{provider.name}/m1": PRICE},
+        middleware=list(middleware),
+        clock=lambda: T0,
+        **kwargs,
+    )
+
+
+def calls(log: CallLog, columns: str = "call_id") -> list[tuple]:
+    return log.execute(f"SELECT {columns} FROM calls ORDER BY rowid")
+
+
+def refusing_migrations(check: str) -> tuple[Migration, ...]:
+    """The released migrations with a ``calls`` table that has a CHECK constraint: a row
+    DuckDB itself refuses (a real ConstraintException at insert time)."""
+    first = MIGRATIONS[0]
+    body = first.apply.rstrip().removesuffix(")") + f",\n    CHECK ({check})\n)"
+    return (Migration(1, first.name, body), *MIGRATIONS[1:])
+
+
+# --- rows made storable where they are built ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["prompt", "answer", "tool_call", "error_message", "metadata", "tags", "tenant"],
+)
+def test_a_lone_surrogate_anywhere_is_replaced_flagged_and_stored(tmp_path, where):
+    bad = f"x{SURROGATE}y"
+    request: dict = {"tags": {"team": "a"}}
+    answer = reply("fine")
+    if where == "prompt":
+        messages = [{"role": "user", "content": bad}]
+    else:
+        messages = [{"role": "user", "content": "hi"}]
+    if where == "answer":
+        answer = reply(bad)
+    elif where == "tool_call":
+        answer = reply("", tool_calls=({"id": "t1", "name": "f", "arguments": bad},))
+    elif where == "error_message":
+        answer = ProviderServerError(f"upstream said {bad}")
+    elif where == "metadata":
+        request["metadata"] = {"note": bad}
+    elif where == "tags":
+        request["tags"] = {"team": bad}
+    elif where == "tenant":
+        request["tenant"] = bad
+    mock = MockProvider("mock", models=("m1",)).enqueue(answer)
+    with CallLog(tmp_path / "c.duckdb") as log:
+        gw = gateway(log, mock)
+        try:
+            gw.chat("mock/m1", messages, **request)
+        except ProviderServerError:
+            assert where == "error_message"
+        log.flush()  # raises nothing
+        [(flags, text)] = log.execute(
+            "SELECT flags, concat_ws('|', request_json, response_text, tool_calls_json, "
+            "error_message, tags_json, metadata_json, tenant_id) FROM calls"
+        )
+        assert flags == ["invalid_text"]
+        assert "x\ufffdy" in text or "x\\ufffdy" in text
+        assert log.execute("SELECT count(*) FROM calls_dead_letter") == [(0,)]
+        assert log.health().rows_dead_lettered == 0
+
+
+def test_a_surrogate_row_no_longer_fails_the_next_call_of_another_tenant(tmp_path):
+    # Seen: the row of tenant a could not be stored; budget seeding for tenant b flushed the
+    # log and got tenant a's StoreError (with the DB path and a's call id); a's paid call
+    # then vanished from the log and from budget seeding.
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply(f"bad {SURROGATE}"), reply("ok"))
+    path = tmp_path / "c.duckdb"
+    with CallLog(path) as log:
+        budget = Budget([{"scope": "tenant", "usd": 10}], log=log, clock=lambda: T0)
+        gw = gateway(log, mock, budget)
+        gw.chat("mock/m1", [{"role": "user", "content": f"hi {SURROGATE}"}], tenant="a")
+        answer = gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="b")
+        assert answer.text == "ok"
+        assert calls(log, "tenant_id, cost_usd, flags") == [
+            ("a", pytest.approx(0.01), ["invalid_text"]),
+            ("b", pytest.approx(0.01), None),
+        ]
+
+
+def test_oversize_bodies_are_cut_to_max_body_chars_and_flagged(tmp_path):
+    long_prompt = "p" * 500
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply("a" * 300), reply("short"))
+    with CallLog(tmp_path / "c.duckdb") as log:
+        gw = gateway(log, mock, max_body_chars=100)
+        gw.chat("mock/m1", [{"role": "user", "content": long_prompt}], metadata={"k": "m" * 200})
+        gw.chat("mock/m1", [{"role": "user", "content": "hi"}])
+        (first_flags, request, text, metadata), (second_flags, *_) = calls(
+            log, "flags, request_json, response_text, metadata_json"
+        )
+    assert set(first_flags) == {"truncated_request", "truncated_response", "truncated_metadata"}
+    assert second_flags is None
+    assert text == "a" * 100
+    # A cut JSON column holds the first max_body_chars characters of its text, as a string.
+    assert isinstance(json.loads(request), str) and len(json.loads(request)) == 100
+    assert json.loads(request).startswith('{"model":"m1"')
+    assert len(json.loads(metadata)) == 100
+
+
+def test_sanitize_record_keeps_clean_rows_as_they_are_and_nul_characters(record):
+    clean = record(1, response_text="plain ünïcode \x00 with a NUL")
+    assert sanitize_record(clean) is clean
+    flagged = sanitize_record(record(2, response_text=SURROGATE, flags=("earlier",)))
+    assert flagged.response_text == "\ufffd"
+    assert flagged.flags == ("earlier", "invalid_text")
+    assert set(flagged.flags) - {"earlier"} <= set(FLAGS)
+
+
+def test_nul_characters_round_trip_through_the_log(tmp_path, record):
+    with CallLog(tmp_path / "c.duckdb") as log:
+        log.append(record(1, response_text="a\x00b", request_json='{"x": "\\u0000"}'))
+        assert calls(log, "response_text, request_json->>'x'") == [("a\x00b", "\x00")]
+        assert log.execute("SELECT count(*) FROM calls_dead_letter") == [(0,)]
+
+
+def test_max_body_chars_defaults_agree_and_config_validates_it(tmp_path):
+    from aigw_lab.config import GatewayConfig, parse_config
+    from aigw_lab.errors import ConfigError
+
+    assert GatewayConfig.max_body_chars == DEFAULT_MAX_BODY_CHARS
+    providers = {"providers": {"sim": {"kind": "simulated"}}}
+    assert parse_config({**providers, "log": {"max_body_chars": 50}}).max_body_chars == 50
+    with pytest.raises(ConfigError, match="max_body_chars"):
+        parse_config({**providers, "log": {"max_body_chars": 0}})
+    with pytest.raises(ConfigError, match="max_bdy_chars"):
+        parse_config({**providers, "log": {"max_bdy_chars": 50}})
+    with pytest.raises(ConfigError, match="max_body_chars"):
+        Gateway([], max_body_chars=-1)
+
+
+# --- rows the database refuses --------------------------------------------------------------
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_written(tmp_path, record):
+    migrations = refusing_migrations("response_text IS NULL OR response_text <> 'poison'")
+    n, poisoned = 200, (3, 17, 18)
+    rows = [record(i, response_text="poison" if i in poisoned else "ok") for i in range(n)]
+    inserts: list[int] = []
+    with CallLog(  # one batch of exactly n rows: handed over when full, never by timeout
+        tmp_path / "c.duckdb",
+        migrations=migrations,
+        before_insert=inserts.append,
+        batch_size=n,
+        flush_interval=60,
+    ) as log:
+        with pytest.warns(CallLogWarning, match="refused 3 rows.*calls_dead_letter"):
+            log.append_many(rows)
+            log.flush()  # raises nothing: the refused rows are stored, elsewhere
+        assert calls(log) == [(r.call_id,) for r in rows if r.response_text == "ok"]
+        dead = log.execute(
+            "SELECT call_id, error, row_json->>'response_text' FROM calls_dead_letter "
+            "ORDER BY call_id"
+        )
+        health = log.health()
+    assert [(c, t) for c, _, t in dead] == [(rows[i].call_id, "poison") for i in poisoned]
+    assert all("ConstraintException" in error for _, error, _ in dead)
+    assert log.rejected == [rows[3], rows[17], rows[18]]
+    assert health.state == "ok" and health.rows_written == n - 3
+    assert health.rows_dead_lettered == 3 and health.rows_pending == 0
+    # Bisection: at most two inserts per level per refused row, not one per row.
+    assert inserts[0] == n
+    assert len(inserts) <= 1 + 2 * len(poisoned) * math.ceil(math.log2(n))
+
+
+def test_the_dead_letter_row_can_be_recovered_as_a_call_record(tmp_path, record):
+    migrations = refusing_migrations("response_text <> 'poison'")
+    bad = record(1, response_text="poison", cost_usd=0.5, tenant_id="t", flags=("x",))
+    with CallLog(tmp_path / "c.duckdb", migrations=migrations) as log:
+        with pytest.warns(CallLogWarning):
+            log.append(bad)
+            log.flush()
+        [(row_json,)] = log.execute("SELECT row_json FROM calls_dead_letter")
+    values = json.loads(row_json)
+    values["timestamp"] = datetime.fromisoformat(values["timestamp"])
+    values["flags"] = tuple(values["flags"])
+    assert type(bad)(**values) == bad
+
+
+def test_when_even_the_dead_letter_refuses_the_row_goes_to_an_owner_only_file(tmp_path, record):
+    migrations = refusing_migrations("response_text <> 'poison'")
+    first_dead_letter = MIGRATIONS[5]
+    body = first_dead_letter.apply.rstrip().removesuffix(")") + ",\n    CHECK (error IS NULL)\n)"
+    migrations = (*migrations[:5], Migration(6, first_dead_letter.name, body))
+    with CallLog(tmp_path / "c.duckdb", migrations=migrations) as log:
+        with pytest.warns(CallLogWarning, match="dead-letter insert failed"):
+            log.append_many([record(1), record(2, response_text="poison"), record(3)])
+            log.flush()
+        assert calls(log) == [(record(1).call_id,), (record(3).call_id,)]
+        health = log.health()
+    assert health.rows_spilled == 1 and health.rows_dead_lettered == 0
+    [spilled] = tmp_path.glob("calls.unwritten-*.jsonl")
+    assert stat.S_IMODE(os.stat(spilled).st_mode) == 0o600
+    saved = json.loads(spilled.read_text(encoding="utf-8"))
+    assert saved["call_id"] == record(2).call_id and "ConstraintException" in saved["error"]
+
+
+def test_a_paid_call_whose_row_is_refused_still_counts_toward_its_budget_after_restart(
+    tmp_path,
+):
+    migrations = refusing_migrations("response_text IS NULL OR response_text <> 'poison'")
+    path = tmp_path / "c.duckdb"
+    limit = [{"scope": "tenant", "id": "a", "usd": 0.05}]
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply("poison", output_tokens=40))
+    with CallLog(path, migrations=migrations) as log:
+        gw = gateway(log, mock, Budget(limit, log=log, clock=lambda: T0))
+        with pytest.warns(CallLogWarning, match="calls_dead_letter"):
+            gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="a", max_tokens=10)
+            log.flush()
+        assert calls(log) == [] and log.health().rows_dead_lettered == 1
+
+    # Restart: the $0.04 refused call is seeded from the dead letter, so a call that may
+    # cost up to $0.02 more would exceed the $0.05 limit and is refused before sending.
+    with CallLog(path) as log:
+        budget = Budget(limit, log=log, clock=lambda: T0)
+        gw = gateway(log, MockProvider("mock", models=("m1",)), budget)
+        from aigw_lab.errors import BudgetExceededError
+
+        with pytest.raises(BudgetExceededError, match=r"\$0.04 spent"):
+            gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="a", max_tokens=20)
+
+
+def test_a_refused_row_never_reaches_the_next_call_of_another_tenant(tmp_path):
+    migrations = refusing_migrations("response_text IS NULL OR response_text <> 'poison'")
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply("poison"), reply("ok"))
+    with CallLog(tmp_path / "c.duckdb", migrations=migrations) as log:
+        gw = gateway(log, mock, Budget([{"scope": "tenant", "usd": 10}], log=log))
+        with pytest.warns(CallLogWarning):
+            gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="a")
+            assert gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="b").text == "ok"
+        health = gw.log_health()
+        assert calls(log, "tenant_id") == [("b",)]
+    assert health is not None and health.rows_dead_lettered == 1
+    assert health.last_error is not None and "ConstraintException" in health.last_error
+    assert str(tmp_path) not in health.last_error and "call" not in health.last_error.lower()
+
+
+def test_budget_seeding_never_raises_a_writer_failure_into_a_call(tmp_path, gate):
+    mock = MockProvider("mock", models=("m1",))
+    with CallLog(tmp_path / "c.duckdb", before_insert=gate) as log:
+        gw = gateway(log, mock, Budget([{"scope": "tenant", "usd": 10}], log=log))
+        gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="a")
+        gate.fail_with = OSError(28, "No space left on device")
+        with pytest.warns(CallLogWarning, match="No space left"):
+            # Opening tenant b's account reads the log while a's row cannot be written.
+            assert gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="b").text
+        health = log.health()
+        assert health.state == "retrying" and health.rows_pending >= 1
+        assert "No space" not in (health.last_error or "x")  # no message text, just a kind
+        with pytest.raises(StoreError, match="could not be written"):
+            log.flush()  # the user's own explicit flush still says so
+        gate.fail_with = None
+        log.flush()
+        assert calls(log, "tenant_id") == [("a",), ("b",)]
+        assert log.health().state == "ok"
+
+
+def test_a_closed_log_does_not_fail_the_call_and_the_row_is_kept_in_a_file(tmp_path):
+    log = CallLog(tmp_path / "c.duckdb")
+    gw = gateway(log, MockProvider("mock", models=("m1",)))
+    log.close()
+    with pytest.warns(CallLogWarning, match="could not be queued"):
+        answer = gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant="a")
+    assert answer.text == "ok"
+    [spilled] = tmp_path.glob("calls.unwritten-*.jsonl")
+    assert stat.S_IMODE(os.stat(spilled).st_mode) == 0o600
+    assert json.loads(spilled.read_text(encoding="utf-8"))["call_id"] == answer.call_id
+    assert log.health().rows_spilled == 1 and log.health().state == "closed"
+
+
+def test_a_hand_appended_surrogate_row_is_sanitised_by_the_writer(tmp_path, record):
+    with CallLog(tmp_path / "c.duckdb") as log:
+        log.append_many([record(1), record(2, response_text=f"a{SURROGATE}"), record(3)])
+        assert calls(log, "response_text, flags") == [
+            (None, None),
+            ("a\ufffd", ["invalid_text"]),
+            (None, None),
+        ]
+        assert log.health().rows_dead_lettered == 0
+
+
+def test_health_as_dict_is_json_ready(tmp_path):
+    with CallLog(tmp_path / "c.duckdb") as log:
+        report = log.health().as_dict()
+    assert json.loads(json.dumps(report)) == report
+    assert report["ok"] is True and report["state"] == "ok"
+
+
+# --- any text at all ------------------------------------------------------------------------
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+
+
+@pytest.fixture(scope="module")
+def one_log(tmp_path_factory):
+    """One gateway and DuckDB file for every example (a log per example would dominate)."""
+    answer = [""]
+    provider = FunctionProvider(lambda request: answer[0], name="fn", models=("m1",))
+    log = CallLog(tmp_path_factory.mktemp("any-text") / "c.duckdb")
+    gw = Gateway([provider], log=log, prices={"fn/m1": PRICE})
+    yield gw, log, answer
+    gw.close()
+    log.close()
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prompt=ANY_TEXT, answer=ANY_TEXT)
+def test_any_prompt_and_answer_give_exactly_one_stored_row_per_call(one_log, prompt, answer):
+    gw, log, answer_box = one_log
+    answer_box[0] = answer
+    response = gw.chat("fn/m1", [{"role": "user", "content": prompt}])
+    assert response.text == answer  # the caller gets the answer as it came
+    rows = log.execute(
+        "SELECT response_text, flags, request_json->'messages'->0->>'content' FROM calls "
+        "WHERE trace_id = ?",
+        [response.trace_id],
+    )
+    assert len(rows) == 1
+    stored, flags, stored_prompt = rows[0]
+    replaced = {c: "\ufffd" for c in answer + prompt if _has_surrogate(c)}
+    assert (stored or "") == "".join(replaced.get(c, c) for c in answer)
+    assert stored_prompt == "".join(replaced.get(c, c) for c in prompt)
+    assert ("invalid_text" in (flags or [])) == _has_surrogate(answer + prompt)
+    assert log.execute("SELECT count(*) FROM calls_dead_letter") == [(0,)]
+
+
+def test_dead_letter_table_exists_with_its_columns(tmp_path):
+    with CallLog(tmp_path / "c.duckdb") as log:
+        columns = [name for name, *_ in log.execute("DESCRIBE calls_dead_letter")]
+    assert columns[:2] == ["call_id", "trace_id"] and {"error", "row_json"} <= set(columns)
