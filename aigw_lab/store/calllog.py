@@ -268,7 +268,8 @@ class CallLog:
     @property
     def rejected(self) -> list[CallRecord]:
         """Rows the database refused (wrong field types, a constraint), as appended: not in
-        ``calls`` but in ``calls_dead_letter`` (or a spill file, see `health`)."""
+        ``calls`` but in ``calls_dead_letter`` (or a spill file, see `health`). The latest
+        1,000 are kept here."""
         return self._writer.rejected
 
     @property

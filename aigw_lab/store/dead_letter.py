@@ -88,9 +88,11 @@ def is_row_problem(exc: BaseException) -> bool:
     of memory, a test hook simulating a full disk), where the whole batch is retried."""
     import duckdb
 
-    return isinstance(
-        exc, (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException, ValueError)
-    ) or (isinstance(exc, TypeError) and not isinstance(exc, duckdb.Error))
+    # Not InvalidInputException: DuckDB also raises it for a database invalidated by an
+    # earlier fatal error, where every row would "fail" and be set aside for nothing.
+    if isinstance(exc, duckdb.Error):
+        return isinstance(exc, (duckdb.DataError, duckdb.IntegrityError))
+    return isinstance(exc, (ValueError, TypeError))
 
 
 def describe(exc: BaseException) -> str:

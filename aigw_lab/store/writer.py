@@ -53,6 +53,7 @@ _BATCH_TABLE = "_aigw_call_batch"
 _ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 _FIRST_RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 5.0
+_MAX_REJECTED = 1_000  # refused rows kept in memory (CallLog.rejected), the latest
 
 
 class CallLogWarning(RuntimeWarning):
@@ -330,6 +331,10 @@ class BatchWriter:
             return
         unwritten = leftovers
         spill = spill_rows(self._spill_dir, unwritten)
+        if spill:
+            with self._work:
+                self.rows_spilled += len(unwritten)
+                self.spill_files.append(spill)
         kept = f"saved to {spill}" if spill else "they could not be saved to a file either"
         raise StoreError(
             f"closing {self._where}: {len(unwritten)} rows were not written ({kept}): "
@@ -530,6 +535,8 @@ class BatchWriter:
                 self.spill_files.append(path)
         with self._work:
             self.rejected.extend(records)
+            if len(self.rejected) > _MAX_REJECTED:  # all of them are in the table or a file
+                del self.rejected[:-_MAX_REJECTED]
             self.rows_dead_lettered += len(dead) - spilled
             self.rows_spilled += spilled
             self._last_problem = f"rows refused by the database, set aside: {kind}"

@@ -376,3 +376,77 @@ def test_dead_letter_table_exists_with_its_columns(tmp_path):
     with CallLog(tmp_path / "c.duckdb") as log:
         columns = [name for name, *_ in log.execute("DESCRIBE calls_dead_letter")]
     assert columns[:2] == ["call_id", "trace_id"] and {"error", "row_json"} <= set(columns)
+
+
+def test_the_database_failing_half_way_through_a_bisection_loses_and_repeats_nothing(
+    tmp_path, record
+):
+    migrations = refusing_migrations("response_text <> 'poison'")
+    rows = [record(i, response_text="poison" if i == 5 else "ok") for i in range(8)]
+    calls_seen: list[int] = []
+    disk = {"full": False}
+
+    def before_insert(n: int) -> None:
+        calls_seen.append(n)
+        if len(calls_seen) == 3:  # the second insert of the bisection: the disk fills up
+            disk["full"] = True
+        if disk["full"]:
+            raise OSError(28, "No space left on device")
+
+    with CallLog(
+        tmp_path / "c.duckdb",
+        migrations=migrations,
+        before_insert=before_insert,
+        batch_size=8,
+        flush_interval=60,
+    ) as log:
+        with pytest.warns(CallLogWarning, match="No space left"):
+            log.append_many(rows)
+            with pytest.raises(StoreError, match="could not be written"):
+                log.flush()
+        assert log.health().state == "retrying"
+        written_before = log.health().rows_written
+        assert 0 < written_before < 7  # the first half was written before the disk filled
+        disk["full"] = False
+        with pytest.warns(CallLogWarning, match="refused 1 rows"):
+            log.flush()
+        ids = sorted(call_id for (call_id,) in calls(log))
+        dead = log.execute("SELECT call_id FROM calls_dead_letter")
+        health = log.health()
+    assert ids == sorted(r.call_id for r in rows if r.response_text == "ok")  # once each
+    assert dead == [(rows[5].call_id,)]
+    assert health.rows_written == 7 and health.rows_dead_lettered == 1
+    assert health.rows_pending == 0 and health.state == "ok"
+
+
+def test_many_threads_with_some_refused_rows_store_each_row_exactly_once(tmp_path, record):
+    import threading
+
+    migrations = refusing_migrations("response_text <> 'poison'")
+    per_thread, threads = 500, 4
+
+    def rows_of(t: int) -> list:
+        return [
+            record(t * per_thread + i, response_text="poison" if i % 97 == 0 else "ok")
+            for i in range(per_thread)
+        ]
+
+    with CallLog(tmp_path / "c.duckdb", migrations=migrations, batch_size=64) as log:
+        with pytest.warns(CallLogWarning):
+            workers = [
+                threading.Thread(target=log.append_many, args=(rows_of(t),)) for t in range(threads)
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            log.flush()
+        [(stored, distinct)] = log.execute("SELECT count(*), count(DISTINCT call_id) FROM calls")
+        [(dead, dead_distinct)] = log.execute(
+            "SELECT count(*), count(DISTINCT call_id) FROM calls_dead_letter"
+        )
+        health = log.health()
+    poisoned = threads * len(range(0, per_thread, 97))
+    assert stored == distinct == threads * per_thread - poisoned
+    assert dead == dead_distinct == poisoned
+    assert health.rows_written == stored and health.rows_dead_lettered == dead
