@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import re
+from operator import itemgetter
 
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.schema import COLUMN_TYPES
 
 __all__ = ["DEFAULT_MAX_BODY_CHARS", "FLAGS", "sanitize_record", "sanitize_text"]
 
@@ -49,6 +51,10 @@ _TRUNCATION_FLAG = {
     "error_message": "truncated_error",
 }
 _FLAGS_INDEX = CALL_COLUMNS.index("flags")
+# The text columns, fetched in one C call for the fast path.
+_TEXT_VALUES = itemgetter(
+    *(i for i, name in enumerate(CALL_COLUMNS) if COLUMN_TYPES[name] in ("VARCHAR", "JSON"))
+)
 
 
 def sanitize_text(text: str) -> str:
@@ -67,6 +73,17 @@ def sanitize_record(
     Returns ``record`` itself when nothing needed fixing, which is the usual case: the scan
     is a type check and an ``isascii``/length test per field.
     """
+    try:
+        # Fast path, the usual case: all text at once, one scan (a few µs per row).
+        joined = "".join(filter(None, _TEXT_VALUES(record)))
+    except TypeError:  # a non-string in a text column: the writer deals with it
+        joined = None
+    if (
+        joined is not None
+        and len(joined) <= max_body_chars
+        and (joined.isascii() or not _SURROGATES.search(joined))
+    ):
+        return record
     changed: dict[str, str] | None = None
     flags: list[str] | None = None
     for name, value in zip(CALL_COLUMNS, record, strict=True):
