@@ -39,7 +39,7 @@ from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
 from aigw_lab.providers.base import LOCAL_KINDS, HttpClients, Price, Provider, ProviderSpec
-from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS
+from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -142,12 +142,7 @@ class Gateway(CallRecording):
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
-        if type(max_body_chars) is not int or max_body_chars < 1:
-            raise ConfigError(
-                f"max_body_chars={max_body_chars!r} is invalid",
-                hint="use a positive number of characters ([log] max_body_chars)",
-            )
-        self._max_body_chars = max_body_chars
+        self._max_body_chars = check_max_body_chars(max_body_chars)
 
         overrides: dict[str, Price] = {}
         for spec in self._specs.values():

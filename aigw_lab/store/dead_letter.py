@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "LogHealth",
     "dead_letter_values",
     "is_row_problem",
+    "isolate_refused",
     "row_json",
     "spill_rows",
 ]
@@ -93,6 +95,42 @@ def is_row_problem(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.Error):
         return isinstance(exc, (duckdb.DataError, duckdb.IntegrityError))
     return isinstance(exc, (ValueError, TypeError))
+
+
+def isolate_refused(
+    insert: Callable[[int, int], None], rows: Sequence[Any], error: Exception
+) -> tuple[int, list[tuple[Any, str]], list[Any], Exception | None]:
+    """Bisect ``rows``, whose insert raised the row problem ``error``, into slices that
+    ``insert(start, stop)`` writes and single rows the database refuses: at most two inserts
+    per halving per refused row, not one per row, and the written rows keep their order.
+
+    Returns the number of rows written, the refused rows with their errors and, if the
+    database itself failed meanwhile (not `is_row_problem`), the rows not yet written
+    (refused ones included: they are tried again with the rest) and that failure."""
+    written = 0
+    refused: list[tuple[Any, str]] = []
+    todo: list[tuple[int, int, Exception | None]] = [(0, len(rows), error)]  # a stack
+    while todo:
+        start, stop, failed = todo.pop()
+        if failed is None:
+            try:
+                insert(start, stop)
+                written += stop - start
+                continue
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                if not is_row_problem(exc):
+                    left = list(rows[start:stop])
+                    for begin, end, _ in reversed(todo):
+                        left += rows[begin:end]
+                    return written, [], left + [row for row, _ in refused], exc
+                failed = exc
+        if stop - start == 1:
+            refused.append((rows[start], describe(failed)))
+            continue
+        middle = (start + stop) // 2
+        todo.append((middle, stop, None))
+        todo.append((start, middle, None))
+    return written, refused, [], None
 
 
 def describe(exc: BaseException) -> str:

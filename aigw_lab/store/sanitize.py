@@ -22,10 +22,17 @@ import json
 import re
 from operator import itemgetter
 
+from aigw_lab.errors import ConfigError
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.schema import COLUMN_TYPES
 
-__all__ = ["DEFAULT_MAX_BODY_CHARS", "FLAGS", "sanitize_record", "sanitize_text"]
+__all__ = [
+    "DEFAULT_MAX_BODY_CHARS",
+    "FLAGS",
+    "check_max_body_chars",
+    "sanitize_record",
+    "sanitize_text",
+]
 
 #: Default cap on one text field of a row, in characters (``[log] max_body_chars``).
 DEFAULT_MAX_BODY_CHARS = 1_000_000
@@ -55,6 +62,16 @@ _FLAGS_INDEX = CALL_COLUMNS.index("flags")
 _TEXT_VALUES = itemgetter(
     *(i for i, name in enumerate(CALL_COLUMNS) if COLUMN_TYPES[name] in ("VARCHAR", "JSON"))
 )
+
+
+def check_max_body_chars(value: object, where: str = "max_body_chars") -> int:
+    """``value`` if it is a positive int, else a `ConfigError` naming ``where``."""
+    if type(value) is not int or value < 1:
+        raise ConfigError(
+            f"{where} = {value!r} is invalid",
+            hint="use a positive number of characters, e.g. max_body_chars = 1000000",
+        )
+    return value
 
 
 def sanitize_text(text: str) -> str:

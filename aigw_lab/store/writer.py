@@ -27,6 +27,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -35,8 +36,8 @@ from aigw_lab.store.dead_letter import (
     DEAD_LETTER_INSERT,
     LogHealth,
     dead_letter_values,
-    describe,
     is_row_problem,
+    isolate_refused,
     spill_rows,
 )
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
@@ -443,7 +444,9 @@ class BatchWriter:
                 self._insert_failed(exc, batch, written=0)
                 return
             # Some row's values were refused: bisect, so only the culprits are set aside.
-            written, refused, left, failure = self._isolate(table, good, exc)
+            written, refused, left, failure = isolate_refused(
+                partial(self._insert_slice, table), good, exc
+            )
             if failure is not None:  # the database itself failed half-way: retry the rest
                 self._insert_failed(failure, left + [r for r, _ in bad], written=written)
                 return
@@ -481,42 +484,6 @@ class BatchWriter:
             self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
             self._progress.notify_all()
 
-    def _isolate(
-        self, table: pa.Table, rows: list[CallRecord], error: Exception
-    ) -> tuple[int, list[tuple[CallRecord, str]], list[CallRecord], Exception | None]:
-        """Bisect ``rows`` (whose insert raised ``error``) into inserts that succeed and
-        single rows the database refuses: O(bad rows x log(batch)) inserts, in append order.
-
-        Returns rows written, the refused rows with their errors, and, if the database
-        itself failed meanwhile, the rows not yet written and that failure."""
-        written = 0
-        refused: list[tuple[CallRecord, str]] = []
-        todo: list[tuple[int, int, Exception | None]] = [(0, len(rows), error)]  # a stack
-        while todo:
-            start, stop, failed = todo.pop()
-            if failed is None:
-                try:
-                    if self._before_insert is not None:
-                        self._before_insert(stop - start)
-                    self._insert_table(table.slice(start, stop - start))
-                    written += stop - start
-                    continue
-                except Exception as exc:  # noqa: BLE001 - classified just below
-                    if not is_row_problem(exc):
-                        left = rows[start:stop]
-                        for begin, end, _ in reversed(todo):
-                            left += rows[begin:end]
-                        left += [record for record, _ in refused]
-                        return written, [], left, exc
-                    failed = exc
-            if stop - start == 1:
-                refused.append((rows[start], describe(failed)))
-                continue
-            middle = (start + stop) // 2
-            todo.append((middle, stop, None))
-            todo.append((start, middle, None))
-        return written, refused, [], None
-
     def _dead_letter(self, dead: list[tuple[CallRecord, str]]) -> None:
         """Put refused rows in ``calls_dead_letter`` (or, failing that, an owner-only file)
         and say so in a warning for the operator; never an error for any caller."""
@@ -546,6 +513,11 @@ class BatchWriter:
             CallLogWarning,
             stacklevel=2,
         )
+
+    def _insert_slice(self, table: pa.Table, start: int, stop: int) -> None:
+        if self._before_insert is not None:
+            self._before_insert(stop - start)
+        self._insert_table(table.slice(start, stop - start))
 
     def _insert_table(self, table: pa.Table) -> None:
         self._cursor.register(_BATCH_TABLE, table)
