@@ -13,7 +13,10 @@ fixes both in every text field of a `CallRecord` and says what it did in ``flags
   field is stored as a JSON *string* holding the first ``max_body_chars`` characters of the
   original text, so the column stays valid JSON.
 
-NUL characters need nothing: DuckDB stores them in VARCHAR and JSON text escapes them.
+JSON text written with ``ensure_ascii`` carries a lone surrogate as the escape ``\\ud800``,
+which DuckDB's JSON refuses (the column would hold one opaque JSON string): such text is
+decoded, fixed and re-encoded. NUL characters need nothing: DuckDB stores them in VARCHAR and
+JSON text escapes them.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ FLAGS: dict[str, str] = {
 }
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# A JSON escape of a surrogate (paired or not: json.loads tells them apart), as written by
+# encoders with ensure_ascii=True. DuckDB's JSON refuses a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _JSON_COLUMNS = frozenset(name for name in CALL_COLUMNS if name.endswith("_json"))
 _TRUNCATION_FLAG = {
     "request_json": "truncated_request",
@@ -99,6 +105,7 @@ def sanitize_record(
         joined is not None
         and len(joined) <= max_body_chars
         and (joined.isascii() or not _SURROGATES.search(joined))
+        and ("\\u" not in joined or not _SURROGATE_ESCAPE.search(joined))
     ):
         return record
     changed: dict[str, str] | None = None
@@ -111,6 +118,11 @@ def sanitize_record(
         if not value.isascii() and _SURROGATES.search(value):
             fixed = _SURROGATES.sub("\ufffd", value)
             flag = "invalid_text"
+        elif name in _JSON_COLUMNS and _SURROGATE_ESCAPE.search(value):
+            decoded = _unescaped_json(value)
+            if decoded is not None and _SURROGATES.search(decoded):
+                fixed = _SURROGATES.sub("\ufffd", decoded)
+                flag = "invalid_text"
         if len(fixed) > max_body_chars:
             if flag is not None:
                 flags = _add(flags, flag)
@@ -129,6 +141,15 @@ def sanitize_record(
     existing = record[_FLAGS_INDEX] or ()
     merged = tuple(dict.fromkeys([*existing, *(flags or ())]))
     return record._replace(**changed, flags=merged)
+
+
+def _unescaped_json(text: str) -> str | None:
+    """``text`` re-encoded with its escapes decoded (lone surrogates become characters the
+    caller replaces), or None if it is not JSON (the writer stores that as a JSON string)."""
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return None
 
 
 def _add(flags: list[str] | None, flag: str) -> list[str]:

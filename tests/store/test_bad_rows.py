@@ -450,3 +450,30 @@ def test_many_threads_with_some_refused_rows_store_each_row_exactly_once(tmp_pat
     assert stored == distinct == threads * per_thread - poisoned
     assert dead == dead_distinct == poisoned
     assert health.rows_written == stored and health.rows_dead_lettered == dead
+
+
+def test_a_call_refused_before_sending_keeps_its_request_as_json_with_the_surrogate_replaced(
+    tmp_path,
+):
+    # A call whose messages do not validate is logged from the raw input, JSON-encoded with
+    # ensure_ascii: the surrogate arrives as the escape "\ud800", which DuckDB's JSON
+    # refuses; the row used to be stored as one opaque JSON string instead of an object.
+    from aigw_lab.errors import InvalidRequestError
+
+    messages = [{"role": "user", "content": f"a{SURROGATE}"}, {"role": "bogus", "content": "x"}]
+    with CallLog(tmp_path / "c.duckdb") as log:
+        gw = gateway(log, MockProvider("mock", models=("m1",)))
+        with pytest.raises(InvalidRequestError):
+            gw.chat("mock/m1", messages)
+        assert calls(
+            log, "json_type(request_json), request_json->'messages'->0->>'content', flags"
+        ) == [("OBJECT", "a\ufffd", ["invalid_text"])]
+
+
+def test_json_text_with_escaped_surrogates_is_fixed_only_when_they_are_lone(record):
+    lone = record(1, metadata_json='{"a": "x\\ud800y", "ok": "\\ud83d\\ude00"}')
+    fixed = sanitize_record(lone)
+    assert json.loads(fixed.metadata_json) == {"a": "x\ufffdy", "ok": "\U0001f600"}
+    assert fixed.flags == ("invalid_text",)
+    paired = record(2, metadata_json='{"ok": "\\ud83d\\ude00", "slash": "\\\\ud800"}')
+    assert sanitize_record(paired) is paired  # a pair, and an escaped backslash: both fine
