@@ -477,3 +477,28 @@ def test_json_text_with_escaped_surrogates_is_fixed_only_when_they_are_lone(reco
     assert fixed.flags == ("invalid_text",)
     paired = record(2, metadata_json='{"ok": "\\ud83d\\ude00", "slash": "\\\\ud800"}')
     assert sanitize_record(paired) is paired  # a pair, and an escaped backslash: both fine
+
+
+def test_streamed_and_abandoned_streams_with_surrogates_are_stored_flagged(tmp_path):
+    provider = FunctionProvider(lambda request: f"one {SURROGATE} two three", name="fn")
+    with CallLog(tmp_path / "c.duckdb") as log:
+        gw = Gateway([provider], log=log, prices={"fn/m1": PRICE})
+        whole = gw.stream("fn/m1", [{"role": "user", "content": "hi"}])
+        assert "".join(whole) == f"one {SURROGATE} two three"
+        abandoned = gw.stream("fn/m1", [{"role": "user", "content": f"q {SURROGATE}"}])
+        next(iter(abandoned))
+        abandoned.close()
+        rows = calls(log, "status, response_text, flags")
+    assert rows[0] == ("ok", "one \ufffd two three", ["invalid_text"])
+    assert rows[1][0] == "cancelled" and rows[1][2] == ["invalid_text"]
+
+
+async def test_async_calls_of_two_tenants_with_budget_seeding_are_isolated(tmp_path):
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply(f"a {SURROGATE}"), reply("b"))
+    with CallLog(tmp_path / "c.duckdb") as log:
+        budget = Budget([{"scope": "tenant", "usd": 10}], log=log, clock=lambda: T0)
+        gw = gateway(log, mock, budget)
+        await gw.achat("mock/m1", [{"role": "user", "content": SURROGATE}], tenant="a")
+        answer = await gw.achat("mock/m1", [{"role": "user", "content": "hi"}], tenant="b")
+        assert answer.text == "b"
+        assert calls(log, "tenant_id, flags") == [("a", ["invalid_text"]), ("b", None)]
