@@ -160,14 +160,31 @@ def dead_letter_values(record: CallRecord, error: str) -> list[Any]:
 
 
 def spill_rows(
-    folder: str | None, rows: list[Any], *, reasons: list[str] | None = None
+    folder: str | None,
+    rows: list[Any],
+    *,
+    reasons: list[str] | None = None,
+    append_to: str | None = None,
 ) -> str | None:
     """Save rows as JSON lines in a new owner-only (0600) file in ``folder`` (or, failing
-    that, the temp directory); return the file, or None if even that failed. With
+    that, the temp directory), or at the end of ``append_to`` (a file this function made
+    earlier) when that still works; return the file, or None if even that failed. With
     ``reasons``, each line also holds the row's ``error``."""
     import tempfile
     from pathlib import Path
 
+    lines = "".join(
+        row_json(row, **({} if reasons is None else {"error": reasons[i]})) + "\n"
+        for i, row in enumerate(rows)
+    )
+    if append_to is not None:
+        try:
+            fd = os.open(append_to, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(lines)
+            return append_to
+        except OSError:
+            pass  # a new file, below
     stamp = time.strftime("%Y%m%dT%H%M%S")
     name = f"calls.unwritten-{stamp}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
     folders = [folder] if folder else []
@@ -175,9 +192,7 @@ def spill_rows(
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                for i, row in enumerate(rows):
-                    extra = {} if reasons is None else {"error": reasons[i]}
-                    out.write(row_json(row, **extra) + "\n")
+                out.write(lines)
             return str(target)
         except OSError:
             continue

@@ -122,6 +122,8 @@ class BatchWriter:
         self.rows_spilled = 0
         self.spill_files: list[str] = []
         self._last_problem: str | None = None  # for health(): kind and type, no row data
+        self._aside_lock = threading.Lock()
+        self._aside_file: str | None = None  # where set_aside() keeps appending
 
         self._flush_waiters = 0
         self._retry_now = False
@@ -273,11 +275,20 @@ class BatchWriter:
     def set_aside(self, records: list[CallRecord], reason: str) -> str | None:
         """Save rows that could not even be queued (closed log, queue full while inserts
         fail) to an owner-only file; counted in `health`. Returns the file, or None."""
-        path = spill_rows(self._spill_dir, records, reasons=[reason] * len(records))
+        with self._aside_lock:  # one file for all of them, written a batch at a time
+            path = spill_rows(
+                self._spill_dir,
+                records,
+                reasons=[reason] * len(records),
+                append_to=self._aside_file,
+            )
+            new_file = path is not None and path != self._aside_file
+            self._aside_file = path or self._aside_file
         with self._work:
             if path:
                 self.rows_spilled += len(records)
-                self.spill_files.append(path)
+                if new_file:
+                    self.spill_files.append(path)
             self._last_problem = f"rows could not be queued, saved to a file: {reason}"
         warnings.warn(
             f"{len(records)} rows could not be queued in {self._where} ({reason}); "

@@ -502,3 +502,22 @@ async def test_async_calls_of_two_tenants_with_budget_seeding_are_isolated(tmp_p
         answer = await gw.achat("mock/m1", [{"role": "user", "content": "hi"}], tenant="b")
         assert answer.text == "b"
         assert calls(log, "tenant_id, flags") == [("a", ["invalid_text"]), ("b", None)]
+
+
+def test_a_full_queue_while_inserts_fail_never_fails_a_gateway_call(tmp_path, gate):
+    log = CallLog(tmp_path / "c.duckdb", batch_size=1, max_queue=2, before_insert=gate)
+    gw = gateway(log, MockProvider("mock", models=("m1",)))
+    gate.fail_with = OSError(28, "No space left on device")
+    with pytest.warns(CallLogWarning):
+        answers = [gw.chat("mock/m1", [{"role": "user", "content": f"q{i}"}]) for i in range(5)]
+    assert all(a.text == "ok" for a in answers)  # the calls went through
+    health = log.health()
+    assert health.state == "retrying" and health.rows_pending == 2
+    assert health.rows_spilled == 3
+    [spilled] = tmp_path.glob("calls.unwritten-*.jsonl")  # one file, appended to
+    saved = [json.loads(line) for line in spilled.read_text(encoding="utf-8").splitlines()]
+    assert [row["call_id"] for row in saved] == [a.call_id for a in answers[2:]]
+    gate.fail_with = None
+    log.close()
+    with CallLog(tmp_path / "c.duckdb") as reopened:
+        assert reopened.execute("SELECT call_id FROM calls") == [(a.call_id,) for a in answers[:2]]
