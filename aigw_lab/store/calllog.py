@@ -58,7 +58,9 @@ class CallLog:
     simulates a failed write).
 
     Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
-    when the log is garbage collected and at normal interpreter exit.
+    when the log is garbage collected and at normal interpreter exit. A row the database
+    refuses goes to the ``calls_dead_letter`` table while the rest of its batch is written;
+    `health` reports it (see docs/call_log.md, "Bad rows never poison the log").
     """
 
     def __init__(
