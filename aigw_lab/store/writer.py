@@ -463,7 +463,10 @@ class BatchWriter:
                 return
         dead = bad + refused
         if dead:
-            self._dead_letter(dead)
+            failure = self._dead_letter(dead)
+            if failure is not None:  # neither the table nor a file took them: retry them
+                self._insert_failed(failure, [record for record, _ in dead], written=written)
+                return
         with self._work:
             self._inflight = None
             self._last_error = None
@@ -495,28 +498,32 @@ class BatchWriter:
             self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
             self._progress.notify_all()
 
-    def _dead_letter(self, dead: list[tuple[CallRecord, str]]) -> None:
+    def _dead_letter(self, dead: list[tuple[CallRecord, str]]) -> Exception | None:
         """Put refused rows in ``calls_dead_letter`` (or, failing that, an owner-only file)
-        and say so in a warning for the operator; never an error for any caller."""
+        and say so in a warning for the operator; never an error for any caller. Returns
+        the dead-letter insert's error if no file could be written either."""
         records = [record for record, _ in dead]
         kind = dead[0][1].partition(":")[0]
+        path: str | None = None
         try:
             self._cursor.executemany(
                 DEAD_LETTER_INSERT, [dead_letter_values(record, why) for record, why in dead]
             )
-            where, spilled = "the calls_dead_letter table", 0
+            where = "the calls_dead_letter table"
         except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
             path = spill_rows(self._spill_dir, records, reasons=[why for _, why in dead])
-            where = f"{path} (the dead-letter insert failed: {exc})" if path else "nowhere"
-            spilled = len(dead) if path else 0
-            if path:
-                self.spill_files.append(path)
+            if path is None:
+                return exc
+            where = f"{path} (the dead-letter insert failed: {exc})"
         with self._work:
+            if path is not None:
+                self.spill_files.append(path)
+                self.rows_spilled += len(dead)
+            else:
+                self.rows_dead_lettered += len(dead)
             self.rejected.extend(records)
             if len(self.rejected) > _MAX_REJECTED:  # all of them are in the table or a file
                 del self.rejected[:-_MAX_REJECTED]
-            self.rows_dead_lettered += len(dead) - spilled
-            self.rows_spilled += spilled
             self._last_problem = f"rows refused by the database, set aside: {kind}"
         warnings.warn(
             f"{self._where} refused {len(dead)} rows (first: call_id={records[0].call_id!r}, "
@@ -524,6 +531,7 @@ class BatchWriter:
             CallLogWarning,
             stacklevel=2,
         )
+        return None
 
     def _insert_slice(self, table: pa.Table, start: int, stop: int) -> None:
         if self._before_insert is not None:

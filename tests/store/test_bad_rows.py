@@ -239,6 +239,34 @@ def test_when_even_the_dead_letter_refuses_the_row_goes_to_an_owner_only_file(tm
     assert saved["call_id"] == record(2).call_id and "ConstraintException" in saved["error"]
 
 
+def test_a_refused_row_with_nowhere_to_go_is_kept_and_retried_not_lost(
+    tmp_path, record, monkeypatch
+):
+    import aigw_lab.store.writer as writer_module
+
+    migrations = refusing_migrations("response_text <> 'poison'")
+    first_dead_letter = MIGRATIONS[5]
+    body = first_dead_letter.apply.rstrip().removesuffix(")") + ",\n    CHECK (error IS NULL)\n)"
+    migrations = (*migrations[:5], Migration(6, first_dead_letter.name, body))
+    real_spill = writer_module.spill_rows
+    monkeypatch.setattr(writer_module, "spill_rows", lambda *a, **k: None)  # no writable dir
+    with CallLog(tmp_path / "c.duckdb", migrations=migrations) as log:
+        with pytest.warns(CallLogWarning, match="kept and retried"):
+            log.append_many([record(1), record(2, response_text="poison")])
+            with pytest.raises(StoreError, match="1 rows could not be written"):
+                log.flush()
+        health = log.health()
+        assert health.state == "retrying" and health.rows_pending == 1
+        assert health.rows_written == 1
+        monkeypatch.setattr(writer_module, "spill_rows", real_spill)  # room again
+        with pytest.warns(CallLogWarning, match="dead-letter insert failed"):
+            log.flush()
+        health = log.health()
+    assert health.rows_spilled == 1 and health.rows_pending == 0 and health.state == "ok"
+    [spilled] = tmp_path.glob("calls.unwritten-*.jsonl")
+    assert json.loads(spilled.read_text(encoding="utf-8"))["call_id"] == record(2).call_id
+
+
 def test_a_paid_call_whose_row_is_refused_still_counts_toward_its_budget_after_restart(
     tmp_path,
 ):
