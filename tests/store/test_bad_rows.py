@@ -379,24 +379,34 @@ def _has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
+def _fixed(text: str) -> str:
+    return "".join("\ufffd" if _has_surrogate(c) else c for c in text)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prompt=ANY_TEXT, answer=ANY_TEXT)
-def test_any_prompt_and_answer_give_exactly_one_stored_row_per_call(one_log, prompt, answer):
+@given(prompt=ANY_TEXT, answer=ANY_TEXT, note=ANY_TEXT, tag=ANY_TEXT)
+def test_any_text_in_prompt_answer_metadata_and_tags_gives_exactly_one_stored_row_per_call(
+    one_log, prompt, answer, note, tag
+):
     gw, log, answer_box = one_log
     answer_box[0] = answer
-    response = gw.chat("fn/m1", [{"role": "user", "content": prompt}])
+    response = gw.chat(
+        "fn/m1",
+        [{"role": "user", "content": prompt}],
+        metadata={"note": note},
+        tags={"tag": tag},
+    )
     assert response.text == answer  # the caller gets the answer as it came
     rows = log.execute(
-        "SELECT response_text, flags, request_json->'messages'->0->>'content' FROM calls "
-        "WHERE trace_id = ?",
+        "SELECT response_text, flags, request_json->'messages'->0->>'content', "
+        "metadata_json->>'note', tags_json->>'tag' FROM calls WHERE trace_id = ?",
         [response.trace_id],
     )
     assert len(rows) == 1
-    stored, flags, stored_prompt = rows[0]
-    replaced = {c: "\ufffd" for c in answer + prompt if _has_surrogate(c)}
-    assert (stored or "") == "".join(replaced.get(c, c) for c in answer)
-    assert stored_prompt == "".join(replaced.get(c, c) for c in prompt)
-    assert ("invalid_text" in (flags or [])) == _has_surrogate(answer + prompt)
+    stored, flags, stored_prompt, stored_note, stored_tag = rows[0]
+    assert (stored or "") == _fixed(answer)
+    assert (stored_prompt, stored_note, stored_tag) == (_fixed(prompt), _fixed(note), _fixed(tag))
+    assert ("invalid_text" in (flags or [])) == _has_surrogate(answer + prompt + note + tag)
     assert log.execute("SELECT count(*) FROM calls_dead_letter") == [(0,)]
 
 
