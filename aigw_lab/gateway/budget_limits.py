@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import BudgetExceededError, ConfigError
+from aigw_lab.store.sanitize import sanitize_text
 from aigw_lab.tokens import CHARS_PER_TOKEN as TOKENS_CHARS_PER_TOKEN
 from aigw_lab.types import ChatRequest, Usage
 
@@ -306,7 +307,7 @@ def _seed(account: _Account, log: CallLog, now: float) -> None:
     column = _LOG_COLUMNS.get(limit.scope)
     if column is not None:
         clauses.append(f"{column} = ?")
-        params.append(account.owner)
+        params.append(sanitize_text(account.owner))  # as the log stored it
     if limit.rolling:
         clauses.append('"timestamp" > ?')
         params.append(datetime.fromtimestamp(now - limit.period, UTC))  # type: ignore[operator]

@@ -559,3 +559,19 @@ def test_a_full_queue_while_inserts_fail_never_fails_a_gateway_call(tmp_path, ga
     log.close()
     with CallLog(tmp_path / "c.duckdb") as reopened:
         assert reopened.execute("SELECT call_id FROM calls") == [(a.call_id,) for a in answers[:2]]
+
+
+def test_a_tenant_id_with_a_surrogate_is_seeded_from_its_stored_rows_after_restart(tmp_path):
+    from aigw_lab.errors import BudgetExceededError
+
+    path, tenant = tmp_path / "c.duckdb", f"t{SURROGATE}"
+    limit = [{"scope": "tenant", "usd": 0.05}]
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply("ok", output_tokens=40))
+    with CallLog(path) as log:
+        gw = gateway(log, mock, Budget(limit, log=log, clock=lambda: T0))
+        gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant=tenant, max_tokens=10)
+    with CallLog(path) as log:
+        budget = Budget(limit, log=log, clock=lambda: T0)
+        gw = gateway(log, MockProvider("mock", models=("m1",)), budget)
+        with pytest.raises(BudgetExceededError, match=r"\$0.04 spent"):
+            gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant=tenant, max_tokens=20)
