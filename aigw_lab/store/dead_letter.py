@@ -28,6 +28,7 @@ __all__ = [
     "isolate_refused",
     "row_json",
     "spill_rows",
+    "unconvertible_rows",
 ]
 
 #: The columns of ``calls_dead_letter`` filled from the row itself (typed copies, so budget
@@ -131,6 +132,31 @@ def isolate_refused(
         todo.append((middle, stop, None))
         todo.append((start, middle, None))
     return written, refused, [], None
+
+
+def unconvertible_rows(
+    columns: Sequence[tuple[str, Callable[[Any], Any], Any]], rows: Sequence[Any]
+) -> dict[int, str]:
+    """Index -> why, for the rows that Arrow cannot convert. ``columns`` holds each
+    column's name, value getter and Arrow type. A column that converts costs one call; one
+    that does not is bisected down to its bad rows (first failing column wins)."""
+    import pyarrow as pa
+
+    problems: dict[int, str] = {}
+    for name, get, kind in columns:
+        todo = [(0, len(rows))]
+        while todo:
+            start, stop = todo.pop()
+            try:
+                pa.array([get(row) for row in rows[start:stop]], type=kind)
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure makes a row unwritable
+                if stop - start == 1:
+                    problems.setdefault(start, f"column {name}: {type(exc).__name__}: {exc}")
+                    continue
+            middle = (start + stop) // 2
+            todo += [(middle, stop), (start, middle)]
+    return problems
 
 
 def describe(exc: BaseException) -> str:

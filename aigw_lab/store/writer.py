@@ -39,6 +39,7 @@ from aigw_lab.store.dead_letter import (
     is_row_problem,
     isolate_refused,
     spill_rows,
+    unconvertible_rows,
 )
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.sanitize import sanitize_record
@@ -144,6 +145,9 @@ class BatchWriter:
         self._schema = arrow_schema()
         self._columns = [
             (itemgetter(index), field.type) for index, field in enumerate(self._schema)
+        ]
+        self._named_columns = [
+            (name, get, kind) for name, (get, kind) in zip(CALL_COLUMNS, self._columns, strict=True)
         ]
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
@@ -558,15 +562,17 @@ class BatchWriter:
             return pa.Table.from_arrays(arrays, schema=self._schema), batch, []
         except (pa.ArrowException, TypeError, ValueError, AttributeError, OverflowError):
             pass
-        # Slow path, only when the batch holds a bad row: find it, keep the others. A row
-        # that bypassed sanitising (appended by hand) gets it here; the rest is set aside.
+        # Slow path, only when the batch holds a bad row: find it by bisecting each column
+        # that fails (a few conversions per bad row, not one per row and column), keep the
+        # others. A row that bypassed sanitising (appended by hand) gets it here.
+        problems = unconvertible_rows(self._named_columns, batch)
         good: list[CallRecord] = []
         bad: list[tuple[CallRecord, str]] = []
-        for record in batch:
-            reason = self._conversion_problem(record)
+        for index, record in enumerate(batch):
+            reason = problems.get(index)
             if reason is not None:
                 fixed = _sanitized(record)
-                if fixed is not None and self._conversion_problem(fixed) is None:
+                if fixed is not None and not unconvertible_rows(self._named_columns, [fixed]):
                     record, reason = fixed, None
             if reason is None:
                 good.append(record)
@@ -574,16 +580,6 @@ class BatchWriter:
                 bad.append((record, reason))
         arrays = [pa.array(list(map(get, good)), type=kind) for get, kind in self._columns]
         return pa.Table.from_arrays(arrays, schema=self._schema), good, bad
-
-    def _conversion_problem(self, record: CallRecord) -> str | None:
-        import pyarrow as pa
-
-        for name, (get, kind) in zip(CALL_COLUMNS, self._columns, strict=True):
-            try:
-                pa.array([get(record)], type=kind)
-            except Exception as exc:  # noqa: BLE001 - any failure makes the row unwritable
-                return f"column {name}: {type(exc).__name__}: {exc}"
-        return None
 
 
 def _sanitized(record: CallRecord) -> CallRecord | None:

@@ -575,3 +575,25 @@ def test_a_tenant_id_with_a_surrogate_is_seeded_from_its_stored_rows_after_resta
         gw = gateway(log, MockProvider("mock", models=("m1",)), budget)
         with pytest.raises(BudgetExceededError, match=r"\$0.04 spent"):
             gw.chat("mock/m1", [{"role": "user", "content": "hi"}], tenant=tenant, max_tokens=20)
+
+
+def test_unconvertible_rows_are_found_column_by_column_among_many(tmp_path, record):
+    odd = {
+        3: {"input_tokens": "many"},
+        7: {"repetition": 2**40},  # beyond INTEGER
+        9: {"input_tokens": "x", "cost_usd": "free"},
+        5: {"response_text": f"a{SURROGATE}"},  # fixed by the writer, not refused
+    }
+    rows = [record(i, **odd.get(i, {})) for i in range(300)]
+    with CallLog(tmp_path / "c.duckdb", batch_size=300, flush_interval=60) as log:
+        with pytest.warns(CallLogWarning, match="refused 3 rows"):
+            log.append_many(rows)
+            log.flush()
+        dead = log.execute("SELECT call_id, error FROM calls_dead_letter ORDER BY call_id")
+        stored = calls(log)
+        [(fixed,)] = log.execute(
+            "SELECT response_text FROM calls WHERE call_id = ?", [rows[5].call_id]
+        )
+    assert [c for c, _ in dead] == [rows[i].call_id for i in (3, 7, 9)]
+    assert "input_tokens" in dead[0][1] and "repetition" in dead[1][1]
+    assert len(stored) == 297 and fixed == "a\ufffd"
