@@ -14,7 +14,11 @@ interleaved round by round so machine noise hits both alike, with CPU time besid
 Row kinds: ``clean`` (ASCII, the usual case), ``unicode`` (non-ASCII text, no surrogates:
 the regex scan runs), ``surrogate`` (one lone surrogate in the answer: replaced and flagged)
 and ``oversize`` (a 2,000,000-character answer with the default 1,000,000 cap).
-Prints medians over rounds; exits 0.
+Then the writer: one batch of ``--batch-rows`` rows inserted clean, with one row Arrow cannot
+convert (a string in ``input_tokens``: found by bisecting the column, then dead-lettered),
+with one lone surrogate (found the same way, then sanitised by the writer) and with one row
+DuckDB refuses (a CHECK constraint: found by bisecting the insert), interleaved, in the same
+run. Prints medians over rounds; exits 0.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -34,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_log_writer import realistic_record  # noqa: E402
 
 from aigw_lab import Gateway  # noqa: E402
+from aigw_lab.store import CallLog  # noqa: E402
 from aigw_lab.store.sanitize import sanitize_record  # noqa: E402
+from aigw_lab.store.schema import MIGRATIONS, Migration  # noqa: E402
 from aigw_lab.testing.fakes import MockProvider  # noqa: E402
 
 
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="rows per round and kind")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2_000, help="gateway calls per round")
+    parser.add_argument("--batch-rows", type=int, default=100_000, help="writer batch size")
+    parser.add_argument("--batch-rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
     kinds = ["clean", "unicode", "surrogate", "oversize"]
@@ -117,7 +127,60 @@ def main(argv: list[str] | None = None) -> int:
         line(f"sanitize_record, {kind} rows", wall, cpu)
     line("baseline: building the row (realistic_record)", build_wall, build_cpu)
     line("baseline: one Gateway.chat (mock, memory log)", call_wall, call_cpu)
+    print()
+    bench_bad_batches(args.batch_rows, args.batch_rounds)
     return 0
+
+
+def _refusing_migrations() -> tuple[Migration, ...]:
+    first = MIGRATIONS[0]
+    body = first.apply.rstrip().removesuffix(")") + ",\n    CHECK (call_id <> 'poison')\n)"
+    return (Migration(1, first.name, body), *MIGRATIONS[1:])
+
+
+def bench_bad_batches(n: int, rounds: int) -> None:
+    """One batch of ``n`` rows through a `CallLog`, clean or with one bad row mid-batch."""
+    warnings.simplefilter("ignore")  # the dead-letter warnings
+    rows = [realistic_record(i) for i in range(n)]
+    middle = n // 2
+
+    def with_row(**change: object) -> list:
+        return rows[:middle] + [rows[middle]._replace(**change)] + rows[middle + 1 :]
+
+    cases = {
+        "clean batch": rows,
+        "one unconvertible row (dead-lettered)": with_row(input_tokens="many"),
+        "one lone surrogate (sanitised by the writer)": with_row(response_text="a\ud800"),
+        "one row DuckDB refuses (dead-lettered)": with_row(call_id="poison"),
+    }
+    samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, data in cases.items():
+            inserts: list[int] = []
+            folder = tempfile.mkdtemp(prefix="aigw-bench-")
+            log = CallLog(
+                os.path.join(folder, "c.duckdb"),
+                batch_size=n,
+                flush_interval=60,
+                migrations=_refusing_migrations(),
+                before_insert=inserts.append,
+            )
+            wall, cpu = _timed(lambda log=log, data=data: (log.append_many(data), log.flush()))
+            health = log.health()
+            assert health.rows_written + health.rows_dead_lettered == n
+            log.close()
+            samples[name].append((wall, cpu, len(inserts)))
+    clean = statistics.median(w for w, _, _ in samples["clean batch"])
+    print(f"writer: one batch of {n:,} rows, {rounds} rounds interleaved, medians")
+    print()
+    header = f"| {'batch':<46} | {'wall s':>7} | {'cpu s':>7} | {'inserts':>7} | {'vs clean':>8} |"
+    print(header)
+    print("|" + "|".join("-" * len(p) for p in header.split("|")[1:-1]) + "|")
+    for name, values in samples.items():
+        wall = statistics.median(w for w, _, _ in values)
+        cpu = statistics.median(c for _, c, _ in values)
+        inserts = int(statistics.median(k for _, _, k in values))
+        print(f"| {name:<46} | {wall:>7.2f} | {cpu:>7.2f} | {inserts:>7} | {wall / clean:>7.2f}x |")
 
 
 if __name__ == "__main__":
