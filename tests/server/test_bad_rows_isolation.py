@@ -102,12 +102,12 @@ def test_a_row_the_database_refuses_stays_out_of_other_clients_calls(
         assert a.choices[0].message.content
         assert b.status_code == 200, b.text
         assert health.status_code == 200
-        for response in (b, health):
-            assert not _leaks(response, str(db), str(tmp_path), a.id)
         assert log.execute("SELECT tenant_id FROM calls") == [("b",)]
-        [(tenant, cost, row)] = log.execute(
-            "SELECT tenant_id, cost_usd, row_json FROM calls_dead_letter"
+        [(a_call_id, tenant, cost, row)] = log.execute(
+            "SELECT call_id, tenant_id, cost_usd, row_json FROM calls_dead_letter"
         )
+        for response in (b, health):
+            assert not _leaks(response, str(db), str(tmp_path), a.id, a_call_id)
         assert tenant == "a" and json.loads(row)["tenant_id"] == "a"
         assert cost is not None and cost > 0  # a paid call: budget seeding will count it
         report = gateway.log_health()
