@@ -36,6 +36,12 @@ class CallRecording:
     _run_stream: Any
     _arun_stream: Any
 
+    @property
+    def max_body_chars(self) -> int:
+        """Text fields of a log row longer than this many characters are cut and flagged
+        (``[log] max_body_chars``); for code that builds rows itself, like batch jobs."""
+        return self._max_body_chars
+
     def log_health(self) -> LogHealth | None:
         """The call log's own health (`aigw_lab.store.CallLog.health`: state, rows written,
         pending, dead-lettered, spilled, last problem), or None when logging is off."""

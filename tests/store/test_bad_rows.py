@@ -597,3 +597,33 @@ def test_unconvertible_rows_are_found_column_by_column_among_many(tmp_path, reco
     assert [c for c, _ in dead] == [rows[i].call_id for i in (3, 7, 9)]
     assert "input_tokens" in dead[0][1] and "repetition" in dead[1][1]
     assert len(stored) == 297 and fixed == "a\ufffd"
+
+
+def test_batch_results_are_made_storable_like_every_other_row():
+    from aigw_lab import ProviderSpec
+    from aigw_lab.batch import submit_batch
+    from aigw_lab.testing.fake_batches import FakeBatches
+
+    def responder(body):
+        return 200, {"text": "x" * 50 + SURROGATE, "input_tokens": 1, "output_tokens": 1}
+
+    with FakeBatches(responder=responder) as fake:
+        spec = ProviderSpec(
+            "oa", "openai", base_url=fake.url + "/v1", api_key_env="K", prices={"gpt-x": PRICE}
+        )
+        gw = Gateway([spec], env={"K": "k"}, log=":memory:", max_body_chars=20)
+        clock = [0.0]
+        job = submit_batch(
+            gw,
+            "oa/gpt-x",
+            ["hi"],
+            sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+            clock=lambda: clock[0],
+        )
+        job.wait(poll_interval=1)
+        [answer] = job.results()
+        assert answer.text.endswith(SURROGATE)  # the caller's answer is untouched
+        assert gw.log is not None
+        [(text, flags)] = gw.log.execute("SELECT response_text, flags FROM calls")
+        gw.close()
+    assert text == "x" * 20 and {"truncated_response", "invalid_text"} <= set(flags)
