@@ -176,6 +176,8 @@ def _identity(request_json: str) -> str:
     """A request's identity for call-log replay: its logged JSON without the model (the
     messages and every output-affecting parameter), keys sorted."""
     data = json.loads(request_json)
+    if not isinstance(data, dict):  # a request cut to [log] max_body_chars: matches nothing
+        return request_json
     data.pop("model", None)
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 

@@ -357,3 +357,18 @@ def test_batch_results_are_made_storable_like_every_other_row():
         [(text, flags)] = gw.log.execute("SELECT response_text, flags FROM calls")
         gw.close()
     assert text == "x" * 20 and {"truncated_response", "invalid_text"} <= set(flags)
+
+
+def test_a_call_log_with_a_cut_request_can_still_be_replayed(tmp_path):
+    # A cut request_json is a JSON string, not an object: replay used to crash on it.
+    from aigw_lab.providers.replay import ReplayProvider
+
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply("long"), reply("short"))
+    with CallLog(tmp_path / "c.duckdb") as log:
+        gw = gateway(log, mock, max_body_chars=60)
+        gw.chat("mock/m1", [{"role": "user", "content": "q" * 100}])
+        gw.chat("mock/m1", [{"role": "user", "content": "hi"}])
+        assert calls(log, "flags") == [(["truncated_request"],), (None,)]
+        replay = ReplayProvider.from_call_log(log)
+    again = Gateway([replay], log=None)
+    assert again.chat("replay/mock/m1", [{"role": "user", "content": "hi"}]).text == "short"
