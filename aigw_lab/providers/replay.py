@@ -176,8 +176,6 @@ def _identity(request_json: str) -> str:
     """A request's identity for call-log replay: its logged JSON without the model (the
     messages and every output-affecting parameter), keys sorted."""
     data = json.loads(request_json)
-    if not isinstance(data, dict):  # a request cut to [log] max_body_chars: matches nothing
-        return request_json
     data.pop("model", None)
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -331,6 +329,9 @@ class ReplayProvider:
         sql = (
             f"SELECT {', '.join(_LOG_FIELDS)} FROM calls WHERE status = 'ok' AND attempt >= 1 "
             "AND request_json IS NOT NULL"
+            # Rows cut to [log] max_body_chars hold a JSON string there: not replayable.
+            " AND json_type(request_json) = 'OBJECT'"
+            " AND (tool_calls_json IS NULL OR json_type(tool_calls_json) = 'ARRAY')"
             + (" AND provider_name = ?" if provider is not None else "")
             + " ORDER BY timestamp, call_id"
         )

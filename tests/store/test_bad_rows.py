@@ -372,3 +372,15 @@ def test_a_call_log_with_a_cut_request_can_still_be_replayed(tmp_path):
         replay = ReplayProvider.from_call_log(log)
     again = Gateway([replay], log=None)
     assert again.chat("replay/mock/m1", [{"role": "user", "content": "hi"}]).text == "short"
+
+
+def test_a_cut_tool_call_is_not_replayed_as_garbage(tmp_path):
+    from aigw_lab.providers.replay import ReplayProvider
+
+    calls_made = ({"id": "t1", "name": "f", "arguments": "a" * 200},)
+    mock = MockProvider("mock", models=("m1",)).enqueue(reply("", tool_calls=calls_made))
+    with CallLog(tmp_path / "c.duckdb") as log:
+        gateway(log, mock, max_body_chars=100).chat("mock/m1", [{"role": "user", "content": "hi"}])
+        assert calls(log, "flags") == [(["truncated_response"],)]
+        replay = ReplayProvider.from_call_log(log)
+    assert replay.models == ()  # nothing replayable: the only row's tool calls were cut
