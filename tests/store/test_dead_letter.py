@@ -154,6 +154,7 @@ def test_health_as_dict_is_json_ready(tmp_path):
 def test_dead_letter_table_exists_with_its_columns(tmp_path):
     with CallLog(tmp_path / "c.duckdb") as log:
         columns = [name for name, *_ in log.execute("DESCRIBE calls_dead_letter")]
+        assert log.execute("SELECT flags FROM calls_ok") == []  # the view has the new column
     assert columns[:2] == ["call_id", "trace_id"] and {"error", "row_json"} <= set(columns)
 
 
