@@ -93,8 +93,9 @@ def sanitize_record(
     """``record`` made storable: lone surrogates replaced, text fields over
     ``max_body_chars`` cut, each change named in ``flags`` (existing flags kept).
 
-    Returns ``record`` itself when nothing needed fixing, which is the usual case: the scan
-    is a type check and an ``isascii``/length test per field.
+    Returns ``record`` itself when nothing needed fixing, which is the usual case: its text
+    columns are joined and checked at once (length, ``isascii``, a ``\\u`` search), about
+    1.5 µs per row (bench/bench_row_sanitize.py).
     """
     try:
         # Fast path, the usual case: all text at once, one scan (a few µs per row).
