@@ -164,12 +164,13 @@ def describe(exc: BaseException) -> str:
     return sanitize_text(f"{type(exc).__name__}: {exc}")
 
 
-def row_json(record: Any, **extra: Any) -> str:
-    """The row as a JSON object keyed by column (the dead letter's ``row_json`` and spill
-    files), plus ``extra`` keys: always encodable, whatever the fields hold."""
-    values = {name: _jsonable(getattr(record, name, None)) for name in CALL_COLUMNS}
+def row_json(record: Any, *, exact: bool = True, **extra: Any) -> str:
+    """The row as a JSON object keyed by column, plus ``extra`` keys: always encodable,
+    whatever the fields hold. ``exact`` (spill files): lone surrogates are kept, as JSON
+    escapes Python reads back as they were; otherwise (the dead letter's ``row_json``: DuckDB's
+    JSON refuses such escapes) they are replaced with U+FFFD."""
+    values = {name: _jsonable(getattr(record, name, None), exact) for name in CALL_COLUMNS}
     values.update(extra)
-    # ensure_ascii escapes anything odd left (lone surrogates in a row nobody sanitised).
     return json.dumps(values, default=str, ensure_ascii=True)
 
 
@@ -180,8 +181,8 @@ def dead_letter_values(record: CallRecord, error: str) -> list[Any]:
     for name in _COPIED:
         value = record[_INDEX[name]] if len(record) > _INDEX[name] else None
         values.append(_typed(name, value))
-    values.append(error)
-    values.append(row_json(record))
+    values.append(sanitize_text(error))  # it may quote the row's own bad text
+    values.append(row_json(record, exact=False))
     return values
 
 
@@ -225,13 +226,15 @@ def spill_rows(
     return None
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, exact: bool) -> Any:
+    if isinstance(value, str):
+        return value if exact else sanitize_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN is not JSON
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(item, exact) for item in value]
     return value
 
 

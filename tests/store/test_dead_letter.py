@@ -269,6 +269,7 @@ _JUNK = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
+    st.sampled_from([SURROGATE, f"x{SURROGATE}y", "\udfff"]),  # often, not by luck
 )
 
 
@@ -298,3 +299,20 @@ def test_any_mix_of_junk_rows_is_stored_exactly_once_in_calls_or_the_dead_letter
     assert n_stored == len(stored) and n_dead == len(dead) and not stored & dead
     assert stored | dead == {r.call_id for r in rows}
     assert (health.rows_written, health.rows_dead_lettered) == (n_stored, n_dead)
+
+
+def test_a_refused_row_holding_a_lone_surrogate_still_goes_to_the_dead_letter(tmp_path, record):
+    # Its row_json carried the surrogate as a JSON escape, which DuckDB's JSON refuses: the
+    # dead-letter insert itself failed, so the row went to a spill file instead.
+    with CallLog(tmp_path / "c.duckdb") as log:
+        with pytest.warns(CallLogWarning, match="calls_dead_letter"):
+            log.append_many([record(1), record(2, input_tokens=f"x{SURROGATE}")])
+            log.flush()
+        [(call_id, error, row)] = log.execute(
+            "SELECT call_id, error, row_json->>'input_tokens' FROM calls_dead_letter"
+        )
+        health = log.health()
+    assert call_id == record(2).call_id and "input_tokens" in error
+    assert row == "x\ufffd"  # DuckDB's JSON cannot hold the lone surrogate itself
+    assert health.rows_dead_lettered == 1 and health.rows_spilled == 0
+    assert not list(tmp_path.glob("calls.unwritten-*.jsonl"))
