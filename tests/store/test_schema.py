@@ -18,6 +18,7 @@ from aigw_lab.store.schema import (
 
 # Released migrations, pinned. Editing a released migration breaks databases that already
 # ran it: add a new migration instead, and append its line here once it is released.
+# fmt: off
 RELEASED = [
     (1, "create_calls", "e3252b667aebeeca1f202b36fc31126695dfd9e36ab69c9fd9e50d503ba88a52"),
     (2, "create_calls_ok_view", "d4043ee500ad14eaec98bb46592b69885157663e5e547ed073832d8130cf1266"),
@@ -26,6 +27,7 @@ RELEASED = [
     (5, "add_experiment_columns", "856c91844f15aca001d7b9af4be47e832ac016a202c3bdc868588fe9f2723973"),
     (6, "add_flags_and_dead_letter", "b0b42cf7737c97a0187e0b713053d139576299a69a04c3df89f1e19acb5af52b"),
 ]
+# fmt: on
 
 
 def test_released_migrations_are_never_edited_or_reordered():
