@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING
 
 from aigw_lab.errors import StoreError
 from aigw_lab.store.dead_letter import (
+    DEAD_LETTER_BATCH,
     DEAD_LETTER_INSERT,
     LogHealth,
-    dead_letter_values,
+    dead_letter_table,
     is_row_problem,
     isolate_refused,
     spill_rows,
@@ -510,9 +511,11 @@ class BatchWriter:
         kind = dead[0][1].partition(":")[0]
         path: str | None = None
         try:
-            self._cursor.executemany(
-                DEAD_LETTER_INSERT, [dead_letter_values(record, why) for record, why in dead]
-            )
+            self._cursor.register(DEAD_LETTER_BATCH, dead_letter_table(dead))
+            try:
+                self._cursor.execute(DEAD_LETTER_INSERT)
+            finally:
+                self._cursor.unregister(DEAD_LETTER_BATCH)
             where = "the calls_dead_letter table"
         except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
             path = spill_rows(self._spill_dir, records, reasons=[why for _, why in dead])

@@ -316,3 +316,39 @@ def test_a_refused_row_holding_a_lone_surrogate_still_goes_to_the_dead_letter(tm
     assert row == "x\ufffd"  # DuckDB's JSON cannot hold the lone surrogate itself
     assert health.rows_dead_lettered == 1 and health.rows_spilled == 0
     assert not list(tmp_path.glob("calls.unwritten-*.jsonl"))
+
+
+def _fake_insert(rows, bad, calls_made):
+    import duckdb
+
+    def insert(start, stop):
+        calls_made.append(stop - start)
+        if any(row in bad for row in rows[start:stop]):
+            raise duckdb.ConstraintException("CHECK constraint failed")
+
+    return insert
+
+
+def test_bisection_isolates_dozens_of_refused_rows_exactly_and_stays_bounded_when_all_are():
+    import duckdb
+
+    from aigw_lab.store.dead_letter import MAX_FAILED_INSERTS, isolate_refused
+
+    first = duckdb.ConstraintException("CHECK constraint failed")
+    rows = list(range(5000))
+    sparse = set(range(7, 5000, 167))  # 30 refused rows
+    made: list[int] = []
+    written, refused, left, failure = isolate_refused(_fake_insert(rows, sparse, made), rows, first)
+    assert failure is None and not left and written == 5000 - len(sparse)
+    assert {row for row, _ in refused} == sparse
+    assert not any("not isolated" in why for _, why in refused)
+
+    made = []
+    written, refused, left, failure = isolate_refused(
+        _fake_insert(rows, set(rows), made), rows, first
+    )
+    assert written == 0 and sorted(row for row, _ in refused) == rows
+    # About two failed inserts per row without the cap (~10,000 here); with it, the cap
+    # plus the splitting of slices larger than 64 rows.
+    assert len(made) <= MAX_FAILED_INSERTS + 4 * len(rows) // 64 < len(rows) // 4
+    assert any("not isolated" in why for _, why in refused)
