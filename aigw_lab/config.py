@@ -84,6 +84,7 @@ _TOP_KEYS = {
     "policies",
     "log",
 }
+_LOG_KEYS = {"max_body_chars"}
 _SEMANTIC_KEYS = {
     "model",
     "index",
@@ -147,6 +148,8 @@ class GatewayConfig:
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     experiment_id: str | None = None
     source: str | None = None
+    #: ``[log] max_body_chars``: text fields of a log row longer than this are cut (flagged).
+    max_body_chars: int = 1_000_000
     #: ``[gateway.retry]``, ``[fallbacks]`` and ``[health]``, checked at load time and turned
     #: into a `aigw_lab.gateway.Retry` middleware by `reliability_middleware`.
     retry: Mapping[str, Any] | None = None
@@ -318,6 +321,14 @@ def parse_config(
     log = gw.get("log", True)
     if not isinstance(log, bool):
         raise ConfigError(f"{source}: [gateway] log must be true or false")
+    log_table = _table(data, "log", source)
+    reject_unknown_keys(log_table, _LOG_KEYS, f"{source}: [log]")
+    max_body_chars = log_table.get("max_body_chars", GatewayConfig.max_body_chars)
+    if type(max_body_chars) is not int or max_body_chars < 1:
+        raise ConfigError(
+            f"{source}: [log] max_body_chars = {max_body_chars!r} is invalid",
+            hint="use a positive number of characters, e.g. max_body_chars = 1000000",
+        )
     tags = gw.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
         raise ConfigError(f"{source}: [gateway] tags must be a table of strings")
@@ -335,6 +346,7 @@ def parse_config(
         tags=MappingProxyType(dict(tags)),
         experiment_id=gw.get("experiment_id"),
         source=source,
+        max_body_chars=max_body_chars,
         **reliability,
         cache=_optional_table(data, "cache", source),
         budgets=_optional_table(data, "budgets", source),
@@ -501,7 +513,7 @@ def _parse_provider(
     if misplaced:
         raise ConfigError(
             f'{where}: {", ".join(misplaced)} only apply to kind = "replay"',
-            hint="remove them, or set kind = \"replay\"",
+            hint='remove them, or set kind = "replay"',
         )
     options = dict(table.get("options", {}))
     for key in (_SIMULATED_KEYS | _REPLAY_KEYS) & table.keys():
@@ -607,7 +619,7 @@ def _semantic_index(spec: Any) -> Any:
     if kind == "exact":
         if options:
             raise ConfigError(
-                f"{where}: {', '.join(sorted(options))} only apply to kind = \"ivf\"",
+                f'{where}: {", ".join(sorted(options))} only apply to kind = "ivf"',
                 hint='drop them, or set kind = "ivf"',
             )
         return NumpyIndex
@@ -623,4 +635,3 @@ def _optional_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[st
     if key not in data:
         return None
     return MappingProxyType(dict(_table(data, key, where)))
-

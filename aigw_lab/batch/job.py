@@ -15,6 +15,7 @@ from aigw_lab.errors import AigwError, ConfigError, ProviderError, ProviderTimeo
 from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.gateway.records import failure_record, success_record
 from aigw_lab.providers.codec import UpstreamErrorEvent
+from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.types import ChatRequest, ChatResponse, Latency
 
 if TYPE_CHECKING:
@@ -264,7 +265,8 @@ class BatchJob:
                     overhead_ms=None,
                 )  # fmt: skip
             )
-        log.append_many(records)
+        limit = gateway.max_body_chars
+        log.append_many(sanitize_record(record, max_body_chars=limit) for record in records)
 
     # -- reconnecting ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.addressing import MAX_OUTPUT_TOKENS
 from aigw_lab.errors import BudgetExceededError, ConfigError, InvalidRequestError
+from aigw_lab.store.sanitize import sanitize_text
 from aigw_lab.tokens import CHARS_PER_TOKEN as TOKENS_CHARS_PER_TOKEN
 from aigw_lab.types import ChatRequest, Usage
 
@@ -297,24 +298,37 @@ def _calendar_bounds(period: str, now: float) -> tuple[float, float]:
     return start_dt.timestamp(), end_dt.timestamp()
 
 
+# Spend is read from the calls table and from rows the database refused (dead-lettered with
+# their cost, tenant, user, experiment and time as real columns): a paid call counts even if
+# its row could not be stored.
+_SPEND_ROWS = (
+    '(SELECT "timestamp", cost_usd, tenant_id, user_id, experiment_id FROM calls '
+    'UNION ALL SELECT "timestamp", cost_usd, tenant_id, user_id, experiment_id '
+    "FROM calls_dead_letter)"
+)
+
+
 def _seed(account: _Account, log: CallLog, now: float) -> None:
-    """Load an account's spend in its current period from the ``calls`` table."""
+    """Load an account's spend in its current period from the log (``calls`` and
+    ``calls_dead_letter``). A log whose rows cannot be written yet is read as it is, never
+    raised into the call that opened the account (`CallLog.health` reports it)."""
     limit = account.limit
     clauses = ["cost_usd IS NOT NULL"]
     params: list[Any] = []
     column = _LOG_COLUMNS.get(limit.scope)
     if column is not None:
         clauses.append(f"{column} = ?")
-        params.append(account.owner)
+        params.append(sanitize_text(account.owner))  # as the log stored it
     if limit.rolling:
         clauses.append('"timestamp" > ?')
         params.append(datetime.fromtimestamp(now - limit.period, UTC))  # type: ignore[operator]
         # Per second, rounded up: a row stays in the window until its whole second has left.
         rows = log.execute(
-            'SELECT ceil(epoch("timestamp")) AS t, sum(cost_usd) FROM calls WHERE '
+            f'SELECT ceil(epoch("timestamp")) AS t, sum(cost_usd) FROM {_SPEND_ROWS} WHERE '
             + " AND ".join(clauses)
             + " GROUP BY t ORDER BY t",
             params,
+            strict=False,
         )
         for t, cost in rows:
             if cost:
@@ -325,7 +339,9 @@ def _seed(account: _Account, log: CallLog, now: float) -> None:
         clauses.append('"timestamp" >= ? AND "timestamp" < ?')
         params += [datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)]
     rows = log.execute(
-        "SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE " + " AND ".join(clauses), params
+        f"SELECT coalesce(sum(cost_usd), 0) FROM {_SPEND_ROWS} WHERE " + " AND ".join(clauses),
+        params,
+        strict=False,
     )
     account.spent = float(rows[0][0])
 

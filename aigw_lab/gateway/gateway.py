@@ -39,6 +39,7 @@ from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
 from aigw_lab.providers.base import LOCAL_KINDS, HttpClients, Price, Provider, ProviderSpec
+from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -85,6 +86,8 @@ class Gateway(CallRecording):
     ``log_options``: keyword arguments for the `CallLog` opened from a ``log`` path
     (``bodies=``, ``encryption=``, ``durability=``; the config's ``[log]`` table; see
     docs/security.md and docs/call_log.md).
+    ``max_body_chars``: longer text fields of a log row are cut (and flagged; see
+    `aigw_lab.store.sanitize`).
     """
 
     name = "gateway"
@@ -106,6 +109,7 @@ class Gateway(CallRecording):
         clock: Any = time.time,
         perf_counter: Any = time.perf_counter,
         new_id: Any = None,
+        max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
     ) -> None:
         self._specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
@@ -142,6 +146,7 @@ class Gateway(CallRecording):
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
+        self._max_body_chars = check_max_body_chars(max_body_chars)
 
         overrides: dict[str, Price] = {}
         for spec in self._specs.values():
@@ -215,6 +220,7 @@ class Gateway(CallRecording):
             env=env,
             tags=config.tags,
             experiment_id=config.experiment_id,
+            max_body_chars=config.max_body_chars,
             middleware=middleware,
             policies=policies,
             **kwargs,

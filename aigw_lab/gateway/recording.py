@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.errors import StoreError
 from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.gateway.records import (
     experiment_coordinates,
@@ -19,10 +20,13 @@ from aigw_lab.gateway.records import (
     success_record,
     to_json,
 )
+from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.types import ChatResponse, Latency, StreamEvent
 
 if TYPE_CHECKING:
     from aigw_lab.errors import AigwError
+    from aigw_lab.store.dead_letter import LogHealth
+    from aigw_lab.store.records import CallRecord
 
 __all__ = ["CallRecording"]
 
@@ -35,8 +39,32 @@ class CallRecording:
     _prices: Any
     _log: Any
     _spool: Any
+    _max_body_chars: int
     _run_stream: Any
     _arun_stream: Any
+
+    @property
+    def max_body_chars(self) -> int:
+        """Text fields of a log row longer than this many characters are cut and flagged
+        (``[log] max_body_chars``); for code that builds rows itself, like batch jobs."""
+        return self._max_body_chars
+
+    def log_health(self) -> LogHealth | None:
+        """The call log's own health (`aigw_lab.store.CallLog.health`: state, rows written,
+        pending, dead-lettered, spilled, last problem), or None when logging is off."""
+        return None if self._log is None else self._log.health()
+
+    def _append_row(self, record: CallRecord) -> None:
+        """Queue one row, made storable first (`sanitize_record`: invalid text replaced,
+        oversize bodies cut, both flagged). A log problem never fails the call: a row the
+        log cannot take is saved to a file and shows in `log_health`."""
+        record = sanitize_record(record, max_body_chars=self._max_body_chars)
+        try:
+            self._log.append(record)
+        except StoreError:
+            # Closed, or its queue full while inserts fail: the caller's call went through
+            # (and may have been paid for), so keep the row and carry on.
+            self._log.set_aside([record], "the call log did not accept the row")
 
     def _api_format(self, ctx: CallContext) -> str | None:  # overridden by Gateway
         raise NotImplementedError
@@ -112,7 +140,7 @@ class CallRecording:
         )
         ctx.logged += 1
         if self._log is not None:
-            self._log.append(success_record(ctx, served, api_format=None)._replace(attempt=0))
+            self._append_row(success_record(ctx, served, api_format=None)._replace(attempt=0))
         return served
 
     def log_refused(self, ctx: CallContext, exc: BaseException) -> None:
@@ -120,7 +148,7 @@ class CallRecording:
         open, a budget exhausted), as attempt 0, so it is in the log like every other call."""
         ctx.logged += 1
         if self._log is not None:
-            self._log.append(
+            self._append_row(
                 failure_record(
                     ctx,
                     exc,
@@ -213,7 +241,7 @@ class CallRecording:
         )
         ctx.logged += 1
         if self._log is not None:
-            self._log.append(success_record(ctx, response, api_format=self._api_format(ctx)))
+            self._append_row(success_record(ctx, response, api_format=self._api_format(ctx)))
         return response
 
     def _log_failure(
@@ -233,7 +261,7 @@ class CallRecording:
         upstream_ms = (
             (now - upstream_start) * 1000.0 if upstream_start > ctx.attempt_started else None
         )
-        self._log.append(
+        self._append_row(
             failure_record(
                 ctx,
                 exc,
@@ -252,7 +280,7 @@ class CallRecording:
         """Log a call refused before it had a target (bad model address, bad messages)."""
         if self._log is None:
             return
-        self._log.append(
+        self._append_row(
             rejected_record(
                 address,
                 request,

@@ -335,6 +335,9 @@ class ReplayProvider:
         sql = (
             f"SELECT {', '.join(_LOG_FIELDS)} FROM calls WHERE status = 'ok' AND attempt >= 1 "
             "AND request_json IS NOT NULL"
+            # Rows cut to [log] max_body_chars hold a JSON string there: not replayable.
+            " AND json_type(request_json) = 'OBJECT'"
+            " AND (tool_calls_json IS NULL OR json_type(tool_calls_json) = 'ARRAY')"
             + (" AND provider_name = ?" if provider is not None else "")
             + " ORDER BY timestamp, call_id"
         )

@@ -18,6 +18,8 @@ _EXPORTS: dict[str, str] = {
     "CallRecord": "aigw_lab.store.records",
     "CALL_COLUMNS": "aigw_lab.store.records",
     "CallLogWarning": "aigw_lab.store.writer",
+    "LogHealth": "aigw_lab.store.dead_letter",
+    "sanitize_record": "aigw_lab.store.sanitize",
     "MIGRATIONS": "aigw_lab.store.schema",
     "SCHEMA_VERSION": "aigw_lab.store.schema",
     "summary_by_model": "aigw_lab.store.queries",
@@ -34,6 +36,8 @@ __all__ = [
     "CallRecord",
     "CALL_COLUMNS",
     "CallLogWarning",
+    "LogHealth",
+    "sanitize_record",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "summary_by_model",
@@ -50,8 +54,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.store.calllog import CallLog, open_readonly_snapshot
+    from aigw_lab.store.dead_letter import LogHealth
     from aigw_lab.store.queries import cost_by, errors_by_type, summary_by_model
     from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+    from aigw_lab.store.sanitize import sanitize_record
     from aigw_lab.store.schema import MIGRATIONS, SCHEMA_VERSION
     from aigw_lab.store.scores import record_feedback, scores_frame, write_scores
     from aigw_lab.store.writer import CallLogWarning

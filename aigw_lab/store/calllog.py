@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
 from aigw_lab.store import files
+from aigw_lab.store.dead_letter import LogHealth
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
 from aigw_lab.store.spool import (
@@ -80,7 +81,9 @@ class CallLog:
     docs/security.md.
 
     Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
-    when the log is garbage collected and at normal interpreter exit.
+    when the log is garbage collected and at normal interpreter exit. A row the database
+    refuses goes to the ``calls_dead_letter`` table while the rest of its batch is written;
+    `health` reports it (see docs/call_log.md, "Bad rows never poison the log").
 
     ``durability`` protects a file log against the process being killed: ``"os"`` (default)
     first copies every row, and the gateway every call's start, into the spool
@@ -245,13 +248,29 @@ class CallLog:
         return self._spool
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once every row appended before this call is in the database.
+        """Return once every row appended before this call is in the database: in ``calls``,
+        or, for a row the database refused, in ``calls_dead_letter`` (not an error: it is
+        counted by `health` and announced by a `CallLogWarning`).
 
-        Raises `StoreError` if writing fails (the rows are kept and retried: flush again
-        after fixing the cause), if rows were rejected as unconvertible (they are in
-        `rejected`), or if ``timeout`` seconds pass first.
+        Raises `StoreError` if inserts fail (the rows are kept and retried: flush again
+        after fixing the cause), if the writer thread crashed, or if ``timeout`` seconds
+        pass first. Code that reads the log on behalf of a call uses
+        ``query(..., strict=False)`` instead, so a log problem never fails that call.
         """
         self._writer.flush(timeout)
+
+    def health(self) -> LogHealth:
+        """The log's own health: ``state`` (``ok``, ``retrying``, ``crashed``, ``closed``),
+        rows written, pending, dead-lettered and spilled, failed inserts and the kind of the
+        last problem (no row data, call id or path: safe to show any client). Cheap."""
+        return self._writer.health()
+
+    def set_aside(self, records: Sequence[CallRecord], reason: str) -> str | None:
+        """Save rows that `append` refused (the log is closed, or its queue is full while
+        inserts fail) to a new owner-only ``calls.unwritten-*.jsonl`` file next to the
+        database, so a call's row is kept without failing the call; counted in `health`.
+        ``reason`` (no caller data) is stored with each row. Returns the file, or None."""
+        return self._writer.set_aside(list(records), reason)
 
     def close(self) -> None:
         """Flush, stop the writer thread and close the database. Idempotent.
@@ -276,12 +295,19 @@ class CallLog:
     # --- reading -----------------------------------------------------------------------
 
     def query(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        strict: bool = True,
     ) -> pd.DataFrame:
-        """Run a SQL query over the log (after a flush) and return a pandas DataFrame."""
+        """Run a SQL query over the log (after a flush) and return a pandas DataFrame.
+
+        ``strict=False``: if rows cannot be written yet, run over what is written instead of
+        raising (for reads made on behalf of a call, like budget seeding; see `health`)."""
         import duckdb
 
-        self.flush()
+        self._flush_before_read(strict)
         # A cursor is a separate connection to the same database: the query runs alongside
         # the writer's inserts (DuckDB isolates them) instead of stalling them.
         cursor = self._writer.cursor()
@@ -296,12 +322,17 @@ class CallLog:
             cursor.close()
 
     def execute(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        strict: bool = True,
     ) -> list[tuple[Any, ...]]:
-        """Run any SQL statement (after a flush); return its result rows, if any."""
+        """Run any SQL statement (after a flush); return its result rows, if any.
+        ``strict`` as for `query`."""
         import duckdb
 
-        self.flush()
+        self._flush_before_read(strict)
         cursor = self._writer.cursor()
         try:
             result = cursor.execute(sql, params)
@@ -312,6 +343,12 @@ class CallLog:
             ) from exc
         finally:
             cursor.close()
+
+    def _flush_before_read(self, strict: bool) -> None:
+        if strict:
+            self._writer.flush()
+        else:
+            self._writer.settle()
 
     def insert(self, table: str, rows: pa.Table | Sequence[Mapping[str, Any]]) -> int:
         """Insert rows into one of the log's other tables (``scores``, ``experiments``,
@@ -368,7 +405,9 @@ class CallLog:
 
     @property
     def rejected(self) -> list[CallRecord]:
-        """Rows the writer could not convert (wrong field types); never written."""
+        """Rows the database refused (wrong field types, a constraint), as appended: not in
+        ``calls`` but in ``calls_dead_letter`` (or a spill file, see `health`). The latest
+        1,000 are kept here."""
         return self._writer.rejected
 
     @property

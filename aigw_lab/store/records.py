@@ -70,6 +70,9 @@ class CallRecord(NamedTuple):
     item_id: str | None = None
     target: str | None = None
     repetition: int | None = None
+    # What was done to make the row storable (schema migration 6): ``invalid_text``,
+    # ``truncated_request``, ... (see `aigw_lab.store.sanitize`); None when nothing was.
+    flags: tuple[str, ...] | None = None
     # What the row keeps of its bodies (schema migration 7): "full", "redacted", "hash" or
     # "none" ([log] bodies; see aigw_lab.store.redact).
     bodies: str = "full"

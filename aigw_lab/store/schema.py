@@ -76,6 +76,7 @@ COLUMN_TYPES: dict[str, str] = {
     "item_id": "VARCHAR",
     "target": "VARCHAR",
     "repetition": "INTEGER",
+    "flags": "VARCHAR[]",
     "bodies": "VARCHAR",
 }
 
@@ -92,6 +93,7 @@ def arrow_schema() -> pa.Schema:
         "BIGINT": pa.int64(),
         "DOUBLE": pa.float64(),
         "BOOLEAN": pa.bool_(),
+        "VARCHAR[]": pa.list_(pa.string()),
     }
     return pa.schema([(name, arrow_types[sql]) for name, sql in COLUMN_TYPES.items()])
 
@@ -231,6 +233,30 @@ ALTER TABLE calls ADD COLUMN repetition INTEGER;
 CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
 """
 
+# What the log did to a row to make it storable (`aigw_lab.store.sanitize`), and where rows
+# go that the database still refuses: the same file, so nothing paid for is ever missing.
+# The dead letter keeps the columns budget seeding and cost reports filter on as real
+# columns, and the whole row as JSON so it can be fixed and re-inserted into `calls`.
+_ADD_FLAGS_AND_DEAD_LETTER = """
+ALTER TABLE calls ADD COLUMN flags VARCHAR[];
+CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok';
+CREATE TABLE calls_dead_letter (
+    call_id VARCHAR,
+    trace_id VARCHAR,
+    "timestamp" TIMESTAMPTZ,
+    provider_name VARCHAR,
+    request_model VARCHAR,
+    status VARCHAR,
+    tenant_id VARCHAR,
+    user_id VARCHAR,
+    experiment_id VARCHAR,
+    cost_usd DOUBLE,
+    error VARCHAR,
+    row_json JSON,
+    dead_lettered_at TIMESTAMPTZ
+)
+"""
+
 # What each row keeps of its bodies ([log] bodies). Rows written before this migration were
 # written whole, so they read as "full".
 _ADD_BODIES_COLUMN = """
@@ -245,9 +271,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "create_scores", _CREATE_SCORES),
     Migration(4, "create_experiments", _CREATE_EXPERIMENTS),
     Migration(5, "add_experiment_columns", _ADD_EXPERIMENT_COLUMNS),
-    # RESERVED for issue 9's migration 6 (branch issue9-f). This placeholder only keeps the
-    # versions consecutive on this branch; the merge replaces it with the real migration 6.
-    Migration(6, "reserved_issue9_f", "SELECT 1"),
+    Migration(6, "add_flags_and_dead_letter", _ADD_FLAGS_AND_DEAD_LETTER),
     Migration(7, "add_bodies_column", _ADD_BODIES_COLUMN),
 )
 

@@ -8,9 +8,12 @@ Guarantees, in order of importance:
 
 * no row is dropped silently: a failed insert keeps its rows and retries them (with backoff,
   and at once when someone flushes); `flush` raises `StoreError` while they cannot be written,
-  and a `CallLogWarning` is emitted when a failure starts. Rows that cannot even be converted
-  (a string in a token count, say) are set aside in ``rejected`` and reported by the next
-  `flush`;
+  and a `CallLogWarning` is emitted when a failure starts;
+* one bad row never poisons the others: a row the database refuses (or that cannot even be
+  converted, a string in a token count, say) is found by bisecting its batch and goes to the
+  ``calls_dead_letter`` table with its error (to an owner-only file if even that fails); the
+  rest of the batch is written. This is reported by `health` and a warning, never raised into
+  another caller's `append` or `flush`;
 * memory stays bounded: at most ``max_queue`` rows wait; past that `append` blocks until the
   writer catches up (backpressure) instead of growing without limit;
 * rows reach the table in append order, so "every row appended before ``flush()`` was called
@@ -19,17 +22,28 @@ Guarantees, in order of importance:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aigw_lab.errors import StoreError
+from aigw_lab.store.dead_letter import (
+    DEAD_LETTER_BATCH,
+    DEAD_LETTER_INSERT,
+    LogHealth,
+    dead_letter_table,
+    is_row_problem,
+    isolate_refused,
+    spill_rows,
+    unconvertible_rows,
+)
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.schema import COLUMN_TYPES, arrow_schema
 
 if TYPE_CHECKING:
@@ -42,6 +56,7 @@ _BATCH_TABLE = "_aigw_call_batch"
 _ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 _FIRST_RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 5.0
+_MAX_REJECTED = 1_000  # refused rows kept in memory (CallLog.rejected), the latest
 
 
 class CallLogWarning(RuntimeWarning):
@@ -102,10 +117,15 @@ class BatchWriter:
         self._pending: deque[list[CallRecord]] = deque()
         self._inflight: list[CallRecord] | None = None  # taken by the writer, not yet written
         self._appended = 0
-        self._done = 0  # rows written or rejected: what flush() waits for
+        self._done = 0  # rows written, dead-lettered or spilled: what flush() waits for
         self.rows_written = 0
-        self.rejected: list[CallRecord] = []
-        self._unreported_rejections: list[str] = []
+        self.rejected: list[CallRecord] = []  # rows refused by `calls` (dead letter or file)
+        self.rows_dead_lettered = 0
+        self.rows_spilled = 0
+        self.spill_files: list[str] = []
+        self._last_problem: str | None = None  # for health(): kind and type, no row data
+        self._aside_lock = threading.Lock()
+        self._aside_file: str | None = None  # where set_aside() keeps appending
 
         self._flush_waiters = 0
         self._retry_now = False
@@ -126,6 +146,9 @@ class BatchWriter:
         self._schema = arrow_schema()
         self._columns = [
             (itemgetter(index), field.type) for index, field in enumerate(self._schema)
+        ]
+        self._named_columns = [
+            (name, get, kind) for name, (get, kind) in zip(CALL_COLUMNS, self._columns, strict=True)
         ]
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
@@ -179,46 +202,106 @@ class BatchWriter:
             self._progress.wait(self._flush_interval)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once every row appended before the call is written (or rejected)."""
+        """Return once every row appended before the call is written: to ``calls``, or,
+        for a row the database refused, to ``calls_dead_letter`` (that is not an error of
+        this flush: see `health`). Raises `StoreError` while inserts fail (the rows are kept
+        and retried), if the writer crashed, or after ``timeout`` seconds."""
+        error = self._wait_written(timeout)
+        if error is not None:
+            raise error
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """`flush` for reads made on behalf of a call (budget seeding): waits the same way
+        but never raises; returns False if rows are still unwritten (then see `health`)."""
+        return self._wait_written(timeout) is None
+
+    def _wait_written(self, timeout: float | None) -> StoreError | None:
         if threading.current_thread() is self._thread:
             raise RuntimeError("CallLog.flush() cannot be called from the writer thread")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._work:
             if self.closed:
-                return  # close() flushed, and reported anything it could not write
+                return None  # close() flushed, and reported anything it could not write
             target = self._appended
             failures_before = self._failures
-            if self._done < target:
-                self._flush_waiters += 1
-                self._retry_now = True
-                self._work.notify()
-                try:
-                    while self._done < target:
-                        self._raise_if_unusable()
-                        if self._failures > failures_before:
-                            raise StoreError(
-                                f"{target - self._done} rows could not be written to "
-                                f"{self._where} yet: {self._last_error}",
-                                hint="they are kept and retried; fix the cause (disk full? "
-                                "file removed?) and flush again",
-                            ) from self._last_error
-                        remaining = None if deadline is None else deadline - time.monotonic()
-                        if remaining is not None and remaining <= 0:
-                            raise StoreError(
-                                f"flush of {self._where} timed out after {timeout}s with "
-                                f"{target - self._done} rows still waiting",
-                                hint="flush again, or pass a longer timeout",
-                            )
-                        self._progress.wait(remaining)
-                finally:
-                    self._flush_waiters -= 1
-            if self._unreported_rejections:
-                messages, self._unreported_rejections = self._unreported_rejections, []
-                raise StoreError(
-                    f"{self._where} rejected rows that could not be converted: "
-                    + "; ".join(messages),
-                    hint="fix the CallRecord field types; the rows are kept in CallLog.rejected",
-                )
+            if self._done >= target:
+                return None
+            self._flush_waiters += 1
+            self._retry_now = True
+            self._work.notify()
+            try:
+                while self._done < target:
+                    if self._fatal is not None:
+                        error = self._refusal()
+                        error.__cause__ = self._fatal
+                        return error
+                    if self._failures > failures_before:
+                        error = StoreError(
+                            f"{target - self._done} rows could not be written to "
+                            f"{self._where} yet: {self._last_error}",
+                            hint="they are kept and retried; fix the cause (disk full? "
+                            "file removed?) and flush again",
+                        )
+                        error.__cause__ = self._last_error
+                        return error
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return StoreError(
+                            f"flush of {self._where} timed out after {timeout}s with "
+                            f"{target - self._done} rows still waiting",
+                            hint="flush again, or pass a longer timeout",
+                        )
+                    self._progress.wait(remaining)
+            finally:
+                self._flush_waiters -= 1
+        return None
+
+    def health(self) -> LogHealth:
+        """Counts and state of the writer; see `LogHealth`."""
+        with self._work:
+            if self.closed:
+                state = "closed"
+            elif self._fatal is not None:
+                state = "crashed"
+            elif self._last_error is not None:
+                state = "retrying"
+            else:
+                state = "ok"
+            return LogHealth(
+                state=state,
+                rows_written=self.rows_written,
+                rows_pending=self._appended - self._done,
+                rows_dead_lettered=self.rows_dead_lettered,
+                rows_spilled=self.rows_spilled,
+                insert_failures=self._failures,
+                last_error=self._last_problem,
+            )
+
+    def set_aside(self, records: list[CallRecord], reason: str) -> str | None:
+        """Save rows that could not even be queued (closed log, queue full while inserts
+        fail) to an owner-only file; counted in `health`. Returns the file, or None."""
+        with self._aside_lock:  # one file for all of them, written a batch at a time
+            path = spill_rows(
+                self._spill_dir,
+                records,
+                reasons=[reason] * len(records),
+                append_to=self._aside_file,
+            )
+            new_file = path is not None and path != self._aside_file
+            self._aside_file = path or self._aside_file
+        with self._work:
+            if path:
+                self.rows_spilled += len(records)
+                if new_file:
+                    self.spill_files.append(path)
+            self._last_problem = f"rows could not be queued, saved to a file: {reason}"
+        warnings.warn(
+            f"{len(records)} rows could not be queued in {self._where} ({reason}); "
+            + (f"saved to {path}" if path else "they could not be saved to a file either"),
+            CallLogWarning,
+            stacklevel=3,
+        )
+        return path
 
     @property
     def pending_rows(self) -> int:
@@ -268,8 +351,12 @@ class BatchWriter:
         self._close_connection()
         if error is None:
             return
-        unwritten = leftovers + self.rejected
-        spill = _spill(self._spill_dir, unwritten)
+        unwritten = leftovers
+        spill = spill_rows(self._spill_dir, unwritten)
+        if spill:
+            with self._work:
+                self.rows_spilled += len(unwritten)
+                self.spill_files.append(spill)
         kept = f"saved to {spill}" if spill else "they could not be saved to a file either"
         raise StoreError(
             f"closing {self._where}: {len(unwritten)} rows were not written ({kept}): "
@@ -283,10 +370,6 @@ class BatchWriter:
             self.close()
         except StoreError as exc:
             warnings.warn(str(exc), CallLogWarning, stacklevel=2)
-
-    def _raise_if_unusable(self) -> None:
-        if self._fatal is not None:
-            raise self._refusal() from self._fatal
 
     def _refusal(self) -> StoreError:
         if self._fatal is not None:
@@ -329,6 +412,7 @@ class BatchWriter:
         except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
             with self._work:
                 self._fatal = exc
+                self._last_problem = f"the writer thread crashed: {type(exc).__name__}"
                 self._stopping = True  # refuse new rows: nobody would write them
                 self._progress.notify_all()
             warnings.warn(
@@ -369,42 +453,102 @@ class BatchWriter:
                 timed_out = not self._work.wait(self._flush_interval)
 
     def _write(self, batch: list[CallRecord]) -> None:
-        table, bad = self._to_arrow(batch)
+        table, good, bad = self._to_arrow(batch)
         try:
             if self._before_insert is not None:
                 self._before_insert(len(batch))
             if table.num_rows:
                 self._insert_table(table)
+            written, refused = len(good), []
         except Exception as exc:  # noqa: BLE001 - any failure keeps the rows for a retry
-            if self._last_error is None:  # only this thread writes it: no lock needed
-                # Warn before waking flush() so the warning precedes the error it raises.
-                warnings.warn(
-                    f"could not write {len(batch)} rows to {self._where}: {exc}; "
-                    "they are kept and retried",
-                    CallLogWarning,
-                    stacklevel=1,
-                )
-            with self._work:
-                self._failures += 1
-                self._last_error = exc
-                streak = self._failures - self._failures_at_last_success
-                delay = _FIRST_RETRY_DELAY * 2 ** min(streak - 1, 10)
-                self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
-                self._progress.notify_all()
-            return
+            if not is_row_problem(exc):
+                self._insert_failed(exc, batch, written=0)
+                return
+            # Some row's values were refused: bisect, so only the culprits are set aside.
+            written, refused, left, failure = isolate_refused(
+                partial(self._insert_slice, table), good, exc
+            )
+            if failure is not None:  # the database itself failed half-way: retry the rest
+                self._insert_failed(failure, left + [r for r, _ in bad], written=written)
+                return
+        dead = bad + refused
+        if dead:
+            failure = self._dead_letter(dead)
+            if failure is not None:  # neither the table nor a file took them: retry them
+                self._insert_failed(failure, [record for record, _ in dead], written=written)
+                return
         with self._work:
             self._inflight = None
             self._last_error = None
             self._failures_at_last_success = self._failures
             self._done += len(batch)
-            self.rows_written += len(batch) - len(bad)
-            if bad:
-                self.rejected.extend(record for record, _ in bad)
-                record, reason = bad[0]
-                self._unreported_rejections.append(
-                    f"{len(bad)} rows (first: call_id={record.call_id!r}, {reason})"
-                )
+            self.rows_written += written
             self._progress.notify_all()
+
+    def _insert_failed(self, exc: Exception, keep: list[CallRecord], *, written: int) -> None:
+        """Keep ``keep`` (the rows of the batch not yet written) for a retry with backoff."""
+        if self._last_error is None:  # only this thread writes it: no lock needed
+            # Warn before waking flush() so the warning precedes the error it raises.
+            warnings.warn(
+                f"could not write {len(keep)} rows to {self._where}: {exc}; "
+                "they are kept and retried",
+                CallLogWarning,
+                stacklevel=2,
+            )
+        with self._work:
+            if written:
+                self._done += written
+                self.rows_written += written
+                self._inflight = keep
+            self._failures += 1
+            self._last_error = exc
+            self._last_problem = f"inserts failing, rows kept and retried: {type(exc).__name__}"
+            streak = self._failures - self._failures_at_last_success
+            delay = _FIRST_RETRY_DELAY * 2 ** min(streak - 1, 10)
+            self._retry_at = time.monotonic() + min(delay, _MAX_RETRY_DELAY)
+            self._progress.notify_all()
+
+    def _dead_letter(self, dead: list[tuple[CallRecord, str]]) -> Exception | None:
+        """Put refused rows in ``calls_dead_letter`` (or, failing that, an owner-only file)
+        and say so in a warning for the operator; never an error for any caller. Returns
+        the dead-letter insert's error if no file could be written either."""
+        records = [record for record, _ in dead]
+        kind = dead[0][1].partition(":")[0]
+        path: str | None = None
+        try:
+            self._cursor.register(DEAD_LETTER_BATCH, dead_letter_table(dead))
+            try:
+                self._cursor.execute(DEAD_LETTER_INSERT)
+            finally:
+                self._cursor.unregister(DEAD_LETTER_BATCH)
+            where = "the calls_dead_letter table"
+        except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
+            path = spill_rows(self._spill_dir, records, reasons=[why for _, why in dead])
+            if path is None:
+                return exc
+            where = f"{path} (the dead-letter insert failed: {exc})"
+        with self._work:
+            if path is not None:
+                self.spill_files.append(path)
+                self.rows_spilled += len(dead)
+            else:
+                self.rows_dead_lettered += len(dead)
+            self.rejected.extend(records)
+            if len(self.rejected) > _MAX_REJECTED:  # all of them are in the table or a file
+                del self.rejected[:-_MAX_REJECTED]
+            self._last_problem = f"rows refused by the database, set aside: {kind}"
+        warnings.warn(
+            f"{self._where} refused {len(dead)} rows (first: call_id={records[0].call_id!r}, "
+            f"{dead[0][1]}); they were saved to {where}, the other rows were written",
+            CallLogWarning,
+            stacklevel=2,
+        )
+        return None
+
+    def _insert_slice(self, table: pa.Table, start: int, stop: int) -> None:
+        if self._before_insert is not None:
+            self._before_insert(stop - start)
+        self._insert_table(table.slice(start, stop - start))
 
     def _insert_table(self, table: pa.Table) -> None:
         self._cursor.register(_BATCH_TABLE, table)
@@ -413,59 +557,42 @@ class BatchWriter:
         finally:
             self._cursor.unregister(_BATCH_TABLE)
 
-    def _to_arrow(self, batch: list[CallRecord]) -> tuple[pa.Table, list[tuple[CallRecord, str]]]:
-        """The batch as an Arrow table, plus the rows that cannot be converted and why."""
+    def _to_arrow(
+        self, batch: list[CallRecord]
+    ) -> tuple[pa.Table, list[CallRecord], list[tuple[CallRecord, str]]]:
+        """The batch as an Arrow table, the rows in it, and the rows that cannot be
+        converted, with why."""
         import pyarrow as pa
 
         try:
             # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
             arrays = [pa.array(list(map(get, batch)), type=kind) for get, kind in self._columns]
-            return pa.Table.from_arrays(arrays, schema=self._schema), []
+            return pa.Table.from_arrays(arrays, schema=self._schema), batch, []
         except (pa.ArrowException, TypeError, ValueError, AttributeError, OverflowError):
             pass
-        # Slow path, only when the batch holds a bad row: find it, keep the others.
+        # Slow path, only when the batch holds a bad row: find it by bisecting each column
+        # that fails (a few conversions per bad row, not one per row and column), keep the
+        # others. A row that bypassed sanitising (appended by hand) gets it here.
+        problems = unconvertible_rows(self._named_columns, batch)
         good: list[CallRecord] = []
         bad: list[tuple[CallRecord, str]] = []
-        for record in batch:
-            reason = self._conversion_problem(record)
+        for index, record in enumerate(batch):
+            reason = problems.get(index)
+            if reason is not None:
+                fixed = _sanitized(record)
+                if fixed is not None and not unconvertible_rows(self._named_columns, [fixed]):
+                    record, reason = fixed, None
             if reason is None:
                 good.append(record)
             else:
                 bad.append((record, reason))
         arrays = [pa.array(list(map(get, good)), type=kind) for get, kind in self._columns]
-        return pa.Table.from_arrays(arrays, schema=self._schema), bad
+        return pa.Table.from_arrays(arrays, schema=self._schema), good, bad
 
-    def _conversion_problem(self, record: CallRecord) -> str | None:
-        import pyarrow as pa
 
-        for name, (get, kind) in zip(CALL_COLUMNS, self._columns, strict=True):
-            try:
-                pa.array([get(record)], type=kind)
-            except Exception as exc:  # noqa: BLE001 - any failure makes the row unwritable
-                return f"column {name}: {type(exc).__name__}: {exc}"
+def _sanitized(record: CallRecord) -> CallRecord | None:
+    try:
+        fixed = sanitize_record(record)
+    except Exception:  # noqa: BLE001 - a row too broken to sanitise is dead-lettered as is
         return None
-
-
-def _spill(folder: str | None, rows: list[Any]) -> str | None:
-    """Save rows that could not be written as JSON lines in ``folder`` (or, failing that,
-    the temp directory); return the file, or None if even that failed."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from aigw_lab.store.files import open_private
-
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    name = f"calls.unwritten-{stamp}-{os.getpid()}.jsonl"
-    folders = [folder] if folder else []
-    for target in [Path(f) / name for f in [*folders, tempfile.gettempdir()]]:
-        try:
-            # Owner-only: the rows hold prompts and answers.
-            with open(open_private(target), "w", encoding="utf-8") as out:
-                for row in rows:
-                    values = {col: getattr(row, col, None) for col in CALL_COLUMNS}
-                    out.write(json.dumps(values, default=str, ensure_ascii=False) + "\n")
-            return str(target)
-        except OSError:
-            continue
-    return None
+    return None if fixed is record else fixed

@@ -50,19 +50,22 @@ def test_close_saves_rows_it_cannot_write_and_says_where(tmp_path, record, gate)
 
 
 def test_unconvertible_rows_are_set_aside_and_the_rest_written(tmp_path, record):
+    # Issue 9: a refused row goes to calls_dead_letter and is reported by health() and a
+    # warning; flush() no longer raises for it (that error used to reach other callers).
     bad = record(2, input_tokens="many")  # type: ignore[arg-type]
     with CallLog(tmp_path / "c.duckdb") as log:
         log.append_many([record(1), bad, record(3)])
-        with pytest.raises(StoreError, match="call-0000002.*input_tokens") as caught:
+        with pytest.warns(CallLogWarning, match="call-0000002.*input_tokens.*calls_dead_letter"):
             log.flush()
-        assert "CallLog.rejected" in str(caught.value)
         assert log.rejected == [bad]
         assert log.rows_written == 2
-        log.flush()  # reported once, not on every flush
+        assert log.health().rows_dead_lettered == 1
         assert log.execute("SELECT call_id FROM calls ORDER BY rowid") == [
             ("call-0000001",),
             ("call-0000003",),
         ]
+        [(call_id, error)] = log.execute("SELECT call_id, error FROM calls_dead_letter")
+        assert call_id == "call-0000002" and "input_tokens" in error
 
 
 def test_append_fails_loudly_when_the_queue_is_full_and_writes_keep_failing(tmp_path, record, gate):
