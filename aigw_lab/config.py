@@ -84,7 +84,6 @@ _TOP_KEYS = {
     "policies",
     "log",
 }
-_LOG_KEYS = {"max_body_chars"}
 _SEMANTIC_KEYS = {
     "model",
     "index",
@@ -321,8 +320,7 @@ def parse_config(
     log = gw.get("log", True)
     if not isinstance(log, bool):
         raise ConfigError(f"{source}: [gateway] log must be true or false")
-    log_table = _table(data, "log", source)
-    reject_unknown_keys(log_table, _LOG_KEYS, f"{source}: [log]")
+    log_table = _table(data, "log", source)  # its other keys: config_security
     max_body_chars = log_table.get("max_body_chars", GatewayConfig.max_body_chars)
     if type(max_body_chars) is not int or max_body_chars < 1:
         raise ConfigError(

@@ -37,6 +37,7 @@ _LOG_KEYS = {
     "encryption_crypto",
     "durability",
     "fsync_interval",
+    "max_body_chars",  # parsed by aigw_lab.config (GatewayConfig.max_body_chars)
 }
 
 

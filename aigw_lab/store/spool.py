@@ -112,6 +112,7 @@ _ALLOWED_TYPES: dict[str, tuple[type, ...]] = {
     "DOUBLE": (float, int, _NONE),
     "BOOLEAN": (bool, _NONE),
     "TIMESTAMPTZ": (float, int),
+    "VARCHAR[]": (tuple, _NONE),  # flags (`aigw_lab.store.sanitize`); items checked below
 }
 
 
@@ -506,6 +507,8 @@ def _decode(body: bytes, crc: int, kind: bytes) -> tuple[str | None, tuple[Any, 
     for name, value in zip(names, values, strict=True):
         if type(value) not in types[name]:
             return f"column {name}: unexpected {type(value).__name__}", ()
+        if type(value) is tuple and not all(type(item) is str for item in value):
+            return f"column {name}: a list with an item that is not text", ()
     if not values[0]:
         return "empty call_id", ()
     try:

@@ -46,7 +46,12 @@ STREAM = (
     b'"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n'
     b"data: [DONE]\n\n"
 )
+# trust_client_user: each request names itself in the body's `user`, which the log keeps as
+# the call's user only when the config says so.
 CONFIG = """
+[server]
+trust_client_user = true
+
 [providers.up]
 kind = "openai"
 base_url = "{url}/v1"

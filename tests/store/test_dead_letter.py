@@ -91,7 +91,7 @@ def test_when_even_the_dead_letter_refuses_the_row_goes_to_an_owner_only_file(tm
     migrations = refusing_migrations("response_text <> 'poison'")
     first_dead_letter = MIGRATIONS[5]
     body = first_dead_letter.apply.rstrip().removesuffix(")") + ",\n    CHECK (error IS NULL)\n)"
-    migrations = (*migrations[:5], Migration(6, first_dead_letter.name, body))
+    migrations = (*migrations[:5], Migration(6, first_dead_letter.name, body), *migrations[6:])
     with CallLog(tmp_path / "c.duckdb", migrations=migrations) as log:
         with pytest.warns(CallLogWarning, match="dead-letter insert failed"):
             log.append_many([record(1), record(2, response_text="poison"), record(3)])
@@ -113,7 +113,7 @@ def test_a_refused_row_with_nowhere_to_go_is_kept_and_retried_not_lost(
     migrations = refusing_migrations("response_text <> 'poison'")
     first_dead_letter = MIGRATIONS[5]
     body = first_dead_letter.apply.rstrip().removesuffix(")") + ",\n    CHECK (error IS NULL)\n)"
-    migrations = (*migrations[:5], Migration(6, first_dead_letter.name, body))
+    migrations = (*migrations[:5], Migration(6, first_dead_letter.name, body), *migrations[6:])
     real_spill = writer_module.spill_rows
     monkeypatch.setattr(writer_module, "spill_rows", lambda *a, **k: None)  # no writable dir
     with CallLog(tmp_path / "c.duckdb", migrations=migrations) as log:
