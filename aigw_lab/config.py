@@ -37,7 +37,8 @@ from typing import Any
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.base import PROVIDER_KINDS, Price, ProviderSpec
+from aigw_lab.providers.base import PROVIDER_KINDS, PoolSettings, Price, ProviderSpec
+from aigw_lab.server_limits import LIMIT_KEYS, ServerLimits, parse_server_limits
 
 __all__ = [
     "GatewayConfig",
@@ -49,6 +50,12 @@ __all__ = [
 ]
 
 _GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log", "retry"}
+#: ``[gateway]`` keys of the upstream connection pool -> `PoolSettings` fields.
+_POOL_KEYS = {
+    "pool_max_connections": "max_connections",
+    "pool_max_keepalive": "max_keepalive",
+    "pool_timeout": "pool_timeout",
+}
 _PROVIDER_KEYS = {
     "kind",
     "base_url",
@@ -98,7 +105,7 @@ _SEMANTIC_KEYS = {
 }
 
 
-_SERVER_KEYS = {"host", "port", "keys"}
+_SERVER_KEYS = {"host", "port", "keys"} | LIMIT_KEYS
 _SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user"}
 
 
@@ -121,6 +128,8 @@ class ServerSettings:
     host: str | None = None
     port: int | None = None
     keys: tuple[ServerKeySpec, ...] = ()
+    #: Timeouts and limits (docs/serving.md, "Limits and timeouts").
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,8 @@ class GatewayConfig:
     semantic_cache: Mapping[str, Any] | None = None
     #: ``[server]``: settings of ``aigw-lab serve`` (see docs/serving.md).
     server: ServerSettings | None = None
+    #: ``[gateway] pool_*``: the upstream connection pool (None: `PoolSettings` defaults).
+    pool: PoolSettings | None = None
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
@@ -252,7 +263,7 @@ def parse_config(
     env = os.environ if env is None else env
     reject_unknown_keys(data, _TOP_KEYS, source)
     gw = _table(data, "gateway", source)
-    reject_unknown_keys(gw, _GATEWAY_KEYS, f"{source}: [gateway]")
+    reject_unknown_keys(gw, _GATEWAY_KEYS | _POOL_KEYS.keys(), f"{source}: [gateway]")
 
     providers_table = _table(data, "providers", source)
     if not providers_table:
@@ -314,6 +325,7 @@ def parse_config(
         rate_limits=_optional_table(data, "rate_limits", source),
         semantic_cache=_optional_table(data, "semantic_cache", source),
         server=_parse_server(data["server"], source) if "server" in data else None,
+        pool=_parse_pool(gw, f"{source}: [gateway]"),
         policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
     )
@@ -423,7 +435,19 @@ def _parse_server(table: Any, source: str) -> ServerSettings:
             ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
                           key.get("user"))
         )  # fmt: skip
-    return ServerSettings(host, port, tuple(specs))
+    limits = parse_server_limits(table, where)
+    return ServerSettings(host, port, tuple(specs), limits)
+
+
+def _parse_pool(gw: Mapping[str, Any], where: str) -> PoolSettings | None:
+    """``[gateway] pool_max_connections / pool_max_keepalive / pool_timeout``."""
+    values = {field_: gw[key] for key, field_ in _POOL_KEYS.items() if key in gw}
+    if not values:
+        return None
+    try:
+        return PoolSettings(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
 
 
 def _parse_provider(

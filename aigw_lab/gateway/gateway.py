@@ -38,7 +38,14 @@ from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware,
 from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
-from aigw_lab.providers.base import LOCAL_KINDS, HttpClients, Price, Provider, ProviderSpec
+from aigw_lab.providers.base import (
+    LOCAL_KINDS,
+    HttpClients,
+    PoolSettings,
+    Price,
+    Provider,
+    ProviderSpec,
+)
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -81,7 +88,9 @@ class Gateway(CallRecording):
     `CallLog`, or ``None`` for no logging. ``prices``: per-model price overrides keyed by
     ``"provider/model"``. ``default_provider`` serves models given without a provider.
     ``policies``: routing policies (``{name: Policy}`` or a list, named by ``policy.name``),
-    addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md).
+    addressed as model ``NAME`` or ``"policy/NAME"`` (see docs/routing.md). ``pool``: the
+    size of the upstream connection pool and its wait timeout (`PoolSettings`; ignored when
+    ``clients`` is given).
     """
 
     name = "gateway"
@@ -96,6 +105,7 @@ class Gateway(CallRecording):
         middleware: Sequence[Middleware] = (),
         policies: Mapping[str, Policy] | Iterable[Policy] | None = None,
         clients: HttpClients | None = None,
+        pool: PoolSettings | None = None,
         env: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
         experiment_id: str | None = None,
@@ -129,7 +139,7 @@ class Gateway(CallRecording):
 
             middleware = install_policies(self, list(middleware), policies or ())
         self._env = env
-        self._clients = clients or HttpClients()
+        self._clients = clients or HttpClients(pool=pool)
         self._owns_clients = clients is None
         self._lock = threading.Lock()
         self._clock = clock
@@ -208,6 +218,7 @@ class Gateway(CallRecording):
             env=env,
             tags=config.tags,
             experiment_id=config.experiment_id,
+            pool=config.pool,
             middleware=middleware,
             policies=policies,
             **kwargs,
