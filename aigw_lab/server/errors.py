@@ -178,8 +178,9 @@ def log_unexpected(exc: BaseException) -> None:
 # ids (another caller's call or trace id; 32 hex digits or a UUID).
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>()\[\]{},;]+")
 _PATH = re.compile(
-    r"(?<![\w/.:~-])(?:~|[A-Za-z]:)?(?:[/\\][\w.\-@+]+){2,}[/\\]?"
-    r"|\b[\w.\-]+\.(?:duckdb|db|wal|toml|json|jsonl|parquet)\b"
+    r"(?<![\w/.:~-])~?(?:/[\w.\-@+]+){2,}/?"  # /var/lib/x, ~/x/y (one level is an API path)
+    r"|\b[A-Za-z]:\\[\w.\-@+\\]+"  # C:\dir\file
+    r"|\b[\w.\-]+\.(?:duckdb|db|wal|toml|json|jsonl|parquet)\b"  # calls.duckdb
 )
 _ID = re.compile(
     r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|\b[0-9a-f]{24,}\b",

@@ -246,6 +246,8 @@ def test_scrub() -> None:
         assert secret not in clean
     kept = "sim-openai has no model 'gpt-x' (fix: models: sim-openai/sim-small; docs/serving.md)"
     assert scrub(kept) == kept
+    escaped = "messages.0.role: '\\U000730fe\\x15' is not 'user'"  # a repr, not a path
+    assert scrub(escaped) == escaped
 
 
 def test_printable_escapes_controls() -> None:
