@@ -37,7 +37,7 @@ from typing import Any
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.base import PROVIDER_KINDS, PoolSettings, Price, ProviderSpec
+from aigw_lab.providers.base import POOL_KEYS, PROVIDER_KINDS, PoolSettings, Price, ProviderSpec
 from aigw_lab.server_limits import LIMIT_KEYS, ServerLimits, parse_server_limits
 
 __all__ = [
@@ -50,12 +50,6 @@ __all__ = [
 ]
 
 _GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log", "retry"}
-#: ``[gateway]`` keys of the upstream connection pool -> `PoolSettings` fields.
-_POOL_KEYS = {
-    "pool_max_connections": "max_connections",
-    "pool_max_keepalive": "max_keepalive",
-    "pool_timeout": "pool_timeout",
-}
 _PROVIDER_KEYS = {
     "kind",
     "base_url",
@@ -263,7 +257,7 @@ def parse_config(
     env = os.environ if env is None else env
     reject_unknown_keys(data, _TOP_KEYS, source)
     gw = _table(data, "gateway", source)
-    reject_unknown_keys(gw, _GATEWAY_KEYS | _POOL_KEYS.keys(), f"{source}: [gateway]")
+    reject_unknown_keys(gw, _GATEWAY_KEYS | POOL_KEYS.keys(), f"{source}: [gateway]")
 
     providers_table = _table(data, "providers", source)
     if not providers_table:
@@ -325,7 +319,7 @@ def parse_config(
         rate_limits=_optional_table(data, "rate_limits", source),
         semantic_cache=_optional_table(data, "semantic_cache", source),
         server=_parse_server(data["server"], source) if "server" in data else None,
-        pool=_parse_pool(gw, f"{source}: [gateway]"),
+        pool=PoolSettings.from_table(gw, f"{source}: [gateway]"),
         policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
     )
@@ -437,17 +431,6 @@ def _parse_server(table: Any, source: str) -> ServerSettings:
         )  # fmt: skip
     limits = parse_server_limits(table, where)
     return ServerSettings(host, port, tuple(specs), limits)
-
-
-def _parse_pool(gw: Mapping[str, Any], where: str) -> PoolSettings | None:
-    """``[gateway] pool_max_connections / pool_max_keepalive / pool_timeout``."""
-    values = {field_: gw[key] for key, field_ in _POOL_KEYS.items() if key in gw}
-    if not values:
-        return None
-    try:
-        return PoolSettings(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
 
 
 def _parse_provider(

@@ -132,8 +132,8 @@ class GatewayApp:
     # --- requests -------------------------------------------------------------------------
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`_http` within the in-flight cap, with a last resort for bugs: a 500 in the
-        caller's format when no answer has started (the stream's own error event after)."""
+        """`_http` within the in-flight cap, with a last resort for bugs: logged, and a 500
+        in the caller's format if no answer has started yet."""
         if self.in_flight >= self.limits.max_requests_in_flight and scope["path"] != "/health":
             await _send_error(send, _api_of(scope), self._busy_error())
             return
@@ -154,8 +154,6 @@ class GatewayApp:
                 await _send_error(send, _api_of(scope), error, [_CLOSE])
         finally:
             self.in_flight -= 1
-
-    # --- requests -------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].rstrip("/") or "/"
