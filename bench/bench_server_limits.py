@@ -15,9 +15,14 @@
 2. **Pool wait.** C concurrent clients (default 1,000, raw asyncio sockets) call
    ``aigw-lab serve`` (a subprocess) whose one provider is a slow fake upstream (another
    subprocess, 1 s per answer) through a pool of P connections (default 10), read timeout
-   20 s. *old*: the pool wait inherits the read timeout (as before issue 9); *new*:
-   ``pool_timeout = 0.5``. Printed: answers by status, median time to an answer and to a
-   failure, the server's CPU time.
+   20 s. Rows: the code before issue 9 (``--old-tree``: the pool wait inherits the read
+   timeout), this code with ``pool_timeout`` 0.5 s, and with 20 s (= the read timeout).
+   Printed: answers by status, median time to an answer and to a failure, the server's
+   CPU time.
+
+3. **The gateway alone.** The same burst (500 calls) straight into ``Gateway.achat`` in one
+   process, without the HTTP server in front, so the time to a failure is the pool wait
+   itself; with the process's CPU time.
 
 Loopback only; everything is bounded (counts and timeouts). Exits 0; nothing is enforced.
 """
@@ -130,16 +135,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(
-    folder: Path, header_timeout: float, *, config: Path | None = None, flags: tuple[str, ...] = ()
-) -> tuple[subprocess.Popen[str], str]:
+def start_server(folder: Path, header_timeout: float) -> tuple[subprocess.Popen[str], str]:
     """``aigw-lab serve`` in a subprocess; returns it and its URL."""
-    if config is None:
-        config = folder / "gateway.toml"
-        config.write_text(CONFIG)
+    config = folder / "gateway.toml"
+    config.write_text(CONFIG)
     process = subprocess.Popen(
         [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config),
-         "--no-auth", "--port", "0", "--header-timeout", str(header_timeout), *flags],
+         "--no-auth", "--port", "0", "--header-timeout", str(header_timeout)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -214,17 +216,32 @@ with FakeUpstream() as fake:
     sys.stdin.read()  # until the bench closes it
 """
 
-POOL_CONFIG = """
-[gateway]
-log = false
-pool_max_connections = {pool}
-pool_max_keepalive = {pool}
-pool_timeout = {pool_timeout}
-
-[providers.up]
-kind = "openai-compatible"
-base_url = "{url}/v1"
-timeout = {read_timeout}
+# The gateway server of the pool scenario, for any code tree (PYTHONPATH): the old tree's
+# HttpClients takes only httpx limits; the new one also takes PoolSettings.
+SERVER = """
+import sys
+import httpx
+from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.providers.base import HttpClients, ProviderSpec
+from aigw_lab.server import GatewayApp
+from aigw_lab.server.runner import serve
+upstream, pool, pool_timeout, read_timeout, clients = sys.argv[1:6]
+limits = httpx.Limits(max_connections=int(pool), max_keepalive_connections=int(pool))
+try:
+    from aigw_lab.providers.base import PoolSettings
+    from aigw_lab.server_limits import ServerLimits
+except ImportError:  # the code before issue 9
+    http, app_limits = HttpClients(limits=limits), {}
+else:
+    pool_settings = PoolSettings(int(pool), int(pool), float(pool_timeout))
+    http = HttpClients(limits=limits, pool=pool_settings)
+    app_limits = {"limits": ServerLimits(max_connections=2 * int(clients),
+                                         max_requests_in_flight=2 * int(clients))}
+spec = ProviderSpec("up", "openai-compatible", base_url=upstream + "/v1",
+                    timeout=float(read_timeout))
+gateway = Gateway([spec], clients=http, log=None)
+serve(GatewayApp(gateway, None, **app_limits), "127.0.0.1", 0,
+      on_listening=lambda url: print("listening on", url, flush=True))
 """
 
 
@@ -233,33 +250,38 @@ def pool_wait(args: argparse.Namespace) -> None:
     print(f"\n2. pool wait: {args.clients} concurrent clients, upstream answers in "
           f"{upstream_delay:g} s, pool of {args.pool} connections, read timeout "
           f"{read_timeout:g} s; server, upstream and clients in separate processes")  # fmt: skip
-    print(f"{'pool wait':22} {'answers by status':28} {'ok p50 s':>8} {'fail p50 s':>10}"
+    print(f"{'server':30} {'answers by status':26} {'ok p50 s':>8} {'fail p50 s':>10}"
           f" {'fail p99 s':>10} {'wall s':>7} {'server CPU s':>12}")  # fmt: skip
-    for label, pool_timeout in (("old (= read timeout)", read_timeout), ("new (0.5 s)", 0.5)):
+    here = str(Path(__file__).resolve().parents[1])
+    rows = [("new, pool_timeout 0.5 s", here, 0.5),
+            ("new, pool_timeout 20 s", here, read_timeout)]  # fmt: skip
+    if args.old_tree:
+        rows.insert(0, ("old code (before issue 9)", args.old_tree, read_timeout))
+    for label, tree, pool_timeout in rows:
         upstream = subprocess.Popen(
             [sys.executable, "-c", UPSTREAM, str(args.clients), str(upstream_delay)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert upstream.stdout is not None and upstream.stdin is not None
         fake_url = upstream.stdout.readline().strip()
-        with tempfile.TemporaryDirectory() as folder:
-            config = Path(folder) / "gateway.toml"
-            settings = {"pool": args.pool, "pool_timeout": pool_timeout, "url": fake_url,
-                        "read_timeout": read_timeout}  # fmt: skip
-            config.write_text(POOL_CONFIG.format(**settings))
-            flags = ("--max-connections", str(args.clients * 2),
-                     "--max-requests-in-flight", str(args.clients * 2))  # fmt: skip
-            process, url = start_server(Path(folder), 10.0, config=config, flags=flags)
-            try:
-                host, port = url.removeprefix("http://").split(":")
-                cpu0, wall0 = cpu_seconds(process.pid), time.perf_counter()
-                results = asyncio.run(_burst(host, int(port), args.clients))
-                wall, cpu = time.perf_counter() - wall0, cpu_seconds(process.pid) - cpu0
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-                upstream.stdin.close()
-                upstream.wait(timeout=30)
+        argv = [fake_url, str(args.pool), str(pool_timeout), str(read_timeout), str(args.clients)]
+        process = subprocess.Popen(
+            [sys.executable, "-W", "ignore", "-c", SERVER, *argv],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONPATH": tree},
+        )  # fmt: skip
+        assert process.stdout is not None
+        url = process.stdout.readline().split("listening on", 1)[1].strip()
+        try:
+            host, port = url.removeprefix("http://").split(":")
+            cpu0, wall0 = cpu_seconds(process.pid), time.perf_counter()
+            results = asyncio.run(_burst(host, int(port), args.clients))
+            wall, cpu = time.perf_counter() - wall0, cpu_seconds(process.pid) - cpu0
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            upstream.stdin.close()
+            upstream.wait(timeout=30)
         statuses = Counter(status for status, _ in results)
         ok = [t for status, t in results if status == 200]
         failures = [t for status, t in results if status != 200]
@@ -267,7 +289,7 @@ def pool_wait(args: argparse.Namespace) -> None:
         ok50 = percentile(ok, 0.5) if ok else float("nan")
         p50 = percentile(failures, 0.5) if failures else float("nan")
         p99 = percentile(failures, 0.99) if failures else float("nan")
-        print(f"{label:22} {by_status:28} {ok50:8.2f} {p50:10.2f} {p99:10.2f} {wall:7.1f}"
+        print(f"{label:30} {by_status:26} {ok50:8.2f} {p50:10.2f} {p99:10.2f} {wall:7.1f}"
               f" {cpu:12.1f}")  # fmt: skip
 
 
@@ -296,6 +318,70 @@ async def _burst(host: str, port: int, clients: int) -> list[tuple[int, float]]:
     return await asyncio.gather(*(one() for _ in range(clients)))
 
 
+# --- 3. the gateway alone --------------------------------------------------------------------
+
+GATEWAY_ONLY = """
+import asyncio, sys, time, warnings
+warnings.simplefilter("ignore")
+import httpx
+from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.providers.base import HttpClients, ProviderSpec
+from aigw_lab.testing import fake_upstream
+from aigw_lab.testing.fake_upstream import FakeUpstream
+fake_upstream._Server.request_queue_size = 1024
+calls, pool, pool_timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+answer = {"id": "x", "object": "chat.completion", "model": "m",
+          "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                       "finish_reason": "stop"}],
+          "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+try:
+    from aigw_lab.providers.base import PoolSettings
+except ImportError:
+    http = HttpClients(limits=limits)
+else:
+    http = HttpClients(limits=limits, pool=PoolSettings(pool, pool, pool_timeout))
+with FakeUpstream() as fake:
+    for _ in range(calls):
+        fake.reply_json(answer, delay=1.0)
+    spec = ProviderSpec("up", "openai-compatible", base_url=fake.url + "/v1", timeout=20.0)
+    gateway = Gateway([spec], clients=http, log=None)
+    async def one():
+        t0 = time.perf_counter()
+        try:
+            await gateway.achat("up/m", "hi")
+            return True, time.perf_counter() - t0
+        except Exception:
+            return False, time.perf_counter() - t0
+    async def burst():
+        return await asyncio.gather(*(one() for _ in range(calls)))
+    cpu0 = time.process_time()
+    results = asyncio.run(burst())
+    print(time.process_time() - cpu0, sum(ok for ok, _ in results),
+          sorted(t for ok, t in results if not ok)[len(results) // 2 - 10] if calls > 20 else 0)
+"""
+
+
+def gateway_only(args: argparse.Namespace) -> None:
+    calls = 500
+    print(
+        f"\n3. the gateway alone: {calls} concurrent Gateway.achat calls in one process, pool "
+        f"of {args.pool}, upstream answers in 1 s (the upstream runs in the same process)"
+    )
+    print(f"{'code':30} {'answers':>8} {'fail p50 s':>10} {'CPU s':>7}")
+    here = str(Path(__file__).resolve().parents[1])
+    rows = [("new, pool_timeout 0.5 s", here, 0.5), ("new, pool_timeout 20 s", here, 20.0)]
+    if args.old_tree:
+        rows.insert(0, ("old code (before issue 9)", args.old_tree, 20.0))
+    for label, tree, pool_timeout in rows:
+        out = subprocess.run(
+            [sys.executable, "-c", GATEWAY_ONLY, str(calls), str(args.pool), str(pool_timeout)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree}, check=True,
+        ).stdout.split()  # fmt: skip
+        cpu, ok, fail50 = float(out[0]), int(out[1]), float(out[2])
+        print(f"{label:30} {ok:8d} {fail50:10.2f} {cpu:7.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slow", type=int, default=200)
@@ -304,6 +390,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--skip-slow", action="store_true", help="only the pool scenario")
+    parser.add_argument(
+        "--old-tree",
+        help="a folder holding the aigw_lab package from before issue 9 (e.g. from "
+        "'git archive c279044 aigw_lab | tar -x -C DIR'), for an 'old code' row",
+    )
     args = parser.parse_args()
     logging.getLogger("aigw_lab.server").setLevel(logging.ERROR)  # one line per failed call
     print(f"bench_server_limits: {platform.node()} {platform.processor() or platform.machine()},"
@@ -311,6 +402,7 @@ def main() -> int:
     if not args.skip_slow:
         slow_clients(args)
     pool_wait(args)
+    gateway_only(args)
     return 0
 
 

@@ -217,15 +217,12 @@ class HttpClients:
         if self._owned_sync is None:
             with self._lock:
                 if self._owned_sync is None:
-                    client = httpx.Client(
+                    self._owned_sync = httpx.Client(
                         transport=self._transport,
                         limits=self._limits,
                         timeout=None,
                         event_hooks={"request": [self._cap_sync]},
                     )
-                    permits = self._limits.max_connections or self.pool.max_connections
-                    client._transport = _Gate(client._transport, permits, self.pool.pool_timeout)
-                    self._owned_sync = client
         return self._owned_sync
 
     def async_(self) -> httpx.AsyncClient:
@@ -248,8 +245,6 @@ class HttpClients:
                     timeout=None,
                     event_hooks={"request": [self._cap_async]},
                 )
-                permits = self._limits.max_connections or self.pool.max_connections
-                client._transport = _AsyncGate(client._transport, permits, self.pool.pool_timeout)
                 entry = (weakref.ref(loop), client)
                 self._owned_async[id(loop)] = entry
         return entry[1]
@@ -282,129 +277,3 @@ def _cap_pool_wait(request: httpx.Request, pool_timeout: float) -> None:
         return
     # A copy: the provider shares one timeout dict across all its requests.
     request.extensions = {**request.extensions, "timeout": {**timeout, "pool": pool_timeout}}
-
-
-# httpcore queues the requests waiting for a pooled connection in a list it scans, for every
-# connection and every waiter, each time a request arrives or a connection frees up: with
-# 1,000 waiters on 10 connections the gateway's event loop spent ~7 ms of CPU per call in
-# that scan (bench/bench_server_limits.py). The gates below admit at most as many requests
-# as the pool has connections, so httpcore never queues; the rest wait on a semaphore (O(1)
-# per waiter) for at most the pool wait, then fail with httpx.PoolTimeout. They wrap the
-# client's own transport (``client._transport``), which keeps httpx's proxy settings from
-# the environment (passing a transport of our own would turn them off).
-
-
-def _pool_wait(request: httpx.Request, default: float) -> float:
-    timeout = request.extensions.get("timeout")
-    wait = timeout.get("pool") if isinstance(timeout, dict) else None
-    return default if wait is None else min(wait, default)
-
-
-def _pool_timeout(request: httpx.Request, permits: int, wait: float) -> httpx.PoolTimeout:
-    return httpx.PoolTimeout(
-        f"no free upstream connection within {wait:g} s (all {permits} in use)",
-        request=request,
-    )
-
-
-class _Gate(httpx.BaseTransport):
-    """At most ``permits`` requests in the wrapped transport at once (see above)."""
-
-    def __init__(self, inner: httpx.BaseTransport, permits: int, pool_timeout: float) -> None:
-        self._inner = inner
-        self._permits = permits
-        self._pool_timeout = pool_timeout
-        self._semaphore = threading.BoundedSemaphore(permits)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        wait = _pool_wait(request, self._pool_timeout)
-        if not self._semaphore.acquire(timeout=wait):
-            raise _pool_timeout(request, self._permits, wait)
-        try:
-            response = self._inner.handle_request(request)
-        except BaseException:
-            self._semaphore.release()
-            raise
-        if response.is_closed:  # read already (a test double's): nothing holds the pool
-            self._semaphore.release()
-        else:
-            response.stream = _Releasing(response.stream, self._semaphore.release)
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class _Releasing(httpx.SyncByteStream):
-    """A response body that gives its gate permit back when closed."""
-
-    def __init__(self, inner: Any, release: Any) -> None:
-        self._inner = inner
-        self._release: Any = release
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._inner
-
-    def close(self) -> None:
-        try:
-            self._inner.close()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-
-class _AsyncGate(httpx.AsyncBaseTransport):
-    """The async `_Gate`; its semaphore is made on first use, in the client's own loop."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, permits: int, pool_timeout: float) -> None:
-        self._inner = inner
-        self._permits = permits
-        self._pool_timeout = pool_timeout
-        self._semaphore: asyncio.Semaphore | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._permits)
-        semaphore = self._semaphore
-        if semaphore.locked():  # wait_for costs a task: only when there is a wait
-            wait = _pool_wait(request, self._pool_timeout)
-            try:
-                await asyncio.wait_for(semaphore.acquire(), wait)
-            except TimeoutError:
-                raise _pool_timeout(request, self._permits, wait) from None
-        else:
-            await semaphore.acquire()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except BaseException:
-            semaphore.release()
-            raise
-        if response.is_closed:  # read already (a test double's): nothing holds the pool
-            semaphore.release()
-        else:
-            response.stream = _AsyncReleasing(response.stream, semaphore.release)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class _AsyncReleasing(httpx.AsyncByteStream):
-    """The async `_Releasing`."""
-
-    def __init__(self, inner: Any, release: Any) -> None:
-        self._inner = inner
-        self._release: Any = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()

@@ -139,67 +139,6 @@ def test_bad_pool_settings_are_config_errors(tmp_path: Path, key: str, value: ob
         Gateway.from_config(path)
 
 
-class Counting(httpx.AsyncBaseTransport, httpx.BaseTransport):
-    """A slow transport that records how many requests it holds at once."""
-
-    def __init__(self) -> None:
-        self.now = self.most = 0
-        self.lock = threading.Lock()
-
-    def _enter(self) -> None:
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-
-    def _leave(self) -> None:
-        with self.lock:
-            self.now -= 1
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._enter()
-        try:
-            await asyncio.sleep(0.02)
-            return httpx.Response(200, json=ANSWER)
-        finally:
-            self._leave()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._enter()
-        try:
-            time.sleep(0.02)
-            return httpx.Response(200, json=ANSWER)
-        finally:
-            self._leave()
-
-
-def test_at_most_the_pool_size_reaches_the_transport_async() -> None:
-    """Waiters queue in the gate, not in httpcore's pool (whose queue scan costs CPU per
-    waiter per event: ~7 ms a call with 1,000 waiters). Before, all 30 reached it."""
-    counting = Counting()
-    clients = HttpClients(async_transport=counting, pool=PoolSettings(max_connections=3))
-
-    async def scenario() -> list[int]:
-        client = clients.async_()
-        responses = await asyncio.gather(*(client.get("http://x/") for _ in range(30)))
-        await clients.aclose()
-        return [r.status_code for r in responses]
-
-    assert asyncio.run(scenario()) == [200] * 30
-    assert counting.most == 3
-
-
-def test_at_most_the_pool_size_reaches_the_transport_sync() -> None:
-    counting = Counting()
-    clients = HttpClients(transport=counting, pool=PoolSettings(max_connections=2))
-    threads = [threading.Thread(target=lambda: clients.sync().get("http://x/")) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    clients.close()
-    assert counting.most == 2
-
-
 @pytest.mark.parametrize("status", [200, 500])
 def test_every_answer_gives_its_connection_back(fake: FakeUpstream, status: int) -> None:
     """A gate permit is released when the body is closed, whatever the answer: more calls

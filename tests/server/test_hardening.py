@@ -345,7 +345,7 @@ def test_connections_past_the_limit_are_503(start: Start) -> None:
     host, port = url.removeprefix("http://").split(":")
     idle = [socket.create_connection((host, int(port))) for _ in range(3)]
     try:
-        time.sleep(0.2)  # let the server accept them
+        # The server accepts connections in their order of arrival: these three come first.
         with httpx.Client(base_url=url, timeout=10) as client:
             response = client.post(ANTHROPIC, json=body_for(ANTHROPIC))
         assert response.status_code == 503
@@ -354,6 +354,9 @@ def test_connections_past_the_limit_are_503(start: Start) -> None:
     finally:
         for sock in idle:
             sock.close()
-    time.sleep(0.2)
-    response = post(url, ANTHROPIC, json.dumps(body_for(ANTHROPIC)).encode())
-    assert response.status_code == 200, "freed connections are available again"
+    statuses = []
+    while 200 not in statuses and len(statuses) < 100:  # until the server saw them close
+        response = post(url, ANTHROPIC, json.dumps(body_for(ANTHROPIC)).encode())
+        statuses.append(response.status_code)
+        time.sleep(0.05)
+    assert set(statuses) <= {200, 503} and statuses[-1] == 200, "freed connections are usable"
