@@ -219,3 +219,15 @@ def test_normal_requests_are_served_while_slow_clients_hold_connections(
         assert all(healthy(server) for _ in range(20))
     finally:
         close_all(socks)
+
+
+def test_headers_past_max_header_bytes_are_400(server: tuple[str, int]) -> None:
+    """``max_header_bytes`` (16 KiB by default) bounds what a client may send before its
+    headers are complete: h11 answers 400 past it instead of buffering on."""
+    with socket.create_connection(server, timeout=GUARD_S) as sock:
+        try:
+            sock.sendall(b"POST /v1/messages HTTP/1.1\r\nx-big: " + b"a" * 40_000 + b"\r\n\r\n")
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # closed while we were still sending: refused either way
+        answer = read_all(sock)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
