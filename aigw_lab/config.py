@@ -37,7 +37,8 @@ from typing import Any
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.base import PROVIDER_KINDS, Price, ProviderSpec
+from aigw_lab.providers.base import POOL_KEYS, PROVIDER_KINDS, PoolSettings, Price, ProviderSpec
+from aigw_lab.server_limits import LIMIT_KEYS, ServerLimits, parse_server_limits
 
 __all__ = [
     "GatewayConfig",
@@ -99,7 +100,7 @@ _SEMANTIC_KEYS = {
 }
 
 
-_SERVER_KEYS = {"host", "port", "keys", "key_file", "signing_window"}
+_SERVER_KEYS = {"host", "port", "keys", "key_file", "signing_window"} | LIMIT_KEYS
 # Issue 9: whether a body's `user` may set the per-user identity (budgets, limits).
 _SERVER_KEYS |= {"trust_client_user"}
 _SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user", "signing"}
@@ -125,6 +126,8 @@ class ServerSettings:
     host: str | None = None
     port: int | None = None
     keys: tuple[ServerKeySpec, ...] = ()
+    #: Timeouts and limits (docs/serving.md, "Limits and timeouts").
+    limits: ServerLimits = field(default_factory=ServerLimits)
     #: The rotating key file (`aigw_lab.server.keyfile`) and the signed-request window (s).
     key_file: str | None = None
     signing_window: float = 300.0
@@ -165,6 +168,8 @@ class GatewayConfig:
     semantic_cache: Mapping[str, Any] | None = None
     #: ``[server]``: settings of ``aigw-lab serve`` (see docs/serving.md).
     server: ServerSettings | None = None
+    #: ``[gateway] pool_*``: the upstream connection pool (None: `PoolSettings` defaults).
+    pool: PoolSettings | None = None
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
@@ -281,7 +286,7 @@ def parse_config(
     env = os.environ if env is None else env
     reject_unknown_keys(data, _TOP_KEYS, source)
     gw = _table(data, "gateway", source)
-    reject_unknown_keys(gw, _GATEWAY_KEYS, f"{source}: [gateway]")
+    reject_unknown_keys(gw, _GATEWAY_KEYS | POOL_KEYS.keys(), f"{source}: [gateway]")
 
     providers_table = _table(data, "providers", source)
     if not providers_table:
@@ -351,6 +356,7 @@ def parse_config(
         rate_limits=_optional_table(data, "rate_limits", source),
         semantic_cache=_optional_table(data, "semantic_cache", source),
         server=_parse_server(data["server"], source, base_dir) if "server" in data else None,
+        pool=PoolSettings.from_table(gw, f"{source}: [gateway]"),
         policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
         log_settings=_parse_log(data, source, env),
@@ -480,6 +486,7 @@ def _parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSettin
         host,
         port,
         tuple(specs),
+        parse_server_limits(table, where),
         trust_client_user=trust_client_user,
         **parse_server_extras(table, where, base_dir),
     )

@@ -3,7 +3,9 @@ endpoints, authenticating clients by the gateway keys of the config's ``[server]
 
 Without ``--config`` it serves the simulated fleet (and says so). Without keys it refuses to
 start unless ``--no-auth`` is given. SIGTERM or Ctrl-C shut it down gracefully: requests in
-flight finish and the call log is flushed. See docs/serving.md.
+flight finish and the call log is flushed. Timeouts and limits come from ``[server]`` (see
+`aigw_lab.server_limits.ServerLimits`); the flags of the same names override them. See
+docs/serving.md.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 __all__ = ["register", "run", "DEFAULT_PORT", "DEFAULT_DB"]
@@ -32,6 +35,43 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port from 0 to 65535")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+#: Flags overriding ``[server]`` limits: (flag, ServerLimits field, type, help).
+_LIMIT_FLAGS = (
+    ("--header-timeout", "header_timeout", _seconds,
+     "seconds a client has to send its request headers (default 10)"),
+    ("--body-timeout", "body_timeout", _seconds,
+     "seconds a client has to send its request body; 408 past it (default 30)"),
+    ("--keepalive-timeout", "keepalive_timeout", _seconds,
+     "seconds an idle keep-alive connection stays open (default 5)"),
+    ("--max-connections", "max_connections", _count,
+     "open connections; past it 503 with Retry-After (default 1000)"),
+    ("--max-requests-in-flight", "max_requests_in_flight", _count,
+     "requests served at once; past it 503 with Retry-After (default 512)"),
+    ("--max-body-bytes", "max_body_bytes", _count,
+     "largest request body; 413 past it (default 32 MiB)"),
+)  # fmt: skip
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -73,6 +113,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level",
     )
+    limits = parser.add_argument_group(
+        "timeouts and limits", "override the config's [server] values (docs/serving.md)"
+    )
+    for flag, dest, kind, text in _LIMIT_FLAGS:
+        limits.add_argument(flag, dest=dest, type=kind, help=text)
     parser.set_defaults(func=run)
     return parser
 
@@ -84,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from aigw_lab.errors import ConfigError
     from aigw_lab.gateway.gateway import Gateway
     from aigw_lab.server import GatewayApp, KeyRing, serve
+    from aigw_lab.server_limits import ServerLimits
 
     config = load_config(args.config) if args.config else None
     settings = config.server if config is not None else None
@@ -114,10 +160,17 @@ def run(args: argparse.Namespace) -> int:
         gateway = Gateway.from_config(args.config, log=args.db or DEFAULT_DB)
     else:
         gateway = Gateway.from_config(args.config)  # the config's db, or no log at all
+    overrides = {
+        dest: getattr(args, dest)
+        for _, dest, _, _ in _LIMIT_FLAGS
+        if getattr(args, dest, None) is not None
+    }
+    limits = replace(settings.limits if settings else ServerLimits(), **overrides)
     app = GatewayApp(
         gateway,
         keys,
         close_gateway=True,
+        limits=limits,
         trust_client_user=bool(settings is not None and settings.trust_client_user),
     )
 

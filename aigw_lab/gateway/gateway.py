@@ -38,7 +38,14 @@ from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware,
 from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
-from aigw_lab.providers.base import LOCAL_KINDS, HttpClients, Price, Provider, ProviderSpec
+from aigw_lab.providers.base import (
+    LOCAL_KINDS,
+    HttpClients,
+    PoolSettings,
+    Price,
+    Provider,
+    ProviderSpec,
+)
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 from aigw_lab.types import (
     ChatRequest,
@@ -88,6 +95,8 @@ class Gateway(CallRecording):
     docs/security.md and docs/call_log.md).
     ``max_body_chars``: longer text fields of a log row are cut (and flagged; see
     `aigw_lab.store.sanitize`).
+    ``pool``: the size of the upstream connection pool and its wait timeout (`PoolSettings`;
+    ignored when ``clients`` is given).
     """
 
     name = "gateway"
@@ -103,6 +112,7 @@ class Gateway(CallRecording):
         middleware: Sequence[Middleware] = (),
         policies: Mapping[str, Policy] | Iterable[Policy] | None = None,
         clients: HttpClients | None = None,
+        pool: PoolSettings | None = None,
         env: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
         experiment_id: str | None = None,
@@ -137,7 +147,7 @@ class Gateway(CallRecording):
 
             middleware = install_policies(self, list(middleware), policies or ())
         self._env = env
-        self._clients = clients or HttpClients()
+        self._clients = clients or HttpClients(pool=pool)
         self._owns_clients = clients is None
         self._lock = threading.Lock()
         self._clock = clock
@@ -221,6 +231,7 @@ class Gateway(CallRecording):
             tags=config.tags,
             experiment_id=config.experiment_id,
             max_body_chars=config.max_body_chars,
+            pool=config.pool,
             middleware=middleware,
             policies=policies,
             **kwargs,

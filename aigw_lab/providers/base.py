@@ -19,9 +19,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from aigw_lab.errors import ConfigError
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
-__all__ = ["Provider", "ProviderSpec", "HttpClients", "PROVIDER_KINDS", "LOCAL_KINDS", "Price"]
+__all__ = [
+    "Provider",
+    "ProviderSpec",
+    "HttpClients",
+    "PoolSettings",
+    "POOL_KEYS",
+    "PROVIDER_KINDS",
+    "LOCAL_KINDS",
+    "Price",
+]
 
 #: Provider kinds a `ProviderSpec` may name.
 #: ``openai``: OpenAI Chat Completions; ``anthropic``: Anthropic Messages; ``workers-ai``:
@@ -85,6 +95,61 @@ class ProviderSpec:
     price_provider_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """The upstream connection pool of one gateway (``[gateway]`` ``pool_*`` keys).
+
+    ``max_connections`` caps open upstream connections, ``max_keepalive`` the idle ones
+    kept for reuse. ``pool_timeout`` is how long a call may wait for a free connection when
+    all are busy: short on purpose and separate from a provider's read ``timeout``, so a
+    burst larger than the pool fails fast with a `ProviderTimeoutError` instead of queueing
+    for as long as an answer may take.
+    """
+
+    max_connections: int = 200
+    max_keepalive: int = 50
+    pool_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_keepalive"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"pool {name} = {value!r} must be a positive integer")
+        value = self.pool_timeout
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"pool_timeout = {value!r} must be a positive number of seconds")
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str) -> PoolSettings | None:
+        """The settings of a ``[gateway]`` table's ``pool_*`` keys (None without any); a
+        `ConfigError` at ``where`` naming a bad value."""
+        values = {name: table[key] for key, name in POOL_KEYS.items() if key in table}
+        if not values:
+            return None
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
+
+    @property
+    def limits(self) -> httpx.Limits:
+        """The pool sizes as httpx limits."""
+        return httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=min(self.max_keepalive, self.max_connections),
+        )
+
+
+#: ``[gateway]`` keys of the upstream pool -> `PoolSettings` fields.
+POOL_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "pool_max_connections": "max_connections",
+        "pool_max_keepalive": "max_keepalive",
+        "pool_timeout": "pool_timeout",
+    }
+)
+
+
 @runtime_checkable
 class Provider(Protocol):
     """Anything that answers chat requests: an HTTP adapter, the simulated fleet, a replay
@@ -113,8 +178,10 @@ class HttpClients:
     and one async pool per running event loop (an async pool cannot outlive its loop, and
     notebooks often call ``asyncio.run`` many times), created on first use.
 
-    Pass your own ``client``/``async_client`` (or ``transport``/``async_transport``) to
-    inject a fake server or a proxy; clients passed in are never closed here.
+    ``pool`` sizes the pools and bounds the wait for a free connection (`PoolSettings`);
+    ``limits`` (httpx's own) overrides its sizes. Pass your own ``client``/``async_client``
+    (or ``transport``/``async_transport``) to inject a fake server or a proxy; clients
+    passed in are never closed here, and their pools are theirs to size.
     """
 
     def __init__(
@@ -125,15 +192,23 @@ class HttpClients:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
+        pool: PoolSettings | None = None,
     ) -> None:
         self._client = client
         self._async_client = async_client
         self._transport = transport
         self._async_transport = async_transport
-        self._limits = limits or httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        self.pool = pool or PoolSettings()
+        self._limits = limits or self.pool.limits
         self._owned_sync: httpx.Client | None = None
         self._owned_async: dict[int, tuple[Any, httpx.AsyncClient]] = {}
         self._lock = threading.Lock()
+
+    def _cap_sync(self, request: httpx.Request) -> None:
+        _cap_pool_wait(request, self.pool.pool_timeout)
+
+    async def _cap_async(self, request: httpx.Request) -> None:
+        _cap_pool_wait(request, self.pool.pool_timeout)
 
     def sync(self) -> httpx.Client:
         """The shared sync client."""
@@ -143,7 +218,10 @@ class HttpClients:
             with self._lock:
                 if self._owned_sync is None:
                     self._owned_sync = httpx.Client(
-                        transport=self._transport, limits=self._limits, timeout=None
+                        transport=self._transport,
+                        limits=self._limits,
+                        timeout=None,
+                        event_hooks={"request": [self._cap_sync]},
                     )
         return self._owned_sync
 
@@ -162,7 +240,10 @@ class HttpClients:
                 for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
                     del self._owned_async[key]
                 client = httpx.AsyncClient(
-                    transport=self._async_transport, limits=self._limits, timeout=None
+                    transport=self._async_transport,
+                    limits=self._limits,
+                    timeout=None,
+                    event_hooks={"request": [self._cap_async]},
                 )
                 entry = (weakref.ref(loop), client)
                 self._owned_async[id(loop)] = entry
@@ -180,3 +261,19 @@ class HttpClients:
         if entry is not None:
             await entry[1].aclose()
         self.close()
+
+
+def _cap_pool_wait(request: httpx.Request, pool_timeout: float) -> None:
+    """Bound the request's wait for a pooled connection by ``pool_timeout``. httpx's
+    ``Timeout(t)`` uses ``t`` for the pool wait too, so without this a call would queue for
+    as long as its read timeout (60 s) when the pool is exhausted. Run as an httpx request
+    hook (not a wrapping transport, which would turn off httpx's proxy settings from the
+    environment)."""
+    timeout = request.extensions.get("timeout")
+    if not isinstance(timeout, dict):
+        return
+    current = timeout.get("pool")
+    if current is not None and current <= pool_timeout:
+        return
+    # A copy: the provider shares one timeout dict across all its requests.
+    request.extensions = {**request.extensions, "timeout": {**timeout, "pool": pool_timeout}}

@@ -16,16 +16,24 @@ A streamed answer waits for its first text (or its end) before sending the respo
 headers, so a call refused before any text (a rate limit, a budget, an unknown model, an
 upstream error after every fallback) still gets its proper HTTP status; an error after the
 first text is an error event in the stream's own format.
+
+Client input never makes a 5xx: the body is parsed by `safe_json.parse_body` (depth,
+number bounds, UTF-8 and surrogates checked), read within ``limits.body_timeout`` (408
+past it), and response headers never carry raw client bytes. Past
+``limits.max_requests_in_flight`` a request is answered 503 with Retry-After. Anything
+unexpected is logged and answered 500 in the caller's format (see docs/serving.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aigw_lab.errors import InvalidRequestError
 from aigw_lab.server import anthropic_api, openai_api
@@ -35,8 +43,11 @@ from aigw_lab.server.errors import (
     anthropic_error,
     error_headers,
     http_error,
+    log_unexpected,
     openai_error,
 )
+from aigw_lab.server.safe_json import parse_body
+from aigw_lab.server_limits import ServerLimits
 from aigw_lab.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
@@ -48,8 +59,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-#: Largest request body accepted (images travel inline as base64).
-MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Largest request body accepted by default (images travel inline as base64).
+MAX_BODY_BYTES = ServerLimits().max_body_bytes
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _JSON_TYPE = (b"content-type", b"application/json")
@@ -76,7 +87,10 @@ class GatewayApp:
 
     ``keys``: the gateway keys clients must present; ``None`` turns authentication off (the
     CLI allows that only with ``--no-auth``). ``close_gateway``: close the gateway (flushing
-    its call log) when the server shuts down.
+    its call log) when the server shuts down. ``limits``: timeouts and limits
+    (`ServerLimits`; the app applies the body timeout, the body size and JSON depth limits
+    and the cap on requests in flight; the server running it applies the others);
+    ``max_body_bytes`` overrides ``limits.max_body_bytes``.
     """
 
     def __init__(
@@ -85,30 +99,69 @@ class GatewayApp:
         keys: KeyRing | None,
         *,
         close_gateway: bool = False,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        max_body_bytes: int | None = None,
+        limits: ServerLimits | None = None,
         trust_client_user: bool = False,
     ) -> None:
         self.gateway = gateway
         self.trust_client_user = trust_client_user
         self.keys = keys
         self.close_gateway = close_gateway
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits or ServerLimits()
+        self.max_body_bytes = max_body_bytes or self.limits.max_body_bytes
+        self.in_flight = 0  # requests being served (all on the server's one event loop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._guarded(scope, receive, send)
+
+    async def busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The answer when the server is at a limit: 503 with Retry-After, in the caller's
+        format, closing the connection (the connection cap's ASGI app)."""
+        if scope["type"] == "http":
+            await _send_error(send, _api_of(scope), self._busy_error(), [_CLOSE])
+
+    def _busy_error(self) -> HttpError:
+        return HttpError(
+            "busy",
+            "the gateway is at its limit of connections or requests in flight; retry after "
+            "the Retry-After delay",
+            retry_after=self.limits.retry_after,
+        )
 
     # --- requests -------------------------------------------------------------------------
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`_http` within the in-flight cap, with a last resort for bugs: logged, and a 500
+        in the caller's format if no answer has started yet."""
+        if self.in_flight >= self.limits.max_requests_in_flight and scope["path"] != "/health":
+            await _send_error(send, _api_of(scope), self._busy_error())
+            return
+        started = False
+
+        async def tracked(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        self.in_flight += 1
+        try:
+            await self._http(scope, receive, tracked)
+        except Exception as exc:
+            log_unexpected(exc)
+            if not started:
+                error = HttpError("internal", "internal error in the gateway; see its log")
+                await _send_error(send, _api_of(scope), error, [_CLOSE])
+        finally:
+            self.in_flight -= 1
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].rstrip("/") or "/"
         headers = dict(scope["headers"])
-        # Errors answer in the caller's format: Anthropic's for its endpoint and for any
-        # request from an Anthropic client (which sends anthropic-version), else OpenAI's.
         anthropic_client = b"anthropic-version" in headers
-        api = "anthropic" if anthropic_client or path.startswith("/v1/messages") else "openai"
+        api = _api_of(scope)
         route = _ROUTES.get(path)
         if route is None:
             error = HttpError("not_found", f"no endpoint at {path}; see docs/serving.md")
@@ -130,9 +183,10 @@ class GatewayApp:
         if endpoint == "models":
             await self._models(send, anthropic_shape=anthropic_client)
             return
-        body = await _read_body(receive, self.max_body_bytes)
+        body = await _read_body(receive, self.max_body_bytes, self.limits.body_timeout)
         if isinstance(body, HttpError):
-            await _send_error(send, api, body)
+            # The rest of the body is unread: the connection cannot carry another request.
+            await _send_error(send, api, body, [_CLOSE])
             return
         if body is None:  # the client went away
             return
@@ -142,17 +196,13 @@ class GatewayApp:
                 await _send_error(send, api, identity)
                 return
         try:
-            payload = json.loads(body)
+            payload = parse_body(body, max_depth=self.limits.max_json_depth)
             if not isinstance(payload, dict):
                 raise InvalidRequestError("the request body is not a JSON object")
             if endpoint == "openai":
                 call: Any = openai_api.parse_chat_request(payload)
             else:
                 call = anthropic_api.parse_messages_request(payload)
-        except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
-            message = f"the request body is not valid JSON: {exc}"
-            await _send_error(send, api, HttpError("invalid_request", message))
-            return
         except Exception as exc:  # an InvalidRequestError naming the field, mostly
             await _send_error(send, api, http_error(exc))
             return
@@ -327,16 +377,41 @@ def _stream_id() -> str:
     return uuid.uuid4().hex
 
 
+_CLOSE = (b"connection", b"close")
+# A header value sent as it is: visible ASCII and spaces inside, at most 256 characters.
+_PLAIN_HEADER = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?")
+# What `quote` leaves alone in a header value: ASCII punctuation of model names.
+_HEADER_SAFE = "/:@-._~+=,"
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a response header value: itself when it is plain visible ASCII, else
+    percent-encoded (UTF-8; CR, LF, NUL and other controls included), at most 256
+    bytes. A model name comes from the client or the upstream, and h11 would drop the
+    connection, after a paid call, on a header value with CR, LF or NUL."""
+    if _PLAIN_HEADER.fullmatch(text):
+        return text.encode()
+    return quote(text, safe=_HEADER_SAFE, errors="backslashreplace")[:256].encode()
+
+
+def _api_of(scope: Scope) -> str:
+    """The caller's API format: Anthropic's for its endpoint and for any request from an
+    Anthropic client (which sends anthropic-version), else OpenAI's."""
+    if scope["path"].startswith("/v1/messages"):
+        return "anthropic"
+    return "anthropic" if any(k == b"anthropic-version" for k, _ in scope["headers"]) else "openai"
+
+
 def _response_headers(response: ChatResponse) -> list[tuple[bytes, bytes]]:
     """Where the answer came from, for operators: ids to find it in the call log."""
     headers = [
-        (b"x-aigw-model", f"{response.provider}/{response.model}".encode()),
-        (b"x-aigw-cache", response.cache_status.encode()),
+        (b"x-aigw-model", header_value(f"{response.provider}/{response.model}")),
+        (b"x-aigw-cache", header_value(str(response.cache_status))),
     ]
     if response.trace_id:
-        headers.append((b"x-aigw-trace-id", response.trace_id.encode()))
+        headers.append((b"x-aigw-trace-id", header_value(response.trace_id)))
     if response.call_id:
-        headers.append((b"x-aigw-call-id", response.call_id.encode()))
+        headers.append((b"x-aigw-call-id", header_value(response.call_id)))
     if response.cost_usd is not None:
         headers.append((b"x-aigw-cost-usd", repr(response.cost_usd).encode()))
     if response.simulated:
@@ -344,17 +419,28 @@ def _response_headers(response: ChatResponse) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | HttpError | None:
+async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes | HttpError | None:
+    """The whole body, within ``limit`` bytes and ``timeout`` seconds; None if the client
+    went away. The deadline is for the whole body, so a trickle cannot stretch it."""
     body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return HttpError("request_too_large", f"the request body is larger than {limit} bytes")
-        if not message.get("more_body"):
-            return bytes(body)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    too_large = f"the request body is larger than {limit} bytes"
+                    return HttpError("request_too_large", too_large)
+                if not message.get("more_body"):
+                    return bytes(body)
+    except TimeoutError:
+        return HttpError(
+            "request_timeout",
+            f"the request body did not arrive within {timeout:g} seconds "
+            f"({len(body)} bytes received)",
+        )
 
 
 async def _watch_disconnect(
@@ -371,7 +457,8 @@ async def _watch_disconnect(
 async def _send_json(
     send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    encoded = _JSON.encode(body).encode()
+    # backslashreplace: a lone surrogate from an upstream's text must not fail the answer.
+    encoded = _JSON.encode(body).encode("utf-8", "backslashreplace")
     all_headers = [_JSON_TYPE, (b"content-length", str(len(encoded)).encode())]
     all_headers.extend(headers or ())
     await send({"type": "http.response.start", "status": status, "headers": all_headers})

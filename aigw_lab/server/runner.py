@@ -1,6 +1,10 @@
 """Running an ASGI app with uvicorn: in the foreground (`serve`, the CLI) or in a daemon
 thread (`BackgroundServer`, tests and notebooks). Either binds its socket first, so
-``port=0`` takes a free port and the URL is known before the first request."""
+``port=0`` takes a free port and the URL is known before the first request.
+
+Both apply the `ServerLimits` (the app's own ``limits`` unless given): uvicorn's keep-alive
+timeout and header size limit, and the header timeout and connection cap of
+`aigw_lab.server.limits.guarded_protocol`."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.server.limits import guarded_protocol
+from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["serve", "BackgroundServer", "bind_socket"]
 
@@ -38,6 +44,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: Any, limits: ServerLimits | None, *, log_level: str, lifespan: str) -> Any:
+    """The uvicorn config serving ``app`` within ``limits`` (default: ``app.limits`` if the
+    app has them, else the `ServerLimits` defaults)."""
+    import uvicorn
+
+    if limits is None:
+        limits = getattr(app, "limits", None) or ServerLimits()
+    busy = getattr(app, "busy", None) or _busy
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan=lifespan,
+        http=guarded_protocol(limits, busy),
+        timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]  # a float works
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+    )
+
+
+async def _busy(scope: Any, receive: Any, send: Any) -> None:
+    """503 with Retry-After, for apps without a ``busy`` answer of their own."""
+    headers = [(b"content-type", b"text/plain"), (b"retry-after", b"1"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": b"the server is busy"})
+
+
 def root_url(host: str, port: int) -> str:
     """The URL clients use for a server listening on ``host:port`` (a wildcard address is
     reached through the loopback one)."""
@@ -56,14 +88,15 @@ def serve(
     on_listening: Callable[[str], object] | None = None,
     log_level: str = "warning",
     lifespan: str = "on",
+    limits: ServerLimits | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (requests in flight
     finish, the app's lifespan shutdown runs) and return. ``on_listening`` gets the root URL
-    once the port is bound."""
+    once the port is bound; ``limits`` default to the app's (see `uvicorn_config`)."""
     import uvicorn
 
     sock = bind_socket(host, port)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan=lifespan)
+    config = uvicorn_config(app, limits, log_level=log_level, lifespan=lifespan)
     server = uvicorn.Server(config)
     # uvicorn takes the signals only once it runs; one arriving earlier (right after the
     # URL is announced) must stop it too, not kill the process or vanish. Its handler also
@@ -94,12 +127,20 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
 class BackgroundServer:
     """An ASGI app served by uvicorn in a daemon thread; ``port=0`` takes a free port.
     Use as a context manager, or call `start` and `stop`. ``lifespan`` is uvicorn's
-    setting ("on" for apps with startup/shutdown hooks, "off" for those without)."""
+    setting ("on" for apps with startup/shutdown hooks, "off" for those without);
+    ``limits`` default to the app's own (see `uvicorn_config`)."""
 
     def __init__(
-        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "on"
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: str = "on",
+        limits: ServerLimits | None = None,
     ) -> None:
         self.app = app
+        self.limits = limits
         self.host = host
         self._port = port
         self._lifespan = lifespan
@@ -119,9 +160,7 @@ class BackgroundServer:
         sock = bind_socket(self.host, self._port)
         self._socket = sock
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan=self._lifespan
-        )
+        config = uvicorn_config(self.app, self.limits, log_level="warning", lifespan=self._lifespan)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run,
