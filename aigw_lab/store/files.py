@@ -51,6 +51,8 @@ def make_private_dirs(folder: Path) -> None:
         # mkdir's mode is masked by the umask; 0700 & ~umask is 0700 for any usual umask, but
         # an unusual umask (0o277, say) could leave it unusable to its owner.
         os.chmod(directory, PRIVATE_DIR_MODE)
+    if not folder.is_dir():  # it exists, but as a file (as Path.mkdir(exist_ok=True) says)
+        raise NotADirectoryError(20, "Not a directory", str(folder))
 
 
 def create_private_database(path: Path, create: Callable[[Path], None]) -> bool:
