@@ -113,8 +113,10 @@ async def arun_experiment(
     run ends with status ``"stopped_budget"``.
 
     A scorer that raises is recorded as a failed score (value None, the error in comment).
-    On Ctrl-C or cancellation the run is recorded as ``"interrupted"`` and the exception
-    propagates; on any other exception, as ``"failed"``.
+    The run ends ``"completed"``; ``"failed"`` when units were sent and every one failed
+    (the result's message gives the first error); ``"stopped_budget"``. On Ctrl-C,
+    ``SystemExit`` or cancellation it is recorded as ``"interrupted"`` with its counts so
+    far and the exception propagates; on any other exception, as ``"failed"``.
     """
     log = gateway.log
     if log is None:
@@ -144,6 +146,8 @@ class _Runner:
         self.spent_before = 0.0
         self.tracker: ProgressTracker | None = None
         self.record: RunRecord | None = None
+        #: The first failed unit's error, for the message of a run where every unit failed.
+        self.first_error: str | None = None
 
     async def run(
         self,
@@ -192,9 +196,11 @@ class _Runner:
         try:
             await self._score_missing(present, done)
             await self._send(pending)
-            status = "stopped_budget" if self.stop_reason else "completed"
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            status = "interrupted"
+            status, failure = self._outcome()
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError) as exc:
+            # Ctrl-C, SIGTERM (the CLI turns it into a cancellation), sys.exit in a callback,
+            # a cancelled task: the run stopped on request, with its counts so far.
+            status, failure = "interrupted", self._interrupted_note(exc)
             raise
         except BaseException as exc:
             failure = f"{type(exc).__name__}: {exc}"
@@ -217,7 +223,32 @@ class _Runner:
             cost_usd=self.record.cost_usd,
             estimate=replace(estimate, spent_usd=self.spent_before, skipped_units=len(present)),
             log=log,
-            message=self.stop_reason or message,
+            message=failure or self.stop_reason or message,
+        )
+
+    def _outcome(self) -> tuple[str, str | None]:
+        """The status of a run whose units all finished or were not started: ``failed``
+        (with the first error) when units were sent and every one of them failed."""
+        assert self.record is not None
+        if self.stop_reason:
+            return "stopped_budget", None
+        if self.record.failed and not self.record.completed:
+            return "failed", (
+                f"every unit failed ({self.record.failed} of {self.record.failed}); the "
+                f"first error: {self.first_error}"
+            )
+        return "completed", None
+
+    def _interrupted_note(self, exc: BaseException) -> str:
+        assert self.record is not None
+        why = {
+            "KeyboardInterrupt": "Ctrl-C",
+            "SystemExit": "exit requested",
+            "CancelledError": "Ctrl-C, SIGTERM or cancellation",
+        }.get(type(exc).__name__, type(exc).__name__)
+        return (
+            f"interrupted ({why}) after {self.record.completed} units done and "
+            f"{self.record.failed} failed; run again to resume"
         )
 
     # --- budget -------------------------------------------------------------------------
@@ -283,10 +314,12 @@ class _Runner:
         request = self._request(unit)
         try:
             response = await self.gateway.achat(request)
-        except Exception:
+        except Exception as exc:
             # The gateway logged the failure (error type, attempts); the unit stays not done,
             # so a resumed run tries it again.
             self.record.failed += 1
+            if self.first_error is None:
+                self.first_error = _describe_error(exc)
             self.tracker.unit_finished(name, ok=False, cost_usd=None)
             return
         # Written before the unit counts as done: after this, a crash cannot make a resume
@@ -393,6 +426,13 @@ async def _safe_score(scorer: Scorer, item: DatasetItem, response: ChatResponse)
             kind=getattr(scorer, "kind", "scorer"),
         )
     return score
+
+
+def _describe_error(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 300 characters (for the run's message)."""
+    text = getattr(exc, "message", None) or str(exc)
+    line = " ".join(f"{type(exc).__name__}: {text}".split())
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 async def _finish(record: RunRecord, log: CallLog, status: str, message: str | None) -> None:
