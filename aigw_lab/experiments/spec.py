@@ -322,6 +322,12 @@ def _dataset(section: Mapping[str, Any], base: Path, where: str) -> Dataset:
                 "path of a JSONL file (relative to this file)",
             )
         dataset = Dataset.from_jsonl(path)
+        if not dataset.items:
+            raise ConfigError(
+                f"{where}: dataset file {path} holds no records",
+                hint='write one JSON object per line: {"id": "q1", "prompt": "...", '
+                '"reference": "..."}',
+            )
     categories = section.get("categories")
     if categories is not None:
         if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
