@@ -319,6 +319,8 @@ def parse_config(
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
+        if config.fallbacks:
+            _check_fallbacks(config)
         if config.budgets is not None:
             from aigw_lab.gateway.budget import Budget
 
@@ -333,6 +335,40 @@ def parse_config(
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config
+
+
+def _check_fallbacks(config: GatewayConfig) -> None:
+    """Every ``[fallbacks]`` address must name a configured provider (and, when its models
+    are known, one of them) or a ``[policies]`` policy as ``policy/NAME``: an unknown target
+    would only show itself when the fallback is needed."""
+    from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
+
+    known: dict[str, tuple[str, ...] | None] = {
+        spec.name: _spec_models(spec) for spec in config.providers
+    }
+    if config.policies:
+        known.setdefault("policy", tuple(config.policies))
+    check_fallback_targets(
+        Fallbacks.from_mapping(config.fallbacks or {}),
+        known,
+        default_provider=config.default_provider,
+    )
+
+
+def _spec_models(spec: ProviderSpec) -> tuple[str, ...] | None:
+    """The models a configured provider serves, or None when it takes any model name (an HTTP
+    API without a ``models`` list, a replay whose recording is read later)."""
+    if spec.kind == "simulated":
+        from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
+
+        named = spec.options.get("models") or spec.models
+        if isinstance(named, str):
+            named = [named]
+        if named:
+            return tuple(str(m) for m in named)
+        api_format = spec.options.get("format")
+        return tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format)
+    return spec.models or None
 
 
 def parse_price(value: Any, where: str) -> Price:

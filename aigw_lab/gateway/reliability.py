@@ -55,7 +55,7 @@ from aigw_lab.gateway.middleware import (
 )
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent, TextDelta
 
-__all__ = ["Retry", "RetryPolicy", "Fallbacks"]
+__all__ = ["Retry", "RetryPolicy", "Fallbacks", "check_fallback_targets"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -144,6 +144,63 @@ class Fallbacks:
         """The targets for a call to ``address``: itself first, then its fallbacks."""
         following = self.chains.get(address, self.default)
         return (address, *(t for t in dict.fromkeys(following) if t != address))
+
+
+def check_fallback_targets(
+    fallbacks: Fallbacks,
+    known: Mapping[str, Sequence[str] | None],
+    *,
+    default_provider: str | None = None,
+) -> None:
+    """Check that every address in ``fallbacks`` (chain keys, their targets, ``default``,
+    ``context_windows``) names something a call could reach, so a typo fails when the config
+    loads rather than on the first outage, when the fallback is needed.
+
+    ``known`` maps each provider name to its models, or to None when it accepts any model
+    name (real HTTP APIs); routing policies are the models of provider ``"policy"``. An
+    address resolves as a call's would: ``provider/model``, else, with ``default_provider``,
+    the whole address is that provider's model. Raises `ConfigError` listing the known
+    targets."""
+    places: list[tuple[str, str]] = [(key, f"fallbacks key {key!r}") for key in fallbacks.chains]
+    for key, chain in fallbacks.chains.items():
+        places += [(target, f"fallbacks for {key!r}") for target in chain]
+    places += [(target, "fallbacks default") for target in fallbacks.default]
+    places += [(target, "fallbacks context_windows") for target in fallbacks.context_windows]
+    for address, where in places:
+        problem = _unreachable(address, known, default_provider)
+        if problem is not None:
+            raise ConfigError(
+                f"{where}: {address!r} {problem}",
+                hint=f"known targets: {_known_targets(known)}",
+            )
+
+
+def _unreachable(
+    address: str, known: Mapping[str, Sequence[str] | None], default_provider: str | None
+) -> str | None:
+    """Why ``address`` reaches no model (None when it reaches one)."""
+    provider, _, model = address.partition("/")
+    if provider not in known or not model:
+        if default_provider is None or default_provider not in known:
+            return f"names no configured provider ({provider!r})"
+        provider, model = default_provider, address
+    models = known[provider]
+    if models is not None and model not in models:
+        what = "routing policy" if provider == "policy" else f"model of provider {provider!r}"
+        return f"is not a known {what}"
+    return None
+
+
+def _known_targets(known: Mapping[str, Sequence[str] | None]) -> str:
+    parts = []
+    for provider in sorted(known):
+        models = known[provider]
+        if models is None:
+            parts.append(f"{provider}/<any model>")
+        elif models:
+            parts.append(f"{provider}/{{{', '.join(models)}}}")
+    text = "; ".join(parts)
+    return text if len(text) <= 600 else text[:597] + "..."
 
 
 def _target(value: Any, where: str) -> str:
