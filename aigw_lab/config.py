@@ -239,6 +239,11 @@ def read_toml(path: Path, what: str, *, hint: str) -> dict[str, Any]:
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {what} file {str(path)!r}: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or table
+        raise ConfigError(
+            f"{path}: not readable TOML: nested too deeply",
+            hint="a config nests a few levels at most: check that this is the file you meant",
+        ) from exc
 
 
 def parse_config(
@@ -490,6 +495,7 @@ def _parse_provider(
             f'{where}: {", ".join(misplaced)} only apply to kind = "replay"',
             hint="remove them, or set kind = \"replay\"",
         )
+    _check_option_types(table, where)
     options = dict(table.get("options", {}))
     for key in (_SIMULATED_KEYS | _REPLAY_KEYS) & table.keys():
         options[key] = table[key]
@@ -544,6 +550,27 @@ def _parse_provider(
         options=MappingProxyType(options),
         **spec_kwargs,
     )
+
+
+# Types of the keys a provider table passes on in ``options`` (checked here because the
+# providers read them only when first built, where a wrong type would be a traceback).
+_OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "options": ((Mapping,), "a table"),
+    "format": ((str,), "a string"),
+    "seed": ((int,), "an integer"),
+    "time_scale": ((int, float), "a number"),
+    "faults": ((Mapping,), "a table of fault rates"),
+    "recorded": ((str,), "a recording name or file path"),
+    "call_log": ((str,), "a call log file path"),
+    "placeholder": ((str,), "a string"),
+}
+
+
+def _check_option_types(table: Mapping[str, Any], where: str) -> None:
+    for key, (types, what) in _OPTION_TYPES.items():
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ConfigError(f"{where}: {key} = {value!r:.60} must be {what}")
 
 
 def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:

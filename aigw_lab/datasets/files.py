@@ -113,7 +113,5 @@ def iter_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any
         where = f"{p}:{number}"
         record = parse_json(line, where, hint)
         if not isinstance(record, dict):
-            raise ConfigError(
-                f"{where}: expected a JSON object, got {json_kind(record)}", hint=hint
-            )
+            raise ConfigError(f"{where} holds {json_kind(record)}, not an object", hint=hint)
         yield number, record

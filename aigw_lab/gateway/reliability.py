@@ -82,7 +82,15 @@ class RetryPolicy:
     deadline: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        for name in ("base_delay", "multiplier", "max_delay", "max_retry_after"):
+            _check_seconds(name, getattr(self, name), optional=False)
+        for name in ("attempt_timeout", "deadline"):
+            _check_seconds(name, getattr(self, name), optional=True)
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
             raise ConfigError(
                 f"max_attempts={self.max_attempts!r} is invalid",
                 hint="use an integer >= 1 (1 means no retries)",
@@ -116,6 +124,18 @@ class RetryPolicy:
         return wait
 
 
+def _check_seconds(name: str, value: Any, *, optional: bool) -> None:
+    """A `ConfigError` when a setting (from a TOML file, say) is not a number, before it is
+    compared with one: ``base_delay = "1"`` would otherwise be a TypeError traceback."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(
+            f"{name}={value!r} must be a number{' or None' if optional else ''}",
+            hint=f"write it without quotes, e.g. {name} = 2.0",
+        )
+
+
 @dataclass(frozen=True)
 class Fallbacks:
     """Where a call goes when its target fails: ``chains`` maps a requested
@@ -131,6 +151,20 @@ class Fallbacks:
         chains = {_target(k, "fallbacks key"): _targets(v, k) for k, v in self.chains.items()}
         object.__setattr__(self, "chains", MappingProxyType(chains))
         object.__setattr__(self, "default", _targets(self.default, "default"))
+        if not isinstance(self.context_windows, Mapping):
+            raise ConfigError(
+                f"fallbacks context_windows must be a table of target = tokens, got "
+                f"{self.context_windows!r:.80}",
+                hint='e.g. context_windows = { "sim-openai/sim-small" = 16384 }',
+            )
+        for target, tokens in self.context_windows.items():
+            _target(target, "fallbacks context_windows")
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+                raise ConfigError(
+                    f"fallbacks context_windows: {target!r} = {tokens!r:.40} is not a number "
+                    "of tokens",
+                    hint="give each target's context window as a positive integer",
+                )
         object.__setattr__(self, "context_windows", MappingProxyType(dict(self.context_windows)))
 
     @classmethod

@@ -47,10 +47,13 @@ HOSTILE: dict[str, tuple[object, str]] = {
     # name: (bytes, or a function of the loader kind giving bytes; what the message says)
     "binary": (bytes(range(256)) * 8, "is not UTF-8 text (byte 0x80 at offset 128, line 2)"),
     "latin-1": (latin1, "is not UTF-8 text (byte 0xe9 at offset"),
-    "a list line": (lambda k: (json.dumps(good_line(k)) + "\n[1, 2]\n").encode(), ":2: expected a"),
-    "a number line": (b"42\n", ":1: expected a JSON object, got a number"),
-    "a string line": (b'"hello"\n', ":1: expected a JSON object, got a string"),
-    "null line": (b"null\n", ":1: expected a JSON object, got null"),
+    "a list line": (
+        lambda k: (json.dumps(good_line(k)) + "\n[1, 2]\n").encode(),
+        ":2 holds a list, not an",
+    ),
+    "a number line": (b"42\n", ":1 holds a number, not an object"),
+    "a string line": (b'"hello"\n', ":1 holds a string, not an object"),
+    "null line": (b"null\n", ":1 holds null, not an object"),
     "broken JSON": (b'{"id": "q1", "prompt": \n', ":1 is not valid JSON"),
     "deeply nested": (b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
     "nested in a record": (
