@@ -231,6 +231,29 @@ def test_a_target_the_gateway_cannot_reach_is_refused_before_sending(
         assert log.execute("SELECT count(*) FROM experiment_runs") == [(0,)]
 
 
+EXPERIMENT_VALUES = [
+    ("budget_usd = nan", "budget_usd = nan is not a non-negative number"),
+    ("repetitions = 100000000", "over the 10,000,000 one run lists in memory"),
+    ("params = { user = 5 }", "user = 5 must be a string"),
+    ("params = { tenant = [1] }", "tenant = [1] must be a string"),
+    ("params = { seed = 1.5 }", "seed = 1.5 must be an integer"),
+    ("params = { stop = 5 }", "stop = 5 must be a string or a list of strings"),
+    ("params = { tags = { team = 5 } }", "must be a table of strings"),
+    ("params = { extra = 5 }", "extra = 5 must be a table"),
+    ("params = { timeout = inf }", "timeout = inf must be a positive number of seconds"),
+    ("params = { max_tokens = nan }", "max_tokens"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), EXPERIMENT_VALUES)
+def test_hostile_values_in_an_experiment_file(tmp_path, capsys, line, message):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(GOOD_EXPERIMENT.replace("sample = 1", f"sample = 1\n{line}"))
+    db = tmp_path / "x.duckdb"
+    line = check_user_error(capsys, ["run", str(experiment), "--db", str(db), "--no-progress"])
+    assert message in line and not db.exists()  # refused before the log was opened
+
+
 # --- hostile numbers on the command line ----------------------------------------------------
 
 
