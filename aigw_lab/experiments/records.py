@@ -253,13 +253,20 @@ def close_abandoned_runs(log: CallLog, experiment_id: str) -> int:
         [experiment_id],
     )
     for (run_id,) in rows:
-        completed, failed, cost, last = log.execute(_RUN_COUNTS, {"run_id": run_id})[0]
+        completed, failed, cost, last = run_counts(log, run_id)
         log.execute(
             "UPDATE experiment_runs SET status = 'interrupted', message = ?, completed = ?, "
             "failed = ?, cost_usd = ?, ended_at = coalesce(?, ended_at) WHERE run_id = ?",
-            [_ABANDONED, int(completed), int(failed), float(cost), last, run_id],
+            [_ABANDONED, completed, failed, cost, last, run_id],
         )
     return len(rows)
+
+
+def run_counts(log: CallLog, run_id: str) -> tuple[int, int, float, datetime | None]:
+    """What the log says a run did: units with an ok outcome, units whose call failed, the
+    cost of its calls and its judges' calls, and the time of its last call."""
+    completed, failed, cost, last = log.execute(_RUN_COUNTS, {"run_id": run_id})[0]
+    return int(completed), int(failed), float(cost), last
 
 
 # A run's outcome rows (the highest attempt of each of its traces): ok ones are units done,

@@ -38,6 +38,7 @@ from aigw_lab.experiments.records import (
     logged_rows,
     record_experiment,
     response_from_row,
+    run_counts,
     spent_usd,
     trace_cost_usd,
 )
@@ -437,6 +438,14 @@ def _describe_error(exc: BaseException) -> str:
 
 async def _finish(record: RunRecord, log: CallLog, status: str, message: str | None) -> None:
     def write() -> None:
+        if status in ("interrupted", "failed"):
+            # Stopped mid-unit: a call may have returned (and been logged, so a resume skips
+            # it) without the runner counting it yet. The log is the record of what was done.
+            try:
+                log.flush()
+                record.completed, record.failed, _, _ = run_counts(log, record.run_id)
+            except Exception:  # the log itself failing: keep the counts we have
+                pass
         record.finish(log, status, message)
 
     task = asyncio.ensure_future(asyncio.to_thread(write))
@@ -448,18 +457,47 @@ async def _finish(record: RunRecord, log: CallLog, status: str, message: str | N
 
 
 def _run_in_thread(coroutine: Any) -> Any:
-    """Run ``coroutine`` on a new event loop in a helper thread and return its result."""
+    """Run ``coroutine`` on a new event loop in a helper thread and return its result.
+
+    A Ctrl-C (a notebook's interrupt) lands in this, the calling thread: the run's task in
+    the helper thread is then cancelled and waited for, so the run stops sending and is
+    recorded as interrupted, instead of carrying on unseen and ending as completed."""
     outcome: dict[str, Any] = {}
+    running: dict[str, Any] = {}
+
+    async def main() -> Any:
+        running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        if running.get("stopped"):  # interrupted before this loop was up to be told
+            coroutine.close()
+            raise asyncio.CancelledError
+        return await coroutine
+
+    ended = threading.Event()
 
     def target() -> None:
         try:
-            outcome["value"] = asyncio.run(coroutine)
+            outcome["value"] = asyncio.run(main())
         except BaseException as exc:  # handed to the calling thread below
             outcome["error"] = exc
+        finally:
+            ended.set()
 
     thread = threading.Thread(target=target, name="aigw-experiment", daemon=True)
     thread.start()
-    thread.join()
+    try:
+        # An Event, not thread.join(): a join interrupted by Ctrl-C can afterwards report the
+        # thread as finished while it still runs (CPython before 3.13).
+        ended.wait()
+    except KeyboardInterrupt:
+        running["stopped"] = True
+        loop, task = running.get("loop"), running.get("task")
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop already closed: the run has ended on its own
+        ended.wait()
+        raise
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -237,3 +237,45 @@ def test_a_signalled_cli_run_is_recorded_interrupted_with_its_units(tmp_path, si
     assert completed == ok and 5 <= completed < 150
     assert failed == 0 and f"after {completed} units done" in message
     assert f"after {completed} units done" in err
+
+
+# --- a notebook's interrupt -------------------------------------------------------------------
+
+
+async def test_an_interrupt_while_running_from_a_notebook_stops_and_records_the_run(make_gateway):
+    # Inside a running event loop (Jupyter) the run goes to a helper thread; the interrupt
+    # lands in this thread. The run must stop there and say so, not carry on unseen.
+    import threading
+
+    if not hasattr(signal, "pthread_kill"):
+        pytest.skip("needs signal.pthread_kill")
+
+    calls = []
+    third_call = threading.Event()
+
+    def answer(request):
+        calls.append(request)
+        if len(calls) == 3:
+            third_call.set()
+            # What a kernel interrupt does: SIGINT to the main thread, blocked waiting.
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return answer_sum(request)
+
+    gateway = make_gateway(FunctionProvider(answer, "fake"))
+    exp = experiment(dataset=small_dataset(200), concurrency=1)
+    # As in a notebook kernel: SIGINT raises KeyboardInterrupt in the main thread (the test
+    # runner's event loop may have installed asyncio's own handler instead).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(gateway, exp, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert third_call.is_set()
+    row = runs(gateway).iloc[0]
+    ok_calls = gateway.query("SELECT count(*) AS n FROM calls WHERE status = 'ok'").n[0]
+    assert row.status == "interrupted" and row.completed == ok_calls and 2 <= ok_calls < 200
+    assert len(calls) < 200  # it stopped sending
+    sent = len(calls)
+    time.sleep(0.2)
+    assert len(calls) == sent  # and nothing keeps sending in the background
