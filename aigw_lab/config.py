@@ -160,12 +160,17 @@ class GatewayConfig:
         """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""
         if not self.policies:
             return {}
+        from aigw_lab.gateway.reliability import check_targets
         from aigw_lab.policy.policyfile import load_policy
 
         loaded: dict[str, Any] = {}
+        known = {spec.name: _spec_models(spec) for spec in self.providers}
         for name, path in self.policies.items():
             try:
                 loaded[name] = load_policy(path)
+                # A target the gateway does not serve would fail each call routed to it.
+                places = [(t, f"policy file {path}: target") for t in loaded[name].targets()]
+                check_targets(places, known, default_provider=self.default_provider)
             except ConfigError as exc:
                 raise ConfigError(
                     f"{self.source}: [policies] {name}: {exc.message}", hint=exc.hint

@@ -145,3 +145,26 @@ def test_check_fallback_targets_directly():
     with pytest.raises(ConfigError, match="'p/m3' is not a known model") as caught:
         check_fallback_targets(Fallbacks({"p/m1": ["p/m3"]}), known)
     assert caught.value.hint == "known targets: open/<any model>; p/{m1, m2}"
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (["a/sim-nano", "a/sim-nanoo"], "'a/sim-nanoo' is not a known model of provider 'a'"),
+        (["a/sim-nano", "zz/sim-small"], "'zz/sim-small' names no configured provider"),
+    ],
+)
+def test_a_policy_file_targeting_an_unknown_model_fails_when_the_gateway_is_built(
+    tmp_path, targets, message
+):
+    from aigw_lab.policy import FallbackChain, save_policy
+
+    save_policy(FallbackChain("chain", targets), tmp_path / "chain.json")
+    path = write(tmp_path, PROVIDERS + '\n[policies]\nchain = "chain.json"\n')
+    with pytest.raises(ConfigError) as caught:
+        Gateway.from_config(path)
+    assert message in caught.value.message and "[policies] chain" in caught.value.message
+    assert "a/{sim-nano" in caught.value.hint
+    save_policy(FallbackChain("chain", ["a/sim-nano", "b/sim-haikuish"]), tmp_path / "chain.json")
+    with Gateway.from_config(path) as gateway:
+        assert "chain" in gateway.list_models()["policy"]

@@ -55,7 +55,7 @@ from aigw_lab.gateway.middleware import (
 )
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent, TextDelta
 
-__all__ = ["Retry", "RetryPolicy", "Fallbacks", "check_fallback_targets"]
+__all__ = ["Retry", "RetryPolicy", "Fallbacks", "check_fallback_targets", "check_targets"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -200,6 +200,17 @@ def check_fallback_targets(
         places += [(target, f"fallbacks for {key!r}") for target in chain]
     places += [(target, "fallbacks default") for target in fallbacks.default]
     places += [(target, "fallbacks context_windows") for target in fallbacks.context_windows]
+    check_targets(places, known, default_provider=default_provider)
+
+
+def check_targets(
+    places: Sequence[tuple[str, str]],
+    known: Mapping[str, Sequence[str] | None],
+    *,
+    default_provider: str | None = None,
+) -> None:
+    """The check of `check_fallback_targets` for any ``(address, where it was found)`` pairs
+    (a routing policy's targets, say)."""
     for address, where in places:
         problem = _unreachable(address, known, default_provider)
         if problem is not None:
