@@ -20,6 +20,11 @@ from aigw_lab.errors import ConfigError
 
 __all__ = ["existing_file", "read_text", "iter_jsonl", "parse_json", "json_kind"]
 
+_NOT_UTF8_HINT = (
+    "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`); if it is not a text "
+    "file at all, pass the right file"
+)
+
 
 def existing_file(path: str | Path, what: str) -> Path:
     """``path`` as a `Path`, once it is known to be a readable regular file; a `ConfigError`
@@ -61,8 +66,7 @@ def decode(data: bytes, path: Path, what: str) -> str:
         raise ConfigError(
             f"{what} file {path} is not UTF-8 text (byte 0x{byte} at offset {exc.start}, "
             f"line {line})",
-            hint="re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`); if it is "
-            "not a text file at all, pass the right file",
+            hint=_NOT_UTF8_HINT,
         ) from exc
 
 
@@ -101,17 +105,37 @@ def parse_json(text: str, where: str, hint: str) -> Any:
 
 def iter_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSONL file; a `ConfigError` naming
-    the line when one is not valid JSON or not an object (see the module docstring)."""
+    the line when one is not UTF-8, not valid JSON or not an object (see the module
+    docstring). The file is read a line at a time, so a large file is never held whole."""
     p = existing_file(path, what)
-    text = read_text(p, what)
     hint = f"a {what} file holds one JSON object per line"
-    # Only "\n" ends a line: str.splitlines would also split at U+2028 and other characters
-    # that JSON allows unescaped inside strings.
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        where = f"{p}:{number}"
-        record = parse_json(line, where, hint)
-        if not isinstance(record, dict):
-            raise ConfigError(f"{where} holds {json_kind(record)}, not an object", hint=hint)
-        yield number, record
+    try:
+        handle = p.open("rb")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {what} file {p}: {exc.strerror or exc}",
+            hint="check the file's permissions (and that it is not a directory or a socket)",
+        ) from exc
+    with handle:
+        offset = 0
+        # Binary lines end only at b"\n" (str.splitlines would also split at U+2028 and other
+        # characters JSON allows unescaped inside strings).
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                bom = 3 if number == 1 and raw.startswith(b"\xef\xbb\xbf") else 0
+                at = offset + exc.start + bom
+                raise ConfigError(
+                    f"{what} file {p} is not UTF-8 text (byte 0x{raw[exc.start + bom]:02x} at "
+                    f"offset {at}, line {number})",
+                    hint=_NOT_UTF8_HINT,
+                ) from exc
+            offset += len(raw)
+            if not line.strip():
+                continue
+            where = f"{p}:{number}"
+            record = parse_json(line, where, hint)
+            if not isinstance(record, dict):
+                raise ConfigError(f"{where} holds {json_kind(record)}, not an object", hint=hint)
+            yield number, record

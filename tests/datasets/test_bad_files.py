@@ -45,7 +45,12 @@ def latin1(kind: str) -> bytes:
 
 HOSTILE: dict[str, tuple[object, str]] = {
     # name: (bytes, or a function of the loader kind giving bytes; what the message says)
-    "binary": (bytes(range(256)) * 8, "is not UTF-8 text (byte 0x80 at offset 128, line 2)"),
+    # Read a line at a time: the first line (bytes 0-10) is UTF-8 but not JSON.
+    "binary": (bytes(range(256)) * 8, ":1 is not valid JSON"),
+    "binary past line 1": (
+        lambda k: json.dumps(good_line(k)).encode() + b"\n" + bytes(range(128, 256)),
+        "is not UTF-8 text (byte 0x80 at offset",
+    ),
     "latin-1": (latin1, "is not UTF-8 text (byte 0xe9 at offset"),
     "a list line": (
         lambda k: (json.dumps(good_line(k)) + "\n[1, 2]\n").encode(),
@@ -99,6 +104,19 @@ def test_an_unreadable_file_is_one_config_error(tmp_path, kind):
             JSONL_LOADERS[kind](path)
     finally:
         path.chmod(0o600)
+
+
+def test_the_offset_of_a_bad_byte_counts_from_the_start_of_the_file(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    first = b'\xef\xbb\xbf{"id": "a", "prompt": "x"}\n'
+    path.write_bytes(first + b'{"id": "b", "prompt": "caf\xe9"}\n')
+    with pytest.raises(ConfigError) as caught:
+        Dataset.from_jsonl(path)
+    expected = len(first) + len(b'{"id": "b", "prompt": "caf')
+    assert f"(byte 0xe9 at offset {expected}, line 2)" in caught.value.message
+    path.write_bytes(b'\xef\xbb\xbf{"id": "\xff"}\n')  # the bad byte on the BOM's line
+    with pytest.raises(ConfigError, match=r"\(byte 0xff at offset 11, line 1\)"):
+        Dataset.from_jsonl(path)
 
 
 def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path):
