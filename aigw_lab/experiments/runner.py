@@ -193,15 +193,16 @@ class _Runner:
             on_progress=on_progress,
             description=experiment.name,
         )
-        status, failure = "failed", None
+        status, failure, stopped_by = "failed", None, None
         try:
             await self._score_missing(present, done)
             await self._send(pending)
             status, failure = self._outcome()
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError) as exc:
             # Ctrl-C, SIGTERM (the CLI turns it into a cancellation), sys.exit in a callback,
-            # a cancelled task: the run stopped on request, with its counts so far.
-            status, failure = "interrupted", self._interrupted_note(exc)
+            # a cancelled task: the run stopped on request, with its counts so far (the
+            # message is written once _finish has the final counts).
+            status, stopped_by = "interrupted", type(exc).__name__
             raise
         except BaseException as exc:
             failure = f"{type(exc).__name__}: {exc}"
@@ -210,7 +211,13 @@ class _Runner:
             self.record.cost_usd = self.tracker.cost_usd
             try:
                 # Shielded from a second Ctrl-C: the run's row must not stay "running".
-                await _finish(self.record, log, status, failure or self.stop_reason or message)
+                await _finish(
+                    self.record,
+                    log,
+                    status,
+                    failure or self.stop_reason or message,
+                    interrupted_by=stopped_by,
+                )
             finally:
                 self.tracker.close(status)
         return ExperimentResult(
@@ -239,18 +246,6 @@ class _Runner:
                 f"first error: {self.first_error}"
             )
         return "completed", None
-
-    def _interrupted_note(self, exc: BaseException) -> str:
-        assert self.record is not None
-        why = {
-            "KeyboardInterrupt": "Ctrl-C",
-            "SystemExit": "exit requested",
-            "CancelledError": "Ctrl-C, SIGTERM or cancellation",
-        }.get(type(exc).__name__, type(exc).__name__)
-        return (
-            f"interrupted ({why}) after {self.record.completed} units done and "
-            f"{self.record.failed} failed; run again to resume"
-        )
 
     # --- budget -------------------------------------------------------------------------
 
@@ -436,8 +431,26 @@ def _describe_error(exc: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-async def _finish(record: RunRecord, log: CallLog, status: str, message: str | None) -> None:
+_STOPPED_BY = {
+    "KeyboardInterrupt": "Ctrl-C",
+    "SystemExit": "exit requested",
+    "CancelledError": "Ctrl-C, SIGTERM or cancellation",
+}
+
+
+async def _finish(
+    record: RunRecord,
+    log: CallLog,
+    status: str,
+    message: str | None,
+    *,
+    interrupted_by: str | None = None,
+) -> None:
+    """Write the run's end to its row. ``interrupted_by``: the exception type's name that
+    stopped the run, for its message."""
+
     def write() -> None:
+        nonlocal message
         if status in ("interrupted", "failed"):
             # Stopped mid-unit: a call may have returned (and been logged, so a resume skips
             # it) without the runner counting it yet. The log is the record of what was done.
@@ -446,6 +459,12 @@ async def _finish(record: RunRecord, log: CallLog, status: str, message: str | N
                 record.completed, record.failed, _, _ = run_counts(log, record.run_id)
             except Exception:  # the log itself failing: keep the counts we have
                 pass
+        if interrupted_by is not None:
+            why = _STOPPED_BY.get(interrupted_by, interrupted_by)
+            message = (
+                f"interrupted ({why}) after {record.completed} units done and "
+                f"{record.failed} failed; run again to resume"
+            )
         record.finish(log, status, message)
 
     task = asyncio.ensure_future(asyncio.to_thread(write))

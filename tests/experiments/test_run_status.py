@@ -275,6 +275,7 @@ async def test_an_interrupt_while_running_from_a_notebook_stops_and_records_the_
     row = runs(gateway).iloc[0]
     ok_calls = gateway.query("SELECT count(*) AS n FROM calls WHERE status = 'ok'").n[0]
     assert row.status == "interrupted" and row.completed == ok_calls and 2 <= ok_calls < 200
+    assert f"after {ok_calls} units done" in row.message  # the message has the final counts
     assert len(calls) < 200  # it stopped sending
     sent = len(calls)
     time.sleep(0.2)
