@@ -168,3 +168,24 @@ def test_a_policy_file_targeting_an_unknown_model_fails_when_the_gateway_is_buil
     save_policy(FallbackChain("chain", ["a/sim-nano", "b/sim-haikuish"]), tmp_path / "chain.json")
     with Gateway.from_config(path) as gateway:
         assert "chain" in gateway.list_models()["policy"]
+
+
+def test_serve_refuses_to_start_with_an_unknown_fallback(tmp_path):
+    # The start-up the issue saw accept it; a subprocess, so a regression times out rather
+    # than serving forever inside the test run.
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, PROVIDERS + '\n[fallbacks]\n"a/sim-nano" = ["b/sim-haikuesh"]\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(path)]
+        + ["--host", "127.0.0.1", "--port", "0", "--no-auth"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'b/sim-haikuesh' is not a known model of provider 'b'" in done.stderr
