@@ -86,18 +86,19 @@ def test_a_callback_stopping_the_run_records_it_interrupted_with_its_counts(make
 
     def on_progress(snapshot):
         seen.append(snapshot.done)
-        if snapshot.status == "running" and snapshot.done == 4:
+        if snapshot.status == "running" and snapshot.done == 300:
             raise stop("enough")
 
-    exp = experiment(dataset=small_dataset(20), concurrency=1)
+    # Stopped after hundreds of units, as in the issue (which saw completed = 0 recorded).
+    exp = experiment(dataset=small_dataset(400), concurrency=1)
     with pytest.raises(stop):
         run_experiment(gateway, exp, progress=False, on_progress=on_progress)
     row = runs(gateway).iloc[0]
     assert row.status == "interrupted"
-    assert (row.completed, row.failed) == (4, 0)
-    assert "after 4 units done" in row.message and row.ended_at is not None
+    assert (row.completed, row.failed) == (300, 0)
+    assert "after 300 units done" in row.message and row.ended_at is not None
     ok_calls = gateway.query("SELECT count(*) AS n FROM calls WHERE status = 'ok'").n[0]
-    assert ok_calls == 4
+    assert ok_calls == 300
 
 
 def test_a_run_whose_process_died_is_closed_with_counts_from_the_log(make_gateway):
