@@ -8,7 +8,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["finite_float", "port"]
+__all__ = ["finite_float", "int_at_least", "port"]
 
 
 def finite_float(*, minimum: float | None = None, positive: bool = False) -> Callable[[str], float]:
@@ -25,6 +25,21 @@ def finite_float(*, minimum: float | None = None, positive: bool = False) -> Cal
             raise argparse.ArgumentTypeError(f"{text} must be above 0")
         if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError(f"{text} must be at least {minimum:g}")
+        return value
+
+    return check
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """A checker for an integer of at least ``minimum``."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
         return value
 
     return check

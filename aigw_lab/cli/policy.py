@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.cli._args import finite_float
+from aigw_lab.cli._args import finite_float, int_at_least
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--test-fraction", type=finite_float(), default=0.2)
     train.add_argument("--calibration-fraction", type=finite_float(), default=0.2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int_at_least(0), default=0)
     _common(train)
     train.set_defaults(func=run_train)
 
@@ -95,7 +95,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", help="embedding model (default all-MiniLM-L6-v2)")
     parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
     parser.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+    parser.add_argument(
+        "--n-boot", type=int_at_least(1), default=1000, help="bootstrap resamples for CIs"
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

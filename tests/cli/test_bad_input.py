@@ -269,6 +269,9 @@ def test_hostile_values_in_an_experiment_file(tmp_path, capsys, line, message):
         ["simulate", "--port", "-1"],
         ["policy", "train", "--data", "x", "--out", "p.json", "--strong-share", "nan"],
         ["run", "x.toml", "--max-items", "many"],
+        ["policy", "train", "--data", "x", "--out", "p.json", "--seed", "-1"],
+        ["policy", "train", "--data", "x", "--out", "p.json", "--n-boot", "0"],
+        ["policy", "evaluate", "p.json", "--n-boot", "-5"],
     ],
 )
 def test_hostile_numbers_are_usage_errors(capsys, argv):
