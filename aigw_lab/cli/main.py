@@ -74,25 +74,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("aigw-lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader of our output went away (`aigw-lab ... | head`): nothing left to say,
-        # and the interpreter's final flush of stdout must not complain either.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError, io.UnsupportedOperation):
-            pass
-        return EXIT_BROKEN_PIPE
+        return _broken_pipe()
+    except OSError as exc:
+        if exc.filename is None:  # a full disk, a network failure: not a path of theirs
+            return _unexpected(exc)
+        # A path the user gave that the system refuses (too long, no permission, read-only):
+        # theirs to fix, like any other mistake in the options.
+        name = str(exc.filename)
+        name = name if len(name) <= 120 else name[:117] + "..."
+        print(f"aigw-lab: error: cannot use {name!r}: {exc.strerror or exc}", file=sys.stderr)
+        print("  fix: check the path given on the command line or in the file", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as exc:
-        if os.environ.get(DEBUG_ENV_VAR):
-            raise
-        text = _one_line(str(exc))
-        text = text if len(text) <= 500 else text[:497] + "..."
-        print(f"aigw-lab: unexpected error: {type(exc).__name__}: {text}", file=sys.stderr)
-        print(
-            f"  this is a bug in aigw-lab or an input it does not check yet; run again with "
-            f"{DEBUG_ENV_VAR}=1 for the traceback, and please report it",
-            file=sys.stderr,
-        )
-        return EXIT_UNEXPECTED
+        return _unexpected(exc)
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (`aigw-lab ... | head`): nothing left to say, and
+    the interpreter's final flush of stdout must not complain either."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _unexpected(exc: BaseException) -> int:
+    """One line for an error nobody anticipated; its traceback with ``AIGW_LAB_DEBUG=1``."""
+    if os.environ.get(DEBUG_ENV_VAR):
+        raise exc
+    text = _one_line(str(exc))
+    text = text if len(text) <= 500 else text[:497] + "..."
+    print(f"aigw-lab: unexpected error: {type(exc).__name__}: {text}", file=sys.stderr)
+    print(
+        f"  this is a bug in aigw-lab or an input it does not check yet; run again with "
+        f"{DEBUG_ENV_VAR}=1 for the traceback, and please report it",
+        file=sys.stderr,
+    )
+    return EXIT_UNEXPECTED
 
 
 def _one_line(text: str) -> str:

@@ -293,6 +293,14 @@ def test_simulate_on_a_port_in_use_is_one_message(capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in line
 
 
+@pytest.mark.parametrize("command", COMMAND_NAMES + ["report --db"])
+def test_a_path_the_system_refuses_is_a_user_error(tmp_path, capsys, command):
+    path = str(tmp_path / ("a" * 5000 + ".toml"))  # ENAMETOOLONG: an OSError with a filename
+    argv = commands(tmp_path, path).get(command) or ["report", "--db", path]
+    line = check_user_error(capsys, argv)
+    assert "aaaa" in line and len(line) < 400
+
+
 # --- the safety net ---------------------------------------------------------------------------
 
 
