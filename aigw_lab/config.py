@@ -189,12 +189,17 @@ class GatewayConfig:
         """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""
         if not self.policies:
             return {}
+        from aigw_lab.gateway.reliability import check_targets
         from aigw_lab.policy.policyfile import load_policy
 
         loaded: dict[str, Any] = {}
+        known = {spec.name: _spec_models(spec) for spec in self.providers}
         for name, path in self.policies.items():
             try:
                 loaded[name] = load_policy(path)
+                # A target the gateway does not serve would fail each call routed to it.
+                places = [(t, f"policy file {path}: target") for t in loaded[name].targets()]
+                check_targets(places, known, default_provider=self.default_provider)
             except ConfigError as exc:
                 raise ConfigError(
                     f"{self.source}: [policies] {name}: {exc.message}", hint=exc.hint
@@ -273,6 +278,11 @@ def read_toml(path: Path, what: str, *, hint: str) -> dict[str, Any]:
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {what} file {str(path)!r}: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or table
+        raise ConfigError(
+            f"{path}: not readable TOML: nested too deeply",
+            hint="a config nests a few levels at most: check that this is the file you meant",
+        ) from exc
 
 
 def parse_config(
@@ -363,6 +373,8 @@ def parse_config(
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
+        if config.fallbacks:
+            _check_fallbacks(config)
         if config.budgets is not None:
             from aigw_lab.gateway.budget import Budget
 
@@ -377,6 +389,40 @@ def parse_config(
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config
+
+
+def _check_fallbacks(config: GatewayConfig) -> None:
+    """Every ``[fallbacks]`` address must name a configured provider (and, when its models
+    are known, one of them) or a ``[policies]`` policy as ``policy/NAME``: an unknown target
+    would only show itself when the fallback is needed."""
+    from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
+
+    known: dict[str, tuple[str, ...] | None] = {
+        spec.name: _spec_models(spec) for spec in config.providers
+    }
+    if config.policies:
+        known.setdefault("policy", tuple(config.policies))
+    check_fallback_targets(
+        Fallbacks.from_mapping(config.fallbacks or {}),
+        known,
+        default_provider=config.default_provider,
+    )
+
+
+def _spec_models(spec: ProviderSpec) -> tuple[str, ...] | None:
+    """The models a configured provider serves, or None when it takes any model name (an HTTP
+    API without a ``models`` list, a replay whose recording is read later)."""
+    if spec.kind == "simulated":
+        from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
+
+        named = spec.options.get("models") or spec.models
+        if isinstance(named, str):
+            named = [named]
+        if named:
+            return tuple(str(m) for m in named)
+        api_format = spec.options.get("format")
+        return tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format)
+    return spec.models or None
 
 
 def parse_price(value: Any, where: str) -> Price:
@@ -520,6 +566,7 @@ def _parse_provider(
             f'{where}: {", ".join(misplaced)} only apply to kind = "replay"',
             hint='remove them, or set kind = "replay"',
         )
+    _check_option_types(table, where)
     options = dict(table.get("options", {}))
     for key in (_SIMULATED_KEYS | _REPLAY_KEYS) & table.keys():
         options[key] = table[key]
@@ -574,6 +621,27 @@ def _parse_provider(
         options=MappingProxyType(options),
         **spec_kwargs,
     )
+
+
+# Types of the keys a provider table passes on in ``options`` (checked here because the
+# providers read them only when first built, where a wrong type would be a traceback).
+_OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "options": ((Mapping,), "a table"),
+    "format": ((str,), "a string"),
+    "seed": ((int,), "an integer"),
+    "time_scale": ((int, float), "a number"),
+    "faults": ((Mapping,), "a table of fault rates"),
+    "recorded": ((str,), "a recording name or file path"),
+    "call_log": ((str,), "a call log file path"),
+    "placeholder": ((str,), "a string"),
+}
+
+
+def _check_option_types(table: Mapping[str, Any], where: str) -> None:
+    for key, (types, what) in _OPTION_TYPES.items():
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ConfigError(f"{where}: {key} = {value!r:.60} must be {what}")
 
 
 def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.cli._args import finite_float
 from aigw_lab.errors import AigwError, ConfigError
 from aigw_lab.providers.base import ProviderSpec
 
@@ -81,7 +82,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=finite_float(),
         default=1.0,
         help="scale the simulated latencies (1.0 = as modelled; 0 = no waiting)",
     )

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from aigw_lab.cli._args import finite_float
 from aigw_lab.errors import AigwError
 
 __all__ = ["register", "run"]
@@ -31,7 +32,7 @@ def register(subparsers: Any) -> None:
         "--targets",
         help="comma-separated provider/model targets (default: every model the config lists)",
     )
-    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per probe")
+    parser.add_argument("--timeout", type=finite_float(), default=20.0, help="seconds per probe")
     parser.add_argument("--db", default=None, help="log the probes to this DuckDB file")
     parser.set_defaults(func=run)
 

@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from aigw_lab.cli._args import finite_float
 from aigw_lab.errors import AigwError, ConfigError
 
 __all__ = ["register", "run", "LoadResult", "drive"]
@@ -35,17 +36,21 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rps", type=float, required=True, help="requests per second to send")
-    parser.add_argument("--duration", type=float, required=True, help="seconds to keep sending")
+    parser.add_argument(
+        "--rps", type=finite_float(), required=True, help="requests per second to send"
+    )
+    parser.add_argument(
+        "--duration", type=finite_float(), required=True, help="seconds to keep sending"
+    )
     parser.add_argument(
         "--targets",
         help="comma-separated provider/model targets, used in turn (default: every model)",
     )
     parser.add_argument("--config", help="a gateway TOML config (default: the simulated fleet)")
     parser.add_argument("--db", default=":memory:", help="DuckDB call log (default: in memory)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--timeout", type=finite_float(), default=30.0, help="seconds per request")
     parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="simulated fleet only: latency scale"
+        "--time-scale", type=finite_float(), default=1.0, help="simulated fleet only: latency scale"
     )
     parser.add_argument(
         "--repeat-prompts",

@@ -3,13 +3,18 @@
 Each subcommand lives in its own module under `aigw_lab.cli` with a ``register(subparsers)``
 function that adds its parser and sets ``func``. Errors that are the user's own (a bad
 config, a missing key, an unwritable path) are printed as one clear message, never a
-traceback, and the command exits non-zero.
+traceback, and the command exits 2 (argparse's usage errors too). Ctrl-C exits 130.
+
+Anything else is a bug, or an input not checked yet: it is printed on one line as an
+unexpected error, exit status 70 (EX_SOFTWARE); ``AIGW_LAB_DEBUG=1`` shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +36,11 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 EXIT_USER_ERROR = 2
+EXIT_UNEXPECTED = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
+#: Set (to anything non-empty) to see the traceback of an unexpected error.
+DEBUG_ENV_VAR = "AIGW_LAB_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,13 +67,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AigwError as exc:
-        print(f"aigw-lab: error: {exc.message}", file=sys.stderr)
+        print(f"aigw-lab: error: {_one_line(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
+            print(f"  fix: {_one_line(exc.hint)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("aigw-lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _broken_pipe()
+    except OSError as exc:
+        if exc.filename is None:  # a full disk, a network failure: not a path of theirs
+            return _unexpected(exc)
+        # A path the user gave that the system refuses (too long, no permission, read-only):
+        # theirs to fix, like any other mistake in the options.
+        name = str(exc.filename)
+        name = name if len(name) <= 120 else name[:117] + "..."
+        print(f"aigw-lab: error: cannot use {name!r}: {exc.strerror or exc}", file=sys.stderr)
+        print("  fix: check the path given on the command line or in the file", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (`aigw-lab ... | head`): nothing left to say, and
+    the interpreter's final flush of stdout must not complain either."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _unexpected(exc: BaseException) -> int:
+    """One line for an error nobody anticipated; its traceback with ``AIGW_LAB_DEBUG=1``."""
+    if os.environ.get(DEBUG_ENV_VAR):
+        raise exc
+    text = _one_line(str(exc))
+    text = text if len(text) <= 500 else text[:497] + "..."
+    print(f"aigw-lab: unexpected error: {type(exc).__name__}: {text}", file=sys.stderr)
+    print(
+        f"  this is a bug in aigw-lab or an input it does not check yet; run again with "
+        f"{DEBUG_ENV_VAR}=1 for the traceback, and please report it",
+        file=sys.stderr,
+    )
+    return EXIT_UNEXPECTED
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: a message quoting a parser's or a database's multi-line error
+    must still read as one line of stderr."""
+    return " ".join(str(text).split())
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through the console script

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.cli._args import finite_float, int_at_least
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,18 +42,24 @@ def register(subparsers: Any) -> None:
     train.add_argument("--out", required=True, type=Path, help="policy file (.json) to write")
     train.add_argument("--name", help="policy name (the model name clients use)")
     target = train.add_mutually_exclusive_group()
-    target.add_argument("--strong-share", type=float, help="calibrate to this strong-call share")
-    target.add_argument("--budget", type=float, help="calibrate to this USD cost per query")
-    target.add_argument("--quality-floor", type=float, help="calibrate to this mean quality")
-    target.add_argument("--threshold", type=float, help="use this strong-win threshold")
-    target.add_argument("--lambda", dest="lam", type=float, help="use this cost weight")
+    target.add_argument(
+        "--strong-share", type=finite_float(), help="calibrate to this strong-call share"
+    )
+    target.add_argument(
+        "--budget", type=finite_float(), help="calibrate to this USD cost per query"
+    )
+    target.add_argument(
+        "--quality-floor", type=finite_float(), help="calibrate to this mean quality"
+    )
+    target.add_argument("--threshold", type=finite_float(), help="use this strong-win threshold")
+    target.add_argument("--lambda", dest="lam", type=finite_float(), help="use this cost weight")
     train.add_argument(
         "--targets",
         help="gateway addresses: strong=ADDR,weak=ADDR or MODEL=ADDR,... (default rec/MODEL)",
     )
-    train.add_argument("--test-fraction", type=float, default=0.2)
-    train.add_argument("--calibration-fraction", type=float, default=0.2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--test-fraction", type=finite_float(), default=0.2)
+    train.add_argument("--calibration-fraction", type=finite_float(), default=0.2)
+    train.add_argument("--seed", type=int_at_least(0), default=0)
     _common(train)
     train.set_defaults(func=run_train)
 
@@ -88,7 +95,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", help="embedding model (default all-MiniLM-L6-v2)")
     parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
     parser.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+    parser.add_argument(
+        "--n-boot", type=int_at_least(1), default=1000, help="bootstrap resamples for CIs"
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -335,7 +344,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from aigw_lab.policy.policyfile import read_policy_document
+    from aigw_lab.policy.policyfile import load_policy, read_policy_document
 
     try:
         from aigw_lab.policy.export import export
@@ -343,6 +352,10 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"the policy exporters are not available: {exc}") from exc
     document = read_policy_document(args.policy)
     spec = document["policy"]
+    if spec.get("kind") != "learned":
+        # Build it once: a document of the wrong shape is a ConfigError naming the file here,
+        # not a TypeError deep in an exporter. (A learned one is built for its evaluation.)
+        load_policy(args.policy)
     options: dict[str, Any] = {}
     if args.map:
         options["address_map"] = _parse_map(args.map)

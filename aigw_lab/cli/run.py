@@ -3,24 +3,37 @@
 Prints the cost estimate, shows a progress bar, then the per-target summary and where the
 call log is. Running the same file again resumes: units already done are skipped.
 
-Exit codes: 0 when the run completed (units whose call failed are counted, and a rerun
-retries them); 1 when it stopped at its budget or was not confirmed; 2 for a mistake in the
-files or options, or an estimate over budget_usd without --yes (a message naming the
-problem and its fix, no traceback); 130 on Ctrl-C, with how to resume.
+Exit codes (docs/experiments.md):
+
+- 0: the run completed and every unit it sent succeeded;
+- 3: the run completed but some units failed (counted, with a warning; a rerun retries them);
+- 1: the run failed - units were sent and every one failed - or it stopped at its budget, or
+  was not confirmed;
+- 2: a mistake in the files or options, or an estimate over budget_usd without --yes (one
+  message naming the problem and its fix, no traceback);
+- 130 on Ctrl-C and 143 on SIGTERM: the run is recorded as interrupted with its counts, and
+  the command says how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "run"]
 
 EXIT_STOPPED = 1
+EXIT_FAILED = 1
+EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -94,25 +107,71 @@ def run(args: argparse.Namespace) -> int:
             if not _confirm(f"  send {estimate.units} calls to real providers? [y/N] "):
                 print("aigw-lab: not started", file=sys.stderr)
                 return EXIT_STOPPED
+        terminated = threading.Event()
         try:
-            result = run_experiment(
-                gateway,
-                experiment,
-                progress=not args.no_progress,
-                resume=resume,
-                force=args.yes,
-            )
+            with _sigterm_as_interrupt(terminated):
+                result = run_experiment(
+                    gateway,
+                    experiment,
+                    progress=not args.no_progress,
+                    resume=resume,
+                    force=args.yes,
+                )
         except KeyboardInterrupt:
             print(
-                f"\naigw-lab: interrupted; finished units are in {where}.\n"
+                f"\naigw-lab: interrupted{' (SIGTERM)' if terminated.is_set() else ''}"
+                f"{_run_counts(gateway, experiment.id)}; finished units are in {where}.\n"
                 f"  resume with: aigw-lab run {_resume_args(args)}",
                 file=sys.stderr,
             )
-            return EXIT_INTERRUPTED
+            return EXIT_TERMINATED if terminated.is_set() else EXIT_INTERRUPTED
         _report(result, where, args)
     if result.status == "completed":
-        return 0
+        return EXIT_SOME_FAILED if result.failed else 0
+    if result.status == "failed":
+        return EXIT_FAILED
     return EXIT_STOPPED
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(terminated: threading.Event) -> Iterator[None]:
+    """Treat SIGTERM (a CI timeout, ``kill``, a container stopping) like Ctrl-C while the
+    run lasts, so the run is recorded as interrupted with its counts instead of the process
+    dying with its row left ``running``. Sets ``terminated`` when it happened."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.set()
+        # The SIGINT handler in force: asyncio's (cancels the run's task, which records the
+        # run and ends it) or Python's default one (raises KeyboardInterrupt).
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job of a shell): SIGTERM must still stop us
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_counts(gateway: Any, experiment_id: str) -> str:
+    """`` after N units done and M failed`` from the run's row, or "" if it cannot be read."""
+    try:
+        rows = gateway.log.execute(
+            "SELECT completed, failed FROM experiment_runs WHERE experiment_id = ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            [experiment_id],
+        )
+    except Exception:  # only a nicer message; the run's row is what counts
+        return ""
+    if not rows:
+        return ""
+    return f" after {rows[0][0]} units done and {rows[0][1]} failed"
 
 
 def _report(result: Any, where: Any, args: argparse.Namespace) -> None:
@@ -129,6 +188,18 @@ def _report(result: Any, where: Any, args: argparse.Namespace) -> None:
     )
     if result.message:
         print(f"  {result.message}")
+    if result.status == "failed":
+        print(
+            f"aigw-lab: run failed: every unit it sent failed ({result.failed}); "
+            "nothing was scored. Check the targets and providers, then run again.",
+            file=sys.stderr,
+        )
+    elif result.failed:
+        print(
+            f"aigw-lab: warning: {result.failed} of {result.completed + result.failed} units "
+            "failed (exit status 3)",
+            file=sys.stderr,
+        )
     if result.failed:
         print(
             f"  units whose call failed are retried by running again: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from aigw_lab.cli._args import finite_float, port
 from aigw_lab.providers.sim_catalog import FAULT_KINDS
 
 __all__ = ["register", "run"]
@@ -46,11 +47,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "and answers are simulated.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    parser.add_argument("--port", type=port, default=DEFAULT_PORT, help="port to listen on")
     parser.add_argument("--seed", type=int, default=0, help="seed of answers, faults, latency")
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=finite_float(),
         default=1.0,
         help="multiply simulated latency by this (1: real time, 0: none)",
     )
@@ -79,6 +80,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until Ctrl-C; returns the process exit code."""
+    from aigw_lab.errors import ConfigError
     from aigw_lab.providers.simulated import SimulatedFleet
     from aigw_lab.sim_server import base_urls, serve
 
@@ -96,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         serve(host=args.host, port=args.port, fleet=fleet, on_listening=announce)
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the port is taken, or the host is not an address of this machine
+        raise ConfigError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            hint="pick another --port (0 = any free port), or a --host this machine has",
+        ) from exc
     return 0
 
 

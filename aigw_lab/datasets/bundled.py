@@ -9,12 +9,13 @@ provenance are described in ``datasets/README.md``.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.datasets.files import iter_jsonl
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ DEFAULT_DATASET = "mixed_v1"
 
 _REQUIRED_KEYS = ("id", "category", "difficulty", "prompt", "reference")
 _DIFFICULTIES = frozenset(("easy", "medium", "hard"))
+# A bundled name is a file name in the datasets folder, never a path out of it.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def bundled_datasets_dir() -> Path:
@@ -66,6 +69,12 @@ def list_bundled() -> list[str]:
 def bundled_dataset_path(name: str | None = None) -> Path:
     """The JSONL file of the dataset called ``name`` (the default dataset if None)."""
     name = name or DEFAULT_DATASET
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"{name!r} is not a bundled dataset name",
+            hint="bundled names are plain file names without .jsonl (letters, digits, _ . -), "
+            f"e.g. {DEFAULT_DATASET}; give a path to a .jsonl file of your own instead",
+        )
     path = bundled_datasets_dir() / f"{name}.jsonl"
     if not path.is_file():
         available = ", ".join(list_bundled()) or "none"
@@ -81,19 +90,9 @@ def load_bundled(name: str | None = None) -> list[dict[str, Any]]:
     ``id``, ``category``, ``difficulty`` (easy|medium|hard), ``prompt`` and ``reference``."""
     path = bundled_dataset_path(name)
     items: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(
-                    f"{path}:{number} is not valid JSON ({exc.msg})",
-                    hint="each line of a dataset must be one JSON object",
-                ) from exc
-            _check_item(item, path, number)
-            items.append(item)
+    for number, item in iter_jsonl(path, "dataset"):
+        _check_item(item, path, number)
+        items.append(item)
     return items
 
 

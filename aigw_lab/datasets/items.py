@@ -57,14 +57,21 @@ class DatasetItem:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise ConfigError(
-                f"a dataset item has id {self.id!r}",
+                f"a dataset item has id {_short(self.id)}",
                 hint="give every item a non-empty string id (experiments key their work on it)",
             )
         if not isinstance(self.prompt, str) or not self.prompt:
             raise ConfigError(
-                f"dataset item {self.id!r} has no prompt text",
+                f"dataset item {self.id!r} has no prompt text (prompt is {_short(self.prompt)})",
                 hint="every item needs a non-empty string prompt",
             )
+        for name in ("category", "difficulty", "system"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"dataset item {self.id!r}: {name} is {_short(value)}, not a string",
+                    hint=f"give {name} as a string, or leave it out",
+                )
 
     def messages(self) -> tuple[Message, ...]:
         """The conversation to send: system prompt, earlier turns, then the prompt."""
@@ -94,24 +101,31 @@ class DatasetItem:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetItem:
         """The inverse of `to_dict`: known keys become fields, the rest metadata."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"a dataset record is {type(data).__name__} {_short(data)}, not an object",
+                hint='each record is an object like {"id": "q1", "prompt": "..."}',
+            )
         if "id" not in data or "prompt" not in data:
             missing = [key for key in ("id", "prompt") if key not in data]
             raise ConfigError(
                 f"a dataset record lacks {', '.join(missing)}: {_preview(data)}",
                 hint="every record needs an id and a prompt",
             )
-        history = tuple(
-            Message(role=turn["role"], content=turn["content"])
-            for turn in data.get("history") or ()
-        )
+        item_id = data["id"]
+        if isinstance(item_id, bool) or not isinstance(item_id, (str, int)):
+            raise ConfigError(
+                f"a dataset record has id {_short(item_id)}",
+                hint="ids are strings (or integers), unique within the dataset",
+            )
         return cls(
-            id=str(data["id"]),
+            id=str(item_id),
             prompt=data["prompt"],
             reference=data.get("reference"),
             category=data.get("category"),
             difficulty=data.get("difficulty"),
             system=data.get("system"),
-            history=history,
+            history=_history(data.get("history"), item_id),
             metadata=MappingProxyType({k: v for k, v in data.items() if k not in _ITEM_FIELDS}),
         )
 
@@ -151,22 +165,16 @@ class Dataset:
     @classmethod
     def from_jsonl(cls, path: str | Path, *, name: str | None = None) -> Dataset:
         """Read a JSONL file of records in the bundled shape (one JSON object per line)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"dataset file {path} does not exist", hint="check the path")
-        records = []
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(
-                        f"{path}:{number} is not valid JSON ({exc.msg})",
-                        hint="each line of a dataset must be one JSON object",
-                    ) from exc
-        return cls.from_records(name or path.stem, records, source=str(path))
+        from aigw_lab.datasets.files import existing_file, iter_jsonl
+
+        path = existing_file(path, "dataset")
+        items = []
+        for number, record in iter_jsonl(path, "dataset"):
+            try:
+                items.append(DatasetItem.from_dict(record))
+            except ConfigError as exc:
+                raise ConfigError(f"{path}:{number}: {exc.message}", hint=exc.hint) from exc
+        return cls(name or path.stem, tuple(items), str(path))
 
     # --- reading --------------------------------------------------------------------
 
@@ -268,6 +276,40 @@ def _as_set(value: str | Sequence[str] | None) -> set[str] | None:
     if value is None:
         return None
     return {value} if isinstance(value, str) else set(value)
+
+
+_ROLES = ("system", "user", "assistant")
+
+
+def _history(turns: Any, item_id: Any) -> tuple[Message, ...]:
+    """``history`` of a record: a list of ``{"role", "content"}`` objects with text content."""
+    if turns is None:
+        return ()
+    hint = 'history is a list like [{"role": "user", "content": "..."}, ...], oldest first'
+    if not isinstance(turns, list):
+        raise ConfigError(
+            f"dataset record {item_id!r}: history is {_short(turns)}, not a list", hint=hint
+        )
+    messages = []
+    for index, turn in enumerate(turns):
+        if (
+            not isinstance(turn, Mapping)
+            or turn.get("role") not in _ROLES
+            or not isinstance(turn.get("content"), str)
+        ):
+            raise ConfigError(
+                f"dataset record {item_id!r}: history[{index}] is {_short(turn)}, not "
+                f'{{"role": one of {", ".join(_ROLES)}, "content": text}}',
+                hint=hint,
+            )
+        messages.append(Message(role=turn["role"], content=turn["content"]))
+    return tuple(messages)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters: a bad value goes into a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _preview(data: Mapping[str, Any]) -> str:

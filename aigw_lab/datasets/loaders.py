@@ -12,13 +12,14 @@ A malformed file is a `ConfigError` naming the file, the line or row, the field,
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.datasets.files import existing_file, iter_jsonl, parse_json, read_text
 from aigw_lab.datasets.items import Dataset, DatasetItem
 from aigw_lab.errors import ConfigError
 
@@ -46,32 +47,13 @@ _LETTERS = ("A", "B", "C", "D")
 
 
 def _existing_file(path: str | Path, what: str) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{what} file {path} does not exist", hint="check the path")
-    return path
+    return existing_file(path, what)
 
 
 def _read_jsonl(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSONL file; a `ConfigError` naming
-    the line when one is not a JSON object."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(
-                    f"{path}:{number} is not valid JSON ({exc.msg})",
-                    hint=f"a {what} file holds one JSON object per line",
-                ) from exc
-            if not isinstance(record, dict):
-                raise ConfigError(
-                    f"{path}:{number} is a JSON {type(record).__name__}, not an object",
-                    hint=f"a {what} file holds one JSON object per line",
-                )
-            yield number, record
+    the line when one is not a JSON object, and the byte when the file is not UTF-8."""
+    return iter_jsonl(path, what)
 
 
 def _require(record: Mapping[str, Any], keys: Sequence[str], where: str, what: str) -> None:
@@ -167,41 +149,56 @@ def load_mmlu(
     items = []
     for file in files:
         subject = file.stem.removesuffix("_test")
-        with file.open(encoding="utf-8", newline="") as handle:
-            for row_index, row in enumerate(csv.reader(handle)):
-                where = f"{file}, row {row_index + 1}"
-                if len(row) != 6:
-                    raise ConfigError(
-                        f"{where} has {len(row)} columns, not 6",
-                        hint="MMLU CSVs have no header and six columns: question, A, B, C, D, "
-                        "answer letter",
-                    )
-                question, *choices, answer = row
-                answer = answer.strip().upper()
-                if answer not in _LETTERS:
-                    raise ConfigError(
-                        f"{where}: the answer column holds {row[5]!r}, not a letter A-D",
-                        hint="the sixth column of an MMLU row is the answer letter",
-                    )
-                items.append(
-                    DatasetItem(
-                        id=f"mmlu/{subject}/{row_index}",
-                        prompt=format_mmlu_prompt(
-                            _text(question, where, "question"), choices, instruction
-                        ),
-                        reference=answer,
-                        category=subject,
-                        metadata=MappingProxyType(
-                            {
-                                "subject": subject,
-                                "choices": dict(zip(_LETTERS, choices, strict=True)),
-                                "answer_type": "choice",
-                            }
-                        ),
-                    )
+        for row_index, row in enumerate(_csv_rows(file, "MMLU")):
+            where = f"{file}, row {row_index + 1}"
+            if len(row) != 6:
+                raise ConfigError(
+                    f"{where} has {len(row)} columns, not 6",
+                    hint="MMLU CSVs have no header and six columns: question, A, B, C, D, "
+                    "answer letter",
                 )
+            question, *choices, answer = row
+            answer = answer.strip().upper()
+            if answer not in _LETTERS:
+                raise ConfigError(
+                    f"{where}: the answer column holds {row[5]!r:.40}, not a letter A-D",
+                    hint="the sixth column of an MMLU row is the answer letter",
+                )
+            items.append(
+                DatasetItem(
+                    id=f"mmlu/{subject}/{row_index}",
+                    prompt=format_mmlu_prompt(
+                        _text(question, where, "question"), choices, instruction
+                    ),
+                    reference=answer,
+                    category=subject,
+                    metadata=MappingProxyType(
+                        {
+                            "subject": subject,
+                            "choices": dict(zip(_LETTERS, choices, strict=True)),
+                            "answer_type": "choice",
+                        }
+                    ),
+                )
+            )
     source = str(path)
     return Dataset(name or ("mmlu" if path.is_dir() else path.stem), tuple(items), source)
+
+
+def _csv_rows(file: Path, what: str) -> list[list[str]]:
+    """The rows of a CSV file, read as UTF-8; a `ConfigError` naming the row when the csv
+    module rejects it (a NUL byte, a field over its size limit, a stray quote)."""
+    reader = csv.reader(io.StringIO(read_text(existing_file(file, what), what), newline=""))
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as exc:
+        raise ConfigError(
+            f"{file}, row {len(rows) + 1} cannot be read as CSV ({exc})",
+            hint=f"save the {what} file as plain comma-separated UTF-8 text",
+        ) from exc
+    return rows
 
 
 # --- FastChat question files (MT-Bench, arena-bench) ----------------------------------------
@@ -268,13 +265,11 @@ def load_alpaca_eval_instructions(path: str | Path, *, name: str = "alpaca_eval"
     """
     path = _existing_file(path, "AlpacaEval")
     if path.suffix == ".json":
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})",
-                hint="pass AlpacaEval's alpaca_eval.json (a JSON array) or a JSONL file",
-            ) from exc
+        records = parse_json(
+            read_text(path, "AlpacaEval"),
+            str(path),
+            hint="pass AlpacaEval's alpaca_eval.json (a JSON array) or a JSONL file",
+        )
         if not isinstance(records, list):
             raise ConfigError(
                 f"{path} holds a JSON {type(records).__name__}, not an array",

@@ -90,11 +90,19 @@ class Experiment:
         if self.budget_usd is not None and (
             isinstance(self.budget_usd, bool)
             or not isinstance(self.budget_usd, (int, float))
+            or self.budget_usd != self.budget_usd  # NaN: every comparison false, no limit
             or self.budget_usd < 0
         ):
             raise ConfigError(
                 f"budget_usd = {self.budget_usd!r} is not a non-negative number of dollars",
                 hint="write budget_usd = 0.50, or leave it out for no limit",
+            )
+        if self.unit_count > MAX_UNITS:
+            raise ConfigError(
+                f"experiment {self.name!r} has {self.unit_count:,} units ({len(self.dataset)} "
+                f"items x {len(self.targets)} targets x {self.repetitions} repetitions), over "
+                f"the {MAX_UNITS:,} one run lists in memory",
+                hint="lower repetitions, sample the dataset, or split it into experiments",
             )
         if not isinstance(self.params, Mapping):
             raise ConfigError("experiment params must be a mapping of request fields")
@@ -169,6 +177,10 @@ def item_hash(item: DatasetItem) -> str:
     """12 hex digits identifying an item's content (prompt, reference, conversation)."""
     text = json.dumps(item.to_dict(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: The most units one experiment may have: a run lists every unit (and its key) in memory.
+MAX_UNITS = 10_000_000
 
 
 def _check_int(value: Any, key: str) -> None:

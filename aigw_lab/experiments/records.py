@@ -243,14 +243,48 @@ class RunRecord:
 def close_abandoned_runs(log: CallLog, experiment_id: str) -> int:
     """Mark the experiment's runs still ``running`` as ``interrupted``: their process ended
     without recording it (SIGKILL, power loss). Only one process can write a DuckDB file,
-    so a run that is starting holds the log and no other run can be live in it."""
+    so a run that is starting holds the log and no other run can be live in it.
+
+    Their counts were only in memory, so they are rebuilt from the log: units with an ok
+    outcome (``completed``), units whose call failed (``failed``), the cost of their calls
+    and of their judges' calls, and the time of their last logged call (``ended_at``)."""
     rows = log.execute(
-        "UPDATE experiment_runs SET status = 'interrupted', message = ? "
-        "WHERE experiment_id = ? AND status = 'running' RETURNING run_id",
-        [_ABANDONED, experiment_id],
+        "SELECT run_id FROM experiment_runs WHERE experiment_id = ? AND status = 'running'",
+        [experiment_id],
     )
+    for (run_id,) in rows:
+        completed, failed, cost, last = run_counts(log, run_id)
+        log.execute(
+            "UPDATE experiment_runs SET status = 'interrupted', message = ?, completed = ?, "
+            "failed = ?, cost_usd = ?, ended_at = coalesce(?, ended_at) WHERE run_id = ?",
+            [_ABANDONED, completed, failed, cost, last, run_id],
+        )
     return len(rows)
 
+
+def run_counts(log: CallLog, run_id: str) -> tuple[int, int, float, datetime | None]:
+    """What the log says a run did: units with an ok outcome, units whose call failed, the
+    cost of its calls and its judges' calls, and the time of its last call."""
+    completed, failed, cost, last = log.execute(_RUN_COUNTS, {"run_id": run_id})[0]
+    return int(completed), int(failed), float(cost), last
+
+
+# A run's outcome rows (the highest attempt of each of its traces): ok ones are units done,
+# the others units whose call failed. Cost: every row of the run, and its judges' calls.
+_RUN_COUNTS = """
+WITH outcomes AS (
+    SELECT status FROM calls
+    WHERE run_id = $run_id AND item_id IS NOT NULL AND target IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY attempt DESC) = 1
+)
+SELECT
+    (SELECT count(*) FILTER (WHERE status = 'ok') FROM outcomes),
+    (SELECT count(*) FILTER (WHERE status NOT IN ('ok', 'cancelled')) FROM outcomes),
+    (SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE run_id = $run_id OR trace_id IN (
+        SELECT judge_trace_id FROM scores WHERE run_id = $run_id
+        AND judge_trace_id IS NOT NULL)),
+    (SELECT max("timestamp") FROM calls WHERE run_id = $run_id)
+"""
 
 _ABANDONED = "the process ended without recording the run's end (killed?); resumed later"
 

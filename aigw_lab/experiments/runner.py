@@ -40,6 +40,7 @@ from aigw_lab.experiments.records import (
     logged_rows,
     record_experiment,
     response_from_row,
+    run_counts,
     spent_usd,
     trace_cost_usd,
 )
@@ -115,8 +116,10 @@ async def arun_experiment(
     run ends with status ``"stopped_budget"``.
 
     A scorer that raises is recorded as a failed score (value None, the error in comment).
-    On Ctrl-C or cancellation the run is recorded as ``"interrupted"`` and the exception
-    propagates; on any other exception, as ``"failed"``.
+    The run ends ``"completed"``; ``"failed"`` when units were sent and every one failed
+    (the result's message gives the first error); ``"stopped_budget"``. On Ctrl-C,
+    ``SystemExit`` or cancellation it is recorded as ``"interrupted"`` with its counts so
+    far and the exception propagates; on any other exception, as ``"failed"``.
     """
     log = gateway.log
     if log is None:
@@ -146,6 +149,8 @@ class _Runner:
         self.spent_before = 0.0
         self.tracker: ProgressTracker | None = None
         self.record: RunRecord | None = None
+        #: The first failed unit's error, for the message of a run where every unit failed.
+        self.first_error: str | None = None
 
     async def run(
         self,
@@ -190,13 +195,16 @@ class _Runner:
             on_progress=on_progress,
             description=experiment.name,
         )
-        status, failure = "failed", None
+        status, failure, stopped_by = "failed", None, None
         try:
             await self._score_missing(present, done)
             await self._send(pending)
-            status = "stopped_budget" if self.stop_reason else "completed"
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            status = "interrupted"
+            status, failure = self._outcome()
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError) as exc:
+            # Ctrl-C, SIGTERM (the CLI turns it into a cancellation), sys.exit in a callback,
+            # a cancelled task: the run stopped on request, with its counts so far (the
+            # message is written once _finish has the final counts).
+            status, stopped_by = "interrupted", type(exc).__name__
             raise
         except BaseException as exc:
             failure = f"{type(exc).__name__}: {exc}"
@@ -205,7 +213,13 @@ class _Runner:
             self.record.cost_usd = self.tracker.cost_usd
             try:
                 # Shielded from a second Ctrl-C: the run's row must not stay "running".
-                await _finish(self.record, log, status, failure or self.stop_reason or message)
+                await _finish(
+                    self.record,
+                    log,
+                    status,
+                    failure or self.stop_reason or message,
+                    interrupted_by=stopped_by,
+                )
             finally:
                 self.tracker.close(status)
         return ExperimentResult(
@@ -219,8 +233,21 @@ class _Runner:
             cost_usd=self.record.cost_usd,
             estimate=replace(estimate, spent_usd=self.spent_before, skipped_units=len(present)),
             log=log,
-            message=self.stop_reason or message,
+            message=failure or self.stop_reason or message,
         )
+
+    def _outcome(self) -> tuple[str, str | None]:
+        """The status of a run whose units all finished or were not started: ``failed``
+        (with the first error) when units were sent and every one of them failed."""
+        assert self.record is not None
+        if self.stop_reason:
+            return "stopped_budget", None
+        if self.record.failed and not self.record.completed:
+            return "failed", (
+                f"every unit failed ({self.record.failed} of {self.record.failed}); the "
+                f"first error: {self.first_error}"
+            )
+        return "completed", None
 
     # --- budget -------------------------------------------------------------------------
 
@@ -285,10 +312,12 @@ class _Runner:
         request = self._request(unit)
         try:
             response = await self.gateway.achat(request)
-        except Exception:
+        except Exception as exc:
             # The gateway logged the failure (error type, attempts); the unit stays not done,
             # so a resumed run tries it again.
             self.record.failed += 1
+            if self.first_error is None:
+                self.first_error = _describe_error(exc)
             self.tracker.unit_finished(name, ok=False, cost_usd=None)
             return
         # On file before the unit counts as done: after this, a crash cannot make a resume
@@ -398,8 +427,47 @@ async def _safe_score(scorer: Scorer, item: DatasetItem, response: ChatResponse)
     return score
 
 
-async def _finish(record: RunRecord, log: CallLog, status: str, message: str | None) -> None:
+def _describe_error(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 300 characters (for the run's message)."""
+    text = getattr(exc, "message", None) or str(exc)
+    line = " ".join(f"{type(exc).__name__}: {text}".split())
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+_STOPPED_BY = {
+    "KeyboardInterrupt": "Ctrl-C",
+    "SystemExit": "exit requested",
+    "CancelledError": "Ctrl-C, SIGTERM or cancellation",
+}
+
+
+async def _finish(
+    record: RunRecord,
+    log: CallLog,
+    status: str,
+    message: str | None,
+    *,
+    interrupted_by: str | None = None,
+) -> None:
+    """Write the run's end to its row. ``interrupted_by``: the exception type's name that
+    stopped the run, for its message."""
+
     def write() -> None:
+        nonlocal message
+        if status in ("interrupted", "failed"):
+            # Stopped mid-unit: a call may have returned (and been logged, so a resume skips
+            # it) without the runner counting it yet. The log is the record of what was done.
+            try:
+                log.flush()
+                record.completed, record.failed, _, _ = run_counts(log, record.run_id)
+            except Exception:  # the log itself failing: keep the counts we have
+                pass
+        if interrupted_by is not None:
+            why = _STOPPED_BY.get(interrupted_by, interrupted_by)
+            message = (
+                f"interrupted ({why}) after {record.completed} units done and "
+                f"{record.failed} failed; run again to resume"
+            )
         record.finish(log, status, message)
 
     task = asyncio.ensure_future(asyncio.to_thread(write))
@@ -411,18 +479,47 @@ async def _finish(record: RunRecord, log: CallLog, status: str, message: str | N
 
 
 def _run_in_thread(coroutine: Any) -> Any:
-    """Run ``coroutine`` on a new event loop in a helper thread and return its result."""
+    """Run ``coroutine`` on a new event loop in a helper thread and return its result.
+
+    A Ctrl-C (a notebook's interrupt) lands in this, the calling thread: the run's task in
+    the helper thread is then cancelled and waited for, so the run stops sending and is
+    recorded as interrupted, instead of carrying on unseen and ending as completed."""
     outcome: dict[str, Any] = {}
+    running: dict[str, Any] = {}
+
+    async def main() -> Any:
+        running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        if running.get("stopped"):  # interrupted before this loop was up to be told
+            coroutine.close()
+            raise asyncio.CancelledError
+        return await coroutine
+
+    ended = threading.Event()
 
     def target() -> None:
         try:
-            outcome["value"] = asyncio.run(coroutine)
+            outcome["value"] = asyncio.run(main())
         except BaseException as exc:  # handed to the calling thread below
             outcome["error"] = exc
+        finally:
+            ended.set()
 
     thread = threading.Thread(target=target, name="aigw-experiment", daemon=True)
     thread.start()
-    thread.join()
+    try:
+        # An Event, not thread.join(): a join interrupted by Ctrl-C can afterwards report the
+        # thread as finished while it still runs (CPython before 3.13).
+        ended.wait()
+    except KeyboardInterrupt:
+        running["stopped"] = True
+        loop, task = running.get("loop"), running.get("task")
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop already closed: the run has ended on its own
+        ended.wait()
+        raise
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.config import read_toml
-from aigw_lab.errors import ConfigError
+from aigw_lab.errors import AigwError, ConfigError
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.items import Dataset
@@ -111,9 +111,12 @@ class ExperimentSpec:
     source: str = "experiment"
 
     def build(self, gateway: Gateway) -> Experiment:
-        """The `Experiment`, with its scorers built for ``gateway``."""
+        """The `Experiment`, with its scorers built for ``gateway``. A target the gateway
+        cannot reach (no such provider, or a model its provider does not serve) is a
+        `ConfigError` now: otherwise every unit of that target would be sent and fail."""
         from aigw_lab.experiments.experiment import Experiment
 
+        self.check_targets(gateway)
         return Experiment(
             self.name,
             self.dataset,
@@ -125,6 +128,25 @@ class ExperimentSpec:
             experiment_id=self.experiment_id,
             params=self.params,
         )
+
+    def check_targets(self, gateway: Gateway) -> None:
+        """Raise `ConfigError` for a ``[[targets]]`` model that ``gateway`` cannot resolve,
+        or whose provider lists its models and has no such model."""
+        models = gateway.list_models()
+        for index, target in enumerate(self.targets):
+            address = target["model"]
+            where = f"{self.source}: [[targets]] {index + 1}: model = {address!r}"
+            try:
+                provider, model = gateway.resolve(address)
+            except AigwError as exc:
+                raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
+            known = models.get(provider) or ()
+            if known and model not in known:
+                shown = ", ".join(list(known)[:20]) + (", ..." if len(known) > 20 else "")
+                raise ConfigError(
+                    f"{where}: provider {provider!r} has no model {model!r}",
+                    hint=f"its models: {shown}",
+                )
 
     def build_scorers(self, gateway: Gateway) -> list[Any]:
         if not self.scorers:
@@ -322,6 +344,12 @@ def _dataset(section: Mapping[str, Any], base: Path, where: str) -> Dataset:
                 "path of a JSONL file (relative to this file)",
             )
         dataset = Dataset.from_jsonl(path)
+        if not dataset.items:
+            raise ConfigError(
+                f"{where}: dataset file {path} holds no records",
+                hint='write one JSON object per line: {"id": "q1", "prompt": "...", '
+                '"reference": "..."}',
+            )
     categories = section.get("categories")
     if categories is not None:
         if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):

@@ -129,12 +129,61 @@ def check_params(params: Mapping[str, Any], where: str) -> None:
                 + ", ".join(sorted(TARGET_PARAMS))
                 + "; provider-specific fields go in extra = {...}",
             )
+    for key, value in params.items():
+        problem = _type_problem(key, value)
+        if problem is not None:
+            raise ConfigError(
+                f"{where}: {key} = {value!r:.60} must be {problem}",
+                hint=f"e.g. {_EXAMPLES.get(key, key + ' = ...')}",
+            )
     try:
         ChatRequest.create("check/params", "x", **params)
     except AigwError as exc:
         raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
     except TypeError as exc:  # a wrongly typed mapping field (tags = 3, say)
         raise ConfigError(f"{where}: invalid params: {exc}") from exc
+
+
+# What each parameter must be, checked before a request is built: a value of the wrong type
+# would otherwise reach the request body, the call log's columns or a header.
+_EXAMPLES = {
+    "max_tokens": "max_tokens = 256",
+    "seed": "seed = 42",
+    "stop": 'stop = ["\\n\\n"]',
+    "timeout": "timeout = 30.0",
+    "tags": 'tags = { team = "search" }',
+    "user": 'user = "alice"',
+    "tenant": 'tenant = "acme"',
+    "extra": "extra = { top_k = 40 }",
+}
+
+
+def _type_problem(key: str, value: Any) -> str | None:
+    """What ``value`` should be for parameter ``key`` when it is not, else None."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in ("max_tokens", "seed"):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if key in ("temperature", "top_p"):
+        return None if number else "a number"
+    if key == "timeout":
+        return None if number and 0 < value < float("inf") else "a positive number of seconds"
+    if key == "stop":
+        if isinstance(value, str) or (
+            isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        ):
+            return None
+        return "a string or a list of strings"
+    if key == "tags":
+        if isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            return None
+        return "a table of strings"
+    if key in ("user", "tenant"):
+        return None if isinstance(value, str) else "a string"
+    if key == "extra":
+        return None if isinstance(value, Mapping) else "a table"
+    return None
 
 
 def coerce_targets(targets: Iterable[Target | str | Mapping[str, Any]]) -> tuple[Target, ...]:

@@ -61,6 +61,19 @@ def counts_against_health(error: BaseException) -> bool:
     )
 
 
+def _check_number(name: str, value: Any, *, integer: bool) -> None:
+    """A `ConfigError` when a setting from a file is not a (finite) number, before it is
+    compared with one (a TOML ``failure_threshold = "5"`` would be a TypeError there)."""
+    if value is None:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value != value:
+        raise ConfigError(
+            f"{name}={value!r} must be {'an integer' if integer else 'a number'}",
+            hint=f"write {name} without quotes, e.g. {name} = {5 if integer else 0.5}",
+        )
+
+
 class _Circuit:
     """One target's breaker state. Guarded by the tracker's lock."""
 
@@ -107,6 +120,14 @@ class HealthTracker:
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        for name, value in (
+            ("failure_threshold", failure_threshold),
+            ("failure_rate", failure_rate),
+            ("window", window),
+            ("min_calls", min_calls),
+            ("cooldown", cooldown),
+        ):
+            _check_number(name, value, integer=name in ("failure_threshold", "window", "min_calls"))
         if failure_threshold is None and failure_rate is None:
             raise ConfigError(
                 "a HealthTracker needs failure_threshold or failure_rate",

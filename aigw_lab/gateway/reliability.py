@@ -55,7 +55,7 @@ from aigw_lab.gateway.middleware import (
 )
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent, TextDelta
 
-__all__ = ["Retry", "RetryPolicy", "Fallbacks"]
+__all__ = ["Retry", "RetryPolicy", "Fallbacks", "check_fallback_targets", "check_targets"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -82,7 +82,15 @@ class RetryPolicy:
     deadline: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        for name in ("base_delay", "multiplier", "max_delay", "max_retry_after"):
+            _check_seconds(name, getattr(self, name), optional=False)
+        for name in ("attempt_timeout", "deadline"):
+            _check_seconds(name, getattr(self, name), optional=True)
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
             raise ConfigError(
                 f"max_attempts={self.max_attempts!r} is invalid",
                 hint="use an integer >= 1 (1 means no retries)",
@@ -116,6 +124,18 @@ class RetryPolicy:
         return wait
 
 
+def _check_seconds(name: str, value: Any, *, optional: bool) -> None:
+    """A `ConfigError` when a setting (from a TOML file, say) is not a number, before it is
+    compared with one: ``base_delay = "1"`` would otherwise be a TypeError traceback."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(
+            f"{name}={value!r} must be a number{' or None' if optional else ''}",
+            hint=f"write it without quotes, e.g. {name} = 2.0",
+        )
+
+
 @dataclass(frozen=True)
 class Fallbacks:
     """Where a call goes when its target fails: ``chains`` maps a requested
@@ -131,6 +151,20 @@ class Fallbacks:
         chains = {_target(k, "fallbacks key"): _targets(v, k) for k, v in self.chains.items()}
         object.__setattr__(self, "chains", MappingProxyType(chains))
         object.__setattr__(self, "default", _targets(self.default, "default"))
+        if not isinstance(self.context_windows, Mapping):
+            raise ConfigError(
+                f"fallbacks context_windows must be a table of target = tokens, got "
+                f"{self.context_windows!r:.80}",
+                hint='e.g. context_windows = { "sim-openai/sim-small" = 16384 }',
+            )
+        for target, tokens in self.context_windows.items():
+            _target(target, "fallbacks context_windows")
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+                raise ConfigError(
+                    f"fallbacks context_windows: {target!r} = {tokens!r:.40} is not a number "
+                    "of tokens",
+                    hint="give each target's context window as a positive integer",
+                )
         object.__setattr__(self, "context_windows", MappingProxyType(dict(self.context_windows)))
 
     @classmethod
@@ -144,6 +178,74 @@ class Fallbacks:
         """The targets for a call to ``address``: itself first, then its fallbacks."""
         following = self.chains.get(address, self.default)
         return (address, *(t for t in dict.fromkeys(following) if t != address))
+
+
+def check_fallback_targets(
+    fallbacks: Fallbacks,
+    known: Mapping[str, Sequence[str] | None],
+    *,
+    default_provider: str | None = None,
+) -> None:
+    """Check that every address in ``fallbacks`` (chain keys, their targets, ``default``,
+    ``context_windows``) names something a call could reach, so a typo fails when the config
+    loads rather than on the first outage, when the fallback is needed.
+
+    ``known`` maps each provider name to its models, or to None when it accepts any model
+    name (real HTTP APIs); routing policies are the models of provider ``"policy"``. An
+    address resolves as a call's would: ``provider/model``, else, with ``default_provider``,
+    the whole address is that provider's model. Raises `ConfigError` listing the known
+    targets."""
+    places: list[tuple[str, str]] = [(key, f"fallbacks key {key!r}") for key in fallbacks.chains]
+    for key, chain in fallbacks.chains.items():
+        places += [(target, f"fallbacks for {key!r}") for target in chain]
+    places += [(target, "fallbacks default") for target in fallbacks.default]
+    places += [(target, "fallbacks context_windows") for target in fallbacks.context_windows]
+    check_targets(places, known, default_provider=default_provider)
+
+
+def check_targets(
+    places: Sequence[tuple[str, str]],
+    known: Mapping[str, Sequence[str] | None],
+    *,
+    default_provider: str | None = None,
+) -> None:
+    """The check of `check_fallback_targets` for any ``(address, where it was found)`` pairs
+    (a routing policy's targets, say)."""
+    for address, where in places:
+        problem = _unreachable(address, known, default_provider)
+        if problem is not None:
+            raise ConfigError(
+                f"{where}: {address!r} {problem}",
+                hint=f"known targets: {_known_targets(known)}",
+            )
+
+
+def _unreachable(
+    address: str, known: Mapping[str, Sequence[str] | None], default_provider: str | None
+) -> str | None:
+    """Why ``address`` reaches no model (None when it reaches one)."""
+    provider, _, model = address.partition("/")
+    if provider not in known or not model:
+        if default_provider is None or default_provider not in known:
+            return f"names no configured provider ({provider!r})"
+        provider, model = default_provider, address
+    models = known[provider]
+    if models is not None and model not in models:
+        what = "routing policy" if provider == "policy" else f"model of provider {provider!r}"
+        return f"is not a known {what}"
+    return None
+
+
+def _known_targets(known: Mapping[str, Sequence[str] | None]) -> str:
+    parts = []
+    for provider in sorted(known):
+        models = known[provider]
+        if models is None:
+            parts.append(f"{provider}/<any model>")
+        elif models:
+            parts.append(f"{provider}/{{{', '.join(models)}}}")
+    text = "; ".join(parts)
+    return text if len(text) <= 600 else text[:597] + "..."
 
 
 def _target(value: Any, where: str) -> str:

@@ -106,6 +106,11 @@ def read_policy_document(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"policy file {str(source)!r} is not valid JSON: {exc}",
             hint="rewrite it with save_policy",
         ) from exc
+    except RecursionError as exc:
+        raise ConfigError(
+            f"policy file {str(source)!r} holds JSON nested too deeply to read",
+            hint="it is not a policy file written by save_policy: check the path",
+        ) from exc
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise ConfigError(
             f'{source} is not an aigw policy file (no "format": "{_FORMAT}")',
@@ -134,3 +139,10 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         return policy_from_dict(document["policy"], artifacts=source.parent)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # A field of the wrong shape deep in the document (edited by hand, or truncated):
+        # the file is at fault, not the code reading it.
+        raise ConfigError(
+            f"{source}: the policy document is malformed ({type(exc).__name__}: {exc})",
+            hint="rewrite it with save_policy (`aigw-lab policy train`) rather than by hand",
+        ) from exc
