@@ -288,6 +288,24 @@ class HttpProvider:
             else httpx.Timeout(request.timeout, connect=self.connect_timeout).as_dict()
         )
         url = self._url(encoded.path)
+        try:
+            return self._build_request(client, url, encoded, timeout)
+        except UnicodeEncodeError as exc:
+            # A lone surrogate (U+D800-U+DFFF) in a message: no UTF-8 body can carry it.
+            raise InvalidRequestError(
+                "the request holds text that is not valid Unicode (a lone surrogate, "
+                f"{exc.object[exc.start:exc.end]!r}); it cannot be sent",
+                hint="remove or replace the character (text.encode('utf-8', 'replace') "
+                "shows where it is)",
+            ) from None
+
+    def _build_request(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        url: httpx.URL,
+        encoded: Any,
+        timeout: Any,
+    ) -> httpx.Request:
         if encoded.headers or not self._encodes_json:
             return client.build_request(
                 "POST",

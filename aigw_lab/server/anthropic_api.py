@@ -371,4 +371,6 @@ def models_list(models: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _event(name: str, payload: Mapping[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + _JSON.encode(payload).encode() + b"\n\n"
+    # backslashreplace: a lone surrogate from an upstream answer goes out as its JSON escape
+    data = _JSON.encode(payload).encode("utf-8", "backslashreplace")
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"

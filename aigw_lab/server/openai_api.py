@@ -265,4 +265,5 @@ def models_list(models: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _sse(payload: Mapping[str, Any]) -> bytes:
-    return b"data: " + _JSON.encode(payload).encode() + b"\n\n"
+    # backslashreplace: a lone surrogate from an upstream answer goes out as its JSON escape
+    return b"data: " + _JSON.encode(payload).encode("utf-8", "backslashreplace") + b"\n\n"

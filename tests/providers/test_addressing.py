@@ -352,3 +352,29 @@ def test_a_resumed_batch_job_cannot_steer_the_key_elsewhere(bad_id: str) -> None
             with pytest.raises(InvalidRequestError):
                 resumed.status()
             assert len(fake.requests) == sent
+
+
+def test_a_prompt_with_a_lone_surrogate_is_a_logged_invalid_request_not_an_encode_error():
+    """Seen: `Gateway.chat` with a lone surrogate in a message raised UnicodeEncodeError from
+    the transport (the server showed it as "internal error"); it is a typed refusal naming
+    the character, and the attempt is in the log."""
+    import httpx
+
+    from aigw_lab.providers.base import HttpClients, ProviderSpec
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    spec = ProviderSpec(name="oa", kind="openai", base_url="http://127.0.0.1:9/v1")
+    clients = HttpClients(transport=httpx.MockTransport(handler))
+    gw = Gateway([spec], clients=clients, env={"OPENAI_API_KEY": "sk-x"})
+    with pytest.raises(InvalidRequestError, match="surrogate") as caught:
+        gw.chat("oa/gpt-4o-mini", [{"role": "user", "content": "a \ud800 b"}])
+    assert caught.value.hint
+    assert sent == []  # nothing left the gateway
+    rows = gw.query("SELECT status, error_type FROM calls")
+    assert len(rows) == 1 and rows.status[0] == "error"
+    gw.close()

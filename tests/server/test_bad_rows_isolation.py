@@ -165,3 +165,71 @@ output_per_mtok = 2.0
         ("a", "bad \ufffd answer", ["invalid_text"]),
         ("b", "good answer", None),
     ]
+
+
+_STREAM_WITH_SURROGATE = (
+    b'data: {"id":"c1","model":"gpt-4o-mini","choices":[{"index":0,'
+    b'"delta":{"content":"bad \\ud800 "}}]}\n\n'
+    b'data: {"id":"c1","model":"gpt-4o-mini","choices":[{"index":0,'
+    b'"delta":{"content":"answer"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_answer_with_a_lone_surrogate_reaches_the_client_as_its_json_escape(
+    tmp_path: Path, serve_config, stream: bool
+) -> None:
+    """The gateway's answer must be encodable whatever text the upstream sent: a lone
+    surrogate goes out as the JSON escape the upstream used (``\\ud800``), in a 200, in the
+    answer and in each stream event (before, encoding the stream's event raised inside the
+    ASGI app after the status was sent)."""
+    from aigw_lab.testing.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as fake:
+        if stream:
+            fake.reply_sse(_STREAM_WITH_SURROGATE)
+        else:
+            fake.reply_json(_answer_with_surrogate("bad \ud800 answer"))
+        config = tmp_path / "upstream.toml"
+        config.write_text(
+            BASE_CONFIG
+            + f"""
+[providers.up]
+kind = "openai"
+base_url = "{fake.url}/v1"
+api_key_env = "UP_KEY"
+
+[prices."up/gpt-4o-mini"]
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+"""
+        )
+        env = {**ENV, "UP_KEY": "k"}
+        gateway = Gateway.from_config(config, env=env, log=str(tmp_path / "up.duckdb"))
+        served = serve_config("", gateway=gateway)
+        with httpx.Client(base_url=served.url, timeout=30) as http:
+            body = {
+                "model": "up/gpt-4o-mini",
+                "messages": [{"role": "user", "content": "q"}],
+                "stream": stream,
+            }
+            answer = http.post(CHAT, json=body, headers={"x-api-key": KEY_A})
+    assert answer.status_code == 200, answer.text
+    if stream:
+        events = [
+            json.loads(line.removeprefix("data: "))
+            for line in answer.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+        assert "[DONE]" in answer.text  # the stream ended normally
+    else:
+        text = answer.json()["choices"][0]["message"]["content"]
+    assert text == "bad \ud800 answer"
+    log = gateway.log
+    assert log is not None
+    assert log.execute("SELECT status, response_text, flags FROM calls") == [
+        ("ok", "bad \ufffd answer", ["invalid_text"])
+    ]
