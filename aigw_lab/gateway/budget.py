@@ -266,16 +266,19 @@ class Budget(Middleware):
         self._open(keys, ctx)
         reservation = self._reserve(keys, estimate, ctx)
         events: Iterator[StreamEvent] | None = None
+        answered = False
         try:
             events = call_next(ctx)
             for event in events:
+                answered = True
                 if type(event) is StreamEnd:
                     self._settle(reservation, _charged(reservation, event.response))
                 yield event
         finally:
-            # Failed, interrupted or closed by the caller: nothing is counted (the log row
-            # has no cost either); close the inner stream now so it is logged at once.
-            self._settle(reservation, 0.0)
+            # Failed before answering: nothing is counted. Broken or closed by the caller
+            # after the upstream began answering: a paid call of unknown usage, counted at
+            # its estimate. Close the inner stream now so it is logged at once.
+            self._settle(reservation, _unfinished(reservation, answered))
             close = getattr(events, "close", None)
             if close is not None:
                 close()
@@ -290,14 +293,16 @@ class Budget(Middleware):
             return
         reservation = await self._areserve(keys, ctx)
         events: AsyncIterator[StreamEvent] | None = None
+        answered = False
         try:
             events = call_next(ctx)
             async for event in events:
+                answered = True
                 if type(event) is StreamEnd:
                     self._settle(reservation, _charged(reservation, event.response))
                 yield event
         finally:
-            self._settle(reservation, 0.0)
+            self._settle(reservation, _unfinished(reservation, answered))
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -463,6 +468,13 @@ class Budget(Middleware):
                 account.reserved = account.reserved - reservation.usd if account.in_flight else 0.0
                 if cost and generation == account.generation:
                     account.add(cost, now)
+
+
+def _unfinished(reservation: _Reservation, answered: bool) -> float:
+    """What a stream that ended without its final event counts: 0 if the upstream never
+    answered (refused, failed to connect), else its estimate: the upstream was generating,
+    and bills for it, but the usage never arrived."""
+    return reservation.usd if answered else 0.0
 
 
 def _charged(reservation: _Reservation, response: ChatResponse) -> float:

@@ -436,3 +436,33 @@ def test_every_budget_path_charges_unknown_usage_at_the_estimate(mode: str) -> N
     [row] = budget.snapshot()
     # The estimate: 100 output tokens allowed plus the prompt, at 1 USD per million tokens.
     assert row["spent_usd"] >= 100e-6 and row["reserved_usd"] == 0
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_stream_abandoned_after_it_began_is_charged_at_its_estimate(mode: str) -> None:
+    """A stream the caller closes (or that breaks) after the upstream began answering was
+    paid for, but its usage never arrives: it counts at its estimate, never at 0. Fails on
+    the old code (a cancelled stream was settled at 0). A stream refused before any answer
+    still counts 0."""
+    import asyncio
+
+    budget = Budget([Limit("gateway", 1.0, "total")], tokenizer="estimate")
+    provider = FunctionProvider(lambda request: "one two three four five", "a", models=("m",))
+    gateway = Gateway([provider], log=None, middleware=[budget], prices={"a/m": Price(1.0, 1.0)})
+
+    async def take_one_async() -> None:
+        stream = gateway.astream("a/m", "hi", max_tokens=100)
+        async for _ in stream:
+            break
+        await stream.aclose()
+
+    with gateway:
+        if mode == "stream":
+            with gateway.stream("a/m", "hi", max_tokens=100) as stream:
+                next(iter(stream))  # the first text, then the caller walks away
+        else:
+            asyncio.run(take_one_async())
+        [row] = budget.snapshot()
+    assert row["in_flight"] == 0 and row["reserved_usd"] == 0
+    # At 1 USD per million tokens, the estimate covers at least the 100 output tokens.
+    assert row["spent_usd"] >= 100e-6
