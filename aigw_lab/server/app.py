@@ -174,7 +174,7 @@ class GatewayApp:
             await _send_error(send, api, HttpError("method_not_allowed", message), allow)
             return
         if endpoint == "health":
-            await _send_json(send, 200, {"status": "ok"})
+            await _send_json(send, 200, self._health())
             return
         identity = self._authenticate(scope, headers)
         if isinstance(identity, HttpError):
@@ -211,6 +211,15 @@ class GatewayApp:
             await self._stream(send, receive, api, request, call)
         else:
             await self._complete(send, api, request)
+
+    def _health(self) -> dict[str, Any]:
+        """``/health`` (no key needed): ``{"status": "ok"}``, or ``"degraded"`` with the call
+        log's state while it cannot write (calls are still served, their rows kept and
+        retried). Only the state: counts and errors are for operators (`Gateway.log_health`)."""
+        health = self.gateway.log_health()
+        if health is None or health.ok:
+            return {"status": "ok"}
+        return {"status": "degraded", "log": health.state}
 
     def _authenticate(
         self, scope: Scope, headers: Mapping[bytes, bytes], body: bytes | None = None

@@ -233,3 +233,41 @@ output_per_mtok = 2.0
     assert log.execute("SELECT status, response_text, flags FROM calls") == [
         ("ok", "bad \ufffd answer", ["invalid_text"])
     ]
+
+
+def test_health_says_degraded_while_the_log_cannot_write_and_ok_once_it_can(
+    tmp_path: Path, serve_config
+) -> None:
+    """The log's trouble is reported by the log's health (and ``/health``), never raised
+    into callers' calls: with inserts failing, calls still answer 200 and ``/health`` says
+    ``degraded``; once the disk has room again, ``ok``."""
+    failing = {"on": True}
+
+    def before_insert(rows: int) -> None:
+        if failing["on"]:
+            raise OSError(28, "No space left on device")
+
+    config = tmp_path / "g.toml"
+    config.write_text(BASE_CONFIG)
+    log = CallLog(tmp_path / "g.duckdb", before_insert=before_insert, flush_interval=0.05)
+    gateway = Gateway.from_config(config, env=ENV, log=log)
+    served = serve_config(gateway=gateway)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as http:
+            with pytest.warns(CallLogWarning):
+                answer = http.post(CHAT, json=body, headers={"x-api-key": KEY_A})
+                with pytest.raises(Exception, match="could not|cannot|failed"):
+                    log.flush(timeout=5)
+                degraded = http.get("/health")
+            failing["on"] = False
+            log.flush(timeout=10)
+            healthy = http.get("/health")
+        assert answer.status_code == 200, answer.text
+        assert degraded.status_code == 200
+        assert degraded.json() == {"status": "degraded", "log": "retrying"}
+        assert healthy.json() == {"status": "ok"}
+        assert log.execute("SELECT count(*) FROM calls") == [(1,)]
+    finally:
+        served.server.stop()
+        log.close()
