@@ -437,7 +437,9 @@ def _connect(
         try:
             files.make_private_dirs(path.parent)
             if not path.exists():
-                files.create_private_database(path, _creator(what, config, encryption))
+                files.create_private_database(
+                    path, encrypted.database_creator(what, config, encryption)
+                )
         except OSError as exc:
             raise StoreError(
                 f"cannot create the cache {path}: {exc.strerror or exc}",
@@ -472,21 +474,3 @@ def _connect(
     if not config or "memory_limit" not in config:
         conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
     return conn
-
-
-def _creator(
-    what: str, config: Mapping[str, Any] | None, encryption: Encryption | None
-) -> Callable[[Path], None]:
-    """Creates an empty cache database (encrypted if asked) at the staging path given."""
-
-    def create(staging: Path) -> None:
-        import duckdb
-
-        from aigw_lab.store.encryption import create_encrypted
-
-        if encryption is not None:
-            create_encrypted(staging, encryption, what=what)
-        else:
-            duckdb.connect(str(staging), config=dict(config or {})).close()
-
-    return create

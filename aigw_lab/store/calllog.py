@@ -529,7 +529,9 @@ def _connect_file(
     what = f"the call log {path}"
     try:
         if not path.exists():
-            files.create_private_database(path, _creator(what, config, encryption))
+            from aigw_lab.store.encryption import database_creator
+
+            files.create_private_database(path, database_creator(what, config, encryption))
         if encryption is not None:
             from aigw_lab.store.encryption import open_encrypted
 
@@ -541,24 +543,6 @@ def _connect_file(
     if not config or "memory_limit" not in config:
         conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
     return conn
-
-
-def _creator(
-    what: str, config: Mapping[str, Any] | None, encryption: Encryption | None
-) -> Callable[[Path], None]:
-    """Creates an empty database (encrypted if asked) at the staging path it is given."""
-
-    def create(staging: Path) -> None:
-        if encryption is not None:
-            from aigw_lab.store.encryption import create_encrypted
-
-            create_encrypted(staging, encryption, what=what)
-        else:
-            import duckdb
-
-            duckdb.connect(str(staging), config=dict(config or {})).close()
-
-    return create
 
 
 def _tightening_wal(

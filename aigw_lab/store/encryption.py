@@ -16,6 +16,7 @@ never goes in a file, a log line or an error message.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,13 @@ from aigw_lab.errors import StoreError
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["CRYPTO_CHOICES", "Encryption", "EncryptedConnection", "open_encrypted"]
+__all__ = [
+    "CRYPTO_CHOICES",
+    "Encryption",
+    "EncryptedConnection",
+    "database_creator",
+    "open_encrypted",
+]
 
 #: ``"openssl"``: only with DuckDB's httpfs extension installed; ``"builtin"``: DuckDB's
 #: mbedtls fallback, which DuckDB itself calls not secure (see the module docstring).
@@ -120,6 +127,24 @@ def create_encrypted(path: Path, encryption: Encryption, *, what: str) -> None:
     """Create an empty encrypted database at ``path`` and close it (for
     `aigw_lab.store.files.create_private_database`)."""
     open_encrypted(path, encryption, what=what).close()
+
+
+def database_creator(
+    what: str, config: Mapping[str, Any] | None, encryption: Encryption | None
+) -> Callable[[Path], None]:
+    """What `aigw_lab.store.files.create_private_database` calls to make an empty DuckDB
+    database (encrypted when ``encryption`` is given) at the staging path it is handed; for
+    the call log and the DuckDB cache alike."""
+
+    def create(staging: Path) -> None:
+        if encryption is not None:
+            create_encrypted(staging, encryption, what=what)
+        else:
+            import duckdb
+
+            duckdb.connect(str(staging), config=dict(config or {})).close()
+
+    return create
 
 
 def _load_crypto(conn: duckdb.DuckDBPyConnection, encryption: Encryption, *, what: str) -> None:
