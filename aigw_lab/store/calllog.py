@@ -92,7 +92,9 @@ class CallLog:
     only in memory until written. Whatever a
     killed process left in the spool is written when the log is opened again (`recovered`
     rows): ended calls as their rows, calls that were in flight as ``status =
-    'interrupted'``. An in-memory log has no spool.
+    'interrupted'``. An in-memory log has no spool. The spool is not encrypted, so an
+    encrypted log has none (its default durability is ``"none"``, and asking for another
+    with ``encryption`` is an error: see docs/security.md).
     """
 
     def __init__(
@@ -107,11 +109,22 @@ class CallLog:
         before_insert: Callable[[int], None] | None = None,
         bodies: BodyPolicy | None = None,
         encryption: Encryption | None = None,
-        durability: str = "os",
+        durability: str | None = None,
         fsync_interval: float = 0.05,
     ) -> None:
         import duckdb
 
+        if durability is None:
+            durability = "none" if encryption is not None else "os"
+        elif encryption is not None and durability != "none":
+            # The spool holds every row in plain text until it is written: it would undo
+            # the encryption for anyone who can read the log's directory.
+            raise StoreError(
+                f"durability {durability!r} cannot be used with an encrypted call log: its "
+                "crash spool is not encrypted",
+                hint="leave durability unset (an encrypted log runs without a spool, so a "
+                "killed process can lose rows not yet written), or drop the encryption",
+            )
         if durability not in DURABILITY_LEVELS:
             raise StoreError(
                 f"unknown call log durability {durability!r}",

@@ -170,3 +170,20 @@ def test_a_snapshot_of_an_encrypted_log_needs_and_takes_the_key(tmp_path):
     with pytest.raises(StoreError, match="different key"):
         CallLog.snapshot(path, encryption=builtin("wrong"))
     log.close()
+
+
+def test_an_encrypted_log_has_no_plain_text_spool(tmp_path):
+    """The crash spool is not encrypted: an encrypted log keeps none (no prompt text in any
+    file next to it while calls run), and asking for one is a clear error."""
+    path = tmp_path / "calls.duckdb"
+    gw = Gateway.simulated_fleet(time_scale=0, log=path, log_options={"encryption": builtin()})
+    gw.chat("sim-openai/sim-small", [{"role": "user", "content": PROMPT}])
+    log = gw.log
+    assert log is not None and log.spool is None
+    for file in tmp_path.rglob("*"):  # while the gateway is still open
+        if file.is_file():
+            assert b"NIGHTJAR" not in file.read_bytes(), file
+    gw.close()
+    with pytest.raises(StoreError, match="not encrypted") as caught:
+        CallLog(tmp_path / "other.duckdb", encryption=builtin(), durability="os")
+    assert "durability" in caught.value.hint
