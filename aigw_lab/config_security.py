@@ -121,6 +121,12 @@ def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSe
             hint='add encryption_key_env = "AIGW_LOG_KEY" (the variable holding the key)',
         )
     durability, fsync_interval = _durability(table, where)
+    if encryption is not None and durability not in (None, "none"):
+        raise ConfigError(
+            f"{where}: durability = {durability!r} cannot be used with encryption_key_env: "
+            "the crash spool is not encrypted",
+            hint="remove durability (an encrypted log runs without a spool) or the encryption",
+        )
     return LogSettings(
         durability=durability,
         fsync_interval=fsync_interval,

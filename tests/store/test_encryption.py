@@ -187,3 +187,13 @@ def test_an_encrypted_log_has_no_plain_text_spool(tmp_path):
     with pytest.raises(StoreError, match="not encrypted") as caught:
         CallLog(tmp_path / "other.duckdb", encryption=builtin(), durability="os")
     assert "durability" in caught.value.hint
+
+
+def test_a_config_asking_for_a_spool_with_encryption_fails_when_it_loads():
+    data = {
+        "providers": {"sim": {"kind": "simulated"}},
+        "log": {"encryption_key_env": "AIGW_LOG_KEY", "encryption_crypto": "builtin",
+                "durability": "os"},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="not encrypted"):
+        parse_config(data, env={"AIGW_LOG_KEY": KEY})
