@@ -206,6 +206,13 @@ def _banner(gateway: Any, simulated: bool, root: str, keys: Any, host: str) -> s
         f"  models: {', '.join(models) or '(any the providers accept)'}",
         f"  call log: {getattr(log, 'path', None) or 'off'}",
     ]
+    recovered = getattr(log, "recovered", 0)
+    if recovered:
+        # Rows a killed process left in the crash spool, written when the log was opened.
+        lines.append(
+            f"  recovered {recovered} rows from the crash spool of a process that died "
+            "(calls in flight then are status 'interrupted')"
+        )
     if keys is None:
         lines.append("  authentication: OFF (--no-auth): any client may call")
         if host not in _LOOPBACK:

@@ -175,3 +175,27 @@ def test_a_policy_trained_on_the_command_line_is_served_to_both_sdks(tmp_path: P
     assert len(rows) == 6
     assert {r[0] for r in rows} == {"rec"} and {r[2] for r in rows} == {"cheap-or-strong"}
     assert {r[1] for r in rows} <= {"gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1"}
+
+
+_CRASH = """
+import os, sys
+from aigw_lab import Gateway
+gw = Gateway.simulated_fleet(time_scale=0, log=sys.argv[1])
+gw.chat("sim-openai/sim-small", "hello")
+os._exit(0)  # no flush, no finalizer: the row exists only in the crash spool
+"""
+
+
+def test_serve_says_how_many_rows_it_recovered_from_a_crashed_process(tmp_path: Path) -> None:
+    """An operator restarting a killed gateway sees that rows came back from the spool."""
+    db = tmp_path / "c.duckdb"
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, str(script), str(db)], env=env, check=True, timeout=120)
+    process, _, banner = _start(["--no-auth", "--port", "0", "--db", str(db)], env)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=20)
+    assert "recovered 1 rows from the crash spool" in banner
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.sql("SELECT status FROM calls").fetchall() == [("ok",)]
