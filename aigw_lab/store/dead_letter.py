@@ -228,14 +228,15 @@ def spill_rows(
     import tempfile
     from pathlib import Path
 
+    from aigw_lab.store.files import open_private
+
     lines = "".join(
         row_json(row, **({} if reasons is None else {"error": reasons[i]})) + "\n"
         for i, row in enumerate(rows)
     )
     if append_to is not None:
         try:
-            fd = os.open(append_to, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
+            with os.fdopen(open_private(Path(append_to), "a"), "w", encoding="utf-8") as out:
                 out.write(lines)
             return append_to
         except OSError:
@@ -245,8 +246,7 @@ def spill_rows(
     folders = [folder] if folder else []
     for target in [Path(f) / name for f in [*folders, tempfile.gettempdir()]]:
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
+            with os.fdopen(open_private(target, "x"), "w", encoding="utf-8") as out:
                 out.write(lines)
             return str(target)
         except OSError:

@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.store.files import PRIVATE_FILE_MODE, make_private_dirs
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
@@ -143,7 +144,7 @@ class _Segment:
     __slots__ = ("path", "fd", "map", "used")
 
     def __init__(self, path: Path, size: int) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "alive": not for replay
@@ -217,7 +218,7 @@ class Spool:
         self._dirty = False
         self.failed: OSError | None = None  # the spool could not go on (disk full, say)
         self.closed = False
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(directory)
         self._segment = self._new_segment(0)
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
