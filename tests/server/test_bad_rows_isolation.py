@@ -127,6 +127,28 @@ def _answer_with_surrogate(text: str) -> dict:
     }
 
 
+def _upstream_gateway(tmp_path: Path, upstream_url: str, extra: str = "") -> Gateway:
+    """A gateway (the base config plus ``extra``) with provider ``up``, an OpenAI-format
+    server at ``upstream_url``, logging to a DuckDB file."""
+    config = tmp_path / "upstream.toml"
+    config.write_text(
+        BASE_CONFIG
+        + extra
+        + f"""
+[providers.up]
+kind = "openai"
+base_url = "{upstream_url}/v1"
+api_key_env = "UP_KEY"
+
+[prices."up/gpt-4o-mini"]
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+"""
+    )
+    env = {**ENV, "UP_KEY": "k"}
+    return Gateway.from_config(config, env=env, log=str(tmp_path / "up.duckdb"))
+
+
 def test_an_upstream_answer_with_a_json_surrogate_escape_is_logged_for_both_clients(
     tmp_path: Path, serve_config
 ) -> None:
@@ -135,23 +157,7 @@ def test_an_upstream_answer_with_a_json_surrogate_escape_is_logged_for_both_clie
     with FakeUpstream() as fake:
         fake.reply_json(_answer_with_surrogate("bad \ud800 answer"))  # sent as "\ud800"
         fake.reply_json(_answer_with_surrogate("good answer"))
-        config = tmp_path / "upstream.toml"
-        config.write_text(
-            BASE_CONFIG
-            + BUDGETS
-            + f"""
-[providers.up]
-kind = "openai"
-base_url = "{fake.url}/v1"
-api_key_env = "UP_KEY"
-
-[prices."up/gpt-4o-mini"]
-input_per_mtok = 1.0
-output_per_mtok = 2.0
-"""
-        )
-        env = {**ENV, "UP_KEY": "k"}
-        gateway = Gateway.from_config(config, env=env, log=str(tmp_path / "up.duckdb"))
+        gateway = _upstream_gateway(tmp_path, fake.url, BUDGETS)
         served = serve_config(BUDGETS, gateway=gateway)
         with httpx.Client(base_url=served.url, timeout=30) as http:
             body = {"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "q"}]}
@@ -192,22 +198,7 @@ def test_an_upstream_answer_with_a_lone_surrogate_reaches_the_client_as_its_json
             fake.reply_sse(_STREAM_WITH_SURROGATE)
         else:
             fake.reply_json(_answer_with_surrogate("bad \ud800 answer"))
-        config = tmp_path / "upstream.toml"
-        config.write_text(
-            BASE_CONFIG
-            + f"""
-[providers.up]
-kind = "openai"
-base_url = "{fake.url}/v1"
-api_key_env = "UP_KEY"
-
-[prices."up/gpt-4o-mini"]
-input_per_mtok = 1.0
-output_per_mtok = 2.0
-"""
-        )
-        env = {**ENV, "UP_KEY": "k"}
-        gateway = Gateway.from_config(config, env=env, log=str(tmp_path / "up.duckdb"))
+        gateway = _upstream_gateway(tmp_path, fake.url)
         served = serve_config("", gateway=gateway)
         with httpx.Client(base_url=served.url, timeout=30) as http:
             body = {
