@@ -111,6 +111,16 @@ def _providers(root: str) -> dict[str, tuple[ProviderSpec, str, str | None, froz
     }  # fmt: skip
 
 
+# Both property tests: reproducible (derandomized, no example database), no deadline.
+EXAMPLES = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+PROVIDERS = st.sampled_from(("oa", "an", "wk", "wo", "cp", "gwk", "gwwo", "gwo", "gwa", "gwc"))
+
+
 def _remove_dot_segments(path: str) -> str:
     """RFC 3986 section 5.2.4: what a server's URL resolver makes of ``path``."""
     out: list[str] = []
@@ -262,15 +272,9 @@ async def _acall(
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(
-    max_examples=7_000,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(EXAMPLES, max_examples=7_000)
 @given(
-    provider=st.sampled_from(("oa", "an", "wk", "wo", "cp", "gwk", "gwwo", "gwo", "gwa", "gwc")),
+    provider=PROVIDERS,
     name=NAMES,
     extra=EXTRAS,
     max_tokens=LIMITS,
@@ -378,15 +382,9 @@ def served() -> Iterator[_Served]:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(
-    max_examples=3_000,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(EXAMPLES, max_examples=3_000)
 @given(
-    provider=st.sampled_from(("oa", "an", "wk", "wo", "cp", "gwk", "gwwo", "gwo", "gwa", "gwc")),
+    provider=PROVIDERS,
     name=NAMES,
     extra=EXTRAS,
     max_tokens=LIMITS,
