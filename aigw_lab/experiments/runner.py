@@ -295,6 +295,10 @@ class _Runner:
                 if self._budget_reached():
                     return
                 await self._run_unit(unit)
+                # Yield to the loop after every unit, ok or failed: a provider that answers
+                # (or fails) without suspending, like a function or a replay, must not make
+                # the run deaf to cancellation (a notebook's interrupt).
+                await asyncio.sleep(0)
 
         workers = min(self.experiment.concurrency, len(pending))
         try:
@@ -324,10 +328,6 @@ class _Runner:
         # pay for this unit again. A spooled row already is; otherwise wait for the insert.
         if getattr(self.log, "spool", None) is None:
             await asyncio.to_thread(self.log.flush)
-        else:
-            # Yield to the loop once per unit, as the flush did: a provider that answers
-            # without suspending (a function, a replay) must not make the run uncancellable.
-            await asyncio.sleep(0)
         self.record.completed += 1
         self.tracker.unit_finished(name, ok=True, cost_usd=response.cost_usd)
         await self._score(unit.item, response, None, name, self.experiment.scorers)

@@ -243,9 +243,13 @@ def test_a_signalled_cli_run_is_recorded_interrupted_with_its_units(tmp_path, si
 # --- a notebook's interrupt -------------------------------------------------------------------
 
 
-async def test_an_interrupt_while_running_from_a_notebook_stops_and_records_the_run(make_gateway):
+@pytest.mark.parametrize("later_units_fail", [False, True])
+async def test_an_interrupt_while_running_from_a_notebook_stops_and_records_the_run(
+    make_gateway, later_units_fail
+):
     # Inside a running event loop (Jupyter) the run goes to a helper thread; the interrupt
-    # lands in this thread. The run must stop there and say so, not carry on unseen.
+    # lands in this thread. The run must stop there and say so, not carry on unseen, also
+    # when the units after it fail at once (a failing unit must not make it uncancellable).
     import threading
 
     if not hasattr(signal, "pthread_kill"):
@@ -264,6 +268,8 @@ async def test_an_interrupt_while_running_from_a_notebook_stops_and_records_the_
             # Later units take a moment (as real calls do), so the interrupt always lands
             # before the run could finish on its own, even on a busy machine.
             time.sleep(0.01)
+            if later_units_fail:
+                raise RuntimeError("the provider is down")
         return answer_sum(request)
 
     gateway = make_gateway(FunctionProvider(answer, "fake"))
