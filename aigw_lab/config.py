@@ -41,6 +41,7 @@ from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.config_server import ServerKeySpec, ServerSettings, parse_server
 from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import POOL_KEYS, PROVIDER_KINDS, PoolSettings, Price, ProviderSpec
+from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 
 __all__ = [
     "GatewayConfig",
@@ -116,7 +117,7 @@ class GatewayConfig:
     experiment_id: str | None = None
     source: str | None = None
     #: ``[log] max_body_chars``: text fields of a log row longer than this are cut (flagged).
-    max_body_chars: int = 1_000_000
+    max_body_chars: int = DEFAULT_MAX_BODY_CHARS
     #: ``[gateway.retry]``, ``[fallbacks]`` and ``[health]``, checked at load time and turned
     #: into a `aigw_lab.gateway.Retry` middleware by `reliability_middleware`.
     retry: Mapping[str, Any] | None = None
@@ -301,12 +302,9 @@ def parse_config(
     if not isinstance(log, bool):
         raise ConfigError(f"{source}: [gateway] log must be true or false")
     log_table = _table(data, "log", source)  # its other keys: config_security
-    max_body_chars = log_table.get("max_body_chars", GatewayConfig.max_body_chars)
-    if type(max_body_chars) is not int or max_body_chars < 1:
-        raise ConfigError(
-            f"{source}: [log] max_body_chars = {max_body_chars!r} is invalid",
-            hint="use a positive number of characters, e.g. max_body_chars = 1000000",
-        )
+    max_body_chars = check_max_body_chars(
+        log_table.get("max_body_chars", DEFAULT_MAX_BODY_CHARS), f"{source}: [log] max_body_chars"
+    )
     tags = gw.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
         raise ConfigError(f"{source}: [gateway] tags must be a table of strings")
