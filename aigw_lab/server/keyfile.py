@@ -59,6 +59,11 @@ def derive_signing_key(secret: str) -> bytes:
     return hmac.new(secret.encode("utf-8"), _SIGNING_LABEL, hashlib.sha256).digest()
 
 
+def salted_sha256(salt: bytes, secret: str) -> str:
+    """What the key file stores of a secret: SHA-256 of the salt and the secret, as hex."""
+    return hashlib.sha256(salt + secret.encode("utf-8")).hexdigest()
+
+
 def secret_id(secret: str) -> str | None:
     """The id embedded in a key-file secret (``aigw_<id>_...``), None for other strings."""
     match = _SECRET.fullmatch(secret)
@@ -81,8 +86,7 @@ class KeySecret:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
     def matches(self, secret: str) -> bool:
-        digest = hashlib.sha256(bytes.fromhex(self.salt) + secret.encode("utf-8")).hexdigest()
-        return hmac.compare_digest(digest, self.sha256)
+        return hmac.compare_digest(salted_sha256(bytes.fromhex(self.salt), secret), self.sha256)
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -244,7 +248,7 @@ class KeyFile:
         stored = KeySecret(
             id=sid,
             salt=salt.hex(),
-            sha256=hashlib.sha256(salt + secret.encode("utf-8")).hexdigest(),
+            sha256=salted_sha256(salt, secret),
             created_at=self._clock(),
             expires_at=expires_at,
             signing_key=derive_signing_key(secret).hex() if signing == "required" else None,
