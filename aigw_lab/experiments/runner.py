@@ -261,9 +261,9 @@ class _Runner:
                 f"experiment {self.experiment.name!r} is estimated at ${estimate.usd:.4f} for "
                 f"{estimate.units} units (+ ${self.spent_before:.4f} already spent), over its "
                 f"budget_usd of ${budget:.4f}; nothing was sent",
-                hint="raise budget_usd, lower max_tokens in params (the estimate assumes "
-                f"{self.output_tokens} output tokens when it is unset), use fewer items, or "
-                "start anyway with force=True (--yes): the run stops once the budget is spent",
+                hint="raise budget_usd, lower max_tokens in params (it caps the expected "
+                f"answers: {estimate.describe_sources()}), use fewer items, or start anyway "
+                "with force=True (--yes): the run stops once the budget is spent",
             )
 
     def _budget_reached(self) -> bool:

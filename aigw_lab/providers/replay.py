@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.errors import ConfigError, InvalidRequestError, UnknownModelError
+from aigw_lab.errors import AigwError, ConfigError, InvalidRequestError, UnknownModelError
 from aigw_lab.providers.base import Price, ProviderSpec
 from aigw_lab.types import (
     ChatRequest,
@@ -366,6 +366,16 @@ class ReplayProvider:
     def price_for(self, model: str) -> Price | None:
         """The model's list price (recorded datasets), for the gateway's price book."""
         return self._answers.price_for(model)
+
+    def replayed_usage(self, request: ChatRequest) -> tuple[Usage, float | None] | None:
+        """The usage of the answer this replay would give ``request`` and the cost it
+        states (None: the gateway prices the usage), or None when it has no answer to it.
+        For cost estimates: nothing is sent, waited for or logged."""
+        try:
+            answer = self._answers.answer(self.name, request)
+        except AigwError:
+            return None
+        return answer.usage, answer.cost_usd
 
     # --- answering ------------------------------------------------------------------------
 

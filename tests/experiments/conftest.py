@@ -18,14 +18,16 @@ from aigw_lab.types import ChatRequest, ChatResponse, Usage
 DOLLAR_PER_TOKEN = Price(input_per_mtok=0.0, output_per_mtok=1_000_000.0)
 
 
-def small_dataset(n: int = 5, name: str = "tiny") -> Dataset:
+def small_dataset(n: int = 5, name: str = "tiny", *, references: bool = True) -> Dataset:
+    """``n`` items ``What is i + i?``; ``references=False`` leaves out the reference answers
+    (so the cost estimate cannot use them and falls back to ``max_tokens``)."""
     return Dataset.from_records(
         name,
         [
             {
                 "id": f"q{i}",
                 "prompt": f"What is {i} + {i}?",
-                "reference": str(2 * i),
+                "reference": str(2 * i) if references else None,
                 "category": "arithmetic" if i % 2 else "other",
                 "difficulty": "easy",
             }

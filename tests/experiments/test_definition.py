@@ -76,8 +76,12 @@ def test_units_go_repetition_then_item_then_target():
 
 def test_the_estimate_prices_each_target_and_names_the_unpriced(make_gateway):
     gateway = make_gateway()
+    # No reference answers and no log: the output estimate is max_tokens.
     exp = Experiment(
-        "estimate", small_dataset(), ["fake/m", "router/cheapest"], params={"max_tokens": 3}
+        "estimate",
+        small_dataset(references=False),
+        ["fake/m", "router/cheapest"],
+        params={"max_tokens": 3},
     )
     estimate = estimate_cost(gateway, exp)
     assert estimate.units == 10 and estimate.output_tokens == 30
@@ -89,14 +93,19 @@ def test_the_estimate_prices_each_target_and_names_the_unpriced(make_gateway):
 
 def test_the_resumed_estimate_leaves_out_done_units(make_gateway):
     gateway = make_gateway()
-    exp = Experiment("estimate resume", small_dataset(), ["fake/m"], params={"max_tokens": 3})
+    unanswered = small_dataset(references=False)
+    exp = Experiment("estimate resume", unanswered, ["fake/m"], params={"max_tokens": 3})
     run_experiment(
-        gateway, Experiment("estimate resume", small_dataset(2), ["fake/m"]), progress=False
+        gateway,
+        Experiment("estimate resume", small_dataset(2, references=False), ["fake/m"]),
+        progress=False,
     )
     estimate = estimate_cost(gateway, exp, resume=True)
     assert (estimate.units, estimate.skipped_units) == (3, 2)
     assert estimate.spent_usd == pytest.approx(2.0)  # two one-token answers at $1
-    assert estimate.total_usd == pytest.approx(2.0 + 9.0)
+    # No references: the model's mean logged answer (one token, $1) for each of the three.
+    assert estimate.output_sources == {"log_model": 3}
+    assert estimate.total_usd == pytest.approx(2.0 + 3.0)
 
 
 def spec(text_tables: dict, **kwargs):
@@ -212,7 +221,8 @@ def test_the_experiment_and_run_records(make_gateway):
         12,
         0,
     )
-    assert run.estimated_cost_usd == pytest.approx(12 * 4.0)  # 4 tokens allowed at $1
+    # The reference answers are one token long, at $1 (max_tokens = 4 only caps them).
+    assert run.estimated_cost_usd == pytest.approx(12 * 1.0)
     assert run.cost_usd == pytest.approx(result.cost_usd) and run.cost_usd > 0
     assert run.ended_at >= run.started_at
 

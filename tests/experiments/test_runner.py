@@ -74,8 +74,8 @@ def test_calls_in_flight_never_exceed_the_concurrency(make_gateway):
 
 def test_an_estimate_over_budget_refuses_before_sending_anything(make_gateway):
     gateway = make_gateway()
-    # Assumed output: 256 tokens at $1 each, so $256 a unit against a $10 budget.
-    exp = experiment(budget_usd=10.0)
+    # No reference answers, no log: 256 output tokens at $1 each, $256 a unit against $10.
+    exp = experiment(budget_usd=10.0, dataset=small_dataset(references=False))
     with pytest.raises(BudgetExceededError, match="over its budget_usd") as caught:
         run_experiment(gateway, exp, progress=False)
     assert "force=True" in caught.value.hint
@@ -85,10 +85,11 @@ def test_an_estimate_over_budget_refuses_before_sending_anything(make_gateway):
 
 def test_a_bounded_estimate_fits_the_budget(make_gateway):
     gateway = make_gateway()
-    # max_tokens bounds the estimate: 10 units x 2 tokens x $1 = $20.
-    result = run_experiment(
-        gateway, experiment(budget_usd=20.0, params={"max_tokens": 2}), progress=False
+    # Without references, max_tokens bounds the estimate: 10 units x 2 tokens x $1 = $20.
+    exp = experiment(
+        budget_usd=20.0, params={"max_tokens": 2}, dataset=small_dataset(references=False)
     )
+    result = run_experiment(gateway, exp, progress=False)
     assert result.status == "completed"
     assert result.estimate.usd == pytest.approx(20.0)
 
