@@ -1,17 +1,39 @@
 """Progress of a running experiment: `ProgressSnapshot`, the immutable state handed to
 ``on_progress`` callbacks (the notebook's live view draws it), and `ProgressTracker`, which
-keeps the counters and drives a tqdm bar.
+keeps the counters and shows them.
+
+Where they are shown depends on where the output goes: a notebook gets tqdm's widget, a
+terminal tqdm's text bar, and anything else (a pipe, a file, a CI log) a few plain lines -
+a start line, a line each time another `LINE_EVERY_FRACTION` of the units is done (at most
+one every `LINE_MIN_INTERVAL_S` seconds) or, in a slow run, every `LINE_HEARTBEAT_S` seconds,
+and an end line - instead of tqdm redrawing its bar with carriage returns ten times a
+second, which floods a log with one endless line.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["ProgressSnapshot", "ProgressTracker", "TargetProgress"]
+__all__ = [
+    "LINE_EVERY_FRACTION",
+    "LINE_HEARTBEAT_S",
+    "LINE_MIN_INTERVAL_S",
+    "ProgressSnapshot",
+    "ProgressTracker",
+    "TargetProgress",
+]
+
+#: Off a terminal, a progress line each time this much more of the run is done...
+LINE_EVERY_FRACTION = 0.1
+#: ... but not more often than this (seconds) ...
+LINE_MIN_INTERVAL_S = 5.0
+#: ... and, in a slow run, one at least this often (seconds) while units keep finishing.
+LINE_HEARTBEAT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +75,11 @@ class ProgressSnapshot:
 
 
 class ProgressTracker:
-    """Counts units as they finish and reports them to a tqdm bar and a callback.
+    """Counts units as they finish and reports them to a display and a callback.
 
-    ``bar``: show a ``tqdm.auto`` bar (a widget in notebooks, text in terminals); without
-    tqdm installed there is simply no bar. ``on_progress`` gets a `ProgressSnapshot` after
+    ``bar``: show progress - tqdm's widget in a notebook, its text bar on a terminal, plain
+    lines on any other ``stream`` (default: ``sys.stderr`` when the tracker is made); without
+    tqdm installed, plain lines everywhere. ``on_progress`` gets a `ProgressSnapshot` after
     every unit and once more at the end.
     """
 
@@ -71,6 +94,7 @@ class ProgressTracker:
         on_progress: Callable[[ProgressSnapshot], Any] | None = None,
         description: str | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        stream: IO[str] | None = None,
     ) -> None:
         self.experiment_id = experiment_id
         self.run_id = run_id
@@ -83,7 +107,15 @@ class ProgressTracker:
         self._on_progress = on_progress
         self._clock = clock
         self._started = clock()
-        self._bar = _make_bar(sum(totals.values()), self.skipped, description) if bar else None
+        self._bar: _Display | None = None
+        if bar:
+            self._bar = _make_display(
+                total=sum(totals.values()),
+                initial=self.skipped,
+                description=description or experiment_id,
+                stream=sys.stderr if stream is None else stream,
+                clock=clock,
+            )
 
     @property
     def done(self) -> int:
@@ -133,33 +165,145 @@ class ProgressTracker:
         )
 
     def close(self, status: str) -> None:
-        """Report the final state and close the bar."""
+        """Report the final state and close the display."""
         if self._bar is not None:
-            self._set_postfix()
-            self._bar.close()
+            self._bar.close(self.snapshot(status))
             self._bar = None
         if self._on_progress is not None:
             self._on_progress(self.snapshot(status))
 
     def _report(self, advanced: int) -> None:
         if self._bar is not None:
-            if advanced:
-                self._bar.update(advanced)
-            self._set_postfix()
+            self._bar.update(advanced, self)
         if self._on_progress is not None:
             self._on_progress(self.snapshot())
 
-    def _set_postfix(self) -> None:
-        assert self._bar is not None
-        self._bar.set_postfix_str(f"${self.cost_usd:.4f}, {self.errors} errors", refresh=False)
+
+def _postfix(cost_usd: float, errors: int) -> str:
+    return f"${cost_usd:.4f}, {errors} errors"
 
 
-def _make_bar(total: int, initial: int, description: str | None) -> Any:
+class _Display:
+    """Where a tracker shows progress."""
+
+    def update(self, advanced: int, tracker: ProgressTracker) -> None:
+        raise NotImplementedError
+
+    def close(self, final: ProgressSnapshot) -> None:
+        raise NotImplementedError
+
+
+class _TqdmDisplay(_Display):
+    """A tqdm bar (the widget in a notebook, the text bar on a terminal)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def update(self, advanced: int, tracker: ProgressTracker) -> None:
+        if advanced:
+            self.bar.update(advanced)
+        self.bar.set_postfix_str(_postfix(tracker.cost_usd, tracker.errors), refresh=False)
+
+    def close(self, final: ProgressSnapshot) -> None:
+        self.bar.set_postfix_str(_postfix(final.cost_usd, final.errors), refresh=False)
+        self.bar.close()
+
+
+class _LineDisplay(_Display):
+    """Plain progress lines for output that is not a terminal (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        total: int,
+        initial: int,
+        description: str,
+        stream: IO[str],
+        clock: Callable[[], float],
+    ) -> None:
+        self.total = total
+        self.description = description
+        self.stream = stream
+        self.clock = clock
+        self.started = self.last_time = clock()
+        self.done = self.last_done = initial
+        before = f" ({initial} done before)" if initial else ""
+        self._write(f"{description}: started, {total} units{before}")
+
+    def update(self, advanced: int, tracker: ProgressTracker) -> None:
+        if not advanced:
+            return
+        self.done += advanced
+        now = self.clock()
+        since = now - self.last_time
+        step = max(1, round(self.total * LINE_EVERY_FRACTION))
+        due = self.done - self.last_done >= step and since >= LINE_MIN_INTERVAL_S
+        if not (due or since >= LINE_HEARTBEAT_S) or self.done >= self.total:
+            return  # the end line reports a finished run
+        self.last_time, self.last_done = now, self.done
+        percent = 100 * self.done / self.total if self.total else 100.0
+        self._write(
+            f"{self.description}: {self.done}/{self.total} units ({percent:.0f}%), "
+            f"{_postfix(tracker.cost_usd, tracker.errors)}, {now - self.started:.0f}s"
+        )
+
+    def close(self, final: ProgressSnapshot) -> None:
+        self._write(
+            f"{self.description}: {final.status}, {final.done}/{final.total} units, "
+            f"{_postfix(final.cost_usd, final.errors)}, {final.elapsed_s:.1f}s"
+        )
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: progress is not the run
+            pass
+
+
+def _isatty(stream: IO[str]) -> bool:
     try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: no bar then, the run is the same
-        return None
-    return tqdm(total=total, initial=initial, desc=description, unit="unit", dynamic_ncols=True)
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _is_notebook_tqdm(auto_tqdm: Any) -> bool:
+    """Whether tqdm.auto's class is its notebook widget (it always mixes in asyncio support,
+    so it never is the plain text class itself)."""
+    notebook = sys.modules.get("tqdm.notebook")
+    return notebook is not None and issubclass(auto_tqdm, notebook.tqdm)
+
+
+def _make_display(
+    *,
+    total: int,
+    initial: int,
+    description: str,
+    stream: IO[str],
+    clock: Callable[[], float],
+) -> _Display:
+    try:
+        from tqdm.auto import tqdm as auto_tqdm
+        from tqdm.std import tqdm as text_tqdm
+    except ImportError:  # tqdm is optional: plain lines then, the run is the same
+        auto_tqdm = text_tqdm = None
+    if auto_tqdm is not None and _is_notebook_tqdm(auto_tqdm):
+        # tqdm.auto picked its notebook widget (a Jupyter kernel, whose stderr is no TTY).
+        return _TqdmDisplay(auto_tqdm(total=total, initial=initial, desc=description, unit="unit"))
+    if text_tqdm is not None and _isatty(stream):
+        bar = text_tqdm(
+            total=total,
+            initial=initial,
+            desc=description,
+            unit="unit",
+            dynamic_ncols=True,
+            file=stream,
+        )
+        return _TqdmDisplay(bar)
+    return _LineDisplay(
+        total=total, initial=initial, description=description, stream=stream, clock=clock
+    )
 
 
 def counts_by_target(keys: Iterable[tuple[str, str, int]]) -> dict[str, int]:
