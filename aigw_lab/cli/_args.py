@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from collections.abc import Callable
 
-__all__ = ["finite_float", "int_at_least", "port"]
+__all__ = ["describe", "finite_float", "int_at_least", "port"]
+
+#: Columns of a subcommand's description (argparse's own help wraps to the terminal).
+DESCRIPTION_WIDTH = 78
+
+
+def describe(*paragraphs: str) -> str:
+    """A subcommand's ``description`` of several paragraphs, each wrapped to
+    `DESCRIPTION_WIDTH` columns, for ``formatter_class=argparse.RawDescriptionHelpFormatter``
+    (the default formatter would run the paragraphs together)."""
+    return "\n\n".join(
+        textwrap.fill(" ".join(text.split()), DESCRIPTION_WIDTH) for text in paragraphs
+    )
 
 
 def finite_float(*, minimum: float | None = None, positive: bool = False) -> Callable[[str], float]:

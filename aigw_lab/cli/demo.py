@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aigw_lab.cli._args import finite_float
+from aigw_lab.cli._args import describe, finite_float
 from aigw_lab.errors import AigwError, ConfigError
 from aigw_lab.providers.base import ProviderSpec
 
@@ -64,7 +64,14 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run calls through the gateway and report from the call log (offline by default)",
-        description=__doc__,
+        description=describe(
+            "Send a few hundred calls through the gateway, every one logged, then print a "
+            "per-model report (calls, errors, latency percentiles, tokens, cost) computed with "
+            "SQL over the DuckDB call log.",
+            "Offline by default: the calls go to the simulated fleet, with faults injected so "
+            "the log has errors worth reading. With API keys in the environment, "
+            "--providers openai,anthropic points the same demo at real providers instead.",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB log file (default: {DEFAULT_DB})")
@@ -84,7 +91,8 @@ def register(subparsers: Any) -> None:
         "--time-scale",
         type=finite_float(),
         default=1.0,
-        help="scale the simulated latencies (1.0 = as modelled; 0 = no waiting)",
+        help="scale the simulated latencies: 1.0 = as modelled, 0 = no waiting "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--providers",

@@ -9,7 +9,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from aigw_lab.cli._args import finite_float
+from aigw_lab.cli._args import describe, finite_float
 from aigw_lab.errors import AigwError
 
 __all__ = ["register", "run"]
@@ -21,7 +21,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "health",
         help="send a tiny request to each configured target; print status and latency",
-        description=__doc__,
+        description=describe(
+            "Send one tiny request to each configured target and print its status and latency.",
+            "Exit status: 0 when every target answered, 1 when any failed (so scripts and CI "
+            "can use it as a check), 2 on a configuration mistake.",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -32,7 +36,12 @@ def register(subparsers: Any) -> None:
         "--targets",
         help="comma-separated provider/model targets (default: every model the config lists)",
     )
-    parser.add_argument("--timeout", type=finite_float(), default=20.0, help="seconds per probe")
+    parser.add_argument(
+        "--timeout",
+        type=finite_float(),
+        default=20.0,
+        help="seconds to wait for each probe (default: %(default)s)",
+    )
     parser.add_argument("--db", default=None, help="log the probes to this DuckDB file")
     parser.set_defaults(func=run)
 

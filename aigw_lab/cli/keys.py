@@ -35,7 +35,12 @@ def register(subparsers: Any) -> None:
     )
     commands = parser.add_subparsers(dest="keys_command", metavar="ACTION")
 
-    create = commands.add_parser("create", help="add a key name with its first secret")
+    create = commands.add_parser(
+        "create",
+        help="add a key name with its first secret",
+        description="Add a client key name to the key file with its first secret. The "
+        "secret is printed once: store it now, it cannot be shown again.",
+    )
     create.add_argument("name", help="the client's key name (tagged on its calls)")
     create.add_argument("--tenant", help="tenant of its calls (default: the name)")
     create.add_argument("--user", help="fixed user of its calls (default: the client's)")
@@ -43,25 +48,42 @@ def register(subparsers: Any) -> None:
         "--signing",
         choices=("off", "required"),
         default="off",
-        help="required: accept only HMAC-signed requests from this key",
+        help="required: accept only HMAC-signed requests from this key (default: %(default)s)",
     )
     _expiry(create, "--expires-in", "the secret expires after this long (30d, 12h, ...)")
     _common(create)
     create.set_defaults(func=run_create)
 
-    listing = commands.add_parser("list", help="list key names and their secrets (no secrets)")
+    listing = commands.add_parser(
+        "list",
+        help="list key names and their secrets' ids and expiries",
+        description="List the key names of the key file with their secrets' ids, creation "
+        "and expiry times, and whether each is active, expired or revoked. The secrets "
+        "themselves are never shown.",
+    )
     _common(listing)
     listing.set_defaults(func=run_list)
 
-    rotate = commands.add_parser("rotate", help="add a new secret to a key (old ones stay)")
-    rotate.add_argument("name")
-    _expiry(rotate, "--expires-in", "the new secret expires after this long")
+    rotate = commands.add_parser(
+        "rotate",
+        help="add a new secret to a key (old ones stay)",
+        description="Add a new secret to a key name, printed once. The old secrets keep "
+        "working until they expire (--old-expires-in) or are revoked, so clients can switch "
+        "without downtime.",
+    )
+    rotate.add_argument("name", help="the key name to give a new secret")
+    _expiry(rotate, "--expires-in", "the new secret expires after this long (30d, 12h, ...)")
     _expiry(rotate, "--old-expires-in", "the old secrets expire after this long (e.g. 1d)")
     _common(rotate)
     rotate.set_defaults(func=run_rotate)
 
-    revoke = commands.add_parser("revoke", help="revoke secrets of a key (all without --id)")
-    revoke.add_argument("name")
+    revoke = commands.add_parser(
+        "revoke",
+        help="revoke secrets of a key (all without --id)",
+        description="Revoke secrets of a key name: the ones named by --id, or every one. A "
+        "running server refuses them once it reloads the changed file.",
+    )
+    revoke.add_argument("name", help="the key name whose secrets to revoke")
     revoke.add_argument(
         "--id",
         action="append",

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from aigw_lab.cli._args import finite_float
+from aigw_lab.cli._args import describe, finite_float
 from aigw_lab.errors import AigwError, ConfigError
 
 __all__ = ["register", "run", "LoadResult", "drive"]
@@ -33,7 +33,17 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "loadtest",
         help="drive the gateway at a fixed arrival rate; report rate, errors, latency, cache",
-        description=__doc__,
+        description=describe(
+            "Drive the gateway at a fixed arrival rate, then report from the call log.",
+            "Open loop: request i is sent at start + i / rps whether or not earlier ones have "
+            "answered, as real traffic arrives, so a slow target shows up as latency and "
+            "errors rather than as a politely lower rate. The run is bounded: rps x duration "
+            "requests, each with a timeout. Afterwards everything is read back with SQL from "
+            "the call log (the run's calls carry a loadtest tag): achieved rate, successes and "
+            "errors by type, latency percentiles and the cache hit rate.",
+            "Offline by default (the simulated fleet, in-process). With --config it drives "
+            "whatever the config describes: point it only at servers you are allowed to load.",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -48,15 +58,25 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", help="a gateway TOML config (default: the simulated fleet)")
     parser.add_argument("--db", default=":memory:", help="DuckDB call log (default: in memory)")
-    parser.add_argument("--timeout", type=finite_float(), default=30.0, help="seconds per request")
     parser.add_argument(
-        "--time-scale", type=finite_float(), default=1.0, help="simulated fleet only: latency scale"
+        "--timeout",
+        type=finite_float(),
+        default=30.0,
+        help="seconds to wait for each request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=finite_float(),
+        default=1.0,
+        help="simulated fleet only: scale its latencies, 1.0 = as modelled, 0 = no waiting "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--repeat-prompts",
         type=int,
         default=0,
-        help="use only this many distinct prompts (so a configured cache can hit); 0 = all",
+        help="use only this many distinct prompts, so a configured cache can hit "
+        "(default: 0, every prompt distinct)",
     )
     parser.set_defaults(func=run)
 

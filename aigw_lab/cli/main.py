@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="aigw-lab",
-        description="AI gateway lab: providers, caching, routing and a DuckDB call log.",
+        description="AI gateway lab: a gateway over LLM providers (or an offline simulated "
+        "fleet) with caching, routing, budgets and a DuckDB call log, and experiments, "
+        "reports and learned routing policies on top. Run aigw-lab COMMAND --help for a "
+        "command's options.",
     )
     parser.add_argument("--version", action="version", version=f"aigw-lab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -32,46 +32,110 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "policy",
         help="train, evaluate and export learned routing policies",
-        description="Learned routing policies on recorded outcomes: train, evaluate, export.",
+        description="Learned routing policies on recorded outcomes: train a router on a "
+        "recorded dataset, evaluate it on held-out items, export it to a production gateway's "
+        "config. See docs/routing.md.",
     )
     commands = parser.add_subparsers(dest="policy_command", metavar="ACTION")
 
-    train = commands.add_parser("train", help="train and calibrate a learned router")
+    train = commands.add_parser(
+        "train",
+        help="train and calibrate a learned router",
+        description="Split a recorded dataset by item into training, calibration and test "
+        "items (the same split for the same --seed), fit a router on the training items, "
+        "calibrate its threshold or lambda on the calibration items (to --strong-share, "
+        "--budget or --quality-floor; or fix --threshold / --lambda), and write the policy "
+        "file with its evaluation on the test items.",
+    )
     train.add_argument("--data", required=True, help=f"recorded dataset: {', '.join(DATASETS)}")
-    train.add_argument("--router", default="knn", help=f"one of {', '.join(ROUTERS)}")
+    train.add_argument(
+        "--router", default="knn", help=f"the router: {', '.join(ROUTERS)} (default: %(default)s)"
+    )
     train.add_argument("--out", required=True, type=Path, help="policy file (.json) to write")
     train.add_argument("--name", help="policy name (the model name clients use)")
     target = train.add_mutually_exclusive_group()
     target.add_argument(
-        "--strong-share", type=finite_float(), help="calibrate to this strong-call share"
+        "--strong-share",
+        type=finite_float(),
+        help="calibrate to this share of calls to the strong model, 0 to 1 (two models)",
     )
     target.add_argument(
-        "--budget", type=finite_float(), help="calibrate to this USD cost per query"
+        "--budget", type=finite_float(), help="calibrate to this cost per query, in USD"
     )
     target.add_argument(
-        "--quality-floor", type=finite_float(), help="calibrate to this mean quality"
+        "--quality-floor",
+        type=finite_float(),
+        help="calibrate to this mean quality, on the dataset's score scale",
     )
-    target.add_argument("--threshold", type=finite_float(), help="use this strong-win threshold")
-    target.add_argument("--lambda", dest="lam", type=finite_float(), help="use this cost weight")
+    target.add_argument(
+        "--threshold",
+        type=finite_float(),
+        help="no calibration: send a prompt to the strong model when its strong-win score is at "
+        "least this (two models)",
+    )
+    target.add_argument(
+        "--lambda",
+        dest="lam",
+        type=finite_float(),
+        help="no calibration: pick the target maximising predicted quality minus this times its "
+        "expected cost (any number of models)",
+    )
     train.add_argument(
         "--targets",
-        help="gateway addresses: strong=ADDR,weak=ADDR or MODEL=ADDR,... (default rec/MODEL)",
+        help="the gateway addresses to route to: strong=ADDR,weak=ADDR or MODEL=ADDR,... "
+        "(default: rec/MODEL for each recorded model)",
     )
-    train.add_argument("--test-fraction", type=finite_float(), default=0.2)
-    train.add_argument("--calibration-fraction", type=finite_float(), default=0.2)
-    train.add_argument("--seed", type=int_at_least(0), default=0)
+    train.add_argument(
+        "--test-fraction",
+        type=finite_float(),
+        default=0.2,
+        help="share of the items held out for the evaluation (default: %(default)s)",
+    )
+    train.add_argument(
+        "--calibration-fraction",
+        type=finite_float(),
+        default=0.2,
+        help="share of the items used to calibrate the threshold or lambda (default: %(default)s)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int_at_least(0),
+        default=0,
+        help="seed of the split into training, calibration and test items (default: %(default)s)",
+    )
     _common(train)
     train.set_defaults(func=run_train)
 
-    evaluate = commands.add_parser("evaluate", help="score a policy on its held-out split")
-    evaluate.add_argument("policy", type=Path, help="policy file written by `policy train`")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a policy on its held-out split",
+        description="Score a policy file on the test items it was not trained or "
+        "calibrated on: APGR and CPT (two models) or AIQ beside the zero router's (many "
+        "models), with bootstrap intervals.",
+    )
+    evaluate.add_argument(
+        "policy", type=Path, help="the policy file written by aigw-lab policy train"
+    )
     evaluate.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
-    export = commands.add_parser("export", help="export a policy to a production gateway")
-    export.add_argument("policy", type=Path, help="policy file written by `policy train`")
-    export.add_argument("--to", required=True, choices=("litellm", "portkey", "cloudflare"))
+    export = commands.add_parser(
+        "export",
+        help="export a policy to a production gateway",
+        description="Write the closest config a production gateway (LiteLLM, Portkey, "
+        "Cloudflare AI Gateway) can express for a policy file, and measure on the held-out "
+        "items what the approximation loses (the .approximation.json beside the output).",
+    )
+    export.add_argument(
+        "policy", type=Path, help="the policy file written by aigw-lab policy train"
+    )
+    export.add_argument(
+        "--to",
+        required=True,
+        choices=("litellm", "portkey", "cloudflare"),
+        help="the gateway whose config to write: litellm, portkey or cloudflare",
+    )
     export.add_argument("--out", required=True, type=Path, help="config file to write")
     export.add_argument(
         "--no-evaluation",
@@ -86,7 +150,7 @@ def register(subparsers: Any) -> None:
     export.add_argument("--config", type=Path, help="gateway config whose providers to use")
     export.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
     export.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
-    export.add_argument("--data-dir", help="shared data folder")
+    export.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
     export.set_defaults(func=run_export)
     parser.set_defaults(func=lambda args: _usage(parser))
 
@@ -96,7 +160,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
     parser.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
     parser.add_argument(
-        "--n-boot", type=int_at_least(1), default=1000, help="bootstrap resamples for CIs"
+        "--n-boot",
+        type=int_at_least(1),
+        default=1000,
+        help="bootstrap resamples for the confidence intervals (default: %(default)s)",
     )
 
 

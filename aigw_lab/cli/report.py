@@ -22,7 +22,12 @@ def register(subparsers: Any) -> None:
         "names one) as a single HTML file that works offline.",
     )
     parser.add_argument("--db", required=True, type=Path, help="the call log (.duckdb file)")
-    parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("report.html"),
+        help="HTML file to write (default: %(default)s)",
+    )
     parser.add_argument("--experiment", help="experiment id (default: the latest)")
     parser.add_argument(
         "--scorer",

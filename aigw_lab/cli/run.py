@@ -75,7 +75,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="use only the first N items (after the file's categories and sample)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="show no progress (by default a bar on a terminal, a few lines otherwise)",
+    )
     parser.set_defaults(func=run)
     return parser
 

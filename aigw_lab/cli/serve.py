@@ -111,7 +111,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level",
+        help="how much the HTTP server (uvicorn) logs (default: %(default)s)",
     )
     limits = parser.add_argument_group(
         "timeouts and limits", "override the config's [server] values (docs/serving.md)"

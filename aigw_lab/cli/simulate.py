@@ -46,23 +46,37 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "Completions, Anthropic Messages and Cloudflare Workers AI wire formats. All models "
         "and answers are simulated.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=port, default=DEFAULT_PORT, help="port to listen on")
-    parser.add_argument("--seed", type=int, default=0, help="seed of answers, faults, latency")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=port, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the answers, faults and latencies (default: %(default)s)",
+    )
     parser.add_argument(
         "--time-scale",
         type=finite_float(),
         default=1.0,
-        help="multiply simulated latency by this (1: real time, 0: none)",
+        help="multiply the simulated latencies by this: 1 = realistic, 0 = no waiting "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--models", nargs="+", metavar="MODEL", help="serve only these models (sim-... ids)"
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        help="serve only these models (sim-... ids; default: the whole fleet)",
     )
     parser.add_argument(
         "--fault-rate",
         type=_probability,
         default=0.0,
-        help="probability that a call fails, split evenly over the fault kinds",
+        help="probability that a call fails, split evenly over the fault kinds below "
+        "(default: %(default)s)",
     )
     for kind in FAULT_KINDS:
         what = _FAULT_HELP[kind]
