@@ -1,0 +1,134 @@
+"""How close is the experiment cost estimate to what the run then costs, and what does it
+take to compute?
+
+    python bench/bench_estimate_accuracy.py [--sample N] [--repeats R]
+
+Runs, each in a temporary call log: ``examples/experiment.toml`` (the simulated fleet, the
+file's seed and sample), the README's Python experiment (40 bundled items, 4 simulated
+targets, no max_tokens), and, when the shared data folder is there, a replay of the first
+three models of four recordings (``--sample`` items each). For each it prints the actual
+cost, the estimate (`aigw_lab.experiments.estimate_cost`) with the sources it used, the
+naive estimate the module used before (prompt tokens plus ``max_tokens`` or 256 output
+tokens for every unit), and actual / estimate for both: 1.0 is perfect, the target is
+[0.5, 2].
+
+It also times the two estimates, interleaved ``--repeats`` times on the same experiment (the
+run's log is in place, so the estimate reads it), CPU time beside wall time: the new
+estimate's one log query and per-unit source lookup, against the naive per-unit pricing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aigw_lab.datasets import shared_data_dir_or_none
+from aigw_lab.experiments import estimate_cost, run_experiment
+from aigw_lab.gateway.budget_limits import estimate_input_tokens
+from aigw_lab.types import ChatRequest, Usage
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDINGS = ("routellm/gsm8k", "routellm/mt_bench", "arena_bench", "alpaca_eval")
+
+
+def naive_usd(gateway: Any, experiment: Any) -> float:
+    """The estimate as computed before: every answer runs to max_tokens, else 256 tokens."""
+    total = 0.0
+    for unit in experiment.units():
+        params = unit.target.request_params(experiment.params)
+        request = ChatRequest(model=unit.target.model, messages=unit.item.messages())
+        usage = Usage(estimate_input_tokens(request), params.get("max_tokens") or 256)
+        provider, model = gateway.resolve(unit.target.model)
+        total += gateway.prices.cost(provider, model, usage) or 0.0
+    return total
+
+
+def timed(function: Callable[[], Any]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure(label: str, gateway: Any, experiment: Any, repeats: int) -> None:
+    estimate = estimate_cost(gateway, experiment)
+    naive = naive_usd(gateway, experiment)
+    result = run_experiment(gateway, experiment, progress=False)
+    sources = ", ".join(f"{n} {k}" for k, n in estimate.output_sources.items())
+    print(
+        f"{label:<28} units {result.completed + result.failed:>4}  actual ${result.cost_usd:.5f}"
+        f"  estimate ${estimate.usd:.5f} (x{result.cost_usd / estimate.usd:.2f})"
+        f"  naive ${naive:.5f} (x{result.cost_usd / naive:.3f})  [{sources}]"
+    )
+    new_t, old_t = [0.0, 0.0], [0.0, 0.0]
+    for _ in range(repeats):  # interleaved, so a busy neighbour slows both alike
+        wall, cpu = timed(lambda: estimate_cost(gateway, experiment))
+        new_t[0], new_t[1] = new_t[0] + wall, new_t[1] + cpu
+        wall, cpu = timed(lambda: naive_usd(gateway, experiment))
+        old_t[0], old_t[1] = old_t[0] + wall, old_t[1] + cpu
+    print(
+        f"{'':<28} estimate time: {new_t[0] / repeats * 1000:.1f} ms wall, "
+        f"{new_t[1] / repeats * 1000:.1f} ms CPU; naive {old_t[0] / repeats * 1000:.1f} ms wall, "
+        f"{old_t[1] / repeats * 1000:.1f} ms CPU (x{new_t[1] / max(old_t[1], 1e-9):.1f} CPU)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sample", type=int, default=100, help="items per recording")
+    parser.add_argument("--repeats", type=int, default=5, help="timed estimates per case")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]} on {platform.machine()}, {platform.system()}")
+    from aigw_lab import Experiment, Gateway, Target, build_scorer, bundled_dataset
+    from aigw_lab.experiments.spec import load_spec, parse_spec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = load_spec(ROOT / "examples" / "experiment.toml")
+        with spec.build_gateway(db=f"{tmp}/example.duckdb") as gateway:
+            measure("examples/experiment.toml", gateway, spec.build(gateway), args.repeats)
+
+        with Gateway.simulated_fleet(log=f"{tmp}/readme.duckdb", time_scale=0) as gateway:
+            models = (
+                "sim-openai/sim-nano",
+                "sim-openai/sim-large",
+                "sim-anthropic/sim-haikuish",
+                "sim-workers/sim-llamaish-70b",
+            )
+            experiment = Experiment(
+                "fleet comparison",
+                bundled_dataset().sample(40),
+                [Target(model=m) for m in models],
+                scorers=[build_scorer("auto")],
+            )
+            measure("README experiment", gateway, experiment, args.repeats)
+
+        if shared_data_dir_or_none() is None:
+            print("shared data folder absent: recordings skipped")
+            return
+        from aigw_lab.providers.replay import load_recording
+
+        for name in RECORDINGS:
+            data = {
+                "experiment": {
+                    "name": f"replayed {name}",
+                    "dataset": f"recorded:{name}",
+                    "sample": args.sample,
+                    "seed": 0,
+                    "scorers": ["recorded"],
+                },
+                "targets": [{"model": f"rec/{m}"} for m in load_recording(name).models[:3]],
+                "gateway": {"providers": {"rec": {"kind": "replay", "recorded": name}}},
+            }
+            spec = parse_spec(data, base_dir=tmp)
+            db = f"{tmp}/{name.replace('/', '_')}.duckdb"
+            with spec.build_gateway(db=db) as gateway:
+                measure(f"replay {name}", gateway, spec.build(gateway), args.repeats)
+
+
+if __name__ == "__main__":
+    main()
