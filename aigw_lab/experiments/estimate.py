@@ -99,9 +99,9 @@ _SOURCE_WORDS = {
     "log_item": "logged answers to the item",
     "reference_log": "reference answers x the model's logged ratio",
     "reference": "reference answers",
-    "log_model": "the model's mean logged answer",
-    "max_tokens": "max_tokens",
-    "default": f"the default {DEFAULT_OUTPUT_TOKENS} tokens",
+    "log_model": "at the model's mean logged answer",
+    "max_tokens": "at max_tokens",
+    "default": f"at the default {DEFAULT_OUTPUT_TOKENS} tokens",
 }
 
 

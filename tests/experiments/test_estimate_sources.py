@@ -135,7 +135,9 @@ def test_max_tokens_then_the_default_when_nothing_else_is_known(make_gateway):
     unbounded = Experiment("unbounded", small_dataset(references=False), ["fake/m"])
     estimate = estimate_cost(gateway, unbounded, output_tokens=100)
     assert estimate.output_sources == {"default": 5} and estimate.output_tokens == 500
-    assert "the default 256 tokens" in estimate_cost(gateway, unbounded).describe()
+    assert (
+        "(output from: 5 at the default 256 tokens)" in estimate_cost(gateway, unbounded).describe()
+    )
 
 
 def recording() -> RecordedDataset:
@@ -210,3 +212,14 @@ def test_the_runner_records_the_same_estimate(make_gateway):
     assert result.estimate.output_sources == {"reference": 5}
     estimated = gateway.query("SELECT estimated_cost_usd FROM experiment_runs").iloc[0, 0]
     assert estimated == pytest.approx(5.0 * DOLLAR_PER_TOKEN.output_per_mtok / 1e6)
+
+
+def test_an_estimate_over_budget_says_where_its_output_tokens_came_from(make_gateway):
+    from aigw_lab.errors import BudgetExceededError
+
+    gateway = make_gateway()
+    exp = Experiment("over", small_dataset(references=False), ["fake/m"], budget_usd=10.0)
+    with pytest.raises(BudgetExceededError) as caught:
+        run_experiment(gateway, exp, progress=False)
+    assert "output from: 5 at the default 256 tokens" in caught.value.hint
+    assert "max_tokens" in caught.value.hint

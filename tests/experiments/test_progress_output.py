@@ -168,3 +168,23 @@ def test_aigw_lab_run_on_a_terminal_draws_the_bar(tmp_path):
     assert done.returncode == 0
     err = b"".join(chunks).decode(errors="replace")
     assert "\r" in err and "96/96" in err and "unit/s" in err
+
+
+def test_the_notebook_widget_is_recognised_only_when_tqdm_auto_picked_it(monkeypatch):
+    import types
+
+    from tqdm.auto import tqdm as auto_tqdm
+
+    from aigw_lab.experiments.progress import _is_notebook_tqdm
+
+    # Outside a kernel tqdm.auto is the text bar (with asyncio support mixed in).
+    assert not _is_notebook_tqdm(auto_tqdm)
+
+    class Widget:  # stands for tqdm.notebook.tqdm
+        pass
+
+    class Picked(Widget):  # what tqdm.auto builds in a Jupyter kernel
+        pass
+
+    monkeypatch.setitem(sys.modules, "tqdm.notebook", types.SimpleNamespace(tqdm=Widget))
+    assert _is_notebook_tqdm(Picked) and not _is_notebook_tqdm(auto_tqdm)
