@@ -107,7 +107,8 @@ async def arun_experiment(
 
     ``resume``: skip units already done under this experiment id (and score done units
     whose scores are missing); ``False`` sends every unit again. ``progress``: show a tqdm
-    bar (plain lines when stderr is not a terminal); ``on_progress`` receives a `ProgressSnapshot` after every unit.
+    bar (plain lines when stderr is not a terminal); ``on_progress`` receives a
+    `ProgressSnapshot` after every unit.
 
     Before sending anything, the cost of the units to send is estimated
     (`aigw_lab.experiments.estimate`); if the experiment's spend so far plus that estimate
