@@ -112,7 +112,7 @@ class ProgressTracker:
             self._bar = _make_display(
                 total=sum(totals.values()),
                 initial=self.skipped,
-                description=description or experiment_id,
+                description=_printable(description or experiment_id),
                 stream=sys.stderr if stream is None else stream,
                 clock=clock,
             )
@@ -177,6 +177,22 @@ class ProgressTracker:
             self._bar.update(advanced, self)
         if self._on_progress is not None:
             self._on_progress(self.snapshot())
+
+
+#: Longest experiment name shown in progress output (the rest is cut, with "...").
+_MAX_DESCRIPTION = 60
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for one line of a terminal or a log: control characters (an escape
+    sequence or a newline in an experiment file's name) become "?", and it is cut to
+    `_MAX_DESCRIPTION` characters."""
+    import unicodedata
+
+    cleaned = "".join("?" if unicodedata.category(ch).startswith("C") else ch for ch in str(text))
+    if len(cleaned) > _MAX_DESCRIPTION:
+        cleaned = cleaned[: _MAX_DESCRIPTION - 3] + "..."
+    return cleaned
 
 
 def _postfix(cost_usd: float, errors: int) -> str:

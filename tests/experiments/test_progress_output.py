@@ -188,3 +188,23 @@ def test_the_notebook_widget_is_recognised_only_when_tqdm_auto_picked_it(monkeyp
 
     monkeypatch.setitem(sys.modules, "tqdm.notebook", types.SimpleNamespace(tqdm=Widget))
     assert _is_notebook_tqdm(Picked) and not _is_notebook_tqdm(auto_tqdm)
+
+
+@pytest.mark.parametrize("stream", [io.StringIO, Terminal])
+def test_an_experiment_name_cannot_inject_control_characters(stream):
+    out, clock = stream(), FakeClock()
+    progress = ProgressTracker(
+        experiment_id="e",
+        run_id="r",
+        totals={"t": 2},
+        skipped={},
+        description="evil\x1b[2J\nname\r" + "x" * 200,
+        stream=out,
+        clock=clock,
+    )
+    run_units(progress, clock, 2, 0.01)
+    text = out.getvalue()
+    assert "\x1b[2J" not in text and "\nname" not in text
+    assert "evil?[2J?name?xxx" in text and "x" * 60 not in text
+    if stream is io.StringIO:
+        assert len(text.splitlines()) == 2
