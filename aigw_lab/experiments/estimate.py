@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.errors import AigwError
+from aigw_lab.errors import AigwError, ConfigError
 from aigw_lab.experiments.expected_output import (
     DEFAULT_OUTPUT_TOKENS,
     OUTPUT_SOURCES,
@@ -153,6 +153,12 @@ def estimate_units(
     output_tokens: int = DEFAULT_OUTPUT_TOKENS,
 ) -> CostEstimate:
     """The estimate of these units only (the runner passes the ones it will send)."""
+    if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 1:
+        raise ConfigError(
+            f"output_tokens={output_tokens!r} is not a positive whole number of tokens",
+            hint="pass the output tokens to assume per call when nothing better is known, "
+            f"e.g. {DEFAULT_OUTPUT_TOKENS}",
+        )
     targets = {t.label: _TargetInfo.of(gateway, t, experiment.params) for t in experiment.targets}
     expectations = OutputExpectations(
         log=gateway.log,

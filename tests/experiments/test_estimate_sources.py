@@ -223,3 +223,16 @@ def test_an_estimate_over_budget_says_where_its_output_tokens_came_from(make_gat
         run_experiment(gateway, exp, progress=False)
     assert "output from: 5 at the default 256 tokens" in caught.value.hint
     assert "max_tokens" in caught.value.hint
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "256"])
+def test_a_bad_default_output_is_a_config_error(make_gateway, bad):
+    from aigw_lab.errors import ConfigError
+
+    gateway = make_gateway()
+    exp = Experiment("bad default", small_dataset(), ["fake/m"])
+    with pytest.raises(ConfigError, match="output_tokens="):
+        estimate_cost(gateway, exp, output_tokens=bad)
+    with pytest.raises(ConfigError, match="output_tokens="):
+        run_experiment(gateway, exp, progress=False, output_tokens=bad)
+    assert gateway.query("SELECT count(*) AS n FROM calls").n[0] == 0
