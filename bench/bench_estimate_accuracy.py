@@ -15,6 +15,11 @@ tokens for every unit), and actual / estimate for both: 1.0 is perfect, the targ
 It also times the two estimates, interleaved ``--repeats`` times on the same experiment (the
 run's log is in place, so the estimate reads it), CPU time beside wall time: the new
 estimate's one log query and per-unit source lookup, against the naive per-unit pricing.
+
+``--log-rows N`` (default 2,000,000) then times the estimate of the example file against a
+log that also holds N other ok calls of its models (10,000 item ids), written with SQL: the
+one query over the log is what grows with it. Baseline in the same run: the same estimate on
+the log before those rows were added.
 """
 
 from __future__ import annotations
@@ -78,10 +83,31 @@ def measure(label: str, gateway: Any, experiment: Any, repeats: int) -> None:
     )
 
 
+def add_rows(path: str, rows: int) -> None:
+    """Append ``rows`` ok calls of the example's models to the log at ``path`` (bench only:
+    straight SQL, not the gateway's writer)."""
+    import duckdb
+
+    conn = duckdb.connect(path)
+    conn.execute(
+        "INSERT INTO calls (call_id, provider_name, request_model, status, attempt, "
+        "output_tokens, item_id) SELECT 'bench-' || i, "
+        "['sim-openai', 'sim-anthropic', 'sim-workers'][1 + i % 3], "
+        "['sim-nano', 'sim-haikuish', 'sim-llamaish-8b'][1 + i % 3], 'ok', 1, "
+        "(i % 97)::INTEGER, 'bench-item-' || (i % 10000) FROM range(?) t(i)",
+        [rows],
+    )
+    conn.execute("CHECKPOINT")
+    conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", type=int, default=100, help="items per recording")
     parser.add_argument("--repeats", type=int, default=5, help="timed estimates per case")
+    parser.add_argument(
+        "--log-rows", type=int, default=2_000_000, help="extra log rows for the last timing"
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {platform.system()}")
     from aigw_lab import Experiment, Gateway, Target, build_scorer, bundled_dataset
@@ -90,7 +116,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_spec(ROOT / "examples" / "experiment.toml")
         with spec.build_gateway(db=f"{tmp}/example.duckdb") as gateway:
-            measure("examples/experiment.toml", gateway, spec.build(gateway), args.repeats)
+            experiment = spec.build(gateway)
+            measure("examples/experiment.toml", gateway, experiment, args.repeats)
+            small = [timed(lambda: estimate_cost(gateway, experiment)) for _ in range(3)]
+        if args.log_rows:
+            add_rows(f"{tmp}/example.duckdb", args.log_rows)
+            with spec.build_gateway(db=f"{tmp}/example.duckdb") as gateway:
+                big = [timed(lambda: estimate_cost(gateway, experiment)) for _ in range(3)]
+            print(
+                f"{'':<28} with {args.log_rows:,} more log rows: "
+                f"{min(w for w, _ in big) * 1000:.0f} ms wall, "
+                f"{min(c for _, c in big) * 1000:.0f} ms CPU (before: "
+                f"{min(w for w, _ in small) * 1000:.0f} ms wall, "
+                f"{min(c for _, c in small) * 1000:.0f} ms CPU)"
+            )
 
         with Gateway.simulated_fleet(log=f"{tmp}/readme.duckdb", time_scale=0) as gateway:
             models = (
