@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -187,8 +188,6 @@ def _printable(text: str) -> str:
     """``text`` safe for one line of a terminal or a log: control characters (an escape
     sequence or a newline in an experiment file's name) become "?", and it is cut to
     `_MAX_DESCRIPTION` characters."""
-    import unicodedata
-
     cleaned = "".join("?" if unicodedata.category(ch).startswith("C") else ch for ch in str(text))
     if len(cleaned) > _MAX_DESCRIPTION:
         cleaned = cleaned[: _MAX_DESCRIPTION - 3] + "..."
