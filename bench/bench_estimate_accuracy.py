@@ -16,6 +16,10 @@ It also times the two estimates, interleaved ``--repeats`` times on the same exp
 run's log is in place, so the estimate reads it), CPU time beside wall time: the new
 estimate's one log query and per-unit source lookup, against the naive per-unit pricing.
 
+Then, for a live model (a fake answering with the first model's recorded outputs, so not a
+replay) on the same recordings' prompts: actual / estimate from reference answers alone, and
+after a five-item trial run has put the model's answers in the log (``reference_log``).
+
 ``--log-rows N`` (default 2,000,000) then times the estimate of the example file against a
 log that also holds N other ok calls of its models (10,000 item ids), written with SQL: the
 one query over the log is what grows with it. Baseline in the same run: the same estimate on
@@ -80,6 +84,45 @@ def measure(label: str, gateway: Any, experiment: Any, repeats: int) -> None:
         f"{'':<28} estimate time: {new_t[0] / repeats * 1000:.1f} ms wall, "
         f"{new_t[1] / repeats * 1000:.1f} ms CPU; naive {old_t[0] / repeats * 1000:.1f} ms wall, "
         f"{old_t[1] / repeats * 1000:.1f} ms CPU (x{new_t[1] / max(old_t[1], 1e-9):.1f} CPU)"
+    )
+
+
+def live_model(name: str, tmp: str, sample: int) -> None:
+    """Estimate before and after a five-item trial of a live lookalike of the recording's
+    first model, against what the full run costs."""
+    from aigw_lab.experiments import Experiment
+    from aigw_lab.gateway import Gateway
+    from aigw_lab.providers.base import Price
+    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.testing.fakes import FunctionProvider
+
+    recorded = load_recording(name)
+    model = recorded.models[0]
+    by_prompt = {" ".join(item.prompt.split()): item.id for item in recorded.items}
+
+    def answer(request: Any) -> str:
+        item_id = by_prompt[" ".join(request.messages[-1].text.split())]
+        return recorded.outcome(item_id, model).output or ""
+
+    drawn = recorded.dataset.sample(sample, seed=0)
+    dataset = drawn.filter(ids=[i for i in drawn.ids if recorded.has_outcome(i, model)])
+    address = f"live/{model}"
+    prices = {address: recorded.prices.get(model, Price(1.0, 1.0))}
+    db = f"{tmp}/live-{name.replace('/', '_')}.duckdb"
+    with Gateway([FunctionProvider(answer, "live")], log=db, prices=prices) as gateway:
+        full = Experiment("full", dataset, [address])
+        before = estimate_cost(gateway, full)
+        trial = Experiment("trial", dataset.filter(ids=list(dataset.ids[:5])), [address])
+        run_experiment(gateway, trial, progress=False)
+        after = estimate_cost(gateway, full)
+        run_experiment(gateway, full, progress=False)
+        actual = gateway.query(
+            "SELECT sum(cost_usd) AS usd FROM calls WHERE experiment_id = ?", [full.id]
+        ).usd[0]
+    sources = ", ".join(f"{n} {k}" for k, n in after.output_sources.items())
+    print(
+        f"{'live ' + name:<28} units {len(dataset):>4}  actual / estimate: references alone "
+        f"x{actual / before.usd:.2f}, after a 5-item trial x{actual / after.usd:.2f} [{sources}]"
     )
 
 
@@ -151,6 +194,8 @@ def main() -> None:
             return
         from aigw_lab.providers.replay import load_recording
 
+        for name in RECORDINGS:
+            live_model(name, tmp, args.sample)
         for name in RECORDINGS:
             data = {
                 "experiment": {

@@ -110,3 +110,44 @@ def test_a_replayed_recordings_estimate_is_its_cost(tmp_path, recording):
     assert result.failed == 0 and estimate.usd > 0
     # The replay answers with the very usage the estimate read: the same dollars.
     assert result.cost_usd == pytest.approx(estimate.usd, rel=1e-9)
+
+
+@needs_shared
+@pytest.mark.parametrize("recording", ["routellm/gsm8k", "arena_bench"])
+def test_a_trial_run_calibrates_a_chatty_live_model(tmp_path, recording):
+    """A live model (not a replay: here a fake answering with GPT-4's recorded outputs) on
+    prompts with short reference answers explains its answers: the reference alone puts
+    the estimate 2-6 times under the cost; a five-item trial gives the model's ratio of
+    answer to reference tokens, and the estimate lands within 2x."""
+    from aigw_lab.experiments import Experiment, estimate_cost, run_experiment
+    from aigw_lab.gateway import Gateway
+    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.testing.fakes import FunctionProvider
+
+    recorded = load_recording(recording)
+    model = recorded.models[0]
+    by_prompt = {" ".join(item.prompt.split()): item.id for item in recorded.items}
+
+    def answer(request):
+        item_id = by_prompt[" ".join(request.messages[-1].text.split())]
+        return recorded.outcome(item_id, model).output or ""
+
+    sample = recorded.dataset.sample(100, seed=0)
+    dataset = sample.filter(ids=[i for i in sample.ids if recorded.has_outcome(i, model)])
+    address = f"live/{model}"
+    provider = FunctionProvider(answer, "live")
+    prices = {address: recorded.prices[model]}
+    with Gateway([provider], log=str(tmp_path / "live.duckdb"), prices=prices) as gateway:
+        full = Experiment("full", dataset, [address])
+        uncalibrated = estimate_cost(gateway, full)
+        trial = dataset.filter(ids=list(dataset.ids[:5]))
+        run_experiment(gateway, Experiment("trial", trial, [address]), progress=False)
+        calibrated = estimate_cost(gateway, full)
+        run_experiment(gateway, full, progress=False)
+        actual = gateway.query(
+            "SELECT sum(cost_usd) AS usd FROM calls WHERE experiment_id = ?", [full.id]
+        ).usd[0]
+    assert uncalibrated.output_sources == {"reference": len(dataset)}
+    assert actual / uncalibrated.usd > HIGH  # the documented weakness of references alone
+    assert calibrated.output_sources == {"log_item": 5, "reference_log": len(dataset) - 5}
+    assert LOW <= actual / calibrated.usd <= HIGH
