@@ -4,12 +4,13 @@ Each unit's input tokens are estimated the way the gateway's budgets do it
 (`aigw_lab.gateway.budget_limits.estimate_input_tokens`: characters / 4 plus a few tokens per
 message). Its output tokens come from the best source at hand
 (`aigw_lab.experiments.expected_output`): the replayed answer of a replay provider, the
-model's earlier answers to the item in the call log, the item's reference answer (scaled by
-the model's logged answer/reference ratio when the log has one), the model's mean answer in
-the log, else the request's ``max_tokens`` or `DEFAULT_OUTPUT_TOKENS` (256). A replay's own
-input tokens are used too. Prices come from the gateway's price book, unit by unit. Scorers'
-own calls (an LLM judge) are not in the estimate. `CostEstimate.output_sources` says how many
-units each source estimated.
+model's earlier answers to the item in the call log, the item's reference answer scaled by
+the model's logged answer/reference ratio, the model's mean logged answer on the dataset, the
+reference answer as it is, the model's mean answer in the log, else the request's
+``max_tokens`` or `DEFAULT_OUTPUT_TOKENS` (256). A replay's own input tokens are used too.
+Prices come from the gateway's price book, unit by unit. Scorers' own calls (an LLM judge)
+are not in the estimate. `CostEstimate.output_sources` says how many units each source
+estimated.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ _SOURCE_WORDS = {
     "recorded": "replayed answers",
     "log_item": "logged answers to the item",
     "reference_log": "reference answers x the model's logged ratio",
+    "log_dataset": "at the model's mean logged answer on this dataset",
     "reference": "reference answers",
     "log_model": "at the model's mean logged answer",
     "max_tokens": "at max_tokens",

@@ -15,6 +15,10 @@ long. Now each unit's output is taken from the best source at hand, in this orde
     `MIN_CALIBRATION_ITEMS` other items of the dataset that have one too: the reference's
     tokens times the model's ratio of answer tokens to reference tokens on those (a chatty
     model that explains its answers gets a ratio above 1 from a small trial run).
+``log_dataset``
+    the log holds ok calls of this model on at least `MIN_CALIBRATION_ITEMS` items of the
+    dataset, but too few of them with a reference to give a ratio (some datasets have
+    references for some categories only): the model's mean answer on those items.
 ``reference``
     the item has a reference answer: its tokens (characters / 4, rounded up; JSON for a
     non-string reference). Right for prompts that ask for a short answer, as the bundled
@@ -62,6 +66,7 @@ OUTPUT_SOURCES = (
     "recorded",
     "log_item",
     "reference_log",
+    "log_dataset",
     "reference",
     "log_model",
     "max_tokens",
@@ -105,6 +110,8 @@ class _Logged:
     calls: int = 0
     #: answer tokens / reference tokens over this dataset's logged items (None: too few).
     ratio: float | None = None
+    #: mean answer tokens over this dataset's logged items (None: too few).
+    dataset_mean: float | None = None
 
 
 class OutputExpectations:
@@ -146,13 +153,16 @@ class OutputExpectations:
             if item_id is not None:
                 logged.by_item[item_id] = tokens / calls
         for logged in self._logged.values():
-            answered = [
+            in_dataset = [
                 (tokens, self._references[item_id])
                 for item_id, tokens in logged.by_item.items()
-                if self._references.get(item_id)
+                if item_id in self._references
             ]
+            answered = [(tokens, ref) for tokens, ref in in_dataset if ref]
             if len(answered) >= MIN_CALIBRATION_ITEMS:
                 logged.ratio = sum(t for t, _ in answered) / sum(r for _, r in answered)
+            if len(in_dataset) >= MIN_CALIBRATION_ITEMS:
+                logged.dataset_mean = sum(t for t, _ in in_dataset) / len(in_dataset)
 
     def expect(
         self,
@@ -175,6 +185,8 @@ class OutputExpectations:
             tokens, source = logged.by_item[item.id], "log_item"
         elif reference is not None and logged is not None and logged.ratio is not None:
             tokens, source = reference * logged.ratio, "reference_log"
+        elif logged is not None and logged.dataset_mean is not None:
+            tokens, source = logged.dataset_mean, "log_dataset"
         elif reference is not None:
             tokens, source = reference, "reference"
         elif logged is not None and logged.calls:

@@ -236,3 +236,20 @@ def test_a_bad_default_output_is_a_config_error(make_gateway, bad):
     with pytest.raises(ConfigError, match="output_tokens="):
         run_experiment(gateway, exp, progress=False, output_tokens=bad)
     assert gateway.query("SELECT count(*) AS n FROM calls").n[0] == 0
+
+
+def test_without_a_ratio_the_models_mean_on_the_dataset_beats_a_reference(make_gateway):
+    # References for some items only (as MT-Bench has them for math and coding): a trial on
+    # three items without one gives no ratio, but shows how long this model's answers are.
+    records = [item.to_dict() for item in small_dataset(5).items]
+    for record in records[:4]:
+        record["reference"] = None
+    partial = Dataset.from_records("partial", records)
+    gateway = make_gateway(FunctionProvider(chatty, "fake"))
+    trial = partial.filter(ids=["q0", "q1", "q2"])
+    run_experiment(gateway, Experiment("trial", trial, ["fake/m"]), progress=False)
+    estimate = estimate_cost(gateway, Experiment("full", partial, ["fake/m"]))
+    # q3 has no reference, q4 a one-token one: both get the model's six-token mean here.
+    assert estimate.output_sources == {"log_item": 3, "log_dataset": 2}
+    assert estimate.output_tokens == 5 * 6
+    assert "2 at the model's mean logged answer on this dataset" in estimate.describe()
