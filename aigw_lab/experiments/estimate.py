@@ -166,6 +166,7 @@ def estimate_units(
         log=gateway.log,
         addresses=[t.address for t in targets.values() if t.address is not None],
         items=experiment.dataset.items,
+        dataset_name=experiment.dataset.name,
         default=output_tokens,
     )
     per_target: dict[str, float | None] = {}

@@ -9,7 +9,7 @@ long. Now each unit's output is taken from the best source at hand, in this orde
     the answer to this item: its recorded (or logged) usage, which is what the run will log.
 ``log_item``
     the call log holds ok calls of this provider/model on this item id (an earlier run, any
-    experiment): their mean output tokens.
+    experiment on a dataset of the same name): their mean output tokens.
 ``reference_log``
     the item has a reference answer, and the log holds ok calls of this model on at least
     `MIN_CALIBRATION_ITEMS` other items of the dataset that have one too: the reference's
@@ -73,12 +73,19 @@ OUTPUT_SOURCES = (
     "default",
 )
 
-# Per provider/model: summed output tokens and ok calls, per item id (None: no item).
+# Per provider/model: summed output tokens and ok calls, per item id of an experiment on a
+# dataset of this name (None: another dataset's item, whose id may name something else, or
+# a call outside experiments).
 _LOGGED_OUTPUTS = """
-SELECT provider_name, request_model, item_id, sum(output_tokens)::DOUBLE, count(*)
-FROM calls
-WHERE status = 'ok' AND attempt >= 1 AND output_tokens IS NOT NULL
-  AND provider_name IN (SELECT unnest($providers)) AND request_model IN (SELECT unnest($models))
+SELECT c.provider_name, c.request_model,
+       CASE WHEN e.dataset_name = $dataset THEN c.item_id END,
+       sum(c.output_tokens)::DOUBLE, count(*)
+FROM calls AS c
+LEFT JOIN (SELECT DISTINCT experiment_id, dataset_name FROM experiments) AS e
+  ON c.experiment_id = e.experiment_id
+WHERE c.status = 'ok' AND c.attempt >= 1 AND c.output_tokens IS NOT NULL
+  AND c.provider_name IN (SELECT unnest($providers))
+  AND c.request_model IN (SELECT unnest($models))
 GROUP BY ALL
 """
 
@@ -119,8 +126,9 @@ class OutputExpectations:
 
     Built once per estimate (one query of ``log``, restricted to ``addresses``, the
     ``(provider, model)`` pairs of the targets); `expect` then answers per unit. ``items``
-    are the dataset's items (for the reference ratio); ``default`` replaces
-    `DEFAULT_OUTPUT_TOKENS`.
+    are the dataset's items (for the reference ratio); logged calls count as answers to an
+    item only when their experiment's dataset is called ``dataset_name`` too (ids such as
+    "q1" recur across datasets). ``default`` replaces `DEFAULT_OUTPUT_TOKENS`.
     """
 
     def __init__(
@@ -129,9 +137,11 @@ class OutputExpectations:
         log: CallLog | None,
         addresses: Iterable[tuple[str, str]],
         items: Iterable[DatasetItem],
+        dataset_name: str | None = None,
         default: int = DEFAULT_OUTPUT_TOKENS,
     ) -> None:
         self.default = default
+        self.dataset_name = dataset_name
         self._references = {item.id: reference_tokens(item) for item in items}
         self._logged: dict[tuple[str, str], _Logged] = {}
         pairs = sorted(set(addresses))
@@ -141,7 +151,11 @@ class OutputExpectations:
     def _read_log(self, log: CallLog, pairs: list[tuple[str, str]]) -> None:
         rows = log.execute(
             _LOGGED_OUTPUTS,
-            {"providers": sorted({p for p, _ in pairs}), "models": sorted({m for _, m in pairs})},
+            {
+                "providers": sorted({p for p, _ in pairs}),
+                "models": sorted({m for _, m in pairs}),
+                "dataset": self.dataset_name,
+            },
         )
         wanted = set(pairs)
         for provider, model, item_id, tokens, calls in rows:

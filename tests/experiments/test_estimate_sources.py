@@ -253,3 +253,15 @@ def test_without_a_ratio_the_models_mean_on_the_dataset_beats_a_reference(make_g
     assert estimate.output_sources == {"log_item": 3, "log_dataset": 2}
     assert estimate.output_tokens == 5 * 6
     assert "2 at the model's mean logged answer on this dataset" in estimate.describe()
+
+
+def test_answers_to_another_datasets_item_with_the_same_id_do_not_count(make_gateway):
+    gateway = make_gateway(FunctionProvider(chatty, "fake"))
+    other = small_dataset(5, name="other set")  # the same ids q0..q4, another dataset
+    run_experiment(gateway, Experiment("other", other, ["fake/m"]), progress=False)
+    estimate = estimate_cost(gateway, Experiment("mine", small_dataset(5), ["fake/m"]))
+    # Not log_item nor a ratio from another dataset's items: the references themselves.
+    assert estimate.output_sources == {"reference": 5}
+    assert estimate_cost(
+        gateway, Experiment("again", small_dataset(5, name="other set"), ["fake/m"])
+    ).output_sources == {"log_item": 5}
