@@ -208,3 +208,48 @@ def test_an_experiment_name_cannot_inject_control_characters(stream):
     assert "evil?[2J?name?xxx" in text and "x" * 60 not in text
     if stream is io.StringIO:
         assert len(text.splitlines()) == 2
+
+
+def test_in_a_notebook_kernel_the_run_shows_the_widget_not_text(tmp_path):
+    """A real Jupyter kernel (its stderr is no terminal either): the run still gets tqdm's
+    widget, and no progress text or carriage returns reach the cell's output."""
+    import json
+
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("ipywidgets")
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec_dir = tmp_path / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "aigw_lab tests", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    manager = KernelManager(
+        kernel_name="python3",
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]),
+    )
+    code = (
+        "from aigw_lab import Experiment, Gateway, bundled_dataset, run_experiment\n"
+        f"gw = Gateway.simulated_fleet(log={str(tmp_path / 'nb.duckdb')!r}, time_scale=0)\n"
+        "exp = Experiment('notebook run', bundled_dataset().sample(5), "
+        "['sim-openai/sim-nano'])\n"
+        "result = run_experiment(gw, exp)\n"
+        "gw.close()\n"
+        "print('status', result.status)\n"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    client = nbclient.NotebookClient(notebook, km=manager, kernel_name="python3", timeout=120)
+    client.execute()
+    outputs = notebook.cells[0].outputs
+    widgets = [
+        o
+        for o in outputs
+        if o.output_type == "display_data"
+        and "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert widgets, outputs
+    assert "status completed" in streams
+    assert "\r" not in streams and "notebook run:" not in streams
