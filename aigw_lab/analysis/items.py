@@ -1,0 +1,127 @@
+"""An experiment item by item: which items to look at first, and what each target answered.
+
+`item_ranking` orders the items so the instructive ones come first (the targets disagree
+most on quality, then an error, then by id); `item_details` fetches the prompt and every
+target's answer, score, cost and latency for chosen items only, texts cut in SQL, so a
+report of a ten-thousand-item experiment reads a few hundred items' text, not all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.analysis._source import default_scorer, open_source, units_cte
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
+
+    from aigw_lab.analysis._source import LogSource
+
+__all__ = ["item_ranking", "item_details", "prompt_text"]
+
+_RANKING_SQL = """
+SELECT
+    item_id,
+    count(DISTINCT target) AS targets,
+    max(quality) - min(quality) AS spread,
+    count(*) FILTER (WHERE status <> 'ok') AS failed
+FROM units
+GROUP BY item_id
+ORDER BY spread DESC NULLS LAST, failed DESC, item_id
+"""
+
+# The first repetition of each (item, target) shows its answer; quality, cost and latency
+# are means over the repetitions. Texts are cut here, before they leave DuckDB.
+_DETAILS_SQL = """
+, chosen AS (SELECT unnest(?::VARCHAR[]) AS item_id),
+per_unit AS (
+    SELECT u.*, c.response_text, c.request_json, c.metadata_json, c.bodies
+    FROM units u SEMI JOIN chosen USING (item_id)
+    LEFT JOIN calls c ON c.call_id = u.call_id
+)
+SELECT
+    item_id, target,
+    count(*) AS repetitions,
+    avg(quality) AS quality,
+    avg(spent_usd) AS cost_usd,
+    avg(latency_ms) FILTER (WHERE status = 'ok') AS latency_ms,
+    arg_min(status, repetition) AS status,
+    arg_min(error_type, repetition) AS error_type,
+    left(arg_min(response_text, repetition), ?) AS answer,
+    length(arg_min(response_text, repetition)) AS answer_chars,
+    arg_min(request_json, repetition) AS request_json,
+    arg_min(bodies, repetition) AS bodies,
+    any_value(json_extract_string(metadata_json, '$.aigw_experiment.category')) AS category
+FROM per_unit
+GROUP BY item_id, target
+ORDER BY item_id, target
+"""
+
+
+def item_ranking(
+    source: LogSource, *, experiment_id: str | None = None, scorer: str | None = None
+) -> pd.DataFrame:
+    """Every item of the experiment, most instructive first: ``spread`` (best minus worst
+    target's quality; NaN when unscored), ``failed`` units, number of ``targets``."""
+    with open_source(source) as read:
+        if scorer is None:
+            scorer = default_scorer(read, experiment_id)
+        cte, params = units_cte(experiment_id, scorer)
+        frame = read(cte + _RANKING_SQL, params)
+    frame.attrs.update({"experiment_id": experiment_id, "scorer": scorer})
+    return frame
+
+
+def item_details(
+    source: LogSource,
+    item_ids: Sequence[str],
+    *,
+    experiment_id: str | None = None,
+    scorer: str | None = None,
+    max_chars: int = 2000,
+) -> pd.DataFrame:
+    """One row per (item, target) for ``item_ids``: repetitions, mean quality, cost and
+    latency, the first repetition's status, error type and answer (cut to ``max_chars``;
+    ``answer_chars`` is its full length), its ``request_json`` and ``bodies`` mode, and the
+    item's category."""
+    with open_source(source) as read:
+        if scorer is None:
+            scorer = default_scorer(read, experiment_id)
+        cte, params = units_cte(experiment_id, scorer)
+        frame = read(cte + _DETAILS_SQL, [*params, list(item_ids), int(max_chars)])
+    frame.attrs.update({"experiment_id": experiment_id, "scorer": scorer})
+    return frame
+
+
+def prompt_text(request_json: Any) -> str | None:
+    """The conversation of a logged request as plain text (``role: content`` per message,
+    text parts only), or None when the log kept no body (``bodies`` none or hash)."""
+    if request_json is None or request_json != request_json:  # None or NaN
+        return None
+    try:
+        request = json.loads(request_json) if isinstance(request_json, str) else request_json
+    except ValueError:
+        return str(request_json)
+    if not isinstance(request, dict):
+        return None
+    lines = []
+    system = request.get("system")  # the Anthropic format keeps it outside the messages
+    if isinstance(system, str) and system:
+        lines.append(f"system: {system}")
+    for message in request.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(
+                str(part.get("text", ""))
+                for part in content
+                if isinstance(part, dict) and part.get("type") in (None, "text")
+            )
+        if content is None:
+            continue
+        lines.append(f"{message.get('role', '?')}: {content}")
+    return "\n".join(lines) if lines else None
