@@ -59,20 +59,30 @@ def read_record(read: Reader, experiment_id: str | None) -> ExperimentRecord:
         config = json.loads(row["config_json"]) if isinstance(row["config_json"], str) else {}
     except ValueError:
         config = {}
-    repetitions = row["repetitions"]
+    repetitions = None if _missing(row["repetitions"]) else int(row["repetitions"])
     return ExperimentRecord(
         experiment_id,
         name=_text(row["name"]),
         config=config if isinstance(config, dict) else {},
         dataset_name=_text(row["dataset_name"]),
-        repetitions=None if repetitions != repetitions or repetitions is None else int(repetitions),
+        repetitions=repetitions,
         code_version=_text(row["code_version"]),
         runs=run_rows,
     )
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT or pandas' NA (a NULL read through pandas)."""
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array is a value
+        return False
+
+
 def _text(value: Any) -> str | None:
-    return None if value is None or value != value else str(value)
+    return None if _missing(value) else str(value)
 
 
 def _json(value: Any) -> str:
@@ -271,4 +281,4 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
 
 
 def _int(value: Any) -> str:
-    return "" if value is None or value != value else f"{int(value):,}"
+    return "" if _missing(value) else f"{int(value):,}"

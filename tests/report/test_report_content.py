@@ -1,0 +1,290 @@
+"""What the report says (issue 10 §5): what was run, per-category quality with intervals,
+every pair of targets, costs for people, charts that fit the run, the item browser and its
+caps, the file's size, and markup from the log kept as text."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from aigw_lab.analysis import (
+    category_quality,
+    item_quality,
+    paired_comparison,
+    pairwise_comparisons,
+    target_summary,
+    wilson_interval,
+)
+from aigw_lab.report import browser as browser_module
+from aigw_lab.report import write_report
+from aigw_lab.report.format import script_json, usd
+
+from .conftest import (
+    HOSTILE_ANSWER,
+    HOSTILE_CATEGORY,
+    HOSTILE_PROMPT,
+    HOSTILE_TARGET,
+    write_experiment_log,
+)
+
+
+def _json_block(page: str, element_id: str):
+    found = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page)
+    assert found, element_id
+    return json.loads(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def run_page(run_db, tmp_path_factory):
+    out = write_report(run_db, tmp_path_factory.mktemp("page") / "report.html")
+    return out, out.read_text(encoding="utf-8")
+
+
+# --- what was run ------------------------------------------------------------------------
+
+
+def test_title_and_description_say_what_was_run(run_page):
+    _, page = run_page
+    assert "<h1>four targets, forty items</h1>" in page  # the name, not the id
+    facts = page[page.index('id="experiment-facts"') :]
+    facts = facts[: facts.index("</table>")]
+    assert "<td>mixed_v1, from bundled:mixed_v1</td>" in facts
+    assert "40 in the log, 40 in the definition" in facts
+    assert "a sample of 40 items, seed 3" in facts
+    assert "auto; quality in this report: auto" in facts
+    assert "the simulated fleet, seed 7, time_scale 0.01" in facts
+    targets = page[page.index('id="targets-table"') :]
+    targets = targets[: targets.index("</table>")]
+    assert targets.count("<tr>") == 5  # header + four targets
+    assert "llama-8b-hot" in targets and "sim-workers/sim-llamaish-8b" in targets
+    assert "&quot;temperature&quot;: 1.0" in targets  # the target's own params
+    assert 'id="runs-table"' in page and "completed" in page
+
+
+def test_the_run_records_sample_seed_and_gateway(run_db):
+    # Not recorded before: the dataset keeps only the items drawn, not how.
+    import duckdb
+
+    with duckdb.connect(str(run_db), read_only=True) as conn:
+        (config,) = conn.execute("SELECT config_json FROM experiments").fetchone()
+    provenance = json.loads(config)["provenance"]
+    assert provenance["dataset"] == "bundled:mixed_v1"
+    assert (provenance["sample"], provenance["seed"]) == (40, 3)
+    assert provenance["gateway_in_file"] == {"simulated": {"seed": 7, "time_scale": 0.01}}
+    assert "sim-openai" in provenance["providers"]
+
+
+def test_a_log_without_provenance_says_not_recorded(report_db, tmp_path):
+    page = write_report(report_db, tmp_path / "r.html").read_text()
+    assert "sample size, seed and categories not recorded" in page
+
+
+# --- per category ------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    # Wilson 95 % for 3/10 and 0/10 (Newcombe 1998, table I; Brown, Cai, DasGupta 2001).
+    low, high = wilson_interval(3, 10)
+    assert (round(low, 4), round(high, 4)) == (0.1078, 0.6032)
+    assert wilson_interval(0, 10)[0] == 0.0 and round(wilson_interval(0, 10)[1], 4) == 0.2775
+    assert wilson_interval(10, 10)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))  # no data, no interval
+
+
+def test_category_quality_per_target_with_intervals(run_db, run_page):
+    frame = category_quality(run_db)
+    per_item = item_quality(run_db)
+    categories = sorted(per_item["category"].unique())
+    assert len(categories) >= 4 and "(none)" not in categories
+    assert len(frame) == len(categories) * 4
+    # Every cell is the mean of its items, inside its own interval; 0/1 scores -> Wilson.
+    for row in frame.itertuples():
+        values = per_item[(per_item.category == row.category) & (per_item.target == row.target)]
+        assert row.items == len(values)
+        assert row.quality_mean == pytest.approx(values["quality"].mean())
+        assert row.ci_low <= row.quality_mean <= row.ci_high
+        assert row.interval == "wilson"
+        assert (row.ci_low, row.ci_high) == wilson_interval(
+            int(values["quality"].sum()), len(values)
+        )
+    _, page = run_page
+    table = page[page.index('id="category-table"') :]
+    table = table[: table.index("</table>")]
+    for category in categories:
+        assert f"<td>{category}</td>" in table
+    assert 'id="chart-quality-by-category"' in page
+    assert "Wilson score intervals" in page
+
+
+def test_category_quality_bootstraps_non_binary_scores(tmp_path):
+    db = write_experiment_log(
+        tmp_path / "graded.duckdb",
+        items=12,
+        targets=("a", "b"),
+        answer=lambda i, t: "x",
+        prompt=lambda i: f"q{i}",
+        category=lambda i: "even" if i % 2 else "odd",
+    )
+    from aigw_lab.store import CallLog
+
+    with CallLog(db) as log:  # graded scores: 0.25 and 0.75 instead of 0 and 1
+        log.execute("UPDATE scores SET value = 0.25 + value / 2")
+    frame = category_quality(db)
+    assert set(frame["interval"]) == {"bootstrap"}
+    assert (frame["ci_low"] <= frame["quality_mean"]).all()
+
+
+# --- every pair --------------------------------------------------------------------------
+
+
+def test_every_pair_is_compared_and_agrees_with_paired_comparison(run_db, run_page):
+    summary = target_summary(run_db)
+    ranked = summary.sort_values(
+        ["quality_mean", "cost_per_call", "target"], ascending=[False, True, True]
+    )["target"].tolist()
+    pairs = pairwise_comparisons(run_db, targets=ranked)
+    assert len(pairs) == 6 * 3  # 4 targets: 6 pairs x 3 metrics
+    one = pairs[(pairs.target_a == ranked[1]) & (pairs.target_b == ranked[3])]
+    alone = paired_comparison(run_db, ranked[1], ranked[3])
+    for metric in ("quality", "latency_ms", "cost_usd"):
+        mine = one[one.metric == metric].iloc[0]
+        theirs = alone[alone.metric == metric].iloc[0]
+        assert mine.n_items == theirs.n_items
+        assert mine["diff"] == pytest.approx(theirs["diff"])
+        assert (mine.wins, mine.ties, mine.losses) == (theirs.wins, theirs.ties, theirs.losses)
+    _, page = run_page
+    data = _json_block(page, "pairs-data")
+    assert data["targets"] == ranked
+    assert {(p["a"], p["b"]) for p in data["pairs"]} == {
+        (ranked[i], ranked[j]) for i in range(4) for j in range(i + 1, 4)
+    }
+
+
+# --- money and charts --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.00005, "$0.00005"),
+        (0.0000523, "$0.000052"),
+        (0.00123, "$0.0012"),
+        (0.5, "$0.50"),
+        (0.99996, "$1.00"),
+        (12.345, "$12.35"),
+        (1234.5, "$1,234.50"),
+        (0, "$0"),
+        (-0.00002, "-$0.00002"),
+        (float("nan"), ""),
+        (None, ""),
+    ],
+)
+def test_usd_is_written_for_people(value, text):
+    assert usd(value) == text
+
+
+def test_cost_axes_are_log_scale_with_dollar_ticks(run_page):
+    _, page = run_page
+    assert "μ" not in page
+    for chart_id, axis in (("chart-quality-vs-cost", "xaxis"), ("chart-cost", "xaxis")):
+        figure = _json_block(page, f"{chart_id}-data")
+        layout = figure["layout"][axis]
+        assert layout["type"] == "log", chart_id
+        assert layout["ticktext"] and all(t.startswith("$0.0") for t in layout["ticktext"])
+        assert layout["ticktext"] == [usd(v) for v in layout["tickvals"]]
+
+
+def test_no_cost_over_time_chart_for_a_seconds_long_run(run_page, report_db, tmp_path):
+    _, page = run_page
+    assert 'id="chart-cost-over-time"' not in page
+    assert "No cost-over-time chart: the calls span" in page
+    # The synthetic log's experiment spans about an hour: it gets the chart.
+    long = write_report(report_db, tmp_path / "long.html").read_text()
+    assert 'id="chart-cost-over-time"' in long
+
+
+# --- the item browser --------------------------------------------------------------------
+
+
+def test_item_browser_holds_every_item_with_each_targets_answer(run_db, run_page):
+    import duckdb
+
+    _, page = run_page
+    data = _json_block(page, "items-data")
+    assert data["total_items"] == len(data["items"]) == 40
+    with duckdb.connect(str(run_db), read_only=True) as conn:
+        logged = conn.execute(
+            "SELECT c.item_id, c.target, c.response_text, s.value FROM calls c "
+            "JOIN scores s USING (call_id)"
+        ).fetchall()
+    column = {t: i for i, t in enumerate(data["targets"])}
+    items = {item["id"]: item for item in data["items"]}
+    for item_id, target, text, value in logged:
+        cell = items[item_id]["cells"][column[target]]
+        assert cell["answer"] == text and cell["score_value"] == value
+        assert cell["cost"].startswith("$")
+    assert all(item["prompt"].startswith("user: ") for item in items.values())
+    # Targets that disagree come first.
+    spreads = [item["spread"] for item in data["items"]]
+    assert spreads == sorted(spreads, reverse=True)
+
+
+def test_a_ten_thousand_item_experiment_is_capped(tmp_path):
+    db = write_experiment_log(
+        tmp_path / "big.duckdb",
+        items=10_000,
+        targets=("a", "b", "c", "d"),
+        answer=lambda i, t: f"answer {i} " + "x" * 3000,
+        prompt=lambda i: f"prompt {i} " + "y" * 3000,
+        category=lambda i: f"cat{i % 7}",
+    )
+    out = write_report(db, tmp_path / "big.html")
+    page = out.read_text(encoding="utf-8")
+    data = _json_block(page, "items-data")
+    assert data["total_items"] == 10_000
+    assert len(data["items"]) == browser_module.MAX_ITEMS
+    cut = data["text_chars"]
+    assert browser_module.MIN_TEXT_CHARS <= cut < 3000
+    cell = data["items"][0]["cells"][0]
+    assert cell["cut"] and len(cell["answer"]) == cut and cell["chars"] > 3000
+    assert data["items"][0]["prompt_cut"]
+    assert "The 300 most instructive of 10,000 items" in page
+    assert out.stat().st_size < 2_000_000
+
+
+def test_report_of_the_four_target_experiment_is_under_1_5_mb(run_page):
+    out, page = run_page
+    assert out.stat().st_size < 1_500_000
+    assert page.count('id="plotly-js"') == 1
+
+
+# --- markup from the log -----------------------------------------------------------------
+
+
+def test_markup_from_the_log_never_reaches_the_page_as_markup(hostile_db, tmp_path):
+    page = write_report(hostile_db, tmp_path / "r.html").read_text()
+    for text in (HOSTILE_PROMPT, HOSTILE_ANSWER, HOSTILE_TARGET, HOSTILE_CATEGORY):
+        assert text not in page
+    # Exactly the page's own script elements: JSON data, plotly, and its one script.
+    opened = re.findall(r"<script[^>]*>", page)
+    assert all(
+        tag == "<script>" or 'type="application/json"' in tag or 'type="text/plain"' in tag
+        for tag in opened
+    ), opened
+    assert page.count("<script>") == 1
+    assert page.count("</script>") == len(opened)
+    # The data still holds the texts, intact.
+    data = _json_block(page, "items-data")
+    assert HOSTILE_TARGET in data["targets"]
+    first = next(i for i in data["items"] if i["prompt"] == f"user: {HOSTILE_PROMPT}")
+    assert first["category"] == HOSTILE_CATEGORY
+    assert HOSTILE_ANSWER in [c["answer"] for c in first["cells"]]
+
+
+def test_script_json_escapes_what_could_close_a_script():
+    text = script_json({"a": "</script><!-- & \u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"a": "</script><!-- & \u2028"}
