@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import AigwError, StoreError
-from aigw_lab.report import charts
-from aigw_lab.report.format import ms, pct, quality, script_json, script_safe, usd
+from aigw_lab.report import charts, sections
+from aigw_lab.report.format import ms, pct, quality, script_safe, usd
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -301,17 +301,20 @@ def _page(
             "open diamonds in the plots): their numbers describe the simulator, not a real "
             "model.</p>"
         )
+    at_a_glance = sections.glance(summary, pairs, ranked)
+    if at_a_glance:
+        parts += ["<h2>At a glance</h2>", at_a_glance]
     parts += ['<h2 id="what-was-run">What was run</h2>', description]
     parts += ["<h2>Targets</h2>", _summary_table(summary)]
     parts.append(_chart(CHART_IDS[0], figures))
     parts.append(_chart(CHART_IDS[1], figures))
     if by_category is not None:
-        parts.append(_category_table(by_category))
+        parts.append(sections.category_table(by_category))
     parts.append('<h2 id="pairs">Every pair of targets, on the same items</h2>')
     if pairs is None:
         parts.append("<p>Needs quality scores for at least two targets.</p>")
     else:
-        parts.append(_pairs_section(pairs, ranked))
+        parts.append(sections.pairs_section(pairs, ranked))
     for chart_id in CHART_IDS[2:5]:
         parts.append(_chart(chart_id, figures))
     if long_run:
@@ -321,7 +324,7 @@ def _page(
             f'<p class="note">No cost-over-time chart: the calls span {span:,.1f} s, under '
             f"{charts_min_minutes()} minutes; the cost table says what each target spent.</p>"
         )
-    parts.append(_browser_section(items, MAX_ITEMS))
+    parts.append(sections.browser_section(items, MAX_ITEMS))
     if len(experiments) > 1:
         parts.append("<h2>Experiments in this log</h2>")
         parts.append(
@@ -358,131 +361,6 @@ def _chart(chart_id: str, figures: dict[str, tuple[str, go.Figure | None, str]])
             f'<div class="chart" id="{chart_id}" data-figure="{data_id}"></div>'
         )
     return "\n".join(parts)
-
-
-def _category_table(frame: pd.DataFrame) -> str:
-    """Categories down, targets across: ``mean [low, high] (n)`` per cell."""
-    import pandas as pd
-
-    cells = frame.assign(
-        cell=[
-            f"{quality(m)} [{quality(lo)}, {quality(hi)}] ({n})"
-            for m, lo, hi, n in zip(
-                frame["quality_mean"],
-                frame["ci_low"],
-                frame["ci_high"],
-                frame["items"],
-                strict=True,
-            )
-        ]
-    )
-    table = cells.pivot(index="category", columns="target", values="cell").fillna("")
-    table = pd.DataFrame(table.to_numpy(), index=table.index, columns=list(table.columns))
-    return table.reset_index().to_html(
-        index=False, escape=True, classes="table", table_id="category-table"
-    )
-
-
-def _pairs_section(pairs: pd.DataFrame, ranked: list[str]) -> str:
-    confidence = pairs.attrs.get("confidence", 0.95)
-    fmt = {"quality": quality, "latency_ms": ms, "cost_usd": usd}
-    labels = {"quality": "quality", "latency_ms": "latency (ms)", "cost_usd": "cost"}
-    rows = []
-    data: list[dict[str, Any]] = []
-    for (a, b), group in pairs.groupby(["target_a", "target_b"], sort=False):
-        detail = []
-        for row in group.itertuples(index=False):
-            f = fmt[row.metric]
-            detail.append(
-                {
-                    "metric": labels[row.metric],
-                    "items": int(row.n_items),
-                    "mean_a": f(row.mean_a),
-                    "mean_b": f(row.mean_b),
-                    "diff": f(row.diff),
-                    "diff_flipped": f(-row.diff),
-                    "ci": f"[{f(row.ci_low)}, {f(row.ci_high)}]",
-                    "ci_flipped": f"[{f(-row.ci_high)}, {f(-row.ci_low)}]",
-                    "wins": int(row.wins),
-                    "ties": int(row.ties),
-                    "losses": int(row.losses),
-                }
-            )
-            if row.metric == "quality":
-                if row.n_items == 0:
-                    verdict = "no common items"
-                elif row.ci_low > 0:
-                    verdict = "a better"
-                elif row.ci_high < 0:
-                    verdict = "b better"
-                else:
-                    verdict = "no clear difference"
-                rows.append(
-                    {
-                        "a": a,
-                        "b": b,
-                        "items": int(row.n_items),
-                        "quality a": quality(row.mean_a),
-                        "quality b": quality(row.mean_b),
-                        "a - b": quality(row.diff),
-                        f"{confidence:.0%} interval": f"[{quality(row.ci_low)}, "
-                        f"{quality(row.ci_high)}]",
-                        "a better / tie / worse": f"{row.wins} / {row.ties} / {row.losses}",
-                        "verdict": verdict,
-                    }
-                )
-        data.append({"a": a, "b": b, "rows": detail})
-    import pandas as pd
-
-    table = pd.DataFrame(rows).to_html(
-        index=False, escape=True, classes="table", table_id="pairs-table"
-    )
-    payload = {"targets": ranked, "pairs": data, "confidence": f"{confidence:.0%}"}
-    return "\n".join(
-        [
-            f'<p class="note">Quality of every pair (a ranked above b), paired percentile '
-            f"bootstrap over the items both answered; &ldquo;a better&rdquo; when the whole "
-            f"{confidence:.0%} interval of a - b is above zero.</p>",
-            table,
-            "<h3>Any pair: quality, latency and cost</h3>",
-            '<div class="controls">a <select id="pair-a"></select> b '
-            '<select id="pair-b"></select></div>',
-            '<div id="pair-detail"></div>',
-            f'<script type="application/json" id="pairs-data">{script_json(payload)}</script>',
-        ]
-    )
-
-
-def _browser_section(items: dict[str, Any], max_items: int) -> str:
-    total, shown = items["total_items"], len(items["items"])
-    note = (
-        f"All {total:,} items. "
-        if shown == total
-        else f"The {shown:,} most instructive of {total:,} items (the report holds at most "
-        f"{max_items:,}): targets disagreeing most first, then failures. "
-    )
-    note += (
-        f"Texts are cut at {items['text_chars']:,} characters. Search matches ids, categories, "
-        "prompts and answers (all words)."
-    )
-    return "\n".join(
-        [
-            '<h2 id="items">Items</h2>',
-            f'<p class="note">{html.escape(note)}</p>',
-            '<div class="controls"><input type="search" id="item-search" '
-            'placeholder="search prompts, answers, ids" aria-label="search items">'
-            '<select id="item-category" aria-label="category">'
-            '<option value="">all categories</option></select>'
-            '<label><input type="checkbox" id="item-differ"> only items where targets '
-            "differ</label>"
-            '<span id="item-count" class="note"></span></div>',
-            '<div id="item-list"></div>',
-            '<div class="controls"><button id="item-prev" type="button">previous</button>'
-            '<span id="item-page"></span>'
-            '<button id="item-next" type="button">next</button></div>',
-            f'<script type="application/json" id="items-data">{script_json(items)}</script>',
-        ]
-    )
 
 
 def _summary_table(summary: pd.DataFrame) -> str:

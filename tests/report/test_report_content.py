@@ -288,3 +288,41 @@ def test_script_json_escapes_what_could_close_a_script():
     text = script_json({"a": "</script><!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"a": "</script><!-- & \u2028"}
+
+
+# --- at a glance -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("experiment", ["older", "latest"])
+def test_at_a_glance_names_the_best_and_the_cheapest_not_clearly_worse(
+    report_db, tmp_path, experiment
+):
+    page = write_report(report_db, tmp_path / "r.html", experiment_id=experiment).read_text()
+    glance = page[page.index('id="at-a-glance"') :]
+    glance = glance[: glance.index("</ul>")]
+    summary = target_summary(report_db, experiment_id=experiment).set_index("target")
+    best = summary.sort_values(["quality_mean", "cost_per_call"], ascending=[False, True])
+    best = best.index[0]
+    assert f"Highest quality: <b>{best}</b>" in glance
+    pairs = pairwise_comparisons(report_db, experiment_id=experiment)
+    quality_rows = pairs[pairs.metric == "quality"]
+    candidates = []
+    for target in summary.index:
+        if (
+            target == best
+            or summary.loc[target, "cost_per_call"] >= summary.loc[best, "cost_per_call"]
+        ):
+            continue
+        row = quality_rows[
+            ((quality_rows.target_a == best) & (quality_rows.target_b == target))
+            | ((quality_rows.target_a == target) & (quality_rows.target_b == best))
+        ].iloc[0]
+        low = row.ci_low if row.target_a == best else -row.ci_high
+        if low <= 0:
+            candidates.append(target)
+    if candidates:
+        cheapest = min(candidates, key=lambda t: summary.loc[t, "cost_per_call"])
+        assert f"Cheapest not clearly worse: <b>{cheapest}</b>" in glance
+    else:
+        assert "Every cheaper target is clearly worse" in glance
+    assert "Units that ended in an error" in glance  # the synthetic log has failures
