@@ -73,15 +73,21 @@ def item_quality(
     """One row per (target, item): mean ``quality`` over its repetitions (NaN when
     unscored), ``scored`` units, mean ``latency_ms`` of the ok units, mean ``cost_usd``
     spent, and the item's ``category`` (`NO_CATEGORY` when its calls carry none)."""
-    with open_source(source) as read:
-        scorer = _scorer(read, experiment_id, scorer)
-        frame = _per_item(read, experiment_id, scorer)
+    frame, scorer = _read_per_item(source, experiment_id, scorer)
     frame.attrs.update({"experiment_id": experiment_id, "scorer": scorer})
     return frame
 
 
 def _scorer(read: Reader, experiment_id: str | None, scorer: str | None) -> str | None:
     return default_scorer(read, experiment_id) if scorer is None else scorer
+
+
+def _read_per_item(
+    source: LogSource, experiment_id: str | None, scorer: str | None
+) -> tuple[pd.DataFrame, str | None]:
+    with open_source(source) as read:
+        scorer = _scorer(read, experiment_id, scorer)
+        return _per_item(read, experiment_id, scorer), scorer
 
 
 def _per_item(read: Reader, experiment_id: str | None, scorer: str | None) -> pd.DataFrame:
@@ -100,16 +106,20 @@ def category_quality(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    per_item: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (category, target) with scored items: ``items``, ``quality_mean``,
     ``ci_low`` / ``ci_high`` at ``confidence``, and ``interval`` (``"wilson"`` or
-    ``"bootstrap"``, see the module docstring). Sorted by category, then target."""
+    ``"bootstrap"``, see the module docstring). Sorted by category, then target.
+
+    ``per_item`` is an `item_quality` frame already read (the log is not read again)."""
     import numpy as np
     import pandas as pd
 
-    with open_source(source) as read:
-        scorer = _scorer(read, experiment_id, scorer)
-        per_item = _per_item(read, experiment_id, scorer)
+    if per_item is None:
+        per_item, scorer = _read_per_item(source, experiment_id, scorer)
+    else:
+        scorer = per_item.attrs.get("scorer", scorer)
     scored = per_item[per_item["quality"].notna()]
     rng = np.random.default_rng(seed)
     rows = []
@@ -148,17 +158,20 @@ def pairwise_comparisons(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    per_item: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """`paired_comparison` for every pair of ``targets`` (default: all the experiment's
     targets, sorted): for each pair (a before b in ``targets``' order), one row per metric
     (``quality``, ``latency_ms``, ``cost_usd``) with the same columns as
-    `paired_comparison`. The log is read once; each pair gets its own seeded bootstrap."""
+    `paired_comparison`. The log is read once (not at all given ``per_item``, an
+    `item_quality` frame); each pair gets its own seeded bootstrap."""
     import numpy as np
     import pandas as pd
 
-    with open_source(source) as read:
-        scorer = _scorer(read, experiment_id, scorer)
-        per_item = _per_item(read, experiment_id, scorer)
+    if per_item is None:
+        per_item, scorer = _read_per_item(source, experiment_id, scorer)
+    else:
+        scorer = per_item.attrs.get("scorer", scorer)
     names = list(targets) if targets is not None else sorted(per_item["target"].unique())
     key = ["experiment_id", "item_id"]
     by_target = {t: per_item[per_item["target"] == t] for t in names}

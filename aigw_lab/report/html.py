@@ -138,12 +138,12 @@ def _build_page(
     )
     errors = analysis.errors_by_target(source, experiment_id=experiment_id)
     per_item = analysis.item_quality(source, experiment_id=experiment_id, scorer=scorer)
-    by_category = analysis.category_quality(source, experiment_id=experiment_id, scorer=scorer)
+    by_category = analysis.category_quality(source, experiment_id=experiment_id, per_item=per_item)
     scored = bool(summary["quality_mean"].notna().any())
     pairs = None
     if scored and len(ranked) > 1:
         pairs = analysis.pairwise_comparisons(
-            source, experiment_id=experiment_id, scorer=scorer, targets=ranked
+            source, experiment_id=experiment_id, targets=ranked, per_item=per_item
         )
     items = browser_data(source, experiment_id=experiment_id, scorer=scorer, targets=ranked)
     span = (last - first).total_seconds()

@@ -77,6 +77,20 @@ def test_the_run_records_sample_seed_and_gateway(run_db):
     assert "sim-openai" in provenance["providers"]
 
 
+def test_provenance_is_a_mapping_and_absent_when_empty():
+    from aigw_lab.datasets import bundled_dataset
+    from aigw_lab.errors import ConfigError
+    from aigw_lab.experiments import Experiment
+
+    dataset = bundled_dataset().head(2)
+    plain = Experiment("p", dataset, ["sim-openai/sim-nano"])
+    assert "provenance" not in plain.config()  # definitions recorded before stay the same
+    told = Experiment("p", dataset, ["sim-openai/sim-nano"], provenance={"seed": 5})
+    assert told.config()["provenance"] == {"seed": 5}
+    with pytest.raises(ConfigError, match="provenance must be a mapping"):
+        Experiment("p", dataset, ["sim-openai/sim-nano"], provenance=[("seed", 5)])
+
+
 def test_a_log_without_provenance_says_not_recorded(report_db, tmp_path):
     page = write_report(report_db, tmp_path / "r.html").read_text()
     assert "sample size, seed and categories not recorded" in page
@@ -147,6 +161,9 @@ def test_every_pair_is_compared_and_agrees_with_paired_comparison(run_db, run_pa
     )["target"].tolist()
     pairs = pairwise_comparisons(run_db, targets=ranked)
     assert len(pairs) == 6 * 3  # 4 targets: 6 pairs x 3 metrics
+    # The report passes the per-item frame it already read: the same result.
+    again = pairwise_comparisons(run_db, targets=ranked, per_item=item_quality(run_db))
+    assert again.equals(pairs)
     one = pairs[(pairs.target_a == ranked[1]) & (pairs.target_b == ranked[3])]
     alone = paired_comparison(run_db, ranked[1], ranked[3])
     for metric in ("quality", "latency_ms", "cost_usd"):
