@@ -4,6 +4,7 @@
 most on quality, then an error, then by id); `item_details` fetches the prompt and every
 target's answer, score, cost and latency for chosen items only, texts cut in SQL, so a
 report of a ten-thousand-item experiment reads a few hundred items' text, not all of it.
+`unit_spread` gives box-plot statistics of latency and cost per target over every unit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from aigw_lab.analysis._source import LogSource
 
-__all__ = ["item_ranking", "item_details", "prompt_text"]
+__all__ = ["item_ranking", "item_details", "prompt_text", "unit_spread", "SPREAD_QUANTILES"]
 
 _RANKING_SQL = """
 SELECT
@@ -125,3 +126,50 @@ def prompt_text(request_json: Any) -> str | None:
             continue
         lines.append(f"{message.get('role', '?')}: {content}")
     return "\n".join(lines) if lines else None
+
+
+# Per target, the spread of two unit metrics over every unit (no sample): logical latency of
+# the units that ended ok, and what each unit spent when it spent anything (a log axis
+# cannot show zero).
+_SPREAD_SQL = """
+SELECT
+    target,
+    count(latency_ms) FILTER (WHERE status = 'ok') AS latency_n,
+    quantile_cont(latency_ms, [0.05, 0.25, 0.5, 0.75, 0.95]) FILTER (WHERE status = 'ok')
+        AS latency_q,
+    avg(latency_ms) FILTER (WHERE status = 'ok') AS latency_mean,
+    count(spent_usd) FILTER (WHERE spent_usd > 0) AS cost_n,
+    quantile_cont(spent_usd, [0.05, 0.25, 0.5, 0.75, 0.95]) FILTER (WHERE spent_usd > 0)
+        AS cost_q,
+    avg(spent_usd) FILTER (WHERE spent_usd > 0) AS cost_mean
+FROM units
+GROUP BY target
+ORDER BY target
+"""
+
+#: The quantiles `unit_spread` reports, in order.
+SPREAD_QUANTILES = ("p05", "q1", "median", "q3", "p95")
+
+
+def unit_spread(source: LogSource, *, experiment_id: str | None = None) -> pd.DataFrame:
+    """Per target and metric (``latency_ms``: units that ended ok; ``cost_usd``: units that
+    spent anything), over every unit: ``n``, ``p05``, ``q1``, ``median``, ``q3``, ``p95``
+    (linear interpolation) and ``mean``: what a box plot needs, without sending the units."""
+    import pandas as pd
+
+    with open_source(source) as read:
+        cte, params = units_cte(experiment_id, None)
+        raw = read(cte + _SPREAD_SQL, params)
+    rows = []
+    for record in raw.to_dict("records"):
+        for metric, prefix in (("latency_ms", "latency"), ("cost_usd", "cost")):
+            n = int(record[f"{prefix}_n"] or 0)
+            quantiles = record[f"{prefix}_q"]
+            if n == 0 or quantiles is None:
+                continue
+            row = {"target": str(record["target"]), "metric": metric, "n": n}
+            row.update({k: float(v) for k, v in zip(SPREAD_QUANTILES, quantiles, strict=True)})
+            row["mean"] = float(record[f"{prefix}_mean"])
+            rows.append(row)
+    columns = ["target", "metric", "n", *SPREAD_QUANTILES, "mean"]
+    return pd.DataFrame(rows, columns=columns)

@@ -176,53 +176,57 @@ def quality_by_category(frame: pd.DataFrame, colors: Mapping[str, str]) -> go.Fi
     return figure
 
 
-def cost_per_call(units: pd.DataFrame, colors: Mapping[str, str]) -> go.Figure | None:
-    """Per target, the spread of what each unit cost (log axis; free units, such as cache
-    hits, cannot sit on it and are left out). None when nothing cost anything."""
+def _spread_boxes(
+    spread: pd.DataFrame, metric: str, colors: Mapping[str, str], hover: bool
+) -> go.Figure | None:
+    """Horizontal boxes from `unit_spread` statistics: the box from the first to the third
+    quartile, the median, the mean dashed, whiskers from the 5th to the 95th percentile."""
     import plotly.graph_objects as go
 
-    paid = units[units["spent_usd"] > 0]
-    if paid.empty:
+    rows = spread[spread["metric"] == metric].sort_values("target", ascending=False)
+    if rows.empty:
         return None
     figure = go.Figure()
-    for target in sorted(paid["target"].unique(), reverse=True):
-        values = paid.loc[paid["target"] == target, "spent_usd"].to_numpy(dtype=float)
+    for row in rows.itertuples(index=False):
+        name = _name(row.target)
         figure.add_trace(
             go.Box(
-                x=values,
-                name=_name(target),
-                marker_color=colors[target],
-                boxmean=True,
+                y=[name],
+                q1=[row.q1],
+                median=[row.median],
+                q3=[row.q3],
+                lowerfence=[row.p05],
+                upperfence=[row.p95],
+                mean=[row.mean],
+                name=name,
+                marker_color=colors[row.target],
                 orientation="h",
-                hoverinfo="skip",
+                hoverinfo="x" if hover else "skip",
             )
         )
-    _layout(figure, showlegend=False, xaxis_title="cost of each unit (log scale)")
-    figure.update_xaxes(**_usd_axis(paid["spent_usd"]))
     return figure
 
 
-def latency(units: pd.DataFrame, colors: Mapping[str, str]) -> go.Figure | None:
-    """Per target, the spread of logical latency of the units that ended ok."""
-    import plotly.graph_objects as go
-
-    ok = units[(units["status"] == "ok") & units["latency_ms"].notna()]
-    if ok.empty:
+def cost_per_call(spread: pd.DataFrame, colors: Mapping[str, str]) -> go.Figure | None:
+    """Per target, the spread of what each unit cost (log axis; units that cost nothing,
+    such as cache hits, cannot sit on it and are left out). None when nothing cost anything.
+    """
+    figure = _spread_boxes(spread, "cost_usd", colors, hover=False)
+    if figure is None:
         return None
-    figure = go.Figure()
-    for target in sorted(ok["target"].unique(), reverse=True):
-        values = ok.loc[ok["target"] == target, "latency_ms"].to_numpy(dtype=float)
-        figure.add_trace(
-            go.Box(
-                x=values,
-                name=_name(target),
-                marker_color=colors[target],
-                boxmean=True,
-                orientation="h",
-                hovertemplate="%{x:,.0f} ms<extra></extra>",
-            )
-        )
+    rows = spread[spread["metric"] == "cost_usd"]
+    _layout(figure, showlegend=False, xaxis_title="cost of each unit (log scale)")
+    figure.update_xaxes(**_usd_axis(rows[["p05", "p95"]].to_numpy().ravel()))
+    return figure
+
+
+def latency(spread: pd.DataFrame, colors: Mapping[str, str]) -> go.Figure | None:
+    """Per target, the spread of logical latency of the units that ended ok."""
+    figure = _spread_boxes(spread, "latency_ms", colors, hover=True)
+    if figure is None:
+        return None
     _layout(figure, showlegend=False, xaxis_title="latency (ms), units that ended ok")
+    figure.update_xaxes(hoverformat=",.0f")
     return figure
 
 

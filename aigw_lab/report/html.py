@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from aigw_lab.analysis._source import LogSource
 
-__all__ = ["write_report", "CHART_IDS", "LATENCY_SAMPLE_PER_TARGET"]
+__all__ = ["write_report", "CHART_IDS"]
 
 #: The element id of each chart the page may hold, in order (stable: tests and links use
 #: them). A chart the experiment has nothing for is left out with a note in its place.
@@ -45,10 +45,6 @@ CHART_IDS: tuple[str, ...] = (
     "chart-errors",
     "chart-cost-over-time",
 )
-
-#: The cost and latency charts draw at most this many units per target (a deterministic
-#: sample), so a report of a ten-million-call log stays small.
-LATENCY_SAMPLE_PER_TARGET = 2000
 
 
 def write_report(
@@ -133,9 +129,7 @@ def _build_page(
     ranked = summary.sort_values(
         ["quality_mean", "cost_per_call", "target"], ascending=[False, True, True]
     )["target"].tolist()
-    sampled = analysis.unit_frame(
-        source, experiment_id, scorer=scorer, max_per_target=LATENCY_SAMPLE_PER_TARGET
-    )
+    spread = analysis.unit_spread(source, experiment_id=experiment_id)
     errors = analysis.errors_by_target(source, experiment_id=experiment_id)
     per_item = analysis.item_quality(source, experiment_id=experiment_id, scorer=scorer)
     by_category = analysis.category_quality(source, experiment_id=experiment_id, per_item=per_item)
@@ -148,13 +142,10 @@ def _build_page(
     items = browser_data(source, experiment_id=experiment_id, scorer=scorer, targets=ranked)
     span = (last - first).total_seconds()
 
-    sample_note = ""
-    if len(sampled) < int(summary["units"].sum()):
-        sample_note = f"A deterministic sample of {LATENCY_SAMPLE_PER_TARGET} units per target. "
     item_categories = per_item.drop_duplicates("item_id")["category"]
     has_categories = bool(len(by_category)) and set(by_category["category"]) != {"(none)"}
-    cost_chart = charts.cost_per_call(sampled, colors)
-    latency_chart = charts.latency(sampled, colors)
+    cost_chart = charts.cost_per_call(spread, colors)
+    latency_chart = charts.latency(spread, colors)
     long_run = charts.show_cost_over_time(span)
     # (element id, heading, figure or None, note shown above it or in its place)
     chart_list: list[tuple[str, str, go.Figure | None, str]] = [
@@ -182,9 +173,10 @@ def _build_page(
             CHART_IDS[2],
             "Cost per call",
             cost_chart,
-            sample_note + "Each unit's cost (retries and fallbacks included), log scale; the "
-            "box spans the middle half, the dashed line is the mean. Free units (cache hits) "
-            "are left out."
+            "What each unit cost (retries and fallbacks included), every unit, log scale: the "
+            "box spans the middle half, with the median; the dashed line is the mean; "
+            "whiskers reach the 5th and 95th percentiles. Units that cost nothing (cache "
+            "hits) are left out."
             if cost_chart is not None
             else "Nothing in this experiment cost anything.",
         ),
@@ -192,7 +184,9 @@ def _build_page(
             CHART_IDS[3],
             "Latency",
             latency_chart,
-            sample_note + "Logical latency of the units that ended ok."
+            "Logical latency of every unit that ended ok: box from the first to the third "
+            "quartile with the median, the mean dashed, whiskers at the 5th and 95th "
+            "percentiles."
             if latency_chart is not None
             else "No unit ended ok.",
         ),

@@ -343,3 +343,24 @@ def test_at_a_glance_names_the_best_and_the_cheapest_not_clearly_worse(
     else:
         assert "Every cheaper target is clearly worse" in glance
     assert "Units that ended in an error" in glance  # the synthetic log has failures
+
+
+def test_box_statistics_cover_every_unit(report_db):
+    # The cost and latency boxes are drawn from these, over all units (no sample).
+    import numpy as np
+
+    from aigw_lab.analysis import unit_frame, unit_spread
+
+    spread = unit_spread(report_db, experiment_id="older").set_index(["target", "metric"])
+    units = unit_frame(report_db, "older")
+    for target, rows in units.groupby("target"):
+        for metric, values in (
+            ("latency_ms", rows.loc[rows.status == "ok", "latency_ms"]),
+            ("cost_usd", rows.loc[rows.spent_usd > 0, "spent_usd"]),
+        ):
+            got = spread.loc[(target, metric)]
+            assert got["n"] == len(values)
+            expected = np.percentile(values.to_numpy(dtype=float), [5, 25, 50, 75, 95])
+            stats = [got[k] for k in ("p05", "q1", "median", "q3", "p95")]
+            assert stats == pytest.approx(expected)
+            assert got["mean"] == pytest.approx(values.mean())
