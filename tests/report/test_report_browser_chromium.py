@@ -29,7 +29,7 @@ _TEXTS_JS = "(selector) => Array.from(document.querySelectorAll(selector), n => 
 class _Browser:
     """One headless Chromium page on a report, collecting errors, dialogs and requests."""
 
-    def __init__(self, playwright, path):
+    def __init__(self, playwright, path, *, init_script=None, charts="drawn"):
         executable = str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
         self.browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         self.page = self.browser.new_page(viewport={"width": 1280, "height": 900})
@@ -43,9 +43,11 @@ class _Browser:
         )
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.on("request", lambda request: self.requests.append(request.url))
+        if init_script:
+            self.page.add_init_script(init_script)
         self.page.goto(path.as_uri())
         self.page.wait_for_function(
-            "document.body.getAttribute('data-charts') === 'drawn'", timeout=30_000
+            f"document.body.getAttribute('data-charts') === '{charts}'", timeout=30_000
         )
 
     def texts(self, selector: str) -> list[str]:
@@ -138,3 +140,23 @@ def test_markup_from_the_log_stays_text_in_chromium(hostile_db, tmp_path):
     assert HOSTILE_TARGET in targets
     assert any(HOSTILE_CATEGORY in note for note in notes)
     assert any(HOSTILE_TARGET in text for text in legend), legend
+
+
+def test_a_browser_without_decompression_keeps_tables_and_items(run_db, tmp_path):
+    # An old browser cannot unpack plotly.js: the charts say why, the rest still works.
+    out = write_report(run_db, tmp_path / "report.html")
+    with sync_api.sync_playwright() as playwright:
+        view = _Browser(
+            playwright, out, init_script="delete window.DecompressionStream", charts="failed"
+        )
+        try:
+            notes = view.texts("div.chart p.warn")
+            items = view.texts("#item-list .item")
+            view.page.fill("#item-search", "no item says this 0xdeadbeef")
+            after = view.texts("#item-list .item")
+            plotly = view.page.evaluate("typeof window.Plotly")
+        finally:
+            view.close()
+    assert notes and all("cannot unpack the charts" in n for n in notes)
+    assert len(items) == 20 and after == []
+    assert plotly == "undefined" and view.problems == []
