@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "item_ranking": "aigw_lab.analysis.items",
     "item_details": "aigw_lab.analysis.items",
     "prompt_text": "aigw_lab.analysis.items",
+    "rank_items": "aigw_lab.analysis.items",
     "unit_spread": "aigw_lab.analysis.items",
     "SyntheticTarget": "aigw_lab.analysis.synthetic",
     "SyntheticExperiment": "aigw_lab.analysis.synthetic",
@@ -66,6 +67,7 @@ __all__ = [
     "item_ranking",
     "item_details",
     "prompt_text",
+    "rank_items",
     "unit_spread",
     "SyntheticTarget",
     "SyntheticExperiment",
@@ -91,7 +93,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         latest_experiment,
         unit_frame,
     )
-    from aigw_lab.analysis.items import item_details, item_ranking, prompt_text, unit_spread
+    from aigw_lab.analysis.items import (
+        item_details,
+        item_ranking,
+        prompt_text,
+        rank_items,
+        unit_spread,
+    )
     from aigw_lab.analysis.pareto import mark_frontier, pareto_frontier
     from aigw_lab.analysis.stats import MeanCI, bootstrap_mean_ci, bootstrap_means
     from aigw_lab.analysis.synthetic import (

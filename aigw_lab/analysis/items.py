@@ -21,26 +21,21 @@ if TYPE_CHECKING:
 
     from aigw_lab.analysis._source import LogSource
 
-__all__ = ["item_ranking", "item_details", "prompt_text", "unit_spread", "SPREAD_QUANTILES"]
-
-_RANKING_SQL = """
-SELECT
-    item_id,
-    count(DISTINCT target) AS targets,
-    max(quality) - min(quality) AS spread,
-    count(*) FILTER (WHERE status <> 'ok') AS failed
-FROM units
-GROUP BY item_id
-ORDER BY spread DESC NULLS LAST, failed DESC, item_id
-"""
+__all__ = [
+    "item_ranking",
+    "rank_items",
+    "item_details",
+    "prompt_text",
+    "unit_spread",
+    "SPREAD_QUANTILES",
+]
 
 # The first repetition of each (item, target) shows its answer; quality, cost and latency
 # are means over the repetitions. Texts are cut here, before they leave DuckDB.
 _DETAILS_SQL = """
-, chosen AS (SELECT unnest(?::VARCHAR[]) AS item_id),
-per_unit AS (
+, per_unit AS (
     SELECT u.*, c.response_text, c.request_json, c.metadata_json, c.bodies
-    FROM units u SEMI JOIN chosen USING (item_id)
+    FROM units u
     LEFT JOIN calls c ON c.call_id = u.call_id
 )
 SELECT
@@ -67,13 +62,30 @@ def item_ranking(
 ) -> pd.DataFrame:
     """Every item of the experiment, most instructive first: ``spread`` (best minus worst
     target's quality; NaN when unscored), ``failed`` units, number of ``targets``."""
-    with open_source(source) as read:
-        if scorer is None:
-            scorer = default_scorer(read, experiment_id)
-        cte, params = units_cte(experiment_id, scorer)
-        frame = read(cte + _RANKING_SQL, params)
-    frame.attrs.update({"experiment_id": experiment_id, "scorer": scorer})
+    from aigw_lab.analysis.breakdown import item_quality
+
+    per_item = item_quality(source, experiment_id=experiment_id, scorer=scorer)
+    frame = rank_items(per_item)
+    frame.attrs.update({"experiment_id": experiment_id, "scorer": per_item.attrs.get("scorer")})
     return frame
+
+
+def rank_items(per_item: pd.DataFrame) -> pd.DataFrame:
+    """`item_ranking` from an `item_quality` frame already read: the spread of quality over
+    targets (descending, unscored last), then failed units (descending), then item id."""
+    grouped = per_item.groupby("item_id", sort=False)
+    frame = grouped.agg(
+        targets=("target", "nunique"),
+        best=("quality", "max"),
+        worst=("quality", "min"),
+        failed=("failed", "sum"),
+    ).reset_index()
+    frame["spread"] = frame["best"] - frame["worst"]
+    frame["failed"] = frame["failed"].astype("int64")
+    frame = frame.sort_values(
+        ["spread", "failed", "item_id"], ascending=[False, False, True], na_position="last"
+    )
+    return frame[["item_id", "targets", "spread", "failed"]].reset_index(drop=True)
 
 
 def item_details(
@@ -91,8 +103,9 @@ def item_details(
     with open_source(source) as read:
         if scorer is None:
             scorer = default_scorer(read, experiment_id)
-        cte, params = units_cte(experiment_id, scorer)
-        frame = read(cte + _DETAILS_SQL, [*params, list(item_ids), int(max_chars)])
+        # Only the chosen items' rows are aggregated: a page of items, not the whole log.
+        cte, params = units_cte(experiment_id, scorer, item_ids=list(item_ids))
+        frame = read(cte + _DETAILS_SQL, [*params, int(max_chars)])
     frame.attrs.update({"experiment_id": experiment_id, "scorer": scorer})
     return frame
 

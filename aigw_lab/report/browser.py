@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from aigw_lab.report.format import ms, usd
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from aigw_lab.analysis._source import LogSource
 
 __all__ = ["MAX_ITEMS", "TEXT_BUDGET", "MIN_TEXT_CHARS", "MAX_TEXT_CHARS", "browser_data"]
@@ -29,12 +31,21 @@ MAX_TEXT_CHARS = 4000
 
 
 def browser_data(
-    source: LogSource, *, experiment_id: str | None, scorer: str | None, targets: list[str]
+    source: LogSource,
+    *,
+    experiment_id: str | None,
+    scorer: str | None,
+    targets: list[str],
+    per_item: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The JSON-ready data of the item browser (see the module docstring for the caps)."""
-    from aigw_lab.analysis.items import item_details, item_ranking, prompt_text
+    """The JSON-ready data of the item browser (see the module docstring for the caps);
+    ``per_item`` is the experiment's `item_quality` frame if already read."""
+    from aigw_lab.analysis.items import item_details, item_ranking, prompt_text, rank_items
 
-    ranking = item_ranking(source, experiment_id=experiment_id, scorer=scorer)
+    if per_item is None:
+        ranking = item_ranking(source, experiment_id=experiment_id, scorer=scorer)
+    else:
+        ranking = rank_items(per_item)
     chosen = ranking["item_id"].astype(str).tolist()[:MAX_ITEMS]
     texts_per_item = len(targets) + 1
     per_text = TEXT_BUDGET // max(1, len(chosen) * texts_per_item)

@@ -139,7 +139,9 @@ def _build_page(
         pairs = analysis.pairwise_comparisons(
             source, experiment_id=experiment_id, targets=ranked, per_item=per_item
         )
-    items = browser_data(source, experiment_id=experiment_id, scorer=scorer, targets=ranked)
+    items = browser_data(
+        source, experiment_id=experiment_id, scorer=scorer, targets=ranked, per_item=per_item
+    )
     span = (last - first).total_seconds()
 
     item_categories = per_item.drop_duplicates("item_id")["category"]

@@ -364,3 +364,26 @@ def test_box_statistics_cover_every_unit(report_db):
             stats = [got[k] for k in ("p05", "q1", "median", "q3", "p95")]
             assert stats == pytest.approx(expected)
             assert got["mean"] == pytest.approx(values.mean())
+
+
+def test_every_pair_with_missing_items_matches_paired_comparison(report_db):
+    # The synthetic log has failed units: some items lack a value for some target, so
+    # each pair is compared on its common items, as paired_comparison does.
+    pairs = pairwise_comparisons(report_db, experiment_id="latest")
+    assert (pairs.n_items < 25).any()  # the incomplete case is exercised
+    for (a, b), group in pairs.groupby(["target_a", "target_b"]):
+        alone = paired_comparison(report_db, a, b, experiment_id="latest").set_index("metric")
+        for row in group.itertuples():
+            theirs = alone.loc[row.metric]
+            assert row.n_items == theirs.n_items
+            assert row.diff == pytest.approx(theirs["diff"])
+            assert (row.wins, row.ties, row.losses) == (theirs.wins, theirs.ties, theirs.losses)
+            assert row.ci_low <= row.diff <= row.ci_high
+
+
+def test_adding_a_target_leaves_the_other_pairs_intervals_alone(run_db):
+    names = sorted(target_summary(run_db)["target"])
+    three = pairwise_comparisons(run_db, targets=names[:3])
+    four = pairwise_comparisons(run_db, targets=names)
+    kept = four[four.target_a.isin(names[:3]) & four.target_b.isin(names[:3])]
+    assert kept.reset_index(drop=True).equals(three)
