@@ -1,6 +1,7 @@
 """How big is an experiment's HTML report, and what is it made of?
 
     python bench/bench_report_size.py [--items 40] [--big-items 10000] [--repeat 3]
+                                      [--scale-rows 0]
 
 1. Runs examples/experiment.toml (four simulated targets) on ``--items`` items of the
    bundled dataset (sample, seed 0) through the simulated fleet into a temporary log, and
@@ -8,6 +9,9 @@
 2. Builds a log of ``--big-items`` items x 4 targets whose prompts and answers are 3,000
    characters each (a long-text experiment the item browser must cap), and writes its
    report.
+3. With ``--scale-rows N``: a log of about N call rows made by bench_analysis_scale.py's
+   builder (20,000 items x 4 targets, repetitions to fill it, retries, failures, cache
+   hits), and its report.
 
 For each it prints the file's size and its parts (plotly.js as embedded, the item browser's
 JSON, the figures' JSON, the rest), beside the baseline measured in the same run: the full
@@ -122,6 +126,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--big-items", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scale-rows", type=int, default=0)
     args = parser.parse_args()
     from plotly.offline import get_plotlyjs
 
@@ -136,6 +141,13 @@ def main() -> None:
                 directory, args.big_items
             ),
         }
+        if args.scale_rows:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from bench_analysis_scale import build_log
+
+            db = directory / "scale.duckdb"
+            built = build_log(db, rows=args.scale_rows, items=20_000, targets=4, seed=0)
+            logs[f"scale, {built['rows']:,} call rows, {built['units']:,} units"] = db
         for label, db in logs.items():
             out = directory / "report.html"
             report, summary = [], []
