@@ -186,8 +186,8 @@ def units_cte(
     if item_ids is not None:
         clauses.append(
             (
-                "coalesce(item_id, trace_id) IN (SELECT unnest(?::VARCHAR[]))",
-                "coalesce(c.item_id, c.trace_id) IN (SELECT unnest(?::VARCHAR[]))",
+                "list_contains(?::VARCHAR[], coalesce(item_id, trace_id))",
+                "list_contains(?::VARCHAR[], coalesce(c.item_id, c.trace_id))",
             )
         )
         params.append(list(item_ids))

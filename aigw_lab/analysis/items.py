@@ -36,7 +36,9 @@ _DETAILS_SQL = """
 , per_unit AS (
     SELECT u.*, c.response_text, c.request_json, c.metadata_json, c.bodies
     FROM units u
-    LEFT JOIN calls c ON c.call_id = u.call_id
+    -- The experiment too: call ids written by other tools need not be unique across them.
+    LEFT JOIN calls c
+        ON c.call_id = u.call_id AND c.experiment_id IS NOT DISTINCT FROM u.experiment_id
 )
 SELECT
     item_id, target,

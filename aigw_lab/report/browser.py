@@ -87,11 +87,13 @@ def browser_data(
                 "cells": cells,
             }
         )
+    repetitions = details["repetitions"].max() if len(details) else 1
     return {
         "targets": targets,
         "items": items,
         "total_items": len(ranking),
         "text_chars": per_text,
+        "repetitions": int(repetitions) if repetitions == repetitions else 1,
     }
 
 

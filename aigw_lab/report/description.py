@@ -102,6 +102,12 @@ def description_html(
 ) -> str:
     """The "What was run" section: facts table, targets table and runs table."""
     esc = html.escape
+    if record.experiment_id is None:
+        return (
+            '<p class="note" id="experiment-facts">No experiment: every call in the log, '
+            f"{calls:,} of them ({esc(_span(first_call, last_call))}), each its own unit, "
+            "grouped by provider/model.</p>"
+        )
     config = record.config
     dataset = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
     provenance = config.get("provenance") if isinstance(config.get("provenance"), dict) else {}

@@ -119,6 +119,11 @@ def browser_section(items: dict[str, Any], max_items: int) -> str:
         else f"The {shown:,} most instructive of {total:,} items (the report holds at most "
         f"{max_items:,}): targets disagreeing most first, then failures. "
     )
+    if items.get("repetitions", 1) > 1:
+        note += (
+            "With repetitions, the answer shown is the first repetition's; score, cost and "
+            "latency are means over the repetitions. "
+        )
     note += (
         f"Texts are cut at {items['text_chars']:,} characters. Search matches ids, categories, "
         "prompts and answers (all words)."

@@ -387,3 +387,35 @@ def test_adding_a_target_leaves_the_other_pairs_intervals_alone(run_db):
     four = pairwise_comparisons(run_db, targets=names)
     kept = four[four.target_a.isin(names[:3]) & four.target_b.isin(names[:3])]
     assert kept.reset_index(drop=True).equals(three)
+
+
+def test_repetitions_and_logs_without_experiments_are_said_so(report_db, tmp_path):
+    # "older" has two repetitions per item: the browser says what its cells show.
+    older = write_report(report_db, tmp_path / "o.html", experiment_id="older").read_text()
+    assert _json_block(older, "items-data")["repetitions"] == 2
+    assert "the answer shown is the first repetition" in older
+    latest = write_report(report_db, tmp_path / "l.html", experiment_id="latest").read_text()
+    assert "the answer shown is the first repetition" not in latest
+
+
+def test_a_log_without_experiments_describes_itself(tmp_path):
+    from datetime import UTC, datetime
+
+    from aigw_lab.store import CallLog, CallRecord
+
+    with CallLog(tmp_path / "plain.duckdb") as log:
+        log.append_many(
+            CallRecord(
+                call_id=f"c{i}",
+                trace_id=f"t{i}",
+                timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                provider_name="sim-openai",
+                request_model="sim-nano",
+                latency_ms=100.0,
+                cost_usd=0.001,
+            )
+            for i in range(3)
+        )
+    page = write_report(tmp_path / "plain.duckdb", tmp_path / "r.html").read_text()
+    assert "No experiment: every call in the log, 3 of them" in page
+    assert "(id None)" not in page
