@@ -109,7 +109,7 @@ SCRIPT = r"""
       title.appendChild(make("span", "note", "  " + item.category +
         (item.spread === null ? "" : "  \u00b7  quality spread " + item.spread)));
       box.appendChild(title);
-      var prompt = item.prompt === null ? "(prompt not logged)" : item.prompt;
+      var prompt = item.prompt !== null ? item.prompt : (item.prompt_note || "(prompt not logged)");
       box.appendChild(make("pre", "prompt", prompt));
       if (item.prompt_cut) {
         box.appendChild(make("div", "cut", "prompt cut to " + browser.text_chars + " characters"));

@@ -65,8 +65,12 @@ def browser_data(
         prompt = None
         category = None
         scores = set()
+        hidden = None
         for row in rows:
-            if prompt is None:
+            bodies = _text(row.get("bodies"))
+            if bodies in _NOT_KEPT:
+                hidden = bodies  # a digest or nothing: no prompt to show
+            elif prompt is None:
                 prompt = prompt_text(row.get("request_json"))
             category = category or _text(row.get("category"))
             index = column.get(str(row["target"]))
@@ -81,6 +85,9 @@ def browser_data(
                 "id": item_id,
                 "category": category or "(none)",
                 "prompt": None if prompt is None else prompt[:per_text],
+                "prompt_note": f"(prompt not logged: bodies = {hidden})"
+                if hidden and prompt is None
+                else None,
                 "prompt_cut": prompt is not None and len(prompt) > per_text,
                 "spread": None if value is None or value != value else round(float(value), 3),
                 "differ": len(scores) > 1 or any(c is None or c["status"] != "ok" for c in cells),
@@ -97,13 +104,21 @@ def browser_data(
     }
 
 
+# Body modes that keep no readable text ("hash" keeps a digest, "none" nothing).
+_NOT_KEPT = ("hash", "none")
+
+
 def _cell(row: dict[str, Any], per_text: int) -> dict[str, Any]:
     quality = row.get("quality")
     score_value = None if quality is None or quality != quality else round(float(quality), 4)
     chars = row.get("answer_chars")
     chars = 0 if chars is None or chars != chars else int(chars)
+    answer = _text(row.get("answer")) or ""
+    bodies = _text(row.get("bodies"))
+    if bodies in _NOT_KEPT:  # a digest is not an answer
+        answer, chars = f"(answer not logged: bodies = {bodies})", 0
     return {
-        "answer": _text(row.get("answer")) or "",
+        "answer": answer,
         "chars": chars,
         "cut": chars > per_text,
         "score": "" if score_value is None else f"{score_value:g}",

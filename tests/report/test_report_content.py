@@ -419,3 +419,39 @@ def test_a_log_without_experiments_describes_itself(tmp_path):
     page = write_report(tmp_path / "plain.duckdb", tmp_path / "r.html").read_text()
     assert "No experiment: every call in the log, 3 of them" in page
     assert "(id None)" not in page
+
+
+def test_hashed_bodies_show_as_not_logged(tmp_path):
+    # A log kept with bodies = "hash" holds digests: the browser must not show them as text.
+    import json as json_module
+    from datetime import UTC, datetime
+
+    from aigw_lab.store import CallLog, CallRecord
+    from aigw_lab.store.redact import BodyPolicy
+
+    with CallLog(tmp_path / "hashed.duckdb", bodies=BodyPolicy(mode="hash")) as log:
+        log.append_many(
+            CallRecord(
+                call_id=f"c{t}",
+                trace_id=f"t{t}",
+                timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                provider_name="sim-openai",
+                request_model="sim-nano",
+                request_json=json_module.dumps(
+                    {"messages": [{"role": "user", "content": "secret prompt"}]}
+                ),
+                response_text="secret answer",
+                cost_usd=0.001,
+                latency_ms=10.0,
+                experiment_id="e",
+                item_id="i1",
+                target=target,
+                repetition=0,
+            )
+            for t, target in enumerate(("a", "b"))
+        )
+    page = write_report(tmp_path / "hashed.duckdb", tmp_path / "r.html").read_text()
+    assert "secret" not in page and "sha256:" not in page
+    item = _json_block(page, "items-data")["items"][0]
+    assert item["prompt"] is None and item["prompt_note"] == "(prompt not logged: bodies = hash)"
+    assert [c["answer"] for c in item["cells"]] == ["(answer not logged: bodies = hash)"] * 2
