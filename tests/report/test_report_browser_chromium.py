@@ -95,7 +95,24 @@ def test_item_browser_pairs_and_axes_in_chromium(run_db, tmp_path):
             page.select_option("#pair-b", index=0)
             detail = view.texts("#pair-detail p")[0]
             assert detail.startswith(f"a = {options[3]}, b = {options[0]}")
-            assert view.texts("#pair-detail td")[0] == "quality"
+            cells = view.texts("#pair-detail td")
+            assert cells[0] == "quality"
+            # The pair is stored best-first (options[0] as a): shown the other way round,
+            # means swap, the difference and interval flip sign, wins and losses swap.
+            stored = page.evaluate(
+                "JSON.parse(document.getElementById('pairs-data').textContent).pairs"
+            )
+            pair = next(p for p in stored if (p["a"], p["b"]) == (options[0], options[3]))
+            quality = pair["rows"][0]
+            assert cells[2:5] == [quality["mean_b"], quality["mean_a"], quality["diff_flipped"]]
+            assert cells[5] == quality["ci_flipped"]
+            assert cells[6] == f"{quality['losses']} / {quality['ties']} / {quality['wins']}"
+            if quality["diff"] not in ("0.000", "-0.000"):
+                assert quality["diff_flipped"] == (
+                    quality["diff"][1:]
+                    if quality["diff"].startswith("-")
+                    else "-" + quality["diff"]
+                )
             # Log cost axes carry dollar ticks, never SI prefixes.
             ticks = view.texts("#chart-quality-vs-cost .xtick text") + view.texts(
                 "#chart-cost .xtick text"
