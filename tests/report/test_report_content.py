@@ -253,9 +253,9 @@ def test_a_ten_thousand_item_experiment_is_capped(tmp_path):
     db = write_experiment_log(
         tmp_path / "big.duckdb",
         items=10_000,
-        targets=("a", "b", "c", "d"),
-        answer=lambda i, t: f"answer {i} " + "x" * 3000,
-        prompt=lambda i: f"prompt {i} " + "y" * 3000,
+        targets=("a", "b"),
+        answer=lambda i, t: f"answer {i}",
+        prompt=lambda i: f"prompt {i}",
         category=lambda i: f"cat{i % 7}",
     )
     out = write_report(db, tmp_path / "big.html")
@@ -263,13 +263,29 @@ def test_a_ten_thousand_item_experiment_is_capped(tmp_path):
     data = _json_block(page, "items-data")
     assert data["total_items"] == 10_000
     assert len(data["items"]) == browser_module.MAX_ITEMS
+    assert "The 300 most instructive of 10,000 items" in page
+    assert out.stat().st_size < 1_000_000
+
+
+def test_long_texts_are_cut_to_the_budget(tmp_path):
+    db = write_experiment_log(
+        tmp_path / "long.duckdb",
+        items=400,
+        targets=("a", "b", "c", "d"),
+        answer=lambda i, t: f"answer {i} " + "x" * 3000,
+        prompt=lambda i: f"prompt {i} " + "y" * 3000,
+        category=lambda i: f"cat{i % 7}",
+    )
+    out = write_report(db, tmp_path / "long.html")
+    data = _json_block(out.read_text(encoding="utf-8"), "items-data")
     cut = data["text_chars"]
+    # 300 items x 5 texts share the budget: each is cut to the same length.
+    assert cut == browser_module.TEXT_BUDGET // (300 * 5)
     assert browser_module.MIN_TEXT_CHARS <= cut < 3000
     cell = data["items"][0]["cells"][0]
     assert cell["cut"] and len(cell["answer"]) == cut and cell["chars"] > 3000
-    assert data["items"][0]["prompt_cut"]
-    assert "The 300 most instructive of 10,000 items" in page
-    assert out.stat().st_size < 2_000_000
+    assert data["items"][0]["prompt_cut"] and len(data["items"][0]["prompt"]) == cut
+    assert out.stat().st_size < 1_500_000
 
 
 def test_report_of_the_four_target_experiment_is_under_1_5_mb(run_page):
