@@ -49,12 +49,18 @@ def _usd_axis(values: Any) -> dict[str, Any]:
     if data.size == 0:
         return axis | {"tickprefix": "$", "tickformat": PLOTLY_USD_TICKFORMAT}
     low, high = float(data.min()) / 1.5, float(data.max()) * 1.5
-    ticks = [
-        m * 10.0**k
-        for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-        for m in (1, 2, 5)
-    ]
-    ticks = [t for t in ticks if low <= t <= high]
+    ticks: list[float] = []
+    for _ in range(4):  # values close together: widen until two ticks fit
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+            for m in (1, 2, 5)
+        ]
+        ticks = [t for t in ticks if low <= t <= high]
+        if len(ticks) >= 2:
+            break
+        low, high = low / 2, high * 2
+    axis["range"] = [math.log10(low), math.log10(high)]
     if len(ticks) > 9:
         ticks = [t for t in ticks if f"{t:.0e}".startswith("1")]
     return axis | {"tickvals": ticks, "ticktext": [usd(t) for t in ticks]}

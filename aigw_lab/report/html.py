@@ -157,7 +157,7 @@ def _build_page(
             charts.quality_vs_cost(summary, colors) if scored else None,
             f"Mean quality ({summary.attrs.get('confidence', 0.95):.0%} bootstrap interval "
             "over items) against cost per call, log scale. Upper left is better; the dashed "
-            "line is the Pareto frontier."
+            "line is the Pareto frontier." + _free_note(summary)
             if scored
             else "No scores in this experiment: run a scorer to compare quality.",
         ),
@@ -236,6 +236,15 @@ def _build_page(
         span=span,
         long_run=long_run,
     )
+
+
+def _free_note(summary: pd.DataFrame) -> str:
+    """Names the scored targets a log cost axis cannot show (they cost nothing)."""
+    free = summary[summary["quality_mean"].notna() & ~(summary["cost_per_call"] > 0)]
+    if free.empty:
+        return ""
+    names = ", ".join(map(str, free["target"]))
+    return f" Not drawn (they cost nothing, and a log axis has no zero): {names}."
 
 
 def _category_note(frame: pd.DataFrame) -> str:

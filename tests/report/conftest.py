@@ -93,7 +93,7 @@ HOSTILE_TARGET = "<img src=x onerror=window.__pwned=3>"
 HOSTILE_CATEGORY = "<b onmouseover=window.__pwned=4>cat</b>"
 
 
-def write_experiment_log(path, *, items, targets, answer, prompt, category, start=None):
+def write_experiment_log(path, *, items, targets, answer, prompt, category, start=None, cost=None):
     """A call log with one experiment: every item answered by every target (one ok call
     each, alternating 0/1 scores), request bodies kept, like a run writes them."""
     import json
@@ -118,7 +118,7 @@ def write_experiment_log(path, *, items, targets, answer, prompt, category, star
                     request_model="sim-nano",
                     request_json=json.dumps({"messages": [{"role": "user", "content": prompt(i)}]}),
                     response_text=answer(i, t),
-                    cost_usd=0.00005 * (t + 1),
+                    cost_usd=0.00005 * (t + 1) if cost is None else cost(i, t),
                     latency_ms=100.0 + t,
                     experiment_id="exp",
                     metadata_json=json.dumps({"aigw_experiment": coords}),

@@ -471,3 +471,21 @@ def test_hashed_bodies_show_as_not_logged(tmp_path):
     item = _json_block(page, "items-data")["items"][0]
     assert item["prompt"] is None and item["prompt_note"] == "(prompt not logged: bodies = hash)"
     assert [c["answer"] for c in item["cells"]] == ["(answer not logged: bodies = hash)"] * 2
+
+
+def test_a_free_target_is_named_not_silently_dropped_from_the_log_axis(tmp_path):
+    db = write_experiment_log(
+        tmp_path / "free.duckdb",
+        items=6,
+        targets=("free-model", "paid-model"),
+        answer=lambda i, t: "x",
+        prompt=lambda i: f"q{i}",
+        category=lambda i: "c",
+        cost=lambda i, t: 0.0 if t == 0 else 0.00003,
+    )
+    page = write_report(db, tmp_path / "r.html").read_text()
+    assert "Not drawn (they cost nothing, and a log axis has no zero): free-model." in page
+    figure = _json_block(page, "chart-quality-vs-cost-data")
+    assert [trace.get("name") for trace in figure["data"]] == ["paid-model (simulated)"]
+    # One cost value still gets two dollar ticks around it.
+    assert len(figure["layout"]["xaxis"]["ticktext"]) >= 2
