@@ -327,7 +327,7 @@ def _page(
     else:
         parts.append(
             f'<p class="note">No cost-over-time chart: the calls span {span:,.1f} s, under '
-            f"{charts_min_minutes()} minutes; the cost table says what each target spent.</p>"
+            f"{_min_minutes()} minutes; the cost table says what each target spent.</p>"
         )
     parts.append(sections.browser_section(items, MAX_ITEMS))
     if len(experiments) > 1:
@@ -349,7 +349,7 @@ def _page(
     return _TEMPLATE.format(title=esc(heading), style=STYLE, body=body)
 
 
-def charts_min_minutes() -> int:
+def _min_minutes() -> int:
     return charts.COST_OVER_TIME_MIN_SECONDS // 60
 
 
