@@ -113,6 +113,16 @@ def _build_page(
             [experiment_id] if experiment_id else [],
         )
         record = read_record(read, experiment_id)
+        scorers = (
+            read(
+                "SELECT DISTINCT scorer FROM scores WHERE scorer IS NOT NULL"
+                + (" AND experiment_id = ?" if experiment_id else "")
+                + " ORDER BY scorer",
+                [experiment_id] if experiment_id else [],
+            )["scorer"]
+            .astype(str)
+            .tolist()
+        )
     calls = int(count["n"].iloc[0])
     if calls == 0:
         raise StoreError(
@@ -235,6 +245,7 @@ def _build_page(
         charts=chart_list,
         span=span,
         long_run=long_run,
+        other_scorers=[s for s in scorers if s != scorer],
     )
 
 
@@ -278,6 +289,7 @@ def _page(
     charts: list[tuple[str, str, go.Figure | None, str]],
     span: float,
     long_run: bool,
+    other_scorers: list[str],
 ) -> str:
     from aigw_lab.report.assets import SCRIPT, STYLE, plotly_js_gzip_base64
     from aigw_lab.report.browser import MAX_ITEMS
@@ -300,6 +312,12 @@ def _page(
         )
         + "</p>",
     ]
+    if other_scorers:
+        parts.append(
+            '<p class="note" id="other-scorers">This experiment is also scored by '
+            + ", ".join(f"<code>{esc(name)}</code>" for name in other_scorers)
+            + ": write its report with <code>aigw-lab report --scorer NAME</code>.</p>"
+        )
     if simulated:
         parts.append(
             '<p class="warn">Some targets are <b>simulated</b> (marked in the tables and as '

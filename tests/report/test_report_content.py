@@ -489,3 +489,23 @@ def test_a_free_target_is_named_not_silently_dropped_from_the_log_axis(tmp_path)
     assert [trace.get("name") for trace in figure["data"]] == ["paid-model (simulated)"]
     # One cost value still gets two dollar ticks around it.
     assert len(figure["layout"]["xaxis"]["ticktext"]) >= 2
+
+
+def test_other_scorers_are_named_with_the_flag_that_picks_them(run_db, tmp_path):
+    import shutil
+
+    from aigw_lab.store import CallLog
+
+    db = tmp_path / "two-scorers.duckdb"
+    shutil.copyfile(run_db, db)
+    with CallLog(db) as log:  # a second scorer over the same calls
+        log.execute(
+            "INSERT INTO scores SELECT * REPLACE ('length<ok>' AS scorer, 0.5 AS value) FROM scores"
+        )
+    page = write_report(db, tmp_path / "r.html", scorer="auto").read_text()
+    note = page[page.index('id="other-scorers"') :]
+    assert note.startswith('id="other-scorers">This experiment is also scored by ')
+    assert "<code>length&lt;ok&gt;</code>" in note.split("</p>")[0]
+    assert "aigw-lab report --scorer NAME" in note.split("</p>")[0]
+    single = write_report(run_db, tmp_path / "one.html").read_text()
+    assert 'id="other-scorers"' not in single
