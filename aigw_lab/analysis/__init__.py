@@ -1,5 +1,6 @@
 """Analysis of the call log: per-target summaries with bootstrap intervals, paired
-comparisons, the cost-quality Pareto frontier, and tidy frames for figures.
+comparisons (one pair or every pair), quality per category, items ranked and detailed, the
+cost-quality Pareto frontier, and tidy frames for figures.
 
 Every function takes a `CallLog`, a DuckDB connection or a log file's path and aggregates in
 DuckDB; definitions of every metric are in docs/analysis.md. Names are imported lazily, so
@@ -29,6 +30,15 @@ _EXPORTS: dict[str, str] = {
     "MeanCI": "aigw_lab.analysis.stats",
     "bootstrap_mean_ci": "aigw_lab.analysis.stats",
     "bootstrap_means": "aigw_lab.analysis.stats",
+    "wilson_interval": "aigw_lab.analysis.breakdown",
+    "item_quality": "aigw_lab.analysis.breakdown",
+    "category_quality": "aigw_lab.analysis.breakdown",
+    "pairwise_comparisons": "aigw_lab.analysis.breakdown",
+    "item_ranking": "aigw_lab.analysis.items",
+    "item_details": "aigw_lab.analysis.items",
+    "prompt_text": "aigw_lab.analysis.items",
+    "rank_items": "aigw_lab.analysis.items",
+    "unit_spread": "aigw_lab.analysis.items",
     "SyntheticTarget": "aigw_lab.analysis.synthetic",
     "SyntheticExperiment": "aigw_lab.analysis.synthetic",
     "synthetic_experiment_log": "aigw_lab.analysis.synthetic",
@@ -50,6 +60,15 @@ __all__ = [
     "MeanCI",
     "bootstrap_mean_ci",
     "bootstrap_means",
+    "wilson_interval",
+    "item_quality",
+    "category_quality",
+    "pairwise_comparisons",
+    "item_ranking",
+    "item_details",
+    "prompt_text",
+    "rank_items",
+    "unit_spread",
     "SyntheticTarget",
     "SyntheticExperiment",
     "synthetic_experiment_log",
@@ -59,6 +78,12 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.analysis._source import open_source
+    from aigw_lab.analysis.breakdown import (
+        category_quality,
+        item_quality,
+        pairwise_comparisons,
+        wilson_interval,
+    )
     from aigw_lab.analysis.comparison import SUMMARY_COLUMNS, paired_comparison, target_summary
     from aigw_lab.analysis.frames import (
         cost_over_time,
@@ -67,6 +92,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         latency_frame,
         latest_experiment,
         unit_frame,
+    )
+    from aigw_lab.analysis.items import (
+        item_details,
+        item_ranking,
+        prompt_text,
+        rank_items,
+        unit_spread,
     )
     from aigw_lab.analysis.pareto import mark_frontier, pareto_frontier
     from aigw_lab.analysis.stats import MeanCI, bootstrap_mean_ci, bootstrap_means

@@ -143,6 +143,7 @@ def units_cte(
     *,
     sample_per_million: int | None = None,
     targets: Sequence[str] | None = None,
+    item_ids: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL text ``WITH ... units AS (...)`` (to be followed by a ``SELECT``) and its
     parameters: one row of ``units`` per experiment unit with its result trace's outcome.
@@ -161,6 +162,7 @@ def units_cte(
     deterministic sample of whole units, taken before any aggregation. ``targets`` skips
     the rows of experiment units of other targets (calls outside experiments, whose target
     is only known after aggregation, are kept: filter ``units`` by target afterwards).
+    ``item_ids`` keeps only the rows of those items (an item browser's page, not the log).
     """
     params: list[Any] = []
     clauses: list[tuple[str, str]] = []  # (unqualified, qualified by the alias c)
@@ -181,6 +183,14 @@ def units_cte(
             )
         )
         params.extend(targets)
+    if item_ids is not None:
+        clauses.append(
+            (
+                "list_contains(?::VARCHAR[], coalesce(item_id, trace_id))",
+                "list_contains(?::VARCHAR[], coalesce(c.item_id, c.trace_id))",
+            )
+        )
+        params.append(list(item_ids))
     where = ("WHERE " + " AND ".join(c for c, _ in clauses)) if clauses else ""
     where_c = ("WHERE " + " AND ".join(c for _, c in clauses)) if clauses else ""
     result = ", ".join(f"arg_max(t.{c}, t.rank) AS {c}" for c in _RESULT_COLUMNS)

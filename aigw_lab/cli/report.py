@@ -17,9 +17,12 @@ from aigw_lab.errors import StoreError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="write an experiment's HTML report (summary, paired comparison, charts)",
+        help="write an experiment's HTML report (what was run, every pair, categories, "
+        "items, charts)",
         description="Write one experiment of a call log (the latest unless --experiment "
-        "names one) as a single HTML file that works offline.",
+        "names one) as a single HTML file that works offline: what was run, the targets' "
+        "summary, quality per category, every pair of targets, cost and latency, and a "
+        "searchable browser of the items' prompts and answers.",
     )
     parser.add_argument("--db", required=True, type=Path, help="the call log (.duckdb file)")
     parser.add_argument(

@@ -53,6 +53,11 @@ class Experiment:
     left, and stops scheduling once it is spent); ``params`` are request fields every target
     sends unless it sets its own (``max_tokens``, ``temperature``, ...).
 
+    ``provenance`` says how the dataset and gateway were chosen when the experiment object
+    cannot know it (an experiment file's dataset reference, categories, sample size and
+    seed, the simulated fleet's settings): it changes nothing in the run and is recorded in
+    the log's ``config_json`` for reports.
+
     ``experiment_id`` defaults to a stable id derived from ``name``, so running the same
     experiment again resumes it instead of starting over.
     """
@@ -66,6 +71,7 @@ class Experiment:
     budget_usd: float | None = None
     experiment_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    provenance: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -109,6 +115,9 @@ class Experiment:
         params = MappingProxyType(dict(self.params))
         check_params(params, f"experiment {self.name!r} params")
         object.__setattr__(self, "params", params)
+        if not isinstance(self.provenance, Mapping):
+            raise ConfigError("experiment provenance must be a mapping")
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
         if self.experiment_id is None:
             object.__setattr__(self, "experiment_id", default_experiment_id(self.name))
         elif not isinstance(self.experiment_id, str) or not self.experiment_id:
@@ -163,6 +172,7 @@ class Experiment:
             "concurrency": self.concurrency,
             "budget_usd": self.budget_usd,
             "params": dict(self.params),
+            **({"provenance": dict(self.provenance)} if self.provenance else {}),
         }
 
 

@@ -92,7 +92,8 @@ class ExperimentSpec:
     Scorers are kept as specs and built by `build` (an LLM judge needs the gateway).
     ``gateway_config`` is a gateway config file path, ``gateway_inline`` a gateway config
     mapping written in the file, ``simulated`` the default fleet's options; ``db`` the call
-    log path from the file (resolved against it), if any.
+    log path from the file (resolved against it), if any. ``provenance`` is what the file
+    chose that the dataset does not keep (see `Experiment`), recorded for reports.
     """
 
     name: str
@@ -109,6 +110,7 @@ class ExperimentSpec:
     gateway_inline: Mapping[str, Any] | None = None
     simulated: Mapping[str, Any] = field(default_factory=dict)
     source: str = "experiment"
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def build(self, gateway: Gateway) -> Experiment:
         """The `Experiment`, with its scorers built for ``gateway``. A target the gateway
@@ -127,6 +129,8 @@ class ExperimentSpec:
             budget_usd=self.budget_usd,
             experiment_id=self.experiment_id,
             params=self.params,
+            # The gateway actually used: --config may replace the file's [gateway].
+            provenance={**self.provenance, "providers": list(gateway.provider_names)},
         )
 
     def check_targets(self, gateway: Gateway) -> None:
@@ -297,9 +301,41 @@ def parse_spec(
         gateway_inline=inline,
         simulated=MappingProxyType(simulated),
         source=source,
+        provenance=MappingProxyType(
+            _provenance(section, source, max_items, config=config, inline=inline, sim=simulated)
+        ),
     )
     _check_definition(spec)
     return spec
+
+
+def _provenance(
+    section: Mapping[str, Any],
+    source: str,
+    max_items: int | None,
+    *,
+    config: str | None,
+    inline: Mapping[str, Any] | None,
+    sim: Mapping[str, Any],
+) -> dict[str, Any]:
+    """How the file chose its items and gateway: the dataset reference, categories, sample
+    size and seed (the dataset keeps only the items drawn), ``--max-items``, and the
+    file's gateway settings. A report shows it; the run does not read it."""
+    out: dict[str, Any] = {"spec": source, "dataset": section.get("dataset")}
+    for key in ("categories", "sample"):
+        if key in section:
+            out[key] = section[key]
+    if "sample" in section:
+        out["seed"] = section.get("seed", 0)  # the default seed draws the sample too
+    if max_items is not None:
+        out["max_items"] = max_items
+    if config is not None:
+        out["gateway_in_file"] = {"config": config}
+    elif inline is not None:
+        out["gateway_in_file"] = {"inline": sorted(inline)}
+    else:
+        out["gateway_in_file"] = {"simulated": dict(sim)}
+    return out
 
 
 def _check_definition(spec: ExperimentSpec) -> None:

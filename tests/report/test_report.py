@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
 
 import pytest
@@ -10,6 +12,7 @@ from aigw_lab.analysis import target_summary
 from aigw_lab.cli.main import main
 from aigw_lab.errors import StoreError
 from aigw_lab.report import CHART_IDS, write_report
+from aigw_lab.report.format import usd
 from aigw_lab.store import CallLog
 
 
@@ -17,13 +20,17 @@ def test_report_is_self_contained_with_every_chart(report_db, tmp_path):
     out = write_report(report_db, tmp_path / "sub" / "r.html")
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    # plotly.js inlined exactly once; nothing loaded from elsewhere.
-    assert len(re.findall(r"plotly\.js v\d", page)) == 1
+    # plotly.js embedded exactly once (gzipped, base64); nothing loaded from elsewhere.
+    assert page.count('id="plotly-js"') == 1
+    packed = re.search(r'<script type="text/plain" id="plotly-js">([^<]*)</script>', page)
+    assert gzip.decompress(base64.b64decode(packed.group(1))).startswith(b"/**\n* plotly.js")
     assert not re.search(r"<script[^>]+src=", page)
     assert not re.search(r"<link[^>]+href=\"?https?:", page)
+    # The synthetic log has no categories; every other chart has something to draw.
     for chart_id in CHART_IDS:
-        assert page.count(f'id="{chart_id}"') == 1
-    assert "<h1>Experiment latest</h1>" in page  # the latest experiment by default
+        expected = 0 if chart_id == "chart-quality-by-category" else 1
+        assert page.count(f'id="{chart_id}"') == expected, chart_id
+    assert "<h1>synthetic latest</h1>" in page  # the latest experiment by default
     assert "Experiments in this log" in page and "older" in page
     assert "simulated" in page
 
@@ -31,14 +38,18 @@ def test_report_is_self_contained_with_every_chart(report_db, tmp_path):
 def test_summary_and_paired_tables_show_the_analysis(report_db, tmp_path):
     page = write_report(report_db, tmp_path / "r.html", experiment_id="older").read_text()
     summary = target_summary(report_db, experiment_id="older")
-    table = page[page.index('id="summary-table"') : page.index("</table>")]
+    table = page[page.index('id="summary-table"') :]
+    table = table[: table.index("</table>")]
     for row in summary.itertuples():
         assert f"<td>{row.target}</td>" in table
         assert f"{row.quality_mean:.3f}" in table
-        assert f"{row.cost_per_call:.6f}" in table
-    best = summary.sort_values("quality_mean", ascending=False)["target"].tolist()[:2]
-    paired = page[page.index("Best two targets") : page.index('id="paired-table"')]
-    assert f"a = <b>{best[0]}</b>, b = <b>{best[1]}</b>" in paired
+        assert f"<td>{usd(row.cost_per_call)}</td>" in table
+    # Every pair is compared (was: only the best two), the better-ranked target as a.
+    best = summary.sort_values("quality_mean", ascending=False)["target"].tolist()
+    pairs = page[page.index('id="pairs-table"') :]
+    pairs = pairs[: pairs.index("</table>")]
+    assert pairs.count("<tr") == 1 + len(best) * (len(best) - 1) // 2
+    assert f"<td>{best[0]}</td>\n      <td>{best[1]}</td>" in pairs
 
 
 def test_title_and_scorer_without_scores(report_db, tmp_path):
@@ -86,7 +97,7 @@ def test_cli_writes_the_report(report_db, tmp_path, capsys):
     )
     assert code == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
-    assert "<h1>Experiment older</h1>" in out.read_text()
+    assert "<h1>synthetic older</h1>" in out.read_text()
 
 
 @pytest.mark.parametrize(
@@ -144,7 +155,7 @@ def test_default_is_the_newest_experiment_that_has_calls(report_db, tmp_path):
             ],
         )
     page = write_report(db, tmp_path / "r.html").read_text()
-    assert "<h1>Experiment latest</h1>" in page and "planned" in page
+    assert "<h1>synthetic latest</h1>" in page and "planned" in page
 
 
 def test_a_log_without_experiments_is_reported_whole(tmp_path):
