@@ -206,6 +206,31 @@ def _report(result: Any, where: Any, args: argparse.Namespace) -> None:
             f"aigw-lab run {_resume_args(args)}"
         )
     print(f"call log: {where} (experiment_id = {result.experiment_id!r})")
+    if result.completed or result.skipped:
+        print(f"next: {report_command(where, result.experiment_id)}")
+
+
+def report_command(log_path: Any, experiment_id: str) -> str:
+    """The ``aigw-lab report`` command for this run's log and experiment, as the user would
+    type it from the current directory (the log's path relative to it when it is inside)."""
+    path = Path(log_path)
+    try:
+        shown = str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = str(path)
+    return " ".join(
+        shlex.quote(part)
+        for part in (
+            "aigw-lab",
+            "report",
+            "--db",
+            shown,
+            "--experiment",
+            experiment_id,
+            "--out",
+            "report.html",
+        )
+    )
 
 
 def _resume_args(args: argparse.Namespace) -> str:
