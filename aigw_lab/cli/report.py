@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
             f"no call log at {args.db}",
             hint="pass --db the .duckdb file your gateway or experiment logged to",
         )
+    if args.scorer is not None:  # before the report's work; a misspelt name was ignored
+        from aigw_lab.cli._checks import check_scorer_in_log
+
+        check_scorer_in_log(args.db, args.scorer, args.experiment)
     path = write_report(
         args.db, args.out, experiment_id=args.experiment, scorer=args.scorer, title=args.title
     )
