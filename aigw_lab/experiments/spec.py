@@ -192,13 +192,19 @@ class ExperimentSpec:
             return Gateway.simulated_fleet(log=log or DEFAULT_DB, **dict(self.simulated))
         if log is None and gateway_config.log and gateway_config.db not in (None, ":memory:"):
             log = gateway_config.db
+        # As Gateway.from_config builds it: [log] (bodies, encryption, durability) and
+        # [policies] of the config apply to an experiment's log and targets too.
         return Gateway(
             gateway_config.providers,
             log=log or DEFAULT_DB,
+            log_options=gateway_config.log_options,
+            max_body_chars=gateway_config.max_body_chars,
+            pool=gateway_config.pool,
             prices=gateway_config.prices,
             default_provider=gateway_config.default_provider,
             tags=gateway_config.tags,
             middleware=gateway_config.middleware(),
+            policies=gateway_config.load_policies(),
         )
 
 

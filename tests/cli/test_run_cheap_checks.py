@@ -58,3 +58,48 @@ def test_an_embedding_scorers_model_is_not_taken_for_an_address(tmp_path, capsys
     _, err = capsys.readouterr()
     assert "scorers[0]: model" not in err
     assert code in (0, 2, 3)  # whatever the embedding scorer makes of it, not our check
+
+
+CONFIGURED = """
+[experiment]
+name = "log settings"
+dataset = "bundled:mixed_v1"
+sample = 2
+
+[[targets]]
+model = "sim-openai/sim-nano"
+
+[gateway]
+config = "gateway.toml"
+"""
+
+
+def test_the_gateway_configs_log_settings_apply_to_the_experiments_log(tmp_path, capsys):
+    # Failed before: `run` built its gateway without the config's [log] table, so a config
+    # asking for bodies = "none" (or encryption) got full plaintext bodies in the log.
+    (tmp_path / "gateway.toml").write_text(
+        '[log]\nbodies = "none"\n[providers.sim-openai]\nkind = "simulated"\ntime_scale = 0\n'
+    )
+    spec = tmp_path / "e.toml"
+    spec.write_text(CONFIGURED)
+    db = tmp_path / "e.duckdb"
+    code = main(["run", str(spec), "--db", str(db), "--no-progress"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT DISTINCT bodies, response_text FROM calls").fetchall()
+    assert rows == [("none", None)]
+
+
+def test_an_encrypted_log_of_the_config_is_encrypted(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DOC_TEST_LOG_KEY", "k" * 64)
+    (tmp_path / "gateway.toml").write_text(
+        '[log]\nencryption_key_env = "DOC_TEST_LOG_KEY"\nencryption_crypto = "builtin"\n'
+        '[providers.sim-openai]\nkind = "simulated"\ntime_scale = 0\n'
+    )
+    spec = tmp_path / "e.toml"
+    spec.write_text(CONFIGURED)
+    db = tmp_path / "e.duckdb"
+    assert main(["run", str(spec), "--db", str(db), "--no-progress"]) == 0, capsys.readouterr()
+    with pytest.raises(duckdb.Error):
+        duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM calls")
