@@ -5,20 +5,46 @@ error) after the work."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 from aigw_lab.errors import ConfigError
 
-__all__ = ["check_scorer_in_log"]
+__all__ = ["check_scorer_in_log", "log_to_read"]
+
+
+def log_to_read(db: Path | None, config: str | None) -> tuple[Path, Any]:
+    """The call log a reading command (``report``) opens, and its `Encryption` or None:
+    ``--db`` when given, else the ``--config`` file's ``[gateway] db``; the key from that
+    config's ``[log] encryption_key_env``."""
+    encryption = None
+    if config is not None:
+        from aigw_lab.config import load_config
+
+        parsed = load_config(config)
+        encryption = parsed.log_options.get("encryption")
+        if db is None and parsed.log and parsed.db not in (None, ":memory:"):
+            db = Path(parsed.db)  # type: ignore[arg-type]
+    if db is None:
+        raise ConfigError(
+            "no call log to read" + (f": {config} has no [gateway] db" if config else ""),
+            hint="pass --db the .duckdb file your gateway or experiment logged to",
+        )
+    return db, encryption
 
 
 def check_scorer_in_log(
-    db: str | os.PathLike[str], scorer: str, experiment_id: str | None = None
+    db: str | os.PathLike[str],
+    scorer: str,
+    experiment_id: str | None = None,
+    *,
+    encryption: Any = None,
 ) -> None:
     """A `ConfigError` listing the scorers there are when the log at ``db`` has no score by
     ``scorer`` (in ``experiment_id``, when given)."""
     from aigw_lab.store import CallLog
 
-    conn = CallLog.snapshot(db)
+    conn = CallLog.snapshot(db, encryption=encryption)
     try:
         rows = conn.execute(
             "SELECT DISTINCT scorer FROM scores WHERE ? IS NULL OR experiment_id = ? "

@@ -62,3 +62,47 @@ def test_the_next_command_names_a_log_outside_the_directory_absolutely(
     assert Path(db) == (spec.parent / "logs" / "my log.duckdb").resolve()  # quoted: a space
     experiment = command[command.index("--experiment") + 1]
     assert f"experiment_id = {experiment!r}" in out
+
+
+def test_an_encrypted_log_is_reported_with_the_config_the_next_command_names(
+    tmp_path, capsys, monkeypatch
+):
+    # Failed before: `report` had no way to take the key (its fix said encryption=..., a
+    # Python argument), and run's gateway ignored the config's [log] table anyway.
+    monkeypatch.setenv("NEXT_TEST_LOG_KEY", "k" * 64)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gateway.toml").write_text(
+        '[gateway]\ndb = "enc.duckdb"\n'
+        '[log]\nencryption_key_env = "NEXT_TEST_LOG_KEY"\nencryption_crypto = "builtin"\n'
+        '[providers.sim-openai]\nkind = "simulated"\ntime_scale = 0\n'
+    )
+    (tmp_path / "e.toml").write_text(
+        'scorers = ["auto"]\n[experiment]\nname = "enc"\ndataset = "bundled:mixed_v1"\n'
+        'sample = 2\n[[targets]]\nmodel = "sim-openai/sim-nano"\n'
+        '[gateway]\nconfig = "gateway.toml"\n'
+    )
+    code = main(["run", "e.toml", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    command = _next_command(out)
+    assert command[command.index("--config") + 1] == "gateway.toml"
+
+    code = main(["report", "--db", "enc.duckdb", "--out", "plain.html"])  # no key: one message
+    _, err = capsys.readouterr()
+    assert code == 2 and "encrypted" in err and "--config" in err
+
+    assert main(command[1:]) == 0
+    assert (tmp_path / "report.html").stat().st_size > 0
+    # --db defaults to the config's [gateway] db; --scorer is checked with the key too.
+    argv = ["report", "--config", "gateway.toml", "--scorer", "auto", "--out", "c.html"]
+    assert main(argv) == 0
+    assert (tmp_path / "c.html").is_file()
+
+
+def test_report_without_a_log_to_read_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nolog.toml").write_text('[providers.s]\nkind = "simulated"\n')
+    for argv in (["report"], ["report", "--config", "nolog.toml"]):
+        assert main(argv) == 2
+        _, err = capsys.readouterr()
+        assert "no call log to read" in err and "fix: pass --db" in err
