@@ -105,6 +105,8 @@ def extract_blocks(text: str, doc: str) -> list[Block]:
             i += 1
             continue
         fence = _FENCE.match(line)
+        if not fence and line.lstrip().startswith("```"):
+            raise ValueError(f"{doc}:{i + 1}: text after a fence's backticks: {line[:60]!r}")
         if not fence:
             if pending and line.strip():
                 raise ValueError(
@@ -116,6 +118,8 @@ def extract_blocks(text: str, doc: str) -> list[Block]:
         ticks, indent = fence.group("ticks"), len(fence.group("indent"))
         end = i + 1
         while end < len(lines) and not re.match(rf"^\s*{ticks}\s*$", lines[end]):
+            if re.match(rf"^\s*{ticks}(?!`).*\S", lines[end]):  # a close with prose glued on
+                raise ValueError(f"{doc}:{end + 1}: text after a fence's backticks")
             end += 1
         if end == len(lines):
             raise ValueError(f"{doc}:{i + 1}: a fence that is never closed")

@@ -78,6 +78,7 @@ def test_blocks_carry_their_line_language_and_annotations():
         ("<!-- doc-test: skp: typo -->\n```bash\nls\n```\n", "unknown doc-test annotation"),
         ("<!-- doc-test: skip: why -->\nsome prose\n```bash\nls\n```\n", "right before a fence"),
         ("```bash\nls\n", "never closed"),
+        ("```bash\nls\n``` and prose glued to the fence\n", "text after a fence"),
         ("<!-- doc-test: file ../../etc/x -->\n```toml\n```\n", "stay in the scratch dir"),
         ("text\n<!-- doc-test: skip: nothing after -->\n", "no block after it"),
     ],
