@@ -303,12 +303,15 @@ class DocSession:
     def _start_background(self, block: Block, code: str) -> str:
         port = block.background_port
         assert port is not None
+        if _accepts(port):  # a foreign server would answer the later blocks in its place
+            raise BlockFailure(
+                f"{block.id}: port {port} is already in use by another process; the block "
+                "cannot run here now (stop that process, or run the test again later)"
+            )
         log = self.workdir / f".doc-test-background-{block.line}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                ["bash", "-e", "-o", "pipefail", "-c", f"exec {code.strip()}"]
-                if "\n" not in code.strip()
-                else ["bash", "-e", "-o", "pipefail", "-c", code],
+                ["bash", "-e", "-o", "pipefail", "-c", code],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=sink,
@@ -323,11 +326,9 @@ class DocSession:
                     f"{block.id}: the background command ended with status "
                     f"{process.returncode} before port {port} accepted\n{log.read_text()}"
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                    return log.read_text()
-            except OSError:
-                time.sleep(0.1)
+            if _accepts(port):
+                return log.read_text()
+            time.sleep(0.1)
         raise BlockFailure(f"{block.id}: port {port} did not accept within 60 s\n{log.read_text()}")
 
     def _run_python(self, block: Block) -> str:
@@ -435,6 +436,15 @@ class DocSession:
         """Copy a folder of the repository (``examples/``) into the scratch directory, where
         a reader running from a checkout would find it."""
         shutil.copytree(source, self.workdir / name, dirs_exist_ok=True)
+
+
+def _accepts(port: int) -> bool:
+    """Whether something on 127.0.0.1 accepts connections on ``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _quote(path: Path) -> str:

@@ -254,3 +254,21 @@ def test_a_background_block_serves_later_blocks_and_stops_at_close(session):
     assert process.poll() is not None
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_a_background_block_refuses_a_port_another_process_holds(session):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (server,) = _blocks(
+            f"""\
+            <!-- doc-test: background port={port} -->
+            ```bash
+            python -m http.server {port} --bind 127.0.0.1
+            ```
+            """
+        )
+        with pytest.raises(BlockFailure, match=f"port {port} is already in use"):
+            session.run(server)
+    assert session.background == []
