@@ -10,7 +10,25 @@ from typing import Any
 
 from aigw_lab.errors import ConfigError
 
-__all__ = ["check_scorer_in_log", "log_to_read"]
+__all__ = ["check_output_file", "check_scorer_in_log", "log_to_read"]
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """A `ConfigError` when ``path`` (the value of option ``flag``) cannot be a file we
+    write: it is a directory, or its nearest existing folder is not writable."""
+    out = path.expanduser()
+    if out.is_dir():
+        raise ConfigError(
+            f"{flag} {os.fspath(path)!r} is a directory", hint=f"pass {flag} a file name in it"
+        )
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders in between are created when writing
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{flag} {os.fspath(path)!r}: cannot write in {os.fspath(folder)!r}",
+            hint=f"choose a writable {flag} path",
+        )
 
 
 def log_to_read(db: Path | None, config: str | None) -> tuple[Path, Any]:

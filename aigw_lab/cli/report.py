@@ -44,9 +44,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aigw_lab.cli._checks import check_scorer_in_log, log_to_read
+    from aigw_lab.cli._checks import check_output_file, check_scorer_in_log, log_to_read
     from aigw_lab.report import write_report
 
+    check_output_file(args.out, "--out")
     db, encryption = log_to_read(args.db, args.config)
     if not db.expanduser().is_file():
         raise StoreError(

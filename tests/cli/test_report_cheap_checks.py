@@ -51,3 +51,19 @@ def test_a_scorer_for_a_log_without_scores_says_to_drop_it(tmp_path, capsys):
     code = main(["report", "--db", str(db), "--scorer", "auto", "--out", str(tmp_path / "r.html")])
     _, err = capsys.readouterr()
     assert code == 2 and "drop --scorer" in err
+
+
+def test_an_out_path_that_cannot_be_written_is_reported_before_the_log_is_read(tmp_path, capsys):
+    # Failed before: the log was read (here: refused, as not a DuckDB file) first, so the
+    # --out mistake surfaced only after the report's work, and here not at all.
+    not_a_log = tmp_path / "notes.duckdb"
+    not_a_log.write_text("not a database")
+    code = main(["report", "--db", str(not_a_log), "--out", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--out" in err and "is a directory" in err
+    assert "fix: pass --out a file name in it" in err
+
+    (tmp_path / "file").write_text("x")
+    code = main(["report", "--db", str(not_a_log), "--out", str(tmp_path / "file" / "r.html")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "cannot write in" in err and "fix: choose a writable --out" in err
