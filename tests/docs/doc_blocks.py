@@ -204,7 +204,7 @@ class DocSession:
 
     workdir: Path
     env: dict[str, str]
-    timeout: float = 180.0
+    timeout: float = 300.0  # a block embedding a dataset takes 100-130 s on a busy 2-core box
     python: subprocess.Popen[bytes] | None = None
     background: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ran: int = 0  # blocks of the document run so far (the next one's index)
