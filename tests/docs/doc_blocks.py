@@ -278,22 +278,26 @@ class DocSession:
         # bash -e does not stop at a failing `a && b`: each statement checks its own status.
         checked = "".join(f"{{ {s}\n}} || exit $?\n" for s in shell_statements(code))
         script = f"{checked}env -0 > {_quote(env_out)}\n"
+        process = subprocess.Popen(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # so a timeout stops what the block started, too
+        )
         try:
-            done = subprocess.run(
-                ["bash", "-e", "-o", "pipefail", "-c", script],
-                cwd=self.workdir,
-                env=self.env,
-                capture_output=True,
-                timeout=self.timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
+            stdout, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _stop_group(process)
+            stdout, stderr = process.communicate()
             raise BlockFailure(
-                f"{block.id}: still running after {self.timeout:.0f} s\n{_text(exc.stdout)}"
-                f"{_text(exc.stderr)}"
+                f"{block.id}: still running after {self.timeout:.0f} s (a server? annotate "
+                f"it background port=N)\n{_text(stdout)}{_text(stderr)}"
             ) from None
-        output = _text(done.stdout) + _text(done.stderr)
-        if done.returncode != 0:
-            raise BlockFailure(f"{block.id}: exit status {done.returncode}\n{output}")
+        output = _text(stdout) + _text(stderr)
+        if process.returncode != 0:
+            raise BlockFailure(f"{block.id}: exit status {process.returncode}\n{output}")
         for entry in env_out.read_bytes().split(b"\0"):
             name, sep, value = entry.decode("utf-8", "replace").partition("=")
             if sep and not name.startswith("BASH_FUNC_"):
@@ -420,22 +424,29 @@ class DocSession:
             os.close(self._results)
             self._results = None
         for process in self.background:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=15)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    try:
-                        os.killpg(process.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    process.wait()
+            _stop_group(process)
         self.background.clear()
 
     def copy_in(self, source: Path, name: str) -> None:
         """Copy a folder of the repository (``examples/``) into the scratch directory, where
         a reader running from a checkout would find it."""
         shutil.copytree(source, self.workdir / name, dirs_exist_ok=True)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process`` and what it started (its own process group, by its id): SIGTERM,
+    then SIGKILL after 15 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
 
 
 def _accepts(port: int) -> bool:

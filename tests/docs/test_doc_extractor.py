@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +274,38 @@ def test_a_background_block_refuses_a_port_another_process_holds(session):
         with pytest.raises(BlockFailure, match=f"port {port} is already in use"):
             session.run(server)
     assert session.background == []
+
+
+def test_a_shell_block_that_runs_too_long_is_stopped_with_its_children(tmp_path):
+    # Failed before: the timeout killed bash only, and a server it had started (a forgotten
+    # `background` annotation) lived on, holding its port for the next runs.
+    session = DocSession.create(tmp_path / "work")
+    session.timeout = 3.0
+    pid_file = tmp_path / "work" / "child.pid"
+    (block,) = _blocks(
+        f"""\
+        ```bash
+        python -c "import os, time; open('{pid_file}', 'w').write(str(os.getpid())); time.sleep(60)"
+        ```
+        """
+    )
+    try:
+        with pytest.raises(BlockFailure, match="still running after 3 s"):
+            session.run(block)
+    finally:
+        session.close()
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGTERM is delivered asynchronously
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an orphan's exit status may wait
+    for the container's init to collect it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
