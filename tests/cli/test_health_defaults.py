@@ -43,9 +43,13 @@ def test_providers_without_models_are_probed_at_their_default_model(tmp_path, ca
 
 
 def test_listed_models_are_probed_and_policies_are_not_targets(tmp_path, capsys):
+    from aigw_lab.policy import Rules, save_policy
+
+    save_policy(Rules("by-rule", [], default="sim/sim-nano"), tmp_path / "by-rule.json")
     config = tmp_path / "gateway.toml"
     config.write_text(
         '[providers.sim]\nkind = "simulated"\ntime_scale = 0\nmodels = ["sim-nano"]\n'
+        '[policies]\nby-rule = "by-rule.json"\n'
     )
     code = main(["health", "--config", str(config)])
     out, err = capsys.readouterr()
