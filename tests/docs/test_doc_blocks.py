@@ -22,7 +22,7 @@ from .doc_blocks import Block, DocSession, extract_blocks
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: The most blocks allowed to carry a skip annotation (raise it only for a good reason).
-MAX_SKIPS = 12
+MAX_SKIPS = 7
 
 
 def _all_blocks() -> list[Block]:
