@@ -10,11 +10,19 @@ import asyncio
 from typing import Any
 
 from aigw_lab.cli._args import describe, finite_float
+from aigw_lab.cli.demo import REAL_PROVIDER_DEFAULTS
 from aigw_lab.errors import AigwError
 
 __all__ = ["register", "run"]
 
 PROBE_PROMPT = "Reply with the single word: ok"
+
+#: The model probed for a provider that lists no ``models`` (it accepts any name): the cheap
+#: default of its kind, as `aigw-lab demo --providers` uses.
+PROBE_MODELS: dict[str, str] = {
+    **{d["kind"]: d["model"] for d in REAL_PROVIDER_DEFAULTS.values()},
+    "workers-ai-openai": REAL_PROVIDER_DEFAULTS["workers-ai"]["model"],
+}
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +42,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--targets",
-        help="comma-separated provider/model targets (default: every model the config lists)",
+        help="comma-separated provider/model targets (default: every model the config lists; "
+        "a provider listing none gets its kind's cheap default model)",
     )
     parser.add_argument(
         "--timeout",
@@ -53,20 +62,24 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout} must be positive", hint="e.g. --timeout 20")
     log = args.db if args.db else None
+    kinds: dict[str, str] = {}
     if args.config:
+        from aigw_lab.config import load_config
+
+        kinds = {spec.name: spec.kind for spec in load_config(args.config).providers}
         gateway = Gateway.from_config(args.config, log=log)
     else:
         gateway = Gateway.simulated_fleet(log=log)
     with gateway:
         if args.targets:
             targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+            if not targets:
+                raise ConfigError(
+                    f"--targets {args.targets!r} names no target",
+                    hint="pass --targets provider/model,... (e.g. sim-openai/sim-nano)",
+                )
         else:
-            targets = [f"{p}/{m}" for p, models in gateway.list_models().items() for m in models]
-        if not targets:
-            raise ConfigError(
-                "no targets to probe",
-                hint='list models = ["..."] in each provider table, or pass --targets p/m,...',
-            )
+            targets = default_targets(gateway, args.config, kinds)
         results = asyncio.run(_probe_all(gateway, targets, args.timeout))
     width = max(len(t) for t in targets)
     print(f"{'target':<{width}}  {'status':<7}  {'latency_ms':>10}  detail")
@@ -77,6 +90,44 @@ def run(args: argparse.Namespace) -> int:
     if gateway.simulated:
         print("(simulated fleet: these probes reached no real provider)")
     return 0 if all(ok for _, ok, _, _ in results) else 1
+
+
+def default_targets(gateway: Any, config: str | None, kinds: dict[str, str]) -> list[str]:
+    """One target per model each provider lists; for a provider that lists none (it accepts
+    any model name), its kind's (``kinds``: provider name -> kind) cheap default model
+    (`PROBE_MODELS`). A provider of a kind
+    without a default is a `ConfigError` naming what to add, raised before any probe."""
+    from aigw_lab.errors import ConfigError
+
+    targets: list[str] = []
+    unprobeable: list[str] = []
+    for provider, models in gateway.list_models().items():
+        if provider == "policy":
+            continue  # a policy routes to the providers' models, which are probed themselves
+        if models:
+            targets += [f"{provider}/{m}" for m in models]
+            continue
+        model = PROBE_MODELS.get(kinds.get(provider, ""))
+        if model is None:
+            unprobeable.append(provider)
+        else:
+            targets.append(f"{provider}/{model}")
+    if unprobeable:
+        names = ", ".join(repr(p) for p in unprobeable)
+        where = f" in {config}" if config else ""
+        first = unprobeable[0]
+        raise ConfigError(
+            f"no model to probe for provider{'s' if len(unprobeable) > 1 else ''} {names}: "
+            "it lists no models and its kind has no default one",
+            hint=f'add models = ["MODEL"] to [providers.{first}]{where}, or pass '
+            f"--targets {first}/MODEL,...",
+        )
+    if not targets:
+        raise ConfigError(
+            "no targets to probe: the config has no providers",
+            hint="add a [providers.NAME] table (docs/config.md), or pass --targets p/m,...",
+        )
+    return targets
 
 
 async def _probe_all(

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_TERMINATED if terminated.is_set() else EXIT_INTERRUPTED
-        _report(result, where, args)
+        _report(result, where, args, _encrypting_config(args.config or spec.gateway_config))
     if result.status == "completed":
         return EXIT_SOME_FAILED if result.failed else 0
     if result.status == "failed":
@@ -178,7 +178,17 @@ def _run_counts(gateway: Any, experiment_id: str) -> str:
     return f" after {rows[0][0]} units done and {rows[0][1]} failed"
 
 
-def _report(result: Any, where: Any, args: argparse.Namespace) -> None:
+def _encrypting_config(path: str | None) -> str | None:
+    """``path`` when that gateway config encrypts its call log (reading the log then needs
+    it: ``aigw-lab report --config``), else None."""
+    if path is None:
+        return None
+    from aigw_lab.config import load_config
+
+    return path if "encryption" in load_config(path).log_options else None
+
+
+def _report(result: Any, where: Any, args: argparse.Namespace, config: str | None) -> None:
     import pandas as pd
 
     print()
@@ -210,6 +220,27 @@ def _report(result: Any, where: Any, args: argparse.Namespace) -> None:
             f"aigw-lab run {_resume_args(args)}"
         )
     print(f"call log: {where} (experiment_id = {result.experiment_id!r})")
+    if result.completed or result.skipped:
+        print(f"next: {report_command(where, result.experiment_id, config=config)}")
+
+
+def report_command(log_path: Any, experiment_id: str, *, config: str | None = None) -> str:
+    """The ``aigw-lab report`` command for this run's log and experiment, as the user would
+    type it from the current directory (paths relative to it when inside); with ``--config``
+    when the log is encrypted with that config's key."""
+    parts = ["aigw-lab", "report", "--db", _shown(log_path)]
+    if config is not None:
+        parts += ["--config", _shown(config)]
+    parts += ["--experiment", experiment_id, "--out", "report.html"]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def _shown(path: Any) -> str:
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
 
 
 def _resume_args(args: argparse.Namespace) -> str:

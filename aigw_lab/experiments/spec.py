@@ -33,7 +33,7 @@ See ``docs/experiments.md`` for every key.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -52,6 +52,8 @@ __all__ = ["ExperimentSpec", "load_spec", "parse_spec", "DEFAULT_DB"]
 
 #: The call log the CLI uses when neither --db nor the files name one (in the working dir).
 DEFAULT_DB = "experiments.duckdb"
+#: Scorer types whose ``model`` is a gateway address (checked before the run starts).
+_JUDGE_TYPES = frozenset({"judge", "pairwise_judge"})
 
 _TOP_KEYS = {"experiment", "targets", "scorers", "gateway"}
 _EXPERIMENT_KEYS = {
@@ -140,19 +142,17 @@ class ExperimentSpec:
         for index, target in enumerate(self.targets):
             address = target["model"]
             where = f"{self.source}: [[targets]] {index + 1}: model = {address!r}"
-            try:
-                provider, model = gateway.resolve(address)
-            except AigwError as exc:
-                raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
-            known = models.get(provider) or ()
-            if known and model not in known:
-                shown = ", ".join(list(known)[:20]) + (", ..." if len(known) > 20 else "")
-                raise ConfigError(
-                    f"{where}: provider {provider!r} has no model {model!r}",
-                    hint=f"its models: {shown}",
-                )
+            _check_address(gateway, models, address, where)
+        # A judge's model too: otherwise every unit is sent, and every judgement fails.
+        for index, spec in enumerate(self.scorers):
+            judge = isinstance(spec, Mapping) and spec.get("type") in _JUDGE_TYPES
+            address = spec.get("model") if judge else None
+            if isinstance(address, str):
+                where = f"{self.source}: scorers[{index}]: model = {address!r}"
+                _check_address(gateway, models, address, where)
 
     def build_scorers(self, gateway: Gateway) -> list[Any]:
+        """The file's scorers built for ``gateway`` (a judge calls its model through it)."""
         if not self.scorers:
             return []
         from aigw_lab.scorers import build_scorer  # imported only when a file names scorers
@@ -196,13 +196,36 @@ class ExperimentSpec:
             return Gateway.simulated_fleet(log=log or DEFAULT_DB, **dict(self.simulated))
         if log is None and gateway_config.log and gateway_config.db not in (None, ":memory:"):
             log = gateway_config.db
+        # As Gateway.from_config builds it: [log] (bodies, encryption, durability) and
+        # [policies] of the config apply to an experiment's log and targets too.
         return Gateway(
             gateway_config.providers,
             log=log or DEFAULT_DB,
+            log_options=gateway_config.log_options,
+            max_body_chars=gateway_config.max_body_chars,
+            pool=gateway_config.pool,
             prices=gateway_config.prices,
             default_provider=gateway_config.default_provider,
             tags=gateway_config.tags,
             middleware=gateway_config.middleware(),
+            policies=gateway_config.load_policies(),
+        )
+
+
+def _check_address(
+    gateway: Gateway, models: Mapping[str, Sequence[str]], address: str, where: str
+) -> None:
+    """A `ConfigError` (prefixed with ``where``) for a model address ``gateway`` cannot
+    resolve, or whose provider lists its models and has no such model."""
+    try:
+        provider, model = gateway.resolve(address)
+    except AigwError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
+    known = models.get(provider) or ()
+    if known and model not in known:
+        shown = ", ".join(list(known)[:20]) + (", ..." if len(known) > 20 else "")
+        raise ConfigError(
+            f"{where}: provider {provider!r} has no model {model!r}", hint=f"its models: {shown}"
         )
 
 

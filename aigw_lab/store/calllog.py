@@ -507,7 +507,9 @@ def open_readonly_snapshot(
         if "without a key" in str(exc):
             raise StoreError(
                 f"cannot open a snapshot of {source}: the log is encrypted",
-                hint="pass encryption=Encryption(key) with the key it was written with",
+                hint="pass encryption=Encryption(key) with the key it was written with "
+                "(aigw-lab report: --config the gateway config whose [log] "
+                "encryption_key_env holds it)",
             ) from exc
         raise StoreError(
             f"cannot open a snapshot of {source}: {exc}",
