@@ -119,6 +119,11 @@ class Policy:
         """The policy as JSON-ready data; learned artifacts are saved by `save_artifacts`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement to_dict()")
 
+    def warm_up(self) -> None:
+        """Do the slow one-time work of the first decision now (a learned router loads its
+        embedding model). A server calls this before it reports ready; most policies have
+        nothing to do."""
+
     def save_artifacts(self, folder: Path) -> list[Path]:
         """Write the files `to_dict` names (model weights, embeddings) into ``folder``.
 

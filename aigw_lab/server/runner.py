@@ -153,8 +153,10 @@ class BackgroundServer:
         """The root URL, e.g. ``http://127.0.0.1:54321``."""
         return root_url(self.host, self._port)
 
-    def start(self, timeout_s: float = 10.0) -> BackgroundServer:
-        """Start serving; returns once the server accepts connections."""
+    def start(self, timeout_s: float = 120.0) -> BackgroundServer:
+        """Start serving; returns once the server accepts connections, which is after the
+        app's lifespan startup (a `GatewayApp` loads its learned policies' embedding models
+        there, which can take tens of seconds on a busy CPU: hence the long timeout)."""
         import uvicorn
 
         sock = bind_socket(self.host, self._port)

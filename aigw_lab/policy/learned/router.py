@@ -47,6 +47,8 @@ ROUTERS: Mapping[str, type[QualityModel]] = {
 DEFAULT_TARGET_PREFIX = "rec/"
 _TRAIN_IDS = "_train_ids"  # the artifact array holding the training item ids
 _CHARS_PER_TOKEN = 4  # the recorded datasets' token estimate, aigw_lab.datasets.recorded
+#: How many recent prompts a served router keeps the embeddings of (in memory only).
+SERVING_MEMORY = 4096
 
 
 def default_target(model: str) -> str:
@@ -217,12 +219,29 @@ class LearnedRouter(Policy):
 
     @property
     def embedder(self) -> Embedder:
-        """The embedder, loaded from ``embedder_name`` on first use."""
+        """The embedder, built from ``embedder_name`` on first use (its model loads on its
+        first `embed`, or in `warm_up`). It remembers the last `SERVING_MEMORY` prompts in
+        memory, never on disk: served prompts are users' data."""
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    self._embedder = make_embedder(self.embedder_name)
+                    from aigw_lab.embedding_cache import CachedEmbedder
+
+                    self._embedder = CachedEmbedder(
+                        make_embedder(self.embedder_name), None, memory=SERVING_MEMORY
+                    )
         return self._embedder
+
+    def warm_up(self) -> None:
+        """Load the embedding model and route one prompt, so the first real request does
+        not pay for the model load (a server calls this before it reports ready)."""
+        probe = "Warm-up: what is 2 + 2?"
+        embedder = self.embedder
+        warm = getattr(embedder, "warm", None)
+        if warm is not None:
+            warm()  # runs the model itself, not an in-memory hit
+        X = embedder.embed([probe])
+        self.choose_from(X, [probe])
 
     @embedder.setter
     def embedder(self, embedder: Embedder) -> None:
