@@ -277,6 +277,17 @@ _FLAG_HINTS = (
         "map them with --map ADDR=PROVIDER/MODEL",
     ),
     (
+        re.compile(
+            r"pass evaluation=Evaluation\(outcomes, decisions\), or strong_share=\.\.\. for a "
+            r"two-model router"
+        ),
+        "drop --no-evaluation, or pass --strong-share S",
+    ),
+    (
+        re.compile(r"pass evaluation=Evaluation\(outcomes, decisions\)"),
+        "drop --no-evaluation, or pass --method split",
+    ),
+    (
         re.compile(r"set base_url on provider '([^']+)'"),
         r"set base_url on [providers.\1] in the --config file",
     ),
