@@ -1,0 +1,101 @@
+"""A served learned policy is ready when the server is: `GatewayApp` loads and runs every
+policy's embedder at lifespan startup, before uvicorn accepts connections, so
+`BackgroundServer.start` (and ``/health``) return only once the first request is fast."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from aigw_lab.embeddings import HashingEmbedder
+from aigw_lab.errors import ConfigError
+from aigw_lab.gateway import Gateway
+from aigw_lab.policy.learned import train_router
+from aigw_lab.policy.router import warm_up_policies
+from aigw_lab.server.app import GatewayApp
+from aigw_lab.server.runner import BackgroundServer
+
+from ._learned_data import synthetic
+
+STRONG, WEAK = "sim-openai/sim-large", "sim-openai/sim-nano"
+
+
+class SlowToLoad(HashingEmbedder):
+    """A HashingEmbedder standing in for a model that takes a while to load on first use."""
+
+    def __init__(self, load_seconds: float = 0.3, fail: bool = False) -> None:
+        super().__init__(64)
+        self.load_seconds = load_seconds
+        self.fail = fail
+        self.loaded_at: float | None = None
+        self.loads = 0
+        self._lock = threading.Lock()
+
+    def embed(self, texts):
+        with self._lock:
+            if self.loaded_at is None:
+                if self.fail:
+                    raise ConfigError("cannot load the embedding model", hint="install it")
+                time.sleep(self.load_seconds)
+                self.loads += 1
+                self.loaded_at = time.monotonic()
+        return super().embed(texts)
+
+
+def learned_policy(embedder: HashingEmbedder):
+    data = synthetic(20)
+    # Trained with a plain embedder of the same name, so training does not load `embedder`.
+    policy = train_router(
+        data,
+        "knn",
+        name="cheap-or-strong",
+        embedder=HashingEmbedder(64),
+        targets={"big-model": STRONG, "small-model": WEAK},
+        params={"k": 5},
+    )
+    policy.embedder = embedder
+    return policy
+
+
+def test_the_server_is_ready_only_after_the_policy_embedder_is_loaded():
+    embedder = SlowToLoad()
+    gateway = Gateway.simulated_fleet(policies=[learned_policy(embedder)], time_scale=0.0)
+    server = BackgroundServer(GatewayApp(gateway, None, close_gateway=True))
+    with server:
+        started = time.monotonic()
+        assert embedder.loaded_at is not None and embedder.loaded_at <= started
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+        reply = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={
+                "model": "cheap-or-strong",
+                "messages": [{"role": "user", "content": "compute the integral of x^3 sin(x)"}],
+            },
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model"] == STRONG
+    assert embedder.loads == 1
+
+
+def test_a_policy_that_cannot_warm_up_stops_the_server_from_starting():
+    embedder = SlowToLoad(fail=True)
+    gateway = Gateway.simulated_fleet(policies=[learned_policy(embedder)], time_scale=0.0)
+    try:
+        with pytest.raises(ConfigError, match="did not start"):
+            BackgroundServer(GatewayApp(gateway, None)).start(timeout_s=30)
+    finally:
+        gateway.close()
+
+
+def test_warm_up_policies_names_what_it_warmed():
+    embedder = SlowToLoad(load_seconds=0.0)
+    gateway = Gateway.simulated_fleet(policies=[learned_policy(embedder)], time_scale=0.0)
+    try:
+        assert warm_up_policies(gateway) == ["cheap-or-strong"]
+        assert embedder.loads == 1
+        assert warm_up_policies(Gateway.simulated_fleet(time_scale=0.0)) == []
+    finally:
+        gateway.close()
