@@ -99,3 +99,29 @@ def test_warm_up_policies_names_what_it_warmed():
         assert warm_up_policies(Gateway.simulated_fleet(time_scale=0.0)) == []
     finally:
         gateway.close()
+
+
+def test_a_loaded_policy_embeds_a_repeated_prompt_once_and_writes_nothing_to_disk(
+    tmp_path, monkeypatch
+):
+    from aigw_lab.embedding_cache import CachedEmbedder
+    from aigw_lab.policy.policyfile import load_policy, save_policy
+    from aigw_lab.types import ChatRequest, Message
+
+    monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path / "train-cache"))
+    save_policy(learned_policy(HashingEmbedder(64)), tmp_path / "p.json")
+    monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path / "cache"))
+    policy = load_policy(tmp_path / "p.json")  # builds its embedder from the name it saved
+    seen: list[str] = []
+    original = HashingEmbedder.embed
+    monkeypatch.setattr(
+        HashingEmbedder, "embed", lambda self, texts: seen.extend(texts) or original(self, texts)
+    )
+    request = ChatRequest(
+        model="cheap-or-strong", messages=(Message("user", "compute the integral of x^2"),)
+    )
+    first, again = policy.decide(request), policy.decide(request)
+    assert first == again and first.target == STRONG
+    assert seen == ["compute the integral of x^2"]  # the second decision: an in-memory hit
+    assert isinstance(policy.embedder, CachedEmbedder) and policy.embedder.cache is None
+    assert not (tmp_path / "cache").exists()  # served prompts never reach the disk cache
