@@ -173,3 +173,27 @@ def test_a_gateway_serves_the_learned_policy_from_recorded_answers():
     for item in test.items:
         answered = gateway.chat("cheap-or-strong", item.prompt)
         assert answered.model == (STRONG if item.id.startswith("math/") else WEAK)
+
+
+def test_batch_strong_scores_are_computed_once_per_matrix():
+    data = synthetic(40)
+    policy = train_router(data, "knn", embedder=EMBEDDER, params={"k": 5})
+    calls = []
+    original = policy.model.strong_score
+
+    def counting(X, strong, weak):
+        calls.append(len(X))
+        return original(X, strong, weak)
+
+    policy.model.strong_score = counting
+    X = EMBEDDER.embed([item.prompt for item in data.items])
+    first = policy.strong_scores_from(X)
+    first[:] = -1.0  # a caller's change must not leak into the kept copy
+    again = policy.with_decision(Decision("threshold", 0.1)).strong_scores_from(X)
+    assert calls == [80] and not np.array_equal(first, again)
+    pair = policy.targets().index(policy.strong), policy.targets().index(policy.weak)
+    assert np.array_equal(again, original(X, *pair))
+    policy.strong_scores_from(X.copy())  # another matrix (equal values): computed again
+    policy.strong_scores_from(X[:1])
+    policy.strong_scores_from(X[:1])  # one prompt (a served request): never kept
+    assert calls == [80, 80, 1, 1]

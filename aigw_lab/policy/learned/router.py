@@ -49,6 +49,8 @@ _TRAIN_IDS = "_train_ids"  # the artifact array holding the training item ids
 _CHARS_PER_TOKEN = 4  # the recorded datasets' token estimate, aigw_lab.datasets.recorded
 #: How many recent prompts a served router keeps the embeddings of (in memory only).
 SERVING_MEMORY = 4096
+_SCORED_KEPT = 3  # strong-win score arrays kept by `strong_scores_from`...
+_SCORED_MIN_ROWS = 64  # ...for matrices of at least this many prompts
 
 
 def default_target(model: str) -> str:
@@ -127,6 +129,7 @@ class LearnedRouter(Policy):
         self.train_ids = tuple(train_ids) if train_ids is not None else None
         self._embedder = embedder_instance
         self._embedder_lock = threading.Lock()  # concurrent first calls load one model
+        self._scored: list[tuple[np.ndarray, np.ndarray]] = []  # see strong_scores_from
 
     # --- the Policy contract ------------------------------------------------------------------
 
@@ -293,8 +296,19 @@ class LearnedRouter(Policy):
                 f"learned policy {self.name!r} has no strong/weak pair",
                 hint="train it with strong= and weak= for threshold routing",
             )
+        # Calibration and evaluation score the same held-out matrix several times (a kNN
+        # pass over MMLU's test items takes seconds): the last few results are kept, keyed by
+        # the array object itself (held here, so its identity cannot be reused meanwhile).
+        # A served request's one row is never kept.
+        batch = len(X) >= _SCORED_MIN_ROWS
+        for seen, scores in self._scored if batch else ():
+            if seen is X:
+                return scores.copy()
         index = self._targets.index
-        return self.model.strong_score(X, index(self.strong), index(self.weak))
+        scores = self.model.strong_score(X, index(self.strong), index(self.weak))
+        if batch:
+            self._scored[:] = [*self._scored[-(_SCORED_KEPT - 1) :], (X, scores.copy())]
+        return scores
 
     def expected_costs(self, prompts: Sequence[str]) -> np.ndarray:
         """(q, m) expected USD per query: estimated input tokens and each target's mean
