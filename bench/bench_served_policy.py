@@ -12,12 +12,14 @@ then static, ...), in two phases:
 - paced: one pair of requests every 1/--rate seconds (servers idle between requests);
 - flat out: pairs back to back.
 
-For each server it prints start-up time (process start to accepting connections: the
-learned one loads and warms its model before that), the client-side wall latency p50/p90,
+``--threads`` adds a third server: the learned one with ``OMP_NUM_THREADS=1`` (one torch
+thread, against torch's default of one per core). For each server it prints start-up time
+(process start to accepting connections: the learned one loads and warms its model before
+that), the client-side wall latency p50/p90,
 and CPU time per request of the server process (from /proc), then the learned minus static
 difference and ratio. The machine is shared: compare the two columns of one run, not runs.
 
-    python bench/bench_served_policy.py [--requests 200] [--rate 5] [--data-dir DIR]
+    python bench/bench_served_policy.py [--requests 200] [--rate 5] [--threads] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -83,11 +85,15 @@ def cpu_seconds(pid: int) -> float:
 def start(kind: str, policy: Path) -> tuple[subprocess.Popen, str, float]:
     import httpx
 
+    env = dict(os.environ)
+    if kind == "learned-1t":  # one torch thread instead of torch's default (one per core)
+        env["OMP_NUM_THREADS"] = "1"
     began = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--policy", str(policy)],
+        [sys.executable, __file__, "--serve", kind.split("-")[0], "--policy", str(policy)],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     url = proc.stdout.readline().strip()  # type: ignore[union-attr]
     while True:
@@ -133,6 +139,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per server a phase")
     parser.add_argument("--rate", type=float, default=5.0, help="pairs per second when paced")
     parser.add_argument("--data-dir", help="shared data folder")
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="add a third server, the learned one with OMP_NUM_THREADS=1, to compare one "
+        "torch thread with torch's default (one per core)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -149,7 +161,8 @@ def main() -> None:
         phases = {"paced": prompts[5 : 5 + n], "flat out": prompts[5 + n : 5 + 2 * n]}
         servers = {}
         try:
-            for kind in ("static", "learned"):
+            kinds = ("static", "learned", "learned-1t") if args.threads else ("static", "learned")
+            for kind in kinds:
                 servers[kind] = start(kind, policy)
             clients = {
                 kind: (httpx.Client(base_url=url, timeout=60), proc.pid)
@@ -166,7 +179,7 @@ def main() -> None:
                 label = f"{phase} ({rate:g} pairs/s)" if rate else phase
                 print(f"\n{label}")
                 print(f"  {'':8} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8} {'CPU ms/req':>11}")
-                for kind in ("static", "learned"):
+                for kind in kinds:
                     m = r[kind]
                     print(
                         f"  {kind:<8} {m['p50_ms']:8.2f} {m['p90_ms']:8.2f} {m['mean_ms']:8.2f} "

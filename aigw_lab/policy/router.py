@@ -26,8 +26,6 @@ under the one trace id of the client's call; after a failed target, the next row
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -55,7 +53,6 @@ __all__ = [
     "POLICY_PROVIDER",
     "install_policies",
     "warm_up_policies",
-    "limit_torch_threads",
 ]
 
 #: The provider name policies are addressed under: ``"policy/NAME"``.
@@ -496,17 +493,3 @@ def warm_up_policies(gateway: Gateway) -> list[str]:
                 policy.warm_up()
                 names.append(name)
     return names
-
-
-def limit_torch_threads(threads: int = 1) -> bool:
-    """If torch is loaded (a learned policy's model), let the calling thread, and threads
-    started later, use ``threads`` intra-op threads; True if it did. Process-wide, so only a
-    server, which owns its process, calls it (from the thread that will route requests:
-    torch keeps the setting per thread). One prompt is too little work to split: on a busy
-    2-core machine two threads waiting for each other made one embedding 10-20x slower
-    (bench/bench_served_policy.py). ``OMP_NUM_THREADS``, when set, wins."""
-    torch = sys.modules.get("torch")
-    if torch is None or "OMP_NUM_THREADS" in os.environ:
-        return False
-    torch.set_num_threads(threads)
-    return True

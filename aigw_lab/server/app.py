@@ -320,10 +320,9 @@ class GatewayApp:
         """Load what the first request would otherwise wait for (a learned policy's embedding
         model), off the event loop. Runs at lifespan startup, before uvicorn accepts
         connections, so ``/health`` answers only once policies route at full speed."""
-        from aigw_lab.policy.router import limit_torch_threads, warm_up_policies
+        from aigw_lab.policy.router import warm_up_policies
 
         await asyncio.to_thread(warm_up_policies, self.gateway)
-        limit_torch_threads(1)  # on the loop's thread, which embeds the prompts
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
