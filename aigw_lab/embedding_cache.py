@@ -262,16 +262,25 @@ class CachedEmbedder:
 
     ``cache`` (an `EmbeddingCache`, or None for none on disk) is looked up first, then, if
     ``memory`` > 0, an in-process LRU of that many recent texts (what a server needs: a
-    repeated prompt costs a dictionary probe). Missing texts go to ``embedder`` in one call
-    and are stored in both. ``name`` is the wrapped embedder's, so its vectors and
+    repeated prompt costs a dictionary probe). Missing texts go to ``embedder`` in calls of
+    up to ``chunk`` texts, each stored as soon as it returns (so an interrupted run keeps
+    its work). ``name`` is the wrapped embedder's, so its vectors and
     policies stay interchangeable; the wrapped model is only loaded if something is missing.
     """
 
     def __init__(
-        self, embedder: Embedder, cache: EmbeddingCache | None = None, *, memory: int = 0
+        self,
+        embedder: Embedder,
+        cache: EmbeddingCache | None = None,
+        *,
+        memory: int = 0,
+        chunk: int = 1024,
     ) -> None:
         if not isinstance(memory, int) or memory < 0:
             raise ConfigError(f"memory={memory!r} is invalid", hint="use an int >= 0")
+        if not isinstance(chunk, int) or chunk < 1:
+            raise ConfigError(f"chunk={chunk!r} is invalid", hint="use a positive int")
+        self.chunk = chunk
         self.embedder = embedder
         self.name = embedder.name
         self.cache = cache
@@ -302,11 +311,16 @@ class CachedEmbedder:
         missing = [n for n in range(len(texts)) if n not in found]
         if missing:
             unique = list(dict.fromkeys(texts[n] for n in missing))
-            fresh = np.ascontiguousarray(self.embedder.embed(unique), dtype=np.float32)
-            self.misses += len(unique)
-            if self.cache is not None:
-                self.cache.put(self.name, unique, fresh)
-            by_text = dict(zip(unique, fresh, strict=True))
+            by_text: dict[str, np.ndarray] = {}
+            # In chunks, each cached as soon as it is done: an interrupted run (Ctrl-C after
+            # ten minutes of MMLU) keeps what it embedded, and the rerun resumes from there.
+            for start in range(0, len(unique), self.chunk):
+                part = unique[start : start + self.chunk]
+                fresh = np.ascontiguousarray(self.embedder.embed(part), dtype=np.float32)
+                self.misses += len(part)
+                if self.cache is not None:
+                    self.cache.put(self.name, part, fresh)
+                by_text.update(zip(part, fresh, strict=True))
             found.update({n: by_text[texts[n]] for n in missing})
         if self.memory:
             self._remember(texts, found)

@@ -189,3 +189,24 @@ def test_default_root_follows_env_then_xdg_then_home(monkeypatch, tmp_path):
 def test_put_refuses_mismatched_rows(tmp_path):
     with pytest.raises(ConfigError, match="one embedding row per text"):
         EmbeddingCache(tmp_path).put("m", ["a", "b"], np.zeros((1, 4), dtype=np.float32))
+
+
+def test_an_interrupted_run_keeps_the_chunks_it_finished(tmp_path):
+    class FailsOnThirdCall(Counting):
+        calls = 0
+
+        def embed(self, texts):
+            FailsOnThirdCall.calls += 1
+            if FailsOnThirdCall.calls == 3:
+                raise KeyboardInterrupt  # the user gave up waiting
+            return super().embed(texts)
+
+    texts = [f"prompt {i}" for i in range(25)]
+    first = CachedEmbedder(FailsOnThirdCall(), EmbeddingCache(tmp_path), chunk=10)
+    with pytest.raises(KeyboardInterrupt):
+        first.embed(texts)
+    rerun = cached(tmp_path)
+    assert np.array_equal(rerun.embed(texts), HashingEmbedder(32).embed(texts))
+    assert rerun.embedder.texts == texts[20:]  # the first two chunks were kept
+    with pytest.raises(ConfigError):
+        CachedEmbedder(Counting(), None, chunk=0)
