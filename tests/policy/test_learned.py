@@ -197,3 +197,12 @@ def test_batch_strong_scores_are_computed_once_per_matrix():
     policy.strong_scores_from(X[:1])
     policy.strong_scores_from(X[:1])  # one prompt (a served request): never kept
     assert calls == [80, 80, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["hashing-x", "hashing-256", "hashing-256-3-1", "hashing--3"])
+def test_a_malformed_hashing_embedder_name_is_a_config_error(name):
+    from aigw_lab.policy.learned.features import make_embedder
+
+    with pytest.raises(ConfigError, match="hashing-<dim>-<ngram>"):
+        make_embedder(name)
+    assert make_embedder("hashing-64-2").name == "hashing-64-2"

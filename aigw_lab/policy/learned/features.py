@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aigw_lab.errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -43,8 +45,13 @@ def make_embedder(name: str | None) -> Embedder:
     from aigw_lab.embeddings import HashingEmbedder, SentenceTransformerEmbedder
 
     if name and name.startswith("hashing-"):
-        _, dim, ngram = name.split("-")
-        return HashingEmbedder(int(dim), ngram=int(ngram))
+        parts = name.split("-")
+        if len(parts) != 3 or not all(p.isdigit() and len(p) <= 5 for p in parts[1:]):
+            raise ConfigError(
+                f"embedder {name[:80]!r} is invalid",
+                hint="name a HashingEmbedder as hashing-<dim>-<ngram>, e.g. hashing-256-3",
+            )
+        return HashingEmbedder(int(parts[1]), ngram=int(parts[2]))
     if name in (None, "all-MiniLM-L6-v2"):
         return SentenceTransformerEmbedder()
     return SentenceTransformerEmbedder(name)
