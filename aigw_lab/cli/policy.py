@@ -157,6 +157,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"unknown router {args.router!r}", hint=f"use one of {', '.join(ROUTERS)}"
         )
+    if args.out.is_dir():  # found now, not after the embedding work
+        raise ConfigError(f"--out {args.out} is a folder", hint="pass a file name, e.g. p.json")
     data = load_data(args.data, args.data_dir)
     models = _candidates(data)
     if len(models) == 2:

@@ -193,3 +193,10 @@ def test_no_evaluation_sizes_the_split_from_the_policy_file(trained, embedded, c
     config = json.loads((trained / "pk.json").read_text())
     weights = {t["override_params"]["model"]: t["weight"] for t in config["targets"]}
     assert weights["gpt-4-1106-preview"] == pytest.approx(0.25)
+
+
+def test_train_refuses_a_folder_as_out_before_embedding(workdir, embedded, capsys):
+    (workdir / "policies").mkdir()
+    argv = ["policy", "train", "--data", "routellm/gsm8k", "--out", "policies", *FAST]
+    expect_error(capsys, argv, "is a folder")
+    assert embedded == []
