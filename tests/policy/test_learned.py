@@ -206,3 +206,26 @@ def test_a_malformed_hashing_embedder_name_is_a_config_error(name):
     with pytest.raises(ConfigError, match="hashing-<dim>-<ngram>"):
         make_embedder(name)
     assert make_embedder("hashing-64-2").name == "hashing-64-2"
+
+
+def test_the_python_flow_reads_every_embedding_back_on_a_rerun(tmp_path, monkeypatch):
+    from aigw_lab.policy.calibrate import calibrate
+
+    monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path))
+    seen: list[str] = []
+    original = HashingEmbedder.embed
+    monkeypatch.setattr(
+        HashingEmbedder, "embed", lambda self, texts: seen.extend(texts) or original(self, texts)
+    )
+
+    def flow() -> None:  # the docs' train / calibrate / evaluate steps, default cache
+        rest, test = synthetic(40).split(0.25, seed=0)
+        train, cal = rest.split(0.25, seed=1)
+        router = train_router(train, "knn", embedder=HashingEmbedder(64), params={"k": 5})
+        result = calibrate(router, cal, strong_share=0.5, held_out=test, n_boot=20)
+        evaluate_router(router.with_decision(result.decision), test, n_boot=20)
+
+    flow()
+    assert len(seen) == 80  # every prompt once
+    flow()
+    assert len(seen) == 80  # the rerun embedded nothing

@@ -68,11 +68,14 @@ def prompt_text(request: ChatRequest) -> str:
 
 def cached_embedder(embedder: Embedder, cache_dir: str | Path | None = None) -> CachedEmbedder:
     """``embedder`` behind the on-disk embedding cache in ``cache_dir`` (default
-    `default_cache_dir`); an embedder that already is a `CachedEmbedder` is returned as is."""
+    `default_cache_dir`). A `CachedEmbedder` that has a disk cache is returned as is; one
+    without (a served router's, memory only) has its model put behind the disk cache."""
     from aigw_lab.embedding_cache import CachedEmbedder, EmbeddingCache
 
     if isinstance(embedder, CachedEmbedder):
-        return embedder
+        if embedder.cache is not None:
+            return embedder
+        embedder = embedder.embedder
     return CachedEmbedder(embedder, EmbeddingCache(cache_dir))
 
 

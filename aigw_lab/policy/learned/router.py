@@ -277,9 +277,9 @@ class LearnedRouter(Policy):
         return decision
 
     def embed(self, prompts: Sequence[str], *, cache_dir: str | Path | None = None) -> np.ndarray:
-        """Embeddings of ``prompts`` (cached on disk when ``cache_dir`` is given)."""
-        if cache_dir is None:
-            return self.embedder.embed(list(prompts))
+        """Embeddings of a batch of ``prompts`` (evaluation, calibration), through the
+        on-disk embedding cache in ``cache_dir`` (default `default_cache_dir`). Routing a
+        request (`decide`) never writes to that cache: served prompts are users' data."""
         return embed_prompts(prompts, self.embedder, cache_dir=cache_dir, label=self.name)
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
