@@ -6,11 +6,13 @@ Two `aigw-lab serve`-equivalent servers (`GatewayApp` over the simulated fleet a
 loopback: one routes with a seeded weighted split between two targets, the other with a kNN
 learned router (all-MiniLM-L6-v2) trained on the RouteLLM GSM8K recordings, between the same
 two targets. The client sends the held-out GSM8K prompts (distinct, so the router's
-in-memory LRU never hits) to both servers, interleaved (static then learned, then learned
-then static, ...), in two phases:
+in-memory LRU never hits, except in the repeated phase) to both servers, interleaved (static
+then learned, then learned then static, ...), in three phases:
 
 - paced: one pair of requests every 1/--rate seconds (servers idle between requests);
-- flat out: pairs back to back.
+- flat out: pairs back to back;
+- repeated: the paced phase's prompts again, back to back (the router's in-memory LRU of
+  recent prompt embeddings answers; what a repeated prompt costs).
 
 ``--threads`` adds a third server: the learned one with ``OMP_NUM_THREADS=1`` (one torch
 thread, against torch's default of one per core). For each server it prints start-up time
@@ -174,7 +176,8 @@ def main() -> None:
             # A few unmeasured requests: connection set-up, first-call allocations.
             run_phase(clients, prompts[:5], None)
             results = {}
-            for phase, rate in (("paced", args.rate), ("flat out", None)):
+            phases["repeated"] = phases["paced"]  # seen before: the in-memory LRU answers
+            for phase, rate in (("paced", args.rate), ("flat out", None), ("repeated", None)):
                 results[phase] = r = run_phase(clients, phases[phase], rate)
                 label = f"{phase} ({rate:g} pairs/s)" if rate else phase
                 print(f"\n{label}")
