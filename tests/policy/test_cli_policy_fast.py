@@ -200,3 +200,12 @@ def test_train_refuses_a_folder_as_out_before_embedding(workdir, embedded, capsy
     argv = ["policy", "train", "--data", "routellm/gsm8k", "--out", "policies", *FAST]
     expect_error(capsys, argv, "is a folder")
     assert embedded == []
+
+
+def test_portkey_provider_flag_names_the_portkey_provider(trained, capsys):
+    argv = [*EXPORT, "--to", "portkey", "--out", "pk.json", "--no-evaluation"]
+    argv += ["--portkey-provider", "openai=@openai-prod", "--portkey-provider", "together=vk-123"]
+    assert main(argv) == 0, capsys.readouterr().err
+    text = (trained / "pk.json").read_text()
+    assert "@openai-prod" in text and "vk-123" in text
+    assert '@openai"' not in text  # the default @NAME was replaced
