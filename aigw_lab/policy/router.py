@@ -264,7 +264,7 @@ class PolicyRouter(Middleware):
         policy = self._policy(ctx)
         call = _PolicyCall(self, ctx)
         try:
-            targets = policy.stream_targets(call.request)
+            targets = await policy.astream_targets(call.request)
             if targets is None:
 
                 async def send(target: str, request: ChatRequest) -> ChatResponse:

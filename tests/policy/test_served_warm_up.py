@@ -125,3 +125,44 @@ def test_a_loaded_policy_embeds_a_repeated_prompt_once_and_writes_nothing_to_dis
     assert seen == ["compute the integral of x^2"]  # the second decision: an in-memory hit
     assert isinstance(policy.embedder, CachedEmbedder) and policy.embedder.cache is None
     assert not (tmp_path / "cache").exists()  # served prompts never reach the disk cache
+
+
+class WaitsForOthers(HashingEmbedder):
+    """Embeds a prompt containing "hold" only once another request was answered meanwhile
+    (or after 10 s): if embedding blocked the server's event loop, nothing else could be."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.entered = threading.Event()
+        self.others_done = threading.Event()
+        self.saw_others: list[bool] = []
+
+    def embed(self, texts):
+        if any("hold" in t for t in texts):
+            self.entered.set()
+            self.saw_others.append(self.others_done.wait(timeout=10))
+        return super().embed(texts)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_learned_decision_does_not_hold_up_other_requests(stream):
+    embedder = WaitsForOthers()
+    gateway = Gateway.simulated_fleet(policies=[learned_policy(embedder)], time_scale=0.0)
+    with BackgroundServer(GatewayApp(gateway, None, close_gateway=True)) as server:
+        url = f"{server.url}/v1/chat/completions"
+
+        def ask(model: str, text: str) -> httpx.Response:
+            body = {"model": model, "messages": [{"role": "user", "content": text}]}
+            return httpx.post(url, json={**body, "stream": stream}, timeout=30)
+
+        routed: list[httpx.Response] = []
+        learned = threading.Thread(
+            target=lambda: routed.append(ask("cheap-or-strong", "hold: integral of x^2"))
+        )
+        learned.start()
+        assert embedder.entered.wait(timeout=30)  # the policy is embedding the prompt now
+        plain = ask("sim-openai/sim-nano", "hi")  # answered while it embeds
+        embedder.others_done.set()
+        learned.join(timeout=30)
+        assert plain.status_code == 200 and routed[0].status_code == 200
+    assert embedder.saw_others == [True]

@@ -15,6 +15,7 @@ Two decision modes (the ``decision`` of the policy spec):
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -151,6 +152,11 @@ class LearnedRouter(Policy):
         index = int(self.choose_from(X, [text])[0])
         reason = f"{self.model.router}: max quality - {self.decision.value:g} x cost"
         return RouteDecision(self._targets[index], reason, scores)
+
+    async def adecide(self, request: ChatRequest) -> RouteDecision:
+        # Embedding a prompt takes tens of milliseconds of CPU: in a worker thread, the
+        # server's event loop keeps serving other requests meanwhile.
+        return await asyncio.to_thread(self.decide, request)
 
     def to_dict(self) -> dict[str, Any]:
         return {
