@@ -166,3 +166,23 @@ def test_a_learned_decision_does_not_hold_up_other_requests(stream):
         learned.join(timeout=30)
         assert plain.status_code == 200 and routed[0].status_code == 200
     assert embedder.saw_others == [True]
+
+
+def test_the_deciding_thread_uses_one_torch_thread_and_leaves_others_alone(monkeypatch):
+    import asyncio
+
+    from aigw_lab.types import ChatRequest, Message
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    policy = learned_policy(HashingEmbedder(64))
+    request = ChatRequest(model="cheap-or-strong", messages=(Message("user", "integral"),))
+    assert asyncio.run(policy.adecide(request)).target == STRONG
+    assert policy._decider().submit(torch.get_num_threads).result() == 1
+    assert torch.get_num_threads() == before  # this thread's setting
+    later: list[int] = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [before]  # and the default of threads started later

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -131,6 +134,10 @@ class LearnedRouter(Policy):
         self._embedder = embedder_instance
         self._embedder_lock = threading.Lock()  # concurrent first calls load one model
         self._scored: list[tuple[np.ndarray, np.ndarray]] = []  # see strong_scores_from
+        self._decide_thread: ThreadPoolExecutor | None = None  # see adecide
+        # See _one_torch_thread; a dict so that `with_decision` twins, which share the
+        # deciding thread, share it too.
+        self._torch_state: dict[str, Any] = {"limited": False, "default": None}
 
     # --- the Policy contract ------------------------------------------------------------------
 
@@ -154,9 +161,49 @@ class LearnedRouter(Policy):
         return RouteDecision(self._targets[index], reason, scores)
 
     async def adecide(self, request: ChatRequest) -> RouteDecision:
-        # Embedding a prompt takes tens of milliseconds of CPU: in a worker thread, the
-        # server's event loop keeps serving other requests meanwhile.
-        return await asyncio.to_thread(self.decide, request)
+        # Embedding a prompt takes tens of milliseconds of CPU: off the event loop, so the
+        # server keeps serving other requests meanwhile. Always the same one thread: torch
+        # starts a pool of OpenMP threads per calling thread, and embedding from a changing
+        # set of pool threads (asyncio.to_thread) made each request 10x slower and 7x
+        # costlier in CPU on a busy 2-core machine (bench/bench_served_policy.py).
+        loop = asyncio.get_running_loop()
+        decision = await loop.run_in_executor(self._decider(), self._decide_on_own_thread, request)
+        self._restore_torch_default()
+        return decision
+
+    def _decide_on_own_thread(self, request: ChatRequest) -> RouteDecision:
+        decision = self.decide(request)
+        self._one_torch_thread()
+        return decision
+
+    def _one_torch_thread(self) -> None:
+        """On the deciding thread, once torch is loaded: use one intra-op thread. One prompt
+        is too little work to split, and two OpenMP threads waiting on each other cost 2-5x
+        the CPU of one in bench/bench_served_policy.py. ``OMP_NUM_THREADS``, when set, wins.
+        torch keeps this per thread but also makes it the default of threads started later;
+        the caller restores that default (`_restore_torch_default`)."""
+        torch = sys.modules.get("torch")
+        state = self._torch_state
+        if state["limited"] or torch is None or "OMP_NUM_THREADS" in os.environ:
+            return
+        state["limited"] = True
+        state["default"] = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def _restore_torch_default(self) -> None:
+        default, self._torch_state["default"] = self._torch_state["default"], None
+        torch = sys.modules.get("torch")
+        if default is not None and torch is not None:
+            torch.set_num_threads(default)  # this thread's value and later threads' default
+
+    def _decider(self) -> ThreadPoolExecutor:
+        if self._decide_thread is None:
+            with self._embedder_lock:
+                if self._decide_thread is None:
+                    self._decide_thread = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix=f"aigw-policy-{self.name[:20]}"
+                    )
+        return self._decide_thread
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +291,11 @@ class LearnedRouter(Policy):
     def warm_up(self) -> None:
         """Load the embedding model and route one prompt, so the first real request does
         not pay for the model load (a server calls this before it reports ready)."""
+        # On the thread `adecide` embeds on, so its torch thread pool is started too.
+        self._decider().submit(self._warm_up).result()
+        self._restore_torch_default()
+
+    def _warm_up(self) -> None:
         probe = "Warm-up: what is 2 + 2?"
         embedder = self.embedder
         warm = getattr(embedder, "warm", None)
@@ -251,6 +303,7 @@ class LearnedRouter(Policy):
             warm()  # runs the model itself, not an in-memory hit
         X = embedder.embed([probe])
         self.choose_from(X, [probe])
+        self._one_torch_thread()
 
     @embedder.setter
     def embedder(self, embedder: Embedder) -> None:
