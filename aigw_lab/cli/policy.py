@@ -120,44 +120,19 @@ def register(subparsers: Any) -> None:
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
-    export = commands.add_parser(
-        "export",
-        help="export a policy to a production gateway",
-        description="Write the closest config a production gateway (LiteLLM, Portkey, "
-        "Cloudflare AI Gateway) can express for a policy file, and measure on the held-out "
-        "items what the approximation loses (the .approximation.json beside the output).",
-    )
-    export.add_argument(
-        "policy", type=Path, help="the policy file written by aigw-lab policy train"
-    )
-    export.add_argument(
-        "--to",
-        required=True,
-        choices=("litellm", "portkey", "cloudflare"),
-        help="the gateway whose config to write: litellm, portkey or cloudflare",
-    )
-    export.add_argument("--out", required=True, type=Path, help="config file to write")
-    export.add_argument(
-        "--no-evaluation",
-        action="store_true",
-        help="do not measure the approximation on the held-out items",
-    )
-    export.add_argument(
-        "--map",
-        help="production addresses: ADDR=PROVIDER/MODEL,... (for example "
-        "rec/gpt-4-1106-preview=openai/gpt-4-1106-preview)",
-    )
-    export.add_argument("--config", type=Path, help="gateway config whose providers to use")
-    export.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
-    export.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
-    export.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
-    export.set_defaults(func=run_export)
+    from aigw_lab.cli.policy_export import register_export
+
+    register_export(commands)
     parser.set_defaults(func=lambda args: _usage(parser))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", help="embedding model (default all-MiniLM-L6-v2)")
-    parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/aigw_lab)")
+    parser.add_argument(
+        "--cache-dir",
+        help="embedding cache folder (default $AIGW_LAB_CACHE/embeddings, else "
+        "$XDG_CACHE_HOME/aigw_lab/embeddings or ~/.cache/aigw_lab/embeddings)",
+    )
     parser.add_argument("--data-dir", help="shared data folder (default $AIGW_LAB_SHARED_DATA)")
     parser.add_argument(
         "--n-boot",
@@ -229,13 +204,15 @@ def _candidates(data: RecordedDataset) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     from aigw_lab.policy.calibrate import calibrate
     from aigw_lab.policy.learned import Decision, train_router
-    from aigw_lab.policy.learned.features import make_embedder
+    from aigw_lab.policy.learned.features import cached_embedder, make_embedder
     from aigw_lab.policy.policyfile import save_policy
 
     if args.router not in ROUTERS:
         raise ConfigError(
             f"unknown router {args.router!r}", hint=f"use one of {', '.join(ROUTERS)}"
         )
+    if args.out.is_dir():  # found now, not after the embedding work
+        raise ConfigError(f"--out {args.out} is a folder", hint="pass a file name, e.g. p.json")
     data = load_data(args.data, args.data_dir)
     models = _candidates(data)
     if len(models) == 2:
@@ -255,7 +232,9 @@ def run_train(args: argparse.Namespace) -> int:
     if two_model and args.lam is not None:
         raise ConfigError("--lambda is for many-model routing", hint="use --threshold")
     train, cal, test = split_three(data, args.test_fraction, args.calibration_fraction, args.seed)
-    embedder = make_embedder(args.embedder)
+    # One embedder for the command, behind the on-disk cache: a rerun embeds nothing and
+    # never loads the model.
+    embedder = cached_embedder(make_embedder(args.embedder), args.cache_dir)
     router = train_router(
         train,
         args.router,
@@ -273,9 +252,7 @@ def run_train(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         calibration_fraction=args.calibration_fraction,
     )
-    X_cal, X_test = (
-        router.embed([i.prompt for i in d.items], cache_dir=args.cache_dir) for d in (cal, test)
-    )
+    X_cal, X_test = (router.embed([i.prompt for i in d.items]) for d in (cal, test))
     calibration = None
     if args.threshold is not None or args.lam is not None:
         mode = "threshold" if args.threshold is not None else "lambda"
@@ -386,112 +363,49 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "offline here",
             hint="pass a policy file written by `aigw-lab policy train`",
         )
-    info = router.train_info
-    name = args.data or info.get("data")
-    if not name:
-        raise ConfigError(
-            f"{args.policy} does not say which data it was trained on", hint="pass --data"
-        )
     if args.embedder:
         router.embedder = make_embedder(args.embedder)
-    data = load_data(name, args.data_dir)
-    _, _, test = split_three(
-        data,
-        float(info.get("test_fraction", 0.2)),
-        float(info.get("calibration_fraction", 0.2)),
-        int(info.get("seed", 0)),
-    )
-    X = router.embed([i.prompt for i in test.items], cache_dir=args.cache_dir)
+    test = held_out_split(router, args.data, args.data_dir)
+    use_cached_embedder(router, args.cache_dir)
+    X = router.embed([i.prompt for i in test.items])
     print(
         f"{router.name}: {router.model.router}, decision {router.decision.to_spec()}, "
-        f"{len(test)} held-out items of {name}"
+        f"{len(test)} held-out items of {args.data or router.train_info.get('data')}"
     )
     _print_report(_evaluate(router, test, X, args.n_boot))
     return 0
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from aigw_lab.policy.policyfile import load_policy, read_policy_document
-
-    try:
-        from aigw_lab.policy.export import export
-    except ImportError as exc:  # the exporters ship separately from the learned routers
-        raise ConfigError(f"the policy exporters are not available: {exc}") from exc
-    document = read_policy_document(args.policy)
-    spec = document["policy"]
-    if spec.get("kind") != "learned":
-        # Build it once: a document of the wrong shape is a ConfigError naming the file here,
-        # not a TypeError deep in an exporter. (A learned one is built for its evaluation.)
-        load_policy(args.policy)
-    options: dict[str, Any] = {}
-    if args.map:
-        options["address_map"] = _parse_map(args.map)
-    if args.config is not None:
-        from aigw_lab.config import load_config
-
-        options["providers"] = load_config(args.config).providers
-    if spec.get("kind") == "learned" and not args.no_evaluation:
-        # A gateway config cannot run a learned router: the exporter approximates it, and
-        # measures what the approximation loses on the held-out items.
-        options["evaluation"] = _held_out_evaluation(args)
-    result = export(spec, args.to, **options)
-    path = result.write(args.out)
-    print(f"wrote {path} ({args.to})")
-    for line in result.report.summary_lines():
-        print(f"  {line}")
-    return 0
-
-
-def _parse_map(text: str) -> dict[str, str]:
-    mapping = {}
-    for part in text.split(","):
-        source, sep, production = part.partition("=")
-        if not sep or "/" not in production:
-            raise ConfigError(
-                f"--map entry {part!r} is invalid",
-                hint="write ADDR=PROVIDER/MODEL, for example "
-                "rec/gpt-4-1106-preview=openai/gpt-4-1106-preview",
-            )
-        mapping[source.strip()] = production.strip()
-    return mapping
-
-
-def _held_out_evaluation(args: argparse.Namespace) -> Any:
-    """The exporters' `Evaluation` of a learned policy: its decisions and the recorded
-    outcomes of every target on the policy's held-out items."""
-    import pandas as pd
-
-    from aigw_lab.policy.evaluate.offline import recorded_arrays
-    from aigw_lab.policy.export import Evaluation
-    from aigw_lab.policy.learned import LearnedRouter
-    from aigw_lab.policy.policyfile import load_policy
-
-    router = load_policy(args.policy)
-    assert isinstance(router, LearnedRouter)
+def held_out_split(
+    router: LearnedRouter, data_name: str | None, data_dir: str | None
+) -> RecordedDataset:
+    """The held-out (test) items of the data ``router`` was trained on, split as `train`
+    split them (the policy file records the fractions and seed)."""
     info = router.train_info
-    data = load_data(str(info.get("data") or args.data), args.data_dir)
+    name = data_name or info.get("data")
+    if not name:
+        raise ConfigError(
+            f"policy {router.name!r} does not say which data it was trained on",
+            hint="pass --data",
+        )
+    data = load_data(str(name), data_dir)
     _, _, test = split_three(
         data,
         float(info.get("test_fraction", 0.2)),
         float(info.get("calibration_fraction", 0.2)),
         int(info.get("seed", 0)),
     )
-    models = list(info["models"])
-    quality, cost = recorded_arrays(test, models)
-    prompts = [i.prompt for i in test.items]
-    choice = router.choose_from(router.embed(prompts, cache_dir=args.cache_dir), prompts)
-    targets = router.targets()
-    category = [i.category or "" for i in test.items]
-    rows = [
-        {
-            "item_id": item_id,
-            "category": category[n],
-            "model": targets[j],
-            "score": quality[n, j],
-            "cost_usd": cost[n, j],
-        }
-        for n, item_id in enumerate(test.ids)
-        for j in range(len(targets))
-    ]
-    decisions = {item_id: targets[int(choice[n])] for n, item_id in enumerate(test.ids)}
-    return Evaluation(pd.DataFrame(rows), decisions)
+    return test
+
+
+def use_cached_embedder(router: LearnedRouter, cache_dir: str | None) -> None:
+    """Give ``router`` one embedder for the whole command, behind the on-disk embedding
+    cache: prompts embedded by an earlier command are read back, and the model is loaded
+    (once) only if some prompt is new."""
+    from aigw_lab.embedding_cache import CachedEmbedder
+    from aigw_lab.policy.learned.features import cached_embedder, make_embedder
+
+    current = router._embedder  # an embedder set by --embedder, else none loaded yet
+    if isinstance(current, CachedEmbedder):
+        current = current.embedder
+    router.embedder = cached_embedder(current or make_embedder(router.embedder_name), cache_dir)

@@ -99,9 +99,21 @@ class Policy:
         """
         return send(self.decide(request).target, request)
 
+    async def adecide(self, request: ChatRequest) -> RouteDecision:
+        """`decide` for async callers. Policies whose decision costs real CPU time (a
+        learned router embeds the prompt) run it off the event loop, so other requests on
+        the same loop are not held up meanwhile."""
+        return self.decide(request)
+
     async def acall(self, request: ChatRequest, send: AsyncSend) -> ChatResponse:
         """The async form of `call`."""
-        return await send(self.decide(request).target, request)
+        return await send((await self.adecide(request)).target, request)
+
+    async def astream_targets(self, request: ChatRequest) -> Sequence[str] | None:
+        """`stream_targets` for async callers (see `adecide`)."""
+        if not self.single_decision or type(self).stream_targets is not Policy.stream_targets:
+            return self.stream_targets(request)  # a policy with its own rule (fallback)
+        return ((await self.adecide(request)).target,)
 
     def stream_targets(self, request: ChatRequest) -> Sequence[str] | None:
         """The targets to try, in order, when the caller asks for a stream.
@@ -118,6 +130,11 @@ class Policy:
     def to_dict(self) -> dict[str, Any]:
         """The policy as JSON-ready data; learned artifacts are saved by `save_artifacts`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement to_dict()")
+
+    def warm_up(self) -> None:
+        """Do the slow one-time work of the first decision now (a learned router loads its
+        embedding model). A server calls this before it reports ready; most policies have
+        nothing to do."""
 
     def save_artifacts(self, folder: Path) -> list[Path]:
         """Write the files `to_dict` names (model weights, embeddings) into ``folder``.

@@ -47,7 +47,13 @@ from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Te
 if TYPE_CHECKING:
     from aigw_lab.gateway.gateway import Gateway
 
-__all__ = ["PolicyRouter", "PolicyProvider", "POLICY_PROVIDER", "install_policies"]
+__all__ = [
+    "PolicyRouter",
+    "PolicyProvider",
+    "POLICY_PROVIDER",
+    "install_policies",
+    "warm_up_policies",
+]
 
 #: The provider name policies are addressed under: ``"policy/NAME"``.
 POLICY_PROVIDER = "policy"
@@ -258,7 +264,7 @@ class PolicyRouter(Middleware):
         policy = self._policy(ctx)
         call = _PolicyCall(self, ctx)
         try:
-            targets = policy.stream_targets(call.request)
+            targets = await policy.astream_targets(call.request)
             if targets is None:
 
                 async def send(target: str, request: ChatRequest) -> ChatResponse:
@@ -474,3 +480,16 @@ def merge_policies(
             )
         merged[name] = policy
     return merged
+
+
+def warm_up_policies(gateway: Gateway) -> list[str]:
+    """Call `Policy.warm_up` on every policy of ``gateway`` (a learned router loads its
+    embedding model), so the first request routed by each is as fast as the rest. Returns
+    the names of the policies warmed."""
+    names = []
+    for middleware in gateway.middleware:
+        if isinstance(middleware, PolicyRouter):
+            for name, policy in middleware.policies.items():
+                policy.warm_up()
+                names.append(name)
+    return names

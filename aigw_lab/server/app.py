@@ -316,10 +316,23 @@ class GatewayApp:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    async def warm_up(self) -> None:
+        """Load what the first request would otherwise wait for (a learned policy's embedding
+        model), off the event loop. Runs at lifespan startup, before uvicorn accepts
+        connections, so ``/health`` answers only once policies route at full speed."""
+        from aigw_lab.policy.router import warm_up_policies
+
+        await asyncio.to_thread(warm_up_policies, self.gateway)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.warm_up()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:

@@ -153,8 +153,10 @@ class BackgroundServer:
         """The root URL, e.g. ``http://127.0.0.1:54321``."""
         return root_url(self.host, self._port)
 
-    def start(self, timeout_s: float = 10.0) -> BackgroundServer:
-        """Start serving; returns once the server accepts connections."""
+    def start(self, timeout_s: float = 120.0) -> BackgroundServer:
+        """Start serving; returns once the server accepts connections, which is after the
+        app's lifespan startup (a `GatewayApp` loads its learned policies' embedding models
+        there, which can take tens of seconds on a busy CPU: hence the long timeout)."""
         import uvicorn
 
         sock = bind_socket(self.host, self._port)
@@ -163,8 +165,8 @@ class BackgroundServer:
         config = uvicorn_config(self.app, self.limits, log_level="warning", lifespan=self._lifespan)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
+            target=self._run,
+            args=(self._server, sock),
             name=f"aigw-server:{self._port}",
             daemon=True,
         )
@@ -176,6 +178,13 @@ class BackgroundServer:
                 raise ConfigError(f"the server on {self.url} did not start")
             time.sleep(0.005)
         return self
+
+    @staticmethod
+    def _run(server: Any, sock: socket.socket) -> None:
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:
+            pass  # uvicorn exits when the app's startup fails; `start` reports it
 
     def stop(self) -> None:
         """Shut down gracefully and wait for the thread to end."""

@@ -155,7 +155,11 @@ def test_embeddings_are_cached_per_embedder_and_texts(tmp_path):
     first = embed_prompts(["a b c", "d e f"], embedder, cache_dir=tmp_path, label="t")
     again = embed_prompts(["a b c", "d e f"], embedder, cache_dir=tmp_path, label="t")
     other = embed_prompts(["a b c"], embedder, cache_dir=tmp_path, label="t")
-    assert Counting.calls == 2 and np.array_equal(first, again) and other.shape == (1, 64)
+    # Cached per text: a subset of embedded texts is read back, not embedded again.
+    assert Counting.calls == 1 and np.array_equal(first, again)
+    assert np.array_equal(other, first[:1])
+    embed_prompts(["a b c", "new"], embedder, cache_dir=tmp_path, label="t")
+    assert Counting.calls == 2  # only "new" went to the model
 
 
 def test_a_gateway_serves_the_learned_policy_from_recorded_answers():
@@ -169,3 +173,59 @@ def test_a_gateway_serves_the_learned_policy_from_recorded_answers():
     for item in test.items:
         answered = gateway.chat("cheap-or-strong", item.prompt)
         assert answered.model == (STRONG if item.id.startswith("math/") else WEAK)
+
+
+def test_batch_strong_scores_are_computed_once_per_matrix():
+    data = synthetic(40)
+    policy = train_router(data, "knn", embedder=EMBEDDER, params={"k": 5})
+    calls = []
+    original = policy.model.strong_score
+
+    def counting(X, strong, weak):
+        calls.append(len(X))
+        return original(X, strong, weak)
+
+    policy.model.strong_score = counting
+    X = EMBEDDER.embed([item.prompt for item in data.items])
+    first = policy.strong_scores_from(X)
+    first[:] = -1.0  # a caller's change must not leak into the kept copy
+    again = policy.with_decision(Decision("threshold", 0.1)).strong_scores_from(X)
+    assert calls == [80] and not np.array_equal(first, again)
+    pair = policy.targets().index(policy.strong), policy.targets().index(policy.weak)
+    assert np.array_equal(again, original(X, *pair))
+    policy.strong_scores_from(X.copy())  # another matrix (equal values): computed again
+    policy.strong_scores_from(X[:1])
+    policy.strong_scores_from(X[:1])  # one prompt (a served request): never kept
+    assert calls == [80, 80, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["hashing-x", "hashing-256", "hashing-256-3-1", "hashing--3"])
+def test_a_malformed_hashing_embedder_name_is_a_config_error(name):
+    from aigw_lab.policy.learned.features import make_embedder
+
+    with pytest.raises(ConfigError, match="hashing-<dim>-<ngram>"):
+        make_embedder(name)
+    assert make_embedder("hashing-64-2").name == "hashing-64-2"
+
+
+def test_the_python_flow_reads_every_embedding_back_on_a_rerun(tmp_path, monkeypatch):
+    from aigw_lab.policy.calibrate import calibrate
+
+    monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path))
+    seen: list[str] = []
+    original = HashingEmbedder.embed
+    monkeypatch.setattr(
+        HashingEmbedder, "embed", lambda self, texts: seen.extend(texts) or original(self, texts)
+    )
+
+    def flow() -> None:  # the docs' train / calibrate / evaluate steps, default cache
+        rest, test = synthetic(40).split(0.25, seed=0)
+        train, cal = rest.split(0.25, seed=1)
+        router = train_router(train, "knn", embedder=HashingEmbedder(64), params={"k": 5})
+        result = calibrate(router, cal, strong_share=0.5, held_out=test, n_boot=20)
+        evaluate_router(router.with_decision(result.decision), test, n_boot=20)
+
+    flow()
+    assert len(seen) == 80  # every prompt once
+    flow()
+    assert len(seen) == 80  # the rerun embedded nothing

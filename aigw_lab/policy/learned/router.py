@@ -15,9 +15,13 @@ Two decision modes (the ``decision`` of the policy spec):
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +51,10 @@ ROUTERS: Mapping[str, type[QualityModel]] = {
 DEFAULT_TARGET_PREFIX = "rec/"
 _TRAIN_IDS = "_train_ids"  # the artifact array holding the training item ids
 _CHARS_PER_TOKEN = 4  # the recorded datasets' token estimate, aigw_lab.datasets.recorded
+#: How many recent prompts a served router keeps the embeddings of (in memory only).
+SERVING_MEMORY = 4096
+_SCORED_KEPT = 3  # strong-win score arrays kept by `strong_scores_from`...
+_SCORED_MIN_ROWS = 64  # ...for matrices of at least this many prompts
 
 
 def default_target(model: str) -> str:
@@ -125,6 +133,11 @@ class LearnedRouter(Policy):
         self.train_ids = tuple(train_ids) if train_ids is not None else None
         self._embedder = embedder_instance
         self._embedder_lock = threading.Lock()  # concurrent first calls load one model
+        self._scored: list[tuple[np.ndarray, np.ndarray]] = []  # see strong_scores_from
+        self._decide_thread: ThreadPoolExecutor | None = None  # see adecide
+        # See _one_torch_thread; a dict so that `with_decision` twins, which share the
+        # deciding thread, share it too.
+        self._torch_state: dict[str, Any] = {"limited": False, "default": None}
 
     # --- the Policy contract ------------------------------------------------------------------
 
@@ -146,6 +159,51 @@ class LearnedRouter(Policy):
         index = int(self.choose_from(X, [text])[0])
         reason = f"{self.model.router}: max quality - {self.decision.value:g} x cost"
         return RouteDecision(self._targets[index], reason, scores)
+
+    async def adecide(self, request: ChatRequest) -> RouteDecision:
+        # Embedding a prompt takes tens of milliseconds of CPU: off the event loop, so the
+        # server keeps serving other requests meanwhile. Always the same one thread: torch
+        # starts a pool of OpenMP threads per calling thread, and embedding from a changing
+        # set of pool threads (asyncio.to_thread) made each request 10x slower and 7x
+        # costlier in CPU on a busy 2-core machine (bench/bench_served_policy.py).
+        loop = asyncio.get_running_loop()
+        decision = await loop.run_in_executor(self._decider(), self._decide_on_own_thread, request)
+        self._restore_torch_default()
+        return decision
+
+    def _decide_on_own_thread(self, request: ChatRequest) -> RouteDecision:
+        decision = self.decide(request)
+        self._one_torch_thread()
+        return decision
+
+    def _one_torch_thread(self) -> None:
+        """On the deciding thread, once torch is loaded: use one intra-op thread. One prompt
+        is too little work to split, and two OpenMP threads waiting on each other cost 2-5x
+        the CPU of one in bench/bench_served_policy.py. ``OMP_NUM_THREADS``, when set, wins.
+        torch keeps this per thread but also makes it the default of threads started later;
+        the caller restores that default (`_restore_torch_default`)."""
+        torch = sys.modules.get("torch")
+        state = self._torch_state
+        if state["limited"] or torch is None or "OMP_NUM_THREADS" in os.environ:
+            return
+        state["limited"] = True
+        state["default"] = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def _restore_torch_default(self) -> None:
+        default, self._torch_state["default"] = self._torch_state["default"], None
+        torch = sys.modules.get("torch")
+        if default is not None and torch is not None:
+            torch.set_num_threads(default)  # this thread's value and later threads' default
+
+    def _decider(self) -> ThreadPoolExecutor:
+        if self._decide_thread is None:
+            with self._embedder_lock:
+                if self._decide_thread is None:
+                    self._decide_thread = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix=f"aigw-policy-{self.name[:20]}"
+                    )
+        return self._decide_thread
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,12 +275,35 @@ class LearnedRouter(Policy):
 
     @property
     def embedder(self) -> Embedder:
-        """The embedder, loaded from ``embedder_name`` on first use."""
+        """The embedder, built from ``embedder_name`` on first use (its model loads on its
+        first `embed`, or in `warm_up`). It remembers the last `SERVING_MEMORY` prompts in
+        memory, never on disk: served prompts are users' data."""
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    self._embedder = make_embedder(self.embedder_name)
+                    from aigw_lab.embedding_cache import CachedEmbedder
+
+                    self._embedder = CachedEmbedder(
+                        make_embedder(self.embedder_name), None, memory=SERVING_MEMORY
+                    )
         return self._embedder
+
+    def warm_up(self) -> None:
+        """Load the embedding model and route one prompt, so the first real request does
+        not pay for the model load (a server calls this before it reports ready)."""
+        # On the thread `adecide` embeds on, so its torch thread pool is started too.
+        self._decider().submit(self._warm_up).result()
+        self._restore_torch_default()
+
+    def _warm_up(self) -> None:
+        probe = "Warm-up: what is 2 + 2?"
+        embedder = self.embedder
+        warm = getattr(embedder, "warm", None)
+        if warm is not None:
+            warm()  # runs the model itself, not an in-memory hit
+        X = embedder.embed([probe])
+        self.choose_from(X, [probe])
+        self._one_torch_thread()
 
     @embedder.setter
     def embedder(self, embedder: Embedder) -> None:
@@ -255,9 +336,9 @@ class LearnedRouter(Policy):
         return decision
 
     def embed(self, prompts: Sequence[str], *, cache_dir: str | Path | None = None) -> np.ndarray:
-        """Embeddings of ``prompts`` (cached on disk when ``cache_dir`` is given)."""
-        if cache_dir is None:
-            return self.embedder.embed(list(prompts))
+        """Embeddings of a batch of ``prompts`` (evaluation, calibration), through the
+        on-disk embedding cache in ``cache_dir`` (default `default_cache_dir`). Routing a
+        request (`decide`) never writes to that cache: served prompts are users' data."""
         return embed_prompts(prompts, self.embedder, cache_dir=cache_dir, label=self.name)
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
@@ -274,8 +355,19 @@ class LearnedRouter(Policy):
                 f"learned policy {self.name!r} has no strong/weak pair",
                 hint="train it with strong= and weak= for threshold routing",
             )
+        # Calibration and evaluation score the same held-out matrix several times (a kNN
+        # pass over MMLU's test items takes seconds): the last few results are kept, keyed by
+        # the array object itself (held here, so its identity cannot be reused meanwhile).
+        # A served request's one row is never kept.
+        batch = len(X) >= _SCORED_MIN_ROWS
+        for seen, scores in self._scored if batch else ():
+            if seen is X:
+                return scores.copy()
         index = self._targets.index
-        return self.model.strong_score(X, index(self.strong), index(self.weak))
+        scores = self.model.strong_score(X, index(self.strong), index(self.weak))
+        if batch:
+            self._scored[:] = [*self._scored[-(_SCORED_KEPT - 1) :], (X, scores.copy())]
+        return scores
 
     def expected_costs(self, prompts: Sequence[str]) -> np.ndarray:
         """(q, m) expected USD per query: estimated input tokens and each target's mean
