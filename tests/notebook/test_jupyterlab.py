@@ -1,8 +1,9 @@
 """A notebook view in a real JupyterLab, in headless Chromium: 02_compare_providers is opened
 in a JupyterLab server on 127.0.0.1, its cells are run from the keyboard, and the
-`ComparisonDashboard` must draw its plotly figure inside its widget, with no request leaving the machine (plotly.js
-comes from the ``jupyterlab-plotly`` extension the plotly package installs, not a CDN: the
-browser resolves no name but loopback's, and the test checks every request it made).
+`ComparisonDashboard` must draw its plotly figure inside its widget, with no request leaving
+the machine (plotly.js comes from the ``jupyterlab-plotly`` extension the plotly package
+installs, not a CDN: the browser resolves no name but loopback's, and the test checks every
+request it made).
 
 Needs ``jupyterlab`` in this interpreter, the ``playwright`` package and Debian's Chromium at
 /usr/bin/chromium (playwright's own browser download is not used); skipped otherwise.
