@@ -217,6 +217,19 @@ def plotly_figures(notebook: Any) -> list[dict[str, Any]]:
     ]
 
 
+def widget_figures(notebook: Any) -> list[dict[str, Any]]:
+    """The plotly figures held by the saved state of the notebook's Output widgets (the
+    views' figure panes): what JupyterLab shows when the notebook is reopened."""
+    states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return [
+        output["data"]["application/vnd.plotly.v1+json"]
+        for widget in states.values()
+        if widget["model_name"] == "OutputModel"
+        for output in widget["state"].get("outputs", ())
+        if "application/vnd.plotly.v1+json" in output.get("data", {})
+    ]
+
+
 def values(array: Any) -> list[float]:
     """A plotly JSON array as floats: a plain list, or plotly's typed-array encoding
     (``{"dtype": "f8", "bdata": base64}``) that plotly 6+ uses for numpy arrays."""
@@ -295,7 +308,10 @@ def test_compare_providers(kernel_manager: Any, tmp_path: Path) -> None:
         assert not any(t.startswith("sim-") for t in real)
     # quality vs cost, cost bars, latency (+ the real models' quality vs cost).
     assert len(plotly_figures(run.notebook)) >= 3
-    assert run.notebook.metadata.get("widgets"), "saved with its widget state, as a user would"
+    # The dashboard's four panes, saved as figure JSON in their Output widgets.
+    titles = {f["layout"].get("title", {}).get("text", "") for f in widget_figures(run.notebook)}
+    assert len(widget_figures(run.notebook)) == 4
+    assert any(title.startswith("Quality vs cost") for title in titles), titles
     check_size_and_time("02_compare_providers", run, needs_shared_data=True)
 
 
@@ -344,6 +360,7 @@ _ROUTING_PROBE = """None if recorded is None else {
         }.items()
     },
     "test_items": held_out.n,
+    "threshold": threshold,
     "splits_disjoint": not (set(train.ids) | set(cal.ids)) & set(test.ids),
     "explorer_share": float(explorer.current["strong_share"]),
     "exported_targets": exported,
@@ -451,7 +468,11 @@ def test_routing_policies(kernel_manager: Any, tmp_path: Path) -> None:
     assert check["served_targets"] == check["policy_targets"]
     served = f"{check['served_matched']}/{check['served_calls']} served calls went where"
     assert served in text
-    assert notebook.metadata.get("widgets"), "saved with its widget state, as a user would"
+    # The explorer's pane, saved as figure JSON in its Output widget, shows the last threshold
+    # the notebook set (the calibrated one) as its marker.
+    (tradeoff,) = widget_figures(notebook)
+    markers = [t for t in tradeoff["data"] if t.get("name") == "current threshold"]
+    assert markers and markers[0]["x"] == [pytest.approx(check["threshold"])]
 
 
 @pytest.mark.slow
