@@ -23,9 +23,9 @@ a user's save would; it must stay under `MAX_SAVED_BYTES`.
 
 Time: the table in notebooks/README.md states each notebook's run time as a range ``lo-hi s``,
 and for 04 a second one, ``(later runs lo-hi s)``, with a warm embedding cache (measured on
-the 2-core development box with the shared data folder). The test measures the
-wall time of the cells and the kernel's CPU time over them, and fails when the range is off
-by more than `TIME_FACTOR` either way: the wall time must be at least ``lo / 2`` (a busy
+the 2-core development box with the shared data folder). The test measures the wall time of
+the cells and the kernel's CPU time over them, and fails when the range is off by more than
+`TIME_FACTOR` either way: the wall time must be at least ``lo / 2`` (a busy
 machine only makes wall time longer, so a faster run means the stated time is too high), and
 the smaller of wall and CPU time at most ``hi * 2`` (other processes on a busy machine
 lengthen the wall time but not the kernel's CPU time, so a notebook fails this when its own
