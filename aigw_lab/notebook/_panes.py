@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-__all__ = ["FigurePane", "figure_bundle", "filtered_copy", "frame_html", "json_path"]
+__all__ = [
+    "FigurePane",
+    "figure_bundle",
+    "filtered_copy",
+    "frame_html",
+    "json_path",
+    "readable_source",
+]
 
 
 class FigurePane:
@@ -52,6 +59,17 @@ def figure_bundle(figure: go.Figure) -> dict[str, Any]:
     title = figure.layout.title.text if figure.layout.title.text else "untitled"
     bundle["text/plain"] = f"plotly figure: {title}"
     return bundle
+
+
+def readable_source(source: Any) -> Any:
+    """``source`` as a view can read it now: a `CallLog` closed since the view was made (a
+    notebook's last cell closing its gateway) is read from its file, so the views still on
+    screen keep answering their filters. Anything else is returned as it is."""
+    from aigw_lab.store.calllog import CallLog
+
+    if isinstance(source, CallLog) and source.closed and str(source.path) != ":memory:":
+        return source.path
+    return source
 
 
 def json_path(key: str) -> str:

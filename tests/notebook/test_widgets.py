@@ -395,3 +395,29 @@ def test_explorer_filters_by_experiment(lab: dict) -> None:
     assert len(explorer.results) == 5
     assert set(explorer.results["experiment_id"]) == {lab["other"].id}
     assert explorer.results["simulated"].all()
+
+
+def test_views_keep_answering_after_their_gateway_is_closed(tmp_path) -> None:
+    # A notebook's last cell closes its gateway; the views above it must still filter.
+    # Fails when the views query the closed CallLog ("call log ... is closed").
+    gateway = Gateway.simulated_fleet(seed=0, time_scale=0.0, log=tmp_path / "calls.duckdb")
+    experiment = Experiment(
+        "closing",
+        bundled_dataset().sample(12, seed=1),
+        [Target(model=TARGETS[0]), Target(model=TARGETS[1])],
+        scorers=[AutoScorer()],
+    )
+    run_experiment(gateway, experiment, progress=False)
+    dashboard = ComparisonDashboard(gateway.log, experiment_id=experiment.id)
+    explorer = LogExplorer(gateway.log)
+    gateway.close()
+
+    dashboard.targets.value = (TARGETS[1],)
+    assert "Could not" not in dashboard.status.value
+    assert dashboard.shown_targets == [TARGETS[1]]
+    dashboard.category.value = dashboard.category.options[1][1]  # the in-memory copy path
+    assert "Could not" not in dashboard.status.value
+    assert dashboard.shown_targets == [TARGETS[1]]
+    explorer.status.value = "ok"
+    assert len(explorer.results) == 24
+    assert explorer.select(explorer.results["call_id"].iloc[0])["status"] == "ok"
