@@ -54,6 +54,12 @@ RUN_ALL_MS = 300_000
 # The dashboard's figure: a plotly plot drawn (its SVG) inside an ipywidgets Output.
 _VIEW_FIGURE = ".widget-output .js-plotly-plot .main-svg"
 
+# What the first figure on the page plots: its traces' y values, as text to compare.
+_PLOTTED_Y = """(selector) => {
+    const plot = document.querySelector(selector).closest('.js-plotly-plot');
+    return JSON.stringify(plot.data.map((trace) => Array.from(trace.y || [])));
+}"""
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -198,6 +204,17 @@ def test_dashboard_renders_in_jupyterlab(jupyterlab, tmp_path: Path) -> None:
                 }""",
                 _VIEW_FIGURE,
             )
+            # A filter set in the browser: the kernel redraws and sends the pane's new
+            # outputs, which the page must draw in place of the old figure.
+            shown_before = page.evaluate(_PLOTTED_Y, _VIEW_FIGURE)
+            category = page.locator(".widget-dropdown", has=page.locator("text=category"))
+            category.locator("select").select_option(label="(any)")
+            page.wait_for_function(
+                f"(before) => ({_PLOTTED_Y})({_VIEW_FIGURE!r}) !== before",
+                arg=shown_before,
+                timeout=120_000,
+            )
+            page.screenshot(path=str(tmp_path / "jupyterlab-any-category.png"))
         finally:
             browser.close()
     # The quality-vs-cost tab: a plot with a size and one marker per target at least.
