@@ -1,15 +1,16 @@
 """Small building blocks shared by the notebook views: a pane that shows one plotly figure,
 a filtered in-memory copy of a call log, and HTML tables.
 
-A figure pane uses `plotly.graph_objects.FigureWidget` when plotly can build one (plotly 6+
-needs the ``anywidget`` package for it), and otherwise an ``ipywidgets.Output`` that displays
-the figure with plotly's own renderer. Both work in JupyterLab and VS Code without custom
-JavaScript; the second just redraws the whole figure on every change.
+A figure pane is an ``ipywidgets.Output`` holding the figure as plotly's JSON mime type
+(``application/vnd.plotly.v1+json``), which JupyterLab draws with the ``jupyterlab-plotly``
+extension installed with the plotly package, and VS Code draws natively; both offline.
+Not a `plotly.graph_objects.FigureWidget`: since plotly 6 each of those carries plotly.js
+(about 5 MB) in its widget state, so every figure a view drew added 5 MB to a saved notebook.
+The pane redraws the whole figure on every change, which the views did anyway.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-__all__ = ["FigurePane", "filtered_copy", "frame_html", "json_path"]
+__all__ = [
+    "FigurePane",
+    "figure_bundle",
+    "filtered_copy",
+    "frame_html",
+    "json_path",
+    "readable_source",
+]
 
 
 class FigurePane:
@@ -30,35 +38,38 @@ class FigurePane:
         import ipywidgets as widgets
 
         self.figure: go.Figure | None = None
-        self._use_figure_widget = _figure_widget_available()
-        self.widget = widgets.Box() if self._use_figure_widget else widgets.Output()
+        self.widget = widgets.Output()
 
     def show(self, figure: go.Figure) -> None:
-        import plotly.graph_objects as go
-
         self.figure = figure
-        if self._use_figure_widget:
-            # A new FigureWidget per redraw: resetting traces and layout in place leaves
-            # stale layout keys (axis types, annotations) from the previous figure behind.
-            self.widget.children = (go.FigureWidget(figure),)
-            return
-        from IPython.display import display
-
-        self.widget.clear_output(wait=True)
-        with self.widget:
-            display(figure)
+        # Set as the widget's outputs rather than displayed inside ``with self.widget``: the
+        # pane then holds exactly this figure, whatever else the kernel is printing meanwhile
+        # (output capture is per kernel message, not per pane).
+        self.widget.outputs = (
+            {"output_type": "display_data", "data": figure_bundle(figure), "metadata": {}},
+        )
 
 
-@functools.cache
-def _figure_widget_available() -> bool:
-    """Whether plotly can build a `FigureWidget` here (asked once per process)."""
-    try:
-        import plotly.graph_objects as go
+def figure_bundle(figure: go.Figure) -> dict[str, Any]:
+    """``figure`` as a mime bundle: plotly's JSON mime type (the figure's data, no plotly.js)
+    and a line of plain text for frontends that cannot draw it."""
+    import plotly.io as pio
 
-        go.FigureWidget()
-    except ImportError:
-        return False
-    return True
+    bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
+    title = figure.layout.title.text if figure.layout.title.text else "untitled"
+    bundle["text/plain"] = f"plotly figure: {title}"
+    return bundle
+
+
+def readable_source(source: Any) -> Any:
+    """``source`` as a view can read it now: a `CallLog` closed since the view was made (a
+    notebook's last cell closing its gateway) is read from its file, so the views still on
+    screen keep answering their filters. Anything else is returned as it is."""
+    from aigw_lab.store.calllog import CallLog
+
+    if isinstance(source, CallLog) and source.closed and str(source.path) != ":memory:":
+        return source.path
+    return source
 
 
 def json_path(key: str) -> str:

@@ -10,7 +10,7 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.notebook._panes import frame_html
+from aigw_lab.notebook._panes import frame_html, readable_source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,7 +114,7 @@ class LogExplorer:
         from aigw_lab.analysis import open_source
 
         conditions, params = self._conditions()
-        with open_source(self.source) as read:
+        with open_source(readable_source(self.source)) as read:
             frame = read(
                 f"""
                 SELECT "timestamp", call_id, trace_id, attempt, {_MODEL_SQL} AS model,
@@ -148,7 +148,7 @@ class LogExplorer:
         """Show the call ``call_id`` (any call of the log) in the detail pane; return it."""
         from aigw_lab.analysis import open_source
 
-        with open_source(self.source) as read:
+        with open_source(readable_source(self.source)) as read:
             rows = read("SELECT * FROM calls WHERE call_id = ?", [call_id])
         if rows.empty:
             raise KeyError(f"the call log has no call {call_id!r}")

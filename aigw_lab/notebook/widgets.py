@@ -20,7 +20,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import AigwError
-from aigw_lab.notebook._panes import FigurePane, filtered_copy, frame_html, json_path
+from aigw_lab.notebook._panes import (
+    FigurePane,
+    filtered_copy,
+    frame_html,
+    json_path,
+    readable_source,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,12 +197,13 @@ class ComparisonDashboard:
     def _filtered_source(self) -> tuple[Any, bool]:
         """The source to analyse: the log itself, or (with a category or tag filter) an
         in-memory copy of the matching calls, which the caller must close."""
+        source = readable_source(self.source)
         if self.category.value is None and not self.tags.value:
-            return self.source, False
+            return source, False
         from aigw_lab.analysis import open_source
 
         conditions, params = self._conditions()
-        with open_source(self.source) as read:
+        with open_source(source) as read:
             return filtered_copy(read, " AND ".join(conditions), params), True
 
     def _conditions(self) -> tuple[list[str], list[Any]]:
@@ -222,7 +229,7 @@ class ComparisonDashboard:
         where, params = "TRUE", []
         if self.experiment.value is not None:
             where, params = "experiment_id = ?", [self.experiment.value]
-        with open_source(self.source) as read:
+        with open_source(readable_source(self.source)) as read:
             targets = read(
                 "SELECT DISTINCT coalesce(target, provider_name || '/' || request_model) AS t "
                 f"FROM calls WHERE {where} ORDER BY t",

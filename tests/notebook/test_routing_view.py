@@ -152,3 +152,27 @@ def test_explorer_starts_where_asked_and_clamps_to_the_curve(curve) -> None:
     assert "[" not in without_ci.readout_text
     with pytest.raises(ValueError, match="no thresholds"):
         ThresholdExplorer(curve.iloc[0:0])
+
+
+def test_slider_moves_keep_the_saved_widget_state_small(curve) -> None:
+    # Fails with a FigureWidget pane: plotly.js (~5 MB) in the widget state of every figure
+    # the explorer drew, so a notebook saved with widget state grew 5 MB per slider move.
+    import json
+
+    from ipywidgets.embed import dependency_state
+    from ipywidgets.widgets.widget import _instances
+
+    explorer = ThresholdExplorer(curve)
+    before = len(_instances)
+    for threshold in np.linspace(curve["threshold"].min(), curve["threshold"].max(), 5):
+        explorer.slider.value = float(threshold)
+    assert len(_instances) == before
+    (shown,) = explorer.widget.children[2].outputs
+    markers = [
+        t
+        for t in shown["data"]["application/vnd.plotly.v1+json"]["data"]
+        if t.get("name") == "current threshold"
+    ]
+    assert markers and markers[0]["x"] == [explorer.slider.value]
+    state = dependency_state(explorer.widget, drop_defaults=False)
+    assert len(json.dumps(state)) < 300_000

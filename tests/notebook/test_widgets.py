@@ -172,18 +172,53 @@ def test_dashboard_rejects_an_unknown_experiment(lab: dict) -> None:
         ComparisonDashboard(lab["log"], experiment_id="nope")
 
 
-def test_dashboard_without_figure_widgets_draws_into_an_output(
-    lab: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def pane_figure_json(pane_widget) -> dict:
+    """The plotly figure JSON an Output pane holds (exactly one display_data output)."""
+    (output,) = pane_widget.outputs
+    assert output["output_type"] == "display_data"
+    return output["data"]["application/vnd.plotly.v1+json"]
+
+
+def test_dashboard_panes_hold_the_shown_figure_as_plotly_json(lab: dict) -> None:
     import ipywidgets
 
-    from aigw_lab.notebook import _panes
-
-    monkeypatch.setattr(_panes, "_figure_widget_available", lambda: False)
     dashboard = ComparisonDashboard(lab["log"], experiment_id=lab["main"].id)
     assert all(isinstance(p.widget, ipywidgets.Output) for p in dashboard._panes.values())
     dashboard.targets.value = (TARGETS[1],)
+    shown = pane_figure_json(dashboard._panes["quality_vs_cost"].widget)
+    # What the browser gets is the figure the view holds, redrawn for the new filter.
+    assert {t["meta"]["target"] for t in shown["data"] if t.get("meta")} == {TARGETS[1]}
     assert figure_targets(dashboard.figures["quality_vs_cost"]) == {TARGETS[1]}
+
+
+def saved_widget_state_bytes(widget) -> int:
+    """How many bytes ``widget`` and the widgets it holds add to a notebook saved with its
+    widget state (what JupyterLab's "save widget state" and nbclient write)."""
+    import json
+
+    from ipywidgets.embed import dependency_state
+
+    return len(json.dumps(dependency_state(widget, drop_defaults=False)))
+
+
+def test_dashboard_saved_state_stays_small(lab: dict) -> None:
+    # Fails on FigureWidget panes: each carried plotly.js (~5 MB) in its widget state.
+    dashboard = ComparisonDashboard(lab["log"], experiment_id=lab["main"].id)
+    for chosen in ((TARGETS[0],), (TARGETS[1], TARGETS[2]), ()):
+        dashboard.targets.value = chosen
+    assert saved_widget_state_bytes(dashboard.widget) < 300_000
+
+
+def test_dashboard_redraws_leave_no_widgets_behind(lab: dict) -> None:
+    # Fails when each redraw builds a new widget without closing the last: a kernel (and a
+    # notebook saved with widget state) kept every figure ever drawn.
+    from ipywidgets.widgets.widget import _instances
+
+    dashboard = ComparisonDashboard(lab["log"], experiment_id=lab["main"].id)
+    before = len(_instances)
+    for chosen in ((TARGETS[0],), (TARGETS[1],), (TARGETS[2],), ()):
+        dashboard.targets.value = chosen
+    assert len(_instances) == before
 
 
 def test_dashboard_is_displayable(lab: dict) -> None:
@@ -360,3 +395,29 @@ def test_explorer_filters_by_experiment(lab: dict) -> None:
     assert len(explorer.results) == 5
     assert set(explorer.results["experiment_id"]) == {lab["other"].id}
     assert explorer.results["simulated"].all()
+
+
+def test_views_keep_answering_after_their_gateway_is_closed(tmp_path) -> None:
+    # A notebook's last cell closes its gateway; the views above it must still filter.
+    # Fails when the views query the closed CallLog ("call log ... is closed").
+    gateway = Gateway.simulated_fleet(seed=0, time_scale=0.0, log=tmp_path / "calls.duckdb")
+    experiment = Experiment(
+        "closing",
+        bundled_dataset().sample(12, seed=1),
+        [Target(model=TARGETS[0]), Target(model=TARGETS[1])],
+        scorers=[AutoScorer()],
+    )
+    run_experiment(gateway, experiment, progress=False)
+    dashboard = ComparisonDashboard(gateway.log, experiment_id=experiment.id)
+    explorer = LogExplorer(gateway.log)
+    gateway.close()
+
+    dashboard.targets.value = (TARGETS[1],)
+    assert "Could not" not in dashboard.status.value
+    assert dashboard.shown_targets == [TARGETS[1]]
+    dashboard.category.value = dashboard.category.options[1][1]  # the in-memory copy path
+    assert "Could not" not in dashboard.status.value
+    assert dashboard.shown_targets == [TARGETS[1]]
+    explorer.status.value = "ok"
+    assert len(explorer.results) == 24
+    assert explorer.select(explorer.results["call_id"].iloc[0])["status"] == "ok"
