@@ -131,10 +131,15 @@ def epoch_seconds(value: Any) -> Any:
     return value
 
 
-def _frame(kind: bytes, values: tuple[Any, ...]) -> bytes:
-    # marshal format 2: no table of shared references to build per frame (~30% faster here).
-    payload = marshal.dumps(values, 2)
-    return _HEADER.pack(kind, len(payload), zlib.crc32(payload)) + payload
+# marshal format 2: no table of shared references to build per frame (~30% faster here).
+_dumps = marshal.dumps
+_checksum = zlib.crc32
+_pack_header = _HEADER.pack_into
+_HEADER_SIZE = _HEADER.size
+
+
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    return _HEADER.pack(kind, len(payload), _checksum(payload)) + payload
 
 
 class _Segment:
@@ -210,7 +215,7 @@ class Spool:
         self._segment_bytes = segment_bytes
         self._sync_each = durability == "fsync" and fsync_interval == 0
         self.lock = threading.Lock()
-        self._open: dict[str, bytes] = {}  # call_id -> start frame, for calls in flight
+        self._open: dict[str, bytes] = {}  # call_id -> start payload, for calls in flight
         self.ends = 0  # rows appended through this spool (CallLog.append counts them)
         self._sealed: list[tuple[int, _Segment]] = []  # (rows before the seal, segment)
         self._keep = False  # set when a row was spooled but refused: keep every segment
@@ -220,6 +225,11 @@ class Spool:
         self.closed = False
         make_private_dirs(directory)
         self._segment = self._new_segment(0)
+        # The current segment's mapping, its bytes used, and how far frames may go (-1 once
+        # the spool is closed or failed): the writes check one number.
+        self._map = self._segment.map
+        self._used = 0
+        self._limit = len(self._map)
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         if durability == "fsync" and fsync_interval > 0:
@@ -235,13 +245,29 @@ class Spool:
 
     def start(self, values: tuple[Any, ...]) -> None:
         """Record that a call (``values`` in `START_FIELDS` order) is about to be sent."""
+        # This and `write_end` run on the calling thread of every gateway call, so the copy
+        # into the mapping is written out here rather than in a shared helper: each Python
+        # call level costs a measurable share of the budget (docs/performance.md).
         try:
-            frame = _frame(_START, values)
+            payload = _dumps(values, 2)
         except ValueError:  # a value marshal cannot hold: send the call unprotected
             return
         with self.lock:
-            self._open[values[0]] = frame
-            self._write(frame)
+            used = self._used
+            end = used + _HEADER_SIZE + len(payload)
+            if end > self._limit:
+                self._write_slow(_START, payload)
+            else:
+                mapping = self._map
+                # Payload first, header last: a process killed between the two leaves zeros
+                # where the header goes, which ends the segment for the reader.
+                mapping[used + _HEADER_SIZE : end] = payload
+                _pack_header(mapping, used, _START, len(payload), _checksum(payload))
+                self._used = end
+                if self._sync_each:
+                    os.fdatasync(self._segment.fd)
+                self._dirty = True
+            self._open[values[0]] = payload
 
     def write_end(self, record: CallRecord) -> None:
         """Write ``record``'s end frame. The caller holds `lock` and appends the row to the
@@ -252,13 +278,25 @@ class Spool:
             stamp.timestamp() if type(stamp) is datetime and stamp.tzinfo else epoch_seconds(stamp)
         )
         try:
-            frame = _frame(_END, (stamp, record[:2], record[3:]))
+            payload = _dumps((stamp, record[:2], record[3:]), 2)
         except ValueError:
             # A value marshal cannot hold (not a plain str/int/float/bool/None): the writer
             # still gets the row; only its crash safety is lost, and the start stays open.
             return
-        self._open.pop(record[0], None)
-        self._write(frame)
+        used = self._used
+        end = used + _HEADER_SIZE + len(payload)
+        if end > self._limit:
+            self._write_slow(_END, payload)
+        else:
+            mapping = self._map
+            mapping[used + _HEADER_SIZE : end] = payload
+            _pack_header(mapping, used, _END, len(payload), _checksum(payload))
+            self._used = end
+            if self._sync_each:
+                os.fdatasync(self._segment.fd)
+            self._dirty = True
+        if self._open:
+            self._open.pop(record[0], None)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
 
@@ -266,31 +304,29 @@ class Spool:
         """A spooled row was refused by the writer: keep every segment for the next open."""
         self._keep = True
 
-    def _write(self, frame: bytes) -> None:
-        # Called with the lock held. A frame that does not fit goes to a new segment, so a
-        # full segment holds the ends of the first `ends` rows (this one is not counted yet).
+    def _write_slow(self, kind: bytes, payload: bytes) -> None:
+        # Called with the lock held when the frame does not fit the current segment, or the
+        # spool is closed or failed (`_limit` is -1 then). A frame that does not fit goes to
+        # a new segment, so a full segment holds the ends of the first `ends` rows (this one
+        # is not counted yet).
         if self.closed or self.failed is not None:
             return
-        segment = self._segment
-        end = segment.used + len(frame)
-        if end > len(segment.map):
-            if not self._rotate(self.ends, len(frame)):
-                return
-            segment = self._segment
-            end = segment.used + len(frame)
-        segment.map[segment.used : end] = frame
-        segment.used = end
+        if not self._rotate(self.ends, _HEADER_SIZE + len(payload)):
+            return
+        used = self._used
+        end = used + _HEADER_SIZE + len(payload)
+        self._map[used:end] = _frame(kind, payload)
+        self._used = end
         if self._sync_each:
-            os.fdatasync(segment.fd)  # dirty pages of a shared mapping included (Linux)
-        else:
-            self._dirty = True
+            os.fdatasync(self._segment.fd)
+        self._dirty = True
 
     # --- segments -----------------------------------------------------------------------
 
     def _new_segment(self, frame_bytes: int) -> _Segment:
         self._counter += 1
         name = f"{os.getpid()}-{os.urandom(4).hex()}-{self._counter:06d}{_SUFFIX}"
-        carried = sum(len(f) for f in self._open.values())
+        carried = sum(_HEADER_SIZE + len(p) for p in self._open.values())
         size = max(self._segment_bytes, 2 * (carried + frame_bytes))
         segment = _Segment(self.directory / name, size)
         if self.durability == "fsync":
@@ -301,12 +337,14 @@ class Spool:
         """Start a new segment (the old one holds the ends of the first ``rows`` rows) with
         the starts of the calls still in flight; False if that failed (the spool stops)."""
         old = self._segment
+        old.used = self._used
         try:
             if self.durability == "fsync":
                 os.fdatasync(old.fd)
             new = self._new_segment(frame_bytes)
         except OSError as exc:
             self.failed = exc
+            self._limit = -1
             warnings.warn(
                 f"the call log spool {self.directory} cannot grow ({exc}); calls are still "
                 "logged, but a crash from now on can lose the rows not yet written",
@@ -314,10 +352,10 @@ class Spool:
                 stacklevel=4,
             )
             return False
-        carried = b"".join(self._open.values())
+        carried = b"".join(_frame(_START, payload) for payload in self._open.values())
         new.map[: len(carried)] = carried
-        new.used = len(carried)
         self._segment = new
+        self._map, self._used, self._limit = new.map, len(carried), len(new.map)
         self._sealed.append((rows, old))
         return True
 
@@ -350,6 +388,8 @@ class Spool:
             if self.closed:
                 return
             self.closed = True
+            self._segment.used = self._used
+            self._limit = -1
             segments = [segment for _, segment in self._sealed] + [self._segment]
             self._sealed = []
             for segment in segments:
