@@ -101,7 +101,18 @@ INTERRUPTED_MESSAGE = (
 )
 
 _HEADER = struct.Struct("<cII")  # kind, payload length, CRC-32 of the payload
-_START, _END = b"S", b"E"
+# Frames are written with an Adler-32 checksum (kinds ``s``/``e``): it needs no lookup table,
+# so unlike CRC-32 it costs little when the table is not in the CPU cache, as between two
+# gateway calls. Frames of kinds ``S``/``E`` (CRC-32), written by earlier versions, are read.
+_START, _END = b"s", b"e"
+_OLD_START, _OLD_END = b"S", b"E"
+_CHECKSUMS = {
+    _START: zlib.adler32,
+    _END: zlib.adler32,
+    _OLD_START: zlib.crc32,
+    _OLD_END: zlib.crc32,
+}
+_STARTS = (_START, _OLD_START)
 _SUFFIX = ".spool"
 _MAX_PAYLOAD = 64 << 20  # a larger length is a corrupt header, not a row
 _NONE = type(None)
@@ -133,7 +144,7 @@ def epoch_seconds(value: Any) -> Any:
 
 # marshal format 2: no table of shared references to build per frame (~30% faster here).
 _dumps = marshal.dumps
-_checksum = zlib.crc32
+_checksum = zlib.adler32
 _pack_header = _HEADER.pack_into
 _HEADER_SIZE = _HEADER.size
 
@@ -170,6 +181,12 @@ class _Segment:
             raise
         self.path, self.fd, self.used = path, fd, 0
 
+    def clear(self) -> None:
+        """Zero the frames written so far, for reuse: a reader stops at the first zero
+        byte, so a process killed part way through leaves a segment that reads as empty."""
+        self.map[: self.used] = bytes(self.used)
+        self.used = 0
+
     def close(self, *, delete: bool, sync: bool) -> None:
         if sync and not delete:
             self.map.flush()
@@ -203,7 +220,7 @@ class Spool:
         committed: Callable[[], int],
         durability: str = "os",
         fsync_interval: float = 0.05,
-        segment_bytes: int = 8 << 20,
+        segment_bytes: int = 1 << 20,
     ) -> None:
         if durability not in ("os", "fsync"):
             raise ValueError(f"a spool's durability is 'os' or 'fsync', not {durability!r}")
@@ -218,6 +235,9 @@ class Spool:
         self._open: dict[str, bytes] = {}  # call_id -> start payload, for calls in flight
         self.ends = 0  # rows appended through this spool (CallLog.append counts them)
         self._sealed: list[tuple[int, _Segment]] = []  # (rows before the seal, segment)
+        # A sealed segment whose rows were all written, emptied, for the next rotation: its
+        # pages stay mapped and warm, where a new file's first write into each page faults.
+        self._spare: _Segment | None = None
         self._keep = False  # set when a row was spooled but refused: keep every segment
         self._counter = 0
         self._dirty = False
@@ -341,7 +361,12 @@ class Spool:
         try:
             if self.durability == "fsync":
                 os.fdatasync(old.fd)
-            new = self._new_segment(frame_bytes)
+            new = self._spare
+            carried = sum(_HEADER_SIZE + len(p) for p in self._open.values())
+            if new is not None and len(new.map) >= carried + frame_bytes:
+                self._spare = None
+            else:
+                new = self._new_segment(frame_bytes)
         except OSError as exc:
             self.failed = exc
             self._limit = -1
@@ -363,7 +388,11 @@ class Spool:
         committed = self._committed()
         while self._sealed and self._sealed[0][0] <= committed:
             _, segment = self._sealed.pop(0)
-            segment.close(delete=True, sync=False)
+            if self._spare is None and len(segment.map) == self._segment_bytes:
+                segment.clear()
+                self._spare = segment
+            else:
+                segment.close(delete=True, sync=False)
 
     def _sync_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -392,6 +421,9 @@ class Spool:
             self._limit = -1
             segments = [segment for _, segment in self._sealed] + [self._segment]
             self._sealed = []
+            if self._spare is not None:  # holds no frames
+                self._spare.close(delete=True, sync=False)
+                self._spare = None
             for segment in segments:
                 segment.close(delete=delete, sync=self.durability == "fsync")
         if delete:
@@ -497,8 +529,9 @@ def _parse(
         if size - offset < _HEADER.size:
             found.torn += 1
             return
-        kind, length, crc = _HEADER.unpack_from(data, offset)
-        if kind not in (_START, _END) or length > _MAX_PAYLOAD:
+        kind, length, check = _HEADER.unpack_from(data, offset)
+        checksum = _CHECKSUMS.get(kind)
+        if checksum is None or length > _MAX_PAYLOAD:
             found.invalid.append(f"{name}@{offset}: not a frame header; rest of file skipped")
             found.bad_segments.add(name)
             return
@@ -507,7 +540,7 @@ def _parse(
         if len(body) < length:
             found.torn += 1
             return
-        problem, values = _decode(body, crc, kind)
+        problem, values = _decode(body, check, kind)
         if problem is not None:
             if data.count(0, offset) == size - offset:
                 found.torn += 1  # cut short by the crash: nothing was written after it
@@ -516,23 +549,23 @@ def _parse(
             found.bad_segments.add(name)
             continue
         if frames is not None:
-            frames.append(("start" if kind == _START else "end", values))
-        if kind == _START:
+            frames.append(("start" if kind in _STARTS else "end", values))
+        if kind in _STARTS:
             starts.setdefault(values[0], values)
         else:
             ends[values[0]] = CallRecord._make(values)
 
 
-def _decode(body: bytes, crc: int, kind: bytes) -> tuple[str | None, tuple[Any, ...]]:
+def _decode(body: bytes, check: int, kind: bytes) -> tuple[str | None, tuple[Any, ...]]:
     """The frame's values (for an end: in `CALL_COLUMNS` order, timestamp as a datetime;
     for a start: in `START_FIELDS` order, timestamp in seconds), or what is wrong with it."""
-    if zlib.crc32(body) != crc:
+    if _CHECKSUMS[kind](body) != check:
         return "checksum mismatch", ()
     try:
         values = marshal.loads(body)
     except Exception:  # noqa: BLE001 - any undecodable payload is just a bad frame
         return "undecodable payload", ()
-    if kind == _END:
+    if kind not in _STARTS:
         if type(values) is not tuple or len(values) != 3:
             return "not an end frame", ()
         stamp, head, tail = values
@@ -556,7 +589,7 @@ def _decode(body: bytes, crc: int, kind: bytes) -> tuple[str | None, tuple[Any, 
         when = datetime.fromtimestamp(values[2], UTC)
     except (OverflowError, ValueError, OSError):
         return "timestamp out of range", ()
-    if kind == _END:
+    if kind not in _STARTS:
         values = (*values[:2], when, *values[3:])
     return None, values
 
