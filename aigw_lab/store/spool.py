@@ -11,15 +11,18 @@ already in ``calls``.
 
 Layout: ``<db>.spool/`` holds segment files, one writer each, locked with ``flock`` while
 their process lives (another `CallLog` replays only unlocked ones). A segment is
-preallocated (8 MiB) and mapped into memory; frames are copied into the mapping one after
+preallocated (1 MiB) and mapped into memory; frames are copied into the mapping one after
 the other (see `Spool` for why not ``os.write``). A frame is a 9-byte header (kind
-``S``/``E``, payload length, CRC-32) and a `marshal`-encoded tuple of plain values (str,
-int, float, bool, None; timestamps as float seconds since the epoch, which round-trip to the
-microsecond). An end frame holds ``(timestamp, row[:2], row[3:])``: three items instead of a
-rebuilt 44-tuple. marshal, not JSON: a full row encodes in ~2 µs instead of ~7 µs. What a
-file supplies is checked before it becomes a row: the CRC, then marshal in a ``try``, then
-every value's type against its column. The frame the process died copying fails the length
-or CRC check and is skipped; so is a corrupt one elsewhere, with a warning.
+``s``/``e``, payload length, Adler-32 of the payload) and a `marshal`-encoded tuple of plain
+values (str, int, float, bool, None; timestamps as float seconds since the epoch, which
+round-trip to the microsecond). Frames of kinds ``S``/``E`` (CRC-32), written by earlier
+versions, are read too. An end frame holds ``(timestamp, row[:2], row[3:])``: three items
+instead of a rebuilt 44-tuple. marshal, not JSON: a full row encodes in ~2 µs instead of
+~7 µs. The payload is copied first and the header last: a process killed in between leaves
+zeros where the header goes, which ends the segment. What a file supplies is checked before
+it becomes a row: the checksum, then marshal in a ``try``, then every value's type against
+its column. A frame the process died copying fails the length or checksum check and is
+skipped; so is a corrupt one elsewhere, with a warning.
 
 Durability (``durability``): ``"os"``: every frame is in the kernel's page cache as soon as
 it is copied: it survives the process dying, not the machine. ``"fsync"`` also calls
@@ -28,9 +31,12 @@ most that much), or after every frame when ``fsync_interval`` is 0 (each call th
 the disk). ``"none"`` writes no spool (rows can be lost, as before). Costs:
 docs/performance.md.
 
-Once the writer has committed rows, their frames are dead weight: when a segment is full, a
-new one is started with the starts of the calls still in flight, and the full one is deleted
-once every row whose end it holds is written.
+Once the writer has committed rows, their frames are dead weight: when a segment is full, the
+next one is started with the starts of the calls still in flight; once every row whose end
+the full one holds is written, it is emptied (zeroed) and kept as the next segment to use.
+Reusing it, not a new file, is what keeps a frame cheap on the calling thread: the pages stay
+mapped, where the first write into each page of a new file takes a page fault (~4 µs here,
+one every ~6 calls; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -182,8 +188,9 @@ class _Segment:
         self.path, self.fd, self.used = path, fd, 0
 
     def clear(self) -> None:
-        """Zero the frames written so far, for reuse: a reader stops at the first zero
-        byte, so a process killed part way through leaves a segment that reads as empty."""
+        """Zero the frames written so far, for reuse. Called only once every row the
+        segment holds is in the database, so a process killed part way through leaves at
+        worst some of those rows, which replay skips (or a cut frame, taken for torn)."""
         self.map[: self.used] = bytes(self.used)
         self.used = 0
 
@@ -210,7 +217,11 @@ class Spool:
     just the same, but the copy needs no system call and keeps the GIL. A write that
     releases the GIL hands it to the log's writer thread whenever that is waiting for it;
     measured in the gateway, two ``os.write`` calls per call added ~45 µs of CPU (GIL
-    hand-offs) where the frames themselves cost ~10 µs (docs/performance.md).
+    hand-offs) where the frames themselves cost ~10 µs (docs/performance.md). Nor is the
+    mapping flushed (``msync``) on the calling thread: a process killed with SIGKILL loses
+    nothing already copied into it, since the pages are the page cache; only the machine
+    dying (power loss, kernel crash) can lose them, which is what ``durability = "fsync"``
+    is for.
     """
 
     def __init__(
