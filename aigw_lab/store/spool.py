@@ -11,7 +11,7 @@ already in ``calls``.
 
 Layout: ``<db>.spool/`` holds segment files, one writer each, locked with ``flock`` while
 their process lives (another `CallLog` replays only unlocked ones). A segment is
-preallocated (1 MiB) and mapped into memory; frames are copied into the mapping one after
+preallocated (256 KiB) and mapped into memory; frames are copied into the mapping one after
 the other (see `Spool` for why not ``os.write``). A frame is a 9-byte header (kind
 ``s``/``e``, payload length, Adler-32 of the payload) and a `marshal`-encoded tuple of plain
 values (str, int, float, bool, None; timestamps as float seconds since the epoch, which
@@ -231,7 +231,7 @@ class Spool:
         committed: Callable[[], int],
         durability: str = "os",
         fsync_interval: float = 0.05,
-        segment_bytes: int = 1 << 20,
+        segment_bytes: int = 256 << 10,
     ) -> None:
         if durability not in ("os", "fsync"):
             raise ValueError(f"a spool's durability is 'os' or 'fsync', not {durability!r}")
