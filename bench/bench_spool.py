@@ -1,6 +1,7 @@
 """What the call log's spool costs per gateway call, against the log without it, in one run.
 
     python bench/bench_spool.py [--calls N] [--rounds R] [--paced-calls N] [--paced-rounds R]
+                                [--old-tree DIR]
 
 Every side is the same gateway (the in-process fake OpenAI server of
 bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the log's
@@ -11,7 +12,11 @@ bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the 
 * ``os``: a start frame before each request and the row after, each copied into the
   spool's memory-mapped segment;
 * ``fsync 50ms``: as ``os``, plus ``fdatasync`` every 50 ms from a helper thread;
-* ``fsync each``: ``fdatasync`` after every frame, on the calling thread.
+* ``fsync each``: ``fdatasync`` after every frame, on the calling thread;
+* ``os, old code`` (with ``--old-tree DIR``, ``DIR`` holding an earlier ``aigw_lab``, e.g.
+  ``git archive 27d8304 aigw_lab | tar -x -C DIR``): ``os`` with that tree's spool
+  (``aigw_lab/store/spool.py``) and gateway start hook (``CallRecording._spool_start``)
+  swapped in, so old and new take turns in the same run on the same machine state.
 
 Two loads, because a shared 2-core machine makes block timings drift by tens of µs:
 
@@ -43,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,6 +66,39 @@ SIDES = {
     "fsync 50ms": {"durability": "fsync", "fsync_interval": 0.05},
     "fsync each": {"durability": "fsync", "fsync_interval": 0.0},
 }
+
+
+def load_old(tree: Path):
+    """The spool module and `CallRecording` class of an earlier tree, loaded beside ours."""
+    import importlib.util
+
+    found = []
+    for name, rel in (("old_spool", "store/spool.py"), ("old_recording", "gateway/recording.py")):
+        spec = importlib.util.spec_from_file_location(name, tree / "aigw_lab" / rel)
+        assert spec is not None and spec.loader is not None, rel
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        found.append(module)
+    return found[0], found[1].CallRecording
+
+
+def old_side(folder: Path, tree: Path):
+    """A gateway and log like the ``os`` side, with the old tree's spool and start hook."""
+    old_spool, old_recording = load_old(tree)
+    log = CallLog(folder / "side-old.duckdb", durability="os")
+    log._spool.close(delete=True)
+    writer = log._writer
+    spool = old_spool.Spool(
+        folder / "side-old.duckdb.spool-old",
+        committed=lambda: spool.ends - writer.pending_rows,
+        durability="os",
+    )
+    log._spool = spool
+    gateway = make_gateway(log)
+    gateway._spool = spool
+    gateway._spool_start = types.MethodType(old_recording._spool_start, gateway)
+    return gateway, log
 
 
 def call_once(gateway) -> None:
@@ -228,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-rounds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=100.0, help="paced calls per second")
     parser.add_argument("--warmup", type=int, default=3_000, help="calls per side first")
+    parser.add_argument("--old-tree", type=Path, help="also run the spool of this tree")
+    parser.add_argument("--alone-calls", type=int, default=20_000, help="spool alone loop")
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-"))
@@ -235,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, options) in enumerate(SIDES.items()):
         log = CallLog(folder / f"side{i}.duckdb", **options)
         sides[name] = (make_gateway(log), log)
+    if args.old_tree:
+        sides["os, old code"] = old_side(folder, args.old_tree)
 
     print(
         f"call log spool benchmark: {datetime.now(UTC):%Y-%m-%d} | {platform.machine()} | "
@@ -272,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nfirst segments: a fresh gateway's first {args.warmup} calls, calling-thread CPU "
         f"µs/call: none {fresh[0]:.1f}, os {fresh[1]:.1f} ({fresh[1] - fresh[0]:+.1f})"
     )
-    alone = spool_alone(folder, 20_000)
+    alone = spool_alone(folder, args.alone_calls)
     print("\nthe spool alone (start + end frame per call, no gateway): CPU µs/call")
     for name, us in alone.items():
         print(f"  {name:<12} {us:6.1f}")
@@ -280,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         gateway.close()
         log.close()
 
+    if "os, old code" in flat:
+        old, new = "os, old code", "os"
+        print(
+            "\nold code against this code, calling-thread CPU added per call: flat out "
+            f"{flat[old][1] - flat[base][1]:+.1f} -> {flat[new][1] - flat[base][1]:+.1f} µs; "
+            f"paced {slow[old][2] - slow[base][2]:+.1f} -> {slow[new][2] - slow[base][2]:+.1f} µs"
+        )
     added = flat["os"][0] - flat[base][0]
     caller = flat["os"][1] - flat[base][1]
     paced_added = slow["os"][0] - slow[base][0]
