@@ -64,3 +64,48 @@ def test_a_frame_with_the_other_kinds_checksum_is_refused(tmp_path, recwarn):
     with CallLog(db) as log:
         assert log.recovered == 1
     assert any("checksum mismatch" in str(w.message) for w in recwarn)
+
+
+class Killed(BaseException):
+    """Stands for the process dying at that instruction."""
+
+
+def test_a_process_killed_between_a_frames_payload_and_header_leaves_a_clean_segment(
+    tmp_path, monkeypatch
+):
+    from aigw_lab.store import spool as spool_module
+    from aigw_lab.store.spool import Spool, read_leftovers
+
+    directory = tmp_path / "s.spool"
+    spool = Spool(directory, committed=lambda: 0)
+    with spool.lock:
+        spool.write_end(make_record(1))
+        spool.ends += 1
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(spool_module, "_pack_header", die)
+    try:
+        spool.start(("in-flight", "t", 1767225600.0, "p", "m") + (None,) * 15)
+    except Killed:
+        pass
+    monkeypatch.undo()
+    (segment,) = directory.iterdir()
+    data = segment.read_bytes()
+    assert data.count(b"in-flight") == 1  # the payload was copied; its header never was
+    assert [(kind, values[0]) for kind, values in read_segment(segment)] == [
+        ("end", make_record(1).call_id)
+    ]
+    # What the dead process leaves: the segment as it is now (a clean close would truncate
+    # the orphan payload away), in a directory no live spool holds.
+    dead = tmp_path / "dead.spool"
+    dead.mkdir(mode=0o700)
+    (dead / segment.name).write_bytes(data)
+    spool.close(delete=True)
+    found = read_leftovers(dead)
+    try:
+        assert (found.torn, found.invalid) == (0, [])  # nothing taken for cut or corrupt
+        assert [record.call_id for record in found.records] == [make_record(1).call_id]
+    finally:
+        found.release(delete=True)
