@@ -166,32 +166,36 @@ class CallRecording:
     def _spool_start(self, ctx: CallContext, call_id: str, provider: Any) -> None:
         """Write the attempt's start to the log's spool: if the process dies before its end
         is logged, the next open logs it as ``interrupted`` instead of losing it."""
+        # On the calling thread of every attempt, between its other work, where each Python
+        # call costs a cache-cold microsecond or more: empty labels (the usual case) skip the
+        # JSON encoder and the coordinates lookup altogether.
         request = ctx.request
-        run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
-        self._spool.start(
-            (
-                call_id,
-                ctx.trace_id,
-                ctx.started_wall,
-                ctx.provider_name,
-                ctx.model,
-                getattr(provider, "api_format", None),
-                ctx.stream,
-                ctx.cache_status,
-                ctx.attempt,
-                ctx.fallback_from,
-                request.user,
-                request.tenant,
-                request.experiment_id,
-                to_json(request.tags),
-                to_json(request.metadata),
-                bool(getattr(provider, "simulated", False)),
-                run_id,
-                item_id,
-                target,
-                repetition,
-            )
+        tags, metadata = request.tags, request.metadata
+        values = (
+            call_id,
+            ctx.trace_id,
+            ctx.started_wall,
+            ctx.provider_name,
+            ctx.model,
+            getattr(provider, "api_format", None),
+            ctx.stream,
+            ctx.cache_status,
+            ctx.attempt,
+            ctx.fallback_from,
+            request.user,
+            request.tenant,
+            request.experiment_id,
+            to_json(tags) if tags else None,
         )
+        if metadata:
+            values += (
+                to_json(metadata),
+                bool(getattr(provider, "simulated", False)),
+                *experiment_coordinates(metadata),
+            )
+        else:
+            values += (None, bool(getattr(provider, "simulated", False)), None, None, None, None)
+        self._spool.start(values)
 
     def _complete(
         self,

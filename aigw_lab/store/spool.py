@@ -11,15 +11,18 @@ already in ``calls``.
 
 Layout: ``<db>.spool/`` holds segment files, one writer each, locked with ``flock`` while
 their process lives (another `CallLog` replays only unlocked ones). A segment is
-preallocated (8 MiB) and mapped into memory; frames are copied into the mapping one after
+preallocated (256 KiB) and mapped into memory; frames are copied into the mapping one after
 the other (see `Spool` for why not ``os.write``). A frame is a 9-byte header (kind
-``S``/``E``, payload length, CRC-32) and a `marshal`-encoded tuple of plain values (str,
-int, float, bool, None; timestamps as float seconds since the epoch, which round-trip to the
-microsecond). An end frame holds ``(timestamp, row[:2], row[3:])``: three items instead of a
-rebuilt 44-tuple. marshal, not JSON: a full row encodes in ~2 µs instead of ~7 µs. What a
-file supplies is checked before it becomes a row: the CRC, then marshal in a ``try``, then
-every value's type against its column. The frame the process died copying fails the length
-or CRC check and is skipped; so is a corrupt one elsewhere, with a warning.
+``s``/``e``, payload length, Adler-32 of the payload) and a `marshal`-encoded tuple of plain
+values (str, int, float, bool, None; timestamps as float seconds since the epoch, which
+round-trip to the microsecond). Frames of kinds ``S``/``E`` (CRC-32), written by earlier
+versions, are read too. An end frame holds ``(timestamp, row[:2], row[3:])``: three items
+instead of a rebuilt 44-tuple. marshal, not JSON: a full row encodes in ~2 µs instead of
+~7 µs. The payload is copied first and the header last: a process killed in between leaves
+zeros where the header goes, which ends the segment. What a file supplies is checked before
+it becomes a row: the checksum, then marshal in a ``try``, then every value's type against
+its column. A frame the process died copying fails the length or checksum check and is
+skipped; so is a corrupt one elsewhere, with a warning.
 
 Durability (``durability``): ``"os"``: every frame is in the kernel's page cache as soon as
 it is copied: it survives the process dying, not the machine. ``"fsync"`` also calls
@@ -28,9 +31,12 @@ most that much), or after every frame when ``fsync_interval`` is 0 (each call th
 the disk). ``"none"`` writes no spool (rows can be lost, as before). Costs:
 docs/performance.md.
 
-Once the writer has committed rows, their frames are dead weight: when a segment is full, a
-new one is started with the starts of the calls still in flight, and the full one is deleted
-once every row whose end it holds is written.
+Once the writer has committed rows, their frames are dead weight: when a segment is full, the
+next one is started with the starts of the calls still in flight; once every row whose end
+the full one holds is written, it is emptied (zeroed) and kept as the next segment to use.
+Reusing it, not a new file, is what keeps a frame cheap on the calling thread: the pages stay
+mapped, where the first write into each page of a new file takes a page fault (~4 µs here,
+one every ~6 calls; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -39,18 +45,31 @@ import errno
 import marshal
 import mmap
 import os
-import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aigw_lab.store.files import PRIVATE_FILE_MODE, make_private_dirs
-from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.records import CallRecord
+from aigw_lab.store.spool_replay import (
+    END_KIND,
+    FRAME_HEADER,
+    INTERRUPTED_MESSAGE,
+    SEGMENT_SUFFIX,
+    START_FIELDS,
+    START_KIND,
+    Leftovers,
+    interrupted_record,
+    known_call_ids,
+    read_leftovers,
+    read_segment,
+    unlink_quietly,
+    warn_invalid,
+)
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
     import fcntl
@@ -59,62 +78,24 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "DURABILITY_LEVELS",
+    "INTERRUPTED_MESSAGE",
     "START_FIELDS",
     "Leftovers",
     "Spool",
     "interrupted_record",
+    "known_call_ids",
     "read_leftovers",
     "read_segment",
     "spool_dir",
+    "warn_invalid",
 ]
 
 #: Values of ``durability`` (``[log] durability`` in a config file).
 DURABILITY_LEVELS = ("none", "os", "fsync")
 
-#: The fields of a start frame, in order: what an `interrupted` row can say about a call.
-START_FIELDS: tuple[str, ...] = (
-    "call_id",
-    "trace_id",
-    "timestamp",
-    "provider_name",
-    "request_model",
-    "api_format",
-    "stream",
-    "cache_status",
-    "attempt",
-    "fallback_from",
-    "user_id",
-    "tenant_id",
-    "experiment_id",
-    "tags_json",
-    "metadata_json",
-    "simulated",
-    "run_id",
-    "item_id",
-    "target",
-    "repetition",
-)
-
-INTERRUPTED_MESSAGE = (
-    "the gateway process ended while this call was in flight, so its outcome is unknown: "
-    "the provider may have answered (and charged for it)"
-)
-
-_HEADER = struct.Struct("<cII")  # kind, payload length, CRC-32 of the payload
-_START, _END = b"S", b"E"
-_SUFFIX = ".spool"
-_MAX_PAYLOAD = 64 << 20  # a larger length is a corrupt header, not a row
-_NONE = type(None)
-_ALLOWED_TYPES: dict[str, tuple[type, ...]] = {
-    "VARCHAR": (str, _NONE),
-    "JSON": (str, _NONE),
-    "BIGINT": (int, _NONE),
-    "INTEGER": (int, _NONE),
-    "DOUBLE": (float, int, _NONE),
-    "BOOLEAN": (bool, _NONE),
-    "TIMESTAMPTZ": (float, int),
-    "VARCHAR[]": (tuple, _NONE),  # flags (`aigw_lab.store.sanitize`); items checked below
-}
+_START, _END = START_KIND, END_KIND
+_SUFFIX = SEGMENT_SUFFIX
+_HEADER = FRAME_HEADER
 
 
 def spool_dir(db_path: str | os.PathLike[str]) -> Path:
@@ -131,10 +112,17 @@ def epoch_seconds(value: Any) -> Any:
     return value
 
 
-def _frame(kind: bytes, values: tuple[Any, ...]) -> bytes:
-    # marshal format 2: no table of shared references to build per frame (~30% faster here).
-    payload = marshal.dumps(values, 2)
-    return _HEADER.pack(kind, len(payload), zlib.crc32(payload)) + payload
+# marshal format 2: no table of shared references to build per frame (~30% faster here).
+_dumps = marshal.dumps
+# Adler-32 (the kinds written now): it needs no lookup table, so unlike CRC-32 it costs little
+# when the table is not in the CPU cache, as between two gateway calls (docs/performance.md).
+_checksum = zlib.adler32
+_pack_header = _HEADER.pack_into
+_HEADER_SIZE = _HEADER.size
+
+
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    return _HEADER.pack(kind, len(payload), _checksum(payload)) + payload
 
 
 class _Segment:
@@ -161,16 +149,23 @@ class _Segment:
             self.map = mmap.mmap(fd, size)
         except BaseException:
             os.close(fd)
-            _unlink(path)
+            unlink_quietly(path)
             raise
         self.path, self.fd, self.used = path, fd, 0
+
+    def clear(self) -> None:
+        """Zero the frames written so far, for reuse. Called only once every row the
+        segment holds is in the database, so a process killed part way through leaves at
+        worst some of those rows, which replay skips (or a cut frame, taken for torn)."""
+        self.map[: self.used] = bytes(self.used)
+        self.used = 0
 
     def close(self, *, delete: bool, sync: bool) -> None:
         if sync and not delete:
             self.map.flush()
         self.map.close()
         if delete:
-            _unlink(self.path)
+            unlink_quietly(self.path)
         else:
             os.ftruncate(self.fd, self.used)  # the unused tail is zeros; drop it
         os.close(self.fd)
@@ -188,7 +183,11 @@ class Spool:
     just the same, but the copy needs no system call and keeps the GIL. A write that
     releases the GIL hands it to the log's writer thread whenever that is waiting for it;
     measured in the gateway, two ``os.write`` calls per call added ~45 µs of CPU (GIL
-    hand-offs) where the frames themselves cost ~10 µs (docs/performance.md).
+    hand-offs) where the frames themselves cost ~10 µs (docs/performance.md). Nor is the
+    mapping flushed (``msync``) on the calling thread: a process killed with SIGKILL loses
+    nothing already copied into it, since the pages are the page cache; only the machine
+    dying (power loss, kernel crash) can lose them, which is what ``durability = "fsync"``
+    is for.
     """
 
     def __init__(
@@ -198,7 +197,7 @@ class Spool:
         committed: Callable[[], int],
         durability: str = "os",
         fsync_interval: float = 0.05,
-        segment_bytes: int = 8 << 20,
+        segment_bytes: int = 256 << 10,
     ) -> None:
         if durability not in ("os", "fsync"):
             raise ValueError(f"a spool's durability is 'os' or 'fsync', not {durability!r}")
@@ -210,9 +209,12 @@ class Spool:
         self._segment_bytes = segment_bytes
         self._sync_each = durability == "fsync" and fsync_interval == 0
         self.lock = threading.Lock()
-        self._open: dict[str, bytes] = {}  # call_id -> start frame, for calls in flight
+        self._open: dict[str, bytes] = {}  # call_id -> start payload, for calls in flight
         self.ends = 0  # rows appended through this spool (CallLog.append counts them)
         self._sealed: list[tuple[int, _Segment]] = []  # (rows before the seal, segment)
+        # A sealed segment whose rows were all written, emptied, for the next rotation: its
+        # pages stay mapped and warm, where a new file's first write into each page faults.
+        self._spare: _Segment | None = None
         self._keep = False  # set when a row was spooled but refused: keep every segment
         self._counter = 0
         self._dirty = False
@@ -220,6 +222,11 @@ class Spool:
         self.closed = False
         make_private_dirs(directory)
         self._segment = self._new_segment(0)
+        # The current segment's mapping, its bytes used, and how far frames may go (-1 once
+        # the spool is closed or failed): the writes check one number.
+        self._map = self._segment.map
+        self._used = 0
+        self._limit = len(self._map)
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         if durability == "fsync" and fsync_interval > 0:
@@ -235,13 +242,29 @@ class Spool:
 
     def start(self, values: tuple[Any, ...]) -> None:
         """Record that a call (``values`` in `START_FIELDS` order) is about to be sent."""
+        # This and `write_end` run on the calling thread of every gateway call, so the copy
+        # into the mapping is written out here rather than in a shared helper: each Python
+        # call level costs a measurable share of the budget (docs/performance.md).
         try:
-            frame = _frame(_START, values)
+            payload = _dumps(values, 2)
         except ValueError:  # a value marshal cannot hold: send the call unprotected
             return
         with self.lock:
-            self._open[values[0]] = frame
-            self._write(frame)
+            used = self._used
+            end = used + _HEADER_SIZE + len(payload)
+            if end > self._limit:
+                self._write_slow(_START, payload)
+            else:
+                mapping = self._map
+                # Payload first, header last: a process killed between the two leaves zeros
+                # where the header goes, which ends the segment for the reader.
+                mapping[used + _HEADER_SIZE : end] = payload
+                _pack_header(mapping, used, _START, len(payload), _checksum(payload))
+                self._used = end
+                if self._sync_each:
+                    os.fdatasync(self._segment.fd)
+                self._dirty = True
+            self._open[values[0]] = payload
 
     def write_end(self, record: CallRecord) -> None:
         """Write ``record``'s end frame. The caller holds `lock` and appends the row to the
@@ -252,13 +275,25 @@ class Spool:
             stamp.timestamp() if type(stamp) is datetime and stamp.tzinfo else epoch_seconds(stamp)
         )
         try:
-            frame = _frame(_END, (stamp, record[:2], record[3:]))
+            payload = _dumps((stamp, record[:2], record[3:]), 2)
         except ValueError:
             # A value marshal cannot hold (not a plain str/int/float/bool/None): the writer
             # still gets the row; only its crash safety is lost, and the start stays open.
             return
-        self._open.pop(record[0], None)
-        self._write(frame)
+        used = self._used
+        end = used + _HEADER_SIZE + len(payload)
+        if end > self._limit:
+            self._write_slow(_END, payload)
+        else:
+            mapping = self._map
+            mapping[used + _HEADER_SIZE : end] = payload
+            _pack_header(mapping, used, _END, len(payload), _checksum(payload))
+            self._used = end
+            if self._sync_each:
+                os.fdatasync(self._segment.fd)
+            self._dirty = True
+        if self._open:
+            self._open.pop(record[0], None)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
 
@@ -266,31 +301,29 @@ class Spool:
         """A spooled row was refused by the writer: keep every segment for the next open."""
         self._keep = True
 
-    def _write(self, frame: bytes) -> None:
-        # Called with the lock held. A frame that does not fit goes to a new segment, so a
-        # full segment holds the ends of the first `ends` rows (this one is not counted yet).
+    def _write_slow(self, kind: bytes, payload: bytes) -> None:
+        # Called with the lock held when the frame does not fit the current segment, or the
+        # spool is closed or failed (`_limit` is -1 then). A frame that does not fit goes to
+        # a new segment, so a full segment holds the ends of the first `ends` rows (this one
+        # is not counted yet).
         if self.closed or self.failed is not None:
             return
-        segment = self._segment
-        end = segment.used + len(frame)
-        if end > len(segment.map):
-            if not self._rotate(self.ends, len(frame)):
-                return
-            segment = self._segment
-            end = segment.used + len(frame)
-        segment.map[segment.used : end] = frame
-        segment.used = end
+        if not self._rotate(self.ends, _HEADER_SIZE + len(payload)):
+            return
+        used = self._used
+        end = used + _HEADER_SIZE + len(payload)
+        self._map[used:end] = _frame(kind, payload)
+        self._used = end
         if self._sync_each:
-            os.fdatasync(segment.fd)  # dirty pages of a shared mapping included (Linux)
-        else:
-            self._dirty = True
+            os.fdatasync(self._segment.fd)
+        self._dirty = True
 
     # --- segments -----------------------------------------------------------------------
 
     def _new_segment(self, frame_bytes: int) -> _Segment:
         self._counter += 1
         name = f"{os.getpid()}-{os.urandom(4).hex()}-{self._counter:06d}{_SUFFIX}"
-        carried = sum(len(f) for f in self._open.values())
+        carried = sum(_HEADER_SIZE + len(p) for p in self._open.values())
         size = max(self._segment_bytes, 2 * (carried + frame_bytes))
         segment = _Segment(self.directory / name, size)
         if self.durability == "fsync":
@@ -301,12 +334,19 @@ class Spool:
         """Start a new segment (the old one holds the ends of the first ``rows`` rows) with
         the starts of the calls still in flight; False if that failed (the spool stops)."""
         old = self._segment
+        old.used = self._used
         try:
             if self.durability == "fsync":
                 os.fdatasync(old.fd)
-            new = self._new_segment(frame_bytes)
+            new = self._spare
+            carried = sum(_HEADER_SIZE + len(p) for p in self._open.values())
+            if new is not None and len(new.map) >= carried + frame_bytes:
+                self._spare = None
+            else:
+                new = self._new_segment(frame_bytes)
         except OSError as exc:
             self.failed = exc
+            self._limit = -1
             warnings.warn(
                 f"the call log spool {self.directory} cannot grow ({exc}); calls are still "
                 "logged, but a crash from now on can lose the rows not yet written",
@@ -314,10 +354,10 @@ class Spool:
                 stacklevel=4,
             )
             return False
-        carried = b"".join(self._open.values())
+        carried = b"".join(_frame(_START, payload) for payload in self._open.values())
         new.map[: len(carried)] = carried
-        new.used = len(carried)
         self._segment = new
+        self._map, self._used, self._limit = new.map, len(carried), len(new.map)
         self._sealed.append((rows, old))
         return True
 
@@ -325,7 +365,11 @@ class Spool:
         committed = self._committed()
         while self._sealed and self._sealed[0][0] <= committed:
             _, segment = self._sealed.pop(0)
-            segment.close(delete=True, sync=False)
+            if self._spare is None and len(segment.map) == self._segment_bytes:
+                segment.clear()
+                self._spare = segment
+            else:
+                segment.close(delete=True, sync=False)
 
     def _sync_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -350,8 +394,13 @@ class Spool:
             if self.closed:
                 return
             self.closed = True
+            self._segment.used = self._used
+            self._limit = -1
             segments = [segment for _, segment in self._sealed] + [self._segment]
             self._sealed = []
+            if self._spare is not None:  # holds no frames
+                self._spare.close(delete=True, sync=False)
+                self._spare = None
             for segment in segments:
                 segment.close(delete=delete, sync=self.durability == "fsync")
         if delete:
@@ -367,229 +416,9 @@ def _warning_category() -> type[Warning]:
     return CallLogWarning
 
 
-# --- replay -------------------------------------------------------------------------------
-
-
-@dataclass
-class Leftovers:
-    """What dead processes left in a spool directory: rows to insert (ends, and
-    `interrupted` rows for starts without an end), and the segments they came from
-    (held locked until `release`)."""
-
-    records: list[CallRecord] = field(default_factory=list)
-    torn: int = 0  # frames cut short by the crash (skipped)
-    invalid: list[str] = field(default_factory=list)  # what was wrong, per bad frame
-    segments: list[tuple[int, Path]] = field(default_factory=list)
-    bad_segments: set[str] = field(default_factory=set)  # names of segments with bad frames
-
-    def release(self, *, delete: bool) -> None:
-        """Close the segments; ``delete`` them once their rows are in the database (one
-        holding unreadable frames is renamed ``*.bad`` instead, for inspection)."""
-        for fd, path in self.segments:
-            if delete and path.name in self.bad_segments:
-                try:
-                    path.rename(path.with_name(path.name + ".bad"))
-                except OSError:
-                    pass
-            elif delete:
-                _unlink(path)
-            os.close(fd)
-        self.segments = []
-
-
-def read_leftovers(directory: Path) -> Leftovers:
-    """Read every segment in ``directory`` that no live process holds. Segments owned by
-    another user are left alone (the spool is private to the log's owner)."""
-    found = Leftovers()
-    if not directory.is_dir():
-        return found
-    starts: dict[str, tuple[Any, ...]] = {}
-    ends: dict[str, CallRecord] = {}
-    for path in sorted(directory.glob(f"*{_SUFFIX}")):
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError:
-            continue
-        try:
-            if os.fstat(fd).st_uid != os.getuid():
-                raise BlockingIOError  # not ours: leave it
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # a live log is writing it (or it is not ours)
-            os.close(fd)
-            continue
-        found.segments.append((fd, path))
-        with open(fd, "rb", closefd=False) as stream:
-            data = stream.read()
-        _parse(data, path.name, starts, ends, found)
-    for call_id, values in starts.items():
-        if call_id not in ends:
-            found.records.append(interrupted_record(values))
-    found.records.extend(ends.values())
-    return found
-
-
-def read_segment(path: str | os.PathLike[str]) -> list[tuple[str, tuple[Any, ...]]]:
-    """The frames of one segment file as ``("start" | "end", values)``, for inspection and
-    tests (no lock taken; unreadable frames left out). End values are in `CALL_COLUMNS`
-    order, start values in `START_FIELDS` order (see `_decode`)."""
-    found = Leftovers()
-    starts: dict[str, tuple[Any, ...]] = {}
-    ends: dict[str, CallRecord] = {}
-    frames: list[tuple[str, tuple[Any, ...]]] = []
-    _parse(Path(path).read_bytes(), Path(path).name, starts, ends, found, frames)
-    return frames
-
-
-def _parse(
-    data: bytes,
-    name: str,
-    starts: dict[str, tuple[Any, ...]],
-    ends: dict[str, CallRecord],
-    found: Leftovers,
-    frames: list[tuple[str, tuple[Any, ...]]] | None = None,
-) -> None:
-    """Read the frames of one segment into ``starts`` and ``ends``. A segment is written
-    front to back into zeroed space, so the first zero byte where a frame would begin ends
-    it, and a bad frame followed only by zeros is the one the process died writing."""
-    offset, size = 0, len(data)
-    while offset < size and data[offset] != 0:
-        if size - offset < _HEADER.size:
-            found.torn += 1
-            return
-        kind, length, crc = _HEADER.unpack_from(data, offset)
-        if kind not in (_START, _END) or length > _MAX_PAYLOAD:
-            found.invalid.append(f"{name}@{offset}: not a frame header; rest of file skipped")
-            found.bad_segments.add(name)
-            return
-        at, body = offset, data[offset + _HEADER.size : offset + _HEADER.size + length]
-        offset += _HEADER.size + length
-        if len(body) < length:
-            found.torn += 1
-            return
-        problem, values = _decode(body, crc, kind)
-        if problem is not None:
-            if data.count(0, offset) == size - offset:
-                found.torn += 1  # cut short by the crash: nothing was written after it
-                return
-            found.invalid.append(f"{name}@{at}: {problem}")
-            found.bad_segments.add(name)
-            continue
-        if frames is not None:
-            frames.append(("start" if kind == _START else "end", values))
-        if kind == _START:
-            starts.setdefault(values[0], values)
-        else:
-            ends[values[0]] = CallRecord._make(values)
-
-
-def _decode(body: bytes, crc: int, kind: bytes) -> tuple[str | None, tuple[Any, ...]]:
-    """The frame's values (for an end: in `CALL_COLUMNS` order, timestamp as a datetime;
-    for a start: in `START_FIELDS` order, timestamp in seconds), or what is wrong with it."""
-    if zlib.crc32(body) != crc:
-        return "checksum mismatch", ()
-    try:
-        values = marshal.loads(body)
-    except Exception:  # noqa: BLE001 - any undecodable payload is just a bad frame
-        return "undecodable payload", ()
-    if kind == _END:
-        if type(values) is not tuple or len(values) != 3:
-            return "not an end frame", ()
-        stamp, head, tail = values
-        if type(head) is not tuple or type(tail) is not tuple:
-            return "not an end frame", ()
-        values = (*head, stamp, *tail)
-        names = CALL_COLUMNS
-    else:
-        names = START_FIELDS
-    if type(values) is not tuple or len(values) != len(names):
-        return "wrong number of fields", ()
-    types = _types()
-    for name, value in zip(names, values, strict=True):
-        if type(value) not in types[name]:
-            return f"column {name}: unexpected {type(value).__name__}", ()
-        if type(value) is tuple and not all(type(item) is str for item in value):
-            return f"column {name}: a list with an item that is not text", ()
-    if not values[0]:
-        return "empty call_id", ()
-    try:
-        when = datetime.fromtimestamp(values[2], UTC)
-    except (OverflowError, ValueError, OSError):
-        return "timestamp out of range", ()
-    if kind == _END:
-        values = (*values[:2], when, *values[3:])
-    return None, values
-
-
-_TYPES_CACHE: dict[str, tuple[type, ...]] = {}
-
-
-def _types() -> dict[str, tuple[type, ...]]:
-    # Built on first replay, not at import (no import-time work beyond constants).
-    if not _TYPES_CACHE:
-        from aigw_lab.store.schema import COLUMN_TYPES
-
-        _TYPES_CACHE.update({n: _ALLOWED_TYPES[t] for n, t in COLUMN_TYPES.items()})
-    return _TYPES_CACHE
-
-
-def interrupted_record(values: tuple[Any, ...]) -> CallRecord:
-    """The row of a call whose start was spooled but whose end never was."""
-    fields = dict(zip(START_FIELDS, values, strict=True))
-    fields["timestamp"] = datetime.fromtimestamp(fields["timestamp"], UTC)
-    return CallRecord(
-        **fields,
-        status="interrupted",
-        error_type="interrupted",
-        error_message=INTERRUPTED_MESSAGE,
-    )
-
-
-def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
-    """The call ids of ``records`` already in the ``calls`` table of ``conn``."""
-    import pyarrow as pa
-
-    rows = list(records)
-    if not rows:
-        return set()
-    ids = pa.table({"call_id": [r.call_id for r in rows]})
-    since = min(r.timestamp for r in rows) - timedelta(days=1)
-    cursor = conn.cursor()
-    try:
-        cursor.register("_aigw_spooled_ids", ids)
-        # The timestamp filter lets DuckDB skip row groups by their min/max statistics.
-        found = cursor.execute(
-            "SELECT call_id FROM calls WHERE timestamp >= ? "
-            "AND call_id IN (SELECT call_id FROM _aigw_spooled_ids)",
-            [since],
-        ).fetchall()
-    finally:
-        cursor.close()
-    return {row[0] for row in found}
-
-
-def warn_invalid(directory: Path, invalid: list[str]) -> None:
-    """Say that some spooled frames could not be read (they are skipped, not guessed at)."""
-    from aigw_lab.store.writer import CallLogWarning
-
-    shown = "; ".join(invalid[:5]) + (f"; ... ({len(invalid)} in all)" if len(invalid) > 5 else "")
-    warnings.warn(
-        f"skipped {len(invalid)} unreadable frames in the call log spool {directory}: {shown}",
-        CallLogWarning,
-        stacklevel=3,
-    )
-
-
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

@@ -155,3 +155,27 @@ def test_no_start_is_written_for_calls_that_send_nothing(tmp_path):
         on_file = frames(db)
     assert [kind for kind, _ in on_file] == ["end"]  # its row, but no start: nothing left
     assert upstream.seen == []
+
+
+def test_the_start_carries_the_labels_and_experiment_coordinates(tmp_path):
+    from aigw_lab.store.spool import START_FIELDS
+
+    db = tmp_path / "calls.duckdb"
+    upstream = Upstream(db)
+    coordinates = {"run_id": "r-1", "item_id": "i-1", "target": "up/m", "repetition": 2}
+    with gateway(db, upstream) as gw:
+        gw.chat("up/m", "hello", tags={"team": "x"}, metadata={"aigw_experiment": coordinates})
+        gw.chat("up/m", "hello")  # no labels: the short path
+        starts = [dict(zip(START_FIELDS, v, strict=True)) for k, v in frames(db) if k == "start"]
+        rows = gw.query("SELECT call_id, tags_json, metadata_json FROM calls ORDER BY timestamp")
+    labelled, bare = starts
+    assert labelled["call_id"] == rows.call_id[0] and bare["call_id"] == rows.call_id[1]
+    assert (labelled["tags_json"], labelled["metadata_json"]) == tuple(rows.iloc[0][1:])
+    assert [labelled[k] for k in ("run_id", "item_id", "target", "repetition")] == [
+        "r-1",
+        "i-1",
+        "up/m",
+        2,
+    ]
+    assert [bare[k] for k in START_FIELDS[9:]] == [None] * 6 + [False] + [None] * 4
+    assert (labelled["api_format"], labelled["simulated"]) == (bare["api_format"], False)

@@ -257,8 +257,10 @@ def test_rotated_segments_are_deleted_once_written_and_open_starts_carried_over(
     with spool.lock:
         spool.write_end(make_record(99))
         spool.ends += 1
-    (current,) = sorted((tmp_path / "s.spool").iterdir())
-    kinds = [(kind, values[0]) for kind, values in read_segment(current)]
+    # One segment in use, and one written one kept, emptied, for the next rotation.
+    kept = [read_segment(path) for path in sorted((tmp_path / "s.spool").iterdir())]
+    assert sorted(len(frames) for frames in kept) == [0, 2]
+    kinds = [(kind, values[0]) for frames in kept for kind, values in frames]
     assert ("start", "in-flight") in kinds  # the call still in flight survives the rotation
     assert ("end", make_record(99).call_id) in kinds
     spool.close(delete=True)

@@ -1,0 +1,318 @@
+"""The call log spool's frame format, and reading back what a dead process left in a spool
+directory: every frame checked, then turned into rows (`aigw_lab.store.spool` writes them).
+
+Split from `aigw_lab.store.spool` to keep each module small; the names meant for use are
+re-exported there.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+
+try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "FRAME_HEADER",
+    "INTERRUPTED_MESSAGE",
+    "SEGMENT_SUFFIX",
+    "START_FIELDS",
+    "Leftovers",
+    "interrupted_record",
+    "known_call_ids",
+    "read_leftovers",
+    "read_segment",
+    "unlink_quietly",
+    "warn_invalid",
+]
+
+#: The fields of a start frame, in order: what an `interrupted` row can say about a call.
+START_FIELDS: tuple[str, ...] = (
+    "call_id",
+    "trace_id",
+    "timestamp",
+    "provider_name",
+    "request_model",
+    "api_format",
+    "stream",
+    "cache_status",
+    "attempt",
+    "fallback_from",
+    "user_id",
+    "tenant_id",
+    "experiment_id",
+    "tags_json",
+    "metadata_json",
+    "simulated",
+    "run_id",
+    "item_id",
+    "target",
+    "repetition",
+)
+
+INTERRUPTED_MESSAGE = (
+    "the gateway process ended while this call was in flight, so its outcome is unknown: "
+    "the provider may have answered (and charged for it)"
+)
+
+#: A frame's header: kind, payload length, checksum of the payload.
+FRAME_HEADER = struct.Struct("<cII")
+# Frames are written with an Adler-32 checksum (kinds ``s``/``e``): it needs no lookup table,
+# so unlike CRC-32 it costs little when the table is not in the CPU cache, as between two
+# gateway calls. Frames of kinds ``S``/``E`` (CRC-32), written by earlier versions, are read.
+#: The kinds of the frames written now: a call's start, a row (its end).
+START_KIND, END_KIND = b"s", b"e"
+_OLD_START, _OLD_END = b"S", b"E"
+_CHECKSUMS = {
+    START_KIND: zlib.adler32,
+    END_KIND: zlib.adler32,
+    _OLD_START: zlib.crc32,
+    _OLD_END: zlib.crc32,
+}
+_STARTS = (START_KIND, _OLD_START)
+#: The file name suffix of a segment (and of the spool directory).
+SEGMENT_SUFFIX = ".spool"
+_MAX_PAYLOAD = 64 << 20  # a larger length is a corrupt header, not a row
+_NONE = type(None)
+_ALLOWED_TYPES: dict[str, tuple[type, ...]] = {
+    "VARCHAR": (str, _NONE),
+    "JSON": (str, _NONE),
+    "BIGINT": (int, _NONE),
+    "INTEGER": (int, _NONE),
+    "DOUBLE": (float, int, _NONE),
+    "BOOLEAN": (bool, _NONE),
+    "TIMESTAMPTZ": (float, int),
+    "VARCHAR[]": (tuple, _NONE),  # flags (`aigw_lab.store.sanitize`); items checked below
+}
+
+
+@dataclass
+class Leftovers:
+    """What dead processes left in a spool directory: rows to insert (ends, and
+    `interrupted` rows for starts without an end), and the segments they came from
+    (held locked until `release`)."""
+
+    records: list[CallRecord] = field(default_factory=list)
+    torn: int = 0  # frames cut short by the crash (skipped)
+    invalid: list[str] = field(default_factory=list)  # what was wrong, per bad frame
+    segments: list[tuple[int, Path]] = field(default_factory=list)
+    bad_segments: set[str] = field(default_factory=set)  # names of segments with bad frames
+
+    def release(self, *, delete: bool) -> None:
+        """Close the segments; ``delete`` them once their rows are in the database (one
+        holding unreadable frames is renamed ``*.bad`` instead, for inspection)."""
+        for fd, path in self.segments:
+            if delete and path.name in self.bad_segments:
+                try:
+                    path.rename(path.with_name(path.name + ".bad"))
+                except OSError:
+                    pass
+            elif delete:
+                unlink_quietly(path)
+            os.close(fd)
+        self.segments = []
+
+
+def read_leftovers(directory: Path) -> Leftovers:
+    """Read every segment in ``directory`` that no live process holds. Segments owned by
+    another user are left alone (the spool is private to the log's owner)."""
+    found = Leftovers()
+    if not directory.is_dir():
+        return found
+    starts: dict[str, tuple[Any, ...]] = {}
+    ends: dict[str, CallRecord] = {}
+    for path in sorted(directory.glob(f"*{SEGMENT_SUFFIX}")):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_uid != os.getuid():
+                raise BlockingIOError  # not ours: leave it
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live log is writing it (or it is not ours)
+            os.close(fd)
+            continue
+        found.segments.append((fd, path))
+        with open(fd, "rb", closefd=False) as stream:
+            data = stream.read()
+        _parse(data, path.name, starts, ends, found)
+    for call_id, values in starts.items():
+        if call_id not in ends:
+            found.records.append(interrupted_record(values))
+    found.records.extend(ends.values())
+    return found
+
+
+def read_segment(path: str | os.PathLike[str]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The frames of one segment file as ``("start" | "end", values)``, for inspection and
+    tests (no lock taken; unreadable frames left out). End values are in `CALL_COLUMNS`
+    order, start values in `START_FIELDS` order (see `_decode`)."""
+    found = Leftovers()
+    starts: dict[str, tuple[Any, ...]] = {}
+    ends: dict[str, CallRecord] = {}
+    frames: list[tuple[str, tuple[Any, ...]]] = []
+    _parse(Path(path).read_bytes(), Path(path).name, starts, ends, found, frames)
+    return frames
+
+
+def _parse(
+    data: bytes,
+    name: str,
+    starts: dict[str, tuple[Any, ...]],
+    ends: dict[str, CallRecord],
+    found: Leftovers,
+    frames: list[tuple[str, tuple[Any, ...]]] | None = None,
+) -> None:
+    """Read the frames of one segment into ``starts`` and ``ends``. A segment is written
+    front to back into zeroed space, so the first zero byte where a frame would begin ends
+    it, and a bad frame followed only by zeros is the one the process died writing."""
+    offset, size = 0, len(data)
+    while offset < size and data[offset] != 0:
+        if size - offset < FRAME_HEADER.size:
+            found.torn += 1
+            return
+        kind, length, check = FRAME_HEADER.unpack_from(data, offset)
+        checksum = _CHECKSUMS.get(kind)
+        if checksum is None or length > _MAX_PAYLOAD:
+            found.invalid.append(f"{name}@{offset}: not a frame header; rest of file skipped")
+            found.bad_segments.add(name)
+            return
+        at, body = offset, data[offset + FRAME_HEADER.size : offset + FRAME_HEADER.size + length]
+        offset += FRAME_HEADER.size + length
+        if len(body) < length:
+            found.torn += 1
+            return
+        problem, values = _decode(body, check, kind)
+        if problem is not None:
+            if data.count(0, offset) == size - offset:
+                found.torn += 1  # cut short by the crash: nothing was written after it
+                return
+            found.invalid.append(f"{name}@{at}: {problem}")
+            found.bad_segments.add(name)
+            continue
+        if frames is not None:
+            frames.append(("start" if kind in _STARTS else "end", values))
+        if kind in _STARTS:
+            starts.setdefault(values[0], values)
+        else:
+            ends[values[0]] = CallRecord._make(values)
+
+
+def _decode(body: bytes, check: int, kind: bytes) -> tuple[str | None, tuple[Any, ...]]:
+    """The frame's values (for an end: in `CALL_COLUMNS` order, timestamp as a datetime;
+    for a start: in `START_FIELDS` order, timestamp in seconds), or what is wrong with it."""
+    if _CHECKSUMS[kind](body) != check:
+        return "checksum mismatch", ()
+    try:
+        values = marshal.loads(body)
+    except Exception:  # noqa: BLE001 - any undecodable payload is just a bad frame
+        return "undecodable payload", ()
+    if kind not in _STARTS:
+        if type(values) is not tuple or len(values) != 3:
+            return "not an end frame", ()
+        stamp, head, tail = values
+        if type(head) is not tuple or type(tail) is not tuple:
+            return "not an end frame", ()
+        values = (*head, stamp, *tail)
+        names = CALL_COLUMNS
+    else:
+        names = START_FIELDS
+    if type(values) is not tuple or len(values) != len(names):
+        return "wrong number of fields", ()
+    types = _types()
+    for name, value in zip(names, values, strict=True):
+        if type(value) not in types[name]:
+            return f"column {name}: unexpected {type(value).__name__}", ()
+        if type(value) is tuple and not all(type(item) is str for item in value):
+            return f"column {name}: a list with an item that is not text", ()
+    if not values[0]:
+        return "empty call_id", ()
+    try:
+        when = datetime.fromtimestamp(values[2], UTC)
+    except (OverflowError, ValueError, OSError):
+        return "timestamp out of range", ()
+    if kind not in _STARTS:
+        values = (*values[:2], when, *values[3:])
+    return None, values
+
+
+_TYPES_CACHE: dict[str, tuple[type, ...]] = {}
+
+
+def _types() -> dict[str, tuple[type, ...]]:
+    # Built on first replay, not at import (no import-time work beyond constants).
+    if not _TYPES_CACHE:
+        from aigw_lab.store.schema import COLUMN_TYPES
+
+        _TYPES_CACHE.update({n: _ALLOWED_TYPES[t] for n, t in COLUMN_TYPES.items()})
+    return _TYPES_CACHE
+
+
+def interrupted_record(values: tuple[Any, ...]) -> CallRecord:
+    """The row of a call whose start was spooled but whose end never was."""
+    fields = dict(zip(START_FIELDS, values, strict=True))
+    fields["timestamp"] = datetime.fromtimestamp(fields["timestamp"], UTC)
+    return CallRecord(
+        **fields,
+        status="interrupted",
+        error_type="interrupted",
+        error_message=INTERRUPTED_MESSAGE,
+    )
+
+
+def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
+    """The call ids of ``records`` already in the ``calls`` table of ``conn``."""
+    import pyarrow as pa
+
+    rows = list(records)
+    if not rows:
+        return set()
+    ids = pa.table({"call_id": [r.call_id for r in rows]})
+    since = min(r.timestamp for r in rows) - timedelta(days=1)
+    cursor = conn.cursor()
+    try:
+        cursor.register("_aigw_spooled_ids", ids)
+        # The timestamp filter lets DuckDB skip row groups by their min/max statistics.
+        found = cursor.execute(
+            "SELECT call_id FROM calls WHERE timestamp >= ? "
+            "AND call_id IN (SELECT call_id FROM _aigw_spooled_ids)",
+            [since],
+        ).fetchall()
+    finally:
+        cursor.close()
+    return {row[0] for row in found}
+
+
+def warn_invalid(directory: Path, invalid: list[str]) -> None:
+    """Say that some spooled frames could not be read (they are skipped, not guessed at)."""
+    from aigw_lab.store.writer import CallLogWarning
+
+    shown = "; ".join(invalid[:5]) + (f"; ... ({len(invalid)} in all)" if len(invalid) > 5 else "")
+    warnings.warn(
+        f"skipped {len(invalid)} unreadable frames in the call log spool {directory}: {shown}",
+        CallLogWarning,
+        stacklevel=3,
+    )
+
+
+def unlink_quietly(path: Path) -> None:
+    """Delete ``path`` if it is still there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
