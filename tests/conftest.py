@@ -32,6 +32,14 @@ SLOW_FILES = frozenset(
         "store/test_spool.py",  # processes killed mid-write, then replayed
         "gateway/test_end_to_end.py",  # processes that end without closing the log
         "test_tripwire.py",  # pytest in a subprocess
+        "store/test_open.py",  # processes holding or leaving a log
+        "policy/test_export_litellm.py",  # imports litellm (seconds) to validate exports
+        "policy/test_anchors.py",  # learned routers on the shared recordings
+        "policy/test_cli_policy.py",
+        "policy/test_production_parity.py",
+        "datasets/test_recorded_shared.py",  # loads the shared recordings whole
+        "gateway/test_vector_index_ivf.py",  # trains faiss indexes
+        "notebook/test_widgets.py",  # dashboards redrawn through real queries
     }
 )
 
@@ -48,6 +56,36 @@ SLOW_TESTS = frozenset(
         "server/test_serve_limits.py::test_serve_applies_the_header_timeout_flag",
         "server/test_trust_client_user_cli.py::test_the_config_switch_decides_whose_user_a_call_is",
         "cli/test_keys_cli.py::test_serve_picks_up_rotation_and_revocation_without_a_restart",
+        "simulated/test_cli.py::test_the_real_command_serves_until_terminated",
+        "cli/test_demo.py::test_console_script_runs_and_reports_errors_without_traceback",
+        # the real model, built through the config
+        "test_config.py::test_semantic_cache_table_builds_the_cache_after_the_exact_one",
+        # hypothesis properties with many examples, or threads hammering one log
+        "providers/test_addressing.py::test_an_accepted_name_is_one_path_that_no_resolver_changes",
+        "providers/test_sse.py::test_any_chunking_yields_the_same_events",
+        "store/test_redaction.py::test_a_luhn_valid_card_in_any_text_is_never_kept",
+        "store/test_redaction.py::test_redacted_json_stays_json_of_the_same_shape",
+        "store/test_redaction.py::test_a_card_in_any_request_body_never_reaches_the_row",
+        "store/test_bad_rows.py::test_any_text_in_prompt_answer_metadata_and_tags_gives_exactly_one_stored_row_per_call",
+        "store/test_dead_letter.py::test_many_threads_with_some_refused_rows_store_each_row_exactly_once",
+        "store/test_concurrency.py::test_appends_from_many_threads_are_all_written_in_per_thread_order",
+        "store/test_calllog.py::test_an_abandoned_log_is_flushed_when_garbage_collected",
+        "gateway/test_cache.py::test_duckdb_store_is_safe_under_threads",
+        "gateway/test_ratelimit.py::test_admissions_never_exceed_the_bucket_and_refusals_are_never_spurious",
+        "gateway/test_ratelimit.py::test_waiting_calls_keep_the_bound_and_their_order_and_go_as_soon_as_allowed",
+        "server/test_slow_clients.py::test_normal_requests_are_served_while_slow_clients_hold_connections",
+        # seeded statistics over many simulated runs
+        "policy/test_split.py::test_adaptive_rarely_stops_on_equal_arms",
+        "policy/test_split.py::test_adaptive_picks_the_right_winner_across_seeds",
+        # whole experiments, reports and figures over real logs
+        "experiments/test_cli.py::test_a_recorded_dataset_runs_against_its_real_outputs",
+        "experiments/test_results.py::test_the_runners_frame_matches_its_log",
+        "datasets/test_from_log.py::test_an_experiment_becomes_a_recording_that_routers_train_on",
+        "analysis/test_gateway_log.py::test_summary_of_a_simulated_fleet_experiment",
+        "notebook/test_routing_view.py::test_moving_the_slider_moves_readout_and_markers_together",
+        "notebook/test_figures.py::test_quality_vs_cost_points_error_bars_and_frontier",
+        "report/test_report.py::test_report_is_self_contained_with_every_chart",
+        "cli/test_demo.py::test_demo_is_deterministic_for_a_seed",
     }
 )
 
