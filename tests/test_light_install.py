@@ -217,59 +217,67 @@ def test_a_feature_needing_embeddings_names_the_install_command(missing_extra, f
     assert "torch==2.13.0" in error["hint"]
 
 
-def cli_blocked(tmp_path, *argv):
-    script = f"""
-    import sys
-    from aigw_lab.cli.main import main
-    sys.exit(main({list(argv)!r}))
-    """
-    return run_blocked(script, tmp_path)
+CLI_RUNS = """
+import contextlib, io, json
+from aigw_lab.cli.main import main  # what the aigw-lab console script runs
+
+results = {}
+for name, argv in RUNS.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        results[name] = {"code": main(argv), "stderr": err.getvalue()}
+print(json.dumps(results))
+"""
+
+POLICY_TRAIN = ["policy", "train", "--data", "routellm/gsm8k", "--strong-share", "0.4",
+                "--n-boot", "100", "--cache-dir", "cache"]  # fmt: skip
+LEARNED_ROUTERS = {
+    "knn-minilm": ["--router", "knn", "--out", "knn.json"],
+    "classifier-hashing": [
+        "--router", "classifier", "--embedder", "hashing-256-3", "--out", "classifier.json"
+    ],
+}  # fmt: skip
+has_shared_data = shared_data_dir_or_none() is not None
 
 
-def assert_one_line_error(done):
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 2, done.stderr
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """The CLI commands that need the extra, run in one interpreter without it (one
+    start-up for all of them): name -> {"code", "stderr"}, and the folder they ran in."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "exp.toml").write_text(EXPERIMENT_TOML.format(scorers='["embedding"]'))
+    runs = {"run-embedding-scorer": ["run", "exp.toml"]}
+    if has_shared_data:
+        runs |= {name: POLICY_TRAIN + args for name, args in LEARNED_ROUTERS.items()}
+    done = run_blocked(f"RUNS = {runs!r}\n" + CLI_RUNS, folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), folder
+
+
+def assert_one_line_error(run):
+    assert run["code"] == 2, run
+    lines = run["stderr"].strip().splitlines()
+    assert len(lines) == 2, run["stderr"]
     assert lines[0].startswith("aigw-lab: error:") and "semantic" in lines[0]
     assert lines[1].strip().startswith('fix: pip install "aigw-lab[semantic]" torch==2.13.0')
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in run["stderr"]
 
 
-def test_cli_experiment_with_the_embedding_scorer_is_one_line_exit_2(tmp_path):
-    (tmp_path / "exp.toml").write_text(EXPERIMENT_TOML.format(scorers='["embedding"]'))
-    done = cli_blocked(tmp_path, "run", "exp.toml")
-    assert_one_line_error(done)
-    db = tmp_path / "experiments.duckdb"
+def test_cli_experiment_with_the_embedding_scorer_is_one_line_exit_2(cli_runs):
+    results, folder = cli_runs
+    assert_one_line_error(results["run-embedding-scorer"])
+    db = folder / "experiments.duckdb"
     if db.exists():  # the log may be opened first; no call may have been made
         with duckdb.connect(str(db), read_only=True) as con:
             assert con.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
 
 
-@pytest.mark.skipif(shared_data_dir_or_none() is None, reason="the shared data folder is absent")
-@pytest.mark.parametrize(
-    "router_args",
-    [["--router", "knn"], ["--router", "classifier", "--embedder", "hashing-256-3"]],
-    ids=["knn-minilm", "classifier-hashing"],
-)
-def test_cli_learned_router_is_one_line_exit_2(tmp_path, router_args):
-    done = cli_blocked(
-        tmp_path,
-        "policy",
-        "train",
-        "--data",
-        "routellm/gsm8k",
-        "--out",
-        str(tmp_path / "policy.json"),
-        "--strong-share",
-        "0.4",
-        "--n-boot",
-        "100",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        *router_args,
-    )
-    assert_one_line_error(done)
-    assert not (tmp_path / "policy.json").exists()
+@pytest.mark.skipif(not has_shared_data, reason="the shared data folder is absent")
+@pytest.mark.parametrize("router", sorted(LEARNED_ROUTERS))
+def test_cli_learned_router_is_one_line_exit_2(cli_runs, router):
+    results, folder = cli_runs
+    assert_one_line_error(results[router])
+    assert not (folder / LEARNED_ROUTERS[router][-1]).exists()
 
 
 # --- the checks themselves, in this process (where the extra is installed) ------------------
