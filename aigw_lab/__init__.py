@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownProviderError": "aigw_lab.errors",
     "UnknownModelError": "aigw_lab.errors",
     "MissingAPIKeyError": "aigw_lab.errors",
+    "MissingExtraError": "aigw_lab.errors",
     "StoreError": "aigw_lab.errors",
     "ProviderError": "aigw_lab.errors",
     "RateLimitedError": "aigw_lab.errors",

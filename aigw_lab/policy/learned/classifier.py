@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.extras import import_semantic
 from aigw_lab.policy.learned.base import QualityModel, check_training_data, column_means
 
 __all__ = ["LogisticQuality", "RidgeQuality"]
@@ -34,9 +35,8 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, f
     if len(np.unique(y)) < 2:
         p = float(np.clip(y.mean() if len(y) else 0.5, 1e-6, 1 - 1e-6))
         return np.zeros(X.shape[1]), float(np.log(p / (1 - p)))
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=C, max_iter=1000).fit(X, y)
+    linear_model = import_semantic("sklearn.linear_model", "the classifier router")
+    model = linear_model.LogisticRegression(C=C, max_iter=1000).fit(X, y)
     return model.coef_[0].astype(float), float(model.intercept_[0])
 
 
@@ -128,7 +128,7 @@ class RidgeQuality(QualityModel):
     def fit(
         self, X: np.ndarray, Y: np.ndarray, *, pair: tuple[int, int] | None = None
     ) -> RidgeQuality:
-        from sklearn.linear_model import Ridge
+        linear_model = import_semantic("sklearn.linear_model", "the regressor router")
 
         X, Y = check_training_data(X, Y)
         means = column_means(Y)
@@ -139,7 +139,7 @@ class RidgeQuality(QualityModel):
                 coefs.append(np.zeros(X.shape[1]))
                 intercepts.append(float(means[j]))
                 continue
-            model = Ridge(alpha=self.alpha).fit(X[labelled], column[labelled])
+            model = linear_model.Ridge(alpha=self.alpha).fit(X[labelled], column[labelled])
             coefs.append(model.coef_.astype(float))
             intercepts.append(float(model.intercept_))
         self._coef, self._intercept = np.array(coefs), np.array(intercepts)

