@@ -11,11 +11,16 @@ file, so that the lane is defined in one place; a test file may also mark itself
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+#: The embedding cache's environment variable (aigw_lab.embedding_cache.CACHE_ENV).
+CACHE_ENV = "AIGW_LAB_CACHE"
+_CACHE_KEY = pytest.StashKey[str]()
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -99,6 +104,21 @@ SLOW_TESTS = frozenset(
         "analysis/test_comparison.py::test_a_path_a_connection_and_a_calllog_give_the_same_summary",
     }
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Embeddings computed by tests go to one folder for the session, never to the user's
+    # ~/.cache: the suite neither depends on nor pollutes a developer's cache, and tests that
+    # embed the same recording (the doc blocks of README.md and docs/routing.md) pay once.
+    folder = tempfile.mkdtemp(prefix="aigw_lab-test-cache-")
+    config.stash[_CACHE_KEY] = folder
+    os.environ[CACHE_ENV] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_CACHE_KEY, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
