@@ -207,8 +207,12 @@ def _floats(values: list[Any]) -> Any:
     import pandas as pd
 
     _refuse(values, (int, float, bool), "float")  # Arrow takes a bool as 1.0 too
-    # A masked array keeps NaN as NaN (a plain float column would store it as NULL).
-    return pd.arrays.FloatingArray(*_masked(values, 0.0, np.float64))
+    data, mask = _masked(values, 0.0, np.float64)
+    if np.isnan(data).any():
+        # DuckDB reads NaN in any pandas column as NULL; Arrow keeps it. Text keeps it too
+        # (the insert casts 'nan' to DOUBLE NaN; repr round-trips every float exactly).
+        return _object_array([None if v is None else repr(float(v)) for v in values])
+    return pd.arrays.FloatingArray(data, mask)
 
 
 def _bools(values: list[Any]) -> Any:
