@@ -5,7 +5,7 @@
     log.query("SELECT request_model, count(*) FROM calls GROUP BY ALL")   # a DataFrame
     log.close()                              # or `with CallLog(...) as log:`
 
-Rows are written by a background thread in Arrow batches (see `aigw_lab.store.writer`).
+Rows are written by a background thread in column batches (see `aigw_lab.store.writer`).
 A file log also spools every row (and the gateway every call's start) to an append-only
 file first, replayed when the log is next opened, so a killed process loses no call (see
 `aigw_lab.store.spool`).
@@ -384,14 +384,14 @@ class CallLog:
             # Judge rationales and feedback comments can quote prompts and answers.
             # An Arrow table (only pyarrow makes one) becomes dicts to be redacted.
             rows = self._bodies.scores(rows.to_pylist() if hasattr(rows, "to_pylist") else rows)
-        arrow = rows_table(rows)
-        if len(arrow) == 0:
+        batch = rows_table(rows)
+        if len(batch) == 0:
             return 0
-        names = arrow.column_names if hasattr(arrow, "column_names") else arrow.columns
+        names = batch.column_names if hasattr(batch, "column_names") else batch.columns
         columns = ", ".join(f'"{name}"' for name in names)
         cursor = self._writer.cursor()
         try:
-            cursor.register("_aigw_rows", arrow)
+            cursor.register("_aigw_rows", batch)
             cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _aigw_rows")
         except duckdb.Error as exc:
             raise StoreError(
@@ -400,7 +400,7 @@ class CallLog:
             ) from exc
         finally:
             cursor.close()
-        return len(arrow)
+        return len(batch)
 
     # --- state -------------------------------------------------------------------------
 
