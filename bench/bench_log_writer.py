@@ -12,6 +12,14 @@ on the same machine, put the numbers in proportion:
 * ``raw arrow``: the same rows transposed to one pyarrow table and inserted with one
   statement, with no queue or thread (about the ceiling for this machine).
 
+``--compare-paths R`` instead compares how batches are built: pyarrow tables against the
+pandas columns the core install uses (pyarrow is optional), R rounds interleaved (arrow,
+pandas, pandas, arrow, ...), each in a fresh process (the pandas one with pyarrow import
+blocked, as when it is not installed), each path flat out (``--rows`` pre-built
+records appended then flushed) and at a realistic rate (``--rate`` rows/s for
+``--seconds``, the appender sleeping between rows). Wall time and process CPU time (all
+threads) are printed side by side, as medians, with pandas / arrow ratios.
+
 Memory: resident set size is sampled every 5% of the rows; "growth after warm-up" is the
 largest sample minus the one at 20%, which stays small when the bounded queue works.
 Exits 0; the target (>= 100,000 rows/s) is reported, not enforced.
@@ -160,6 +168,116 @@ def bench_raw_arrow(path: Path, records: list[CallRecord]) -> float:
     return len(records) / elapsed
 
 
+def timed_flat_out(path: Path, pool: list[CallRecord], rows: int) -> tuple[float, float]:
+    """Append ``rows`` pool records as fast as possible and flush: (wall s, CPU s)."""
+    log = CallLog(path)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(rows):
+        log.append(pool[i % len(pool)])
+    log.flush()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert log.rows_written == rows
+    log.close()
+    return wall, cpu
+
+
+def timed_at_rate(path: Path, pool: list[CallRecord], rate: float, seconds: float):
+    """Append at ``rate`` rows/s for ``seconds``, then flush: (rows, CPU s, flush wall s).
+    CPU is the whole process (the pacing loop's sleeps cost none)."""
+    log = CallLog(path)
+    rows = int(rate * seconds)
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(rows):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        log.append(pool[i % len(pool)])
+    flushed = time.perf_counter()
+    log.flush()
+    flushed = time.perf_counter() - flushed
+    cpu = time.process_time() - cpu
+    assert log.rows_written == rows
+    log.close()
+    return rows, cpu, flushed
+
+
+_BLOCK_PYARROW = "import sys; sys.modules['pyarrow'] = None; "  # as if not installed
+
+
+def one_path(args: argparse.Namespace) -> int:
+    """One path's measures as JSON (run by `compare_paths` in a fresh process)."""
+    from aigw_lab.store.batches import arrow_installed
+
+    pool = [realistic_record(i) for i in range(10_000)]
+    with tempfile.TemporaryDirectory(prefix="bench-log-path-") as folder:
+        wall, cpu = timed_flat_out(Path(folder) / "flat.duckdb", pool, args.rows)
+        rows, rate_cpu, flush = timed_at_rate(
+            Path(folder) / "rate.duckdb", pool, args.rate, args.seconds
+        )
+    measures = {
+        "arrow": arrow_installed(),
+        "flat_wall": wall,
+        "flat_cpu": cpu,
+        "rate_cpu": rate_cpu / rows * 1e6,
+        "rate_flush": flush * 1e3,
+    }
+    print(json.dumps(measures))
+    return 0
+
+
+def compare_paths(args: argparse.Namespace) -> int:
+    """Arrow against pandas batches, each round in two fresh processes (the pandas one with
+    pyarrow import blocked, as in the core install), interleaved; medians and ratios."""
+    import statistics
+    import subprocess
+
+    results: dict[str, list[dict[str, float]]] = {"arrow": [], "pandas": []}
+    argv = [f"--rows={args.rows}", f"--rate={args.rate}", f"--seconds={args.seconds}"]
+    for round_ in range(args.compare_paths):
+        order = ("arrow", "pandas") if round_ % 2 == 0 else ("pandas", "arrow")
+        for name in order:
+            block = _BLOCK_PYARROW if name == "pandas" else ""
+            code = (
+                f"{block}import runpy; sys.argv = {[__file__, '--one-path', *argv]!r}; "
+                f"runpy.run_path({__file__!r}, run_name='__main__')"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", "import sys; " + code],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            measured = json.loads(done.stdout.strip().splitlines()[-1])
+            assert measured["arrow"] == (name == "arrow"), measured
+            results[name].append(measured)
+    med = {
+        name: {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "arrow"}
+        for name, runs in results.items()
+    }
+    print(
+        f"call log batches, arrow vs pandas (pyarrow blocked): {args.compare_paths} rounds "
+        f"interleaved, fresh process each; flat out {args.rows:,} rows; "
+        f"at {args.rate:,.0f} rows/s for {args.seconds} s"
+    )
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d} | {platform.machine()} | {os.cpu_count()} cores | "
+        f"Python {platform.python_version()} | load average {os.getloadavg()[0]:.1f}"
+    )
+    print()
+    print("| measure (median) | arrow | pandas | pandas / arrow |")
+    print("|---|---|---|---|")
+    lines = [
+        ("flat out: rows/s (wall)", "flat_wall", lambda v: args.rows / v, "{:,.0f}"),
+        ("flat out: CPU µs per row", "flat_cpu", lambda v: v / args.rows * 1e6, "{:.2f}"),
+        ("at rate: CPU µs per row", "rate_cpu", lambda v: v, "{:.1f}"),
+        ("at rate: final flush ms", "rate_flush", lambda v: v, "{:.1f}"),
+    ]
+    for label, key, show, fmt in lines:
+        arrow, pandas = show(med["arrow"][key]), show(med["pandas"][key])
+        print(f"| {label} | {fmt.format(arrow)} | {fmt.format(pandas)} | {pandas / arrow:.2f} |")
+    return 0
+
+
 def _create_calls(conn) -> None:
     from aigw_lab.store.schema import apply_migrations
 
@@ -190,7 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue", type=int, default=100_000)
     parser.add_argument("--executemany-rows", type=int, default=5_000)
     parser.add_argument("--arrow-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--compare-paths", type=int, default=0, metavar="R", help="arrow vs pandas, R rounds"
+    )
+    parser.add_argument("--rate", type=float, default=500.0, help="rows/s (--compare-paths)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="(--compare-paths)")
+    parser.add_argument("--one-path", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one_path:
+        return one_path(args)
+    if args.compare_paths:
+        return compare_paths(args)
     settings = {"batch_size": args.batch_size, "max_queue": args.max_queue}
 
     with tempfile.TemporaryDirectory(prefix="bench-log-") as folder:

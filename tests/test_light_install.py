@@ -117,6 +117,77 @@ print(json.dumps(result))
 """
 
 
+#: Run after `BLOCKER`: an install without pyarrow too (it is not a core dependency; the
+#: call log builds its batches from pandas columns without it). Attempts are allowed: the
+#: log checks whether pyarrow is there, and pandas does too.
+NO_PYARROW = "BLOCKED = BLOCKED + ('pyarrow',)\n"
+
+#: Run after `CORE_FLOWS` without pyarrow: the store's own paths, each on the batches it
+#: builds without pyarrow (a row refused into the dead letter, side-table inserts from
+#: dicts, the spool's id lookup) and the readers of the log.
+STORE_FLOWS = """
+import warnings
+from datetime import UTC, datetime
+
+from aigw_lab.analysis import errors_by_target, unit_frame
+from aigw_lab.notebook import error_breakdown, latency_distribution
+from aigw_lab.store import CallLog, CallRecord
+from aigw_lab.store.spool_replay import known_call_ids
+
+now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+rows = [
+    CallRecord(
+        call_id=f"c{i}", trace_id=f"t{i}", timestamp=now, provider_name="p",
+        request_model="m", input_tokens=i, cost_usd=0.5 * i, latency_ms=float("nan") if i == 3
+        else 10.0 * i, stream=i % 2 == 0, flags=("a", "b") if i == 1 else None,
+        response_text="caf\u00e9 \u2603" if i == 2 else None,
+    )
+    for i in range(5)
+]
+bad = rows[0]._replace(call_id="bad", input_tokens="many")  # not an int: refused
+with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    log = CallLog("store.duckdb")
+    log.append_many([*rows[:2], bad, *rows[2:]])
+    log.flush()
+    health = log.health()
+    stored = log.query("SELECT * FROM calls ORDER BY call_id")
+    dead = log.query("SELECT call_id, error FROM calls_dead_letter")
+    nans = log.execute("SELECT call_id FROM calls WHERE isnan(latency_ms)")
+    inserted = log.insert("scores", [
+        {"call_id": "c1", "experiment_id": "e", "target": "m", "scorer": "s", "value": 1.0},
+        {"call_id": "c2", "experiment_id": "e", "target": "m", "scorer": "s", "value": 0.0},
+    ])
+    scores = log.query("SELECT call_id, value FROM scores ORDER BY call_id")
+    log.close()
+import duckdb
+conn = duckdb.connect("store.duckdb")
+result["spool_known"] = sorted(known_call_ids(conn, [rows[1], rows[4]._replace(call_id="x")]))
+conn.close()
+result["store_written"] = health.rows_written
+result["store_dead"] = [list(dead["call_id"]), "input_tokens" in dead["error"][0]]
+result["store_values"] = {
+    "tokens": [int(v) for v in stored["input_tokens"]],
+    "nan_kept": nans == [("c3",)],  # NaN, not NULL
+    "flags": list(stored["flags"][1]),
+    "text": stored["response_text"][2],
+    "stream": [bool(v) for v in stored["stream"]],
+    "timestamp": str(stored["timestamp"][0].tz_convert("UTC")),
+}
+result["scores"] = [inserted, list(scores["call_id"]), list(scores["value"])]
+units = unit_frame("experiments.duckdb")
+result["figures"] = [
+    type(latency_distribution(units)).__name__,
+    type(error_breakdown(errors_by_target("experiments.duckdb"))).__name__,
+]
+gw = Gateway.simulated_fleet(log="calls.duckdb", time_scale=0.0)
+result["summary_rows"] = len(gw.summary())
+gw.close()
+result["pyarrow_loaded"] = "pyarrow" in sys.modules
+print(json.dumps(result))
+"""
+
+
 @pytest.fixture(scope="module")
 def core_flows(tmp_path_factory):
     """The core flows, run once in an interpreter without the ``semantic`` extra."""
@@ -133,6 +204,43 @@ def test_core_flows_run_without_the_semantic_extra(core_flows):
     assert core_flows["logged"] == 2
     assert core_flows["codes"] == {"run": 0, "report": 0, "demo": 0}, core_flows
     assert core_flows["report_bytes"] > 10_000
+
+
+@pytest.fixture(scope="module")
+def core_flows_without_pyarrow(tmp_path_factory):
+    """The core flows and the store's own, without the ``semantic`` extra or pyarrow."""
+    folder = tmp_path_factory.mktemp("no-pyarrow")
+    experiment = EXPERIMENT_TOML.format(scorers='["auto"]')
+    script = NO_PYARROW + f"EXPERIMENT = {experiment!r}\n" + CORE_FLOWS + STORE_FLOWS
+    done = run_blocked(script, folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_core_flows_run_without_pyarrow(core_flows_without_pyarrow):
+    flows = core_flows_without_pyarrow
+    assert flows["chat"] and flows["stream"] and flows["logged"] == 2
+    assert flows["codes"] == {"run": 0, "report": 0, "demo": 0}, flows
+    assert flows["report_bytes"] > 10_000
+    assert flows["summary_rows"] >= 1
+    assert flows["figures"] == ["Figure", "Figure"]
+    assert flows["pyarrow_loaded"] is False
+
+
+def test_call_log_writes_and_dead_letters_without_pyarrow(core_flows_without_pyarrow):
+    flows = core_flows_without_pyarrow
+    assert flows["store_written"] == 5
+    assert flows["store_dead"] == [["bad"], True]
+    assert flows["store_values"] == {
+        "tokens": [0, 1, 2, 3, 4],
+        "nan_kept": True,
+        "flags": ["a", "b"],
+        "text": "caf\u00e9 \u2603",
+        "stream": [True, False, True, False, True],
+        "timestamp": "2026-12-06 12:00:00+00:00",
+    }
+    assert flows["scores"] == [2, ["c1", "c2"], [1.0, 0.0]]
+    assert flows["spool_known"] == ["c1"]
 
 
 def test_core_flows_never_try_to_import_the_extra(core_flows):

@@ -5,7 +5,7 @@
     log.query("SELECT request_model, count(*) FROM calls GROUP BY ALL")   # a DataFrame
     log.close()                              # or `with CallLog(...) as log:`
 
-Rows are written by a background thread in Arrow batches (see `aigw_lab.store.writer`).
+Rows are written by a background thread in column batches (see `aigw_lab.store.writer`).
 A file log also spools every row (and the gateway every call's start) to an append-only
 file first, replayed when the log is next opened, so a killed process loses no call (see
 `aigw_lab.store.spool`).
@@ -44,7 +44,6 @@ from aigw_lab.store.writer import BatchWriter, CallLogWarning
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
-    import pyarrow as pa
 
     from aigw_lab.store.encryption import Encryption
     from aigw_lab.store.redact import BodyPolicy
@@ -363,16 +362,18 @@ class CallLog:
         else:
             self._writer.settle()
 
-    def insert(self, table: str, rows: pa.Table | Sequence[Mapping[str, Any]]) -> int:
+    def insert(self, table: str, rows: Any | Sequence[Mapping[str, Any]]) -> int:
         """Insert rows into one of the log's other tables (``scores``, ``experiments``,
         ``experiment_runs``) in one statement; return how many were inserted.
 
-        ``rows`` is an Arrow table or a sequence of dicts keyed by column name; columns the
-        rows leave out are NULL. Unlike `append` this writes at once, on the caller's thread:
-        these tables get a few rows per experiment or per score, not one per gateway call.
+        ``rows`` is an Arrow table (pyarrow is optional) or a sequence of dicts keyed by column
+        name; columns the rows leave out are NULL. Unlike `append` this writes at once, on
+        the caller's thread: these tables get a few rows per experiment or per score, not
+        one per gateway call.
         """
         import duckdb
-        import pyarrow as pa
+
+        from aigw_lab.store.batches import rows_table
 
         if table not in _SIDE_TABLES:
             raise StoreError(
@@ -381,14 +382,16 @@ class CallLog:
             )
         if self._bodies is not None and table == "scores":
             # Judge rationales and feedback comments can quote prompts and answers.
-            rows = self._bodies.scores(rows.to_pylist() if isinstance(rows, pa.Table) else rows)
-        arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
-        if arrow.num_rows == 0:
+            # An Arrow table (only pyarrow makes one) becomes dicts to be redacted.
+            rows = self._bodies.scores(rows.to_pylist() if hasattr(rows, "to_pylist") else rows)
+        batch = rows_table(rows)
+        if len(batch) == 0:
             return 0
-        columns = ", ".join(f'"{name}"' for name in arrow.column_names)
+        names = batch.column_names if hasattr(batch, "column_names") else batch.columns
+        columns = ", ".join(f'"{name}"' for name in names)
         cursor = self._writer.cursor()
         try:
-            cursor.register("_aigw_rows", arrow)
+            cursor.register("_aigw_rows", batch)
             cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _aigw_rows")
         except duckdb.Error as exc:
             raise StoreError(
@@ -397,7 +400,7 @@ class CallLog:
             ) from exc
         finally:
             cursor.close()
-        return arrow.num_rows
+        return len(batch)
 
     # --- state -------------------------------------------------------------------------
 

@@ -159,18 +159,17 @@ def isolate_refused(
 def unconvertible_rows(
     columns: Sequence[tuple[str, Callable[[Any], Any], Any]], rows: Sequence[Any]
 ) -> dict[int, str]:
-    """Index -> why, for the rows that Arrow cannot convert. ``columns`` holds each
-    column's name, value getter and Arrow type. A column that converts costs one call; one
-    that does not is bisected down to its bad rows (first failing column wins)."""
-    import pyarrow as pa
-
+    """Index -> why, for the rows that cannot be converted to their columns. ``columns``
+    holds each column's name, value getter and converter (`ColumnBatches.converters`). A
+    column that converts costs one call; one that does not is bisected down to its bad rows
+    (first failing column wins)."""
     problems: dict[int, str] = {}
-    for name, get, kind in columns:
+    for name, get, convert in columns:
         todo = [(0, len(rows))]
         while todo:
             start, stop = todo.pop()
             try:
-                pa.array([get(row) for row in rows[start:stop]], type=kind)
+                convert([get(row) for row in rows[start:stop]])
                 continue
             except Exception as exc:  # noqa: BLE001 - any failure makes a row unwritable
                 if stop - start == 1:
@@ -197,10 +196,11 @@ def row_json(record: Any, *, exact: bool = True, **extra: Any) -> str:
 
 
 def dead_letter_table(dead: Sequence[tuple[CallRecord, str]]) -> Any:
-    """The refused rows with their errors as an Arrow table for `DEAD_LETTER_INSERT`: each
+    """The refused rows with their errors as a DataFrame for `DEAD_LETTER_INSERT`: each
     copied column converted to its type or NULL (the row was refused, so its values are not
-    trusted), then the error and the row as JSON. One insert however many rows."""
-    import pyarrow as pa
+    trusted), then the error and the row as JSON. One insert however many rows. pandas, not
+    Arrow, on every install: pyarrow is optional, and dead letters are rare."""
+    from aigw_lab.store.batches import ColumnBatches
 
     columns: dict[str, list[Any]] = {name: [] for name in (*_COPIED, "error", "row_json")}
     for record, error in dead:
@@ -209,9 +209,10 @@ def dead_letter_table(dead: Sequence[tuple[CallRecord, str]]) -> Any:
             columns[name].append(_typed(name, record[index] if len(record) > index else None))
         columns["error"].append(sanitize_text(error))  # it may quote the row's own text
         columns["row_json"].append(row_json(record, exact=False))
-    types = {"timestamp": pa.timestamp("us", tz="UTC"), "cost_usd": pa.float64()}
-    schema = pa.schema([(name, types.get(name, pa.string())) for name in columns])
-    return pa.table(columns, schema=schema)
+    types = {"timestamp": "TIMESTAMPTZ", "cost_usd": "DOUBLE"}
+    batches = ColumnBatches({name: types.get(name, "VARCHAR") for name in columns}, arrow=False)
+    arrays = [batches.convert(i, values) for i, values in enumerate(columns.values())]
+    return batches.table(arrays)
 
 
 def spill_rows(

@@ -277,12 +277,12 @@ def interrupted_record(values: tuple[Any, ...]) -> CallRecord:
 
 def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
     """The call ids of ``records`` already in the ``calls`` table of ``conn``."""
-    import pyarrow as pa
+    import pandas as pd
 
     rows = list(records)
     if not rows:
         return set()
-    ids = pa.table({"call_id": [r.call_id for r in rows]})
+    ids = pd.DataFrame({"call_id": pd.Series([r.call_id for r in rows], dtype=object)})
     since = min(r.timestamp for r in rows) - timedelta(days=1)
     cursor = conn.cursor()
     try:

@@ -1,8 +1,9 @@
-"""The background writer behind `CallLog`: buffers rows, inserts them as Arrow batches.
+"""The background writer behind `CallLog`: buffers rows, inserts them as column batches.
 
 Callers append `CallRecord` objects to a plain list under a lock (no per-row queue put, no
 per-row wake-up); a full list is handed to the writer thread, which transposes it column by
-column into a pyarrow table and inserts it with one ``INSERT ... SELECT`` statement.
+column into a table (pyarrow when installed, else pandas: see `batches`) and inserts it with
+one ``INSERT ... SELECT`` statement.
 
 Guarantees, in order of importance:
 
@@ -29,9 +30,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
+from aigw_lab.store.batches import ColumnBatches
 from aigw_lab.store.dead_letter import (
     DEAD_LETTER_BATCH,
     DEAD_LETTER_INSERT,
@@ -44,11 +46,10 @@ from aigw_lab.store.dead_letter import (
 )
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.sanitize import sanitize_record
-from aigw_lab.store.schema import COLUMN_TYPES, arrow_schema
+from aigw_lab.store.schema import COLUMN_TYPES
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
 __all__ = ["BatchWriter", "CallLogWarning"]
 
@@ -80,7 +81,8 @@ class BatchWriter:
 
     ``before_insert`` is called on the writer thread with the row count before every insert
     attempt; an exception it raises counts as a failed insert. Tests use it to slow the
-    writer down or to simulate a full disk.
+    writer down or to simulate a full disk. ``arrow`` picks how batches are built (see
+    `ColumnBatches`): None uses pyarrow when it is installed; tests force either path.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class BatchWriter:
         flush_interval: float,
         max_queue: int,
         before_insert: Callable[[int], None] | None = None,
+        arrow: bool | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be at least 1")
@@ -143,16 +146,24 @@ class BatchWriter:
         self._close_lock = threading.Lock()
         self._cursor = conn.cursor()  # the writer thread's own connection handle
         self._insert = _insert_sql()
-        self._schema = arrow_schema()
+        self._batches = ColumnBatches(COLUMN_TYPES, arrow=arrow)
         self._columns = [
-            (itemgetter(index), field.type) for index, field in enumerate(self._schema)
+            (itemgetter(index), convert) for index, convert in enumerate(self._batches.converters)
         ]
         self._named_columns = [
-            (name, get, kind) for name, (get, kind) in zip(CALL_COLUMNS, self._columns, strict=True)
+            (name, get, convert)
+            for name, (get, convert) in zip(CALL_COLUMNS, self._columns, strict=True)
         ]
+        self._convert_errors = (
+            TypeError,
+            ValueError,
+            AttributeError,
+            OverflowError,
+            *getattr(self._batches, "errors", ()),
+        )
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
-        self._insert_table(self._to_arrow([])[0])
+        self._insert_table(self._to_table([])[0])
         self._thread = threading.Thread(target=self._run, name="aigw-call-log-writer", daemon=True)
         self._thread.start()
 
@@ -453,11 +464,11 @@ class BatchWriter:
                 timed_out = not self._work.wait(self._flush_interval)
 
     def _write(self, batch: list[CallRecord]) -> None:
-        table, good, bad = self._to_arrow(batch)
+        table, good, bad = self._to_table(batch)
         try:
             if self._before_insert is not None:
                 self._before_insert(len(batch))
-            if table.num_rows:
+            if self._batches.num_rows(table):
                 self._insert_table(table)
             written, refused = len(good), []
         except Exception as exc:  # noqa: BLE001 - any failure keeps the rows for a retry
@@ -545,30 +556,28 @@ class BatchWriter:
         )
         return None
 
-    def _insert_slice(self, table: pa.Table, start: int, stop: int) -> None:
+    def _insert_slice(self, table: Any, start: int, stop: int) -> None:
         if self._before_insert is not None:
             self._before_insert(stop - start)
-        self._insert_table(table.slice(start, stop - start))
+        self._insert_table(self._batches.slice(table, start, stop))
 
-    def _insert_table(self, table: pa.Table) -> None:
+    def _insert_table(self, table: Any) -> None:
         self._cursor.register(_BATCH_TABLE, table)
         try:
             self._cursor.execute(self._insert)
         finally:
             self._cursor.unregister(_BATCH_TABLE)
 
-    def _to_arrow(
+    def _to_table(
         self, batch: list[CallRecord]
-    ) -> tuple[pa.Table, list[CallRecord], list[tuple[CallRecord, str]]]:
-        """The batch as an Arrow table, the rows in it, and the rows that cannot be
+    ) -> tuple[Any, list[CallRecord], list[tuple[CallRecord, str]]]:
+        """The batch as a table to insert, the rows in it, and the rows that cannot be
         converted, with why."""
-        import pyarrow as pa
-
         try:
             # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
-            arrays = [pa.array(list(map(get, batch)), type=kind) for get, kind in self._columns]
-            return pa.Table.from_arrays(arrays, schema=self._schema), batch, []
-        except (pa.ArrowException, TypeError, ValueError, AttributeError, OverflowError):
+            arrays = [convert(list(map(get, batch))) for get, convert in self._columns]
+            return self._batches.table(arrays), batch, []
+        except self._convert_errors:
             pass
         # Slow path, only when the batch holds a bad row: find it by bisecting each column
         # that fails (a few conversions per bad row, not one per row and column), keep the
@@ -586,8 +595,8 @@ class BatchWriter:
                 good.append(record)
             else:
                 bad.append((record, reason))
-        arrays = [pa.array(list(map(get, good)), type=kind) for get, kind in self._columns]
-        return pa.Table.from_arrays(arrays, schema=self._schema), good, bad
+        arrays = [convert(list(map(get, good))) for get, convert in self._columns]
+        return self._batches.table(arrays), good, bad
 
 
 def _sanitized(record: CallRecord) -> CallRecord | None:

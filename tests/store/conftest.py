@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,17 @@ import pytest
 from aigw_lab.store.records import CallRecord
 
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _batches_without_pyarrow(monkeypatch):
+    """``AIGW_LAB_TEST_NO_PYARROW=1 pytest tests/store`` runs every store test on the pandas
+    batches a core install uses (pyarrow is optional; dev installs it, so Arrow is the
+    default here)."""
+    if os.environ.get("AIGW_LAB_TEST_NO_PYARROW") == "1":
+        from aigw_lab.store import batches
+
+        monkeypatch.setattr(batches, "arrow_installed", lambda: False)
 
 
 def make_record(i: int = 0, **overrides: Any) -> CallRecord:
