@@ -145,3 +145,29 @@ def test_a_policy_trained_with_int8_is_served_with_int8(tmp_path, monkeypatch, i
     assert np.array_equal(served.embedder.embed([prompt]), int8.embed([prompt]))
     with pytest.raises(ConfigError, match="trained on"):
         served.embedder = HashingEmbedder(64)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_the_cli_names_an_unknown_embedder_in_one_error_line(tmp_path, capsys, command):
+    from aigw_lab.cli.main import main
+
+    if command == "train":
+        # An empty data folder: the embedder is checked before any data is read.
+        argv = ["policy", "train", "--data", "routellm/gsm8k", "--data-dir", str(tmp_path)]
+        argv += ["--router", "knn", "--out", str(tmp_path / "p.json")]
+    else:
+        from aigw_lab.embeddings import HashingEmbedder
+        from aigw_lab.policy.learned import train_router
+        from aigw_lab.policy.policyfile import save_policy
+
+        from ._learned_data import synthetic
+
+        router = train_router(
+            synthetic(5), "knn", name="p", embedder=HashingEmbedder(64), params={"k": 3}
+        )
+        argv = ["policy", "evaluate", str(save_policy(router, tmp_path / "p.json"))]
+    assert main([*argv, "--embedder", "all-MiniLM-L6-v2-int4"]) == 2
+    err = capsys.readouterr().err
+    assert "aigw-lab: error: unknown embedder 'all-MiniLM-L6-v2-int4'" in err
+    assert f"fix: use {DEFAULT_MODEL}" in err and INT8_MODEL in err
+    assert "Traceback" not in err
