@@ -171,3 +171,27 @@ def test_the_cli_names_an_unknown_embedder_in_one_error_line(tmp_path, capsys, c
     assert "aigw-lab: error: unknown embedder 'all-MiniLM-L6-v2-int4'" in err
     assert f"fix: use {DEFAULT_MODEL}" in err and INT8_MODEL in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_int8_embeds_on_one_torch_thread_and_restores_the_callers_count(int8, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    model = int8._load()
+    seen: list[int] = []
+    original = model.encode
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as on a 2-core machine: one prompt split over two threads
+    try:
+        int8.embed(TEXTS)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
