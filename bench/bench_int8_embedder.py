@@ -61,7 +61,7 @@ def main() -> None:
             cpu[name].append(time.process_time() - c)
             wall[name].append(time.perf_counter() - w)
 
-    print(f"{len(prompts)} prompts (GSM8K + MT-Bench, seed {args.seed}), one text per call, ")
+    print(f"{len(prompts)} prompts (GSM8K + MT-Bench, seed {args.seed}), one text per call,")
     print("one torch thread, interleaved; shared 2-core machine")
     print(f"  {'':5} {'wall p50':>9} {'wall mean':>10} {'CPU p50':>8} {'CPU mean':>9}  (ms)")
     for name in names:
