@@ -21,7 +21,8 @@ TEXTS = [
 
 
 @pytest.mark.parametrize(
-    "name", ["all-MiniLM-L6-v2-int4", "all-MiniLM-L6-v2-INT8", "gpt2", "sentence-transformers/x"]
+    "name",
+    ["all-MiniLM-L6-v2-int4", "all-MiniLM-L6-v2-INT8", "gpt2", "sentence-transformers/x", "", " "],
 )
 def test_an_unknown_embedder_name_is_a_config_error_naming_the_known_ones(name):
     # Before, any such name went to SentenceTransformer, which looks it up on the Hub.

@@ -74,8 +74,10 @@ def make_embedder(name: str | None) -> Embedder:
 
 
 def _is_model_folder(name: str) -> bool:
+    if not name.strip() or "\0" in name or len(name) >= 4096:
+        return False  # "" would be the current folder
     try:
-        return "\0" not in name and len(name) < 4096 and Path(name).expanduser().is_dir()
+        return Path(name).expanduser().is_dir()
     except (OSError, ValueError):
         return False
 
