@@ -196,3 +196,22 @@ def test_int8_embeds_on_one_torch_thread_and_restores_the_callers_count(int8, mo
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_policy_file_naming_an_unknown_embedder_fails_with_a_typed_error(tmp_path):
+    import json
+
+    from aigw_lab.embeddings import HashingEmbedder
+    from aigw_lab.policy.learned import train_router
+    from aigw_lab.policy.policyfile import load_policy, save_policy
+
+    from ._learned_data import synthetic
+
+    router = train_router(synthetic(5), "knn", name="p", embedder=HashingEmbedder(64))
+    path = save_policy(router, tmp_path / "p.json")
+    document = json.loads(path.read_text())
+    document["policy"]["embedder"] = "all-MiniLM-L6-v2-int4"  # edited by hand, or hostile
+    path.write_text(json.dumps(document))
+    policy = load_policy(path)
+    with pytest.raises(ConfigError, match="unknown embedder 'all-MiniLM-L6-v2-int4'"):
+        policy.warm_up()  # what a server does before it reports ready
