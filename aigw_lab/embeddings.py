@@ -45,8 +45,8 @@ __all__ = [
 #: The model `SentenceTransformerEmbedder` loads when given no name.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: The name of all-MiniLM-L6-v2 with its Linear layers quantized to int8 (dynamic,
-#: per-channel weights): about 1.5x less CPU per prompt on an AVX2 machine, vectors at cosine
-#: ~0.98 to the float32 model's, so a policy trained on one must be served with the same one.
+#: per-channel weights): about two thirds of the CPU per prompt on an AVX2 machine, vectors at
+#: cosine ~0.98 to the float32 model's, so a policy trained on one must be served with it.
 INT8_MODEL = f"{DEFAULT_MODEL}-int8"
 
 
