@@ -1,25 +1,27 @@
 """What a served learned routing policy adds per request, against the same server with a
 static policy.
 
-Two `aigw-lab serve`-equivalent servers (`GatewayApp` over the simulated fleet at
+Three `aigw-lab serve`-equivalent servers (`GatewayApp` over the simulated fleet at
 ``time_scale=0``, so an upstream call costs no waiting) run as separate processes on
-loopback: one routes with a seeded weighted split between two targets, the other with a kNN
+loopback: one routes with a seeded weighted split between two targets, one with a kNN
 learned router (all-MiniLM-L6-v2) trained on the RouteLLM GSM8K recordings, between the same
-two targets. The client sends the held-out GSM8K prompts (distinct, so the router's
-in-memory LRU never hits, except in the repeated phase) to both servers, interleaved (static
-then learned, then learned then static, ...), in three phases:
+two targets, and one ("int8") with the same kNN router trained and served with
+all-MiniLM-L6-v2-int8 (the same weights, Linear layers quantized to int8). The client sends
+the held-out GSM8K prompts (distinct, so the router's in-memory LRU never hits, except in the
+repeated phase) to every server, interleaved (the servers' order reversed on every other
+prompt), in three phases:
 
-- paced: one pair of requests every 1/--rate seconds (servers idle between requests);
-- flat out: pairs back to back;
+- paced: one round of requests every 1/--rate seconds (servers idle between requests);
+- flat out: rounds back to back;
 - repeated: the paced phase's prompts again, back to back (the router's in-memory LRU of
   recent prompt embeddings answers; what a repeated prompt costs).
 
-``--threads`` adds a third server: the learned one with ``OMP_NUM_THREADS=1`` (one torch
+``--threads`` adds a fourth server: the learned one with ``OMP_NUM_THREADS=1`` (one torch
 thread, against torch's default of one per core). For each server it prints start-up time
 (process start to accepting connections: the learned one loads and warms its model before
 that), the client-side wall latency p50/p90,
-and CPU time per request of the server process (from /proc), then the learned minus static
-difference and ratio. The machine is shared: compare the two columns of one run, not runs.
+and CPU time per request of the server process (from /proc), then each learned server minus
+the static one and the ratio. The machine is shared: compare the two columns of one run, not runs.
 
     python bench/bench_served_policy.py [--requests 200] [--rate 5] [--threads] [--data-dir DIR]
 """
@@ -58,9 +60,12 @@ def serve_main(kind: str, policy_path: str) -> None:
     serve(app, "127.0.0.1", 0, on_listening=lambda url: print(url, flush=True))
 
 
-def train_policy(folder: Path, data_dir: str | None) -> tuple[Path, list[str]]:
-    """A kNN router on GSM8K's training split (embeddings from the on-disk cache), and the
-    prompts it was not trained on (calibration and test splits: 522 distinct prompts)."""
+def train_policy(
+    folder: Path, data_dir: str | None, embedder: str | None = None
+) -> tuple[Path, list[str]]:
+    """A kNN router on GSM8K's training split (embeddings from the on-disk cache), embedding
+    with ``embedder`` (default all-MiniLM-L6-v2), and the prompts it was not trained on
+    (calibration and test splits: 522 distinct prompts)."""
     from aigw_lab.cli.policy import load_data, split_three
     from aigw_lab.policy.learned import train_router
     from aigw_lab.policy.learned.features import cached_embedder, make_embedder
@@ -73,9 +78,9 @@ def train_policy(folder: Path, data_dir: str | None) -> tuple[Path, list[str]]:
         "knn",
         name="router",
         targets={"gpt-4-1106-preview": STRONG, "Mixtral-8x7B-Instruct-v0.1": WEAK},
-        embedder=cached_embedder(make_embedder(None)),
+        embedder=cached_embedder(make_embedder(embedder)),
     )
-    path = save_policy(router, folder / "router.json")
+    path = save_policy(router, folder / f"{embedder or 'router'}.json")
     return path, [item.prompt for item in (*calibration.items, *test.items)]
 
 
@@ -139,7 +144,7 @@ def run_phase(clients, prompts, rate: float | None) -> dict[str, dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per server a phase")
-    parser.add_argument("--rate", type=float, default=5.0, help="pairs per second when paced")
+    parser.add_argument("--rate", type=float, default=5.0, help="rounds per second when paced")
     parser.add_argument("--data-dir", help="shared data folder")
     parser.add_argument(
         "--threads",
@@ -158,14 +163,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         policy, prompts = train_policy(Path(tmp), args.data_dir)
+        int8_policy, _ = train_policy(Path(tmp), args.data_dir, "all-MiniLM-L6-v2-int8")
         # Distinct prompts in each phase, so the router's in-memory LRU never answers.
         n = min(args.requests, (len(prompts) - 5) // 2)
         phases = {"paced": prompts[5 : 5 + n], "flat out": prompts[5 + n : 5 + 2 * n]}
         servers = {}
         try:
-            kinds = ("static", "learned", "learned-1t") if args.threads else ("static", "learned")
+            kinds = ("static", "learned", "int8") + (("learned-1t",) if args.threads else ())
             for kind in kinds:
-                servers[kind] = start(kind, policy)
+                servers[kind] = start(kind, int8_policy if kind == "int8" else policy)
             clients = {
                 kind: (httpx.Client(base_url=url, timeout=60), proc.pid)
                 for kind, (proc, url, _) in servers.items()
@@ -179,7 +185,7 @@ def main() -> None:
             phases["repeated"] = phases["paced"]  # seen before: the in-memory LRU answers
             for phase, rate in (("paced", args.rate), ("flat out", None), ("repeated", None)):
                 results[phase] = r = run_phase(clients, phases[phase], rate)
-                label = f"{phase} ({rate:g} pairs/s)" if rate else phase
+                label = f"{phase} ({rate:g} rounds/s)" if rate else phase
                 print(f"\n{label}")
                 print(f"  {'':8} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8} {'CPU ms/req':>11}")
                 for kind in kinds:
@@ -188,12 +194,14 @@ def main() -> None:
                         f"  {kind:<8} {m['p50_ms']:8.2f} {m['p90_ms']:8.2f} {m['mean_ms']:8.2f} "
                         f"{m['cpu_ms_per_request']:11.2f}"
                     )
-                s, learned = r["static"], r["learned"]
-                print(
-                    f"  learned - static: p50 {learned['p50_ms'] - s['p50_ms']:+.2f} ms, "
-                    f"CPU {learned['cpu_ms_per_request'] - s['cpu_ms_per_request']:+.2f} ms/req; "
-                    f"p50 ratio {learned['p50_ms'] / s['p50_ms']:.2f}x"
-                )
+                s = r["static"]
+                for kind in kinds[1:]:
+                    learned = r[kind]
+                    print(
+                        f"  {kind} - static: p50 {learned['p50_ms'] - s['p50_ms']:+.2f} ms, CPU "
+                        f"{learned['cpu_ms_per_request'] - s['cpu_ms_per_request']:+.2f} ms/req; "
+                        f"p50 ratio {learned['p50_ms'] / s['p50_ms']:.2f}x"
+                    )
             print("\n" + json.dumps(results))
         finally:
             for proc, _, _ in servers.values():

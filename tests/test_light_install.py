@@ -291,10 +291,14 @@ def learned_router():
     from aigw_lab.policy.learned.features import make_embedder
     make_embedder(None)
 
+def int8_router():
+    from aigw_lab.policy.learned.features import make_embedder
+    make_embedder("all-MiniLM-L6-v2-int8")
+
 print(json.dumps({name: attempt(name, make) for name, make in {
     "embedder": embedder, "named_embedder": named_embedder, "scorer": scorer,
     "semantic_cache_config": semantic_cache_config, "classifier": classifier,
-    "learned_router": learned_router,
+    "learned_router": learned_router, "int8_router": int8_router,
 }.items()}))
 """
 
@@ -315,6 +319,7 @@ def missing_extra(tmp_path_factory):
         "semantic_cache_config",
         "classifier",
         "learned_router",
+        "int8_router",
     ],
 )
 def test_a_feature_needing_embeddings_names_the_install_command(missing_extra, feature):

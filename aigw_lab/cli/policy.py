@@ -127,7 +127,13 @@ def register(subparsers: Any) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--embedder", help="embedding model (default all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--embedder",
+        help="embedding model: all-MiniLM-L6-v2 (default), all-MiniLM-L6-v2-int8 (the same "
+        "weights quantized: less CPU per served request; see docs/routing.md) or the folder "
+        "of a local sentence-transformers model; a policy is served with the one it was "
+        "trained with",
+    )
     parser.add_argument(
         "--cache-dir",
         help="embedding cache folder (default $AIGW_LAB_CACHE/embeddings, else "
@@ -213,6 +219,9 @@ def run_train(args: argparse.Namespace) -> int:
         )
     if args.out.is_dir():  # found now, not after the embedding work
         raise ConfigError(f"--out {args.out} is a folder", hint="pass a file name, e.g. p.json")
+    # One embedder for the command, behind the on-disk cache: a rerun embeds nothing and
+    # never loads the model. Built now, so an unknown --embedder fails before any data loads.
+    embedder = cached_embedder(make_embedder(args.embedder), args.cache_dir)
     data = load_data(args.data, args.data_dir)
     models = _candidates(data)
     if len(models) == 2:
@@ -232,9 +241,6 @@ def run_train(args: argparse.Namespace) -> int:
     if two_model and args.lam is not None:
         raise ConfigError("--lambda is for many-model routing", hint="use --threshold")
     train, cal, test = split_three(data, args.test_fraction, args.calibration_fraction, args.seed)
-    # One embedder for the command, behind the on-disk cache: a rerun embeds nothing and
-    # never loads the model.
-    embedder = cached_embedder(make_embedder(args.embedder), args.cache_dir)
     router = train_router(
         train,
         args.router,

@@ -40,9 +40,16 @@ def default_cache_dir() -> Path:
 
 def make_embedder(name: str | None) -> Embedder:
     """The embedder a policy names: ``hashing-<dim>-<ngram>`` is the test double
-    `HashingEmbedder`; anything else (None = all-MiniLM-L6-v2) a sentence-transformers
-    model loaded from local files."""
-    from aigw_lab.embeddings import HashingEmbedder, SentenceTransformerEmbedder
+    `HashingEmbedder`; None or all-MiniLM-L6-v2 the bundled model; all-MiniLM-L6-v2-int8 the
+    bundled model quantized to int8 (`aigw_lab.embeddings.INT8_MODEL`); anything else the
+    path of a sentence-transformers model folder on this machine (never downloaded). Any
+    other name is a `ConfigError` listing the known ones, raised before a model loads."""
+    from aigw_lab.embeddings import (
+        DEFAULT_MODEL,
+        INT8_MODEL,
+        HashingEmbedder,
+        SentenceTransformerEmbedder,
+    )
 
     if name and name.startswith("hashing-"):
         parts = name.split("-")
@@ -52,9 +59,27 @@ def make_embedder(name: str | None) -> Embedder:
                 hint="name a HashingEmbedder as hashing-<dim>-<ngram>, e.g. hashing-256-3",
             )
         return HashingEmbedder(int(parts[1]), ngram=int(parts[2]))
-    if name in (None, "all-MiniLM-L6-v2"):
+    if name in (None, DEFAULT_MODEL):
         return SentenceTransformerEmbedder()
+    if name == INT8_MODEL:
+        return SentenceTransformerEmbedder(int8=True)
+    if not _is_model_folder(name):
+        raise ConfigError(
+            f"unknown embedder {name[:80]!r}",
+            hint=f"use {DEFAULT_MODEL} (the default), {INT8_MODEL} (faster), "
+            "hashing-<dim>-<ngram> (tests only) or the folder of a local "
+            "sentence-transformers model",
+        )
     return SentenceTransformerEmbedder(name)
+
+
+def _is_model_folder(name: str) -> bool:
+    if not name.strip() or "\0" in name or len(name) >= 4096:
+        return False  # "" would be the current folder
+    try:
+        return Path(name).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def prompt_text(request: ChatRequest) -> str:
