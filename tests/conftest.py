@@ -11,6 +11,7 @@ file, so that the lane is defined in one place; a test file may also mark itself
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,31 @@ def minilm():
     embedder = SentenceTransformerEmbedder()
     assert embedder.dim == 384
     return embedder
+
+
+@pytest.fixture(scope="session")
+def empty_log_template(tmp_path_factory) -> Path:
+    """An empty call log with every migration applied, closed: made once per run."""
+    from aigw_lab.store import CallLog
+
+    path = tmp_path_factory.mktemp("empty-log") / "calls.duckdb"
+    CallLog(path).close()
+    return path
+
+
+@pytest.fixture
+def new_log_path(tmp_path, empty_log_template) -> Path:
+    """``tmp_path / "calls.duckdb"``: a copy of an empty, migrated call log (owner-only).
+
+    Creating and migrating a new DuckDB file costs about 0.1 s of CPU; the suite's shared
+    ``log`` fixtures open hundreds of them. Tests of the gateway, analysis and so on open
+    this copy instead (the path a user takes when reopening a log); creating a log from
+    nothing is what the store tests (tests/store) check.
+    """
+    from aigw_lab.store import files
+
+    path = tmp_path / "calls.duckdb"
+    with os.fdopen(files.open_private(path, "x"), "wb") as target:
+        with empty_log_template.open("rb") as source:
+            shutil.copyfileobj(source, target)
+    return path
