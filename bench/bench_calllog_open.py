@@ -7,7 +7,11 @@ often. Interleaved rounds, each on new files in a temporary directory:
 - ``migrate, one statement per call``: the migrations applied as ``apply_migrations`` did
   before 2026-12-06 (a round trip per migration and per recorded version), on a new file;
 - ``migrate, as applied now``: ``apply_migrations`` on a new file;
-- ``CallLog open+close``: the whole ``CallLog(path).close()``.
+- ``CallLog open+close``: the whole ``CallLog(path).close()`` in a private (0700) folder,
+  where the file is created in place;
+- ``CallLog open+close, 0755 folder``: the same where others may enter the folder, so the
+  file is first made in a staging folder, closed and reopened (every new log before
+  2026-12-06).
 
 Prints median CPU (process time) and wall milliseconds per operation, and ratios against the
 per-statement baseline measured in the same run. Usage: ``python bench/bench_calllog_open.py
@@ -47,7 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="aigw-bench-open-"))
+    folder = Path(tempfile.mkdtemp(prefix="aigw-bench-open-"))  # 0700
+    shared = folder / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
     counter = iter(range(10**9))
 
     def fresh() -> Path:
@@ -69,11 +76,15 @@ def main() -> None:
     def calllog() -> None:
         CallLog(fresh()).close()
 
+    def calllog_staged() -> None:
+        CallLog(shared / fresh().name).close()
+
     cases: dict[str, Callable[[], None]] = {
         "connect": connect,
         "migrate, one statement per call": old_migrate,
         "migrate, as applied now": new_migrate,
         "CallLog open+close": calllog,
+        "CallLog open+close, 0755 folder": calllog_staged,
     }
     cpu: dict[str, list[float]] = {name: [] for name in cases}
     wall: dict[str, list[float]] = {name: [] for name in cases}
