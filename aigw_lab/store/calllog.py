@@ -544,7 +544,7 @@ def _connect_file(
     what = f"the call log {path}"
     # In a folder only this user can enter, no one else can reach a new file even for a
     # moment: DuckDB creates it in place (made 0600 just below), which saves creating it in
-    # a staging folder, closing and reopening it (a third of the cost of opening a new log).
+    # a staging folder, closing and reopening it (about a quarter of opening a new log).
     in_place = not path.exists() and files.is_private_dir(folder)
     try:
         if not path.exists() and not in_place:
