@@ -46,6 +46,7 @@ SLOW_FILES = frozenset(
         "gateway/test_vector_index_ivf.py",  # trains faiss indexes
         "notebook/test_widgets.py",  # dashboards redrawn through real queries
         "server/test_slow_clients.py",  # waits out the server's read timeouts (about 1 s each)
+        "report/test_report_browser_chromium.py",  # headless Chromium
     }
 )
 
@@ -102,6 +103,16 @@ SLOW_TESTS = frozenset(
         "simulated/test_fleet.py::test_fault_frequencies_match_the_rates",
         "simulated/test_fleet.py::test_latency_is_lognormal_with_a_heavy_tail",
         "analysis/test_comparison.py::test_a_path_a_connection_and_a_calllog_give_the_same_summary",
+        # from the third fast-lane profile (2026-12-06): 2 s or more each
+        "policy/test_served_warm_up.py::test_the_deciding_thread_uses_one_torch_thread_and_leaves_others_alone",  # a torch model
+        "report/test_report_content.py::test_a_ten_thousand_item_experiment_is_capped",
+        "report/test_report_format.py::test_script_json_round_trips_and_never_closes_a_script",
+        "docs/test_doc_extractor.py::test_a_shell_block_that_runs_too_long_is_stopped_with_its_children",  # waits out a timeout
+        # `aigw-lab run` subprocesses, and a notebook kernel
+        "experiments/test_progress_output.py::test_aigw_lab_run_with_stderr_piped_writes_a_few_plain_lines",
+        "experiments/test_progress_output.py::test_aigw_lab_run_on_a_terminal_draws_the_bar",
+        "experiments/test_progress_output.py::test_in_a_notebook_kernel_the_run_shows_the_widget_not_text",
+        "policy/test_calibrate.py::test_lambda_router_calibrates_a_lambda",
     }
 )
 
@@ -143,3 +154,31 @@ def minilm():
     embedder = SentenceTransformerEmbedder()
     assert embedder.dim == 384
     return embedder
+
+
+@pytest.fixture(scope="session")
+def empty_log_template(tmp_path_factory) -> Path:
+    """An empty call log with every migration applied, closed: made once per run."""
+    from aigw_lab.store import CallLog
+
+    path = tmp_path_factory.mktemp("empty-log") / "calls.duckdb"
+    CallLog(path).close()
+    return path
+
+
+@pytest.fixture
+def new_log_path(tmp_path, empty_log_template) -> Path:
+    """``tmp_path / "calls.duckdb"``: a copy of an empty, migrated call log (owner-only).
+
+    Creating and migrating a new DuckDB file costs about 0.1 s of CPU; the suite's shared
+    ``log`` fixtures open hundreds of them. Tests of the gateway, analysis and so on open
+    this copy instead (the path a user takes when reopening a log); creating a log from
+    nothing is what the store tests (tests/store) check.
+    """
+    from aigw_lab.store import files
+
+    path = tmp_path / "calls.duckdb"
+    with os.fdopen(files.open_private(path, "x"), "wb") as target:
+        with empty_log_template.open("rb") as source:
+            shutil.copyfileobj(source, target)
+    return path

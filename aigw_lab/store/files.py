@@ -24,6 +24,7 @@ __all__ = [
     "PRIVATE_DIR_MODE",
     "PRIVATE_FILE_MODE",
     "create_private_database",
+    "is_private_dir",
     "make_private_dirs",
     "open_private",
     "tighten",
@@ -88,6 +89,21 @@ def open_private(path: Path, mode: str = "w") -> int:
     extra = {"w": os.O_TRUNC, "a": os.O_APPEND, "x": os.O_EXCL}[mode]
     flags = os.O_WRONLY | os.O_CREAT | extra
     return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+
+
+def is_private_dir(folder: Path) -> bool:
+    """Whether ``folder`` is a directory owned by this user with no group or other
+    permissions, so that no one else can reach what is created in it (POSIX only;
+    elsewhere False)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:
+        return False
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return False
+    mode = info.st_mode
+    return stat.S_ISDIR(mode) and info.st_uid == geteuid() and not stat.S_IMODE(mode) & 0o077
 
 
 def tighten(path: Path) -> None:

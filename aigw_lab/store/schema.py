@@ -315,8 +315,11 @@ def apply_migrations(
 
     _check_sequence(migrations)
     try:
-        conn.execute(_CREATE_SCHEMA_MIGRATIONS)
-        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        # One round trip: a script's result is its last statement's.
+        rows = conn.execute(
+            f"{_CREATE_SCHEMA_MIGRATIONS};\nSELECT version FROM schema_migrations"
+        ).fetchall()
+        applied = {v for (v,) in rows}
     except duckdb.Error as exc:
         raise StoreError(
             f"cannot read the schema version of {where}: {exc}",
@@ -337,6 +340,20 @@ def apply_migrations(
     missing = [m for m in migrations if m.version not in applied]
     if not missing:
         return []
+    if all(isinstance(m.apply, str) for m in missing):
+        # A new database (every call log a test or a user creates) gets all of them as one
+        # script: 3 round trips instead of 18, about 13% less CPU to create, migrate and
+        # close a log (bench/bench_calllog_open.py). The script's error
+        # does not say which migration failed, so a failure is rolled back and the
+        # migrations run again one by one below, whose error names it.
+        try:
+            _apply_as_one_script(conn, missing)
+            return [m.version for m in missing]
+        except duckdb.Error:
+            _rollback(conn)
+        except BaseException:
+            _rollback(conn)
+            raise
     current: Migration | None = None
     try:
         conn.execute("BEGIN TRANSACTION")
@@ -358,6 +375,20 @@ def apply_migrations(
             hint="report this as a bug with the error above; the database is untouched",
         ) from exc
     return [m.version for m in missing]
+
+
+def _apply_as_one_script(conn: duckdb.DuckDBPyConnection, missing: Sequence[Migration]) -> None:
+    """Run SQL-text migrations and record them, in one transaction and two round trips."""
+    bodies = "\n;\n".join(str(m.apply) for m in missing)  # newline: a trailing -- comment ends
+    rows = ", ".join("(?, ?, now())" for _ in missing)
+    params: list[int | str] = []
+    for m in missing:
+        params += [m.version, m.name]
+    # Parameters bind to the script's last statement, the insert.
+    conn.execute(
+        f"BEGIN TRANSACTION;\n{bodies}\n;\nINSERT INTO schema_migrations VALUES {rows}", params
+    )
+    conn.execute("COMMIT")
 
 
 def _check_sequence(migrations: Sequence[Migration]) -> None:

@@ -47,8 +47,8 @@ def score(
 
 
 @pytest.fixture
-def log(tmp_path) -> Iterator[CallLog]:
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
+def log(new_log_path) -> Iterator[CallLog]:
+    with CallLog(new_log_path) as call_log:
         yield call_log
 
 

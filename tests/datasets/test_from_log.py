@@ -46,8 +46,8 @@ def _call(
 
 
 @pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
+def log(new_log_path):
+    with CallLog(new_log_path) as call_log:
         call_log.append_many(
             [
                 _call(1, "What is 2+2?", "4", tags={"category": "maths", "team": "a"}),

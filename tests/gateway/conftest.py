@@ -6,7 +6,7 @@ from aigw_lab.store import CallLog
 
 
 @pytest.fixture
-def log(tmp_path):
+def log(new_log_path):
     """A real DuckDB call log in the test's temporary folder, closed (so flushed) after."""
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
+    with CallLog(new_log_path) as call_log:
         yield call_log

@@ -39,9 +39,9 @@ PRICES = {CHEAP: Price(1.0, 2.0), STRONG: Price(10.0, 30.0)}
 
 
 @pytest.fixture
-def log(tmp_path):
+def log(new_log_path):
     """A real DuckDB call log, closed (so flushed) after the test."""
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
+    with CallLog(new_log_path) as call_log:
         yield call_log
 
 

@@ -48,8 +48,8 @@ def recording() -> RecordedDataset:
 
 
 @pytest.fixture
-def log(tmp_path):
-    with CallLog(tmp_path / "calls.duckdb") as call_log:
+def log(new_log_path):
+    with CallLog(new_log_path) as call_log:
         yield call_log
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from aigw_lab.errors import StoreError
 from aigw_lab.gateway.cache_stores import DuckDBStore
-from aigw_lab.store import CallLog, CallLogWarning
+from aigw_lab.store import CallLog, CallLogWarning, files
 from aigw_lab.store.files import create_private_database, make_private_dirs
 from aigw_lab.types import ChatResponse, Latency, Usage
 
@@ -104,3 +104,30 @@ def test_make_private_dirs_tolerates_existing_directories(tmp_path, open_umask):
     make_private_dirs(tmp_path / "a" / "b")
     make_private_dirs(tmp_path / "a" / "b")
     assert mode(tmp_path / "a" / "b") == 0o700
+
+
+def test_a_new_log_in_a_private_folder_is_created_in_place_and_stays_owner_only(
+    tmp_path, open_umask, monkeypatch
+):
+    # In a 0700 folder no one else can reach the file, so the staging copy (a second DuckDB
+    # open) is skipped; in a folder others can enter, the staging path is still taken.
+    staged = []
+    real = files.create_private_database
+    monkeypatch.setattr(
+        files,
+        "create_private_database",
+        lambda path, create: staged.append(path) or real(path, create),
+    )
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    CallLog(private / "calls.duckdb").close()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    CallLog(shared / "calls.duckdb").close()
+    assert staged == [shared / "calls.duckdb"]
+    for folder in (private, shared):
+        assert stat.S_IMODE((folder / "calls.duckdb").stat().st_mode) == 0o600
+    assert files.is_private_dir(private) and not files.is_private_dir(shared)
+    assert not files.is_private_dir(private / "calls.duckdb")  # a file is not a folder
