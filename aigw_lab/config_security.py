@@ -155,8 +155,10 @@ def _durability(table: Mapping[str, Any], where: str) -> tuple[str | None, float
         )
     interval = table.get("fsync_interval")
     if interval is not None:
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not (
-            0 <= interval <= 60
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not (0 <= interval <= 60)
         ):
             raise ConfigError(
                 f"{where}: fsync_interval = {interval!r} is not a number of seconds from 0 to 60",

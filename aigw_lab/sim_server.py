@@ -145,9 +145,7 @@ def serve(
     takes a free one), before it starts answering.
     """
     app = SimulatorApp(fleet if fleet is not None else SimulatedFleet())
-    runner.serve(
-        app, host, port, on_listening=on_listening, log_level=log_level, lifespan="off"
-    )
+    runner.serve(app, host, port, on_listening=on_listening, log_level=log_level, lifespan="off")
 
 
 class BackgroundServer(runner.BackgroundServer):

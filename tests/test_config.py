@@ -333,7 +333,9 @@ def test_semantic_cache_index_is_chosen_in_the_config(tmp_path, index, expected)
 def test_semantic_cache_index_mistakes_are_named(tmp_path, index, fragment):
     from aigw_lab import Gateway
 
-    path = write(tmp_path, f"[semantic_cache]\nindex = {index}\n[providers.sim]\nkind = 'simulated'\n")
+    path = write(
+        tmp_path, f"[semantic_cache]\nindex = {index}\n[providers.sim]\nkind = 'simulated'\n"
+    )
     with pytest.raises(ConfigError) as info:
         Gateway.from_config(path, log=None)
     assert fragment in str(info.value)

@@ -294,7 +294,7 @@ class HttpProvider:
             # A lone surrogate (U+D800-U+DFFF) in a message: no UTF-8 body can carry it.
             raise InvalidRequestError(
                 "the request holds text that is not valid Unicode (a lone surrogate, "
-                f"{exc.object[exc.start:exc.end]!r}); it cannot be sent",
+                f"{exc.object[exc.start : exc.end]!r}); it cannot be sent",
                 hint="remove or replace the character (text.encode('utf-8', 'replace') "
                 "shows where it is)",
             ) from None

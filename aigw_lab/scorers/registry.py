@@ -72,6 +72,8 @@ SCORER_TYPES: tuple[str, ...] = (
     "recorded",
     "auto",
 )
+
+
 def recorded_label(recording: str, *, name: str = "recorded") -> Scorer:
     """`RecordedLabel` over a shared-data recording named as a ``kind = "replay"`` provider
     names it (``"routellm/gsm8k"``, ``"arena_bench"``, ...): the label a real judge or

@@ -179,7 +179,9 @@ def test_unknown_usage_is_logged_as_null_and_charged_at_the_estimate(
     assert [(status, is_null) for status, is_null, _ in rows] == [("ok", True), ("ok", True)]
     # Its token counts are unknown too: NULL, not 0 ("no tokens").
     assert s.gateway.log is not None
-    tokens = s.gateway.log.execute("SELECT input_tokens, output_tokens, reasoning_tokens FROM calls")
+    tokens = s.gateway.log.execute(
+        "SELECT input_tokens, output_tokens, reasoning_tokens FROM calls"
+    )
     assert tokens == [(None, None, None), (None, None, None)]
     # The estimate: the prompt at 4 characters a token plus per-message overhead, and the
     # whole max_tokens; at 1 USD per million tokens, at least the 100 output tokens each.
