@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aigw_lab.store.schema import arrow_schema
+
 __all__ = ["ColumnBatches", "arrow_installed", "rows_table"]
 
 _INT_RANGE = {"INTEGER": (-(2**31), 2**31 - 1), "BIGINT": (-(2**63), 2**63 - 1)}
@@ -49,17 +51,7 @@ class ColumnBatches:
     def _init_arrow(self, columns: dict[str, str]) -> None:
         import pyarrow as pa
 
-        types = {
-            "VARCHAR": pa.string(),
-            "JSON": pa.string(),
-            "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
-            "INTEGER": pa.int32(),
-            "BIGINT": pa.int64(),
-            "DOUBLE": pa.float64(),
-            "BOOLEAN": pa.bool_(),
-            "VARCHAR[]": pa.list_(pa.string()),
-        }
-        self._schema = pa.schema([(name, types[sql]) for name, sql in columns.items()])
+        self._schema = arrow_schema(columns)
         self.converters = [_arrow_converter(field.type) for field in self._schema]
         self.errors: tuple[type[BaseException], ...] = (pa.ArrowException,)
 

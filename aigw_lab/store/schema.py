@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,8 +81,9 @@ COLUMN_TYPES: dict[str, str] = {
 }
 
 
-def arrow_schema() -> pa.Schema:
-    """The Arrow schema the writer builds batches with (JSON columns travel as strings)."""
+def arrow_schema(columns: Mapping[str, str] | None = None) -> pa.Schema:
+    """The Arrow schema the writer builds batches with (JSON columns travel as strings):
+    of the calls table, or of ``columns`` (name -> SQL type) for another table."""
     import pyarrow as pa
 
     arrow_types = {
@@ -95,7 +96,8 @@ def arrow_schema() -> pa.Schema:
         "BOOLEAN": pa.bool_(),
         "VARCHAR[]": pa.list_(pa.string()),
     }
-    return pa.schema([(name, arrow_types[sql]) for name, sql in COLUMN_TYPES.items()])
+    columns = COLUMN_TYPES if columns is None else columns
+    return pa.schema([(name, arrow_types[sql]) for name, sql in columns.items()])
 
 
 @dataclass(frozen=True, slots=True)
