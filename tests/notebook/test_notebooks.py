@@ -1,5 +1,5 @@
 """The notebooks run top to bottom in a fresh Python kernel, offline, do their job, save
-small and take the time notebooks/README.md says.
+small and take no longer than notebooks/README.md says.
 
 Each notebook is executed with nbclient in a kernel started from *this* interpreter (a
 kernelspec written to a temporary folder, so the test does not depend on what kernels the
@@ -24,12 +24,14 @@ a user's save would; it must stay under `MAX_SAVED_BYTES`.
 Time: the table in notebooks/README.md states each notebook's run time as a range ``lo-hi s``,
 and for 04 a second one, ``(later runs lo-hi s)``, with a warm embedding cache (measured on
 the 2-core development box with the shared data folder). The test measures the wall time of
-the cells and the kernel's CPU time over them, and fails when the range is off by more than
-`TIME_FACTOR` either way: the wall time must be at least ``lo / 2`` (a busy
-machine only makes wall time longer, so a faster run means the stated time is too high), and
-the smaller of wall and CPU time at most ``hi * 2`` (other processes on a busy machine
-lengthen the wall time but not the kernel's CPU time, so a notebook fails this when its own
-work grew, not when the machine was busy). The blind spot: time spent *waiting* (sleeps,
+the cells and the kernel's CPU time over them, and fails when the notebook's own work grew
+past the range: the smaller of wall and CPU time must be at most ``hi * TIME_FACTOR`` (other
+processes on a busy machine lengthen the wall time but not the kernel's CPU time, so a notebook
+fails this when its own work grew, not when the machine was busy). There is no lower bound: a
+faster machine than the development box (CI's was: 03 in 13 s against the stated 30-80 s) or
+a test session whose embedding cache is already warm runs quicker without the notebook having
+changed, so a lower bound would measure the machine, not the notebook; the measured times are
+written out (below) for whoever restates the table. The blind spot: time spent *waiting* (sleeps,
 I/O) that grew would pass the upper check; these notebooks wait little (the simulated fleet
 runs at ``time_scale`` 0.05 or less). The factor 2 is one competing CPU-bound process per core.
 Set ``AIGW_LAB_NOTEBOOK_TIMES`` to a file name to get the measured times as JSON lines.
@@ -179,8 +181,6 @@ def time_problem(wall_s: float, cpu_s: float, stated: tuple[float, float]) -> st
     """Why a run of ``wall_s`` wall and ``cpu_s`` kernel CPU seconds contradicts the stated
     range ``(low, high)`` by more than `TIME_FACTOR`, or None when it does not."""
     low, high = stated
-    if wall_s < low / TIME_FACTOR:
-        return f"ran in {wall_s:.1f} s, far below the stated {low:g}-{high:g} s"
     if min(wall_s, cpu_s) > high * TIME_FACTOR:
         return (
             f"took {wall_s:.1f} s wall and {cpu_s:.1f} s CPU, far above the stated "
@@ -485,17 +485,16 @@ def test_reliability(kernel_manager: Any, tmp_path: Path) -> None:
     check_size_and_time("05_reliability", run, needs_shared_data=False)
 
 
-def test_the_time_check_tells_a_wrong_range_from_a_busy_machine() -> None:
+def test_the_time_check_tells_grown_work_from_a_busy_or_fast_machine() -> None:
     stated = (50.0, 130.0)
     assert time_problem(60.0, 55.0, stated) is None
-    assert time_problem(20.0, 19.0, stated) is not None  # docs overstate: a quick run
+    assert time_problem(12.8, 19.2, stated) is None  # a faster machine or a warm cache
     assert time_problem(300.0, 280.0, stated) is not None  # the notebook's own work grew
     # Four times the wall time but the CPU time of a normal run: a busy machine, not a lie.
     assert time_problem(520.0, 60.0, stated) is None
-    # A run that mostly waits (sleeps, I/O) has little CPU time: only its wall time can
-    # show that the docs overstate it.
-    assert time_problem(3.0, 0.5, (2.0, 6.0)) is None
-    assert time_problem(0.5, 0.5, (2.0, 6.0)) is not None
+    # A run that mostly waits (sleeps, I/O) has little CPU time and passes on it.
+    assert time_problem(30.0, 0.5, (2.0, 6.0)) is None
+    assert time_problem(30.0, 20.0, (2.0, 6.0)) is not None
 
 
 def test_every_notebook_has_a_stated_time() -> None:
