@@ -189,3 +189,36 @@ def test_serve_refuses_to_start_with_an_unknown_fallback(tmp_path):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "'b/sim-haikuesh' is not a known model of provider 'b'" in done.stderr
+
+
+# --- the same check for a gateway built in Python ---------------------------------------
+
+
+def _python_gateway(fallbacks, **kwargs):
+    from aigw_lab.gateway.reliability import Retry
+    from aigw_lab.testing.fakes import MockProvider
+
+    providers = [MockProvider("a", models=("m1", "m2")), MockProvider("b")]
+    return Gateway(providers, log=None, middleware=[Retry(fallbacks=fallbacks)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "message"),
+    [
+        ({"a/m1": ["nope/x"]}, "fallbacks for 'a/m1': 'nope/x'"),
+        ({"a/m1": ["a/m3"]}, "is not a known model of provider 'a'"),
+        ({"default": ["b/any", "gone/x"]}, "fallbacks default: 'gone/x'"),
+        ({"typo/m1": ["b/x"]}, "fallbacks key 'typo/m1'"),
+    ],
+)
+def test_a_python_built_gateway_checks_its_retry_fallbacks(fallbacks, message):
+    with pytest.raises(ConfigError, match="known targets") as caught:
+        _python_gateway(fallbacks)
+    assert message in str(caught.value)
+
+
+def test_a_python_built_gateway_accepts_reachable_fallbacks():
+    # b lists no models, so it takes any model name; a's are checked against its list.
+    gateway = _python_gateway({"a/m1": ["a/m2", "b/whatever"], "default": ["b/x"]})
+    gateway.close()
+    _python_gateway(Fallbacks.from_mapping({"a/m2": ["b/y"]})).close()

@@ -189,6 +189,7 @@ class Gateway(CallRecording):
 
         order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
+        self._check_fallbacks()
         self._run = compose(self._middleware, self._attempt, "handle")
         self._arun = compose(self._middleware, self._aattempt, "ahandle")
         self._run_stream = compose(self._middleware, self._attempt_stream, "handle_stream")
@@ -629,6 +630,33 @@ class Gateway(CallRecording):
         if self._experiment_id and request.experiment_id is None:
             changes["experiment_id"] = self._experiment_id
         return replace(request, **changes)
+
+    def _check_fallbacks(self) -> None:
+        """Fallback targets of a `Retry` given in Python must name providers (and models)
+        this gateway has, as ``[fallbacks]`` in a config file must: a typo would otherwise
+        show itself only in the outage the fallback was meant for."""
+        from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
+
+        # Any middleware may hold fallbacks (a custom retry does not have to).
+        fallbacks = [
+            found
+            for m in self._middleware
+            if isinstance(found := getattr(m, "fallbacks", None), Fallbacks)
+            and (found.chains or found.default or found.context_windows)
+        ]
+        if not fallbacks:
+            return
+
+        # Models only where known without building a provider (None: any model name).
+        known: dict[str, tuple[str, ...] | None] = {}
+        for name in self.provider_names:
+            spec = self._specs.get(name)
+            models = spec.models if spec is not None else None
+            if not models and name in self._providers:
+                models = tuple(getattr(self._providers[name], "models", ()) or ())
+            known[name] = models or None
+        for found in fallbacks:
+            check_fallback_targets(found, known, default_provider=self._default_provider)
 
     def _known_models(self, name: str) -> tuple[str, ...]:
         spec = self._specs.get(name)

@@ -24,7 +24,6 @@ from aigw_lab.errors import (
     QuotaExceededError,
     RateLimitedError,
     StreamInterruptedError,
-    UnknownProviderError,
 )
 from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
 from aigw_lab.gateway.middleware import Middleware
@@ -213,12 +212,11 @@ def test_errors_of_the_request_itself_are_never_retried_nor_fallen_back(log, tim
     assert len(rows(log)) == 1
 
 
-def test_a_misconfigured_fallback_target_is_a_clear_error(log, time_):
+def test_a_misconfigured_fallback_target_is_a_clear_error_when_the_gateway_is_built(log, time_):
+    # Issue 9 §7: checked before any call, not in the outage the fallback was meant for.
     (a,) = mocks("a")
-    a.enqueue(QuotaExceededError("no credit"))
-    gw = gateway(log, [a], retry(time_, fallbacks={"a/m": ["nope/m"]}))
-    with pytest.raises(UnknownProviderError):
-        gw.chat("a/m", "hi")
+    with pytest.raises(ConfigError, match="'nope/m' names no configured provider"):
+        gateway(log, [a], retry(time_, fallbacks={"a/m": ["nope/m"]}))
 
 
 # --- timeouts and the deadline ------------------------------------------------------------
@@ -284,13 +282,13 @@ def test_without_timeouts_configured_the_request_passes_unchanged(log, time_):
 
 
 def test_fallbacks_run_in_order_and_each_row_names_where_it_fell_back_from(log, time_):
-    a, b, c = mocks("a", "b", "c")
+    a, b, c, d = mocks("a", "b", "c", "d")
     a.enqueue(server_error(), server_error())
     b.enqueue(QuotaExceededError("out of credit", status=402))
-    fallbacks = {"a/m": ["b/m", "c/m"], "default": ["zzz/never"]}
-    gw = gateway(log, [a, b, c], retry(time_, max_attempts=2, fallbacks=fallbacks))
+    fallbacks = {"a/m": ["b/m", "c/m"], "default": ["d/m"]}  # a's own chain wins
+    gw = gateway(log, [a, b, c, d], retry(time_, max_attempts=2, fallbacks=fallbacks))
     response = gw.chat("a/m", "hi")
-    assert response.provider == "c" and response.attempts == 4
+    assert response.provider == "c" and response.attempts == 4 and not d.requests
     assert len(time_.sleeps) == 1  # between a's two tries; a quota is never retried
     df = rows(log)
     assert list(df.provider_name) == ["a", "a", "b", "c"]
