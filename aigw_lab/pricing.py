@@ -87,6 +87,7 @@ class PriceBook:
         self._known = dict(known or {})
         self._use_genai_prices = use_genai_prices
         self._cache: dict[tuple[str, str], _Resolved] = {}
+        self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def set_override(self, provider: str, model: str, price: Price) -> None:
@@ -100,15 +101,21 @@ class PriceBook:
         resolved = self._resolve(provider, model)
         return resolved if isinstance(resolved, Price) else None
 
-    def cost(self, provider: str, model: str, usage: Usage) -> float | None:
+    def cost(self, provider: str, model: str, usage: Usage, *, warn: bool = True) -> float | None:
         """USD cost of a call, or None when the model's price is unknown or the provider
-        did not report the usage (``usage.known`` False): an unknown cost, never 0."""
+        did not report the usage (``usage.known`` False): an unknown cost, never 0.
+
+        An unknown price gives one `UnknownPriceWarning` per model, on the first call that
+        needed it; ``warn=False`` is for pricing what has not been sent (an experiment's cost
+        estimate says which targets it could not price in its own words)."""
         if not usage.known:
             return None
         resolved = self._cache.get((provider, model), _MISSING)
         if resolved is _MISSING:
             resolved = self._resolve(provider, model)
         if resolved is None:
+            if warn and (provider, model) not in self._warned:
+                self._warn_unknown(provider, model)
             return None
         if isinstance(resolved, Price):
             return cost_of(resolved, usage)
@@ -126,17 +133,22 @@ class PriceBook:
             resolved = _from_genai_prices(
                 model, self._price_ids.get(provider), self._api_urls.get(provider)
             )
-        if resolved is None:
-            warnings.warn(
-                f"no price known for {provider}/{model}: its calls are logged with cost NULL. "
-                "Add a price under [prices] in the config, e.g. "
-                f'[prices."{provider}/{model}"] input_per_mtok = 0.5, output_per_mtok = 1.5',
-                UnknownPriceWarning,
-                stacklevel=4,
-            )
         with self._lock:
             self._cache[key] = resolved
         return resolved
+
+    def _warn_unknown(self, provider: str, model: str) -> None:
+        with self._lock:
+            if (provider, model) in self._warned:
+                return
+            self._warned.add((provider, model))
+        warnings.warn(
+            f"no price known for {provider}/{model}: its calls are logged with cost NULL. "
+            "Add a price under [prices] in the config, e.g. "
+            f'[prices."{provider}/{model}"] input_per_mtok = 0.5, output_per_mtok = 1.5',
+            UnknownPriceWarning,
+            stacklevel=4,
+        )
 
 
 _MISSING: Any = object()

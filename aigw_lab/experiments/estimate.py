@@ -260,7 +260,8 @@ def _price(gateway: Gateway, info: _TargetInfo, usage: Usage) -> float | None:
     if info.address is None:
         return None
     provider, model = info.address
-    return gateway.prices.cost(provider, model, usage)
+    # No warning: nothing was sent, and the estimate names what it could not price.
+    return gateway.prices.cost(provider, model, usage, warn=False)
 
 
 def _k(tokens: int) -> str:

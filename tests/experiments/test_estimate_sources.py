@@ -265,3 +265,23 @@ def test_answers_to_another_datasets_item_with_the_same_id_do_not_count(make_gat
     assert estimate_cost(
         gateway, Experiment("again", small_dataset(5, name="other set"), ["fake/m"])
     ).output_sources == {"log_item": 5}
+
+
+def test_an_unpriced_target_is_named_by_the_estimate_and_warned_about_when_called(make_gateway):
+    import warnings
+
+    from aigw_lab.pricing import UnknownPriceWarning
+
+    gateway = make_gateway(prices={})
+    exp = Experiment("unpriced", small_dataset(), ["fake/m"], params={"max_tokens": 8})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimate = estimate_cost(gateway, exp)
+    # The estimate says it in its own words; the warning ("calls are logged with cost
+    # NULL") would describe calls that were never sent.
+    assert estimate.unpriced_targets == ("fake/m",) and "no price known for fake/m" in (
+        estimate.describe()
+    )
+    assert not [w for w in caught if issubclass(w.category, UnknownPriceWarning)]
+    with pytest.warns(UnknownPriceWarning, match="no price known for fake/m"):
+        assert gateway.chat("fake/m", "1 + 1").cost_usd is None
