@@ -41,6 +41,7 @@ import operator
 import os
 import platform
 import random
+import shutil
 import statistics
 import struct
 import sys
@@ -137,12 +138,16 @@ def no_op(log: CallLog) -> None:
     log.spool.write_end = lambda record: None
 
 
+_RAM_FOLDERS: list[Path] = []
+
+
 def on_tmpfs(log: CallLog) -> None:
     """Swap the log's spool for one whose segments are in /dev/shm (the gateway is made
     after this, so it writes its starts there too)."""
     log.spool.close(delete=True)
     writer = log._writer
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-", dir="/dev/shm"))
+    _RAM_FOLDERS.append(folder)  # removed at the end: /dev/shm is memory
     spool = Spool(
         folder / "tmpfs.spool",
         committed=lambda: spool.ends - writer.pending_rows,
@@ -222,6 +227,8 @@ def in_gateway(args) -> None:
     for gateway, log in sides.values():
         gateway.close()
         log.close()
+    while _RAM_FOLDERS:
+        shutil.rmtree(_RAM_FOLDERS.pop(), ignore_errors=True)
 
 
 # --- encoders alone --------------------------------------------------------------------------
