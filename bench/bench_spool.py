@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores | Python {platform.python_version()} | {platform.system()}"
     )
     print(f"(spool files in {folder}; the same gateway and fake upstream on every side)")
+    print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     for name in sides:  # warm-up: connection pools, first inserts, prices, spool segments
         for i in range(args.warmup):
             call_once(sides[name][0])
@@ -334,12 +335,20 @@ def main(argv: list[str] | None = None) -> int:
     caller = flat["os"][1] - flat[base][1]
     paced_added = slow["os"][0] - slow[base][0]
     paced_caller = slow["os"][2] - slow[base][2]
-    verdict = "met" if caller <= 10 and paced_caller <= 10 else "NOT met"
+    floor = "none, again (noise floor)"
+    # The target (issue 9, section 4): flat out, both the calling thread's CPU and the
+    # process's. Paced calls start with cold caches every time; their noise floor (two
+    # identical sides) is tens of µs here, so they are reported, not judged.
+    verdict = "met" if caller <= 10 and added <= 10 else "NOT met"
     print(
-        f"\ntarget: durability 'os' adds <= 10 µs of calling-thread CPU per call: {verdict} "
-        f"(flat out {caller:+.1f} µs, paced {paced_caller:+.1f} µs; process CPU, all threads: "
-        f"flat out {added:+.1f} µs, paced {paced_added:+.1f} µs)"
+        f"\ntarget: durability 'os' adds <= 10 µs of CPU per call, flat out, calling thread and "
+        f"process: {verdict} (calling thread {caller:+.1f} µs, process {added:+.1f} µs; noise "
+        f"floor {flat[floor][1] - flat[base][1]:+.1f} and {flat[floor][0] - flat[base][0]:+.1f}"
+        f" µs). Paced, not judged: calling thread {paced_caller:+.1f} µs, process "
+        f"{paced_added:+.1f} µs (noise floor {slow[floor][2] - slow[base][2]:+.1f} and "
+        f"{slow[floor][0] - slow[base][0]:+.1f} µs)"
     )
+    print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 
 

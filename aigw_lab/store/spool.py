@@ -113,6 +113,9 @@ def epoch_seconds(value: Any) -> Any:
 
 
 # marshal format 2: no table of shared references to build per frame (~30% faster here).
+# Pure-Python encoders (a struct pack per shape of the row, NUL-joined texts) and an end frame
+# reusing its start's payload were measured against it and lost or tied, hot and cache-cold
+# (bench/bench_spool_parts.py, docs/performance.md).
 _dumps = marshal.dumps
 # Adler-32 (the kinds written now): it needs no lookup table, so unlike CRC-32 it costs little
 # when the table is not in the CPU cache, as between two gateway calls (docs/performance.md).
