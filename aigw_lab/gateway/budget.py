@@ -447,6 +447,9 @@ class Budget(Middleware):
                 for account in accounts:
                     account.reserved += usd
                     account.in_flight += 1
+                # The rows of this call record what they count from it (``budget_usd``),
+                # so seeding after a restart charges what this gateway charged.
+                ctx.budget_estimate_usd = usd
                 return _Reservation(accounts, usd)
         raise _refusal(*refused, estimate, ctx.address)
 

@@ -300,10 +300,13 @@ def _calendar_bounds(period: str, now: float) -> tuple[float, float]:
 
 # Spend is read from the calls table and from rows the database refused (dead-lettered with
 # their cost, tenant, user, experiment and time as real columns): a paid call counts even if
-# its row could not be stored.
+# its row could not be stored. Each row counts what the running gateway's budgets counted for
+# it (``budget_usd``: the estimate when the usage is unknown), or, in rows written before
+# that column or without a budget, its cost.
+_SPEND = "coalesce(budget_usd, cost_usd) AS cost_usd"
 _SPEND_ROWS = (
-    '(SELECT "timestamp", cost_usd, tenant_id, user_id, experiment_id FROM calls '
-    'UNION ALL SELECT "timestamp", cost_usd, tenant_id, user_id, experiment_id '
+    f'(SELECT "timestamp", {_SPEND}, tenant_id, user_id, experiment_id FROM calls '
+    f'UNION ALL SELECT "timestamp", {_SPEND}, tenant_id, user_id, experiment_id '
     "FROM calls_dead_letter)"
 )
 

@@ -61,6 +61,7 @@ class CallContext:
         "gateway",
         "extra",
         "logged",
+        "budget_estimate_usd",
     )
 
     def __init__(
@@ -91,6 +92,9 @@ class CallContext:
         self.extra: dict[str, Any] = {}
         #: Rows logged for this call so far; a call that ends with none gets one.
         self.logged = 0
+        #: What a budget reserved for this call (its estimate), or None when no budget did:
+        #: each row records what it counts against budgets from it (``budget_usd``).
+        self.budget_estimate_usd: float | None = None
 
     @property
     def address(self) -> str:

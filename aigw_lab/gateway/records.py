@@ -18,6 +18,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 __all__ = [
     "EXPERIMENT_KEY",
+    "budget_charge",
     "experiment_coordinates",
     "failure_record",
     "is_cancellation",
@@ -57,6 +58,7 @@ def success_record(
         cache_creation_input_tokens=usage.cache_write_tokens if usage.known else None,
         reasoning_tokens=usage.reasoning_tokens if usage.known else None,
         cost_usd=response.cost_usd,
+        budget_usd=budget_charge(ctx, response.cost_usd, answered=True),
         latency_ms=latency.total_ms,
         ttfb_ms=latency.ttfb_ms,
         ttft_ms=latency.ttft_ms,
@@ -78,6 +80,18 @@ def success_record(
         target=target,
         repetition=repetition,
     )
+
+
+def budget_charge(ctx: CallContext, cost: float | None, *, answered: bool) -> float | None:
+    """What a row counts against budgets, as the `Budget` middleware settles it: the cost
+    when known; when unknown, the call's estimate if the upstream began answering (it bills
+    for what it generated), else 0; None when no budget estimated the call."""
+    estimate = ctx.budget_estimate_usd
+    if estimate is None:
+        return None
+    if cost is not None:
+        return cost
+    return estimate if answered else 0.0
 
 
 def failure_record(
@@ -106,6 +120,8 @@ def failure_record(
         api_format=api_format,
         request_json=request.to_json(),
         response_text=partial_text or None,
+        # A stream cut off after it began answering was generating, and is billed for it.
+        budget_usd=budget_charge(ctx, None, answered=ctx.stream and bool(partial_text)),
         status="cancelled" if cancelled else "error",
         error_type="cancelled" if cancelled else error_type(exc),
         error_message=None if cancelled else str(exc)[:MAX_ERROR_CHARS],

@@ -46,6 +46,7 @@ _COPIED = (
     "user_id",
     "experiment_id",
     "cost_usd",
+    "budget_usd",
 )
 _INDEX = {name: CALL_COLUMNS.index(name) for name in _COPIED}
 
@@ -209,7 +210,7 @@ def dead_letter_table(dead: Sequence[tuple[CallRecord, str]]) -> Any:
             columns[name].append(_typed(name, record[index] if len(record) > index else None))
         columns["error"].append(sanitize_text(error))  # it may quote the row's own text
         columns["row_json"].append(row_json(record, exact=False))
-    types = {"timestamp": "TIMESTAMPTZ", "cost_usd": "DOUBLE"}
+    types = {"timestamp": "TIMESTAMPTZ", "cost_usd": "DOUBLE", "budget_usd": "DOUBLE"}
     batches = ColumnBatches({name: types.get(name, "VARCHAR") for name in columns}, arrow=False)
     arrays = [batches.convert(i, values) for i, values in enumerate(columns.values())]
     return batches.table(arrays)
@@ -274,7 +275,7 @@ def _typed(name: str, value: Any) -> Any:
         if not isinstance(value, datetime):
             return None
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    if name == "cost_usd":
+    if name in ("cost_usd", "budget_usd"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
         return float(value) if math.isfinite(value) else None

@@ -76,6 +76,9 @@ class CallRecord(NamedTuple):
     # What the row keeps of its bodies (schema migration 7): "full", "redacted", "hash" or
     # "none" ([log] bodies; see aigw_lab.store.redact).
     bodies: str = "full"
+    # What the row counts against budgets (schema migration 8): its cost, or the estimate
+    # the call was admitted with when its usage is unknown; None when no budget estimated it.
+    budget_usd: float | None = None
 
 
 #: Column names of the ``calls`` table, in `CallRecord` field order.

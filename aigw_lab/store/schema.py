@@ -78,6 +78,7 @@ COLUMN_TYPES: dict[str, str] = {
     "repetition": "INTEGER",
     "flags": "VARCHAR[]",
     "bodies": "VARCHAR",
+    "budget_usd": "DOUBLE",
 }
 
 
@@ -266,6 +267,17 @@ ALTER TABLE calls ADD COLUMN bodies VARCHAR DEFAULT 'full';
 CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
 """
 
+# What each row counts against budgets (migration 8): its cost when known; when the usage
+# is unknown (a stream cut off after it began answering, a provider that reports no usage),
+# the estimate the call was admitted with, as the live budget charges it; NULL when no
+# budget estimated it. Budget seeding reads coalesce(budget_usd, cost_usd), so a restart
+# counts what the running gateway counted, never an unknown cost as zero.
+_ADD_BUDGET_USD = """
+ALTER TABLE calls ADD COLUMN budget_usd DOUBLE;
+ALTER TABLE calls_dead_letter ADD COLUMN budget_usd DOUBLE;
+CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
+"""
+
 #: Every migration ever released, in order. Append new ones; never edit or reorder these.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_calls", _CREATE_CALLS),
@@ -275,6 +287,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "add_experiment_columns", _ADD_EXPERIMENT_COLUMNS),
     Migration(6, "add_flags_and_dead_letter", _ADD_FLAGS_AND_DEAD_LETTER),
     Migration(7, "add_bodies_column", _ADD_BODIES_COLUMN),
+    Migration(8, "add_budget_usd", _ADD_BUDGET_USD),
 )
 
 #: The schema version this code writes: the last migration's version.
