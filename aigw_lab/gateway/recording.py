@@ -187,14 +187,25 @@ class CallRecording:
             request.experiment_id,
             to_json(tags) if tags else None,
         )
+        # Last, what the call counts against budgets if it is never heard of again (its
+        # estimate: the upstream may have answered and billed).
         if metadata:
             values += (
                 to_json(metadata),
                 bool(getattr(provider, "simulated", False)),
                 *experiment_coordinates(metadata),
+                ctx.budget_estimate_usd,
             )
         else:
-            values += (None, bool(getattr(provider, "simulated", False)), None, None, None, None)
+            values += (
+                None,
+                bool(getattr(provider, "simulated", False)),
+                None,
+                None,
+                None,
+                None,
+                ctx.budget_estimate_usd,
+            )
         self._spool.start(values)
 
     def _complete(

@@ -61,7 +61,14 @@ START_FIELDS: tuple[str, ...] = (
     "item_id",
     "target",
     "repetition",
+    "budget_usd",
 )
+
+# Frames written before a field was added at the end of each tuple still replay, with the
+# missing fields NULL: how many fields the oldest readable frames have (written before
+# budget_usd, schema migration 8). Fixed numbers: adding a field later leaves them as they are.
+_OLDEST_END_FIELDS = 45
+_OLDEST_START_FIELDS = 20
 
 INTERRUPTED_MESSAGE = (
     "the gateway process ended while this call was in flight, so its outcome is unknown: "
@@ -229,11 +236,13 @@ def _decode(body: bytes, check: int, kind: bytes) -> tuple[str | None, tuple[Any
         if type(head) is not tuple or type(tail) is not tuple:
             return "not an end frame", ()
         values = (*head, stamp, *tail)
-        names = CALL_COLUMNS
+        names, oldest = CALL_COLUMNS, _OLDEST_END_FIELDS
     else:
-        names = START_FIELDS
-    if type(values) is not tuple or len(values) != len(names):
+        names, oldest = START_FIELDS, _OLDEST_START_FIELDS
+    if type(values) is not tuple or not oldest <= len(values) <= len(names):
         return "wrong number of fields", ()
+    if len(values) < len(names):
+        values += (None,) * (len(names) - len(values))
     types = _types()
     for name, value in zip(names, values, strict=True):
         if type(value) not in types[name]:

@@ -161,3 +161,45 @@ def test_rows_written_before_the_column_still_seed_at_their_cost(tmp_path):
         gateway.chat("mock/m1", "warm", tenant="acme", max_tokens=1)
         assert row(restarted, "gateway/day")["spent_usd"] == pytest.approx(cost)
         gateway.close()
+
+
+_DIES_IN_FLIGHT = """
+import os, sys
+from aigw_lab import Gateway, Price
+from aigw_lab.gateway.budget import Budget, Limit
+from aigw_lab.testing.fakes import FunctionProvider
+
+def die(request):
+    os._exit(9)  # the process ends while the call is in flight, as kill -9 would end it
+
+gateway = Gateway(
+    [FunctionProvider(die, "mock", models=("m1",))],
+    log=sys.argv[1],
+    prices={"mock/m1": Price(input_per_mtok=0.0, output_per_mtok=1000.0)},
+    middleware=[Budget([Limit("gateway", 100.0, "day")])],
+)
+gateway.chat("mock/m1", "hi", max_tokens=200)
+"""
+
+
+def test_a_call_in_flight_at_a_crash_is_seeded_at_its_estimate(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "calls.duckdb"
+    ended = subprocess.run([sys.executable, "-c", _DIES_IN_FLIGHT, str(path)], timeout=120)
+    assert ended.returncode == 9
+    with CallLog(path) as log:  # replays the spool: the start without an end
+        (found,) = log.execute("SELECT status, cost_usd, budget_usd FROM calls")
+        assert found[:2] == ("interrupted", None)
+        assert found[2] == pytest.approx(0.2)  # 200 output tokens allowed at $1000/Mtok
+        restarted = Budget([Limit("gateway", 100.0, "day")], log=log)
+        gateway = Gateway(
+            [FunctionProvider(lambda r: answer(0), "mock")],
+            log=log,
+            prices={"mock/m1": OUTPUT_ONLY},
+            middleware=[restarted],
+        )
+        gateway.chat("mock/m1", "warm", max_tokens=1)
+        assert row(restarted, "gateway/day")["spent_usd"] == pytest.approx(0.2)
+        gateway.close()

@@ -177,5 +177,5 @@ def test_the_start_carries_the_labels_and_experiment_coordinates(tmp_path):
         "up/m",
         2,
     ]
-    assert [bare[k] for k in START_FIELDS[9:]] == [None] * 6 + [False] + [None] * 4
+    assert [bare[k] for k in START_FIELDS[9:]] == [None] * 6 + [False] + [None] * 5
     assert (labelled["api_format"], labelled["simulated"]) == (bare["api_format"], False)

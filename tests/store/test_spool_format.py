@@ -109,3 +109,30 @@ def test_a_process_killed_between_a_frames_payload_and_header_leaves_a_clean_seg
         assert [record.call_id for record in found.records] == [make_record(1).call_id]
     finally:
         found.release(delete=True)
+
+
+def test_frames_from_before_budget_usd_replay_with_it_null(tmp_path):
+    # Schema migration 8 added budget_usd as the last field of both frame kinds; a segment
+    # a killed process of the version before left behind has one field fewer in each.
+    db = tmp_path / "calls.duckdb"
+    before = make_record(1, call_id="end-before", input_tokens=7)[:-1]
+    assert len(START) == 20 and len(before) == 45
+    current = START[:0] + ("start-now",) + START[1:] + (0.25,)
+    directory = spool_dir(db)
+    directory.mkdir(mode=0o700)
+    segment = directory / "1-00000000-000001.spool"
+    segment.write_bytes(
+        frame(b"s", START, zlib.adler32)
+        + frame(b"e", (before[2].timestamp(), before[:2], before[3:]), zlib.adler32)
+        + frame(b"s", current, zlib.adler32)
+        + frame(b"s", START[:-1], zlib.adler32)  # older still: refused, not guessed at
+    )
+    segment.chmod(0o600)
+    with CallLog(db) as log:
+        assert log.recovered == 3
+        found = log.execute("SELECT call_id, status, budget_usd FROM calls ORDER BY call_id")
+    assert found == [
+        ("end-before", "ok", None),
+        ("old-start", "interrupted", None),
+        ("start-now", "interrupted", 0.25),
+    ]
