@@ -42,6 +42,9 @@ STEPS = textwrap.dedent(
         report[name] = {{
             "heavy": sorted(m for m in HEAVY if m in sys.modules),
             "verbs": sorted(m for m in sys.modules if m.startswith("aigw_lab.cli.")),
+            "servers": sorted(
+                m for m in sys.modules if m.startswith(("aigw_lab.server", "aigw_lab.sim_server"))
+            ),
         }}
 
     from aigw_lab.cli.main import main
@@ -55,12 +58,18 @@ STEPS = textwrap.dedent(
 
     step("load_config", read_config)
     step("import gateway", lambda: __import__("aigw_lab.gateway"))
+
+    def in_process_fleet():
+        from aigw_lab.providers.simulated import fleet_specs
+        fleet_specs()
+
+    step("in-process fleet", in_process_fleet)
     print(json.dumps(report))
     """
 ).format(heavy=HEAVY)
 
 
-def test_help_and_config_reading_load_no_heavy_dependency_and_no_other_verb(tmp_path):
+def test_the_cli_config_and_in_process_fleet_load_only_what_they_use(tmp_path):
     config = tmp_path / "gateway.toml"
     config.write_text('[providers.sim]\nkind = "simulated"\n', encoding="utf-8")
     done = subprocess.run(
@@ -71,7 +80,14 @@ def test_help_and_config_reading_load_no_heavy_dependency_and_no_other_verb(tmp_
         timeout=120,
     )
     report = json.loads(done.stdout)
-    assert {name: step["heavy"] for name, step in report.items()} == dict.fromkeys(report, [])
+    # The in-process fleet answers through an httpx transport: httpx is its to load.
+    light = [name for name in report if name != "in-process fleet"]
+    assert {name: report[name]["heavy"] for name in light} == dict.fromkeys(light, [])
+    # aigw_lab.server_limits is the [server] settings, read with every config: not a server.
+    servers = {
+        name: set(step["servers"]) - {"aigw_lab.server_limits"} for name, step in report.items()
+    }
+    assert servers == dict.fromkeys(report, set())
     cli = {"aigw_lab.cli._args", "aigw_lab.cli._verbs", "aigw_lab.cli.main"}
     assert set(report["help"]["verbs"]) <= cli
     assert set(report["run --help"]["verbs"]) <= cli | {"aigw_lab.cli.run"}
