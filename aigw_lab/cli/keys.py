@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -29,7 +30,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "keys",
-        help="create, list, rotate and revoke gateway keys (the key file)",
+        help=VERBS["keys"],
         description="Gateway keys in the key file of [server] key_file: several secrets per "
         "key name, each with an optional expiry; the server reloads the file on change.",
     )

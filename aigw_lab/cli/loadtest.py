@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from aigw_lab.cli._args import describe, finite_float
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import AigwError, ConfigError
 
 __all__ = ["register", "run", "LoadResult", "drive"]
@@ -32,7 +33,7 @@ MAX_REQUESTS = 200_000
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "loadtest",
-        help="drive the gateway at a fixed arrival rate; report rate, errors, latency, cache",
+        help=VERBS["loadtest"],
         description=describe(
             "Drive the gateway at a fixed arrival rate, then report from the call log.",
             "Open loop: request i is sent at start + i / rps whether or not earlier ones have "

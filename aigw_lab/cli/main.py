@@ -1,7 +1,9 @@
 """The ``aigw-lab`` command line.
 
 Each subcommand lives in its own module under `aigw_lab.cli` with a ``register(subparsers)``
-function that adds its parser and sets ``func``. Errors that are the user's own (a bad
+function that adds its parser and sets ``func``. A command imports and builds the parser of
+its own verb only; the others are listed by name and one-line help (`aigw_lab.cli._verbs`),
+so ``--help`` and argparse's errors read as before. Errors that are the user's own (a bad
 config, a missing key, an unwritable path) are printed as one clear message, never a
 traceback, and the command exits 2 (argparse's usage errors too). Ctrl-C exits 130.
 
@@ -18,22 +20,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import AigwError
 
-__all__ = ["main", "build_parser", "SUBCOMMANDS"]
+__all__ = ["main", "build_parser", "verb_of", "SUBCOMMANDS"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = (
-    "demo",
-    "simulate",
-    "health",
-    "loadtest",
-    "run",
-    "report",
-    "serve",
-    "keys",
-    "policy",
-)
+SUBCOMMANDS: tuple[str, ...] = tuple(VERBS)
 
 EXIT_USER_ERROR = 2
 EXIT_UNEXPECTED = 70
@@ -43,7 +36,11 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed write
 DEBUG_ENV_VAR = "AIGW_LAB_DEBUG"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The ``aigw-lab`` parser. Without ``verb``, every subcommand's whole parser (the tree
+    that tests and tools walk); with one, only that verb's parser is built and the others
+    are placeholders carrying their name and one-line help, which is all ``aigw-lab --help``
+    and an invalid-choice error show. A ``verb`` that is not a subcommand builds none."""
     from aigw_lab import __version__
 
     parser = argparse.ArgumentParser(
@@ -55,14 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aigw-lab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"aigw_lab.cli.{name}").register(subparsers)
+    for name, summary in VERBS.items():
+        if verb is None or name == verb:
+            importlib.import_module(f"aigw_lab.cli.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def verb_of(argv: Sequence[str]) -> str:
+    """The subcommand ``argv`` runs: its first word that is not an option (the top-level
+    options take no values), or "" when there is none (``aigw-lab --help``)."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(verb_of(argv))
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.cli._args import finite_float, int_at_least
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ ROUTERS = ("knn", "sw_ranking", "classifier", "regressor")
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "policy",
-        help="train, evaluate and export learned routing policies",
+        help=VERBS["policy"],
         description="Learned routing policies on recorded outcomes: train a router on a "
         "recorded dataset, evaluate it on held-out items, export it to a production gateway's "
         "config. See docs/routing.md.",

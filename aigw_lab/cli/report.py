@@ -12,14 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import StoreError
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="write an experiment's HTML report (what was run, every pair, categories, "
-        "items, charts)",
+        help=VERBS["report"],
         description="Write one experiment of a call log (the latest unless --experiment "
         "names one) as a single HTML file that works offline: what was run, the targets' "
         "summary, quality per category, every pair of targets, cost and latency, and a "

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.cli._verbs import VERBS
+
 __all__ = ["register", "run"]
 
 EXIT_STOPPED = 1
@@ -40,7 +42,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
         "run",
-        help="run or resume an experiment described in a TOML file",
+        help=VERBS["run"],
         description="Run an experiment (dataset x targets x repetitions) through the gateway, "
         "score the answers and log everything to DuckDB. Running the same file again resumes "
         "it. See docs/experiments.md.",

@@ -16,6 +16,8 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from aigw_lab.cli._verbs import VERBS
+
 __all__ = ["register", "run", "DEFAULT_PORT", "DEFAULT_DB"]
 
 #: Port of ``aigw-lab serve`` unless the config or --port says otherwise (``simulate``
@@ -78,7 +80,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
         "serve",
-        help="run the gateway as an HTTP server (OpenAI- and Anthropic-compatible)",
+        help=VERBS["serve"],
         description="Serve the gateway over HTTP: POST /v1/chat/completions (OpenAI), "
         "POST /v1/messages (Anthropic), GET /v1/models. Clients authenticate with the "
         "gateway keys of the config's [server] table; every call is logged. See "

@@ -9,6 +9,7 @@ import argparse
 from typing import Any
 
 from aigw_lab.cli._args import finite_float, port
+from aigw_lab.cli._verbs import VERBS
 from aigw_lab.providers.sim_catalog import FAULT_KINDS
 
 __all__ = ["register", "run"]
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "simulate",
-        help="serve the simulated provider fleet (OpenAI, Anthropic, Workers AI formats)",
+        help=VERBS["simulate"],
         description="Serve the simulated provider fleet over HTTP, speaking the OpenAI Chat "
         "Completions, Anthropic Messages and Cloudflare Workers AI wire formats. All models "
         "and answers are simulated.",

@@ -15,12 +15,13 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "Provider",
@@ -134,7 +135,7 @@ class PoolSettings:
     @property
     def limits(self) -> httpx.Limits:
         """The pool sizes as httpx limits."""
-        return httpx.Limits(
+        return _httpx().Limits(
             max_connections=self.max_connections,
             max_keepalive_connections=min(self.max_keepalive, self.max_connections),
         )
@@ -217,7 +218,7 @@ class HttpClients:
         if self._owned_sync is None:
             with self._lock:
                 if self._owned_sync is None:
-                    self._owned_sync = httpx.Client(
+                    self._owned_sync = _httpx().Client(
                         transport=self._transport,
                         limits=self._limits,
                         timeout=None,
@@ -239,7 +240,7 @@ class HttpClients:
                 # Forget pools of loops that are gone; their sockets died with them.
                 for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
                     del self._owned_async[key]
-                client = httpx.AsyncClient(
+                client = _httpx().AsyncClient(
                     transport=self._async_transport,
                     limits=self._limits,
                     timeout=None,
@@ -261,6 +262,16 @@ class HttpClients:
         if entry is not None:
             await entry[1].aclose()
         self.close()
+
+
+def _httpx() -> Any:
+    """The httpx module, imported when a pool is first needed rather than with this module:
+    every config read, price and ``aigw-lab --help`` imports this module and never makes a
+    request, and importing httpx costs 0.1 to 0.3 s of CPU (it also loads its own command
+    line's click, rich and pygments when they are installed)."""
+    import httpx
+
+    return httpx
 
 
 def _cap_pool_wait(request: httpx.Request, pool_timeout: float) -> None:

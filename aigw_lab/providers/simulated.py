@@ -556,9 +556,12 @@ def fleet_specs(
     They answer in-process, or from the simulator server at ``base_url`` (its root, e.g.
     ``http://127.0.0.1:8787``) when given.
     """
-    from aigw_lab.sim_server import base_urls
+    urls: dict[str, str] = {}
+    if base_url:
+        # Only with a server to point at: importing sim_server loads the HTTP server package.
+        from aigw_lab.sim_server import base_urls
 
-    urls = base_urls(base_url) if base_url else {}
+        urls = base_urls(base_url)
     specs = []
     for name, api_format in SIM_PROVIDERS.items():
         url = urls.get(api_format)

@@ -4,6 +4,8 @@ and loaded by a server from the policy file; unknown embedder names are typed er
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,10 @@ def test_an_unknown_embedder_name_is_a_config_error_naming_the_known_ones(name):
 
 
 def test_a_local_model_folder_is_still_accepted(tmp_path):
-    pytest.importorskip("sentence_transformers", reason="the semantic extra is not installed")
+    # Looked up, not imported: importing sentence-transformers (torch, transformers) costs
+    # about 9 s of CPU, and this test loads no model.
+    if importlib.util.find_spec("sentence_transformers") is None:
+        pytest.skip("the semantic extra is not installed")
     embedder = make_embedder(str(tmp_path))
     assert isinstance(embedder, SentenceTransformerEmbedder)
     assert embedder.name == str(tmp_path)
