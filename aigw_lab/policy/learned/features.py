@@ -41,15 +41,18 @@ def default_cache_dir() -> Path:
 def make_embedder(name: str | None) -> Embedder:
     """The embedder a policy names: ``hashing-<dim>-<ngram>`` is the test double
     `HashingEmbedder`; None or all-MiniLM-L6-v2 the bundled model; all-MiniLM-L6-v2-int8 the
-    bundled model quantized to int8 (`aigw_lab.embeddings.INT8_MODEL`); anything else the
-    path of a sentence-transformers model folder on this machine (never downloaded). Any
-    other name is a `ConfigError` listing the known ones, raised before a model loads."""
+    bundled model quantized to int8 (`aigw_lab.embeddings.INT8_MODEL`);
+    all-MiniLM-L6-v2-static256 the static embedder distilled from it
+    (`aigw_lab.static_embedder.STATIC_MODEL`); anything else the path of a
+    sentence-transformers model folder on this machine (never downloaded). Any other name is
+    a `ConfigError` listing the known ones, raised before a model loads."""
     from aigw_lab.embeddings import (
         DEFAULT_MODEL,
         INT8_MODEL,
         HashingEmbedder,
         SentenceTransformerEmbedder,
     )
+    from aigw_lab.static_embedder import STATIC_MODEL
 
     if name and name.startswith("hashing-"):
         parts = name.split("-")
@@ -63,10 +66,15 @@ def make_embedder(name: str | None) -> Embedder:
         return SentenceTransformerEmbedder()
     if name == INT8_MODEL:
         return SentenceTransformerEmbedder(int8=True)
+    if name == STATIC_MODEL:
+        from aigw_lab.static_embedder import StaticEmbedder
+
+        return StaticEmbedder()
     if not _is_model_folder(name):
         raise ConfigError(
             f"unknown embedder {name[:80]!r}",
             hint=f"use {DEFAULT_MODEL} (the default), {INT8_MODEL} (faster), "
+            f"{STATIC_MODEL} (fastest; distilled on first use), "
             "hashing-<dim>-<ngram> (tests only) or the folder of a local "
             "sentence-transformers model",
         )
