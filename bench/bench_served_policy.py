@@ -84,7 +84,10 @@ def train_policy(
         targets={"gpt-4-1106-preview": STRONG, "Mixtral-8x7B-Instruct-v0.1": WEAK},
         embedder=cached_embedder(make_embedder(embedder)),
     )
-    path = save_policy(router, folder / f"{embedder or 'router'}.json")
+    # A folder per embedder: the artifact is named after the policy ("router.npz"), so
+    # policies saved side by side would share one file (the last one trained).
+    (folder / (embedder or "default")).mkdir()
+    path = save_policy(router, folder / (embedder or "default") / "router.json")
     return path, [item.prompt for item in (*calibration.items, *test.items)]
 
 
