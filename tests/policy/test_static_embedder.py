@@ -252,13 +252,13 @@ def tiny_bert_source(params):
     return distill_from_model(BertModel(config).eval(), tokenizer, **{**params, "pca_dims": 16})
 
 
-@pytest.mark.slow
-def test_a_real_distillation_is_reproducible(tmp_path, bundled):
+@pytest.mark.slow  # model2vec runs every vocabulary token through the model: a minute or more
+def test_a_real_distillation_is_saved_and_read_back_the_same(tmp_path, bundled):
     pytest.importorskip("skeletoken", reason="model2vec's distill extra is not installed")
-    one = StaticEmbedder(tmp_path / "a", source=tiny_bert_source, source_key="tiny-bert")
-    two = StaticEmbedder(tmp_path / "b", source=tiny_bert_source, source_key="tiny-bert")
+    one = StaticEmbedder(tmp_path, source=tiny_bert_source, source_key="tiny-bert")
     first = one.embed(TEXTS)
     assert one.distilled == 1 and first.shape == (4, 16)
-    assert np.allclose(first, two.embed(TEXTS), atol=1e-6)  # distilled again, same vectors
-    reread = StaticEmbedder(tmp_path / "a", source=tiny_bert_source, source_key="tiny-bert")
+    assert np.allclose(np.linalg.norm(first[:3], axis=1), 1.0, atol=1e-5)
+    assert len({row.tobytes() for row in first}) == 4  # four texts, four vectors
+    reread = StaticEmbedder(tmp_path, source=tiny_bert_source, source_key="tiny-bert")
     assert np.array_equal(first, reread.embed(TEXTS)) and reread.distilled == 0
