@@ -157,6 +157,7 @@ class StaticEmbedder:
         self._table: np.ndarray | None = None  # one row per token id
         self._max_length = _MAX_TOKENS
         self._unk: int | None = None
+        self._fingerprint: str | None = None
         self._lock = threading.Lock()
         #: Distillations this object ran (0 when it found its artefact on disk).
         self.distilled = 0
@@ -195,20 +196,27 @@ class StaticEmbedder:
 
     # --- the artefact -------------------------------------------------------------------------
 
-    def artifact_folder(self) -> Path:
-        """The folder this embedder's distilled model lives in (derived from the source
-        weights, `DISTILL_PARAMS` and model2vec's version; hashing the weights reads them)."""
-        from importlib.metadata import version
+    def fingerprint(self) -> str:
+        """A hash of what this embedder's vectors derive from: the source weights,
+        `DISTILL_PARAMS` and model2vec's version (hashing the weights reads them, once per
+        object). A policy records it, so a server whose distillation differs refuses it."""
+        if self._fingerprint is None:
+            from importlib.metadata import version
 
+            recipe = {
+                "source": self._source_key or source_weights_digest(),
+                "params": DISTILL_PARAMS,
+                "model2vec": version("model2vec"),
+            }
+            digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+            self._fingerprint = digest[:20]
+        return self._fingerprint
+
+    def artifact_folder(self) -> Path:
+        """The folder this embedder's distilled model lives in, named by `fingerprint`."""
         root = self.artifact_root or default_artifact_root()
-        recipe = {
-            "source": self._source_key or source_weights_digest(),
-            "params": DISTILL_PARAMS,
-            "model2vec": version("model2vec"),
-        }
-        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:20]
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)[:60]
-        return root / f"{safe}-{key}"
+        return root / f"{safe}-{self.fingerprint()}"
 
     def _load(self) -> Any:
         if self._model is not None:

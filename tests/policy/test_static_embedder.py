@@ -262,3 +262,48 @@ def test_a_real_distillation_is_saved_and_read_back_the_same(tmp_path, bundled):
     assert len({row.tobytes() for row in first}) == 4  # four texts, four vectors
     reread = StaticEmbedder(tmp_path, source=tiny_bert_source, source_key="tiny-bert")
     assert np.array_equal(first, reread.embed(TEXTS)) and reread.distilled == 0
+
+
+def test_a_policy_records_the_distillation_and_refuses_another(tmp_path, bundled):
+    from aigw_lab.policy.learned import train_router
+    from aigw_lab.policy.learned.features import cached_embedder
+    from aigw_lab.policy.policyfile import load_policy, save_policy
+
+    from ._learned_data import synthetic
+
+    trained_with = StaticEmbedder(tmp_path / "m", source=counting_source([]), source_key="a")
+    router = train_router(
+        synthetic(6),
+        "knn",
+        name="p",
+        embedder=cached_embedder(trained_with, tmp_path / "emb"),
+        params={"k": 3},
+    )
+    path = save_policy(router, tmp_path / "p.json")
+    recorded = json.loads(path.read_text())["policy"]["train"]["embedder_fingerprint"]
+    assert recorded == trained_with.fingerprint()
+
+    served = load_policy(path)
+    served.embedder = StaticEmbedder(tmp_path / "m", source=counting_source([]), source_key="a")
+    other = StaticEmbedder(tmp_path / "m", source=counting_source([]), source_key="b")
+    with pytest.raises(ConfigError, match="distillation") as caught:
+        load_policy(path).embedder = other  # same name, other recipe: other vectors
+    assert "retrain" in caught.value.hint
+
+
+def test_a_server_building_the_named_embedder_checks_the_distillation_too(tmp_path, bundled):
+    from aigw_lab.policy.learned import train_router
+
+    from ._learned_data import synthetic
+
+    router = train_router(
+        synthetic(6),
+        "knn",
+        name="p",
+        embedder=StaticEmbedder(tmp_path / "m", source=counting_source([]), source_key="a"),
+        params={"k": 3},
+    )
+    router._embedder = None  # as a loaded policy: the embedder is built from its name
+    assert router.embedder_name == STATIC_MODEL
+    with pytest.raises(ConfigError, match="distillation"):
+        router.embedder  # noqa: B018 - the bundled recipe is not the test's "a"

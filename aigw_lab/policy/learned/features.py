@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cached_embedder",
+    "embedder_fingerprint",
     "default_cache_dir",
     "embed_prompts",
     "prompt_text",
@@ -88,6 +89,17 @@ def _is_model_folder(name: str) -> bool:
         return Path(name).expanduser().is_dir()
     except (OSError, ValueError):
         return False
+
+
+def embedder_fingerprint(embedder: Embedder) -> str | None:
+    """What the vectors of a derived embedder (one with a ``fingerprint()``, such as
+    `aigw_lab.static_embedder.StaticEmbedder`) come from, looking through the wrappers
+    (`CachedEmbedder`, `BatchingEmbedder`); None for one whose name says it all."""
+    seen = 0
+    while not hasattr(embedder, "fingerprint") and hasattr(embedder, "embedder") and seen < 8:
+        embedder, seen = embedder.embedder, seen + 1
+    fingerprint = getattr(embedder, "fingerprint", None)
+    return str(fingerprint()) if callable(fingerprint) else None
 
 
 def prompt_text(request: ChatRequest) -> str:
