@@ -301,7 +301,8 @@ def _write_artifact(model: Any, folder: Path, name: str) -> None:
     }
     try:
         make_private_dirs(folder.parent)
-        shutil.rmtree(folder, ignore_errors=True)  # an unfinished one (no marker)
+        if folder.exists() and not (folder / _DONE).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an unfinished one, never a whole one
         temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     except OSError:
         return

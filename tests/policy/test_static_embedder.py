@@ -307,3 +307,23 @@ def test_a_server_building_the_named_embedder_checks_the_distillation_too(tmp_pa
     assert router.embedder_name == STATIC_MODEL
     with pytest.raises(ConfigError, match="distillation"):
         router.embedder  # noqa: B018 - the bundled recipe is not the test's "a"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "nan", "tokenizer"])
+def test_a_damaged_artefact_is_distilled_again_not_used(tmp_path, bundled, damage):
+    calls: list[dict] = []
+    first = StaticEmbedder(tmp_path, source=counting_source(calls), source_key="tiny-a")
+    expected = first.embed(TEXTS)
+    folder = first.artifact_folder()
+    if damage == "truncate":
+        data = (folder / "table.npy").read_bytes()
+        (folder / "table.npy").write_bytes(data[: len(data) // 2])
+    elif damage == "nan":
+        table = np.load(folder / "table.npy")
+        table[5, 3] = np.nan
+        np.save(folder / "table.npy", table)
+    else:
+        (folder / "tokenizer.json").write_text("{not json", encoding="utf-8")
+    again = StaticEmbedder(tmp_path, source=counting_source(calls), source_key="tiny-a")
+    assert np.array_equal(again.embed(TEXTS), expected)
+    assert again.distilled == 1 and len(calls) == 2
