@@ -5,6 +5,7 @@ selectable for training and loaded by a server from the policy file; a missing e
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -38,7 +39,13 @@ def _minilm_tokenizer():
 
 def tiny_static_model(params=None, *, seed: int = 0, dim: int = 16):
     """A model2vec StaticModel over MiniLM's real tokenizer with a seeded random table: what a
-    distillation returns, without minutes of MiniLM forward passes."""
+    distillation returns, without minutes of MiniLM forward passes (built once per run:
+    building one costs about a second, and nothing here changes it)."""
+    return _tiny_static_model(seed, dim)
+
+
+@functools.cache
+def _tiny_static_model(seed: int, dim: int):
     from model2vec import StaticModel
 
     tokenizer = _minilm_tokenizer()
