@@ -13,11 +13,13 @@ bootstrap interval of that difference pooled over seeds.
 
     python bench/embedder_quality_seeds.py --data routellm/gsm8k routellm/mt_bench \\
         --seeds 0 1 2 3 4 --embedders all-MiniLM-L6-v2 all-MiniLM-L6-v2-static256
+    python bench/embedder_quality_seeds.py --data routellm/mmlu --subset 3000 --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 
 import numpy as np
@@ -33,6 +35,12 @@ def main() -> None:
         "--embedders", nargs="+", default=["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-static256"]
     )
     parser.add_argument("--n-boot", type=int, default=500)
+    parser.add_argument(
+        "--subset",
+        type=int,
+        help="use a seeded random sample of this many items of each dataset (seed 0), e.g. "
+        "to compare on MMLU without embedding all 14k prompts with every embedder",
+    )
     parser.add_argument("--data-dir", help="shared data folder")
     parser.add_argument("--cache-dir", help="embedding cache folder")
     args = parser.parse_args()
@@ -57,9 +65,11 @@ def main() -> None:
     print(f"kNN router, held-out 20%, {args.n_boot} bootstrap resamples (95%); shared machine")
     for data_name in args.data:
         data = load_data(data_name, args.data_dir)
+        if args.subset and args.subset < len(data):
+            data = data.subset(random.Random(0).sample(sorted(data.ids), args.subset))
         per_seed: dict[str, dict[str, list[float]]] = {}
         pooled: dict[str, list[tuple[np.ndarray, ...]]] = {name: [] for name in embedders}
-        print(f"\n{data_name}")
+        print(f"\n{data_name}" + (f" (a sample of {len(data)} items)" if args.subset else ""))
         for seed in args.seeds:
             train, _, test = split_three(data, 0.2, 0.2, seed)
             quality, _ = recorded_arrays(test, [STRONG, WEAK])
