@@ -335,3 +335,40 @@ def test_a_damaged_artefact_is_distilled_again_not_used(tmp_path, bundled, damag
     again = StaticEmbedder(tmp_path, source=counting_source(calls), source_key="tiny-a")
     assert np.array_equal(again.embed(TEXTS), expected)
     assert again.distilled == 1 and len(calls) == 2
+
+
+@pytest.mark.slow  # a Python subprocess
+def test_serving_a_static_policy_never_imports_torch(tmp_path, monkeypatch, bundled):
+    import os
+    import subprocess
+    import sys
+
+    from aigw_lab.policy.learned import train_router
+    from aigw_lab.policy.policyfile import save_policy
+    from aigw_lab.static_embedder import default_artifact_root
+
+    from ._learned_data import synthetic
+
+    monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path / "cache"))
+    place_artifact(default_artifact_root())
+    router = train_router(
+        synthetic(6), "knn", name="p", embedder=make_embedder(STATIC_MODEL), params={"k": 3}
+    )
+    path = save_policy(router, tmp_path / "p.json")
+    script = (
+        "import sys\n"
+        "from aigw_lab.policy.policyfile import load_policy\n"
+        "from aigw_lab.types import ChatRequest, Message\n"
+        f"policy = load_policy({str(path)!r})\n"
+        "policy.warm_up()\n"
+        "request = ChatRequest(model='p', messages=[Message(role='user', content='2 + 2?')])\n"
+        "print(policy.decide(request).target)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'model2vec') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    target, loaded = done.stdout.strip().splitlines()[-2:]
+    assert target in router.targets()
+    assert loaded == "[]"
