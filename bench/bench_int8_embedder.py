@@ -1,16 +1,20 @@
-"""How close and how much cheaper all-MiniLM-L6-v2-int8 is than all-MiniLM-L6-v2.
+"""How close and how much cheaper all-MiniLM-L6-v2-int8 (or, with ``--other static``, the
+static all-MiniLM-L6-v2-static256) is than all-MiniLM-L6-v2.
 
 Embeds a seeded sample of RouteLLM prompts (GSM8K and MT-Bench) one text per call, as a
 served router does, with both embedders on one torch thread, interleaved (fp32 then int8,
 then int8 then fp32, ...), and prints:
 
 - per-prompt wall and CPU time (p50, mean) of each, and the int8/fp32 ratios;
-- the cosine similarity of the two vectors of each prompt (min, p5, median);
+- the cosine similarity of the two vectors of each prompt (min, p5, median), when both
+  have the same dimensions (int8); for the static embedder, whose 256-dimension space is not
+  MiniLM's, how well its pairwise similarities between the sample's prompts agree with
+  MiniLM's (Pearson and Spearman correlation over all pairs);
 - how often a prompt's 10 nearest neighbours among the sample are the same under both.
 
 Both run in this one process on a shared machine: compare the columns of one run, not runs.
 
-    python bench/bench_int8_embedder.py [--n 200] [--data-dir DIR] [--seed 0]
+    python bench/bench_int8_embedder.py [--n 200] [--data-dir DIR] [--seed 0] [--other static]
 """
 
 from __future__ import annotations
@@ -38,16 +42,28 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="prompts in the sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", help="shared data folder")
+    parser.add_argument(
+        "--other",
+        choices=("int8", "static"),
+        default="int8",
+        help="the embedder compared with float32 MiniLM: int8 (all-MiniLM-L6-v2-int8) or "
+        "static (all-MiniLM-L6-v2-static256, distilled on first use)",
+    )
     args = parser.parse_args()
 
     import torch
 
     from aigw_lab.embeddings import INT8_MODEL
     from aigw_lab.policy.learned.features import make_embedder
+    from aigw_lab.static_embedder import STATIC_MODEL
 
     torch.set_num_threads(1)  # what a served router's deciding thread uses
     prompts = sample_prompts(args.n, args.seed, args.data_dir)
-    embedders = {"fp32": make_embedder(None), "int8": make_embedder(INT8_MODEL)}
+    other = args.other
+    embedders = {
+        "fp32": make_embedder(None),
+        other: make_embedder(INT8_MODEL if other == "int8" else STATIC_MODEL),
+    }
     for embedder in embedders.values():
         embedder.embed(["warm-up: load the model"])
     wall: dict[str, list[float]] = {name: [] for name in embedders}
@@ -71,15 +87,24 @@ def main() -> None:
             f"{1000 * statistics.median(cpu[name]):8.2f} {1000 * statistics.fmean(cpu[name]):9.2f}"
         )
     for label, series in (("wall", wall), ("CPU", cpu)):
-        ratio = statistics.median(series["int8"]) / statistics.median(series["fp32"])
-        mean_ratio = statistics.fmean(series["int8"]) / statistics.fmean(series["fp32"])
-        print(f"  int8/fp32 {label}: p50 {ratio:.2f}x, mean {mean_ratio:.2f}x")
+        ratio = statistics.median(series[other]) / statistics.median(series["fp32"])
+        mean_ratio = statistics.fmean(series[other]) / statistics.fmean(series["fp32"])
+        print(f"  {other}/fp32 {label}: p50 {ratio:.2f}x, mean {mean_ratio:.2f}x")
 
-    a, b = np.stack(vectors["fp32"]), np.stack(vectors["int8"])
-    cosine = (a * b).sum(axis=1)
+    a, b = np.stack(vectors["fp32"]), np.stack(vectors[other])
+    if a.shape == b.shape:
+        cosine = (a * b).sum(axis=1)
+        print(
+            f"cosine(fp32, {other}): min {cosine.min():.4f}, p5 "
+            f"{np.percentile(cosine, 5):.4f}, median {np.median(cosine):.4f}"
+        )
+    upper = np.triu_indices(len(prompts), 1)
+    pairs_a, pairs_b = (a @ a.T)[upper], (b @ b.T)[upper]
+    ranks_a, ranks_b = pairs_a.argsort().argsort(), pairs_b.argsort().argsort()
     print(
-        f"cosine(fp32, int8): min {cosine.min():.4f}, p5 {np.percentile(cosine, 5):.4f}, "
-        f"median {np.median(cosine):.4f}"
+        f"pairwise cosines over {len(pairs_a)} prompt pairs, fp32 vs {other}: Pearson "
+        f"{np.corrcoef(pairs_a, pairs_b)[0, 1]:.3f}, Spearman "
+        f"{np.corrcoef(ranks_a, ranks_b)[0, 1]:.3f}"
     )
     k = min(10, len(prompts) - 1)
     overlap = []
@@ -88,7 +113,7 @@ def main() -> None:
         top_a = set(np.argsort(-sims_a)[:k])
         top_b = set(np.argsort(-sims_b)[:k])
         overlap.append(len(top_a & top_b) / k)
-    print(f"{k} nearest neighbours shared by fp32 and int8: mean {np.mean(overlap):.1%}")
+    print(f"{k} nearest neighbours shared by fp32 and {other}: mean {np.mean(overlap):.1%}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,11 @@ it is, so run it after a cold run. CPU time is the child processes' user+system 
 time the process's lifetime. The cold train is the baseline each warm command is compared
 to. A shared machine's wall times vary with its load: compare within one run.
 
+``--embedder`` trains with another embedder (every later command uses the one the policy
+names).
+
     python bench/bench_policy_cli.py --data routellm/gsm8k routellm/mmlu [--cold]
+        [--embedder all-MiniLM-L6-v2-static256]
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["routellm/gsm8k"])
     parser.add_argument("--cold", action="store_true", help="start from an empty cache")
     parser.add_argument("--cache-dir", help="embedding cache folder to use when not --cold")
+    parser.add_argument("--embedder", help="the policy's embedder (default all-MiniLM-L6-v2)")
     args = parser.parse_args()
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +66,8 @@ def main() -> None:
             policy = str(folder / f"{data.replace('/', '-')}.json")
             train = ["policy", "train", "--data", data, "--router", "knn"]
             train += ["--strong-share", "0.5", "--out", policy, *common]
+            if args.embedder:
+                train += ["--embedder", args.embedder]
             runs = [("train (cold)" if args.cold else "train", train), ("train", train)]
             runs.append(("evaluate", ["policy", "evaluate", policy, *common]))
             for target in ("litellm", "portkey", "cloudflare"):

@@ -6,7 +6,11 @@ Three `aigw-lab serve`-equivalent servers (`GatewayApp` over the simulated fleet
 loopback: one routes with a seeded weighted split between two targets, one with a kNN
 learned router (all-MiniLM-L6-v2) trained on the RouteLLM GSM8K recordings, between the same
 two targets, and one ("int8") with the same kNN router trained and served with
-all-MiniLM-L6-v2-int8 (the same weights, Linear layers quantized to int8). The client sends
+all-MiniLM-L6-v2-int8 (the same weights, Linear layers quantized to int8), and one ("m2v")
+trained and served with all-MiniLM-L6-v2-static256 (a model2vec static embedder distilled
+from the same weights, `aigw_lab.static_embedder`; distilled on first use, minutes once per
+machine, before the timing starts). ``--embedders`` picks which learned servers run. The
+client sends
 the held-out GSM8K prompts (distinct, so the router's in-memory LRU never hits, except in the
 repeated phase) to every server, interleaved (the servers' order reversed on every other
 prompt), in three phases:
@@ -80,7 +84,10 @@ def train_policy(
         targets={"gpt-4-1106-preview": STRONG, "Mixtral-8x7B-Instruct-v0.1": WEAK},
         embedder=cached_embedder(make_embedder(embedder)),
     )
-    path = save_policy(router, folder / f"{embedder or 'router'}.json")
+    # A folder per embedder: the artifact is named after the policy ("router.npz"), so
+    # policies saved side by side would share one file (the last one trained).
+    (folder / (embedder or "default")).mkdir()
+    path = save_policy(router, folder / (embedder or "default") / "router.json")
     return path, [item.prompt for item in (*calibration.items, *test.items)]
 
 
@@ -152,6 +159,12 @@ def main() -> None:
         help="add a third server, the learned one with OMP_NUM_THREADS=1, to compare one "
         "torch thread with torch's default (one per core)",
     )
+    parser.add_argument(
+        "--embedders",
+        default="learned,int8,m2v",
+        help="comma-separated learned servers to run beside the static one: learned "
+        "(all-MiniLM-L6-v2), int8, m2v (all-MiniLM-L6-v2-static256)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,15 +176,32 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         policy, prompts = train_policy(Path(tmp), args.data_dir)
-        int8_policy, _ = train_policy(Path(tmp), args.data_dir, "all-MiniLM-L6-v2-int8")
+        embedder_of = {
+            "learned": None,
+            "int8": "all-MiniLM-L6-v2-int8",
+            "m2v": "all-MiniLM-L6-v2-static256",
+            "learned-1t": None,
+        }
+        wanted = [k for k in args.embedders.split(",") if k] + (
+            ["learned-1t"] if args.threads else []
+        )
+        unknown = sorted(set(wanted) - set(embedder_of))
+        if unknown:
+            raise SystemExit(f"unknown --embedders {unknown}: use {', '.join(embedder_of)}")
+        policies = {"static": policy}
+        for kind in wanted:
+            name = embedder_of[kind]
+            policies[kind] = (
+                policy if name is None else train_policy(Path(tmp), args.data_dir, name)[0]
+            )
         # Distinct prompts in each phase, so the router's in-memory LRU never answers.
         n = min(args.requests, (len(prompts) - 5) // 2)
         phases = {"paced": prompts[5 : 5 + n], "flat out": prompts[5 + n : 5 + 2 * n]}
         servers = {}
         try:
-            kinds = ("static", "learned", "int8") + (("learned-1t",) if args.threads else ())
+            kinds = ("static", *wanted)
             for kind in kinds:
-                servers[kind] = start(kind, int8_policy if kind == "int8" else policy)
+                servers[kind] = start(kind, policies[kind])
             clients = {
                 kind: (httpx.Client(base_url=url, timeout=60), proc.pid)
                 for kind, (proc, url, _) in servers.items()

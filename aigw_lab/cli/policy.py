@@ -131,7 +131,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--embedder",
         help="embedding model: all-MiniLM-L6-v2 (default), all-MiniLM-L6-v2-int8 (the same "
-        "weights quantized: less CPU per served request; see docs/routing.md) or the folder "
+        "weights quantized: less CPU per served request; see docs/routing.md), "
+        "all-MiniLM-L6-v2-static256 (a static model distilled from it on first use, needs "
+        "aigw-lab[fast-embed]: 1-2 ms of CPU per served request) or the folder "
         "of a local sentence-transformers model; a policy is served with the one it was "
         "trained with",
     )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cached_embedder",
+    "embedder_fingerprint",
     "default_cache_dir",
     "embed_prompts",
     "prompt_text",
@@ -41,15 +42,18 @@ def default_cache_dir() -> Path:
 def make_embedder(name: str | None) -> Embedder:
     """The embedder a policy names: ``hashing-<dim>-<ngram>`` is the test double
     `HashingEmbedder`; None or all-MiniLM-L6-v2 the bundled model; all-MiniLM-L6-v2-int8 the
-    bundled model quantized to int8 (`aigw_lab.embeddings.INT8_MODEL`); anything else the
-    path of a sentence-transformers model folder on this machine (never downloaded). Any
-    other name is a `ConfigError` listing the known ones, raised before a model loads."""
+    bundled model quantized to int8 (`aigw_lab.embeddings.INT8_MODEL`);
+    all-MiniLM-L6-v2-static256 the static embedder distilled from it
+    (`aigw_lab.static_embedder.STATIC_MODEL`); anything else the path of a
+    sentence-transformers model folder on this machine (never downloaded). Any other name is
+    a `ConfigError` listing the known ones, raised before a model loads."""
     from aigw_lab.embeddings import (
         DEFAULT_MODEL,
         INT8_MODEL,
         HashingEmbedder,
         SentenceTransformerEmbedder,
     )
+    from aigw_lab.static_embedder import STATIC_MODEL
 
     if name and name.startswith("hashing-"):
         parts = name.split("-")
@@ -63,10 +67,15 @@ def make_embedder(name: str | None) -> Embedder:
         return SentenceTransformerEmbedder()
     if name == INT8_MODEL:
         return SentenceTransformerEmbedder(int8=True)
+    if name == STATIC_MODEL:
+        from aigw_lab.static_embedder import StaticEmbedder
+
+        return StaticEmbedder()
     if not _is_model_folder(name):
         raise ConfigError(
             f"unknown embedder {name[:80]!r}",
             hint=f"use {DEFAULT_MODEL} (the default), {INT8_MODEL} (faster), "
+            f"{STATIC_MODEL} (fastest; distilled on first use), "
             "hashing-<dim>-<ngram> (tests only) or the folder of a local "
             "sentence-transformers model",
         )
@@ -80,6 +89,17 @@ def _is_model_folder(name: str) -> bool:
         return Path(name).expanduser().is_dir()
     except (OSError, ValueError):
         return False
+
+
+def embedder_fingerprint(embedder: Embedder) -> str | None:
+    """What the vectors of a derived embedder (one with a ``fingerprint()``, such as
+    `aigw_lab.static_embedder.StaticEmbedder`) come from, looking through the wrappers
+    (`CachedEmbedder`, `BatchingEmbedder`); None for one whose name says it all."""
+    seen = 0
+    while not hasattr(embedder, "fingerprint") and hasattr(embedder, "embedder") and seen < 8:
+        embedder, seen = embedder.embedder, seen + 1
+    fingerprint = getattr(embedder, "fingerprint", None)
+    return str(fingerprint()) if callable(fingerprint) else None
 
 
 def prompt_text(request: ChatRequest) -> str:

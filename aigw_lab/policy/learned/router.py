@@ -32,7 +32,12 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.policy.base import Policy, RouteDecision
 from aigw_lab.policy.learned.base import QualityModel
 from aigw_lab.policy.learned.classifier import LogisticQuality, RidgeQuality
-from aigw_lab.policy.learned.features import embed_prompts, make_embedder, prompt_text
+from aigw_lab.policy.learned.features import (
+    embed_prompts,
+    embedder_fingerprint,
+    make_embedder,
+    prompt_text,
+)
 from aigw_lab.policy.learned.knn import KnnQuality
 from aigw_lab.policy.learned.sw_ranking import SwRanking
 
@@ -50,6 +55,7 @@ ROUTERS: Mapping[str, type[QualityModel]] = {
 #: The prefix `train_router` gives recorded model names when no target map is given.
 DEFAULT_TARGET_PREFIX = "rec/"
 _TRAIN_IDS = "_train_ids"  # the artifact array holding the training item ids
+_FINGERPRINT = "embedder_fingerprint"  # train info: what a derived embedder's vectors come from
 _CHARS_PER_TOKEN = 4  # the recorded datasets' token estimate, aigw_lab.datasets.recorded
 #: How many recent prompts a served router keeps the embeddings of (in memory only).
 SERVING_MEMORY = 4096
@@ -283,10 +289,26 @@ class LearnedRouter(Policy):
                 if self._embedder is None:
                     from aigw_lab.embedding_cache import CachedEmbedder
 
-                    self._embedder = CachedEmbedder(
-                        make_embedder(self.embedder_name), None, memory=SERVING_MEMORY
-                    )
+                    model = make_embedder(self.embedder_name)
+                    self._check_fingerprint(model)
+                    self._embedder = CachedEmbedder(model, None, memory=SERVING_MEMORY)
         return self._embedder
+
+    def _check_fingerprint(self, embedder: Embedder) -> None:
+        """A derived embedder (the static one) must be the distillation the policy was
+        trained with: the same name from other source weights or another model2vec makes
+        other vectors, which the kNN matrix would be compared with silently."""
+        recorded = self.train_info.get(_FINGERPRINT)
+        if not recorded:
+            return
+        current = embedder_fingerprint(embedder)
+        if current is not None and current != recorded:
+            raise ConfigError(
+                f"policy {self.name!r} was trained with the {self.embedder_name!r} "
+                f"distillation {str(recorded)[:40]!r}, and this machine's is {current!r} "
+                "(other source weights, parameters or model2vec version)",
+                hint="install the versions the policy was trained with, or retrain it here",
+            )
 
     def warm_up(self) -> None:
         """Load the embedding model and route one prompt, so the first real request does
@@ -313,6 +335,7 @@ class LearnedRouter(Policy):
                 f"not {embedder.name!r}",
                 hint="use the embedder the policy names",
             )
+        self._check_fingerprint(embedder)
         self._embedder = embedder
 
     def with_decision(self, decision: Decision) -> LearnedRouter:
@@ -453,6 +476,7 @@ def train_router(
         embeddings = embed_prompts(
             [item.prompt for item in data.items], embedder, cache_dir=cache_dir, label=data.name
         )
+    fingerprint = embedder_fingerprint(embedder) if embedder is not None else None
     Y = wide[chosen].to_numpy(dtype=float)
     pair = (chosen.index(strong), chosen.index(weak)) if strong and weak else None
     fitted = model_cls(**dict(params or {})).fit(embeddings, Y, pair=pair)
@@ -476,7 +500,12 @@ def train_router(
             for m in chosen
         },
         embedder=embedder.name if embedder is not None else "all-MiniLM-L6-v2",
-        train={"source": data.source, "items": len(data), "models": chosen},
+        train={
+            "source": data.source,
+            "items": len(data),
+            "models": chosen,
+            **({_FINGERPRINT: fingerprint} if fingerprint else {}),
+        },
         train_ids=data.ids,
         embedder_instance=embedder,
     )
