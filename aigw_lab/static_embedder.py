@@ -21,7 +21,7 @@ name: the embedding cache keys its vectors apart, and a policy trained with it r
 name (and the key, as its fingerprint) and is served with it. Quality against MiniLM is
 measured, not assumed: see docs/performance.md.
 
-Needs the ``fast-embed`` extra (model2vec with its distill extra); distilling also needs the
+Needs the ``fast-embed`` extra (model2vec and skeletoken); distilling also needs the
 ``semantic`` extra (torch, transformers, the bundled weights). Without them, building a
 `StaticEmbedder` raises `MissingExtraError` naming the install command, before any work.
 """
