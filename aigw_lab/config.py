@@ -376,7 +376,7 @@ def _spec_models(spec: ProviderSpec) -> tuple[str, ...] | None:
     """The models a configured provider serves, or None when it takes any model name (an HTTP
     API without a ``models`` list, a replay whose recording is read later)."""
     if spec.kind == "simulated":
-        from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
+        from aigw_lab.sim.catalog import DEFAULT_MODELS
 
         named = spec.options.get("models") or spec.models
         if isinstance(named, str):

@@ -253,7 +253,7 @@ class Gateway(CallRecording):
 
         ``timeout`` is the client timeout in seconds; a simulated timeout fault hangs until
         it expires."""
-        from aigw_lab.providers.simulated import fleet_specs
+        from aigw_lab.sim.fleet import fleet_specs
 
         specs = fleet_specs(seed=seed, time_scale=time_scale, faults=faults)
         return cls([replace(s, timeout=timeout) for s in specs], **kwargs)

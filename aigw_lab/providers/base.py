@@ -38,7 +38,7 @@ __all__ = [
 #: Cloudflare Workers AI native ``/ai/run/{model}``; ``workers-ai-openai``: Workers AI's
 #: OpenAI-compatible endpoint; ``openai-compatible``: any server speaking Chat Completions
 #: (vLLM, Ollama, Groq, Together, OpenRouter, Mistral, ...); ``simulated``: the offline fleet;
-#: ``replay``: recorded real outputs or an earlier call log (`aigw_lab.providers.replay`).
+#: ``replay``: recorded real outputs or an earlier call log (`aigw_lab.sim.replay`).
 PROVIDER_KINDS: tuple[str, ...] = (
     "openai",
     "anthropic",

@@ -62,11 +62,11 @@ def build_provider(
     gateway supplies it (BYOK, unified billing).
     """
     if spec.kind == "simulated":
-        from aigw_lab.providers.simulated import build_simulated_provider
+        from aigw_lab.sim.fleet import build_simulated_provider
 
         return build_simulated_provider(spec, clients)
     if spec.kind == "replay":
-        from aigw_lab.providers.replay import build_replay_provider
+        from aigw_lab.sim.replay import build_replay_provider
 
         return build_replay_provider(spec)
     if spec.kind not in HTTP_KINDS:

@@ -1,7 +1,7 @@
 """The simulated provider fleet: the offline default of aigw_lab.
 
 A `SimulatedFleet` answers chat requests as if it were several providers' models, over their
-real HTTP wire formats (see `aigw_lab.providers.sim_wire`): in-process through
+real HTTP wire formats (see `aigw_lab.sim.wire`): in-process through
 `SimulatedTransport`, an httpx transport, or over the network through
 `aigw_lab.sim_server`. Everything it produces is simulated and says so: model ids start
 with ``sim-``, responses carry ``x-aigw-simulated: true``, OpenAI bodies have
@@ -15,7 +15,7 @@ What a call gets is decided by `SimulatedFleet.plan`:
   (model, prompt) pair depends only on the seed, never on call order, so re-runs compare
   fairly; it is correlated across models through a per-item latent "hardness".
 - Judge prompts built by `aigw_lab.scorers` get a simulated judge's grade
-  (`aigw_lab.providers.sim_judge`).
+  (`aigw_lab.sim.judge`).
 - Other prompts get fluent, deterministic filler text of a plausible length.
 - Faults (429, 500, 503, 529, timeouts, truncated streams, malformed JSON) and latency
   (lognormal time to first token with slow outliers, then tokens at the model's speed) are
@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import HttpClients, Price, ProviderSpec
-from aigw_lab.providers.sim_catalog import (
+from aigw_lab.sim.catalog import (
     DEFAULT_MODELS,
     SIM_PROVIDERS,
     FaultRates,
@@ -57,8 +57,8 @@ from aigw_lab.providers.sim_catalog import (
     approx_tokens,
     token_pieces,
 )
-from aigw_lab.providers.sim_judge import judge_reply
-from aigw_lab.providers.sim_wire import SimCall, SimulatedTransport
+from aigw_lab.sim.judge import judge_reply
+from aigw_lab.sim.wire import SimCall, SimulatedTransport
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
