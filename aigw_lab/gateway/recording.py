@@ -20,6 +20,7 @@ from aigw_lab.gateway.records import (
     success_record,
     to_json,
 )
+from aigw_lab.providers.base_provider import traits
 from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.types import ChatResponse, Latency, StreamEvent
 
@@ -171,13 +172,14 @@ class CallRecording:
         # JSON encoder and the coordinates lookup altogether.
         request = ctx.request
         tags, metadata = request.tags, request.metadata
+        facts = traits(provider)
         values = (
             call_id,
             ctx.trace_id,
             ctx.started_wall,
             ctx.provider_name,
             ctx.model,
-            getattr(provider, "api_format", None),
+            facts.api_format,
             ctx.stream,
             ctx.cache_status,
             ctx.attempt,
@@ -190,11 +192,11 @@ class CallRecording:
         if metadata:
             values += (
                 to_json(metadata),
-                bool(getattr(provider, "simulated", False)),
+                facts.simulated,
                 *experiment_coordinates(metadata),
             )
         else:
-            values += (None, bool(getattr(provider, "simulated", False)), None, None, None, None)
+            values += (None, facts.simulated, None, None, None, None)
         self._spool.start(values)
 
     def _complete(

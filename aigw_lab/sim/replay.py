@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import AigwError, ConfigError, InvalidRequestError, UnknownModelError
 from aigw_lab.providers.base import Price, ProviderSpec
+from aigw_lab.providers.base_provider import BaseProvider
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
     Latency,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
     Usage,
 )
 
@@ -54,8 +51,6 @@ __all__ = [
 # the same key as aigw_lab.gateway.records.EXPERIMENT_KEY, not imported so that this module
 # does not pull in the gateway.
 _EXPERIMENT_KEY = "aigw_experiment"
-# Streamed pieces: a word with the whitespace around it, so the pieces join to the text.
-_PIECE = re.compile(r"\s*\S+\s*")
 _PREVIEW_CHARS = 80
 
 
@@ -271,7 +266,7 @@ class _LoggedAnswers:
         return found
 
 
-class ReplayProvider:
+class ReplayProvider(BaseProvider):
     """A `Provider` answering from recorded real outputs (see the module docstring).
 
     Build it from a `RecordedDataset` (``ReplayProvider(recorded)``) or from a call log
@@ -279,6 +274,9 @@ class ReplayProvider:
     answering (default: none; replayed latency is never a measurement); ``sleep`` and
     ``async_sleep`` are injectable for tests. ``placeholder`` answers the items whose
     recording kept only a label (RouteLLM MMLU); without it they are an error.
+
+    It writes only ``chat`` and ``achat``: `BaseProvider` streams their answer in word-sized
+    pieces (after any ``latency_ms`` delay) and releases nothing on close.
     """
 
     def __init__(
@@ -410,37 +408,6 @@ class ReplayProvider:
         if delay > 0:
             await self._async_sleep(delay / 1000.0)
         return self._response(request, answer, delay)
-
-    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        """The replayed text in word-sized `TextDelta` pieces, then the `StreamEnd`; any
-        ``latency_ms`` delay comes before the first piece."""
-        answer = self._answers.answer(self.name, request)
-        delay = self._delay_ms(request)
-        if delay > 0:
-            self._sleep(delay / 1000.0)
-        for piece in _pieces(answer.text):
-            yield TextDelta(piece)
-        yield StreamEnd(self._response(request, answer, delay))
-
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        answer = self._answers.answer(self.name, request)
-        delay = self._delay_ms(request)
-        if delay > 0:
-            await self._async_sleep(delay / 1000.0)
-        for piece in _pieces(answer.text):
-            yield TextDelta(piece)
-        yield StreamEnd(self._response(request, answer, delay))
-
-    def close(self) -> None:
-        """Nothing to release (a replay holds no connection)."""
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
-def _pieces(text: str) -> list[str]:
-    pieces = _PIECE.findall(text)
-    return pieces if pieces else ([text] if text else [])
 
 
 #: The recordings a ``kind = "replay"`` provider can name with ``recorded = "..."``.
