@@ -460,13 +460,14 @@ def _parse_provider(
             f"{where}: kind = {kind_name!r} is not a provider kind",
             hint=f"use one of {list(kinds.names())}",
         )
-    for other in kinds.loaded():
-        misplaced = sorted(k for k in table if owners.get(k) is other and other is not kind)
-        if misplaced:
-            raise ConfigError(
-                f'{where}: {", ".join(misplaced)} only apply to kind = "{other.name}"',
-                hint=other.misplaced_fix(),
-            )
+    if any(owners.get(k, kind) is not kind for k in table):  # another kind's keys
+        for other in kinds.loaded():
+            misplaced = sorted(k for k in table if owners.get(k) is other and other is not kind)
+            if misplaced:
+                raise ConfigError(
+                    f'{where}: {", ".join(misplaced)} only apply to kind = "{other.name}"',
+                    hint=other.misplaced_fix(),
+                )
     _OPTIONS_KEY.check(table.get("options"), where)
     for key in kind.config_keys:
         key.check(table.get(key.name), where)

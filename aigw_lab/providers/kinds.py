@@ -18,16 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aigw_lab.addressing import EXTRA_FIELDS, check_path_segment
 from aigw_lab.errors import ConfigError, MissingAPIKeyError
-from aigw_lab.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicCodec
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
-from aigw_lab.providers.cloudflare import GatewayCodec, gateway_base_url, gateway_headers
-from aigw_lab.providers.codec import Codec
-from aigw_lab.providers.openai import OpenAICodec
-from aigw_lab.providers.workers_ai import API_URL, WorkersAICodec
+
+if TYPE_CHECKING:
+    from aigw_lab.providers.codec import Codec
+
+# The codecs, the transport and the AI Gateway helpers are imported when a provider is built,
+# not here: config.py imports this module to check tables, and a config naming only the
+# simulated fleet never needs them.
 
 __all__ = [
     "ConfigKey",
@@ -149,6 +150,7 @@ class HttpKind(ProviderKind):
         not a 401 at the first call; a provider routed through an AI Gateway
         (``spec.cf_gateway``) may leave its key unset when the gateway supplies it (BYOK,
         unified billing)."""
+        from aigw_lab.providers.cloudflare import GatewayCodec, gateway_base_url, gateway_headers
         from aigw_lab.providers.transport import HttpProvider
 
         env = os.environ if env is None else env
@@ -197,6 +199,8 @@ class HttpKind(ProviderKind):
                 hint="set account_id, or account_id_env naming a variable that holds it "
                 "(find it in the Cloudflare dashboard under Workers AI)",
             )
+        from aigw_lab.addressing import check_path_segment
+
         account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
         return f"{base}/accounts/{account}{self.account_path}"
 
@@ -223,6 +227,9 @@ class HttpKind(ProviderKind):
 def _openai_codec(spec: ProviderSpec, *, max_tokens_field: str, extra: str) -> Codec:
     # OpenAI's own API has moved the output limit to max_completion_tokens; compatible
     # servers (and Workers AI) read max_tokens.
+    from aigw_lab.addressing import EXTRA_FIELDS
+    from aigw_lab.providers.openai import OpenAICodec
+
     options = spec.options
     return OpenAICodec(
         max_tokens_field=str(options.get("max_tokens_field", max_tokens_field)),
@@ -232,6 +239,8 @@ def _openai_codec(spec: ProviderSpec, *, max_tokens_field: str, extra: str) -> C
 
 
 def _anthropic_codec(spec: ProviderSpec) -> Codec:
+    from aigw_lab.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicCodec
+
     default_max_tokens = spec.options.get("default_max_tokens", DEFAULT_MAX_TOKENS)
     if (
         isinstance(default_max_tokens, bool)
@@ -246,9 +255,15 @@ def _anthropic_codec(spec: ProviderSpec) -> Codec:
 
 
 def _workers_ai_codec(spec: ProviderSpec) -> Codec:
+    from aigw_lab.providers.workers_ai import WorkersAICodec
+
     # Through a gateway the model follows the provider slug: .../workers-ai/{model}.
     return WorkersAICodec(path_prefix="" if spec.cf_gateway else "/run")
 
+
+#: The Cloudflare API root (`aigw_lab.providers.workers_ai.API_URL`); Workers AI kinds add
+#: the account's path to it.
+CLOUDFLARE_API_URL = "https://api.cloudflare.com/client/v4"
 
 OPENAI = HttpKind(
     name="openai",
@@ -276,8 +291,7 @@ WORKERS_AI = HttpKind(
     name="workers-ai",
     summary="Cloudflare Workers AI, native /ai/run/{model}",
     api_format="workers-ai",
-    # The Cloudflare API root; the account's path is added to it.
-    default_base_url=API_URL,
+    default_base_url=CLOUDFLARE_API_URL,
     api_key_env="CLOUDFLARE_API_TOKEN",
     # Workers AI models are priced under "cloudflare" with their @cf/ names.
     price_provider_id="cloudflare",
@@ -289,7 +303,7 @@ WORKERS_AI_OPENAI = HttpKind(
     name="workers-ai-openai",
     summary="Cloudflare Workers AI, OpenAI-compatible endpoint",
     api_format="openai",
-    default_base_url=API_URL,
+    default_base_url=CLOUDFLARE_API_URL,
     api_key_env="CLOUDFLARE_API_TOKEN",
     price_provider_id="cloudflare",
     gateway_slug="workers-ai/v1",

@@ -23,6 +23,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
+from types import MappingProxyType
 from typing import Any
 
 from aigw_lab.errors import ConfigError
@@ -75,6 +76,8 @@ class KindRegistry:
         self._lock = threading.RLock()
         self._group = group
         self._plugins_loaded = not entry_points
+        # config_keys() of the kinds registered so far; None after a change.
+        self._owners: Mapping[str, ProviderKind] | None = None
         for kind in BUILTIN_KINDS if kinds is None else kinds:
             self.register(kind)
 
@@ -95,6 +98,7 @@ class KindRegistry:
                     hint="give the new kind another name",
                 )
             self._entries[name] = kind
+            self._owners = None
 
     def find(self, name: Any) -> ProviderKind | None:
         """The kind called ``name``, or None; reads the entry points first if ``name`` is
@@ -141,9 +145,15 @@ class KindRegistry:
             if kind is not None:
                 yield kind
 
-    def config_keys(self) -> dict[str, ProviderKind]:
+    def config_keys(self) -> Mapping[str, ProviderKind]:
         """Each kind-specific config key of the kinds registered so far -> its kind."""
-        return {key: kind for kind in self.loaded() for key in kind.key_names()}
+        owners = self._owners
+        if owners is None:
+            owners = MappingProxyType(
+                {key: kind for kind in self.loaded() for key in kind.key_names()}
+            )
+            self._owners = owners
+        return owners
 
     def load_plugins(self) -> None:
         """Read the entry points of ``group`` (once). A plugin that fails to load, is not a
@@ -170,6 +180,7 @@ class KindRegistry:
                     _warn(f"{source} reuses the name of the kind {kind.name!r}")
                 else:
                     self._entries[kind.name] = kind
+                    self._owners = None
 
 
 def _reference_name(reference: str) -> str:

@@ -105,6 +105,11 @@ def test_looking_up_the_in_process_kinds_does_not_import_the_fleet(tmp_path) -> 
         "assert 'aigw_lab.sim.kinds' in sys.modules\n"
         "assert 'aigw_lab.sim.fleet' not in sys.modules, 'fleet imported'\n"
         "assert 'aigw_lab.sim.replay' not in sys.modules, 'replay imported'\n"
+        # Checking a config needs the kinds' facts, not their codecs or the transport.
+        "import aigw_lab.config\n"
+        "codecs = [m for m in ('aigw_lab.providers.openai', 'aigw_lab.providers.transport')\n"
+        "          if m in sys.modules]\n"
+        "assert not codecs, codecs\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -118,6 +123,13 @@ def test_an_http_kind_states_the_format_its_codec_speaks(kind) -> None:
     spec = ProviderSpec(name="p", kind=kind.name, account_id="a1")
     assert kind.codec(spec).api_format == kind.api_format
     assert kind.gateway_slug  # every shipped HTTP kind can be routed through an AI Gateway
+
+
+def test_the_cloudflare_api_root_is_the_workers_ai_one() -> None:
+    from aigw_lab.providers.kinds import CLOUDFLARE_API_URL
+    from aigw_lab.providers.workers_ai import API_URL
+
+    assert CLOUDFLARE_API_URL == API_URL
 
 
 def test_the_facts_that_were_tables_before_are_the_kinds_now() -> None:
