@@ -12,7 +12,7 @@ DIST = "aigw-echo-kind"
 # The plugin's whole source: a provider writing two methods, and its kind.
 SOURCE = '''
 from aigw_lab.providers.base_provider import BaseProvider
-from aigw_lab.providers.kinds import ConfigKey, ProviderKind
+from aigw_lab.providers.kinds import OPENAI_COMPATIBLE, ConfigKey, HttpKind, ProviderKind
 from aigw_lab.types import ChatResponse, Usage
 
 
@@ -49,6 +49,16 @@ KIND = ProviderKind(
     local=True,
     factory=_build,
 )
+
+# An HTTP API speaking a wire format aigw_lab knows: facts only, no code.
+GROQISH = HttpKind(
+    name="groqish",
+    summary="an OpenAI-compatible API with its own default URL and key (a test plugin)",
+    api_format="openai",
+    default_base_url="https://api.groqish.invalid/openai/v1",
+    api_key_env="GROQISH_API_KEY",
+    codec=OPENAI_COMPATIBLE.codec,
+)
 '''
 
 
@@ -62,7 +72,7 @@ def write_plugin(folder: Path, entry_points: str | None = None, source: str = SO
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {DIST}\nVersion: 0.1\n", encoding="utf-8"
     )
-    declared = entry_points or f"echo = {MODULE}:KIND\n"
+    declared = entry_points or f"echo = {MODULE}:KIND\ngroqish = {MODULE}:GROQISH\n"
     (info / "entry_points.txt").write_text(
         f"[aigw_lab.provider_kinds]\n{declared}", encoding="utf-8"
     )

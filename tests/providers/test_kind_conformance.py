@@ -4,14 +4,18 @@ so a newly registered kind is tested without editing this file.
 
 - Every kind: its facts are well formed (name, summary, config keys that do not shadow the
   common provider keys, an AI Gateway slug only on HTTP kinds).
-- HTTP kinds: the wire-level matrix of `test_conformance` (`adapters.ADAPTERS`) must hold a
-  direct row and an AI Gateway row for each; a kind missing there fails here, naming it.
+- Built-in HTTP kinds: the wire-level matrix of `test_conformance` (`adapters.ADAPTERS`)
+  must hold a direct row and an AI Gateway row for each; a kind missing there fails here,
+  naming it. Other HTTP kinds (installed packages', this suite's ``groqish``) speaking a wire
+  format the fixtures know answer a chat and a stream from `FakeUpstream`, with their key
+  sent the kind's way.
 - In-process kinds: built from a spec by `build_provider`, a provider answers one request in
   all four modes (chat, achat, stream, astream) with the same text, streams end in exactly
   one `StreamEnd`, and it closes. Kinds that need more than a bare spec have a recipe
   below; any other kind gets the bare spec ``models = ["m"]``.
 
-Declared gaps: none today.
+Declared gaps: an HTTP kind with a wire format the fixtures do not know is skipped by the
+wire check (its facts are still checked).
 """
 
 from __future__ import annotations
@@ -28,19 +32,23 @@ from aigw_lab.config import _PROVIDER_KEYS
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
 from aigw_lab.providers.base_provider import traits
 from aigw_lab.providers.kinds import HttpKind, ProviderKind
-from aigw_lab.providers.registry import KindRegistry, build_provider
+from aigw_lab.providers.registry import BUILTIN_KINDS, KindRegistry, build_provider
+from aigw_lab.testing.fake_upstream import FakeUpstream
 from aigw_lab.types import ChatRequest, StreamEnd, TextDelta
 
-from .adapters import ADAPTERS
+from .adapters import ADAPTERS, EXPECTED
 from .plugin_kind import MODULE, write_plugin
+from .wire_formats import ANSWER
 
-PLUGIN = "echo"  # this suite's third-party kind (tests/providers/plugin_kind.py)
+BUILTIN_NAMES = KindRegistry(BUILTIN_KINDS, entry_points=False).names()
+#: This suite's third-party kinds (tests/providers/plugin_kind.py).
+PLUGINS = ("echo", "groqish")
 
 
 def _kind_names() -> list[str]:
     # Read at collection: the built-in kinds and whatever installed packages declare.
     names = list(KindRegistry().names())
-    return names if PLUGIN in names else [*names, PLUGIN]
+    return names + [p for p in PLUGINS if p not in names]
 
 
 @pytest.fixture
@@ -66,14 +74,49 @@ def test_a_kind_states_well_formed_facts(name: str, kinds: KindRegistry) -> None
 
 
 @pytest.mark.parametrize("name", _kind_names())
-def test_an_http_kind_is_in_the_wire_level_matrix(name: str, kinds: KindRegistry) -> None:
+def test_an_http_kind_is_tested_on_the_wire(
+    name: str, kinds: KindRegistry, fake: FakeUpstream, clients: HttpClients
+) -> None:
     kind = kinds.get(name)
     if not isinstance(kind, HttpKind):
         pytest.skip(f"{name!r} is not an HTTP kind: see the in-process checks")
+    if name not in BUILTIN_NAMES:
+        _check_on_the_wire(kind, fake, clients)
+        return
     rows = {(row.kind, row.gateway) for row in ADAPTERS}
     assert (name, False) in rows, f"add a direct row for kind {name!r} to adapters.ADAPTERS"
     if kind.gateway_slug is not None:
         assert (name, True) in rows, f"add an AI Gateway row for {name!r} to adapters.ADAPTERS"
+
+
+def _check_on_the_wire(kind: HttpKind, fake: FakeUpstream, clients: HttpClients) -> None:
+    """A chat and a stream of a kind outside the built-in matrix, against the fixtures of
+    its wire format, at its default path under the fake's address."""
+    if kind.api_format not in EXPECTED:
+        pytest.skip(f"gap: no fixtures of wire format {kind.api_format!r} for {kind.name!r}")
+    expected = EXPECTED[kind.api_format]
+    variable = kind.api_key_env or "CONFORMANCE_KEY"
+    spec = ProviderSpec(
+        name="conformance",
+        kind=kind.name,
+        base_url=f"{fake.url}/v1",
+        api_key_env=None if kind.api_key_env else variable,
+        account_id="acct123" if kind.account_path else None,
+    )
+    provider = build_provider(spec, clients, env={variable: "k-conformance"}, kinds=_only(kind))
+    request = ChatRequest.create("m", "What is the capital of France?")
+    fake.reply_json(expected.body)
+    answer = provider.chat(request)
+    assert answer.text == ANSWER and answer.usage == expected.usage
+    sent = fake.last_request
+    scheme = f"{kind.auth_scheme} " if kind.auth_scheme else ""
+    assert sent.headers[kind.auth_header] == scheme + "k-conformance"
+    fake.reply_sse(expected.stream, chunk_size=17)
+    _check_stream(list(provider.stream(request)), ANSWER)
+
+
+def _only(kind: ProviderKind) -> KindRegistry:
+    return KindRegistry([kind], entry_points=False)
 
 
 # --- in-process kinds answer in every mode --------------------------------------------------
@@ -123,7 +166,7 @@ def test_an_in_process_kind_answers_in_every_mode(
 ) -> None:
     kind = kinds.get(name)
     if isinstance(kind, HttpKind):
-        pytest.skip(f"{name!r} is an HTTP kind: test_conformance covers it on the wire")
+        pytest.skip(f"{name!r} is an HTTP kind: see test_an_http_kind_is_tested_on_the_wire")
     spec, request = RECIPES.get(name, _bare(name))(tmp_path)
     clients = HttpClients()
     provider = build_provider(spec, clients, env={}, kinds=kinds)

@@ -33,7 +33,7 @@ def test_an_installed_kind_is_found_by_name(plugin_path: Path) -> None:
     kinds = KindRegistry()
     echo = kinds.get("echo")
     assert echo.name == "echo" and echo.summary.startswith("repeats")
-    assert kinds.names()[-1] == "echo"
+    assert kinds.names()[-2:] == ("echo", "groqish")
 
 
 def test_entry_points_are_read_only_when_a_name_is_not_known(
@@ -67,7 +67,7 @@ def test_without_entry_points_an_installed_kind_stays_unknown(plugin_path: Path)
 def test_the_unknown_kind_error_lists_installed_kinds_too(plugin_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         KindRegistry().get("ecko")
-    assert caught.value.hint.endswith("'simulated', 'replay', 'echo']")
+    assert caught.value.hint.endswith("'simulated', 'replay', 'echo', 'groqish']")
 
 
 @pytest.mark.parametrize(
@@ -158,6 +158,7 @@ def test_a_gateway_serves_an_installed_kind_in_every_mode(
     path.write_text(
         '[gateway]\ndb = "calls.duckdb"\n'
         '[providers.shout]\nkind = "echo"\nprefix = ">> "\nmodels = ["m1"]\n'
+        '[prices."shout/m1"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n'
     )
     import asyncio
 
