@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,8 @@ transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body
 spec = ProviderSpec(name="oa", kind="openai", base_url="http://bench.invalid/v1",
     api_key_env="BENCH_KEY")
 folder = tempfile.mkdtemp(prefix="bench-kinds-")
+import atexit, shutil
+atexit.register(shutil.rmtree, folder, True)
 with Gateway(providers=[spec], log=os.path.join(folder, "calls.duckdb"),
         clients=HttpClients(transport=transport), env={"BENCH_KEY": "k"}) as gw:
     for _ in range(50):
@@ -89,15 +92,26 @@ print(json.dumps(out))
 
 
 def probe(tree: Path, calls: int) -> dict[str, tuple[float, float]]:
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(calls)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-        check=True,
-    )
+    # Both trees compiled from source: a __pycache__ that one tree has and the other lacks
+    # would decide the import times.
+    cache = tempfile.mkdtemp(prefix="bench-kinds-pyc-")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPYCACHEPREFIX": cache,
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, str(calls)],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+            check=True,
+        )
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 

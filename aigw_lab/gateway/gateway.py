@@ -252,9 +252,9 @@ class Gateway(CallRecording):
 
         ``timeout`` is the client timeout in seconds; a simulated timeout fault hangs until
         it expires."""
-        from aigw_lab.sim.fleet import fleet_specs
-
-        specs = fleet_specs(seed=seed, time_scale=time_scale, faults=faults)
+        # The fleet is the simulated kind's preset (its package sits above the gateway's).
+        simulated = default_registry().get("simulated")
+        specs = simulated.preset_specs(seed=seed, time_scale=time_scale, faults=faults)
         return cls([replace(s, timeout=timeout) for s in specs], **kwargs)
 
     # --- introspection ------------------------------------------------------------------

@@ -124,6 +124,14 @@ class ProviderKind:
         """Options a spec of this kind gets when its table does not set them."""
         return _EMPTY
 
+    def preset_specs(self, **settings: Any) -> list[ProviderSpec]:
+        """Ready-made specs of this kind (the simulated kind: the whole fleet), built from
+        ``settings``; a kind without presets has none to give."""
+        raise ConfigError(
+            f"kind {self.name!r} has no preset providers",
+            hint="configure its providers with ProviderSpec or a [providers.NAME] table",
+        )
+
     def key_names(self) -> tuple[str, ...]:
         """The names of `config_keys`."""
         return tuple(key.name for key in self.config_keys)

@@ -46,6 +46,13 @@ class SimulatedKind(ProviderKind):
     def default_options(self) -> Mapping[str, Any]:
         return _SIMULATED_DEFAULTS
 
+    def preset_specs(self, **settings: Any) -> list[ProviderSpec]:
+        """The whole fleet: ``sim-openai``, ``sim-anthropic`` and ``sim-workers``
+        (`aigw_lab.sim.fleet.fleet_specs` with ``settings``)."""
+        from aigw_lab.sim.fleet import fleet_specs
+
+        return fleet_specs(**settings)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ReplayKind(ProviderKind):

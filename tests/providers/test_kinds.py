@@ -185,6 +185,15 @@ def test_a_kind_without_a_factory_is_a_config_error_when_building() -> None:
         kind.build(ProviderSpec(name="p", kind="bare"), HttpClients(), {})
 
 
+def test_the_simulated_kinds_preset_is_the_fleet_and_others_have_none() -> None:
+    kinds = registry()
+    specs = kinds.get("simulated").preset_specs(seed=3, time_scale=0)
+    assert [s.name for s in specs] == ["sim-openai", "sim-anthropic", "sim-workers"]
+    assert {s.kind for s in specs} == {"simulated"} and specs[0].options["seed"] == 3
+    with pytest.raises(ConfigError, match="kind 'openai' has no preset providers"):
+        kinds.get("openai").preset_specs()
+
+
 def test_builtin_kind_references_are_all_resolvable() -> None:
     kinds = KindRegistry(BUILTIN_KINDS, entry_points=False)
     assert [k.name for k in kinds.loaded()] == list(BUILT_IN)
