@@ -85,7 +85,7 @@ _EXPORTS: dict[str, str] = {
     "bundled_dataset": "aigw_lab.datasets",
     "dataset_from_log": "aigw_lab.datasets",
     "RecordedDataset": "aigw_lab.datasets",
-    "ReplayProvider": "aigw_lab.providers.replay",
+    "ReplayProvider": "aigw_lab.sim.replay",
     "Score": "aigw_lab.scorers",
     "Scorer": "aigw_lab.scorers",
     "build_scorer": "aigw_lab.scorers",
@@ -132,9 +132,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.gateway import AsyncChatStream, CallContext, ChatStream, Gateway, Middleware
     from aigw_lab.pricing import PriceBook, UnknownPriceWarning
     from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
-    from aigw_lab.providers.replay import ReplayProvider
     from aigw_lab.report import write_report
     from aigw_lab.scorers import Score, Scorer, build_scorer
+    from aigw_lab.sim.replay import ReplayProvider
     from aigw_lab.store import CallLog
     from aigw_lab.store.records import CallRecord
     from aigw_lab.store.scores import record_feedback

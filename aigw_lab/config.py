@@ -40,7 +40,9 @@ from aigw_lab._keys import reject_unknown_keys
 # Re-exported: [server] settings have their own module.
 from aigw_lab.config_server import ServerKeySpec, ServerSettings, parse_server
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.base import POOL_KEYS, PROVIDER_KINDS, PoolSettings, Price, ProviderSpec
+from aigw_lab.providers.base import POOL_KEYS, PoolSettings, Price, ProviderSpec
+from aigw_lab.providers.kinds import ConfigKey
+from aigw_lab.providers.registry import KindRegistry, default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 
 __all__ = [
@@ -70,9 +72,8 @@ _PROVIDER_KEYS = {
     "price_provider_id",
     "options",
 }
-#: Keys of the simulated kind, kept in ``ProviderSpec.options``.
-_SIMULATED_KEYS = {"format", "seed", "time_scale", "faults"}
-_REPLAY_KEYS = {"recorded", "call_log", "placeholder"}
+# Keys of one kind (the simulated fleet's seed, a replay's recording) are the kind's own
+# (`ProviderKind.config_keys`) and kept in ``ProviderSpec.options``.
 _PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
 _TOP_KEYS = {
     "gateway",
@@ -257,9 +258,12 @@ def parse_config(
     base_dir: str | os.PathLike[str] | None = None,
     source: str = "config",
     env: Mapping[str, str] | None = None,
+    kinds: KindRegistry | None = None,
 ) -> GatewayConfig:
-    """Validate an already-parsed config mapping (the TOML's tables as dicts)."""
+    """Validate an already-parsed config mapping (the TOML's tables as dicts); provider kinds
+    are looked up in ``kinds`` (default: `default_registry`)."""
     env = os.environ if env is None else env
+    kinds = default_registry() if kinds is None else kinds
     reject_unknown_keys(data, _TOP_KEYS, source)
     gw = _table(data, "gateway", source)
     reject_unknown_keys(gw, _GATEWAY_KEYS | POOL_KEYS.keys(), f"{source}: [gateway]")
@@ -271,7 +275,9 @@ def parse_config(
             hint='add a table like [providers.sim] with kind = "simulated"',
         )
     specs = tuple(
-        _parse_provider(name, _table(providers_table, name, f"{source}: providers"), source, env)
+        _parse_provider(
+            name, _table(providers_table, name, f"{source}: providers"), source, env, kinds
+        )
         for name in providers_table
     )
 
@@ -374,18 +380,9 @@ def _check_fallbacks(config: GatewayConfig) -> None:
 
 def _spec_models(spec: ProviderSpec) -> tuple[str, ...] | None:
     """The models a configured provider serves, or None when it takes any model name (an HTTP
-    API without a ``models`` list, a replay whose recording is read later)."""
-    if spec.kind == "simulated":
-        from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
-
-        named = spec.options.get("models") or spec.models
-        if isinstance(named, str):
-            named = [named]
-        if named:
-            return tuple(str(m) for m in named)
-        api_format = spec.options.get("format")
-        return tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format)
-    return spec.models or None
+    API without a ``models`` list, a replay whose recording is read later): its kind says."""
+    kind = default_registry().find(spec.kind)
+    return kind.known_models(spec) if kind is not None else (spec.models or None)
 
 
 def parse_price(value: Any, where: str) -> Price:
@@ -444,39 +441,40 @@ def _parse_log(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> 
 
 
 def _parse_provider(
-    name: str, table: Mapping[str, Any], source: str, env: Mapping[str, str]
+    name: str, table: Mapping[str, Any], source: str, env: Mapping[str, str], kinds: KindRegistry
 ) -> ProviderSpec:
     where = f"{source}: [providers.{name}]"
     if "/" in name or not name:
         raise ConfigError(f"{where}: provider names cannot contain '/'", hint="rename the table")
+    # Looked up first so that an installed package's kind is known with its keys; an
+    # unknown kind is reported after the typo check.
+    kind_name = table.get("kind")
+    kind = kinds.find(kind_name)
+    owners = kinds.config_keys()  # each kind-specific key -> its kind
     # Typos first: the clearest error.
-    reject_unknown_keys(table, _PROVIDER_KEYS | _SIMULATED_KEYS | _REPLAY_KEYS, where)
-    kind = table.get("kind")
+    reject_unknown_keys(table, _PROVIDER_KEYS | owners.keys(), where)
+    if kind_name is None:
+        raise ConfigError(f"{where} has no kind", hint=f"add kind = one of {list(kinds.names())}")
     if kind is None:
-        raise ConfigError(f"{where} has no kind", hint=f"add kind = one of {list(PROVIDER_KINDS)}")
-    if kind not in PROVIDER_KINDS:
         raise ConfigError(
-            f"{where}: kind = {kind!r} is not a provider kind",
-            hint=f"use one of {list(PROVIDER_KINDS)}",
+            f"{where}: kind = {kind_name!r} is not a provider kind",
+            hint=f"use one of {list(kinds.names())}",
         )
-    misplaced = sorted(_SIMULATED_KEYS & table.keys()) if kind != "simulated" else []
-    if misplaced:
-        raise ConfigError(
-            f'{where}: {", ".join(misplaced)} only apply to kind = "simulated"',
-            hint="remove them, or put provider-specific settings under options = {...}",
-        )
-    misplaced = sorted(_REPLAY_KEYS & table.keys()) if kind != "replay" else []
-    if misplaced:
-        raise ConfigError(
-            f'{where}: {", ".join(misplaced)} only apply to kind = "replay"',
-            hint='remove them, or set kind = "replay"',
-        )
-    _check_option_types(table, where)
-    options = dict(table.get("options", {}))
-    for key in (_SIMULATED_KEYS | _REPLAY_KEYS) & table.keys():
-        options[key] = table[key]
-    if kind == "simulated":
-        options.setdefault("format", "openai")
+    if any(owners.get(k, kind) is not kind for k in table):  # another kind's keys
+        for other in kinds.loaded():
+            misplaced = sorted(k for k in table if owners.get(k) is other and other is not kind)
+            if misplaced:
+                raise ConfigError(
+                    f'{where}: {", ".join(misplaced)} only apply to kind = "{other.name}"',
+                    hint=other.misplaced_fix(),
+                )
+    _OPTIONS_KEY.check(table.get("options"), where)
+    for key in kind.config_keys:
+        key.check(table.get(key.name), where)
+    options = {**kind.default_options(), **table.get("options", {})}
+    for key in kind.key_names():
+        if key in table:
+            options[key] = table[key]
     account_id = table.get("account_id")
     account_env = table.get("account_id_env")
     if account_id is None and account_env:
@@ -515,7 +513,7 @@ def _parse_provider(
             spec_kwargs[key] = table[key]
     return ProviderSpec(
         name=name,
-        kind=kind,
+        kind=kind_name,
         account_id=account_id,
         timeout=float(table.get("timeout", 60.0)),
         connect_timeout=float(table.get("connect_timeout", 10.0)),
@@ -528,25 +526,9 @@ def _parse_provider(
     )
 
 
-# Types of the keys a provider table passes on in ``options`` (checked here because the
-# providers read them only when first built, where a wrong type would be a traceback).
-_OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "options": ((Mapping,), "a table"),
-    "format": ((str,), "a string"),
-    "seed": ((int,), "an integer"),
-    "time_scale": ((int, float), "a number"),
-    "faults": ((Mapping,), "a table of fault rates"),
-    "recorded": ((str,), "a recording name or file path"),
-    "call_log": ((str,), "a call log file path"),
-    "placeholder": ((str,), "a string"),
-}
-
-
-def _check_option_types(table: Mapping[str, Any], where: str) -> None:
-    for key, (types, what) in _OPTION_TYPES.items():
-        value = table.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-            raise ConfigError(f"{where}: {key} = {value!r:.60} must be {what}")
+# Checked here because the providers read options only when first built, where a wrong
+# type would be a traceback.
+_OPTIONS_KEY = ConfigKey(name="options", types=(Mapping,), what="a table")
 
 
 def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:

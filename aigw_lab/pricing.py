@@ -22,16 +22,7 @@ from typing import Any
 from aigw_lab.providers.base import Price
 from aigw_lab.types import Usage
 
-__all__ = ["PriceBook", "UnknownPriceWarning", "cost_of", "GENAI_PRICES_PROVIDER_IDS"]
-
-#: genai-prices provider ids for our provider kinds (Workers AI models are priced under
-#: ``cloudflare`` with their ``@cf/`` names).
-GENAI_PRICES_PROVIDER_IDS: Mapping[str, str] = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "workers-ai": "cloudflare",
-    "workers-ai-openai": "cloudflare",
-}
+__all__ = ["PriceBook", "UnknownPriceWarning", "cost_of"]
 
 
 class UnknownPriceWarning(UserWarning):
@@ -67,7 +58,8 @@ class PriceBook:
     """Resolves and caches model prices for one gateway.
 
     ``overrides`` maps ``"provider/model"`` to a `Price`; ``price_ids`` maps a provider name
-    to its genai-prices provider id (``None`` means: let genai-prices guess from the model name
+    to its genai-prices provider id (its kind's `ProviderKind.price_provider_id` unless the
+    config sets ``price_provider_id``; ``None`` means: let genai-prices guess from the model name
     or the ``api_urls``); ``known`` maps a provider name to a function giving that provider's
     own price for a model (the simulated fleet uses it).
     """

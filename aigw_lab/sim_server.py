@@ -5,7 +5,7 @@ Point any client at it, the official ``openai`` and ``anthropic`` SDKs included:
     openai.OpenAI(base_url="http://127.0.0.1:8787/v1", api_key="unused")
     anthropic.Anthropic(base_url="http://127.0.0.1:8787", api_key="unused")
 
-It serves the paths listed in `aigw_lab.providers.sim_wire` with the same bytes as the
+It serves the paths listed in `aigw_lab.sim.wire` with the same bytes as the
 in-process transport, paced in real time (times ``time_scale``). A timeout fault keeps the
 connection silent until the client gives up (or ``fleet.hang_s`` passes). Every answer is
 simulated and marked so (``x-aigw-simulated: true``).
@@ -17,10 +17,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aigw_lab.providers.sim_wire import SIMULATED_HEADER, WireReply, respond
-from aigw_lab.providers.simulated import SimulatedFleet
 from aigw_lab.server import runner
 from aigw_lab.server.runner import root_url
+from aigw_lab.sim.fleet import SimulatedFleet
+from aigw_lab.sim.wire import SIMULATED_HEADER, WireReply, respond
 
 __all__ = ["SimulatorApp", "BackgroundServer", "serve", "DEFAULT_PORT", "base_urls", "root_url"]
 

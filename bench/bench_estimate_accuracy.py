@@ -93,7 +93,7 @@ def live_model(name: str, tmp: str, sample: int) -> None:
     from aigw_lab.experiments import Experiment
     from aigw_lab.gateway import Gateway
     from aigw_lab.providers.base import Price
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
     from aigw_lab.testing.fakes import FunctionProvider
 
     recorded = load_recording(name)
@@ -192,7 +192,7 @@ def main() -> None:
         if shared_data_dir_or_none() is None:
             print("shared data folder absent: recordings skipped")
             return
-        from aigw_lab.providers.replay import load_recording
+        from aigw_lab.sim.replay import load_recording
 
         for name in RECORDINGS:
             live_model(name, tmp, args.sample)

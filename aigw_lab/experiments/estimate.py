@@ -28,6 +28,7 @@ from aigw_lab.experiments.expected_output import (
 )
 from aigw_lab.gateway.budget_limits import estimate_input_tokens
 from aigw_lab.gateway.records import EXPERIMENT_KEY
+from aigw_lab.sim.replay import ReplayProvider
 from aigw_lab.types import ChatRequest, Usage
 
 if TYPE_CHECKING:
@@ -219,7 +220,9 @@ class _TargetInfo:
         if provider not in gateway.provider_names:
             return cls(params, None)  # a policy: no provider, no price of its own
         try:
-            replayed = getattr(gateway.provider(provider), "replayed_usage", None)
+            found = gateway.provider(provider)
+            # Only a replay knows what it would answer without being called.
+            replayed = found.replayed_usage if isinstance(found, ReplayProvider) else None
         except AigwError:  # a provider that cannot be built (a missing key): no replay
             replayed = None
         return cls(params, (provider, model), replayed)

@@ -5,7 +5,7 @@ it at 11-12 times the actual cost of the bundled examples: their answers are a f
 long. Now each unit's output is taken from the best source at hand, in this order:
 
 ``recorded``
-    the target's provider is a replay (`aigw_lab.providers.replay.ReplayProvider`) that has
+    the target's provider is a replay (`aigw_lab.sim.replay.ReplayProvider`) that has
     the answer to this item: its recorded (or logged) usage, which is what the run will log.
 ``log_item``
     the call log holds ok calls of this provider/model on this item id (an earlier run, any

@@ -388,7 +388,7 @@ def _dataset(section: Mapping[str, Any], base: Path, where: str) -> Dataset:
     if reference.startswith("bundled:"):
         dataset = bundled_dataset(reference.removeprefix("bundled:") or None)
     elif reference.startswith("recorded:"):
-        from aigw_lab.providers.replay import load_recording
+        from aigw_lab.datasets.recordings import load_recording
 
         dataset = load_recording(reference.removeprefix("recorded:")).dataset
     else:

@@ -37,15 +37,17 @@ from aigw_lab.errors import (
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware, compose
 from aigw_lab.gateway.recording import CallRecording
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
-from aigw_lab.pricing import GENAI_PRICES_PROVIDER_IDS, PriceBook
+from aigw_lab.pricing import PriceBook
 from aigw_lab.providers.base import (
-    LOCAL_KINDS,
     HttpClients,
     PoolSettings,
     Price,
     Provider,
     ProviderSpec,
 )
+from aigw_lab.providers.base_provider import traits
+from aigw_lab.providers.kinds import ProviderKind
+from aigw_lab.providers.registry import default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 from aigw_lab.types import (
     ChatRequest,
@@ -165,10 +167,7 @@ class Gateway(CallRecording):
         overrides.update(prices or {})
         self._prices = PriceBook(
             overrides,
-            price_ids={
-                s.name: s.price_provider_id or GENAI_PRICES_PROVIDER_IDS.get(s.kind)
-                for s in self._specs.values()
-            },
+            price_ids={s.name: self._price_id(s) for s in self._specs.values()},
             api_urls={s.name: s.base_url for s in self._specs.values()},
             known={name: partial(self._provider_price, name) for name in self.provider_names},
         )
@@ -254,9 +253,9 @@ class Gateway(CallRecording):
 
         ``timeout`` is the client timeout in seconds; a simulated timeout fault hangs until
         it expires."""
-        from aigw_lab.providers.simulated import fleet_specs
-
-        specs = fleet_specs(seed=seed, time_scale=time_scale, faults=faults)
+        # The fleet is the simulated kind's preset (its package sits above the gateway's).
+        simulated = default_registry().get("simulated")
+        specs = simulated.preset_specs(seed=seed, time_scale=time_scale, faults=faults)
         return cls([replace(s, timeout=timeout) for s in specs], **kwargs)
 
     # --- introspection ------------------------------------------------------------------
@@ -658,36 +657,52 @@ class Gateway(CallRecording):
         for found in fallbacks:
             check_fallback_targets(found, known, default_provider=self._default_provider)
 
+    def _kind(self, name: str) -> ProviderKind | None:
+        """The kind of the configured provider ``name`` (None: a provider passed in ready-made,
+        or a spec naming no known kind, which fails when it is built)."""
+        spec = self._specs.get(name)
+        return default_registry().find(spec.kind) if spec is not None else None
+
+    def _price_id(self, spec: ProviderSpec) -> str | None:
+        """The genai-prices provider id of ``spec``: its own, else its kind's."""
+        kind = default_registry().find(spec.kind)
+        return spec.price_provider_id or (kind.price_provider_id if kind is not None else None)
+
     def _known_models(self, name: str) -> tuple[str, ...]:
         spec = self._specs.get(name)
         if spec is not None and spec.models:
             return spec.models
         provider = self._providers.get(name)
-        if provider is None and spec is not None and spec.kind in LOCAL_KINDS:
+        if provider is None and spec is not None:
+            kind = self._kind(name)
+            if kind is None or not kind.local:
+                return ()
             provider = self.provider(name)  # needs no key; it knows its models
-        return tuple(getattr(provider, "models", ()) or ())
+        return traits(provider).models if provider is not None else ()
 
     def _provider_price(self, name: str, model: str) -> Price | None:
         """A provider's own price for a model, for providers that know it (the simulated
-        fleet, replays of recorded data): they expose ``price_for(model)``."""
+        fleet, replays of recorded data): `BaseProvider.price_for`."""
         provider = self._providers.get(name)
-        spec = self._specs.get(name)
-        if provider is None and spec is not None and spec.kind in LOCAL_KINDS:
+        if provider is None:
+            kind = self._kind(name)
+            if kind is None or not kind.local:
+                return None
             # Priced before its first call (a budget's estimate): build it now, since the
             # price book remembers an unknown price for good.
             provider = self.provider(name)
-        price_for = getattr(provider, "price_for", None)
-        return price_for(model) if price_for is not None else None
+        return traits(provider).price_for(model)
 
     def _api_format(self, ctx: CallContext) -> str | None:
-        return getattr(self._providers.get(ctx.provider_name), "api_format", None)
+        provider = self._providers.get(ctx.provider_name)
+        return traits(provider).api_format if provider is not None else None
 
     def _is_simulated(self, name: str) -> bool:
         provider = self._providers.get(name)
         if provider is not None:
-            return bool(getattr(provider, "simulated", False))
-        spec = self._specs.get(name)
-        return spec is not None and spec.kind == "simulated"
+            return traits(provider).simulated
+        kind = self._kind(name)
+        return kind is not None and kind.simulated
 
     def _require_log(self) -> CallLog:
         if self._log is None:

@@ -20,6 +20,7 @@ from aigw_lab.gateway.records import (
     success_record,
     to_json,
 )
+from aigw_lab.providers.base_provider import traits
 from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.types import ChatResponse, Latency, StreamEvent
 
@@ -171,13 +172,14 @@ class CallRecording:
         # JSON encoder and the coordinates lookup altogether.
         request = ctx.request
         tags, metadata = request.tags, request.metadata
+        facts = traits(provider)
         values = (
             call_id,
             ctx.trace_id,
             ctx.started_wall,
             ctx.provider_name,
             ctx.model,
-            getattr(provider, "api_format", None),
+            facts.api_format,
             ctx.stream,
             ctx.cache_status,
             ctx.attempt,
@@ -192,20 +194,12 @@ class CallRecording:
         if metadata:
             values += (
                 to_json(metadata),
-                bool(getattr(provider, "simulated", False)),
+                facts.simulated,
                 *experiment_coordinates(metadata),
                 ctx.budget_estimate_usd,
             )
         else:
-            values += (
-                None,
-                bool(getattr(provider, "simulated", False)),
-                None,
-                None,
-                None,
-                None,
-                ctx.budget_estimate_usd,
-            )
+            values += (None, facts.simulated, None, None, None, None, ctx.budget_estimate_usd)
         self._spool.start(values)
 
     def _complete(

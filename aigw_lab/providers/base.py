@@ -29,29 +29,8 @@ __all__ = [
     "HttpClients",
     "PoolSettings",
     "POOL_KEYS",
-    "PROVIDER_KINDS",
-    "LOCAL_KINDS",
     "Price",
 ]
-
-#: Provider kinds a `ProviderSpec` may name.
-#: ``openai``: OpenAI Chat Completions; ``anthropic``: Anthropic Messages; ``workers-ai``:
-#: Cloudflare Workers AI native ``/ai/run/{model}``; ``workers-ai-openai``: Workers AI's
-#: OpenAI-compatible endpoint; ``openai-compatible``: any server speaking Chat Completions
-#: (vLLM, Ollama, Groq, Together, OpenRouter, Mistral, ...); ``simulated``: the offline fleet;
-#: ``replay``: recorded real outputs or an earlier call log (`aigw_lab.providers.replay`).
-PROVIDER_KINDS: tuple[str, ...] = (
-    "openai",
-    "anthropic",
-    "workers-ai",
-    "workers-ai-openai",
-    "openai-compatible",
-    "simulated",
-    "replay",
-)
-#: Kinds that run in-process and need no key: the gateway may build them early (to list
-#: their models, or price a call before the first one is sent).
-LOCAL_KINDS: frozenset[str] = frozenset(("simulated", "replay"))
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -68,7 +47,8 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
-    """How to reach one provider: its API format (``kind``) kept apart from where it lives
+    """How to reach one provider: its kind (``kind``, a name in the registry of
+    `aigw_lab.providers.registry`, which knows its API format) kept apart from where it lives
     (``base_url``) and how to authenticate (``api_key_env``).
 
     ``cf_gateway`` routes the calls through a Cloudflare AI Gateway named so (the account is

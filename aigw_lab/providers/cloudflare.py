@@ -38,7 +38,6 @@ from aigw_lab.types import ChatRequest
 
 __all__ = [
     "GATEWAY_URL",
-    "GATEWAY_SLUGS",
     "GatewayCodec",
     "METADATA_KEY",
     "gateway_base_url",
@@ -52,37 +51,31 @@ __all__ = [
 #: Where AI Gateways live; ``options["cf_gateway_url"]`` overrides it (tests, proxies).
 GATEWAY_URL = "https://gateway.ai.cloudflare.com/v1"
 
-#: The gateway's path segment for each provider kind; ``options["cf_gateway_provider"]``
-#: overrides it (an OpenAI-compatible provider Cloudflare knows by name: ``"groq"``,
-#: ``"mistral/v1"``, ``"openrouter"``...).
-GATEWAY_SLUGS: Mapping[str, str] = MappingProxyType(
-    {
-        "openai": "openai",
-        "anthropic": "anthropic",
-        "workers-ai": "workers-ai",
-        "workers-ai-openai": "workers-ai/v1",
-        "openai-compatible": "compat",
-    }
-)
-
 _HEADER_PREFIX = "cf-aig-"
 #: Request metadata key holding per-call gateway headers: ``{"cache-ttl": 60, ...}``.
 METADATA_KEY = "cf_aig"
 
 
-def gateway_base_url(spec: ProviderSpec) -> str:
-    """The base URL of ``spec``'s provider behind its AI Gateway (no trailing slash)."""
+def gateway_base_url(spec: ProviderSpec, slug: str | None) -> str:
+    """The base URL of ``spec``'s provider behind its AI Gateway (no trailing slash).
+
+    ``slug`` is the gateway's path segment for the spec's kind (`ProviderKind.gateway_slug`:
+    ``"openai"``, ``"workers-ai/v1"``, ``"compat"``...; None when the kind has none);
+    ``options["cf_gateway_provider"]`` overrides it (an OpenAI-compatible provider Cloudflare
+    knows by name: ``"groq"``, ``"mistral/v1"``, ``"openrouter"``...)."""
     if not spec.account_id:
         raise ConfigError(
             f"provider {spec.name!r} routes through AI Gateway {spec.cf_gateway!r} but has no "
             "Cloudflare account id",
             hint="set account_id, or account_id_env naming a variable that holds it",
         )
-    slug = spec.options.get("cf_gateway_provider") or GATEWAY_SLUGS.get(spec.kind)
+    slug = spec.options.get("cf_gateway_provider") or slug
     if not slug:
         raise ConfigError(
             f"provider {spec.name!r}: kind {spec.kind!r} cannot be routed through an AI Gateway",
-            hint=f"use one of {sorted(GATEWAY_SLUGS)}",
+            hint="set options.cf_gateway_provider to the gateway's provider path (e.g. "
+            '"groq"), or use a kind with a gateway_slug (openai, anthropic, workers-ai, '
+            "workers-ai-openai, openai-compatible)",
         )
     root = str(spec.options.get("cf_gateway_url") or GATEWAY_URL).rstrip("/")
     if not root.startswith(("http://", "https://")) or any(c in root for c in "?#% \\"):

@@ -1,172 +1,251 @@
-"""Build a `Provider` from its `ProviderSpec`: pick the codec for its kind, work out where it
-lives (its own API, a custom base URL, or a Cloudflare AI Gateway) and how it
-authenticates, and put them together in an `HttpProvider`.
+"""The registry of provider kinds, and `build_provider`: a `ProviderSpec` -> its kind -> a
+`Provider`.
+
+A `KindRegistry` maps kind names to `ProviderKind` objects: the HTTP kinds of
+`aigw_lab.providers.kinds`, the in-process ones of `aigw_lab.sim.kinds` (named here by
+module path and imported on first lookup, since that package sits in a higher layer), and
+kinds that installed packages declare in the ``aigw_lab.provider_kinds`` entry-point group,
+the way simonw/llm plugins add models::
+
+    # the plugin's pyproject.toml
+    [project.entry-points."aigw_lab.provider_kinds"]
+    echo = "aigw_echo:KIND"          # a ProviderKind named "echo"
+
+Entry points are read once, on the first lookup of a name the registry does not hold (never
+at import time, never for a built-in kind): a config naming only built-in kinds never scans
+the installed packages.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+import importlib
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from importlib import metadata
 from types import MappingProxyType
 from typing import Any
 
-from aigw_lab.addressing import EXTRA_FIELDS, check_path_segment
-from aigw_lab.errors import ConfigError, MissingAPIKeyError
-from aigw_lab.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicCodec
+from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
-from aigw_lab.providers.cloudflare import GatewayCodec, gateway_base_url, gateway_headers
-from aigw_lab.providers.openai import OpenAICodec
-from aigw_lab.providers.transport import Codec, HttpProvider
-from aigw_lab.providers.workers_ai import API_URL, WorkersAICodec
+from aigw_lab.providers.kinds import HTTP_KINDS, ProviderKind
 
-__all__ = ["build_provider", "HTTP_KINDS", "DEFAULT_BASE_URLS", "DEFAULT_API_KEY_ENVS"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BUILTIN_KINDS",
+    "KindRegistry",
+    "PluginKindWarning",
+    "default_registry",
+    "build_provider",
+]
 
-#: Provider kinds served by `HttpProvider`.
-HTTP_KINDS: tuple[str, ...] = (
-    "openai",
-    "anthropic",
-    "workers-ai",
-    "workers-ai-openai",
-    "openai-compatible",
+#: The entry-point group third-party packages declare provider kinds in.
+ENTRY_POINT_GROUP = "aigw_lab.provider_kinds"
+
+#: The kinds shipped with aigw_lab, in the order they are listed: objects, or
+#: ``"module:attribute"`` references imported on first lookup.
+BUILTIN_KINDS: tuple[ProviderKind | str, ...] = (
+    *HTTP_KINDS,
+    "aigw_lab.sim.kinds:SIMULATED",
+    "aigw_lab.sim.kinds:REPLAY",
 )
 
-DEFAULT_BASE_URLS: Mapping[str, str] = MappingProxyType(
-    {
-        "openai": "https://api.openai.com/v1",
-        "anthropic": "https://api.anthropic.com",
-        # Workers AI: the Cloudflare API root; the account's path is added to it.
-        "workers-ai": API_URL,
-        "workers-ai-openai": API_URL,
-    }
-)
 
-#: The variable read when a spec names none (an OpenAI-compatible server needs no key).
-DEFAULT_API_KEY_ENVS: Mapping[str, str] = MappingProxyType(
-    {
-        "openai": "OPENAI_API_KEY",
-        "anthropic": "ANTHROPIC_API_KEY",
-        "workers-ai": "CLOUDFLARE_API_TOKEN",
-        "workers-ai-openai": "CLOUDFLARE_API_TOKEN",
-    }
-)
+class PluginKindWarning(UserWarning):
+    """An installed package declares a provider kind that cannot be used (it does not load,
+    is not a `ProviderKind`, or reuses a name already taken); the kind is skipped."""
+
+
+class KindRegistry:
+    """Provider kinds by name.
+
+    ``kinds`` are registered in order (objects, or ``"module:attribute"`` references loaded
+    on first lookup); default: `BUILTIN_KINDS`. ``entry_points`` (default True) also loads
+    the kinds that installed packages declare in ``group``, once, the first time a name is
+    not found. The registry is thread-safe.
+    """
+
+    def __init__(
+        self,
+        kinds: Iterable[ProviderKind | str] | None = None,
+        *,
+        entry_points: bool = True,
+        group: str = ENTRY_POINT_GROUP,
+    ) -> None:
+        self._entries: dict[str, ProviderKind | str] = {}
+        self._lock = threading.RLock()
+        self._group = group
+        self._plugins_loaded = not entry_points
+        # config_keys() of the kinds registered so far; None after a change.
+        self._owners: Mapping[str, ProviderKind] | None = None
+        for kind in BUILTIN_KINDS if kinds is None else kinds:
+            self.register(kind)
+
+    def register(self, kind: ProviderKind | str) -> None:
+        """Add ``kind`` (a `ProviderKind`, or a ``"module:attribute"`` reference whose
+        attribute name is not the kind's name until it loads: the reference's attribute is
+        read now only for its name). A name already taken is a `ConfigError`."""
+        name = _reference_name(kind) if isinstance(kind, str) else kind.name
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ConfigError(
+                f"provider kind name {name!r} is not usable",
+                hint="name a kind with a non-empty string without '/'",
+            )
+        with self._lock:
+            if name in self._entries:
+                raise ConfigError(
+                    f"provider kind {name!r} is already registered",
+                    hint="give the new kind another name",
+                )
+            self._entries[name] = kind
+            self._owners = None
+
+    def find(self, name: Any) -> ProviderKind | None:
+        """The kind called ``name``, or None; reads the entry points first if ``name`` is
+        not registered yet."""
+        if not isinstance(name, str):
+            return None
+        entry = self._entries.get(name)
+        if entry is None and not self._plugins_loaded:
+            self.load_plugins()
+            entry = self._entries.get(name)
+        if entry is None:
+            return None
+        if isinstance(entry, str):
+            with self._lock:
+                entry = self._entries[name]
+                if isinstance(entry, str):
+                    entry = _load_reference(entry, name)
+                    self._entries[name] = entry
+        return entry
+
+    def get(self, name: Any, *, where: str = "") -> ProviderKind:
+        """The kind called ``name``; a `ConfigError` naming the known kinds when there is
+        none (``where`` prefixes the message: ``"provider 'x': "``)."""
+        kind = self.find(name)
+        if kind is None:
+            raise ConfigError(
+                f"{where}kind {name!r} is not a provider kind",
+                hint=f"use one of {list(self.names())}",
+            )
+        return kind
+
+    def names(self) -> tuple[str, ...]:
+        """Every kind's name, built-in ones first (installed packages' kinds included: their
+        entry points are read now if they were not)."""
+        if not self._plugins_loaded:
+            self.load_plugins()
+        return tuple(self._entries)
+
+    def loaded(self) -> Iterator[ProviderKind]:
+        """The kinds registered so far (built-ins and plugins already read), as objects;
+        entry points that were not read yet are not read."""
+        for name in list(self._entries):
+            kind = self.find(name)
+            if kind is not None:
+                yield kind
+
+    def config_keys(self) -> Mapping[str, ProviderKind]:
+        """Each kind-specific config key of the kinds registered so far -> its kind."""
+        owners = self._owners
+        if owners is None:
+            owners = MappingProxyType(
+                {key: kind for kind in self.loaded() for key in kind.key_names()}
+            )
+            self._owners = owners
+        return owners
+
+    def load_plugins(self) -> None:
+        """Read the entry points of ``group`` (once). A plugin that fails to load, is not a
+        `ProviderKind`, or reuses a taken name is skipped with a `PluginKindWarning` naming
+        its package: one broken plugin must not stop every config from loading."""
+        with self._lock:
+            if self._plugins_loaded:
+                return
+            self._plugins_loaded = True
+            for point in metadata.entry_points(group=self._group):
+                source = _source(point)
+                try:
+                    kind = point.load()
+                    if isinstance(kind, type) and issubclass(kind, ProviderKind):
+                        kind = kind()  # a class with defaults for every field
+                except Exception as exc:  # a plugin's own bug: named, then skipped
+                    _warn(f"{source} failed to load: {type(exc).__name__}: {exc}")
+                    continue
+                if not isinstance(kind, ProviderKind):
+                    _warn(f"{source} is a {type(kind).__name__}, not a ProviderKind")
+                elif kind.name != point.name:
+                    _warn(f"{source} is a kind named {kind.name!r}, not {point.name!r}")
+                elif kind.name in self._entries:
+                    _warn(f"{source} reuses the name of the kind {kind.name!r}")
+                else:
+                    self._entries[kind.name] = kind
+                    self._owners = None
+
+
+def _reference_name(reference: str) -> str:
+    """The kind name a ``"module:ATTRIBUTE"`` reference registers under: the attribute's
+    name, lower case, ``_`` as ``-`` (``SIMULATED`` -> ``simulated``); checked on load."""
+    module, _, attribute = reference.partition(":")
+    if not module or not attribute:
+        raise ConfigError(
+            f"provider kind reference {reference!r} is not 'module:attribute'",
+            hint='write it as "package.module:KIND"',
+        )
+    return attribute.lower().replace("_", "-")
+
+
+def _load_reference(reference: str, name: str) -> ProviderKind:
+    module, _, attribute = reference.partition(":")
+    kind = getattr(importlib.import_module(module), attribute)
+    if not isinstance(kind, ProviderKind) or kind.name != name:
+        raise ConfigError(
+            f"provider kind reference {reference!r} is not the ProviderKind {name!r}",
+            hint="point the reference at a ProviderKind of that name",
+        )
+    return kind
+
+
+def _source(point: metadata.EntryPoint) -> str:
+    dist = point.dist.name if point.dist is not None else "an installed package"
+    return f"provider kind {point.name!r} of {dist} ({point.value})"
+
+
+def _warn(message: str) -> None:
+    warnings.warn(
+        f"{message}; it is skipped (fix or uninstall that package)",
+        PluginKindWarning,
+        stacklevel=4,
+    )
+
+
+_DEFAULT: list[KindRegistry] = []
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_registry() -> KindRegistry:
+    """The registry configs and gateways use: the built-in kinds and the installed
+    packages' (created on first use, once per process)."""
+    if not _DEFAULT:
+        with _DEFAULT_LOCK:
+            if not _DEFAULT:
+                _DEFAULT.append(KindRegistry())
+    return _DEFAULT[0]
 
 
 def build_provider(
-    spec: ProviderSpec, clients: HttpClients, *, env: Mapping[str, str] | None = None
+    spec: ProviderSpec,
+    clients: HttpClients,
+    *,
+    env: Mapping[str, str] | None = None,
+    kinds: KindRegistry | None = None,
 ) -> Provider:
-    """The provider ``spec`` describes, sharing ``clients``' connection pools.
+    """The provider ``spec`` describes, sharing ``clients``' connection pools, built by its
+    kind (looked up in ``kinds``, default `default_registry`).
 
     API keys are read from ``env`` (default: ``os.environ``) under ``spec.api_key_env``;
-    a missing key is a `MissingAPIKeyError` now, not a 401 at the first call. A provider
-    routed through an AI Gateway (``spec.cf_gateway``) may leave its key unset when the
-    gateway supplies it (BYOK, unified billing).
+    a missing key is a `MissingAPIKeyError` now, not a 401 at the first call.
     """
-    if spec.kind == "simulated":
-        from aigw_lab.providers.simulated import build_simulated_provider
-
-        return build_simulated_provider(spec, clients)
-    if spec.kind == "replay":
-        from aigw_lab.providers.replay import build_replay_provider
-
-        return build_replay_provider(spec)
-    if spec.kind not in HTTP_KINDS:
-        raise ConfigError(
-            f"provider {spec.name!r}: kind {spec.kind!r} is not a provider kind",
-            hint=f"use one of {[*HTTP_KINDS, 'simulated', 'replay']}",
-        )
-    env = os.environ if env is None else env
-    codec = _codec(spec)
-    headers: dict[str, str] = {}
-    api_key = _api_key(spec, env)
-    if api_key:
-        if spec.kind == "anthropic":
-            headers["x-api-key"] = api_key
-        else:
-            headers["authorization"] = f"Bearer {api_key}"
-    if spec.cf_gateway:
-        base_url = gateway_base_url(spec)
-        headers.update(gateway_headers(spec, env))
-        codec = GatewayCodec(codec)
-    else:
-        base_url = _direct_base_url(spec)
-    headers.update(spec.headers)  # explicit headers from the config win
-    return HttpProvider(
-        spec.name,
-        codec,
-        base_url,
-        clients=clients,
-        headers=MappingProxyType(headers),
-        timeout=spec.timeout,
-        connect_timeout=spec.connect_timeout,
-    )
-
-
-def _codec(spec: ProviderSpec) -> Codec:
-    options = spec.options
-    if spec.kind == "anthropic":
-        default_max_tokens = options.get("default_max_tokens", DEFAULT_MAX_TOKENS)
-        if (
-            isinstance(default_max_tokens, bool)
-            or not isinstance(default_max_tokens, int)
-            or (default_max_tokens < 1)
-        ):
-            raise ConfigError(
-                f"provider {spec.name!r}: options.default_max_tokens = {default_max_tokens!r}",
-                hint="use a positive integer (the Messages API requires max_tokens)",
-            )
-        return AnthropicCodec(default_max_tokens=default_max_tokens)
-    if spec.kind == "workers-ai":
-        # Through a gateway the model follows the provider slug: .../workers-ai/{model}.
-        return WorkersAICodec(path_prefix="" if spec.cf_gateway else "/run")
-    # OpenAI's own API has moved the output limit to max_completion_tokens; compatible
-    # servers (and Workers AI) read max_tokens.
-    default_field = "max_completion_tokens" if spec.kind == "openai" else "max_tokens"
-    return OpenAICodec(
-        max_tokens_field=str(options.get("max_tokens_field", default_field)),
-        stream_usage=bool(options.get("stream_usage", True)),
-        extra_fields=EXTRA_FIELDS["openai" if spec.kind == "openai" else "openai-compatible"],
-    )
-
-
-def _direct_base_url(spec: ProviderSpec) -> str:
-    base = spec.base_url or DEFAULT_BASE_URLS.get(spec.kind)
-    if not base:
-        raise ConfigError(
-            f"provider {spec.name!r} (kind {spec.kind!r}) has no base_url",
-            hint='set base_url to the server\'s API root, e.g. "http://localhost:11434/v1" '
-            'for Ollama or "http://localhost:8000/v1" for vLLM',
-        )
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"provider {spec.name!r}: base_url {base!r} is not an http(s) URL",
-            hint="write the full URL, e.g. https://api.example.com/v1",
-        )
-    base = base.rstrip("/")
-    if spec.kind in ("workers-ai", "workers-ai-openai"):
-        if not spec.account_id:
-            raise ConfigError(
-                f"provider {spec.name!r} (kind {spec.kind!r}) has no Cloudflare account id",
-                hint="set account_id, or account_id_env naming a variable that holds it "
-                "(find it in the Cloudflare dashboard under Workers AI)",
-            )
-        suffix = "/ai" if spec.kind == "workers-ai" else "/ai/v1"
-        account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
-        return f"{base}/accounts/{account}{suffix}"
-    return base
-
-
-def _api_key(spec: ProviderSpec, env: Mapping[str, Any]) -> str | None:
-    variable = spec.api_key_env or DEFAULT_API_KEY_ENVS.get(spec.kind)
-    if variable is None:
-        return None  # an OpenAI-compatible server without authentication
-    key = str(env.get(variable) or "").strip()
-    if key:
-        return key
-    if spec.cf_gateway and spec.api_key_env is None:
-        return None  # the gateway may hold the key (BYOK) or bill for it
-    raise MissingAPIKeyError(
-        f"provider {spec.name!r} reads its API key from the environment variable "
-        f"{variable}, which is unset or empty",
-        hint=f"export {variable}=<your key> in the shell (or the notebook's environment) "
-        "before starting; the config names the variable and never holds the key",
-    )
+    registry = default_registry() if kinds is None else kinds
+    kind = registry.get(spec.kind, where=f"provider {spec.name!r}: ")
+    return kind.build(spec, clients, env)

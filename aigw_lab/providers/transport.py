@@ -29,6 +29,7 @@ from aigw_lab.errors import (
     StreamInterruptedError,
 )
 from aigw_lab.providers.base import HttpClients
+from aigw_lab.providers.base_provider import BaseProvider
 from aigw_lab.providers.codec import (
     ERROR_EXPLANATIONS,
     Codec,
@@ -77,7 +78,7 @@ _CACHE_STATUS_HEADER = "cf-aig-cache-status"
 _MAX_CACHED_URLS = 256
 
 
-class HttpProvider:
+class HttpProvider(BaseProvider):
     """A `Provider` that speaks one wire format (its `Codec`) over HTTP at ``base_url``.
 
     ``headers`` carry authentication and anything else every call needs (Cloudflare AI

@@ -6,7 +6,7 @@ reference answer; pairwise comparison ending in ``[[A]]``, ``[[B]]`` or ``[[C]]`
 
 Every user message starts with a marker line (`SINGLE_MARKER`, `PAIRWISE_MARKER`) so that
 a judge prompt can be recognised in the call log, and by the simulated fleet, which answers
-it like a judge (`aigw_lab.providers.sim_judge`). This module imports nothing heavy: the
+it like a judge (`aigw_lab.sim.judge`). This module imports nothing heavy: the
 simulator reads it on its request path.
 """
 

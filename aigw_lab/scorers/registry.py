@@ -78,7 +78,7 @@ def recorded_label(recording: str, *, name: str = "recorded") -> Scorer:
     """`RecordedLabel` over a shared-data recording named as a ``kind = "replay"`` provider
     names it (``"routellm/gsm8k"``, ``"arena_bench"``, ...): the label a real judge or
     grader gave the recorded answer of the model that answered."""
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.datasets.recordings import load_recording
     from aigw_lab.scorers.custom import RecordedLabel
 
     return RecordedLabel(load_recording(recording), name=name)

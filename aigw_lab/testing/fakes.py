@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 
+from aigw_lab.providers.base_provider import BaseProvider
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, TextDelta, Usage
 
 __all__ = ["MockProvider", "FunctionProvider", "approx_tokens"]
@@ -29,7 +30,7 @@ def approx_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
-class _FakeBase:
+class _FakeBase(BaseProvider):
     simulated = True
 
     def __init__(self, name: str, models: tuple[str, ...] = ()) -> None:
@@ -79,12 +80,6 @@ class _FakeBase:
             await asyncio.sleep(0)
             yield TextDelta(piece)
         yield StreamEnd(response)
-
-    def close(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 def _pieces(text: str) -> list[str]:

@@ -60,7 +60,7 @@ STEPS = textwrap.dedent(
     step("import gateway", lambda: __import__("aigw_lab.gateway"))
 
     def in_process_fleet():
-        from aigw_lab.providers.simulated import fleet_specs
+        from aigw_lab.sim.fleet import fleet_specs
         fleet_specs()
 
     step("in-process fleet", in_process_fleet)

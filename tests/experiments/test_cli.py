@@ -160,7 +160,7 @@ def test_a_recorded_dataset_runs_against_its_real_outputs(write, tmp_path, capsy
 
     if shared_data_dir_or_none() is None:
         pytest.skip("shared data folder absent: set AIGW_LAB_SHARED_DATA to run this test")
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
     from aigw_lab.store import CallLog
 
     db = tmp_path / "rec.duckdb"

@@ -85,7 +85,7 @@ needs_shared = pytest.mark.skipif(
 def test_a_replayed_recordings_estimate_is_its_cost(tmp_path, recording):
     from aigw_lab.experiments import estimate_cost, run_experiment
     from aigw_lab.experiments.spec import parse_spec
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
 
     models = load_recording(recording).models[:3]
     spec = parse_spec(
@@ -121,7 +121,7 @@ def test_a_trial_run_calibrates_a_chatty_live_model(tmp_path, recording):
     answer to reference tokens, and the estimate lands within 2x."""
     from aigw_lab.experiments import Experiment, estimate_cost, run_experiment
     from aigw_lab.gateway import Gateway
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
     from aigw_lab.testing.fakes import FunctionProvider
 
     recorded = load_recording(recording)

@@ -16,7 +16,7 @@ from aigw_lab.experiments.expected_output import (
     reference_tokens,
 )
 from aigw_lab.providers.base import Price
-from aigw_lab.providers.replay import ReplayProvider
+from aigw_lab.sim.replay import ReplayProvider
 from aigw_lab.testing.fakes import FunctionProvider
 
 from .conftest import DOLLAR_PER_TOKEN, answer_sum, small_dataset

@@ -164,7 +164,7 @@ def test_embeddings_are_cached_per_embedder_and_texts(tmp_path):
 
 def test_a_gateway_serves_the_learned_policy_from_recorded_answers():
     from aigw_lab.gateway import Gateway
-    from aigw_lab.providers.replay import ReplayProvider
+    from aigw_lab.sim.replay import ReplayProvider
 
     data = synthetic(30)
     train, test = data.split(0.3, seed=0)

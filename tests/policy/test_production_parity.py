@@ -19,7 +19,7 @@ def test_the_gateway_makes_the_offline_evaluations_decisions(tmp_path, router):
     from aigw_lab import Gateway
     from aigw_lab.policy.learned import Decision, train_router
     from aigw_lab.policy.policyfile import save_policy
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
 
     data = load_recording("routellm/gsm8k")
     data = data.subset(data.dataset.ids[:240])

@@ -28,7 +28,7 @@ from aigw_lab.gateway import Budget, Limit
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.providers.base import HttpClients, Price, ProviderSpec
 from aigw_lab.providers.registry import build_provider
-from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
+from aigw_lab.sim.catalog import DEFAULT_MODELS
 from aigw_lab.testing.fake_upstream import FakeUpstream
 from aigw_lab.types import ChatRequest, Message
 

@@ -236,9 +236,9 @@ def test_simulated_kind_is_delegated_lazily(
         calls.append((spec, shared))
         return marker
 
-    module = types.ModuleType("aigw_lab.providers.simulated")
+    module = types.ModuleType("aigw_lab.sim.fleet")
     module.build_simulated_provider = build_simulated_provider  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "aigw_lab.providers.simulated", module)
+    monkeypatch.setitem(sys.modules, "aigw_lab.sim.fleet", module)
     spec = ProviderSpec(name="sim", kind="simulated")
 
     assert build_provider(spec, clients, env={}) is marker

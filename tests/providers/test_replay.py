@@ -10,8 +10,8 @@ from aigw_lab.datasets import Dataset, RecordedDataset, shared_data_dir_or_none
 from aigw_lab.errors import InvalidRequestError, UnknownModelError
 from aigw_lab.gateway import Gateway
 from aigw_lab.providers.base import Price, Provider
-from aigw_lab.providers.replay import ReplayProvider
-from aigw_lab.providers.simulated import fleet_specs
+from aigw_lab.sim.fleet import fleet_specs
+from aigw_lab.sim.replay import ReplayProvider
 from aigw_lab.store import CallLog
 from aigw_lab.types import ChatRequest, Message, StreamEnd, TextDelta
 

@@ -61,7 +61,7 @@ def test_replay_mistakes_are_named_when_the_provider_is_built(tmp_path, table, f
 def test_a_shared_recording_replays_real_outputs_priced_from_list_prices(tmp_path):
     if shared_data_dir_or_none() is None:
         pytest.skip("shared data folder absent: set AIGW_LAB_SHARED_DATA to run this test")
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
 
     recording = load_recording("routellm/gsm8k")
     item = recording.dataset.items[0]

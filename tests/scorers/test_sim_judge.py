@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 
 from aigw_lab.datasets import bundled_dataset, load_bundled
-from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
-from aigw_lab.providers.sim_judge import judge_accuracy, judge_reply
-from aigw_lab.providers.sim_wire import SimCall
-from aigw_lab.providers.simulated import SimulatedFleet
 from aigw_lab.scorers.judge_prompts import (
     pairwise_prompt,
     parse_rating,
     parse_verdict,
     single_prompt,
 )
+from aigw_lab.sim.catalog import DEFAULT_MODELS
+from aigw_lab.sim.fleet import SimulatedFleet
+from aigw_lab.sim.judge import judge_accuracy, judge_reply
+from aigw_lab.sim.wire import SimCall
 
 MODELS = {m.id: m for m in DEFAULT_MODELS}
 

@@ -124,7 +124,7 @@ def test_a_policy_trained_on_the_command_line_is_served_to_both_sdks(tmp_path: P
     import anthropic
 
     from aigw_lab.datasets.shared import shared_data_dir_or_none
-    from aigw_lab.providers.replay import load_recording
+    from aigw_lab.sim.replay import load_recording
 
     if shared_data_dir_or_none() is None:
         pytest.skip("shared data folder absent: set AIGW_LAB_SHARED_DATA to run this test")

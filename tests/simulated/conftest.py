@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigw_lab.providers.simulated import SimulatedFleet
+from aigw_lab.sim.fleet import SimulatedFleet
 from aigw_lab.sim_server import BackgroundServer
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from aigw_lab.providers.simulated import SimulatedFleet
+from aigw_lab.sim.fleet import SimulatedFleet
 
 
 class SleepRecorder:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.sim_catalog import (
+from aigw_lab.sim.catalog import (
     CATEGORIES,
     DEFAULT_MODELS,
     FAULT_KINDS,

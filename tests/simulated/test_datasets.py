@@ -16,8 +16,8 @@ from aigw_lab.datasets import (
     load_bundled,
 )
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.sim_catalog import CATEGORIES
-from aigw_lab.providers.simulated import normalise_prompt
+from aigw_lab.sim.catalog import CATEGORIES
+from aigw_lab.sim.fleet import normalise_prompt
 
 
 def test_default_dataset_is_found_next_to_the_package() -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from aigw_lab.datasets import load_bundled
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.sim_catalog import CATEGORIES, DEFAULT_MODELS, FAULT_KINDS
-from aigw_lab.providers.simulated import SimCall, SimulatedFleet, simulated_price
+from aigw_lab.sim.catalog import CATEGORIES, DEFAULT_MODELS, FAULT_KINDS
+from aigw_lab.sim.fleet import SimCall, SimulatedFleet, simulated_price
 
 from .helpers import make_fleet
 

@@ -8,8 +8,8 @@ import pytest
 from aigw_lab import errors
 from aigw_lab.datasets import load_bundled
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
-from aigw_lab.providers.sim_catalog import DEFAULT_MODELS
-from aigw_lab.providers.simulated import (
+from aigw_lab.sim.catalog import DEFAULT_MODELS
+from aigw_lab.sim.fleet import (
     SimulatedProvider,
     build_simulated_provider,
     fleet_specs,
@@ -134,7 +134,7 @@ def test_fleet_specs_cover_the_three_providers() -> None:
 
 
 def test_fleet_specs_against_a_running_server() -> None:
-    from aigw_lab.providers.simulated import SimulatedFleet
+    from aigw_lab.sim.fleet import SimulatedFleet
 
     with BackgroundServer(SimulatedFleet(time_scale=0.0)) as server:
         clients = HttpClients()

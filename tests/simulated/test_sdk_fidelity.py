@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from aigw_lab.providers.simulated import SimulatedFleet
+from aigw_lab.sim.fleet import SimulatedFleet
 from aigw_lab.sim_server import BackgroundServer, base_urls
 
 from .helpers import sse_data

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from aigw_lab.providers.simulated import SimulatedFleet
+from aigw_lab.sim.fleet import SimulatedFleet
 from aigw_lab.sim_server import BackgroundServer, SimulatorApp
 
 from .helpers import SleepRecorder, chat_body, sse_data

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from aigw_lab.providers.simulated import SimCall
+from aigw_lab.sim.fleet import SimCall
 
 from .helpers import chat_body, client_for, make_fleet, sse_data
 

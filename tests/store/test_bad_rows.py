@@ -372,7 +372,7 @@ def test_batch_results_are_made_storable_like_every_other_row():
 
 def test_a_call_log_with_a_cut_request_can_still_be_replayed(tmp_path):
     # A cut request_json is a JSON string, not an object: replay used to crash on it.
-    from aigw_lab.providers.replay import ReplayProvider
+    from aigw_lab.sim.replay import ReplayProvider
 
     mock = MockProvider("mock", models=("m1",)).enqueue(reply("long"), reply("short"))
     with CallLog(tmp_path / "c.duckdb") as log:
@@ -386,7 +386,7 @@ def test_a_call_log_with_a_cut_request_can_still_be_replayed(tmp_path):
 
 
 def test_a_cut_tool_call_is_not_replayed_as_garbage(tmp_path):
-    from aigw_lab.providers.replay import ReplayProvider
+    from aigw_lab.sim.replay import ReplayProvider
 
     calls_made = ({"id": "t1", "name": "f", "arguments": "a" * 200},)
     mock = MockProvider("mock", models=("m1",)).enqueue(reply("", tool_calls=calls_made))

@@ -308,7 +308,7 @@ def test_a_gateway_from_config_logs_with_the_configured_mode(tmp_path):
 
 
 def test_a_call_log_with_hashed_rows_still_replays_its_full_rows(tmp_path):
-    from aigw_lab.providers.replay import ReplayProvider
+    from aigw_lab.sim.replay import ReplayProvider
 
     path = tmp_path / "calls.duckdb"
     for mode, prompt in (("full", "What is 2+2?"), ("hash", SECRET_PROMPT)):

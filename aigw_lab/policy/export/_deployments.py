@@ -22,7 +22,7 @@ __all__ = ["Deployment", "ProviderInfo", "resolve_deployments", "policy_addresse
 EXPORTABLE_KINDS = ("openai", "anthropic", "workers-ai", "workers-ai-openai", "openai-compatible")
 
 # The variable read when a provider names none: the same defaults as the gateway's registry
-# (aigw_lab/providers/registry.py DEFAULT_API_KEY_ENVS), repeated so that exporting a policy
+# (`ProviderKind.api_key_env` in aigw_lab/providers/kinds.py), repeated so that exporting a policy
 # never imports the provider machinery.
 _DEFAULT_KEY_ENVS = {
     "openai": "OPENAI_API_KEY",

@@ -1,7 +1,7 @@
 """The simulated provider fleet: the offline default of aigw_lab.
 
 A `SimulatedFleet` answers chat requests as if it were several providers' models, over their
-real HTTP wire formats (see `aigw_lab.providers.sim_wire`): in-process through
+real HTTP wire formats (see `aigw_lab.sim.wire`): in-process through
 `SimulatedTransport`, an httpx transport, or over the network through
 `aigw_lab.sim_server`. Everything it produces is simulated and says so: model ids start
 with ``sim-``, responses carry ``x-aigw-simulated: true``, OpenAI bodies have
@@ -15,7 +15,7 @@ What a call gets is decided by `SimulatedFleet.plan`:
   (model, prompt) pair depends only on the seed, never on call order, so re-runs compare
   fairly; it is correlated across models through a per-item latent "hardness".
 - Judge prompts built by `aigw_lab.scorers` get a simulated judge's grade
-  (`aigw_lab.providers.sim_judge`).
+  (`aigw_lab.sim.judge`).
 - Other prompts get fluent, deterministic filler text of a plausible length.
 - Faults (429, 500, 503, 529, timeouts, truncated streams, malformed JSON) and latency
   (lognormal time to first token with slow outliers, then tokens at the model's speed) are
@@ -34,22 +34,22 @@ import random
 import re
 import time
 from collections.abc import (
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
 from dataclasses import dataclass
 from statistics import NormalDist
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import HttpClients, Price, ProviderSpec
-from aigw_lab.providers.sim_catalog import (
+from aigw_lab.providers.codec import Codec
+from aigw_lab.providers.transport import HttpProvider, get_codec
+from aigw_lab.sim.catalog import (
     DEFAULT_MODELS,
     SIM_PROVIDERS,
     FaultRates,
@@ -57,12 +57,8 @@ from aigw_lab.providers.sim_catalog import (
     approx_tokens,
     token_pieces,
 )
-from aigw_lab.providers.sim_judge import judge_reply
-from aigw_lab.providers.sim_wire import SimCall, SimulatedTransport
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
-
-if TYPE_CHECKING:
-    from aigw_lab.providers.transport import HttpProvider
+from aigw_lab.sim.judge import judge_reply
+from aigw_lab.sim.wire import SimCall, SimulatedTransport
 
 __all__ = [
     "SimulatedFleet",
@@ -444,53 +440,47 @@ _IN_PROCESS_BASE = {
 }
 
 
-class SimulatedProvider:
+class SimulatedProvider(HttpProvider):
     """A simulated provider: an `HttpProvider` speaking one wire format to the fleet (through
-    the in-process transport or a running simulator server), plus what the fleet knows about
-    its models: their ids (`models`) and prices (`price_for`, which the gateway's price book
-    asks). Everything it answers is simulated (``simulated`` is True)."""
-
-    simulated = True
+    the in-process transport or a running simulator server) that also knows its models:
+    their ids (`models`) and prices (`price_for`, which the gateway's price book asks).
+    Everything it answers is simulated (``simulated`` is True)."""
 
     def __init__(
-        self, http: HttpProvider, models: Sequence[SimModel], fleet: SimulatedFleet | None
+        self,
+        name: str,
+        codec: Codec,
+        base_url: str,
+        *,
+        clients: HttpClients,
+        models: Sequence[SimModel],
+        fleet: SimulatedFleet | None,
+        headers: Mapping[str, str] = MappingProxyType({}),
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
     ) -> None:
-        self.name = http.name
-        self.http = http
+        super().__init__(
+            name,
+            codec,
+            base_url,
+            clients=clients,
+            headers=headers,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            simulated=True,
+        )
         #: The fleet answering in-process, or None when a simulator server does.
         self.fleet = fleet
         self.models: tuple[str, ...] = tuple(m.id for m in models)
         self._prices = {m.id: m.price for m in models}
 
-    @property
-    def api_format(self) -> str:
-        return self.http.api_format
-
     def __repr__(self) -> str:
-        where = "in-process" if self.fleet is not None else self.http.base_url
+        where = "in-process" if self.fleet is not None else self.base_url
         return f"SimulatedProvider({self.name!r}, {self.api_format!r}, {where})"
 
     def price_for(self, model: str) -> Price | None:
         """The simulated model's price (USD per million tokens), or None if not ours."""
         return self._prices.get(model)
-
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        return self.http.chat(request)
-
-    async def achat(self, request: ChatRequest) -> ChatResponse:
-        return await self.http.achat(request)
-
-    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        return self.http.stream(request)
-
-    def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return self.http.astream(request)
-
-    def close(self) -> None:
-        self.http.close()
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 def build_simulated_provider(spec: ProviderSpec, clients: HttpClients) -> SimulatedProvider:
@@ -502,8 +492,6 @@ def build_simulated_provider(spec: ProviderSpec, clients: HttpClients) -> Simula
     Its models are ``options["models"]``, else ``spec.models``, else every fleet model whose
     home format is this one.
     """
-    from aigw_lab.providers.transport import HttpProvider, get_codec
-
     options = spec.options
     api_format = options.get("format") or SIM_PROVIDERS.get(spec.name)
     if api_format not in _FORMATS:
@@ -530,17 +518,17 @@ def build_simulated_provider(spec: ProviderSpec, clients: HttpClients) -> Simula
         transport = fleet.transport()
         http_clients = HttpClients(transport=transport, async_transport=transport)
         base_url = _IN_PROCESS_BASE[api_format]
-    http = HttpProvider(
+    return SimulatedProvider(
         spec.name,
         get_codec(api_format),
         base_url,
         clients=http_clients,
+        models=models,
+        fleet=fleet,
         headers=dict(spec.headers),
         timeout=spec.timeout,
         connect_timeout=spec.connect_timeout,
-        simulated=True,
     )
-    return SimulatedProvider(http, models, fleet)
 
 
 def fleet_specs(

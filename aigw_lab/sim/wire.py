@@ -32,7 +32,7 @@ from urllib.parse import unquote
 import httpx
 
 if TYPE_CHECKING:
-    from aigw_lab.providers.simulated import SimPlan, SimulatedFleet
+    from aigw_lab.sim.fleet import SimPlan, SimulatedFleet
 
 __all__ = ["SimCall", "WireReply", "SimulatedTransport", "respond", "route", "SIMULATED_HEADER"]
 

@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.datasets.recordings import RECORDINGS, load_recording
 from aigw_lab.errors import AigwError, ConfigError, InvalidRequestError, UnknownModelError
 from aigw_lab.providers.base import Price, ProviderSpec
+from aigw_lab.providers.base_provider import BaseProvider
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
     Latency,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
     Usage,
 )
 
@@ -54,8 +52,6 @@ __all__ = [
 # the same key as aigw_lab.gateway.records.EXPERIMENT_KEY, not imported so that this module
 # does not pull in the gateway.
 _EXPERIMENT_KEY = "aigw_experiment"
-# Streamed pieces: a word with the whitespace around it, so the pieces join to the text.
-_PIECE = re.compile(r"\s*\S+\s*")
 _PREVIEW_CHARS = 80
 
 
@@ -271,7 +267,7 @@ class _LoggedAnswers:
         return found
 
 
-class ReplayProvider:
+class ReplayProvider(BaseProvider):
     """A `Provider` answering from recorded real outputs (see the module docstring).
 
     Build it from a `RecordedDataset` (``ReplayProvider(recorded)``) or from a call log
@@ -279,6 +275,9 @@ class ReplayProvider:
     answering (default: none; replayed latency is never a measurement); ``sleep`` and
     ``async_sleep`` are injectable for tests. ``placeholder`` answers the items whose
     recording kept only a label (RouteLLM MMLU); without it they are an error.
+
+    It writes only ``chat`` and ``achat``: `BaseProvider` streams their answer in word-sized
+    pieces (after any ``latency_ms`` delay) and releases nothing on close.
     """
 
     def __init__(
@@ -410,72 +409,6 @@ class ReplayProvider:
         if delay > 0:
             await self._async_sleep(delay / 1000.0)
         return self._response(request, answer, delay)
-
-    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        """The replayed text in word-sized `TextDelta` pieces, then the `StreamEnd`; any
-        ``latency_ms`` delay comes before the first piece."""
-        answer = self._answers.answer(self.name, request)
-        delay = self._delay_ms(request)
-        if delay > 0:
-            self._sleep(delay / 1000.0)
-        for piece in _pieces(answer.text):
-            yield TextDelta(piece)
-        yield StreamEnd(self._response(request, answer, delay))
-
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        answer = self._answers.answer(self.name, request)
-        delay = self._delay_ms(request)
-        if delay > 0:
-            await self._async_sleep(delay / 1000.0)
-        for piece in _pieces(answer.text):
-            yield TextDelta(piece)
-        yield StreamEnd(self._response(request, answer, delay))
-
-    def close(self) -> None:
-        """Nothing to release (a replay holds no connection)."""
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
-def _pieces(text: str) -> list[str]:
-    pieces = _PIECE.findall(text)
-    return pieces if pieces else ([text] if text else [])
-
-
-#: The recordings a ``kind = "replay"`` provider can name with ``recorded = "..."``.
-RECORDINGS: tuple[str, ...] = (
-    "routellm/mmlu",
-    "routellm/gsm8k",
-    "routellm/mt_bench",
-    "arena_bench",
-    "alpaca_eval",
-    "gsm8k_gpt3",
-)
-
-
-def load_recording(name: str) -> RecordedDataset:
-    """The shared-data recording called ``name`` (one of `RECORDINGS`), or a RouterBench
-    pickle when ``name`` is a path ending in ``.pkl``."""
-    from aigw_lab.datasets import recorded_sources as sources
-
-    if name.endswith(".pkl"):
-        from aigw_lab.datasets.routerbench import load_routerbench
-
-        return load_routerbench(name)
-    if name.startswith("routellm/") and name in RECORDINGS:
-        return sources.load_routellm(name.partition("/")[2])
-    loaders = {
-        "arena_bench": sources.load_arena_bench,
-        "alpaca_eval": sources.load_alpaca_eval,
-        "gsm8k_gpt3": sources.load_gsm8k_gpt3,
-    }
-    if name not in loaders:
-        raise ConfigError(
-            f"no recording named {name!r}",
-            hint=f"use one of {', '.join(RECORDINGS)}, or the path of a RouterBench .pkl",
-        )
-    return loaders[name]()
 
 
 def build_replay_provider(spec: ProviderSpec) -> ReplayProvider:

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aigw_lab.providers.sim_catalog import SimModel
     from aigw_lab.scorers.judge_prompts import JudgePrompt
+    from aigw_lab.sim.catalog import SimModel
 
 __all__ = ["judge_reply", "judge_accuracy", "JUDGE_PREFIX"]
 
