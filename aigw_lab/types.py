@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -199,6 +199,9 @@ class ChatRequest:
 
     model: str
     messages: tuple[Message, ...]
+    # The rest by name only: neighbours share types (temperature/top_p, user/tenant), so a
+    # positional call that skipped one would put values in the wrong fields silently.
+    _: KW_ONLY
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -361,7 +364,7 @@ _SCALAR_PARAMS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Token usage. ``input_tokens`` includes cached input (read and written);
     ``reasoning_tokens`` is part of ``output_tokens``.
@@ -384,12 +387,12 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-            self.reasoning_tokens + other.reasoning_tokens,
-            self.known and other.known,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            known=self.known and other.known,
         )
 
 
@@ -397,7 +400,7 @@ class Usage:
 UNKNOWN_USAGE = Usage(known=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Latency:
     """Where the time of a call went, in milliseconds.
 
@@ -419,7 +422,7 @@ class Latency:
         return max(0.0, self.total_ms - self.upstream_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChatResponse:
     """A normalised chat completion.
 

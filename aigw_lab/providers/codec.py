@@ -66,7 +66,7 @@ class EncodedRequest:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decoded:
     """The normalised fields a codec reads out of one answer."""
 

@@ -10,7 +10,7 @@ answer could not be parsed, say): it is stored, and left out of means, not count
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +36,9 @@ class Score:
 
     scorer: str
     value: float | None
+    # The rest by name only: label, comment and judge_trace_id are all optional strings, so
+    # a positional call that skipped one would shift the others silently.
+    _: KW_ONLY
     label: str | None = None
     comment: str | None = None
     details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)

@@ -177,7 +177,7 @@ def record_feedback(
         )
     value = float(score) if score is not None else (1.0 if thumbs else 0.0)
     label = None if thumbs is None else ("up" if thumbs else "down")
-    feedback = Score(name, value, label, comment, kind="feedback")
+    feedback = Score(name, value, label=label, comment=comment, kind="feedback")
     found = _require_call(log, call_id)
     rows = score_rows([feedback], call_id=call_id, user=user, **found)
     log.insert("scores", rows)
