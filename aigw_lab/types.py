@@ -3,6 +3,8 @@
 A `ChatRequest` is provider-neutral: each provider codec turns it into its own wire format.
 A `ChatResponse` is what every provider returns, normalised (finish reasons, token usage with
 its details, latency broken into its parts), with the raw provider payload kept for debugging.
+A `Score` is a scorer's verdict on one response (here, below the scorers, so that the call
+log's store records scores without importing them).
 
 Token counting follows the OpenTelemetry GenAI conventions: ``input_tokens`` counts *all*
 input tokens, including those read from or written to the provider's prompt cache; the
@@ -38,6 +40,7 @@ __all__ = [
     "StreamEnd",
     "StreamEvent",
     "FINISH_REASONS",
+    "Score",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -464,3 +467,26 @@ class StreamEnd:
 
 
 StreamEvent = TextDelta | StreamEnd
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scorer's verdict on one response.
+
+    ``label`` is a short categorical verdict when there is one (``"correct"``, ``"A"``,
+    ``"invalid_json"``); ``comment`` free text (a judge's rationale); ``details`` anything else
+    worth keeping (JSON-serialisable). ``judge_trace_id`` links an LLM judge's own logged
+    calls. ``kind`` is where the score came from: ``"scorer"``, ``"judge"``, ``"recorded"``
+    or ``"feedback"``.
+    """
+
+    scorer: str
+    value: float | None
+    # The rest by name only: label, comment and judge_trace_id are all optional strings, so
+    # a positional call that skipped one would shift the others silently.
+    _: KW_ONLY
+    label: str | None = None
+    comment: str | None = None
+    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    judge_trace_id: str | None = None
+    kind: str = "scorer"

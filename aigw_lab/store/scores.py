@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import AigwError, ConfigError
-from aigw_lab.scorers.base import Score
+from aigw_lab.types import Score
 
 if TYPE_CHECKING:
     import pandas as pd
