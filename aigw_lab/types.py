@@ -6,6 +6,10 @@ its details, latency broken into its parts), with the raw provider payload kept 
 A `Score` is a scorer's verdict on one response (here, below the scorers, so that the call
 log's store records scores without importing them).
 
+Values with several fields of one type are built by keyword only (`ChatRequest` and `Score`
+after their first two fields): ``Usage(input_tokens=10, output_tokens=5)``, never
+``Usage(10, 5)``, so that no call can fill a neighbouring field by mistake.
+
 Token counting follows the OpenTelemetry GenAI conventions: ``input_tokens`` counts *all*
 input tokens, including those read from or written to the provider's prompt cache; the
 cache counts are details inside it.
