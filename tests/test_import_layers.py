@@ -76,6 +76,24 @@ def test_a_new_top_level_module_must_be_placed_in_a_layer(tmp_path):
     assert "aigw_lab.unplaced" in done.stdout
 
 
+def test_a_type_only_upward_import_is_allowed(tmp_path):
+    # Under `if TYPE_CHECKING:` an import never runs: the way to name a type from above.
+    shutil.copytree(
+        ROOT / "aigw_lab", tmp_path / "aigw_lab", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    config = tmp_path / ".importlinter"
+    shutil.copy(CONFIG, config)
+    budget = tmp_path / "aigw_lab" / "gateway" / "budget.py"
+    assert "from typing import TYPE_CHECKING" in budget.read_text()
+    budget.write_text(
+        budget.read_text()
+        + "\n\nif TYPE_CHECKING:  # budget.py imports it from typing\n"
+        + "    from aigw_lab.report import write_report  # noqa: F401\n"
+    )
+    done = lint_imports(tmp_path, config)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_every_excepted_import_names_the_issue_section_that_removes_it():
     lines = CONFIG.read_text().splitlines()
     parser = configparser.ConfigParser()
