@@ -22,8 +22,11 @@ from aigw_lab.gateway.cache import CacheStats
 from aigw_lab.gateway.cache_stores import StoreStats
 from aigw_lab.gateway.reliability import RetryPolicy
 from aigw_lab.gateway.semantic_cache import SemanticCacheStats
-from aigw_lab.providers.codec import Decoded
+from aigw_lab.providers.codec import Decoded, ErrorDetail
+from aigw_lab.providers.sse import SSEEvent
 from aigw_lab.scorers.base import Score
+from aigw_lab.server.auth import ClientIdentity
+from aigw_lab.server.errors import HttpError
 from aigw_lab.store.dead_letter import LogHealth
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.types import ChatRequest, ChatResponse, Latency, Message, Usage
@@ -98,6 +101,10 @@ FIELD_ORDER = [
         ["scorer", "value", "label", "comment", "details", "judge_trace_id", "kind"],
         2,
     ),
+    (SSEEvent, ["event", "data", "id"], 0),
+    (ErrorDetail, ["message", "error_class", "code"], 0),
+    (ClientIdentity, ["name", "tenant", "user", "signing"], 1),
+    (HttpError, ["kind", "message", "retry_after", "param"], 2),
 ]
 
 #: Keyword arguments for each value, with neighbours of one type given different values.
@@ -109,6 +116,10 @@ KWARGS = {
     Score: dict(scorer="s", value=1.0, label="l", comment="c"),
     ChatRequest: dict(model="p/m", messages=(Message("user", "x"),), temperature=0.5, top_p=0.9),
     RetryPolicy: dict(max_attempts=2, base_delay=0.1),
+    SSEEvent: dict(event="message", data="{}"),
+    ErrorDetail: dict(message="m", code="c"),
+    ClientIdentity: dict(name="team", tenant="t", user="u"),
+    HttpError: dict(kind="invalid_request", message="m", retry_after=1.0, param="p"),
 }
 
 

@@ -159,7 +159,9 @@ class AnthropicCodec:
             error_class = ContextLengthExceededError
         elif message and "credit balance" in message.lower():
             error_class = QuotaExceededError
-        return ErrorDetail(message, error_class, str(kind) if kind is not None else None)
+        return ErrorDetail(
+            message=message, error_class=error_class, code=str(kind) if kind is not None else None
+        )
 
 
 class _AnthropicStream:

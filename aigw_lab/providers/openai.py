@@ -157,7 +157,7 @@ class OpenAICodec:
                 status in (400, 413, 422) and is_context_overflow(message)
             ):
                 error_class = ContextLengthExceededError
-        return ErrorDetail(message, error_class, code)
+        return ErrorDetail(message=message, error_class=error_class, code=code)
 
 
 class _OpenAIStream:

@@ -408,7 +408,9 @@ class HttpProvider:
             payload = None
         detail = self.codec.parse_error(response.status_code, payload)
         if detail.message is None and payload is None and text.strip():
-            detail = ErrorDetail(_first_line(text), detail.error_class, detail.code)
+            detail = ErrorDetail(
+                message=_first_line(text), error_class=detail.error_class, code=detail.code
+            )
         return error_for_status(
             response.status_code,
             self._redact_detail(detail),
@@ -470,7 +472,9 @@ class HttpProvider:
     def _redact_detail(self, detail: ErrorDetail) -> ErrorDetail:
         if detail.message is None or not self._secrets:
             return detail
-        return ErrorDetail(self._redact(detail.message), detail.error_class, detail.code)
+        return ErrorDetail(
+            message=self._redact(detail.message), error_class=detail.error_class, code=detail.code
+        )
 
 
 class _StreamRun:

@@ -114,7 +114,9 @@ class WorkersAICodec:
         error_class = envelope_error_class(code)
         if error_class is None and status in (400, 413) and is_context_overflow(message):
             error_class = ContextLengthExceededError
-        return ErrorDetail(message, error_class, str(code) if code is not None else None)
+        return ErrorDetail(
+            message=message, error_class=error_class, code=str(code) if code is not None else None
+        )
 
 
 class _WorkersAIStream:
