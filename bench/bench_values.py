@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -178,6 +179,7 @@ def _worker() -> None:
         print(json.dumps(out), flush=True)
     bare.close()
     logged.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- the parent: starts the workers and interleaves them ---------------------------------
