@@ -3,6 +3,12 @@
 A `ChatRequest` is provider-neutral: each provider codec turns it into its own wire format.
 A `ChatResponse` is what every provider returns, normalised (finish reasons, token usage with
 its details, latency broken into its parts), with the raw provider payload kept for debugging.
+A `Score` is a scorer's verdict on one response (here, below the scorers, so that the call
+log's store records scores without importing them).
+
+Values with several fields of one type are built by keyword only (`ChatRequest` and `Score`
+after their first two fields): ``Usage(input_tokens=10, output_tokens=5)``, never
+``Usage(10, 5)``, so that no call can fill a neighbouring field by mistake.
 
 Token counting follows the OpenTelemetry GenAI conventions: ``input_tokens`` counts *all*
 input tokens, including those read from or written to the provider's prompt cache; the
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -38,6 +44,7 @@ __all__ = [
     "StreamEnd",
     "StreamEvent",
     "FINISH_REASONS",
+    "Score",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -199,6 +206,9 @@ class ChatRequest:
 
     model: str
     messages: tuple[Message, ...]
+    # The rest by name only: neighbours share types (temperature/top_p, user/tenant), so a
+    # positional call that skipped one would put values in the wrong fields silently.
+    _: KW_ONLY
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -361,7 +371,7 @@ _SCALAR_PARAMS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Token usage. ``input_tokens`` includes cached input (read and written);
     ``reasoning_tokens`` is part of ``output_tokens``.
@@ -384,12 +394,12 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-            self.reasoning_tokens + other.reasoning_tokens,
-            self.known and other.known,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            known=self.known and other.known,
         )
 
 
@@ -397,7 +407,7 @@ class Usage:
 UNKNOWN_USAGE = Usage(known=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Latency:
     """Where the time of a call went, in milliseconds.
 
@@ -419,7 +429,7 @@ class Latency:
         return max(0.0, self.total_ms - self.upstream_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChatResponse:
     """A normalised chat completion.
 
@@ -461,3 +471,26 @@ class StreamEnd:
 
 
 StreamEvent = TextDelta | StreamEnd
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scorer's verdict on one response.
+
+    ``label`` is a short categorical verdict when there is one (``"correct"``, ``"A"``,
+    ``"invalid_json"``); ``comment`` free text (a judge's rationale); ``details`` anything else
+    worth keeping (JSON-serialisable). ``judge_trace_id`` links an LLM judge's own logged
+    calls. ``kind`` is where the score came from: ``"scorer"``, ``"judge"``, ``"recorded"``
+    or ``"feedback"``.
+    """
+
+    scorer: str
+    value: float | None
+    # The rest by name only: label, comment and judge_trace_id are all optional strings, so
+    # a positional call that skipped one would shift the others silently.
+    _: KW_ONLY
+    label: str | None = None
+    comment: str | None = None
+    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    judge_trace_id: str | None = None
+    kind: str = "scorer"

@@ -52,7 +52,10 @@ def naive_usd(gateway: Any, experiment: Any) -> float:
     for unit in experiment.units():
         params = unit.target.request_params(experiment.params)
         request = ChatRequest(model=unit.target.model, messages=unit.item.messages())
-        usage = Usage(estimate_input_tokens(request), params.get("max_tokens") or 256)
+        usage = Usage(
+            input_tokens=estimate_input_tokens(request),
+            output_tokens=params.get("max_tokens") or 256,
+        )
         provider, model = gateway.resolve(unit.target.model)
         total += gateway.prices.cost(provider, model, usage) or 0.0
     return total

@@ -36,7 +36,13 @@ PARAPHRASE = "how do I reverse a list in python"
 def semantic_gateway(embedder, entries: int) -> Gateway:
     cache = SemanticCache(embedder, threshold=0.8, max_entries=entries + 10)
     filler = [f"Unrelated stored question number {i} about topic {i * 7}" for i in range(entries)]
-    reply = ChatResponse("stored", "stop", Usage(5, 5), "mock", "m1")
+    reply = ChatResponse(
+        text="stored",
+        finish_reason="stop",
+        usage=Usage(input_tokens=5, output_tokens=5),
+        provider="mock",
+        model="m1",
+    )
     for text in [*filler, PROMPT]:
         cache.add(ChatRequest.create("m1", text), reply, provider="mock", model="m1")
     return Gateway([MockProvider("mock", models=("m1",))], middleware=[cache])

@@ -73,7 +73,13 @@ def exact_hit_us() -> float:
     request = ChatRequest.create("m1", PROMPT)
     store.set(
         cache_key(request, provider="mock", model="m1"),
-        ChatResponse("stored", "stop", Usage(5, 5), "mock", "m1"),
+        ChatResponse(
+            text="stored",
+            finish_reason="stop",
+            usage=Usage(input_tokens=5, output_tokens=5),
+            provider="mock",
+            model="m1",
+        ),
         None,
     )
 

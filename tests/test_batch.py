@@ -81,7 +81,7 @@ def test_round_trip_mixed_results_in_input_order_at_half_price(fake, address, mo
     assert "max_tokens is too large" in str(second) and second.status == 400
     for response, prompt in ((first, PROMPTS[0]), (third, PROMPTS[2])):
         words = len(prompt.split())
-        assert response.usage == Usage(words, words + 1)
+        assert response.usage == Usage(input_tokens=words, output_tokens=words + 1)
         assert response.cost_usd == pytest.approx(cost_of(PRICE, response.usage) * 0.5)
         assert response.provider == address.split("/")[0] and response.model == model
 

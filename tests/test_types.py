@@ -77,7 +77,10 @@ def test_requests_are_frozen_and_hashable_by_identity_fields():
 
 
 def test_usage_and_latency_arithmetic():
-    assert (Usage(10, 5, 2) + Usage(1, 1, 0, 3)).total_tokens == 17
+    assert (
+        Usage(input_tokens=10, output_tokens=5, cache_read_tokens=2)
+        + Usage(input_tokens=1, output_tokens=1, cache_read_tokens=0, cache_write_tokens=3)
+    ).total_tokens == 17
     assert Latency(total_ms=12.0, upstream_ms=10.0).overhead_ms == pytest.approx(2.0)
     assert Latency(total_ms=12.0).overhead_ms is None
 

@@ -163,7 +163,7 @@ class BatchJob:
                 hint="call job.wait() first",
             )
         raw = self._api.fetch_results(self.info)
-        latency = Latency(self.duration_s * 1000.0 if self.duration_s is not None else 0.0)
+        latency = Latency(total_ms=self.duration_s * 1000.0 if self.duration_s is not None else 0.0)
         results = [
             self._result(index, request, raw.get(custom_id(index)), latency)
             for index, request in enumerate(self.requests)
@@ -201,21 +201,21 @@ class BatchJob:
         usage = decoded.usage
         cost = self.gateway.prices.cost(self.provider_name, self.model, usage)
         return ChatResponse(
-            decoded.text,
-            decoded.finish_reason,
-            usage,
-            self.provider_name,
-            decoded.model or self.model,
-            latency,
-            None if cost is None else cost * self.discount,
-            "none",
-            1,
-            decoded.response_id,
-            decoded.tool_calls,
-            decoded.raw,
-            False,
-            self.gateway.new_id(),
-            self.gateway.new_id(),
+            text=decoded.text,
+            finish_reason=decoded.finish_reason,
+            usage=usage,
+            provider=self.provider_name,
+            model=decoded.model or self.model,
+            latency=latency,
+            cost_usd=None if cost is None else cost * self.discount,
+            cache_status="none",
+            attempts=1,
+            response_id=decoded.response_id,
+            tool_calls=decoded.tool_calls,
+            raw=decoded.raw,
+            simulated=False,
+            call_id=self.gateway.new_id(),
+            trace_id=self.gateway.new_id(),
         )
 
     def _in_log(self) -> bool:

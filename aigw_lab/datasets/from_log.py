@@ -256,7 +256,7 @@ def recorded_from_experiment(
     prices here, not estimates). ``dataset`` is the experiment's dataset, for the prompts.
     """
     from aigw_lab.datasets.recorded import RecordedDataset
-    from aigw_lab.experiments.results import experiment_frame
+    from aigw_lab.store.experiment_frame import experiment_frame
 
     frame = experiment_frame(log, experiment_id)
     column = f"score_{scorer}"

@@ -107,7 +107,7 @@ def _item_chars(item: DatasetItem) -> int:
     return sum(len(message.text) for message in item.messages())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordedOutcome:
     """What one model did on one item: its output (None when the source recorded none),
     its quality label on the dataset's score scale (None when unjudged), the estimated token
@@ -258,13 +258,13 @@ class RecordedDataset:
         values = [frame.iat[row, frame.columns.get_loc(c)] for c in OUTCOME_COLUMNS[2:]]
         output, score, input_tokens, output_tokens, cost = (_plain(v) for v in values)
         return RecordedOutcome(
-            item_id,
-            model,
-            output,
-            None if score is None else float(score),
-            None if input_tokens is None else int(input_tokens),
-            None if output_tokens is None else int(output_tokens),
-            None if cost is None else float(cost),
+            item_id=item_id,
+            model=model,
+            output=output,
+            score=None if score is None else float(score),
+            input_tokens=None if input_tokens is None else int(input_tokens),
+            output_tokens=None if output_tokens is None else int(output_tokens),
+            cost_usd=None if cost is None else float(cost),
         )
 
     def label(self, item_id: str, model: str) -> float | None:

@@ -254,7 +254,7 @@ def _unit_usage(
             return usage, stated, "recorded"
     request = ChatRequest(model=unit.target.model, messages=item.messages())
     tokens, source = expectations.expect(provider, model, item, info.params)
-    return Usage(estimate_input_tokens(request), tokens), None, source
+    return Usage(input_tokens=estimate_input_tokens(request), output_tokens=tokens), None, source
 
 
 def _price(gateway: Gateway, info: _TargetInfo, usage: Usage) -> float | None:

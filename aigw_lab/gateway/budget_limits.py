@@ -219,7 +219,9 @@ def estimate_cost(
             hint="lower max_tokens; the budget estimates the call as if all of it is used",
         )
     output_tokens = limit or default_output_tokens
-    usd = prices.cost(provider, model, Usage(input_tokens, output_tokens))
+    usd = prices.cost(
+        provider, model, Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    )
     return CostEstimate(input_tokens, output_tokens, usd)
 
 

@@ -113,7 +113,7 @@ def cache_key(
     return hashlib.sha256(encoded).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheStats:
     """What a cache has done since it was created, and what its store holds now.
 
@@ -523,11 +523,11 @@ class ExactCache(Middleware):
             return None
         # Only what a hit needs: no raw payload, latency or call id of the original call.
         answer = ChatResponse(
-            response.text,
-            response.finish_reason,
-            response.usage,
-            response.provider,
-            response.model,
+            text=response.text,
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+            provider=response.provider,
+            model=response.model,
             cost_usd=response.cost_usd,
             response_id=response.response_id,
             tool_calls=response.tool_calls,

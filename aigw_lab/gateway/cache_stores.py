@@ -43,7 +43,7 @@ _ENTRY_OVERHEAD_BYTES = 256
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreStats:
     """A store's size and housekeeping counts since it was opened."""
 
@@ -201,7 +201,12 @@ class MemoryStore:
 
     def stats(self) -> StoreStats:
         with self._lock:
-            return StoreStats(len(self._entries), self._bytes, self._evictions, self._expired)
+            return StoreStats(
+                entries=len(self._entries),
+                bytes=self._bytes,
+                evictions=self._evictions,
+                expired=self._expired,
+            )
 
     def close(self) -> None:
         """Nothing to release; present for the `CacheStore` protocol."""
@@ -215,11 +220,11 @@ class MemoryStore:
 
 def _replace_tool_calls(response: ChatResponse, tool_calls_json: str) -> ChatResponse:
     return ChatResponse(
-        response.text,
-        response.finish_reason,
-        response.usage,
-        response.provider,
-        response.model,
+        text=response.text,
+        finish_reason=response.finish_reason,
+        usage=response.usage,
+        provider=response.provider,
+        model=response.model,
         cost_usd=response.cost_usd,
         response_id=response.response_id,
         tool_calls=_tool_calls_from_json(tool_calls_json),
@@ -315,7 +320,13 @@ class DuckDBStore:
         return ChatResponse(
             text=row[0],
             finish_reason=row[1],
-            usage=Usage(row[2], row[3], row[4], row[5], row[6]),
+            usage=Usage(
+                input_tokens=row[2],
+                output_tokens=row[3],
+                cache_read_tokens=row[4],
+                cache_write_tokens=row[5],
+                reasoning_tokens=row[6],
+            ),
             provider=row[7],
             model=row[8],
             response_id=row[9],
@@ -377,7 +388,7 @@ class DuckDBStore:
             f"SELECT count(*), coalesce(sum(size_bytes), 0) FROM {_TABLE} WHERE {_LIVE}",
             [self._clock()],
         )[0]
-        return StoreStats(entries, int(size), 0, self._expired)
+        return StoreStats(entries=entries, bytes=int(size), evictions=0, expired=self._expired)
 
     def close(self) -> None:
         """Close the database. Idempotent."""

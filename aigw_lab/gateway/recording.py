@@ -123,21 +123,21 @@ class CallRecording:
         ctx.cache_status = cache_status
         ctx.cache_similarity = similarity
         served = ChatResponse(
-            response.text,
-            response.finish_reason,
-            response.usage,
-            ctx.provider_name,
-            response.model,
-            Latency(total_ms, None, total_ms, 0.0),
-            0.0,
-            cache_status,  # type: ignore[arg-type]
-            0,
-            response.response_id,
-            response.tool_calls,
-            response.raw,
-            response.simulated or self._is_simulated(ctx.provider_name),
-            self._new_id(),
-            ctx.trace_id,
+            text=response.text,
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+            provider=ctx.provider_name,
+            model=response.model,
+            latency=Latency(total_ms=total_ms, ttfb_ms=None, ttft_ms=total_ms, upstream_ms=0.0),
+            cost_usd=0.0,
+            cache_status=cache_status,  # type: ignore[arg-type]
+            attempts=0,
+            response_id=response.response_id,
+            tool_calls=response.tool_calls,
+            raw=response.raw,
+            simulated=response.simulated or self._is_simulated(ctx.provider_name),
+            call_id=self._new_id(),
+            trace_id=ctx.trace_id,
         )
         ctx.logged += 1
         if self._log is not None:
@@ -232,21 +232,21 @@ class CallRecording:
         )
         # Built field by field: dataclasses.replace costs several times more on this path.
         response = ChatResponse(
-            response.text,
-            response.finish_reason,
-            response.usage,
-            response.provider,
-            response.model,
-            latency,
-            cost,
-            cache_status,
-            ctx.attempt,
-            response.response_id,
-            response.tool_calls,
-            response.raw,
-            simulated,
-            call_id,
-            ctx.trace_id,
+            text=response.text,
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+            provider=response.provider,
+            model=response.model,
+            latency=latency,
+            cost_usd=cost,
+            cache_status=cache_status,
+            attempts=ctx.attempt,
+            response_id=response.response_id,
+            tool_calls=response.tool_calls,
+            raw=response.raw,
+            simulated=simulated,
+            call_id=call_id,
+            trace_id=ctx.trace_id,
         )
         ctx.logged += 1
         if self._log is not None:

@@ -60,7 +60,7 @@ __all__ = ["Retry", "RetryPolicy", "Fallbacks", "check_fallback_targets", "check
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How often and how patiently to retry one target.
 
@@ -299,13 +299,13 @@ class Retry(Middleware):
         rng: random.Random | None = None,
     ) -> None:
         self.policy = RetryPolicy(
-            max_attempts,
-            base_delay,
-            multiplier,
-            max_delay,
-            max_retry_after,
-            attempt_timeout,
-            deadline,
+            max_attempts=max_attempts,
+            base_delay=base_delay,
+            multiplier=multiplier,
+            max_delay=max_delay,
+            max_retry_after=max_retry_after,
+            attempt_timeout=attempt_timeout,
+            deadline=deadline,
         )
         if fallbacks is None:
             fallbacks = Fallbacks()

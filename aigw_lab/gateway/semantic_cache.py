@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -74,7 +74,7 @@ _FORMAT_VERSION = 1
 _STORABLE = frozenset(("stop", "tool_calls"))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Entry:
     entry_id: int
     partition: str
@@ -102,7 +102,7 @@ class SemanticMatch(NamedTuple):
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SemanticCacheStats:
     """What a semantic cache has done since it was created, and what it holds now.
 
@@ -506,11 +506,11 @@ class SemanticCache(Middleware):
             return False
         # Only what a hit needs: no raw payload, latency or call id of the original call.
         answer = ChatResponse(
-            response.text,
-            response.finish_reason,
-            response.usage,
-            response.provider,
-            response.model,
+            text=response.text,
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+            provider=response.provider,
+            model=response.model,
             cost_usd=response.cost_usd,
             response_id=response.response_id,
             tool_calls=response.tool_calls,
@@ -534,14 +534,14 @@ class SemanticCache(Middleware):
         """Add an entry (the lock held), evicting the least recently used beyond the bound."""
         vector = np.asarray(vector, dtype=np.float32)
         entry = _Entry(
-            self._next_id,
-            partition,
-            text,
-            vector,
-            response,
-            created,
-            expires,
-            same_meaning_markers(text),
+            entry_id=self._next_id,
+            partition=partition,
+            text=text,
+            vector=vector,
+            response=response,
+            created=created,
+            expires=expires,
+            markers=same_meaning_markers(text),
         )
         self._next_id += 1
         index = self._indexes.get(partition)
@@ -563,12 +563,22 @@ class SemanticCache(Middleware):
 
 # The answer fields a saved entry keeps: what a hit needs (as `_remember` stores).
 _SAVED_FIELDS = ("text", "finish_reason", "provider", "model", "cost_usd", "response_id")
+# A saved entry's usage is a list in this order (the files' format, fixed when they were
+# first written): named here, so reordering `Usage`'s fields cannot misread old files.
+_SAVED_USAGE = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "known",
+)
 
 
 def _entry_to_json(entry: _Entry) -> dict[str, Any]:
     r = entry.response
     response: dict[str, Any] = {name: getattr(r, name) for name in _SAVED_FIELDS}
-    response["usage"] = list(astuple(r.usage))
+    response["usage"] = [getattr(r.usage, name) for name in _SAVED_USAGE]
     response["tool_calls"] = [dict(c) for c in r.tool_calls] if r.tool_calls else None
     response["simulated"] = r.simulated
     return {
@@ -584,7 +594,7 @@ def _response_from_json(data: dict[str, Any]) -> ChatResponse:
     fields = {name: data[name] for name in _SAVED_FIELDS}
     tool_calls = data["tool_calls"]
     return ChatResponse(
-        usage=Usage(*data["usage"]),
+        usage=Usage(**dict(zip(_SAVED_USAGE, data["usage"], strict=True))),
         tool_calls=tuple(tool_calls) if tool_calls else None,
         simulated=data["simulated"],
         **fields,

@@ -34,7 +34,7 @@ __all__ = ["Calibration", "calibrate", "choose_parameter"]
 _CANDIDATES = 401  # thresholds (score quantiles) or lambdas tried
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Calibration:
     """The calibrated ``decision``, the interval of its value over calibration resamples,
     the target it meets, and what it achieves (``strong_share`` when the router has a
@@ -149,19 +149,24 @@ def calibrate(
     lows, highs = np.percentile(replicates, [tail, 100 - tail], axis=0)
     names = ("strong_share", "cost", "quality")
     result = {
-        name: MetricCI(float(measured[k][best].mean()), float(lows[k]), float(highs[k]), confidence)
+        name: MetricCI(
+            value=float(measured[k][best].mean()),
+            low=float(lows[k]),
+            high=float(highs[k]),
+            confidence=confidence,
+        )
         for k, name in enumerate(names)
         if name != "strong_share" or router.strong is not None
     }
     v_low, v_high = np.percentile(picks, [tail, 100 - tail]) if picks else (np.nan, np.nan)
     return Calibration(
-        Decision(router.decision.mode, float(values[best])),
-        (float(v_low), float(v_high)),
-        _describe(target),
-        result,
-        "held-out" if held_out is not None else "calibration",
-        len(calibration),
-        len(sets[-1][0]),
+        decision=Decision(router.decision.mode, float(values[best])),
+        value_interval=(float(v_low), float(v_high)),
+        target=_describe(target),
+        achieved=result,
+        measured_on="held-out" if held_out is not None else "calibration",
+        n_calibration=len(calibration),
+        n_measured=len(sets[-1][0]),
     )
 
 

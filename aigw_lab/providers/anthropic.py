@@ -134,13 +134,13 @@ class AnthropicCodec:
                 )
         # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
-            "".join(texts),
-            _finish(payload.get("stop_reason")),
-            anthropic_usage(payload.get("usage")),
-            payload.get("id"),  # response_id
-            payload.get("model"),
-            tuple(tool_calls) or None,
-            payload,  # raw
+            text="".join(texts),
+            finish_reason=_finish(payload.get("stop_reason")),
+            usage=anthropic_usage(payload.get("usage")),
+            response_id=payload.get("id"),  # response_id
+            model=payload.get("model"),
+            tool_calls=tuple(tool_calls) or None,
+            raw=payload,  # raw
         )
 
     def stream_decoder(self, request: ChatRequest) -> _AnthropicStream:
@@ -159,7 +159,9 @@ class AnthropicCodec:
             error_class = ContextLengthExceededError
         elif message and "credit balance" in message.lower():
             error_class = QuotaExceededError
-        return ErrorDetail(message, error_class, str(kind) if kind is not None else None)
+        return ErrorDetail(
+            message=message, error_class=error_class, code=str(kind) if kind is not None else None
+        )
 
 
 class _AnthropicStream:
@@ -245,11 +247,11 @@ def anthropic_usage(usage: Any) -> Usage:
     cache_read = usage_int(usage.get("cache_read_input_tokens"))
     cache_write = usage_int(usage.get("cache_creation_input_tokens"))
     return Usage(  # positional, as in `AnthropicCodec.decode`
-        uncached + cache_read + cache_write,  # input_tokens
-        usage_int(usage.get("output_tokens")),  # output_tokens
-        cache_read,
-        cache_write,
-        0,  # reasoning_tokens: counted inside output_tokens, not reported apart
+        input_tokens=uncached + cache_read + cache_write,  # input_tokens
+        output_tokens=usage_int(usage.get("output_tokens")),  # output_tokens
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=0,  # reasoning_tokens: counted inside output_tokens, not reported apart
     )
 
 

@@ -66,7 +66,7 @@ class EncodedRequest:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decoded:
     """The normalised fields a codec reads out of one answer."""
 
@@ -79,7 +79,7 @@ class Decoded:
     raw: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorDetail:
     """What a codec reads out of an error body: the provider's own message, and the error
     type when the body says more than the status (context length, quota, content filter)."""

@@ -131,13 +131,13 @@ class OpenAICodec:
         tool_calls = message.get("tool_calls")
         # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
-            text,
-            finish,
-            openai_usage(payload.get("usage")),
-            payload.get("id"),  # response_id
-            payload.get("model"),
-            tuple(tool_calls) if tool_calls else None,
-            payload,  # raw
+            text=text,
+            finish_reason=finish,
+            usage=openai_usage(payload.get("usage")),
+            response_id=payload.get("id"),  # response_id
+            model=payload.get("model"),
+            tool_calls=tuple(tool_calls) if tool_calls else None,
+            raw=payload,  # raw
         )
 
     def stream_decoder(self, request: ChatRequest) -> _OpenAIStream:
@@ -157,7 +157,7 @@ class OpenAICodec:
                 status in (400, 413, 422) and is_context_overflow(message)
             ):
                 error_class = ContextLengthExceededError
-        return ErrorDetail(message, error_class, code)
+        return ErrorDetail(message=message, error_class=error_class, code=code)
 
 
 class _OpenAIStream:
@@ -249,11 +249,11 @@ def openai_usage(usage: Any) -> Usage:
     prompt_details = usage.get("prompt_tokens_details") or _EMPTY
     completion_details = usage.get("completion_tokens_details") or _EMPTY
     return Usage(  # positional, as in `OpenAICodec.decode`
-        usage_int(usage.get("prompt_tokens")),  # input_tokens
-        usage_int(usage.get("completion_tokens")),  # output_tokens
-        usage_int(prompt_details.get("cached_tokens")),  # cache_read_tokens
-        0,  # cache_write_tokens: OpenAI reports none
-        usage_int(completion_details.get("reasoning_tokens")),  # reasoning_tokens
+        input_tokens=usage_int(usage.get("prompt_tokens")),  # input_tokens
+        output_tokens=usage_int(usage.get("completion_tokens")),  # output_tokens
+        cache_read_tokens=usage_int(prompt_details.get("cached_tokens")),  # cache_read_tokens
+        cache_write_tokens=0,  # cache_write_tokens: OpenAI reports none
+        reasoning_tokens=usage_int(completion_details.get("reasoning_tokens")),  # reasoning_tokens
     )
 
 

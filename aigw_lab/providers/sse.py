@@ -20,7 +20,7 @@ __all__ = ["SSEEvent", "SSEParser"]
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SSEEvent:
     """One dispatched event: its type, its data lines joined with ``\\n``, and its id."""
 
@@ -101,4 +101,4 @@ class SSEParser:
         event, self._event = self._event, ""
         if not data:
             return None
-        return SSEEvent(event or "message", "\n".join(data), self._id)
+        return SSEEvent(event=event or "message", data="\n".join(data), id=self._id)

@@ -357,7 +357,12 @@ class HttpProvider(BaseProvider):
         total = (time.perf_counter() - started) * 1000.0
         # Positional (total, ttfb, ttft, upstream): cheaper than keywords for a frozen
         # dataclass, as is `_response`'s ChatResponse; both run on every call.
-        latency = Latency(total, (headers_at - sent) * 1000.0, total, (finished - sent) * 1000.0)
+        latency = Latency(
+            total_ms=total,
+            ttfb_ms=(headers_at - sent) * 1000.0,
+            ttft_ms=total,
+            upstream_ms=(finished - sent) * 1000.0,
+        )
         return self._response(request, response, decoded, latency)
 
     def _decode(self, request: ChatRequest, response: httpx.Response, payload: Any) -> Decoded:
@@ -372,19 +377,19 @@ class HttpProvider(BaseProvider):
         self, request: ChatRequest, response: httpx.Response, decoded: Decoded, latency: Latency
     ) -> ChatResponse:
         return ChatResponse(
-            decoded.text,
-            decoded.finish_reason,
-            decoded.usage,
-            self.name,  # provider
-            decoded.model or request.model,
-            latency,
-            None,  # cost_usd: priced by the gateway
-            _cache_status(response),
-            1,  # attempts
-            decoded.response_id,
-            decoded.tool_calls,
-            decoded.raw,
-            self.simulated,
+            text=decoded.text,
+            finish_reason=decoded.finish_reason,
+            usage=decoded.usage,
+            provider=self.name,  # provider
+            model=decoded.model or request.model,
+            latency=latency,
+            cost_usd=None,  # cost_usd: priced by the gateway
+            cache_status=_cache_status(response),
+            attempts=1,  # attempts
+            response_id=decoded.response_id,
+            tool_calls=decoded.tool_calls,
+            raw=decoded.raw,
+            simulated=self.simulated,
         )
 
     def _parse_json(self, request: ChatRequest, response: httpx.Response, body: bytes) -> Any:
@@ -404,7 +409,9 @@ class HttpProvider(BaseProvider):
             payload = None
         detail = self.codec.parse_error(response.status_code, payload)
         if detail.message is None and payload is None and text.strip():
-            detail = ErrorDetail(_first_line(text), detail.error_class, detail.code)
+            detail = ErrorDetail(
+                message=_first_line(text), error_class=detail.error_class, code=detail.code
+            )
         return error_for_status(
             response.status_code,
             self._redact_detail(detail),
@@ -466,7 +473,9 @@ class HttpProvider(BaseProvider):
     def _redact_detail(self, detail: ErrorDetail) -> ErrorDetail:
         if detail.message is None or not self._secrets:
             return detail
-        return ErrorDetail(self._redact(detail.message), detail.error_class, detail.code)
+        return ErrorDetail(
+            message=self._redact(detail.message), error_class=detail.error_class, code=detail.code
+        )
 
 
 class _StreamRun:
@@ -586,10 +595,10 @@ class _StreamRun:
         total = (now - self.started) * 1000.0
         first = self.first_text_at
         return Latency(  # positional, as in `HttpProvider._complete`
-            total,
-            (self.headers_at - self.sent) * 1000.0,  # ttfb_ms
-            (first - self.started) * 1000.0 if first is not None else total,  # ttft_ms
-            (now - self.sent) * 1000.0,  # upstream_ms
+            total_ms=total,
+            ttfb_ms=(self.headers_at - self.sent) * 1000.0,  # ttfb_ms
+            ttft_ms=(first - self.started) * 1000.0 if first is not None else total,  # ttft_ms
+            upstream_ms=(now - self.sent) * 1000.0,  # upstream_ms
         )
 
 

@@ -95,13 +95,13 @@ class WorkersAICodec:
         usage = openai_usage(result.get("usage"))
         # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
-            _response_text(result.get("response")),
-            _finish(result.get("finish_reason"), tool_calls, usage, request),
-            usage,
-            None,  # response_id: the native API has none
-            None,  # model: nor does it echo the model
-            tool_calls,
-            payload,  # raw
+            text=_response_text(result.get("response")),
+            finish_reason=_finish(result.get("finish_reason"), tool_calls, usage, request),
+            usage=usage,
+            response_id=None,  # response_id: the native API has none
+            model=None,  # model: nor does it echo the model
+            tool_calls=tool_calls,
+            raw=payload,  # raw
         )
 
     def stream_decoder(self, request: ChatRequest) -> _WorkersAIStream:
@@ -114,7 +114,9 @@ class WorkersAICodec:
         error_class = envelope_error_class(code)
         if error_class is None and status in (400, 413) and is_context_overflow(message):
             error_class = ContextLengthExceededError
-        return ErrorDetail(message, error_class, str(code) if code is not None else None)
+        return ErrorDetail(
+            message=message, error_class=error_class, code=str(code) if code is not None else None
+        )
 
 
 class _WorkersAIStream:

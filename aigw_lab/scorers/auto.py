@@ -84,4 +84,12 @@ class AutoScorer(Scorer):
         chosen = auto_scorer(item)
         inner = chosen.score(item, response)
         details = {**inner.details, "via": chosen.name}
-        return Score(self.name, inner.value, inner.label, inner.comment, details, None, "scorer")
+        return Score(
+            self.name,
+            inner.value,
+            label=inner.label,
+            comment=inner.comment,
+            details=details,
+            judge_trace_id=None,
+            kind="scorer",
+        )

@@ -1,5 +1,6 @@
 """What every scorer is: `Scorer`, which grades one response to one dataset item, and `Score`,
-what it returns.
+what it returns (defined in `aigw_lab.types`, so the store records scores without importing
+the scorers; this module re-exports it).
 
 A score's ``value`` is on the scorer's own scale, stated by its ``scale`` (``(0, 1)`` for the
 pass/fail scorers, ``(1, 10)`` for a judge's grade): the analysis compares targets under one
@@ -9,38 +10,15 @@ answer could not be parsed, say): it is stored, and left out of means, not count
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from aigw_lab.types import Score
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.items import DatasetItem
     from aigw_lab.types import ChatResponse
 
 __all__ = ["Score", "Scorer"]
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One scorer's verdict on one response.
-
-    ``label`` is a short categorical verdict when there is one (``"correct"``, ``"A"``,
-    ``"invalid_json"``); ``comment`` free text (a judge's rationale); ``details`` anything else
-    worth keeping (JSON-serialisable). ``judge_trace_id`` links an LLM judge's own logged
-    calls. ``kind`` is where the score came from: ``"scorer"``, ``"judge"``, ``"recorded"``
-    or ``"feedback"``.
-    """
-
-    scorer: str
-    value: float | None
-    label: str | None = None
-    comment: str | None = None
-    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    judge_trace_id: str | None = None
-    kind: str = "scorer"
 
 
 class Scorer:

@@ -70,16 +70,16 @@ class FunctionScorer(Scorer):
             return Score(
                 self.name,
                 result.value,
-                result.label,
-                result.comment,
-                result.details,
-                result.judge_trace_id,
-                result.kind,
+                label=result.label,
+                comment=result.comment,
+                details=result.details,
+                judge_trace_id=result.judge_trace_id,
+                kind=result.kind,
             )
         if result is None:
             return Score(self.name, None)
         if isinstance(result, bool):
-            return Score(self.name, 1.0 if result else 0.0, "pass" if result else "fail")
+            return Score(self.name, 1.0 if result else 0.0, label="pass" if result else "fail")
         if isinstance(result, (int, float)) and math.isfinite(result):
             return Score(self.name, float(result))
         raise ConfigError(
@@ -130,8 +130,8 @@ class RecordedLabel(Scorer):
             return Score(
                 self.name,
                 None,
-                "no_label",
-                f"no recorded label for item {item.id!r} and model {response.model!r}",
+                label="no_label",
+                comment=f"no recorded label for item {item.id!r} and model {response.model!r}",
                 kind="recorded",
             )
         return Score(self.name, float(value), kind="recorded", details={"model": response.model})

@@ -63,7 +63,9 @@ class EmbeddingSimilarity(Scorer):
 
     def score(self, item: DatasetItem, response: ChatResponse) -> Score:
         if item.reference is None:
-            return Score(self.name, None, "no_reference", "the item has no reference answer")
+            return Score(
+                self.name, None, label="no_reference", comment="the item has no reference answer"
+            )
         embedder = self.embedder
         vectors = embedder.embed([response.text, reference_text(item.reference)])
         # Rows are unit length, so the dot product is the cosine; an empty answer embeds as
@@ -72,7 +74,7 @@ class EmbeddingSimilarity(Scorer):
         label = None
         if self.threshold is not None:
             label = "similar" if similarity >= self.threshold else "dissimilar"
-        return Score(self.name, similarity, label, details={"embedder": embedder.name})
+        return Score(self.name, similarity, label=label, details={"embedder": embedder.name})
 
     async def ascore(self, item: DatasetItem, response: ChatResponse) -> Score:
         return await asyncio.to_thread(self.score, item, response)

@@ -227,16 +227,30 @@ class JudgeScorer(Scorer):
             "judge_call_id": reply.call_id,
         }
         label = None if rating is not None else "unparsed"
-        return Score(self.name, rating, label, reply.text, details, trace_id, "judge")
+        return Score(
+            self.name,
+            rating,
+            label=label,
+            comment=reply.text,
+            details=details,
+            judge_trace_id=trace_id,
+            kind="judge",
+        )
 
     def _settled(self, item: DatasetItem, answer: str, baseline: str | None) -> Score | None:
         """The score of a comparison that needs no judge, or None."""
         if baseline is None:
             comment = f"the baseline has no answer for item {item.id!r}"
-            return Score(self.name, None, "no_baseline", comment, kind="judge")
+            return Score(self.name, None, label="no_baseline", comment=comment, kind="judge")
         if answer.strip() == baseline.strip():
             return Score(
-                self.name, 0.5, "tie", "identical answers", {"identical": True}, None, "judge"
+                self.name,
+                0.5,
+                label="tie",
+                comment="identical answers",
+                details={"identical": True},
+                judge_trace_id=None,
+                kind="judge",
             )
         return None
 
@@ -251,15 +265,39 @@ class JudgeScorer(Scorer):
         }
         comment = f"[answer first]\n{reply_1.text}\n\n[baseline first]\n{reply_2.text}"
         if verdict_1 is None or verdict_2 is None:
-            return Score(self.name, None, "unparsed", comment, details, trace_1, "judge")
+            return Score(
+                self.name,
+                None,
+                label="unparsed",
+                comment=comment,
+                details=details,
+                judge_trace_id=trace_1,
+                kind="judge",
+            )
         outcome_1, outcome_2 = _FIRST[verdict_1], _SWAPPED[verdict_2]
         details["consistent"] = outcome_1 == outcome_2
         outcome = outcome_1 if outcome_1 == outcome_2 else "tie"
-        return Score(self.name, _VALUES[outcome], outcome, comment, details, trace_1, "judge")
+        return Score(
+            self.name,
+            _VALUES[outcome],
+            label=outcome,
+            comment=comment,
+            details=details,
+            judge_trace_id=trace_1,
+            kind="judge",
+        )
 
     def _failed(self, exc: AigwError) -> Score:
         details = {"judge_model": self.model, "error_type": exc.error_type}
-        return Score(self.name, None, "judge_error", str(exc), details, None, "judge")
+        return Score(
+            self.name,
+            None,
+            label="judge_error",
+            comment=str(exc),
+            details=details,
+            judge_trace_id=None,
+            kind="judge",
+        )
 
     def _baseline_answer(self, item: DatasetItem) -> str | None | Awaitable[str | None]:
         baseline = self.baseline

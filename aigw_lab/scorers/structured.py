@@ -223,7 +223,7 @@ class JsonMatch(Scorer):
         try:
             answer = extract_json(response.text)
         except ValueError as exc:
-            return Score(self.name, 0.0, "invalid_json", str(exc))
+            return Score(self.name, 0.0, label="invalid_json", comment=str(exc))
         reference = item.reference
         if isinstance(reference, str) and reference.lstrip()[:1] in ("{", "["):
             try:
@@ -233,13 +233,17 @@ class JsonMatch(Scorer):
         errors = self._schema_errors(reference, answer)
         if errors:
             return Score(
-                self.name, 0.0, "schema_mismatch", "; ".join(errors[:5]), {"errors": errors[:20]}
+                self.name,
+                0.0,
+                label="schema_mismatch",
+                comment="; ".join(errors[:5]),
+                details={"errors": errors[:20]},
             )
         if not self.compare or not isinstance(reference, (Mapping, list)):
-            return Score(self.name, 1.0, "valid_json")
+            return Score(self.name, 1.0, label="valid_json")
         if isinstance(reference, list) or not isinstance(answer, Mapping):
             ok = _same(answer, reference, self.rel_tol)
-            return Score(self.name, 1.0 if ok else 0.0, "correct" if ok else "field_mismatch")
+            return Score(self.name, 1.0 if ok else 0.0, label="correct" if ok else "field_mismatch")
         keys = self.fields or tuple(item.metadata.get("fields") or reference)
         wrong = [
             key
@@ -249,7 +253,9 @@ class JsonMatch(Scorer):
         matched = (len(keys) - len(wrong)) / len(keys) if keys else 1.0
         value = matched if self.partial else (0.0 if wrong else 1.0)
         details = {"fields_matched": matched, "mismatched": wrong}
-        return Score(self.name, value, "field_mismatch" if wrong else "correct", details=details)
+        return Score(
+            self.name, value, label="field_mismatch" if wrong else "correct", details=details
+        )
 
     def _schema_errors(self, reference: Any, answer: Any) -> list[str]:
         schema = self.schema

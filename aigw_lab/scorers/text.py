@@ -185,12 +185,14 @@ def extract_choice(
 
 def _passed(name: str, ok: bool, label: str | None = None, **details: Any) -> Score:
     return Score(
-        name, 1.0 if ok else 0.0, label or ("correct" if ok else "incorrect"), details=details
+        name, 1.0 if ok else 0.0, label=label or ("correct" if ok else "incorrect"), details=details
     )
 
 
 def _no_reference(name: str) -> Score:
-    return Score(name, None, "no_reference", "the item has no reference answer to compare with")
+    return Score(
+        name, None, label="no_reference", comment="the item has no reference answer to compare with"
+    )
 
 
 class ExactMatch(Scorer):
@@ -249,7 +251,10 @@ class NumericMatch(Scorer):
             expected = extract_number(str(reference))
         if expected is None:
             return Score(
-                self.name, None, "no_reference", f"the reference {reference!r} holds no number"
+                self.name,
+                None,
+                label="no_reference",
+                comment=f"the reference {reference!r} holds no number",
             )
         got = extract_number(response.text)
         if got is None:
@@ -283,7 +288,10 @@ class ChoiceMatch(Scorer):
         if picked is None:
             return _passed(self.name, False, "no_choice", expected=expected)
         return Score(
-            self.name, 1.0 if picked == expected else 0.0, picked, details={"expected": expected}
+            self.name,
+            1.0 if picked == expected else 0.0,
+            label=picked,
+            details={"expected": expected},
         )
 
 
@@ -313,7 +321,10 @@ class LabelMatch(Scorer):
         if picked is None:
             return _passed(self.name, False, "no_label", expected=expected)
         return Score(
-            self.name, 1.0 if picked == expected else 0.0, picked, details={"expected": expected}
+            self.name,
+            1.0 if picked == expected else 0.0,
+            label=picked,
+            details={"expected": expected},
         )
 
 
@@ -398,8 +409,9 @@ class KeyPoints(Scorer):
             return Score(
                 self.name,
                 None,
-                "no_key_points",
-                "the item lists no key_points; score summaries with an embedding or judge scorer",
+                label="no_key_points",
+                comment="the item lists no key_points; "
+                "score summaries with an embedding or judge scorer",
             )
         said = response.text.lower()
         covered = sum(1 for phrasings in points if any(p.lower() in said for p in phrasings))

@@ -24,7 +24,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING
 
 from aigw_lab.errors import ConfigError
@@ -54,6 +54,9 @@ class ClientIdentity:
     (a fixed ``user`` overrides the one the client sends)."""
 
     name: str
+    # tenant and user by name only: both optional strings, and a swap would bill one
+    # tenant's calls to another.
+    _: KW_ONLY
     tenant: str | None = None
     user: str | None = None
     #: "required": only signed requests are accepted for this key (see signing.py).
@@ -123,7 +126,9 @@ class KeyRing:
                     hint="give each client its own key",
                 )
             signing = getattr(spec, "signing", "off")
-            keys[secret] = ClientIdentity(spec.name, spec.tenant, spec.user, signing)
+            keys[secret] = ClientIdentity(
+                spec.name, tenant=spec.tenant, user=spec.user, signing=signing
+            )
         return cls(keys, key_file=key_file, clock=clock, signing_window=signing_window)
 
     def __len__(self) -> int:
@@ -246,7 +251,7 @@ class KeyRing:
 
 def _file_identity(key: KeyName) -> ClientIdentity:
     tenant = key.tenant if key.tenant is not None else key.name
-    return ClientIdentity(key.name, tenant, key.user, key.signing)
+    return ClientIdentity(key.name, tenant=tenant, user=key.user, signing=key.signing)
 
 
 def presented_key(headers: Mapping[bytes, bytes]) -> str | None:

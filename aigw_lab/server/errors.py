@@ -28,7 +28,7 @@ import math
 import re
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -69,6 +69,7 @@ class HttpError:
 
     kind: str
     message: str
+    _: KW_ONLY  # the optional fields by name (retry_after, param)
     retry_after: float | None = None
     param: str | None = None
 
@@ -119,14 +120,14 @@ def http_error(exc: BaseException) -> HttpError:
         _log.warning(
             "call failed (%s, %s): %s", error.kind, type(exc).__name__, printable(error.message)
         )
-    return HttpError(error.kind, message, error.retry_after, error.param)
+    return HttpError(error.kind, message, retry_after=error.retry_after, param=error.param)
 
 
 def _classify(exc: BaseException) -> HttpError:
     if isinstance(exc, AllAttemptsFailedError) and exc.errors:
         # The last attempt's failure decides the status; the message tells the whole story.
         last = _classify(exc.errors[-1])
-        return HttpError(last.kind, str(exc), last.retry_after, last.param)
+        return HttpError(last.kind, str(exc), retry_after=last.retry_after, param=last.param)
     if not isinstance(exc, AigwError):
         log_unexpected(exc)
         return HttpError(
@@ -134,7 +135,7 @@ def _classify(exc: BaseException) -> HttpError:
         )
     message = str(exc)
     if isinstance(exc, RateLimitedError):
-        return HttpError("rate_limited", message, exc.retry_after)
+        return HttpError("rate_limited", message, retry_after=exc.retry_after)
     if isinstance(exc, BudgetExceededError):
         return HttpError("budget_exceeded", message)
     if isinstance(exc, ContextLengthExceededError):

@@ -171,7 +171,14 @@ def _item_scorer_says(item: Mapping[str, Any], answer: str) -> bool:
     from aigw_lab.types import ChatResponse, Usage
 
     dataset_item = DatasetItem.from_dict(item)
-    response = ChatResponse(answer, "stop", Usage(), "sim-judge", "sim-judge", simulated=True)
+    response = ChatResponse(
+        text=answer,
+        finish_reason="stop",
+        usage=Usage(),
+        provider="sim-judge",
+        model="sim-judge",
+        simulated=True,
+    )
     return auto_scorer(dataset_item).score(dataset_item, response).value == 1.0
 
 

@@ -144,7 +144,9 @@ class _RecordedAnswers:
         cost = None if model in self.recorded.prices else outcome.cost_usd
         return _Answer(
             text=text,
-            usage=Usage(outcome.input_tokens or 0, outcome.output_tokens or 0),
+            usage=Usage(
+                input_tokens=outcome.input_tokens or 0, output_tokens=outcome.output_tokens or 0
+            ),
             cost_usd=cost,
             raw={
                 "recorded": {
@@ -218,11 +220,11 @@ class _LoggedAnswers:
             self._answers.setdefault(key, {})[identity] = _Answer(
                 text=call["response_text"] or "",
                 usage=Usage(
-                    call["input_tokens"] or 0,
-                    call["output_tokens"] or 0,
-                    call["cache_read_input_tokens"] or 0,
-                    call["cache_creation_input_tokens"] or 0,
-                    call["reasoning_tokens"] or 0,
+                    input_tokens=call["input_tokens"] or 0,
+                    output_tokens=call["output_tokens"] or 0,
+                    cache_read_tokens=call["cache_read_input_tokens"] or 0,
+                    cache_write_tokens=call["cache_creation_input_tokens"] or 0,
+                    reasoning_tokens=call["reasoning_tokens"] or 0,
                 ),
                 cost_usd=None if cost is None or cost != cost else float(cost),
                 raw={
@@ -380,13 +382,13 @@ class ReplayProvider(BaseProvider):
 
     def _response(self, request: ChatRequest, answer: _Answer, waited_ms: float) -> ChatResponse:
         return ChatResponse(
-            answer.text,
-            answer.finish_reason,  # type: ignore[arg-type]
-            answer.usage,
-            self.name,
-            request.model,
-            Latency(total_ms=waited_ms, upstream_ms=waited_ms),
-            answer.cost_usd,
+            text=answer.text,
+            finish_reason=answer.finish_reason,  # type: ignore[arg-type]
+            usage=answer.usage,
+            provider=self.name,
+            model=request.model,
+            latency=Latency(total_ms=waited_ms, upstream_ms=waited_ms),
+            cost_usd=answer.cost_usd,
             response_id=answer.response_id,
             tool_calls=answer.tool_calls,
             raw=answer.raw,

@@ -63,7 +63,7 @@ DEAD_LETTER_INSERT = (
 MAX_FAILED_INSERTS = 512
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogHealth:
     """The call log's own health, for operators and ``/health``: `CallLog.health`.
 

@@ -12,7 +12,8 @@ mapping is in ``docs/call_log.md``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from types import FunctionType
+from typing import Any, NamedTuple
 
 __all__ = ["CallRecord", "CALL_COLUMNS"]
 
@@ -23,6 +24,11 @@ class CallRecord(NamedTuple):
     A named tuple, not a dataclass: a tuple of plain values is untracked by the garbage
     collector, so thousands of rows waiting for the writer add no collection work to every
     call of the gateway.
+
+    Built by keyword only (``CallRecord(call_id=..., trace_id=..., ...)``): most neighbouring
+    columns share a type, so a positional row would store values in the wrong columns
+    without an error. ``CallRecord._make(values)`` builds one from values already in
+    `CALL_COLUMNS` order (a row read back from storage).
     """
 
     call_id: str
@@ -80,6 +86,32 @@ class CallRecord(NamedTuple):
     # the call was admitted with when its usage is unknown; None when no budget estimated it.
     budget_usd: float | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickle and copy would call the keyword-only constructor positionally.
+        return (CallRecord._make, (tuple(self),))
+
+
+def _keyword_only_new(cls: type[tuple[Any, ...]]) -> staticmethod[..., Any]:
+    """``cls.__new__`` with every field keyword-only: the named tuple's own generated code
+    with its arguments moved behind the ``*``, so a row costs what it cost before."""
+    new = cls.__new__
+    code = new.__code__
+    func = FunctionType(
+        code.replace(
+            co_argcount=1,
+            co_kwonlyargcount=code.co_argcount - 1,
+            co_name="__new__",
+            co_qualname=f"{cls.__name__}.__new__",
+        ),
+        new.__globals__,
+        "__new__",
+    )
+    func.__kwdefaults__ = dict(cls._field_defaults)  # type: ignore[attr-defined]
+    func.__doc__ = f"Create a new {cls.__name__}; every field by keyword."
+    return staticmethod(func)
+
+
+CallRecord.__new__ = _keyword_only_new(CallRecord)  # type: ignore[method-assign]
 
 #: Column names of the ``calls`` table, in `CallRecord` field order.
 CALL_COLUMNS: tuple[str, ...] = CallRecord._fields

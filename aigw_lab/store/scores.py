@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import AigwError, ConfigError
-from aigw_lab.scorers.base import Score
+from aigw_lab.types import Score
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,7 +177,7 @@ def record_feedback(
         )
     value = float(score) if score is not None else (1.0 if thumbs else 0.0)
     label = None if thumbs is None else ("up" if thumbs else "down")
-    feedback = Score(name, value, label, comment, kind="feedback")
+    feedback = Score(name, value, label=label, comment=comment, kind="feedback")
     found = _require_call(log, call_id)
     rows = score_rows([feedback], call_id=call_id, user=user, **found)
     log.insert("scores", rows)

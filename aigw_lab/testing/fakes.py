@@ -56,7 +56,7 @@ class _FakeBase(BaseProvider):
         return ChatResponse(
             text=reply,
             finish_reason="stop",
-            usage=Usage(approx_tokens(prompt), approx_tokens(reply)),
+            usage=Usage(input_tokens=approx_tokens(prompt), output_tokens=approx_tokens(reply)),
             provider=self.name,
             model=request.model,
             simulated=True,

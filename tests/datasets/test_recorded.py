@@ -54,7 +54,15 @@ def test_estimate_tokens_is_ceil_of_characters_over_four() -> None:
 def test_tokens_are_estimated_and_cost_is_tokens_times_price() -> None:
     rec = make_recording()
     big = rec.outcome("q1", "big")  # prompt 9 chars -> 3 tokens, output 11 chars -> 3 tokens
-    assert big == RecordedOutcome("q1", "big", "y" * 11, 1.0, 3, 3, (3 * 10.0 + 3 * 30.0) / 1e6)
+    assert big == RecordedOutcome(
+        item_id="q1",
+        model="big",
+        output="y" * 11,
+        score=1.0,
+        input_tokens=3,
+        output_tokens=3,
+        cost_usd=(3 * 10.0 + 3 * 30.0) / 1e6,
+    )
     small = rec.outcome("q0", "small")  # no output: no output tokens, the prompt is still paid
     assert small.output is None and small.output_tokens is None
     assert small.input_tokens == 2

@@ -79,7 +79,13 @@ class AsyncCounting(FunctionProvider):
 
 
 def fixed_response(text: str, output_tokens: int = 1) -> ChatResponse:
-    return ChatResponse(text, "stop", Usage(5, output_tokens), "fake", "m")
+    return ChatResponse(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=5, output_tokens=output_tokens),
+        provider="fake",
+        model="m",
+    )
 
 
 @pytest.fixture

@@ -55,7 +55,13 @@ def clock():
 
 def answer(output_tokens, text="ok"):
     """A reply costing output_tokens * 1000 / 1e6 USD at OUTPUT_ONLY."""
-    return ChatResponse(text, "stop", Usage(0, output_tokens), "mock", "m1")
+    return ChatResponse(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=0, output_tokens=output_tokens),
+        provider="mock",
+        model="m1",
+    )
 
 
 def make_gateway(log, provider, budget, *more, price=OUTPUT_ONLY, clock=None):
@@ -443,7 +449,16 @@ def test_hooks_used_directly_settle_on_stream_end(clock):
 
     def upstream(_ctx):
         yield TextDelta("x")
-        yield StreamEnd(ChatResponse("x", "stop", Usage(0, 0), "mock", "m1", cost_usd=0.125))
+        yield StreamEnd(
+            ChatResponse(
+                text="x",
+                finish_reason="stop",
+                usage=Usage(input_tokens=0, output_tokens=0),
+                provider="mock",
+                model="m1",
+                cost_usd=0.125,
+            )
+        )
 
     events = budget.handle_stream(ctx, upstream)
     next(events)

@@ -71,8 +71,10 @@ def status_counts(log):
 
 
 def answer(text, **kw):
-    kw.setdefault("usage", Usage(10, 5))
-    return ChatResponse(text, kw.pop("finish_reason", "stop"), provider="mock", model="m1", **kw)
+    kw.setdefault("usage", Usage(input_tokens=10, output_tokens=5))
+    return ChatResponse(
+        text=text, finish_reason=kw.pop("finish_reason", "stop"), provider="mock", model="m1", **kw
+    )
 
 
 # --- the key --------------------------------------------------------------------------------
@@ -215,7 +217,11 @@ def test_a_miss_then_a_hit_are_logged_with_their_cache_status(log):
     second = gw.chat("mock/m1", "2+2?", temperature=0)
     assert len(mock.requests) == 1
     assert (first.cache_status, second.cache_status) == ("miss", "hit")
-    assert second.text == "four" and second.response_id == "r1" and second.usage == Usage(10, 5)
+    assert (
+        second.text == "four"
+        and second.response_id == "r1"
+        and second.usage == Usage(input_tokens=10, output_tokens=5)
+    )
     assert second.cost_usd == 0.0 and first.cost_usd == pytest.approx((10 * 1 + 5 * 2) / 1e6)
     df = rows(log)
     assert list(df.cache_status) == ["miss", "hit"]
@@ -676,9 +682,15 @@ def test_memory_store_rejects_a_bad_bound(bad):
 
 def test_duckdb_store_round_trips_every_field_across_reopening(tmp_path, clock):
     stored = ChatResponse(
-        "é and text",
-        "tool_calls",
-        Usage(100, 20, cache_read_tokens=30, cache_write_tokens=4, reasoning_tokens=5),
+        text="é and text",
+        finish_reason="tool_calls",
+        usage=Usage(
+            input_tokens=100,
+            output_tokens=20,
+            cache_read_tokens=30,
+            cache_write_tokens=4,
+            reasoning_tokens=5,
+        ),
         provider="mock",
         model="m1-2025",
         cost_usd=0.25,
@@ -804,9 +816,36 @@ def test_a_store_must_follow_the_protocol():
 
 
 def test_stats_hit_rate_counts_coalesced_calls_as_served():
-    stats = CacheStats(3, 4, 0, 1, 0.0, 0, 0, 0, 0, 0, 0)
+    stats = CacheStats(
+        hits=3,
+        misses=4,
+        bypasses=0,
+        coalesced=1,
+        saved_usd=0.0,
+        entries=0,
+        bytes=0,
+        evictions=0,
+        expired=0,
+        in_flight=0,
+        waiting=0,
+    )
     assert stats.hit_rate == 0.5
-    assert CacheStats(0, 0, 5, 0, 0.0, 0, 0, 0, 0, 0, 0).hit_rate == 0.0
+    assert (
+        CacheStats(
+            hits=0,
+            misses=0,
+            bypasses=5,
+            coalesced=0,
+            saved_usd=0.0,
+            entries=0,
+            bytes=0,
+            evictions=0,
+            expired=0,
+            in_flight=0,
+            waiting=0,
+        ).hit_rate
+        == 0.0
+    )
 
 
 def test_the_cache_sits_in_the_cache_slot_of_the_pipeline():

@@ -48,7 +48,14 @@ def rows(log, where="TRUE"):
 
 def test_chat_returns_priced_response_and_logs_one_row(log):
     mock = MockProvider("mock", models=("m1",)).enqueue(
-        ChatResponse("four", "stop", Usage(1000, 500), provider="x", model="m1", response_id="r1")
+        ChatResponse(
+            text="four",
+            finish_reason="stop",
+            usage=Usage(input_tokens=1000, output_tokens=500),
+            provider="x",
+            model="m1",
+            response_id="r1",
+        )
     )
     gw = make_gateway(log, mock, tags={"team": "t"}, experiment_id="exp1")
     resp = gw.chat("mock/m1", "2+2?", temperature=0, user="u1", tenant="acme", tags={"k": "v"})
@@ -301,7 +308,13 @@ class AnswerFromMemory(Middleware):
     kind = "cache"
 
     def handle(self, ctx, call_next):
-        cached = ChatResponse("remembered", "stop", Usage(10, 5), provider="mock", model="m1")
+        cached = ChatResponse(
+            text="remembered",
+            finish_reason="stop",
+            usage=Usage(input_tokens=10, output_tokens=5),
+            provider="mock",
+            model="m1",
+        )
         return ctx.gateway.serve_without_provider(ctx, cached, similarity=0.97)
 
 

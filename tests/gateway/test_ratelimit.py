@@ -113,7 +113,13 @@ def answering(usage_of, name="a", record=None):
     def answer(request):
         if record is not None:
             record(request)
-        return ChatResponse("ok", "stop", usage_of(request), name, request.model)
+        return ChatResponse(
+            text="ok",
+            finish_reason="stop",
+            usage=usage_of(request),
+            provider=name,
+            model=request.model,
+        )
 
     return FunctionProvider(answer, name, models=("m", "n"))
 
@@ -245,7 +251,7 @@ def test_reject_mode_retry_after_is_the_time_until_capacity():
 def test_reject_mode_retry_after_for_tokens_counts_the_estimate():
     clock = FakeClock()
     limiter = sync_limiter(clock, {"tokens_per_minute": 600}, mode="reject")  # 10 tokens/s
-    gw = gateway(limiter, [answering(lambda r: Usage(10, 90))])
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=10, output_tokens=90))])
     for _ in range(6):
         gw.chat("a/m", "x" * 40, max_tokens=90)  # estimate 10 + 90: exactly what it uses
     with pytest.raises(RateLimitedError) as info:
@@ -315,7 +321,7 @@ def test_admissions_never_exceed_the_bucket_and_refusals_are_never_spurious(
     clock = FakeClock()
     rule = {("tokens_per_second" if counts_tokens else "requests_per_second"): per_second}
     limiter = RateLimiter([rule], mode="reject", clock=clock, estimate=lambda r: r.max_tokens)
-    gw = gateway(limiter, [answering(lambda r: Usage(0, r.max_tokens))])
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=0, output_tokens=r.max_tokens))])
     admitted = []
     for gap, size in arrivals:
         clock.advance(gap)
@@ -335,7 +341,7 @@ def test_admissions_never_exceed_the_bucket_and_refusals_are_never_spurious(
 def test_tokens_are_reconciled_with_the_real_usage():
     clock = FakeClock()
     limiter = sync_limiter(clock, {"requests_per_minute": 100, "tokens_per_minute": 1000})
-    usage = [Usage(10, 5), Usage(10, 500)]
+    usage = [Usage(input_tokens=10, output_tokens=5), Usage(input_tokens=10, output_tokens=500)]
     gw = gateway(limiter, [answering(lambda r: usage.pop(0))])
     gw.chat("a/m", "x" * 40, max_tokens=90)  # reserves 100, uses 15: 85 come back
     assert bucket(limiter, "tokens_per_minute")["available"] == 985
@@ -358,7 +364,7 @@ def test_a_failed_call_gives_back_its_tokens_but_not_its_request():
 def test_usage_beyond_the_estimate_becomes_debt_that_delays_the_next_call():
     clock = FakeClock()
     limiter = sync_limiter(clock, {"tokens_per_minute": 60}, mode="reject")  # 1 token/s
-    gw = gateway(limiter, [answering(lambda r: Usage(1, 79))])
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=1, output_tokens=79))])
     gw.chat("a/m", "hi", max_tokens=19)  # reserves 1 + 19 = 20, uses 80
     assert bucket(limiter, "tokens_per_minute")["available"] == -20
     with pytest.raises(RateLimitedError) as info:
@@ -374,7 +380,9 @@ def test_a_cache_hit_gives_back_its_request_and_tokens():
         gw.chat("a/m", "same question", max_tokens=10)  # one miss, then hits
     assert bucket(limiter, "requests_per_minute")["available"] == 1
     tokens_used = 1000 - bucket(limiter, "tokens_per_minute")["available"]
-    assert tokens_used == Usage(4, 1).total_tokens  # the miss's real usage, nothing more
+    assert (
+        tokens_used == Usage(input_tokens=4, output_tokens=1).total_tokens
+    )  # the miss's real usage, nothing more
 
 
 def test_every_attempt_is_a_request_and_a_retried_429_pauses_the_provider():
@@ -396,7 +404,7 @@ def test_every_attempt_is_a_request_and_a_retried_429_pauses_the_provider():
 def test_a_stream_is_reconciled_at_its_end():
     clock = FakeClock()
     limiter = sync_limiter(clock, {"tokens_per_minute": 1000})
-    gw = gateway(limiter, [answering(lambda r: Usage(7, 3))])
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=7, output_tokens=3))])
     with gw.stream("a/m", "hello there", max_tokens=200) as stream:
         assert "".join(stream) == "ok"
     assert bucket(limiter, "tokens_per_minute")["available"] == 990
@@ -406,8 +414,14 @@ def test_an_abandoned_stream_pays_for_its_prompt_and_the_text_it_delivered():
     clock = FakeClock()
     limiter = sync_limiter(clock, {"tokens_per_minute": 1000})
     reply = "word " * 40  # 200 characters
-    gw = gateway(limiter, [answering(lambda r: Usage(3, 50))])
-    gw._providers["a"].function = lambda r: ChatResponse(reply, "stop", Usage(3, 50), "a", "m")
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=3, output_tokens=50))])
+    gw._providers["a"].function = lambda r: ChatResponse(
+        text=reply,
+        finish_reason="stop",
+        usage=Usage(input_tokens=3, output_tokens=50),
+        provider="a",
+        model="m",
+    )
     with gw.stream("a/m", "x" * 40, max_tokens=300) as stream:
         first = next(iter(stream))  # "word " (5 characters): 2 tokens at most
     assert first == "word "
@@ -418,7 +432,9 @@ async def test_an_async_stream_is_reconciled_and_refused_streams_are_logged(tmp_
     vt = VirtualTime()
     limiter = async_limiter(vt, {"requests_per_hour": 1, "tokens_per_hour": 500}, mode="reject")
     with CallLog(tmp_path / "calls.duckdb") as log:
-        gw = gateway(limiter, [answering(lambda r: Usage(2, 2))], log=log)
+        gw = gateway(
+            limiter, [answering(lambda r: Usage(input_tokens=2, output_tokens=2))], log=log
+        )
         assert await gw.astream("a/m", "hi", max_tokens=100).until_done()
         assert bucket(limiter, "tokens_per_hour")["available"] == 496
         with pytest.raises(RateLimitedError):
@@ -573,7 +589,7 @@ async def test_waiters_are_served_in_arrival_order_as_capacity_comes():
     vt = VirtualTime()
     order = []
     limiter = async_limiter(vt, {"requests_per_second": 2})
-    gw = gateway(limiter, [answering(lambda r: Usage(1, 1), record=lambda r: order.append(
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=1, output_tokens=1), record=lambda r: order.append(
         (r.messages[0].text, vt.now)))])  # fmt: skip
     tasks = [asyncio.create_task(gw.achat("a/m", f"call {i}")) for i in range(6)]
     await vt.run(tasks)
@@ -591,7 +607,10 @@ async def test_a_small_call_does_not_overtake_a_large_one_waiting_ahead_of_it():
         estimate=lambda r: r.max_tokens,
     )  # 10 tokens a second
     record = lambda r: admitted.append((r.messages[0].text, vt.now - 100.0))  # noqa: E731
-    gw = gateway(limiter, [answering(lambda r: Usage(0, r.max_tokens), record=record)])
+    gw = gateway(
+        limiter,
+        [answering(lambda r: Usage(input_tokens=0, output_tokens=r.max_tokens), record=record)],
+    )
     await gw.achat("a/m", "drain", max_tokens=600)
 
     async def call(text, at, size):
@@ -617,7 +636,9 @@ def test_waiting_calls_keep_the_bound_and_their_order_and_go_as_soon_as_allowed(
         admitted = []
         limiter = async_limiter(vt, {"requests_per_second": per_second}, timeout=None)
         record = lambda r: admitted.append((vt.now, int(r.messages[0].text)))  # noqa: E731
-        gw = gateway(limiter, [answering(lambda r: Usage(1, 1), record=record)])
+        gw = gateway(
+            limiter, [answering(lambda r: Usage(input_tokens=1, output_tokens=1), record=record)]
+        )
         arrivals = list(itertools.accumulate(gaps))
 
         async def call(i, at):
@@ -686,7 +707,13 @@ async def test_tokens_given_back_wake_the_waiter_at_once():
         async def achat(self, request):
             if request.max_tokens == 490:
                 await release.wait()
-            return ChatResponse("ok", "stop", Usage(5, 5), "a", request.model)
+            return ChatResponse(
+                text="ok",
+                finish_reason="stop",
+                usage=Usage(input_tokens=5, output_tokens=5),
+                provider="a",
+                model=request.model,
+            )
 
     limiter = RateLimiter(
         [{"tokens_per_minute": 600}],
@@ -764,7 +791,7 @@ def test_waiting_threads_are_served_first_come_first_served():
     limiter = RateLimiter(
         [{"requests_per_second": 1}], clock=clock, sleep=lambda s: time.sleep(0.001), timeout=60
     )
-    gw = gateway(limiter, [answering(lambda r: Usage(1, 1), record=lambda r: seen.append(
+    gw = gateway(limiter, [answering(lambda r: Usage(input_tokens=1, output_tokens=1), record=lambda r: seen.append(
         r.messages[0].text))])  # fmt: skip
     gw.chat("a/m", "first")
     threads = []

@@ -65,7 +65,13 @@ def cosine(a, b):
 
 
 def answer(text, finish_reason="stop"):
-    return ChatResponse(text, finish_reason, Usage(10, 5), provider="mock", model="m1")
+    return ChatResponse(
+        text=text,
+        finish_reason=finish_reason,
+        usage=Usage(input_tokens=10, output_tokens=5),
+        provider="mock",
+        model="m1",
+    )
 
 
 # --- hits and misses ------------------------------------------------------------------------
@@ -280,7 +286,19 @@ def test_save_and_load_across_sessions(tmp_path):
     cache = SemanticCache(EMBEDDER, clock=clock)
     calls = ({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},)
     stored = ChatResponse(
-        "Paris.", "stop", Usage(10, 5, 2, 1, 3), "mock", "m1", cost_usd=0.25, tool_calls=calls
+        text="Paris.",
+        finish_reason="stop",
+        usage=Usage(
+            input_tokens=10,
+            output_tokens=5,
+            cache_read_tokens=2,
+            cache_write_tokens=1,
+            reasoning_tokens=3,
+        ),
+        provider="mock",
+        model="m1",
+        cost_usd=0.25,
+        tool_calls=calls,
     )
     cache.add(
         ChatRequest.create("m1", QUESTION, tenant="acme"), stored, provider="mock", model="m1"

@@ -27,7 +27,12 @@ class Fleet:
         text = script[(sum(1 for t, _ in self.sent if t == target) - 1) % len(script)]
         provider, _, model = target.partition("/")
         return ChatResponse(
-            text, "stop", Usage(3, 3), provider, model, cost_usd=self.costs.get(target)
+            text=text,
+            finish_reason="stop",
+            usage=Usage(input_tokens=3, output_tokens=3),
+            provider=provider,
+            model=model,
+            cost_usd=self.costs.get(target),
         )
 
     async def asend(self, target, request):
@@ -106,10 +111,17 @@ def test_self_consistency_samples_the_cheap_model_and_accepts_on_agreement(sampl
 
 def test_self_consistency_agreement_and_extraction():
     sc = SelfConsistency(k=3, answer="choice")
-    first = ChatResponse("Answer: B", "stop", Usage(), "p", "m")
-    others = [ChatResponse(t, "stop", Usage(), "p", "m") for t in ("(b)", "C")]
+    first = ChatResponse(
+        text="Answer: B", finish_reason="stop", usage=Usage(), provider="p", model="m"
+    )
+    others = [
+        ChatResponse(text=t, finish_reason="stop", usage=Usage(), provider="p", model="m")
+        for t in ("(b)", "C")
+    ]
     assert sc.agreement(first, others) == pytest.approx(2 / 3)
-    unreadable = ChatResponse("no idea", "stop", Usage(), "p", "m")
+    unreadable = ChatResponse(
+        text="no idea", finish_reason="stop", usage=Usage(), provider="p", model="m"
+    )
     assert SelfConsistency(answer="number").agreement(unreadable, others) == 0.0
     with pytest.raises(ConfigError, match="only works as a cascade"):
         sc.score(request_item(REQUEST), first)

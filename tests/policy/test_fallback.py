@@ -25,7 +25,13 @@ A, B, C = "p1/a", "p2/b", "p3/c"
 
 def answer(target):
     provider, _, model = target.partition("/")
-    return ChatResponse(f"from {target}", "stop", Usage(1, 1), provider, model)
+    return ChatResponse(
+        text=f"from {target}",
+        finish_reason="stop",
+        usage=Usage(input_tokens=1, output_tokens=1),
+        provider=provider,
+        model=model,
+    )
 
 
 class Script:

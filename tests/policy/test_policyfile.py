@@ -58,7 +58,14 @@ def scripted_send(seed):
         trail.append(target)
         if rng.random() < 0.3:
             raise ProviderServerError("down", provider=target)
-        return ChatResponse(str(rng.randint(0, 3)), "stop", Usage(1, 1), *target.split("/"))
+        provider, model = target.split("/")
+        return ChatResponse(
+            text=str(rng.randint(0, 3)),
+            finish_reason="stop",
+            usage=Usage(input_tokens=1, output_tokens=1),
+            provider=provider,
+            model=model,
+        )
 
     return send, trail
 

@@ -28,8 +28,10 @@ def test_event_names_multiline_data_comments_and_ids() -> None:
         b"\n"
     )
     assert parse(wire) == [
-        SSEEvent("message_start", "first line\nsecond line\n two spaces keep one", "7"),
-        SSEEvent("message", "", "7"),  # the last event id carries over
+        SSEEvent(
+            event="message_start", data="first line\nsecond line\n two spaces keep one", id="7"
+        ),
+        SSEEvent(event="message", data="", id="7"),  # the last event id carries over
     ]
 
 
@@ -40,34 +42,36 @@ def test_blank_lines_without_data_dispatch_nothing() -> None:
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
 def test_every_line_ending_is_understood(newline: bytes) -> None:
     wire = newline.join([b"event: a", b"data: 1", b"", b"data: 2", b"", b""])
-    assert parse(wire) == [SSEEvent("a", "1"), SSEEvent("message", "2")]
+    assert parse(wire) == [SSEEvent(event="a", data="1"), SSEEvent(event="message", data="2")]
 
 
 def test_crlf_split_between_chunks_is_one_line_end() -> None:
     # A "\r" closing one chunk and the "\n" opening the next must not read as two line ends
     # (which would dispatch the event early, before its second data line).
-    assert parse(b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n") == [SSEEvent("message", "a\nb")]
+    assert parse(b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n") == [
+        SSEEvent(event="message", data="a\nb")
+    ]
 
 
 def test_multibyte_character_split_across_chunks() -> None:
     wire = "data: café ☀️\n\n".encode()
     cut = wire.index("☀".encode()) + 1  # inside the 3-byte sun
-    assert parse(wire[:cut], wire[cut:]) == [SSEEvent("message", "café ☀️")]
+    assert parse(wire[:cut], wire[cut:]) == [SSEEvent(event="message", data="café ☀️")]
 
 
 def test_byte_order_mark_at_start_is_skipped() -> None:
-    assert parse(b"\xef\xbb", b"\xbfdata: x\n\n") == [SSEEvent("message", "x")]
+    assert parse(b"\xef\xbb", b"\xbfdata: x\n\n") == [SSEEvent(event="message", data="x")]
 
 
 def test_close_dispatches_complete_lines_but_drops_an_unterminated_one() -> None:
-    assert parse(b"data: whole\n") == [SSEEvent("message", "whole")]
+    assert parse(b"data: whole\n") == [SSEEvent(event="message", data="whole")]
     assert parse(b'data: {"cut') == []
-    assert parse(b'data: a\ndata: {"cut') == [SSEEvent("message", "a")]
+    assert parse(b'data: a\ndata: {"cut') == [SSEEvent(event="message", data="a")]
 
 
 def test_form_feed_and_unicode_separators_stay_inside_a_line() -> None:
     text = "a\x0cb\u2028c\x85d"
-    assert parse(f"data: {text}\n\n".encode()) == [SSEEvent("message", text)]
+    assert parse(f"data: {text}\n\n".encode()) == [SSEEvent(event="message", data=text)]
 
 
 # Events as a provider would send them: names, ids, multi-line data with any characters but
@@ -112,7 +116,7 @@ def test_any_chunking_yields_the_same_events(
     bounds = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
     chunks = [wire[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
-    expected = [SSEEvent(name or "message", "\n".join(data)) for name, data, _ in events]
+    expected = [SSEEvent(event=name or "message", data="\n".join(data)) for name, data, _ in events]
     assert parse(*chunks) == expected
     assert parse(wire) == expected
     assert parse(*(wire[i : i + 1] for i in range(len(wire)))) == expected

@@ -59,7 +59,7 @@ def test_parse_retry_after(headers: dict[str, str], seconds: float | None) -> No
 def test_rate_limit_error_carries_retry_after_in_its_hint() -> None:
     error = error_for_status(
         429,
-        ErrorDetail("slow down"),
+        ErrorDetail(message="slow down"),
         provider="p",
         model="m",
         body="{}",

@@ -166,8 +166,20 @@ def test_usage_from_any_mapping() -> None:
     anthropic = {"input_tokens": 1, "cache_read_input_tokens": 3,
                  "cache_creation_input_tokens": 5, "output_tokens": 4}  # fmt: skip
     for wrap in (dict, MappingProxyType):
-        assert openai_usage(wrap(openai)) == Usage(9, 4, 3, 0, 2)
-        assert anthropic_usage(wrap(anthropic)) == Usage(9, 4, 3, 5, 0)
+        assert openai_usage(wrap(openai)) == Usage(
+            input_tokens=9,
+            output_tokens=4,
+            cache_read_tokens=3,
+            cache_write_tokens=0,
+            reasoning_tokens=2,
+        )
+        assert anthropic_usage(wrap(anthropic)) == Usage(
+            input_tokens=9,
+            output_tokens=4,
+            cache_read_tokens=3,
+            cache_write_tokens=5,
+            reasoning_tokens=0,
+        )
     assert openai_usage({"prompt_tokens_details": None}) == Usage()
     # No usage object: unknown (priced as NULL), not zero tokens (changed by issue 9).
     assert openai_usage([1, 2]) == anthropic_usage("x") == UNKNOWN_USAGE

@@ -11,7 +11,14 @@ from aigw_lab.types import ChatResponse, Usage
 
 
 def make_response(text: str, model: str = "sim-small", call_id: str | None = None) -> ChatResponse:
-    return ChatResponse(text, "stop", Usage(), "sim-openai", model, call_id=call_id)
+    return ChatResponse(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(),
+        provider="sim-openai",
+        model=model,
+        call_id=call_id,
+    )
 
 
 def make_item(reference: Any = None, prompt: str = "Question?", **fields: Any) -> DatasetItem:

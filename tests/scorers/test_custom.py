@@ -21,8 +21,8 @@ def test_function_scorer_accepts_bools_numbers_none_and_scores(item, respond):
 
     assert FunctionScorer(length, scale=(0, 1000)).score(item(), respond("abcd")).value == 4.0
     assert FunctionScorer(lambda text: None, "maybe").score(item(), respond("x")).value is None
-    renamed = FunctionScorer(lambda i, r: Score("inner", 0.5, "half"), "outer")
-    assert renamed.score(item(), respond("x")) == Score("outer", 0.5, "half")
+    renamed = FunctionScorer(lambda i, r: Score("inner", 0.5, label="half"), "outer")
+    assert renamed.score(item(), respond("x")) == Score("outer", 0.5, label="half")
 
 
 def test_function_scorer_errors(item, respond):

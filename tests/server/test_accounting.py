@@ -344,7 +344,9 @@ def test_a_token_rate_limit_counts_a_call_of_unknown_usage_at_its_estimate() -> 
         [{"key": ["tenant"], "tokens_per_minute": 10_000}], mode="reject", clock=lambda: 0.0
     )
     provider = FunctionProvider(
-        lambda request: ChatResponse("ok", "stop", UNKNOWN_USAGE, "a", request.model),
+        lambda request: ChatResponse(
+            text="ok", finish_reason="stop", usage=UNKNOWN_USAGE, provider="a", model=request.model
+        ),
         "a",
         models=("m",),
     )
@@ -408,7 +410,9 @@ def test_every_budget_path_charges_unknown_usage_at_the_estimate(mode: str) -> N
 
     budget = Budget([Limit("gateway", 1.0, "total")], tokenizer="estimate")
     provider = FunctionProvider(
-        lambda request: ChatResponse("ok", "stop", UNKNOWN_USAGE, "a", request.model),
+        lambda request: ChatResponse(
+            text="ok", finish_reason="stop", usage=UNKNOWN_USAGE, provider="a", model=request.model
+        ),
         "a",
         models=("m",),
     )

@@ -42,7 +42,7 @@ def key_file(tmp_path: Path, clock: Clock) -> KeyFile:
 def test_a_new_secret_works_beside_the_old_one_and_revoking_stops_only_that_one(key_file, clock):
     old, first = key_file.create("team-a", tenant="a")
     ring = KeyRing({}, key_file=key_file, clock=clock)
-    assert ring.identify(old) == ClientIdentity("team-a", "a", None, "off")
+    assert ring.identify(old) == ClientIdentity("team-a", tenant="a", user=None, signing="off")
 
     new, second = key_file.rotate("team-a")  # the same ring: no restart
     assert ring.identify(new).name == "team-a" and ring.identify(old).name == "team-a"
@@ -98,7 +98,7 @@ def test_a_broken_edit_keeps_the_previous_keys(key_file, clock, caplog):
 
 def test_env_keys_keep_working_beside_the_key_file(key_file, clock):
     secret, _ = key_file.create("team-b")
-    ring = KeyRing({KEY_A: ClientIdentity("team-a", "a")}, key_file=key_file, clock=clock)
+    ring = KeyRing({KEY_A: ClientIdentity("team-a", tenant="a")}, key_file=key_file, clock=clock)
     assert ring.identify(KEY_A).name == "team-a" and ring.identify(secret).name == "team-b"
     assert sorted(ring.names) == ["team-a", "team-b"]
 

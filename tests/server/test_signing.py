@@ -48,7 +48,7 @@ def _headers(signed: dict[str, str]) -> dict[bytes, bytes]:
 
 @pytest.fixture
 def ring() -> KeyRing:
-    identity = ClientIdentity("billing", "fin", None, "required")
+    identity = ClientIdentity("billing", tenant="fin", user=None, signing="required")
     return KeyRing({ENV_SECRET: identity}, clock=Clock())
 
 
@@ -59,7 +59,9 @@ def check(ring: KeyRing, signed: dict[str, str], *, path="/v1/chat/completions",
 def test_a_signed_request_is_accepted_once(ring):
     signed = sign_request(ENV_SECRET, "POST", "/v1/chat/completions", BODY, key_id="billing",
                           timestamp=T0)  # fmt: skip
-    assert check(ring, signed) == ClientIdentity("billing", "fin", None, "required")
+    assert check(ring, signed) == ClientIdentity(
+        "billing", tenant="fin", user=None, signing="required"
+    )
     assert "replay" in check(ring, signed)
     fresh = sign_request(ENV_SECRET, "POST", "/v1/chat/completions", BODY, key_id="billing",
                          timestamp=T0)  # fmt: skip
@@ -130,7 +132,7 @@ def test_nonces_are_forgotten_after_the_window():
 def server(tmp_path: Path):
     key_file = KeyFile(tmp_path / "keys.json")
     secret, stored = key_file.create("svc-batch", tenant="research", signing="required")
-    env_identity = ClientIdentity("billing", "fin", None, "required")
+    env_identity = ClientIdentity("billing", tenant="fin", user=None, signing="required")
     ring = KeyRing({ENV_SECRET: env_identity}, key_file=key_file)
     gateway = Gateway.simulated_fleet(time_scale=0, log=str(tmp_path / "calls.duckdb"))
     with BackgroundServer(GatewayApp(gateway, ring)) as running:

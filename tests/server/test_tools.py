@@ -22,7 +22,7 @@ CALL = {
 TOOL_REPLY = ChatResponse(
     text="",
     finish_reason="tool_calls",
-    usage=Usage(20, 8),
+    usage=Usage(input_tokens=20, output_tokens=8),
     provider="mock",
     model="m",
     tool_calls=(CALL,),

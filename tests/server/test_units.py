@@ -33,8 +33,8 @@ from aigw_lab.server.openai_api import parse_chat_request
 
 
 def test_keyring_identifies_only_exact_keys() -> None:
-    ring = KeyRing({"sk-one": ClientIdentity("one", "t1"), "sk-two": ClientIdentity("two")})
-    assert ring.identify("sk-one") == ClientIdentity("one", "t1")
+    ring = KeyRing({"sk-one": ClientIdentity("one", tenant="t1"), "sk-two": ClientIdentity("two")})
+    assert ring.identify("sk-one") == ClientIdentity("one", tenant="t1")
     assert ring.identify("sk-two").name == "two"
     for wrong in ("sk-on", "sk-one ", "SK-ONE", "", None):
         assert ring.identify(wrong) is None
@@ -99,7 +99,7 @@ def test_keys_come_from_the_environment() -> None:
                                           {"key_env": "K_B", "name": "b"}]}}
     )  # fmt: skip
     ring = KeyRing.from_specs(config.server.keys, {"K_A": "secret-a", "K_B": "secret-b"})
-    assert ring.identify("secret-b") == ClientIdentity("b", "b", None)
+    assert ring.identify("secret-b") == ClientIdentity("b", tenant="b", user=None)
     with pytest.raises(ConfigError, match="K_B is unset"):
         KeyRing.from_specs(config.server.keys, {"K_A": "secret-a"})
     with pytest.raises(ConfigError, match="same secret"):

@@ -17,7 +17,14 @@ T0 = datetime(2025, 6, 15, 12, 0, tzinfo=UTC).timestamp()
 
 
 def reply(text: str, output_tokens: int = 10, **more) -> ChatResponse:
-    return ChatResponse(text, "stop", Usage(0, output_tokens), "mock", "m1", **more)
+    return ChatResponse(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=0, output_tokens=output_tokens),
+        provider="mock",
+        model="m1",
+        **more,
+    )
 
 
 def gateway(log, provider, *middleware, **kwargs) -> Gateway:

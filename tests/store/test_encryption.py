@@ -104,7 +104,18 @@ def test_without_openssl_the_default_refuses_and_says_how_to_fix_it(tmp_path):
 def test_the_duckdb_cache_is_encrypted_with_the_same_setting(tmp_path):
     path = tmp_path / "cache.duckdb"
     store = DuckDBStore(path, encryption=builtin())
-    store.set("k", ChatResponse(PROMPT, "stop", Usage(1, 1), "p", "m", Latency(1.0)), None)
+    store.set(
+        "k",
+        ChatResponse(
+            text=PROMPT,
+            finish_reason="stop",
+            usage=Usage(input_tokens=1, output_tokens=1),
+            provider="p",
+            model="m",
+            latency=Latency(total_ms=1.0),
+        ),
+        None,
+    )
     store.close()
     assert b"NIGHTJAR" not in path.read_bytes()
     again = DuckDBStore(path, encryption=builtin())

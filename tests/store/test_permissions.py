@@ -64,7 +64,14 @@ def test_an_existing_log_keeps_its_mode(tmp_path, open_umask):
 def test_a_new_cache_file_is_owner_only(tmp_path, open_umask):
     path = tmp_path / "cache" / "cache.duckdb"
     store = DuckDBStore(path)
-    response = ChatResponse("hi", "stop", Usage(1, 1), "p", "m", Latency(1.0))
+    response = ChatResponse(
+        text="hi",
+        finish_reason="stop",
+        usage=Usage(input_tokens=1, output_tokens=1),
+        provider="p",
+        model="m",
+        latency=Latency(total_ms=1.0),
+    )
     store.set("k1", response, None)
     store.set("k2", response, None)
     store.close()

@@ -31,8 +31,8 @@ def test_score_rows_have_every_column_and_serialised_details():
     when = datetime(2026, 1, 2, tzinfo=UTC)
     rows = score_rows(
         [
-            Score("numeric", 1.0, "correct", details={"answer": 42.0}),
-            Score("judge", None, "unparsed", kind="judge"),
+            Score("numeric", 1.0, label="correct", details={"answer": 42.0}),
+            Score("judge", None, label="unparsed", kind="judge"),
         ],
         call_id="c1",
         trace_id="t1",
@@ -58,7 +58,7 @@ def test_write_scores_copies_the_calls_coordinates(tmp_path):
             experiment_id="exp-1",
             metadata={"aigw_experiment": EXPERIMENT},
         )
-        ids = write_scores(gw.log, response.call_id, [Score("exact", 0.0, "incorrect")])
+        ids = write_scores(gw.log, response.call_id, [Score("exact", 0.0, label="incorrect")])
         frame = scores_frame(gw.log, experiment_id="exp-1")
         trace = gw.query("SELECT trace_id FROM calls").trace_id[0]
     assert list(frame.score_id) == ids

@@ -64,7 +64,7 @@ ROUTELLM_BINS = 10
 ORACLE_SHARES = tuple(i / 10 for i in range(11))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricCI:
     """A metric's point estimate and its percentile bootstrap interval."""
 
@@ -253,7 +253,7 @@ def bootstrap_metric(
     replicates = np.array([metric(rng.integers(0, n, size=n)) for _ in range(n_boot)])
     replicates = replicates[~np.isnan(replicates)]
     if not len(replicates):
-        return MetricCI(value, float("nan"), float("nan"), confidence)
+        return MetricCI(value=value, low=float("nan"), high=float("nan"), confidence=confidence)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail])
-    return MetricCI(float(value), float(low), float(high), confidence)
+    return MetricCI(value=float(value), low=float(low), high=float(high), confidence=confidence)

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TwoModelResult:
     """RouteLLM's metrics for one router on one test set (shares are fractions 0..1)."""
 
@@ -73,7 +73,7 @@ class TwoModelResult:
     aiq: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CostQualityResult:
     """RouterBench's view of a router: its operating points over a lambda sweep, their
     NDCH, the AIQ (with CI) over ``cost_range``, beside the zero router and the oracle."""
@@ -221,14 +221,14 @@ def evaluate_two_model(
         hull = nondecreasing_convex_hull(costs, curve.quality)
         area = aiq(hull, (float(weak_cost.mean()), float(strong_cost.mean())))
     return TwoModelResult(
-        n,
-        float(strong.mean()),
-        float(weak.mean()),
-        results["apgr"],
-        results["cpt50"],
-        results["cpt80"],
-        curve,
-        area,
+        n=n,
+        strong_quality=float(strong.mean()),
+        weak_quality=float(weak.mean()),
+        apgr=results["apgr"],
+        cpt50=results["cpt50"],
+        cpt80=results["cpt80"],
+        curve=curve,
+        aiq=area,
     )
 
 
@@ -281,14 +281,14 @@ def evaluate_cost_quality(
         for lam, c, q in zip(lambdas, routed_c.mean(axis=1), routed_q.mean(axis=1), strict=True)
     ]
     return CostQualityResult(
-        len(quality),
-        points,
-        nondecreasing_convex_hull(routed_c.mean(axis=1), routed_q.mean(axis=1)),
-        bootstrap_metric(router_aiq, len(quality), n_boot=n_boot, seed=seed),
-        bootstrap_metric(zero_aiq, len(quality), n_boot=n_boot, seed=seed),
-        cost_range,
-        singles,
-        oracle_point(quality, cost),
+        n=len(quality),
+        points=points,
+        hull=nondecreasing_convex_hull(routed_c.mean(axis=1), routed_q.mean(axis=1)),
+        aiq=bootstrap_metric(router_aiq, len(quality), n_boot=n_boot, seed=seed),
+        zero_router_aiq=bootstrap_metric(zero_aiq, len(quality), n_boot=n_boot, seed=seed),
+        cost_range=cost_range,
+        singles=singles,
+        oracle=oracle_point(quality, cost),
     )
 
 

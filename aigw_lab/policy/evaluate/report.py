@@ -66,7 +66,7 @@ def _ci_pct(ci) -> str:  # noqa: ANN001 - a MetricCI
     return f"{_pct(ci.value)} [{_pct(ci.low)}, {_pct(ci.high)}]"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Anchor:
     """The label-only anchors of one RouteLLM benchmark."""
 
@@ -104,14 +104,14 @@ def anchor(benchmark: str, *, n_boot: int = 1000, seed: int = 0, seeds: int = 10
         for k in range(seeds)
     ]
     return Anchor(
-        benchmark,
-        len(data),
-        float(weak.mean()),
-        float(strong.mean()),
-        float(np.maximum(strong, weak).mean()),
-        apgr(oracle_curve(strong, weak), weak.mean(), strong.mean()),
-        bootstrap_metric(random_apgr, len(strong), n_boot=n_boot, seed=seed),
-        float(np.mean(many)),
+        benchmark=benchmark,
+        n=len(data),
+        weak=float(weak.mean()),
+        strong=float(strong.mean()),
+        oracle=float(np.maximum(strong, weak).mean()),
+        oracle_apgr=apgr(oracle_curve(strong, weak), weak.mean(), strong.mean()),
+        random_apgr=bootstrap_metric(random_apgr, len(strong), n_boot=n_boot, seed=seed),
+        random_apgr_mean=float(np.mean(many)),
     )
 
 

@@ -95,7 +95,7 @@ class ApproximationLoss:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ApproximationReport:
     """What was exported in place of the policy, and why."""
 
@@ -186,7 +186,15 @@ def closest_expressible(
     loss = None
     if evaluation is not None:
         loss = measure(evaluation.outcomes, evaluation.decisions)
-    report = ApproximationReport(name, str(kind), target, exact, how, tuple(notes), loss)
+    report = ApproximationReport(
+        policy=name,
+        kind=str(kind),
+        target=target,
+        exact=exact,
+        method=how,
+        notes=tuple(notes),
+        loss=loss,
+    )
     return Approximation(exported, report, measure)
 
 
