@@ -198,6 +198,7 @@ def test_call_record_columns_keep_their_order():
             "repetition",
             "flags",
             "bodies",
+            "budget_usd",
         )
     )
 
