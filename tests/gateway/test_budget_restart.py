@@ -29,7 +29,13 @@ def clock() -> float:
 
 
 def answer(output_tokens: int, text: str = "ok") -> ChatResponse:
-    return ChatResponse(text, "stop", Usage(0, output_tokens), "mock", "m1")
+    return ChatResponse(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=0, output_tokens=output_tokens),
+        provider="mock",
+        model="m1",
+    )
 
 
 def make_gateway(log, provider, budget) -> Gateway:
@@ -63,7 +69,13 @@ class CutOff(FunctionProvider):
 
 
 def no_usage(request: ChatRequest) -> ChatResponse:
-    return ChatResponse("an answer", "stop", Usage(known=False), "mock", "m1")
+    return ChatResponse(
+        text="an answer",
+        finish_reason="stop",
+        usage=Usage(known=False),
+        provider="mock",
+        model="m1",
+    )
 
 
 def refused(request: ChatRequest) -> ChatResponse:
