@@ -1,0 +1,88 @@
+"""The suite's parallel set-up (tests/conftest.py): a plain ``python -m pytest`` runs on
+pytest-xdist workers with ``--dist loadgroup``, ``-n 0`` and ``-p no:xdist`` run in one process,
+and every worker of a run uses the one embedding cache folder the run made (and removes).
+
+Each check runs pytest in a subprocess on this file's probe test, which only does anything when
+``PROBE_ENV`` names a folder: it records which worker ran it and the cache folder it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE_ENV = "AIGW_LAB_TEST_PARALLEL_PROBE"
+CACHE_ENV = "AIGW_LAB_CACHE"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_probe(n: int) -> None:
+    """Not a check: records (worker, cache folder, grouping) for the tests below."""
+    out = os.environ.get(PROBE_ENV)
+    if not out:
+        pytest.skip("a probe for test_parallel_run's subprocesses")
+    record = {
+        "n": n,
+        "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+        "cache": os.environ.get(CACHE_ENV),
+        "cache_exists": Path(os.environ.get(CACHE_ENV, "/nonexistent")).is_dir(),
+    }
+    (Path(out) / f"{n}.json").write_text(json.dumps(record))
+
+
+def _run(tmp_path: Path, *args: str) -> list[dict]:
+    out = tmp_path / "probe"
+    out.mkdir()
+    env = {**os.environ, PROBE_ENV: str(out)}
+    env.pop("PYTEST_XDIST_WORKER", None)  # this test may itself run on a worker
+    env.pop(CACHE_ENV, None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *args,
+            f"{Path(__file__).relative_to(ROOT)}::test_probe",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+
+
+@pytest.mark.slow  # pytest in subprocesses (a few seconds each)
+def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None:
+    # Failed before: each worker made its own cache folder, so the README's GSM8K blocks and
+    # notebook 04 (on different workers) embedded the same prompts twice.
+    records = _run(tmp_path, "-n", "2")
+    assert len(records) == 6
+    assert {r["worker"] for r in records} == {"gw0", "gw1"}
+    (cache,) = {r["cache"] for r in records}
+    assert all(r["cache_exists"] for r in records)
+    assert not Path(cache).exists(), "the run removes its cache folder at the end"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-m", "not slow"]])
+def test_other_ways_to_run_still_work(tmp_path, args: list[str]) -> None:
+    records = _run(tmp_path, *args)
+    assert len(records) == 6
+    workers = {r["worker"] for r in records}
+    if args[0] == "-m":  # no -n given: parallel, as a plain `python -m pytest` is
+        assert None not in workers
+    else:
+        assert workers == {None}
+    assert len({r["cache"] for r in records}) == 1 and all(r["cache_exists"] for r in records)
