@@ -368,6 +368,9 @@ _ROUTING_PROBE = """None if recorded is None else {
 
 
 @pytest.mark.slow
+# With the doc blocks that embed GSM8K (tests/docs/test_doc_blocks.py's GSM8K_GROUP), so that
+# under pytest-xdist they fill the embedding cache once and this run reads it.
+@pytest.mark.xdist_group("gsm8k-embeddings")
 def test_routing_policies(kernel_manager: Any, tmp_path: Path) -> None:
     from aigw_lab.policy.learned.features import default_cache_dir
 
