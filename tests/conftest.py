@@ -30,6 +30,8 @@ CACHE_ENV = "AIGW_LAB_CACHE"
 _CACHE_KEY = pytest.StashKey[str]()
 #: The key of xdist's ``workerinput`` carrying the shared embedding cache folder to workers.
 _CACHE_INPUT = "aigw_lab_embedding_cache"
+#: The key of xdist's ``workerinput`` carrying the controller's --dist mode to workers.
+_DIST_INPUT = "aigw_lab_dist"
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -131,7 +133,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     # Parallel by default, without putting `-n` in addopts: there it would make `-p no:xdist`
     # (and an install without pytest-xdist) fail with "unrecognized arguments: -n". Runs before
     # xdist's own hook, which turns "auto" into the CPU count (or into 0 under --pdb).
-    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+    if hasattr(config, "workerinput"):
+        # A worker parses the original command line again, so a --dist set here in the
+        # controller does not reach it; without this, no test would carry its xdist_group
+        # and loadgroup would spread a group's tests over the workers.
+        if config.workerinput.get(_DIST_INPUT) == "loadgroup":
+            config.option.loadgroup = True
+        return
+    if not config.pluginmanager.hasplugin("xdist"):
         return
     if config.option.numprocesses is None and not config.option.collectonly:
         config.option.numprocesses = "auto"
@@ -159,8 +168,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
-    """pytest-xdist: hand the controller's embedding cache folder to a worker."""
+    """pytest-xdist: hand the controller's embedding cache folder and --dist to a worker."""
     node.workerinput[_CACHE_INPUT] = node.config.stash[_CACHE_KEY]
+    node.workerinput[_DIST_INPUT] = node.config.option.dist
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -21,9 +21,12 @@ CACHE_ENV = "AIGW_LAB_CACHE"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("n", range(6))
+@pytest.mark.parametrize(
+    "n",
+    [*range(6), *(pytest.param(n, marks=pytest.mark.xdist_group("probe")) for n in range(6, 12))],
+)
 def test_probe(n: int) -> None:
-    """Not a check: records (worker, cache folder, grouping) for the tests below."""
+    """Not a check: records (worker, cache folder) for the tests below; 6 to 11 are a group."""
     out = os.environ.get(PROBE_ENV)
     if not out:
         pytest.skip("a probe for test_parallel_run's subprocesses")
@@ -68,7 +71,7 @@ def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None
     # Failed before: each worker made its own cache folder, so the README's GSM8K blocks and
     # notebook 04 (on different workers) embedded the same prompts twice.
     records = _run(tmp_path, "-n", "2")
-    assert len(records) == 6
+    assert len(records) == 12
     assert {r["worker"] for r in records} == {"gw0", "gw1"}
     (cache,) = {r["cache"] for r in records}
     assert all(r["cache_exists"] for r in records)
@@ -79,10 +82,22 @@ def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None
 @pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-m", "not slow"]])
 def test_other_ways_to_run_still_work(tmp_path, args: list[str]) -> None:
     records = _run(tmp_path, *args)
-    assert len(records) == 6
+    assert len(records) == 12
     workers = {r["worker"] for r in records}
     if args[0] == "-m":  # no -n given: parallel, as a plain `python -m pytest` is
         assert None not in workers
     else:
         assert workers == {None}
     assert len({r["cache"] for r in records}) == 1 and all(r["cache_exists"] for r in records)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [[], ["-n", "2"]])
+def test_the_tests_of_an_xdist_group_run_on_one_worker(tmp_path, args: list[str]) -> None:
+    # Failed before (both cases): the workers parse the command line again, so the
+    # --dist loadgroup that conftest.py sets never reached them, no test carried its group, and
+    # a group's tests (the blocks of one document, the fuzz tests sharing one server) were
+    # spread over the workers.
+    records = _run(tmp_path, "-m", "not slow", *args)
+    grouped = {r["worker"] for r in records if r["n"] >= 6}
+    assert len(grouped) == 1 and None not in grouped, records
