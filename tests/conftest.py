@@ -142,7 +142,9 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if not config.pluginmanager.hasplugin("xdist"):
         return
-    if config.option.numprocesses is None and not config.option.collectonly:
+    # Not with -s (workers' output would not reach the terminal) nor when only collecting.
+    in_process = config.option.collectonly or config.option.capture == "no"
+    if config.option.numprocesses is None and not in_process:
         config.option.numprocesses = "auto"
     if config.option.numprocesses and config.option.dist == "no":
         # loadgroup, not load: the blocks of one document (tests/docs) share a session and must

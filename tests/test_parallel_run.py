@@ -79,7 +79,7 @@ def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-m", "not slow"]])
+@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-s"], ["-m", "not slow"]])
 def test_other_ways_to_run_still_work(tmp_path, args: list[str]) -> None:
     records = _run(tmp_path, *args)
     assert len(records) == 12
