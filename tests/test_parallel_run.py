@@ -76,28 +76,28 @@ def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None
     (cache,) = {r["cache"] for r in records}
     assert all(r["cache_exists"] for r in records)
     assert not Path(cache).exists(), "the run removes its cache folder at the end"
+    # An explicit -n keeps the groups too (failed before, as below).
+    assert len({r["worker"] for r in records if r["n"] >= 6}) == 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-s"], ["-m", "not slow"]])
+@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-s"]])
 def test_other_ways_to_run_still_work(tmp_path, args: list[str]) -> None:
     records = _run(tmp_path, *args)
     assert len(records) == 12
-    workers = {r["worker"] for r in records}
-    if args[0] == "-m":  # no -n given: parallel, as a plain `python -m pytest` is
-        assert None not in workers
-    else:
-        assert workers == {None}
+    assert {r["worker"] for r in records} == {None}
     assert len({r["cache"] for r in records}) == 1 and all(r["cache_exists"] for r in records)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [[], ["-n", "2"]])
-def test_the_tests_of_an_xdist_group_run_on_one_worker(tmp_path, args: list[str]) -> None:
-    # Failed before (both cases): the workers parse the command line again, so the
-    # --dist loadgroup that conftest.py sets never reached them, no test carried its group, and
-    # a group's tests (the blocks of one document, the fuzz tests sharing one server) were
-    # spread over the workers.
-    records = _run(tmp_path, "-m", "not slow", *args)
+def test_the_tests_of_an_xdist_group_run_on_one_worker(tmp_path) -> None:
+    # Failed before: the workers parse the command line again, so the --dist loadgroup that
+    # conftest.py sets never reached them, no test carried its group, and a group's tests (the
+    # blocks of one document, the fuzz tests sharing one server) were spread over the workers.
+    # No -n given (and the fast lane's -m): parallel, as a plain `python -m pytest` is.
+    records = _run(tmp_path, "-m", "not slow")
+    assert len(records) == 12
+    assert None not in {r["worker"] for r in records}
     grouped = {r["worker"] for r in records if r["n"] >= 6}
-    assert len(grouped) == 1 and None not in grouped, records
+    assert len(grouped) == 1, records
+    assert len({r["cache"] for r in records}) == 1
