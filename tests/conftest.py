@@ -6,6 +6,13 @@ machine: a subprocess with the whole package, a real model, a notebook kernel, C
 thousands of generated examples. Slow tests are marked here, in one list, rather than in each
 file, so that the lane is defined in one place; a test file may also mark itself
 (``pytestmark = pytest.mark.slow``).
+
+The suite runs in parallel: with pytest-xdist installed (the ``[dev]`` extra), a plain
+``python -m pytest`` starts one worker per CPU (``-n auto``) and keeps the tests of one
+``xdist_group`` on one worker (``--dist loadgroup``); see `pytest_cmdline_main`. ``-n 0`` or
+``-p no:xdist`` runs everything in this one process. Each worker is its own pytest session with
+its own temporary folders and session fixtures; the embedding cache folder is the one thing they
+share (made by the controller, handed to each worker).
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ TESTS = Path(__file__).resolve().parent
 #: The embedding cache's environment variable (aigw_lab.embedding_cache.CACHE_ENV).
 CACHE_ENV = "AIGW_LAB_CACHE"
 _CACHE_KEY = pytest.StashKey[str]()
+#: The key of xdist's ``workerinput`` carrying the shared embedding cache folder to workers.
+_CACHE_INPUT = "aigw_lab_embedding_cache"
+#: The key of xdist's ``workerinput`` carrying the controller's --dist mode to workers.
+_DIST_INPUT = "aigw_lab_dist"
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -117,17 +128,55 @@ SLOW_TESTS = frozenset(
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # Parallel by default, without putting `-n` in addopts: there it would make `-p no:xdist`
+    # (and an install without pytest-xdist) fail with "unrecognized arguments: -n". Runs before
+    # xdist's own hook, which turns "auto" into the CPU count (or into 0 under --pdb).
+    if hasattr(config, "workerinput"):
+        # A worker parses the original command line again, so a --dist set here in the
+        # controller does not reach it; without this, no test would carry its xdist_group
+        # and loadgroup would spread a group's tests over the workers.
+        if config.workerinput.get(_DIST_INPUT) == "loadgroup":
+            config.option.loadgroup = True
+        return
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    # Not with -s (workers' output would not reach the terminal) nor when only collecting.
+    in_process = config.option.collectonly or config.option.capture == "no"
+    if config.option.numprocesses is None and not in_process:
+        config.option.numprocesses = "auto"
+    if config.option.numprocesses and config.option.dist == "no":
+        # loadgroup, not load: the blocks of one document (tests/docs) share a session and must
+        # run in order in one process; xdist_group marks such sets.
+        config.option.dist = "loadgroup"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    # Embeddings computed by tests go to one folder for the session, never to the user's
+    # Embeddings computed by tests go to one folder for the whole run, never to the user's
     # ~/.cache: the suite neither depends on nor pollutes a developer's cache, and tests that
-    # embed the same recording (the doc blocks of README.md and docs/routing.md) pay once.
+    # embed the same recording (the doc blocks of README.md and docs/routing.md, notebook 04)
+    # pay once. The controller (or a run without workers) makes it; xdist workers get its name
+    # (`pytest_configure_node`), so they share it: the cache writes each shard to a temporary
+    # file and renames it, which is safe across processes.
+    shared = getattr(config, "workerinput", {}).get(_CACHE_INPUT)
+    if shared is not None:
+        os.environ[CACHE_ENV] = shared
+        return
     folder = tempfile.mkdtemp(prefix="aigw_lab-test-cache-")
     config.stash[_CACHE_KEY] = folder
     os.environ[CACHE_ENV] = folder
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """pytest-xdist: hand the controller's embedding cache folder and --dist to a worker."""
+    node.workerinput[_CACHE_INPUT] = node.config.stash[_CACHE_KEY]
+    node.workerinput[_DIST_INPUT] = node.config.option.dist
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    folder = config.stash.get(_CACHE_KEY, None)
+    folder = config.stash.get(_CACHE_KEY, None)  # only where it was made
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 

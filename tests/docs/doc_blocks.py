@@ -23,6 +23,11 @@ visible to anyone editing the file)::
                                                          port accepts; stopped at the end of
                                                          the document
 
+A documented port is never used as such: each document's session takes a free loopback port in
+its place and writes that number wherever the documented one appears in the document's blocks
+(as a whole number), so documents can run at the same time (pytest-xdist workers, or several
+test runs on one machine) and a foreign server on the documented port cannot answer in ours.
+
 An unknown ``doc-test:`` directive is an error, so a typo cannot silently skip a block.
 """
 
@@ -204,9 +209,13 @@ class DocSession:
 
     workdir: Path
     env: dict[str, str]
-    timeout: float = 300.0  # a block embedding a dataset takes 100-130 s on a busy 2-core box
+    # Only stops a hung block: embedding GSM8K takes 100-130 s on a busy 2-core box, and much
+    # longer when the suite's xdist workers share the box with other runs (load 15 or more).
+    timeout: float = 900.0
     python: subprocess.Popen[bytes] | None = None
     background: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: documented port -> the free port this session uses in its place (see the module doc)
+    ports: dict[int, int] = field(default_factory=dict)
     ran: int = 0  # blocks of the document run so far (the next one's index)
     _log: Path | None = None
     _results: int | None = None
@@ -252,18 +261,35 @@ class DocSession:
 
     # --- running blocks ---------------------------------------------------------------
 
+    def reserve_ports(self, blocks: list[Block]) -> None:
+        """Take a free port for every documented port of ``blocks`` (a whole document) before
+        its first block runs, so that blocks before the server's (a config file naming the
+        port) get the same number as the blocks after it."""
+        for block in blocks:
+            if block.background_port is not None and block.background_port not in self.ports:
+                self.ports[block.background_port] = _free_port()
+
+    def localize(self, code: str) -> str:
+        """``code`` with every documented port this session has replaced by its own."""
+        for documented, actual in self.ports.items():
+            code = re.sub(rf"(?<!\d){documented}(?!\d)", str(actual), code)
+        return code
+
     def run(self, block: Block) -> str:
         """Run one block; returns its output, raises `BlockFailure` naming the block."""
         self.ran += 1
+        if block.background_port is not None and block.background_port not in self.ports:
+            self.ports[block.background_port] = _free_port()
         if block.file is not None:
             target = self.workdir / block.file
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(block.code)
+            target.write_text(self.localize(block.code))
             return ""
         if block.lang == "python":
             output = self._run_python(block)
         elif block.lang in SHELL:
             code = console_commands(block.code) if block.lang == "console" else block.code
+            code = self.localize(code)
             if block.background_port is not None:
                 output = self._start_background(block, code)
             else:
@@ -305,12 +331,12 @@ class DocSession:
         return output
 
     def _start_background(self, block: Block, code: str) -> str:
-        port = block.background_port
-        assert port is not None
+        assert block.background_port is not None
+        port = self.ports[block.background_port]
         if _accepts(port):  # a foreign server would answer the later blocks in its place
             raise BlockFailure(
-                f"{block.id}: port {port} is already in use by another process; the block "
-                "cannot run here now (stop that process, or run the test again later)"
+                f"{block.id}: port {port} (in place of {block.background_port}) is already in "
+                "use by another process; the block cannot run here now (run the test again)"
             )
         log = self.workdir / f".doc-test-background-{block.line}.log"
         with log.open("wb") as sink:
@@ -323,7 +349,10 @@ class DocSession:
                 start_new_session=True,  # so stopping it stops its children too
             )
         self.background.append(process)
-        deadline = time.monotonic() + min(self.timeout, 60.0)
+        # A served learned policy loads its model before it listens: tens of seconds when
+        # the box is busy.
+        wait = min(self.timeout, 300.0)
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise BlockFailure(
@@ -333,14 +362,17 @@ class DocSession:
             if _accepts(port):
                 return log.read_text()
             time.sleep(0.1)
-        raise BlockFailure(f"{block.id}: port {port} did not accept within 60 s\n{log.read_text()}")
+        raise BlockFailure(
+            f"{block.id}: port {port} did not accept within {wait:.0f} s\n{log.read_text()}"
+        )
 
     def _run_python(self, block: Block) -> str:
         if self.python is None:
             self._start_python()
         assert self.python is not None and self.python.stdin is not None and self._log is not None
         start = self._log.stat().st_size
-        message = json.dumps({"code": block.code, "doc": block.doc, "line": block.line}) + "\n"
+        code = self.localize(block.code)
+        message = json.dumps({"code": code, "doc": block.doc, "line": block.line}) + "\n"
         try:
             self.python.stdin.write(message.encode())
             self.python.stdin.flush()
@@ -447,6 +479,13 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         except ProcessLookupError:
             pass
     process.wait()
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on now (the kernel's choice for a port-0 bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:

@@ -34,6 +34,15 @@ def _all_blocks() -> list[Block]:
 
 
 BLOCKS = _all_blocks()
+#: The xdist group of the tests that embed GSM8K's prompts with the real model (tens of CPU
+#: seconds on an empty cache): on one worker, the first fills the run's embedding cache and the
+#: others read it, instead of two workers embedding the same prompts at the same time.
+GSM8K_GROUP = "gsm8k-embeddings"
+_EMBEDS_GSM8K = frozenset({"README.md", "docs/routing.md"})
+
+
+def _group(doc: str) -> str:
+    return GSM8K_GROUP if doc in _EMBEDS_GSM8K else f"doc:{doc}"
 
 
 class Sessions:
@@ -54,6 +63,7 @@ class Sessions:
                 workdir, extra_env={SHARED_DATA_ENV_VAR: str(self.data)}
             )
             self.session.copy_in(ROOT / "examples", "examples")
+            self.session.reserve_ports([b for b in BLOCKS if b.doc == doc])
             self.doc = doc
         assert self.session is not None
         return self.session
@@ -75,7 +85,12 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sessions]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+@pytest.mark.parametrize(
+    "block",
+    # The blocks of one document share a session and run in order: one xdist worker runs them
+    # all (conftest.py runs xdist with --dist loadgroup). Documents run in parallel.
+    [pytest.param(b, id=b.id, marks=pytest.mark.xdist_group(_group(b.doc))) for b in BLOCKS],
+)
 def test_doc_block_runs(block: Block, sessions: Sessions) -> None:
     session = sessions.get(block.doc)
     same_doc = [b for b in BLOCKS if b.doc == block.doc]

@@ -252,26 +252,68 @@ def test_a_background_block_serves_later_blocks_and_stops_at_close(session):
     session.run(server)
     assert session.run(client).strip() == "200"
     (process,) = session.background
+    actual = session.ports[port]  # the server ran on a free port in place of the documented one
     session.close()
     assert process.poll() is not None
     with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        socket.create_connection(("127.0.0.1", actual), timeout=1).close()
 
 
-def test_a_background_block_refuses_a_port_another_process_holds(session):
+def test_a_documented_port_another_process_holds_does_not_stop_or_answer_the_blocks(session):
+    # Failed before: the block was refused ("port N is already in use"), so two documents naming
+    # the same port (README.md and docs/serving.md both serve on 8788) could not run at the same
+    # time on two xdist workers, nor two test runs on one machine.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()  # accepts connections and never answers
+        port = busy.getsockname()[1]
+        toml, server, client = _blocks(
+            f"""\
+            <!-- doc-test: file server.toml -->
+            ```toml
+            port = {port}
+            ```
+            <!-- doc-test: background port={port} -->
+            ```bash
+            python -m http.server {port} --bind 127.0.0.1
+            ```
+            ```python
+            import urllib.request
+            print(urllib.request.urlopen("http://127.0.0.1:{port}/", timeout=10).status)
+            ```
+            """
+        )
+        session.reserve_ports([toml, server, client])
+        actual = session.ports[port]
+        assert actual != port
+        session.run(toml)
+        session.run(server)
+        assert session.run(client).strip() == "200"
+    assert (session.workdir / "server.toml").read_text() == f"port = {actual}\n"
+
+
+def test_only_whole_numbers_equal_to_a_documented_port_are_replaced(session):
+    session.ports[8788] = 40001
+    assert session.localize("--port 8788 x18788 87880 8788/v1 :8788\n") == (
+        "--port 40001 x18788 87880 40001/v1 :40001\n"
+    )
+
+
+def test_a_background_block_refuses_a_free_port_that_was_taken_meanwhile(session):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         (server,) = _blocks(
-            f"""\
-            <!-- doc-test: background port={port} -->
+            """\
+            <!-- doc-test: background port=8788 -->
             ```bash
-            python -m http.server {port} --bind 127.0.0.1
+            python -m http.server 8788 --bind 127.0.0.1
             ```
             """
         )
-        with pytest.raises(BlockFailure, match=f"port {port} is already in use"):
+        session.ports[8788] = port  # as if another process took it after it was chosen
+        with pytest.raises(BlockFailure, match=f"port {port} .in place of 8788. is already in"):
             session.run(server)
     assert session.background == []
 

@@ -312,7 +312,9 @@ def test_compare_providers(kernel_manager: Any, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_semantic_cache(kernel_manager: Any, tmp_path: Path) -> None:
-    run = run_notebook("03_semantic_cache", kernel_manager, tmp_path)
+    # How many texts the QQP cell embedded, for the pairs it compares (None without the data).
+    probe = "None if pairs_dir is None else [qqp_embedder.misses, len(qqp)]"
+    run = run_notebook("03_semantic_cache", kernel_manager, tmp_path, probe=probe)
     text = stream_text(run.notebook)
     statuses = json.loads(
         next(
@@ -332,6 +334,10 @@ def test_semantic_cache(kernel_manager: Any, tmp_path: Path) -> None:
         recall = values(next(t for t in sweep["data"] if t["name"] == "recall")["y"])
         # Thresholds go from high to low, so recall can only grow along the curve.
         assert recall == sorted(recall)
+        # The plain and the guarded table share one embedding of each text (before, each
+        # table embedded all of them: twice the model's work, about 7 s of CPU here).
+        embedded, pairs = run.probe
+        assert 0 < embedded <= 2 * pairs
     check_size_and_time("03_semantic_cache", run, needs_shared_data=True)
 
 
@@ -368,6 +374,9 @@ _ROUTING_PROBE = """None if recorded is None else {
 
 
 @pytest.mark.slow
+# With the doc blocks that embed GSM8K (tests/docs/test_doc_blocks.py's GSM8K_GROUP), so that
+# under pytest-xdist they fill the embedding cache once and this run reads it.
+@pytest.mark.xdist_group("gsm8k-embeddings")
 def test_routing_policies(kernel_manager: Any, tmp_path: Path) -> None:
     from aigw_lab.policy.learned.features import default_cache_dir
 

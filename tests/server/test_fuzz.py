@@ -27,6 +27,10 @@ from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.server import BackgroundServer, ClientIdentity, GatewayApp, KeyRing
 from aigw_lab.server_limits import ServerLimits
 
+# One xdist worker runs the whole module: the tests share one server and its log, and the last
+# one checks what the others left there (under --dist loadgroup, ungrouped tests are spread).
+pytestmark = pytest.mark.xdist_group("server-fuzz")
+
 KEY = "sk-fuzz-0123456789abcdef"
 OPENAI = "/v1/chat/completions"
 ANTHROPIC = "/v1/messages"

@@ -1,0 +1,103 @@
+"""The suite's parallel set-up (tests/conftest.py): a plain ``python -m pytest`` runs on
+pytest-xdist workers with ``--dist loadgroup``, ``-n 0`` and ``-p no:xdist`` run in one process,
+and every worker of a run uses the one embedding cache folder the run made (and removes).
+
+Each check runs pytest in a subprocess on this file's probe test, which only does anything when
+``PROBE_ENV`` names a folder: it records which worker ran it and the cache folder it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE_ENV = "AIGW_LAB_TEST_PARALLEL_PROBE"
+CACHE_ENV = "AIGW_LAB_CACHE"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "n",
+    [*range(6), *(pytest.param(n, marks=pytest.mark.xdist_group("probe")) for n in range(6, 12))],
+)
+def test_probe(n: int) -> None:
+    """Not a check: records (worker, cache folder) for the tests below; 6 to 11 are a group."""
+    out = os.environ.get(PROBE_ENV)
+    if not out:
+        pytest.skip("a probe for test_parallel_run's subprocesses")
+    record = {
+        "n": n,
+        "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+        "cache": os.environ.get(CACHE_ENV),
+        "cache_exists": Path(os.environ.get(CACHE_ENV, "/nonexistent")).is_dir(),
+    }
+    (Path(out) / f"{n}.json").write_text(json.dumps(record))
+
+
+def _run(tmp_path: Path, *args: str) -> list[dict]:
+    out = tmp_path / "probe"
+    out.mkdir()
+    env = {**os.environ, PROBE_ENV: str(out)}
+    env.pop("PYTEST_XDIST_WORKER", None)  # this test may itself run on a worker
+    env.pop(CACHE_ENV, None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *args,
+            f"{Path(__file__).relative_to(ROOT)}::test_probe",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+
+
+@pytest.mark.slow  # pytest in subprocesses (a few seconds each)
+def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None:
+    # Failed before: each worker made its own cache folder, so the README's GSM8K blocks and
+    # notebook 04 (on different workers) embedded the same prompts twice.
+    records = _run(tmp_path, "-n", "2")
+    assert len(records) == 12
+    assert {r["worker"] for r in records} == {"gw0", "gw1"}
+    (cache,) = {r["cache"] for r in records}
+    assert all(r["cache_exists"] for r in records)
+    assert not Path(cache).exists(), "the run removes its cache folder at the end"
+    # An explicit -n keeps the groups too (failed before, as below).
+    assert len({r["worker"] for r in records if r["n"] >= 6}) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-s"]])
+def test_other_ways_to_run_still_work(tmp_path, args: list[str]) -> None:
+    records = _run(tmp_path, *args)
+    assert len(records) == 12
+    assert {r["worker"] for r in records} == {None}
+    assert len({r["cache"] for r in records}) == 1 and all(r["cache_exists"] for r in records)
+
+
+@pytest.mark.slow
+def test_the_tests_of_an_xdist_group_run_on_one_worker(tmp_path) -> None:
+    # Failed before: the workers parse the command line again, so the --dist loadgroup that
+    # conftest.py sets never reached them, no test carried its group, and a group's tests (the
+    # blocks of one document, the fuzz tests sharing one server) were spread over the workers.
+    # No -n given (and the fast lane's -m): parallel, as a plain `python -m pytest` is.
+    records = _run(tmp_path, "-m", "not slow")
+    assert len(records) == 12
+    assert None not in {r["worker"] for r in records}
+    grouped = {r["worker"] for r in records if r["n"] >= 6}
+    assert len(grouped) == 1, records
+    assert len({r["cache"] for r in records}) == 1
