@@ -21,9 +21,9 @@ __all__ = ["CallRecord", "CALL_COLUMNS"]
 class CallRecord(NamedTuple):
     """A call-log row. JSON-valued fields hold JSON text, already serialised.
 
-    A named tuple, not a dataclass: a tuple of plain values is untracked by the garbage
-    collector, so thousands of rows waiting for the writer add no collection work to every
-    call of the gateway.
+    A named tuple, not a dataclass: no per-row ``__dict__``, and the writer reads columns by
+    index. (Rows are still tracked by the garbage collector: CPython untracks only exact
+    tuples, not their subclasses; checked with ``gc.is_tracked`` on 2026-12-06.)
 
     Built by keyword only (``CallRecord(call_id=..., trace_id=..., ...)``): most neighbouring
     columns share a type, so a positional row would store values in the wrong columns
