@@ -44,6 +44,7 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3_000, help="calls per side first")
     parser.add_argument("--old-tree", type=Path, help="also run the spool of this tree")
     parser.add_argument("--alone-calls", type=int, default=20_000, help="spool alone loop")
+    parser.add_argument("--keep", action="store_true", help="keep the spool/log folder")
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-"))
@@ -323,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     for gateway, log in sides.values():
         gateway.close()
         log.close()
+    # Hundreds of MB of logs and segments: gone unless asked to keep them.
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
 
     if "os, old code" in flat:
         old, new = "os, old code", "os"
