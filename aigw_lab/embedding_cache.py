@@ -266,6 +266,9 @@ class CachedEmbedder:
     up to ``chunk`` texts, each stored as soon as it returns (so an interrupted run keeps
     its work). ``name`` is the wrapped embedder's, so its vectors and
     policies stay interchangeable; the wrapped model is only loaded if something is missing.
+    A derived embedder with a ``fingerprint()`` (the static embedder: another distillation
+    gives other vectors under the same name) is cached under its name and fingerprint, so a
+    new distillation never reads the vectors of an old one.
     """
 
     def __init__(
@@ -283,6 +286,7 @@ class CachedEmbedder:
         self.chunk = chunk
         self.embedder = embedder
         self.name = embedder.name
+        self._cache_key: str | None = None
         self.cache = cache
         self.memory = memory
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -293,6 +297,14 @@ class CachedEmbedder:
     @property
     def dim(self) -> int:
         return self.embedder.dim
+
+    def _key(self) -> str:
+        """The name the disk cache files vectors under: the embedder's, plus its fingerprint
+        when it has one (asked on first use: it may hash a model's weights)."""
+        if self._cache_key is None:
+            fingerprint = getattr(self.embedder, "fingerprint", None)
+            self._cache_key = f"{self.name}@{fingerprint()}" if callable(fingerprint) else self.name
+        return self._cache_key
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -306,7 +318,7 @@ class CachedEmbedder:
                         found[n] = row
         if self.cache is not None and len(found) < len(texts):
             rest = [n for n in range(len(texts)) if n not in found]
-            hits = self.cache.get(self.name, [texts[n] for n in rest])
+            hits = self.cache.get(self._key(), [texts[n] for n in rest])
             found.update({rest[i]: row for i, row in hits.items()})
         missing = [n for n in range(len(texts)) if n not in found]
         if missing:
@@ -319,7 +331,7 @@ class CachedEmbedder:
                 fresh = np.ascontiguousarray(self.embedder.embed(part), dtype=np.float32)
                 self.misses += len(part)
                 if self.cache is not None:
-                    self.cache.put(self.name, part, fresh)
+                    self.cache.put(self._key(), part, fresh)
                 by_text.update(zip(part, fresh, strict=True))
             found.update({n: by_text[texts[n]] for n in missing})
         if self.memory:

@@ -71,6 +71,32 @@ def test_the_key_is_the_model_too(tmp_path):
     assert other.embedder.texts == ["same text"]
 
 
+class Distilled(Counting):
+    """A derived embedder: one name, vectors that depend on how it was derived."""
+
+    def __init__(self, recipe: str) -> None:
+        super().__init__(32)
+        self.recipe = recipe
+
+    def fingerprint(self) -> str:
+        return self.recipe
+
+
+def test_a_derived_embedders_vectors_are_keyed_by_its_fingerprint_too(tmp_path):
+    # The static embedder distilled again (new weights, parameters or model2vec) keeps its
+    # name: its vectors must not be read back for the new distillation.
+    first = cached(tmp_path, Distilled("recipe-1"))
+    first.embed(["same text"])
+    assert first.embedder.texts == ["same text"]
+    again = cached(tmp_path, Distilled("recipe-1"))
+    again.embed(["same text"])
+    assert again.embedder.texts == []  # same distillation: read from disk
+    other = cached(tmp_path, Distilled("recipe-2"))
+    other.embed(["same text"])
+    assert other.embedder.texts == ["same text"]  # another one: embedded again
+    assert other.name == first.name == "hashing-32-3"
+
+
 def test_files_and_folders_are_owner_only(tmp_path):
     root = tmp_path / "cache"
     cached(root).embed(["secret prompt"])
