@@ -44,3 +44,47 @@ def synthetic(n_per_kind: int = 30) -> RecordedDataset:
         prices=PRICES,
         models=(STRONG, WEAK),
     )
+
+
+#: The prompt `train_save_and_serve` sends; a math prompt, so the router sends it to STRONG.
+SERVED_PROMPT = "compute the integral of x^7 times sin(x) and simplify the derivative"
+
+
+def train_save_and_serve(tmp_path, embedder_name: str):
+    """Train a kNN policy on `synthetic` with the embedder ``embedder_name``, save it, load it
+    as `aigw-lab serve` does for a ``[policies]`` file, and send `SERVED_PROMPT` through a real
+    server over the simulated fleet. Returns the loaded policy and the HTTP reply."""
+    import json
+
+    import httpx
+
+    from aigw_lab.gateway import Gateway
+    from aigw_lab.policy.learned import train_router
+    from aigw_lab.policy.learned.features import make_embedder
+    from aigw_lab.policy.policyfile import load_policy, save_policy
+    from aigw_lab.server.app import GatewayApp
+    from aigw_lab.server.runner import BackgroundServer
+
+    router = train_router(
+        synthetic(15),
+        "knn",
+        name="cheap-or-strong",
+        embedder=make_embedder(embedder_name),
+        targets={STRONG: "sim-openai/sim-large", WEAK: "sim-openai/sim-nano"},
+        params={"k": 5},
+    )
+    path = save_policy(router, tmp_path / "p.json")
+    assert json.loads(path.read_text())["policy"]["embedder"] == embedder_name
+    served = load_policy(path)
+    assert served.embedder_name == embedder_name
+    gateway = Gateway.simulated_fleet(policies=[served], time_scale=0.0)
+    with BackgroundServer(GatewayApp(gateway, None, close_gateway=True)) as server:
+        reply = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={
+                "model": "cheap-or-strong",
+                "messages": [{"role": "user", "content": SERVED_PROMPT}],
+            },
+            timeout=60,
+        )
+    return served, reply

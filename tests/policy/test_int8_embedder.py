@@ -107,44 +107,15 @@ def test_the_int8_cache_never_serves_float32_vectors(tmp_path, int8, minilm):
 
 @pytest.mark.slow
 def test_a_policy_trained_with_int8_is_served_with_int8(tmp_path, monkeypatch, int8):
-    import json
-
-    import httpx
-
     from aigw_lab.embeddings import HashingEmbedder
-    from aigw_lab.gateway import Gateway
-    from aigw_lab.policy.learned import train_router
-    from aigw_lab.policy.policyfile import load_policy, save_policy
-    from aigw_lab.server.app import GatewayApp
-    from aigw_lab.server.runner import BackgroundServer
 
-    from ._learned_data import synthetic
+    from ._learned_data import SERVED_PROMPT as prompt
+    from ._learned_data import train_save_and_serve
 
-    strong, weak = "sim-openai/sim-large", "sim-openai/sim-nano"
     monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path / "cache"))
-    router = train_router(
-        synthetic(15),
-        "knn",
-        name="cheap-or-strong",
-        embedder=make_embedder(INT8_MODEL),
-        targets={"big-model": strong, "small-model": weak},
-        params={"k": 5},
-    )
-    path = save_policy(router, tmp_path / "p.json")
-    assert json.loads(path.read_text())["policy"]["embedder"] == INT8_MODEL
-
-    served = load_policy(path)  # what `aigw-lab serve` does for a [policies] file
-    assert served.embedder_name == INT8_MODEL
-    gateway = Gateway.simulated_fleet(policies=[served], time_scale=0.0)
-    prompt = "compute the integral of x^7 times sin(x) and simplify the derivative"
-    with BackgroundServer(GatewayApp(gateway, None, close_gateway=True)) as server:
-        reply = httpx.post(
-            f"{server.url}/v1/chat/completions",
-            json={"model": "cheap-or-strong", "messages": [{"role": "user", "content": prompt}]},
-            timeout=60,
-        )
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["model"] == strong
+    served, reply = train_save_and_serve(tmp_path, INT8_MODEL)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["model"] == "sim-openai/sim-large"
     model = served.embedder.embedder  # behind the served router's in-memory cache
     assert isinstance(model, SentenceTransformerEmbedder) and model.int8
     # The vector the server decided with (its in-memory cache) is the int8 model's.

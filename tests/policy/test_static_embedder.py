@@ -187,43 +187,16 @@ def place_artifact(root: Path) -> StaticEmbedder:
 def test_a_policy_trained_with_the_static_embedder_is_served_with_it(
     tmp_path, monkeypatch, bundled
 ):
-    import httpx
-
     from aigw_lab.embeddings import HashingEmbedder
-    from aigw_lab.gateway import Gateway
-    from aigw_lab.policy.learned import train_router
-    from aigw_lab.policy.policyfile import load_policy, save_policy
-    from aigw_lab.server.app import GatewayApp
-    from aigw_lab.server.runner import BackgroundServer
     from aigw_lab.static_embedder import default_artifact_root
 
-    from ._learned_data import synthetic
+    from ._learned_data import SERVED_PROMPT as prompt
+    from ._learned_data import train_save_and_serve
 
     monkeypatch.setenv("AIGW_LAB_CACHE", str(tmp_path / "cache"))
     reference = place_artifact(default_artifact_root())
-    strong, weak = "sim-openai/sim-large", "sim-openai/sim-nano"
-    router = train_router(
-        synthetic(15),
-        "knn",
-        name="cheap-or-strong",
-        embedder=make_embedder(STATIC_MODEL),
-        targets={"big-model": strong, "small-model": weak},
-        params={"k": 5},
-    )
-    path = save_policy(router, tmp_path / "p.json")
-    assert json.loads(path.read_text())["policy"]["embedder"] == STATIC_MODEL
-
-    served = load_policy(path)  # what `aigw-lab serve` does for a [policies] file
-    assert served.embedder_name == STATIC_MODEL
-    gateway = Gateway.simulated_fleet(policies=[served], time_scale=0.0)
-    prompt = "compute the integral of x^7 times sin(x) and simplify the derivative"
-    with BackgroundServer(GatewayApp(gateway, None, close_gateway=True)) as server:
-        reply = httpx.post(
-            f"{server.url}/v1/chat/completions",
-            json={"model": "cheap-or-strong", "messages": [{"role": "user", "content": prompt}]},
-            timeout=60,
-        )
-        assert reply.status_code == 200, reply.text
+    served, reply = train_save_and_serve(tmp_path, STATIC_MODEL)
+    assert reply.status_code == 200, reply.text
     model = served.embedder.embedder  # behind the served router's in-memory cache
     assert isinstance(model, StaticEmbedder) and model.distilled == 0  # loaded, not distilled
     assert np.array_equal(served.embedder.embed([prompt]), reference.embed([prompt]))
