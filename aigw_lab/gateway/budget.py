@@ -55,6 +55,7 @@ from aigw_lab.gateway.budget_limits import (  # split out for size
     _Reservation,
     _row,
     _seed,
+    charged_usd,
     estimate_cost,
     estimate_input_tokens,
 )
@@ -241,7 +242,7 @@ class Budget(Middleware):
         except BaseException:
             self._settle(reservation, 0.0)
             raise
-        self._settle(reservation, _charged(reservation, response))
+        self._settle(reservation, charged_usd(reservation.usd, response.cost_usd, answered=True))
         return response
 
     async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
@@ -254,7 +255,7 @@ class Budget(Middleware):
         except BaseException:
             self._settle(reservation, 0.0)
             raise
-        self._settle(reservation, _charged(reservation, response))
+        self._settle(reservation, charged_usd(reservation.usd, response.cost_usd, answered=True))
         return response
 
     def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
@@ -272,13 +273,16 @@ class Budget(Middleware):
             for event in events:
                 answered = True
                 if type(event) is StreamEnd:
-                    self._settle(reservation, _charged(reservation, event.response))
+                    self._settle(
+                        reservation,
+                        charged_usd(reservation.usd, event.response.cost_usd, answered=True),
+                    )
                 yield event
         finally:
             # Failed before answering: nothing is counted. Broken or closed by the caller
             # after the upstream began answering: a paid call of unknown usage, counted at
             # its estimate. Close the inner stream now so it is logged at once.
-            self._settle(reservation, _unfinished(reservation, answered))
+            self._settle(reservation, charged_usd(reservation.usd, None, answered=answered))
             close = getattr(events, "close", None)
             if close is not None:
                 close()
@@ -299,10 +303,13 @@ class Budget(Middleware):
             async for event in events:
                 answered = True
                 if type(event) is StreamEnd:
-                    self._settle(reservation, _charged(reservation, event.response))
+                    self._settle(
+                        reservation,
+                        charged_usd(reservation.usd, event.response.cost_usd, answered=True),
+                    )
                 yield event
         finally:
-            self._settle(reservation, _unfinished(reservation, answered))
+            self._settle(reservation, charged_usd(reservation.usd, None, answered=answered))
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -471,19 +478,3 @@ class Budget(Middleware):
                 account.reserved = account.reserved - reservation.usd if account.in_flight else 0.0
                 if cost and generation == account.generation:
                     account.add(cost, now)
-
-
-def _unfinished(reservation: _Reservation, answered: bool) -> float:
-    """What a stream that ended without its final event counts: 0 if the upstream never
-    answered (refused, failed to connect), else its estimate: the upstream was generating,
-    and bills for it, but the usage never arrived."""
-    return reservation.usd if answered else 0.0
-
-
-def _charged(reservation: _Reservation, response: ChatResponse) -> float:
-    """What a completed call counts against its budgets: its cost, or, when that is unknown
-    (the provider reported no usage), the estimate it was admitted with: never a free call
-    because the usage was left out. (Without a price the estimate is 0 under
-    ``unknown_price = "allow"``, which counts only a cost the provider reports, as before.)"""
-    cost = response.cost_usd
-    return reservation.usd if cost is None else cost

@@ -32,6 +32,7 @@ __all__ = [
     "CHARS_PER_TOKEN",
     "MESSAGE_OVERHEAD_TOKENS",
     "DEFAULT_OUTPUT_TOKENS",
+    "charged_usd",
 ]
 
 Scope = Literal["gateway", "tenant", "user", "experiment"]
@@ -298,6 +299,19 @@ def _calendar_bounds(period: str, now: float) -> tuple[float, float]:
     start_dt = datetime(day.year, day.month, 1, tzinfo=UTC)
     end_dt = datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=UTC)
     return start_dt.timestamp(), end_dt.timestamp()
+
+
+def charged_usd(estimate: float, cost: float | None, *, answered: bool) -> float:
+    """What a call counts against its budgets, given the ``estimate`` it was admitted with:
+    its ``cost`` when known; when unknown, the estimate if the upstream began answering (it
+    generated, and bills for it, but the usage never arrived: never a free call because the
+    usage was left out), else 0 (refused, failed to connect). Without a price the estimate is
+    0 under ``unknown_price = "allow"``, which counts only a cost the provider reports. The
+    `Budget` middleware settles calls with this, and each log row records it (``budget_usd``)
+    so seeding after a restart counts the same."""
+    if cost is not None:
+        return cost
+    return estimate if answered else 0.0
 
 
 # Spend is read from the calls table and from rows the database refused (dead-lettered with

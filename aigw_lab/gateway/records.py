@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aigw_lab.errors import AigwError, StreamInterruptedError
+from aigw_lab.gateway.budget_limits import charged_usd
 from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.store.records import CallRecord
 from aigw_lab.types import ChatRequest, ChatResponse
@@ -83,15 +84,10 @@ def success_record(
 
 
 def budget_charge(ctx: CallContext, cost: float | None, *, answered: bool) -> float | None:
-    """What a row counts against budgets, as the `Budget` middleware settles it: the cost
-    when known; when unknown, the call's estimate if the upstream began answering (it bills
-    for what it generated), else 0; None when no budget estimated the call."""
+    """What a row counts against budgets, by the rule the `Budget` middleware settles with
+    (`charged_usd`); None when no budget estimated the call."""
     estimate = ctx.budget_estimate_usd
-    if estimate is None:
-        return None
-    if cost is not None:
-        return cost
-    return estimate if answered else 0.0
+    return None if estimate is None else charged_usd(estimate, cost, answered=answered)
 
 
 def failure_record(
