@@ -381,8 +381,7 @@ def _check_fallbacks(config: GatewayConfig) -> None:
 def _spec_models(spec: ProviderSpec) -> tuple[str, ...] | None:
     """The models a configured provider serves, or None when it takes any model name (an HTTP
     API without a ``models`` list, a replay whose recording is read later): its kind says."""
-    kind = default_registry().find(spec.kind)
-    return kind.known_models(spec) if kind is not None else (spec.models or None)
+    return default_registry().known_models(spec)
 
 
 def parse_price(value: Any, where: str) -> Price:

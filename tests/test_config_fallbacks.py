@@ -222,3 +222,22 @@ def test_a_python_built_gateway_accepts_reachable_fallbacks():
     gateway = _python_gateway({"a/m1": ["a/m2", "b/whatever"], "default": ["b/x"]})
     gateway.close()
     _python_gateway(Fallbacks.from_mapping({"a/m2": ["b/y"]})).close()
+
+
+def test_a_python_built_gateway_checks_a_specs_models_as_its_kind_knows_them():
+    # A simulated spec without a models list serves its format's fleet models (the kind
+    # says so), exactly as the same provider in a config's [fallbacks] is checked.
+    from aigw_lab.gateway.reliability import Retry
+    from aigw_lab.providers.base import ProviderSpec
+
+    spec = ProviderSpec(name="a", kind="simulated", options={"format": "openai", "time_scale": 0})
+    Gateway([spec], log=None, middleware=[Retry(fallbacks={"a/sim-nano": ["a/sim-small"]})])
+    with pytest.raises(ConfigError, match="'a/sim-haikuish' is not a known model of provider"):
+        Gateway([spec], log=None, middleware=[Retry(fallbacks={"a/sim-nano": ["a/sim-haikuish"]})])
+    # A fleet provider's name without a format: its home format's models, as it is built.
+    home = ProviderSpec(name="sim-anthropic", kind="simulated", options={"time_scale": 0})
+    chain = {"sim-anthropic/sim-haikuish": ["sim-anthropic/sim-sonnetish"]}
+    Gateway([home], log=None, middleware=[Retry(fallbacks=chain)])
+    with pytest.raises(ConfigError, match="is not a known model of provider 'sim-anthropic'"):
+        chain = {"sim-anthropic/sim-haikuish": ["sim-anthropic/sim-nano"]}
+        Gateway([home], log=None, middleware=[Retry(fallbacks=chain)])

@@ -646,14 +646,16 @@ class Gateway(CallRecording):
         if not fallbacks:
             return
 
-        # Models only where known without building a provider (None: any model name).
+        # Models only where known without building a provider (None: any model name): a
+        # spec's from its kind, as a config's [fallbacks] are checked; a ready-made
+        # provider's (the policies' pseudo-provider among them) from the provider.
         known: dict[str, tuple[str, ...] | None] = {}
         for name in self.provider_names:
             spec = self._specs.get(name)
-            models = spec.models if spec is not None else None
-            if not models and name in self._providers:
-                models = tuple(getattr(self._providers[name], "models", ()) or ())
-            known[name] = models or None
+            if spec is not None:
+                known[name] = default_registry().known_models(spec)
+            else:
+                known[name] = tuple(getattr(self._providers[name], "models", ()) or ()) or None
         for found in fallbacks:
             check_fallback_targets(found, known, default_provider=self._default_provider)
 

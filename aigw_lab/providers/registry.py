@@ -100,6 +100,13 @@ class KindRegistry:
             self._entries[name] = kind
             self._owners = None
 
+    def known_models(self, spec: ProviderSpec) -> tuple[str, ...] | None:
+        """The models the provider of ``spec`` serves, known from the spec alone (its kind
+        says how), or None when it takes any model name: what fallback targets are checked
+        against, in a config and in a gateway built in Python."""
+        kind = self.find(spec.kind)
+        return kind.known_models(spec) if kind is not None else (spec.models or None)
+
     def find(self, name: Any) -> ProviderKind | None:
         """The kind called ``name``, or None; reads the entry points first if ``name`` is
         not registered yet."""

@@ -32,15 +32,16 @@ class SimulatedKind(ProviderKind):
 
     def known_models(self, spec: ProviderSpec) -> tuple[str, ...] | None:
         """``options["models"]``, else the spec's ``models``, else every fleet model whose
-        home format is the spec's ``format``."""
+        home format is the spec's ``format`` (for a fleet provider's name without one, its
+        home format, as `aigw_lab.sim.fleet.build_simulated_provider` builds it)."""
         named = spec.options.get("models") or spec.models
         if isinstance(named, str):
             named = [named]
         if named:
             return tuple(str(m) for m in named)
-        from aigw_lab.sim.catalog import DEFAULT_MODELS
+        from aigw_lab.sim.catalog import DEFAULT_MODELS, SIM_PROVIDERS
 
-        api_format = spec.options.get("format")
+        api_format = spec.options.get("format") or SIM_PROVIDERS.get(spec.name)
         return tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format)
 
     def default_options(self) -> Mapping[str, Any]:
