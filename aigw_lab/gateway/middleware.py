@@ -10,7 +10,16 @@ prices the answer and logs one row, so every attempt (including each retry and f
 row of the call log. A middleware that answers without reaching the attempt (a cache hit)
 logs its own row through `CallContext.gateway`.
 
-A middleware overrides the hooks it needs; the defaults pass straight through.
+Two ways to write a stage:
+
+- `Primitive` (budget, rate limit, caches): sans-IO logic (``admit``, ``observe``,
+  ``settle``, ``withdraw``; see `aigw_lab.gateway.primitive`) that the gateway's drivers run
+  in each call mode (`aigw_lab.gateway._async.drive` and the sync code generated from it).
+  The primitive never sleeps, awaits or closes a stream.
+- `Middleware` with its four hooks, for the stages shaped "around" the rest (retry and
+  fallback, a routing policy that may call several targets); their async hooks are written
+  once and the sync ones generated (see docs/architecture.md). The defaults pass straight
+  through.
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.gateway._async.drive import drive_achat, drive_astream
+from aigw_lab.gateway._sync.drive import drive_chat, drive_stream
+from aigw_lab.gateway.primitive import PROCEED, Outcome, Verdict
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
@@ -26,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CallContext",
     "Middleware",
+    "Primitive",
     "Next",
     "AsyncNext",
     "StreamNext",
@@ -130,6 +143,36 @@ class Middleware:
     def describe(self) -> Mapping[str, Any]:
         """A short description for `Gateway.pipeline`."""
         return {"kind": self.kind, "type": type(self).__name__}
+
+
+class Primitive(Middleware):
+    """Base class of sans-IO primitives: override ``admit`` (and ``settle``, ``observe``,
+    ``withdraw`` as needed); the four hooks are the gateway's drivers, the same for every
+    primitive. ``observes``: whether ``observe`` wants each stream event (off by default,
+    so a stream pays nothing for stages that do not look)."""
+
+    observes: bool = False
+
+    def admit(self, ctx: CallContext, state: Any) -> Verdict:
+        """Decide on ``ctx``: `Proceed`, `Serve`, `Wait` or `Work` (see
+        `aigw_lab.gateway.primitive`). ``state`` is None on the first ask, then the state
+        of the last `Wait` or the result of the last `Work`."""
+        return PROCEED
+
+    def withdraw(self, ctx: CallContext, state: Any) -> None:
+        """The driver stopped waiting (or working) for ``state``: give up what it held."""
+
+    def observe(self, ctx: CallContext, ticket: Any, event: StreamEvent) -> None:
+        """One event of a streamed answer, before it goes on (with ``observes = True``)."""
+
+    def settle(self, ctx: CallContext, ticket: Any, outcome: Outcome) -> None:
+        """The call that proceeded with ``ticket`` ended as ``outcome`` (called once)."""
+
+    # The drivers are the hooks: the same four functions for every primitive.
+    handle = drive_chat  # type: ignore[assignment]
+    ahandle = drive_achat  # type: ignore[assignment]
+    handle_stream = drive_stream  # type: ignore[assignment]
+    ahandle_stream = drive_astream  # type: ignore[assignment]
 
 
 def compose(middleware: list[Middleware], terminal: Any, hook: str) -> Any:

@@ -1,0 +1,91 @@
+"""The only places the gateway's pipeline waits, runs blocking work or closes a stream: one
+class per kind of caller (threads or asyncio), with the same method names.
+
+The pipeline code for asyncio (`aigw_lab.gateway._async`) calls ``AsyncIO``; the sync code
+generated from it (`aigw_lab.gateway._sync`, by ``scripts/unasync.py``) calls ``SyncIO``.
+These two are written by hand because waiting differs in kind, not just in spelling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from typing import Any
+
+from aigw_lab.gateway.primitive import Wait, Work
+
+__all__ = ["SyncIO", "AsyncIO"]
+
+
+class SyncIO:
+    """Waiting and closing on the calling thread."""
+
+    @staticmethod
+    def wait(verdict: Wait) -> None:
+        """Block until ``verdict.seconds`` pass or its ``wake`` future resolves."""
+        if verdict.sleep is not None or verdict.wake is None:
+            if verdict.seconds is None:
+                raise ValueError("a Wait with neither seconds nor wake would never end")
+            (verdict.sleep or time.sleep)(verdict.seconds)
+            return
+        try:
+            verdict.wake.result(timeout=verdict.seconds)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            pass  # the primitive is asked again either way; it knows what changed
+        except Exception:  # noqa: BLE001 - a failed wake is still a wake
+            pass
+
+    @staticmethod
+    def work(verdict: Work) -> Any:
+        return verdict.run()
+
+    @staticmethod
+    def close(stream: Any) -> None:
+        """Close ``stream`` now (a generator: its ``finally`` runs, an attempt logs itself)."""
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+class AsyncIO:
+    """Waiting and closing for asyncio tasks: nothing here blocks the event loop."""
+
+    @staticmethod
+    async def wait(verdict: Wait) -> None:
+        wake = verdict.wake
+        if wake is None:
+            if verdict.seconds is None:
+                raise ValueError("a Wait with neither seconds nor wake would never end")
+            await (verdict.async_sleep or asyncio.sleep)(verdict.seconds)
+            return
+        # Shielded: a cancelled or timed-out wait must not cancel the primitive's future,
+        # which other callers may share (a cache flight).
+        woken = asyncio.shield(asyncio.wrap_future(wake))
+        if verdict.async_sleep is not None and verdict.seconds is not None:
+            sleeper = asyncio.ensure_future(verdict.async_sleep(verdict.seconds))
+            try:
+                await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+            return
+        try:
+            await asyncio.wait_for(woken, verdict.seconds)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this task is being cancelled, not just the primitive's future
+        except Exception:  # noqa: BLE001 - a failed wake is still a wake
+            pass
+
+    @staticmethod
+    async def work(verdict: Work) -> Any:
+        return await asyncio.to_thread(verdict.run)
+
+    @staticmethod
+    async def close(stream: Any) -> None:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
