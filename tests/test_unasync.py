@@ -67,3 +67,10 @@ def test_a_hand_edited_sync_file_fails_the_check(tmp_path, monkeypatch):
     (package / "_sync" / "orphan.py").write_text("")
     module.main([])
     assert module.main(["--check"]) == 1  # an orphan sync file with no original
+
+
+def test_a_module_declares_its_own_renames():
+    source = "# unasync: AsyncExchange=SyncExchange, _aread=_read\nclass AsyncExchange:\n    async def _aread(self): ...\n"
+    out = _load().unasync_text(source, "m.py")
+    assert "class SyncExchange:\n    def _read(self): ..." in out
+    assert "# unasync: SyncExchange=SyncExchange, _read=_read" in out  # the comment is renamed too
