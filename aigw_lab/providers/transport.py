@@ -6,6 +6,9 @@ A provider adapter is two parts kept apart (as in pydantic-ai): a pure `Codec`
 every httpx exception and every error status into `aigw_lab.errors` exactly once. The same
 codec therefore serves a provider's own API and a Cloudflare AI Gateway in front of it; only
 the base URL and headers change.
+
+The exchanges themselves (chat, stream and send, each sync and async) are written once for
+asyncio in `aigw_lab.providers._async.exchange`; the sync ones are generated from it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -26,8 +29,9 @@ from aigw_lab.errors import (
     NetworkError,
     ProviderError,
     ProviderTimeoutError,
-    StreamInterruptedError,
 )
+from aigw_lab.providers._async import exchange as _async_exchange
+from aigw_lab.providers._sync import exchange as _sync_exchange
 from aigw_lab.providers.base import HttpClients
 from aigw_lab.providers.base_provider import BaseProvider
 from aigw_lab.providers.codec import (
@@ -41,15 +45,12 @@ from aigw_lab.providers.codec import (
     get_codec,
     parse_retry_after,
 )
-from aigw_lab.providers.sse import SSEEvent, SSEParser
+from aigw_lab.providers.stream_run import DECODE_ERRORS
 from aigw_lab.types import (
     CacheStatus,
     ChatRequest,
     ChatResponse,
     Latency,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
 )
 
 __all__ = ["HttpProvider", "Codec", "get_codec", "error_for_status", "parse_retry_after"]
@@ -60,10 +61,6 @@ MAX_ERROR_BODY = 2000
 
 
 # --- the HTTP exchange --------------------------------------------------------------------
-
-# What a codec raises on a payload of the wrong shape (WireFormatError and JSON errors are
-# ValueErrors); mapped to MalformedResponseError at this boundary.
-_DECODE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError)
 
 # Headers whose values are credentials, never echoed into errors: any "authorization"
 # (including cf-aig-authorization), "api-key" (x-api-key), "token" or "secret" header, but
@@ -126,136 +123,16 @@ class HttpProvider(BaseProvider):
     def __repr__(self) -> str:
         return f"HttpProvider({self.name!r}, {self.api_format!r}, {self.base_url!r})"
 
-    # -- the Provider protocol ---------------------------------------------------------------
+    # -- the Provider protocol, and other exchanges with the same provider (its batch API) --
+    # One function per call mode, written once for asyncio (`_async/exchange.py`) with the
+    # sync ones generated from it: taken here as methods, so no call pays an extra frame.
 
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        """Send one request and wait for the whole answer."""
-        started = time.perf_counter()
-        client = self._clients.sync()
-        http_request = self._build(client, request, stream=False)
-        sent = time.perf_counter()
-        try:
-            response = client.send(http_request, stream=True)
-            try:
-                headers_at = time.perf_counter()
-                body = response.read()
-            finally:
-                response.close()
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, request) from exc
-        return self._complete(request, response, body, started, sent, headers_at)
-
-    async def achat(self, request: ChatRequest) -> ChatResponse:
-        """Async `chat`."""
-        started = time.perf_counter()
-        client = self._clients.async_()
-        http_request = self._build(client, request, stream=False)
-        sent = time.perf_counter()
-        try:
-            response = await client.send(http_request, stream=True)
-            try:
-                headers_at = time.perf_counter()
-                body = await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, request) from exc
-        return self._complete(request, response, body, started, sent, headers_at)
-
-    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
-        """Yield `TextDelta` events as text arrives, then one `StreamEnd`."""
-        started = time.perf_counter()
-        client = self._clients.sync()
-        http_request = self._build(client, request, stream=True)
-        sent = time.perf_counter()
-        try:
-            response = client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, request) from exc
-        try:
-            run = _StreamRun(self, request, response, started, sent)
-            if run.error_body_expected:
-                try:
-                    body = response.read()
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, request) from exc
-                yield from run.from_whole_body(body)
-                return
-            try:
-                for chunk in response.iter_bytes():
-                    for delta in run.feed(chunk):
-                        run.delivered = True
-                        yield delta
-            except httpx.HTTPError as exc:
-                raise run.interrupted(exc) from exc
-            yield run.end()
-        finally:
-            response.close()
-
-    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Async `stream`."""
-        started = time.perf_counter()
-        client = self._clients.async_()
-        http_request = self._build(client, request, stream=True)
-        sent = time.perf_counter()
-        try:
-            response = await client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, request) from exc
-        try:
-            run = _StreamRun(self, request, response, started, sent)
-            if run.error_body_expected:
-                try:
-                    body = await response.aread()
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, request) from exc
-                for event in run.from_whole_body(body):
-                    yield event
-                return
-            try:
-                async for chunk in response.aiter_bytes():
-                    for delta in run.feed(chunk):
-                        run.delivered = True
-                        yield delta
-            except httpx.HTTPError as exc:
-                raise run.interrupted(exc) from exc
-            yield run.end()
-        finally:
-            await response.aclose()
-
-    # -- other exchanges with the same provider (its batch API) -----------------------------
-
-    def send(
-        self, method: str, url: str, *, on_behalf_of: ChatRequest, **kwargs: Any
-    ) -> httpx.Response:
-        """One authenticated HTTP exchange with this provider besides chat (``url`` absolute
-        or relative to ``base_url``; ``kwargs`` go to httpx), with this provider's headers,
-        timeouts, shared pool and error mapping: an error status or a transport failure
-        raises the `aigw_lab.errors` type a chat call would, naming ``on_behalf_of``'s
-        model, with keys redacted. The URL must lie under ``base_url``, on a path without a
-        query, fragment, ``%`` or dot segment (ids from a resumed job's dict end up in it),
-        else `InvalidRequestError`: this provider's key goes nowhere else."""
-        path = url
-        if url.startswith(("http://", "https://")):
-            if not url.startswith(self.base_url + "/"):
-                raise InvalidRequestError(
-                    f"refusing to send {self.name!r}'s credentials to a URL outside its "
-                    f"base_url {self.base_url!r}",
-                    hint="use a path relative to the provider's base_url",
-                )
-            path = url[len(self.base_url) :]
-        check_url_path(path, provider=self.name)
-        target = self.base_url + path
-        timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
-        try:
-            response = self._clients.sync().request(
-                method, target, headers=self._headers, timeout=timeout, **kwargs
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, on_behalf_of) from exc
-        if response.status_code >= 400:
-            raise self._status_error(on_behalf_of, response, response.content)
-        return response
+    chat = _sync_exchange.chat
+    achat = _async_exchange.achat
+    stream = _sync_exchange.stream
+    astream = _async_exchange.astream
+    send = _sync_exchange.send
+    asend = _async_exchange.asend
 
     def malformed_error(
         self, request: ChatRequest, status: int | None, text: str, exc: Exception
@@ -276,6 +153,20 @@ class HttpProvider(BaseProvider):
         """Nothing to release: the HTTP clients belong to their `HttpClients` owner."""
 
     # -- shared steps ------------------------------------------------------------------------
+
+    def _send_target(self, url: str) -> str:
+        """The absolute URL of a `send` to ``url``, refused unless it lies under base_url."""
+        path = url
+        if url.startswith(("http://", "https://")):
+            if not url.startswith(self.base_url + "/"):
+                raise InvalidRequestError(
+                    f"refusing to send {self.name!r}'s credentials to a URL outside its "
+                    f"base_url {self.base_url!r}",
+                    hint="use a path relative to the provider's base_url",
+                )
+            path = url[len(self.base_url) :]
+        check_url_path(path, provider=self.name)
+        return self.base_url + path
 
     def _build(
         self, client: httpx.Client | httpx.AsyncClient, request: ChatRequest, *, stream: bool
@@ -370,7 +261,7 @@ class HttpProvider(BaseProvider):
             return self.codec.decode(payload, request)
         except UpstreamErrorEvent as event:
             raise self._event_error(request, event, response.text) from None
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             raise self._malformed(request, response.status_code, response.text, exc) from exc
 
     def _response(
@@ -475,130 +366,6 @@ class HttpProvider(BaseProvider):
             return detail
         return ErrorDetail(
             message=self._redact(detail.message), error_class=detail.error_class, code=detail.code
-        )
-
-
-class _StreamRun:
-    """One streamed exchange after its headers arrived: parses bytes, tracks timing and the
-    text so far, and turns the end of the stream (or its breakdown) into the right event."""
-
-    __slots__ = (
-        "provider", "request", "response", "started", "sent", "headers_at", "parser",
-        "decoder", "parts", "delivered", "first_text_at", "error_body_expected",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        provider: HttpProvider,
-        request: ChatRequest,
-        response: httpx.Response,
-        started: float,
-        sent: float,
-    ) -> None:
-        self.provider = provider
-        self.request = request
-        self.response = response
-        self.started = started
-        self.sent = sent
-        self.headers_at = time.perf_counter()
-        self.parser = SSEParser()
-        self.decoder = provider.codec.stream_decoder(request)
-        self.parts: list[str] = []
-        self.delivered = False
-        self.first_text_at: float | None = None
-        content_type = response.headers.get("content-type", "")
-        # An error status, or a JSON body where events were expected (an error envelope, or
-        # a server that ignores "stream"), is read whole rather than parsed as events.
-        self.error_body_expected = response.status_code >= 400 or (
-            "json" in content_type and "event-stream" not in content_type
-        )
-
-    def from_whole_body(self, body: bytes) -> Iterator[StreamEvent]:
-        provider = self.provider
-        if self.response.status_code >= 400:
-            raise provider._status_error(self.request, self.response, body)
-        payload = provider._parse_json(self.request, self.response, body)
-        decoded = provider._decode(self.request, self.response, payload)
-        if decoded.text:
-            self.first_text_at = time.perf_counter()
-            self.delivered = True
-            yield TextDelta(decoded.text)
-        yield StreamEnd(provider._response(self.request, self.response, decoded, self._latency()))
-
-    def feed(self, chunk: bytes) -> Iterator[TextDelta]:
-        """The text deltas a chunk completes; an error event raises after the text that
-        arrived before it was yielded."""
-        if self.decoder.finished:
-            return  # drain what follows the final event so the connection can be reused
-        for event in self.parser.feed(chunk):
-            text = self._decode_event(event)
-            if text:
-                if self.first_text_at is None:
-                    self.first_text_at = time.perf_counter()
-                self.parts.append(text)
-                yield TextDelta(text)
-            if self.decoder.finished:
-                return
-
-    def end(self) -> StreamEnd:
-        if not self.decoder.finished:
-            for event in self.parser.close():
-                text = self._decode_event(event)
-                if text:
-                    # Not yielded: no format puts text in its final event, so an event that
-                    # only completes at EOF means the stream is cut and this is partial text.
-                    self.parts.append(text)
-                if self.decoder.finished:
-                    break
-        if not self.decoder.finished:
-            raise self.interrupted(None)
-        try:
-            decoded = self.decoder.result()
-        except _DECODE_ERRORS as exc:
-            raise self.provider._malformed(
-                self.request, self.response.status_code, "".join(self.parts), exc
-            ) from exc
-        return StreamEnd(
-            self.provider._response(self.request, self.response, decoded, self._latency())
-        )
-
-    def interrupted(self, exc: Exception | None) -> StreamInterruptedError:
-        cause = "the connection broke" if exc is not None else "the stream ended"
-        if isinstance(exc, httpx.TimeoutException):
-            cause = "no data arrived within the timeout"
-        delivered = "after text was delivered" if self.delivered else "before any text"
-        return StreamInterruptedError(
-            f"{cause} before the final event, {delivered}; the answer may be cut short (retryable)",
-            partial_text="".join(self.parts),
-            text_delivered=self.delivered,
-            provider=self.provider.name,
-            model=self.request.model,
-            status=self.response.status_code,
-            hint="retry the request; if it keeps happening, check proxies between you and the "
-            "provider",
-        )
-
-    def _decode_event(self, event: SSEEvent) -> str:
-        try:
-            return self.decoder.feed(event)
-        except UpstreamErrorEvent as error:
-            raise self.provider._event_error(self.request, error, event.data) from None
-        except _DECODE_ERRORS as exc:
-            raise self.provider._malformed(
-                self.request, self.response.status_code, event.data, exc
-            ) from exc
-
-    def _latency(self) -> Latency:
-        # The caller's time between events counts in both total and upstream (the exchange
-        # is open meanwhile), so the overhead, total minus upstream, stays the gateway's own.
-        now = time.perf_counter()
-        total = (now - self.started) * 1000.0
-        first = self.first_text_at
-        return Latency(  # positional, as in `HttpProvider._complete`
-            total_ms=total,
-            ttfb_ms=(self.headers_at - self.sent) * 1000.0,  # ttfb_ms
-            ttft_ms=(first - self.started) * 1000.0 if first is not None else total,  # ttft_ms
-            upstream_ms=(now - self.sent) * 1000.0,  # upstream_ms
         )
 
 
