@@ -18,12 +18,12 @@ experiment. See docs/scorers.md for the prompts and the judges' known biases.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigw_lab.errors import AigwError, ConfigError
+from aigw_lab.scorers._async import judging as _async_judging
+from aigw_lab.scorers._sync import judging as _sync_judging
 from aigw_lab.scorers.base import Score, Scorer
 from aigw_lab.scorers.judge_prompts import (
     pairwise_prompt,
@@ -118,85 +118,12 @@ class JudgeScorer(Scorer):
 
     # --- scoring ---------------------------------------------------------------------
 
-    def score(self, item: DatasetItem, response: ChatResponse) -> Score:
-        """Grade with blocking calls (`Gateway.chat`), for notebooks and scripts;
-        experiments call `ascore`."""
-        if self.mode == "pairwise":
-            baseline = self._baseline_answer(item)
-            if inspect.isawaitable(baseline):
-                _close(baseline)
-                raise ConfigError(
-                    "the pairwise judge's baseline function is async",
-                    hint="call `await judge.ascore(item, response)`",
-                )
-            return self.compare(item, response.text, baseline, judged_call_id=response.call_id)
-        system, user = self._single_prompt(item, response)
-        try:
-            asked = self._ask(system, user, item, response.call_id)
-        except AigwError as exc:
-            return self._failed(exc)
-        return self._graded(*asked)
-
-    async def ascore(self, item: DatasetItem, response: ChatResponse) -> Score:
-        if self.mode == "pairwise":
-            baseline = self._baseline_answer(item)
-            if inspect.isawaitable(baseline):
-                baseline = await baseline
-            return await self.acompare(
-                item, response.text, baseline, judged_call_id=response.call_id
-            )
-        system, user = self._single_prompt(item, response)
-        try:
-            asked = await self._aask(system, user, item, response.call_id)
-        except AigwError as exc:
-            return self._failed(exc)
-        return self._graded(*asked)
-
-    def compare(
-        self,
-        item: DatasetItem,
-        answer: str,
-        baseline: str | None,
-        *,
-        judged_call_id: str | None = None,
-    ) -> Score:
-        """`acompare` with blocking calls."""
-        if (done := self._settled(item, answer, baseline)) is not None:
-            return done
-        assert baseline is not None
-        first, swapped = self._pair_prompts(item, answer, baseline)
-        try:
-            asked_1 = self._ask(*first, item, judged_call_id, order="answer_first")
-            asked_2 = self._ask(*swapped, item, judged_call_id, order="baseline_first")
-        except AigwError as exc:
-            return self._failed(exc)
-        return self._compared(asked_1, asked_2)
-
-    async def acompare(
-        self,
-        item: DatasetItem,
-        answer: str,
-        baseline: str | None,
-        *,
-        judged_call_id: str | None = None,
-    ) -> Score:
-        """Compare ``answer`` with ``baseline`` on ``item``: two judge calls, the answers in
-        both orders, run concurrently. Value 1.0 (win: preferred in both orders), 0.0
-        (loss: the baseline preferred in both), 0.5 (tie: a tie, or the two orders
-        disagree, which is position bias at work). Identical answers tie without a call;
-        no baseline answer scores None."""
-        if (done := self._settled(item, answer, baseline)) is not None:
-            return done
-        assert baseline is not None
-        first, swapped = self._pair_prompts(item, answer, baseline)
-        try:
-            asked_1, asked_2 = await asyncio.gather(
-                self._aask(*first, item, judged_call_id, order="answer_first"),
-                self._aask(*swapped, item, judged_call_id, order="baseline_first"),
-            )
-        except AigwError as exc:
-            return self._failed(exc)
-        return self._compared(asked_1, asked_2)
+    # Written once for asyncio (`scorers/_async/judging.py`), the blocking twins generated
+    # from it; taken as methods (their first parameter is the judge).
+    score = _sync_judging.score
+    ascore = _async_judging.ascore
+    compare = _sync_judging.compare
+    acompare = _async_judging.acompare
 
     # --- prompts and verdicts --------------------------------------------------------
 
@@ -331,63 +258,13 @@ class JudgeScorer(Scorer):
             "metadata": {JUDGE_METADATA_KEY: link},
         }
 
-    def _ask(
-        self,
-        system: str,
-        user: str,
-        item: DatasetItem,
-        judged_call_id: str | None,
-        *,
-        order: str | None = None,
-    ) -> _Asked:
-        """Send one judge prompt; return the reply, its trace id (when the gateway logs) and
-        the logical call's cost, retries included."""
-        reply = self.gateway.chat(
-            self.model, **self._request(system, user, item, judged_call_id, order)
-        )
-        return self._traced(reply, _trace_cost(self.gateway.log, reply))
-
-    async def _aask(
-        self,
-        system: str,
-        user: str,
-        item: DatasetItem,
-        judged_call_id: str | None,
-        *,
-        order: str | None = None,
-    ) -> _Asked:
-        request = self._request(system, user, item, judged_call_id, order)
-        reply = await self.gateway.achat(self.model, **request)
-        if _single_attempt(reply):
-            return self._traced(reply, reply.cost_usd)
-        # A query flushes the log first, which waits on the writer thread: off the loop.
-        cost = await asyncio.to_thread(_trace_cost, self.gateway.log, reply)
-        return self._traced(reply, cost)
+    _ask = _sync_judging.ask
+    _aask = _async_judging.aask
 
     def _traced(self, reply: ChatResponse, cost: float | None) -> _Asked:
         # A trace id links the judge's logged rows: none without a log.
         trace_id = reply.trace_id if self.gateway.log is not None else None
         return reply, trace_id, cost
-
-
-def _close(awaitable: Any) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()  # a coroutine never awaited would warn
-
-
-def _single_attempt(reply: ChatResponse) -> bool:
-    """Whether ``reply``'s logical call had no earlier attempt (retry or fallback) to add."""
-    return reply.attempts <= 1
-
-
-def _trace_cost(log: CallLog | None, reply: ChatResponse) -> float | None:
-    """The cost of ``reply``'s logical call: its own cost when it was the first attempt,
-    else the sum over its trace's logged rows (failed attempts may cost too)."""
-    if _single_attempt(reply) or log is None or reply.trace_id is None:
-        return reply.cost_usd
-    rows = log.execute("SELECT sum(cost_usd) FROM calls WHERE trace_id = ?", [reply.trace_id])
-    return rows[0][0] if rows and rows[0][0] is not None else reply.cost_usd
 
 
 class PairwiseJudge(JudgeScorer):
