@@ -21,12 +21,13 @@ flush) before counting it done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aigw_lab.errors import AigwError, BudgetExceededError
 from aigw_lab.experiments.estimate import DEFAULT_OUTPUT_TOKENS, CostEstimate, estimate_units
@@ -60,37 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["arun_experiment", "run_experiment"]
 
 ProgressCallback = Callable[[ProgressSnapshot], Any]
-
-
-def run_experiment(
-    gateway: Gateway,
-    experiment: Experiment,
-    *,
-    progress: bool = True,
-    resume: bool = True,
-    force: bool = False,
-    on_progress: ProgressCallback | None = None,
-    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-) -> ExperimentResult:
-    """Run ``experiment`` through ``gateway`` and return its result (see `arun_experiment`).
-
-    Works in scripts and in notebooks: when an event loop is already running in this thread
-    (Jupyter), the run gets its own loop in a helper thread and this call blocks until it ends.
-    """
-    coroutine = arun_experiment(
-        gateway,
-        experiment,
-        progress=progress,
-        resume=resume,
-        force=force,
-        on_progress=on_progress,
-        output_tokens=output_tokens,
-    )
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    return _run_in_thread(coroutine)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 async def arun_experiment(
@@ -131,6 +103,43 @@ async def arun_experiment(
         )
     runner = _Runner(gateway, log, experiment, output_tokens=output_tokens)
     return await runner.run(progress=progress, resume=resume, force=force, on_progress=on_progress)
+
+
+def _blocking(run: Callable[P, Coroutine[Any, Any, R]], *, name: str, doc: str) -> Callable[P, R]:
+    """A blocking function named ``name`` that runs the coroutine function ``run`` to its
+    end and returns its result, taking exactly ``run``'s parameters (one signature, stated
+    once: `inspect.signature` and type checkers read ``run``'s).
+
+    It works in scripts and in notebooks: with no event loop running in the calling thread,
+    on a new loop there; when one is running (Jupyter), on its own loop in a helper thread,
+    this call blocking until it ends (a Ctrl-C cancels it, see `_run_in_thread`)."""
+
+    @functools.wraps(run)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        coroutine = run(*args, **kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coroutine)
+        return _run_in_thread(coroutine)  # type: ignore[no-any-return]
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = doc
+    return call
+
+
+# The blocking entry point takes arun_experiment's parameters by construction, rather than a
+# second copy of its signature (and a call repeating every keyword) to keep in step.
+run_experiment = _blocking(
+    arun_experiment,
+    name="run_experiment",
+    doc="""Run ``experiment`` through ``gateway`` and return its result (see
+    `arun_experiment`, whose parameters it takes).
+
+    Works in scripts and in notebooks: when an event loop is already running in this thread
+    (Jupyter), the run gets its own loop in a helper thread and this call blocks until it
+    ends.""",
+)
 
 
 class _Runner:
