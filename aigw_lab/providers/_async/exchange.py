@@ -9,7 +9,7 @@ error and error status into `aigw_lab.errors` are the provider's shared steps, c
 alike from both, so errors are still mapped in one place.
 """
 
-# unasync: async_=sync, aread=read, aiter_bytes=iter_bytes, asend=send
+# unasync: async_=sync, aread=read, aiter_bytes=iter_bytes, asend=send, AsyncClient=Client
 
 from __future__ import annotations
 
@@ -28,12 +28,20 @@ if TYPE_CHECKING:
 __all__ = ["achat", "astream", "asend"]
 
 
-async def achat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
-    """Send one request and wait for the whole answer."""
+def _prepare(
+    provider: HttpProvider, request: ChatRequest, *, stream: bool
+) -> tuple[float, httpx.AsyncClient, httpx.Request, float]:
+    """When the call started, the shared client of this mode, the request built for it, and
+    when it was ready to send (the gateway's own time before the exchange)."""
     started = time.perf_counter()
     client = provider._clients.async_()
-    http_request = provider._build(client, request, stream=False)
-    sent = time.perf_counter()
+    http_request = provider._build(client, request, stream=stream)
+    return started, client, http_request, time.perf_counter()
+
+
+async def achat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
+    """Send one request and wait for the whole answer."""
+    started, client, http_request, sent = _prepare(provider, request, stream=False)
     try:
         response = await client.send(http_request, stream=True)
         try:
@@ -49,10 +57,7 @@ async def achat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
 async def astream(provider: HttpProvider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
     """Yield `TextDelta` events as text arrives, then one `StreamEnd`. Closing the stream
     early closes the HTTP response (its connection goes back to the pool)."""
-    started = time.perf_counter()
-    client = provider._clients.async_()
-    http_request = provider._build(client, request, stream=True)
-    sent = time.perf_counter()
+    started, client, http_request, sent = _prepare(provider, request, stream=True)
     try:
         response = await client.send(http_request, stream=True)
     except httpx.HTTPError as exc:

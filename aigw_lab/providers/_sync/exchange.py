@@ -11,7 +11,7 @@ error and error status into `aigw_lab.errors` are the provider's shared steps, c
 alike from both, so errors are still mapped in one place.
 """
 
-# unasync: sync=sync, read=read, iter_bytes=iter_bytes, send=send
+# unasync: sync=sync, read=read, iter_bytes=iter_bytes, send=send, Client=Client
 
 from __future__ import annotations
 
@@ -30,12 +30,20 @@ if TYPE_CHECKING:
 __all__ = ["chat", "stream", "send"]
 
 
-def chat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
-    """Send one request and wait for the whole answer."""
+def _prepare(
+    provider: HttpProvider, request: ChatRequest, *, stream: bool
+) -> tuple[float, httpx.Client, httpx.Request, float]:
+    """When the call started, the shared client of this mode, the request built for it, and
+    when it was ready to send (the gateway's own time before the exchange)."""
     started = time.perf_counter()
     client = provider._clients.sync()
-    http_request = provider._build(client, request, stream=False)
-    sent = time.perf_counter()
+    http_request = provider._build(client, request, stream=stream)
+    return started, client, http_request, time.perf_counter()
+
+
+def chat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
+    """Send one request and wait for the whole answer."""
+    started, client, http_request, sent = _prepare(provider, request, stream=False)
     try:
         response = client.send(http_request, stream=True)
         try:
@@ -51,10 +59,7 @@ def chat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
 def stream(provider: HttpProvider, request: ChatRequest) -> Iterator[StreamEvent]:
     """Yield `TextDelta` events as text arrives, then one `StreamEnd`. Closing the stream
     early closes the HTTP response (its connection goes back to the pool)."""
-    started = time.perf_counter()
-    client = provider._clients.sync()
-    http_request = provider._build(client, request, stream=True)
-    sent = time.perf_counter()
+    started, client, http_request, sent = _prepare(provider, request, stream=True)
     try:
         response = client.send(http_request, stream=True)
     except httpx.HTTPError as exc:
