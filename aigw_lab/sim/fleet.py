@@ -58,7 +58,8 @@ from aigw_lab.sim.catalog import (
     token_pieces,
 )
 from aigw_lab.sim.judge import judge_reply
-from aigw_lab.sim.wire import SimCall, SimulatedTransport
+from aigw_lab.sim.transport import SimulatedTransport
+from aigw_lab.sim.wire import SimCall
 
 __all__ = [
     "SimulatedFleet",

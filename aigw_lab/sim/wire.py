@@ -1,9 +1,10 @@
-"""The server side of the simulated fleet's wire formats, and the in-process transport.
+"""The server side of the simulated fleet's wire formats.
 
 `respond` turns one HTTP request (method, path, body) into a `WireReply`: status, headers,
 and either a body or a list of paced stream events, each with the (unscaled) delay before
-it. `SimulatedTransport` (in-process, for httpx) and `aigw_lab.sim_server` (real HTTP) both
-play a `WireReply` out, so the bytes a client sees are the same either way.
+it. `aigw_lab.sim.transport.SimulatedTransport` (in-process, for httpx) and
+`aigw_lab.sim_server` (real HTTP) both play a `WireReply` out, so the bytes a client sees
+are the same either way.
 
 Formats served (bodies follow the providers' public API references):
 
@@ -24,17 +25,15 @@ Routing goes by the end of the path, so any base URL prefix works.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import httpx
-
 if TYPE_CHECKING:
     from aigw_lab.sim.fleet import SimPlan, SimulatedFleet
 
-__all__ = ["SimCall", "WireReply", "SimulatedTransport", "respond", "route", "SIMULATED_HEADER"]
+__all__ = ["SimCall", "WireReply", "respond", "route", "SIMULATED_HEADER"]
 
 #: Header on every response of the fleet; the fleet never passes for a real provider.
 SIMULATED_HEADER = ("x-aigw-simulated", "true")
@@ -528,90 +527,3 @@ def _fault_reply(call: SimCall, plan: SimPlan) -> WireReply:
     reply = _error(call.api_format, fault, message, plan=plan, status=status, extra_headers=extra)
     reply.delay_s = plan.ttft_s * _TTFB_SHARE
     return reply
-
-
-# --- in-process transport -------------------------------------------------------------------
-
-
-class _PacedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """Stream events played out with the fleet's (scaled) delays between them."""
-
-    def __init__(self, events: list[tuple[float, bytes]], fleet: SimulatedFleet) -> None:
-        self._events = events
-        self._fleet = fleet
-
-    def __iter__(self) -> Iterator[bytes]:
-        for delay, chunk in self._events:
-            seconds = self._fleet.scaled(delay)
-            if seconds > 0:
-                self._fleet.sleep(seconds)
-            yield chunk
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for delay, chunk in self._events:
-            seconds = self._fleet.scaled(delay)
-            if seconds > 0:
-                await self._fleet.async_sleep(seconds)
-            yield chunk
-
-
-class SimulatedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """An httpx transport answering every request from a `SimulatedFleet`, in-process.
-
-    Works for both ``httpx.Client(transport=...)`` and ``httpx.AsyncClient(transport=...)``.
-    Streams arrive event by event with the simulated delays; a timeout fault waits for the
-    request's read timeout (scaled) and raises `httpx.ReadTimeout`, as a real hang would.
-    """
-
-    def __init__(self, fleet: SimulatedFleet) -> None:
-        self.fleet = fleet
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        reply = respond(self.fleet, request.method, request.url.path, request.read())
-        fleet = self.fleet
-        if reply.hang:
-            seconds = fleet.scaled(_read_timeout(request, fleet.hang_s))
-            if seconds > 0:
-                fleet.sleep(seconds)
-            raise _timeout(request)
-        seconds = fleet.scaled(reply.delay_s)
-        if seconds > 0:
-            fleet.sleep(seconds)
-        return _response(reply, request, fleet)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        reply = respond(self.fleet, request.method, request.url.path, body)
-        fleet = self.fleet
-        if reply.hang:
-            seconds = fleet.scaled(_read_timeout(request, fleet.hang_s))
-            if seconds > 0:
-                await fleet.async_sleep(seconds)
-            raise _timeout(request)
-        seconds = fleet.scaled(reply.delay_s)
-        if seconds > 0:
-            await fleet.async_sleep(seconds)
-        return _response(reply, request, fleet)
-
-
-def _read_timeout(request: httpx.Request, default: float) -> float:
-    timeout = request.extensions.get("timeout") or {}
-    read = timeout.get("read")
-    return default if read is None else float(read)
-
-
-def _timeout(request: httpx.Request) -> httpx.ReadTimeout:
-    return httpx.ReadTimeout("simulated timeout: the fleet did not answer", request=request)
-
-
-def _response(reply: WireReply, request: httpx.Request, fleet: SimulatedFleet) -> httpx.Response:
-    if reply.events is None:
-        return httpx.Response(
-            reply.status, headers=reply.headers, content=reply.body, request=request
-        )
-    return httpx.Response(
-        reply.status,
-        headers=reply.headers,
-        stream=_PacedStream(reply.events, fleet),
-        request=request,
-    )
