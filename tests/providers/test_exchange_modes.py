@@ -364,3 +364,18 @@ async def test_send_in_both_modes_authenticates_and_maps_errors(
     refused = make_provider(adapter, _closed_port_url(), both_clients)
     with pytest.raises(errors.NetworkError):
         await _send(refused, mode, "GET", "/batches/batch_1", on_behalf_of=stand_in)
+
+
+def test_the_exchanges_are_the_generated_functions():
+    # A hand-written method shadowing one of them would escape the unasync check.
+    from aigw_lab.providers._async import exchange as awaited
+    from aigw_lab.providers._sync import exchange as blocking
+    from aigw_lab.sim.fleet import SimulatedProvider
+
+    for cls in (HttpProvider, SimulatedProvider):
+        assert (cls.chat, cls.stream, cls.send) == (blocking.chat, blocking.stream, blocking.send)
+        assert (cls.achat, cls.astream, cls.asend) == (
+            awaited.achat,
+            awaited.astream,
+            awaited.asend,
+        )

@@ -135,3 +135,21 @@ def test_the_two_pairwise_calls_run_concurrently_only_when_awaited(tmp_path):
         both_in.clear()
         assert asyncio.run(judge.acompare(item, "GOOD", "BAD")).label == "tie"
         assert seen == [True, True]  # together: each saw the other start
+
+
+def test_the_judges_scoring_is_the_generated_functions():
+    # A hand-written method shadowing one of them would escape the unasync check.
+    from aigw_lab.scorers._async import judging as awaited
+    from aigw_lab.scorers._sync import judging as blocking
+
+    for cls in (JudgeScorer, PairwiseJudge):
+        assert (cls.score, cls.compare, cls._ask) == (
+            blocking.score,
+            blocking.compare,
+            blocking.ask,
+        )
+        assert (cls.ascore, cls.acompare, cls._aask) == (
+            awaited.ascore,
+            awaited.acompare,
+            awaited.aask,
+        )

@@ -78,3 +78,17 @@ async def test_a_hang_waits_the_read_timeout_or_hang_s_then_times_out_in_both_mo
     with pytest.raises(httpx.ReadTimeout):
         await _post(fleet, mode, chat_body("sim-small", "hi"), timeout=None)
     assert _waits(mode, blocking, awaited) == [42.0]
+
+
+def test_the_transport_waits_through_the_generated_functions():
+    # A hand-written method shadowing one of them would escape the unasync check.
+    from aigw_lab.sim._async import transport as awaited
+    from aigw_lab.sim._sync import transport as blocking
+    from aigw_lab.sim.transport import PacedStream, SimulatedTransport
+
+    assert SimulatedTransport.handle_request is blocking.handle_request
+    assert SimulatedTransport.handle_async_request is awaited.handle_async_request
+    assert (PacedStream.__iter__, PacedStream.__aiter__) == (
+        blocking.iter_paced,
+        awaited.aiter_paced,
+    )
