@@ -132,7 +132,6 @@ class AnthropicCodec:
                 tool_calls.append(
                     _tool_call(block["id"], block["name"], json.dumps(block.get("input") or {}))
                 )
-        # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
             text="".join(texts),
             finish_reason=_finish(payload.get("stop_reason")),
@@ -246,7 +245,7 @@ def anthropic_usage(usage: Any) -> Usage:
     uncached = usage_int(usage.get("input_tokens"))
     cache_read = usage_int(usage.get("cache_read_input_tokens"))
     cache_write = usage_int(usage.get("cache_creation_input_tokens"))
-    return Usage(  # positional, as in `AnthropicCodec.decode`
+    return Usage(
         input_tokens=uncached + cache_read + cache_write,  # input_tokens
         output_tokens=usage_int(usage.get("output_tokens")),  # output_tokens
         cache_read_tokens=cache_read,

@@ -129,7 +129,6 @@ class OpenAICodec:
         if not text and refusal:
             text, finish = str(refusal), "content_filter"
         tool_calls = message.get("tool_calls")
-        # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
             text=text,
             finish_reason=finish,
@@ -248,7 +247,7 @@ def openai_usage(usage: Any) -> Usage:
         return UNKNOWN_USAGE  # not reported: priced as unknown, never as 0 tokens
     prompt_details = usage.get("prompt_tokens_details") or _EMPTY
     completion_details = usage.get("completion_tokens_details") or _EMPTY
-    return Usage(  # positional, as in `OpenAICodec.decode`
+    return Usage(
         input_tokens=usage_int(usage.get("prompt_tokens")),  # input_tokens
         output_tokens=usage_int(usage.get("completion_tokens")),  # output_tokens
         cache_read_tokens=usage_int(prompt_details.get("cached_tokens")),  # cache_read_tokens

@@ -246,8 +246,6 @@ class HttpProvider(BaseProvider):
         payload = self._parse_json(request, response, body)
         decoded = self._decode(request, response, payload)
         total = (time.perf_counter() - started) * 1000.0
-        # Positional (total, ttfb, ttft, upstream): cheaper than keywords for a frozen
-        # dataclass, as is `_response`'s ChatResponse; both run on every call.
         latency = Latency(
             total_ms=total,
             ttfb_ms=(headers_at - sent) * 1000.0,

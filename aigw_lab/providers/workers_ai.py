@@ -93,7 +93,6 @@ class WorkersAICodec:
         if "response" not in result and tool_calls is None:
             raise WireFormatError("the result has neither 'response' nor 'tool_calls'")
         usage = openai_usage(result.get("usage"))
-        # Positional: a frozen dataclass is cheaper to build so, and this runs per call.
         return Decoded(
             text=_response_text(result.get("response")),
             finish_reason=_finish(result.get("finish_reason"), tool_calls, usage, request),
