@@ -21,8 +21,9 @@ call whose estimate does not fit what a budget has left is refused with
 `BudgetExceededError`, and nothing is sent. When the call ends, the reservation is replaced
 by the call's actual cost (``response.cost_usd``; a cache hit costs 0), or by its estimate
 when the cost is unknown (the provider reported no usage: never 0), or released if the
-call failed. Reservations are taken under one lock, so concurrent calls (threads or asyncio
-tasks) cannot jointly overshoot a limit by their estimates.
+call failed. Each reservation is one atomic operation of the budget's store
+(`aigw_lab.gateway.budget_store`; in memory, under one lock), so concurrent calls (threads
+or asyncio tasks) cannot jointly overshoot a limit by their estimates.
 
 Calendar periods (``"day"``, ``"month"``) start at midnight UTC; ``"total"`` never resets;
 a number is a rolling window of that many seconds. See ``docs/budgets.md``.
