@@ -416,3 +416,54 @@ def test_a_call_failing_before_any_answer_counts_nothing(log, clock, mode):
         run(gw, mode, max_tokens=250)
     held = state(budget, "gateway/day")
     assert (held["spent_usd"], held["reserved_usd"], held["in_flight"]) == (0.0, 0.0, 0)
+
+
+def test_async_calls_racing_to_seed_one_account_all_reserve_on_the_winner(log, clock):
+    spent_rows(log, 0.5)
+    slow = SlowQueries(log)
+    budget = Budget([Limit("tenant", 10.0, "day")], log=slow, clock=clock)
+    callers = 6
+    mock = MockProvider("mock", models=("m1",)).enqueue(*(answer(100) for _ in range(callers)))
+
+    async def go(gw):
+        calls = [
+            asyncio.ensure_future(gw.achat("mock/m1", "hi", tenant="acme", max_tokens=250))
+            for _ in range(callers)
+        ]
+        # Every call is admitted up to its seeding work before any query may finish.
+        while len(slow.threads) < callers:
+            await asyncio.sleep(0.001)
+        slow.release.set()
+        return await asyncio.gather(*calls)
+
+    with Gateway([mock], log=log, prices={"mock/m1": OUTPUT_ONLY}, middleware=[budget]) as gw:
+        responses = asyncio.run(go(gw))
+    held = state(budget, "tenant:acme/day")
+    # One account won; no call's reservation or cost went to an account that lost.
+    assert (held["reserved_usd"], held["in_flight"]) == (0.0, 0)
+    assert held["spent_usd"] == pytest.approx(0.5 + sum(r.cost_usd for r in responses))
+
+
+def test_an_async_call_cancelled_while_seeding_holds_nothing(log, clock):
+    spent_rows(log, 0.5)
+    slow = SlowQueries(log)
+    budget = Budget([Limit("tenant", 1.0, "day")], log=slow, clock=clock)
+    mock = MockProvider("mock", models=("m1",)).enqueue(answer(100))
+
+    async def go(gw):
+        call = asyncio.ensure_future(gw.achat("mock/m1", "hi", tenant="acme", max_tokens=250))
+        while not slow.started.is_set():
+            await asyncio.sleep(0.001)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        slow.release.set()  # the abandoned query ends; what it built is dropped
+        return await gw.achat("mock/m1", "hi", tenant="acme", max_tokens=250)
+
+    with Gateway([mock], log=log, prices={"mock/m1": OUTPUT_ONLY}, middleware=[budget]) as gw:
+        response = asyncio.run(go(gw))
+        rows = gw.query("SELECT status FROM calls WHERE call_id NOT LIKE 'seed%'")
+    held = state(budget, "tenant:acme/day")
+    assert (held["reserved_usd"], held["in_flight"]) == (0.0, 0)
+    assert held["spent_usd"] == pytest.approx(0.5 + response.cost_usd)
+    assert len(mock.requests) == 1 and rows["status"].tolist().count("ok") == 1
