@@ -147,6 +147,13 @@ class Budget(Primitive):
                 f"budget log must be a CallLog, 'gateway' or None, got {log!r}",
                 hint="pass the CallLog the gateway writes to",
             )
+        operations = ("missing", "open", "reserve", "settle", "snapshot")
+        if store is not None and not all(callable(getattr(store, op, None)) for op in operations):
+            raise ConfigError(
+                f"budget store must be a BudgetStore, got {store!r}",
+                hint="pass a MemoryBudgetStore (aigw_lab.gateway.budget_store) or an object "
+                f"with the BudgetStore methods {', '.join(operations)}",
+            )
         self.limits: tuple[Limit, ...] = tuple(built)
         self.default_output_tokens = default_output_tokens
         self.unknown_price = unknown_price

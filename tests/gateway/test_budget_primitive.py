@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aigw_lab import Gateway, Price
-from aigw_lab.errors import BudgetExceededError, ProviderServerError
+from aigw_lab.errors import BudgetExceededError, ConfigError, ProviderServerError
 from aigw_lab.gateway.budget import Budget, Limit
 from aigw_lab.gateway.budget_limits import _Account
 from aigw_lab.gateway.budget_store import MemoryBudgetStore, Refused
@@ -231,6 +231,12 @@ def test_memory_store_open_keeps_the_first_account(clock):
     assert store.missing([(0, None)]) == []
     store.reserve([(0, None)], 0.5, clock())
     assert (first.reserved, later.reserved) == (0.5, 0.0)
+
+
+def test_a_store_without_the_store_operations_is_a_config_error():
+    with pytest.raises(ConfigError, match="BudgetStore") as raised:
+        Budget([Limit("gateway", 1.0)], store={"accounts": {}})
+    assert "MemoryBudgetStore" in raised.value.hint
 
 
 class CountingStore(MemoryBudgetStore):
