@@ -473,3 +473,31 @@ def test_an_async_call_cancelled_while_seeding_holds_nothing(log, clock):
     assert (held["reserved_usd"], held["in_flight"]) == (0.0, 0)
     assert held["spent_usd"] == pytest.approx(0.5 + response.cost_usd)
     assert len(mock.requests) == 1 and rows["status"].tolist().count("ok") == 1
+
+
+def test_threads_racing_to_seed_one_account_all_reserve_on_the_winner(log, clock):
+    spent_rows(log, 0.5)
+    slow = SlowQueries(log)
+    budget = Budget([Limit("tenant", 10.0, "day")], log=slow, clock=clock)
+    callers = 4
+    mock = MockProvider("mock", models=("m1",)).enqueue(*(answer(100) for _ in range(callers)))
+    costs = []
+
+    def call(gw):
+        costs.append(gw.chat("mock/m1", "hi", tenant="acme", max_tokens=250).cost_usd)
+
+    with Gateway([mock], log=log, prices={"mock/m1": OUTPUT_ONLY}, middleware=[budget]) as gw:
+        threads = [threading.Thread(target=call, args=(gw,)) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        for _ in range(1000):  # every thread is in its seeding query before any may finish
+            if len(slow.threads) == callers:
+                break
+            threading.Event().wait(0.01)
+        slow.release.set()
+        for t in threads:
+            t.join(10)
+    assert len(set(slow.threads)) == callers and len(costs) == callers
+    held = state(budget, "tenant:acme/day")
+    assert (held["reserved_usd"], held["in_flight"]) == (0.0, 0)
+    assert held["spent_usd"] == pytest.approx(0.5 + sum(costs))
