@@ -21,8 +21,9 @@ call whose estimate does not fit what a budget has left is refused with
 `BudgetExceededError`, and nothing is sent. When the call ends, the reservation is replaced
 by the call's actual cost (``response.cost_usd``; a cache hit costs 0), or by its estimate
 when the cost is unknown (the provider reported no usage: never 0), or released if the
-call failed. Reservations are taken under one lock, so concurrent calls (threads or asyncio
-tasks) cannot jointly overshoot a limit by their estimates.
+call failed. Each reservation is one atomic operation of the budget's store
+(`aigw_lab.gateway.budget_store`; in memory, under one lock), so concurrent calls (threads
+or asyncio tasks) cannot jointly overshoot a limit by their estimates.
 
 Calendar periods (``"day"``, ``"month"``) start at midnight UTC; ``"total"`` never resets;
 a number is a rolling window of that many seconds. See ``docs/budgets.md``.
@@ -30,19 +31,17 @@ a number is a rolling window of that many seconds. See ``docs/budgets.md``.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import BudgetExceededError, ConfigError
 from aigw_lab.gateway.budget_limits import (  # split out for size
     _CONFIG_KEYS,
     _REQUEST_FIELDS,
-    _SLACK_USD,
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
@@ -52,24 +51,17 @@ from aigw_lab.gateway.budget_limits import (  # split out for size
     _Account,
     _attach,
     _refusal,
-    _Reservation,
-    _row,
     _seed,
     charged_usd,
     estimate_cost,
     estimate_input_tokens,
 )
-from aigw_lab.gateway.middleware import (
-    AsyncNext,
-    AsyncStreamNext,
-    CallContext,
-    Middleware,
-    Next,
-    StreamNext,
-)
+from aigw_lab.gateway.budget_store import BudgetKey, BudgetStore, MemoryBudgetStore, Refused
+from aigw_lab.gateway.middleware import CallContext, Primitive
+from aigw_lab.gateway.primitive import PROCEED, Outcome, Proceed, Verdict, Work
 from aigw_lab.pricing import UnknownPriceWarning
 from aigw_lab.tokens import TokenCounter
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent
+from aigw_lab.types import ChatRequest
 
 if TYPE_CHECKING:
     from aigw_lab.store import CallLog
@@ -86,8 +78,8 @@ __all__ = [
 ]
 
 
-class Budget(Middleware):
-    """Spending limits for a gateway (kind ``"budget"``, the outermost middleware).
+class Budget(Primitive):
+    """Spending limits for a gateway (kind ``"budget"``, the outermost stage).
 
     ``limits``: `Limit` objects or mappings in the shape of `Limit.from_mapping`. ``log``: a
     `CallLog` whose ``calls`` table seeds each budget's spend so far in its current period
@@ -101,6 +93,14 @@ class Budget(Middleware):
     encoding is cached on disk, the 4-characters-a-token estimate otherwise; see
     `aigw_lab.tokens`) or ``"estimate"`` (always the estimate). ``clock``: wall-clock
     seconds since the epoch (calendar periods need wall time), injectable for tests.
+    ``store``: where the accounts and reservations live (a `BudgetStore` serving this
+    budget alone; default a new `MemoryBudgetStore`, this process's memory).
+
+    A sans-IO primitive (`aigw_lab.gateway.middleware.Primitive`): ``admit`` estimates the
+    call, opens the accounts it counts against (asking the driver to run the log query that
+    seeds them as `Work`, off the event loop in async modes) and reserves the estimate or
+    raises the refusal; ``settle`` charges what the call cost (`charged_usd`). The gateway's
+    drivers do the rest in each call mode.
     """
 
     kind = "budget"
@@ -114,6 +114,7 @@ class Budget(Middleware):
         unknown_price: Literal["allow", "refuse"] = "allow",
         tokenizer: Literal["auto", "estimate"] = "auto",
         clock: Callable[[], float] = time.time,
+        store: BudgetStore | None = None,
     ) -> None:
         built = [
             item if isinstance(item, Limit) else Limit.from_mapping(item, f"budgets.limit #{i}")
@@ -146,6 +147,13 @@ class Budget(Middleware):
                 f"budget log must be a CallLog, 'gateway' or None, got {log!r}",
                 hint="pass the CallLog the gateway writes to",
             )
+        operations = ("missing", "open", "reserve", "settle", "snapshot")
+        if store is not None and not all(callable(getattr(store, op, None)) for op in operations):
+            raise ConfigError(
+                f"budget store must be a BudgetStore, got {store!r}",
+                hint="pass a MemoryBudgetStore (aigw_lab.gateway.budget_store) or an object "
+                f"with the BudgetStore methods {', '.join(operations)}",
+            )
         self.limits: tuple[Limit, ...] = tuple(built)
         self.default_output_tokens = default_output_tokens
         self.unknown_price = unknown_price
@@ -153,8 +161,7 @@ class Budget(Middleware):
         self._tokens = TokenCounter(use_tiktoken=tokenizer == "auto")
         self._log = log
         self._clock = clock
-        self._lock = threading.Lock()
-        self._accounts: dict[tuple[int, str | None], _Account] = {}
+        self._store: BudgetStore = MemoryBudgetStore() if store is None else store
         self._warned: set[str] = set()
         # Which limits apply to a call, found by dictionary lookups rather than a scan.
         self._gateway_keys = [(i, None) for i, lim in enumerate(built) if lim.scope == "gateway"]
@@ -228,91 +235,36 @@ class Budget(Middleware):
     def __repr__(self) -> str:
         return f"<Budget {[lim.name(lim.id) for lim in self.limits]}>"
 
-    # --- hooks ----------------------------------------------------------------------------
+    # --- the primitive ------------------------------------------------------------------
 
-    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
-        keys = self._keys(ctx.request)
-        if not keys:
-            return call_next(ctx)
-        estimate = self._estimate(ctx)
-        self._open(keys, ctx)
-        reservation = self._reserve(keys, estimate, ctx)
-        try:
-            response = call_next(ctx)
-        except BaseException:
-            self._settle(reservation, 0.0)
-            raise
-        self._settle(reservation, charged_usd(reservation.usd, response.cost_usd, answered=True))
-        return response
+    def admit(self, ctx: CallContext, state: Any) -> Verdict:
+        """Reserve the call's estimate on every budget it counts against, or raise
+        `BudgetExceededError`. An account not open yet is seeded from the call log first:
+        that query is returned as `Work` (the driver runs it, then asks again with the
+        accounts it built)."""
+        if state is None:
+            keys = self._keys(ctx.request)
+            if not keys:
+                return PROCEED
+            estimate = self._estimate(ctx)
+            missing = self._store.missing(keys)
+            if missing:
+                log = self._seed_log(ctx)
+                if log is not None:  # a query flushes the log: blocking work
+                    return Work(partial(self._seeded, keys, estimate, log))
+                self._store.open(self._build(missing, None))
+        else:
+            keys, estimate, built = state
+            self._store.open(built)
+        return Proceed(self._reserve(keys, estimate, ctx))
 
-    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
-        keys = self._keys(ctx.request)
-        if not keys:
-            return await call_next(ctx)
-        reservation = await self._areserve(keys, ctx)
-        try:
-            response = await call_next(ctx)
-        except BaseException:
-            self._settle(reservation, 0.0)
-            raise
-        self._settle(reservation, charged_usd(reservation.usd, response.cost_usd, answered=True))
-        return response
-
-    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
-        keys = self._keys(ctx.request)
-        if not keys:
-            yield from call_next(ctx)
-            return
-        estimate = self._estimate(ctx)
-        self._open(keys, ctx)
-        reservation = self._reserve(keys, estimate, ctx)
-        events: Iterator[StreamEvent] | None = None
-        answered = False
-        try:
-            events = call_next(ctx)
-            for event in events:
-                answered = True
-                if type(event) is StreamEnd:
-                    self._settle(
-                        reservation,
-                        charged_usd(reservation.usd, event.response.cost_usd, answered=True),
-                    )
-                yield event
-        finally:
-            # Failed before answering: nothing is counted. Broken or closed by the caller
-            # after the upstream began answering: a paid call of unknown usage, counted at
-            # its estimate. Close the inner stream now so it is logged at once.
-            self._settle(reservation, charged_usd(reservation.usd, None, answered=answered))
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-
-    async def ahandle_stream(  # type: ignore[override]
-        self, ctx: CallContext, call_next: AsyncStreamNext
-    ) -> AsyncIterator[StreamEvent]:
-        keys = self._keys(ctx.request)
-        if not keys:
-            async for event in call_next(ctx):
-                yield event
-            return
-        reservation = await self._areserve(keys, ctx)
-        events: AsyncIterator[StreamEvent] | None = None
-        answered = False
-        try:
-            events = call_next(ctx)
-            async for event in events:
-                answered = True
-                if type(event) is StreamEnd:
-                    self._settle(
-                        reservation,
-                        charged_usd(reservation.usd, event.response.cost_usd, answered=True),
-                    )
-                yield event
-        finally:
-            self._settle(reservation, charged_usd(reservation.usd, None, answered=answered))
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def settle(self, ctx: CallContext, ticket: Any, outcome: Outcome) -> None:
+        """Replace the call's reservation by what it is charged (`charged_usd`): its cost
+        when known; when unknown its estimate if the upstream began answering, else 0."""
+        response = outcome.response
+        cost = None if response is None else response.cost_usd
+        charged = charged_usd(ticket.usd, cost, answered=outcome.answered)
+        self._store.settle(ticket, charged, self._clock())
 
     # --- for notebooks --------------------------------------------------------------------
 
@@ -325,24 +277,17 @@ class Budget(Middleware):
         fixed = [(i, lim.id) for i, lim in enumerate(self.limits) if lim.id is not None]
         fixed += self._gateway_keys
         if self._log != "gateway":  # "gateway": seeded on the first call, when its log is known
-            self._open_with(fixed, self._log)  # type: ignore[arg-type]
+            self._store.open(self._build(fixed, self._log))  # type: ignore[arg-type]
         now = self._clock()
-        rows = []
-        with self._lock:
-            accounts = dict(self._accounts)
-            for key in fixed:
-                if key not in accounts:
-                    accounts[key] = _Account(self.limits[key[0]], key[1], now)
-            for account in accounts.values():
-                account.roll(now)
-                rows.append(_row(account))
+        unopened = [(key, _Account(self.limits[key[0]], key[1], now)) for key in fixed]
+        rows = self._store.snapshot(now, unopened)
         order = {scope: i for i, scope in enumerate(SCOPES)}
         rows.sort(key=lambda r: (order[r["scope"]], r["id"] or "", str(r["period"])))
         return rows
 
     # --- internals ------------------------------------------------------------------------
 
-    def _keys(self, request: ChatRequest) -> list[tuple[int, str | None]]:
+    def _keys(self, request: ChatRequest) -> list[BudgetKey]:
         """The budgets (limit index, id) that a call with ``request`` counts against."""
         keys = list(self._gateway_keys)
         for scope, field in self._fields:
@@ -403,78 +348,39 @@ class Budget(Middleware):
                 return None
         return log  # type: ignore[return-value]
 
-    def _open(self, keys: list[tuple[int, str | None]], ctx: CallContext) -> None:
-        missing = [key for key in keys if key not in self._accounts]
-        if missing:
-            self._open_with(missing, self._seed_log(ctx))
+    def _seeded(self, keys: list[BudgetKey], estimate: CostEstimate, log: CallLog) -> _Seeded:
+        """The `Work` of an admission: the accounts of ``keys`` still missing, seeded."""
+        return _Seeded(keys, estimate, self._build(keys, log))
 
-    async def _areserve(self, keys: list[tuple[int, str | None]], ctx: CallContext) -> _Reservation:
-        estimate = self._estimate(ctx)
-        missing = [key for key in keys if key not in self._accounts]
-        if missing:
-            log = self._seed_log(ctx)
-            if log is None:
-                self._open_with(missing, None)
-            else:  # a query flushes the log: not on the event loop
-                await asyncio.to_thread(self._open_with, missing, log)
-        return self._reserve(keys, estimate, ctx)
-
-    def _open_with(self, keys: list[tuple[int, str | None]], log: CallLog | None) -> None:
-        """Create the accounts for ``keys`` that do not exist yet, with the spend so far of
-        their current period read from ``log``. The query runs outside the lock; when two
-        calls race to open one account, the first to finish wins."""
+    def _build(
+        self, keys: list[BudgetKey], log: CallLog | None
+    ) -> list[tuple[BudgetKey, _Account]]:
+        """New accounts for those of ``keys`` that have none yet, with the spend so far of
+        their current period read from ``log``. The queries run outside the store's lock;
+        when two calls race to open one account, the first to finish wins (`open`)."""
         now = self._clock()
         built = []
-        for key in keys:
-            if key in self._accounts:
-                continue
+        for key in self._store.missing(keys):
             account = _Account(self.limits[key[0]], key[1], now)
             if log is not None:
                 _seed(account, log, now)
             built.append((key, account))
-        with self._lock:
-            for key, account in built:
-                self._accounts.setdefault(key, account)
+        return built
 
-    def _reserve(
-        self, keys: list[tuple[int, str | None]], estimate: CostEstimate, ctx: CallContext
-    ) -> _Reservation:
+    def _reserve(self, keys: list[BudgetKey], estimate: CostEstimate, ctx: CallContext) -> Any:
         usd = estimate.usd or 0.0
-        now = self._clock()
-        with self._lock:
-            accounts = [self._accounts[key] for key in keys]
-            for account in accounts:
-                account.roll(now)
-                used = account.spent + account.reserved
-                limit = account.limit.usd
-                if used >= limit or used + usd > limit + _SLACK_USD:
-                    refused = (account, account.spent, account.reserved)
-                    break
-            else:
-                for account in accounts:
-                    account.reserved += usd
-                    account.in_flight += 1
-                # The rows of this call record what they count from it (``budget_usd``),
-                # so seeding after a restart charges what this gateway charged.
-                ctx.budget_estimate_usd = usd
-                return _Reservation(accounts, usd)
-        raise _refusal(*refused, estimate, ctx.address)
+        held = self._store.reserve(keys, usd, self._clock())
+        if type(held) is Refused:
+            raise _refusal(held.account, held.spent, held.reserved, estimate, ctx.address)
+        # The rows of this call record what they count from it (``budget_usd``), so seeding
+        # after a restart charges what this gateway charged.
+        ctx.budget_estimate_usd = usd
+        return held
 
-    def _settle(self, reservation: _Reservation, cost: float) -> None:
-        """Replace a call's reservation by its actual ``cost`` (0 for a failed call). Only
-        the first settlement of a reservation counts."""
-        if reservation.settled:
-            return
-        now = self._clock()
-        with self._lock:
-            if reservation.settled:
-                return
-            reservation.settled = True
-            for account, generation in zip(
-                reservation.accounts, reservation.generations, strict=True
-            ):
-                account.in_flight -= 1
-                # With nothing in flight the reservation is exactly 0, float residue or not.
-                account.reserved = account.reserved - reservation.usd if account.in_flight else 0.0
-                if cost and generation == account.generation:
-                    account.add(cost, now)
+
+class _Seeded(NamedTuple):
+    """What an admission's seeding `Work` hands back to ``admit``."""
+
+    keys: list[BudgetKey]
+    estimate: CostEstimate
+    built: list[tuple[BudgetKey, _Account]]

@@ -1,6 +1,7 @@
-"""The parts of budgets that are not the middleware: `Limit`, the cost estimate, the
+"""The parts of budgets that are not the primitive: `Limit`, the cost estimate, the
 per-budget accounts with their calendar or rolling periods, seeding spend from the call
-log, and the refusal message. `aigw_lab.gateway.budget` holds the `Budget` middleware."""
+log, and the refusal message. `aigw_lab.gateway.budget` holds the `Budget` primitive;
+`aigw_lab.gateway.budget_store` keeps its accounts."""
 
 from __future__ import annotations
 
@@ -228,7 +229,7 @@ def estimate_cost(
 
 class _Account:
     """Spend and reservations of one budget (a `Limit` and, for scoped limits, its id).
-    Guarded by the budget's lock."""
+    Changed only by its budget's store (`aigw_lab.gateway.budget_store`)."""
 
     __slots__ = ("limit", "owner", "spent", "reserved", "in_flight", "generation", "ends", "events")
 
@@ -274,18 +275,6 @@ class _Account:
         if self.events is not None or self.ends == math.inf:
             return None
         return datetime.fromtimestamp(self.ends, UTC)
-
-
-class _Reservation:
-    """The estimate one call holds on its budgets until it is settled (exactly once)."""
-
-    __slots__ = ("accounts", "generations", "usd", "settled")
-
-    def __init__(self, accounts: list[_Account], usd: float) -> None:
-        self.accounts = accounts
-        self.generations = [account.generation for account in accounts]
-        self.usd = usd
-        self.settled = False
 
 
 def _calendar_bounds(period: str, now: float) -> tuple[float, float]:
