@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aigw_lab.gateway.cache_common import replay_as_stream
 from aigw_lab.gateway.effects import AsyncIO
-from aigw_lab.gateway.primitive import Outcome, Proceed, Serve, Wait, Work
+from aigw_lab.gateway.primitive import Outcome, Proceed, Serve, Verdict, Wait, Work
 from aigw_lab.types import ChatResponse, StreamEnd, StreamEvent
 
 if TYPE_CHECKING:
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 __all__ = ["admit_async", "drive_achat", "drive_astream"]
 
 
-async def admit_async(stage: Primitive, ctx: CallContext) -> Proceed | Serve:
-    """Ask ``stage`` to admit ``ctx`` until it says `Proceed` or `Serve`, doing each wait and
-    each piece of work it asks for in between. If the waiting or work fails or is cancelled,
-    the stage is told (``withdraw``) before the error goes on."""
-    verdict = stage.admit(ctx, None)
+async def admit_async(stage: Primitive, ctx: CallContext, verdict: Verdict) -> Proceed | Serve:
+    """Given ``stage``'s first verdict on ``ctx``, ask again until it says `Proceed` or
+    `Serve`, doing each wait and each piece of work it asks for in between. If the waiting
+    or work fails or is cancelled, the stage is told (``withdraw``) before the error goes
+    on. (The drivers take a first `Proceed` themselves: the common case costs one call.)"""
     while True:
         kind = type(verdict)
         if kind is Proceed or kind is Serve:
@@ -52,9 +52,11 @@ async def drive_achat(
     stage: Primitive, ctx: CallContext, call_next: Callable[[CallContext], Awaitable[ChatResponse]]
 ) -> ChatResponse:
     """Run ``stage`` around ``call_next`` for one non-streaming call."""
-    verdict = await admit_async(stage, ctx)
-    if type(verdict) is Serve:
-        return verdict.response  # type: ignore[union-attr]
+    verdict = stage.admit(ctx, None)
+    if type(verdict) is not Proceed:
+        verdict = await admit_async(stage, ctx, verdict)
+        if type(verdict) is Serve:
+            return verdict.response  # type: ignore[union-attr]
     ticket = verdict.ticket  # type: ignore[union-attr]
     if ticket is None:
         return await call_next(ctx)
@@ -76,11 +78,13 @@ async def drive_astream(
     first iteration, so a stream never read takes nothing. The ticket is settled at the
     final event (before it goes out) or, when the stream breaks or is abandoned, after the
     stream beneath has been closed (so its attempt is logged at once)."""
-    verdict = await admit_async(stage, ctx)
-    if type(verdict) is Serve:
-        for event in replay_as_stream(verdict.response):  # type: ignore[union-attr]
-            yield event
-        return
+    verdict = stage.admit(ctx, None)
+    if type(verdict) is not Proceed:
+        verdict = await admit_async(stage, ctx, verdict)
+        if type(verdict) is Serve:
+            for event in replay_as_stream(verdict.response):  # type: ignore[union-attr]
+                yield event
+            return
     ticket = verdict.ticket  # type: ignore[union-attr]
     events = None
     if ticket is None:

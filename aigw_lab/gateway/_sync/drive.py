@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aigw_lab.gateway.cache_common import replay_as_stream
 from aigw_lab.gateway.effects import SyncIO
-from aigw_lab.gateway.primitive import Outcome, Proceed, Serve, Wait, Work
+from aigw_lab.gateway.primitive import Outcome, Proceed, Serve, Verdict, Wait, Work
 from aigw_lab.types import ChatResponse, StreamEnd, StreamEvent
 
 if TYPE_CHECKING:
@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 __all__ = ["admit_sync", "drive_chat", "drive_stream"]
 
 
-def admit_sync(stage: Primitive, ctx: CallContext) -> Proceed | Serve:
-    """Ask ``stage`` to admit ``ctx`` until it says `Proceed` or `Serve`, doing each wait and
-    each piece of work it asks for in between. If the waiting or work fails or is cancelled,
-    the stage is told (``withdraw``) before the error goes on."""
-    verdict = stage.admit(ctx, None)
+def admit_sync(stage: Primitive, ctx: CallContext, verdict: Verdict) -> Proceed | Serve:
+    """Given ``stage``'s first verdict on ``ctx``, ask again until it says `Proceed` or
+    `Serve`, doing each wait and each piece of work it asks for in between. If the waiting
+    or work fails or is cancelled, the stage is told (``withdraw``) before the error goes
+    on. (The drivers take a first `Proceed` themselves: the common case costs one call.)"""
     while True:
         kind = type(verdict)
         if kind is Proceed or kind is Serve:
@@ -54,9 +54,11 @@ def drive_chat(
     stage: Primitive, ctx: CallContext, call_next: Callable[[CallContext], ChatResponse]
 ) -> ChatResponse:
     """Run ``stage`` around ``call_next`` for one non-streaming call."""
-    verdict = admit_sync(stage, ctx)
-    if type(verdict) is Serve:
-        return verdict.response  # type: ignore[union-attr]
+    verdict = stage.admit(ctx, None)
+    if type(verdict) is not Proceed:
+        verdict = admit_sync(stage, ctx, verdict)
+        if type(verdict) is Serve:
+            return verdict.response  # type: ignore[union-attr]
     ticket = verdict.ticket  # type: ignore[union-attr]
     if ticket is None:
         return call_next(ctx)
@@ -78,11 +80,13 @@ def drive_stream(
     first iteration, so a stream never read takes nothing. The ticket is settled at the
     final event (before it goes out) or, when the stream breaks or is abandoned, after the
     stream beneath has been closed (so its attempt is logged at once)."""
-    verdict = admit_sync(stage, ctx)
-    if type(verdict) is Serve:
-        for event in replay_as_stream(verdict.response):  # type: ignore[union-attr]
-            yield event
-        return
+    verdict = stage.admit(ctx, None)
+    if type(verdict) is not Proceed:
+        verdict = admit_sync(stage, ctx, verdict)
+        if type(verdict) is Serve:
+            for event in replay_as_stream(verdict.response):  # type: ignore[union-attr]
+                yield event
+            return
     ticket = verdict.ticket  # type: ignore[union-attr]
     events = None
     if ticket is None:
