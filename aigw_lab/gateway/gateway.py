@@ -20,7 +20,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from types import MappingProxyType
@@ -30,12 +30,15 @@ from aigw_lab.errors import (
     AigwError,
     ConfigError,
     InvalidRequestError,
-    MalformedResponseError,
     UnknownModelError,
     UnknownProviderError,
 )
-from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware, compose
-from aigw_lab.gateway.recording import CallRecording
+from aigw_lab.gateway._async.attempt import AsyncAttempt
+from aigw_lab.gateway._async.calls import AsyncCalls, aclose_all
+from aigw_lab.gateway._sync.attempt import Attempt
+from aigw_lab.gateway._sync.calls import Calls, close_all
+from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware
+from aigw_lab.gateway.recorder import Recorder
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import PriceBook
 from aigw_lab.providers.base import (
@@ -49,20 +52,15 @@ from aigw_lab.providers.base_provider import traits
 from aigw_lab.providers.kinds import ProviderKind
 from aigw_lab.providers.registry import default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
-from aigw_lab.types import (
-    ChatRequest,
-    ChatResponse,
-    Message,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
-)
+from aigw_lab.types import ChatRequest, ChatResponse, Message
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.policy import Policy
     from aigw_lab.store import CallLog
+    from aigw_lab.store.dead_letter import LogHealth
+    from aigw_lab.store.sink import CallSink, SinkHealth
 
 __all__ = ["Gateway"]
 
@@ -82,7 +80,7 @@ class _IdFactory:
         return f"{self._prefix}{next(self._counter):016x}"
 
 
-class Gateway(CallRecording):
+class Gateway:
     """One interface to many providers, with a DuckDB call log.
 
     ``providers``: `ProviderSpec` objects (built lazily, on first use, so a missing API key
@@ -97,6 +95,9 @@ class Gateway(CallRecording):
     docs/security.md and docs/call_log.md).
     ``max_body_chars``: longer text fields of a log row are cut (and flagged; see
     `aigw_lab.store.sanitize`).
+    ``sinks``: more places for every log row besides the log (`aigw_lab.store.sink.CallSink`
+    objects: OpenTelemetry, a team log, `aigw_lab.testing.MemorySink`); a sink's problem
+    never fails a call and shows in `sink_health`. They are flushed, not closed, by `close`.
     ``pool``: the size of the upstream connection pool and its wait timeout (`PoolSettings`;
     ignored when ``clients`` is given).
     """
@@ -122,6 +123,7 @@ class Gateway(CallRecording):
         perf_counter: Any = time.perf_counter,
         new_id: Any = None,
         max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
+        sinks: Sequence[CallSink] = (),
     ) -> None:
         self._specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
@@ -158,7 +160,7 @@ class Gateway(CallRecording):
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
-        self._max_body_chars = check_max_body_chars(max_body_chars)
+        max_body_chars = check_max_body_chars(max_body_chars)
 
         overrides: dict[str, Price] = {}
         for spec in self._specs.values():
@@ -183,16 +185,25 @@ class Gateway(CallRecording):
             self._owns_log = True
         else:
             self._log = log
-        # Where each attempt's start is written before its request leaves (None: no spool).
-        self._spool = getattr(self._log, "spool", None)
+        self._recorder = Recorder(
+            clock=clock,
+            perf_counter=perf_counter,
+            new_id=self._new_id,
+            prices=self._prices,
+            log=self._log,
+            sinks=sinks,
+            max_body_chars=max_body_chars,
+            api_format=self._api_format,
+            is_simulated=self._is_simulated,
+        )
 
         order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
         self._check_fallbacks()
-        self._run = compose(self._middleware, self._attempt, "handle")
-        self._arun = compose(self._middleware, self._aattempt, "ahandle")
-        self._run_stream = compose(self._middleware, self._attempt_stream, "handle_stream")
-        self._arun_stream = compose(self._middleware, self._aattempt_stream, "ahandle_stream")
+        self._sync = Calls(self._middleware, Attempt(self._target, self._recorder), self._recorder)
+        self._async = AsyncCalls(
+            self._middleware, AsyncAttempt(self._target, self._recorder), self._recorder
+        )
 
     # --- construction -------------------------------------------------------------------
 
@@ -276,6 +287,45 @@ class Gateway(CallRecording):
     @property
     def prices(self) -> PriceBook:
         return self._prices
+
+    @property
+    def recorder(self) -> Recorder:
+        """This gateway's `Recorder`: prices, times and logs every call (to the log and the
+        extra sinks); each call's context carries it as ``ctx.recorder``."""
+        return self._recorder
+
+    @property
+    def max_body_chars(self) -> int:
+        """Text fields of a log row longer than this many characters are cut and flagged
+        (``[log] max_body_chars``); for code that builds rows itself, like batch jobs."""
+        return self._recorder.max_body_chars
+
+    def log_health(self) -> LogHealth | None:
+        """The call log's own health (`aigw_lab.store.CallLog.health`: state, rows written,
+        pending, dead-lettered, spilled, last problem), or None when logging is off."""
+        return self._recorder.log_health()
+
+    def sink_health(self) -> tuple[SinkHealth, ...]:
+        """The health of each extra sink (``sinks=``): rows and flushes it refused, and the
+        type of its last problem; empty without extra sinks."""
+        return self._recorder.sink_health()
+
+    def serve_without_provider(
+        self,
+        ctx: CallContext,
+        response: ChatResponse,
+        *,
+        cache_status: str = "hit",
+        similarity: float | None = None,
+    ) -> ChatResponse:
+        """`Recorder.serve_without_provider` (for middleware written against the gateway)."""
+        return self._recorder.serve_without_provider(
+            ctx, response, cache_status=cache_status, similarity=similarity
+        )
+
+    def log_refused(self, ctx: CallContext, exc: BaseException) -> None:
+        """`Recorder.log_refused` (for middleware written against the gateway)."""
+        self._recorder.log_refused(ctx, exc)
 
     @property
     def simulated(self) -> bool:
@@ -363,12 +413,7 @@ class Gateway(CallRecording):
         string or a list of message dicts; ``params`` are request fields (``temperature``,
         ``max_tokens``, ``system``, ``tags``, ``extra``, ``user``, ...).
         """
-        ctx = self._context(model, messages, params, stream=False)
-        try:
-            return self._run(ctx)
-        except BaseException as exc:
-            self._log_if_unlogged(ctx, exc)
-            raise
+        return self._sync.chat(self._context(model, messages, params, stream=False))
 
     async def achat(
         self,
@@ -377,12 +422,7 @@ class Gateway(CallRecording):
         **params: Any,
     ) -> ChatResponse:
         """`chat` for asyncio code."""
-        ctx = self._context(model, messages, params, stream=False)
-        try:
-            return await self._arun(ctx)
-        except BaseException as exc:
-            self._log_if_unlogged(ctx, exc)
-            raise
+        return await self._async.achat(self._context(model, messages, params, stream=False))
 
     def stream(
         self,
@@ -392,8 +432,7 @@ class Gateway(CallRecording):
     ) -> ChatStream:
         """Stream the answer: iterate the result for text; ``.response`` holds the final
         response (usage, cost, latency with time to first token) once it ends."""
-        ctx = self._context(model, messages, params, stream=True)
-        return ChatStream(self._guard_stream(ctx))
+        return self._sync.stream(self._context(model, messages, params, stream=True))
 
     def astream(
         self,
@@ -402,14 +441,29 @@ class Gateway(CallRecording):
         **params: Any,
     ) -> AsyncChatStream:
         """`stream` for asyncio code: ``async for text in gateway.astream(...)``."""
-        ctx = self._context(model, messages, params, stream=True)
-        return AsyncChatStream(self._aguard_stream(ctx))
+        return self._async.astream(self._context(model, messages, params, stream=True))
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
         """Close providers and HTTP clients this gateway created, and flush and close its
-        log (a log passed in is flushed, not closed)."""
+        log (a log passed in is flushed, not closed; extra sinks are flushed)."""
+        close_all(self._built_providers(), self._clients if self._owns_clients else None)
+        self._shut()
+
+    async def aclose(self) -> None:
+        """`close` for asyncio code (also closes the async pool of the running loop)."""
+        await aclose_all(self._built_providers(), self._clients if self._owns_clients else None)
+        self._shut()
+
+    def _built_providers(self) -> list[Provider]:
+        """The providers this gateway built from specs (the others are their owners' to
+        close); none once it is closed."""
+        if self._closed:
+            return []
+        return [p for name, p in list(self._providers.items()) if name in self._specs]
+
+    def _shut(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -417,24 +471,7 @@ class Gateway(CallRecording):
             close = getattr(mw, "close", None)
             if close is not None:
                 close()
-        for name, provider in list(self._providers.items()):
-            if name in self._specs:
-                provider.close()
-        if self._owns_clients:
-            self._clients.close()
-        if self._log is not None:
-            if self._owns_log:
-                self._log.close()
-            else:
-                self._log.flush()
-
-    async def aclose(self) -> None:
-        for name, provider in list(self._providers.items()):
-            if name in self._specs:
-                await provider.aclose()
-        if self._owns_clients:
-            await self._clients.aclose()
-        self.close()
+        self._recorder.close(owns_log=self._owns_log)
 
     def __enter__(self) -> Gateway:
         return self
@@ -469,7 +506,7 @@ class Gateway(CallRecording):
         try:
             provider_name, bare_model = self._resolve(address)
         except AigwError as exc:
-            self._log_rejected(address, request or messages, exc, wall, stream)
+            self._recorder.log_rejected(address, request or messages, exc, wall, stream)
             raise
         if request is None:
             try:
@@ -478,7 +515,7 @@ class Gateway(CallRecording):
                     bare_model, messages if messages is not None else (), **params
                 )
             except AigwError as exc:
-                self._log_rejected(address, messages, exc, wall, stream)
+                self._recorder.log_rejected(address, messages, exc, wall, stream)
                 raise
         if self._tags or self._experiment_id:
             request = self._with_defaults(request)
@@ -491,6 +528,7 @@ class Gateway(CallRecording):
             started=started,
             started_wall=wall,
             gateway=self,
+            recorder=self._recorder,
         )
 
     def _resolve(self, address: str) -> tuple[str, str]:
@@ -532,93 +570,6 @@ class Gateway(CallRecording):
         if request.model != ctx.model:
             request = replace(request, model=ctx.model)
         return provider, request
-
-    def _begin_attempt(self, ctx: CallContext) -> None:
-        ctx.attempt += 1
-        if ctx.attempt > 1:
-            ctx.attempt_started = self._perf()
-
-    def _attempt(self, ctx: CallContext) -> ChatResponse:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            response = provider.chat(request)
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
-            raise
-        return self._complete(ctx, response, upstream_start, call_id)
-
-    async def _aattempt(self, ctx: CallContext) -> ChatResponse:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            response = await provider.achat(request)
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
-            raise
-        return self._complete(ctx, response, upstream_start, call_id)
-
-    def _attempt_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        parts: list[str] = []
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            for event in provider.stream(request):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    yield event
-                else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
-                    return
-            raise MalformedResponseError(
-                "the stream ended without its final event",
-                provider=ctx.provider_name,
-                model=ctx.model,
-            )
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
-            raise
-
-    async def _aattempt_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        parts: list[str] = []
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            async for event in provider.astream(request):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    yield event
-                else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
-                    return
-            raise MalformedResponseError(
-                "the stream ended without its final event",
-                provider=ctx.provider_name,
-                model=ctx.model,
-            )
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
-            raise
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -695,8 +646,8 @@ class Gateway(CallRecording):
             provider = self.provider(name)
         return traits(provider).price_for(model)
 
-    def _api_format(self, ctx: CallContext) -> str | None:
-        provider = self._providers.get(ctx.provider_name)
+    def _api_format(self, name: str) -> str | None:
+        provider = self._providers.get(name)
         return traits(provider).api_format if provider is not None else None
 
     def _is_simulated(self, name: str) -> bool:
