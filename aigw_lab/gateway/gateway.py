@@ -15,10 +15,8 @@ Time, wall clock and ids are injectable, so tests are deterministic.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -40,6 +38,7 @@ from aigw_lab.gateway._sync.calls import Calls, close_all
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware
 from aigw_lab.gateway.recorder import Recorder
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
+from aigw_lab.gateway.targets import Targets, choices_hint
 from aigw_lab.pricing import PriceBook
 from aigw_lab.providers.base import (
     HttpClients,
@@ -48,8 +47,6 @@ from aigw_lab.providers.base import (
     Provider,
     ProviderSpec,
 )
-from aigw_lab.providers.base_provider import traits
-from aigw_lab.providers.kinds import ProviderKind
 from aigw_lab.providers.registry import default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 from aigw_lab.types import ChatRequest, ChatResponse, Message
@@ -125,18 +122,12 @@ class Gateway:
         max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
         sinks: Sequence[CallSink] = (),
     ) -> None:
-        self._specs: dict[str, ProviderSpec] = {}
-        self._providers: dict[str, Provider] = {}
-        for item in providers:
-            name = item.name
-            if name in self._specs or name in self._providers:
-                raise ConfigError(
-                    f"provider name {name!r} is used twice", hint="give each provider its own name"
-                )
-            if isinstance(item, ProviderSpec):
-                self._specs[name] = item
-            else:
-                self._providers[name] = item
+        self._clients = clients or HttpClients(pool=pool)
+        self._owns_clients = clients is None
+        self._targets = Targets(providers, clients=self._clients, env=env)
+        # The same dicts, by the names the policy router registers its provider under.
+        self._specs = self._targets.specs
+        self._providers = self._targets.providers
         if default_provider is not None and default_provider not in self.provider_names:
             raise ConfigError(
                 f"default_provider {default_provider!r} is not configured",
@@ -150,10 +141,6 @@ class Gateway:
             from aigw_lab.policy.router import install_policies
 
             middleware = install_policies(self, list(middleware), policies or ())
-        self._env = env
-        self._clients = clients or HttpClients(pool=pool)
-        self._owns_clients = clients is None
-        self._lock = threading.Lock()
         self._clock = clock
         self._perf = perf_counter
         self._new_id = new_id or _IdFactory()
@@ -169,9 +156,9 @@ class Gateway:
         overrides.update(prices or {})
         self._prices = PriceBook(
             overrides,
-            price_ids={s.name: self._price_id(s) for s in self._specs.values()},
+            price_ids={s.name: Targets.price_id(s) for s in self._specs.values()},
             api_urls={s.name: s.base_url for s in self._specs.values()},
-            known={name: partial(self._provider_price, name) for name in self.provider_names},
+            known={name: partial(self._targets.own_price, name) for name in self.provider_names},
         )
 
         self._log: CallLog | None
@@ -193,16 +180,17 @@ class Gateway:
             log=self._log,
             sinks=sinks,
             max_body_chars=max_body_chars,
-            api_format=self._api_format,
-            is_simulated=self._is_simulated,
+            api_format=self._targets.api_format,
+            is_simulated=self._targets.is_simulated,
         )
 
         order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
-        self._check_fallbacks()
-        self._sync = Calls(self._middleware, Attempt(self._target, self._recorder), self._recorder)
+        self._targets.check_fallbacks(self._middleware, self._default_provider)
+        target = self._targets.target
+        self._sync = Calls(self._middleware, Attempt(target, self._recorder), self._recorder)
         self._async = AsyncCalls(
-            self._middleware, AsyncAttempt(self._target, self._recorder), self._recorder
+            self._middleware, AsyncAttempt(target, self._recorder), self._recorder
         )
 
     # --- construction -------------------------------------------------------------------
@@ -277,7 +265,7 @@ class Gateway:
 
     @property
     def provider_names(self) -> list[str]:
-        return sorted({*self._specs, *self._providers})
+        return self._targets.names
 
     @property
     def log(self) -> CallLog | None:
@@ -330,7 +318,7 @@ class Gateway:
     @property
     def simulated(self) -> bool:
         """True when every configured provider is simulated (so is everything it answers)."""
-        return all(self._is_simulated(n) for n in self.provider_names)
+        return all(self._targets.is_simulated(n) for n in self.provider_names)
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:
@@ -367,27 +355,11 @@ class Gateway:
     def list_models(self) -> dict[str, tuple[str, ...]]:
         """Known models per provider (empty when a provider accepts any model name); routing
         policies are listed as the models of provider ``"policy"``."""
-        return {name: self._known_models(name) for name in self.provider_names}
+        return {name: self._targets.known_models(name) for name in self.provider_names}
 
     def provider(self, name: str) -> Provider:
         """The provider called ``name``, built on first use."""
-        found = self._providers.get(name)
-        if found is not None:
-            return found
-        spec = self._specs.get(name)
-        if spec is None:
-            raise UnknownProviderError(
-                f"unknown provider {name!r}",
-                hint=_choices_hint(name, self.provider_names, "configured providers"),
-            )
-        with self._lock:
-            found = self._providers.get(name)
-            if found is None:
-                from aigw_lab.providers.registry import build_provider
-
-                found = build_provider(spec, self._clients, env=self._env)
-                self._providers[name] = found
-        return found
+        return self._targets.provider(name)
 
     def summary(self, **filters: Any) -> pd.DataFrame:
         """Per provider/model: calls, errors, latency percentiles, tokens and cost, from the log."""
@@ -457,11 +429,8 @@ class Gateway:
         self._shut()
 
     def _built_providers(self) -> list[Provider]:
-        """The providers this gateway built from specs (the others are their owners' to
-        close); none once it is closed."""
-        if self._closed:
-            return []
-        return [p for name, p in list(self._providers.items()) if name in self._specs]
+        """The providers this gateway built from specs; none once it is closed."""
+        return [] if self._closed else self._targets.built()
 
     def _shut(self) -> None:
         if self._closed:
@@ -555,21 +524,8 @@ class Gateway:
             raise UnknownModelError(f"model address {address!r} has no model after the '/'")
         raise UnknownProviderError(
             f"unknown provider {provider_name!r} in model {address!r}",
-            hint=_choices_hint(provider_name, self.provider_names, "configured providers"),
+            hint=choices_hint(provider_name, self.provider_names, "configured providers"),
         )
-
-    def _target(self, ctx: CallContext) -> tuple[Provider, ChatRequest]:
-        provider = self.provider(ctx.provider_name)
-        known = self._known_models(ctx.provider_name)
-        if known and ctx.model not in known:
-            raise UnknownModelError(
-                f"{ctx.provider_name} has no model {ctx.model!r}",
-                hint=_choices_hint(ctx.model, list(known), f"models of {ctx.provider_name}"),
-            )
-        request = ctx.request
-        if request.model != ctx.model:
-            request = replace(request, model=ctx.model)
-        return provider, request
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -581,81 +537,9 @@ class Gateway:
             changes["experiment_id"] = self._experiment_id
         return replace(request, **changes)
 
-    def _check_fallbacks(self) -> None:
-        """Fallback targets of a `Retry` given in Python must name providers (and models)
-        this gateway has, as ``[fallbacks]`` in a config file must: a typo would otherwise
-        show itself only in the outage the fallback was meant for."""
-        from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
-
-        # Any middleware may hold fallbacks (a custom retry does not have to).
-        fallbacks = [
-            found
-            for m in self._middleware
-            if isinstance(found := getattr(m, "fallbacks", None), Fallbacks)
-            and (found.chains or found.default or found.context_windows)
-        ]
-        if not fallbacks:
-            return
-
-        # Models only where known without building a provider (None: any model name): a
-        # spec's from its kind, as a config's [fallbacks] are checked; a ready-made
-        # provider's (the policies' pseudo-provider among them) from the provider.
-        known: dict[str, tuple[str, ...] | None] = {}
-        for name in self.provider_names:
-            spec = self._specs.get(name)
-            if spec is not None:
-                known[name] = default_registry().known_models(spec)
-            else:
-                known[name] = tuple(getattr(self._providers[name], "models", ()) or ()) or None
-        for found in fallbacks:
-            check_fallback_targets(found, known, default_provider=self._default_provider)
-
-    def _kind(self, name: str) -> ProviderKind | None:
-        """The kind of the configured provider ``name`` (None: a provider passed in ready-made,
-        or a spec naming no known kind, which fails when it is built)."""
-        spec = self._specs.get(name)
-        return default_registry().find(spec.kind) if spec is not None else None
-
-    def _price_id(self, spec: ProviderSpec) -> str | None:
-        """The genai-prices provider id of ``spec``: its own, else its kind's."""
-        kind = default_registry().find(spec.kind)
-        return spec.price_provider_id or (kind.price_provider_id if kind is not None else None)
-
-    def _known_models(self, name: str) -> tuple[str, ...]:
-        spec = self._specs.get(name)
-        if spec is not None and spec.models:
-            return spec.models
-        provider = self._providers.get(name)
-        if provider is None and spec is not None:
-            kind = self._kind(name)
-            if kind is None or not kind.local:
-                return ()
-            provider = self.provider(name)  # needs no key; it knows its models
-        return traits(provider).models if provider is not None else ()
-
-    def _provider_price(self, name: str, model: str) -> Price | None:
-        """A provider's own price for a model, for providers that know it (the simulated
-        fleet, replays of recorded data): `BaseProvider.price_for`."""
-        provider = self._providers.get(name)
-        if provider is None:
-            kind = self._kind(name)
-            if kind is None or not kind.local:
-                return None
-            # Priced before its first call (a budget's estimate): build it now, since the
-            # price book remembers an unknown price for good.
-            provider = self.provider(name)
-        return traits(provider).price_for(model)
-
-    def _api_format(self, name: str) -> str | None:
-        provider = self._providers.get(name)
-        return traits(provider).api_format if provider is not None else None
-
     def _is_simulated(self, name: str) -> bool:
-        provider = self._providers.get(name)
-        if provider is not None:
-            return traits(provider).simulated
-        kind = self._kind(name)
-        return kind is not None and kind.simulated
+        # The policy router asks (a policy is simulated when all its targets are).
+        return self._targets.is_simulated(name)
 
     def _require_log(self) -> CallLog:
         if self._log is None:
@@ -663,10 +547,3 @@ class Gateway:
                 "this gateway has no call log", hint='create it with log="calls.duckdb"'
             )
         return self._log
-
-
-def _choices_hint(name: str, choices: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    listed = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", ..."
-    prefix = f"did you mean {close[0]!r}? " if close else ""
-    return f"{prefix}{what}: {listed}"
