@@ -4,6 +4,7 @@ It counts the attempt, writes its start to the log's spool before the request le
 the provider, and has the `aigw_lab.gateway.recorder.Recorder` price, time and log the
 outcome: the response, or the failure (a cancellation included, with the text a stream had
 delivered) before it is raised. Every attempt, each retry and fallback included, is a row.
+A stream left early closes the provider's stream at once.
 
 Written once for asyncio; the sync stage is generated from this file.
 """
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from aigw_lab.errors import MalformedResponseError
+from aigw_lab.gateway.effects import AsyncIO
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, TextDelta
 
 if TYPE_CHECKING:
@@ -62,10 +64,12 @@ class AsyncAttempt:
         call_id = recorder.begin(ctx)
         upstream_start = ctx.attempt_started
         parts: list[str] = []
+        upstream = None
         try:
             provider, request = self._ready(ctx, call_id)
             upstream_start = recorder.perf()
-            async for event in provider.astream(request):
+            upstream = provider.astream(request)
+            async for event in upstream:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     yield event
@@ -80,3 +84,8 @@ class AsyncAttempt:
         except BaseException as exc:
             recorder.failed(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
             raise
+        finally:
+            # The provider's stream is closed now, not when it is collected: an async
+            # generator left to the garbage collector holds its connection until the loop
+            # gets round to it (and a sync one until its last reference goes).
+            await AsyncIO.close(upstream)
