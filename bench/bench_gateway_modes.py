@@ -16,7 +16,12 @@ Workloads, all against the in-process fake OpenAI server of bench_gateway_overhe
 ``chat``, ``achat``, ``stream``, ``astream`` with logging off, then ``chat + log`` and
 ``stream + log`` with a DuckDB call log (flushed at the end of each block).
 
-Prints one table; exits 0. Numbers are for this machine only.
+Each worker also counts the Python function calls (``sys.setprofile`` "call" events, C
+functions apart) that one call of each workload makes: exact, the same on any machine and
+under any load, so a few added or removed calls show even on a busy box where the timings
+cannot.
+
+Prints one table; exits 0. Timings are for this machine only.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PYTHON_CALLS: dict[int, dict[str, float]] = {}  # worker pid -> Python calls per call
 WORKLOADS = ("chat", "achat", "stream", "astream", "chat + log", "stream + log")
 SSE = (
     b'data: {"id":"c1","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Par"}}]}'
@@ -111,7 +117,22 @@ def _worker() -> None:
         "stream + log": lambda n: sync_block(logged, True, n),
     }
     assert all(block(1) == "Paris." for block in blocks.values())
-    print(json.dumps({"ready": True}), flush=True)
+    counts = {}
+    for name, block in blocks.items():
+        block(20)  # warm: first-use work (pools, caches) is not counted
+        if "log" in name:
+            log.flush()
+        counted = [0]
+
+        def count(frame: object, event: str, arg: object, counted: list[int] = counted) -> None:
+            if event == "call":
+                counted[0] += 1
+
+        sys.setprofile(count)
+        block(10)
+        sys.setprofile(None)
+        counts[name] = counted[0] / 10
+    print(json.dumps({"ready": True, "python_calls": counts}), flush=True)
     for line in sys.stdin:
         calls = int(line)
         out: dict[str, list[float]] = {}
@@ -146,6 +167,7 @@ def _start(tree: Path) -> subprocess.Popen[str]:
     assert proc.stdout is not None
     hello = json.loads(proc.stdout.readline())
     assert hello["ready"], hello
+    PYTHON_CALLS[proc.pid] = hello["python_calls"]
     return proc
 
 
@@ -194,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'workload':<14} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
         f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/new':>10}"
+        f"   {'old calls':>9} {'new calls':>9}"
     )
+    calls = {name: PYTHON_CALLS[proc.pid] for name, proc in procs.items()}
     for workload in WORKLOADS:
         med = {
             name: [statistics.median(v[i] for v in results[name][workload]) for i in (0, 1)]
@@ -205,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{workload:<14} {old[0]:8.1f} {new[0]:8.1f} {new[0] / old[0]:8.3f} "
             f"{again[0] / new[0]:10.3f}   {old[1]:8.1f} {new[1]:8.1f} "
             f"{new[1] / old[1]:8.3f} {again[1] / new[1]:10.3f}"
+            f"   {calls['old'][workload]:9.1f} {calls['new'][workload]:9.1f}"
         )
     return 0
 
