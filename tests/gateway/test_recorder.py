@@ -306,3 +306,26 @@ def test_a_recorder_prices_times_and_logs_without_a_gateway():
     assert (failed.call_id, failed.response_text, failed.attempt) == ("id9", "par", 1)
     assert (refused.status, refused.attempt) == ("error", 0)
     assert ctx.logged == 3
+
+
+def test_sinks_get_every_row_from_many_threads_and_failures_are_all_counted():
+    import threading
+
+    mock = MockProvider("mock", models=("m1",))
+    mock.enqueue(*[f"answer {i}" for i in range(200)])
+    good, bad = MemorySink(), MemorySink(fail=ValueError("bad"))
+    gw = Gateway([mock], log=None, sinks=[good, bad], prices=PRICES)
+
+    def worker():
+        for _ in range(25):
+            gw.chat("mock/m1", "x")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CallSinkWarning)
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len({row.call_id for row in good.rows}) == len(good) == 200
+    assert gw.sink_health()[1].rows_failed == 200
