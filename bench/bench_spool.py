@@ -97,8 +97,12 @@ def old_side(folder: Path, tree: Path):
     )
     log._spool = spool
     gateway = make_gateway(log)
-    gateway._spool = spool
-    gateway._spool_start = types.MethodType(old_recording._spool_start, gateway)
+    # The old hook reads only its object's ``_spool``; the recorder calls it as its own.
+    recorder = gateway.recorder
+    recorder.spool = spool
+    recorder.spool_start = types.MethodType(
+        old_recording._spool_start, types.SimpleNamespace(_spool=spool)
+    )
     return gateway, log
 
 

@@ -15,12 +15,10 @@ Time, wall clock and ids are injectable, so tests are deterministic.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
-import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from types import MappingProxyType
@@ -30,13 +28,17 @@ from aigw_lab.errors import (
     AigwError,
     ConfigError,
     InvalidRequestError,
-    MalformedResponseError,
     UnknownModelError,
     UnknownProviderError,
 )
-from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware, compose
-from aigw_lab.gateway.recording import CallRecording
+from aigw_lab.gateway._async.attempt import AsyncAttempt
+from aigw_lab.gateway._async.calls import AsyncCalls, aclose_all
+from aigw_lab.gateway._sync.attempt import Attempt
+from aigw_lab.gateway._sync.calls import Calls, close_all
+from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware
+from aigw_lab.gateway.recorder import Recorder
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
+from aigw_lab.gateway.targets import Targets, choices_hint
 from aigw_lab.pricing import PriceBook
 from aigw_lab.providers.base import (
     HttpClients,
@@ -45,24 +47,17 @@ from aigw_lab.providers.base import (
     Provider,
     ProviderSpec,
 )
-from aigw_lab.providers.base_provider import traits
-from aigw_lab.providers.kinds import ProviderKind
 from aigw_lab.providers.registry import default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
-from aigw_lab.types import (
-    ChatRequest,
-    ChatResponse,
-    Message,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
-)
+from aigw_lab.types import ChatRequest, ChatResponse, Message
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.policy import Policy
     from aigw_lab.store import CallLog
+    from aigw_lab.store.dead_letter import LogHealth
+    from aigw_lab.store.sink import CallSink, SinkHealth
 
 __all__ = ["Gateway"]
 
@@ -82,7 +77,7 @@ class _IdFactory:
         return f"{self._prefix}{next(self._counter):016x}"
 
 
-class Gateway(CallRecording):
+class Gateway:
     """One interface to many providers, with a DuckDB call log.
 
     ``providers``: `ProviderSpec` objects (built lazily, on first use, so a missing API key
@@ -97,6 +92,9 @@ class Gateway(CallRecording):
     docs/security.md and docs/call_log.md).
     ``max_body_chars``: longer text fields of a log row are cut (and flagged; see
     `aigw_lab.store.sanitize`).
+    ``sinks``: more places for every log row besides the log (`aigw_lab.store.sink.CallSink`
+    objects: OpenTelemetry, a team log, `aigw_lab.testing.MemorySink`); a sink's problem
+    never fails a call and shows in `sink_health`. They are flushed, not closed, by `close`.
     ``pool``: the size of the upstream connection pool and its wait timeout (`PoolSettings`;
     ignored when ``clients`` is given).
     """
@@ -122,19 +120,14 @@ class Gateway(CallRecording):
         perf_counter: Any = time.perf_counter,
         new_id: Any = None,
         max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
+        sinks: Sequence[CallSink] = (),
     ) -> None:
-        self._specs: dict[str, ProviderSpec] = {}
-        self._providers: dict[str, Provider] = {}
-        for item in providers:
-            name = item.name
-            if name in self._specs or name in self._providers:
-                raise ConfigError(
-                    f"provider name {name!r} is used twice", hint="give each provider its own name"
-                )
-            if isinstance(item, ProviderSpec):
-                self._specs[name] = item
-            else:
-                self._providers[name] = item
+        self._clients = clients or HttpClients(pool=pool)
+        self._owns_clients = clients is None
+        self._targets = Targets(providers, clients=self._clients, env=env)
+        # The same dicts, by the names the policy router registers its provider under.
+        self._specs = self._targets.specs
+        self._providers = self._targets.providers
         if default_provider is not None and default_provider not in self.provider_names:
             raise ConfigError(
                 f"default_provider {default_provider!r} is not configured",
@@ -148,17 +141,13 @@ class Gateway(CallRecording):
             from aigw_lab.policy.router import install_policies
 
             middleware = install_policies(self, list(middleware), policies or ())
-        self._env = env
-        self._clients = clients or HttpClients(pool=pool)
-        self._owns_clients = clients is None
-        self._lock = threading.Lock()
         self._clock = clock
         self._perf = perf_counter
         self._new_id = new_id or _IdFactory()
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
-        self._max_body_chars = check_max_body_chars(max_body_chars)
+        max_body_chars = check_max_body_chars(max_body_chars)
 
         overrides: dict[str, Price] = {}
         for spec in self._specs.values():
@@ -167,9 +156,9 @@ class Gateway(CallRecording):
         overrides.update(prices or {})
         self._prices = PriceBook(
             overrides,
-            price_ids={s.name: self._price_id(s) for s in self._specs.values()},
+            price_ids={s.name: Targets.price_id(s) for s in self._specs.values()},
             api_urls={s.name: s.base_url for s in self._specs.values()},
-            known={name: partial(self._provider_price, name) for name in self.provider_names},
+            known={name: partial(self._targets.own_price, name) for name in self.provider_names},
         )
 
         self._log: CallLog | None
@@ -183,16 +172,26 @@ class Gateway(CallRecording):
             self._owns_log = True
         else:
             self._log = log
-        # Where each attempt's start is written before its request leaves (None: no spool).
-        self._spool = getattr(self._log, "spool", None)
+        self._recorder = Recorder(
+            clock=clock,
+            perf_counter=perf_counter,
+            new_id=self._new_id,
+            prices=self._prices,
+            log=self._log,
+            sinks=sinks,
+            max_body_chars=max_body_chars,
+            api_format=self._targets.api_format,
+            is_simulated=self._targets.is_simulated,
+        )
 
         order = {kind: i for i, kind in enumerate(PIPELINE_ORDER)}
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
-        self._check_fallbacks()
-        self._run = compose(self._middleware, self._attempt, "handle")
-        self._arun = compose(self._middleware, self._aattempt, "ahandle")
-        self._run_stream = compose(self._middleware, self._attempt_stream, "handle_stream")
-        self._arun_stream = compose(self._middleware, self._aattempt_stream, "ahandle_stream")
+        self._targets.check_fallbacks(self._middleware, self._default_provider)
+        target = self._targets.target
+        self._sync = Calls(self._middleware, Attempt(target, self._recorder), self._recorder)
+        self._async = AsyncCalls(
+            self._middleware, AsyncAttempt(target, self._recorder), self._recorder
+        )
 
     # --- construction -------------------------------------------------------------------
 
@@ -266,7 +265,7 @@ class Gateway(CallRecording):
 
     @property
     def provider_names(self) -> list[str]:
-        return sorted({*self._specs, *self._providers})
+        return self._targets.names
 
     @property
     def log(self) -> CallLog | None:
@@ -278,9 +277,48 @@ class Gateway(CallRecording):
         return self._prices
 
     @property
+    def recorder(self) -> Recorder:
+        """This gateway's `Recorder`: prices, times and logs every call (to the log and the
+        extra sinks); each call's context carries it as ``ctx.recorder``."""
+        return self._recorder
+
+    @property
+    def max_body_chars(self) -> int:
+        """Text fields of a log row longer than this many characters are cut and flagged
+        (``[log] max_body_chars``); for code that builds rows itself, like batch jobs."""
+        return self._recorder.max_body_chars
+
+    def log_health(self) -> LogHealth | None:
+        """The call log's own health (`aigw_lab.store.CallLog.health`: state, rows written,
+        pending, dead-lettered, spilled, last problem), or None when logging is off."""
+        return self._recorder.log_health()
+
+    def sink_health(self) -> tuple[SinkHealth, ...]:
+        """The health of each extra sink (``sinks=``): rows and flushes it refused, and the
+        type of its last problem; empty without extra sinks."""
+        return self._recorder.sink_health()
+
+    def serve_without_provider(
+        self,
+        ctx: CallContext,
+        response: ChatResponse,
+        *,
+        cache_status: str = "hit",
+        similarity: float | None = None,
+    ) -> ChatResponse:
+        """`Recorder.serve_without_provider` (for middleware written against the gateway)."""
+        return self._recorder.serve_without_provider(
+            ctx, response, cache_status=cache_status, similarity=similarity
+        )
+
+    def log_refused(self, ctx: CallContext, exc: BaseException) -> None:
+        """`Recorder.log_refused` (for middleware written against the gateway)."""
+        self._recorder.log_refused(ctx, exc)
+
+    @property
     def simulated(self) -> bool:
         """True when every configured provider is simulated (so is everything it answers)."""
-        return all(self._is_simulated(n) for n in self.provider_names)
+        return all(self._targets.is_simulated(n) for n in self.provider_names)
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:
@@ -317,27 +355,11 @@ class Gateway(CallRecording):
     def list_models(self) -> dict[str, tuple[str, ...]]:
         """Known models per provider (empty when a provider accepts any model name); routing
         policies are listed as the models of provider ``"policy"``."""
-        return {name: self._known_models(name) for name in self.provider_names}
+        return {name: self._targets.known_models(name) for name in self.provider_names}
 
     def provider(self, name: str) -> Provider:
         """The provider called ``name``, built on first use."""
-        found = self._providers.get(name)
-        if found is not None:
-            return found
-        spec = self._specs.get(name)
-        if spec is None:
-            raise UnknownProviderError(
-                f"unknown provider {name!r}",
-                hint=_choices_hint(name, self.provider_names, "configured providers"),
-            )
-        with self._lock:
-            found = self._providers.get(name)
-            if found is None:
-                from aigw_lab.providers.registry import build_provider
-
-                found = build_provider(spec, self._clients, env=self._env)
-                self._providers[name] = found
-        return found
+        return self._targets.provider(name)
 
     def summary(self, **filters: Any) -> pd.DataFrame:
         """Per provider/model: calls, errors, latency percentiles, tokens and cost, from the log."""
@@ -363,12 +385,7 @@ class Gateway(CallRecording):
         string or a list of message dicts; ``params`` are request fields (``temperature``,
         ``max_tokens``, ``system``, ``tags``, ``extra``, ``user``, ...).
         """
-        ctx = self._context(model, messages, params, stream=False)
-        try:
-            return self._run(ctx)
-        except BaseException as exc:
-            self._log_if_unlogged(ctx, exc)
-            raise
+        return self._sync.chat(self._context(model, messages, params, stream=False))
 
     async def achat(
         self,
@@ -377,12 +394,7 @@ class Gateway(CallRecording):
         **params: Any,
     ) -> ChatResponse:
         """`chat` for asyncio code."""
-        ctx = self._context(model, messages, params, stream=False)
-        try:
-            return await self._arun(ctx)
-        except BaseException as exc:
-            self._log_if_unlogged(ctx, exc)
-            raise
+        return await self._async.achat(self._context(model, messages, params, stream=False))
 
     def stream(
         self,
@@ -392,8 +404,7 @@ class Gateway(CallRecording):
     ) -> ChatStream:
         """Stream the answer: iterate the result for text; ``.response`` holds the final
         response (usage, cost, latency with time to first token) once it ends."""
-        ctx = self._context(model, messages, params, stream=True)
-        return ChatStream(self._guard_stream(ctx))
+        return self._sync.stream(self._context(model, messages, params, stream=True))
 
     def astream(
         self,
@@ -402,14 +413,26 @@ class Gateway(CallRecording):
         **params: Any,
     ) -> AsyncChatStream:
         """`stream` for asyncio code: ``async for text in gateway.astream(...)``."""
-        ctx = self._context(model, messages, params, stream=True)
-        return AsyncChatStream(self._aguard_stream(ctx))
+        return self._async.astream(self._context(model, messages, params, stream=True))
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
         """Close providers and HTTP clients this gateway created, and flush and close its
-        log (a log passed in is flushed, not closed)."""
+        log (a log passed in is flushed, not closed; extra sinks are flushed)."""
+        close_all(self._built_providers(), self._clients if self._owns_clients else None)
+        self._shut()
+
+    async def aclose(self) -> None:
+        """`close` for asyncio code (also closes the async pool of the running loop)."""
+        await aclose_all(self._built_providers(), self._clients if self._owns_clients else None)
+        self._shut()
+
+    def _built_providers(self) -> list[Provider]:
+        """The providers this gateway built from specs; none once it is closed."""
+        return [] if self._closed else self._targets.built()
+
+    def _shut(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -417,24 +440,7 @@ class Gateway(CallRecording):
             close = getattr(mw, "close", None)
             if close is not None:
                 close()
-        for name, provider in list(self._providers.items()):
-            if name in self._specs:
-                provider.close()
-        if self._owns_clients:
-            self._clients.close()
-        if self._log is not None:
-            if self._owns_log:
-                self._log.close()
-            else:
-                self._log.flush()
-
-    async def aclose(self) -> None:
-        for name, provider in list(self._providers.items()):
-            if name in self._specs:
-                await provider.aclose()
-        if self._owns_clients:
-            await self._clients.aclose()
-        self.close()
+        self._recorder.close(owns_log=self._owns_log)
 
     def __enter__(self) -> Gateway:
         return self
@@ -469,7 +475,7 @@ class Gateway(CallRecording):
         try:
             provider_name, bare_model = self._resolve(address)
         except AigwError as exc:
-            self._log_rejected(address, request or messages, exc, wall, stream)
+            self._recorder.log_rejected(address, request or messages, exc, wall, stream)
             raise
         if request is None:
             try:
@@ -478,7 +484,7 @@ class Gateway(CallRecording):
                     bare_model, messages if messages is not None else (), **params
                 )
             except AigwError as exc:
-                self._log_rejected(address, messages, exc, wall, stream)
+                self._recorder.log_rejected(address, messages, exc, wall, stream)
                 raise
         if self._tags or self._experiment_id:
             request = self._with_defaults(request)
@@ -491,6 +497,7 @@ class Gateway(CallRecording):
             started=started,
             started_wall=wall,
             gateway=self,
+            recorder=self._recorder,
         )
 
     def _resolve(self, address: str) -> tuple[str, str]:
@@ -517,108 +524,8 @@ class Gateway(CallRecording):
             raise UnknownModelError(f"model address {address!r} has no model after the '/'")
         raise UnknownProviderError(
             f"unknown provider {provider_name!r} in model {address!r}",
-            hint=_choices_hint(provider_name, self.provider_names, "configured providers"),
+            hint=choices_hint(provider_name, self.provider_names, "configured providers"),
         )
-
-    def _target(self, ctx: CallContext) -> tuple[Provider, ChatRequest]:
-        provider = self.provider(ctx.provider_name)
-        known = self._known_models(ctx.provider_name)
-        if known and ctx.model not in known:
-            raise UnknownModelError(
-                f"{ctx.provider_name} has no model {ctx.model!r}",
-                hint=_choices_hint(ctx.model, list(known), f"models of {ctx.provider_name}"),
-            )
-        request = ctx.request
-        if request.model != ctx.model:
-            request = replace(request, model=ctx.model)
-        return provider, request
-
-    def _begin_attempt(self, ctx: CallContext) -> None:
-        ctx.attempt += 1
-        if ctx.attempt > 1:
-            ctx.attempt_started = self._perf()
-
-    def _attempt(self, ctx: CallContext) -> ChatResponse:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            response = provider.chat(request)
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
-            raise
-        return self._complete(ctx, response, upstream_start, call_id)
-
-    async def _aattempt(self, ctx: CallContext) -> ChatResponse:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            response = await provider.achat(request)
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, call_id=call_id)
-            raise
-        return self._complete(ctx, response, upstream_start, call_id)
-
-    def _attempt_stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        parts: list[str] = []
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            for event in provider.stream(request):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    yield event
-                else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
-                    return
-            raise MalformedResponseError(
-                "the stream ended without its final event",
-                provider=ctx.provider_name,
-                model=ctx.model,
-            )
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
-            raise
-
-    async def _aattempt_stream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
-        self._begin_attempt(ctx)
-        upstream_start = ctx.attempt_started
-        call_id = self._new_id()
-        parts: list[str] = []
-        try:
-            provider, request = self._target(ctx)
-            if self._spool is not None:
-                self._spool_start(ctx, call_id, provider)  # on file before the request leaves
-            upstream_start = self._perf()
-            async for event in provider.astream(request):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    yield event
-                else:
-                    yield StreamEnd(self._complete(ctx, event.response, upstream_start, call_id))
-                    return
-            raise MalformedResponseError(
-                "the stream ended without its final event",
-                provider=ctx.provider_name,
-                model=ctx.model,
-            )
-        except BaseException as exc:
-            self._log_failure(ctx, exc, upstream_start, "".join(parts), call_id=call_id)
-            raise
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -630,81 +537,9 @@ class Gateway(CallRecording):
             changes["experiment_id"] = self._experiment_id
         return replace(request, **changes)
 
-    def _check_fallbacks(self) -> None:
-        """Fallback targets of a `Retry` given in Python must name providers (and models)
-        this gateway has, as ``[fallbacks]`` in a config file must: a typo would otherwise
-        show itself only in the outage the fallback was meant for."""
-        from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
-
-        # Any middleware may hold fallbacks (a custom retry does not have to).
-        fallbacks = [
-            found
-            for m in self._middleware
-            if isinstance(found := getattr(m, "fallbacks", None), Fallbacks)
-            and (found.chains or found.default or found.context_windows)
-        ]
-        if not fallbacks:
-            return
-
-        # Models only where known without building a provider (None: any model name): a
-        # spec's from its kind, as a config's [fallbacks] are checked; a ready-made
-        # provider's (the policies' pseudo-provider among them) from the provider.
-        known: dict[str, tuple[str, ...] | None] = {}
-        for name in self.provider_names:
-            spec = self._specs.get(name)
-            if spec is not None:
-                known[name] = default_registry().known_models(spec)
-            else:
-                known[name] = tuple(getattr(self._providers[name], "models", ()) or ()) or None
-        for found in fallbacks:
-            check_fallback_targets(found, known, default_provider=self._default_provider)
-
-    def _kind(self, name: str) -> ProviderKind | None:
-        """The kind of the configured provider ``name`` (None: a provider passed in ready-made,
-        or a spec naming no known kind, which fails when it is built)."""
-        spec = self._specs.get(name)
-        return default_registry().find(spec.kind) if spec is not None else None
-
-    def _price_id(self, spec: ProviderSpec) -> str | None:
-        """The genai-prices provider id of ``spec``: its own, else its kind's."""
-        kind = default_registry().find(spec.kind)
-        return spec.price_provider_id or (kind.price_provider_id if kind is not None else None)
-
-    def _known_models(self, name: str) -> tuple[str, ...]:
-        spec = self._specs.get(name)
-        if spec is not None and spec.models:
-            return spec.models
-        provider = self._providers.get(name)
-        if provider is None and spec is not None:
-            kind = self._kind(name)
-            if kind is None or not kind.local:
-                return ()
-            provider = self.provider(name)  # needs no key; it knows its models
-        return traits(provider).models if provider is not None else ()
-
-    def _provider_price(self, name: str, model: str) -> Price | None:
-        """A provider's own price for a model, for providers that know it (the simulated
-        fleet, replays of recorded data): `BaseProvider.price_for`."""
-        provider = self._providers.get(name)
-        if provider is None:
-            kind = self._kind(name)
-            if kind is None or not kind.local:
-                return None
-            # Priced before its first call (a budget's estimate): build it now, since the
-            # price book remembers an unknown price for good.
-            provider = self.provider(name)
-        return traits(provider).price_for(model)
-
-    def _api_format(self, ctx: CallContext) -> str | None:
-        provider = self._providers.get(ctx.provider_name)
-        return traits(provider).api_format if provider is not None else None
-
     def _is_simulated(self, name: str) -> bool:
-        provider = self._providers.get(name)
-        if provider is not None:
-            return traits(provider).simulated
-        kind = self._kind(name)
-        return kind is not None and kind.simulated
+        # The policy router asks (a policy is simulated when all its targets are).
+        return self._targets.is_simulated(name)
 
     def _require_log(self) -> CallLog:
         if self._log is None:
@@ -712,10 +547,3 @@ class Gateway(CallRecording):
                 "this gateway has no call log", hint='create it with log="calls.duckdb"'
             )
         return self._log
-
-
-def _choices_hint(name: str, choices: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    listed = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", ..."
-    prefix = f"did you mean {close[0]!r}? " if close else ""
-    return f"{prefix}{what}: {listed}"

@@ -8,7 +8,7 @@ The order of a gateway's pipeline, outermost first, is::
 The innermost stage, the *attempt*, belongs to the gateway itself: it calls the provider,
 prices the answer and logs one row, so every attempt (including each retry and fallback) is a
 row of the call log. A middleware that answers without reaching the attempt (a cache hit)
-logs its own row through `CallContext.gateway`.
+logs its own row through `CallContext.recorder`.
 
 Two ways to write a stage:
 
@@ -34,6 +34,7 @@ from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     from aigw_lab.gateway.gateway import Gateway
+    from aigw_lab.gateway.recorder import Recorder
 
 __all__ = [
     "CallContext",
@@ -72,6 +73,7 @@ class CallContext:
         "cache_status",
         "cache_similarity",
         "gateway",
+        "recorder",
         "extra",
         "logged",
         "budget_estimate_usd",
@@ -88,6 +90,7 @@ class CallContext:
         started: float,
         started_wall: float,
         gateway: Gateway,
+        recorder: Recorder | None = None,
     ) -> None:
         self.request = request
         self.provider_name = provider_name
@@ -102,6 +105,9 @@ class CallContext:
         self.cache_status = "none"
         self.cache_similarity: float | None = None
         self.gateway = gateway
+        #: Prices, times and logs the call (`aigw_lab.gateway.recorder.Recorder`): a stage
+        #: that answers or refuses a call itself logs it here. None: ``gateway.recorder``.
+        self.recorder: Recorder = recorder if recorder is not None else gateway.recorder
         self.extra: dict[str, Any] = {}
         #: Rows logged for this call so far; a call that ends with none gets one.
         self.logged = 0

@@ -62,7 +62,8 @@ _DEFAULT_MEMORY_LIMIT = "256MB"
 
 
 class CallLog:
-    """An append-only log of gateway calls in a DuckDB file (table ``calls``).
+    """An append-only log of gateway calls in a DuckDB file (table ``calls``); a gateway's
+    first `aigw_lab.store.sink.CallSink` (``append``, ``flush``, ``close``).
 
     ``path`` is the database file (created, with its directory, if missing) or ``":memory:"``.
     Rows are buffered and written by a background thread in batches of ``batch_size``, at
