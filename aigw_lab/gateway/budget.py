@@ -304,7 +304,7 @@ class Budget(Primitive):
         ctx.gateway.provider(ctx.provider_name)
         estimate = estimate_cost(
             ctx.request,
-            ctx.gateway.prices,
+            ctx.recorder.prices,
             ctx.provider_name,
             ctx.model,
             default_output_tokens=self.default_output_tokens,
@@ -342,7 +342,7 @@ class Budget(Primitive):
     def _seed_log(self, ctx: CallContext) -> CallLog | None:
         log = self._log
         if log == "gateway":
-            log = ctx.gateway.log
+            log = ctx.recorder.log
             # An in-memory log holds only this process's calls, which this budget has seen.
             if log is None or str(getattr(log, "path", "")) == ":memory:":
                 return None
