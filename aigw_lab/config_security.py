@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
+from aigw_lab.config_server import SERVER_TABLE
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
 from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
@@ -193,8 +194,12 @@ def parse_server_extras(table: Mapping[str, Any], where: str, base_dir: Any) -> 
     import os
     from pathlib import Path
 
+    # Checked here too: `aigw-lab keys --config` reads these two keys alone.
+    schema = SERVER_TABLE.by_name()
+    for name in ("key_file", "signing_window"):
+        schema[name].check(table.get(name), where)
     extras: dict[str, Any] = {}
-    key_file = table.get("key_file")  # SERVER_TABLE checked the values
+    key_file = table.get("key_file")
     if key_file is not None:
         path = Path(key_file).expanduser()
         if base_dir is not None and not os.path.isabs(path):
