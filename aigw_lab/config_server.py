@@ -78,7 +78,11 @@ SERVER_TABLE = Table(
         ),
         # Issue 9: whether a body's `user` may set the per-user identity (budgets, limits).
         Key(name="trust_client_user", types=(bool,), what="true or false"),
-        *(Key(name=key, what="a positive number (ServerLimits)") for key in sorted(LIMIT_KEYS)),
+        # ServerLimits checks their values (the serve command's flags build one too).
+        *(
+            Key(name=key, what="a positive number", doc="see docs/serving.md, Limits")
+            for key in sorted(LIMIT_KEYS)
+        ),
     )
 )
 

@@ -18,6 +18,7 @@ from aigw_lab.gateway.health import HEALTH_TABLE
 from aigw_lab.gateway.ratelimit_rules import RATE_LIMITS_TABLE
 from aigw_lab.gateway.reliability import RETRY_TABLE
 from aigw_lab.providers.base import POOL_KEYS
+from aigw_lab.providers.registry import KindRegistry
 
 __all__ = [
     "CONFIG_TABLE",
@@ -26,6 +27,7 @@ __all__ = [
     "PRICE_TABLE",
     "SEMANTIC_TABLE",
     "key_rows",
+    "keys_markdown",
 ]
 
 
@@ -139,6 +141,12 @@ PROVIDER_TABLE = Table(
     )
 )
 
+_POOL_DOCS = {
+    "max_connections": "open upstream connections (default 200)",
+    "max_keepalive": "idle upstream connections kept for reuse (default 50)",
+    "pool_timeout": "seconds a call waits for a free connection (default 5)",
+}
+
 #: ``[gateway]``.
 GATEWAY_TABLE = Table(
     keys=(
@@ -166,7 +174,7 @@ GATEWAY_TABLE = Table(
         _section("retry", RETRY_TABLE),
         # PoolSettings checks their values (for Python callers too).
         *(
-            Key(name=key, what=f"PoolSettings.{name}", doc="the upstream connection pool")
+            Key(name=key, what=f"PoolSettings' {name}", doc=_POOL_DOCS[name])
             for key, name in POOL_KEYS.items()
         ),
     )
@@ -176,16 +184,33 @@ GATEWAY_TABLE = Table(
 INDEX_TABLE = Table(
     keys=(
         Key(name="kind", choices=("exact", "ivf"), what='"exact" or "ivf"'),
-        Key(name="exact_below", types=(int,), low=0, what="a number of entries"),
-        Key(name="nlist", types=(int,), low=1, what="a positive integer"),
-        Key(name="nprobe", types=(int,), low=1, what="a positive integer"),
+        Key(
+            name="exact_below",
+            types=(int,),
+            low=0,
+            what="a number of entries",
+            doc="ivf: a partition smaller than this is searched exactly",
+        ),
+        Key(name="nlist", types=(int,), low=1, what="a positive integer", doc="ivf: clusters"),
+        Key(
+            name="nprobe",
+            types=(int,),
+            low=1,
+            what="a positive integer",
+            doc="ivf: clusters searched per lookup",
+        ),
     )
 )
 #: ``[semantic_cache]``: the embedding ``model`` and ``batch_size``, the ``index``, and
 #: `SemanticCache`'s keyword arguments (it checks their values, for Python callers too).
 SEMANTIC_TABLE = Table(
     keys=(
-        Key(name="model", types=(str,), what="an embedding model name"),
+        Key(
+            name="model",
+            types=(str,),
+            what="an embedding model name",
+            doc="the embedding model (default all-MiniLM-L6-v2)",
+        ),
         Key(
             name="index",
             types=(str, Mapping),
@@ -193,18 +218,24 @@ SEMANTIC_TABLE = Table(
             table=INDEX_TABLE,
             hint='write index = "exact", index = "ivf" or index = { kind = "ivf", nprobe = 32 }',
         ),
-        Key(name="batch_size", types=(int,), low=1, what="a positive integer"),
+        Key(
+            name="batch_size",
+            types=(int,),
+            low=1,
+            what="a positive integer",
+            doc="texts embedded at once (default 64)",
+        ),
         *(
-            Key(name=name, what=f"SemanticCache's {name}")
-            for name in (
-                "threshold",
-                "max_entries",
-                "ttl",
-                "top_k",
-                "allow_sampled",
-                "allow_tools",
-                "guard_numbers",
-                "guard_negation",
+            Key(name=name, what=f"SemanticCache's {name}", doc=doc)
+            for name, doc in (
+                ("threshold", "the least cosine similarity that may serve an answer"),
+                ("max_entries", "beyond it, the least recently used entries are evicted"),
+                ("ttl", "seconds an answer stays fresh"),
+                ("top_k", "nearest entries checked against the guards"),
+                ("allow_sampled", "also serve/store requests with temperature > 0"),
+                ("allow_tools", "also serve/store requests that carry tools"),
+                ("guard_numbers", "refuse a hit whose numbers differ (default true)"),
+                ("guard_negation", "refuse a hit whose negations differ (default true)"),
             )
         ),
     )
@@ -255,7 +286,19 @@ CONFIG_TABLE = Table(
 
 
 def key_rows() -> Iterator[tuple[str, str, str]]:
-    """``(table, key, what it must be)`` for every key of a config file, the keys of each
-    provider kind under ``[providers.NAME]`` included (for docs/config.md)."""
-    yield from CONFIG_TABLE.rows("")
+    """``(table, key, what it is)`` for every key of a config file, the keys each provider
+    kind built in adds under ``[providers.NAME]`` included."""
+    yield from CONFIG_TABLE.rows()
     yield from PROVIDER_TABLE.rows("[providers.NAME]")
+    for kind in KindRegistry(entry_points=False).loaded():  # built-ins: docs name those
+        for key in kind.config_keys:
+            yield "[providers.NAME]", key.name, f"{key.doc or key.what} (kind = {kind.name!r})"
+
+
+def keys_markdown() -> str:
+    """`key_rows` as the Markdown table of docs/config.md's "Every key" section (a test
+    checks that the document shows this table)."""
+    lines = ["| Table | Key | What it is |", "|---|---|---|"]
+    for table, key, what in key_rows():
+        lines.append(f"| `{table}` | `{key}` | {what.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"

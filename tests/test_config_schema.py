@@ -253,3 +253,14 @@ def test_gateway_from_config_is_the_config_layers_builder(tmp_path):
         assert type(gw) is Gateway
         gw.chat("sim/sim-small", "hi", max_tokens=3)
     assert (tmp_path / "calls.duckdb").exists()
+
+
+def test_docs_config_lists_every_key_the_schemas_declare():
+    from pathlib import Path
+
+    from aigw_lab.config_tables import keys_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    section = doc.split("## Every key\n", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|")) + "\n"
+    assert table == keys_markdown(), "regenerate docs/config.md's 'Every key' table"

@@ -94,15 +94,27 @@ BUDGETS_TABLE = Table(
             what="an array of tables",
             hint='write each limit as [[budgets.limit]] scope = "tenant", id = "acme", usd = 50',
         ),
-        Key(name="default_output_tokens", what="a positive integer"),
-        Key(name="unknown_price", what='"allow" or "refuse"'),
+        Key(
+            name="default_output_tokens",
+            what="a positive integer",
+            doc="output tokens assumed when a call sets no max_tokens",
+        ),
+        Key(
+            name="unknown_price",
+            what='"allow" or "refuse"',
+            doc='a model without a price: "allow" (default) or "refuse"',
+        ),
         Key(
             name="seed_from_log",
             types=(bool,),
             what="true or false",
             doc="seed spend from the gateway's call log",
         ),
-        Key(name="tokenizer", what='"auto" or "estimate"'),
+        Key(
+            name="tokenizer",
+            what='"auto" or "estimate"',
+            doc='"auto": tiktoken when cached, else 4 characters a token; "estimate"',
+        ),
     )
 )
 

@@ -328,7 +328,13 @@ class HealthTracker:
 #: ``[health]``: `HealthTracker`'s keyword arguments (it checks their values).
 HEALTH_TABLE = Table(
     keys=tuple(
-        Key(name=name, what=f"HealthTracker's {name}")
-        for name in ("failure_threshold", "failure_rate", "window", "min_calls", "cooldown")
+        Key(name=name, what=f"HealthTracker's {name}", doc=doc)
+        for name, doc in (
+            ("failure_threshold", "failures in a row that open a target's circuit (default 5)"),
+            ("failure_rate", "or: the failed share of the last `window` calls that opens it"),
+            ("window", "calls the failure rate is measured over (default 20)"),
+            ("min_calls", "calls in the window before the rate counts (default 10)"),
+            ("cooldown", "seconds an open circuit waits before one trial call (default 30)"),
+        )
     )
 )

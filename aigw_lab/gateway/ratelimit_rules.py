@@ -40,18 +40,31 @@ RULE_TABLE = Table(
             what="a table of field = values",
             doc="the calls the rule applies to",
         ),
-        *(Key(name=name, what="a number > 0") for name in _LIMIT_FIELDS),
+        *(
+            Key(name=name, what="a number > 0", doc=name.replace("_", " "))
+            for name in _LIMIT_FIELDS
+        ),
     ),
     hint='e.g. {key = ["tenant"], requests_per_minute = 60}',
 )
 #: ``[rate_limits]`` (docs/rate_limits.md); `RateLimiter` checks the values.
 RATE_LIMITS_TABLE = Table(
     keys=(
-        Key(name="mode", what='"wait" or "reject"'),
-        Key(name="timeout", what="seconds >= 0"),
-        Key(name="default_output_tokens", what="a positive integer"),
-        Key(name="pause_on_429", what='"provider", "model" or "off"'),
-        Key(name="max_pause", what="seconds >= 0"),
+        Key(
+            name="mode", what='"wait" or "reject"', doc='"wait" (default) or "reject" over a limit'
+        ),
+        Key(name="timeout", what="seconds >= 0", doc="seconds a call may wait (default 30)"),
+        Key(
+            name="default_output_tokens",
+            what="a positive integer",
+            doc="output tokens assumed when a call sets no max_tokens",
+        ),
+        Key(
+            name="pause_on_429",
+            what='"provider", "model" or "off"',
+            doc="what an upstream 429 pauses (default provider)",
+        ),
+        Key(name="max_pause", what="seconds >= 0", doc="longest such pause (default 300)"),
         Key(
             name="rule",
             types=(list, tuple, Mapping),

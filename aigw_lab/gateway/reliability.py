@@ -270,7 +270,16 @@ def _targets(values: Any, where: str) -> tuple[str, ...]:
 #: callers too).
 RETRY_TABLE = Table(
     keys=tuple(
-        Key(name=name, what=f"RetryPolicy.{name}") for name in RetryPolicy.__dataclass_fields__
+        Key(name=name, what=f"RetryPolicy's {name}", doc=doc)
+        for name, doc in (
+            ("max_attempts", "tries per target, the first included (default 3)"),
+            ("base_delay", "seconds: the first backoff's ceiling (default 0.5)"),
+            ("multiplier", "backoff growth per retry (default 2)"),
+            ("max_delay", "seconds: the longest backoff (default 20)"),
+            ("max_retry_after", "seconds: a longer Retry-After gives up the target (default 60)"),
+            ("attempt_timeout", "seconds each attempt may take"),
+            ("deadline", "seconds for the whole call, retries and fallbacks included"),
+        )
     )
 )
 
