@@ -189,11 +189,15 @@ def test_a_config_file_reports_a_nested_array_error_with_the_file_and_path(tmp_p
         ({"log": {"bodies": "some"}}, "gw.toml: [log]: bodies = 'some' is not a body mode"),
         ({"log": {"hash_key_env": "A B"}}, "hash_key_env = 'A B' must be the name of an env"),
         ({"server": {"keys": [{"key_env": "K"}]}}, "[server.keys] #1 has no 'name'"),
+        ({"providers": {"a": 3}}, "gw.toml: [providers.a] must be a table, not 3"),
+        ({"providers": {"a": {"kind": "openai", "account_id": 5}}}, "account_id = 5 must be a"),
+        ({"providers": {"a": {"kind": "simulated", "seed": "x"}}}, "[providers.a]: seed = 'x'"),
     ],
 )
 def test_every_table_of_a_config_goes_through_the_validator(data, message):
+    data = {"providers": {"a": {"kind": "simulated"}}, **data}
     with pytest.raises(ConfigError) as info:
-        parse_config({"providers": {"a": {"kind": "simulated"}}, **data}, source="gw.toml")
+        parse_config(data, source="gw.toml")
     assert message in info.value.message
 
 
