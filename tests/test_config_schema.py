@@ -268,3 +268,20 @@ def test_docs_config_lists_every_key_the_schemas_declare():
     section = doc.split("## Every key\n", 1)[1].split("\n## ", 1)[0]
     table = "\n".join(line for line in section.splitlines() if line.startswith("|")) + "\n"
     assert table == keys_markdown(), "regenerate docs/config.md's 'Every key' table"
+
+
+def test_the_gateway_imports_the_config_layer_only_when_from_config_is_called(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "gw.toml"
+    path.write_text("[gateway]\nlog = false\n[providers.sim]\nkind = 'simulated'\n")
+    probe = (
+        "import sys\n"
+        "from aigw_lab.gateway import Gateway\n"
+        "assert 'aigw_lab.config' not in sys.modules, 'the gateway imported the config layer'\n"
+        f"with Gateway.from_config({str(path)!r}) as gw:\n"
+        "    assert gw.chat('sim/sim-small', 'hi', max_tokens=3).text\n"
+        "assert 'aigw_lab.config' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
