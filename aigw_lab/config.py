@@ -35,73 +35,33 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import reject_unknown_keys
 
 # Re-exported: [server] settings have their own module.
 from aigw_lab.config_server import ServerKeySpec, ServerSettings, parse_server
+from aigw_lab.config_tables import (
+    CONFIG_TABLE,
+    PRICE_TABLE,
+    PROVIDER_TABLE,
+    SEMANTIC_TABLE,
+)
 from aigw_lab.errors import ConfigError
-from aigw_lab.providers.base import POOL_KEYS, PoolSettings, Price, ProviderSpec
-from aigw_lab.providers.kinds import ConfigKey
+from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.policy.router import merge_policies
+from aigw_lab.providers.base import PoolSettings, Price, ProviderSpec
 from aigw_lab.providers.registry import KindRegistry, default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 
 __all__ = [
+    "CONFIG_TABLE",
     "GatewayConfig",
+    "build_gateway",
     "ServerKeySpec",
     "ServerSettings",
     "load_config",
     "parse_config",
     "parse_price",
 ]
-
-_GATEWAY_KEYS = {"db", "default_provider", "tags", "experiment_id", "log", "retry"}
-_PROVIDER_KEYS = {
-    "kind",
-    "base_url",
-    "api_key_env",
-    "account_id",
-    "account_id_env",
-    "timeout",
-    "connect_timeout",
-    "headers",
-    "cf_gateway",
-    "cf_gateway_token_env",
-    "cf_headers",
-    "models",
-    "prices",
-    "price_provider_id",
-    "options",
-}
-# Keys of one kind (the simulated fleet's seed, a replay's recording) are the kind's own
-# (`ProviderKind.config_keys`) and kept in ``ProviderSpec.options``.
-_PRICE_KEYS = {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}
-_TOP_KEYS = {
-    "gateway",
-    "providers",
-    "prices",
-    "fallbacks",
-    "health",
-    "cache",
-    "budgets",
-    "rate_limits",
-    "semantic_cache",
-    "server",
-    "policies",
-    "log",
-}
-_SEMANTIC_KEYS = {
-    "model",
-    "index",
-    "threshold",
-    "max_entries",
-    "ttl",
-    "top_k",
-    "allow_sampled",
-    "allow_tools",
-    "guard_numbers",
-    "guard_negation",
-    "batch_size",
-}
 
 
 @dataclass(frozen=True)
@@ -218,6 +178,41 @@ class GatewayConfig:
         ]
 
 
+def build_gateway(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    gateway_class: type[Gateway] = Gateway,
+    **kwargs: Any,
+) -> Gateway:
+    """A gateway built from the TOML config file at ``path``: what `Gateway.from_config`
+    does (it calls this). ``log``, when given, overrides the config's ``[gateway] db``;
+    ``middleware`` is added to the config's, ``policies`` merged with its ``[policies]``
+    (a name in both is a `ConfigError`); other keyword arguments go to ``gateway_class``."""
+    config = load_config(path, env=env)
+    if "log" not in kwargs:
+        kwargs["log"] = (config.db or ":memory:") if config.log else None
+    middleware = [*config.middleware(), *kwargs.pop("middleware", ())]
+    policies = config.load_policies()
+    extra_policies = kwargs.pop("policies", None)
+    if extra_policies:
+        policies = merge_policies(policies, extra_policies)
+    return gateway_class(
+        config.providers,
+        log_options=config.log_options,
+        prices=config.prices,
+        default_provider=config.default_provider,
+        env=env,
+        tags=config.tags,
+        experiment_id=config.experiment_id,
+        max_body_chars=config.max_body_chars,
+        pool=config.pool,
+        middleware=middleware,
+        policies=policies,
+        **kwargs,
+    )
+
+
 def load_config(
     path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
@@ -264,31 +259,27 @@ def parse_config(
     are looked up in ``kinds`` (default: `default_registry`)."""
     env = os.environ if env is None else env
     kinds = default_registry() if kinds is None else kinds
-    reject_unknown_keys(data, _TOP_KEYS, source)
-    gw = _table(data, "gateway", source)
-    reject_unknown_keys(gw, _GATEWAY_KEYS | POOL_KEYS.keys(), f"{source}: [gateway]")
-
-    providers_table = _table(data, "providers", source)
+    CONFIG_TABLE.validate(data, source)
+    gw = data.get("gateway", {})
+    providers_table = data.get("providers", {})
     if not providers_table:
         raise ConfigError(
             f"{source}: no providers configured",
             hint='add a table like [providers.sim] with kind = "simulated"',
         )
     specs = tuple(
-        _parse_provider(
-            name, _table(providers_table, name, f"{source}: providers"), source, env, kinds
-        )
-        for name in providers_table
+        _parse_provider(name, table, f"{source}: [providers.{name}]", env, kinds)
+        for name, table in providers_table.items()
     )
 
     prices: dict[str, Price] = {}
-    for key, value in _table(data, "prices", source).items():
+    for key, value in data.get("prices", {}).items():
         if "/" not in key:
             raise ConfigError(
                 f"{source}: [prices] key {key!r} is not a model address",
                 hint='write the key as "provider/model", e.g. [prices."openai/gpt-4o-mini"]',
             )
-        prices[key] = parse_price(value, f'{source}: [prices."{key}"]')
+        prices[key] = _price(value)
 
     default_provider = gw.get("default_provider")
     names = {s.name for s in specs}
@@ -299,41 +290,32 @@ def parse_config(
             hint=f"use one of {sorted(names)}",
         )
     db = gw.get("db")
-    if db is not None:
-        if not isinstance(db, str) or not db:
-            raise ConfigError(f"{source}: [gateway] db must be a file path string")
-        if db != ":memory:" and base_dir is not None and not os.path.isabs(db):
-            db = str(Path(base_dir) / db)
-    log = gw.get("log", True)
-    if not isinstance(log, bool):
-        raise ConfigError(f"{source}: [gateway] log must be true or false")
-    log_table = _table(data, "log", source)  # its other keys: config_security
+    if db is not None and db != ":memory:" and base_dir is not None and not os.path.isabs(db):
+        db = str(Path(base_dir) / db)
+    log_table = data.get("log", {})  # its other keys: config_security
     max_body_chars = check_max_body_chars(
         log_table.get("max_body_chars", DEFAULT_MAX_BODY_CHARS), f"{source}: [log] max_body_chars"
     )
-    tags = gw.get("tags", {})
-    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
-        raise ConfigError(f"{source}: [gateway] tags must be a table of strings")
     reliability = {
-        "retry": _optional_table(gw, "retry", f"{source}: [gateway]"),
-        "fallbacks": _optional_table(data, "fallbacks", source),
-        "health": _optional_table(data, "health", source),
+        "retry": _optional_table(gw, "retry"),
+        "fallbacks": _optional_table(data, "fallbacks"),
+        "health": _optional_table(data, "health"),
     }
     config = GatewayConfig(
         providers=specs,
         db=db,
-        log=log,
+        log=gw.get("log", True),
         default_provider=default_provider,
         prices=MappingProxyType(prices),
-        tags=MappingProxyType(dict(tags)),
+        tags=MappingProxyType(dict(gw.get("tags", {}))),
         experiment_id=gw.get("experiment_id"),
         source=source,
         max_body_chars=max_body_chars,
         **reliability,
-        cache=_optional_table(data, "cache", source),
-        budgets=_optional_table(data, "budgets", source),
-        rate_limits=_optional_table(data, "rate_limits", source),
-        semantic_cache=_optional_table(data, "semantic_cache", source),
+        cache=_optional_table(data, "cache"),
+        budgets=_optional_table(data, "budgets"),
+        rate_limits=_optional_table(data, "rate_limits"),
+        semantic_cache=_optional_table(data, "semantic_cache"),
         server=parse_server(data["server"], source, base_dir) if "server" in data else None,
         pool=PoolSettings.from_table(gw, f"{source}: [gateway]"),
         policies=_parse_policies(data, base_dir, source),
@@ -348,9 +330,6 @@ def parse_config(
             from aigw_lab.gateway.budget import Budget
 
             Budget.from_config(config.budgets)
-        if config.semantic_cache is not None:
-            where = f"{source}: [semantic_cache]"
-            reject_unknown_keys(config.semantic_cache, _SEMANTIC_KEYS, where)
         if config.rate_limits is not None:
             from aigw_lab.gateway.ratelimit import RateLimiter
 
@@ -385,21 +364,14 @@ def _spec_models(spec: ProviderSpec) -> tuple[str, ...] | None:
 
 
 def parse_price(value: Any, where: str) -> Price:
-    """A `Price` from a ``{input_per_mtok, output_per_mtok, ...}`` table."""
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"{where} must be a table", hint="input_per_mtok = ..., output_per_mtok = ..."
-        )
-    reject_unknown_keys(value, _PRICE_KEYS, where)
-    for required in ("input_per_mtok", "output_per_mtok"):
-        if required not in value:
-            raise ConfigError(f"{where} is missing {required}", hint="prices are USD per 1M tokens")
-    numbers: dict[str, float] = {}
-    for key, number in value.items():
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
-            raise ConfigError(f"{where}: {key} = {number!r} must be a non-negative number")
-        numbers[key] = float(number)
-    return Price(**numbers)
+    """A `Price` from a ``{input_per_mtok, output_per_mtok, ...}`` table (`PRICE_TABLE`)."""
+    PRICE_TABLE.validate(value, where)
+    return _price(value)
+
+
+def _price(table: Mapping[str, Any]) -> Price:
+    """A `Price` from a table `PRICE_TABLE` has checked."""
+    return Price(**{key: float(number) for key, number in table.items()})
 
 
 def _parse_policies(
@@ -407,7 +379,7 @@ def _parse_policies(
 ) -> Mapping[str, str] | None:
     """``[policies]``: ``name = "path/to/policy.json"``, paths relative to the config file.
     The files must exist now; they are read when the gateway is built."""
-    table = _optional_table(data, "policies", source)
+    table = _optional_table(data, "policies")
     if table is None:
         return None
     resolved: dict[str, str] = {}
@@ -415,11 +387,6 @@ def _parse_policies(
         where = f"{source}: [policies] {name}"
         if "/" in name:
             raise ConfigError(f"{where}: policy names cannot contain '/'", hint="rename it")
-        if not isinstance(path, str) or not path:
-            raise ConfigError(
-                f"{where} must be a policy file path",
-                hint=f'write {name} = "policies/{name}.json"',
-            )
         full = Path(path) if base_dir is None or os.path.isabs(path) else Path(base_dir) / path
         if not full.is_file():
             raise ConfigError(
@@ -440,18 +407,19 @@ def _parse_log(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> 
 
 
 def _parse_provider(
-    name: str, table: Mapping[str, Any], source: str, env: Mapping[str, str], kinds: KindRegistry
+    name: str, table: Mapping[str, Any], where: str, env: Mapping[str, str], kinds: KindRegistry
 ) -> ProviderSpec:
-    where = f"{source}: [providers.{name}]"
     if "/" in name or not name:
         raise ConfigError(f"{where}: provider names cannot contain '/'", hint="rename the table")
+    if not isinstance(table, Mapping):
+        PROVIDER_TABLE.validate(table, where)  # names the problem
     # Looked up first so that an installed package's kind is known with its keys; an
     # unknown kind is reported after the typo check.
     kind_name = table.get("kind")
     kind = kinds.find(kind_name)
     owners = kinds.config_keys()  # each kind-specific key -> its kind
     # Typos first: the clearest error.
-    reject_unknown_keys(table, _PROVIDER_KEYS | owners.keys(), where)
+    reject_unknown_keys(table, PROVIDER_TABLE.names() | owners.keys(), where)
     if kind_name is None:
         raise ConfigError(f"{where} has no kind", hint=f"add kind = one of {list(kinds.names())}")
     if kind is None:
@@ -467,9 +435,7 @@ def _parse_provider(
                     f'{where}: {", ".join(misplaced)} only apply to kind = "{other.name}"',
                     hint=other.misplaced_fix(),
                 )
-    _OPTIONS_KEY.check(table.get("options"), where)
-    for key in kind.config_keys:
-        key.check(table.get(key.name), where)
+    PROVIDER_TABLE.with_keys(kind.config_keys).validate(table, where)
     options = {**kind.default_options(), **table.get("options", {})}
     for key in kind.key_names():
         if key in table:
@@ -479,37 +445,7 @@ def _parse_provider(
     if account_id is None and account_env:
         account_id = env.get(account_env) or None
         options["account_id_env"] = account_env
-    for key in ("timeout", "connect_timeout"):
-        if key in table and (
-            isinstance(table[key], bool)
-            or not isinstance(table[key], (int, float))
-            or table[key] <= 0
-        ):
-            raise ConfigError(f"{where}: {key} must be a positive number of seconds")
-    for key in ("headers", "cf_headers"):
-        if key in table and not (
-            isinstance(table[key], Mapping) and all(isinstance(v, str) for v in table[key].values())
-        ):
-            raise ConfigError(f"{where}: {key} must be a table of strings")
-    models = table.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise ConfigError(f"{where}: models must be a list of model names")
-    prices = {
-        model: parse_price(value, f"{where} prices.{model}")
-        for model, value in _table(table, "prices", where).items()
-    }
-    spec_kwargs: dict[str, Any] = {}
-    for key in (
-        "base_url",
-        "api_key_env",
-        "cf_gateway",
-        "cf_gateway_token_env",
-        "price_provider_id",
-    ):
-        if key in table:
-            if not isinstance(table[key], str):
-                raise ConfigError(f"{where}: {key} must be a string")
-            spec_kwargs[key] = table[key]
+    prices = {model: _price(value) for model, value in table.get("prices", {}).items()}
     return ProviderSpec(
         name=name,
         kind=kind_name,
@@ -518,25 +454,20 @@ def _parse_provider(
         connect_timeout=float(table.get("connect_timeout", 10.0)),
         headers=MappingProxyType(dict(table.get("headers", {}))),
         cf_headers=MappingProxyType(dict(table.get("cf_headers", {}))),
-        models=tuple(models),
+        models=tuple(table.get("models", [])),
         prices=MappingProxyType(prices),
         options=MappingProxyType(options),
-        **spec_kwargs,
+        **{key: table[key] for key in _SPEC_STRINGS if key in table},
     )
 
 
-# Checked here because the providers read options only when first built, where a wrong
-# type would be a traceback.
-_OPTIONS_KEY = ConfigKey(name="options", types=(Mapping,), what="a table")
-
-
-def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"{where}: {key} must be a table", hint=f"write it as [{key}] or {key} = {{...}}"
-        )
-    return value
+_SPEC_STRINGS = (
+    "base_url",
+    "api_key_env",
+    "cf_gateway",
+    "cf_gateway_token_env",
+    "price_provider_id",
+)
 
 
 def _semantic_cache(settings: Mapping[str, Any]) -> Any:
@@ -554,9 +485,6 @@ def _semantic_cache(settings: Mapping[str, Any]) -> Any:
     return SemanticCache(embedder, **options)
 
 
-_INDEX_KEYS = {"kind", "exact_below", "nlist", "nprobe"}
-
-
 def _semantic_index(spec: Any) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
     (faiss IVF-Flat beyond ``exact_below`` entries), or a table ``{kind = "ivf",
@@ -566,13 +494,8 @@ def _semantic_index(spec: Any) -> Any:
     from aigw_lab.gateway.semantic_match import NumpyIndex
 
     where = "[semantic_cache] index"
+    SEMANTIC_TABLE.by_name()["index"].check(spec, "[semantic_cache]")
     settings = {"kind": spec} if isinstance(spec, str) else spec
-    if not isinstance(settings, Mapping):
-        raise ConfigError(
-            f"{where} must be a string or a table, not {type(spec).__name__}",
-            hint='write index = "exact", index = "ivf" or index = { kind = "ivf", nprobe = 32 }',
-        )
-    reject_unknown_keys(settings, _INDEX_KEYS, where)
     options = dict(settings)
     kind = options.pop("kind", "exact")
     if kind == "exact":
@@ -590,7 +513,8 @@ def _semantic_index(spec: Any) -> Any:
     raise ConfigError(f"{where}: unknown kind {kind!r}", hint='use "exact" or "ivf"')
 
 
-def _optional_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+def _optional_table(data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """A table `CONFIG_TABLE` has checked, frozen; None when absent."""
     if key not in data:
         return None
-    return MappingProxyType(dict(_table(data, key, where)))
+    return MappingProxyType(dict(data[key]))

@@ -22,23 +22,60 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
+from aigw_lab.config_server import SERVER_TABLE
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
 from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
 
-__all__ = ["LogSettings", "parse_log_settings", "parse_server_extras"]
+__all__ = ["LogSettings", "parse_log_settings", "parse_server_extras", "LOG_TABLE"]
 
-_LOG_KEYS = {
-    "bodies",
-    "redact_patterns",
-    "hash_key_env",
-    "encryption_key_env",
-    "encryption_crypto",
-    "durability",
-    "fsync_interval",
-    "max_body_chars",  # parsed by aigw_lab.config (GatewayConfig.max_body_chars)
-}
+
+def _env_key(name: str, doc: str) -> Key:
+    return Key(
+        name=name,
+        types=(str,),
+        pattern=r"\w+",
+        what="the name of an environment variable (letters, digits, _)",
+        doc=doc,
+        hint=f'{name} = "AIGW_LOG_KEY"; the secret itself never goes in the file',
+    )
+
+
+#: ``[log]`` (docs/security.md, docs/call_log.md).
+LOG_TABLE = Table(
+    keys=(
+        Key(name="bodies", choices=BODY_MODES, what="a body mode", doc="what rows keep of bodies"),
+        Key(
+            name="redact_patterns",
+            types=TABLE,
+            items=(str,),
+            what="a table of name = regular expression",
+            hint='redact_patterns = { employee_id = "EMP-[0-9]{6}" }',
+        ),
+        _env_key("hash_key_env", 'the HMAC key of bodies = "hash"'),
+        _env_key("encryption_key_env", "encrypts the call log and the DuckDB cache"),
+        Key(
+            name="encryption_crypto",
+            choices=CRYPTO_CHOICES,
+            what=f"one of {', '.join(CRYPTO_CHOICES)}",
+            hint='"openssl" needs DuckDB\'s httpfs extension installed; "builtin" is DuckDB\'s '
+            "weaker built-in crypto (see docs/security.md)",
+        ),
+        # Its levels live in aigw_lab.store.spool, imported only when a table sets it.
+        Key(name="durability", types=(str,), what="a durability level"),
+        Key(
+            name="fsync_interval",
+            types=NUMBER,
+            low=0,
+            high=60,
+            what="a number of seconds from 0 to 60",
+            hint="e.g. fsync_interval = 0.05 (0 syncs after every write)",
+        ),
+        # Parsed by aigw_lab.config (GatewayConfig.max_body_chars).
+        Key(name="max_body_chars", what="a number of characters"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -74,40 +111,22 @@ class LogSettings:
 def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSettings:
     """Validate ``[log]`` and read the secrets it names from ``env``."""
     where = f"{source}: [log]"
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where} must be a table", hint="write it as [log]")
-    reject_unknown_keys(table, _LOG_KEYS, where)
+    LOG_TABLE.validate(table, where)
     bodies = table.get("bodies", "full")
-    if bodies not in BODY_MODES:
-        raise ConfigError(
-            f"{where}: bodies = {bodies!r} is not a body mode",
-            hint=f"use one of {', '.join(repr(m) for m in BODY_MODES)}",
-        )
     patterns = table.get("redact_patterns", {})
-    if not isinstance(patterns, Mapping):
-        raise ConfigError(
-            f"{where}: redact_patterns must be a table of name = regular expression",
-            hint='redact_patterns = { employee_id = "EMP-[0-9]{6}" }',
-        )
     try:
         redactor = Redactor(dict(patterns))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
-    hash_env = _env_name(table, "hash_key_env", where)
+    hash_env = table.get("hash_key_env")
     hash_key = _secret(env, hash_env, where, "hash_key_env") if hash_env else None
     if hash_env and bodies != "hash":
         raise ConfigError(
             f'{where}: hash_key_env applies only to bodies = "hash" (bodies is {bodies!r})',
             hint='set bodies = "hash", or remove hash_key_env',
         )
-    key_env = _env_name(table, "encryption_key_env", where)
+    key_env = table.get("encryption_key_env")
     crypto = table.get("encryption_crypto", "openssl")
-    if crypto not in CRYPTO_CHOICES:
-        raise ConfigError(
-            f"{where}: encryption_crypto = {crypto!r} is not one of {', '.join(CRYPTO_CHOICES)}",
-            hint='"openssl" needs DuckDB\'s httpfs extension installed; "builtin" is DuckDB\'s '
-            "weaker built-in crypto (see docs/security.md)",
-        )
     encryption = None
     if key_env:
         try:
@@ -154,30 +173,7 @@ def _durability(table: Mapping[str, Any], where: str) -> tuple[str | None, float
             "(see docs/call_log.md for what each costs)",
         )
     interval = table.get("fsync_interval")
-    if interval is not None:
-        if (
-            isinstance(interval, bool)
-            or not isinstance(interval, int | float)
-            or not (0 <= interval <= 60)
-        ):
-            raise ConfigError(
-                f"{where}: fsync_interval = {interval!r} is not a number of seconds from 0 to 60",
-                hint="e.g. fsync_interval = 0.05 (0 syncs after every write)",
-            )
-        interval = float(interval)
-    return durability, interval
-
-
-def _env_name(table: Mapping[str, Any], key: str, where: str) -> str | None:
-    name = table.get(key)
-    if name is None:
-        return None
-    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
-        raise ConfigError(
-            f"{where}: {key} must name an environment variable (letters, digits, _)",
-            hint=f'{key} = "AIGW_LOG_KEY"; the secret itself never goes in the file',
-        )
-    return name
+    return durability, None if interval is None else float(interval)
 
 
 def _secret(env: Mapping[str, str], name: str, where: str, key: str) -> str:
@@ -198,25 +194,18 @@ def parse_server_extras(table: Mapping[str, Any], where: str, base_dir: Any) -> 
     import os
     from pathlib import Path
 
+    # Checked here too: `aigw-lab keys --config` reads these two keys alone.
+    schema = SERVER_TABLE.by_name()
+    for name in ("key_file", "signing_window"):
+        schema[name].check(table.get(name), where)
     extras: dict[str, Any] = {}
     key_file = table.get("key_file")
     if key_file is not None:
-        if not isinstance(key_file, str) or not key_file:
-            raise ConfigError(f"{where}: key_file must be a file path string")
         path = Path(key_file).expanduser()
         if base_dir is not None and not os.path.isabs(path):
             path = Path(base_dir) / path
         extras["key_file"] = str(path)
     window = table.get("signing_window")
     if window is not None:
-        if (
-            isinstance(window, bool)
-            or not isinstance(window, int | float)
-            or not 1 <= window <= 3600
-        ):
-            raise ConfigError(
-                f"{where}: signing_window = {window!r} must be a number of seconds from 1 to 3600",
-                hint="the default, 300, allows five minutes of clock skew and delay",
-            )
         extras["signing_window"] = float(window)
     return extras

@@ -4,20 +4,87 @@ strictly, like the rest of `aigw_lab.config` (which re-exports these names)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import NUMBER, Key, Table
 from aigw_lab.errors import ConfigError
 from aigw_lab.server_limits import LIMIT_KEYS, ServerLimits, parse_server_limits
 
-__all__ = ["ServerKeySpec", "ServerSettings", "parse_server"]
+__all__ = ["ServerKeySpec", "ServerSettings", "parse_server", "SERVER_TABLE"]
 
-_SERVER_KEYS = {"host", "port", "keys", "key_file", "signing_window"} | LIMIT_KEYS
-# Issue 9: whether a body's `user` may set the per-user identity (budgets, limits).
-_SERVER_KEYS |= {"trust_client_user"}
-_SERVER_KEY_KEYS = {"key_env", "name", "tenant", "user", "signing"}
+_ENV_HINT = (
+    "key_env names the environment variable holding the secret; the secret itself never "
+    "goes in the file"
+)
+#: One table of ``[server] keys``.
+SERVER_KEY_TABLE = Table(
+    keys=(
+        Key(
+            name="key_env",
+            types=(str,),
+            nonempty=True,
+            required=True,
+            what="a non-empty string",
+            hint=_ENV_HINT,
+            doc="the variable holding the secret",
+        ),
+        Key(
+            name="name",
+            types=(str,),
+            nonempty=True,
+            required=True,
+            what="a non-empty string",
+            doc="the key's name in logs and the key file",
+        ),
+        Key(name="tenant", types=(str,), what="a string", doc="its calls' tenant (default: name)"),
+        Key(name="user", types=(str,), what="a string", doc="its calls' user"),
+        Key(
+            name="signing",
+            choices=("off", "required"),
+            what="a signing mode",
+            doc='"required": signed requests only',
+        ),
+    ),
+    hint="write it as { key_env = ..., name = ... }",
+)
+#: ``[server]`` (docs/serving.md); `ServerLimits` checks the values of its keys.
+SERVER_TABLE = Table(
+    keys=(
+        Key(name="host", types=(str,), nonempty=True, what='an address string, e.g. "127.0.0.1"'),
+        Key(name="port", types=(int,), low=0, high=65535, what="an integer from 0 to 65535"),
+        Key(
+            name="keys",
+            types=(list,),
+            array=True,
+            table=SERVER_KEY_TABLE,
+            what="a list",
+            hint='keys = [{ key_env = "AIGW_KEY_TEAM_A", name = "team-a", tenant = "a" }]',
+        ),
+        Key(
+            name="key_file",
+            types=(str,),
+            nonempty=True,
+            what="a file path string",
+            doc="the rotating key file, relative to the config file",
+        ),
+        Key(
+            name="signing_window",
+            types=NUMBER,
+            low=1,
+            high=3600,
+            what="a number of seconds from 1 to 3600",
+            hint="the default, 300, allows five minutes of clock skew and delay",
+        ),
+        # Issue 9: whether a body's `user` may set the per-user identity (budgets, limits).
+        Key(name="trust_client_user", types=(bool,), what="true or false"),
+        # ServerLimits checks their values (the serve command's flags build one too).
+        *(
+            Key(name=key, what="a positive number", doc="see docs/serving.md, Limits")
+            for key in sorted(LIMIT_KEYS)
+        ),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -54,42 +121,11 @@ class ServerSettings:
 def parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSettings:
     """``[server]``: ``host``, ``port`` and ``keys = [{ key_env, name, tenant, user }]``."""
     where = f"{source}: [server]"
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where} must be a table", hint="write it as [server]")
-    reject_unknown_keys(table, _SERVER_KEYS, where)
-    host = table.get("host")
-    if host is not None and (not isinstance(host, str) or not host):
-        raise ConfigError(f'{where}: host must be an address string, e.g. "127.0.0.1"')
-    port = table.get("port")
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                             or not 0 <= port <= 65535):  # fmt: skip
-        raise ConfigError(f"{where}: port = {port!r} must be an integer from 0 to 65535")
-    keys = table.get("keys", [])
-    if not isinstance(keys, list):
-        raise ConfigError(
-            f"{where}: keys must be a list",
-            hint='keys = [{ key_env = "AIGW_KEY_TEAM_A", name = "team-a", tenant = "a" }]',
-        )
+    SERVER_TABLE.validate(table, where)
     specs: list[ServerKeySpec] = []
-    for i, key in enumerate(keys):
-        at = f"{where} keys[{i}]"
-        if not isinstance(key, Mapping):
-            raise ConfigError(f"{at} must be a table like {{ key_env = ..., name = ... }}")
-        reject_unknown_keys(key, _SERVER_KEY_KEYS, at)
-        for field_name in ("key_env", "name"):
-            if not isinstance(key.get(field_name), str) or not key[field_name]:
-                raise ConfigError(
-                    f"{at} needs {field_name} (a non-empty string)",
-                    hint="key_env names the environment variable holding the secret; the "
-                    "secret itself never goes in the file",
-                )
-        for field_name in ("tenant", "user"):
-            if field_name in key and not isinstance(key[field_name], str):
-                raise ConfigError(f"{at}: {field_name} must be a string")
-        if key.get("signing", "off") not in ("off", "required"):
-            raise ConfigError(f'{at}: signing must be "off" or "required"')
+    for i, key in enumerate(table.get("keys", [])):
         if any(spec.name == key["name"] for spec in specs):
-            raise ConfigError(f"{at}: name {key['name']!r} is used twice")
+            raise ConfigError(f"{where} keys #{i + 1}: name {key['name']!r} is used twice")
         specs.append(
             ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
                           key.get("user"), key.get("signing", "off"))
@@ -97,11 +133,9 @@ def parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSetting
     from aigw_lab.config_security import parse_server_extras
 
     trust_client_user = table.get("trust_client_user", False)
-    if not isinstance(trust_client_user, bool):
-        raise ConfigError(f"{where}: trust_client_user must be true or false")
     return ServerSettings(
-        host,
-        port,
+        table.get("host"),
+        table.get("port"),
         tuple(specs),
         parse_server_limits(table, where),
         trust_client_user=trust_client_user,

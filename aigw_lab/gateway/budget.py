@@ -37,11 +37,10 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import BudgetExceededError, ConfigError
 from aigw_lab.gateway.budget_limits import (  # split out for size
-    _CONFIG_KEYS,
     _REQUEST_FIELDS,
+    BUDGETS_TABLE,
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
@@ -201,20 +200,9 @@ class Budget(Primitive):
 
         ``log`` overrides ``seed_from_log`` with a specific `CallLog`.
         """
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"[budgets] must be a table, got {settings!r}")
-        reject_unknown_keys(settings, _CONFIG_KEYS, "[budgets]")
+        BUDGETS_TABLE.validate(settings, "[budgets]")
         entries = settings.get("limit", ())
-        if isinstance(entries, Mapping) or not isinstance(entries, (list, tuple)):
-            raise ConfigError(
-                "budgets.limit must be an array of tables",
-                hint='write each limit as [[budgets.limit]] scope = "tenant", id = "acme", '
-                "usd = 50",
-            )
-        seed = settings.get("seed_from_log", True)
-        if not isinstance(seed, bool):
-            raise ConfigError(f"budgets.seed_from_log={seed!r} is invalid", hint="use true/false")
-        if log is None and seed:
+        if log is None and settings.get("seed_from_log", True):
             log = "gateway"
         return cls(
             entries,

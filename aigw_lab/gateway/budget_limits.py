@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.addressing import MAX_OUTPUT_TOKENS
+from aigw_lab.config_schema import Key, Table
 from aigw_lab.errors import BudgetExceededError, ConfigError, InvalidRequestError
 from aigw_lab.store.sanitize import sanitize_text
 from aigw_lab.tokens import CHARS_PER_TOKEN as TOKENS_CHARS_PER_TOKEN
@@ -64,10 +64,60 @@ _LOG_COLUMNS: Mapping[str, str] = {
     "experiment": "experiment_id",
 }
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-_CONFIG_KEYS = frozenset(
-    ("limit", "default_output_tokens", "unknown_price", "seed_from_log", "tokenizer")
+_LIMIT_EXAMPLE = 'e.g. scope = "tenant", id = "acme", usd = 50, period = "month"'
+#: One ``[[budgets.limit]]``; `Limit` checks the values (for Python callers too).
+LIMIT_TABLE = Table(
+    keys=(
+        Key(
+            name="scope",
+            required=True,
+            what='"gateway", "tenant", "user" or "experiment"',
+            hint=_LIMIT_EXAMPLE,
+        ),
+        Key(name="id", what="a non-empty string", doc="whose budget (none: each one's)"),
+        Key(name="usd", required=True, what="a number of dollars >= 0", hint=_LIMIT_EXAMPLE),
+        Key(
+            name="period",
+            what="a calendar period or a number of seconds",
+            doc='"month" (default), "day", "total", ... or a rolling window',
+        ),
+    ),
+    hint='e.g. [[budgets.limit]] scope = "tenant", id = "acme", usd = 50',
 )
-_LIMIT_KEYS = frozenset(("scope", "id", "usd", "period"))
+#: ``[budgets]`` (docs/budgets.md); `Budget` checks the values of the other keys.
+BUDGETS_TABLE = Table(
+    keys=(
+        Key(
+            name="limit",
+            types=(list, tuple),
+            array=True,
+            table=LIMIT_TABLE,
+            what="an array of tables",
+            hint='write each limit as [[budgets.limit]] scope = "tenant", id = "acme", usd = 50',
+        ),
+        Key(
+            name="default_output_tokens",
+            what="a positive integer",
+            doc="output tokens assumed when a call sets no max_tokens",
+        ),
+        Key(
+            name="unknown_price",
+            what='"allow" or "refuse"',
+            doc='a model without a price: "allow" (default) or "refuse"',
+        ),
+        Key(
+            name="seed_from_log",
+            types=(bool,),
+            what="true or false",
+            doc="seed spend from the gateway's call log",
+        ),
+        Key(
+            name="tokenizer",
+            what='"auto" or "estimate"',
+            doc='"auto": tiktoken when cached, else 4 characters a token; "estimate"',
+        ),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +178,7 @@ class Limit:
     def from_mapping(cls, entry: Mapping[str, Any], where: str = "budgets.limit") -> Limit:
         """Build from one ``[[budgets.limit]]`` table: ``scope``, ``usd``, optional ``id``
         and ``period`` (default ``"month"``)."""
-        if not isinstance(entry, Mapping):
-            raise ConfigError(
-                f"[{where}] must be a table, got {entry!r}",
-                hint='e.g. [[budgets.limit]] scope = "tenant", id = "acme", usd = 50',
-            )
-        reject_unknown_keys(entry, _LIMIT_KEYS, f"[{where}]")
-        for key in ("scope", "usd"):
-            if key not in entry:
-                raise ConfigError(
-                    f"[{where}] has no {key!r}",
-                    hint='e.g. scope = "tenant", id = "acme", usd = 50, period = "month"',
-                )
+        LIMIT_TABLE.validate(entry, f"[{where}]")
         return cls(entry["scope"], entry["usd"], entry.get("period", "month"), entry.get("id"))
 
     @property

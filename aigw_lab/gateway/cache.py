@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache_common import (
     astore_after_stream,
@@ -51,7 +51,33 @@ __all__ = ["ExactCache", "CacheStats", "CacheWarning", "cache_key", "namespace_f
 #: by an older recipe miss instead of answering wrongly.
 _KEY_VERSION = 1
 _SHARED_NAMESPACE = "shared"
-_CONFIG_KEYS = ("store", "max_bytes", "path", "ttl", "model_ttls", "coalesce")
+#: ``[cache]`` (docs/caching.md); `ExactCache` and its stores check the values they take.
+CACHE_TABLE = Table(
+    keys=(
+        Key(name="store", types=(str,), what='"memory" or "duckdb"', doc="where entries live"),
+        Key(name="max_bytes", types=(int,), what="a number of bytes", doc="memory store size"),
+        Key(
+            name="path",
+            types=(str,),
+            nonempty=True,
+            what="a file path string",
+            doc="duckdb store file, relative to the config file",
+        ),
+        Key(name="ttl", types=NUMBER, what="a number of seconds", doc="entry lifetime"),
+        Key(
+            name="model_ttls",
+            types=TABLE,
+            what="a table of model = seconds",
+            doc="lifetimes per model",
+        ),
+        Key(
+            name="coalesce",
+            types=(bool,),
+            what="true or false",
+            doc="identical calls in flight share one upstream call",
+        ),
+    )
+)
 _STORE_KINDS = ("memory", "duckdb")
 
 
@@ -249,7 +275,7 @@ class ExactCache(Middleware):
         ``store`` (``"memory"`` or ``"duckdb"``), ``max_bytes`` (memory), ``path`` (duckdb,
         relative to ``base_dir``), ``ttl``, ``model_ttls``, ``coalesce``. ``encryption``
         (``[log] encryption_key_env``) encrypts a duckdb store's file."""
-        reject_unknown_keys(settings, _CONFIG_KEYS, "[cache]")
+        CACHE_TABLE.validate(settings, "[cache]")
         kind = settings.get("store", "memory")
         if kind not in _STORE_KINDS:
             raise ConfigError(f"unknown cache store {kind!r}", hint='use "memory" or "duckdb"')

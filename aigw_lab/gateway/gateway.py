@@ -15,6 +15,7 @@ Time, wall clock and ids are injectable, so tests are deterministic.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import time
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 _NO_LOG: Any = object()
+#: What `Gateway.from_config` calls: the config layer's builder, by module path.
+CONFIG_BUILDER = "aigw_lab.config:build_gateway"
 
 
 class _IdFactory:
@@ -206,35 +209,18 @@ class Gateway:
     ) -> Gateway:
         """Build a gateway from a TOML config file (see `aigw_lab.config`).
 
-        ``log`` overrides the config's ``[gateway] db``.
+        ``log`` overrides the config's ``[gateway] db``; ``middleware`` and ``policies`` are
+        added to the config's; other keyword arguments are this class's.
+
+        Reading a file is the config layer's work (`aigw_lab.config.build_gateway`, which
+        sits above the gateway); this entry point names it by module path and imports it on
+        call, as the kind registry loads the simulated kinds, so the gateway layer never
+        imports the layer above it (docs/architecture.md, "Layers").
         """
-        from aigw_lab.config import load_config
-
-        config = load_config(path, env=env)
-        if log is _NO_LOG:
-            log = (config.db or ":memory:") if config.log else None
-        middleware = [*config.middleware(), *kwargs.pop("middleware", ())]
-        policies = config.load_policies()
-        extra_policies = kwargs.pop("policies", None)
-        if extra_policies:
-            from aigw_lab.policy.router import merge_policies
-
-            policies = merge_policies(policies, extra_policies)
-        return cls(
-            config.providers,
-            log=log,
-            log_options=config.log_options,
-            prices=config.prices,
-            default_provider=config.default_provider,
-            env=env,
-            tags=config.tags,
-            experiment_id=config.experiment_id,
-            max_body_chars=config.max_body_chars,
-            pool=config.pool,
-            middleware=middleware,
-            policies=policies,
-            **kwargs,
-        )
+        if log is not _NO_LOG:
+            kwargs["log"] = log
+        build = _reference(CONFIG_BUILDER)
+        return build(path, env=env, gateway_class=cls, **kwargs)
 
     @classmethod
     def simulated_fleet(
@@ -547,3 +533,9 @@ class Gateway:
                 "this gateway has no call log", hint='create it with log="calls.duckdb"'
             )
         return self._log
+
+
+def _reference(reference: str) -> Any:
+    """The object a ``"module:attribute"`` reference names, its module imported now."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import Key, Table
 from aigw_lab.errors import AigwError, ConfigError, QuotaExceededError
 
 __all__ = ["HealthTracker", "CircuitOpenError", "CircuitState", "counts_against_health"]
@@ -161,7 +161,7 @@ class HealthTracker:
     ) -> HealthTracker:
         """Build from a plain mapping of this class's keyword arguments (a ``[health]`` table);
         an unknown key is a `ConfigError` naming it."""
-        reject_unknown_keys(settings, _HEALTH_KEYS, "[health]")
+        HEALTH_TABLE.validate(settings, "[health]")
         return cls(**settings, clock=clock)
 
     def __repr__(self) -> str:
@@ -325,4 +325,16 @@ class HealthTracker:
         return 0.0
 
 
-_HEALTH_KEYS = frozenset(("failure_threshold", "failure_rate", "window", "min_calls", "cooldown"))
+#: ``[health]``: `HealthTracker`'s keyword arguments (it checks their values).
+HEALTH_TABLE = Table(
+    keys=tuple(
+        Key(name=name, what=f"HealthTracker's {name}", doc=doc)
+        for name, doc in (
+            ("failure_threshold", "failures in a row that open a target's circuit (default 5)"),
+            ("failure_rate", "or: the failed share of the last `window` calls that opens it"),
+            ("window", "calls the failure rate is measured over (default 20)"),
+            ("min_calls", "calls in the window before the rate counts (default 10)"),
+            ("cooldown", "seconds an open circuit waits before one trial call (default 30)"),
+        )
+    )
+)

@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from itertools import count
 from typing import Any
 
-from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import AllAttemptsFailedError, ConfigError, RateLimitedError
 from aigw_lab.gateway.middleware import (
     AsyncNext,
@@ -49,9 +48,9 @@ from aigw_lab.gateway.middleware import (
     StreamNext,
 )
 from aigw_lab.gateway.ratelimit_rules import (  # split out for size
-    _CONFIG_KEYS,
     _FIELD_OF,
     CHARS_PER_TOKEN,
+    RATE_LIMITS_TABLE,
     RateLimitRule,
     _Bucket,
     _Waiter,
@@ -149,16 +148,11 @@ class RateLimiter(Middleware):
         ``default_output_tokens``, ``pause_on_429``, ``max_pause`` and a list of rules under
         ``rule`` (``[[rate_limits.rule]]``). ``injected`` passes ``clock``, ``sleep``,
         ``async_sleep`` and ``estimate`` through."""
-        reject_unknown_keys(settings, _CONFIG_KEYS, "[rate_limits]")
+        RATE_LIMITS_TABLE.validate(settings, "[rate_limits]")
         options = dict(settings)
         rules = options.pop("rule", ())
         if isinstance(rules, Mapping):
             rules = [rules]
-        if isinstance(rules, str) or not isinstance(rules, Sequence):
-            raise ConfigError(
-                f"[rate_limits] rule must be a list of tables, got {rules!r}",
-                hint="write each rule as a [[rate_limits.rule]] table",
-            )
         built = [
             RateLimitRule.from_mapping(r, f"rate_limits.rule #{i + 1}") for i, r in enumerate(rules)
         ]

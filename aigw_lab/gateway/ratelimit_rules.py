@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import TABLE, Key, Table
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.middleware import (
     CallContext,
@@ -25,9 +25,55 @@ CHARS_PER_TOKEN = 4
 _KEY_FIELDS = ("user", "tenant", "provider", "model")
 _INTERVALS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _LIMIT_FIELDS = tuple(f"{d}_per_{u}" for d in ("requests", "tokens") for u in _INTERVALS)
-_RULE_KEYS = frozenset(("name", "key", "match", *_LIMIT_FIELDS))
-_CONFIG_KEYS = frozenset(
-    ("mode", "timeout", "default_output_tokens", "pause_on_429", "max_pause", "rule")
+#: One ``[[rate_limits.rule]]``: `RateLimitRule`'s fields (it checks their values).
+RULE_TABLE = Table(
+    keys=(
+        Key(name="name", types=(str,), what="a string", doc="the rule's name in errors"),
+        Key(
+            name="key",
+            what="call fields: user, tenant, provider, model",
+            doc="one bucket per value of these fields",
+        ),
+        Key(
+            name="match",
+            types=TABLE,
+            what="a table of field = values",
+            doc="the calls the rule applies to",
+        ),
+        *(
+            Key(name=name, what="a number > 0", doc=name.replace("_", " "))
+            for name in _LIMIT_FIELDS
+        ),
+    ),
+    hint='e.g. {key = ["tenant"], requests_per_minute = 60}',
+)
+#: ``[rate_limits]`` (docs/rate_limits.md); `RateLimiter` checks the values.
+RATE_LIMITS_TABLE = Table(
+    keys=(
+        Key(
+            name="mode", what='"wait" or "reject"', doc='"wait" (default) or "reject" over a limit'
+        ),
+        Key(name="timeout", what="seconds >= 0", doc="seconds a call may wait (default 30)"),
+        Key(
+            name="default_output_tokens",
+            what="a positive integer",
+            doc="output tokens assumed when a call sets no max_tokens",
+        ),
+        Key(
+            name="pause_on_429",
+            what='"provider", "model" or "off"',
+            doc="what an upstream 429 pauses (default provider)",
+        ),
+        Key(name="max_pause", what="seconds >= 0", doc="longest such pause (default 300)"),
+        Key(
+            name="rule",
+            types=(list, tuple, Mapping),
+            array=True,
+            table=RULE_TABLE,
+            what="a list of tables",
+            hint="write each rule as a [[rate_limits.rule]] table",
+        ),
+    )
 )
 # Float refills land a hair short of whole amounts; that much shortfall counts as enough.
 _SLACK = 1e-9
@@ -108,12 +154,7 @@ class RateLimitRule:
         cls, settings: Mapping[str, Any], section: str = "rate_limits.rule"
     ) -> RateLimitRule:
         """Build from a ``[[rate_limits.rule]]`` table; unknown keys are a `ConfigError`."""
-        if not isinstance(settings, Mapping):
-            raise ConfigError(
-                f"[{section}] must be a table, got {settings!r}",
-                hint='e.g. {key = ["tenant"], requests_per_minute = 60}',
-            )
-        reject_unknown_keys(settings, _RULE_KEYS, f"[{section}]")
+        RULE_TABLE.validate(settings, f"[{section}]")
         return cls(**settings)
 
     @property

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from aigw_lab._keys import reject_unknown_keys
+from aigw_lab.config_schema import Key, Table
 from aigw_lab.errors import (
     AigwError,
     AllAttemptsFailedError,
@@ -266,7 +266,22 @@ def _targets(values: Any, where: str) -> tuple[str, ...]:
     return tuple(_target(v, f"fallbacks for {where}") for v in values)
 
 
-_RETRY_KEYS = frozenset(RetryPolicy.__dataclass_fields__)
+#: ``[gateway.retry]``: `RetryPolicy`'s fields (the policy checks their values, for Python
+#: callers too).
+RETRY_TABLE = Table(
+    keys=tuple(
+        Key(name=name, what=f"RetryPolicy's {name}", doc=doc)
+        for name, doc in (
+            ("max_attempts", "tries per target, the first included (default 3)"),
+            ("base_delay", "seconds: the first backoff's ceiling (default 0.5)"),
+            ("multiplier", "backoff growth per retry (default 2)"),
+            ("max_delay", "seconds: the longest backoff (default 20)"),
+            ("max_retry_after", "seconds: a longer Retry-After gives up the target (default 60)"),
+            ("attempt_timeout", "seconds each attempt may take"),
+            ("deadline", "seconds for the whole call, retries and fallbacks included"),
+        )
+    )
+)
 
 
 class Retry(Middleware):
@@ -335,7 +350,7 @@ class Retry(Middleware):
         ``[gateway.retry]`` table), ``fallbacks`` a ``[fallbacks]`` table, ``health`` a
         ``[health]`` table. ``injected`` passes ``clock``, ``sleep``, ... through."""
         settings = dict(retry or {})
-        reject_unknown_keys(settings, _RETRY_KEYS, "[gateway.retry]")
+        RETRY_TABLE.validate(settings, "[gateway.retry]")
         return cls(**settings, fallbacks=fallbacks or None, health=health or None, **injected)
 
     def describe(self) -> Mapping[str, Any]:

@@ -20,6 +20,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.config_schema import Key
 from aigw_lab.errors import ConfigError, MissingAPIKeyError
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
 
@@ -48,20 +49,10 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 Factory = Callable[[ProviderSpec, HttpClients, Mapping[str, str]], Provider]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConfigKey:
-    """A key a kind accepts at the top of its ``[providers.NAME]`` table (kept in
-    ``ProviderSpec.options``), with the types its value may have and the words naming them
-    in an error (``"an integer"``). Booleans never pass for numbers."""
-
-    name: str
-    types: tuple[type, ...]
-    what: str
-
-    def check(self, value: Any, where: str) -> None:
-        """A `ConfigError` at ``where`` when ``value`` (not None) has the wrong type."""
-        if value is not None and (isinstance(value, bool) or not isinstance(value, self.types)):
-            raise ConfigError(f"{where}: {self.name} = {value!r:.60} must be {self.what}")
+#: A key a kind accepts at the top of its ``[providers.NAME]`` table (kept in
+#: ``ProviderSpec.options``): a config schema `Key` (``name``, ``types``, ``what``: the words
+#: naming its type in an error, ``"an integer"``), checked by the one config validator.
+ConfigKey = Key
 
 
 @dataclass(frozen=True, kw_only=True)

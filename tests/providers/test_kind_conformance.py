@@ -28,7 +28,7 @@ from types import MappingProxyType
 
 import pytest
 
-from aigw_lab.config import _PROVIDER_KEYS
+from aigw_lab.config_tables import PROVIDER_TABLE
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
 from aigw_lab.providers.base_provider import traits
 from aigw_lab.providers.kinds import HttpKind, ProviderKind
@@ -64,7 +64,7 @@ def test_a_kind_states_well_formed_facts(name: str, kinds: KindRegistry) -> None
     kind = kinds.get(name)
     assert isinstance(kind, ProviderKind) and kind.name == name
     assert kind.summary, f"kind {name!r} has no summary"
-    shadowed = set(kind.key_names()) & _PROVIDER_KEYS
+    shadowed = set(kind.key_names()) & PROVIDER_TABLE.names()
     assert not shadowed, f"kind {name!r} redefines common provider keys {shadowed}"
     for key in kind.config_keys:
         assert key.types and key.what, f"kind {name!r}: key {key.name!r} states no type"
