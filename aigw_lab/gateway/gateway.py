@@ -36,6 +36,7 @@ from aigw_lab.errors import (
 )
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware, compose
 from aigw_lab.gateway.recording import CallRecording
+from aigw_lab.gateway.route import install_route_stage, merge_policies
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.pricing import PriceBook
 from aigw_lab.providers.base import (
@@ -141,13 +142,11 @@ class Gateway(CallRecording):
                 hint=f"use one of {self.provider_names}",
             )
         self._default_provider = default_provider
-        # Policy name -> Policy; `install_policies` registers them (and the "policy"
+        # Policy name -> Policy; `install_route_stage` registers them (and the "policy"
         # pseudo-provider) when there are any, before the price book lists providers.
         self._policies: Mapping[str, Policy] = {}
         if policies or any(m.kind == "route" for m in middleware):
-            from aigw_lab.policy.router import install_policies
-
-            middleware = install_policies(self, list(middleware), policies or ())
+            middleware = install_route_stage(self, list(middleware), policies or ())
         self._env = env
         self._clients = clients or HttpClients(pool=pool)
         self._owns_clients = clients is None
@@ -218,8 +217,6 @@ class Gateway(CallRecording):
         policies = config.load_policies()
         extra_policies = kwargs.pop("policies", None)
         if extra_policies:
-            from aigw_lab.policy.router import merge_policies
-
             policies = merge_policies(policies, extra_policies)
         return cls(
             config.providers,

@@ -28,9 +28,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from aigw_lab._keys import reject_unknown_keys
-from aigw_lab.errors import AigwError, ConfigError, QuotaExceededError
+from aigw_lab.errors import (
+    AigwError,
+    AllAttemptsFailedError,
+    ConfigError,
+    ContextLengthExceededError,
+    QuotaExceededError,
+)
 
-__all__ = ["HealthTracker", "CircuitOpenError", "CircuitState", "counts_against_health"]
+__all__ = [
+    "HealthTracker",
+    "CircuitOpenError",
+    "CircuitState",
+    "counts_against_health",
+    "should_fall_back",
+]
 
 CircuitState = Literal["closed", "open", "half_open"]
 
@@ -59,6 +71,18 @@ def counts_against_health(error: BaseException) -> bool:
     return isinstance(error, AigwError) and (
         error.retryable or isinstance(error, QuotaExceededError)
     )
+
+
+def should_fall_back(error: BaseException) -> bool:
+    """True when another target may succeed where this one failed: the retry stage's own
+    classification (`counts_against_health`: retryable errors and an exhausted quota), a
+    prompt too long for this model, or the retry stage having given up on the target.
+    (A routing policy's fallback chain and the route stage's streams move on by it.)"""
+    if isinstance(error, AllAttemptsFailedError):
+        return True
+    if isinstance(error, ContextLengthExceededError):
+        return True
+    return counts_against_health(error)
 
 
 def _check_number(name: str, value: Any, *, integer: bool) -> None:

@@ -21,6 +21,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.gateway.route import POLICY_TAG
+from aigw_lab.policy.router import PolicyRouter
 
 if TYPE_CHECKING:  # pragma: no cover
     from aigw_lab.types import ChatRequest, ChatResponse
@@ -39,9 +41,6 @@ __all__ = [
 ]
 
 _NO_SCORES: Mapping[str, float] = MappingProxyType({})
-
-#: The tag the gateway puts on every call a policy makes: ``{"aigw_policy": NAME}``.
-POLICY_TAG = "aigw_policy"
 
 #: Sends a request to one gateway target ("provider/model") and returns its answer.
 Send = Callable[[str, "ChatRequest"], "ChatResponse"]
@@ -126,6 +125,12 @@ class Policy:
         if not self.single_decision:
             return None
         return (self.decide(request).target,)
+
+    @staticmethod
+    def route_stage(policies: Mapping[str, Policy]) -> PolicyRouter:
+        """The gateway's route stage for ``policies``: `Gateway(policies=...)` asks a policy
+        for it (see `aigw_lab.gateway.route`), so the gateway never imports this package."""
+        return PolicyRouter(policies)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as JSON-ready data; learned artifacts are saved by `save_artifacts`."""
