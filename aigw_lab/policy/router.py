@@ -22,6 +22,11 @@ the target and runs the rest of the pipeline, so every call the policy makes is 
 attempt: a logged row with the real provider and model, tagged ``{"aigw_policy": NAME}``,
 under the one trace id of the client's call; after a failed target, the next row's
 ``fallback_from`` names it.
+
+The gateway knows this stage only through `aigw_lab.gateway.route.RouteStage`: given
+``policies=...``, it asks a policy for its route stage (`Policy.route_stage` builds a
+`PolicyRouter`), so the gateway layer never imports this package. The hooks are written once
+for asyncio (`aigw_lab.policy._async.route`) and the sync ones generated.
 """
 
 from __future__ import annotations
