@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "RouteStage",
     "POLICY_PROVIDER",
-    "POLICY_TAG",
     "policy_map",
     "merge_policies",
     "install_route_stage",
@@ -32,9 +31,6 @@ __all__ = [
 
 #: The provider name policies are addressed under: ``"policy/NAME"``.
 POLICY_PROVIDER = "policy"
-
-#: The tag the route stage puts on every call a policy makes: ``{"aigw_policy": NAME}``.
-POLICY_TAG = "aigw_policy"
 
 
 @runtime_checkable

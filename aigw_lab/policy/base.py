@@ -21,10 +21,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from aigw_lab.errors import ConfigError
-from aigw_lab.gateway.route import POLICY_TAG
-from aigw_lab.policy.router import PolicyRouter
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aigw_lab.policy.router import PolicyRouter
     from aigw_lab.types import ChatRequest, ChatResponse
 
 __all__ = [
@@ -41,6 +40,9 @@ __all__ = [
 ]
 
 _NO_SCORES: Mapping[str, float] = MappingProxyType({})
+
+#: The tag the gateway puts on every call a policy makes: ``{"aigw_policy": NAME}``.
+POLICY_TAG = "aigw_policy"
 
 #: Sends a request to one gateway target ("provider/model") and returns its answer.
 Send = Callable[[str, "ChatRequest"], "ChatResponse"]
@@ -130,6 +132,10 @@ class Policy:
     def route_stage(policies: Mapping[str, Policy]) -> PolicyRouter:
         """The gateway's route stage for ``policies``: `Gateway(policies=...)` asks a policy
         for it (see `aigw_lab.gateway.route`), so the gateway never imports this package."""
+        # Imported here, not at the top: the router loads the whole gateway package (and
+        # imports this module), which reading, saving or exporting a policy never needs.
+        from aigw_lab.policy.router import PolicyRouter
+
         return PolicyRouter(policies)
 
     def to_dict(self) -> dict[str, Any]:

@@ -39,19 +39,18 @@ from aigw_lab.errors import AigwError, ConfigError, UnknownModelError
 from aigw_lab.gateway.middleware import CallContext, Middleware
 from aigw_lab.gateway.route import (
     POLICY_PROVIDER,
-    POLICY_TAG,
     install_route_stage,
     merge_policies,
     policy_map,
 )
 from aigw_lab.policy._async.route import route_achat, route_astream
 from aigw_lab.policy._sync.route import route_chat, route_stream
+from aigw_lab.policy.base import POLICY_TAG, Policy
 from aigw_lab.providers.base import Price
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     from aigw_lab.gateway.gateway import Gateway
-    from aigw_lab.policy.base import Policy
 
 __all__ = [
     "PolicyRouter",
