@@ -30,36 +30,7 @@ from aigw_lab.gateway.middleware import Middleware
 from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
 from aigw_lab.testing.fakes import FunctionProvider, MockProvider
 from aigw_lab.types import TextDelta
-
-
-class FakeTime:
-    """A clock that moves only when slept on (or advanced by a test)."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-        self.async_sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds):
-        self.async_sleeps.append(seconds)
-        self.now += seconds
-
-
-class Draws:
-    """A random source returning the given draws in turn (the last one repeats)."""
-
-    def __init__(self, *draws):
-        self.draws = list(draws)
-
-    def random(self):
-        return self.draws.pop(0) if len(self.draws) > 1 else self.draws[0]
+from tests.gateway._fake_time import Draws, FakeTime
 
 
 @pytest.fixture

@@ -25,40 +25,8 @@ from aigw_lab.gateway.health import HealthTracker
 from aigw_lab.gateway.reliability import Retry
 from aigw_lab.testing.fakes import MockProvider
 from aigw_lab.types import TextDelta
-
-MODES = ("chat", "achat", "stream", "astream")
-ASYNC = {"achat", "astream"}
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-        self.async_sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds):
-        self.async_sleeps.append(seconds)
-        self.now += seconds
-
-    def waits(self, mode):
-        """The waits of ``mode``; the other kind of sleep must never have been used."""
-        used, unused = (
-            (self.async_sleeps, self.sleeps) if mode in ASYNC else (self.sleeps, self.async_sleeps)
-        )
-        assert unused == [], f"{mode} slept with the wrong sleep"
-        return used
-
-
-class HalfDraw:
-    def random(self):
-        return 0.5
+from tests._call_modes import MODES, STREAM_MODES, call_in_mode, read_until_error
+from tests.gateway._fake_time import Draws, FakeTime
 
 
 class CutAfterText(MockProvider):
@@ -98,7 +66,7 @@ def retry(time_, **kwargs):
         clock=time_.clock,
         sleep=time_.sleep,
         async_sleep=time_.async_sleep,
-        rng=HalfDraw(),
+        rng=Draws(0.5),
         **kwargs,
     )
 
@@ -110,27 +78,6 @@ def mocks(*names):
 def gateway(log, providers, middleware):
     prices = {f"{p.name}/m": Price(1.0, 2.0) for p in providers}
     return Gateway(providers, log=log, middleware=[middleware], prices=prices)
-
-
-def call(gw, mode, address="a/m", prompt="hi"):
-    """Run one call in ``mode``: (final response, the texts the caller received)."""
-    if mode == "chat":
-        response = gw.chat(address, prompt)
-        return response, [response.text]
-    if mode == "stream":
-        stream = gw.stream(address, prompt)
-        texts = list(stream)
-        return stream.response, texts
-
-    async def run():
-        if mode == "achat":
-            response = await gw.achat(address, prompt)
-            return response, [response.text]
-        stream = gw.astream(address, prompt)
-        texts = [text async for text in stream]
-        return stream.response, texts
-
-    return asyncio.run(run())
 
 
 def rows(log):
@@ -148,18 +95,18 @@ def server_error(name="a"):
 def test_a_transient_failure_is_retried_after_the_backoff(log, time_, mode):
     (a,) = mocks("a")
     a.enqueue(server_error(), "hello there")
-    response, texts = call(gateway(log, [a], retry(time_)), mode)
+    response, texts = call_in_mode(gateway(log, [a], retry(time_)), mode, "a/m")
     assert "".join(texts) == "hello there" and response.attempts == 2
     assert time_.waits(mode) == [0.25]  # draw 0.5 of the first cap, 0.5 s
     df = rows(log)
     assert list(df.status) == ["error", "ok"]
-    assert df.stream.tolist() == [mode in ("stream", "astream")] * 2
+    assert df.stream.tolist() == [mode in STREAM_MODES] * 2
 
 
 def test_retry_after_is_waited_with_the_modes_sleep(log, time_, mode):
     (a,) = mocks("a")
     a.enqueue(RateLimitedError("slow", retry_after=4.0), "ok")
-    response, _ = call(gateway(log, [a], retry(time_)), mode)
+    response, _ = call_in_mode(gateway(log, [a], retry(time_)), mode, "a/m")
     assert response.text == "ok" and time_.waits(mode) == [4.0]
 
 
@@ -167,7 +114,7 @@ def test_a_fallback_follows_the_chain_and_is_named_in_the_log(log, time_, mode):
     a, b = mocks("a", "b")
     a.enqueue(QuotaExceededError("no credit"))
     gw = gateway(log, [a, b], retry(time_, fallbacks={"a/m": ["b/m"]}))
-    response, texts = call(gw, mode)
+    response, texts = call_in_mode(gw, mode, "a/m")
     assert response.provider == "b" and texts == ["ok"]
     assert rows(log).fallback_from.tolist()[1:] == ["a/m"]
     assert time_.waits(mode) == []  # a quota moves on at once
@@ -179,7 +126,7 @@ def test_every_target_failing_raises_all_attempts_failed(log, time_, mode):
     b.enqueue(server_error("b"), server_error("b"))
     gw = gateway(log, [a, b], retry(time_, max_attempts=2, fallbacks={"a/m": ["b/m"]}))
     with pytest.raises(AllAttemptsFailedError) as info:
-        call(gw, mode)
+        call_in_mode(gw, mode, "a/m")
     assert len(info.value.errors) == 4
     assert len(time_.waits(mode)) == 2  # one backoff per target
     assert rows(log).provider_name.tolist() == ["a", "a", "b", "b"]
@@ -190,7 +137,7 @@ def test_an_invalid_request_is_neither_retried_nor_fallen_back(log, time_, mode)
     a.enqueue(InvalidRequestError("bad"))
     gw = gateway(log, [a, b], retry(time_, fallbacks={"default": ["b/m"]}))
     with pytest.raises(InvalidRequestError):
-        call(gw, mode)
+        call_in_mode(gw, mode, "a/m")
     assert b.requests == [] and time_.waits(mode) == []
 
 
@@ -198,7 +145,7 @@ def test_no_wait_is_started_that_would_end_past_the_deadline(log, time_, mode):
     a, b = mocks("a", "b")
     a.enqueue(RateLimitedError("slow", retry_after=8.0))
     gw = gateway(log, [a, b], retry(time_, deadline=5.0, fallbacks={"a/m": ["b/m"]}))
-    response, _ = call(gw, mode)
+    response, _ = call_in_mode(gw, mode, "a/m")
     assert response.provider == "b" and time_.waits(mode) == []
     assert b.requests[0].timeout == 5.0  # what remains of the deadline (no time passed)
 
@@ -208,29 +155,20 @@ def test_an_open_circuit_is_skipped_without_a_request(log, time_, mode):
     health = HealthTracker(failure_threshold=1, cooldown=30.0, clock=time_.clock)
     health.record_failure("a/m")
     gw = gateway(log, [a, b], retry(time_, fallbacks={"a/m": ["b/m"]}, health=health))
-    response, _ = call(gw, mode)
+    response, _ = call_in_mode(gw, mode, "a/m")
     assert response.provider == "b" and a.requests == []
     assert health.state("b/m") == "closed" and health.state("a/m") == "open"
 
 
-@pytest.mark.parametrize("mode", ["stream", "astream"])
+@pytest.mark.parametrize("mode", STREAM_MODES)
 def test_a_retry_never_repeats_text_already_delivered(log, time_, mode):
     a = CutAfterText("a", models=("m",))
     (b,) = mocks("b")
     health = HealthTracker(failure_threshold=1, clock=time_.clock)
     gw = gateway(log, [a, b], retry(time_, fallbacks={"a/m": ["b/m"]}, health=health))
     received = []
-
-    async def consume_async():
-        async for text in gw.astream("a/m", "hi"):
-            received.append(text)
-
     with pytest.raises(StreamInterruptedError):
-        if mode == "stream":
-            for text in gw.stream("a/m", "hi"):
-                received.append(text)
-        else:
-            asyncio.run(consume_async())
+        read_until_error(gw, mode, "a/m", received)
     assert received == ["partial "] and b.requests == [] and time_.waits(mode) == []
     assert health.state("a/m") == "open"  # the failure still counts against a
 
@@ -240,7 +178,7 @@ def test_the_same_provider_failing_without_text_falls_back_in_chat_modes(log, ti
     a = CutAfterText("a", models=("m",))
     (b,) = mocks("b")
     gw = gateway(log, [a, b], retry(time_, max_attempts=1, fallbacks={"a/m": ["b/m"]}))
-    response, _ = call(gw, mode)
+    response, _ = call_in_mode(gw, mode, "a/m")
     assert response.provider == "b" and len(a.requests) == 1
 
 
@@ -274,7 +212,7 @@ def test_a_cancelled_async_call_during_backoff_ends_with_its_failure_counted(log
         await asyncio.Event().wait()
 
     health = HealthTracker(failure_threshold=5, clock=time_.clock)
-    mw = Retry(clock=time_.clock, async_sleep=never_ending_sleep, rng=HalfDraw(), health=health)
+    mw = Retry(clock=time_.clock, async_sleep=never_ending_sleep, rng=Draws(0.5), health=health)
     gw = gateway(log, [a], mw)
 
     async def run():

@@ -30,12 +30,11 @@ from aigw_lab.providers.base import Price
 from aigw_lab.store import CallLog
 from aigw_lab.testing.fakes import FunctionProvider, MockProvider
 from aigw_lab.types import TextDelta
+from tests._call_modes import MODES, STREAM_MODES, call_in_mode, read_until_error
 
 CHEAP = "cheap/small"
 STRONG = "strong/big"
 PRICES = {CHEAP: Price(1.0, 2.0), STRONG: Price(10.0, 30.0)}
-MODES = ("chat", "achat", "stream", "astream")
-STREAMS = ("stream", "astream")
 
 
 @pytest.fixture
@@ -55,27 +54,6 @@ def make(log, *policies, cheap=None, strong=None, middleware=()):
     return Gateway(
         [cheap, strong], log=log, prices=PRICES, policies=list(policies), middleware=middleware
     )
-
-
-def call(gw, mode, address, prompt="hi"):
-    """One call in ``mode``: (final response, the texts the caller received)."""
-    if mode == "chat":
-        response = gw.chat(address, prompt)
-        return response, [response.text]
-    if mode == "stream":
-        stream = gw.stream(address, prompt)
-        texts = list(stream)
-        return stream.response, texts
-
-    async def run():
-        if mode == "achat":
-            response = await gw.achat(address, prompt)
-            return response, [response.text]
-        stream = gw.astream(address, prompt)
-        texts = [text async for text in stream]
-        return stream.response, texts
-
-    return asyncio.run(run())
 
 
 def rows(log):
@@ -107,17 +85,17 @@ class CutAfterText(MockProvider):
 
 def test_a_single_decision_policy_routes_and_tags_in_every_mode(log, mode):
     gw = make(log, Rules("r", [({"keywords": ["prove"]}, STRONG)], default=CHEAP))
-    response, texts = call(gw, mode, "r", "prove it")
+    response, texts = call_in_mode(gw, mode, "r", "prove it")
     assert "".join(texts) == "strong answer" and response.provider == "strong"
     table = rows(log)
     assert list(table.provider_name) == ["strong"] and tag(table.tags_json[0]) == "r"
-    assert bool(table.stream[0]) == (mode in STREAMS)
+    assert bool(table.stream[0]) == (mode in STREAM_MODES)
 
 
 def test_a_fallback_chain_moves_on_under_one_trace_in_every_mode(log, mode):
     cheap = MockProvider("cheap").enqueue(ProviderServerError("down", provider="cheap"))
     gw = make(log, FallbackChain("safe", [CHEAP, STRONG]), cheap=cheap)
-    response, texts = call(gw, mode, "safe")
+    response, texts = call_in_mode(gw, mode, "safe")
     assert "".join(texts) == "strong answer" and response.provider == "strong"
     table = rows(log)
     assert list(table.provider_name) == ["cheap", "strong"]
@@ -131,7 +109,7 @@ def test_a_fallback_chain_retries_each_target_first_in_every_mode(log, mode):
     )
     retry = Retry(max_attempts=2, base_delay=0.0, sleep=lambda s: None)
     gw = make(log, FallbackChain("safe", [CHEAP, STRONG]), cheap=cheap, middleware=[retry])
-    response, _ = call(gw, mode, "safe")
+    response, _ = call_in_mode(gw, mode, "safe")
     assert response.provider == "strong"
     assert list(rows(log).provider_name) == ["cheap", "cheap", "strong"]
 
@@ -140,10 +118,10 @@ def test_every_target_of_a_chain_failing_in_every_mode(log, mode):
     cheap = MockProvider("cheap").enqueue(ProviderServerError("down", provider="cheap"))
     strong = MockProvider("strong").enqueue(ProviderServerError("down", provider="strong"))
     gw = make(log, FallbackChain("safe", [CHEAP, STRONG]), cheap=cheap, strong=strong)
-    expected = ProviderServerError if mode in STREAMS else AllAttemptsFailedError
+    expected = ProviderServerError if mode in STREAM_MODES else AllAttemptsFailedError
     # A stream raises the last target's own error; a call lists every target's.
     with pytest.raises(expected):
-        call(gw, mode, "safe")
+        call_in_mode(gw, mode, "safe")
     assert list(rows(log).status) == ["error", "error"]
 
 
@@ -152,7 +130,7 @@ def test_a_chain_never_moves_on_from_an_invalid_request_in_every_mode(log, mode)
     strong = MockProvider("strong")
     gw = make(log, FallbackChain("safe", [CHEAP, STRONG]), cheap=cheap, strong=strong)
     with pytest.raises(InvalidRequestError):
-        call(gw, mode, "safe")
+        call_in_mode(gw, mode, "safe")
     assert strong.requests == []
 
 
@@ -162,7 +140,7 @@ def test_a_cascade_escalates_and_costs_every_step_in_every_mode(log, mode):
         [CascadeStep(CHEAP, lambda q, r: 0.0, 0.5), CascadeStep(STRONG)],
     )
     gw = make(log, cascade)
-    response, texts = call(gw, mode, "frugal")
+    response, texts = call_in_mode(gw, mode, "frugal")
     assert texts == ["strong answer"]  # a stream replays the accepted answer as one delta
     table = rows(log)
     assert list(table.provider_name) == ["cheap", "strong"]
@@ -178,12 +156,12 @@ def test_a_self_consistency_cascade_samples_through_the_gateway_in_every_mode(lo
         [CascadeStep(CHEAP, SelfConsistency(k=3, answer="number"), 0.6), CascadeStep(STRONG)],
     )
     gw = make(log, cascade, cheap=cheap)
-    response, texts = call(gw, mode, "sc")
+    response, texts = call_in_mode(gw, mode, "sc")
     assert texts == ["42"] and response.provider == "cheap"  # 2 of 3 agree: accepted
     assert list(rows(log).provider_name) == ["cheap"] * 3
 
 
-@pytest.mark.parametrize("mode", STREAMS)
+@pytest.mark.parametrize("mode", STREAM_MODES)
 def test_a_policy_stream_never_repeats_text_already_delivered(log, mode):
     strong = MockProvider("strong")
     gw = make(
@@ -193,17 +171,8 @@ def test_a_policy_stream_never_repeats_text_already_delivered(log, mode):
         strong=strong,
     )
     received = []
-
-    async def consume():
-        async for text in gw.astream("safe", "hi"):
-            received.append(text)
-
     with pytest.raises(StreamInterruptedError):
-        if mode == "stream":
-            for text in gw.stream("safe", "hi"):
-                received.append(text)
-        else:
-            asyncio.run(consume())
+        read_until_error(gw, mode, "safe", received)
     assert received == ["partial "] and strong.requests == []
 
 
@@ -225,13 +194,13 @@ def test_an_abandoned_async_policy_stream_closes_its_attempt(log):
 def test_an_unknown_policy_is_named_in_every_mode(log, mode):
     gw = make(log, Rules("r", [], default=CHEAP))
     with pytest.raises(UnknownModelError, match="no routing policy named 'nope'"):
-        call(gw, mode, "policy/nope")
+        call_in_mode(gw, mode, "policy/nope")
 
 
 def test_other_calls_pass_the_route_stage_untouched_in_every_mode(log, mode):
     cheap = MockProvider("cheap")
     gw = make(log, Rules("r", [], default=STRONG), cheap=cheap)
-    response, _ = call(gw, mode, CHEAP)
+    response, _ = call_in_mode(gw, mode, CHEAP)
     assert response.provider == "cheap" and dict(cheap.requests[0].tags) == {}
 
 
