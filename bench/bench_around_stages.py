@@ -5,10 +5,11 @@ call mode: an earlier tree against this one, in the same run.
     python bench/bench_around_stages.py --old-tree /tmp/old [--rounds R] [--calls N]
 
 Three worker processes, each importing its own ``aigw_lab``: ``old`` (``--old-tree``),
-``new`` (this checkout) and ``new, again`` (this checkout once more: how far two identical
-sides drift apart on this machine, the noise floor). Each round every worker runs every
-workload once, in a new random order of workers per round; figures are medians over rounds
-of the per-call wall time and CPU time (``process_time``) in microseconds.
+``new`` (this checkout) and ``new, again`` (this checkout once more): ``new/old`` and
+``again/old`` should agree, and how far they differ is the noise on this machine. Each
+round every worker runs every workload once, in a new random order of workers per round;
+figures are medians over rounds of the per-call wall time and CPU time (``process_time``)
+in microseconds.
 
 Every workload calls an in-process `FunctionProvider` with logging off, so the figures are
 the pipeline's own cost (the stages written once and generated, and the drivers' calls):
@@ -28,13 +29,14 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _old_vs_new import run_rounds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MODES = ("chat", "achat", "stream", "astream")
@@ -144,31 +146,6 @@ def _worker() -> None:
 # --- the parent: starts the workers and interleaves them ---------------------------------
 
 
-def _start(tree: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tempfile.gettempdir(),
-    )
-    assert proc.stdout is not None
-    hello = json.loads(proc.stdout.readline())
-    assert hello["ready"], hello
-    # The worker must have imported the tree it stands for, not an installed copy.
-    assert Path(hello["aigw_lab"]).resolve().is_relative_to(tree.resolve()), hello
-    return proc
-
-
-def _round(proc: subprocess.Popen[str], calls: int) -> dict[str, list[float]]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"{calls}\n")
-    proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:] == ["--worker"]:
         _worker()
@@ -184,24 +161,15 @@ def main(argv: list[str] | None = None) -> int:
 
     new_tree = HERE.parent
     sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    procs = {name: _start(tree) for name, tree in sides.items()}
-    rng = random.Random(args.seed)
-    results: dict[str, dict[str, list[list[float]]]] = {
-        name: {w: [] for w in WORKLOADS} for name in sides
-    }
-    try:
-        _ = [_round(p, max(1, args.calls // 10)) for p in procs.values()]  # warm-up
-        for _ in range(args.rounds):
-            order = list(procs)
-            rng.shuffle(order)
-            for name in order:
-                for workload, value in _round(procs[name], args.calls).items():
-                    results[name][workload].append(value)
-    finally:
-        for proc in procs.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=60)
+    results = run_rounds(
+        Path(__file__),
+        sides,
+        WORKLOADS,
+        rounds=args.rounds,
+        line=str(args.calls),
+        warm_up=str(max(1, args.calls // 10)),
+        seed=args.seed,
+    )
 
     print(
         f"bench_around_stages: {args.rounds} rounds, {args.calls:,} calls per block; "
@@ -209,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'workload':<22} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
-        f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/new':>10}"
+        f"{'workload':<22} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/old':>10}"
+        f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/old':>10}"
     )
     for workload in WORKLOADS:
         med = {
@@ -220,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         old, new, again = med["old"], med["new"], med["new, again"]
         print(
             f"{workload:<22} {old[0]:8.1f} {new[0]:8.1f} {new[0] / old[0]:8.3f} "
-            f"{again[0] / new[0]:10.3f}   {old[1]:8.1f} {new[1]:8.1f} "
-            f"{new[1] / old[1]:8.3f} {again[1] / new[1]:10.3f}"
+            f"{again[0] / old[0]:10.3f}   {old[1]:8.1f} {new[1]:8.1f} "
+            f"{new[1] / old[1]:8.3f} {again[1] / old[1]:10.3f}"
         )
     return 0
 

@@ -32,15 +32,17 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _old_vs_new import run_rounds  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = (
@@ -185,29 +187,6 @@ def _worker() -> None:
 # --- the parent: starts the workers and interleaves them ---------------------------------
 
 
-def _start(tree: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tempfile.gettempdir(),
-    )
-    assert proc.stdout is not None
-    hello = json.loads(proc.stdout.readline())
-    assert hello["ready"], hello
-    return proc
-
-
-def _round(proc: subprocess.Popen[str], builds: int, calls: int) -> dict[str, list[float]]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"{builds} {calls}\n")
-    proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--old-tree", type=Path, required=True, help="holds the old aigw_lab")
@@ -221,24 +200,15 @@ def main(argv: list[str] | None = None) -> int:
 
     new_tree = HERE.parent
     sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    procs = {name: _start(tree) for name, tree in sides.items()}
-    rng = random.Random(args.seed)
-    results: dict[str, dict[str, list[list[float]]]] = {
-        name: {w: [] for w in WORKLOADS} for name in sides
-    }
-    try:
-        _ = [_round(p, args.builds // 10, args.calls // 10) for p in procs.values()]  # warm-up
-        for _ in range(args.rounds):
-            order = list(procs)
-            rng.shuffle(order)
-            for name in order:
-                for workload, value in _round(procs[name], args.builds, args.calls).items():
-                    results[name][workload].append(value)
-    finally:
-        for proc in procs.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=60)
+    results = run_rounds(
+        Path(__file__),
+        sides,
+        WORKLOADS,
+        rounds=args.rounds,
+        line=f"{args.builds} {args.calls}",
+        warm_up=f"{args.builds // 10} {args.calls // 10}",
+        seed=args.seed,
+    )
 
     print(
         f"bench_values: {args.rounds} rounds, {args.builds:,} builds and {args.calls:,} "
