@@ -9,16 +9,28 @@ it reads (the round's parameters) prints one JSON object ``{workload: [wall, cpu
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["run_rounds"]
+__all__ = ["sides", "run_rounds", "print_table"]
+
+
+def sides(parser: argparse.ArgumentParser, old_tree: Path) -> dict[str, Path]:
+    """The three sides, ``old`` (``old_tree``), ``new`` and ``new, again`` (this checkout
+    twice: how far identical sides drift apart, the noise floor); a parser error when
+    ``old_tree`` holds no aigw_lab."""
+    if not (old_tree / "aigw_lab" / "types.py").is_file():
+        parser.error(f"{old_tree} holds no aigw_lab/types.py")
+    new_tree = Path(__file__).resolve().parent.parent
+    return {"old": old_tree, "new": new_tree, "new, again": new_tree}
 
 
 def _start(script: Path, tree: Path) -> subprocess.Popen[str]:
@@ -80,3 +92,33 @@ def run_rounds(
             proc.stdin.close()
             proc.wait(timeout=60)
     return results
+
+
+def print_table(
+    results: Mapping[str, Mapping[str, list[list[float]]]],
+    workloads: Sequence[str],
+    *,
+    width: int = 20,
+    digits: int = 2,
+) -> None:
+    """One row per workload: medians over rounds of wall and CPU microseconds for ``old``
+    and ``new``, ``new/old``, and ``again/new`` (the noise floor)."""
+    print(
+        f"{'workload':<{width}} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
+        f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/new':>10}"
+    )
+    for workload in workloads:
+        med = {
+            name: [statistics.median(v[i] for v in results[name][workload]) for i in (0, 1)]
+            for name in results
+        }
+        old, new, again = med["old"], med["new"], med["new, again"]
+        print(
+            f"{workload:<{width}} {old[0]:8.{digits}f} {new[0]:8.{digits}f} "
+            f"{new[0] / old[0]:8.3f} {again[0] / new[0]:10.3f}   {old[1]:8.{digits}f} "
+            f"{new[1]:8.{digits}f} {new[1] / old[1]:8.3f} {again[1] / new[1]:10.3f}"
+        )
+    print(
+        "new/old: this tree over the old one; again/new: two identical copies of this tree "
+        "(the noise floor). Medians over rounds."
+    )

@@ -5,11 +5,10 @@ call mode: an earlier tree against this one, in the same run.
     python bench/bench_around_stages.py --old-tree /tmp/old [--rounds R] [--calls N]
 
 Three worker processes, each importing its own ``aigw_lab``: ``old`` (``--old-tree``),
-``new`` (this checkout) and ``new, again`` (this checkout once more): ``new/old`` and
-``again/old`` should agree, and how far they differ is the noise on this machine. Each
-round every worker runs every workload once, in a new random order of workers per round;
-figures are medians over rounds of the per-call wall time and CPU time (``process_time``)
-in microseconds.
+``new`` (this checkout) and ``new, again`` (this checkout once more: how far two identical
+sides drift apart on this machine, the noise floor). Each round every worker runs every
+workload once, in a new random order of workers per round; figures are medians over rounds
+of the per-call wall time and CPU time (``process_time``) in microseconds.
 
 Every workload calls an in-process `FunctionProvider` with logging off, so the figures are
 the pipeline's own cost (the stages written once and generated, and the drivers' calls):
@@ -29,14 +28,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _old_vs_new import run_rounds  # noqa: E402
+import _old_vs_new as old_vs_new  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MODES = ("chat", "achat", "stream", "astream")
@@ -156,12 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=300, help="calls per block (300)")
     parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
     args = parser.parse_args(argv)
-    if not (args.old_tree / "aigw_lab" / "types.py").is_file():
-        parser.error(f"{args.old_tree} holds no aigw_lab/types.py")
-
-    new_tree = HERE.parent
-    sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    results = run_rounds(
+    sides = old_vs_new.sides(parser, args.old_tree)
+    results = old_vs_new.run_rounds(
         Path(__file__),
         sides,
         WORKLOADS,
@@ -176,21 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"{'workload':<22} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/old':>10}"
-        f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/old':>10}"
-    )
-    for workload in WORKLOADS:
-        med = {
-            name: [statistics.median(v[i] for v in results[name][workload]) for i in (0, 1)]
-            for name in sides
-        }
-        old, new, again = med["old"], med["new"], med["new, again"]
-        print(
-            f"{workload:<22} {old[0]:8.1f} {new[0]:8.1f} {new[0] / old[0]:8.3f} "
-            f"{again[0] / old[0]:10.3f}   {old[1]:8.1f} {new[1]:8.1f} "
-            f"{new[1] / old[1]:8.3f} {again[1] / old[1]:10.3f}"
-        )
+    old_vs_new.print_table(results, WORKLOADS, width=22, digits=1)
     return 0
 
 

@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _old_vs_new import run_rounds  # noqa: E402
+import _old_vs_new as old_vs_new  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = (
@@ -195,12 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=500, help="gateway calls per block (500)")
     parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
     args = parser.parse_args(argv)
-    if not (args.old_tree / "aigw_lab" / "types.py").is_file():
-        parser.error(f"{args.old_tree} holds no aigw_lab/types.py")
-
-    new_tree = HERE.parent
-    sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    results = run_rounds(
+    sides = old_vs_new.sides(parser, args.old_tree)
+    results = old_vs_new.run_rounds(
         Path(__file__),
         sides,
         WORKLOADS,
@@ -215,25 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         f"calls per block; Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"{'workload':<20} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
-        f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/new':>10}"
-    )
-    for workload in WORKLOADS:
-        med = {
-            name: [statistics.median(v[i] for v in results[name][workload]) for i in (0, 1)]
-            for name in sides
-        }
-        old, new, again = med["old"], med["new"], med["new, again"]
-        print(
-            f"{workload:<20} {old[0]:8.2f} {new[0]:8.2f} {new[0] / old[0]:8.3f} "
-            f"{again[0] / new[0]:10.3f}   {old[1]:8.2f} {new[1]:8.2f} "
-            f"{new[1] / old[1]:8.3f} {again[1] / new[1]:10.3f}"
-        )
-    print(
-        "new/old: this tree over the old one; again/new: two identical copies of this tree "
-        "(the noise floor). Medians over rounds."
-    )
+    old_vs_new.print_table(results, WORKLOADS, width=20, digits=2)
     return 0
 
 

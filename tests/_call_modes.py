@@ -1,10 +1,14 @@
 """One call in any of the four call modes (chat, achat, stream, astream), for tests that
-hold a stage to the same behaviour in each."""
+hold a stage to the same behaviour in each; and a provider whose streams break after text."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+from aigw_lab.errors import ProviderServerError, StreamInterruptedError
+from aigw_lab.testing.fakes import MockProvider
+from aigw_lab.types import TextDelta
 
 MODES = ("chat", "achat", "stream", "astream")
 STREAM_MODES = ("stream", "astream")
@@ -47,3 +51,30 @@ def read_until_error(gw: Any, mode: str, address: str, received: list[str]) -> N
             received.append(text)
 
     asyncio.run(consume())
+
+
+class CutAfterText(MockProvider):
+    """Streams some text, then breaks (a stream interrupted after delivering text); a chat
+    call to it fails with a server error."""
+
+    def chat(self, request):
+        self.requests.append(request)
+        raise ProviderServerError("down", provider=self.name, model=request.model, status=500)
+
+    async def achat(self, request):
+        return self.chat(request)
+
+    def stream(self, request):
+        self.requests.append(request)
+        yield TextDelta("partial ")
+        raise StreamInterruptedError(
+            "cut",
+            partial_text="partial ",
+            text_delivered=True,
+            provider=self.name,
+            model=request.model,
+        )
+
+    async def astream(self, request):
+        for event in self.stream(request):
+            yield event

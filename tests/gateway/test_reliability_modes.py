@@ -12,43 +12,31 @@ import asyncio
 
 import pytest
 
-from aigw_lab import Gateway, Price
 from aigw_lab.errors import (
     AllAttemptsFailedError,
     InvalidRequestError,
-    ProviderServerError,
     QuotaExceededError,
     RateLimitedError,
     StreamInterruptedError,
 )
 from aigw_lab.gateway.health import HealthTracker
 from aigw_lab.gateway.reliability import Retry
-from aigw_lab.testing.fakes import MockProvider
-from aigw_lab.types import TextDelta
-from tests._call_modes import MODES, STREAM_MODES, call_in_mode, read_until_error
-from tests.gateway._fake_time import Draws, FakeTime
-
-
-class CutAfterText(MockProvider):
-    """Streams some text, then breaks (a chat call fails outright)."""
-
-    def chat(self, request):
-        self.requests.append(request)
-        raise ProviderServerError("down", provider=self.name, model="m", status=500)
-
-    async def achat(self, request):
-        return self.chat(request)
-
-    def stream(self, request):
-        self.requests.append(request)
-        yield TextDelta("partial ")
-        raise StreamInterruptedError(
-            "cut", partial_text="partial ", text_delivered=True, provider=self.name, model="m"
-        )
-
-    async def astream(self, request):
-        for event in self.stream(request):
-            yield event
+from tests._call_modes import (
+    MODES,
+    STREAM_MODES,
+    CutAfterText,
+    call_in_mode,
+    read_until_error,
+)
+from tests.gateway._retry_helpers import (
+    Draws,
+    FakeTime,
+    gateway,
+    mocks,
+    retry,
+    rows,
+    server_error,
+)
 
 
 @pytest.fixture
@@ -59,37 +47,6 @@ def time_():
 @pytest.fixture(params=MODES)
 def mode(request):
     return request.param
-
-
-def retry(time_, **kwargs):
-    return Retry(
-        clock=time_.clock,
-        sleep=time_.sleep,
-        async_sleep=time_.async_sleep,
-        rng=Draws(0.5),
-        **kwargs,
-    )
-
-
-def mocks(*names):
-    return [MockProvider(name, models=("m",)) for name in names]
-
-
-def gateway(log, providers, middleware):
-    prices = {f"{p.name}/m": Price(1.0, 2.0) for p in providers}
-    return Gateway(providers, log=log, middleware=[middleware], prices=prices)
-
-
-def rows(log):
-    log.flush()
-    return log.query(
-        "SELECT provider_name, attempt, status, error_type, fallback_from, stream "
-        "FROM calls ORDER BY attempt"
-    )
-
-
-def server_error(name="a"):
-    return ProviderServerError("boom", provider=name, model="m", status=500)
 
 
 def test_a_transient_failure_is_retried_after_the_backoff(log, time_, mode):

@@ -29,8 +29,13 @@ from aigw_lab.policy.cascade import SelfConsistency
 from aigw_lab.providers.base import Price
 from aigw_lab.store import CallLog
 from aigw_lab.testing.fakes import FunctionProvider, MockProvider
-from aigw_lab.types import TextDelta
-from tests._call_modes import MODES, STREAM_MODES, call_in_mode, read_until_error
+from tests._call_modes import (
+    MODES,
+    STREAM_MODES,
+    CutAfterText,
+    call_in_mode,
+    read_until_error,
+)
 
 CHEAP = "cheap/small"
 STRONG = "strong/big"
@@ -66,21 +71,6 @@ def rows(log):
 
 def tag(tags_json):
     return json.loads(tags_json).get("aigw_policy")
-
-
-class CutAfterText(MockProvider):
-    """Streams some text, then breaks."""
-
-    def stream(self, request):
-        self.requests.append(request)
-        yield TextDelta("partial ")
-        raise StreamInterruptedError(
-            "cut", partial_text="partial ", text_delivered=True, provider=self.name
-        )
-
-    async def astream(self, request):
-        for event in self.stream(request):
-            yield event
 
 
 def test_a_single_decision_policy_routes_and_tags_in_every_mode(log, mode):
