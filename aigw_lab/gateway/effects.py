@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aigw_lab.gateway.primitive import Wait, Work
@@ -39,6 +40,12 @@ class SyncIO:
     @staticmethod
     def work(verdict: Work) -> Any:
         return verdict.run()
+
+    @staticmethod
+    def sleep(seconds: float, sleep: Callable[[float], Any] | None = None) -> None:
+        """Let ``seconds`` pass, through ``sleep`` when a test injected one (a retry's
+        backoff)."""
+        (sleep or time.sleep)(seconds)
 
     @staticmethod
     def close(stream: Any) -> None:
@@ -83,6 +90,12 @@ class AsyncIO:
     @staticmethod
     async def work(verdict: Work) -> Any:
         return await asyncio.to_thread(verdict.run)
+
+    @staticmethod
+    async def sleep(seconds: float, sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:
+        """Let ``seconds`` pass without blocking the loop, through ``sleep`` when a test
+        injected one."""
+        await (sleep or asyncio.sleep)(seconds)
 
     @staticmethod
     async def close(stream: Any) -> None:

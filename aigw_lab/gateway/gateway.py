@@ -38,6 +38,7 @@ from aigw_lab.gateway._sync.attempt import Attempt
 from aigw_lab.gateway._sync.calls import Calls, close_all
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware
 from aigw_lab.gateway.recorder import Recorder
+from aigw_lab.gateway.route import install_route_stage
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.gateway.targets import Targets, choices_hint
 from aigw_lab.pricing import PriceBook
@@ -137,13 +138,11 @@ class Gateway:
                 hint=f"use one of {self.provider_names}",
             )
         self._default_provider = default_provider
-        # Policy name -> Policy; `install_policies` registers them (and the "policy"
+        # Policy name -> Policy; `install_route_stage` registers them (and the "policy"
         # pseudo-provider) when there are any, before the price book lists providers.
         self._policies: Mapping[str, Policy] = {}
         if policies or any(m.kind == "route" for m in middleware):
-            from aigw_lab.policy.router import install_policies
-
-            middleware = install_policies(self, list(middleware), policies or ())
+            middleware = install_route_stage(self, list(middleware), policies or ())
         self._clock = clock
         self._perf = perf_counter
         self._new_id = new_id or _IdFactory()

@@ -21,18 +21,34 @@ injected ``clock`` (monotonic seconds).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from aigw_lab.config_schema import Key, Table
-from aigw_lab.errors import AigwError, ConfigError, QuotaExceededError
+from aigw_lab.errors import (
+    AigwError,
+    AllAttemptsFailedError,
+    ConfigError,
+    ContextLengthExceededError,
+    QuotaExceededError,
+)
+from aigw_lab.gateway.health_store import (
+    Circuit,
+    CircuitState,
+    CircuitStore,
+    MemoryCircuitStore,
+)
 
-__all__ = ["HealthTracker", "CircuitOpenError", "CircuitState", "counts_against_health"]
-
-CircuitState = Literal["closed", "open", "half_open"]
+__all__ = [
+    "HealthTracker",
+    "CircuitStore",
+    "MemoryCircuitStore",
+    "CircuitOpenError",
+    "CircuitState",
+    "counts_against_health",
+    "should_fall_back",
+]
 
 
 class CircuitOpenError(AigwError):
@@ -61,6 +77,18 @@ def counts_against_health(error: BaseException) -> bool:
     )
 
 
+def should_fall_back(error: BaseException) -> bool:
+    """True when another target may succeed where this one failed: the retry stage's own
+    classification (`counts_against_health`: retryable errors and an exhausted quota), a
+    prompt too long for this model, or the retry stage having given up on the target.
+    (A routing policy's fallback chain and the route stage's streams move on by it.)"""
+    if isinstance(error, AllAttemptsFailedError):
+        return True
+    if isinstance(error, ContextLengthExceededError):
+        return True
+    return counts_against_health(error)
+
+
 def _check_number(name: str, value: Any, *, integer: bool) -> None:
     """A `ConfigError` when a setting from a file is not a (finite) number, before it is
     compared with one (a TOML ``failure_threshold = "5"`` would be a TypeError there)."""
@@ -74,32 +102,6 @@ def _check_number(name: str, value: Any, *, integer: bool) -> None:
         )
 
 
-class _Circuit:
-    """One target's breaker state. Guarded by the tracker's lock."""
-
-    __slots__ = (
-        "state",
-        "consecutive",
-        "outcomes",
-        "opened_at",
-        "probe_started",
-        "opens",
-        "total_failures",
-        "total_successes",
-    )
-
-    def __init__(self, window: int) -> None:
-        self.state: CircuitState = "closed"
-        self.consecutive = 0
-        # Recent outcomes while closed, True for a failure; feeds the failure rate.
-        self.outcomes: deque[bool] = deque(maxlen=window)
-        self.opened_at: float | None = None
-        self.probe_started: float | None = None
-        self.opens = 0
-        self.total_failures = 0
-        self.total_successes = 0
-
-
 class HealthTracker:
     """Circuit breakers keyed by target (``"provider/model"``).
 
@@ -108,6 +110,7 @@ class HealthTracker:
     judged once ``min_calls`` outcomes are in (None: not used). ``cooldown``: seconds a
     circuit stays open before a probe; a probe that never reports back is given up after
     another ``cooldown``, so a lost probe cannot keep a target out forever.
+    ``store``: where the circuits are kept (a `CircuitStore`; None: in this process).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class HealthTracker:
         min_calls: int = 10,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        store: CircuitStore | None = None,
     ) -> None:
         for name, value in (
             ("failure_threshold", failure_threshold),
@@ -152,22 +156,25 @@ class HealthTracker:
         self.min_calls = min_calls
         self.cooldown = float(cooldown)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._circuits: dict[str, _Circuit] = {}
+        self._store: CircuitStore = MemoryCircuitStore() if store is None else store
 
     @classmethod
     def from_mapping(
-        cls, settings: Mapping[str, Any], *, clock: Callable[[], float] = time.monotonic
+        cls,
+        settings: Mapping[str, Any],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store: CircuitStore | None = None,
     ) -> HealthTracker:
         """Build from a plain mapping of this class's keyword arguments (a ``[health]`` table);
         an unknown key is a `ConfigError` naming it."""
         HEALTH_TABLE.validate(settings, "[health]")
-        return cls(**settings, clock=clock)
+        return cls(**settings, clock=clock, store=store)
 
     def __repr__(self) -> str:
         return (
             f"<HealthTracker threshold={self.failure_threshold} rate={self.failure_rate} "
-            f"cooldown={self.cooldown}s targets={len(self._circuits)}>"
+            f"cooldown={self.cooldown}s targets={self._store.view(len)}>"
         )
 
     # --- used by the Retry middleware ---------------------------------------------------
@@ -175,149 +182,130 @@ class HealthTracker:
     def allow(self, target: str) -> bool:
         """Whether a request may go to ``target`` now. While open after the cooldown, the
         first caller gets True (it is the probe) and the others False until it reports."""
-        circuit = self._circuits.get(target)
+        circuit = self._store.peek(target)
         if circuit is None or circuit.state == "closed":
             return True  # the common case, without taking the lock
-        with self._lock:
-            now = self._clock()
-            if circuit.state == "closed":
-                return True
-            if circuit.state == "open":
-                assert circuit.opened_at is not None
-                if now - circuit.opened_at < self.cooldown:
-                    return False
-                circuit.state = "half_open"
-            elif circuit.probe_started is not None and now - circuit.probe_started < self.cooldown:
-                return False  # a probe is in flight
-            circuit.probe_started = now
-            return True
+        return self._store.update(target, self._claim) is not False
 
     def is_open(self, target: str) -> bool:
         """True while ``target`` must not be sent a request (open, or half-open with its
         probe in flight). Unlike `allow` it never claims the probe."""
-        circuit = self._circuits.get(target)
+        circuit = self._store.peek(target)
         if circuit is None or circuit.state == "closed":
             return False
-        with self._lock:
-            return self._retry_in(circuit, self._clock()) > 0.0
+        return bool(self._store.update(target, self._retry_in_now))
 
     def record_success(self, target: str) -> None:
         """``target`` answered: close its circuit."""
-        circuit = self._circuit(target)
-        with self._lock:
-            circuit.total_successes += 1
-            circuit.consecutive = 0
-            if circuit.state != "closed":
-                # A fresh start: failures before the outage must not re-open it at once.
-                circuit.state = "closed"
-                circuit.outcomes.clear()
-                circuit.opened_at = None
-                circuit.probe_started = None
-            circuit.outcomes.append(False)
+        self._store.update(target, _succeeded, self._new_circuit)
 
     def record_failure(self, target: str) -> None:
         """``target`` failed on its side: count it, and open the circuit when a threshold is
         reached (or at once when the failure was a half-open probe)."""
-        circuit = self._circuit(target)
-        with self._lock:
-            now = self._clock()
-            circuit.total_failures += 1
-            circuit.consecutive += 1
-            if circuit.state == "half_open":
-                self._open(circuit, now)
-                return
-            if circuit.state == "open":
-                return  # a request that started before the circuit opened
-            circuit.outcomes.append(True)
-            if self._tripped(circuit):
-                self._open(circuit, now)
+        self._store.update(target, self._failed, self._new_circuit)
 
     def release(self, target: str) -> None:
         """A request to ``target`` ended without saying anything about its health (the
         user's invalid request, a cancelled call): free the probe slot if it held it."""
-        circuit = self._circuits.get(target)
+        circuit = self._store.peek(target)
         if circuit is None or circuit.state != "half_open":
             return
-        with self._lock:
-            circuit.probe_started = None
+        self._store.update(target, _released)
 
     # --- for people -----------------------------------------------------------------------
 
     def state(self, target: str) -> CircuitState:
         """``target``'s state now; an open circuit past its cooldown reads as half-open."""
-        circuit = self._circuits.get(target)
-        if circuit is None:
-            return "closed"
-        with self._lock:
-            return self._state(circuit, self._clock())
+        found = self._store.update(target, lambda c: self._state(c, self._clock()))
+        return "closed" if found is None else found
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every known target's circuit, for notebooks: ``state``, ``failures`` (consecutive),
         ``failure_rate`` (recent window, None while empty), ``opened_at`` (clock seconds, None
         when closed), ``retry_in`` (seconds until a probe may go), ``opens`` (times opened),
         ``total_failures``, ``total_successes``."""
-        with self._lock:
-            now = self._clock()
-            return {
-                target: {
-                    "state": self._state(c, now),
-                    "failures": c.consecutive,
-                    "failure_rate": (sum(c.outcomes) / len(c.outcomes)) if c.outcomes else None,
-                    "opened_at": c.opened_at,
-                    "retry_in": self._retry_in(c, now),
-                    "opens": c.opens,
-                    "total_failures": c.total_failures,
-                    "total_successes": c.total_successes,
-                }
-                for target, c in sorted(self._circuits.items())
-            }
+        return self._store.view(self._snapshot)
 
     def retry_in(self, target: str) -> float:
         """Seconds until ``target`` may be sent a request (0.0 when it may now)."""
-        circuit = self._circuits.get(target)
-        if circuit is None:
-            return 0.0
-        with self._lock:
-            return self._retry_in(circuit, self._clock())
+        return self._store.update(target, self._retry_in_now) or 0.0
 
     def reset(self, targets: Iterable[str] | None = None) -> None:
         """Forget the given targets' history (all targets when None): their circuits close."""
-        with self._lock:
-            if targets is None:
-                self._circuits.clear()
-            else:
-                for target in targets:
-                    self._circuits.pop(target, None)
+        self._store.clear(targets)
 
-    # --- internals ------------------------------------------------------------------------
+    # --- changes and reads of one circuit, run by the store atomically --------------------
 
-    def _circuit(self, target: str) -> _Circuit:
-        circuit = self._circuits.get(target)
-        if circuit is None:
-            with self._lock:
-                circuit = self._circuits.setdefault(target, _Circuit(self.window))
-        return circuit
+    def _new_circuit(self) -> Circuit:
+        return Circuit(self.window)
 
-    def _tripped(self, circuit: _Circuit) -> bool:
+    def _claim(self, circuit: Circuit) -> bool:
+        now = self._clock()
+        if circuit.state == "closed":
+            return True
+        if circuit.state == "open":
+            assert circuit.opened_at is not None
+            if now - circuit.opened_at < self.cooldown:
+                return False
+            circuit.state = "half_open"
+        elif circuit.probe_started is not None and now - circuit.probe_started < self.cooldown:
+            return False  # a probe is in flight
+        circuit.probe_started = now
+        return True
+
+    def _failed(self, circuit: Circuit) -> None:
+        now = self._clock()
+        circuit.total_failures += 1
+        circuit.consecutive += 1
+        if circuit.state == "half_open":
+            self._open(circuit, now)
+            return
+        if circuit.state == "open":
+            return  # a request that started before the circuit opened
+        circuit.outcomes.append(True)
+        if self._tripped(circuit):
+            self._open(circuit, now)
+
+    def _retry_in_now(self, circuit: Circuit) -> float:
+        return self._retry_in(circuit, self._clock())
+
+    def _snapshot(self, circuits: Mapping[str, Circuit]) -> dict[str, dict[str, Any]]:
+        now = self._clock()
+        return {
+            target: {
+                "state": self._state(c, now),
+                "failures": c.consecutive,
+                "failure_rate": (sum(c.outcomes) / len(c.outcomes)) if c.outcomes else None,
+                "opened_at": c.opened_at,
+                "retry_in": self._retry_in(c, now),
+                "opens": c.opens,
+                "total_failures": c.total_failures,
+                "total_successes": c.total_successes,
+            }
+            for target, c in sorted(circuits.items())
+        }
+
+    def _tripped(self, circuit: Circuit) -> bool:
         if self.failure_threshold is not None and circuit.consecutive >= self.failure_threshold:
             return True
         if self.failure_rate is None or len(circuit.outcomes) < self.min_calls:
             return False
         return sum(circuit.outcomes) / len(circuit.outcomes) >= self.failure_rate
 
-    def _open(self, circuit: _Circuit, now: float) -> None:
+    @staticmethod
+    def _open(circuit: Circuit, now: float) -> None:
         circuit.state = "open"
         circuit.opened_at = now
         circuit.probe_started = None
         circuit.opens += 1
 
-    def _state(self, circuit: _Circuit, now: float) -> CircuitState:
+    def _state(self, circuit: Circuit, now: float) -> CircuitState:
         if circuit.state == "open" and circuit.opened_at is not None:
             if now - circuit.opened_at >= self.cooldown:
                 return "half_open"
         return circuit.state
 
-    def _retry_in(self, circuit: _Circuit, now: float) -> float:
+    def _retry_in(self, circuit: Circuit, now: float) -> float:
         if circuit.state == "open" and circuit.opened_at is not None:
             return max(0.0, circuit.opened_at + self.cooldown - now)
         if circuit.state == "half_open" and circuit.probe_started is not None:
@@ -338,3 +326,19 @@ HEALTH_TABLE = Table(
         )
     )
 )
+
+
+def _succeeded(circuit: Circuit) -> None:
+    circuit.total_successes += 1
+    circuit.consecutive = 0
+    if circuit.state != "closed":
+        # A fresh start: failures before the outage must not re-open it at once.
+        circuit.state = "closed"
+        circuit.outcomes.clear()
+        circuit.opened_at = None
+        circuit.probe_started = None
+    circuit.outcomes.append(False)
+
+
+def _released(circuit: Circuit) -> None:
+    circuit.probe_started = None

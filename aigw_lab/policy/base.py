@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aigw_lab.policy.router import PolicyRouter
     from aigw_lab.types import ChatRequest, ChatResponse
 
 __all__ = [
@@ -126,6 +127,16 @@ class Policy:
         if not self.single_decision:
             return None
         return (self.decide(request).target,)
+
+    @staticmethod
+    def route_stage(policies: Mapping[str, Policy]) -> PolicyRouter:
+        """The gateway's route stage for ``policies``: `Gateway(policies=...)` asks a policy
+        for it (see `aigw_lab.gateway.route`), so the gateway never imports this package."""
+        # Imported here, not at the top: the router loads the whole gateway package (and
+        # imports this module), which reading, saving or exporting a policy never needs.
+        from aigw_lab.policy.router import PolicyRouter
+
+        return PolicyRouter(policies)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as JSON-ready data; learned artifacts are saved by `save_artifacts`."""

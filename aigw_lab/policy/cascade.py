@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.policy._async.chains import cascade_acall
+from aigw_lab.policy._sync.chains import cascade_call
 from aigw_lab.policy.base import (
-    AsyncSend,
     Policy,
     RouteDecision,
-    Send,
     check_name,
     check_target,
 )
@@ -279,41 +279,14 @@ class Cascade(Policy):
 
     # --- calling ------------------------------------------------------------------------
 
-    def call(self, request: ChatRequest, send: Send) -> ChatResponse:
-        paid: list[ChatResponse] = []
-        for step in self.steps[:-1]:
-            response = send(step.target, request)
-            paid.append(response)
-            if isinstance(step.accept, SelfConsistency):
-                sample = step.accept.sample_request(request)
-                others = [send(step.target, sample) for _ in range(step.accept.k - 1)]
-                paid.extend(others)
-                value = step.accept.agreement(response, others)
-            else:
-                value = self._score(step, request, response)
-            if value >= step.threshold:  # type: ignore[operator]
-                return self._finish(response, paid)
-        response = send(self.steps[-1].target, request)
-        paid.append(response)
-        return self._finish(response, paid)
+    # Written once (aigw_lab.policy._async.chains); the sync one is generated.
+    call = cascade_call  # type: ignore[assignment]
+    acall = cascade_acall  # type: ignore[assignment]
 
-    async def acall(self, request: ChatRequest, send: AsyncSend) -> ChatResponse:
-        paid: list[ChatResponse] = []
-        for step in self.steps[:-1]:
-            response = await send(step.target, request)
-            paid.append(response)
-            if isinstance(step.accept, SelfConsistency):
-                sample = step.accept.sample_request(request)
-                others = [await send(step.target, sample) for _ in range(step.accept.k - 1)]
-                paid.extend(others)
-                value = step.accept.agreement(response, others)
-            else:
-                value = await self._ascore(step, request, response)
-            if value >= step.threshold:  # type: ignore[operator]
-                return self._finish(response, paid)
-        response = await send(self.steps[-1].target, request)
-        paid.append(response)
-        return self._finish(response, paid)
+    @staticmethod
+    def _self_consistency(step: CascadeStep) -> SelfConsistency | None:
+        """The step's `SelfConsistency`, when it accepts by sampling again (else None)."""
+        return step.accept if isinstance(step.accept, SelfConsistency) else None
 
     @staticmethod
     def _finish(response: ChatResponse, paid: list[ChatResponse]) -> ChatResponse:

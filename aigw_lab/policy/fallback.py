@@ -17,35 +17,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aigw_lab.errors import (
-    AigwError,
-    AllAttemptsFailedError,
-    ConfigError,
-    ContextLengthExceededError,
-)
-from aigw_lab.gateway.health import counts_against_health
+from aigw_lab.errors import AigwError, AllAttemptsFailedError, ConfigError
+from aigw_lab.gateway.health import should_fall_back
+from aigw_lab.policy._async.chains import fallback_acall
+from aigw_lab.policy._sync.chains import fallback_call
 from aigw_lab.policy.base import (
-    AsyncSend,
     Policy,
     RouteDecision,
-    Send,
     check_name,
     check_target,
 )
-from aigw_lab.types import ChatRequest, ChatResponse
+from aigw_lab.types import ChatRequest
 
 __all__ = ["FallbackChain", "should_fall_back"]
-
-
-def should_fall_back(error: BaseException) -> bool:
-    """True when another target may succeed where this one failed: the retry stage's own
-    classification (`counts_against_health`: retryable errors and an exhausted quota), a
-    prompt too long for this model, or the retry stage having given up on the target."""
-    if isinstance(error, AllAttemptsFailedError):
-        return True
-    if isinstance(error, ContextLengthExceededError):
-        return True
-    return counts_against_health(error)
 
 
 class FallbackChain(Policy):
@@ -73,27 +57,9 @@ class FallbackChain(Policy):
     def stream_targets(self, request: ChatRequest) -> Sequence[str]:
         return self.chain
 
-    def call(self, request: ChatRequest, send: Send) -> ChatResponse:
-        errors: list[AigwError] = []
-        for target in self.chain:
-            try:
-                return send(target, request)
-            except AigwError as exc:
-                if not should_fall_back(exc):
-                    raise
-                errors.append(exc)
-        raise self._all_failed(errors)
-
-    async def acall(self, request: ChatRequest, send: AsyncSend) -> ChatResponse:
-        errors: list[AigwError] = []
-        for target in self.chain:
-            try:
-                return await send(target, request)
-            except AigwError as exc:
-                if not should_fall_back(exc):
-                    raise
-                errors.append(exc)
-        raise self._all_failed(errors)
+    # Written once (aigw_lab.policy._async.chains); the sync one is generated.
+    call = fallback_call  # type: ignore[assignment]
+    acall = fallback_acall  # type: ignore[assignment]
 
     def _all_failed(self, errors: list[AigwError]) -> AigwError:
         if len(errors) == 1:

@@ -22,6 +22,11 @@ the target and runs the rest of the pipeline, so every call the policy makes is 
 attempt: a logged row with the real provider and model, tagged ``{"aigw_policy": NAME}``,
 under the one trace id of the client's call; after a failed target, the next row's
 ``fallback_from`` names it.
+
+The gateway knows this stage only through `aigw_lab.gateway.route.RouteStage`: given
+``policies=...``, it asks a policy for its route stage (`Policy.route_stage` builds a
+`PolicyRouter`), so the gateway layer never imports this package. The hooks are written once
+for asyncio (`aigw_lab.policy._async.route`) and the sync ones generated.
 """
 
 from __future__ import annotations
@@ -31,18 +36,18 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import AigwError, ConfigError, UnknownModelError
-from aigw_lab.gateway.middleware import (
-    AsyncNext,
-    AsyncStreamNext,
-    CallContext,
-    Middleware,
-    Next,
-    StreamNext,
+from aigw_lab.gateway.middleware import CallContext, Middleware
+from aigw_lab.gateway.route import (
+    POLICY_PROVIDER,
+    install_route_stage,
+    merge_policies,
+    policy_map,
 )
+from aigw_lab.policy._async.route import route_achat, route_astream
+from aigw_lab.policy._sync.route import route_chat, route_stream
 from aigw_lab.policy.base import POLICY_TAG, Policy
-from aigw_lab.policy.fallback import should_fall_back
 from aigw_lab.providers.base import Price
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, TextDelta
+from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     from aigw_lab.gateway.gateway import Gateway
@@ -51,33 +56,11 @@ __all__ = [
     "PolicyRouter",
     "PolicyProvider",
     "POLICY_PROVIDER",
+    "POLICY_TAG",
     "install_policies",
+    "merge_policies",
     "warm_up_policies",
 ]
-
-#: The provider name policies are addressed under: ``"policy/NAME"``.
-POLICY_PROVIDER = "policy"
-
-
-def _policy_map(policies: Mapping[str, Policy] | Iterable[Policy]) -> dict[str, Policy]:
-    items = policies.items() if isinstance(policies, Mapping) else ((p.name, p) for p in policies)
-    out: dict[str, Policy] = {}
-    for name, policy in items:
-        if not isinstance(policy, Policy):
-            raise ConfigError(
-                f"policy {name!r} is a {type(policy).__name__}, not a Policy",
-                hint="pass Policy objects (Rules, WeightedSplit, ...) or load_policy(path)",
-            )
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ConfigError(
-                f"policy name {name!r} is invalid",
-                hint="policy names are non-empty and contain no '/'; clients address them as "
-                "NAME or policy/NAME",
-            )
-        if name in out:
-            raise ConfigError(f"policy name {name!r} is used twice", hint="rename one")
-        out[name] = policy
-    return out
 
 
 class PolicyRouter(Middleware):
@@ -87,14 +70,14 @@ class PolicyRouter(Middleware):
     kind = "route"
 
     def __init__(self, policies: Mapping[str, Policy] | Iterable[Policy] = ()) -> None:
-        self.policies: dict[str, Policy] = _policy_map(policies)
+        self.policies: dict[str, Policy] = policy_map(policies)
         # target address -> (provider, model), filled by `bind` from the gateway.
         self._resolved: dict[str, tuple[str, str]] = {}
         self._tags: dict[str, Mapping[str, str]] = {}
 
     def add(self, policies: Mapping[str, Policy] | Iterable[Policy]) -> None:
         """Register more policies (before the router is bound to a gateway)."""
-        for name, policy in _policy_map(policies).items():
+        for name, policy in policy_map(policies).items():
             if name in self.policies:
                 raise ConfigError(f"policy name {name!r} is used twice", hint="rename one")
             self.policies[name] = policy
@@ -172,197 +155,18 @@ class PolicyRouter(Middleware):
             timeout=r.timeout,
         )
 
-    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
-        if ctx.provider_name != POLICY_PROVIDER:
-            return call_next(ctx)
-        policy = self._policy(ctx)
-        call = _PolicyCall(self, ctx)
+    # --- hooks: written once (see aigw_lab.policy._async.route) --------------------------
 
-        def send(target: str, request: ChatRequest) -> ChatResponse:
-            try:
-                return call_next(call.point(target, request))
-            except AigwError:
-                call.failed_target = target
-                raise
+    handle = route_chat  # type: ignore[assignment]
+    ahandle = route_achat  # type: ignore[assignment]
+    handle_stream = route_stream  # type: ignore[assignment]
+    ahandle_stream = route_astream  # type: ignore[assignment]
 
-        try:
-            return policy.call(call.request, send)
-        finally:
-            call.restore()
+    # --- what the gateway asks of its route stage (aigw_lab.gateway.route.RouteStage) ----
 
-    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
-        if ctx.provider_name != POLICY_PROVIDER:
-            return await call_next(ctx)
-        policy = self._policy(ctx)
-        call = _PolicyCall(self, ctx)
-
-        async def send(target: str, request: ChatRequest) -> ChatResponse:
-            try:
-                return await call_next(call.point(target, request))
-            except AigwError:
-                call.failed_target = target
-                raise
-
-        try:
-            return await policy.acall(call.request, send)
-        finally:
-            call.restore()
-
-    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
-        if ctx.provider_name != POLICY_PROVIDER:
-            return call_next(ctx)
-        return self._stream(ctx, call_next)
-
-    def _stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
-        policy = self._policy(ctx)
-        call = _PolicyCall(self, ctx)
-        try:
-            targets = policy.stream_targets(call.request)
-            if targets is None:
-                # The policy must see answers to decide (a cascade): run it on fully
-                # consumed streams, then replay the accepted answer.
-                def send(target: str, request: ChatRequest) -> ChatResponse:
-                    try:
-                        return _drain(call_next(call.point(target, request)))
-                    except AigwError:
-                        call.failed_target = target
-                        raise
-
-                yield from _replay(policy.call(call.request, send))
-                return
-            for index, target in enumerate(targets):
-                delivered = False
-                events = call_next(call.point(target, call.request))
-                try:
-                    for event in events:
-                        if not delivered and type(event) is TextDelta:
-                            delivered = True
-                        yield event
-                    return
-                except AigwError as exc:
-                    last = index == len(targets) - 1
-                    if delivered or last or not should_fall_back(exc):
-                        raise
-                    call.failed_target = target
-                finally:
-                    close = getattr(events, "close", None)
-                    if close is not None:
-                        close()
-        finally:
-            call.restore()
-
-    def ahandle_stream(
-        self, ctx: CallContext, call_next: AsyncStreamNext
-    ) -> AsyncIterator[StreamEvent]:
-        if ctx.provider_name != POLICY_PROVIDER:
-            return call_next(ctx)
-        return self._astream(ctx, call_next)
-
-    async def _astream(
-        self, ctx: CallContext, call_next: AsyncStreamNext
-    ) -> AsyncIterator[StreamEvent]:
-        policy = self._policy(ctx)
-        call = _PolicyCall(self, ctx)
-        try:
-            targets = await policy.astream_targets(call.request)
-            if targets is None:
-
-                async def send(target: str, request: ChatRequest) -> ChatResponse:
-                    try:
-                        return await _adrain(call_next(call.point(target, request)))
-                    except AigwError:
-                        call.failed_target = target
-                        raise
-
-                for event in _replay(await policy.acall(call.request, send)):
-                    yield event
-                return
-            for index, target in enumerate(targets):
-                delivered = False
-                events = call_next(call.point(target, call.request))
-                try:
-                    async for event in events:
-                        if not delivered and type(event) is TextDelta:
-                            delivered = True
-                        yield event
-                    return
-                except AigwError as exc:
-                    last = index == len(targets) - 1
-                    if delivered or last or not should_fall_back(exc):
-                        raise
-                    call.failed_target = target
-                finally:
-                    aclose = getattr(events, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-        finally:
-            call.restore()
-
-
-class _PolicyCall:
-    """One client call to a policy: its untagged request, and how to point the call context
-    at each target the policy sends to (and back at the policy afterwards)."""
-
-    __slots__ = ("router", "ctx", "name", "request", "failed_target")
-
-    def __init__(self, router: PolicyRouter, ctx: CallContext) -> None:
-        self.router = router
-        self.ctx = ctx
-        self.name = ctx.model
-        self.request = ctx.request
-        self.failed_target: str | None = None
-
-    def point(self, target: str, request: ChatRequest) -> CallContext:
-        """Aim ``ctx`` at ``target`` for the next stage; the request carries the policy tag."""
-        resolved = self.router._resolved.get(target)
-        if resolved is None:
-            raise ConfigError(
-                f"policy {self.name!r} sent a request to {target!r}, which is not one of its "
-                "targets()",
-                hint="a policy may only call the targets it declares in targets()",
-            )
-        ctx = self.ctx
-        ctx.provider_name, ctx.model = resolved
-        ctx.request = self.router._for_target(self.name, request, ctx.model)
-        # A send after a failed one is a fallback from it (fallback chains); escalations
-        # of a cascade follow an answer, not a failure, so they carry none.
-        ctx.fallback_from = self.failed_target
-        self.failed_target = None
-        return ctx
-
-    def restore(self) -> None:
-        ctx = self.ctx
-        ctx.provider_name = POLICY_PROVIDER
-        ctx.model = self.name
-        ctx.request = self.request
-
-
-def _drain(events: Iterator[StreamEvent]) -> ChatResponse:
-    # Run the stream to its end (not just to its StreamEnd): a stream closed at its last
-    # yield would log its attempt as cancelled.
-    final: ChatResponse | None = None
-    for event in events:
-        if type(event) is StreamEnd:
-            final = event.response
-    if final is None:  # the attempt stage raises first; kept for safety
-        raise AigwError("a stream ended without its final event")
-    return final
-
-
-async def _adrain(events: AsyncIterator[StreamEvent]) -> ChatResponse:
-    final: ChatResponse | None = None
-    async for event in events:
-        if type(event) is StreamEnd:
-            final = event.response
-    if final is None:
-        raise AigwError("a stream ended without its final event")
-    return final
-
-
-def _replay(response: ChatResponse) -> Iterator[StreamEvent]:
-    if response.text:
-        yield TextDelta(response.text)
-    yield StreamEnd(response)
+    def policy_provider(self, gateway: Gateway) -> PolicyProvider:
+        """The ``policy`` pseudo-provider of ``gateway``, answering for these policies."""
+        return PolicyProvider(self, gateway)
 
 
 class PolicyProvider:
@@ -440,46 +244,9 @@ def install_policies(
     middleware: list[Middleware],
     policies: Mapping[str, Policy] | Iterable[Policy],
 ) -> list[Middleware]:
-    """Wire ``policies`` into a gateway under construction: reuse the `PolicyRouter` in
-    ``middleware`` or add one, register the ``policy`` pseudo-provider and the policy names
-    `Gateway._resolve` accepts, and resolve every policy's targets. Returns the middleware
-    list (unchanged when there are no policies at all)."""
-    routers = [m for m in middleware if isinstance(m, PolicyRouter)]
-    if len(routers) > 1:
-        raise ConfigError("more than one PolicyRouter middleware", hint="pass one")
-    router = routers[0] if routers else None
-    extra = _policy_map(policies)
-    if router is None:
-        if not extra:
-            return middleware
-        router = PolicyRouter(extra)
-        middleware = [*middleware, router]
-    else:
-        router.add(extra)
-    if POLICY_PROVIDER in gateway._specs or POLICY_PROVIDER in gateway._providers:
-        raise ConfigError(
-            f"provider name {POLICY_PROVIDER!r} is reserved for routing policies",
-            hint="rename that provider",
-        )
-    gateway._providers[POLICY_PROVIDER] = PolicyProvider(router, gateway)  # type: ignore[assignment]
-    gateway._policies = router.policies
-    router.bind(gateway)
-    return middleware
-
-
-def merge_policies(
-    first: Mapping[str, Policy] | Iterable[Policy], second: Mapping[str, Policy] | Iterable[Policy]
-) -> dict[str, Policy]:
-    """Both sets of policies as one ``{name: Policy}``; a name in both is a `ConfigError`."""
-    merged = _policy_map(first)
-    for name, policy in _policy_map(second).items():
-        if name in merged:
-            raise ConfigError(
-                f"policy name {name!r} is given twice (in the config and as an argument)",
-                hint="rename one",
-            )
-        merged[name] = policy
-    return merged
+    """Wire ``policies`` into a gateway under construction (see
+    `aigw_lab.gateway.route.install_route_stage`, which the gateway itself calls)."""
+    return install_route_stage(gateway, middleware, policies)
 
 
 def warm_up_policies(gateway: Gateway) -> list[str]:

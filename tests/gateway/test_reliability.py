@@ -29,72 +29,21 @@ from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
 from aigw_lab.gateway.middleware import Middleware
 from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
 from aigw_lab.testing.fakes import FunctionProvider, MockProvider
-from aigw_lab.types import TextDelta
-
-
-class FakeTime:
-    """A clock that moves only when slept on (or advanced by a test)."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-        self.async_sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds):
-        self.async_sleeps.append(seconds)
-        self.now += seconds
-
-
-class Draws:
-    """A random source returning the given draws in turn (the last one repeats)."""
-
-    def __init__(self, *draws):
-        self.draws = list(draws)
-
-    def random(self):
-        return self.draws.pop(0) if len(self.draws) > 1 else self.draws[0]
+from tests._call_modes import CutAfterText
+from tests.gateway._retry_helpers import (
+    Draws,
+    FakeTime,
+    gateway,
+    mocks,
+    retry,
+    rows,
+    server_error,
+)
 
 
 @pytest.fixture
 def time_():
     return FakeTime()
-
-
-def retry(time_, draw=0.5, **kwargs):
-    return Retry(
-        clock=time_.clock,
-        sleep=time_.sleep,
-        async_sleep=time_.async_sleep,
-        rng=Draws(draw),
-        **kwargs,
-    )
-
-
-def mocks(*names):
-    return [MockProvider(name, models=("m",)) for name in names]
-
-
-def gateway(log, providers, middleware):
-    prices = {f"{p.name}/m": Price(1.0, 2.0) for p in providers}
-    return Gateway(providers, log=log, middleware=[middleware], prices=prices)
-
-
-def rows(log):
-    return log.query(
-        "SELECT provider_name, attempt, status, error_type, fallback_from, stream "
-        "FROM calls ORDER BY attempt"
-    )
-
-
-def server_error(name="a"):
-    return ProviderServerError("boom", provider=name, model="m", status=500)
 
 
 # --- the backoff schedule -----------------------------------------------------------------
@@ -531,21 +480,6 @@ def test_health_tracker_is_thread_safe(time_):
 
 
 # --- streams ------------------------------------------------------------------------------
-
-
-class CutAfterText(MockProvider):
-    """Streams some text, then breaks."""
-
-    def stream(self, request):
-        self.requests.append(request)
-        yield TextDelta("partial ")
-        raise StreamInterruptedError(
-            "cut", partial_text="partial ", text_delivered=True, provider=self.name, model="m"
-        )
-
-    async def astream(self, request):
-        for event in self.stream(request):
-            yield event
 
 
 def test_a_stream_that_fails_before_its_first_token_is_retried(log, time_):

@@ -1,0 +1,3 @@
+"""The route stage's and the multi-target policies' code that awaits, written once for
+asyncio. `aigw_lab.policy._sync` is generated from it by ``.ci/unasync.py`` (a test checks
+that it is current): edit here, then run ``python .ci/unasync.py``."""
