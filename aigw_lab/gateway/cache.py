@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.errors import ConfigError, StoreError
-from aigw_lab.gateway.cache_common import read_cache_options
+from aigw_lab.gateway.cache_common import read_cache_options, stored_answer
 from aigw_lab.gateway.cache_stores import CacheStore, DuckDBStore, MemoryStore, check_ttl
 from aigw_lab.gateway.middleware import CallContext, Primitive
 from aigw_lab.gateway.primitive import PROCEED, Outcome, Proceed, Serve, Verdict, Wait
@@ -442,18 +442,7 @@ class ExactCache(Primitive):
         """Store a complete answer; returns what was stored (None: not cacheable)."""
         if response.finish_reason == "error":
             return None
-        # Only what a hit needs: no raw payload, latency or call id of the original call.
-        answer = ChatResponse(
-            text=response.text,
-            finish_reason=response.finish_reason,
-            usage=response.usage,
-            provider=response.provider,
-            model=response.model,
-            cost_usd=response.cost_usd,
-            response_id=response.response_id,
-            tool_calls=response.tool_calls,
-            simulated=response.simulated,
-        )
+        answer = stored_answer(response)
         try:
             self.store.set(plan.key, answer, plan.ttl)
         except StoreError as exc:
