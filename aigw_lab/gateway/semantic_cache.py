@@ -189,6 +189,7 @@ class SemanticCache(Primitive):
         self.guard_numbers = guard_numbers
         self.guard_negation = guard_negation
         self._clock = clock
+        self._index_factory = index_factory  # what the store builds its indexes with
         self.store: SemanticStore = MemorySemanticStore(max_entries, index_factory=index_factory)
         self._lock = threading.Lock()
         self._hits = self._misses = self._bypasses = self._guarded = 0
