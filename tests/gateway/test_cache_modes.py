@@ -224,9 +224,12 @@ def run(gw, mode, prompt):
 
 @pytest.mark.parametrize("hit_mode", MODES)
 @pytest.mark.parametrize("miss_mode", MODES)
-@pytest.mark.parametrize("kind", ["exact", "semantic"])
+@pytest.mark.parametrize("kind", ["exact", "semantic", "semantic, batching"])
 def test_an_answer_stored_in_one_mode_is_served_in_every_mode(kind, miss_mode, hit_mode):
-    cache = ExactCache() if kind == "exact" else SemanticCache(HashingEmbedder(64))
+    if kind == "exact":
+        cache = ExactCache()
+    else:  # with a batch window, lookups wait on the batch's future instead of a thread
+        cache = SemanticCache(HashingEmbedder(64), batch_window=0.001 if "batch" in kind else 0)
     fn = FunctionProvider(lambda r: "Paris is the capital.", name="mock", models=("m1",))
     with gateway(fn, cache) as gw:
         assert run(gw, miss_mode, "What is the capital of France?") == "Paris is the capital."
@@ -235,6 +238,8 @@ def test_an_answer_stored_in_one_mode_is_served_in_every_mode(kind, miss_mode, h
         )
         assert run(gw, hit_mode, again) == "Paris is the capital."
         rows = gw.query("SELECT cache_status, stream, attempt FROM calls ORDER BY timestamp")
+    if "batch" in kind:
+        cache.embedder.close()
     assert len(fn.requests) == 1
     assert list(rows.cache_status) == ["miss", "hit"] and list(rows.attempt) == [1, 0]
     assert list(rows.stream) == [miss_mode.endswith("stream"), hit_mode.endswith("stream")]
