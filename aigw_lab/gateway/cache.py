@@ -143,14 +143,15 @@ class _Plan(NamedTuple):
 class _Flight:
     """An upstream call that identical requests wait on, from threads and tasks alike:
     ``future`` is resolved with the stored answer, or None when the call failed (a waiter
-    then tries itself). ``thread``/``loop``: where the leader runs, so a caller that would
-    block the leader never waits on it."""
+    then tries itself); it is made when the first waiter comes (most flights have none).
+    ``thread``/``loop``: where the leader runs, so a caller that would block the leader
+    never waits on it."""
 
     __slots__ = ("key", "future", "thread", "loop")
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.future: Future[ChatResponse | None] = Future()
+        self.future: Future[ChatResponse | None] | None = None
         self.thread = threading.get_ident()
         self.loop = asyncio._get_running_loop()
 
@@ -163,10 +164,10 @@ class _Ticket(NamedTuple):
 
 
 class _Waiting(NamedTuple):
-    """A call waiting on an identical call's flight."""
+    """A call waiting on an identical call's flight, until ``landed`` resolves."""
 
     plan: _Plan
-    flight: _Flight
+    landed: Future[ChatResponse | None]
 
 
 class ExactCache(Primitive):
@@ -323,11 +324,11 @@ class ExactCache(Primitive):
                 return self._go(ctx, plan, None)
             return self._join(ctx, plan)
         # Back from waiting on a flight.
-        plan, flight = state
+        plan, landed = state
         self._unwait()
-        if not flight.future.done():  # the wait could not block (see `_join`): go alone
+        if not landed.done():  # the wait could not block (see `_join`): go alone
             return self._go(ctx, plan, None)
-        answer = flight.future.result()
+        answer = landed.result()
         if answer is not None:
             return Serve(self._serve(ctx, answer, coalesced=True))
         # The call we waited on failed: one of its waiters now tries, the others wait.
@@ -383,6 +384,9 @@ class ExactCache(Primitive):
             elif flight.loop is None and flight.thread == threading.get_ident():
                 flight = None  # led from this very thread (a re-entrant call): never wait
             else:
+                if flight.future is None:
+                    flight.future = Future()
+                wake = flight.future
                 self._waiting += 1
                 leading = False
         if flight is None:
@@ -391,7 +395,7 @@ class ExactCache(Primitive):
             return self._lead(ctx, plan, flight)
         # A flight led by a task can only land on its loop: a blocking wait on a thread that
         # runs that loop returns at once (``wake_loop``), and `admit` goes on alone.
-        return Wait(None, state=_Waiting(plan, flight), wake=flight.future, wake_loop=flight.loop)
+        return Wait(None, state=_Waiting(plan, wake), wake=wake, wake_loop=flight.loop)
 
     def _unwait(self) -> None:
         with self._lock:
@@ -415,8 +419,9 @@ class ExactCache(Primitive):
         with self._lock:
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
-        if not flight.future.done():
-            flight.future.set_result(answer)
+            future = flight.future  # no waiter can join once the flight is gone
+        if future is not None and not future.done():
+            future.set_result(answer)
 
     def _go(self, ctx: CallContext, plan: _Plan, flight: _Flight | None) -> Proceed:
         """A miss: the call goes upstream, its answer to be stored when it settles."""
