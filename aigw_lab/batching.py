@@ -85,6 +85,12 @@ class Batcher(Generic[T, R]):
         """Add ``item`` to the next batch and block until its result is ready."""
         return self._enqueue(item).result()
 
+    def submit_later(self, item: T) -> Future[R]:
+        """Add ``item`` to the next batch; its result comes in the returned future (for
+        callers that wait their own way). Cancelling the future before its batch runs
+        leaves the item out."""
+        return self._enqueue(item)
+
     async def asubmit(self, item: T) -> R:
         """Add ``item`` to the next batch and await its result (the event loop keeps
         running). Cancelling the awaiting task leaves the item out if its batch has not run."""

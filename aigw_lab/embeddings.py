@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -262,6 +263,12 @@ class BatchingEmbedder:
         if len(texts) != 1:
             return self.embedder.embed(texts)
         return self._batcher.submit(texts[0])[None, :]
+
+    def embed_later(self, text: str) -> Future[np.ndarray]:
+        """The vector of one ``text`` (a row), in a future resolved when its batch has run:
+        for callers that wait their own way (the semantic cache, through the gateway's
+        drivers). Cancelling the future before its batch runs leaves the text out."""
+        return self._batcher.submit_later(text)
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         """`embed` for asyncio code: awaits the batch without blocking the event loop."""

@@ -8,8 +8,9 @@ field that changes the answer, and a namespace (its tenant, else its user, else 
 one), so one tenant never sees another's answers. A hit is logged as its own row (attempt 0,
 cost 0, ``cache_status = 'hit'``); a miss goes on to the provider and its attempt rows say
 ``'miss'``. Identical requests in flight at the same time are coalesced into one upstream
-call. Per-request options, in the manner of Cloudflare AI Gateway's ``cf-aig-skip-cache``,
-``cf-aig-cache-ttl`` and ``cf-aig-cache-key`` headers, go in ``metadata={"cache": {...}}``.
+call, whatever their call mode (threads and tasks wait on one flight). Per-request options,
+in the manner of Cloudflare AI Gateway's ``cf-aig-skip-cache``, ``cf-aig-cache-ttl`` and
+``cf-aig-cache-key`` headers, go in ``metadata={"cache": {...}}``.
 See docs/caching.md.
 """
 
@@ -21,29 +22,19 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.errors import ConfigError, StoreError
-from aigw_lab.gateway.cache_common import (
-    astore_after_stream,
-    read_cache_options,
-    replay_as_stream,
-    store_after_stream,
-)
+from aigw_lab.gateway.cache_common import read_cache_options, stored_answer
 from aigw_lab.gateway.cache_stores import CacheStore, DuckDBStore, MemoryStore, check_ttl
-from aigw_lab.gateway.middleware import (
-    AsyncNext,
-    AsyncStreamNext,
-    CallContext,
-    Middleware,
-    Next,
-    StreamNext,
-)
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
+from aigw_lab.gateway.middleware import CallContext, Primitive
+from aigw_lab.gateway.primitive import PROCEED, Outcome, Proceed, Serve, Verdict, Wait
+from aigw_lab.types import ChatRequest, ChatResponse
 
 __all__ = ["ExactCache", "CacheStats", "CacheWarning", "cache_key", "namespace_for"]
 
@@ -176,49 +167,45 @@ class _Plan(NamedTuple):
 
 
 class _Flight:
-    """An upstream call that identical requests from threads wait on."""
+    """An upstream call that identical requests wait on, from threads and tasks alike:
+    ``future`` is resolved with the stored answer, or None when the call failed (a waiter
+    then tries itself); it is made when the first waiter comes (most flights have none).
+    ``thread``/``loop``: where the leader runs, so a caller that would block the leader
+    never waits on it."""
 
-    __slots__ = ("key", "answer", "_done")
+    __slots__ = ("key", "future", "thread", "loop")
 
-    def __init__(self, key: Any) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.answer: ChatResponse | None = None
-        self._done = threading.Event()
-
-    def resolve(self, answer: ChatResponse | None) -> None:
-        if not self._done.is_set():
-            self.answer = answer
-            self._done.set()
-
-    def wait(self) -> ChatResponse | None:
-        self._done.wait()
-        return self.answer
+        self.future: Future[ChatResponse | None] | None = None
+        self.thread = threading.get_ident()
+        self.loop = asyncio._get_running_loop()
 
 
-class _AsyncFlight:
-    """An upstream call that identical requests from tasks of one event loop wait on."""
+class _Ticket(NamedTuple):
+    """A call that went upstream: where to store its answer, and the flight it leads."""
 
-    __slots__ = ("key", "_future")
-
-    def __init__(self, key: tuple[asyncio.AbstractEventLoop, str]) -> None:
-        self.key = key  # (the event loop, the cache key): a future belongs to one loop
-        self._future: asyncio.Future[ChatResponse | None] = key[0].create_future()
-
-    def resolve(self, answer: ChatResponse | None) -> None:
-        if not self._future.done():
-            self._future.set_result(answer)
-
-    async def wait(self) -> ChatResponse | None:
-        # Shielded: a waiter that is cancelled must not cancel the call the others share.
-        return await asyncio.shield(self._future)
+    plan: _Plan
+    flight: _Flight | None
 
 
-class ExactCache(Middleware):
+class _Waiting(NamedTuple):
+    """A call waiting on an identical call's flight, until ``landed`` resolves."""
+
+    plan: _Plan
+    landed: Future[ChatResponse | None]
+
+
+class ExactCache(Primitive):
     """Answers repeated identical requests from ``store`` (default: a 64 MiB `MemoryStore`).
 
     ``ttl``: seconds an answer stays fresh (None: no expiry). ``model_ttls``: per-model
     TTLs keyed by ``"provider/model"``. A request's own ``metadata["cache"]["ttl"]`` wins over
     both. ``coalesce``: share one upstream call among identical requests in flight.
+
+    A sans-IO `Primitive`: ``admit`` serves a hit, waits on a flight or lets the call go
+    upstream; ``settle`` stores the answer and lands the flight. The gateway's drivers do
+    the waiting, the replaying as a stream and the closing in each call mode.
 
     Only complete answers are stored: never errors, answers that finished with ``"error"``,
     or streams that did not reach their end. When the store fails, the call goes on without
@@ -256,8 +243,7 @@ class ExactCache(Middleware):
         self.model_ttls = dict(model_ttls or {})
         self.coalesce = coalesce
         self._lock = threading.Lock()
-        self._flights: dict[Any, _Flight] = {}
-        self._async_flights: dict[Any, _AsyncFlight] = {}
+        self._flights: dict[str, _Flight] = {}  # shared by every call mode
         self._waiting = 0
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._saved_usd = 0.0
@@ -320,7 +306,7 @@ class ExactCache(Middleware):
                 bytes=store.bytes,
                 evictions=store.evictions,
                 expired=store.expired,
-                in_flight=len(self._flights) + len(self._async_flights),
+                in_flight=len(self._flights),
                 waiting=self._waiting,
             )
 
@@ -344,81 +330,51 @@ class ExactCache(Middleware):
     def __repr__(self) -> str:
         return f"<ExactCache store={self.store!r} ttl={self.ttl}>"
 
-    # --- the middleware hooks ---------------------------------------------------------
+    # --- the primitive (the gateway's drivers run it in every call mode) --------------------
 
-    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
-        plan = self._plan(ctx)
-        if plan is None:
-            return call_next(ctx)
-        claimed = self._claim(ctx, plan, lead=True)
-        if isinstance(claimed, ChatResponse):
-            return claimed
-        self._miss(ctx)
+    def admit(self, ctx: CallContext, state: Any) -> Verdict:
+        """Serve the call from the store or from an identical call in flight, wait for that
+        call, or let it go upstream (leading a flight when it is a chat call).
+
+        Only chat calls lead a flight: a stream's pace is its consumer's, who may stop
+        reading, even in the very thread that would then wait on it. Streams still wait for
+        a chat call in flight."""
+        if state is None:
+            plan = self._plan(ctx)
+            if plan is None:
+                return PROCEED
+            cached = self._get(plan.key)
+            if cached is not None:
+                return Serve(self._serve(ctx, cached, coalesced=False))
+            if not self.coalesce:
+                return self._go(ctx, plan, None)
+            return self._join(ctx, plan)
+        # Back from waiting on a flight.
+        plan, landed = state
+        self._unwait()
+        if not landed.done():  # the wait could not block (see `_join`): go alone
+            return self._go(ctx, plan, None)
+        answer = landed.result()
+        if answer is not None:
+            return Serve(self._serve(ctx, answer, coalesced=True))
+        # The call we waited on failed: one of its waiters now tries, the others wait.
+        return self._join(ctx, plan)
+
+    def withdraw(self, ctx: CallContext, state: Any) -> None:
+        """A waiter was cancelled: it no longer waits (the flight goes on for the others)."""
+        if isinstance(state, _Waiting):
+            self._unwait()
+
+    def settle(self, ctx: CallContext, ticket: _Ticket, outcome: Outcome) -> None:
+        """Store a complete answer and hand it to the flight's waiters (None when there is
+        none to store: they then try themselves)."""
         answer = None
         try:
-            response = call_next(ctx)
-            answer = self._remember(plan, response)
-            return response
+            if outcome.response is not None and outcome.error is None:
+                answer = self._remember(ticket.plan, outcome.response)
         finally:
-            if claimed is not None:
-                self._land(self._flights, claimed, answer)
-
-    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
-        plan = self._plan(ctx)
-        if plan is None:
-            return await call_next(ctx)
-        claimed = await self._aclaim(ctx, plan, lead=True)
-        if isinstance(claimed, ChatResponse):
-            return claimed
-        self._miss(ctx)
-        answer = None
-        try:
-            response = await call_next(ctx)
-            answer = self._remember(plan, response)
-            return response
-        finally:
-            if claimed is not None:
-                self._land(self._async_flights, claimed, answer)
-
-    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
-        plan = self._plan(ctx)
-        if plan is None:
-            return call_next(ctx)
-        return self._stream(ctx, call_next, plan)
-
-    def ahandle_stream(
-        self, ctx: CallContext, call_next: AsyncStreamNext
-    ) -> AsyncIterator[StreamEvent]:
-        plan = self._plan(ctx)
-        if plan is None:
-            return call_next(ctx)
-        return self._astream(ctx, call_next, plan)
-
-    def _stream(
-        self, ctx: CallContext, call_next: StreamNext, plan: _Plan
-    ) -> Iterator[StreamEvent]:
-        served = self._claim(ctx, plan, lead=False)
-        if isinstance(served, ChatResponse):
-            yield from replay_as_stream(served)
-            return
-        self._miss(ctx)
-        yield from store_after_stream(call_next(ctx), lambda answer: self._remember(plan, answer))
-
-    async def _astream(
-        self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
-    ) -> AsyncIterator[StreamEvent]:
-        served = await self._aclaim(ctx, plan, lead=False)
-        if isinstance(served, ChatResponse):
-            for replayed in replay_as_stream(served):
-                yield replayed
-            return
-        self._miss(ctx)
-        stored = astore_after_stream(call_next(ctx), lambda answer: self._remember(plan, answer))
-        try:
-            async for event in stored:
-                yield event
-        finally:
-            await stored.aclose()
+            if ticket.flight is not None:
+                self._land(ticket.flight, answer)
 
     # --- the steps ----------------------------------------------------------------------
 
@@ -440,93 +396,63 @@ class ExactCache(Middleware):
         key = cache_key(request, provider=ctx.provider_name, model=ctx.model, custom_key=custom_key)
         return _Plan(key, ttl)
 
-    def _claim(self, ctx: CallContext, plan: _Plan, *, lead: bool) -> ChatResponse | _Flight | None:
-        """Serve the call from the store or from an identical call in flight (returns the
-        served answer), or let it go upstream: returns the flight it now leads, or None.
-
-        Only ``lead=True`` callers (chat calls) lead: a stream's pace is its consumer's, who
-        may stop reading, even in the very thread that would then wait on it. Streams still
-        wait for a chat call in flight.
-        """
-        cached = self._get(plan.key)
-        if cached is not None:
-            return self._serve(ctx, cached, coalesced=False)
-        if not self.coalesce:
-            return None
-        while True:
-            flight, leading = self._join(self._flights, plan.key, _Flight if lead else None)
-            if flight is None:
-                return None
-            if leading:
-                return self._lead(ctx, plan, flight)
-            try:
-                answer = flight.wait()
-            finally:
-                self._unwait()
-            if answer is not None:
-                return self._serve(ctx, answer, coalesced=True)
-            # The call we waited on failed: one of its waiters now tries, the others wait.
-
-    async def _aclaim(
-        self, ctx: CallContext, plan: _Plan, *, lead: bool
-    ) -> ChatResponse | _AsyncFlight | None:
-        """`_claim` for asyncio: calls are shared among the tasks of one event loop."""
-        cached = self._get(plan.key)
-        if cached is not None:
-            return self._serve(ctx, cached, coalesced=False)
-        if not self.coalesce:
-            return None
-        key = (asyncio.get_running_loop(), plan.key)
-        while True:
-            flight, leading = self._join(self._async_flights, key, _AsyncFlight if lead else None)
-            if flight is None:
-                return None
-            if leading:
-                return self._lead(ctx, plan, flight)
-            try:
-                answer = await flight.wait()
-            finally:
-                self._unwait()
-            if answer is not None:
-                return self._serve(ctx, answer, coalesced=True)
-
-    def _join(self, flights: dict[Any, Any], key: Any, new_flight: Any) -> tuple[Any, bool]:
-        """The flight for ``key`` and whether this caller leads it: a new one when there
-        was none (None if ``new_flight`` is None), else the one to wait on."""
+    def _join(self, ctx: CallContext, plan: _Plan) -> Verdict:
+        """Lead a new flight for ``plan`` (chat calls), wait on the one in flight, or go
+        upstream alone (a stream with no flight to wait on)."""
         with self._lock:
-            flight = flights.get(key)
+            flight = self._flights.get(plan.key)
             if flight is None:
-                if new_flight is None:
-                    return None, False
-                flight = flights[key] = new_flight(key)
-                return flight, True
-            self._waiting += 1
-            return flight, False
+                if ctx.stream:
+                    flight = None
+                else:
+                    flight = self._flights[plan.key] = _Flight(plan.key)
+                    leading = True
+            elif flight.loop is None and flight.thread == threading.get_ident():
+                flight = None  # led from this very thread (a re-entrant call): never wait
+            else:
+                if flight.future is None:
+                    flight.future = Future()
+                wake = flight.future
+                self._waiting += 1
+                leading = False
+        if flight is None:
+            return self._go(ctx, plan, None)
+        if leading:
+            return self._lead(ctx, plan, flight)
+        # A flight led by a task can only land on its loop: a blocking wait on a thread that
+        # runs that loop returns at once (``wake_loop``), and `admit` goes on alone.
+        return Wait(None, state=_Waiting(plan, wake), wake=wake, wake_loop=flight.loop)
 
     def _unwait(self) -> None:
         with self._lock:
             self._waiting -= 1
 
-    def _lead(self, ctx: CallContext, plan: _Plan, flight: Any) -> Any:
+    def _lead(self, ctx: CallContext, plan: _Plan, flight: _Flight) -> Verdict:
         """Look again now that this call leads: a leader that finished between our first
         look and our joining has stored its answer."""
-        flights = self._flights if isinstance(flight, _Flight) else self._async_flights
         try:
             cached = self._get(plan.key)
-            if cached is None:
-                return flight
-            self._land(flights, flight, cached)
-            return self._serve(ctx, cached, coalesced=False)
         except BaseException:
-            self._land(flights, flight, None)
+            self._land(flight, None)
             raise
+        if cached is None:
+            return self._go(ctx, plan, flight)
+        self._land(flight, cached)
+        return Serve(self._serve(ctx, cached, coalesced=False))
 
-    def _land(self, flights: dict[Any, Any], flight: Any, answer: ChatResponse | None) -> None:
+    def _land(self, flight: _Flight, answer: ChatResponse | None) -> None:
         """End a flight: its waiters get ``answer``, or try themselves when it is None."""
         with self._lock:
-            if flights.get(flight.key) is flight:
-                del flights[flight.key]
-        flight.resolve(answer)
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            future = flight.future  # no waiter can join once the flight is gone
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    def _go(self, ctx: CallContext, plan: _Plan, flight: _Flight | None) -> Proceed:
+        """A miss: the call goes upstream, its answer to be stored when it settles."""
+        self._miss(ctx)
+        return Proceed(_Ticket(plan, flight))
 
     def _miss(self, ctx: CallContext) -> None:
         ctx.cache_status = "miss"
@@ -547,18 +473,7 @@ class ExactCache(Middleware):
         """Store a complete answer; returns what was stored (None: not cacheable)."""
         if response.finish_reason == "error":
             return None
-        # Only what a hit needs: no raw payload, latency or call id of the original call.
-        answer = ChatResponse(
-            text=response.text,
-            finish_reason=response.finish_reason,
-            usage=response.usage,
-            provider=response.provider,
-            model=response.model,
-            cost_usd=response.cost_usd,
-            response_id=response.response_id,
-            tool_calls=response.tool_calls,
-            simulated=response.simulated,
-        )
+        answer = stored_answer(response)
         try:
             self.store.set(plan.key, answer, plan.ttl)
         except StoreError as exc:

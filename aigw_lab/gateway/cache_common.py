@@ -1,24 +1,21 @@
-"""Pieces both caches (exact and semantic) share: the per-request cache options, replaying a
-stored answer as a stream, and passing a live stream through while keeping its final answer.
+"""Pieces both caches (exact and semantic) share: the per-request cache options, what of an
+answer is stored, and replaying a stored answer as a stream (which the gateway's drivers do
+for any `Serve`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aigw_lab.errors import InvalidRequestError
 from aigw_lab.types import ChatResponse, StreamEnd, StreamEvent, TextDelta
 
-__all__ = [
-    "read_cache_options",
-    "replay_as_stream",
-    "store_after_stream",
-    "astore_after_stream",
-]
+__all__ = ["read_cache_options", "replay_as_stream", "stored_answer"]
 
 _OPTION_NAMES = frozenset(("skip", "ttl", "key"))
+_SAME: Any = object()  # `stored_answer`: keep the answer's own tool calls
 # Word-sized pieces that join back to exactly the text, spacing kept.
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
@@ -63,32 +60,17 @@ def replay_as_stream(served: ChatResponse) -> Iterator[StreamEvent]:
     yield StreamEnd(served)
 
 
-def store_after_stream(
-    events: Iterator[StreamEvent], remember: Callable[[ChatResponse], Any]
-) -> Iterator[StreamEvent]:
-    """Pass ``events`` through, handing the final answer to ``remember``; closing this stream
-    closes ``events`` at once, so an abandoned attempt stops (and is logged) now."""
-    try:
-        for event in events:
-            if isinstance(event, StreamEnd):
-                remember(event.response)
-            yield event
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-
-
-async def astore_after_stream(
-    events: AsyncIterator[StreamEvent], remember: Callable[[ChatResponse], Any]
-) -> AsyncIterator[StreamEvent]:
-    """`store_after_stream` for async streams."""
-    try:
-        async for event in events:
-            if isinstance(event, StreamEnd):
-                remember(event.response)
-            yield event
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+def stored_answer(response: ChatResponse, tool_calls: Any = _SAME) -> ChatResponse:
+    """What a cache keeps of ``response``: only what a hit needs (no raw payload, latency or
+    call id of the original call). ``tool_calls``: a replacement (a store's own copy)."""
+    return ChatResponse(
+        text=response.text,
+        finish_reason=response.finish_reason,
+        usage=response.usage,
+        provider=response.provider,
+        model=response.model,
+        cost_usd=response.cost_usd,
+        response_id=response.response_id,
+        tool_calls=response.tool_calls if tool_calls is _SAME else tool_calls,
+        simulated=response.simulated,
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aigw_lab.errors import ConfigError, StoreError
+from aigw_lab.gateway.cache_common import stored_answer
 from aigw_lab.types import ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -219,17 +220,7 @@ class MemoryStore:
 
 
 def _replace_tool_calls(response: ChatResponse, tool_calls_json: str) -> ChatResponse:
-    return ChatResponse(
-        text=response.text,
-        finish_reason=response.finish_reason,
-        usage=response.usage,
-        provider=response.provider,
-        model=response.model,
-        cost_usd=response.cost_usd,
-        response_id=response.response_id,
-        tool_calls=_tool_calls_from_json(tool_calls_json),
-        simulated=response.simulated,
-    )
+    return stored_answer(response, tool_calls=_tool_calls_from_json(tool_calls_json))
 
 
 # --- DuckDB ------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ class SyncIO:
                 raise ValueError("a Wait with neither seconds nor wake would never end")
             (verdict.sleep or time.sleep)(verdict.seconds)
             return
+        if verdict.wake_loop is not None and verdict.wake_loop is asyncio._get_running_loop():
+            # Only a task of the loop this thread runs (and this wait would block) can
+            # resolve the wake: return, and the primitive decides without it.
+            return
         try:
             verdict.wake.result(timeout=verdict.seconds)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):

@@ -57,13 +57,17 @@ class Wait(NamedTuple):
     ``seconds``: how long at most (None: until ``wake``). ``wake``: a future resolved when
     waiting may end early (capacity came back, a leader's answer landed); any thread may
     resolve it. ``sleep``/``async_sleep``: how time passes for this primitive when it was
-    given a test clock (None: the real one)."""
+    given a test clock (None: the real one). ``wake_loop``: the event loop whose task will
+    resolve ``wake``, when only that loop can (a cache flight led by a task): a blocking
+    (sync) wait on a thread that runs this very loop would never end, so it returns at once
+    instead, and the primitive, asked again, finds ``wake`` not done."""
 
     seconds: float | None
     state: Any = None
     wake: Future[Any] | None = None
     sleep: Callable[[float], Any] | None = None
     async_sleep: Callable[[float], Awaitable[Any]] | None = None
+    wake_loop: Any = None  # asyncio.AbstractEventLoop | None
 
 
 class Work(NamedTuple):

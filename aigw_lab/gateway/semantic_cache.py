@@ -17,15 +17,15 @@ Sampled requests (temperature > 0), requests with tools and requests with non-te
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,28 +34,18 @@ import numpy as np
 from aigw_lab.embeddings import BatchingEmbedder, Embedder
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache import namespace_for
-from aigw_lab.gateway.cache_common import (
-    astore_after_stream,
-    read_cache_options,
-    replay_as_stream,
-    store_after_stream,
-)
+from aigw_lab.gateway.cache_common import read_cache_options, stored_answer
 from aigw_lab.gateway.cache_stores import check_ttl
-from aigw_lab.gateway.middleware import (
-    AsyncNext,
-    AsyncStreamNext,
-    CallContext,
-    Middleware,
-    Next,
-    StreamNext,
-)
+from aigw_lab.gateway.middleware import CallContext, Primitive
+from aigw_lab.gateway.primitive import PROCEED, Outcome, Proceed, Serve, Verdict, Wait, Work
 from aigw_lab.gateway.semantic_match import (  # split out for size
     NumpyIndex,
     VectorIndex,
     conversation_text,
     same_meaning_markers,
 )
-from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent, Usage
+from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry, SemanticStore
+from aigw_lab.types import ChatRequest, ChatResponse, Usage
 
 __all__ = [
     "SemanticCache",
@@ -74,23 +64,26 @@ _FORMAT_VERSION = 1
 _STORABLE = frozenset(("stop", "tool_calls"))
 
 
-@dataclass(slots=True, kw_only=True)
-class _Entry:
-    entry_id: int
-    partition: str
-    text: str
-    vector: np.ndarray
-    response: ChatResponse
-    created: float
-    expires: float | None
-    markers: tuple[tuple[str, ...], int]
-
-
 class _Plan(NamedTuple):
     partition: str
     text: str
     markers: tuple[tuple[str, ...], int]
     ttl: float | None
+
+
+class _Embedding(NamedTuple):
+    """A lookup waiting for its vector from a batching embedder."""
+
+    plan: _Plan
+    future: Future[np.ndarray]
+
+
+class _Looked(NamedTuple):
+    """A lookup done: the call's vector and what it found (None: a miss)."""
+
+    plan: _Plan
+    vector: np.ndarray
+    match: SemanticMatch | None
 
 
 class SemanticMatch(NamedTuple):
@@ -125,7 +118,7 @@ class SemanticCacheStats:
         return self.hits / looked_up if looked_up else 0.0
 
 
-class SemanticCache(Middleware):
+class SemanticCache(Primitive):
     """Serves a request from the answer to an earlier, similar request.
 
     ``embedder``: an `Embedder` (a `SentenceTransformerEmbedder` for real use).
@@ -139,6 +132,11 @@ class SemanticCache(Middleware):
     ``index_factory``: builds one `VectorIndex` per partition from the dimension.
     ``batch_window``: seconds (0: off) concurrent lookups wait to share one model call: the
     embedder is wrapped in a `BatchingEmbedder` with this ``max_wait``.
+
+    A sans-IO `Primitive`: ``admit`` asks for the embedding as blocking work (off the event
+    loop for async calls; a batching embedder's future is waited on instead), then serves a
+    hit or lets the call go upstream; ``settle`` stores the answer. Entries and vectors live
+    in ``store``, a `SemanticStore` (in memory).
     """
 
     kind = "cache"
@@ -191,13 +189,10 @@ class SemanticCache(Middleware):
         self.guard_numbers = guard_numbers
         self.guard_negation = guard_negation
         self._clock = clock
-        self._index_factory = index_factory
+        self._index_factory = index_factory  # what the store builds its indexes with
+        self.store: SemanticStore = MemorySemanticStore(max_entries, index_factory=index_factory)
         self._lock = threading.Lock()
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # least recently used first
-        self._indexes: dict[str, VectorIndex] = {}
-        self._next_id = 0
         self._hits = self._misses = self._bypasses = self._guarded = 0
-        self._evictions = self._expired = 0
         self._saved_usd = 0.0
 
     # --- for notebooks --------------------------------------------------------------------
@@ -217,6 +212,7 @@ class SemanticCache(Middleware):
         return self._remember(plan, self._embed(plan.text), response)
 
     def stats(self) -> SemanticCacheStats:
+        store = self.store.stats()
         with self._lock:
             return SemanticCacheStats(
                 hits=self._hits,
@@ -224,29 +220,21 @@ class SemanticCache(Middleware):
                 bypasses=self._bypasses,
                 guarded=self._guarded,
                 saved_usd=self._saved_usd,
-                entries=len(self._entries),
-                evictions=self._evictions,
-                expired=self._expired,
+                entries=store.entries,
+                evictions=store.evictions,
+                expired=store.expired,
             )
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.store)
 
     def clear(self) -> None:
         """Forget every stored answer."""
-        with self._lock:
-            self._entries.clear()
-            self._indexes.clear()
+        self.store.clear()
 
     def purge_expired(self) -> int:
         """Drop the entries whose TTL has passed; returns how many."""
-        now = self._clock()
-        with self._lock:
-            dead = [e for e in self._entries.values() if e.expires is not None and e.expires <= now]
-            for entry in dead:
-                self._drop(entry)
-            self._expired += len(dead)
-        return len(dead)
+        return self.store.purge_expired(self._clock())
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -261,7 +249,7 @@ class SemanticCache(Middleware):
     def __repr__(self) -> str:
         return (
             f"<SemanticCache embedder={self.embedder.name!r} threshold={self.threshold} "
-            f"entries={len(self._entries)}>"
+            f"entries={len(self.store)}>"
         )
 
     # --- persistence ----------------------------------------------------------------------
@@ -270,8 +258,7 @@ class SemanticCache(Middleware):
         """Write the live entries to ``directory`` (created if needed): ``vectors.npy`` and
         ``entries.json``. Returns the directory. Load them in another session with `load`."""
         self.purge_expired()
-        with self._lock:
-            entries = list(self._entries.values())
+        entries = self.store.entries()
         folder = Path(directory).expanduser()
         meta = {
             "version": _FORMAT_VERSION,
@@ -320,86 +307,43 @@ class SemanticCache(Middleware):
             if expires is not None and expires <= now:
                 continue
             response = _response_from_json(item["response"])
-            with self._lock:
-                self._insert(
-                    item["partition"], item["text"], vector, response, item["created"], expires
-                )
+            self._insert(
+                item["partition"], item["text"], vector, response, item["created"], expires
+            )
             added += 1
         return added
 
-    # --- the middleware hooks -------------------------------------------------------------
+    # --- the primitive (the gateway's drivers run it in every call mode) --------------------
 
-    def handle(self, ctx: CallContext, call_next: Next) -> ChatResponse:
-        plan = self._plan(ctx)
-        if plan is None:
-            return call_next(ctx)
-        vector = self._embed(plan.text)
-        match = self._find(plan, vector, count=True)
+    def admit(self, ctx: CallContext, state: Any) -> Verdict:
+        """Embed the call (blocking work: off the event loop for async calls), look it up,
+        then serve the match or let the call go upstream."""
+        if state is None:
+            plan = self._plan(ctx)
+            if plan is None:
+                return PROCEED
+            embed_later = getattr(self.embedder, "embed_later", None)
+            if embed_later is not None:  # a BatchingEmbedder: its own thread runs the batch
+                future = embed_later(plan.text)
+                return Wait(None, state=_Embedding(plan, future), wake=future)
+            return Work(partial(self._look, plan))
+        if type(state) is _Embedding:
+            state = self._look(state.plan, state.future.result())
+        plan, vector, match = state
         if match is not None:
-            return self._serve(ctx, match)
+            return Serve(self._serve(ctx, match))
         ctx.cache_status = "miss"
-        response = call_next(ctx)
-        self._remember(plan, vector, response)
-        return response
+        return Proceed(_Looked(plan, vector, None))
 
-    async def ahandle(self, ctx: CallContext, call_next: AsyncNext) -> ChatResponse:
-        plan = self._plan(ctx)
-        if plan is None:
-            return await call_next(ctx)
-        vector = await self._aembed(plan.text)
-        match = self._find(plan, vector, count=True)
-        if match is not None:
-            return self._serve(ctx, match)
-        ctx.cache_status = "miss"
-        response = await call_next(ctx)
-        self._remember(plan, vector, response)
-        return response
+    def withdraw(self, ctx: CallContext, state: Any) -> None:
+        """A lookup was abandoned: a text not yet embedded leaves its batch."""
+        if type(state) is _Embedding:
+            state.future.cancel()
 
-    def handle_stream(self, ctx: CallContext, call_next: StreamNext) -> Iterator[StreamEvent]:
-        plan = self._plan(ctx)
-        if plan is None:
-            return call_next(ctx)
-        return self._stream(ctx, call_next, plan)
-
-    def ahandle_stream(
-        self, ctx: CallContext, call_next: AsyncStreamNext
-    ) -> AsyncIterator[StreamEvent]:
-        plan = self._plan(ctx)
-        if plan is None:
-            return call_next(ctx)
-        return self._astream(ctx, call_next, plan)
-
-    def _stream(
-        self, ctx: CallContext, call_next: StreamNext, plan: _Plan
-    ) -> Iterator[StreamEvent]:
-        vector = self._embed(plan.text)
-        match = self._find(plan, vector, count=True)
-        if match is not None:
-            yield from replay_as_stream(self._serve(ctx, match))
-            return
-        ctx.cache_status = "miss"
-        yield from store_after_stream(
-            call_next(ctx), lambda answer: self._remember(plan, vector, answer)
-        )
-
-    async def _astream(
-        self, ctx: CallContext, call_next: AsyncStreamNext, plan: _Plan
-    ) -> AsyncIterator[StreamEvent]:
-        vector = await self._aembed(plan.text)
-        match = self._find(plan, vector, count=True)
-        if match is not None:
-            for replayed in replay_as_stream(self._serve(ctx, match)):
-                yield replayed
-            return
-        ctx.cache_status = "miss"
-        stored = astore_after_stream(
-            call_next(ctx), lambda answer: self._remember(plan, vector, answer)
-        )
-        try:
-            async for event in stored:
-                yield event
-        finally:
-            await stored.aclose()
+    def settle(self, ctx: CallContext, ticket: _Looked, outcome: Outcome) -> None:
+        """Store a complete answer (`_remember` decides which are worth keeping)."""
+        if outcome.response is not None and outcome.error is None:
+            self._remember(ticket.plan, ticket.vector, outcome.response)
 
     # --- the steps ------------------------------------------------------------------------
 
@@ -455,39 +399,35 @@ class SemanticCache(Middleware):
     def _embed(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
 
-    async def _aembed(self, text: str) -> np.ndarray:
-        aembed = getattr(self.embedder, "aembed", None)  # a BatchingEmbedder's own wait
-        if aembed is not None:
-            return (await aembed([text]))[0]
-        # A model takes milliseconds per text: off the event loop.
-        return await asyncio.to_thread(self._embed, text)
+    def _look(self, plan: _Plan, vector: np.ndarray | None = None) -> _Looked:
+        """Embed (unless ``vector`` is given) and look up, counting a hit or a miss."""
+        if vector is None:
+            vector = self._embed(plan.text)
+        return _Looked(plan, vector, self._find(plan, vector, count=True))
 
     def _find(self, plan: _Plan, vector: np.ndarray, *, count: bool) -> SemanticMatch | None:
         now = self._clock()
-        with self._lock:
-            index = self._indexes.get(plan.partition)
-            candidates = index.search(vector, self.top_k) if index is not None else []
-            refused = False
-            for entry_id, similarity in candidates:
-                if similarity < self.threshold:
-                    break  # best first: the rest are less similar still
-                entry = self._entries[entry_id]
-                if entry.expires is not None and entry.expires <= now:
-                    self._drop(entry)
-                    self._expired += 1
-                    continue
-                if not self._passes_guards(plan.markers, entry.markers):
-                    refused = True
-                    continue
-                self._entries.move_to_end(entry_id)
-                if count:
+        refused = False
+        for entry, similarity in self.store.search(plan.partition, vector, self.top_k):
+            if similarity < self.threshold:
+                break  # best first: the rest are less similar still
+            if entry.expires is not None and entry.expires <= now:
+                self.store.remove(entry.entry_id, expired=True)
+                continue
+            if not self._passes_guards(plan.markers, entry.markers):
+                refused = True
+                continue
+            self.store.touch(entry.entry_id)
+            if count:
+                with self._lock:
                     self._hits += 1
                     self._saved_usd += entry.response.cost_usd or 0.0
-                return SemanticMatch(entry.response, similarity, entry.text)
-            if count:
+            return SemanticMatch(entry.response, similarity, entry.text)
+        if count:
+            with self._lock:
                 self._misses += 1
                 self._guarded += int(refused)
-            return None
+        return None
 
     def _passes_guards(
         self, query: tuple[tuple[str, ...], int], stored: tuple[tuple[str, ...], int]
@@ -504,22 +444,10 @@ class SemanticCache(Middleware):
     def _remember(self, plan: _Plan, vector: np.ndarray, response: ChatResponse) -> bool:
         if response.finish_reason not in _STORABLE:
             return False
-        # Only what a hit needs: no raw payload, latency or call id of the original call.
-        answer = ChatResponse(
-            text=response.text,
-            finish_reason=response.finish_reason,
-            usage=response.usage,
-            provider=response.provider,
-            model=response.model,
-            cost_usd=response.cost_usd,
-            response_id=response.response_id,
-            tool_calls=response.tool_calls,
-            simulated=response.simulated,
-        )
+        answer = stored_answer(response)
         now = self._clock()
         expires = now + plan.ttl if plan.ttl is not None else None
-        with self._lock:
-            self._insert(plan.partition, plan.text, vector, answer, now, expires)
+        self._insert(plan.partition, plan.text, vector, answer, now, expires)
         return True
 
     def _insert(
@@ -531,34 +459,19 @@ class SemanticCache(Middleware):
         created: float,
         expires: float | None,
     ) -> None:
-        """Add an entry (the lock held), evicting the least recently used beyond the bound."""
-        vector = np.asarray(vector, dtype=np.float32)
-        entry = _Entry(
-            entry_id=self._next_id,
-            partition=partition,
-            text=text,
-            vector=vector,
-            response=response,
-            created=created,
-            expires=expires,
-            markers=same_meaning_markers(text),
+        """Add an entry to the store (which evicts the least recently used beyond its bound)."""
+        markers = same_meaning_markers(text)
+        self.store.add(
+            SemanticEntry(
+                partition=partition,
+                text=text,
+                vector=vector,
+                response=response,
+                created=created,
+                expires=expires,
+                markers=markers,
+            )
         )
-        self._next_id += 1
-        index = self._indexes.get(partition)
-        if index is None:
-            index = self._indexes[partition] = self._index_factory(vector.shape[0])
-        index.add(entry.entry_id, vector)
-        self._entries[entry.entry_id] = entry
-        while len(self._entries) > self.max_entries:
-            self._drop(next(iter(self._entries.values())))
-            self._evictions += 1
-
-    def _drop(self, entry: _Entry) -> None:
-        del self._entries[entry.entry_id]
-        index = self._indexes[entry.partition]
-        index.remove(entry.entry_id)
-        if not len(index):
-            del self._indexes[entry.partition]
 
 
 # The answer fields a saved entry keeps: what a hit needs (as `_remember` stores).
@@ -575,7 +488,7 @@ _SAVED_USAGE = (
 )
 
 
-def _entry_to_json(entry: _Entry) -> dict[str, Any]:
+def _entry_to_json(entry: SemanticEntry) -> dict[str, Any]:
     r = entry.response
     response: dict[str, Any] = {name: getattr(r, name) for name in _SAVED_FIELDS}
     response["usage"] = [getattr(r.usage, name) for name in _SAVED_USAGE]

@@ -223,3 +223,43 @@ def test_stream_events_reach_the_stage_in_order():
         list(gw.stream("fake/m", "hi"))
     assert script.events[-1] == StreamEnd.__name__
     assert all(e == TextDelta.__name__ for e in script.events[:-1])
+
+
+def test_a_sync_wait_never_blocks_the_event_loop_that_would_wake_it():
+    """A sync call made on a thread that runs an event loop (a notebook cell) must not block
+    on a wake only a task of that loop can resolve: the wait returns at once, unresolved."""
+    never: Future[None] = Future()
+    script = Script()
+    outcome: dict[str, object] = {}
+
+    async def cell(gw):
+        loop = asyncio.get_running_loop()
+        script.verdicts.append(Wait(None, state="led by a task", wake=never, wake_loop=loop))
+        outcome["text"] = gw.chat("fake/m", "hi").text  # blocking, on the loop's thread
+
+    with gateway(script) as gw:
+        worker = threading.Thread(target=asyncio.run, args=(cell(gw),), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the sync wait blocked the loop that would wake it"
+    assert outcome["text"] == "the answer is here"
+    assert script.asked == [None, "led by a task"] and not never.done()
+
+
+def test_an_async_wait_on_its_own_loop_still_waits_for_the_wake():
+    wake: Future[None] = Future()
+    script = Script()
+
+    async def go(gw):
+        loop = asyncio.get_running_loop()
+        script.verdicts.append(Wait(None, state="waiting", wake=wake, wake_loop=loop))
+        task = asyncio.ensure_future(gw.achat("fake/m", "hi"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not task.done() and script.asked == [None]  # still waiting
+        wake.set_result(None)
+        return (await task).text
+
+    with gateway(script) as gw:
+        assert asyncio.run(go(gw)) == "the answer is here"
+    assert script.asked == [None, "waiting"]

@@ -1,0 +1,182 @@
+"""Where the semantic cache keeps its entries and their vectors: the `SemanticStore`
+protocol and the in-process `MemorySemanticStore`.
+
+The store holds state only: entries (the stored request's text, vector, guard markers and
+answer, with creation and expiry times), one vector index per partition, least-recently-used
+order and the housekeeping counts. What serves a call (threshold, guards, TTL choice, what is
+worth storing) stays in `aigw_lab.gateway.semantic_cache.SemanticCache`, so a shared store
+(Redis, issue 14) can stand in for this one without touching that logic.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from aigw_lab.gateway.semantic_match import NumpyIndex, VectorIndex
+from aigw_lab.types import ChatResponse
+
+__all__ = ["SemanticEntry", "SemanticStoreStats", "SemanticStore", "MemorySemanticStore"]
+
+
+@dataclass(slots=True, kw_only=True)
+class SemanticEntry:
+    """One stored request and its answer. ``markers``: the request's `same_meaning_markers`
+    (kept so a lookup need not recompute them). ``entry_id``: given by the store on `add`."""
+
+    entry_id: int = -1
+    partition: str
+    text: str
+    vector: np.ndarray
+    response: ChatResponse
+    created: float
+    expires: float | None
+    markers: tuple[tuple[str, ...], int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SemanticStoreStats:
+    """A semantic store's size and housekeeping counts since it was created."""
+
+    entries: int
+    evictions: int
+    expired: int
+
+
+@runtime_checkable
+class SemanticStore(Protocol):
+    """What `SemanticCache` needs from a store of entries. Implementations are thread-safe;
+    each method is atomic on its own (a lookup tolerates an entry gone between its search
+    and its `touch` or `remove`)."""
+
+    def add(self, entry: SemanticEntry) -> SemanticEntry:
+        """Store ``entry`` under a new id (set on it), evicting the least recently used
+        beyond the store's bound; returns it."""
+        ...
+
+    def search(
+        self, partition: str, vector: np.ndarray, k: int
+    ) -> list[tuple[SemanticEntry, float]]:
+        """The ``k`` entries of ``partition`` nearest ``vector``, most similar first, with
+        their cosine similarity (expired entries included: the caller decides)."""
+        ...
+
+    def touch(self, entry_id: int) -> None:
+        """Mark an entry as just used (it is evicted last)."""
+        ...
+
+    def remove(self, entry_id: int, *, expired: bool = False) -> bool:
+        """Remove an entry (counted as expired when ``expired``); False if it was gone."""
+        ...
+
+    def purge_expired(self, now: float) -> int:
+        """Remove every entry whose expiry is at or before ``now``; returns how many."""
+        ...
+
+    def entries(self) -> list[SemanticEntry]:
+        """Every entry, least recently used first."""
+        ...
+
+    def clear(self) -> None:
+        """Remove every entry."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def stats(self) -> SemanticStoreStats: ...
+
+
+class MemorySemanticStore:
+    """Entries in this process: an LRU of at most ``max_entries`` and one `VectorIndex` per
+    partition, built by ``index_factory`` from the vectors' dimension."""
+
+    def __init__(
+        self, max_entries: int, *, index_factory: Callable[[int], VectorIndex] = NumpyIndex
+    ) -> None:
+        self.max_entries = max_entries
+        self._index_factory = index_factory
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[int, SemanticEntry] = OrderedDict()  # least recent first
+        self._indexes: dict[str, VectorIndex] = {}
+        self._next_id = 0
+        self._evictions = self._expired = 0
+
+    def add(self, entry: SemanticEntry) -> SemanticEntry:
+        entry.vector = vector = np.asarray(entry.vector, dtype=np.float32)
+        with self._lock:
+            entry.entry_id = self._next_id
+            self._next_id += 1
+            index = self._indexes.get(entry.partition)
+            if index is None:
+                index = self._indexes[entry.partition] = self._index_factory(vector.shape[0])
+            index.add(entry.entry_id, vector)
+            self._entries[entry.entry_id] = entry
+            while len(self._entries) > self.max_entries:
+                self._drop(next(iter(self._entries.values())))
+                self._evictions += 1
+        return entry
+
+    def search(
+        self, partition: str, vector: np.ndarray, k: int
+    ) -> list[tuple[SemanticEntry, float]]:
+        with self._lock:
+            index = self._indexes.get(partition)
+            if index is None:
+                return []
+            return [(self._entries[i], similarity) for i, similarity in index.search(vector, k)]
+
+    def touch(self, entry_id: int) -> None:
+        with self._lock:
+            if entry_id in self._entries:
+                self._entries.move_to_end(entry_id)
+
+    def remove(self, entry_id: int, *, expired: bool = False) -> bool:
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            if entry is None:
+                return False
+            self._drop(entry)
+            self._expired += int(expired)
+            return True
+
+    def purge_expired(self, now: float) -> int:
+        with self._lock:
+            dead = [e for e in self._entries.values() if e.expires is not None and e.expires <= now]
+            for entry in dead:
+                self._drop(entry)
+            self._expired += len(dead)
+        return len(dead)
+
+    def entries(self) -> list[SemanticEntry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._indexes.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def stats(self) -> SemanticStoreStats:
+        with self._lock:
+            return SemanticStoreStats(
+                entries=len(self._entries), evictions=self._evictions, expired=self._expired
+            )
+
+    def __repr__(self) -> str:
+        return f"<MemorySemanticStore entries={len(self._entries)} max={self.max_entries}>"
+
+    def _drop(self, entry: SemanticEntry) -> None:
+        """Remove ``entry`` (the lock held), and its partition's index once empty."""
+        del self._entries[entry.entry_id]
+        index = self._indexes[entry.partition]
+        index.remove(entry.entry_id)
+        if not len(index):
+            del self._indexes[entry.partition]
