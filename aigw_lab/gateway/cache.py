@@ -467,7 +467,7 @@ class ExactCache(Primitive):
                 self._hits += 1
             if answer.cost_usd:
                 self._saved_usd += answer.cost_usd
-        return ctx.gateway.serve_without_provider(ctx, answer, cache_status="hit")
+        return ctx.recorder.serve_without_provider(ctx, answer, cache_status="hit")
 
     def _remember(self, plan: _Plan, response: ChatResponse) -> ChatResponse | None:
         """Store a complete answer; returns what was stored (None: not cacheable)."""

@@ -2,7 +2,7 @@
 class per kind of caller (threads or asyncio), with the same method names.
 
 The pipeline code for asyncio (`aigw_lab.gateway._async`) calls ``AsyncIO``; the sync code
-generated from it (`aigw_lab.gateway._sync`, by ``scripts/unasync.py``) calls ``SyncIO``.
+generated from it (`aigw_lab.gateway._sync`, by ``.ci/unasync.py``) calls ``SyncIO``.
 These two are written by hand because waiting differs in kind, not just in spelling.
 """
 

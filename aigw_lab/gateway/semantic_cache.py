@@ -437,7 +437,7 @@ class SemanticCache(Primitive):
         return not (self.guard_negation and query[1] != stored[1])
 
     def _serve(self, ctx: CallContext, match: SemanticMatch) -> ChatResponse:
-        return ctx.gateway.serve_without_provider(
+        return ctx.recorder.serve_without_provider(
             ctx, match.response, cache_status="hit", similarity=match.similarity
         )
 

@@ -23,7 +23,7 @@ from aigw_lab.types import ChatResponse, Usage
 
 
 class Recorder:
-    """Stands in for the gateway: records each answer served without a provider."""
+    """Stands in for the call's recorder: records each answer served without a provider."""
 
     def __init__(self) -> None:
         self.served: list[tuple[str, float | None]] = []
@@ -36,6 +36,7 @@ class Recorder:
 
 def context(prompt="2+2?", *, stream=False, gateway=None, **params) -> CallContext:
     request = ChatRequest.create("m1", prompt, **params)
+    recorder = gateway or Recorder()
     return CallContext(
         request,
         "mock",
@@ -44,7 +45,8 @@ def context(prompt="2+2?", *, stream=False, gateway=None, **params) -> CallConte
         stream=stream,
         started=0.0,
         started_wall=0.0,
-        gateway=gateway or Recorder(),
+        gateway=recorder,
+        recorder=recorder,
     )
 
 
