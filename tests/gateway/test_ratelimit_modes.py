@@ -25,17 +25,10 @@ MODES = ("chat", "achat", "stream", "astream")
 pytestmark = pytest.mark.filterwarnings("ignore::aigw_lab.pricing.UnknownPriceWarning")
 
 
-class FakeClock:
-    def __init__(self, now=100.0):
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        with self._lock:
-            self.now += seconds
+def fake_clock():
+    """Monotonic seconds that move only when the test moves them: ``now[0] += 1.0``."""
+    now = [100.0]
+    return now, lambda: now[0]
 
 
 def wait_until(condition, what="condition"):
@@ -113,7 +106,7 @@ def queue_lengths(limiter):
 
 
 def test_threads_and_tasks_in_one_queue_go_in_arrival_order_one_slot_at_a_time():
-    clock = FakeClock()
+    now, clock = fake_clock()
     seen = []
 
     async def poll(seconds):
@@ -139,7 +132,7 @@ def test_threads_and_tasks_in_one_queue_go_in_arrival_order_one_slot_at_a_time()
             callers.append(call_in(mode, gw, loop, f"{i}:{mode}"))
             wait_until(lambda i=i: limiter.snapshot()["waiting"] == i + 1, f"{i + 1} waiting")
         for i, caller in enumerate(callers):
-            clock.advance(1.0)
+            now[0] += 1.0
             wait_until(caller.done, f"caller {i} served")
             assert seen[1:] == [f"{k}:{m}" for k, m in enumerate(order[: i + 1])]
     assert queue_lengths(limiter) == (0, [0])
@@ -197,7 +190,7 @@ class Interrupted(Exception):
 
 @pytest.mark.parametrize("mode", ["chat", "stream"])
 def test_an_interrupted_thread_wait_withdraws_its_place(mode):
-    clock = FakeClock()
+    now, clock = fake_clock()
 
     def interrupted(seconds):
         raise Interrupted("^C while waiting")
@@ -212,7 +205,7 @@ def test_an_interrupted_thread_wait_withdraws_its_place(mode):
         else:
             list(gw.stream("a/m", "interrupted"))
     assert queue_lengths(limiter) == (0, [0])
-    clock.advance(1.0)
+    now[0] += 1.0
     gw.chat("a/m", "next")  # its slot is there: nothing was taken or held
     assert seen == ["drain", "next"]
 
@@ -236,7 +229,7 @@ def test_a_task_cancelled_while_queued_behind_another_leaves_no_trace(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_settles_the_real_usage_once(mode):
-    clock = FakeClock()
+    _, clock = fake_clock()
     limiter = RateLimiter(
         [{"requests_per_minute": 100, "tokens_per_minute": 1000}], clock=clock, timeout=0
     )
