@@ -231,14 +231,23 @@ class RateLimiter(Primitive):
             return Proceed(waiter)
         remaining = waiter.deadline - now
         if remaining <= 0.0:
-            try:
-                raise self._refusal(waiter, now, waited=True)
-            finally:
-                self._done_waiting(waiter)
-        if wait is None:  # behind others: until the queue moves
-            seconds = None if remaining == math.inf else remaining
-            return Wait(seconds, waiter, wake, None, self._async_sleep)
-        return Wait(min(wait, remaining), waiter, wake, self._sleep, self._async_sleep)
+            refusal = self._refusal(waiter, now, waited=True)  # while it still holds its place
+            self._done_waiting(waiter)
+            raise refusal
+        if wait is None:  # behind others: until the queue moves (an injected sleep would miss it)
+            return Wait(
+                seconds=None if remaining == math.inf else remaining,
+                state=waiter,
+                wake=wake,
+                async_sleep=self._async_sleep,
+            )
+        return Wait(
+            seconds=min(wait, remaining),
+            state=waiter,
+            wake=wake,
+            sleep=self._sleep,
+            async_sleep=self._async_sleep,
+        )
 
     def _done_waiting(self, waiter: _Waiter) -> None:
         with self._lock:
