@@ -14,6 +14,8 @@ Workloads (an in-process `FunctionProvider`, no log, so the limiter is a large s
 * ``bare <mode>``: no middleware, in chat, achat, stream and astream;
 * ``limiter <mode>``: one rule keyed by tenant and model with a request and a token limit
   far from reached (estimate, claim, settle; streams are metered);
+* ``alone <mode>``: the limiter's own hook called directly with a next stage that answers
+  at once (no gateway, no provider; 10x the calls): its cost without the gateway's noise;
 * ``queued threads``: 4 threads share a limit of 300 requests a second, 600 calls a block:
   half of them wait in the queue and are woken as capacity returns (the wake-up path).
 
@@ -41,6 +43,8 @@ MODES = ("chat", "achat", "stream", "astream")
 WORKLOADS = (
     *(f"bare {m}" for m in MODES),
     *(f"limiter {m}" for m in MODES),
+    "alone chat",
+    "alone achat",
     "queued threads",
 )
 QUEUED_CALLS = 600
@@ -97,6 +101,39 @@ def _worker() -> None:
 
     runs = {f"{g} {m}": f for g, gw in gateways.items() for m, f in blocks(gw).items()}
 
+    from aigw_lab.gateway.middleware import CallContext
+    from aigw_lab.types import ChatRequest
+
+    alone = RateLimiter([rule])
+    answered = answer(None)
+    request = ChatRequest.create("m", "What is the capital of France?", tenant="t1", max_tokens=16)
+
+    def context() -> CallContext:
+        ctx = CallContext(
+            request, "f", "m", "trace", stream=False, started=0.0, started_wall=0.0, gateway=None
+        )
+        ctx.attempt = 1
+        return ctx
+
+    def reply(ctx: CallContext) -> ChatResponse:
+        return answered
+
+    async def areply(ctx: CallContext) -> ChatResponse:
+        return answered
+
+    def alone_chat(n: int) -> None:
+        handle = alone.handle
+        for _ in range(n):
+            handle(context(), reply)
+
+    async def alone_achat_all(n: int) -> None:
+        ahandle = alone.ahandle
+        for _ in range(n):
+            await ahandle(context(), areply)
+
+    runs["alone chat"] = alone_chat
+    runs["alone achat"] = lambda n: asyncio.run(alone_achat_all(n))
+
     def queued(_: int) -> None:
         limiter = RateLimiter([{"requests_per_second": 300}], timeout=None)
         gw = gateway(limiter)
@@ -118,6 +155,8 @@ def _worker() -> None:
         for name in WORKLOADS:
             run = queued if name == "queued threads" else runs[name]
             calls = QUEUED_CALLS if name == "queued threads" else n
+            if name.startswith("alone"):
+                calls = 10 * n
             wall, cpu = time.perf_counter(), time.process_time()
             run(calls)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -137,13 +137,15 @@ class RateLimiter(Primitive):
         self.observes = self._counts_tokens
         # A call no rule covers needs settling only to learn an upstream 429's pause.
         self._unclaimed = PROCEED if pause_on_429 == "off" else Proceed(_UNCLAIMED)
-        # Per rule: its index, the getters of its key and match fields, and its limits.
+        # Per rule: its index, the getters of its key and match fields, the rule, and its
+        # token limits (name, amount), which no single request may exceed.
         self._plans = tuple(
             (
                 i,
                 tuple(_FIELD_OF[f] for f in r.key),
                 tuple((_FIELD_OF[f], set(v)) for f, v in r.match.items()),
                 r,
+                tuple((name, amount) for name, amount, _ in r.limits if name.startswith("tok")),
             )
             for i, r in enumerate(self.rules)
         )
@@ -280,14 +282,14 @@ class RateLimiter(Primitive):
         """The rules that apply to the call, keyed; refuses a request larger than a token
         limit (it could never pass)."""
         claims: list[Claim] = []
-        for index, key_of, match, rule in self._plans:
+        for index, key_of, match, rule, token_limits in self._plans:
             if match and not all(get(ctx) in allowed for get, allowed in match):
                 continue
             key = tuple(get(ctx) for get in key_of)
             claims.append((index, key, rule))
             if tokens:
-                for limit, amount, _ in rule.limits:
-                    if limit.startswith("tokens") and tokens > amount:
+                for limit, amount in token_limits:
+                    if tokens > amount:
                         where = ", ".join(
                             f"{f}={'-' if v is None else v}"
                             for f, v in zip(rule.key, key, strict=True)
