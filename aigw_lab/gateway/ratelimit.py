@@ -223,10 +223,12 @@ class RateLimiter(Primitive):
 
     def _look(self, waiter: _Waiter, now: float) -> Verdict:
         """A queued call looks again: goes, is refused (its time is up) or waits more."""
-        wake: Future[None] = Future()
-        with self._lock:  # armed before the store is asked, so no wake-up is missed
-            waiter.wake = wake
-            self._waiters.add(waiter)
+        wake = waiter.wake
+        if wake is None or wake.done():  # else the one it waited on is still armed
+            wake = Future()
+            with self._lock:  # armed before the store is asked, so no wake-up is missed
+                waiter.wake = wake
+                self._waiters.add(waiter)
         wait = self._store.step(waiter, now)
         if wait == 0.0:
             self._done_waiting(waiter)

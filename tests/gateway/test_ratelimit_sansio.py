@@ -301,3 +301,15 @@ def test_all_state_lives_in_the_given_store():
     twin = limiter({"requests_per_second": 1}, clock=clock, store=store, mode="reject")
     with pytest.raises(RateLimitedError):
         twin.admit(call(provider="b"), None)
+
+
+def test_a_wait_that_ended_unwoken_keeps_its_armed_future():
+    clock = Clock()
+    rl = limiter({"requests_per_second": 1}, clock=clock)
+    rl.admit(call(), None)
+    first = rl.admit(call(), None)
+    clock.now += 0.5  # its timer ran out early (a driver's timeout): nobody woke it
+    again = rl.admit(first.state.ctx, first.state)
+    assert again.wake is first.wake and not again.wake.done()
+    rl.withdraw(first.state.ctx, first.state)
+    assert rl.snapshot()["waiting"] == 0
