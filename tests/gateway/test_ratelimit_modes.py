@@ -269,3 +269,52 @@ def test_every_mode_refuses_in_reject_mode_and_takes_nothing(mode):
         asyncio.run(run_async())
     assert len(errors) == 1 and errors[0].retry_after > 0
     assert seen == ["first"] and queue_lengths(limiter) == (0, [0])
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_an_abandoned_stream_pays_for_its_prompt_and_the_text_delivered_in_each_mode(mode):
+    _, clock = fake_clock()
+    limiter = RateLimiter([{"tokens_per_minute": 1000}], clock=clock)
+    reply = "word " * 40  # 200 characters, several deltas
+
+    def answer(request):
+        return ChatResponse(
+            text=reply,
+            finish_reason="stop",
+            usage=Usage(input_tokens=3, output_tokens=50),
+            provider="a",
+            model=request.model,
+        )
+
+    gw = Gateway([FunctionProvider(answer, "a", models=("m",))], middleware=[limiter])
+    if mode == "stream":
+        with gw.stream("a/m", "x" * 40, max_tokens=300) as stream:
+            first = next(iter(stream))
+    else:
+
+        async def first_delta():
+            stream = gw.astream("a/m", "x" * 40, max_tokens=300)
+            text = await stream.__aiter__().__anext__()
+            await stream.aclose()
+            return text
+
+        first = asyncio.run(first_delta())
+    assert first == "word "  # 5 characters: 2 tokens at most
+    (row,) = limiter.snapshot()["buckets"]
+    assert row["available"] == 1000 - (10 + 2)  # the prompt and what it got, not 300
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_stream_that_times_out_in_the_queue_is_refused_and_leaves_it(mode):
+    limiter = RateLimiter([{"requests_per_hour": 1}], timeout=0.05)
+    gw = recording_gateway(limiter, [])
+    gw.chat("a/m", "drain")
+
+    async def consume():
+        async for _ in gw.astream("a/m", "late"):
+            pass
+
+    with pytest.raises(RateLimitedError, match="after waiting 0.05s") as info:
+        list(gw.stream("a/m", "late")) if mode == "stream" else asyncio.run(consume())
+    assert info.value.retry_after > 3500
+    assert queue_lengths(limiter) == (0, [0])
