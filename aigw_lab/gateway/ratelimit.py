@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
@@ -151,10 +151,10 @@ class RateLimiter(Primitive):
         )
         self._store: BucketStore = MemoryBucketStore() if store is None else store
         # The calls waiting now, each with the future that wakes it; guarded by `_lock`,
-        # which is never held while the store is asked (the store calls `_wake_all`).
+        # which is never held while the store is asked (the store calls `_wake`).
         self._lock = threading.Lock()
         self._waiters: set[_Waiter] = set()
-        self._store.subscribe(self._wake_all)
+        self._store.subscribe(self._wake)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], **injected: Any) -> RateLimiter:
@@ -260,12 +260,14 @@ class RateLimiter(Primitive):
         if not waiter.granted:
             self._store.leave(waiter)
 
-    def _wake_all(self) -> None:
-        """Wake every waiting call to look again (any thread; the store calls it)."""
+    def _wake(self, waiters: Collection[_Waiter] | None) -> None:
+        """Wake ``waiters`` (None: every waiting call) to look again; the store calls it,
+        from any thread. Calls waiting on another limiter of a shared store are not ours."""
         if not self._waiters:
             return
         with self._lock:
-            for waiter in self._waiters:
+            mine = self._waiters
+            for waiter in mine if waiters is None else (w for w in waiters if w in mine):
                 wake = waiter.wake
                 if wake is not None and not wake.done():
                     try:

@@ -7,7 +7,9 @@ operation atomic on its own, so a store shared by several processes (issue 14: R
 script per operation) can replace `MemoryBucketStore` without touching the limiter.
 
 A store tells the limiter when queued calls should look again (capacity came back, the
-queue moved, a pause changed) through the callback given to ``subscribe``; it never waits.
+queue moved, a pause changed) through the callback given to ``subscribe``: the calls now at
+the head of a queue that moved (only they can go; a call behind them keeps its own timer),
+or None for every waiting call. It never waits.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import count
 from typing import Any, Protocol
 
@@ -25,6 +27,8 @@ __all__ = ["BucketStore", "MemoryBucketStore", "Claim"]
 
 #: One rule a call falls under: (rule index, key values, the rule).
 Claim = tuple[int, tuple[Any, ...], RateLimitRule]
+#: Told which waiting calls should look again (None: all of them).
+Wake = Callable[[Collection[_Waiter] | None], None]
 
 
 class BucketStore(Protocol):
@@ -33,8 +37,9 @@ class BucketStore(Protocol):
     ``_Waiter`` is the limiter's record of one call (its context, token estimate, and the
     ``needs``, ``ticket`` and ``queued`` fields the store fills in and keeps)."""
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()`` whenever queued calls should look again."""
+    def subscribe(self, wake: Wake) -> None:
+        """Call ``wake(waiters)`` whenever queued calls should look again: the new heads
+        of queues that moved, or None (all) when a pause changed."""
 
     def has_pauses(self) -> bool:
         """Whether any upstream pause may still hold (a cheap check before claiming)."""
@@ -81,9 +86,9 @@ class MemoryBucketStore:
         self._prune_at = 10_000
         self._pauses: dict[str, float] = {}
         self._tickets = count()
-        self._wakes: list[Callable[[], None]] = []
+        self._wakes: list[Wake] = []
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
+    def subscribe(self, wake: Wake) -> None:
         self._wakes.append(wake)
 
     def has_pauses(self) -> bool:
@@ -102,25 +107,25 @@ class MemoryBucketStore:
                 for bucket in buckets:
                     needs.append((bucket, tokens if bucket.counts_tokens else 1.0))
             waiter.ticket = next(self._tickets)
-            wait, moved = self._step(waiter, now, join)
-        if moved:
-            self._wake()
+            wait, heads = self._step(waiter, now, join)
+        if heads:
+            self._wake(heads)
         return wait
 
     def step(self, waiter: _Waiter, now: float, *, join: bool = True) -> float | None:
         with self._lock:
-            wait, moved = self._step(waiter, now, join)
-        if moved:
-            self._wake()
+            wait, heads = self._step(waiter, now, join)
+        if heads:
+            self._wake(heads)
         return wait
 
     def leave(self, waiter: _Waiter) -> None:
         if not waiter.queued:
             return
         with self._lock:
-            moved = self._leave(waiter)
-        if moved:
-            self._wake()
+            heads = self._leave(waiter)
+        if heads:
+            self._wake(heads)
 
     def wait_for(self, waiter: _Waiter, now: float) -> tuple[float, float, str, str]:
         with self._lock:
@@ -140,16 +145,17 @@ class MemoryBucketStore:
         return paused, wait, target, slowest
 
     def charge(self, waiter: _Waiter, requests: float, tokens: float, now: float) -> None:
-        refunded = False
+        heads: list[_Waiter] = []
         with self._lock:
             for bucket, reserved in waiter.needs:
                 extra = (tokens if bucket.counts_tokens else requests) - reserved
                 if extra:
                     bucket.refill(now)
                     bucket.level = min(bucket.capacity, bucket.level - extra)
-                    refunded = refunded or extra < 0
-        if refunded:
-            self._wake()
+                    if extra < 0 and bucket.queue:  # capacity came back to a queue
+                        heads.append(bucket.queue[0])
+        if heads:
+            self._wake(heads)
 
     def pause(self, target: str, until: float) -> None:
         with self._lock:
@@ -157,7 +163,7 @@ class MemoryBucketStore:
             if longer:
                 self._pauses[target] = until
         if longer:
-            self._wake()
+            self._wake(None)  # a queued call to the target steps out of its queues
 
     def snapshot(self, now: float) -> tuple[list[dict[str, Any]], dict[str, float]]:
         with self._lock:
@@ -181,9 +187,9 @@ class MemoryBucketStore:
 
     # --- under the lock ---------------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def _wake(self, waiters: Collection[_Waiter] | None) -> None:
         for wake in self._wakes:
-            wake()
+            wake(waiters)
 
     def _new_buckets(
         self, index: int, rule: RateLimitRule, key: tuple[Any, ...], now: float
@@ -206,8 +212,8 @@ class MemoryBucketStore:
                 del self._buckets[k]
         self._prune_at = max(10_000, 2 * len(self._buckets))
 
-    def _step(self, waiter: _Waiter, now: float, join: bool) -> tuple[float | None, bool]:
-        """`step`, and whether the queue moved (the lock held)."""
+    def _step(self, waiter: _Waiter, now: float, join: bool) -> tuple[float | None, list[_Waiter]]:
+        """`step`, and the new heads of the queues it left (the lock held)."""
         if self._pauses:
             paused, _ = self._paused_for(waiter, now)
             if paused > 0.0:
@@ -219,20 +225,20 @@ class MemoryBucketStore:
         if not waiter.queued:
             if all(not b.queue and b.time_for(a) == 0.0 for b, a in needs):
                 self._take(waiter)
-                return 0.0, False
+                return 0.0, _NONE
             if not join:
-                return None, False  # the caller refuses; `wait_for` says how long
+                return None, _NONE  # the caller refuses; `wait_for` says how long
             for bucket, _ in needs:
                 _enqueue(bucket.queue, waiter)
             waiter.queued = True
         if any(b.queue[0] is not waiter for b, _ in needs):
-            return None, False
+            return None, _NONE
         wait = max(b.time_for(a) for b, a in needs)
         if wait == 0.0:
             return 0.0, self._take(waiter)
-        return wait, False
+        return wait, _NONE
 
-    def _take(self, waiter: _Waiter) -> bool:
+    def _take(self, waiter: _Waiter) -> list[_Waiter]:
         queued = waiter.queued
         for bucket, amount in waiter.needs:
             bucket.level -= amount
@@ -240,15 +246,15 @@ class MemoryBucketStore:
                 bucket.queue.popleft()
         waiter.granted = True
         waiter.queued = False
-        return queued  # the next in line leads now and starts its own timer
+        return _heads(waiter) if queued else _NONE  # they lead now and start their own timer
 
-    def _leave(self, waiter: _Waiter) -> bool:
+    def _leave(self, waiter: _Waiter) -> list[_Waiter]:
         if not waiter.queued:
-            return False
+            return _NONE
         waiter.queued = False
         for bucket, _ in waiter.needs:
             bucket.queue.remove(waiter)
-        return True
+        return _heads(waiter)
 
     def _paused_for(self, waiter: _Waiter, now: float) -> tuple[float, str]:
         """Seconds left of an upstream pause covering the call's target, and the paused
@@ -268,6 +274,18 @@ class MemoryBucketStore:
                 else:
                     left = max(left, until - now)
         return left, address if address in pauses else provider
+
+
+_NONE: list[_Waiter] = []  # never appended to: "nobody to wake", without a new list
+
+
+def _heads(waiter: _Waiter) -> list[_Waiter]:
+    """Who leads the queues ``waiter`` just left, each once (the lock held)."""
+    heads: list[_Waiter] = []
+    for bucket, _ in waiter.needs:
+        if bucket.queue and bucket.queue[0] not in heads:
+            heads.append(bucket.queue[0])
+    return heads
 
 
 def _enqueue(queue: deque[_Waiter], waiter: _Waiter) -> None:

@@ -1,7 +1,8 @@
 """What a rate limiter's bucket store must do (`aigw_lab.gateway.ratelimit_store`), as a
 suite any `BucketStore` can run: parametrized over store factories (the memory store now;
 a shared store, issue 14, adds itself to ``STORES``). Each operation is called directly
-with explicit times; ``wakes`` counts the store's calls of its subscriber."""
+with explicit times; ``wakes`` records each call of the store's subscriber: the calls it
+should wake (None: all of them)."""
 
 import pytest
 
@@ -20,7 +21,7 @@ PER_USER = RateLimitRule(key=("user",), requests_per_second=1)
 def store(request):
     store = STORES[request.param]()
     store.wakes = []
-    store.subscribe(lambda: store.wakes.append(1))
+    store.subscribe(lambda waiters: store.wakes.append(None if waiters is None else [*waiters]))
     return store
 
 
@@ -71,7 +72,7 @@ def test_queues_are_first_come_first_served_and_the_head_is_told_to_look(store):
     assert store.wait_for(second, 0.0)[1] == pytest.approx(0.6)  # counts the one ahead
     assert store.step(second, 0.6) is None  # enough for it, but not its turn
     assert store.step(first, 0.6) == 0.0
-    assert store.wakes == [1]  # the queue moved
+    assert store.wakes == [[second]]  # the queue moved: its new head looks again
     assert store.step(second, 0.6) == pytest.approx(0.0) and second.granted
     assert levels(store, 0.6)[("global", "", "tokens_per_second")] == (pytest.approx(0.0), 0)
 
@@ -83,7 +84,7 @@ def test_leaving_the_queue_wakes_and_moves_the_next_up(store):
     arrive(store, second)
     store.leave(first)
     store.leave(first)  # twice is harmless
-    assert store.wakes == [1] and not first.queued
+    assert store.wakes == [[second]] and not first.queued
     assert store.step(second, 0.0) == pytest.approx(0.1)  # now at the head
 
 
@@ -92,26 +93,42 @@ def test_charge_refunds_up_to_capacity_and_records_debt(store):
     arrive(store, w)
     store.charge(w, 1.0, 10.0, 0.0)  # used 10 of 40
     assert levels(store, 0.0)[("global", "", "tokens_per_second")][0] == 90.0
-    assert store.wakes == [1]  # capacity came back
     big = waiter(tokens=40)
     arrive(store, big)
     store.charge(big, 1.0, 200.0, 0.0)  # used 160 more than it reserved
     assert levels(store, 0.0)[("global", "", "tokens_per_second")][0] == -110.0
-    assert store.wakes == [1]  # a debt wakes nobody
     store.charge(big, 0.0, 0.0, 10.0)  # a refund never fills past capacity
     assert levels(store, 10.0)[("global", "", "requests_per_second")][0] == 2.0
+    assert store.wakes == []  # nobody was queued to tell
+
+
+def test_a_refund_tells_the_head_of_the_queue_and_a_debt_tells_nobody(store):
+    big = waiter(tokens=80)
+    arrive(store, big)
+    queued = waiter(tokens=50)
+    assert arrive(store, queued) == pytest.approx(0.3)  # 30 tokens short at 100 a second
+    store.charge(big, 1.0, 30.0, 0.0)  # 50 of its 80 come back
+    assert store.wakes == [[queued]]
+    assert store.step(queued, 0.0) == 0.0
+    late = waiter(tokens=100)
+    arrive(store, late)
+    store.charge(queued, 1.0, 90.0, 0.0)  # it used 40 more than it reserved
+    assert store.wakes == [[queued]]
 
 
 def test_a_pause_holds_calls_to_its_target_and_steps_them_out_of_queues(store):
     arrive(store, waiter(tokens=100))
     queued = waiter()
     arrive(store, queued)
+    behind = waiter(provider="c")
+    arrive(store, behind)
     store.pause("a", 5.0)
-    assert store.wakes == [1]
+    assert store.wakes == [None]  # every waiting call looks: it may be the paused target's
     store.pause("a", 3.0)  # a shorter pause changes nothing
-    assert store.wakes == [1] and store.has_pauses()
+    assert store.wakes == [None] and store.has_pauses()
     assert store.step(queued, 1.0) == pytest.approx(4.0) and not queued.queued
-    assert store.wakes == [1, 1]  # it left the queue
+    assert store.wakes == [None, [behind]]  # it stepped out: the next leads
+    assert store.step(behind, 1.0) == 0.0  # not held behind the paused call
     other = waiter(provider="b")
     assert arrive(store, other, 1.0) == 0.0  # another provider is not held
     paused, _, target, _ = store.wait_for(queued, 1.0)
