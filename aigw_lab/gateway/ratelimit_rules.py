@@ -1,12 +1,13 @@
 """Rate-limit rules and the token buckets behind them: `RateLimitRule` (which calls a rule
 covers, keyed how, at which rates), `estimate_tokens`, and the bucket and waiter records the
-`RateLimiter` middleware (`aigw_lab.gateway.ratelimit`) schedules with."""
+`RateLimiter` primitive (`aigw_lab.gateway.ratelimit`) and its bucket store
+(`aigw_lab.gateway.ratelimit_store`) schedule with."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -211,12 +212,20 @@ class _Bucket:
         return 0.0 if short <= _SLACK else short / self.rate
 
     def describe(self) -> str:
-        where = f" ({self.key})" if self.key else ""
-        return f"rate limit {self.rule!r}{where}: {self.capacity:g} {self.limit.replace('_', ' ')}"
+        return describe_limit(self.rule, self.key, self.limit, self.capacity)
+
+
+def describe_limit(rule: str, key: str, limit: str, capacity: float) -> str:
+    """How a refusal names one bucket: ``rate limit 'user' (user=ann): 2 requests per hour``."""
+    where = f" ({key})" if key else ""
+    return f"rate limit {rule!r}{where}: {capacity:g} {limit.replace('_', ' ')}"
 
 
 class _Waiter:
-    """One call's claim on its buckets, from arrival until settled."""
+    """One call's claim on its buckets, from arrival until settled: the limiter fills in
+    the call's facts, the bucket store ``needs`` (bucket, amount), ``ticket`` (arrival
+    order) and ``queued``; ``wake`` is resolved when a waiting call should look again,
+    ``delivered`` counts the characters a stream delivered."""
 
     __slots__ = (
         "ctx",
@@ -226,24 +235,19 @@ class _Waiter:
         "ticket",
         "queued",
         "granted",
-        "future",
-        "loop",
+        "deadline",
+        "wake",
+        "delivered",
     )
 
-    def __init__(
-        self,
-        ctx: CallContext,
-        needs: list[tuple[_Bucket, float]],
-        tokens: int,
-        output_allowance: int,
-        ticket: int,
-    ) -> None:
+    def __init__(self, ctx: CallContext, tokens: int, output_allowance: int) -> None:
         self.ctx = ctx
-        self.needs = needs
+        self.needs: list[tuple[_Bucket, float]] = []
         self.tokens = tokens
         self.output_allowance = output_allowance
-        self.ticket = ticket
+        self.ticket = -1
         self.queued = False
         self.granted = False
-        self.future: asyncio.Future[None] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.deadline = 0.0
+        self.wake: Future[None] | None = None
+        self.delivered = 0
