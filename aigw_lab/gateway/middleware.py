@@ -106,8 +106,11 @@ class CallContext:
         self.cache_similarity: float | None = None
         self.gateway = gateway
         #: Prices, times and logs the call (`aigw_lab.gateway.recorder.Recorder`): a stage
-        #: that answers or refuses a call itself logs it here. None: ``gateway.recorder``.
-        self.recorder: Recorder = recorder if recorder is not None else gateway.recorder
+        #: that answers or refuses a call itself logs it here. None: ``gateway.recorder``
+        #: (a context built with neither, as a primitive's own tests do, has none).
+        if recorder is None and gateway is not None:
+            recorder = gateway.recorder
+        self.recorder: Recorder = recorder  # type: ignore[assignment]
         self.extra: dict[str, Any] = {}
         #: Rows logged for this call so far; a call that ends with none gets one.
         self.logged = 0
