@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +34,10 @@ class Seen:
     pieces: list[str] = field(default_factory=list)
     response: ChatResponse | None = None
     error: BaseException | None = None
+    #: What an ``abandon`` check returned.
+    checked: Any = None
+    #: The abandoned stream object itself, so that nothing but its close can have ended it.
+    handle: Any = None
 
     @property
     def text(self) -> str:
@@ -110,8 +114,20 @@ class Mode:
 
     # --- walking away ---------------------------------------------------------------------
 
-    def abandon(self, gw: Gateway, model: str, prompt: str = PROMPT, **params: Any) -> Seen:
-        """Read the first text of a stream, then close it (stream modes only)."""
+    def abandon(
+        self,
+        gw: Gateway,
+        model: str,
+        prompt: str = PROMPT,
+        *,
+        check: Callable[[], Any] | None = None,
+        **params: Any,
+    ) -> Seen:
+        """Read the first text of a stream, then close it (stream modes only). ``check`` runs
+        right after the close returns, while the stream object is still referenced and (in
+        async mode) its event loop still runs, with the garbage collector off: what it sees
+        was done by the close itself, not by a finaliser or the loop's shutdown of
+        unfinished generators. Its result is `Seen.checked`."""
         assert self.streams, "only a stream can be abandoned"
         seen = Seen()
         if self.is_async:
@@ -122,6 +138,9 @@ class Mode:
                     seen.pieces.append(piece)
                     break
                 await stream.aclose()
+                if check is not None:
+                    seen.checked = check()
+                seen.handle = stream  # referenced as long as the caller keeps `seen`
 
             with no_gc():
                 asyncio.run(run())
@@ -132,6 +151,9 @@ class Mode:
                 seen.pieces.append(piece)
                 break
             stream.close()
+            if check is not None:
+                seen.checked = check()
+            seen.handle = stream
         return seen
 
     def cancel(self, gw: Gateway, upstream: Upstream, model: str, **params: Any) -> Seen:

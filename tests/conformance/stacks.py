@@ -145,9 +145,17 @@ def _reject_first(request: Any, response: Any) -> float:
     return 0.0  # the cheap step's answer is never good enough: every call escalates
 
 
-def build(name: str, log: Path, *, embedder: Callable[[], Any] | None = None) -> Stack:
-    """The stack called ``name`` over a fresh `Upstream`, logging to ``log``."""
-    upstream = Upstream()
+def build(
+    name: str,
+    log: Path,
+    *,
+    embedder: Callable[[], Any] | None = None,
+    upstream: Any = None,
+    **gateway_options: Any,
+) -> Stack:
+    """The stack called ``name`` over ``upstream`` (a provider or spec named ``up``; default
+    a fresh `Upstream`), logging to ``log``; ``gateway_options`` go to `Gateway`."""
+    upstream = Upstream() if upstream is None else upstream
     middleware: list[Any] = []
     policies: list[Any] = []
     address = "up/m"
@@ -182,6 +190,7 @@ def build(name: str, log: Path, *, embedder: Callable[[], Any] | None = None) ->
         log=str(log),
         middleware=middleware,
         policies=policies or None,
-        prices={f"up/{m}": PRICE for m in upstream.models},
+        prices={f"up/{m}": PRICE for m in ("m", "m2", "fb")},
+        **gateway_options,
     )
     return Stack(name=name, gateway=gateway, upstream=upstream, address=address, **handles)
