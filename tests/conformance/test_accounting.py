@@ -8,6 +8,7 @@ import pytest
 
 from aigw_lab.gateway.ratelimit import CHARS_PER_TOKEN
 
+from .checks import check_budget_settled
 from .conftest import modes, stacks
 from .doubles import INPUT_TOKENS, OUTPUT_TOKENS, Step, server_error
 from .modes import PROMPT, Mode, Seen
@@ -34,16 +35,6 @@ def run(outcome: str, mode: Mode, stack: Stack) -> Seen:
         seen = mode.abandon(stack.gateway, stack.address)
         assert seen.pieces
     return seen
-
-
-def check_budget_settled(stack: Stack) -> float:
-    state = stack.budget_state()
-    rows = stack.rows()
-    charged = sum(r["budget_usd"] or 0.0 for r in rows)
-    assert state["reserved_usd"] == pytest.approx(0.0, abs=1e-12), state
-    assert state["in_flight"] == 0, state
-    assert state["spent_usd"] == pytest.approx(charged, rel=1e-9, abs=1e-12), (state, rows)
-    return state["spent_usd"]
 
 
 # --- budgets --------------------------------------------------------------------------------

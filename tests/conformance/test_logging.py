@@ -3,41 +3,19 @@ per call the caller made (refused calls and cache hits included), with the right
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import pytest
 
 from aigw_lab.errors import AigwError
 
+from .checks import check_one_row_per_attempt
 from .conftest import gap, stacks
 from .doubles import Step, server_error
 from .modes import Mode
 from .stacks import Stack
 
 CACHES = ("exact-cache", "semantic-cache-hashing", "semantic-cache-minilm", "full")
-
-
-def by_trace(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        traces[row["trace_id"]].append(row)
-    return dict(traces)
-
-
-def check_one_row_per_attempt(stack: Stack, calls: int) -> dict[str, list[dict[str, Any]]]:
-    """The invariant every test here shares: ``calls`` traces, and the rows of attempts that
-    were sent are exactly the requests the upstream received, numbered 1.. in each trace."""
-    rows = stack.rows()
-    traces = by_trace(rows)
-    assert len(traces) == calls, rows
-    sent = [r for r in rows if r["attempt"] >= 1]
-    assert len(sent) == len(stack.upstream.requests), rows
-    for trace in traces.values():
-        numbers = sorted(r["attempt"] for r in trace if r["attempt"] >= 1)
-        assert numbers == list(range(1, len(numbers) + 1)), trace
-        assert all(r["attempt"] >= 0 for r in trace)
-    return traces
 
 
 def test_an_answered_call_has_one_ok_row_per_attempt(mode: Mode, stack: Stack) -> None:
