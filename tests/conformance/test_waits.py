@@ -1,8 +1,9 @@
 """A task cancelled while it waits (in a rate limiter's queue, or as a cache follower of an
 identical call in flight) leaves nothing behind: no queue position, no waiter, no budget
-reservation, and one ``cancelled`` row. Async modes only: a thread blocked in a wait cannot
-be cancelled from outside (its caller's Ctrl-C is covered by the ``cancel`` of the other
-tests, which interrupts inside the call).
+reservation, and one ``cancelled`` row. Queue and follower waits: async modes only, since a
+thread blocked in a wait cannot be cancelled from outside (its caller's Ctrl-C is covered by
+the ``cancel`` of the other tests, which interrupts inside the call). A retry's backoff wait
+takes an injected sleep, so there every mode is cancelled: the task, or Ctrl-C in the sleep.
 
 Each test builds its own gateway: a limiter that queues must wait on real timers (its
 injected sleeps would return at once), with its clock frozen so that nothing refills."""
@@ -16,10 +17,18 @@ from typing import Any
 
 import pytest
 
-from aigw_lab.gateway import Budget, ExactCache, Gateway, Limit, RateLimiter
+from aigw_lab.gateway import (
+    Budget,
+    ExactCache,
+    Gateway,
+    HealthTracker,
+    Limit,
+    RateLimiter,
+    Retry,
+)
 
 from .conftest import modes
-from .doubles import Step, Upstream
+from .doubles import Step, Upstream, server_error
 from .modes import PROMPT, Mode, Seen
 from .stacks import PRICE, TOKENS_CAPACITY
 
@@ -179,3 +188,72 @@ def test_when_the_leader_is_cancelled_a_follower_goes_upstream_itself(
     p.check_budget_clear()
     assert sorted(p.statuses()) == [(1, "cancelled"), (1, "ok")]
     assert len(p.upstream.requests) == 2
+
+
+class _Backoff:
+    """A retry's sleeps: record that the wait began, then never end by themselves (async:
+    wait to be cancelled) or be interrupted at once (sync: Ctrl-C during the wait)."""
+
+    def __init__(self) -> None:
+        self.began = 0
+
+    def sleep(self, seconds: float) -> None:
+        self.began += 1
+        raise KeyboardInterrupt
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.began += 1
+        await asyncio.Event().wait()
+
+
+class _Top:
+    def random(self) -> float:
+        return 1.0  # the longest backoff: there is always a wait to cancel
+
+
+@pytest.mark.parametrize("mode", modes(), ids=str)
+def test_a_call_cancelled_in_a_retry_backoff_leaves_nothing_held(
+    mode: Mode, budget_in_front: bool, new_log_path: Path, pipelines: list[Pipeline]
+) -> None:
+    backoff = _Backoff()
+    retry = Retry(
+        max_attempts=3,
+        base_delay=5.0,
+        health=HealthTracker(failure_threshold=50, clock=_frozen),
+        clock=_frozen,
+        sleep=backoff.sleep,
+        async_sleep=backoff.async_sleep,
+        rng=_Top(),  # type: ignore[arg-type]
+    )
+    p = Pipeline(new_log_path, budget=budget_in_front, limiter=True, cache=False)
+    p.gateway.close()
+    p.upstream.default = Step(fail=server_error)
+    p.gateway = Gateway(
+        [p.upstream],
+        log=str(new_log_path),
+        middleware=[m for m, on in ((p.budget, budget_in_front), (p.limiter, True)) if on]
+        + [retry],
+        prices={"up/m": PRICE},
+    )
+    pipelines.append(p)
+    if mode.is_async:
+
+        async def scenario() -> None:
+            task = asyncio.ensure_future(mode.acall(p.gateway, "up/m"))
+            await _until(lambda: backoff.began == 1, "the retry waits")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(scenario())
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            mode.call_raising(p.gateway, "up/m")
+    assert backoff.began == 1 and len(p.upstream.requests) == 1
+    assert p.statuses() == [(1, "error")]  # the failed attempt; nothing else was sent
+    p.check_budget_clear()
+    (tokens,) = p.limiter.snapshot()["buckets"]
+    assert p.limiter.snapshot()["waiting"] == 0
+    assert tokens["available"] == TOKENS_CAPACITY  # a failed call gives its estimate back
+    (circuit,) = retry.health.snapshot().values()
+    assert (circuit["total_failures"], circuit["total_successes"]) == (1, 0)
