@@ -308,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'mode':<8}{'stack':<11}{'pace':<7}{'old µs':>8}{'new µs':>8}{'new/old':>8}"
         f"{'again/new':>10}  {'old CPU':>8}{'new CPU':>8}{'new/old':>8}{'again/new':>10}"
     )
-    ratios: dict[str, list[float]] = {"new/old": [], "again/new": []}
+    # CPU ratios per workload, for the summaries by mode and by stack.
+    ratios: dict[str, tuple[float, float]] = {}
     for workload in workloads:
         med = {
             name: [statistics.median(v[i] for v in results[name][workload]) for i in (0, 1)]
@@ -316,17 +317,24 @@ def main(argv: list[str] | None = None) -> int:
         }
         old, new, again = med["old"], med["new"], med["new, again"]
         mode, stack, pace = workload.split("|")
-        ratios["new/old"].append(new[1] / old[1])
-        ratios["again/new"].append(again[1] / new[1])
+        ratios[workload] = (new[1] / old[1], again[1] / new[1])
         print(
             f"{mode:<8}{stack:<11}{pace:<7}{old[0]:8.0f}{new[0]:8.0f}{new[0] / old[0]:8.3f}"
             f"{again[0] / new[0]:10.3f}  {old[1]:8.0f}{new[1]:8.0f}{new[1] / old[1]:8.3f}"
             f"{again[1] / new[1]:10.3f}"
         )
-    for name, values in ratios.items():
+    print("CPU ratios, median over the workloads of each group [min-max]:")
+    groups = [("all", "")] + [("mode", m) for m in modes] + [("stack", s) for s in stacks]
+    groups += [("pace", p) for p in paces]
+    for kind, value in groups:
+        chosen = [r for w, r in ratios.items() if kind == "all" or value in w.split("|")[:3]]
+        new_old = [r[0] for r in chosen]
+        noise = [r[1] for r in chosen]
+        label = "all workloads" if kind == "all" else f"{kind} {value}"
         print(
-            f"CPU {name} over all workloads: median {statistics.median(values):.3f}, "
-            f"range {min(values):.3f}-{max(values):.3f}"
+            f"  {label:<22} new/old {statistics.median(new_old):.3f} "
+            f"[{min(new_old):.2f}-{max(new_old):.2f}]   again/new "
+            f"{statistics.median(noise):.3f} [{min(noise):.2f}-{max(noise):.2f}]"
         )
     print(
         "new/old: this tree over the old one; again/new: two identical copies of this tree "
