@@ -40,18 +40,27 @@ class AsyncAttempt:
         self._target = target
         self._recorder = recorder
 
-    def _ready(self, ctx: CallContext, call_id: str) -> tuple[Provider, ChatRequest]:
-        provider, request = self._target(ctx)
+    def _resolve(self, ctx: CallContext) -> tuple[Provider, ChatRequest]:
+        """The provider and request for ``ctx``'s target. A target that cannot be called (a
+        model its provider does not list, a provider without its key) is refused before it
+        counts as an attempt: nothing was sent, so its row says attempt 0."""
+        try:
+            return self._target(ctx)
+        except BaseException as exc:
+            self._recorder.log_refused(ctx, exc)
+            raise
+
+    def _ready(self, ctx: CallContext, call_id: str, provider: Provider) -> None:
         if self._recorder.spool is not None:
             self._recorder.spool_start(ctx, call_id, provider)  # before the request leaves
-        return provider, request
 
     async def achat(self, ctx: CallContext) -> ChatResponse:
         recorder = self._recorder
+        provider, request = self._resolve(ctx)
         call_id = recorder.begin(ctx)
         upstream_start = ctx.attempt_started
         try:
-            provider, request = self._ready(ctx, call_id)
+            self._ready(ctx, call_id, provider)
             upstream_start = recorder.perf()
             response = await provider.achat(request)
         except BaseException as exc:
@@ -61,12 +70,13 @@ class AsyncAttempt:
 
     async def astream(self, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         recorder = self._recorder
+        provider, request = self._resolve(ctx)
         call_id = recorder.begin(ctx)
         upstream_start = ctx.attempt_started
         parts: list[str] = []
         upstream = None
         try:
-            provider, request = self._ready(ctx, call_id)
+            self._ready(ctx, call_id, provider)
             upstream_start = recorder.perf()
             upstream = provider.astream(request)
             async for event in upstream:

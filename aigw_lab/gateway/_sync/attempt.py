@@ -42,18 +42,27 @@ class Attempt:
         self._target = target
         self._recorder = recorder
 
-    def _ready(self, ctx: CallContext, call_id: str) -> tuple[Provider, ChatRequest]:
-        provider, request = self._target(ctx)
+    def _resolve(self, ctx: CallContext) -> tuple[Provider, ChatRequest]:
+        """The provider and request for ``ctx``'s target. A target that cannot be called (a
+        model its provider does not list, a provider without its key) is refused before it
+        counts as an attempt: nothing was sent, so its row says attempt 0."""
+        try:
+            return self._target(ctx)
+        except BaseException as exc:
+            self._recorder.log_refused(ctx, exc)
+            raise
+
+    def _ready(self, ctx: CallContext, call_id: str, provider: Provider) -> None:
         if self._recorder.spool is not None:
             self._recorder.spool_start(ctx, call_id, provider)  # before the request leaves
-        return provider, request
 
     def chat(self, ctx: CallContext) -> ChatResponse:
         recorder = self._recorder
+        provider, request = self._resolve(ctx)
         call_id = recorder.begin(ctx)
         upstream_start = ctx.attempt_started
         try:
-            provider, request = self._ready(ctx, call_id)
+            self._ready(ctx, call_id, provider)
             upstream_start = recorder.perf()
             response = provider.chat(request)
         except BaseException as exc:
@@ -63,12 +72,13 @@ class Attempt:
 
     def stream(self, ctx: CallContext) -> Iterator[StreamEvent]:
         recorder = self._recorder
+        provider, request = self._resolve(ctx)
         call_id = recorder.begin(ctx)
         upstream_start = ctx.attempt_started
         parts: list[str] = []
         upstream = None
         try:
-            provider, request = self._ready(ctx, call_id)
+            self._ready(ctx, call_id, provider)
             upstream_start = recorder.perf()
             upstream = provider.stream(request)
             for event in upstream:
