@@ -20,7 +20,7 @@ from typing import Any
 from aigw_lab.server import runner
 from aigw_lab.server.runner import root_url
 from aigw_lab.sim.fleet import SimulatedFleet
-from aigw_lab.sim.wire import SIMULATED_HEADER, WireReply, respond
+from aigw_lab.sim.wire import SIMULATED_HEADER, WireReply, base_urls, respond
 
 __all__ = ["SimulatorApp", "BackgroundServer", "serve", "DEFAULT_PORT", "base_urls", "root_url"]
 
@@ -31,18 +31,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-def base_urls(root: str) -> dict[str, str]:
-    """The base URL to give each kind of client, for a server at ``root``."""
-    root = root.rstrip("/")
-    workers = f"{root}/client/v4/accounts/simulated/ai"
-    return {
-        "openai": f"{root}/v1",
-        "anthropic": root,
-        "workers-ai": f"{workers}/run/{{model}}",
-        "workers-ai-openai": f"{workers}/v1",
-    }
 
 
 class SimulatorApp:

@@ -59,7 +59,7 @@ from aigw_lab.sim.catalog import (
 )
 from aigw_lab.sim.judge import judge_reply
 from aigw_lab.sim.transport import SimulatedTransport
-from aigw_lab.sim.wire import SimCall
+from aigw_lab.sim.wire import SimCall, base_urls
 
 __all__ = [
     "SimulatedFleet",
@@ -547,9 +547,6 @@ def fleet_specs(
     """
     urls: dict[str, str] = {}
     if base_url:
-        # Only with a server to point at: importing sim_server loads the HTTP server package.
-        from aigw_lab.sim_server import base_urls
-
         urls = base_urls(base_url)
     specs = []
     for name, api_format in SIM_PROVIDERS.items():

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 if TYPE_CHECKING:
     from aigw_lab.sim.fleet import SimPlan, SimulatedFleet
 
-__all__ = ["SimCall", "WireReply", "respond", "route", "SIMULATED_HEADER"]
+__all__ = ["SimCall", "WireReply", "base_urls", "respond", "route", "SIMULATED_HEADER"]
 
 #: Header on every response of the fleet; the fleet never passes for a real provider.
 SIMULATED_HEADER = ("x-aigw-simulated", "true")
@@ -85,6 +85,19 @@ class WireReply:
 
 class _BadRequest(Exception):
     """A request the fleet refuses with HTTP 400, in the format's own error shape."""
+
+
+def base_urls(root: str) -> dict[str, str]:
+    """The base URL to give each kind of client, for a simulator served at ``root`` (the
+    paths `route` answers)."""
+    root = root.rstrip("/")
+    workers = f"{root}/client/v4/accounts/simulated/ai"
+    return {
+        "openai": f"{root}/v1",
+        "anthropic": root,
+        "workers-ai": f"{workers}/run/{{model}}",
+        "workers-ai-openai": f"{workers}/v1",
+    }
 
 
 def route(method: str, path: str) -> tuple[str, str | None] | None:
