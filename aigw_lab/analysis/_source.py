@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aigw_lab.errors import StoreError
+from aigw_lab.store.calllog import CallLog
 
 __all__ = ["Reader", "open_source", "units_cte", "calls_filter", "default_scorer"]
 
@@ -43,8 +44,6 @@ class Reader(Protocol):
 def open_source(source: Any) -> Iterator[Reader]:
     """A `Reader` over ``source`` for the duration of the block. A path is opened as a
     `CallLog.snapshot` and closed afterwards; a `CallLog` or connection is left open."""
-    from aigw_lab.store.calllog import CallLog
-
     if isinstance(source, CallLog):
         yield source.query
         return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import zlib
 from itertools import combinations
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 from aigw_lab.analysis._source import default_scorer, open_source, units_cte
@@ -65,8 +66,6 @@ LEFT JOIN categories c
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of a proportion ``successes / n`` at ``confidence``
     ((nan, nan) when ``n`` is 0)."""
-    from statistics import NormalDist
-
     if n <= 0:
         return (math.nan, math.nan)
     if not 0 < confidence < 1:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import itertools
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -182,8 +183,6 @@ def _check_db_path(db: str) -> str:
 
 
 def _real_specs(names: str) -> tuple[list[ProviderSpec], list[str]]:
-    import os
-
     specs: list[ProviderSpec] = []
     models: list[str] = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:

@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aigw_lab.cli._verbs import VERBS
@@ -127,8 +128,6 @@ def _key_file(args: argparse.Namespace) -> Any:
     if args.file:
         return KeyFile(args.file)
     if args.config:
-        from pathlib import Path
-
         from aigw_lab.config import read_toml
         from aigw_lab.config_security import parse_server_extras
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aigw_lab.cli._args import finite_float, port
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.errors import ConfigError
 from aigw_lab.sim.catalog import FAULT_KINDS
 
 __all__ = ["register", "run"]
@@ -95,7 +96,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until Ctrl-C; returns the process exit code."""
-    from aigw_lab.errors import ConfigError
     from aigw_lab.sim.fleet import SimulatedFleet
     from aigw_lab.sim_server import base_urls, serve
 

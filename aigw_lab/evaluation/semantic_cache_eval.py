@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aigw_lab.embeddings import Embedder
+from aigw_lab.datasets import bundled_datasets_dir
+from aigw_lab.embeddings import Embedder, SentenceTransformerEmbedder
 from aigw_lab.gateway.semantic_cache import same_meaning_markers
 
 if TYPE_CHECKING:
@@ -206,8 +207,6 @@ def load_near_miss_pairs(path: str | Path | None = None) -> list[dict[str, objec
     negation: a hit would be wrong) or ``paraphrase`` (the same question reworded, numbers
     and negations kept: a hit is right)."""
     if path is None:
-        from aigw_lab.datasets import bundled_datasets_dir
-
         path = bundled_datasets_dir() / "pairs" / "semantic_near_misses.jsonl"
     with Path(path).open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
@@ -281,8 +280,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="QQP pairs to sample for the guard slice, the pairs where a guard fires (0: skip)",
     )
     args = parser.parse_args(argv)
-
-    from aigw_lab.embeddings import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(args.model)
     mock = load_mock_pairs()

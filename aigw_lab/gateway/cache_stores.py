@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache_common import stored_answer
+from aigw_lab.store import encryption as encrypted
+from aigw_lab.store import files
+from aigw_lab.store.files import tighten
 from aigw_lab.types import ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -355,8 +358,6 @@ class DuckDBStore:
         )
         if isinstance(self.path, Path):
             # DuckDB recreates its write-ahead log with the process umask after checkpoints.
-            from aigw_lab.store.files import tighten
-
             tighten(self.path.with_name(self.path.name + ".wal"))
 
     def delete(self, key: str) -> bool:
@@ -425,9 +426,6 @@ def _connect(
     """Open the cache database, turning failures into a `StoreError` that says what to do.
     A new file is created owner-only (see `aigw_lab.store.files`)."""
     import duckdb
-
-    from aigw_lab.store import encryption as encrypted
-    from aigw_lab.store import files
 
     what = f"the cache {path}"
     if isinstance(path, Path):

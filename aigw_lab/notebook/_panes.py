@@ -15,6 +15,9 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.store.calllog import CallLog
+from aigw_lab.store.schema import apply_migrations
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
@@ -65,8 +68,6 @@ def readable_source(source: Any) -> Any:
     """``source`` as a view can read it now: a `CallLog` closed since the view was made (a
     notebook's last cell closing its gateway) is read from its file, so the views still on
     screen keep answering their filters. Anything else is returned as it is."""
-    from aigw_lab.store.calllog import CallLog
-
     if isinstance(source, CallLog) and source.closed and str(source.path) != ":memory:":
         return source.path
     return source
@@ -86,8 +87,6 @@ def filtered_copy(read: Any, where: str, params: Sequence[Any] = ()) -> duckdb.D
     of a log file whatever pandas made of the rows on the way.
     """
     import duckdb
-
-    from aigw_lab.store.schema import apply_migrations
 
     calls = read(f"SELECT * FROM calls WHERE {where}", params)
     scores = read(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from aigw_lab.analysis.pareto import pareto_frontier
+
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
@@ -115,8 +117,6 @@ def quality_vs_cost(
     bootstrap interval as error bars; simulated targets drawn as open diamonds; with
     ``frontier``, the Pareto frontier (`aigw_lab.analysis.pareto_frontier`) as a line."""
     import plotly.graph_objects as go
-
-    from aigw_lab.analysis.pareto import pareto_frontier
 
     palette = _colors(colors, summary["target"])
     scorer = summary.attrs.get("scorer")

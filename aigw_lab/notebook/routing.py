@@ -18,6 +18,9 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis.stats import bootstrap_means, percentile_interval
+from aigw_lab.notebook._panes import FigurePane
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -72,7 +75,6 @@ def threshold_curve(
     import numpy as np
     import pandas as pd
 
-    from aigw_lab.analysis.stats import bootstrap_means, percentile_interval
     from aigw_lab.policy.evaluate.metrics import sweep_choices
 
     arrays = [
@@ -233,8 +235,6 @@ class ThresholdExplorer:
 
     def __init__(self, curve: pd.DataFrame, *, initial: float | None = None) -> None:
         import ipywidgets as widgets
-
-        from aigw_lab.notebook._panes import FigurePane
 
         if curve.empty or "threshold" not in curve.columns:
             raise ValueError("the curve has no thresholds: build it with threshold_curve(...)")

@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis import (
+    errors_by_target,
+    experiments_frame,
+    open_source,
+    target_summary,
+    unit_frame,
+)
 from aigw_lab.errors import AigwError
+from aigw_lab.notebook import figures
 from aigw_lab.notebook._panes import (
     FigurePane,
     filtered_copy,
@@ -27,6 +35,7 @@ from aigw_lab.notebook._panes import (
     json_path,
     readable_source,
 )
+from aigw_lab.notebook.figures import target_colors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,8 +88,6 @@ class ComparisonDashboard:
         max_points_per_target: int = 2000,
     ) -> None:
         import ipywidgets as widgets
-
-        from aigw_lab.analysis import experiments_frame
 
         self.source = source
         self.scorer = scorer
@@ -144,9 +151,6 @@ class ComparisonDashboard:
 
     def refresh(self) -> None:
         """Query the log with the current filters and redraw the table and figures."""
-        from aigw_lab.analysis import errors_by_target, target_summary, unit_frame
-        from aigw_lab.notebook import figures
-
         experiment_id = self.experiment.value
         source, owned = self._filtered_source()
         try:
@@ -200,8 +204,6 @@ class ComparisonDashboard:
         source = readable_source(self.source)
         if self.category.value is None and not self.tags.value:
             return source, False
-        from aigw_lab.analysis import open_source
-
         conditions, params = self._conditions()
         with open_source(source) as read:
             return filtered_copy(read, " AND ".join(conditions), params), True
@@ -223,9 +225,6 @@ class ComparisonDashboard:
 
     def _load_options(self) -> None:
         """Fill the target, category and tag choices from the chosen experiment."""
-        from aigw_lab.analysis import open_source
-        from aigw_lab.notebook.figures import target_colors
-
         where, params = "TRUE", []
         if self.experiment.value is not None:
             where, params = "experiment_id = ?", [self.experiment.value]

@@ -20,6 +20,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.addressing import EXTRA_FIELDS, check_path_segment
 from aigw_lab.config_schema import Key
 from aigw_lab.errors import ConfigError, MissingAPIKeyError
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
@@ -198,8 +199,6 @@ class HttpKind(ProviderKind):
                 hint="set account_id, or account_id_env naming a variable that holds it "
                 "(find it in the Cloudflare dashboard under Workers AI)",
             )
-        from aigw_lab.addressing import check_path_segment
-
         account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
         return f"{base}/accounts/{account}{self.account_path}"
 
@@ -226,7 +225,6 @@ class HttpKind(ProviderKind):
 def _openai_codec(spec: ProviderSpec, *, max_tokens_field: str, extra: str) -> Codec:
     # OpenAI's own API has moved the output limit to max_completion_tokens; compatible
     # servers (and Workers AI) read max_tokens.
-    from aigw_lab.addressing import EXTRA_FIELDS
     from aigw_lab.providers.openai import OpenAICodec
 
     options = spec.options

@@ -9,9 +9,12 @@ time with linear axes; the report compares targets whose costs differ a hundredf
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis.pareto import pareto_frontier
+from aigw_lab.notebook.figures import target_colors
 from aigw_lab.report.format import PLOTLY_USD_TICKFORMAT, quality, usd
 
 if TYPE_CHECKING:
@@ -39,8 +42,6 @@ _LAYOUT: dict[str, Any] = {
 def _usd_axis(values: Any) -> dict[str, Any]:
     """A log axis with dollar ticks the report writes itself (``$0.00005``): at 1-2-5 steps
     per decade over the values' range, only the powers of ten when that would crowd it."""
-    import math
-
     import numpy as np
 
     data = np.asarray(values, dtype=float)
@@ -87,8 +88,6 @@ def quality_vs_cost(summary: pd.DataFrame, colors: Mapping[str, str]) -> go.Figu
     """One point per target: mean quality (with its interval) against cost per call on a
     log axis; simulated targets as open diamonds; the Pareto frontier dashed."""
     import plotly.graph_objects as go
-
-    from aigw_lab.analysis.pareto import pareto_frontier
 
     plotted = summary[(summary["cost_per_call"] > 0) & summary["quality_mean"].notna()]
     figure = go.Figure()
@@ -239,8 +238,6 @@ def latency(spread: pd.DataFrame, colors: Mapping[str, str]) -> go.Figure | None
 def errors(frame: pd.DataFrame) -> go.Figure:
     """Stacked bars of failed attempts per target, one colour per error type."""
     import plotly.graph_objects as go
-
-    from aigw_lab.notebook.figures import target_colors
 
     targets = sorted(frame["target"].unique())
     palette = target_colors(frame["error_type"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis.pareto import pareto_frontier
 from aigw_lab.report.format import ms, quality, script_json, usd
 
 if TYPE_CHECKING:
@@ -152,8 +153,6 @@ def glance(summary: pd.DataFrame, pairs: pd.DataFrame | None, ranked: list[str])
     """A few sentences to decide from: the best target by quality, the cheapest one that is
     not clearly worse (its paired interval of the difference to the best covers zero), the
     Pareto frontier, and the targets that failed. Empty when nothing is scored."""
-    from aigw_lab.analysis.pareto import pareto_frontier
-
     esc = html.escape
     rows = summary.set_index("target")
     scored = summary[summary["quality_mean"].notna()]

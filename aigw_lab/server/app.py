@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -394,8 +395,6 @@ def served_models(gateway: Gateway) -> list[tuple[str, str]]:
 
 
 def _stream_id() -> str:
-    import uuid
-
     return uuid.uuid4().hex
 
 

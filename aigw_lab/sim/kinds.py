@@ -12,6 +12,7 @@ from typing import Any
 
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
 from aigw_lab.providers.kinds import ConfigKey, ProviderKind
+from aigw_lab.sim.catalog import DEFAULT_MODELS, SIM_PROVIDERS
 
 __all__ = ["SIMULATED", "REPLAY", "SimulatedKind", "ReplayKind"]
 
@@ -39,8 +40,6 @@ class SimulatedKind(ProviderKind):
             named = [named]
         if named:
             return tuple(str(m) for m in named)
-        from aigw_lab.sim.catalog import DEFAULT_MODELS, SIM_PROVIDERS
-
         api_format = spec.options.get("format") or SIM_PROVIDERS.get(spec.name)
         return tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format)
 

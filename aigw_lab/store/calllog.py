@@ -16,6 +16,7 @@ open a read-only copy with `CallLog.snapshot(path)`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -28,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
 from aigw_lab.store import files
+from aigw_lab.store.batches import rows_table
 from aigw_lab.store.dead_letter import LogHealth
+from aigw_lab.store.encryption import database_creator, open_encrypted
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
 from aigw_lab.store.spool import (
@@ -374,8 +377,6 @@ class CallLog:
         """
         import duckdb
 
-        from aigw_lab.store.batches import rows_table
-
         if table not in _SIDE_TABLES:
             raise StoreError(
                 f"cannot insert into {table!r}",
@@ -497,8 +498,6 @@ def open_readonly_snapshot(
         if wal.is_file():
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
         if encryption is not None:
-            from aigw_lab.store.encryption import open_encrypted
-
             what = f"a snapshot of the call log {source}"
             conn: Any = open_encrypted(copy, encryption, what=what, read_only=True)
         else:
@@ -552,12 +551,8 @@ def _connect_file(
     in_place = not path.exists() and files.is_private_dir(folder)
     try:
         if not path.exists() and not in_place:
-            from aigw_lab.store.encryption import database_creator
-
             files.create_private_database(path, database_creator(what, config, encryption))
         if encryption is not None:
-            from aigw_lab.store.encryption import open_encrypted
-
             conn: Any = open_encrypted(path, encryption, what=what, config=dict(config or {}))
         else:
             conn = duckdb.connect(str(path), config=dict(config or {}))
@@ -587,8 +582,6 @@ def _tightening_wal(
 
 
 def _open_error(path: Path, exc: Exception) -> StoreError:
-    import re
-
     message = str(exc)
     lowered = message.lower()
     if "encrypted database" in lowered and "without a key" in lowered:
