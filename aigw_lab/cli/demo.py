@@ -115,6 +115,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.gateway import Gateway
 
     if args.calls is not None and args.calls < 1:
@@ -223,6 +224,7 @@ def _targets(gateway: Any) -> list[str]:
 
 
 def _prompts(simulated: bool) -> list[dict[str, Any]]:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.datasets import load_bundled
 
     items = load_bundled()

@@ -57,6 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.gateway import Gateway
 
     if args.timeout <= 0:
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     log = args.db if args.db else None
     kinds: dict[str, str] = {}
     if args.config:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.config import load_config
 
         kinds = {spec.name: spec.kind for spec in load_config(args.config).providers}

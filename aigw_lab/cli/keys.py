@@ -123,11 +123,13 @@ def _duration(text: str) -> float:
 
 
 def _key_file(args: argparse.Namespace) -> Any:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.server.keyfile import KeyFile
 
     if args.file:
         return KeyFile(args.file)
     if args.config:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.config import read_toml
         from aigw_lab.config_security import parse_server_extras
 

@@ -127,6 +127,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Build the gateway, serve until SIGTERM/Ctrl-C; returns the process exit code. A
     `ConfigError` propagates to the CLI's main, which prints it as one line (exit 2)."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.config import load_config
     from aigw_lab.errors import ConfigError
     from aigw_lab.gateway.gateway import Gateway
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 'or key_file = "keys.json" (managed by aigw-lab keys) to the config (see '
                 "docs/serving.md), or pass --no-auth for local use",
             )
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.server.keyfile import KeyFile
 
         key_file = KeyFile(settings.key_file) if settings.key_file else None
@@ -197,6 +199,7 @@ def _banner(gateway: Any, simulated: bool, root: str, keys: Any, host: str) -> s
         )
     else:
         lines.append("aigw-lab gateway")
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.server.app import served_models
 
     models = [model for model, _ in served_models(gateway)]

@@ -39,6 +39,7 @@ def _probability(text: str) -> float:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``simulate`` subcommand to an argparse ``subparsers`` object."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.sim_server import DEFAULT_PORT
 
     parser = subparsers.add_parser(
@@ -96,6 +97,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until Ctrl-C; returns the process exit code."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.sim.fleet import SimulatedFleet
     from aigw_lab.sim_server import base_urls, serve
 

@@ -113,6 +113,7 @@ def gptcache_protocol(
     negation guards is taken, as `SemanticCache` does. GPTCache's published counts are in
     ``gptcache_correct``/``gptcache_wrong`` where they exist (NaN elsewhere).
     """
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     origins = [o for o, _ in pairs]
@@ -170,6 +171,7 @@ def threshold_table(
     duplicates (``precision``), the share of duplicates that reach it (``recall``) and the
     share of non-duplicates that do (``false_hit_rate``). ``guards`` applies the semantic
     cache's number and negation guards on top of the threshold."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     a = embedder.embed([p[0] for p in pairs])
@@ -227,6 +229,7 @@ def near_miss_table(
     them. For pairs that differ in meaning those hits are wrong answers served; for
     paraphrases they are right ones. Also the median similarity of each kind, which shows
     how close the embedding puts the near misses."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     a = embedder.embed([str(p["text_a"]) for p in pairs])

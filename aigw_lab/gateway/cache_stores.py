@@ -402,6 +402,7 @@ class DuckDBStore:
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch its rows, under the lock (a DuckDB connection runs
         one statement at a time)."""
+        # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
         import duckdb
 
         with self._lock:
@@ -425,6 +426,7 @@ def _connect(
 ) -> duckdb.DuckDBPyConnection:
     """Open the cache database, turning failures into a `StoreError` that says what to do.
     A new file is created owner-only (see `aigw_lab.store.files`)."""
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
     what = f"the cache {path}"

@@ -54,6 +54,7 @@ class LogExplorer:
     """
 
     def __init__(self, source: LogSource, *, limit: int = 200) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
 
         self.source = source

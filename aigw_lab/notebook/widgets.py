@@ -87,6 +87,7 @@ class ComparisonDashboard:
         n_boot: int = 500,
         max_points_per_target: int = 2000,
     ) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
 
         self.source = source
@@ -309,6 +310,7 @@ class ExperimentProgressView:
     def __init__(
         self, *, min_interval: float = 0.2, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
 
         self.min_interval = min_interval
@@ -353,6 +355,7 @@ class ExperimentProgressView:
             f"<b>{snapshot.errors}</b> errors; <b>${snapshot.cost_usd:.4f}</b> spent; "
             f"{snapshot.elapsed_s:.1f} s; status <code>{html.escape(snapshot.status)}</code>"
         )
+        # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
         import pandas as pd
 
         rows = pd.DataFrame(

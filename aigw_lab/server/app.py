@@ -321,6 +321,7 @@ class GatewayApp:
         """Load what the first request would otherwise wait for (a learned policy's embedding
         model), off the event loop. Runs at lifespan startup, before uvicorn accepts
         connections, so ``/health`` answers only once policies route at full speed."""
+        # lazy: the policy router loads the gateway (~0.1 s); importing the app alone skips it
         from aigw_lab.policy.router import warm_up_policies
 
         await asyncio.to_thread(warm_up_policies, self.gateway)
@@ -382,6 +383,7 @@ def _for_client(
 def served_models(gateway: Gateway) -> list[tuple[str, str]]:
     """``(model, owner)`` for every model clients may address: ``provider/model``
     addresses, and routing policies by their bare name."""
+    # lazy: the policy router loads the gateway (~0.1 s); importing the app alone skips it
     from aigw_lab.policy.router import POLICY_PROVIDER
 
     models = []

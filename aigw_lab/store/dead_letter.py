@@ -100,6 +100,7 @@ def is_row_problem(exc: BaseException) -> bool:
     """True when ``exc`` says some row's values were refused (a conversion, a constraint), so
     bisecting the batch finds the culprit; False for the database itself failing (I/O, out
     of memory, a test hook simulating a full disk), where the whole batch is retried."""
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
     # Not InvalidInputException: DuckDB also raises it for a database invalidated by an

@@ -286,6 +286,7 @@ def interrupted_record(values: tuple[Any, ...]) -> CallRecord:
 
 def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
     """The call ids of ``records`` already in the ``calls`` table of ``conn``."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     rows = list(records)
