@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.cli._args import finite_float, int_at_least
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.cli.policy_export import register_export
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,9 +121,6 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
-
-    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
-    from aigw_lab.cli.policy_export import register_export
 
     register_export(commands)
     parser.set_defaults(func=lambda args: _usage(parser))

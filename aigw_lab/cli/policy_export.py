@@ -322,8 +322,10 @@ def _held_out_evaluation(args: argparse.Namespace, router: Any) -> Any:
     # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
-    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    # lazy: import cycle: cli/policy.py imports this module to register `policy export`
     from aigw_lab.cli.policy import held_out_split, use_cached_embedder
+
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.evaluate.offline import recorded_arrays
     from aigw_lab.policy.export import Evaluation
 

@@ -17,6 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.errors import ConfigError
+from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["register", "run", "DEFAULT_PORT", "DEFAULT_DB"]
 
@@ -129,10 +131,8 @@ def run(args: argparse.Namespace) -> int:
     `ConfigError` propagates to the CLI's main, which prints it as one line (exit 2)."""
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.config import load_config
-    from aigw_lab.errors import ConfigError
     from aigw_lab.gateway.gateway import Gateway
     from aigw_lab.server import GatewayApp, KeyRing, serve
-    from aigw_lab.server_limits import ServerLimits
 
     config = load_config(args.config) if args.config else None
     settings = config.server if config is not None else None
