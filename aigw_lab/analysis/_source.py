@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from aigw_lab.store.calllog import CallLog
-
     #: What every analysis function accepts: a live `CallLog` (flushed first), an open
     #: DuckDB connection (e.g. `CallLog.snapshot`), or the path of a log file, which is
     #: opened as a read-only snapshot so another process may keep writing it.

@@ -13,14 +13,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aigw_lab.datasets.files import iter_jsonl
 from aigw_lab.datasets.items import Dataset
 from aigw_lab.errors import ConfigError
-
-if TYPE_CHECKING:
-    from aigw_lab.datasets.items import Dataset
 
 __all__ = [
     "DATASETS_ENV_VAR",

@@ -27,7 +27,6 @@ from aigw_lab.store.experiment_frame import experiment_frame
 from aigw_lab.types import Message
 
 if TYPE_CHECKING:
-    from aigw_lab.datasets.recorded import RecordedDataset
     from aigw_lab.store.calllog import CallLog
 
 __all__ = ["dataset_from_log", "conversation_id", "recorded_from_experiment"]

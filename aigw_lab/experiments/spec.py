@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.config import load_config, parse_config, read_toml
@@ -47,11 +47,6 @@ from aigw_lab.errors import AigwError, ConfigError
 from aigw_lab.experiments.experiment import Experiment
 from aigw_lab.gateway import Gateway
 from aigw_lab.scorers import build_scorer
-
-if TYPE_CHECKING:
-    from aigw_lab.datasets.items import Dataset
-    from aigw_lab.experiments.experiment import Experiment
-    from aigw_lab.gateway import Gateway
 
 __all__ = ["ExperimentSpec", "load_spec", "parse_spec", "DEFAULT_DB"]
 

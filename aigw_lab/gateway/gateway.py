@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.policy import Policy
-    from aigw_lab.store import CallLog
     from aigw_lab.store.dead_letter import LogHealth
     from aigw_lab.store.sink import CallSink, SinkHealth
 

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from aigw_lab.store.calllog import CallLog
-
 __all__ = ["summary_by_model", "errors_by_type", "cost_by"]
 
 

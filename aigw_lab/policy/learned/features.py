@@ -25,7 +25,6 @@ from aigw_lab.static_embedder import STATIC_MODEL, StaticEmbedder
 if TYPE_CHECKING:
     import numpy as np
 
-    from aigw_lab.embedding_cache import CachedEmbedder
     from aigw_lab.embeddings import Embedder
     from aigw_lab.types import ChatRequest
 
