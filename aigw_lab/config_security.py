@@ -17,8 +17,10 @@ See docs/security.md.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -27,6 +29,7 @@ from aigw_lab.config_server import SERVER_TABLE
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
 from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
+from aigw_lab.store.spool import DURABILITY_LEVELS
 
 __all__ = ["LogSettings", "parse_log_settings", "parse_server_extras", "LOG_TABLE"]
 
@@ -163,8 +166,6 @@ def parse_log_settings(table: Any, source: str, env: Mapping[str, str]) -> LogSe
 def _durability(table: Mapping[str, Any], where: str) -> tuple[str | None, float | None]:
     """``durability`` (``"os"``, ``"fsync"``, ``"none"``) and ``fsync_interval``: how the
     crash spool protects rows against the process being killed (docs/call_log.md)."""
-    from aigw_lab.store.spool import DURABILITY_LEVELS
-
     durability = table.get("durability")
     if durability is not None and durability not in DURABILITY_LEVELS:
         raise ConfigError(
@@ -191,9 +192,6 @@ def _secret(env: Mapping[str, str], name: str, where: str, key: str) -> str:
 def parse_server_extras(table: Mapping[str, Any], where: str, base_dir: Any) -> dict[str, Any]:
     """``[server] key_file`` (resolved against the config's folder) and ``signing_window``
     (seconds a signed request stays valid), for `aigw_lab.config.ServerSettings`."""
-    import os
-    from pathlib import Path
-
     # Checked here too: `aigw-lab keys --config` reads these two keys alone.
     schema = SERVER_TABLE.by_name()
     for name in ("key_file", "signing_window"):

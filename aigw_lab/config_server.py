@@ -130,6 +130,7 @@ def parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSetting
             ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
                           key.get("user"), key.get("signing", "off"))
         )  # fmt: skip
+    # lazy: import cycle: config_security imports this module's SERVER_TABLE
     from aigw_lab.config_security import parse_server_extras
 
     trust_client_user = table.get("trust_client_user", False)

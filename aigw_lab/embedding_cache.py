@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.store.files import make_private_dirs
 
 if TYPE_CHECKING:
     from aigw_lab.embeddings import Embedder
@@ -187,8 +188,6 @@ class EmbeddingCache:
             pass
 
     def _write_shard(self, model: str, keys: list[bytes], vectors: np.ndarray) -> Path:
-        from aigw_lab.store.files import make_private_dirs
-
         folder = self.folder(model)
         make_private_dirs(folder)
         payload = b"".join(keys) + vectors.astype("<f4").tobytes()

@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol, runtime_checkable
@@ -149,8 +151,7 @@ class SentenceTransformerEmbedder:
         busy 2-core machine a GSM8K prompt cost 340 ms of CPU instead of 19 ms (measured
         2026-12-06). ``OMP_NUM_THREADS``, when set, wins. The lock keeps concurrent callers
         from restoring each other's count."""
-        import os
-
+        # lazy: optional extra [semantic]: torch/transformers load in ~2 s
         import torch
 
         if "OMP_NUM_THREADS" in os.environ:
@@ -200,8 +201,7 @@ class SentenceTransformerEmbedder:
 def _quantize_int8(model: Any) -> Any:
     """``model`` with every ``torch.nn.Linear`` replaced by a dynamically quantized int8 one
     (weights per output channel: per-tensor weights lose more, cosine ~0.95 to float32)."""
-    import warnings
-
+    # lazy: optional extra [semantic]: torch/transformers load in ~2 s
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -223,6 +223,7 @@ def _quiet_model_loading() -> Iterator[None]:
     wants the bars elsewhere keeps them.
     """
     try:
+        # lazy: optional extra [semantic]: torch/transformers load in ~2 s
         from transformers.utils import logging as hf_logging
     except ImportError:  # an old sentence-transformers without transformers' switch
         yield

@@ -160,6 +160,7 @@ _TIERED: Any = object()
 def _from_genai_prices(model: str, provider_id: str | None, api_url: str | None) -> _Resolved:
     """Look a model up in genai-prices (offline data shipped with the package)."""
     try:
+        # lazy: genai-prices (with pydantic) loads in ~0.2 s; only an unknown price needs it
         from genai_prices import Usage as GPUsage
         from genai_prices import calc_price
     except ImportError:  # pragma: no cover - genai-prices is a dependency

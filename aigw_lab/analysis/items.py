@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.analysis._source import default_scorer, open_source, units_cte
+from aigw_lab.analysis.breakdown import item_quality
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,8 +65,6 @@ def item_ranking(
 ) -> pd.DataFrame:
     """Every item of the experiment, most instructive first: ``spread`` (best minus worst
     target's quality; NaN when unscored), ``failed`` units, number of ``targets``."""
-    from aigw_lab.analysis.breakdown import item_quality
-
     per_item = item_quality(source, experiment_id=experiment_id, scorer=scorer)
     frame = rank_items(per_item)
     frame.attrs.update({"experiment_id": experiment_id, "scorer": per_item.attrs.get("scorer")})
@@ -170,6 +169,7 @@ def unit_spread(source: LogSource, *, experiment_id: str | None = None) -> pd.Da
     """Per target and metric (``latency_ms``: units that ended ok; ``cost_usd``: units that
     spent anything), over every unit: ``n``, ``p05``, ``q1``, ``median``, ``q3``, ``p95``
     (linear interpolation) and ``mean``: what a box plot needs, without sending the units."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     with open_source(source) as read:

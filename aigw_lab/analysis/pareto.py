@@ -20,6 +20,7 @@ def mark_frontier(
     good, and strictly better on one of the two. Targets missing either value are never on
     it. Two targets with identical cost and quality are both on it.
     """
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
 
     for column in (cost, quality):

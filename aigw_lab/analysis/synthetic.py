@@ -10,6 +10,7 @@ so tests can check the SQL against an independent calculation.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -106,8 +107,6 @@ def synthetic_experiment_log(
     traces. Successful units get a 0/1 score by ``scorer`` drawn with the target's accuracy.
     The log is flushed before returning.
     """
-    import random
-
     rng = random.Random(seed)
     run_ids = [f"syn-run-{experiment_id}-1", f"syn-run-{experiment_id}-2"]
     result = SyntheticExperiment(experiment_id, run_ids, scorer, tuple(targets))

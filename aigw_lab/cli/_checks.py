@@ -37,6 +37,7 @@ def log_to_read(db: Path | None, config: str | None) -> tuple[Path, Any]:
     config's ``[log] encryption_key_env``."""
     encryption = None
     if config is not None:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.config import load_config
 
         parsed = load_config(config)
@@ -60,6 +61,7 @@ def check_scorer_in_log(
 ) -> None:
     """A `ConfigError` listing the scorers there are when the log at ``db`` has no score by
     ``scorer`` (in ``experiment_id``, when given)."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.store import CallLog
 
     conn = CallLog.snapshot(db, encryption=encryption)

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import itertools
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -114,6 +115,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.gateway import Gateway
 
     if args.calls is not None and args.calls < 1:
@@ -182,8 +184,6 @@ def _check_db_path(db: str) -> str:
 
 
 def _real_specs(names: str) -> tuple[list[ProviderSpec], list[str]]:
-    import os
-
     specs: list[ProviderSpec] = []
     models: list[str] = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
@@ -224,6 +224,7 @@ def _targets(gateway: Any) -> list[str]:
 
 
 def _prompts(simulated: bool) -> list[dict[str, Any]]:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.datasets import load_bundled
 
     items = load_bundled()

@@ -12,7 +12,7 @@ from typing import Any
 from aigw_lab.cli._args import describe, finite_float
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.cli.demo import REAL_PROVIDER_DEFAULTS
-from aigw_lab.errors import AigwError
+from aigw_lab.errors import AigwError, ConfigError
 
 __all__ = ["register", "run"]
 
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aigw_lab.errors import ConfigError
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.gateway import Gateway
 
     if args.timeout <= 0:
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     log = args.db if args.db else None
     kinds: dict[str, str] = {}
     if args.config:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.config import load_config
 
         kinds = {spec.name: spec.kind for spec in load_config(args.config).providers}
@@ -98,8 +99,6 @@ def default_targets(gateway: Any, config: str | None, kinds: dict[str, str]) -> 
     any model name), its kind's (``kinds``: provider name -> kind) cheap default model
     (`PROBE_MODELS`). A provider of a kind
     without a default is a `ConfigError` naming what to add, raised before any probe."""
-    from aigw_lab.errors import ConfigError
-
     targets: list[str] = []
     unprobeable: list[str] = []
     for provider, models in gateway.list_models().items():

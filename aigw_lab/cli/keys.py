@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aigw_lab.cli._verbs import VERBS
@@ -122,13 +123,13 @@ def _duration(text: str) -> float:
 
 
 def _key_file(args: argparse.Namespace) -> Any:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.server.keyfile import KeyFile
 
     if args.file:
         return KeyFile(args.file)
     if args.config:
-        from pathlib import Path
-
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.config import read_toml
         from aigw_lab.config_security import parse_server_extras
 

@@ -132,6 +132,7 @@ async def drive(
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.datasets import load_bundled
     from aigw_lab.gateway import Gateway
 

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from aigw_lab import __version__
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import AigwError
 
@@ -41,8 +42,6 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     that tests and tools walk); with one, only that verb's parser is built and the others
     are placeholders carrying their name and one-line help, which is all ``aigw-lab --help``
     and an invalid-choice error show. A ``verb`` that is not a subcommand builds none."""
-    from aigw_lab import __version__
-
     parser = argparse.ArgumentParser(
         prog="aigw-lab",
         description="AI gateway lab: a gateway over LLM providers (or an offline simulated "

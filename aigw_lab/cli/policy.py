@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.cli._args import finite_float, int_at_least
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.cli.policy_export import register_export
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -121,8 +122,6 @@ def register(subparsers: Any) -> None:
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
-    from aigw_lab.cli.policy_export import register_export
-
     register_export(commands)
     parser.set_defaults(func=lambda args: _usage(parser))
 
@@ -158,6 +157,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def load_data(name: str, data_dir: str | None = None) -> RecordedDataset:
     """The recorded dataset a ``--data`` name stands for."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.datasets import recorded_sources as sources
 
     if (
@@ -211,6 +211,7 @@ def _candidates(data: RecordedDataset) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.calibrate import calibrate
     from aigw_lab.policy.learned import Decision, train_router
     from aigw_lab.policy.learned.features import cached_embedder, make_embedder
@@ -314,6 +315,7 @@ def _ci_dict(ci: Any) -> dict[str, float]:
 
 
 def _evaluate(router: LearnedRouter, test: RecordedDataset, X: Any, n_boot: int) -> dict[str, Any]:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.evaluate.offline import TwoModelResult, evaluate_router
 
     result = evaluate_router(router, test, embeddings=X, n_boot=n_boot)
@@ -361,6 +363,7 @@ def _print_report(report: dict[str, Any], calibration: Any = None) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.learned import LearnedRouter
     from aigw_lab.policy.learned.features import make_embedder
     from aigw_lab.policy.policyfile import load_policy
@@ -411,6 +414,7 @@ def use_cached_embedder(router: LearnedRouter, cache_dir: str | None) -> None:
     """Give ``router`` one embedder for the whole command, behind the on-disk embedding
     cache: prompts embedded by an earlier command are read back, and the model is loaded
     (once) only if some prompt is new."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.embedding_cache import CachedEmbedder
     from aigw_lab.policy.learned.features import cached_embedder, make_embedder
 

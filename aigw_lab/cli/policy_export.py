@@ -135,6 +135,7 @@ def default_homes(addresses: list[str]) -> dict[str, str]:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.export import export
     from aigw_lab.policy.export._deployments import policy_addresses
     from aigw_lab.policy.policyfile import load_policy, read_policy_document
@@ -186,6 +187,7 @@ def _target_options(args: argparse.Namespace, targets: list[str]) -> dict[str, A
         if any(a.startswith(f"{name}/") for a in address_map.values())
     }
     if args.config is not None:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.config import load_config
 
         providers.update({spec.name: spec for spec in load_config(args.config).providers})
@@ -317,9 +319,13 @@ def _cli_errors(action: Any) -> Any:
 def _held_out_evaluation(args: argparse.Namespace, router: Any) -> Any:
     """The exporters' `Evaluation` of a learned policy: its decisions and the recorded
     outcomes of every target on the policy's held-out items."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
+    # lazy: import cycle: cli/policy.py imports this module to register `policy export`
     from aigw_lab.cli.policy import held_out_split, use_cached_embedder
+
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.evaluate.offline import recorded_arrays
     from aigw_lab.policy.export import Evaluation
 

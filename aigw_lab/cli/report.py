@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.cli._checks import check_output_file, check_scorer_in_log, log_to_read
     from aigw_lab.report import write_report
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         check_scorer_in_log(db, args.scorer, args.experiment, encryption=encryption)
     source: Any = db
     if encryption is not None:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.store import CallLog
 
         source = CallLog.snapshot(db, encryption=encryption)

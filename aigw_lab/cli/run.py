@@ -89,6 +89,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the experiment file; returns the process exit code. A `ConfigError` (or any
     other `AigwError`) propagates to the CLI's main, which prints it without a traceback."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.experiments.estimate import estimate_cost
     from aigw_lab.experiments.runner import run_experiment
     from aigw_lab.experiments.spec import load_spec
@@ -185,12 +186,14 @@ def _encrypting_config(path: str | None) -> str | None:
     it: ``aigw-lab report --config``), else None."""
     if path is None:
         return None
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.config import load_config
 
     return path if "encryption" in load_config(path).log_options else None
 
 
 def _report(result: Any, where: Any, args: argparse.Namespace, config: str | None) -> None:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     print()

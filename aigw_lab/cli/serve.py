@@ -17,6 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.errors import ConfigError
+from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["register", "run", "DEFAULT_PORT", "DEFAULT_DB"]
 
@@ -127,11 +129,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Build the gateway, serve until SIGTERM/Ctrl-C; returns the process exit code. A
     `ConfigError` propagates to the CLI's main, which prints it as one line (exit 2)."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.config import load_config
-    from aigw_lab.errors import ConfigError
     from aigw_lab.gateway.gateway import Gateway
     from aigw_lab.server import GatewayApp, KeyRing, serve
-    from aigw_lab.server_limits import ServerLimits
 
     config = load_config(args.config) if args.config else None
     settings = config.server if config is not None else None
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 'or key_file = "keys.json" (managed by aigw-lab keys) to the config (see '
                 "docs/serving.md), or pass --no-auth for local use",
             )
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
         from aigw_lab.server.keyfile import KeyFile
 
         key_file = KeyFile(settings.key_file) if settings.key_file else None
@@ -197,6 +199,7 @@ def _banner(gateway: Any, simulated: bool, root: str, keys: Any, host: str) -> s
         )
     else:
         lines.append("aigw-lab gateway")
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.server.app import served_models
 
     models = [model for model, _ in served_models(gateway)]

@@ -10,7 +10,10 @@ from typing import Any
 
 from aigw_lab.cli._args import finite_float, port
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.errors import ConfigError
 from aigw_lab.sim.catalog import FAULT_KINDS
+from aigw_lab.sim.fleet import SimulatedFleet
+from aigw_lab.sim_server import DEFAULT_PORT, base_urls
 
 __all__ = ["register", "run"]
 
@@ -38,8 +41,6 @@ def _probability(text: str) -> float:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``simulate`` subcommand to an argparse ``subparsers`` object."""
-    from aigw_lab.sim_server import DEFAULT_PORT
-
     parser = subparsers.add_parser(
         "simulate",
         help=VERBS["simulate"],
@@ -95,9 +96,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until Ctrl-C; returns the process exit code."""
-    from aigw_lab.errors import ConfigError
-    from aigw_lab.sim.fleet import SimulatedFleet
-    from aigw_lab.sim_server import base_urls, serve
+    # lazy: looked up when called, so a test can replace sim_server.serve (no real server)
+    from aigw_lab.sim_server import serve
 
     faults: dict[str, Any] = {"fault_rate": args.fault_rate}
     faults.update({k: getattr(args, k) for k in FAULT_KINDS if getattr(args, k) is not None})

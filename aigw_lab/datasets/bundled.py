@@ -13,13 +13,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aigw_lab.datasets.files import iter_jsonl
+from aigw_lab.datasets.items import Dataset
 from aigw_lab.errors import ConfigError
-
-if TYPE_CHECKING:
-    from aigw_lab.datasets.items import Dataset
 
 __all__ = [
     "DATASETS_ENV_VAR",
@@ -117,7 +115,5 @@ def _check_item(item: Any, path: Path, number: int) -> None:
 
 def bundled_dataset(name: str | None = None) -> Dataset:
     """A bundled dataset as a `Dataset` (``source`` is ``"bundled:<name>"``)."""
-    from aigw_lab.datasets.items import Dataset
-
     name = name or DEFAULT_DATASET
     return Dataset.from_records(name, load_bundled(name), source=f"bundled:{name}")

@@ -21,11 +21,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigw_lab.datasets.items import Dataset, DatasetItem
+from aigw_lab.datasets.recorded import RecordedDataset
 from aigw_lab.errors import ConfigError
+from aigw_lab.store.experiment_frame import experiment_frame
 from aigw_lab.types import Message
 
 if TYPE_CHECKING:
-    from aigw_lab.datasets.recorded import RecordedDataset
     from aigw_lab.store.calllog import CallLog
 
 __all__ = ["dataset_from_log", "conversation_id", "recorded_from_experiment"]
@@ -255,9 +256,6 @@ def recorded_from_experiment(
     the first ok answer as the output, and the mean logged tokens and cost (real usage and
     prices here, not estimates). ``dataset`` is the experiment's dataset, for the prompts.
     """
-    from aigw_lab.datasets.recorded import RecordedDataset
-    from aigw_lab.store.experiment_frame import experiment_frame
-
     frame = experiment_frame(log, experiment_id)
     column = f"score_{scorer}"
     if frame.empty:

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.datasets.files import existing_file, iter_jsonl
 from aigw_lab.errors import ConfigError
 from aigw_lab.types import ChatRequest, Message
 
@@ -165,8 +166,6 @@ class Dataset:
     @classmethod
     def from_jsonl(cls, path: str | Path, *, name: str | None = None) -> Dataset:
         """Read a JSONL file of records in the bundled shape (one JSON object per line)."""
-        from aigw_lab.datasets.files import existing_file, iter_jsonl
-
         path = existing_file(path, "dataset")
         items = []
         for number, record in iter_jsonl(path, "dataset"):
@@ -245,6 +244,7 @@ class Dataset:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per item: id, prompt, reference, category, difficulty, system, metadata."""
+        # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
         import pandas as pd
 
         return pd.DataFrame(

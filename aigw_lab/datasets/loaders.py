@@ -440,6 +440,7 @@ def _hf_datasets() -> Any:
         "yourself and use from_dataframe"
     )
     try:
+        # lazy: optional: Hugging Face `datasets`, only to download a dataset
         import datasets as hf_datasets
     except ImportError as exc:
         raise ConfigError(

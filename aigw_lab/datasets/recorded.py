@@ -188,6 +188,7 @@ class RecordedDataset:
         (estimated tokens times ``prices``, default `LIST_PRICES`; a missing output adds no
         output cost; an unpriced model gets NaN). Columns ``input_tokens``,
         ``output_tokens`` and ``cost_usd`` already in ``frame`` are kept as they are."""
+        # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
         import numpy as np
         import pandas as pd
 

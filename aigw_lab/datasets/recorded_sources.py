@@ -70,6 +70,7 @@ def _folder(name: str, data_dir: str | Path | None) -> Path:
 
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     if not path.is_file():
@@ -87,6 +88,7 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 def _read_csv(path: Path) -> pd.DataFrame:
     """A CSV file with every cell as text, exactly as written: a response such as ``9`` or
     ``None`` stays that text (pandas would otherwise turn it into a number or a NaN)."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     if not path.is_file():
@@ -203,6 +205,7 @@ def load_routellm(
 def _long(frame: pd.DataFrame, columns: dict[str, tuple[str, str | None]]) -> Any:
     """Tidy outcome rows of a RouteLLM table: per model, its score column and its response
     column (if any) as the output."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     parts = []
@@ -221,6 +224,7 @@ def _long(frame: pd.DataFrame, columns: dict[str, tuple[str, str | None]]) -> An
 
 
 def _routellm_mmlu(folder: Path, contaminated: set[str]) -> tuple[Dataset, pd.DataFrame]:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     frames = []
@@ -300,6 +304,7 @@ def _final_answer(solution: str) -> str:
 def _routellm_mt_bench(
     folder: Path, contaminated: set[str], which: str
 ) -> tuple[Dataset, pd.DataFrame]:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     questions = load_mt_bench_questions(folder / "question.jsonl", name="routellm_mt_bench")
@@ -333,6 +338,7 @@ def load_arena_bench(*, data_dir: str | Path | None = None) -> RecordedDataset:
 
     Caveat: the judge and the reference are both GPT-4, so expect self-preference bias.
     """
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     folder = _folder("arena_bench_v1", data_dir)
@@ -447,6 +453,7 @@ def load_gsm8k_gpt3(*, data_dir: str | Path | None = None) -> RecordedDataset:
     These models were never sold, so they have no price: costs are unknown (None); the
     verification variants also sampled 100 solutions per question, which one output hides.
     """
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     folder = _folder("gsm8k_gpt3_6b_175b", data_dir)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aigw_lab.datasets import recorded_sources as sources
+from aigw_lab.datasets.routerbench import load_routerbench
 from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,11 +29,7 @@ RECORDINGS: tuple[str, ...] = (
 def load_recording(name: str) -> RecordedDataset:
     """The shared-data recording called ``name`` (one of `RECORDINGS`), or a RouterBench
     pickle when ``name`` is a path ending in ``.pkl``."""
-    from aigw_lab.datasets import recorded_sources as sources
-
     if name.endswith(".pkl"):
-        from aigw_lab.datasets.routerbench import load_routerbench
-
         return load_routerbench(name)
     if name.startswith("routellm/") and name in RECORDINGS:
         return sources.load_routellm(name.partition("/")[2])

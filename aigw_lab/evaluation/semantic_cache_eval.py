@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aigw_lab.embeddings import Embedder
+from aigw_lab.datasets import bundled_datasets_dir
+from aigw_lab.embeddings import Embedder, SentenceTransformerEmbedder
 from aigw_lab.gateway.semantic_cache import same_meaning_markers
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ def gptcache_protocol(
     negation guards is taken, as `SemanticCache` does. GPTCache's published counts are in
     ``gptcache_correct``/``gptcache_wrong`` where they exist (NaN elsewhere).
     """
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     origins = [o for o, _ in pairs]
@@ -169,6 +171,7 @@ def threshold_table(
     duplicates (``precision``), the share of duplicates that reach it (``recall``) and the
     share of non-duplicates that do (``false_hit_rate``). ``guards`` applies the semantic
     cache's number and negation guards on top of the threshold."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     a = embedder.embed([p[0] for p in pairs])
@@ -206,8 +209,6 @@ def load_near_miss_pairs(path: str | Path | None = None) -> list[dict[str, objec
     negation: a hit would be wrong) or ``paraphrase`` (the same question reworded, numbers
     and negations kept: a hit is right)."""
     if path is None:
-        from aigw_lab.datasets import bundled_datasets_dir
-
         path = bundled_datasets_dir() / "pairs" / "semantic_near_misses.jsonl"
     with Path(path).open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
@@ -228,6 +229,7 @@ def near_miss_table(
     them. For pairs that differ in meaning those hits are wrong answers served; for
     paraphrases they are right ones. Also the median similarity of each kind, which shows
     how close the embedding puts the near misses."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     a = embedder.embed([str(p["text_a"]) for p in pairs])
@@ -281,8 +283,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="QQP pairs to sample for the guard slice, the pairs where a guard fires (0: skip)",
     )
     args = parser.parse_args(argv)
-
-    from aigw_lab.embeddings import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(args.model)
     mock = load_mock_pairs()

@@ -26,6 +26,7 @@ from aigw_lab.experiments.expected_output import (
     OUTPUT_SOURCES,
     OutputExpectations,
 )
+from aigw_lab.experiments.records import done_units, spent_usd
 from aigw_lab.gateway.budget_limits import estimate_input_tokens
 from aigw_lab.gateway.records import EXPERIMENT_KEY
 from aigw_lab.sim.replay import ReplayProvider
@@ -122,8 +123,6 @@ def estimate_cost(
     ``output_tokens`` is what a unit is assumed to answer when no source knows better and
     the request sets no ``max_tokens``.
     """
-    from aigw_lab.experiments.records import done_units, spent_usd
-
     units: Iterable[Unit] = experiment.units()
     spent = 0.0
     skipped = 0

@@ -37,6 +37,7 @@ Every expectation is capped at the request's ``max_tokens`` when it sets one. Ca
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,8 +100,6 @@ def reference_tokens(item: DatasetItem) -> int | None:
     if isinstance(reference, str):
         text = reference
     else:
-        import json
-
         try:
             text = json.dumps(reference, ensure_ascii=False, separators=(", ", ": "))
         except (TypeError, ValueError):  # not JSON after all: its text is a fair stand-in

@@ -299,6 +299,7 @@ def _make_display(
     clock: Callable[[], float],
 ) -> _Display:
     try:
+        # lazy: optional: tqdm draws progress only when installed and asked for
         from tqdm.auto import tqdm as auto_tqdm
         from tqdm.std import tqdm as text_tqdm
     except ImportError:  # tqdm is optional: plain lines then, the run is the same

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab import __version__
 from aigw_lab.errors import ConfigError
 from aigw_lab.types import ChatResponse, Latency, Usage
 
@@ -46,8 +47,6 @@ class DatasetChangedWarning(UserWarning):
 def code_version() -> str:
     """``aigw_lab.__version__``, plus ``+g<commit>`` (and ``.dirty``) when the package runs
     from a git checkout and git is installed; never fails."""
-    from aigw_lab import __version__
-
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(

@@ -37,16 +37,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aigw_lab._keys import reject_unknown_keys
-from aigw_lab.config import read_toml
+from aigw_lab.config import load_config, parse_config, read_toml
+from aigw_lab.datasets import Dataset, bundled_dataset
+from aigw_lab.datasets.recordings import load_recording
 from aigw_lab.errors import AigwError, ConfigError
-
-if TYPE_CHECKING:
-    from aigw_lab.datasets.items import Dataset
-    from aigw_lab.experiments.experiment import Experiment
-    from aigw_lab.gateway import Gateway
+from aigw_lab.experiments.experiment import Experiment
+from aigw_lab.gateway import Gateway
+from aigw_lab.scorers import build_scorer
 
 __all__ = ["ExperimentSpec", "load_spec", "parse_spec", "DEFAULT_DB"]
 
@@ -118,8 +118,6 @@ class ExperimentSpec:
         """The `Experiment`, with its scorers built for ``gateway``. A target the gateway
         cannot reach (no such provider, or a model its provider does not serve) is a
         `ConfigError` now: otherwise every unit of that target would be sent and fail."""
-        from aigw_lab.experiments.experiment import Experiment
-
         self.check_targets(gateway)
         return Experiment(
             self.name,
@@ -155,8 +153,6 @@ class ExperimentSpec:
         """The file's scorers built for ``gateway`` (a judge calls its model through it)."""
         if not self.scorers:
             return []
-        from aigw_lab.scorers import build_scorer  # imported only when a file names scorers
-
         built = []
         for index, spec in enumerate(self.scorers):
             try:
@@ -177,9 +173,6 @@ class ExperimentSpec:
         replaces the file's own gateway settings; ``db`` (--db) its call log path. The log is
         always a file (`DEFAULT_DB` when nothing names one): results and resuming live there.
         """
-        from aigw_lab.config import load_config, parse_config
-        from aigw_lab.gateway import Gateway
-
         if config is not None or self.gateway_config is not None:
             path = config if config is not None else self.gateway_config
             gateway_config = load_config(path)  # type: ignore[arg-type]
@@ -364,8 +357,6 @@ def _provenance(
 def _check_definition(spec: ExperimentSpec) -> None:
     """Validate targets, params and counts now, so the file's mistakes surface before a
     gateway or log is opened (scorers are checked when built)."""
-    from aigw_lab.experiments.experiment import Experiment
-
     try:
         Experiment(
             spec.name,
@@ -382,14 +373,10 @@ def _check_definition(spec: ExperimentSpec) -> None:
 
 
 def _dataset(section: Mapping[str, Any], base: Path, where: str) -> Dataset:
-    from aigw_lab.datasets import Dataset, bundled_dataset
-
     reference = _string(section, "dataset", where, required=True)
     if reference.startswith("bundled:"):
         dataset = bundled_dataset(reference.removeprefix("bundled:") or None)
     elif reference.startswith("recorded:"):
-        from aigw_lab.datasets.recordings import load_recording
-
         dataset = load_recording(reference.removeprefix("recorded:")).dataset
     else:
         path = Path(reference).expanduser()

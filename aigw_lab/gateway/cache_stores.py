@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache_common import stored_answer
+from aigw_lab.store import encryption as encrypted
+from aigw_lab.store import files
+from aigw_lab.store.files import tighten
 from aigw_lab.types import ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -355,8 +358,6 @@ class DuckDBStore:
         )
         if isinstance(self.path, Path):
             # DuckDB recreates its write-ahead log with the process umask after checkpoints.
-            from aigw_lab.store.files import tighten
-
             tighten(self.path.with_name(self.path.name + ".wal"))
 
     def delete(self, key: str) -> bool:
@@ -401,6 +402,7 @@ class DuckDBStore:
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch its rows, under the lock (a DuckDB connection runs
         one statement at a time)."""
+        # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
         import duckdb
 
         with self._lock:
@@ -424,10 +426,8 @@ def _connect(
 ) -> duckdb.DuckDBPyConnection:
     """Open the cache database, turning failures into a `StoreError` that says what to do.
     A new file is created owner-only (see `aigw_lab.store.files`)."""
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
-
-    from aigw_lab.store import encryption as encrypted
-    from aigw_lab.store import files
 
     what = f"the cache {path}"
     if isinstance(path, Path):

@@ -50,6 +50,8 @@ from aigw_lab.providers.base import (
     ProviderSpec,
 )
 from aigw_lab.providers.registry import default_registry
+from aigw_lab.store import CallLog
+from aigw_lab.store.queries import summary_by_model
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
 from aigw_lab.types import ChatRequest, ChatResponse, Message
 
@@ -57,7 +59,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.policy import Policy
-    from aigw_lab.store import CallLog
     from aigw_lab.store.dead_letter import LogHealth
     from aigw_lab.store.sink import CallSink, SinkHealth
 
@@ -168,8 +169,6 @@ class Gateway:
         if log is None or log is False:
             self._log = None
         elif isinstance(log, (str, os.PathLike)):
-            from aigw_lab.store import CallLog
-
             self._log = CallLog(log, **(log_options or {}))
             self._owns_log = True
         else:
@@ -348,8 +347,6 @@ class Gateway:
 
     def summary(self, **filters: Any) -> pd.DataFrame:
         """Per provider/model: calls, errors, latency percentiles, tokens and cost, from the log."""
-        from aigw_lab.store.queries import summary_by_model
-
         return summary_by_model(self._require_log(), **filters)
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:

@@ -13,10 +13,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aigw_lab.errors import ConfigError, UnknownModelError, UnknownProviderError
+from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
 from aigw_lab.providers.base import HttpClients, Price, Provider, ProviderSpec
 from aigw_lab.providers.base_provider import traits
 from aigw_lab.providers.kinds import ProviderKind
-from aigw_lab.providers.registry import default_registry
+from aigw_lab.providers.registry import build_provider, default_registry
 
 if TYPE_CHECKING:
     from aigw_lab.gateway.middleware import CallContext, Middleware
@@ -69,8 +70,6 @@ class Targets:
         with self._lock:
             found = self.providers.get(name)
             if found is None:
-                from aigw_lab.providers.registry import build_provider
-
                 found = build_provider(spec, self._clients, env=self._env)
                 self.providers[name] = found
         return found
@@ -147,8 +146,6 @@ class Targets:
         """Fallback targets of a `Retry` given in Python must name providers (and models)
         this gateway has, as ``[fallbacks]`` in a config file must: a typo would otherwise
         show itself only in the outage the fallback was meant for."""
-        from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets
-
         # Any middleware may hold fallbacks (a custom retry does not have to).
         fallbacks = [
             found

@@ -32,6 +32,7 @@ _MAX_NLIST = 65_536
 
 def _import_faiss() -> Any:
     try:
+        # lazy: optional extra (faiss-cpu), only for an IVF index
         import faiss
     except ImportError as exc:
         raise ConfigError(

@@ -15,6 +15,9 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.store.calllog import CallLog
+from aigw_lab.store.schema import apply_migrations
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
@@ -35,6 +38,7 @@ class FigurePane:
     shown (what tests and callers read); ``widget`` is what goes into a layout."""
 
     def __init__(self) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
 
         self.figure: go.Figure | None = None
@@ -53,6 +57,7 @@ class FigurePane:
 def figure_bundle(figure: go.Figure) -> dict[str, Any]:
     """``figure`` as a mime bundle: plotly's JSON mime type (the figure's data, no plotly.js)
     and a line of plain text for frontends that cannot draw it."""
+    # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
     import plotly.io as pio
 
     bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
@@ -65,8 +70,6 @@ def readable_source(source: Any) -> Any:
     """``source`` as a view can read it now: a `CallLog` closed since the view was made (a
     notebook's last cell closing its gateway) is read from its file, so the views still on
     screen keep answering their filters. Anything else is returned as it is."""
-    from aigw_lab.store.calllog import CallLog
-
     if isinstance(source, CallLog) and source.closed and str(source.path) != ":memory:":
         return source.path
     return source
@@ -85,9 +88,8 @@ def filtered_copy(read: Any, where: str, params: Sequence[Any] = ()) -> duckdb.D
     The copy gets the real schema (the store's migrations), so its column types are those
     of a log file whatever pandas made of the rows on the way.
     """
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
-
-    from aigw_lab.store.schema import apply_migrations
 
     calls = read(f"SELECT * FROM calls WHERE {where}", params)
     scores = read(
@@ -133,6 +135,7 @@ def frame_html(
 
 
 def _cell(value: Any, spec: str | None) -> str:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from aigw_lab.analysis.pareto import pareto_frontier
+
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
@@ -47,6 +49,7 @@ def latency_distribution(
     """Box plot per target of the logical latency (or ``metric``, e.g. ``"ttft_ms"``) of the
     units that ended ok, from `aigw_lab.analysis.unit_frame`. Boxes show the quartiles and
     whiskers; hovering shows the numbers."""
+    # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
     import plotly.graph_objects as go
 
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
@@ -77,6 +80,7 @@ def latency_distribution(
 def cost_bars(summary: pd.DataFrame, *, colors: Mapping[str, str] | None = None) -> go.Figure:
     """Bar per target of the cost per unit (USD, retries and fallbacks included), from
     `aigw_lab.analysis.target_summary`; hover adds the total cost and the unit count."""
+    # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
     import plotly.graph_objects as go
 
     palette = _colors(colors, summary["target"])
@@ -114,9 +118,8 @@ def quality_vs_cost(
     """Scatter of quality against cost per call, one point (trace) per target with its
     bootstrap interval as error bars; simulated targets drawn as open diamonds; with
     ``frontier``, the Pareto frontier (`aigw_lab.analysis.pareto_frontier`) as a line."""
+    # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
     import plotly.graph_objects as go
-
-    from aigw_lab.analysis.pareto import pareto_frontier
 
     palette = _colors(colors, summary["target"])
     scorer = summary.attrs.get("scorer")
@@ -185,6 +188,7 @@ def error_breakdown(errors: pd.DataFrame) -> go.Figure:
     """Stacked bars of failed attempts per target, one colour per error type (the colours
     here tell error types apart, not targets), from `aigw_lab.analysis.errors_by_target`;
     hover adds how many units ended in that error."""
+    # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
     import plotly.graph_objects as go
 
     figure = go.Figure()
@@ -219,6 +223,7 @@ def error_breakdown(errors: pd.DataFrame) -> go.Figure:
 def cost_over_time(frame: pd.DataFrame, *, colors: Mapping[str, str] | None = None) -> go.Figure:
     """Cumulative cost per group over time, one line per group, from
     `aigw_lab.analysis.cost_over_time` (grouped by target unless it says otherwise)."""
+    # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
     import plotly.graph_objects as go
 
     by = frame.attrs.get("by", "target")

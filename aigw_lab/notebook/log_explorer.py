@@ -10,6 +10,7 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis import open_source
 from aigw_lab.notebook._panes import frame_html, readable_source
 
 if TYPE_CHECKING:
@@ -53,9 +54,8 @@ class LogExplorer:
     """
 
     def __init__(self, source: LogSource, *, limit: int = 200) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
-
-        from aigw_lab.analysis import open_source
 
         self.source = source
         self.limit = limit
@@ -111,8 +111,6 @@ class LogExplorer:
 
     def run(self) -> pd.DataFrame:
         """Search with the current filters, list the results and return them."""
-        from aigw_lab.analysis import open_source
-
         conditions, params = self._conditions()
         with open_source(readable_source(self.source)) as read:
             frame = read(
@@ -146,8 +144,6 @@ class LogExplorer:
 
     def select(self, call_id: str) -> dict[str, Any]:
         """Show the call ``call_id`` (any call of the log) in the detail pane; return it."""
-        from aigw_lab.analysis import open_source
-
         with open_source(readable_source(self.source)) as read:
             rows = read("SELECT * FROM calls WHERE call_id = ?", [call_id])
         if rows.empty:

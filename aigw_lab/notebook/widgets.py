@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis import experiments_frame, open_source
 from aigw_lab.errors import AigwError
+from aigw_lab.notebook import figures
 from aigw_lab.notebook._panes import (
     FigurePane,
     filtered_copy,
@@ -27,6 +29,7 @@ from aigw_lab.notebook._panes import (
     json_path,
     readable_source,
 )
+from aigw_lab.notebook.figures import target_colors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,9 +81,8 @@ class ComparisonDashboard:
         n_boot: int = 500,
         max_points_per_target: int = 2000,
     ) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
-
-        from aigw_lab.analysis import experiments_frame
 
         self.source = source
         self.scorer = scorer
@@ -144,8 +146,9 @@ class ComparisonDashboard:
 
     def refresh(self) -> None:
         """Query the log with the current filters and redraw the table and figures."""
+        # lazy: looked up per call, so a test can replace one on aigw_lab.analysis
+        # (tests/notebook/test_widgets.py makes target_summary fail)
         from aigw_lab.analysis import errors_by_target, target_summary, unit_frame
-        from aigw_lab.notebook import figures
 
         experiment_id = self.experiment.value
         source, owned = self._filtered_source()
@@ -200,8 +203,6 @@ class ComparisonDashboard:
         source = readable_source(self.source)
         if self.category.value is None and not self.tags.value:
             return source, False
-        from aigw_lab.analysis import open_source
-
         conditions, params = self._conditions()
         with open_source(source) as read:
             return filtered_copy(read, " AND ".join(conditions), params), True
@@ -223,9 +224,6 @@ class ComparisonDashboard:
 
     def _load_options(self) -> None:
         """Fill the target, category and tag choices from the chosen experiment."""
-        from aigw_lab.analysis import open_source
-        from aigw_lab.notebook.figures import target_colors
-
         where, params = "TRUE", []
         if self.experiment.value is not None:
             where, params = "experiment_id = ?", [self.experiment.value]
@@ -310,6 +308,7 @@ class ExperimentProgressView:
     def __init__(
         self, *, min_interval: float = 0.2, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        # lazy: ipywidgets (with IPython) loads in ~0.5 s; only a notebook needs it
         import ipywidgets as widgets
 
         self.min_interval = min_interval
@@ -354,6 +353,7 @@ class ExperimentProgressView:
             f"<b>{snapshot.errors}</b> errors; <b>${snapshot.cost_usd:.4f}</b> spent; "
             f"{snapshot.elapsed_s:.1f} s; status <code>{html.escape(snapshot.status)}</code>"
         )
+        # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
         import pandas as pd
 
         rows = pd.DataFrame(

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.base import POLICY_TAG, Policy, RouteDecision, check_name, check_target
+from aigw_lab.store.scores import scores_frame
 from aigw_lab.types import ChatRequest
 
 if TYPE_CHECKING:
@@ -153,8 +154,6 @@ class AdaptiveSplit(Policy):
         call this policy routed (tag ``aigw_policy`` = the policy's name), one observation per
         call (the mean of its scores). The log is the source of truth: this replaces what
         `record` added. Returns the winner, if the stopping rule fires."""
-        from aigw_lab.store.scores import scores_frame
-
         scores = scores_frame(log, scorer=self.metric)
         fresh = {t: ArmStats() for t in self.arms}
         if len(scores):

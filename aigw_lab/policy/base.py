@@ -132,7 +132,7 @@ class Policy:
     def route_stage(policies: Mapping[str, Policy]) -> PolicyRouter:
         """The gateway's route stage for ``policies``: `Gateway(policies=...)` asks a policy
         for it (see `aigw_lab.gateway.route`), so the gateway never imports this package."""
-        # Imported here, not at the top: the router loads the whole gateway package (and
+        # lazy: the router loads the whole gateway package (and
         # imports this module), which reading, saving or exporting a policy never needs.
         from aigw_lab.policy.router import PolicyRouter
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.evaluate.metrics import MetricCI
+from aigw_lab.policy.evaluate.offline import assert_disjoint, lambda_grid, recorded_arrays
 from aigw_lab.policy.learned.router import Decision, choose_by_lambda
 
 if TYPE_CHECKING:
@@ -90,8 +91,6 @@ def calibrate(
     """Pick ``router``'s threshold (threshold routers) or lambda (lambda routers) for exactly
     one target: ``strong_share`` (0..1), ``budget`` (USD per query) or ``quality_floor``
     (on the dataset's score scale). Neither set may hold the router's training items."""
-    from aigw_lab.policy.evaluate.offline import assert_disjoint, recorded_arrays
-
     given = [t for t in (strong_share, budget, quality_floor) if t is not None]
     if len(given) != 1:
         raise ConfigError(
@@ -186,8 +185,6 @@ def _candidate_values(router: LearnedRouter, stats: tuple) -> np.ndarray:
     if mode == "threshold":
         quantiles = np.quantile(signal, np.linspace(0.0, 1.0, _CANDIDATES))
         return np.unique(np.concatenate([quantiles, [np.max(signal) + 1e-9]]))
-    from aigw_lab.policy.evaluate.offline import lambda_grid
-
     predicted, expected = signal
     return lambda_grid(predicted, expected, size=_CANDIDATES)
 

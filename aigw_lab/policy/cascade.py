@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.datasets.items import DatasetItem
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy._async.chains import cascade_acall
 from aigw_lab.policy._sync.chains import cascade_call
@@ -39,7 +40,9 @@ from aigw_lab.policy.base import (
     check_target,
 )
 from aigw_lab.policy.rules import last_user_text, request_category
+from aigw_lab.scorers import text as text_scorers
 from aigw_lab.scorers.base import Score, Scorer
+from aigw_lab.scorers.registry import build_scorer
 from aigw_lab.types import ChatRequest, ChatResponse
 
 __all__ = ["Cascade", "CascadeStep", "SelfConsistency", "request_item"]
@@ -50,8 +53,6 @@ AcceptFunction = Callable[[ChatRequest, ChatResponse], float]
 def request_item(request: ChatRequest) -> Any:
     """The `DatasetItem` a scorer sees for ``request``: its last user message as the prompt,
     earlier turns as history, no reference."""
-    from aigw_lab.datasets.items import DatasetItem
-
     prompt = last_user_text(request) or "(no user message)"
     history: list[Any] = []
     for message in request.messages:
@@ -97,8 +98,6 @@ class SelfConsistency(Scorer):
 
     def extract(self, text: str) -> Any:
         """The part of an answer samples are compared on."""
-        from aigw_lab.scorers import text as text_scorers
-
         if self.answer == "number":
             return text_scorers.extract_number(text)
         if self.answer == "choice":
@@ -189,8 +188,6 @@ def _scorer_from_spec(spec: Mapping[str, Any] | str) -> Scorer:
     if isinstance(spec, Mapping) and spec.get("type") == "self_consistency":
         options = {k: v for k, v in spec.items() if k != "type"}
         return SelfConsistency(**options)
-    from aigw_lab.scorers.registry import build_scorer
-
     return build_scorer(spec)
 
 

@@ -38,6 +38,7 @@ _FORMAT = "aigw-policy"
 
 
 def _library_version() -> str:
+    # lazy: importlib.metadata costs ~20 ms; only this lookup needs it
     from importlib.metadata import PackageNotFoundError, version
 
     try:

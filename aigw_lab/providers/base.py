@@ -249,6 +249,7 @@ def _httpx() -> Any:
     every config read, price and ``aigw-lab --help`` imports this module and never makes a
     request, and importing httpx costs 0.1 to 0.3 s of CPU (it also loads its own command
     line's click, rich and pygments when they are installed)."""
+    # lazy: httpx loads in ~0.1-0.3 s; only a request needs it (see the docstring)
     import httpx
 
     return httpx

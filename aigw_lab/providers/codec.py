@@ -136,16 +136,18 @@ class Codec(Protocol):
 def get_codec(api_format: str) -> Codec:
     """The default codec of an API format: ``"openai"`` (also ``"workers-ai-openai"`` and
     ``"openai-compatible"``), ``"anthropic"`` or ``"workers-ai"``."""
-    # Imported here: the codec modules import this one for the shared types.
     if api_format in ("openai", "workers-ai-openai", "openai-compatible"):
+        # lazy: import cycle: the codec modules import this one for its shared types
         from aigw_lab.providers.openai import OpenAICodec
 
         return OpenAICodec()
     if api_format == "anthropic":
+        # lazy: import cycle: the codec modules import this one for its shared types
         from aigw_lab.providers.anthropic import AnthropicCodec
 
         return AnthropicCodec()
     if api_format == "workers-ai":
+        # lazy: import cycle: the codec modules import this one for its shared types
         from aigw_lab.providers.workers_ai import WorkersAICodec
 
         return WorkersAICodec()

@@ -20,6 +20,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.addressing import EXTRA_FIELDS, check_path_segment
 from aigw_lab.config_schema import Key
 from aigw_lab.errors import ConfigError, MissingAPIKeyError
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
@@ -149,6 +150,8 @@ class HttpKind(ProviderKind):
         not a 401 at the first call; a provider routed through an AI Gateway
         (``spec.cf_gateway``) may leave its key unset when the gateway supplies it (BYOK,
         unified billing)."""
+        # lazy: the codecs, the transport (httpx) and the AI Gateway helpers load only when a
+        # provider is built (see the note at the top of the module)
         from aigw_lab.providers.cloudflare import GatewayCodec, gateway_base_url, gateway_headers
         from aigw_lab.providers.transport import HttpProvider
 
@@ -198,8 +201,6 @@ class HttpKind(ProviderKind):
                 hint="set account_id, or account_id_env naming a variable that holds it "
                 "(find it in the Cloudflare dashboard under Workers AI)",
             )
-        from aigw_lab.addressing import check_path_segment
-
         account = check_path_segment(spec.account_id, what=f"provider {spec.name!r}: account_id")
         return f"{base}/accounts/{account}{self.account_path}"
 
@@ -226,7 +227,7 @@ class HttpKind(ProviderKind):
 def _openai_codec(spec: ProviderSpec, *, max_tokens_field: str, extra: str) -> Codec:
     # OpenAI's own API has moved the output limit to max_completion_tokens; compatible
     # servers (and Workers AI) read max_tokens.
-    from aigw_lab.addressing import EXTRA_FIELDS
+    # lazy: codecs load only when a provider is built (see the note at the top of the module)
     from aigw_lab.providers.openai import OpenAICodec
 
     options = spec.options
@@ -238,6 +239,7 @@ def _openai_codec(spec: ProviderSpec, *, max_tokens_field: str, extra: str) -> C
 
 
 def _anthropic_codec(spec: ProviderSpec) -> Codec:
+    # lazy: codecs load only when a provider is built (see the note at the top of the module)
     from aigw_lab.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicCodec
 
     default_max_tokens = spec.options.get("default_max_tokens", DEFAULT_MAX_TOKENS)
@@ -254,6 +256,7 @@ def _anthropic_codec(spec: ProviderSpec) -> Codec:
 
 
 def _workers_ai_codec(spec: ProviderSpec) -> Codec:
+    # lazy: codecs load only when a provider is built (see the note at the top of the module)
     from aigw_lab.providers.workers_ai import WorkersAICodec
 
     # Through a gateway the model follows the provider slug: .../workers-ai/{model}.

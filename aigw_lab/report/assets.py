@@ -27,6 +27,7 @@ def plotly_js_gzip_base64() -> str:
     try:
         data = vendored.read_bytes()
     except (FileNotFoundError, OSError):
+        # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
         from plotly.offline import get_plotlyjs
 
         data = gzip.compress(get_plotlyjs().encode("utf-8"), 6, mtime=0)

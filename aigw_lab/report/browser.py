@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis.items import item_details, item_ranking, prompt_text, rank_items
 from aigw_lab.report.format import ms, usd
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ def browser_data(
 ) -> dict[str, Any]:
     """The JSON-ready data of the item browser (see the module docstring for the caps);
     ``per_item`` is the experiment's `item_quality` frame if already read."""
-    from aigw_lab.analysis.items import item_details, item_ranking, prompt_text, rank_items
-
     if per_item is None:
         ranking = item_ranking(source, experiment_id=experiment_id, scorer=scorer)
     else:

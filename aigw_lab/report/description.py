@@ -73,6 +73,7 @@ def read_record(read: Reader, experiment_id: str | None) -> ExperimentRecord:
 
 def _missing(value: Any) -> bool:
     """None, NaN, NaT or pandas' NA (a NULL read through pandas)."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     try:

@@ -23,9 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab import analysis
+from aigw_lab.analysis._source import open_source
 from aigw_lab.errors import AigwError, StoreError
+from aigw_lab.notebook.figures import target_colors
 from aigw_lab.report import charts, sections
+from aigw_lab.report.assets import SCRIPT, STYLE, plotly_js_gzip_base64
+from aigw_lab.report.browser import MAX_ITEMS, browser_data
+from aigw_lab.report.description import description_html, read_record
 from aigw_lab.report.format import ms, pct, quality, script_safe, usd
+from aigw_lab.store.calllog import CallLog
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,8 +71,6 @@ def write_report(
     (default: the one with the most scores). Raises `StoreError` when the log cannot be read,
     has no calls for the experiment, or does not know ``experiment_id``.
     """
-    from aigw_lab.store.calllog import CallLog
-
     if isinstance(source, str | os.PathLike):
         conn = CallLog.snapshot(source)
         try:
@@ -89,12 +94,6 @@ def write_report(
 def _build_page(
     source: Any, experiment_id: str | None, scorer: str | None, title: str | None, *, where: str
 ) -> str:
-    from aigw_lab import analysis
-    from aigw_lab.analysis._source import open_source
-    from aigw_lab.notebook.figures import target_colors
-    from aigw_lab.report.browser import browser_data
-    from aigw_lab.report.description import description_html, read_record
-
     experiments = analysis.experiments_frame(source)
     known = experiments["experiment_id"].astype(str).tolist()
     if experiment_id is None:
@@ -291,9 +290,6 @@ def _page(
     long_run: bool,
     other_scorers: list[str],
 ) -> str:
-    from aigw_lab.report.assets import SCRIPT, STYLE, plotly_js_gzip_base64
-    from aigw_lab.report.browser import MAX_ITEMS
-
     esc = html.escape
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     simulated = bool(summary["simulated"].any())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.analysis.pareto import pareto_frontier
 from aigw_lab.report.format import ms, quality, script_json, usd
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ __all__ = ["glance", "category_table", "pairs_section", "browser_section"]
 
 def category_table(frame: pd.DataFrame) -> str:
     """Categories down, targets across: ``mean [low, high] (n)`` per cell."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     cells = frame.assign(
@@ -90,6 +92,7 @@ def pairs_section(pairs: pd.DataFrame, ranked: list[str]) -> str:
                     }
                 )
         data.append({"a": a, "b": b, "rows": detail})
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     table = pd.DataFrame(rows).to_html(
@@ -152,8 +155,6 @@ def glance(summary: pd.DataFrame, pairs: pd.DataFrame | None, ranked: list[str])
     """A few sentences to decide from: the best target by quality, the cheapest one that is
     not clearly worse (its paired interval of the difference to the best covers zero), the
     Pareto frontier, and the targets that failed. Empty when nothing is scored."""
-    from aigw_lab.analysis.pareto import pareto_frontier
-
     esc = html.escape
     rows = summary.set_index("target")
     scored = summary[summary["quality_mean"].notna()]

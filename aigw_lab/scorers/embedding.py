@@ -56,6 +56,7 @@ class EmbeddingSimilarity(Scorer):
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
+                    # lazy: the embedder loads numpy (~0.1 s); only the first score needs it
                     from aigw_lab.embeddings import SentenceTransformerEmbedder
 
                     self._embedder = SentenceTransformerEmbedder()

@@ -14,8 +14,23 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.datasets.recordings import load_recording
 from aigw_lab.errors import ConfigError
+from aigw_lab.scorers.auto import AutoScorer
 from aigw_lab.scorers.base import Scorer
+from aigw_lab.scorers.custom import RecordedLabel
+from aigw_lab.scorers.embedding import EmbeddingSimilarity
+from aigw_lab.scorers.judge import JudgeScorer, PairwiseJudge
+from aigw_lab.scorers.structured import JsonMatch
+from aigw_lab.scorers.text import (
+    ChoiceMatch,
+    Contains,
+    ExactMatch,
+    KeyPoints,
+    LabelMatch,
+    NumericMatch,
+    RegexMatch,
+)
 
 if TYPE_CHECKING:
     from aigw_lab.gateway import Gateway
@@ -24,21 +39,6 @@ __all__ = ["build_scorer", "SCORER_TYPES"]
 
 
 def _classes() -> dict[str, Callable[..., Scorer]]:
-    # Imported here: building one scorer should not import every scorer's module.
-    from aigw_lab.scorers.auto import AutoScorer
-    from aigw_lab.scorers.embedding import EmbeddingSimilarity
-    from aigw_lab.scorers.judge import JudgeScorer, PairwiseJudge
-    from aigw_lab.scorers.structured import JsonMatch
-    from aigw_lab.scorers.text import (
-        ChoiceMatch,
-        Contains,
-        ExactMatch,
-        KeyPoints,
-        LabelMatch,
-        NumericMatch,
-        RegexMatch,
-    )
-
     return {
         "exact": ExactMatch,
         "numeric": NumericMatch,
@@ -78,9 +78,6 @@ def recorded_label(recording: str, *, name: str = "recorded") -> Scorer:
     """`RecordedLabel` over a shared-data recording named as a ``kind = "replay"`` provider
     names it (``"routellm/gsm8k"``, ``"arena_bench"``, ...): the label a real judge or
     grader gave the recorded answer of the model that answered."""
-    from aigw_lab.datasets.recordings import load_recording
-    from aigw_lab.scorers.custom import RecordedLabel
-
     return RecordedLabel(load_recording(recording), name=name)
 
 

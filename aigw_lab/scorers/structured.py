@@ -140,6 +140,7 @@ def schema_errors(schema: Mapping[str, Any], value: Any, path: str = "$") -> lis
 def _jsonschema_validator(schema: Mapping[str, Any]) -> Any:
     """A ``jsonschema`` validator for ``schema``, or None when the package is missing."""
     try:
+        # lazy: optional: jsonschema validates only when installed
         import jsonschema
     except ImportError:
         return None

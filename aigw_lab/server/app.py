@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -320,6 +321,7 @@ class GatewayApp:
         """Load what the first request would otherwise wait for (a learned policy's embedding
         model), off the event loop. Runs at lifespan startup, before uvicorn accepts
         connections, so ``/health`` answers only once policies route at full speed."""
+        # lazy: the policy router loads the gateway (~0.1 s); importing the app alone skips it
         from aigw_lab.policy.router import warm_up_policies
 
         await asyncio.to_thread(warm_up_policies, self.gateway)
@@ -381,6 +383,7 @@ def _for_client(
 def served_models(gateway: Gateway) -> list[tuple[str, str]]:
     """``(model, owner)`` for every model clients may address: ``provider/model``
     addresses, and routing policies by their bare name."""
+    # lazy: the policy router loads the gateway (~0.1 s); importing the app alone skips it
     from aigw_lab.policy.router import POLICY_PROVIDER
 
     models = []
@@ -394,8 +397,6 @@ def served_models(gateway: Gateway) -> list[tuple[str, str]]:
 
 
 def _stream_id() -> str:
-    import uuid
-
     return uuid.uuid4().hex
 
 

@@ -260,6 +260,7 @@ class KeyFile:
         """Load, let the caller change ``edit.data``, write atomically; one editor at a time
         (an advisory lock on ``<file>.lock``)."""
         try:
+            # lazy: POSIX only (no fcntl on Windows: the except branch handles it)
             import fcntl
         except ImportError:  # not POSIX: no advisory lock, one editor at a time by hand
             fcntl = None  # type: ignore[assignment]

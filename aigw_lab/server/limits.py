@@ -36,6 +36,7 @@ _TIMEOUT_408 = (
 def guarded_protocol(limits: ServerLimits, busy_app: Any) -> type:
     """uvicorn's h11 protocol class with the header timeout and connection cap of
     ``limits``; ``busy_app`` (an ASGI app) answers requests on connections over the cap."""
+    # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     header_timeout = limits.header_timeout

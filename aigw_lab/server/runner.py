@@ -47,6 +47,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def uvicorn_config(app: Any, limits: ServerLimits | None, *, log_level: str, lifespan: str) -> Any:
     """The uvicorn config serving ``app`` within ``limits`` (default: ``app.limits`` if the
     app has them, else the `ServerLimits` defaults)."""
+    # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 
     if limits is None:
@@ -93,6 +94,7 @@ def serve(
     """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (requests in flight
     finish, the app's lifespan shutdown runs) and return. ``on_listening`` gets the root URL
     once the port is bound; ``limits`` default to the app's (see `uvicorn_config`)."""
+    # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 
     sock = bind_socket(host, port)
@@ -157,6 +159,7 @@ class BackgroundServer:
         """Start serving; returns once the server accepts connections, which is after the
         app's lifespan startup (a `GatewayApp` loads its learned policies' embedding models
         there, which can take tens of seconds on a busy CPU: hence the long timeout)."""
+        # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
         import uvicorn
 
         sock = bind_socket(self.host, self._port)

@@ -45,6 +45,7 @@ from statistics import NormalDist
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.datasets import load_bundled
 from aigw_lab.errors import ConfigError
 from aigw_lab.providers.base import HttpClients, Price, ProviderSpec
 from aigw_lab.providers.codec import Codec
@@ -207,8 +208,6 @@ class SimulatedFleet:
         if self._items is None:
             items = self._dataset
             if items is None:
-                from aigw_lab.datasets import load_bundled
-
                 items = load_bundled()
             self._items = {normalise_prompt(item["prompt"]): item for item in items}
         return self._items.get(normalise_prompt(prompt))

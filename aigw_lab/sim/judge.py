@@ -20,6 +20,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.datasets.items import DatasetItem
+from aigw_lab.scorers.auto import auto_scorer
+from aigw_lab.scorers.judge_prompts import parse_judge_prompt
+from aigw_lab.scorers.structured import extract_json
+from aigw_lab.scorers.text import extract_number, normalise_text
+from aigw_lab.types import ChatResponse, Usage
+
 if TYPE_CHECKING:
     from aigw_lab.scorers.judge_prompts import JudgePrompt
     from aigw_lab.sim.catalog import SimModel
@@ -58,8 +65,6 @@ def judge_reply(
     fleet's `item_for`), for its reference and answer type."""
     if not prompt[:64].lstrip().startswith(JUDGE_PREFIX):
         return None
-    from aigw_lab.scorers.judge_prompts import parse_judge_prompt
-
     parsed = parse_judge_prompt(prompt)
     if parsed is None:
         return None
@@ -142,9 +147,6 @@ def _perceived(
 def _matches(answer: str, reference: str, item: Mapping[str, Any] | None) -> bool:
     """Whether ``answer`` is right: the item's own scorer when the prompt's reference is the
     item's, else a comparison of normalised text, numbers or JSON."""
-    from aigw_lab.scorers.structured import extract_json
-    from aigw_lab.scorers.text import extract_number, normalise_text
-
     if item is not None and _as_text(item.get("reference")) == reference:
         return _item_scorer_says(item, answer)
     said, expected = normalise_text(answer), normalise_text(reference)
@@ -166,10 +168,6 @@ def _matches(answer: str, reference: str, item: Mapping[str, Any] | None) -> boo
 
 
 def _item_scorer_says(item: Mapping[str, Any], answer: str) -> bool:
-    from aigw_lab.datasets.items import DatasetItem
-    from aigw_lab.scorers.auto import auto_scorer
-    from aigw_lab.types import ChatResponse, Usage
-
     dataset_item = DatasetItem.from_dict(item)
     response = ChatResponse(
         text=answer,

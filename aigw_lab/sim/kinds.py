@@ -12,6 +12,7 @@ from typing import Any
 
 from aigw_lab.providers.base import HttpClients, Provider, ProviderSpec
 from aigw_lab.providers.kinds import ConfigKey, ProviderKind
+from aigw_lab.sim.catalog import DEFAULT_MODELS, SIM_PROVIDERS
 
 __all__ = ["SIMULATED", "REPLAY", "SimulatedKind", "ReplayKind"]
 
@@ -26,6 +27,7 @@ class SimulatedKind(ProviderKind):
     def build(
         self, spec: ProviderSpec, clients: HttpClients, env: Mapping[str, str] | None = None
     ) -> Provider:
+        # lazy: the fleet loads httpx (~0.1-0.3 s); reading a config never needs it
         from aigw_lab.sim.fleet import build_simulated_provider
 
         return build_simulated_provider(spec, clients)
@@ -39,8 +41,6 @@ class SimulatedKind(ProviderKind):
             named = [named]
         if named:
             return tuple(str(m) for m in named)
-        from aigw_lab.sim.catalog import DEFAULT_MODELS, SIM_PROVIDERS
-
         api_format = spec.options.get("format") or SIM_PROVIDERS.get(spec.name)
         return tuple(m.id for m in DEFAULT_MODELS if m.api_format == api_format)
 
@@ -50,6 +50,7 @@ class SimulatedKind(ProviderKind):
     def preset_specs(self, **settings: Any) -> list[ProviderSpec]:
         """The whole fleet: ``sim-openai``, ``sim-anthropic`` and ``sim-workers``
         (`aigw_lab.sim.fleet.fleet_specs` with ``settings``)."""
+        # lazy: the fleet loads httpx (~0.1-0.3 s); reading a config never needs it
         from aigw_lab.sim.fleet import fleet_specs
 
         return fleet_specs(**settings)
@@ -64,6 +65,7 @@ class ReplayKind(ProviderKind):
     def build(
         self, spec: ProviderSpec, clients: HttpClients, env: Mapping[str, str] | None = None
     ) -> Provider:
+        # lazy: the replay provider (and its call-log reader) loads only when one is built
         from aigw_lab.sim.replay import build_replay_provider
 
         return build_replay_provider(spec)

@@ -29,6 +29,7 @@ from aigw_lab.datasets.recordings import RECORDINGS, load_recording
 from aigw_lab.errors import AigwError, ConfigError, InvalidRequestError, UnknownModelError
 from aigw_lab.providers.base import Price, ProviderSpec
 from aigw_lab.providers.base_provider import BaseProvider
+from aigw_lab.store.calllog import open_readonly_snapshot
 from aigw_lab.types import (
     ChatRequest,
     ChatResponse,
@@ -344,8 +345,6 @@ class ReplayProvider(BaseProvider):
         )
         params = [provider] if provider is not None else None
         if isinstance(log, (str, Path)):
-            from aigw_lab.store.calllog import open_readonly_snapshot
-
             source = str(log)
             conn = open_readonly_snapshot(log)
             try:

@@ -24,6 +24,7 @@ _INT_RANGE = {"INTEGER": (-(2**31), 2**31 - 1), "BIGINT": (-(2**63), 2**63 - 1)}
 def arrow_installed() -> bool:
     """Whether pyarrow can be imported (it is not a core dependency)."""
     try:
+        # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
         import pyarrow  # noqa: F401
     except ImportError:
         return False
@@ -49,6 +50,7 @@ class ColumnBatches:
             ]
 
     def _init_arrow(self, columns: dict[str, str]) -> None:
+        # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
         import pyarrow as pa
 
         self._schema = arrow_schema(columns)
@@ -62,9 +64,11 @@ class ColumnBatches:
     def table(self, arrays: Sequence[Any]) -> Any:
         """The arrays, one per column in order, as one insertable table."""
         if self.arrow:
+            # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
             import pyarrow as pa
 
             return pa.Table.from_arrays(list(arrays), schema=self._schema)
+        # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
         import pandas as pd
 
         # Explicit Series dtypes: left to infer, pandas would turn object columns of text
@@ -92,9 +96,11 @@ def rows_table(rows: Sequence[dict[str, Any]] | Any) -> Any:
     installed, else a DataFrame of object columns (DuckDB infers each column's type, and
     the INSERT casts it to the table's). Columns a row leaves out are NULL."""
     if arrow_installed():
+        # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
         import pyarrow as pa
 
         return rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     rows = list(rows)
@@ -108,6 +114,7 @@ def rows_table(rows: Sequence[dict[str, Any]] | Any) -> Any:
 
 
 def _arrow_converter(kind: Any) -> Callable[[list[Any]], Any]:
+    # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
     import pyarrow as pa
 
     def convert(values: list[Any]) -> Any:
@@ -147,6 +154,7 @@ def _refuse(values: list[Any], allowed: tuple[type, ...], what: str) -> None:
 
 
 def _object_array(values: list[Any]) -> Any:
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
 
     array = np.empty(len(values), dtype=object)
@@ -170,6 +178,7 @@ def _masked(values: list[Any], fill: Any, dtype: Any) -> tuple[Any, Any]:
     """The values as a numpy array of ``dtype`` (None replaced by ``fill``) and the mask
     of Nones, in C loops: ``count`` and numpy's element-wise comparison, not per-value
     Python."""
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
 
     nones = values.count(None)
@@ -184,6 +193,7 @@ def _masked(values: list[Any], fill: Any, dtype: Any) -> tuple[Any, Any]:
 
 
 def _ints(values: list[Any], low: int, high: int, dtype: str) -> Any:
+    # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
 
@@ -195,6 +205,7 @@ def _ints(values: list[Any], low: int, high: int, dtype: str) -> Any:
 
 
 def _floats(values: list[Any]) -> Any:
+    # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
 
@@ -208,6 +219,7 @@ def _floats(values: list[Any]) -> Any:
 
 
 def _bools(values: list[Any]) -> Any:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     _refuse(values, (bool,), "bool")
@@ -215,6 +227,7 @@ def _bools(values: list[Any]) -> Any:
 
 
 def _timestamps(values: list[Any]) -> Any:
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     _refuse(values, (datetime,), "datetime")

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from aigw_lab.store.batches import ColumnBatches
+from aigw_lab.store.files import open_private
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.sanitize import sanitize_text
 
@@ -96,6 +100,7 @@ def is_row_problem(exc: BaseException) -> bool:
     """True when ``exc`` says some row's values were refused (a conversion, a constraint), so
     bisecting the batch finds the culprit; False for the database itself failing (I/O, out
     of memory, a test hook simulating a full disk), where the whole batch is retried."""
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
     # Not InvalidInputException: DuckDB also raises it for a database invalidated by an
@@ -201,8 +206,6 @@ def dead_letter_table(dead: Sequence[tuple[CallRecord, str]]) -> Any:
     copied column converted to its type or NULL (the row was refused, so its values are not
     trusted), then the error and the row as JSON. One insert however many rows. pandas, not
     Arrow, on every install: pyarrow is optional, and dead letters are rare."""
-    from aigw_lab.store.batches import ColumnBatches
-
     columns: dict[str, list[Any]] = {name: [] for name in (*_COPIED, "error", "row_json")}
     for record, error in dead:
         for name in _COPIED:
@@ -227,11 +230,6 @@ def spill_rows(
     that, the temp directory), or at the end of ``append_to`` (a file this function made
     earlier) when that still works; return the file, or None if even that failed. With
     ``reasons``, each line also holds the row's ``error``."""
-    import tempfile
-    from pathlib import Path
-
-    from aigw_lab.store.files import open_private
-
     lines = "".join(
         row_json(row, **({} if reasons is None else {"error": reasons[i]})) + "\n"
         for i, row in enumerate(rows)

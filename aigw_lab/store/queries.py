@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.errors import StoreError
+from aigw_lab.store.calllog import CallLog
 from aigw_lab.store.records import CALL_COLUMNS
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
-
-    from aigw_lab.store.calllog import CallLog
 
 __all__ = ["summary_by_model", "errors_by_type", "cost_by"]
 
@@ -122,8 +122,6 @@ def cost_by(
         by = (by,)
     unknown = [column for column in by if column not in CALL_COLUMNS]
     if unknown or not by:
-        from aigw_lab.errors import StoreError
-
         raise StoreError(
             f"cost_by: cannot group by {unknown or 'nothing'}",
             hint=f"use one or more columns of the calls table: {', '.join(CALL_COLUMNS)}",
@@ -169,8 +167,6 @@ def _filters(
 
 
 def _run(source: Any, sql: str, params: list[Any]) -> pd.DataFrame:
-    from aigw_lab.store.calllog import CallLog
-
     if isinstance(source, CallLog):
         return source.query(sql, params)
     return source.execute(sql, params).df()

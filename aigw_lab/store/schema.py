@@ -85,6 +85,7 @@ COLUMN_TYPES: dict[str, str] = {
 def arrow_schema(columns: Mapping[str, str] | None = None) -> pa.Schema:
     """The Arrow schema the writer builds batches with (JSON columns travel as strings):
     of the calls table, or of ``columns`` (name -> SQL type) for another table."""
+    # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
     import pyarrow as pa
 
     arrow_types = {
@@ -326,6 +327,7 @@ def apply_migrations(
     Raises `StoreError` when the database has a migration this code does not know (it was
     written by a newer aigw_lab) or when a migration fails (nothing is applied then).
     """
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
     _check_sequence(migrations)
@@ -414,6 +416,7 @@ def _check_sequence(migrations: Sequence[Migration]) -> None:
 
 
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
     try:

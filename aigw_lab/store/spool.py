@@ -70,6 +70,7 @@ from aigw_lab.store.spool_replay import (
     unlink_quietly,
     warn_invalid,
 )
+from aigw_lab.store.writer import CallLogWarning
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
     import fcntl
@@ -414,8 +415,6 @@ class Spool:
 
 
 def _warning_category() -> type[Warning]:
-    from aigw_lab.store.writer import CallLogWarning
-
     return CallLogWarning
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.writer import CallLogWarning
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
     import fcntl
@@ -266,8 +268,6 @@ _TYPES_CACHE: dict[str, tuple[type, ...]] = {}
 def _types() -> dict[str, tuple[type, ...]]:
     # Built on first replay, not at import (no import-time work beyond constants).
     if not _TYPES_CACHE:
-        from aigw_lab.store.schema import COLUMN_TYPES
-
         _TYPES_CACHE.update({n: _ALLOWED_TYPES[t] for n, t in COLUMN_TYPES.items()})
     return _TYPES_CACHE
 
@@ -286,6 +286,7 @@ def interrupted_record(values: tuple[Any, ...]) -> CallRecord:
 
 def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
     """The call ids of ``records`` already in the ``calls`` table of ``conn``."""
+    # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
 
     rows = list(records)
@@ -309,8 +310,6 @@ def known_call_ids(conn: Any, records: Iterable[CallRecord]) -> set[str]:
 
 def warn_invalid(directory: Path, invalid: list[str]) -> None:
     """Say that some spooled frames could not be read (they are skipped, not guessed at)."""
-    from aigw_lab.store.writer import CallLogWarning
-
     shown = "; ".join(invalid[:5]) + (f"; ... ({len(invalid)} in all)" if len(invalid) > 5 else "")
     warnings.warn(
         f"skipped {len(invalid)} unreadable frames in the call log spool {directory}: {shown}",

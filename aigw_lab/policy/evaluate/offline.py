@@ -40,6 +40,7 @@ from aigw_lab.policy.evaluate.metrics import (
     sweep_choices,
     threshold_sweep,
 )
+from aigw_lab.policy.learned.router import choose_by_lambda, train_router
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.recorded import RecordedDataset
@@ -141,8 +142,6 @@ def out_of_fold(
 ) -> OutOfFold:
     """Cross-fitted predictions of ``router`` for every item of ``data`` (``embeddings``:
     one row per item, in ``data.ids`` order)."""
-    from aigw_lab.policy.learned.router import train_router
-
     ids = data.ids
     if len(embeddings) != len(ids):
         raise ConfigError(
@@ -257,8 +256,6 @@ def evaluate_cost_quality(
     operating point with the recorded ``quality``/``cost`` (n, m). AIQ over ``cost_range``
     (default: cheapest to costliest single model), with a bootstrap CI over items; the same
     for the zero router; the oracle's point."""
-    from aigw_lab.policy.learned.router import choose_by_lambda
-
     lambdas = lambda_grid(predicted, expected_cost) if lambdas is None else lambdas
     choices = np.stack([choose_by_lambda(predicted, expected_cost, lam) for lam in lambdas])
     rows = np.arange(len(quality))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aigw_lab.datasets.recorded_sources import load_alpaca_eval, load_arena_bench, load_routellm
 from aigw_lab.policy.evaluate.metrics import (
     MetricCI,
     apgr,
@@ -43,6 +44,7 @@ from aigw_lab.policy.evaluate.offline import (
     out_of_fold,
     recorded_arrays,
 )
+from aigw_lab.policy.learned.features import embed_prompts, make_embedder
 
 __all__ = ["PUBLISHED", "Anchor", "anchor", "main", "render", "replace_section"]
 
@@ -84,8 +86,6 @@ def anchor(benchmark: str, *, n_boot: int = 1000, seed: int = 0, seeds: int = 10
     """Weak, strong and oracle quality, the oracle's APGR and the random router's APGR
     (bootstrap CI for ``seed``, and the mean over ``seeds`` random routers) on a RouteLLM
     benchmark, decontaminated. Uses the labels only: no embedding."""
-    from aigw_lab.datasets.recorded_sources import load_routellm
-
     data = load_routellm(benchmark)  # type: ignore[arg-type]
     quality, _ = recorded_arrays(data, [STRONG, WEAK])
     strong, weak = quality[:, 0], quality[:, 1]
@@ -133,8 +133,6 @@ def learned_rows(
     embedder_name: str | None, cache_dir: str | None, folds: int, n_boot: int
 ) -> list[str]:
     """Markdown rows: benchmark, router, APGR, CPT(50%), CPT(80%), published."""
-    from aigw_lab.datasets.recorded_sources import load_routellm
-
     rows = []
     for benchmark in ("mmlu", "gsm8k", "mt_bench"):
         data = load_routellm(benchmark)
@@ -166,8 +164,6 @@ def multi_model_rows(
 ) -> list[str]:
     """Markdown rows: dataset, models, n, router, AIQ, zero router AIQ, best single model,
     oracle, the router's best quality and its cost."""
-    from aigw_lab.datasets.recorded_sources import load_alpaca_eval, load_arena_bench
-
     rows = []
     for data in (load_arena_bench(), load_alpaca_eval(include_reference=False)):
         models = [m for m in data.models if m in data.prices]  # only priced models
@@ -200,8 +196,6 @@ def multi_model_rows(
 
 
 def _embeddings(data, embedder_name: str | None, cache_dir: str | None) -> np.ndarray:  # noqa: ANN001
-    from aigw_lab.policy.learned.features import embed_prompts, make_embedder
-
     embedder = make_embedder(embedder_name)
     return embed_prompts(
         [item.prompt for item in data.items], embedder, cache_dir=cache_dir, label=data.name

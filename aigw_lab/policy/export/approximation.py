@@ -26,6 +26,7 @@ measure is exact and deterministic rather than one random draw.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -418,8 +419,6 @@ def measure_loss(
     Rules are evaluated on the ``category`` column only (other metadata is not recorded, so
     conditions on it count as not matching); a split counts at its expected value.
     """
-    import math
-
     frame = outcomes.assign(item_id=outcomes["item_id"].astype(str)).drop_duplicates(
         ["item_id", "model"]
     )

@@ -92,7 +92,7 @@ def litellm_config(
 
 def litellm_yaml(config: Mapping[str, Any], header: list[str] | None = None) -> str:
     """``config`` as YAML text, ``header`` lines as ``#`` comments on top."""
-    import yaml  # PyYAML: a LiteLLM dependency, needed only to render
+    import yaml  # lazy: PyYAML, a LiteLLM dependency, needed only to render
 
     comments = "".join(f"# {line}\n" for line in header or ())
     return comments + yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)

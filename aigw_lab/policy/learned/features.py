@@ -12,12 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aigw_lab.embedding_cache import CachedEmbedder, EmbeddingCache, default_cache_root
+from aigw_lab.embeddings import (
+    DEFAULT_MODEL,
+    INT8_MODEL,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+)
 from aigw_lab.errors import ConfigError
+from aigw_lab.static_embedder import STATIC_MODEL, StaticEmbedder
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from aigw_lab.embedding_cache import CachedEmbedder
     from aigw_lab.embeddings import Embedder
     from aigw_lab.types import ChatRequest
 
@@ -34,8 +41,6 @@ __all__ = [
 def default_cache_dir() -> Path:
     """``$AIGW_LAB_CACHE/embeddings``, else ``$XDG_CACHE_HOME/aigw_lab/embeddings``, else
     ``~/.cache/aigw_lab/embeddings`` (`aigw_lab.embedding_cache.default_cache_root`)."""
-    from aigw_lab.embedding_cache import default_cache_root
-
     return default_cache_root()
 
 
@@ -47,14 +52,6 @@ def make_embedder(name: str | None) -> Embedder:
     (`aigw_lab.static_embedder.STATIC_MODEL`); anything else the path of a
     sentence-transformers model folder on this machine (never downloaded). Any other name is
     a `ConfigError` listing the known ones, raised before a model loads."""
-    from aigw_lab.embeddings import (
-        DEFAULT_MODEL,
-        INT8_MODEL,
-        HashingEmbedder,
-        SentenceTransformerEmbedder,
-    )
-    from aigw_lab.static_embedder import STATIC_MODEL
-
     if name and name.startswith("hashing-"):
         parts = name.split("-")
         if len(parts) != 3 or not all(p.isdigit() and len(p) <= 5 for p in parts[1:]):
@@ -68,8 +65,6 @@ def make_embedder(name: str | None) -> Embedder:
     if name == INT8_MODEL:
         return SentenceTransformerEmbedder(int8=True)
     if name == STATIC_MODEL:
-        from aigw_lab.static_embedder import StaticEmbedder
-
         return StaticEmbedder()
     if not _is_model_folder(name):
         raise ConfigError(
@@ -115,8 +110,6 @@ def cached_embedder(embedder: Embedder, cache_dir: str | Path | None = None) -> 
     """``embedder`` behind the on-disk embedding cache in ``cache_dir`` (default
     `default_cache_dir`). A `CachedEmbedder` that has a disk cache is returned as is; one
     without (a served router's, memory only) has its model put behind the disk cache."""
-    from aigw_lab.embedding_cache import CachedEmbedder, EmbeddingCache
-
     if isinstance(embedder, CachedEmbedder):
         if embedder.cache is not None:
             return embedder

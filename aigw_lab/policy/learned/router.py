@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from aigw_lab.embedding_cache import CachedEmbedder
+from aigw_lab.embeddings import SentenceTransformerEmbedder
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.base import Policy, RouteDecision
 from aigw_lab.policy.learned.base import QualityModel
@@ -287,8 +289,6 @@ class LearnedRouter(Policy):
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    from aigw_lab.embedding_cache import CachedEmbedder
-
                     model = make_embedder(self.embedder_name)
                     self._check_fingerprint(model)
                     self._embedder = CachedEmbedder(model, None, memory=SERVING_MEMORY)
@@ -446,8 +446,6 @@ def train_router(
     ``decision`` defaults to threshold 0.5 (two models) or lambda 0: calibrate it
     (`aigw_lab.policy.calibrate`) for a target share, budget or quality.
     """
-    from aigw_lab.embeddings import SentenceTransformerEmbedder
-
     model_cls = ROUTERS.get(router)
     if model_cls is None:
         raise ConfigError(f"unknown router {router!r}", hint=f"use one of {', '.join(ROUTERS)}")
