@@ -8,10 +8,10 @@ way, at the table's path (``gateway.toml: [cache]``, ``[rate_limits.rule] #2``),
 `ConfigError`:
 
 - an unknown key, with the closest known key as "did you mean" and the full list;
-- a missing required key as ``is missing KEY: it has no 'KEY' and needs KEY = WHAT``;
-- a wrong value as ``KEY must be WHAT, not KEY = VALUE`` (booleans never pass for
-  numbers); for a value outside the key's choices WHAT lists them when they are few (the
-  hint always does), with the key's hint.
+- a missing required key, with what it must be;
+- a wrong value as ``key = VALUE must be WHAT`` (booleans never pass for numbers), or
+  ``key = VALUE is not WHAT`` for a value outside the key's choices (the hint lists them),
+  with the key's hint.
 
 Checks that relate several keys (a key that applies only to one store kind, a secret that
 must be set in the environment) stay with the component; a schema holds what one key alone
@@ -79,16 +79,13 @@ class Key:
             return
         if self.choices and not self._chosen(value):
             choices = ", ".join(repr(c) for c in self.choices)
-            # A short list reads best in the message itself; a long one goes to the hint.
-            what = _one_of(self.choices) if len(self.choices) <= 4 else self.what
             raise ConfigError(
-                f"{where}: {self.name} must be {what}, not {self.name} = {value!r:.60}",
+                f"{where}: {self.name} = {value!r:.60} is not {self.what}",
                 hint=self.hint or f"use one of {choices}",
             )
         if not self.accepts(value):
             raise ConfigError(
-                f"{where}: {self.name} must be {self.what}, not {self.name} = {value!r:.60}",
-                hint=self.hint,
+                f"{where}: {self.name} = {value!r:.60} must be {self.what}", hint=self.hint
             )
         if self.table is None:
             return
@@ -146,10 +143,8 @@ class Table:
         key (the clearest error, so first), every required key, each value; a `ConfigError`
         naming the first problem."""
         if not isinstance(value, Mapping):
-            name = _last_name(where)
-            said = f"{where}: {name} must be a table, not {name} = " if name else f"{where} "
             raise ConfigError(
-                said + (f"{value!r:.60}" if name else f"must be a table, not {value!r:.60}"),
+                f"{where} must be a table, not {value!r:.60}",
                 hint=self.hint or "write it as a [table] or { key = value, ... }",
             )
         keys = self.by_name()
@@ -158,10 +153,7 @@ class Table:
         for key in self.keys:
             if key.required and key.name not in value:
                 raise ConfigError(
-                    # Worded so each of the three ways the old hand-written checks put
-                    # it ("missing X", "has no 'X'", "needs X") still reads true.
-                    f"{where} is missing {key.name}: it has no {key.name!r} and needs "
-                    f"{key.name} = {key.what}",
+                    f"{where} has no {key.name!r}; it needs {key.name} = {key.what}",
                     hint=key.hint,
                 )
         for name, item in value.items():
@@ -232,16 +224,3 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 def _is(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and (bool in types or not isinstance(value, bool))
-
-
-def _one_of(choices: tuple[Any, ...]) -> str:
-    """``"off" or "required"``: a key's few choices, as TOML writes them."""
-    shown = [f'"{c}"' if isinstance(c, str) else repr(c).lower() for c in choices]
-    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
-
-
-def _last_name(where: str) -> str | None:
-    """The table's own name at ``where`` (``"x.toml: [server.keys] #2"`` -> ``"keys"``), or
-    None when ``where`` names no table."""
-    inside = where.rpartition("[")[2].partition("]")[0]
-    return inside.rpartition(".")[2].strip('"') or None

@@ -76,7 +76,7 @@ def test_full_config_parses(tmp_path):
         ),
         ("[providers.a]\nkind = 'openia'\n", "kind = 'openia'", "openai"),
         ("[gateway]\ndb = 'x.duckdb'\n", "no providers configured", "simulated"),
-        ("[providers.a]\nkind = 'openai'\ntimeout = -1\n", "timeout must be a positive", None),
+        ("[providers.a]\nkind = 'openai'\ntimeout = -1\n", "timeout = -1 must be a positive", None),
         (
             "[providers.a]\nkind = 'openai'\n[prices.gpt4]\ninput_per_mtok = 1\noutput_per_mtok = 1\n",
             "not a model address",
@@ -84,7 +84,7 @@ def test_full_config_parses(tmp_path):
         ),
         (
             "[providers.a]\nkind = 'openai'\n[prices.'a/m']\ninput_per_mtok = 1\n",
-            "missing output_per_mtok",
+            "has no 'output_per_mtok'",
             None,
         ),
         (
@@ -99,7 +99,7 @@ def test_full_config_parses(tmp_path):
         ),
         ("[providers.a]\nkind = 'openai'\nseed = 3\n", "only apply to kind", None),
         ("[gatway]\n", "unknown key 'gatway'", "gateway"),
-        ("providers = 3\n", "providers must be a table", None),
+        ("providers = 3\n", "providers = 3 must be a table", "[providers]"),
         ("[providers.a\nkind=1", "not valid TOML", None),
     ],
 )

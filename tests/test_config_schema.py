@@ -74,32 +74,26 @@ def test_unknown_keys_are_reported_before_missing_and_wrong_ones():
 
 def test_a_missing_required_key_says_what_it_needs():
     caught = error({})
-    assert (
-        caught.message == "f.toml: [limits] is missing id: it has no 'id' and needs id = a string"
-    )
+    assert caught.message == "f.toml: [limits] has no 'id'; it needs id = a string"
     assert caught.hint == "name it"
 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("timeout", "3", "timeout must be seconds from 0 to 60, not timeout = '3'"),
-        (
-            "timeout",
-            True,
-            "timeout must be seconds from 0 to 60, not timeout = True",
-        ),  # not a number
-        ("timeout", -1, "timeout must be seconds from 0 to 60, not timeout = -1"),
-        ("timeout", 60.5, "timeout must be seconds from 0 to 60, not timeout = 60.5"),
-        ("timeout", math.nan, "timeout must be seconds from 0 to 60, not timeout = nan"),
-        ("strict", 1, "strict must be true or false, not strict = 1"),
-        ("count", 2.0, "count must be an integer, not count = 2.0"),
-        ("tags", {"team": 5}, "tags must be a table of strings, not tags = {'team': 5}"),
-        ("tags", "team", "tags must be a table of strings, not tags = 'team'"),
-        ("models", "gpt", "models must be a list of model names, not models = 'gpt'"),
-        ("models", ["a", 1], "models must be a list of model names, not models = ['a', 1]"),
-        ("env", "NOT A NAME", "env must be a variable name, not env = 'NOT A NAME'"),
-        ("path", "", "path must be a file path string, not path = ''"),
+        ("timeout", "3", "timeout = '3' must be seconds from 0 to 60"),
+        ("timeout", True, "timeout = True must be seconds from 0 to 60"),  # not a number
+        ("timeout", -1, "timeout = -1 must be seconds from 0 to 60"),
+        ("timeout", 60.5, "timeout = 60.5 must be seconds from 0 to 60"),
+        ("timeout", math.nan, "timeout = nan must be seconds from 0 to 60"),
+        ("strict", 1, "strict = 1 must be true or false"),
+        ("count", 2.0, "count = 2.0 must be an integer"),
+        ("tags", {"team": 5}, "tags = {'team': 5} must be a table of strings"),
+        ("tags", "team", "tags = 'team' must be a table of strings"),
+        ("models", "gpt", "models = 'gpt' must be a list of model names"),
+        ("models", ["a", 1], "models = ['a', 1] must be a list of model names"),
+        ("env", "NOT A NAME", "env = 'NOT A NAME' must be a variable name"),
+        ("path", "", "path = '' must be a file path string"),
     ],
 )
 def test_a_wrong_value_names_the_key_the_value_and_what_it_must_be(key, value, message):
@@ -113,10 +107,7 @@ def test_a_keys_hint_is_the_fix():
 
 def test_a_value_outside_the_choices_lists_them():
     caught = error({"id": "x", "mode": "later"})
-    assert (
-        caught.message == 'f.toml: [limits]: mode must be "wait" or "reject", not mode = \'later\''
-    )
-
+    assert caught.message == "f.toml: [limits]: mode = 'later' is not a mode"
     assert caught.hint == "use one of 'wait', 'reject'"
 
 
@@ -130,37 +121,34 @@ def test_a_nested_table_is_checked_at_its_own_path():
     assert caught.message == "f.toml: [limits.inner]: unknown key 'nam'"
     assert "did you mean 'name'" in caught.hint
     caught = error({"id": "x", "inner": {"per_minute": 0}})
-    assert (
-        caught.message
-        == "f.toml: [limits.inner]: per_minute must be a number > 0, not per_minute = 0"
-    )
+    assert caught.message == "f.toml: [limits.inner]: per_minute = 0 must be a number > 0"
 
 
 def test_each_table_of_an_array_is_checked_and_numbered():
     caught = error({"id": "x", "rule": [{"per_minute": 1}, {"per_minut": 1}]})
     assert caught.message == "f.toml: [limits.rule] #2: unknown key 'per_minut'"
     caught = error({"id": "x", "rule": [{"per_minute": 1}, 3]})
-    assert caught.message == "f.toml: [limits.rule] #2: rule must be a table, not rule = 3"
+    assert caught.message == "f.toml: [limits.rule] #2 must be a table, not 3"
 
 
 def test_an_array_key_takes_one_table_when_its_types_allow():
     TOP.validate({"id": "x", "rule": {"per_minute": 1}}, "[limits]")
     assert error({"id": "x", "rule": {"per_minute": -1}}, "[limits]").message == (
-        "[limits.rule]: per_minute must be a number > 0, not per_minute = -1"
+        "[limits.rule]: per_minute = -1 must be a number > 0"
     )
 
 
 def test_a_value_that_is_not_a_table_at_all():
     caught = error(3, "f.toml: [limits]")
-    assert caught.message == "f.toml: [limits]: limits must be a table, not limits = 3"
+    assert caught.message == "f.toml: [limits] must be a table, not 3"
 
 
 def test_keys_a_table_does_not_name_are_checked_by_its_other_schema():
     prices = Table(keys=(), other=Key(name="", types=TABLE, what="a table", table=RULE))
     prices.validate({"openai/gpt-4o": {"per_minute": 1}}, "f.toml: [prices]")
     caught = error({"openai/gpt-4o": {"per_minute": "x"}}, "f.toml: [prices]", prices)
-    assert caught.message == ('f.toml: [prices."openai/gpt-4o"]: per_minute must be a '
-                              "number > 0, not per_minute = 'x'")  # fmt: skip
+    assert caught.message == ('f.toml: [prices."openai/gpt-4o"]: per_minute = \'x\' must be a '
+                              "number > 0")  # fmt: skip
     assert "must be a table" in error({"a/b": 1}, "f.toml: [prices]", prices).message
 
 
@@ -190,29 +178,20 @@ def test_a_config_file_reports_a_nested_array_error_with_the_file_and_path(tmp_p
     [
         (
             {"gateway": {"experiment_id": 3}},
-            "gw.toml: [gateway]: experiment_id must be a string, not experiment_id = 3",
+            "gw.toml: [gateway]: experiment_id = 3 must be a string",
         ),
-        (
-            {"gateway": {"tags": {"team": 1}}},
-            "[gateway]: tags must be a table of strings, not tags = {'team': 1}",
-        ),
-        ({"gateway": {"db": ""}}, "gw.toml: [gateway]: db must be a file path string, not db = ''"),
-        (
-            {"gateway": {"log": "no"}},
-            "gw.toml: [gateway]: log must be true or false, not log = 'no'",
-        ),
-        (
-            {"cache": {"coalesce": "yes"}},
-            "gw.toml: [cache]: coalesce must be true or false, not coalesce = 'yes'",
-        ),
-        ({"semantic_cache": {"index": {"nprobe": 0}}}, "[semantic_cache.index]: nprobe must be"),
-        ({"policies": {"p": 3}}, "gw.toml: [policies]: p must be a policy file path"),
-        ({"log": {"bodies": "some"}}, "gw.toml: [log]: bodies must be"),
-        ({"log": {"hash_key_env": "A B"}}, "hash_key_env must be the name of an env"),
-        ({"server": {"keys": [{"key_env": "K"}]}}, "[server.keys] #1 is missing name"),
-        ({"providers": {"a": 3}}, "gw.toml: [providers.a]: a must be a table, not a = 3"),
-        ({"providers": {"a": {"kind": "openai", "account_id": 5}}}, "account_id must be a"),
-        ({"providers": {"a": {"kind": "simulated", "seed": "x"}}}, "[providers.a]: seed must be"),
+        ({"gateway": {"tags": {"team": 1}}}, "[gateway]: tags = {'team': 1} must be a table of"),
+        ({"gateway": {"db": ""}}, "gw.toml: [gateway]: db = '' must be a file path string"),
+        ({"gateway": {"log": "no"}}, "gw.toml: [gateway]: log = 'no' must be true or false"),
+        ({"cache": {"coalesce": "yes"}}, "gw.toml: [cache]: coalesce = 'yes' must be true or"),
+        ({"semantic_cache": {"index": {"nprobe": 0}}}, "[semantic_cache.index]: nprobe = 0"),
+        ({"policies": {"p": 3}}, "gw.toml: [policies]: p = 3 must be a policy file path"),
+        ({"log": {"bodies": "some"}}, "gw.toml: [log]: bodies = 'some' is not a body mode"),
+        ({"log": {"hash_key_env": "A B"}}, "hash_key_env = 'A B' must be the name of an env"),
+        ({"server": {"keys": [{"key_env": "K"}]}}, "[server.keys] #1 has no 'name'"),
+        ({"providers": {"a": 3}}, "gw.toml: [providers.a] must be a table, not 3"),
+        ({"providers": {"a": {"kind": "openai", "account_id": 5}}}, "account_id = 5 must be a"),
+        ({"providers": {"a": {"kind": "simulated", "seed": "x"}}}, "[providers.a]: seed = 'x'"),
     ],
 )
 def test_every_table_of_a_config_goes_through_the_validator(data, message):
@@ -228,9 +207,7 @@ def test_a_providers_own_prices_are_checked_at_their_path():
             {"providers": {"a": {"kind": "openai", "prices": {"m": {"input_per_mtok": 1}}}}},
             source="gw.toml",
         )
-    assert info.value.message.startswith(
-        "gw.toml: [providers.a.prices.m] is missing output_per_mtok"
-    )
+    assert info.value.message.startswith("gw.toml: [providers.a.prices.m] has no 'output_per_mtok'")
 
 
 def test_the_key_listing_covers_every_table_the_parser_knows():
@@ -247,11 +224,8 @@ def test_the_key_listing_covers_every_table_the_parser_knows():
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        (
-            {"key_file": 3},
-            "gw.toml: [server]: key_file must be a file path string, not key_file = 3",
-        ),
-        ({"signing_window": 0}, "gw.toml: [server]: signing_window must be a number of"),
+        ({"key_file": 3}, "gw.toml: [server]: key_file = 3 must be a file path string"),
+        ({"signing_window": 0}, "gw.toml: [server]: signing_window = 0 must be a number of"),
     ],
 )
 def test_the_server_extras_alone_are_checked_too(table, message):

@@ -207,7 +207,7 @@ def test_from_config_builds_the_documented_table():
         ({"rule": [{"key": ["user"]}]}, "sets no limit"),
         ({"rule": [{"requests_per_minute": 0}]}, "requests_per_minute=0"),
         ({"rule": [{"tokens_per_hour": "lots"}]}, "tokens_per_hour='lots'"),
-        ({"rule": "user"}, "rule must be a list"),
+        ({"rule": "user"}, "rule = 'user' must be a list"),
         ({"mode": "queue"}, "'queue'"),
         ({"timeout": -1}, "timeout=-1"),
         ({"pause_on_429": "all"}, "'all'"),

@@ -256,8 +256,11 @@ def test_server_config_takes_signing_key_file_and_window(tmp_path):
 @pytest.mark.parametrize(
     ("server", "needle"),
     [
-        ({"keys": [{"key_env": "K", "name": "a", "signing": "yes"}]}, 'signing must be "off"'),
-        ({"key_file": 3}, "key_file must be a file path"),
+        (
+            {"keys": [{"key_env": "K", "name": "a", "signing": "yes"}]},
+            "signing = 'yes' is not a signing mode",
+        ),
+        ({"key_file": 3}, "key_file = 3 must be a file path"),
         ({"signing_window": 0}, "signing_window = 0"),
         ({"signing_window": True}, "signing_window = True"),
     ],

@@ -82,7 +82,7 @@ def test_server_table_is_parsed_with_tenant_defaulting_to_the_name() -> None:
     [
         ({"prot": 1}, "unknown key 'prot'"),
         ({"port": 70000}, "port = 70000"),
-        ({"keys": {"key_env": "K"}}, "keys must be a list"),
+        ({"keys": {"key_env": "K"}}, r"keys = \{.*\} must be a list"),
         ({"keys": [{"name": "a"}]}, "needs key_env"),
         ({"keys": [{"key_env": "K", "name": "a", "key": "sk-secret"}]}, "unknown key 'key'"),
         ({"keys": [{"key_env": "K", "name": "a"}, {"key_env": "L", "name": "a"}]}, "twice"),
