@@ -17,15 +17,13 @@ See docs/security.md.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
-from aigw_lab.config_server import SERVER_TABLE
+from aigw_lab.config_server import parse_server_extras  # re-exported: it was defined here
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
 from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
@@ -187,23 +185,3 @@ def _secret(env: Mapping[str, str], name: str, where: str, key: str) -> str:
             f"{key} from [log]",
         )
     return value
-
-
-def parse_server_extras(table: Mapping[str, Any], where: str, base_dir: Any) -> dict[str, Any]:
-    """``[server] key_file`` (resolved against the config's folder) and ``signing_window``
-    (seconds a signed request stays valid), for `aigw_lab.config.ServerSettings`."""
-    # Checked here too: `aigw-lab keys --config` reads these two keys alone.
-    schema = SERVER_TABLE.by_name()
-    for name in ("key_file", "signing_window"):
-        schema[name].check(table.get(name), where)
-    extras: dict[str, Any] = {}
-    key_file = table.get("key_file")
-    if key_file is not None:
-        path = Path(key_file).expanduser()
-        if base_dir is not None and not os.path.isabs(path):
-            path = Path(base_dir) / path
-        extras["key_file"] = str(path)
-    window = table.get("signing_window")
-    if window is not None:
-        extras["signing_window"] = float(window)
-    return extras

@@ -4,14 +4,17 @@ strictly, like the rest of `aigw_lab.config` (which re-exports these names)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aigw_lab.config_schema import NUMBER, Key, Table
 from aigw_lab.errors import ConfigError
 from aigw_lab.server_limits import LIMIT_KEYS, ServerLimits, parse_server_limits
 
-__all__ = ["ServerKeySpec", "ServerSettings", "parse_server", "SERVER_TABLE"]
+__all__ = ["ServerKeySpec", "ServerSettings", "parse_server", "parse_server_extras", "SERVER_TABLE"]
 
 _ENV_HINT = (
     "key_env names the environment variable holding the secret; the secret itself never "
@@ -130,9 +133,6 @@ def parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSetting
             ServerKeySpec(key["name"], key["key_env"], key.get("tenant", key["name"]),
                           key.get("user"), key.get("signing", "off"))
         )  # fmt: skip
-    # lazy: import cycle: config_security imports this module's SERVER_TABLE
-    from aigw_lab.config_security import parse_server_extras
-
     trust_client_user = table.get("trust_client_user", False)
     return ServerSettings(
         table.get("host"),
@@ -142,3 +142,23 @@ def parse_server(table: Any, source: str, base_dir: Any = None) -> ServerSetting
         trust_client_user=trust_client_user,
         **parse_server_extras(table, where, base_dir),
     )
+
+
+def parse_server_extras(table: Mapping[str, Any], where: str, base_dir: Any) -> dict[str, Any]:
+    """``[server] key_file`` (resolved against the config's folder) and ``signing_window``
+    (seconds a signed request stays valid), for `aigw_lab.config.ServerSettings`."""
+    # Checked here too: `aigw-lab keys --config` reads these two keys alone.
+    schema = SERVER_TABLE.by_name()
+    for name in ("key_file", "signing_window"):
+        schema[name].check(table.get(name), where)
+    extras: dict[str, Any] = {}
+    key_file = table.get("key_file")
+    if key_file is not None:
+        path = Path(key_file).expanduser()
+        if base_dir is not None and not os.path.isabs(path):
+            path = Path(base_dir) / path
+        extras["key_file"] = str(path)
+    window = table.get("signing_window")
+    if window is not None:
+        extras["signing_window"] = float(window)
+    return extras

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aigw_lab.cli._args import finite_float
+from aigw_lab.cli.policy_data import held_out_split, use_cached_embedder
 from aigw_lab.errors import ConfigError
 
 __all__ = ["register_export", "run_export", "default_homes", "DEFAULT_PROVIDERS"]
@@ -321,9 +322,6 @@ def _held_out_evaluation(args: argparse.Namespace, router: Any) -> Any:
     outcomes of every target on the policy's held-out items."""
     # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
     import pandas as pd
-
-    # lazy: import cycle: cli/policy.py imports this module to register `policy export`
-    from aigw_lab.cli.policy import held_out_split, use_cached_embedder
 
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.evaluate.offline import recorded_arrays

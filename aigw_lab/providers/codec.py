@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from aigw_lab.errors import (
     AuthenticationError,
-    ConfigError,
     ContentFilteredError,
     ContextLengthExceededError,
     InvalidRequestError,
@@ -48,7 +47,6 @@ __all__ = [
     "ErrorDetail",
     "WireFormatError",
     "UpstreamErrorEvent",
-    "get_codec",
     "is_context_overflow",
     "usage_int",
 ]
@@ -131,30 +129,6 @@ class Codec(Protocol):
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder: ...
 
     def parse_error(self, status: int, payload: Any) -> ErrorDetail: ...
-
-
-def get_codec(api_format: str) -> Codec:
-    """The default codec of an API format: ``"openai"`` (also ``"workers-ai-openai"`` and
-    ``"openai-compatible"``), ``"anthropic"`` or ``"workers-ai"``."""
-    if api_format in ("openai", "workers-ai-openai", "openai-compatible"):
-        # lazy: import cycle: the codec modules import this one for its shared types
-        from aigw_lab.providers.openai import OpenAICodec
-
-        return OpenAICodec()
-    if api_format == "anthropic":
-        # lazy: import cycle: the codec modules import this one for its shared types
-        from aigw_lab.providers.anthropic import AnthropicCodec
-
-        return AnthropicCodec()
-    if api_format == "workers-ai":
-        # lazy: import cycle: the codec modules import this one for its shared types
-        from aigw_lab.providers.workers_ai import WorkersAICodec
-
-        return WorkersAICodec()
-    raise ConfigError(
-        f"no codec for API format {api_format!r}",
-        hint="use 'openai', 'anthropic', 'workers-ai', 'workers-ai-openai' or 'openai-compatible'",
-    )
 
 
 # How providers and OpenAI-compatible servers (vLLM, Ollama, Workers AI...) word "the prompt

@@ -42,9 +42,9 @@ from aigw_lab.providers.codec import (
     UpstreamErrorEvent,
     WireFormatError,
     error_for_status,
-    get_codec,
     parse_retry_after,
 )
+from aigw_lab.providers.codecs import get_codec
 from aigw_lab.providers.stream_run import DECODE_ERRORS
 from aigw_lab.types import (
     CacheStatus,
