@@ -18,6 +18,7 @@ from aigw_lab.errors import (
     RateLimitedError,
 )
 from aigw_lab.pricing import cost_of
+from aigw_lab.testing import MemorySink
 from aigw_lab.testing.fake_batches import FakeBatches, openai_error
 from aigw_lab.types import ChatResponse, Usage
 
@@ -46,14 +47,14 @@ def fake():
         yield server
 
 
-def make_gateway(fake, *, key="sk-right", **spec_kwargs):
+def make_gateway(fake, *, key="sk-right", log=":memory:", sinks=(), **spec_kwargs):
     specs = [
         ProviderSpec("oa", "openai", base_url=fake.url + "/v1", api_key_env="OA_KEY",
                      prices={"gpt-x": PRICE}),
         ProviderSpec("an", "anthropic", base_url=fake.url, api_key_env="AN_KEY",
                      prices={"claude-x": PRICE}),
     ]  # fmt: skip
-    return Gateway(specs, env={"OA_KEY": key, "AN_KEY": key}, log=":memory:")
+    return Gateway(specs, env={"OA_KEY": key, "AN_KEY": key}, log=log, sinks=sinks)
 
 
 def log_rows(gw):
@@ -324,3 +325,22 @@ def test_anthropic_refuses_batch_metadata_and_gateway_tags_are_logged(fake):
     (row,) = gw.query("SELECT tags_json, experiment_id FROM calls").to_dict("records")
     assert json.loads(row["tags_json"]) == {"project": "p1", "aigw_batch": job.id}
     assert row["experiment_id"] == "e1"
+
+
+@pytest.mark.parametrize("log", [":memory:", None], ids=["with-log", "sinks-only"])
+def test_a_batch_jobs_rows_reach_every_sink_like_the_log(fake, log):
+    # Batch results are logged in one go, not through an attempt: they must still reach the
+    # extra sinks a gateway was given, with or without a call log.
+    sink = MemorySink()
+    gw = make_gateway(fake, log=log, sinks=[sink])
+    time = FakeTime()
+    job = submit_batch(gw, "oa/gpt-x", PROMPTS, sleep=time.sleep, clock=time.clock)
+    assert job.wait(poll_interval=60) in ("completed", "ended")
+    job.results()
+    rows = sink.rows
+    assert len(rows) == len(PROMPTS)
+    assert all(json.loads(r.tags_json) == {"aigw_batch": job.id} for r in rows)
+    assert sorted(r.status for r in rows) == ["error", "ok", "ok"]
+    if log is not None:
+        assert sorted(r["call_id"] for r in log_rows(gw)) == sorted(r.call_id for r in rows)
+    gw.close()

@@ -15,7 +15,6 @@ from aigw_lab.errors import AigwError, ConfigError, ProviderError, ProviderTimeo
 from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.gateway.records import failure_record, success_record
 from aigw_lab.providers.codec import UpstreamErrorEvent
-from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.types import ChatRequest, ChatResponse, Latency
 
 if TYPE_CHECKING:
@@ -233,10 +232,10 @@ class BatchJob:
         return bool(rows)
 
     def _log(self, results: list[ChatResponse | AigwError]) -> None:
-        log = self.gateway.log
-        if log is None:
-            return
         gateway = self.gateway
+        recorder = gateway.recorder
+        if recorder.log is None and not recorder.sinks:
+            return
         started_wall = self._api.created_at(self.info) or time.time()
         api_format = self._api.provider.codec.api_format
         records = []
@@ -265,8 +264,8 @@ class BatchJob:
                     overhead_ms=None,
                 )  # fmt: skip
             )
-        limit = gateway.max_body_chars
-        log.append_many(sanitize_record(record, max_body_chars=limit) for record in records)
+        # Through the recorder: the log and every extra sink get each row, made storable.
+        recorder.append_many(records)
 
     # -- reconnecting ------------------------------------------------------------------------
 

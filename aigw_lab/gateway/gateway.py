@@ -38,7 +38,7 @@ from aigw_lab.gateway._sync.attempt import Attempt
 from aigw_lab.gateway._sync.calls import Calls, close_all
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware
 from aigw_lab.gateway.recorder import Recorder
-from aigw_lab.gateway.route import install_route_stage
+from aigw_lab.gateway.route import POLICY_PROVIDER, install_route_stage
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.gateway.targets import Targets, choices_hint
 from aigw_lab.pricing import PriceBook
@@ -493,7 +493,7 @@ class Gateway:
         if sep and known and model:
             return provider_name, model
         if address in self._policies:
-            return "policy", address
+            return POLICY_PROVIDER, address
         if self._default_provider is not None:
             return self._default_provider, address
         if not sep:

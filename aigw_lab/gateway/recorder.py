@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
@@ -103,6 +103,23 @@ class Recorder:
             for index, sink in enumerate(self.sinks):
                 try:
                     sink.append(record)
+                except Exception as exc:  # noqa: BLE001 - a sink never fails a call
+                    self._sink_failed(index, exc, rows=1)
+
+    def append_many(self, records: Iterable[CallRecord]) -> None:
+        """`append` for several rows at once (a batch job's results): one queueing for the
+        log, every row to every sink, the same guarantees."""
+        rows = [sanitize_record(r, max_body_chars=self.max_body_chars) for r in records]
+        log = self.log
+        if log is not None:
+            try:
+                log.append_many(rows)
+            except StoreError:
+                log.set_aside(rows, "the call log did not accept the rows")
+        for index, sink in enumerate(self.sinks):
+            for row in rows:
+                try:
+                    sink.append(row)
                 except Exception as exc:  # noqa: BLE001 - a sink never fails a call
                     self._sink_failed(index, exc, rows=1)
 
