@@ -1,6 +1,8 @@
 """Running one benchmark script in several worker processes, each importing its own
 ``aigw_lab`` (an old tree, this checkout, this checkout again), interleaved in rounds: the
-parent's side of bench_values.py and bench_around_stages.py.
+parent's side of the scripts that compare trees (bench_values.py, bench_around_stages.py,
+bench_call_modes.py, bench_budget_modes.py, bench_cache_modes.py, bench_exchange_modes.py,
+bench_gateway_modes.py, bench_ratelimit.py).
 
 A worker is the script run with ``--worker``: it prints one JSON line with ``"ready"`` (and
 ``"aigw_lab"``, the file it imported, when it wants the tree checked), then for each line
@@ -23,12 +25,14 @@ from pathlib import Path
 __all__ = ["sides", "run_rounds", "print_table"]
 
 
-def sides(parser: argparse.ArgumentParser, old_tree: Path) -> dict[str, Path]:
+def sides(
+    parser: argparse.ArgumentParser, old_tree: Path, marker: str = "types.py"
+) -> dict[str, Path]:
     """The three sides, ``old`` (``old_tree``), ``new`` and ``new, again`` (this checkout
     twice: how far identical sides drift apart, the noise floor); a parser error when
-    ``old_tree`` holds no aigw_lab."""
-    if not (old_tree / "aigw_lab" / "types.py").is_file():
-        parser.error(f"{old_tree} holds no aigw_lab/types.py")
+    ``old_tree`` holds no ``aigw_lab/<marker>`` (the module the script compares)."""
+    if not (old_tree / "aigw_lab" / marker).is_file():
+        parser.error(f"{old_tree} holds no aigw_lab/{marker}")
     new_tree = Path(__file__).resolve().parent.parent
     return {"old": old_tree, "new": new_tree, "new, again": new_tree}
 
@@ -56,41 +60,46 @@ def _ask(proc: subprocess.Popen[str], line: str) -> dict[str, list[float]]:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(line + "\n")
     proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
+    answer = proc.stdout.readline()
+    if not answer:
+        raise RuntimeError("a worker died (its error is above)")
+    return json.loads(answer)
 
 
 def run_rounds(
     script: Path,
     sides: Mapping[str, Path],
-    workloads: Sequence[str],
+    workloads: Sequence[str] | None,
     *,
     rounds: int,
     line: str,
-    warm_up: str,
+    warm_up: str | None,
     seed: int,
 ) -> dict[str, dict[str, list[list[float]]]]:
-    """Start a worker of ``script`` per side (name -> tree), send each ``warm_up`` once,
-    then ``rounds`` times ``line`` to every worker in a new random order; returns, per side
-    and workload, the ``[wall, cpu]`` of every round."""
+    """Start a worker of ``script`` per side (name -> tree), send each ``warm_up`` once
+    (None: no warm-up round), then ``rounds`` times ``line`` to every worker in a new
+    random order; returns, per side and workload, the ``[wall, cpu]`` of every round
+    (``workloads`` None: whichever the workers report)."""
     procs = {name: _start(script, tree) for name, tree in sides.items()}
     rng = random.Random(seed)
     results: dict[str, dict[str, list[list[float]]]] = {
-        name: {w: [] for w in workloads} for name in sides
+        name: {w: [] for w in workloads or ()} for name in sides
     }
     try:
-        for proc in procs.values():
-            _ask(proc, warm_up)
+        if warm_up is not None:
+            for proc in procs.values():
+                _ask(proc, warm_up)
         for _ in range(rounds):
             order = list(procs)
             rng.shuffle(order)
             for name in order:
                 for workload, value in _ask(procs[name], line).items():
-                    results[name][workload].append(value)
+                    results[name].setdefault(workload, []).append(value)
     finally:
         for proc in procs.values():
             assert proc.stdin is not None
             proc.stdin.close()
-            proc.wait(timeout=60)
+            proc.wait(timeout=120)
     return results
 
 
@@ -100,11 +109,14 @@ def print_table(
     *,
     width: int = 20,
     digits: int = 2,
+    label: str = "workload",
+    note: str = "",
 ) -> None:
     """One row per workload: medians over rounds of wall and CPU microseconds for ``old``
-    and ``new``, ``new/old``, and ``again/new`` (the noise floor)."""
+    and ``new``, ``new/old``, and ``again/new`` (the noise floor); ``note`` ends the
+    footer."""
     print(
-        f"{'workload':<{width}} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
+        f"{label:<{width}} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
         f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/new':>10}"
     )
     for workload in workloads:
@@ -120,5 +132,5 @@ def print_table(
         )
     print(
         "new/old: this tree over the old one; again/new: two identical copies of this tree "
-        "(the noise floor). Medians over rounds."
+        "(the noise floor). Medians over rounds." + (f" {note}" if note else "")
     )

@@ -29,15 +29,14 @@ import itertools
 import json
 import os
 import platform
-import random
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _old_vs_new as old_vs_new  # noqa: E402
+
 MODES = ("chat", "achat", "stream", "astream")
 WORKLOADS = tuple(
     f"{kind}, {mode}"
@@ -140,29 +139,6 @@ def _worker() -> None:
 # --- the parent: starts the workers and interleaves them ---------------------------------
 
 
-def _start(tree: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tempfile.gettempdir(),
-    )
-    assert proc.stdout is not None
-    hello = json.loads(proc.stdout.readline())
-    assert hello["ready"], hello
-    return proc
-
-
-def _round(proc: subprocess.Popen[str], calls: int) -> dict[str, list[float]]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"{calls}\n")
-    proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--old-tree", type=Path, required=True, help="holds the old aigw_lab")
@@ -170,52 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=300, help="calls per block (300)")
     parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
     args = parser.parse_args(argv)
-    if not (args.old_tree / "aigw_lab" / "types.py").is_file():
-        parser.error(f"{args.old_tree} holds no aigw_lab/types.py")
-
-    new_tree = HERE.parent
-    sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    procs = {name: _start(tree) for name, tree in sides.items()}
-    rng = random.Random(args.seed)
-    results: dict[str, dict[str, list[list[float]]]] = {
-        name: {w: [] for w in WORKLOADS} for name in sides
-    }
-    try:
-        for _ in range(args.rounds):
-            order = list(procs)
-            rng.shuffle(order)
-            for name in order:
-                for workload, value in _round(procs[name], args.calls).items():
-                    results[name][workload].append(value)
-    finally:
-        for proc in procs.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=60)
+    sides = old_vs_new.sides(parser, args.old_tree)
+    results = old_vs_new.run_rounds(
+        Path(__file__),
+        sides,
+        WORKLOADS,
+        rounds=args.rounds,
+        line=str(args.calls),
+        warm_up=None,
+        seed=args.seed,
+    )
 
     print(
         f"bench_cache_modes: {args.rounds} rounds, {args.calls:,} calls per block; "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"{'workload':<22} {'old µs':>8} {'new µs':>8} {'new/old':>8} {'again/new':>10}"
-        f"   {'old CPU':>8} {'new CPU':>8} {'new/old':>8} {'again/new':>10}"
-    )
-    for workload in WORKLOADS:
-        med = {
-            name: [statistics.median(v[i] for v in results[name][workload]) for i in (0, 1)]
-            for name in sides
-        }
-        old, new, again = med["old"], med["new"], med["new, again"]
-        print(
-            f"{workload:<22} {old[0]:8.1f} {new[0]:8.1f} {new[0] / old[0]:8.3f} "
-            f"{again[0] / new[0]:10.3f}   {old[1]:8.1f} {new[1]:8.1f} "
-            f"{new[1] / old[1]:8.3f} {again[1] / new[1]:10.3f}"
-        )
-    print(
-        "new/old: this tree over the old one; again/new: two identical copies of this tree "
-        "(the noise floor). Medians over rounds; CPU is process time (all threads)."
+    old_vs_new.print_table(
+        results, WORKLOADS, width=22, digits=1, note="CPU is process time (all threads)."
     )
     return 0
 

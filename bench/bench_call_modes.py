@@ -36,16 +36,17 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _old_vs_new as old_vs_new  # noqa: E402
+
 MODES = ("chat", "achat", "stream", "astream")
 STACKS = ("none", "budget", "ratelimit", "cache-hit", "cache-miss", "retry", "split", "full")
 PACES = ("flat", "paced")
@@ -214,32 +215,6 @@ def _worker() -> None:  # noqa: C901 - one closure per workload, kept together
 # --- the parent: starts the workers and interleaves them ---------------------------------
 
 
-def _start(tree: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tempfile.gettempdir(),
-    )
-    assert proc.stdout is not None
-    hello = json.loads(proc.stdout.readline())
-    assert hello["ready"], hello
-    return proc
-
-
-def _round(proc: subprocess.Popen[str], request: dict[str, object]) -> dict[str, list[float]]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps(request) + "\n")
-    proc.stdin.flush()
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError("a worker died (its error is above)")
-    return json.loads(line)
-
-
 def _names(value: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
     names = tuple(v for v in value.split(",") if v)
     unknown = [n for n in names if n not in known]
@@ -260,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paces", default=",".join(PACES), help="flat, paced or both")
     parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
     args = parser.parse_args(argv)
-    if not (args.old_tree / "aigw_lab" / "types.py").is_file():
-        parser.error(f"{args.old_tree} holds no aigw_lab/types.py")
+    sides = old_vs_new.sides(parser, args.old_tree)
     try:
         modes = _names(args.modes, MODES, "modes")
         stacks = _names(args.stacks, STACKS, "stacks")
@@ -270,13 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     workloads = [f"{m}|{s}|{p}" for p in paces for s in stacks for m in modes]
 
-    new_tree = HERE.parent
-    sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    procs = {name: _start(tree) for name, tree in sides.items()}
-    rng = random.Random(args.seed)
-    results: dict[str, dict[str, list[list[float]]]] = {
-        name: {w: [] for w in workloads} for name in sides
-    }
     request = {
         "workloads": workloads,
         "calls": args.calls,
@@ -284,20 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         "rate": args.rate,
     }
     warm = dict(request, calls=max(1, args.calls // 10), paced_calls=2)
-    try:
-        for proc in procs.values():
-            _round(proc, warm)
-        for _ in range(args.rounds):
-            order = list(procs)
-            rng.shuffle(order)
-            for name in order:
-                for workload, value in _round(procs[name], request).items():
-                    results[name][workload].append(value)
-    finally:
-        for proc in procs.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=120)
+    results = old_vs_new.run_rounds(
+        Path(__file__),
+        sides,
+        workloads,
+        rounds=args.rounds,
+        line=json.dumps(request),
+        warm_up=json.dumps(warm),
+        seed=args.seed,
+    )
 
     print(
         f"bench_call_modes: {args.rounds} rounds; {args.calls} calls per flat block, "

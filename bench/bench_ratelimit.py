@@ -29,16 +29,16 @@ import asyncio
 import json
 import os
 import platform
-import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _old_vs_new as old_vs_new  # noqa: E402
+
 MODES = ("chat", "achat", "stream", "astream")
 WORKLOADS = (
     *(f"bare {m}" for m in MODES),
@@ -164,29 +164,6 @@ def _worker() -> None:
         print(json.dumps(out), flush=True)
 
 
-def _start(tree: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tempfile.gettempdir(),
-    )
-    assert proc.stdout is not None
-    hello = json.loads(proc.stdout.readline())
-    assert hello["ready"], hello
-    return proc
-
-
-def _round(proc: subprocess.Popen[str], calls: int) -> dict[str, list[float]]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"{calls}\n")
-    proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--old-tree", type=Path, required=True, help="holds the old aigw_lab")
@@ -194,29 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1_000, help="calls per block (1,000)")
     parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
     args = parser.parse_args(argv)
-    if not (args.old_tree / "aigw_lab" / "types.py").is_file():
-        parser.error(f"{args.old_tree} holds no aigw_lab/types.py")
-
-    new_tree = HERE.parent
-    sides = {"old": args.old_tree, "new": new_tree, "new, again": new_tree}
-    procs = {name: _start(tree) for name, tree in sides.items()}
-    rng = random.Random(args.seed)
-    results: dict[str, dict[str, list[list[float]]]] = {
-        name: {w: [] for w in WORKLOADS} for name in sides
-    }
-    try:
-        _ = [_round(p, args.calls // 10) for p in procs.values()]  # warm-up
-        for _ in range(args.rounds):
-            order = list(procs)
-            rng.shuffle(order)
-            for name in order:
-                for workload, value in _round(procs[name], args.calls).items():
-                    results[name][workload].append(value)
-    finally:
-        for proc in procs.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=60)
+    sides = old_vs_new.sides(parser, args.old_tree)
+    results = old_vs_new.run_rounds(
+        Path(__file__),
+        sides,
+        WORKLOADS,
+        rounds=args.rounds,
+        line=str(args.calls),
+        warm_up=str(args.calls // 10),
+        seed=args.seed,
+    )
 
     med = {
         name: {
