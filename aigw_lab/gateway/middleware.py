@@ -77,6 +77,9 @@ class CallContext:
         "extra",
         "logged",
         "budget_estimate_usd",
+        "route_policy",
+        "propensity",
+        "shadow_of",
     )
 
     def __init__(
@@ -117,6 +120,13 @@ class CallContext:
         #: What a budget reserved for this call (its estimate), or None when no budget did:
         #: each row records what it counts against budgets from it (``budget_usd``).
         self.budget_estimate_usd: float | None = None
+        #: The routing policy that chose the current target and the probability with which
+        #: it chose it (1.0 when deterministic); None when no policy chose. Logged per row
+        #: (``route_policy``, ``propensity``) for off-policy evaluation.
+        self.route_policy: str | None = None
+        self.propensity: float | None = None
+        #: For a shadow call: the call_id of the live call it duplicates (``shadow_of``).
+        self.shadow_of: str | None = None
 
     @property
     def address(self) -> str:

@@ -85,6 +85,12 @@ class CallRecord(NamedTuple):
     # What the row counts against budgets (schema migration 8): its cost, or the estimate
     # the call was admitted with when its usage is unknown; None when no budget estimated it.
     budget_usd: float | None = None
+    # How the target was chosen (schema migration 9): the routing policy's name, the
+    # probability it chose this target with (1.0 when deterministic), and for a shadow call
+    # the call_id of the live call it duplicated. NULL when no policy chose / a live call.
+    route_policy: str | None = None
+    propensity: float | None = None
+    shadow_of: str | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Pickle and copy would call the keyword-only constructor positionally.

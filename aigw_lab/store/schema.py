@@ -79,6 +79,9 @@ COLUMN_TYPES: dict[str, str] = {
     "flags": "VARCHAR[]",
     "bodies": "VARCHAR",
     "budget_usd": "DOUBLE",
+    "route_policy": "VARCHAR",
+    "propensity": "DOUBLE",
+    "shadow_of": "VARCHAR",
 }
 
 
@@ -279,6 +282,18 @@ ALTER TABLE calls_dead_letter ADD COLUMN budget_usd DOUBLE;
 CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
 """
 
+# How the target was chosen, for learning from production (migration 9): ``route_policy``
+# names the policy that chose it, ``propensity`` is the probability with which it chose this
+# target given the request (1.0 for a deterministic choice; NULL when no policy chose), so
+# off-policy estimators can reweight logged calls; ``shadow_of`` is the call_id of the live
+# call a shadow call duplicated (NULL for live calls), so the pairs can be scored.
+_ADD_ROUTE_COLUMNS = """
+ALTER TABLE calls ADD COLUMN route_policy VARCHAR;
+ALTER TABLE calls ADD COLUMN propensity DOUBLE;
+ALTER TABLE calls ADD COLUMN shadow_of VARCHAR;
+CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
+"""
+
 #: Every migration ever released, in order. Append new ones; never edit or reorder these.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_calls", _CREATE_CALLS),
@@ -289,6 +304,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "add_flags_and_dead_letter", _ADD_FLAGS_AND_DEAD_LETTER),
     Migration(7, "add_bodies_column", _ADD_BODIES_COLUMN),
     Migration(8, "add_budget_usd", _ADD_BUDGET_USD),
+    Migration(9, "add_route_columns", _ADD_ROUTE_COLUMNS),
 )
 
 #: The schema version this code writes: the last migration's version.
