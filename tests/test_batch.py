@@ -260,9 +260,11 @@ def test_kinds_without_a_batch_api_are_refused_by_name(fake):
     assert fake.requests == []
 
 
-def test_simulated_fleet_has_no_batches():
+def test_simulated_fleet_batches_only_in_openai_and_anthropic_formats():
+    # The in-process fleet serves both batch APIs (tests/simulated/test_fleet_batches.py);
+    # its Workers AI format has none, as the real one has none.
     with Gateway.simulated_fleet(log=None) as gw, pytest.raises(ConfigError, match="simulated"):
-        submit_batch(gw, "sim-openai/sim-small", PROMPTS[:1])
+        submit_batch(gw, "sim-workers/sim-llamaish-8b", PROMPTS[:1])
 
 
 def test_discount_is_overridable(fake):

@@ -226,7 +226,12 @@ def api_for(gateway: Gateway, provider_name: str, model: str) -> OpenAIBatches |
     # chat format but has no batch API).
     spec = gateway.spec(provider_name)
     kind = spec.kind if spec is not None else None
-    if kind not in BATCH_KINDS:
+    api_kind = kind
+    if kind == "simulated" and spec is not None and not spec.base_url:
+        # The in-process fleet serves both batch APIs (`aigw_lab.sim.batches`) in the format
+        # its provider speaks; a simulator server does not.
+        api_kind = spec.options.get("format")
+    if api_kind not in BATCH_KINDS:
         raise ConfigError(
             f"provider {provider_name!r} (kind {kind or 'a ready-made provider'!r}) has no "
             "batch API aigw_lab can use",
@@ -242,7 +247,9 @@ def api_for(gateway: Gateway, provider_name: str, model: str) -> OpenAIBatches |
     provider = gateway.provider(provider_name)
     if not isinstance(provider, HttpProvider):
         raise ConfigError(f"provider {provider_name!r} is not an HTTP provider")
-    return OpenAIBatches(provider, model) if kind == "openai" else AnthropicBatches(provider, model)
+    if api_kind == "openai":
+        return OpenAIBatches(provider, model)
+    return AnthropicBatches(provider, model)
 
 
 def custom_id(index: int) -> str:

@@ -212,7 +212,8 @@ class BatchJob:
             response_id=decoded.response_id,
             tool_calls=decoded.tool_calls,
             raw=decoded.raw,
-            simulated=False,
+            # The simulated fleet's batches are marked as its chat calls are.
+            simulated=provider.simulated,
             call_id=self.gateway.new_id(),
             trace_id=self.gateway.new_id(),
         )
@@ -238,6 +239,7 @@ class BatchJob:
             return
         started_wall = self._api.created_at(self.info) or time.time()
         api_format = self._api.provider.codec.api_format
+        simulated = self._api.provider.simulated
         records = []
         for request, result in zip(self.requests, results, strict=True):
             tagged = replace(request, tags=MappingProxyType({**request.tags, BATCH_TAG: self.id}))
@@ -252,7 +254,7 @@ class BatchJob:
             else:
                 record = failure_record(
                     ctx, result, call_id=gateway.new_id(), total_ms=0.0, upstream_ms=None,
-                    partial_text=None, api_format=api_format, simulated=False,
+                    partial_text=None, api_format=api_format, simulated=simulated,
                 )  # fmt: skip
             # No per-request latency exists for a batch: NULL, never a made-up number.
             records.append(

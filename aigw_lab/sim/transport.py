@@ -15,6 +15,7 @@ import httpx
 
 from aigw_lab.sim._async import transport as _async_transport
 from aigw_lab.sim._sync import transport as _sync_transport
+from aigw_lab.sim.batches import FleetBatches
 from aigw_lab.sim.wire import WireReply, respond
 
 if TYPE_CHECKING:
@@ -47,10 +48,15 @@ class SimulatedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def __init__(self, fleet: SimulatedFleet) -> None:
         self.fleet = fleet
+        #: The batch jobs submitted through this transport (`aigw_lab.sim.batches`).
+        self.batches = FleetBatches(fleet)
 
     def reply_to(self, request: httpx.Request, body: bytes) -> WireReply:
         """The fleet's answer to ``request`` (whose body is ``body``)."""
-        return respond(self.fleet, request.method, request.url.path, body)
+        path = request.url.path
+        content_type = request.headers.get("content-type", "")
+        batch = self.batches.reply(request.method, path, content_type, body)
+        return batch if batch is not None else respond(self.fleet, request.method, path, body)
 
     def response(self, reply: WireReply, request: httpx.Request) -> httpx.Response:
         """``reply`` as an httpx response: a body, or a paced stream of its events."""
