@@ -46,6 +46,12 @@ _EXPORTS: dict[str, str] = {
     "ExperimentSpec": "aigw_lab.experiments.spec",
     "load_spec": "aigw_lab.experiments.spec",
     "parse_spec": "aigw_lab.experiments.spec",
+    "ReplayMatrix": "aigw_lab.experiments.replay_matrix",
+    "FillPlan": "aigw_lab.experiments.replay_fill",
+    "FillResult": "aigw_lab.experiments.replay_fill",
+    "TargetFill": "aigw_lab.experiments.replay_fill",
+    "plan_fill": "aigw_lab.experiments.replay_fill",
+    "fill": "aigw_lab.experiments.replay_fill",
 }
 
 __all__ = [
@@ -68,6 +74,12 @@ __all__ = [
     "ExperimentSpec",
     "load_spec",
     "parse_spec",
+    "ReplayMatrix",
+    "FillPlan",
+    "FillResult",
+    "TargetFill",
+    "plan_fill",
+    "fill",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -77,6 +89,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.experiments.experiment import Experiment, Unit, default_experiment_id
     from aigw_lab.experiments.progress import ProgressSnapshot, TargetProgress
     from aigw_lab.experiments.records import DatasetChangedWarning
+    from aigw_lab.experiments.replay_fill import FillPlan, FillResult, TargetFill, fill, plan_fill
+    from aigw_lab.experiments.replay_matrix import ReplayMatrix
     from aigw_lab.experiments.results import FRAME_COLUMNS, ExperimentResult, experiment_frame
     from aigw_lab.experiments.runner import arun_experiment, run_experiment
     from aigw_lab.experiments.spec import ExperimentSpec, load_spec, parse_spec
