@@ -24,4 +24,5 @@ VERBS: dict[str, str] = {
     "serve": "run the gateway as an HTTP server (OpenAI- and Anthropic-compatible)",
     "keys": "create, list, rotate and revoke gateway keys (the key file)",
     "policy": "train, evaluate and export learned routing policies",
+    "matrix": "a call log as prompts x targets: empty cells, their batch-price estimate, --fill",
 }

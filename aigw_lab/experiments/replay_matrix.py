@@ -15,7 +15,8 @@ and batch rows (the ``aigw_batch`` tag) unless left out; experiments' rows only 
 (``include_experiments``). A row's target is ``provider/model`` as called, so the targets a
 routing policy chose are cells of their own.
 
-A prompt is a conversation, keyed as `aigw_lab.datasets.from_log` keys its items
+The prompts are every conversation of the selected rows, whichever target answered it. A
+prompt is a conversation, keyed as `aigw_lab.datasets.from_log` keys its items
 (`conversation_id`: the system prompt, earlier turns and last user message, hashed); request
 parameters (temperature, max_tokens) are not part of the key. A cell's ``answer`` is its
 latest answer; ``cost_usd``, ``latency_ms`` and the token counts are means over its calls
@@ -219,8 +220,9 @@ class ReplayMatrix:
         ).reset_index()
         cells = cells.loc[:, list(CELL_COLUMNS)]
         targets = options.targets or tuple(dict.fromkeys(sorted(rows["target"])))
-        used = set(cells["prompt_id"])
-        prompts = Dataset("replay-matrix", tuple(i for k, i in items.items() if k in used))
+        # Every prompt of the selected rows, whichever target answered it: a column of a
+        # target never called is all empty cells, to fill.
+        prompts = Dataset("replay-matrix", tuple(items.values()))
         return cls(
             prompts,
             targets,
