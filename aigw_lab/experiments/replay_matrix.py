@@ -27,7 +27,7 @@ the mean of ``scorer``'s scores on the cell's calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from aigw_lab.gateway import Gateway
+    from aigw_lab.providers.base import Price
     from aigw_lab.scorers.base import Scorer
     from aigw_lab.store.calllog import CallLog
 
@@ -342,6 +344,7 @@ class ReplayMatrix:
         complete: bool = True,
         score_scale: tuple[float, float] = (0.0, 1.0),
         cost: str = "live",
+        prices: Mapping[str, Price] | Gateway | None = None,
     ) -> RecordedDataset:
         """The matrix as a `RecordedDataset` (models = targets; real logged tokens and costs,
         not estimates), which `train_router`, `out_of_fold` and `evaluate_router` take.
@@ -350,6 +353,9 @@ class ReplayMatrix:
         are scored counterfactually: every choice needs a known outcome). ``cost="live"``
         uses live prices (what a router's choice costs when it routes live traffic);
         ``"paid"`` what the cells' calls cost (batch rows at the batch price).
+        ``prices`` (``{target: Price}``, or a `Gateway` whose price book has them) are the
+        list prices a learned router estimates a request's cost with; without them its
+        cost estimates are 0 and a lambda router only ever sees quality.
         """
         if cost not in ("live", "paid"):
             raise ConfigError(f"cost={cost!r}", hint='use "live" or "paid"')
@@ -388,7 +394,7 @@ class ReplayMatrix:
             score_name=self.scorer,
             score_scale=score_scale,
             source=f"replay matrix of {_where(self.source)}",
-            prices={},
+            prices=_prices(prices, columns),
             models=columns,
             notes=f"logged usage and {cost} cost per cell (means over its calls); quality = "
             f"mean {self.scorer} score",
@@ -449,6 +455,22 @@ class ReplayMatrix:
             write_scores(log, row.call_id, scorer.score(item, response))
             written += 1
         return written
+
+
+def _prices(prices: Mapping[str, Price] | Gateway | None, targets: list[str]) -> dict[str, Price]:
+    """``{target: Price}`` of the targets with a known price."""
+    if prices is None:
+        return {}
+    book = getattr(prices, "prices", None)
+    if book is not None and hasattr(book, "price"):  # a Gateway: ask its price book
+        found = {t: book.price(*t.split("/", 1)) for t in targets}
+        return {t: p for t, p in found.items() if p is not None}
+    if not isinstance(prices, Mapping):
+        raise ConfigError(
+            f"prices is a {type(prices).__name__}",
+            hint="pass {target: Price} or the Gateway whose price book has them",
+        )
+    return {t: prices[t] for t in targets if t in prices}
 
 
 def _source_counts(frame: pd.DataFrame) -> str:

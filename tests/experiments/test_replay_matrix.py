@@ -255,7 +255,7 @@ def test_fill_refuses_an_estimate_over_budget_and_sends_nothing(gateway):
 def test_routers_train_and_evaluate_on_the_filled_matrix(gateway):
     from aigw_lab.embeddings import HashingEmbedder
     from aigw_lab.policy.evaluate.offline import evaluate_router, out_of_fold, recorded_arrays
-    from aigw_lab.policy.learned import train_router
+    from aigw_lab.policy.learned import Decision, train_router
 
     for item in dataset(24).items:
         gateway.chat(NANO, item.prompt)
@@ -265,8 +265,11 @@ def test_routers_train_and_evaluate_on_the_filled_matrix(gateway):
     matrix.score(gateway.log, Parity())
     matrix = matrix.reload()
 
-    rec = matrix.to_recorded_dataset()
+    rec = matrix.to_recorded_dataset(prices=gateway)
     assert rec.models == (NANO, LARGE) and len(rec) == 24
+    # The targets' list prices travel, so a lambda router's cost estimates are not 0.
+    assert rec.prices[LARGE] == gateway.prices.price("sim-openai", "sim-large")
+    assert matrix.to_recorded_dataset().prices == {}
     quality, cost = matrix.arrays()
     q2, c2 = recorded_arrays(rec, [NANO, LARGE])
     order = [rec.ids.index(i) for i in matrix.complete_prompts()]
@@ -282,3 +285,6 @@ def test_routers_train_and_evaluate_on_the_filled_matrix(gateway):
         router, test, embeddings=embedder.embed([i.prompt for i in test.items])
     )
     assert result.n == len(test)
+    lam = train_router(rec, "knn", decision=Decision("lambda", 1.0), embeddings=X)
+    costs = lam.expected_costs([item.prompt for item in rec.items])
+    assert (costs[:, 1] > costs[:, 0]).all() and (costs > 0).all()
