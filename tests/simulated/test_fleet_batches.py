@@ -77,3 +77,16 @@ def test_workers_format_and_simulator_server_have_no_batch_api():
     remote = Gateway(fleet_specs(base_url="http://127.0.0.1:9"), log=None)
     with pytest.raises(ConfigError, match="no batch API"):
         submit_batch(remote, "sim-openai/sim-nano", PROMPTS[:1])
+
+
+@pytest.mark.parametrize("address", ["sim-openai/sim-small", "sim-anthropic/sim-haikuish"])
+@pytest.mark.parametrize("fault", ["server_error", "timeout", "malformed"])
+def test_a_faulty_request_is_an_error_in_its_place(address, fault):
+    gw = Gateway.simulated_fleet(seed=0, time_scale=0.0, faults={fault: 1.0}, log=":memory:")
+    job = submit_batch(gw, address, PROMPTS[:2])
+    job.wait(poll_interval=0)
+    results = job.results()
+    assert len(results) == 2 and all(isinstance(r, AigwError) for r in results)
+    gw.log.flush()
+    statuses = gw.query("SELECT status FROM calls")["status"].tolist()
+    assert statuses == ["error", "error"]
