@@ -46,7 +46,7 @@ from aigw_lab.experiments.replay_matrix_log import (
     read_rows,
     read_scores,
 )
-from aigw_lab.store.scores import write_scores
+from aigw_lab.store.scores import score_rows
 from aigw_lab.types import ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ CELL_COLUMNS: tuple[str, ...] = (
     "sources",
     "call_id",
 )
+# A score row's copy of its call's coordinates (as `aigw_lab.store.scores.write_scores`).
+_COORDINATES = ("trace_id", "experiment_id", "run_id", "item_id", "target")
 #: Where a cell's calls came from: a live call, a shadow call, a batch, an experiment.
 SOURCES: tuple[str, ...] = ("live", "shadow", "batch", "experiment")
 
@@ -435,10 +437,21 @@ class ReplayMatrix:
             by_text = {" ".join(i.prompt.lower().split()): i for i in references.items}
         items = {item.id: item for item in self.prompts.items}
         todo = self.cells if self.scorer is None else self.cells[self.cells["scores"] == 0]
-        written = 0
+        todo = todo[todo["answer"].map(lambda a: isinstance(a, str))]
+        if todo.empty:
+            return 0
+        # One lookup of the calls' coordinates and one insert for all the scores: a lookup
+        # or an insert per cell waits for the log's writer each time (tens of ms a cell).
+        coordinates = {
+            found[0]: dict(zip(_COORDINATES, found[1:], strict=True))
+            for found in log.execute(
+                f"SELECT call_id, {', '.join(_COORDINATES)} FROM calls "
+                "WHERE call_id IN (SELECT unnest(?))",
+                [list(todo["call_id"])],
+            )
+        }
+        rows: list[dict[str, Any]] = []
         for row in todo.itertuples(index=False):
-            if not isinstance(row.answer, str):
-                continue
             item = items[row.prompt_id]
             known = by_text.get(" ".join(item.prompt.lower().split()))
             if known is not None:
@@ -452,9 +465,13 @@ class ReplayMatrix:
                 text=row.answer, finish_reason="stop", usage=Usage(), provider=provider,
                 model=model, call_id=row.call_id,
             )  # fmt: skip
-            write_scores(log, row.call_id, scorer.score(item, response))
-            written += 1
-        return written
+            rows += score_rows(
+                [scorer.score(item, response)],
+                call_id=row.call_id,
+                **coordinates.get(row.call_id, {}),
+            )
+        log.insert("scores", rows)
+        return len(rows)
 
 
 def _prices(prices: Mapping[str, Price] | Gateway | None, targets: list[str]) -> dict[str, Price]:

@@ -172,6 +172,12 @@ def test_scoring_unscored_cells_with_references(gateway):
 
     written = matrix.score(gateway.log, Reference(), references=dataset(6))
     assert written == len(matrix.cells)
+    # Each score row carries its call's coordinates, as write_scores copies them.
+    linked = gateway.query(
+        "SELECT count(*) AS n FROM scores s JOIN calls c USING (call_id) "
+        "WHERE s.scorer = 'ref' AND s.trace_id = c.trace_id"
+    )
+    assert linked["n"][0] == written
     assert set(seen.references) == {str(2 * i) for i in range(6)}
     scored = matrix.reload()
     assert scored.scorer == "ref" and scored.unscored_cells() == []
