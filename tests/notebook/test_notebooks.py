@@ -39,6 +39,7 @@ Set ``AIGW_LAB_NOTEBOOK_TIMES`` to a file name to get the measured times as JSON
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -65,6 +66,7 @@ NOTEBOOK_NAMES = (
     "03_semantic_cache",
     "04_routing_policies",
     "05_reliability",
+    "06_from_logs_to_policy",
 )
 # Generous: this only stops a hung kernel.
 CELL_TIMEOUT_S = 300
@@ -540,3 +542,54 @@ def test_strip_outputs_script(tmp_path: Path) -> None:
     assert stripped.outputs == [] and stripped.execution_count is None
     assert "execution" not in stripped.metadata
     assert module.main(["--check", str(path)]) == 0
+
+
+# Notebook 06 runs the loop of issue 12 §3 on the APIs of three branches: exploration and
+# off-policy evaluation, shadow traffic, the replay matrix. Until they are merged it skips.
+_LOOP_MODULES = ("aigw_lab.policy.explore", "aigw_lab.policy.ope", "aigw_lab.gateway.shadow")
+_LOOP_MISSING = [m for m in _LOOP_MODULES if importlib.util.find_spec(m) is None]
+
+# Evaluated in 06's kernel after its last cell.
+_LOOP_PROBE = """{
+    "calls": int(explore_rows),
+    "propensities_logged": int(propensities_logged),
+    "shadow_pairs": int(shadowed.n_pairs),
+    "empty_before": len(plan_matrix_empty),
+    "planned_usd": plan.usd,
+    "planned_live_usd": plan.live_usd,
+    "filled": filled.filled,
+    "filled_usd": filled.cost_usd,
+    "empty_after": len(matrix.empty_cells()),
+    "matrix_prompts": len(rec),
+    "aiq": {name: [r.aiq.value for r in runs] for name, runs in results.items()},
+    "zero_aiq": zero.value,
+    "shipped": shipped.to_dict("records"),
+    "winner": winner.name,
+    "true_quality": float(true_quality),
+    "dr": {"low": estimate.quality["dr"].low, "high": estimate.quality["dr"].high},
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    bool(_LOOP_MISSING),
+    reason=f"notebook 06 needs {', '.join(_LOOP_MISSING)} (issue 12 §3's exploration and shadow "
+    "branches): remove this skip once they are merged",
+)
+def test_from_logs_to_policy(kernel_manager: Any, tmp_path: Path) -> None:
+    run = run_notebook("06_from_logs_to_policy", kernel_manager, tmp_path, probe=_LOOP_PROBE)
+    check, text = run.probe, stream_text(run.notebook)
+    assert check["propensities_logged"] == check["calls"] > 0
+    # Off-policy evaluation against the truth the simulated fleet gives.
+    assert check["dr"]["low"] <= check["true_quality"] <= check["dr"]["high"]
+    assert check["shadow_pairs"] > 0 and "win" in text
+    # The estimate came before the fill, at half the live price, and was close to what the
+    # fill paid (the fleet's answers are as long as the target's logged ones, on average).
+    assert "nothing has been sent" in text
+    assert check["planned_usd"] == pytest.approx(check["planned_live_usd"] / 2)
+    assert check["filled"] == check["empty_before"] > 0 and check["empty_after"] == 0
+    assert check["filled_usd"] == pytest.approx(check["planned_usd"], rel=0.25)
+    assert len(check["aiq"]["kNN router"]) == 5 and check["zero_aiq"] > 0
+    assert {row["route_policy"] for row in check["shipped"]} == {check["winner"]}
+    assert sum(row["calls"] for row in check["shipped"]) == 20
+    check_size_and_time("06_from_logs_to_policy", run, needs_shared_data=False)
