@@ -120,3 +120,19 @@ def test_hostile_numbers_are_argparse_errors(db, capsys):
             main(["matrix", "--db", str(db), *argv])
         assert caught.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_config_gateway_prices_and_fills(db, tmp_path, capsys):
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[providers.sim-openai]\nkind = "simulated"\nformat = "openai"\ntime_scale = 0\n'
+    )
+    before = rows(db)
+    assert main(["matrix", "--db", str(db), "--config", str(config)]) == 0
+    assert f"{LARGE}: 4 cells via batch" in capsys.readouterr().out
+    assert rows(db) == before
+    argv = ["matrix", "--db", str(db), "--config", str(config), "--fill", "--yes",
+            "--max-cost", "1", "--poll-interval", "0"]  # fmt: skip
+    assert main(argv) == 0
+    assert "filled 4 cells (0 failed)" in capsys.readouterr().out
+    assert rows(db) == before + 4
