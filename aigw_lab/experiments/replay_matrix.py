@@ -182,18 +182,28 @@ class ReplayMatrix:
         # lazy: pandas loads in ~0.3 s; only building a matrix needs it
         import pandas as pd
 
-        items: dict[str, DatasetItem] = {}
+        # A request body recurs (the same prompt, again and again): each distinct one is
+        # parsed and hashed once.
+        parsed: dict[Any, tuple[Any, str] | None] = {}
+        latest: dict[str, tuple[Any, Any, Any]] = {}
         keys: list[str | None] = []
         for request_json, category in zip(rows["request_json"], rows["category"], strict=True):
-            conversation = _conversation(request_json)
-            if conversation is None:
+            if request_json not in parsed:
+                conversation = _conversation(request_json)
+                parsed[request_json] = (
+                    None if conversation is None else (conversation, conversation_id(*conversation))
+                )
+            found = parsed[request_json]
+            if found is None:
                 keys.append(None)
                 continue
-            system, history, prompt = conversation
-            key = conversation_id(system, history, prompt)
+            conversation, key = found
             keys.append(key)
-            # Later rows overwrite the parameters: a fill sends the latest request's.
-            items[key] = DatasetItem(
+            # Later rows win (a dict keeps its first-seen order): a fill sends the latest
+            # request's parameters.
+            latest[key] = (conversation, request_json, category)
+        items = {
+            key: DatasetItem(
                 id=key,
                 prompt=prompt,
                 system=system,
@@ -201,6 +211,8 @@ class ReplayMatrix:
                 category=category if isinstance(category, str) else None,
                 metadata=MappingProxyType({"params": params_of(request_json)}),
             )
+            for key, ((system, history, prompt), request_json, category) in latest.items()
+        }
         rows = rows.assign(prompt_id=keys).dropna(subset=["prompt_id"])
         rows = rows[rows["target"].isin(options.targets)] if options.targets else rows
         rows = rows.merge(scores, on="call_id", how="left")
@@ -219,9 +231,22 @@ class ReplayMatrix:
             latency_ms=("latency_ms", "mean"),
             input_tokens=("input_tokens", "mean"),
             output_tokens=("output_tokens", "mean"),
-            sources=("source", lambda s: ",".join(x for x in SOURCES if x in set(s))),
             call_id=("call_id", "last"),
         ).reset_index()
+        # Which sources each cell's calls came from, over the distinct triples only (a
+        # per-group Python function was most of the read time).
+        found_in: dict[tuple[str, str], set[str]] = {}
+        distinct = rows[["prompt_id", "target", "source"]].drop_duplicates()
+        for prompt_id, target, kind in distinct.itertuples(index=False):
+            found_in.setdefault((prompt_id, target), set()).add(kind)
+        cells["sources"] = pd.Series(
+            [
+                ",".join(x for x in SOURCES if x in found_in[cell])
+                for cell in zip(cells["prompt_id"], cells["target"], strict=True)
+            ],
+            index=cells.index,
+            dtype=object,
+        )
         cells = cells.loc[:, list(CELL_COLUMNS)]
         targets = options.targets or tuple(dict.fromkeys(sorted(rows["target"])))
         # Every prompt of the selected rows, whichever target answered it: a column of a
