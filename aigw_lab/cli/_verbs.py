@@ -24,4 +24,5 @@ VERBS: dict[str, str] = {
     "serve": "run the gateway as an HTTP server (OpenAI- and Anthropic-compatible)",
     "keys": "create, list, rotate and revoke gateway keys (the key file)",
     "policy": "train, evaluate and export learned routing policies",
+    "warm": "fill the persistent exact cache from a dataset or a call log's top prompts",
 }

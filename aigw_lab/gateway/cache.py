@@ -310,6 +310,21 @@ class ExactCache(Primitive):
                 waiting=self._waiting,
             )
 
+    def lookup(self, request: ChatRequest, *, provider: str, model: str) -> ChatResponse | None:
+        """The answer this cache holds for ``request`` sent to ``provider``/``model`` (None:
+        a miss), under the key a live call computes, without counting or logging it."""
+        return self._get(cache_key(request, provider=provider, model=model))
+
+    def add(
+        self, request: ChatRequest, response: ChatResponse, *, provider: str, model: str
+    ) -> bool:
+        """Store ``response`` as the answer to ``request`` sent to ``provider``/``model``
+        (warming the cache), under the key and TTL a live call would use; returns whether it
+        was stored (an answer that ended in ``"error"`` is not)."""
+        ttl = self.model_ttls.get(f"{provider}/{model}", self.ttl)
+        key = cache_key(request, provider=provider, model=model)
+        return self._remember(_Plan(key, ttl), response) is not None
+
     def clear(self) -> None:
         """Forget every stored answer."""
         self.store.clear()
