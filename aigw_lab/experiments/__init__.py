@@ -46,6 +46,11 @@ _EXPORTS: dict[str, str] = {
     "ExperimentSpec": "aigw_lab.experiments.spec",
     "load_spec": "aigw_lab.experiments.spec",
     "parse_spec": "aigw_lab.experiments.spec",
+    "WarmingEntry": "aigw_lab.experiments.warming",
+    "WarmingPlan": "aigw_lab.experiments.warming",
+    "WarmingReport": "aigw_lab.experiments.warming",
+    "plan_warming": "aigw_lab.experiments.warming",
+    "warm": "aigw_lab.experiments.warming",
 }
 
 __all__ = [
@@ -68,6 +73,11 @@ __all__ = [
     "ExperimentSpec",
     "load_spec",
     "parse_spec",
+    "WarmingEntry",
+    "WarmingPlan",
+    "WarmingReport",
+    "plan_warming",
+    "warm",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -81,3 +91,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.experiments.runner import arun_experiment, run_experiment
     from aigw_lab.experiments.spec import ExperimentSpec, load_spec, parse_spec
     from aigw_lab.experiments.targets import TARGET_PARAMS, Target
+    from aigw_lab.experiments.warming import (
+        WarmingEntry,
+        WarmingPlan,
+        WarmingReport,
+        plan_warming,
+        warm,
+    )
