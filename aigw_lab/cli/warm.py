@@ -18,7 +18,7 @@ from aigw_lab.cli._args import finite_float, int_at_least
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "warm_at_startup"]
 
 EXIT_NOT_CONFIRMED = 1
 EXIT_SOME_FAILED = 3
@@ -170,3 +170,55 @@ def _confirm(question: str) -> bool:
         return input(question).strip().lower() in ("y", "yes")
     except EOFError:
         return False
+
+
+def warm_at_startup(config: Any, gateway: Any) -> str | None:
+    """Warm ``gateway``'s caches as ``[cache] warm_from`` asks (``aigw-lab serve`` calls this
+    before it listens), returning a line saying what was filled (None: nothing asked).
+
+    ``warm_from = "log"`` reads the gateway's own call log (``warm_top`` prompts, each to its
+    own target unless ``warm_target``); anything else names a dataset (``warm_target``
+    needed; a relative ``.jsonl`` path is relative to the config file). Only answers that
+    cost nothing are used unless ``warm_max_usd`` allows paid calls: a server must not
+    spend at start-up what no one saw estimated.
+    """
+    settings = config.cache or {}
+    source = settings.get("warm_from")
+    if source is None:
+        for key in ("warm_top", "warm_target", "warm_max_usd"):
+            if key in settings:
+                raise ConfigError(
+                    f"{config.source}: [cache] {key} is set without warm_from",
+                    hint='add warm_from = "log" (or a dataset), or drop the warm_* keys',
+                )
+        return None
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.experiments.warming import plan_warming, warm
+
+    top, target = settings.get("warm_top"), settings.get("warm_target")
+    budget = float(settings.get("warm_max_usd", 0))
+    if source == "log":
+        if top is None:
+            raise ConfigError(
+                f'{config.source}: [cache] warm_from = "log" needs warm_top',
+                hint="add warm_top = 100 (the most frequent prompts to warm)",
+            )
+        where = {"log": True}
+    else:
+        if target is None:
+            raise ConfigError(
+                f"{config.source}: [cache] warm_from = {source!r} needs warm_target",
+                hint='add warm_target = "provider/model" (whose answers to cache)',
+            )
+        if source.endswith(".jsonl") and config.base_dir is not None:
+            path = Path(source).expanduser()
+            source = str(path if path.is_absolute() else Path(config.base_dir) / path)
+        where = {"dataset": source}
+    try:
+        plan = plan_warming(gateway, top=top, target=target, **where)
+        report = warm(plan, gateway, max_cost_usd=budget, free_only=budget == 0)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{config.source}: [cache] warm_from: {exc.message}", hint=exc.hint
+        ) from exc
+    return f"cache warmed at start-up from {plan.source}: {report.describe()}"

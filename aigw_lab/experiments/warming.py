@@ -171,7 +171,7 @@ class WarmingReport:
         if self.failed:
             text += f", {self.failed} failed ({'; '.join(self.errors)})"
         if self.refused:
-            text += f"; {self.refused} calls not made: over the budget"
+            text += f"; {self.refused} calls not made (over the budget, or free answers only)"
         return text
 
     __str__ = describe
@@ -291,6 +291,7 @@ def warm(
     gateway: Gateway,
     *,
     max_cost_usd: float | None = None,
+    free_only: bool = False,
     poll_interval: float = 30.0,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> WarmingReport:
@@ -299,12 +300,13 @@ def warm(
     ``max_cost_usd``: the most the paid calls may cost. A plan whose estimate is over it,
     or that has unpriced calls, is refused before anything is sent (`BudgetExceededError`);
     while warming, a call is not made once the spend so far plus its estimate would pass it
-    (counted as ``refused``). None: no limit beyond the plan. ``poll_interval`` and
+    (counted as ``refused``). None: no limit beyond the plan. ``free_only``: fill only what
+    costs no call (the paid entries count as ``refused``). ``poll_interval`` and
     ``sleep``: how a batch job is waited for (``method="batch"``).
     """
     exact, semantic, _ = _caches(gateway, plan.caches)
     paid = [e for e in plan.entries if e.status == "call"]
-    if max_cost_usd is not None:
+    if max_cost_usd is not None and not free_only:
         if (
             isinstance(max_cost_usd, bool)
             or not isinstance(max_cost_usd, (int, float))
@@ -332,7 +334,9 @@ def warm(
         if entry.status == "free" and entry.answer is not None:
             filled.add(entry, entry.answer)
             free += 1
-    if plan.method == "batch":
+    if free_only:
+        paid_result: tuple[int, int, int, float, list[str]] = (0, 0, len(paid), 0.0, [])
+    elif plan.method == "batch":
         paid_result = _batch(gateway, paid, filled, poll_interval=poll_interval, sleep=sleep)
     else:
         paid_result = _calls(gateway, paid, filled, max_cost_usd)

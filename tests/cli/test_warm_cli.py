@@ -202,3 +202,70 @@ def test_hostile_config_files_are_one_line_with_exit_2(tmp_path, capsys, case):
     path = tmp_path / "hostile.toml"
     path.write_bytes(TOML_FILES[case])
     check_user_error(capsys, ["warm", str(path), "--from-log", str(path), "--top", "1"])
+
+
+# --- aigw-lab serve warms at start-up ([cache] warm_from) ------------------------------------------
+
+
+def serve_seeing_the_cache(monkeypatch):
+    """Replace the server loop: record the exact cache's entries when serving would begin."""
+    seen = {}
+
+    def fake_serve(app, host, port, **kwargs):
+        cache = next(m for m in app.gateway.middleware if m.kind == "cache")
+        seen["entries"] = len(cache.store)
+
+    monkeypatch.setattr("aigw_lab.server.serve", fake_serve)
+    return seen
+
+
+def test_serve_warms_a_memory_cache_from_its_own_log_before_it_listens(
+    tmp_path, capsys, monkeypatch
+):
+    with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb")) as gw:
+        for prompt in ["a"] * 3 + ["b"] * 2 + ["c"]:
+            gw.chat("sim-openai/sim-small", prompt)
+    body = SIM + '\n[cache]\nstore = "memory"\nwarm_from = "log"\nwarm_top = 2\n'
+    seen = serve_seeing_the_cache(monkeypatch)
+    assert main(["serve", "--config", config(tmp_path, body), "--no-auth"]) == 0
+    out, _ = capsys.readouterr()
+    assert seen == {"entries": 2}
+    assert "cache warmed at start-up from the call log" in out
+    assert "2 answers free, 0 paid calls" in out
+    assert count(tmp_path / "calls.duckdb") == 6  # no call was added
+
+
+def test_serve_pays_for_start_up_warming_only_within_warm_max_usd(tmp_path, capsys, monkeypatch):
+    base = SIM + '\n[cache]\nwarm_from = "mixed_v1"\nwarm_target = "sim-openai/sim-small"\n'
+    base += "warm_top = 3\n"
+    seen = serve_seeing_the_cache(monkeypatch)
+    assert main(["serve", "--config", config(tmp_path, base), "--no-auth"]) == 0
+    out, _ = capsys.readouterr()
+    assert seen == {"entries": 0} and "3 calls not made" in out
+    assert count(tmp_path / "calls.duckdb") == 0
+    paying = base + "warm_max_usd = 0.5\n"
+    assert main(["serve", "--config", config(tmp_path, paying), "--no-auth"]) == 0
+    out, _ = capsys.readouterr()
+    assert seen == {"entries": 3} and "3 paid calls" in out
+    assert count(tmp_path / "calls.duckdb") == 3
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ("warm_top = 5\n", "warm_top is set without warm_from"),
+        ('warm_from = "log"\n', 'warm_from = "log" needs warm_top'),
+        ('warm_from = "mixed_v1"\n', "needs warm_target"),
+        ('warm_from = "log"\nwarm_top = 0\n', "warm_top = 0 must be"),
+        ('warm_from = ""\n', "warm_from"),
+        ('warm_from = "nope"\nwarm_target = "sim-openai/sim-small"\n', "no bundled dataset"),
+        ('warm_from = "log"\nwarm_top = 1\nwarm_max_usd = -1\n', "warm_max_usd = -1"),
+    ],
+)
+def test_start_up_warming_mistakes_stop_serve_with_one_line(
+    tmp_path, capsys, monkeypatch, keys, message
+):
+    seen = serve_seeing_the_cache(monkeypatch)
+    body = SIM + "\n[cache]\n" + keys
+    check_user_error(capsys, ["serve", "--config", config(tmp_path, body), "--no-auth"])
+    assert seen == {}  # never listened

@@ -346,7 +346,7 @@ def test_warming_stops_before_a_call_that_would_pass_the_budget(tmp_path):
         report = warm(plan, gw, max_cost_usd=budget)
     assert report.called == 1 and report.refused == 4
     assert len(provider.requests) == 1
-    assert "4 calls not made: over the budget" in str(report)
+    assert "4 calls not made (over the budget" in str(report)
 
 
 @pytest.mark.filterwarnings("ignore::aigw_lab.pricing.UnknownPriceWarning")
