@@ -459,3 +459,28 @@ def test_batch_warming_fills_the_cache_at_the_batch_price_and_logs_each_request(
             assert json.loads(tags)[WARM_TAG] == WARM_ROLE and BATCH_TAG in json.loads(tags)
         assert report.cost_usd == pytest.approx(rows.cost_usd.sum())
         assert slept  # the job was waited for with the injected sleep
+
+
+# --- the real embedder --------------------------------------------------------------------------------
+
+
+def test_with_minilm_at_its_defaults_a_warmed_prompt_answers_a_paraphrase_not_another_question(
+    tmp_path, minilm
+):
+    producer_log(
+        tmp_path / "prod.duckdb",
+        [("What is the capital of France?", {})] * 2 + [("How do I reverse a list in Python?", {})],
+    )
+    provider = Counting()
+    gw = Gateway([provider], prices=PRICES, middleware=[SemanticCache(minilm)])
+    with gw:
+        report = warm(plan_warming(gw, log=tmp_path / "prod.duckdb", top=5), gw)
+        assert (report.semantic_filled, report.free, report.called) == (2, 2, 0)
+        paraphrase = gw.chat("mock/m1", "Which city is the capital of France?")
+        assert paraphrase.cache_status == "hit"
+        assert paraphrase.text == "logged: What is the capital of France?"
+        other = gw.chat("mock/m1", "How do I sort a list in Python?")
+        assert other.cache_status == "miss" and provider.requests[-1].messages[-1].text == (
+            "How do I sort a list in Python?"
+        )
+        assert len(provider.requests) == 1
