@@ -116,21 +116,21 @@ def run(args: argparse.Namespace) -> int:
     gateway = Gateway.from_config(args.config)
     with gateway:
         log: Any = None
+        opened: Any = None
         if args.from_log is not None:
             same = config.db is not None and _same_file(args.from_log, config.db)
             log = True if same and gateway.log is not None else args.from_log
-        plan = plan_warming(
-            gateway,
-            dataset=args.from_dataset,
-            log=log,
-            top=args.top,
-            target=args.target,
-            since=args.since,
-            until=args.until,
-            tenant=args.tenant,
-            caches=("exact",),
-            method="batch" if args.batch else "call",
-        )
+            encryption = config.log_options.get("encryption")
+            if log is not True and encryption is not None:  # the config's key reads it
+                # lazy: duckdb and the store load only to read an encrypted log
+                from aigw_lab.store import CallLog
+
+                log = opened = CallLog.snapshot(args.from_log, encryption=encryption)
+        try:
+            plan = _plan(plan_warming, gateway, args, log)
+        finally:
+            if opened is not None:
+                opened.close()
         print(plan.describe())
         if gateway.simulated:
             print("  every provider is SIMULATED: costs are the simulated fleet's prices")
@@ -153,6 +153,21 @@ def run(args: argparse.Namespace) -> int:
         report = warm(plan, gateway, max_cost_usd=args.max_cost)
         print(report.describe())
     return EXIT_SOME_FAILED if report.failed else 0
+
+
+def _plan(plan_warming: Any, gateway: Any, args: argparse.Namespace, log: Any) -> Any:
+    return plan_warming(
+        gateway,
+        dataset=args.from_dataset,
+        log=log,
+        top=args.top,
+        target=args.target,
+        since=args.since,
+        until=args.until,
+        tenant=args.tenant,
+        caches=("exact",),
+        method="batch" if args.batch else "call",
+    )
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigw_lab.batch import BATCH_DISCOUNT, submit_batch
+from aigw_lab.batch.apis import api_for
 from aigw_lab.datasets.items import Dataset, DatasetItem
 from aigw_lab.errors import AigwError, BudgetExceededError, ConfigError
 from aigw_lab.experiments.estimate import CostEstimate
@@ -64,6 +65,7 @@ Method = Literal["call", "batch"]
 _METHODS = ("call", "batch")
 _CACHES = ("exact", "semantic")
 _SHOWN = 10  # prompts a printed plan lists
+_BYPASSED = "not for the semantic cache (sampled, tools or images)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +218,7 @@ def plan_warming(
         raise ConfigError(f"method={method!r} is unknown", hint='use "call" or "batch"')
     exact, semantic, chosen = _caches(gateway, caches)
     to = gateway.resolve(target) if target is not None else None
+    skipped: dict[str, int]
     if dataset is not None:
         if to is None:
             raise ConfigError(
@@ -255,6 +258,9 @@ def plan_warming(
         in_semantic = None
         if semantic is not None and _semantic_takes(semantic, request):
             in_semantic = semantic.lookup(request, provider=provider, model=model) is not None
+        elif exact is None:  # only the semantic cache is warmed, and it would bypass this
+            skipped[_BYPASSED] = skipped.get(_BYPASSED, 0) + 1
+            continue
         answer, answer_from = None, None
         if in_exact is not None:
             answer, answer_from = in_exact, "exact cache"
@@ -275,6 +281,9 @@ def plan_warming(
                 item,
             )
         )
+    if method == "batch":  # a target without a batch API fails now, not after the plan
+        for address in sorted({(e.provider, e.model) for e, _ in entries if e.status == "call"}):
+            api_for(gateway, *address)
     priced, estimate = _estimate(gateway, entries, method, dataset_name, output_tokens)
     return WarmingPlan(
         source=source,
@@ -495,8 +504,11 @@ def _open_log(gateway: Gateway, log: Any) -> tuple[Any, str]:
         return log, f"the call log {log.path}"
     if isinstance(log, (str, bytes)) or hasattr(log, "__fspath__"):
         return CallLog.snapshot(log), f"the call log {log}"
+    if hasattr(log, "execute") and hasattr(log, "close"):  # a DuckDB connection (a snapshot)
+        return log, "the call log"
     raise ConfigError(
-        f"log={log!r} is not a call log", hint="pass a CallLog, a .duckdb path, or True"
+        f"log={log!r} is not a call log",
+        hint="pass a CallLog, a .duckdb path, a DuckDB connection, or True",
     )
 
 

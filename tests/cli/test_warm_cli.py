@@ -269,3 +269,18 @@ def test_start_up_warming_mistakes_stop_serve_with_one_line(
     body = SIM + "\n[cache]\n" + keys
     check_user_error(capsys, ["serve", "--config", config(tmp_path, body), "--no-auth"])
     assert seen == {}  # never listened
+
+
+def test_an_encrypted_log_is_read_with_the_configs_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WARM_TEST_LOG_KEY", "k" * 64)
+    key = '[log]\nencryption_key_env = "WARM_TEST_LOG_KEY"\nencryption_crypto = "builtin"\n'
+    producer = config(tmp_path, SIM.replace("calls.duckdb", "prod.duckdb") + key)
+    with Gateway.from_config(producer) as gw:
+        gw.chat("sim-openai/sim-small", "What is DuckDB?")
+    path = tmp_path / "warm.toml"
+    path.write_text(SIM + DUCKDB_CACHE + key)
+    code = main(["warm", str(path), "--from-log", str(tmp_path / "prod.duckdb"), "--top", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "free (no call): 1" in out and "warmed: 1 exact" in out
+    assert "1 answers free, 0 paid calls" in out

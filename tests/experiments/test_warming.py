@@ -91,12 +91,20 @@ def test_a_plan_and_its_estimate_send_nothing(tmp_path):
 
 
 def test_the_estimate_of_a_batch_is_at_the_batch_price(tmp_path):
-    gw, _ = consumer(tmp_path)
-    with gw:
-        calls = plan_warming(gw, dataset=small_dataset(3), target="mock/m1")
-        batch = plan_warming(gw, dataset=small_dataset(3), target="mock/m1", method="batch")
+    from aigw_lab import ProviderSpec
+    from aigw_lab.testing.fake_batches import FakeBatches
+
+    with FakeBatches(api_key="k") as fake:
+        spec = ProviderSpec(
+            "oa", "openai", base_url=fake.url + "/v1", api_key_env="K",
+            prices={"gpt-x": Price(3.0, 15.0)},
+        )  # fmt: skip
+        with Gateway([spec], env={"K": "k"}, middleware=[ExactCache()]) as gw:
+            calls = plan_warming(gw, dataset=small_dataset(3), target="oa/gpt-x")
+            batch = plan_warming(gw, dataset=small_dataset(3), target="oa/gpt-x", method="batch")
+        assert fake.requests == []
     assert batch.estimate.usd == pytest.approx(calls.estimate.usd * 0.5)
-    assert "batch" in str(batch)
+    assert "one batch job per target at the batch price" in str(batch)
 
 
 # --- hits after warming --------------------------------------------------------------------------
@@ -402,6 +410,42 @@ def test_hostile_arguments_are_typed_errors_naming_the_fix(tmp_path, kwargs, mes
         plan_warming(gw, **kwargs)
     assert raised.value.hint
     assert provider.requests == []
+
+
+def test_a_batch_plan_for_a_target_without_a_batch_api_fails_before_any_call(tmp_path):
+    gw, provider = consumer(tmp_path)
+    with gw, pytest.raises(ConfigError, match="has no batch API"):
+        plan_warming(gw, dataset=small_dataset(2), target="mock/m1", method="batch")
+    assert provider.requests == []
+
+
+def test_a_request_the_semantic_cache_would_bypass_is_left_out_when_only_it_is_warmed(
+    tmp_path,
+):
+    gw, _ = consumer(tmp_path, semantic=True)
+    with gw:
+        sampled = plan_warming(
+            gw,
+            dataset=small_dataset(2),
+            target="mock/m1",
+            params={"temperature": 0.7},
+            caches=["semantic"],
+        )
+        both = plan_warming(
+            gw, dataset=small_dataset(2), target="mock/m1", params={"temperature": 0.7}
+        )
+    assert sampled.entries == ()
+    assert sampled.skipped == {"not for the semantic cache (sampled, tools or images)": 2}
+    assert [(e.in_exact, e.in_semantic) for e in both.entries] == [(False, None)] * 2
+
+
+def test_a_duckdb_connection_is_a_log_too_and_is_left_open(tmp_path):
+    producer_log(tmp_path / "prod.duckdb", [("q", {})] * 2)
+    gw, _ = consumer(tmp_path)
+    with gw, duckdb.connect(str(tmp_path / "prod.duckdb"), read_only=True) as con:
+        plan = plan_warming(gw, log=con, top=3)
+        assert [e.count for e in plan.entries] == [2]
+        assert con.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_a_missing_log_file_is_a_store_error(tmp_path):
