@@ -24,16 +24,13 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from aigw_lab.batch import BATCH_DISCOUNT, submit_batch
+from aigw_lab.batch import submit_batch
 from aigw_lab.batch.apis import api_for
-from aigw_lab.datasets.items import Dataset, DatasetItem
+from aigw_lab.datasets.items import Dataset
 from aigw_lab.errors import AigwError, BudgetExceededError, ConfigError
 from aigw_lab.experiments.estimate import CostEstimate
-from aigw_lab.experiments.expected_output import (
-    DEFAULT_OUTPUT_TOKENS,
-    OUTPUT_SOURCES,
-    OutputExpectations,
-)
+from aigw_lab.experiments.expected_output import DEFAULT_OUTPUT_TOKENS
+from aigw_lab.experiments.warming_estimate import estimate_entries, stand_in_item
 from aigw_lab.experiments.warming_sources import (
     WARM_ROLE,
     WARM_TAG,
@@ -41,12 +38,10 @@ from aigw_lab.experiments.warming_sources import (
     prompt_text,
     top_prompts,
 )
-from aigw_lab.gateway.budget_limits import estimate_input_tokens
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.semantic_cache import SemanticCache
-from aigw_lab.sim.replay import ReplayProvider
 from aigw_lab.store.calllog import CallLog
-from aigw_lab.types import ChatRequest, ChatResponse, Usage
+from aigw_lab.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
     from aigw_lab.gateway import Gateway
@@ -114,6 +109,9 @@ class WarmingPlan:
     method: Method
     estimate: CostEstimate
     skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: The prompts came from a log: an item's "reference" is then the latest logged answer
+    #: to it by any model, which the printed basis says.
+    from_log: bool = False
 
     def count(self, status: str) -> int:
         """How many entries have ``status`` (``cached``, ``free``, ``call``)."""
@@ -128,9 +126,7 @@ class WarmingPlan:
             f"  caches: {', '.join(self.caches)}",
             f"  already cached: {self.count('cached')}; free (no call): {self.count('free')}; "
             f"to call: {self.count('call')} ({how})",
-            f"  cost: {self.estimate.describe()}"
-            if self.estimate.units
-            else "  cost: $0 (nothing to call)",
+            f"  cost: {self._cost()}" if self.estimate.units else "  cost: $0 (nothing to call)",
         ]
         if self.skipped:
             parts = ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
@@ -147,6 +143,14 @@ class WarmingPlan:
         return "\n".join(lines)
 
     __str__ = describe
+
+    def _cost(self) -> str:
+        text = self.estimate.describe()
+        if self.from_log:
+            text = text.replace(" reference answers", " answers logged to the prompt by any model")
+        if self.method == "batch":
+            text += " at the batch price"
+        return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,7 +248,7 @@ def plan_warming(
                 read.close()
         found = [
             (p.request, (p.provider, p.model), p.count, p.answer,
-             _item(p.key, p.request, p.any_answer_text))
+             stand_in_item(p.key, p.request, p.any_answer_text))
             for p in prompts.prompts
         ]  # fmt: skip
         source = (
@@ -284,7 +288,7 @@ def plan_warming(
     if method == "batch":  # a target without a batch API fails now, not after the plan
         for address in sorted({(e.provider, e.model) for e, _ in entries if e.status == "call"}):
             api_for(gateway, *address)
-    priced, estimate = _estimate(gateway, entries, method, dataset_name, output_tokens)
+    priced, estimate = estimate_entries(gateway, entries, method, dataset_name, output_tokens)
     return WarmingPlan(
         source=source,
         entries=tuple(priced),
@@ -292,6 +296,7 @@ def plan_warming(
         method=method,
         estimate=estimate,
         skipped=MappingProxyType(skipped),
+        from_log=dataset is None,
     )
 
 
@@ -510,86 +515,6 @@ def _open_log(gateway: Gateway, log: Any) -> tuple[Any, str]:
         f"log={log!r} is not a call log",
         hint="pass a CallLog, a .duckdb path, a DuckDB connection, or True",
     )
-
-
-def _item(key: str, request: ChatRequest, reference: str | None) -> DatasetItem:
-    """A stand-in item for the output estimate: the logged answer on any target is the
-    reference (its length is the best guess of the answer's)."""
-    return DatasetItem(id=key, prompt=prompt_text(request) or "?", reference=reference)
-
-
-def _estimate(
-    gateway: Gateway,
-    entries: list[tuple[WarmingEntry, DatasetItem]],
-    method: Method,
-    dataset_name: str | None,
-    output_tokens: int,
-) -> tuple[list[WarmingEntry], CostEstimate]:
-    """Each paid entry's expected tokens and cost (as an experiment's estimate works them
-    out: `OutputExpectations`, a replay's own answer, the price book), and their sum."""
-    discount = BATCH_DISCOUNT if method == "batch" else 1.0
-    paid = [(e, item) for e, item in entries if e.status == "call"]
-    expectations = OutputExpectations(
-        log=gateway.log,
-        addresses=[(e.provider, e.model) for e, _ in paid],
-        items=[item for _, item in paid],
-        dataset_name=dataset_name,
-        default=output_tokens,
-    )
-    per_target: dict[str, float | None] = {}
-    sources: dict[str, int] = {}
-    priced: list[WarmingEntry] = []
-    tokens_in = tokens_out = 0
-    for entry, item in entries:
-        if entry.status != "call":
-            priced.append(entry)
-            continue
-        usage, stated, source = _usage(gateway, entry, item, expectations)
-        sources[source] = sources.get(source, 0) + 1
-        cost = stated if stated is not None else gateway.prices.cost(
-            entry.provider, entry.model, usage, warn=False
-        )  # fmt: skip
-        usd = None if cost is None else cost * discount
-        so_far = per_target.setdefault(entry.address, 0.0)
-        per_target[entry.address] = None if so_far is None or usd is None else so_far + usd
-        tokens_in += usage.input_tokens
-        tokens_out += usage.output_tokens
-        priced.append(
-            replace(
-                entry,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                estimate_usd=usd,
-            )
-        )
-    estimate = CostEstimate(
-        units=len(paid),
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        usd=sum(v for v in per_target.values() if v is not None),
-        per_target_usd=MappingProxyType(per_target),
-        unpriced_targets=tuple(name for name, usd in per_target.items() if usd is None),
-        output_sources=MappingProxyType({s: sources[s] for s in OUTPUT_SOURCES if s in sources}),
-    )
-    return priced, estimate
-
-
-def _usage(
-    gateway: Gateway, entry: WarmingEntry, item: DatasetItem, expectations: OutputExpectations
-) -> tuple[Usage, float | None, str]:
-    try:
-        provider = gateway.provider(entry.provider)
-    except AigwError:
-        provider = None
-    if isinstance(provider, ReplayProvider):
-        found = provider.replayed_usage(entry.request)
-        if found is not None:
-            return found[0], found[1], "recorded"
-    tokens, source = expectations.expect(
-        entry.provider, entry.model, item, entry.request.params_dict()
-    )
-    usage = Usage(input_tokens=estimate_input_tokens(entry.request), output_tokens=tokens)
-    return usage, None, source
 
 
 def _usd(value: float | None) -> str:
