@@ -1,7 +1,7 @@
 """Cache warming (issue 12 §1): how close is the estimated cost a warming plan shows to what
 warming then costs, and what does warming buy on the next day's traffic?
 
-    python bench/bench_warming.py [--items 200] [--seeds 8] [--calls 1000]
+    python bench/bench_warming.py [--items 200] [--a-seeds 3] [--seeds 8] [--calls 1000]
 
 **A. The estimate, on recorded real answers** (shared data: AlpacaEval 2's 805 instructions
 and the real outputs of its models; skipped without the folder). For each (old, new) model
@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -77,61 +78,80 @@ def bootstrap_ratio(actual: np.ndarray, estimate: np.ndarray, rng: np.random.Gen
     return f"x{actual.sum() / estimate.sum():.2f} [{low:.2f}, {high:.2f}], {within:.0%} in [0.5, 2]"
 
 
-def part_a(items: int, seed: int, tmp: str) -> None:
+def part_a(items: int, seeds: int, tmp: str) -> None:
     from aigw_lab.datasets.recordings import load_recording
 
     print("A. actual / estimated cost of warming a new model from an old model's log")
-    print(f"   (AlpacaEval 2 recorded outputs, {items} instructions, seed {seed})")
+    print(
+        f"   (AlpacaEval 2 recorded outputs, {items} instructions drawn per seed; seed 0 in "
+        f"full with a 95% bootstrap interval over items, then the ratio's range over "
+        f"{seeds} seeds of the draw)"
+    )
     recorded = load_recording("alpaca_eval")
-    rng = np.random.default_rng(seed)
+    labels = (
+        "from the log (the old model's answers)",
+        "dataset references (GPT-4-turbo's)",
+        "naive, 256 output tokens each",
+    )
     for old, new in PAIRS:
         ids = [i for i in recorded.ids if recorded.has_outcome(i, old)]
         ids = [i for i in ids if recorded.has_outcome(i, new)]
-        chosen = sorted(random.Random(seed).sample(ids, items))
-        data = Dataset("alpaca", tuple(recorded.dataset[i] for i in chosen))
-        outs = {
-            model: {normal(recorded.dataset[i].prompt): recorded.outcome(i, model).output or ""
-                    for i in chosen}
-            for model in (old, new)
-        }  # fmt: skip
-        db = f"{tmp}/a-{old}.duckdb"
-        with Gateway([answering(outs[old], "old")], log=db, prices={"old/m": PRICE}) as gw:
-            for item in data:
-                gw.chat("old/m", item.prompt)
-        gw = Gateway(
-            [answering(outs[new], "new")],
-            log=f"{tmp}/a-{new}-warm.duckdb",
-            prices={"new/m": PRICE},
-            middleware=[ExactCache()],
-        )
-        with gw:
-            from_log = plan_warming(gw, log=db, top=items, target="new/m")
-            from_refs = plan_warming(gw, dataset=data, target="new/m")
-            warm(from_log, gw)
-            rows = gw.query("SELECT request_json, cost_usd FROM calls WHERE attempt >= 1")
-        actual_by = {
-            normal(json.loads(r)["messages"][-1]["content"]): c
-            for r, c in zip(rows.request_json, rows.cost_usd, strict=True)
-        }
-        order = [normal(e.request.messages[-1].text) for e in from_log.entries]
-        actual = np.array([actual_by[p] for p in order])
-        est_log = np.array([e.estimate_usd for e in from_log.entries])
-        refs = {normal(e.request.messages[-1].text): e.estimate_usd for e in from_refs.entries}
-        est_ref = np.array([refs[p] for p in order])
-        naive = np.array(
-            [PRICE.input_per_mtok * e.input_tokens / 1e6 + PRICE.output_per_mtok * 256 / 1e6
-             for e in from_log.entries]
-        )  # fmt: skip
-        print(f"   {old} -> {new}: actual ${actual.sum():.4f}")
-        print(
-            f"     from the log (the old model's answers): {bootstrap_ratio(actual, est_log, rng)}"
-        )
-        print(
-            f"     dataset references (GPT-4-turbo's):     {bootstrap_ratio(actual, est_ref, rng)}"
-        )
-        print(
-            f"     naive, 256 output tokens each:           {bootstrap_ratio(actual, naive, rng)}"
-        )
+        per_seed: list[tuple[float, list[tuple[np.ndarray, np.ndarray]]]] = []
+        for seed in range(seeds):
+            chosen = sorted(random.Random(seed).sample(ids, items))
+            per_seed.append(one_pair(recorded, old, new, chosen, f"{tmp}/a{seed}"))
+        actual_usd, first = per_seed[0]
+        print(f"   {old} -> {new}: actual ${actual_usd:.4f} (seed 0)")
+        rng = np.random.default_rng(0)
+        for index, label in enumerate(labels):
+            actual, estimate = first[index]
+            ratios = [a.sum() / e.sum() for a, e in (row[1][index] for row in per_seed)]
+            print(
+                f"     {label + ':':<40} {bootstrap_ratio(actual, estimate, rng)}; "
+                f"over seeds x{min(ratios):.2f}-{max(ratios):.2f}"
+            )
+
+
+def one_pair(
+    recorded: Any, old: str, new: str, chosen: list[str], prefix: str
+) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+    """Warm ``new`` from a log of ``old``'s answers to ``chosen``: the actual cost, and
+    (actual, estimate) per item for each estimator."""
+    data = Dataset("alpaca", tuple(recorded.dataset[i] for i in chosen))
+    outs = {
+        model: {normal(recorded.dataset[i].prompt): recorded.outcome(i, model).output or ""
+                for i in chosen}
+        for model in (old, new)
+    }  # fmt: skip
+    db = f"{prefix}-{old}.duckdb"
+    with Gateway([answering(outs[old], "old")], log=db, prices={"old/m": PRICE}) as gw:
+        for item in data:
+            gw.chat("old/m", item.prompt)
+    gw = Gateway(
+        [answering(outs[new], "new")],
+        log=f"{prefix}-{new}-warm.duckdb",
+        prices={"new/m": PRICE},
+        middleware=[ExactCache()],
+    )
+    with gw:
+        from_log = plan_warming(gw, log=db, top=len(chosen), target="new/m")
+        from_refs = plan_warming(gw, dataset=data, target="new/m")
+        warm(from_log, gw)
+        rows = gw.query("SELECT request_json, cost_usd FROM calls WHERE attempt >= 1")
+    actual_by = {
+        normal(json.loads(r)["messages"][-1]["content"]): c
+        for r, c in zip(rows.request_json, rows.cost_usd, strict=True)
+    }
+    order = [normal(e.request.messages[-1].text) for e in from_log.entries]
+    actual = np.array([actual_by[p] for p in order])
+    est_log = np.array([e.estimate_usd for e in from_log.entries])
+    refs = {normal(e.request.messages[-1].text): e.estimate_usd for e in from_refs.entries}
+    est_ref = np.array([refs[p] for p in order])
+    naive = np.array(
+        [PRICE.input_per_mtok * e.input_tokens / 1e6 + PRICE.output_per_mtok * 256 / 1e6
+         for e in from_log.entries]
+    )  # fmt: skip
+    return float(actual.sum()), [(actual, est_log), (actual, est_ref), (actual, naive)]
 
 
 def zipf_calls(prompts: list[str], n: int, exponent: float, rng: random.Random) -> list[str]:
@@ -216,6 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--a-seeds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--zipf", type=float, default=1.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
@@ -224,7 +245,7 @@ def main() -> None:
     shared = shared_data_dir_or_none()
     with tempfile.TemporaryDirectory(prefix="bench-warming-") as tmp:
         if shared is not None:
-            part_a(args.items, 0, tmp)
+            part_a(args.items, args.a_seeds, tmp)
             from aigw_lab.datasets.recordings import load_recording
 
             prompts = sorted({normal(i.prompt) for i in load_recording("alpaca_eval").items})

@@ -274,6 +274,22 @@ def test_a_target_given_warms_that_model_and_uses_only_its_own_logged_answers(tm
     assert provider.requests == []
 
 
+def test_a_paid_call_for_a_logged_prompt_is_estimated_from_the_answer_another_model_gave(
+    tmp_path,
+):
+    producer_log(tmp_path / "prod.duckdb", [("q " * 40, {"model": "mock/m2"})])
+    gw, provider = consumer(tmp_path)
+    with gw:
+        plan = plan_warming(gw, log=tmp_path / "prod.duckdb", top=1, target="mock/m1")
+    [entry] = plan.entries
+    answer = "logged: " + ("q " * 40).strip()
+    assert entry.status == "call"
+    assert entry.output_tokens == -(-len(answer) // 4)  # its characters / 4, rounded up
+    assert plan.estimate.output_sources == {"reference": 1}
+    assert "output from: 1 answers logged to the prompt by any model" in str(plan)
+    assert provider.requests == []
+
+
 # --- tenants -----------------------------------------------------------------------------------------
 
 
