@@ -124,6 +124,24 @@ def test_a_real_provider_is_not_called_without_yes_and_is_with_it(tmp_path, caps
     assert cache_entries(tmp_path) == 2
 
 
+def test_a_failed_warming_call_is_reported_with_exit_3(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WARM_KEY", "sk-test")
+    with FakeUpstream() as fake:
+        body = (
+            f'[gateway]\ndb = "calls.duckdb"\n[providers.openai]\nkind = "openai"\n'
+            f'base_url = "{fake.url}/v1"\napi_key_env = "WARM_KEY"\n' + DUCKDB_CACHE
+        )
+        fake.reply_json(COMPLETION)
+        fake.reply_json({"error": {"message": "bad", "type": "invalid_request_error"}}, status=400)
+        args = ["warm", config(tmp_path, body), "--from-dataset", "mixed_v1"]
+        code = main([*args, "--target", "openai/gpt-4o-mini", "--top", "2", "--yes"])
+        out, _ = capsys.readouterr()
+        assert len(fake.requests) == 2
+    assert code == 3
+    assert "1 paid calls" in out and "1 failed" in out
+    assert cache_entries(tmp_path) == 1
+
+
 def test_max_cost_below_the_estimate_refuses_before_any_call(tmp_path, capsys):
     args = ["warm", config(tmp_path), "--from-dataset", "mixed_v1"]
     code = main([*args, "--target", "sim-openai/sim-large", "--max-cost", "0"])

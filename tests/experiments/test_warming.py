@@ -544,3 +544,30 @@ def test_with_minilm_at_its_defaults_a_warmed_prompt_answers_a_paraphrase_not_an
             "How do I sort a list in Python?"
         )
         assert len(provider.requests) == 1
+
+
+# --- ExactCache.add / lookup, which warming fills through ------------------------------------------
+
+
+def test_exact_cache_add_keys_and_times_an_entry_as_a_live_call_would():
+    from aigw_lab.gateway.cache_stores import MemoryStore
+    from aigw_lab.types import ChatRequest, ChatResponse, Usage
+
+    now = [1000.0]
+    cache = ExactCache(MemoryStore(clock=lambda: now[0]), ttl=100, model_ttls={"mock/m1": 10})
+    request = ChatRequest.create("m1", "hi", tenant="a")
+    answer = ChatResponse(
+        text="hello", finish_reason="stop", usage=Usage(), provider="mock", model="m1"
+    )
+    assert cache.add(request, answer, provider="mock", model="m1")
+    assert cache.lookup(request, provider="mock", model="m1").text == "hello"
+    assert cache.lookup(request, provider="mock", model="m2") is None  # another target
+    other_tenant = ChatRequest.create("m1", "hi", tenant="b")
+    assert cache.lookup(other_tenant, provider="mock", model="m1") is None
+    now[0] += 11  # past model_ttls["mock/m1"], within ttl
+    assert cache.lookup(request, provider="mock", model="m1") is None
+    failed = ChatResponse(
+        text="", finish_reason="error", usage=Usage(), provider="mock", model="m1"
+    )
+    assert not cache.add(request, failed, provider="mock", model="m1")
+    assert cache.stats().hits == 0 and cache.stats().misses == 0  # neither counts
