@@ -229,13 +229,22 @@ def plan_warming(
                 "warming from a dataset needs a target",
                 hint='pass target="provider/model" (the model whose answers to cache)',
             )
+        if params is not None and (
+            not isinstance(params, Mapping) or "model" in params or "messages" in params
+        ):
+            raise ConfigError(
+                f"params={params!r} is not a table of request fields",
+                hint='pass e.g. params={"temperature": 0, "max_tokens": 200} (the target '
+                "and the dataset give the model and messages)",
+            )
+        fields = dict(params or {})
+        fields.update({k: v for k, v in (("tenant", tenant), ("user", user)) if v is not None})
         data = load_dataset(dataset)
         items = data.items[:top] if top is not None else data.items
         found = [
-            (ChatRequest.create(to[1], list(item.messages()), tenant=tenant, user=user,
-                                **dict(params or {})), to, 1, None, item)
+            (ChatRequest.create(to[1], list(item.messages()), **fields), to, 1, None, item)
             for item in items
-        ]  # fmt: skip
+        ]
         source, skipped, dataset_name = f"dataset {data.name!r} to {to[0]}/{to[1]}", {}, data.name
     else:
         if top is None:

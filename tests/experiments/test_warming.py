@@ -13,7 +13,7 @@ import pytest
 
 from aigw_lab import Gateway, Price
 from aigw_lab.embeddings import HashingEmbedder
-from aigw_lab.errors import BudgetExceededError, ConfigError, StoreError
+from aigw_lab.errors import AigwError, BudgetExceededError, ConfigError, StoreError
 from aigw_lab.experiments.warming import WARM_ROLE, WARM_TAG, plan_warming, warm
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.cache_stores import DuckDBStore
@@ -418,11 +418,17 @@ def test_a_failed_warming_call_is_counted_and_the_rest_go_on(tmp_path):
         ({"log": True, "top": 1, "caches": ["semantic"]}, "no semantic cache"),
         ({"log": True, "top": 1, "method": "fax"}, "method='fax' is unknown"),
         ({"log": True, "top": 1, "since": "yesterday"}, "not an ISO date"),
+        ({"dataset": "mixed_v1", "target": "mock/m1", "params": [1]}, "not a table of request"),
+        ({"dataset": "mixed_v1", "target": "mock/m1", "params": {"model": "x"}}, "not a table"),
+        (
+            {"dataset": "mixed_v1", "target": "mock/m1", "params": {"temp": 1}},
+            "unknown request parameter",
+        ),
     ],
 )
 def test_hostile_arguments_are_typed_errors_naming_the_fix(tmp_path, kwargs, message):
     gw, provider = consumer(tmp_path)
-    with gw, pytest.raises(ConfigError, match=message) as raised:
+    with gw, pytest.raises(AigwError, match=message) as raised:
         plan_warming(gw, **kwargs)
     assert raised.value.hint
     assert provider.requests == []
