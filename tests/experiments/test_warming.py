@@ -10,6 +10,8 @@ import json
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aigw_lab import Gateway, Price
 from aigw_lab.embeddings import HashingEmbedder
@@ -577,3 +579,58 @@ def test_exact_cache_add_keys_and_times_an_entry_as_a_live_call_would():
     )
     assert not cache.add(request, failed, provider="mock", model="m1")
     assert cache.stats().hits == 0 and cache.stats().misses == 0  # neither counts
+
+
+# --- a logged request is rebuilt as sent ------------------------------------------------------------
+
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+MESSAGE = st.one_of(
+    st.builds(lambda t: {"role": "user", "content": t}, TEXT),
+    st.builds(lambda t: {"role": "assistant", "content": t}, TEXT),
+    st.builds(
+        lambda a, b: {"role": "user", "content": [{"type": "text", "text": a},
+                                                  {"type": "text", "text": b}]},
+        TEXT, TEXT,
+    ),
+)  # fmt: skip
+PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "temperature": st.sampled_from([0, 0.0, 0.5, 1]),
+        "top_p": st.sampled_from([0.9, 1]),
+        "max_tokens": st.integers(1, 4000),
+        "seed": st.integers(0, 2**31),
+        "stop": st.lists(TEXT, min_size=1, max_size=2),
+        "system": TEXT,
+        "tenant": st.sampled_from(["a", "b"]),
+        "user": st.sampled_from(["u", "v"]),
+        "extra": st.fixed_dictionaries({"top_k": st.integers(1, 50)}),
+    },
+)
+CONVERSATION = st.tuples(
+    st.lists(MESSAGE, max_size=3).map(lambda ms: [*ms, {"role": "user", "content": "q"}]),
+    PARAMS,
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(calls=st.lists(CONVERSATION, min_size=1, max_size=6))
+def test_a_logged_request_is_warmed_under_the_key_its_live_call_computed(calls):
+    from aigw_lab.gateway.cache import cache_key
+    from aigw_lab.types import ChatRequest
+
+    gw = Gateway([Counting()], prices=PRICES, middleware=[ExactCache()])
+    with gw:
+        for messages, params in calls:
+            gw.chat("mock/m1", messages, **params, metadata={"cache": {"skip": True}})
+        plan = plan_warming(gw, log=True, top=100)
+        sent = {
+            cache_key(ChatRequest.create("m1", m, **p), provider="mock", model="m1")
+            for m, p in calls
+        }
+        assert {cache_key(e.request, provider="mock", model="m1") for e in plan.entries} == sent
+        assert plan.skipped == {}
+        warm(plan, gw)
+        for messages, params in calls:  # each now a hit, none sent upstream
+            assert gw.chat("mock/m1", messages, **params).cache_status == "hit"
