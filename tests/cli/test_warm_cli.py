@@ -302,3 +302,24 @@ def test_an_encrypted_log_is_read_with_the_configs_key(tmp_path, capsys, monkeyp
     assert code == 0, err
     assert "free (no call): 1" in out and "warmed: 1 exact" in out
     assert "1 answers free, 0 paid calls" in out
+
+
+def test_serve_warms_the_semantic_cache_too(tmp_path, capsys, monkeypatch, minilm):
+    with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb")) as gw:
+        for prompt in ["What is the capital of France?"] * 2 + ["Name a prime."]:
+            gw.chat("sim-openai/sim-small", prompt)
+    body = SIM + '\n[cache]\nwarm_from = "log"\nwarm_top = 5\n[semantic_cache]\nthreshold = 0.9\n'
+    seen = {}
+
+    def fake_serve(app, host, port, **kwargs):
+        semantic = next(m for m in app.gateway.middleware if type(m).__name__ == "SemanticCache")
+        seen["entries"] = len(semantic)
+        seen["hit"] = app.gateway.chat(
+            "sim-openai/sim-small", "Which city is the capital of France?"
+        ).cache_status
+
+    monkeypatch.setattr("aigw_lab.server.serve", fake_serve)
+    assert main(["serve", "--config", config(tmp_path, body), "--no-auth"]) == 0
+    out, _ = capsys.readouterr()
+    assert seen == {"entries": 2, "hit": "hit"}
+    assert "2 exact and 2 semantic entries added" in out
