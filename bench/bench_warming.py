@@ -26,6 +26,10 @@ with N prompts drawn at random from those day 1 saw (random baseline), or with t
 most popular prompts (oracle: the best any N entries can do). The cache also learns as day 2
 goes, in every arm. Printed per arm: day 2's exact hit rate, and over its first 100 calls
 (the cold start warming exists for), as mean [95% t-interval] over ``--seeds`` seeds.
+
+**C. What planning costs on a big log**: `plan_warming(log=..., top=100)` over ``--log-rows``
+ok rows of ``--distinct`` requests (written with SQL), beside the bare GROUP BY top-100 query
+any such plan needs, interleaved, wall and CPU time (0 rows: skipped).
 """
 
 from __future__ import annotations
@@ -222,6 +226,51 @@ def part_b(prompts: list[str], seeds: int, calls: int, sizes: tuple[int, ...], e
     print(f"   (day 2 of seed 0 asks {len(distinct)} distinct prompts)")
 
 
+def part_c(rows: int, distinct: int, repeats: int, tmp: str) -> None:
+    """plan_warming(log=..., top=100) on a log of ``rows`` ok calls over ``distinct``
+    requests, against the one GROUP BY any top-N needs (the same rows), interleaved."""
+    import duckdb
+
+    db = f"{tmp}/c.duckdb"
+    with Gateway([FunctionProvider(lambda r: "a", name="p")], log=db, prices=P_PRICES) as gw:
+        gw.chat("p/m", "seed row")  # a migrated log with one real row
+    conn = duckdb.connect(db)
+    conn.execute(
+        'INSERT INTO calls (call_id, "timestamp", provider_name, request_model, request_json, '
+        "response_text, finish_reason, status, attempt, cache_status, input_tokens, "
+        "output_tokens, cost_usd, bodies, simulated) SELECT 'c-' || i, now(), 'p', 'm', "
+        '\'{"model":"m","messages":[{"role":"user","content":"prompt \' || '
+        "(i % ?) || '\"}]}', 'answer', 'stop', 'ok', 1, 'miss', 5, 1, 0.0, 'full', false "
+        "FROM range(?) t(i)",
+        [distinct, rows],
+    )
+    conn.execute("CHECKPOINT")
+    conn.close()
+    floor_sql = (
+        "SELECT request_json, count(*) AS n FROM calls WHERE status = 'ok' "
+        "GROUP BY ALL ORDER BY n DESC LIMIT 100"
+    )
+    plan_t, floor_t = [], []
+    with Gateway([FunctionProvider(lambda r: "a", name="p")], log=db, prices=P_PRICES,
+                 middleware=[ExactCache()]) as gw:  # fmt: skip
+        for _ in range(repeats):  # interleaved, so a busy neighbour slows both alike
+            plan_t.append(timed(lambda: plan_warming(gw, log=True, top=100)))
+            floor_t.append(timed(lambda: gw.log.execute(floor_sql)))
+    best = min(plan_t), min(floor_t)
+    print(
+        f"C. plan_warming(log, top=100) over {rows:,} ok rows of {distinct:,} distinct requests: "
+        f"{best[0][0] * 1000:.0f} ms wall, {best[0][1] * 1000:.0f} ms CPU; the bare GROUP BY "
+        f"top-100 query: {best[1][0] * 1000:.0f} ms wall, {best[1][1] * 1000:.0f} ms CPU "
+        f"(x{best[0][1] / max(best[1][1], 1e-9):.1f} CPU; best of {repeats}, interleaved)"
+    )
+
+
+def timed(function: Any) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def t_interval(values: list[float]) -> str:
     mean = sum(values) / len(values)
     if len(values) < 2:
@@ -240,6 +289,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--zipf", type=float, default=1.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--log-rows", type=int, default=1_000_000)
+    parser.add_argument("--distinct", type=int, default=50_000)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {platform.system()}")
     shared = shared_data_dir_or_none()
@@ -253,6 +304,8 @@ def main() -> None:
             print("A. skipped: no shared data folder")
             prompts = sorted({normal(i.prompt) for i in bundled_dataset().items})
         part_b(prompts, args.seeds, args.calls, tuple(args.sizes), args.zipf, tmp)
+        if args.log_rows:
+            part_c(args.log_rows, args.distinct, 3, tmp)
 
 
 if __name__ == "__main__":
