@@ -44,6 +44,7 @@ __all__ = [
 WARM_TAG = "aigw_role"
 WARM_ROLE = "warm"
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
 _PARAMS = ("temperature", "top_p", "max_tokens", "seed", "tool_choice", "stop", "tools", "extra")
 
 
@@ -118,7 +119,8 @@ _ANSWER = """arg_max(struct_pack(text := response_text, finish := finish_reason,
     tools := tool_calls_json::VARCHAR, input := input_tokens, output := output_tokens,
     cache_read := cache_read_input_tokens, cache_write := cache_creation_input_tokens,
     reasoning := reasoning_tokens, cost := cost_usd, model := response_model,
-    response_id := response_id, simulated := simulated, ts := "timestamp"), "timestamp")"""
+    response_id := response_id, simulated := simulated, ts := "timestamp",
+    provider := provider_name), "timestamp")"""
 _UPSTREAM = (
     "attempt >= 1 AND coalesce(cache_status, 'none') <> 'hit' "
     "AND coalesce(finish_reason, '') NOT IN ('error', '') AND response_text IS NOT NULL"
@@ -196,11 +198,11 @@ def top_prompts(
             seen["text"] = text
         own_target = (provider, model) == (to_provider, to_model)
         if own_target and answer is not None and _newer(answer["ts"], seen["answer_ts"]):
-            seen["answer"], seen["answer_ts"] = _response(answer, provider, model), answer["ts"]
-    ranked = sorted(
-        merged.items(),
-        key=lambda kv: (-kv[1]["count"], -_stamp(kv[1]["last"]), kv[0]),
-    )
+            seen["answer"], seen["answer_ts"] = answer, answer["ts"]
+    # Most calls first, then the most recent, then the key (two stable sorts: cheaper than
+    # a key of timestamps as numbers, which costs a time-zone conversion each).
+    ranked = sorted(merged.items())
+    ranked.sort(key=lambda kv: (kv[1]["count"], kv[1]["last"] or _NEVER), reverse=True)
     prompts = tuple(
         LoggedPrompt(
             request=seen["request"],
@@ -209,7 +211,8 @@ def top_prompts(
             key=key,
             count=seen["count"],
             last_seen=seen["last"],
-            answer=seen["answer"],
+            # Built for the chosen few only: a big log has tens of thousands of requests.
+            answer=None if seen["answer"] is None else _response(seen["answer"], seen["model"]),
             any_answer_text=seen["text"],
         )
         for key, seen in ranked[:top]
@@ -252,7 +255,7 @@ def _request(
         return None
 
 
-def _response(answer: Mapping[str, Any], provider: str, model: str) -> ChatResponse:
+def _response(answer: Mapping[str, Any], model: str) -> ChatResponse:
     """A logged answer as the cache would have stored it."""
     known = answer["input"] is not None and answer["output"] is not None
     tools = json.loads(answer["tools"]) if answer["tools"] else None
@@ -267,7 +270,7 @@ def _response(answer: Mapping[str, Any], provider: str, model: str) -> ChatRespo
             reasoning_tokens=answer["reasoning"] or 0,
             known=known,
         ),
-        provider=provider,
+        provider=answer["provider"],
         model=answer["model"] or model,
         cost_usd=answer["cost"],
         response_id=answer["response_id"],
@@ -278,10 +281,6 @@ def _response(answer: Mapping[str, Any], provider: str, model: str) -> ChatRespo
 
 def _newer(stamp: datetime | None, than: datetime | None) -> bool:
     return than is None or (stamp is not None and stamp > than)
-
-
-def _stamp(value: datetime | None) -> float:
-    return value.timestamp() if value is not None else 0.0
 
 
 def _as_utc(value: datetime | str) -> datetime:
