@@ -102,6 +102,11 @@ _EXPORTS: dict[str, str] = {
     # provider batch jobs (OpenAI, Anthropic) at the batch discount
     "submit_batch": "aigw_lab.batch",
     "BatchJob": "aigw_lab.batch",
+    # cache warming: plan (prompts, free answers, estimated cost), then fill the caches
+    "plan_warming": "aigw_lab.experiments",
+    "warm": "aigw_lab.experiments",
+    "WarmingPlan": "aigw_lab.experiments",
+    "WarmingReport": "aigw_lab.experiments",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -126,8 +131,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Experiment,
         ExperimentResult,
         Target,
+        WarmingPlan,
+        WarmingReport,
         arun_experiment,
+        plan_warming,
         run_experiment,
+        warm,
     )
     from aigw_lab.gateway import AsyncChatStream, CallContext, ChatStream, Gateway, Middleware
     from aigw_lab.pricing import PriceBook, UnknownPriceWarning

@@ -72,3 +72,11 @@ def test_every_subpackage_export_resolves_and_all_is_complete():
         lazy = getattr(package, "_EXPORTS", None)
         if lazy is not None:  # every lazily exported name is also public
             assert set(lazy) <= set(package.__all__), f"{name}: {set(lazy) - set(package.__all__)}"
+
+
+def test_cache_warming_is_public_at_top_level_and_in_experiments():
+    from aigw_lab.experiments import warming
+
+    for name in ("plan_warming", "warm", "WarmingPlan", "WarmingReport"):
+        assert getattr(aigw_lab, name) is getattr(warming, name), name
+        assert name in aigw_lab.__all__ and name in aigw_lab.experiments.__all__

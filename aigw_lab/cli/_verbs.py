@@ -25,4 +25,5 @@ VERBS: dict[str, str] = {
     "keys": "create, list, rotate and revoke gateway keys (the key file)",
     "policy": "train, evaluate and export learned routing policies",
     "matrix": "a call log as prompts x targets: empty cells, their batch-price estimate, --fill",
+    "warm": "fill the persistent exact cache from a dataset or a call log's top prompts",
 }

@@ -164,6 +164,17 @@ def run(args: argparse.Namespace) -> int:
         gateway = Gateway.from_config(args.config, log=args.db or DEFAULT_DB)
     else:
         gateway = Gateway.from_config(args.config)  # the config's db, or no log at all
+    if config is not None and config.cache is not None:
+        # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+        from aigw_lab.cli.warm import warm_at_startup
+
+        try:  # before listening: the server is ready once its caches are warm
+            warmed = warm_at_startup(config, gateway)
+        except BaseException:
+            gateway.close()
+            raise
+        if warmed:
+            print(f"aigw-lab serve: {warmed}", flush=True)
     overrides = {
         dest: getattr(args, dest)
         for _, dest, _, _ in _LIMIT_FLAGS

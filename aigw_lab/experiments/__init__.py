@@ -52,6 +52,11 @@ _EXPORTS: dict[str, str] = {
     "TargetFill": "aigw_lab.experiments.replay_fill",
     "plan_fill": "aigw_lab.experiments.replay_fill",
     "fill": "aigw_lab.experiments.replay_fill",
+    "WarmingEntry": "aigw_lab.experiments.warming",
+    "WarmingPlan": "aigw_lab.experiments.warming",
+    "WarmingReport": "aigw_lab.experiments.warming",
+    "plan_warming": "aigw_lab.experiments.warming",
+    "warm": "aigw_lab.experiments.warming",
 }
 
 __all__ = [
@@ -80,6 +85,11 @@ __all__ = [
     "TargetFill",
     "plan_fill",
     "fill",
+    "WarmingEntry",
+    "WarmingPlan",
+    "WarmingReport",
+    "plan_warming",
+    "warm",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -95,3 +105,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.experiments.runner import arun_experiment, run_experiment
     from aigw_lab.experiments.spec import ExperimentSpec, load_spec, parse_spec
     from aigw_lab.experiments.targets import TARGET_PARAMS, Target
+    from aigw_lab.experiments.warming import (
+        WarmingEntry,
+        WarmingPlan,
+        WarmingReport,
+        plan_warming,
+        warm,
+    )

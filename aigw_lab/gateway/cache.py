@@ -67,6 +67,35 @@ CACHE_TABLE = Table(
             what="true or false",
             doc="identical calls in flight share one upstream call",
         ),
+        # Read by `aigw-lab serve` (cli/warm.py: warm_at_startup), not by the cache itself.
+        Key(
+            name="warm_from",
+            types=(str,),
+            nonempty=True,
+            what='"log", a dataset name or a .jsonl path',
+            doc="serve: warm the caches at start-up from the call log or a dataset",
+        ),
+        Key(
+            name="warm_top",
+            types=(int,),
+            low=1,
+            what="a positive integer",
+            doc="serve: the most frequent N logged prompts (first N dataset items)",
+        ),
+        Key(
+            name="warm_target",
+            types=(str,),
+            nonempty=True,
+            what='"provider/model"',
+            doc="serve: the model whose answers warm the caches (a dataset needs one)",
+        ),
+        Key(
+            name="warm_max_usd",
+            types=NUMBER,
+            low=0,
+            what="a number of dollars >= 0",
+            doc="serve: the most start-up warming may spend (default 0: free answers only)",
+        ),
     )
 )
 _STORE_KINDS = ("memory", "duckdb")
@@ -309,6 +338,21 @@ class ExactCache(Primitive):
                 in_flight=len(self._flights),
                 waiting=self._waiting,
             )
+
+    def lookup(self, request: ChatRequest, *, provider: str, model: str) -> ChatResponse | None:
+        """The answer this cache holds for ``request`` sent to ``provider``/``model`` (None:
+        a miss), under the key a live call computes, without counting or logging it."""
+        return self._get(cache_key(request, provider=provider, model=model))
+
+    def add(
+        self, request: ChatRequest, response: ChatResponse, *, provider: str, model: str
+    ) -> bool:
+        """Store ``response`` as the answer to ``request`` sent to ``provider``/``model``
+        (warming the cache), under the key and TTL a live call would use; returns whether it
+        was stored (an answer that ended in ``"error"`` is not)."""
+        ttl = self.model_ttls.get(f"{provider}/{model}", self.ttl)
+        key = cache_key(request, provider=provider, model=model)
+        return self._remember(_Plan(key, ttl), response) is not None
 
     def clear(self) -> None:
         """Forget every stored answer."""
