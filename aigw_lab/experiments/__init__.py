@@ -46,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "ExperimentSpec": "aigw_lab.experiments.spec",
     "load_spec": "aigw_lab.experiments.spec",
     "parse_spec": "aigw_lab.experiments.spec",
+    "ShadowReport": "aigw_lab.experiments.shadow_report",
+    "shadow_pairs": "aigw_lab.experiments.shadow_report",
+    "score_shadow_pairs": "aigw_lab.experiments.shadow_report",
+    "shadow_report": "aigw_lab.experiments.shadow_report",
 }
 
 __all__ = [
@@ -68,6 +72,10 @@ __all__ = [
     "ExperimentSpec",
     "load_spec",
     "parse_spec",
+    "ShadowReport",
+    "shadow_pairs",
+    "score_shadow_pairs",
+    "shadow_report",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -79,5 +87,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.experiments.records import DatasetChangedWarning
     from aigw_lab.experiments.results import FRAME_COLUMNS, ExperimentResult, experiment_frame
     from aigw_lab.experiments.runner import arun_experiment, run_experiment
+    from aigw_lab.experiments.shadow_report import (
+        ShadowReport,
+        score_shadow_pairs,
+        shadow_pairs,
+        shadow_report,
+    )
     from aigw_lab.experiments.spec import ExperimentSpec, load_spec, parse_spec
     from aigw_lab.experiments.targets import TARGET_PARAMS, Target
