@@ -197,7 +197,7 @@ def build_gateway(
     extra_policies = kwargs.pop("policies", None)
     if extra_policies:
         policies = merge_policies(policies, extra_policies)
-    if config.shadow is not None and kwargs.get("shadow") is None:
+    if config.shadow is not None and "shadow" not in kwargs:  # shadow=None: none
         kwargs["shadow"] = Shadow.from_config(config.shadow)
     return gateway_class(
         config.providers,

@@ -24,4 +24,5 @@ VERBS: dict[str, str] = {
     "serve": "run the gateway as an HTTP server (OpenAI- and Anthropic-compatible)",
     "keys": "create, list, rotate and revoke gateway keys (the key file)",
     "policy": "train, evaluate and export learned routing policies",
+    "shadow": "score logged shadow traffic: candidate vs live, win/tie/loss with intervals",
 }

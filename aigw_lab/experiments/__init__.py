@@ -49,7 +49,6 @@ _EXPORTS: dict[str, str] = {
     "ShadowReport": "aigw_lab.experiments.shadow_report",
     "shadow_pairs": "aigw_lab.experiments.shadow_report",
     "score_shadow_pairs": "aigw_lab.experiments.shadow_report",
-    "shadow_report": "aigw_lab.experiments.shadow_report",
 }
 
 __all__ = [
@@ -75,7 +74,6 @@ __all__ = [
     "ShadowReport",
     "shadow_pairs",
     "score_shadow_pairs",
-    "shadow_report",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -91,7 +89,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ShadowReport,
         score_shadow_pairs,
         shadow_pairs,
-        shadow_report,
     )
     from aigw_lab.experiments.spec import ExperimentSpec, load_spec, parse_spec
     from aigw_lab.experiments.targets import TARGET_PARAMS, Target
