@@ -365,3 +365,37 @@ def test_shadow_table_in_a_config_file(tmp_path):
     config.write_text(config.read_text() + "budget = 3\n")
     with pytest.raises(ConfigError, match=r"\[shadow\].*budget"):
         Gateway.from_config(config)
+
+
+def test_a_routing_policy_can_be_the_candidate(log):
+    from aigw_lab.policy import Rules
+
+    by_length = Rules(
+        "by-length", [({"max_chars": 5}, "sim-openai/sim-nano")], default="sim-openai/sim-large"
+    )
+    shadow = Shadow("by-length", share=1.0, budget_usd=1.0, rng=random.Random(0))
+    gw = Gateway.simulated_fleet(time_scale=0.0, log=log, policies=[by_length], shadow=shadow)
+    gw.chat("sim-anthropic/sim-haikuish", "hi")
+    gw.chat("sim-anthropic/sim-haikuish", "a longer question")
+    gw.close()
+    shadows = rows(log, "shadow_of IS NOT NULL")
+    # The policy chose each shadow call's target, as it would for a live call.
+    assert [r["request_model"] for r in shadows] == ["sim-nano", "sim-large"]
+    assert all(json.loads(r["tags_json"])[SHADOW_TAG] == "1" for r in shadows)
+    assert shadow.stats().sent == 2
+
+
+def test_shadow_spend_is_in_the_cost_reports_and_apart_by_its_tag(log):
+    from aigw_lab.store.cost_reports import by_provider, by_tag
+
+    gw = gateway(log, Candidate(), max_in_flight=256)
+    for i in range(5):
+        gw.chat("live/m", f"q{i}")
+    gw.close()
+    live = sum(r["cost_usd"] for r in rows(log, "shadow_of IS NULL"))
+    shadow = sum(r["cost_usd"] for r in rows(log, "shadow_of IS NOT NULL"))
+    total = by_provider(log)
+    assert total["cost_usd"].sum() == pytest.approx(live + shadow)
+    tagged = by_tag(log, SHADOW_TAG).set_index(SHADOW_TAG)
+    assert tagged.loc["1", "cost_usd"] == pytest.approx(shadow)
+    assert tagged["cost_usd"].sum() == pytest.approx(live + shadow)
