@@ -250,6 +250,7 @@ class Shadow:
         self.max_in_flight = max_in_flight
         self.on_cache_hits = bool(on_cache_hits)
         self.only = frozenset(only)
+        self._only = frozenset(tuple(o.partition("/")[::2]) for o in only)
         self.drain_timeout = float(drain_timeout)
         self.default_output_tokens = default_output_tokens
         self._rng = rng if rng is not None else random.Random(seed)  # noqa: S311 - sampling
@@ -376,27 +377,20 @@ class Shadow:
     # --- the decision -------------------------------------------------------------------
 
     def _offer(self, ctx: CallContext, response: ChatResponse) -> None:
+        # On the caller's path: the common case (not sampled) costs a few comparisons, a
+        # lock and a draw; the request and its estimate are built only for a sampled call.
         if ctx.shadow_of is not None or self._calls is None:
             return  # a shadow call is never shadowed
         if response.attempts == 0 and not self.on_cache_hits:
             return  # served by a cache: no upstream answer to compare
-        answered_by = f"{ctx.provider_name}/{ctx.model}"
-        if self.only and answered_by not in self.only:
+        answered_by = (ctx.provider_name, ctx.model)
+        if self._only and answered_by not in self._only:
             return
-        if answered_by == f"{self._provider}/{self._model}":
+        if answered_by == (self._provider, self._model):
             return  # the candidate itself: nothing to compare
         live_call_id = response.call_id
         if not live_call_id:
             return
-        request = _shadow_request(ctx.request, self._model)
-        estimate = estimate_cost(
-            request,
-            self._gateway.prices,  # type: ignore[union-attr]
-            self._provider,
-            self._model,
-            default_output_tokens=self.default_output_tokens,
-        ).usd
-        estimate = 0.0 if estimate is None else estimate
         counts = self._counts
         with self._lock:
             if self._closed:
@@ -407,6 +401,22 @@ class Shadow:
             if self._rng.random() >= self.share:
                 return
             counts["sampled"] += 1
+            if len(self._futures) >= self.max_in_flight:
+                counts["dropped_in_flight"] += 1  # before building anything for it
+                return
+        request = _shadow_request(ctx.request, self._model)
+        estimate = estimate_cost(
+            request,
+            self._gateway.prices,  # type: ignore[union-attr]
+            self._provider,
+            self._model,
+            default_output_tokens=self.default_output_tokens,
+        ).usd
+        estimate = 0.0 if estimate is None else estimate
+        with self._lock:
+            if self._closed:
+                counts["skipped_closed"] += 1
+                return
             if len(self._futures) >= self.max_in_flight:
                 counts["dropped_in_flight"] += 1
                 return
@@ -424,19 +434,17 @@ class Shadow:
                         self._reserved,
                     )
                 return
-            self._reserved += estimate
-            counts["sent"] += 1
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     max_workers=self.max_in_flight, thread_name_prefix="aigw-shadow"
                 )
             try:
                 future = self._pool.submit(self._run, request, live_call_id, ctx.stream, estimate)
-            except RuntimeError:
-                self._reserved -= estimate
-                counts["sent"] -= 1
+            except RuntimeError:  # the pool was shut down: the gateway is closing
                 counts["skipped_closed"] += 1
                 return
+            self._reserved += estimate
+            counts["sent"] += 1
             self._futures.add(future)
             future.add_done_callback(self._done)
 
