@@ -10,7 +10,7 @@ import random
 import pandas as pd
 import pytest
 
-from aigw_lab import Gateway
+from aigw_lab import Gateway, Price
 from aigw_lab.cli.main import main
 from aigw_lab.datasets import bundled_dataset
 from aigw_lab.errors import ConfigError, ProviderServerError
@@ -184,3 +184,30 @@ def test_cli_mistakes_are_one_line(better, capsys, args, needle):
     assert main(["shadow", "report", *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and needle in err.splitlines()[0]
+
+
+def test_references_match_by_the_live_calls_item_id(tmp_path):
+    from aigw_lab.datasets import Dataset
+    from aigw_lab.testing.fakes import FunctionProvider
+
+    dataset = Dataset.from_records(
+        "sums", [{"id": f"s{i}", "prompt": f"{i} + {i} = ?", "reference": 2 * i} for i in range(4)]
+    )
+    shadow = Shadow("cand/m", share=1.0, budget_usd=1.0, rng=random.Random(0))
+    providers = [
+        FunctionProvider(lambda r: str(2 * int(r.messages[-1].text.split()[-1])), "live"),
+        FunctionProvider(lambda r: "7", "cand"),
+    ]
+    prices = {"cand/m": Price(1.0, 1.0), "live/m": Price(1.0, 1.0)}
+    path = tmp_path / "calls.duckdb"
+    with Gateway(providers, log=str(path), prices=prices, shadow=shadow) as gw:
+        for i in range(4):
+            # The prompt differs from the item's; the experiment coordinates name the item.
+            metadata = {"aigw_experiment": {"item_id": f"s{i}", "target": "live/m"}}
+            gw.chat("live/m", f"double {i}", metadata=metadata)
+    with CallLog(path) as log:
+        report = shadow_report(log, scorer="numeric", dataset=dataset)
+    assert list(report.pairs["item_id"]) == ["s0", "s1", "s2", "s3"]
+    assert list(report.pairs["live_score"]) == [1.0, 1.0, 1.0, 1.0]
+    assert list(report.pairs["outcome"]) == ["loss"] * 4  # "7" is never 2 * i
+    assert report.loss.count == 4 and report.net.high == 0.0
