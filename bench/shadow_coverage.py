@@ -57,6 +57,18 @@ def _run(path: Path, fleet_seed: int, live: str, candidate: str, share: float, d
         return shadow_report(log, scorer="auto", dataset=dataset, write=False).pairs
 
 
+def _t_interval(values: list[float]) -> tuple[float, float]:
+    # lazy: scipy is not a dependency of aigw_lab; this comparison needs its t quantile
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return (float("nan"), float("nan"))
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = t.ppf(0.975, n - 1) * sd / n**0.5
+    return (mean - half, mean + half)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fleet-seeds", type=int, default=5)
@@ -68,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter(), time.process_time()
     covered_net: list[bool] = []
     covered_win: list[bool] = []
+    # Two other intervals for the net win rate, for comparison: Wilson on win + tie/2 (a
+    # [0, 1] value's variance is at most a coin's with the same mean), and Student's t.
+    covered_wilson_net: list[bool] = []
+    covered_t_net: list[bool] = []
     errors_net: list[float] = []
     widths_net: list[float] = []
     pairs_per_run: list[int] = []
@@ -116,13 +132,20 @@ def main(argv: list[str] | None = None) -> int:
                 report = summarise(sample, seed=draw_seed, n_boot=2000)
                 covered_net.append(report.net.low <= true_net <= report.net.high)
                 covered_win.append(report.win.low <= true_win <= report.win.high)
+                scores = [values[o] for o in sample["outcome"] if o in values]
+                low, high = wilson_interval(sum(scores), len(scores))
+                covered_wilson_net.append(low <= true_net <= high)
+                low, high = _t_interval(scores)
+                covered_t_net.append(low <= true_net <= high)
                 errors_net.append(report.net.mean - true_net)
                 widths_net.append(report.net.high - report.net.low)
                 pairs_per_run.append(report.n_scored)
     runs = len(covered_net)
     for name, covered in (
-        ("net win rate (bootstrap)", covered_net),
-        ("win share (Wilson)", covered_win),
+        ("net win rate (bootstrap, as reported)", covered_net),
+        ("net win rate (Wilson on win + tie/2)", covered_wilson_net),
+        ("net win rate (Student's t)", covered_t_net),
+        ("win share (Wilson, as reported)", covered_win),
     ):
         hits = sum(covered)
         low, high = wilson_interval(hits, runs)

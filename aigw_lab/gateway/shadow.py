@@ -240,7 +240,12 @@ class Shadow:
                 f"shadow drain_timeout={drain_timeout!r} is invalid",
                 hint="use a non-negative number of seconds",
             )
-        if isinstance(only, str) or not all(isinstance(o, str) for o in only):
+        tokens = default_output_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise ConfigError(
+                f"shadow default_output_tokens={tokens!r} is invalid", hint="use a positive integer"
+            )
+        if isinstance(only, str) or not all(isinstance(o, str) and "/" in o for o in only):
             raise ConfigError(
                 f"shadow only={only!r} is invalid", hint='use a list of "provider/model"'
             )

@@ -318,6 +318,8 @@ def test_offers_after_close_are_counted_not_sent(log):
         ({"max_in_flight": 0}, "max_in_flight"),
         ({"drain_timeout": -1}, "drain_timeout"),
         ({"only": "live/m"}, "only"),
+        ({"only": ["live"]}, "only"),
+        ({"default_output_tokens": 0}, "default_output_tokens"),
     ],
 )
 def test_invalid_options_are_config_errors(options, needle):
