@@ -33,8 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from aigw_lab import Gateway
 from aigw_lab.analysis.breakdown import wilson_interval
+from aigw_lab.analysis.stats import bootstrap_mean_ci
 from aigw_lab.datasets import bundled_dataset
 from aigw_lab.experiments.shadow_report import shadow_report, summarise
 from aigw_lab.gateway import Shadow
@@ -84,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     # [0, 1] value's variance is at most a coin's with the same mean), and Student's t.
     covered_wilson_net: list[bool] = []
     covered_t_net: list[bool] = []
+    # The plain percentile bootstrap (the report adds one win and one loss), and t with them.
+    covered_bootstrap_plain: list[bool] = []
+    covered_t_plus: list[bool] = []
     errors_net: list[float] = []
     widths_net: list[float] = []
     pairs_per_run: list[int] = []
@@ -137,14 +143,20 @@ def main(argv: list[str] | None = None) -> int:
                 covered_wilson_net.append(low <= true_net <= high)
                 low, high = _t_interval(scores)
                 covered_t_net.append(low <= true_net <= high)
+                low, high = _t_interval([*scores, 1.0, 0.0])
+                covered_t_plus.append(low <= true_net <= high)
+                plain = bootstrap_mean_ci(np.asarray(scores), n_boot=2000, seed=draw_seed)
+                covered_bootstrap_plain.append(plain.low <= true_net <= plain.high)
                 errors_net.append(report.net.mean - true_net)
                 widths_net.append(report.net.high - report.net.low)
                 pairs_per_run.append(report.n_scored)
     runs = len(covered_net)
     for name, covered in (
-        ("net win rate (bootstrap, as reported)", covered_net),
+        ("net win rate (bootstrap +1 win +1 loss, as reported)", covered_net),
+        ("net win rate (plain percentile bootstrap)", covered_bootstrap_plain),
         ("net win rate (Wilson on win + tie/2)", covered_wilson_net),
         ("net win rate (Student's t)", covered_t_net),
+        ("net win rate (Student's t, +1 win +1 loss)", covered_t_plus),
         ("win share (Wilson, as reported)", covered_win),
     ):
         hits = sum(covered)

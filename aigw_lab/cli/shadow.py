@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aigw_lab.cli._args import describe
+from aigw_lab.cli._args import describe, finite_float
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
     report.add_argument("--live", help="only pairs whose live answer came from this target")
     report.add_argument(
         "--tie-tolerance",
-        type=float,
+        type=finite_float(minimum=0.0),
         default=0.0,
         help="scores closer than this are a tie (default: %(default)s)",
     )
@@ -87,10 +87,6 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.scorer is None and args.judge is None:
         args.scorer = "auto"
-    if not 0 <= args.tie_tolerance < float("inf"):
-        raise ConfigError(
-            f"--tie-tolerance {args.tie_tolerance} is invalid", hint="use a number >= 0"
-        )
     db, encryption = log_to_read(args.db, args.config)
     if not Path(db).is_file():
         raise ConfigError(

@@ -211,3 +211,31 @@ def test_references_match_by_the_live_calls_item_id(tmp_path):
     assert list(report.pairs["live_score"]) == [1.0, 1.0, 1.0, 1.0]
     assert list(report.pairs["outcome"]) == ["loss"] * 4  # "7" is never 2 * i
     assert report.loss.count == 4 and report.net.high == 0.0
+
+
+def _frame(outcomes):
+    return pd.DataFrame(
+        {
+            "outcome": outcomes,
+            "scorer": "s",
+            "live_cost_usd": 1.0,
+            "shadow_cost_usd": 1.0,
+            "live_latency_ms": 1.0,
+            "shadow_latency_ms": 1.0,
+            "live_target": "a/x",
+            "shadow_target": "b/y",
+            "live_simulated": True,
+            "shadow_simulated": True,
+        }
+    )
+
+
+def test_a_few_ties_do_not_claim_certainty():
+    # The plain percentile bootstrap of five ties is [0.5, 0.5]; one win and one loss added
+    # to the resampled pairs give it the width the data cannot rule out.
+    report = summarise(_frame(["tie"] * 5))
+    assert report.net.mean == 0.5 and report.net.low < 0.4 and report.net.high > 0.6
+    report = summarise(_frame(["win"] * 3))
+    assert report.net.mean == 1.0 and report.net.low < 0.7 and report.net.high == 1.0
+    nothing = summarise(_frame([None, None]))
+    assert nothing.n_scored == 0 and nothing.net.n == 0 and nothing.net.mean != nothing.net.mean
