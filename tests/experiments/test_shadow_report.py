@@ -210,7 +210,7 @@ def test_references_match_by_the_live_calls_item_id(tmp_path):
     assert list(report.pairs["item_id"]) == ["s0", "s1", "s2", "s3"]
     assert list(report.pairs["live_score"]) == [1.0, 1.0, 1.0, 1.0]
     assert list(report.pairs["outcome"]) == ["loss"] * 4  # "7" is never 2 * i
-    assert report.loss.count == 4 and report.net.high == 0.0
+    assert report.loss.count == 4 and report.net.mean == 0.0 and report.net.high <= 0.5
 
 
 def _frame(outcomes):
