@@ -42,9 +42,9 @@ How a call is shadowed, and why so:
   counted in `stats` and logged, never raised into the caller.
 
 Sampling is one draw of ``rng`` per eligible live call (a successful call, not a cache hit
-unless ``on_cache_hits``, not to the candidate itself, matching ``only`` when given), made
-before the budget or the in-flight bound is looked at, so the share of calls sampled is the
-configured share whatever happens later.
+unless ``on_cache_hits``, not to the candidate itself, to an address in ``only`` when
+given), made before the budget or the in-flight bound is looked at, so the share of calls
+sampled is the configured share whatever happens later.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ SHADOW_TABLE = Table(
             types=(list,),
             items=(str,),
             what='a list of "provider/model" strings',
-            doc="shadow only live calls answered by these targets (default: all)",
+            doc='shadow only live calls to these addresses ("policy/NAME" for a policy)',
         ),
         Key(
             name="drain_timeout",
@@ -195,7 +195,8 @@ class Shadow:
     shadow calls running at once (threads); a call sampled beyond it is dropped.
     ``rng``: the sampling draws (a `random.Random`; default one seeded by ``seed``, random
     when None). ``on_cache_hits``: also shadow calls a cache answered. ``only``: shadow only
-    live calls answered by these ``"provider/model"`` targets. ``drain_timeout``: seconds
+    live calls made to these addresses (``"provider/model"``; ``"policy/NAME"`` for a call
+    to a routing policy, whatever target it chose). ``drain_timeout``: seconds
     the gateway's close waits for running shadows. ``default_output_tokens``: the output
     allowance of the cost estimate of a request without ``max_tokens``.
     """
@@ -388,10 +389,11 @@ class Shadow:
             return  # a shadow call is never shadowed
         if response.attempts == 0 and not self.on_cache_hits:
             return  # served by a cache: no upstream answer to compare
-        answered_by = (ctx.provider_name, ctx.model)
-        if self._only and answered_by not in self._only:
+        # The call's address: its target, or "policy"/NAME once a policy's call is done.
+        address = (ctx.provider_name, ctx.model)
+        if self._only and address not in self._only:
             return
-        if answered_by == (self._provider, self._model):
+        if address == (self._provider, self._model):
             return  # the candidate itself: nothing to compare
         live_call_id = response.call_id
         if not live_call_id:

@@ -401,3 +401,18 @@ def test_shadow_spend_is_in_the_cost_reports_and_apart_by_its_tag(log):
     tagged = by_tag(log, SHADOW_TAG).set_index(SHADOW_TAG)
     assert tagged.loc["1", "cost_usd"] == pytest.approx(shadow)
     assert tagged["cost_usd"].sum() == pytest.approx(live + shadow)
+
+
+def test_only_matches_a_policy_call_by_its_address(log):
+    from aigw_lab.policy import Rules
+
+    prod = Rules(
+        "prod", [({"max_chars": 5}, "sim-openai/sim-nano")], default="sim-openai/sim-large"
+    )
+    shadow = Shadow("sim-anthropic/sim-sonnetish", budget_usd=1.0, share=1.0, only=("policy/prod",))
+    with Gateway.simulated_fleet(time_scale=0.0, log=log, policies=[prod], shadow=shadow) as gw:
+        gw.chat("prod", "hi")  # to the policy: shadowed
+        gw.chat("sim-openai/sim-nano", "hi")  # the same target, not through the policy
+    (row,) = rows(log, "shadow_of IS NOT NULL")
+    (live,) = rows(log, f"call_id = '{row['shadow_of']}'")
+    assert live["request_model"] == "sim-nano" and shadow.stats().eligible == 1
