@@ -416,3 +416,29 @@ def test_only_matches_a_policy_call_by_its_address(log):
     (row,) = rows(log, "shadow_of IS NOT NULL")
     (live,) = rows(log, f"call_id = '{row['shadow_of']}'")
     assert live["request_model"] == "sim-nano" and shadow.stats().eligible == 1
+
+
+def test_concurrent_callers_threads_and_tasks_keep_the_counts_and_rows_exact(log):
+    gw = gateway(log, Candidate(), share=0.5, max_in_flight=3, rng=random.Random(9))
+
+    def caller(n: int) -> None:
+        for i in range(25):
+            gw.chat("live/m", f"thread {n} call {i}")
+
+    async def tasks() -> None:
+        await asyncio.gather(*(gw.achat("live/m", f"task {i}") for i in range(50)))
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(tasks())
+    for thread in threads:
+        thread.join(WAIT)
+    gw.close()
+    stats = gw.shadow.stats()
+    assert stats.eligible == 150 and stats.in_flight == 0 and stats.reserved_usd == 0.0
+    assert stats.sampled == stats.sent + stats.dropped_in_flight + stats.skipped_budget
+    assert stats.sent == stats.completed > 0
+    shadows = rows(log, "shadow_of IS NOT NULL")
+    assert len(shadows) == len({r["shadow_of"] for r in shadows}) == stats.sent
+    assert sum(r["cost_usd"] for r in shadows) == pytest.approx(stats.spent_usd)
