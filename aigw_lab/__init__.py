@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Limit": "aigw_lab.gateway",
     "RateLimiter": "aigw_lab.gateway",
     "RateLimitRule": "aigw_lab.gateway",
+    "Shadow": "aigw_lab.gateway",
     "SemanticCache": "aigw_lab.gateway.semantic_cache",
     "SentenceTransformerEmbedder": "aigw_lab.embeddings",
     "HashingEmbedder": "aigw_lab.embeddings",

@@ -53,6 +53,7 @@ from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
+from aigw_lab.gateway.shadow import Shadow
 from aigw_lab.policy.policyfile import load_policy
 from aigw_lab.policy.router import merge_policies
 from aigw_lab.providers.base import PoolSettings, Price, ProviderSpec
@@ -110,6 +111,9 @@ class GatewayConfig:
     #: ``[log]``: body modes, redaction, encryption, crash-spool durability
     #: (`aigw_lab.config_security.LogSettings`); None without a ``[log]`` table.
     log_settings: Any = None
+    #: ``[shadow]``: shadow traffic to a candidate target (docs/routing.md, "Shadow
+    #: traffic"); `build_gateway` turns it into a `aigw_lab.gateway.shadow.Shadow`.
+    shadow: Mapping[str, Any] | None = None
 
     @property
     def log_options(self) -> Mapping[str, Any]:
@@ -193,6 +197,8 @@ def build_gateway(
     extra_policies = kwargs.pop("policies", None)
     if extra_policies:
         policies = merge_policies(policies, extra_policies)
+    if config.shadow is not None and "shadow" not in kwargs:  # shadow=None: none
+        kwargs["shadow"] = Shadow.from_config(config.shadow)
     return gateway_class(
         config.providers,
         log_options=config.log_options,
@@ -317,6 +323,7 @@ def parse_config(
         policies=_parse_policies(data, base_dir, source),
         base_dir=None if base_dir is None else str(base_dir),
         log_settings=_parse_log(data, source, env),
+        shadow=_optional_table(data, "shadow"),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
@@ -326,6 +333,8 @@ def parse_config(
             Budget.from_config(config.budgets)
         if config.rate_limits is not None:
             RateLimiter.from_config(config.rate_limits)
+        if config.shadow is not None:
+            Shadow.from_config(config.shadow)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config

@@ -17,6 +17,7 @@ from aigw_lab.gateway.cache import CACHE_TABLE
 from aigw_lab.gateway.health import HEALTH_TABLE
 from aigw_lab.gateway.ratelimit_rules import RATE_LIMITS_TABLE
 from aigw_lab.gateway.reliability import RETRY_TABLE
+from aigw_lab.gateway.shadow import SHADOW_TABLE
 from aigw_lab.providers.base import POOL_KEYS
 from aigw_lab.providers.registry import KindRegistry
 
@@ -281,6 +282,7 @@ CONFIG_TABLE = Table(
             ),
         ),
         _section("log", LOG_TABLE),
+        _section("shadow", SHADOW_TABLE),
     )
 )
 

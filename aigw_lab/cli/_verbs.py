@@ -26,4 +26,5 @@ VERBS: dict[str, str] = {
     "policy": "train, evaluate and export learned routing policies",
     "matrix": "a call log as prompts x targets: empty cells, their batch-price estimate, --fill",
     "warm": "fill the persistent exact cache from a dataset or a call log's top prompts",
+    "shadow": "score logged shadow traffic: candidate vs live, win/tie/loss with intervals",
 }

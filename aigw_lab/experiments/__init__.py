@@ -57,6 +57,9 @@ _EXPORTS: dict[str, str] = {
     "WarmingReport": "aigw_lab.experiments.warming",
     "plan_warming": "aigw_lab.experiments.warming",
     "warm": "aigw_lab.experiments.warming",
+    "ShadowReport": "aigw_lab.experiments.shadow_report",
+    "shadow_pairs": "aigw_lab.experiments.shadow_report",
+    "score_shadow_pairs": "aigw_lab.experiments.shadow_report",
 }
 
 __all__ = [
@@ -90,6 +93,9 @@ __all__ = [
     "WarmingReport",
     "plan_warming",
     "warm",
+    "ShadowReport",
+    "shadow_pairs",
+    "score_shadow_pairs",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -103,6 +109,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.experiments.replay_matrix import ReplayMatrix
     from aigw_lab.experiments.results import FRAME_COLUMNS, ExperimentResult, experiment_frame
     from aigw_lab.experiments.runner import arun_experiment, run_experiment
+    from aigw_lab.experiments.shadow_report import (
+        ShadowReport,
+        score_shadow_pairs,
+        shadow_pairs,
+    )
     from aigw_lab.experiments.spec import ExperimentSpec, load_spec, parse_spec
     from aigw_lab.experiments.targets import TARGET_PARAMS, Target
     from aigw_lab.experiments.warming import (

@@ -9,6 +9,7 @@ from aigw_lab.gateway.middleware import CallContext, Middleware
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.ratelimit_rules import RateLimitRule
 from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
+from aigw_lab.gateway.shadow import Shadow, ShadowStats
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 
 __all__ = [
@@ -29,4 +30,6 @@ __all__ = [
     "Limit",
     "RateLimiter",
     "RateLimitRule",
+    "Shadow",
+    "ShadowStats",
 ]

@@ -15,6 +15,7 @@ Time, wall clock and ids are injectable, so tests are deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import itertools
 import os
@@ -39,6 +40,7 @@ from aigw_lab.gateway._sync.calls import Calls, close_all
 from aigw_lab.gateway.middleware import PIPELINE_ORDER, CallContext, Middleware
 from aigw_lab.gateway.recorder import Recorder
 from aigw_lab.gateway.route import POLICY_PROVIDER, install_route_stage
+from aigw_lab.gateway.shadow import Shadow
 from aigw_lab.gateway.stream import AsyncChatStream, ChatStream
 from aigw_lab.gateway.targets import Targets, choices_hint
 from aigw_lab.pricing import PriceBook
@@ -102,6 +104,9 @@ class Gateway:
     never fails a call and shows in `sink_health`. They are flushed, not closed, by `close`.
     ``pool``: the size of the upstream connection pool and its wait timeout (`PoolSettings`;
     ignored when ``clients`` is given).
+    ``shadow``: a `aigw_lab.gateway.shadow.Shadow`: a sampled share of answered calls is
+    also sent to a candidate target in the background, under its own budget, and logged
+    linked to the live call (docs/routing.md, "Shadow traffic").
     """
 
     name = "gateway"
@@ -126,6 +131,7 @@ class Gateway:
         new_id: Any = None,
         max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
         sinks: Sequence[CallSink] = (),
+        shadow: Shadow | None = None,
     ) -> None:
         self._clients = clients or HttpClients(pool=pool)
         self._owns_clients = clients is None
@@ -189,10 +195,18 @@ class Gateway:
         self._middleware = sorted(middleware, key=lambda m: order.get(m.kind, len(order)))
         self._targets.check_fallbacks(self._middleware, self._default_provider)
         target = self._targets.target
-        self._sync = Calls(self._middleware, Attempt(target, self._recorder), self._recorder)
-        self._async = AsyncCalls(
-            self._middleware, AsyncAttempt(target, self._recorder), self._recorder
+        self._sync = Calls(
+            self._middleware, Attempt(target, self._recorder), self._recorder, shadow
         )
+        self._async = AsyncCalls(
+            self._middleware, AsyncAttempt(target, self._recorder), self._recorder, shadow
+        )
+        self._shadow = shadow
+        if shadow is not None:
+            # Shadow calls run the route stage (a policy may be the candidate) and the
+            # attempt only: no live budget, rate limit, cache or retry (one row per call).
+            routes = [m for m in self._middleware if m.kind == "route"]
+            shadow.bind(self, Calls(routes, Attempt(target, self._recorder), self._recorder))
 
     # --- construction -------------------------------------------------------------------
 
@@ -305,6 +319,11 @@ class Gateway:
         return all(self._targets.is_simulated(n) for n in self.provider_names)
 
     @property
+    def shadow(self) -> Shadow | None:
+        """The `Shadow` sending a share of calls to a candidate (None without one)."""
+        return self._shadow
+
+    @property
     def middleware(self) -> tuple[Middleware, ...]:
         """The middleware objects, outermost first (for their stats and snapshots)."""
         return tuple(self._middleware)
@@ -401,12 +420,18 @@ class Gateway:
 
     def close(self) -> None:
         """Close providers and HTTP clients this gateway created, and flush and close its
-        log (a log passed in is flushed, not closed; extra sinks are flushed)."""
+        log (a log passed in is flushed, not closed; extra sinks are flushed). Running
+        shadow calls are waited for first (``Shadow.drain_timeout``), so their rows are
+        logged."""
+        if self._shadow is not None and not self._closed:
+            self._shadow.close()
         close_all(self._built_providers(), self._clients if self._owns_clients else None)
         self._shut()
 
     async def aclose(self) -> None:
         """`close` for asyncio code (also closes the async pool of the running loop)."""
+        if self._shadow is not None and not self._closed:
+            await asyncio.to_thread(self._shadow.close)
         await aclose_all(self._built_providers(), self._clients if self._owns_clients else None)
         self._shut()
 

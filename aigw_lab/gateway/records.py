@@ -88,7 +88,11 @@ def success_record(
 
 def budget_charge(ctx: CallContext, cost: float | None, *, answered: bool) -> float | None:
     """What a row counts against budgets, by the rule the `Budget` middleware settles with
-    (`charged_usd`); None when no budget estimated the call."""
+    (`charged_usd`); None when no budget estimated the call. A shadow call counts nothing
+    against live budgets (it has its own: `aigw_lab.gateway.shadow`), so a budget seeding
+    from the log after a restart does not count it either."""
+    if ctx.shadow_of is not None:
+        return 0.0
     estimate = ctx.budget_estimate_usd
     return None if estimate is None else charged_usd(estimate, cost, answered=answered)
 

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from aigw_lab.gateway._async.stream import AsyncChatStream
 from aigw_lab.gateway.effects import AsyncIO
 from aigw_lab.gateway.middleware import compose
-from aigw_lab.types import ChatResponse, StreamEvent
+from aigw_lab.types import ChatResponse, StreamEnd, StreamEvent
 
 if TYPE_CHECKING:
     from aigw_lab.gateway._async.attempt import AsyncAttempt
     from aigw_lab.gateway.middleware import CallContext, Middleware
     from aigw_lab.gateway.recorder import Recorder
+    from aigw_lab.gateway.shadow import Shadow
     from aigw_lab.providers.base import HttpClients, Provider
 
 __all__ = ["AsyncCalls", "aclose_all"]
@@ -29,22 +30,31 @@ __all__ = ["AsyncCalls", "aclose_all"]
 
 class AsyncCalls:
     """One gateway's pipeline (``middleware``, outermost first, around ``attempt``) in this
-    family of call modes, run for a call's context."""
+    family of call modes, run for a call's context. ``shadow``: offered each answered call
+    (`aigw_lab.gateway.shadow.Shadow.offer`: returns at once, never raises)."""
 
     def __init__(
-        self, middleware: Sequence[Middleware], attempt: AsyncAttempt, recorder: Recorder
+        self,
+        middleware: Sequence[Middleware],
+        attempt: AsyncAttempt,
+        recorder: Recorder,
+        shadow: Shadow | None = None,
     ) -> None:
         self._run = compose(list(middleware), attempt.achat, "ahandle")
         self._run_stream = compose(list(middleware), attempt.astream, "ahandle_stream")
         self._recorder = recorder
+        self._shadow = shadow
 
     async def achat(self, ctx: CallContext) -> ChatResponse:
         """Run the call; a call that raised before any row was logged for it gets one."""
         try:
-            return await self._run(ctx)
+            response = await self._run(ctx)
         except BaseException as exc:
             self._recorder.log_if_unlogged(ctx, exc)
             raise
+        if self._shadow is not None:
+            self._shadow.offer(ctx, response)
+        return response
 
     def astream(self, ctx: CallContext) -> AsyncChatStream:
         """The caller's stream of the call (the pipeline starts on its first iteration)."""
@@ -58,6 +68,9 @@ class AsyncCalls:
             events = self._run_stream(ctx)
             # (Not `yield from` once generated: the loop is what asyncio needs.)
             async for event in events:  # noqa: UP028
+                if self._shadow is not None and type(event) is StreamEnd:
+                    # Before the last event goes out: the caller may stop iterating there.
+                    self._shadow.offer(ctx, event.response)
                 yield event
         except BaseException as exc:
             # Close the pipeline's stream first (at once, not at collection): a cancelled

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 from aigw_lab.gateway._sync.stream import ChatStream
 from aigw_lab.gateway.effects import SyncIO
 from aigw_lab.gateway.middleware import compose
-from aigw_lab.types import ChatResponse, StreamEvent
+from aigw_lab.types import ChatResponse, StreamEnd, StreamEvent
 
 if TYPE_CHECKING:
     from aigw_lab.gateway._sync.attempt import Attempt
     from aigw_lab.gateway.middleware import CallContext, Middleware
     from aigw_lab.gateway.recorder import Recorder
+    from aigw_lab.gateway.shadow import Shadow
     from aigw_lab.providers.base import HttpClients, Provider
 
 __all__ = ["Calls", "close_all"]
@@ -31,22 +32,31 @@ __all__ = ["Calls", "close_all"]
 
 class Calls:
     """One gateway's pipeline (``middleware``, outermost first, around ``attempt``) in this
-    family of call modes, run for a call's context."""
+    family of call modes, run for a call's context. ``shadow``: offered each answered call
+    (`aigw_lab.gateway.shadow.Shadow.offer`: returns at once, never raises)."""
 
     def __init__(
-        self, middleware: Sequence[Middleware], attempt: Attempt, recorder: Recorder
+        self,
+        middleware: Sequence[Middleware],
+        attempt: Attempt,
+        recorder: Recorder,
+        shadow: Shadow | None = None,
     ) -> None:
         self._run = compose(list(middleware), attempt.chat, "handle")
         self._run_stream = compose(list(middleware), attempt.stream, "handle_stream")
         self._recorder = recorder
+        self._shadow = shadow
 
     def chat(self, ctx: CallContext) -> ChatResponse:
         """Run the call; a call that raised before any row was logged for it gets one."""
         try:
-            return self._run(ctx)
+            response = self._run(ctx)
         except BaseException as exc:
             self._recorder.log_if_unlogged(ctx, exc)
             raise
+        if self._shadow is not None:
+            self._shadow.offer(ctx, response)
+        return response
 
     def stream(self, ctx: CallContext) -> ChatStream:
         """The caller's stream of the call (the pipeline starts on its first iteration)."""
@@ -60,6 +70,9 @@ class Calls:
             events = self._run_stream(ctx)
             # (Not `yield from` once generated: the loop is what asyncio needs.)
             for event in events:  # noqa: UP028
+                if self._shadow is not None and type(event) is StreamEnd:
+                    # Before the last event goes out: the caller may stop iterating there.
+                    self._shadow.offer(ctx, event.response)
                 yield event
         except BaseException as exc:
             # Close the pipeline's stream first (at once, not at collection): a cancelled
