@@ -1,0 +1,443 @@
+"""Off-policy evaluation: how a candidate routing policy would have done, estimated from
+calls logged under another policy that explored (`aigw_lab.policy.explore.Exploring`),
+without deploying the candidate. Numeric only, no I/O: `aigw_lab.policy.ope_log` reads the
+logged calls from a call log.
+
+    data = logged_bandit_from_log(gw.log, scorer="exact", group_by="category")
+    probs = candidate_probabilities(candidate, data.requests, data.targets)
+    result = evaluate_policy(data, probs, seed=0)
+    print(result.table())
+
+Item i was logged with target ``a_i`` chosen with probability ``mu_i`` (its propensity),
+reward ``r_i`` and cost ``c_i``; ``pi_i(a)`` is the candidate's probability of target
+``a`` for the same request, and ``w_i = pi_i(a_i) / mu_i`` the importance weight.
+
+- **naive**: the mean reward of logged calls where the candidate agrees (weighted by
+  ``pi_i(a_i)``). Biased whenever the logging policy's choices depend on the request:
+  shown for contrast.
+- **dm** (direct method): the mean over items of ``sum_a pi_i(a) q(x_i, a)``, with ``q`` a
+  reward model. Biased as far as the model is wrong.
+- **ips**: ``mean(w_i r_i)``. Unbiased when every target the candidate may pick had a
+  logging probability above 0; high variance when weights are large.
+- **snips** (self-normalised): ``sum(w_i r_i) / sum(w_i)``. Slightly biased, usually far
+  less variable.
+- **dr** (doubly robust): ``mean(sum_a pi_i(a) q(x_i, a) + w_i (r_i - q(x_i, a_i)))``:
+  unbiased when the propensities are right, whatever the model; exact when the model is.
+  The reward model is cross-fitted: each item's prediction comes from a model fitted on
+  the other folds (per-(group, target) means shrunk to the target's mean, or per-target
+  means without groups), so an item's own reward never predicts itself.
+
+The same estimators with the cost in place of the reward estimate the candidate's cost per
+call. Intervals are percentile bootstraps over items (the reward model held fixed).
+
+Diagnostics: effective sample size ``(sum w)^2 / sum w^2`` (how many logged calls the
+estimate is worth), the largest weight, the share of the total weight held by the top 1%
+of weights, and support violations: candidate mass on targets whose logging probability
+was 0 (known where the logging propensity was 1, or from a full logging matrix). With
+violations, ips/snips/dr are biased (they cannot see what was never tried) and the result
+says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aigw_lab.errors import ConfigError
+
+__all__ = [
+    "LoggedBandit",
+    "Estimate",
+    "OPEDiagnostics",
+    "OPEResult",
+    "ESTIMATORS",
+    "evaluate_policy",
+    "candidate_probabilities",
+    "crossfit_group_means",
+    "weight_diagnostics",
+]
+
+#: The estimators `evaluate_policy` reports, in table order.
+ESTIMATORS = ("naive", "dm", "ips", "snips", "dr")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedBandit:
+    """Logged calls as a contextual bandit: one row per client call.
+
+    ``targets``: the action space, the column order of every (n, K) matrix. ``actions``:
+    the index of each call's logged target; ``propensities``: the probability with which
+    the logging policy chose it; ``rewards``, ``costs``: what it got and cost. ``groups``:
+    a label per call for the reward model (a category, a subject), or None.
+    ``logging_probabilities``: the logging policy's whole distribution per call, when known
+    (makes support checks exact). ``requests`` and ``call_ids``: what the log holds, for
+    `candidate_probabilities` and for tracing a row back (None for synthetic data).
+    """
+
+    targets: tuple[str, ...]
+    actions: np.ndarray
+    propensities: np.ndarray
+    rewards: np.ndarray
+    costs: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    logging_probabilities: np.ndarray | None = None
+    requests: tuple[Any, ...] | None = None
+    call_ids: tuple[str, ...] | None = None
+    #: Calls left out by the loader, by reason (no propensity, no score, ...).
+    dropped: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.actions)
+        k = len(self.targets)
+        if k == 0:
+            raise ConfigError("a logged bandit needs at least one target")
+        for name in ("propensities", "rewards", "costs", "groups"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ConfigError(f"{name} has {len(value)} rows, actions {n}")
+        if n and (np.min(self.actions) < 0 or np.max(self.actions) >= k):
+            raise ConfigError("an action index is outside the targets")
+        p = np.asarray(self.propensities, dtype=float)
+        if n and (not np.all(np.isfinite(p)) or np.any(p <= 0) or np.any(p > 1 + 1e-9)):
+            raise ConfigError(
+                "logging propensities must be in (0, 1]",
+                hint="drop calls logged without a propensity (the loader does)",
+            )
+        if self.logging_probabilities is not None and self.logging_probabilities.shape != (n, k):
+            raise ConfigError(f"logging_probabilities must be ({n}, {k})")
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """One estimator's value with its bootstrap 95% interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def covers(self, truth: float) -> bool:
+        return self.low <= truth <= self.high
+
+
+@dataclass(frozen=True, kw_only=True)
+class OPEDiagnostics:
+    """How far the logged calls can be trusted for this candidate (see the module doc)."""
+
+    n: int
+    ess: float
+    max_weight: float
+    top1_weight_share: float
+    support_violations: int
+    violation_mass: float
+    agree_share: float
+
+    @property
+    def ess_share(self) -> float:
+        return self.ess / self.n if self.n else 0.0
+
+    def warnings(self) -> list[str]:
+        """Plain-language reasons to distrust the estimates (empty when none)."""
+        out = []
+        if self.support_violations:
+            out.append(
+                f"{self.support_violations} calls: the candidate puts "
+                f"{self.violation_mass:.1%} of its mass on targets the logging policy never "
+                "tried there; ips/snips/dr are biased (explore more, or add a floor)"
+            )
+        if self.n and self.ess < max(30.0, 0.05 * self.n):
+            out.append(
+                f"effective sample size {self.ess:.0f} of {self.n}: the estimate rests on few "
+                "calls; intervals may be too narrow"
+            )
+        if self.top1_weight_share > 0.5:
+            out.append(
+                f"the top 1% of weights hold {self.top1_weight_share:.0%} of the weight: "
+                "a few calls decide the estimate"
+            )
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class OPEResult:
+    """`evaluate_policy`'s answer: per estimator, quality (and cost when logged), with
+    diagnostics."""
+
+    quality: Mapping[str, Estimate]
+    cost: Mapping[str, Estimate] | None
+    diagnostics: OPEDiagnostics
+    n_boot: int
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per estimator (JSON-ready)."""
+        out = []
+        for name in ESTIMATORS:
+            q = self.quality[name]
+            row: dict[str, Any] = {
+                "estimator": name,
+                "quality": q.value,
+                "quality_low": q.low,
+                "quality_high": q.high,
+            }
+            if self.cost is not None:
+                c = self.cost[name]
+                row.update(cost=c.value, cost_low=c.low, cost_high=c.high)
+            out.append(row)
+        return out
+
+    def table(self) -> str:
+        """A plain-text table with the diagnostics and any warnings under it."""
+        d = self.diagnostics
+        head = f"{'estimator':<10}{'quality [95% CI]':>30}"
+        if self.cost is not None:
+            head += f"{'cost/call USD [95% CI]':>40}"
+        lines = [head]
+        for row in self.rows():
+            line = (
+                f"{row['estimator']:<10}{row['quality']:>10.4f} "
+                f"[{row['quality_low']:.4f}, {row['quality_high']:.4f}]"
+            )
+            if self.cost is not None:
+                line += f"{row['cost']:>14.6f} [{row['cost_low']:.6f}, {row['cost_high']:.6f}]"
+            lines.append(line)
+        lines.append(
+            f"n={d.n} ESS={d.ess:.1f} ({d.ess_share:.1%}) max weight={d.max_weight:.2f} "
+            f"top-1% weight share={d.top1_weight_share:.1%} support violations="
+            f"{d.support_violations} agree={d.agree_share:.1%} bootstrap={self.n_boot}"
+        )
+        lines.extend(f"warning: {w}" for w in d.warnings())
+        return "\n".join(lines)
+
+
+def _check_candidate(data: LoggedBandit, candidate: Any) -> np.ndarray:
+    pi = np.asarray(candidate, dtype=float)
+    n, k = len(data), len(data.targets)
+    if pi.shape != (n, k):
+        raise ConfigError(
+            f"candidate probabilities must be ({n}, {k}) (calls x targets), got {pi.shape}",
+            hint="build them with candidate_probabilities(policy, data.requests, data.targets)",
+        )
+    if not np.all(np.isfinite(pi)) or np.any(pi < 0):
+        raise ConfigError("candidate probabilities must be finite and >= 0")
+    sums = pi.sum(axis=1)
+    if n and np.max(np.abs(sums - 1.0)) > 1e-6:
+        raise ConfigError(
+            "each row of candidate probabilities must sum to 1",
+            hint="a deterministic candidate is a one-hot row",
+        )
+    return pi
+
+
+def weight_diagnostics(data: LoggedBandit, candidate: Any) -> OPEDiagnostics:
+    """ESS, weights and support checks of ``candidate`` (n x K) on ``data``."""
+    pi = _check_candidate(data, candidate)
+    n = len(data)
+    rows = np.arange(n)
+    w = pi[rows, data.actions] / data.propensities
+    if n == 0:
+        return OPEDiagnostics(
+            n=0,
+            ess=0.0,
+            max_weight=0.0,
+            top1_weight_share=0.0,
+            support_violations=0,
+            violation_mass=0.0,
+            agree_share=0.0,
+        )
+    total = float(w.sum())
+    squares = float((w * w).sum())
+    ess = total * total / squares if squares > 0 else 0.0
+    top = max(1, math.ceil(0.01 * n))
+    top_share = float(np.sort(w)[-top:].sum() / total) if total > 0 else 0.0
+    if data.logging_probabilities is not None:
+        unsupported = data.logging_probabilities <= 0
+    else:
+        # Only a propensity of 1 tells which other targets had probability 0 (all of them).
+        unsupported = np.zeros_like(pi, dtype=bool)
+        certain = data.propensities >= 1.0 - 1e-12
+        unsupported[certain] = True
+        unsupported[rows[certain], data.actions[certain]] = False
+    mass = (pi * unsupported).sum(axis=1)
+    return OPEDiagnostics(
+        n=n,
+        ess=ess,
+        max_weight=float(w.max()),
+        top1_weight_share=top_share,
+        support_violations=int((mass > 1e-12).sum()),
+        violation_mass=float(mass.mean()),
+        agree_share=float(pi[rows, data.actions].mean()),
+    )
+
+
+def crossfit_group_means(
+    data: LoggedBandit,
+    values: np.ndarray | None = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    shrink: float = 2.0,
+) -> np.ndarray:
+    """A cross-fitted model of ``values`` (default: the rewards) per (group, target): an
+    (n, K) matrix whose row i comes from the calls outside item i's fold. Each cell is the
+    mean of the training calls of that group sent to that target, shrunk toward the
+    target's mean by ``shrink`` pseudo-calls; a target never tried in training gets the
+    training mean of all calls. Without groups it is per-target means."""
+    y = np.asarray(data.rewards if values is None else values, dtype=float)
+    n, k = len(data), len(data.targets)
+    out = np.zeros((n, k))
+    if n == 0:
+        return out
+    groups = data.groups if data.groups is not None else np.zeros(n, dtype=int)
+    _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    g = int(group_index.max()) + 1
+    folds = max(2, min(folds, n))
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    for f in range(folds):
+        train = fold != f
+        test = ~train
+        if not train.any():
+            continue
+        overall = float(y[train].mean())
+        t_sum = np.bincount(data.actions[train], weights=y[train], minlength=k)
+        t_cnt = np.bincount(data.actions[train], minlength=k).astype(float)
+        t_mean = np.where(t_cnt > 0, t_sum / np.maximum(t_cnt, 1), overall)
+        cell = group_index[train] * k + data.actions[train]
+        c_sum = np.bincount(cell, weights=y[train], minlength=g * k).reshape(g, k)
+        c_cnt = np.bincount(cell, minlength=g * k).reshape(g, k).astype(float)
+        model = (c_sum + shrink * t_mean) / (c_cnt + shrink)
+        out[test] = model[group_index[test]]
+    return out
+
+
+def _percentile(samples: np.ndarray) -> tuple[float, float]:
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return (math.nan, math.nan)
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return (float(low), float(high))
+
+
+def _estimates(
+    pi: np.ndarray,
+    data: LoggedBandit,
+    y: np.ndarray,
+    model: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> dict[str, Estimate]:
+    n = len(data)
+    rows = np.arange(n)
+    p_logged = pi[rows, data.actions]
+    w = p_logged / data.propensities
+    dm_terms = (pi * model).sum(axis=1)
+    dr_terms = dm_terms + w * (y - model[rows, data.actions])
+    wy = w * y
+    agree_y = p_logged * y
+
+    def point(index: np.ndarray | None) -> dict[str, float]:
+        sel = rows if index is None else index
+        sw = w[sel].sum()
+        sa = p_logged[sel].sum()
+        return {
+            "naive": float(agree_y[sel].sum() / sa) if sa > 0 else math.nan,
+            "dm": float(dm_terms[sel].mean()),
+            "ips": float(wy[sel].mean()),
+            "snips": float(wy[sel].sum() / sw) if sw > 0 else math.nan,
+            "dr": float(dr_terms[sel].mean()),
+        }
+
+    values = point(None)
+    boot = {name: np.empty(n_boot) for name in ESTIMATORS}
+    for b in range(n_boot):
+        drawn = point(rng.integers(0, n, size=n))
+        for name in ESTIMATORS:
+            boot[name][b] = drawn[name]
+    out = {}
+    for name in ESTIMATORS:
+        low, high = _percentile(boot[name]) if n_boot else (math.nan, math.nan)
+        out[name] = Estimate(value=values[name], low=low, high=high)
+    return out
+
+
+def evaluate_policy(
+    data: LoggedBandit,
+    candidate: Any,
+    *,
+    reward_model: np.ndarray | None = None,
+    cost_model: np.ndarray | None = None,
+    folds: int = 5,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> OPEResult:
+    """Estimate the quality (and cost, when ``data.costs`` is set) per call of the policy
+    whose action probabilities are ``candidate`` (n x K, rows summing to 1), with every
+    estimator of `ESTIMATORS`, bootstrap 95% intervals (``n_boot`` draws over items,
+    seeded) and the weight diagnostics.
+
+    ``reward_model`` / ``cost_model``: (n x K) predictions for the dm and dr estimators
+    (e.g. from your own model); by default `crossfit_group_means` over ``folds`` folds."""
+    if len(data) == 0:
+        raise ConfigError(
+            "no logged calls to evaluate",
+            hint="log calls through a policy (route_policy and propensity set) and score them",
+        )
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
+        raise ConfigError(f"n_boot={n_boot!r} must be an integer >= 0")
+    pi = _check_candidate(data, candidate)
+    k = len(data.targets)
+    if reward_model is None:
+        reward_model = crossfit_group_means(data, folds=folds, seed=seed)
+    elif np.shape(reward_model) != (len(data), k):
+        raise ConfigError(f"reward_model must be ({len(data)}, {k})")
+    rewards = np.asarray(data.rewards, dtype=float)
+    quality = _estimates(
+        pi, data, rewards, np.asarray(reward_model, float), n_boot, np.random.default_rng(seed)
+    )
+    cost = None
+    if data.costs is not None:
+        costs = np.asarray(data.costs, dtype=float)
+        if cost_model is None:
+            cost_model = crossfit_group_means(data, costs, folds=folds, seed=seed)
+        cost = _estimates(
+            pi, data, costs, np.asarray(cost_model, float), n_boot, np.random.default_rng(seed)
+        )
+    return OPEResult(
+        quality=quality,
+        cost=cost,
+        diagnostics=weight_diagnostics(data, pi),
+        n_boot=n_boot,
+    )
+
+
+def candidate_probabilities(
+    policy: Any, requests: Sequence[Any], targets: Sequence[str]
+) -> np.ndarray:
+    """The (n x K) action probabilities of ``policy`` (a `Policy`, or any callable from a
+    request to ``{target: probability}``) on ``requests``, in the column order of
+    ``targets``. Mass on a target outside ``targets`` cannot be evaluated from these logs:
+    a `ConfigError` names it."""
+    probabilities = getattr(policy, "probabilities", policy)
+    index = {t: j for j, t in enumerate(targets)}
+    out = np.zeros((len(requests), len(targets)))
+    for i, request in enumerate(requests):
+        dist = probabilities(request)
+        if not isinstance(dist, Mapping):
+            raise ConfigError("a candidate must give {target: probability} per request")
+        for target, p in dist.items():
+            if p <= 0:
+                continue
+            j = index.get(target)
+            if j is None:
+                raise ConfigError(
+                    f"the candidate routes to {target!r}, which no logged call used",
+                    hint="off-policy evaluation can only weigh targets the logging policy "
+                    f"tried: {', '.join(targets)}",
+                )
+            out[i, j] = p
+    return out
