@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.policy.base import POLICY_TAG
 from aigw_lab.policy.ope import LoggedBandit
 from aigw_lab.types import ChatRequest
 
@@ -49,11 +50,15 @@ def request_from_log(row: Any) -> ChatRequest:
     except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"call {row['call_id']}: its request_json cannot be read") from exc
     metadata = json.loads(row["metadata_json"]) if row.get("metadata_json") else {}
-    return ChatRequest(
+    tags = json.loads(row["tags_json"]) if row.get("tags_json") else {}
+    # The route stage's own tag says which policy logged the call, not what was asked.
+    tags = {k: v for k, v in (tags or {}).items() if k != POLICY_TAG}
+    return ChatRequest.create(
         str(body.get("model") or row["target"]),
         messages,
         tenant=_text(row.get("tenant_id")),
         user=_text(row.get("user_id")),
+        tags=tags,
         metadata=metadata or {},
     )
 
@@ -77,7 +82,8 @@ def logged_bandit_from_log(
     module docstring). ``scorer``: whose scores are the reward (None: any scorer's, the
     mean). ``policy``: only calls routed by that policy name. ``targets``: the action space
     (default: every target the decisions used, sorted). ``group_by``: a metadata key, or a
-    function of the request, labelling each call for the reward model. ``failed_reward``:
+    tag or metadata key (tags first), or a function of the request, labelling each call for
+    the reward model. ``failed_reward``:
     the reward of a call that ended in an error (None: leave such calls out)."""
     where = "AND route_policy = ?" if policy is not None else ""
     calls = log.query(_CALLS_SQL.format(policy=where), [policy] if policy is not None else [])
@@ -122,7 +128,7 @@ def logged_bandit_from_log(
         if callable(group_by):
             labels = [group_by(r) for r in requests]
         else:
-            labels = [r.metadata.get(group_by) for r in requests]
+            labels = [r.tags.get(group_by, r.metadata.get(group_by)) for r in requests]
         groups = np.array(["" if v is None else str(v) for v in labels], dtype=object)
     return LoggedBandit(
         targets=space,
