@@ -17,6 +17,7 @@ from aigw_lab.gateway.cache import CACHE_TABLE
 from aigw_lab.gateway.health import HEALTH_TABLE
 from aigw_lab.gateway.ratelimit_rules import RATE_LIMITS_TABLE
 from aigw_lab.gateway.reliability import RETRY_TABLE
+from aigw_lab.policy.explore import EXPLORATION_TABLE
 from aigw_lab.providers.base import POOL_KEYS
 from aigw_lab.providers.registry import KindRegistry
 
@@ -281,6 +282,19 @@ CONFIG_TABLE = Table(
             ),
         ),
         _section("log", LOG_TABLE),
+        _section(
+            "exploration",
+            Table(
+                keys=(),
+                other=Key(
+                    name="",
+                    types=TABLE,
+                    what="a table",
+                    table=EXPLORATION_TABLE,
+                    hint="write [exploration.NAME] for a policy NAME of [policies]",
+                ),
+            ),
+        ),
     )
 )
 

@@ -44,11 +44,81 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.base import Policy, RouteDecision, check_name, policy_from_dict
 from aigw_lab.types import ChatRequest
 
-__all__ = ["Exploring", "exploration_distribution"]
+__all__ = ["Exploring", "exploration_distribution", "EXPLORATION_TABLE", "explore_policies"]
+
+#: ``[exploration.NAME]``: explore around the ``[policies]`` policy NAME (docs/routing.md).
+EXPLORATION_TABLE = Table(
+    keys=(
+        Key(
+            name="epsilon",
+            types=NUMBER,
+            low=0,
+            high=1,
+            what="a probability in [0, 1]",
+            doc="epsilon-greedy: the share of calls sent to a uniformly drawn target",
+        ),
+        Key(
+            name="temperature",
+            types=NUMBER,
+            low=0,
+            what="a number >= 0",
+            doc="softmax over the base policy's scores (instead of epsilon)",
+        ),
+        Key(
+            name="floor",
+            types=NUMBER,
+            low=0,
+            high=1,
+            what="a probability in [0, 1/targets]",
+            doc="the least probability of every target while exploring",
+        ),
+        Key(
+            name="budget_usd",
+            types=NUMBER,
+            low=0,
+            what="a number of USD >= 0",
+            doc="what exploring may spend; then the base policy's own choices",
+        ),
+        Key(
+            name="seed",
+            types=(int,),
+            what="an integer",
+            doc="seeds the exploration draws",
+        ),
+        Key(
+            name="per_tenant",
+            types=TABLE,
+            items=NUMBER,
+            what="a table of tenant = rate",
+            doc="the rate per tenant (0: no exploration for that tenant)",
+        ),
+    )
+)
+
+
+def explore_policies(
+    policies: Mapping[str, Policy], exploration: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Policy]:
+    """``policies`` with each one named in ``exploration`` (``[exploration.NAME]`` tables,
+    checked against `EXPLORATION_TABLE`) wrapped in `Exploring` under the same name."""
+    out = dict(policies)
+    for name, table in exploration.items():
+        base = out.get(name)
+        if base is None:
+            raise ConfigError(
+                f"[exploration.{name}] names no policy",
+                hint=f"add {name} to [policies]; policies: {', '.join(sorted(out)) or '(none)'}",
+            )
+        try:
+            out[name] = Exploring(base, **dict(table))
+        except ConfigError as exc:
+            raise ConfigError(f"[exploration.{name}]: {exc.message}", hint=exc.hint) from exc
+    return out
 
 
 def _rate(value: Any, what: str) -> float:

@@ -28,7 +28,8 @@ reward ``r_i`` and cost ``c_i``; ``pi_i(a)`` is the candidate's probability of t
   means without groups), so an item's own reward never predicts itself.
 
 The same estimators with the cost in place of the reward estimate the candidate's cost per
-call. Intervals are percentile bootstraps over items (the reward model held fixed).
+call. Intervals are percentile bootstraps over calls; the default reward model is refitted
+on each draw, so the dm and dr intervals include the model's own noise.
 
 Diagnostics: effective sample size ``(sum w)^2 / sum w^2`` (how many logged calls the
 estimate is worth), the largest weight, the share of the total weight held by the top 1%
@@ -289,30 +290,52 @@ def crossfit_group_means(
     target's mean by ``shrink`` pseudo-calls; a target never tried in training gets the
     training mean of all calls. Without groups it is per-target means."""
     y = np.asarray(data.rewards if values is None else values, dtype=float)
-    n, k = len(data), len(data.targets)
-    out = np.zeros((n, k))
+    n = len(data)
     if n == 0:
+        return np.zeros((0, len(data.targets)))
+    return _GroupMeans(data, folds=folds, seed=seed, shrink=shrink).fit(np.arange(n), y)
+
+
+class _GroupMeans:
+    """`crossfit_group_means` over any resample of the calls: a bootstrap draw refits it
+    on its own calls (a duplicated call stays in its original fold, so no call ever
+    predicts a copy of itself), so dm and dr intervals include the model's own noise."""
+
+    def __init__(self, data: LoggedBandit, *, folds: int, seed: int, shrink: float) -> None:
+        n = len(data)
+        groups = data.groups if data.groups is not None else np.zeros(n, dtype=int)
+        _, self.group = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        self.g = int(self.group.max()) + 1 if n else 1
+        self.k = len(data.targets)
+        self.folds = max(2, min(folds, n))
+        self.fold = np.random.default_rng(seed).permutation(n) % self.folds
+        self.actions = data.actions
+        self.shrink = shrink
+
+    def fit(self, sel: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Cross-fitted (len(sel), K) predictions for the calls ``sel`` (indices, repeats
+        allowed) with values ``y`` (over all calls)."""
+        k, g = self.k, self.g
+        fold, actions, group, ys = self.fold[sel], self.actions[sel], self.group[sel], y[sel]
+        out = np.zeros((len(sel), k))
+        for f in range(self.folds):
+            train = fold != f
+            test = ~train
+            if not test.any():
+                continue
+            if not train.any():
+                out[test] = float(ys.mean())
+                continue
+            overall = float(ys[train].mean())
+            t_sum = np.bincount(actions[train], weights=ys[train], minlength=k)
+            t_cnt = np.bincount(actions[train], minlength=k).astype(float)
+            t_mean = np.where(t_cnt > 0, t_sum / np.maximum(t_cnt, 1), overall)
+            cell = group[train] * k + actions[train]
+            c_sum = np.bincount(cell, weights=ys[train], minlength=g * k).reshape(g, k)
+            c_cnt = np.bincount(cell, minlength=g * k).reshape(g, k).astype(float)
+            model = (c_sum + self.shrink * t_mean) / (c_cnt + self.shrink)
+            out[test] = model[group[test]]
         return out
-    groups = data.groups if data.groups is not None else np.zeros(n, dtype=int)
-    _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    g = int(group_index.max()) + 1
-    folds = max(2, min(folds, n))
-    fold = np.random.default_rng(seed).permutation(n) % folds
-    for f in range(folds):
-        train = fold != f
-        test = ~train
-        if not train.any():
-            continue
-        overall = float(y[train].mean())
-        t_sum = np.bincount(data.actions[train], weights=y[train], minlength=k)
-        t_cnt = np.bincount(data.actions[train], minlength=k).astype(float)
-        t_mean = np.where(t_cnt > 0, t_sum / np.maximum(t_cnt, 1), overall)
-        cell = group_index[train] * k + data.actions[train]
-        c_sum = np.bincount(cell, weights=y[train], minlength=g * k).reshape(g, k)
-        c_cnt = np.bincount(cell, minlength=g * k).reshape(g, k).astype(float)
-        model = (c_sum + shrink * t_mean) / (c_cnt + shrink)
-        out[test] = model[group_index[test]]
-    return out
 
 
 def _percentile(samples: np.ndarray) -> tuple[float, float]:
@@ -327,7 +350,7 @@ def _estimates(
     pi: np.ndarray,
     data: LoggedBandit,
     y: np.ndarray,
-    model: np.ndarray,
+    model: np.ndarray | _GroupMeans,
     n_boot: int,
     rng: np.random.Generator,
 ) -> dict[str, Estimate]:
@@ -335,24 +358,24 @@ def _estimates(
     rows = np.arange(n)
     p_logged = pi[rows, data.actions]
     w = p_logged / data.propensities
-    dm_terms = (pi * model).sum(axis=1)
-    dr_terms = dm_terms + w * (y - model[rows, data.actions])
     wy = w * y
     agree_y = p_logged * y
 
-    def point(index: np.ndarray | None) -> dict[str, float]:
-        sel = rows if index is None else index
+    def point(sel: np.ndarray) -> dict[str, float]:
+        q = model.fit(sel, y) if isinstance(model, _GroupMeans) else model[sel]
+        dm_terms = (pi[sel] * q).sum(axis=1)
+        dr_terms = dm_terms + w[sel] * (y[sel] - q[np.arange(len(sel)), data.actions[sel]])
         sw = w[sel].sum()
         sa = p_logged[sel].sum()
         return {
             "naive": float(agree_y[sel].sum() / sa) if sa > 0 else math.nan,
-            "dm": float(dm_terms[sel].mean()),
+            "dm": float(dm_terms.mean()),
             "ips": float(wy[sel].mean()),
             "snips": float(wy[sel].sum() / sw) if sw > 0 else math.nan,
-            "dr": float(dr_terms[sel].mean()),
+            "dr": float(dr_terms.mean()),
         }
 
-    values = point(None)
+    values = point(rows)
     boot = {name: np.empty(n_boot) for name in ESTIMATORS}
     for b in range(n_boot):
         drawn = point(rng.integers(0, n, size=n))
@@ -381,7 +404,8 @@ def evaluate_policy(
     seeded) and the weight diagnostics.
 
     ``reward_model`` / ``cost_model``: (n x K) predictions for the dm and dr estimators
-    (e.g. from your own model); by default `crossfit_group_means` over ``folds`` folds."""
+    (e.g. from your own model), held fixed in the bootstrap; by default
+    `crossfit_group_means` over ``folds`` folds, refitted on every bootstrap draw."""
     if len(data) == 0:
         raise ConfigError(
             "no logged calls to evaluate",
@@ -390,22 +414,26 @@ def evaluate_policy(
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
         raise ConfigError(f"n_boot={n_boot!r} must be an integer >= 0")
     pi = _check_candidate(data, candidate)
-    k = len(data.targets)
-    if reward_model is None:
-        reward_model = crossfit_group_means(data, folds=folds, seed=seed)
-    elif np.shape(reward_model) != (len(data), k):
-        raise ConfigError(f"reward_model must be ({len(data)}, {k})")
+    fitted = _GroupMeans(data, folds=folds, seed=seed, shrink=2.0)
     rewards = np.asarray(data.rewards, dtype=float)
     quality = _estimates(
-        pi, data, rewards, np.asarray(reward_model, float), n_boot, np.random.default_rng(seed)
+        pi,
+        data,
+        rewards,
+        fitted if reward_model is None else _given(reward_model, data, "reward_model"),
+        n_boot,
+        np.random.default_rng(seed),
     )
     cost = None
     if data.costs is not None:
         costs = np.asarray(data.costs, dtype=float)
-        if cost_model is None:
-            cost_model = crossfit_group_means(data, costs, folds=folds, seed=seed)
         cost = _estimates(
-            pi, data, costs, np.asarray(cost_model, float), n_boot, np.random.default_rng(seed)
+            pi,
+            data,
+            costs,
+            fitted if cost_model is None else _given(cost_model, data, "cost_model"),
+            n_boot,
+            np.random.default_rng(seed),
         )
     return OPEResult(
         quality=quality,
@@ -413,6 +441,13 @@ def evaluate_policy(
         diagnostics=weight_diagnostics(data, pi),
         n_boot=n_boot,
     )
+
+
+def _given(model: Any, data: LoggedBandit, what: str) -> np.ndarray:
+    values = np.asarray(model, dtype=float)
+    if values.shape != (len(data), len(data.targets)):
+        raise ConfigError(f"{what} must be ({len(data)}, {len(data.targets)}) (calls x targets)")
+    return values
 
 
 def candidate_probabilities(
