@@ -19,7 +19,7 @@ setting, candidate and estimator: the share of seeds whose interval covers the t
 its Wilson 95% interval), the bias (mean error, with a 95% interval over seeds), the RMSE,
 the mean interval width and the mean effective sample size. The naive estimate (mean
 reward where the candidate agrees with the logged choice) is the baseline the others must
-beat on bias. Run: ``python bench/ope_validation.py`` (defaults: 60 seeds, 200 bootstrap
+beat on bias. Run: ``python bench/ope_validation.py`` (defaults: 60 seeds, 300 bootstrap
 draws per estimate, fewer than the library's default 500, to keep the run to minutes on a
 2-core shared box). Costs are estimated by the same code but not validated here.
 """
@@ -270,7 +270,7 @@ def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=60)
-    parser.add_argument("--boot", type=int, default=200, help="bootstrap draws per estimate")
+    parser.add_argument("--boot", type=int, default=300, help="bootstrap draws per estimate")
     parser.add_argument("--fleet-calls", type=int, default=1500)
     parser.add_argument("--routellm-calls", type=int, default=1500)
     parser.add_argument("--only", choices=("fleet", "gsm8k", "mmlu"), default=None)

@@ -312,6 +312,43 @@ class _GroupMeans:
         self.actions = data.actions
         self.shrink = shrink
 
+    def weighted_terms(
+        self, counts: np.ndarray, y: np.ndarray, pi: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For B resamples given as call counts (B x n), the sums over each resample of
+        the dm terms ``sum_a pi(a) q(a)`` and of ``w q(a_logged)``, with ``q`` refitted
+        (cross-fitted, shrunk group means) on each resample: (B,) and (B,). Matrix
+        products instead of a loop over resamples."""
+        k, g = self.k, self.g
+        n = len(y)
+        rows = np.arange(n)
+        cell_hot = np.zeros((n, g * k))
+        cell_hot[rows, self.group * k + self.actions] = 1.0
+        action_hot = np.zeros((n, k))
+        action_hot[rows, self.actions] = 1.0
+        # [g_i = g] pi_i(a), laid out like the cells: what the dm terms weigh each cell by.
+        group_pi = np.zeros((n, g, k))
+        group_pi[rows, self.group, :] = pi
+        group_pi = group_pi.reshape(n, g * k)
+        dm = np.zeros(len(counts))
+        correction = np.zeros(len(counts))
+        for f in range(self.folds):
+            in_fold = self.fold == f
+            train = counts * ~in_fold  # B x n
+            test = counts * in_fold
+            ct = train.sum(axis=1)
+            overall = np.where(ct > 0, (train @ y) / np.maximum(ct, 1e-300), 0.0)
+            t_sum = train @ (action_hot * y[:, None])  # B x k
+            t_cnt = train @ action_hot
+            t_mean = np.where(t_cnt > 0, t_sum / np.maximum(t_cnt, 1e-300), overall[:, None])
+            c_sum = train @ (cell_hot * y[:, None])  # B x gk
+            c_cnt = train @ cell_hot
+            prior = np.tile(t_mean, (1, g))  # each group's cells shrink to the target mean
+            model = (c_sum + self.shrink * prior) / (c_cnt + self.shrink)
+            dm += (model * (test @ group_pi)).sum(axis=1)
+            correction += (model * (test @ (cell_hot * w[:, None]))).sum(axis=1)
+        return dm, correction
+
     def fit(self, sel: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Cross-fitted (len(sel), K) predictions for the calls ``sel`` (indices, repeats
         allowed) with values ``y`` (over all calls)."""
@@ -358,33 +395,33 @@ def _estimates(
     rows = np.arange(n)
     p_logged = pi[rows, data.actions]
     w = p_logged / data.propensities
-    wy = w * y
-    agree_y = p_logged * y
-
-    def point(sel: np.ndarray) -> dict[str, float]:
-        q = model.fit(sel, y) if isinstance(model, _GroupMeans) else model[sel]
-        dm_terms = (pi[sel] * q).sum(axis=1)
-        dr_terms = dm_terms + w[sel] * (y[sel] - q[np.arange(len(sel)), data.actions[sel]])
-        sw = w[sel].sum()
-        sa = p_logged[sel].sum()
-        return {
-            "naive": float(agree_y[sel].sum() / sa) if sa > 0 else math.nan,
-            "dm": float(dm_terms.mean()),
-            "ips": float(wy[sel].mean()),
-            "snips": float(wy[sel].sum() / sw) if sw > 0 else math.nan,
-            "dr": float(dr_terms.mean()),
+    # Row 0: the sample itself; then one row of call counts per bootstrap draw (multinomial
+    # resampling of the n calls), so every estimator is a few matrix products.
+    counts = np.ones((1 + n_boot, n))
+    if n_boot:
+        counts[1:] = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    size = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sum_w = counts @ w
+        sum_wy = counts @ (w * y)
+        sum_agree = counts @ p_logged
+        if isinstance(model, _GroupMeans):
+            dm_sum, corr_sum = model.weighted_terms(counts, y, pi, w)
+        else:
+            dm_sum = counts @ (pi * model).sum(axis=1)
+            corr_sum = counts @ (w * model[rows, data.actions])
+        values = {
+            "naive": (counts @ (p_logged * y)) / sum_agree,
+            "dm": dm_sum / size,
+            "ips": sum_wy / size,
+            "snips": sum_wy / sum_w,
+            "dr": (dm_sum + sum_wy - corr_sum) / size,
         }
-
-    values = point(rows)
-    boot = {name: np.empty(n_boot) for name in ESTIMATORS}
-    for b in range(n_boot):
-        drawn = point(rng.integers(0, n, size=n))
-        for name in ESTIMATORS:
-            boot[name][b] = drawn[name]
     out = {}
     for name in ESTIMATORS:
-        low, high = _percentile(boot[name]) if n_boot else (math.nan, math.nan)
-        out[name] = Estimate(value=values[name], low=low, high=high)
+        low, high = _percentile(values[name][1:]) if n_boot else (math.nan, math.nan)
+        point = float(values[name][0])
+        out[name] = Estimate(value=point if math.isfinite(point) else math.nan, low=low, high=high)
     return out
 
 
