@@ -241,3 +241,19 @@ def test_an_adaptive_split_logs_the_probability_it_drew_with():
     observed, logged = frequencies(policy, REQ, n=6000)
     assert observed[A] == pytest.approx(dist[A], abs=0.03)
     assert logged[A] == {round(dist[A], 12)}
+
+
+def test_the_policy_package_exports_the_new_names():
+    import aigw_lab.policy as package
+
+    for name in (
+        "Exploring",
+        "exploration_distribution",
+        "LoggedBandit",
+        "evaluate_policy",
+        "candidate_probabilities",
+        "weight_diagnostics",
+        "logged_bandit_from_log",
+    ):
+        assert name in package.__all__ and getattr(package, name) is not None
+    assert set(package._EXPORTS) <= set(package.__all__)
