@@ -220,6 +220,7 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 
 def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
+    pooled = {e: [0, 0] for e in ESTIMATORS}
     header = (
         f"{'setting':<26}{'candidate':<22}{'truth':>7}  {'estimator':<7}"
         f"{'coverage [95% CI]':>22}{'bias [95% CI over seeds]':>30}{'RMSE':>8}{'width':>8}"
@@ -256,6 +257,8 @@ def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
                 half = 1.96 * err.std(ddof=1) / math.sqrt(len(err))
                 rmse = math.sqrt((err**2).mean())
                 k = covered[(name, e)]
+                pooled[e][0] += k
+                pooled[e][1] += seeds
                 low, high = wilson(k, seeds)
                 print(
                     f"{setting.name:<26}{name:<22}{truths[name]:>7.4f}  {e:<7}"
@@ -265,6 +268,12 @@ def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
                     f"{np.mean(ess[name]):>8.0f}"
                 )
         print()
+    print("pooled over every setting and candidate (seed x candidate runs):")
+    for e in ESTIMATORS:
+        k, n = pooled[e]
+        low, high = wilson(k, n)
+        print(f"  {e:<7} coverage {k / n:.1%} [{low:.1%}, {high:.1%}] over {n} runs")
+    print()
 
 
 def main() -> None:
