@@ -46,38 +46,35 @@ __all__ = ["AdaptiveSplit", "ArmStats", "thompson_probabilities"]
 
 # Grid points for `thompson_probabilities`' integral: its error is far below the sampling
 # noise of any estimate made from the logged propensities.
-_GRID = 2000
+_GRID = 4096
 
 
 def thompson_probabilities(posteriors: Sequence[tuple[float, float]]) -> list[float]:
     """P(arm i's draw is the highest) when each arm draws from Beta(a_i, b_i): the integral
     of arm i's density times every other arm's distribution function, on a midpoint grid
-    over [0, 1]. Exact ties have probability 0, so the results sum to 1 (renormalised
-    against the grid's rounding)."""
-    xs = [(j + 0.5) / _GRID for j in range(_GRID)]
-    densities = []
-    for a, b in posteriors:
-        norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-        densities.append(
-            [math.exp(norm + (a - 1) * math.log(x) + (b - 1) * math.log1p(-x)) / _GRID for x in xs]
-        )
-    cdfs = []
-    for density in densities:
-        running, cdf = 0.0, []
-        for mass in density:
-            cdf.append(running + mass / 2)  # the distribution function at the cell's middle
-            running += mass
-        cdfs.append([c / running for c in cdf])
+    spanning every arm's mean +- 10 standard deviations (clipped to [0, 1]), so peaked
+    posteriors are resolved too. Ties have probability 0, so the results sum to 1
+    (renormalised against the grid's rounding)."""
+    # lazy: numpy only when a decision needs Thompson sampling's probabilities
+    import numpy as np
+
+    a = np.array([p[0] for p in posteriors], dtype=float)
+    b = np.array([p[1] for p in posteriors], dtype=float)
+    mean = a / (a + b)
+    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    low = max(0.0, float((mean - 10 * sd).min()))
+    high = min(1.0, float((mean + 10 * sd).max()))
+    width = (high - low) / _GRID
+    x = low + (np.arange(_GRID) + 0.5) * width
+    # Unnormalised log densities: each arm is normalised over the grid below.
+    log_density = (a[:, None] - 1) * np.log(x) + (b[:, None] - 1) * np.log1p(-x)
+    mass = np.exp(log_density - log_density.max(axis=1, keepdims=True))
+    mass /= mass.sum(axis=1, keepdims=True)  # each arm's mass per cell, summing to 1
+    cdf = np.cumsum(mass, axis=1) - mass / 2  # at each cell's middle
     wins = []
-    for i, density in enumerate(densities):
-        total = 0.0
-        for j, mass in enumerate(density):
-            product = mass
-            for other, cdf in enumerate(cdfs):
-                if other != i:
-                    product *= cdf[j]
-            total += product
-        wins.append(total)
+    for i in range(len(a)):
+        others = np.prod(np.delete(cdf, i, axis=0), axis=0)
+        wins.append(float((mass[i] * others).sum()))
     whole = sum(wins)
     return [w / whole for w in wins]
 

@@ -32,7 +32,7 @@ class PolicyCall:
         self.request = ctx.request
         self.failed_target: str | None = None
 
-    def chosen(self, propensity: float) -> None:
+    def chosen(self, propensity: float | None) -> None:
         """Mark every row of this call as routed by the policy, with the probability of
         the decision behind it (see `aigw_lab.policy._async.route`)."""
         self.ctx.route_policy = self.name

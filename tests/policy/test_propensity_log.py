@@ -211,3 +211,23 @@ def test_the_loader_on_a_gateway_log_over_the_simulated_fleet(new_log_path):
     assert all(math.isfinite(e.value) for e in result.quality.values())
     assert 0.0 <= result.quality["snips"].value <= 1.0
     assert json.dumps(result.rows())  # JSON-ready
+
+
+class OwnCall(Rules):
+    """A single-decision policy with its own ``call``: the route stage cannot see which
+    decision it made, so it logs no propensity rather than a wrong one."""
+
+    def call(self, request, send):
+        return send(STRONG, request)
+
+    async def acall(self, request, send):
+        return await send(STRONG, request)
+
+
+@pytest.mark.parametrize("mode", ["chat", "achat"])
+def test_a_policy_with_its_own_call_logs_no_propensity(log, mode):
+    gw = make(log, OwnCall("own", [({"keywords": ["zz"]}, STRONG)], default=CHEAP))
+    call_in_mode(gw, mode, "own")
+    table = rows(log)
+    assert list(table.provider_name) == ["strong"] and list(table.route_policy) == ["own"]
+    assert table.propensity.isna().all()

@@ -13,7 +13,8 @@ probability of the decision behind it (``ctx.propensity``). A single-decision po
 asked for its `RouteDecision` here (its ``call`` is exactly sending to that target), so the
 decision's propensity is logged and the policy is told what the call cost
 (`Policy.settle`: an exploring policy's budget). A policy that calls several targets
-(fallback chain, cascade) is deterministic: its rows carry 1.0. A row the gateway's
+(fallback chain, cascade) is deterministic: its rows carry 1.0; a single-decision policy
+that overrides ``call`` hides its decision, so its rows carry NULL. A row the gateway's
 `Retry` stage adds (a retry, or a fallback to a target the policy did not name) keeps the
 propensity of the decision that led to it: the probability that the policy's choice set
 this chain of attempts going, not a probability of the row's own target.
@@ -61,8 +62,10 @@ async def route_achat(
             raise
 
     try:
-        if not policy.single_decision:
-            call.chosen(1.0)
+        if not policy.single_decision or type(policy).acall is not Policy.acall:
+            # Several targets (a chain, a cascade: deterministic, 1.0), or a policy with its
+            # own call, whose probabilities the stage cannot see (None: not evaluable).
+            call.chosen(1.0 if not policy.single_decision else None)
             return await policy.acall(call.request, send)
         decision = await policy.adecide(call.request)
         call.chosen(decision.propensity)
