@@ -81,10 +81,10 @@ def logged_bandit_from_log(
     """The calls in ``log`` that a routing policy decided, as a `LoggedBandit` (see the
     module docstring). ``scorer``: whose scores are the reward (None: any scorer's, the
     mean). ``policy``: only calls routed by that policy name. ``targets``: the action space
-    (default: every target the decisions used, sorted). ``group_by``: a metadata key, or a
-    tag or metadata key (tags first), or a function of the request, labelling each call for
-    the reward model. ``failed_reward``:
-    the reward of a call that ended in an error (None: leave such calls out)."""
+    (default: every target the logged decisions used, dropped calls' included, sorted).
+    ``group_by``: a tag or metadata key (tags first), or a function of the request,
+    labelling each call for the reward model. ``failed_reward``: the reward of a call that
+    ended in an error (None: leave such calls out)."""
     where = "AND route_policy = ?" if policy is not None else ""
     calls = log.query(_CALLS_SQL.format(policy=where), [policy] if policy is not None else [])
     dropped: dict[str, int] = {}
@@ -94,8 +94,10 @@ def logged_bandit_from_log(
     first_rows: list[Any] = []
     rewards: list[float] = []
     costs: list[float] = []
+    seen: set[str] = set()
     for _, trace in calls.groupby("trace_id", sort=False):
         first = trace.iloc[0]
+        seen.add(str(first["target"]))
         if first["propensity"] is None or not np.isfinite(first["propensity"]):
             _count(dropped, "no propensity")
             continue
@@ -114,7 +116,7 @@ def logged_bandit_from_log(
         rewards.append(value)
         costs.append(float(trace["cost_usd"].fillna(0.0).sum()))
     chosen = [str(r["target"]) for r in first_rows]
-    space = tuple(targets) if targets is not None else tuple(sorted(set(chosen)))
+    space = tuple(targets) if targets is not None else tuple(sorted(seen))
     index = {t: j for j, t in enumerate(space)}
     unknown = sorted(set(chosen) - set(index))
     if unknown:

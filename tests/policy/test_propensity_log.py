@@ -13,7 +13,7 @@ import random
 import pytest
 
 from aigw_lab.datasets.bundled import load_bundled
-from aigw_lab.errors import ProviderServerError
+from aigw_lab.errors import AigwError, ProviderServerError
 from aigw_lab.gateway import Gateway
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.reliability import Retry
@@ -231,3 +231,35 @@ def test_a_policy_with_its_own_call_logs_no_propensity(log, mode):
     table = rows(log)
     assert list(table.provider_name) == ["strong"] and list(table.route_policy) == ["own"]
     assert table.propensity.isna().all()
+
+
+def test_the_loader_takes_the_decision_from_the_first_row_and_the_outcome_from_the_last(log):
+    # Call 1: the split picks cheap, cheap fails, the gateway falls back to strong, whose
+    # answer is scored. Call 2: picks cheap, which fails with no fallback left.
+    cheap = MockProvider("cheap").enqueue(
+        ProviderServerError("down", provider="cheap"),
+        ProviderServerError("down", provider="cheap"),
+    )
+    retry = Retry(max_attempts=1, base_delay=0.0, sleep=lambda s: None, fallbacks={CHEAP: [STRONG]})
+    split = WeightedSplit("ab", {CHEAP: 1, STRONG: 0}, seed=0)
+    explore = Exploring(split, epsilon=0.0, per_tenant={"t": 0.4}, rng=Fixed(0.9))
+    strong = MockProvider("strong").enqueue(ProviderServerError("down", provider="strong"))
+    strong.enqueue("strong answer")
+    gw = make(log, explore, cheap=cheap, strong=strong, middleware=[retry])
+    with pytest.raises(AigwError):
+        gw.chat("ab", "first", tenant="t")  # cheap fails, then strong fails too
+    answer = gw.chat("ab", "second", tenant="t")  # cheap fails, strong answers
+    record_feedback(log, answer.call_id, score=0.75, name="exact")
+    table = rows(log)
+    assert list(table.provider_name) == ["cheap", "strong", "cheap", "strong"]
+    # The split's share of cheap (1) mixed with exploration: 0.6 x 1 + 0.4 / 2.
+    assert set(table.propensity.round(12)) == {0.8}
+    data = logged_bandit_from_log(log, scorer="exact")
+    assert len(data) == 1 and data.dropped == {"failed": 1}
+    assert data.targets[data.actions[0]] == CHEAP  # the decision, not the fallback
+    assert data.rewards.tolist() == [0.75] and data.propensities.round(12).tolist() == [0.8]
+    second = table[table.trace_id == table.trace_id.iloc[-1]]
+    assert data.costs[0] == pytest.approx(second.cost_usd.fillna(0).sum())
+    with_failures = logged_bandit_from_log(log, scorer="exact", failed_reward=0.0)
+    assert sorted(with_failures.rewards.tolist()) == [0.0, 0.75]
+    assert logged_bandit_from_log(log, scorer="other").dropped == {"no score": 1, "failed": 1}
