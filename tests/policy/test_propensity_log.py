@@ -152,12 +152,12 @@ def test_rows_no_policy_chose_carry_null(log):
     assert table.propensity.isna().tolist() == [True, False, True]
 
 
-def test_the_exploration_budget_is_charged_from_logged_costs(log):
+def test_the_exploration_budget_is_charged_from_logged_costs(log, mode):
     base = Rules("r", [({"keywords": ["zz"]}, STRONG)], default=CHEAP)
     explore = Exploring(base, epsilon=1.0, budget_usd=1e-9, seed=2)
     gw = make(log, explore)
     for _ in range(30):
-        gw.chat("r", "hello there")
+        call_in_mode(gw, mode, "r", "hello there")
     table = rows(log)
     explored = table[table.provider_name == "strong"]
     # Exploration stops after the first explored call's cost passes the tiny budget.
