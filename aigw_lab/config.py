@@ -54,6 +54,7 @@ from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
+from aigw_lab.policy.explore import explore_policies
 from aigw_lab.policy.policyfile import load_policy
 from aigw_lab.policy.router import merge_policies
 from aigw_lab.providers.base import PoolSettings, Price, ProviderSpec
@@ -108,6 +109,9 @@ class GatewayConfig:
     #: ``[policies]``: routing policy name -> policy file path (resolved against the config
     #: file's folder); loaded by `load_policies` (see docs/routing.md).
     policies: Mapping[str, str] | None = None
+    #: ``[exploration.NAME]``: explore around the ``[policies]`` policy NAME
+    #: (`aigw_lab.policy.explore.Exploring`, see docs/routing.md).
+    exploration: Mapping[str, Any] | None = None
     #: ``[log]``: body modes, redaction, encryption, crash-spool durability
     #: (`aigw_lab.config_security.LogSettings`); None without a ``[log]`` table.
     log_settings: Any = None
@@ -139,6 +143,11 @@ class GatewayConfig:
                 raise ConfigError(
                     f"{self.source}: [policies] {name}: {exc.message}", hint=exc.hint
                 ) from exc
+        if self.exploration:
+            try:
+                loaded = explore_policies(loaded, self.exploration)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         return loaded
 
     def middleware(self, **injected: Any) -> list[Any]:
@@ -321,6 +330,7 @@ def parse_config(
         server=parse_server(data["server"], source, base_dir) if "server" in data else None,
         pool=PoolSettings.from_table(gw, f"{source}: [gateway]"),
         policies=_parse_policies(data, base_dir, source),
+        exploration=_optional_table(data, "exploration"),
         base_dir=None if base_dir is None else str(base_dir),
         log_settings=_parse_log(data, source, env),
         shadow=_optional_table(data, "shadow"),
@@ -329,6 +339,12 @@ def parse_config(
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
         if config.fallbacks:
             _check_fallbacks(config)
+        for name in config.exploration or {}:
+            if name not in (config.policies or {}):
+                raise ConfigError(
+                    f"[exploration.{name}] names no policy of [policies]",
+                    hint='add it to [policies] (NAME = "policies/NAME.json"), or fix the name',
+                )
         if config.budgets is not None:
             Budget.from_config(config.budgets)
         if config.rate_limits is not None:

@@ -4,7 +4,10 @@ A `Policy` is addressed like a model name in a `Gateway`. The kinds: `Rules` (co
 category, tags, metadata, text, length, capabilities), `WeightedSplit` (A/B tests, sticky per
 user), `AdaptiveSplit` (track-and-stop on logged feedback), `FallbackChain`, `Cascade` (cheap
 first, escalate when a scorer rejects), and the learned routers in `aigw_lab.policy.learned`.
-`save_policy` / `load_policy` read and write the versioned policy file. See docs/routing.md.
+`save_policy` / `load_policy` read and write the versioned policy file. `Exploring` wraps a
+policy to explore with logged propensities; `evaluate_policy` (off-policy evaluation) and
+`logged_bandit_from_log` estimate another policy's quality and cost from those logs. See
+docs/routing.md.
 
 Names are imported lazily, so ``import aigw_lab.policy`` stays cheap.
 """
@@ -37,6 +40,16 @@ _EXPORTS: dict[str, str] = {
     "save_policy": "aigw_lab.policy.policyfile",
     "load_policy": "aigw_lab.policy.policyfile",
     "POLICY_FILE_VERSION": "aigw_lab.policy.policyfile",
+    "Exploring": "aigw_lab.policy.explore",
+    "exploration_distribution": "aigw_lab.policy.explore",
+    "LoggedBandit": "aigw_lab.policy.ope",
+    "Estimate": "aigw_lab.policy.ope",
+    "OPEDiagnostics": "aigw_lab.policy.ope",
+    "OPEResult": "aigw_lab.policy.ope",
+    "evaluate_policy": "aigw_lab.policy.ope",
+    "candidate_probabilities": "aigw_lab.policy.ope",
+    "weight_diagnostics": "aigw_lab.policy.ope",
+    "logged_bandit_from_log": "aigw_lab.policy.ope_log",
 }
 
 __all__ = [
@@ -60,6 +73,16 @@ __all__ = [
     "save_policy",
     "load_policy",
     "POLICY_FILE_VERSION",
+    "Exploring",
+    "exploration_distribution",
+    "LoggedBandit",
+    "Estimate",
+    "OPEDiagnostics",
+    "OPEResult",
+    "evaluate_policy",
+    "candidate_probabilities",
+    "weight_diagnostics",
+    "logged_bandit_from_log",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -74,7 +97,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         register_policy_kind,
     )
     from aigw_lab.policy.cascade import Cascade, CascadeStep, SelfConsistency
+    from aigw_lab.policy.explore import Exploring, exploration_distribution
     from aigw_lab.policy.fallback import FallbackChain, should_fall_back
+    from aigw_lab.policy.ope import (
+        Estimate,
+        LoggedBandit,
+        OPEDiagnostics,
+        OPEResult,
+        candidate_probabilities,
+        evaluate_policy,
+        weight_diagnostics,
+    )
+    from aigw_lab.policy.ope_log import logged_bandit_from_log
     from aigw_lab.policy.policyfile import POLICY_FILE_VERSION, load_policy, save_policy
     from aigw_lab.policy.router import PolicyRouter
     from aigw_lab.policy.rules import Condition, Rule, Rules, cheapest_meeting

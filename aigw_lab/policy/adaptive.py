@@ -42,7 +42,41 @@ from aigw_lab.types import ChatRequest
 if TYPE_CHECKING:
     from aigw_lab.store import CallLog
 
-__all__ = ["AdaptiveSplit", "ArmStats"]
+__all__ = ["AdaptiveSplit", "ArmStats", "thompson_probabilities"]
+
+# Grid points for `thompson_probabilities`' integral: its error is far below the sampling
+# noise of any estimate made from the logged propensities.
+_GRID = 4096
+
+
+def thompson_probabilities(posteriors: Sequence[tuple[float, float]]) -> list[float]:
+    """P(arm i's draw is the highest) when each arm draws from Beta(a_i, b_i): the integral
+    of arm i's density times every other arm's distribution function, on a midpoint grid
+    spanning every arm's mean +- 10 standard deviations (clipped to [0, 1]), so peaked
+    posteriors are resolved too. Ties have probability 0, so the results sum to 1
+    (renormalised against the grid's rounding)."""
+    # lazy: numpy only when a decision needs Thompson sampling's probabilities
+    import numpy as np
+
+    a = np.array([p[0] for p in posteriors], dtype=float)
+    b = np.array([p[1] for p in posteriors], dtype=float)
+    mean = a / (a + b)
+    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    low = max(0.0, float((mean - 10 * sd).min()))
+    high = min(1.0, float((mean + 10 * sd).max()))
+    width = (high - low) / _GRID
+    x = low + (np.arange(_GRID) + 0.5) * width
+    # Unnormalised log densities: each arm is normalised over the grid below.
+    log_density = (a[:, None] - 1) * np.log(x) + (b[:, None] - 1) * np.log1p(-x)
+    mass = np.exp(log_density - log_density.max(axis=1, keepdims=True))
+    mass /= mass.sum(axis=1, keepdims=True)  # each arm's mass per cell, summing to 1
+    cdf = np.cumsum(mass, axis=1) - mass / 2  # at each cell's middle
+    wins = []
+    for i in range(len(a)):
+        others = np.prod(np.delete(cdf, i, axis=0), axis=0)
+        wins.append(float((mass[i] * others).sum()))
+    whole = sum(wins)
+    return [w / whole for w in wins]
 
 
 class ArmStats:
@@ -127,6 +161,7 @@ class AdaptiveSplit(Policy):
         self.winner: str | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._cached: tuple[tuple[tuple[int, float], ...], dict[str, float]] | None = None
         if state:
             self._load_state(state)
 
@@ -211,17 +246,52 @@ class AdaptiveSplit(Policy):
         if winner is not None:
             return RouteDecision(winner, f"winner at confidence {self.confidence}")
         rng = self._rng
+        k = len(self.arms)
         with self._lock:
             if any(s.n < self.min_samples for s in self.stats.values()):
-                return RouteDecision(rng.choice(self.arms), "uniform until min_samples")
+                target = rng.choice(self.arms)
+                return RouteDecision(target, "uniform until min_samples", propensity=1.0 / k)
+            probabilities = self._mixed_probabilities()
             if rng.random() < self.explore:
-                return RouteDecision(rng.choice(self.arms), "exploration")
+                target = rng.choice(self.arms)
+                return RouteDecision(
+                    target, "exploration", propensity=probabilities[target], explored=True
+                )
             draws = {
                 t: rng.betavariate(1.0 + s.total, 1.0 + s.n - s.total)
                 for t, s in self.stats.items()
             }
         best = max(draws, key=draws.__getitem__)
-        return RouteDecision(best, "thompson draw", draws)
+        return RouteDecision(best, "thompson draw", draws, propensity=probabilities[best])
+
+    def decision_probabilities(
+        self, decision: RouteDecision, request: ChatRequest
+    ) -> dict[str, float]:
+        """What a decision is drawn from now: the winner; uniform until ``min_samples``;
+        else ``explore`` uniform plus Thompson sampling's probability of each arm."""
+        if self.winner is not None:
+            return {self.winner: 1.0}
+        with self._lock:
+            if any(s.n < self.min_samples for s in self.stats.values()):
+                return {t: 1.0 / len(self.arms) for t in self.arms}
+            return self._mixed_probabilities()
+
+    def _mixed_probabilities(self) -> dict[str, float]:
+        # The probability that a decision picks each arm: an exploration draw (uniform) or
+        # the arm whose Beta draw is highest (`thompson_probabilities`), cached per state
+        # because the statistics only change with feedback.
+        key = tuple((s.n, s.total) for s in self.stats.values())
+        if self._cached is None or self._cached[0] != key:
+            ts = thompson_probabilities(
+                [(1.0 + s.total, 1.0 + s.n - s.total) for s in self.stats.values()]
+            )
+            k = len(self.arms)
+            mixed = {
+                t: self.explore / k + (1.0 - self.explore) * p
+                for t, p in zip(self.arms, ts, strict=True)
+            }
+            self._cached = (key, mixed)
+        return self._cached[1]
 
     # --- serialisation ------------------------------------------------------------------
 

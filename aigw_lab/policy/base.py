@@ -57,11 +57,18 @@ class RouteDecision:
     ``target`` is a gateway address ``"provider/model"``; ``reason`` is short and human
     readable (``"rule 2: category=arithmetic"``); ``scores`` holds per-candidate predicted
     quality or score when the policy has any (learned routers), else it is empty.
+    ``propensity`` is the probability with which the policy chose ``target`` for this
+    request: 1.0 for a deterministic policy, the arm's share for a split, the probability
+    actually used by an exploring policy. The route stage logs it (``calls.propensity``) so
+    off-policy evaluation can reweight logged calls (`aigw_lab.policy.ope`). ``explored``:
+    the target is not the one the wrapped policy would have chosen (`Exploring`).
     """
 
     target: str
     reason: str = ""
     scores: Mapping[str, float] = field(default_factory=lambda: _NO_SCORES)
+    propensity: float = 1.0
+    explored: bool = False
 
 
 class Policy:
@@ -74,7 +81,7 @@ class Policy:
     """
 
     #: The policy family, the ``"kind"`` key of `to_dict`: "rules", "split", "adaptive",
-    #: "fallback", "cascade" or "learned".
+    #: "fallback", "cascade", "learned" or "explore".
     kind: ClassVar[str] = ""
     #: True when `call` is exactly ``send(decide(request).target, request)``. The gateway
     #: uses it to stream such policies directly (decide, then stream the chosen target).
@@ -99,6 +106,26 @@ class Policy:
         the gateway's send drives the call's single context through the pipeline.
         """
         return send(self.decide(request).target, request)
+
+    def decision_probabilities(
+        self, decision: RouteDecision, request: ChatRequest
+    ) -> dict[str, float]:
+        """The distribution over targets that ``decision`` was drawn from, for ``request``:
+        ``{target: probability}``, targets with probability 0 left out. A deterministic
+        policy (the default) put all its mass on the target it chose; stochastic policies
+        (splits, adaptive splits, `Exploring`) override this without drawing again."""
+        return {decision.target: 1.0}
+
+    def probabilities(self, request: ChatRequest) -> dict[str, float]:
+        """``{target: P(target | request)}``: what this policy would do with ``request``, as a
+        distribution (targets with probability 0 left out). Off-policy evaluation scores a
+        candidate policy with it (`aigw_lab.policy.ope.candidate_probabilities`)."""
+        return self.decision_probabilities(self.decide(request), request)
+
+    def settle(self, decision: RouteDecision, cost_usd: float | None) -> None:
+        """The call ``decision`` started has ended and cost ``cost_usd`` (None: unknown or
+        failed). The route stage calls it once per decision it asked for; `Exploring`
+        charges its exploration budget here. Most policies have nothing to do."""
 
     async def adecide(self, request: ChatRequest) -> RouteDecision:
         """`decide` for async callers. Policies whose decision costs real CPU time (a
@@ -198,6 +225,7 @@ _KIND_MODULES: dict[str, str] = {
     "fallback": "aigw_lab.policy.fallback",
     "cascade": "aigw_lab.policy.cascade",
     "learned": "aigw_lab.policy.learned",
+    "explore": "aigw_lab.policy.explore",
 }
 
 

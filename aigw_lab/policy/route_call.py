@@ -32,6 +32,12 @@ class PolicyCall:
         self.request = ctx.request
         self.failed_target: str | None = None
 
+    def chosen(self, propensity: float | None) -> None:
+        """Mark every row of this call as routed by the policy, with the probability of
+        the decision behind it (see `aigw_lab.policy._async.route`)."""
+        self.ctx.route_policy = self.name
+        self.ctx.propensity = propensity
+
     def point(self, target: str, request: ChatRequest) -> CallContext:
         """Aim ``ctx`` at ``target`` for the next stage; the request carries the policy tag."""
         resolved = self.router._resolved.get(target)
@@ -52,6 +58,9 @@ class PolicyCall:
 
     def restore(self) -> None:
         ctx = self.ctx
+        # Rows written after the route stage (none today) were not chosen by the policy.
+        ctx.route_policy = None
+        ctx.propensity = None
         ctx.provider_name = POLICY_PROVIDER
         ctx.model = self.name
         ctx.request = self.request

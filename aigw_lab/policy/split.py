@@ -8,6 +8,12 @@ gives the same sequence of decisions. A sticky split hashes the user (or tenant)
 seed into a fixed point in [0, 1): a user always lands on the same arm, in every process and
 after a restart, and changing one arm's weight moves only the users near the boundary.
 Requests without the id fall back to the seeded draw.
+
+Each decision's propensity (`RouteDecision.propensity`, logged per call) is its arm's share,
+sticky or not: the hash of the id is the randomisation device, as the seeded generator is
+for a draw, and it does not look at the request's content. (Calls of one sticky user are
+not independent draws: off-policy estimates over few users are less certain than the
+call count suggests.)
 """
 
 from __future__ import annotations
@@ -113,6 +119,7 @@ class WeightedSplit(Policy):
             running += weight / total
             self._bounds.append(running)
         self._names = [t for t, _ in self.arms]
+        self._shares = self.shares
         # Rounding can leave the last bound just below 1: a point past it goes to the last
         # arm that has any weight.
         self._last = max(i for i, (_, w) in enumerate(self.arms) if w > 0)
@@ -141,7 +148,14 @@ class WeightedSplit(Policy):
         index = bisect.bisect_right(self._bounds, point)
         if index > self._last:
             index = self._last
-        return RouteDecision(self._names[index], how)
+        target = self._names[index]
+        return RouteDecision(target, how, propensity=self._shares[target])
+
+    def decision_probabilities(
+        self, decision: RouteDecision, request: ChatRequest
+    ) -> dict[str, float]:
+        """The arms' shares (a split's draw, or its hash, never looks at the request)."""
+        return {t: p for t, p in self._shares.items() if p > 0}
 
     def to_dict(self) -> dict[str, Any]:
         return {

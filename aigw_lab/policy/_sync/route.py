@@ -9,20 +9,32 @@ target and runs the rest of the pipeline (`PolicyCall`). A stream goes straight 
 targets the policy names for streams, moving to the next only while no text reached the
 caller; a policy that must see answers first (a cascade) runs on drained streams and its
 accepted answer is replayed.
+
+Every row a policy's call writes carries the policy's name (``ctx.route_policy``) and the
+probability of the decision behind it (``ctx.propensity``). A single-decision policy is
+asked for its `RouteDecision` here (its ``call`` is exactly sending to that target), so the
+decision's propensity is logged and the policy is told what the call cost
+(`Policy.settle`: an exploring policy's budget). A policy that calls several targets
+(fallback chain, cascade) is deterministic: its rows carry 1.0; a single-decision policy
+that overrides ``call`` hides its decision, so its rows carry NULL. A row the gateway's
+`Retry` stage adds (a retry, or a fallback to a target the policy did not name) keeps the
+propensity of the decision that led to it: the probability that the policy's choice set
+this chain of attempts going, not a probability of the row's own target.
 """
 
 # unasync: route_chat=route_chat, route_stream=route_stream, _stream=_stream
-# unasync: _drain=_drain, stream_targets=stream_targets
+# unasync: _drain=_drain, stream_targets=stream_targets, decide=decide
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Awaitable, Callable, Iterable
+from collections.abc import Iterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from aigw_lab.errors import AigwError
 from aigw_lab.gateway.effects import SyncIO
 from aigw_lab.gateway.health import should_fall_back
 from aigw_lab.gateway.route import POLICY_PROVIDER
+from aigw_lab.policy.base import Policy
 from aigw_lab.policy.route_call import PolicyCall
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEnd, StreamEvent, TextDelta
 
@@ -52,7 +64,20 @@ def route_chat(
             raise
 
     try:
-        return policy.call(call.request, send)
+        if not policy.single_decision or type(policy).call is not Policy.call:
+            # Several targets (a chain, a cascade: deterministic, 1.0), or a policy with its
+            # own call, whose probabilities the stage cannot see (None: not evaluable).
+            call.chosen(1.0 if not policy.single_decision else None)
+            return policy.call(call.request, send)
+        decision = policy.decide(call.request)
+        call.chosen(decision.propensity)
+        cost = None
+        try:
+            response = send(decision.target, call.request)
+            cost = response.cost_usd
+            return response
+        finally:
+            policy.settle(decision, cost)
     finally:
         call.restore()
 
@@ -76,8 +101,16 @@ def _stream(
 ) -> Iterator[StreamEvent]:
     policy = router._policy(ctx)
     call = PolicyCall(router, ctx)
+    decision = None
+    cost = None
     try:
-        targets = policy.stream_targets(call.request)
+        if policy.single_decision and type(policy).stream_targets is Policy.stream_targets:
+            decision = policy.decide(call.request)
+            call.chosen(decision.propensity)
+            targets: Sequence[str] | None = (decision.target,)
+        else:
+            call.chosen(1.0)
+            targets = policy.stream_targets(call.request)
         if targets is None:
             # The policy must see answers to decide (a cascade): run it on fully consumed
             # streams, then replay the accepted answer.
@@ -98,6 +131,8 @@ def _stream(
                 for event in events:
                     if not delivered and type(event) is TextDelta:
                         delivered = True
+                    elif type(event) is StreamEnd:
+                        cost = event.response.cost_usd
                     yield event
                 return
             except AigwError as exc:
@@ -108,6 +143,8 @@ def _stream(
             finally:
                 SyncIO.close(events)
     finally:
+        if decision is not None:
+            policy.settle(decision, cost)
         call.restore()
 
 
