@@ -517,7 +517,6 @@ def test_every_notebook_has_a_stated_time() -> None:
 
 
 def test_strip_outputs_script(tmp_path: Path) -> None:
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "strip_outputs", NOTEBOOKS_DIR / "strip_outputs.py"
@@ -544,11 +543,6 @@ def test_strip_outputs_script(tmp_path: Path) -> None:
     assert module.main(["--check", str(path)]) == 0
 
 
-# Notebook 06 runs the loop of issue 12 §3 on the APIs of three branches: exploration and
-# off-policy evaluation, shadow traffic, the replay matrix. Until they are merged it skips.
-_LOOP_MODULES = ("aigw_lab.policy.explore", "aigw_lab.policy.ope", "aigw_lab.gateway.shadow")
-_LOOP_MISSING = [m for m in _LOOP_MODULES if importlib.util.find_spec(m) is None]
-
 # Evaluated in 06's kernel after its last cell.
 _LOOP_PROBE = """{
     "calls": int(explore_rows),
@@ -571,11 +565,6 @@ _LOOP_PROBE = """{
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    bool(_LOOP_MISSING),
-    reason=f"notebook 06 needs {', '.join(_LOOP_MISSING)} (issue 12 §3's exploration and shadow "
-    "branches): remove this skip once they are merged",
-)
 def test_from_logs_to_policy(kernel_manager: Any, tmp_path: Path) -> None:
     run = run_notebook("06_from_logs_to_policy", kernel_manager, tmp_path, probe=_LOOP_PROBE)
     check, text = run.probe, stream_text(run.notebook)
