@@ -1,0 +1,523 @@
+"""The semantic cache's verification stage: after the vector search has found a stored
+request similar enough, decide whether its answer answers the new request.
+
+Embeddings place "convert 5 miles to km" next to "convert 5 km to miles" (cosine above
+0.98), "Did France beat Spain?" next to "Did Spain beat France?", and `ls -a` next to
+`ls -l`: no threshold separates those from paraphrases. `LexicalVerifier` reads both texts,
+normalised (case, contractions, number words to numbers), and refuses a candidate when
+they differ in one of the typed things that change an answer while leaving the embedding
+where it was:
+
+- ``numbers``: numbers and quantities (digits, number words, ordinals, signs);
+- ``units``: the units mentioned and the direction of a conversion;
+- ``antonyms``: a word on one side and its opposite on the other ("increase"/"decrease"),
+  or a negating prefix or suffix ("possible"/"impossible", "useful"/"useless");
+- ``negation``: the count of negation markers (not, never, no, without, n't, ...);
+- ``roles``: the same words with two parts swapped ("A beat B" / "B beat A");
+- ``code``: flags, operators and identifiers (`-a`/`-l`, `>`/`>=`, `foo_bar`);
+- ``dates``: weekdays, months, relative dates (today, tomorrow, next week);
+- ``language``: the natural or programming language named ("in French"/"in German");
+- ``entities``: a capitalised name swapped for another ("capital of France"/"of Germany").
+
+Everything runs on the two strings in pure Python: tens of microseconds per pair
+(``bench/bench_verifier.py``), no model, no training. The word lists are in
+`aigw_lab.gateway.semantic_lexicon`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from aigw_lab.errors import ConfigError
+from aigw_lab.gateway.semantic_lexicon import (
+    AMBIGUOUS_MONTHS,
+    ANTONYM_PAIRS,
+    CAPITALISED_LANGUAGES,
+    CONTRACTIONS,
+    DATE_MODIFIERS,
+    LANGUAGES,
+    MONTHS,
+    NEGATING_PREFIXES,
+    NEGATING_SUFFIXES,
+    NEGATION_WORDS,
+    NUMBER_WORDS,
+    ORDINALS,
+    RELATIVE_DATES,
+    SCALE_WORDS,
+    STOPWORDS,
+    SYMMETRIC_JOINS,
+    UNITS,
+    WEEKDAYS,
+)
+
+__all__ = ["PairVerifier", "LexicalVerifier", "CHECKS", "TextProfile", "profile_text"]
+
+#: The checks `LexicalVerifier` runs, in the order it runs them.
+CHECKS: tuple[str, ...] = (
+    "numbers",
+    "units",
+    "antonyms",
+    "negation",
+    "dates",
+    "language",
+    "code",
+    "entities",
+    "roles",
+)
+
+
+@runtime_checkable
+class PairVerifier(Protocol):
+    """Decides whether the answer stored for ``cached`` answers ``query``, given the
+    cosine ``similarity`` the vector search found between them. `SemanticCache` asks it
+    about each candidate at or above its threshold, best first, and serves the first one
+    it accepts."""
+
+    def accept(self, query: str, cached: str, similarity: float) -> bool: ...
+
+
+# --- reading a text -------------------------------------------------------------------------
+
+# Backticked code, then words (with inner ' . _ + # / - for identifiers, c++, km/h), numbers
+# with separators and a sign, flags, operators, and single symbols.
+_TOKEN = re.compile(
+    r"(?P<flag>(?<![\w-])--?[A-Za-z][\w-]*)"
+    r"|(?P<number>(?<![\w.])[-+]?\d+(?:[,.]\d+)*(?:st|nd|rd|th)?(?![\w]))"
+    r"|(?P<word>[A-Za-z_$£€¥°%][\w'’]*(?:[.+#/-][\w'’]+)*(?:\+\+|#)?(?:\(\))?)"
+    r"|(?P<op>==|!=|<=|>=|&&|\|\||<<|>>|->|=>|\*\*|//|\+=|-=|\*=|/=|[<>=+*/%^&|~!-])"
+    r"|(?P<other>\S)"
+)
+_CODE_SPAN = re.compile(r"`+([^`]+)`+")
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
+_ORDINAL_SUFFIX = re.compile(r"(st|nd|rd|th)$")
+# Operators that are also prose punctuation ("Python - how to", "and/or"): code only
+# between two operands that look like code (a number or a one-letter name).
+_PROSE_OPS = frozenset(("-", "/", "!", "&", "+", "*", "~"))
+_SENTENCE_END = frozenset(".!?:;\n")
+_ANTONYMS: dict[str, frozenset[str]] = {}
+for _a, _b in ANTONYM_PAIRS:
+    _ANTONYMS[_a] = _ANTONYMS.get(_a, frozenset()) | {_b}
+    _ANTONYMS[_b] = _ANTONYMS.get(_b, frozenset()) | {_a}
+del _a, _b
+
+
+class TextProfile(NamedTuple):
+    """What the verifier compares in one text (built once per text, by `profile_text`)."""
+
+    words: tuple[str, ...]  # normalised tokens, in order (numbers as digits)
+    numbers: tuple[str, ...]  # sorted numbers; ordinals as "#3"
+    loose_ones: int  # "one" not read as a number ("which one"): may match a bare 1
+    units: tuple[str, ...]  # canonical units, in order of mention
+    quantities: tuple[tuple[str, str], ...]  # (number, unit) written together, sorted
+    negations: int
+    dates: tuple[str, ...]
+    languages: tuple[str, ...]
+    code: tuple[str, ...]  # flags, operators, identifiers (case kept), sorted
+    spans: tuple[str, ...]  # the words inside backticks, sorted
+    entities: frozenset[str]  # capitalised names, lower-cased
+
+
+def _number_value(text: str) -> str:
+    """One spelling per number: "1,000" -> "1000", "5.0" -> "5", "+3" -> "3"."""
+    text = text.lstrip("+").replace(",", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _is_capitalised(raw: str) -> bool:
+    return raw[:1].isupper()
+
+
+def profile_text(text: str) -> TextProfile:
+    """Read ``text`` into the parts the verifier compares (see `TextProfile`)."""
+    text = text.translate(_APOSTROPHES)
+    spans = sorted(w for span in _CODE_SPAN.findall(text) for w in span.split())
+    raw_tokens: list[tuple[str, str]] = []  # (kind, raw text)
+    for match in _TOKEN.finditer(text.replace("`", " ")):
+        kind = match.lastgroup or "other"
+        raw_tokens.append((kind, match.group()))
+    words: list[str] = []
+    kinds: list[str] = []
+    raws: list[str] = []
+    starts: list[bool] = []  # the token starts a sentence
+    at_start = True
+    for kind, raw in raw_tokens:
+        if kind == "other" or (kind == "op" and raw in ".,"):
+            at_start = at_start or raw in _SENTENCE_END
+            continue
+        lower = raw.lower()
+        if kind == "word":
+            lower = lower.rstrip("'")
+            expanded = CONTRACTIONS.get(lower)
+            if expanded is None and lower.endswith("n't"):
+                expanded = lower[:-3] + " not"
+            elif expanded is None and lower.endswith(("'s", "'re", "'ve", "'ll", "'d")):
+                expanded = lower.split("'")[0]
+            parts = expanded.split() if expanded else [lower]
+            for i, part in enumerate(parts):
+                words.append(part)
+                kinds.append("word")
+                raws.append(raw if i == 0 else part)
+                starts.append(at_start and i == 0)
+        else:
+            words.append(lower)
+            kinds.append(kind)
+            raws.append(raw)
+            starts.append(at_start)
+        at_start = raw in _SENTENCE_END
+    return _profile(words, kinds, raws, starts, tuple(spans))
+
+
+def _profile(
+    words: list[str], kinds: list[str], raws: list[str], starts: list[bool], spans: tuple
+) -> TextProfile:
+    n = len(words)
+    numbers: list[str] = []
+    quantities: list[tuple[str, str]] = []
+    units: list[str] = []
+    dates: list[str] = []
+    languages: list[str] = []
+    code: list[str] = []
+    entities: set[str] = set()
+    negations = loose_ones = 0
+    normal = list(words)
+    i = 0
+    while i < n:
+        word, kind, raw = words[i], kinds[i], raws[i]
+        prev = words[i - 1] if i else ""
+        nxt = words[i + 1] if i + 1 < n else ""
+        if kind == "number":
+            value = raw
+            ordinal = _ORDINAL_SUFFIX.search(value)
+            if ordinal:
+                value = "#" + _number_value(value[: ordinal.start()])
+            else:
+                value = _number_value(value)
+                # "5 million": one number
+                if nxt in SCALE_WORDS:
+                    value = _number_value(str(float(value) * SCALE_WORDS[nxt]))
+                    i += 1
+            numbers.append(value)
+            normal[i] = value
+            unit = UNITS.get(words[i + 1]) if i + 1 < n else None
+            if unit is not None:
+                quantities.append((value, unit))
+            i += 1
+            continue
+        if kind == "word" and (word in NUMBER_WORDS and word not in ("half",)):
+            # A run of number words: "twenty five", "two hundred", "one thousand five".
+            j, total, current, counted = i, 0, 0, False
+            while j < n and (words[j] in NUMBER_WORDS or words[j] in SCALE_WORDS):
+                w = words[j]
+                if w in SCALE_WORDS:
+                    current = max(current, 1) * SCALE_WORDS[w]
+                    if SCALE_WORDS[w] >= 1000:
+                        total, current = total + current, 0
+                else:
+                    current += NUMBER_WORDS[w]
+                j += 1
+                counted = counted or w != "one" or j - i > 1
+            following = words[j] if j < n else ""
+            if word == "one" and j - i == 1:
+                counted = following in UNITS or following in SCALE_WORDS
+            if counted:
+                value = _number_value(str(total + current))
+                numbers.append(value)
+                if following in UNITS:
+                    quantities.append((value, UNITS[following]))
+                normal[i:j] = [value] + [""] * (j - i - 1)
+                i = j
+                continue
+            loose_ones += 1
+        if kind == "word" and word in ORDINALS and (word != "second" or prev == "the"):
+            if word != "last" or prev == "the":
+                numbers.append(f"#{ORDINALS[word]}")
+        if kind == "word" and word in NEGATION_WORDS:
+            # An answer's "No, ..." opening is not a negation of what follows, and "not
+            # only ... but also" negates nothing.
+            answer_word = word == "no" and starts[i] and raws[i][:1] == "N"
+            if not answer_word and not (word == "not" and nxt == "only"):
+                negations += 1
+        if kind == "word" or kind == "op":
+            unit = UNITS.get(word)
+            if unit is not None and not _unit_is_word(word, prev, nxt):
+                units.append(unit)
+        if kind == "word":
+            if word in WEEKDAYS:
+                dates.append(WEEKDAYS[word])
+            elif word in MONTHS and (
+                word not in AMBIGUOUS_MONTHS
+                or (_is_capitalised(raw) and not starts[i])
+                or kinds[i - 1 if i else i] == "number"
+                or (i + 1 < n and kinds[i + 1] == "number")
+            ):
+                dates.append(MONTHS[word])
+            elif word in RELATIVE_DATES:
+                dates.append(word)
+            elif word in ("week", "month", "year", "weekend") and prev in DATE_MODIFIERS:
+                dates.append(f"{prev} {word}")
+            lang = CAPITALISED_LANGUAGES.get(raw) if len(raw) < 6 else None
+            if lang is None and word in LANGUAGES:
+                lang = LANGUAGES[word]
+            if lang is not None and not (len(raw) == 1 and starts[i]):
+                languages.append(lang)
+            elif _is_code_word(raw):
+                code.append(raw)
+            elif (
+                _is_capitalised(raw)
+                and not starts[i]
+                and word not in STOPWORDS
+                and word not in MONTHS
+                and word not in WEEKDAYS
+            ):
+                entities.add(word)
+        elif kind == "flag":
+            code.append(raw)
+        elif kind == "op":
+            if raw not in _PROSE_OPS or _code_operands(kinds, words, i):
+                code.append(raw)
+        i += 1
+    return TextProfile(
+        words=tuple(w for w in normal if w),
+        numbers=tuple(sorted(numbers)),
+        loose_ones=loose_ones,
+        units=tuple(units),
+        quantities=tuple(sorted(quantities)),
+        negations=negations,
+        dates=tuple(sorted(dates)),
+        languages=tuple(sorted(set(languages))),
+        code=tuple(sorted(code)),
+        spans=spans,
+        entities=frozenset(entities),
+    )
+
+
+def _unit_is_word(word: str, prev: str, nxt: str) -> bool:
+    """Unit spellings that are usually plain words: "in" (the preposition), "m", "s",
+    "g", "l", "min", "h" alone, "second" as an ordinal, "day"/"week"/... without a number
+    or a conversion around them count only next to a number (handled by quantities)."""
+    if word in ("in", "m", "s", "g", "l", "h", "min", "sec", "mi", "cal", "bit", "bits"):
+        return not prev[:1].isdigit()
+    if word in ("second", "day", "days", "week", "weeks", "month", "months", "year", "years"):
+        return not prev[:1].isdigit() and prev not in ("many", "per", "in", "to", "into")
+    if word in ("pound", "pounds"):
+        return False
+    return False
+
+
+def _is_code_word(raw: str) -> bool:
+    """An identifier, a path or a call: ``foo_bar``, ``os.path``, ``len()``, ``camelCase``,
+    ``c++``. Plain words and sentence punctuation are not."""
+    core = raw.rstrip(".")
+    if "_" in core or core.endswith("()") or "." in core:
+        return any(c.isalpha() for c in core)
+    return any(c.islower() for c in core[:1]) and any(c.isupper() for c in core[1:])
+
+
+def _code_operands(kinds: list[str], words: list[str], i: int) -> bool:
+    def operand(j: int) -> bool:
+        return 0 <= j < len(words) and (kinds[j] == "number" or len(words[j]) == 1)
+
+    return operand(i - 1) and operand(i + 1)
+
+
+# --- comparing two texts --------------------------------------------------------------------
+
+
+class LexicalVerifier:
+    """The default `PairVerifier`: typed differences between the two texts (see the
+    module's docstring for the checks). ``checks``: which of `CHECKS` to run (all by
+    default; `SemanticCache`'s ``guard_numbers=False``/``guard_negation=False`` drop
+    ``numbers``/``negation``). ``extra_antonyms``: more ``(word, opposite)`` pairs for
+    your domain. ``memo``: how many texts' profiles are kept (stored prompts are read
+    again on every lookup that finds them)."""
+
+    def __init__(
+        self,
+        *,
+        checks: Iterable[str] = CHECKS,
+        extra_antonyms: Iterable[tuple[str, str]] = (),
+        memo: int = 4096,
+    ) -> None:
+        chosen = tuple(checks)
+        unknown = [c for c in chosen if c not in CHECKS]
+        if unknown:
+            raise ConfigError(
+                f"LexicalVerifier checks {unknown!r} are unknown",
+                hint=f"choose among {', '.join(CHECKS)}",
+            )
+        self.checks = tuple(c for c in CHECKS if c in chosen)
+        self._antonyms = dict(_ANTONYMS)
+        for a, b in extra_antonyms:
+            a, b = a.lower(), b.lower()
+            self._antonyms[a] = self._antonyms.get(a, frozenset()) | {b}
+            self._antonyms[b] = self._antonyms.get(b, frozenset()) | {a}
+        self._memo: OrderedDict[str, TextProfile] = OrderedDict()
+        self._memo_size = memo
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LexicalVerifier(checks={self.checks!r})"
+
+    def accept(self, query: str, cached: str, similarity: float) -> bool:
+        """True when no check finds a difference that changes the answer."""
+        return self.difference(query, cached) is None
+
+    def difference(self, query: str, cached: str) -> str | None:
+        """The first check (a name in `CHECKS`) on which the texts differ, or None."""
+        if query == cached:
+            return None
+        a, b = self.profile(query), self.profile(cached)
+        for check in self.checks:
+            if _DIFFERS[check](self, a, b):
+                return check
+        return None
+
+    def profile(self, text: str) -> TextProfile:
+        """``text`` read by `profile_text`, memoised (stored prompts recur on lookups)."""
+        with self._lock:
+            found = self._memo.get(text)
+            if found is not None:
+                self._memo.move_to_end(text)
+                return found
+        found = profile_text(text)
+        with self._lock:
+            self._memo[text] = found
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        return found
+
+    # --- the checks, each True when the two profiles differ in what it looks at ------------
+
+    def _numbers(self, a: TextProfile, b: TextProfile) -> bool:
+        if a.numbers == b.numbers:
+            return False
+        only_a = Counter(a.numbers) - Counter(b.numbers)
+        only_b = Counter(b.numbers) - Counter(a.numbers)
+        # "one apple" read as a word on one side, "1 apple" as a number on the other.
+        if not only_b and set(only_a) == {"1"} and only_a["1"] <= b.loose_ones:
+            return False
+        return not (not only_a and set(only_b) == {"1"} and only_b["1"] <= a.loose_ones)
+
+    def _units(self, a: TextProfile, b: TextProfile) -> bool:
+        if not a.units and not b.units:
+            return False
+        if Counter(a.units) != Counter(b.units):
+            return True
+        if Counter(u for _, u in a.quantities) != Counter(u for _, u in b.quantities):
+            return True  # "5 miles in km" vs "5 km in miles": the measured unit moved
+        if a.quantities or len(set(a.units)) < 2:
+            return False
+        # No quantity: the conversion's direction is the order of mention, unless one side
+        # asks "how many X in Y" (target first).
+        return _direction(a) != _direction(b)
+
+    def _antonyms_(self, a: TextProfile, b: TextProfile) -> bool:
+        only_a = set(a.words) - set(b.words)
+        only_b = set(b.words) - set(a.words)
+        if not only_a or not only_b:
+            return False
+        for word in only_a:
+            opposites = self._antonyms.get(word)
+            if opposites and opposites & only_b:
+                return True
+            if _flipped(word, only_b):
+                return True
+        return any(_flipped(word, only_a) for word in only_b)
+
+    def _negation(self, a: TextProfile, b: TextProfile) -> bool:
+        return a.negations != b.negations
+
+    def _dates(self, a: TextProfile, b: TextProfile) -> bool:
+        return a.dates != b.dates
+
+    def _language(self, a: TextProfile, b: TextProfile) -> bool:
+        return a.languages != b.languages
+
+    def _code(self, a: TextProfile, b: TextProfile) -> bool:
+        if a.spans and b.spans and a.spans != b.spans:
+            return True
+        return a.code != b.code
+
+    def _entities(self, a: TextProfile, b: TextProfile) -> bool:
+        # A name on each side that the other side does not mention at all: a substitution
+        # ("France" for "Germany"), not a paraphrase that adds or drops a name.
+        words_a, words_b = set(a.words), set(b.words)
+        return bool(a.entities - words_b) and bool(b.entities - words_a)
+
+    def _roles(self, a: TextProfile, b: TextProfile) -> bool:
+        if Counter(a.words) != Counter(b.words) or a.words == b.words:
+            return False
+        return _swapped(a.words, b.words) or _swapped(_content(a.words), _content(b.words))
+
+
+_DIFFERS = {
+    "numbers": LexicalVerifier._numbers,
+    "units": LexicalVerifier._units,
+    "antonyms": LexicalVerifier._antonyms_,
+    "negation": LexicalVerifier._negation,
+    "dates": LexicalVerifier._dates,
+    "language": LexicalVerifier._language,
+    "code": LexicalVerifier._code,
+    "entities": LexicalVerifier._entities,
+    "roles": LexicalVerifier._roles,
+}
+
+
+def _flipped(word: str, others: set[str]) -> bool:
+    """``word`` is a negating prefix or suffix away from a word in ``others``."""
+    for prefix in NEGATING_PREFIXES:
+        if word.startswith(prefix) and len(word) - len(prefix) >= 4:
+            stem = word[len(prefix) :].lstrip("-")
+            if stem in others:
+                return True
+    for yes, no in NEGATING_SUFFIXES:
+        if word.endswith(no) and word[: -len(no)] + yes in others:
+            return True
+    return False
+
+
+def _direction(p: TextProfile) -> tuple[str, ...]:
+    """The order a conversion goes, from its words: "how many km in a mile" names the
+    target first, every other phrasing ("miles to km", "from miles into km") the source."""
+    order = tuple(dict.fromkeys(p.units))
+    words = p.words
+    for i, w in enumerate(words[:-1]):
+        if w == "how" and words[i + 1] in ("many", "much"):
+            return order[::-1]
+    return order
+
+
+def _content(words: Iterable[str]) -> tuple[str, ...]:
+    return tuple(w for w in words if w not in STOPWORDS and not w.isdigit())
+
+
+def _swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """``a`` is ``P X M Y S`` and ``b`` is ``P Y M X S`` (X, Y non-empty and different, M
+    non-empty and not a symmetric join like "and"): two parts traded places around a verb
+    or a preposition, as in "A beat B" / "B beat A" or "from A to B" / "from B to A"."""
+    if len(a) != len(b) or a == b:
+        return False
+    start = 0
+    while a[start] == b[start]:
+        start += 1
+    end = len(a)
+    while a[end - 1] == b[end - 1]:
+        end -= 1
+    ma, mb = a[start:end], b[start:end]
+    size = len(ma)
+    if size > 24:
+        return False
+    for x in range(1, size - 1):
+        for y in range(1, size - x):
+            middle = ma[x : size - y]
+            if mb == ma[size - y :] + middle + ma[:x] and ma[:x] != ma[size - y :]:
+                return not all(w in SYMMETRIC_JOINS for w in middle)
+    return False
