@@ -38,7 +38,7 @@ NUMBER_WORDS: dict[str, int] = {
 NUMBER_WORDS.update(
     twenty=20, thirty=30, forty=40, fifty=50, sixty=60, seventy=70, eighty=80, ninety=90
 )
-NUMBER_WORDS.update(dozen=12, half=0.5)  # "a dozen eggs", "half a cup"
+NUMBER_WORDS.update(half=0.5)  # "half a cup"
 #: Multipliers: "two hundred" is 200. Alone ("thousands of files") they are vague amounts,
 #: not numbers, so a paraphrase saying "several thousand" still matches.
 SCALE_WORDS: dict[str, int] = {
@@ -47,6 +47,7 @@ SCALE_WORDS: dict[str, int] = {
     "million": 1_000_000,
     "billion": 1_000_000_000,
     "trillion": 1_000_000_000_000,
+    "dozen": 12,
 }
 #: Ordinal words -> their number ("the third step" is not "the fourth step"). "second" is
 #: also a unit of time: the verifier reads it as an ordinal only after "the".
@@ -239,7 +240,7 @@ LANGUAGES: dict[str, str] = {
         "croatian "
         "python javascript typescript java kotlin scala ruby php perl haskell clojure elixir "
         "erlang fortran cobol pascal lua julia matlab dart groovy bash powershell sql "
-        "html css golang c++ c# f# objective-c zig ocaml lisp scheme prolog assembly"
+        "html css golang c++ c# f# objective-c zig ocaml lisp prolog"
     ).split()
 }
 LANGUAGES.update(
@@ -262,6 +263,8 @@ CAPITALISED_LANGUAGES: dict[str, str] = {
     "R": "r",
     "Ruby": "ruby",
     "Julia": "julia",
+    "Scheme": "scheme",
+    "Assembly": "assembly",
 }
 
 #: Contractions expanded before comparing ("isn't" and "is not" ask the same thing).

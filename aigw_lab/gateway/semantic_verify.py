@@ -92,6 +92,7 @@ _TOKEN = re.compile(
     r"|(?P<other>\S)"
 )
 _CODE_SPAN = re.compile(r"`+([^`]+)`+")
+_CAMEL = re.compile(r"^[a-z]+[A-Z][A-Za-z0-9]*$")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
 _ORDINAL_SUFFIX = re.compile(r"(st|nd|rd|th)$")
 # Operators that are also prose punctuation ("Python - how to", "and/or"): code only
@@ -109,14 +110,18 @@ class TextProfile(NamedTuple):
     """What the verifier compares in one text (built once per text, by `profile_text`)."""
 
     words: tuple[str, ...]  # normalised tokens, in order (numbers as digits)
-    numbers: tuple[str, ...]  # sorted numbers; ordinals as "#3"
+    numbers: tuple[str, ...]  # sorted numbers
+    ordinals: tuple[str, ...]  # sorted ordinals ("first" -> "1")
     loose_ones: int  # "one" not read as a number ("which one"): may match a bare 1
     units: tuple[str, ...]  # canonical units, in order of mention
     quantities: tuple[tuple[str, str], ...]  # (number, unit) written together, sorted
     negations: int
+    negated: frozenset[str]  # the stems negation markers apply to ("not safe" -> "safe")
+    stems: frozenset[str]  # every word's stem
     dates: tuple[str, ...]
     languages: tuple[str, ...]
-    code: tuple[str, ...]  # flags, operators, identifiers (case kept), sorted
+    code: tuple[str, ...]  # flags and operators (case kept), sorted, unique
+    identifiers: frozenset[str]  # foo_bar, os.path, len(), camelCase (lower-cased)
     spans: tuple[str, ...]  # the words inside backticks, sorted
     entities: frozenset[str]  # capitalised names, lower-cased
 
@@ -139,20 +144,26 @@ def profile_text(text: str) -> TextProfile:
     """Read ``text`` into the parts the verifier compares (see `TextProfile`)."""
     text = text.translate(_APOSTROPHES)
     spans = sorted(w for span in _CODE_SPAN.findall(text) for w in span.split())
-    raw_tokens: list[tuple[str, str]] = []  # (kind, raw text)
-    for match in _TOKEN.finditer(text.replace("`", " ")):
-        kind = match.lastgroup or "other"
-        raw_tokens.append((kind, match.group()))
+    plain = text.replace("`", " ")
+    raw_tokens = [(m.lastgroup or "other", m.group(), m.start()) for m in _TOKEN.finditer(plain)]
     words: list[str] = []
     kinds: list[str] = []
     raws: list[str] = []
     starts: list[bool] = []  # the token starts a sentence
     at_start = True
-    for kind, raw in raw_tokens:
+    for k, (kind, raw, where) in enumerate(raw_tokens):
+        follow = raw_tokens[k + 1][1] if k + 1 < len(raw_tokens) else ""
         if kind == "other" or (kind == "op" and raw in ".,"):
             at_start = at_start or raw in _SENTENCE_END
             continue
+        if kind == "number" and _is_list_marker(
+            plain, where, follow, raw_tokens[k - 1][1] if k else ""
+        ):
+            at_start = True  # "1) ..." and "2. ..." number a list; they ask nothing
+            continue
         lower = raw.lower()
+        if kind == "word" and lower == "no" and at_start and follow in (",", ".", "!", ";"):
+            continue  # an answer's "No, ..." opening negates nothing that follows
         if kind == "word":
             lower = lower.rstrip("'")
             expanded = CONTRACTIONS.get(lower)
@@ -160,6 +171,10 @@ def profile_text(text: str) -> TextProfile:
                 expanded = lower[:-3] + " not"
             elif expanded is None and lower.endswith(("'s", "'re", "'ve", "'ll", "'d")):
                 expanded = lower.split("'")[0]
+            elif expanded is None and "-" in lower:
+                pieces = lower.split("-")  # "twenty-one", "two-step", "non-streaming"
+                if pieces[0] == "non" or any(p in NUMBER_WORDS or p in SCALE_WORDS for p in pieces):
+                    expanded = " ".join(pieces)
             parts = expanded.split() if expanded else [lower]
             for i, part in enumerate(parts):
                 words.append(part)
@@ -175,11 +190,39 @@ def profile_text(text: str) -> TextProfile:
     return _profile(words, kinds, raws, starts, tuple(spans))
 
 
+def _is_list_marker(text: str, where: int, follow: str, before: str) -> bool:
+    """A number that numbers a list item: "1)" (not "(1)"), or "2." at a line's start."""
+    if follow == ")" and before != "(":
+        return True
+    line_start = text.rfind("\n", 0, where) + 1
+    return follow == "." and not text[line_start:where].strip()
+
+
+def _stem(word: str) -> str:
+    """A crude stem, so "exists", "existed" and "existing" meet "exist"."""
+    if len(word) >= 6 and word.endswith("ing"):
+        return word[:-3]
+    if len(word) >= 5 and word.endswith("ied"):
+        return word[:-3] + "y"
+    if len(word) >= 5 and word.endswith("ed"):
+        return word[:-2] if not word.endswith("eed") else word
+    if len(word) >= 5 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) >= 5 and word.endswith(("ses", "xes", "zes", "ches", "shes")):
+        return word[:-2]
+    if len(word) >= 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
 def _profile(
     words: list[str], kinds: list[str], raws: list[str], starts: list[bool], spans: tuple
 ) -> TextProfile:
     n = len(words)
     numbers: list[str] = []
+    ordinals: list[str] = []
+    negated: set[str] = set()
+    identifiers: set[str] = set()
     quantities: list[tuple[str, str]] = []
     units: list[str] = []
     dates: list[str] = []
@@ -197,7 +240,9 @@ def _profile(
             value = raw
             ordinal = _ORDINAL_SUFFIX.search(value)
             if ordinal:
-                value = "#" + _number_value(value[: ordinal.start()])
+                ordinals.append(_number_value(value[: ordinal.start()]))
+                i += 1
+                continue
             else:
                 value = _number_value(value)
                 # "5 million": one number
@@ -238,16 +283,17 @@ def _profile(
             loose_ones += 1
         if kind == "word" and word in ORDINALS and (word != "second" or prev == "the"):
             if word != "last" or prev == "the":
-                numbers.append(f"#{ORDINALS[word]}")
+                ordinals.append(str(ORDINALS[word]))
         if kind == "word" and word in NEGATION_WORDS:
-            # An answer's "No, ..." opening is not a negation of what follows, and "not
-            # only ... but also" negates nothing.
-            answer_word = word == "no" and starts[i] and raws[i][:1] == "N"
-            if not answer_word and not (word == "not" and nxt == "only"):
+            # "not only ... but also" negates nothing.
+            if not (word == "not" and nxt == "only"):
                 negations += 1
+                head = _negated_head(words, i)
+                if head:
+                    negated.add(head)
         if kind == "word" or kind == "op":
             unit = UNITS.get(word)
-            if unit is not None and not _unit_is_word(word, prev, nxt):
+            if unit is not None and not _unit_is_word(word, raw, prev):
                 units.append(unit)
         if kind == "word":
             if word in WEEKDAYS:
@@ -263,13 +309,13 @@ def _profile(
                 dates.append(word)
             elif word in ("week", "month", "year", "weekend") and prev in DATE_MODIFIERS:
                 dates.append(f"{prev} {word}")
-            lang = CAPITALISED_LANGUAGES.get(raw) if len(raw) < 6 else None
+            lang = CAPITALISED_LANGUAGES.get(raw)
             if lang is None and word in LANGUAGES:
                 lang = LANGUAGES[word]
             if lang is not None and not (len(raw) == 1 and starts[i]):
                 languages.append(lang)
             elif _is_code_word(raw):
-                code.append(raw)
+                identifiers.add(raw.lower().rstrip("."))
             elif (
                 _is_capitalised(raw)
                 and not starts[i]
@@ -287,28 +333,55 @@ def _profile(
     return TextProfile(
         words=tuple(w for w in normal if w),
         numbers=tuple(sorted(numbers)),
+        ordinals=tuple(sorted(ordinals)),
         loose_ones=loose_ones,
         units=tuple(units),
         quantities=tuple(sorted(quantities)),
         negations=negations,
+        negated=frozenset(negated),
+        stems=frozenset(_stem(w) for w in normal if w),
         dates=tuple(sorted(dates)),
         languages=tuple(sorted(set(languages))),
-        code=tuple(sorted(code)),
+        code=tuple(sorted(set(code))),
+        identifiers=frozenset(identifiers),
         spans=spans,
         entities=frozenset(entities),
     )
 
 
-def _unit_is_word(word: str, prev: str, nxt: str) -> bool:
-    """Unit spellings that are usually plain words: "in" (the preposition), "m", "s",
-    "g", "l", "min", "h" alone, "second" as an ordinal, "day"/"week"/... without a number
-    or a conversion around them count only next to a number (handled by quantities)."""
+# Words skipped when looking for what a negation applies to: "is not a safe" -> "safe".
+_NOT_HEADS = frozenset(
+    (
+        "a an the any all some be been being is are was were am do does did have has had "
+        "i you he she it we they me my your his her its our their this that these those "
+        "so very too even only ever quite really yet at all to of for one"
+    ).split()
+)
+
+
+def _negated_head(words: list[str], i: int) -> str | None:
+    """The stem of the word the negation at ``words[i]`` applies to: the first word after
+    it that is not an article, a pronoun or an auxiliary (within four words)."""
+    for word in words[i + 1 : i + 5]:
+        if word not in _NOT_HEADS and word not in NEGATION_WORDS:
+            return _stem(word)
+    return None
+
+
+_SHOUTED_UNITS = frozenset("kb mb gb tb usd eur gbp jpy inr cny kw kwh mph kmh".split())
+
+
+def _unit_is_word(word: str, raw: str, prev: str) -> bool:
+    """A unit's spelling used as a plain word: "in" (the preposition), "m", "s", "min"
+    alone, "ML" (machine learning), "second" as an ordinal; "day", "week"... count as
+    units only after a number or in a conversion ("how many days", "in weeks")."""
+    after_number = prev[:1].isdigit()
     if word in ("in", "m", "s", "g", "l", "h", "min", "sec", "mi", "cal", "bit", "bits"):
-        return not prev[:1].isdigit()
+        return not after_number
+    if raw.isupper() and len(raw) <= 3 and word not in _SHOUTED_UNITS:
+        return not after_number
     if word in ("second", "day", "days", "week", "weeks", "month", "months", "year", "years"):
-        return not prev[:1].isdigit() and prev not in ("many", "per", "in", "to", "into")
-    if word in ("pound", "pounds"):
-        return False
+        return not after_number and prev not in ("many", "per", "in", "to", "into")
     return False
 
 
@@ -316,9 +389,11 @@ def _is_code_word(raw: str) -> bool:
     """An identifier, a path or a call: ``foo_bar``, ``os.path``, ``len()``, ``camelCase``,
     ``c++``. Plain words and sentence punctuation are not."""
     core = raw.rstrip(".")
-    if "_" in core or core.endswith("()") or "." in core:
+    if core.endswith("()") or "_" in core:
         return any(c.isalpha() for c in core)
-    return any(c.islower() for c in core[:1]) and any(c.isupper() for c in core[1:])
+    if "." in core:  # os.path, np.argmax; not "e.g" or "U.S"
+        return max(len(part) for part in core.split(".")) >= 3 and "/" not in core
+    return _CAMEL.match(core) is not None
 
 
 def _code_operands(kinds: list[str], words: list[str], i: int) -> bool:
@@ -397,6 +472,9 @@ class LexicalVerifier:
     # --- the checks, each True when the two profiles differ in what it looks at ------------
 
     def _numbers(self, a: TextProfile, b: TextProfile) -> bool:
+        # Ordinals count when both sides have one: "the first step" / "the initial step".
+        if a.ordinals and b.ordinals and a.ordinals != b.ordinals:
+            return True
         if a.numbers == b.numbers:
             return False
         only_a = Counter(a.numbers) - Counter(b.numbers)
@@ -428,29 +506,43 @@ class LexicalVerifier:
             opposites = self._antonyms.get(word)
             if opposites and opposites & only_b:
                 return True
-            if _flipped(word, only_b):
+            if _flipped(word, only_b, b.negated):
                 return True
-        return any(_flipped(word, only_a) for word in only_b)
+        return any(_flipped(word, only_a, a.negated) for word in only_b)
 
     def _negation(self, a: TextProfile, b: TextProfile) -> bool:
-        return a.negations != b.negations
+        # A different count of negations matters when one side negates a word the other
+        # says plainly ("is it safe" / "is it not safe"); "doesn't have any" against "in
+        # the absence of" negates nothing the other side asserts.
+        if a.negations == b.negations:
+            return False
+        return bool(a.negated & (b.stems - b.negated)) or bool(b.negated & (a.stems - a.negated))
 
     def _dates(self, a: TextProfile, b: TextProfile) -> bool:
         return a.dates != b.dates
 
     def _language(self, a: TextProfile, b: TextProfile) -> bool:
-        return a.languages != b.languages
+        # One language swapped for another; naming one on one side only is a rewording
+        # ("in a Pythonic way" / "using Python").
+        return bool(set(a.languages) - set(b.languages)) and bool(
+            set(b.languages) - set(a.languages)
+        )
 
     def _code(self, a: TextProfile, b: TextProfile) -> bool:
-        if a.spans and b.spans and a.spans != b.spans:
+        if a.code != b.code:  # flags and operators: exactly the same ones
             return True
-        return a.code != b.code
+        if a.spans and b.spans and set(a.spans) != set(b.spans):
+            return _substituted(set(a.spans), set(b.spans), a, b)
+        # An identifier swapped for another (not one named on one side only).
+        return _substituted(a.identifiers, b.identifiers, a, b)
 
     def _entities(self, a: TextProfile, b: TextProfile) -> bool:
-        # A name on each side that the other side does not mention at all: a substitution
-        # ("France" for "Germany"), not a paraphrase that adds or drops a name.
-        words_a, words_b = set(a.words), set(b.words)
-        return bool(a.entities - words_b) and bool(b.entities - words_a)
+        # A name or two on each side that the other side does not mention at all: a
+        # substitution ("France" for "Germany"), not a paraphrase that adds, drops or
+        # spells out names ("Random Access Memory" / "RAM").
+        only_a = a.entities - set(a.words).intersection(b.words)
+        only_b = b.entities - set(a.words).intersection(b.words)
+        return 1 <= len(only_a) == len(only_b) <= 2
 
     def _roles(self, a: TextProfile, b: TextProfile) -> bool:
         if Counter(a.words) != Counter(b.words) or a.words == b.words:
@@ -471,12 +563,20 @@ _DIFFERS = {
 }
 
 
-def _flipped(word: str, others: set[str]) -> bool:
-    """``word`` is a negating prefix or suffix away from a word in ``others``."""
+def _substituted(a: set[str], b: set[str], pa: TextProfile, pb: TextProfile) -> bool:
+    """Each side has an item the other does not mention, even as a plain word."""
+    only_a = {x for x in a - b if x not in pb.words}
+    only_b = {x for x in b - a if x not in pa.words}
+    return bool(only_a) and bool(only_b)
+
+
+def _flipped(word: str, others: set[str], negated: frozenset[str] = frozenset()) -> bool:
+    """``word`` is a negating prefix or suffix away from a word in ``others`` (which the
+    other side does not negate itself: "non-streaming" / "without streaming")."""
     for prefix in NEGATING_PREFIXES:
         if word.startswith(prefix) and len(word) - len(prefix) >= 4:
             stem = word[len(prefix) :].lstrip("-")
-            if stem in others:
+            if stem in others and _stem(stem) not in negated:
                 return True
     for yes, no in NEGATING_SUFFIXES:
         if word.endswith(no) and word[: -len(no)] + yes in others:
