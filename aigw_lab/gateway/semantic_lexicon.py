@@ -22,6 +22,8 @@ __all__ = [
     "RELATIVE_DATES",
     "LANGUAGES",
     "CONTRACTIONS",
+    "CONTRAST_SETS",
+    "DIRECTION_PAIRS",
     "STOPWORDS",
     "SYMMETRIC_JOINS",
 ]
@@ -38,7 +40,8 @@ NUMBER_WORDS: dict[str, int] = {
 NUMBER_WORDS.update(
     twenty=20, thirty=30, forty=40, fifty=50, sixty=60, seventy=70, eighty=80, ninety=90
 )
-NUMBER_WORDS.update(half=0.5)  # "half a cup"
+NUMBER_WORDS.update(half=0.5, quarter=0.25)  # "half a cup"
+NUMBER_WORDS.update(twice=2, thrice=3, triple=3, quadruple=4)  # "twice the dose"
 #: Multipliers: "two hundred" is 200. Alone ("thousands of files") they are vague amounts,
 #: not numbers, so a paraphrase saying "several thousand" still matches.
 SCALE_WORDS: dict[str, int] = {
@@ -63,7 +66,7 @@ ORDINALS.update(last=-1)  # "the last element" differs from "the first element"
 _UNIT_SPELLINGS = {
     "km": "kilometer kilometers kilometre kilometres km kms",
     "mile": "mile miles mi",
-    "m": "meter meters metre metres",
+    "m": "m meter meters metre metres",
     "cm": "centimeter centimeters centimetre centimetres cm",
     "mm": "millimeter millimeters millimetre millimetres mm",
     "ft": "foot feet ft",
@@ -185,19 +188,104 @@ ANTONYM_PAIRS: tuple[tuple[str, str], ...] = tuple(
         "mitosis/meiosis aerobic/anaerobic systolic/diastolic hyper/hypo "
         "hyperthyroidism/hypothyroidism hypertension/hypotension "
         "hyperglycemia/hypoglycemia inhale/exhale inhaling/exhaling "
-        "vegetarian/vegan"
+        "vegetarian/vegan read/write reading/writing reader/writer "
+        "get/set getter/setter often/rarely usually/rarely frequently/rarely "
+        "approve/deny permit/forbid allow/forbid allow/prohibit uncle/aunt nephew/niece "
+        "grandfather/grandmother grandson/granddaughter singular/plural vowel/consonant "
+        "numerator/denominator derivative/integral differentiate/integrate "
+        "prime/composite sunrise/sunset import/require lend/borrow lender/borrower "
+        "employer/employee landlord/tenant buyer/seller seller/buyer debtor/creditor "
+        "teacher/student doctor/patient predator/prey"
     ).split()
+)
+
+#: Direction words: opposites in a short prompt ("translate this to English" / "from
+#: English"), too common in long texts to compare there (the verifier checks them only
+#: when both texts have at most `DIRECTION_MAX_WORDS` words).
+DIRECTION_PAIRS: tuple[tuple[str, str], ...] = (("to", "from"), ("into", "from"))
+DIRECTION_MAX_WORDS = 16
+
+#: Groups of words that stand for different things of one kind: asking about one is not
+#: asking about another ("boiling point" / "freezing point", "mean" / "median").
+CONTRAST_SETS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group.split())
+    for group in (
+        "boiling freezing melting",
+        "mean median mode",
+        "bold italic underline strikethrough",
+        "light sound",
+        "sin cos tan sine cosine tangent",
+        "latitude longitude",
+        "area perimeter circumference volume",
+        "radius diameter",
+        "tcp udp",
+        "http https",
+        "ram rom",
+        "cpu gpu tpu",
+        "ipv4 ipv6",
+        "sql nosql",
+        "dna rna",
+        "virus bacteria",
+        "weather climate",
+        "noun verb adjective adverb pronoun",
+        "breakfast lunch dinner",
+        "spring summer autumn winter",
+        "morning afternoon evening night",
+        "solstice equinox",
+        "proton neutron electron",
+        "mitosis meiosis",
+        "arteries veins",
+        "artery vein",
+        "herbivore carnivore omnivore",
+        "mammal reptile amphibian bird fish insect",
+        "gold silver bronze",
+        "red blue green yellow orange purple black white",
+        "iphone android",
+        "windows linux macos mac ubuntu",
+        "chrome firefox safari edge",
+        "aws azure gcp",
+        "mysql postgresql postgres sqlite mongodb redis",
+        "react vue angular svelte",
+        "django flask fastapi",
+        "numpy pandas",
+        "pytorch tensorflow",
+        "docker kubernetes",
+        "git svn",
+        "npm yarn pip",
+        "stocks bonds",
+        "stock bond",
+        "roth traditional",
+        "credit debit",
+        "bachelor master masters bachelors phd",
+        "cats dogs",
+        "cat dog",
+        "tea coffee",
+        "beer wine",
+        "sun moon",
+        "earth mars venus jupiter saturn mercury neptune uranus pluto",
+    )
 )
 
 #: Prefixes that negate a word: "possible"/"impossible", "legal"/"illegal". The verifier
 #: refuses a pair when one side has the bare word and the other the prefixed one.
-NEGATING_PREFIXES: tuple[str, ...] = ("un", "in", "im", "il", "ir", "dis", "non", "mis", "anti")
+NEGATING_PREFIXES: tuple[str, ...] = (
+    "un",
+    "in",
+    "im",
+    "il",
+    "ir",
+    "dis",
+    "non",
+    "mis",
+    "anti",
+    "de",
+)
 #: Suffix pairs that flip a word: "useful"/"useless".
 NEGATING_SUFFIXES: tuple[tuple[str, str], ...] = (("ful", "less"),)
 
 #: Negation markers, counted after contractions are expanded ("isn't" -> "is not").
 NEGATION_WORDS: frozenset[str] = frozenset(
-    "not no never none nothing nobody nowhere neither nor without cannot".split()
+    "not no never none nothing nobody nowhere neither nor without cannot non".split()
 )
 
 WEEKDAYS: dict[str, str] = {
@@ -218,7 +306,7 @@ AMBIGUOUS_MONTHS: frozenset[str] = frozenset(("may", "march", "august", "jan", "
 #: Relative dates, holidays and parts of the week or year that change the answer.
 RELATIVE_DATES: frozenset[str] = frozenset(
     (
-        "today tomorrow yesterday tonight weekend weekday weekdays weekends "
+        "today tomorrow yesterday tonight weekend weekday weekdays weekends noon midnight "
         "christmas easter thanksgiving halloween ramadan diwali hanukkah"
     ).split()
 )

@@ -38,7 +38,10 @@ from aigw_lab.gateway.semantic_lexicon import (
     ANTONYM_PAIRS,
     CAPITALISED_LANGUAGES,
     CONTRACTIONS,
+    CONTRAST_SETS,
     DATE_MODIFIERS,
+    DIRECTION_MAX_WORDS,
+    DIRECTION_PAIRS,
     LANGUAGES,
     MONTHS,
     NEGATING_PREFIXES,
@@ -87,11 +90,16 @@ class PairVerifier(Protocol):
 _TOKEN = re.compile(
     r"(?P<flag>(?<![\w-])--?[A-Za-z][\w-]*)"
     r"|(?P<number>(?<![\w.])[-+]?\d+(?:[,.]\d+)*(?:st|nd|rd|th)?(?![\w]))"
-    r"|(?P<word>[A-Za-z_$£€¥°%][\w'’]*(?:[.+#/-][\w'’]+)*(?:\+\+|#)?(?:\(\))?)"
+    r"|(?P<cur>[$£€¥])"
+    r"|(?P<word>[A-Za-z_°%][\w'’]*(?:[.+#/-][\w'’]+)*(?:\+\+|#)?(?:\(\))?)"
     r"|(?P<op>==|!=|<=|>=|&&|\|\||<<|>>|->|=>|\*\*|//|\+=|-=|\*=|/=|[<>=+*/%^&|~!-])"
     r"|(?P<other>\S)"
 )
 _CODE_SPAN = re.compile(r"`+([^`]+)`+")
+# A number glued to its unit or time of day: "5km", "100F", "3pm" (read as "5 km").
+_GLUED = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)([A-Za-z°]+)\b")
+_TEMPERATURE_LETTERS = {"F": "fahrenheit", "C": "celsius", "K": "kelvin"}
+_TIMES_OF_DAY = frozenset(("am", "pm", "a.m", "p.m"))
 _CAMEL = re.compile(r"^[a-z]+[A-Z][A-Za-z0-9]*$")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
 _ORDINAL_SUFFIX = re.compile(r"(st|nd|rd|th)$")
@@ -100,7 +108,11 @@ _ORDINAL_SUFFIX = re.compile(r"(st|nd|rd|th)$")
 _PROSE_OPS = frozenset(("-", "/", "!", "&", "+", "*", "~"))
 _SENTENCE_END = frozenset(".!?:;\n")
 _ANTONYMS: dict[str, frozenset[str]] = {}
-for _a, _b in ANTONYM_PAIRS:
+_CONTRASTS = [(a, b) for group in CONTRAST_SETS for a in group for b in group if a != b]
+_DIRECTIONS = frozenset(DIRECTION_PAIRS)
+# Adverbs of the adjectives: "quick"/"slow" gives "quickly"/"slowly".
+_ADVERBS = [(a + "ly", b + "ly") for a, b in ANTONYM_PAIRS if len(a) > 3 and len(b) > 3]
+for _a, _b in (*ANTONYM_PAIRS, *_CONTRASTS, *_ADVERBS):
     _ANTONYMS[_a] = _ANTONYMS.get(_a, frozenset()) | {_b}
     _ANTONYMS[_b] = _ANTONYMS.get(_b, frozenset()) | {_a}
 del _a, _b
@@ -144,7 +156,7 @@ def profile_text(text: str) -> TextProfile:
     """Read ``text`` into the parts the verifier compares (see `TextProfile`)."""
     text = text.translate(_APOSTROPHES)
     spans = sorted(w for span in _CODE_SPAN.findall(text) for w in span.split())
-    plain = text.replace("`", " ")
+    plain = _GLUED.sub(_unglue, text.replace("`", " "))
     raw_tokens = [(m.lastgroup or "other", m.group(), m.start()) for m in _TOKEN.finditer(plain)]
     words: list[str] = []
     kinds: list[str] = []
@@ -161,6 +173,8 @@ def profile_text(text: str) -> TextProfile:
         ):
             at_start = True  # "1) ..." and "2. ..." number a list; they ask nothing
             continue
+        if kind == "cur":
+            kind = "word"  # "$" is a unit, read before its number
         lower = raw.lower()
         if kind == "word" and lower == "no" and at_start and follow in (",", ".", "!", ";"):
             continue  # an answer's "No, ..." opening negates nothing that follows
@@ -188,6 +202,25 @@ def profile_text(text: str) -> TextProfile:
             starts.append(at_start)
         at_start = raw in _SENTENCE_END
     return _profile(words, kinds, raws, starts, tuple(spans))
+
+
+def _unglue(match: re.Match[str]) -> str:
+    if match.group(2).lower() in ("st", "nd", "rd", "th"):
+        return match.group(0)  # an ordinal: "3rd"
+    return f"{match.group(1)} {match.group(2)}"
+
+
+def _unit_at(words: list[str], raws: list[str], j: int) -> str | None:
+    """The unit written at ``words[j]`` after a number ("5 km", "100 F", "100 degrees
+    Fahrenheit": the degree names the scale that follows it)."""
+    if j >= len(words):
+        return None
+    unit = UNITS.get(words[j]) or _TEMPERATURE_LETTERS.get(raws[j])
+    if unit == "degree" and j + 1 < len(words):
+        scale = UNITS.get(words[j + 1]) or _TEMPERATURE_LETTERS.get(raws[j + 1])
+        if scale in ("celsius", "fahrenheit", "kelvin"):
+            return scale
+    return unit
 
 
 def _is_list_marker(text: str, where: int, follow: str, before: str) -> bool:
@@ -234,7 +267,7 @@ def _profile(
     i = 0
     while i < n:
         word, kind, raw = words[i], kinds[i], raws[i]
-        prev = words[i - 1] if i else ""
+        prev = normal[i - 1] if i else ""
         nxt = words[i + 1] if i + 1 < n else ""
         if kind == "number":
             value = raw
@@ -246,12 +279,16 @@ def _profile(
             else:
                 value = _number_value(value)
                 # "5 million": one number
-                if nxt in SCALE_WORDS:
-                    value = _number_value(str(float(value) * SCALE_WORDS[nxt]))
+                scale = SCALE_WORDS.get(nxt) or _AMOUNT_LETTERS.get(nxt)
+                if scale:
+                    value = _number_value(str(float(value) * scale))
+                    normal[i] = ""
                     i += 1
             numbers.append(value)
             normal[i] = value
-            unit = UNITS.get(words[i + 1]) if i + 1 < n else None
+            unit = _unit_at(words, raws, i + 1)
+            if unit is None and prev in UNITS and kinds[i - 1] == "word" and prev in "$£€¥":
+                unit = UNITS[prev]  # "$40"
             if unit is not None:
                 quantities.append((value, unit))
             i += 1
@@ -275,9 +312,10 @@ def _profile(
             if counted:
                 value = _number_value(str(total + current))
                 numbers.append(value)
-                if following in UNITS:
-                    quantities.append((value, UNITS[following]))
-                normal[i:j] = [value] + [""] * (j - i - 1)
+                unit = _unit_at(words, raws, j)
+                if unit is not None:
+                    quantities.append((value, unit))
+                normal[i:j] = [""] * (j - i - 1) + [value]
                 i = j
                 continue
             loose_ones += 1
@@ -291,8 +329,13 @@ def _profile(
                 head = _negated_head(words, i)
                 if head:
                     negated.add(head)
+        after_number = prev[:1].isdigit()
         if kind == "word" or kind == "op":
             unit = UNITS.get(word)
+            if unit is None and after_number and raw in _TEMPERATURE_LETTERS:
+                unit = _TEMPERATURE_LETTERS[raw]
+            if unit == "degree" and UNITS.get(nxt) in ("celsius", "fahrenheit", "kelvin"):
+                unit = None  # "degrees Fahrenheit" names one unit
             if unit is not None and not _unit_is_word(word, raw, prev):
                 units.append(unit)
         if kind == "word":
@@ -305,17 +348,22 @@ def _profile(
                 or (i + 1 < n and kinds[i + 1] == "number")
             ):
                 dates.append(MONTHS[word])
-            elif word in RELATIVE_DATES:
-                dates.append(word)
             elif word in ("week", "month", "year", "weekend") and prev in DATE_MODIFIERS:
                 dates.append(f"{prev} {word}")
+            elif word in RELATIVE_DATES:
+                dates.append(word)
+            elif word.rstrip(".") in _TIMES_OF_DAY and after_number:
+                dates.append(word.replace(".", ""))
             lang = CAPITALISED_LANGUAGES.get(raw)
             if lang is None and word in LANGUAGES:
                 lang = LANGUAGES[word]
-            if lang is not None and not (len(raw) == 1 and starts[i]):
+            if lang is not None and not (len(raw) == 1 and (starts[i] or after_number)):
                 languages.append(lang)
             elif _is_code_word(raw):
-                identifiers.add(raw.lower().rstrip("."))
+                identifier = raw.lower().rstrip(".")
+                if any(c.isdigit() for c in identifier):  # "GPT-4" is "gpt4"
+                    identifier = identifier.replace("-", "").replace("_", "")
+                identifiers.add(identifier)
             elif (
                 _is_capitalised(raw)
                 and not starts[i]
@@ -368,6 +416,8 @@ def _negated_head(words: list[str], i: int) -> str | None:
     return None
 
 
+# "5k", "2m", "3bn" after a number: amounts, not units.
+_AMOUNT_LETTERS = {"k": 1_000, "bn": 1_000_000_000}
 _SHOUTED_UNITS = frozenset("kb mb gb tb usd eur gbp jpy inr cny kw kwh mph kmh".split())
 
 
@@ -389,6 +439,10 @@ def _is_code_word(raw: str) -> bool:
     """An identifier, a path or a call: ``foo_bar``, ``os.path``, ``len()``, ``camelCase``,
     ``c++``. Plain words and sentence punctuation are not."""
     core = raw.rstrip(".")
+    if len(core) == 1:  # a one-letter name ("x > 0"), not the words "a" and "I"
+        return core.islower() and core not in ("a", "i")
+    if any(c.isdigit() for c in core):  # ipv4, python3, gpt-4, mp3
+        return core[:1].isalpha()
     if core.endswith("()") or "_" in core:
         return any(c.isalpha() for c in core)
     if "." in core:  # os.path, np.argmax; not "e.g" or "U.S"
@@ -502,9 +556,14 @@ class LexicalVerifier:
         only_b = set(b.words) - set(a.words)
         if not only_a or not only_b:
             return False
+        short = max(len(a.words), len(b.words)) <= DIRECTION_MAX_WORDS
         for word in only_a:
             opposites = self._antonyms.get(word)
             if opposites and opposites & only_b:
+                return True
+            if short and any(
+                (word, other) in _DIRECTIONS or (other, word) in _DIRECTIONS for other in only_b
+            ):
                 return True
             if _flipped(word, only_b, b.negated):
                 return True
@@ -574,7 +633,8 @@ def _flipped(word: str, others: set[str], negated: frozenset[str] = frozenset())
     """``word`` is a negating prefix or suffix away from a word in ``others`` (which the
     other side does not negate itself: "non-streaming" / "without streaming")."""
     for prefix in NEGATING_PREFIXES:
-        if word.startswith(prefix) and len(word) - len(prefix) >= 4:
+        least = 5 if prefix == "de" else 4  # "decompress", not "decode"/"code"
+        if word.startswith(prefix) and len(word) - len(prefix) >= least:
             stem = word[len(prefix) :].lstrip("-")
             if stem in others and _stem(stem) not in negated:
                 return True

@@ -62,6 +62,20 @@ NEAR_MISSES = [
     ("roles", "Is a whale bigger than an elephant?", "Is an elephant bigger than a whale?"),
     ("roles", "Train times from Leeds to York", "Train times from York to Leeds"),
     ("roles", "Why does the cat chase the dog?", "Why does the dog chase the cat?"),
+    # Glued units, currency before its number, times of day, one-letter names, versions,
+    # contrast sets, adverbs, direction words in a short prompt.
+    ("units", "convert 5kg to lbs", "convert 5lbs to kg"),
+    ("units", "What's 100°F in Celsius?", "What's 100°C in Fahrenheit?"),
+    ("numbers", "Tax rate on income over $40,000", "Tax rate on income over $400,000"),
+    ("numbers", "Is 5G faster than wifi?", "Is 4G faster than wifi?"),
+    ("dates", "Is the store open at 9 am?", "Is the store open at 9 pm?"),
+    ("dates", "Forecast for this weekend", "Forecast for next weekend"),
+    ("code", "What does print(x) output?", "What does print(y) output?"),
+    ("code", "Is GPT-4 better at maths?", "Is GPT-3.5 better at maths?"),
+    ("antonyms", "What is the boiling point of ethanol?", "What is the freezing point of ethanol?"),
+    ("antonyms", "Why is my laptop charging slowly?", "Why is my laptop charging quickly?"),
+    ("antonyms", "Translate this to English", "Translate this from English"),
+    ("negation", "Is the API blocking?", "Is the API non-blocking?"),
 ]
 
 # Pairs that ask the same thing, with the detail each check looks at kept.
@@ -82,6 +96,13 @@ PARAPHRASES = [
     ("Did Sparta defeat Athens?", "Was it Sparta that defeated Athens?"),
     ("Difference between TCP and UDP", "Difference between UDP and TCP"),
     ("No, it is not in version 2.1.", "Version 2.1 does not have it."),
+    ("What's 100°F in Celsius?", "Convert 100 degrees Fahrenheit to Celsius"),
+    ("convert 5kg to lbs", "how many pounds is 5 kg"),
+    ("Is the store open at 9 am?", "Is the shop open at 9am?"),
+    ("Is GPT-4 better at maths?", "Is GPT4 better at maths?"),
+    ("Give me 5 tips for better sleep", "Five tips for sleeping better"),
+    ("Read a CSV without streaming", "Read a CSV in non-streaming mode"),
+    ("Steps: 1) open the file 2) read it", "Steps: open the file, then read it"),
 ]
 
 
@@ -282,3 +303,14 @@ def test_a_bad_config_value_names_the_key_and_the_choices(tmp_path):
 
 def test_every_check_has_near_misses_above():
     assert {category for category, _, _ in NEAR_MISSES} == set(CHECKS)
+
+
+def test_direction_words_count_in_short_prompts_only():
+    short = ("Translate this to English", "Translate this from English")
+    long = tuple(
+        f"The guide explains, step by step and with examples, how data moves {w} the cloud "
+        "storage bucket that the team configured last year for the analytics project"
+        for w in ("to", "from")
+    )
+    assert VERIFIER.difference(*short) == "antonyms"
+    assert VERIFIER.accept(*long, 0.99)
