@@ -95,9 +95,13 @@ _TOKEN = re.compile(
     r"|(?P<op>==|!=|<=|>=|&&|\|\||<<|>>|->|=>|\*\*|//|\+=|-=|\*=|/=|[<>=+*/%^&|~!-])"
     r"|(?P<other>\S)"
 )
-_CODE_SPAN = re.compile(r"`+([^`]+)`+")
+# `code` or ``code``: a span starts only where a run of backticks starts, so a long run of
+# backticks is scanned once (linear on any input).
+_CODE_SPAN = re.compile(r"(?<!`)(`+)([^`]+)\1(?!`)")
 # A number glued to its unit or time of day: "5km", "100F", "3pm" (read as "5 km").
-_GLUED = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)([A-Za-z°]+)\b")
+# (Not after a separator either: each start then scans its run once, so "1,1,1,...x"
+# stays linear.)
+_GLUED = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)([A-Za-z°]+)\b")
 _TEMPERATURE_LETTERS = {"F": "fahrenheit", "C": "celsius", "K": "kelvin"}
 _TIMES_OF_DAY = frozenset(("am", "pm", "a.m", "p.m"))
 _CAMEL = re.compile(r"^[a-z]+[A-Z][A-Za-z0-9]*$")
@@ -155,7 +159,7 @@ def _is_capitalised(raw: str) -> bool:
 def profile_text(text: str) -> TextProfile:
     """Read ``text`` into the parts the verifier compares (see `TextProfile`)."""
     text = text.translate(_APOSTROPHES)
-    spans = sorted(w for span in _CODE_SPAN.findall(text) for w in span.split())
+    spans = sorted(w for _, span in _CODE_SPAN.findall(text) for w in span.split())
     plain = _GLUED.sub(_unglue, text.replace("`", " "))
     raw_tokens = [(m.lastgroup or "other", m.group(), m.start()) for m in _TOKEN.finditer(plain)]
     words: list[str] = []
@@ -517,6 +521,8 @@ class LexicalVerifier:
                 self._memo.move_to_end(text)
                 return found
         found = profile_text(text)
+        if len(text) > _MEMO_MAX_CHARS:
+            return found  # a huge prompt is read again rather than held
         with self._lock:
             self._memo[text] = found
             while len(self._memo) > self._memo_size:
@@ -608,6 +614,9 @@ class LexicalVerifier:
             return False
         return _swapped(a.words, b.words) or _swapped(_content(a.words), _content(b.words))
 
+
+#: Texts longer than this are not memoised (the memo's memory stays bounded).
+_MEMO_MAX_CHARS = 8192
 
 _DIFFERS = {
     "numbers": LexicalVerifier._numbers,

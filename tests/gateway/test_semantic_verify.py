@@ -6,6 +6,8 @@ be told to run without it (in Python and in the config file)."""
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aigw_lab import ChatRequest, Gateway, Price
 from aigw_lab.config import load_config
@@ -314,3 +316,28 @@ def test_direction_words_count_in_short_prompts_only():
     )
     assert VERIFIER.difference(*short) == "antonyms"
     assert VERIFIER.accept(*long, 0.99)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_any_text_is_read_and_a_text_always_answers_itself(a, b):
+    assert isinstance(VERIFIER.accept(a, b, 0.95), bool)
+    assert VERIFIER.accept(a, a, 1.0)
+    assert VERIFIER.difference(a, b) in (None, *CHECKS)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "1," * 30000,  # a number run with a separator at every other character
+        "`" * 50000,  # backticks that never close
+        "--a" * 20000,
+        "x " * 50000,
+        "\u0000\ud800" * 1000,  # a NUL and a lone surrogate
+    ],
+)
+def test_hostile_prompts_are_read_without_error_and_not_memoised(hostile):
+    verifier = LexicalVerifier()
+    assert verifier.accept(hostile, hostile[:-1] + "?", 0.95) in (True, False)
+    if len(hostile) > 8192:  # a huge prompt is read again rather than held
+        assert len(verifier._memo) == 0
