@@ -341,3 +341,17 @@ def test_hostile_prompts_are_read_without_error_and_not_memoised(hostile):
     assert verifier.accept(hostile, hostile[:-1] + "?", 0.95) in (True, False)
     if len(hostile) > 8192:  # a huge prompt is read again rather than held
         assert len(verifier._memo) == 0
+
+
+def test_a_hit_after_a_rejected_candidate_counts_both():
+    query = "Convert 5 miles to km now"
+    best, second = "Convert 5 km to miles now", "Please convert 5 miles to km"
+    cache = SemanticCache(EMBEDDER, threshold=0.3)
+    for text in (best, second):
+        cache.add(ChatRequest.create("m1", text), answer(text), provider="mock", model="m1")
+    gw, fn = echo_gateway(cache)
+    with gw:
+        assert gw.chat("mock/m1", query).text == second
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.rejected, stats.guarded) == (1, 0, 1, 1)
+    assert not fn.requests
