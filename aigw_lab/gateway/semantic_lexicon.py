@@ -102,7 +102,7 @@ _UNIT_SPELLINGS = {
     "eur": "euro euros eur €",
     "gbp": "sterling gbp £",
     "jpy": "yen jpy ¥",
-    "inr": "rupee rupees inr",
+    "inr": "rupee rupees inr rs",
     "cny": "yuan rmb cny",
     "byte": "byte bytes",
     "bit": "bit bits",

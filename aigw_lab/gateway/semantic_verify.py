@@ -114,6 +114,7 @@ _SENTENCE_END = frozenset(".!?:;\n")
 _ANTONYMS: dict[str, frozenset[str]] = {}
 _CONTRASTS = [(a, b) for group in CONTRAST_SETS for a in group for b in group if a != b]
 _DIRECTIONS = frozenset(DIRECTION_PAIRS)
+_CURRENCIES = frozenset(("usd", "eur", "gbp", "jpy", "inr", "cny"))
 # Adverbs of the adjectives: "quick"/"slow" gives "quickly"/"slowly".
 _ADVERBS = [(a + "ly", b + "ly") for a, b in ANTONYM_PAIRS if len(a) > 3 and len(b) > 3]
 for _a, _b in (*ANTONYM_PAIRS, *_CONTRASTS, *_ADVERBS):
@@ -430,7 +431,7 @@ def _unit_is_word(word: str, raw: str, prev: str) -> bool:
     alone, "ML" (machine learning), "second" as an ordinal; "day", "week"... count as
     units only after a number or in a conversion ("how many days", "in weeks")."""
     after_number = prev[:1].isdigit()
-    if word in ("in", "m", "s", "g", "l", "h", "min", "sec", "mi", "cal", "bit", "bits"):
+    if word in ("in", "m", "s", "g", "l", "h", "min", "sec", "mi", "cal", "bit", "bits", "stone"):
         return not after_number
     if raw.isupper() and len(raw) <= 3 and word not in _SHOUTED_UNITS:
         return not after_number
@@ -547,6 +548,17 @@ class LexicalVerifier:
     def _units(self, a: TextProfile, b: TextProfile) -> bool:
         if not a.units and not b.units:
             return False
+        # A currency named on one side only ("under 10000" / "under 10000 INR") says the
+        # same amount; a currency swapped for another does not.
+        if not (set(a.units) & _CURRENCIES) or not (set(b.units) & _CURRENCIES):
+            a = a._replace(
+                units=tuple(u for u in a.units if u not in _CURRENCIES),
+                quantities=tuple(q for q in a.quantities if q[1] not in _CURRENCIES),
+            )
+            b = b._replace(
+                units=tuple(u for u in b.units if u not in _CURRENCIES),
+                quantities=tuple(q for q in b.quantities if q[1] not in _CURRENCIES),
+            )
         if Counter(a.units) != Counter(b.units):
             return True
         if Counter(u for _, u in a.quantities) != Counter(u for _, u in b.quantities):
@@ -605,8 +617,8 @@ class LexicalVerifier:
         # A name or two on each side that the other side does not mention at all: a
         # substitution ("France" for "Germany"), not a paraphrase that adds, drops or
         # spells out names ("Random Access Memory" / "RAM").
-        only_a = a.entities - set(a.words).intersection(b.words)
-        only_b = b.entities - set(a.words).intersection(b.words)
+        only_a = {e for e in a.entities if e not in b.words and _stem(e) not in b.stems}
+        only_b = {e for e in b.entities if e not in a.words and _stem(e) not in a.stems}
         return 1 <= len(only_a) == len(only_b) <= 2
 
     def _roles(self, a: TextProfile, b: TextProfile) -> bool:

@@ -78,6 +78,7 @@ NEAR_MISSES = [
     ("antonyms", "Why is my laptop charging slowly?", "Why is my laptop charging quickly?"),
     ("antonyms", "Translate this to English", "Translate this from English"),
     ("negation", "Is the API blocking?", "Is the API non-blocking?"),
+    ("units", "Best laptop under 50000 INR", "Best laptop under 50000 USD"),
 ]
 
 # Pairs that ask the same thing, with the detail each check looks at kept.
@@ -105,6 +106,8 @@ PARAPHRASES = [
     ("Give me 5 tips for better sleep", "Five tips for sleeping better"),
     ("Read a CSV without streaming", "Read a CSV in non-streaming mode"),
     ("Steps: 1) open the file 2) read it", "Steps: open the file, then read it"),
+    ("Which is the best phone under 10000 INR?", "Which is the best phone under 10000?"),
+    ("How tall are the Rockies?", "How tall is the Rocky range?"),  # a name's plural
 ]
 
 
