@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--per-category", type=int, default=40)
-    parser.add_argument("--qqp", type=int, default=2000)
+    parser.add_argument("--qqp", type=int, default=2000, help="QQP pairs per sample (0: skip)")
+    parser.add_argument("--qqp-seeds", type=int, default=3, help="QQP samples (seeds 0..n-1)")
     parser.add_argument("--cache", default="/tmp/aigw-verify-emb")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -190,16 +191,31 @@ def main() -> None:
         print(f"| {mode} | {_wilson(correct, len(mock))} | {wrong} | {correct / base:.3f} |")
 
     if args.qqp:
-        qqp = load_qqp_pairs(pairs_dir / "similiar_qqp_full.json.gz", sample=args.qqp, seed=0)
-        rows = [{"text_a": a, "text_b": b, "category": "qqp", "same_meaning": d} for a, b, d in qqp]
-        counts, _ = pair_hits(rows, embedder, t, modes)
-        print(f"\n## Quora Question Pairs ({len(qqp)}, seed 0)\n")
-        print("| mode | precision | recall | false-hit rate |")
-        print("|---|---|---|---|")
-        for mode in modes:
-            tp, pos = counts[mode][("qqp", True)]
-            fp, neg = counts[mode][("qqp", False)]
-            print(f"| {mode} | {_wilson(tp, tp + fp)} | {_wilson(tp, pos)} | {_wilson(fp, neg)} |")
+        path = pairs_dir / "similiar_qqp_full.json.gz"
+        spread: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for seed in range(args.qqp_seeds):
+            qqp = load_qqp_pairs(path, sample=args.qqp, seed=seed)
+            rows = [
+                {"text_a": a, "text_b": b, "category": "qqp", "same_meaning": d} for a, b, d in qqp
+            ]
+            counts, _ = pair_hits(rows, embedder, t, modes)
+            print(f"\n## Quora Question Pairs ({len(qqp)}, seed {seed})\n")
+            print("| mode | precision | recall | false-hit rate |")
+            print("|---|---|---|---|")
+            for mode in modes:
+                tp, pos = counts[mode][("qqp", True)]
+                fp, neg = counts[mode][("qqp", False)]
+                spread[(mode, "precision")].append(tp / (tp + fp))
+                spread[(mode, "recall")].append(tp / pos)
+                print(
+                    f"| {mode} | {_wilson(tp, tp + fp)} | {_wilson(tp, pos)} | {_wilson(fp, neg)} |"
+                )
+        print(f"\nQQP over {args.qqp_seeds} samples (mean, min-max):\n")
+        for (mode, what), values in spread.items():
+            print(
+                f"- {mode} {what}: {statistics.mean(values):.3f} "
+                f"({min(values):.3f}-{max(values):.3f})"
+            )
     print(f"\n({time.time() - started:.0f} s)")
 
 
