@@ -240,6 +240,12 @@ SEMANTIC_TABLE = Table(
                 ("guard_negation", "refuse a hit whose negations differ (default true)"),
             )
         ),
+        Key(
+            name="verifier",
+            choices=("lexical", "off"),
+            what='"lexical" or "off"',
+            doc="check each candidate's meaning before serving it (default lexical)",
+        ),
     )
 )
 

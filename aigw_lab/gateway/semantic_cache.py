@@ -7,9 +7,10 @@ an earlier request that *means* the same, found by embedding similarity.
 A request is embedded as the text of its whole conversation (`conversation_text`), then
 compared with the stored requests of the same *partition*: the same namespace (tenant, else
 user, else shared, as the exact cache), the same provider and model, and the same generation
-parameters. The most similar stored request at or above ``threshold`` that passes the guards
-(`same_meaning_markers`: the same numbers, the same count of negations) serves its answer,
-logged with ``cache_status='hit'`` and its similarity in ``cache_similarity``.
+parameters. The most similar stored request at or above ``threshold`` that the verifier
+accepts (`LexicalVerifier` by default: the same numbers, units, negations, dates, languages,
+code tokens and roles, no antonym swapped in) serves its answer, logged with
+``cache_status='hit'`` and its similarity in ``cache_similarity``.
 
 Sampled requests (temperature > 0), requests with tools and requests with non-text parts
 (images) bypass it unless the constructor says otherwise. See docs/semantic_cache.md.
@@ -45,6 +46,7 @@ from aigw_lab.gateway.semantic_match import (  # split out for size
     same_meaning_markers,
 )
 from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry, SemanticStore
+from aigw_lab.gateway.semantic_verify import CHECKS, LexicalVerifier, PairVerifier
 from aigw_lab.types import ChatRequest, ChatResponse, Usage
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "NumpyIndex",
     "conversation_text",
     "same_meaning_markers",
+    "PairVerifier",
+    "LexicalVerifier",
 ]
 
 #: Bump when the partition recipe or the saved format changes: older saves then refuse to load.
@@ -99,8 +103,10 @@ class SemanticMatch(NamedTuple):
 class SemanticCacheStats:
     """What a semantic cache has done since it was created, and what it holds now.
 
-    ``guarded``: lookups where a stored request was similar enough but a guard (numbers or
-    negation) refused it. ``bypasses``: calls it skipped (sampled, tools, images, or asked).
+    ``guarded``: lookups where a stored request was similar enough but was refused (by the
+    verifier, or by the number and negation guards when there is none). ``rejected``: the
+    candidates the verifier refused (a lookup may refuse several before one passes).
+    ``bypasses``: calls it skipped (sampled, tools, images, or asked).
     """
 
     hits: int
@@ -111,11 +117,21 @@ class SemanticCacheStats:
     entries: int
     evictions: int
     expired: int
+    rejected: int = 0
 
     @property
     def hit_rate(self) -> float:
         looked_up = self.hits + self.misses
         return self.hits / looked_up if looked_up else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"semantic cache: {self.hits} hits, {self.misses} misses "
+            f"(hit rate {self.hit_rate:.1%}), {self.bypasses} bypassed, "
+            f"rejected by verification: {self.rejected} "
+            f"(in {self.guarded} lookups), saved ${self.saved_usd:.4f}, "
+            f"{self.entries} entries ({self.evictions} evicted, {self.expired} expired)"
+        )
 
 
 class SemanticCache(Primitive):
@@ -125,10 +141,16 @@ class SemanticCache(Primitive):
     ``threshold``: the least cosine similarity that may serve (default 0.9).
     ``max_entries``: least recently used entries are evicted beyond it. ``ttl``: seconds an
     answer stays fresh (None: no expiry); a request's ``metadata["cache"]["ttl"]`` wins.
-    ``top_k``: candidates checked against the guards, best first.
+    ``top_k``: candidates above the threshold checked by the verifier, best first; the
+    first it accepts is served.
+    ``verifier``: decides whether a candidate's answer answers the request (a
+    `PairVerifier`). ``"lexical"`` (the default): a `LexicalVerifier`; ``None`` or
+    ``"off"``: no verifier, only the number and negation guards (the behaviour before it).
     ``allow_sampled``: also serve and store requests with temperature > 0 (by default they
     bypass: the caller asked for variety). ``allow_tools``: also requests with tools.
-    ``guard_numbers``/``guard_negation``: the checks of `same_meaning_markers`.
+    ``guard_numbers``/``guard_negation``: with the default verifier, whether it checks
+    numbers and negations; without one (or with your own, before it), the checks of
+    `same_meaning_markers`.
     ``index_factory``: builds one `VectorIndex` per partition from the dimension.
     ``batch_window``: seconds (0: off) concurrent lookups wait to share one model call: the
     embedder is wrapped in a `BatchingEmbedder` with this ``max_wait``.
@@ -156,6 +178,7 @@ class SemanticCache(Primitive):
         clock: Callable[[], float] = time.time,
         index_factory: Callable[[int], VectorIndex] = NumpyIndex,
         batch_window: float = 0.0,
+        verifier: PairVerifier | str | None = "lexical",
     ) -> None:
         if not isinstance(embedder, Embedder):
             raise ConfigError(
@@ -177,6 +200,7 @@ class SemanticCache(Primitive):
                     f"semantic cache {name}={value!r} is invalid", hint="use a positive integer"
                 )
         check_ttl(ttl, "semantic cache ttl")
+        self.verifier = _build_verifier(verifier, guard_numbers, guard_negation)
         if batch_window:  # BatchingEmbedder checks the value
             embedder = BatchingEmbedder(embedder, max_wait=batch_window)
         self.embedder = embedder
@@ -192,7 +216,7 @@ class SemanticCache(Primitive):
         self._index_factory = index_factory  # what the store builds its indexes with
         self.store: SemanticStore = MemorySemanticStore(max_entries, index_factory=index_factory)
         self._lock = threading.Lock()
-        self._hits = self._misses = self._bypasses = self._guarded = 0
+        self._hits = self._misses = self._bypasses = self._guarded = self._rejected = 0
         self._saved_usd = 0.0
 
     # --- for notebooks --------------------------------------------------------------------
@@ -220,6 +244,7 @@ class SemanticCache(Primitive):
                 bypasses=self._bypasses,
                 guarded=self._guarded,
                 saved_usd=self._saved_usd,
+                rejected=self._rejected,
                 entries=store.entries,
                 evictions=store.evictions,
                 expired=store.expired,
@@ -244,6 +269,7 @@ class SemanticCache(Primitive):
             "threshold": self.threshold,
             "max_entries": self.max_entries,
             "ttl": self.ttl,
+            "verifier": repr(self.verifier) if self.verifier is not None else None,
         }
 
     def __repr__(self) -> str:
@@ -407,27 +433,43 @@ class SemanticCache(Primitive):
 
     def _find(self, plan: _Plan, vector: np.ndarray, *, count: bool) -> SemanticMatch | None:
         now = self._clock()
-        refused = False
+        refused = rejected = 0
         for entry, similarity in self.store.search(plan.partition, vector, self.top_k):
             if similarity < self.threshold:
                 break  # best first: the rest are less similar still
             if entry.expires is not None and entry.expires <= now:
                 self.store.remove(entry.entry_id, expired=True)
                 continue
-            if not self._passes_guards(plan.markers, entry.markers):
-                refused = True
+            if self._check_markers and not self._passes_guards(plan.markers, entry.markers):
+                refused += 1
+                continue
+            if self.verifier is not None and not self.verifier.accept(
+                plan.text, entry.text, similarity
+            ):
+                refused += 1
+                rejected += 1
                 continue
             self.store.touch(entry.entry_id)
             if count:
                 with self._lock:
                     self._hits += 1
+                    self._guarded += int(refused > 0)
+                    self._rejected += rejected
                     self._saved_usd += entry.response.cost_usd or 0.0
             return SemanticMatch(entry.response, similarity, entry.text)
         if count:
             with self._lock:
                 self._misses += 1
-                self._guarded += int(refused)
+                self._guarded += int(refused > 0)
+                self._rejected += rejected
         return None
+
+    @property
+    def _check_markers(self) -> bool:
+        """The old marker guards run unless the default verifier took them over."""
+        return not isinstance(self.verifier, LexicalVerifier) and (
+            self.guard_numbers or self.guard_negation
+        )
 
     def _passes_guards(
         self, query: tuple[tuple[str, ...], int], stored: tuple[tuple[str, ...], int]
@@ -472,6 +514,26 @@ class SemanticCache(Primitive):
                 markers=markers,
             )
         )
+
+
+def _build_verifier(
+    verifier: PairVerifier | str | None, guard_numbers: bool, guard_negation: bool
+) -> PairVerifier | None:
+    """The verifier ``SemanticCache(verifier=...)`` names: "lexical" builds the default
+    (without the numbers or negation check when their guard is off), None or "off" none."""
+    if verifier is None or verifier == "off":
+        return None
+    if verifier == "lexical":
+        dropped = {"numbers"} if not guard_numbers else set()
+        dropped |= {"negation"} if not guard_negation else set()
+        return LexicalVerifier(checks=[c for c in CHECKS if c not in dropped])
+    if isinstance(verifier, str) or not isinstance(verifier, PairVerifier):
+        raise ConfigError(
+            f"semantic cache verifier={verifier!r} is invalid",
+            hint='use "lexical" (the default), "off", or an object with '
+            "accept(query, cached, similarity) -> bool",
+        )
+    return verifier
 
 
 # The answer fields a saved entry keeps: what a hit needs (as `_remember` stores).
