@@ -199,6 +199,9 @@ def test_call_record_columns_keep_their_order():
             "flags",
             "bodies",
             "budget_usd",
+            "route_policy",
+            "propensity",
+            "shadow_of",
         )
     )
 
