@@ -209,3 +209,19 @@ def test_trivial_scorers_offer_a_category_only_when_the_data_has_one():
     assert [s.name for s in scorers] == ["prompt length", "category lookup"] and not notes
     assert not usable_categories(["gsm8k"] * 20)
     assert usable_categories(["a", "b"] * 10)
+
+
+@pytest.mark.parametrize(("n", "ties"), [(40, True), (300, False), (900, True)])
+def test_resampled_apgr_equals_the_sweep_on_the_resampled_items(n, ties):
+    from aigw_lab.policy.evaluate.crossfit import _Sorted
+
+    rng = np.random.default_rng(n)
+    strong = (rng.uniform(size=n) < 0.8).astype(float)
+    weak = (rng.uniform(size=n) < 0.6).astype(float)
+    scores = np.round(rng.uniform(size=n) * 10) / 10 if ties else rng.uniform(size=n)
+    fast = _Sorted(scores, strong, weak)
+    for _ in range(30):
+        idx = rng.integers(0, n, size=n)
+        s, w = strong[idx], weak[idx]
+        expected = apgr(threshold_sweep(scores[idx], s, w), w.mean(), s.mean())
+        assert fast.resampled_apgr(idx, s.mean(), w.mean()) == pytest.approx(expected, abs=1e-12)

@@ -30,6 +30,7 @@ import numpy as np
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.evaluate.comparison_table import BaselineComparison, BaselineRow
 from aigw_lab.policy.evaluate.metrics import (
+    ROUTELLM_BINS,
     apgr,
     oracle_curve,
     random_scores,
@@ -112,6 +113,52 @@ def _apgr(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> float:
     return apgr(threshold_sweep(scores, strong, weak), weak.mean(), strong.mean())
 
 
+class _Sorted:
+    """One scorer's scores sorted once, so that the APGR of RouteLLM's threshold sweep on a
+    resample of the items needs no sort: the resample is a count per sorted position.
+    `resampled_apgr` equals ``apgr(threshold_sweep(scores[idx], ...))`` (tested)."""
+
+    def __init__(self, scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> None:
+        order = np.argsort(scores, kind="stable")
+        self.rank = np.empty(len(order), dtype=np.int64)
+        self.rank[order] = np.arange(len(order))
+        self.values = scores[order]
+        self.gain = (strong - weak)[order]
+        n = len(scores)
+        self.h = (n - 1) * np.linspace(0.0, 1.0, ROUTELLM_BINS + 1)
+        self.below = np.floor(self.h)
+        self.above = np.minimum(self.below + 1, n - 1)
+
+    def resampled_apgr(self, idx: np.ndarray, strong_mean: float, weak_mean: float) -> float:
+        n = len(idx)
+        counts = np.bincount(self.rank[idx], minlength=len(self.rank))
+        drawn = np.cumsum(counts)
+        gained = np.cumsum(counts * self.gain)
+        # np.quantile's thresholds: the resample's sorted value at position h = (n - 1) q.
+        low = self.values[np.searchsorted(drawn, self.below, side="right")]
+        high = self.values[np.searchsorted(drawn, self.above, side="right")]
+        thresholds = _lerp(low, high, self.h - self.below)
+        start = np.searchsorted(self.values, thresholds, side="left")
+        # ">" at the largest (last) threshold, as in RouteLLM's sweep: it reaches 0 % strong.
+        start[-1] = np.searchsorted(self.values, thresholds[-1], side="right")
+        before = np.maximum(start - 1, 0)
+        share = (n - np.where(start > 0, drawn[before], 0)) / n
+        quality = weak_mean + (gained[-1] - np.where(start > 0, gained[before], 0.0)) / n
+        by_share = np.argsort(share, kind="stable")
+        x, y = share[by_share], quality[by_share]
+        width, gap = float(x[-1] - x[0]), strong_mean - weak_mean
+        if width == 0 or gap == 0:
+            return float("nan")
+        area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+        return (area - weak_mean * width) / (gap * width)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    # numpy's own quantile interpolation, so the thresholds equal np.quantile's to the bit.
+    diff = b - a
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+
+
 def _oracle_apgr(strong: np.ndarray, weak: np.ndarray) -> float:
     return apgr(oracle_curve(strong, weak), weak.mean(), strong.mean())
 
@@ -154,13 +201,20 @@ def compare_scorers(
     }
     replicates = {name: np.empty(n_boot) for name in rows}
     oracle_reps = np.empty(n_boot)
+    sorted_rows = {
+        name: [_Sorted(scores, strong, weak) for scores in matrix]
+        for name, (_, matrix) in rows.items()
+    }
     rng = np.random.default_rng(boot_seed)
     for b in range(n_boot):
         # One resample of the items for every row and seed: the differences are paired.
         idx = rng.integers(0, n, size=n)
         s, w = strong[idx], weak[idx]
-        for name, (_, matrix) in rows.items():
-            replicates[name][b] = np.mean([_apgr(scores[idx], s, w) for scores in matrix])
+        s_mean, w_mean = float(s.mean()), float(w.mean())
+        for name, per_seed_sorted in sorted_rows.items():
+            replicates[name][b] = np.mean(
+                [one.resampled_apgr(idx, s_mean, w_mean) for one in per_seed_sorted]
+            )
         oracle_reps[b] = _oracle_apgr(s, w)
 
     def row(name: str, kind: str, values: np.ndarray, reps: np.ndarray) -> BaselineRow:
