@@ -31,6 +31,7 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.policy.evaluate.comparison_table import BaselineComparison, BaselineRow
 from aigw_lab.policy.evaluate.metrics import (
     ROUTELLM_BINS,
+    MetricCI,
     apgr,
     oracle_curve,
     random_scores,
@@ -54,6 +55,7 @@ __all__ = [
     "crossfit",
     "compare_scorers",
     "learned_scorer",
+    "held_out_gain",
     "trivial_scorers",
     "compare_with_baselines",
 ]
@@ -296,6 +298,38 @@ def _verdict(
     )
 
 
+def held_out_gain(
+    scores: np.ndarray,
+    strong: np.ndarray,
+    weak: np.ndarray,
+    *,
+    draws: int = SEEDS,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+) -> tuple[MetricCI, MetricCI]:
+    """On one held-out set: random routing's APGR (the mean of ``draws`` random routers) and
+    the router's paired APGR gain over it, each with a 95% item-bootstrap interval. The
+    router is ``scores``, its strong-win score per item."""
+    scores, strong, weak = (np.asarray(a, dtype=float) for a in (scores, strong, weak))
+    n = len(scores)
+    coins = [random_scores(n, seed=_RANDOM_SEED_BASE + d) for d in range(draws)]
+    router = _Sorted(scores, strong, weak)
+    randoms = [_Sorted(c, strong, weak) for c in coins]
+    random_value = float(np.mean([_apgr(c, strong, weak) for c in coins]))
+    gain_value = _apgr(scores, strong, weak) - random_value
+    rng = np.random.default_rng(boot_seed)
+    random_reps, gain_reps = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        s_mean, w_mean = float(strong[idx].mean()), float(weak[idx].mean())
+        random_reps[b] = np.mean([r.resampled_apgr(idx, s_mean, w_mean) for r in randoms])
+        gain_reps[b] = router.resampled_apgr(idx, s_mean, w_mean) - random_reps[b]
+    return (
+        MetricCI(value=random_value, low=_interval(random_reps)[0], high=_interval(random_reps)[1]),
+        MetricCI(value=gain_value, low=_interval(gain_reps)[0], high=_interval(gain_reps)[1]),
+    )
+
+
 def learned_scorer(
     data: RecordedDataset,
     router: str,
@@ -362,6 +396,7 @@ def compare_with_baselines(
     params: Mapping[str, Any] | None = None,
     n_boot: int = 1000,
     boot_seed: int = 0,
+    notes: Sequence[str] = (),
 ) -> BaselineComparison:
     """A learned two-model router on ``data`` beside random routing, the zero router, the
     oracle and the trivial baselines (prompt length; category or subject lookup where the
@@ -372,7 +407,7 @@ def compare_with_baselines(
     data must have exactly two unless both are given). ``embeddings`` (one row per item, in
     ``data.ids`` order) skip embedding; else ``embedder`` (default MiniLM) embeds the
     prompts through the on-disk cache in ``cache_dir``. Print it with
-    `format_baseline_table`."""
+    `format_baseline_table`; ``notes`` are printed under the table."""
     # lazy: the embedding stack loads only when no embeddings are given
     from aigw_lab.policy.learned.features import embed_prompts, make_embedder
 
@@ -393,14 +428,20 @@ def compare_with_baselines(
     if not labelled.all():
         keep = [i for i, ok in zip(data.ids, labelled, strict=True) if ok]
         data, embeddings, s, w = data.subset(keep), embeddings[labelled], s[labelled], w[labelled]
-    trivial, notes = trivial_scorers(data)
+    trivial, trivial_notes = trivial_scorers(data)
     scorers = [
         learned_scorer(data, router, embeddings, strong=strong, weak=weak, params=params),
         *trivial,
     ]
     fitted = crossfit(scorers, data.ids, s - w, folds=folds, seeds=tuple(range(seeds)))
     return compare_scorers(
-        fitted, s, w, router=router, n_boot=n_boot, boot_seed=boot_seed, notes=notes
+        fitted,
+        s,
+        w,
+        router=router,
+        n_boot=n_boot,
+        boot_seed=boot_seed,
+        notes=[*notes, *trivial_notes],
     )
 
 
