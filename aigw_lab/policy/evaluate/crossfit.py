@@ -54,6 +54,7 @@ __all__ = [
     "CrossFit",
     "crossfit",
     "compare_scorers",
+    "compare_many",
     "learned_scorer",
     "held_out_gain",
     "trivial_scorers",
@@ -186,10 +187,30 @@ def compare_scorers(
     """The cross-fitted scores ``fitted`` beside random routing, the zero router and the
     oracle, with paired item-bootstrap intervals and the seed spread; ``router`` names the
     row the verdict is about."""
+    return compare_many(
+        fitted, strong, weak, routers=[router], n_boot=n_boot, boot_seed=boot_seed, notes=notes
+    )[router]
+
+
+def compare_many(
+    fitted: CrossFit,
+    strong: np.ndarray,
+    weak: np.ndarray,
+    *,
+    routers: Sequence[str],
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    notes: Sequence[str] = (),
+) -> dict[str, BaselineComparison]:
+    """`compare_scorers` for several ``routers`` at once, one table (the same resamples)
+    with a verdict for each."""
     strong, weak = np.asarray(strong, dtype=float), np.asarray(weak, dtype=float)
     n, seeds = len(strong), fitted.seeds
-    if router not in fitted.scores:
-        raise ConfigError(f"no scorer named {router!r}", hint=f"use one of {list(fitted.scores)}")
+    for router in routers:
+        if router not in fitted.scores:
+            raise ConfigError(
+                f"no scorer named {router!r}", hint=f"use one of {list(fitted.scores)}"
+            )
     rows: dict[str, tuple[str, np.ndarray]] = {
         name: (fitted.kinds[name], scores) for name, scores in fitted.scores.items()
     }
@@ -248,20 +269,22 @@ def compare_scorers(
     table.append(row("oracle", "oracle", np.array([oracle_value]), oracle_reps))
     order = {"router": 0, "trivial": 1, "random": 2, "zero": 3, "oracle": 4}
     table.sort(key=lambda r: order[r.kind])
-    main = next(r for r in table if r.name == router)
-    significant = main.gain_ci_low is not None and main.gain_ci_low > 0
-    verdict = _verdict(main, table, replicates, significant)
-    return BaselineComparison(
-        metric="apgr",
-        router=router,
-        rows=tuple(table),
-        seeds=len(seeds),
-        folds=fitted.folds,
-        items=n,
-        significant=significant,
-        verdict=verdict,
-        notes=tuple(notes),
-    )
+    out = {}
+    for router in routers:
+        main = next(r for r in table if r.name == router)
+        significant = main.gain_ci_low is not None and main.gain_ci_low > 0
+        out[router] = BaselineComparison(
+            metric="apgr",
+            router=router,
+            rows=tuple(table),
+            seeds=len(seeds),
+            folds=fitted.folds,
+            items=n,
+            significant=significant,
+            verdict=_verdict(main, table, replicates, significant),
+            notes=tuple(notes),
+        )
+    return out
 
 
 def _verdict(

@@ -1,0 +1,41 @@
+"""The "Results on real data" report puts every learned router beside its baselines: one
+table per benchmark with item intervals, seed range and paired gains, and a verdict per
+router (MT-Bench's 72 prompts, the fast HashingEmbedder; skipped without the shared data)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aigw_lab.datasets.shared import shared_data_dir_or_none
+
+pytestmark = pytest.mark.skipif(
+    shared_data_dir_or_none() is None, reason="the shared data folder is absent"
+)
+
+
+def test_the_learned_table_regenerates_with_baselines_and_verdicts(tmp_path):
+    from aigw_lab.policy.evaluate.report import (
+        ROUTERS,
+        SECTION,
+        learned_tables,
+        replace_section,
+    )
+
+    lines = learned_tables(
+        "hashing-64-3", str(tmp_path), folds=3, seeds=2, n_boot=50, benchmarks=("mt_bench",)
+    )
+    text = "\n".join(lines)
+    assert lines[0].startswith("#### mt_bench (72 items; RouteLLM published APGR mf 0.802")
+    rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
+    names = [row.split(" | ")[0].removeprefix("| ") for row in rows]
+    assert names[: len(ROUTERS)] == list(ROUTERS)
+    assert {"prompt length", "category lookup", "random", "zero router", "oracle"} <= set(names)
+    for row in rows:
+        cells = row.strip("|").split("|")
+        assert len(cells) == 6 and "-" in cells[4]  # a seed range on every row
+    verdicts = [line for line in lines if line.startswith("- ")]
+    assert len(verdicts) == len(ROUTERS)
+    assert all("random routing" in v and "best trivial baseline" in v for v in verdicts)
+    document = f"# Routing\n\n{SECTION}\nold\n\n## Later\nkeep\n"
+    updated = replace_section(document, f"{SECTION}\n\n{text}\n")
+    assert "category lookup" in updated and "old" not in updated and "## Later\nkeep" in updated
