@@ -12,6 +12,7 @@ from aigw_lab.cli.main import main
 from aigw_lab.datasets.shared import shared_data_dir_or_none
 from aigw_lab.policy.evaluate.comparison_table import BaselineComparison, format_baseline_table
 
+pytestmark = pytest.mark.slow  # trains policies on the shared recordings (seconds)
 needs_data = pytest.mark.skipif(
     shared_data_dir_or_none() is None, reason="the shared data folder is absent"
 )

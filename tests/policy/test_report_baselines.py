@@ -8,9 +8,12 @@ import pytest
 
 from aigw_lab.datasets.shared import shared_data_dir_or_none
 
-pytestmark = pytest.mark.skipif(
-    shared_data_dir_or_none() is None, reason="the shared data folder is absent"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shared_data_dir_or_none() is None, reason="the shared data folder is absent"
+    ),
+    pytest.mark.slow,  # cross-fits four routers over the recordings (seconds)
+]
 
 
 def test_the_learned_table_regenerates_with_baselines_and_verdicts(tmp_path):
