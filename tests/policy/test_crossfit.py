@@ -225,3 +225,18 @@ def test_resampled_apgr_equals_the_sweep_on_the_resampled_items(n, ties):
         s, w = strong[idx], weak[idx]
         expected = apgr(threshold_sweep(scores[idx], s, w), w.mean(), s.mean())
         assert fast.resampled_apgr(idx, s.mean(), w.mean()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_held_out_gain_pairs_a_router_with_random_routing_on_the_same_items():
+    from aigw_lab.policy.evaluate.crossfit import held_out_gain
+
+    hardness, strong, weak = planted(400)
+    signal = -np.abs(hardness - 0.7)
+    randomly, gain = held_out_gain(signal, strong, weak, n_boot=N_BOOT)
+    assert gain.low > 0 and abs(randomly.value - 0.5) < 0.06
+    assert randomly.low <= randomly.value <= randomly.high
+    routed = apgr(threshold_sweep(signal, strong, weak), weak.mean(), strong.mean())
+    assert gain.value == pytest.approx(routed - randomly.value)
+    coin = np.random.default_rng(5).uniform(size=400)
+    _, no_gain = held_out_gain(coin, strong, weak, n_boot=N_BOOT)
+    assert no_gain.low <= 0 <= no_gain.high
