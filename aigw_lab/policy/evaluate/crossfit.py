@@ -44,6 +44,8 @@ from aigw_lab.policy.evaluate.trivial import (
     length_scorer,
     usable_categories,
 )
+from aigw_lab.policy.learned.features import embed_prompts, make_embedder
+from aigw_lab.policy.learned.router import train_router
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.recorded import RecordedDataset
@@ -366,9 +368,6 @@ def learned_scorer(
     """A learned router (a name of `aigw_lab.policy.learned.ROUTERS`) as a scorer: trained
     by `train_router` on the training items only (``data.subset`` of them, their rows of
     ``embeddings``), scoring the test items' embeddings."""
-    # lazy: the learned routers import the embedding stack; trivial comparisons skip it
-    from aigw_lab.policy.learned.router import train_router
-
     ids = data.ids
     if len(embeddings) != len(ids):
         raise ConfigError(
@@ -431,9 +430,6 @@ def compare_with_baselines(
     ``data.ids`` order) skip embedding; else ``embedder`` (default MiniLM) embeds the
     prompts through the on-disk cache in ``cache_dir``. Print it with
     `format_baseline_table`; ``notes`` are printed under the table."""
-    # lazy: the embedding stack loads only when no embeddings are given
-    from aigw_lab.policy.learned.features import embed_prompts, make_embedder
-
     if seeds < 1 or folds < 2:
         raise ConfigError(
             f"seeds={seeds}, folds={folds} cannot cross-fit", hint="use seeds >= 1, folds >= 2"
