@@ -7,11 +7,12 @@
 ``train`` splits the recorded dataset three ways by item (deterministic, ``--seed``): the
 router is fitted on the training items, its threshold or lambda calibrated on the
 calibration items, and it is scored on the test items, which neither step saw. The policy
-file records the split, so ``evaluate`` scores the same held-out items. On two-model data,
-``train`` also cross-fits the router on the training and calibration items over ``--seeds``
-fold seeds beside random routing, the zero router, the oracle and the trivial baselines
-(`aigw_lab.policy.evaluate.crossfit`), prints that table and its verdict, and stores it under
-the evaluation's ``"baselines"`` (what ``export`` reads); ``evaluate`` prints it again.
+file records the split, so ``evaluate`` scores the same held-out items. ``train`` also
+cross-fits the router on the training and calibration items over ``--seeds`` fold seeds
+beside random routing, the zero router, the oracle and the trivial baselines (APGR for two
+models, `aigw_lab.policy.evaluate.crossfit`; AIQ for more, `crossfit_many`), prints that
+table and its verdict, and stores it under the evaluation's ``"baselines"`` (what ``export``
+reads); ``evaluate`` prints it again.
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ def register(subparsers: Any) -> None:
         "items (the same split for the same --seed), fit a router on the training items, "
         "calibrate its threshold or lambda on the calibration items (to --strong-share, "
         "--budget or --quality-floor; or fix --threshold / --lambda), and write the policy "
-        "file with its evaluation on the test items. On two-model data it also prints the "
-        "router cross-fitted on the training and calibration items beside random routing, "
-        "the zero router, the oracle and trivial baselines (prompt length; category lookup), "
-        "with a verdict, and stores that table in the policy file.",
+        "file with its evaluation on the test items. It also prints the router cross-fitted "
+        "on the training and calibration items beside random routing, the zero router, the "
+        "oracle and trivial baselines (prompt length; category lookup), with a verdict, and "
+        "stores that table in the policy file.",
     )
     train.add_argument("--data", required=True, help=f"recorded dataset: {', '.join(DATASETS)}")
     train.add_argument(
@@ -295,18 +296,15 @@ def run_train(args: argparse.Namespace) -> int:
             "value_interval": list(calibration.value_interval),
             "achieved_on_test": {k: _ci_dict(v) for k, v in calibration.achieved.items()},
         }
-    comparison = None
-    if two_model:
-        assert strong is not None and weak is not None
-        comparison = _baselines(router, data, train, cal, test, strong, weak, args)
-        evaluation["baselines"] = comparison.to_dict()
+    comparison = _baselines(router, data, train, cal, test, models, strong, weak, args)
+    evaluation["baselines"] = comparison.to_dict()
     path = save_policy(router, args.out, evaluation=evaluation)
     print(
         f"wrote {path} ({router.model.router} on {len(train)} training items, decision "
         f"{router.decision.to_spec()})"
     )
     _print_report(report, calibration)
-    _print_baselines(comparison, many_models=not two_model)
+    _print_baselines(comparison)
     return 0
 
 
@@ -316,46 +314,42 @@ def _baselines(
     train: RecordedDataset,
     cal: RecordedDataset,
     test: RecordedDataset,
-    strong: str,
-    weak: str,
+    models: list[str],
+    strong: str | None,
+    weak: str | None,
     args: argparse.Namespace,
 ) -> BaselineComparison:
     """The router's recipe cross-fitted on the training and calibration items (never the
-    test items) beside its baselines."""
+    test items) beside its baselines: by APGR for two models, by AIQ for more."""
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.evaluate.crossfit import compare_with_baselines
+    from aigw_lab.policy.evaluate.crossfit_many import compare_many_models
 
     dev = data.subset([*train.ids, *cal.ids])
-    return compare_with_baselines(
-        dev,
-        args.router,
-        strong=strong,
-        weak=weak,
-        embeddings=router.embed([item.prompt for item in dev.items]),
-        seeds=args.seeds,
-        folds=args.folds,
-        n_boot=args.n_boot,
-        boot_seed=args.seed,
-        notes=[
+    common: dict[str, Any] = {
+        "embeddings": router.embed([item.prompt for item in dev.items]),
+        "seeds": args.seeds,
+        "folds": args.folds,
+        "n_boot": args.n_boot,
+        "boot_seed": args.seed,
+        "notes": [
             f"Cross-fitted on the {len(dev)} training and calibration items; the {len(test)} "
             "test items above stay held out."
         ],
-    )
+    }
+    if strong is not None and weak is not None:
+        return compare_with_baselines(dev, args.router, strong=strong, weak=weak, **common)
+    return compare_many_models(dev, args.router, models=models, **common)
 
 
-def _print_baselines(comparison: BaselineComparison | None, *, many_models: bool) -> None:
+def _print_baselines(comparison: BaselineComparison) -> None:
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
     from aigw_lab.policy.evaluate.comparison_table import format_baseline_table
 
-    if comparison is not None:
-        print()
-        print("Beside its baselines (the same router recipe, cross-fitted):")
-        print(format_baseline_table(comparison))
-    elif many_models:
-        print(
-            "No baseline table: it compares two models by APGR; with many models, read the "
-            "AIQ against the zero router's above."
-        )
+    print()
+    print("Beside its baselines (the same router recipe, cross-fitted):")
+    digits = 3 if comparison.metric == "apgr" else 4
+    print(format_baseline_table(comparison, digits=digits))
 
 
 def _ci_dict(ci: Any) -> dict[str, float]:
@@ -460,8 +454,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 f'{args.policy}: its "baselines" entry is malformed ({type(exc).__name__})',
                 hint="retrain the policy with `aigw-lab policy train`",
             ) from exc
-        _print_baselines(comparison, many_models=False)
-    elif router.decision.mode == "threshold":
+        _print_baselines(comparison)
+    else:
         print(
             "No baseline table in this policy file (trained before aigw-lab stored one): "
             "retrain it with `aigw-lab policy train` to see it beside random routing and the "

@@ -111,3 +111,19 @@ def test_bad_seeds_or_folds_fail_before_any_work(tmp_path, capsys, extra, messag
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "cache").exists()
+
+
+@needs_data
+def test_many_model_data_get_an_aiq_table_beside_the_zero_router(tmp_path, capsys):
+    argv = [
+        "policy", "train", "--data", "alpaca_eval", "--router", "knn", "--lambda", "0",
+        "--out", str(tmp_path / "p.json"), "--cache-dir", str(tmp_path / "cache"),
+        "--seeds", "2", "--folds", "3", *FAST,
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "AIQ" in out and "random (random)" in out and "oracle (oracle)" in out
+    assert "category lookup (trivial)" in out  # AlpacaEval's source datasets
+    assert "the zero router" in out and "over 2 fold seeds" in out
+    stored = json.loads((tmp_path / "p.json").read_text())["evaluation"]["baselines"]
+    assert stored["metric"] == "aiq" and isinstance(stored["significant"], bool)

@@ -2,8 +2,9 @@
 RouterBench's NDCH / AIQ (`metrics`), the zero-router, oracle and random baselines
 (`baselines`), held-out and cross-fitted evaluation (`offline`), a router beside random
 routing, the zero router, the oracle and trivial baselines, cross-fitted over several fold
-seeds (`crossfit`, `trivial`; `compare_with_baselines` is the entry point,
-`format_baseline_table` prints its result), and the script that regenerates docs/routing.md's
+seeds (`crossfit`, `trivial`, `crossfit_many`; `compare_with_baselines` (two models, APGR)
+and `compare_many_models` (AIQ) are the entry points, `format_baseline_table` prints their
+result), and the script that regenerates docs/routing.md's
 results (`python -m aigw_lab.policy.evaluate.report`).
 
 Names are imported lazily, so ``import aigw_lab.policy.evaluate`` stays cheap.
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_cost_quality": "aigw_lab.policy.evaluate.offline",
     "out_of_fold": "aigw_lab.policy.evaluate.offline",
     "compare_with_baselines": "aigw_lab.policy.evaluate.crossfit",
+    "compare_many_models": "aigw_lab.policy.evaluate.crossfit_many",
     "BaselineComparison": "aigw_lab.policy.evaluate.comparison_table",
     "BaselineRow": "aigw_lab.policy.evaluate.comparison_table",
     "format_baseline_table": "aigw_lab.policy.evaluate.comparison_table",
@@ -60,6 +62,7 @@ __all__ = [
     "evaluate_cost_quality",
     "out_of_fold",
     "compare_with_baselines",
+    "compare_many_models",
     "BaselineComparison",
     "BaselineRow",
     "format_baseline_table",
@@ -75,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         format_baseline_table,
     )
     from aigw_lab.policy.evaluate.crossfit import compare_with_baselines
+    from aigw_lab.policy.evaluate.crossfit_many import compare_many_models
     from aigw_lab.policy.evaluate.metrics import (
         MetricCI,
         SweepCurve,
