@@ -45,3 +45,18 @@ def test_the_learned_table_regenerates_with_baselines_and_verdicts(tmp_path):
     document = f"# Routing\n\n{SECTION}\nold\n\n## Later\nkeep\n"
     updated = replace_section(document, f"{SECTION}\n\n{text}\n")
     assert "category lookup" in updated and "old" not in updated and "## Later\nkeep" in updated
+
+
+def test_the_many_model_tables_put_knn_beside_the_zero_router(tmp_path):
+    from aigw_lab.policy.evaluate.report import multi_model_tables
+
+    lines = multi_model_tables("hashing-64-3", str(tmp_path), folds=3, seeds=2, n_boot=30)
+    headers = [line for line in lines if line.startswith("#### ")]
+    assert [h.split(":")[0] for h in headers] == ["#### arena_bench_v1", "#### alpaca_eval2"]
+    names = {
+        line.split(" | ")[0].removeprefix("| ")
+        for line in lines
+        if line.startswith("| ") and "---" not in line
+    }
+    assert {"knn", "prompt length", "random", "oracle", "category lookup"} <= names
+    assert sum(line.startswith("- knn ") for line in lines) == 2  # one verdict per dataset
