@@ -60,3 +60,4 @@ def test_the_many_model_tables_put_knn_beside_the_zero_router(tmp_path):
     }
     assert {"knn", "prompt length", "random", "oracle", "category lookup"} <= names
     assert sum(line.startswith("- knn ") for line in lines) == 2  # one verdict per dataset
+    assert sum(line.startswith("- Size of the gain: knn's AIQ is") for line in lines) == 2

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from aigw_lab.datasets.recorded_sources import load_alpaca_eval, load_arena_bench, load_routellm
+from aigw_lab.policy.evaluate.comparison_table import BaselineComparison
 from aigw_lab.policy.evaluate.crossfit import (
     compare_many,
     crossfit,
@@ -262,9 +263,21 @@ def multi_model_tables(
                 f"| {row.name} | {row.kind} | {row.value:.4f} | [{row.ci_low:.4f}, "
                 f"{row.ci_high:.4f}] | {row.seed_min:.4f}-{row.seed_max:.4f} | {gain} |"
             )
-        lines += ["", f"- {compared.verdict}", *[f"- {note}" for note in compared.notes], ""]
+        lines += ["", f"- {compared.verdict}", relative_gain(compared)]
+        lines += [*[f"- {note}" for note in compared.notes], ""]
         print(f"  multi-model baselines on {data.name}: done", file=sys.stderr)
     return lines
+
+
+def relative_gain(compared: BaselineComparison) -> str:
+    """A line giving the router's gain over random routing as a share of random routing's
+    value: a significant gain can still be too small to matter."""
+    main, randomly = compared.row(compared.router), compared.row("random")
+    share = (main.value - randomly.value) / abs(randomly.value) if randomly.value else 0.0
+    return (
+        f"- Size of the gain: {main.name}'s {compared.metric.upper()} is {100 * share:+.2f} % "
+        "of random routing's."
+    )
 
 
 def _embeddings(data, embedder_name: str | None, cache_dir: str | None) -> np.ndarray:  # noqa: ANN001
