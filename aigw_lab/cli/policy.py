@@ -7,7 +7,12 @@
 ``train`` splits the recorded dataset three ways by item (deterministic, ``--seed``): the
 router is fitted on the training items, its threshold or lambda calibrated on the
 calibration items, and it is scored on the test items, which neither step saw. The policy
-file records the split, so ``evaluate`` scores the same held-out items.
+file records the split, so ``evaluate`` scores the same held-out items. ``train`` also
+cross-fits the router on the training and calibration items over ``--seeds`` fold seeds
+beside random routing, the zero router, the oracle and the trivial baselines (APGR for two
+models, `aigw_lab.policy.evaluate.crossfit`; AIQ for more, `crossfit_many`), prints that
+table and its verdict, and stores it under the evaluation's ``"baselines"`` (what ``export``
+reads); ``evaluate`` prints it again.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from aigw_lab.errors import ConfigError
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.recorded import RecordedDataset
+    from aigw_lab.policy.evaluate.comparison_table import BaselineComparison
     from aigw_lab.policy.learned import LearnedRouter
 
 #: ``--data`` names and what they load.
@@ -53,7 +59,10 @@ def register(subparsers: Any) -> None:
         "items (the same split for the same --seed), fit a router on the training items, "
         "calibrate its threshold or lambda on the calibration items (to --strong-share, "
         "--budget or --quality-floor; or fix --threshold / --lambda), and write the policy "
-        "file with its evaluation on the test items.",
+        "file with its evaluation on the test items. It also prints the router cross-fitted "
+        "on the training and calibration items beside random routing, the zero router, the "
+        "oracle and trivial baselines (prompt length; category lookup), with a verdict, and "
+        "stores that table in the policy file.",
     )
     train.add_argument("--data", required=True, help=f"recorded dataset: {', '.join(DATASETS)}")
     train.add_argument(
@@ -111,6 +120,18 @@ def register(subparsers: Any) -> None:
         default=0,
         help="seed of the split into training, calibration and test items (default: %(default)s)",
     )
+    train.add_argument(
+        "--seeds",
+        type=int_at_least(1),
+        default=5,
+        help="fold seeds of the cross-fitted comparison with the baselines (default: %(default)s)",
+    )
+    train.add_argument(
+        "--folds",
+        type=int_at_least(2),
+        default=5,
+        help="folds per seed of that comparison (default: %(default)s)",
+    )
     _common(train)
     train.set_defaults(func=run_train)
 
@@ -152,7 +173,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--n-boot",
         type=int_at_least(1),
         default=1000,
-        help="bootstrap resamples for the confidence intervals (default: %(default)s)",
+        help="bootstrap resamples for the confidence intervals (default: %(default)s; the "
+        "baseline table uses at most 500)",
     )
 
 
@@ -275,13 +297,63 @@ def run_train(args: argparse.Namespace) -> int:
             "value_interval": list(calibration.value_interval),
             "achieved_on_test": {k: _ci_dict(v) for k, v in calibration.achieved.items()},
         }
+    comparison = _baselines(router, data, train, cal, test, models, strong, weak, args)
+    evaluation["baselines"] = comparison.to_dict()
     path = save_policy(router, args.out, evaluation=evaluation)
     print(
         f"wrote {path} ({router.model.router} on {len(train)} training items, decision "
         f"{router.decision.to_spec()})"
     )
     _print_report(report, calibration)
+    _print_baselines(comparison)
     return 0
+
+
+def _baselines(
+    router: LearnedRouter,
+    data: RecordedDataset,
+    train: RecordedDataset,
+    cal: RecordedDataset,
+    test: RecordedDataset,
+    models: list[str],
+    strong: str | None,
+    weak: str | None,
+    args: argparse.Namespace,
+) -> BaselineComparison:
+    """The router's recipe cross-fitted on the training and calibration items (never the
+    test items) beside its baselines: by APGR for two models, by AIQ for more."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.policy.evaluate.crossfit import compare_with_baselines
+    from aigw_lab.policy.evaluate.crossfit_many import compare_many_models
+
+    dev = data.subset([*train.ids, *cal.ids])
+    # Every resample recomputes each row's metric for every seed: at most 500 of them, as for
+    # calibration, keeps a warm MMLU train within seconds.
+    n_boot = min(args.n_boot, 500)
+    common: dict[str, Any] = {
+        "embeddings": router.embed([item.prompt for item in dev.items]),
+        "seeds": args.seeds,
+        "folds": args.folds,
+        "n_boot": n_boot,
+        "boot_seed": args.seed,
+        "notes": [
+            f"Cross-fitted on the {len(dev)} training and calibration items (the {len(test)} "
+            f"test items above stay held out); {n_boot} item resamples."
+        ],
+    }
+    if strong is not None and weak is not None:
+        return compare_with_baselines(dev, args.router, strong=strong, weak=weak, **common)
+    return compare_many_models(dev, args.router, models=models, **common)
+
+
+def _print_baselines(comparison: BaselineComparison) -> None:
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.policy.evaluate.comparison_table import format_baseline_table
+
+    print()
+    print("Beside its baselines (the same router recipe, cross-fitted):")
+    digits = 3 if comparison.metric == "apgr" else 4
+    print(format_baseline_table(comparison, digits=digits))
 
 
 def _ci_dict(ci: Any) -> dict[str, float]:
@@ -290,12 +362,21 @@ def _ci_dict(ci: Any) -> dict[str, float]:
 
 def _evaluate(router: LearnedRouter, test: RecordedDataset, X: Any, n_boot: int) -> dict[str, Any]:
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
-    from aigw_lab.policy.evaluate.offline import TwoModelResult, evaluate_router
+    from aigw_lab.policy.evaluate.crossfit import held_out_gain
+    from aigw_lab.policy.evaluate.offline import TwoModelResult, evaluate_router, recorded_arrays
 
     result = evaluate_router(router, test, embeddings=X, n_boot=n_boot)
     if isinstance(result, TwoModelResult):
+        models = list(router.train_info["models"])
+        pair = [models[router.targets().index(str(t))] for t in (router.strong, router.weak)]
+        quality, _ = recorded_arrays(test, pair)
+        randomly, gain = held_out_gain(
+            router.strong_scores_from(X), quality[:, 0], quality[:, 1], n_boot=n_boot
+        )
         return {
             "apgr": _ci_dict(result.apgr),
+            "random_apgr": _ci_dict(randomly),
+            "apgr_gain_over_random": _ci_dict(gain),
             "cpt50": _ci_dict(result.cpt50),
             "cpt80": _ci_dict(result.cpt80),
             "aiq": result.aiq,
@@ -324,6 +405,14 @@ def _fmt(ci: dict[str, float], percent: bool = False) -> str:
 def _print_report(report: dict[str, Any], calibration: Any = None) -> None:
     if "apgr" in report:
         print(f"APGR      {_fmt(report['apgr'])}")
+        if "apgr_gain_over_random" in report:
+            gain = report["apgr_gain_over_random"]
+            verdict = "significant" if gain["low"] > 0 else "not significant"
+            print(
+                f"          random routing on the same items {_fmt(report['random_apgr'])}; "
+                f"gain {gain['value']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}] "
+                f"({verdict})"
+            )
         print(f"CPT(50%)  {_fmt(report['cpt50'], percent=True)} strong calls")
         print(f"CPT(80%)  {_fmt(report['cpt80'], percent=True)} strong calls")
         if report.get("aiq") is not None:
@@ -338,11 +427,13 @@ def _print_report(report: dict[str, Any], calibration: Any = None) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.policy.evaluate.comparison_table import BaselineComparison
     from aigw_lab.policy.learned import LearnedRouter
     from aigw_lab.policy.learned.features import make_embedder
-    from aigw_lab.policy.policyfile import load_policy
+    from aigw_lab.policy.policyfile import load_policy, read_policy_document
 
     router = load_policy(args.policy)
+    stored = (read_policy_document(args.policy).get("evaluation") or {}).get("baselines")
     if not isinstance(router, LearnedRouter):
         raise ConfigError(
             f"{args.policy} holds a {router.kind!r} policy; only learned policies are scored "
@@ -359,4 +450,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{len(test)} held-out items of {args.data or router.train_info.get('data')}"
     )
     _print_report(_evaluate(router, test, X, args.n_boot))
+    if isinstance(stored, dict):
+        try:
+            comparison = BaselineComparison.from_dict(stored)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f'{args.policy}: its "baselines" entry is malformed ({type(exc).__name__})',
+                hint="retrain the policy with `aigw-lab policy train`",
+            ) from exc
+        _print_baselines(comparison)
+    else:
+        print(
+            "No baseline table in this policy file (trained before aigw-lab stored one): "
+            "retrain it with `aigw-lab policy train` to see it beside random routing and the "
+            "trivial baselines."
+        )
     return 0

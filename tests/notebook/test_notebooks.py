@@ -363,6 +363,8 @@ _ROUTING_PROBE = """None if recorded is None else {
         }.items()
     },
     "test_items": held_out.n,
+    "baselines": baselines.to_dict(),
+    "stored_baselines": json.loads(policy_path.read_text())["evaluation"]["baselines"],
     "threshold": threshold,
     "splits_disjoint": not (set(train.ids) | set(cal.ids)) & set(test.ids),
     "explorer_share": float(explorer.current["strong_share"]),
@@ -448,6 +450,17 @@ def test_routing_policies(kernel_manager: Any, tmp_path: Path) -> None:
     assert width["apgr"] < width["test_apgr"]
     # Calibrated for 50% GPT-4 calls, met from below on the calibration items.
     assert 0.2 <= check["calibrated_share"]["value"] <= 0.6
+    # Over 5 fold seeds beside the baselines, printed as a table with a verdict, and kept
+    # in the policy file (what `policy export` reads).
+    baselines = check["baselines"]
+    assert baselines["seeds"] == 5 and baselines["items"] == check["items"]
+    rows = {row["name"]: row for row in baselines["rows"]}
+    assert {"knn", "prompt length", "random", "zero router", "oracle"} <= set(rows)
+    assert rows["knn"]["seed_min"] <= rows["knn"]["value"] <= rows["knn"]["seed_max"]
+    assert rows["oracle"]["value"] > rows["knn"]["value"]
+    assert "knn (router)" in text and "prompt length (trivial)" in text
+    assert baselines["verdict"] in text and "best trivial baseline" in baselines["verdict"]
+    assert check["stored_baselines"] == baselines
 
     # The slider, driven from code: as the threshold rises, share and cost fall together.
     moves = [

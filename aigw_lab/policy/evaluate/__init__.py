@@ -1,7 +1,11 @@
 """Offline evaluation of routers from recorded outcomes: RouteLLM's APGR / CPT and
 RouterBench's NDCH / AIQ (`metrics`), the zero-router, oracle and random baselines
-(`baselines`), held-out and cross-fitted evaluation (`offline`), and the script that
-regenerates docs/routing.md's results (`python -m aigw_lab.policy.evaluate.report`).
+(`baselines`), held-out and cross-fitted evaluation (`offline`), a router beside random
+routing, the zero router, the oracle and trivial baselines, cross-fitted over several fold
+seeds (`crossfit`, `trivial`, `crossfit_many`; `compare_with_baselines` (two models, APGR)
+and `compare_many_models` (AIQ) are the entry points, `format_baseline_table` prints their
+result), and the script that regenerates docs/routing.md's
+results (`python -m aigw_lab.policy.evaluate.report`).
 
 Names are imported lazily, so ``import aigw_lab.policy.evaluate`` stays cheap.
 """
@@ -31,6 +35,11 @@ _EXPORTS: dict[str, str] = {
     "evaluate_two_model": "aigw_lab.policy.evaluate.offline",
     "evaluate_cost_quality": "aigw_lab.policy.evaluate.offline",
     "out_of_fold": "aigw_lab.policy.evaluate.offline",
+    "compare_with_baselines": "aigw_lab.policy.evaluate.crossfit",
+    "compare_many_models": "aigw_lab.policy.evaluate.crossfit_many",
+    "BaselineComparison": "aigw_lab.policy.evaluate.comparison_table",
+    "BaselineRow": "aigw_lab.policy.evaluate.comparison_table",
+    "format_baseline_table": "aigw_lab.policy.evaluate.comparison_table",
 }
 
 __all__ = [
@@ -52,12 +61,24 @@ __all__ = [
     "evaluate_two_model",
     "evaluate_cost_quality",
     "out_of_fold",
+    "compare_with_baselines",
+    "compare_many_models",
+    "BaselineComparison",
+    "BaselineRow",
+    "format_baseline_table",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.policy.evaluate.baselines import oracle_point, zero_router_hull
+    from aigw_lab.policy.evaluate.comparison_table import (
+        BaselineComparison,
+        BaselineRow,
+        format_baseline_table,
+    )
+    from aigw_lab.policy.evaluate.crossfit import compare_with_baselines
+    from aigw_lab.policy.evaluate.crossfit_many import compare_many_models
     from aigw_lab.policy.evaluate.metrics import (
         MetricCI,
         SweepCurve,
