@@ -183,6 +183,7 @@ class StackedQuality(QualityModel):
         self.alphas: list[float] = []
         self._state: dict[str, np.ndarray] = {}
         self._pair: tuple[int, int] | None = None
+        self.oof: np.ndarray | None = None
 
     def fit(
         self, X: np.ndarray, Y: np.ndarray, *, pair: tuple[int, int] | None = None
@@ -202,6 +203,9 @@ class StackedQuality(QualityModel):
             bases = self._fit_bases(emb[~held], side[~held], T[~held])
             oof[held, 1:] = self._base_predictions(bases, emb[held], side[held])
         oof = np.where(np.isnan(oof), means[None, None, :], oof)
+        #: What the meta-learner was fitted on: each training row's base predictions from
+        #: bases that did not see it (n, len(BASES), targets); kept for inspection only.
+        self.oof = oof
         meta_coef = np.zeros((T.shape[1], len(BASES)))
         meta_icpt = np.zeros(T.shape[1])
         for j in range(T.shape[1]):
