@@ -38,6 +38,7 @@ __all__ = [
     "fit_category_encoding",
     "apply_category_encoding",
     "fit_ridge",
+    "ridge_path",
     "neighbour_lists",
     "knn_from_lists",
 ]
@@ -189,6 +190,32 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
     gram = Xc.T @ Xc + alpha * np.eye(X.shape[1])
     coef = np.linalg.solve(gram, Xc.T @ (y - mu_y))
     return coef, mu_y - float(mu_x @ coef)
+
+
+def ridge_path(
+    X: np.ndarray, Y: np.ndarray, alphas: Sequence[float]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ridge regressions of every column of ``Y`` (n, t) on ``X`` for each of ``alphas``:
+    per alpha, (coef (t, d), intercept (t,)). One eigendecomposition of the centred Gram
+    matrix serves every alpha and column (the stacked router's tuning would otherwise
+    recompute it per column and alpha); a column with missing labels is fitted alone
+    (`fit_ridge`)."""
+    X = np.asarray(X, dtype=float)
+    complete = ~np.isnan(Y).any(axis=0)
+    mu_x = X.mean(axis=0)
+    Xc = X - mu_x
+    eigvals, eigvecs = np.linalg.eigh(Xc.T @ Xc)
+    Yc = Y[:, complete] - Y[:, complete].mean(axis=0)
+    projected = eigvecs.T @ (Xc.T @ Yc)  # (d, complete columns)
+    out = []
+    for alpha in alphas:
+        coef = np.zeros((Y.shape[1], X.shape[1]))
+        coef[complete] = (eigvecs @ (projected / (eigvals + alpha)[:, None])).T
+        intercept = Y.mean(axis=0) - coef @ mu_x
+        for j in np.flatnonzero(~complete):
+            coef[j], intercept[j] = fit_ridge(X, Y[:, j], alpha)
+        out.append((coef, intercept))
+    return out
 
 
 def neighbour_lists(

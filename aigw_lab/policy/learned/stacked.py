@@ -35,6 +35,7 @@ from aigw_lab.policy.learned.cheap import (
     has_side_columns,
     knn_from_lists,
     neighbour_lists,
+    ridge_path,
     split_inputs,
 )
 
@@ -195,7 +196,7 @@ class StackedQuality(QualityModel):
         self.knn.fit(emb, Y, pair=pair)
         knn_oof = self.knn.loo
         folds = np.random.default_rng(self.seed).permutation(len(X)) % _INNER_FOLDS
-        self.alphas = [self._tune_alpha(emb, T[:, j], folds) for j in range(T.shape[1])]
+        self.alphas = self._tune_alphas(emb, T, folds)
         oof = np.zeros((len(X), len(BASES), T.shape[1]))
         oof[:, 0] = knn_oof
         for f in range(_INNER_FOLDS):
@@ -219,23 +220,23 @@ class StackedQuality(QualityModel):
         self._pair = pair
         return self
 
-    def _tune_alpha(self, emb: np.ndarray, y: np.ndarray, folds: np.ndarray) -> float:
-        errors = []
-        for alpha in _ALPHAS:
-            err = 0.0
-            for f in range(_INNER_FOLDS):
-                held = folds == f
-                coef, icpt = fit_ridge(emb[~held], y[~held], alpha)
-                err += float(np.nansum((emb[held] @ coef + icpt - y[held]) ** 2))
-            errors.append(err)
-        return _ALPHAS[int(np.argmin(errors))]
+    def _tune_alphas(self, emb: np.ndarray, T: np.ndarray, folds: np.ndarray) -> list[float]:
+        """Per target, the ridge alpha with the least inner-fold squared error."""
+        errors = np.zeros((len(_ALPHAS), T.shape[1]))
+        for f in range(_INNER_FOLDS):
+            held = folds == f
+            for a, (coef, icpt) in enumerate(ridge_path(emb[~held], T[~held], _ALPHAS)):
+                pred = emb[held].astype(float) @ coef.T + icpt
+                errors[a] += np.nansum((pred - T[held]) ** 2, axis=0)
+        return [_ALPHAS[int(i)] for i in np.argmin(errors, axis=0)]
 
     def _fit_bases(self, emb: np.ndarray, side: np.ndarray, T: np.ndarray) -> dict[str, Any]:
         numeric, codes = side[:, :-1].astype(float), side[:, -1].astype(float)
         center, scale = numeric.mean(axis=0), numeric.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         z = (numeric - center) / scale
-        ridge = [fit_ridge(emb, T[:, j], a) for j, a in enumerate(self.alphas)]
+        path = dict(zip(_ALPHAS, ridge_path(emb, T, _ALPHAS), strict=True))
+        ridge = [(path[a][0][j], path[a][1][j]) for j, a in enumerate(self.alphas)]
         side_ridge = [fit_ridge(z, T[:, j], _SIDE_ALPHA) for j in range(T.shape[1])]
         keys = np.unique(codes[codes >= 0])
         encodings = [
