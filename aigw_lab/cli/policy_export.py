@@ -394,7 +394,9 @@ def _held_out_evaluation(args: argparse.Namespace, router: Any) -> Any:
     models = list(info["models"])
     quality, cost = recorded_arrays(test, models)
     prompts = [i.prompt for i in test.items]
-    choice = router.choose_from(router.embed(prompts), prompts)
+    # A stacked router reads each item's category, as clients of the export send it.
+    categories = [i.category for i in test.items]
+    choice = router.choose_from(router.embed(prompts, categories=categories), prompts)
     targets = router.targets()
     category = [i.category or "" for i in test.items]
     rows = [
