@@ -141,9 +141,7 @@ def main() -> None:
         for row, per_seed in rows.items():
             mean, low, high, smin, smax = summarise(per_seed, s, w, boots)
             cpu = f"  cpu {timings[row] / len(seeds):.0f} s/seed" if row in timings else ""
-            print(
-                f"  {row:18s} {mean:6.3f}  [{low:6.3f}, {high:6.3f}]  {smin:.3f}-{smax:.3f}{cpu}"
-            )
+            print(f"  {row:18s} {mean:6.3f}  [{low:6.3f}, {high:6.3f}]  {smin:.3f}-{smax:.3f}{cpu}")
         print(f"  {'oracle (ceiling)':18s} {apgr(oracle, w.mean(), s.mean()):6.3f}")
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.policy.export._intervals import paired_intervals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +51,6 @@ __all__ = [
 #: How far above chance (``ApproximationLoss.chance_agreement``) an approximation's decision
 #: agreement must be for it not to count as a random split in effect.
 CHANCE_MARGIN = 0.05
-_BOOT = 1000  # bootstrap resamples of the items for the loss intervals
 
 #: Policy kinds every target expresses directly.
 NATIVE_KINDS = frozenset(("rules", "split", "fallback"))
@@ -520,7 +520,7 @@ def measure_loss(
     chance = sum(
         share * policy_share.get(target, 0) / len(answered) for target, share in mixes.items()
     ) / len(answered)
-    q_ci, c_ci, a_ci = _paired_intervals(
+    q_ci, c_ci, a_ci = paired_intervals(
         [
             [a - o for a, o in zip(approx_q, original_q, strict=True)],
             [a - o for a, o in zip(approx_c, original_c, strict=True)],
@@ -541,28 +541,6 @@ def measure_loss(
         cost_delta_ci=c_ci,
         agreement_ci=a_ci,
     )
-
-
-def _paired_intervals(columns: list[list[float]]) -> list[tuple[float, float] | None]:
-    """95% percentile bootstrap intervals of each column's mean, all columns resampled with
-    the same item indices (a fixed seed: the report is reproducible). NaN values are
-    dropped per replicate; a column with no known value gets None."""
-    # lazy: numpy loads in ~0.1 s; only a measured export needs it
-    import numpy as np
-
-    values = np.array(columns, dtype=float)  # (columns, items)
-    n = values.shape[1]
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, n, size=(_BOOT, n))
-    out: list[tuple[float, float] | None] = []
-    for column in values:
-        if np.all(np.isnan(column)):
-            out.append(None)
-            continue
-        means = np.nanmean(column[idx], axis=1)
-        low, high = np.nanpercentile(means, [2.5, 97.5])
-        out.append((float(low), float(high)))
-    return out
 
 
 def _exported_mix(spec: Mapping[str, Any], category: str | None) -> dict[str, float]:
