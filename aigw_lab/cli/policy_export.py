@@ -7,6 +7,14 @@ the output folder, the dataset name) is checked before the one slow step, embedd
 held-out prompts to measure what the approximation of a learned router loses, so a typo is
 reported in about a second, not after a minute of embedding.
 
+A learned policy is exported only when its file shows it beats random routing: the
+baseline comparison `aigw-lab policy train` stores (``evaluation["baselines"]``, a
+`BaselineComparison`) must say its gain over random is significant. A router no better than
+chance, or a file trained before the comparison existed, is refused unless ``--force``.
+Every export prints how often the exported approximation agrees with the policy on the
+held-out items, its quality and cost difference with 95% intervals, and a loud warning when
+the approximation routes no better than a weighted coin.
+
 ``--map`` is optional: a policy trained on a recording names its targets ``rec/<model>``,
 and each recorded model has a production home by default (`default_homes`): OpenAI models
 on ``openai``, Anthropic models on ``anthropic``, open models on Together's
@@ -107,6 +115,12 @@ def register_export(commands: Any) -> None:
         help="how a learned router is approximated (default auto: per category if the data "
         "has categories, else a split)",
     )
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="export a learned policy even when its file does not show a significant gain "
+        "over random routing (or was trained before aigw-lab stored that comparison)",
+    )
     export.add_argument("--data", help="recorded dataset (default: the one it was trained on)")
     export.add_argument(
         "--cache-dir",
@@ -144,6 +158,10 @@ def run_export(args: argparse.Namespace) -> int:
     document = read_policy_document(args.policy)
     spec = document["policy"]
     learned = spec.get("kind") == "learned"
+    if learned:
+        forced = _check_baselines(args, document)
+        if forced:
+            print(f"WARNING (--force): {forced}")
     # Build it once: a document of the wrong shape is a ConfigError naming the file here, not
     # a TypeError deep in an exporter (and a learned one's artifact must be there).
     policy = load_policy(args.policy)
@@ -170,6 +188,49 @@ def run_export(args: argparse.Namespace) -> int:
     for line in result.report.summary_lines():
         print(f"  {line}")
     return 0
+
+
+def _check_baselines(args: argparse.Namespace, document: Mapping[str, Any]) -> str | None:
+    """Refuse (a `ConfigError`) a learned policy whose file does not show a significant gain
+    over random routing, unless ``--force``; with ``--force``, the reason it would have been
+    refused (None when it would not)."""
+    evaluation = document.get("evaluation")
+    baselines = evaluation.get("baselines") if isinstance(evaluation, Mapping) else None
+    if not isinstance(baselines, Mapping):
+        problem = (
+            f"{args.policy} records no comparison with baselines (it was trained before "
+            "aigw-lab stored one), so nothing shows that it beats random routing"
+        )
+        if args.force:
+            return problem
+        raise ConfigError(problem, hint="retrain with aigw-lab policy train, or pass --force")
+    if baselines.get("significant") is True:
+        return None
+    gain = _random_gain(baselines)
+    problem = (
+        f"{args.policy}: the router's gain over random routing is not significant"
+        f"{gain}, so its export would route no better than chance"
+    )
+    if args.force:
+        return problem
+    raise ConfigError(
+        problem,
+        hint="pass --force to export it anyway, or retrain it (more data, another --router)",
+    )
+
+
+def _random_gain(baselines: Mapping[str, Any]) -> str:
+    """' (APGR gain +0.012 [-0.020, +0.044] over random)' from a stored comparison, or ''."""
+    router, metric = baselines.get("router"), str(baselines.get("metric", "metric")).upper()
+    rows = baselines.get("rows")
+    for row in rows if isinstance(rows, list) else ():
+        if not isinstance(row, Mapping) or row.get("name") != router:
+            continue
+        values = [row.get(k) for k in ("gain_vs_random", "gain_ci_low", "gain_ci_high")]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            gain, low, high = (float(v) for v in values)
+            return f" ({metric} gain {gain:+.3f} [{low:+.3f}, {high:+.3f}] over random)"
+    return ""
 
 
 def _target_options(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]:
@@ -333,7 +394,9 @@ def _held_out_evaluation(args: argparse.Namespace, router: Any) -> Any:
     models = list(info["models"])
     quality, cost = recorded_arrays(test, models)
     prompts = [i.prompt for i in test.items]
-    choice = router.choose_from(router.embed(prompts), prompts)
+    # A stacked router reads each item's category, as clients of the export send it.
+    categories = [i.category for i in test.items]
+    choice = router.choose_from(router.embed(prompts, categories=categories), prompts)
     targets = router.targets()
     category = [i.category or "" for i in test.items]
     rows = [

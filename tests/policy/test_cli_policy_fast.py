@@ -67,7 +67,9 @@ def test_a_rerun_of_train_and_evaluate_embeds_nothing(workdir, embedded, capsys)
 def test_export_reuses_the_cache_and_maps_recorded_models_by_default(trained, embedded, capsys):
     # `trained`: a policy trained with the default cache in the scratch folder (once per
     # module, copied here), so the cache is warm as after a user's `policy train`.
-    code = main(["policy", "export", "policies/p.json", "--to", "litellm", "--out", "l.yaml"])
+    code = main(
+        ["policy", "export", "policies/p.json", "--to", "litellm", "--out", "l.yaml", "--force"]
+    )
     assert code == 0, capsys.readouterr().err
     assert embedded == []
     out = capsys.readouterr().out
@@ -107,7 +109,8 @@ def trained(trained_once, workdir, embedded, capsys):
     return workdir
 
 
-EXPORT = ["policy", "export", "policies/p.json"]
+# --force: these flows are about the flags, not the policy file's baseline comparison.
+EXPORT = ["policy", "export", "policies/p.json", "--force"]
 
 
 @pytest.mark.parametrize(

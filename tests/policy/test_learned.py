@@ -42,7 +42,7 @@ def test_every_router_scores_arithmetic_above_chit_chat(router):
     math = policy.scores([math_prompt(i) for i in range(100, 110)])
     chat = policy.scores([chat_prompt(i) for i in range(100, 110)])
     assert math.min() > chat.max()
-    quality = policy.model.predict(EMBEDDER.embed([math_prompt(200), chat_prompt(200)]))
+    quality = policy.model.predict(policy.embed([math_prompt(200), chat_prompt(200)]))
     assert quality.shape == (2, 2)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.policy.export._intervals import paired_intervals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +47,10 @@ __all__ = [
     "measure_loss",
     "NATIVE_KINDS",
 ]
+
+#: How far above chance (``ApproximationLoss.chance_agreement``) an approximation's decision
+#: agreement must be for it not to count as a random split in effect.
+CHANCE_MARGIN = 0.05
 
 #: Policy kinds every target expresses directly.
 NATIVE_KINDS = frozenset(("rules", "split", "fallback"))
@@ -81,6 +86,10 @@ class ApproximationLoss:
     ``quality_delta`` and ``cost_delta`` are approximation minus original: a negative
     ``quality_delta`` is quality lost. ``agreement`` is the (expected) share of items on
     which the approximation calls the model that answered under the original policy.
+    ``chance_agreement`` is the agreement an approximation blind to the prompt would reach
+    with the same call shares (the sum over targets of its share times the original's): an
+    ``agreement`` near it means the approximation is a random split in effect. The ``*_ci``
+    fields are 95% bootstrap intervals over the items (paired: one resample for all).
     """
 
     items: int
@@ -91,9 +100,21 @@ class ApproximationLoss:
     approx_cost_usd: float
     cost_delta_usd: float
     agreement: float
+    chance_agreement: float = math.nan
+    quality_delta_ci: tuple[float, float] | None = None
+    cost_delta_ci: tuple[float, float] | None = None
+    agreement_ci: tuple[float, float] | None = None
+
+    @property
+    def near_chance(self) -> bool:
+        """True when the approximation agrees with the policy barely more than a random
+        split at the same call shares would (within `CHANCE_MARGIN`)."""
+        return not self.agreement > self.chance_agreement + CHANCE_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["near_chance"] = self.near_chance
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,11 +149,41 @@ class ApproximationReport:
             loss = self.loss
             lines.append(
                 f"measured on {loss.items} items: quality {loss.original_quality:.4f} -> "
-                f"{loss.approx_quality:.4f} ({loss.quality_delta:+.4f}), cost/item "
+                f"{loss.approx_quality:.4f} ({loss.quality_delta:+.4f}"
+                f"{_interval(loss.quality_delta_ci, 4)}), cost/item "
                 f"${loss.original_cost_usd:.6f} -> ${loss.approx_cost_usd:.6f} "
-                f"({loss.cost_delta_usd:+.6f}), decision agreement {loss.agreement:.3f}"
+                f"({loss.cost_delta_usd:+.6f}{_interval(loss.cost_delta_ci, 6)}), "
+                f"decision agreement {loss.agreement:.3f}"
+                f"{_interval(loss.agreement_ci, 3, signed=False)} "
+                f"(a random split at the same shares: {loss.chance_agreement:.3f})"
             )
+        lines += self.warnings()
         return lines
+
+    def warnings(self) -> list[str]:
+        """Loud lines when the export no longer routes by the prompt: the approximation
+        of a learned router or cascade is a random split, or agrees with the policy about
+        as often as one would."""
+        if self.exact or self.kind not in ("learned", "cascade"):
+            return []
+        if self.loss is not None and self.loss.near_chance:
+            return [
+                f"WARNING: the exported {self.method} agrees with the policy on "
+                f"{self.loss.agreement:.3f} of the items, about what a random split at the same "
+                f"shares reaches ({self.loss.chance_agreement:.3f}): in production it routes "
+                "like a weighted coin, not like the learned policy"
+            ]
+        if self.method.startswith("split"):
+            return [
+                "WARNING: exported as a weighted random split: the target cannot run the "
+                "router, so requests are routed by chance at the policy's call shares"
+            ]
+        return []
+
+
+def _interval(ci: tuple[float, float] | None, digits: int, *, signed: bool = True) -> str:
+    sign = "+" if signed else ""
+    return "" if ci is None else f" [{ci[0]:{sign}.{digits}f}, {ci[1]:{sign}.{digits}f}]"
 
 
 class Approximation(NamedTuple):
@@ -435,6 +486,8 @@ def measure_loss(
     original_c: list[float] = []
     approx_c: list[float] = []
     agreement: list[float] = []
+    answered: list[str] = []
+    mixes: Counter[str] = Counter()  # the approximation's summed call probabilities
     for item_id, decision in decisions.items():
         key = str(item_id)
         if key not in score.index:
@@ -450,6 +503,8 @@ def measure_loss(
         original_c.append(sum(_cost(cost, key, column(t)) for t in called))
         approx_c.append(sum(w * _cost(cost, key, column(t)) for t, w in mix.items()))
         agreement.append(mix.get(called[-1], 0.0))
+        answered.append(called[-1])
+        mixes.update(mix)
     if not original_q:
         raise ConfigError(
             "no evaluation item has recorded outcomes for the policy's targets",
@@ -461,6 +516,17 @@ def measure_loss(
         return sum(known) / len(known) if known else math.nan
 
     oq, aq, oc, ac = mean(original_q), mean(approx_q), mean(original_c), mean(approx_c)
+    policy_share = Counter(answered)
+    chance = sum(
+        share * policy_share.get(target, 0) / len(answered) for target, share in mixes.items()
+    ) / len(answered)
+    q_ci, c_ci, a_ci = paired_intervals(
+        [
+            [a - o for a, o in zip(approx_q, original_q, strict=True)],
+            [a - o for a, o in zip(approx_c, original_c, strict=True)],
+            agreement,
+        ]
+    )
     return ApproximationLoss(
         items=len(original_q),
         original_quality=oq,
@@ -470,6 +536,10 @@ def measure_loss(
         approx_cost_usd=ac,
         cost_delta_usd=ac - oc,
         agreement=mean(agreement),
+        chance_agreement=chance,
+        quality_delta_ci=q_ci,
+        cost_delta_ci=c_ci,
+        agreement_ci=a_ci,
     )
 
 

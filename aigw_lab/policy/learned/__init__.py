@@ -1,6 +1,9 @@
-"""Learned routers on prompt embeddings: kNN quality prediction (`KnnQuality`),
-similarity-weighted Bradley-Terry ranking after RouteLLM (`SwRanking`), and trained
-classifier / regressor models (`LogisticQuality`, `RidgeQuality`), each wrapped as a routing
+"""Learned routers on prompt embeddings: kNN quality prediction (`KnnQuality`, and
+`TunedKnnQuality` with similarity weights and k tuned on the training rows),
+similarity-weighted Bradley-Terry ranking after RouteLLM (`SwRanking`), trained
+classifier / regressor models (`LogisticQuality`, `RidgeQuality`), and the default,
+`StackedQuality`: a meta-learner over cheap base routers (kNN, ridge, prompt length and
+numbers, category encoding; `aigw_lab.policy.learned.stacked`), each wrapped as a routing
 policy of kind "learned" by `LearnedRouter` and trained on recorded outcomes by
 `train_router`.
 
@@ -15,18 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from aigw_lab.policy.learned.base import QualityModel
+from aigw_lab.policy.learned.cheap import router_inputs, side_features
 from aigw_lab.policy.learned.classifier import LogisticQuality, RidgeQuality
 from aigw_lab.policy.learned.knn import KnnQuality
 from aigw_lab.policy.learned.router import (
+    DEFAULT_ROUTER,
     ROUTERS,
     Decision,
     LearnedRouter,
     default_target,
+    inputs_for,
     train_router,
 )
+from aigw_lab.policy.learned.stacked import StackedQuality, TunedKnnQuality
 from aigw_lab.policy.learned.sw_ranking import SwRanking
 
 __all__ = [
+    "DEFAULT_ROUTER",
     "ROUTERS",
     "Decision",
     "LearnedRouter",
@@ -35,7 +43,12 @@ __all__ = [
     "SwRanking",
     "LogisticQuality",
     "RidgeQuality",
+    "TunedKnnQuality",
+    "StackedQuality",
     "default_target",
+    "inputs_for",
+    "router_inputs",
+    "side_features",
     "train_router",
     "from_dict",
 ]

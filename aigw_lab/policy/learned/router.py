@@ -33,6 +33,7 @@ from aigw_lab.embeddings import SentenceTransformerEmbedder
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.base import Policy, RouteDecision
 from aigw_lab.policy.learned.base import QualityModel
+from aigw_lab.policy.learned.cheap import router_inputs
 from aigw_lab.policy.learned.classifier import LogisticQuality, RidgeQuality
 from aigw_lab.policy.learned.features import (
     embed_prompts,
@@ -41,19 +42,40 @@ from aigw_lab.policy.learned.features import (
     prompt_text,
 )
 from aigw_lab.policy.learned.knn import KnnQuality
+from aigw_lab.policy.learned.stacked import StackedQuality, TunedKnnQuality
 from aigw_lab.policy.learned.sw_ranking import SwRanking
+from aigw_lab.policy.rules import request_category
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.recorded import RecordedDataset
     from aigw_lab.embeddings import Embedder
     from aigw_lab.types import ChatRequest
 
-__all__ = ["ROUTERS", "Decision", "LearnedRouter", "train_router", "default_target"]
+__all__ = [
+    "DEFAULT_ROUTER",
+    "ROUTERS",
+    "Decision",
+    "LearnedRouter",
+    "train_router",
+    "default_target",
+    "inputs_for",
+]
 
 #: Router name -> quality model class.
 ROUTERS: Mapping[str, type[QualityModel]] = {
-    cls.router: cls for cls in (KnnQuality, SwRanking, LogisticQuality, RidgeQuality)
+    cls.router: cls
+    for cls in (
+        KnnQuality,
+        SwRanking,
+        LogisticQuality,
+        RidgeQuality,
+        TunedKnnQuality,
+        StackedQuality,
+    )
 }
+#: The router `train_router` fits unless told otherwise: the best on cross-fitted
+#: RouteLLM data (bench/router_study.py).
+DEFAULT_ROUTER = StackedQuality.router
 #: The prefix `train_router` gives recorded model names when no target map is given.
 DEFAULT_TARGET_PREFIX = "rec/"
 _TRAIN_IDS = "_train_ids"  # the artifact array holding the training item ids
@@ -154,7 +176,7 @@ class LearnedRouter(Policy):
 
     def decide(self, request: ChatRequest) -> RouteDecision:
         text = prompt_text(request)
-        X = self.embedder.embed([text])
+        X = self._inputs(self.embedder.embed([text]), [text], [request_category(request)])
         quality = self.model.predict(X)[0]
         scores = {t: float(q) for t, q in zip(self._targets, quality, strict=True)}
         if self.decision.mode == "threshold":
@@ -323,7 +345,7 @@ class LearnedRouter(Policy):
         warm = getattr(embedder, "warm", None)
         if warm is not None:
             warm()  # runs the model itself, not an in-memory hit
-        X = embedder.embed([probe])
+        X = self._inputs(embedder.embed([probe]), [probe], None)
         self.choose_from(X, [probe])
         self._one_torch_thread()
 
@@ -358,11 +380,31 @@ class LearnedRouter(Policy):
             )
         return decision
 
-    def embed(self, prompts: Sequence[str], *, cache_dir: str | Path | None = None) -> np.ndarray:
-        """Embeddings of a batch of ``prompts`` (evaluation, calibration), through the
-        on-disk embedding cache in ``cache_dir`` (default `default_cache_dir`). Routing a
-        request (`decide`) never writes to that cache: served prompts are users' data."""
-        return embed_prompts(prompts, self.embedder, cache_dir=cache_dir, label=self.name)
+    def embed(
+        self,
+        prompts: Sequence[str],
+        *,
+        categories: Sequence[str | None] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> np.ndarray:
+        """The model's input rows for a batch of ``prompts`` (evaluation, calibration):
+        their embeddings, through the on-disk embedding cache in ``cache_dir`` (default
+        `default_cache_dir`), followed for a side-feature router (``stacked``) by the
+        prompts' length, numbers and ``categories`` (None: unknown, as for a served request
+        without ``tags["category"]``). Routing a request (`decide`) never writes to that
+        cache: served prompts are users' data."""
+        X = embed_prompts(prompts, self.embedder, cache_dir=cache_dir, label=self.name)
+        return self._inputs(X, prompts, categories)
+
+    def _inputs(
+        self,
+        X: np.ndarray,
+        prompts: Sequence[str],
+        categories: Sequence[str | None] | None,
+    ) -> np.ndarray:
+        if getattr(self.model, "side_features", False):
+            return router_inputs(X, prompts, categories)
+        return X
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         """Strong-win scores (threshold routing) or predicted quality per target (q, m)."""
@@ -419,9 +461,22 @@ def choose_by_lambda(quality: np.ndarray, costs: np.ndarray, lam: float) -> np.n
     return np.argmin(np.where(best, costs, np.inf), axis=1)
 
 
+def inputs_for(router: str, data: RecordedDataset, embeddings: np.ndarray) -> np.ndarray:
+    """What a ``router`` is fitted and scored on for ``data``'s items: their
+    ``embeddings`` (one row per item, in order), followed for a side-feature router
+    (``stacked``) by each item's prompt length, numbers and category. Pass the result to
+    `aigw_lab.policy.evaluate.offline.out_of_fold` or `train_router`'s ``embeddings``."""
+    model_cls = ROUTERS.get(router)
+    if model_cls is not None and getattr(model_cls, "side_features", False):
+        return router_inputs(
+            embeddings, [i.prompt for i in data.items], [i.category for i in data.items]
+        )
+    return embeddings
+
+
 def train_router(
     data: RecordedDataset,
-    router: str = "knn",
+    router: str = DEFAULT_ROUTER,
     *,
     name: str | None = None,
     targets: Mapping[str, str] | None = None,
@@ -445,6 +500,8 @@ def train_router(
     the prompts, cached in ``cache_dir``.
     ``decision`` defaults to threshold 0.5 (two models) or lambda 0: calibrate it
     (`aigw_lab.policy.calibrate`) for a target share, budget or quality.
+    ``router`` defaults to `DEFAULT_ROUTER` (``stacked``), which also reads each item's
+    prompt length, numbers and ``category`` (`inputs_for`).
     """
     model_cls = ROUTERS.get(router)
     if model_cls is None:
@@ -475,6 +532,7 @@ def train_router(
             [item.prompt for item in data.items], embedder, cache_dir=cache_dir, label=data.name
         )
     fingerprint = embedder_fingerprint(embedder) if embedder is not None else None
+    embeddings = inputs_for(router, data, embeddings)
     Y = wide[chosen].to_numpy(dtype=float)
     pair = (chosen.index(strong), chosen.index(weak)) if strong and weak else None
     fitted = model_cls(**dict(params or {})).fit(embeddings, Y, pair=pair)
