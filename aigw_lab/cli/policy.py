@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from aigw_lab.policy.learned import LearnedRouter
 
 #: ``--data`` names and what they load.
-ROUTERS = ("knn", "sw_ranking", "classifier", "regressor")
+ROUTERS = ("knn", "knn_tuned", "stacked", "sw_ranking", "classifier", "regressor")
 
 
 def register(subparsers: Any) -> None:
@@ -66,7 +66,11 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--data", required=True, help=f"recorded dataset: {', '.join(DATASETS)}")
     train.add_argument(
-        "--router", default="knn", help=f"the router: {', '.join(ROUTERS)} (default: %(default)s)"
+        "--router",
+        default="knn",
+        help=f"the router: {', '.join(ROUTERS)} (default: %(default)s; stacked scores highest in "
+        "bench/router_study.py but takes about 20x knn's CPU, so its cross-fitted table takes "
+        "minutes)",
     )
     train.add_argument("--out", required=True, type=Path, help="policy file (.json) to write")
     train.add_argument("--name", help="policy name (the model name clients use)")
@@ -258,7 +262,11 @@ def run_train(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         calibration_fraction=args.calibration_fraction,
     )
-    X_cal, X_test = (router.embed([i.prompt for i in d.items]) for d in (cal, test))
+    # Categories reach a side-feature router (stacked) as a served request's tag would.
+    X_cal, X_test = (
+        router.embed([i.prompt for i in d.items], categories=[i.category for i in d.items])
+        for d in (cal, test)
+    )
     calibration = None
     if args.threshold is not None or args.lam is not None:
         mode = "threshold" if args.threshold is not None else "lambda"
@@ -331,7 +339,9 @@ def _baselines(
     # calibration, keeps a warm MMLU train within seconds.
     n_boot = min(args.n_boot, 500)
     common: dict[str, Any] = {
-        "embeddings": router.embed([item.prompt for item in dev.items]),
+        "embeddings": router.embed(
+            [item.prompt for item in dev.items], categories=[item.category for item in dev.items]
+        ),
         "seeds": args.seeds,
         "folds": args.folds,
         "n_boot": n_boot,
@@ -444,7 +454,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         router.embedder = make_embedder(args.embedder)
     test = held_out_split(router, args.data, args.data_dir)
     use_cached_embedder(router, args.cache_dir)
-    X = router.embed([i.prompt for i in test.items])
+    X = router.embed([i.prompt for i in test.items], categories=[i.category for i in test.items])
     print(
         f"{router.name}: {router.model.router}, decision {router.decision.to_spec()}, "
         f"{len(test)} held-out items of {args.data or router.train_info.get('data')}"
