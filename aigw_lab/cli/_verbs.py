@@ -24,4 +24,5 @@ VERBS: dict[str, str] = {
     "serve": "run the gateway as an HTTP server (OpenAI- and Anthropic-compatible)",
     "keys": "create, list, rotate and revoke gateway keys (the key file)",
     "policy": "train, evaluate and export learned routing policies",
+    "cache": "tune the semantic cache: the setting that meets a false-hit budget on your pairs",
 }
