@@ -69,9 +69,7 @@ def test_tune_exits_1_when_no_setting_meets_the_budget(tmp_path, embedder, capsy
         (["--thresholds", "0.9", "1.5"], "--thresholds 1.5 is not a cosine similarity"),
     ],
 )
-def test_a_bad_budget_or_threshold_is_one_line_and_exit_2(
-    tmp_path, embedder, capsys, args, needle
-):
+def test_a_bad_budget_or_threshold_is_one_line_and_exit_2(tmp_path, embedder, capsys, args, needle):
     path = write_pairs(tmp_path / "pairs.jsonl", embedder)
     code = main(["cache", "tune", "--pairs", str(path), *args])
     err = capsys.readouterr().err.splitlines()
