@@ -48,6 +48,7 @@ from aigw_lab.evaluation.pairs import (
     load_near_miss_test,
 )
 from aigw_lab.evaluation.semantic_cache_eval import load_mock_pairs, load_qqp_pairs, shared_data_dir
+from aigw_lab.gateway.semantic_cache import SemanticCache
 
 if TYPE_CHECKING:
     from aigw_lab.embeddings import Embedder
@@ -105,11 +106,14 @@ def measure(
     mock_pairs: Sequence[tuple[str, str]] | None = None,
     qqp_pairs: Sequence[tuple[str, str, bool]] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    cache_class: type[SemanticCache] = SemanticCache,
 ) -> NearMissResults:
-    """Run every measurement for every variant (default `cache_variants`); ``pairs``
-    default to the bundled test set; GPTCache and Quora are skipped when not given."""
+    """Run every measurement for every variant (default: those ``cache_class`` supports,
+    `cache_variants`); ``pairs`` default to the bundled test set; GPTCache and Quora are
+    skipped when not given."""
     pairs = list(load_near_miss_test() if pairs is None else pairs)
-    variants = list(cache_variants() if variants is None else variants)
+    variants = list(cache_variants(cache_class) if variants is None else variants)
+    kw = {"cache_class": cache_class}
     results = NearMissResults(variants=variants, pairs=len(pairs))
     controls = [p for p in pairs if p.same]
     grid = sorted(set(thresholds) | {DEFAULT_THRESHOLD})
@@ -117,7 +121,7 @@ def measure(
         progress(f"near-miss pairs, {variant.name}")
         results.grid[variant.name] = {}
         for threshold in grid:
-            outcomes = served(pairs, embedder, variant, threshold)
+            outcomes = served(pairs, embedder, variant, threshold, **kw)
             results.grid[variant.name][threshold] = overall_rates(pairs, outcomes)
             if threshold == DEFAULT_THRESHOLD:
                 results.categories[variant.name] = rate_table(pairs, outcomes)
@@ -126,12 +130,12 @@ def measure(
         if mock_pairs:
             progress(f"GPTCache mock_data, {variant.name}")
             results.gptcache[variant.name] = {
-                t: gptcache_rates(mock_pairs, embedder, variant, t) for t in PUBLIC_THRESHOLDS
+                t: gptcache_rates(mock_pairs, embedder, variant, t, **kw) for t in PUBLIC_THRESHOLDS
             }
         if qqp_pairs:
             progress(f"Quora pairs, {variant.name}")
             results.qqp[variant.name] = {
-                t: qqp_rates(qqp_pairs, embedder, variant, t) for t in PUBLIC_THRESHOLDS
+                t: qqp_rates(qqp_pairs, embedder, variant, t, **kw) for t in PUBLIC_THRESHOLDS
             }
     return results
 

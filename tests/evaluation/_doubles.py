@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aigw_lab.gateway.semantic_cache import SemanticCache
+
 
 def word(n: int) -> str:
     """A distinct lower-case word for ``n`` (no digits: the number guard must not fire)."""
@@ -54,3 +56,19 @@ class ChosenSimilarity:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
         return np.stack([self._vectors.get(t, zero) for t in texts])
+
+
+class VerifyingCache(SemanticCache):
+    """A stand-in for a cache with a verification stage (issue 12): ``verifier`` is a
+    function of the two prompts that may refuse a hit the similarity allowed."""
+
+    def __init__(self, embedder, *, verifier=lambda asked, stored: "refuse" not in asked, **kw):
+        super().__init__(embedder, **kw)
+        self.verifier = verifier
+
+    def lookup(self, request, *, provider, model):
+        match = super().lookup(request, provider=provider, model=model)
+        asked = request.messages[-1].text
+        if match is None or self.verifier is None or self.verifier(asked, match.text):
+            return match
+        return None

@@ -18,7 +18,7 @@ from aigw_lab.evaluation.cache_runs import (
 from aigw_lab.evaluation.pairs import LabelledPair
 from aigw_lab.gateway.semantic_cache import SemanticCache
 
-from ._doubles import ChosenSimilarity, word
+from ._doubles import ChosenSimilarity, VerifyingCache, word
 
 GUARDS = CacheVariant(name="guards")
 COSINE = CacheVariant(name="cosine", options={"guard_numbers": False, "guard_negation": False})
@@ -156,22 +156,6 @@ def test_pairs_of_one_kind_only_are_refused():
         setting_for_false_hit_budget(labelled(embedder, 0.9, False, 5), embedder)
     with pytest.raises(ConfigError, match="thresholds"):
         setting_for_false_hit_budget(scenario(embedder), embedder, thresholds=[1.2])
-
-
-class VerifyingCache(SemanticCache):
-    """A stand-in for a cache with a verification stage (issue 12): ``verifier`` is a
-    function of the two prompts that may refuse a hit the similarity allowed."""
-
-    def __init__(self, embedder, *, verifier=lambda asked, stored: "refuse" not in asked, **kw):
-        super().__init__(embedder, **kw)
-        self.verifier = verifier
-
-    def lookup(self, request, *, provider, model):
-        match = super().lookup(request, provider=provider, model=model)
-        asked = request.messages[-1].text
-        if match is None or self.verifier is None or self.verifier(asked, match.text):
-            return match
-        return None
 
 
 def test_the_verifier_variant_appears_when_the_cache_takes_a_verifier():

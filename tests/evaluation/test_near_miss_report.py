@@ -22,7 +22,7 @@ from aigw_lab.evaluation.near_miss_report import (
 )
 from aigw_lab.evaluation.pairs import NEAR_MISS_CATEGORIES, LabelledPair, load_near_miss_test
 
-from ._doubles import ChosenSimilarity
+from ._doubles import ChosenSimilarity, VerifyingCache
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "semantic_cache.md"
 GUARDS = CacheVariant(name="guards", label="guards on")
@@ -143,3 +143,23 @@ def test_the_guards_catch_number_near_misses_with_the_real_model(minilm):
     assert cosine.n == guards.n == len(pairs) >= 40
     assert cosine.hits >= 10  # the embedding cannot tell these apart
     assert guards.hits <= cosine.hits // 2
+
+
+def test_a_cache_with_a_verifier_gets_its_own_column_and_verdict():
+    embedder = ChosenSimilarity()
+    pairs = synthetic_pairs(embedder)
+    for n in range(4):  # near misses only the verifier refuses
+        a, b = embedder.pair(0.99, a=f"refuse this {n * 'x'}y", b=f"keep this {n * 'x'}y")
+        pairs.append(LabelledPair(id=a, a=a, b=b, same=False, category="roles"))
+    mock = [embedder.pair(0.93) for _ in range(5)]
+    results = measure(embedder, pairs=pairs, mock_pairs=mock, cache_class=VerifyingCache)
+    assert [v.name for v in results.variants] == ["cosine", "guards", "verifier"]
+    roles = {
+        name: {r["group"]: r["rate"] for r in rows}["roles"]
+        for name, rows in results.categories.items()
+    }
+    assert (roles["guards"].hits, roles["verifier"].hits) == (5, 1)
+    section = render_section(results, embedder_name="x", date="d", machine="m")
+    assert "| category | pairs | cosine | guards | verifier |" in section
+    assert "- `verifier`: false hits" in section
+    assert "GPTCache recall 100.0% of `guards`': met" in section
