@@ -31,6 +31,7 @@ from aigw_lab.evaluation.cache_runs import (
     CacheVariant,
     cache_variants,
     overall_rates,
+    precomputed,
     served,
 )
 from aigw_lab.evaluation.pairs import LabelledPair, Rate
@@ -166,6 +167,7 @@ def setting_for_false_hit_budget(
             hint="add labelled pairs of both kinds",
         )
     variants = list(budget_variants(cache_class) if variants is None else variants)
+    embedder = precomputed(embedder, [t for p in pairs for t in (p.a, p.b)])
     settings = []
     for variant in variants:
         for threshold in sorted(set(float(t) for t in thresholds)):

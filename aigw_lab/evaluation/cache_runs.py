@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CacheVariant",
     "GRID",
+    "Precomputed",
+    "precomputed",
     "cache_variants",
     "supports_verifier",
     "served",
@@ -95,6 +97,44 @@ def cache_variants(cache_class: type = SemanticCache) -> list[CacheVariant]:
     return variants
 
 
+class Precomputed:
+    """An `Embedder` that answers from vectors computed once, in one batched call of the
+    wrapped ``embedder`` (the model is slow one text at a time, and every setting measured
+    asks for the same texts again); texts it was not given go to ``embedder``."""
+
+    def __init__(self, embedder: Embedder, texts: Iterable[str]) -> None:
+        self.embedder = embedder.embedder if isinstance(embedder, Precomputed) else embedder
+        self.name = embedder.name
+        known = embedder._vectors if isinstance(embedder, Precomputed) else {}
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        fresh = self.embedder.embed(todo) if todo else []
+        self._vectors: dict[str, np.ndarray] = {**known, **dict(zip(todo, fresh, strict=True))}
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def covers(self, texts: Iterable[str]) -> bool:
+        return all(t in self._vectors for t in texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        missing = [t for t in texts if t not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self.embedder.embed(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+
+def precomputed(embedder: Embedder, texts: Iterable[str]) -> Precomputed:
+    """``embedder`` with ``texts`` embedded (one batched call for those not yet done)."""
+    texts = list(texts)
+    if isinstance(embedder, Precomputed) and embedder.covers(texts):
+        return embedder
+    return Precomputed(embedder, texts)
+
+
 def _request(text: str) -> ChatRequest:
     return ChatRequest.create(f"{_PROVIDER}/{_MODEL}", text)
 
@@ -122,6 +162,7 @@ def served(
 ) -> np.ndarray:
     """For each pair, whether a `SemanticCache` built as ``variant`` at ``threshold`` and
     holding only ``b`` (with an answer of its own) serves that answer when asked ``a``."""
+    embedder = precomputed(embedder, [t for p in pairs for t in (p.a, p.b)])
     cache = cache_class(embedder, threshold=threshold, **variant.options)
     out = np.zeros(len(pairs), dtype=bool)
     for n, pair in enumerate(pairs):
@@ -192,6 +233,7 @@ def gptcache_rates(
     some origins) out of all queries; ``wrong``: queries served another origin's answer;
     ``precision``: correct out of served."""
     pairs = list(pairs)
+    embedder = precomputed(embedder, [t for p in pairs for t in p])
     size = len(pairs) + 1  # every origin stays: none is evicted
     cache = cache_class(embedder, threshold=threshold, max_entries=size, **variant.options)
     origin_of: dict[str, str] = {}

@@ -36,6 +36,7 @@ from aigw_lab.evaluation.cache_runs import (
     cache_variants,
     gptcache_rates,
     overall_rates,
+    precomputed,
     qqp_rates,
     rate_table,
     served,
@@ -114,6 +115,11 @@ def measure(
     pairs = list(load_near_miss_test() if pairs is None else pairs)
     variants = list(cache_variants(cache_class) if variants is None else variants)
     kw = {"cache_class": cache_class}
+    # Every text embedded once, in batches, before any cache asks for one at a time.
+    texts = [t for p in pairs for t in (p.a, p.b)]
+    texts += [t for pair in mock_pairs or () for t in pair]
+    texts += [t for a, b, _ in qqp_pairs or () for t in (a, b)]
+    embedder = precomputed(embedder, texts)
     results = NearMissResults(variants=variants, pairs=len(pairs))
     controls = [p for p in pairs if p.same]
     grid = sorted(set(thresholds) | {DEFAULT_THRESHOLD})

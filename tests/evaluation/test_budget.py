@@ -182,3 +182,25 @@ def test_the_budget_chooses_verification_when_only_it_meets_the_budget():
     assert by_variant["verifier"].false_hits.hits == 0
     assert choice.chosen is by_variant["verifier"] and choice.chosen.verifier
     assert choice.toml(verifier_key="verifier").endswith("verifier = true")
+
+
+class Counting(ChosenSimilarity):
+    """Counts the model calls and the texts they embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def embed(self, texts):
+        self.calls.append(len(texts))
+        return super().embed(texts)
+
+
+def test_every_text_is_embedded_once_in_one_batch():
+    embedder = Counting()
+    pairs = scenario(embedder)
+    choice = setting_for_false_hit_budget(
+        pairs, embedder, budget=0.05, thresholds=[0.75, 0.85, 0.9, 0.97], variants=[GUARDS, COSINE]
+    )
+    assert len(choice.settings) == 8
+    assert embedder.calls == [2 * len(pairs)]
