@@ -32,6 +32,7 @@ from aigw_lab.evaluation.cache_runs import (
     cache_variants,
     overall_rates,
     precomputed,
+    rate_table,
     served,
 )
 from aigw_lab.evaluation.pairs import LabelledPair, Rate
@@ -54,13 +55,15 @@ class BudgetSetting:
     """One setting measured on the user's pairs: ``threshold``, ``variant`` (its name) and
     whether verification was on; ``false_hits`` (served among the pairs that differ) and
     ``recall`` (served among the pairs that are the same), each a `Rate` with its
-    interval."""
+    interval; ``by_category``: the served rate of each category of pairs (a false-hit rate
+    for pairs that differ, a recall for the others)."""
 
     threshold: float
     variant: str
     verifier: bool
     false_hits: Rate
     recall: Rate
+    by_category: tuple[tuple[str, bool, Rate], ...] = ()
 
     def meets(self, budget: float) -> bool:
         """Whether the false-hit rate's 95% upper bound is within ``budget``."""
@@ -112,6 +115,16 @@ class BudgetChoice:
                 f"{str(s.recall):<34} {verdict}"
             )
         lines.append(self.reason)
+        shown = self.chosen or min(self.settings, key=lambda s: s.false_hits.high, default=None)
+        if shown is not None and len(shown.by_category) > 2:
+            what = "chosen" if shown is self.chosen else "strictest"
+            lines.append(
+                f"\nBy category, the {what} setting (threshold {shown.threshold:g}, "
+                f"{shown.variant}):"
+            )
+            for category, same, rate in shown.by_category:
+                label = "recall" if same else "false hits"
+                lines.append(f"  {category:<20} {label:<10} {rate}")
         return "\n".join(lines)
 
 
@@ -180,6 +193,10 @@ def setting_for_false_hit_budget(
                     verifier=variant.verifier,
                     false_hits=rates["false_hits"],
                     recall=rates["recall"],
+                    by_category=tuple(
+                        (str(row["group"]), bool(row["same"]), row["rate"])
+                        for row in rate_table(pairs, hit)
+                    ),
                 )
             )
     return _choose(settings, budget, different)

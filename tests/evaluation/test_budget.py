@@ -204,3 +204,30 @@ def test_every_text_is_embedded_once_in_one_batch():
     )
     assert len(choice.settings) == 8
     assert embedder.calls == [2 * len(pairs)]
+
+
+def test_the_explanation_breaks_the_chosen_setting_down_by_category():
+    embedder = ChosenSimilarity()
+    pairs = (
+        labelled(embedder, 0.4, False, 60, category="numbers")
+        + labelled(embedder, 0.4, False, 59, category="dates")
+        + labelled(embedder, 0.93, False, 1, category="dates")
+        + labelled(embedder, 0.95, True, 20)
+    )
+    choice = setting_for_false_hit_budget(
+        pairs, embedder, budget=0.05, thresholds=[0.9, 0.94], variants=[GUARDS]
+    )
+    assert choice.chosen is not None and choice.chosen.threshold == 0.94
+    assert [(c, same, r.hits, r.n) for c, same, r in choice.chosen.by_category] == [
+        ("numbers", False, 0, 60),
+        ("dates", False, 0, 60),
+        ("paraphrase", True, 20, 20),
+    ]
+    text = choice.explain()
+    assert "By category, the chosen setting (threshold 0.94, guards):" in text
+    assert "  dates                false hits 0.000 [0.000, 0.060] (0/60)" in text
+    # Without a setting that meets the budget, the strictest is broken down instead.
+    none = setting_for_false_hit_budget(
+        pairs, embedder, budget=0.01, thresholds=[0.9, 0.94], variants=[GUARDS]
+    )
+    assert none.chosen is None and "the strictest setting (threshold 0.94" in none.explain()
