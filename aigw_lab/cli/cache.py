@@ -52,26 +52,34 @@ def register(subparsers: Any) -> None:
             "mistake in the command.",
         ),
     )
-    tune.add_argument("--pairs", type=Path, required=True, help="labelled pairs (JSONL)")
+    tune.add_argument(
+        "--pairs", type=Path, required=True, metavar="FILE", help="labelled pairs (JSONL)"
+    )
     tune.add_argument(
         "--false-hit-budget",
         type=finite_float(),
+        metavar="RATE",
         default=0.05,
         help="the highest false-hit rate you accept, in (0, 1) (default: %(default)s)",
     )
     tune.add_argument(
         "--thresholds",
         type=finite_float(),
+        metavar="T",
         nargs="+",
         default=None,
         help="cosine thresholds to try (default: 0.7 to 0.98)",
     )
     tune.add_argument(
-        "--model", default=None, help="embedding model (default: all-MiniLM-L6-v2, offline)"
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="embedding model (default: all-MiniLM-L6-v2, offline)",
     )
     tune.add_argument(
         "--embedding-cache",
         type=Path,
+        metavar="DIR",
         default=None,
         help="where embeddings are cached (default: the user cache folder)",
     )
