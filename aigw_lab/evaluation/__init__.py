@@ -31,6 +31,7 @@ _EXPORTS = {
             "NEAR_MISS_CATEGORIES",
             "LabelledPair",
             "Rate",
+            "load_development_pairs",
             "load_labelled_pairs",
             "load_near_miss_test",
         )

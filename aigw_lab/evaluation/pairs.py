@@ -28,6 +28,7 @@ __all__ = [
     "LabelledPair",
     "Rate",
     "load_labelled_pairs",
+    "load_development_pairs",
     "load_near_miss_test",
     "near_miss_test_path",
 ]
@@ -109,6 +110,25 @@ def near_miss_test_path() -> Path:
 def load_near_miss_test(path: str | Path | None = None) -> list[LabelledPair]:
     """The bundled held-out near-miss test set (or the same format at ``path``)."""
     return load_labelled_pairs(near_miss_test_path() if path is None else path)
+
+
+def load_development_pairs() -> list[LabelledPair]:
+    """The bundled development pairs the guards (and the verification stage) were built on,
+    ``datasets/pairs/semantic_near_misses.jsonl`` (kinds ``number``, ``negation``,
+    ``paraphrase``), as `LabelledPair`: set beside the held-out set, they show how far a
+    result on development data carries."""
+    path = bundled_datasets_dir() / "pairs" / "semantic_near_misses.jsonl"
+    return [
+        LabelledPair(
+            id=str(record["id"]),
+            a=str(record["text_a"]),
+            b=str(record["text_b"]),
+            same=bool(record["same_meaning"]),
+            category=str(record["kind"]),
+            kind=str(record["kind"]),
+        )
+        for _, record in iter_jsonl(path, "development pairs")
+    ]
 
 
 def load_labelled_pairs(path: str | Path, *, what: str = "labelled pairs") -> list[LabelledPair]:

@@ -149,3 +149,18 @@ def test_no_category_is_one_pattern():
         total = sum(starts.values())
         assert len(starts) >= total // 2, (category, starts.most_common(3))
         assert starts.most_common(1)[0][1] <= total // 4, (category, starts.most_common(3))
+
+
+def test_the_development_pairs_load_as_labelled_pairs():
+    from aigw_lab.evaluation.pairs import load_development_pairs
+
+    pairs = load_development_pairs()
+    assert Counter((p.category, p.same) for p in pairs) == {
+        ("number", False): 30,
+        ("negation", False): 30,
+        ("paraphrase", True): 30,
+    }
+    # The held-out set shares no prompt with the development set.
+    held_out = {t for p in load_near_miss_test() for t in (normalised(p.a), normalised(p.b))}
+    shared = [p.id for p in pairs if {normalised(p.a), normalised(p.b)} & held_out]
+    assert shared == []
