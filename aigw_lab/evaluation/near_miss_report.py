@@ -46,6 +46,7 @@ from aigw_lab.evaluation.pairs import (
     PARAPHRASE,
     LabelledPair,
     Rate,
+    load_development_pairs,
     load_near_miss_test,
 )
 from aigw_lab.evaluation.semantic_cache_eval import load_mock_pairs, load_qqp_pairs, shared_data_dir
@@ -85,7 +86,9 @@ class NearMissResults:
     """Everything one run measured, by variant name: ``categories`` (per category at
     `DEFAULT_THRESHOLD`: `rate_table` rows), ``kinds`` (the controls' recall by the feature
     they keep), ``grid`` (threshold -> `overall_rates`), ``gptcache`` and ``qqp``
-    (threshold -> rates; empty when the data is absent), and the run's facts."""
+    (threshold -> rates; empty when the data is absent), ``qqp_spread`` (threshold -> the
+    rates of each further Quora sample, for the spread over sample seeds), ``dev`` (the
+    development pairs at `DEFAULT_THRESHOLD`, when given), and notes."""
 
     variants: list[CacheVariant]
     pairs: int
@@ -94,7 +97,10 @@ class NearMissResults:
     grid: dict[str, dict[float, dict[str, Rate]]] = field(default_factory=dict)
     gptcache: dict[str, dict[float, dict[str, Rate]]] = field(default_factory=dict)
     qqp: dict[str, dict[float, dict[str, Rate]]] = field(default_factory=dict)
+    qqp_spread: dict[str, dict[float, list[dict[str, Rate]]]] = field(default_factory=dict)
+    dev: dict[str, dict[str, Rate]] = field(default_factory=dict)
     qqp_note: str = ""
+    qqp_seeds: str = ""
     gptcache_note: str = ""
 
 
@@ -106,19 +112,24 @@ def measure(
     thresholds: Sequence[float] = GRID,
     mock_pairs: Sequence[tuple[str, str]] | None = None,
     qqp_pairs: Sequence[tuple[str, str, bool]] | None = None,
+    qqp_samples: Sequence[Sequence[tuple[str, str, bool]]] = (),
+    dev_pairs: Sequence[LabelledPair] = (),
     progress: Callable[[str], None] = lambda _: None,
     cache_class: type[SemanticCache] = SemanticCache,
 ) -> NearMissResults:
     """Run every measurement for every variant (default: those ``cache_class`` supports,
     `cache_variants`); ``pairs`` default to the bundled test set; GPTCache and Quora are
-    skipped when not given."""
+    skipped when not given. ``qqp_samples``: further Quora samples (other seeds), measured
+    for the spread of the Quora figures over samples. ``dev_pairs``: the development set,
+    measured at the default threshold beside the held-out one."""
     pairs = list(load_near_miss_test() if pairs is None else pairs)
     variants = list(cache_variants(cache_class) if variants is None else variants)
     kw = {"cache_class": cache_class}
     # Every text embedded once, in batches, before any cache asks for one at a time.
-    texts = [t for p in pairs for t in (p.a, p.b)]
+    texts = [t for p in (*pairs, *dev_pairs) for t in (p.a, p.b)]
     texts += [t for pair in mock_pairs or () for t in pair]
-    texts += [t for a, b, _ in qqp_pairs or () for t in (a, b)]
+    for sample in (qqp_pairs or (), *qqp_samples):
+        texts += [t for a, b, _ in sample for t in (a, b)]
     embedder = precomputed(embedder, texts)
     results = NearMissResults(variants=variants, pairs=len(pairs))
     controls = [p for p in pairs if p.same]
@@ -130,6 +141,9 @@ def measure(
             outcomes = served(pairs, embedder, variant, threshold, **kw)
             results.grid[variant.name][threshold] = overall_rates(pairs, outcomes)
             if threshold == DEFAULT_THRESHOLD:
+                if dev_pairs:
+                    dev = served(dev_pairs, embedder, variant, threshold, **kw)
+                    results.dev[variant.name] = overall_rates(dev_pairs, dev)
                 results.categories[variant.name] = rate_table(pairs, outcomes)
                 mask = [p.same for p in pairs]
                 results.kinds[variant.name] = rate_table(controls, outcomes[mask], by="kind")
@@ -142,6 +156,12 @@ def measure(
             progress(f"Quora pairs, {variant.name}")
             results.qqp[variant.name] = {
                 t: qqp_rates(qqp_pairs, embedder, variant, t, **kw) for t in PUBLIC_THRESHOLDS
+            }
+        if qqp_pairs and qqp_samples:
+            results.qqp_spread[variant.name] = {
+                t: [results.qqp[variant.name][t]]
+                + [qqp_rates(sample, embedder, variant, t, **kw) for sample in qqp_samples]
+                for t in PUBLIC_THRESHOLDS
             }
     return results
 
@@ -180,8 +200,10 @@ def render_section(
     out += [f"- `{v.name}`: {v.label}" for v in results.variants]
     out += [
         "",
-        "Trivial references: a cache that never serves has 0 false hits and 0 recall; one that "
-        "always serves has both at 1.",
+        "Reference points: a cache that never serves has 0 false hits and 0 recall; one that "
+        "always serves has both at 1; one that serves at random with probability p has both "
+        "at p (so a cache is only useful well below the diagonal false hits = recall); the "
+        "oracle has 0 false hits and recall 1.",
         "",
         f"### Held-out near-miss test set ({results.pairs} pairs), threshold {DEFAULT_THRESHOLD:g}",
         "",
@@ -223,6 +245,25 @@ def render_section(
             for kind in kinds[names[0]]
         ],
     )
+    if results.dev:
+        dev = {name: results.dev[name] for name in names}
+        held = {name: results.grid[name][DEFAULT_THRESHOLD] for name in names}
+        out += [
+            "",
+            "The same measurement on the development pairs "
+            "(`datasets/pairs/semantic_near_misses.jsonl`, numbers and negations only, which "
+            "the guards were built on), beside the held-out set:",
+            "",
+        ]
+        out += _table(
+            ["pairs", "figure", "n", *names],
+            [
+                [label, figure, str(rates[names[0]][key].n)]
+                + [_cell(rates[name][key]) for name in names]
+                for label, rates in (("development", dev), ("held-out", held))
+                for figure, key in (("false hits", "false_hits"), ("recall", "recall"))
+            ],
+        )
     out += ["", "### Over the threshold grid (all near misses; all controls)", ""]
     header = ["threshold"]
     for name in names:
@@ -275,6 +316,25 @@ def _public_tables(results: NearMissResults, names: list[str]) -> list[str]:
             rates = results.qqp[name][threshold]
             row += [_cell(rates["precision"]), _cell(rates["recall"])]
         rows.append(row)
+    out += _table(header, rows)
+    if not results.qqp_spread:
+        return out
+    samples = len(next(iter(results.qqp_spread[names[0]].values())))
+    out += [
+        "",
+        f"Spread over {samples} samples of the same size (seeds {results.qqp_seeds}): the "
+        "lowest and highest point estimate of each figure.",
+        "",
+    ]
+    rows = []
+    for threshold in PUBLIC_THRESHOLDS:
+        row = [f"{threshold:g}"]
+        for name in names:
+            runs = results.qqp_spread[name][threshold]
+            for figure in ("precision", "recall"):
+                values = [r[figure].rate for r in runs]
+                row.append(f"{min(values):.3f} to {max(values):.3f}")
+        rows.append(row)
     return out + _table(header, rows)
 
 
@@ -322,7 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", type=Path, help="the markdown file to update in place")
     parser.add_argument("--qqp", type=int, default=2000, help="Quora pairs sampled (0: skip)")
-    parser.add_argument("--seed", type=int, default=0, help="the Quora sample's seed")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="the Quora samples' seeds: the first one's table, the others' spread",
+    )
     parser.add_argument(
         "--machine", default=None, help="how to describe this machine (default: from platform)"
     )
@@ -336,15 +402,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     folder = shared_data_dir() / "gptcache_semantic_cache_pairs"
     mock = qqp = None
+    samples = []
     notes = {}
     if (folder / "mock_data.json").exists():
         mock = load_mock_pairs()
     else:
         notes["gptcache"] = f"Not measured: {folder / 'mock_data.json'} was absent."
     if args.qqp and (folder / "similiar_qqp_full.json.gz").exists():
-        qqp = load_qqp_pairs(sample=args.qqp, seed=args.seed)
+        qqp = load_qqp_pairs(sample=args.qqp, seed=args.seeds[0])
+        samples = [load_qqp_pairs(sample=args.qqp, seed=s) for s in args.seeds[1:]]
         notes["qqp"] = (
-            f"{len(qqp)} pairs sampled with seed {args.seed} "
+            f"{len(qqp)} pairs sampled with seed {args.seeds[0]} "
             f"({sum(p[2] for p in qqp)} duplicates), each pair alone in the cache."
         )
     else:
@@ -353,8 +421,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(f"measuring: {message}", file=sys.stderr, flush=True)
 
-    results = measure(embedder, mock_pairs=mock, qqp_pairs=qqp, progress=progress)
+    results = measure(
+        embedder,
+        mock_pairs=mock,
+        qqp_pairs=qqp,
+        qqp_samples=samples,
+        dev_pairs=load_development_pairs(),
+        progress=progress,
+    )
     results.qqp_note = notes.get("qqp", "")
+    results.qqp_seeds = ", ".join(str(s) for s in args.seeds)
     results.gptcache_note = notes.get("gptcache", "")
     section = render_section(
         results,

@@ -52,8 +52,22 @@ def synthetic_results(names: list[str]) -> NearMissResults:
         CacheVariant(name=n, options=COSINE.options if n == "cosine" else {}) for n in names
     ]
     mock = [embedder.pair(0.9) for _ in range(6)]
-    qqp = [(*embedder.pair(s), s > 0.8) for s in (0.97, 0.5, 0.85, 0.7)]
-    return measure(embedder, pairs=pairs, variants=variants, mock_pairs=mock, qqp_pairs=qqp)
+    qqp, *samples = [
+        [(*embedder.pair(s), s > 0.8) for s in (0.97, 0.5, 0.85, 0.7)] for _ in range(3)
+    ]
+    return measure(
+        embedder,
+        pairs=pairs,
+        variants=variants,
+        mock_pairs=mock,
+        qqp_pairs=qqp,
+        qqp_samples=samples,
+        dev_pairs=[
+            LabelledPair(id=a, a=a, b=b, same=s > 0.94, category="dev")
+            for s in (0.5, 0.93, 0.5, 0.93, 0.95, 0.95)
+            for a, b in [embedder.pair(s)]
+        ],
+    )
 
 
 def test_measure_runs_every_variant_through_the_cache():
@@ -96,7 +110,10 @@ def test_the_section_has_every_table_and_the_verdict():
     ):
         assert heading in section
     grid_rows = [line for line in section.splitlines() if re.match(r"\| 0\.\d+ \|", line)]
-    assert len(grid_rows) == len(set(GRID) | {0.9}) + 2 * len(PUBLIC_THRESHOLDS)
+    assert len(grid_rows) == len(set(GRID) | {0.9}) + 3 * len(PUBLIC_THRESHOLDS)
+    assert "| 0.85 | 1.000 to 1.000 | 1.000 to 1.000 |" in section  # the spread over samples
+    assert "| development | false hits | 4 | 0.500 [" in section
+    assert "| held-out | recall | 8 | 1.000 [" in section
     assert "- `guards`: false hits" in section and "not met" in section
 
 
