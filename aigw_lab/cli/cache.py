@@ -106,7 +106,6 @@ def build_embedder(model: str | None, cache_dir: Path | None) -> Any:
 
 def run_tune(args: argparse.Namespace) -> int:
     # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
-    from aigw_lab.config_tables import SEMANTIC_TABLE
     from aigw_lab.errors import ConfigError
     from aigw_lab.evaluation.budget import setting_for_false_hit_budget
     from aigw_lab.evaluation.cache_runs import GRID
@@ -140,7 +139,6 @@ def run_tune(args: argparse.Namespace) -> int:
     print(choice.explain())
     if choice.chosen is None:
         return EXIT_NO_SETTING
-    key = next((name for name in SEMANTIC_TABLE.by_name() if name == "verifier"), None)
     print("\nPaste into your gateway config:\n")
-    print(choice.toml(verifier_key=key, model=args.model))
+    print(choice.toml(model=args.model))
     return 0

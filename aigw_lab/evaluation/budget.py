@@ -56,7 +56,8 @@ class BudgetSetting:
     whether verification was on; ``false_hits`` (served among the pairs that differ) and
     ``recall`` (served among the pairs that are the same), each a `Rate` with its
     interval; ``by_category``: the served rate of each category of pairs (a false-hit rate
-    for pairs that differ, a recall for the others)."""
+    for pairs that differ, a recall for the others); ``config``: the variant's
+    ``[semantic_cache]`` lines beyond the threshold."""
 
     threshold: float
     variant: str
@@ -64,6 +65,7 @@ class BudgetSetting:
     false_hits: Rate
     recall: Rate
     by_category: tuple[tuple[str, bool, Rate], ...] = ()
+    config: tuple[str, ...] = ()
 
     def meets(self, budget: float) -> bool:
         """Whether the false-hit rate's 95% upper bound is within ``budget``."""
@@ -81,23 +83,15 @@ class BudgetChoice:
     settings: tuple[BudgetSetting, ...]
     reason: str
 
-    def toml(self, *, verifier_key: str | None = None, model: str | None = None) -> str:
+    def toml(self, *, model: str | None = None) -> str:
         """The ``[semantic_cache]`` lines that apply the chosen setting (empty when none
-        was chosen). ``verifier_key``: the config key that turns verification on or off,
-        when the installed configuration has one; ``model``: the embedding model measured
-        with, when not the default."""
+        was chosen); ``model``: the embedding model measured with, when not the default."""
         if self.chosen is None:
             return ""
         lines = ["[semantic_cache]"]
         if model is not None:
             lines.append(f"model = {json.dumps(model)}")
-        lines += [
-            f"threshold = {self.chosen.threshold:g}",
-            "guard_numbers = true",
-            "guard_negation = true",
-        ]
-        if verifier_key is not None:
-            lines.append(f"{verifier_key} = {'true' if self.chosen.verifier else 'false'}")
+        lines += [f"threshold = {self.chosen.threshold:g}", *self.chosen.config]
         return "\n".join(lines)
 
     def explain(self) -> str:
@@ -193,6 +187,7 @@ def setting_for_false_hit_budget(
                     verifier=variant.verifier,
                     false_hits=rates["false_hits"],
                     recall=rates["recall"],
+                    config=variant.config,
                     by_category=tuple(
                         (str(row["group"]), bool(row["same"]), row["rate"])
                         for row in rate_table(pairs, hit)

@@ -55,12 +55,14 @@ _MODEL = "pairs"
 class CacheVariant:
     """A way to build the semantic cache under test: ``name`` (a table column),
     ``options`` (`SemanticCache` keyword arguments beyond the embedder and threshold),
-    ``verifier`` (whether a verification stage runs), ``label`` (one line for tables)."""
+    ``verifier`` (whether a verification stage runs), ``label`` (one line for tables),
+    ``config`` (the ``[semantic_cache]`` TOML lines that select it, beyond the threshold)."""
 
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
     verifier: bool = False
     label: str = ""
+    config: tuple[str, ...] = ()
 
 
 def supports_verifier(cache_class: type = SemanticCache) -> bool:
@@ -73,16 +75,21 @@ def cache_variants(cache_class: type = SemanticCache) -> list[CacheVariant]:
     """The variants the installed cache supports, weakest first: ``cosine``, ``guards``
     and, when ``cache_class`` accepts ``verifier=``, ``verifier``."""
     off: dict[str, Any] = {"verifier": None} if supports_verifier(cache_class) else {}
+    # The config key of the verification stage (``[semantic_cache] verifier``) takes "off".
+    off_line = ('verifier = "off"',) if off else ()
+    guards = ("guard_numbers = true", "guard_negation = true")
     variants = [
         CacheVariant(
             name="cosine",
             options={"guard_numbers": False, "guard_negation": False, **off},
             label="cosine similarity only (guards off)",
+            config=("guard_numbers = false", "guard_negation = false", *off_line),
         ),
         CacheVariant(
             name="guards",
             options=dict(off),
             label="number and negation guards (the defaults before verification)",
+            config=(*guards, *off_line),
         ),
     ]
     if off:
@@ -92,6 +99,7 @@ def cache_variants(cache_class: type = SemanticCache) -> list[CacheVariant]:
                 options={},
                 verifier=True,
                 label="the installed defaults: guards and verification",
+                config=(*guards, 'verifier = "lexical"'),
             )
         )
     return variants

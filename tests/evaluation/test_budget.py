@@ -166,6 +166,9 @@ def test_the_verifier_variant_appears_when_the_cache_takes_a_verifier():
     assert variants[0].options["verifier"] is None and variants[1].options == {"verifier": None}
     assert variants[2].verifier and variants[2].options == {}
     assert [v.name for v in budget_variants(VerifyingCache)] == ["guards", "verifier"]
+    # Each variant names the [semantic_cache] lines that select it (the key takes a string).
+    assert variants[0].config[-1] == variants[1].config[-1] == 'verifier = "off"'
+    assert variants[2].config[-1] == 'verifier = "lexical"'
 
 
 def test_the_budget_chooses_verification_when_only_it_meets_the_budget():
@@ -181,7 +184,12 @@ def test_the_budget_chooses_verification_when_only_it_meets_the_budget():
     assert by_variant["guards"].false_hits.hits == 20
     assert by_variant["verifier"].false_hits.hits == 0
     assert choice.chosen is by_variant["verifier"] and choice.chosen.verifier
-    assert choice.toml(verifier_key="verifier").endswith("verifier = true")
+    assert choice.toml().splitlines()[1:] == [
+        "threshold = 0.9",
+        "guard_numbers = true",
+        "guard_negation = true",
+        'verifier = "lexical"',
+    ]
 
 
 class Counting(ChosenSimilarity):
