@@ -8,7 +8,6 @@ import pytest
 from aigw_lab.errors import ConfigError
 from aigw_lab.evaluation.budget import budget_variants, setting_for_false_hit_budget
 from aigw_lab.evaluation.cache_runs import (
-    CacheVariant,
     cache_variants,
     overall_rates,
     rate_table,
@@ -20,8 +19,8 @@ from aigw_lab.gateway.semantic_cache import SemanticCache
 
 from ._doubles import ChosenSimilarity, VerifyingCache, word
 
-GUARDS = CacheVariant(name="guards")
-COSINE = CacheVariant(name="cosine", options={"guard_numbers": False, "guard_negation": False})
+# The installed cache's variants: the guards, and cosine alone (its verifier off, if any).
+COSINE, GUARDS = cache_variants()[:2]
 
 
 def labelled(embedder, similarity, same, count, *, category=None):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from aigw_lab.embeddings import HashingEmbedder
-from aigw_lab.evaluation.cache_runs import CacheVariant, gptcache_rates, qqp_rates
+from aigw_lab.evaluation.cache_runs import cache_variants, gptcache_rates, qqp_rates
 from aigw_lab.evaluation.semantic_cache_eval import (
     gptcache_protocol,
     load_mock_pairs,
@@ -18,8 +18,8 @@ from aigw_lab.evaluation.semantic_cache_eval import (
 
 EMBEDDER = HashingEmbedder(512)
 FOLDER = shared_data_dir() / "gptcache_semantic_cache_pairs"
-GUARDS = CacheVariant(name="guards")
-COSINE = CacheVariant(name="cosine", options={"guard_numbers": False, "guard_negation": False})
+# The installed cache's variants: the guards, and cosine alone (its verifier off, if any).
+COSINE, GUARDS = cache_variants()[:2]
 THRESHOLDS = (0.9, 0.7, 0.5)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aigw_lab.evaluation.cache_runs import GRID, CacheVariant, served
+from aigw_lab.evaluation.cache_runs import GRID, CacheVariant, cache_variants, served
 from aigw_lab.evaluation.near_miss_report import (
     END,
     HEADING,
@@ -25,10 +25,8 @@ from aigw_lab.evaluation.pairs import NEAR_MISS_CATEGORIES, LabelledPair, load_n
 from ._doubles import ChosenSimilarity, VerifyingCache
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "semantic_cache.md"
-GUARDS = CacheVariant(name="guards", label="guards on")
-COSINE = CacheVariant(
-    name="cosine", options={"guard_numbers": False, "guard_negation": False}, label="no guards"
-)
+# The installed cache's variants: the guards, and cosine alone (its verifier off, if any).
+COSINE, GUARDS = cache_variants()[:2]
 
 
 def synthetic_pairs(embedder: ChosenSimilarity) -> list[LabelledPair]:
@@ -48,8 +46,11 @@ def synthetic_pairs(embedder: ChosenSimilarity) -> list[LabelledPair]:
 def synthetic_results(names: list[str]) -> NearMissResults:
     embedder = ChosenSimilarity()
     pairs = synthetic_pairs(embedder)
+    # The installed cache's own verifier stays off: the format must not hang on what it
+    # makes of synthetic prompts (an empty cell prints as n/a).
     variants = [
-        CacheVariant(name=n, options=COSINE.options if n == "cosine" else {}) for n in names
+        CacheVariant(name=n, options=COSINE.options if n == "cosine" else GUARDS.options)
+        for n in names
     ]
     mock = [embedder.pair(0.9) for _ in range(6)]
     qqp, *samples = [
