@@ -27,4 +27,5 @@ VERBS: dict[str, str] = {
     "matrix": "a call log as prompts x targets: empty cells, their batch-price estimate, --fill",
     "warm": "fill the persistent exact cache from a dataset or a call log's top prompts",
     "shadow": "score logged shadow traffic: candidate vs live, win/tie/loss with intervals",
+    "cache": "tune the semantic cache: the setting that meets a false-hit budget on your pairs",
 }
