@@ -240,3 +240,18 @@ def test_held_out_gain_pairs_a_router_with_random_routing_on_the_same_items():
     coin = np.random.default_rng(5).uniform(size=400)
     _, no_gain = held_out_gain(coin, strong, weak, n_boot=N_BOOT)
     assert no_gain.low <= 0 <= no_gain.high
+
+
+def test_a_side_feature_router_is_cross_fitted_from_plain_embeddings():
+    # stacked reads each item's length, numbers and category beside its embedding: given plain
+    # embeddings (as compare_with_baselines computes them), the scorer adds those columns.
+    from aigw_lab.embeddings import HashingEmbedder
+    from aigw_lab.policy.learned.features import embed_prompts
+
+    from ._learned_data import synthetic
+
+    data = synthetic(30)
+    X = embed_prompts([i.prompt for i in data.items], HashingEmbedder(256, ngram=3))
+    result = compare_with_baselines(data, "stacked", embeddings=X, n_boot=20, seeds=2)
+    assert result.router == "stacked" and result.rows[0].name == "stacked"
+    assert result.significant

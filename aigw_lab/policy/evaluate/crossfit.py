@@ -45,7 +45,7 @@ from aigw_lab.policy.evaluate.trivial import (
     usable_categories,
 )
 from aigw_lab.policy.learned.features import embed_prompts, make_embedder
-from aigw_lab.policy.learned.router import train_router
+from aigw_lab.policy.learned.router import inputs_for, train_router
 
 if TYPE_CHECKING:
     from aigw_lab.datasets.recorded import RecordedDataset
@@ -373,6 +373,9 @@ def learned_scorer(
         raise ConfigError(
             f"{len(embeddings)} embeddings for {len(ids)} items", hint="embed data.items in order"
         )
+    # A side-feature router (stacked) also reads each item's length, numbers and category;
+    # rows that already carry those columns pass through unchanged.
+    embeddings = inputs_for(router, data, embeddings)
 
     def fit_score(train: np.ndarray, train_gain: np.ndarray, test: np.ndarray) -> np.ndarray:
         del train_gain  # the router reads its training items' labels from the subset
