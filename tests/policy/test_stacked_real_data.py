@@ -13,9 +13,13 @@ from aigw_lab.policy.evaluate.metrics import apgr, bootstrap_metric, threshold_s
 from aigw_lab.policy.evaluate.offline import out_of_fold
 from aigw_lab.policy.learned import DEFAULT_ROUTER, inputs_for
 
-pytestmark = pytest.mark.skipif(
-    shared_data_dir_or_none() is None, reason="the shared data folder is absent"
-)
+# Slow lane: stacked's nested fitting over 1,307 items takes minutes of CPU on a busy box.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shared_data_dir_or_none() is None, reason="the shared data folder is absent"
+    ),
+]
 STRONG, WEAK = "gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1"
 
 
