@@ -88,6 +88,7 @@ def test_warming_from_a_dataset_fills_the_persistent_cache_and_logs_tagged_calls
     assert count(tmp_path / "calls.duckdb", "SELECT count(*) FROM calls WHERE attempt >= 1") == 3
 
 
+@pytest.mark.slow  # a serve start-up, subprocess CLI runs or the real model: seconds each
 def test_warming_from_a_log_uses_its_answers_without_a_call(tmp_path, capsys):
     prod = tmp_path / "prod.duckdb"
     with Gateway.simulated_fleet(log=str(prod)) as gw:
@@ -237,6 +238,7 @@ def serve_seeing_the_cache(monkeypatch):
     return seen
 
 
+@pytest.mark.slow  # a serve start-up, subprocess CLI runs or the real model: seconds each
 def test_serve_warms_a_memory_cache_from_its_own_log_before_it_listens(
     tmp_path, capsys, monkeypatch
 ):
@@ -304,6 +306,7 @@ def test_an_encrypted_log_is_read_with_the_configs_key(tmp_path, capsys, monkeyp
     assert "1 answers free, 0 paid calls" in out
 
 
+@pytest.mark.slow  # a serve start-up, subprocess CLI runs or the real model: seconds each
 def test_serve_warms_the_semantic_cache_too(tmp_path, capsys, monkeypatch, minilm):
     with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb")) as gw:
         for prompt in ["What is the capital of France?"] * 2 + ["Name a prime."]:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from aigw_lab.evaluation.cache_runs import GRID, CacheVariant, cache_variants, served
 from aigw_lab.evaluation.near_miss_report import (
@@ -151,6 +152,7 @@ def test_docs_carry_the_section_in_the_generated_format():
     assert skeleton(published) == skeleton(expected)
 
 
+@pytest.mark.slow  # the real model: seconds to load
 def test_the_guards_catch_number_near_misses_with_the_real_model(minilm):
     """The held-out numbers category through a real cache and all-MiniLM-L6-v2 at 0.9: the
     similarity alone serves many of them; the number guard refuses most of those."""
