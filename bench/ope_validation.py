@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aigw_lab.analysis.breakdown import wilson_interval  # noqa: E402
 from aigw_lab.datasets.bundled import load_bundled  # noqa: E402
 from aigw_lab.errors import ConfigError  # noqa: E402
 from aigw_lab.policy import (  # noqa: E402
@@ -211,14 +212,6 @@ def simulate(setting: Setting, seed: int) -> tuple[LoggedBandit, np.ndarray]:
     return data, items
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    z = 1.96
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
     pooled = {e: [0, 0] for e in ESTIMATORS}
     header = (
@@ -259,7 +252,7 @@ def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
                 k = covered[(name, e)]
                 pooled[e][0] += k
                 pooled[e][1] += seeds
-                low, high = wilson(k, seeds)
+                low, high = wilson_interval(k, seeds)
                 print(
                     f"{setting.name:<26}{name:<22}{truths[name]:>7.4f}  {e:<7}"
                     f"{k / seeds:>7.1%} [{low:.0%}, {high:.0%}]".ljust(22 + 26 + 22 + 16)
@@ -271,7 +264,7 @@ def run(settings: list[Setting], seeds: int, n_boot: int) -> None:
     print("pooled over every setting and candidate (seed x candidate runs):")
     for e in ESTIMATORS:
         k, n = pooled[e]
-        low, high = wilson(k, n)
+        low, high = wilson_interval(k, n)
         print(f"  {e:<7} coverage {k / n:.1%} [{low:.1%}, {high:.1%}] over {n} runs")
     print()
 

@@ -29,7 +29,7 @@ from aigw_lab.types import Message
 if TYPE_CHECKING:
     from aigw_lab.store.calllog import CallLog
 
-__all__ = ["dataset_from_log", "conversation_id", "recorded_from_experiment"]
+__all__ = ["dataset_from_log", "conversation_id", "recorded_from_experiment", "as_utc"]
 
 _SELECT = (
     'SELECT c.call_id, c.trace_id, c."timestamp", c.provider_name, c.request_model, '
@@ -110,10 +110,10 @@ def dataset_from_log(
         )
     if since is not None:
         conditions.append('c."timestamp" >= ?')
-        params.append(_as_utc(since, "since"))
+        params.append(as_utc(since, "since"))
     if until is not None:
         conditions.append('c."timestamp" < ?')
-        params.append(_as_utc(until, "until"))
+        params.append(as_utc(until, "until"))
     if experiment_id is not None:
         conditions.append("c.experiment_id = ?")
         params.append(experiment_id)
@@ -223,7 +223,9 @@ def _json_path(key: str) -> str:
     return f'$."{key}"'
 
 
-def _as_utc(value: datetime | str, what: str) -> datetime:
+def as_utc(value: datetime | str, what: str) -> datetime:
+    """A time bound given as a datetime or an ISO string (``what`` names it in errors), as
+    an aware datetime; a naive one is taken as UTC."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.datasets.bundled import bundled_dataset
+from aigw_lab.datasets.from_log import as_utc
 from aigw_lab.datasets.items import Dataset
 from aigw_lab.datasets.recordings import load_recording
 from aigw_lab.errors import AigwError, ConfigError
@@ -150,10 +151,13 @@ def top_prompts(
     params: list[Any] = []
     if "shadow_of" in columns:
         live.append("shadow_of IS NULL")
-    for value, clause in ((since, '"timestamp" >= ?'), (until, '"timestamp" < ?')):
+    for name, value, clause in (
+        ("since", since, '"timestamp" >= ?'),
+        ("until", until, '"timestamp" < ?'),
+    ):
         if value is not None:
             live.append(clause)
-            params.append(_as_utc(value))
+            params.append(as_utc(value, name))
     if tenant is not None:
         live.append("tenant_id = ?")
         params.append(tenant)
@@ -281,22 +285,6 @@ def _response(answer: Mapping[str, Any], model: str) -> ChatResponse:
 
 def _newer(stamp: datetime | None, than: datetime | None) -> bool:
     return than is None or (stamp is not None and stamp > than)
-
-
-def _as_utc(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{value!r} is not an ISO date or time",
-                hint='use e.g. "2026-11-01" or "2026-11-01T09:00:00+00:00"',
-            ) from exc
-    if not isinstance(value, datetime):
-        raise ConfigError(
-            f"a time bound is a {type(value).__name__}", hint="pass a datetime or ISO string"
-        )
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def prompt_text(request: ChatRequest) -> str:
