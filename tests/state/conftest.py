@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from aigw_lab.gateway.state import SharedState
+from aigw_lab.store import CallLog
 from tests.state.redis_server import RedisServer
 
 _prefixes = itertools.count()
@@ -36,3 +37,10 @@ def shared(redis_server, request):
     state = SharedState.from_url(redis_server.url, prefix=f"t{next(_prefixes)}:")
     yield state
     state.close()
+
+
+@pytest.fixture
+def log(new_log_path):
+    """A real DuckDB call log in the test's temporary folder, closed (so flushed) after."""
+    with CallLog(new_log_path) as call_log:
+        yield call_log

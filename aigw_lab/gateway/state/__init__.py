@@ -10,6 +10,7 @@ imports it until a store is built.
 """
 
 from aigw_lab.gateway.state.buckets import RedisBucketStore
+from aigw_lab.gateway.state.budgets import RedisBudgetStore
 from aigw_lab.gateway.state.connection import (
     REDIS_INSTALL,
     Outage,
@@ -21,6 +22,7 @@ __all__ = [
     "REDIS_INSTALL",
     "Outage",
     "RedisBucketStore",
+    "RedisBudgetStore",
     "SharedState",
     "SharedStateUnavailableError",
 ]
