@@ -35,6 +35,7 @@ __all__ = [
     "StreamInterruptedError",
     "BudgetExceededError",
     "AllAttemptsFailedError",
+    "SharedStateUnavailableError",
 ]
 
 
@@ -240,6 +241,19 @@ class BudgetExceededError(AigwError):
     """A spending limit would be exceeded; the request was not sent."""
 
     error_type = "budget_exceeded"
+
+
+class SharedStateUnavailableError(AigwError):
+    """The shared state (Redis, ``[state]``) did not answer and a primitive set to fail
+    closed refused the call without sending it. ``retry_after``: seconds until the gateway
+    tries the shared state again."""
+
+    error_type = "state_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class AllAttemptsFailedError(AigwError):

@@ -11,18 +11,22 @@ imports it until a store is built.
 
 from aigw_lab.gateway.state.buckets import RedisBucketStore
 from aigw_lab.gateway.state.budgets import RedisBudgetStore
+from aigw_lab.gateway.state.cache import RedisCacheStore
+from aigw_lab.gateway.state.circuits import RedisCircuitStore
 from aigw_lab.gateway.state.connection import (
     REDIS_INSTALL,
     Outage,
     SharedState,
-    SharedStateUnavailableError,
 )
+from aigw_lab.errors import SharedStateUnavailableError
 
 __all__ = [
     "REDIS_INSTALL",
     "Outage",
     "RedisBucketStore",
     "RedisBudgetStore",
+    "RedisCacheStore",
+    "RedisCircuitStore",
     "SharedState",
     "SharedStateUnavailableError",
 ]

@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from aigw_lab.errors import ConfigError, MissingExtraError, StoreError
+from aigw_lab.errors import ConfigError, MissingExtraError, SharedStateUnavailableError
 
 __all__ = [
     "REDIS_INSTALL",
     "FailMode",
     "Outage",
     "SharedState",
-    "SharedStateUnavailableError",
     "import_redis",
 ]
 
@@ -39,18 +38,6 @@ _log = logging.getLogger("aigw_lab.state")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _PREFIX = re.compile(r"[A-Za-z0-9_.:{}-]{1,64}")
 _SCHEMES = ("redis", "rediss", "unix")
-
-
-class SharedStateUnavailableError(StoreError):
-    """The shared state (Redis) did not answer and the primitive is set to fail closed: the
-    call was refused without reaching a provider. ``retry_after``: seconds until the gateway
-    tries Redis again."""
-
-    error_type = "state_unavailable"
-
-    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.retry_after = retry_after
 
 
 def import_redis() -> Any:

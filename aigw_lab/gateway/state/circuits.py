@@ -1,0 +1,152 @@
+"""`RedisCircuitStore`: circuit breakers' records in Redis, so a target one gateway process
+found failing is skipped by every process sharing the server and prefix.
+
+Each record is one JSON string per target. `update` loads it, runs the tracker's change and
+saves it in one optimistic transaction (``WATCH``/``MULTI``), retried when another process
+changed the record meanwhile; the tracker's changes touch only the record, so running one
+again is safe. The tracker's clock must be one the processes share: `StateSettings` builds
+trackers with wall time (``time.time``) for that.
+
+While Redis does not answer: failing open treats every circuit as closed (calls go to every
+target, as without breakers); failing closed treats every circuit as open (calls go to no
+target, so they fail over to nothing and are refused with `CircuitOpenError`s).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from aigw_lab.gateway.health_store import Circuit
+from aigw_lab.gateway.state.connection import Outage, SharedState, import_redis
+
+__all__ = ["RedisCircuitStore"]
+
+T = TypeVar("T")
+_RETRIES = 50  # optimistic transactions lost to other processes before giving up
+_DEFAULT_WINDOW = 20
+
+
+class RedisCircuitStore:
+    """`CircuitStore` on a Redis server (see the module doc). ``state``: the `SharedState`;
+    ``outage``: fail open (default) or closed; ``clock``: the tracker's clock (an open
+    circuit made up while failing closed opened "now")."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        *,
+        outage: Outage | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = state.client
+        self._outage = outage or Outage("circuit breakers", "open")
+        self._prefix = state.key("circuit", "")
+        self._clock = clock
+
+    def peek(self, target: str) -> Circuit | None:
+        raw = self._outage.run(
+            lambda: self._client.get(self._prefix + target), self._offline_raw, admits=False
+        )
+        if raw is None:
+            return None
+        return raw if isinstance(raw, Circuit) else _load(raw)
+
+    def update(
+        self,
+        target: str,
+        change: Callable[[Circuit], T],
+        create: Callable[[], Circuit] | None = None,
+    ) -> T | None:
+        redis = import_redis()
+        name = self._prefix + target
+
+        def run() -> T | None:
+            for _ in range(_RETRIES):
+                with self._client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(name)
+                        raw = pipe.get(name)
+                        if raw is None:
+                            if create is None:
+                                return None
+                            circuit = create()
+                        else:
+                            circuit = _load(raw)
+                        result = change(circuit)
+                        pipe.multi()
+                        pipe.set(name, _dump(circuit))
+                        pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        continue  # another process changed it: run the change again
+            raise redis.ConnectionError(f"circuit {target!r} kept changing under {_RETRIES} tries")
+
+        def offline() -> T | None:
+            circuit = self._offline_raw()
+            if circuit is None:
+                if create is None:
+                    return None
+                circuit = create()
+            return change(circuit)  # on a record nobody keeps
+
+        return self._outage.run(run, offline, admits=False)
+
+    def view(self, read: Callable[[Mapping[str, Circuit]], T]) -> T:
+        def run() -> T:
+            names = list(self._client.scan_iter(match=self._prefix + "*", count=1000))
+            raws = self._client.mget(names) if names else []
+            start = len(self._prefix)
+            return read(
+                {
+                    _text(n)[start:]: _load(raw)
+                    for n, raw in zip(names, raws, strict=True)
+                    if raw is not None
+                }
+            )
+
+        return self._outage.run(run, lambda: read({}), admits=False)
+
+    def clear(self, targets: Iterable[str] | None = None) -> None:
+        def run() -> None:
+            if targets is None:
+                names = list(self._client.scan_iter(match=self._prefix + "*", count=1000))
+            else:
+                names = [self._prefix + t for t in targets]
+            if names:
+                self._client.delete(*names)
+
+        self._outage.run(run, lambda: None, admits=False)
+
+    def _offline_raw(self) -> Any:
+        """The record every target has while Redis is unreachable: none (closed) when
+        failing open, a circuit that opened just now when failing closed."""
+        if self._outage.fail == "open":
+            return None
+        circuit = Circuit(_DEFAULT_WINDOW)
+        circuit.state = "open"
+        circuit.opened_at = self._clock()
+        return circuit
+
+
+def _dump(circuit: Circuit) -> str:
+    record: dict[str, Any] = {name: getattr(circuit, name) for name in Circuit.__slots__}
+    record["outcomes"] = list(circuit.outcomes)
+    record["window"] = circuit.outcomes.maxlen
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _load(raw: Any) -> Circuit:
+    record = json.loads(raw)
+    circuit = Circuit(record.get("window") or _DEFAULT_WINDOW)
+    for name in Circuit.__slots__:
+        if name != "outcomes" and name in record:
+            setattr(circuit, name, record[name])
+    circuit.outcomes.extend(bool(x) for x in record.get("outcomes", ()))
+    return circuit
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
