@@ -28,6 +28,7 @@ See ``docs/config.md`` for every key.
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,9 +52,11 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.budget import Budget
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.gateway import Gateway
+from aigw_lab.gateway.health import HealthTracker
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
+from aigw_lab.gateway.state.settings import StateSettings
 from aigw_lab.policy.explore import explore_policies
 from aigw_lab.policy.policyfile import load_policy
 from aigw_lab.policy.router import merge_policies
@@ -118,6 +121,9 @@ class GatewayConfig:
     #: ``[shadow]``: shadow traffic to a candidate target (docs/routing.md, "Shadow
     #: traffic"); `build_gateway` turns it into a `aigw_lab.gateway.shadow.Shadow`.
     shadow: Mapping[str, Any] | None = None
+    #: ``[state]``: where the primitives keep their state (`StateSettings`; None: each
+    #: process in its own memory). See docs/deployment.md.
+    state: StateSettings | None = None
 
     @property
     def log_options(self) -> Mapping[str, Any]:
@@ -152,16 +158,20 @@ class GatewayConfig:
 
     def middleware(self, **injected: Any) -> list[Any]:
         """Every middleware this config asks for: the exact cache, then retry/fallback/health
-        (the gateway orders them by kind anyway)."""
+        (the gateway orders them by kind anyway). With ``[state] backend = "redis"``, rate
+        limits, budgets, the exact cache and circuit breakers keep their state there."""
         built: list[Any] = []
+        shared = None if self.state is None else self.state.stores()
         if self.budgets is not None:
             try:
-                built.append(Budget.from_config(self.budgets))
+                store = None if shared is None else shared.budgets()
+                built.append(Budget.from_config(self.budgets, store=store))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         if self.rate_limits is not None:
             try:
-                built.append(RateLimiter.from_config(self.rate_limits))
+                store = None if shared is None else shared.buckets()
+                built.append(RateLimiter.from_config(self.rate_limits, store=store))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
         if self.cache is not None:
@@ -169,22 +179,30 @@ class GatewayConfig:
                 encryption = self.log_settings.encryption if self.log_settings else None
                 built.append(
                     ExactCache.from_config(
-                        self.cache, base_dir=self.base_dir, encryption=encryption
+                        self.cache,
+                        base_dir=self.base_dir,
+                        encryption=encryption,
+                        shared=None if shared is None else shared.cache(),
                     )
                 )
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: [cache]: {exc.message}", hint=exc.hint) from exc
         if self.semantic_cache is not None:
             built.append(_semantic_cache(self.semantic_cache))
-        return built + self.reliability_middleware(**injected)
+        return built + self.reliability_middleware(shared=shared, **injected)
 
-    def reliability_middleware(self, **injected: Any) -> list[Any]:
-        """The retry/fallback/health middleware this config asks for (empty if none)."""
+    def reliability_middleware(self, shared: Any = None, **injected: Any) -> list[Any]:
+        """The retry/fallback/health middleware this config asks for (empty if none);
+        ``shared`` (`SharedStores`) keeps the circuit breakers' records."""
         if self.retry is None and self.fallbacks is None and self.health is None:
             return []
-        return [
-            Retry.from_config(self.retry, fallbacks=self.fallbacks, health=self.health, **injected)
-        ]
+        health: Any = self.health
+        if shared is not None and health is not None:
+            # Wall time: the processes sharing the records must share the clock too.
+            health = HealthTracker.from_mapping(
+                health, clock=time.time, store=shared.circuits(time.time)
+            )
+        return [Retry.from_config(self.retry, fallbacks=self.fallbacks, health=health, **injected)]
 
 
 def build_gateway(
@@ -334,6 +352,7 @@ def parse_config(
         base_dir=None if base_dir is None else str(base_dir),
         log_settings=_parse_log(data, source, env),
         shadow=_optional_table(data, "shadow"),
+        state=_parse_state(data, source, env),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
@@ -354,6 +373,12 @@ def parse_config(
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config
+
+
+def _parse_state(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Any:
+    if "state" not in data:
+        return None
+    return StateSettings.from_table(data["state"], env, f"{source}: [state]")
 
 
 def _check_fallbacks(config: GatewayConfig) -> None:

@@ -18,6 +18,7 @@ from aigw_lab.gateway.health import HEALTH_TABLE
 from aigw_lab.gateway.ratelimit_rules import RATE_LIMITS_TABLE
 from aigw_lab.gateway.reliability import RETRY_TABLE
 from aigw_lab.gateway.shadow import SHADOW_TABLE
+from aigw_lab.gateway.state.settings import STATE_TABLE
 from aigw_lab.policy.explore import EXPLORATION_TABLE
 from aigw_lab.providers.base import POOL_KEYS
 from aigw_lab.providers.registry import KindRegistry
@@ -290,6 +291,7 @@ CONFIG_TABLE = Table(
         ),
         _section("log", LOG_TABLE),
         _section("shadow", SHADOW_TABLE),
+        _section("state", STATE_TABLE),
         _section(
             "exploration",
             Table(

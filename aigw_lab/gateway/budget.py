@@ -183,6 +183,7 @@ class Budget(Primitive):
         *,
         clock: Callable[[], float] = time.time,
         log: CallLog | Literal["gateway"] | None = None,
+        store: BudgetStore | None = None,
     ) -> Budget:
         """Build from a ``[budgets]`` table::
 
@@ -198,7 +199,8 @@ class Budget(Primitive):
             usd = 50
             period = "month"
 
-        ``log`` overrides ``seed_from_log`` with a specific `CallLog`.
+        ``log`` overrides ``seed_from_log`` with a specific `CallLog`; ``store``: where
+        the accounts live (``[state]``'s shared store; default this process's memory).
         """
         BUDGETS_TABLE.validate(settings, "[budgets]")
         entries = settings.get("limit", ())
@@ -211,6 +213,7 @@ class Budget(Primitive):
             unknown_price=settings.get("unknown_price", "allow"),
             tokenizer=settings.get("tokenizer", "auto"),
             clock=clock,
+            store=store,
         )
 
     def describe(self) -> Mapping[str, Any]:

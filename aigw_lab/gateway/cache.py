@@ -285,12 +285,26 @@ class ExactCache(Primitive):
         base_dir: str | Path | None = None,
         clock: Any = time.time,
         encryption: Any = None,
+        shared: CacheStore | None = None,
     ) -> ExactCache:
         """Build a cache from the keys of a ``[cache]`` config table (see docs/caching.md):
         ``store`` (``"memory"`` or ``"duckdb"``), ``max_bytes`` (memory), ``path`` (duckdb,
         relative to ``base_dir``), ``ttl``, ``model_ttls``, ``coalesce``. ``encryption``
-        (``[log] encryption_key_env``) encrypts a duckdb store's file."""
+        (``[log] encryption_key_env``) encrypts a duckdb store's file. ``shared``: the
+        ``[state]`` shared store, used unless ``store`` names a store of this process."""
         CACHE_TABLE.validate(settings, "[cache]")
+        if shared is not None and "store" not in settings:
+            if "max_bytes" in settings or "path" in settings:
+                raise ConfigError(
+                    "cache settings max_bytes and path do not apply to the [state] shared store",
+                    hint='remove them, or set store = "memory" or "duckdb" for a local cache',
+                )
+            return cls(
+                shared,
+                ttl=settings.get("ttl"),
+                model_ttls=settings.get("model_ttls"),
+                coalesce=settings.get("coalesce", True),
+            )
         kind = settings.get("store", "memory")
         if kind not in _STORE_KINDS:
             raise ConfigError(f"unknown cache store {kind!r}", hint='use "memory" or "duckdb"')

@@ -46,6 +46,7 @@ from aigw_lab.errors import (
     ProviderTimeoutError,
     QuotaExceededError,
     RateLimitedError,
+    SharedStateUnavailableError,
     UnknownModelError,
     UnknownProviderError,
 )
@@ -138,6 +139,8 @@ def _classify(exc: BaseException) -> HttpError:
         return HttpError("rate_limited", message, retry_after=exc.retry_after)
     if isinstance(exc, BudgetExceededError):
         return HttpError("budget_exceeded", message)
+    if isinstance(exc, SharedStateUnavailableError):  # [state] down, the primitive fails closed
+        return HttpError("busy", message, retry_after=exc.retry_after)
     if isinstance(exc, ContextLengthExceededError):
         return HttpError("context_length", message, param="messages")
     if isinstance(exc, ContentFilteredError):

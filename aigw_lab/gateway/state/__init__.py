@@ -9,6 +9,7 @@ file builds them (`StateSettings`). redis-py is the optional ``redis`` extra; no
 imports it until a store is built.
 """
 
+from aigw_lab.errors import SharedStateUnavailableError
 from aigw_lab.gateway.state.buckets import RedisBucketStore
 from aigw_lab.gateway.state.budgets import RedisBudgetStore
 from aigw_lab.gateway.state.cache import RedisCacheStore
@@ -18,7 +19,7 @@ from aigw_lab.gateway.state.connection import (
     Outage,
     SharedState,
 )
-from aigw_lab.errors import SharedStateUnavailableError
+from aigw_lab.gateway.state.settings import STATE_TABLE, SharedStores, StateSettings
 
 __all__ = [
     "REDIS_INSTALL",
@@ -28,5 +29,8 @@ __all__ = [
     "RedisCacheStore",
     "RedisCircuitStore",
     "SharedState",
+    "SharedStores",
+    "STATE_TABLE",
+    "StateSettings",
     "SharedStateUnavailableError",
 ]

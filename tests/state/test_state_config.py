@@ -1,0 +1,120 @@
+"""``[state]``: the table is checked at load time (the URL read from the environment and
+never echoed), and a config with ``backend = "redis"`` gives every primitive a shared store,
+so two gateways built from one file share their limits, budget, cache and breakers."""
+
+from __future__ import annotations
+
+import pytest
+
+from aigw_lab.config import build_gateway, parse_config
+from aigw_lab.errors import BudgetExceededError, ConfigError, RateLimitedError
+from aigw_lab.gateway.state import StateSettings
+
+PROVIDERS = {"providers": {"sim": {"kind": "simulated"}}}
+ENV = {"AIGW_REDIS_URL": "redis://:s3cret@127.0.0.1:6379/0"}
+
+
+def parse(state, env=ENV):
+    return parse_config({**PROVIDERS, "state": state}, env=env)
+
+
+def test_a_redis_state_reads_its_url_from_the_environment_and_hides_it():
+    config = parse({"backend": "redis", "url_env": "AIGW_REDIS_URL", "prefix": "team:"})
+    assert config.state.url == ENV["AIGW_REDIS_URL"] and config.state.prefix == "team:"
+    assert config.state.fail == {
+        "rate_limits": "open", "budgets": "closed", "cache": "open", "health": "open",
+    }  # fmt: skip
+    assert "s3cret" not in repr(config.state) and "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("state", "env", "fragment"),
+    [
+        ({"backend": "redis"}, ENV, "needs url_env"),
+        ({"backend": "redis", "url_env": "NOPE"}, ENV, "NOPE, which is not set"),
+        ({"backend": "redis", "url_env": "A B"}, ENV, "not an environment variable name"),
+        ({"backend": "redis", "url_env": "U"}, {"U": "http://:s3cret@h/0"}, "not a Redis one"),
+        ({"backend": "redis", "url_env": "U"}, {"U": "redis://"}, "names no host"),
+        ({"backend": "redis", "url_env": "U"}, {"U": "redis://h:99999"}, "not a valid URL"),
+        ({"backend": "redis", "url_env": "U", "prefix": "a b*"}, {"U": "redis://h"}, "prefix"),
+        ({"backend": "redis", "url_env": "U", "budgets": "maybe"}, {"U": "redis://h"}, "closed"),
+        ({"backend": "disk"}, ENV, "memory"),
+        ({"url_env": "AIGW_REDIS_URL"}, ENV, 'only to backend = "redis"'),
+        ({"backend": "redis", "url": "redis://h"}, ENV, "url"),
+    ],
+)
+def test_mistakes_are_config_errors_that_never_echo_the_url(state, env, fragment):
+    with pytest.raises(ConfigError, match=fragment) as raised:
+        parse(state, env)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_the_memory_backend_is_the_default_and_builds_no_store():
+    assert StateSettings().stores() is None
+    assert parse({"backend": "memory"}).state.stores() is None
+
+
+CONFIG = """
+[providers.sim]
+kind = "simulated"
+
+[state]
+backend = "redis"
+url_env = "AIGW_TEST_REDIS_URL"
+prefix = "{prefix}"
+
+[rate_limits]
+mode = "reject"
+[[rate_limits.rule]]
+requests_per_minute = 3
+
+[budgets]
+seed_from_log = false
+[[budgets.limit]]
+scope = "tenant"
+id = "acme"
+usd = 0.0001  # one call of 50 output tokens fits (about $0.00008), two do not
+period = "day"
+
+[cache]
+ttl = 60
+
+[health]
+failure_threshold = 1
+cooldown = 60
+
+[fallbacks]
+"sim/sim-small" = ["sim/sim-large"]
+"""
+
+
+def gateways(tmp_path, redis_server, count=2):
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG.format(prefix=f"{tmp_path.name}:"))
+    env = {"AIGW_TEST_REDIS_URL": redis_server.url}
+    return [build_gateway(path, env=env, log=None) for _ in range(count)]
+
+
+def test_two_gateways_from_one_file_share_a_rate_limit_and_the_cache(tmp_path, redis_server):
+    one, two = gateways(tmp_path, redis_server)
+    results = []
+    for i in range(5):
+        gw = (one, two)[i % 2]
+        try:
+            results.append(gw.chat("sim/sim-small", f"question {i}").cache_status)
+        except RateLimitedError:
+            results.append("limited")
+    assert results == ["miss", "miss", "miss", "limited", "limited"]
+
+
+def test_two_gateways_from_one_file_share_a_cache_entry(tmp_path, redis_server):
+    one, two = gateways(tmp_path, redis_server)
+    assert one.chat("sim/sim-small", "same").cache_status == "miss"
+    assert two.chat("sim/sim-small", "same").cache_status == "hit"
+
+
+def test_two_gateways_from_one_file_share_a_budget(tmp_path, redis_server):
+    one, two = gateways(tmp_path, redis_server)
+    one.chat("sim/sim-small", "spend it", tenant="acme", max_tokens=50)
+    with pytest.raises(BudgetExceededError):
+        two.chat("sim/sim-small", "spend more", tenant="acme", max_tokens=50)
