@@ -1,11 +1,11 @@
 """`RedisCircuitStore`: circuit breakers' records in Redis, so a target one gateway process
 found failing is skipped by every process sharing the server and prefix.
 
-Each record is one JSON string per target. `update` loads it, runs the tracker's change and
-saves it in one optimistic transaction (``WATCH``/``MULTI``), retried when another process
-changed the record meanwhile; the tracker's changes touch only the record, so running one
-again is safe. The tracker's clock must be one the processes share: `StateSettings` builds
-trackers with wall time (``time.time``) for that.
+Each record is one JSON string per target. `update` reads it, runs the tracker's change and
+saves it with a compare-and-set script (saved only if the record is still what was read),
+run again when another process changed the record meanwhile; the tracker's changes touch
+only the record, so running one again is safe. The tracker's clock must be one the
+processes share: `GatewayConfig` builds trackers with wall time (``time.time``) for that.
 
 While Redis does not answer: failing open treats every circuit as closed (calls go to every
 target, as without breakers); failing closed treats every circuit as open (calls go to no
@@ -25,6 +25,16 @@ from aigw_lab.gateway.state.connection import Outage, SharedState, import_redis
 __all__ = ["RedisCircuitStore"]
 
 T = TypeVar("T")
+
+# KEYS[1]: the record. ARGV[1]: the value it was read as ('' for none), ARGV[2]: the new
+# value. Returns {1, new} when it was still the value read (and is now the new one), else
+# {0, what is there now} (false: none).
+_SWAP = r"""
+local now = redis.call('GET', KEYS[1])
+if (now or '') ~= ARGV[1] then return {0, now} end
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, ARGV[2]}
+"""
 _RETRIES = 50  # optimistic transactions lost to other processes before giving up
 _DEFAULT_WINDOW = 20
 
@@ -45,6 +55,7 @@ class RedisCircuitStore:
         self._outage = outage or Outage("circuit breakers", "open")
         self._prefix = state.key("circuit", "")
         self._clock = clock
+        self._swap = self._client.register_script(_SWAP)
 
     def peek(self, target: str) -> Circuit | None:
         raw = self._outage.run(
@@ -60,29 +71,26 @@ class RedisCircuitStore:
         change: Callable[[Circuit], T],
         create: Callable[[], Circuit] | None = None,
     ) -> T | None:
-        redis = import_redis()
         name = self._prefix + target
 
         def run() -> T | None:
+            raw = self._client.get(name)
             for _ in range(_RETRIES):
-                with self._client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(name)
-                        raw = pipe.get(name)
-                        if raw is None:
-                            if create is None:
-                                return None
-                            circuit = create()
-                        else:
-                            circuit = _load(raw)
-                        result = change(circuit)
-                        pipe.multi()
-                        pipe.set(name, _dump(circuit))
-                        pipe.execute()
-                        return result
-                    except redis.WatchError:
-                        continue  # another process changed it: run the change again
-            raise redis.ConnectionError(f"circuit {target!r} kept changing under {_RETRIES} tries")
+                if raw is None:
+                    if create is None:
+                        return None
+                    circuit = create()
+                else:
+                    circuit = _load(raw)
+                result = change(circuit)
+                # Saved only if nobody changed the record since it was read (compare and
+                # set, one script): else run the change again on what is there now.
+                swapped, raw = self._swap(keys=[name], args=[raw or "", _dump(circuit)])
+                if swapped:
+                    return result
+            raise import_redis().ConnectionError(
+                f"circuit {target!r} kept changing under {_RETRIES} tries"
+            )
 
         def offline() -> T | None:
             circuit = self._offline_raw()
