@@ -143,7 +143,7 @@ def test_accounts_lost_by_a_redis_restart_are_seeded_again_from_the_log(
         spent_rows(log, 0.3)
         budget = Budget(
             [Limit("tenant", 1.0, "day", id="acme")], clock=clock, log=log,
-            store=RedisBudgetStore(state_),
+            store=RedisBudgetStore(state_, recheck=0.0),
         )  # fmt: skip
         gw, mock = gateway(budget, log)
         mock.enqueue(answer(250))
@@ -159,3 +159,23 @@ def test_accounts_lost_by_a_redis_restart_are_seeded_again_from_the_log(
         # afresh would hold 0.1.
         assert state(budget, "tenant:acme/day")["spent_usd"] == pytest.approx(0.4)
     state_.close()
+
+
+@pytest.mark.parametrize(("seed", "kept"), [(0.5, 0.5), (0.1, 0.2)])
+def test_an_account_remade_by_a_reservation_keeps_the_larger_of_its_count_and_the_seed(
+    shared, seed, kept
+):
+    now = T0.timestamp()
+    limit = Limit("gateway", 1.0, "day")
+    store = RedisBudgetStore(shared, recheck=0.0)
+    store.open([((0, None), _Account(limit, None, now))])
+    for name in shared.client.scan_iter(match=shared.prefix + "*"):
+        shared.client.delete(name)  # Redis lost it (a restart without persistence)
+    store.settle(store.reserve([(0, None)], 0.2, now), 0.2, now)  # counted from zero
+    assert store.missing([(0, None)]) == [(0, None)]  # not seeded: the budget seeds it
+    seeded = _Account(limit, None, now)
+    seeded.spent = seed  # what the call log says
+    store.open([((0, None), seeded)])
+    assert store.missing([(0, None)]) == []
+    (row,) = store.snapshot(now, [])
+    assert row["spent_usd"] == pytest.approx(kept)

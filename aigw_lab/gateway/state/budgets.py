@@ -9,8 +9,11 @@ reservation carries a lease (``lease`` seconds): a process that dies with calls 
 stops holding their estimates once it runs out. Time is the budget's clock (wall time; the
 periods are calendar days and months, and rolling windows).
 
-After Redis restarts empty, `missing` reports the accounts gone, so the budget seeds them
-again from its call log (with a team log, everyone's calls), as after a gateway restart.
+After Redis restarts empty, `missing` reports the accounts gone (it checks each account at
+most every ``recheck`` seconds, so a call does not pay a round trip for it), so the budget
+seeds them again from its call log (with a team log, everyone's calls), as after a gateway
+restart; calls admitted meanwhile counted from zero, and the account keeps the larger of
+that count and the seed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import json
 import math
 import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aigw_lab.gateway.budget_limits import _SLACK_USD, Limit, _Account, _calendar_bounds, _row
@@ -131,13 +135,20 @@ return 1
 )
 
 # KEYS: accounts. ARGV per account: spent, ends, events as JSON [[t, cost], ...]. An
-# account that exists keeps its state (the first process to open it won).
+# account that exists keeps its state (the first process to open it won), unless a
+# reservation made it after Redis lost it (no 'seeded' field): then it keeps the larger of
+# its spend since and the seed (the seed counts the calls logged since, too).
 _OPEN = r"""
 for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 0 then
-    local off = (i - 1) * 3
+  local off = (i - 1) * 3
+  if redis.call('EXISTS', key) == 1 and redis.call('HEXISTS', key, 'seeded') == 0 then
+    local spent = tonumber(redis.call('HGET', key, 'spent')) or 0
+    local seed = tonumber(ARGV[off + 1])
+    if seed > spent then redis.call('HSET', key, 'spent', ARGV[off + 1]) end
+    redis.call('HSET', key, 'seeded', 1)
+  elseif redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, 'spent', ARGV[off + 1], 'gen', 0, 'ends', ARGV[off + 2],
-               'reserved', 0, 'inflight', 0)
+               'reserved', 0, 'inflight', 0, 'seeded', 1)
     redis.call('DEL', key .. ':ev')
     for _, e in ipairs(cjson.decode(ARGV[off + 3])) do
       redis.call('RPUSH', key .. ':ev', string.format('%.17g %.17g', e[1], e[2]))
@@ -168,15 +179,25 @@ class RedisBudgetStore:
     """`BudgetStore` on a Redis server (see the module doc). ``state``: the `SharedState`;
     ``outage``: what to do while Redis does not answer (default: fail closed, refusing
     calls with `SharedStateUnavailableError`: money is at stake); ``lease``: seconds a
-    reservation holds without being settled (longer than any call may take)."""
+    reservation holds without being settled (longer than any call may take); ``recheck``:
+    seconds between checks that Redis still has an account (``clock``: monotonic)."""
 
     def __init__(
-        self, state: SharedState, *, outage: Outage | None = None, lease: float = 3600.0
+        self,
+        state: SharedState,
+        *,
+        outage: Outage | None = None,
+        lease: float = 3600.0,
+        recheck: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._state = state
         self._client = state.client
         self._outage = outage or Outage("budgets", "closed")
         self._lease = lease
+        self._recheck = recheck
+        self._clock = clock
+        self._checked: dict[BudgetKey, float] = {}  # key -> when Redis last had it seeded
         self._scripts = {
             name: self._client.register_script(source)
             for name, source in (("reserve", _RESERVE), ("settle", _SETTLE), ("open", _OPEN))
@@ -195,16 +216,23 @@ class RedisBudgetStore:
 
     def missing(self, keys: Sequence[BudgetKey]) -> list[BudgetKey]:
         unknown = [key for key in keys if key not in self._keys]
-        known = [key for key in keys if key in self._keys]
-        if not known:
+        now = self._clock()
+        checked = self._checked
+        due = [k for k in keys if k in self._keys and now - checked.get(k, -1e300) >= self._recheck]
+        if not due:
             return unknown
 
         def run() -> list[BudgetKey]:
             pipe = self._client.pipeline(transaction=False)
-            for key in known:
-                pipe.exists(self._keys[key])
-            gone = [key for key, there in zip(known, pipe.execute(), strict=True) if not there]
-            return unknown + gone  # gone: Redis restarted empty; seed them again
+            for key in due:
+                pipe.hexists(self._keys[key], "seeded")
+            gone = []
+            for key, there in zip(due, pipe.execute(), strict=True):
+                if there:
+                    checked[key] = now
+                else:
+                    gone.append(key)  # Redis restarted empty: seed it again
+            return unknown + gone
 
         return self._outage.run(run, lambda: unknown, admits=False)
 

@@ -37,6 +37,7 @@ return {1, ARGV[2]}
 """
 _RETRIES = 50  # optimistic transactions lost to other processes before giving up
 _DEFAULT_WINDOW = 20
+_UNREAD = object()
 
 
 class RedisCircuitStore:
@@ -56,6 +57,7 @@ class RedisCircuitStore:
         self._prefix = state.key("circuit", "")
         self._clock = clock
         self._swap = self._client.register_script(_SWAP)
+        self._seen: dict[str, Any] = {}  # target -> its record as last read (bytes or None)
 
     def peek(self, target: str) -> Circuit | None:
         raw = self._outage.run(
@@ -63,7 +65,10 @@ class RedisCircuitStore:
         )
         if raw is None:
             return None
-        return raw if isinstance(raw, Circuit) else _load(raw)
+        if isinstance(raw, Circuit):
+            return raw
+        self._seen[target] = raw
+        return _load(raw)
 
     def update(
         self,
@@ -74,7 +79,11 @@ class RedisCircuitStore:
         name = self._prefix + target
 
         def run() -> T | None:
-            raw = self._client.get(name)
+            # The record as last read here (a call's `allow` peeks before its outcome is
+            # recorded): the compare-and-set checks it, so a stale one only costs a retry.
+            raw = self._seen.get(target, _UNREAD)
+            if raw is _UNREAD:
+                raw = self._client.get(name)
             for _ in range(_RETRIES):
                 if raw is None:
                     if create is None:
@@ -86,6 +95,7 @@ class RedisCircuitStore:
                 # Saved only if nobody changed the record since it was read (compare and
                 # set, one script): else run the change again on what is there now.
                 swapped, raw = self._swap(keys=[name], args=[raw or "", _dump(circuit)])
+                self._seen[target] = raw
                 if swapped:
                     return result
             raise import_redis().ConnectionError(
@@ -126,6 +136,7 @@ class RedisCircuitStore:
             if names:
                 self._client.delete(*names)
 
+        self._seen.clear()
         self._outage.run(run, lambda: None, admits=False)
 
     def _offline_raw(self) -> Any:
