@@ -214,7 +214,14 @@ def main() -> None:
         process, url = start_redis(Path(folder))
         try:
             settings = StateSettings.from_table(
-                {"backend": "redis", "url_env": "BENCH_REDIS_URL", "prefix": "bench:"},
+                # A long timeout: on a loaded box Redis may not run for a second, and a store
+                # failing open would skip its round trips (any outage is logged to stderr).
+                {
+                    "backend": "redis",
+                    "url_env": "BENCH_REDIS_URL",
+                    "prefix": "bench:",
+                    "timeout": 10,
+                },
                 {"BENCH_REDIS_URL": url},
             )
             shared = settings.stores()
