@@ -26,7 +26,10 @@ from aigw_lab.testing.fake_upstream import FakeUpstream, Reply
 
 openai = pytest.importorskip("openai")
 
-pytestmark = pytest.mark.slow  # three server start-ups: about 10-20 s on a loaded box
+pytestmark = [
+    pytest.mark.slow,  # three server start-ups: about 15-30 s on a loaded box
+    pytest.mark.xdist_group("three_servers"),  # one worker starts the three servers once
+]
 
 CONFIG = """
 [server]
