@@ -95,7 +95,7 @@ def gateways(tmp_path, redis_server, count=2):
     return [build_gateway(path, env=env, log=None) for _ in range(count)]
 
 
-def test_two_gateways_from_one_file_share_a_rate_limit_and_the_cache(tmp_path, redis_server):
+def test_two_gateways_from_one_file_share_a_rate_limit(tmp_path, redis_server):
     one, two = gateways(tmp_path, redis_server)
     results = []
     for i in range(5):
@@ -118,3 +118,36 @@ def test_two_gateways_from_one_file_share_a_budget(tmp_path, redis_server):
     one.chat("sim/sim-small", "spend it", tenant="acme", max_tokens=50)
     with pytest.raises(BudgetExceededError):
         two.chat("sim/sim-small", "spend more", tenant="acme", max_tokens=50)
+
+
+def test_without_redis_py_the_error_names_the_extra(monkeypatch):
+    import sys
+
+    from aigw_lab.errors import MissingExtraError
+
+    settings = parse({"backend": "redis", "url_env": "AIGW_REDIS_URL"}).state
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if the extra were not installed
+    with pytest.raises(MissingExtraError, match="redis") as raised:
+        settings.stores()
+    assert raised.value.hint == 'pip install "aigw-lab[redis]"'
+
+
+def test_serve_with_an_unset_url_variable_exits_2_with_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[providers.sim]\nkind = "simulated"\n[state]\nbackend = "redis"\n'
+        'url_env = "AIGW_TEST_UNSET_REDIS_URL"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AIGW_TEST_UNSET_REDIS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run(
+        [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(path),
+         "--no-auth", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "AIGW_TEST_UNSET_REDIS_URL, which is not set" in done.stderr.splitlines()[0]
