@@ -73,3 +73,30 @@ def test_a_queued_call_whose_process_died_loses_its_place_after_the_lease(shared
     assert two.arrive(alive, claims, 0.0, join=True) is None
     assert two.step(alive, 4.0) is None  # still within the dead one's lease
     assert two.step(alive, 5.5) == 0.0  # dropped: the live call leads and goes
+
+
+def test_two_limiters_on_one_server_serve_waiting_calls_in_arrival_order(shared):
+    from aigw_lab.gateway.primitive import Proceed, Wait
+    from aigw_lab.gateway.ratelimit import RateLimiter
+
+    now = [0.0]
+
+    def limiter():
+        store = RedisBucketStore(shared, times="caller", poll=0.25, lease=1e9)
+        return RateLimiter([{"requests_per_second": 1}], clock=lambda: now[0], store=store)
+
+    one, two = limiter(), limiter()  # two processes
+    ctx = waiter().ctx
+    assert isinstance(one.admit(ctx, None), Proceed)
+    first = one.admit(ctx, None)  # arrives first, in process one
+    second = two.admit(ctx, None)  # then process two
+    assert isinstance(first, Wait) and first.seconds == pytest.approx(1.0)
+    # Behind another process's call: a timed look again, never an endless wait (process
+    # one cannot wake a call of process two).
+    assert isinstance(second, Wait) and second.seconds == 0.25
+    now[0] = 1.0
+    again = two.admit(ctx, second.state)  # capacity is back, but it is not its turn
+    assert isinstance(again, Wait)
+    assert isinstance(one.admit(ctx, first.state), Proceed)
+    now[0] = 2.0
+    assert isinstance(two.admit(ctx, again.state), Proceed)
