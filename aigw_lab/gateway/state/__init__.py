@@ -6,7 +6,9 @@ Each store implements its primitive's store protocol (`BucketStore`, `BudgetStor
 `CacheStore`, `CircuitStore`) with atomic server-side operations, and rides out an outage as
 its `Outage` says (fail open or closed, one log line per outage). ``[state]`` in a config
 file builds them (`StateSettings`). redis-py is the optional ``redis`` extra; nothing here
-imports it until a store is built.
+imports it until a store is built. The semantic cache's store,
+`aigw_lab.gateway.state.semantic.RedisSemanticStore`, is imported from its module (it needs
+numpy, which nothing else here loads).
 """
 
 from aigw_lab.errors import SharedStateUnavailableError

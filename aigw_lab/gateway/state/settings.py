@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigw_lab.config_schema import NUMBER, Key, Table
 from aigw_lab.errors import ConfigError
@@ -37,6 +37,9 @@ from aigw_lab.gateway.state.connection import (
     check_url,
 )
 
+if TYPE_CHECKING:
+    from aigw_lab.gateway.state.semantic import RedisSemanticStore
+
 __all__ = ["STATE_TABLE", "SharedStores", "StateSettings"]
 
 _FAIL = ("open", "closed")
@@ -46,6 +49,7 @@ _PRIMITIVES = {
     "cache": ("the exact cache", "open"),
     "health": ("circuit breakers", "open"),
 }
+_SEMANTIC = ("the semantic cache", "open")  # not configurable yet: [semantic_cache] wiring
 
 
 def _fail_key(name: str, default: str) -> Key:
@@ -192,3 +196,13 @@ class SharedStores:
 
     def circuits(self, clock: Callable[[], float] = time.time) -> RedisCircuitStore:
         return RedisCircuitStore(self.state, outage=self.outage("health"), clock=clock)
+
+    def semantic(self, max_entries: int, **options: Any) -> RedisSemanticStore:
+        """The semantic cache's entries (fails open: a miss). ``options`` go to
+        `RedisSemanticStore` (``index_factory``)."""
+        # lazy: numpy (the semantic store's vectors) is loaded only when one is built
+        from aigw_lab.gateway.state.semantic import RedisSemanticStore
+
+        what, fail = _SEMANTIC
+        outage = Outage(what, fail, retry_every=self.settings.retry_every)  # type: ignore[arg-type]
+        return RedisSemanticStore(self.state, max_entries, outage=outage, **options)
