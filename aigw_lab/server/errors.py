@@ -117,6 +117,9 @@ def http_error(exc: BaseException) -> HttpError:
     if error.kind == "internal" and not isinstance(exc, AigwError):
         return error  # already logged with its traceback
     message = scrub(error.message)
+    if isinstance(exc, SharedStateUnavailableError) and message == error.message:
+        # The shared state logs its outage once; a line per refused call would flood the log.
+        return HttpError(error.kind, message, retry_after=error.retry_after, param=error.param)
     if message != error.message or _FORMATS[error.kind][0] >= 500:
         _log.warning(
             "call failed (%s, %s): %s", error.kind, type(exc).__name__, printable(error.message)

@@ -96,9 +96,11 @@ def test_budgets_failing_closed_refuse_without_sending_and_recover(down, caplog)
         clock.now += 5
         gw.chat("mock/m1", "after")
     assert len(provider.requests) == 2
-    error = http_error(raised.value)  # what a client of `serve` sees
+    with caplog.at_level(logging.WARNING, logger="aigw_lab.server"):
+        error = http_error(raised.value)  # what a client of `serve` sees
     assert error.kind == "busy" and error.retry_after and error.retry_after > 0
     assert b"retry-after" in {k.lower() for k, _ in error_headers(error)}
+    assert not [r for r in caplog.records if r.name == "aigw_lab.server"]  # no line per call
 
 
 def test_budgets_failing_open_admit_and_settle_nothing(down):
