@@ -1,0 +1,351 @@
+"""OpenTelemetry traces of a gateway's calls: `OtelSink`, an extra call sink beside the log.
+
+One span per call (``chat {model}``) and one child span per attempt, with the GenAI
+semantic conventions (``gen_ai.operation.name``, ``gen_ai.system`` /
+``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.response.model``,
+``gen_ai.usage.input_tokens`` / ``output_tokens``, ``gen_ai.response.finish_reasons``,
+``gen_ai.response.id``, ``error.type``) and the gateway's own ``aigw.*`` attributes (cost,
+cache status, tenant, call and trace ids, the configured provider, attempt). A failed or
+cancelled call or attempt has span status ERROR. The OpenTelemetry trace id is the
+gateway's own ``trace_id`` (the ``x-aigw-trace-id`` header of ``serve``), so a trace is
+found from a log row and the other way round.
+
+It never sits inside the pipeline: it takes the rows the `aigw_lab.gateway.recorder.Recorder`
+gives every sink, plus each call's `aigw_lab.gateway.call_end.CallEnd`. On the caller's
+thread it only queues them (with the wall time each row arrived: an attempt's end); its own
+thread builds the spans, with explicit start and end times, and the SDK's batch processor
+exports them over OTLP/HTTP. Prompts and answers are not put in spans unless
+``capture_content=True`` (``[otel] capture_content``), and then as the log stores them (its
+``[log]`` body mode applies). A full queue drops rows (counted in ``dropped``), never waits.
+
+Needs the ``otel`` extra (``pip install "aigw-lab[otel]"``).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.errors import MissingExtraError
+from aigw_lab.extras import missing_modules
+from aigw_lab.gateway.call_end import CallEnd
+
+if TYPE_CHECKING:
+    from aigw_lab.store.records import CallRecord
+
+__all__ = ["OTEL_INSTALL", "OtelSink", "require_otel"]
+
+#: The install command of the ``otel`` extra.
+OTEL_INSTALL = 'pip install "aigw-lab[otel]"'
+_OTEL_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+
+#: ``gen_ai.system`` / ``gen_ai.provider.name`` by the provider's wire format.
+_SYSTEMS = {"openai": "openai", "anthropic": "anthropic", "workers_ai": "cloudflare"}
+
+
+def require_otel(feature: str = "OpenTelemetry tracing") -> None:
+    """Raise `MissingExtraError` naming the install command when the ``otel`` extra is not
+    installed (checked without importing it)."""
+    missing = missing_modules(_OTEL_MODULES)
+    if missing:
+        raise MissingExtraError(
+            f"{feature} needs the optional 'otel' extra, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed",
+            hint=OTEL_INSTALL,
+        )
+
+
+class OtelSink:
+    """Call and attempt spans exported over OTLP (see the module docstring).
+
+    ``endpoint``: the OTLP/HTTP base URL (``http://collector:4318``; spans go to
+    ``/v1/traces``); ``headers``: sent with each export (e.g. an API key read from the
+    environment by the config); ``exporter``: any OpenTelemetry ``SpanExporter`` instead of
+    OTLP (tests, other protocols). ``orphan_after_s``: rows of a call whose end never comes
+    (a shadow call, a batch job's rows) are exported as a call of their own this long after
+    their last row (and at `close`). ``clock``: wall seconds, for a row's arrival; ``rng``:
+    span ids (a fresh `random.Random` by default).
+    """
+
+    name = "otel"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        exporter: Any = None,
+        service_name: str = "aigw-lab",
+        capture_content: bool = False,
+        timeout_s: float = 10.0,
+        max_queue: int = 100_000,
+        orphan_after_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        require_otel()
+        # lazy: the otel extra is optional and its SDK takes ~0.2 s to import
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        if exporter is None:
+            if endpoint is None:
+                raise ValueError("OtelSink needs an endpoint (OTLP/HTTP base URL) or exporter")
+            # lazy: the otel extra is optional
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
+
+            exporter = OTLPSpanExporter(
+                endpoint=endpoint.rstrip("/") + "/v1/traces",
+                headers=dict(headers or {}),
+                timeout=timeout_s,
+            )
+        self._ids = _GatewayIds(rng if rng is not None else random.Random())
+        # No global tracer provider: this sink's own, shut down by its close.
+        self._provider = TracerProvider(
+            resource=Resource.create({"service.name": service_name}),
+            id_generator=self._ids,
+            shutdown_on_exit=False,
+        )
+        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer = self._provider.get_tracer("aigw_lab")
+        self.capture_content = capture_content
+        self.orphan_after_s = orphan_after_s
+        self._clock = clock
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queue)
+        #: Rows and call ends the queue was too full to take.
+        self.dropped = 0
+        #: Calls whose spans could not be built, and the type of the last such problem.
+        self.failures = 0
+        self.last_error: str | None = None
+        self._pending: dict[str, list[tuple[CallRecord, float]]] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="aigw-otel", daemon=True)
+        self._thread.start()
+
+    # --- the caller's side: queue only ----------------------------------------------------
+
+    def append(self, record: CallRecord) -> None:
+        """Queue one row with its arrival time (the end of its attempt)."""
+        self._put(("row", record, self._clock()))
+
+    def call_ended(self, end: CallEnd) -> None:
+        """Queue the end of a call: its spans are built from it and its queued rows."""
+        self._put(("end", end))
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Return once every row and call end queued before it is exported (rows still
+        waiting for their call's end stay pending)."""
+        self._handshake("flush", timeout_s)
+        self._provider.force_flush(int(timeout_s * 1000))
+
+    def close(self) -> None:
+        """Export everything, pending rows included, and stop; idempotent."""
+        if self._closed:
+            return
+        self._handshake("close", 30.0)
+        self._closed = True
+        self._thread.join(timeout=30.0)
+        self._provider.shutdown()
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1  # never make a call wait for its telemetry
+
+    def _handshake(self, kind: str, timeout_s: float) -> None:
+        if self._closed:
+            return
+        done = threading.Event()
+        self._queue.put((kind, done), timeout=timeout_s)
+        done.wait(timeout_s)
+
+    # --- the sink's own thread ------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.05, min(self.orphan_after_s, 5.0)))
+            except queue.Empty:
+                self._expire(self._clock() - self.orphan_after_s)
+                continue
+            kind = item[0]
+            try:
+                if kind == "row":
+                    self._pending.setdefault(item[1].trace_id, []).append((item[1], item[2]))
+                elif kind == "end":
+                    self._emit_call(item[1], self._pending.pop(item[1].trace_id, []))
+                elif kind == "flush":
+                    self._expire(self._clock() - self.orphan_after_s)
+                    item[1].set()
+                elif kind == "close":
+                    self._expire(float("inf"))
+                    item[1].set()
+                    return
+            except Exception as exc:  # noqa: BLE001 - telemetry never stops the sink's thread
+                self.failures += 1
+                self.last_error = type(exc).__name__
+
+    def _expire(self, before: float) -> None:
+        """Export as calls of their own the pending rows whose last one arrived before
+        ``before`` (wall seconds)."""
+        for trace_id in [t for t, rows in self._pending.items() if rows[-1][1] < before]:
+            rows = self._pending.pop(trace_id)
+            first, last = rows[0][0], rows[-1][0]
+            start = min(arrived - (row.latency_ms or 0.0) / 1000.0 for row, arrived in rows)
+            end = CallEnd(
+                trace_id=trace_id,
+                provider=last.provider_name,
+                model=last.request_model,
+                tenant=first.tenant_id,
+                cache_status=last.cache_status,
+                status=last.status,
+                error_type=last.error_type,
+                started_wall=start,
+                duration_s=max(0.0, rows[-1][1] - start),
+                stream=last.stream,
+                attempts=last.attempt,
+            )
+            self._emit_call(end, rows)
+
+    def _emit_call(self, end: CallEnd, rows: list[tuple[CallRecord, float]]) -> None:
+        # lazy: the otel extra is optional (imported already by __init__)
+        from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+        start_ns = int(end.started_wall * 1e9)
+        end_ns = start_ns + int(end.duration_s * 1e9)
+        last = rows[-1][0] if rows else None
+        attributes = _call_attributes(end, last, [row for row, _ in rows])
+        if last is not None and self.capture_content:
+            if last.request_json is not None:
+                attributes["gen_ai.input.messages"] = last.request_json
+            if last.response_text is not None:
+                attributes["gen_ai.output.messages"] = last.response_text
+        self._ids.next_trace_id = _trace_id(end.trace_id)
+        span = self._tracer.start_span(
+            f"chat {end.model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
+        )
+        if end.status != "ok":
+            span.set_status(Status(StatusCode.ERROR, end.error_type or end.status))
+        parent = set_span_in_context(span)
+        for row, arrived in rows:
+            if row.attempt < 1:
+                continue  # answered or refused without a provider: the call span says it all
+            row_end = int(arrived * 1e9)
+            row_start = row_end - int((row.latency_ms or 0.0) * 1e6)
+            child = self._tracer.start_span(
+                f"chat {row.request_model}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=_row_attributes(row),
+                start_time=max(start_ns, row_start),
+            )
+            if row.status != "ok":
+                child.set_status(Status(StatusCode.ERROR, row.error_type or row.status))
+            child.end(end_time=max(start_ns, row_end))
+        span.end(end_time=max(start_ns, end_ns))
+
+
+def _system(api_format: str | None) -> str:
+    return _SYSTEMS.get(api_format or "", api_format or "_OTHER")
+
+
+def _row_attributes(row: CallRecord) -> dict[str, Any]:
+    """A row's GenAI and ``aigw.*`` attributes (None values left out, as OTel requires)."""
+    system = _system(row.api_format)
+    values: dict[str, Any] = {
+        "gen_ai.operation.name": row.operation_name,
+        "gen_ai.system": system,
+        "gen_ai.provider.name": system,
+        "gen_ai.request.model": row.request_model,
+        "gen_ai.response.model": row.response_model,
+        "gen_ai.response.id": row.response_id,
+        "gen_ai.usage.input_tokens": row.input_tokens,
+        "gen_ai.usage.output_tokens": row.output_tokens,
+        "gen_ai.response.finish_reasons": (row.finish_reason,) if row.finish_reason else None,
+        "error.type": row.error_type,
+        "http.response.status_code": row.http_status_code,
+        "aigw.provider": row.provider_name,
+        "aigw.call_id": row.call_id,
+        "aigw.trace_id": row.trace_id,
+        "aigw.attempt": row.attempt,
+        "aigw.cost_usd": row.cost_usd,
+        "aigw.cache_status": row.cache_status,
+        "aigw.tenant": row.tenant_id,
+        "aigw.stream": row.stream,
+        "aigw.fallback_from": row.fallback_from,
+        "aigw.simulated": row.simulated,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _call_attributes(
+    end: CallEnd, last: CallRecord | None, rows: list[CallRecord]
+) -> dict[str, Any]:
+    """The call span's attributes: its last row's, the call's own facts, and the cost of
+    every attempt."""
+    values = _row_attributes(last) if last is not None else {}
+    costs = [row.cost_usd for row in rows if row.cost_usd is not None]
+    values.update(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": end.model,
+            "aigw.provider": end.provider,
+            "aigw.trace_id": end.trace_id,
+            "aigw.cache_status": end.cache_status,
+            "aigw.attempts": end.attempts,
+            "aigw.stream": end.stream,
+            "aigw.status": end.status,
+        }
+    )
+    values.pop("aigw.attempt", None)
+    if costs:
+        values["aigw.cost_usd"] = sum(costs)
+    if end.tenant is not None:
+        values["aigw.tenant"] = end.tenant
+    if end.call_id is not None:
+        values["aigw.call_id"] = end.call_id
+    if end.error_type is not None:
+        values["error.type"] = end.error_type
+    elif end.status == "ok":
+        values.pop("error.type", None)
+    return values
+
+
+def _trace_id(text: str) -> int | None:
+    """The gateway's trace id as an OpenTelemetry one (32 hex digits, not all zero)."""
+    if len(text) == 32:
+        try:
+            value = int(text, 16)
+        except ValueError:
+            return None
+        return value or None
+    return None
+
+
+class _GatewayIds:
+    """Span ids from ``rng``; a call span's trace id is the gateway's own when it is one
+    (set by the sink's single thread just before the span starts). The SDK's ``IdGenerator``
+    interface, duck-typed so this module imports no OpenTelemetry at import time."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.next_trace_id: int | None = None
+        self._random = rng
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        value, self.next_trace_id = self.next_trace_id, None
+        return value if value is not None else (self._random.getrandbits(128) or 1)
+
+    def is_trace_id_random(self) -> bool:
+        # The gateway's ids are a random prefix and a counter: not W3C-random trace ids.
+        return False
