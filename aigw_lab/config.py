@@ -36,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.alerts import AlertSettings
 from aigw_lab.config_schema import reject_unknown_keys
 from aigw_lab.config_security import parse_log_settings
 
@@ -386,6 +387,8 @@ def parse_config(
             Shadow.from_config(config.shadow)
         if config.otel is not None:
             check_http_url(config.otel["endpoint"], "[otel] endpoint")
+        if config.alerts is not None:
+            AlertSettings.from_config(config.alerts)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from aigw_lab.alerts import ALERTS_TABLE
 from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.config_security import LOG_TABLE
 from aigw_lab.config_server import SERVER_TABLE
@@ -293,6 +294,7 @@ CONFIG_TABLE = Table(
         _section("shadow", SHADOW_TABLE),
         _section("otel", OTEL_TABLE),
         _section("metrics", METRICS_TABLE),
+        _section("alerts", ALERTS_TABLE),
         _section(
             "exploration",
             Table(
