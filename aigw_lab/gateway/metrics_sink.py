@@ -92,9 +92,10 @@ class MetricsSink:
     """Prometheus counters and a latency histogram of every call (see the module docstring).
 
     ``max_values``: distinct values kept per label (per label: ``provider``, ``model``,
-    ``tenant``, ``cache_status``, ``error_type``); ``known``: label -> values always kept;
-    ``require_key``: whether ``/metrics`` on ``serve`` needs a gateway key (the server
-    reads it; the default keeps tenant names for operators)."""
+    ``tenant``, ``cache_status``, ``error_type``); ``max_label_sets``: combinations of the
+    four labels kept (later ones count under ``_other`` for all four); ``known``: label ->
+    values always kept; ``require_key``: whether ``/metrics`` on ``serve`` needs a gateway
+    key (the server reads it; the default keeps tenant names for operators)."""
 
     name = "metrics"
 
@@ -102,6 +103,7 @@ class MetricsSink:
         self,
         *,
         max_values: int = 100,
+        max_label_sets: int = 2000,
         known: Mapping[str, Iterable[str]] | None = None,
         buckets: Iterable[float] = BUCKETS,
         require_key: bool = True,
@@ -111,6 +113,13 @@ class MetricsSink:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         known = known or {}
+        if max_label_sets < 1:
+            raise ValueError("max_label_sets must be at least 1")
+        #: Label sets (provider, model, tenant, cache status) kept; past it, ``_other``.
+        self.max_label_sets = max_label_sets
+        self._by_labels: dict[tuple[str, ...], _Series] = {}
+        self._by_raw: dict[tuple[Any, ...], _Series] = {}
+        self._series_lock = threading.Lock()
         for label in known:
             if label not in (*LABELS, "error_type"):
                 raise ValueError(f"known: {label!r} is not a label; use one of {LABELS}")
@@ -144,14 +153,32 @@ class MetricsSink:
             registry=reg,
         )
 
-    def _labels(self, provider: str, model: str, tenant: str | None, cache: str) -> tuple:
+    def _series(self, provider: str, model: str, tenant: str | None, cache: str) -> _Series:
+        """The metric children of one label set (folded), made once and kept: a counter's
+        ``labels(...)`` costs several microseconds, its ``inc`` one."""
+        key = (provider, model, tenant, cache)
+        series = self._by_raw.get(key)
+        if series is not None:
+            return series
         fold = self._fold
-        return (
+        labels = (
             fold["provider"](provider),
             fold["model"](model),
             fold["tenant"](tenant),
             fold["cache_status"](cache),
         )
+        with self._series_lock:
+            series = self._by_labels.get(labels)
+            if series is None:
+                if len(self._by_labels) >= self.max_label_sets:
+                    labels = (OTHER, OTHER, OTHER, OTHER)  # past the bound on label sets
+                    series = self._by_labels.get(labels)
+                if series is None:
+                    series = _Series(self, labels)
+                    self._by_labels[labels] = series
+            if len(self._by_raw) < 4 * self.max_label_sets:
+                self._by_raw[key] = series
+        return series
 
     # --- the sink protocol -----------------------------------------------------------------
 
@@ -159,24 +186,25 @@ class MetricsSink:
         """Count an attempt sent to a provider: its tokens, its cost, its status."""
         if record.attempt < 1:
             return  # answered or refused without a provider: counted at the call's end
-        labels = self._labels(
+        series = self._series(
             record.provider_name, record.request_model, record.tenant_id, record.cache_status
         )
-        self.attempts.labels(*labels, record.status).inc()
+        series.status(series.attempts, self.attempts, record.status).inc()
         if record.input_tokens:
-            self.tokens.labels(*labels, "input").inc(record.input_tokens)
+            series.input_tokens.inc(record.input_tokens)
         if record.output_tokens:
-            self.tokens.labels(*labels, "output").inc(record.output_tokens)
+            series.output_tokens.inc(record.output_tokens)
         if record.cost_usd:
-            self.cost.labels(*labels).inc(record.cost_usd)
+            series.cost.inc(record.cost_usd)
 
     def call_ended(self, end: CallEnd) -> None:
         """Count the call, its latency, and its error if it failed."""
-        labels = self._labels(end.provider, end.model, end.tenant, end.cache_status)
-        self.requests.labels(*labels, end.status).inc()
-        self.latency.labels(*labels).observe(max(0.0, end.duration_s))
+        series = self._series(end.provider, end.model, end.tenant, end.cache_status)
+        series.status(series.requests, self.requests, end.status).inc()
+        series.latency.observe(max(0.0, end.duration_s))
         if end.status != "ok":
-            self.errors.labels(*labels, self._fold["error_type"](end.error_type)).inc()
+            kind = self._fold["error_type"](end.error_type)
+            series.status(series.errors, self.errors, kind).inc()
 
     def flush(self) -> None:
         """Nothing to deliver: counts are read when scraped."""
@@ -192,6 +220,34 @@ class MetricsSink:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Series:
+    """The children of every metric for one label set; those with one more label (status,
+    error type) made on first use."""
+
+    __slots__ = (
+        "labels", "attempts", "requests", "errors", "input_tokens", "output_tokens", "cost",
+        "latency", "_lock",
+    )  # fmt: skip
+
+    def __init__(self, sink: MetricsSink, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.attempts: dict[str, Any] = {}
+        self.requests: dict[str, Any] = {}
+        self.errors: dict[str, Any] = {}
+        self.input_tokens = sink.tokens.labels(*labels, "input")
+        self.output_tokens = sink.tokens.labels(*labels, "output")
+        self.cost = sink.cost.labels(*labels)
+        self.latency = sink.latency.labels(*labels)
+        self._lock = threading.Lock()
+
+    def status(self, children: dict[str, Any], metric: Any, value: str) -> Any:
+        child = children.get(value)
+        if child is None:
+            with self._lock:
+                child = children.setdefault(value, metric.labels(*self.labels, value))
+        return child
 
 
 def find_metrics(sinks: Iterable[Any]) -> MetricsSink | None:

@@ -68,6 +68,14 @@ OTEL_TABLE = Table(
             doc="put prompts and answers in spans (default false)",
         ),
         Key(
+            name="sample_ratio",
+            types=NUMBER,
+            low=0,
+            high=1,
+            what="a number from 0 to 1",
+            doc="the share of calls traced, by trace id (default 1)",
+        ),
+        Key(
             name="timeout",
             types=NUMBER,
             low=0,
@@ -90,6 +98,14 @@ METRICS_TABLE = Table(
             high=10_000,
             what="an integer from 1 to 10000",
             doc="distinct values kept per label; later ones count as _other (default 100)",
+        ),
+        Key(
+            name="max_label_sets",
+            types=(int,),
+            low=1,
+            high=100_000,
+            what="an integer from 1 to 100000",
+            doc="provider/model/tenant/cache combinations kept; later ones _other (default 2000)",
         ),
         Key(
             name="require_key",
@@ -190,6 +206,7 @@ def otel_sink_from_config(
         headers=headers,
         service_name=table.get("service_name", "aigw-lab"),
         capture_content=table.get("capture_content", False),
+        sample_ratio=float(table.get("sample_ratio", 1.0)),
         timeout_s=float(table.get("timeout", 10.0)),
     )
 
@@ -204,6 +221,7 @@ def metrics_sink_from_config(
         return None
     return MetricsSink(
         max_values=table.get("max_label_values", 100),
+        max_label_sets=table.get("max_label_sets", 2000),
         require_key=table.get("require_key", True),
         known={
             "provider": tuple(providers),

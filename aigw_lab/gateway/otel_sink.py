@@ -27,6 +27,7 @@ import queue
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,9 @@ class OtelSink:
     """Call and attempt spans exported over OTLP (see the module docstring).
 
     ``endpoint``: the OTLP/HTTP base URL (``http://collector:4318``; spans go to
-    ``/v1/traces``); ``headers``: sent with each export (e.g. an API key read from the
+    ``/v1/traces``); ``sample_ratio``: the share of calls traced (by a hash of the trace id,
+    so a call's spans are all kept or all dropped, and dropped ones cost next to nothing);
+    ``headers``: sent with each export (e.g. an API key read from the
     environment by the config); ``exporter``: any OpenTelemetry ``SpanExporter`` instead of
     OTLP (tests, other protocols). ``orphan_after_s``: rows of a call whose end never comes
     (a shadow call, a batch job's rows) are exported as a call of their own this long after
@@ -81,6 +84,7 @@ class OtelSink:
         exporter: Any = None,
         service_name: str = "aigw-lab",
         capture_content: bool = False,
+        sample_ratio: float = 1.0,
         timeout_s: float = 10.0,
         max_queue: int = 100_000,
         orphan_after_s: float = 60.0,
@@ -116,6 +120,11 @@ class OtelSink:
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self._provider.get_tracer("aigw_lab")
         self.capture_content = capture_content
+        if not 0.0 <= sample_ratio <= 1.0:
+            raise ValueError("sample_ratio must be from 0 to 1")
+        #: The share of calls traced, decided by a hash of the trace id (every attempt of a
+        #: call goes the same way); None: all of them.
+        self._keep_below = None if sample_ratio >= 1.0 else int(sample_ratio * 2**32)
         self.orphan_after_s = orphan_after_s
         self._clock = clock
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queue)
@@ -133,11 +142,13 @@ class OtelSink:
 
     def append(self, record: CallRecord) -> None:
         """Queue one row with its arrival time (the end of its attempt)."""
-        self._put(("row", record, self._clock()))
+        if self._keep_below is None or _draw(record.trace_id) < self._keep_below:
+            self._put(("row", record, self._clock()))
 
     def call_ended(self, end: CallEnd) -> None:
         """Queue the end of a call: its spans are built from it and its queued rows."""
-        self._put(("end", end))
+        if self._keep_below is None or _draw(end.trace_id) < self._keep_below:
+            self._put(("end", end))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Return once every row and call end queued before it is exported (rows still
@@ -244,7 +255,7 @@ class OtelSink:
                 f"chat {row.request_model}",
                 context=parent,
                 kind=SpanKind.CLIENT,
-                attributes=_row_attributes(row),
+                attributes=_attempt_attributes(row),
                 start_time=max(start_ns, row_start),
             )
             if row.status != "ok":
@@ -257,66 +268,77 @@ def _system(api_format: str | None) -> str:
     return _SYSTEMS.get(api_format or "", api_format or "_OTHER")
 
 
-def _row_attributes(row: CallRecord) -> dict[str, Any]:
-    """A row's GenAI and ``aigw.*`` attributes (None values left out, as OTel requires)."""
-    system = _system(row.api_format)
+def _attempt_attributes(row: CallRecord) -> dict[str, Any]:
+    """An attempt's attributes: what differs between attempts (each attribute costs a few
+    microseconds to build and to encode, so the call's own facts stay on the call span)."""
     values: dict[str, Any] = {
         "gen_ai.operation.name": row.operation_name,
-        "gen_ai.system": system,
-        "gen_ai.provider.name": system,
         "gen_ai.request.model": row.request_model,
-        "gen_ai.response.model": row.response_model,
-        "gen_ai.response.id": row.response_id,
-        "gen_ai.usage.input_tokens": row.input_tokens,
-        "gen_ai.usage.output_tokens": row.output_tokens,
-        "gen_ai.response.finish_reasons": (row.finish_reason,) if row.finish_reason else None,
-        "error.type": row.error_type,
-        "http.response.status_code": row.http_status_code,
         "aigw.provider": row.provider_name,
-        "aigw.call_id": row.call_id,
-        "aigw.trace_id": row.trace_id,
         "aigw.attempt": row.attempt,
-        "aigw.cost_usd": row.cost_usd,
-        "aigw.cache_status": row.cache_status,
-        "aigw.tenant": row.tenant_id,
-        "aigw.stream": row.stream,
-        "aigw.fallback_from": row.fallback_from,
-        "aigw.simulated": row.simulated,
     }
-    return {k: v for k, v in values.items() if v is not None}
+    for key, value in (
+        ("gen_ai.response.model", row.response_model),
+        ("gen_ai.usage.input_tokens", row.input_tokens),
+        ("gen_ai.usage.output_tokens", row.output_tokens),
+        ("aigw.cost_usd", row.cost_usd),
+        ("error.type", row.error_type),
+        ("http.response.status_code", row.http_status_code),
+        ("aigw.fallback_from", row.fallback_from),
+    ):
+        if value is not None:
+            values[key] = value
+    return values
 
 
 def _call_attributes(
     end: CallEnd, last: CallRecord | None, rows: list[CallRecord]
 ) -> dict[str, Any]:
-    """The call span's attributes: its last row's, the call's own facts, and the cost of
-    every attempt."""
-    values = _row_attributes(last) if last is not None else {}
+    """The call span's attributes: the GenAI operation as the caller saw it (the last
+    row's answer), the gateway's facts, and the cost of every attempt."""
+    system = _system(last.api_format if last is not None else None)
+    values: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": system,
+        "gen_ai.provider.name": system,
+        "gen_ai.request.model": end.model,
+        "aigw.provider": end.provider,
+        "aigw.cache_status": end.cache_status,
+        "aigw.attempts": end.attempts,
+        "aigw.stream": end.stream,
+    }
+    if last is not None:
+        for key, value in (
+            ("gen_ai.response.model", last.response_model),
+            ("gen_ai.response.id", last.response_id),
+            ("gen_ai.usage.input_tokens", last.input_tokens),
+            ("gen_ai.usage.output_tokens", last.output_tokens),
+            ("http.response.status_code", last.http_status_code),
+        ):
+            if value is not None:
+                values[key] = value
+        if last.finish_reason:
+            values["gen_ai.response.finish_reasons"] = (last.finish_reason,)
+        if last.simulated:
+            values["aigw.simulated"] = True
     costs = [row.cost_usd for row in rows if row.cost_usd is not None]
-    values.update(
-        {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": end.model,
-            "aigw.provider": end.provider,
-            "aigw.trace_id": end.trace_id,
-            "aigw.cache_status": end.cache_status,
-            "aigw.attempts": end.attempts,
-            "aigw.stream": end.stream,
-            "aigw.status": end.status,
-        }
-    )
-    values.pop("aigw.attempt", None)
     if costs:
         values["aigw.cost_usd"] = sum(costs)
-    if end.tenant is not None:
-        values["aigw.tenant"] = end.tenant
-    if end.call_id is not None:
-        values["aigw.call_id"] = end.call_id
-    if end.error_type is not None:
-        values["error.type"] = end.error_type
-    elif end.status == "ok":
-        values.pop("error.type", None)
+    tenant = end.tenant if end.tenant is not None else (last.tenant_id if last else None)
+    if tenant is not None:
+        values["aigw.tenant"] = tenant
+    call_id = end.call_id if end.call_id is not None else (last.call_id if last else None)
+    if call_id is not None:
+        values["aigw.call_id"] = call_id
+    if end.status != "ok":
+        values["aigw.status"] = end.status
+        values["error.type"] = end.error_type or end.status
     return values
+
+
+def _draw(trace_id: str) -> int:
+    """A call's sampling draw: a 32-bit hash of its trace id."""
+    return zlib.crc32(trace_id.encode())
 
 
 def _trace_id(text: str) -> int | None:

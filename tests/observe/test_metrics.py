@@ -136,3 +136,16 @@ def test_two_sinks_never_share_counts():
     one.call_ended(_end("m"))
     assert _value(_samples(one.exposition()[0].decode()), "aigw_requests_total") == 1
     assert _value(_samples(two.exposition()[0].decode()), "aigw_requests_total") == 0
+
+
+def test_label_combinations_are_bounded_too():
+    sink = MetricsSink(max_values=100, max_label_sets=3)
+    for i in range(10):
+        sink.call_ended(_end(f"m{i % 5}", tenant=f"t{i}"))
+    samples = _samples(sink.exposition()[0].decode())
+    sets = {
+        (dict(ls)["model"], dict(ls)["tenant"]) for (n, ls) in samples if n == "aigw_requests_total"
+    }
+    assert len(sets) == 4  # three kept, and the one everything else counts under
+    assert ("_other", "_other") in sets
+    assert _value(samples, "aigw_requests_total") == 10

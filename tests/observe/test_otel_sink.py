@@ -178,3 +178,22 @@ def test_export_failures_never_fail_a_call():
     assert gw.chat("mock/m", "hi").text == "ok"
     gw.close()
     sink.close()
+
+
+def test_sampling_keeps_whole_calls_by_trace_id(receiver):
+    sink = OtelSink(endpoint=receiver.endpoint, sample_ratio=0.5)
+    gw = _gateway(sink)
+    responses = [gw.chat("mock/m", f"q{i}") for i in range(40)]
+    gw.close()
+    sink.close()
+    calls, children = _by_parent(receiver.spans)
+    kept = {c["trace_id"] for c in calls}
+    assert 5 < len(kept) < 35  # about half
+    assert kept < {r.trace_id for r in responses}
+    assert all(len(children[c["span_id"]]) == 1 for c in calls)  # never half a call
+    none = OtelSink(endpoint=receiver.endpoint, sample_ratio=0.0)
+    gw = _gateway(none)
+    gw.chat("mock/m", "x")
+    gw.close()
+    none.close()
+    assert len(receiver.spans) == 2 * len(kept)
