@@ -7,7 +7,10 @@ gateway without them, interleaved in one run.
 Variants (one `Gateway` each over an in-process `MockProvider`, no call log, so the
 difference is the sinks' own work):
 
-* ``baseline``: no extra sink;
+* ``no sink``: nothing takes rows, so the gateway does not even build them (not a
+  deployment: ``serve`` always logs);
+* ``baseline``: a sink that drops every row, so rows are built as with a call log: the
+  reference the differences are taken from;
 * ``otel``: `OtelSink` exporting over OTLP/HTTP to a loopback receiver in another process
   (so the receiver's CPU is not counted; the sink's worker and export threads are);
 * ``metrics``: `MetricsSink` (counters and the latency histogram);
@@ -36,7 +39,7 @@ import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-VARIANTS = ("baseline", "otel", "metrics", "otel+metrics")
+VARIANTS = ("no sink", "baseline", "otel", "metrics", "otel+metrics")
 
 
 def _receiver_main(port_file: str) -> None:
@@ -75,6 +78,19 @@ def _start_receiver() -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+class _NullSink:
+    """Takes rows and drops them: the gateway builds its rows, as with a call log."""
+
+    def append(self, record: object) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _gateway(variant: str, endpoint: str):
     from aigw_lab import Gateway, Price
     from aigw_lab.gateway.metrics_sink import MetricsSink
@@ -82,6 +98,8 @@ def _gateway(variant: str, endpoint: str):
     from aigw_lab.testing.fakes import MockProvider
 
     sinks: list = []
+    if variant == "baseline":
+        sinks.append(_NullSink())
     if "otel" in variant:
         sinks.append(OtelSink(endpoint=endpoint))
     if "metrics" in variant:

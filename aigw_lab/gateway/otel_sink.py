@@ -94,8 +94,8 @@ class OtelSink:
         require_otel()
         # lazy: the otel extra is optional and its SDK takes ~0.2 s to import
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         if exporter is None:
             if endpoint is None:
@@ -110,15 +110,13 @@ class OtelSink:
                 headers=dict(headers or {}),
                 timeout=timeout_s,
             )
-        self._ids = _GatewayIds(rng if rng is not None else random.Random())
-        # No global tracer provider: this sink's own, shut down by its close.
-        self._provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}),
-            id_generator=self._ids,
-            shutdown_on_exit=False,
-        )
-        self._provider.add_span_processor(BatchSpanProcessor(exporter))
-        self._tracer = self._provider.get_tracer("aigw_lab")
+        # No tracer provider, global or not: spans are finished records with known start and
+        # end times, built as the SDK's ReadableSpan (a tenth of a live span's cost) and
+        # handed to the SDK's batch processor, which exports them with ``exporter``.
+        self._resource = Resource.create({"service.name": service_name})
+        self._scope = InstrumentationScope("aigw_lab")
+        self._processor = BatchSpanProcessor(exporter)
+        self._random = rng if rng is not None else random.Random()
         self.capture_content = capture_content
         if not 0.0 <= sample_ratio <= 1.0:
             raise ValueError("sample_ratio must be from 0 to 1")
@@ -154,7 +152,7 @@ class OtelSink:
         """Return once every row and call end queued before it is exported (rows still
         waiting for their call's end stay pending)."""
         self._handshake("flush", timeout_s)
-        self._provider.force_flush(int(timeout_s * 1000))
+        self._processor.force_flush(int(timeout_s * 1000))
 
     def close(self) -> None:
         """Export everything, pending rows included, and stop; idempotent."""
@@ -163,7 +161,7 @@ class OtelSink:
         self._handshake("close", 30.0)
         self._closed = True
         self._thread.join(timeout=30.0)
-        self._provider.shutdown()
+        self._processor.shutdown()
 
     def _put(self, item: tuple[Any, ...]) -> None:
         try:
@@ -228,7 +226,8 @@ class OtelSink:
 
     def _emit_call(self, end: CallEnd, rows: list[tuple[CallRecord, float]]) -> None:
         # lazy: the otel extra is optional (imported already by __init__)
-        from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         start_ns = int(end.started_wall * 1e9)
         end_ns = start_ns + int(end.duration_s * 1e9)
@@ -239,29 +238,50 @@ class OtelSink:
                 attributes["gen_ai.input.messages"] = last.request_json
             if last.response_text is not None:
                 attributes["gen_ai.output.messages"] = last.response_text
-        self._ids.next_trace_id = _trace_id(end.trace_id)
-        span = self._tracer.start_span(
-            f"chat {end.model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
-        )
-        if end.status != "ok":
-            span.set_status(Status(StatusCode.ERROR, end.error_type or end.status))
-        parent = set_span_in_context(span)
+        trace_id = _trace_id(end.trace_id) or (self._random.getrandbits(128) or 1)
+        sampled = TraceFlags(TraceFlags.SAMPLED)
+        call = SpanContext(trace_id, self._span_id(), is_remote=False, trace_flags=sampled)
+        ok = Status(StatusCode.UNSET)
         for row, arrived in rows:
             if row.attempt < 1:
                 continue  # answered or refused without a provider: the call span says it all
-            row_end = int(arrived * 1e9)
-            row_start = row_end - int((row.latency_ms or 0.0) * 1e6)
-            child = self._tracer.start_span(
-                f"chat {row.request_model}",
-                context=parent,
-                kind=SpanKind.CLIENT,
-                attributes=_attempt_attributes(row),
-                start_time=max(start_ns, row_start),
+            row_end = max(start_ns, int(arrived * 1e9))
+            row_start = max(start_ns, row_end - int((row.latency_ms or 0.0) * 1e6))
+            status = ok if row.status == "ok" else Status(StatusCode.ERROR, row.error_type)
+            self._processor.on_end(
+                ReadableSpan(
+                    name=f"chat {row.request_model}",
+                    context=SpanContext(
+                        trace_id, self._span_id(), is_remote=False, trace_flags=sampled
+                    ),
+                    parent=call,
+                    resource=self._resource,
+                    attributes=_attempt_attributes(row),
+                    kind=SpanKind.CLIENT,
+                    status=status,
+                    start_time=row_start,
+                    end_time=row_end,
+                    instrumentation_scope=self._scope,
+                )
             )
-            if row.status != "ok":
-                child.set_status(Status(StatusCode.ERROR, row.error_type or row.status))
-            child.end(end_time=max(start_ns, row_end))
-        span.end(end_time=max(start_ns, end_ns))
+        failed = end.status != "ok"
+        self._processor.on_end(
+            ReadableSpan(
+                name=f"chat {end.model}",
+                context=call,
+                parent=None,
+                resource=self._resource,
+                attributes=attributes,
+                kind=SpanKind.CLIENT,
+                status=Status(StatusCode.ERROR, end.error_type or end.status) if failed else ok,
+                start_time=start_ns,
+                end_time=max(start_ns, end_ns),
+                instrumentation_scope=self._scope,
+            )
+        )
+
+    def _span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
 
 
 def _system(api_format: str | None) -> str:
@@ -350,24 +370,3 @@ def _trace_id(text: str) -> int | None:
             return None
         return value or None
     return None
-
-
-class _GatewayIds:
-    """Span ids from ``rng``; a call span's trace id is the gateway's own when it is one
-    (set by the sink's single thread just before the span starts). The SDK's ``IdGenerator``
-    interface, duck-typed so this module imports no OpenTelemetry at import time."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.next_trace_id: int | None = None
-        self._random = rng
-
-    def generate_span_id(self) -> int:
-        return self._random.getrandbits(64) or 1
-
-    def generate_trace_id(self) -> int:
-        value, self.next_trace_id = self.next_trace_id, None
-        return value if value is not None else (self._random.getrandbits(128) or 1)
-
-    def is_trace_id_random(self) -> bool:
-        # The gateway's ids are a random prefix and a counter: not W3C-random trace ids.
-        return False
