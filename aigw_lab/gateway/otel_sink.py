@@ -115,7 +115,12 @@ class OtelSink:
         # handed to the SDK's batch processor, which exports them with ``exporter``.
         self._resource = Resource.create({"service.name": service_name})
         self._scope = InstrumentationScope("aigw_lab")
-        self._processor = BatchSpanProcessor(exporter)
+        # A larger queue and batches than the SDK's defaults (2048, 512): a burst of calls
+        # flat out filled the default queue faster than one export drained it (the SDK then
+        # drops spans); bigger batches also mean fewer HTTP requests.
+        self._processor = BatchSpanProcessor(
+            exporter, max_queue_size=max_queue, max_export_batch_size=min(2048, max_queue)
+        )
         self._random = rng if rng is not None else random.Random()
         self.capture_content = capture_content
         if not 0.0 <= sample_ratio <= 1.0:
