@@ -23,11 +23,11 @@ Needs the ``otel`` extra (``pip install "aigw-lab[otel]"``).
 
 from __future__ import annotations
 
-import queue
 import random
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,8 @@ class OtelSink:
     environment by the config); ``exporter``: any OpenTelemetry ``SpanExporter`` instead of
     OTLP (tests, other protocols). ``orphan_after_s``: rows of a call whose end never comes
     (a shadow call, a batch job's rows) are exported as a call of their own this long after
-    their last row (and at `close`). ``clock``: wall seconds, for a row's arrival; ``rng``:
+    their last row (and at `close`). ``poll_s``: how often the sink's thread picks up what
+    calls queued. ``clock``: wall seconds, for a row's arrival; ``rng``:
     span ids (a fresh `random.Random` by default).
     """
 
@@ -88,6 +89,7 @@ class OtelSink:
         timeout_s: float = 10.0,
         max_queue: int = 100_000,
         orphan_after_s: float = 60.0,
+        poll_s: float = 0.05,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -130,7 +132,13 @@ class OtelSink:
         self._keep_below = None if sample_ratio >= 1.0 else int(sample_ratio * 2**32)
         self.orphan_after_s = orphan_after_s
         self._clock = clock
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queue)
+        # A deque, not a queue.Queue: appending is atomic and wakes nobody, so a call pays no
+        # lock or thread switch for its telemetry; the sink's thread drains it every
+        # ``poll_s`` seconds (or at once when flushed).
+        self._items: deque[tuple[Any, ...]] = deque()
+        self._max_queue = max_queue
+        self.poll_s = poll_s
+        self._wake = threading.Event()
         #: Rows and call ends the queue was too full to take.
         self.dropped = 0
         #: Calls whose spans could not be built, and the type of the last such problem.
@@ -169,43 +177,48 @@ class OtelSink:
         self._processor.shutdown()
 
     def _put(self, item: tuple[Any, ...]) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if len(self._items) >= self._max_queue:
             self.dropped += 1  # never make a call wait for its telemetry
+            return
+        self._items.append(item)
 
     def _handshake(self, kind: str, timeout_s: float) -> None:
         if self._closed:
             return
         done = threading.Event()
-        self._queue.put((kind, done), timeout=timeout_s)
+        self._items.append((kind, done))
+        self._wake.set()
         done.wait(timeout_s)
 
     # --- the sink's own thread ------------------------------------------------------------
 
     def _work(self) -> None:
+        items, last_expiry = self._items, self._clock()
         while True:
-            try:
-                item = self._queue.get(timeout=max(0.05, min(self.orphan_after_s, 5.0)))
-            except queue.Empty:
-                self._expire(self._clock() - self.orphan_after_s)
-                continue
-            kind = item[0]
-            try:
-                if kind == "row":
-                    self._pending.setdefault(item[1].trace_id, []).append((item[1], item[2]))
-                elif kind == "end":
-                    self._emit_call(item[1], self._pending.pop(item[1].trace_id, []))
-                elif kind == "flush":
-                    self._expire(self._clock() - self.orphan_after_s)
-                    item[1].set()
-                elif kind == "close":
-                    self._expire(float("inf"))
-                    item[1].set()
-                    return
-            except Exception as exc:  # noqa: BLE001 - telemetry never stops the sink's thread
-                self.failures += 1
-                self.last_error = type(exc).__name__
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            while items:
+                item = items.popleft()
+                kind = item[0]
+                try:
+                    if kind == "row":
+                        self._pending.setdefault(item[1].trace_id, []).append((item[1], item[2]))
+                    elif kind == "end":
+                        self._emit_call(item[1], self._pending.pop(item[1].trace_id, []))
+                    elif kind == "flush":
+                        self._expire(self._clock() - self.orphan_after_s)
+                        item[1].set()
+                    elif kind == "close":
+                        self._expire(float("inf"))
+                        item[1].set()
+                        return
+                except Exception as exc:  # noqa: BLE001 - telemetry never stops the thread
+                    self.failures += 1
+                    self.last_error = type(exc).__name__
+            now = self._clock()
+            if now - last_expiry >= min(self.orphan_after_s, 5.0):
+                self._expire(now - self.orphan_after_s)
+                last_expiry = now
 
     def _expire(self, before: float) -> None:
         """Export as calls of their own the pending rows whose last one arrived before
