@@ -25,7 +25,8 @@ class CallEnd:
     ``status``: ``ok``, ``error`` or ``cancelled``; ``error_type``: the `aigw_lab.errors`
     type name of a failure (None otherwise); ``started_wall``: Unix seconds at the call's
     start; ``duration_s``: as the caller saw it; ``attempts``: attempts made (0: answered
-    or refused without a provider)."""
+    or refused without a provider); ``shadow_of``: set for a shadow call (not a client's
+    request: the metrics leave it out of requests and latency)."""
 
     trace_id: str
     provider: str
@@ -39,6 +40,8 @@ class CallEnd:
     stream: bool
     attempts: int
     call_id: str | None = None
+    #: The live call's ``call_id`` when this is a shadow call (`aigw_lab.gateway.shadow`).
+    shadow_of: str | None = None
 
 
 @runtime_checkable

@@ -198,7 +198,10 @@ class MetricsSink:
             series.cost.inc(record.cost_usd)
 
     def call_ended(self, end: CallEnd) -> None:
-        """Count the call, its latency, and its error if it failed."""
+        """Count the call, its latency, and its error if it failed (not a shadow call: it
+        is no client's request; its attempts, tokens and cost are counted from its rows)."""
+        if end.shadow_of is not None:
+            return
         series = self._series(end.provider, end.model, end.tenant, end.cache_status)
         series.status(series.requests, self.requests, end.status).inc()
         series.latency.observe(max(0.0, end.duration_s))

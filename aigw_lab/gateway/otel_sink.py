@@ -368,6 +368,8 @@ def _call_attributes(
     call_id = end.call_id if end.call_id is not None else (last.call_id if last else None)
     if call_id is not None:
         values["aigw.call_id"] = call_id
+    if end.shadow_of is not None:
+        values["aigw.shadow_of"] = end.shadow_of
     if end.status != "ok":
         values["aigw.status"] = end.status
         values["error.type"] = end.error_type or end.status

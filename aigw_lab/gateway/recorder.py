@@ -455,6 +455,7 @@ class Recorder:
                 stream=ctx.stream,
                 attempts=ctx.attempt,
                 call_id=call_id,
+                shadow_of=ctx.shadow_of,
             )
         )
 

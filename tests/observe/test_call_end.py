@@ -98,3 +98,37 @@ def test_the_observability_sinks_are_public():
 
     assert {"CallEnd", "OtelSink", "MetricsSink"} <= set(gateway.__all__)
     assert gateway.OtelSink is OtelSink and gateway.MetricsSink is MetricsSink
+
+
+def test_shadow_calls_are_marked_and_not_counted_as_requests():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from aigw_lab.gateway import Shadow
+
+    observer, metrics = Observer(), MetricsSink()
+    live = MockProvider("mock", models=("m",))
+    candidate = MockProvider("cand", models=("m",))
+    gw = Gateway(
+        [live, candidate],
+        log=None,
+        sinks=[observer, metrics],
+        prices={**PRICES, "cand/m": Price(1.0, 2.0)},
+        shadow=Shadow("cand/m", share=1.0, budget_usd=1.0, seed=0),
+    )
+    response = gw.chat("mock/m", "hi")
+    gw.close()
+    ends = [e[1] for e in observer.events if e[0] == "end"]
+    assert sorted((e.provider, e.shadow_of) for e in ends) == [
+        ("cand", response.call_id),
+        ("mock", None),
+    ]
+    samples = [
+        (s.name, s.labels.get("provider"), s.value)
+        for family in text_string_to_metric_families(metrics.exposition()[0].decode())
+        for s in family.samples
+    ]
+    assert [(p, v) for n, p, v in samples if n == "aigw_requests_total"] == [("mock", 1.0)]
+    assert sorted((p, v) for n, p, v in samples if n == "aigw_attempts_total") == [
+        ("cand", 1.0),
+        ("mock", 1.0),
+    ]
