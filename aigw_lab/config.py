@@ -37,6 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from aigw_lab.alerts import AlertSettings
 from aigw_lab.config_schema import reject_unknown_keys
 from aigw_lab.config_security import parse_log_settings
 
@@ -53,6 +54,11 @@ from aigw_lab.gateway.budget import Budget
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.gateway.health import HealthTracker
+from aigw_lab.gateway.observe_settings import (
+    check_http_url,
+    metrics_sink_from_config,
+    otel_sink_from_config,
+)
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
@@ -124,6 +130,28 @@ class GatewayConfig:
     #: ``[state]``: where the primitives keep their state (`StateSettings`; None: each
     #: process in its own memory). See docs/deployment.md.
     state: StateSettings | None = None
+    #: ``[otel]``, ``[metrics]``: traces and metrics sinks (docs/deployment.md), built by
+    #: `observability_sinks`; ``[alerts]``: read by ``aigw-lab alerts``.
+    otel: Mapping[str, Any] | None = None
+    metrics: Mapping[str, Any] | None = None
+    alerts: Mapping[str, Any] | None = None
+
+    def observability_sinks(self, env: Mapping[str, str] | None = None) -> list[Any]:
+        """The extra sinks ``[otel]`` and ``[metrics]`` ask for (empty without them)."""
+        sinks: list[Any] = []
+        if self.otel is not None:
+            env = os.environ if env is None else env
+            otel = otel_sink_from_config(self.otel, env, source=self.source or "config")
+            if otel is not None:
+                sinks.append(otel)
+        if self.metrics is not None:
+            models = [m for spec in self.providers for m in (_spec_models(spec) or ())]
+            metrics = metrics_sink_from_config(
+                self.metrics, providers=[spec.name for spec in self.providers], models=models
+            )
+            if metrics is not None:
+                sinks.append(metrics)
+        return sinks
 
     @property
     def log_options(self) -> Mapping[str, Any]:
@@ -226,6 +254,9 @@ def build_gateway(
         policies = merge_policies(policies, extra_policies)
     if config.shadow is not None and "shadow" not in kwargs:  # shadow=None: none
         kwargs["shadow"] = Shadow.from_config(config.shadow)
+    observers = config.observability_sinks(env)
+    if observers:
+        kwargs["sinks"] = [*kwargs.get("sinks", ()), *observers]
     return gateway_class(
         config.providers,
         log_options=config.log_options,
@@ -353,6 +384,9 @@ def parse_config(
         log_settings=_parse_log(data, source, env),
         shadow=_optional_table(data, "shadow"),
         state=_parse_state(data, source, env),
+        otel=_optional_table(data, "otel"),
+        metrics=_optional_table(data, "metrics"),
+        alerts=_optional_table(data, "alerts"),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
@@ -370,6 +404,10 @@ def parse_config(
             RateLimiter.from_config(config.rate_limits)
         if config.shadow is not None:
             Shadow.from_config(config.shadow)
+        if config.otel is not None:
+            check_http_url(config.otel["endpoint"], "[otel] endpoint")
+        if config.alerts is not None:
+            AlertSettings.from_config(config.alerts)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     return config

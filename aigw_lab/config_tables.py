@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from aigw_lab.alerts import ALERTS_TABLE
 from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.config_security import LOG_TABLE
 from aigw_lab.config_server import SERVER_TABLE
 from aigw_lab.gateway.budget_limits import BUDGETS_TABLE
 from aigw_lab.gateway.cache import CACHE_TABLE
 from aigw_lab.gateway.health import HEALTH_TABLE
+from aigw_lab.gateway.observe_settings import METRICS_TABLE, OTEL_TABLE
 from aigw_lab.gateway.ratelimit_rules import RATE_LIMITS_TABLE
 from aigw_lab.gateway.reliability import RETRY_TABLE
 from aigw_lab.gateway.shadow import SHADOW_TABLE
@@ -292,6 +294,9 @@ CONFIG_TABLE = Table(
         _section("log", LOG_TABLE),
         _section("shadow", SHADOW_TABLE),
         _section("state", STATE_TABLE),
+        _section("otel", OTEL_TABLE),
+        _section("metrics", METRICS_TABLE),
+        _section("alerts", ALERTS_TABLE),
         _section(
             "exploration",
             Table(

@@ -3,9 +3,12 @@
 from aigw_lab.gateway.budget import Budget, Limit
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.cache_stores import DuckDBStore, MemoryStore
+from aigw_lab.gateway.call_end import CallEnd, CallObserver
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.gateway.health import CircuitOpenError, HealthTracker
+from aigw_lab.gateway.metrics_sink import MetricsSink
 from aigw_lab.gateway.middleware import CallContext, Middleware
+from aigw_lab.gateway.otel_sink import OtelSink
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.ratelimit_rules import RateLimitRule
 from aigw_lab.gateway.reliability import Fallbacks, Retry, RetryPolicy
@@ -32,4 +35,8 @@ __all__ = [
     "RateLimitRule",
     "Shadow",
     "ShadowStats",
+    "CallEnd",
+    "CallObserver",
+    "OtelSink",
+    "MetricsSink",
 ]

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
+from aigw_lab.gateway.call_end import CallEnd
 from aigw_lab.gateway.records import (
+    error_type,
     experiment_coordinates,
     failure_record,
+    is_cancellation,
     rejected_record,
     success_record,
     to_json,
@@ -82,6 +85,14 @@ class Recorder:
         self._writes = log is not None or bool(self.sinks)
         self._problems = [_Problems() for _ in self.sinks]
         self._lock = threading.Lock()
+        # Sinks told when each call is over (`aigw_lab.gateway.call_end.CallObserver`).
+        self._observers = tuple(
+            (index, sink)
+            for index, sink in enumerate(self.sinks)
+            if callable(getattr(sink, "call_ended", None))
+        )
+        #: True when some sink wants each call's `CallEnd` (the call entry points ask).
+        self.observes_calls = bool(self._observers)
 
     # --- where rows go ------------------------------------------------------------------
 
@@ -379,17 +390,81 @@ class Recorder:
         """Log a call refused before it had a target (bad model address, bad messages)."""
         if not self._writes:
             return
-        self.append(
-            rejected_record(
-                address,
-                request,
-                exc,
-                call_id=self.new_id(),
-                trace_id=self.new_id(),
-                wall=wall,
-                stream=stream,
+        row = rejected_record(
+            address,
+            request,
+            exc,
+            call_id=self.new_id(),
+            trace_id=self.new_id(),
+            wall=wall,
+            stream=stream,
+        )
+        self.append(row)
+        if self._observers:
+            self._tell(
+                CallEnd(
+                    trace_id=row.trace_id,
+                    provider=row.provider_name,
+                    model=row.request_model,
+                    tenant=getattr(request, "tenant", None),
+                    cache_status="none",
+                    status="error",
+                    error_type=row.error_type,
+                    started_wall=wall,
+                    duration_s=max(0.0, self.clock() - wall),
+                    stream=stream,
+                    attempts=0,
+                    call_id=row.call_id,
+                )
+            )
+
+    # --- the end of a call --------------------------------------------------------------
+
+    def call_ended(
+        self,
+        ctx: CallContext,
+        response: ChatResponse | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Tell every observing sink that the call of ``ctx`` is over, after its last row:
+        answered with ``response``, or failed or cancelled with ``exc``. The entry points
+        call it only when `observes_calls`."""
+        if exc is None:
+            status, kind = "ok", None
+        elif is_cancellation(exc):
+            status, kind = "cancelled", "cancelled"
+        else:
+            status, kind = "error", error_type(exc)
+        if response is not None:
+            provider, model = response.provider or ctx.provider_name, ctx.model
+            cache_status, call_id = str(response.cache_status), response.call_id
+        else:
+            provider, model = ctx.provider_name, ctx.model
+            cache_status, call_id = ctx.cache_status, None
+        self._tell(
+            CallEnd(
+                trace_id=ctx.trace_id,
+                provider=provider,
+                model=model,
+                tenant=ctx.request.tenant,
+                cache_status=cache_status,
+                status=status,
+                error_type=kind,
+                started_wall=ctx.started_wall,
+                duration_s=self.perf() - ctx.started,
+                stream=ctx.stream,
+                attempts=ctx.attempt,
+                call_id=call_id,
+                shadow_of=ctx.shadow_of,
             )
         )
+
+    def _tell(self, end: CallEnd) -> None:
+        for index, sink in self._observers:
+            try:
+                sink.call_ended(end)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - a sink never fails a call
+                self._sink_failed(index, exc, rows=1)
 
 
 class _Problems:

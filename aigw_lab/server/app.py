@@ -6,7 +6,9 @@ Routes (see docs/serving.md):
 - ``POST /v1/messages``: Anthropic Messages, JSON or SSE;
 - ``GET /v1/models``: every model address and policy name, in OpenAI's list shape (in
   Anthropic's when the request has an ``anthropic-version`` header);
-- ``GET /health``: ``{"status": "ok"}``, without authentication, for load balancers.
+- ``GET /health``: ``{"status": "ok"}``, without authentication, for load balancers;
+- ``GET /metrics``: Prometheus metrics when the gateway has a `MetricsSink` (``[metrics]``),
+  with a gateway key unless ``[metrics] require_key = false``.
 
 The request's ``model`` is passed to the `Gateway` unchanged: a ``provider/model`` address or
 a routing policy's name; the gateway applies its caches, limits, fallbacks and policies and
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aigw_lab.errors import InvalidRequestError
+from aigw_lab.gateway.metrics_sink import MetricsSink, find_metrics
 from aigw_lab.server import anthropic_api, openai_api
 from aigw_lab.server.auth import NEEDS_BODY, ClientIdentity, KeyRing
 from aigw_lab.server.errors import (
@@ -79,6 +82,7 @@ _ROUTES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "/v1/models": ("GET", "models"),
         "/models": ("GET", "models"),
         "/health": ("GET", "health"),
+        "/metrics": ("GET", "metrics"),
     }
 )
 
@@ -91,7 +95,8 @@ class GatewayApp:
     its call log) when the server shuts down. ``limits``: timeouts and limits
     (`ServerLimits`; the app applies the body timeout, the body size and JSON depth limits
     and the cap on requests in flight; the server running it applies the others);
-    ``max_body_bytes`` overrides ``limits.max_body_bytes``.
+    ``max_body_bytes`` overrides ``limits.max_body_bytes``. ``metrics``: what ``/metrics``
+    serves (default: the gateway's `MetricsSink` among its extra sinks, if any).
     """
 
     def __init__(
@@ -103,8 +108,10 @@ class GatewayApp:
         max_body_bytes: int | None = None,
         limits: ServerLimits | None = None,
         trust_client_user: bool = False,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self.gateway = gateway
+        self.metrics = metrics if metrics is not None else find_metrics(gateway.recorder.sinks)
         self.trust_client_user = trust_client_user
         self.keys = keys
         self.close_gateway = close_gateway
@@ -177,6 +184,9 @@ class GatewayApp:
         if endpoint == "health":
             await _send_json(send, 200, self._health())
             return
+        if endpoint == "metrics":
+            await self._metrics(scope, headers, send, api)
+            return
         identity = self._authenticate(scope, headers)
         if isinstance(identity, HttpError):
             await _send_error(send, api, identity)
@@ -241,6 +251,32 @@ class GatewayApp:
         if isinstance(result, str):
             return HttpError("authentication", result)
         return result
+
+    async def _metrics(
+        self, scope: Scope, headers: Mapping[bytes, bytes], send: Send, api: str
+    ) -> None:
+        """``/metrics``: the metrics sink's Prometheus text (404 naming the fix without one)."""
+        if self.metrics is None:
+            message = "no metrics on this server; add [metrics] enabled = true to its config"
+            await _send_error(send, api, HttpError("not_found", message))
+            return
+        if self.metrics.require_key:
+            identity = self._authenticate(scope, headers)
+            if isinstance(identity, HttpError):
+                await _send_error(send, api, identity)
+                return
+        body, content_type = self.metrics.exposition()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
     async def _models(self, send: Send, *, anthropic_shape: bool) -> None:
         render = anthropic_api.models_list if anthropic_shape else openai_api.models_list

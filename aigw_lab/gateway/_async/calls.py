@@ -51,7 +51,11 @@ class AsyncCalls:
             response = await self._run(ctx)
         except BaseException as exc:
             self._recorder.log_if_unlogged(ctx, exc)
+            if self._recorder.observes_calls:
+                self._recorder.call_ended(ctx, exc=exc)
             raise
+        if self._recorder.observes_calls:
+            self._recorder.call_ended(ctx, response)
         if self._shadow is not None:
             self._shadow.offer(ctx, response)
         return response
@@ -64,13 +68,18 @@ class AsyncCalls:
         # The pipeline starts inside the generator, so a middleware that refuses at once
         # is caught (and logged) here too.
         events = None
+        answer: ChatResponse | None = None  # the final event's response, once it passed
         try:
             events = self._run_stream(ctx)
             # (Not `yield from` once generated: the loop is what asyncio needs.)
             async for event in events:  # noqa: UP028
-                if self._shadow is not None and type(event) is StreamEnd:
-                    # Before the last event goes out: the caller may stop iterating there.
-                    self._shadow.offer(ctx, event.response)
+                if type(event) is StreamEnd:
+                    answer = event.response
+                    if self._recorder.observes_calls:
+                        # Before the last event goes out: the caller may stop there.
+                        self._recorder.call_ended(ctx, answer)
+                    if self._shadow is not None:
+                        self._shadow.offer(ctx, event.response)
                 yield event
         except BaseException as exc:
             # Close the pipeline's stream first (at once, not at collection): a cancelled
@@ -78,6 +87,8 @@ class AsyncCalls:
             # logged for this call yet, log it here.
             await AsyncIO.close(events)
             self._recorder.log_if_unlogged(ctx, exc)
+            if answer is None and self._recorder.observes_calls:
+                self._recorder.call_ended(ctx, exc=exc)
             raise
 
 
