@@ -454,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve()
         return 0
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a pipe
     calls = args.calls or (150 if args.quick else 300)
     rounds = args.rounds or (5 if args.quick else 9)
     quick_modes = "sync,async16,stream,paced100"
