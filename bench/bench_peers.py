@@ -387,25 +387,50 @@ def measure(
     return out
 
 
+#: Where a profiled function lives, by a fragment of its file's path.
+_PLACES = (
+    ("aigw_lab", "/aigw_lab/"),
+    ("httpx stack", ("/httpx/", "/httpcore/", "/h11/", "/anyio/", "/sniffio/")),
+    ("litellm", ("/litellm/", "/openai/")),
+)
+
+
+def _place(filename: str) -> str:
+    for name, fragments in _PLACES:
+        if any(f in filename for f in ((fragments,) if isinstance(fragments, str) else fragments)):
+            return name
+    return "other"
+
+
 def count_calls(sides: list[Side], runner: asyncio.Runner, calls: int = 200) -> None:
-    """Python function calls per call in the calling thread, per side and mode: a measure
-    of work that no machine load changes (the log's writer thread is not included)."""
+    """Python function calls per call in the calling thread, per side and mode, and where
+    they run (aigw_lab's code, the httpx stack, LiteLLM and the openai SDK, the rest): a
+    measure of work that machine load does not change (the log's writer thread is not
+    included; the asyncio figures vary a little with how many pooled connections sit idle
+    when a request arrives)."""
     import cProfile  # lazy: only this option profiles
     import pstats  # lazy: as above
 
     print(f"\nPython function calls per call, calling thread only ({calls} calls; {load()})")
     modes = ("sync", "async16", "stream")
-    print(f"  {'side':<14}" + "".join(f" {m:>10}" for m in modes))
+    places = [name for name, _ in _PLACES] + ["other"]  # other: builtins, stdlib, the rest
+    print(f"  {'side':<14} {'mode':<8} {'total':>7}" + "".join(f" {p:>12}" for p in places))
     for side in sides:
-        counts = []
         for mode in modes:
             run_round(side, mode, 20, runner)
             profile = cProfile.Profile()
             profile.enable()
             run_round(side, mode, calls, runner)
             profile.disable()
-            counts.append(pstats.Stats(profile).total_calls / calls)  # type: ignore[attr-defined]
-        print(f"  {side.name:<14}" + "".join(f" {c:10.0f}" for c in counts))
+            stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+            where = dict.fromkeys(places, 0)
+            for (filename, _, _), (_, ncalls, *_) in stats.items():
+                where[_place(filename)] += ncalls
+            total = sum(where.values())
+            print(
+                f"  {side.name:<14} {mode:<8} {total / calls:7.0f}"
+                + "".join(f" {where[p] / calls:12.0f}" for p in places)
+            )
 
 
 def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[float]]]) -> float:
