@@ -412,7 +412,7 @@ def count_calls(sides: list[Side], runner: asyncio.Runner, calls: int = 200) -> 
     import pstats  # lazy: as above
 
     print(f"\nPython function calls per call, calling thread only ({calls} calls; {load()})")
-    modes = ("sync", "async16", "stream")
+    modes = ("sync", "async1", "async16", "async64", "stream")
     places = [name for name, _ in _PLACES] + ["other"]  # other: builtins, stdlib, the rest
     print(f"  {'side':<14} {'mode':<8} {'total':>7}" + "".join(f" {p:>12}" for p in places))
     for side in sides:
