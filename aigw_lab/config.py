@@ -47,6 +47,7 @@ from aigw_lab.config_tables import (
     PROVIDER_TABLE,
     SEMANTIC_TABLE,
 )
+from aigw_lab.config_team_log import parse_team_log
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.budget import Budget
 from aigw_lab.gateway.cache import ExactCache
@@ -118,6 +119,9 @@ class GatewayConfig:
     #: ``[shadow]``: shadow traffic to a candidate target (docs/routing.md, "Shadow
     #: traffic"); `build_gateway` turns it into a `aigw_lab.gateway.shadow.Shadow`.
     shadow: Mapping[str, Any] | None = None
+    #: ``[log] backend = "postgres"``: the team log (`aigw_lab.config_team_log`); None
+    #: writes only this process's log.
+    team_log: Any = None
 
     @property
     def log_options(self) -> Mapping[str, Any]:
@@ -208,6 +212,8 @@ def build_gateway(
         policies = merge_policies(policies, extra_policies)
     if config.shadow is not None and "shadow" not in kwargs:  # shadow=None: none
         kwargs["shadow"] = Shadow.from_config(config.shadow)
+    if config.team_log is not None:
+        kwargs["sinks"] = [*kwargs.get("sinks", ()), _team_log_sink(config, kwargs["log"])]
     return gateway_class(
         config.providers,
         log_options=config.log_options,
@@ -222,6 +228,15 @@ def build_gateway(
         policies=policies,
         **kwargs,
     )
+
+
+def _team_log_sink(config: GatewayConfig, log: Any) -> Any:
+    """The `TeamLogSink` of ``[log] backend = "postgres"``."""
+    # lazy: psycopg is the optional team-log extra; only a team-log config needs it
+    from aigw_lab.store.team_log import TeamLogSink
+
+    spool = config.team_log.spool_for(log, config.base_dir)
+    return TeamLogSink(config.team_log.url, spool_dir=spool)
 
 
 def load_config(
@@ -334,6 +349,7 @@ def parse_config(
         base_dir=None if base_dir is None else str(base_dir),
         log_settings=_parse_log(data, source, env),
         shadow=_optional_table(data, "shadow"),
+        team_log=parse_team_log(log_table, source=source, base_dir=base_dir, env=env),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use

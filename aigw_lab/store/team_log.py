@@ -179,10 +179,11 @@ class TeamLogSink:
             target = self._appended
             self._cond.notify_all()
             done = self._cond.wait_for(
-                lambda: self._committed >= target or self._stop, timeout=timeout
+                lambda: (self._committed >= target and not self._leftovers.segments) or self._stop,
+                timeout=timeout,
             )
-            if not done or self._committed < target:
-                waiting = target - self._committed
+            if not done or self._committed < target or self._leftovers.segments:
+                waiting = target - self._committed + len(self._leftovers.records)
                 raise StoreError(
                     f"{self.where} has not taken {waiting} rows yet"
                     + (f" ({self.last_error})" if self.last_error else ""),
@@ -249,6 +250,8 @@ class TeamLogSink:
                 self._ensure_connected()
                 if self._leftovers.segments:
                     self._send_leftovers()
+                    with self._cond:
+                        self._cond.notify_all()
                 if batch:
                     self._send(batch)
             except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
