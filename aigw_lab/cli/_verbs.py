@@ -28,4 +28,5 @@ VERBS: dict[str, str] = {
     "warm": "fill the persistent exact cache from a dataset or a call log's top prompts",
     "shadow": "score logged shadow traffic: candidate vs live, win/tie/loss with intervals",
     "cache": "tune the semantic cache: the setting that meets a false-hit budget on your pairs",
+    "log": "the team log: sync a local DuckDB mirror of the PostgreSQL call log",
 }

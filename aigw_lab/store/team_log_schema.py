@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
+from aigw_lab.store.schema import MIGRATIONS, apply_migrations
 
 if TYPE_CHECKING:
     import psycopg
@@ -75,8 +76,6 @@ def duckdb_columns(migrations: Any = None) -> dict[str, list[tuple[str, str]]]:
     as ``migrations`` (default: every released one) create them."""
     # lazy: duckdb loads in ~0.1-0.2 s; only opening a team log needs it
     import duckdb
-
-    from aigw_lab.store.schema import MIGRATIONS, apply_migrations
 
     conn = duckdb.connect(":memory:")
     try:
