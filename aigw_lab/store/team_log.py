@@ -9,7 +9,8 @@ copies the row into a crash spool (the call log's `aigw_lab.store.spool.Spool`: 
 memory-mapped file, in the page cache at once) and queues it; a background thread sends the
 queue in batches with ``COPY`` (bench/bench_team_log.py: COPY against executemany). When
 PostgreSQL is unreachable the rows stay queued and spooled and the thread retries with
-backoff (one `TeamLogWarning` when the outage starts, one when it ends); a process killed
+backoff (one `TeamLogWarning` when the outage starts, one when it ends; the same when
+it cannot write its schema); a process killed
 meanwhile leaves its rows in the spool, which the next sink opened on the same spool
 directory sends first, skipping call ids the team log already has. A row PostgreSQL refuses
 (a NUL character, say) is sent again with NULs replaced, and else goes to the team log's
@@ -254,7 +255,9 @@ class TeamLogSink:
                         self._cond.notify_all()
                 if batch:
                     self._send(batch)
-            except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the thread must live: rows wait on it
+                # Unreachable, or a schema it cannot write (StoreError): either way the rows
+                # stay queued and spooled, and it tries again.
                 self._outage(exc)
                 with self._cond:
                     self._cond.wait_for(lambda: self._stop, timeout=delay)
@@ -287,7 +290,7 @@ class TeamLogSink:
         if not self.outage:
             self.outage = True
             warnings.warn(
-                f"{self.where} is unreachable ({self.last_error}); rows wait in "
+                f"{self.where} cannot take rows ({self.last_error}); rows wait in "
                 f"{self.spool_dir} and are retried",
                 TeamLogWarning,
                 stacklevel=1,

@@ -66,10 +66,29 @@ def test_an_outage_loses_no_row_and_the_sink_recovers(own_cluster, tmp_path):
         sink.flush(timeout=30)
     assert not sink.outage
     messages = [str(w.message) for w in caught if issubclass(w.category, TeamLogWarning)]
-    assert any("unreachable" in m for m in messages)
+    assert any("cannot take rows (" in m for m in messages)
     assert any("reachable again" in m for m in messages)
     assert _ids(url) == [r.call_id for r in rows]  # all 60, once each, in order
     sink.close()
+
+
+def test_a_schema_it_cannot_write_keeps_the_rows_until_it_is_mended(team_url, tmp_path):
+    with psycopg.connect(team_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE scores (_seq bigint PRIMARY KEY, value text)")
+    sink = TeamLogSink(team_url, spool_dir=tmp_path / "spool", retry_interval=0.05,
+                       max_retry_interval=0.1, flush_timeout=1.0)  # fmt: skip
+    rows = make_rows(5)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        for row in rows:
+            sink.append(row)
+        with pytest.raises(StoreError, match=r"StoreError: the team log's scores\.value"):
+            sink.flush()
+        with psycopg.connect(team_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE scores")  # mended by hand
+        sink.flush(timeout=30)
+    sink.close()
+    assert _ids(team_url) == [r.call_id for r in rows]
 
 
 _KILLED_WRITER = """
