@@ -31,6 +31,11 @@ def _write(url, spool, rows):
 def test_the_mirror_equals_a_single_file_log_of_the_same_rows(team_url, tmp_path):
     rows = make_rows(300)
     rows[5] = rows[5]._replace(tool_calls_json='[{"id": "x", "b": 1, "a": 2}]')  # key order
+    # What the batches' CSV must carry intact: line breaks, quotes, commas, an empty string
+    # (not NULL), non-ASCII, NaN, list items with separators.
+    rows[6] = rows[6]._replace(response_text='line 1\nline 2, "quoted"\r\n', error_message="")
+    rows[7] = rows[7]._replace(response_text="naïve 🚀 ü", latency_ms=float("nan"))
+    rows[9] = rows[9]._replace(flags=("a,b", 'q"x', "{}"), tags_json=None)
     _write(team_url, tmp_path / "spool", rows)
     with (
         CallLog(tmp_path / "single.duckdb") as single,
