@@ -9,6 +9,8 @@ rows into a truncated ``calls`` table:
   (pipelined since psycopg 3.1), one transaction per batch;
 - ``COPY text``: ``COPY calls (...) FROM STDIN`` with ``write_row`` (what `TeamLogSink` does);
 - ``COPY binary``: the same in binary format (types declared with ``set_types``);
+- ``TeamLogSink``: the sink itself (``append`` of each row, then ``flush``): binary COPY
+  plus its spool, its queue and its thread;
 - ``DuckDB file``: the same rows into a local `CallLog` file (``append_many`` + ``flush``;
   the log opened once, before the rounds), the single-process path, as the reference.
 
@@ -117,6 +119,12 @@ def duckdb_file(log: CallLog, rows: list[CallRecord]) -> None:
     log.flush()
 
 
+def through_sink(sink: TeamLogSink, rows: list[CallRecord]) -> None:
+    for row in rows:
+        sink.append(row)
+    sink.flush(timeout=600)
+
+
 def _stats(values: list[float]) -> str:
     return f"{statistics.median(values):9.1f} [{min(values):.1f}, {max(values):.1f}]"
 
@@ -126,11 +134,14 @@ def write_paths(url: str, folder: Path, rows: list[CallRecord], rounds: int, bat
     ensure_schema(conn)
     # Opened once, outside the timing, like the connection: each round inserts into it.
     log = CallLog(folder / f"reference-{batch}.duckdb", batch_size=batch)
+    sink = TeamLogSink(url, spool_dir=folder / f"sink-{batch}", batch_size=batch)
+    sink.flush(timeout=60)  # connected, its schema checked
     paths: dict[str, Callable[[], None]] = {
         "executemany": lambda: executemany(conn, rows, batch),
         "COPY text": lambda: copy_text(conn, rows, batch),
         "COPY binary": lambda: copy_binary(conn, rows, batch),
         "DuckDB file": lambda: duckdb_file(log, rows),
+        "TeamLogSink": lambda: through_sink(sink, rows),
     }
     rate: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, list[float]] = {name: [] for name in paths}
@@ -154,6 +165,7 @@ def write_paths(url: str, folder: Path, rows: list[CallRecord], rounds: int, bat
         print(f"  {name:<13} {_stats(rate[name]):>34} {_stats(cpu[name]):>30}  {ratio:5.2f}x")
     conn.close()
     log.close()
+    sink.close()
 
 
 def _paced(seconds: float, rate: float, append: Callable[[CallRecord], None],
