@@ -229,16 +229,13 @@ def _insert(
     )
     try:
         local.execute("BEGIN TRANSACTION")
-        local.execute(f"CREATE TEMP TABLE _aigw_team_batch AS SELECT * FROM {source}", [path])
-        local.execute(
-            f'INSERT INTO "{table}" ({names}) SELECT {values} FROM _aigw_team_batch '
-            f"ORDER BY {SEQ_COLUMN}"
-        )
+        # Inserted straight from the file; the watermark from a second scan of its first
+        # column only (a fraction of the insert's cost), not a temporary copy of the batch.
+        local.execute(f'INSERT INTO "{table}" ({names}) SELECT {values} FROM {source}', [path])
         rows, mark = local.execute(
-            f"SELECT count(*), max({SEQ_COLUMN}) FROM _aigw_team_batch"
+            f"SELECT count(*), max({SEQ_COLUMN}) FROM {source}", [path]
         ).fetchone()  # type: ignore[misc]
         local.execute("INSERT OR REPLACE INTO team_log_sync VALUES (?, ?, now())", [table, mark])
-        local.execute("DROP TABLE _aigw_team_batch")
         local.execute("COMMIT")
     except BaseException:
         local.execute("ROLLBACK")
