@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -212,9 +213,11 @@ def build_gateway(
         policies = merge_policies(policies, extra_policies)
     if config.shadow is not None and "shadow" not in kwargs:  # shadow=None: none
         kwargs["shadow"] = Shadow.from_config(config.shadow)
+    team_sink = None
     if config.team_log is not None:
-        kwargs["sinks"] = [*kwargs.get("sinks", ()), _team_log_sink(config, kwargs["log"])]
-    return gateway_class(
+        team_sink = _team_log_sink(config, kwargs["log"])
+        kwargs["sinks"] = [*kwargs.get("sinks", ()), team_sink]
+    gateway = gateway_class(
         config.providers,
         log_options=config.log_options,
         prices=config.prices,
@@ -228,6 +231,11 @@ def build_gateway(
         policies=policies,
         **kwargs,
     )
+    if team_sink is not None:
+        # A gateway flushes the sinks it is given but closes none; this one is the config's,
+        # so it is closed when the gateway object goes (or at exit, as when building failed).
+        weakref.finalize(gateway, team_sink.close)
+    return gateway
 
 
 def _team_log_sink(config: GatewayConfig, log: Any) -> Any:
