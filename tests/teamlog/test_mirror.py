@@ -145,3 +145,33 @@ def test_an_unreachable_team_log_is_one_clear_error(tmp_path):
 def test_a_mirror_must_be_a_file():
     with pytest.raises(StoreError, match="a file"):
         TeamLogMirror("postgresql://x@127.0.0.1/db", ":memory:")
+
+
+def test_a_row_committed_late_is_never_below_a_watermark_already_passed(team_url, tmp_path):
+    """Writer A takes its _seq first but commits last; writer B (a sink) must wait for it,
+    or a reader syncing in between would move its watermark past A's row for good."""
+    from aigw_lab.store.team_log_schema import WRITE_LOCK
+
+    a_row, b_row, warm = make_rows(3, seed=4242)
+    sink = TeamLogSink(team_url, spool_dir=tmp_path / "spool", flush_timeout=1.0)
+    sink.append(warm)
+    sink.flush(timeout=60)  # B is connected and its schema made: only the lock can stop it
+    slow = psycopg.connect(team_url)
+    slow.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])  # as a writer does
+    slow.execute(
+        "INSERT INTO calls (call_id, trace_id, provider_name, request_model) "
+        "VALUES (%s, 't', 'p', 'm')",
+        [a_row.call_id],
+    )  # A has its _seq, not committed yet
+    sink.append(b_row)
+    with TeamLogMirror(team_url, tmp_path / "m.duckdb") as mirror:
+        with pytest.raises(StoreError, match="has not taken 1 rows"):
+            sink.flush()  # B waits on A's lock
+        assert mirror.sync().rows["calls"] == 1  # the warm-up row only
+        slow.commit()
+        sink.flush(timeout=30)
+        assert mirror.sync().rows["calls"] == 2
+        ids = [r[0] for r in mirror.log.execute("SELECT call_id FROM calls ORDER BY call_id")]
+    assert sorted(ids) == sorted([a_row.call_id, b_row.call_id, warm.call_id])
+    sink.close()
+    slow.close()
