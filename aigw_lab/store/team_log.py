@@ -179,7 +179,10 @@ class TeamLogSink:
     # --- the calling side ---------------------------------------------------------------
 
     def append(self, record: CallRecord) -> None:
-        """Spool and queue one row (cheap; never waits for PostgreSQL)."""
+        """Spool and queue one row (cheap; never waits for PostgreSQL). Raises `StoreError`
+        after `close` (a gateway counts it in ``sink_health``; its own log has the row)."""
+        if self._stop:
+            raise StoreError(f"the sink of the {self.where} is closed")
         spool = self._spool
         with spool.lock:
             spool.write_end(record)

@@ -165,6 +165,14 @@ def test_a_refused_row_is_mended_or_dead_lettered_and_the_batch_still_lands(team
     assert str(2**40) in dead[0][3]
 
 
+def test_a_closed_sink_refuses_rows_instead_of_queueing_them_for_no_one(team_url, tmp_path):
+    sink = TeamLogSink(team_url, spool_dir=tmp_path / "spool")
+    sink.close()
+    with pytest.raises(StoreError, match="is closed"):
+        sink.append(make_rows(1)[0])
+    assert sink.pending_rows == 0
+
+
 def test_a_url_that_is_not_postgres_is_refused(tmp_path):
     with pytest.raises(StoreError, match="postgresql://"):
         TeamLogSink("mysql://x@y/z", spool_dir=tmp_path / "s")
