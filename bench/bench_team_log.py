@@ -22,7 +22,7 @@ the same loop appending nowhere (interleaved). Last, `TeamLogMirror.sync` of the
 new mirror: rows/s.
 
 Usage: ``python bench/bench_team_log.py [--quick] [--rounds N] [--rows N]``. ``--quick``
-(about 2 minutes at load average 18 on 2 cores) reproduces the headline figures: batches of
+(37 s at load average 17 on 2 cores) reproduces the headline figures: batches of
 2,000 only, 10,000 rows, 3 rounds.
 """
 
@@ -226,7 +226,7 @@ def mirror_sync(url: str, folder: Path, rows: list[CallRecord], rounds: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the headline figures, ~2 min")
+    parser.add_argument("--quick", action="store_true", help="the headline figures, under a minute")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--rows", type=int, default=None)
     args = parser.parse_args()
