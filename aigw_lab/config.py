@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import time
 import tomllib
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -49,6 +50,7 @@ from aigw_lab.config_tables import (
     PROVIDER_TABLE,
     SEMANTIC_TABLE,
 )
+from aigw_lab.config_team_log import parse_team_log
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.budget import Budget
 from aigw_lab.gateway.cache import ExactCache
@@ -152,6 +154,9 @@ class GatewayConfig:
             if metrics is not None:
                 sinks.append(metrics)
         return sinks
+    #: ``[log] backend = "postgres"``: the team log (`aigw_lab.config_team_log`); None
+    #: writes only this process's log.
+    team_log: Any = None
 
     @property
     def log_options(self) -> Mapping[str, Any]:
@@ -257,7 +262,11 @@ def build_gateway(
     observers = config.observability_sinks(env)
     if observers:
         kwargs["sinks"] = [*kwargs.get("sinks", ()), *observers]
-    return gateway_class(
+    team_sink = None
+    if config.team_log is not None:
+        team_sink = _team_log_sink(config, kwargs["log"])
+        kwargs["sinks"] = [*kwargs.get("sinks", ()), team_sink]
+    gateway = gateway_class(
         config.providers,
         log_options=config.log_options,
         prices=config.prices,
@@ -271,6 +280,20 @@ def build_gateway(
         policies=policies,
         **kwargs,
     )
+    if team_sink is not None:
+        # A gateway flushes the sinks it is given but closes none; this one is the config's,
+        # so it is closed when the gateway object goes (or at exit, as when building failed).
+        weakref.finalize(gateway, team_sink.close)
+    return gateway
+
+
+def _team_log_sink(config: GatewayConfig, log: Any) -> Any:
+    """The `TeamLogSink` of ``[log] backend = "postgres"``."""
+    # lazy: psycopg is the optional team-log extra; only a team-log config needs it
+    from aigw_lab.store.team_log import TeamLogSink
+
+    spool = config.team_log.spool_for(log, config.base_dir)
+    return TeamLogSink(config.team_log.url, spool_dir=spool)
 
 
 def load_config(
@@ -387,6 +410,7 @@ def parse_config(
         otel=_optional_table(data, "otel"),
         metrics=_optional_table(data, "metrics"),
         alerts=_optional_table(data, "alerts"),
+        team_log=parse_team_log(log_table, source=source, base_dir=base_dir, env=env),
     )
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use

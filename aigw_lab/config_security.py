@@ -24,6 +24,7 @@ from typing import Any
 
 from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.config_server import parse_server_extras  # re-exported: it was defined here
+from aigw_lab.config_team_log import TEAM_LOG_KEYS
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.store.encryption import CRYPTO_CHOICES, Encryption
 from aigw_lab.store.redact import BODY_MODES, BodyPolicy, Redactor
@@ -75,6 +76,8 @@ LOG_TABLE = Table(
         ),
         # Parsed by aigw_lab.config (GatewayConfig.max_body_chars).
         Key(name="max_body_chars", what="a number of characters"),
+        # backend, url_env, team_spool: parsed by aigw_lab.config_team_log.
+        *TEAM_LOG_KEYS,
     )
 )
 

@@ -29,4 +29,5 @@ VERBS: dict[str, str] = {
     "shadow": "score logged shadow traffic: candidate vs live, win/tie/loss with intervals",
     "cache": "tune the semantic cache: the setting that meets a false-hit budget on your pairs",
     "alerts": "compare the call log's latest window with its baseline; exit 1 when a rule fires",
+    "log": "the team log: sync a local DuckDB mirror of the PostgreSQL call log",
 }

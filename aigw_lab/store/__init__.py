@@ -28,6 +28,10 @@ _EXPORTS: dict[str, str] = {
     "record_feedback": "aigw_lab.store.scores",
     "write_scores": "aigw_lab.store.scores",
     "scores_frame": "aigw_lab.store.scores",
+    "TeamLogSink": "aigw_lab.store.team_log",
+    "TeamLogWarning": "aigw_lab.store.team_log",
+    "TeamLogMirror": "aigw_lab.store.team_mirror",
+    "SyncResult": "aigw_lab.store.team_mirror",
 }
 
 __all__ = [
@@ -46,6 +50,10 @@ __all__ = [
     "record_feedback",
     "write_scores",
     "scores_frame",
+    "TeamLogSink",
+    "TeamLogWarning",
+    "TeamLogMirror",
+    "SyncResult",
 ]
 
 
@@ -60,4 +68,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.store.sanitize import sanitize_record
     from aigw_lab.store.schema import MIGRATIONS, SCHEMA_VERSION
     from aigw_lab.store.scores import record_feedback, scores_frame, write_scores
+    from aigw_lab.store.team_log import TeamLogSink, TeamLogWarning
+    from aigw_lab.store.team_mirror import SyncResult, TeamLogMirror
     from aigw_lab.store.writer import CallLogWarning
