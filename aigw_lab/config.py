@@ -137,6 +137,9 @@ class GatewayConfig:
     otel: Mapping[str, Any] | None = None
     metrics: Mapping[str, Any] | None = None
     alerts: Mapping[str, Any] | None = None
+    #: ``[log] backend = "postgres"``: the team log (`aigw_lab.config_team_log`); None
+    #: writes only this process's log.
+    team_log: Any = None
 
     def observability_sinks(self, env: Mapping[str, str] | None = None) -> list[Any]:
         """The extra sinks ``[otel]`` and ``[metrics]`` ask for (empty without them)."""
@@ -154,9 +157,6 @@ class GatewayConfig:
             if metrics is not None:
                 sinks.append(metrics)
         return sinks
-    #: ``[log] backend = "postgres"``: the team log (`aigw_lab.config_team_log`); None
-    #: writes only this process's log.
-    team_log: Any = None
 
     @property
     def log_options(self) -> Mapping[str, Any]:
