@@ -245,20 +245,28 @@ def _refresh_script(s: str, *, c_from: int, c_to: int, s_from: int, s_to: int) -
         rows = "_rollup_rows"
         unit_rows = f"""
         CREATE OR REPLACE TEMP TABLE _rollup_keys AS SELECT DISTINCT {key} FROM {new_calls};
-        CREATE OR REPLACE TEMP TABLE _rollup_rows AS
-            SELECT c.* FROM main.calls c
-            SEMI JOIN _rollup_keys k
-                ON c.experiment_id IS NOT DISTINCT FROM k.experiment_id
-                AND c.target IS NOT DISTINCT FROM k.target
-                AND coalesce(c.item_id, c.trace_id) = k.item_id
-                AND coalesce(c.repetition, 0) = k.repetition
-            WHERE c.rowid <= {c_to};
         CREATE OR REPLACE TEMP TABLE _rollup_old AS
-            SELECT u.call_id FROM {s}.rollup_units u
+            SELECT u.call_id, u.experiment_id, u.key_target, u.item_id, u.repetition
+            FROM {s}.rollup_units u
             SEMI JOIN _rollup_keys k
                 ON u.experiment_id IS NOT DISTINCT FROM k.experiment_id
                 AND u.key_target IS NOT DISTINCT FROM k.target
                 AND u.item_id = k.item_id AND u.repetition = k.repetition;
+        -- A unit the rollup has not seen has only new rows (every unit with a row at or
+        -- below the watermark was rolled up), so only units seen before read the old rows.
+        CREATE OR REPLACE TEMP TABLE _rollup_rows AS
+            SELECT c.* FROM {new_calls} c
+            ANTI JOIN _rollup_old o ON c.experiment_id IS NOT DISTINCT FROM o.experiment_id
+                AND c.target IS NOT DISTINCT FROM o.key_target
+                AND coalesce(c.item_id, c.trace_id) = o.item_id
+                AND coalesce(c.repetition, 0) = o.repetition
+            UNION ALL
+            SELECT c.* FROM main.calls c
+            SEMI JOIN _rollup_old o ON c.experiment_id IS NOT DISTINCT FROM o.experiment_id
+                AND c.target IS NOT DISTINCT FROM o.key_target
+                AND coalesce(c.item_id, c.trace_id) = o.item_id
+                AND coalesce(c.repetition, 0) = o.repetition
+            WHERE c.rowid <= {c_to};
         DELETE FROM {s}.rollup_units u USING _rollup_keys k
             WHERE u.experiment_id IS NOT DISTINCT FROM k.experiment_id
                 AND u.key_target IS NOT DISTINCT FROM k.target
