@@ -3,8 +3,10 @@ comparisons (one pair or every pair), quality per category, items ranked and det
 cost-quality Pareto frontier, and tidy frames for figures.
 
 Every function takes a `CallLog`, a DuckDB connection or a log file's path and aggregates in
-DuckDB; definitions of every metric are in docs/analysis.md. Names are imported lazily, so
-``import aigw_lab.analysis`` is cheap.
+DuckDB; definitions of every metric are in docs/analysis.md. `target_summary`,
+`paired_comparison` and `cost_over_time` read rollups kept in the log and refreshed past a
+watermark before each read (`refresh_rollups`; `aigw_lab.analysis.rollups`). Names are
+imported lazily, so ``import aigw_lab.analysis`` is cheap.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ the reference (`aigw_lab.analysis._source.units_cte`), then the latest scores of
 and of the calls that got new scores. It runs in one transaction, as one script. Analyses
 refresh before they read (`fresh_rollups`); `refresh_rollups` does it explicitly (after a
 bulk import, say) so the first analysis does not pay for it. The first refresh of a log that
-never had one builds everything: about the cost of one reference analysis, once.
+never had one builds everything, once: at 10M calls about three reference analyses' CPU
+(bench/bench_analysis_scale.py).
 
 A read-only source (a `CallLog.snapshot`, a log file's path) whose rollups are behind gets
 them refreshed into temporary tables of that connection: correct, but paid on every
