@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from aigw_lab.analysis import cost_over_time, paired_comparison, target_summary
 from aigw_lab.analysis._rolled import summary_tables
+from aigw_lab.analysis._source import _connection_reader
 from aigw_lab.analysis.reference import (
     reference_cost_over_time,
     reference_paired_comparison,
@@ -24,11 +25,13 @@ from aigw_lab.analysis.reference import (
 )
 from aigw_lab.analysis.rollups import (
     HISTOGRAM_RELATIVE_ERROR,
+    _refresh,
     fresh_rollups,
     refresh_rollups,
 )
 from aigw_lab.store import CallLog
 from aigw_lab.store.schema import apply_migrations
+from tests.analysis.conftest import row as call_row
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CALL_FIELDS = (
@@ -284,3 +287,41 @@ def test_a_call_log_is_rolled_up_in_place(tmp_path):
 def test_refreshing_something_that_is_not_a_log_says_what_to_pass():
     with pytest.raises(TypeError, match="pass a CallLog"):
         refresh_rollups(42)
+
+
+def test_calls_logged_between_analyses_are_merged_by_the_next_one(tmp_path):
+    with CallLog(tmp_path / "calls.duckdb") as log:
+        log.append_many(
+            [call_row(f"c{i}", f"t{i}", item_id=f"i{i}", target="a", attempt=1) for i in range(3)]
+        )
+        assert target_summary(log, n_boot=2)["units"].tolist() == [3]
+        log.append_many(
+            [call_row(f"c{i}", f"t{i}", item_id=f"i{i}", target="a", attempt=1) for i in (3, 4)]
+            + [call_row("c5", "t0", item_id="i0", target="a", attempt=2, status="error")]
+        )
+        summary = target_summary(log, n_boot=2)
+        _same(summary, reference_target_summary(log, n_boot=2))
+        assert summary[["units", "errors", "attempts_per_unit"]].values.tolist() == [[5, 1, 1.2]]
+
+
+def test_a_refresh_that_lost_a_race_to_another_one_looks_again():
+    conn = _connection()
+    _insert(conn, "calls", CALL_FIELDS, [_row(i) for i in range(3)])
+    other = conn.cursor()
+    scripts: list[str] = []
+
+    def run(sql: str) -> list[Any]:
+        if not scripts:  # another process refreshes between our look and our script
+            refresh_rollups(other)
+        scripts.append(sql)
+        try:
+            conn.execute(sql)
+        except duckdb.Error:
+            conn.execute("ROLLBACK")
+            raise
+        return []
+
+    done = _refresh(run, _connection_reader(conn, where="test"), where="test")
+    assert len(scripts) == 1  # the second look found nothing new: no second script
+    assert (done.calls, done.schema) == (0, "main")
+    assert conn.execute("SELECT count(*) FROM rollup_units").fetchone() == (3,)
