@@ -20,7 +20,7 @@ Then, on one read-write connection (what a process owning the log has):
   (`aigw_lab.analysis.reference`). Wall and CPU time per case, medians with their range
   and ratios to the same round's baseline;
 * an incremental refresh after appending min(N/10, 1M) new call rows (CPU per 1M new calls),
-  and a refresh with nothing new.
+  one after 10,000 more (a merge's fixed cost), and a refresh with nothing new.
 
 Load averages are printed with the results: on a shared machine wall times follow the load,
 ratios and CPU times much less.
@@ -165,23 +165,23 @@ def _load() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def append_new_calls(conn: Any, rows: int) -> int:
+def append_new_calls(conn: Any, rows: int, tag: str = "new", shift: int = 100_000) -> int:
     """Append ``rows`` call rows of new units (the first rows again, as another repetition
-    with fresh ids) and their scores, as a gateway would between two analyses."""
+    with fresh ids ending in ``-tag``) and their scores, as a gateway would between two
+    analyses."""
     conn.execute(
         f"""
         INSERT INTO calls SELECT * REPLACE (
-            call_id || '-new' AS call_id, trace_id || '-new' AS trace_id,
-            repetition + 100000 AS repetition)
-        FROM calls WHERE rowid < {rows} AND NOT ends_with(call_id, '-new')
+            call_id || '-{tag}' AS call_id, trace_id || '-{tag}' AS trace_id,
+            repetition + {shift} AS repetition)
+        FROM calls WHERE rowid < {rows}
         """
     )
     conn.execute(
         f"""
         INSERT INTO scores SELECT * REPLACE (
-            call_id || '-new' AS call_id, trace_id || '-new' AS trace_id)
-        FROM scores WHERE call_id IN (
-            SELECT call_id FROM calls WHERE rowid < {rows} AND NOT ends_with(call_id, '-new'))
+            call_id || '-{tag}' AS call_id, trace_id || '-{tag}' AS trace_id)
+        FROM scores WHERE call_id IN (SELECT call_id FROM calls WHERE rowid < {rows})
         """
     )
     return rows
@@ -332,6 +332,12 @@ def main() -> None:
                 f"incremental refresh of {done.calls:,} new calls ({done.scores:,} scores): "
                 f"{wall:.2f} s wall, {cpu:.2f} s CPU = {cpu / done.calls * 1e6:.2f} s CPU per "
                 f"1M new calls; {_load()}"
+            )
+            append_new_calls(conn, 10_000, tag="small", shift=200_000)
+            wall, cpu, done = measure(lambda: refresh_rollups(conn))
+            print(
+                f"small refresh of {done.calls:,} new calls (the fixed cost of a merge): "
+                f"{wall:.2f} s wall, {cpu:.2f} s CPU; {_load()}"
             )
             wall, cpu, _ = measure(lambda: refresh_rollups(conn))
             print(f"refresh with nothing new: {wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU")
