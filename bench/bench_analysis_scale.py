@@ -1,23 +1,29 @@
-"""How fast is the experiment analysis on a big call log?
+"""How fast is the experiment analysis on a big call log, from the rollups?
 
-    python bench/bench_analysis_scale.py [--rows N] [--items I] [--targets T] [--n-boot B]
+    python bench/bench_analysis_scale.py [--rows N] [--rounds R] [--reference] [--quick]
+    python bench/bench_analysis_scale.py --quick      # 1M rows, 3 rounds, with the reference
 
 Builds a synthetic experiment log of about N call rows (default 10,000,000) in a temporary
 DuckDB file: T targets x I items x as many repetitions as fit, about 10% of units retried
 (two rows), 3% failed, 5% cache hits, one 0/1 score per unit that ended ok. The rows are
 made in numpy/pyarrow and inserted straight into the ``calls`` and ``scores`` tables (bench
-only; the gateway writes through `CallLog`). Then it times, on one read-only connection:
+only; the gateway writes through `CallLog`). ``--keep PATH`` keeps it; ``--log PATH`` reuses
+one (copied, so the original stays as it was).
 
-* ``target_summary`` (per-target aggregation in DuckDB plus the item bootstrap in numpy:
-  its cost grows with items x targets x n_boot, not with rows);
-* ``paired_comparison`` of two targets;
-* ``unit_frame`` as the report uses it (2,000 units per target) and in full;
-* ``cost_over_time`` per hour;
-* opening a snapshot of the file (what ``aigw-lab report --db`` does first).
+Then, on one read-write connection (what a process owning the log has):
 
-Baselines from the same run put them in proportion: ``SELECT target, count(*) ... GROUP BY
-target`` (one scan, four groups) and ``GROUP BY trace_id`` (one scan, a group per trace: the
-shape of the first step of the unit aggregation). Prints seconds, rows/s and ratios.
+* the first rollup refresh, the one-time build a never-rolled-up log's first analysis pays
+  (CPU per 1M calls);
+* R interleaved rounds of the baseline ``GROUP BY trace_id`` over the same calls table,
+  ``target_summary`` (n_boot=1000 and n_boot=2: the bootstrap's share), ``paired_comparison``
+  and ``cost_over_time``; with ``--reference`` also today's implementation over every row
+  (`aigw_lab.analysis.reference`). Wall and CPU time per case, medians with their range
+  and ratios to the same round's baseline;
+* an incremental refresh after appending min(N/10, 1M) new call rows (CPU per 1M new calls),
+  one after 10,000 more (a merge's fixed cost), and a refresh with nothing new.
+
+Load averages are printed with the results: on a shared machine wall times follow the load,
+ratios and CPU times much less.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aigw_lab.analysis import cost_over_time, paired_comparison, target_summary, unit_frame
+from aigw_lab.analysis import cost_over_time, paired_comparison, target_summary
 from aigw_lab.store import CallLog
 
 _T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
@@ -141,13 +148,43 @@ def build_log(path: Path, *, rows: int, items: int, targets: int, seed: int) -> 
     }
 
 
-def timed(label: str, rows: int, run: Callable[[], Any], results: dict[str, float]) -> Any:
-    began = time.perf_counter()
+def _cpu() -> float:
+    # Process CPU time: DuckDB's worker threads are this process's threads.
+    return time.process_time()
+
+
+def measure(run: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds, result) of one run."""
+    wall, cpu = time.perf_counter(), _cpu()
     value = run()
-    seconds = time.perf_counter() - began
-    results[label] = seconds
-    print(f"  {label:<34} {seconds:8.2f} s  {rows / seconds:>14,.0f} rows/s")
-    return value
+    return time.perf_counter() - wall, _cpu() - cpu, value
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def append_new_calls(conn: Any, rows: int, tag: str = "new", shift: int = 100_000) -> int:
+    """Append ``rows`` call rows of new units (the first rows again, as another repetition
+    with fresh ids ending in ``-tag``) and their scores, as a gateway would between two
+    analyses."""
+    conn.execute(
+        f"""
+        INSERT INTO calls SELECT * REPLACE (
+            call_id || '-{tag}' AS call_id, trace_id || '-{tag}' AS trace_id,
+            repetition + {shift} AS repetition)
+        FROM calls WHERE rowid < {rows}
+        """
+    )
+    conn.execute(
+        f"""
+        INSERT INTO scores SELECT * REPLACE (
+            call_id || '-{tag}' AS call_id, trace_id || '-{tag}' AS trace_id)
+        FROM scores WHERE call_id IN (SELECT call_id FROM calls WHERE rowid < {rows})
+        """
+    )
+    return rows
 
 
 def main() -> None:
@@ -157,108 +194,160 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=4)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument(
-        "--skip-full-units",
+        "--quick", action="store_true", help="1M rows, 3 rounds: the headline in ~2 minutes"
+    )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="a log built by an earlier run (--keep): copied, so it stays never-rolled-up",
+    )
+    parser.add_argument("--keep", type=Path, help="keep the built log at this path")
+    parser.add_argument(
+        "--reference",
         action="store_true",
-        help="skip materialising every unit as a DataFrame",
+        help="also time today's implementation over every call row (slow at 10M)",
     )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rounds, args.reference = 1_000_000, 3, True
 
     import duckdb
 
+    from aigw_lab.analysis.reference import (
+        reference_cost_over_time,
+        reference_paired_comparison,
+        reference_target_summary,
+    )
+    from aigw_lab.analysis.rollups import refresh_rollups
+
     print(
         f"python {platform.python_version()}, duckdb {duckdb.__version__}, "
-        f"{os.cpu_count()} cpus, {platform.machine()}"
+        f"{os.cpu_count()} cpus, {platform.machine()}, {_load()}"
     )
     with tempfile.TemporaryDirectory(prefix="aigw-bench-") as folder:
         path = Path(folder) / "calls.duckdb"
-        began = time.perf_counter()
-        shape = build_log(
-            path, rows=args.rows, items=args.items, targets=args.targets, seed=args.seed
-        )
-        size = path.stat().st_size / 1e6
-        print(
-            f"built {shape['rows']:,} rows ({shape['units']:,} units = {shape['targets']} "
-            f"targets x {shape['items']:,} items x {shape['repetitions']} repetitions, "
-            f"{shape['scores']:,} scores) in {time.perf_counter() - began:.1f} s, "
-            f"{size:,.0f} MB"
-        )
-        rows = shape["rows"]
-        results: dict[str, float] = {}
-        print("baselines:")
-        conn = duckdb.connect(str(path), read_only=True)
+        if args.log is not None:
+            shutil.copyfile(args.log, path)
+            conn = duckdb.connect(str(path))
+            rows = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+            conn.close()
+            print(f"copied {args.log}: {rows:,} rows")
+        else:
+            began = time.perf_counter()
+            shape = build_log(
+                path, rows=args.rows, items=args.items, targets=args.targets, seed=args.seed
+            )
+            rows = shape["rows"]
+            print(
+                f"built {rows:,} rows ({shape['units']:,} units = {shape['targets']} "
+                f"targets x {shape['items']:,} items x {shape['repetitions']} repetitions, "
+                f"{shape['scores']:,} scores) in {time.perf_counter() - began:.1f} s, "
+                f"{path.stat().st_size / 1e6:,.0f} MB"
+            )
+            if args.keep is not None:
+                shutil.copyfile(path, args.keep)
+        # The read-write connection the gateway's process would have: the rollups persist.
+        CallLog(path).close()  # migrate to the current schema (the rollup tables)
+        conn = duckdb.connect(str(path))
         try:
-            count_sql = "SELECT target, count(*) FROM calls GROUP BY target"
-            trace_sql = "SELECT count(*) FROM (SELECT trace_id, count(*) FROM calls GROUP BY 1)"
-            timed(
-                "GROUP BY target (count)", rows, lambda: conn.execute(count_sql).fetchall(), results
+            wall, cpu, done = measure(lambda: refresh_rollups(conn))
+            per_million = cpu / done.calls * 1e6 if done.calls else float("nan")
+            print(
+                f"first refresh (the one-time build; a first analysis pays it): {wall:.2f} s "
+                f"wall, {cpu:.2f} s CPU for {done.calls:,} calls = {per_million:.2f} "
+                f"s CPU per 1M calls; {_load()}"
             )
-            timed(
-                "GROUP BY trace_id (count)",
-                rows,
-                lambda: conn.execute(trace_sql).fetchall(),
-                results,
-            )
-            print("analysis:")
-            summary = timed(
-                "target_summary",
-                rows,
-                lambda: target_summary(conn, experiment_id="bench", n_boot=args.n_boot),
-                results,
-            )
-            timed(
-                "target_summary (n_boot=2, ~SQL only)",
-                rows,
-                lambda: target_summary(conn, experiment_id="bench", n_boot=2),
-                results,
-            )
+            summary = target_summary(conn, experiment_id="bench", n_boot=2)
             names = summary["target"].tolist()
-            timed(
-                "paired_comparison",
-                rows,
-                lambda: paired_comparison(
-                    conn, names[-1], names[-2], experiment_id="bench", n_boot=args.n_boot
+            a, b = names[-1], names[-2]
+            trace_sql = "SELECT count(*) FROM (SELECT trace_id, count(*) FROM calls GROUP BY 1)"
+            cases: list[tuple[str, Callable[[], Any]]] = [
+                ("GROUP BY trace_id (baseline)", lambda: conn.execute(trace_sql).fetchall()),
+                (
+                    "target_summary",
+                    lambda: target_summary(conn, experiment_id="bench", n_boot=args.n_boot),
                 ),
-                results,
+                (
+                    "target_summary (n_boot=2)",
+                    lambda: target_summary(conn, experiment_id="bench", n_boot=2),
+                ),
+                (
+                    "paired_comparison",
+                    lambda: paired_comparison(
+                        conn, a, b, experiment_id="bench", n_boot=args.n_boot
+                    ),
+                ),
+                ("cost_over_time (hour)", lambda: cost_over_time(conn, experiment_id="bench")),
+            ]
+            if args.reference:
+                cases += [
+                    (
+                        "reference target_summary",
+                        lambda: reference_target_summary(
+                            conn, experiment_id="bench", n_boot=args.n_boot
+                        ),
+                    ),
+                    (
+                        "reference paired_comparison",
+                        lambda: reference_paired_comparison(
+                            conn, a, b, experiment_id="bench", n_boot=args.n_boot
+                        ),
+                    ),
+                    (
+                        "reference cost_over_time",
+                        lambda: reference_cost_over_time(conn, experiment_id="bench"),
+                    ),
+                ]
+            walls: dict[str, list[float]] = {label: [] for label, _ in cases}
+            cpus: dict[str, list[float]] = {label: [] for label, _ in cases}
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1} ({_load()}):")
+                for label, run in cases:  # interleaved: every case once per round
+                    wall, cpu, _ = measure(run)
+                    walls[label].append(wall)
+                    cpus[label].append(cpu)
+                    print(f"  {label:<30} {wall:7.2f} s wall {cpu:7.2f} s CPU")
+            base_wall = walls[cases[0][0]]
+            base_cpu = cpus[cases[0][0]]
+            print(
+                f"median over {args.rounds} rounds [min-max]; ratio = time / the same round's "
+                "GROUP BY trace_id, median [min-max]:"
             )
-            timed(
-                "unit_frame (2,000 per target)",
-                rows,
-                lambda: unit_frame(conn, "bench", max_per_target=2000),
-                results,
+            for label, _ in cases:
+                w, c = walls[label], cpus[label]
+                rw = [x / y for x, y in zip(w, base_wall, strict=True)]
+                rc = [x / y for x, y in zip(c, base_cpu, strict=True)]
+                print(
+                    f"  {label:<30} wall {_med(w):6.2f} s [{min(w):.2f}-{max(w):.2f}]  "
+                    f"CPU {_med(c):6.2f} s [{min(c):.2f}-{max(c):.2f}]  "
+                    f"ratio wall {_med(rw):5.2f}x [{min(rw):.2f}-{max(rw):.2f}]  "
+                    f"CPU {_med(rc):5.2f}x [{min(rc):.2f}-{max(rc):.2f}]"
+                )
+            new = max(1, min(rows // 10, 1_000_000))
+            append_new_calls(conn, new)
+            wall, cpu, done = measure(lambda: refresh_rollups(conn))
+            print(
+                f"incremental refresh of {done.calls:,} new calls ({done.scores:,} scores): "
+                f"{wall:.2f} s wall, {cpu:.2f} s CPU = {cpu / done.calls * 1e6:.2f} s CPU per "
+                f"1M new calls; {_load()}"
             )
-            if not args.skip_full_units:
-                timed("unit_frame (every unit)", rows, lambda: unit_frame(conn, "bench"), results)
-            timed(
-                "cost_over_time (hour)",
-                rows,
-                lambda: cost_over_time(conn, experiment_id="bench"),
-                results,
+            append_new_calls(conn, 10_000, tag="small", shift=200_000)
+            wall, cpu, done = measure(lambda: refresh_rollups(conn))
+            print(
+                f"small refresh of {done.calls:,} new calls (the fixed cost of a merge): "
+                f"{wall:.2f} s wall, {cpu:.2f} s CPU; {_load()}"
             )
+            wall, cpu, _ = measure(lambda: refresh_rollups(conn))
+            print(f"refresh with nothing new: {wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU")
         finally:
             conn.close()
-        timed("CallLog.snapshot(path) open", rows, lambda: CallLog.snapshot(path).close(), results)
-        print(
-            summary[
-                [
-                    "target",
-                    "units",
-                    "error_rate",
-                    "latency_p50_ms",
-                    "quality_mean",
-                    "quality_ci_low",
-                    "quality_ci_high",
-                ]
-            ].to_string(index=False)
-        )
-        base = results["GROUP BY target (count)"]
-        per_trace = results["GROUP BY trace_id (count)"]
-        print("ratios (time / baseline):")
-        for label, seconds in results.items():
-            print(
-                f"  {label:<34} {seconds / base:7.1f}x count-by-target  "
-                f"{seconds / per_trace:5.1f}x group-by-trace"
-            )
+        print(f"end: {_load()}")
+
+
+def _med(values: list[float]) -> float:
+    return float(np.median(values))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ comparisons (one pair or every pair), quality per category, items ranked and det
 cost-quality Pareto frontier, and tidy frames for figures.
 
 Every function takes a `CallLog`, a DuckDB connection or a log file's path and aggregates in
-DuckDB; definitions of every metric are in docs/analysis.md. Names are imported lazily, so
-``import aigw_lab.analysis`` is cheap.
+DuckDB; definitions of every metric are in docs/analysis.md. `target_summary`,
+`paired_comparison` and `cost_over_time` read rollups kept in the log and refreshed past a
+watermark before each read (`refresh_rollups`; `aigw_lab.analysis.rollups`). Names are
+imported lazily, so ``import aigw_lab.analysis`` is cheap.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aigw_lab._lazy import lazy_exports
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
     "open_source": "aigw_lab.analysis._source",
+    "refresh_rollups": "aigw_lab.analysis.rollups",
     "SUMMARY_COLUMNS": "aigw_lab.analysis.comparison",
     "target_summary": "aigw_lab.analysis.comparison",
     "paired_comparison": "aigw_lab.analysis.comparison",
@@ -46,6 +49,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "open_source",
+    "refresh_rollups",
     "SUMMARY_COLUMNS",
     "target_summary",
     "paired_comparison",
@@ -101,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         unit_spread,
     )
     from aigw_lab.analysis.pareto import mark_frontier, pareto_frontier
+    from aigw_lab.analysis.rollups import refresh_rollups
     from aigw_lab.analysis.stats import MeanCI, bootstrap_mean_ci, bootstrap_means
     from aigw_lab.analysis.synthetic import (
         SyntheticExperiment,

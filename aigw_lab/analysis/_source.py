@@ -142,6 +142,8 @@ def units_cte(
     sample_per_million: int | None = None,
     targets: Sequence[str] | None = None,
     item_ids: Sequence[str] | None = None,
+    calls: str = "calls",
+    with_scores: bool = True,
 ) -> tuple[str, list[Any]]:
     """SQL text ``WITH ... units AS (...)`` (to be followed by a ``SELECT``) and its
     parameters: one row of ``units`` per experiment unit with its result trace's outcome.
@@ -161,6 +163,9 @@ def units_cte(
     the rows of experiment units of other targets (calls outside experiments, whose target
     is only known after aggregation, are kept: filter ``units`` by target afterwards).
     ``item_ids`` keeps only the rows of those items (an item browser's page, not the log).
+    ``calls`` names the relation the rows come from (the rollup refresh passes the rows of
+    the units it recomputes); ``with_scores=False`` leaves scores out (``quality`` is NULL
+    and ``scorer`` takes no parameter), so the text has no parameter when nothing filters.
     """
     params: list[Any] = []
     clauses: list[tuple[str, str]] = []  # (unqualified, qualified by the alias c)
@@ -189,6 +194,16 @@ def units_cte(
             )
         )
         params.append(list(item_ids))
+    latest_scores = (
+        """
+        SELECT call_id, arg_max_null(value, coalesce(created_at, TIMESTAMPTZ 'epoch')) AS value
+        FROM scores
+        WHERE scorer = ?
+        GROUP BY call_id
+    """
+        if with_scores
+        else "SELECT NULL::VARCHAR AS call_id, NULL::DOUBLE AS value WHERE false"
+    )
     where = ("WHERE " + " AND ".join(c for c, _ in clauses)) if clauses else ""
     where_c = ("WHERE " + " AND ".join(c for _, c in clauses)) if clauses else ""
     result = ", ".join(f"arg_max(t.{c}, t.rank) AS {c}" for c in _RESULT_COLUMNS)
@@ -201,7 +216,7 @@ def units_cte(
             min(trace_id) AS trace_id,
             min(trace_id) <> max(trace_id) AS several_traces,
             {_TRACE_AGGREGATES}
-        FROM calls
+        FROM {calls}
         {where}
         GROUP BY {_unit_key()}
     ),
@@ -218,7 +233,7 @@ def units_cte(
             coalesce(any_value(c.item_id), trace_id) AS item_id,
             coalesce(any_value(c.repetition), 0) AS repetition,
             {_TRACE_AGGREGATES}
-        FROM calls c
+        FROM {calls} c
         SEMI JOIN several s
             ON c.experiment_id IS NOT DISTINCT FROM s.experiment_id
             AND c.target IS NOT DISTINCT FROM s.target
@@ -253,12 +268,7 @@ def units_cte(
         UNION ALL BY NAME
         SELECT * FROM several_results
     ),
-    latest_scores AS (
-        SELECT call_id, arg_max_null(value, coalesce(created_at, TIMESTAMPTZ 'epoch')) AS value
-        FROM scores
-        WHERE scorer = ?
-        GROUP BY call_id
-    ),
+    latest_scores AS ({latest_scores}),
     units AS MATERIALIZED (
         SELECT
             u.experiment_id,
@@ -271,7 +281,7 @@ def units_cte(
         LEFT JOIN latest_scores s ON s.call_id = u.call_id
     )
     """
-    return sql, [*params, *params, scorer]
+    return sql, [*params, *params, *([scorer] if with_scores else [])]
 
 
 def default_scorer(read: Reader, experiment_id: str | None) -> str | None:

@@ -1,16 +1,20 @@
 """Comparing an experiment's targets: the per-target summary (reliability, latency, cost and
 quality with a bootstrap interval) and the paired comparison of two targets on the same items.
 
-Aggregation runs in DuckDB over the call log (one row per unit, then per target and per item);
-only the per-item quality table, items x targets rows however long the log, comes back to
-numpy for the bootstrap. Metric definitions are in docs/analysis.md.
+Aggregation runs in DuckDB over the log's rollups (`aigw_lab.analysis.rollups`: one row per
+unit, refreshed past a watermark before each read); only the per-item quality table, items x
+targets rows however long the log, comes back to numpy for the bootstrap. The same frames
+from every call row are `aigw_lab.analysis.reference`'s. Metric definitions are in
+docs/analysis.md.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aigw_lab.analysis._source import default_scorer, open_source, units_cte
+from aigw_lab.analysis._rolled import paired_items, summary_tables
+from aigw_lab.analysis._source import default_scorer
+from aigw_lab.analysis.rollups import fresh_rollups
 from aigw_lab.analysis.stats import bootstrap_mean_ci, bootstrap_means, percentile_interval
 
 if TYPE_CHECKING:
@@ -19,7 +23,13 @@ if TYPE_CHECKING:
 
     from aigw_lab.analysis._source import LogSource
 
-__all__ = ["SUMMARY_COLUMNS", "target_summary", "paired_comparison"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "target_summary",
+    "paired_comparison",
+    "summary_frame",
+    "paired_frame",
+]
 
 #: The columns of `target_summary`, in order.
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -46,35 +56,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "simulated",
 )
 
-# Per-target and per-item aggregates in one statement over the materialised units, so the
-# (expensive) trace and unit aggregation runs once. Latency and TTFT percentiles are over
-# units that ended ok: a failure's duration describes the timeout, not the target.
-_SUMMARY_SQL = """
-SELECT
-    'target' AS grain,
-    target,
-    count(*) AS units,
-    count(*) FILTER (WHERE status = 'error') AS errors,
-    count(*) FILTER (WHERE fell_back) AS fallbacks,
-    count(*) FILTER (WHERE cache_status = 'hit') AS cache_hits,
-    avg(attempts) AS attempts_per_unit,
-    quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE status = 'ok') AS latency_q,
-    quantile_cont(ttft_ms, [0.5, 0.95]) FILTER (WHERE status = 'ok') AS ttft_q,
-    sum(spent_usd) AS total_cost,
-    count(quality) AS scored,
-    avg(quality) AS quality_mean,
-    sum(quality) AS quality_sum,
-    bool_and(quality IN (0.0, 1.0)) FILTER (WHERE quality IS NOT NULL) AS binary_quality,
-    coalesce(bool_or(simulated), false) AS simulated
-FROM units
-GROUP BY target
-UNION ALL BY NAME
-SELECT 'item' AS grain, target, experiment_id, item_id, avg(quality) AS item_quality
-FROM units
-WHERE quality IS NOT NULL
-GROUP BY target, experiment_id, item_id
-"""
-
 
 def target_summary(
     source: LogSource,
@@ -94,20 +75,41 @@ def target_summary(
     ``confidence``, resampling items (repetitions of an item averaged first), seeded by
     ``seed``. ``cost_per_correct`` is only defined for a 0/1 scorer (NaN otherwise).
     """
+    with fresh_rollups(source) as rollups:
+        if scorer is None:
+            scorer = default_scorer(rollups.read, experiment_id)
+        per_target, items = summary_tables(rollups, experiment_id, scorer)
+    return summary_frame(
+        per_target,
+        items,
+        experiment_id=experiment_id,
+        scorer=scorer,
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def summary_frame(
+    per_target: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    experiment_id: str | None,
+    scorer: str | None,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """`target_summary`'s frame from the per-target and per-item tables (read from the
+    rollups, or by the reference SQL in `aigw_lab.analysis.reference`)."""
     # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
 
-    with open_source(source) as read:
-        if scorer is None:
-            scorer = default_scorer(read, experiment_id)
-        cte, params = units_cte(experiment_id, scorer)
-        raw = read(cte + _SUMMARY_SQL, params)
-
-    per_target = raw[raw["grain"] == "target"].sort_values("target").reset_index(drop=True)
+    per_target = per_target.sort_values("target").reset_index(drop=True)
     # Sorted so the seeded resampling sees items in the same order every time (DuckDB
     # returns groups in whatever order its threads finish).
-    items = raw[raw["grain"] == "item"].sort_values(["target", "experiment_id", "item_id"])
+    items = items.sort_values(["target", "experiment_id", "item_id"])
     frame = pd.DataFrame({"target": per_target["target"].astype(str)})
     units = per_target["units"].astype("int64")
     frame["units"] = units
@@ -180,27 +182,38 @@ def paired_comparison(
     ``ties`` / ``losses`` count items where a is better / equal / worse than b: higher is
     better for quality, lower for latency and cost.
     """
+    with fresh_rollups(source) as rollups:
+        if scorer is None:
+            scorer = default_scorer(rollups.read, experiment_id)
+        per_item = paired_items(rollups, target_a, target_b, experiment_id, scorer)
+    return paired_frame(
+        per_item,
+        target_a,
+        target_b,
+        experiment_id=experiment_id,
+        scorer=scorer,
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def paired_frame(
+    per_item: pd.DataFrame,
+    target_a: str,
+    target_b: str,
+    *,
+    experiment_id: str | None,
+    scorer: str | None,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """`paired_comparison`'s frame from the per-(target, item) table of the two targets."""
     # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
 
-    with open_source(source) as read:
-        if scorer is None:
-            scorer = default_scorer(read, experiment_id)
-        cte, params = units_cte(experiment_id, scorer, targets=(target_a, target_b))
-        per_item = read(
-            cte
-            + """
-            SELECT target, experiment_id, item_id,
-                   avg(quality) AS quality,
-                   avg(latency_ms) FILTER (WHERE status = 'ok') AS latency_ms,
-                   avg(spent_usd) AS cost_usd
-            FROM units
-            WHERE target IN (?, ?)
-            GROUP BY target, experiment_id, item_id
-            """,
-            [*params, target_a, target_b],
-        )
     present = set(per_item["target"])
     missing = [t for t in (target_a, target_b) if t not in present]
     if missing:

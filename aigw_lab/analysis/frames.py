@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal
 
+from aigw_lab.analysis._rolled import cost_buckets
 from aigw_lab.analysis._source import calls_filter, default_scorer, open_source, units_cte
-from aigw_lab.errors import StoreError
-from aigw_lab.store.records import CALL_COLUMNS
+from aigw_lab.analysis.reference import reference_cost_over_time
+from aigw_lab.analysis.rollups import fresh_rollups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -179,40 +180,14 @@ def cost_over_time(
     ``"day"``, UTC) and per ``by``
     (``"target"``, or any ``calls`` column): ``cost_usd``, ``calls`` (attempts: each one may
     cost) and ``cumulative_cost_usd`` per group. Calls outside an experiment have the target
-    ``provider/model``."""
-    if freq not in ("second", "minute", "hour", "day"):
-        raise ValueError(f"freq must be 'second', 'minute', 'hour' or 'day', got {freq!r}")
-    if by == "target":
-        group = "coalesce(target, provider_name || '/' || request_model)"
-    elif by in CALL_COLUMNS:
-        group = f'"{by}"'
-    else:
-        raise StoreError(
-            f"cost_over_time: cannot group by {by!r}",
-            hint=f"use 'target' or a column of the calls table: {', '.join(CALL_COLUMNS)}",
-        )
-    where, params = calls_filter(experiment_id)
-    with open_source(source) as read:
-        frame = read(
-            f"""
-            WITH buckets AS (
-                SELECT
-                    date_trunc('{freq}', "timestamp" AT TIME ZONE 'UTC') AS bucket,
-                    {group} AS "group",
-                    sum(cost_usd) AS cost_usd,
-                    count(*) AS calls
-                FROM calls
-                {where}
-                GROUP BY ALL
-            )
-            SELECT bucket, "group", coalesce(cost_usd, 0) AS cost_usd, calls,
-                   sum(coalesce(cost_usd, 0)) OVER (PARTITION BY "group" ORDER BY bucket)
-                       AS cumulative_cost_usd
-            FROM buckets
-            ORDER BY bucket, "group"
-            """,
-            params,
-        )
+    ``provider/model``.
+
+    ``by="target"`` reads the per-second cost rollup (`aigw_lab.analysis.rollups`); any
+    other column aggregates every call row (`aigw_lab.analysis.reference`)."""
+    if by != "target" or freq not in ("second", "minute", "hour", "day"):
+        return reference_cost_over_time(source, freq=freq, by=by, experiment_id=experiment_id)
+    with fresh_rollups(source) as rollups:
+        frame = cost_buckets(rollups, freq, experiment_id)
     frame = frame.rename(columns={"group": by})
     frame.attrs.update({"freq": freq, "by": by, "experiment_id": experiment_id})
     return frame

@@ -294,6 +294,58 @@ ALTER TABLE calls ADD COLUMN shadow_of VARCHAR;
 CREATE OR REPLACE VIEW calls_ok AS SELECT * FROM calls WHERE status = 'ok'
 """
 
+# Rollups for analytics over big logs (migration 10; maintained by
+# `aigw_lab.analysis.rollups`, which reads them instead of aggregating every call row).
+# rollup_state: how far the rollups have read (the highest calls and scores rowid merged;
+# both tables are append-only). rollup_units: one row per experiment unit with its result
+# trace's outcome, statuses as booleans and latency/TTFT as fixed log-bucket indices, so
+# percentiles need no sort. rollup_scores: the latest score per (unit result call, scorer),
+# carrying the unit's keys so quality aggregates need no join. rollup_costs: cost and
+# attempts per (experiment, target, UTC second), partial sums added up at read time.
+_CREATE_ROLLUPS = """
+CREATE TABLE rollup_state (
+    calls_rowid BIGINT,
+    scores_rowid BIGINT,
+    refreshed_at TIMESTAMPTZ
+);
+INSERT INTO rollup_state VALUES (-1, -1, NULL);
+CREATE TABLE rollup_units (
+    experiment_id VARCHAR,
+    key_target VARCHAR,
+    item_id VARCHAR,
+    repetition INTEGER,
+    target VARCHAR,
+    call_id VARCHAR,
+    ok BOOLEAN,
+    failed BOOLEAN,
+    cache_hit BOOLEAN,
+    fell_back BOOLEAN,
+    attempts BIGINT,
+    latency_ms DOUBLE,
+    ttft_ms DOUBLE,
+    latency_bucket INTEGER,
+    ttft_bucket INTEGER,
+    spent_usd DOUBLE,
+    simulated BOOLEAN,
+    started_at TIMESTAMPTZ
+);
+CREATE TABLE rollup_scores (
+    call_id VARCHAR,
+    scorer VARCHAR,
+    value DOUBLE,
+    experiment_id VARCHAR,
+    target VARCHAR,
+    item_id VARCHAR
+);
+CREATE TABLE rollup_costs (
+    experiment_id VARCHAR,
+    target VARCHAR,
+    second TIMESTAMP,
+    cost_usd DOUBLE,
+    calls BIGINT
+)
+"""
+
 #: Every migration ever released, in order. Append new ones; never edit or reorder these.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_calls", _CREATE_CALLS),
@@ -305,6 +357,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "add_bodies_column", _ADD_BODIES_COLUMN),
     Migration(8, "add_budget_usd", _ADD_BUDGET_USD),
     Migration(9, "add_route_columns", _ADD_ROUTE_COLUMNS),
+    Migration(10, "create_rollups", _CREATE_ROLLUPS),
 )
 
 #: The schema version this code writes: the last migration's version.

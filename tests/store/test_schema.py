@@ -29,6 +29,7 @@ RELEASED = [
     (7, "add_bodies_column", "35bf3f92a12b4a2aac317569ca7c58bc354cde68665bfa01d4b2e308b38dbbeb"),
     (8, "add_budget_usd", "eeb135f3f69acc1554089f7e15506a569ca11c07d2b4a14988e7c69f6bad0d39"),
     (9, "add_route_columns", "acddae0f617ced2e048a6d5c9880ff4be6dc7994be3a5cc5814bef1c13ee30c3"),
+    (10, "create_rollups", "5caf6bc16aac91cdff903d0d5f506bd087dc4058dcaa67ea80f1be5161326404"),
 ]
 # fmt: on
 

@@ -1,0 +1,208 @@
+"""The per-target, per-item and per-time-bucket tables the analyses need, read from fresh
+rollups (`aigw_lab.analysis.rollups`) in the shapes the reference SQL produces, so the
+public functions build the same frames from either.
+
+Percentiles: exact (``quantile_cont`` over the rolled-up units) when the units they are over
+number at most ``exact_limit``; above it they are read from the fixed log buckets, within
+`HISTOGRAM_RELATIVE_ERROR` of the exact value (docs/analysis.md, "At scale").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.analysis.rollups import bucket_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from aigw_lab.analysis.rollups import Rollups
+
+__all__ = ["EXACT_QUANTILE_LIMIT", "summary_tables", "paired_items", "cost_buckets"]
+
+#: Up to this many ok units in a summary, percentiles are exact; above, from the buckets.
+EXACT_QUANTILE_LIMIT = 200_000
+
+
+def _filter(experiment_id: str | None, *more: str) -> tuple[str, list[Any]]:
+    clauses = [*more]
+    params: list[Any] = []
+    if experiment_id is not None:
+        clauses.append("experiment_id = ?")
+        params.append(experiment_id)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def summary_tables(
+    rollups: Rollups,
+    experiment_id: str | None,
+    scorer: str | None,
+    *,
+    exact_limit: int = EXACT_QUANTILE_LIMIT,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per target, per item) as `comparison._SUMMARY_SQL` returns them."""
+    # lazy: pandas loads in ~0.3 s; only building a frame needs it
+    import pandas as pd
+
+    read, s = rollups.read, rollups.schema
+    where, params = _filter(experiment_id)
+    per_target = read(
+        f"""
+        SELECT
+            target,
+            count(*) AS units,
+            count(*) FILTER (WHERE failed) AS errors,
+            count(*) FILTER (WHERE fell_back) AS fallbacks,
+            count(*) FILTER (WHERE cache_hit) AS cache_hits,
+            avg(attempts) AS attempts_per_unit,
+            count(*) FILTER (WHERE ok) AS ok_units,
+            sum(spent_usd) AS total_cost,
+            coalesce(bool_or(simulated), false) AS simulated
+        FROM {s}.rollup_units
+        {where}
+        GROUP BY target
+        """,
+        params,
+    )
+    ok_units = int(per_target["ok_units"].sum()) if len(per_target) else 0
+    if ok_units <= exact_limit:
+        where_ok, params_ok = _filter(experiment_id, "ok")
+        exact = read(
+            f"""
+            SELECT target,
+                   quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS latency_q,
+                   quantile_cont(ttft_ms, [0.5, 0.95]) AS ttft_q
+            FROM {s}.rollup_units {where_ok} GROUP BY target
+            """,
+            params_ok,
+        )
+        per_target = per_target.merge(exact, on="target", how="left")
+    else:
+        per_target["latency_q"] = _histogram_quantiles(
+            rollups, experiment_id, "latency_bucket", per_target["target"], (0.5, 0.95, 0.99)
+        )
+        per_target["ttft_q"] = _histogram_quantiles(
+            rollups, experiment_id, "ttft_bucket", per_target["target"], (0.5, 0.95)
+        )
+    where_s, params_s = _filter(experiment_id, "scorer = ?")
+    quality = read(
+        f"""
+        SELECT target,
+               count(value) AS scored,
+               avg(value) AS quality_mean,
+               sum(value) AS quality_sum,
+               bool_and(value IN (0.0, 1.0)) FILTER (WHERE value IS NOT NULL)
+                   AS binary_quality
+        FROM {s}.rollup_scores {where_s} GROUP BY target
+        """,
+        [scorer, *params_s],
+    )
+    per_target = per_target.merge(quality, on="target", how="left")
+    per_target["scored"] = per_target["scored"].fillna(0).astype("int64")
+    items = read(
+        f"""
+        SELECT target, experiment_id, item_id, avg(value) AS item_quality
+        FROM {s}.rollup_scores {where_s} AND value IS NOT NULL
+        GROUP BY target, experiment_id, item_id
+        """,
+        [scorer, *params_s],
+    )
+    if items.empty:
+        items = pd.DataFrame(columns=["target", "experiment_id", "item_id", "item_quality"])
+    return per_target, items
+
+
+def _histogram_quantiles(
+    rollups: Rollups,
+    experiment_id: str | None,
+    column: str,
+    targets: pd.Series,
+    quantiles: tuple[float, ...],
+) -> list[list[float] | None]:
+    """Per target (in ``targets``' order), ``quantile_cont``'s interpolation between the
+    order statistics, each order statistic stood in for by its bucket's midpoint."""
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
+    import numpy as np
+
+    where, params = _filter(experiment_id, "ok", f"{column} IS NOT NULL")
+    counts = rollups.read(
+        f"""
+        SELECT target, {column} AS bucket, count(*) AS n
+        FROM {rollups.schema}.rollup_units {where}
+        GROUP BY target, {column}
+        ORDER BY target, {column}
+        """,
+        params,
+    )
+    out: list[list[float] | None] = []
+    for target in targets:
+        rows = counts[counts["target"] == target]
+        if rows.empty:
+            out.append(None)
+            continue
+        values = np.array([bucket_value(int(b)) for b in rows["bucket"]])
+        ends = np.cumsum(rows["n"].to_numpy(dtype=np.int64))  # order statistics < ends[i]
+        n = int(ends[-1])
+        result = []
+        for q in quantiles:
+            position = q * (n - 1)
+            low, high = int(np.floor(position)), int(np.ceil(position))
+            v_low = values[np.searchsorted(ends, low, side="right")]
+            v_high = values[np.searchsorted(ends, high, side="right")]
+            result.append(float(v_low + (position - low) * (v_high - v_low)))
+        out.append(result)
+    return out
+
+
+def paired_items(
+    rollups: Rollups, target_a: str, target_b: str, experiment_id: str | None, scorer: str | None
+) -> pd.DataFrame:
+    """Per (target, experiment, item) of the two targets: mean quality, mean latency of
+    the ok units and mean spent, as the reference's per-item SQL returns them."""
+    read, s = rollups.read, rollups.schema
+    where, params = _filter(experiment_id, "target IN (?, ?)")
+    units = read(
+        f"""
+        SELECT target, experiment_id, item_id,
+               avg(latency_ms) FILTER (WHERE ok) AS latency_ms,
+               avg(spent_usd) AS cost_usd
+        FROM {s}.rollup_units {where}
+        GROUP BY target, experiment_id, item_id
+        """,
+        [target_a, target_b, *params],
+    )
+    where_s, params_s = _filter(experiment_id, "target IN (?, ?)", "scorer = ?")
+    quality = read(
+        f"""
+        SELECT target, experiment_id, item_id, avg(value) AS quality
+        FROM {s}.rollup_scores {where_s}
+        GROUP BY target, experiment_id, item_id
+        """,
+        [target_a, target_b, scorer, *params_s],
+    )
+    return units.merge(quality, on=["target", "experiment_id", "item_id"], how="left")
+
+
+def cost_buckets(rollups: Rollups, freq: str, experiment_id: str | None) -> pd.DataFrame:
+    """`cost_over_time`'s frame by target, from the per-second cost rollup."""
+    where, params = _filter(experiment_id)
+    return rollups.read(
+        f"""
+        WITH buckets AS (
+            SELECT
+                date_trunc('{freq}', second) AS bucket,
+                target AS "group",
+                sum(cost_usd) AS cost_usd,
+                sum(calls)::BIGINT AS calls
+            FROM {rollups.schema}.rollup_costs
+            {where}
+            GROUP BY ALL
+        )
+        SELECT bucket, "group", coalesce(cost_usd, 0) AS cost_usd, calls,
+               sum(coalesce(cost_usd, 0)) OVER (PARTITION BY "group" ORDER BY bucket)
+                   AS cumulative_cost_usd
+        FROM buckets
+        ORDER BY bucket, "group"
+        """,
+        params,
+    )

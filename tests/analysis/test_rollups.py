@@ -1,0 +1,327 @@
+"""The rollups give the reference's frames: a property test over small random logs (retries,
+failures, cache hits, several traces and scores per unit, rescoring, rows arriving in any
+order across several refreshes), plus the histogram's stated error bound, the read-only and
+incremental paths, and proof that the analyses read the rollups at all."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from aigw_lab.analysis import cost_over_time, paired_comparison, target_summary
+from aigw_lab.analysis._rolled import summary_tables
+from aigw_lab.analysis._source import _connection_reader
+from aigw_lab.analysis.reference import (
+    reference_cost_over_time,
+    reference_paired_comparison,
+    reference_target_summary,
+)
+from aigw_lab.analysis.rollups import (
+    HISTOGRAM_RELATIVE_ERROR,
+    _refresh,
+    fresh_rollups,
+    refresh_rollups,
+)
+from aigw_lab.store import CallLog
+from aigw_lab.store.schema import apply_migrations
+from tests.analysis.conftest import row as call_row
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+CALL_FIELDS = (
+    "call_id", "trace_id", "timestamp", "provider_name", "request_model", "status",
+    "error_type", "cache_status", "latency_ms", "ttft_ms", "cost_usd", "attempt",
+    "fallback_from", "experiment_id", "target", "item_id", "repetition", "simulated",
+)  # fmt: skip
+SCORE_FIELDS = ("score_id", "call_id", "scorer", "value", "created_at", "experiment_id")
+
+LATENCIES = [None, 0.0, 1.5, 10.0, 99.9, 250.5, 1000.0, 4321.0]
+
+
+@st.composite
+def random_logs(draw: st.DrawFn) -> dict[str, Any]:
+    """Calls and scores of a small log, and the chunks they arrive in."""
+    n_traces = draw(st.integers(1, 18))
+    starts = draw(st.lists(st.integers(0, 7_200_000), min_size=n_traces, max_size=n_traces,
+                           unique=True))  # fmt: skip
+    calls: list[tuple[Any, ...]] = []
+    for t, start_ms in enumerate(starts):
+        experiment = draw(st.sampled_from(["exp", "exp", "exp", "other", None]))
+        target = draw(st.sampled_from(["a", "b", "b", None])) if experiment else None
+        item = draw(st.sampled_from(["i0", "i1", "i2", None]))
+        repetition = draw(st.sampled_from([0, 0, 1, None]))
+        model = draw(st.sampled_from(["m1", "m2"]))
+        for attempt in range(1, draw(st.integers(1, 3)) + 1):
+            calls.append(
+                (
+                    f"c{len(calls)}",
+                    f"t{t}",
+                    T0 + timedelta(milliseconds=start_ms + 150 * (attempt - 1)),
+                    "sim",
+                    model,
+                    draw(st.sampled_from(["ok", "ok", "error", None])),
+                    draw(st.sampled_from([None, "timeout"])),
+                    draw(st.sampled_from(["hit", "miss", None])),
+                    draw(st.sampled_from(LATENCIES)),
+                    draw(st.sampled_from([None, 0.0, 5.0, 31.0])),
+                    draw(st.sampled_from([None, 0.0, 0.001, 0.01, 0.5])),
+                    attempt,
+                    draw(st.sampled_from([None, None, "x/y"])),
+                    experiment,
+                    target,
+                    item,
+                    repetition,
+                    draw(st.booleans()),
+                )
+            )
+    n_scores = draw(st.integers(0, 2 * len(calls)))
+    moments = draw(st.lists(st.integers(0, 10_000), min_size=n_scores, max_size=n_scores,
+                            unique=True))  # fmt: skip
+    scores = [
+        (
+            f"s{i}",
+            f"c{draw(st.integers(0, len(calls) - 1))}",
+            draw(st.sampled_from(["s1", "s1", "s2", None])),
+            draw(st.sampled_from([0.0, 1.0, 1.0, 0.5, None])),
+            T0 + timedelta(seconds=moment),
+            "exp",
+        )
+        for i, moment in enumerate(moments)
+    ]
+    # Rows arrive in any order (late rows), in chunks with a refresh after each.
+    calls = draw(st.permutations(calls))
+    scores = draw(st.permutations(scores))
+    chunks = draw(st.integers(1, 4))
+    return {"calls": calls, "scores": scores, "chunks": chunks}
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect(":memory:")
+    apply_migrations(conn)
+    return conn
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, fields: tuple[str, ...], rows) -> None:
+    if rows:
+        marks = ", ".join("?" for _ in fields)
+        conn.executemany(
+            f"INSERT INTO {table} ({', '.join(fields)}) VALUES ({marks})", [list(r) for r in rows]
+        )
+
+
+def _load_in_chunks(conn: duckdb.DuckDBPyConnection, log: dict[str, Any]) -> None:
+    k = log["chunks"]
+    calls, scores = log["calls"], log["scores"]
+    for i in range(k):
+        _insert(conn, "calls", CALL_FIELDS, calls[i * len(calls) // k : (i + 1) * len(calls) // k])
+        part = scores[i * len(scores) // k : (i + 1) * len(scores) // k]
+        _insert(conn, "scores", SCORE_FIELDS, part)
+        if i < k - 1:
+            refresh_rollups(conn)  # a watermark that units and scores span
+
+
+def _same(frame: pd.DataFrame, reference: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(
+        frame.reset_index(drop=True),
+        reference.reset_index(drop=True),
+        check_dtype=False,
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+# No shrinking: the logs are small already, and shrinking one of them took minutes.
+_SETTINGS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow],
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate],
+    "database": None,
+}
+
+
+@pytest.mark.slow  # about 30-60 s on a loaded 2-core box
+@settings(max_examples=40, **_SETTINGS)
+@given(log=random_logs(), experiment=st.sampled_from(["exp", None]),
+       scorer=st.sampled_from(["s1", "s2", None]))  # fmt: skip
+def test_rolled_up_analyses_equal_the_reference(log, experiment, scorer):
+    conn = _connection()
+    _load_in_chunks(conn, log)
+    summary = target_summary(conn, experiment_id=experiment, scorer=scorer, n_boot=50)
+    expected = reference_target_summary(conn, experiment_id=experiment, scorer=scorer, n_boot=50)
+    _same(summary, expected)  # small logs: percentiles exact too
+    assert summary.attrs == expected.attrs
+    for freq in ("second", "hour"):
+        _same(
+            cost_over_time(conn, freq=freq, experiment_id=experiment),
+            reference_cost_over_time(conn, freq=freq, experiment_id=experiment),
+        )
+    targets = sorted({t for t in summary["target"] if isinstance(t, str)})
+    for a, b in [(x, y) for x in targets for y in targets if x < y][:2]:
+        _same(
+            paired_comparison(conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=50),
+            reference_paired_comparison(
+                conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=50
+            ),
+        )
+
+
+@pytest.mark.slow  # about 20 s on a loaded 2-core box
+@settings(max_examples=25, **_SETTINGS)
+@given(log=random_logs())
+def test_histogram_percentiles_are_within_the_stated_relative_error(log):
+    conn = _connection()
+    _load_in_chunks(conn, log)
+    expected = reference_target_summary(conn, experiment_id="exp", scorer="s1", n_boot=2)
+    with fresh_rollups(conn) as rollups:
+        per_target, _ = summary_tables(rollups, "exp", "s1", exact_limit=0)
+    per_target = per_target.sort_values("target").reset_index(drop=True)
+    assert list(per_target["target"]) == list(expected["target"])
+    for column, labels in (("latency_q", ("p50", "p95", "p99")), ("ttft_q", ("p50", "p95"))):
+        name = column.split("_")[0]
+        for row, values in zip(expected.itertuples(), per_target[column], strict=True):
+            for i, label in enumerate(labels):
+                exact = getattr(row, f"{name}_{label}_ms")
+                if math.isnan(exact):  # no ok unit with a value: no histogram row either
+                    assert not isinstance(values, list) or values[i] is None
+                    continue
+                bound = HISTOGRAM_RELATIVE_ERROR * abs(exact) + 1e-9
+                assert abs(values[i] - exact) <= bound, (column, label, values[i], exact)
+
+
+def test_the_histogram_error_is_tight_not_just_an_upper_bound():
+    # One value at the low edge of its bucket is stood in for by the bucket's midpoint:
+    # the error is (nearly) the whole stated bound, so a looser statement would be false.
+    conn = _connection()
+    edge = 1.01**500 * (1 + 1e-9)
+    _insert(conn, "calls", ("call_id", "trace_id", "timestamp", "status", "latency_ms",
+                            "experiment_id", "target", "item_id", "attempt"),
+            [("c0", "t0", T0, "ok", edge, "exp", "a", "i0", 1)])  # fmt: skip
+    with fresh_rollups(conn) as rollups:
+        per_target, _ = summary_tables(rollups, "exp", None, exact_limit=0)
+    p50 = per_target["latency_q"].iloc[0][0]
+    assert abs(p50 - edge) / edge == pytest.approx(HISTOGRAM_RELATIVE_ERROR, rel=1e-6)
+
+
+def _row(i: int, **fields: Any) -> tuple[Any, ...]:
+    values = {
+        "call_id": f"c{i}", "trace_id": f"t{i}", "timestamp": T0 + timedelta(seconds=i),
+        "provider_name": "sim", "request_model": "m", "status": "ok", "error_type": None,
+        "cache_status": "miss", "latency_ms": 100.0 + i, "ttft_ms": None, "cost_usd": 0.01,
+        "attempt": 1, "fallback_from": None, "experiment_id": "exp", "target": "a",
+        "item_id": f"i{i}", "repetition": 0, "simulated": True,
+    } | fields  # fmt: skip
+    return tuple(values[f] for f in CALL_FIELDS)
+
+
+def test_a_refresh_merges_only_what_is_new_and_a_second_one_nothing():
+    conn = _connection()
+    _insert(conn, "calls", CALL_FIELDS, [_row(i) for i in range(5)])
+    first = refresh_rollups(conn)
+    assert (first.calls, first.scores, first.schema) == (5, 0, "main")
+    assert refresh_rollups(conn).calls == 0
+    # A retry of unit t2 (a late row) and a score: the unit is recomputed, not duplicated.
+    _insert(conn, "calls", CALL_FIELDS, [_row(5, trace_id="t2", attempt=2, item_id="i2")])
+    _insert(conn, "scores", SCORE_FIELDS, [("s0", "c5", "s1", 1.0, T0, "exp")])
+    second = refresh_rollups(conn)
+    assert (second.calls, second.scores) == (1, 1)
+    units = conn.execute("SELECT count(*), sum(attempts) FROM rollup_units").fetchone()
+    assert units == (5, 6)
+    assert conn.execute("SELECT call_id, value FROM rollup_scores").fetchall() == [("c5", 1.0)]
+
+
+def test_the_analyses_read_the_rollups_not_the_calls():
+    conn = _connection()
+    _insert(conn, "calls", CALL_FIELDS, [_row(i) for i in range(4)])
+    before = target_summary(conn, experiment_id="exp", n_boot=2)
+    assert before["units"].tolist() == [4]
+    # Edit the rollup behind the log's back: the summary reports the edit, so it was read.
+    conn.execute("UPDATE rollup_units SET spent_usd = 1.0")
+    after = target_summary(conn, experiment_id="exp", n_boot=2)
+    assert after["total_cost"].tolist() == [4.0]
+    conn.execute("UPDATE rollup_costs SET cost_usd = 2.0")
+    assert cost_over_time(conn, freq="day")["cost_usd"].tolist() == [8.0]
+
+
+def test_a_read_only_snapshot_is_rolled_up_in_temporary_tables(tmp_path):
+    path = tmp_path / "calls.duckdb"
+    with CallLog(path) as log:
+        log.execute("INSERT INTO calls (call_id, trace_id, status, latency_ms, target, "
+                    "experiment_id, item_id, cost_usd, attempt) VALUES "
+                    "('c0', 't0', 'ok', 12.0, 'a', 'exp', 'i0', 0.5, 1)")  # fmt: skip
+    expected = reference_target_summary(path, experiment_id="exp", n_boot=2)
+    _same(target_summary(path, experiment_id="exp", n_boot=2), expected)
+    snapshot = CallLog.snapshot(path)
+    try:
+        with fresh_rollups(snapshot) as rollups:
+            assert rollups.schema == "temp"
+            assert rollups.refreshed
+        with fresh_rollups(snapshot) as rollups:  # the same connection: built once
+            assert (rollups.schema, rollups.refreshed) == ("temp", False)
+    finally:
+        snapshot.close()
+    # The log file itself was never written by the analyses; refresh_rollups writes it.
+    check = duckdb.connect(str(path), read_only=True)
+    assert check.execute("SELECT calls_rowid FROM rollup_state").fetchone() == (-1,)
+    check.close()
+    assert refresh_rollups(path).calls == 1
+    check = duckdb.connect(str(path), read_only=True)
+    assert check.execute("SELECT calls_rowid FROM rollup_state").fetchone() == (0,)
+    check.close()
+
+
+def test_a_call_log_is_rolled_up_in_place(tmp_path):
+    with CallLog(tmp_path / "calls.duckdb") as log:
+        log.execute("INSERT INTO calls (call_id, trace_id, status, latency_ms, target, "
+                    "experiment_id, item_id, attempt) "
+                    "VALUES ('c0', 't0', 'ok', 12.0, 'a', 'exp', 'i0', 1)")  # fmt: skip
+        assert target_summary(log, n_boot=2)["latency_p50_ms"].tolist() == [12.0]
+        assert log.execute("SELECT calls_rowid FROM rollup_state") == [(0,)]
+
+
+def test_refreshing_something_that_is_not_a_log_says_what_to_pass():
+    with pytest.raises(TypeError, match="pass a CallLog"):
+        refresh_rollups(42)
+
+
+def test_calls_logged_between_analyses_are_merged_by_the_next_one(tmp_path):
+    with CallLog(tmp_path / "calls.duckdb") as log:
+        log.append_many(
+            [call_row(f"c{i}", f"t{i}", item_id=f"i{i}", target="a", attempt=1) for i in range(3)]
+        )
+        assert target_summary(log, n_boot=2)["units"].tolist() == [3]
+        log.append_many(
+            [call_row(f"c{i}", f"t{i}", item_id=f"i{i}", target="a", attempt=1) for i in (3, 4)]
+            + [call_row("c5", "t0", item_id="i0", target="a", attempt=2, status="error")]
+        )
+        summary = target_summary(log, n_boot=2)
+        _same(summary, reference_target_summary(log, n_boot=2))
+        assert summary[["units", "errors", "attempts_per_unit"]].values.tolist() == [[5, 1, 1.2]]
+
+
+def test_a_refresh_that_lost_a_race_to_another_one_looks_again():
+    conn = _connection()
+    _insert(conn, "calls", CALL_FIELDS, [_row(i) for i in range(3)])
+    other = conn.cursor()
+    scripts: list[str] = []
+
+    def run(sql: str) -> list[Any]:
+        if not scripts:  # another process refreshes between our look and our script
+            refresh_rollups(other)
+        scripts.append(sql)
+        try:
+            conn.execute(sql)
+        except duckdb.Error:
+            conn.execute("ROLLBACK")
+            raise
+        return []
+
+    done = _refresh(run, _connection_reader(conn, where="test"), where="test")
+    assert len(scripts) == 1  # the second look found nothing new: no second script
+    assert (done.calls, done.schema) == (0, "main")
+    assert conn.execute("SELECT count(*) FROM rollup_units").fetchone() == (3,)
