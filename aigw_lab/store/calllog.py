@@ -441,6 +441,11 @@ class CallLog:
         return self._writer.pending_rows
 
     @property
+    def flush_interval(self) -> float:
+        """The longest a batch waits for more rows before its insert (seconds)."""
+        return self._writer.flush_interval
+
+    @property
     def rejected(self) -> list[CallRecord]:
         """Rows the database refused (wrong field types, a constraint), as appended: not in
         ``calls`` but in ``calls_dead_letter`` (or a spill file, see `health`). The latest

@@ -324,6 +324,10 @@ class BatchWriter:
         return path
 
     @property
+    def flush_interval(self) -> float:
+        return self._flush_interval
+
+    @property
     def pending_rows(self) -> int:
         """Rows appended but not yet written."""
         return self._appended - self._done
