@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def bench_inserts(rounds: int, sizes: tuple[int, ...]) -> None:
     profile_one_insert(cursor, new, table(records[:1], True), Path(folder))
     print(f"load average at the end: {load()}\n")
     conn.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def profile_one_insert(cursor, path, table, folder: Path) -> None:  # noqa: ANN001
@@ -305,6 +307,7 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
             print(f"!! {SIDES[side]}: {end['made']} calls but {end['rows']} rows in the log")
         procs[side].stdin.close()
         procs[side].wait(timeout=120)
+    shutil.rmtree(folder, ignore_errors=True)
     print()
 
 
@@ -347,6 +350,7 @@ def bench_writer(rows: int, rounds: int) -> None:
     verdict = "met" if best >= TARGET_ROWS_PER_S else "NOT met"
     print(f"target: >= {TARGET_ROWS_PER_S:,} pre-built rows/s (wall): {verdict} in this run")
     print(f"load average at the end: {load()}\n")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
