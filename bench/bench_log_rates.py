@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args.worker, args.folder)
     sides = list(SIDES)
     if args.quick:
-        args.rounds, args.seconds, args.writer_rows = 3, 3.0, 300_000
+        args.rounds, args.seconds, args.writer_rows = 3, 3.0, 200_000
         sides = ["raw", "off", "on", "old"]
     print(
         f"bench_log_rates: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | "
