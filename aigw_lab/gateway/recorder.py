@@ -105,7 +105,7 @@ class Recorder:
         log = self.log
         if log is not None:
             try:
-                log.append(record)
+                log.append(record, built=True)  # sanitised above: valid JSON columns
             except StoreError:
                 # Closed, or its queue full while inserts fail: the caller's call went
                 # through (and may have been paid for), so keep the row and carry on.
@@ -124,7 +124,7 @@ class Recorder:
         log = self.log
         if log is not None:
             try:
-                log.append_many(rows)
+                log.append_many(rows, built=True)
             except StoreError:
                 log.set_aside(rows, "the call log did not accept the rows")
         for index, sink in enumerate(self.sinks):

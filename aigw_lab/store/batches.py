@@ -42,6 +42,9 @@ class ColumnBatches:
     def __init__(self, columns: dict[str, str], *, arrow: bool | None = None) -> None:
         self.arrow = arrow_installed() if arrow is None else arrow
         self.names = list(columns)
+        #: Whether `table` can mark JSON columns as Arrow's ``arrow.json`` type (``json=True``),
+        #: which DuckDB takes as JSON without parsing: pyarrow >= 19 only.
+        self.json_typed = False
         if self.arrow:
             self._init_arrow(columns)
         else:
@@ -56,17 +59,33 @@ class ColumnBatches:
         self._schema = arrow_schema(columns)
         self.converters = [_arrow_converter(field.type) for field in self._schema]
         self.errors: tuple[type[BaseException], ...] = (pa.ArrowException,)
+        json_type = getattr(pa, "json_", None)  # pyarrow >= 19
+        self._json_columns = [i for i, sql in enumerate(columns.values()) if sql == "JSON"]
+        if json_type is not None:
+            self.json_typed = True
+            self._json_type = json_type()
+            schema = self._schema
+            for index in self._json_columns:
+                schema = schema.set(index, schema.field(index).with_type(self._json_type))
+            self._json_schema = schema
 
     def convert(self, index: int, values: list[Any]) -> Any:
         """Column ``index``'s values as an array; raises if one cannot be stored."""
         return self.converters[index](values)
 
-    def table(self, arrays: Sequence[Any]) -> Any:
-        """The arrays, one per column in order, as one insertable table."""
+    def table(self, arrays: Sequence[Any], *, json: bool = False) -> Any:
+        """The arrays, one per column in order, as one insertable table. ``json`` (honoured
+        when `json_typed`): JSON columns are typed ``arrow.json``, so DuckDB stores their
+        text without parsing it; only for text known to be valid JSON."""
         if self.arrow:
             # lazy: pyarrow loads in ~0.1-0.2 s; only building or reading a batch needs it
             import pyarrow as pa
 
+            if json and self.json_typed:
+                arrays = list(arrays)
+                for index in self._json_columns:  # a view of the same buffers, no copy
+                    arrays[index] = pa.ExtensionArray.from_storage(self._json_type, arrays[index])
+                return pa.Table.from_arrays(arrays, schema=self._json_schema)
             return pa.Table.from_arrays(list(arrays), schema=self._schema)
         # lazy: pandas (with numpy and pyarrow) loads in ~0.4 s; only building a frame needs it
         import pandas as pd

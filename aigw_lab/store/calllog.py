@@ -63,6 +63,11 @@ _SIDE_TABLES = ("scores", "experiments", "experiment_runs")
 # on the same file in this process still work (DuckDB refuses differing connect configs).
 _DEFAULT_MEMORY_LIMIT = "256MB"
 
+#: A batch's default maximum age when its rows are crash-safe anyway (spooled, or in memory)
+#: and when not (durability "none"); see bench/bench_log_rates.py for what it saves.
+SPOOLED_BATCH_AGE = 2.0
+UNSPOOLED_BATCH_AGE = 0.2
+
 
 class CallLog:
     """An append-only log of gateway calls in a DuckDB file (table ``calls``); a gateway's
@@ -70,7 +75,9 @@ class CallLog:
 
     ``path`` is the database file (created, with its directory, if missing) or ``":memory:"``.
     Rows are buffered and written by a background thread in batches of ``batch_size``, at
-    the latest ``flush_interval`` seconds after they were appended. At most ``max_queue`` rows
+    the latest ``flush_interval`` seconds after the batch's first row (unset: 2 s when rows
+    are crash-safe anyway, spooled or in memory; 0.2 s without a spool; reads flush first,
+    see docs/call_log.md). At most ``max_queue`` rows
     wait in memory; beyond that `append` blocks until the writer catches up. ``config`` is
     passed to ``duckdb.connect``; without a ``memory_limit`` in it, a file log's database is
     capped at 256MB of cache (DuckDB spills bigger queries to disk). ``before_insert`` is
@@ -105,7 +112,7 @@ class CallLog:
         path: str | os.PathLike[str],
         *,
         batch_size: int = 5_000,
-        flush_interval: float = 0.2,
+        flush_interval: float | None = None,
         max_queue: int = 100_000,
         config: Mapping[str, Any] | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
@@ -145,6 +152,10 @@ class CallLog:
         self._path: Path | str
         # None for "full": append then costs one comparison more than before.
         self._bodies = None if bodies is None or bodies.mode == "full" else bodies
+        if flush_interval is None:
+            # A spooled row is crash-safe before its insert, so waiting costs no durability.
+            spooled = durability != "none" or str(path) == _MEMORY
+            flush_interval = SPOOLED_BATCH_AGE if spooled else UNSPOOLED_BATCH_AGE
         if str(path) == _MEMORY:
             self._path, self._where, spill_dir = _MEMORY, "the in-memory call log", None
             conn = duckdb.connect(_MEMORY, config=dict(config or {}))
@@ -227,36 +238,40 @@ class CallLog:
 
     # --- writing -----------------------------------------------------------------------
 
-    def append(self, record: CallRecord) -> None:
+    def append(self, record: CallRecord, *, built: bool = False) -> None:
         """Queue one row. Thread-safe and cheap; blocks only while ``max_queue`` rows wait
         (backpressure), so it is fine to call from async code. Raises `StoreError` after
-        `close`, or when the queue is full because writing keeps failing."""
+        `close`, or when the queue is full because writing keeps failing.
+
+        ``built=True``: the gateway built the row and made it storable, so its JSON columns
+        are stored without being parsed again; other rows' are checked, and text that is not
+        JSON is stored as a JSON string."""
         if self._bodies is not None:
             # Before the spool and the queue: an unredacted body never reaches either.
             record = self._bodies.apply(record)
         spool = self._spool
         if spool is None or type(record) is not CallRecord:
-            self._writer.append(record)
+            self._writer.append(record, built)
             return
         with spool.lock:
             # Spooled before it is queued: from here a crash cannot lose it.
             spool.write_end(record)
             try:
-                self._writer.append(record)
+                self._writer.append(record, built)
             except BaseException:
                 spool.refused()  # spooled but not queued: the next open must replay it
                 raise
             spool.ends += 1
 
-    def append_many(self, records: Iterable[CallRecord]) -> None:
+    def append_many(self, records: Iterable[CallRecord], *, built: bool = False) -> None:
         """Queue several rows, in order (`append` for each)."""
         if self._spool is None:
             if self._bodies is not None:
                 records = [self._bodies.apply(record) for record in records]
-            self._writer.append_many(records)
+            self._writer.append_many(records, built)
             return
         for record in records:
-            self.append(record)
+            self.append(record, built=built)
 
     @property
     def spool(self) -> Spool | None:
@@ -424,6 +439,11 @@ class CallLog:
     def pending_rows(self) -> int:
         """Rows appended but not yet written."""
         return self._writer.pending_rows
+
+    @property
+    def flush_interval(self) -> float:
+        """The longest a batch waits for more rows before its insert (seconds)."""
+        return self._writer.flush_interval
 
     @property
     def rejected(self) -> list[CallRecord]:

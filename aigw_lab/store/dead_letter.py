@@ -22,7 +22,7 @@ from typing import Any
 from aigw_lab.store.batches import ColumnBatches
 from aigw_lab.store.files import open_private
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
-from aigw_lab.store.sanitize import sanitize_text
+from aigw_lab.store.sanitize import sanitize_record, sanitize_text
 
 __all__ = [
     "DEAD_LETTER_BATCH",
@@ -34,6 +34,7 @@ __all__ = [
     "isolate_refused",
     "row_json",
     "spill_rows",
+    "split_unconvertible",
     "unconvertible_rows",
 ]
 
@@ -278,3 +279,35 @@ def _typed(name: str, value: Any) -> Any:
             return None
         return float(value) if math.isfinite(value) else None
     return sanitize_text(value) if isinstance(value, str) else None
+
+
+def split_unconvertible(
+    named_columns: Sequence[tuple[str, Callable[[Any], Any], Callable[[list[Any]], Any]]],
+    batch: list[CallRecord],
+) -> tuple[list[CallRecord], list[tuple[CallRecord, str]]]:
+    """The writer's slow path, for a batch that cannot be converted as a whole: the rows
+    that can (a row that bypassed sanitising, appended by hand, is sanitised here first)
+    and the others with why. Bad rows are found by bisecting each failing column (a few
+    conversions per bad row, not one per row and column)."""
+    problems = unconvertible_rows(named_columns, batch)
+    good: list[CallRecord] = []
+    bad: list[tuple[CallRecord, str]] = []
+    for index, record in enumerate(batch):
+        reason = problems.get(index)
+        if reason is not None:
+            fixed = _sanitized(record)
+            if fixed is not None and not unconvertible_rows(named_columns, [fixed]):
+                record, reason = fixed, None
+        if reason is None:
+            good.append(record)
+        else:
+            bad.append((record, reason))
+    return good, bad
+
+
+def _sanitized(record: CallRecord) -> CallRecord | None:
+    try:
+        fixed = sanitize_record(record)
+    except Exception:  # noqa: BLE001 - a row too broken to sanitise is dead-lettered as is
+        return None
+    return None if fixed is record else fixed

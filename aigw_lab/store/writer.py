@@ -3,7 +3,11 @@
 Callers append `CallRecord` objects to a plain list under a lock (no per-row queue put, no
 per-row wake-up); a full list is handed to the writer thread, which transposes it column by
 column into a table (pyarrow when installed, else pandas: see `batches`) and inserts it with
-one ``INSERT ... SELECT`` statement.
+one ``INSERT ... SELECT`` statement (see `insert_path` for why that statement is shaped so).
+
+Batches are cut by size or by age (``batch_size`` rows, or the oldest row ``flush_interval``
+seconds old): an insert costs milliseconds whatever its size, so at low rates a longer age
+means fewer, larger inserts; readers see no delay, as every read through `CallLog` flushes.
 
 Guarantees, in order of importance:
 
@@ -42,10 +46,10 @@ from aigw_lab.store.dead_letter import (
     is_row_problem,
     isolate_refused,
     spill_rows,
-    unconvertible_rows,
+    split_unconvertible,
 )
+from aigw_lab.store.insert_path import InsertPath
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
-from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.schema import COLUMN_TYPES
 
 if TYPE_CHECKING:
@@ -53,7 +57,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchWriter", "CallLogWarning"]
 
-_BATCH_TABLE = "_aigw_call_batch"
 _ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 _FIRST_RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 5.0
@@ -64,18 +67,6 @@ class CallLogWarning(RuntimeWarning):
     """The call log could not write rows yet; they are kept and retried."""
 
 
-def _insert_sql() -> str:
-    # BY NAME keeps inserts right even if a later migration adds columns in another order.
-    # Invalid JSON text is stored as a JSON string instead of failing the whole batch.
-    select = ", ".join(
-        f"COALESCE(TRY_CAST({name} AS JSON), to_json({name})) AS {name}"
-        if sql_type == "JSON"
-        else f'"{name}"'
-        for name, sql_type in COLUMN_TYPES.items()
-    )
-    return f"INSERT INTO calls BY NAME SELECT {select} FROM {_BATCH_TABLE}"
-
-
 class BatchWriter:
     """Owns the writer thread and the rows waiting for it. Used through `CallLog`.
 
@@ -83,6 +74,9 @@ class BatchWriter:
     attempt; an exception it raises counts as a failed insert. Tests use it to slow the
     writer down or to simulate a full disk. ``arrow`` picks how batches are built (see
     `ColumnBatches`): None uses pyarrow when it is installed; tests force either path.
+
+    ``flush_interval`` is the batch's maximum age: a row waits at most that long (from the
+    moment the buffer it joined got its first row) before its insert starts.
     """
 
     def __init__(
@@ -117,8 +111,13 @@ class BatchWriter:
         self._progress = threading.Condition(lock)  # appenders and flushers wait here
 
         self._buffer: list[CallRecord] = []
-        self._pending: deque[list[CallRecord]] = deque()
+        self._buffer_since = 0.0  # monotonic time the buffer got its first row
+        # Whether the buffer holds a row from outside the gateway (`append` without
+        # ``built``): its batch re-validates JSON columns. Batches travel with this flag.
+        self._buffer_raw = False
+        self._pending: deque[tuple[list[CallRecord], bool]] = deque()
         self._inflight: list[CallRecord] | None = None  # taken by the writer, not yet written
+        self._inflight_raw = True
         self._appended = 0
         self._done = 0  # rows written, dead-lettered or spilled: what flush() waits for
         self.rows_written = 0
@@ -145,8 +144,8 @@ class BatchWriter:
         self._conn_lock = threading.Lock()  # the shared connection object is not thread-safe
         self._close_lock = threading.Lock()
         self._cursor = conn.cursor()  # the writer thread's own connection handle
-        self._insert = _insert_sql()
         self._batches = ColumnBatches(COLUMN_TYPES, arrow=arrow)
+        self._inserts = InsertPath(self._cursor, json_typed=self._batches.json_typed)
         self._columns = [
             (itemgetter(index), convert) for index, convert in enumerate(self._batches.converters)
         ]
@@ -163,13 +162,15 @@ class BatchWriter:
         )
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
-        self._insert_table(self._to_table([])[0])
+        self._inserts.insert(self._to_table([], raw=True)[0], built=False)
         self._thread = threading.Thread(target=self._run, name="aigw-call-log-writer", daemon=True)
         self._thread.start()
 
     # --- caller side -------------------------------------------------------------------
 
-    def append(self, record: CallRecord) -> None:
+    def append(self, record: CallRecord, built: bool = False) -> None:
+        """Queue one row. ``built``: the gateway built it, so its JSON columns are valid
+        JSON by construction and are stored without re-validation."""
         if type(record) is not CallRecord and not isinstance(record, CallRecord):
             raise TypeError(f"CallLog.append takes a CallRecord, not {type(record).__name__}")
         with self._work:
@@ -178,22 +179,30 @@ class BatchWriter:
             if self._appended - self._done >= self._max_queue:
                 self._wait_for_room()
             buffer = self._buffer
+            if not buffer:
+                self._buffer_since = time.monotonic()  # the batch's age counts from here
+            if not built:
+                self._buffer_raw = True
             buffer.append(record)
             self._appended += 1
             if len(buffer) >= self._batch_size:
-                self._pending.append(buffer)
-                self._buffer = []
+                self._hand_over()
                 self._work.notify()
 
-    def append_many(self, records: Iterable[CallRecord]) -> None:
+    def append_many(self, records: Iterable[CallRecord], built: bool = False) -> None:
         for record in records:
-            self.append(record)
+            self.append(record, built)
+
+    def _hand_over(self) -> None:
+        # With the lock held: the buffer becomes a pending batch, with its flag.
+        self._pending.append((self._buffer, self._buffer_raw))
+        self._buffer = []
+        self._buffer_raw = False
 
     def _wait_for_room(self) -> None:
         # Called with the lock held and the queue full: hand over what we have, then wait.
         if self._buffer:
-            self._pending.append(self._buffer)
-            self._buffer = []
+            self._hand_over()
         failures_before = self._failures
         self._retry_now = True  # if the writer is backing off after a failure, retry now
         self._work.notify()
@@ -315,6 +324,10 @@ class BatchWriter:
         return path
 
     @property
+    def flush_interval(self) -> float:
+        return self._flush_interval
+
+    @property
     def pending_rows(self) -> int:
         """Rows appended but not yet written."""
         return self._appended - self._done
@@ -393,7 +406,7 @@ class BatchWriter:
     def _unwritten_rows(self) -> list[CallRecord]:
         with self._work:
             rows = list(self._inflight or ())
-            for batch in self._pending:
+            for batch, _ in self._pending:
                 rows.extend(batch)
             rows.extend(self._buffer)
             self._inflight, self._buffer = None, []
@@ -419,7 +432,7 @@ class BatchWriter:
                 batch = self._next_batch()
                 if batch is None:
                     break
-                self._write(batch)
+                self._write(batch, raw=self._inflight_raw)
         except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
             with self._work:
                 self._fatal = exc
@@ -435,7 +448,6 @@ class BatchWriter:
 
     def _next_batch(self) -> list[CallRecord] | None:
         with self._work:
-            timed_out = False
             while True:
                 if self._exit_now:
                     return None
@@ -446,30 +458,35 @@ class BatchWriter:
                         return self._inflight
                     self._work.wait(wait)
                     continue
-                take_buffer = bool(self._buffer) and (
-                    timed_out or self._flush_waiters > 0 or self._stopping
-                )
-                if take_buffer:
-                    self._pending.append(self._buffer)
-                    self._buffer = []
+                wait = self._flush_interval  # idle: look again after one age
+                if self._buffer:
+                    wait = self._buffer_since + self._flush_interval - time.monotonic()
+                    if wait <= 0 or self._flush_waiters > 0 or self._stopping:
+                        self._hand_over()
                 if self._pending:
-                    batch = self._pending.popleft()
-                    while self._pending and len(batch) + len(self._pending[0]) <= self._max_batch:
-                        batch += self._pending.popleft()
+                    batch, raw = self._pending.popleft()
+                    pending, most = self._pending, self._max_batch
+                    while pending and len(batch) + len(pending[0][0]) <= most:
+                        more, more_raw = pending.popleft()
+                        batch += more
+                        raw = raw or more_raw
                     self._inflight = batch
+                    self._inflight_raw = raw
                     self._retry_now = False
                     return batch
                 if self._stopping:
                     return None
-                timed_out = not self._work.wait(self._flush_interval)
+                self._work.wait(wait)
 
-    def _write(self, batch: list[CallRecord]) -> None:
-        table, good, bad = self._to_table(batch)
+    def _write(self, batch: list[CallRecord], *, raw: bool) -> None:
+        table, good, bad = self._to_table(batch, raw=raw)
+        # A batch that needed sanitising here held rows the gateway did not make storable.
+        built = not raw and not bad and good is batch
         try:
             if self._before_insert is not None:
                 self._before_insert(len(batch))
             if self._batches.num_rows(table):
-                self._insert_table(table)
+                self._inserts.insert(table, built=built)
             written, refused = len(good), []
         except Exception as exc:  # noqa: BLE001 - any failure keeps the rows for a retry
             if not is_row_problem(exc):
@@ -477,7 +494,7 @@ class BatchWriter:
                 return
             # Some row's values were refused: bisect, so only the culprits are set aside.
             written, refused, left, failure = isolate_refused(
-                partial(self._insert_slice, table), good, exc
+                partial(self._insert_slice, table, built), good, exc
             )
             if failure is not None:  # the database itself failed half-way: retry the rest
                 self._insert_failed(failure, left + [r for r, _ in bad], written=written)
@@ -556,52 +573,24 @@ class BatchWriter:
         )
         return None
 
-    def _insert_slice(self, table: Any, start: int, stop: int) -> None:
+    def _insert_slice(self, table: Any, built: bool, start: int, stop: int) -> None:
         if self._before_insert is not None:
             self._before_insert(stop - start)
-        self._insert_table(self._batches.slice(table, start, stop))
-
-    def _insert_table(self, table: Any) -> None:
-        self._cursor.register(_BATCH_TABLE, table)
-        try:
-            self._cursor.execute(self._insert)
-        finally:
-            self._cursor.unregister(_BATCH_TABLE)
+        self._inserts.insert(self._batches.slice(table, start, stop), built=built)
 
     def _to_table(
-        self, batch: list[CallRecord]
+        self, batch: list[CallRecord], *, raw: bool
     ) -> tuple[Any, list[CallRecord], list[tuple[CallRecord, str]]]:
         """The batch as a table to insert, the rows in it, and the rows that cannot be
-        converted, with why."""
+        converted, with why. ``raw``: some row came from outside the gateway, so JSON
+        columns stay plain text for the insert to validate."""
         try:
             # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
             arrays = [convert(list(map(get, batch))) for get, convert in self._columns]
-            return self._batches.table(arrays), batch, []
+            return self._batches.table(arrays, json=not raw), batch, []
         except self._convert_errors:
             pass
-        # Slow path, only when the batch holds a bad row: find it by bisecting each column
-        # that fails (a few conversions per bad row, not one per row and column), keep the
-        # others. A row that bypassed sanitising (appended by hand) gets it here.
-        problems = unconvertible_rows(self._named_columns, batch)
-        good: list[CallRecord] = []
-        bad: list[tuple[CallRecord, str]] = []
-        for index, record in enumerate(batch):
-            reason = problems.get(index)
-            if reason is not None:
-                fixed = _sanitized(record)
-                if fixed is not None and not unconvertible_rows(self._named_columns, [fixed]):
-                    record, reason = fixed, None
-            if reason is None:
-                good.append(record)
-            else:
-                bad.append((record, reason))
+        # Slow path, only when the batch holds a bad row (see `split_unconvertible`).
+        good, bad = split_unconvertible(self._named_columns, batch)
         arrays = [convert(list(map(get, good))) for get, convert in self._columns]
         return self._batches.table(arrays), good, bad
-
-
-def _sanitized(record: CallRecord) -> CallRecord | None:
-    try:
-        fixed = sanitize_record(record)
-    except Exception:  # noqa: BLE001 - a row too broken to sanitise is dead-lettered as is
-        return None
-    return None if fixed is record else fixed
