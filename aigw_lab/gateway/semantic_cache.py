@@ -226,6 +226,11 @@ class SemanticCache(Primitive):
 
     # --- for notebooks --------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Load the embedding model now (building the cache does not): a server calls this
+        before it reports ready, so its first lookup does not wait for the model."""
+        self.embedder.embed(["warm-up"])
+
     def lookup(self, request: ChatRequest, *, provider: str, model: str) -> SemanticMatch | None:
         """The answer this cache would serve ``request`` sent to ``provider``/``model``
         (None: a miss), without counting it or logging anything."""

@@ -195,3 +195,27 @@ def test_building_a_semantic_cache_does_not_load_its_model():
     assert lazy.loads == 0  # isinstance(lazy, Embedder) would have read dim
     with pytest.raises(ConfigError, match="is not an Embedder"):
         SemanticCache(object())
+
+
+class _CountingEmbedder(_LazyEmbedder):
+    def __init__(self):
+        super().__init__()
+        self.embedded = []
+
+    def embed(self, texts):
+        import numpy as np
+
+        self.embedded.append(list(texts))
+        return np.ones((len(texts), 8), dtype=np.float32) / np.sqrt(8)
+
+
+async def test_a_server_loads_the_semantic_cache_embedder_before_it_is_ready():
+    from aigw_lab.server.app import GatewayApp
+    from aigw_lab.testing.fakes import MockProvider
+
+    embedder = _CountingEmbedder()
+    cache = SemanticCache(embedder)
+    gateway = Gateway([MockProvider("mock", models=("m1",))], middleware=[cache], log=None)
+    assert embedder.embedded == []  # building loads nothing
+    await GatewayApp(gateway, None).warm_up()  # what lifespan startup runs
+    assert embedder.embedded == [["warm-up"]]
