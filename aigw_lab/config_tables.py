@@ -214,7 +214,7 @@ SEMANTIC_TABLE = Table(
             name="model",
             types=(str,),
             what="an embedding model name",
-            doc="the embedding model (default all-MiniLM-L6-v2)",
+            doc="the embedding model (default all-MiniLM-L6-v2; all-MiniLM-L6-v2-static256: fast)",
         ),
         Key(
             name="index",
@@ -241,6 +241,7 @@ SEMANTIC_TABLE = Table(
                 ("allow_tools", "also serve/store requests that carry tools"),
                 ("guard_numbers", "refuse a hit whose numbers differ (default true)"),
                 ("guard_negation", "refuse a hit whose negations differ (default true)"),
+                ("batch_window", "seconds concurrent lookups wait to share one embedding call"),
             )
         ),
         Key(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import os
 import threading
 import warnings
@@ -41,6 +42,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "BatchingEmbedder",
     "HashingEmbedder",
+    "is_embedder",
     "DEFAULT_MODEL",
     "INT8_MODEL",
 ]
@@ -65,6 +67,18 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def is_embedder(obj: object) -> bool:
+    """Whether ``obj`` has what `Embedder` asks (``name``, ``dim``, ``embed``), checked
+    without evaluating ``dim``: ``isinstance(obj, Embedder)`` reads every attribute, and a
+    model's ``dim`` loads the model (seconds), which a cache being built must not do."""
+    for attribute in ("name", "dim", "embed"):
+        try:
+            inspect.getattr_static(obj, attribute)
+        except AttributeError:
+            return False
+    return callable(getattr(obj, "embed", None))
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

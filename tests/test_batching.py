@@ -257,3 +257,68 @@ def test_semantic_cache_batch_window_wraps_the_embedder():
     with pytest.raises(ConfigError):
         SemanticCache(inner, batch_window=-1.0)
     cache.embedder.close()
+
+
+def _sim_gateway(embedder, n):
+    provider = MockProvider("mock", models=("m1",), default=None)
+    provider.enqueue(*(f"answer {i}" for i in range(n)))
+    cache = SemanticCache(embedder, threshold=0.9)
+    return Gateway([provider], middleware=[cache], prices={"mock/m1": Price(1.0, 2.0)})
+
+
+def test_semantic_cache_thread_lookups_through_the_gateway_share_one_model_call():
+    n = 8
+    inner = CountingEmbedder()
+    embedder = BatchingEmbedder(inner, max_batch=n, max_wait=FOREVER)
+    gateway = _sim_gateway(embedder, n)
+    questions = [f"Question {i}: what is the colour of item {'x' * i}?" for i in range(n)]
+    barrier = threading.Barrier(n)
+    replies = {}
+
+    def call(question):
+        barrier.wait()  # all released together
+        replies[question] = gateway.chat("mock/m1", question)
+
+    threads = [threading.Thread(target=call, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    embedder.close()
+    assert not any(t.is_alive() for t in threads), "a lookup never returned"
+    assert inner.calls == [n]  # n concurrent lookups, one model call
+    assert sorted(r.cache_status for r in replies.values()) == ["miss"] * n
+
+
+def test_semantic_cache_lookups_from_threads_and_tasks_share_one_model_call():
+    threads_n, tasks_n = 3, 3
+    inner = CountingEmbedder()
+    embedder = BatchingEmbedder(inner, max_batch=threads_n + tasks_n, max_wait=FOREVER)
+    gateway = _sim_gateway(embedder, threads_n + tasks_n)
+    replies = []
+
+    def sync_call(question):
+        replies.append(gateway.chat("mock/m1", question))
+
+    async def from_tasks():
+        return await asyncio.gather(
+            *(
+                gateway.achat("mock/m1", f"Why is task {i} on an event loop?")
+                for i in range(tasks_n)
+            )
+        )
+
+    threads = [
+        threading.Thread(target=sync_call, args=(f"How does thread {i} block?",))
+        for i in range(threads_n)
+    ]
+    for thread in threads:
+        thread.start()
+    # The batch cannot run before every caller, threads and tasks, has put its text in it.
+    replies.extend(asyncio.run(asyncio.wait_for(from_tasks(), JOIN_TIMEOUT)))
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    embedder.close()
+    assert not any(t.is_alive() for t in threads), "a lookup never returned"
+    assert inner.calls == [threads_n + tasks_n]
+    assert len(replies) == threads_n + tasks_n

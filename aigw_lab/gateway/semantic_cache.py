@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from aigw_lab.embeddings import BatchingEmbedder, Embedder
+from aigw_lab.embedder_names import embedder_by_name
+from aigw_lab.embeddings import BatchingEmbedder, Embedder, is_embedder
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache import namespace_for
 from aigw_lab.gateway.cache_common import read_cache_options, stored_answer
@@ -137,7 +138,9 @@ class SemanticCacheStats:
 class SemanticCache(Primitive):
     """Serves a request from the answer to an earlier, similar request.
 
-    ``embedder``: an `Embedder` (a `SentenceTransformerEmbedder` for real use).
+    ``embedder``: an `Embedder` (a `SentenceTransformerEmbedder` for real use), or its name
+    (`aigw_lab.embedder_names.embedder_by_name`: ``"all-MiniLM-L6-v2-static256"`` is the fast
+    one).
     ``threshold``: the least cosine similarity that may serve (default 0.9).
     ``max_entries``: least recently used entries are evicted beyond it. ``ttl``: seconds an
     answer stays fresh (None: no expiry); a request's ``metadata["cache"]["ttl"]`` wins.
@@ -165,7 +168,7 @@ class SemanticCache(Primitive):
 
     def __init__(
         self,
-        embedder: Embedder,
+        embedder: Embedder | str,
         *,
         threshold: float = 0.9,
         max_entries: int = 10_000,
@@ -180,7 +183,9 @@ class SemanticCache(Primitive):
         batch_window: float = 0.0,
         verifier: PairVerifier | str | None = "lexical",
     ) -> None:
-        if not isinstance(embedder, Embedder):
+        if isinstance(embedder, str):  # a name; unknown ones and missing extras raise here
+            embedder = embedder_by_name(embedder)
+        if not is_embedder(embedder):  # isinstance would read dim: load the model
             raise ConfigError(
                 f"semantic cache embedder {embedder!r} is not an Embedder",
                 hint="pass a SentenceTransformerEmbedder (or an object with name, dim, embed)",
@@ -220,6 +225,11 @@ class SemanticCache(Primitive):
         self._saved_usd = 0.0
 
     # --- for notebooks --------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load the embedding model now (building the cache does not): a server calls this
+        before it reports ready, so its first lookup does not wait for the model."""
+        self.embedder.embed(["warm-up"])
 
     def lookup(self, request: ChatRequest, *, provider: str, model: str) -> SemanticMatch | None:
         """The answer this cache would serve ``request`` sent to ``provider``/``model``

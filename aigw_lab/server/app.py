@@ -355,12 +355,17 @@ class GatewayApp:
 
     async def warm_up(self) -> None:
         """Load what the first request would otherwise wait for (a learned policy's embedding
-        model), off the event loop. Runs at lifespan startup, before uvicorn accepts
-        connections, so ``/health`` answers only once policies route at full speed."""
+        model, a semantic cache's), off the event loop. Runs at lifespan startup, before
+        uvicorn accepts connections, so ``/health`` answers only once policies route at full
+        speed."""
         # lazy: the policy router loads the gateway (~0.1 s); importing the app alone skips it
         from aigw_lab.policy.router import warm_up_policies
 
         await asyncio.to_thread(warm_up_policies, self.gateway)
+        for middleware in self.gateway.middleware:  # a semantic cache loads its embedder
+            warm = getattr(middleware, "warm_up", None)
+            if callable(warm):
+                await asyncio.to_thread(warm)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -115,6 +115,32 @@ def test_the_default_folder_is_keyed_by_the_bundled_weights(tmp_path, bundled):
     assert source_weights_digest(fake) != source_weights_digest()
 
 
+def test_the_weights_digest_is_remembered_until_a_weights_file_changes(tmp_path, monkeypatch):
+    import os
+
+    import aigw_lab.static_embedder as module
+
+    weights = tmp_path / "minilm"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"weights one")
+    (weights / "config.json").write_text("{}")
+    monkeypatch.setattr(module, "_bundled_model_folder", lambda: weights)
+    hashed = []
+    real = module.source_weights_digest
+    monkeypatch.setattr(module, "source_weights_digest", lambda f: hashed.append(f) or real(f))
+    root = tmp_path / "artefacts"
+    first = StaticEmbedder(root).fingerprint()
+    assert StaticEmbedder(root).fingerprint() == first  # a new process: read, not hashed
+    assert len(hashed) == 1 and (root / "source-digest.json").is_file()
+    (weights / "model.safetensors").write_bytes(b"weights two!")  # another size
+    os.utime(weights / "model.safetensors", ns=(1, 1))
+    assert StaticEmbedder(root).fingerprint() != first
+    assert len(hashed) == 2
+    (root / "source-digest.json").write_text("not json")  # damaged: computed again
+    StaticEmbedder(root).fingerprint()
+    assert len(hashed) == 3
+
+
 def test_static_vectors_have_their_own_cache_identity(tmp_path, bundled):
     static = StaticEmbedder(tmp_path / "m", source=counting_source([]), source_key="tiny")
     assert static.name == STATIC_MODEL not in (DEFAULT_MODEL, INT8_MODEL)

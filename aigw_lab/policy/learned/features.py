@@ -12,15 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aigw_lab.embedder_names import embedder_by_name
 from aigw_lab.embedding_cache import CachedEmbedder, EmbeddingCache, default_cache_root
-from aigw_lab.embeddings import (
-    DEFAULT_MODEL,
-    INT8_MODEL,
-    HashingEmbedder,
-    SentenceTransformerEmbedder,
-)
-from aigw_lab.errors import ConfigError
-from aigw_lab.static_embedder import STATIC_MODEL, StaticEmbedder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,39 +44,9 @@ def make_embedder(name: str | None) -> Embedder:
     all-MiniLM-L6-v2-static256 the static embedder distilled from it
     (`aigw_lab.static_embedder.STATIC_MODEL`); anything else the path of a
     sentence-transformers model folder on this machine (never downloaded). Any other name is
-    a `ConfigError` listing the known ones, raised before a model loads."""
-    if name and name.startswith("hashing-"):
-        parts = name.split("-")
-        if len(parts) != 3 or not all(p.isdigit() and len(p) <= 5 for p in parts[1:]):
-            raise ConfigError(
-                f"embedder {name[:80]!r} is invalid",
-                hint="name a HashingEmbedder as hashing-<dim>-<ngram>, e.g. hashing-256-3",
-            )
-        return HashingEmbedder(int(parts[1]), ngram=int(parts[2]))
-    if name in (None, DEFAULT_MODEL):
-        return SentenceTransformerEmbedder()
-    if name == INT8_MODEL:
-        return SentenceTransformerEmbedder(int8=True)
-    if name == STATIC_MODEL:
-        return StaticEmbedder()
-    if not _is_model_folder(name):
-        raise ConfigError(
-            f"unknown embedder {name[:80]!r}",
-            hint=f"use {DEFAULT_MODEL} (the default), {INT8_MODEL} (faster), "
-            f"{STATIC_MODEL} (fastest; distilled on first use), "
-            "hashing-<dim>-<ngram> (tests only) or the folder of a local "
-            "sentence-transformers model",
-        )
-    return SentenceTransformerEmbedder(name)
-
-
-def _is_model_folder(name: str) -> bool:
-    if not name.strip() or "\0" in name or len(name) >= 4096:
-        return False  # "" would be the current folder
-    try:
-        return Path(name).expanduser().is_dir()
-    except (OSError, ValueError):
-        return False
+    a `ConfigError` listing the known ones, raised before a model loads
+    (`aigw_lab.embedder_names.embedder_by_name`)."""
+    return embedder_by_name(name)
 
 
 def embedder_fingerprint(embedder: Embedder) -> str | None:
