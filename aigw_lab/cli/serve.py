@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from aigw_lab.server import GatewayApp, KeyRing, serve
     from aigw_lab.server.workers import WorkerTagged, watch_parent, worker_log_path
 
+    check_loop(args.loop)
     config = load_config(args.config) if args.config else None
     settings = config.server if config is not None else None
     keys: KeyRing | None = None
@@ -244,6 +245,21 @@ def run(args: argparse.Namespace) -> int:
         gateway.close()  # already closed by a graceful shutdown; this covers the rest
     print("aigw-lab serve: stopped; call log flushed", file=sys.stderr, flush=True)
     return 0
+
+
+def check_loop(loop: str, find_spec: Any = None) -> None:
+    """Refuse ``--loop uvloop`` when uvloop is not installed (`ConfigError` naming the
+    install command); ``find_spec`` is `importlib.util.find_spec` unless given."""
+    if loop != "uvloop":
+        return
+    if find_spec is None:
+        # lazy: only --loop uvloop needs it
+        from importlib.util import find_spec
+    if find_spec("uvloop") is None:
+        raise ConfigError(
+            "--loop uvloop: uvloop is not installed",
+            hint="pip install 'aigw-lab[fast-serve]', or use --loop auto",
+        )
 
 
 def _supervise(args: argparse.Namespace, config: Any, host: str, port: int, *, logs: bool) -> int:

@@ -249,3 +249,13 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
         upstream.close()
         redis.stop()
+
+
+def test_loop_uvloop_without_uvloop_names_the_extra() -> None:
+    from aigw_lab.cli.serve import check_loop
+
+    with pytest.raises(ConfigError, match="uvloop is not installed") as caught:
+        check_loop("uvloop", find_spec=lambda name: None)
+    assert "aigw-lab[fast-serve]" in caught.value.hint
+    check_loop("uvloop", find_spec=lambda name: object())  # installed: accepted
+    check_loop("auto", find_spec=lambda name: None)  # auto falls back to asyncio
