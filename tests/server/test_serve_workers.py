@@ -259,3 +259,57 @@ def test_loop_uvloop_without_uvloop_names_the_extra() -> None:
     assert "aigw-lab[fast-serve]" in caught.value.hint
     check_loop("uvloop", find_spec=lambda name: object())  # installed: accepted
     check_loop("auto", find_spec=lambda name: None)  # auto falls back to asyncio
+
+
+# -- the supervisor alone, over stand-in workers (no server) ----------------------------
+
+_WORKER = """
+import signal, sys, time
+from pathlib import Path
+folder, index = Path(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGTERM, lambda *_: (Path(folder, "stopped" + index).touch(), sys.exit(0)))
+Path(folder, "ready" + index).touch()
+if index == sys.argv[3]:  # the failing one, once worker 0 can take its signal
+    while not Path(folder, "ready0").exists():
+        time.sleep(0.01)
+    sys.exit(3)
+time.sleep(120)
+"""
+
+
+def _stand_ins(tmp_path: Path, failing: int = -1):
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    return lambda i: [sys.executable, str(script), str(tmp_path), str(i), str(failing)]
+
+
+def test_a_signal_to_the_parent_stops_every_worker_once(tmp_path: Path) -> None:
+    import socket
+
+    from aigw_lab.server.workers import run_workers
+
+    def started(pids: list[int]) -> None:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill <parent>` would
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert run_workers(sock, 3, _stand_ins(tmp_path), on_started=started) == 0
+    assert all((tmp_path / f"stopped{i}").exists() for i in range(3))
+
+
+def test_a_failing_worker_stops_the_others(tmp_path: Path, capsys) -> None:
+    import socket
+
+    from aigw_lab.server.workers import run_workers
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert run_workers(sock, 2, _stand_ins(tmp_path, failing=1)) == 1
+    assert (tmp_path / "stopped0").exists()  # the healthy one was told to stop
+    assert "a worker failed" in capsys.readouterr().err
