@@ -5,7 +5,8 @@ Without ``--config`` it serves the simulated fleet (and says so). Without keys i
 start unless ``--no-auth`` is given. SIGTERM or Ctrl-C shut it down gracefully: requests in
 flight finish and the call log is flushed. Timeouts and limits come from ``[server]`` (see
 `aigw_lab.server_limits.ServerLimits`); the flags of the same names override them. See
-docs/serving.md.
+docs/serving.md. ``--workers N`` runs N processes on the port (`aigw_lab.server.workers`;
+docs/deployment.md, "Serve on every core").
 """
 
 from __future__ import annotations
