@@ -75,6 +75,12 @@ def check_workers(config: Any, workers: int, *, logs: bool) -> list[str]:
             "the config has no rate limits, budgets, caches or breakers: the workers share "
             "nothing but the port"
         )
+    if getattr(config, "metrics", None) is not None:
+        warnings.append(
+            "[metrics]: each worker keeps its own Prometheus counters, so one scrape of "
+            "/metrics reads whichever worker answers it (not the sum); use --workers 1 where "
+            "the counters must be whole"
+        )
     if logs and (config is None or config.team_log is None):
         raise ConfigError(
             f"--workers {workers}: a DuckDB call log can be written by one process only",

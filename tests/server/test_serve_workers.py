@@ -313,3 +313,11 @@ def test_a_failing_worker_stops_the_others(tmp_path: Path, capsys) -> None:
         assert run_workers(sock, 2, _stand_ins(tmp_path, failing=1)) == 1
     assert (tmp_path / "stopped0").exists()  # the healthy one was told to stop
     assert "a worker failed" in capsys.readouterr().err
+
+
+def test_metrics_per_worker_are_warned_about() -> None:
+    config = SimpleNamespace(rate_limits=None, budgets=None, cache=None, semantic_cache=None,
+                             health=None, state=None, team_log=None, metrics={})  # fmt: skip
+    warnings = check_workers(config, 2, logs=False)
+    assert any("[metrics]" in w and "not the sum" in w for w in warnings)
+    assert not any("[metrics]" in w for w in check_workers(config, 1, logs=False))
