@@ -5,13 +5,16 @@ Without ``--config`` it serves the simulated fleet (and says so). Without keys i
 start unless ``--no-auth`` is given. SIGTERM or Ctrl-C shut it down gracefully: requests in
 flight finish and the call log is flushed. Timeouts and limits come from ``[server]`` (see
 `aigw_lab.server_limits.ServerLimits`); the flags of the same names override them. See
-docs/serving.md.
+docs/serving.md. ``--workers N`` runs N processes on the port (`aigw_lab.server.workers`;
+docs/deployment.md, "Serve on every core").
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import sys
 from dataclasses import replace
 from typing import Any
@@ -117,6 +120,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="how much the HTTP server (uvicorn) logs (default: %(default)s)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        help="processes serving the port (default 1); above 1 needs [state] backend = "
+        '"redis" when the config has limits, budgets, caches or breakers, and the team log '
+        'or no log (docs/deployment.md, "Serve on every core")',
+    )
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="event loop; auto takes uvloop when installed (pip install 'aigw-lab[fast-serve]')",
+    )
+    # A --workers worker's inherited listening socket and its index (set by the parent).
+    parser.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     limits = parser.add_argument_group(
         "timeouts and limits", "override the config's [server] values (docs/serving.md)"
     )
@@ -133,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     from aigw_lab.config import load_config
     from aigw_lab.gateway.gateway import Gateway
     from aigw_lab.server import GatewayApp, KeyRing, serve
+    from aigw_lab.server.workers import WorkerTagged, watch_parent, worker_log_path
 
+    check_loop(args.loop)
     config = load_config(args.config) if args.config else None
     settings = config.server if config is not None else None
     keys: KeyRing | None = None
@@ -156,6 +178,15 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else (
         settings.port if settings and settings.port is not None else DEFAULT_PORT
     )  # fmt: skip
+
+    logs = config is None or bool(args.db) or config.log
+    if args.workers > 1 and args.worker_fd is None:
+        return _supervise(args, config, host, port, logs=logs)
+    worker = args.worker_fd is not None
+    if worker and logs:
+        # Each worker writes its own local file (beside the team log; see check_workers).
+        base = args.db or (config.db if config is not None else None) or DEFAULT_DB
+        args.db = base if base == ":memory:" else worker_log_path(base, args.worker_index)
 
     if config is None:
         gateway = Gateway.simulated_fleet(log=args.db or DEFAULT_DB)
@@ -192,12 +223,86 @@ def run(args: argparse.Namespace) -> int:
     def announce(root: str) -> None:
         print(_banner(gateway, config is None, root, keys, host), flush=True)
 
+    served: Any = app
+    sock = None
+    on_server = None
+    if worker:
+        served = WorkerTagged(app, args.worker_index, os.getpid())
+        sock = socket.socket(fileno=args.worker_fd)
+        log_path = getattr(gateway.log, "path", None) or "off"
+
+        def announce(root: str) -> None:
+            print(f"aigw-lab serve: worker {args.worker_index} (pid {os.getpid()}) "
+                  f"serving {root}; call log: {log_path}", flush=True)  # fmt: skip
+
+        def on_server(server: Any) -> None:
+            # The parent died without stopping us (kill -9): stop, drain, flush.
+            watch_parent(lambda: server.handle_exit(signal.SIGTERM, None))
+
     try:
-        serve(app, host, port, on_listening=announce, log_level=args.log_level)
+        serve(served, host, port, on_listening=announce, log_level=args.log_level,
+              limits=limits, sock=sock, loop=args.loop, on_server=on_server)  # fmt: skip
     finally:
         gateway.close()  # already closed by a graceful shutdown; this covers the rest
     print("aigw-lab serve: stopped; call log flushed", file=sys.stderr, flush=True)
     return 0
+
+
+def check_loop(loop: str, find_spec: Any = None) -> None:
+    """Refuse ``--loop uvloop`` when uvloop is not installed (`ConfigError` naming the
+    install command); ``find_spec`` is `importlib.util.find_spec` unless given."""
+    if loop != "uvloop":
+        return
+    if find_spec is None:
+        # lazy: only --loop uvloop needs it
+        from importlib.util import find_spec
+    if find_spec("uvloop") is None:
+        raise ConfigError(
+            "--loop uvloop: uvloop is not installed",
+            hint="pip install 'aigw-lab[fast-serve]', or use --loop auto",
+        )
+
+
+def _supervise(args: argparse.Namespace, config: Any, host: str, port: int, *, logs: bool) -> int:
+    """``--workers N`` above 1: check the config can be shared, bind the port, run N worker
+    processes on it until SIGTERM/Ctrl-C (see `aigw_lab.server.workers`)."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.server.runner import bind_socket, root_url
+    from aigw_lab.server.workers import check_workers, run_workers
+
+    for warning in check_workers(config, args.workers, logs=logs):
+        print(f"aigw-lab serve: warning: {warning}", file=sys.stderr, flush=True)
+    sock = bind_socket(host, port)
+    root = root_url(host, sock.getsockname()[1])
+
+    def started(pids: list[int]) -> None:
+        listed = ", ".join(map(str, pids))
+        text = f"aigw-lab gateway with {args.workers} workers (pids {listed})\n"
+        text += f"  listening on {root}\n  Ctrl-C or SIGTERM stops them all."
+        print(text, flush=True)
+
+    try:
+        code = run_workers(sock, args.workers, lambda i: _worker_argv(args, sock.fileno(), i),
+                           on_started=started)  # fmt: skip
+    finally:
+        sock.close()
+    print("aigw-lab serve: all workers stopped; call logs flushed", file=sys.stderr, flush=True)
+    return code
+
+
+def _worker_argv(args: argparse.Namespace, fd: int, index: int) -> list[str]:
+    """The command line of worker ``index``: this serve's options, plus the socket."""
+    argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--log-level", args.log_level]
+    argv += ["--loop", args.loop, "--worker-fd", str(fd), "--worker-index", str(index)]
+    for flag, value in (("--config", args.config), ("--db", args.db), ("--host", args.host)):
+        if value:
+            argv += [flag, value]
+    if args.no_auth:
+        argv.append("--no-auth")
+    for flag, dest, _, _ in _LIMIT_FLAGS:
+        if getattr(args, dest, None) is not None:
+            argv += [flag, str(getattr(args, dest))]
+    return argv
 
 
 def _banner(gateway: Any, simulated: bool, root: str, keys: Any, host: str) -> str:

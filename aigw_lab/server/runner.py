@@ -44,9 +44,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, limits: ServerLimits | None, *, log_level: str, lifespan: str) -> Any:
+def uvicorn_config(
+    app: Any, limits: ServerLimits | None, *, log_level: str, lifespan: str, loop: str = "auto"
+) -> Any:
     """The uvicorn config serving ``app`` within ``limits`` (default: ``app.limits`` if the
-    app has them, else the `ServerLimits` defaults)."""
+    app has them, else the `ServerLimits` defaults). ``loop`` is uvicorn's: "auto" takes
+    uvloop when it is installed (the ``fast-serve`` extra), else asyncio's own."""
     # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 
@@ -58,6 +61,7 @@ def uvicorn_config(app: Any, limits: ServerLimits | None, *, log_level: str, lif
         log_level=log_level,
         access_log=False,
         lifespan=lifespan,
+        loop=loop,
         http=guarded_protocol(limits, busy),
         timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]  # a float works
         h11_max_incomplete_event_size=limits.max_header_bytes,
@@ -90,16 +94,25 @@ def serve(
     log_level: str = "warning",
     lifespan: str = "on",
     limits: ServerLimits | None = None,
+    sock: socket.socket | None = None,
+    loop: str = "auto",
+    on_server: Callable[[Any], object] | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (requests in flight
     finish, the app's lifespan shutdown runs) and return. ``on_listening`` gets the root URL
-    once the port is bound; ``limits`` default to the app's (see `uvicorn_config`)."""
+    once the port is bound; ``limits`` default to the app's (see `uvicorn_config`). ``sock``
+    is a listening socket to serve instead of binding ``host:port`` (a ``--workers``
+    worker's, inherited from its parent); ``on_server`` gets the uvicorn server before it
+    runs (its ``handle_exit`` stops it)."""
     # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 
-    sock = bind_socket(host, port)
-    config = uvicorn_config(app, limits, log_level=log_level, lifespan=lifespan)
+    if sock is None:
+        sock = bind_socket(host, port)
+    config = uvicorn_config(app, limits, log_level=log_level, lifespan=lifespan, loop=loop)
     server = uvicorn.Server(config)
+    if on_server is not None:
+        on_server(server)
     # uvicorn takes the signals only once it runs; one arriving earlier (right after the
     # URL is announced) must stop it too, not kill the process or vanish. Its handler also
     # absorbs the signal uvicorn raises again when it has stopped, so this returns normally.

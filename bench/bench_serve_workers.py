@@ -1,0 +1,333 @@
+"""Throughput and latency of ``aigw-lab serve --workers N`` at 64 concurrent clients, against
+a loopback fake upstream called directly, interleaved in one run (issue 14 §3).
+
+    python bench/bench_serve_workers.py            # full: 3 rounds x 10 s per target
+    python bench/bench_serve_workers.py --quick    # the headline figures in ~2 minutes
+
+Three kinds of process, so no one's CPU is counted as another's:
+
+* the **fake upstream**: a minimal ASGI app under uvicorn (uvloop when installed) answering
+  every POST with a fixed OpenAI chat completion (this script, ``--fake-upstream PORT``);
+* the **servers**: ``aigw-lab serve --workers 1`` and ``--workers 2`` over that upstream,
+  ``[gateway] log = false`` (log off: N > 1 with a log needs the PostgreSQL team log, not
+  set up here) and, for N = 1 only, ``--db`` (log on, a DuckDB file);
+* the **client**: one process (``--client URL``) holding ``--concurrency`` keep-alive
+  connections, each sending a small chat completion and reading the answer, back to back,
+  for ``--seconds``. A raw asyncio HTTP/1.1 client, not httpx: its own CPU per call at 64
+  connections (the issue measured httpx at ~10 ms) would cap the figures first.
+
+Each round runs every target once, in a new random order, twice: paced at a realistic
+``--rate`` (50 requests/s in all over the same connections: latency and CPU per request
+when the box is not saturated by us) and flat out. Reported per target: req/s,
+p50/p99 latency (median over rounds, with the min-max spread), the client's CPU and the
+target's own CPU (its whole process tree, from /proc) per request, and req/s as a share of
+the fake called directly in the same round. Prints ``os.getloadavg()`` with every result.
+The numbers are for this machine and its load; only ratios within one run compare.
+LiteLLM's proxy is not measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+).encode()
+
+LENGTH = str(len(COMPLETION)).encode()
+
+CONFIG = """
+[providers.up]
+kind = "openai"
+base_url = "{url}/v1"
+api_key_env = "BENCH_UPSTREAM_KEY"
+models = ["m"]
+prices = {{ m = {{ input_per_mtok = 0.5, output_per_mtok = 1.5 }} }}
+
+[gateway]
+log = {log}
+"""
+
+
+# -- the fake upstream (its own process) --------------------------------------------------
+
+
+async def fake_app(scope, receive, send):
+    """Answers any HTTP request with COMPLETION once its body is read."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    headers = [(b"content-type", b"application/json"), (b"content-length", LENGTH)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": COMPLETION})
+
+
+def run_fake(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(fake_app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- the client (its own process) ---------------------------------------------------------
+
+
+async def _connection(host, port, request, until, latencies, interval, offset):
+    reader, writer = await asyncio.open_connection(host, port)
+    next_at = time.monotonic() + offset
+    try:
+        while time.monotonic() < until:
+            if interval:  # paced: this connection's next slot
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            await reader.readexactly(length)
+            if status != 200:
+                raise RuntimeError(f"status {status}")
+            latencies.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+
+
+async def _load(url: str, concurrency: int, seconds: float, rate: float) -> dict:
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "up/m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    path = "/v1/chat/completions"
+    request = (
+        f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer x\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    until = wall0 + seconds
+    interval = concurrency / rate if rate else 0.0  # per connection, for `rate` in all
+    await asyncio.gather(
+        *(
+            _connection(
+                host, int(port), request, until, latencies, interval, i * interval / concurrency
+            )
+            for i in range(concurrency)
+        )
+    )
+    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "wall_s": wall,
+        "client_cpu_s": cpu,
+        "p50_ms": 1000 * latencies[n // 2],
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))],
+    }
+
+
+def run_client(url: str, concurrency: int, seconds: float, rate: float) -> None:
+    try:
+        import uvloop  # lazy: optional, the client is faster with it
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(_load(url, concurrency, seconds, rate))), flush=True)
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its live descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += cpu.get(current, 0.0)
+        todo += [child for child, parent in parents.items() if parent == current]
+    return total
+
+
+def _start_serve(folder: Path, upstream: str, workers: int, log: bool) -> tuple:
+    config = folder / f"gw{workers}{'log' if log else ''}.toml"
+    config.write_text(CONFIG.format(url=upstream, log="true" if log else "false"))
+    argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config)]
+    argv += ["--no-auth", "--port", "0", "--workers", str(workers)]
+    argv += ["--max-requests-in-flight", "4096"]
+    if log:
+        argv += ["--db", str(folder / f"calls{workers}.duckdb")]
+    env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    wanted = workers if workers > 1 else 1
+    seen, text = 0, ""
+    while seen < wanted:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"serve --workers {workers} did not start")
+        text += line
+        seen += ("aigw-lab serve: worker" in line) if workers > 1 else ("listening on" in line)
+    return proc, re.search(r"listening on (http://\S+)", text).group(1)
+
+
+def _wait_up(url: str) -> None:
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(400):
+        try:
+            socket.create_connection((host, int(port)), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds x 5 s (~2 minutes)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--fake-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--client-rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rate", type=float, default=50.0,
+        help="the paced pass: requests/s in all over the same connections (default 50)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.fake_upstream is not None:
+        return run_fake(args.fake_upstream)
+    if args.client:
+        return run_client(args.client, args.concurrency, args.seconds, args.client_rate)
+    if args.quick:
+        args.rounds, args.seconds = 2, 5.0
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        fake_port = s.getsockname()[1]
+    fake_url = f"http://127.0.0.1:{fake_port}"
+    me = str(Path(__file__).resolve())
+    procs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            fake = subprocess.Popen([sys.executable, me, "--fake-upstream", str(fake_port)])
+            procs.append(fake)
+            _wait_up(fake_url)
+            targets = {"fake direct": (fake, fake_url)}
+            for name, workers, log in (
+                ("serve N=1 log off", 1, False),
+                ("serve N=2 log off", 2, False),
+                ("serve N=1 log on", 1, True),
+            ):
+                proc, url = _start_serve(Path(tmp), fake_url, workers, log)
+                procs.append(proc)
+                targets[name] = (proc, url)
+            print(f"concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s; "
+                  f"cpu_count {os.cpu_count()}; loadavg {os.getloadavg()}", flush=True)  # fmt: skip
+            results: dict[str, list[dict]] = {name: [] for name in targets}
+            paced: dict[str, list[dict]] = {name: [] for name in targets}
+            passes = [(f"{args.rate:g}/s", args.rate, paced), ("flat out", 0.0, results)]
+            for round_, (label, rate, sink) in (
+                (r, p) for r in range(args.rounds) for p in reversed(passes)
+            ):
+                order = list(targets)
+                random.shuffle(order)
+                for name in order:
+                    proc, url = targets[name]
+                    cpu0 = _tree_cpu(proc.pid)
+                    out = subprocess.run(
+                        [sys.executable, me, "--client", url, "--seconds", str(args.seconds),
+                         "--concurrency", str(args.concurrency), "--client-rate", str(rate)],
+                        capture_output=True, text=True,
+                    )  # fmt: skip
+                    if out.returncode:
+                        raise SystemExit(f"the client failed on {name}: {out.stderr[-2000:]}")
+                    result = json.loads(out.stdout)
+                    result["server_cpu_s"] = _tree_cpu(proc.pid) - cpu0
+                    result["rps"] = result["requests"] / result["wall_s"]
+                    sink[name].append(result)
+                    per = 1e6 / result["requests"]
+                    print(f"  round {round_} {label:8} {name:18} {result['rps']:7.0f} req/s  "
+                          f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
+                          f"client cpu {per * result['client_cpu_s']:5.0f} us/req  "
+                          f"target cpu {per * result['server_cpu_s']:5.0f} us/req  "
+                          f"loadavg {os.getloadavg()}", flush=True)  # fmt: skip
+            print(f"\npaced at {args.rate:g} req/s in all over {args.concurrency} connections")
+            _summary(paced, ratios=False)
+            print(f"\nflat out at {args.concurrency} connections")
+            _summary(results)
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _per(runs: list[dict], key: str) -> float:
+    """Median over rounds of ``key`` in microseconds per request."""
+    return statistics.median(1e6 * r[key] / r["requests"] for r in runs)
+
+
+def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
+    direct = results["fake direct"]
+    print(f"\nmedian over rounds [min-max]; loadavg {os.getloadavg()}")
+    for name, runs in results.items():
+        rps = [r["rps"] for r in runs]
+        p99 = [r["p99_ms"] for r in runs]
+        share = [r["rps"] / d["rps"] for r, d in zip(runs, direct, strict=True)]
+        print(f"  {name:18} {statistics.median(rps):7.0f} req/s [{min(rps):.0f}-{max(rps):.0f}]  "
+              f"p50 {statistics.median(r['p50_ms'] for r in runs):6.1f} ms  "
+              f"p99 {statistics.median(p99):6.1f} ms [{min(p99):.1f}-{max(p99):.1f}]  "
+              f"{100 * statistics.median(share):5.1f}% of direct  "
+              f"target cpu {_per(runs, 'server_cpu_s'):5.0f} us/req  "
+              f"client cpu {_per(runs, 'client_cpu_s'):4.0f} us/req")  # fmt: skip
+    if not ratios:
+        return
+    n1 = [r["rps"] for r in results["serve N=1 log off"]]
+    n2 = [r["rps"] for r in results["serve N=2 log off"]]
+    ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
+    print(f"  N=2 / N=1 (log off), per round: {ratios}")
+    print("  issue 14 targets (logging on, 2 cores): >= 1500 req/s at 64 clients, p99 < 100 ms, "
+          ">= 40% of direct; N=2 here is log off (no team log in this bench)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
