@@ -22,7 +22,9 @@ from .doc_blocks import Block, DocSession, extract_blocks
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: The most blocks allowed to carry a skip annotation (raise it only for a good reason).
-MAX_SKIPS = 7
+#: 8: docs/deployment.md's team set-up needs a running PostgreSQL, Redis or server in four of
+#: its blocks; each names the test that runs it against a real one.
+MAX_SKIPS = 8
 
 
 def _all_blocks() -> list[Block]:
