@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ _ASSIGN_BLOCK = 8192
 #: remain, then takes the rest under the lock and swaps.
 _CATCH_UP_LEFT = 2048
 _MAX_CATCH_UP_ROUNDS = 50
+#: A batched add takes at most this many batches (its copy under the lock stays short).
+_FLUSH_BATCHES = 16
 
 
 def start_daemon_thread(job: Callable[[], None]) -> None:
@@ -108,6 +111,9 @@ class BackgroundIVFIndex:
         # After a failed job, the next waits until this many rows are written (no retry loop).
         self._retry_build_at = self._retry_flush_at = 0
         self.builds = self.flushes = self.failures = 0
+        #: The longest a maintenance step held the lock (callers' most waited for it):
+        #: (wall seconds, this thread's CPU seconds).
+        self.max_locked = (0.0, 0.0)
 
     # --- state, for notebooks, tests and benchmarks ---------------------------------------
 
@@ -207,17 +213,26 @@ class BackgroundIVFIndex:
         """Append the tail to the IVF index: clusters computed off the lock, then one copy."""
         try:
             with self._lock:
+                held = time.perf_counter(), time.thread_time()
                 generation, ivf = self._generation, self._ivf
-                start, stop = self._indexed, self._rows.size
-                ids, vectors = self._rows.copy_range(start, stop, live_only=False)
+                start = self._indexed
+                stop = min(self._rows.size, start + _FLUSH_BATCHES * self.batch)
+                ids = self._rows.ids_copy(start, stop)
+                pieces = self._rows.segments(start, stop)  # immutable rows: copied unlocked
+                self._note_locked(held)
+            if not pieces:  # a swap emptied the tail meanwhile
+                return
+            vectors = np.concatenate([v for v, _ in pieces])
             lists = self._assign(ivf.quantizer, vectors)
             with self._lock:
+                held = time.perf_counter(), time.thread_time()
                 if generation == self._generation:
                     now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
-                    keep = now >= 0
+                    keep = (now >= 0) & (ids >= 0)
                     self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
                     self._indexed = stop
                     self.flushes += 1
+                self._note_locked(held)
         except Exception:  # the index stays correct (the tail is searched exactly)
             self.failures += 1
             self._retry_flush_at = self._rows.size + self.batch
@@ -253,9 +268,11 @@ class BackgroundIVFIndex:
         catch it up with what changed meanwhile, then swap it in."""
         try:
             with self._lock:
+                held = time.perf_counter(), time.thread_time()
                 snapshot = self._rows.size
                 pieces = self._rows.segments(0, snapshot)
                 ids = self._rows.ids_copy(0, snapshot)
+                self._note_locked(held)
             # Rows below the snapshot never change (only their ids can: copied above).
             build = _Build(VectorRows(self.dim))
             offset = 0
@@ -273,14 +290,18 @@ class BackgroundIVFIndex:
                 with self._lock:
                     if self._rows.size - done < _CATCH_UP_LEFT:
                         break
+                    held = time.perf_counter(), time.thread_time()
                     stop, changes = self._rows.size, self._changes_since(done)
+                    self._note_locked(held)
                 self._apply(build, *changes)  # off the lock: the build is still private
                 done = stop
             with self._lock:  # the last, small round, then the swap
+                held = time.perf_counter(), time.thread_time()
                 self._apply(build, *self._changes_since(done))
                 self._rows, self._ivf, self._indexed = build.rows, build.ivf, build.indexed
                 self._generation += 1
                 self.builds += 1
+                self._note_locked(held)
         except Exception:  # the old index stays in service
             self.failures += 1
             self._retry_build_at = 2 * self._rows.size
@@ -288,18 +309,27 @@ class BackgroundIVFIndex:
         finally:
             self._job_done("_building")
 
-    def _changes_since(self, done: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """(The lock held.) The live rows written since row ``done`` and the ids removed
-        since the last call, taken together so that applying adds before removals never
-        brings back a removed id."""
-        ids, vectors = self._rows.copy_range(done, self._rows.size, live_only=True)
-        removed, self._removed_since = self._removed_since or [], []
-        return ids, vectors, removed
+    def _note_locked(self, since: tuple[float, float]) -> None:
+        """(The lock held.) Keep the longest hold of a maintenance step."""
+        wall, cpu = time.perf_counter() - since[0], time.thread_time() - since[1]
+        if wall > self.max_locked[0]:
+            self.max_locked = (wall, cpu)
 
-    def _apply(
-        self, build: _Build, ids: np.ndarray, vectors: np.ndarray, removed: list[int]
-    ) -> None:
-        build.rows.append(ids, vectors)  # into the build's tail; a flush indexes them later
+    def _changes_since(self, done: int) -> tuple[np.ndarray, list, list[int]]:
+        """(The lock held.) The ids of the rows written since row ``done`` (-1: removed),
+        views of those rows (immutable: read later, unlocked) and the ids removed since the
+        last call, taken together so that applying adds before removals never brings back
+        a removed id."""
+        stop = self._rows.size
+        ids, pieces = self._rows.ids_copy(done, stop), self._rows.segments(done, stop)
+        removed, self._removed_since = self._removed_since or [], []
+        return ids, pieces, removed
+
+    def _apply(self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int]) -> None:
+        if len(ids):
+            keep = ids >= 0
+            vectors = np.concatenate([v for v, _ in pieces])[keep]
+            build.rows.append(ids[keep], vectors)  # the build's tail; a flush indexes them
         gone = [i for i in removed if i in build.rows.rows]
         in_ivf = [i for i in gone if build.rows.rows[i] < build.indexed]
         for entry_id in gone:

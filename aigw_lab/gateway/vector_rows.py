@@ -73,21 +73,6 @@ class VectorRows:
             pieces.append((self.chunks[chunk][lo:hi], self.chunk_ids[chunk][lo:hi]))
         return pieces
 
-    def copy_range(
-        self, start: int, stop: int, *, live_only: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of rows [start, stop), copied; ``live_only`` drops removed rows."""
-        id_parts, vector_parts = [], []
-        for vectors, ids in self.segments(start, stop):
-            if live_only:
-                keep = ids >= 0
-                vectors, ids = vectors[keep], ids[keep]
-            id_parts.append(ids.copy())
-            vector_parts.append(np.array(vectors, dtype=np.float32))
-        if not id_parts:
-            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
-        return np.concatenate(id_parts), np.concatenate(vector_parts)
-
     def ids_copy(self, start: int, stop: int) -> np.ndarray:
         """The ids of rows [start, stop) as they are now (-1: removed), copied."""
         parts = [ids.copy() for _, ids in self.segments(start, stop)]
