@@ -46,8 +46,9 @@ _ASSIGN_BLOCK = 8192
 #: remain, then takes the rest under the lock and swaps.
 _CATCH_UP_LEFT = 2048
 _MAX_CATCH_UP_ROUNDS = 50
-#: A batched add takes at most this many batches (its copy under the lock stays short:
-#: 16 batches held the lock for up to 44.5 ms CPU at 150k, bench_semantic_index.py).
+#: A batched add takes at most this many batches, so its copy under the lock stays short
+#: (with 16, some maintenance step held the lock 44.5 ms CPU at 150k; which one was not
+#: measured, and 4 has not been measured yet).
 _FLUSH_BATCHES = 4
 
 
