@@ -501,8 +501,8 @@ def _semantic_cache(settings: Mapping[str, Any]) -> Any:
 
 def _semantic_index(spec: Any) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
-    (`BackgroundIVFIndex`: faiss IVF-Flat beyond ``exact_below`` entries), or a table ``{kind = "ivf",
-    exact_below = 50000, nlist = 4000, nprobe = 32}``."""
+    (`BackgroundIVFIndex`: faiss IVF-Flat beyond ``exact_below`` entries), or a table
+    ``{kind = "ivf", exact_below = 20000, nlist = 2048, nprobe = 8}``."""
     # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.gateway.semantic_match import NumpyIndex
 
