@@ -268,3 +268,43 @@ def test_threads_and_asyncio_callers_hit_while_the_index_builds(faiss):
     (index,) = cache.store._indexes.values()
     assert index.wait_idle(WAIT) and index.approximate and index.failures == 0
     assert len(provider.requests) == 600
+
+
+def test_a_full_store_evicting_through_it_answers_as_exact_search(faiss):
+    """At its bound the store evicts on every add: the index drops those rows, compacts
+    them in builds, and its nearest entries stay those of an exact store's."""
+    from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry
+
+    spawn = Manual()
+    vectors = clustered(3000, seed=10)
+    stores = [
+        MemorySemanticStore(
+            600,
+            index_factory=lambda dim: BackgroundIVFIndex(
+                dim, exact_below=300, nlist=16, nprobe=16, batch=64, spawn=spawn
+            ),
+        ),
+        MemorySemanticStore(600),
+    ]
+    for i, vector in enumerate(vectors):
+        for store in stores:
+            entry = SemanticEntry(
+                partition="p",
+                text=str(i),
+                vector=vector,
+                response=None,
+                created=0.0,
+                expires=None,
+                markers=((), 0),
+            )
+            store.add(entry)
+        if i % 250 == 0:
+            spawn.run_all()
+    spawn.run_all()
+    (index,) = stores[0]._indexes.values()
+    assert index.approximate and index.builds >= 2 and len(index) == 600
+    assert index._rows.size < 2 * 600 + 64  # removed rows were compacted
+    assert stores[0].stats().evictions == stores[1].stats().evictions == 2400
+    for query in near(vectors[-600::7], seed=11):
+        (ann,), (exact,) = (s.search("p", query, 1) for s in stores)
+        assert ann[0].text == exact[0].text
