@@ -296,6 +296,7 @@ class BackgroundIVFIndex:
                     stop, changes = self._rows.size, self._changes_since(done)
                     self._note_locked(held)
                 self._apply(build, *changes)  # off the lock: the build is still private
+                self._index_tail(build)
                 done = stop
             with self._lock:  # the last, small round, then the swap
                 held = time.perf_counter(), time.thread_time()
@@ -338,6 +339,17 @@ class BackgroundIVFIndex:
             build.rows.kill(entry_id)
         if in_ivf:
             build.ivf.remove_ids(self._selector(in_ivf))
+
+    def _index_tail(self, build: _Build) -> None:
+        """(Off the lock.) Put the rows a catch-up round appended into the build's IVF index,
+        so the swapped-in index does not start with a long, exactly searched tail."""
+        if build.ivf is None or build.rows.size == build.indexed:
+            return
+        for vectors, ids in build.rows.segments(build.indexed, build.rows.size):
+            keep = ids >= 0
+            lists = self._assign(build.ivf.quantizer, vectors[keep])
+            self._add_assigned(build.ivf, ids[keep], vectors[keep], lists)
+        build.indexed = build.rows.size
 
     def _train(self, rows: VectorRows) -> Any:
         """A new IVF-Flat index trained on a sample of ``rows`` and holding all of them."""

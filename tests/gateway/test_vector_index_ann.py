@@ -308,3 +308,24 @@ def test_a_full_store_evicting_through_it_answers_as_exact_search(faiss):
     for query in near(vectors[-600::7], seed=11):
         (ann,), (exact,) = (s.search("p", query, 1) for s in stores)
         assert ann[0].text == exact[0].text
+
+
+def test_rows_added_during_a_build_are_indexed_before_the_swap(faiss, monkeypatch):
+    """Rows added while a build trains are caught up *into its index* off the lock, so the
+    swapped-in index does not start with a long exactly searched tail."""
+    spawn = Manual()
+    vectors = clustered(5000, seed=12)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, batch=256, spawn=spawn)
+    real_train = index._train
+
+    def train_while_callers_add(rows):
+        ivf = real_train(rows)
+        index.add_many(np.arange(1000, 5000), vectors[1000:5000])  # takes the lock: free
+        return ivf
+
+    monkeypatch.setattr(index, "_train", train_while_callers_add)
+    index.add_many(np.arange(1000), vectors[:1000])
+    build = spawn.jobs.pop(0)
+    build()
+    assert index.approximate and index.tail == 0 and index._ivf.ntotal == 5000
+    assert index.search(vectors[4321], 1)[0][0] == 4321
