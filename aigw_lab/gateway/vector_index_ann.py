@@ -47,8 +47,7 @@ _ASSIGN_BLOCK = 8192
 _CATCH_UP_LEFT = 2048
 _MAX_CATCH_UP_ROUNDS = 50
 #: A batched add takes at most this many batches, so its copy under the lock stays short
-#: (with 16, some maintenance step held the lock 44.5 ms CPU at 150k; which one was not
-#: measured, and 4 has not been measured yet).
+#: (with 4, no maintenance step held the lock over 0.8 ms CPU in a 1M fill).
 _FLUSH_BATCHES = 4
 
 
@@ -302,8 +301,8 @@ class BackgroundIVFIndex:
                 held = time.perf_counter(), time.thread_time()
                 self._apply(build, *self._changes_since(done))
                 # The old rows and index are freed after the lock is released: freeing
-                # them is the likeliest cause of a 146 ms CPU step under the lock seen at 1M
-                # (bench_semantic_index.py; a guess, being remeasured).
+                # them inside it held the lock 146 ms CPU at 1M; after, at most 0.8 ms
+                # (bench_semantic_index.py, docs/performance.md).
                 old = (self._rows, self._ivf)
                 self._rows, self._ivf, self._indexed = build.rows, build.ivf, build.indexed
                 self._generation += 1
