@@ -606,8 +606,8 @@ def _check_semantic_model(settings: Mapping[str, Any], source: str) -> None:
 
 def _semantic_index(spec: Any) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
-    (faiss IVF-Flat beyond ``exact_below`` entries), or a table ``{kind = "ivf",
-    exact_below = 50000, nlist = 4000, nprobe = 32}``."""
+    (`BackgroundIVFIndex`: faiss IVF-Flat beyond ``exact_below`` entries), or a table
+    ``{kind = "ivf", exact_below = 20000, nlist = 2048, nprobe = 8}``."""
     # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.gateway.semantic_match import NumpyIndex
 
@@ -625,10 +625,12 @@ def _semantic_index(spec: Any) -> Any:
         return NumpyIndex
     if kind == "ivf":
         # lazy: numpy and the embedder load only for a [semantic_cache] table
-        from aigw_lab.gateway.vector_index_ivf import IVFIndex, _import_faiss
+        from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
+        from aigw_lab.gateway.vector_index_ivf import _import_faiss
 
         _import_faiss()  # a missing [ann] extra fails when the config loads, not mid-traffic
-        return partial(IVFIndex, **options)
+        # Trains and adds on a worker thread, never on the call path (issue 13 §3).
+        return partial(BackgroundIVFIndex, **options)
     raise ConfigError(f"{where}: unknown kind {kind!r}", hint='use "exact" or "ivf"')
 
 

@@ -1,225 +1,279 @@
-"""What does a semantic lookup cost with 10,000 and 1,000,000 cached entries, next to an
-exact-cache hit?
+"""A semantic cache of a million entries (issue 13 §3): lookup time and recall of
+`BackgroundIVFIndex` against exact search, and the wait of concurrent callers while the
+cache fills from 0.
 
-    HF_HUB_OFFLINE=1 python bench/bench_semantic_index.py [--sizes 10000 1000000] [--ann]
+    python bench/bench_semantic_index.py --quick                 # ~2 min: 150k entries
+    python bench/bench_semantic_index.py --size 1000000          # the 1M figures
 
-Sides, all measured in this run and printed as ratios against the baseline:
+Per vector source (``--vectors``):
 
-* ``exact hit`` (the baseline): `cache_key` of a request plus a `MemoryStore.get` that
-  hits: the exact cache's own work on its hit path, without the gateway around it;
-* ``index search``: `NumpyIndex.search(query, k=4)` (exact search) over N entries, per
-  query; the embedding is excluded;
-* ``batched search``: 64 queries searched together (one matrix product per block of
-  entries, then top-k per query), per query: what a batched lookup would pay. NumpyIndex
-  has no batch method; this uses the same matrix;
-* ``MiniLM embed``: one all-MiniLM-L6-v2 embedding of a short prompt (model loaded once,
-  before timing); skipped, saying so, if the model cannot load;
-* ``embed + search``: the two added, the cost of a semantic lookup with the embedding.
+* ``static``: real prompts from the shared data (QQP, GPTCache pairs, MMLU; about 153k
+  distinct) embedded by the static embedder (256-d), 2,000 held out as fresh queries;
+  skipped, saying so, when the data is absent;
+* ``synthetic``: 384-d unit vectors drawn around 4,096 centres with a common direction
+  (sentence embeddings group by topic and share a mean direction); its nearest-neighbour
+  similarities are printed beside the real ones so the two can be compared.
 
-The stored vectors are random 384-dim float32 unit vectors: the cost of exact search does
-not depend on their values. Queries are stored vectors plus noise (cosine about 0.9 to
-their source), like a paraphrase of a cached question.
+Phases, each printing wall and CPU time and ``os.getloadavg()``:
 
-``--ann`` also builds approximate indexes over the largest size, if installed (they are
-not dependencies: ``pip install faiss-cpu hnswlib``): faiss IVF-Flat and hnswlib HNSW.
-It prints their build time, per-query time and recall@1 against exact search.
+1. fill: one thread adds ``size`` entries to a `MemorySemanticStore` (one `add` each, as the
+   cache does) while two threads look up near-duplicates; every add's and lookup's latency
+   is kept: p50 / p99.9 / max, the fill's wall time, and when the index was idle; with
+   ``--fill-baseline`` the same fill over exact search (`NumpyIndex`) runs after it;
+2. lookups, interleaved query by query with exact search over the same vectors (the
+   baseline, `NumpyIndex`): p50 / p99 wall and CPU per lookup (k=4), and recall@1 against
+   exact search on near-duplicate queries (a stored vector moved to cosine 0.95, a
+   paraphrase) and on fresh queries (not stored), with a bootstrap 95% interval, and on the
+   fresh queries whose exact best is at least 0.9 (those a cache would serve).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import csv
+import glob
+import json
 import os
-import statistics
+import tarfile
+import threading
 import time
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 
-from aigw_lab import ChatRequest, ChatResponse, MemoryStore
-from aigw_lab.gateway.cache import cache_key
 from aigw_lab.gateway.semantic_match import NumpyIndex
-from aigw_lab.types import Usage
+from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry
+from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
+from aigw_lab.types import ChatResponse, Usage
 
-DIM = 384
-PROMPT = "How do I reverse a list in Python?"
-
-
-def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
-    rows = rng.standard_normal((n, DIM), dtype=np.float32)
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows
-
-
-def near_copies(rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
-    """Each row moved to a cosine of about 0.9 from where it was."""
-    noise = unit_rows(rng, len(rows))
-    queries = 0.9 * rows + np.sqrt(1 - 0.9**2) * noise
-    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
+REPLY = ChatResponse(
+    text="a stored answer of a typical length " * 8,
+    finish_reason="stop",
+    usage=Usage(input_tokens=20, output_tokens=60),
+    provider="mock",
+    model="m1",
+)
 
 
-def median_us(fn, calls: int, rounds: int = 5) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
+def load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
-def exact_hit_us() -> float:
-    store = MemoryStore()
-    request = ChatRequest.create("m1", PROMPT)
-    store.set(
-        cache_key(request, provider="mock", model="m1"),
-        ChatResponse(
-            text="stored",
-            finish_reason="stop",
-            usage=Usage(input_tokens=5, output_tokens=5),
-            provider="mock",
-            model="m1",
-        ),
-        None,
-    )
-
-    def hit() -> None:
-        assert store.get(cache_key(request, provider="mock", model="m1")) is not None
-
-    return median_us(hit, 5_000)
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def build_index(rng: np.random.Generator, n: int) -> tuple[NumpyIndex, np.ndarray]:
-    """A NumpyIndex of n random unit vectors (added in chunks to keep peak memory low)."""
-    index = NumpyIndex(DIM)
-    chunk = 100_000
-    for start in range(0, n, chunk):
-        rows = unit_rows(rng, min(chunk, n - start))
-        for offset, row in enumerate(rows):
-            index.add(start + offset, row)
-    return index, index._matrix[: len(index)]  # the live rows, for batched search and ANN
+def synthetic(rng: np.random.Generator, n: int, dim: int = 384) -> np.ndarray:
+    """Unit vectors around 4,096 centres plus a common direction, made in blocks."""
+    centres = unit(np.random.default_rng(12345).standard_normal((4096, dim)))
+    common = unit(np.random.default_rng(54321).standard_normal((1, dim)))
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        rows = centres[rng.integers(0, 4096, m)] + 0.5 * common
+        rows += 0.9 * rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        out[start : start + m] = unit(rows)
+    return out
 
 
-def batched_search(matrix: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Top-k ids per query: blocks of rows times all queries, top k per block, then merged."""
-    best_ids, best_scores = [], []
-    for start in range(0, len(matrix), 131_072):
-        scores = matrix[start : start + 131_072] @ queries.T  # (block, queries)
-        top = np.argpartition(-scores, k - 1, axis=0)[:k]
-        best_ids.append(top + start)
-        best_scores.append(np.take_along_axis(scores, top, axis=0))
-    ids, scores = np.concatenate(best_ids), np.concatenate(best_scores)
-    order = np.argsort(-scores, axis=0, kind="stable")[:k]
-    return np.take_along_axis(ids, order, axis=0).T
+def real_texts() -> list[str]:
+    texts: list[str] = []
+    with tarfile.open(DATA / "gptcache_semantic_cache_pairs/similiar_qqp_full.json.gz") as tf:
+        for member in tf.getmembers():
+            if member.isfile():
+                for item in json.load(tf.extractfile(member)):
+                    texts += [item["text_a"], item["text_b"]]
+    pairs = json.loads((DATA / "gptcache_semantic_cache_pairs/mock_data.json").read_text())
+    texts += [t for item in pairs for t in (item["origin"], item["similar"])]
+    for path in sorted(glob.glob(str(DATA / "routellm_gpt4_vs_mixtral/mmlu/*.csv"))):
+        with open(path, encoding="utf-8") as handle:
+            texts += [row["prompt"] for row in csv.DictReader(handle)]
+    return list(dict.fromkeys(t for t in texts if t and t.strip()))
 
 
-def load_minilm():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from aigw_lab.embeddings import SentenceTransformerEmbedder
-
-    embedder = SentenceTransformerEmbedder()
-    try:
-        embedder.embed([PROMPT])
-    except Exception as exc:  # any load failure: report it and measure the rest
-        print(f"MiniLM cannot load ({type(exc).__name__}: {exc}); skipping the embed sides")
+def static_vectors() -> np.ndarray | None:
+    if not (DATA / "gptcache_semantic_cache_pairs").is_dir():
+        print(f"static: no shared data at {DATA}; skipped")
         return None
-    return embedder
+    from aigw_lab.static_embedder import StaticEmbedder
+
+    texts, embedder = real_texts(), StaticEmbedder()
+    start, cpu = time.perf_counter(), time.process_time()
+    rows = [embedder.embed(texts[i : i + 4096]) for i in range(0, len(texts), 4096)]
+    vectors = unit(np.concatenate(rows))
+    print(
+        f"static: {len(texts):,} real prompts embedded in {time.perf_counter() - start:.1f} s "
+        f"wall, {time.process_time() - cpu:.1f} s CPU ({load()})"
+    )
+    return np.random.default_rng(7).permutation(vectors)
 
 
-def measure_ann(matrix: np.ndarray, queries: np.ndarray, exact_top1: np.ndarray, base: float):
-    n = len(matrix)
-    try:
-        import faiss
-    except ImportError:
-        print("  faiss not installed: skipped (pip install faiss-cpu)")
-    else:
-        nlist = int(np.sqrt(n))
+def near(rng: np.random.Generator, rows: np.ndarray, cosine: float = 0.95) -> np.ndarray:
+    noise = rng.standard_normal(rows.shape, dtype=np.float32)
+    noise -= (noise * rows).sum(axis=1, keepdims=True) * rows
+    return unit(cosine * rows + np.sqrt(1 - cosine**2) * unit(noise))
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(values), q)) if values else float("nan")
+
+
+def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> MemorySemanticStore:
+    """Add every vector through a store while two threads look up; print the waits."""
+    store = MemorySemanticStore(len(vectors) + 1, index_factory=factory)
+    adds: list[float] = []
+    looks: list[list[float]] = [[], []]
+    stop = threading.Event()
+
+    def reader(slot: int) -> None:
+        i = slot
+        while not stop.is_set():
+            start = time.perf_counter()
+            store.search("p", queries[i % len(queries)], 4)
+            looks[slot].append(time.perf_counter() - start)
+            i += 2
+            time.sleep(0.0005)  # a caller at a realistic rate, not a spin
+
+    threads = [threading.Thread(target=reader, args=(s,), daemon=True) for s in (0, 1)]
+    for thread in threads:
+        thread.start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(len(vectors)):
         start = time.perf_counter()
-        quantizer = faiss.IndexFlatIP(DIM)
-        ivf = faiss.IndexIVFFlat(quantizer, DIM, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = matrix[np.random.default_rng(1).choice(n, min(n, 40 * nlist), replace=False)]
-        ivf.train(sample)
-        ivf.add(matrix)
-        built = time.perf_counter() - start
-        for nprobe in (8, 32):
-            ivf.nprobe = nprobe
-            us = median_us(lambda: ivf.search(queries[:1], 4), 200, rounds=3)
-            _, found = ivf.search(queries, 1)
-            recall = float(np.mean(found[:, 0] == exact_top1))
-            print(
-                f"  faiss IVF-Flat nlist={nlist} nprobe={nprobe:<3} {us:10.1f} us/query "
-                f"x{us / base:9.1f}   recall@1 {recall:.3f}   (build {built:.0f} s)"
+        store.add(
+            SemanticEntry(
+                partition="p",
+                text="",
+                vector=vectors[i],
+                response=REPLY,
+                created=0.0,
+                expires=None,
+                markers=((), 0),
             )
-        del ivf, quantizer
-        gc.collect()
-    try:
-        import hnswlib
-    except ImportError:
-        print("  hnswlib not installed: skipped (pip install hnswlib)")
-    else:
-        start = time.perf_counter()
-        hnsw = hnswlib.Index(space="ip", dim=DIM)
-        hnsw.init_index(max_elements=n, M=16, ef_construction=100)
-        hnsw.add_items(matrix, np.arange(n), num_threads=os.cpu_count() or 1)
-        built = time.perf_counter() - start
-        for ef in (32, 128):
-            hnsw.set_ef(ef)
-            us = median_us(lambda: hnsw.knn_query(queries[:1], k=4), 200, rounds=3)
-            found, _ = hnsw.knn_query(queries, k=1)
-            recall = float(np.mean(found[:, 0] == exact_top1))
-            print(
-                f"  hnswlib HNSW M=16 ef={ef:<3}          {us:10.1f} us/query "
-                f"x{us / base:9.1f}   recall@1 {recall:.3f}   (build {built:.0f} s)"
-            )
-        del hnsw
-        gc.collect()
+        )
+        adds.append(time.perf_counter() - start)
+    filled = time.perf_counter() - wall
+    index = store._indexes["p"]
+    if hasattr(index, "wait_idle"):
+        index.wait_idle()
+    idle = time.perf_counter() - wall
+    stop.set()
+    for thread in threads:
+        thread.join()
+    cpu = time.process_time() - cpu
+    looked = looks[0] + looks[1]
+    print(
+        f"  fill {label}: {len(vectors):,} adds in {filled:.1f} s wall (index idle at "
+        f"{idle:.1f} s), {cpu:.1f} s CPU, {load()}\n"
+        f"    add    ms: p50 {pct(adds, 0.5) * 1e3:.3f}  p99.9 {pct(adds, 0.999) * 1e3:.1f}  "
+        f"max {max(adds) * 1e3:.1f}\n"
+        f"    lookup ms: p50 {pct(looked, 0.5) * 1e3:.3f}  p99.9 {pct(looked, 0.999) * 1e3:.1f}"
+        f"  max {max(looked) * 1e3:.1f}  ({len(looked):,} lookups during the fill)"
+    )
+    if hasattr(index, "builds"):
+        print(
+            f"    index: {index!r}, {index.builds} builds, {index.flushes} batched adds; "
+            f"longest maintenance step under the lock: {index.max_locked[0] * 1e3:.1f} ms "
+            f"wall, {index.max_locked[1] * 1e3:.1f} ms CPU"
+        )
+    return store
 
 
-def measure_size(
-    rng: np.random.Generator, n: int, base: float, embed_us: float | None, nq: int, *, ann: bool
-) -> None:
-    index, matrix = build_index(rng, n)
-    picks = rng.choice(n, nq, replace=False)
-    queries = near_copies(rng, matrix[picks])
-    calls = max(5, min(2_000, 20_000_000 // n))
-    cycle = iter(range(10**9))
-    search_us = median_us(lambda: index.search(queries[next(cycle) % nq], 4), calls)
-    batch_calls = max(3, calls // nq)
-    batch_us = median_us(lambda: batched_search(matrix, queries, 4), batch_calls) / nq
-    top = batched_search(matrix, queries, 1)[:, 0]
-    assert np.array_equal(top, picks), "exact search must find each query's source"
-    rows = [("index search, 1 query", search_us), (f"batched search, {nq} queries", batch_us)]
-    if embed_us is not None:
-        rows.append(("MiniLM embed + index search", embed_us + search_us))
-    print(f"\n{n:,} entries ({matrix.nbytes / 2**20:,.0f} MiB of vectors)")
-    for name, us in rows:
-        print(f"  {name:34s} {us:10.1f} us/query x{us / base:9.1f}")
-    if ann:
-        print(f"  approximate indexes over the same {n:,} vectors (recall@1 vs exact):")
-        measure_ann(matrix, queries, picks, base)
+def exact_view(vectors: np.ndarray) -> NumpyIndex:
+    """A NumpyIndex over ``vectors`` without a second copy (its own layout, filled in)."""
+    index = NumpyIndex(vectors.shape[1])
+    index._matrix = vectors
+    index._ids = list(range(len(vectors)))
+    index._rows = {i: i for i in range(len(vectors))}
+    return index
+
+
+def recall(agree: np.ndarray, rng: np.random.Generator) -> str:
+    if not len(agree):
+        return "n/a"
+    boots = [agree[rng.integers(0, len(agree), len(agree))].mean() for _ in range(1000)]
+    low, high = np.quantile(boots, [0.025, 0.975])
+    return f"{agree.mean():.4f} [{low:.4f}, {high:.4f}] (n={len(agree)})"
+
+
+def lookups(index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    exact = exact_view(vectors)
+    dups = near(rng, vectors[rng.choice(len(vectors), n, replace=False)])
+    times = {"ann": [], "exact": []}
+    cpus = {"ann": [], "exact": []}
+    found = {"ann": [], "exact": []}
+    for kind, queries in (("dup", dups), ("fresh", fresh[:n])):
+        for q in queries:
+            for name, idx in (("ann", index), ("exact", exact)):  # interleaved, query by query
+                w, c = time.perf_counter(), time.thread_time()
+                best = idx.search(q, 4)
+                times[name].append(time.perf_counter() - w)
+                cpus[name].append(time.thread_time() - c)
+                found[name].append((kind, best[0][0], best[0][1]))
+    print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
+    for name in ("ann", "exact"):
+        t, c = times[name], cpus[name]
+        print(
+            f"    {name:5s} ms: p50 {pct(t, 0.5) * 1e3:.3f} wall / {pct(c, 0.5) * 1e3:.3f} CPU, "
+            f"p99 {pct(t, 0.99) * 1e3:.3f} wall / {pct(c, 0.99) * 1e3:.3f} CPU"
+        )
+    print(f"    ann / exact, p50 wall: x{pct(times['ann'], 0.5) / pct(times['exact'], 0.5):.4f}")
+    for kind in ("dup", "fresh"):
+        pairs = [
+            (a[1] == e[1], e[2])
+            for a, e in zip(found["ann"], found["exact"], strict=True)
+            if a[0] == kind
+        ]
+        agree = np.array([ok for ok, _ in pairs], dtype=float)
+        served = np.array([ok for ok, sim in pairs if sim >= 0.9], dtype=float)
+        sims = [sim for _, sim in pairs]
+        print(
+            f"    recall@1 {kind:5s}: {recall(agree, rng)}; exact best similarity p10/p50/p90 "
+            f"{pct(sims, 0.1):.3f}/{pct(sims, 0.5):.3f}/{pct(sims, 0.9):.3f}; where it is >= 0.9: "
+            f"{recall(served, rng)}"
+        )
+
+
+def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
+    held = min(2000, len(vectors) // 10)
+    fresh, stored = vectors[:held], np.ascontiguousarray(vectors[held:])
+    print(f"\n== {name}: {len(stored):,} entries x {stored.shape[1]} dims ({load()})")
+    rng = np.random.default_rng(1)
+    queries = near(rng, stored[rng.choice(len(stored), 4096, replace=False)])
+    factory = partial(BackgroundIVFIndex, nprobe=args.nprobe, nlist=args.nlist)
+    store = fill(stored, factory, queries, "BackgroundIVFIndex")
+    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2)
+    del store
+    if args.fill_baseline:
+        fill(stored, NumpyIndex, queries, "NumpyIndex (exact, the baseline)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
-    parser.add_argument("--queries", type=int, default=64)
-    parser.add_argument(
-        "--ann", action="store_true", help="also faiss IVF / hnswlib at the largest size"
-    )
-    parser.add_argument("--no-model", action="store_true", help="skip the MiniLM embedding")
+    parser.add_argument("--quick", action="store_true", help="150k entries, both sources")
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--vectors", nargs="+", default=None, choices=("static", "synthetic"))
+    parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument("--nlist", type=int, default=2048)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-
-    base = exact_hit_us()
-    embedder = None if args.no_model else load_minilm()
-    embed_us = median_us(lambda: embedder.embed([PROMPT]), 20) if embedder else None
-    print(f"exact hit (cache_key + MemoryStore.get, the baseline): {base:.1f} us")
-    if embed_us is not None:
-        print(f"MiniLM embed of one short prompt: {embed_us:.0f} us  x{embed_us / base:.0f}")
-
-    for n in sorted(args.sizes):
-        measure_size(rng, n, base, embed_us, args.queries, ann=args.ann and n == max(args.sizes))
-        gc.collect()  # 1M x 384 float32 is 1.5 GiB: freed before the next size
+    if args.quick:
+        args.size, args.queries = 150_000, 1000
+        args.vectors = args.vectors or ["static", "synthetic"]
+    sources = args.vectors or ["synthetic"]
+    print(f"bench_semantic_index: size {args.size:,}, nprobe {args.nprobe}, {load()}")
+    if "static" in sources:
+        vectors = static_vectors()
+        if vectors is not None:
+            run("static embedder, real prompts", vectors[: args.size], args)
+            del vectors
+    if "synthetic" in sources:
+        held = min(2000, args.size // 10)
+        run("synthetic", synthetic(np.random.default_rng(0), args.size + held), args)
     return 0
 
 

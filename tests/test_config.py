@@ -304,8 +304,8 @@ def test_semantic_cache_typo_fails_at_load(tmp_path):
     [
         (None, "NumpyIndex"),
         ('"exact"', "NumpyIndex"),
-        ('"ivf"', "IVFIndex"),
-        ('{ kind = "ivf", exact_below = 10, nprobe = 4 }', "IVFIndex"),
+        ('"ivf"', "BackgroundIVFIndex"),
+        ('{ kind = "ivf", exact_below = 10, nprobe = 4 }', "BackgroundIVFIndex"),
     ],
 )
 def test_semantic_cache_index_is_chosen_in_the_config(tmp_path, index, expected):

@@ -67,6 +67,9 @@ _FORMAT_VERSION = 1
 #: Only these answers are stored: a truncated (``length``) or filtered answer is not one to
 #: hand to a caller who asked a slightly different question.
 _STORABLE = frozenset(("stop", "tool_calls"))
+#: About 50 MB and an exact search of about 1 ms at 384 dimensions (docs/semantic_cache.md,
+#: "Size and eviction"); a larger cache wants `BackgroundIVFIndex`.
+_DEFAULT_MAX_ENTRIES = 10_000
 
 
 class _Plan(NamedTuple):
@@ -154,7 +157,11 @@ class SemanticCache(Primitive):
     ``guard_numbers``/``guard_negation``: with the default verifier, whether it checks
     numbers and negations; without one (or with your own, before it), the checks of
     `same_meaning_markers`.
-    ``index_factory``: builds one `VectorIndex` per partition from the dimension.
+    ``index_factory``: builds one `VectorIndex` per partition from the dimension
+    (`BackgroundIVFIndex` for hundreds of thousands of entries).
+    ``store``: where entries live, a `SemanticStore` (default: a `MemorySemanticStore` of
+    ``max_entries`` entries, default 10,000, with ``index_factory``'s indexes); a store
+    passed in brings its own bound and index, so those two may not be passed with it.
     ``batch_window``: seconds (0: off) concurrent lookups wait to share one model call: the
     embedder is wrapped in a `BatchingEmbedder` with this ``max_wait``.
 
@@ -171,7 +178,7 @@ class SemanticCache(Primitive):
         embedder: Embedder | str,
         *,
         threshold: float = 0.9,
-        max_entries: int = 10_000,
+        max_entries: int | None = None,
         ttl: float | None = None,
         top_k: int = 4,
         allow_sampled: bool = False,
@@ -182,6 +189,7 @@ class SemanticCache(Primitive):
         index_factory: Callable[[int], VectorIndex] = NumpyIndex,
         batch_window: float = 0.0,
         verifier: PairVerifier | str | None = "lexical",
+        store: SemanticStore | None = None,
     ) -> None:
         if isinstance(embedder, str):  # a name; unknown ones and missing extras raise here
             embedder = embedder_by_name(embedder)
@@ -199,6 +207,17 @@ class SemanticCache(Primitive):
                 f"semantic cache threshold={threshold!r} is invalid",
                 hint="use a cosine similarity in (0, 1], e.g. 0.9",
             )
+        if store is not None and (max_entries is not None or index_factory is not NumpyIndex):
+            raise ConfigError(
+                "semantic cache: store= was given with max_entries= or index_factory=",
+                hint="set the bound and the index on the store itself",
+            )
+        if store is not None and not isinstance(store, SemanticStore):
+            raise ConfigError(
+                f"semantic cache store {store!r} is not a SemanticStore",
+                hint="pass a MemorySemanticStore or an object with the SemanticStore methods",
+            )
+        max_entries = _DEFAULT_MAX_ENTRIES if max_entries is None else max_entries
         for name, value in (("max_entries", max_entries), ("top_k", top_k)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(
@@ -210,7 +229,8 @@ class SemanticCache(Primitive):
             embedder = BatchingEmbedder(embedder, max_wait=batch_window)
         self.embedder = embedder
         self.threshold = float(threshold)
-        self.max_entries = max_entries
+        # A store's own bound when it has one (None: the store does not say).
+        self.max_entries = max_entries if store is None else getattr(store, "max_entries", None)
         self.ttl = ttl
         self.top_k = top_k
         self.allow_sampled = allow_sampled
@@ -219,7 +239,9 @@ class SemanticCache(Primitive):
         self.guard_negation = guard_negation
         self._clock = clock
         self._index_factory = index_factory  # what the store builds its indexes with
-        self.store: SemanticStore = MemorySemanticStore(max_entries, index_factory=index_factory)
+        if store is None:  # `store or ...` would replace an empty store (len 0 is falsy)
+            store = MemorySemanticStore(max_entries, index_factory=index_factory)
+        self.store: SemanticStore = store
         self._lock = threading.Lock()
         self._hits = self._misses = self._bypasses = self._guarded = self._rejected = 0
         self._saved_usd = 0.0

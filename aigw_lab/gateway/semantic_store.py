@@ -10,6 +10,7 @@ worth storing) stays in `aigw_lab.gateway.semantic_cache.SemanticCache`, so a sh
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from aigw_lab.gateway.semantic_match import NumpyIndex, VectorIndex
 from aigw_lab.types import ChatResponse
 
 __all__ = ["SemanticEntry", "SemanticStoreStats", "SemanticStore", "MemorySemanticStore"]
+
+_LOG = logging.getLogger("aigw_lab.semantic_cache")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,7 +96,12 @@ class SemanticStore(Protocol):
 
 class MemorySemanticStore:
     """Entries in this process: an LRU of at most ``max_entries`` and one `VectorIndex` per
-    partition, built by ``index_factory`` from the vectors' dimension."""
+    partition, built by ``index_factory`` from the vectors' dimension.
+
+    Beyond ``max_entries`` each add evicts the least recently used entry (a hit is a use),
+    whatever its partition; `stats` counts the evictions, and the first one logs a warning
+    on the ``aigw_lab.semantic_cache`` logger naming the bound (once per store), so a cache
+    that is too small for its traffic does not lose answers silently."""
 
     def __init__(
         self, max_entries: int, *, index_factory: Callable[[int], VectorIndex] = NumpyIndex
@@ -119,6 +127,13 @@ class MemorySemanticStore:
             while len(self._entries) > self.max_entries:
                 self._drop(next(iter(self._entries.values())))
                 self._evictions += 1
+                if self._evictions == 1:
+                    _LOG.warning(
+                        "semantic cache full: max_entries=%d reached, evicting the least "
+                        "recently used entries from now on (counted in stats().evictions; "
+                        "raise max_entries to keep more, see docs/semantic_cache.md)",
+                        self.max_entries,
+                    )
         return entry
 
     def search(

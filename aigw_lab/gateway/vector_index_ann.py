@@ -1,0 +1,386 @@
+"""`BackgroundIVFIndex`: a semantic-cache index for a million entries whose maintenance never
+runs on the call path.
+
+    from functools import partial
+    cache = SemanticCache(embedder, max_entries=1_000_000,
+                          index_factory=partial(BackgroundIVFIndex, nprobe=8))
+
+It searches exactly (one matrix product, the same answers as `NumpyIndex`) while a
+partition is small. From ``exact_below`` live entries on, it searches a faiss IVF-Flat
+index (inner product: cosine on the cache's unit vectors) plus, exactly, the *tail* of
+vectors added since that index last took vectors in. The work that used to stall every
+caller happens on a worker thread (``spawn``), outside the index's lock:
+
+* training and retraining (k-means on a sample, then every live vector assigned to its
+  cluster into a new index), started when the rows written reach ``regrow`` times what the
+  last build held; the new index takes in what was added and removed meanwhile in rounds,
+  then is swapped in under the lock (one short step);
+* batched adds: once the tail holds ``batch`` vectors, their clusters are computed off the
+  lock and the vectors appended to the inverted lists under it (a memory copy).
+
+Lookups during a build still answer: the current index (or exact search) plus the tail.
+faiss is an optional dependency: ``pip install "aigw-lab[ann]"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aigw_lab.errors import ConfigError
+from aigw_lab.gateway.vector_index_ivf import _import_faiss
+from aigw_lab.gateway.vector_rows import VectorRows, exact_top_k, merge_top_k
+
+__all__ = ["BackgroundIVFIndex", "start_daemon_thread"]
+
+_LOG = logging.getLogger("aigw_lab.semantic_index")
+#: Vectors assigned to clusters per faiss call off the lock (bounds any one call's time).
+_ASSIGN_BLOCK = 8192
+#: A build catches up with adds and removals in rounds off the lock until fewer than this
+#: remain, then takes the rest under the lock and swaps.
+_CATCH_UP_LEFT = 2048
+_MAX_CATCH_UP_ROUNDS = 50
+#: A batched add takes at most this many batches, so its copy under the lock stays short
+#: (with 4, no maintenance step held the lock over 0.8 ms CPU in a 1M fill).
+_FLUSH_BATCHES = 4
+
+
+def start_daemon_thread(job: Callable[[], None]) -> None:
+    """Run ``job`` on a new daemon thread (the default ``spawn`` of `BackgroundIVFIndex`)."""
+    threading.Thread(target=job, name="aigw-semantic-index", daemon=True).start()
+
+
+def _setting(name: str, value: object, *, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(
+            f"BackgroundIVFIndex {name}={value!r} is invalid",
+            hint=f"use an integer of at least {low}",
+        )
+    return value
+
+
+class BackgroundIVFIndex:
+    """A `VectorIndex`: exact below ``exact_below`` live entries, faiss IVF-Flat plus an
+    exactly searched tail above, maintained on a worker thread.
+
+    ``nlist``: the most clusters (default 2048; a build uses ``live // 32`` rounded down to
+    a power of two when that is fewer). ``nprobe``: clusters searched per lookup. ``batch``:
+    tail vectors appended to the index at once. ``regrow``: rebuild (retrain, and drop
+    removed rows) when the rows written reach this multiple of the last build's.
+    ``train_per_cluster``: k-means sample points per cluster; ``niter``: its iterations.
+    ``spawn``: runs a maintenance job off the call path (default: a daemon thread each).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        exact_below: int = 20_000,
+        nlist: int = 2048,
+        nprobe: int = 8,
+        batch: int = 1024,
+        regrow: int = 4,
+        train_per_cluster: int = 32,
+        niter: int = 10,
+        spawn: Callable[[Callable[[], None]], None] = start_daemon_thread,
+    ) -> None:
+        self.dim = _setting("dim", dim, low=1)
+        self.exact_below = _setting("exact_below", exact_below, low=1)
+        self.max_nlist = _setting("nlist", nlist, low=1)
+        self.nprobe = _setting("nprobe", nprobe, low=1)
+        self.batch = _setting("batch", batch, low=1)
+        self.regrow = _setting("regrow", regrow, low=2)
+        self.train_per_cluster = _setting("train_per_cluster", train_per_cluster, low=1)
+        self.niter = _setting("niter", niter, low=1)
+        self._faiss = _import_faiss()  # at construction, so a missing extra fails early
+        self._spawn = spawn
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._rows = VectorRows(dim)
+        self._ivf: Any = None  # the faiss index over rows [0, _indexed)
+        self._indexed = 0  # rows below this are in _ivf (or removed); the rest: the tail
+        self._built_rows = 0  # rows written when the last build snapshotted
+        self._generation = 0  # bumped by every swap; a job from an older one is void
+        self._removed_since: list[int] | None = None  # during a build: ids removed since
+        self._building = self._flushing = False
+        # After a failed job, the next waits until this many rows are written (no retry loop).
+        self._retry_build_at = self._retry_flush_at = 0
+        self.builds = self.flushes = self.failures = 0
+        #: The longest a maintenance step held the lock (callers' most waited for it):
+        #: (wall seconds, this thread's CPU seconds).
+        self.max_locked = (0.0, 0.0)
+
+    # --- state, for notebooks, tests and benchmarks ---------------------------------------
+
+    @property
+    def approximate(self) -> bool:
+        """Whether an IVF index answers part of each search (False: all exact)."""
+        return self._ivf is not None
+
+    @property
+    def tail(self) -> int:
+        """Rows written but not yet in the IVF index (all of them while exact)."""
+        return self._rows.size - self._indexed
+
+    @property
+    def nlist(self) -> int:
+        """The clusters of the current IVF index (0 while exact)."""
+        return int(self._ivf.nlist) if self._ivf is not None else 0
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no maintenance job is in flight or scheduled (False on timeout)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not (self._building or self._flushing), timeout)
+
+    def __repr__(self) -> str:
+        mode = f"ivf nlist={self.nlist} nprobe={self.nprobe}" if self.approximate else "exact"
+        return f"<BackgroundIVFIndex dim={self.dim} size={len(self)} {mode} tail={self.tail}>"
+
+    # --- the VectorIndex protocol ---------------------------------------------------------
+
+    def add(self, entry_id: int, vector: np.ndarray) -> None:
+        self.add_many(np.array([entry_id], dtype=np.int64), np.asarray(vector).reshape(1, -1))
+
+    def add_many(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add several vectors at once (ids new and distinct): one lock, one copy."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        with self._lock:
+            self._rows.append(ids, vectors)
+            self._schedule()
+
+    def remove(self, entry_id: int) -> None:
+        with self._lock:
+            row = self._rows.kill(entry_id)  # KeyError for an unknown id, as NumpyIndex
+            if row < self._indexed:
+                self._ivf.remove_ids(self._selector([entry_id]))
+            if self._removed_since is not None:
+                self._removed_since.append(entry_id)
+            self._schedule()  # enough removed rows start a compacting build
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        with self._lock:
+            found = exact_top_k(self._rows.segments(self._indexed, self._rows.size), query, k)
+            if self._ivf is not None and self._ivf.ntotal:
+                scores, ids = self._ivf.search(query.reshape(1, -1), k)
+                # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
+                found += [
+                    (int(i), float(s))
+                    for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                    if i >= 0
+                ]
+        return merge_top_k(found, k)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    # --- scheduling (the lock held) --------------------------------------------------------
+
+    def _schedule(self) -> None:
+        rows, live = self._rows.size, len(self._rows)
+        grown = live >= self.exact_below and (
+            self._ivf is None or rows >= self.regrow * self._built_rows
+        )
+        # Removed rows stay in place until a build compacts them: at most as many as live.
+        sparse = rows - live >= max(live, self.batch)
+        if not self._building and (grown or sparse) and rows >= self._retry_build_at:
+            self._building = True
+            self._removed_since = []
+            self._built_rows = rows
+            self._spawn(self._run_build)
+        flush = self._ivf is not None and self.tail >= self.batch
+        if flush and not self._flushing and rows >= self._retry_flush_at:
+            self._flushing = True
+            self._spawn(self._run_flush)
+
+    def _job_done(self, flag: str) -> None:
+        with self._lock:
+            setattr(self, flag, False)
+            if flag == "_building":
+                self._removed_since = None
+            self._schedule()
+            self._idle.notify_all()
+
+    # --- batched adds ---------------------------------------------------------------------
+
+    def _run_flush(self) -> None:
+        """Append the tail to the IVF index: clusters computed off the lock, then one copy."""
+        try:
+            with self._lock:
+                held = time.perf_counter(), time.thread_time()
+                generation, ivf = self._generation, self._ivf
+                start = self._indexed
+                stop = min(self._rows.size, start + _FLUSH_BATCHES * self.batch)
+                ids = self._rows.ids_copy(start, stop)
+                pieces = self._rows.segments(start, stop)  # immutable rows: copied unlocked
+                self._note_locked(held)
+            if not pieces:  # a swap emptied the tail meanwhile
+                return
+            vectors = np.concatenate([v for v, _ in pieces])
+            lists = self._assign(ivf.quantizer, vectors)
+            with self._lock:
+                held = time.perf_counter(), time.thread_time()
+                if generation == self._generation:
+                    now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
+                    keep = (now >= 0) & (ids >= 0)
+                    self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
+                    self._indexed = stop
+                    self.flushes += 1
+                self._note_locked(held)
+        except Exception:  # the index stays correct (the tail is searched exactly)
+            self.failures += 1
+            self._retry_flush_at = self._rows.size + self.batch
+            _LOG.exception("semantic index: a batched add failed; the tail stays exact")
+        finally:
+            self._job_done("_flushing")
+
+    def _assign(self, quantizer: Any, vectors: np.ndarray) -> np.ndarray:
+        """Each vector's nearest cluster, in blocks (no one faiss call runs long)."""
+        out = np.empty(len(vectors), dtype=np.int64)
+        for start in range(0, len(vectors), _ASSIGN_BLOCK):
+            _, nearest = quantizer.search(vectors[start : start + _ASSIGN_BLOCK], 1)
+            out[start : start + _ASSIGN_BLOCK] = nearest[:, 0]
+        return out
+
+    def _add_assigned(
+        self, ivf: Any, ids: np.ndarray, vectors: np.ndarray, lists: np.ndarray
+    ) -> None:
+        if not len(ids):
+            return
+        swig_ptr = self._faiss.swig_ptr
+        ids, vectors = np.ascontiguousarray(ids), np.ascontiguousarray(vectors)
+        lists = np.ascontiguousarray(lists)
+        ivf.add_core(len(ids), swig_ptr(vectors), swig_ptr(ids), swig_ptr(lists))
+
+    def _selector(self, ids: list[int]) -> Any:
+        return self._faiss.IDSelectorArray(np.array(ids, dtype=np.int64))
+
+    # --- builds ---------------------------------------------------------------------------
+
+    def _run_build(self) -> None:
+        """Build a compacted copy of the rows (and an IVF index once large enough) aside,
+        catch it up with what changed meanwhile, then swap it in."""
+        try:
+            with self._lock:
+                held = time.perf_counter(), time.thread_time()
+                snapshot = self._rows.size
+                pieces = self._rows.segments(0, snapshot)
+                ids = self._rows.ids_copy(0, snapshot)
+                self._note_locked(held)
+            # Rows below the snapshot never change (only their ids can: copied above).
+            build = _Build(VectorRows(self.dim))
+            offset = 0
+            for vectors, _ in pieces:
+                piece_ids = ids[offset : offset + len(vectors)]
+                offset += len(vectors)
+                keep = piece_ids >= 0
+                build.rows.append(piece_ids[keep], vectors[keep])
+            del pieces
+            if len(build.rows) >= self.exact_below:
+                build.ivf = self._train(build.rows)
+                build.indexed = build.rows.size
+            done = snapshot
+            for _ in range(_MAX_CATCH_UP_ROUNDS):
+                with self._lock:
+                    if self._rows.size - done < _CATCH_UP_LEFT:
+                        break
+                    held = time.perf_counter(), time.thread_time()
+                    stop, changes = self._rows.size, self._changes_since(done)
+                    self._note_locked(held)
+                self._apply(build, *changes)  # off the lock: the build is still private
+                self._index_tail(build)
+                done = stop
+            with self._lock:  # the last, small round, then the swap
+                held = time.perf_counter(), time.thread_time()
+                self._apply(build, *self._changes_since(done))
+                # The old rows and index are freed after the lock is released: freeing
+                # them inside it held the lock 146 ms CPU at 1M; after, at most 0.8 ms
+                # (bench_semantic_index.py, docs/performance.md).
+                old = (self._rows, self._ivf)
+                self._rows, self._ivf, self._indexed = build.rows, build.ivf, build.indexed
+                self._generation += 1
+                self.builds += 1
+                self._note_locked(held)
+            del old, build
+        except Exception:  # the old index stays in service
+            self.failures += 1
+            self._retry_build_at = 2 * self._rows.size
+            _LOG.exception("semantic index: a rebuild failed; the previous index stays")
+        finally:
+            self._job_done("_building")
+
+    def _note_locked(self, since: tuple[float, float]) -> None:
+        """(The lock held.) Keep the longest hold of a maintenance step."""
+        wall, cpu = time.perf_counter() - since[0], time.thread_time() - since[1]
+        if wall > self.max_locked[0]:
+            self.max_locked = (wall, cpu)
+
+    def _changes_since(self, done: int) -> tuple[np.ndarray, list, list[int]]:
+        """(The lock held.) The ids of the rows written since row ``done`` (-1: removed),
+        views of those rows (immutable: read later, unlocked) and the ids removed since the
+        last call, taken together so that applying adds before removals never brings back
+        a removed id."""
+        stop = self._rows.size
+        ids, pieces = self._rows.ids_copy(done, stop), self._rows.segments(done, stop)
+        removed, self._removed_since = self._removed_since or [], []
+        return ids, pieces, removed
+
+    def _apply(self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int]) -> None:
+        if len(ids):
+            keep = ids >= 0
+            vectors = np.concatenate([v for v, _ in pieces])[keep]
+            build.rows.append(ids[keep], vectors)  # the build's tail; a flush indexes them
+        gone = [i for i in removed if i in build.rows.rows]
+        in_ivf = [i for i in gone if build.rows.rows[i] < build.indexed]
+        for entry_id in gone:
+            build.rows.kill(entry_id)
+        if in_ivf:
+            build.ivf.remove_ids(self._selector(in_ivf))
+
+    def _index_tail(self, build: _Build) -> None:
+        """(Off the lock.) Put the rows a catch-up round appended into the build's IVF index,
+        so the swapped-in index does not start with a long, exactly searched tail."""
+        if build.ivf is None or build.rows.size == build.indexed:
+            return
+        for vectors, ids in build.rows.segments(build.indexed, build.rows.size):
+            keep = ids >= 0
+            lists = self._assign(build.ivf.quantizer, vectors[keep])
+            self._add_assigned(build.ivf, ids[keep], vectors[keep], lists)
+        build.indexed = build.rows.size
+
+    def _train(self, rows: VectorRows) -> Any:
+        """A new IVF-Flat index trained on a sample of ``rows`` and holding all of them."""
+        faiss = self._faiss
+        live = len(rows)
+        nlist = 1 << int(np.log2(max(1, min(self.max_nlist, live // 32))))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.niter = self.niter
+        ivf.cp.max_points_per_centroid = self.train_per_cluster
+        ivf.cp.min_points_per_centroid = 1  # a small build trains on what it has, silently
+        step = max(1, live // (nlist * self.train_per_cluster))
+        sample = np.concatenate([v[::step] for v, _ in rows.segments(0, rows.size)])
+        ivf.train(np.ascontiguousarray(sample[: nlist * self.train_per_cluster]))
+        del sample
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) remove by id
+        ivf.nprobe = min(self.nprobe, nlist)
+        for vectors, ids in rows.segments(0, rows.size):  # compacted: every row is live
+            self._add_assigned(ivf, ids, vectors, self._assign(quantizer, vectors))
+        return ivf
+
+
+@dataclass(slots=True)
+class _Build:
+    """A build in progress, private to its job until swapped in: the compacted rows, the
+    IVF index (None: exact), and the rows it holds (the rest are the tail)."""
+
+    rows: VectorRows
+    ivf: Any = None
+    indexed: int = 0
