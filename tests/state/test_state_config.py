@@ -151,3 +151,27 @@ def test_serve_with_an_unset_url_variable_exits_2_with_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "AIGW_TEST_UNSET_REDIS_URL, which is not set" in done.stderr.splitlines()[0]
+
+
+def test_two_gateways_from_one_file_share_a_semantic_cache_entry(tmp_path, redis_server):
+    """``[state] backend = "redis"`` puts ``[semantic_cache]``'s entries in Redis: a
+    paraphrase one gateway answered is served by another process's gateway."""
+    from aigw_lab.gateway.state.semantic import RedisSemanticStore
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[providers.sim]\nkind = "simulated"\n\n'
+        f'[state]\nbackend = "redis"\nurl_env = "AIGW_TEST_REDIS_URL"\n'
+        f'prefix = "{tmp_path.name}:"\n\n'
+        '[semantic_cache]\nmodel = "hashing-64-3"\nthreshold = 0.5\nmax_entries = 7\n'
+        'verifier = "off"\n'
+    )
+    env = {"AIGW_TEST_REDIS_URL": redis_server.url}
+    one, two = (build_gateway(path, env=env, log=None) for _ in range(2))
+    for gw in (one, two):
+        (cache,) = [m for m in gw.middleware if type(m).__name__ == "SemanticCache"]
+        assert isinstance(cache.store, RedisSemanticStore) and cache.store.max_entries == 7
+    assert one.chat("sim/sim-small", "what is the capital of france").cache_status == "miss"
+    served = two.chat("sim/sim-small", "what is the capital of france?")
+    # A paraphrase (no exact cache here): served from the entry the other gateway stored.
+    assert served.cache_status == "hit"
