@@ -90,15 +90,21 @@ class PoolSettings:
     max_connections: int = 200
     max_keepalive: int = 50
     pool_timeout: float = 5.0
+    shards: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "max_keepalive"):
+        for name in ("max_connections", "max_keepalive", "shards"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"pool {name} = {value!r} must be a positive integer")
         value = self.pool_timeout
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"pool_timeout = {value!r} must be a positive number of seconds")
+        if self.shards > self.max_connections:
+            raise ConfigError(
+                f"pool shards = {self.shards} must not exceed"
+                f" max_connections = {self.max_connections} (each shard needs a connection)"
+            )
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> PoolSettings | None:
@@ -127,6 +133,7 @@ POOL_KEYS: Mapping[str, str] = MappingProxyType(
         "pool_max_connections": "max_connections",
         "pool_max_keepalive": "max_keepalive",
         "pool_timeout": "pool_timeout",
+        "pool_shards": "shards",
     }
 )
 
@@ -191,6 +198,16 @@ class HttpClients:
     async def _cap_async(self, request: httpx.Request) -> None:
         _cap_pool_wait(request, self.pool.pool_timeout)
 
+    def _sharded(self, *, async_: bool) -> Any:
+        """A sharded transport when the pool asks for shards (None: httpx's own pool)."""
+        if self.pool.shards == 1:
+            return None
+        # lazy: only a sharded pool needs it (and it imports httpx, see _httpx)
+        from aigw_lab.providers import sharded
+
+        kind = sharded.AsyncShardedTransport if async_ else sharded.ShardedTransport
+        return kind.build(self._limits, self.pool.shards)
+
     def sync(self) -> httpx.Client:
         """The shared sync client."""
         if self._client is not None:
@@ -199,7 +216,7 @@ class HttpClients:
             with self._lock:
                 if self._owned_sync is None:
                     self._owned_sync = _httpx().Client(
-                        transport=self._transport,
+                        transport=self._transport or self._sharded(async_=False),
                         limits=self._limits,
                         timeout=None,
                         event_hooks={"request": [self._cap_sync]},
@@ -221,7 +238,7 @@ class HttpClients:
                 for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
                     del self._owned_async[key]
                 client = _httpx().AsyncClient(
-                    transport=self._async_transport,
+                    transport=self._async_transport or self._sharded(async_=True),
                     limits=self._limits,
                     timeout=None,
                     event_hooks={"request": [self._cap_async]},
