@@ -198,15 +198,17 @@ class HttpClients:
     async def _cap_async(self, request: httpx.Request) -> None:
         _cap_pool_wait(request, self.pool.pool_timeout)
 
-    def _sharded(self, *, async_: bool) -> Any:
-        """A sharded transport when the pool asks for shards (None: httpx's own pool)."""
-        if self.pool.shards == 1:
+    def _sharded(self, *, async_: bool) -> dict[str, Any] | None:
+        """A sharded transport for every URL when the pool asks for shards (None: httpx's
+        own pool). Mounted rather than passed as ``transport``, which would turn off the
+        ``HTTP(S)_PROXY`` environment variables: a proxy's more specific mount still wins."""
+        if self.pool.shards == 1 or (self._transport if not async_ else self._async_transport):
             return None
         # lazy: only a sharded pool needs it (and it imports httpx, see _httpx)
         from aigw_lab.providers import sharded
 
         kind = sharded.AsyncShardedTransport if async_ else sharded.ShardedTransport
-        return kind.build(self._limits, self.pool.shards)
+        return {"all://": kind.build(self._limits, self.pool.shards)}
 
     def sync(self) -> httpx.Client:
         """The shared sync client."""
@@ -216,7 +218,8 @@ class HttpClients:
             with self._lock:
                 if self._owned_sync is None:
                     self._owned_sync = _httpx().Client(
-                        transport=self._transport or self._sharded(async_=False),
+                        transport=self._transport,
+                        mounts=self._sharded(async_=False),
                         limits=self._limits,
                         timeout=None,
                         event_hooks={"request": [self._cap_sync]},
@@ -238,7 +241,8 @@ class HttpClients:
                 for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
                     del self._owned_async[key]
                 client = _httpx().AsyncClient(
-                    transport=self._async_transport or self._sharded(async_=True),
+                    transport=self._async_transport,
+                    mounts=self._sharded(async_=True),
                     limits=self._limits,
                     timeout=None,
                     event_hooks={"request": [self._cap_async]},

@@ -12,12 +12,13 @@ Opt in with ``PoolSettings(shards=K)`` (``[gateway] pool_shards``). The limits a
 exactly (shard i gets ``max_connections // K``, plus one while the remainder lasts), so the
 total never exceeds the pool's; a shard whose connections are all busy queues its own
 requests even when another shard has a free one, which least-in-flight picking keeps rare.
-Like any transport passed to an httpx client, the shards ignore the ``HTTP(S)_PROXY``
-environment variables.
+`HttpClients` mounts the shards for every URL, so the ``HTTP(S)_PROXY`` environment
+variables still send proxied hosts through httpx's proxy transport (one pool, unsharded).
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -44,27 +45,35 @@ def split_limits(limits: httpx.Limits, shards: int) -> list[httpx.Limits]:
     ]
 
 
-class _Picker:
-    """Counts requests in flight per shard and picks the least busy (ties rotate, so an
-    idle pool spreads its first requests over every shard). Thread-safe: the sync client is
-    shared by every thread of the gateway."""
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every shard: building one loads the CA bundle (~15 ms), and the
+    shards of a pool verify alike."""
+    return httpx.create_ssl_context()
 
-    def __init__(self, count: int) -> None:
-        self.in_flight = [0] * count
+
+class _Picker:
+    """Counts requests in flight per shard and picks the shard with the most free
+    connections (ties rotate, so an idle pool spreads its first requests over every shard).
+    A request thus queues only when every shard's connections are busy, as in one pool.
+    Thread-safe: the sync client is shared by every thread of the gateway."""
+
+    def __init__(self, capacities: list[int]) -> None:
+        self.capacities = capacities
+        self.in_flight = [0] * len(capacities)
         self._next = 0
         self._lock = threading.Lock()
 
     def take(self) -> int:
         with self._lock:
-            counts = self.in_flight
+            counts, caps = self.in_flight, self.capacities
             n = len(counts)
             start = self._next
             self._next = (start + 1) % n
-            best = start
+            best, most = start, caps[start] - counts[start]
             for offset in range(1, n):
                 i = (start + offset) % n
-                if counts[i] < counts[best]:
-                    best = i
+                if caps[i] - counts[i] > most:
+                    best, most = i, caps[i] - counts[i]
             counts[best] += 1
             return best
 
@@ -120,18 +129,20 @@ class ShardedTransport(httpx.BaseTransport):
     """A sync httpx transport over ``shards`` (any sync transports; `build` makes real
     ones). Closing it closes every shard."""
 
-    def __init__(self, shards: list[Any]) -> None:
+    def __init__(self, shards: list[Any], capacities: list[int] | None = None) -> None:
         if not shards:
             raise ValueError("a sharded transport needs at least one shard")
         self.shards = list(shards)
-        self.picker = _Picker(len(self.shards))
+        self.picker = _Picker(capacities or [1] * len(self.shards))
 
     @classmethod
     def build(cls, limits: httpx.Limits, shards: int, **options: Any) -> ShardedTransport:
         """``shards`` `httpx.HTTPTransport` pools sharing ``limits`` between them
         (``options`` go to each: ``verify``, ``http2``, ...)."""
-        parts = [httpx.HTTPTransport(limits=lim, **options) for lim in split_limits(limits, shards)]
-        return cls(parts)
+        split = split_limits(limits, shards)
+        options.setdefault("verify", _ssl_context())
+        parts = [httpx.HTTPTransport(limits=lim, **options) for lim in split]
+        return cls(parts, [lim.max_connections or 1 for lim in split])
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         shard = self.picker.take()
@@ -160,19 +171,19 @@ class AsyncShardedTransport(httpx.AsyncBaseTransport):
     """An async httpx transport over ``shards`` (async transports; `build` makes real
     ones). One belongs to one event loop, like the client that uses it."""
 
-    def __init__(self, shards: list[Any]) -> None:
+    def __init__(self, shards: list[Any], capacities: list[int] | None = None) -> None:
         if not shards:
             raise ValueError("a sharded transport needs at least one shard")
         self.shards = list(shards)
-        self.picker = _Picker(len(self.shards))
+        self.picker = _Picker(capacities or [1] * len(self.shards))
 
     @classmethod
     def build(cls, limits: httpx.Limits, shards: int, **options: Any) -> AsyncShardedTransport:
         """``shards`` `httpx.AsyncHTTPTransport` pools sharing ``limits`` between them."""
-        parts = [
-            httpx.AsyncHTTPTransport(limits=lim, **options) for lim in split_limits(limits, shards)
-        ]
-        return cls(parts)
+        split = split_limits(limits, shards)
+        options.setdefault("verify", _ssl_context())
+        parts = [httpx.AsyncHTTPTransport(limits=lim, **options) for lim in split]
+        return cls(parts, [lim.max_connections or 1 for lim in split])
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         shard = self.picker.take()

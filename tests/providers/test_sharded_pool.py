@@ -168,6 +168,14 @@ def test_a_failing_shard_gives_its_slot_back_and_the_error_passes_unchanged() ->
     assert transport.picker.in_flight == [0, 0]
 
 
+def sharded_of(client: httpx.Client | httpx.AsyncClient) -> object:
+    """The sharded transport mounted for every URL (httpx keeps mounts in ``_mounts``)."""
+    for pattern, transport in client._mounts.items():
+        if pattern.pattern == "all://":
+            return transport
+    return None
+
+
 def sharded_gateway(fake: FakeUpstream, **pool: object) -> Gateway:
     spec = ProviderSpec("up", "openai-compatible", base_url=f"{fake.url}/v1", timeout=30.0)
     return Gateway([spec], pool=PoolSettings(**pool), log=None)  # type: ignore[arg-type]
@@ -175,12 +183,12 @@ def sharded_gateway(fake: FakeUpstream, **pool: object) -> Gateway:
 
 def test_the_gateway_builds_sharded_pools_and_closes_them() -> None:
     clients = HttpClients(pool=PoolSettings(shards=3))
-    transport = clients.sync()._transport  # httpx keeps the transport it was given here
+    transport = sharded_of(clients.sync())
     assert isinstance(transport, ShardedTransport) and len(transport.shards) == 3
     clients.close()
     # every shard's httpcore pool is closed (a closed pool holds no connections)
     assert all(shard._pool.connections == [] for shard in transport.shards)
-    assert isinstance(HttpClients().sync()._transport, httpx.HTTPTransport)  # default unchanged
+    assert sharded_of(HttpClients().sync()) is None  # the default is one pool, as before
 
 
 def test_the_total_connection_limit_holds_across_shards(fake: FakeUpstream) -> None:
@@ -218,7 +226,7 @@ def test_streams_release_their_connection_to_the_shard_that_served_them(
     gateway = sharded_gateway(fake, shards=3)
     fake.reply_sse(SSE, chunk_size=40)
     fake.reply_sse(SSE, chunk_size=40)
-    transport = gateway._clients.sync()._transport
+    transport = sharded_of(gateway._clients.sync())
     assert isinstance(transport, ShardedTransport)
     stream = gateway.stream("up/m", "hi")
     next(iter(stream))  # the first text: the response is open on one shard
@@ -245,7 +253,7 @@ def test_async_streams_and_calls_release_their_shard(fake: FakeUpstream) -> None
     async def scenario() -> AsyncShardedTransport:
         assert (await gateway.achat("up/m", "hi")).text == "ok"
         parts = [part async for part in gateway.astream("up/m", "hi")]
-        transport = gateway._clients.async_()._transport
+        transport = sharded_of(gateway._clients.async_())
         await gateway.aclose()
         assert "".join(parts) == "ok"
         return transport  # type: ignore[return-value]
@@ -281,9 +289,37 @@ def test_pool_shards_is_a_config_key(fake: FakeUpstream, tmp_path: Path) -> None
     gateway = Gateway.from_config(path)
     fake.reply_json(ANSWER)
     assert gateway.chat("up/m", "hi").text == "ok"
-    transport = gateway._clients.sync()._transport
+    transport = sharded_of(gateway._clients.sync())
     assert isinstance(transport, ShardedTransport) and len(transport.shards) == 4
     gateway.close()
     path.write_text(path.read_text().replace("pool_shards = 4", "pool_shards = 0"))
     with pytest.raises(ConfigError, match="shards"):
         Gateway.from_config(path)
+
+
+def test_proxy_environment_variables_still_apply(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Shards passed as httpx's ``transport`` would turn the proxy variables off and send
+    # this call straight to upstream.invalid; mounted, the proxy still gets it.
+    for name in ("ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake.url)
+    spec = ProviderSpec("up", "openai-compatible", base_url="http://upstream.invalid/v1")
+    gateway = Gateway([spec], pool=PoolSettings(shards=2), log=None)
+    fake.reply_json(ANSWER)
+    assert gateway.chat("up/m", "hi").text == "ok"
+    assert "upstream.invalid" in fake.last_request.path
+    gateway.close()
+
+
+def test_a_request_goes_where_most_connections_are_free() -> None:
+    # Shards of unequal size (a remainder of the split): the bigger one takes more, so a
+    # request waits only when every shard is full, as in one pool of the same total.
+    transport = ShardedTransport([Shard(), Shard()], capacities=[3, 1])
+    client = httpx.Client(transport=transport)
+    opened = [client.send(client.build_request("GET", "http://x/"), stream=True) for _ in range(4)]
+    assert transport.picker.in_flight == [3, 1]
+    for response in opened:
+        response.close()
+    client.close()
