@@ -53,7 +53,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 class _Picker:
     """Counts requests in flight per shard and picks the shard with the most free
-    connections (ties rotate, so an idle pool spreads its first requests over every shard).
+    connections (ties rotate, so shards of equal size share even a trickle of requests).
     A request thus queues only when every shard's connections are busy, as in one pool.
     Thread-safe: the sync client is shared by every thread of the gateway."""
 

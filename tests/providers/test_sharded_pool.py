@@ -181,12 +181,17 @@ def sharded_gateway(fake: FakeUpstream, **pool: object) -> Gateway:
     return Gateway([spec], pool=PoolSettings(**pool), log=None)  # type: ignore[arg-type]
 
 
-def test_the_gateway_builds_sharded_pools_and_closes_them() -> None:
-    clients = HttpClients(pool=PoolSettings(shards=3))
-    transport = sharded_of(clients.sync())
-    assert isinstance(transport, ShardedTransport) and len(transport.shards) == 3
+def test_the_gateway_builds_sharded_pools_and_closes_them(fake: FakeUpstream) -> None:
+    clients = HttpClients(pool=PoolSettings(shards=4))  # 200 connections: 50 per shard
+    client = clients.sync()
+    transport = sharded_of(client)
+    assert isinstance(transport, ShardedTransport) and len(transport.shards) == 4
+    for _ in range(4):  # one after another: ties rotate, so one idle connection per shard
+        fake.reply_json(ANSWER)
+        assert client.post(f"{fake.url}/v1", content=b"{}").status_code == 200
+    assert [len(shard._pool.connections) for shard in transport.shards] == [1, 1, 1, 1]
     clients.close()
-    # every shard's httpcore pool is closed (a closed pool holds no connections)
+    # every shard's httpcore pool is closed: it holds no connection any more
     assert all(shard._pool.connections == [] for shard in transport.shards)
     assert sharded_of(HttpClients().sync()) is None  # the default is one pool, as before
 
