@@ -150,6 +150,7 @@ _POOL_DOCS = {
     "max_connections": "open upstream connections (default 200)",
     "max_keepalive": "idle upstream connections kept for reuse (default 50)",
     "pool_timeout": "seconds a call waits for a free connection (default 5)",
+    "shards": "independent pools the connections are split into (default 1)",
 }
 
 #: ``[gateway]``.

@@ -196,14 +196,24 @@ class Side:
 class RawHttpx(Side):
     name = "raw httpx"
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, shards: int = 1) -> None:
         import httpx  # lazy: the server process never needs it
 
         self.url = f"{base_url}/chat/completions"
         self.headers = {"authorization": "Bearer bench-key"}
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        self.client = httpx.Client(limits=limits)
-        self.aclient = httpx.AsyncClient(limits=limits)
+        if shards == 1:
+            self.client = httpx.Client(limits=limits)
+            self.aclient = httpx.AsyncClient(limits=limits)
+        else:  # --pool-shards: the same pool split into independent ones
+            from aigw_lab.providers.sharded import (  # lazy: only --pool-shards
+                AsyncShardedTransport,
+                ShardedTransport,
+            )
+
+            self.name = f"raw sharded{shards}"
+            self.client = httpx.Client(transport=ShardedTransport.build(limits, shards))
+            self.aclient = httpx.AsyncClient(transport=AsyncShardedTransport.build(limits, shards))
 
     def _body(self, stream: bool = False) -> dict[str, object]:
         body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 16}
@@ -239,11 +249,14 @@ class RawHttpx(Side):
 
 
 class Aigw(Side):
-    def __init__(self, base_url: str, log_path: Path | None) -> None:
+    def __init__(self, base_url: str, log_path: Path | None, shards: int = 1) -> None:
         from aigw_lab import Gateway, Price, ProviderSpec  # lazy: not in the server process
+        from aigw_lab.providers.base import PoolSettings  # lazy: as above
         from aigw_lab.store import CallLog  # lazy: as above
 
         self.name = "aigw log on" if log_path else "aigw log off"
+        if shards > 1:
+            self.name += f" sh{shards}"
         self.log = CallLog(log_path) if log_path else None
         spec = ProviderSpec(name="fake", kind="openai", base_url=base_url, api_key_env="FAKE_KEY")
         self.gateway = Gateway(
@@ -251,6 +264,7 @@ class Aigw(Side):
             log=self.log,
             env={"FAKE_KEY": "bench-key"},
             prices={f"fake/{MODEL}": Price(0.15, 0.60)},
+            pool=PoolSettings(shards=shards),
         )
         self.address = f"fake/{MODEL}"
 
@@ -471,6 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=None, help=f"comma-separated, of {','.join(ALL_MODES)}")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument(
+        "--pool-shards",
+        type=int,
+        default=1,
+        help="also run raw httpx and aigw (log on) over a pool split into this many shards"
+        " (aigw_lab.providers.sharded), interleaved with the default pool",
+    )
+    parser.add_argument(
         "--count-calls",
         action="store_true",
         help="also count Python function calls per call in the calling thread (load-proof)",
@@ -492,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="aigw-peers-"))
     sides: list[Side] = [RawHttpx(base_url), Aigw(base_url, tmp / "calls.duckdb")]
     sides.append(Aigw(base_url, None))
+    if args.pool_shards > 1:
+        sides.append(RawHttpx(base_url, args.pool_shards))
+        sides.append(Aigw(base_url, tmp / "sharded.duckdb", args.pool_shards))
     if not args.no_litellm:
         sides.append(LiteLLM(base_url))
     for side in sides:  # every side gets the same answer from the same server

@@ -180,9 +180,10 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def _start_serve(folder: Path, upstream: str, workers: int, log: bool) -> tuple:
-    config = folder / f"gw{workers}{'log' if log else ''}.toml"
-    config.write_text(CONFIG.format(url=upstream, log="true" if log else "false"))
+def _start_serve(folder: Path, upstream: str, workers: int, log: bool, shards: int = 1) -> tuple:
+    config = folder / f"gw{workers}{'log' if log else ''}sh{shards}.toml"
+    text = CONFIG.format(url=upstream, log="true" if log else "false")
+    config.write_text(text + f"pool_shards = {shards}\n")  # [gateway] is the last table
     argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config)]
     argv += ["--no-auth", "--port", "0", "--workers", str(workers)]
     argv += ["--max-requests-in-flight", "4096"]
@@ -220,6 +221,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--pool-shards",
+        type=int,
+        default=1,
+        help="also run serve N=1 (log off) with [gateway] pool_shards = this (the upstream"
+        " pool split into independent pools, aigw_lab.providers.sharded)",
+    )
     parser.add_argument("--fake-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--client-rate", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -249,12 +257,15 @@ def main() -> None:
             procs.append(fake)
             _wait_up(fake_url)
             targets = {"fake direct": (fake, fake_url)}
-            for name, workers, log in (
-                ("serve N=1 log off", 1, False),
-                ("serve N=2 log off", 2, False),
-                ("serve N=1 log on", 1, True),
-            ):
-                proc, url = _start_serve(Path(tmp), fake_url, workers, log)
+            serves = [
+                ("serve N=1 log off", 1, False, 1),
+                ("serve N=2 log off", 2, False, 1),
+                ("serve N=1 log on", 1, True, 1),
+            ]
+            if args.pool_shards > 1:
+                serves.append((f"serve N=1 off sh{args.pool_shards}", 1, False, args.pool_shards))
+            for name, workers, log, shards in serves:
+                proc, url = _start_serve(Path(tmp), fake_url, workers, log, shards)
                 procs.append(proc)
                 targets[name] = (proc, url)
             print(f"concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s; "

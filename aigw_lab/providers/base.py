@@ -90,15 +90,21 @@ class PoolSettings:
     max_connections: int = 200
     max_keepalive: int = 50
     pool_timeout: float = 5.0
+    shards: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "max_keepalive"):
+        for name in ("max_connections", "max_keepalive", "shards"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"pool {name} = {value!r} must be a positive integer")
         value = self.pool_timeout
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"pool_timeout = {value!r} must be a positive number of seconds")
+        if self.shards > self.max_connections:
+            raise ConfigError(
+                f"pool shards = {self.shards} must not exceed"
+                f" max_connections = {self.max_connections} (each shard needs a connection)"
+            )
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> PoolSettings | None:
@@ -127,6 +133,7 @@ POOL_KEYS: Mapping[str, str] = MappingProxyType(
         "pool_max_connections": "max_connections",
         "pool_max_keepalive": "max_keepalive",
         "pool_timeout": "pool_timeout",
+        "pool_shards": "shards",
     }
 )
 
@@ -191,6 +198,18 @@ class HttpClients:
     async def _cap_async(self, request: httpx.Request) -> None:
         _cap_pool_wait(request, self.pool.pool_timeout)
 
+    def _sharded(self, *, async_: bool) -> dict[str, Any] | None:
+        """A sharded transport for every URL when the pool asks for shards (None: httpx's
+        own pool). Mounted rather than passed as ``transport``, which would turn off the
+        ``HTTP(S)_PROXY`` environment variables: a proxy's more specific mount still wins."""
+        if self.pool.shards == 1 or (self._transport if not async_ else self._async_transport):
+            return None
+        # lazy: only a sharded pool needs it (and it imports httpx, see _httpx)
+        from aigw_lab.providers import sharded
+
+        kind = sharded.AsyncShardedTransport if async_ else sharded.ShardedTransport
+        return {"all://": kind.build(self._limits, self.pool.shards)}
+
     def sync(self) -> httpx.Client:
         """The shared sync client."""
         if self._client is not None:
@@ -200,6 +219,7 @@ class HttpClients:
                 if self._owned_sync is None:
                     self._owned_sync = _httpx().Client(
                         transport=self._transport,
+                        mounts=self._sharded(async_=False),
                         limits=self._limits,
                         timeout=None,
                         event_hooks={"request": [self._cap_sync]},
@@ -222,6 +242,7 @@ class HttpClients:
                     del self._owned_async[key]
                 client = _httpx().AsyncClient(
                     transport=self._async_transport,
+                    mounts=self._sharded(async_=True),
                     limits=self._limits,
                     timeout=None,
                     event_hooks={"request": [self._cap_async]},
