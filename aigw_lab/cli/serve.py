@@ -132,11 +132,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--loop",
         default="auto",
         choices=["auto", "asyncio", "uvloop"],
-        help="event loop; auto takes uvloop when installed (pip install 'aigw-lab[fast-serve]')",
+        help="event loop; auto takes uvloop when installed (pip install 'aigw-lab[fast-serve]') "
+        "(default: %(default)s)",
     )
     # A --workers worker's inherited listening socket and its index (set by the parent).
-    parser.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker-fd",
+        type=int,
+        help="internal, set by a --workers parent: the listening socket a worker inherits",
+    )
+    parser.add_argument(
+        "--worker-index",
+        type=int,
+        default=0,
+        help="internal, set by a --workers parent: this worker's index (default: %(default)s)",
+    )
     limits = parser.add_argument_group(
         "timeouts and limits", "override the config's [server] values (docs/serving.md)"
     )
