@@ -67,3 +67,14 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port (use 0 to 65535)")
     return value
+
+
+def help_without_subcommand(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The ``func`` of a verb that needs a subcommand: given none, it prints the verb's help
+    and exits 2 (a usage mistake, as argparse's own)."""
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return usage

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from aigw_lab.cli._args import describe, finite_float
+from aigw_lab.cli._args import describe, finite_float, help_without_subcommand
 from aigw_lab.cli._verbs import VERBS
 
 __all__ = ["register", "run_tune", "build_embedder", "EXIT_NO_SETTING"]
@@ -84,15 +84,7 @@ def register(subparsers: Any) -> None:
         help="where embeddings are cached (default: the user cache folder)",
     )
     tune.set_defaults(func=run_tune)
-    parser.set_defaults(func=_no_subcommand(parser))
-
-
-def _no_subcommand(parser: argparse.ArgumentParser) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return run
+    parser.set_defaults(func=help_without_subcommand(parser))
 
 
 def build_embedder(model: str | None, cache_dir: Path | None) -> Any:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aigw_lab.cli._args import help_without_subcommand
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
@@ -95,12 +96,7 @@ def register(subparsers: Any) -> None:
     )
     _common(revoke)
     revoke.set_defaults(func=run_revoke)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    parser.set_defaults(func=help_without_subcommand(parser))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aigw_lab.cli._args import describe
+from aigw_lab.cli._args import describe, help_without_subcommand
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
@@ -47,15 +47,7 @@ def register(subparsers: Any) -> None:
     where.add_argument("--config", help='a gateway config with [log] backend = "postgres"')
     where.add_argument("--url-env", help="the environment variable holding the URL")
     sync.set_defaults(func=run_sync)
-    parser.set_defaults(func=_usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> Any:
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return usage
+    parser.set_defaults(func=help_without_subcommand(parser))
 
 
 def run_sync(args: argparse.Namespace) -> int:

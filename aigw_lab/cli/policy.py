@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.cli._args import finite_float, int_at_least
+from aigw_lab.cli._args import finite_float, help_without_subcommand, int_at_least
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.cli.policy_data import (
     DATASETS,
@@ -154,7 +154,7 @@ def register(subparsers: Any) -> None:
     evaluate.set_defaults(func=run_evaluate)
 
     register_export(commands)
-    parser.set_defaults(func=lambda args: _usage(parser))
+    parser.set_defaults(func=help_without_subcommand(parser))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -180,11 +180,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="bootstrap resamples for the confidence intervals (default: %(default)s; the "
         "baseline table uses at most 500)",
     )
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _parse_targets(text: str | None, models: list[str], roles: dict[str, str]) -> dict[str, str]:

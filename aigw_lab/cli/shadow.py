@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aigw_lab.cli._args import describe, finite_float
+from aigw_lab.cli._args import describe, finite_float, help_without_subcommand
 from aigw_lab.cli._verbs import VERBS
 from aigw_lab.errors import ConfigError
 
@@ -68,15 +68,7 @@ def register(subparsers: Any) -> None:
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     report.add_argument("--json", action="store_true", help="print the summary as JSON")
     report.set_defaults(func=run_report)
-    parser.set_defaults(func=_usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> Any:
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return usage
+    parser.set_defaults(func=help_without_subcommand(parser))
 
 
 def run_report(args: argparse.Namespace) -> int:
