@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.analysis._source import LogSource
+    from aigw_lab.analysis.stats import BootstrapMethod
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -73,7 +74,9 @@ def target_summary(
     most scores (``frame.attrs["scorer"]`` says which; quality columns are NaN when nothing
     is scored). ``quality_ci_low``/``high`` are a percentile bootstrap interval at
     ``confidence``, resampling items (repetitions of an item averaged first), seeded by
-    ``seed``. ``cost_per_correct`` is only defined for a 0/1 scorer (NaN otherwise).
+    ``seed``: items' means with few distinct values (a 0/1 scorer's) are resampled by
+    counting picks per value (`aigw_lab.analysis.stats`, same distribution, cheap at any
+    item count). ``cost_per_correct`` is only defined for a 0/1 scorer (NaN otherwise).
     """
     with fresh_rollups(source) as rollups:
         if scorer is None:
@@ -99,9 +102,11 @@ def summary_frame(
     confidence: float,
     n_boot: int,
     seed: int,
+    bootstrap: BootstrapMethod = "auto",
 ) -> pd.DataFrame:
     """`target_summary`'s frame from the per-target and per-item tables (read from the
-    rollups, or by the reference SQL in `aigw_lab.analysis.reference`)."""
+    rollups, or by the reference SQL in `aigw_lab.analysis.reference`). ``bootstrap`` is
+    `bootstrap_means`' ``method`` ("indices": the intervals every earlier version gave)."""
     # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
@@ -131,7 +136,9 @@ def summary_frame(
     item_counts, lows, highs = [], [], []
     for target in frame["target"]:
         values = items.loc[items["target"] == target, "item_quality"].to_numpy(dtype=float)
-        ci = bootstrap_mean_ci(values, confidence=confidence, n_boot=n_boot, rng=rng)
+        ci = bootstrap_mean_ci(
+            values, confidence=confidence, n_boot=n_boot, rng=rng, method=bootstrap
+        )
         item_counts.append(ci.n)
         lows.append(ci.low)
         highs.append(ci.high)
@@ -178,7 +185,8 @@ def paired_comparison(
     Per item, each target's value is its mean over repetitions (quality: the scored units;
     latency: logical latency of the units that ended ok; cost: everything the unit spent).
     ``diff`` = mean(a - b) over the items with a value for both (``n_items``), with a paired
-    percentile bootstrap interval (the same resampled items for both targets). ``wins`` /
+    percentile bootstrap interval (the same resampled items for both targets; differences
+    with few distinct values are resampled by counting, as in `target_summary`). ``wins`` /
     ``ties`` / ``losses`` count items where a is better / equal / worse than b: higher is
     better for quality, lower for latency and cost.
     """
@@ -208,8 +216,10 @@ def paired_frame(
     confidence: float,
     n_boot: int,
     seed: int,
+    bootstrap: BootstrapMethod = "auto",
 ) -> pd.DataFrame:
-    """`paired_comparison`'s frame from the per-(target, item) table of the two targets."""
+    """`paired_comparison`'s frame from the per-(target, item) table of the two targets;
+    ``bootstrap`` as for `summary_frame`."""
     # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
@@ -232,7 +242,7 @@ def paired_frame(
     rows = []
     for metric, higher_is_better in (("quality", True), ("latency_ms", False), ("cost_usd", False)):
         pair = joined[[f"{metric}_a", f"{metric}_b"]].astype(float).dropna().to_numpy()
-        rows.append(_paired_row(metric, pair, higher_is_better, confidence, n_boot, rng))
+        rows.append(_paired_row(metric, pair, higher_is_better, confidence, n_boot, rng, bootstrap))
     frame = pd.DataFrame(rows)
     frame.insert(1, "target_a", target_a)
     frame.insert(2, "target_b", target_b)
@@ -247,6 +257,7 @@ def _paired_row(
     confidence: float,
     n_boot: int,
     rng: np.random.Generator,
+    bootstrap: BootstrapMethod = "indices",
 ) -> dict[str, object]:
     # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
@@ -270,7 +281,7 @@ def _paired_row(
     if n == 1:
         low = high = float(diffs[0])
     else:
-        replicates = bootstrap_means(diffs, n_boot=n_boot, rng=rng)
+        replicates = bootstrap_means(diffs, n_boot=n_boot, rng=rng, method=bootstrap)
         low, high = (float(v) for v in percentile_interval(replicates, confidence))
     better = diffs > 0 if higher_is_better else diffs < 0
     worse = diffs < 0 if higher_is_better else diffs > 0

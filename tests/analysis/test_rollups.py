@@ -153,7 +153,9 @@ def test_rolled_up_analyses_equal_the_reference(log, experiment, scorer):
     conn = _connection()
     _load_in_chunks(conn, log)
     summary = target_summary(conn, experiment_id=experiment, scorer=scorer, n_boot=50)
-    expected = reference_target_summary(conn, experiment_id=experiment, scorer=scorer, n_boot=50)
+    expected = reference_target_summary(
+        conn, experiment_id=experiment, scorer=scorer, n_boot=50, bootstrap="auto"
+    )
     _same(summary, expected)  # small logs: percentiles exact too
     assert summary.attrs == expected.attrs
     for freq in ("second", "hour"):
@@ -166,9 +168,57 @@ def test_rolled_up_analyses_equal_the_reference(log, experiment, scorer):
         _same(
             paired_comparison(conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=50),
             reference_paired_comparison(
-                conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=50
+                conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=50, bootstrap="auto"
             ),
         )
+
+
+def _scored_experiment() -> duckdb.DuckDBPyConnection:
+    """2 targets x 300 items x 3 repetitions, every unit scored 0/1 by s1: item means take
+    4 values, so the public functions count picks per value instead of drawing indices."""
+    conn = _connection()
+    conn.execute(
+        """
+        INSERT INTO calls (call_id, trace_id, "timestamp", provider_name, request_model, status,
+                           latency_ms, cost_usd, attempt, experiment_id, target, item_id,
+                           repetition, simulated)
+        SELECT 'c' || i, 't' || i, TIMESTAMPTZ '2026-03-01 09:00:00+00' + to_milliseconds(i),
+               'sim', 'm', 'ok', 100 + (i * 37) % 1000, 0.001 * (1 + i % 2), 1, 'exp',
+               't' || (i % 2), 'item' || (i // 2 % 300), i // 600, false
+        FROM range(1800) r(i)
+        """
+    )
+    conn.execute(
+        """
+        INSERT INTO scores (score_id, call_id, scorer, value, created_at, experiment_id)
+        SELECT 's' || i, 'c' || i, 's1', (hash(i) % 10 < 6 + 2 * (i % 2))::INT::DOUBLE,
+               TIMESTAMPTZ '2026-03-01 10:00:00+00', 'exp'
+        FROM range(1800) r(i)
+        """
+    )
+    return conn
+
+
+def test_counted_intervals_agree_with_the_historical_ones_within_monte_carlo_error():
+    conn = _scored_experiment()
+    summary = target_summary(conn, experiment_id="exp", n_boot=2000)
+    _same(
+        summary, reference_target_summary(conn, experiment_id="exp", n_boot=2000, bootstrap="auto")
+    )
+    historical = reference_target_summary(conn, experiment_id="exp", n_boot=2000)
+    interval = ["quality_ci_low", "quality_ci_high"]
+    _same(summary.drop(columns=interval), historical.drop(columns=interval))
+    # Different draws of the same distribution: the bounds move by Monte Carlo error only
+    # (about 0.002 at 2,000 replicates), far less than the interval's width (about 0.08).
+    assert not summary[interval].equals(historical[interval])
+    pd.testing.assert_frame_equal(summary[interval], historical[interval], atol=0.01, rtol=0)
+    paired = paired_comparison(conn, "t1", "t0", experiment_id="exp", n_boot=2000)
+    old = reference_paired_comparison(conn, "t1", "t0", experiment_id="exp", n_boot=2000)
+    bounds = ["ci_low", "ci_high"]
+    _same(paired.drop(columns=bounds), old.drop(columns=bounds))
+    width = (old["ci_high"] - old["ci_low"]).to_numpy()
+    moved = (paired[bounds] - old[bounds]).abs().max(axis=1).to_numpy()
+    assert (moved <= 0.15 * width + 1e-9).all(), (moved, width)
 
 
 @pytest.mark.slow  # about 20 s on a loaded 2-core box
