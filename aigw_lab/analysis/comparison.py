@@ -224,7 +224,7 @@ def paired_frame(
     import numpy as np
     import pandas as pd
 
-    present = set(per_item["target"])
+    present = set(per_item["target"].unique())  # not per row: arrow strings iterate slowly
     missing = [t for t in (target_a, target_b) if t not in present]
     if missing:
         raise ValueError(
