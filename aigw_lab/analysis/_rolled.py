@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.analysis.rollups import bucket_value
+from aigw_lab.analysis.stats import _counting_pays
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,9 +41,9 @@ def summary_tables(
     *,
     exact_limit: int = EXACT_QUANTILE_LIMIT,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per target, per item) as `comparison._SUMMARY_SQL` returns them."""
+    """(per target, per item) as the reference's summary SQL returns them, except that the
+    per-item table may come as groups of items with the same mean (`_quality_tables`)."""
     # lazy: pandas loads in ~0.3 s; only building a frame needs it
-    import pandas as pd
 
     read, s = rollups.read, rollups.schema
     where, params = _filter(experiment_id)
@@ -84,32 +85,67 @@ def summary_tables(
         per_target["ttft_q"] = _histogram_quantiles(
             rollups, experiment_id, "ttft_bucket", per_target["target"], (0.5, 0.95)
         )
+    quality, items = _quality_tables(rollups, experiment_id, scorer)
+    per_target = per_target.merge(quality, on="target", how="left")
+    per_target["scored"] = per_target["scored"].fillna(0).astype("int64")
+    return per_target, items
+
+
+def _quality_tables(
+    rollups: Rollups, experiment_id: str | None, scorer: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-target quality, per-item quality) in one pass over the scores: each item's
+    count, sum and mean, then grouped by (target, item mean). When every target's item
+    means take few distinct values (a 0/1 or few-level scorer) the items come back as those
+    groups, each row standing for ``items`` items (what the counted bootstrap needs; no
+    per-item rows cross to pandas); otherwise the per-item rows are read as well."""
+    # lazy: pandas loads in ~0.3 s; only building a frame needs it
+    import pandas as pd
+
+    read, s = rollups.read, rollups.schema
     where_s, params_s = _filter(experiment_id, "scorer = ?")
-    quality = read(
+    item_means = f"""
+        SELECT target, experiment_id, item_id,
+               count(value) AS scored, sum(value) AS quality_sum,
+               avg(value) AS item_quality,
+               bool_and(value IN (0.0, 1.0)) FILTER (WHERE value IS NOT NULL) AS binary_quality
+        FROM {s}.rollup_scores {where_s}
+        GROUP BY target, experiment_id, item_id
+    """
+    groups = read(
         f"""
-        SELECT target,
-               count(value) AS scored,
-               avg(value) AS quality_mean,
-               sum(value) AS quality_sum,
-               bool_and(value IN (0.0, 1.0)) FILTER (WHERE value IS NOT NULL)
-                   AS binary_quality
-        FROM {s}.rollup_scores {where_s} GROUP BY target
+        SELECT target, item_quality, count(*) AS items,
+               sum(scored) AS scored, sum(quality_sum) AS quality_sum,
+               bool_and(binary_quality) AS binary_quality
+        FROM ({item_means}) GROUP BY target, item_quality
         """,
         [scorer, *params_s],
     )
-    per_target = per_target.merge(quality, on="target", how="left")
-    per_target["scored"] = per_target["scored"].fillna(0).astype("int64")
+    by_target = groups.groupby("target", sort=False)
+    quality = by_target.agg(
+        scored=("scored", "sum"),
+        quality_sum=("quality_sum", "sum"),
+        binary_quality=("binary_quality", lambda v: v.dropna().all() if v.notna().any() else None),
+    ).reset_index()
+    quality["quality_mean"] = quality["quality_sum"] / quality["scored"].where(
+        quality["scored"] > 0
+    )
+    quality.loc[quality["scored"] == 0, "quality_sum"] = float("nan")
+    scored_items = groups[groups["item_quality"].notna()]
+    counts = scored_items.groupby("target", sort=False).agg(
+        n=("items", "sum"), distinct=("items", "size")
+    )
+    if len(counts) and all(map(_counting_pays, counts["n"], counts["distinct"])):
+        items = scored_items[["target", "item_quality", "items"]].reset_index(drop=True)
+        return quality, items
     items = read(
-        f"""
-        SELECT target, experiment_id, item_id, avg(value) AS item_quality
-        FROM {s}.rollup_scores {where_s} AND value IS NOT NULL
-        GROUP BY target, experiment_id, item_id
-        """,
+        f"SELECT target, experiment_id, item_id, item_quality FROM ({item_means}) "
+        "WHERE item_quality IS NOT NULL",
         [scorer, *params_s],
     )
     if items.empty:
         items = pd.DataFrame(columns=["target", "experiment_id", "item_id", "item_quality"])
-    return per_target, items
+    return quality, items
 
 
 def _histogram_quantiles(

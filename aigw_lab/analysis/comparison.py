@@ -112,9 +112,15 @@ def summary_frame(
     import pandas as pd
 
     per_target = per_target.sort_values("target").reset_index(drop=True)
+    # ``items`` is one row per item, or (from the rollups, when item means take few values)
+    # one row per (target, mean) standing for ``items`` items: the counted bootstrap sees
+    # the same sample either way, since it only needs how many items have each mean.
+    weighted = "items" in items.columns
     # Sorted so the seeded resampling sees items in the same order every time (DuckDB
     # returns groups in whatever order its threads finish).
-    items = items.sort_values(["target", "experiment_id", "item_id"])
+    items = items.sort_values(
+        ["target", "item_quality"] if weighted else ["target", "experiment_id", "item_id"]
+    )
     frame = pd.DataFrame({"target": per_target["target"].astype(str)})
     units = per_target["units"].astype("int64")
     frame["units"] = units
@@ -135,7 +141,10 @@ def summary_frame(
     rng = np.random.default_rng(seed)
     item_counts, lows, highs = [], [], []
     for target in frame["target"]:
-        values = items.loc[items["target"] == target, "item_quality"].to_numpy(dtype=float)
+        rows = items[items["target"] == target]
+        values = rows["item_quality"].to_numpy(dtype=float)
+        if weighted:
+            values = np.repeat(values, rows["items"].to_numpy(dtype=np.int64))
         ci = bootstrap_mean_ci(
             values, confidence=confidence, n_boot=n_boot, rng=rng, method=bootstrap
         )

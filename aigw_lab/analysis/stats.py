@@ -80,7 +80,7 @@ def bootstrap_means(
             distinct = values[:, None]
         else:
             distinct, counts = np.unique(data, axis=0, return_counts=True)
-        if len(distinct) * _ROWS_PER_DISTINCT <= n:
+        if _counting_pays(n, len(distinct)):
             # How many of the n uniform picks fall on each distinct row: multinomial with
             # each row's share of the sample, exactly as under index resampling.
             picks = rng.multinomial(n, counts / n, size=n_boot)
@@ -93,6 +93,11 @@ def bootstrap_means(
         idx = rng.integers(0, n, size=(stop - start, n))
         out[start:stop] = data[idx].mean(axis=1)
     return out[:, 0] if one_column else out
+
+
+def _counting_pays(n: int, distinct: int) -> bool:
+    """Whether ``"auto"`` counts picks per distinct row for n rows with this many distinct."""
+    return n >= 2 * _ROWS_PER_DISTINCT and distinct * _ROWS_PER_DISTINCT <= n
 
 
 def _few_distinct(data: np.ndarray) -> bool:
