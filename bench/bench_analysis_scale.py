@@ -15,12 +15,16 @@ Then, on one read-write connection (what a process owning the log has):
 * the first rollup refresh, the one-time build a never-rolled-up log's first analysis pays
   (CPU per 1M calls);
 * R interleaved rounds of the baseline ``GROUP BY trace_id`` over the same calls table,
-  ``target_summary`` (n_boot=1000 and n_boot=2: the bootstrap's share), ``paired_comparison``
-  and ``cost_over_time``; with ``--reference`` also today's implementation over every row
-  (`aigw_lab.analysis.reference`). Wall and CPU time per case, medians with their range
-  and ratios to the same round's baseline;
+  ``target_summary`` and ``paired_comparison`` (n_boot=1000, and n_boot=2: the bootstrap's
+  share) and ``cost_over_time``; with ``--reference`` also the previous implementation over
+  every row (`aigw_lab.analysis.reference`, with the index-drawn bootstrap it always had).
+  Wall and CPU time per case, medians with their range and ratios to the same round's
+  baseline;
 * an incremental refresh after appending min(N/10, 1M) new call rows (CPU per 1M new calls),
-  one after 10,000 more (a merge's fixed cost), and a refresh with nothing new.
+  one after 10,000 more (a merge's fixed cost), and a refresh with nothing new;
+* ``target_summary`` of the file's path (a read-only snapshot, what a notebook next to a
+  running gateway does) while the rollups are behind by 1,000 calls (each snapshot refreshes
+  them into temporary tables) and once they are current.
 
 Load averages are printed with the results: on a shared machine wall times follow the load,
 ratios and CPU times much less.
@@ -279,6 +283,10 @@ def main() -> None:
                         conn, a, b, experiment_id="bench", n_boot=args.n_boot
                     ),
                 ),
+                (
+                    "paired_comparison (n_boot=2)",
+                    lambda: paired_comparison(conn, a, b, experiment_id="bench", n_boot=2),
+                ),
                 ("cost_over_time (hour)", lambda: cost_over_time(conn, experiment_id="bench")),
             ]
             if args.reference:
@@ -341,8 +349,20 @@ def main() -> None:
             )
             wall, cpu, _ = measure(lambda: refresh_rollups(conn))
             print(f"refresh with nothing new: {wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU")
+            append_new_calls(conn, 1_000, tag="snap", shift=300_000)
+            conn.execute("CHECKPOINT")
         finally:
             conn.close()
+        # A read-only snapshot (the path) cannot write the log's rollups: while they are
+        # behind, every snapshot copies them into temporary tables and merges there.
+        for state in ("behind by 1,000 calls", "current"):
+            if state == "current":
+                refresh_rollups(path)
+            wall, cpu, _ = measure(lambda: target_summary(path, experiment_id="bench"))
+            print(
+                f"target_summary of a read-only snapshot, rollups {state}: {wall:.2f} s wall, "
+                f"{cpu:.2f} s CPU; {_load()}"
+            )
         print(f"end: {_load()}")
 
 
