@@ -29,6 +29,7 @@ from aigw_lab.analysis.rollups import (
     fresh_rollups,
     refresh_rollups,
 )
+from aigw_lab.errors import StoreError
 from aigw_lab.store import CallLog
 from aigw_lab.store.schema import apply_migrations
 from tests.analysis.conftest import row as call_row
@@ -323,6 +324,34 @@ def test_a_read_only_snapshot_is_rolled_up_in_temporary_tables(tmp_path):
     check = duckdb.connect(str(path), read_only=True)
     assert check.execute("SELECT calls_rowid FROM rollup_state").fetchone() == (0,)
     check.close()
+
+
+def test_a_path_is_rolled_up_in_a_private_copy_and_the_log_is_left_alone(tmp_path, monkeypatch):
+    # A path's rollups that are behind merge into the copy's own tables ("main"), not
+    # temporary copies of every rollup table; the log keeps its watermark and the copy goes.
+    path = tmp_path / "calls.duckdb"
+    with CallLog(path) as log:
+        log.execute("INSERT INTO calls (call_id, trace_id, status, latency_ms, target, "
+                    "experiment_id, item_id, cost_usd, attempt) VALUES "
+                    "('c0', 't0', 'ok', 12.0, 'a', 'exp', 'i0', 0.5, 1)")  # fmt: skip
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    with fresh_rollups(path) as rollups:
+        assert (rollups.schema, rollups.refreshed) == ("main", True)
+        assert rollups.read("SELECT count(*) AS n FROM rollup_units")["n"].tolist() == [1]
+        (copy,) = scratch.iterdir()  # one private folder, only this user's
+        assert copy.stat().st_mode & 0o077 == 0
+    assert list(scratch.iterdir()) == []
+    check = duckdb.connect(str(path), read_only=True)
+    assert check.execute("SELECT calls_rowid FROM rollup_state").fetchone() == (-1,)
+    check.close()
+    _same(
+        target_summary(path, experiment_id="exp", n_boot=2),
+        reference_target_summary(path, experiment_id="exp", n_boot=2),
+    )
+    with pytest.raises(StoreError, match="no call log"):
+        target_summary(tmp_path / "missing.duckdb")
 
 
 def test_a_call_log_is_rolled_up_in_place(tmp_path):
