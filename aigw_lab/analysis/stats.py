@@ -107,7 +107,9 @@ def _few_distinct(data: np.ndarray) -> bool:
     import numpy as np
 
     n = len(data)
-    if n < 2 * _ROWS_PER_DISTINCT:
+    if n < 2 * _ROWS_PER_DISTINCT or not np.isfinite(data).all():
+        # NaN or infinite rows: a zero count times NaN is NaN in the matrix product, where
+        # index draws leave the replicates that never picked such a row finite.
         return False
     head = data[: min(n, 4096)]
     seen = len(np.unique(head[:, 0])) if data.shape[1] == 1 else len(np.unique(head, axis=0))

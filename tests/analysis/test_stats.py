@@ -160,3 +160,16 @@ def test_counted_intervals_cover_a_known_proportion_as_often_as_promised():
 def test_an_unknown_method_says_which_exist():
     with pytest.raises(ValueError, match="indices, auto"):
         bootstrap_means(np.arange(3.0), n_boot=5, rng=np.random.default_rng(0), method="fast")
+
+
+def test_auto_draws_indices_when_a_value_is_not_finite():
+    # Counting would turn every replicate into NaN (0 x NaN); index draws keep the ones
+    # that never picked the NaN row, as before.
+    values = np.array([np.nan] + [0.0, 1.0] * 50)
+    rng = _Recording(5)
+    auto = bootstrap_means(values, n_boot=200, rng=rng, method="auto")
+    assert rng.calls == ["integers"]
+    np.testing.assert_array_equal(
+        auto, bootstrap_means(values, n_boot=200, rng=np.random.default_rng(5))
+    )
+    assert np.isfinite(auto).any()
