@@ -43,8 +43,6 @@ def summary_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per target, per item) as the reference's summary SQL returns them, except that the
     per-item table may come as groups of items with the same mean (`_quality_tables`)."""
-    # lazy: pandas loads in ~0.3 s; only building a frame needs it
-
     read, s = rollups.read, rollups.schema
     where, params = _filter(experiment_id)
     per_target = read(
