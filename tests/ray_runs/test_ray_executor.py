@@ -180,8 +180,7 @@ def _ok_units(url: str, experiment_id: str) -> Counter[tuple[str, str, int]]:
     """Ok outcome rows per unit in the team log."""
     rows = _pg(
         url,
-        "SELECT item_id, target, repetition FROM calls WHERE experiment_id = %s "
-        "AND status = 'ok'",
+        "SELECT item_id, target, repetition FROM calls WHERE experiment_id = %s AND status = 'ok'",
         [experiment_id],
     )
     return Counter((i, t, int(r)) for i, t, r in rows)
@@ -349,8 +348,10 @@ def test_b_kill_9_of_the_driver_then_resume_repays_at_most_the_calls_in_flight(
     logged = {(item, {"up/m1": "m1", "up/m2": "m2"}[target]) for item, target, _ in done_before}
     assert not set(repaid) & logged
     assert sum(repaid.values()) <= in_flight, repaid
-    print(f"driver killed after {sum(first.values())} requests, {len(done_before)} units "
-          f"logged; {sum(repaid.values())} paid again")
+    print(
+        f"driver killed after {sum(first.values())} requests, {len(done_before)} units "
+        f"logged; {sum(repaid.values())} paid again"
+    )
     # ... and every unit has exactly one ok outcome in the team log.
     ok = _ok_units(team_url, experiment.id)
     assert len(ok) == units and set(ok.values()) == {1}
