@@ -42,9 +42,11 @@ import asyncio
 import hashlib
 import os
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -76,12 +78,19 @@ from aigw_lab.store.scores import score_rows
 if TYPE_CHECKING:
     from aigw_lab.experiments.experiment import Experiment, Unit
     from aigw_lab.experiments.runner import ProgressCallback
+    from aigw_lab.experiments.spec import ExperimentSpec
     from aigw_lab.gateway import Gateway
     from aigw_lab.store import CallLog
     from aigw_lab.store.team_mirror import TeamLogMirror
     from aigw_lab.store.team_rows import TeamRows
 
-__all__ = ["RAY_INSTALL", "RayExecutor", "WorkerGateway", "import_ray"]
+__all__ = [
+    "RAY_INSTALL",
+    "RayExecutor",
+    "WorkerGateway",
+    "executor_for_spec",
+    "import_ray",
+]
 
 #: The install command of the ``ray`` extra.
 RAY_INSTALL = 'pip install "aigw-lab[ray]"'
@@ -245,6 +254,23 @@ class RayExecutor:
         elif self.num_cpus is not None:
             options["num_cpus"] = self.num_cpus
         ray.init(**options)
+
+    def driver_gateway(self) -> Gateway:
+        """A gateway for the driver, built as the workers build theirs (the team log its
+        only log): for the estimate, and for judges rescoring done units on a resume."""
+        import_ray("the Ray executor")
+        url = self.team_url()
+        # lazy: psycopg is the team log's; only a Ray run's driver needs it here
+        from aigw_lab.store.team_log import TeamLogSink
+
+        sink = TeamLogSink(url, spool_dir=Path(self.spool_for(url)).expanduser())
+        try:
+            gateway = self.gateway.build([sink])
+        except BaseException:
+            sink.close()
+            raise
+        weakref.finalize(gateway, sink.close)
+        return gateway
 
     def spool_for(self, url: str) -> str:
         """The spool directory workers use for this team log (expanded on each node)."""
@@ -529,3 +555,20 @@ def _plain(value: Any) -> Any:
     if callable(item) and type(value).__module__ == "numpy":
         return item()
     return value
+
+
+def executor_for_spec(
+    spec: ExperimentSpec, *, config: str | os.PathLike[str] | None = None, **overrides: Any
+) -> RayExecutor:
+    """The `RayExecutor` of an experiment file: its ``[executor]`` keywords, then
+    ``overrides`` (the CLI's options; None values ignored). Workers build the file's
+    gateway (``config``, the CLI's --config, replaces it) and its scorers from their specs."""
+    path = config if config is not None else spec.gateway_config
+    gateway = WorkerGateway(
+        config=None if path is None else str(Path(path).resolve()),
+        inline=None if path is not None else spec.gateway_inline,
+        base_dir=str(Path(spec.source).parent.resolve()),
+        simulated=dict(spec.simulated),
+    )
+    options = {**(spec.executor or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return RayExecutor(gateway=gateway, scorer_specs=list(spec.scorers), **options)

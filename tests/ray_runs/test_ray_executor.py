@@ -396,3 +396,53 @@ def test_b_kill_9_of_a_ray_worker_mid_run_repays_at_most_its_calls_in_flight(
     assert repaid <= concurrency, total  # the killed worker's calls in flight, at most
     ok = _ok_units(team_url, experiment.id)
     assert len(ok) == units and set(ok.values()) == {1}
+
+
+EXPERIMENT_FILE = """
+[experiment]
+name = "cli on ray"
+id = "{experiment_id}"
+dataset = "items.jsonl"
+concurrency = 2
+scorers = ["exact"]
+
+[[targets]]
+model = "up/m1"
+
+[[targets]]
+model = "up/m2"
+
+[gateway]
+config = "gateway.toml"
+
+[executor]
+kind = "ray"
+workers = 2
+url_env = "{env}"
+mirror = "cli-mirror.duckdb"
+spool = "spool"
+"""
+
+
+def test_aigw_lab_run_with_an_executor_table_runs_on_the_cluster(
+    cluster, team_url, tmp_path, upstream
+):
+    _config(tmp_path, upstream)
+    items = [{"id": f"i{n}", "prompt": f"q-{n}", "reference": f"answer {n}"} for n in range(6)]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    experiment_id = f"cli-{uuid.uuid4().hex[:6]}"
+    spec = tmp_path / "experiment.toml"
+    spec.write_text(EXPERIMENT_FILE.format(experiment_id=experiment_id, env=ENV))
+    command = [sys.executable, "-m", "aigw_lab.cli.main", "run", str(spec), "--no-progress",
+               "--ray-address", cluster]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "on Ray: 2 workers" in out.stdout and "12 units done" in out.stdout
+    assert str(tmp_path / "cli-mirror.duckdb") in out.stdout
+    assert sum(upstream.units().values()) == 12
+    assert len(_ok_units(team_url, experiment_id)) == 12
+    # Running the file again resumes from the team log: nothing is sent.
+    again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "12 skipped" in again.stdout
+    assert sum(upstream.units().values()) == 12

@@ -88,3 +88,66 @@ def test_a_worker_gateway_builds_the_simulated_fleet_logging_only_to_its_sinks()
         assert gateway.log is None
         gateway.chat("sim-openai/sim-small", "hi")
     assert len(sink.rows) == 1
+
+
+_FILE = """
+[experiment]
+name = "x"
+dataset = "bundled:mixed_v1"
+sample = 2
+
+[[targets]]
+model = "sim-openai/sim-small"
+{executor}
+"""
+
+
+@pytest.mark.parametrize(
+    ("executor", "message"),
+    [
+        ('[executor]\nkind = "dask"', "kind = 'dask' is not an executor"),
+        ('[executor]\nkind = "ray"\nworkers = 0', "workers = 0 must be"),
+        ('[executor]\nkind = "ray"\nurl_env = "A-B"', "url_env = 'A-B' must be"),
+        ('[executor]\nkind = "ray"\nnope = 1', "nope"),
+        ("[executor]\nworkers = 3", "workers set but kind is 'local'"),
+    ],
+)
+def test_an_executor_table_is_checked_by_the_schema(tmp_path, executor, message):
+    from aigw_lab.experiments import load_spec
+
+    path = tmp_path / "e.toml"
+    path.write_text(_FILE.format(executor=executor))
+    with pytest.raises(ConfigError, match=message):
+        load_spec(path)
+
+
+def test_an_executor_table_gives_the_ray_executor_with_paths_beside_the_file(tmp_path):
+    from aigw_lab.experiments import load_spec
+    from aigw_lab.experiments.ray_executor import executor_for_spec
+
+    path = tmp_path / "e.toml"
+    table = '[executor]\nkind = "ray"\nworkers = 3\nmirror = "m.duckdb"\nspool = "~/s"'
+    path.write_text(_FILE.format(executor=table))
+    spec = load_spec(path)
+    executor = executor_for_spec(spec, workers=5, address=None)
+    assert executor.workers == 5  # the CLI's option wins
+    assert executor.mirror == str(tmp_path / "m.duckdb") and executor.spool_dir == "~/s"
+    assert executor.gateway.config is None and executor.gateway.simulated == {}
+    assert executor.scorer_specs == ()  # built in each worker for its own gateway
+    assert load_spec(tmp_path / "e.toml").executor is not None
+    path.write_text(_FILE.format(executor=""))
+    assert load_spec(path).executor is None
+
+
+def test_ray_options_without_the_ray_executor_are_a_one_line_error(tmp_path):
+    import subprocess
+
+    path = tmp_path / "e.toml"
+    path.write_text(_FILE.format(executor=""))
+    out = subprocess.run(
+        [sys.executable, "-m", "aigw_lab.cli.main", "run", str(path), "--workers", "3"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--workers only apply to --executor ray" in out.stderr
+    assert "Traceback" not in out.stderr
