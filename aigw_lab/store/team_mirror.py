@@ -12,6 +12,11 @@ is above the table's watermark (kept in the mirror's ``team_log_sync`` table), i
 them and moving the watermark in one DuckDB transaction: a sync cut short copies nothing
 twice. Writers commit ``_seq`` in order (`aigw_lab.store.team_log_schema`), so a row can
 never appear below a watermark already passed.
+
+Rows of the tables in `REPLACED_BY_KEY` (an experiment's definition, a run's counts) are
+replaced in the team log by key with new ``_seq`` values (`aigw_lab.store.team_rows`); a
+sync deletes its copies of the keys a batch brings before inserting it, so the mirror holds
+one row per key, the latest.
 """
 
 from __future__ import annotations
