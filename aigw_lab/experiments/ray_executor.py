@@ -429,7 +429,9 @@ class _Driver:
         # Round-robin: every shard gets every target's units in the experiment's order, so
         # a run stopped early leaves the targets about equally done.
         shards = [tuple(u.key for u in pending[i::count]) for i in range(count)]
-        board = ray.remote(RunBoard).options(name=f"aigw-board-{self.run_id}").remote()
+        budget = self.experiment.budget_usd
+        left = None if budget is None else budget - spent_before
+        board = ray.remote(RunBoard).options(name=f"aigw-board-{self.run_id}").remote(left)
         task = ray.remote(run_shard).options(max_retries=executor.max_retries)
         refs = [
             task.remote(

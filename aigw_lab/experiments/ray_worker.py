@@ -16,8 +16,8 @@ A shard, in its worker process:
    the simulated fleet), with no local log and the team log as its sink: every row of a paid
    call is spooled before ``achat`` returns, then copied to PostgreSQL;
 4. sends its units, ``concurrency`` at a time, scores each answer, and writes the scores to
-   the team log (`TeamRows`); reports each unit to the board, and stops starting units when
-   the board says so (budget spent, Ctrl-C) or is gone (the driver died);
+   the team log (`TeamRows`); reports each unit to the board and asks it before starting
+   the next, stopping when it says so (budget spent, Ctrl-C) or is gone (the driver died);
 5. waits until PostgreSQL has every row it appended, and returns its counts.
 """
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunBoard", "ShardJob", "ShardResult", "WorkerGateway", "run_shard"]
 
-#: How often a shard asks the board whether to stop, and writes its buffered scores.
+#: How often a shard writes its buffered scores to the team log.
 POLL_S = 0.25
 
 
@@ -129,17 +129,25 @@ class ShardResult:
 
 
 class RunBoard:
-    """The run's meeting point (a Ray actor): workers report finished units, the driver
-    drains them into its progress tracker and sets the stop reason."""
+    """The run's meeting point (a Ray actor): workers report finished units and ask before
+    starting each unit whether they may; the driver drains the reports into its progress
+    tracker and may set a stop reason. ``budget_usd``: what the run may still spend; once
+    the units reported cost that much, no unit starts (those in flight finish), as in one
+    process."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget_usd: float | None = None) -> None:
         self._events: list[tuple[str, bool, float | None]] = []
         self._stop: str | None = None
         self._pids: dict[int, int] = {}
+        self._budget = budget_usd
+        self._spent = 0.0
 
     def unit(self, target: str, ok: bool, cost_usd: float | None) -> None:
         """One unit of ``target`` finished (its call succeeded or failed for good)."""
         self._events.append((target, ok, cost_usd))
+        self._spent += cost_usd or 0.0
+        if self._budget is not None and self._spent >= self._budget and self._stop is None:
+            self._stop = "the budget is spent"
 
     def hello(self, shard: int, pid: int) -> None:
         """Shard ``shard`` started in process ``pid`` (a retried shard says so again)."""
@@ -228,19 +236,26 @@ class _Shard:
 
         return [build_scorer(spec, gateway=gateway) for spec in self.job.scorer_specs]
 
-    async def _watch(self, rows: TeamRows) -> None:
-        """Every `POLL_S`: ask the board whether to stop (a board gone means the driver is
-        gone: stop too), and write the scores buffered so far."""
+    async def _may_start(self) -> bool:
+        """Whether a unit may start: the board has no stop reason (budget spent, Ctrl-C).
+        A board gone means its driver is gone: stop too. One actor call per unit, after
+        this worker's own reports (Ray runs one caller's actor calls in order), so the
+        budget is overshot by no more than the calls in flight, as in one process."""
         board = self.job.board
+        if self.stop is not None or board is None:
+            return self.stop is None
+        try:
+            reason = await board.stopped.remote()
+        except Exception as exc:  # noqa: BLE001 - the actor died with its driver
+            reason = f"the run's driver is gone ({type(exc).__name__})"
+        if reason:
+            self.stop = reason
+        return self.stop is None
+
+    async def _watch(self, rows: TeamRows) -> None:
+        """Every `POLL_S`: write the scores buffered so far."""
         while True:
             await asyncio.sleep(POLL_S)
-            if board is not None:
-                try:
-                    reason = await board.stopped.remote()
-                except Exception as exc:  # noqa: BLE001 - the actor died with its driver
-                    reason = f"the run's driver is gone ({type(exc).__name__})"
-                if reason:
-                    self.stop = reason
             if self.scores:
                 await asyncio.to_thread(self._write_scores, rows)
 
@@ -254,7 +269,7 @@ class _Shard:
 
         async def worker() -> None:
             for unit in queue:  # one shared iterator: each unit goes to exactly one worker
-                if self.stop is not None:
+                if not await self._may_start():
                     return
                 await self._run_unit(gateway, unit, scorers)
                 await asyncio.sleep(0)

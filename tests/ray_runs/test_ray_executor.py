@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -441,8 +442,29 @@ def test_aigw_lab_run_with_an_executor_table_runs_on_the_cluster(
     assert str(tmp_path / "cli-mirror.duckdb") in out.stdout
     assert sum(upstream.units().values()) == 12
     assert len(_ok_units(team_url, experiment_id)) == 12
-    # Running the file again resumes from the team log: nothing is sent.
-    again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert "12 skipped" in again.stdout
-    assert sum(upstream.units().values()) == 12
+    # A rerun resumes from the team log (test_a checks it through the Python entry point).
+
+
+def test_the_budget_stops_every_worker_within_the_calls_in_flight(
+    cluster, team_url, tmp_path, upstream
+):
+    upstream.delay = 0.02
+    concurrency, items, budget = 3, 24, 0.0004
+    # The most one unit costs here: up/m2 at 11 input and 5 output tokens.
+    most = 11 * 3.0e-6 + 5 * 5.0e-6
+    config = _config(tmp_path, upstream)
+    experiment = replace(_experiment("budget", items=items, concurrency=concurrency),
+                         budget_usd=budget)  # fmt: skip
+    with Gateway.from_config(config, log=None) as driver:
+        result = run_experiment(
+            driver, experiment, executor=_executor(tmp_path, config), progress=False,
+            force=True,  # the estimate is over budget: start anyway, stop once spent
+        )  # fmt: skip
+    assert result.status == "stopped_budget", result.message
+    assert "stopped at the budget" in result.message
+    sent = sum(upstream.units().values())
+    assert 0 < sent < items * 2
+    spent = _pg(team_url, "SELECT sum(cost_usd) FROM calls WHERE experiment_id = %s",
+                [experiment.id])[0][0]  # fmt: skip
+    assert budget <= spent <= budget + 2 * concurrency * most, spent
+    print(f"budget ${budget}: {sent} units sent, ${spent:.6f} spent")
