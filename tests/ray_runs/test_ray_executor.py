@@ -199,13 +199,22 @@ def test_a_sharded_run_logs_every_unit_once_and_matches_one_process(
     config = _config(tmp_path, upstream)
     experiment = _experiment("sharded")
     snapshots = []
+    pytest.importorskip("ipywidgets")
+    from aigw_lab.notebook.widgets import ExperimentProgressView
+
+    view = ExperimentProgressView()  # the notebook's live view, fed by the same callback
+
+    def on_progress(snapshot) -> None:
+        snapshots.append(snapshot)
+        view.update(snapshot)
+
     with Gateway.from_config(config, log=None) as driver:
         result = run_experiment(
             driver,
             experiment,
             executor=_executor(tmp_path, config),
             progress=False,
-            on_progress=snapshots.append,
+            on_progress=on_progress,
         )
     units = experiment.unit_count
     assert result.status == "completed", result.message
@@ -232,6 +241,7 @@ def test_a_sharded_run_logs_every_unit_once_and_matches_one_process(
     assert (last.total, last.errors, last.status) == (units, 0, "completed")
     assert {t: p.total for t, p in last.per_target.items()} == {"up/m1": 12, "up/m2": 12}
     assert last.cost_usd == pytest.approx(result.cost_usd) and last.cost_usd > 0
+    assert view.bar.value == 1.0 and "<b>24/24</b> units" in view.headline.value
 
     # The same experiment in one process, into one DuckDB file, on its own upstream.
     with Upstream() as other:
@@ -468,3 +478,39 @@ def test_the_budget_stops_every_worker_within_the_calls_in_flight(
                 [experiment.id])[0][0]  # fmt: skip
     assert budget <= spent <= budget + 2 * concurrency * most, spent
     print(f"budget ${budget}: {sent} units sent, ${spent:.6f} spent")
+
+
+def test_ctrl_c_in_the_driver_stops_every_worker_and_a_rerun_resumes(
+    cluster, team_url, tmp_path, upstream
+):
+    upstream.delay = 0.05
+    concurrency, items = 3, 24
+    units = items * 2
+    config = _config(tmp_path, upstream)
+    experiment = _experiment("interrupted", items=items, concurrency=concurrency)
+
+    def interrupt(snapshot) -> None:
+        if snapshot.status == "running" and snapshot.done >= 10:
+            raise KeyboardInterrupt  # what a notebook's interrupt raises in the driver
+
+    with Gateway.from_config(config, log=None) as driver:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(
+                driver, experiment, executor=_executor(tmp_path, config), progress=False,
+                on_progress=interrupt,
+            )  # fmt: skip
+    _settle(upstream)  # the workers stopped sending
+    sent = sum(upstream.units().values())
+    assert sent < units
+    runs = _pg(team_url, "SELECT status, message FROM experiment_runs WHERE experiment_id = %s",
+               [experiment.id])  # fmt: skip
+    assert len(runs) == 1 and runs[0][0] == "interrupted" and "run again" in runs[0][1]
+    with Gateway.from_config(config, log=None) as driver:
+        result = run_experiment(
+            driver, experiment, executor=_executor(tmp_path, config), progress=False
+        )
+    assert result.status == "completed"
+    total = upstream.units()
+    assert len(total) == units
+    assert sum(n - 1 for n in total.values()) <= 2 * concurrency
+    print(f"interrupted after {sent} requests; {sum(n - 1 for n in total.values())} paid again")
