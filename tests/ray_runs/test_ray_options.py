@@ -151,3 +151,24 @@ def test_ray_options_without_the_ray_executor_are_a_one_line_error(tmp_path):
     assert out.returncode == 2
     assert "--workers only apply to --executor ray" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_run_experiment_hands_the_whole_run_to_an_executor():
+    """The runner's hook: with an executor, nothing runs here; the executor gets the
+    runner's parameters and its result is returned as is."""
+    seen = {}
+
+    class Recording:
+        async def arun(self, gateway, experiment, **options):
+            seen.update(options, gateway=gateway, experiment=experiment)
+            return "the executor's result"
+
+    experiment = _experiment()
+    with Gateway.simulated_fleet(log=None) as gateway:  # no log: the local runner refuses
+        out = run_experiment(gateway, experiment, executor=Recording(), progress=False,
+                             resume=False, output_tokens=7)  # fmt: skip
+    assert out == "the executor's result"
+    assert seen["experiment"] is experiment and seen["gateway"] is gateway
+    assert (seen["progress"], seen["resume"], seen["force"], seen["output_tokens"]) == (
+        False, False, False, 7,
+    )  # fmt: skip
