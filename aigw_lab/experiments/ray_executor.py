@@ -263,7 +263,7 @@ class RayExecutor:
         # lazy: psycopg is the team log's; only a Ray run's driver needs it here
         from aigw_lab.store.team_log import TeamLogSink
 
-        sink = TeamLogSink(url, spool_dir=Path(self.spool_for(url)).expanduser())
+        sink = TeamLogSink(url, spool_dir=Path(self.spool_for(url)).expanduser() / "driver")
         try:
             gateway = self.gateway.build([sink])
         except BaseException:
@@ -446,6 +446,7 @@ class _Driver:
                     spool_dir=executor.spool_for(self.url),
                     board=board,
                     scorer_specs=executor.scorer_specs,  # type: ignore[arg-type]
+                    shards=count,
                 )
             )
             for index, keys in enumerate(shards)

@@ -112,6 +112,7 @@ class ShardJob:
     board: Any = None
     scorer_specs: tuple[Any, ...] | None = None
     flush_timeout: float = 60.0
+    shards: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,13 +191,18 @@ class _Shard:
         if job.board is not None:
             job.board.hello.remote(job.shard, os.getpid())
         url = _team_url(job.url_env)
-        spool = Path(job.spool_dir).expanduser()
+        root = Path(job.spool_dir).expanduser()
         with contextlib.ExitStack() as stack:
-            sink = TeamLogSink(url, spool_dir=spool)
+            # One spool directory per shard index: concurrent shards never share one (a
+            # spool opened while another process creates a segment in the same directory
+            # can take that segment for a dead one), and a retried or resumed shard of the
+            # same index finds what its killed predecessor left.
+            sink = TeamLogSink(url, spool_dir=root / f"shard-{job.shard}")
             stack.callback(sink.close)
             # A killed worker's rows in this machine's spool reach PostgreSQL first, so the
             # done units below include every call that returned before the kill.
             await asyncio.to_thread(sink.flush, job.flush_timeout)
+            await asyncio.to_thread(self._send_orphans, url, root)
             rows = TeamRows(url)
             stack.callback(rows.close)
             done = await asyncio.to_thread(
@@ -227,6 +233,25 @@ class _Shard:
             first_error=self.first_error,
             pid=os.getpid(),
         )
+
+    def _send_orphans(self, url: str, root: Path) -> None:
+        """Send what killed shards of higher indexes left (a run with more shards, before
+        this one): shard i takes the directories ``shard-j``, j >= shards, j = i mod shards,
+        so each has one reader."""
+        job = self.job
+        if not root.is_dir():
+            return
+        for folder in sorted(root.glob("shard-*")):
+            index = folder.name.removeprefix("shard-")
+            if not index.isdigit() or int(index) < job.shards:
+                continue
+            if int(index) % job.shards != job.shard:
+                continue
+            orphan = TeamLogSink(url, spool_dir=folder)
+            try:
+                orphan.flush(job.flush_timeout)
+            finally:
+                orphan.close()
 
     def _scorers(self, gateway: Gateway) -> Sequence[Any]:
         if self.job.scorer_specs is None:
