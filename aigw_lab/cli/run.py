@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.errors import ConfigError
 
 __all__ = ["register", "run"]
 
@@ -183,9 +184,6 @@ def _executor(spec: Any, args: argparse.Namespace) -> Any:
     if kind == "local":
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
-            # lazy: the error type only
-            from aigw_lab.errors import ConfigError
-
             raise ConfigError(
                 f"{', '.join(given)} only apply to --executor ray",
                 hint='add --executor ray (or [executor] kind = "ray" in the file)',
