@@ -262,6 +262,15 @@ def test_a_sharded_run_logs_every_unit_once_and_matches_one_process(
         rtol=1e-9,
     )
 
+    # The report reads the mirror as it reads one process's file.
+    from aigw_lab.report import write_report
+
+    ours = write_report(result.log, tmp_path / "ray.html", experiment_id=experiment.id)
+    theirs = write_report(tmp_path / "single.duckdb", tmp_path / "one.html",
+                          experiment_id=experiment.id)  # fmt: skip
+    for page in (ours.read_text(), theirs.read_text()):
+        assert "sharded" in page and "up/m1" in page and "up/m2" in page
+
     # (c) a resumed run: nothing is sent, every unit counted as skipped in the one total.
     again: list = []
     with Gateway.from_config(config, log=None) as driver:
