@@ -172,3 +172,23 @@ def test_run_experiment_hands_the_whole_run_to_an_executor():
     assert (seen["progress"], seen["resume"], seen["force"], seen["output_tokens"]) == (
         False, False, False, 7,
     )  # fmt: skip
+
+
+def test_the_cli_without_ray_says_how_to_install_it_in_one_line(tmp_path):
+    import os
+    import subprocess
+
+    blocker = tmp_path / "blocked" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('ray is not installed here')\n")
+    path = tmp_path / "e.toml"
+    path.write_text(_FILE.format(executor=""))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path / "blocked"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "aigw_lab.cli.main", "run", str(path), "--executor", "ray"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert 'pip install "aigw-lab[ray]"' in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "experiments.duckdb").exists()
