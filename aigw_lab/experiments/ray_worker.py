@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,7 @@ class _Shard:
         self.first_error: str | None = None
         self.scores: list[dict[str, Any]] = []
         self.stop: str | None = None
+        self.writing = threading.Lock()
 
     async def run(self) -> ShardResult:
         job = self.job
@@ -285,9 +287,12 @@ class _Shard:
                 await asyncio.to_thread(self._write_scores, rows)
 
     def _write_scores(self, rows: TeamRows) -> None:
-        batch, self.scores = self.scores, []
-        if batch:
-            rows.insert("scores", batch)
+        # One writer at a time on the connection: a watcher's write still running in its
+        # thread when the watcher is cancelled must not overlap the final one.
+        with self.writing:
+            batch, self.scores = self.scores, []
+            if batch:
+                rows.insert("scores", batch)
 
     async def _send(self, gateway: Gateway, units: list[Unit], scorers: Sequence[Any]) -> None:
         queue: Iterator[Unit] = iter(units)

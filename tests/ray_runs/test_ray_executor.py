@@ -126,7 +126,9 @@ def cluster(team_url: str) -> Iterator[str]:
     os.environ[ENV] = team_url
     os.environ["RAY_TEST_UPSTREAM_KEY"] = "sk-up-test"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Loopback only: the node (raylet, object store, workers) binds 127.0.0.1.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")  # fmt: skip
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
