@@ -178,8 +178,7 @@ def main() -> None:
         config = tmp / "gateway.toml"
         config.write_text(CONFIG.format(url=upstream.url))
         started = time.perf_counter()
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")  # fmt: skip
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         print(f"ray.init (local cluster): {time.perf_counter() - started:.1f} s wall")
         # One warm-up Ray run: workers start and import once (reported, not counted).
         warm = run_once("ray", config, tmp, 4, args.workers, args.concurrency)

@@ -50,7 +50,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.errors import ConfigError, MissingExtraError
+from aigw_lab.errors import AigwError, ConfigError, MissingExtraError
 from aigw_lab.experiments.estimate import estimate_units
 from aigw_lab.experiments.progress import ProgressTracker, counts_by_target
 from aigw_lab.experiments.ray_worker import (
@@ -459,7 +459,7 @@ class _Driver:
                     ray.wait, waiting, num_returns=len(waiting), timeout=_POLL_S
                 )
                 for ref in ready:
-                    results.append(await asyncio.to_thread(ray.get, ref))
+                    results.append(await asyncio.to_thread(_result, ray, ref))
                 await self._drain(board, tracker, spent_before)
             await self._drain(board, tracker, spent_before)
         except BaseException:
@@ -539,6 +539,19 @@ class _Driver:
             stated = [s.details.get("judge_cost_usd") for s in scores if s.details]
             tracker.add_cost(unit.target.label, sum(c for c in stated if isinstance(c, float)))
         await asyncio.to_thread(self.rows.insert, "scores", out)
+
+
+def _result(ray: ModuleType, ref: Any) -> ShardResult:
+    """A finished shard's result; a shard's own typed error (no team log URL on a node, the
+    team log unreachable) is raised as itself, not wrapped in Ray's task error, so the CLI
+    shows its one line and fix."""
+    try:
+        return ray.get(ref)  # type: ignore[no-any-return]
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, AigwError):
+            raise cause from None
+        raise
 
 
 def _missing(value: Any) -> bool:
