@@ -143,10 +143,12 @@ class RunBoard:
         self._pids: dict[int, int] = {}
         self._budget = budget_usd
         self._spent = 0.0
+        self._by_shard: dict[int, int] = {}
 
-    def unit(self, target: str, ok: bool, cost_usd: float | None) -> None:
+    def unit(self, target: str, ok: bool, cost_usd: float | None, shard: int = -1) -> None:
         """One unit of ``target`` finished (its call succeeded or failed for good)."""
         self._events.append((target, ok, cost_usd))
+        self._by_shard[shard] = self._by_shard.get(shard, 0) + 1
         self._spent += cost_usd or 0.0
         if self._budget is not None and self._spent >= self._budget and self._stop is None:
             self._stop = "the budget is spent"
@@ -158,6 +160,10 @@ class RunBoard:
     def pids(self) -> dict[int, int]:
         """The worker process of each started shard."""
         return dict(self._pids)
+
+    def finished(self) -> dict[int, int]:
+        """Units each shard has reported (a retried shard's count goes on)."""
+        return dict(self._by_shard)
 
     def drain(self) -> list[tuple[str, bool, float | None]]:
         """The units reported since the last drain."""
@@ -345,7 +351,7 @@ class _Shard:
 
     def _report(self, target: str, ok: bool, cost: float | None) -> None:
         if self.job.board is not None:
-            self.job.board.unit.remote(target, ok, cost)
+            self.job.board.unit.remote(target, ok, cost, self.job.shard)
 
 
 def _units(experiment: Experiment, keys: set[tuple[str, str, int]]) -> Iterator[Unit]:

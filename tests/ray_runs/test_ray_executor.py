@@ -93,10 +93,12 @@ class Upstream(FakeUpstream):
         )
 
     def units(self) -> Counter[tuple[str, str]]:
-        """Requests per (item id, model) seen so far."""
+        """Requests per (item id, model) seen so far. A request whose body a kill cut
+        short (no JSON) could not be answered, so it is not a paid call: left out."""
         return Counter(
             (f"i{r.json['messages'][-1]['content'].split('-')[1]}", r.json["model"])
             for r in list(self.requests)
+            if r.json is not None
         )
 
 
@@ -398,30 +400,33 @@ def test_b_kill_9_of_the_ray_workers_mid_run_repays_at_most_their_calls_in_fligh
     killed: list[int] = []
 
     def kill_workers(snapshot) -> None:
-        """Once both shards have started and a third of the units are done: SIGKILL every
-        shard's worker (so one that is still sending dies mid-run; Ray retries it)."""
-        if killed or snapshot.status != "running" or snapshot.done < units // 3:
+        """SIGKILL the worker of every shard that is mid-run (some units reported, at least
+        four of its units left): Ray retries each killed shard."""
+        if killed or snapshot.status != "running":
             return
         board = ray.get_actor(f"aigw-board-{snapshot.run_id}")
+        finished = ray.get(board.finished.remote())
         pids = ray.get(board.pids.remote())
-        if len(pids) < 2:
+        middle = [shard for shard, n in finished.items() if 1 <= n <= items - 4]
+        if not middle:
             return
-        for pid in set(pids.values()):
-            os.kill(pid, signal.SIGKILL)
-        killed.append(len(upstream.requests))
+        for shard in middle:
+            os.kill(pids[shard], signal.SIGKILL)
+        killed.extend(middle)
 
     with Gateway.from_config(config, log=None) as driver:
         result = run_experiment(
             driver, experiment, executor=_executor(tmp_path, config), progress=False,
             on_progress=kill_workers,
         )  # fmt: skip
-    assert killed and killed[0] < units, "no worker was killed mid-run"
+    assert killed, "no worker was killed mid-run"
     assert result.status == "completed", result.message
     total = upstream.units()
     assert len(total) == units
     repaid = sum(n - 1 for n in total.values())
-    print(f"workers killed after {killed[0]} requests; {repaid} paid again")
-    assert repaid <= 2 * concurrency, total  # the killed workers' calls in flight, at most
+    print(f"killed the workers of shards {killed} mid-run; {repaid} paid again")
+    # The killed workers' calls in flight, at most.
+    assert repaid <= len(killed) * concurrency, total
     ok = _ok_units(team_url, experiment.id)
     assert len(ok) == units and set(ok.values()) == {1}
 
