@@ -24,10 +24,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aigw_lab.cli._verbs import VERBS
+from aigw_lab.errors import ConfigError
 
 __all__ = ["register", "run"]
 
@@ -82,6 +84,30 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="show no progress (by default a bar on a terminal, a few lines otherwise)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where the units run: this process (local, the default) or a Ray cluster, "
+        "every worker logging to the team log (the file's [executor] table otherwise)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help='with --executor ray: an existing cluster ("auto", "ray://head:10001"); '
+        "default: start a local one",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --executor ray: shards of the units, one Ray task each (default 2)",
+    )
+    parser.add_argument(
+        "--mirror",
+        metavar="PATH",
+        help="with --executor ray: the local DuckDB copy of the team log the results are "
+        "read from (default team-mirror.duckdb)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -95,12 +121,21 @@ def run(args: argparse.Namespace) -> int:
     from aigw_lab.experiments.spec import load_spec
 
     spec = load_spec(args.experiment, max_items=args.max_items)
-    gateway = spec.build_gateway(db=args.db, config=args.config)
+    executor = _executor(spec, args)
+    if executor is None:
+        gateway = spec.build_gateway(db=args.db, config=args.config)
+    else:
+        gateway = executor.driver_gateway()
     with gateway:
         experiment = spec.build(gateway)
         resume = not args.no_resume
-        estimate = estimate_cost(gateway, experiment, resume=resume)
-        where = Path(gateway.log.path).resolve() if gateway.log is not None else "?"
+        if executor is None:
+            estimate = estimate_cost(gateway, experiment, resume=resume)
+            where: Any = Path(gateway.log.path).resolve() if gateway.log is not None else "?"
+        else:
+            estimate = _ray_estimate(executor, gateway, experiment, resume)
+            where = Path(executor.mirror).resolve()
+            print(f"  on Ray: {executor.workers} workers, team log in ${executor.url_env}")
         print(f"experiment {experiment.name!r} (id {experiment.id})")
         print(
             f"  {len(experiment.dataset)} items x {len(experiment.targets)} targets x "
@@ -123,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
                     progress=not args.no_progress,
                     resume=resume,
                     force=args.yes,
+                    executor=executor,
                 )
         except KeyboardInterrupt:
             print(
@@ -138,6 +174,47 @@ def run(args: argparse.Namespace) -> int:
     if result.status == "failed":
         return EXIT_FAILED
     return EXIT_STOPPED
+
+
+def _executor(spec: Any, args: argparse.Namespace) -> Any:
+    """The Ray executor the options or the file ask for, or None to run here."""
+    kind = args.executor or ("ray" if spec.executor is not None else "local")
+    ray_only = {"--ray-address": args.ray_address, "--workers": args.workers,
+                "--mirror": args.mirror}  # fmt: skip
+    if kind == "local":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} only apply to --executor ray",
+                hint='add --executor ray (or [executor] kind = "ray" in the file)',
+            )
+        return None
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.experiments.ray_executor import executor_for_spec
+
+    return executor_for_spec(
+        spec,
+        config=args.config,
+        address=args.ray_address,
+        workers=args.workers,
+        mirror=args.mirror,
+    )
+
+
+def _ray_estimate(executor: Any, gateway: Any, experiment: Any, resume: bool) -> Any:
+    """The estimate of the units the team log does not hold as done (its mirror synced)."""
+    # lazy: keeps the CLI's start-up to its own verb (`--help` and other verbs skip this)
+    from aigw_lab.experiments.estimate import estimate_units
+    from aigw_lab.experiments.records import done_units, spent_usd
+    from aigw_lab.store.team_mirror import TeamLogMirror
+
+    with TeamLogMirror(executor.team_url(), executor.mirror) as mirror:
+        mirror.sync()
+        done = done_units(mirror.log, experiment.id) if resume else {}
+        spent = spent_usd(mirror.log, experiment.id)
+    pending = [u for u in experiment.units() if u.key not in done]
+    estimate = estimate_units(gateway, experiment, pending)
+    return replace(estimate, spent_usd=spent, skipped_units=experiment.unit_count - len(pending))
 
 
 @contextlib.contextmanager
@@ -250,7 +327,9 @@ def _shown(path: Any) -> str:
 
 def _resume_args(args: argparse.Namespace) -> str:
     parts = [args.experiment]
-    for flag, value in (("--db", args.db), ("--config", args.config)):
+    for flag, value in (("--db", args.db), ("--config", args.config),
+                        ("--executor", args.executor), ("--ray-address", args.ray_address),
+                        ("--workers", args.workers), ("--mirror", args.mirror)):  # fmt: skip
         if value:
             parts += [flag, value]
     if args.max_items:

@@ -60,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "ShadowReport": "aigw_lab.experiments.shadow_report",
     "shadow_pairs": "aigw_lab.experiments.shadow_report",
     "score_shadow_pairs": "aigw_lab.experiments.shadow_report",
+    "RayExecutor": "aigw_lab.experiments.ray_executor",
+    "WorkerGateway": "aigw_lab.experiments.ray_worker",
 }
 
 __all__ = [
@@ -96,6 +98,8 @@ __all__ = [
     "ShadowReport",
     "shadow_pairs",
     "score_shadow_pairs",
+    "RayExecutor",
+    "WorkerGateway",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
@@ -104,6 +108,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.experiments.estimate import DEFAULT_OUTPUT_TOKENS, CostEstimate, estimate_cost
     from aigw_lab.experiments.experiment import Experiment, Unit, default_experiment_id
     from aigw_lab.experiments.progress import ProgressSnapshot, TargetProgress
+    from aigw_lab.experiments.ray_executor import RayExecutor
+    from aigw_lab.experiments.ray_worker import WorkerGateway
     from aigw_lab.experiments.records import DatasetChangedWarning
     from aigw_lab.experiments.replay_fill import FillPlan, FillResult, TargetFill, fill, plan_fill
     from aigw_lab.experiments.replay_matrix import ReplayMatrix

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from aigw_lab.errors import AigwError, BudgetExceededError
 from aigw_lab.experiments.estimate import DEFAULT_OUTPUT_TOKENS, CostEstimate, estimate_units
@@ -58,9 +58,35 @@ if TYPE_CHECKING:
     from aigw_lab.scorers.base import Scorer
     from aigw_lab.store import CallLog
 
-__all__ = ["arun_experiment", "run_experiment"]
+__all__ = [
+    "Executor",
+    "arun_experiment",
+    "check_budget",
+    "new_run_id",
+    "run_experiment",
+    "unit_request",
+]
 
 ProgressCallback = Callable[[ProgressSnapshot], Any]
+
+
+class Executor(Protocol):
+    """Runs a whole experiment somewhere else than this process (`arun_experiment`'s
+    ``executor``): it takes the runner's parameters and returns the same result."""
+
+    async def arun(
+        self,
+        gateway: Gateway,
+        experiment: Experiment,
+        *,
+        progress: bool,
+        resume: bool,
+        force: bool,
+        on_progress: ProgressCallback | None,
+        output_tokens: int,
+    ) -> ExperimentResult: ...
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -74,6 +100,7 @@ async def arun_experiment(
     force: bool = False,
     on_progress: ProgressCallback | None = None,
     output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    executor: Executor | None = None,
 ) -> ExperimentResult:
     """Run ``experiment`` through ``gateway`` (which must have a call log).
 
@@ -93,7 +120,22 @@ async def arun_experiment(
     (the result's message gives the first error); ``"stopped_budget"``. On Ctrl-C,
     ``SystemExit`` or cancellation it is recorded as ``"interrupted"`` with its counts so
     far and the exception propagates; on any other exception, as ``"failed"``.
+
+    ``executor``: where the units run; None runs them here, in this process. An executor
+    such as `aigw_lab.experiments.ray_executor.RayExecutor` (units sharded across a Ray
+    cluster's workers, every row in the team log) takes over the whole run, with the same
+    parameters and result; ``gateway`` then serves the estimate (and any judge rescoring).
     """
+    if executor is not None:
+        return await executor.arun(
+            gateway,
+            experiment,
+            progress=progress,
+            resume=resume,
+            force=force,
+            on_progress=on_progress,
+            output_tokens=output_tokens,
+        )
     log = gateway.log
     if log is None:
         raise AigwError(
@@ -153,8 +195,7 @@ class _Runner:
         self.experiment = experiment
         self.output_tokens = output_tokens
         self.version = code_version()
-        prefix = os.urandom(6).hex()
-        self.run_id = f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{prefix}"
+        self.run_id = new_run_id()
         self.stop_reason: str | None = None
         self.spent_before = 0.0
         self.tracker: ProgressTracker | None = None
@@ -262,19 +303,7 @@ class _Runner:
     # --- budget -------------------------------------------------------------------------
 
     def _check_budget(self, estimate: CostEstimate, force: bool) -> None:
-        budget = self.experiment.budget_usd
-        if budget is None or force:
-            return
-        total = self.spent_before + estimate.usd
-        if total > budget:
-            raise BudgetExceededError(
-                f"experiment {self.experiment.name!r} is estimated at ${estimate.usd:.4f} for "
-                f"{estimate.units} units (+ ${self.spent_before:.4f} already spent), over its "
-                f"budget_usd of ${budget:.4f}; nothing was sent",
-                hint="raise budget_usd, lower max_tokens in params (it caps the expected "
-                f"answers: {estimate.describe_sources()}), use fewer items, or start anyway "
-                "with force=True (--yes): the run stops once the budget is spent",
-            )
+        check_budget(self.experiment, estimate, spent_before=self.spent_before, force=force)
 
     def _budget_reached(self) -> bool:
         if self.stop_reason is not None:
@@ -343,24 +372,7 @@ class _Runner:
         await self._score(unit.item, response, None, name, self.experiment.scorers)
 
     def _request(self, unit: Unit) -> ChatRequest:
-        params = unit.target.request_params(self.experiment.params)
-        item = unit.item
-        coordinates = {
-            "run_id": self.run_id,
-            "item_id": item.id,
-            "target": unit.target.label,
-            "repetition": unit.repetition,
-            # Not coordinates, but the frame groups by them without needing the dataset.
-            "category": item.category,
-            "difficulty": item.difficulty,
-        }
-        return ChatRequest.create(
-            unit.target.model,
-            item.messages(),
-            metadata={EXPERIMENT_KEY: coordinates},
-            experiment_id=self.experiment.id,
-            **params,
-        )
+        return unit_request(self.experiment, unit, self.run_id)
 
     async def _score_missing(
         self, present: dict[tuple[str, str, int], Unit], done: dict[tuple[str, str, int], DoneUnit]
@@ -439,6 +451,54 @@ async def _safe_score(scorer: Scorer, item: DatasetItem, response: ChatResponse)
             kind=getattr(scorer, "kind", "scorer"),
         )
     return score
+
+
+def check_budget(
+    experiment: Experiment, estimate: CostEstimate, *, spent_before: float, force: bool
+) -> None:
+    """Raise `BudgetExceededError` when what was spent plus the estimate exceeds the
+    experiment's ``budget_usd`` (unless ``force``): before anything is sent."""
+    budget = experiment.budget_usd
+    if budget is None or force:
+        return
+    total = spent_before + estimate.usd
+    if total > budget:
+        raise BudgetExceededError(
+            f"experiment {experiment.name!r} is estimated at ${estimate.usd:.4f} for "
+            f"{estimate.units} units (+ ${spent_before:.4f} already spent), over its "
+            f"budget_usd of ${budget:.4f}; nothing was sent",
+            hint="raise budget_usd, lower max_tokens in params (it caps the expected "
+            f"answers: {estimate.describe_sources()}), use fewer items, or start anyway "
+            "with force=True (--yes): the run stops once the budget is spent",
+        )
+
+
+def unit_request(experiment: Experiment, unit: Unit, run_id: str) -> ChatRequest:
+    """The request of ``unit``, carrying its coordinates (``run_id``, item, target,
+    repetition) for the log: every executor sends a unit this way."""
+    params = unit.target.request_params(experiment.params)
+    item = unit.item
+    coordinates = {
+        "run_id": run_id,
+        "item_id": item.id,
+        "target": unit.target.label,
+        "repetition": unit.repetition,
+        # Not coordinates, but the frame groups by them without needing the dataset.
+        "category": item.category,
+        "difficulty": item.difficulty,
+    }
+    return ChatRequest.create(
+        unit.target.model,
+        item.messages(),
+        metadata={EXPERIMENT_KEY: coordinates},
+        experiment_id=experiment.id,
+        **params,
+    )
+
+
+def new_run_id() -> str:
+    """A new run id: the start time (UTC) and 12 random hex digits."""
+    return f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.urandom(6).hex()}"
 
 
 def _describe_error(exc: BaseException) -> str:

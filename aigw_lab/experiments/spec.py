@@ -44,6 +44,7 @@ from aigw_lab.config import load_config, parse_config, read_toml
 from aigw_lab.datasets import Dataset, bundled_dataset
 from aigw_lab.datasets.recordings import load_recording
 from aigw_lab.errors import AigwError, ConfigError
+from aigw_lab.experiments.executor_spec import executor_options
 from aigw_lab.experiments.experiment import Experiment
 from aigw_lab.gateway import Gateway
 from aigw_lab.scorers import build_scorer
@@ -55,7 +56,7 @@ DEFAULT_DB = "experiments.duckdb"
 #: Scorer types whose ``model`` is a gateway address (checked before the run starts).
 _JUDGE_TYPES = frozenset({"judge", "pairwise_judge"})
 
-_TOP_KEYS = {"experiment", "targets", "scorers", "gateway"}
+_TOP_KEYS = {"experiment", "targets", "scorers", "gateway", "executor"}
 _EXPERIMENT_KEYS = {
     "name",
     "id",
@@ -113,6 +114,9 @@ class ExperimentSpec:
     simulated: Mapping[str, Any] = field(default_factory=dict)
     source: str = "experiment"
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    #: ``[executor]``: `RayExecutor` keywords (`aigw_lab.experiments.executor_spec`), or
+    #: None to run in this process.
+    executor: Mapping[str, Any] | None = None
 
     def build(self, gateway: Gateway) -> Experiment:
         """The `Experiment`, with its scorers built for ``gateway``. A target the gateway
@@ -302,6 +306,9 @@ def parse_spec(
     if not isinstance(params, Mapping):
         raise ConfigError(f"{where}: params must be a table", hint="params = { max_tokens = 256 }")
     db, config, inline, simulated = _gateway(data, base, source)
+    executor = executor_options(
+        _table(data, "executor", source), base_dir=base, where=f"{source}: [executor]"
+    )
     spec = ExperimentSpec(
         name=name,
         dataset=dataset,
@@ -317,6 +324,7 @@ def parse_spec(
         gateway_inline=inline,
         simulated=MappingProxyType(simulated),
         source=source,
+        executor=executor,
         provenance=MappingProxyType(
             _provenance(section, source, max_items, config=config, inline=inline, sim=simulated)
         ),

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIRRORED_TABLES",
     "PG_TYPES",
+    "REPLACED_BY_KEY",
     "SEQ_COLUMN",
     "WRITE_LOCK",
     "duckdb_columns",
@@ -46,6 +47,11 @@ MIRRORED_TABLES: tuple[str, ...] = (
     "experiment_runs",
     "calls_dead_letter",
 )
+
+#: Tables whose rows change after they are written (an experiment's definition, a run's
+#: counts and status): a writer replaces a key's rows (`aigw_lab.store.team_rows`), and a
+#: mirror drops its copy of a key when a newer one arrives. The other tables only grow.
+REPLACED_BY_KEY: dict[str, str] = {"experiments": "experiment_id", "experiment_runs": "run_id"}
 
 #: The watermark column of every table in PostgreSQL (not in DuckDB).
 SEQ_COLUMN = "_seq"

@@ -12,6 +12,11 @@ is above the table's watermark (kept in the mirror's ``team_log_sync`` table), i
 them and moving the watermark in one DuckDB transaction: a sync cut short copies nothing
 twice. Writers commit ``_seq`` in order (`aigw_lab.store.team_log_schema`), so a row can
 never appear below a watermark already passed.
+
+Rows of the tables in `REPLACED_BY_KEY` (an experiment's definition, a run's counts) are
+replaced in the team log by key with new ``_seq`` values (`aigw_lab.store.team_rows`); a
+sync deletes its copies of the keys a batch brings before inserting it, so the mirror holds
+one row per key, the latest.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
 from aigw_lab.store.team_log import import_psycopg, safe_url
-from aigw_lab.store.team_log_schema import MIRRORED_TABLES, SEQ_COLUMN, pg_columns
+from aigw_lab.store.team_log_schema import (
+    MIRRORED_TABLES,
+    REPLACED_BY_KEY,
+    SEQ_COLUMN,
+    pg_columns,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -229,6 +239,13 @@ def _insert(
     )
     try:
         local.execute("BEGIN TRANSACTION")
+        key = REPLACED_BY_KEY.get(table)
+        if key is not None:
+            # A row replaced in the team log (a run's counts, say) comes again with a newer
+            # _seq: the copy synced earlier goes.
+            local.execute(
+                f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM {source})', [path]
+            )
         # Inserted straight from the file; the watermark from a second scan of its first
         # column only (a fraction of the insert's cost), not a temporary copy of the batch.
         local.execute(f'INSERT INTO "{table}" ({names}) SELECT {values} FROM {source}', [path])
