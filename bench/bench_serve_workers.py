@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -156,6 +157,48 @@ def run_client(url: str, concurrency: int, seconds: float, rate: float) -> None:
 
 
 # -- the driver -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fake_upstream():
+    """The fake upstream in its own process, for as long as the block runs; yields its URL."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--fake-upstream",
+                             str(port)])  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_up(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def wait_listening(proc: subprocess.Popen) -> str:
+    """The URL a one-process ``aigw-lab serve`` (stdout piped) announces."""
+    text = ""
+    while "listening on" not in text:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("serve did not start")
+        text += line
+    return re.search(r"listening on (http://\S+)", text).group(1)
+
+
+def run_client_process(url: str, concurrency: int, seconds: float, rate: float) -> dict:
+    """One client run (its own process) against ``url``; its result dict."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--client", url, "--seconds",
+         str(seconds), "--concurrency", str(concurrency), "--client-rate", str(rate)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"the client failed on {url}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
 
 
 def _tree_cpu(pid: int) -> float:
