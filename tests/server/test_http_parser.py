@@ -77,3 +77,30 @@ def test_a_call_is_served_over_either_parser(http: str) -> None:
     gateway.close()
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert all(a.json()["choices"][0]["message"]["content"] for a in answers)
+
+
+def test_answers_carry_no_server_banner() -> None:
+    """uvicorn's ``server: uvicorn`` is off: one header less per answer, no banner."""
+    gateway = Gateway.simulated_fleet(time_scale=0.0, log=None)
+    with BackgroundServer(GatewayApp(gateway, None)) as server:
+        answer = httpx.get(f"{server.url}/health")
+    gateway.close()
+    assert answer.status_code == 200 and "server" not in answer.headers
+    assert "date" in answer.headers
+
+
+def test_a_request_without_key_or_user_is_served_as_parsed() -> None:
+    """Without a key and a body ``user`` nothing about the caller changes: the parsed request
+    itself goes to the gateway (no copy per call); with either, a copy carries them."""
+    from aigw_lab.server.app import _for_client
+    from aigw_lab.server.auth import ClientIdentity
+    from aigw_lab.types import ChatRequest
+
+    request = ChatRequest.create("sim-openai/sim-nano", "hi")
+    assert _for_client(request, None) is request
+    keyed = _for_client(request, ClientIdentity("team-a", tenant="t"))
+    assert (keyed.tenant, keyed.user, keyed.tags["aigw_key"]) == ("t", "team-a", "team-a")
+    with_user = ChatRequest.create("sim-openai/sim-nano", "hi", user="u")
+    assert _for_client(with_user, None).user is None
+    assert _for_client(with_user, None).metadata["client_user"] == "u"
+    assert _for_client(with_user, None, trust_client_user=True) is with_user
