@@ -138,6 +138,11 @@ def main() -> None:
     parser.add_argument("--log", action="store_true", help="log on (a DuckDB file)")
     parser.add_argument("--pool-shards", type=int, default=1)
     parser.add_argument("--http", default=None, help="serve's --http (default: its own)")
+    parser.add_argument(
+        "--gateway-line", action="append", default=[],
+        help="a line appended to the serve config's [gateway] table, e.g. 'transport = \"lean\"'"
+        " (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--top", type=int, default=25, help="frames to list (default 25)")
     parser.add_argument("--serve-sampled", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -151,7 +156,8 @@ def main() -> None:
         folder = Path(tmp)
         config = folder / "gw.toml"
         config.write_text(bsw.CONFIG.format(url=fake_url, log="true" if args.log else "false")
-                          + f"pool_shards = {args.pool_shards}\n")  # fmt: skip
+                          + f"pool_shards = {args.pool_shards}\n"
+                          + "".join(f"{line}\n" for line in args.gateway_line))  # fmt: skip
         out = folder / "samples.json"
         argv = [sys.executable, str(Path(__file__).resolve()), "--serve-sampled", str(out),
                 "--config", str(config), "--no-auth", "--port", "0",
