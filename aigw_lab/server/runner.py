@@ -72,6 +72,9 @@ def uvicorn_config(
         # No "server: uvicorn" on every answer: one header less to validate and write per
         # response, and no software banner for a scanner.
         server_header=False,
+        # uvicorn's default rewrites the client address from X-Forwarded-For for loopback
+        # peers, an ASGI middleware hop per request; nothing here reads the address.
+        proxy_headers=False,
         lifespan=lifespan,
         loop=loop,
         http=guarded_protocol(limits, busy, resolve_http(http)),

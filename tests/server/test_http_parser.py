@@ -104,3 +104,22 @@ def test_a_request_without_key_or_user_is_served_as_parsed() -> None:
     assert _for_client(with_user, None).user is None
     assert _for_client(with_user, None).metadata["client_user"] == "u"
     assert _for_client(with_user, None, trust_client_user=True) is with_user
+
+
+def test_forwarded_headers_are_not_trusted_or_rewritten() -> None:
+    """uvicorn's proxy-headers middleware is off: no middleware hop per request, and a
+    client's X-Forwarded-For never becomes the request's client address."""
+    seen: list[object] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        seen.append(scope.get("client"))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = uvicorn_config(app, ServerLimits(), log_level="warning", lifespan="off")
+    assert config.proxy_headers is False
+    with BackgroundServer(app, lifespan="off") as server:
+        httpx.get(server.url, headers={"x-forwarded-for": "203.0.113.9"})
+    assert seen and seen[0][0] == "127.0.0.1"
