@@ -9,8 +9,12 @@ Three kinds of process, so no one's CPU is counted as another's:
 * the **fake upstream**: a minimal ASGI app under uvicorn (uvloop when installed) answering
   every POST with a fixed OpenAI chat completion (this script, ``--fake-upstream PORT``);
 * the **servers**: ``aigw-lab serve --workers 1`` and ``--workers 2`` over that upstream,
-  ``[gateway] log = false`` (log off: N > 1 with a log needs the PostgreSQL team log, not
-  set up here) and, for N = 1 only, ``--db`` (log on, a DuckDB file);
+  ``[gateway] log = false`` (log off), and for N = 1 ``--db`` (log on, a DuckDB file);
+  with ``--team-log``, also ``--workers 2`` with logging on (N > 1 needs the PostgreSQL
+  team log: this script starts a loopback cluster, ``aigw_lab.testing.postgres``, with
+  PostgreSQL's default fsync settings); ``--http-compare`` adds N = 1 on h11 beside the
+  default parser (httptools when installed); ``--shards K`` sets ``[gateway] pool_shards``
+  on every serve target;
 * the **client**: one process (``--client URL``) holding ``--concurrency`` keep-alive
   connections, each sending a small chat completion and reading the answer, back to back,
   for ``--seconds``. A raw asyncio HTTP/1.1 client, not httpx: its own CPU per call at 64
@@ -23,7 +27,7 @@ p50/p99 latency (median over rounds, with the min-max spread), the client's CPU 
 target's own CPU (its whole process tree, from /proc) per request, and req/s as a share of
 the fake called directly in the same round. Prints ``os.getloadavg()`` with every result.
 The numbers are for this machine and its load; only ratios within one run compare.
-LiteLLM's proxy is not measured here.
+Where the CPU of one serve process goes per request: bench/profile_serve.py.
 """
 
 from __future__ import annotations
@@ -223,16 +227,49 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def _start_serve(folder: Path, upstream: str, workers: int, log: bool, shards: int = 1) -> tuple:
-    config = folder / f"gw{workers}{'log' if log else ''}sh{shards}.toml"
+TEAM_LOG = """
+[log]
+backend = "postgres"
+url_env = "BENCH_TEAM_LOG_URL"
+team_spool = "{spool}"
+"""
+
+
+def _start_serve(
+    folder: Path,
+    upstream: str,
+    workers: int,
+    log: bool | str,
+    shards: int = 1,
+    http: str = "auto",
+    team_url: str | None = None,
+    gateway_lines: tuple[str, ...] = (),
+    tree: str | None = None,
+) -> tuple:
+    """One ``aigw-lab serve`` target; ``log`` is False (off), True (a DuckDB file) or
+    "team" (the PostgreSQL team log at ``team_url``, beside each worker's own file).
+    ``gateway_lines`` go into its ``[gateway]`` table; ``tree`` runs another checkout's
+    code (its PYTHONPATH; ``--http`` is then left to its default, an older tree lacks it)."""
+    tag = f"gw{workers}{log if log else ''}sh{shards}{http}{'base' if tree else ''}"
+    config = folder / f"{tag}.toml"
     text = CONFIG.format(url=upstream, log="true" if log else "false")
-    config.write_text(text + f"pool_shards = {shards}\n")  # [gateway] is the last table
+    if log == "team":
+        head, _, gateway = text.partition("[gateway]")
+        text = head + TEAM_LOG.format(spool=folder / f"{tag}.spool") + "[gateway]" + gateway
+    text += f"pool_shards = {shards}\n" + "".join(f"{line}\n" for line in gateway_lines)
+    config.write_text(text)  # [gateway] is the last table
     argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config)]
     argv += ["--no-auth", "--port", "0", "--workers", str(workers)]
+    if tree is None:
+        argv += ["--http", http]
     argv += ["--max-requests-in-flight", "4096"]
     if log:
-        argv += ["--db", str(folder / f"calls{workers}.duckdb")]
+        argv += ["--db", str(folder / f"calls-{tag}.duckdb")]
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench"}
+    if tree is not None:
+        env["PYTHONPATH"] = tree
+    if team_url:
+        env["BENCH_TEAM_LOG_URL"] = team_url
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
     wanted = workers if workers > 1 else 1
     seen, text = 0, ""
@@ -243,6 +280,20 @@ def _start_serve(folder: Path, upstream: str, workers: int, log: bool, shards: i
         text += line
         seen += ("aigw-lab serve: worker" in line) if workers > 1 else ("listening on" in line)
     return proc, re.search(r"listening on (http://\S+)", text).group(1)
+
+
+@contextlib.contextmanager
+def team_log_database():
+    """A loopback PostgreSQL cluster (aigw_lab.testing.postgres, PostgreSQL's own fsync
+    defaults) for as long as the block runs; yields the URL of a fresh database."""
+    import psycopg
+
+    from aigw_lab.testing.postgres import PostgresCluster
+
+    with PostgresCluster.start_new(fast=False) as cluster:
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        yield cluster.url.rsplit("/", 1)[0] + "/bench"
 
 
 def _wait_up(url: str) -> None:
@@ -271,6 +322,30 @@ def main() -> None:
         help="also run serve N=1 (log off) with [gateway] pool_shards = this (the upstream"
         " pool split into independent pools, aigw_lab.providers.sharded)",
     )
+    parser.add_argument(
+        "--shards", type=int, default=1,
+        help="[gateway] pool_shards of every serve target (default 1; --pool-shards adds one"
+        " more N=1 target with its own value)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--http-compare", action="store_true",
+        help="also run serve N=1 (log off) on h11, beside the default parser (httptools)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--team-log", action="store_true",
+        help="also run serve N=2 with logging on: the PostgreSQL team log (a loopback cluster"
+        " this script starts) beside each worker's own DuckDB file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gateway-line", action="append", default=[],
+        help="a line added to every serve target's [gateway] table, e.g."
+        " 'transport = \"lean\"' (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline-tree", metavar="PATH",
+        help="also run serve N=1 log on from another checkout (e.g. /work/main), interleaved:"
+        " an A/B of two versions of the code in one run",
+    )  # fmt: skip
     parser.add_argument("--fake-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--client-rate", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -294,21 +369,33 @@ def main() -> None:
     fake_url = f"http://127.0.0.1:{fake_port}"
     me = str(Path(__file__).resolve())
     procs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         try:
             fake = subprocess.Popen([sys.executable, me, "--fake-upstream", str(fake_port)])
             procs.append(fake)
             _wait_up(fake_url)
             targets = {"fake direct": (fake, fake_url)}
+            # (name, workers, log, pool shards, HTTP parser, checkout)
             serves = [
-                ("serve N=1 log off", 1, False, 1),
-                ("serve N=2 log off", 2, False, 1),
-                ("serve N=1 log on", 1, True, 1),
+                ("serve N=1 log off", 1, False, args.shards, "auto", None),
+                ("serve N=2 log off", 2, False, args.shards, "auto", None),
+                ("serve N=1 log on", 1, True, args.shards, "auto", None),
             ]
             if args.pool_shards > 1:
-                serves.append((f"serve N=1 off sh{args.pool_shards}", 1, False, args.pool_shards))
-            for name, workers, log, shards in serves:
-                proc, url = _start_serve(Path(tmp), fake_url, workers, log, shards)
+                serves.append((f"serve N=1 off sh{args.pool_shards}", 1, False,
+                               args.pool_shards, "auto", None))  # fmt: skip
+            if args.http_compare:
+                serves.append(("serve N=1 off h11", 1, False, args.shards, "h11", None))
+            if args.baseline_tree:
+                serves.append(("base N=1 log on", 1, True, args.shards, "auto",
+                               args.baseline_tree))  # fmt: skip
+            team_url = None
+            if args.team_log:
+                team_url = stack.enter_context(team_log_database())
+                serves.append(("serve N=2 team log", 2, "team", args.shards, "auto", None))
+            for name, workers, log, shards, http, tree in serves:
+                proc, url = _start_serve(Path(tmp), fake_url, workers, log, shards, http,
+                                         team_url, tuple(args.gateway_line), tree)  # fmt: skip
                 procs.append(proc)
                 targets[name] = (proc, url)
             print(f"concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s; "
@@ -379,8 +466,20 @@ def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
     n2 = [r["rps"] for r in results["serve N=2 log off"]]
     ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
     print(f"  N=2 / N=1 (log off), per round: {ratios}")
-    print("  issue 14 targets (logging on, 2 cores): >= 1500 req/s at 64 clients, p99 < 100 ms, "
-          ">= 40% of direct; N=2 here is log off (no team log in this bench)")  # fmt: skip
+    print("  issue 14 §3 targets (logging on, 2 cores): >= 1500 req/s at 64 clients, "
+          "p99 < 100 ms, >= 40% of direct (medians over rounds):")  # fmt: skip
+    for name, runs in results.items():
+        if "log on" not in name and "team log" not in name:
+            continue
+        rps = statistics.median(r["rps"] for r in runs)
+        p99 = statistics.median(r["p99_ms"] for r in runs)
+        share = statistics.median(r["rps"] / d["rps"] for r, d in zip(runs, direct, strict=True))
+        verdict = [
+            f"{rps:.0f} req/s {'met' if rps >= 1500 else 'NOT met'}",
+            f"p99 {p99:.0f} ms {'met' if p99 < 100 else 'NOT met'}",
+            f"{100 * share:.1f}% of direct {'met' if share >= 0.4 else 'NOT met'}",
+        ]
+        print(f"    {name:18} " + "; ".join(verdict))
 
 
 if __name__ == "__main__":
