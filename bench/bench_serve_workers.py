@@ -27,7 +27,16 @@ p50/p99 latency (median over rounds, with the min-max spread), the client's CPU 
 target's own CPU (its whole process tree, from /proc) per request, and req/s as a share of
 the fake called directly in the same round. Prints ``os.getloadavg()`` with every result.
 The numbers are for this machine and its load; only ratios within one run compare.
-Where the CPU of one serve process goes per request: bench/profile_serve.py.
+Where the CPU of one serve process goes per request: bench/profile_serve.py; the front
+alone (HTTP protocol and app), A/B: bench/bench_serve_front.py.
+
+``--lean`` adds ``serve`` targets with ``[gateway] transport = "lean"`` (the lean upstream
+transport, aigw_lab.providers.lean). ``--litellm-proxy`` adds LiteLLM's proxy as a target:
+``litellm[proxy]`` in its own virtual environment (made with pip on first use, then reused
+from ``--litellm-venv``), started with a generated config whose one model points at the same
+fake upstream (``LITELLM_LOCAL_MODEL_COST_MAP=True``, telemetry off), and reports aigw's
+req/s over the proxy's per round against the issue's 20x. ``--targets`` keeps only the
+targets whose names contain one of its comma-separated words (the fake is always kept).
 """
 
 from __future__ import annotations
@@ -241,21 +250,24 @@ def _start_serve(
     workers: int,
     log: bool | str,
     shards: int = 1,
+    transport: str = "httpx",
     http: str = "auto",
     team_url: str | None = None,
     gateway_lines: tuple[str, ...] = (),
     tree: str | None = None,
 ) -> tuple:
     """One ``aigw-lab serve`` target; ``log`` is False (off), True (a DuckDB file) or
-    "team" (the PostgreSQL team log at ``team_url``, beside each worker's own file).
-    ``gateway_lines`` go into its ``[gateway]`` table; ``tree`` runs another checkout's
-    code (its PYTHONPATH; ``--http`` is then left to its default, an older tree lacks it)."""
-    tag = f"gw{workers}{log if log else ''}sh{shards}{http}{'base' if tree else ''}"
+    "team" (the PostgreSQL team log at ``team_url``, beside each worker's own file);
+    ``transport`` is ``[gateway] transport`` (written unless "httpx"). ``gateway_lines``
+    go into its ``[gateway]`` table; ``tree`` runs another checkout's code (its
+    PYTHONPATH; ``--http`` is then left to its default, an older tree lacks it)."""
+    tag = f"gw{workers}{log if log else ''}sh{shards}{transport}{http}{'base' if tree else ''}"
     config = folder / f"{tag}.toml"
     text = CONFIG.format(url=upstream, log="true" if log else "false")
     if log == "team":
         head, _, gateway = text.partition("[gateway]")
         text = head + TEAM_LOG.format(spool=folder / f"{tag}.spool") + "[gateway]" + gateway
+    text += f'transport = "{transport}"\n' if transport != "httpx" else ""
     text += f"pool_shards = {shards}\n" + "".join(f"{line}\n" for line in gateway_lines)
     config.write_text(text)  # [gateway] is the last table
     argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config)]
@@ -309,6 +321,100 @@ def _wait_up(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+# -- LiteLLM's proxy (its own virtual environment) -------------------------------------------
+
+LITELLM_VENV = Path.home() / ".cache" / "aigw-lab-bench" / "litellm-proxy-venv"
+LITELLM_TARGET = "litellm proxy"
+#: Telemetry and network fetches off: its bundled price map, no usage report, no update
+#: check, no feedback banner.
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+    "LITELLM_LOG": "ERROR",
+    "DISABLE_ADMIN_UI": "True",
+    # No key checks, as `serve --no-auth` above; it refuses to start without a master key
+    # otherwise. Loopback only.
+    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+}
+LITELLM_CONFIG = """model_list:
+  - model_name: up/m
+    litellm_params:
+      model: openai/m
+      api_base: {url}/v1
+      api_key: sk-bench
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+"""
+
+
+def _litellm_exe(venv: Path) -> Path:
+    """The ``litellm`` command of ``venv``, after making the venv and installing
+    ``litellm[proxy]`` into it when it has none (pip from the registry; minutes once)."""
+    exe = venv / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print(f"making {venv} with litellm[proxy] (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "litellm[proxy]"]
+    if subprocess.run(pip).returncode or not exe.exists():
+        raise SystemExit(f"could not install litellm[proxy] into {venv} (see pip's output)")
+    return exe
+
+
+def _start_litellm_proxy(folder: Path, upstream: str, venv: Path) -> tuple:
+    """LiteLLM's proxy on a free loopback port, its one model (``up/m``) at ``upstream``,
+    answering a first request before it counts as up."""
+    import socket
+    import urllib.request
+
+    exe = _litellm_exe(venv)
+    config = folder / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(url=upstream))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(LITELLM_ENV)
+    log = (folder / "litellm.log").open("w")
+    argv = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    body = json.dumps({"model": "up/m", "messages": [{"role": "user", "content": "hi"}]})
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions", data=body.encode(), method="POST",
+        headers={"content-type": "application/json", "authorization": "Bearer x"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    tail = (folder / "litellm.log").read_text
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"LiteLLM's proxy exited: {tail()[-3000:]}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                if answer.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"LiteLLM's proxy never answered: {tail()[-3000:]}")
+        time.sleep(0.5)
+
+
+def _litellm_ratios(results: dict[str, list[dict]]) -> None:
+    """aigw's req/s over the proxy's, per round, against the issue's 20x."""
+    if LITELLM_TARGET not in results:
+        return
+    proxy = [r["rps"] for r in results[LITELLM_TARGET]]
+    for name, runs in results.items():
+        if not name.startswith("serve"):
+            continue
+        ratios = [round(r["rps"] / p, 1) for r, p in zip(runs, proxy, strict=True)]
+        print(f"  {name} / litellm proxy req/s per round: {ratios} (issue 14 target: >= 20x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds x 5 s (~2 minutes)")
@@ -322,6 +428,22 @@ def main() -> None:
         help="also run serve N=1 (log off) with [gateway] pool_shards = this (the upstream"
         " pool split into independent pools, aigw_lab.providers.sharded)",
     )
+    parser.add_argument(
+        "--lean", action="store_true",
+        help='also run serve N=1 (log off and on) and N=2 with [gateway] transport = "lean"',
+    )  # fmt: skip
+    parser.add_argument(
+        "--litellm-proxy", action="store_true",
+        help="also run LiteLLM's proxy (litellm[proxy] in its own venv) over the same upstream",
+    )  # fmt: skip
+    parser.add_argument(
+        "--litellm-venv", type=Path, default=LITELLM_VENV,
+        help=f"the proxy's virtual environment, made on first use (default {LITELLM_VENV})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--targets", default="",
+        help="keep only targets whose names contain one of these comma-separated words",
+    )  # fmt: skip
     parser.add_argument(
         "--shards", type=int, default=1,
         help="[gateway] pool_shards of every serve target (default 1; --pool-shards adds one"
@@ -375,29 +497,46 @@ def main() -> None:
             procs.append(fake)
             _wait_up(fake_url)
             targets = {"fake direct": (fake, fake_url)}
-            # (name, workers, log, pool shards, HTTP parser, checkout)
+            # (name, workers, log, pool shards, upstream transport, HTTP parser, checkout)
             serves = [
-                ("serve N=1 log off", 1, False, args.shards, "auto", None),
-                ("serve N=2 log off", 2, False, args.shards, "auto", None),
-                ("serve N=1 log on", 1, True, args.shards, "auto", None),
+                ("serve N=1 log off", 1, False, args.shards),
+                ("serve N=2 log off", 2, False, args.shards),
+                ("serve N=1 log on", 1, True, args.shards),
             ]
             if args.pool_shards > 1:
-                serves.append((f"serve N=1 off sh{args.pool_shards}", 1, False,
-                               args.pool_shards, "auto", None))  # fmt: skip
+                serves.append((f"serve N=1 off sh{args.pool_shards}", 1, False, args.pool_shards))
+            serves = [(*serve, "httpx", "auto", None) for serve in serves]
+            if args.lean:
+                serves += [
+                    ("serve N=1 off lean", 1, False, 1, "lean", "auto", None),
+                    ("serve N=2 off lean", 2, False, 1, "lean", "auto", None),
+                    ("serve N=1 log lean", 1, True, 1, "lean", "auto", None),
+                ]
             if args.http_compare:
-                serves.append(("serve N=1 off h11", 1, False, args.shards, "h11", None))
+                serves.append(("serve N=1 off h11", 1, False, args.shards, "httpx", "h11", None))
             if args.baseline_tree:
-                serves.append(("base N=1 log on", 1, True, args.shards, "auto",
+                serves.append(("base N=1 log on", 1, True, args.shards, "httpx", "auto",
                                args.baseline_tree))  # fmt: skip
             team_url = None
             if args.team_log:
+                serves.append(("serve N=2 team log", 2, "team", args.shards, "httpx", "auto", None))
+                if args.lean:
+                    serves.append(("serve N=2 team lean", 2, "team", 1, "lean", "auto", None))
+            words = [w.strip() for w in args.targets.split(",") if w.strip()]
+            serves = [s for s in serves if not words or any(w in s[0] for w in words)]
+            if any(s[2] == "team" for s in serves):
                 team_url = stack.enter_context(team_log_database())
-                serves.append(("serve N=2 team log", 2, "team", args.shards, "auto", None))
-            for name, workers, log, shards, http, tree in serves:
-                proc, url = _start_serve(Path(tmp), fake_url, workers, log, shards, http,
-                                         team_url, tuple(args.gateway_line), tree)  # fmt: skip
+            for name, workers, log, shards, transport, http, tree in serves:
+                proc, url = _start_serve(
+                    Path(tmp), fake_url, workers, log, shards, transport, http, team_url,
+                    tuple(args.gateway_line), tree,
+                )  # fmt: skip
                 procs.append(proc)
                 targets[name] = (proc, url)
+            if args.litellm_proxy:
+                proc, url = _start_litellm_proxy(Path(tmp), fake_url, args.litellm_venv)
+                procs.append(proc)
+                targets[LITELLM_TARGET] = (proc, url)
             print(f"concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s; "
                   f"cpu_count {os.cpu_count()}; loadavg {os.getloadavg()}", flush=True)  # fmt: skip
             results: dict[str, list[dict]] = {name: [] for name in targets}
@@ -462,14 +601,16 @@ def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
               f"client cpu {_per(runs, 'client_cpu_s'):4.0f} us/req")  # fmt: skip
     if not ratios:
         return
-    n1 = [r["rps"] for r in results["serve N=1 log off"]]
-    n2 = [r["rps"] for r in results["serve N=2 log off"]]
-    ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
-    print(f"  N=2 / N=1 (log off), per round: {ratios}")
+    if "serve N=1 log off" in results and "serve N=2 log off" in results:
+        n1 = [r["rps"] for r in results["serve N=1 log off"]]
+        n2 = [r["rps"] for r in results["serve N=2 log off"]]
+        ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
+        print(f"  N=2 / N=1 (log off), per round: {ratios}")
+    _litellm_ratios(results)
     print("  issue 14 §3 targets (logging on, 2 cores): >= 1500 req/s at 64 clients, "
           "p99 < 100 ms, >= 40% of direct (medians over rounds):")  # fmt: skip
     for name, runs in results.items():
-        if "log on" not in name and "team log" not in name:
+        if not any(word in name for word in ("log on", "log lean", "team")):
             continue
         rps = statistics.median(r["rps"] for r in runs)
         p99 = statistics.median(r["p99_ms"] for r in runs)
