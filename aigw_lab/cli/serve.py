@@ -135,6 +135,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="event loop; auto takes uvloop when installed (pip install 'aigw-lab[fast-serve]') "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--http",
+        default="auto",
+        choices=["auto", "httptools", "h11"],
+        help="HTTP parser; auto takes httptools when installed (pip install "
+        "'aigw-lab[fast-serve]'), else h11 (default: %(default)s)",
+    )
     # A --workers worker's inherited listening socket and its index (set by the parent).
     parser.add_argument(
         "--worker-fd",
@@ -163,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
     from aigw_lab.config import load_config
     from aigw_lab.gateway.gateway import Gateway
     from aigw_lab.server import GatewayApp, KeyRing, serve
+    from aigw_lab.server.limits import resolve_http
     from aigw_lab.server.workers import WorkerTagged, watch_parent, worker_log_path
 
     check_loop(args.loop)
+    resolve_http(args.http)  # refused before anything is built if httptools is missing
     config = load_config(args.config) if args.config else None
     settings = config.server if config is not None else None
     keys: KeyRing | None = None
@@ -251,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         serve(served, host, port, on_listening=announce, log_level=args.log_level,
-              limits=limits, sock=sock, loop=args.loop, on_server=on_server)  # fmt: skip
+              limits=limits, sock=sock, loop=args.loop, on_server=on_server,
+              http=args.http)  # fmt: skip
     finally:
         gateway.close()  # already closed by a graceful shutdown; this covers the rest
     print("aigw-lab serve: stopped; call log flushed", file=sys.stderr, flush=True)
@@ -303,7 +313,8 @@ def _supervise(args: argparse.Namespace, config: Any, host: str, port: int, *, l
 def _worker_argv(args: argparse.Namespace, fd: int, index: int) -> list[str]:
     """The command line of worker ``index``: this serve's options, plus the socket."""
     argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--log-level", args.log_level]
-    argv += ["--loop", args.loop, "--worker-fd", str(fd), "--worker-index", str(index)]
+    argv += ["--loop", args.loop, "--http", args.http]
+    argv += ["--worker-fd", str(fd), "--worker-index", str(index)]
     for flag, value in (("--config", args.config), ("--db", args.db), ("--host", args.host)):
         if value:
             argv += [flag, value]

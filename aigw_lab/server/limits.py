@@ -1,10 +1,12 @@
 """Connection-level limits uvicorn lacks: a header timeout and a cap on open connections.
 
-uvicorn (0.55, h11) closes idle keep-alive connections, but a connection that never sends
-a byte, or sends its headers one byte a second, is kept forever: 800 such connections held
-a server for as long as they liked. `guarded_protocol` returns uvicorn's own h11 protocol
-with two additions, chosen over a separate watchdog task because the protocol already sees
-every byte and every state change, so the check costs one timer per request and no polling:
+uvicorn (0.55) closes idle keep-alive connections, but a connection that never sends a
+byte, or sends its headers one byte a second, is kept forever: 800 such connections held a
+server for as long as they liked. `guarded_protocol` returns one of uvicorn's own HTTP
+protocol classes (httptools' by default when it is installed, the ``fast-serve`` extra;
+else h11's) with these additions, chosen over a separate watchdog task because the
+protocol already sees every byte and every state change, so the check costs one timer per
+request and no polling:
 
 - a **header timeout**: from a connection's opening (or the first byte after a completed
   response) until the request's headers are complete; past it the connection is closed,
@@ -12,7 +14,9 @@ every byte and every state change, so the check costs one timer per request and 
 - a **connection cap**: a connection over ``max_connections`` has its request answered
   by ``busy_app`` (503 with Retry-After in the caller's API format) and is closed. Its
   request is read first (within the header timeout), so the client sees the answer rather
-  than a reset.
+  than a reset;
+- a **header size cap** for httptools (h11 has its own, ``h11_max_incomplete_event_size``):
+  past ``max_header_bytes`` before the headers are complete, 400 and the connection closed.
 
 The body timeout and the cap on requests in flight live in the app (`GatewayApp`), which
 answers them in the caller's format.
@@ -21,11 +25,17 @@ answers them in the caller's format.
 from __future__ import annotations
 
 import asyncio
+from importlib.util import find_spec
 from typing import Any
 
+from aigw_lab.errors import ConfigError
 from aigw_lab.server_limits import ServerLimits
 
-__all__ = ["guarded_protocol"]
+__all__ = ["guarded_protocol", "HTTP_IMPLEMENTATIONS", "resolve_http"]
+
+#: The HTTP/1.1 parsers ``aigw-lab serve --http`` offers; "auto" takes httptools when it is
+#: installed (measured faster: bench/bench_serve_workers.py --http), else h11.
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
 
 _TIMEOUT_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -33,61 +43,109 @@ _TIMEOUT_408 = (
 )
 
 
-def guarded_protocol(limits: ServerLimits, busy_app: Any) -> type:
-    """uvicorn's h11 protocol class with the header timeout and connection cap of
-    ``limits``; ``busy_app`` (an ASGI app) answers requests on connections over the cap."""
-    # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+def resolve_http(http: str, find: Any = None) -> str:
+    """The parser for ``http`` (one of `HTTP_IMPLEMENTATIONS`): "h11" or "httptools". A
+    `ConfigError` naming the install command for "httptools" when it is missing, or naming
+    the choices for an unknown name. ``find`` is `importlib.util.find_spec` unless given."""
+    find = find or find_spec
+    if http == "auto":
+        return "httptools" if find("httptools") is not None else "h11"
+    if http == "httptools" and find("httptools") is None:
+        raise ConfigError(
+            "--http httptools: httptools is not installed",
+            hint="pip install 'aigw-lab[fast-serve]', or use --http auto",
+        )
+    if http not in HTTP_IMPLEMENTATIONS:
+        raise ConfigError(f"unknown HTTP implementation {http!r}",
+                          hint=f"use one of {', '.join(HTTP_IMPLEMENTATIONS)}")  # fmt: skip
+    return http
 
-    header_timeout = limits.header_timeout
-    max_connections = limits.max_connections
 
-    class GuardedH11Protocol(H11Protocol):  # type: ignore[misc]
-        """H11Protocol plus a header deadline and a connection cap (see the module)."""
+class _Guards:
+    """The additions, mixed into one of uvicorn's protocol classes (see the module). The
+    class attributes are set by `guarded_protocol`."""
 
-        _header_timer: asyncio.TimerHandle | None = None
-        _started = False  # bytes of the awaited request have arrived
+    header_timeout: float = 10.0
+    max_connections: int = 1000
+    max_header_bytes: int = 0  # 0: the protocol bounds headers itself (h11)
+    busy_app: Any = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > max_connections:
-                # Answer this connection's request with the 503; uvicorn picks self.app
-                # when the request's headers are in, and busy_app closes the connection.
-                self.app = busy_app
-            self._arm()
+    _header_timer: asyncio.TimerHandle | None = None
+    _started = False  # bytes of the awaited request have arrived
+    _header_bytes = 0  # bytes received while awaiting this request's headers
 
-        def data_received(self, data: bytes) -> None:
-            if self._awaiting_headers():
-                if self._header_timer is None:
-                    self._arm()  # the first byte of the next request on a kept-alive one
-                self._started = True
-            super().data_received(data)
-            if not self._awaiting_headers():
-                self._disarm()
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if len(self.connections) > self.max_connections:  # type: ignore[attr-defined]
+            # Answer this connection's request with the 503; uvicorn picks self.app when
+            # the request's headers are in, and busy_app closes the connection.
+            self.app = self.busy_app
+        self._arm()
 
-        def connection_lost(self, exc: Exception | None) -> None:
+    def data_received(self, data: bytes) -> None:
+        awaiting = self._awaiting_headers()
+        if awaiting:
+            if self._header_timer is None:
+                self._arm()  # the first byte of the next request on a kept-alive one
+            self._started = True
+            self._header_bytes += len(data)
+        super().data_received(data)  # type: ignore[misc]
+        if not self._awaiting_headers():
             self._disarm()
-            super().connection_lost(exc)
+        elif awaiting and self.max_header_bytes and self._header_bytes > self.max_header_bytes:
+            if not self.transport.is_closing():  # type: ignore[attr-defined]
+                self.send_400_response("the request headers are too large")  # type: ignore[attr-defined]
 
-        def _awaiting_headers(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
 
-        def _arm(self) -> None:
-            self._started = False
-            self._header_timer = self.loop.call_later(header_timeout, self._on_header_timeout)
+    def _awaiting_headers(self) -> bool:
+        cycle = self.cycle  # type: ignore[attr-defined]
+        return cycle is None or cycle.response_complete
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+    def _arm(self) -> None:
+        self._started = False
+        self._header_bytes = 0
+        self._header_timer = self.loop.call_later(  # type: ignore[attr-defined]
+            self.header_timeout, self._on_header_timeout
+        )
 
-        def _on_header_timeout(self) -> None:
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            if self.transport.is_closing() or not self._awaiting_headers():
-                return
-            if self._started:
-                # Raw bytes: h11 cannot send a response before it has parsed a request.
-                self.transport.write(_TIMEOUT_408)
-            self.transport.close()
 
-    return GuardedH11Protocol
+    def _on_header_timeout(self) -> None:
+        self._header_timer = None
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport.is_closing() or not self._awaiting_headers():
+            return
+        if self._started:
+            # Raw bytes: h11 cannot send a response before it has parsed a request.
+            transport.write(_TIMEOUT_408)
+        transport.close()
+
+
+def guarded_protocol(limits: ServerLimits, busy_app: Any, http: str = "h11") -> type:
+    """uvicorn's protocol class for ``http`` ("h11" or "httptools", see `resolve_http`)
+    with the header timeout, connection cap and (httptools) header size cap of ``limits``;
+    ``busy_app`` (an ASGI app) answers requests on connections over the cap."""
+    if http == "httptools":
+        # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+
+        header_cap = limits.max_header_bytes
+    else:
+        # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+        header_cap = 0  # h11_max_incomplete_event_size (see runner.uvicorn_config)
+    attributes = {
+        "__doc__": f"uvicorn's {base.__name__} plus the guards of aigw_lab.server.limits.",
+        "header_timeout": limits.header_timeout,
+        "max_connections": limits.max_connections,
+        "max_header_bytes": header_cap,
+        "busy_app": staticmethod(busy_app),  # a plain function must not bind to self
+    }
+    return type(f"Guarded{base.__name__}", (_Guards, base), attributes)

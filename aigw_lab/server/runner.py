@@ -4,7 +4,8 @@ thread (`BackgroundServer`, tests and notebooks). Either binds its socket first,
 
 Both apply the `ServerLimits` (the app's own ``limits`` unless given): uvicorn's keep-alive
 timeout and header size limit, and the header timeout and connection cap of
-`aigw_lab.server.limits.guarded_protocol`."""
+`aigw_lab.server.limits.guarded_protocol`. Both parse HTTP with httptools when it is
+installed (``http="auto"``, the default; the ``fast-serve`` extra), else with h11."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aigw_lab.errors import ConfigError
-from aigw_lab.server.limits import guarded_protocol
+from aigw_lab.server.limits import guarded_protocol, resolve_http
 from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["serve", "BackgroundServer", "bind_socket"]
@@ -45,11 +46,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(
-    app: Any, limits: ServerLimits | None, *, log_level: str, lifespan: str, loop: str = "auto"
+    app: Any,
+    limits: ServerLimits | None,
+    *,
+    log_level: str,
+    lifespan: str,
+    loop: str = "auto",
+    http: str = "auto",
 ) -> Any:
     """The uvicorn config serving ``app`` within ``limits`` (default: ``app.limits`` if the
     app has them, else the `ServerLimits` defaults). ``loop`` is uvicorn's: "auto" takes
-    uvloop when it is installed (the ``fast-serve`` extra), else asyncio's own."""
+    uvloop when it is installed (the ``fast-serve`` extra), else asyncio's own. ``http``:
+    the parser (`aigw_lab.server.limits.resolve_http`: "auto" takes httptools when
+    installed, else h11), guarded either way."""
     # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 
@@ -60,9 +69,15 @@ def uvicorn_config(
         app,
         log_level=log_level,
         access_log=False,
+        # No "server: uvicorn" on every answer: one header less to validate and write per
+        # response, and no software banner for a scanner.
+        server_header=False,
+        # uvicorn's default rewrites the client address from X-Forwarded-For for loopback
+        # peers, an ASGI middleware hop per request; nothing here reads the address.
+        proxy_headers=False,
         lifespan=lifespan,
         loop=loop,
-        http=guarded_protocol(limits, busy),
+        http=guarded_protocol(limits, busy, resolve_http(http)),
         timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]  # a float works
         h11_max_incomplete_event_size=limits.max_header_bytes,
     )
@@ -97,19 +112,22 @@ def serve(
     sock: socket.socket | None = None,
     loop: str = "auto",
     on_server: Callable[[Any], object] | None = None,
+    http: str = "auto",
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (requests in flight
     finish, the app's lifespan shutdown runs) and return. ``on_listening`` gets the root URL
     once the port is bound; ``limits`` default to the app's (see `uvicorn_config`). ``sock``
     is a listening socket to serve instead of binding ``host:port`` (a ``--workers``
     worker's, inherited from its parent); ``on_server`` gets the uvicorn server before it
-    runs (its ``handle_exit`` stops it)."""
+    runs (its ``handle_exit`` stops it). ``http``: the HTTP parser (see `uvicorn_config`)."""
     # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 
     if sock is None:
         sock = bind_socket(host, port)
-    config = uvicorn_config(app, limits, log_level=log_level, lifespan=lifespan, loop=loop)
+    config = uvicorn_config(
+        app, limits, log_level=log_level, lifespan=lifespan, loop=loop, http=http
+    )
     server = uvicorn.Server(config)
     if on_server is not None:
         on_server(server)
@@ -143,7 +161,8 @@ class BackgroundServer:
     """An ASGI app served by uvicorn in a daemon thread; ``port=0`` takes a free port.
     Use as a context manager, or call `start` and `stop`. ``lifespan`` is uvicorn's
     setting ("on" for apps with startup/shutdown hooks, "off" for those without);
-    ``limits`` default to the app's own (see `uvicorn_config`)."""
+    ``limits`` default to the app's own and ``http`` picks the parser (see
+    `uvicorn_config`)."""
 
     def __init__(
         self,
@@ -153,8 +172,10 @@ class BackgroundServer:
         port: int = 0,
         lifespan: str = "on",
         limits: ServerLimits | None = None,
+        http: str = "auto",
     ) -> None:
         self.app = app
+        self.http = http
         self.limits = limits
         self.host = host
         self._port = port
@@ -178,7 +199,9 @@ class BackgroundServer:
         sock = bind_socket(self.host, self._port)
         self._socket = sock
         self._port = sock.getsockname()[1]
-        config = uvicorn_config(self.app, self.limits, log_level="warning", lifespan=self._lifespan)
+        config = uvicorn_config(
+            self.app, self.limits, log_level="warning", lifespan=self._lifespan, http=self.http
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._run,

@@ -84,8 +84,20 @@ def parse_body(body: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         raise _too_deep(max_depth) from None
     except ValueError as exc:  # json.JSONDecodeError: its message names line and column
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}", hint=hint) from None
-    _check(value, max_depth)
+    if _may_need_check(body, max_depth):
+        _check(value, max_depth)
     return value
+
+
+def _may_need_check(body: bytes, max_depth: int) -> bool:
+    """False when the raw bytes alone prove `_check` would pass, so the walk over the value
+    is skipped (most chat bodies): a lone surrogate can only come from a ``\\u`` escape
+    (strict UTF-8 decoding refuses encoded surrogates), and a container at depth d needs
+    d + 1 opening brackets, so fewer than ``max_depth`` of them in all cannot nest too deep.
+    Brackets and backslashes inside strings count too: that only sends a body to the walk."""
+    if b"\\u" in body:
+        return True
+    return body.count(b"[") + body.count(b"{") >= max_depth
 
 
 def _too_deep(max_depth: int) -> InvalidRequestError:

@@ -321,3 +321,24 @@ def test_metrics_per_worker_are_warned_about() -> None:
     warnings = check_workers(config, 2, logs=False)
     assert any("[metrics]" in w and "not the sum" in w for w in warnings)
     assert not any("[metrics]" in w for w in check_workers(config, 1, logs=False))
+
+
+def test_workers_get_the_parsers_choice() -> None:
+    """``--http`` reaches every worker's command line, as ``--loop`` does."""
+    from aigw_lab.cli.serve import _worker_argv
+
+    args = SimpleNamespace(log_level="warning", loop="auto", http="h11", config="g.toml",
+                           db=None, host=None, no_auth=True)  # fmt: skip
+    argv = _worker_argv(args, 7, 1)
+    assert argv[argv.index("--http") + 1] == "h11"
+    assert argv[argv.index("--worker-fd") + 1] == "7"
+
+
+def test_serve_http_httptools_without_httptools_is_one_line_exit_2(capsys, monkeypatch) -> None:
+    import aigw_lab.server.limits as limits
+
+    monkeypatch.setattr(limits, "find_spec", lambda name: None)
+    assert main(["serve", "--no-auth", "--http", "httptools", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "httptools is not installed" in err and "fast-serve" in err
+    assert "Traceback" not in err

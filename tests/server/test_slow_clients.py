@@ -37,11 +37,14 @@ def head(path: str, length: int, *extra: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, int]]:
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """A server with 1-second timeouts, once per HTTP parser: the guards are the same code
+    mixed into each of uvicorn's protocols (aigw_lab.server.limits)."""
     limits = ServerLimits(header_timeout=1.0, body_timeout=1.0, keepalive_timeout=1.0)
     gateway = Gateway.simulated_fleet(time_scale=0.0, log=None)
-    with BackgroundServer(GatewayApp(gateway, None, limits=limits)) as running:
+    app = GatewayApp(gateway, None, limits=limits)
+    with BackgroundServer(app, http=request.param) as running:
         host, port = running.url.removeprefix("http://").split(":")
         yield host, int(port)
     gateway.close()
@@ -231,3 +234,17 @@ def test_headers_past_max_header_bytes_are_400(server: tuple[str, int]) -> None:
             pass  # closed while we were still sending: refused either way
         answer = read_all(sock)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
+
+
+def test_unfinished_headers_past_max_header_bytes_are_400_at_once(server: tuple[str, int]) -> None:
+    """Headers that never end are refused as soon as they pass ``max_header_bytes``, with a
+    400, not left to the header timeout's 408: httptools sets no bound of its own (the
+    guard's byte count), h11 has ``h11_max_incomplete_event_size``."""
+    with socket.create_connection(server, timeout=GUARD_S) as sock:
+        try:
+            sock.sendall(b"POST /v1/messages HTTP/1.1\r\nx-big: " + b"a" * 40_000)  # no end
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # closed while we were still sending
+        answer = read_all(sock)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert not answer.startswith(b"HTTP/1.1 408 ")
