@@ -53,6 +53,7 @@ class RedisCircuitStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = state.client
+        self.io = state.io  # the async drivers wait on Redis from these threads
         self._outage = outage or Outage("circuit breakers", "open")
         self._prefix = state.key("circuit", "")
         self._clock = clock
