@@ -140,6 +140,8 @@ class GatewayConfig:
     #: ``[log] backend = "postgres"``: the team log (`aigw_lab.config_team_log`); None
     #: writes only this process's log.
     team_log: Any = None
+    #: The one `SharedStores` of this config, made by `shared_stores` on first use.
+    _shared: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def observability_sinks(self, env: Mapping[str, str] | None = None) -> list[Any]:
         """The extra sinks ``[otel]`` and ``[metrics]`` ask for (empty without them)."""
@@ -194,7 +196,7 @@ class GatewayConfig:
         (the gateway orders them by kind anyway). With ``[state] backend = "redis"``, rate
         limits, budgets, the exact cache and circuit breakers keep their state there."""
         built: list[Any] = []
-        shared = None if self.state is None else self.state.stores()
+        shared = self.shared_stores()
         if self.budgets is not None:
             try:
                 store = None if shared is None else shared.budgets()
@@ -223,6 +225,20 @@ class GatewayConfig:
         if self.semantic_cache is not None:
             built.append(_semantic_cache(self.semantic_cache, shared=shared))
         return built + self.reliability_middleware(shared=shared, **injected)
+
+    def shared_stores(self) -> Any:
+        """The `SharedStores` of ``[state] backend = "redis"`` (None otherwise): one per
+        config, so every `middleware` call shares one connection pool and its threads;
+        whoever builds a gateway from them closes ``.state`` with it (`Gateway.own`)."""
+        if self.state is None:
+            return None
+        held = self._shared
+        if not held or held[0].state.closed:
+            stores = self.state.stores()
+            if stores is None:
+                return None
+            held[:] = [stores]
+        return held[0]
 
     def reliability_middleware(self, shared: Any = None, **injected: Any) -> list[Any]:
         """The retry/fallback/health middleware this config asks for (empty if none);
@@ -281,9 +297,16 @@ def build_gateway(
         **kwargs,
     )
     if team_sink is not None:
-        # A gateway flushes the sinks it is given but closes none; this one is the config's,
-        # so it is closed when the gateway object goes (or at exit, as when building failed).
+        # Also closed if the gateway object goes unclosed (or at exit, as when building
+        # failed); close is idempotent.
         weakref.finalize(gateway, team_sink.close)
+    # What the config built is the gateway's: closed with it, once (sinks, Redis pool).
+    shared = config.shared_stores()
+    gateway.own(
+        *observers,
+        *([team_sink] if team_sink is not None else []),
+        *([shared.state] if shared is not None else []),
+    )
     return gateway
 
 
