@@ -152,9 +152,13 @@ class GatewayConfig:
             if otel is not None:
                 sinks.append(otel)
         if self.metrics is not None:
+            env = os.environ if env is None else env
             models = [m for spec in self.providers for m in (_spec_models(spec) or ())]
             metrics = metrics_sink_from_config(
-                self.metrics, providers=[spec.name for spec in self.providers], models=models
+                self.metrics,
+                providers=[spec.name for spec in self.providers],
+                models=models,
+                env=env,
             )
             if metrics is not None:
                 sinks.append(metrics)
