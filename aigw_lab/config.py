@@ -64,6 +64,7 @@ from aigw_lab.gateway.observe_settings import (
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
+from aigw_lab.gateway.spool_guard import SpoolGuard
 from aigw_lab.gateway.state.settings import StateSettings
 from aigw_lab.policy.explore import explore_policies
 from aigw_lab.policy.policyfile import load_policy
@@ -286,6 +287,8 @@ def build_gateway(
     if config.team_log is not None:
         team_sink = _team_log_sink(config, kwargs["log"])
         kwargs["sinks"] = [*kwargs.get("sinks", ()), team_sink]
+        # Calls are refused, not made unlogged, while the team log's spool is at its bound.
+        middleware.append(SpoolGuard([team_sink]))
     gateway = gateway_class(
         config.providers,
         log_options=config.log_options,
@@ -320,7 +323,9 @@ def _team_log_sink(config: GatewayConfig, log: Any) -> Any:
     from aigw_lab.store.team_log import TeamLogSink
 
     spool = config.team_log.spool_for(log, config.base_dir)
-    return TeamLogSink(config.team_log.url, spool_dir=spool)
+    return TeamLogSink(
+        config.team_log.url, spool_dir=spool, max_spool_bytes=config.team_log.max_spool_bytes
+    )
 
 
 def load_config(

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: Where each kind of middleware sits, outermost first; `Gateway` sorts by this.
-PIPELINE_ORDER: tuple[str, ...] = ("budget", "rate_limit", "cache", "route", "retry")
+PIPELINE_ORDER: tuple[str, ...] = ("guard", "budget", "rate_limit", "cache", "route", "retry")
 
 
 class CallContext:
