@@ -140,3 +140,28 @@ def test_a_shared_state_runs_store_calls_on_its_own_threads(redis_server):
     state.close()  # idempotent
     with pytest.raises(RuntimeError):
         state.io.submit(print)
+
+
+def test_threads_of_one_process_never_lose_a_breaker_change_to_each_other(shared):
+    """The async drivers record outcomes from many store threads at once: changes of one
+    target queue in the process instead of racing each other's compare-and-set (which cost
+    CPU and, at 64 calls in flight, gave up after 50 tries)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aigw_lab.gateway.health import HealthTracker
+    from aigw_lab.gateway.state import RedisCircuitStore
+
+    store = RedisCircuitStore(shared)
+    swaps = []
+    swap = store._swap
+
+    def counted(*args, **kwargs):
+        swaps.append(1)
+        return swap(*args, **kwargs)
+
+    store._swap = counted
+    tracker = HealthTracker(failure_threshold=5, store=store)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _: tracker.record_success("mock/m1"), range(400)))
+    assert tracker.snapshot()["mock/m1"]["total_successes"] == 400
+    assert len(swaps) == 400  # one compare-and-set per change: none lost and run again
