@@ -83,6 +83,52 @@ def test_the_loop_serves_other_calls_while_redis_holds_a_reply(stores, proxy):
     local.close()
 
 
+@pytest.mark.parametrize("mode", ["achat", "astream"])
+def test_a_failed_call_settles_off_the_loop_too(stores, proxy, mode):
+    """An upstream failing every call (an outage) must not put Redis back on the loop: the
+    stores settle a failure on their threads as they settle a success."""
+    from aigw_lab.errors import InvalidRequestError
+    from aigw_lab.testing.fakes import FunctionProvider
+
+    def fail(request):
+        if "held" in request.messages[-1].content:
+            proxy.hold()  # from here on Redis holds its replies: the settlements wait
+        raise InvalidRequestError("no")
+
+    middleware = [
+        RateLimiter([{"requests_per_second": 1e6}], store=stores.buckets()),
+        Budget([Limit("gateway", 1e6, "day")], store=stores.budgets()),
+        ExactCache(stores.cache()),
+    ]
+    shared = Gateway([FunctionProvider(fail, "mock", models=("m1",))], log=None,
+                     prices=PRICES, middleware=middleware)  # fmt: skip
+    local = Gateway([MockProvider("mock", models=("m1",))], log=None, prices=PRICES)
+
+    async def call(prompt):
+        if mode == "achat":
+            return await shared.achat("mock/m1", prompt, max_tokens=8)
+        async for _ in shared.astream("mock/m1", prompt, max_tokens=8):
+            pass
+
+    async def main():
+        with pytest.raises(InvalidRequestError):
+            await call("warm up")
+        failing = asyncio.ensure_future(call("held"))
+        while proxy.held == 0:
+            await asyncio.sleep(0.001)
+        others = [await local.achat("mock/m1", f"other {i}", max_tokens=8) for i in range(20)]
+        still_waiting = not failing.done() and proxy.held > 0
+        proxy.release()
+        with pytest.raises(InvalidRequestError):
+            await failing
+        return still_waiting, others
+
+    still_waiting, others = asyncio.run(main())
+    assert still_waiting and len(others) == 20
+    shared.close()
+    local.close()
+
+
 @pytest.mark.parametrize("mode", ["chat", "achat"])
 def test_a_cache_miss_costs_eight_round_trips_and_a_hit_five(stores, proxy, mode):
     gw = shared_gateway(stores)

@@ -69,12 +69,16 @@ async def drive_achat(
     try:
         response = await call_next(ctx)
     except BaseException as exc:
-        stage.settle(ctx, ticket, Outcome(error=exc))
+        failed = Outcome(error=exc)
+        if stage.io is None or not isinstance(exc, Exception):
+            stage.settle(ctx, ticket, failed)  # a cancelled task settles without waiting
+        else:
+            await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, failed)
         raise
     outcome = Outcome(response=response, answered=True)
     if stage.io is None:
         stage.settle(ctx, ticket, outcome)
-    else:  # a failure settles inline (above): it is rare, and a cancelled task must not wait
+    else:
         await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, outcome)
     return response
 
@@ -133,4 +137,8 @@ async def drive_astream(
             await AsyncIO.close(events)
         finally:
             if not settled:
-                stage.settle(ctx, ticket, Outcome(error=error, answered=answered))
+                ended = Outcome(error=error, answered=answered)
+                if stage.io is None or not isinstance(error, Exception):
+                    stage.settle(ctx, ticket, ended)  # abandoned or cancelled: no waiting
+                else:
+                    await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, ended)

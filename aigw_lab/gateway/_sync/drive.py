@@ -71,12 +71,16 @@ def drive_chat(
     try:
         response = call_next(ctx)
     except BaseException as exc:
-        stage.settle(ctx, ticket, Outcome(error=exc))
+        failed = Outcome(error=exc)
+        if stage.io is None or not isinstance(exc, Exception):
+            stage.settle(ctx, ticket, failed)  # a cancelled task settles without waiting
+        else:
+            SyncIO.offload(stage.io, stage.settle, ctx, ticket, failed)
         raise
     outcome = Outcome(response=response, answered=True)
     if stage.io is None:
         stage.settle(ctx, ticket, outcome)
-    else:  # a failure settles inline (above): it is rare, and a cancelled task must not wait
+    else:
         SyncIO.offload(stage.io, stage.settle, ctx, ticket, outcome)
     return response
 
@@ -135,4 +139,8 @@ def drive_stream(
             SyncIO.close(events)
         finally:
             if not settled:
-                stage.settle(ctx, ticket, Outcome(error=error, answered=answered))
+                ended = Outcome(error=error, answered=answered)
+                if stage.io is None or not isinstance(error, Exception):
+                    stage.settle(ctx, ticket, ended)  # abandoned or cancelled: no waiting
+                else:
+                    SyncIO.offload(stage.io, stage.settle, ctx, ticket, ended)
