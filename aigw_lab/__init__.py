@@ -81,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceededError": "aigw_lab.errors",
     "AllAttemptsFailedError": "aigw_lab.errors",
     "SharedStateUnavailableError": "aigw_lab.errors",
+    "TeamLogFullError": "aigw_lab.errors",
     # experiments: datasets, recorded outcomes, scorers, the runner, the analysis
     "Dataset": "aigw_lab.datasets",
     "DatasetItem": "aigw_lab.datasets",

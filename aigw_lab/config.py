@@ -64,6 +64,7 @@ from aigw_lab.gateway.observe_settings import (
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
+from aigw_lab.gateway.spool_guard import SpoolGuard
 from aigw_lab.gateway.state.settings import StateSettings
 from aigw_lab.policy.explore import explore_policies
 from aigw_lab.policy.policyfile import load_policy
@@ -140,6 +141,8 @@ class GatewayConfig:
     #: ``[log] backend = "postgres"``: the team log (`aigw_lab.config_team_log`); None
     #: writes only this process's log.
     team_log: Any = None
+    #: The one `SharedStores` of this config, made by `shared_stores` on first use.
+    _shared: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def observability_sinks(self, env: Mapping[str, str] | None = None) -> list[Any]:
         """The extra sinks ``[otel]`` and ``[metrics]`` ask for (empty without them)."""
@@ -150,9 +153,13 @@ class GatewayConfig:
             if otel is not None:
                 sinks.append(otel)
         if self.metrics is not None:
+            env = os.environ if env is None else env
             models = [m for spec in self.providers for m in (_spec_models(spec) or ())]
             metrics = metrics_sink_from_config(
-                self.metrics, providers=[spec.name for spec in self.providers], models=models
+                self.metrics,
+                providers=[spec.name for spec in self.providers],
+                models=models,
+                env=env,
             )
             if metrics is not None:
                 sinks.append(metrics)
@@ -194,7 +201,7 @@ class GatewayConfig:
         (the gateway orders them by kind anyway). With ``[state] backend = "redis"``, rate
         limits, budgets, the exact cache and circuit breakers keep their state there."""
         built: list[Any] = []
-        shared = None if self.state is None else self.state.stores()
+        shared = self.shared_stores()
         if self.budgets is not None:
             try:
                 store = None if shared is None else shared.budgets()
@@ -223,6 +230,20 @@ class GatewayConfig:
         if self.semantic_cache is not None:
             built.append(_semantic_cache(self.semantic_cache, shared=shared))
         return built + self.reliability_middleware(shared=shared, **injected)
+
+    def shared_stores(self) -> Any:
+        """The `SharedStores` of ``[state] backend = "redis"`` (None otherwise): one per
+        config, so every `middleware` call shares one connection pool and its threads;
+        whoever builds a gateway from them closes ``.state`` with it (`Gateway.own`)."""
+        if self.state is None:
+            return None
+        held = self._shared
+        if not held or held[0].state.closed:
+            stores = self.state.stores()
+            if stores is None:
+                return None
+            held[:] = [stores]
+        return held[0]
 
     def reliability_middleware(self, shared: Any = None, **injected: Any) -> list[Any]:
         """The retry/fallback/health middleware this config asks for (empty if none);
@@ -266,6 +287,8 @@ def build_gateway(
     if config.team_log is not None:
         team_sink = _team_log_sink(config, kwargs["log"])
         kwargs["sinks"] = [*kwargs.get("sinks", ()), team_sink]
+        # Calls are refused, not made unlogged, while the team log's spool is at its bound.
+        middleware.append(SpoolGuard([team_sink]))
     gateway = gateway_class(
         config.providers,
         log_options=config.log_options,
@@ -281,9 +304,16 @@ def build_gateway(
         **kwargs,
     )
     if team_sink is not None:
-        # A gateway flushes the sinks it is given but closes none; this one is the config's,
-        # so it is closed when the gateway object goes (or at exit, as when building failed).
+        # Also closed if the gateway object goes unclosed (or at exit, as when building
+        # failed); close is idempotent.
         weakref.finalize(gateway, team_sink.close)
+    # What the config built is the gateway's: closed with it, once (sinks, Redis pool).
+    shared = config.shared_stores()
+    gateway.own(
+        *observers,
+        *([team_sink] if team_sink is not None else []),
+        *([shared.state] if shared is not None else []),
+    )
     return gateway
 
 
@@ -293,7 +323,9 @@ def _team_log_sink(config: GatewayConfig, log: Any) -> Any:
     from aigw_lab.store.team_log import TeamLogSink
 
     spool = config.team_log.spool_for(log, config.base_dir)
-    return TeamLogSink(config.team_log.url, spool_dir=spool)
+    return TeamLogSink(
+        config.team_log.url, spool_dir=spool, max_spool_bytes=config.team_log.max_spool_bytes
+    )
 
 
 def load_config(

@@ -6,6 +6,7 @@ log for a team").
 backend = "postgres"                   # "duckdb" (default): this process's file only
 url_env = "AIGW_TEAM_LOG_URL"          # the variable holding postgresql://user@host/db
 team_spool = "team-log.spool"          # rows wait here until PostgreSQL has them
+team_spool_max_bytes = 1073741824      # past it (rows waiting), new calls get a 503
 ```
 
 The URL comes from the environment variable named here, never from the file (it may hold a
@@ -53,6 +54,14 @@ TEAM_LOG_KEYS: tuple[Key, ...] = (
         what="a directory path string",
         doc="where rows wait for PostgreSQL, relative to the config file",
     ),
+    Key(
+        name="team_spool_max_bytes",
+        types=(int,),
+        low=1 << 20,
+        what="a whole number of bytes, at least 1048576 (1 MiB)",
+        doc="the spool's bound while rows wait: past it new calls are refused (503) until "
+        "PostgreSQL has them (default 1 GiB)",
+    ),
 )
 
 _URL = re.compile(r"postgres(ql)?://\S+\Z")
@@ -66,6 +75,7 @@ class TeamLogSettings:
     url_env: str
     url: str = field(repr=False)
     spool: str | None = None
+    max_spool_bytes: int = 1 << 30
 
     def spool_for(self, log: Any, base_dir: str | None) -> Path:
         """The spool directory: ``team_spool``; else ``<log file>.team-spool`` when the
@@ -86,7 +96,7 @@ def parse_team_log(
     backend = table.get("backend", "duckdb")
     url_env = table.get("url_env")
     if backend != "postgres":
-        stray = [key for key in ("url_env", "team_spool") if key in table]
+        stray = [key for key in ("url_env", "team_spool", "team_spool_max_bytes") if key in table]
         if stray:
             raise ConfigError(
                 f"{where}: {', '.join(stray)} is set but backend is {backend!r}",
@@ -114,4 +124,9 @@ def parse_team_log(
     spool = table.get("team_spool")
     if spool is not None and base_dir is not None and not os.path.isabs(spool):
         spool = str(Path(base_dir) / spool)
-    return TeamLogSettings(url_env=url_env, url=url, spool=spool)
+    return TeamLogSettings(
+        url_env=url_env,
+        url=url,
+        spool=spool,
+        max_spool_bytes=table.get("team_spool_max_bytes", 1 << 30),
+    )

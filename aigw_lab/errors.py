@@ -36,6 +36,7 @@ __all__ = [
     "BudgetExceededError",
     "AllAttemptsFailedError",
     "SharedStateUnavailableError",
+    "TeamLogFullError",
 ]
 
 
@@ -254,6 +255,15 @@ class SharedStateUnavailableError(AigwError):
     def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+
+class TeamLogFullError(SharedStateUnavailableError):
+    """The team log's spool reached its bound (``[log] team_spool_max_bytes``) while
+    PostgreSQL was not taking rows: new calls are refused before they are sent (and paid
+    for) until it catches up, so no paid call goes missing from the team log. Served as 503
+    with Retry-After, as any unavailable shared state."""
+
+    error_type = "team_log_full"
 
 
 class AllAttemptsFailedError(AigwError):

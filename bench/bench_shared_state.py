@@ -12,16 +12,23 @@ this process, ``redis`` in the server (`aigw_lab.gateway.state`).
 2. At a realistic rate (``--rate`` calls a second, paced): per-call latency p50/p99 per side.
 3. The stores alone: microseconds per operation (bucket admit+charge, budget
    reserve+settle, cache get, circuit peek) on Redis.
+4. Async at concurrency 1/16/64 (``achat``, cache misses): calls a second, CPU per call,
+   p50/p99 latency and the event loop's worst stall (a ticker's longest late wake-up), per
+   side and round, interleaved. With ``--before TREE`` (e.g. a checkout of main) each round
+   also runs the same section in a subprocess on TREE's code: before/after in one run.
 
 Every result line carries ``os.getloadavg()``.
 
     python bench/bench_shared_state.py            # about 3-4 minutes
     python bench/bench_shared_state.py --quick    # the headline figures, under 2 minutes
+    python bench/bench_shared_state.py --quick --only async --before /work/main
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import shutil
 import socket
@@ -195,16 +202,131 @@ def stores_alone(shared, n: int) -> None:
         )
 
 
+TICK = 0.01  # the stall ticker's period (seconds)
+
+
+async def _async_round(gw, concurrency: int, calls: int, tag: str) -> dict[str, float]:
+    """``calls`` distinct prompts through ``gw.achat`` by ``concurrency`` tasks, with a
+    ticker measuring how late the loop wakes it (a blocked loop wakes it late)."""
+    latencies: list[float] = []
+    stall = 0.0
+    done = False
+
+    async def ticker() -> None:
+        # Every 10 ms: often enough to see a blocked loop, rarely enough that its own CPU
+        # (a wake-up every tick while the loop waits for Redis) stays out of the figures.
+        nonlocal stall
+        while not done:
+            start = time.perf_counter()
+            await asyncio.sleep(TICK)
+            stall = max(stall, time.perf_counter() - start - TICK)
+
+    async def worker(w: int) -> None:
+        for i in range(w, calls, concurrency):
+            start = time.perf_counter()
+            await gw.achat("mock/m1", f"async {tag} {i}", max_tokens=16)
+            latencies.append(time.perf_counter() - start)
+
+    tick = asyncio.ensure_future(ticker())
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done = True
+    await tick
+    latencies.sort()
+    return {
+        "rate": calls / wall,
+        "cpu_us": cpu / calls * 1e6,
+        "p50_ms": latencies[len(latencies) // 2] * 1e3,
+        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3,
+        "stall_ms": stall * 1e3,
+    }
+
+
+def async_side(url: str, side: str, concurrency: int, calls: int, tag: str) -> dict[str, float]:
+    """One async round of one side (``memory`` or ``redis``) on a fresh loop."""
+    from aigw_lab.gateway.state import StateSettings
+
+    shared = None
+    if side == "redis":
+        shared = StateSettings.from_table(
+            {"backend": "redis", "url_env": "U", "prefix": f"a{tag}:", "timeout": 10},
+            {"U": url},
+        ).stores()
+    gw = gateway(shared)
+
+    async def run() -> dict[str, float]:
+        await _async_round(gw, concurrency, min(calls, 50), f"warm {tag}")
+        return await _async_round(gw, concurrency, calls, tag)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        gw.close()
+        if shared is not None:
+            shared.state.close()
+
+
+def _before_side(tree: str, url: str, side: str, concurrency: int, calls: int, tag: str):
+    """The same round in a subprocess importing aigw_lab from ``tree`` (the code before)."""
+    env = dict(os.environ, PYTHONPATH=tree)
+    out = subprocess.run(
+        [sys.executable, __file__, "--one-async", json.dumps([url, side, concurrency, calls, tag])],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def async_concurrency(url, levels, rounds: int, calls: int, before: str | None) -> None:
+    print(f"\n4. async (achat, misses), {calls} calls per side per round, {rounds} rounds")
+    print("   rate calls/s | cpu µs/call | p50/p99 ms | worst loop stall ms")
+    for level in levels:
+        rows: dict[str, list[dict[str, float]]] = {}
+        for r in range(rounds):
+            names = ["memory", "redis"] + (["redis-before"] if before else [])
+            for name in names:  # interleaved within each round
+                tag = f"{level}-{r}-{name}"
+                if name == "redis-before":
+                    got = _before_side(before, url, "redis", level, calls, tag)
+                else:
+                    got = async_side(url, name, level, calls, tag)
+                rows.setdefault(name, []).append(got)
+                print(
+                    f"  c={level:<3} round {r} {name:12}: {got['rate']:7.0f}/s "
+                    f"{got['cpu_us']:7.0f} cpu {got['p50_ms']:7.2f}/{got['p99_ms']:7.2f} ms "
+                    f"stall {got['stall_ms']:7.2f} | {load()}"
+                )
+        for name, got in rows.items():
+            med = {k: statistics.median(g[k] for g in got) for k in got[0]}
+            spread = (min(g["rate"] for g in got), max(g["rate"] for g in got))
+            print(
+                f"  c={level:<3} {name:12} median: {med['rate']:7.0f}/s "
+                f"[{spread[0]:.0f}-{spread[1]:.0f}] {med['cpu_us']:7.0f} cpu µs "
+                f"p50 {med['p50_ms']:.2f} p99 {med['p99_ms']:.2f} ms "
+                f"stall {med['stall_ms']:.2f} ms"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the headline figures, < 2 min")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--only", choices=("sync", "async"), help="run one half only")
+    parser.add_argument("--concurrency", default="1,16,64", help="async levels")
+    parser.add_argument("--before", help="a source tree to run section 4 on too (before)")
+    parser.add_argument("--one-async", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_async:  # one round for --before, in the before tree's interpreter path
+        print(json.dumps(async_side(*json.loads(args.one_async))))
+        return
+    levels = [int(x) for x in args.concurrency.split(",")]
+    async_rounds, async_calls = 5, 1000
     rounds, calls, paced_calls, ops = args.rounds, args.calls, 500, 5000
     if args.quick:
         rounds, calls, paced_calls, ops = 5, 400, 200, 2000
+        async_rounds, async_calls = 3, 400
 
     from aigw_lab.gateway.state import StateSettings
 
@@ -225,12 +347,15 @@ def main() -> None:
                 {"BENCH_REDIS_URL": url},
             )
             shared = settings.stores()
-            sides = [("memory", gateway(None)), ("redis", gateway(shared))]
-            for _, gw in sides:  # warm up both
-                timed(gw, [f"warm {i}" for i in range(100)])
-            flat_out(sides, rounds, calls)
-            paced(sides, args.rate, paced_calls)
-            stores_alone(shared, ops)
+            if args.only != "async":
+                sides = [("memory", gateway(None)), ("redis", gateway(shared))]
+                for _, gw in sides:  # warm up both
+                    timed(gw, [f"warm {i}" for i in range(100)])
+                flat_out(sides, rounds, calls)
+                paced(sides, args.rate, paced_calls)
+                stores_alone(shared, ops)
+            if args.only != "sync":
+                async_concurrency(url, levels, async_rounds, async_calls, args.before)
             shared.state.close()
         finally:
             process.kill()

@@ -161,6 +161,8 @@ class Budget(Primitive):
         self._log = log
         self._clock = clock
         self._store: BudgetStore = MemoryBudgetStore() if store is None else store
+        # A store that waits on the network (Redis): the drivers run this off the loop.
+        self.io = getattr(self._store, "io", None)
         self._warned: set[str] = set()
         # Which limits apply to a call, found by dictionary lookups rather than a scan.
         self._gateway_keys = [(i, None) for i, lim in enumerate(built) if lim.scope == "gateway"]

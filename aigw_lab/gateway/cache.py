@@ -16,7 +16,6 @@ See docs/caching.md.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
@@ -32,6 +31,7 @@ from aigw_lab.config_schema import NUMBER, TABLE, Key, Table
 from aigw_lab.errors import ConfigError, StoreError
 from aigw_lab.gateway.cache_common import read_cache_options, stored_answer
 from aigw_lab.gateway.cache_stores import CacheStore, DuckDBStore, MemoryStore, check_ttl
+from aigw_lab.gateway.effects import offloaded_from
 from aigw_lab.gateway.middleware import CallContext, Primitive
 from aigw_lab.gateway.primitive import PROCEED, Outcome, Proceed, Serve, Verdict, Wait
 from aigw_lab.types import ChatRequest, ChatResponse
@@ -190,6 +190,9 @@ class CacheStats:
         return served / looked_up if looked_up else 0.0
 
 
+_SLOTS = 64  # landing counters (see ExactCache._landed)
+
+
 class _Plan(NamedTuple):
     key: str
     ttl: float | None
@@ -208,7 +211,8 @@ class _Flight:
         self.key = key
         self.future: Future[ChatResponse | None] | None = None
         self.thread = threading.get_ident()
-        self.loop = asyncio._get_running_loop()
+        # The caller's loop, also when a driver runs this on a store's thread (Redis).
+        self.loop = offloaded_from()
 
 
 class _Ticket(NamedTuple):
@@ -268,11 +272,17 @@ class ExactCache(Primitive):
         if not isinstance(coalesce, bool):
             raise ConfigError(f"cache coalesce={coalesce!r} is invalid", hint="use true or false")
         self.store: CacheStore = store if store is not None else MemoryStore()
+        # A store that waits on the network (Redis): the drivers run this off the loop.
+        self.io = getattr(self.store, "io", None)
         self.ttl = ttl
         self.model_ttls = dict(model_ttls or {})
         self.coalesce = coalesce
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}  # shared by every call mode
+        # Flights landed, counted per slot of the key's hash: a new leader looks in the
+        # store again only if one landed in its slot since its first look (a round trip
+        # less per miss on a shared store, and no answer missed that landed in between).
+        self._landed = [0] * _SLOTS
         self._waiting = 0
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._saved_usd = 0.0
@@ -401,12 +411,14 @@ class ExactCache(Primitive):
             plan = self._plan(ctx)
             if plan is None:
                 return PROCEED
+            slot = hash(plan.key) % _SLOTS
+            seen = self._landed[slot]
             cached = self._get(plan.key)
             if cached is not None:
                 return Serve(self._serve(ctx, cached, coalesced=False))
             if not self.coalesce:
                 return self._go(ctx, plan, None)
-            return self._join(ctx, plan)
+            return self._join(ctx, plan, seen)
         # Back from waiting on a flight.
         plan, landed = state
         self._unwait()
@@ -454,9 +466,10 @@ class ExactCache(Primitive):
         key = cache_key(request, provider=ctx.provider_name, model=ctx.model, custom_key=custom_key)
         return _Plan(key, ttl)
 
-    def _join(self, ctx: CallContext, plan: _Plan) -> Verdict:
+    def _join(self, ctx: CallContext, plan: _Plan, seen: int | None = None) -> Verdict:
         """Lead a new flight for ``plan`` (chat calls), wait on the one in flight, or go
-        upstream alone (a stream with no flight to wait on)."""
+        upstream alone (a stream with no flight to wait on). ``seen``: the key's landing
+        count before the caller's look in the store (None: unknown, look again)."""
         with self._lock:
             flight = self._flights.get(plan.key)
             if flight is None:
@@ -465,6 +478,7 @@ class ExactCache(Primitive):
                 else:
                     flight = self._flights[plan.key] = _Flight(plan.key)
                     leading = True
+                    landed = seen is None or self._landed[hash(plan.key) % _SLOTS] != seen
             elif flight.loop is None and flight.thread == threading.get_ident():
                 flight = None  # led from this very thread (a re-entrant call): never wait
             else:
@@ -476,7 +490,7 @@ class ExactCache(Primitive):
         if flight is None:
             return self._go(ctx, plan, None)
         if leading:
-            return self._lead(ctx, plan, flight)
+            return self._lead(ctx, plan, flight) if landed else self._go(ctx, plan, flight)
         # A flight led by a task can only land on its loop: a blocking wait on a thread that
         # runs that loop returns at once (``wake_loop``), and `admit` goes on alone.
         return Wait(None, state=_Waiting(plan, wake), wake=wake, wake_loop=flight.loop)
@@ -503,6 +517,7 @@ class ExactCache(Primitive):
         with self._lock:
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
+            self._landed[hash(flight.key) % _SLOTS] += 1
             future = flight.future  # no waiter can join once the flight is gone
         if future is not None and not future.done():
             future.set_result(answer)

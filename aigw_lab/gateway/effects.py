@@ -10,13 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import functools
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from aigw_lab.gateway.primitive import Wait, Work
 
-__all__ = ["SyncIO", "AsyncIO"]
+__all__ = ["SyncIO", "AsyncIO", "offloaded_from"]
+
+# The event loop whose task handed the running code to an executor thread (`AsyncIO.offload`),
+# read by primitives that must know which loop their caller runs on (a cache flight's
+# leader). A context variable, not state: each offloaded call sees its own copy.
+_OFFLOADED_FROM: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "aigw_offloaded_from", default=None
+)
+
+
+def offloaded_from() -> asyncio.AbstractEventLoop | None:
+    """The event loop running the caller: this thread's own, or, on an executor thread that
+    `AsyncIO.offload` runs a primitive's hook on, the loop of the task that waits for it."""
+    return asyncio._get_running_loop() or _OFFLOADED_FROM.get()
 
 
 class SyncIO:
@@ -44,6 +60,11 @@ class SyncIO:
     @staticmethod
     def work(verdict: Work) -> Any:
         return verdict.run()
+
+    @staticmethod
+    def offload(io: Executor | None, hook: Callable[..., Any], *args: Any) -> Any:
+        """``hook(*args)`` on this thread (a blocking caller may block on a store)."""
+        return hook(*args)
 
     @staticmethod
     def sleep(seconds: float, sleep: Callable[[float], Any] | None = None) -> None:
@@ -94,6 +115,18 @@ class AsyncIO:
     @staticmethod
     async def work(verdict: Work) -> Any:
         return await asyncio.to_thread(verdict.run)
+
+    @staticmethod
+    async def offload(io: Executor | None, hook: Callable[..., Any], *args: Any) -> Any:
+        """``hook(*args)`` on ``io``'s threads (a primitive whose store waits on the network,
+        e.g. Redis), so the loop serves other tasks meanwhile; inline when ``io`` is None. The
+        hook runs in a copy of this task's context that names this loop (`offloaded_from`)."""
+        if io is None:
+            return hook(*args)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        context.run(_OFFLOADED_FROM.set, loop)
+        return await loop.run_in_executor(io, functools.partial(context.run, hook, *args))
 
     @staticmethod
     async def sleep(seconds: float, sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:

@@ -101,7 +101,8 @@ class Gateway:
     `aigw_lab.store.sanitize`).
     ``sinks``: more places for every log row besides the log (`aigw_lab.store.sink.CallSink`
     objects: OpenTelemetry, a team log, `aigw_lab.testing.MemorySink`); a sink's problem
-    never fails a call and shows in `sink_health`. They are flushed, not closed, by `close`.
+    never fails a call and shows in `sink_health`. They are flushed, not closed, by `close`
+    (unless handed over with `own`, as `from_config` does with the sinks it builds).
     ``pool``: the size of the upstream connection pool and its wait timeout (`PoolSettings`;
     ignored when ``clients`` is given).
     ``shadow``: a `aigw_lab.gateway.shadow.Shadow`: a sampled share of answered calls is
@@ -156,6 +157,7 @@ class Gateway:
         self._tags = dict(tags or {})
         self._experiment_id = experiment_id
         self._closed = False
+        self._owned: list[Any] = []  # closed with the gateway (`own`)
         max_body_chars = check_max_body_chars(max_body_chars)
 
         overrides: dict[str, Price] = {}
@@ -435,6 +437,17 @@ class Gateway:
         await aclose_all(self._built_providers(), self._clients if self._owns_clients else None)
         self._shut()
 
+    def own(self, *resources: Any) -> None:
+        """Close ``resources`` (anything with ``close()``: the sinks and the shared-state
+        connection `from_config` built) when this gateway closes, after its sinks are
+        flushed and its log closed, each exactly once, in the order given. Sinks passed as
+        ``sinks=`` are only flushed unless handed over here."""
+        if self._closed:
+            raise RuntimeError("the gateway is closed; close the resource yourself")
+        for resource in resources:
+            if not any(resource is held for held in self._owned):
+                self._owned.append(resource)
+
     def _built_providers(self) -> list[Provider]:
         """The providers this gateway built from specs; none once it is closed."""
         return [] if self._closed else self._targets.built()
@@ -447,7 +460,11 @@ class Gateway:
             close = getattr(mw, "close", None)
             if close is not None:
                 close()
-        self._recorder.close(owns_log=self._owns_log)
+        try:
+            self._recorder.close(owns_log=self._owns_log)
+        finally:
+            owned, self._owned = self._owned, []
+            _close_each(owned)
 
     def __enter__(self) -> Gateway:
         return self
@@ -560,3 +577,16 @@ def _reference(reference: str) -> Any:
     """The object a ``"module:attribute"`` reference names, its module imported now."""
     module, _, attribute = reference.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+def _close_each(resources: list[Any]) -> None:
+    """Close every one of ``resources``, even when one fails; the first failure is raised
+    once all were tried."""
+    failure: BaseException | None = None
+    for resource in resources:
+        try:
+            resource.close()
+        except BaseException as exc:  # noqa: BLE001 - the others must close too
+            failure = failure or exc
+    if failure is not None:
+        raise failure

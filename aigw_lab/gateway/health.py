@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from typing import Any
 
 from aigw_lab.config_schema import Key, Table
@@ -157,6 +158,8 @@ class HealthTracker:
         self.cooldown = float(cooldown)
         self._clock = clock
         self._store: CircuitStore = MemoryCircuitStore() if store is None else store
+        # A store that waits on the network (Redis) names the threads to wait on.
+        self.io: Executor | None = getattr(self._store, "io", None)
 
     @classmethod
     def from_mapping(

@@ -24,12 +24,13 @@ Needs the ``metrics`` extra (``pip install "aigw-lab[metrics]"``).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.errors import MissingExtraError
+from aigw_lab.errors import ConfigError, MissingExtraError
 from aigw_lab.extras import missing_modules
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ INVALID = "_invalid"
 NONE = "_none"
 _VALID = re.compile(r"[A-Za-z0-9._:/@+\-]{1,64}")
 #: Latency buckets (seconds): from a cache hit to a long generation.
+_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -59,6 +61,29 @@ def require_metrics(feature: str = "Prometheus metrics") -> None:
             f"{feature} needs the optional 'metrics' extra, and prometheus_client is not installed",
             hint=METRICS_INSTALL,
         )
+
+
+def check_multiprocess(folder: str | None) -> str | None:
+    """``folder`` if prometheus-client counts into it: it must be an existing directory and
+    the one ``PROMETHEUS_MULTIPROC_DIR`` named when prometheus-client was first imported
+    (the library picks its multiprocess mode then); else a `ConfigError`.
+
+    Counters and the histogram are summed over processes, dead ones included (a worker's
+    counts stay in the server's totals). The sink has no gauges, so no gauge mode applies."""
+    if folder is None:
+        return None
+    # lazy: the metrics extra is optional (the caller checked it is installed)
+    from prometheus_client import values
+
+    hint = "let serve --workers set PROMETHEUS_MULTIPROC_DIR, or unset it"
+    if not os.path.isdir(folder):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={folder!r} is not a directory", hint=hint)
+    if values.ValueClass is values.MutexValue or os.environ.get(_MULTIPROC) != folder:
+        raise ConfigError(
+            "PROMETHEUS_MULTIPROC_DIR was not set when prometheus_client was imported",
+            hint="set it in the environment before the process starts; " + hint,
+        )
+    return folder
 
 
 class LabelFolder:
@@ -107,10 +132,15 @@ class MetricsSink:
         known: Mapping[str, Iterable[str]] | None = None,
         buckets: Iterable[float] = BUCKETS,
         require_key: bool = True,
+        multiprocess_dir: str | None = None,
     ) -> None:
         require_metrics()
         # lazy: the metrics extra is optional
         from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        #: The folder that every process of one server writes its counts to (None: this
+        #: process's counts alone); see `check_multiprocess`.
+        self.multiprocess_dir = check_multiprocess(multiprocess_dir)
 
         known = known or {}
         if max_label_sets < 1:
@@ -220,9 +250,18 @@ class MetricsSink:
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus' text format, and its content type."""
         # lazy: the metrics extra is optional (imported already by __init__)
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        # lazy: the metrics extra is optional (imported already by __init__)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        # Every worker's counts, summed per label set (histograms bucket by bucket): one
+        # scrape shows the server. A fresh registry per scrape, as prometheus-client says.
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, path=self.multiprocess_dir)
+        return generate_latest(everyone), CONTENT_TYPE_LATEST
 
 
 class _Series:

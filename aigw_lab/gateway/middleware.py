@@ -25,6 +25,7 @@ Two ways to write a stage:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.gateway._async.drive import drive_achat, drive_astream
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 #: Where each kind of middleware sits, outermost first; `Gateway` sorts by this.
-PIPELINE_ORDER: tuple[str, ...] = ("budget", "rate_limit", "cache", "route", "retry")
+PIPELINE_ORDER: tuple[str, ...] = ("guard", "budget", "rate_limit", "cache", "route", "retry")
 
 
 class CallContext:
@@ -171,6 +172,10 @@ class Primitive(Middleware):
     so a stream pays nothing for stages that do not look)."""
 
     observes: bool = False
+    #: Where the async drivers run ``admit`` and a successful call's ``settle`` when this
+    #: primitive's store waits on the network (a shared store's threads, e.g. Redis), so the
+    #: event loop is never blocked on it; None (in-memory stores): inline on the loop.
+    io: Executor | None = None
 
     def admit(self, ctx: CallContext, state: Any) -> Verdict:
         """Decide on ``ctx``: `Proceed`, `Serve`, `Wait` or `Work` (see

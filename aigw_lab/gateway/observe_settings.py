@@ -212,11 +212,16 @@ def otel_sink_from_config(
 
 
 def metrics_sink_from_config(
-    table: Mapping[str, Any], *, providers: Iterable[str] = (), models: Iterable[str] = ()
+    table: Mapping[str, Any],
+    *,
+    providers: Iterable[str] = (),
+    models: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> MetricsSink | None:
     """The `MetricsSink` of a ``[metrics]`` table (already checked against
     `METRICS_TABLE`), or None when ``enabled = false``. ``providers``/``models``: the
-    configured ones, always kept as label values."""
+    configured ones, always kept as label values. ``env`` holding
+    ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve --workers``): counts shared by processes."""
     if not table.get("enabled", True):
         return None
     return MetricsSink(
@@ -228,4 +233,5 @@ def metrics_sink_from_config(
             "model": tuple(models),
             "tenant": tuple(table.get("tenants", ())),
         },
+        multiprocess_dir=(env or {}).get("PROMETHEUS_MULTIPROC_DIR") or None,
     )

@@ -149,6 +149,8 @@ class RateLimiter(Primitive):
             for i, r in enumerate(self.rules)
         )
         self._store: BucketStore = MemoryBucketStore() if store is None else store
+        # A store that waits on the network (Redis): the drivers run this off the loop.
+        self.io = getattr(self._store, "io", None)
         # The calls waiting now, each with the future that wakes it; guarded by `_lock`,
         # which is never held while the store is asked (the store calls `_wake`).
         self._lock = threading.Lock()

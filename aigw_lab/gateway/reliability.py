@@ -27,6 +27,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -319,6 +320,12 @@ class Retry(Middleware):
         self._rng = rng or random.Random()
         # The request needs a new timeout per attempt only with one of these set.
         self._sets_timeout = attempt_timeout is not None or deadline is not None
+
+    @property
+    def health_io(self) -> Executor | None:
+        """Where the async loops run the breakers' bookkeeping (their store's threads when it
+        waits on the network, e.g. Redis); None: inline."""
+        return None if self.health is None else self.health.io
 
     @classmethod
     def from_config(

@@ -12,7 +12,10 @@ The parent only supervises: SIGTERM or SIGINT is passed on to every worker as SI
 each worker drains gracefully (requests in flight finish, the call log is flushed). The
 workers run in their own process group, so Ctrl-C in a terminal reaches the parent alone
 and each worker gets exactly one signal (a second one would make uvicorn skip the drain).
-A worker whose parent dies (``kill -9``) notices within a second and stops too.
+A worker whose parent dies (``kill -9``) notices within a second and stops too. The
+parent gives the workers one private folder for their Prometheus counters
+(``PROMETHEUS_MULTIPROC_DIR``), so a scrape of ``/metrics`` on any worker shows the whole
+server's counts.
 
 Before starting N > 1 workers, `check_workers` refuses configs whose state would multiply:
 rate limits, budgets, caches or breakers held in each process's memory (the fix is
@@ -24,10 +27,12 @@ keeps its own local file, see `worker_log_path`, or ``[gateway] log = false``).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +53,9 @@ __all__ = [
 #: Response header naming the worker that served a request (``<index>/<pid>``), sent only
 #: with ``--workers`` above 1.
 WORKER_HEADER = b"x-aigw-worker"
+
+#: The variable naming the workers' shared metrics folder (prometheus-client's own).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Seconds the parent waits for its workers to drain after passing a signal on, before it
 #: kills those still running.
@@ -74,12 +82,6 @@ def check_workers(config: Any, workers: int, *, logs: bool) -> list[str]:
         warnings.append(
             "the config has no rate limits, budgets, caches or breakers: the workers share "
             "nothing but the port"
-        )
-    if getattr(config, "metrics", None) is not None:
-        warnings.append(
-            "[metrics]: each worker keeps its own Prometheus counters, so one scrape of "
-            "/metrics reads whichever worker answers it (not the sum); use --workers 1 where "
-            "the counters must be whole"
         )
     if logs and (config is None or config.team_log is None):
         raise ConfigError(
@@ -167,6 +169,11 @@ def run_workers(
     fd = sock.fileno()
     stopping = threading.Event()
     procs: list[subprocess.Popen[bytes]] = []
+    # One /metrics for the whole server: every worker's Prometheus counters go to files in
+    # a private folder (prometheus-client's multiprocess mode), which any worker's scrape
+    # sums. New (so empty) at start, owner-only, removed when the workers are gone.
+    metrics_dir = tempfile.mkdtemp(prefix="aigw-metrics-")
+    env = {**os.environ, METRICS_DIR_ENV: metrics_dir}
 
     def stop_all(*_: object) -> None:
         stopping.set()
@@ -179,7 +186,7 @@ def run_workers(
         for index in range(workers):
             # process_group=0: Ctrl-C in a terminal reaches the parent only (see the module).
             procs.append(
-                subprocess.Popen(list(worker_argv(index)), pass_fds=(fd,), process_group=0)
+                subprocess.Popen(list(worker_argv(index)), pass_fds=(fd,), process_group=0, env=env)
             )
             if stopping.is_set():
                 stop_all()
@@ -210,3 +217,4 @@ def run_workers(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

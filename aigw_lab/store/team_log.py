@@ -17,6 +17,13 @@ directory sends first, skipping call ids the team log already has. A row Postgre
 (a NUL character, say) is sent again with NULs replaced, and else goes to the team log's
 ``calls_dead_letter`` table: no paid call is missing.
 
+The spool is bounded (``max_spool_bytes``, default 1 GiB): once its directory holds more
+while rows wait, the sink is ``full`` (one warning and one log line); the gateway's
+`aigw_lab.gateway.spool_guard.SpoolGuard` then refuses new calls with `TeamLogFullError`
+(503) before they are sent, until PostgreSQL has every waiting row. Calls already in flight
+are still spooled (the bound is passed by at most their rows): a paid call is never dropped,
+only unpaid ones are not made. Those refusals' own rows stay in the process's log.
+
 Writers serialise their inserts with an advisory lock (`team_log_schema.WRITE_LOCK`), so
 the ``_seq`` watermark commits in order; the lock is held for one COPY of one batch.
 """
@@ -24,6 +31,7 @@ the ``_seq`` watermark commits in order; the lock is held for one COPY of one ba
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -36,7 +44,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from aigw_lab.errors import MissingExtraError, StoreError
+from aigw_lab.errors import MissingExtraError, StoreError, TeamLogFullError
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.spool import Spool, read_leftovers, warn_invalid
 from aigw_lab.store.team_log_schema import WRITE_LOCK, ensure_schema, pg_columns
@@ -44,10 +52,21 @@ from aigw_lab.store.team_log_schema import WRITE_LOCK, ensure_schema, pg_columns
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["TEAM_LOG_INSTALL", "TeamLogSink", "TeamLogWarning", "import_psycopg", "safe_url"]
+__all__ = [
+    "DEFAULT_MAX_SPOOL_BYTES",
+    "TEAM_LOG_INSTALL",
+    "TeamLogSink",
+    "TeamLogWarning",
+    "import_psycopg",
+    "safe_url",
+]
 
 #: The install command of the ``team-log`` extra.
 TEAM_LOG_INSTALL = 'pip install "aigw-lab[team-log]"'
+#: The spool's default bound: about a million typical rows.
+DEFAULT_MAX_SPOOL_BYTES = 1 << 30
+_CHECK_EVERY = 32  # appends between two measures of the spool while it is not full
+_log = logging.getLogger("aigw_lab.team_log")
 
 _DEAD_COLUMNS = (
     "call_id", "trace_id", "timestamp", "provider_name", "request_model", "status",
@@ -105,6 +124,8 @@ class TeamLogSink:
     were appended. While PostgreSQL is down, the thread retries after ``retry_interval``
     seconds, doubling up to ``max_retry_interval``. ``flush_timeout`` bounds `flush` (and
     so a gateway's close) during an outage: the rows stay spooled for the next start.
+    ``max_spool_bytes``: the spool directory's bound while rows wait (None: unbounded); past
+    it the sink is ``full`` until PostgreSQL has every waiting row (see the module doc).
     ``connect`` opens a connection (default ``psycopg.connect(url, autocommit=True)``).
     """
 
@@ -120,6 +141,7 @@ class TeamLogSink:
         retry_interval: float = 0.5,
         max_retry_interval: float = 30.0,
         flush_timeout: float = 10.0,
+        max_spool_bytes: int | None = DEFAULT_MAX_SPOOL_BYTES,
         connect: Callable[[str], psycopg.Connection[Any]] | None = None,
     ) -> None:
         psycopg = import_psycopg("the team log")
@@ -129,8 +151,10 @@ class TeamLogSink:
                 hint="e.g. postgresql://aigw@db.internal:5432/aigw (password in ~/.pgpass "
                 "or the URL held in an environment variable)",
             )
-        for label, value in (("batch_size", batch_size),):
-            if not isinstance(value, int) or value < 1:
+        for label, value in (("batch_size", batch_size), ("max_spool_bytes", max_spool_bytes)):
+            if value is None and label == "max_spool_bytes":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise StoreError(f"{label} must be a positive integer, not {value!r}")
         self._psycopg = psycopg
         self._url = url
@@ -157,6 +181,13 @@ class TeamLogSink:
         #: True while PostgreSQL is unreachable; the last error's type and text.
         self.outage = False
         self.last_error: str | None = None
+        #: The bound, the spool's bytes when last measured, whether it is over the bound
+        #: with rows waiting, and the rows of calls refused for it (not sent: not paid).
+        self.max_spool_bytes = max_spool_bytes
+        self.spool_bytes = 0
+        self.full = False
+        self.refused_rows = 0
+        self._until_check = 0
         directory = Path(spool_dir).expanduser()
         self._leftovers = read_leftovers(directory)
         if self._leftovers.invalid:
@@ -183,6 +214,9 @@ class TeamLogSink:
         after `close` (a gateway counts it in ``sink_health``; its own log has the row)."""
         if self._stop:
             raise StoreError(f"the sink of the {self.where} is closed")
+        if record.error_type == TeamLogFullError.error_type:
+            self.refused_rows += 1  # refused for this sink, never sent: the own log has it
+            return
         spool = self._spool
         with spool.lock:
             spool.write_end(record)
@@ -192,6 +226,40 @@ class TeamLogSink:
                 self._appended += 1
                 if len(self._queue) >= self._batch_size:
                     self._cond.notify_all()
+        if self.max_spool_bytes is not None:
+            self._until_check -= 1
+            if self._until_check <= 0 or self.full:
+                self._until_check = _CHECK_EVERY
+                self._check_spool()
+
+    def _check_spool(self) -> None:
+        """Measure the spool directory and set `full`: over the bound while rows wait. One
+        warning and log line when it fills, one when it is taken again."""
+        total = 0
+        try:
+            with os.scandir(self.spool_dir) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            return  # gone (closed) or unreadable: the spool itself reports its problems
+        self.spool_bytes = total
+        waiting = self._appended > self._committed or bool(self._leftovers.segments)
+        full = waiting and self.max_spool_bytes is not None and total > self.max_spool_bytes
+        if full == self.full:
+            return
+        self.full = full
+        if full:
+            message = (
+                f"{self.where}: its spool {self.spool_dir} holds {total} bytes, over "
+                f"max_spool_bytes={self.max_spool_bytes}, while {self.pending_rows} rows wait "
+                f"({self.last_error or 'PostgreSQL is slow'}); new calls are refused "
+                "(TeamLogFullError, 503) until it has them"
+            )
+        else:
+            message = f"{self.where} has every waiting row again; new calls are accepted"
+        _log.warning("%s", message)
+        warnings.warn(message, TeamLogWarning, stacklevel=3)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until PostgreSQL has every row appended so far. Raises `StoreError` after
@@ -294,6 +362,8 @@ class TeamLogSink:
                     self._queue.popleft()
                 self._committed += len(batch)
                 self._cond.notify_all()
+            if self.full:
+                self._check_spool()  # no call appends while full: the thread clears it
 
     def _ensure_connected(self) -> None:
         if self._conn is not None and not self._conn.closed:

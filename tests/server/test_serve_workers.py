@@ -315,12 +315,11 @@ def test_a_failing_worker_stops_the_others(tmp_path: Path, capsys) -> None:
     assert "a worker failed" in capsys.readouterr().err
 
 
-def test_metrics_per_worker_are_warned_about() -> None:
+def test_metrics_with_workers_are_no_longer_warned_about() -> None:
+    # One scrape sums every worker (tests/observe/test_metrics_workers.py).
     config = SimpleNamespace(rate_limits=None, budgets=None, cache=None, semantic_cache=None,
                              health=None, state=None, team_log=None, metrics={})  # fmt: skip
-    warnings = check_workers(config, 2, logs=False)
-    assert any("[metrics]" in w and "not the sum" in w for w in warnings)
-    assert not any("[metrics]" in w for w in check_workers(config, 1, logs=False))
+    assert not any("[metrics]" in w for w in check_workers(config, 2, logs=False))
 
 
 def test_workers_get_the_parsers_choice() -> None:

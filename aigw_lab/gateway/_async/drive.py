@@ -45,14 +45,20 @@ async def admit_async(stage: Primitive, ctx: CallContext, verdict: Verdict) -> P
                 raise
         else:
             raise TypeError(f"{type(stage).__name__}.admit returned {verdict!r}, not a verdict")
-        verdict = stage.admit(ctx, state)
+        if stage.io is None:
+            verdict = stage.admit(ctx, state)
+        else:
+            verdict = await AsyncIO.offload(stage.io, stage.admit, ctx, state)
 
 
 async def drive_achat(
     stage: Primitive, ctx: CallContext, call_next: Callable[[CallContext], Awaitable[ChatResponse]]
 ) -> ChatResponse:
     """Run ``stage`` around ``call_next`` for one non-streaming call."""
-    verdict = stage.admit(ctx, None)
+    if stage.io is None:
+        verdict = stage.admit(ctx, None)
+    else:
+        verdict = await AsyncIO.offload(stage.io, stage.admit, ctx, None)
     if type(verdict) is not Proceed:
         verdict = await admit_async(stage, ctx, verdict)
         if type(verdict) is Serve:
@@ -63,9 +69,17 @@ async def drive_achat(
     try:
         response = await call_next(ctx)
     except BaseException as exc:
-        stage.settle(ctx, ticket, Outcome(error=exc))
+        failed = Outcome(error=exc)
+        if stage.io is None or not isinstance(exc, Exception):
+            stage.settle(ctx, ticket, failed)  # a cancelled task settles without waiting
+        else:
+            await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, failed)
         raise
-    stage.settle(ctx, ticket, Outcome(response=response, answered=True))
+    outcome = Outcome(response=response, answered=True)
+    if stage.io is None:
+        stage.settle(ctx, ticket, outcome)
+    else:
+        await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, outcome)
     return response
 
 
@@ -78,7 +92,10 @@ async def drive_astream(
     first iteration, so a stream never read takes nothing. The ticket is settled at the
     final event (before it goes out) or, when the stream breaks or is abandoned, after the
     stream beneath has been closed (so its attempt is logged at once)."""
-    verdict = stage.admit(ctx, None)
+    if stage.io is None:
+        verdict = stage.admit(ctx, None)
+    else:
+        verdict = await AsyncIO.offload(stage.io, stage.admit, ctx, None)
     if type(verdict) is not Proceed:
         verdict = await admit_async(stage, ctx, verdict)
         if type(verdict) is Serve:
@@ -106,7 +123,11 @@ async def drive_astream(
                 observe(ctx, ticket, event)
             if type(event) is StreamEnd:
                 settled = True
-                stage.settle(ctx, ticket, Outcome(response=event.response, answered=True))
+                outcome = Outcome(response=event.response, answered=True)
+                if stage.io is None:
+                    stage.settle(ctx, ticket, outcome)
+                else:
+                    await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, outcome)
             yield event
     except BaseException as exc:
         error = exc
@@ -116,4 +137,8 @@ async def drive_astream(
             await AsyncIO.close(events)
         finally:
             if not settled:
-                stage.settle(ctx, ticket, Outcome(error=error, answered=answered))
+                ended = Outcome(error=error, answered=answered)
+                if stage.io is None or not isinstance(error, Exception):
+                    stage.settle(ctx, ticket, ended)  # abandoned or cancelled: no waiting
+                else:
+                    await AsyncIO.offload(stage.io, stage.settle, ctx, ticket, ended)

@@ -9,6 +9,7 @@ wait, when the call is over) are `RetryRun`'s; these loops only call, wait and c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aigw_lab.errors import AigwError
@@ -28,13 +29,20 @@ async def retry_achat(
 ) -> ChatResponse:
     """Call ``call_next`` until an attempt answers or ``retry``'s run says the call is over."""
     run = RetryRun(retry, ctx)
+    io = retry.health_io  # the breakers' store waits on the network: not on the loop
     while True:
-        run.begin(ctx)
+        if io is None:
+            run.begin(ctx)
+        else:
+            await AsyncIO.offload(io, run.begin, ctx)
         try:
             response = await call_next(ctx)
         except AigwError as exc:
             ctx.request = run.request
-            wait = run.failed(ctx, exc)
+            if io is None:
+                wait = run.failed(ctx, exc)
+            else:
+                wait = await AsyncIO.offload(io, run.failed, ctx, exc)
             if wait > 0.0:
                 await AsyncIO.sleep(wait, retry._async_sleep)
             continue
@@ -43,7 +51,10 @@ async def retry_achat(
             run.abandoned(ctx)
             raise
         ctx.request = run.request
-        run.succeeded(ctx)
+        if io is None:
+            run.succeeded(ctx)
+        else:
+            await AsyncIO.offload(io, run.succeeded, ctx)
         return response
 
 
@@ -54,8 +65,12 @@ async def retry_astream(
     any text reached the caller (once text went out, a retry would repeat it: the error
     propagates)."""
     run = RetryRun(retry, ctx)
+    io = retry.health_io
     while True:
-        run.begin(ctx)
+        if io is None:
+            run.begin(ctx)
+        else:
+            await AsyncIO.offload(io, run.begin, ctx)
         events: AsyncIterator[StreamEvent] | None = None
         delivered = False
         try:
@@ -66,7 +81,11 @@ async def retry_astream(
                 yield event
         except AigwError as exc:
             ctx.request = run.request
-            wait = run.failed(ctx, exc, text_delivered=delivered)
+            if io is None:
+                wait = run.failed(ctx, exc, text_delivered=delivered)
+            else:
+                failed = partial(run.failed, text_delivered=delivered)
+                wait = await AsyncIO.offload(io, failed, ctx, exc)
             if wait > 0.0:
                 await AsyncIO.sleep(wait, retry._async_sleep)
             continue
@@ -78,5 +97,8 @@ async def retry_astream(
             run.abandoned(ctx)
             raise
         ctx.request = run.request
-        run.succeeded(ctx)
+        if io is None:
+            run.succeeded(ctx)
+        else:
+            await AsyncIO.offload(io, run.succeeded, ctx)
         return

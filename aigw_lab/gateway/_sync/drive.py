@@ -47,14 +47,20 @@ def admit_sync(stage: Primitive, ctx: CallContext, verdict: Verdict) -> Proceed 
                 raise
         else:
             raise TypeError(f"{type(stage).__name__}.admit returned {verdict!r}, not a verdict")
-        verdict = stage.admit(ctx, state)
+        if stage.io is None:
+            verdict = stage.admit(ctx, state)
+        else:
+            verdict = SyncIO.offload(stage.io, stage.admit, ctx, state)
 
 
 def drive_chat(
     stage: Primitive, ctx: CallContext, call_next: Callable[[CallContext], ChatResponse]
 ) -> ChatResponse:
     """Run ``stage`` around ``call_next`` for one non-streaming call."""
-    verdict = stage.admit(ctx, None)
+    if stage.io is None:
+        verdict = stage.admit(ctx, None)
+    else:
+        verdict = SyncIO.offload(stage.io, stage.admit, ctx, None)
     if type(verdict) is not Proceed:
         verdict = admit_sync(stage, ctx, verdict)
         if type(verdict) is Serve:
@@ -65,9 +71,17 @@ def drive_chat(
     try:
         response = call_next(ctx)
     except BaseException as exc:
-        stage.settle(ctx, ticket, Outcome(error=exc))
+        failed = Outcome(error=exc)
+        if stage.io is None or not isinstance(exc, Exception):
+            stage.settle(ctx, ticket, failed)  # a cancelled task settles without waiting
+        else:
+            SyncIO.offload(stage.io, stage.settle, ctx, ticket, failed)
         raise
-    stage.settle(ctx, ticket, Outcome(response=response, answered=True))
+    outcome = Outcome(response=response, answered=True)
+    if stage.io is None:
+        stage.settle(ctx, ticket, outcome)
+    else:
+        SyncIO.offload(stage.io, stage.settle, ctx, ticket, outcome)
     return response
 
 
@@ -80,7 +94,10 @@ def drive_stream(
     first iteration, so a stream never read takes nothing. The ticket is settled at the
     final event (before it goes out) or, when the stream breaks or is abandoned, after the
     stream beneath has been closed (so its attempt is logged at once)."""
-    verdict = stage.admit(ctx, None)
+    if stage.io is None:
+        verdict = stage.admit(ctx, None)
+    else:
+        verdict = SyncIO.offload(stage.io, stage.admit, ctx, None)
     if type(verdict) is not Proceed:
         verdict = admit_sync(stage, ctx, verdict)
         if type(verdict) is Serve:
@@ -108,7 +125,11 @@ def drive_stream(
                 observe(ctx, ticket, event)
             if type(event) is StreamEnd:
                 settled = True
-                stage.settle(ctx, ticket, Outcome(response=event.response, answered=True))
+                outcome = Outcome(response=event.response, answered=True)
+                if stage.io is None:
+                    stage.settle(ctx, ticket, outcome)
+                else:
+                    SyncIO.offload(stage.io, stage.settle, ctx, ticket, outcome)
             yield event
     except BaseException as exc:
         error = exc
@@ -118,4 +139,8 @@ def drive_stream(
             SyncIO.close(events)
         finally:
             if not settled:
-                stage.settle(ctx, ticket, Outcome(error=error, answered=answered))
+                ended = Outcome(error=error, answered=answered)
+                if stage.io is None or not isinstance(error, Exception):
+                    stage.settle(ctx, ticket, ended)  # abandoned or cancelled: no waiting
+                else:
+                    SyncIO.offload(stage.io, stage.settle, ctx, ticket, ended)

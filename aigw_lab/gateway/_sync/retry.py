@@ -11,6 +11,7 @@ wait, when the call is over) are `RetryRun`'s; these loops only call, wait and c
 from __future__ import annotations
 
 from collections.abc import Iterator, Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aigw_lab.errors import AigwError
@@ -30,13 +31,20 @@ def retry_chat(
 ) -> ChatResponse:
     """Call ``call_next`` until an attempt answers or ``retry``'s run says the call is over."""
     run = RetryRun(retry, ctx)
+    io = retry.health_io  # the breakers' store waits on the network: not on the loop
     while True:
-        run.begin(ctx)
+        if io is None:
+            run.begin(ctx)
+        else:
+            SyncIO.offload(io, run.begin, ctx)
         try:
             response = call_next(ctx)
         except AigwError as exc:
             ctx.request = run.request
-            wait = run.failed(ctx, exc)
+            if io is None:
+                wait = run.failed(ctx, exc)
+            else:
+                wait = SyncIO.offload(io, run.failed, ctx, exc)
             if wait > 0.0:
                 SyncIO.sleep(wait, retry._sleep)
             continue
@@ -45,7 +53,10 @@ def retry_chat(
             run.abandoned(ctx)
             raise
         ctx.request = run.request
-        run.succeeded(ctx)
+        if io is None:
+            run.succeeded(ctx)
+        else:
+            SyncIO.offload(io, run.succeeded, ctx)
         return response
 
 
@@ -56,8 +67,12 @@ def retry_stream(
     any text reached the caller (once text went out, a retry would repeat it: the error
     propagates)."""
     run = RetryRun(retry, ctx)
+    io = retry.health_io
     while True:
-        run.begin(ctx)
+        if io is None:
+            run.begin(ctx)
+        else:
+            SyncIO.offload(io, run.begin, ctx)
         events: Iterator[StreamEvent] | None = None
         delivered = False
         try:
@@ -68,7 +83,11 @@ def retry_stream(
                 yield event
         except AigwError as exc:
             ctx.request = run.request
-            wait = run.failed(ctx, exc, text_delivered=delivered)
+            if io is None:
+                wait = run.failed(ctx, exc, text_delivered=delivered)
+            else:
+                failed = partial(run.failed, text_delivered=delivered)
+                wait = SyncIO.offload(io, failed, ctx, exc)
             if wait > 0.0:
                 SyncIO.sleep(wait, retry._sleep)
             continue
@@ -80,5 +99,8 @@ def retry_stream(
             run.abandoned(ctx)
             raise
         ctx.request = run.request
-        run.succeeded(ctx)
+        if io is None:
+            run.succeeded(ctx)
+        else:
+            SyncIO.offload(io, run.succeeded, ctx)
         return

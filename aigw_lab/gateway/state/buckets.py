@@ -71,6 +71,7 @@ class RedisBucketStore:
     ) -> None:
         self._state = state
         self._client = state.client
+        self.io = state.io  # the async drivers wait on Redis from these threads
         self._outage = outage or Outage("rate limits", "open")
         self._poll = poll
         self._lease = lease

@@ -193,6 +193,7 @@ class RedisBudgetStore:
     ) -> None:
         self._state = state
         self._client = state.client
+        self.io = state.io  # the async drivers wait on Redis from these threads
         self._outage = outage or Outage("budgets", "closed")
         self._lease = lease
         self._recheck = recheck

@@ -28,6 +28,7 @@ class RedisCacheStore:
 
     def __init__(self, state: SharedState, *, outage: Outage | None = None) -> None:
         self._client = state.client
+        self.io = state.io  # the async drivers wait on Redis from these threads
         self._outage = outage or Outage("the exact cache", "open")
         self._prefix = state.key("cache", "")
 

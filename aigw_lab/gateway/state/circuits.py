@@ -15,6 +15,7 @@ target, so they fail over to nothing and are refused with `CircuitOpenError`s).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -53,10 +54,16 @@ class RedisCircuitStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = state.client
+        self.io = state.io  # the async drivers wait on Redis from these threads
         self._outage = outage or Outage("circuit breakers", "open")
         self._prefix = state.key("circuit", "")
         self._clock = clock
         self._swap = self._client.register_script(_SWAP)
+        # One change of a target at a time in this process: threads (the async drivers'
+        # store threads, or a sync caller's) would otherwise lose compare-and-sets to each
+        # other and run the change again, up to giving up; other processes still may.
+        self._changing: dict[str, threading.Lock] = {}
+        self._changing_lock = threading.Lock()
         self._seen: dict[str, Any] = {}  # target -> its record as last read (bytes or None)
 
     def peek(self, target: str) -> Circuit | None:
@@ -110,7 +117,12 @@ class RedisCircuitStore:
                 circuit = create()
             return change(circuit)  # on a record nobody keeps
 
-        return self._outage.run(run, offline, admits=False)
+        lock = self._changing.get(target)
+        if lock is None:
+            with self._changing_lock:
+                lock = self._changing.setdefault(target, threading.Lock())
+        with lock:
+            return self._outage.run(run, offline, admits=False)
 
     def view(self, read: Callable[[Mapping[str, Circuit]], T]) -> T:
         def run() -> T:

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -97,9 +98,14 @@ class SharedState:
     """One Redis client and the key prefix every shared store of a gateway adds to its keys
     (so several gateways, or a test, can share one server). ``client``: a ``redis.Redis``."""
 
-    def __init__(self, client: Any, *, prefix: str = "aigw:") -> None:
+    def __init__(self, client: Any, *, prefix: str = "aigw:", io_threads: int = 16) -> None:
         self.client = client
         self.prefix = check_prefix(prefix, "prefix")
+        # The threads the async drivers wait on Redis from (`AsyncIO.offload`), so a slow
+        # answer never blocks an event loop; made here, started on first use, one set per
+        # state, so every store of a gateway shares them and the client's connection pool.
+        self.io = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="aigw-redis")
+        self.closed = False
 
     @classmethod
     def from_url(
@@ -141,7 +147,16 @@ class SharedState:
         return self.prefix + ":".join(parts)
 
     def close(self) -> None:
+        """Stop the threads (after what they run) and close every pooled connection;
+        idempotent (a gateway and its stores may each close it)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.io.shutdown(wait=True)
         self.client.close()
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
 
 
 class Outage:
