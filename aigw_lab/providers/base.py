@@ -232,11 +232,12 @@ class HttpClients:
             return None
         if _environment_proxies():
             return None
-        # lazy: only the lean transport needs them (and httptools, an optional extra)
         if async_:
+            # lazy: only the lean transport needs it (and httptools, an optional extra)
             from aigw_lab.providers.lean_async import AsyncLeanTransport
 
             return AsyncLeanTransport(self._limits)
+        # lazy: only the lean transport needs it (and httptools, an optional extra)
         from aigw_lab.providers.lean import LeanTransport
 
         return LeanTransport(self._limits)
