@@ -23,7 +23,14 @@ p50/p99 latency (median over rounds, with the min-max spread), the client's CPU 
 target's own CPU (its whole process tree, from /proc) per request, and req/s as a share of
 the fake called directly in the same round. Prints ``os.getloadavg()`` with every result.
 The numbers are for this machine and its load; only ratios within one run compare.
-LiteLLM's proxy is not measured here.
+
+``--lean`` adds ``serve`` targets with ``[gateway] transport = "lean"`` (the lean upstream
+transport, aigw_lab.providers.lean). ``--litellm-proxy`` adds LiteLLM's proxy as a target:
+``litellm[proxy]`` in its own virtual environment (made with pip on first use, then reused
+from ``--litellm-venv``), started with a generated config whose one model points at the same
+fake upstream (``LITELLM_LOCAL_MODEL_COST_MAP=True``, telemetry off), and reports aigw's
+req/s over the proxy's per round against the issue's 20x. ``--targets`` keeps only the
+targets whose names contain one of its comma-separated words (the fake is always kept).
 """
 
 from __future__ import annotations
@@ -180,15 +187,18 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def _start_serve(folder: Path, upstream: str, workers: int, log: bool, shards: int = 1) -> tuple:
-    config = folder / f"gw{workers}{'log' if log else ''}sh{shards}.toml"
+def _start_serve(
+    folder: Path, upstream: str, workers: int, log: bool, shards: int = 1, transport: str = "httpx"
+) -> tuple:
+    config = folder / f"gw{workers}{'log' if log else ''}sh{shards}{transport}.toml"
     text = CONFIG.format(url=upstream, log="true" if log else "false")
+    text += f'transport = "{transport}"\n' if transport != "httpx" else ""
     config.write_text(text + f"pool_shards = {shards}\n")  # [gateway] is the last table
     argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config)]
     argv += ["--no-auth", "--port", "0", "--workers", str(workers)]
     argv += ["--max-requests-in-flight", "4096"]
     if log:
-        argv += ["--db", str(folder / f"calls{workers}.duckdb")]
+        argv += ["--db", str(folder / f"calls{workers}{transport}.duckdb")]
     env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench"}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
     wanted = workers if workers > 1 else 1
@@ -215,6 +225,97 @@ def _wait_up(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+# -- LiteLLM's proxy (its own virtual environment) -------------------------------------------
+
+LITELLM_VENV = Path.home() / ".cache" / "aigw-lab-bench" / "litellm-proxy-venv"
+LITELLM_TARGET = "litellm proxy"
+#: Telemetry and network fetches off: its bundled price map, no usage report, no update
+#: check, no feedback banner.
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+    "LITELLM_LOG": "ERROR",
+    "DISABLE_ADMIN_UI": "True",
+}
+LITELLM_CONFIG = """model_list:
+  - model_name: up/m
+    litellm_params:
+      model: openai/m
+      api_base: {url}/v1
+      api_key: sk-bench
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+"""
+
+
+def _litellm_exe(venv: Path) -> Path:
+    """The ``litellm`` command of ``venv``, after making the venv and installing
+    ``litellm[proxy]`` into it when it has none (pip from the registry; minutes once)."""
+    exe = venv / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print(f"making {venv} with litellm[proxy] (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "litellm[proxy]"]
+    if subprocess.run(pip).returncode or not exe.exists():
+        raise SystemExit(f"could not install litellm[proxy] into {venv} (see pip's output)")
+    return exe
+
+
+def _start_litellm_proxy(folder: Path, upstream: str, venv: Path) -> tuple:
+    """LiteLLM's proxy on a free loopback port, its one model (``up/m``) at ``upstream``,
+    answering a first request before it counts as up."""
+    import socket
+    import urllib.request
+
+    exe = _litellm_exe(venv)
+    config = folder / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(url=upstream))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(LITELLM_ENV)
+    log = (folder / "litellm.log").open("w")
+    argv = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    body = json.dumps({"model": "up/m", "messages": [{"role": "user", "content": "hi"}]})
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions", data=body.encode(), method="POST",
+        headers={"content-type": "application/json", "authorization": "Bearer x"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    tail = (folder / "litellm.log").read_text
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"LiteLLM's proxy exited: {tail()[-3000:]}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                if answer.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"LiteLLM's proxy never answered: {tail()[-3000:]}")
+        time.sleep(0.5)
+
+
+def _litellm_ratios(results: dict[str, list[dict]]) -> None:
+    """aigw's req/s over the proxy's, per round, against the issue's 20x."""
+    if LITELLM_TARGET not in results:
+        return
+    proxy = [r["rps"] for r in results[LITELLM_TARGET]]
+    for name, runs in results.items():
+        if not name.startswith("serve"):
+            continue
+        ratios = [round(r["rps"] / p, 1) for r, p in zip(runs, proxy, strict=True)]
+        print(f"  {name} / litellm proxy req/s per round: {ratios} (issue 14 target: >= 20x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds x 5 s (~2 minutes)")
@@ -228,6 +329,22 @@ def main() -> None:
         help="also run serve N=1 (log off) with [gateway] pool_shards = this (the upstream"
         " pool split into independent pools, aigw_lab.providers.sharded)",
     )
+    parser.add_argument(
+        "--lean", action="store_true",
+        help='also run serve N=1 (log off and on) and N=2 with [gateway] transport = "lean"',
+    )  # fmt: skip
+    parser.add_argument(
+        "--litellm-proxy", action="store_true",
+        help="also run LiteLLM's proxy (litellm[proxy] in its own venv) over the same upstream",
+    )  # fmt: skip
+    parser.add_argument(
+        "--litellm-venv", type=Path, default=LITELLM_VENV,
+        help=f"the proxy's virtual environment, made on first use (default {LITELLM_VENV})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--targets", default="",
+        help="keep only targets whose names contain one of these comma-separated words",
+    )  # fmt: skip
     parser.add_argument("--fake-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--client-rate", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -264,10 +381,23 @@ def main() -> None:
             ]
             if args.pool_shards > 1:
                 serves.append((f"serve N=1 off sh{args.pool_shards}", 1, False, args.pool_shards))
-            for name, workers, log, shards in serves:
-                proc, url = _start_serve(Path(tmp), fake_url, workers, log, shards)
+            serves = [(*serve, "httpx") for serve in serves]
+            if args.lean:
+                serves += [
+                    ("serve N=1 off lean", 1, False, 1, "lean"),
+                    ("serve N=2 off lean", 2, False, 1, "lean"),
+                    ("serve N=1 log lean", 1, True, 1, "lean"),
+                ]
+            words = [w.strip() for w in args.targets.split(",") if w.strip()]
+            serves = [s for s in serves if not words or any(w in s[0] for w in words)]
+            for name, workers, log, shards, transport in serves:
+                proc, url = _start_serve(Path(tmp), fake_url, workers, log, shards, transport)
                 procs.append(proc)
                 targets[name] = (proc, url)
+            if args.litellm_proxy:
+                proc, url = _start_litellm_proxy(Path(tmp), fake_url, args.litellm_venv)
+                procs.append(proc)
+                targets[LITELLM_TARGET] = (proc, url)
             print(f"concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s; "
                   f"cpu_count {os.cpu_count()}; loadavg {os.getloadavg()}", flush=True)  # fmt: skip
             results: dict[str, list[dict]] = {name: [] for name in targets}
@@ -332,10 +462,12 @@ def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
               f"client cpu {_per(runs, 'client_cpu_s'):4.0f} us/req")  # fmt: skip
     if not ratios:
         return
-    n1 = [r["rps"] for r in results["serve N=1 log off"]]
-    n2 = [r["rps"] for r in results["serve N=2 log off"]]
-    ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
-    print(f"  N=2 / N=1 (log off), per round: {ratios}")
+    if "serve N=1 log off" in results and "serve N=2 log off" in results:
+        n1 = [r["rps"] for r in results["serve N=1 log off"]]
+        n2 = [r["rps"] for r in results["serve N=2 log off"]]
+        ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
+        print(f"  N=2 / N=1 (log off), per round: {ratios}")
+    _litellm_ratios(results)
     print("  issue 14 targets (logging on, 2 cores): >= 1500 req/s at 64 clients, p99 < 100 ms, "
           ">= 40% of direct; N=2 here is log off (no team log in this bench)")  # fmt: skip
 
