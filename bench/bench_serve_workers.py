@@ -237,6 +237,9 @@ LITELLM_ENV = {
     "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
     "LITELLM_LOG": "ERROR",
     "DISABLE_ADMIN_UI": "True",
+    # No key checks, as `serve --no-auth` above; it refuses to start without a master key
+    # otherwise. Loopback only.
+    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
 }
 LITELLM_CONFIG = """model_list:
   - model_name: up/m
