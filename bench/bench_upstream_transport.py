@@ -13,7 +13,8 @@ the transport under the client differs. With ``--gateway`` three more sides call
 
 Modes: ``syncN`` (N threads sharing one client, flat out), ``asyncN`` (one event loop, N
 calls in flight, flat out), ``pacedR`` (one event loop, one call started every 1/R s: a
-realistic call rate, where a pool's fixed per-call costs are not amortised).
+realistic call rate, where a pool's fixed per-call costs are not amortised). A paced side
+that falls behind the rate piles calls up; those that time out are counted as failed.
 
 Sides run in interleaved rounds, the order rotated each round. Per round, the client
 process's CPU (``time.process_time``, every thread) and wall are taken per call; the
@@ -54,9 +55,11 @@ FULL_MODES = ("sync1", "sync16", "sync64", "async1", "async16", "async64", "pace
 
 
 class Side:
-    """One way to call the fake: a sync call (thread-safe) and an async one."""
+    """One way to call the fake: a sync call (thread-safe) and an async one. ``failed``
+    counts paced calls that raised (a pool that falls behind the rate times out)."""
 
     name: str
+    failed: int = 0
 
     def call(self) -> str:
         raise NotImplementedError
@@ -202,7 +205,8 @@ async def _paced(side: Side, rate: int, calls: int) -> None:
             await asyncio.sleep(pause)
         tasks.append(asyncio.create_task(side.acall()))
         due += interval
-    await asyncio.gather(*tasks)
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    side.failed += sum(isinstance(outcome, Exception) for outcome in outcomes)
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -220,6 +224,7 @@ def load() -> str:
 def measure(sides: list[Side], mode: str, calls: int, rounds: int, runner: asyncio.Runner) -> None:
     for side in sides:  # warm-up: connections, imports
         run_round(side, mode if not mode.startswith("paced") else "async16", 50, runner)
+        side.failed = 0
     out: dict[str, dict[str, list[float]]] = {
         s.name: {"cpu": [], "wall": [], "ratio": []} for s in sides
     }
@@ -234,8 +239,10 @@ def measure(sides: list[Side], mode: str, calls: int, rounds: int, runner: async
         for side in sides:
             out[side.name]["ratio"].append(this[side.name] / this[BASELINE])
     print(f"\n## {mode}: {calls} calls x {rounds} rounds ({load()})")
-    print("| side | CPU us/call [IQR] | wall us/call [IQR] | calls/s | CPU vs httpx pool |")
-    print("|---|---|---|---|---|")
+    print(
+        "| side | CPU us/call [IQR] | wall us/call [IQR] | calls/s | CPU vs httpx pool | failed |"
+    )
+    print("|---|---|---|---|---|---|")
     for side in sides:
         cq = quartiles(out[side.name]["cpu"])
         wq = quartiles(out[side.name]["wall"])
@@ -243,7 +250,7 @@ def measure(sides: list[Side], mode: str, calls: int, rounds: int, runner: async
         print(
             f"| {side.name} | {cq[1]:.0f} [{cq[0]:.0f}-{cq[2]:.0f}] | {wq[1]:.0f} "
             f"[{wq[0]:.0f}-{wq[2]:.0f}] | {1e6 / wq[1]:.0f} | {rq[1]:.2f}x "
-            f"[{rq[0]:.2f}-{rq[2]:.2f}] |",
+            f"[{rq[0]:.2f}-{rq[2]:.2f}] | {side.failed} |",
             flush=True,
         )
 
