@@ -257,13 +257,15 @@ def measure(sides: list[Side], mode: str, calls: int, rounds: int, runner: async
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the headline modes in ~2 min")
+    parser.add_argument(
+        "--quick", action="store_true", help="the headline modes, raw clients, in ~2 min"
+    )
     parser.add_argument("--calls", type=int, default=None, help="calls per side per round")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--modes", default=None, help="comma-separated modes")
     parser.add_argument("--gateway", action="store_true", help="also through Gateway (log off)")
     args = parser.parse_args(argv)
-    calls = args.calls or (300 if args.quick else 1000)
+    calls = args.calls or (200 if args.quick else 1000)
     rounds = args.rounds or (3 if args.quick else 5)
     modes = args.modes.split(",") if args.modes else (QUICK_MODES if args.quick else FULL_MODES)
     proc, url = bench_peers.start_server()
