@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aigw_lab.errors import ConfigError, ProviderTimeoutError
+from aigw_lab.errors import ConfigError, MissingExtraError, ProviderTimeoutError
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.providers.base import HttpClients, PoolSettings, ProviderSpec
 from aigw_lab.providers.lean import LeanTransport
@@ -521,3 +521,21 @@ def _until(done: object, limit: float = 10.0) -> None:
             raise AssertionError("the server never saw the request")
         step.wait(0.01)
         waited += 0.01
+
+
+def test_without_httptools_the_lean_transport_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "httptools", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match="fast-serve") as caught:
+        PoolSettings(transport="lean")
+    assert "aigw-lab[fast-serve]" in (caught.value.hint or "")
+    with pytest.raises(MissingExtraError):
+        LeanTransport()
+    path = tmp_path / "aigw.toml"
+    path.write_text(
+        '[gateway]\nlog = false\ntransport = "lean"\n\n'
+        '[providers.up]\nkind = "openai-compatible"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
+    with pytest.raises(ConfigError, match=r"\[gateway\]: transport = \"lean\" needs httptools"):
+        Gateway.from_config(path)
