@@ -222,6 +222,10 @@ def load() -> str:
 
 
 def measure(sides: list[Side], mode: str, calls: int, rounds: int, runner: asyncio.Runner) -> None:
+    for side in sides:  # every side must get the fake's answer, in both modes
+        answers = {side.call(), runner.run(side.acall())}
+        if answers != {"Paris."}:
+            raise SystemExit(f"{side.name} got {answers!r} from the fake, not 'Paris.'")
     for side in sides:  # warm-up: connections, imports
         run_round(side, mode if not mode.startswith("paced") else "async16", 50, runner)
         side.failed = 0
