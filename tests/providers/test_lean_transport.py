@@ -539,3 +539,13 @@ def test_without_httptools_the_lean_transport_names_the_extra(
     )
     with pytest.raises(ConfigError, match=r"\[gateway\]: transport = \"lean\" needs httptools"):
         Gateway.from_config(path)
+
+
+def test_a_head_request_goes_to_httpx_own_transport(raw: RawUpstream) -> None:
+    # A HEAD answer announces a body it does not carry; httpx's transport knows that.
+    raw.add(Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"))
+    lean = LeanTransport(limits())
+    with httpx.Client(transport=lean) as client:
+        response = client.head(raw.url + "/x")
+        assert (response.status_code, response.content) == (200, b"")
+        assert lean.open_connections == 0  # the lean pool never saw it
