@@ -46,6 +46,7 @@ class RawUpstream:
     answers: deque[Answer] = field(default_factory=deque)
     accepted: int = 0
     requests: list[tuple[int, bytes]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # chunked request bodies, framed
 
     def __post_init__(self) -> None:
         self._sock = socket.socket()
@@ -117,6 +118,15 @@ class RawUpstream:
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
+                    if name.strip().lower() == b"transfer-encoding":
+                        # A chunked body, kept framed as it came (up to its last chunk).
+                        while b"0\r\n\r\n" not in buffer:
+                            data = conn.recv(65536)
+                            if not data:
+                                return
+                            buffer += data
+                        length = buffer.index(b"0\r\n\r\n") + 5
+                        self.bodies.append(buffer[:length])
                 if not self.read_bodies:
                     self._stop.wait(30)
                     return

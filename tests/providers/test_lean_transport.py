@@ -11,7 +11,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -549,3 +549,33 @@ def test_a_head_request_goes_to_httpx_own_transport(raw: RawUpstream) -> None:
         response = client.head(raw.url + "/x")
         assert (response.status_code, response.content) == (200, b"")
         assert lean.open_connections == 0  # the lean pool never saw it
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_streamed_request_body_goes_chunked(raw: RawUpstream, mode: str) -> None:
+    raw.add(Answer(ok(b"1")), Answer(ok(b"2")))
+    if mode == "sync":
+
+        def parts() -> Iterator[bytes]:
+            yield b'{"a":'
+            yield b"1}"
+
+        with httpx.Client(transport=LeanTransport(limits())) as client:
+            first = client.post(raw.url + "/x", content=parts()).content
+            second = client.post(raw.url + "/x", content=b"{}").content
+    else:
+
+        async def aparts() -> AsyncIterator[bytes]:
+            yield b'{"a":'
+            yield b"1}"
+
+        async def run() -> tuple[bytes, bytes]:
+            async with httpx.AsyncClient(transport=AsyncLeanTransport(limits())) as client:
+                one = (await client.post(raw.url + "/x", content=aparts())).content
+                return one, (await apost(client, raw.url + "/x")).content
+
+        first, second = asyncio.run(run())
+    assert (first, second) == (b"1", b"2")
+    assert raw.bodies == [b'5\r\n{"a":\r\n2\r\n1}\r\n0\r\n\r\n']
+    assert b"transfer-encoding: chunked" in raw.requests[0][1].lower()
+    assert raw.accepted == 1  # the connection carried the next request as well
