@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from aigw_lab.errors import ConfigError
+from aigw_lab.errors import ConfigError, MissingExtraError
+from aigw_lab.extras import missing_modules
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ __all__ = [
     "HttpClients",
     "PoolSettings",
     "POOL_KEYS",
+    "TRANSPORTS",
     "Price",
 ]
 
@@ -84,13 +86,16 @@ class PoolSettings:
     kept for reuse. ``pool_timeout`` is how long a call may wait for a free connection when
     all are busy: short on purpose and separate from a provider's read ``timeout``, so a
     burst larger than the pool fails fast with a `ProviderTimeoutError` instead of queueing
-    for as long as an answer may take.
+    for as long as an answer may take. ``transport`` is ``"httpx"`` (httpx's own pool,
+    split into ``shards``) or ``"lean"`` (`aigw_lab.providers.lean`: a LIFO pool without
+    httpx's per-request scan, HTTP/1.1 only, needing the fast-serve extra).
     """
 
     max_connections: int = 200
     max_keepalive: int = 50
     pool_timeout: float = 5.0
     shards: int = 1
+    transport: str = "httpx"
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_keepalive", "shards"):
@@ -100,6 +105,21 @@ class PoolSettings:
         value = self.pool_timeout
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"pool_timeout = {value!r} must be a positive number of seconds")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(
+                f"transport = {self.transport!r} must be one of "
+                + ", ".join(repr(name) for name in TRANSPORTS)
+            )
+        if self.transport == "lean" and missing_modules(("httptools",)):
+            raise MissingExtraError(
+                'transport = "lean" needs httptools, from the fast-serve extra',
+                hint='pip install "aigw-lab[fast-serve]"',
+            )
+        if self.transport == "lean" and self.shards != 1:
+            raise ConfigError(
+                f"pool shards = {self.shards} applies to the httpx transport only",
+                hint='drop pool_shards with transport = "lean" (its pool does not scan)',
+            )
         if self.shards > self.max_connections:
             raise ConfigError(
                 f"pool shards = {self.shards} must not exceed"
@@ -127,6 +147,9 @@ class PoolSettings:
         )
 
 
+#: The upstream transports `PoolSettings.transport` names.
+TRANSPORTS: tuple[str, ...] = ("httpx", "lean")
+
 #: ``[gateway]`` keys of the upstream pool -> `PoolSettings` fields.
 POOL_KEYS: Mapping[str, str] = MappingProxyType(
     {
@@ -134,6 +157,7 @@ POOL_KEYS: Mapping[str, str] = MappingProxyType(
         "pool_max_keepalive": "max_keepalive",
         "pool_timeout": "pool_timeout",
         "pool_shards": "shards",
+        "transport": "transport",
     }
 )
 
@@ -198,6 +222,26 @@ class HttpClients:
     async def _cap_async(self, request: httpx.Request) -> None:
         _cap_pool_wait(request, self.pool.pool_timeout)
 
+    def _lean(self, *, async_: bool) -> Any:
+        """The lean transport when the pool asks for it (None: httpx's own). httpx's own
+        stays when a transport was injected or a proxy is set in the environment (the
+        lean one speaks to origins directly; passing it would turn the proxy off)."""
+        if self.pool.transport != "lean" or (
+            self._transport if not async_ else self._async_transport
+        ):
+            return None
+        if _environment_proxies():
+            return None
+        if async_:
+            # lazy: only the lean transport needs it (and httptools, an optional extra)
+            from aigw_lab.providers.lean_async import AsyncLeanTransport
+
+            return AsyncLeanTransport(self._limits)
+        # lazy: only the lean transport needs it (and httptools, an optional extra)
+        from aigw_lab.providers.lean import LeanTransport
+
+        return LeanTransport(self._limits)
+
     def _sharded(self, *, async_: bool) -> dict[str, Any] | None:
         """A sharded transport for every URL when the pool asks for shards (None: httpx's
         own pool). Mounted rather than passed as ``transport``, which would turn off the
@@ -218,7 +262,7 @@ class HttpClients:
             with self._lock:
                 if self._owned_sync is None:
                     self._owned_sync = _httpx().Client(
-                        transport=self._transport,
+                        transport=self._transport or self._lean(async_=False),
                         mounts=self._sharded(async_=False),
                         limits=self._limits,
                         timeout=None,
@@ -241,7 +285,7 @@ class HttpClients:
                 for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
                     del self._owned_async[key]
                 client = _httpx().AsyncClient(
-                    transport=self._async_transport,
+                    transport=self._async_transport or self._lean(async_=True),
                     mounts=self._sharded(async_=True),
                     limits=self._limits,
                     timeout=None,
@@ -274,6 +318,14 @@ def _httpx() -> Any:
     import httpx
 
     return httpx
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment sets a proxy httpx would use (HTTP(S)_PROXY, ALL_PROXY)."""
+    # lazy: urllib.request is only needed when the lean transport is chosen
+    from urllib.request import getproxies
+
+    return any(key in ("http", "https", "all") for key in getproxies())
 
 
 def _cap_pool_wait(request: httpx.Request, pool_timeout: float) -> None:

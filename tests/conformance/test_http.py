@@ -4,7 +4,8 @@ its upstream connection at once, whatever primitives stand in front of the provi
 The gateway's pool holds one connection and gives up waiting for it after 0.2 s, so three
 abandoned streams followed by a whole call only succeed when each abandoned stream closed
 its connection when the caller walked away (not when the garbage collector found it: the
-collector is off meanwhile)."""
+collector is off meanwhile). It runs over each upstream transport (httpx's pool and the
+lean one, ``[gateway] transport``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aigw_lab.providers.base import PoolSettings, ProviderSpec
+from aigw_lab.providers.base import TRANSPORTS, PoolSettings, ProviderSpec
 from aigw_lab.testing.fake_upstream import FakeUpstream
 
 from .conftest import modes, stacks
@@ -31,14 +32,18 @@ def fake() -> Iterator[FakeUpstream]:
         yield upstream
 
 
-@pytest.fixture
-def http_stack(stack_name: str, new_log_path: Path, fake: FakeUpstream) -> Iterator[Stack]:
+@pytest.fixture(params=TRANSPORTS)
+def http_stack(
+    stack_name: str, new_log_path: Path, fake: FakeUpstream, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     spec = ProviderSpec("up", "openai-compatible", base_url=f"{fake.url}/v1", timeout=30.0)
     built = build(
         stack_name,
         new_log_path,
         upstream=spec,
-        pool=PoolSettings(max_connections=1, max_keepalive=1, pool_timeout=0.2),
+        pool=PoolSettings(
+            max_connections=1, max_keepalive=1, pool_timeout=0.2, transport=request.param
+        ),
     )
     try:
         yield built
