@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from aigw_lab.store import CallLog
+from aigw_lab.store.encryption import Encryption
 from aigw_lab.store.insert_path import CHECKPOINT_THRESHOLD
 
 _QUERY = "SELECT current_setting('checkpoint_threshold')"
@@ -33,6 +34,12 @@ def test_the_threshold_is_raised_above_duckdbs_default():
 def test_a_call_log_sets_the_checkpoint_threshold(tmp_path, where):
     path = tmp_path / "calls.duckdb" if where == "file" else ":memory:"
     with CallLog(path) as log:
+        assert log.execute(_QUERY) == [(_as_duckdb_shows(CHECKPOINT_THRESHOLD),)]
+
+
+def test_an_encrypted_log_sets_it_too(tmp_path):
+    key = Encryption("correct horse battery staple 0123456789", "AIGW_LOG_KEY", "builtin")
+    with CallLog(tmp_path / "calls.duckdb", encryption=key) as log:
         assert log.execute(_QUERY) == [(_as_duckdb_shows(CHECKPOINT_THRESHOLD),)]
 
 
