@@ -27,7 +27,8 @@ straight through the writer's insert path into a new file, then one final ``CHEC
 and close, with DuckDB's default checkpoint threshold (16MB) against the call log's
 (`aigw_lab.store.insert_path.CHECKPOINT_THRESHOLD`), R rounds interleaved. It prints
 process CPU per row (DuckDB's threads included) and wall per row, the file's size and the
-largest write-ahead log seen.
+largest write-ahead log seen; then the same rows through a whole `CallLog` (spool on, a
+flush every ``--insert-rows`` rows, close included), process CPU per row for both.
 
 Memory: resident set size is sampled every 5% of the rows; "growth after warm-up" is the
 largest sample minus the one at 20%, which stays small when the bounded queue works.
@@ -295,11 +296,45 @@ def compare_checkpoints(args: argparse.Namespace) -> int:
             f"{max(r[3] for r in runs):.1f} |"
         )
     before, after = medians.values()
-    print(
-        f"CPU per row, call log / DuckDB default: {after / before:.2f}; load average at the "
-        "end " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    )
+    print(f"CPU per row, call log / DuckDB default: {after / before:.2f}")
+    whole_log_checkpoints(args, rows, sides)
+    print("load average at the end " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
+
+
+def whole_log_checkpoints(args: argparse.Namespace, rows: int, sides: dict) -> None:
+    """The same rows through a whole `CallLog` (spool on, built rows, a flush every
+    ``--insert-rows`` rows): process CPU per row, both thresholds, interleaved."""
+    import statistics
+
+    pool = [realistic_record(i) for i in range(10_000)]
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="bench-log-ckpt-") as folder:
+        for round_ in range(args.checkpoints):
+            order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
+            for name in order:
+                threshold = sides[name]
+                config = None if threshold is None else {"checkpoint_threshold": threshold}
+                path = Path(folder) / f"log-{round_}-{threshold}.duckdb"
+                log = CallLog(path, config=config, batch_size=args.insert_rows)
+                start = time.process_time()
+                for i in range(rows):
+                    log.append(pool[i % 10_000], built=True)
+                    if i % args.insert_rows == args.insert_rows - 1:
+                        log.flush()
+                log.close()
+                cpu[name].append((time.process_time() - start) / rows * 1e6)
+                for leftover in Path(folder).glob(path.name + "*"):
+                    if leftover.is_file():
+                        leftover.unlink()
+    print(
+        f"\nthrough a whole CallLog (spool on, a flush every {args.insert_rows:,} rows, close "
+        "included): process CPU µs per row"
+    )
+    for name, values in cpu.items():
+        print(
+            f"  {name:<24} {statistics.median(values):6.2f} [{min(values):.2f}-{max(values):.2f}]"
+        )
 
 
 _BLOCK_PYARROW = "import sys; sys.modules['pyarrow'] = None; "  # as if not installed
