@@ -2,6 +2,7 @@
 
     python bench/bench_log_writer.py [--rows N] [--batch-size B] [--max-queue Q]
     python bench/bench_log_writer.py --checkpoints 3 --rows 400000 [--insert-rows 4000]
+    python bench/bench_log_writer.py --quick    # the same, 2 rounds of 300,000 rows
 
 One thread appends N realistic `CallRecord`s to a `CallLog` on a temporary file as fast as
 it can, then flushes; rows/s is N over that whole time. Two modes: records built fresh for
@@ -453,10 +454,15 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoints", type=int, default=0, metavar="R", help="checkpoint threshold, R rounds"
     )
     parser.add_argument("--insert-rows", type=int, default=4_000, help="(--checkpoints)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the headline: --checkpoints 2 --rows 300000"
+    )
     parser.add_argument("--one-path", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one_path:
         return one_path(args)
+    if args.quick:
+        args.checkpoints, args.rows = 2, 300_000
     if args.compare_paths:
         return compare_paths(args)
     if args.checkpoints:
