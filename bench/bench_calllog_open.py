@@ -15,7 +15,15 @@ often. Interleaved rounds, each on new files in a temporary directory:
 
 Prints median CPU (process time) and wall milliseconds per operation, and ratios against the
 per-statement baseline measured in the same run. Usage: ``python bench/bench_calllog_open.py
-[--rounds N]``.
+[--rounds N] [--fresh N]``.
+
+``--fresh N`` (default 3; 0 skips it) also opens and closes a log in N new processes each,
+interleaved, and prints the whole process's CPU from start to close, imports included: with
+pyarrow (the ``fast-log`` extra), with pyarrow blocked (the pandas batches of the core
+install), and what ``import pandas`` alone costs. With pyarrow, the first ``pa.array`` call
+imports pandas (pyarrow's pandas shim checks whether a value is a pandas object), so the
+writer's first batch pays for pandas on either path; see docs/performance.md, "The log
+writer's side".
 """
 
 from __future__ import annotations
@@ -47,10 +55,53 @@ def _per_statement(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("COMMIT")
 
 
+_FRESH = {
+    "fresh process: import + CallLog open+close (pyarrow)": "",
+    "fresh process: the same, pyarrow blocked (pandas batches)": (
+        "import sys; sys.modules['pyarrow'] = None; "
+    ),
+}
+_OPEN = (
+    "import os, sys, tempfile, time; from aigw_lab.store import CallLog; "
+    "CallLog(os.path.join(tempfile.mkdtemp(), 'calls.duckdb')).close(); "
+    "print(time.process_time(), 'pandas' in sys.modules)"
+)
+
+
+def fresh_processes(rounds: int) -> None:
+    """Import, open and close in new processes: whole-process CPU, and whether pandas was
+    imported; against ``import pandas`` alone, interleaved."""
+    import subprocess
+    import sys
+
+    cases = {**_FRESH, "fresh process: import pandas alone": None}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    pandas: dict[str, bool] = {}
+    for _ in range(rounds):
+        for name, prefix in cases.items():
+            code = (
+                "import time, sys; import pandas; print(time.process_time(), True)"
+                if prefix is None
+                else prefix + _OPEN
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout.split()
+            cpu[name].append(float(out[0]))
+            pandas[name] = out[1] == "True"
+    print(f"\n{'fresh process (whole-process CPU, imports included)':60s} {'CPU ms':>8s} pandas")
+    for name in cases:
+        print(f"{name:60s} {statistics.median(cpu[name]) * 1e3:8.0f} {pandas[name]}")
+
+
 def main() -> None:
+    import os
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--fresh", type=int, default=3, help="rounds of fresh processes")
     args = parser.parse_args()
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-open-"))  # 0700
     shared = folder / "shared"
     shared.mkdir()
@@ -103,6 +154,9 @@ def main() -> None:
         c, w = statistics.median(cpu[name]), statistics.median(wall[name])
         ratios = f"{c / base_cpu:10.2f} {w / base_wall:10.2f}"
         print(f"{name:34s} {c * 1e3:8.1f} {w * 1e3:8.1f} {ratios}")
+    if args.fresh:
+        fresh_processes(args.fresh)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,16 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    while another side runs is still charged to it. Sides: raw httpx; the gateway with no
    log; the gateway with the log as shipped (spool on, batches by size or 2 s age); the
    same with the previous 0.2 s age; and the previous insert path (emulated in this tree:
-   0.2 s age, ``register``, JSON re-validated for every row). The first round warms up
+   0.2 s age, ``register``, JSON re-validated for every row, DuckDB's 16MB checkpoint
+   threshold). The first round warms up
    and is not counted. "added by logging" is log on minus log off, per round, median with
    the range over rounds.
 3. **The writer flat out** (``writer``): pre-built gateway rows appended to a `CallLog` as
    fast as one thread can, then flushed, rows/s by wall and CPU, current path against the
-   emulated previous one, alternating.
+   same with DuckDB's default 16MB checkpoint threshold (the log's until 2026-12-07) and the
+   emulated previous one, alternating. (The paced blocks above are too short to reach a
+   checkpoint; for what checkpoints cost a long-running log, see ``bench_log_writer.py
+   --checkpoints``.)
 
 CPU (``time.process_time``, all threads) is printed beside wall time, and the load average
 with every section: on the shared 2-core box absolute figures move with load; the ratios
@@ -73,6 +77,7 @@ def emulate_previous_path(log) -> None:  # noqa: ANN001 - a CallLog
     writer._batches.json_typed = False
     writer._inserts._json_typed = False
     writer._inserts.by_register = True
+    writer._cursor.execute("SET checkpoint_threshold = '16MB'")  # DuckDB's default, then
 
 
 # --- 1. the insert itself -------------------------------------------------------------------
@@ -321,14 +326,21 @@ def bench_writer(rows: int, rounds: int) -> None:
 
     pool = [realistic_record(i) for i in range(10_000)]
     folder = Path(tempfile.mkdtemp(prefix="bench-log-rates-"))
-    results: dict[str, list[tuple[float, float]]] = {"now": [], "previous (emulated)": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "now": [],
+        "16MB checkpoints": [],
+        "previous (emulated)": [],
+    }
     print(f"## 3. The writer flat out: {rows:,} pre-built gateway rows per run, {rounds} rounds")
     print(f"load average at the start: {load()}")
     for turn in range(rounds):
         order = list(results) if turn % 2 == 0 else list(results)[::-1]
         for label in order:
-            log = CallLog(folder / f"w{turn}-{label[:3]}.duckdb")
-            if label != "now":
+            # "16MB checkpoints": as now, but with DuckDB's default checkpoint threshold
+            # (the call log's until 2026-12-07; see bench_log_writer.py --checkpoints).
+            config = {"checkpoint_threshold": "16MB"} if label.startswith("16MB") else None
+            log = CallLog(folder / f"w{turn}-{label[:3]}.duckdb", config=config)
+            if label.startswith("previous"):
                 emulate_previous_path(log)
             append = log.append
             c0, w0 = time.process_time(), time.perf_counter()
@@ -342,7 +354,7 @@ def bench_writer(rows: int, rounds: int) -> None:
         by_wall = [rows / w for w, _ in runs]
         by_cpu = [rows / c for _, c in runs]
         print(
-            f"  {label:<22} {statistics.median(by_wall):>9,.0f} rows/s by wall "
+            f"  {label:<20} {statistics.median(by_wall):>9,.0f} rows/s by wall "
             f"[{min(by_wall):,.0f}-{max(by_wall):,.0f}], {statistics.median(by_cpu):>9,.0f} "
             "rows/s of CPU"
         )

@@ -1,6 +1,8 @@
 """How fast does the call log take rows, end to end, and does its memory stay flat?
 
     python bench/bench_log_writer.py [--rows N] [--batch-size B] [--max-queue Q]
+    python bench/bench_log_writer.py --checkpoints 3 --rows 400000 [--insert-rows 4000]
+    python bench/bench_log_writer.py --quick    # the same, 2 rounds of 300,000 rows
 
 One thread appends N realistic `CallRecord`s to a `CallLog` on a temporary file as fast as
 it can, then flushes; rows/s is N over that whole time. Two modes: records built fresh for
@@ -19,6 +21,15 @@ blocked, as when it is not installed), each path flat out (``--rows`` pre-built
 records appended then flushed) and at a realistic rate (``--rate`` rows/s for
 ``--seconds``, the appender sleeping between rows). Wall time and process CPU time (all
 threads) are printed side by side, as medians, with pandas / arrow ratios.
+
+``--checkpoints R`` measures what DuckDB does after the inserts: ``--rows`` pre-built rows
+inserted in ``--insert-rows``-row batches (the writer's size at 2,000 calls/s with a 2 s age)
+straight through the writer's insert path into a new file, then one final ``CHECKPOINT``
+and close, with DuckDB's default checkpoint threshold (16MB) against the call log's
+(`aigw_lab.store.insert_path.CHECKPOINT_THRESHOLD`), R rounds interleaved. It prints
+process CPU per row (DuckDB's threads included) and wall per row, the file's size and the
+largest write-ahead log seen; then the same rows through a whole `CallLog` (spool on, a
+flush every ``--insert-rows`` rows, close included), process CPU per row for both.
 
 Memory: resident set size is sampled every 5% of the rows; "growth after warm-up" is the
 largest sample minus the one at 20%, which stays small when the bounded queue works.
@@ -206,6 +217,127 @@ def timed_at_rate(path: Path, pool: list[CallRecord], rate: float, seconds: floa
     return rows, cpu, flushed
 
 
+def one_checkpoint_run(folder: Path, table, rows: int, per_insert: int, threshold: str | None):  # noqa: ANN001
+    """Insert ``rows`` rows as ``table`` (``per_insert`` rows) over and over, then checkpoint
+    and close: (process CPU s, wall s, MiB on disk, largest WAL MiB)."""
+    import duckdb
+
+    from aigw_lab.store.insert_path import InsertPath, tune_log_database
+
+    path = folder / f"ckpt-{time.perf_counter_ns()}.duckdb"
+    conn = duckdb.connect(str(path))
+    if threshold is None:
+        tune_log_database(conn, None)
+    else:
+        conn.execute(f"SET checkpoint_threshold = '{threshold}'")
+    _create_calls(conn)
+    cursor = conn.cursor()
+    inserts = InsertPath(cursor, json_typed=True)
+    wal = path.with_name(path.name + ".wal")
+    largest_wal = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(rows // per_insert):
+        inserts.insert(table, built=True)
+        if wal.exists():
+            largest_wal = max(largest_wal, wal.stat().st_size)
+    cursor.close()
+    conn.execute("CHECKPOINT")
+    conn.close()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    size = sum(f.stat().st_size for f in folder.glob(path.name + "*")) / 2**20
+    for f in folder.glob(path.name + "*"):
+        f.unlink()
+    return cpu, wall, size, largest_wal / 2**20
+
+
+def compare_checkpoints(args: argparse.Namespace) -> int:
+    """DuckDB's default checkpoint threshold against the call log's, interleaved."""
+    import statistics
+
+    from aigw_lab.store.batches import ColumnBatches
+    from aigw_lab.store.insert_path import CHECKPOINT_THRESHOLD
+    from aigw_lab.store.schema import COLUMN_TYPES
+
+    batches = ColumnBatches(COLUMN_TYPES, arrow=True)
+    records = [realistic_record(i) for i in range(args.insert_rows)]
+    arrays = [batches.convert(i, [r[i] for r in records]) for i in range(len(COLUMN_TYPES))]
+    table = batches.table(arrays, json=True)
+    rows = args.rows // args.insert_rows * args.insert_rows
+    sides = {"DuckDB default (16MB)": "16MB", f"call log ({CHECKPOINT_THRESHOLD})": None}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in sides}
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-log-ckpt-") as folder:
+        for round_ in range(args.checkpoints):
+            order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
+            for name in order:
+                results[name].append(
+                    one_checkpoint_run(Path(folder), table, rows, args.insert_rows, sides[name])
+                )
+    print(
+        f"checkpoint threshold: {rows:,} rows in {args.insert_rows:,}-row inserts, then a "
+        f"final CHECKPOINT; {args.checkpoints} rounds interleaved, medians [min-max]"
+    )
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | {os.cpu_count()} "
+        f"cores | Python {platform.python_version()} | load average at the start "
+        + " ".join(f"{x:.2f}" for x in load_start)
+    )
+    print()
+    print("| threshold | CPU µs/row (all threads) | wall µs/row | file MiB | largest WAL MiB |")
+    print("|---|---|---|---|---|")
+    medians = {}
+    for name, runs in results.items():
+        cpu = [c / rows * 1e6 for c, _, _, _ in runs]
+        wall = [w / rows * 1e6 for _, w, _, _ in runs]
+        medians[name] = statistics.median(cpu)
+        print(
+            f"| {name} | {statistics.median(cpu):.2f} [{min(cpu):.2f}-{max(cpu):.2f}] | "
+            f"{statistics.median(wall):.2f} [{min(wall):.2f}-{max(wall):.2f}] | "
+            f"{statistics.median(r[2] for r in runs):.1f} | "
+            f"{max(r[3] for r in runs):.1f} |"
+        )
+    before, after = medians.values()
+    print(f"CPU per row, call log / DuckDB default: {after / before:.2f}")
+    whole_log_checkpoints(args, rows, sides)
+    print("load average at the end " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    return 0
+
+
+def whole_log_checkpoints(args: argparse.Namespace, rows: int, sides: dict) -> None:
+    """The same rows through a whole `CallLog` (spool on, built rows, a flush every
+    ``--insert-rows`` rows): process CPU per row, both thresholds, interleaved."""
+    import statistics
+
+    pool = [realistic_record(i) for i in range(10_000)]
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="bench-log-ckpt-") as folder:
+        for round_ in range(args.checkpoints):
+            order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
+            for name in order:
+                threshold = sides[name]
+                config = None if threshold is None else {"checkpoint_threshold": threshold}
+                path = Path(folder) / f"log-{round_}-{threshold}.duckdb"
+                log = CallLog(path, config=config, batch_size=args.insert_rows)
+                start = time.process_time()
+                for i in range(rows):
+                    log.append(pool[i % 10_000], built=True)
+                    if i % args.insert_rows == args.insert_rows - 1:
+                        log.flush()
+                log.close()
+                cpu[name].append((time.process_time() - start) / rows * 1e6)
+                for leftover in Path(folder).glob(path.name + "*"):
+                    if leftover.is_file():
+                        leftover.unlink()
+    print(
+        f"\nthrough a whole CallLog (spool on, a flush every {args.insert_rows:,} rows, close "
+        "included): process CPU µs per row"
+    )
+    for name, values in cpu.items():
+        print(
+            f"  {name:<24} {statistics.median(values):6.2f} [{min(values):.2f}-{max(values):.2f}]"
+        )
+
+
 _BLOCK_PYARROW = "import sys; sys.modules['pyarrow'] = None; "  # as if not installed
 
 
@@ -318,12 +450,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rate", type=float, default=500.0, help="rows/s (--compare-paths)")
     parser.add_argument("--seconds", type=float, default=4.0, help="(--compare-paths)")
+    parser.add_argument(
+        "--checkpoints", type=int, default=0, metavar="R", help="checkpoint threshold, R rounds"
+    )
+    parser.add_argument("--insert-rows", type=int, default=4_000, help="(--checkpoints)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the headline: --checkpoints 2 --rows 300000"
+    )
     parser.add_argument("--one-path", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one_path:
         return one_path(args)
+    if args.quick:
+        args.checkpoints, args.rows = 2, 300_000
     if args.compare_paths:
         return compare_paths(args)
+    if args.checkpoints:
+        return compare_checkpoints(args)
     settings = {"batch_size": args.batch_size, "max_queue": args.max_queue}
 
     with tempfile.TemporaryDirectory(prefix="bench-log-") as folder:

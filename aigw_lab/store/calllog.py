@@ -32,6 +32,7 @@ from aigw_lab.store import files
 from aigw_lab.store.batches import rows_table
 from aigw_lab.store.dead_letter import LogHealth
 from aigw_lab.store.encryption import database_creator, open_encrypted
+from aigw_lab.store.insert_path import tune_log_database
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
 from aigw_lab.store.spool import (
@@ -80,7 +81,9 @@ class CallLog:
     see docs/call_log.md). At most ``max_queue`` rows
     wait in memory; beyond that `append` blocks until the writer catches up. ``config`` is
     passed to ``duckdb.connect``; without a ``memory_limit`` in it, a file log's database is
-    capped at 256MB of cache (DuckDB spills bigger queries to disk). ``before_insert`` is
+    capped at 256MB of cache (DuckDB spills bigger queries to disk); without a
+    ``checkpoint_threshold``, the database checkpoints every 64MiB of write-ahead log, not
+    DuckDB's 16MB (see `aigw_lab.store.insert_path.tune_log_database`). ``before_insert`` is
     called on the writer thread before every insert with the row count (a test hook: raising
     simulates a failed write).
 
@@ -165,6 +168,7 @@ class CallLog:
             conn = _connect_file(self._path, config=config, encryption=encryption)
             before_insert = _tightening_wal(self._path, before_insert)
         try:
+            tune_log_database(conn, config)
             apply_migrations(conn, migrations, where=self._where)
             self._writer = BatchWriter(
                 conn,
