@@ -314,9 +314,10 @@ _DRIVER = textwrap.dedent(
 )
 
 
-def _settle(upstream: Upstream, quiet_s: float = 1.5, limit_s: float = 30) -> None:
+def _settle(upstream: Upstream, quiet_s: float = 5.0, limit_s: float = 60) -> None:
     """Wait until the fake has seen no new request for ``quiet_s`` (the dead run's workers
-    are gone)."""
+    are gone). 5 s, not less: on a box at load 20 a live worker can pause for over a second,
+    and a resume started beside it would pay its units twice (seen once with 1.5 s)."""
     deadline = time.monotonic() + limit_s
     seen, since = len(upstream.requests), time.monotonic()
     while time.monotonic() < deadline:
