@@ -1,0 +1,292 @@
+"""The call-log row as the gateway builds it on the calling thread (issue 13 §1).
+
+`success_record` builds its row in column order, and `ChatRequest.to_json` writes the common
+request directly: both for speed. These tests hold them to what they replaced, byte for byte:
+the keyword-built row of the previous `success_record` (kept here as the oracle) with a
+distinct value in every column, and the JSON encoder's text for any request, hostile text
+(lone surrogates, NULs, every code point) and odd numbers included.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aigw_lab.gateway.middleware import CallContext
+from aigw_lab.gateway.records import (
+    budget_charge,
+    experiment_coordinates,
+    success_record,
+    to_json,
+)
+from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.types import (
+    _JSON,
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    Latency,
+    Message,
+    Usage,
+    _plain_request_json,
+)
+
+
+def keyword_success_record(
+    ctx: CallContext, response: ChatResponse, *, api_format: str | None
+) -> CallRecord:
+    """The previous `success_record`, every column by keyword: the oracle."""
+    usage = response.usage
+    latency = response.latency
+    request = ctx.request
+    run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
+    return CallRecord(
+        call_id=response.call_id or "",
+        trace_id=ctx.trace_id,
+        timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
+        provider_name=ctx.provider_name,
+        request_model=ctx.model,
+        response_model=response.model,
+        response_id=response.response_id,
+        api_format=api_format,
+        request_json=_JSON.encode(request.to_dict()),
+        response_text=response.text,
+        finish_reason=response.finish_reason,
+        tool_calls_json=to_json(response.tool_calls),
+        input_tokens=usage.input_tokens if usage.known else None,
+        output_tokens=usage.output_tokens if usage.known else None,
+        cache_read_input_tokens=usage.cache_read_tokens if usage.known else None,
+        cache_creation_input_tokens=usage.cache_write_tokens if usage.known else None,
+        reasoning_tokens=usage.reasoning_tokens if usage.known else None,
+        cost_usd=response.cost_usd,
+        budget_usd=budget_charge(ctx, response.cost_usd, answered=True),
+        latency_ms=latency.total_ms,
+        ttfb_ms=latency.ttfb_ms,
+        ttft_ms=latency.ttft_ms,
+        upstream_ms=latency.upstream_ms,
+        overhead_ms=latency.overhead_ms,
+        stream=ctx.stream,
+        cache_status=response.cache_status,
+        cache_similarity=ctx.cache_similarity,
+        attempt=ctx.attempt,
+        fallback_from=ctx.fallback_from,
+        user_id=request.user,
+        tenant_id=request.tenant,
+        experiment_id=request.experiment_id,
+        tags_json=to_json(request.tags),
+        metadata_json=to_json(request.metadata),
+        simulated=response.simulated,
+        route_policy=ctx.route_policy,
+        propensity=ctx.propensity,
+        shadow_of=ctx.shadow_of,
+        run_id=run_id,
+        item_id=item_id,
+        target=target,
+        repetition=repetition,
+    )
+
+
+def _context(request: ChatRequest, **fields: Any) -> CallContext:
+    ctx = CallContext(
+        request,
+        "prov-a",
+        "model-b",
+        "trace-c",
+        stream=True,
+        started=10.0,
+        started_wall=1_765_000_000.123456,
+        gateway=None,  # type: ignore[arg-type]
+    )
+    ctx.attempt = 3
+    ctx.fallback_from = "prov-z/model-y"
+    ctx.cache_status = "miss"
+    ctx.cache_similarity = 0.875
+    ctx.budget_estimate_usd = 0.5
+    ctx.route_policy = "policy-d"
+    ctx.propensity = 0.25
+    ctx.shadow_of = None
+    for name, value in fields.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+def _response(**fields: Any) -> ChatResponse:
+    values: dict[str, Any] = {
+        "text": "answer-e",
+        "finish_reason": "length",
+        "usage": Usage(
+            input_tokens=11,
+            output_tokens=12,
+            cache_read_tokens=13,
+            cache_write_tokens=14,
+            reasoning_tokens=5,
+        ),
+        "provider": "prov-a",
+        "model": "model-b-2026",
+        "latency": Latency(total_ms=40.5, ttfb_ms=20.25, ttft_ms=21.125, upstream_ms=30.0),
+        "cost_usd": 0.0625,
+        "cache_status": "upstream_hit",
+        "attempts": 3,
+        "response_id": "resp-f",
+        "tool_calls": (
+            MappingProxyType({"id": "t1", "type": "function", "function": {"name": "g"}}),
+        ),
+        "simulated": True,
+        "call_id": "call-g",
+        "trace_id": "trace-c",
+    }
+    values.update(fields)
+    return ChatResponse(**values)
+
+
+REQUEST = ChatRequest.create(
+    "prov-a/model-b",
+    [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi \x00 there"}],
+    temperature=0.7,
+    max_tokens=16,
+    user="user-h",
+    tenant="tenant-i",
+    experiment_id="exp-j",
+    tags={"team": "k"},
+    metadata={
+        "note": "l",
+        "aigw_experiment": {
+            "run_id": "run-m",
+            "item_id": "item-n",
+            "target": "t-o",
+            "repetition": 2,
+        },
+    },
+)
+
+
+def test_every_column_of_a_success_row_is_the_keyword_built_one() -> None:
+    ctx = _context(REQUEST)
+    response = _response()
+    row = success_record(ctx, response, api_format="openai")
+    expected = keyword_success_record(ctx, response, api_format="openai")
+    assert type(row) is CallRecord
+    assert len(row) == len(CALL_COLUMNS)
+    assert row._asdict() == expected._asdict()
+    # Distinct values really reached distinct columns (a swapped pair would not compare equal
+    # only if the two differ): the columns this row sets are all different from each other.
+    set_values = [repr(v) for v in expected if v is not None]
+    assert len(set(set_values)) >= 40
+
+
+@pytest.mark.parametrize(
+    ("ctx_fields", "response_fields", "request_"),
+    [
+        ({}, {"usage": Usage(input_tokens=0, output_tokens=0, known=False)}, REQUEST),
+        ({}, {"latency": Latency(total_ms=5.0, ttfb_ms=None, ttft_ms=None)}, REQUEST),
+        ({"shadow_of": "call-live"}, {"cost_usd": None, "tool_calls": None}, REQUEST),
+        ({"budget_estimate_usd": None}, {"call_id": None}, ChatRequest.create("a/b", "x")),
+        ({"cache_similarity": None, "fallback_from": None}, {}, ChatRequest.create("a/b", "y")),
+        (
+            {},
+            {"latency": Latency(total_ms=5.0, ttfb_ms=1.0, ttft_ms=2.0, upstream_ms=9.0)},
+            REQUEST,
+        ),
+    ],
+)
+def test_success_rows_of_other_shapes_equal_the_keyword_built_ones(
+    ctx_fields: dict[str, Any], response_fields: dict[str, Any], request_: ChatRequest
+) -> None:
+    ctx = _context(request_, **ctx_fields)
+    response = _response(**response_fields)
+    row = success_record(ctx, response, api_format=None)
+    assert tuple(row) == tuple(keyword_success_record(ctx, response, api_format=None))
+
+
+# --- ChatRequest.to_json: the direct path against the encoder ---------------------------------
+
+# Every code point, lone surrogates and NUL included (hypothesis leaves surrogates out of
+# text by default).
+_ANY_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None)
+)
+_NUMBERS = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> ChatRequest:
+    plain = st.builds(
+        Message,
+        st.sampled_from(["system", "user", "assistant", "tool"]),
+        _ANY_TEXT,
+    )
+    other = st.one_of(
+        st.builds(
+            Message, st.just("user"), st.tuples(st.builds(ContentPart, st.just("text"), _ANY_TEXT))
+        ),
+        st.builds(Message, st.just("user"), _ANY_TEXT, name=_ANY_TEXT),
+        st.builds(Message, st.just("tool"), _ANY_TEXT, tool_call_id=_ANY_TEXT),
+    )
+    # Mostly requests of the shape written directly, so odd values meet that path.
+    messages = draw(st.lists(st.one_of(plain, plain, plain, other), min_size=0, max_size=4))
+    rare = draw(st.integers(min_value=0, max_value=5)) == 0
+    stop = draw(st.one_of(st.none(), st.lists(_ANY_TEXT, max_size=3).map(tuple)))
+    return ChatRequest(
+        model=draw(_ANY_TEXT),
+        messages=tuple(messages),
+        temperature=draw(_NUMBERS),
+        top_p=draw(_NUMBERS),
+        max_tokens=draw(_NUMBERS),
+        seed=draw(_NUMBERS),
+        stop=stop,
+        tools=({"type": "function"},) if rare and draw(st.booleans()) else None,
+        tool_choice="auto" if rare and draw(st.booleans()) else None,
+        extra=MappingProxyType({"k": 1} if rare and draw(st.booleans()) else {}),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(requests())
+def test_request_json_is_the_encoders_text_for_any_request(request: ChatRequest) -> None:
+    assert request.to_json() == _JSON.encode(request.to_dict())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, 2**64, 0.0, -0.0, 1e16, 1e-7, 0.1, 2.0, 123456789.125, True, False]
+    + [math.nan, math.inf, -math.inf],
+)
+def test_request_json_numbers_match_the_encoder(value: Any) -> None:
+    request = ChatRequest(
+        model="a/b", messages=(Message("user", "x"),), temperature=value, seed=value
+    )
+    assert request.to_json() == _JSON.encode(request.to_dict())
+
+
+def test_the_common_request_is_written_directly_and_the_rest_by_the_encoder() -> None:
+    common = ChatRequest.create(
+        "a/b", [{"role": "user", "content": "\ud800 lone, \x00 nul"}], temperature=0, stop="END"
+    )
+    assert _plain_request_json(common) == _JSON.encode(common.to_dict())
+    for other in (
+        ChatRequest.create("a/b", "x", extra={"top_k": 4}),
+        ChatRequest.create("a/b", "x", tools=[{"type": "function"}]),
+        ChatRequest.create("a/b", "x", tool_choice="auto"),
+        ChatRequest.create("a/b", [{"role": "user", "content": [{"type": "text", "text": "p"}]}]),
+        ChatRequest(model="a/b", messages=(Message("user", "x"),), temperature=math.nan),
+        ChatRequest(model="a/b", messages=(Message("user", "x"),), max_tokens=True),
+    ):
+        assert _plain_request_json(other) is None
+        assert other.to_json() == _JSON.encode(other.to_dict())
+
+
+def test_a_huge_body_is_the_same_text() -> None:
+    text = "ab\ud800c\x00" * 300_000
+    request = ChatRequest.create("a/b", [{"role": "user", "content": text}], max_tokens=5)
+    assert request.to_json() == _JSON.encode(request.to_dict())
