@@ -16,6 +16,16 @@ from aigw_lab.types import ChatRequest, ChatResponse
 
 # One encoder for every call: json.dumps with options builds a new encoder each time.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# And its C core, made once: `JSONEncoder.encode` builds a new one per call (with a dict of
+# the containers seen, for cycles). Without that dict it is reusable from any thread; a
+# cyclic value then fails with RecursionError, and `to_json` asks `_JSON` again, which
+# raises what it always raised.
+_C_ENCODER = json.encoder.c_make_encoder
+_ENCODE_C = (
+    None
+    if _C_ENCODER is None
+    else _C_ENCODER(None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+)
 # A row from values already in column order, without the keyword-only constructor.
 _new_row = tuple.__new__
 _from_timestamp = datetime.fromtimestamp
@@ -246,4 +256,9 @@ def to_json(value: Any) -> str | None:
         value = dict(value)
     elif isinstance(value, tuple):
         value = [dict(v) if isinstance(v, Mapping) else v for v in value]
+    if _ENCODE_C is not None:
+        try:
+            return "".join(_ENCODE_C(value, 0))
+        except RecursionError:
+            pass  # a cycle, or nesting too deep: the encoder's own error, below
     return _JSON.encode(value)

@@ -290,3 +290,40 @@ def test_a_huge_body_is_the_same_text() -> None:
     text = "ab\ud800c\x00" * 300_000
     request = ChatRequest.create("a/b", [{"role": "user", "content": text}], max_tokens=5)
     assert request.to_json() == _JSON.encode(request.to_dict())
+
+
+# --- to_json (tags, metadata, tool calls): the reused C encoder against the encoder ----------
+
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    _ANY_TEXT,
+    st.datetimes(),  # not JSON: written with default=str, as before
+)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(_ANY_TEXT, inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_ANY_TEXT, _VALUES, max_size=4))
+def test_label_json_is_the_encoders_text(labels: dict[str, Any]) -> None:
+    expected = _JSON.encode(labels) if labels else None
+    assert to_json(labels) == expected
+    assert to_json(MappingProxyType(labels)) == expected
+    assert to_json((MappingProxyType(labels),)) == _JSON.encode([labels])
+
+
+def test_a_cyclic_label_raises_what_it_raised_before() -> None:
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(ValueError, match="Circular reference"):
+        _JSON.encode({"a": cyclic})
+    with pytest.raises(ValueError, match="Circular reference"):
+        to_json({"a": cyclic})
