@@ -80,6 +80,23 @@ def _clocked(spent: dict[str, int], name: str, func):  # noqa: ANN001, ANN202
     return wrapper
 
 
+def install_gc_clock(spent: dict[str, int]) -> None:
+    """Add the garbage collector's passes on this (the calling) thread to ``spent["gc"]``:
+    rows are GC-tracked tuples that stay in the writer's buffer for up to a batch's age."""
+    caller = threading.get_ident()
+    started: list[int] = []
+
+    def gc_clock(phase: str, info: dict) -> None:  # noqa: ARG001
+        if threading.get_ident() != caller:
+            return
+        if phase == "start":
+            started.append(time.thread_time_ns())
+        elif started:
+            spent["gc"] += time.thread_time_ns() - started.pop()
+
+    gc.callbacks.append(gc_clock)
+
+
 def install_phase_clocks(gateway, log) -> dict[str, int]:  # noqa: ANN001
     """Wrap each phase of the calling thread's log work in a thread-CPU clock. Bench-only:
     patches module globals and instance attributes of this process."""
@@ -98,20 +115,6 @@ def install_phase_clocks(gateway, log) -> dict[str, int]:  # noqa: ANN001
     spool = log.spool
     if spool is not None:
         spool.write_end = _clocked(spent, "spool.write_end", spool.write_end)
-    # The cyclic garbage collector's passes on the calling thread (rows are GC-tracked
-    # tuples that live in the writer's buffer for up to a batch's age).
-    caller = threading.get_ident()
-    started: list[int] = []
-
-    def gc_clock(phase: str, info: dict) -> None:  # noqa: ARG001
-        if threading.get_ident() != caller:
-            return
-        if phase == "start":
-            started.append(time.thread_time_ns())
-        elif started:
-            spent["gc"] += time.thread_time_ns() - started.pop()
-
-    gc.callbacks.append(gc_clock)
     return spent
 
 
@@ -129,7 +132,8 @@ def worker(side: str, folder: str) -> int:
     if side == "base":
         side = "on"  # the same side, from the baseline tree's code (see `run`)
     gateway = make_gateway(log)
-    spent = install_phase_clocks(gateway, log) if side == "phases" else None
+    spent = install_phase_clocks(gateway, log) if side == "phases" else {"gc": 0}
+    install_gc_clock(spent)
 
     def call() -> str:
         return gateway.chat(f"bench/{MODEL}", MESSAGES, temperature=0, max_tokens=16).text
@@ -140,9 +144,8 @@ def worker(side: str, folder: str) -> int:
         words = line.split()
         if words[0] == "run":
             n, rate = int(words[1]), float(words[2])
-            if spent is not None:
-                for name in spent:
-                    spent[name] = 0
+            for name in spent:
+                spent[name] = 0
             start = time.perf_counter()
             usage0 = resource.getrusage(resource.RUSAGE_THREAD)
             cpu0, thread0 = time.process_time(), time.thread_time()
@@ -154,6 +157,7 @@ def worker(side: str, folder: str) -> int:
             cpu1, thread1 = time.process_time(), time.thread_time()
             usage1 = resource.getrusage(resource.RUSAGE_THREAD)
             report = {
+                "gc": spent["gc"] / 1e9,
                 "cpu": cpu1 - cpu0,
                 "caller_cpu": thread1 - thread0,
                 # The calling thread's page faults and context switches (waits: a lock or
@@ -163,7 +167,7 @@ def worker(side: str, folder: str) -> int:
                 "nivcsw": usage1.ru_nivcsw - usage0.ru_nivcsw,
                 "wall": time.perf_counter() - start,
                 "calls": n,
-                "phases": None if spent is None else {k: v / 1e9 for k, v in spent.items()},
+                "phases": {k: v / 1e9 for k, v in spent.items()},
             }
             made += n
         else:
@@ -228,9 +232,11 @@ def run(
                     results[side].append(report)
         print(
             f"| {'side':<34} | {'caller CPU µs/call':>20} | {'process CPU µs':>14} | "
-            f"{'wall µs':>8} | {'faults':>6} | {'waits':>6} | {'preempt':>7} |"
+            f"{'wall µs':>8} | {'GC µs':>6} | {'faults':>6} | {'waits':>6} | {'preempt':>7} |"
         )
-        print(f"|{'-' * 36}|{'-' * 22}|{'-' * 16}|{'-' * 10}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
+        print(
+            f"|{'-' * 36}|{'-' * 22}|{'-' * 16}|{'-' * 10}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|"
+        )
 
         def per_call(side: str, key: str, results: dict[str, list[dict]] = results) -> list[float]:
             return [r[key] / r["calls"] * 1e6 for r in results[side]]
@@ -242,6 +248,7 @@ def run(
                 f"| {SIDES[side]:<34} | {f'{med:7.1f} [{min(caller):.0f}-{max(caller):.0f}]':>20} "
                 f"| {statistics.median(per_call(side, 'cpu')):>14.1f} | "
                 f"{statistics.median(per_call(side, 'wall')):>8.0f} | "
+                f"{statistics.median(per_call(side, 'gc')):>6.1f} | "
                 f"{statistics.median(per_call(side, 'minflt')) / 1e6:>6.2f} | "
                 f"{statistics.median(per_call(side, 'nvcsw')) / 1e6:>6.2f} | "
                 f"{statistics.median(per_call(side, 'nivcsw')) / 1e6:>7.2f} |"

@@ -9,6 +9,7 @@ distinct value in every column, and the JSON encoder's text for any request, hos
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -327,3 +328,125 @@ def test_a_cyclic_label_raises_what_it_raised_before() -> None:
         _JSON.encode({"a": cyclic})
     with pytest.raises(ValueError, match="Circular reference"):
         to_json({"a": cyclic})
+
+
+# --- hostile text through sanitising, each body mode, the spool and the database -------------
+
+HOSTILE = (
+    "lone \ud800 surrogate, \udfff another, NUL \x00 here, a card 4111 1111 1111 1111, "
+    'quotes " and \\ backslashes, \\ud800 as text, emoji \U0001f600'
+)
+# What a client can send (the transport refuses lone surrogates before anything leaves):
+# they come back in the upstream's answer instead.
+SENDABLE = HOSTILE.replace("\ud800", "?").replace("\udfff", "?")
+
+
+@pytest.mark.parametrize("mode", ["full", "redacted", "hash", "none"])
+@pytest.mark.parametrize("body", [HOSTILE, HOSTILE * 40_000])  # the second: > max_body_chars
+def test_hostile_rows_come_out_of_sanitising_and_body_modes_as_before(mode: str, body: str) -> None:
+    from aigw_lab.store.redact import BodyPolicy
+    from aigw_lab.store.sanitize import sanitize_record
+
+    request = ChatRequest.create("prov-a/model-b", [{"role": "user", "content": body}], seed=7)
+    ctx = _context(request)
+    response = _response(text=body[::-1])
+    policy = BodyPolicy(mode=mode, hash_key=b"k" * 32)
+    new = policy.apply(sanitize_record(success_record(ctx, response, api_format="openai")))
+    old = policy.apply(sanitize_record(keyword_success_record(ctx, response, api_format="openai")))
+    assert tuple(new) == tuple(old)
+
+
+def _gateway(tmp_path, log):  # noqa: ANN001, ANN202
+    import httpx
+
+    from aigw_lab.gateway import Gateway
+    from aigw_lab.providers.base import HttpClients, ProviderSpec
+
+    answer = {
+        "id": "c1",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "back: " + HOSTILE},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
+    # ASCII JSON: a lone surrogate travels as its escape, as from a real upstream.
+    body = json.dumps(answer).encode()
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    spec = ProviderSpec(name="up", kind="openai", base_url="https://up.test/v1", api_key_env="K")
+    return Gateway(
+        [spec],
+        log=log,
+        clients=HttpClients(transport=httpx.MockTransport(upstream)),
+        env={"K": "k"},
+    )
+
+
+@pytest.mark.parametrize("mode", ["full", "redacted", "hash", "none"])
+def test_the_end_frame_is_the_stored_row_for_hostile_text(tmp_path, mode: str) -> None:
+    from aigw_lab.store import CallLog
+    from aigw_lab.store.redact import BodyPolicy
+    from aigw_lab.store.spool import read_segment, spool_dir
+
+    db = tmp_path / "calls.duckdb"
+    log = CallLog(db, bodies=BodyPolicy(mode=mode, hash_key=b"k" * 32))
+    with _gateway(tmp_path, log) as gw:
+        gw.chat(
+            "up/m", [{"role": "user", "content": SENDABLE}], temperature=0.5, tags={"t": "\x00"}
+        )
+        ends = [
+            values
+            for path in sorted(spool_dir(db).glob("*.spool"))
+            for kind, values in read_segment(path)
+            if kind == "end"
+        ]
+        log.flush()
+        stored = log.query("SELECT * EXCLUDE (timestamp) FROM calls")
+    log.close()
+    assert len(ends) == 1 and len(stored) == 1
+    frame = dict(zip(CALL_COLUMNS, ends[0], strict=True))
+    row = stored.iloc[0].to_dict()
+    for column in ("request_json", "response_text", "tags_json", "bodies", "call_id", "cost_usd"):
+        value = row[column]
+        value = None if value is None or value != value else value  # NaN: NULL
+        assert frame[column] == value, column
+    assert list(row["flags"]) == list(frame["flags"]) == ["invalid_text"]
+    if mode == "full":
+        assert "\ufffd surrogate" in frame["response_text"] and "\\u0000" in frame["request_json"]
+
+
+def test_an_encrypted_log_stores_hostile_text_as_before(tmp_path) -> None:
+    from aigw_lab.store import CallLog
+    from aigw_lab.store.encryption import Encryption
+    from aigw_lab.store.sanitize import sanitize_record
+
+    db = tmp_path / "sealed.duckdb"
+    key = Encryption("correct horse battery staple 0123456789", "AIGW_LOG_KEY", "builtin")
+    log = CallLog(db, encryption=key)
+    with _gateway(tmp_path, log) as gw:
+        gw.chat("up/m", [{"role": "user", "content": SENDABLE}], seed=3)
+        log.flush()
+        stored = log.query("SELECT request_json, response_text, flags FROM calls").iloc[0]
+    log.close()
+    request = ChatRequest.create("m", [{"role": "user", "content": SENDABLE}], seed=3)
+    expected = sanitize_record(
+        CallRecord(
+            call_id="x",
+            trace_id="y",
+            timestamp=datetime.now(UTC),
+            provider_name="up",
+            request_model="m",
+            request_json=_JSON.encode(request.to_dict()),
+            response_text="back: " + HOSTILE,
+        )
+    )
+    assert stored["request_json"] == expected.request_json
+    assert stored["response_text"] == expected.response_text
+    assert list(stored["flags"]) == ["invalid_text"]
