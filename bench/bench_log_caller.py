@@ -16,6 +16,8 @@ beside its own baseline:
   collector's passes on the calling thread;
 * ``--baseline TREE``: the log-on side once more, with aigw_lab imported from another
   checkout (the code before a change), so before and after are measured in one run;
+* per call, once at the end: Python bytecodes, Python calls and C calls on the calling
+  thread (trace and profile hooks), a count no load changes (``--rates-off``: only that);
 * per call: the calling thread's CPU (``time.thread_time``) and the whole process's
   (``time.process_time``, the writer thread included), with the wall time and the load.
 
@@ -118,6 +120,35 @@ def install_phase_clocks(gateway, log) -> dict[str, int]:  # noqa: ANN001
     return spent
 
 
+def count_work(call, n: int) -> dict[str, float]:  # noqa: ANN001
+    """Python bytecodes, Python calls and C calls per call on the calling thread, counted
+    with the interpreter's trace and profile hooks: a measure no load changes (the cache
+    misses a paced call meets scale with it, not with the hot-loop time)."""
+    counts = {"bytecodes": 0, "py_calls": 0, "c_calls": 0}
+
+    def tracer(frame, event, arg):  # noqa: ANN001, ANN202, ARG001
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            counts["bytecodes"] += 1
+        return tracer
+
+    def profiler(frame, event, arg):  # noqa: ANN001, ANN202, ARG001
+        if event == "call":
+            counts["py_calls"] += 1
+        elif event == "c_call":
+            counts["c_calls"] += 1
+
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        for _ in range(n):
+            call()
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+    return {name: value / n for name, value in counts.items()}
+
+
 def worker(side: str, folder: str) -> int:
     """One side, driven over stdin/stdout: ``run N RATE`` -> one JSON line per block."""
     from bench_gateway_overhead import MESSAGES, MODEL, make_gateway
@@ -170,6 +201,9 @@ def worker(side: str, folder: str) -> int:
                 "phases": {k: v / 1e9 for k, v in spent.items()},
             }
             made += n
+        elif words[0] == "count":
+            report = count_work(call, int(words[1]))
+            made += int(words[1])
         else:
             rows = None
             if log is not None:
@@ -185,7 +219,13 @@ def worker(side: str, folder: str) -> int:
 
 
 def run(
-    rates: list[float], rounds: int, seconds: float, sides: list[str], baseline: str | None
+    rates: list[float],
+    rounds: int,
+    seconds: float,
+    sides: list[str],
+    baseline: str | None,
+    *,
+    count: bool = True,
 ) -> None:
     folder = tempfile.mkdtemp(prefix="bench-log-caller-")
 
@@ -280,6 +320,25 @@ def run(
                     f"[{min(values):.1f}-{max(values):.1f}]"
                 )
         print(f"load average at the end: {load()}\n")
+    if count:
+        print("### Work on the calling thread per call (trace and profile hooks, 200 calls)")
+        print(f"| {'side':<34} | {'bytecodes':>9} | {'Python calls':>12} | {'C calls':>8} |")
+        print(f"|{'-' * 36}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
+        counted = {side: ask(side, "count 200") for side in sides if side != "phases"}
+        for side, c in counted.items():
+            print(
+                f"| {SIDES[side]:<34} | {c['bytecodes']:>9.0f} | {c['py_calls']:>12.1f} | "
+                f"{c['c_calls']:>8.1f} |"
+            )
+        off = counted["off"]
+        for side, c in counted.items():
+            if side != "off":
+                print(
+                    f"added over log off, {SIDES[side]}: {c['bytecodes'] - off['bytecodes']:+.0f} "
+                    f"bytecodes, {c['py_calls'] - off['py_calls']:+.1f} Python calls, "
+                    f"{c['c_calls'] - off['c_calls']:+.1f} C calls"
+                )
+        print()
     for side in sides:
         end = ask(side, "end")
         if end["rows"] is not None and end["rows"] != end["made"]:
@@ -296,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="counted rounds per rate")
     parser.add_argument("--seconds", type=float, default=5.0, help="per block at 100 calls/s")
     parser.add_argument("--no-phases", action="store_true", help="leave the clocked side out")
+    parser.add_argument(
+        "--rates-off", action="store_true", help="only count the work per call (no pacing)"
+    )
     parser.add_argument(
         "--baseline",
         metavar="TREE",
@@ -319,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.baseline:
         print(f"baseline tree: {args.baseline}")
-    run([float(r) for r in args.rates.split(",")], args.rounds, args.seconds, sides, args.baseline)
+    rates = [] if args.rates_off else [float(r) for r in args.rates.split(",")]
+    run(rates, args.rounds, args.seconds, sides, args.baseline)
     return 0
 
 
