@@ -381,23 +381,19 @@ def _plain_request_json(request: ChatRequest) -> str | None:
     ):
         return None
     encode = _encode_string
+    messages = []
     for message in request.messages:
+        content, role = message.content, message.role
         if (
-            type(message.content) is not str
-            or type(message.role) is not str
+            type(content) is not str
+            or type(role) is not str
             or message.tool_calls is not None
             or message.name is not None
             or message.tool_call_id is not None
         ):
             return None
-    text = '{"model":' + encode(request.model) + ',"messages":['
-    text += ",".join(
-        [
-            '{"role":' + encode(m.role) + ',"content":' + encode(m.content) + "}"
-            for m in request.messages
-        ]
-    )
-    text += "]"
+        messages.append('{"role":' + encode(role) + ',"content":' + encode(content) + "}")
+    text = '{"model":' + encode(request.model) + ',"messages":[' + ",".join(messages) + "]"
     value = request.temperature
     if value is not None:
         if (number := _json_number(value)) is None:
