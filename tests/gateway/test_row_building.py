@@ -252,7 +252,7 @@ def requests(draw: st.DrawFn) -> ChatRequest:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(requests())
 def test_request_json_is_the_encoders_text_for_any_request(request: ChatRequest) -> None:
     assert request.to_json() == _JSON.encode(request.to_dict())
@@ -312,7 +312,7 @@ _VALUES = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(_ANY_TEXT, _VALUES, max_size=4))
 def test_label_json_is_the_encoders_text(labels: dict[str, Any]) -> None:
     expected = _JSON.encode(labels) if labels else None
@@ -342,7 +342,7 @@ SENDABLE = HOSTILE.replace("\ud800", "?").replace("\udfff", "?")
 
 
 @pytest.mark.parametrize("mode", ["full", "redacted", "hash", "none"])
-@pytest.mark.parametrize("body", [HOSTILE, HOSTILE * 40_000])  # the second: > max_body_chars
+@pytest.mark.parametrize("body", [HOSTILE, HOSTILE * 40_000], ids=["short", "over-max_body_chars"])
 def test_hostile_rows_come_out_of_sanitising_and_body_modes_as_before(mode: str, body: str) -> None:
     from aigw_lab.store.redact import BodyPolicy
     from aigw_lab.store.sanitize import sanitize_record
@@ -360,7 +360,7 @@ def _gateway(tmp_path, log):  # noqa: ANN001, ANN202
     import httpx
 
     from aigw_lab.gateway import Gateway
-    from aigw_lab.providers.base import HttpClients, ProviderSpec
+    from aigw_lab.providers.base import HttpClients, Price, ProviderSpec
 
     answer = {
         "id": "c1",
@@ -386,6 +386,7 @@ def _gateway(tmp_path, log):  # noqa: ANN001, ANN202
         log=log,
         clients=HttpClients(transport=httpx.MockTransport(upstream)),
         env={"K": "k"},
+        prices={"up/m": Price(0.5, 1.5)},
     )
 
 
