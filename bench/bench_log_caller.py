@@ -19,7 +19,8 @@ beside its own baseline:
 * per call, once at the end: Python bytecodes, Python calls and C calls on the calling
   thread (trace and profile hooks), a count no load changes (``--rates-off``: only that);
 * per call: the calling thread's CPU (``time.thread_time``) and the whole process's
-  (``time.process_time``, the writer thread included), with the wall time and the load.
+  (``time.process_time`` since the side's previous block, so the writer's inserts are
+  charged to their side whenever they run), with the wall time and the load.
 
 "added" is log-on minus log-off per round (median, range over rounds). CPU beside wall,
 the load average with every table: on the shared 2-core box the absolute figures move with
@@ -171,6 +172,7 @@ def worker(side: str, folder: str) -> int:
 
     assert call() == "Paris."
     made = 1
+    cpu_mark = time.process_time()
     for line in sys.stdin:
         words = line.split()
         if words[0] == "run":
@@ -179,17 +181,19 @@ def worker(side: str, folder: str) -> int:
                 spent[name] = 0
             start = time.perf_counter()
             usage0 = resource.getrusage(resource.RUSAGE_THREAD)
-            cpu0, thread0 = time.process_time(), time.thread_time()
+            thread0 = time.thread_time()
             for i in range(n):
                 delay = start + i / rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 call()
             cpu1, thread1 = time.process_time(), time.thread_time()
+            # The whole process since the previous report, not only during this block: the
+            # writer's inserts land whenever a batch is due, often while other sides run.
             usage1 = resource.getrusage(resource.RUSAGE_THREAD)
             report = {
                 "gc": spent["gc"] / 1e9,
-                "cpu": cpu1 - cpu0,
+                "cpu": cpu1 - cpu_mark,
                 "caller_cpu": thread1 - thread0,
                 # The calling thread's page faults and context switches (waits: a lock or
                 # the GIL; involuntary: preempted), to tell cold caches from waiting.
@@ -200,6 +204,7 @@ def worker(side: str, folder: str) -> int:
                 "calls": n,
                 "phases": {k: v / 1e9 for k, v in spent.items()},
             }
+            cpu_mark = cpu1
             made += n
         elif words[0] == "count":
             report = count_work(call, int(words[1]))
