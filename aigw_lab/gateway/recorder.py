@@ -208,35 +208,39 @@ class Recorder:
         # JSON encoder and the coordinates lookup altogether.
         request = ctx.request
         tags, metadata = request.tags, request.metadata
-        facts = traits(provider)
-        values = (
-            call_id,
-            ctx.trace_id,
-            ctx.started_wall,
-            ctx.provider_name,
-            ctx.model,
-            facts.api_format,
-            ctx.stream,
-            ctx.cache_status,
-            ctx.attempt,
-            ctx.fallback_from,
-            request.user,
-            request.tenant,
-            request.experiment_id,
-            to_json(tags) if tags else None,
-        )
-        # Last, what the call counts against budgets if it is never heard of again (its
-        # estimate: the upstream may have answered and billed).
         if metadata:
-            values += (
-                to_json(metadata),
+            run_id, item_id, target, repetition = experiment_coordinates(metadata)
+            metadata_json = to_json(metadata)
+        else:
+            run_id = item_id = target = repetition = metadata_json = None
+        facts = traits(provider)
+        self.spool.start(  # type: ignore[union-attr]
+            (
+                call_id,
+                ctx.trace_id,
+                ctx.started_wall,
+                ctx.provider_name,
+                ctx.model,
+                facts.api_format,
+                ctx.stream,
+                ctx.cache_status,
+                ctx.attempt,
+                ctx.fallback_from,
+                request.user,
+                request.tenant,
+                request.experiment_id,
+                to_json(tags) if tags else None,
+                metadata_json,
                 facts.simulated,
-                *experiment_coordinates(metadata),
+                run_id,
+                item_id,
+                target,
+                repetition,
+                # Last, what the call counts against budgets if it is never heard of again
+                # (its estimate: the upstream may have answered and billed).
                 ctx.budget_estimate_usd,
             )
-        else:
-            values += (None, facts.simulated, None, None, None, None, ctx.budget_estimate_usd)
-        self.spool.start(values)  # type: ignore[union-attr]
+        )
 
     def complete(
         self,

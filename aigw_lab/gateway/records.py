@@ -16,6 +16,19 @@ from aigw_lab.types import ChatRequest, ChatResponse
 
 # One encoder for every call: json.dumps with options builds a new encoder each time.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# And its C core, made once: `JSONEncoder.encode` builds a new one per call (with a dict of
+# the containers seen, for cycles). Without that dict it is reusable from any thread; a
+# cyclic value then fails with RecursionError, and `to_json` asks `_JSON` again, which
+# raises what it always raised.
+_C_ENCODER = json.encoder.c_make_encoder
+_ENCODE_C = (
+    None
+    if _C_ENCODER is None
+    else _C_ENCODER(None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+)
+# A row from values already in column order, without the keyword-only constructor.
+_new_row = tuple.__new__
+_from_timestamp = datetime.fromtimestamp
 
 __all__ = [
     "EXPERIMENT_KEY",
@@ -38,51 +51,71 @@ def success_record(
     usage = response.usage
     latency = response.latency
     request = ctx.request
-    run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
-    return CallRecord(
-        call_id=response.call_id or "",
-        trace_id=ctx.trace_id,
-        timestamp=datetime.fromtimestamp(ctx.started_wall, UTC),
-        provider_name=ctx.provider_name,
-        request_model=ctx.model,
-        response_model=response.model,
-        response_id=response.response_id,
-        api_format=api_format,
-        request_json=request.to_json(),
-        response_text=response.text,
-        finish_reason=response.finish_reason,
-        tool_calls_json=to_json(response.tool_calls),
-        # Unreported usage is NULL, like its cost: 0 would read as "no tokens used".
-        input_tokens=usage.input_tokens if usage.known else None,
-        output_tokens=usage.output_tokens if usage.known else None,
-        cache_read_input_tokens=usage.cache_read_tokens if usage.known else None,
-        cache_creation_input_tokens=usage.cache_write_tokens if usage.known else None,
-        reasoning_tokens=usage.reasoning_tokens if usage.known else None,
-        cost_usd=response.cost_usd,
-        budget_usd=budget_charge(ctx, response.cost_usd, answered=True),
-        latency_ms=latency.total_ms,
-        ttfb_ms=latency.ttfb_ms,
-        ttft_ms=latency.ttft_ms,
-        upstream_ms=latency.upstream_ms,
-        overhead_ms=latency.overhead_ms,
-        stream=ctx.stream,
-        cache_status=response.cache_status,
-        cache_similarity=ctx.cache_similarity,
-        attempt=ctx.attempt,
-        fallback_from=ctx.fallback_from,
-        user_id=request.user,
-        tenant_id=request.tenant,
-        experiment_id=request.experiment_id,
-        tags_json=to_json(request.tags),
-        metadata_json=to_json(request.metadata),
-        simulated=response.simulated,
-        route_policy=ctx.route_policy,
-        propensity=ctx.propensity,
-        shadow_of=ctx.shadow_of,
-        run_id=run_id,
-        item_id=item_id,
-        target=target,
-        repetition=repetition,
+    metadata = request.metadata
+    run_id, item_id, target, repetition = experiment_coordinates(metadata)
+    known = usage.known  # unreported usage is NULL, like its cost: 0 would read "no tokens"
+    upstream_ms = latency.upstream_ms
+    total_ms = latency.total_ms
+    cost = response.cost_usd
+    tool_calls = response.tool_calls
+    tags = request.tags
+    # Built in column order (`CALL_COLUMNS`), one column a line: a row is built on the
+    # calling thread of every logged call, and 49 keyword arguments cost several times the
+    # tuple itself. tests/gateway/test_row_building.py checks every column against a
+    # keyword-built row, with a distinct value in each.
+    return _new_row(
+        CallRecord,
+        (
+            response.call_id or "",  # call_id
+            ctx.trace_id,  # trace_id
+            _from_timestamp(ctx.started_wall, UTC),  # timestamp
+            ctx.provider_name,  # provider_name
+            ctx.model,  # request_model
+            "chat",  # operation_name
+            response.model,  # response_model
+            response.response_id,  # response_id
+            api_format,  # api_format
+            request.to_json(),  # request_json
+            response.text,  # response_text
+            response.finish_reason,  # finish_reason
+            to_json(tool_calls) if tool_calls else None,  # tool_calls_json
+            "ok",  # status
+            None,  # error_type
+            None,  # error_message
+            None,  # http_status_code
+            usage.input_tokens if known else None,  # input_tokens
+            usage.output_tokens if known else None,  # output_tokens
+            usage.cache_read_tokens if known else None,  # cache_read_input_tokens
+            usage.cache_write_tokens if known else None,  # cache_creation_input_tokens
+            usage.reasoning_tokens if known else None,  # reasoning_tokens
+            cost,  # cost_usd
+            total_ms,  # latency_ms
+            latency.ttfb_ms,  # ttfb_ms
+            latency.ttft_ms,  # ttft_ms
+            upstream_ms,  # upstream_ms
+            None if upstream_ms is None else max(0.0, total_ms - upstream_ms),  # overhead_ms
+            ctx.stream,  # stream
+            response.cache_status,  # cache_status
+            ctx.cache_similarity,  # cache_similarity
+            ctx.attempt,  # attempt
+            ctx.fallback_from,  # fallback_from
+            request.user,  # user_id
+            request.tenant,  # tenant_id
+            request.experiment_id,  # experiment_id
+            to_json(tags) if tags else None,  # tags_json
+            to_json(metadata) if metadata else None,  # metadata_json
+            response.simulated,  # simulated
+            run_id,  # run_id
+            item_id,  # item_id
+            target,  # target
+            repetition,  # repetition
+            None,  # flags
+            "full",  # bodies
+            budget_charge(ctx, cost, answered=True),  # budget_usd
+            ctx.route_policy,  # route_policy
+            ctx.propensity,  # propensity
+            ctx.shadow_of,  # shadow_of
+        ),
     )
 
 
@@ -223,4 +256,9 @@ def to_json(value: Any) -> str | None:
         value = dict(value)
     elif isinstance(value, tuple):
         value = [dict(v) if isinstance(v, Mapping) else v for v in value]
+    if _ENCODE_C is not None:
+        try:
+            return "".join(_ENCODE_C(value, 0))
+        except RecursionError:
+            pass  # a cycle, or nesting too deep: the encoder's own error, below
     return _JSON.encode(value)
