@@ -6,10 +6,17 @@ runs on the call path.
                           index_factory=partial(BackgroundIVFIndex, nprobe=8))
 
 It searches exactly (one matrix product, the same answers as `NumpyIndex`) while a
-partition is small. From ``exact_below`` live entries on, it searches a faiss IVF-Flat
-index (inner product: cosine on the cache's unit vectors) plus, exactly, the *tail* of
-vectors added since that index last took vectors in. The work that used to stall every
-caller happens on a worker thread (``spawn``), outside the index's lock:
+partition is small. From ``exact_below`` live entries on, it searches a faiss IVF index
+(inner product: cosine on the cache's unit vectors) plus, exactly, the *tail* of vectors
+added since that index last took vectors in. By default (``codes="sq8"``) the IVF index
+keeps one byte per dimension, not the vector: its ``rerank`` best candidates are scored
+again exactly against the rows, so the vectors are held once (in `VectorRows`), a lookup
+reads a quarter of the bytes, and the similarities it returns are exact (the cache's
+threshold compares them). ``codes="flat"`` keeps IVF-Flat (a second float copy). The work
+that used to stall every caller happens on a worker thread (``spawn``), outside the
+index's lock, with faiss limited to ``maintenance_threads`` OpenMP threads there (a
+setting of that thread only, restored after each job), so maintenance leaves a core to
+the callers:
 
 * training and retraining (k-means on a sample, then every live vector assigned to its
   cluster into a new index), started when the rows written reach ``regrow`` times what the
@@ -27,7 +34,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +57,7 @@ _MAX_CATCH_UP_ROUNDS = 50
 #: A batched add takes at most this many batches, so its copy under the lock stays short
 #: (with 4, no maintenance step held the lock over 0.8 ms CPU in a 1M fill).
 _FLUSH_BATCHES = 4
+_CODES = ("sq8", "flat")
 
 
 def start_daemon_thread(job: Callable[[], None]) -> None:
@@ -66,8 +75,9 @@ def _setting(name: str, value: object, *, low: int) -> int:
 
 
 class BackgroundIVFIndex:
-    """A `VectorIndex`: exact below ``exact_below`` live entries, faiss IVF-Flat plus an
-    exactly searched tail above, maintained on a worker thread.
+    """A `VectorIndex`: exact below ``exact_below`` live entries, faiss IVF (SQ8 codes with
+    an exact re-rank, or IVF-Flat) plus an exactly searched tail above, maintained on a
+    worker thread.
 
     ``nlist``: the most clusters (default 2048; a build uses ``live // 32`` rounded down to
     a power of two when that is fewer). ``nprobe``: clusters searched per lookup. ``batch``:
@@ -75,6 +85,9 @@ class BackgroundIVFIndex:
     removed rows) when the rows written reach this multiple of the last build's.
     ``train_per_cluster``: k-means sample points per cluster; ``niter``: its iterations.
     ``spawn``: runs a maintenance job off the call path (default: a daemon thread each).
+    ``codes``: ``"sq8"`` (8-bit codes in the IVF index, the ``rerank`` best re-scored
+    exactly from the rows) or ``"flat"`` (float vectors in the IVF index, a second copy).
+    ``maintenance_threads``: faiss's OpenMP threads inside a maintenance job.
     """
 
     def __init__(
@@ -89,7 +102,17 @@ class BackgroundIVFIndex:
         train_per_cluster: int = 32,
         niter: int = 10,
         spawn: Callable[[Callable[[], None]], None] = start_daemon_thread,
+        codes: str = "sq8",
+        rerank: int = 16,
+        maintenance_threads: int = 1,
     ) -> None:
+        if codes not in _CODES:
+            raise ConfigError(
+                f"BackgroundIVFIndex codes={codes!r} is invalid", hint='use "sq8" or "flat"'
+            )
+        self.codes = codes
+        self.rerank = _setting("rerank", rerank, low=1)
+        self.maintenance_threads = _setting("maintenance_threads", maintenance_threads, low=1)
         self.dim = _setting("dim", dim, low=1)
         self.exact_below = _setting("exact_below", exact_below, low=1)
         self.max_nlist = _setting("nlist", nlist, low=1)
@@ -133,6 +156,16 @@ class BackgroundIVFIndex:
         """The clusters of the current IVF index (0 while exact)."""
         return int(self._ivf.nlist) if self._ivf is not None else 0
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes it holds for vectors: the rows (reserved capacity included), the IVF
+        index's codes, ids and centroids."""
+        held = self._rows.nbytes
+        if self._ivf is not None:
+            held += self._ivf.ntotal * (self._ivf.code_size + 8)
+            held += self._ivf.quantizer.ntotal * self.dim * 4
+        return held
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no maintenance job is in flight or scheduled (False on timeout)."""
         with self._idle:
@@ -169,13 +202,17 @@ class BackgroundIVFIndex:
         with self._lock:
             found = exact_top_k(self._rows.segments(self._indexed, self._rows.size), query, k)
             if self._ivf is not None and self._ivf.ntotal:
-                scores, ids = self._ivf.search(query.reshape(1, -1), k)
+                flat = self.codes == "flat"
+                scores, ids = self._ivf.search(query.reshape(1, -1), k if flat else self.rerank)
                 # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
-                found += [
-                    (int(i), float(s))
-                    for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-                    if i >= 0
-                ]
+                if flat:
+                    found += [
+                        (int(i), float(s))
+                        for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                        if i >= 0
+                    ]
+                else:  # codes approximate the score: the candidates are scored again exactly
+                    found += self._rows.rescore([i for i in ids[0].tolist() if i >= 0], query)
         return merge_top_k(found, k)
 
     def __len__(self) -> int:
@@ -210,8 +247,25 @@ class BackgroundIVFIndex:
 
     # --- batched adds ---------------------------------------------------------------------
 
+    @contextmanager
+    def _maintenance_threads(self) -> Iterator[None]:
+        """faiss's OpenMP threads limited on this thread for one job (an OpenMP setting is
+        the calling thread's): two threads on a 2-core machine took both cores from the
+        callers, and held the lock while a parallel add waited for its second thread."""
+        faiss = self._faiss
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self.maintenance_threads)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(before)
+
     def _run_flush(self) -> None:
         """Append the tail to the IVF index: clusters computed off the lock, then one copy."""
+        with self._maintenance_threads():
+            self._flush()
+
+    def _flush(self) -> None:
         try:
             with self._lock:
                 held = time.perf_counter(), time.thread_time()
@@ -267,6 +321,10 @@ class BackgroundIVFIndex:
     def _run_build(self) -> None:
         """Build a compacted copy of the rows (and an IVF index once large enough) aside,
         catch it up with what changed meanwhile, then swap it in."""
+        with self._maintenance_threads():
+            self._build()
+
+    def _build(self) -> None:
         try:
             with self._lock:
                 held = time.perf_counter(), time.thread_time()
@@ -356,12 +414,23 @@ class BackgroundIVFIndex:
         build.indexed = build.rows.size
 
     def _train(self, rows: VectorRows) -> Any:
-        """A new IVF-Flat index trained on a sample of ``rows`` and holding all of them."""
+        """A new IVF index trained on a sample of ``rows`` and holding all of them."""
         faiss = self._faiss
         live = len(rows)
         nlist = 1 << int(np.log2(max(1, min(self.max_nlist, live // 32))))
         quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if self.codes == "sq8":  # codes of the vectors themselves (not residuals): no
+            # per-cluster work at search time; the re-rank makes the scores exact
+            ivf = faiss.IndexIVFScalarQuantizer(
+                quantizer,
+                self.dim,
+                nlist,
+                faiss.ScalarQuantizer.QT_8bit,
+                faiss.METRIC_INNER_PRODUCT,
+                False,
+            )
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter = self.niter
         ivf.cp.max_points_per_centroid = self.train_per_cluster
         ivf.cp.min_points_per_centroid = 1  # a small build trains on what it has, silently

@@ -1,0 +1,196 @@
+"""BackgroundIVFIndex's default codes (SQ8 with an exact re-rank) and its maintenance
+threads: the vectors are held once; the similarities it returns are exact and its answers
+equal exact search's when every cluster is probed; a maintenance job runs faiss on one
+OpenMP thread and gives the thread its setting back; builds swapped in while threads add,
+remove and look up lose no entry and never return a removed one. `codes="flat"` (IVF-Flat,
+a second copy) stays available and is checked beside it."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from aigw_lab.errors import ConfigError
+from aigw_lab.gateway.semantic_match import NumpyIndex
+from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
+
+DIM = 32
+WAIT = 60  # seconds: a generous bound for background jobs on a loaded machine
+
+
+@pytest.fixture
+def faiss():
+    return pytest.importorskip(
+        "faiss", reason='faiss is not installed (pip install "aigw-lab[ann]")'
+    )
+
+
+def clustered(n, seed, dim=DIM, clusters=40):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    rows = centres[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim))
+    rows = rows.astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def near(vectors, seed, scale=0.05):
+    rng = np.random.default_rng(seed)
+    moved = vectors + scale * rng.standard_normal(vectors.shape).astype(np.float32)
+    return moved / np.linalg.norm(moved, axis=1, keepdims=True)
+
+
+class Manual:
+    """A ``spawn`` that queues jobs; the test runs them when it chooses."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def __call__(self, job):
+        self.jobs.append(job)
+
+    def run_all(self):
+        while self.jobs:
+            self.jobs.pop(0)()
+
+
+def built(n, seed, **kwargs):
+    spawn = Manual()
+    vectors = clustered(n, seed)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, spawn=spawn, **kwargs)
+    index.add_many(np.arange(n), vectors)
+    spawn.run_all()
+    assert index.approximate and index.tail == 0
+    return index, vectors
+
+
+def test_codes_and_threads_are_validated():
+    with pytest.raises(ConfigError, match="codes"):
+        BackgroundIVFIndex(DIM, codes="pq")
+    with pytest.raises(ConfigError, match="rerank"):
+        BackgroundIVFIndex(DIM, rerank=0)
+    with pytest.raises(ConfigError, match="maintenance_threads"):
+        BackgroundIVFIndex(DIM, maintenance_threads=0)
+
+
+def test_sq8_holds_the_vectors_once_where_flat_holds_them_twice(faiss):
+    # 7,168 rows fill the first chunks exactly (1,024 + 2,048 + 4,096): no spare capacity.
+    floats = 7168 * DIM * 4
+    sq8, _ = built(7168, seed=1, nlist=32)
+    flat, _ = built(7168, seed=1, nlist=32, codes="flat")
+    assert sq8.codes == "sq8"  # the default
+    assert sq8.nbytes < 1.5 * floats
+    assert flat.nbytes > 2.0 * floats
+
+
+@pytest.mark.parametrize("codes", ["sq8", "flat"])
+def test_with_every_cluster_probed_answers_and_scores_equal_exact_search(faiss, codes):
+    index, vectors = built(3000, seed=2, nlist=16, nprobe=16, codes=codes)
+    exact = NumpyIndex(DIM)
+    for i, row in enumerate(vectors):
+        exact.add(i, row)
+    for i in range(0, 3000, 4):
+        index.remove(i)
+        exact.remove(i)
+    for query in near(vectors[1::25], seed=3):
+        got, want = index.search(query, 4), exact.search(query, 4)
+        assert [i for i, _ in got] == [i for i, _ in want]
+        # SQ8 codes alone are off by about 1e-3: the re-rank returns exact similarities.
+        assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
+
+
+def test_sq8_scores_are_the_exact_ones_not_the_codes(faiss):
+    index, vectors = built(3000, seed=4, nlist=16, nprobe=16)
+    query = near(vectors[7:8], seed=5)[0]
+    scores, ids = index._ivf.search(query.reshape(1, -1), 4)
+    coded = dict(zip(ids[0].tolist(), scores[0].tolist(), strict=True))
+    for entry_id, score in index.search(query, 4):
+        assert score == pytest.approx(float(vectors[entry_id] @ query), abs=1e-6)
+        if entry_id in coded:
+            assert coded[entry_id] != pytest.approx(score, abs=1e-6)
+
+
+def test_a_maintenance_job_runs_faiss_on_one_thread_and_restores_the_setting(faiss):
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)  # this thread's setting (OpenMP keeps one per thread)
+    try:
+        spawn = Manual()
+        vectors = clustered(1600, seed=6)
+        index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, batch=256, spawn=spawn)
+        seen = []
+        real_assign = index._assign
+
+        def assign(quantizer, rows):
+            seen.append(faiss.omp_get_max_threads())
+            return real_assign(quantizer, rows)
+
+        index._assign = assign
+        index.add_many(np.arange(1000), vectors[:1000])
+        spawn.run_all()  # the build, on this thread
+        index.add_many(np.arange(1000, 1600), vectors[1000:])
+        spawn.run_all()  # a batched add
+        assert index.builds == 1 and index.flushes == 1
+        assert seen and set(seen) == {1}
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def test_swaps_during_concurrent_lookups_lose_no_entry_and_return_no_removed_one(faiss):
+    """Real worker threads: a writer adds 6,000 rows and removes every fifth behind it
+    (builds at 500, 1,000, 2,000, 4,000 rows, batched adds between) while two readers look
+    up rows known live (each finds itself) and check no result was removed before the
+    lookup began."""
+    n = 6000
+    vectors = clustered(n, seed=7)
+    index = BackgroundIVFIndex(
+        DIM, exact_below=500, nlist=16, nprobe=4, batch=128, regrow=2, codes="sq8"
+    )
+    lock = threading.Lock()
+    live: list[int] = []  # added, never to be removed
+    removed: set[int] = set()
+    stop = threading.Event()
+    errors: list[str] = []
+    lookups = [0, 0]
+
+    def writer():
+        for start in range(0, n, 100):
+            ids = np.arange(start, start + 100)
+            index.add_many(ids, vectors[start : start + 100])
+            for i in ids.tolist():
+                if i % 5 == 0:
+                    index.remove(i)
+                    with lock:
+                        removed.add(i)
+                else:
+                    with lock:
+                        live.append(i)
+
+    def reader(slot):
+        rng = np.random.default_rng(slot)
+        while not stop.is_set() or lookups[slot] < 50:
+            with lock:
+                if not live:
+                    continue
+                target = live[int(rng.integers(len(live)))]
+                gone = set(removed)
+            found = index.search(vectors[target], 4)
+            lookups[slot] += 1
+            if found[0][0] != target:
+                errors.append(f"live {target} not found: {found}")
+            if gone & {i for i, _ in found}:
+                errors.append(f"removed ids returned: {gone & {i for i, _ in found}}")
+
+    readers = [threading.Thread(target=reader, args=(slot,)) for slot in (0, 1)]
+    for thread in readers:
+        thread.start()
+    writer()
+    assert index.wait_idle(WAIT)
+    stop.set()
+    for thread in readers:
+        thread.join(WAIT)
+    assert not errors, errors[:5]
+    assert index.builds >= 3 and index.failures == 0 and index.approximate
+    assert len(index) == len(live) == n - n // 5
+    for i in range(1, n, 37):
+        best = index.search(vectors[i], 1)[0][0]
+        assert best == i if i % 5 else best != i
