@@ -90,6 +90,10 @@ class BackgroundIVFIndex:
     ``maintenance_threads``: faiss's OpenMP threads inside a maintenance job.
     """
 
+    #: Every method takes the index's own lock: a `MemorySemanticStore` searches it outside
+    #: the store's lock, so callers' adds do not queue behind other callers' searches.
+    locks_itself = True
+
     def __init__(
         self,
         dim: int,

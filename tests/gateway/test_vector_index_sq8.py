@@ -194,3 +194,62 @@ def test_swaps_during_concurrent_lookups_lose_no_entry_and_return_no_removed_one
     for i in range(1, n, 37):
         best = index.search(vectors[i], 1)[0][0]
         assert best == i if i % 5 else best != i
+
+
+def entry(i, vector):
+    from aigw_lab.gateway.semantic_store import SemanticEntry
+
+    return SemanticEntry(
+        partition="p",
+        text=str(i),
+        vector=vector,
+        response=None,
+        created=0.0,
+        expires=None,
+        markers=((), 0),
+    )
+
+
+def test_a_store_searches_it_outside_the_store_lock_and_drops_entries_gone_meanwhile(faiss):
+    """A search held inside the index never blocks another caller's add or removal through
+    the store; an entry removed while the search ran is not returned."""
+    from aigw_lab.gateway.semantic_store import MemorySemanticStore
+
+    vectors = clustered(200, seed=8)
+    store = MemorySemanticStore(1000, index_factory=lambda dim: BackgroundIVFIndex(dim))
+    added = [store.add(entry(i, vectors[i])) for i in range(100)]
+    (index,) = store._indexes.values()
+    entered, release = threading.Event(), threading.Event()
+    real_search = index.search
+
+    def held_search(vector, k):
+        found = real_search(vector, k)
+        entered.set()
+        assert release.wait(WAIT)
+        return found
+
+    index.search = held_search
+    answers = []
+    looker = threading.Thread(target=lambda: answers.append(store.search("p", vectors[5], 2)))
+    looker.start()
+    assert entered.wait(WAIT)
+    other = threading.Thread(
+        target=lambda: (store.add(entry(100, vectors[100])), store.remove(added[5].entry_id))
+    )
+    other.start()
+    other.join(WAIT)
+    assert not other.is_alive(), "an add waited for another caller's search"
+    release.set()
+    looker.join(WAIT)
+    (found,) = answers
+    assert [e.text for e, _ in found] and "5" not in [e.text for e, _ in found]
+    assert len(store) == 100
+
+
+def test_a_store_keeps_exact_indexes_under_its_lock():
+    from aigw_lab.gateway.semantic_store import MemorySemanticStore
+
+    assert not getattr(NumpyIndex, "locks_itself", False)  # not thread-safe on its own
+    store = MemorySemanticStore(10)
+    store.add(entry(0, clustered(1, seed=9)[0]))
+    assert store.search("p", clustered(1, seed=9)[0], 1)[0][0].text == "0"
