@@ -309,43 +309,60 @@ def recall(agree: np.ndarray, rng: np.random.Generator) -> str:
     return f"{agree.mean():.4f} [{low:.4f}, {high:.4f}] (n={len(agree)})"
 
 
-def lookups(index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int) -> None:
+def lookups(
+    index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int, nprobes: list[int]
+) -> None:
+    """Each query through the index, through it at each of ``nprobes`` (set on its IVF
+    index for that search), and through exact search, interleaved query by query."""
     rng = np.random.default_rng(seed)
     exact = exact_view(vectors)
     dups = near(rng, vectors[rng.choice(len(vectors), n, replace=False)])
-    times = {"ann": [], "exact": []}
-    cpus = {"ann": [], "exact": []}
-    found = {"ann": [], "exact": []}
+    ivf = getattr(index, "_ivf", None)
+    sides = [("ann", index, None)]
+    if ivf is not None:
+        sides += [(f"nprobe={v}", index, v) for v in nprobes]
+    sides.append(("exact", exact, None))
+    times = {name: [] for name, _, _ in sides}
+    cpus = {name: [] for name, _, _ in sides}
+    found = {name: [] for name, _, _ in sides}
+    default = ivf.nprobe if ivf is not None else 0
     for kind, queries in (("dup", dups), ("fresh", fresh[:n])):
-        for q in queries:
-            for name, idx in (("ann", index), ("exact", exact)):  # interleaved, query by query
+        for i, q in enumerate(queries):
+            # Interleaved query by query, the order rotated so that no side always follows
+            # the exact scan (which leaves the caches cold for whoever comes next).
+            for name, idx, nprobe in sides[i % len(sides) :] + sides[: i % len(sides)]:
+                if ivf is not None:
+                    ivf.nprobe = nprobe or default
                 w, c = time.perf_counter(), time.thread_time()
                 best = idx.search(q, 4)
                 times[name].append(time.perf_counter() - w)
                 cpus[name].append(time.thread_time() - c)
                 found[name].append((kind, best[0][0], best[0][1]))
+    if ivf is not None:
+        ivf.nprobe = default
     print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
-    for name in ("ann", "exact"):
+    for name, _, _ in sides:
         t, c = times[name], cpus[name]
         print(
-            f"    {name:5s} ms: p50 {pct(t, 0.5) * 1e3:.3f} wall / {pct(c, 0.5) * 1e3:.3f} CPU, "
+            f"    {name:10s} ms: p50 {pct(t, 0.5) * 1e3:.3f} wall / {pct(c, 0.5) * 1e3:.3f} CPU, "
             f"p99 {pct(t, 0.99) * 1e3:.3f} wall / {pct(c, 0.99) * 1e3:.3f} CPU"
         )
     print(f"    ann / exact, p50 wall: x{pct(times['ann'], 0.5) / pct(times['exact'], 0.5):.4f}")
-    for kind in ("dup", "fresh"):
-        pairs = [
-            (a[1] == e[1], e[2])
-            for a, e in zip(found["ann"], found["exact"], strict=True)
-            if a[0] == kind
-        ]
-        agree = np.array([ok for ok, _ in pairs], dtype=float)
-        served = np.array([ok for ok, sim in pairs if sim >= 0.9], dtype=float)
-        sims = [sim for _, sim in pairs]
-        print(
-            f"    recall@1 {kind:5s}: {recall(agree, rng)}; exact best similarity p10/p50/p90 "
-            f"{pct(sims, 0.1):.3f}/{pct(sims, 0.5):.3f}/{pct(sims, 0.9):.3f}; where it is >= 0.9: "
-            f"{recall(served, rng)}"
-        )
+    for name, _, _ in sides[:-1]:
+        for kind in ("dup", "fresh"):
+            pairs = [
+                (a[1] == e[1], e[2])
+                for a, e in zip(found[name], found["exact"], strict=True)
+                if a[0] == kind
+            ]
+            agree = np.array([ok for ok, _ in pairs], dtype=float)
+            served = np.array([ok for ok, sim in pairs if sim >= 0.9], dtype=float)
+            sims = [sim for _, sim in pairs]
+            print(
+                f"    {name} recall@1 {kind:5s}: {recall(agree, rng)}; exact best similarity "
+                f"p10/p50/p90 {pct(sims, 0.1):.3f}/{pct(sims, 0.5):.3f}/{pct(sims, 0.9):.3f}; "
+                f"where it is >= 0.9: {recall(served, rng)}"
+            )
 
 
 def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
@@ -362,7 +379,7 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         maintenance_threads=args.maintenance_threads,
     )
     store = fill(stored, factory, queries, "BackgroundIVFIndex")
-    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2)
+    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2, nprobes=args.nprobes)
     del store
     if args.fill_baseline:
         fill(stored, NumpyIndex, queries, "NumpyIndex (exact, the baseline)")
@@ -377,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nlist", type=int, default=2048)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--codes", choices=("sq8", "flat"), default="sq8")
+    parser.add_argument(
+        "--nprobes", type=int, nargs="*", default=[], help="also look up at these nprobe"
+    )
     parser.add_argument("--maintenance-threads", type=int, default=1)
     parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
     args = parser.parse_args(argv)
