@@ -164,6 +164,8 @@ def test_swaps_during_concurrent_lookups_lose_no_entry_and_return_no_removed_one
                 else:
                     with lock:
                         live.append(i)
+            if (start + 100) % 500 == 0:  # builds start at 500, 1,000, 2,000 and 4,000 rows
+                assert index.wait_idle(WAIT)  # while the readers keep looking up
 
     def reader(slot):
         rng = np.random.default_rng(slot)
@@ -253,3 +255,29 @@ def test_a_store_keeps_exact_indexes_under_its_lock():
     store = MemorySemanticStore(10)
     store.add(entry(0, clustered(1, seed=9)[0]))
     assert store.search("p", clustered(1, seed=9)[0], 1)[0][0].text == "0"
+
+
+def test_a_default_cache_still_searches_exactly():
+    """Small caches keep the exact default: no faiss, no approximation."""
+    from aigw_lab.embeddings import HashingEmbedder
+    from aigw_lab.gateway.semantic_cache import SemanticCache
+
+    cache = SemanticCache(HashingEmbedder(16))
+    cache.store.add(entry(0, clustered(1, seed=10, dim=16)[0]))
+    (index,) = cache.store._indexes.values()
+    assert type(index) is NumpyIndex
+
+
+def test_rescore_scores_live_rows_exactly_and_leaves_out_removed_ones():
+    from aigw_lab.gateway.vector_rows import VectorRows
+
+    vectors = clustered(3000, seed=11)  # spans several chunks (1,024, 2,048, ...)
+    rows = VectorRows(DIM)
+    rows.append(np.arange(3000), vectors)
+    rows.kill(2500)
+    query = vectors[0]
+    found = dict(rows.rescore([5, 1500, 2500, 2999, 7777], query))
+    assert set(found) == {5, 1500, 2999}
+    for entry_id, score in found.items():
+        assert score == pytest.approx(float(vectors[entry_id] @ query), abs=1e-6)
+    assert rows.rescore([], query) == []
