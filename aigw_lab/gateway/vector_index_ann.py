@@ -90,8 +90,10 @@ class BackgroundIVFIndex:
     ``maintenance_threads``: faiss's OpenMP threads inside a maintenance job.
     """
 
-    #: Every method takes the index's own lock: a `MemorySemanticStore` searches it outside
-    #: the store's lock, so callers' adds do not queue behind other callers' searches.
+    #: Every method takes the index's own locks: a `MemorySemanticStore` searches it outside
+    #: the store's lock, so callers' adds do not queue behind other callers' searches (and
+    #: inside, a search holds only the lock that batched adds and removals of indexed rows
+    #: take, not the one adds take).
     locks_itself = True
 
     def __init__(
@@ -129,6 +131,10 @@ class BackgroundIVFIndex:
         self._spawn = spawn
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        # faiss may not search an IVF index while vectors are appended to or removed from
+        # it: this lock (taken inside _lock, never the other way) covers only that, so an
+        # add never waits for another caller's search.
+        self._ivf_lock = threading.Lock()
         self._rows = VectorRows(dim)
         self._ivf: Any = None  # the faiss index over rows [0, _indexed)
         self._indexed = 0  # rows below this are in _ivf (or removed); the rest: the tail
@@ -196,27 +202,36 @@ class BackgroundIVFIndex:
         with self._lock:
             row = self._rows.kill(entry_id)  # KeyError for an unknown id, as NumpyIndex
             if row < self._indexed:
-                self._ivf.remove_ids(self._selector([entry_id]))
+                with self._ivf_lock:
+                    self._ivf.remove_ids(self._selector([entry_id]))
             if self._removed_since is not None:
                 self._removed_since.append(entry_id)
             self._schedule()  # enough removed rows start a compacting build
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        with self._lock:
-            found = exact_top_k(self._rows.segments(self._indexed, self._rows.size), query, k)
-            if self._ivf is not None and self._ivf.ntotal:
-                flat = self.codes == "flat"
-                scores, ids = self._ivf.search(query.reshape(1, -1), k if flat else self.rerank)
-                # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
-                if flat:
-                    found += [
-                        (int(i), float(s))
-                        for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-                        if i >= 0
-                    ]
-                else:  # codes approximate the score: the candidates are scored again exactly
-                    found += self._rows.rescore([i for i in ids[0].tolist() if i >= 0], query)
+        with self._lock:  # a consistent view; the searches below run outside the lock
+            rows, ivf = self._rows, self._ivf
+            tail = rows.segments(self._indexed, rows.size)  # immutable rows (ids may go -1)
+        found = exact_top_k(tail, query, k)
+        if ivf is None:
+            return merge_top_k(found, k)
+        flat = self.codes == "flat"
+        with self._ivf_lock:
+            if not ivf.ntotal:
+                return merge_top_k(found, k)
+            scores, ids = ivf.search(query.reshape(1, -1), k if flat else self.rerank)
+        # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
+        if flat:
+            found += [
+                (int(i), float(s))
+                for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                if i >= 0
+            ]
+        else:  # codes approximate the score: the candidates are scored again exactly
+            found += rows.rescore([i for i in ids[0].tolist() if i >= 0], query)
+        # A batched add may have moved tail rows into the index since the view: an id can
+        # come from both; merge_top_k keeps it once.
         return merge_top_k(found, k)
 
     def __len__(self) -> int:
@@ -288,7 +303,8 @@ class BackgroundIVFIndex:
                 if generation == self._generation:
                     now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
                     keep = (now >= 0) & (ids >= 0)
-                    self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
+                    with self._ivf_lock:
+                        self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
                     self._indexed = stop
                     self.flushes += 1
                 self._note_locked(held)

@@ -124,6 +124,14 @@ def exact_top_k(
 
 def merge_top_k(found: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
     """The ``k`` most similar of ``found``, best first (ties: the earlier id first, the
-    order exact search gives)."""
+    order exact search gives), each id once (the first, most similar, of its pairs)."""
     found.sort(key=lambda pair: (-pair[1], pair[0]))
-    return found[:k]
+    seen: set[int] = set()
+    best = []
+    for entry_id, score in found:
+        if len(best) >= k:
+            break
+        if entry_id not in seen:
+            seen.add(entry_id)
+            best.append((entry_id, score))
+    return best

@@ -281,3 +281,44 @@ def test_rescore_scores_live_rows_exactly_and_leaves_out_removed_ones():
     for entry_id, score in found.items():
         assert score == pytest.approx(float(vectors[entry_id] @ query), abs=1e-6)
     assert rows.rescore([], query) == []
+
+
+class HeldSearch:
+    """Stands in for a faiss index: its search waits on an Event, the rest passes through."""
+
+    def __init__(self, inner):
+        self._inner, self.entered, self.release = inner, threading.Event(), threading.Event()
+
+    def search(self, *args):
+        self.entered.set()
+        assert self.release.wait(WAIT)
+        return self._inner.search(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_an_add_never_waits_for_a_search_inside_faiss(faiss):
+    index, vectors = built(3000, seed=12, nlist=16, nprobe=16)
+    held = HeldSearch(index._ivf)
+    index._ivf = held
+    answers = []
+    looker = threading.Thread(target=lambda: answers.append(index.search(vectors[9], 1)))
+    looker.start()
+    assert held.entered.wait(WAIT)
+    adder = threading.Thread(target=lambda: index.add(5000, vectors[0]))
+    adder.start()
+    adder.join(WAIT)
+    assert not adder.is_alive(), "an add waited for a search"
+    held.release.set()
+    looker.join(WAIT)
+    assert answers == [[(9, pytest.approx(1.0, abs=1e-5))]]
+    assert index.search(vectors[0], 2)[0][0] in (0, 5000) and len(index) == 3001
+
+
+def test_merge_keeps_each_id_once_best_first():
+    from aigw_lab.gateway.vector_rows import merge_top_k
+
+    found = [(3, 0.5), (1, 0.9), (3, 0.5), (2, 0.9), (1, 0.9), (4, 0.1)]
+    assert merge_top_k(found, 3) == [(1, 0.9), (2, 0.9), (3, 0.5)]
+    assert merge_top_k([(1, 0.9)], 0) == []
