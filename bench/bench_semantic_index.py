@@ -128,8 +128,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class TimedLock:
-    """Stands in for an index's lock (same underlying lock) and keeps how long each caller
-    thread waited to take it: the wait for index maintenance itself."""
+    """Stands in for one of an index's locks (same underlying lock) and keeps how long each
+    caller thread waited to take it: the wait for index maintenance (and for other callers'
+    searches, which hold the faiss lock)."""
 
     def __init__(self, lock: threading.Lock, waits: list[float]) -> None:
         self._inner, self._waits = lock, waits
@@ -156,6 +157,8 @@ def timed(factory, waits: list[float]):
         index = factory(dim)
         if hasattr(index, "_idle"):
             index._lock = TimedLock(index._lock, waits)  # the Condition keeps the inner one
+        if hasattr(index, "_ivf_lock"):
+            index._ivf_lock = TimedLock(index._ivf_lock, waits)
         return index
 
     return build

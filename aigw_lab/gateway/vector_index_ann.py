@@ -132,8 +132,9 @@ class BackgroundIVFIndex:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         # faiss may not search an IVF index while vectors are appended to or removed from
-        # it: this lock (taken inside _lock, never the other way) covers only that, so an
-        # add never waits for another caller's search.
+        # it: this lock covers only that. Whoever needs both takes it first, then _lock, so
+        # a holder of _lock never waits for it, and an add (which takes _lock only) never
+        # waits for another caller's search.
         self._ivf_lock = threading.Lock()
         self._rows = VectorRows(dim)
         self._ivf: Any = None  # the faiss index over rows [0, _indexed)
@@ -199,11 +200,10 @@ class BackgroundIVFIndex:
             self._schedule()
 
     def remove(self, entry_id: int) -> None:
-        with self._lock:
+        with self._ivf_lock, self._lock:  # the faiss lock first (see __init__)
             row = self._rows.kill(entry_id)  # KeyError for an unknown id, as NumpyIndex
             if row < self._indexed:
-                with self._ivf_lock:
-                    self._ivf.remove_ids(self._selector([entry_id]))
+                self._ivf.remove_ids(self._selector([entry_id]))
             if self._removed_since is not None:
                 self._removed_since.append(entry_id)
             self._schedule()  # enough removed rows start a compacting build
@@ -298,13 +298,12 @@ class BackgroundIVFIndex:
                 return
             vectors = np.concatenate([v for v, _ in pieces])
             lists = self._assign(ivf.quantizer, vectors)
-            with self._lock:
+            with self._ivf_lock, self._lock:  # the faiss lock first (see __init__)
                 held = time.perf_counter(), time.thread_time()
                 if generation == self._generation:
                     now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
                     keep = (now >= 0) & (ids >= 0)
-                    with self._ivf_lock:
-                        self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
+                    self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
                     self._indexed = stop
                     self.flushes += 1
                 self._note_locked(held)

@@ -322,3 +322,46 @@ def test_merge_keeps_each_id_once_best_first():
     found = [(3, 0.5), (1, 0.9), (3, 0.5), (2, 0.9), (1, 0.9), (4, 0.1)]
     assert merge_top_k(found, 3) == [(1, 0.9), (2, 0.9), (3, 0.5)]
     assert merge_top_k([(1, 0.9)], 0) == []
+
+
+def test_an_add_does_not_wait_for_a_search_through_a_batched_add(faiss):
+    """A batched add needs the faiss lock a held search has: it waits for it without
+    holding the lock adds take, so adds go on meanwhile."""
+    spawn = Manual()
+    vectors = clustered(1600, seed=13)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, nprobe=16, batch=256, spawn=spawn)
+    index.add_many(np.arange(1000), vectors[:1000])
+    spawn.run_all()
+    index.add_many(np.arange(1000, 1300), vectors[1000:1300])
+    (flush,) = spawn.jobs
+    held = HeldSearch(index._ivf)
+    index._ivf = held
+    looker = threading.Thread(target=lambda: index.search(vectors[3], 1))
+    looker.start()
+    assert held.entered.wait(WAIT)
+    waiting = threading.Event()
+    faiss_lock = index._ivf_lock
+
+    class Signalling:  # the faiss lock, saying when the batched add comes to take it
+        def __enter__(self):
+            waiting.set()
+            return faiss_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return faiss_lock.__exit__(*exc)
+
+    index._ivf_lock = Signalling()
+    flusher = threading.Thread(target=spawn.run_all)
+    flusher.start()  # computes clusters, then waits for the faiss lock
+    assert waiting.wait(WAIT)
+    adder = threading.Thread(
+        target=lambda: index.add_many(np.arange(1300, 1600), vectors[1300:1600])
+    )
+    adder.start()
+    adder.join(WAIT)
+    assert not adder.is_alive(), "an add waited behind a batched add waiting for a search"
+    held.release.set()
+    for thread in (looker, flusher):
+        thread.join(WAIT)
+    assert index.flushes >= 1 and index.failures == 0 and len(index) == 1600
+    assert index.search(vectors[1450], 1)[0][0] == 1450
