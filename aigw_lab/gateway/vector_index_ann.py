@@ -363,7 +363,7 @@ class BackgroundIVFIndex:
             if len(build.rows) >= self.exact_below:
                 build.ivf = self._train(build.rows)
                 build.indexed = build.rows.size
-            done = snapshot
+            done, previous, chasing = snapshot, None, True
             for _ in range(_MAX_CATCH_UP_ROUNDS):
                 with self._lock:
                     if self._rows.size - done < _CATCH_UP_LEFT:
@@ -372,8 +372,14 @@ class BackgroundIVFIndex:
                     stop, changes = self._rows.size, self._changes_since(done)
                     self._note_locked(held)
                 self._apply(build, *changes)  # off the lock: the build is still private
-                self._index_tail(build)
-                done = stop
+                # Index the round's rows only while rounds shrink: callers adding faster
+                # than one thread assigns clusters kept a build chasing them until they
+                # stopped, lookups searching the growing rest exactly. Once a round does
+                # not shrink, the rest is only copied (fast) and left to batched adds.
+                chasing = chasing and (previous is None or stop - done < previous)
+                if chasing:
+                    self._index_tail(build)
+                previous, done = stop - done, stop
             with self._lock:  # the last, small round, then the swap
                 held = time.perf_counter(), time.thread_time()
                 self._apply(build, *self._changes_since(done))

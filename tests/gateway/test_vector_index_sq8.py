@@ -365,3 +365,42 @@ def test_an_add_does_not_wait_for_a_search_through_a_batched_add(faiss):
         thread.join(WAIT)
     assert index.flushes >= 1 and index.failures == 0 and len(index) == 1600
     assert index.search(vectors[1450], 1)[0][0] == 1450
+
+
+def test_a_build_stops_indexing_rounds_that_do_not_shrink_and_swaps(faiss, monkeypatch):
+    """Callers adding faster than the build indexes: each round brings more rows than the
+    last. The build stops indexing them, only copies what remains, swaps, and leaves the
+    rest to batched adds; nothing is lost."""
+    spawn = Manual()
+    vectors = clustered(30_000, seed=14)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, batch=256, spawn=spawn)
+    real_index_tail = index._index_tail
+    calls, written = [], [1000]
+
+    def index_tail_while_callers_add(build):
+        calls.append(build.rows.size)
+        real_index_tail(build)
+        more = 2500 * (len(calls) + 1)  # every round, more rows than the round before
+        if written[0] + more <= len(vectors):
+            index.add_many(np.arange(written[0], written[0] + more), vectors[written[0] :][:more])
+            written[0] += more
+
+    real_train = index._train
+
+    def train_while_callers_add(rows):
+        ivf = real_train(rows)
+        index.add_many(np.arange(1000, 3500), vectors[1000:3500])  # the first round
+        written[0] = 3500
+        return ivf
+
+    monkeypatch.setattr(index, "_index_tail", index_tail_while_callers_add)
+    monkeypatch.setattr(index, "_train", train_while_callers_add)
+    index.add_many(np.arange(1000), vectors[:1000])
+    spawn.jobs.pop(0)()  # the build (flushes it scheduled stay queued)
+    assert index.builds == 1 and index.approximate
+    assert len(calls) == 1  # the second round grew: copied, not indexed
+    assert len(index) == written[0] == 8500 and index.tail == 5000  # left as the tail
+    spawn.run_all()  # batched adds take it
+    assert index.tail < 256 or index.wait_idle(WAIT)
+    for i in range(0, written[0], 997):
+        assert index.search(vectors[i], 1)[0][0] == i
