@@ -19,7 +19,13 @@ Phases, each printing wall and CPU time and ``os.getloadavg()``:
 1. fill: one thread adds ``size`` entries to a `MemorySemanticStore` (one `add` each, as the
    cache does) while two threads look up near-duplicates; every add's and lookup's latency
    is kept: p50 / p99.9 / max, the fill's wall time, and when the index was idle; with
-   ``--fill-baseline`` the same fill over exact search (`NumpyIndex`) runs after it;
+   ``--fill-baseline`` the same fill over exact search (`NumpyIndex`) runs after it. Where
+   a caller waited: every wait over 50 ms is split into those that overlap a garbage
+   collection of the process (``gc.callbacks``: the interpreter stops every thread while
+   it walks a million entries' objects, whatever the index does), those inside a stall of
+   the whole process (a watchdog thread that sleeps 1 ms woke over 50 ms late while the
+   process used under half a core: no core was free, the machine's load) and the rest
+   (the index's lock, the GIL held by maintenance, or the call's own work);
 2. lookups, interleaved query by query with exact search over the same vectors (the
    baseline, `NumpyIndex`): p50 / p99 wall and CPU per lookup (k=4), and recall@1 against
    exact search on near-duplicate queries (a stored vector moved to cosine 0.95, a
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import glob
 import json
 import os
@@ -120,23 +127,114 @@ def pct(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q)) if values else float("nan")
 
 
+class TimedLock:
+    """Stands in for one of an index's locks (same underlying lock) and keeps how long each
+    caller thread waited to take it: the wait for index maintenance (and for other callers'
+    searches, which hold the faiss lock)."""
+
+    def __init__(self, lock: threading.Lock, waits: list[float]) -> None:
+        self._inner, self._waits = lock, waits
+
+    def acquire(self, *args, **kwargs) -> bool:
+        return self._inner.acquire(*args, **kwargs)
+
+    def release(self) -> None:
+        self._inner.release()
+
+    def __enter__(self) -> bool:
+        start = time.perf_counter()
+        self._inner.acquire()
+        if threading.current_thread().name != "aigw-semantic-index":  # a caller, not a job
+            self._waits.append(time.perf_counter() - start)
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.release()
+
+
+def timed(factory, waits: list[float]):
+    def build(dim: int):
+        index = factory(dim)
+        if hasattr(index, "_idle"):
+            index._lock = TimedLock(index._lock, waits)  # the Condition keeps the inner one
+        if hasattr(index, "_ivf_lock"):
+            index._ivf_lock = TimedLock(index._ivf_lock, waits)
+        return index
+
+    return build
+
+
+class Pauses:
+    """Garbage collections (start, end, generation) and the watchdog's scheduling gaps."""
+
+    def __init__(self) -> None:
+        self.collections: list[tuple[float, float, int]] = []
+        self.gaps: list[float] = []
+        self.stalls: list[tuple[float, float]] = []  # the process off the CPU
+        self._started = 0.0
+
+    def on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.collections.append((self._started, time.perf_counter(), info["generation"]))
+
+    def watchdog(self, stop: threading.Event) -> None:
+        last, cpu = time.perf_counter(), time.process_time()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now, now_cpu = time.perf_counter(), time.process_time()
+            self.gaps.append(now - last - 0.001)
+            if now - last > 0.05 and now_cpu - cpu < 0.5 * (now - last):
+                self.stalls.append((last, now))
+            last, cpu = now, now_cpu
+
+    def during_gc(self, start: float, end: float) -> bool:
+        return any(s < end and e > start for s, e, _ in self.collections)
+
+    def during_stall(self, start: float, end: float) -> bool:
+        return any(s < end and e > start for s, e in self.stalls)
+
+
+def split_waits(name: str, waits: list[tuple[float, float]], pauses: Pauses) -> str:
+    """Waits over 50 ms: how many overlap a collection, a process-wide stall, neither."""
+    long = [(s, e) for s, e in waits if e - s > 0.05]
+    gc_hit = [w for w in long if pauses.during_gc(*w)]
+    stalled = [w for w in long if not pauses.during_gc(*w) and pauses.during_stall(*w)]
+    rest = [e - s for s, e in long if not pauses.during_gc(s, e) and not pauses.during_stall(s, e)]
+    worst = f"{max(rest) * 1e3:.1f} ms" if rest else "none"
+    return (
+        f"{name} > 50 ms: {len(long)}: {len(gc_hit)} during a GC, {len(stalled)} in a stall "
+        f"of the process (off the CPU), {len(rest)} neither (worst {worst})"
+    )
+
+
 def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> MemorySemanticStore:
     """Add every vector through a store while two threads look up; print the waits."""
-    store = MemorySemanticStore(len(vectors) + 1, index_factory=factory)
+    lock_waits: list[float] = []
+    store = MemorySemanticStore(len(vectors) + 1, index_factory=timed(factory, lock_waits))
     adds: list[float] = []
+    add_waits: list[tuple[float, float]] = []
     looks: list[list[float]] = [[], []]
+    look_waits: list[list[tuple[float, float]]] = [[], []]
     stop = threading.Event()
+    pauses = Pauses()
 
     def reader(slot: int) -> None:
         i = slot
         while not stop.is_set():
             start = time.perf_counter()
             store.search("p", queries[i % len(queries)], 4)
-            looks[slot].append(time.perf_counter() - start)
+            end = time.perf_counter()
+            looks[slot].append(end - start)
+            if end - start > 0.05:
+                look_waits[slot].append((start, end))
             i += 2
             time.sleep(0.0005)  # a caller at a realistic rate, not a spin
 
     threads = [threading.Thread(target=reader, args=(s,), daemon=True) for s in (0, 1)]
+    threads.append(threading.Thread(target=pauses.watchdog, args=(stop,), daemon=True))
+    gc.callbacks.append(pauses.on_gc)
     for thread in threads:
         thread.start()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -153,7 +251,10 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
                 markers=((), 0),
             )
         )
-        adds.append(time.perf_counter() - start)
+        end = time.perf_counter()
+        adds.append(end - start)
+        if end - start > 0.05:
+            add_waits.append((start, end))
     filled = time.perf_counter() - wall
     index = store._indexes["p"]
     if hasattr(index, "wait_idle"):
@@ -162,21 +263,34 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
     stop.set()
     for thread in threads:
         thread.join()
+    gc.callbacks.remove(pauses.on_gc)
     cpu = time.process_time() - cpu
     looked = looks[0] + looks[1]
+    full = [e - s for s, e, g in pauses.collections if g == 2]
     print(
         f"  fill {label}: {len(vectors):,} adds in {filled:.1f} s wall (index idle at "
         f"{idle:.1f} s), {cpu:.1f} s CPU, {load()}\n"
         f"    add    ms: p50 {pct(adds, 0.5) * 1e3:.3f}  p99.9 {pct(adds, 0.999) * 1e3:.1f}  "
         f"max {max(adds) * 1e3:.1f}\n"
         f"    lookup ms: p50 {pct(looked, 0.5) * 1e3:.3f}  p99.9 {pct(looked, 0.999) * 1e3:.1f}"
-        f"  max {max(looked) * 1e3:.1f}  ({len(looked):,} lookups during the fill)"
+        f"  max {max(looked) * 1e3:.1f}  ({len(looked):,} lookups during the fill)\n"
+        f"    callers' wait for the index's lock: p99.9 {pct(lock_waits, 0.999) * 1e3:.2f} ms, "
+        f"max {max(lock_waits, default=0) * 1e3:.1f} ms over {len(lock_waits):,} takes\n"
+        f"    {split_waits('adds', add_waits, pauses)}\n"
+        f"    {split_waits('lookups', look_waits[0] + look_waits[1], pauses)}\n"
+        f"    GC: {len(pauses.collections):,} collections, {len(full)} full, longest "
+        f"{max((e - s for s, e, _ in pauses.collections), default=0) * 1e3:.1f} ms, full ones "
+        f"{sum(full):.1f} s in all; watchdog's longest scheduling gap "
+        f"{max(pauses.gaps, default=0) * 1e3:.1f} ms, p99.9 {pct(pauses.gaps, 0.999) * 1e3:.1f} ms"
+        f"; {len(pauses.stalls)} stalls off the CPU, longest "
+        f"{max((e - s for s, e in pauses.stalls), default=0) * 1e3:.1f} ms"
     )
     if hasattr(index, "builds"):
         print(
             f"    index: {index!r}, {index.builds} builds, {index.flushes} batched adds; "
             f"longest maintenance step under the lock: {index.max_locked[0] * 1e3:.1f} ms "
-            f"wall, {index.max_locked[1] * 1e3:.1f} ms CPU"
+            f"wall, {index.max_locked[1] * 1e3:.1f} ms CPU; vectors held: "
+            f"{index.nbytes / (len(index) * vectors.shape[1] * 4):.2f}x their float32 bytes"
         )
     return store
 
@@ -198,43 +312,60 @@ def recall(agree: np.ndarray, rng: np.random.Generator) -> str:
     return f"{agree.mean():.4f} [{low:.4f}, {high:.4f}] (n={len(agree)})"
 
 
-def lookups(index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int) -> None:
+def lookups(
+    index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int, nprobes: list[int]
+) -> None:
+    """Each query through the index, through it at each of ``nprobes`` (set on its IVF
+    index for that search), and through exact search, interleaved query by query."""
     rng = np.random.default_rng(seed)
     exact = exact_view(vectors)
     dups = near(rng, vectors[rng.choice(len(vectors), n, replace=False)])
-    times = {"ann": [], "exact": []}
-    cpus = {"ann": [], "exact": []}
-    found = {"ann": [], "exact": []}
+    ivf = getattr(index, "_ivf", None)
+    sides = [("ann", index, None)]
+    if ivf is not None:
+        sides += [(f"nprobe={v}", index, v) for v in nprobes]
+    sides.append(("exact", exact, None))
+    times = {name: [] for name, _, _ in sides}
+    cpus = {name: [] for name, _, _ in sides}
+    found = {name: [] for name, _, _ in sides}
+    default = ivf.nprobe if ivf is not None else 0
     for kind, queries in (("dup", dups), ("fresh", fresh[:n])):
-        for q in queries:
-            for name, idx in (("ann", index), ("exact", exact)):  # interleaved, query by query
+        for i, q in enumerate(queries):
+            # Interleaved query by query, the order rotated so that no side always follows
+            # the exact scan (which leaves the caches cold for whoever comes next).
+            for name, idx, nprobe in sides[i % len(sides) :] + sides[: i % len(sides)]:
+                if ivf is not None:
+                    ivf.nprobe = nprobe or default
                 w, c = time.perf_counter(), time.thread_time()
                 best = idx.search(q, 4)
                 times[name].append(time.perf_counter() - w)
                 cpus[name].append(time.thread_time() - c)
                 found[name].append((kind, best[0][0], best[0][1]))
+    if ivf is not None:
+        ivf.nprobe = default
     print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
-    for name in ("ann", "exact"):
+    for name, _, _ in sides:
         t, c = times[name], cpus[name]
         print(
-            f"    {name:5s} ms: p50 {pct(t, 0.5) * 1e3:.3f} wall / {pct(c, 0.5) * 1e3:.3f} CPU, "
+            f"    {name:10s} ms: p50 {pct(t, 0.5) * 1e3:.3f} wall / {pct(c, 0.5) * 1e3:.3f} CPU, "
             f"p99 {pct(t, 0.99) * 1e3:.3f} wall / {pct(c, 0.99) * 1e3:.3f} CPU"
         )
     print(f"    ann / exact, p50 wall: x{pct(times['ann'], 0.5) / pct(times['exact'], 0.5):.4f}")
-    for kind in ("dup", "fresh"):
-        pairs = [
-            (a[1] == e[1], e[2])
-            for a, e in zip(found["ann"], found["exact"], strict=True)
-            if a[0] == kind
-        ]
-        agree = np.array([ok for ok, _ in pairs], dtype=float)
-        served = np.array([ok for ok, sim in pairs if sim >= 0.9], dtype=float)
-        sims = [sim for _, sim in pairs]
-        print(
-            f"    recall@1 {kind:5s}: {recall(agree, rng)}; exact best similarity p10/p50/p90 "
-            f"{pct(sims, 0.1):.3f}/{pct(sims, 0.5):.3f}/{pct(sims, 0.9):.3f}; where it is >= 0.9: "
-            f"{recall(served, rng)}"
-        )
+    for name, _, _ in sides[:-1]:
+        for kind in ("dup", "fresh"):
+            pairs = [
+                (a[1] == e[1], e[2])
+                for a, e in zip(found[name], found["exact"], strict=True)
+                if a[0] == kind
+            ]
+            agree = np.array([ok for ok, _ in pairs], dtype=float)
+            served = np.array([ok for ok, sim in pairs if sim >= 0.9], dtype=float)
+            sims = [sim for _, sim in pairs]
+            print(
+                f"    {name} recall@1 {kind:5s}: {recall(agree, rng)}; exact best similarity "
+                f"p10/p50/p90 {pct(sims, 0.1):.3f}/{pct(sims, 0.5):.3f}/{pct(sims, 0.9):.3f}; "
+                f"where it is >= 0.9: {recall(served, rng)}"
+            )
 
 
 def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
@@ -243,9 +374,15 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
     print(f"\n== {name}: {len(stored):,} entries x {stored.shape[1]} dims ({load()})")
     rng = np.random.default_rng(1)
     queries = near(rng, stored[rng.choice(len(stored), 4096, replace=False)])
-    factory = partial(BackgroundIVFIndex, nprobe=args.nprobe, nlist=args.nlist)
+    factory = partial(
+        BackgroundIVFIndex,
+        nprobe=args.nprobe,
+        nlist=args.nlist,
+        codes=args.codes,
+        maintenance_threads=args.maintenance_threads,
+    )
     store = fill(stored, factory, queries, "BackgroundIVFIndex")
-    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2)
+    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2, nprobes=args.nprobes)
     del store
     if args.fill_baseline:
         fill(stored, NumpyIndex, queries, "NumpyIndex (exact, the baseline)")
@@ -259,13 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nprobe", type=int, default=8)
     parser.add_argument("--nlist", type=int, default=2048)
     parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--codes", choices=("sq8", "flat"), default="sq8")
+    parser.add_argument(
+        "--nprobes", type=int, nargs="*", default=[], help="also look up at these nprobe"
+    )
+    parser.add_argument("--maintenance-threads", type=int, default=1)
     parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.queries = 150_000, 1000
         args.vectors = args.vectors or ["static", "synthetic"]
     sources = args.vectors or ["synthetic"]
-    print(f"bench_semantic_index: size {args.size:,}, nprobe {args.nprobe}, {load()}")
+    print(
+        f"bench_semantic_index: size {args.size:,}, nlist {args.nlist}, nprobe {args.nprobe}, "
+        f"codes {args.codes}, maintenance threads {args.maintenance_threads}, {load()}"
+    )
     if "static" in sources:
         vectors = static_vectors()
         if vectors is not None:

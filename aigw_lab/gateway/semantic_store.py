@@ -101,7 +101,12 @@ class MemorySemanticStore:
     Beyond ``max_entries`` each add evicts the least recently used entry (a hit is a use),
     whatever its partition; `stats` counts the evictions, and the first one logs a warning
     on the ``aigw_lab.semantic_cache`` logger naming the bound (once per store), so a cache
-    that is too small for its traffic does not lose answers silently."""
+    that is too small for its traffic does not lose answers silently.
+
+    An index whose class sets ``locks_itself = True`` (`BackgroundIVFIndex`) is searched
+    outside the store's lock, so an add or a removal never waits for another caller's
+    search (nor for that caller's thread to get a core back); entries gone meanwhile are
+    left out of the answer."""
 
     def __init__(
         self, max_entries: int, *, index_factory: Callable[[int], VectorIndex] = NumpyIndex
@@ -143,7 +148,11 @@ class MemorySemanticStore:
             index = self._indexes.get(partition)
             if index is None:
                 return []
-            return [(self._entries[i], similarity) for i, similarity in index.search(vector, k)]
+            if not getattr(index, "locks_itself", False):
+                return [(self._entries[i], similarity) for i, similarity in index.search(vector, k)]
+        found = index.search(vector, k)
+        with self._lock:
+            return [(self._entries[i], s) for i, s in found if i in self._entries]
 
     def touch(self, entry_id: int) -> None:
         with self._lock:

@@ -6,10 +6,17 @@ runs on the call path.
                           index_factory=partial(BackgroundIVFIndex, nprobe=8))
 
 It searches exactly (one matrix product, the same answers as `NumpyIndex`) while a
-partition is small. From ``exact_below`` live entries on, it searches a faiss IVF-Flat
-index (inner product: cosine on the cache's unit vectors) plus, exactly, the *tail* of
-vectors added since that index last took vectors in. The work that used to stall every
-caller happens on a worker thread (``spawn``), outside the index's lock:
+partition is small. From ``exact_below`` live entries on, it searches a faiss IVF index
+(inner product: cosine on the cache's unit vectors) plus, exactly, the *tail* of vectors
+added since that index last took vectors in. By default (``codes="sq8"``) the IVF index
+keeps one byte per dimension, not the vector: its ``rerank`` best candidates are scored
+again exactly against the rows, so the vectors are held once (in `VectorRows`), a lookup
+reads a quarter of the bytes, and the similarities it returns are exact (the cache's
+threshold compares them). ``codes="flat"`` keeps IVF-Flat (a second float copy). The work
+that used to stall every caller happens on a worker thread (``spawn``), outside the
+index's lock, with faiss limited to ``maintenance_threads`` OpenMP threads there (a
+setting of that thread only, restored after each job), so maintenance leaves a core to
+the callers:
 
 * training and retraining (k-means on a sample, then every live vector assigned to its
   cluster into a new index), started when the rows written reach ``regrow`` times what the
@@ -27,7 +34,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +57,7 @@ _MAX_CATCH_UP_ROUNDS = 50
 #: A batched add takes at most this many batches, so its copy under the lock stays short
 #: (with 4, no maintenance step held the lock over 0.8 ms CPU in a 1M fill).
 _FLUSH_BATCHES = 4
+_CODES = ("sq8", "flat")
 
 
 def start_daemon_thread(job: Callable[[], None]) -> None:
@@ -66,8 +75,9 @@ def _setting(name: str, value: object, *, low: int) -> int:
 
 
 class BackgroundIVFIndex:
-    """A `VectorIndex`: exact below ``exact_below`` live entries, faiss IVF-Flat plus an
-    exactly searched tail above, maintained on a worker thread.
+    """A `VectorIndex`: exact below ``exact_below`` live entries, faiss IVF (SQ8 codes with
+    an exact re-rank, or IVF-Flat) plus an exactly searched tail above, maintained on a
+    worker thread.
 
     ``nlist``: the most clusters (default 2048; a build uses ``live // 32`` rounded down to
     a power of two when that is fewer). ``nprobe``: clusters searched per lookup. ``batch``:
@@ -75,7 +85,16 @@ class BackgroundIVFIndex:
     removed rows) when the rows written reach this multiple of the last build's.
     ``train_per_cluster``: k-means sample points per cluster; ``niter``: its iterations.
     ``spawn``: runs a maintenance job off the call path (default: a daemon thread each).
+    ``codes``: ``"sq8"`` (8-bit codes in the IVF index, the ``rerank`` best re-scored
+    exactly from the rows) or ``"flat"`` (float vectors in the IVF index, a second copy).
+    ``maintenance_threads``: faiss's OpenMP threads inside a maintenance job.
     """
+
+    #: Every method takes the index's own locks: a `MemorySemanticStore` searches it outside
+    #: the store's lock, so callers' adds do not queue behind other callers' searches (and
+    #: inside, a search holds only the lock that batched adds and removals of indexed rows
+    #: take, not the one adds take).
+    locks_itself = True
 
     def __init__(
         self,
@@ -89,7 +108,17 @@ class BackgroundIVFIndex:
         train_per_cluster: int = 32,
         niter: int = 10,
         spawn: Callable[[Callable[[], None]], None] = start_daemon_thread,
+        codes: str = "sq8",
+        rerank: int = 16,
+        maintenance_threads: int = 1,
     ) -> None:
+        if codes not in _CODES:
+            raise ConfigError(
+                f"BackgroundIVFIndex codes={codes!r} is invalid", hint='use "sq8" or "flat"'
+            )
+        self.codes = codes
+        self.rerank = _setting("rerank", rerank, low=1)
+        self.maintenance_threads = _setting("maintenance_threads", maintenance_threads, low=1)
         self.dim = _setting("dim", dim, low=1)
         self.exact_below = _setting("exact_below", exact_below, low=1)
         self.max_nlist = _setting("nlist", nlist, low=1)
@@ -102,6 +131,11 @@ class BackgroundIVFIndex:
         self._spawn = spawn
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        # faiss may not search an IVF index while vectors are appended to or removed from
+        # it: this lock covers only that. Whoever needs both takes it first, then _lock, so
+        # a holder of _lock never waits for it, and an add (which takes _lock only) never
+        # waits for another caller's search.
+        self._ivf_lock = threading.Lock()
         self._rows = VectorRows(dim)
         self._ivf: Any = None  # the faiss index over rows [0, _indexed)
         self._indexed = 0  # rows below this are in _ivf (or removed); the rest: the tail
@@ -133,6 +167,16 @@ class BackgroundIVFIndex:
         """The clusters of the current IVF index (0 while exact)."""
         return int(self._ivf.nlist) if self._ivf is not None else 0
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes it holds for vectors: the rows (reserved capacity included), the IVF
+        index's codes, ids and centroids."""
+        held = self._rows.nbytes
+        if self._ivf is not None:
+            held += self._ivf.ntotal * (self._ivf.code_size + 8)
+            held += self._ivf.quantizer.ntotal * self.dim * 4
+        return held
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no maintenance job is in flight or scheduled (False on timeout)."""
         with self._idle:
@@ -156,7 +200,7 @@ class BackgroundIVFIndex:
             self._schedule()
 
     def remove(self, entry_id: int) -> None:
-        with self._lock:
+        with self._ivf_lock, self._lock:  # the faiss lock first (see __init__)
             row = self._rows.kill(entry_id)  # KeyError for an unknown id, as NumpyIndex
             if row < self._indexed:
                 self._ivf.remove_ids(self._selector([entry_id]))
@@ -166,16 +210,28 @@ class BackgroundIVFIndex:
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        with self._lock:
-            found = exact_top_k(self._rows.segments(self._indexed, self._rows.size), query, k)
-            if self._ivf is not None and self._ivf.ntotal:
-                scores, ids = self._ivf.search(query.reshape(1, -1), k)
-                # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
-                found += [
-                    (int(i), float(s))
-                    for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-                    if i >= 0
-                ]
+        with self._lock:  # a consistent view; the searches below run outside the lock
+            rows, ivf = self._rows, self._ivf
+            tail = rows.segments(self._indexed, rows.size)  # immutable rows (ids may go -1)
+        found = exact_top_k(tail, query, k)
+        if ivf is None:
+            return merge_top_k(found, k)
+        flat = self.codes == "flat"
+        with self._ivf_lock:
+            if not ivf.ntotal:
+                return merge_top_k(found, k)
+            scores, ids = ivf.search(query.reshape(1, -1), k if flat else self.rerank)
+        # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
+        if flat:
+            found += [
+                (int(i), float(s))
+                for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                if i >= 0
+            ]
+        else:  # codes approximate the score: the candidates are scored again exactly
+            found += rows.rescore([i for i in ids[0].tolist() if i >= 0], query)
+        # A batched add may have moved tail rows into the index since the view: an id can
+        # come from both; merge_top_k keeps it once.
         return merge_top_k(found, k)
 
     def __len__(self) -> int:
@@ -210,8 +266,25 @@ class BackgroundIVFIndex:
 
     # --- batched adds ---------------------------------------------------------------------
 
+    @contextmanager
+    def _maintenance_threads(self) -> Iterator[None]:
+        """faiss's OpenMP threads limited on this thread for one job (an OpenMP setting is
+        the calling thread's): two threads on a 2-core machine took both cores from the
+        callers, and held the lock while a parallel add waited for its second thread."""
+        faiss = self._faiss
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self.maintenance_threads)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(before)
+
     def _run_flush(self) -> None:
         """Append the tail to the IVF index: clusters computed off the lock, then one copy."""
+        with self._maintenance_threads():
+            self._flush()
+
+    def _flush(self) -> None:
         try:
             with self._lock:
                 held = time.perf_counter(), time.thread_time()
@@ -225,7 +298,7 @@ class BackgroundIVFIndex:
                 return
             vectors = np.concatenate([v for v, _ in pieces])
             lists = self._assign(ivf.quantizer, vectors)
-            with self._lock:
+            with self._ivf_lock, self._lock:  # the faiss lock first (see __init__)
                 held = time.perf_counter(), time.thread_time()
                 if generation == self._generation:
                     now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
@@ -267,6 +340,10 @@ class BackgroundIVFIndex:
     def _run_build(self) -> None:
         """Build a compacted copy of the rows (and an IVF index once large enough) aside,
         catch it up with what changed meanwhile, then swap it in."""
+        with self._maintenance_threads():
+            self._build()
+
+    def _build(self) -> None:
         try:
             with self._lock:
                 held = time.perf_counter(), time.thread_time()
@@ -286,7 +363,7 @@ class BackgroundIVFIndex:
             if len(build.rows) >= self.exact_below:
                 build.ivf = self._train(build.rows)
                 build.indexed = build.rows.size
-            done = snapshot
+            done, previous, chasing = snapshot, None, True
             for _ in range(_MAX_CATCH_UP_ROUNDS):
                 with self._lock:
                     if self._rows.size - done < _CATCH_UP_LEFT:
@@ -295,8 +372,14 @@ class BackgroundIVFIndex:
                     stop, changes = self._rows.size, self._changes_since(done)
                     self._note_locked(held)
                 self._apply(build, *changes)  # off the lock: the build is still private
-                self._index_tail(build)
-                done = stop
+                # Index the round's rows only while rounds shrink: callers adding faster
+                # than one thread assigns clusters kept a build chasing them until they
+                # stopped, lookups searching the growing rest exactly. Once a round does
+                # not shrink, the rest is only copied (fast) and left to batched adds.
+                chasing = chasing and (previous is None or stop - done < previous)
+                if chasing:
+                    self._index_tail(build)
+                previous, done = stop - done, stop
             with self._lock:  # the last, small round, then the swap
                 held = time.perf_counter(), time.thread_time()
                 self._apply(build, *self._changes_since(done))
@@ -356,12 +439,23 @@ class BackgroundIVFIndex:
         build.indexed = build.rows.size
 
     def _train(self, rows: VectorRows) -> Any:
-        """A new IVF-Flat index trained on a sample of ``rows`` and holding all of them."""
+        """A new IVF index trained on a sample of ``rows`` and holding all of them."""
         faiss = self._faiss
         live = len(rows)
         nlist = 1 << int(np.log2(max(1, min(self.max_nlist, live // 32))))
         quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if self.codes == "sq8":  # codes of the vectors themselves (not residuals): no
+            # per-cluster work at search time; the re-rank makes the scores exact
+            ivf = faiss.IndexIVFScalarQuantizer(
+                quantizer,
+                self.dim,
+                nlist,
+                faiss.ScalarQuantizer.QT_8bit,
+                faiss.METRIC_INNER_PRODUCT,
+                False,
+            )
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter = self.niter
         ivf.cp.max_points_per_centroid = self.train_per_cluster
         ivf.cp.min_points_per_centroid = 1  # a small build trains on what it has, silently

@@ -8,6 +8,8 @@ writes a compacted copy.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 
 __all__ = ["VectorRows", "exact_top_k", "merge_top_k"]
@@ -73,17 +75,32 @@ class VectorRows:
             pieces.append((self.chunks[chunk][lo:hi], self.chunk_ids[chunk][lo:hi]))
         return pieces
 
+    def rescore(self, ids: list[int], vector: np.ndarray) -> list[tuple[int, float]]:
+        """The exact inner product of ``vector`` with the rows of ``ids`` that are live (an id
+        removed meanwhile is left out), as (id, score) pairs."""
+        found = [(entry_id, self.rows.get(entry_id)) for entry_id in ids]
+        found = [(entry_id, row) for entry_id, row in found if row is not None]
+        if not found:
+            return []
+        rows = []
+        for _, row in found:
+            chunk = self._chunk_of(row)
+            rows.append(self.chunks[chunk][row - self.starts[chunk]])
+        scores = (np.stack(rows) @ vector).tolist()
+        return [(entry_id, score) for (entry_id, _), score in zip(found, scores, strict=True)]
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes its chunks take (vectors and ids, reserved capacity included)."""
+        return sum(c.nbytes for c in self.chunks) + sum(i.nbytes for i in self.chunk_ids)
+
     def ids_copy(self, start: int, stop: int) -> np.ndarray:
         """The ids of rows [start, stop) as they are now (-1: removed), copied."""
         parts = [ids.copy() for _, ids in self.segments(start, stop)]
         return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
     def _chunk_of(self, row: int) -> int:
-        # Chunks double up to _MAX_CHUNK, so this is a short scan from the end for big rows.
-        chunk = len(self.starts) - 1
-        while self.starts[chunk] > row:
-            chunk -= 1
-        return chunk
+        return bisect_right(self.starts, row) - 1
 
 
 def exact_top_k(
@@ -107,6 +124,14 @@ def exact_top_k(
 
 def merge_top_k(found: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
     """The ``k`` most similar of ``found``, best first (ties: the earlier id first, the
-    order exact search gives)."""
+    order exact search gives), each id once (the first, most similar, of its pairs)."""
     found.sort(key=lambda pair: (-pair[1], pair[0]))
-    return found[:k]
+    seen: set[int] = set()
+    best = []
+    for entry_id, score in found:
+        if len(best) >= k:
+            break
+        if entry_id not in seen:
+            seen.add(entry_id)
+            best.append((entry_id, score))
+    return best
