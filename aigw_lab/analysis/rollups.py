@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from aigw_lab.analysis._source import _connection_reader, units_cte
 from aigw_lab.errors import StoreError
 from aigw_lab.store.calllog import CallLog
+from aigw_lab.store.files import copy_database
 from aigw_lab.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -161,13 +162,8 @@ def _private_copy(path: str | os.PathLike[str]) -> Iterator[duckdb.DuckDBPyConne
         )
     folder = Path(tempfile.mkdtemp(prefix="aigw-rollup-copy-"))  # 0700: only this user
     try:
-        copy = folder / source.name
-        wal = source.with_name(source.name + ".wal")
         try:
-            shutil.copyfile(source, copy)
-            if wal.is_file():
-                shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
-            conn = duckdb.connect(str(copy))
+            conn = duckdb.connect(str(copy_database(source, folder)))
         except (OSError, duckdb.Error):
             # Encrypted, or caught mid-checkpoint: the snapshot says what to do about it.
             conn = CallLog.snapshot(source)

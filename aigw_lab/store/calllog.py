@@ -520,12 +520,8 @@ def open_readonly_snapshot(
             f"no call log at {source}", hint="pass the path of an existing .duckdb file"
         )
     folder = Path(tempfile.mkdtemp(prefix="aigw-snapshot-"))
-    copy = folder / source.name
-    wal = source.with_name(source.name + ".wal")
     try:
-        shutil.copyfile(source, copy)
-        if wal.is_file():
-            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        copy = files.copy_database(source, folder)
         if encryption is not None:
             what = f"a snapshot of the call log {source}"
             conn: Any = open_encrypted(copy, encryption, what=what, read_only=True)

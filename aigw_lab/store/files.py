@@ -23,6 +23,7 @@ from pathlib import Path
 __all__ = [
     "PRIVATE_DIR_MODE",
     "PRIVATE_FILE_MODE",
+    "copy_database",
     "create_private_database",
     "is_private_dir",
     "make_private_dirs",
@@ -118,3 +119,15 @@ def tighten(path: Path) -> None:
             os.chmod(path, PRIVATE_FILE_MODE)
     except OSError:
         pass  # gone (checkpointed) or not ours: nothing to tighten
+
+
+def copy_database(source: Path, folder: Path) -> Path:
+    """Copy the DuckDB file ``source`` and its write-ahead log (``<name>.wal``, when there is
+    one) into ``folder``; returns the copy's path. For reading a log another process holds
+    open: DuckDB refuses a second process even read-only, but a copy opens."""
+    copy = folder / source.name
+    shutil.copyfile(source, copy)
+    wal = source.with_name(source.name + ".wal")
+    if wal.is_file():
+        shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+    return copy
