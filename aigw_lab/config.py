@@ -647,7 +647,8 @@ def _check_semantic_model(settings: Mapping[str, Any], source: str) -> None:
 
 def _semantic_index(spec: Any) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
-    (`BackgroundIVFIndex`: faiss IVF-Flat beyond ``exact_below`` entries), or a table
+    (`BackgroundIVFIndex`: faiss IVF with 8-bit codes and an exact re-rank beyond
+    ``exact_below`` entries), or a table
     ``{kind = "ivf", exact_below = 20000, nlist = 2048, nprobe = 8}``."""
     # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.gateway.semantic_match import NumpyIndex
