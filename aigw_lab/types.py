@@ -68,6 +68,8 @@ FINISH_REASONS: frozenset[str] = frozenset(
 CacheStatus = Literal["none", "miss", "hit", "bypass", "upstream_hit"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: The log's own label encoder (gateway/records.py): anything it can write passes.
+_LABELS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,12 @@ class ChatRequest:
             )
         if isinstance(stop, str):
             stop = (stop,)
+        # Labels are written to the log after the upstream answered; one the log cannot encode
+        # (a cycle, nesting past the recursion limit) would then lose a paid call's row, so it
+        # is refused here, before anything is sent.
+        for name, labels in (("tags", tags), ("metadata", metadata)):
+            if labels:
+                _check_labels(name, labels)
         req = cls(
             model=model,
             messages=tuple(msgs),
@@ -568,3 +576,14 @@ class Score:
     details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     judge_trace_id: str | None = None
     kind: str = "scorer"
+
+
+def _check_labels(name: str, labels: Mapping[str, Any]) -> None:
+    """Refuse ``tags``/``metadata`` the call log could not store as JSON."""
+    try:
+        _LABELS_JSON.encode(dict(labels))
+    except (ValueError, RecursionError, TypeError) as exc:
+        raise InvalidRequestError(
+            f"{name} cannot be written to the call log as JSON ({exc})",
+            hint=f"pass {name} as plain values (str, numbers, lists, dicts) without cycles",
+        ) from None
