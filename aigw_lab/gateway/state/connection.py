@@ -104,12 +104,25 @@ class SharedState:
         # The threads the async drivers wait on Redis from (`AsyncIO.offload`), so a slow
         # answer never blocks an event loop; made here, started on first use, one set per
         # state, so every store of a gateway shares them and the client's connection pool.
-        self.io = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="aigw-redis")
+        # io_threads=0: none, the stores' calls run on the loop. On loopback Redis that costs
+        # 2-2.7x less CPU per call, but blocks every other task of the loop meanwhile
+        # (bench/bench_shared_state.py; docs/deployment.md, "Redis off the event loop").
+        self.io: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="aigw-redis")
+            if io_threads
+            else None
+        )
         self.closed = False
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "aigw:", timeout: float = 1.0, where: str = "url"
+        cls,
+        url: str,
+        *,
+        prefix: str = "aigw:",
+        timeout: float = 1.0,
+        where: str = "url",
+        io_threads: int = 16,
     ) -> SharedState:
         """A client for ``url``; ``timeout``: seconds to connect or wait for an answer (short:
         during an outage a call waits at most this long before its store fails open or
@@ -121,7 +134,7 @@ class SharedState:
             socket_timeout=timeout,
             health_check_interval=30,
         )
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, io_threads=io_threads)
 
     @classmethod
     def from_env(
@@ -152,7 +165,8 @@ class SharedState:
         if self.closed:
             return
         self.closed = True
-        self.io.shutdown(wait=True)
+        if self.io is not None:
+            self.io.shutdown(wait=True)
         self.client.close()
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:

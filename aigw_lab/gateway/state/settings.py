@@ -9,6 +9,7 @@ shared state does not answer.
     budgets = "closed"
     cache = "open"
     health = "open"
+    io_threads = 16               # async modes wait on Redis from these (0: on the loop)
 
 `StateSettings` checks the table (the URL is read from the environment and checked when the
 config is loaded, so a mistake fails at start-up); `SharedStores` builds one store per
@@ -97,6 +98,14 @@ STATE_TABLE = Table(
             what="a positive number of seconds",
             doc="while unreachable, seconds between tries (default 1)",
         ),
+        Key(
+            name="io_threads",
+            types=(int,),
+            low=0,
+            high=256,
+            what="an integer from 0 to 256",
+            doc="threads the async modes wait on Redis from (default 16; 0: on the event loop)",
+        ),
         *(_fail_key(name, default) for name, (_, default) in _PRIMITIVES.items()),
     ),
     hint='backend = "redis", url_env = "AIGW_REDIS_URL"',
@@ -114,6 +123,7 @@ class StateSettings:
     prefix: str = "aigw:"
     timeout: float = 1.0
     retry_every: float = 1.0
+    io_threads: int = 16
     fail: Mapping[str, FailMode] = field(
         default_factory=lambda: {name: d for name, (_, d) in _PRIMITIVES.items()}  # type: ignore[misc]
     )
@@ -128,7 +138,7 @@ class StateSettings:
         fail = {name: table.get(name, default) for name, (_, default) in _PRIMITIVES.items()}
         prefix = check_prefix(table.get("prefix", "aigw:"), f"{where} prefix")
         if backend == "memory":
-            extra = [k for k in ("url_env", *_PRIMITIVES) if k in table]
+            extra = [k for k in ("url_env", "io_threads", *_PRIMITIVES) if k in table]
             if extra:
                 raise ConfigError(
                     f'{where} {extra[0]} applies only to backend = "redis"',
@@ -154,6 +164,7 @@ class StateSettings:
             prefix=prefix,
             timeout=float(table.get("timeout", 1.0)),
             retry_every=float(table.get("retry_every", 1.0)),
+            io_threads=table.get("io_threads", 16),
             fail=fail,
         )
 
@@ -163,7 +174,11 @@ class StateSettings:
         if self.backend != "redis" or self.url is None:
             return None
         state = SharedState.from_url(
-            self.url, prefix=self.prefix, timeout=self.timeout, where=f"${self.url_env}"
+            self.url,
+            prefix=self.prefix,
+            timeout=self.timeout,
+            where=f"${self.url_env}",
+            io_threads=self.io_threads,
         )
         return SharedStores(state, self)
 
