@@ -151,7 +151,10 @@ _POOL_DOCS = {
     "max_keepalive": "idle upstream connections kept for reuse (default 50)",
     "pool_timeout": "seconds a call waits for a free connection (default 5)",
     "shards": "independent pools the connections are split into (default 1)",
-    "transport": '"httpx" (default) or "lean": the upstream HTTP/1.1 transport',
+    "transport": (
+        '"auto" (default: "lean" when httptools is installed), "httpx" or "lean": the '
+        "upstream HTTP/1.1 transport"
+    ),
 }
 
 #: ``[gateway]``.

@@ -87,15 +87,24 @@ class PoolSettings:
     all are busy: short on purpose and separate from a provider's read ``timeout``, so a
     burst larger than the pool fails fast with a `ProviderTimeoutError` instead of queueing
     for as long as an answer may take. ``transport`` is ``"httpx"`` (httpx's own pool,
-    split into ``shards``) or ``"lean"`` (`aigw_lab.providers.lean`: a LIFO pool without
-    httpx's per-request scan, HTTP/1.1 only, needing the fast-serve extra).
+    split into ``shards``), ``"lean"`` (`aigw_lab.providers.lean`: a LIFO pool without
+    httpx's per-request scan, HTTP/1.1 only, needing the fast-serve extra) or ``"auto"``
+    (the default: lean when httptools is installed and the pool is not sharded, else
+    httpx's; either way httpx's when a proxy is set in the environment).
     """
 
     max_connections: int = 200
     max_keepalive: int = 50
     pool_timeout: float = 5.0
     shards: int = 1
-    transport: str = "httpx"
+    transport: str = "auto"
+
+    def uses_lean(self) -> bool:
+        """Whether clients of this pool take the lean transport: asked for by name, or
+        ``"auto"`` with httptools installed and one shard (shards are httpx pools)."""
+        if self.transport == "auto":
+            return self.shards == 1 and not missing_modules(("httptools",))
+        return self.transport == "lean"
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_keepalive", "shards"):
@@ -148,7 +157,7 @@ class PoolSettings:
 
 
 #: The upstream transports `PoolSettings.transport` names.
-TRANSPORTS: tuple[str, ...] = ("httpx", "lean")
+TRANSPORTS: tuple[str, ...] = ("auto", "httpx", "lean")
 
 #: ``[gateway]`` keys of the upstream pool -> `PoolSettings` fields.
 POOL_KEYS: Mapping[str, str] = MappingProxyType(
@@ -226,9 +235,7 @@ class HttpClients:
         """The lean transport when the pool asks for it (None: httpx's own). httpx's own
         stays when a transport was injected or a proxy is set in the environment (the
         lean one speaks to origins directly; passing it would turn the proxy off)."""
-        if self.pool.transport != "lean" or (
-            self._transport if not async_ else self._async_transport
-        ):
+        if not self.pool.uses_lean() or (self._transport if not async_ else self._async_transport):
             return None
         if _environment_proxies():
             return None

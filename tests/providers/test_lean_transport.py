@@ -441,7 +441,10 @@ def test_https_origins_are_verified_and_reused(tmp_path: Path) -> None:
 
 
 def test_pool_settings_name_the_transport() -> None:
-    assert PoolSettings().transport == "httpx"
+    assert PoolSettings().transport == "auto"
+    assert PoolSettings().uses_lean()  # httptools is installed here ([dev] has fast-serve)
+    assert not PoolSettings(shards=4).uses_lean()  # shards are httpx pools
+    assert not PoolSettings(transport="httpx").uses_lean()
     with pytest.raises(ConfigError, match="transport"):
         PoolSettings(transport="curl")
     with pytest.raises(ConfigError, match="httpx transport only"):
@@ -579,3 +582,27 @@ def test_a_streamed_request_body_goes_chunked(raw: RawUpstream, mode: str) -> No
     assert raw.bodies == [b'5\r\n{"a":\r\n2\r\n1}\r\n0\r\n\r\n']
     assert b"transfer-encoding: chunked" in raw.requests[0][1].lower()
     assert raw.accepted == 1  # the connection carried the next request as well
+
+
+def test_auto_without_httptools_takes_httpx_without_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default works on a light install: no httptools means httpx's own transport."""
+    monkeypatch.setitem(__import__("sys").modules, "httptools", None)  # as if not installed
+    pool = PoolSettings()
+    assert pool.transport == "auto" and not pool.uses_lean()
+    clients = HttpClients(pool=pool)
+    try:
+        assert clients._lean(async_=False) is None and clients._lean(async_=True) is None
+    finally:
+        clients.close()
+
+
+def test_auto_with_httptools_builds_the_lean_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)  # a proxy keeps httpx's transport
+    clients = HttpClients(pool=PoolSettings())
+    try:
+        assert isinstance(clients._lean(async_=False), LeanTransport)
+    finally:
+        clients.close()
