@@ -196,13 +196,20 @@ class Side:
 class RawHttpx(Side):
     name = "raw httpx"
 
-    def __init__(self, base_url: str, shards: int = 1) -> None:
+    def __init__(self, base_url: str, shards: int = 1, lean: bool = False) -> None:
         import httpx  # lazy: the server process never needs it
 
         self.url = f"{base_url}/chat/completions"
         self.headers = {"authorization": "Bearer bench-key"}
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        if shards == 1:
+        if lean:  # --transport lean: the raw client over the gateway's own transport
+            from aigw_lab.providers.lean import LeanTransport  # lazy: only --transport lean
+            from aigw_lab.providers.lean_async import AsyncLeanTransport  # lazy: as above
+
+            self.name = "raw lean"
+            self.client = httpx.Client(transport=LeanTransport(limits))
+            self.aclient = httpx.AsyncClient(transport=AsyncLeanTransport(limits))
+        elif shards == 1:
             self.client = httpx.Client(limits=limits)
             self.aclient = httpx.AsyncClient(limits=limits)
         else:  # --pool-shards: the same pool split into independent ones
@@ -249,7 +256,9 @@ class RawHttpx(Side):
 
 
 class Aigw(Side):
-    def __init__(self, base_url: str, log_path: Path | None, shards: int = 1) -> None:
+    def __init__(
+        self, base_url: str, log_path: Path | None, shards: int = 1, transport: str = "httpx"
+    ) -> None:
         from aigw_lab import Gateway, Price, ProviderSpec  # lazy: not in the server process
         from aigw_lab.providers.base import PoolSettings  # lazy: as above
         from aigw_lab.store import CallLog  # lazy: as above
@@ -264,9 +273,12 @@ class Aigw(Side):
             log=self.log,
             env={"FAKE_KEY": "bench-key"},
             prices={f"fake/{MODEL}": Price(0.15, 0.60)},
-            pool=PoolSettings(shards=shards),
+            pool=PoolSettings(shards=shards, transport=transport),
         )
         self.address = f"fake/{MODEL}"
+        # The raw client this side's added CPU is taken over: the same transport, so the
+        # difference is the gateway's own work, never a cheaper client's saving.
+        self.baseline = "raw lean" if transport == "lean" else "raw httpx"
 
     def call(self) -> str:
         return self.gateway.chat(self.address, MESSAGES, max_tokens=16).text
@@ -397,7 +409,8 @@ def measure(
             out[side.name]["other"].append(other)
             this[side.name] = cpu
         for side in sides:
-            out[side.name]["added"].append(this[side.name] - this["raw httpx"])
+            baseline = getattr(side, "baseline", "raw httpx")
+            out[side.name]["added"].append(this[side.name] - this[baseline])
     return out
 
 
@@ -492,6 +505,13 @@ def main(argv: list[str] | None = None) -> int:
         " (aigw_lab.providers.sharded), interleaved with the default pool",
     )
     parser.add_argument(
+        "--transport",
+        choices=("httpx", "lean"),
+        default="httpx",
+        help="the gateway's upstream transport (default httpx); with lean a raw client over"
+        " the lean transport is the gateway's baseline, raw httpx stays LiteLLM's",
+    )
+    parser.add_argument(
         "--count-calls",
         action="store_true",
         help="also count Python function calls per call in the calling thread (load-proof)",
@@ -511,8 +531,11 @@ def main(argv: list[str] | None = None) -> int:
 
     proc, base_url = start_server()
     tmp = Path(tempfile.mkdtemp(prefix="aigw-peers-"))
-    sides: list[Side] = [RawHttpx(base_url), Aigw(base_url, tmp / "calls.duckdb")]
-    sides.append(Aigw(base_url, None))
+    sides: list[Side] = [RawHttpx(base_url)]
+    if args.transport == "lean":
+        sides.append(RawHttpx(base_url, lean=True))
+    sides.append(Aigw(base_url, tmp / "calls.duckdb", transport=args.transport))
+    sides.append(Aigw(base_url, None, transport=args.transport))
     if args.pool_shards > 1:
         sides.append(RawHttpx(base_url, args.pool_shards))
         sides.append(Aigw(base_url, tmp / "sharded.duckdb", args.pool_shards))
