@@ -68,8 +68,10 @@ FINISH_REASONS: frozenset[str] = frozenset(
 CacheStatus = Literal["none", "miss", "hit", "bypass", "upstream_hit"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-#: The log's own label encoder (gateway/records.py): anything it can write passes.
-_LABELS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+#: The one encoder the call log writes JSON labels with (gateway/records.py uses it too), so
+#: `ChatRequest.create` refuses exactly what a row could not hold. Made once: json.dumps with
+#: options builds a new encoder per call.
+LOG_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,7 +583,7 @@ class Score:
 def _check_labels(name: str, labels: Mapping[str, Any]) -> None:
     """Refuse ``tags``/``metadata`` the call log could not store as JSON."""
     try:
-        _LABELS_JSON.encode(dict(labels))
+        LOG_JSON.encode(dict(labels))
     except (ValueError, RecursionError, TypeError) as exc:
         raise InvalidRequestError(
             f"{name} cannot be written to the call log as JSON ({exc})",

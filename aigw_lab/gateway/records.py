@@ -12,14 +12,14 @@ from aigw_lab.errors import AigwError, StreamInterruptedError
 from aigw_lab.gateway.budget_limits import charged_usd
 from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.store.records import CallRecord
+from aigw_lab.types import LOG_JSON as _JSON
 from aigw_lab.types import ChatRequest, ChatResponse
 
-# One encoder for every call: json.dumps with options builds a new encoder each time.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-# And its C core, made once: `JSONEncoder.encode` builds a new one per call (with a dict of
-# the containers seen, for cycles). Without that dict it is reusable from any thread; a
-# cyclic value then fails with RecursionError, and `to_json` asks `_JSON` again, which
-# raises what it always raised.
+# The C core of `_JSON` (the log's one encoder, shared with `ChatRequest.create`'s check),
+# made once: `JSONEncoder.encode` builds a new one per call (with a dict of the containers
+# seen, for cycles). Without that dict it is reusable from any thread; a cyclic value then
+# fails with RecursionError, and `to_json` asks `_JSON` again, which raises what it always
+# raised.
 _C_ENCODER = json.encoder.c_make_encoder
 _ENCODE_C = (
     None
