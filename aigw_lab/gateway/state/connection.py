@@ -144,6 +144,7 @@ class SharedState:
         env: Mapping[str, str] | None = None,
         prefix: str = "aigw:",
         timeout: float = 1.0,
+        io_threads: int = 16,
     ) -> SharedState:
         """A client for the URL held by the environment variable ``url_env``."""
         env = os.environ if env is None else env
@@ -154,7 +155,9 @@ class SharedState:
                 f"[state] url_env names {name}, which is not set",
                 hint=f"export {name}=redis://HOST:PORT/0 before starting the gateway",
             )
-        return cls.from_url(url, prefix=prefix, timeout=timeout, where=f"${name}")
+        return cls.from_url(
+            url, prefix=prefix, timeout=timeout, where=f"${name}", io_threads=io_threads
+        )
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
