@@ -37,13 +37,14 @@ import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _paced_sides import PacedSides, paced
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -179,14 +180,9 @@ def worker(side: str, folder: str) -> int:
             n, rate = int(words[1]), float(words[2])
             for name in spent:
                 spent[name] = 0
-            start = time.perf_counter()
             usage0 = resource.getrusage(resource.RUSAGE_THREAD)
             thread0 = time.thread_time()
-            for i in range(n):
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                call()
+            start = paced(call, n, rate)
             cpu1, thread1 = time.process_time(), time.thread_time()
             # The whole process since the previous report, not only during this block: the
             # writer's inserts land whenever a batch is due, often while other sides run.
@@ -241,24 +237,8 @@ def run(
         # from this one): the log's code before and after, in one run.
         return {**os.environ, "PYTHONPATH": baseline or ""}
 
-    procs = {
-        side: subprocess.Popen(
-            [sys.executable, __file__, "--worker", side, "--folder", folder],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env(side),
-        )
-        for side in sides
-    }
-
-    def ask(side: str, line: str) -> dict:
-        proc = procs[side]
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())
-
+    procs = PacedSides(__file__, sides, folder, env=env)
+    ask = procs.ask
     for rate in rates:
         block_s = seconds if rate <= 200 else seconds / 3
         n = max(50, int(rate * block_s))
@@ -266,15 +246,7 @@ def run(
             f"### {rate:,.0f} calls/s: {rounds} counted rounds (+1 warm-up) x {n:,} calls per "
             f"side; load average at the start: {load()}"
         )
-        results: dict[str, list[dict]] = {side: [] for side in sides}
-        for turn in range(rounds + 1):
-            order = sides[turn % len(sides) :] + sides[: turn % len(sides)]
-            if turn % 2:
-                order = order[::-1]
-            for side in order:
-                report = ask(side, f"run {n} {rate}")
-                if turn:
-                    results[side].append(report)
+        results = procs.rounds(f"run {n} {rate}", rounds)
         print(
             f"| {'side':<34} | {'caller CPU µs/call':>20} | {'process CPU µs':>14} | "
             f"{'wall µs':>8} | {'GC µs':>6} | {'faults':>6} | {'waits':>6} | {'preempt':>7} |"
@@ -344,12 +316,7 @@ def run(
                     f"{c['c_calls'] - off['c_calls']:+.1f} C calls"
                 )
         print()
-    for side in sides:
-        end = ask(side, "end")
-        if end["rows"] is not None and end["rows"] != end["made"]:
-            print(f"!! {SIDES[side]}: {end['made']} calls but {end['rows']} rows in the log")
-        procs[side].stdin.close()
-        procs[side].wait(timeout=120)
+    procs.end(SIDES)
     shutil.rmtree(folder, ignore_errors=True)
 
 

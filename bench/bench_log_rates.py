@@ -45,12 +45,13 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _paced_sides import PacedSides, paced
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -195,13 +196,8 @@ def worker(side: str, folder: str) -> int:
         words = line.split()
         if words[0] == "run":
             n, rate = int(words[1]), float(words[2])
-            start = time.perf_counter()
             thread0 = time.thread_time()
-            for i in range(n):
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                call()
+            start = paced(call, n, rate)
             wall = time.perf_counter() - start
             made += n
             now = time.process_time()
@@ -230,23 +226,7 @@ def worker(side: str, folder: str) -> int:
 
 def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str]) -> None:
     folder = tempfile.mkdtemp(prefix="bench-log-rates-")
-    procs = {
-        side: subprocess.Popen(
-            [sys.executable, __file__, "--worker", side, "--folder", folder],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for side in sides
-    }
-
-    def ask(side: str, line: str) -> dict:
-        proc = procs[side]
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())
-
+    procs = PacedSides(__file__, sides, folder)
     print("## 2. Paced gateway calls: CPU per call, whole process (all threads)")
     for rate in rates:
         n = max(50, int(rate * seconds))
@@ -254,15 +234,7 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
             f"\n### {rate:,.0f} calls/s: {rounds} counted rounds (+1 warm-up) x {n:,} calls "
             f"per side; load average at the start: {load()}"
         )
-        results: dict[str, list[dict]] = {side: [] for side in sides}
-        for turn in range(rounds + 1):
-            order = sides[turn % len(sides) :] + sides[: turn % len(sides)]
-            if turn % 2:
-                order = order[::-1]
-            for side in order:
-                report = ask(side, f"run {n} {rate}")
-                if turn:
-                    results[side].append(report)
+        results = procs.rounds(f"run {n} {rate}", rounds)
         print(
             f"| {'side':<40} | {'CPU µs/call':>22} | {'caller µs':>9} | {'wall µs':>8} | "
             f"{'rate/s':>7} | {'vs raw':>7} |"
@@ -306,12 +278,7 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
                 floor_us = statistics.median(floor)
                 print(f"for scale, gateway (log off) over raw httpx: {floor_us:+.1f} µs CPU/call")
         print(f"load average at the end: {load()}")
-    for side in sides:
-        end = ask(side, "end")
-        if end["rows"] is not None and end["rows"] != end["made"]:
-            print(f"!! {SIDES[side]}: {end['made']} calls but {end['rows']} rows in the log")
-        procs[side].stdin.close()
-        procs[side].wait(timeout=120)
+    procs.end(SIDES)
     shutil.rmtree(folder, ignore_errors=True)
     print()
 

@@ -1,0 +1,89 @@
+"""The parent's side of the paced benches whose sides are long-lived worker processes
+(bench_log_rates.py, bench_log_caller.py).
+
+Each side is the script run with ``--worker SIDE --folder FOLDER``: it answers every line it
+reads (``run N RATE``, ``end``, ...) with one JSON line. `PacedSides` starts them, asks them
+in interleaved rounds (the order rotated each turn and reversed every other turn, the first
+turn a warm-up that is not kept) and, at the end, checks that each side's log holds a row
+for every call it made.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["PacedSides", "paced"]
+
+
+def paced(call: Callable[[], Any], n: int, rate: float) -> float:
+    """``n`` calls at ``rate`` per second (each sleeps until its turn); returns the block's
+    start on the ``perf_counter`` clock."""
+    start = time.perf_counter()
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        call()
+    return start
+
+
+class PacedSides:
+    """One worker process per side of ``script``, spoken to by lines."""
+
+    def __init__(
+        self,
+        script: str,
+        sides: Sequence[str],
+        folder: str,
+        env: Callable[[str], Mapping[str, str] | None] = lambda side: None,
+    ) -> None:
+        self.sides = list(sides)
+        self.procs = {
+            side: subprocess.Popen(
+                [sys.executable, script, "--worker", side, "--folder", folder],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env(side),
+            )
+            for side in self.sides
+        }
+
+    def ask(self, side: str, line: str) -> dict:
+        """Send ``line`` to ``side``; its one-line JSON answer."""
+        proc = self.procs[side]
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    def rounds(self, line: str, rounds: int) -> dict[str, list[dict]]:
+        """``rounds`` counted turns (after one warm-up) of ``line`` to every side; each side's
+        answers, in turn order."""
+        results: dict[str, list[dict]] = {side: [] for side in self.sides}
+        sides = self.sides
+        for turn in range(rounds + 1):
+            order = sides[turn % len(sides) :] + sides[: turn % len(sides)]
+            if turn % 2:
+                order = order[::-1]
+            for side in order:
+                report = self.ask(side, line)
+                if turn:
+                    results[side].append(report)
+        return results
+
+    def end(self, names: Mapping[str, str]) -> None:
+        """Stop every side; print any whose log lacks a row for a call it made."""
+        for side in self.sides:
+            end = self.ask(side, "end")
+            if end["rows"] is not None and end["rows"] != end["made"]:
+                print(f"!! {names[side]}: {end['made']} calls but {end['rows']} rows in the log")
+            proc = self.procs[side]
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=120)
