@@ -18,45 +18,9 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.semantic_cache import NumpyIndex, SemanticCache
 from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
 from aigw_lab.testing.fakes import MockProvider
+from tests.gateway._vector_helpers import DIM, Manual, clustered, near
 
-DIM = 32
 WAIT = 30  # seconds: a generous bound for a background job on a loaded machine
-
-
-@pytest.fixture
-def faiss():
-    return pytest.importorskip(
-        "faiss", reason='faiss is not installed (pip install "aigw-lab[ann]")'
-    )
-
-
-def clustered(n, seed, dim=DIM, clusters=40):
-    """Unit vectors around ``clusters`` centres, as sentence embeddings group by topic."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    rows = centres[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim))
-    rows = rows.astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def near(vectors, seed, scale=0.05):
-    rng = np.random.default_rng(seed)
-    moved = vectors + scale * rng.standard_normal(vectors.shape).astype(np.float32)
-    return moved / np.linalg.norm(moved, axis=1, keepdims=True)
-
-
-class Manual:
-    """A ``spawn`` that queues jobs; the test runs them when it chooses."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def __call__(self, job):
-        self.jobs.append(job)
-
-    def run_all(self):
-        while self.jobs:
-            self.jobs.pop(0)()
 
 
 # --- always -----------------------------------------------------------------------------------

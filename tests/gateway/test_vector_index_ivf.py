@@ -18,13 +18,6 @@ from aigw_lab.testing.fakes import MockProvider
 DIM = 32
 
 
-@pytest.fixture
-def faiss():
-    return pytest.importorskip(
-        "faiss", reason='faiss is not installed (pip install "aigw-lab[ann]")'
-    )
-
-
 def unit_vectors(n, seed, dim=DIM):
     vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

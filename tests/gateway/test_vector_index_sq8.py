@@ -13,44 +13,9 @@ import pytest
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.semantic_match import NumpyIndex
 from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
+from tests.gateway._vector_helpers import DIM, Manual, clustered, near
 
-DIM = 32
 WAIT = 60  # seconds: a generous bound for background jobs on a loaded machine
-
-
-@pytest.fixture
-def faiss():
-    return pytest.importorskip(
-        "faiss", reason='faiss is not installed (pip install "aigw-lab[ann]")'
-    )
-
-
-def clustered(n, seed, dim=DIM, clusters=40):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    rows = centres[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim))
-    rows = rows.astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def near(vectors, seed, scale=0.05):
-    rng = np.random.default_rng(seed)
-    moved = vectors + scale * rng.standard_normal(vectors.shape).astype(np.float32)
-    return moved / np.linalg.norm(moved, axis=1, keepdims=True)
-
-
-class Manual:
-    """A ``spawn`` that queues jobs; the test runs them when it chooses."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def __call__(self, job):
-        self.jobs.append(job)
-
-    def run_all(self):
-        while self.jobs:
-            self.jobs.pop(0)()
 
 
 def built(n, seed, **kwargs):
