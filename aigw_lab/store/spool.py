@@ -10,7 +10,9 @@ about to be, sent; its outcome is unknown). Replay is idempotent: `CallLog` skip
 already in ``calls``.
 
 Layout: ``<db>.spool/`` holds segment files, one writer each, locked with ``flock`` while
-their process lives (another `CallLog` replays only unlocked ones). A segment is
+their process lives (another `CallLog` replays only unlocked ones); each is made under a
+temporary name (``*.spool-new``, never replayed), locked, then renamed, so a replay never
+takes a segment its creator has not locked yet. A segment is
 preallocated (256 KiB) and mapped into memory; frames are copied into the mapping one after
 the other (see `Spool` for why not ``os.write``). A frame is a 9-byte header (kind
 ``s``/``e``, payload length, Adler-32 of the payload) and a `marshal`-encoded tuple of plain
@@ -62,6 +64,7 @@ from aigw_lab.store.spool_replay import (
     SEGMENT_SUFFIX,
     START_FIELDS,
     START_KIND,
+    TEMP_SUFFIX,
     Leftovers,
     interrupted_record,
     known_call_ids,
@@ -97,6 +100,7 @@ DURABILITY_LEVELS = ("none", "os", "fsync")
 _START, _END = START_KIND, END_KIND
 _SUFFIX = SEGMENT_SUFFIX
 _HEADER = FRAME_HEADER
+_CREATE_ATTEMPTS = 3  # tries at creating a segment whose temporary file a scan takes away
 
 
 def spool_dir(db_path: str | os.PathLike[str]) -> Path:
@@ -136,25 +140,48 @@ class _Segment:
     __slots__ = ("path", "fd", "map", "used")
 
     def __init__(self, path: Path, size: int) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "alive": not for replay
+        # Made under a temporary name that the leftover scan never reads as a segment,
+        # locked, then renamed into place: created under its final name, a segment could be
+        # locked by another process's scan before its creator locked it, and be taken for a
+        # dead process's (deleted, the creator's frames going into a file no longer there).
+        # A creator that finds its temporary file taken away (a scan removed it as garbage,
+        # only possible after `TEMP_GRACE_S`) starts again under another name.
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            temp = path.with_name(f"{path.name.removesuffix(_SUFFIX)}-{attempt}{TEMP_SUFFIX}")
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+            mapping = None
             try:
-                # Blocks reserved now: a full disk fails here, not as SIGBUS on a later
-                # write into the mapping.
-                os.posix_fallocate(fd, 0, size)
-            except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
-                os.ftruncate(fd, size)
-            except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "alive": not for replay
+                try:
+                    # Blocks reserved now: a full disk fails here, not as SIGBUS on a later
+                    # write into the mapping.
+                    os.posix_fallocate(fd, 0, size)
+                except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
+                    os.ftruncate(fd, size)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    os.ftruncate(fd, size)  # a file system without fallocate: sparse, then
+                mapping = mmap.mmap(fd, size)
+                os.rename(temp, path)
+            except (BlockingIOError, FileNotFoundError):
+                # A scan holds the temporary file or has removed it: start again.
+                if mapping is not None:
+                    mapping.close()
+                os.close(fd)
+                if attempt == _CREATE_ATTEMPTS:
                     raise
-                os.ftruncate(fd, size)  # a file system without fallocate: sparse, then
-            self.map = mmap.mmap(fd, size)
-        except BaseException:
-            os.close(fd)
-            unlink_quietly(path)
-            raise
+                continue
+            except BaseException:
+                if mapping is not None:
+                    mapping.close()
+                os.close(fd)
+                unlink_quietly(temp)
+                raise
+            break
+        assert mapping is not None  # the loop either made it or raised
+        self.map = mapping
         self.path, self.fd, self.used = path, fd, 0
 
     def clear(self) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import marshal
 import os
 import struct
+import time
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,8 @@ __all__ = [
     "INTERRUPTED_MESSAGE",
     "SEGMENT_SUFFIX",
     "START_FIELDS",
+    "TEMP_GRACE_S",
+    "TEMP_SUFFIX",
     "Leftovers",
     "interrupted_record",
     "known_call_ids",
@@ -94,6 +97,13 @@ _CHECKSUMS = {
 _STARTS = (START_KIND, _OLD_START)
 #: The file name suffix of a segment (and of the spool directory).
 SEGMENT_SUFFIX = ".spool"
+#: The suffix of a segment being made (created, locked, then renamed to ``*.spool``); the
+#: leftover scan never reads such a file as a segment.
+TEMP_SUFFIX = ".spool-new"
+#: How old (seconds since its last change) an unlocked temporary file must be before a scan
+#: removes it as a dead creator's. A live creator locks its file microseconds after making
+#: it; one paused longer than this finds the file gone and makes another.
+TEMP_GRACE_S = 60.0
 _MAX_PAYLOAD = 64 << 20  # a larger length is a corrupt header, not a row
 _NONE = type(None)
 _ALLOWED_TYPES: dict[str, tuple[type, ...]] = {
@@ -135,12 +145,16 @@ class Leftovers:
         self.segments = []
 
 
-def read_leftovers(directory: Path) -> Leftovers:
+def read_leftovers(directory: Path, *, clock: Callable[[], float] = time.time) -> Leftovers:
     """Read every segment in ``directory`` that no live process holds. Segments owned by
-    another user are left alone (the spool is private to the log's owner)."""
+    another user are left alone (the spool is private to the log's owner). Temporary files
+    of segments being made are never read; one that no process holds and that is older
+    than `TEMP_GRACE_S` (by ``clock``) is a dead creator's and is removed (it holds no
+    frame: a segment gets its first frame only after its rename)."""
     found = Leftovers()
     if not directory.is_dir():
         return found
+    _remove_dead_temporaries(directory, clock())
     starts: dict[str, tuple[Any, ...]] = {}
     ends: dict[str, CallRecord] = {}
     for path in sorted(directory.glob(f"*{SEGMENT_SUFFIX}")):
@@ -165,6 +179,27 @@ def read_leftovers(directory: Path) -> Leftovers:
             found.records.append(interrupted_record(values))
     found.records.extend(ends.values())
     return found
+
+
+def _remove_dead_temporaries(directory: Path, now: float) -> None:
+    """Remove the temporary files whose creators died before renaming them (unlocked, ours,
+    older than `TEMP_GRACE_S`); a creator still alive holds its lock, so it keeps its file."""
+    for path in directory.glob(f"*{TEMP_SUFFIX}"):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            stat = os.fstat(fd)
+            if stat.st_uid != os.getuid() or now - stat.st_mtime < TEMP_GRACE_S:
+                continue
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            unlink_quietly(path)
+        except OSError:  # held by a live creator (BlockingIOError), or gone meanwhile
+            continue
+        finally:
+            os.close(fd)
 
 
 def read_segment(path: str | os.PathLike[str]) -> list[tuple[str, tuple[Any, ...]]]:
