@@ -27,6 +27,7 @@ from aigw_lab.gateway.records import (
     success_record,
     to_json,
 )
+from aigw_lab.gateway.start_spools import start_spool
 from aigw_lab.providers.base_provider import traits
 from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.sink import CallSink, CallSinkWarning, SinkHealth
@@ -76,8 +77,9 @@ class Recorder:
         self.prices = prices
         self.log = log
         self.sinks: tuple[CallSink, ...] = tuple(sinks)
-        #: Where each attempt's start is written before its request leaves (None: no spool).
-        self.spool = getattr(log, "spool", None)
+        #: Where each attempt's start is written before its request leaves (None: no spool):
+        #: the log's spool and every sink's (`aigw_lab.gateway.start_spools`).
+        self.spool = start_spool(log, self.sinks)
         self.max_body_chars = max_body_chars
         self._api_format = api_format
         self._is_simulated = is_simulated

@@ -317,6 +317,14 @@ class TeamLogSink:
             pass
 
     @property
+    def start_spool(self) -> Spool | None:
+        """This sink's spool, for the gateway to write each call's start in before its
+        request leaves (`aigw_lab.gateway.start_spools`): a process killed mid-call leaves
+        the start without an end, and the next sink opened on the spool directory sends it
+        as an ``interrupted`` row. None once closed."""
+        return None if self._stop else self._spool
+
+    @property
     def pending_rows(self) -> int:
         """Rows appended that PostgreSQL does not have yet."""
         return self._appended - self._committed
