@@ -32,8 +32,9 @@ workers are still being torn down by Ray could pay for their in-flight calls too
 worker stops starting units once the run's board (owned by the driver) is gone.
 
 Ray is the optional ``ray`` extra; it is imported, and a cluster started or joined
-(``ray.init``), only when a run starts. A local cluster starts without its dashboard, and
-Ray's usage statistics stay off unless ``RAY_USAGE_STATS_ENABLED`` says otherwise.
+(``ray.init``), only when a run starts. A local cluster starts on 127.0.0.1 only
+(`aigw_lab.experiments.ray_start`), without its dashboard, and Ray's usage statistics stay
+off unless ``RAY_USAGE_STATS_ENABLED`` says otherwise.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from aigw_lab.errors import AigwError, ConfigError, MissingExtraError
 from aigw_lab.experiments.estimate import estimate_units
 from aigw_lab.experiments.progress import ProgressTracker, counts_by_target
+from aigw_lab.experiments.ray_start import init_ray
 from aigw_lab.experiments.ray_worker import (
     RunBoard,
     ShardJob,
@@ -242,18 +244,9 @@ class RayExecutor:
         return experiment
 
     def ensure_ray(self, ray: ModuleType) -> None:
-        """Join the cluster at ``address``, or start a local one, unless this process has
-        already."""
-        if ray.is_initialized():
-            return
-        # No usage report leaves the machine unless the user asked for it.
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if self.address is not None:
-            options["address"] = self.address
-        elif self.num_cpus is not None:
-            options["num_cpus"] = self.num_cpus
-        ray.init(**options)
+        """Join the cluster at ``address``, or start a local one on 127.0.0.1, unless this
+        process has already (`aigw_lab.experiments.ray_start.init_ray`)."""
+        init_ray(ray, address=self.address, num_cpus=self.num_cpus)
 
     def driver_gateway(self) -> Gateway:
         """A gateway for the driver, built as the workers build theirs (the team log its

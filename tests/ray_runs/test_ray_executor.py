@@ -8,7 +8,10 @@ scores.
   `target_summary` / `paired_comparison` as one process's DuckDB file;
 - its progress reaches the driver's tracker as one total, and a resume counts its skips;
 - kill -9 of the driver, or of a Ray worker, mid-run: the rerun (or Ray's retry) pays again
-  at most for the calls that were in flight, counted against the fake's own record.
+  at most for the calls that were in flight, counted against the fake's own record; a call
+  in flight on a killed worker is in the team log as ``interrupted``, never missing;
+- the cluster listens on 127.0.0.1 only (the executor's local start; the subprocess driver
+  and the CLI join it at its loopback address).
 """
 
 from __future__ import annotations
@@ -125,17 +128,35 @@ def team_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster(team_url: str) -> Iterator[str]:
-    """A local Ray cluster whose workers inherit the team log's URL variable."""
+    """A local Ray cluster whose workers inherit the team log's URL variable, started as
+    the executor starts one: on 127.0.0.1 only (`aigw_lab.experiments.ray_start`)."""
     os.environ[ENV] = team_url
     os.environ["RAY_TEST_UPSTREAM_KEY"] = "sk-up-test"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    # Ray binds this machine's own interface address (a local start ignores
-    # _node_ip_address); nothing leaves the machine.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    RayExecutor(num_cpus=2).ensure_ray(ray)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def test_the_local_cluster_listens_on_loopback_only(cluster):
+    """Every socket the local start's processes listen on (GCS, raylet, workers, Ray's
+    agents) is on 127.0.0.1; the GCS address the workers and other drivers use too."""
+    psutil = pytest.importorskip("psutil")
+    assert cluster.rsplit(":", 1)[0] == "127.0.0.1"
+    assert ray.get(ray.remote(lambda: ray.util.get_node_ip_address()).remote()) == "127.0.0.1"
+    listening = set()
+    for process in psutil.Process().children(recursive=True):
+        try:
+            connections = process.net_connections(kind="inet")
+            name = process.name()
+        except psutil.Error:
+            continue  # ended meanwhile
+        listening |= {(name, c.laddr.ip) for c in connections if c.status == psutil.CONN_LISTEN}
+    assert {"gcs_server", "raylet"} <= {name for name, _ in listening}, listening
+    outside = {(n, ip) for n, ip in listening if ip.removeprefix("::ffff:") != "127.0.0.1"}
+    assert not outside, outside
 
 
 @pytest.fixture
@@ -390,46 +411,89 @@ def test_b_kill_9_of_the_driver_then_resume_repays_at_most_the_calls_in_flight(
     assert [s for (s,) in statuses] == ["interrupted", "completed"]
 
 
-def test_b_kill_9_of_the_ray_workers_mid_run_repays_at_most_their_calls_in_flight(
-    cluster, team_url, tmp_path, upstream
+class HeldUpstream(Upstream):
+    """`Upstream` holding the first request for ``held`` (item id, model) until `release`
+    is set (or the fake closes): a call surely in flight on a worker when it is killed."""
+
+    def __init__(self, held: tuple[str, str]) -> None:
+        super().__init__()
+        self.held = held
+        self.holding = threading.Event()  # set once the held request has arrived
+        self.release = threading.Event()
+        self._once = threading.Lock()
+
+    def _next_reply(self) -> Reply:
+        reply = super()._next_reply()
+        body = self._seen.request.json
+        key = (f"i{body['messages'][-1]['content'].split('-')[1]}", body["model"])
+        if key == self.held and self._once.acquire(blocking=False):
+            self.holding.set()
+            return replace(reply, delay=60.0, release=self.release)
+        return reply
+
+
+def test_b_kill_9_of_the_ray_workers_mid_call_logs_the_call_as_interrupted_and_repays_it(
+    cluster, team_url, tmp_path
 ):
-    upstream.delay = 0.05
+    """The workers are killed while the fake holds one of their calls (and others may be
+    in flight): each such call is in the team log as ``interrupted`` (the next worker on
+    the machine sends the dead one's spooled start), never missing; Ray's retry pays again
+    at most the calls that were in flight. Counted per unit against the fake's record."""
     concurrency, items = 3, 24
     units = items * 2
-    config = _config(tmp_path, upstream)
-    experiment = _experiment("worker-killed", items=items, concurrency=concurrency)
     killed: list[int] = []
+    with HeldUpstream(held=("i2", "m1")) as upstream:
+        upstream.delay = 0.05
+        config = _config(tmp_path, upstream)
+        experiment = _experiment("worker-killed", items=items, concurrency=concurrency)
 
-    def kill_workers(snapshot) -> None:
-        """SIGKILL the worker of every shard that is mid-run (some units reported, at least
-        four of its units left): Ray retries each killed shard."""
-        if killed or snapshot.status != "running":
-            return
-        board = ray.get_actor(f"aigw-board-{snapshot.run_id}")
-        finished = ray.get(board.finished.remote())
-        pids = ray.get(board.pids.remote())
-        middle = [shard for shard, n in finished.items() if 1 <= n <= items - 4]
-        if not middle:
-            return
-        for shard in middle:
-            os.kill(pids[shard], signal.SIGKILL)
-        killed.extend(middle)
+        def kill_workers(snapshot) -> None:
+            """SIGKILL every shard's worker once the held call is in flight: Ray retries
+            each killed shard."""
+            if killed or snapshot.status != "running" or not upstream.holding.is_set():
+                return
+            board = ray.get_actor(f"aigw-board-{snapshot.run_id}")
+            pids = ray.get(board.pids.remote())
+            for shard, pid in pids.items():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(shard)
 
-    with Gateway.from_config(config, log=None) as driver:
-        result = run_experiment(
-            driver, experiment, executor=_executor(tmp_path, config), progress=False,
-            on_progress=kill_workers,
-        )  # fmt: skip
-    assert killed, "no worker was killed mid-run"
+        with Gateway.from_config(config, log=None) as driver:
+            result = run_experiment(
+                driver, experiment, executor=_executor(tmp_path, config), progress=False,
+                on_progress=kill_workers,
+            )  # fmt: skip
+        upstream.release.set()
+        total = upstream.units()
+    assert killed, "no worker was killed mid-call"
     assert result.status == "completed", result.message
-    total = upstream.units()
     assert len(total) == units
     repaid = sum(n - 1 for n in total.values())
-    print(f"killed the workers of shards {killed} mid-run; {repaid} paid again")
     # The killed workers' calls in flight, at most.
     assert repaid <= len(killed) * concurrency, total
     ok = _ok_units(team_url, experiment.id)
     assert len(ok) == units and set(ok.values()) == {1}
+    # No paid call missing: for every unit, at least as many rows as requests the fake got.
+    rows = _pg(
+        team_url,
+        "SELECT item_id, target, status FROM calls WHERE experiment_id = %s",
+        [experiment.id],
+    )
+    logged = Counter((item, target.removeprefix("up/")) for item, target, _ in rows)
+    short = {unit: (n, logged[unit]) for unit, n in total.items() if logged[unit] < n}
+    assert not short, f"requests received vs rows logged: {short}"
+    interrupted = sorted((item, target) for item, target, status in rows if status == "interrupted")
+    assert ("i2", "up/m1") in interrupted, rows
+    # A unit paid again was cut by the kill, so its first call is interrupted (a start may
+    # also be spooled for a request the kill stopped before it left: then no request).
+    assert len(interrupted) >= repaid, (interrupted, repaid)
+    print(
+        f"killed the workers of shards {killed} with the call for i2/m1 held; "
+        f"{len(interrupted)} interrupted rows, {repaid} paid again"
+    )
 
 
 EXPERIMENT_FILE = """

@@ -4,6 +4,7 @@ options are `ConfigError`s naming the fix, and the team log's URL is never echoe
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -192,3 +193,77 @@ def test_the_cli_without_ray_says_how_to_install_it_in_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     assert 'pip install "aigw-lab[ray]"' in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "experiments.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        (None, True),
+        ("127.0.0.1:6379", True),
+        ("localhost:6379", True),
+        ("[::1]:6379", True),
+        ("ray://127.0.0.1:10001", True),
+        ("auto", False),
+        ("10.0.0.5:6379", False),
+        ("head.internal:6379", False),
+        ("ray://head:10001", False),
+    ],
+)
+def test_which_addresses_are_joined_on_loopback(address, loopback):
+    from aigw_lab.experiments.ray_start import is_loopback_address
+
+    assert is_loopback_address(address) is loopback
+
+
+class _FakeRay:
+    """What `init_ray` touches of ray: records ``init``'s options and the clusters-enabled
+    constant as ``init`` saw it."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self._private = type("P", (), {})()
+        self._private.ray_constants = type("C", (), {"ENABLE_RAY_CLUSTER": True})()
+        self.calls: list[tuple[dict, bool]] = []
+        self.fails = fails
+
+    def is_initialized(self) -> bool:
+        return bool(self.calls)
+
+    def init(self, **options) -> None:
+        self.calls.append((options, self._private.ray_constants.ENABLE_RAY_CLUSTER))
+        if self.fails:
+            raise RuntimeError("no cluster there")
+
+
+@pytest.mark.parametrize(
+    ("address", "num_cpus", "expected", "clusters_seen"),
+    [
+        (None, 2, {"_node_ip_address": "127.0.0.1", "num_cpus": 2}, False),
+        ("127.0.0.1:6379", 2, {"address": "127.0.0.1:6379"}, False),
+        ("10.0.0.5:6379", None, {"address": "10.0.0.5:6379"}, True),
+        ("auto", None, {"address": "auto"}, True),
+    ],
+)
+def test_a_local_start_and_a_loopback_join_run_with_ray_clusters_off(
+    address, num_cpus, expected, clusters_seen, monkeypatch
+):
+    from aigw_lab.experiments.ray_start import init_ray
+
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    fake = _FakeRay()
+    init_ray(fake, address=address, num_cpus=num_cpus)
+    ((options, seen),) = fake.calls
+    assert options == {"include_dashboard": False, "log_to_driver": False, **expected}
+    assert seen is clusters_seen
+    assert fake._private.ray_constants.ENABLE_RAY_CLUSTER is True  # put back
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    init_ray(fake, address=address, num_cpus=num_cpus)  # joined already: nothing
+    assert len(fake.calls) == 1
+
+
+def test_the_constant_is_put_back_when_init_fails():
+    from aigw_lab.experiments.ray_start import init_ray
+
+    fake = _FakeRay(fails=True)
+    with pytest.raises(RuntimeError):
+        init_ray(fake, address=None, num_cpus=None)
+    assert fake._private.ray_constants.ENABLE_RAY_CLUSTER is True
