@@ -41,6 +41,7 @@ import ray  # noqa: E402
 
 from aigw_lab.datasets import Dataset  # noqa: E402
 from aigw_lab.experiments import Experiment, RayExecutor, WorkerGateway, run_experiment  # noqa: E402
+from aigw_lab.experiments.ray_start import init_ray  # noqa: E402
 from aigw_lab.gateway import Gateway  # noqa: E402
 from aigw_lab.scorers import build_scorer  # noqa: E402
 from aigw_lab.testing.fake_upstream import FakeUpstream, Reply  # noqa: E402
@@ -178,7 +179,8 @@ def main() -> None:
         config = tmp / "gateway.toml"
         config.write_text(CONFIG.format(url=upstream.url))
         started = time.perf_counter()
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        # As the executor starts one: on 127.0.0.1 only, no dashboard.
+        init_ray(ray, address=None, num_cpus=args.workers)
         print(f"ray.init (local cluster): {time.perf_counter() - started:.1f} s wall")
         # One warm-up Ray run: workers start and import once (reported, not counted).
         warm = run_once("ray", config, tmp, 4, args.workers, args.concurrency)

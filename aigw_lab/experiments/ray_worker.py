@@ -13,8 +13,10 @@ A shard, in its worker process:
    this run: a shard Ray retries after its worker died skips what the dead one finished), so
    only calls that were in flight at a kill are paid again;
 3. builds its own `Gateway` from the recipe (`WorkerGateway`: a config file, inline tables,
-   the simulated fleet), with no local log and the team log as its sink: every row of a paid
-   call is spooled before ``achat`` returns, then copied to PostgreSQL;
+   the simulated fleet), with no local log and the team log as its sink: each call's start
+   is spooled before its request leaves and its row before ``achat`` returns, then copied to
+   PostgreSQL (a worker killed mid-call leaves the start, which the next worker on the
+   machine sends as an ``interrupted`` row: `aigw_lab.gateway.start_spools`);
 4. sends its units, ``concurrency`` at a time, scores each answer, and writes the scores to
    the team log (`TeamRows`); reports each unit to the board and asks it before starting
    the next, stopping when it says so (budget spent, Ctrl-C) or is gone (the driver died);
@@ -201,10 +203,13 @@ class _Shard:
         url = _team_url(job.url_env)
         root = Path(job.spool_dir).expanduser()
         with contextlib.ExitStack() as stack:
-            # One spool directory per shard index: concurrent shards never share one (a
-            # spool opened while another process creates a segment in the same directory
-            # can take that segment for a dead one), and a retried or resumed shard of the
-            # same index finds what its killed predecessor left.
+            # One spool directory per shard index, so a retried or resumed shard of the same
+            # index is the one that sends what its killed predecessor left (rows, and starts
+            # of calls in flight as interrupted rows) before it asks which of its units are
+            # done. In a shared directory another shard starting at the same moment could
+            # take those leftovers first, and this one would pay for their units again.
+            # (The per-shard folders once also avoided a segment-creation race, since fixed
+            # in aigw_lab.store.spool.)
             sink = TeamLogSink(url, spool_dir=root / f"shard-{job.shard}")
             stack.callback(sink.close)
             # A killed worker's rows in this machine's spool reach PostgreSQL first, so the
