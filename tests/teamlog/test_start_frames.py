@@ -21,6 +21,7 @@ import time
 import pytest
 
 from aigw_lab.gateway import Gateway
+from aigw_lab.store import CallLog
 from aigw_lab.store.spool import INTERRUPTED_MESSAGE, read_segment
 from aigw_lab.store.team_log import TeamLogSink
 from aigw_lab.testing.fake_upstream import FakeUpstream
@@ -87,15 +88,15 @@ _KILLED = textwrap.dedent(
     from aigw_lab.gateway import Gateway
     from aigw_lab.store.team_log import TeamLogSink
 
-    url, base_url, folder = sys.argv[1:4]
+    url, base_url, folder, own = sys.argv[1:5]
     config = pathlib.Path(folder).parent / "gateway.toml"
     config.write_text(
         '[providers.up]\\nkind = "openai"\\nbase_url = "' + base_url + '"\\n'
         'api_key_env = "KILLED_TEST_KEY"\\nmodels = ["m1"]\\n'
     )
     sink = TeamLogSink(url, spool_dir=folder)
-    gateway = Gateway.from_config(config, env={"KILLED_TEST_KEY": "sk-test"}, log=None,
-                                  sinks=[sink])
+    gateway = Gateway.from_config(config, env={"KILLED_TEST_KEY": "sk-test"},
+                                  log=own or None, sinks=[sink])
     gateway.chat(model="up/m1", messages=[{"role": "user", "content": "held"}],
                  experiment_id="exp-k",
                  metadata={"aigw_experiment": {"run_id": "r1", "item_id": "i7",
@@ -105,14 +106,19 @@ _KILLED = textwrap.dedent(
 
 
 @pytest.mark.slow  # a subprocess importing the gateway, then a kill: ~4-8 s on a loaded box
-def test_kill_9_mid_call_leaves_an_interrupted_row_in_the_team_log(team_url, tmp_path):
+@pytest.mark.parametrize("own_log", [False, True], ids=["team-log-only", "file-and-team-log"])
+def test_kill_9_mid_call_leaves_an_interrupted_row_in_the_team_log(team_url, tmp_path, own_log):
+    """Killed with only the team log (a Ray worker), or with a file log beside it (``serve``
+    with ``backend = "postgres"``): the team log gets the interrupted row either way, and
+    the file log its own."""
     folder = tmp_path / "team.spool"
+    own = str(tmp_path / "own.duckdb") if own_log else ""
     release = threading.Event()
     with FakeUpstream() as fake:
         fake.reply_json({}, delay=60.0, release=release)  # held until the kill
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         process = subprocess.Popen(
-            [sys.executable, "-c", _KILLED, team_url, f"{fake.url}/v1", str(folder)],
+            [sys.executable, "-c", _KILLED, team_url, f"{fake.url}/v1", str(folder), own],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         try:
@@ -140,6 +146,10 @@ def test_kill_9_mid_call_leaves_an_interrupted_row_in_the_team_log(team_url, tmp
         "interrupted", INTERRUPTED_MESSAGE, "m1", "exp-k", "i7",
     )  # fmt: skip
     assert call_id and budget is None  # no budget: nothing to charge it to
+    if own_log:
+        with CallLog(own) as log:
+            local = log.query("SELECT call_id, status FROM calls")
+        assert local.values.tolist() == [[call_id, "interrupted"]]
 
 
 def test_start_spool_picks_the_one_spool_or_tees_several():
