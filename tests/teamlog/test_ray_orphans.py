@@ -1,6 +1,7 @@
 """A Ray shard's spool housekeeping (`aigw_lab.experiments.ray_worker`): rows a killed shard
 left in the spool directory of an index no shard of this run has are sent by the one shard
-whose index they map to, before it asks what is done; other shards leave them alone."""
+whose index they map to, before it asks what is done (a call it had in flight as an
+``interrupted`` row); other shards leave them alone."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ def test_orphaned_shard_spools_are_sent_by_exactly_one_shard(team_url, tmp_path)
                        flush_timeout=0.2, retry_interval=0.05)  # fmt: skip
     for row in make_rows(7, prefix="orphan"):
         dead.append(row)
+    # ... and one call in flight when it died: its start, with no row.
+    dead.start_spool.start(
+        ("in-flight", "t", 1767225600.0, "up", "m1", "openai", False, "miss", 1, None, None,
+         None, "x", None, None, False, "r", "i", "up/m1", 0, None)
+    )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TeamLogWarning)
         dead.close()
@@ -45,6 +51,10 @@ def test_orphaned_shard_spools_are_sent_by_exactly_one_shard(team_url, tmp_path)
     _Shard(_job(0, 2, root))._send_orphans(team_url, root)  # 5 % 2 == 1: not shard 0's
     assert count() == 0
     _Shard(_job(1, 2, root))._send_orphans(team_url, root)
-    assert count() == 7
+    assert count() == 8
+    with psycopg.connect(team_url) as conn:
+        assert conn.execute(
+            "SELECT status, item_id FROM calls WHERE call_id = 'in-flight'"
+        ).fetchall() == [("interrupted", "i")]
     _Shard(_job(1, 2, root))._send_orphans(team_url, root)  # nothing twice
-    assert count() == 7
+    assert count() == 8
