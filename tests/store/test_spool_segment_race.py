@@ -25,6 +25,7 @@ import pytest
 
 from aigw_lab.store import spool as spool_module
 from aigw_lab.store.spool import Spool, read_leftovers
+from aigw_lab.store.spool_replay import TEMP_GRACE_S
 
 fcntl = pytest.importorskip("fcntl")
 
@@ -237,3 +238,15 @@ def test_with_fsync_durability_the_folder_is_synced_after_the_rename(tmp_path, m
         assert seen[0][0].endswith(".spool") and not seen[0][0].endswith(spool_module.TEMP_SUFFIX)
     finally:
         spool.close(delete=True)
+
+
+def test_the_grace_period_is_read_on_the_injected_clock(tmp_path):
+    directory = tmp_path / "shared.spool"
+    directory.mkdir()
+    temp = directory / f"1-00000000-000001{spool_module.TEMP_SUFFIX}"
+    temp.write_bytes(b"")
+    made = temp.stat().st_mtime
+    read_leftovers(directory, clock=lambda: made + TEMP_GRACE_S - 1).release(delete=True)
+    assert temp.exists()
+    read_leftovers(directory, clock=lambda: made + TEMP_GRACE_S + 1).release(delete=True)
+    assert not temp.exists()
