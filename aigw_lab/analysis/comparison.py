@@ -202,9 +202,9 @@ def paired_comparison(
     with fresh_rollups(source) as rollups:
         if scorer is None:
             scorer = default_scorer(rollups.read, experiment_id)
-        per_item = paired_items(rollups, target_a, target_b, experiment_id, scorer)
-    return paired_frame(
-        per_item,
+        columns = paired_items(rollups, target_a, target_b, experiment_id, scorer)
+    return _paired_columns_frame(
+        columns,
         target_a,
         target_b,
         experiment_id=experiment_id,
@@ -212,7 +212,11 @@ def paired_comparison(
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
+        bootstrap="auto",
     )
+
+
+_PAIRED_METRICS = (("quality", True), ("latency_ms", False), ("cost_usd", False))
 
 
 def paired_frame(
@@ -229,28 +233,75 @@ def paired_frame(
 ) -> pd.DataFrame:
     """`paired_comparison`'s frame from the per-(target, item) table of the two targets;
     ``bootstrap`` as for `summary_frame`."""
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
+    import numpy as np
+
+    key = ["experiment_id", "item_id"]
+    a = per_item[per_item["target"] == target_a]
+    b = per_item[per_item["target"] == target_b]
+    # Sorted so the seeded resampling sees items in a fixed order.
+    joined = a.merge(b, on=key, how="inner", suffixes=("_a", "_b")).sort_values(key)
+    columns = {
+        f"{metric}_{side}": joined[f"{metric}_{side}"].astype(float).to_numpy()
+        for metric, _ in _PAIRED_METRICS
+        for side in ("a", "b")
+    }
+    # Every joined item has units of both targets; a target with none has no item at all.
+    columns["units_a"] = np.full(len(joined), 1.0)
+    columns["units_b"] = np.full(len(joined), 1.0)
+    present = set(per_item["target"].unique())  # not per row: arrow strings iterate slowly
+    return _paired_columns_frame(
+        columns,
+        target_a,
+        target_b,
+        experiment_id=experiment_id,
+        scorer=scorer,
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        bootstrap=bootstrap,
+        present=(target_a in present, target_b in present),
+    )
+
+
+def _paired_columns_frame(
+    columns: dict[str, np.ndarray],
+    target_a: str,
+    target_b: str,
+    *,
+    experiment_id: str | None,
+    scorer: str | None,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+    bootstrap: BootstrapMethod,
+    present: tuple[bool, bool] | None = None,
+) -> pd.DataFrame:
+    """The frame from per-item columns in a fixed item order (`_rolled.paired_items`):
+    the items with units of both targets are compared, per metric those where both have a
+    value. ``present`` says whether each target has units at all (default: from the unit
+    counts)."""
     # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
 
-    present = set(per_item["target"].unique())  # not per row: arrow strings iterate slowly
-    missing = [t for t in (target_a, target_b) if t not in present]
+    units_a, units_b = columns["units_a"], columns["units_b"]
+    if present is None:
+        present = (bool((units_a > 0).any()), bool((units_b > 0).any()))
+    missing = [t for t, there in zip((target_a, target_b), present, strict=True) if not there]
     if missing:
         raise ValueError(
             f"no units for target(s) {', '.join(map(repr, missing))}"
             + (f" in experiment {experiment_id!r}" if experiment_id else "")
             + "; list the targets with target_summary(...)['target']"
         )
-    key = ["experiment_id", "item_id"]
-    a = per_item[per_item["target"] == target_a]
-    b = per_item[per_item["target"] == target_b]
-    # Sorted so the seeded resampling sees items in a fixed order.
-    joined = a.merge(b, on=key, how="inner", suffixes=("_a", "_b")).sort_values(key)
-
+    both = (units_a > 0) & (units_b > 0)
     rng = np.random.default_rng(seed)
     rows = []
-    for metric, higher_is_better in (("quality", True), ("latency_ms", False), ("cost_usd", False)):
-        pair = joined[[f"{metric}_a", f"{metric}_b"]].astype(float).dropna().to_numpy()
+    for metric, higher_is_better in _PAIRED_METRICS:
+        a, b = columns[f"{metric}_a"][both], columns[f"{metric}_b"][both]
+        keep = ~(np.isnan(a) | np.isnan(b))
+        pair = np.column_stack((a[keep], b[keep]))
         rows.append(_paired_row(metric, pair, higher_is_better, confidence, n_boot, rng, bootstrap))
     frame = pd.DataFrame(rows)
     frame.insert(1, "target_a", target_a)
