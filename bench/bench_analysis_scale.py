@@ -2,6 +2,7 @@
 
     python bench/bench_analysis_scale.py [--rows N] [--rounds R] [--reference] [--quick]
     python bench/bench_analysis_scale.py --quick      # 1M rows, 3 rounds, with the reference
+    python bench/bench_analysis_scale.py --quick --split   # and where each analysis's CPU goes
 
 Builds a synthetic experiment log of about N call rows (default 10,000,000) in a temporary
 DuckDB file: T targets x I items x as many repetitions as fit, about 10% of units retried
@@ -22,9 +23,13 @@ Then, on one read-write connection (what a process owning the log has):
   baseline;
 * an incremental refresh after appending min(N/10, 1M) new call rows (CPU per 1M new calls),
   one after 10,000 more (a merge's fixed cost), and a refresh with nothing new;
-* ``target_summary`` of the file's path (a read-only snapshot, what a notebook next to a
-  running gateway does) while the rollups are behind by 1,000 calls (each snapshot refreshes
-  them into temporary tables) and once they are current.
+* ``target_summary`` of the file's path (what a notebook does) while the rollups are behind
+  by 1,000 calls (each analysis merges them in a private copy of the file) and, once they
+  are current, R interleaved rounds of: read in place (no copy), the same forced through
+  the private copy (what every path analysis paid before), and the bare file copy;
+* with ``--split``, where each analysis's CPU goes: every SQL statement's CPU (the refresh
+  check, the default scorer, each aggregation) and the rest (Python: bootstrap, frames),
+  best of R runs.
 
 Load averages are printed with the results: on a shared machine wall times follow the load,
 ratios and CPU times much less.
@@ -213,6 +218,11 @@ def main() -> None:
         action="store_true",
         help="also time today's implementation over every call row (slow at 10M)",
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="print each analysis's CPU by SQL statement and the Python rest",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rows, args.rounds, args.reference = 1_000_000, 3, True
@@ -333,6 +343,9 @@ def main() -> None:
                     f"ratio wall {_med(rw):5.2f}x [{min(rw):.2f}-{max(rw):.2f}]  "
                     f"CPU {_med(rc):5.2f}x [{min(rc):.2f}-{max(rc):.2f}]"
                 )
+            if args.split:
+                split_cases = [c for c in cases if c[0] != cases[0][0]]
+                print_split(split_cases, rounds=args.rounds, baseline=min(base_cpu))
             new = max(1, min(rows // 10, 1_000_000))
             append_new_calls(conn, new)
             wall, cpu, done = measure(lambda: refresh_rollups(conn))
@@ -353,17 +366,105 @@ def main() -> None:
             conn.execute("CHECKPOINT")
         finally:
             conn.close()
-        # A read-only snapshot (the path) cannot write the log's rollups: while they are
-        # behind, every snapshot copies them into temporary tables and merges there.
-        for state in ("behind by 1,000 calls", "current"):
-            if state == "current":
-                refresh_rollups(path)
-            wall, cpu, _ = measure(lambda: target_summary(path, experiment_id="bench"))
-            print(
-                f"target_summary of a read-only snapshot, rollups {state}: {wall:.2f} s wall, "
-                f"{cpu:.2f} s CPU; {_load()}"
-            )
+        # A path's rollups that are behind are merged in a private copy of the file.
+        wall, cpu, _ = measure(lambda: target_summary(path, experiment_id="bench"))
+        print(
+            f"target_summary of the path, rollups behind by 1,000 calls (private copy): "
+            f"{wall:.2f} s wall, {cpu:.2f} s CPU; {_load()}"
+        )
+        refresh_rollups(path)
+        print(f"the path's rollups current; file {path.stat().st_size / 1e6:,.0f} MB")
+        path_rounds(path, rounds=args.rounds)
         print(f"end: {_load()}")
+
+
+def path_rounds(path: Path, *, rounds: int) -> None:
+    """Interleaved: a path analysis read in place, the same forced through the private copy
+    (as before the in-place read), and the bare copy of the file."""
+    from aigw_lab.analysis import rollups
+    from aigw_lab.store.files import copy_database
+
+    def through_copy() -> Any:
+        real = rollups._open_if_current
+        rollups._open_if_current = lambda _path: None  # bench only: the old path
+        try:
+            return target_summary(path, experiment_id="bench")
+        finally:
+            rollups._open_if_current = real
+
+    def bare_copy() -> None:
+        with tempfile.TemporaryDirectory(prefix="aigw-bench-copy-") as folder:
+            copy_database(path, Path(folder))
+
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("path, in place", lambda: target_summary(path, experiment_id="bench")),
+        ("path, private copy (before)", through_copy),
+        ("the file copy alone", bare_copy),
+    ]
+    walls: dict[str, list[float]] = {label: [] for label, _ in cases}
+    cpus: dict[str, list[float]] = {label: [] for label, _ in cases}
+    for round_ in range(rounds):
+        print(f"path round {round_ + 1} ({_load()}):")
+        for label, run in cases:
+            wall, cpu, _ = measure(run)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
+            print(f"  {label:<30} {wall:7.2f} s wall {cpu:7.2f} s CPU")
+    for label, _ in cases:
+        w, c = walls[label], cpus[label]
+        print(
+            f"  {label:<30} wall {_med(w):6.2f} s [{min(w):.2f}-{max(w):.2f}]  "
+            f"CPU {_med(c):6.2f} s [{min(c):.2f}-{max(c):.2f}]"
+        )
+
+
+def print_split(
+    cases: list[tuple[str, Callable[[], Any]]], *, rounds: int, baseline: float
+) -> None:
+    """Each case's CPU by SQL statement (the reader the analyses use, timed) and the rest
+    (Python: bootstrap, frames), from its cheapest of ``rounds`` runs."""
+    from aigw_lab.analysis import _source, rollups
+
+    statements: list[tuple[float, str]] = []
+    real = rollups._connection_reader
+
+    def timed_reader(conn: Any, *, where: str) -> Any:
+        read = real(conn, where=where)
+
+        def timed(sql: str, params: Any = ()) -> Any:
+            cpu = _cpu()
+            try:
+                return read(sql, params)
+            finally:
+                statements.append((_cpu() - cpu, " ".join(sql.split())[:70]))
+
+        return timed
+
+    rollups._connection_reader = timed_reader
+    _source._connection_reader = timed_reader
+    try:
+        print(f"split (best of {rounds}; CPU ms; baseline GROUP BY {baseline * 1000:.0f} ms):")
+        for label, run in cases:
+            if label.startswith("reference"):
+                continue
+            best: tuple[float, list[tuple[float, str]]] | None = None
+            for _ in range(rounds):
+                statements.clear()
+                _, cpu, _ = measure(run)
+                if best is None or cpu < best[0]:
+                    best = (cpu, list(statements))
+            assert best is not None
+            total, parts = best
+            sql = sum(c for c, _ in parts)
+            print(
+                f"  {label}: {total * 1000:.0f} ms = SQL {sql * 1000:.0f} ms "
+                f"({len(parts)} statements) + Python {(total - sql) * 1000:.0f} ms; {_load()}"
+            )
+            for cpu, text in parts:
+                print(f"      {cpu * 1000:6.1f} ms  {text}")
+    finally:
+        rollups._connection_reader = real
+        _source._connection_reader = real
 
 
 def _med(values: list[float]) -> float:

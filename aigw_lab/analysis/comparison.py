@@ -121,51 +121,60 @@ def summary_frame(
     items = items.sort_values(
         ["target", "item_quality"] if weighted else ["target", "experiment_id", "item_id"]
     )
-    frame = pd.DataFrame({"target": per_target["target"].astype(str)})
-    units = per_target["units"].astype("int64")
-    frame["units"] = units
-    frame["errors"] = per_target["errors"].astype("int64")
-    frame["error_rate"] = frame["errors"] / units
-    frame["fallback_rate"] = per_target["fallbacks"].astype("int64") / units
-    frame["cache_hit_rate"] = per_target["cache_hits"].astype("int64") / units
-    frame["attempts_per_unit"] = per_target["attempts_per_unit"].astype(float)
+    # The columns are built as numpy arrays and made into a frame once: a column assigned
+    # to a frame with a string index at a time cost more than the bootstrap at 1M calls.
+    targets = per_target["target"].astype(str)
+    units = per_target["units"].to_numpy(dtype="int64")
+    errors = per_target["errors"].to_numpy(dtype="int64")
+    columns: dict[str, object] = {
+        "target": targets.to_numpy(dtype=object),
+        "units": units,
+        "errors": errors,
+        "error_rate": errors / units,
+        "fallback_rate": per_target["fallbacks"].to_numpy(dtype="int64") / units,
+        "cache_hit_rate": per_target["cache_hits"].to_numpy(dtype="int64") / units,
+        "attempts_per_unit": per_target["attempts_per_unit"].to_numpy(dtype=float, na_value=np.nan),
+    }
     for name, column, count in (("latency", "latency_q", 3), ("ttft", "ttft_q", 2)):
         quantiles = _quantile_columns(per_target[column], count)
         for label, values in zip(("p50", "p95", "p99"), quantiles, strict=False):
-            frame[f"{name}_{label}_ms"] = values
-    total_cost = per_target["total_cost"].astype(float)
-    frame["cost_per_call"] = total_cost / units
-    frame["total_cost"] = total_cost
-    frame["scored"] = per_target["scored"].astype("int64")
+            columns[f"{name}_{label}_ms"] = np.asarray(values, dtype=float)
+    total_cost = per_target["total_cost"].to_numpy(dtype=float, na_value=np.nan)
+    columns["cost_per_call"] = total_cost / units
+    columns["total_cost"] = total_cost
+    columns["scored"] = per_target["scored"].to_numpy(dtype="int64")
 
+    item_targets = items["target"].to_numpy(dtype=object)
+    item_values = items["item_quality"].to_numpy(dtype=float, na_value=np.nan)
+    weights = items["items"].to_numpy(dtype=np.int64) if weighted else None
     rng = np.random.default_rng(seed)
     item_counts, lows, highs = [], [], []
-    for target in frame["target"]:
-        rows = items[items["target"] == target]
-        values = rows["item_quality"].to_numpy(dtype=float)
-        if weighted:
-            values = np.repeat(values, rows["items"].to_numpy(dtype=np.int64))
+    for target in columns["target"]:  # type: ignore[attr-defined]
+        rows = item_targets == target
+        values = item_values[rows]
+        if weights is not None:
+            values = np.repeat(values, weights[rows])
         ci = bootstrap_mean_ci(
             values, confidence=confidence, n_boot=n_boot, rng=rng, method=bootstrap
         )
         item_counts.append(ci.n)
         lows.append(ci.low)
         highs.append(ci.high)
-    frame["items"] = np.asarray(item_counts, dtype="int64")
-    frame["quality_mean"] = per_target["quality_mean"].astype(float)
-    frame["quality_ci_low"] = lows
-    frame["quality_ci_high"] = highs
+    columns["items"] = np.asarray(item_counts, dtype="int64")
+    columns["quality_mean"] = per_target["quality_mean"].to_numpy(dtype=float, na_value=np.nan)
+    columns["quality_ci_low"] = np.asarray(lows, dtype=float)
+    columns["quality_ci_high"] = np.asarray(highs, dtype=float)
 
     # A 0/1 scorer is recognised by its values: every score seen is 0 or 1.
     flags = per_target["binary_quality"].dropna()
     binary = bool(len(flags)) and bool(flags.astype(bool).all())
-    correct = per_target["quality_sum"].astype(float)
+    correct = per_target["quality_sum"].to_numpy(dtype=float, na_value=np.nan)
     if binary:
-        frame["cost_per_correct"] = (total_cost / correct.where(correct > 0)).astype(float)
+        columns["cost_per_correct"] = total_cost / np.where(correct > 0, correct, np.nan)
     else:
-        frame["cost_per_correct"] = np.nan
-    frame["simulated"] = per_target["simulated"].astype(bool)
-    frame = frame[list(SUMMARY_COLUMNS)]
+        columns["cost_per_correct"] = np.full(len(units), np.nan)
+    columns["simulated"] = per_target["simulated"].to_numpy(dtype=bool)
+    frame = pd.DataFrame(columns, columns=list(SUMMARY_COLUMNS))
     frame.attrs.update(
         {
             "experiment_id": experiment_id,
@@ -202,9 +211,9 @@ def paired_comparison(
     with fresh_rollups(source) as rollups:
         if scorer is None:
             scorer = default_scorer(rollups.read, experiment_id)
-        per_item = paired_items(rollups, target_a, target_b, experiment_id, scorer)
-    return paired_frame(
-        per_item,
+        columns = paired_items(rollups, target_a, target_b, experiment_id, scorer)
+    return _paired_columns_frame(
+        columns,
         target_a,
         target_b,
         experiment_id=experiment_id,
@@ -212,7 +221,11 @@ def paired_comparison(
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
+        bootstrap="auto",
     )
+
+
+_PAIRED_METRICS = (("quality", True), ("latency_ms", False), ("cost_usd", False))
 
 
 def paired_frame(
@@ -229,28 +242,75 @@ def paired_frame(
 ) -> pd.DataFrame:
     """`paired_comparison`'s frame from the per-(target, item) table of the two targets;
     ``bootstrap`` as for `summary_frame`."""
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
+    import numpy as np
+
+    key = ["experiment_id", "item_id"]
+    a = per_item[per_item["target"] == target_a]
+    b = per_item[per_item["target"] == target_b]
+    # Sorted so the seeded resampling sees items in a fixed order.
+    joined = a.merge(b, on=key, how="inner", suffixes=("_a", "_b")).sort_values(key)
+    columns = {
+        f"{metric}_{side}": joined[f"{metric}_{side}"].astype(float).to_numpy()
+        for metric, _ in _PAIRED_METRICS
+        for side in ("a", "b")
+    }
+    # Every joined item has units of both targets; a target with none has no item at all.
+    columns["units_a"] = np.full(len(joined), 1.0)
+    columns["units_b"] = np.full(len(joined), 1.0)
+    present = set(per_item["target"].unique())  # not per row: arrow strings iterate slowly
+    return _paired_columns_frame(
+        columns,
+        target_a,
+        target_b,
+        experiment_id=experiment_id,
+        scorer=scorer,
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        bootstrap=bootstrap,
+        present=(target_a in present, target_b in present),
+    )
+
+
+def _paired_columns_frame(
+    columns: dict[str, np.ndarray],
+    target_a: str,
+    target_b: str,
+    *,
+    experiment_id: str | None,
+    scorer: str | None,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+    bootstrap: BootstrapMethod,
+    present: tuple[bool, bool] | None = None,
+) -> pd.DataFrame:
+    """The frame from per-item columns in a fixed item order (`_rolled.paired_items`):
+    the items with units of both targets are compared, per metric those where both have a
+    value. ``present`` says whether each target has units at all (default: from the unit
+    counts)."""
     # lazy: numpy and pandas load in ~0.4 s; only building a frame needs them
     import numpy as np
     import pandas as pd
 
-    present = set(per_item["target"].unique())  # not per row: arrow strings iterate slowly
-    missing = [t for t in (target_a, target_b) if t not in present]
+    units_a, units_b = columns["units_a"], columns["units_b"]
+    if present is None:
+        present = (bool((units_a > 0).any()), bool((units_b > 0).any()))
+    missing = [t for t, there in zip((target_a, target_b), present, strict=True) if not there]
     if missing:
         raise ValueError(
             f"no units for target(s) {', '.join(map(repr, missing))}"
             + (f" in experiment {experiment_id!r}" if experiment_id else "")
             + "; list the targets with target_summary(...)['target']"
         )
-    key = ["experiment_id", "item_id"]
-    a = per_item[per_item["target"] == target_a]
-    b = per_item[per_item["target"] == target_b]
-    # Sorted so the seeded resampling sees items in a fixed order.
-    joined = a.merge(b, on=key, how="inner", suffixes=("_a", "_b")).sort_values(key)
-
+    both = (units_a > 0) & (units_b > 0)
     rng = np.random.default_rng(seed)
     rows = []
-    for metric, higher_is_better in (("quality", True), ("latency_ms", False), ("cost_usd", False)):
-        pair = joined[[f"{metric}_a", f"{metric}_b"]].astype(float).dropna().to_numpy()
+    for metric, higher_is_better in _PAIRED_METRICS:
+        a, b = columns[f"{metric}_a"][both], columns[f"{metric}_b"][both]
+        keep = ~(np.isnan(a) | np.isnan(b))
+        pair = np.column_stack((a[keep], b[keep]))
         rows.append(_paired_row(metric, pair, higher_is_better, confidence, n_boot, rng, bootstrap))
     frame = pd.DataFrame(rows)
     frame.insert(1, "target_a", target_a)

@@ -16,9 +16,11 @@ bulk import, say) so the first analysis does not pay for it. The first refresh o
 never had one builds everything, once: at 10M calls about three reference analyses' CPU
 (bench/bench_analysis_scale.py).
 
-A log file's path is analysed in a private copy (as `CallLog.snapshot` does, so another
-process may keep writing the log) opened for writing, so rollups that are behind are merged
-into the copy's own tables. A read-only connection (a `CallLog.snapshot`) whose rollups are
+A log file's path whose rollups are current is read in place, read-only, when no process
+has it open for writing (nothing to merge, so no copy: a 10M-call log is about 1 GB).
+Otherwise it is analysed in a private copy (as `CallLog.snapshot` does, so another process
+may keep writing the log) opened for writing, so rollups that are behind are merged into
+the copy's own tables. A read-only connection (a `CallLog.snapshot`) whose rollups are
 behind gets them refreshed into temporary tables of that connection, which first copies
 every rollup table (about 0.7 s CPU per 1M calls). Either is paid again by the next copy:
 refresh the log itself (``refresh_rollups(path)`` while no process has it open, or
@@ -130,9 +132,18 @@ def fresh_rollups(source: LogSource) -> Iterator[Rollups]:
         yield Rollups(read=source.query, schema=state.schema, refreshed=state.calls > 0)
         return
     if isinstance(source, str | os.PathLike):
+        where = f"call log {os.fspath(source)}"
+        current = _open_if_current(source)
+        if current is not None:
+            try:
+                read = _connection_reader(current, where=where)
+                yield Rollups(read=read, schema="main", refreshed=False)
+            finally:
+                current.close()
+            return
         with _private_copy(source) as conn:
             state = _refresh_connection(conn)
-            read = _connection_reader(conn, where=f"call log {os.fspath(source)}")
+            read = _connection_reader(conn, where=where)
             yield Rollups(read=read, schema=state.schema, refreshed=state.calls > 0)
         return
     if hasattr(source, "execute"):
@@ -144,6 +155,42 @@ def fresh_rollups(source: LogSource) -> Iterator[Rollups]:
         f"cannot analyse a {type(source).__name__}: pass a CallLog, a DuckDB connection or "
         "the path of a call log file"
     )
+
+
+def _open_if_current(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection | None:
+    """The log at ``path`` opened read-only in place when no process has it open for writing
+    and its rollups are current (the watermark is at the last calls and scores rowid):
+    nothing to merge, so nothing to copy (a copy of a 10M-call log is about 1 GB). None
+    otherwise: held by a writer (DuckDB locks the file), encrypted, of a schema without
+    rollups, or rollups behind, all of which `_private_copy` handles.
+
+    While the analysis reads, this process holds DuckDB's shared lock on the file: a
+    process opening the log for writing in that moment is refused (as it is by any other
+    reader of the file), where a copy would not have stopped it."""
+    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
+    import duckdb
+
+    source = Path(path).expanduser()
+    if not source.is_file():
+        return None  # `_private_copy` says what is wrong
+    try:
+        conn = duckdb.connect(str(source), read_only=True)
+    except duckdb.Error:  # locked by a writer, encrypted, open here already, not DuckDB
+        return None
+    try:
+        rows = conn.execute(
+            """
+            SELECT r.calls_rowid = (SELECT coalesce(max(rowid), -1) FROM main.calls)
+               AND r.scores_rowid = (SELECT coalesce(max(rowid), -1) FROM main.scores)
+            FROM main.rollup_state r
+            """
+        ).fetchall()
+    except duckdb.Error:  # no rollup tables yet (an older schema)
+        rows = []
+    if rows == [(True,)]:
+        return conn
+    conn.close()
+    return None
 
 
 @contextmanager

@@ -1,0 +1,48 @@
+"""`paired_comparison` reads its per-item columns joined in SQL (`_rolled.paired_items`):
+the edge cases the property test in test_rollups.py does not draw (a target against itself,
+both orders, a target with no units), against the reference over every row."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aigw_lab.analysis import paired_comparison
+from aigw_lab.analysis.reference import reference_paired_comparison
+from tests.analysis.test_rollups import _SETTINGS, _connection, _load_in_chunks, _same, random_logs
+
+
+@pytest.mark.slow  # about 10-30 s on a loaded 2-core box
+@settings(max_examples=20, **_SETTINGS)
+@given(log=random_logs(), experiment=st.sampled_from(["exp", None]),
+       scorer=st.sampled_from(["s1", None]))  # fmt: skip
+def test_pairs_in_either_order_and_with_itself_equal_the_reference(log, experiment, scorer):
+    conn = _connection()
+    _load_in_chunks(conn, log)
+    rows = conn.execute(
+        "SELECT DISTINCT coalesce(target, provider_name || '/' || request_model) FROM calls "
+        + ("WHERE experiment_id = ?" if experiment else ""),
+        [experiment] if experiment else [],
+    ).fetchall()
+    targets = sorted(t for (t,) in rows if t is not None)
+    pairs = [(t, t) for t in targets[:1]] + [(b, a) for a in targets for b in targets if a < b]
+    for a, b in pairs[:3]:
+        _same(
+            paired_comparison(conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=30),
+            reference_paired_comparison(
+                conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=30, bootstrap="auto"
+            ),
+        )
+
+
+def test_a_target_without_units_is_named():
+    conn = _connection()
+    conn.execute(
+        "INSERT INTO calls (call_id, trace_id, status, latency_ms, target, experiment_id, "
+        "item_id, attempt) VALUES ('c0', 't0', 'ok', 5.0, 'a', 'exp', 'i0', 1)"
+    )
+    with pytest.raises(ValueError, match="no units for target\\(s\\) 'b' in experiment 'exp'"):
+        paired_comparison(conn, "a", "b", experiment_id="exp")
+    with pytest.raises(ValueError, match="'a'"):
+        paired_comparison(conn, "a", "a", experiment_id="other")
