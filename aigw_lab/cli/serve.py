@@ -138,7 +138,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--http",
         default="auto",
-        choices=["auto", "httptools", "h11"],
+        choices=["auto", "httptools", "h11", "aigw"],
         help="HTTP parser; auto takes httptools when installed (pip install "
         "'aigw-lab[fast-serve]'), else h11 (default: %(default)s)",
     )
