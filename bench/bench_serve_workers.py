@@ -521,19 +521,25 @@ def main() -> None:
                 ]
             if args.http_compare:
                 serves.append(("serve N=1 off h11", 1, False, args.shards, "httpx", "h11", None))
-            if args.baseline_tree:
-                serves.append(("base N=1 log on", 1, True, args.shards, "httpx", "auto",
-                               args.baseline_tree))  # fmt: skip
+            base = args.baseline_tree
+            if base:  # with --lean, the other checkout on the lean transport too
+                serves.append(
+                    ("base N=1 log lean", 1, True, 1, "lean", "auto", base)
+                    if args.lean
+                    else ("base N=1 log on", 1, True, args.shards, "httpx", "auto", base)
+                )
             team_url = None
             if args.team_log:
                 serves.append(("serve N=2 team log", 2, "team", args.shards, "httpx", "auto", None))
                 if args.lean:
                     serves.append(("serve N=2 team lean", 2, "team", 1, "lean", "auto", None))
+                if args.lean and base:
+                    serves.append(("base N=2 team lean", 2, "team", 1, "lean", "auto", base))
             fronts = [f.strip() for f in args.fronts.split(",") if f.strip()]
-            if fronts:  # each lean target once per front, named by it
-                serves = [s for s in serves if s[4] != "lean"] + [
+            if fronts:  # each lean target of this tree once per front, named by it
+                serves = [s for s in serves if s[4] != "lean" or s[6]] + [
                     (f"{s[0]} {front}", *s[1:5], front, s[6])
-                    for s in serves if s[4] == "lean" for front in fronts
+                    for s in serves if s[4] == "lean" and not s[6] for front in fronts
                 ]  # fmt: skip
             words = [w.strip() for w in args.targets.split(",") if w.strip()]
             serves = [s for s in serves if not words or any(w in s[0] for w in words)]
