@@ -34,9 +34,10 @@ from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["guarded_protocol", "HTTP_IMPLEMENTATIONS", "resolve_http"]
 
-#: The HTTP/1.1 fronts ``aigw-lab serve --http`` offers; "auto" takes httptools when it is
-#: installed (measured faster: bench/bench_serve_workers.py --http), else h11. "aigw" is our
-#: own protocol on httptools' parser (`aigw_lab.server.h1`).
+#: The HTTP/1.1 fronts ``aigw-lab serve --http`` offers: "aigw" is our own protocol on
+#: httptools' parser (`aigw_lab.server.h1`), "httptools" and "h11" uvicorn's protocols with
+#: the guards below. "auto" takes "aigw" when httptools is installed, else "h11" (measured:
+#: bench/bench_serve_workers.py --fronts, docs/performance.md).
 HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11", "aigw")
 
 _TIMEOUT_408 = (
@@ -52,7 +53,7 @@ def resolve_http(http: str, find: Any = None) -> str:
     the choices for an unknown name. ``find`` is `importlib.util.find_spec` unless given."""
     find = find or find_spec
     if http == "auto":
-        return "httptools" if find("httptools") is not None else "h11"
+        return "aigw" if find("httptools") is not None else "h11"
     if http in ("httptools", "aigw") and find("httptools") is None:
         raise ConfigError(
             f"--http {http}: httptools is not installed",
