@@ -102,14 +102,16 @@ async def _drive(http: str, requests: int, connections: int) -> dict:
     waiting: dict[int, asyncio.Future] = {}
 
     def on_complete(protocol, original):
-        def complete() -> None:  # the protocol's own end of an answer, then ours
-            original()
+        def complete(*args) -> None:  # the protocol's own end of an answer, then ours
+            original(*args)
             waiting.pop(id(protocol)).set_result(None)
 
         return complete
 
     for protocol, _ in protocols:  # each cycle is handed this bound hook when it starts
-        protocol.on_response_complete = on_complete(protocol, protocol.on_response_complete)
+        # uvicorn's protocols: on_response_complete; aigw's (aigw_lab.server.h1): answered
+        hook = "answered" if hasattr(protocol, "answered") else "on_response_complete"
+        setattr(protocol, hook, on_complete(protocol, getattr(protocol, hook)))
 
     async def one(protocol, transport) -> None:
         waiting[id(protocol)] = done = loop.create_future()
@@ -157,6 +159,7 @@ def main() -> None:
         args.rounds, args.requests = 5, 3000
     this_tree = str(HERE.parent.parent)
     variants = {"this tree, httptools": (this_tree, "httptools"),
+                "this tree, aigw": (this_tree, "aigw"),
                 "this tree, h11": (this_tree, "h11")}  # fmt: skip
     if args.baseline_tree:
         variants["baseline tree, h11"] = (args.baseline_tree, "h11")

@@ -267,7 +267,9 @@ def _start_serve(
     if log == "team":
         head, _, gateway = text.partition("[gateway]")
         text = head + TEAM_LOG.format(spool=folder / f"{tag}.spool") + "[gateway]" + gateway
-    text += f'transport = "{transport}"\n' if transport != "httpx" else ""
+    # Always written: the config's default ("auto") is the lean transport where httptools
+    # is installed, so an "httpx" target must say so.
+    text += f'transport = "{transport}"\n'
     text += f"pool_shards = {shards}\n" + "".join(f"{line}\n" for line in gateway_lines)
     config.write_text(text)  # [gateway] is the last table
     argv = [sys.executable, "-m", "aigw_lab.cli.main", "serve", "--config", str(config)]
@@ -454,6 +456,11 @@ def main() -> None:
         help="also run serve N=1 (log off) on h11, beside the default parser (httptools)",
     )  # fmt: skip
     parser.add_argument(
+        "--fronts", default="",
+        help="comma-separated serve --http fronts (e.g. 'httptools,aigw'): every --lean"
+        " target runs once per front, interleaved (default: serve's own choice)",
+    )  # fmt: skip
+    parser.add_argument(
         "--team-log", action="store_true",
         help="also run serve N=2 with logging on: the PostgreSQL team log (a loopback cluster"
         " this script starts) beside each worker's own DuckDB file",
@@ -514,14 +521,26 @@ def main() -> None:
                 ]
             if args.http_compare:
                 serves.append(("serve N=1 off h11", 1, False, args.shards, "httpx", "h11", None))
-            if args.baseline_tree:
-                serves.append(("base N=1 log on", 1, True, args.shards, "httpx", "auto",
-                               args.baseline_tree))  # fmt: skip
+            base = args.baseline_tree
+            if base:  # with --lean, the other checkout on the lean transport too
+                serves.append(
+                    ("base N=1 log lean", 1, True, 1, "lean", "auto", base)
+                    if args.lean
+                    else ("base N=1 log on", 1, True, args.shards, "httpx", "auto", base)
+                )
             team_url = None
             if args.team_log:
                 serves.append(("serve N=2 team log", 2, "team", args.shards, "httpx", "auto", None))
                 if args.lean:
                     serves.append(("serve N=2 team lean", 2, "team", 1, "lean", "auto", None))
+                if args.lean and base:
+                    serves.append(("base N=2 team lean", 2, "team", 1, "lean", "auto", base))
+            fronts = [f.strip() for f in args.fronts.split(",") if f.strip()]
+            if fronts:  # each lean target of this tree once per front, named by it
+                serves = [s for s in serves if s[4] != "lean" or s[6]] + [
+                    (f"{s[0]} {front}", *s[1:5], front, s[6])
+                    for s in serves if s[4] == "lean" and not s[6] for front in fronts
+                ]  # fmt: skip
             words = [w.strip() for w in args.targets.split(",") if w.strip()]
             serves = [s for s in serves if not words or any(w in s[0] for w in words)]
             if any(s[2] == "team" for s in serves):
@@ -562,7 +581,7 @@ def main() -> None:
                     result["rps"] = result["requests"] / result["wall_s"]
                     sink[name].append(result)
                     per = 1e6 / result["requests"]
-                    print(f"  round {round_} {label:8} {name:18} {result['rps']:7.0f} req/s  "
+                    print(f"  round {round_} {label:8} {name:26} {result['rps']:7.0f} req/s  "
                           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
                           f"client cpu {per * result['client_cpu_s']:5.0f} us/req  "
                           f"target cpu {per * result['server_cpu_s']:5.0f} us/req  "
@@ -593,12 +612,13 @@ def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
         rps = [r["rps"] for r in runs]
         p99 = [r["p99_ms"] for r in runs]
         share = [r["rps"] / d["rps"] for r, d in zip(runs, direct, strict=True)]
-        print(f"  {name:18} {statistics.median(rps):7.0f} req/s [{min(rps):.0f}-{max(rps):.0f}]  "
+        print(f"  {name:26} {statistics.median(rps):7.0f} req/s [{min(rps):.0f}-{max(rps):.0f}]  "
               f"p50 {statistics.median(r['p50_ms'] for r in runs):6.1f} ms  "
               f"p99 {statistics.median(p99):6.1f} ms [{min(p99):.1f}-{max(p99):.1f}]  "
               f"{100 * statistics.median(share):5.1f}% of direct  "
               f"target cpu {_per(runs, 'server_cpu_s'):5.0f} us/req  "
               f"client cpu {_per(runs, 'client_cpu_s'):4.0f} us/req")  # fmt: skip
+    _front_ratios(results)
     if not ratios:
         return
     if "serve N=1 log off" in results and "serve N=2 log off" in results:
@@ -620,7 +640,26 @@ def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
             f"p99 {p99:.0f} ms {'met' if p99 < 100 else 'NOT met'}",
             f"{100 * share:.1f}% of direct {'met' if share >= 0.4 else 'NOT met'}",
         ]
-        print(f"    {name:18} " + "; ".join(verdict))
+        print(f"    {name:26} " + "; ".join(verdict))
+
+
+def _front_ratios(results: dict[str, list[dict]]) -> None:
+    """For targets run on several fronts (--fronts), each front against the first one, per
+    round: req/s and the target's CPU per request."""
+    groups: dict[str, list[str]] = {}
+    for name in results:
+        base, _, front = name.rpartition(" ")
+        if base.startswith("serve") and " lean" in base:
+            groups.setdefault(base, []).append(name)
+    for names in groups.values():
+        first = results[names[0]]
+        for name in names[1:]:
+            runs = results[name]
+            rps = [round(r["rps"] / f["rps"], 2) for r, f in zip(runs, first, strict=True)]
+            cpu = [round(r["server_cpu_s"] * f["requests"] / (f["server_cpu_s"] * r["requests"]), 2)
+                   for r, f in zip(runs, first, strict=True)]  # fmt: skip
+            print(f"  {name} / {names[0].rpartition(' ')[2]}, per round: req/s x{rps}, "
+                  f"target cpu/req x{cpu}")  # fmt: skip
 
 
 if __name__ == "__main__":

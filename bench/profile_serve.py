@@ -4,6 +4,7 @@ is not skewed toward code that makes many small calls.
 
     python bench/profile_serve.py                 # 64 clients flat out, 10 s, log off
     python bench/profile_serve.py --log --seconds 10 --http h11
+    python bench/profile_serve.py --workers 2 --team-log --http aigw   # N=2, each sampled
 
 It starts the fake upstream and the raw client of ``bench_serve_workers.py`` and one serve
 process wrapped by this script (``--serve-sampled OUT``): a daemon thread samples the main
@@ -19,6 +20,7 @@ the result; absolute figures depend on the load, the shares much less.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -45,8 +47,9 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gateway pipeline", ("aigw_lab/gateway/", "aigw_lab/policy/", "aigw_lab/pricing.py",
                           "aigw_lab/types.py", "aigw_lab/tokens.py", "aigw_lab/addressing",
                           "app.py:_for_client")),
+    ("HTTP protocol (server)", ("uvicorn/protocols", "httptools", "granian",
+                                "aigw_lab/server/h1.py")),
     ("ASGI app plumbing", ("aigw_lab/server/",)),
-    ("HTTP protocol (server)", ("uvicorn/protocols", "httptools", "granian")),
     ("uvicorn other", ("uvicorn/",)),
 )  # fmt: skip
 LOOP = "event loop (C code)"
@@ -112,11 +115,13 @@ def start_sampling(out: Path, period_s: float = 0.001) -> None:
             time.sleep(2.0)
             now = thread_cpu()
             per_thread = {name: now[name] - first.get(name, 0.0) for name in now}
-            out.write_text(json.dumps({
+            partial = out.with_name(out.name + ".tmp")  # renamed: never read half-written
+            partial.write_text(json.dumps({
                 "samples": dict(counts), "where": dict(where),
                 "wall_s": time.monotonic() - started,
                 "process_cpu_s": time.process_time() - cpu0, "thread_cpu_s": per_thread,
             }))  # fmt: skip
+            partial.replace(out)
 
     signal.signal(signal.SIGPROF, on_tick)
     signal.setitimer(signal.ITIMER_PROF, period_s, period_s)
@@ -129,6 +134,44 @@ def run_sampled_serve(out: str, argv: list[str]) -> int:
 
     start_sampling(Path(out))
     return main(["serve", *argv])
+
+
+def run_parent_serve(out: str, argv: list[str]) -> int:
+    """``aigw-lab serve --workers N argv`` in this process (not sampled: it only waits),
+    whose worker ``i`` runs `run_sampled_serve` with ``out.i``: serve's own command line for
+    a worker, its program swapped for this script."""
+    import aigw_lab.cli.serve as serve_cli
+    from aigw_lab.cli.main import main
+
+    own = serve_cli._worker_argv
+
+    def sampled_worker(args, fd: int, index: int) -> list[str]:
+        worker = own(args, fd, index)
+        rest = worker[worker.index("serve") + 1 :]
+        return [sys.executable, str(Path(__file__).resolve()), "--serve-sampled",
+                f"{out}.{index}", *rest]  # fmt: skip
+
+    serve_cli._worker_argv = sampled_worker
+    return main(["serve", *argv])
+
+
+def load_samples(out: Path, workers: int) -> dict:
+    """The sampler's counts of every serve process (``out``, or ``out.i`` per worker),
+    summed."""
+    paths = [out] if workers == 1 else [Path(f"{out}.{i}") for i in range(workers)]
+    total: dict = {"samples": Counter(), "where": Counter(), "process_cpu_s": 0.0,
+                   "thread_cpu_s": Counter()}  # fmt: skip
+    for path in paths:
+        for _ in range(600):  # a worker writes its first counts ~2 s after it starts
+            if path.exists():
+                break
+            time.sleep(0.1)
+        one = json.loads(path.read_text())
+        total["samples"].update(one["samples"])
+        total["where"].update(one["where"])
+        total["process_cpu_s"] += one["process_cpu_s"]
+        total["thread_cpu_s"].update(one["thread_cpu_s"])
+    return total
 
 
 def main() -> None:
@@ -144,29 +187,47 @@ def main() -> None:
         " (repeatable)",
     )  # fmt: skip
     parser.add_argument("--top", type=int, default=25, help="frames to list (default 25)")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (each sampled)")
+    parser.add_argument(
+        "--team-log", action="store_true",
+        help="log on through the PostgreSQL team log (a loopback cluster started here), as"
+        " bench_serve_workers.py --team-log",
+    )  # fmt: skip
     parser.add_argument("--serve-sampled", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-parent", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.serve_sampled:
         sys.exit(run_sampled_serve(args.serve_sampled, rest))
+    if args.serve_parent:
+        sys.exit(run_parent_serve(args.serve_parent, [*rest, "--workers", str(args.workers)]))
 
     sys.path.insert(0, str(HERE))
     import bench_serve_workers as bsw
 
-    with tempfile.TemporaryDirectory() as tmp, bsw.fake_upstream() as fake_url:
-        folder = Path(tmp)
+    args.log = args.log or args.team_log
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        fake_url = stack.enter_context(bsw.fake_upstream())
+        env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench"}
+        text = bsw.CONFIG.format(url=fake_url, log="true" if args.log else "false")
+        if args.team_log:
+            env["BENCH_TEAM_LOG_URL"] = stack.enter_context(bsw.team_log_database())
+            head, _, gateway = text.partition("[gateway]")
+            text = head + bsw.TEAM_LOG.format(spool=folder / "spool") + "[gateway]" + gateway
         config = folder / "gw.toml"
-        config.write_text(bsw.CONFIG.format(url=fake_url, log="true" if args.log else "false")
-                          + f"pool_shards = {args.pool_shards}\n"
+        config.write_text(text + f"pool_shards = {args.pool_shards}\n"
                           + "".join(f"{line}\n" for line in args.gateway_line))  # fmt: skip
         out = folder / "samples.json"
-        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-sampled", str(out),
+        mode = "--serve-sampled" if args.workers == 1 else "--serve-parent"
+        argv = [sys.executable, str(Path(__file__).resolve()), mode, str(out),
                 "--config", str(config), "--no-auth", "--port", "0",
                 "--max-requests-in-flight", "4096"]  # fmt: skip
+        if args.workers > 1:
+            argv += ["--workers", str(args.workers)]
         if args.http:
             argv += ["--http", args.http]
         if args.log:
             argv += ["--db", str(folder / "calls.duckdb")]
-        env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench"}
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
         try:
             url = bsw.wait_listening(proc)
@@ -174,19 +235,20 @@ def main() -> None:
             # per process, so the warm-up is subtracted)
             bsw.run_client_process(url, args.concurrency, 1.0, 0.0)
             time.sleep(2.2)
-            before = json.loads(out.read_text())
+            before = load_samples(out, args.workers)
             result = bsw.run_client_process(url, args.concurrency, args.seconds, 0.0)
             time.sleep(2.2)
-            after = json.loads(out.read_text())
+            after = load_samples(out, args.workers)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     n = result["requests"]
-    print(f"{n / result['wall_s']:.0f} req/s at {args.concurrency} clients, log "
-          f"{'on' if args.log else 'off'}, http {args.http or 'default'}, p99 "
-          f"{result['p99_ms']:.0f} ms; loadavg {os.getloadavg()}")  # fmt: skip
+    log = "team log" if args.team_log else "on" if args.log else "off"
+    print(f"{n / result['wall_s']:.0f} req/s at {args.concurrency} clients, N={args.workers}, "
+          f"log {log}, http {args.http or 'default'}, p99 {result['p99_ms']:.0f} ms; "
+          f"loadavg {os.getloadavg()}")  # fmt: skip
     cpu = after["process_cpu_s"] - before["process_cpu_s"]
-    print(f"serve process CPU {1e6 * cpu / n:.0f} us/req (all threads); per thread:")
+    print(f"serve processes' CPU {1e6 * cpu / n:.0f} us/req (all threads); per thread:")
     for name, seconds in sorted(after["thread_cpu_s"].items()):
         spent = seconds - before["thread_cpu_s"].get(name, 0.0)
         if spent > 0.01:
@@ -194,7 +256,7 @@ def main() -> None:
     main_cpu = after["thread_cpu_s"].get("MainThread", 0.0) - before["thread_cpu_s"].get(
         "MainThread", 0.0
     )
-    samples = Counter(after["samples"])
+    samples = Counter(after["samples"])  # (summed over workers)
     samples.subtract(before["samples"])
     total = sum(samples.values())
     print(f"main thread split ({total:.2f} s of its CPU sampled):")

@@ -138,9 +138,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--http",
         default="auto",
-        choices=["auto", "httptools", "h11"],
-        help="HTTP parser; auto takes httptools when installed (pip install "
-        "'aigw-lab[fast-serve]'), else h11 (default: %(default)s)",
+        choices=["auto", "httptools", "h11", "aigw"],
+        help="HTTP front; auto takes aigw (our own protocol on httptools' parser) when "
+        "httptools is installed (pip install 'aigw-lab[fast-serve]'), else h11; httptools "
+        "is uvicorn's protocol on it (default: %(default)s)",
     )
     # A --workers worker's inherited listening socket and its index (set by the parent).
     parser.add_argument(

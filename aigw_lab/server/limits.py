@@ -29,13 +29,16 @@ from importlib.util import find_spec
 from typing import Any
 
 from aigw_lab.errors import ConfigError
+from aigw_lab.server.h1 import h1_protocol
 from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["guarded_protocol", "HTTP_IMPLEMENTATIONS", "resolve_http"]
 
-#: The HTTP/1.1 parsers ``aigw-lab serve --http`` offers; "auto" takes httptools when it is
-#: installed (measured faster: bench/bench_serve_workers.py --http), else h11.
-HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
+#: The HTTP/1.1 fronts ``aigw-lab serve --http`` offers: "aigw" is our own protocol on
+#: httptools' parser (`aigw_lab.server.h1`), "httptools" and "h11" uvicorn's protocols with
+#: the guards below. "auto" takes "aigw" when httptools is installed, else "h11" (measured:
+#: bench/bench_serve_workers.py --fronts, docs/performance.md).
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11", "aigw")
 
 _TIMEOUT_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -44,15 +47,16 @@ _TIMEOUT_408 = (
 
 
 def resolve_http(http: str, find: Any = None) -> str:
-    """The parser for ``http`` (one of `HTTP_IMPLEMENTATIONS`): "h11" or "httptools". A
-    `ConfigError` naming the install command for "httptools" when it is missing, or naming
+    """The front for ``http`` (one of `HTTP_IMPLEMENTATIONS`): "h11", "httptools" or "aigw".
+    A `ConfigError` naming the install command for "httptools" (which "aigw" parses with
+    too) when it is missing, or naming
     the choices for an unknown name. ``find`` is `importlib.util.find_spec` unless given."""
     find = find or find_spec
     if http == "auto":
-        return "httptools" if find("httptools") is not None else "h11"
-    if http == "httptools" and find("httptools") is None:
+        return "aigw" if find("httptools") is not None else "h11"
+    if http in ("httptools", "aigw") and find("httptools") is None:
         raise ConfigError(
-            "--http httptools: httptools is not installed",
+            f"--http {http}: httptools is not installed",
             hint="pip install 'aigw-lab[fast-serve]', or use --http auto",
         )
     if http not in HTTP_IMPLEMENTATIONS:
@@ -130,7 +134,10 @@ class _Guards:
 def guarded_protocol(limits: ServerLimits, busy_app: Any, http: str = "h11") -> type:
     """uvicorn's protocol class for ``http`` ("h11" or "httptools", see `resolve_http`)
     with the header timeout, connection cap and (httptools) header size cap of ``limits``;
-    ``busy_app`` (an ASGI app) answers requests on connections over the cap."""
+    ``busy_app`` (an ASGI app) answers requests on connections over the cap. "aigw": our
+    own protocol with the same guards (`aigw_lab.server.h1.h1_protocol`)."""
+    if http == "aigw":
+        return h1_protocol(limits, busy_app)
     if http == "httptools":
         # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base

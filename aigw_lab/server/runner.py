@@ -4,8 +4,9 @@ thread (`BackgroundServer`, tests and notebooks). Either binds its socket first,
 
 Both apply the `ServerLimits` (the app's own ``limits`` unless given): uvicorn's keep-alive
 timeout and header size limit, and the header timeout and connection cap of
-`aigw_lab.server.limits.guarded_protocol`. Both parse HTTP with httptools when it is
-installed (``http="auto"``, the default; the ``fast-serve`` extra), else with h11."""
+`aigw_lab.server.limits.guarded_protocol`. Both run our own HTTP/1.1 protocol on
+httptools' parser when httptools is installed (``http="auto"``, the default; the
+``fast-serve`` extra; `aigw_lab.server.h1`), else uvicorn's h11 protocol."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Which HTTP parser ``aigw-lab serve`` runs (issue 14 §3): httptools when it is installed
-(the ``fast-serve`` extra), else h11, each with the connection guards of
-aigw_lab.server.limits (tests/server/test_slow_clients.py runs every guard on both)."""
+"""Which HTTP front ``aigw-lab serve`` runs (issue 14 §3): our own protocol on httptools'
+parser ("aigw", aigw_lab.server.h1) when httptools is installed (the ``fast-serve`` extra),
+else uvicorn's h11 protocol; uvicorn's httptools protocol on request. Each has the
+connection guards of aigw_lab.server.limits (tests/server/test_slow_clients.py runs every
+guard on all three)."""
 
 from __future__ import annotations
 
@@ -23,15 +25,17 @@ def installed(*names: str):
     return lambda name: object() if name in names else None
 
 
-def test_auto_takes_httptools_when_installed_else_h11() -> None:
-    assert resolve_http("auto", installed("httptools")) == "httptools"
+def test_auto_takes_aigw_when_httptools_is_installed_else_h11() -> None:
+    assert resolve_http("auto", installed("httptools")) == "aigw"
     assert resolve_http("auto", installed()) == "h11"
     assert resolve_http("h11", installed("httptools")) == "h11"
+    assert resolve_http("httptools", installed("httptools")) == "httptools"
 
 
-def test_httptools_asked_for_but_missing_names_the_install_command() -> None:
+@pytest.mark.parametrize("http", ["httptools", "aigw"])
+def test_httptools_asked_for_but_missing_names_the_install_command(http: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        resolve_http("httptools", installed())
+        resolve_http(http, installed())
     assert "fast-serve" in str(caught.value.hint)
 
 
@@ -41,21 +45,32 @@ def test_an_unknown_parser_is_refused() -> None:
 
 
 @pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed (fast-serve extra)")
-def test_the_server_runs_the_guarded_httptools_protocol_by_default() -> None:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+def test_the_server_runs_the_aigw_protocol_by_default() -> None:
+    from aigw_lab.server.h1 import _H1Protocol
 
     app = GatewayApp(Gateway.simulated_fleet(time_scale=0.0, log=None), None)
     config = uvicorn_config(app, None, log_level="warning", lifespan="off")
-    assert issubclass(config.http, HttpToolsProtocol)
+    assert issubclass(config.http, _H1Protocol)
     assert config.http.max_connections == ServerLimits().max_connections
+    assert config.http.max_header_bytes == ServerLimits().max_header_bytes
     app.gateway.close()
 
 
-@pytest.mark.parametrize("http", ["httptools", "h11"])
+@pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed (fast-serve extra)")
+def test_uvicorns_httptools_protocol_is_still_a_choice() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    app = GatewayApp(Gateway.simulated_fleet(time_scale=0.0, log=None), None)
+    config = uvicorn_config(app, None, log_level="warning", lifespan="off", http="httptools")
+    assert issubclass(config.http, HttpToolsProtocol)
+    app.gateway.close()
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11", "aigw"])
 def test_the_busy_answer_is_not_bound_to_the_protocol(http: str) -> None:
     """A plain function as ``busy_app`` stays a function on the class (a method would get
     the protocol as its scope)."""
-    if http == "httptools" and not HAS_HTTPTOOLS:
+    if http != "h11" and not HAS_HTTPTOOLS:
         pytest.skip("httptools is not installed")
 
     async def busy(scope, receive, send):  # pragma: no cover - only compared
@@ -65,9 +80,9 @@ def test_the_busy_answer_is_not_bound_to_the_protocol(http: str) -> None:
     assert protocol.__new__(protocol).busy_app is busy  # read through an instance
 
 
-@pytest.mark.parametrize("http", ["httptools", "h11"])
-def test_a_call_is_served_over_either_parser(http: str) -> None:
-    if http == "httptools" and not HAS_HTTPTOOLS:
+@pytest.mark.parametrize("http", ["httptools", "h11", "aigw"])
+def test_a_call_is_served_over_each_front(http: str) -> None:
+    if http != "h11" and not HAS_HTTPTOOLS:
         pytest.skip("httptools is not installed")
     gateway = Gateway.simulated_fleet(time_scale=0.0, log=None)
     body = {"model": "sim-openai/sim-nano", "messages": [{"role": "user", "content": "hi"}]}
@@ -79,10 +94,11 @@ def test_a_call_is_served_over_either_parser(http: str) -> None:
     assert all(a.json()["choices"][0]["message"]["content"] for a in answers)
 
 
-def test_answers_carry_no_server_banner() -> None:
+@pytest.mark.parametrize("http", ["auto", "h11"])
+def test_answers_carry_no_server_banner(http: str) -> None:
     """uvicorn's ``server: uvicorn`` is off: one header less per answer, no banner."""
     gateway = Gateway.simulated_fleet(time_scale=0.0, log=None)
-    with BackgroundServer(GatewayApp(gateway, None)) as server:
+    with BackgroundServer(GatewayApp(gateway, None), http=http) as server:
         answer = httpx.get(f"{server.url}/health")
     gateway.close()
     assert answer.status_code == 200 and "server" not in answer.headers

@@ -37,10 +37,11 @@ def head(path: str, length: int, *extra: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=["httptools", "h11", "aigw"])
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
-    """A server with 1-second timeouts, once per HTTP parser: the guards are the same code
-    mixed into each of uvicorn's protocols (aigw_lab.server.limits)."""
+    """A server with 1-second timeouts, once per HTTP front: the guards are the same code
+    mixed into each of uvicorn's protocols (aigw_lab.server.limits), and our own protocol's
+    (aigw_lab.server.h1)."""
     limits = ServerLimits(header_timeout=1.0, body_timeout=1.0, keepalive_timeout=1.0)
     gateway = Gateway.simulated_fleet(time_scale=0.0, log=None)
     app = GatewayApp(gateway, None, limits=limits)
