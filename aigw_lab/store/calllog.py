@@ -20,6 +20,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from aigw_lab.store.spool import (
     spool_dir,
     warn_invalid,
 )
+from aigw_lab.store.unfinished import finish_batch, finish_row
 from aigw_lab.store.writer import BatchWriter, CallLogWarning
 
 if TYPE_CHECKING:
@@ -167,6 +169,7 @@ class CallLog:
                 flush_interval=flush_interval,
                 max_queue=max_queue,
                 before_insert=before_insert,
+                finish=partial(finish_batch, bodies=self._bodies),
             )
         except BaseException:
             conn.close()
@@ -255,6 +258,19 @@ class CallLog:
                 spool.refused()  # spooled but not queued: the next open must replay it
                 raise
             spool.ends += 1
+
+    def append_later(self, values: tuple[Any, ...], max_body_chars: int) -> None:
+        """Queue a row the writer thread finishes (`aigw_lab.store.unfinished`): ``values``
+        as `aigw_lab.gateway.records.success_values_later` gives them, made storable with
+        ``max_body_chars`` (`sanitize_record`). The stored row is the one `append` would
+        store for the finished row; a log with a spool finishes it here, first, since the
+        spool's end frame holds the finished row. Raises as `append` does."""
+        item = (values, max_body_chars)
+        if self._spool is not None:
+            record, _ = finish_row(item, None)
+            self.append(record, built=True)
+            return
+        self._writer.append_later(item)
 
     def append_many(self, records: Iterable[CallRecord], *, built: bool = False) -> None:
         """Queue several rows, in order (`append` for each)."""

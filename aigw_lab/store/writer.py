@@ -51,6 +51,7 @@ from aigw_lab.store.dead_letter import (
 from aigw_lab.store.insert_path import InsertPath
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.unfinished import Unfinished
 
 if TYPE_CHECKING:
     import duckdb
@@ -75,6 +76,9 @@ class BatchWriter:
     writer down or to simulate a full disk. ``arrow`` picks how batches are built (see
     `ColumnBatches`): None uses pyarrow when it is installed; tests force either path.
 
+    ``finish`` finishes the rows queued by `append_later` in a batch, in place, on the
+    writer thread (`aigw_lab.store.unfinished.finish_batch`), returning problems to report.
+
     ``flush_interval`` is the batch's maximum age: a row waits at most that long (from the
     moment the buffer it joined got its first row) before its insert starts.
     """
@@ -90,6 +94,7 @@ class BatchWriter:
         max_queue: int,
         before_insert: Callable[[int], None] | None = None,
         arrow: bool | None = None,
+        finish: Callable[[list[Any]], list[str]] | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be at least 1")
@@ -105,8 +110,10 @@ class BatchWriter:
         self._flush_interval = flush_interval
         self._max_queue = max_queue
         self._before_insert = before_insert
+        self._finish = finish  # finishes a batch's unfinished rows (`append_later`)
 
         lock = threading.Lock()
+        self._lock = lock  # the conditions' lock: taken directly where no wait follows
         self._work = threading.Condition(lock)  # the writer waits here for rows
         self._progress = threading.Condition(lock)  # appenders and flushers wait here
 
@@ -173,7 +180,18 @@ class BatchWriter:
         JSON by construction and are stored without re-validation."""
         if type(record) is not CallRecord and not isinstance(record, CallRecord):
             raise TypeError(f"CallLog.append takes a CallRecord, not {type(record).__name__}")
-        with self._work:
+        self._queue(record, built)
+
+    def append_later(self, item: Unfinished) -> None:
+        """Queue an unfinished row (`aigw_lab.store.unfinished`): the writer thread finishes
+        it with the rest of its batch. Needs ``finish``."""
+        if self._finish is None:
+            raise TypeError("this writer takes finished rows only (no finish was given)")
+        self._queue(item, True)
+
+    def _queue(self, record: CallRecord | Unfinished, built: bool) -> None:
+        # The condition's lock itself: `with` on a Condition adds two Python calls per row.
+        with self._lock:
             if self._stopping:
                 raise self._refusal()
             if self._appended - self._done >= self._max_queue:
@@ -411,7 +429,9 @@ class BatchWriter:
             rows.extend(self._buffer)
             self._inflight, self._buffer = None, []
             self._pending.clear()
-            return rows
+        if self._finish is not None:
+            self._finish(rows)  # the rows are kept in a file: finished, like every other
+        return rows
 
     def _close_connection(self) -> None:
         with self._conn_lock:
@@ -432,6 +452,8 @@ class BatchWriter:
                 batch = self._next_batch()
                 if batch is None:
                     break
+                if self._finish is not None:
+                    self._finish_rows(batch)
                 self._write(batch, raw=self._inflight_raw)
         except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
             with self._work:
@@ -477,6 +499,18 @@ class BatchWriter:
                 if self._stopping:
                     return None
                 self._work.wait(wait)
+
+    def _finish_rows(self, batch: list[Any]) -> None:
+        problems = self._finish(batch)  # type: ignore[misc]
+        if problems:
+            with self._work:
+                self._last_problem = problems[-1]
+            warnings.warn(
+                f"{self._where}: {problems[0]} ({len(problems)} rows); the rows are written "
+                "without it",
+                CallLogWarning,
+                stacklevel=2,
+            )
 
     def _write(self, batch: list[CallRecord], *, raw: bool) -> None:
         table, good, bad = self._to_table(batch, raw=raw)
