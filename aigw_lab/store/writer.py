@@ -33,23 +33,20 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
 from aigw_lab.store.batches import ColumnBatches
 from aigw_lab.store.dead_letter import (
-    DEAD_LETTER_BATCH,
-    DEAD_LETTER_INSERT,
     LogHealth,
-    dead_letter_table,
     is_row_problem,
     isolate_refused,
     spill_rows,
-    split_unconvertible,
+    write_dead_letter,
 )
 from aigw_lab.store.insert_path import InsertPath
-from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.records import CallRecord
+from aigw_lab.store.row_tables import RowTables
 from aigw_lab.store.schema import COLUMN_TYPES
 from aigw_lab.store.unfinished import Unfinished
 
@@ -153,23 +150,10 @@ class BatchWriter:
         self._cursor = conn.cursor()  # the writer thread's own connection handle
         self._batches = ColumnBatches(COLUMN_TYPES, arrow=arrow)
         self._inserts = InsertPath(self._cursor, json_typed=self._batches.json_typed)
-        self._columns = [
-            (itemgetter(index), convert) for index, convert in enumerate(self._batches.converters)
-        ]
-        self._named_columns = [
-            (name, get, convert)
-            for name, (get, convert) in zip(CALL_COLUMNS, self._columns, strict=True)
-        ]
-        self._convert_errors = (
-            TypeError,
-            ValueError,
-            AttributeError,
-            OverflowError,
-            *getattr(self._batches, "errors", ()),
-        )
+        self._tables = RowTables(self._batches)
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
-        self._inserts.insert(self._to_table([], raw=True)[0], built=False)
+        self._inserts.insert(self._tables.to_table([], raw=True)[0], built=False)
         self._thread = threading.Thread(target=self._run, name="aigw-call-log-writer", daemon=True)
         self._thread.start()
 
@@ -505,15 +489,11 @@ class BatchWriter:
         if problems:
             with self._work:
                 self._last_problem = problems[-1]
-            warnings.warn(
-                f"{self._where}: {problems[0]} ({len(problems)} rows); the rows are written "
-                "without it",
-                CallLogWarning,
-                stacklevel=2,
-            )
+            message = f"{self._where}: {problems[0]} (and the row written)"
+            warnings.warn(message, CallLogWarning, stacklevel=2)
 
     def _write(self, batch: list[CallRecord], *, raw: bool) -> None:
-        table, good, bad = self._to_table(batch, raw=raw)
+        table, good, bad = self._tables.to_table(batch, raw=raw)
         # A batch that needed sanitising here held rows the gateway did not make storable.
         built = not raw and not bad and good is batch
         try:
@@ -576,19 +556,9 @@ class BatchWriter:
         the dead-letter insert's error if no file could be written either."""
         records = [record for record, _ in dead]
         kind = dead[0][1].partition(":")[0]
-        path: str | None = None
-        try:
-            self._cursor.register(DEAD_LETTER_BATCH, dead_letter_table(dead))
-            try:
-                self._cursor.execute(DEAD_LETTER_INSERT)
-            finally:
-                self._cursor.unregister(DEAD_LETTER_BATCH)
-            where = "the calls_dead_letter table"
-        except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
-            path = spill_rows(self._spill_dir, records, reasons=[why for _, why in dead])
-            if path is None:
-                return exc
-            where = f"{path} (the dead-letter insert failed: {exc})"
+        path, where, failure = write_dead_letter(self._cursor, dead, self._spill_dir, spill_rows)
+        if failure is not None:
+            return failure
         with self._work:
             if path is not None:
                 self.spill_files.append(path)
@@ -611,20 +581,3 @@ class BatchWriter:
         if self._before_insert is not None:
             self._before_insert(stop - start)
         self._inserts.insert(self._batches.slice(table, start, stop), built=built)
-
-    def _to_table(
-        self, batch: list[CallRecord], *, raw: bool
-    ) -> tuple[Any, list[CallRecord], list[tuple[CallRecord, str]]]:
-        """The batch as a table to insert, the rows in it, and the rows that cannot be
-        converted, with why. ``raw``: some row came from outside the gateway, so JSON
-        columns stay plain text for the insert to validate."""
-        try:
-            # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
-            arrays = [convert(list(map(get, batch))) for get, convert in self._columns]
-            return self._batches.table(arrays, json=not raw), batch, []
-        except self._convert_errors:
-            pass
-        # Slow path, only when the batch holds a bad row (see `split_unconvertible`).
-        good, bad = split_unconvertible(self._named_columns, batch)
-        arrays = [convert(list(map(get, good))) for get, convert in self._columns]
-        return self._batches.table(arrays), good, bad
