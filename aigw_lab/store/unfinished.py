@@ -56,16 +56,10 @@ def finish_row(item: Unfinished, bodies: BodyPolicy | None) -> tuple[CallRecord,
     except Exception as exc:  # noqa: BLE001 - the row (its cost, its usage) is kept
         request_json = None
         problem = f"a row's request_json could not be made: {type(exc).__name__}"
-    row = _new_row(
-        CallRecord,
-        (
-            *values[:_TIMESTAMP],
-            _from_timestamp(values[_TIMESTAMP], UTC),
-            *values[_TIMESTAMP + 1 : _REQUEST_JSON],
-            request_json,
-            *values[_REQUEST_JSON + 1 :],
-        ),
-    )
+    finished = list(values)
+    finished[_TIMESTAMP] = _from_timestamp(values[_TIMESTAMP], UTC)
+    finished[_REQUEST_JSON] = request_json
+    row = _new_row(CallRecord, finished)
     row = sanitize_record(row, max_body_chars=max_body_chars)
     if bodies is not None:
         row = bodies.apply(row)
