@@ -320,3 +320,28 @@ def test_a_writer_without_finish_refuses_unfinished_rows() -> None:
             writer.append_later(((), 1))
     finally:
         writer.close()
+
+
+def test_rows_left_unwritten_at_close_are_saved_finished(tmp_path) -> None:
+    from aigw_lab.errors import StoreError
+
+    def disk_full(rows: int) -> None:
+        raise OSError("No space left on device")
+
+    log = CallLog(tmp_path / "full.duckdb", durability="none", before_insert=disk_full)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CallLogWarning)
+        with _gateway(tmp_path, log) as gw:
+            gw.chat("up/m", "taken by the writer, then kept", seed=2)
+            with pytest.raises(StoreError):
+                log.flush()  # the writer took the first row and is retrying it
+            # The second waits in the buffer, unfinished, behind the failing batch.
+            gw.chat("up/m", "still in the buffer at close", seed=2)
+            with pytest.raises(StoreError, match="rows were not written"):
+                log.close()
+    spilled = list(tmp_path.glob("calls.unwritten-*.jsonl"))
+    assert len(spilled) == 1
+    lines = [json.loads(line) for line in spilled[0].read_text().splitlines()]
+    prompts = [json.loads(line["request_json"])["messages"][0]["content"] for line in lines]
+    assert prompts == ["taken by the writer, then kept", "still in the buffer at close"]
+    assert all(line["timestamp"].startswith("20") and line["cost_usd"] for line in lines)
