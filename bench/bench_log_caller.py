@@ -14,8 +14,9 @@ beside its own baseline:
   building the row (`success_record`, `request.to_json` inside it), `sanitize_record`, and
   `CallLog.append` (its spool end frame, then the writer's queue), and the garbage
   collector's passes on the calling thread;
-* ``--baseline TREE``: the log-on side once more, with aigw_lab imported from another
-  checkout (the code before a change), so before and after are measured in one run;
+* ``--baseline TREE``: the log-on and durability-none sides once more, with aigw_lab
+  imported from another checkout (the code before a change), so before and after are
+  measured in one run;
 * per call, once at the end: Python bytecodes, Python calls and C calls on the calling
   thread (trace and profile hooks), a count no load changes (``--rates-off``: only that);
 * per call: the calling thread's CPU (``time.thread_time``) and the whole process's
@@ -54,6 +55,7 @@ SIDES = {
     "nospool": "gateway + log, durability none",
     "phases": "gateway + log, phases clocked",
     "base": "BASELINE tree: gateway + log",
+    "basenospool": "BASELINE tree: log, durability none",
 }
 PHASES = (
     "spool_start",
@@ -159,11 +161,11 @@ def worker(side: str, folder: str) -> int:
 
     log = None
     if side != "off":
-        durability = "none" if side == "nospool" else None
+        durability = "none" if side in ("nospool", "basenospool") else None
         kwargs = {} if durability is None else {"durability": durability}
         log = CallLog(Path(folder) / f"{side}.duckdb", **kwargs)
-    if side == "base":
-        side = "on"  # the same side, from the baseline tree's code (see `run`)
+    # The same sides, from the baseline tree's code (see `run`).
+    side = {"base": "on", "basenospool": "nospool"}.get(side, side)
     gateway = make_gateway(log)
     spent = install_phase_clocks(gateway, log) if side == "phases" else {"gc": 0}
     install_gc_clock(spent)
@@ -231,7 +233,7 @@ def run(
     folder = tempfile.mkdtemp(prefix="bench-log-caller-")
 
     def env(side: str) -> dict[str, str] | None:
-        if side != "base":
+        if side not in ("base", "basenospool"):
             return None
         # The baseline side imports aigw_lab from the other tree (this script's helpers
         # from this one): the log's code before and after, in one run.
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.seconds = 3, 3.0
     sides = ["off", "on", "nospool"] + ([] if args.no_phases else ["phases"])
     if args.baseline:
-        sides.append("base")
+        sides += ["base", "basenospool"]
     print(
         f"bench_log_caller: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | "
         f"{os.cpu_count()} cores | Python {platform.python_version()}"

@@ -1,6 +1,7 @@
 """What does the call log cost per call at real call rates (paced, not flat out)?
 
     python bench/bench_log_rates.py [--quick] [--rates 100,2000] [--rounds R] [--seconds S]
+                                    [--sides raw,off,on,age10,nospool] [--only paced]
 
 Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vanishes; at
 100 calls/s it does not. This script measures, in one run, interleaved:
@@ -20,7 +21,9 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    log; the gateway with the log as shipped (spool on, batches by size or 2 s age); the
    same with the previous 0.2 s age; and the previous insert path (emulated in this tree:
    0.2 s age, ``register``, JSON re-validated for every row, DuckDB's 16MB checkpoint
-   threshold). The first round warms up
+   threshold); with ``--sides``, also the log as shipped with a 10 s age (``age10``) and
+   the log with ``durability = "none"`` (``nospool``: no spool, rows finished by the
+   writer thread, its shipped 0.2 s age). The first round warms up
    and is not counted. "added by logging" is log on minus log off, per round, median with
    the range over rounds.
 3. **The writer flat out** (``writer``): pre-built gateway rows appended to a `CallLog` as
@@ -63,7 +66,12 @@ SIDES = {
     "on": "gateway + log (as shipped)",
     "age02": "gateway + log, age 0.2 s",
     "old": "gateway + log, previous path (emulated)",
+    "age10": "gateway + log, age 10 s",
+    "nospool": "gateway + log, durability none",
 }
+#: Sides run only when asked for (``--sides``): the age a `[log]` key could set, and the
+#: log without a spool, whose success rows the writer thread finishes (store/unfinished.py).
+EXTRA_SIDES = ("age10", "nospool")
 
 
 def load() -> str:
@@ -180,8 +188,11 @@ def worker(side: str, folder: str) -> int:
         call, client = make_raw_call()
     else:
         if side != "off":
-            age = None if side == "on" else 0.2
-            log = CallLog(Path(folder) / f"{side}.duckdb", flush_interval=age)
+            age = {"on": None, "nospool": None, "age10": 10.0}.get(side, 0.2)
+            durability = "none" if side == "nospool" else None
+            log = CallLog(
+                Path(folder) / f"{side}.duckdb", flush_interval=age, durability=durability
+            )
             if side == "old":
                 emulate_previous_path(log)
         gateway = make_gateway(log)
@@ -255,7 +266,7 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
                 f"{achieved:>7.0f} | {ratio:>7} |"
             )
         if "off" in per_call:
-            for side in ("on", "age02", "old"):
+            for side in ("on", "age02", "old", *EXTRA_SIDES):
                 if side not in per_call:
                     continue
                 added = [a - b for a, b in zip(per_call[side], per_call["off"], strict=True)]
@@ -342,15 +353,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("insert", "paced", "writer"), help="run one section only"
     )
+    parser.add_argument(
+        "--sides",
+        help=f"paced sides, comma-separated, of {','.join(SIDES)} (default: all but "
+        f"{', '.join(EXTRA_SIDES)}; --quick: raw,off,on,old)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.folder)
-    sides = list(SIDES)
+    sides = [side for side in SIDES if side not in EXTRA_SIDES]
     if args.quick:
         args.rounds, args.seconds, args.writer_rows = 3, 3.0, 200_000
         sides = ["raw", "off", "on", "old"]
+    if args.sides:
+        sides = args.sides.split(",")
+        unknown = sorted(set(sides) - set(SIDES))
+        if unknown or "off" not in sides:
+            parser.error(f"--sides: unknown {unknown} (known: {', '.join(SIDES)}); 'off' needed")
     print(
         f"bench_log_rates: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | "
         f"{os.cpu_count()} cores | Python {platform.python_version()} | {platform.system()}"

@@ -25,12 +25,14 @@ from aigw_lab.gateway.records import (
     is_cancellation,
     rejected_record,
     success_record,
+    success_values_later,
     to_json,
 )
 from aigw_lab.gateway.start_spools import start_spool
 from aigw_lab.providers.base_provider import traits
 from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.sink import CallSink, CallSinkWarning, SinkHealth
+from aigw_lab.store.unfinished import finish_row
 from aigw_lab.types import ChatResponse, Latency
 
 if TYPE_CHECKING:
@@ -85,6 +87,15 @@ class Recorder:
         self._is_simulated = is_simulated
         # Rows are built only when something takes them.
         self._writes = log is not None or bool(self.sinks)
+        # A log without a spool or other sinks takes a success row unfinished: the log's
+        # writer thread finishes it in a batch (`aigw_lab.store.unfinished`). A spool's
+        # end frame needs the finished row on this thread; a sink takes finished rows.
+        self._later = (
+            log is not None
+            and not self.sinks
+            and self.spool is None
+            and callable(getattr(log, "append_later", None))
+        )
         self._problems = [_Problems() for _ in self.sinks]
         self._lock = threading.Lock()
         # Sinks told when each call is over (`aigw_lab.gateway.call_end.CallObserver`).
@@ -293,8 +304,24 @@ class Recorder:
         ctx.logged += 1
         if self._writes:
             api_format = self._api_format(ctx.provider_name)
+            if self._later:
+                values = success_values_later(ctx, response, api_format=api_format)
+                if values is not None:
+                    self._append_later(values)
+                    return response
             self.append(success_record(ctx, response, api_format=api_format))
         return response
+
+    def _append_later(self, values: tuple[Any, ...]) -> None:
+        """`append` of a row the log's writer finishes (`CallLog.append_later`)."""
+        log = self.log
+        try:
+            log.append_later(values, self.max_body_chars)  # type: ignore[union-attr]
+        except StoreError:
+            # As in `append`: the call went through, so its row is kept in a file.
+            # Unredacted, as `append` sets aside the row it could not queue.
+            record, _ = finish_row((values, self.max_body_chars), None)
+            log.set_aside([record], "the call log did not accept the row")  # type: ignore[union-attr]
 
     def failed(
         self,

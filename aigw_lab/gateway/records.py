@@ -13,7 +13,7 @@ from aigw_lab.gateway.budget_limits import charged_usd
 from aigw_lab.gateway.middleware import CallContext
 from aigw_lab.store.records import CallRecord
 from aigw_lab.types import LOG_JSON as _JSON
-from aigw_lab.types import ChatRequest, ChatResponse
+from aigw_lab.types import ChatRequest, ChatResponse, Message
 
 # The C core of `_JSON` (the log's one encoder, shared with `ChatRequest.create`'s check),
 # made once: `JSONEncoder.encode` builds a new one per call (with a dict of the containers
@@ -38,6 +38,7 @@ __all__ = [
     "is_cancellation",
     "rejected_record",
     "success_record",
+    "success_values_later",
 ]
 
 #: Error messages are kept to this many characters in the log.
@@ -48,6 +49,69 @@ def success_record(
     ctx: CallContext, response: ChatResponse, *, api_format: str | None
 ) -> CallRecord:
     """The row of an attempt that returned ``response`` (already priced and timed)."""
+    return _new_row(
+        CallRecord,
+        _success_values(
+            ctx,
+            response,
+            api_format,
+            ctx.request.to_json(),
+            _from_timestamp(ctx.started_wall, UTC),
+        ),
+    )
+
+
+def success_values_later(
+    ctx: CallContext, response: ChatResponse, *, api_format: str | None
+) -> tuple[Any, ...] | None:
+    """`success_record`'s values with the two columns that cost the most to make left for
+    the log's writer thread (`aigw_lab.store.unfinished`): ``timestamp`` as epoch seconds
+    and ``request_json`` as the `ChatRequest` itself. None when the request could still
+    change after the call returns (anything but the frozen common shape: text messages in a
+    tuple, plain parameters, no tools, tool choice or extras): such a row is built now.
+
+    Every other column is read now, so a caller or middleware changing ``ctx`` afterwards
+    does not change the row; labels and tool calls are encoded now, as in `success_record`.
+    """
+    request = ctx.request
+    if (
+        type(request) is not ChatRequest
+        or request.tools
+        or request.extra
+        or request.tool_choice is not None
+        or type(request.messages) is not tuple
+        or (request.stop is not None and type(request.stop) is not tuple)
+    ):
+        return None
+    for message in request.messages:
+        if (
+            type(message) is not Message
+            or type(message.content) is not str
+            or message.tool_calls is not None
+        ):
+            return None
+    metadata = request.metadata
+    if metadata and not _frozen_coordinates(metadata):
+        return None
+    return _success_values(ctx, response, api_format, request, ctx.started_wall)
+
+
+def _frozen_coordinates(metadata: Mapping[str, Any]) -> bool:
+    # The experiment coordinates go into the row as they are, not encoded: only plain
+    # immutable values may wait for the writer.
+    return all(
+        value is None or type(value) in (str, int, float, bool)
+        for value in experiment_coordinates(metadata)
+    )
+
+
+def _success_values(
+    ctx: CallContext,
+    response: ChatResponse,
+    api_format: str | None,
+    request_json: Any,
+    timestamp: Any,
+) -> tuple[Any, ...]:
     usage = response.usage
     latency = response.latency
     request = ctx.request
@@ -63,59 +127,56 @@ def success_record(
     # calling thread of every logged call, and 49 keyword arguments cost several times the
     # tuple itself. tests/gateway/test_row_building.py checks every column against a
     # keyword-built row, with a distinct value in each.
-    return _new_row(
-        CallRecord,
-        (
-            response.call_id or "",  # call_id
-            ctx.trace_id,  # trace_id
-            _from_timestamp(ctx.started_wall, UTC),  # timestamp
-            ctx.provider_name,  # provider_name
-            ctx.model,  # request_model
-            "chat",  # operation_name
-            response.model,  # response_model
-            response.response_id,  # response_id
-            api_format,  # api_format
-            request.to_json(),  # request_json
-            response.text,  # response_text
-            response.finish_reason,  # finish_reason
-            to_json(tool_calls) if tool_calls else None,  # tool_calls_json
-            "ok",  # status
-            None,  # error_type
-            None,  # error_message
-            None,  # http_status_code
-            usage.input_tokens if known else None,  # input_tokens
-            usage.output_tokens if known else None,  # output_tokens
-            usage.cache_read_tokens if known else None,  # cache_read_input_tokens
-            usage.cache_write_tokens if known else None,  # cache_creation_input_tokens
-            usage.reasoning_tokens if known else None,  # reasoning_tokens
-            cost,  # cost_usd
-            total_ms,  # latency_ms
-            latency.ttfb_ms,  # ttfb_ms
-            latency.ttft_ms,  # ttft_ms
-            upstream_ms,  # upstream_ms
-            None if upstream_ms is None else max(0.0, total_ms - upstream_ms),  # overhead_ms
-            ctx.stream,  # stream
-            response.cache_status,  # cache_status
-            ctx.cache_similarity,  # cache_similarity
-            ctx.attempt,  # attempt
-            ctx.fallback_from,  # fallback_from
-            request.user,  # user_id
-            request.tenant,  # tenant_id
-            request.experiment_id,  # experiment_id
-            to_json(tags) if tags else None,  # tags_json
-            to_json(metadata) if metadata else None,  # metadata_json
-            response.simulated,  # simulated
-            run_id,  # run_id
-            item_id,  # item_id
-            target,  # target
-            repetition,  # repetition
-            None,  # flags
-            "full",  # bodies
-            budget_charge(ctx, cost, answered=True),  # budget_usd
-            ctx.route_policy,  # route_policy
-            ctx.propensity,  # propensity
-            ctx.shadow_of,  # shadow_of
-        ),
+    return (
+        response.call_id or "",  # call_id
+        ctx.trace_id,  # trace_id
+        timestamp,  # timestamp
+        ctx.provider_name,  # provider_name
+        ctx.model,  # request_model
+        "chat",  # operation_name
+        response.model,  # response_model
+        response.response_id,  # response_id
+        api_format,  # api_format
+        request_json,  # request_json
+        response.text,  # response_text
+        response.finish_reason,  # finish_reason
+        to_json(tool_calls) if tool_calls else None,  # tool_calls_json
+        "ok",  # status
+        None,  # error_type
+        None,  # error_message
+        None,  # http_status_code
+        usage.input_tokens if known else None,  # input_tokens
+        usage.output_tokens if known else None,  # output_tokens
+        usage.cache_read_tokens if known else None,  # cache_read_input_tokens
+        usage.cache_write_tokens if known else None,  # cache_creation_input_tokens
+        usage.reasoning_tokens if known else None,  # reasoning_tokens
+        cost,  # cost_usd
+        total_ms,  # latency_ms
+        latency.ttfb_ms,  # ttfb_ms
+        latency.ttft_ms,  # ttft_ms
+        upstream_ms,  # upstream_ms
+        None if upstream_ms is None else max(0.0, total_ms - upstream_ms),  # overhead_ms
+        ctx.stream,  # stream
+        response.cache_status,  # cache_status
+        ctx.cache_similarity,  # cache_similarity
+        ctx.attempt,  # attempt
+        ctx.fallback_from,  # fallback_from
+        request.user,  # user_id
+        request.tenant,  # tenant_id
+        request.experiment_id,  # experiment_id
+        to_json(tags) if tags else None,  # tags_json
+        to_json(metadata) if metadata else None,  # metadata_json
+        response.simulated,  # simulated
+        run_id,  # run_id
+        item_id,  # item_id
+        target,  # target
+        repetition,  # repetition
+        None,  # flags
+        "full",  # bodies
+        budget_charge(ctx, cost, answered=True),  # budget_usd
+        ctx.route_policy,  # route_policy
+        ctx.propensity,  # propensity
+        ctx.shadow_of,  # shadow_of
     )
 
 

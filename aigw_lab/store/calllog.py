@@ -16,23 +16,20 @@ open a read-only copy with `CallLog.snapshot(path)`.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import tempfile
 import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
-from aigw_lab.store import files
 from aigw_lab.store.batches import rows_table
 from aigw_lab.store.dead_letter import LogHealth
-from aigw_lab.store.encryption import database_creator, open_encrypted
 from aigw_lab.store.insert_path import tune_log_database
+from aigw_lab.store.log_files import connect_file, open_readonly_snapshot, tightening_wal
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.schema import MIGRATIONS, Migration, apply_migrations
 from aigw_lab.store.spool import (
@@ -43,6 +40,7 @@ from aigw_lab.store.spool import (
     spool_dir,
     warn_invalid,
 )
+from aigw_lab.store.unfinished import finish_batch, finish_row
 from aigw_lab.store.writer import BatchWriter, CallLogWarning
 
 if TYPE_CHECKING:
@@ -57,13 +55,6 @@ __all__ = ["CallLog", "open_readonly_snapshot"]
 _MEMORY = ":memory:"
 # The tables besides ``calls`` that `CallLog.insert` writes to.
 _SIDE_TABLES = ("scores", "experiments", "experiment_runs")
-# DuckDB's default memory limit is 80% of RAM, and it keeps every block it wrote cached up to
-# that limit: a gateway logging for days would grow towards most of the machine's memory.
-# Capped, the log's footprint stays flat (DuckDB spills large queries to disk instead).
-# Set after connecting rather than as connect() config, so that other duckdb.connect() calls
-# on the same file in this process still work (DuckDB refuses differing connect configs).
-_DEFAULT_MEMORY_LIMIT = "256MB"
-
 #: A batch's default maximum age when its rows are crash-safe anyway (spooled, or in memory)
 #: and when not (durability "none"); see bench/bench_log_rates.py for what it saves.
 SPOOLED_BATCH_AGE = 2.0
@@ -165,8 +156,8 @@ class CallLog:
         else:
             self._path = Path(path).expanduser()
             self._where, spill_dir = f"call log {self._path}", str(self._path.parent)
-            conn = _connect_file(self._path, config=config, encryption=encryption)
-            before_insert = _tightening_wal(self._path, before_insert)
+            conn = connect_file(self._path, config=config, encryption=encryption)
+            before_insert = tightening_wal(self._path, before_insert)
         try:
             tune_log_database(conn, config)
             apply_migrations(conn, migrations, where=self._where)
@@ -178,6 +169,7 @@ class CallLog:
                 flush_interval=flush_interval,
                 max_queue=max_queue,
                 before_insert=before_insert,
+                finish=partial(finish_batch, bodies=self._bodies),
             )
         except BaseException:
             conn.close()
@@ -266,6 +258,19 @@ class CallLog:
                 spool.refused()  # spooled but not queued: the next open must replay it
                 raise
             spool.ends += 1
+
+    def append_later(self, values: tuple[Any, ...], max_body_chars: int) -> None:
+        """Queue a row the writer thread finishes (`aigw_lab.store.unfinished`): ``values``
+        as `aigw_lab.gateway.records.success_values_later` gives them, made storable with
+        ``max_body_chars`` (`sanitize_record`). The stored row is the one `append` would
+        store for the finished row; a log with a spool finishes it here, first, since the
+        spool's end frame holds the finished row. Raises as `append` does."""
+        item = (values, max_body_chars)
+        if self._spool is not None:
+            record, _ = finish_row(item, None)
+            self.append(record, built=True)
+            return
+        self._writer.append_later(item)
 
     def append_many(self, records: Iterable[CallRecord], *, built: bool = False) -> None:
         """Queue several rows, in order (`append` for each)."""
@@ -499,139 +504,3 @@ def _shutdown_quietly(writer: BatchWriter, spool: Spool | None) -> None:
         _shutdown(writer, spool)
     except StoreError as exc:
         warnings.warn(str(exc), CallLogWarning, stacklevel=2)
-
-
-def open_readonly_snapshot(
-    path: str | os.PathLike[str], *, encryption: Encryption | None = None
-) -> duckdb.DuckDBPyConnection:
-    """Copy the log at ``path`` (with its write-ahead log) to a temporary file and open the
-    copy read-only: for analysing a log that another process is writing.
-
-    The copy shows the rows that process had committed when it was taken. It is deleted
-    as soon as it is open (on systems that allow that), so nothing is left behind. An
-    encrypted log needs its ``encryption`` (the copy stays encrypted on disk).
-    """
-    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
-    import duckdb
-
-    source = Path(path).expanduser()
-    if not source.is_file():
-        raise StoreError(
-            f"no call log at {source}", hint="pass the path of an existing .duckdb file"
-        )
-    folder = Path(tempfile.mkdtemp(prefix="aigw-snapshot-"))
-    try:
-        copy = files.copy_database(source, folder)
-        if encryption is not None:
-            what = f"a snapshot of the call log {source}"
-            conn: Any = open_encrypted(copy, encryption, what=what, read_only=True)
-        else:
-            conn = duckdb.connect(str(copy), read_only=True)
-    except StoreError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    except (OSError, duckdb.Error) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        if "without a key" in str(exc):
-            raise StoreError(
-                f"cannot open a snapshot of {source}: the log is encrypted",
-                hint="pass encryption=Encryption(key) with the key it was written with "
-                "(aigw-lab report: --config the gateway config whose [log] "
-                "encryption_key_env holds it)",
-            ) from exc
-        raise StoreError(
-            f"cannot open a snapshot of {source}: {exc}",
-            hint="the writer may have been mid-checkpoint; try again",
-        ) from exc
-    # An open DuckDB file stays readable after unlinking on POSIX; elsewhere the copy stays
-    # in the temp directory.
-    shutil.rmtree(folder, ignore_errors=True)
-    return conn
-
-
-def _connect_file(
-    path: Path, *, config: Mapping[str, Any] | None, encryption: Encryption | None = None
-) -> duckdb.DuckDBPyConnection:
-    """Open the database file for writing, turning every failure into a `StoreError` that
-    says what to do. A new file (and new directories) are created owner-only."""
-    # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
-    import duckdb
-
-    if path.is_dir():
-        raise StoreError(
-            f"the call log path {path} is a directory",
-            hint=f"pass a file path such as {path / 'calls.duckdb'}",
-        )
-    folder = path.parent
-    try:
-        files.make_private_dirs(folder)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the directory {folder} for the call log {path}: {exc.strerror or exc}",
-            hint="create the directory, or choose a writable location for the log",
-        ) from exc
-    what = f"the call log {path}"
-    # In a folder only this user can enter, no one else can reach a new file even for a
-    # moment: DuckDB creates it in place (made 0600 just below), which saves creating it in
-    # a staging folder, closing and reopening it (about a quarter of opening a new log).
-    in_place = not path.exists() and files.is_private_dir(folder)
-    try:
-        if not path.exists() and not in_place:
-            files.create_private_database(path, database_creator(what, config, encryption))
-        if encryption is not None:
-            conn: Any = open_encrypted(path, encryption, what=what, config=dict(config or {}))
-        else:
-            conn = duckdb.connect(str(path), config=dict(config or {}))
-    except (duckdb.Error, OSError) as exc:
-        raise _open_error(path, exc) from exc
-    if in_place:
-        files.tighten(path)
-    if not config or "memory_limit" not in config:
-        conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
-    return conn
-
-
-def _tightening_wal(
-    path: Path, before_insert: Callable[[int], None] | None
-) -> Callable[[int], None]:
-    """A ``before_insert`` hook that also makes the write-ahead log owner-only: DuckDB
-    deletes it at every checkpoint and recreates it with the process umask. (Inside a 0700
-    directory, which the log creates when the directory is new, it is unreachable anyway.)"""
-    wal = path.with_name(path.name + ".wal")
-
-    def hook(rows: int) -> None:
-        files.tighten(wal)
-        if before_insert is not None:
-            before_insert(rows)
-
-    return hook
-
-
-def _open_error(path: Path, exc: Exception) -> StoreError:
-    message = str(exc)
-    lowered = message.lower()
-    if "encrypted database" in lowered and "without a key" in lowered:
-        return StoreError(
-            f"the call log {path} is encrypted",
-            hint="set [log] encryption_key_env to the variable holding its key (CallLog("
-            "..., encryption=Encryption(key))); without the key its rows cannot be read",
-        )
-    if "could not set lock" in lowered or "conflicting lock" in lowered:
-        pid = re.search(r"PID (\d+)", message)
-        holder = f" (PID {pid.group(1)})" if pid else ""
-        return StoreError(
-            f"the call log {path} is in use by another process{holder}",
-            hint="DuckDB allows one writing process per file: close the log (or Gateway) in "
-            "that process, use a different file, or analyse a read-only copy with "
-            f"CallLog.snapshot({str(path)!r})",
-        )
-    if "permission denied" in lowered or not os.access(path.parent, os.W_OK):
-        return StoreError(
-            f"cannot open the call log {path}: permission denied",
-            hint="choose a location you can write to, or fix the file's permissions",
-        )
-    return StoreError(
-        f"cannot open the call log {path}: {message}",
-        hint="check that the file is a DuckDB database written by a compatible DuckDB "
-        "version, or choose another path",
-    )

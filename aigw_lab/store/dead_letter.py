@@ -36,6 +36,7 @@ __all__ = [
     "spill_rows",
     "split_unconvertible",
     "unconvertible_rows",
+    "write_dead_letter",
 ]
 
 #: The columns of ``calls_dead_letter`` filled from the row itself (typed copies, so budget
@@ -218,6 +219,31 @@ def dead_letter_table(dead: Sequence[tuple[CallRecord, str]]) -> Any:
     batches = ColumnBatches({name: types.get(name, "VARCHAR") for name in columns}, arrow=False)
     arrays = [batches.convert(i, values) for i, values in enumerate(columns.values())]
     return batches.table(arrays)
+
+
+def write_dead_letter(
+    cursor: Any,
+    dead: Sequence[tuple[CallRecord, str]],
+    spill_dir: str | None,
+    spill: Callable[..., str | None] | None = None,
+) -> tuple[str | None, str, Exception | None]:
+    """Put refused rows, each with why, in ``calls_dead_letter`` through ``cursor``, or, if
+    that fails, in an owner-only file (``spill``, default `spill_rows`). Returns the file
+    (None: the table took them), where they went in words, and the insert's error if no file
+    could be written either (then nothing kept them)."""
+    try:
+        cursor.register(DEAD_LETTER_BATCH, dead_letter_table(dead))
+        try:
+            cursor.execute(DEAD_LETTER_INSERT)
+        finally:
+            cursor.unregister(DEAD_LETTER_BATCH)
+        return None, "the calls_dead_letter table", None
+    except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
+        records = [record for record, _ in dead]
+        path = (spill or spill_rows)(spill_dir, records, reasons=[why for _, why in dead])
+        if path is None:
+            return None, "", exc
+        return path, f"{path} (the dead-letter insert failed: {exc})", None
 
 
 def spill_rows(

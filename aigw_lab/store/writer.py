@@ -33,24 +33,22 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
 from aigw_lab.store.batches import ColumnBatches
 from aigw_lab.store.dead_letter import (
-    DEAD_LETTER_BATCH,
-    DEAD_LETTER_INSERT,
     LogHealth,
-    dead_letter_table,
     is_row_problem,
     isolate_refused,
     spill_rows,
-    split_unconvertible,
+    write_dead_letter,
 )
 from aigw_lab.store.insert_path import InsertPath
-from aigw_lab.store.records import CALL_COLUMNS, CallRecord
+from aigw_lab.store.records import CallRecord
+from aigw_lab.store.row_tables import RowTables
 from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.unfinished import Unfinished
 
 if TYPE_CHECKING:
     import duckdb
@@ -75,6 +73,9 @@ class BatchWriter:
     writer down or to simulate a full disk. ``arrow`` picks how batches are built (see
     `ColumnBatches`): None uses pyarrow when it is installed; tests force either path.
 
+    ``finish`` finishes the rows queued by `append_later` in a batch, in place, on the
+    writer thread (`aigw_lab.store.unfinished.finish_batch`), returning problems to report.
+
     ``flush_interval`` is the batch's maximum age: a row waits at most that long (from the
     moment the buffer it joined got its first row) before its insert starts.
     """
@@ -90,6 +91,7 @@ class BatchWriter:
         max_queue: int,
         before_insert: Callable[[int], None] | None = None,
         arrow: bool | None = None,
+        finish: Callable[[list[Any]], list[str]] | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be at least 1")
@@ -105,8 +107,10 @@ class BatchWriter:
         self._flush_interval = flush_interval
         self._max_queue = max_queue
         self._before_insert = before_insert
+        self._finish = finish  # finishes a batch's unfinished rows (`append_later`)
 
         lock = threading.Lock()
+        self._lock = lock  # the conditions' lock: taken directly where no wait follows
         self._work = threading.Condition(lock)  # the writer waits here for rows
         self._progress = threading.Condition(lock)  # appenders and flushers wait here
 
@@ -146,23 +150,10 @@ class BatchWriter:
         self._cursor = conn.cursor()  # the writer thread's own connection handle
         self._batches = ColumnBatches(COLUMN_TYPES, arrow=arrow)
         self._inserts = InsertPath(self._cursor, json_typed=self._batches.json_typed)
-        self._columns = [
-            (itemgetter(index), convert) for index, convert in enumerate(self._batches.converters)
-        ]
-        self._named_columns = [
-            (name, get, convert)
-            for name, (get, convert) in zip(CALL_COLUMNS, self._columns, strict=True)
-        ]
-        self._convert_errors = (
-            TypeError,
-            ValueError,
-            AttributeError,
-            OverflowError,
-            *getattr(self._batches, "errors", ()),
-        )
+        self._tables = RowTables(self._batches)
         # One empty batch through the whole path, on this thread: pyarrow imports pandas on
         # first use, and an import on the writer thread fails during interpreter exit.
-        self._inserts.insert(self._to_table([], raw=True)[0], built=False)
+        self._inserts.insert(self._tables.to_table([], raw=True)[0], built=False)
         self._thread = threading.Thread(target=self._run, name="aigw-call-log-writer", daemon=True)
         self._thread.start()
 
@@ -173,7 +164,18 @@ class BatchWriter:
         JSON by construction and are stored without re-validation."""
         if type(record) is not CallRecord and not isinstance(record, CallRecord):
             raise TypeError(f"CallLog.append takes a CallRecord, not {type(record).__name__}")
-        with self._work:
+        self._queue(record, built)
+
+    def append_later(self, item: Unfinished) -> None:
+        """Queue an unfinished row (`aigw_lab.store.unfinished`): the writer thread finishes
+        it with the rest of its batch. Needs ``finish``."""
+        if self._finish is None:
+            raise TypeError("this writer takes finished rows only (no finish was given)")
+        self._queue(item, True)
+
+    def _queue(self, record: CallRecord | Unfinished, built: bool) -> None:
+        # The condition's lock itself: `with` on a Condition adds two Python calls per row.
+        with self._lock:
             if self._stopping:
                 raise self._refusal()
             if self._appended - self._done >= self._max_queue:
@@ -411,7 +413,9 @@ class BatchWriter:
             rows.extend(self._buffer)
             self._inflight, self._buffer = None, []
             self._pending.clear()
-            return rows
+        if self._finish is not None:
+            self._finish(rows)  # the rows are kept in a file: finished, like every other
+        return rows
 
     def _close_connection(self) -> None:
         with self._conn_lock:
@@ -432,6 +436,8 @@ class BatchWriter:
                 batch = self._next_batch()
                 if batch is None:
                     break
+                if self._finish is not None:
+                    self._finish_rows(batch)
                 self._write(batch, raw=self._inflight_raw)
         except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
             with self._work:
@@ -478,8 +484,16 @@ class BatchWriter:
                     return None
                 self._work.wait(wait)
 
+    def _finish_rows(self, batch: list[Any]) -> None:
+        problems = self._finish(batch)  # type: ignore[misc]
+        if problems:
+            with self._work:
+                self._last_problem = problems[-1]
+            message = f"{self._where}: {problems[0]} (and the row written)"
+            warnings.warn(message, CallLogWarning, stacklevel=2)
+
     def _write(self, batch: list[CallRecord], *, raw: bool) -> None:
-        table, good, bad = self._to_table(batch, raw=raw)
+        table, good, bad = self._tables.to_table(batch, raw=raw)
         # A batch that needed sanitising here held rows the gateway did not make storable.
         built = not raw and not bad and good is batch
         try:
@@ -542,19 +556,9 @@ class BatchWriter:
         the dead-letter insert's error if no file could be written either."""
         records = [record for record, _ in dead]
         kind = dead[0][1].partition(":")[0]
-        path: str | None = None
-        try:
-            self._cursor.register(DEAD_LETTER_BATCH, dead_letter_table(dead))
-            try:
-                self._cursor.execute(DEAD_LETTER_INSERT)
-            finally:
-                self._cursor.unregister(DEAD_LETTER_BATCH)
-            where = "the calls_dead_letter table"
-        except Exception as exc:  # noqa: BLE001 - the last resort below keeps the rows
-            path = spill_rows(self._spill_dir, records, reasons=[why for _, why in dead])
-            if path is None:
-                return exc
-            where = f"{path} (the dead-letter insert failed: {exc})"
+        path, where, failure = write_dead_letter(self._cursor, dead, self._spill_dir, spill_rows)
+        if failure is not None:
+            return failure
         with self._work:
             if path is not None:
                 self.spill_files.append(path)
@@ -577,20 +581,3 @@ class BatchWriter:
         if self._before_insert is not None:
             self._before_insert(stop - start)
         self._inserts.insert(self._batches.slice(table, start, stop), built=built)
-
-    def _to_table(
-        self, batch: list[CallRecord], *, raw: bool
-    ) -> tuple[Any, list[CallRecord], list[tuple[CallRecord, str]]]:
-        """The batch as a table to insert, the rows in it, and the rows that cannot be
-        converted, with why. ``raw``: some row came from outside the gateway, so JSON
-        columns stay plain text for the insert to validate."""
-        try:
-            # One C-level map per column is ~3x faster than a tuple per row then zip(*rows).
-            arrays = [convert(list(map(get, batch))) for get, convert in self._columns]
-            return self._batches.table(arrays, json=not raw), batch, []
-        except self._convert_errors:
-            pass
-        # Slow path, only when the batch holds a bad row (see `split_unconvertible`).
-        good, bad = split_unconvertible(self._named_columns, batch)
-        arrays = [convert(list(map(get, good))) for get, convert in self._columns]
-        return self._batches.table(arrays), good, bad

@@ -1,0 +1,78 @@
+"""Rows the log's writer thread finishes: the calling thread's share of logging made smaller.
+
+A paced call runs cache-cold, so every instruction on the thread that makes the call costs
+several times what it costs in a loop (docs/performance.md, "The call log at real call
+rates"). For a log without a spool (``durability = "none"``, in memory, encrypted) and no
+other sink, the gateway hands the log a row's values with the two costliest columns left
+unfinished (`aigw_lab.gateway.records.success_values_later`): ``timestamp`` as epoch
+seconds and ``request_json`` as the frozen request itself. The writer finishes a batch of
+them in one pass before converting it: the request's JSON, the timestamp, `sanitize_record`
+and the log's body policy, in the order `CallLog.append` applies them to a finished row, so
+the stored row is the same byte for byte (tests/store/test_unfinished_rows.py).
+
+A log with a spool never takes unfinished rows: its end frame, written on the calling thread
+before the call returns, holds the finished row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aigw_lab.store.records import CallRecord
+from aigw_lab.store.sanitize import sanitize_record
+
+if TYPE_CHECKING:
+    from aigw_lab.store.redact import BodyPolicy
+
+__all__ = ["Unfinished", "finish_batch", "finish_row", "is_unfinished"]
+
+#: An unfinished row as the writer queues it: ``(values, max_body_chars)``, where ``values``
+#: are a `CallRecord`'s in column order, except ``timestamp`` (epoch seconds) and
+#: ``request_json`` (an object whose ``to_json()`` gives the column's text). A plain tuple,
+#: which no `CallRecord` is, so the writer tells the two apart with one type check.
+Unfinished = tuple[tuple[Any, ...], int]
+
+_TIMESTAMP = CallRecord._fields.index("timestamp")
+_REQUEST_JSON = CallRecord._fields.index("request_json")
+_new_row = tuple.__new__
+_from_timestamp = datetime.fromtimestamp
+
+
+def is_unfinished(item: object) -> bool:
+    """True for an `Unfinished` row (a plain tuple), False for a `CallRecord`."""
+    return type(item) is tuple
+
+
+def finish_row(item: Unfinished, bodies: BodyPolicy | None) -> tuple[CallRecord, str | None]:
+    """The stored row of ``item``: what `sanitize_record` and then ``bodies`` make of the
+    row the calling thread would have built. Also a problem to report, or None: a request
+    whose JSON cannot be made leaves ``request_json`` NULL rather than losing the row (the
+    call may have been paid for)."""
+    values, max_body_chars = item
+    problem = None
+    try:
+        request_json = values[_REQUEST_JSON].to_json()
+    except Exception as exc:  # noqa: BLE001 - the row (its cost, its usage) is kept
+        request_json = None
+        problem = f"a row's request_json could not be made: {type(exc).__name__}"
+    finished = list(values)
+    finished[_TIMESTAMP] = _from_timestamp(values[_TIMESTAMP], UTC)
+    finished[_REQUEST_JSON] = request_json
+    row = _new_row(CallRecord, finished)
+    row = sanitize_record(row, max_body_chars=max_body_chars)
+    if bodies is not None:
+        row = bodies.apply(row)
+    return row, problem
+
+
+def finish_batch(batch: list[Any], bodies: BodyPolicy | None) -> list[str]:
+    """Finish the `Unfinished` rows of ``batch`` in place (its `CallRecord` rows are left
+    as they are, and the order kept); the problems met, if any (see `finish_row`)."""
+    problems: list[str] = []
+    for index, item in enumerate(batch):
+        if type(item) is tuple:
+            batch[index], problem = finish_row(item, bodies)
+            if problem is not None:
+                problems.append(problem)
+    return problems
