@@ -60,9 +60,23 @@ def finish_row(item: Unfinished, bodies: BodyPolicy | None) -> tuple[CallRecord,
     finished[_TIMESTAMP] = _from_timestamp(values[_TIMESTAMP], UTC)
     finished[_REQUEST_JSON] = request_json
     row = _new_row(CallRecord, finished)
-    row = sanitize_record(row, max_body_chars=max_body_chars)
-    if bodies is not None:
-        row = bodies.apply(row)
+    try:
+        row = sanitize_record(row, max_body_chars=max_body_chars)
+        if bodies is not None:
+            row = bodies.apply(row)
+    except Exception as exc:  # noqa: BLE001 - on the writer thread a raise would stop the log
+        # The paid call keeps its row (cost, usage, ids); its bodies are dropped rather
+        # than stored unsanitised or unredacted.
+        row = row._replace(
+            request_json=None,
+            response_text=None,
+            tool_calls_json=None,
+            error_message=None,
+            bodies="none",
+        )
+        problem = (
+            f"a row's bodies could not be made storable and were dropped: {type(exc).__name__}"
+        )
     return row, problem
 
 

@@ -290,6 +290,39 @@ def test_a_row_whose_request_cannot_be_encoded_is_still_written(tmp_path) -> Non
     assert any(issubclass(w.category, CallLogWarning) for w in caught)
 
 
+def test_a_body_policy_that_raises_on_the_writer_keeps_the_row_and_the_log(tmp_path) -> None:
+    """A raise while finishing a row would stop the writer thread (and every later row with
+    it); the paid call keeps its row with its bodies dropped, never stored unredacted."""
+
+    class Broken(BodyPolicy):
+        def apply(self, record: CallRecord) -> CallRecord:
+            raise RuntimeError("redactor broke")
+
+    ctx, response = _context(REQUEST), _response()
+    values = success_values_later(ctx, response, api_format="openai")
+    assert values is not None
+    row, problem = finish_row((values, 1_000_000), Broken(mode="redacted", hash_key=b"k" * 32))
+    assert problem is not None and "RuntimeError" in problem
+    assert row.request_json is None and row.response_text is None and row.bodies == "none"
+    assert row.cost_usd == 0.0625
+
+    log = CallLog(":memory:")
+    log._writer._finish = lambda batch: finish_batch(  # noqa: SLF001 - the writer's hook
+        batch, Broken(mode="redacted", hash_key=b"k" * 32)
+    )
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        log.append_later(values, 1_000_000)
+        log.flush()
+        log.append_later(values, 1_000_000)
+        log.flush()
+    rows = log.query("SELECT call_id, response_text FROM calls")
+    health = log.health()
+    log.close()
+    assert len(rows) == 2 and rows["response_text"].isna().all()
+    assert health.last_error is not None and "dropped" in health.last_error
+
+
 def test_a_closed_log_sets_the_finished_row_aside(tmp_path) -> None:
     log = CallLog(tmp_path / "closed.duckdb", durability="none")
     with _gateway(tmp_path, log) as gw:

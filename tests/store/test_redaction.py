@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from aigw_lab import Gateway
@@ -144,10 +144,17 @@ def test_text_without_digits_at_signs_or_key_shapes_is_unchanged(text):
                                                                  max_size=4),
     max_leaves=12,
 ))  # fmt: skip
+@example(4111111111111111)  # the bare card number hypothesis once found
+@example({"card": 4111111111111111})
 def test_redacted_json_stays_json_of_the_same_shape(value):
     text = json.dumps(value)
     out = json.loads(R.json_text(text))
-    assert type(out) is type(value)
+    if isinstance(value, int) and not isinstance(value, bool) and R.text(str(value)) != str(value):
+        # A bare card number sent as a JSON number: the marker (a string) replaces it, as
+        # inside an object (test_tool_arguments_stay_json_when_a_card_is_a_json_number).
+        assert out == "[CARD]"
+    else:
+        assert type(out) is type(value)
 
 
 # --- modes on records ----------------------------------------------------------------------
