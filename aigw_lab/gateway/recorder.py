@@ -319,7 +319,7 @@ class Recorder:
             log.append_later(values, self.max_body_chars)  # type: ignore[union-attr]
         except StoreError:
             # As in `append`: the call went through, so its row is kept in a file.
-            # Unredacted, as `append` sets aside the row it could not queue.
+            # `set_aside` applies the log's body policy, as `append` would have.
             record, _ = finish_row((values, self.max_body_chars), None)
             log.set_aside([record], "the call log did not accept the row")  # type: ignore[union-attr]
 

@@ -310,7 +310,12 @@ class CallLog:
         """Save rows that `append` refused (the log is closed, or its queue is full while
         inserts fail) to a new owner-only ``calls.unwritten-*.jsonl`` file next to the
         database, so a call's row is kept without failing the call; counted in `health`.
-        ``reason`` (no caller data) is stored with each row. Returns the file, or None."""
+        ``reason`` (no caller data) is stored with each row. Returns the file, or None.
+        The log's body policy applies here too (callers hand over the row `append` refused,
+        as they built it): an unredacted body never reaches the file."""
+        bodies = self._bodies
+        if bodies is not None:
+            records = [r if r.bodies == bodies.mode else bodies.apply(r) for r in records]
         return self._writer.set_aside(list(records), reason)
 
     def close(self) -> None:

@@ -100,3 +100,23 @@ def test_a_crashed_writer_refuses_rows_and_close_saves_the_waiting_ones(tmp_path
     [spilled] = tmp_path.glob("calls.unwritten-*.jsonl")
     assert str(spilled) in str(caught.value)
     assert json.loads(spilled.read_text(encoding="utf-8"))["call_id"] == record(1).call_id
+
+
+@pytest.mark.parametrize("mode", ["redacted", "hash", "none"])
+def test_a_row_set_aside_keeps_the_logs_body_policy(tmp_path, record, mode):
+    """A closed log refuses the row; the caller sets aside the row as it built it, and the
+    file must not hold what the log itself would never have stored."""
+    from aigw_lab.store.redact import BodyPolicy
+
+    secret = "mail jane.doe@example.org now"
+    log = CallLog(tmp_path / "calls.duckdb", bodies=BodyPolicy(mode=mode, hash_key=b"k" * 32))
+    log.close()
+    row = record(0, response_text=secret)
+    with pytest.raises(StoreError):
+        log.append(row)
+    with pytest.warns(CallLogWarning):
+        path = log.set_aside([row], "closed")
+    text = open(path, encoding="utf-8").read()
+    assert "jane.doe@example.org" not in text
+    saved = json.loads(text.splitlines()[0])
+    assert saved["bodies"] == mode and saved["call_id"] == row.call_id
