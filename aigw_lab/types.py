@@ -229,6 +229,12 @@ class ChatRequest:
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     experiment_id: str | None = None
     timeout: float | None = None
+    # ``tags`` and ``metadata`` as the call log's JSON text, encoded once: by `create`'s
+    # check, or at the first `labels_json`. Not a constructor argument, so `replace` (which
+    # may change the labels) leaves the copy without it.
+    _labels_json: tuple[str | None, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def create(
@@ -286,9 +292,8 @@ class ChatRequest:
         # Labels are written to the log after the upstream answered; one the log cannot encode
         # (a cycle, nesting past the recursion limit) would then lose a paid call's row, so it
         # is refused here, before anything is sent.
-        for name, labels in (("tags", tags), ("metadata", metadata)):
-            if labels:
-                _check_labels(name, labels)
+        tags_json = _encode_labels("tags", tags) if tags else None
+        metadata_json = _encode_labels("metadata", metadata) if metadata else None
         req = cls(
             model=model,
             messages=tuple(msgs),
@@ -300,7 +305,24 @@ class ChatRequest:
             **params,
         )
         req.validate()
+        if tags_json is not None or metadata_json is not None:
+            object.__setattr__(req, "_labels_json", (tags_json, metadata_json))
         return req
+
+    def labels_json(self) -> tuple[str | None, str | None]:
+        """``(tags, metadata)`` as the call log writes them (compact JSON text, None when
+        empty), for the spool's start frame and the row. Encoded once per request: `create`
+        keeps the text its check made (so it is the labels as they were when the request
+        was created), and a request built otherwise encodes them at the first call."""
+        found = self._labels_json
+        if found is None:
+            tags, metadata = self.tags, self.metadata
+            found = (
+                _encode_labels("tags", tags) if tags else None,
+                _encode_labels("metadata", metadata) if metadata else None,
+            )
+            object.__setattr__(self, "_labels_json", found)  # a cache: any thread may fill it
+        return found
 
     def validate(self) -> None:
         """Check value ranges; raises `InvalidRequestError` naming the bad field."""
@@ -580,10 +602,11 @@ class Score:
     kind: str = "scorer"
 
 
-def _check_labels(name: str, labels: Mapping[str, Any]) -> None:
-    """Refuse ``tags``/``metadata`` the call log could not store as JSON."""
+def _encode_labels(name: str, labels: Mapping[str, Any]) -> str:
+    """``tags``/``metadata`` as the call log's JSON text; refused (`InvalidRequestError`) when
+    the log could not store them."""
     try:
-        LOG_JSON.encode(dict(labels))
+        return LOG_JSON.encode(dict(labels))
     except (ValueError, RecursionError, TypeError) as exc:
         raise InvalidRequestError(
             f"{name} cannot be written to the call log as JSON ({exc})",
