@@ -1,7 +1,7 @@
 """What the call log's spool costs per gateway call, against the log without it, in one run.
 
     python bench/bench_spool.py [--calls N] [--rounds R] [--paced-calls N] [--paced-rounds R]
-                                [--old-tree DIR]
+                                [--old-tree DIR] [--quick]
 
 Every side is the same gateway (the in-process fake OpenAI server of
 bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the log's
@@ -15,8 +15,9 @@ bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the 
 * ``fsync each``: ``fdatasync`` after every frame, on the calling thread;
 * ``os, old code`` (with ``--old-tree DIR``, ``DIR`` holding an earlier ``aigw_lab``, e.g.
   ``git archive 27d8304 aigw_lab | tar -x -C DIR``): ``os`` with that tree's spool
-  (``aigw_lab/store/spool.py``) and gateway start hook (``CallRecording._spool_start``)
-  swapped in, so old and new take turns in the same run on the same machine state.
+  (``aigw_lab/store/spool.py``) and gateway start hook (``CallRecording._spool_start``, or
+  ``Recorder.spool_start`` in later trees) swapped in, so old and new take turns in the same
+  run on the same machine state.
 
 Two loads, because a shared 2-core machine makes block timings drift by tens of µs:
 
@@ -70,23 +71,31 @@ SIDES = {
 
 
 def load_old(tree: Path):
-    """The spool module and `CallRecording` class of an earlier tree, loaded beside ours."""
+    """The spool module of an earlier tree, loaded beside ours, and its gateway start hook:
+    ``CallRecording._spool_start`` (trees before the `Recorder`, which read the spool from
+    ``self._spool``) or ``Recorder.spool_start`` (which reads ``self.spool``)."""
     import importlib.util
 
+    recording = tree / "aigw_lab" / "gateway" / "recording.py"
+    hook = ("old_recording", "gateway/recording.py") if recording.exists() else (
+        "old_recorder", "gateway/recorder.py"
+    )  # fmt: skip
     found = []
-    for name, rel in (("old_spool", "store/spool.py"), ("old_recording", "gateway/recording.py")):
+    for name, rel in (("old_spool", "store/spool.py"), hook):
         spec = importlib.util.spec_from_file_location(name, tree / "aigw_lab" / rel)
         assert spec is not None and spec.loader is not None, rel
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         found.append(module)
-    return found[0], found[1].CallRecording
+    if recording.exists():
+        return found[0], found[1].CallRecording._spool_start, "_spool"
+    return found[0], found[1].Recorder.spool_start, "spool"
 
 
 def old_side(folder: Path, tree: Path):
     """A gateway and log like the ``os`` side, with the old tree's spool and start hook."""
-    old_spool, old_recording = load_old(tree)
+    old_spool, old_hook, attribute = load_old(tree)
     log = CallLog(folder / "side-old.duckdb", durability="os")
     log._spool.close(delete=True)
     writer = log._writer
@@ -97,12 +106,11 @@ def old_side(folder: Path, tree: Path):
     )
     log._spool = spool
     gateway = make_gateway(log)
-    # The old hook reads only its object's ``_spool``; the recorder calls it as its own.
+    # The old hook reads only its object's spool (``_spool`` or ``spool``); the recorder
+    # calls it as its own.
     recorder = gateway.recorder
     recorder.spool = spool
-    recorder.spool_start = types.MethodType(
-        old_recording._spool_start, types.SimpleNamespace(_spool=spool)
-    )
+    recorder.spool_start = types.MethodType(old_hook, types.SimpleNamespace(**{attribute: spool}))
     return gateway, log
 
 
@@ -275,7 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old-tree", type=Path, help="also run the spool of this tree")
     parser.add_argument("--alone-calls", type=int, default=20_000, help="spool alone loop")
     parser.add_argument("--keep", action="store_true", help="keep the spool/log folder")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the headline (flat out) with fewer calls, paced and first segments shortened: "
+        "about 2 minutes on a quiet 2-core box",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.calls, args.rounds, args.warmup = 500, 4, 1_000
+        args.paced_calls, args.paced_rounds, args.alone_calls = 50, 3, 5_000
 
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-"))
     sides = {}
