@@ -1,7 +1,7 @@
 """What the call log's spool costs per gateway call, against the log without it, in one run.
 
     python bench/bench_spool.py [--calls N] [--rounds R] [--paced-calls N] [--paced-rounds R]
-                                [--old-tree DIR] [--quick]
+                                [--old-tree DIR] [--quick] [--labels]
 
 Every side is the same gateway (the in-process fake OpenAI server of
 bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the log's
@@ -114,11 +114,29 @@ def old_side(folder: Path, tree: Path):
     return gateway, log
 
 
-def call_once(gateway) -> None:
-    gateway.chat(f"bench/{MODEL}", MESSAGES, temperature=0, max_tokens=16)
+#: With ``--labels``: tags and metadata like an experiment unit's call
+#: (`aigw_lab.experiments.runner` files its coordinates under ``aigw_experiment``).
+LABELS = {
+    "tags": {"suite": "bench"},
+    "metadata": {
+        "aigw_experiment": {
+            "run_id": "run-0123456789abcdef",
+            "item_id": "item-00042",
+            "target": f"bench/{MODEL}",
+            "repetition": 0,
+        },
+        "note": "labels like an experiment call's",
+    },
+}
 
 
-def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float]]:
+def call_once(gateway, labels: dict | None = None) -> None:
+    gateway.chat(f"bench/{MODEL}", MESSAGES, temperature=0, max_tokens=16, **(labels or {}))
+
+
+def turns(
+    sides, calls: int, rounds: int, labels: dict | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Flat out, the sides taking turns call by call: per side (mean process CPU µs, median
     calling-thread CPU µs, mean wall µs) per call."""
     names = list(sides)
@@ -135,7 +153,7 @@ def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float
             for name in order:
                 gateway = sides[name][0]
                 p, t, w = clock(), thread_clock(), perf()
-                call_once(gateway)
+                call_once(gateway, labels)
                 t1, p1, w1 = thread_clock(), clock(), perf()
                 process[name] += p1 - p
                 wall[name] += w1 - w
@@ -152,7 +170,9 @@ def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float
     }
 
 
-def paced(sides, calls: int, rounds: int, rate: float) -> dict[str, tuple[float, float, float]]:
+def paced(
+    sides, calls: int, rounds: int, rate: float, labels: dict | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Blocks of ``calls`` calls at ``rate`` per second, then a flush, per side in rotating
     order: per side the median over rounds of (process CPU µs, wall µs) per call, and the
     median over all its calls of the calling thread's CPU µs."""
@@ -169,7 +189,7 @@ def paced(sides, calls: int, rounds: int, rate: float) -> dict[str, tuple[float,
                 if delay > 0:
                     time.sleep(delay)
                 t = thread_clock()
-                call_once(gateway)
+                call_once(gateway, labels)
                 caller[name].append(thread_clock() - t)
             log.flush()
             samples[name].append(
@@ -217,7 +237,7 @@ def paced_table(title: str, results: dict[str, tuple[float, float, float]]) -> N
         )
 
 
-def first_segments(folder: Path, calls: int) -> tuple[float, float]:
+def first_segments(folder: Path, calls: int, labels: dict | None = None) -> tuple[float, float]:
     """Calling-thread CPU µs per call of a fresh gateway without and with a spool over its
     first ``calls`` calls, the two taking turns (the fresh spool's page faults included)."""
     sides = {}
@@ -228,7 +248,7 @@ def first_segments(folder: Path, calls: int) -> tuple[float, float]:
     for _ in range(calls):
         for name, (gateway, _log) in sides.items():
             t = time.thread_time()
-            call_once(gateway)
+            call_once(gateway, labels)
             spent[name] += time.thread_time() - t
     for gateway, log in sides.values():
         gateway.close()
@@ -289,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the headline (flat out) with fewer calls, paced and first segments shortened: "
         "about 2 minutes on a quiet 2-core box",
     )
+    parser.add_argument(
+        "--labels", action="store_true", help="every call with experiment-like tags/metadata"
+    )
     args = parser.parse_args(argv)
+    labels = LABELS if args.labels else None
     if args.quick:
         args.calls, args.rounds, args.warmup = 500, 4, 1_000
         args.paced_calls, args.paced_rounds, args.alone_calls = 50, 3, 5_000
@@ -308,9 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"(spool files in {folder}; the same gateway and fake upstream on every side)")
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if labels:
+        print("every call with experiment-like tags and metadata (--labels)")
     for name in sides:  # warm-up: connection pools, first inserts, prices, spool segments
         for i in range(args.warmup):
-            call_once(sides[name][0])
+            call_once(sides[name][0], labels)
             if i % 500 == 499:
                 sides[name][1].flush()
         sides[name][1].flush()
@@ -319,22 +345,22 @@ def main(argv: list[str] | None = None) -> int:
     # slow down (threads run while it waits), so it is compared with the baseline alone.
     slowest = "fsync each"
     fast = {name: side for name, side in sides.items() if name != slowest}
-    flat = turns(fast, args.calls, args.rounds)
+    flat = turns(fast, args.calls, args.rounds, labels)
     flat_table(
         f"flat out, sides taking turns call by call in random order: {args.calls * args.rounds} "
         f"calls per side ({args.rounds} rounds, a flush per side every {args.calls} calls)",
         flat,
     )
     rounds = max(1, args.rounds // 4)
-    pair = turns({base: sides[base], slowest: sides[slowest]}, args.calls, rounds)
+    pair = turns({base: sides[base], slowest: sides[slowest]}, args.calls, rounds, labels)
     flat_table(f"the same, {slowest!r} against the baseline alone ({rounds} rounds)", pair)
-    slow = paced(sides, args.paced_calls, args.paced_rounds, args.rate)
+    slow = paced(sides, args.paced_calls, args.paced_rounds, args.rate, labels)
     paced_table(
         f"paced at {args.rate:g} calls/s: {args.paced_calls} calls per block, median of "
         f"{args.paced_rounds} rounds",
         slow,
     )
-    fresh = first_segments(folder, args.warmup)
+    fresh = first_segments(folder, args.warmup, labels)
     print(
         f"\nfirst segments: a fresh gateway's first {args.warmup} calls, calling-thread CPU "
         f"µs/call: none {fresh[0]:.1f}, os {fresh[1]:.1f} ({fresh[1] - fresh[0]:+.1f})"
