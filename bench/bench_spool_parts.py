@@ -1,9 +1,10 @@
 """Where the call log spool's cost per gateway call goes, and what the encoders tried cost.
 
     python bench/bench_spool_parts.py [--calls N] [--rounds R] [--warmup N] [--sides A,B,...]
-                                      [--encoder-loops N] [--skip-gateway]
+                                      [--encoder-loops N] [--skip-gateway] [--labels-calls N]
+                                      [--quick]
 
-Two parts, both measured in one run against a baseline of the same run:
+Three parts, each measured in one run against a baseline of the same run:
 
 * **in the gateway**: the gateway of bench_gateway_overhead.py with a file log per side, as in
   bench_spool.py (flat out, sides taking turns call by call in a new random order every turn,
@@ -23,10 +24,19 @@ Two parts, both measured in one run against a baseline of the same run:
   - ``bare``: only the encoding and the copies (no timestamp conversion, no checksum, no
     lock or record of the calls in flight on the start): what giving those up would buy;
   - ``tmpfs``: the shipped spool with its segments in /dev/shm (no disk write-back of the
-    mapped pages).
+    mapped pages);
+  - ``os (bench copy)``: this script's copy of the shipped writers with nothing changed, the
+    baseline of the three sides below (the copy has one more Python call level per frame);
+  - ``orjson frames``: orjson's JSON arrays instead of marshal (when orjson is installed);
+  - ``one copy``: header and payload joined, then copied into the mapping at once;
+  - ``stamp from start``: the end's timestamp in seconds taken from its start's values
+    instead of converted from the row's datetime.
 
   The variants that leave something out are not crash-safe; they only show what that part
   costs. Numbers are µs added per call against ``none``.
+* **labels**: ``ChatRequest.create`` with experiment-like tags and metadata plus ``chat``, on a
+  gateway with a spool, the labels encoded once per request (shipped) against the previous
+  way (encoded again for the start frame and for the row), taking turns call by call.
 * **encoders alone**: one end frame's row (and one start's values) encoded by marshal and by
   the pure-Python encoders tried instead, timed hot (in a loop) and cold (an 8 MiB sweep
   between calls pushes the code and data out of the CPU caches, as a gateway call's other
