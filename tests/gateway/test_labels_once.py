@@ -11,8 +11,11 @@ import asyncio
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aigw_lab import Gateway, Price
+from aigw_lab.errors import InvalidRequestError
 from aigw_lab.gateway.records import to_json
 from aigw_lab.store import CallLog
 from aigw_lab.store.spool import read_segment, spool_dir
@@ -117,3 +120,41 @@ def test_the_row_holds_the_labels_as_they_were_when_the_request_was_created(tmp_
         gw.chat(request)
         rows = gw.query("SELECT metadata_json FROM calls")
     assert list(rows["metadata_json"]) == ['{"v":[1]}']
+
+
+# Hostile label values: any text (lone surrogates, NULs, control characters), integers past
+# 64 bits, floats including NaN and infinities, nested lists and dicts.
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(st.characters(blacklist_categories=()), max_size=20),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_LABELS = st.dictionaries(st.text(max_size=8), _VALUES, max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tags=_LABELS, metadata=_LABELS)
+def test_the_kept_text_is_what_the_row_encoder_writes(tags, metadata):
+    # The row used to encode the labels itself (`to_json`); the kept text must be the same
+    # text for any labels create accepts, hostile ones included.
+    request = ChatRequest.create("p/m", "x", tags=tags, metadata=metadata)
+    assert request.labels_json() == (to_json(tags), to_json(metadata))
+
+
+def test_labels_nested_past_the_recursion_limit_are_still_refused():
+    deep: dict = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(InvalidRequestError, match="cannot be written to the call log"):
+        ChatRequest.create("p/m", "x", metadata={"deep": deep})
