@@ -229,9 +229,8 @@ class ChatRequest:
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     experiment_id: str | None = None
     timeout: float | None = None
-    # ``tags`` and ``metadata`` as the call log's JSON text, encoded once: by `create`'s
-    # check, or at the first `labels_json`. Not a constructor argument, so `replace` (which
-    # may change the labels) leaves the copy without it.
+    # `labels_json`'s text. Not a constructor argument: `replace` (which may change the
+    # labels) leaves the copy without it.
     _labels_json: tuple[str | None, str | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -289,11 +288,6 @@ class ChatRequest:
             )
         if isinstance(stop, str):
             stop = (stop,)
-        # Labels are written to the log after the upstream answered; one the log cannot encode
-        # (a cycle, nesting past the recursion limit) would then lose a paid call's row, so it
-        # is refused here, before anything is sent.
-        tags_json = _encode_labels("tags", tags) if tags else None
-        metadata_json = _encode_labels("metadata", metadata) if metadata else None
         req = cls(
             model=model,
             messages=tuple(msgs),
@@ -304,16 +298,18 @@ class ChatRequest:
             extra=MappingProxyType(dict(extra)) if extra else _EMPTY,
             **params,
         )
+        if tags or metadata:
+            # Labels are written to the log after the upstream answered; one the log cannot
+            # encode (a cycle, nesting past the recursion limit) would then lose a paid call's
+            # row, so it is refused here, before anything is sent. The text is kept.
+            req.labels_json()
         req.validate()
-        if tags_json is not None or metadata_json is not None:
-            object.__setattr__(req, "_labels_json", (tags_json, metadata_json))
         return req
 
     def labels_json(self) -> tuple[str | None, str | None]:
-        """``(tags, metadata)`` as the call log writes them (compact JSON text, None when
-        empty), for the spool's start frame and the row. Encoded once per request: `create`
-        keeps the text its check made (so it is the labels as they were when the request
-        was created), and a request built otherwise encodes them at the first call."""
+        """``(tags, metadata)`` as the call log's JSON text (None when empty), for the spool's
+        start frame and the row: encoded once per request, by `create` (the labels as they
+        were then) or at the first call."""
         found = self._labels_json
         if found is None:
             tags, metadata = self.tags, self.metadata
