@@ -229,6 +229,11 @@ class ChatRequest:
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     experiment_id: str | None = None
     timeout: float | None = None
+    # `labels_json`'s text. Not a constructor argument: `replace` (which may change the
+    # labels) leaves the copy without it.
+    _labels_json: tuple[str | None, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def create(
@@ -283,12 +288,6 @@ class ChatRequest:
             )
         if isinstance(stop, str):
             stop = (stop,)
-        # Labels are written to the log after the upstream answered; one the log cannot encode
-        # (a cycle, nesting past the recursion limit) would then lose a paid call's row, so it
-        # is refused here, before anything is sent.
-        for name, labels in (("tags", tags), ("metadata", metadata)):
-            if labels:
-                _check_labels(name, labels)
         req = cls(
             model=model,
             messages=tuple(msgs),
@@ -299,8 +298,27 @@ class ChatRequest:
             extra=MappingProxyType(dict(extra)) if extra else _EMPTY,
             **params,
         )
+        if tags or metadata:
+            # Labels are written to the log after the upstream answered; one the log cannot
+            # encode (a cycle, nesting past the recursion limit) would then lose a paid call's
+            # row, so it is refused here, before anything is sent. The text is kept.
+            req.labels_json()
         req.validate()
         return req
+
+    def labels_json(self) -> tuple[str | None, str | None]:
+        """``(tags, metadata)`` as the call log's JSON text (None when empty), for the spool's
+        start frame and the row: encoded once per request, by `create` (the labels as they
+        were then) or at the first call."""
+        found = self._labels_json
+        if found is None:
+            tags, metadata = self.tags, self.metadata
+            found = (
+                _encode_labels("tags", tags) if tags else None,
+                _encode_labels("metadata", metadata) if metadata else None,
+            )
+            object.__setattr__(self, "_labels_json", found)  # a cache: any thread may fill it
+        return found
 
     def validate(self) -> None:
         """Check value ranges; raises `InvalidRequestError` naming the bad field."""
@@ -580,10 +598,11 @@ class Score:
     kind: str = "scorer"
 
 
-def _check_labels(name: str, labels: Mapping[str, Any]) -> None:
-    """Refuse ``tags``/``metadata`` the call log could not store as JSON."""
+def _encode_labels(name: str, labels: Mapping[str, Any]) -> str:
+    """``tags``/``metadata`` as the call log's JSON text; refused (`InvalidRequestError`) when
+    the log could not store them."""
     try:
-        LOG_JSON.encode(dict(labels))
+        return LOG_JSON.encode(dict(labels))
     except (ValueError, RecursionError, TypeError) as exc:
         raise InvalidRequestError(
             f"{name} cannot be written to the call log as JSON ({exc})",

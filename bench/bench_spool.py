@@ -1,7 +1,7 @@
 """What the call log's spool costs per gateway call, against the log without it, in one run.
 
     python bench/bench_spool.py [--calls N] [--rounds R] [--paced-calls N] [--paced-rounds R]
-                                [--old-tree DIR]
+                                [--old-tree DIR] [--quick] [--labels]
 
 Every side is the same gateway (the in-process fake OpenAI server of
 bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the log's
@@ -15,8 +15,9 @@ bench_gateway_overhead.py, one thread) logging to its own DuckDB file; only the 
 * ``fsync each``: ``fdatasync`` after every frame, on the calling thread;
 * ``os, old code`` (with ``--old-tree DIR``, ``DIR`` holding an earlier ``aigw_lab``, e.g.
   ``git archive 27d8304 aigw_lab | tar -x -C DIR``): ``os`` with that tree's spool
-  (``aigw_lab/store/spool.py``) and gateway start hook (``CallRecording._spool_start``)
-  swapped in, so old and new take turns in the same run on the same machine state.
+  (``aigw_lab/store/spool.py``) and gateway start hook (``CallRecording._spool_start``, or
+  ``Recorder.spool_start`` in later trees) swapped in, so old and new take turns in the same
+  run on the same machine state.
 
 Two loads, because a shared 2-core machine makes block timings drift by tens of µs:
 
@@ -70,23 +71,31 @@ SIDES = {
 
 
 def load_old(tree: Path):
-    """The spool module and `CallRecording` class of an earlier tree, loaded beside ours."""
+    """The spool module of an earlier tree, loaded beside ours, and its gateway start hook:
+    ``CallRecording._spool_start`` (trees before the `Recorder`, which read the spool from
+    ``self._spool``) or ``Recorder.spool_start`` (which reads ``self.spool``)."""
     import importlib.util
 
+    recording = tree / "aigw_lab" / "gateway" / "recording.py"
+    hook = ("old_recording", "gateway/recording.py") if recording.exists() else (
+        "old_recorder", "gateway/recorder.py"
+    )  # fmt: skip
     found = []
-    for name, rel in (("old_spool", "store/spool.py"), ("old_recording", "gateway/recording.py")):
+    for name, rel in (("old_spool", "store/spool.py"), hook):
         spec = importlib.util.spec_from_file_location(name, tree / "aigw_lab" / rel)
         assert spec is not None and spec.loader is not None, rel
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         found.append(module)
-    return found[0], found[1].CallRecording
+    if recording.exists():
+        return found[0], found[1].CallRecording._spool_start, "_spool"
+    return found[0], found[1].Recorder.spool_start, "spool"
 
 
 def old_side(folder: Path, tree: Path):
     """A gateway and log like the ``os`` side, with the old tree's spool and start hook."""
-    old_spool, old_recording = load_old(tree)
+    old_spool, old_hook, attribute = load_old(tree)
     log = CallLog(folder / "side-old.duckdb", durability="os")
     log._spool.close(delete=True)
     writer = log._writer
@@ -97,20 +106,37 @@ def old_side(folder: Path, tree: Path):
     )
     log._spool = spool
     gateway = make_gateway(log)
-    # The old hook reads only its object's ``_spool``; the recorder calls it as its own.
+    # The old hook reads only its object's spool (``_spool`` or ``spool``); the recorder
+    # calls it as its own.
     recorder = gateway.recorder
     recorder.spool = spool
-    recorder.spool_start = types.MethodType(
-        old_recording._spool_start, types.SimpleNamespace(_spool=spool)
-    )
+    recorder.spool_start = types.MethodType(old_hook, types.SimpleNamespace(**{attribute: spool}))
     return gateway, log
 
 
-def call_once(gateway) -> None:
-    gateway.chat(f"bench/{MODEL}", MESSAGES, temperature=0, max_tokens=16)
+#: With ``--labels``: tags and metadata like an experiment unit's call
+#: (`aigw_lab.experiments.runner` files its coordinates under ``aigw_experiment``).
+LABELS = {
+    "tags": {"suite": "bench"},
+    "metadata": {
+        "aigw_experiment": {
+            "run_id": "run-0123456789abcdef",
+            "item_id": "item-00042",
+            "target": f"bench/{MODEL}",
+            "repetition": 0,
+        },
+        "note": "labels like an experiment call's",
+    },
+}
 
 
-def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float]]:
+def call_once(gateway, labels: dict | None = None) -> None:
+    gateway.chat(f"bench/{MODEL}", MESSAGES, temperature=0, max_tokens=16, **(labels or {}))
+
+
+def turns(
+    sides, calls: int, rounds: int, labels: dict | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Flat out, the sides taking turns call by call: per side (mean process CPU µs, median
     calling-thread CPU µs, mean wall µs) per call."""
     names = list(sides)
@@ -127,7 +153,7 @@ def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float
             for name in order:
                 gateway = sides[name][0]
                 p, t, w = clock(), thread_clock(), perf()
-                call_once(gateway)
+                call_once(gateway, labels)
                 t1, p1, w1 = thread_clock(), clock(), perf()
                 process[name] += p1 - p
                 wall[name] += w1 - w
@@ -144,7 +170,9 @@ def turns(sides, calls: int, rounds: int) -> dict[str, tuple[float, float, float
     }
 
 
-def paced(sides, calls: int, rounds: int, rate: float) -> dict[str, tuple[float, float, float]]:
+def paced(
+    sides, calls: int, rounds: int, rate: float, labels: dict | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Blocks of ``calls`` calls at ``rate`` per second, then a flush, per side in rotating
     order: per side the median over rounds of (process CPU µs, wall µs) per call, and the
     median over all its calls of the calling thread's CPU µs."""
@@ -161,7 +189,7 @@ def paced(sides, calls: int, rounds: int, rate: float) -> dict[str, tuple[float,
                 if delay > 0:
                     time.sleep(delay)
                 t = thread_clock()
-                call_once(gateway)
+                call_once(gateway, labels)
                 caller[name].append(thread_clock() - t)
             log.flush()
             samples[name].append(
@@ -209,7 +237,7 @@ def paced_table(title: str, results: dict[str, tuple[float, float, float]]) -> N
         )
 
 
-def first_segments(folder: Path, calls: int) -> tuple[float, float]:
+def first_segments(folder: Path, calls: int, labels: dict | None = None) -> tuple[float, float]:
     """Calling-thread CPU µs per call of a fresh gateway without and with a spool over its
     first ``calls`` calls, the two taking turns (the fresh spool's page faults included)."""
     sides = {}
@@ -220,7 +248,7 @@ def first_segments(folder: Path, calls: int) -> tuple[float, float]:
     for _ in range(calls):
         for name, (gateway, _log) in sides.items():
             t = time.thread_time()
-            call_once(gateway)
+            call_once(gateway, labels)
             spent[name] += time.thread_time() - t
     for gateway, log in sides.values():
         gateway.close()
@@ -275,7 +303,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old-tree", type=Path, help="also run the spool of this tree")
     parser.add_argument("--alone-calls", type=int, default=20_000, help="spool alone loop")
     parser.add_argument("--keep", action="store_true", help="keep the spool/log folder")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the headline (flat out) with fewer calls, paced and first segments shortened: "
+        "about 2 minutes on a quiet 2-core box",
+    )
+    parser.add_argument(
+        "--labels", action="store_true", help="every call with experiment-like tags/metadata"
+    )
     args = parser.parse_args(argv)
+    labels = LABELS if args.labels else None
+    if args.quick:
+        args.calls, args.rounds, args.warmup = 500, 4, 1_000
+        args.paced_calls, args.paced_rounds, args.alone_calls = 50, 3, 5_000
 
     folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-"))
     sides = {}
@@ -291,9 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"(spool files in {folder}; the same gateway and fake upstream on every side)")
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if labels:
+        print("every call with experiment-like tags and metadata (--labels)")
     for name in sides:  # warm-up: connection pools, first inserts, prices, spool segments
         for i in range(args.warmup):
-            call_once(sides[name][0])
+            call_once(sides[name][0], labels)
             if i % 500 == 499:
                 sides[name][1].flush()
         sides[name][1].flush()
@@ -302,22 +345,22 @@ def main(argv: list[str] | None = None) -> int:
     # slow down (threads run while it waits), so it is compared with the baseline alone.
     slowest = "fsync each"
     fast = {name: side for name, side in sides.items() if name != slowest}
-    flat = turns(fast, args.calls, args.rounds)
+    flat = turns(fast, args.calls, args.rounds, labels)
     flat_table(
         f"flat out, sides taking turns call by call in random order: {args.calls * args.rounds} "
         f"calls per side ({args.rounds} rounds, a flush per side every {args.calls} calls)",
         flat,
     )
     rounds = max(1, args.rounds // 4)
-    pair = turns({base: sides[base], slowest: sides[slowest]}, args.calls, rounds)
+    pair = turns({base: sides[base], slowest: sides[slowest]}, args.calls, rounds, labels)
     flat_table(f"the same, {slowest!r} against the baseline alone ({rounds} rounds)", pair)
-    slow = paced(sides, args.paced_calls, args.paced_rounds, args.rate)
+    slow = paced(sides, args.paced_calls, args.paced_rounds, args.rate, labels)
     paced_table(
         f"paced at {args.rate:g} calls/s: {args.paced_calls} calls per block, median of "
         f"{args.paced_rounds} rounds",
         slow,
     )
-    fresh = first_segments(folder, args.warmup)
+    fresh = first_segments(folder, args.warmup, labels)
     print(
         f"\nfirst segments: a fresh gateway's first {args.warmup} calls, calling-thread CPU "
         f"µs/call: none {fresh[0]:.1f}, os {fresh[1]:.1f} ({fresh[1] - fresh[0]:+.1f})"

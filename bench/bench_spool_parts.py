@@ -1,9 +1,10 @@
 """Where the call log spool's cost per gateway call goes, and what the encoders tried cost.
 
     python bench/bench_spool_parts.py [--calls N] [--rounds R] [--warmup N] [--sides A,B,...]
-                                      [--encoder-loops N] [--skip-gateway]
+                                      [--encoder-loops N] [--skip-gateway] [--labels-calls N]
+                                      [--quick]
 
-Two parts, both measured in one run against a baseline of the same run:
+Three parts, each measured in one run against a baseline of the same run:
 
 * **in the gateway**: the gateway of bench_gateway_overhead.py with a file log per side, as in
   bench_spool.py (flat out, sides taking turns call by call in a new random order every turn,
@@ -23,10 +24,19 @@ Two parts, both measured in one run against a baseline of the same run:
   - ``bare``: only the encoding and the copies (no timestamp conversion, no checksum, no
     lock or record of the calls in flight on the start): what giving those up would buy;
   - ``tmpfs``: the shipped spool with its segments in /dev/shm (no disk write-back of the
-    mapped pages).
+    mapped pages);
+  - ``os (bench copy)``: this script's copy of the shipped writers with nothing changed, the
+    baseline of the three sides below (the copy has one more Python call level per frame);
+  - ``orjson frames``: orjson's JSON arrays instead of marshal (when orjson is installed);
+  - ``one copy``: header and payload joined, then copied into the mapping at once;
+  - ``stamp from start``: the end's timestamp in seconds taken from its start's values
+    instead of converted from the row's datetime.
 
   The variants that leave something out are not crash-safe; they only show what that part
   costs. Numbers are µs added per call against ``none``.
+* **labels**: ``ChatRequest.create`` with experiment-like tags and metadata plus ``chat``, on a
+  gateway with a spool, the labels encoded once per request (shipped) against the previous
+  way (encoded again for the start frame and for the row), taking turns call by call.
 * **encoders alone**: one end frame's row (and one start's values) encoded by marshal and by
   the pure-Python encoders tried instead, timed hot (in a loop) and cold (an 8 MiB sweep
   between calls pushes the code and data out of the CPU caches, as a gateway call's other
@@ -72,11 +82,23 @@ def variant(
     checksum: bool = True,
     joined: bool = False,
     locked: bool = True,
+    json: bool = False,
+    one_copy: bool = False,
+    stamp_from_start: bool = False,
 ):
     """Frame writers like `Spool.start`/`Spool.write_end`, with one part left out or changed
-    (the fast path only: a frame that does not fit goes through the spool's own slow path)."""
+    (the fast path only: a frame that does not fit goes through the spool's own slow path).
+    ``json``: orjson's JSON arrays instead of marshal (the frame kinds a reader would need are
+    not written: a measurement only); ``one_copy``: header and payload joined, then copied in
+    one slice assignment; ``stamp_from_start``: the end takes its timestamp in seconds from
+    its start's values (a dict of them per call) instead of converting the row's datetime."""
     start_payload, end_payload = b"s" * 151, b"e" * 545
     dumps, adler = marshal.dumps, spool_module._checksum
+    pack_header = spool_module._HEADER.pack
+    if json:
+        import orjson  # bench only: the spool itself has no orjson frames (see the docstring)
+
+        json_dumps = orjson.dumps
     start_of = operator.itemgetter(
         *(CALL_COLUMNS.index(n) for n in START_FIELDS if n != "timestamp")
     )
@@ -91,14 +113,19 @@ def variant(
             return
         mapping = self._map
         check = adler(payload) if checksum else 0
-        if copy:
+        if one_copy:
+            mapping[used:end] = pack_header(kind, len(payload), check) + payload
+        elif copy:
             mapping[used + _HEADER_SIZE : end] = payload
             _pack_header(mapping, used, kind, len(payload), check)
         self._used = end
         self._dirty = True
 
     def start(self, values):
-        payload = dumps(values, 2) if encode else start_payload
+        if json:
+            payload = json_dumps(values)
+        else:
+            payload = dumps(values, 2) if encode else start_payload
         if not locked:
             put(self, b"s", payload)
             return
@@ -109,6 +136,8 @@ def variant(
                 self._joined[values[0]] = (payload, values[:2] + values[3:], values[2])
             else:
                 self._open[values[0]] = payload
+            if stamp_from_start:
+                self._stamps[values[0]] = values[2]
 
     def write_end(self, record):
         opened = self._joined.pop(record[0], None) if joined else None
@@ -116,8 +145,13 @@ def variant(
             head = opened[0]
             payload = pack_length(len(head)) + head + dumps(rest_of(record), 2)
         else:
-            stamp = record[2].timestamp() if timestamp else 1765000000.0
-            payload = dumps((stamp, record[:2], record[3:]), 2) if encode else end_payload
+            stamp = self._stamps.pop(record[0], None) if stamp_from_start else None
+            if stamp is None:
+                stamp = record[2].timestamp() if timestamp else 1765000000.0
+            if json:
+                payload = json_dumps((stamp, record[:2], record[3:]))
+            else:
+                payload = dumps((stamp, record[:2], record[3:]), 2) if encode else end_payload
         put(self, b"e", payload)
         if self._open:
             self._open.pop(record[0], None)
@@ -127,6 +161,7 @@ def variant(
     def install(log: CallLog) -> None:
         spool = log.spool
         spool._joined = {}
+        spool._stamps = {}
         spool.start = types.MethodType(start, spool)
         spool.write_end = types.MethodType(write_end, spool)
 
@@ -158,6 +193,10 @@ def on_tmpfs(log: CallLog) -> None:
 
 VARIANTS = {
     "os": None,
+    "os (bench copy)": variant(),
+    "orjson frames": variant(json=True),
+    "one copy": variant(one_copy=True),
+    "stamp from start": variant(stamp_from_start=True),
     "no-op frames": no_op,
     "no timestamp": variant(timestamp=False),
     "no marshal": variant(encode=False),
@@ -229,6 +268,81 @@ def in_gateway(args) -> None:
         log.close()
     while _RAM_FOLDERS:
         shutil.rmtree(_RAM_FOLDERS.pop(), ignore_errors=True)
+
+
+# --- labels: encoded once per request, or at each use ---------------------------------------
+
+#: Labels like an experiment unit's (`aigw_lab.experiments.runner`), plus a tag.
+TAGS = {"suite": "bench"}
+METADATA = {
+    "aigw_experiment": {
+        "run_id": "run-0123456789abcdef",
+        "item_id": "item-00042",
+        "target": f"bench/{MODEL}",
+        "repetition": 0,
+    },
+    "note": "labels like an experiment call's",
+}
+
+
+def labels(args) -> None:
+    """Calling-thread CPU per call of ``ChatRequest.create`` with labels plus ``chat``, on a
+    gateway with a spool: the labels encoded once (`ChatRequest.labels_json`, shipped)
+    against the previous way (encoded again by the start frame and by the row), the two
+    taking turns call by call in random order."""
+    from aigw_lab.gateway.records import to_json
+    from aigw_lab.types import ChatRequest
+
+    def per_use(self):
+        return (to_json(self.tags), to_json(self.metadata))
+
+    shipped = ChatRequest.labels_json
+    ways = {"labels encoded at each use (before)": per_use, "labels encoded once": shipped}
+    folder = Path(tempfile.mkdtemp(prefix="aigw-bench-spool-labels-"))
+    log = CallLog(folder / "labels.duckdb", durability="os")
+    gateway = make_gateway(log)
+    caller: dict[str, list[float]] = {name: [] for name in ways}
+    rng = random.Random(1)
+    thread_clock = time.thread_time
+    try:
+        for turn in range(args.warmup + args.labels_calls):
+            for name in rng.sample(list(ways), len(ways)):
+                ChatRequest.labels_json = ways[name]
+                t = thread_clock()
+                request = ChatRequest.create(
+                    f"bench/{MODEL}",
+                    MESSAGES,
+                    temperature=0,
+                    max_tokens=16,
+                    tags=TAGS,
+                    metadata=METADATA,
+                )
+                gateway.chat(request)
+                spent = thread_clock() - t
+                if turn >= args.warmup:
+                    caller[name].append(spent)
+            if turn % 500 == 499:
+                log.flush()
+    finally:
+        ChatRequest.labels_json = shipped
+        gateway.close()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    base = statistics.median(caller["labels encoded at each use (before)"]) * 1e6
+    print(
+        f"\nlabels (experiment-like tags and metadata), spool on, flat out: {args.labels_calls} "
+        "calls per side, taking turns in random order; calling-thread CPU µs per call "
+        "(create + chat), median, and the middle half of the calls"
+    )
+    print("| side                                 | caller CPU | added | 25%-75%       |")
+    print("|--------------------------------------|------------|-------|---------------|")
+    for name, samples in caller.items():
+        q = statistics.quantiles(samples, n=4)
+        t = statistics.median(samples) * 1e6
+        print(
+            f"| {name:<36} | {t:>10.1f} | {t - base:>+5.1f} | "
+            f"{q[0] * 1e6:>6.1f}-{q[2] * 1e6:<6.1f} |"
+        )
 
 
 # --- encoders alone --------------------------------------------------------------------------
@@ -339,6 +453,19 @@ def encoders(loops: int) -> None:
         "start: f-string + struct": start_fixed,
         "nothing (the timer)": lambda: None,
     }
+    try:
+        import orjson  # bench only: JSON frames were measured, not shipped
+    except ImportError:
+        orjson = None
+    if orjson is not None:
+        json_dumps = orjson.dumps
+        cases["end: orjson (with timestamp)"] = lambda: json_dumps(
+            (record.timestamp.timestamp(), record[:2], record[3:])
+        )
+        cases["end: marshal v2 (with timestamp)"] = lambda: marshal.dumps(
+            (record.timestamp.timestamp(), record[:2], record[3:]), 2
+        )
+        cases["start: orjson"] = lambda: json_dumps(start)
     sweep = bytearray(8 << 20)
     clock = time.perf_counter_ns
     print(f"\nencoders alone: median µs per encode over {loops} calls (cold: 8 MiB sweep between)")
@@ -367,14 +494,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--encoder-loops", type=int, default=3_000)
     parser.add_argument("--skip-gateway", action="store_true", help="encoders alone only")
+    parser.add_argument("--labels-calls", type=int, default=4_000, help="0: no labels part")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer calls: the headline sides in ~2 minutes"
+    )
     args = parser.parse_args(argv)
     print(
         f"spool parts benchmark: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} "
         f"| {os.cpu_count()} cores | Python {platform.python_version()} | {platform.system()}"
     )
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if args.quick:
+        args.rounds, args.warmup, args.encoder_loops = min(args.rounds, 6), 1_000, 500
+        args.labels_calls = min(args.labels_calls, 2_000)
+        args.sides = args.sides or "os,no-op frames,orjson frames"
     if not args.skip_gateway:
         in_gateway(args)
+        if args.labels_calls:
+            labels(args)
     encoders(args.encoder_loops)
     print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0

@@ -88,6 +88,8 @@ FIELD_ORDER = [
             "extra",
             "experiment_id",
             "timeout",
+            # Not a constructor argument: the labels' JSON text, encoded once (init=False).
+            "_labels_json",
         ],
         2,
     ),

@@ -26,7 +26,6 @@ from aigw_lab.gateway.records import (
     rejected_record,
     success_record,
     success_values_later,
-    to_json,
 )
 from aigw_lab.gateway.start_spools import start_spool
 from aigw_lab.providers.base_provider import traits
@@ -220,12 +219,13 @@ class Recorder:
         # call costs a cache-cold microsecond or more: empty labels (the usual case) skip the
         # JSON encoder and the coordinates lookup altogether.
         request = ctx.request
-        tags, metadata = request.tags, request.metadata
-        if metadata:
+        metadata = request.metadata
+        if metadata or request.tags:
+            # Encoded once per request (`ChatRequest.labels_json`); the row reuses the text.
+            tags_json, metadata_json = request.labels_json()
             run_id, item_id, target, repetition = experiment_coordinates(metadata)
-            metadata_json = to_json(metadata)
         else:
-            run_id = item_id = target = repetition = metadata_json = None
+            tags_json = metadata_json = run_id = item_id = target = repetition = None
         facts = traits(provider)
         self.spool.start(  # type: ignore[union-attr]
             (
@@ -242,7 +242,7 @@ class Recorder:
                 request.user,
                 request.tenant,
                 request.experiment_id,
-                to_json(tags) if tags else None,
+                tags_json,
                 metadata_json,
                 facts.simulated,
                 run_id,

@@ -29,6 +29,7 @@ _ENCODE_C = (
 # A row from values already in column order, without the keyword-only constructor.
 _new_row = tuple.__new__
 _from_timestamp = datetime.fromtimestamp
+_NO_LABELS = (None, None)  # a request without tags or metadata
 
 __all__ = [
     "EXPERIMENT_KEY",
@@ -122,7 +123,8 @@ def _success_values(
     total_ms = latency.total_ms
     cost = response.cost_usd
     tool_calls = response.tool_calls
-    tags = request.tags
+    # The labels' JSON text is the request's own, encoded once (`ChatRequest.labels_json`).
+    tags_json, metadata_json = request.labels_json() if request.tags or metadata else _NO_LABELS
     # Built in column order (`CALL_COLUMNS`), one column a line: a row is built on the
     # calling thread of every logged call, and 49 keyword arguments cost several times the
     # tuple itself. tests/gateway/test_row_building.py checks every column against a
@@ -164,8 +166,8 @@ def _success_values(
         request.user,  # user_id
         request.tenant,  # tenant_id
         request.experiment_id,  # experiment_id
-        to_json(tags) if tags else None,  # tags_json
-        to_json(metadata) if metadata else None,  # metadata_json
+        tags_json,  # tags_json
+        metadata_json,  # metadata_json
         response.simulated,  # simulated
         run_id,  # run_id
         item_id,  # item_id
@@ -208,6 +210,9 @@ def failure_record(
         partial_text = exc.partial_text
     request = ctx.request
     run_id, item_id, target, repetition = experiment_coordinates(request.metadata)
+    tags_json, metadata_json = (
+        request.labels_json() if request.tags or request.metadata else _NO_LABELS
+    )
     return CallRecord(
         call_id=call_id,
         trace_id=ctx.trace_id,
@@ -233,8 +238,8 @@ def failure_record(
         user_id=request.user,
         tenant_id=request.tenant,
         experiment_id=request.experiment_id,
-        tags_json=to_json(request.tags),
-        metadata_json=to_json(request.metadata),
+        tags_json=tags_json,
+        metadata_json=metadata_json,
         simulated=simulated,
         route_policy=ctx.route_policy,
         propensity=ctx.propensity,
