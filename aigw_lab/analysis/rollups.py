@@ -413,14 +413,16 @@ def _refresh_script(s: str, *, c_from: int, c_to: int, s_from: int, s_to: int) -
             if s_to > s_from
             else ""
         )
-        affected = " UNION ".join(q for q in (recomputed, rescored) if q) or (
+        # The old result calls are merged again too: another unit may have the same call
+        # id as its result (call_id has no unique key; rows merged from another log keep
+        # theirs), and the DELETE below, by call id, took that unit's scores as well.
+        affected = " UNION ".join(q for q in (old, recomputed, rescored) if q) or (
             "SELECT NULL::VARCHAR AS call_id WHERE false"
         )
-        forgotten = " UNION ".join(q for q in (old, recomputed, rescored) if q)
         affected_filter = "AND s.call_id IN (SELECT call_id FROM _rollup_calls)"
         forget = f"""
         CREATE OR REPLACE TEMP TABLE _rollup_calls AS {affected};
-        DELETE FROM {s}.rollup_scores WHERE call_id IN ({forgotten});
+        DELETE FROM {s}.rollup_scores WHERE call_id IN (SELECT call_id FROM _rollup_calls);
         """
     scores = f"""
         {forget}
