@@ -12,13 +12,15 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aigw_lab.errors import ConfigError, StoreError
-from aigw_lab.gateway.semantic_store import SemanticEntry
 from aigw_lab.types import ChatResponse, Latency, Usage
+
+if TYPE_CHECKING:  # semantic_store imports this module (the answers' flat form)
+    from aigw_lab.gateway.semantic_store import SemanticEntry
 
 __all__ = ["FORMAT_VERSION", "answer_fields", "answer_from_fields", "save_entries", "read_saved"]
 
@@ -42,10 +44,12 @@ _NO_LATENCY = Latency()
 def answer_fields(response: ChatResponse) -> tuple[Any, ...] | None:
     """``response`` as a tuple of plain values (str, numbers, None, and the tool calls as
     dicts): what `stored_answer` keeps. None when ``response`` carries more than that (a
-    latency, a raw payload, call ids: not what a cache stores, so kept as the object)."""
+    latency, a raw payload, call ids: not what a cache stores, so kept as the object), or
+    when it is not a `ChatResponse` (a test's stand-in)."""
     r = response
     if (
-        r.raw is not None
+        type(r) is not ChatResponse
+        or r.raw is not None
         or r.latency != _NO_LATENCY
         or r.cache_status != "none"
         or r.attempts != 1
