@@ -44,6 +44,7 @@ import os
 import tarfile
 import threading
 import time
+from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 
@@ -55,13 +56,64 @@ from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
 from aigw_lab.types import ChatResponse, Usage
 
 DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
-REPLY = ChatResponse(
-    text="a stored answer of a typical length " * 8,
-    finish_reason="stop",
-    usage=Usage(input_tokens=20, output_tokens=60),
-    provider="mock",
-    model="m1",
-)
+
+
+def reply(i: int) -> ChatResponse:
+    """An answer of a typical length, one object per entry (as `stored_answer` makes)."""
+    return ChatResponse(
+        text="a stored answer of a typical length " * 8,
+        finish_reason="stop",
+        usage=Usage(input_tokens=20 + i % 7, output_tokens=60),
+        provider="mock",
+        model="m1",
+        cost_usd=0.0001,
+        response_id=f"r{i}",
+    )
+
+
+def entry(i: int, vector: np.ndarray) -> SemanticEntry:
+    """An entry as the cache makes one: its own text, markers tuple and answer."""
+    return SemanticEntry(
+        partition="p",
+        text=f"a prompt of a typical length, number {i}",
+        vector=vector,
+        response=reply(i),
+        created=float(i),
+        expires=None,
+        markers=((str(i),), 0),
+    )
+
+
+class PreviousStore(MemorySemanticStore):
+    """The store's previous layout (the baseline for ``--previous-layout``): one
+    `SemanticEntry` object per entry, with its answer and vector, in an ``OrderedDict``."""
+
+    def __init__(self, max_entries: int, *, index_factory) -> None:
+        super().__init__(max_entries, index_factory=index_factory)
+        self._held: OrderedDict[int, SemanticEntry] = OrderedDict()
+
+    def add(self, entry: SemanticEntry) -> SemanticEntry:
+        entry.vector = vector = np.asarray(entry.vector, dtype=np.float32)
+        with self._lock:
+            entry.entry_id = self._next_id
+            self._next_id += 1
+            index = self._indexes.get(entry.partition)
+            if index is None:
+                index = self._indexes[entry.partition] = self._index_factory(vector.shape[0])
+            index.add(entry.entry_id, vector)
+            self._held[entry.entry_id] = entry
+        return entry
+
+    def search(self, partition: str, vector: np.ndarray, k: int):
+        with self._lock:
+            index = self._indexes.get(partition)
+            if index is None:
+                return []
+            if not getattr(index, "locks_itself", False):
+                return [(self._held[i], s) for i, s in index.search(vector, k)]
+        found = index.search(vector, k)
+        with self._lock:
+            return [(self._held[i], s) for i, s in found if i in self._held]
 
 
 def load() -> str:
@@ -209,10 +261,12 @@ def split_waits(name: str, waits: list[tuple[float, float]], pauses: Pauses) -> 
     )
 
 
-def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> MemorySemanticStore:
+def fill(
+    vectors: np.ndarray, factory, queries: np.ndarray, label: str, store_class=MemorySemanticStore
+) -> MemorySemanticStore:
     """Add every vector through a store while two threads look up; print the waits."""
     lock_waits: list[float] = []
-    store = MemorySemanticStore(len(vectors) + 1, index_factory=timed(factory, lock_waits))
+    store = store_class(len(vectors) + 1, index_factory=timed(factory, lock_waits))
     adds: list[float] = []
     add_waits: list[tuple[float, float]] = []
     looks: list[list[float]] = [[], []]
@@ -240,17 +294,7 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(len(vectors)):
         start = time.perf_counter()
-        store.add(
-            SemanticEntry(
-                partition="p",
-                text="",
-                vector=vectors[i],
-                response=REPLY,
-                created=0.0,
-                expires=None,
-                markers=((), 0),
-            )
-        )
+        store.add(entry(i, vectors[i]))
         end = time.perf_counter()
         adds.append(end - start)
         if end - start > 0.05:
@@ -268,8 +312,8 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
     looked = looks[0] + looks[1]
     full = [e - s for s, e, g in pauses.collections if g == 2]
     print(
-        f"  fill {label}: {len(vectors):,} adds in {filled:.1f} s wall (index idle at "
-        f"{idle:.1f} s), {cpu:.1f} s CPU, {load()}\n"
+        f"  fill {label} ({store_class.__name__}): {len(vectors):,} adds in {filled:.1f} s "
+        f"wall (index idle at {idle:.1f} s), {cpu:.1f} s CPU, {load()}\n"
         f"    add    ms: p50 {pct(adds, 0.5) * 1e3:.3f}  p99.9 {pct(adds, 0.999) * 1e3:.1f}  "
         f"max {max(adds) * 1e3:.1f}\n"
         f"    lookup ms: p50 {pct(looked, 0.5) * 1e3:.3f}  p99.9 {pct(looked, 0.999) * 1e3:.1f}"
@@ -295,6 +339,34 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
     return store
 
 
+def collect() -> tuple[float, float]:
+    """One full (generation 2) collection: (wall, CPU) seconds."""
+    w, c = time.perf_counter(), time.process_time()
+    gc.collect(2)
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def full_collections(store: MemorySemanticStore, vectors: np.ndarray, rounds: int = 3) -> None:
+    """A full collection with the filled store alive, against the same with the previous
+    layout's objects for its entries alive beside it (one `SemanticEntry` with its own answer
+    and markers per entry, in an ``OrderedDict``: what the store held before), alternated."""
+    ours, previous = [], []
+    for _ in range(rounds):
+        ours.append(collect())
+        mirror = OrderedDict((i, entry(i, vectors[i])) for i in range(len(store)))
+        previous.append(collect())
+        del mirror
+    tracked = len(gc.get_objects())
+    print(
+        f"  full GC with {len(store):,} entries ({store.__class__.__name__}), median of "
+        f"{rounds}: {np.median([w for w, _ in ours]) * 1e3:.1f} ms wall / "
+        f"{np.median([c for _, c in ours]) * 1e3:.1f} ms CPU; with the previous layout's "
+        f"objects for the same entries: {np.median([w for w, _ in previous]) * 1e3:.1f} ms "
+        f"wall / {np.median([c for _, c in previous]) * 1e3:.1f} ms CPU; tracked objects "
+        f"now {tracked:,}; {load()}"
+    )
+
+
 def exact_view(vectors: np.ndarray) -> NumpyIndex:
     """A NumpyIndex over ``vectors`` without a second copy (its own layout, filled in)."""
     index = NumpyIndex(vectors.shape[1])
@@ -313,18 +385,29 @@ def recall(agree: np.ndarray, rng: np.random.Generator) -> str:
 
 
 def lookups(
-    index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int, nprobes: list[int]
+    store: MemorySemanticStore,
+    vectors: np.ndarray,
+    fresh: np.ndarray,
+    n: int,
+    seed: int,
+    nprobes: list[int],
 ) -> None:
     """Each query through the index, through it at each of ``nprobes`` (set on its IVF
-    index for that search), and through exact search, interleaved query by query."""
+    index for that search), through the store (the index plus building the entries a
+    lookup returns) and through exact search, interleaved query by query."""
     rng = np.random.default_rng(seed)
+    index = store._indexes["p"]
     exact = exact_view(vectors)
     dups = near(rng, vectors[rng.choice(len(vectors), n, replace=False)])
     ivf = getattr(index, "_ivf", None)
-    sides = [("ann", index, None)]
+
+    def through_store(q, k):
+        return [(e.entry_id, sim) for e, sim in store.search("p", q, k)]
+
+    sides = [("ann", index.search, None), ("store", through_store, None)]
     if ivf is not None:
-        sides += [(f"nprobe={v}", index, v) for v in nprobes]
-    sides.append(("exact", exact, None))
+        sides += [(f"nprobe={v}", index.search, v) for v in nprobes]
+    sides.append(("exact", exact.search, None))
     times = {name: [] for name, _, _ in sides}
     cpus = {name: [] for name, _, _ in sides}
     found = {name: [] for name, _, _ in sides}
@@ -333,11 +416,11 @@ def lookups(
         for i, q in enumerate(queries):
             # Interleaved query by query, the order rotated so that no side always follows
             # the exact scan (which leaves the caches cold for whoever comes next).
-            for name, idx, nprobe in sides[i % len(sides) :] + sides[: i % len(sides)]:
+            for name, search, nprobe in sides[i % len(sides) :] + sides[: i % len(sides)]:
                 if ivf is not None:
                     ivf.nprobe = nprobe or default
                 w, c = time.perf_counter(), time.thread_time()
-                best = idx.search(q, 4)
+                best = search(q, 4)
                 times[name].append(time.perf_counter() - w)
                 cpus[name].append(time.thread_time() - c)
                 found[name].append((kind, best[0][0], best[0][1]))
@@ -352,6 +435,8 @@ def lookups(
         )
     print(f"    ann / exact, p50 wall: x{pct(times['ann'], 0.5) / pct(times['exact'], 0.5):.4f}")
     for name, _, _ in sides[:-1]:
+        if name == "store":  # the same answers as "ann" (its entries' ids)
+            continue
         for kind in ("dup", "fresh"):
             pairs = [
                 (a[1] == e[1], e[2])
@@ -381,8 +466,12 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         codes=args.codes,
         maintenance_threads=args.maintenance_threads,
     )
+    if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
+        fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
+        gc.collect()
     store = fill(stored, factory, queries, "BackgroundIVFIndex")
-    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2, nprobes=args.nprobes)
+    full_collections(store, stored)
+    lookups(store, stored, fresh, args.queries, seed=2, nprobes=args.nprobes)
     del store
     if args.fill_baseline:
         fill(stored, NumpyIndex, queries, "NumpyIndex (exact, the baseline)")
@@ -402,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--maintenance-threads", type=int, default=1)
     parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
+    parser.add_argument(
+        "--previous-layout",
+        action="store_true",
+        help="also fill (first) a store of one object per entry, the layout before session 8",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.queries = 150_000, 1000
