@@ -367,6 +367,31 @@ def full_collections(store: MemorySemanticStore, vectors: np.ndarray, rounds: in
     )
 
 
+def gc_only(size: int, rounds: int) -> None:
+    """Full collections at ``size`` entries, both layouts, without an approximate index (the
+    entries' objects, not the index, are what a collection walks): fast at 1M."""
+    vectors = synthetic(np.random.default_rng(0), size)
+    for store_class in (PreviousStore, MemorySemanticStore):
+        store = store_class(size + 1, index_factory=NumpyIndex)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(size):
+            store.add(entry(i, vectors[i]))
+        print(
+            f"  {store_class.__name__}: {size:,} adds in {time.perf_counter() - wall:.1f} s "
+            f"wall, {time.process_time() - cpu:.1f} s CPU ({load()})"
+        )
+        times = [collect() for _ in range(rounds)]
+        print(
+            f"  full GC, {store_class.__name__} of {size:,} entries: median "
+            f"{np.median([w for w, _ in times]) * 1e3:.1f} ms wall / "
+            f"{np.median([c for _, c in times]) * 1e3:.1f} ms CPU, max "
+            f"{max(w for w, _ in times) * 1e3:.1f} ms wall ({rounds} collections); tracked "
+            f"objects {len(gc.get_objects()):,}; {load()}"
+        )
+        del store
+        gc.collect()
+
+
 def entry_bytes(n: int = 20_000) -> None:
     """Memory per entry (tracemalloc) of ``n`` entries with the exact index: a 55-character
     prompt, an 800-character answer, a 384-d vector; the store against the previous layout."""
@@ -457,11 +482,14 @@ def lookups(
     cpus = {name: [] for name, _, _ in sides}
     found = {name: [] for name, _, _ in sides}
     default = ivf.nprobe if ivf is not None else 0
+    order = np.random.default_rng(seed + 1)
     for kind, queries in (("dup", dups), ("fresh", fresh[:n])):
-        for i, q in enumerate(queries):
-            # Interleaved query by query, the order rotated so that no side always follows
-            # the exact scan (which leaves the caches cold for whoever comes next).
-            for name, search, setting in sides[i % len(sides) :] + sides[: i % len(sides)]:
+        for q in queries:
+            # Interleaved query by query, in a random order each time: the exact scan leaves
+            # the caches cold for whoever comes next, and a rotation (before session 8) kept
+            # the sides' cyclic order, so the default side ("ann") followed it almost always.
+            for j in order.permutation(len(sides)).tolist():
+                name, search, setting = sides[j]
                 if ivf is not None:
                     ivf.nprobe = setting.get("nprobe", default)
                     index.rerank = setting.get("rerank", rerank)
@@ -548,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
     parser.add_argument("--memory", action="store_true", help="memory per entry, both layouts")
     parser.add_argument(
+        "--gc-only",
+        action="store_true",
+        help="only time full collections with --size entries in both layouts (exact index)",
+    )
+    parser.add_argument(
         "--previous-layout",
         action="store_true",
         help="also fill (first) a store of one object per entry, the layout before session 8",
@@ -557,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
         args.size, args.queries = 150_000, 1000
         args.vectors = args.vectors or ["static", "synthetic"]
     sources = args.vectors or ["synthetic"]
+    if args.gc_only:
+        gc_only(args.size, rounds=5)
+        return 0
     if args.memory or args.quick:
         entry_bytes()
     print(
