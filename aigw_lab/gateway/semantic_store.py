@@ -172,10 +172,14 @@ class MemorySemanticStore:
             if index is None:
                 return []
             if not getattr(index, "locks_itself", False):
-                return self._entries_of(partition, index.search(vector, k))
+                return self._build(partition, self._held(index.search(vector, k), index))
         found = index.search(vector, k)
         with self._lock:
-            return self._entries_of(partition, found)
+            held = self._held(found, None)
+        # Decoded and completed outside the lock: a record is immutable bytes, and an index
+        # that locks itself hands out a vector under its own lock (an entry removed meanwhile
+        # is left out, as one removed before the lock was taken).
+        return self._build(partition, held, index)
 
     def touch(self, entry_id: int) -> None:
         with self._lock:
@@ -202,7 +206,8 @@ class MemorySemanticStore:
             out = []
             for entry_id in self._table.order():
                 partition = self._names[self._table.partition_of(entry_id)]
-                out.append(self._entry(entry_id, partition, self._indexes[partition]))
+                held = self._held([(entry_id, 0.0)], self._indexes[partition])
+                out += [entry for entry, _ in self._build(partition, held)]
             return out
 
     def clear(self) -> None:
@@ -227,36 +232,49 @@ class MemorySemanticStore:
     def __repr__(self) -> str:
         return f"<MemorySemanticStore entries={len(self._table)} max={self.max_entries}>"
 
-    # --- the lock held --------------------------------------------------------------------
+    # --- building entries from the table -------------------------------------------------
 
-    def _entries_of(
-        self, partition: str, found: list[tuple[int, float]]
+    def _held(self, found: list[tuple[int, float]], index: VectorIndex | None) -> list[tuple]:
+        """(The lock held.) What the entries of ``found`` (id, similarity) still stored are
+        built from: id, similarity, record, times, the answer kept as an object (or None) and
+        the vector (None: to be read after the lock from an index that locks itself)."""
+        held = []
+        for entry_id, similarity in found:
+            record = self._records.get(entry_id)
+            if record is None:
+                continue
+            vector = self._vectors.get(entry_id)
+            if vector is None and index is not None:
+                vector = index.vector(entry_id)  # type: ignore[attr-defined]
+            times = self._table.times(entry_id)
+            kept = self._objects.get(entry_id)
+            held.append((entry_id, similarity, record, times, kept, vector))
+        return held
+
+    def _build(
+        self, partition: str, held: list[tuple], index: VectorIndex | None = None
     ) -> list[tuple[SemanticEntry, float]]:
-        """The entries of ``found`` (id, similarity) still stored, built from their records."""
-        index = self._indexes.get(partition)
-        return [
-            (self._entry(i, partition, index), similarity)
-            for i, similarity in found
-            if i in self._records
-        ]
-
-    def _entry(self, entry_id: int, partition: str, index: VectorIndex) -> SemanticEntry:
-        text, markers, fields = marshal.loads(self._records[entry_id])
-        response = self._objects[entry_id] if fields is None else answer_from_fields(fields)
-        vector = self._vectors.get(entry_id)
-        if vector is None:
-            vector = index.vector(entry_id)  # type: ignore[attr-defined]
-        created, expires = self._table.times(entry_id)
-        return SemanticEntry(
-            entry_id=entry_id,
-            partition=partition,
-            text=text,
-            vector=vector,
-            response=response,
-            created=created,
-            expires=expires,
-            markers=markers,
-        )
+        """The (entry, similarity) pairs of `_held`'s rows, decoded (no lock needed)."""
+        out = []
+        for entry_id, similarity, record, (created, expires), kept, vector in held:
+            if vector is None:
+                try:
+                    vector = index.vector(entry_id)  # type: ignore[union-attr]
+                except KeyError:  # removed since the store's lock was released
+                    continue
+            text, markers, fields = marshal.loads(record)
+            entry = SemanticEntry(
+                entry_id=entry_id,
+                partition=partition,
+                text=text,
+                vector=vector,
+                response=kept if fields is None else answer_from_fields(fields),
+                created=created,
+                expires=expires,
+                markers=markers,
+            )
+            out.append((entry, similarity))
+        return out
 
     def _new_code(self, partition: str) -> int:
         for code, name in enumerate(self._names):

@@ -203,3 +203,26 @@ def test_a_swap_during_lookups_loses_nothing(faiss):
         ((found, similarity),) = store.search("p", vectors[i], 1)
         assert found.text == f"question {i}?" and similarity == pytest.approx(1.0, abs=1e-5)
     assert DIM == vectors.shape[1]
+
+
+def test_entries_found_through_an_index_that_locks_itself_are_built_outside_the_store_lock():
+    """Decoding the records and reading vectors back happen after the store's lock is
+    released (callers adding meanwhile do not wait for them); an entry removed in between
+    is left out."""
+    store = None
+
+    class SelfLocking(NumpyIndex):
+        locks_itself = True
+
+        def vector(self, entry_id):
+            assert not store._lock.locked()  # noqa: SLF001 (the store's lock is released)
+            if entry_id == 1:
+                raise KeyError(entry_id)  # removed between the lock and the read
+            return super().vector(entry_id)
+
+    store = MemorySemanticStore(10, index_factory=SelfLocking)
+    vectors = clustered(3, seed=6)
+    added = [store.add(entry(i, vectors[i], answer(i))) for i in range(3)]
+    found = store.search("p", vectors[0], 3)
+    assert [e.entry_id for e, _ in found] == [0, 2] or [e.entry_id for e, _ in found] == [2, 0]
+    same(next(e for e, _ in found if e.entry_id == 0), added[0])
