@@ -48,41 +48,22 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
-from aigw_lab.gateway.semantic_match import NumpyIndex
-from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry
-from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
-from aigw_lab.types import ChatResponse, Usage
-
-DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
-REPLY = ChatResponse(
-    text="a stored answer of a typical length " * 8,
-    finish_reason="stop",
-    usage=Usage(input_tokens=20, output_tokens=60),
-    provider="mock",
-    model="m1",
+from _semantic_layouts import (  # bench/ is the script's folder, on sys.path
+    PreviousStore,
+    entry,
+    entry_bytes,
+    full_collections,
+    gc_only,
+    load,
+    synthetic,
+    unit,
 )
 
+from aigw_lab.gateway.semantic_match import NumpyIndex
+from aigw_lab.gateway.semantic_store import MemorySemanticStore
+from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
 
-def load() -> str:
-    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-
-def synthetic(rng: np.random.Generator, n: int, dim: int = 384) -> np.ndarray:
-    """Unit vectors around 4,096 centres plus a common direction, made in blocks."""
-    centres = unit(np.random.default_rng(12345).standard_normal((4096, dim)))
-    common = unit(np.random.default_rng(54321).standard_normal((1, dim)))
-    out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
-        rows = centres[rng.integers(0, 4096, m)] + 0.5 * common
-        rows += 0.9 * rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
-        out[start : start + m] = unit(rows)
-    return out
+DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
 
 
 def real_texts() -> list[str]:
@@ -209,10 +190,12 @@ def split_waits(name: str, waits: list[tuple[float, float]], pauses: Pauses) -> 
     )
 
 
-def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> MemorySemanticStore:
+def fill(
+    vectors: np.ndarray, factory, queries: np.ndarray, label: str, store_class=MemorySemanticStore
+) -> MemorySemanticStore:
     """Add every vector through a store while two threads look up; print the waits."""
     lock_waits: list[float] = []
-    store = MemorySemanticStore(len(vectors) + 1, index_factory=timed(factory, lock_waits))
+    store = store_class(len(vectors) + 1, index_factory=timed(factory, lock_waits))
     adds: list[float] = []
     add_waits: list[tuple[float, float]] = []
     looks: list[list[float]] = [[], []]
@@ -240,17 +223,7 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(len(vectors)):
         start = time.perf_counter()
-        store.add(
-            SemanticEntry(
-                partition="p",
-                text="",
-                vector=vectors[i],
-                response=REPLY,
-                created=0.0,
-                expires=None,
-                markers=((), 0),
-            )
-        )
+        store.add(entry(i, vectors[i]))
         end = time.perf_counter()
         adds.append(end - start)
         if end - start > 0.05:
@@ -268,8 +241,8 @@ def fill(vectors: np.ndarray, factory, queries: np.ndarray, label: str) -> Memor
     looked = looks[0] + looks[1]
     full = [e - s for s, e, g in pauses.collections if g == 2]
     print(
-        f"  fill {label}: {len(vectors):,} adds in {filled:.1f} s wall (index idle at "
-        f"{idle:.1f} s), {cpu:.1f} s CPU, {load()}\n"
+        f"  fill {label} ({store_class.__name__}): {len(vectors):,} adds in {filled:.1f} s "
+        f"wall (index idle at {idle:.1f} s), {cpu:.1f} s CPU, {load()}\n"
         f"    add    ms: p50 {pct(adds, 0.5) * 1e3:.3f}  p99.9 {pct(adds, 0.999) * 1e3:.1f}  "
         f"max {max(adds) * 1e3:.1f}\n"
         f"    lookup ms: p50 {pct(looked, 0.5) * 1e3:.3f}  p99.9 {pct(looked, 0.999) * 1e3:.1f}"
@@ -313,36 +286,55 @@ def recall(agree: np.ndarray, rng: np.random.Generator) -> str:
 
 
 def lookups(
-    index, vectors: np.ndarray, fresh: np.ndarray, n: int, seed: int, nprobes: list[int]
+    store: MemorySemanticStore,
+    vectors: np.ndarray,
+    fresh: np.ndarray,
+    n: int,
+    seed: int,
+    nprobes: list[int],
+    reranks: list[int] = (),
 ) -> None:
     """Each query through the index, through it at each of ``nprobes`` (set on its IVF
-    index for that search), and through exact search, interleaved query by query."""
+    index for that search) and of ``reranks`` (candidates re-scored exactly), through the
+    store (the index plus building the entries a lookup returns) and through exact search,
+    interleaved query by query."""
     rng = np.random.default_rng(seed)
+    index = store._indexes["p"]
     exact = exact_view(vectors)
     dups = near(rng, vectors[rng.choice(len(vectors), n, replace=False)])
     ivf = getattr(index, "_ivf", None)
-    sides = [("ann", index, None)]
+
+    def through_store(q, k):
+        return [(e.entry_id, sim) for e, sim in store.search("p", q, k)]
+
+    sides = [("ann", index.search, {}), ("store", through_store, {})]
     if ivf is not None:
-        sides += [(f"nprobe={v}", index, v) for v in nprobes]
-    sides.append(("exact", exact, None))
+        sides += [(f"nprobe={v}", index.search, {"nprobe": v}) for v in nprobes]
+        sides += [(f"rerank={v}", index.search, {"rerank": v}) for v in reranks]
+    sides.append(("exact", exact.search, {}))
+    rerank = getattr(index, "rerank", None)
     times = {name: [] for name, _, _ in sides}
     cpus = {name: [] for name, _, _ in sides}
     found = {name: [] for name, _, _ in sides}
     default = ivf.nprobe if ivf is not None else 0
+    order = np.random.default_rng(seed + 1)
     for kind, queries in (("dup", dups), ("fresh", fresh[:n])):
-        for i, q in enumerate(queries):
-            # Interleaved query by query, the order rotated so that no side always follows
-            # the exact scan (which leaves the caches cold for whoever comes next).
-            for name, idx, nprobe in sides[i % len(sides) :] + sides[: i % len(sides)]:
+        for q in queries:
+            # Interleaved query by query, in a random order each time: the exact scan leaves
+            # the caches cold for whoever comes next, and a rotation (before session 8) kept
+            # the sides' cyclic order, so the default side ("ann") followed it almost always.
+            for j in order.permutation(len(sides)).tolist():
+                name, search, setting = sides[j]
                 if ivf is not None:
-                    ivf.nprobe = nprobe or default
+                    ivf.nprobe = setting.get("nprobe", default)
+                    index.rerank = setting.get("rerank", rerank)
                 w, c = time.perf_counter(), time.thread_time()
-                best = idx.search(q, 4)
+                best = search(q, 4)
                 times[name].append(time.perf_counter() - w)
                 cpus[name].append(time.thread_time() - c)
                 found[name].append((kind, best[0][0], best[0][1]))
     if ivf is not None:
-        ivf.nprobe = default
+        ivf.nprobe, index.rerank = default, rerank
     print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
     for name, _, _ in sides:
         t, c = times[name], cpus[name]
@@ -352,19 +344,25 @@ def lookups(
         )
     print(f"    ann / exact, p50 wall: x{pct(times['ann'], 0.5) / pct(times['exact'], 0.5):.4f}")
     for name, _, _ in sides[:-1]:
+        if name == "store":  # the same answers as "ann" (its entries' ids)
+            continue
         for kind in ("dup", "fresh"):
+            # (the same id; an answer as similar as the exact best, a tie with a stored
+            # duplicate; the exact best's similarity)
             pairs = [
-                (a[1] == e[1], e[2])
+                (a[1] == e[1], a[2] >= e[2] - 1e-6, e[2])
                 for a, e in zip(found[name], found["exact"], strict=True)
                 if a[0] == kind
             ]
-            agree = np.array([ok for ok, _ in pairs], dtype=float)
-            served = np.array([ok for ok, sim in pairs if sim >= 0.9], dtype=float)
-            sims = [sim for _, sim in pairs]
+            agree = np.array([ok for ok, _, _ in pairs], dtype=float)
+            served = np.array([ok for ok, _, sim in pairs if sim >= 0.9], dtype=float)
+            tied = np.array([ok for _, ok, sim in pairs if sim >= 0.9], dtype=float)
+            sims = [sim for _, _, sim in pairs]
             print(
                 f"    {name} recall@1 {kind:5s}: {recall(agree, rng)}; exact best similarity "
                 f"p10/p50/p90 {pct(sims, 0.1):.3f}/{pct(sims, 0.5):.3f}/{pct(sims, 0.9):.3f}; "
-                f"where it is >= 0.9: {recall(served, rng)}"
+                f"where it is >= 0.9: {recall(served, rng)}, counting an equally similar "
+                f"entry (a duplicate) as found: {recall(tied, rng)}"
             )
 
 
@@ -379,10 +377,15 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         nprobe=args.nprobe,
         nlist=args.nlist,
         codes=args.codes,
+        rerank=args.rerank,
         maintenance_threads=args.maintenance_threads,
     )
+    if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
+        fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
+        gc.collect()
     store = fill(stored, factory, queries, "BackgroundIVFIndex")
-    lookups(store._indexes["p"], stored, fresh, args.queries, seed=2, nprobes=args.nprobes)
+    full_collections(store, stored)
+    lookups(store, stored, fresh, args.queries, seed=2, nprobes=args.nprobes, reranks=args.reranks)
     del store
     if args.fill_baseline:
         fill(stored, NumpyIndex, queries, "NumpyIndex (exact, the baseline)")
@@ -400,13 +403,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--nprobes", type=int, nargs="*", default=[], help="also look up at these nprobe"
     )
+    parser.add_argument(
+        "--reranks", type=int, nargs="*", default=[], help="also look up with these rerank"
+    )
+    parser.add_argument("--rerank", type=int, default=16)
     parser.add_argument("--maintenance-threads", type=int, default=1)
     parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
+    parser.add_argument("--memory", action="store_true", help="memory per entry, both layouts")
+    parser.add_argument(
+        "--gc-only",
+        action="store_true",
+        help="only time full collections with --size entries in both layouts (exact index)",
+    )
+    parser.add_argument(
+        "--previous-layout",
+        action="store_true",
+        help="also fill (first) a store of one object per entry, the layout before session 8",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.queries = 150_000, 1000
         args.vectors = args.vectors or ["static", "synthetic"]
     sources = args.vectors or ["synthetic"]
+    if args.gc_only:
+        gc_only(args.size, rounds=5)
+        return 0
+    if args.memory or args.quick:
+        entry_bytes()
     print(
         f"bench_semantic_index: size {args.size:,}, nlist {args.nlist}, nprobe {args.nprobe}, "
         f"codes {args.codes}, maintenance threads {args.maintenance_threads}, {load()}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import numpy as np
 
 from aigw_lab.embedder_names import embedder_by_name
 from aigw_lab.embeddings import BatchingEmbedder, Embedder, is_embedder
-from aigw_lab.errors import ConfigError, StoreError
+from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.cache import namespace_for
 from aigw_lab.gateway.cache_common import read_cache_options, stored_answer
 from aigw_lab.gateway.cache_stores import check_ttl
@@ -46,9 +45,15 @@ from aigw_lab.gateway.semantic_match import (  # split out for size
     conversation_text,
     same_meaning_markers,
 )
+from aigw_lab.gateway.semantic_persist import (  # split out for size
+    FORMAT_VERSION,
+    _response_from_json,  # noqa: F401 (importable from here, as before the split)
+    read_saved,
+    save_entries,
+)
 from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry, SemanticStore
 from aigw_lab.gateway.semantic_verify import CHECKS, LexicalVerifier, PairVerifier
-from aigw_lab.types import ChatRequest, ChatResponse, Usage
+from aigw_lab.types import ChatRequest, ChatResponse
 
 __all__ = [
     "SemanticCache",
@@ -62,8 +67,8 @@ __all__ = [
     "LexicalVerifier",
 ]
 
-#: Bump when the partition recipe or the saved format changes: older saves then refuse to load.
-_FORMAT_VERSION = 1
+#: Bump when the partition recipe or the saved format changes (`semantic_persist`).
+_FORMAT_VERSION = FORMAT_VERSION
 #: Only these answers are stored: a truncated (``length``) or filtered answer is not one to
 #: hand to a caller who asked a slightly different question.
 _STORABLE = frozenset(("stop", "tool_calls"))
@@ -316,58 +321,21 @@ class SemanticCache(Primitive):
         """Write the live entries to ``directory`` (created if needed): ``vectors.npy`` and
         ``entries.json``. Returns the directory. Load them in another session with `load`."""
         self.purge_expired()
-        entries = self.store.entries()
         folder = Path(directory).expanduser()
-        meta = {
-            "version": _FORMAT_VERSION,
-            "embedder": self.embedder.name,
-            "dim": int(entries[0].vector.shape[0]) if entries else None,
-            "entries": [_entry_to_json(e) for e in entries],
-        }
-        vectors = np.stack([e.vector for e in entries]) if entries else np.zeros((0, 0), np.float32)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            # Write then rename, so a crash mid-save leaves the previous save readable.
-            np.save(folder / "vectors.tmp.npy", vectors, allow_pickle=False)
-            (folder / "entries.json.tmp").write_text(json.dumps(meta), encoding="utf-8")
-            os.replace(folder / "vectors.tmp.npy", folder / "vectors.npy")
-            os.replace(folder / "entries.json.tmp", folder / "entries.json")
-        except OSError as exc:
-            raise StoreError(
-                f"cannot save the semantic cache to {folder}: {exc}",
-                hint="pass a writable directory",
-            ) from exc
-        return folder
+        return save_entries(folder, self.embedder.name, self.store.entries())
 
     def load(self, directory: str | Path) -> int:
         """Add the entries saved in ``directory`` by `save` (expired ones are skipped; the
         most recently used are kept within ``max_entries``). Returns how many were added."""
         folder = Path(directory).expanduser()
-        try:
-            meta = json.loads((folder / "entries.json").read_text(encoding="utf-8"))
-            vectors = np.load(folder / "vectors.npy", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"cannot load a semantic cache from {folder}: {exc}",
-                hint="pass a directory written by SemanticCache.save",
-            ) from exc
-        if meta.get("version") != _FORMAT_VERSION or meta.get("embedder") != self.embedder.name:
-            raise ConfigError(
-                f"the semantic cache in {folder} was saved with embedder "
-                f"{meta.get('embedder')!r} (format {meta.get('version')}), not "
-                f"{self.embedder.name!r} (format {_FORMAT_VERSION})",
-                hint="load it with the same embedder; vectors of different models do not compare",
-            )
         now = self._clock()
         added = 0
-        for item, vector in zip(meta["entries"], vectors, strict=True):
-            expires = item["expires"]
+        for partition, text, vector, response, created, expires in read_saved(
+            folder, self.embedder.name
+        ):
             if expires is not None and expires <= now:
                 continue
-            response = _response_from_json(item["response"])
-            self._insert(
-                item["partition"], item["text"], vector, response, item["created"], expires
-            )
+            self._insert(partition, text, vector, response, created, expires)
             added += 1
         return added
 
@@ -566,43 +534,3 @@ def _build_verifier(
             "accept(query, cached, similarity) -> bool",
         )
     return verifier
-
-
-# The answer fields a saved entry keeps: what a hit needs (as `_remember` stores).
-_SAVED_FIELDS = ("text", "finish_reason", "provider", "model", "cost_usd", "response_id")
-# A saved entry's usage is a list in this order (the files' format, fixed when they were
-# first written): named here, so reordering `Usage`'s fields cannot misread old files.
-_SAVED_USAGE = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "known",
-)
-
-
-def _entry_to_json(entry: SemanticEntry) -> dict[str, Any]:
-    r = entry.response
-    response: dict[str, Any] = {name: getattr(r, name) for name in _SAVED_FIELDS}
-    response["usage"] = [getattr(r.usage, name) for name in _SAVED_USAGE]
-    response["tool_calls"] = [dict(c) for c in r.tool_calls] if r.tool_calls else None
-    response["simulated"] = r.simulated
-    return {
-        "partition": entry.partition,
-        "text": entry.text,
-        "created": entry.created,
-        "expires": entry.expires,
-        "response": response,
-    }
-
-
-def _response_from_json(data: dict[str, Any]) -> ChatResponse:
-    fields = {name: data[name] for name in _SAVED_FIELDS}
-    tool_calls = data["tool_calls"]
-    return ChatResponse(
-        usage=Usage(**dict(zip(_SAVED_USAGE, data["usage"], strict=True))),
-        tool_calls=tuple(tool_calls) if tool_calls else None,
-        simulated=data["simulated"],
-        **fields,
-    )

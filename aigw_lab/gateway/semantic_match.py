@@ -85,6 +85,9 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
 
+    # Optional: ``vector(entry_id) -> np.ndarray``, a copy of a held vector. An index that
+    # has it holds the only copy (`MemorySemanticStore` keeps one for an index without).
+
 
 class NumpyIndex:
     """Exact search: a matrix of unit vectors times the query (one BLAS call). Linear in the
@@ -116,6 +119,10 @@ class NumpyIndex:
             self._ids[row] = moved
             self._rows[moved] = row
         self._ids.pop()
+
+    def vector(self, entry_id: int) -> np.ndarray:
+        """A copy of ``entry_id``'s vector (KeyError if unknown)."""
+        return self._matrix[self._rows[entry_id]].copy()
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         n = len(self._ids)

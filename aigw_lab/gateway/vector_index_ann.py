@@ -234,6 +234,11 @@ class BackgroundIVFIndex:
         # come from both; merge_top_k keeps it once.
         return merge_top_k(found, k)
 
+    def vector(self, entry_id: int) -> np.ndarray:
+        """A copy of ``entry_id``'s vector, exact (KeyError if unknown)."""
+        with self._lock:
+            return self._rows.vector(entry_id)
+
     def __len__(self) -> int:
         return len(self._rows)
 

@@ -75,6 +75,12 @@ class VectorRows:
             pieces.append((self.chunks[chunk][lo:hi], self.chunk_ids[chunk][lo:hi]))
         return pieces
 
+    def vector(self, entry_id: int) -> np.ndarray:
+        """A copy of ``entry_id``'s row (KeyError if it is not live)."""
+        row = self.rows[entry_id]
+        chunk = self._chunk_of(row)
+        return self.chunks[chunk][row - self.starts[chunk]].copy()
+
     def rescore(self, ids: list[int], vector: np.ndarray) -> list[tuple[int, float]]:
         """The exact inner product of ``vector`` with the rows of ``ids`` that are live (an id
         removed meanwhile is left out), as (id, score) pairs."""
