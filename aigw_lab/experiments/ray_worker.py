@@ -79,19 +79,29 @@ class WorkerGateway:
             config = parse_config(self.inline, base_dir=self.base_dir, source="[gateway]")
         else:
             return Gateway.simulated_fleet(log=None, sinks=list(sinks), **dict(self.simulated))
-        # As ExperimentSpec.build_gateway builds it, but logging to the sinks only.
-        return Gateway(
-            config.providers,
-            log=None,
-            sinks=list(sinks),
-            max_body_chars=config.max_body_chars,
-            pool=config.pool,
-            prices=config.prices,
-            default_provider=config.default_provider,
-            tags=config.tags,
-            middleware=config.middleware(),
-            policies=config.load_policies(),
-        )
+        # As ExperimentSpec.build_gateway builds it, but logging to the sinks only; the
+        # config's Redis pool ([state]) is the gateway's to close, as there.
+        shared = config.shared_stores()
+        try:
+            gateway = Gateway(
+                config.providers,
+                log=None,
+                sinks=list(sinks),
+                max_body_chars=config.max_body_chars,
+                pool=config.pool,
+                prices=config.prices,
+                default_provider=config.default_provider,
+                tags=config.tags,
+                middleware=config.middleware(),
+                policies=config.load_policies(),
+            )
+        except BaseException:
+            if shared is not None:  # nothing else holds it: building failed
+                shared.state.close()
+            raise
+        if shared is not None:
+            gateway.own(shared.state)
+        return gateway
 
 
 @dataclass(frozen=True, kw_only=True)

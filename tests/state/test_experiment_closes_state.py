@@ -93,3 +93,21 @@ def test_a_gateway_that_fails_to_build_closes_the_pool_it_opened(
     with pytest.raises(AigwError):
         spec.build_gateway(db=tmp_path / "a-folder")
     assert len(opened) == 1 and opened[0].closed
+
+
+def test_a_ray_workers_gateway_closes_its_redis_pool(redis_server, tmp_path, monkeypatch):
+    """`WorkerGateway.build` (what each Ray task runs, here in-process: no cluster needed)
+    builds from the same config, so it must close the same pool."""
+    from aigw_lab.experiments.ray_worker import WorkerGateway
+    from aigw_lab.types import ChatRequest, Message
+
+    monkeypatch.setenv("AIGW_REDIS_URL", redis_server.url)
+    (tmp_path / "gw.toml").write_text(CONFIG.format(prefix="ray-close:"))
+    before = _clients(redis_server)
+    with WorkerGateway(config=str(tmp_path / "gw.toml")).build([]) as gateway:
+        request = ChatRequest.create(
+            model="sim/sim-small", messages=[Message(role="user", content="hello")]
+        )
+        gateway.chat(request)
+        assert len(_clients(redis_server)) > len(before)  # the stores did use the server
+    assert _clients(redis_server) == before
