@@ -172,8 +172,10 @@ class Targets:
 def with_model(request: ChatRequest, model: str) -> ChatRequest:
     """``dataclasses.replace(request, model=model)`` at about a third of its cost (it runs on
     every call: the request names ``provider/model``, the provider gets ``model``). The
-    same value because `ChatRequest` has no ``__post_init__`` and no field ``init=False``
-    (tests/gateway/test_with_model.py checks both, and equality with ``replace``)."""
+    same value because `ChatRequest` has no ``__post_init__`` and its one field
+    ``init=False`` is the labels' encoded text, which the copy may keep: its tags and
+    metadata are the original's (tests/gateway/test_with_model.py checks this, and equality
+    with ``replace``)."""
     copy = _new(ChatRequest)
     for name in ChatRequest.__slots__:
         _set(copy, name, getattr(request, name))
