@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,8 @@ _CACHE_KEY = pytest.StashKey[str]()
 _CACHE_INPUT = "aigw_lab_embedding_cache"
 #: The key of xdist's ``workerinput`` carrying the controller's --dist mode to workers.
 _DIST_INPUT = "aigw_lab_dist"
+#: Where this run compiles Python modules when the environment forbids writing bytecode.
+_PYCACHE_KEY = pytest.StashKey[str]()
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -176,6 +179,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pay once. The controller (or a run without workers) makes it; xdist workers get its name
     # (`pytest_configure_node`), so they share it: the cache writes each shard to a temporary
     # file and renames it, which is safe across processes.
+    _compile_once_per_run(config)
     shared = getattr(config, "workerinput", {}).get(_CACHE_INPUT)
     if shared is not None:
         os.environ[CACHE_ENV] = shared
@@ -183,6 +187,30 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = tempfile.mkdtemp(prefix="aigw_lab-test-cache-")
     config.stash[_CACHE_KEY] = folder
     os.environ[CACHE_ENV] = folder
+
+
+def _compile_once_per_run(config: pytest.Config) -> None:
+    """Where writing bytecode is turned off (``PYTHONDONTWRITEBYTECODE``, as on the project's
+    machine), compile each module once per run into a private folder instead of once per process.
+
+    With bytecode off, every process compiles every module it imports from source: each xdist
+    worker, each test's ``aigw-lab`` or ``python`` subprocess (hundreds per run; 0.1-0.15 s of
+    CPU each for the package's core), and pytest's rewriting of every test module. Here the run
+    sets ``PYTHONPYCACHEPREFIX`` to a folder of its own (inherited by workers and subprocesses,
+    which then skip this) and lets them write there; the folder is removed when the run ends,
+    so nothing is written next to the sources, as the environment asked. A developer whose
+    Python writes bytecode (its own ``__pycache__`` folders, or a prefix of their own) keeps it.
+    """
+    if sys.pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return  # a prefix chosen by the user, or the run that started this one
+    if not (sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")):
+        return
+    folder = tempfile.mkdtemp(prefix="aigw_lab-test-pycache-")
+    config.stash[_PYCACHE_KEY] = folder
+    os.environ["PYTHONPYCACHEPREFIX"] = folder
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.pycache_prefix = folder
+    sys.dont_write_bytecode = False
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -203,9 +231,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_GC_KEY, False):
         gc.enable()  # collection may have ended early (an error), before the hook above
-    folder = config.stash.get(_CACHE_KEY, None)  # only where it was made
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+    for key in (_CACHE_KEY, _PYCACHE_KEY):
+        folder = config.stash.get(key, None)  # only where it was made
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
