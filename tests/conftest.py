@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -246,6 +247,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         folder = config.stash.get(key, None)  # only where it was made
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+#: A test file that marks all of itself slow (``pytestmark = pytest.mark.slow``, or a list that
+#: starts with it), as its first statement at the start of a line.
+_SLOW_MODULE = re.compile(r"^pytestmark = \[?pytest\.mark\.slow\b", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast lane (exactly ``-m "not slow"``) does not import a test file whose every test is
+    slow: each worker would import it (and what it imports: Ray, Jupyter's kernel client,
+    Playwright, ...) only to deselect all of it. Such a file is then absent from the run rather
+    than counted as deselected; any other selection collects it as usual."""
+    if (config.option.markexpr or "").strip() != "not slow" or collection_path.suffix != ".py":
+        return None
+    path = collection_path.resolve()
+    if not path.is_relative_to(TESTS) or not path.name.startswith("test_"):
+        return None
+    if path.relative_to(TESTS).as_posix() in SLOW_FILES:
+        return True
+    return True if _SLOW_MODULE.search(path.read_text(encoding="utf-8")) else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
