@@ -131,6 +131,13 @@ SLOW_TESTS = frozenset(
         "experiments/test_progress_output.py::test_aigw_lab_run_on_a_terminal_draws_the_bar",
         "experiments/test_progress_output.py::test_in_a_notebook_kernel_the_run_shows_the_widget_not_text",
         "policy/test_calibrate.py::test_lambda_router_calibrates_a_lambda",
+        # from the fast lane of 2026-12-07 (tests/conftest.py's session 8; 2 workers, load 7-15):
+        # 11-97 s each, one alone longer than the lane's 90-s target
+        "policy/test_crossfit.py::test_a_side_feature_router_is_cross_fitted_from_plain_embeddings",
+        "experiments/test_warming.py::test_with_minilm_at_its_defaults_a_warmed_prompt_answers_a_paraphrase_not_another_question",  # noqa: E501  # the real MiniLM
+        "policy/test_cli_policy_fast.py::test_a_rerun_of_train_and_evaluate_embeds_nothing",
+        "policy/test_split.py::test_adaptive_starts_uniform_then_shifts_traffic_and_picks_the_better_arm",
+        "gateway/test_budget_restart.py::test_a_call_in_flight_at_a_crash_is_seeded_at_its_estimate",
     }
 )
 
