@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,10 @@ _CACHE_KEY = pytest.StashKey[str]()
 _CACHE_INPUT = "aigw_lab_embedding_cache"
 #: The key of xdist's ``workerinput`` carrying the controller's --dist mode to workers.
 _DIST_INPUT = "aigw_lab_dist"
+#: Where this run's subprocesses compile modules when the environment forbids bytecode.
+_PYCACHE_KEY = pytest.StashKey[str]()
+#: The key of xdist's ``workerinput`` carrying that folder (or None) to workers.
+_PYCACHE_INPUT = "aigw_lab_pycache"
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -125,6 +131,13 @@ SLOW_TESTS = frozenset(
         "experiments/test_progress_output.py::test_aigw_lab_run_on_a_terminal_draws_the_bar",
         "experiments/test_progress_output.py::test_in_a_notebook_kernel_the_run_shows_the_widget_not_text",
         "policy/test_calibrate.py::test_lambda_router_calibrates_a_lambda",
+        # from the fast lane of 2026-12-07 (tests/conftest.py's session 8; 2 workers, load 7-15):
+        # 11-97 s each, one alone longer than the lane's 90-s target
+        "policy/test_crossfit.py::test_a_side_feature_router_is_cross_fitted_from_plain_embeddings",
+        "experiments/test_warming.py::test_with_minilm_at_its_defaults_a_warmed_prompt_answers_a_paraphrase_not_another_question",  # noqa: E501  # the real MiniLM
+        "policy/test_cli_policy_fast.py::test_a_rerun_of_train_and_evaluate_embeds_nothing",
+        "policy/test_split.py::test_adaptive_starts_uniform_then_shifts_traffic_and_picks_the_better_arm",
+        "gateway/test_budget_restart.py::test_a_call_in_flight_at_a_crash_is_seeded_at_its_estimate",
     }
 )
 
@@ -176,6 +189,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pay once. The controller (or a run without workers) makes it; xdist workers get its name
     # (`pytest_configure_node`), so they share it: the cache writes each shard to a temporary
     # file and renames it, which is safe across processes.
+    _compile_once_per_run(config)
     shared = getattr(config, "workerinput", {}).get(_CACHE_INPUT)
     if shared is not None:
         os.environ[CACHE_ENV] = shared
@@ -185,11 +199,44 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[CACHE_ENV] = folder
 
 
+def _compile_once_per_run(config: pytest.Config) -> None:
+    """Where writing bytecode is turned off (``PYTHONDONTWRITEBYTECODE``, as on the project's
+    machine), the Python subprocesses that tests start compile each module once per run, into a
+    private folder, instead of once per process.
+
+    With bytecode off, every ``aigw-lab`` or ``python`` subprocess of a test (doc blocks, CLI
+    runs, kills, light-install checks) compiles every module of the package it imports from
+    source: 0.1-0.15 s of CPU each for the core. Here the processes that run tests put
+    ``PYTHONPYCACHEPREFIX`` (a folder the run makes and removes) in the environment their
+    subprocesses inherit, and let them write there; nothing is written next to the sources, as
+    the environment asked. The test processes themselves keep their own settings: a prefix also
+    hides the installed packages' own ``__pycache__``, so a worker under it would compile all of
+    numpy, pandas and DuckDB once more (measured: collection 27 s of CPU instead of 16.5 s). A
+    developer whose Python writes bytecode, or who chose a prefix, keeps that.
+    """
+    if hasattr(config, "workerinput"):
+        folder = config.workerinput.get(_PYCACHE_INPUT)
+    elif sys.pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return  # a prefix chosen by the user, or the run that started this one
+    elif not (sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")):
+        return
+    else:
+        folder = tempfile.mkdtemp(prefix="aigw_lab-test-pycache-")
+        config.stash[_PYCACHE_KEY] = folder
+        if not _collects_here(config):
+            return  # an xdist controller: workers started now must not inherit it (above)
+    if folder:
+        os.environ["PYTHONPYCACHEPREFIX"] = folder
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
-    """pytest-xdist: hand the controller's embedding cache folder and --dist to a worker."""
+    """pytest-xdist: hand the controller's embedding cache folder, --dist and bytecode folder
+    to a worker."""
     node.workerinput[_CACHE_INPUT] = node.config.stash[_CACHE_KEY]
     node.workerinput[_DIST_INPUT] = node.config.option.dist
+    node.workerinput[_PYCACHE_INPUT] = node.config.stash.get(_PYCACHE_KEY, None)
 
 
 @pytest.hookimpl(trylast=True)
@@ -203,9 +250,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_GC_KEY, False):
         gc.enable()  # collection may have ended early (an error), before the hook above
-    folder = config.stash.get(_CACHE_KEY, None)  # only where it was made
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+    for key in (_CACHE_KEY, _PYCACHE_KEY):
+        folder = config.stash.get(key, None)  # only where it was made
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+#: A test file that marks all of itself slow (``pytestmark = pytest.mark.slow``, or a list that
+#: starts with it), as its first statement at the start of a line.
+_SLOW_MODULE = re.compile(r"^pytestmark = \[?pytest\.mark\.slow\b", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast lane (exactly ``-m "not slow"``) does not import a test file whose every test is
+    slow: each worker would import it (and what it imports: Ray, Jupyter's kernel client,
+    Playwright, ...) only to deselect all of it. Such a file is then absent from the run rather
+    than counted as deselected; any other selection collects it as usual."""
+    if (config.option.markexpr or "").strip() != "not slow" or collection_path.suffix != ".py":
+        return None
+    path = collection_path.resolve()
+    if not path.is_relative_to(TESTS) or not path.name.startswith("test_"):
+        return None
+    if path.relative_to(TESTS).as_posix() in SLOW_FILES:
+        return True
+    return True if _SLOW_MODULE.search(path.read_text(encoding="utf-8")) else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

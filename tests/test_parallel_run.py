@@ -19,6 +19,12 @@ import pytest
 PROBE_ENV = "AIGW_LAB_TEST_PARALLEL_PROBE"
 CACHE_ENV = "AIGW_LAB_CACHE"
 ROOT = Path(__file__).resolve().parents[1]
+#: Run by each probe in a child Python: where would that process write its bytecode?
+CHILD = (
+    "import json, sys, aigw_lab, pathlib; print(json.dumps([sys.pycache_prefix,"
+    " sys.flags.dont_write_bytecode, bool(sys.pycache_prefix and"
+    " any(pathlib.Path(sys.pycache_prefix).rglob('aigw_lab/__init__.*.pyc')))]))"
+)
 
 
 @pytest.mark.parametrize(
@@ -35,16 +41,27 @@ def test_probe(n: int) -> None:
         "worker": os.environ.get("PYTEST_XDIST_WORKER"),
         "cache": os.environ.get(CACHE_ENV),
         "cache_exists": Path(os.environ.get(CACHE_ENV, "/nonexistent")).is_dir(),
+        "pycache_prefix": sys.pycache_prefix,
+        "writes_bytecode": not sys.dont_write_bytecode,
+        # What a subprocess of a test (an `aigw-lab` command, a doc block) inherits.
+        "child": subprocess.run(
+            [sys.executable, "-c", CHILD], capture_output=True, text=True, check=True
+        ).stdout,
     }
     (Path(out) / f"{n}.json").write_text(json.dumps(record))
 
 
-def _run(tmp_path: Path, *args: str) -> list[dict]:
+def _run(tmp_path: Path, *args: str, bytecode: dict[str, str] | None = None) -> list[dict]:
+    """The probe's records from ``pytest ARGS``; ``bytecode``: the run's bytecode variables
+    (``PYTHONDONTWRITEBYTECODE``, ``PYTHONPYCACHEPREFIX``), none of this run's by default."""
     out = tmp_path / "probe"
     out.mkdir()
     env = {**os.environ, PROBE_ENV: str(out)}
     env.pop("PYTEST_XDIST_WORKER", None)  # this test may itself run on a worker
     env.pop(CACHE_ENV, None)
+    for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+        env.pop(name, None)  # this test's own run may have set them (tests/conftest.py)
+    env.update(bytecode or {"PYTHONDONTWRITEBYTECODE": "1"})
     done = subprocess.run(
         [
             sys.executable,
@@ -101,3 +118,31 @@ def test_the_tests_of_an_xdist_group_run_on_one_worker(tmp_path) -> None:
     grouped = {r["worker"] for r in records if r["n"] >= 6}
     assert len(grouped) == 1, records
     assert len({r["cache"] for r in records}) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["-n", "2"], ["-p", "no:xdist"]])
+def test_with_bytecode_off_test_subprocesses_compile_into_one_folder(tmp_path, args) -> None:
+    # Failed before: with PYTHONDONTWRITEBYTECODE (set on the project's machine) every
+    # subprocess of a test compiled every module of the package it imported from source.
+    records = _run(tmp_path, *args, bytecode={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert len(records) == 12
+    children = [json.loads(r["child"]) for r in records]
+    (prefix,) = {c[0] for c in children}
+    assert prefix and Path(prefix).name.startswith("aigw_lab-test-pycache-")
+    # Children write there (a later one finds the package compiled).
+    assert all(c[1] == 0 for c in children) and any(c[2] for c in children), children
+    # The test processes keep reading the installed packages' own __pycache__ (a prefix would
+    # hide it) and write nothing.
+    assert {r["pycache_prefix"] for r in records} == {None}
+    assert not any(r["writes_bytecode"] for r in records)
+    assert not Path(prefix).exists(), "the run removes its bytecode folder at the end"
+
+
+@pytest.mark.slow
+def test_a_developers_own_bytecode_settings_are_kept(tmp_path) -> None:
+    mine = tmp_path / "my-pycache"
+    records = _run(tmp_path, "-n", "2", bytecode={"PYTHONPYCACHEPREFIX": str(mine)})
+    assert {r["pycache_prefix"] for r in records} == {str(mine)}
+    assert all(json.loads(r["child"])[:2] == [str(mine), 0] for r in records)
+    assert mine.is_dir(), "a folder the developer chose stays"
