@@ -15,8 +15,10 @@ request and no polling:
   by ``busy_app`` (503 with Retry-After in the caller's API format) and is closed. Its
   request is read first (within the header timeout), so the client sees the answer rather
   than a reset;
-- a **header size cap** for httptools (h11 has its own, ``h11_max_incomplete_event_size``):
-  past ``max_header_bytes`` before the headers are complete, 400 and the connection closed.
+- a **header size cap**: a request line plus headers past ``max_header_bytes``, whether
+  still arriving or complete in one piece, gets a 400 and the connection is closed before
+  the parser or the app sees them (h11 also bounds unfinished ones itself,
+  ``h11_max_incomplete_event_size``).
 
 The body timeout and the cap on requests in flight live in the app (`GatewayApp`), which
 answers them in the caller's format.
@@ -36,8 +38,10 @@ __all__ = ["guarded_protocol", "HTTP_IMPLEMENTATIONS", "resolve_http"]
 
 #: The HTTP/1.1 fronts ``aigw-lab serve --http`` offers: "aigw" is our own protocol on
 #: httptools' parser (`aigw_lab.server.h1`), "httptools" and "h11" uvicorn's protocols with
-#: the guards below. "auto" takes "aigw" when httptools is installed, else "h11" (measured:
-#: bench/bench_serve_workers.py --fronts, docs/performance.md).
+#: the guards below. "auto" takes uvicorn's "httptools" when httptools is installed, else
+#: "h11": on a quiet box "aigw" measured the same CPU per request within noise
+#: (bench/bench_serve_workers.py --fronts, docs/performance.md), so the default stays with
+#: the protocol most servers run.
 HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11", "aigw")
 
 _TIMEOUT_408 = (
@@ -53,7 +57,7 @@ def resolve_http(http: str, find: Any = None) -> str:
     the choices for an unknown name. ``find`` is `importlib.util.find_spec` unless given."""
     find = find or find_spec
     if http == "auto":
-        return "aigw" if find("httptools") is not None else "h11"
+        return "httptools" if find("httptools") is not None else "h11"
     if http in ("httptools", "aigw") and find("httptools") is None:
         raise ConfigError(
             f"--http {http}: httptools is not installed",
@@ -71,7 +75,7 @@ class _Guards:
 
     header_timeout: float = 10.0
     max_connections: int = 1000
-    max_header_bytes: int = 0  # 0: the protocol bounds headers itself (h11)
+    max_header_bytes: int = 0  # 0: no cap of the guard's own
     busy_app: Any = None
 
     _header_timer: asyncio.TimerHandle | None = None
@@ -92,7 +96,17 @@ class _Guards:
             if self._header_timer is None:
                 self._arm()  # the first byte of the next request on a kept-alive one
             self._started = True
+            before = self._header_bytes
             self._header_bytes += len(data)
+            cap = self.max_header_bytes
+            if cap and self._header_bytes > cap:
+                # Headers complete in this chunk but past the cap would reach the app once
+                # parsed: measure up to their end, and refuse before the parser sees them.
+                end = data.find(b"\r\n\r\n")
+                if end < 0 or before + end > cap:
+                    if not self.transport.is_closing():  # type: ignore[attr-defined]
+                        self.send_400_response("the request headers are too large")  # type: ignore[attr-defined]
+                    return
         super().data_received(data)  # type: ignore[misc]
         if not self._awaiting_headers():
             self._disarm()
@@ -133,7 +147,7 @@ class _Guards:
 
 def guarded_protocol(limits: ServerLimits, busy_app: Any, http: str = "h11") -> type:
     """uvicorn's protocol class for ``http`` ("h11" or "httptools", see `resolve_http`)
-    with the header timeout, connection cap and (httptools) header size cap of ``limits``;
+    with the header timeout, connection cap and header size cap of ``limits``;
     ``busy_app`` (an ASGI app) answers requests on connections over the cap. "aigw": our
     own protocol with the same guards (`aigw_lab.server.h1.h1_protocol`)."""
     if http == "aigw":
@@ -147,7 +161,9 @@ def guarded_protocol(limits: ServerLimits, busy_app: Any, http: str = "h11") -> 
         # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
 
-        header_cap = 0  # h11_max_incomplete_event_size (see runner.uvicorn_config)
+        # h11_max_incomplete_event_size (see runner.uvicorn_config) bounds headers that
+        # are still arriving; the guard's count also refuses complete ones past the cap.
+        header_cap = limits.max_header_bytes
     attributes = {
         "__doc__": f"uvicorn's {base.__name__} plus the guards of aigw_lab.server.limits.",
         "header_timeout": limits.header_timeout,

@@ -1,6 +1,6 @@
-"""Which HTTP front ``aigw-lab serve`` runs (issue 14 §3): our own protocol on httptools'
-parser ("aigw", aigw_lab.server.h1) when httptools is installed (the ``fast-serve`` extra),
-else uvicorn's h11 protocol; uvicorn's httptools protocol on request. Each has the
+"""Which HTTP front ``aigw-lab serve`` runs (issue 14 §3): uvicorn's httptools protocol
+when httptools is installed (the ``fast-serve`` extra), else uvicorn's h11 protocol; our own
+protocol on httptools' parser ("aigw", aigw_lab.server.h1) on request. Each has the
 connection guards of aigw_lab.server.limits (tests/server/test_slow_clients.py runs every
 guard on all three)."""
 
@@ -26,7 +26,7 @@ def installed(*names: str):
 
 
 def test_auto_takes_aigw_when_httptools_is_installed_else_h11() -> None:
-    assert resolve_http("auto", installed("httptools")) == "aigw"
+    assert resolve_http("auto", installed("httptools")) == "httptools"
     assert resolve_http("auto", installed()) == "h11"
     assert resolve_http("h11", installed("httptools")) == "h11"
     assert resolve_http("httptools", installed("httptools")) == "httptools"

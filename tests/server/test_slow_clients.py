@@ -237,6 +237,28 @@ def test_headers_past_max_header_bytes_are_400(server: tuple[str, int]) -> None:
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
 
 
+def test_a_valid_request_with_complete_headers_past_the_cap_never_reaches_the_app(
+    server: tuple[str, int],
+) -> None:
+    """Headers that arrive complete, in one piece, past ``max_header_bytes``: a 400 naming
+    the cause, not the answer the app would give (uvicorn's httptools protocol parsed them
+    and ran the app before the guard's count was checked)."""
+    body = b'{"model": "sim/sim-small", "messages": [{"role": "user", "content": "hi"}]}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\n".encode()
+        + b"x-big: " + b"a" * 20_000 + b"\r\n\r\n"
+    )  # fmt: skip
+    with socket.create_connection(server, timeout=GUARD_S) as sock:
+        try:
+            sock.sendall(head + body)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:120]
+    assert b"too large" in answer
+
+
 def test_unfinished_headers_past_max_header_bytes_are_400_at_once(server: tuple[str, int]) -> None:
     """Headers that never end are refused as soon as they pass ``max_header_bytes``, with a
     400, not left to the header timeout's 408: httptools sets no bound of its own (the
