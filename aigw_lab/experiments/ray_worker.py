@@ -69,6 +69,7 @@ class WorkerGateway:
         """The worker's gateway, logging only to ``sinks``."""
         # lazy: the config and gateway layers load here, in the worker, not at import
         from aigw_lab.config import load_config, parse_config
+        from aigw_lab.experiments.spec import gateway_from_config
         from aigw_lab.gateway import Gateway
 
         if self.factory is not None:
@@ -79,29 +80,8 @@ class WorkerGateway:
             config = parse_config(self.inline, base_dir=self.base_dir, source="[gateway]")
         else:
             return Gateway.simulated_fleet(log=None, sinks=list(sinks), **dict(self.simulated))
-        # As ExperimentSpec.build_gateway builds it, but logging to the sinks only; the
-        # config's Redis pool ([state]) is the gateway's to close, as there.
-        shared = config.shared_stores()
-        try:
-            gateway = Gateway(
-                config.providers,
-                log=None,
-                sinks=list(sinks),
-                max_body_chars=config.max_body_chars,
-                pool=config.pool,
-                prices=config.prices,
-                default_provider=config.default_provider,
-                tags=config.tags,
-                middleware=config.middleware(),
-                policies=config.load_policies(),
-            )
-        except BaseException:
-            if shared is not None:  # nothing else holds it: building failed
-                shared.state.close()
-            raise
-        if shared is not None:
-            gateway.own(shared.state)
-        return gateway
+        # As ExperimentSpec.build_gateway builds it, but logging to the sinks only.
+        return gateway_from_config(config, log=None, sinks=list(sinks))
 
 
 @dataclass(frozen=True, kw_only=True)

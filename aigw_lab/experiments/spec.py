@@ -194,30 +194,39 @@ class ExperimentSpec:
         if log is None and gateway_config.log and gateway_config.db not in (None, ":memory:"):
             log = gateway_config.db
         # As Gateway.from_config builds it: [log] (bodies, encryption, durability) and
-        # [policies] of the config apply to an experiment's log and targets too. The Redis
-        # pool of [state] (one per config, shared by the rate limits, budgets, caches and
-        # breakers `middleware` builds) is the gateway's to close, as from_config makes it.
-        shared = gateway_config.shared_stores()
-        try:
-            gateway = Gateway(
-                gateway_config.providers,
-                log=log or DEFAULT_DB,
-                log_options=gateway_config.log_options,
-                max_body_chars=gateway_config.max_body_chars,
-                pool=gateway_config.pool,
-                prices=gateway_config.prices,
-                default_provider=gateway_config.default_provider,
-                tags=gateway_config.tags,
-                middleware=gateway_config.middleware(),
-                policies=gateway_config.load_policies(),
-            )
-        except BaseException:
-            if shared is not None:  # nothing else holds it: building failed
-                shared.state.close()
-            raise
-        if shared is not None:
-            gateway.own(shared.state)
-        return gateway
+        # [policies] of the config apply to an experiment's log and targets too.
+        return gateway_from_config(
+            gateway_config, log=log or DEFAULT_DB, log_options=gateway_config.log_options
+        )
+
+
+def gateway_from_config(config: Any, **log_args: Any) -> Gateway:
+    """A `Gateway` of a parsed gateway config (providers, pool, prices, tags, middleware,
+    policies) logging as ``log_args`` say (``log=``, ``log_options=``, ``sinks=``): what an
+    experiment file's gateway and each Ray worker's gateway are. The Redis pool of the
+    config's ``[state]`` (one per config, shared by the rate limits, budgets, caches and
+    breakers `middleware` builds) is the gateway's to close, as `Gateway.from_config`
+    makes it."""
+    shared = config.shared_stores()
+    try:
+        gateway = Gateway(
+            config.providers,
+            max_body_chars=config.max_body_chars,
+            pool=config.pool,
+            prices=config.prices,
+            default_provider=config.default_provider,
+            tags=config.tags,
+            middleware=config.middleware(),
+            policies=config.load_policies(),
+            **log_args,
+        )
+    except BaseException:
+        if shared is not None:  # nothing else holds it: building failed
+            shared.state.close()
+        raise
+    if shared is not None:
+        gateway.own(shared.state)
+    return gateway
 
 
 def _check_address(
