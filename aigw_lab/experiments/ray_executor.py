@@ -214,6 +214,8 @@ class RayExecutor:
         rows = await asyncio.to_thread(TeamRows, url)
         try:
             await asyncio.to_thread(rows.lock_experiment, experiment.id)
+            if resume:
+                await asyncio.to_thread(self.send_local_leftovers, url)
             mirror = TeamLogMirror(url, self.mirror)
             await asyncio.to_thread(mirror.sync)
             driver = _Driver(self, ray, gateway, experiment, shipped, rows, mirror, url)
@@ -264,6 +266,28 @@ class RayExecutor:
             raise
         weakref.finalize(gateway, sink.close)
         return gateway
+
+    def send_local_leftovers(self, url: str, timeout: float = 60.0) -> None:
+        """Send to the team log what dead shards left in this machine's spool folders,
+        before the driver reads which units are done. Without it, a call a killed run's
+        worker finished (paid, its row still in its shard's spool) could be dealt to another
+        shard of the resumed run and paid again before its own shard's folder was replayed.
+        A live process's segments are locked, so they are left alone. Other machines'
+        folders are replayed by their next worker of the same shard index."""
+        # lazy: psycopg is the team log's; only a Ray run's driver needs it here
+        from aigw_lab.store.team_log import TeamLogSink
+
+        root = Path(self.spool_for(url)).expanduser()
+        if not root.is_dir():
+            return
+        for folder in sorted(root.glob("shard-*")):
+            if not folder.is_dir():
+                continue
+            leftovers = TeamLogSink(url, spool_dir=folder)
+            try:
+                leftovers.flush(timeout)
+            finally:
+                leftovers.close()
 
     def spool_for(self, url: str) -> str:
         """The spool directory workers use for this team log (expanded on each node)."""

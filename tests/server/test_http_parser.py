@@ -25,7 +25,7 @@ def installed(*names: str):
     return lambda name: object() if name in names else None
 
 
-def test_auto_takes_aigw_when_httptools_is_installed_else_h11() -> None:
+def test_auto_takes_httptools_when_installed_else_h11() -> None:
     assert resolve_http("auto", installed("httptools")) == "httptools"
     assert resolve_http("auto", installed()) == "h11"
     assert resolve_http("h11", installed("httptools")) == "h11"
@@ -45,24 +45,24 @@ def test_an_unknown_parser_is_refused() -> None:
 
 
 @pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed (fast-serve extra)")
-def test_the_server_runs_the_aigw_protocol_by_default() -> None:
-    from aigw_lab.server.h1 import _H1Protocol
+def test_the_server_runs_uvicorns_httptools_protocol_by_default() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     app = GatewayApp(Gateway.simulated_fleet(time_scale=0.0, log=None), None)
     config = uvicorn_config(app, None, log_level="warning", lifespan="off")
-    assert issubclass(config.http, _H1Protocol)
+    assert issubclass(config.http, HttpToolsProtocol)
     assert config.http.max_connections == ServerLimits().max_connections
     assert config.http.max_header_bytes == ServerLimits().max_header_bytes
     app.gateway.close()
 
 
 @pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed (fast-serve extra)")
-def test_uvicorns_httptools_protocol_is_still_a_choice() -> None:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+def test_our_aigw_protocol_is_a_choice() -> None:
+    from aigw_lab.server.h1 import _H1Protocol
 
     app = GatewayApp(Gateway.simulated_fleet(time_scale=0.0, log=None), None)
-    config = uvicorn_config(app, None, log_level="warning", lifespan="off", http="httptools")
-    assert issubclass(config.http, HttpToolsProtocol)
+    config = uvicorn_config(app, None, log_level="warning", lifespan="off", http="aigw")
+    assert issubclass(config.http, _H1Protocol)
     app.gateway.close()
 
 

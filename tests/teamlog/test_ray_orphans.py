@@ -58,3 +58,30 @@ def test_orphaned_shard_spools_are_sent_by_exactly_one_shard(team_url, tmp_path)
         ).fetchall() == [("interrupted", "i")]
     _Shard(_job(1, 2, root))._send_orphans(team_url, root)  # nothing twice
     assert count() == 8
+
+
+def test_a_resuming_driver_sends_every_local_shard_spool_before_it_reads_what_is_done(
+    team_url, tmp_path
+):
+    """A killed run's worker may finish a paid call after the kill, leaving its row only in
+    its shard's spool; the resumed run deals units anew, so another shard could pay for
+    that unit again before the first shard's folder is replayed. The driver sends every
+    local shard folder first (`RayExecutor.send_local_leftovers`)."""
+    from aigw_lab.experiments.ray_executor import RayExecutor
+
+    root = tmp_path / "spool"
+    for shard, prefix in ((0, "zero"), (1, "one")):
+        dead = TeamLogSink("postgresql://x@127.0.0.1:9/none", spool_dir=root / f"shard-{shard}",
+                           flush_timeout=0.2, retry_interval=0.05)  # fmt: skip
+        for row in make_rows(3, prefix=prefix):
+            dead.append(row)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TeamLogWarning)
+            dead.close()
+    executor = RayExecutor(spool_dir=str(root), url_env="UNUSED")
+    executor.send_local_leftovers(team_url)
+    with psycopg.connect(team_url) as conn:
+        assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 6
+    executor.send_local_leftovers(team_url)  # nothing twice
+    with psycopg.connect(team_url) as conn:
+        assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 6
