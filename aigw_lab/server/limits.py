@@ -110,9 +110,6 @@ class _Guards:
         super().data_received(data)  # type: ignore[misc]
         if not self._awaiting_headers():
             self._disarm()
-        elif awaiting and self.max_header_bytes and self._header_bytes > self.max_header_bytes:
-            if not self.transport.is_closing():  # type: ignore[attr-defined]
-                self.send_400_response("the request headers are too large")  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
