@@ -61,6 +61,7 @@ from aigw_lab.experiments.ray_worker import (
     ShardResult,
     WorkerGateway,
     run_shard,
+    send_spool_folder,
 )
 from aigw_lab.experiments.records import (
     RunRecord,
@@ -274,20 +275,12 @@ class RayExecutor:
         shard of the resumed run and paid again before its own shard's folder was replayed.
         A live process's segments are locked, so they are left alone. Other machines'
         folders are replayed by their next worker of the same shard index."""
-        # lazy: psycopg is the team log's; only a Ray run's driver needs it here
-        from aigw_lab.store.team_log import TeamLogSink
-
         root = Path(self.spool_for(url)).expanduser()
         if not root.is_dir():
             return
         for folder in sorted(root.glob("shard-*")):
-            if not folder.is_dir():
-                continue
-            leftovers = TeamLogSink(url, spool_dir=folder)
-            try:
-                leftovers.flush(timeout)
-            finally:
-                leftovers.close()
+            if folder.is_dir():
+                send_spool_folder(url, folder, timeout)
 
     def spool_for(self, url: str) -> str:
         """The spool directory workers use for this team log (expanded on each node)."""

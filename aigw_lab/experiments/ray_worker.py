@@ -45,7 +45,14 @@ if TYPE_CHECKING:
     from aigw_lab.gateway import Gateway
     from aigw_lab.store.sink import CallSink
 
-__all__ = ["RunBoard", "ShardJob", "ShardResult", "WorkerGateway", "run_shard"]
+__all__ = [
+    "RunBoard",
+    "ShardJob",
+    "ShardResult",
+    "WorkerGateway",
+    "run_shard",
+    "send_spool_folder",
+]
 
 #: How often a shard writes its buffered scores to the team log.
 POLL_S = 0.25
@@ -82,6 +89,17 @@ class WorkerGateway:
             return Gateway.simulated_fleet(log=None, sinks=list(sinks), **dict(self.simulated))
         # As ExperimentSpec.build_gateway builds it, but logging to the sinks only.
         return gateway_from_config(config, log=None, sinks=list(sinks))
+
+
+def send_spool_folder(url: str, folder: Path, timeout: float) -> None:
+    """Send what dead processes left in one team-log spool folder (rows, and starts without
+    a row as interrupted rows) to the team log at ``url``, waiting up to ``timeout``.
+    Segments a live process holds are locked, so they are left alone."""
+    leftovers = TeamLogSink(url, spool_dir=folder)
+    try:
+        leftovers.flush(timeout)
+    finally:
+        leftovers.close()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,11 +268,7 @@ class _Shard:
                 continue
             if int(index) % job.shards != job.shard:
                 continue
-            orphan = TeamLogSink(url, spool_dir=folder)
-            try:
-                orphan.flush(job.flush_timeout)
-            finally:
-                orphan.close()
+            send_spool_folder(url, folder, job.flush_timeout)
 
     def _scorers(self, gateway: Gateway) -> Sequence[Any]:
         if self.job.scorer_specs is None:
