@@ -86,14 +86,15 @@ class Recorder:
         self._is_simulated = is_simulated
         # Rows are built only when something takes them.
         self._writes = log is not None or bool(self.sinks)
-        # A log without a spool or other sinks takes a success row unfinished: the log's
-        # writer thread finishes it in a batch (`aigw_lab.store.unfinished`). A spool's
-        # end frame needs the finished row on this thread; a sink takes finished rows.
+        # A log without other sinks takes a success row unfinished when it says so: the
+        # log's writer thread finishes it in a batch (`aigw_lab.store.unfinished`); a
+        # spooled log's end frame then holds the unfinished row (`store.spool_rows`). A log
+        # whose body policy must apply before its spool, or a sink, takes finished rows.
         self._later = (
             log is not None
             and not self.sinks
-            and self.spool is None
             and callable(getattr(log, "append_later", None))
+            and bool(getattr(log, "takes_unfinished", self.spool is None))
         )
         self._problems = [_Problems() for _ in self.sinks]
         self._lock = threading.Lock()

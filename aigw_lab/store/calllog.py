@@ -142,6 +142,9 @@ class CallLog:
         #: Rows written from a dead process's spool when this log was opened.
         self.recovered = 0
         self._spool: Spool | None = None
+        # Spooled rows handed over unfinished get ``u`` end frames (`spool_rows`). False
+        # only to measure against rows finished on the calling thread (bench_spool_threads).
+        self._unfinished_ends = True
 
         self._path: Path | str
         # None for "full": append then costs one comparison more than before.
@@ -263,14 +266,36 @@ class CallLog:
         """Queue a row the writer thread finishes (`aigw_lab.store.unfinished`): ``values``
         as `aigw_lab.gateway.records.success_values_later` gives them, made storable with
         ``max_body_chars`` (`sanitize_record`). The stored row is the one `append` would
-        store for the finished row; a log with a spool finishes it here, first, since the
-        spool's end frame holds the finished row. Raises as `append` does."""
+        store for the finished row. A spooled log first writes the unfinished row's end
+        frame (`aigw_lab.store.spool_rows`), which replay finishes the same way; one with a
+        body mode other than ``"full"`` (whose policy must reach the row before the file
+        does), or a row no frame can hold, is finished here, first. Raises as `append`
+        does."""
         item = (values, max_body_chars)
-        if self._spool is not None:
-            record, _ = finish_row(item, None)
-            self.append(record, built=True)
+        spool = self._spool
+        if spool is None:
+            self._writer.append_later(item)
             return
-        self._writer.append_later(item)
+        if self._bodies is None and self._unfinished_ends:
+            with spool.lock:
+                # Spooled before it is queued, as in `append`.
+                if spool.write_unfinished(values, max_body_chars):
+                    try:
+                        self._writer.append_later(item)
+                    except BaseException:
+                        spool.refused()
+                        raise
+                    spool.ends += 1
+                    return
+        record, _ = finish_row(item, None)
+        self.append(record, built=True)
+
+    @property
+    def takes_unfinished(self) -> bool:
+        """True when `append_later` leaves a row's finishing to the writer thread: no
+        spool, or a spool whose end frames hold unfinished rows (body mode ``"full"``). The
+        gateway then hands rows over unfinished (`aigw_lab.gateway.recorder.Recorder`)."""
+        return self._spool is None or (self._bodies is None and self._unfinished_ends)
 
     def append_many(self, records: Iterable[CallRecord], *, built: bool = False) -> None:
         """Queue several rows, in order (`append` for each)."""

@@ -24,7 +24,11 @@ instead of a rebuilt 44-tuple. marshal, not JSON: a full row encodes in ~2 µs i
 zeros where the header goes, which ends the segment. What a file supplies is checked before
 it becomes a row: the checksum, then marshal in a ``try``, then every value's type against
 its column. A frame the process died copying fails the length or checksum check and is
-skipped; so is a corrupt one elsewhere, with a warning.
+skipped; so is a corrupt one elsewhere, with a warning. A row the gateway hands over
+unfinished (`CallLog.append_later`, a log storing bodies in full) has a ``u`` end frame
+instead: the values it is made from, which replay finishes as the writer thread does
+(`aigw_lab.store.spool_rows`); the calling thread then neither encodes the request's JSON
+nor sanitises the row.
 
 Durability (``durability``): ``"os"``: every frame is in the kernel's page cache as soon as
 it is copied: it survives the process dying, not the machine. ``"fsync"`` also calls
@@ -73,6 +77,7 @@ from aigw_lab.store.spool_replay import (
     unlink_quietly,
     warn_invalid,
 )
+from aigw_lab.store.spool_rows import UNFINISHED_KIND, unfinished_payload
 from aigw_lab.store.writer import CallLogWarning
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
@@ -97,7 +102,7 @@ __all__ = [
 #: Values of ``durability`` (``[log] durability`` in a config file).
 DURABILITY_LEVELS = ("none", "os", "fsync")
 
-_START, _END = START_KIND, END_KIND
+_START, _END, _UNFINISHED = START_KIND, END_KIND, UNFINISHED_KIND
 _SUFFIX = SEGMENT_SUFFIX
 _HEADER = FRAME_HEADER
 _CREATE_ATTEMPTS = 3  # tries at creating a segment whose temporary file a scan takes away
@@ -327,6 +332,34 @@ class Spool:
             self._open.pop(record[0], None)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
+
+    def write_unfinished(self, values: tuple[Any, ...], max_body_chars: int) -> bool:
+        """Write the end frame of an unfinished row (`CallLog.append_later`'s ``values``,
+        sanitised later with ``max_body_chars``): a ``u`` frame (`aigw_lab.store.spool_rows`),
+        which replay finishes as the writer thread does. False, writing nothing, when the row
+        cannot be put in one (the caller then finishes it and uses `write_end`). As for
+        `write_end`, the caller holds `lock` and queues the row before releasing it."""
+        try:
+            payload = unfinished_payload(values, max_body_chars, _dumps)
+        except ValueError:
+            return False
+        used = self._used
+        end = used + _HEADER_SIZE + len(payload)
+        if end > self._limit:
+            self._write_slow(_UNFINISHED, payload)
+        else:
+            mapping = self._map
+            mapping[used + _HEADER_SIZE : end] = payload
+            _pack_header(mapping, used, _UNFINISHED, len(payload), _checksum(payload))
+            self._used = end
+            if self._sync_each:
+                os.fdatasync(self._segment.fd)
+            self._dirty = True
+        if self._open:
+            self._open.pop(values[0], None)
+        if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
+            self._drop_sealed()
+        return True
 
     def refused(self) -> None:
         """A spooled row was refused by the writer: keep every segment for the next open."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
 from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.spool_rows import UNFINISHED_KIND, finish_unfinished, unfinished_parts
 from aigw_lab.store.writer import CallLogWarning
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
@@ -91,6 +92,7 @@ _OLD_START, _OLD_END = b"S", b"E"
 _CHECKSUMS = {
     START_KIND: zlib.adler32,
     END_KIND: zlib.adler32,
+    UNFINISHED_KIND: zlib.adler32,  # an end holding an unfinished row (`spool_rows`)
     _OLD_START: zlib.crc32,
     _OLD_END: zlib.crc32,
 }
@@ -258,15 +260,23 @@ def _parse(
 
 
 def _decode(body: bytes, check: int, kind: bytes) -> tuple[str | None, tuple[Any, ...]]:
-    """The frame's values (for an end: in `CALL_COLUMNS` order, timestamp as a datetime;
-    for a start: in `START_FIELDS` order, timestamp in seconds), or what is wrong with it."""
+    """The frame's values (for an end: in `CALL_COLUMNS` order, timestamp as a datetime,
+    an unfinished row (`spool_rows`) finished as the writer finishes it; for a start: in
+    `START_FIELDS` order, timestamp in seconds), or what is wrong with it."""
     if _CHECKSUMS[kind](body) != check:
         return "checksum mismatch", ()
     try:
         values = marshal.loads(body)
     except Exception:  # noqa: BLE001 - any undecodable payload is just a bad frame
         return "undecodable payload", ()
-    if kind not in _STARTS:
+    plain: Any = None
+    max_body_chars = 0
+    if kind == UNFINISHED_KIND:
+        problem, values, plain, max_body_chars = unfinished_parts(values)
+        if problem is not None:
+            return problem, ()
+        names, oldest = CALL_COLUMNS, len(CALL_COLUMNS)
+    elif kind not in _STARTS:
         if type(values) is not tuple or len(values) != 3:
             return "not an end frame", ()
         stamp, head, tail = values
@@ -292,6 +302,9 @@ def _decode(body: bytes, check: int, kind: bytes) -> tuple[str | None, tuple[Any
         when = datetime.fromtimestamp(values[2], UTC)
     except (OverflowError, ValueError, OSError):
         return "timestamp out of range", ()
+    if kind == UNFINISHED_KIND:
+        # Finished as the writer would have finished it: request JSON, sanitised text.
+        return None, finish_unfinished(values, plain, max_body_chars)
     if kind not in _STARTS:
         values = (*values[:2], when, *values[3:])
     return None, values

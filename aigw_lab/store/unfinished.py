@@ -2,16 +2,18 @@
 
 A paced call runs cache-cold, so every instruction on the thread that makes the call costs
 several times what it costs in a loop (docs/performance.md, "The call log at real call
-rates"). For a log without a spool (``durability = "none"``, in memory, encrypted) and no
-other sink, the gateway hands the log a row's values with the two costliest columns left
-unfinished (`aigw_lab.gateway.records.success_values_later`): ``timestamp`` as epoch
-seconds and ``request_json`` as the frozen request itself. The writer finishes a batch of
+rates"). For a log with no other sink (see below for a spooled one), the gateway hands
+the log a row's values with the two costliest columns left unfinished
+(`aigw_lab.gateway.records.success_values_later`): ``timestamp`` as epoch seconds and
+``request_json`` as the frozen request itself. The writer finishes a batch of
 them in one pass before converting it: the request's JSON, the timestamp, `sanitize_record`
 and the log's body policy, in the order `CallLog.append` applies them to a finished row, so
 the stored row is the same byte for byte (tests/store/test_unfinished_rows.py).
 
-A log with a spool never takes unfinished rows: its end frame, written on the calling thread
-before the call returns, holds the finished row.
+A log with a spool takes them too when it stores bodies in full: its end frame, written on
+the calling thread before the call returns, then holds the unfinished row (`aigw_lab.store.
+spool_rows`), and replay finishes it with `finish_row`. Under another body mode the policy
+must reach the row before the spool file does, so such a log finishes rows at once.
 """
 
 from __future__ import annotations

@@ -171,7 +171,11 @@ def _log(tmp_path, kind: str, mode: str = "full") -> CallLog:  # noqa: ANN001
         return CallLog(":memory:", bodies=bodies)
     if kind == "none":
         return CallLog(tmp_path / f"{kind}-{mode}.duckdb", durability="none", bodies=bodies)
-    return CallLog(tmp_path / f"{kind}-{mode}.duckdb", bodies=bodies)  # spooled
+    log = CallLog(tmp_path / f"{kind}-{mode}.duckdb", bodies=bodies)  # spooled
+    # "os-finished": rows finished on the calling thread, end frames holding the finished
+    # row (the spool before session 9; the log's private switch, for comparisons).
+    log._unfinished_ends = kind != "os-finished"
+    return log
 
 
 def _stored(log: CallLog) -> list[dict[str, Any]]:
@@ -190,13 +194,15 @@ def _calls(gw) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kind", ["memory", "none"])
-def test_a_log_without_a_spool_stores_what_a_spooled_log_stores(
+@pytest.mark.parametrize("kind", ["memory", "none", "os"])
+def test_a_log_taking_rows_unfinished_stores_what_a_log_finishing_them_stores(
     tmp_path, kind: str, mode: str
 ) -> None:
-    later_log, spooled = _log(tmp_path, kind, mode), _log(tmp_path, "os", mode)
+    later_log, spooled = _log(tmp_path, kind, mode), _log(tmp_path, "os-finished", mode)
     with _gateway(tmp_path, later_log) as gw_later, _gateway(tmp_path, spooled) as gw_now:
-        assert gw_later._recorder._later is True and gw_now._recorder._later is False
+        # A spooled log takes them unfinished only when it stores bodies in full.
+        assert gw_later._recorder._later is (kind != "os" or mode == "full")
+        assert gw_now._recorder._later is False
         _calls(gw_later)
         _calls(gw_now)
         assert _stored(later_log) == _stored(spooled)
@@ -219,7 +225,7 @@ def test_an_encrypted_log_takes_rows_unfinished_and_stores_them_as_before(tmp_pa
     spooled.close()
 
 
-def test_a_sink_or_a_spool_gets_finished_rows_on_the_calling_thread(tmp_path) -> None:
+def test_a_sink_or_a_spool_under_a_body_policy_gets_finished_rows(tmp_path) -> None:
     from aigw_lab.gateway.recorder import Recorder
     from aigw_lab.pricing import PriceBook
 
@@ -236,22 +242,34 @@ def test_a_sink_or_a_spool_gets_finished_rows_on_the_calling_thread(tmp_path) ->
         )  # fmt: skip
 
     memory, spooled = CallLog(":memory:"), _log(tmp_path, "os")
+    redacted, finished = _log(tmp_path, "os", "redacted"), _log(tmp_path, "os-finished")
     try:
         assert recorder(memory)._later is True
         assert recorder(memory, (Sink(),))._later is False
-        assert recorder(spooled)._later is False
+        assert recorder(spooled)._later is True  # its end frames hold unfinished rows
+        assert recorder(spooled, (Sink(),))._later is False
+        assert recorder(redacted)._later is False  # the policy before the spool
+        assert recorder(finished)._later is False
         assert recorder(None, (Sink(),))._later is False
     finally:
-        memory.close()
-        spooled.close()
+        for log in (memory, spooled, redacted, finished):
+            log.close()
 
 
-def test_a_spooled_log_finishes_a_row_handed_to_append_later_at_once(tmp_path) -> None:
-    log = _log(tmp_path, "os")
+@pytest.mark.parametrize(
+    ("kind", "mode", "queued"),
+    [("os", "full", tuple), ("os", "redacted", CallRecord), ("os-finished", "full", CallRecord)],
+)
+def test_a_spooled_log_queues_a_row_unfinished_only_when_its_frame_can_hold_it(
+    tmp_path, kind: str, mode: str, queued: type
+) -> None:
+    # Full bodies: a `u` end frame, the row finished later; a body policy (applied before
+    # the spool) or the switch off: finished at once, an `e` frame.
+    log = _log(tmp_path, kind, mode)
     ctx, response = _context(REQUEST), _response()
     values = success_values_later(ctx, response, api_format="openai")
     log.append_later(values, 1_000_000)
-    assert log._writer._buffer and type(log._writer._buffer[-1]) is CallRecord  # the end frame's
+    assert log._writer._buffer and type(log._writer._buffer[-1]) is queued
     log.close()
 
 
