@@ -170,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3_000, help="calls per side first")
     parser.add_argument("--sides", default="off,none,none-2s,none-again,os,os-later")
     parser.add_argument(
+        "--base",
+        default="none-2s",
+        help="the side the others are compared with (default none-2s: the same batch age as a "
+        "spooled log; the calling thread's code is the same as none's)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="fewer calls: about 2 minutes on a quiet box"
     )
     args = parser.parse_args(argv)
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.calls} calls per side per round, {args.rounds} rounds, sides taking turns in "
         "random order; µs of CPU per call: median over rounds [min, max]"
     )
-    base = "none" if "none" in figures else names[0]
+    base = args.base if args.base in figures else names[0]
     head = (
         "| side       | caller (mean)           | caller (median)         | log's threads"
         f"           | total (caller + log)    | total added vs {base:<6} |"
