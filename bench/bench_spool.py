@@ -68,6 +68,7 @@ from bench_gateway_overhead import MESSAGES, MODEL, make_gateway  # noqa: E402
 
 from aigw_lab.store import CallLog, CallRecord  # noqa: E402
 from aigw_lab.store.spool import Spool  # noqa: E402
+from aigw_lab.types import ChatRequest  # noqa: E402
 
 SIDES = {
     "none (log without spool)": {"durability": "none"},
@@ -330,6 +331,20 @@ def spool_alone(folder: Path, calls: int) -> dict[str, float]:
             committed[0] += 1
         out[name] = (time.process_time() - cpu) / calls * 1e6
         spool.close(delete=True)
+    # The same row unfinished, as the gateway hands it over now: a `u` end frame.
+    request = ChatRequest.create(MODEL, MESSAGES, temperature=0, max_tokens=16)
+    values = (*record[:2], 1765000000.0, *record[3:9], request, *record[10:])
+    committed = [0]
+    spool = Spool(folder / "alone-unfinished", committed=lambda: committed[0])
+    cpu = time.process_time()
+    for _ in range(calls):
+        spool.start(start)
+        with spool.lock:
+            spool.write_unfinished(values, 100_000)
+            spool.ends += 1
+        committed[0] += 1
+    out["os, u frames"] = (time.process_time() - cpu) / calls * 1e6
+    spool.close(delete=True)
     return out
 
 
