@@ -341,9 +341,11 @@ def test_a_body_policy_that_raises_on_the_writer_keeps_the_row_and_the_log(tmp_p
     assert health.last_error is not None and "dropped" in health.last_error
 
 
-def test_a_closed_log_sets_the_finished_row_aside(tmp_path) -> None:
-    log = CallLog(tmp_path / "closed.duckdb", durability="none")
+@pytest.mark.parametrize("durability", ["none", "os"])
+def test_a_closed_log_sets_the_finished_row_aside(tmp_path, durability: str) -> None:
+    log = CallLog(tmp_path / "closed.duckdb", durability=durability)
     with _gateway(tmp_path, log) as gw:
+        assert gw._recorder._later is True  # spooled or not, the row goes unfinished
         log.close()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CallLogWarning)

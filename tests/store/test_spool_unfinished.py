@@ -265,3 +265,22 @@ def test_a_segment_mixing_finished_and_unfinished_ends_replays_both(tmp_path) ->
 
 
 SENDABLE_REQUEST = ChatRequest.create("p/m", [{"role": "user", "content": SENDABLE}], seed=3)
+
+
+@pytest.mark.parametrize("mode", ["full", "redacted", "hash", "none"])
+def test_under_a_body_policy_no_raw_text_reaches_the_spool_file(tmp_path, mode: str) -> None:
+    # Only a log storing bodies in full writes unfinished rows (raw text, as it stores it);
+    # every other mode applies its policy on the calling thread, before the spool.
+    from aigw_lab.store.redact import BodyPolicy
+    from tests.gateway.test_row_building import _gateway
+
+    db = tmp_path / "calls.duckdb"
+    log = CallLog(db, bodies=BodyPolicy(mode=mode, hash_key=b"k" * 32))
+    secret = "write to alice.secret@example.com please"
+    with _gateway(tmp_path, log) as gw:
+        gw.chat("up/m", [{"role": "user", "content": secret}], temperature=0.5)
+        raw = b"".join(path.read_bytes() for path in spool_dir(db).glob("*.spool"))
+        kinds = [kind for path in spool_dir(db).glob("*.spool") for kind in _kinds(path)]
+    log.close()
+    assert (b"alice.secret@example.com" in raw) is (mode == "full")
+    assert kinds == ([b"s", UNFINISHED_KIND] if mode == "full" else [b"s", b"e"])
