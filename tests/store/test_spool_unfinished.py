@@ -202,6 +202,7 @@ _COMPARED = (
 )
 
 
+@pytest.mark.slow  # two subprocesses of 160 gateway calls: ~20 s at load 30
 def test_a_killed_process_rows_replay_from_unfinished_frames_as_from_finished_ones(
     tmp_path,
 ) -> None:
