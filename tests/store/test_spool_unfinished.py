@@ -285,3 +285,37 @@ def test_under_a_body_policy_no_raw_text_reaches_the_spool_file(tmp_path, mode: 
     log.close()
     assert (b"alice.secret@example.com" in raw) is (mode == "full")
     assert kinds == ([b"s", UNFINISHED_KIND] if mode == "full" else [b"s", b"e"])
+
+
+def test_threads_writing_unfinished_ends_across_rotations_lose_no_frame(tmp_path) -> None:
+    import threading
+
+    spool = Spool(tmp_path / "s.spool", committed=lambda: 0, segment_bytes=4_000)
+    ctx, response = _context(SENDABLE_REQUEST), _response(tool_calls=None)
+    values = success_values_later(ctx, response, api_format="openai")
+    assert values is not None
+    threads, per_thread = 6, 150
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            call_id = f"call-{t}-{i}"
+            spool.start((call_id, "t", 1767225600.0, "p", "m") + (None,) * 15)
+            with spool.lock:
+                assert spool.write_unfinished((call_id, *values[1:]), 1_000_000)
+                spool.ends += 1
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    paths = list((tmp_path / "s.spool").iterdir())
+    frames = [f for path in paths for f in read_segment(path)]
+    ends = [values[0] for kind, values in frames if kind == "end"]
+    starts = {values[0] for kind, values in frames if kind == "start"}
+    expected = {f"call-{t}-{i}" for t in range(threads) for i in range(per_thread)}
+    assert sorted(ends) == sorted(expected)  # every end once (nothing committed: all kept)
+    assert starts == expected
+    assert len(paths) > 10  # it did rotate, many times
+    assert {kind for path in paths for kind in _kinds(path)} == {b"s", UNFINISHED_KIND}
+    spool.close(delete=True)
