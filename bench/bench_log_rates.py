@@ -27,11 +27,15 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    and is not counted. "added by logging" is log on minus log off, per round, median with
    the range over rounds.
 3. **The writer flat out** (``writer``): pre-built gateway rows appended to a `CallLog` as
-   fast as one thread can, then flushed, rows/s by wall and CPU, current path against the
-   same with DuckDB's default 16MB checkpoint threshold (the log's until 2026-12-07) and the
-   emulated previous one, alternating. (The paced blocks above are too short to reach a
-   checkpoint; for what checkpoints cost a long-running log, see ``bench_log_writer.py
-   --checkpoints``.)
+   fast as one thread can, then flushed, rows/s by wall and CPU, with CPU per row split into
+   the appending thread, the writer thread and DuckDB's own threads; sides alternating: as
+   shipped; the previous table building (one ``map`` per column, emulated); the emulated
+   previous insert path; without the spool (``durability = "none"``: the appending thread
+   only queues, so the writer's own rate shows); and the same with ``max_queue`` 300,000,
+   which lets a writer that falls behind merge whole 122,880-row groups. (The paced blocks
+   above are too short to reach a checkpoint; for what checkpoints cost a long-running log,
+   see ``bench_log_writer.py --checkpoints``; for the writer's steps one by one,
+   ``bench_writer_split.py``.)
 
 CPU (``time.process_time``, all threads) is printed beside wall time, and the load average
 with every section: on the shared 2-core box absolute figures move with load; the ratios
@@ -297,6 +301,42 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
 # --- 3. the writer flat out --------------------------------------------------------------
 
 
+def map_built_tables(log) -> None:  # noqa: ANN001 - a CallLog
+    """Make ``log``'s writer build tables the way it did until session 9: one
+    ``map(itemgetter(i), rows)`` pass per column (now: chunked ``zip(*rows)``,
+    `aigw_lab.store.row_tables.transpose`). Bench-only: reaches into the writer's parts."""
+    from operator import itemgetter
+
+    tables = log._writer._tables
+    getters = [itemgetter(i) for i in range(len(tables._batches.converters))]
+
+    def arrays(rows):  # noqa: ANN001, ANN202
+        converters = tables._batches.converters
+        return [
+            convert(list(map(get, rows))) for get, convert in zip(getters, converters, strict=True)
+        ]
+
+    tables._arrays = arrays
+
+
+#: The writer section's sides: (label, CallLog options, emulation).
+WRITER_SIDES = {
+    "now": ({}, None),
+    "previous build (map per column)": ({}, map_built_tables),
+    "previous insert path (emulated)": ({}, emulate_previous_path),
+    "no spool (the writer alone)": ({"durability": "none"}, None),
+    "no spool, max_queue 300k": ({"durability": "none", "max_queue": 300_000}, None),
+}
+
+
+def thread_cpu(thread) -> float:  # noqa: ANN001
+    """CPU seconds of another thread of this process (Linux: its CPU-time clock)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError):
+        return float("nan")
+
+
 def bench_writer(rows: int, rounds: int) -> None:
     from bench_log_writer import realistic_record
 
@@ -304,41 +344,51 @@ def bench_writer(rows: int, rounds: int) -> None:
 
     pool = [realistic_record(i) for i in range(10_000)]
     folder = Path(tempfile.mkdtemp(prefix="bench-log-rates-"))
-    results: dict[str, list[tuple[float, float]]] = {
-        "now": [],
-        "16MB checkpoints": [],
-        "previous (emulated)": [],
-    }
+    results: dict[str, list[tuple[float, ...]]] = {label: [] for label in WRITER_SIDES}
     print(f"## 3. The writer flat out: {rows:,} pre-built gateway rows per run, {rounds} rounds")
     print(f"load average at the start: {load()}")
     for turn in range(rounds):
         order = list(results) if turn % 2 == 0 else list(results)[::-1]
         for label in order:
-            # "16MB checkpoints": as now, but with DuckDB's default checkpoint threshold
-            # (the call log's until 2026-12-07; see bench_log_writer.py --checkpoints).
-            config = {"checkpoint_threshold": "16MB"} if label.startswith("16MB") else None
-            log = CallLog(folder / f"w{turn}-{label[:3]}.duckdb", config=config)
-            if label.startswith("previous"):
-                emulate_previous_path(log)
+            options, emulate = WRITER_SIDES[label]
+            log = CallLog(folder / f"w{turn}-{len(results[label])}-{label[:3]}.duckdb", **options)
+            if emulate is not None:
+                emulate(log)
             append = log.append
+            writer_thread = log._writer.thread
+            t0, wt0 = time.thread_time(), thread_cpu(writer_thread)
             c0, w0 = time.process_time(), time.perf_counter()
             for i in range(rows):
                 append(pool[i % 10_000], built=True)
             log.flush()
-            results[label].append((time.perf_counter() - w0, time.process_time() - c0))
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            caller, writer = time.thread_time() - t0, thread_cpu(writer_thread) - wt0
+            results[label].append((wall, cpu, caller, writer))
             assert log.rows_written == rows
             log.close()
+    print(
+        f"| {'side':<34} | {'rows/s by wall':>26} | {'rows/CPU-s':>10} "
+        f"| {'µs CPU/row: appending':>22} | {'writer thread':>13} | {'DuckDB threads':>14} |"
+    )
+    print(f"|{'-' * 36}|{'-' * 28}|{'-' * 12}|{'-' * 24}|{'-' * 15}|{'-' * 16}|")
     for label, runs in results.items():
-        by_wall = [rows / w for w, _ in runs]
-        by_cpu = [rows / c for _, c in runs]
+        by_wall = [rows / r[0] for r in runs]
+        by_cpu = statistics.median(rows / r[1] for r in runs)
+        caller = statistics.median(r[2] / rows * 1e6 for r in runs)
+        writer = statistics.median(r[3] / rows * 1e6 for r in runs)
+        others = statistics.median((r[1] - r[2] - r[3]) / rows * 1e6 for r in runs)
+        spread = f"{statistics.median(by_wall):,.0f} [{min(by_wall):,.0f}-{max(by_wall):,.0f}]"
         print(
-            f"  {label:<20} {statistics.median(by_wall):>9,.0f} rows/s by wall "
-            f"[{min(by_wall):,.0f}-{max(by_wall):,.0f}], {statistics.median(by_cpu):>9,.0f} "
-            "rows/s of CPU"
+            f"| {label:<34} | {spread:>26} | {by_cpu:>10,.0f} | {caller:>22.2f} "
+            f"| {writer:>13.2f} | {others:>14.2f} |"
         )
-    best = statistics.median(rows / w for w, _ in results["now"])
+    best = statistics.median(rows / r[0] for r in results["now"])
     verdict = "met" if best >= TARGET_ROWS_PER_S else "NOT met"
-    print(f"target: >= {TARGET_ROWS_PER_S:,} pre-built rows/s (wall): {verdict} in this run")
+    alone = statistics.median(rows / r[0] for r in results["no spool (the writer alone)"])
+    print(
+        f"target: >= {TARGET_ROWS_PER_S:,} pre-built rows/s (wall): {verdict} in this run "
+        f"({best:,.0f} as shipped, {alone:,.0f} without the spool's frames)"
+    )
     print(f"load average at the end: {load()}\n")
     shutil.rmtree(folder, ignore_errors=True)
 
