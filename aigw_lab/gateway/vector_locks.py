@@ -1,11 +1,13 @@
 """Locks and threads for `BackgroundIVFIndex`'s maintenance: a lock that many searches hold at
-once (`SearchLock`) and the daemon thread a maintenance job runs on, at a lower scheduling
-priority than the callers (`start_daemon_thread`).
+once (`SearchLock`) and the daemon thread a maintenance job runs on (`start_daemon_thread`),
+optionally at a lower scheduling priority than the callers.
 
 Why (docs/performance.md, "The 1M semantic cache, session 9"): during a fill, a lookup over
 50 ms had mostly waited for a core, for another lookup's search (one caller holding the
-faiss lock while it waited for a core itself), or for the GIL; the maintenance job competed
-with the callers for the box's cores at the same priority.
+faiss lock while it waited for a core itself), or for the GIL. Searches now share the faiss
+lock. A lower priority for maintenance was measured too and is not the default: on a busy
+machine the niced build fell far behind, and lookups meanwhile searched the growing tail of
+unindexed rows exactly (three times the slow lookups).
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ __all__ = ["MAINTENANCE_NICE", "SearchLock", "start_daemon_thread"]
 
 _LOG = logging.getLogger("aigw_lab.semantic_index")
 
-#: The nice value added to a maintenance job's thread (Linux: per thread). 10 gives it about
-#: a tenth of a caller's share of a contended core; an idle core it still uses in full.
+#: A suggested ``nice`` for `start_daemon_thread` (not the default; see the module doc): 10
+#: gives a job about a tenth of a caller's share of a contended core.
 MAINTENANCE_NICE = 10
 
 
-def start_daemon_thread(job: Callable[[], None], *, nice: int = MAINTENANCE_NICE) -> None:
-    """Run ``job`` on a new daemon thread (the default ``spawn`` of `BackgroundIVFIndex`),
-    its priority lowered by ``nice`` (where the OS has per-thread priorities: Linux) so that
-    callers get a contended core first. The thread ends with the job, so nothing has to be
-    restored (raising a thread's priority back needs a privilege). ``nice=0``: as callers."""
+def start_daemon_thread(job: Callable[[], None], *, nice: int = 0) -> None:
+    """Run ``job`` on a new daemon thread (the default ``spawn`` of `BackgroundIVFIndex`).
+    ``nice`` > 0 runs it that much below the process's main thread in priority (Linux:
+    per-thread priorities; elsewhere, or where the OS refuses, at the callers' priority), so
+    callers get a contended core first, e.g. ``spawn=partial(start_daemon_thread, nice=10)``
+    on a machine with a core to spare. The cost where every core is busy: the job, and so
+    the index's catching up, gets a fraction of a caller's share. The thread ends with the
+    job, so nothing has to be restored (raising a thread's priority back needs a privilege)."""
 
     def run() -> None:
         if nice:
@@ -39,16 +44,20 @@ def start_daemon_thread(job: Callable[[], None], *, nice: int = MAINTENANCE_NICE
 
 
 def lower_this_thread(nice: int) -> bool:
-    """Add ``nice`` to the calling thread's nice value (Linux: ``setpriority`` on its thread
-    id); False where that is not possible (then the thread keeps its priority)."""
+    """Set the calling thread's nice value to the main thread's plus ``nice`` (Linux:
+    ``setpriority`` on its thread id; relative to the main thread, not to this thread, which
+    may have inherited a lowered priority from the job that started it); False where that is
+    not possible (then the thread keeps its priority)."""
     setpriority, getpriority = getattr(os, "setpriority", None), getattr(os, "getpriority", None)
     if setpriority is None or getpriority is None or not hasattr(threading, "get_native_id"):
         return False
-    tid = threading.get_native_id()
-    try:
-        setpriority(os.PRIO_PROCESS, tid, min(19, getpriority(os.PRIO_PROCESS, tid) + nice))
-    except OSError:  # a sandbox refusing it: run at the same priority, say so once per job
-        _LOG.debug("semantic index: could not lower the maintenance thread's priority")
+    try:  # on Linux the main thread's id is the process id
+        target = min(19, getpriority(os.PRIO_PROCESS, os.getpid()) + nice)
+        tid = threading.get_native_id()
+        if getpriority(os.PRIO_PROCESS, tid) != target:
+            setpriority(os.PRIO_PROCESS, tid, target)
+    except OSError:  # a sandbox refusing it, or raising back needing a privilege
+        _LOG.debug("semantic index: could not set the maintenance thread's priority")
         return False
     return True
 
