@@ -136,12 +136,18 @@ class LocalEntries:
         partition: str, held: list[tuple], index: VectorIndex | None = None
     ) -> list[tuple[SemanticEntry, float]]:
         """The (entry, similarity) pairs of `held`'s rows, decoded (no lock needed)."""
+        missing = [row[0] for row in held if row[5] is None]
+        batch = getattr(index, "vectors", None) if missing else None
+        # One take of the index's lock for all the found entries' vectors, not one each.
+        read = dict(zip(missing, batch(missing), strict=True)) if batch else {}
         out = []
         for entry_id, similarity, record, (created, expires), kept, vector in held:
             if vector is None:
                 try:
-                    vector = index.vector(entry_id)  # type: ignore[union-attr]
+                    vector = read[entry_id] if batch else index.vector(entry_id)  # type: ignore
                 except KeyError:  # removed since the owner's lock was released
+                    continue
+                if vector is None:  # the same, read by `vectors`
                     continue
             text, markers, fields = marshal.loads(record)
             entry = SemanticEntry(

@@ -236,6 +236,13 @@ class BackgroundIVFIndex:
         with self._lock:
             return self._rows.vector(entry_id)
 
+    def vectors(self, entry_ids: list[int]) -> list[np.ndarray | None]:
+        """Copies of several entries' vectors under one take of the lock (None: unknown):
+        a lookup's found entries, read back with one lock instead of one each."""
+        with self._lock:
+            rows = self._rows
+            return [rows.vector(i) if i in rows.rows else None for i in entry_ids]
+
     def __len__(self) -> int:
         return len(self._rows)
 

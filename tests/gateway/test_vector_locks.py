@@ -167,3 +167,53 @@ def test_a_refused_priority_change_still_runs_the_job(monkeypatch):
     ran = threading.Event()
     start_daemon_thread(ran.set, nice=MAINTENANCE_NICE)
     assert ran.wait(WAIT)
+
+
+class CountingLock:
+    """Stands in for the index's state lock, counting how often it is taken."""
+
+    def __init__(self, inner):
+        self._inner, self.takes = inner, 0
+
+    def __enter__(self):
+        self.takes += 1
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc):
+        return self._inner.__exit__(*exc)
+
+
+def test_a_lookup_reads_its_entries_vectors_back_with_one_take_of_the_index_lock(faiss):
+    """Each found entry's vector was read back with its own take of the lock (a take that
+    waits gives the GIL away, and getting it back may wait for another thread's Python)."""
+    from aigw_lab.gateway.semantic_store import MemorySemanticStore, SemanticEntry
+    from aigw_lab.types import ChatResponse, Usage
+
+    store = MemorySemanticStore(100, index_factory=lambda dim: BackgroundIVFIndex(dim))
+    vectors = clustered(20, seed=22)
+    for i, vector in enumerate(vectors):
+        store.add(
+            SemanticEntry(
+                partition="p",
+                text=f"q{i}",
+                vector=vector,
+                response=ChatResponse(
+                    text=f"a{i}",
+                    finish_reason="stop",
+                    usage=Usage(input_tokens=1, output_tokens=1),
+                    provider="mock",
+                    model="m1",
+                ),
+                created=1.0,
+                expires=None,
+                markers=((), 0),
+            )
+        )
+    (index,) = store._indexes.values()
+    index._lock = counting = CountingLock(index._lock)
+    found = store.search("p", vectors[3], 4)
+    assert len(found) == 4 and found[0][0].text == "q3"
+    assert np.array_equal(found[0][0].vector, vectors[3])
+    assert counting.takes == 2  # the search's view, then the four vectors together (before: 5)
+    store.remove(found[1][0].entry_id)
+    assert index.vectors([found[1][0].entry_id, found[0][0].entry_id])[0] is None
