@@ -283,7 +283,7 @@ def fill(
         f"max {max(lock_waits, default=0) * 1e3:.1f} ms over {len(lock_waits):,} takes\n"
         f"    {split_waits('adds', add_waits, pauses)}\n"
         f"    {split_waits('lookups', look_waits[0] + look_waits[1], pauses)}\n"
-        f"    {add_probe.summary('adds')}\n"
+        f"    {add_probe.summary('adds') if probe_adds else 'adds: not probed'}\n"
         f"    {merged(look_probes).summary('lookups')}\n"
         f"    CPU s by thread: {cpu_by_thread.summary()}\n"
         f"    GC: {len(pauses.collections):,} collections, {len(full)} full, longest "
