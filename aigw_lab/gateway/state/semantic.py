@@ -8,10 +8,9 @@ would cost far more than the search itself) and, before each search, reads the s
 from where it stopped: one round trip when nothing changed. The local mirror holds no
 object per entry for the garbage collector (`LocalEntries`, as `MemorySemanticStore`):
 a mirror of a million entries would otherwise make each full collection stop the process
-for most of a second. Adding (with the eviction of
-the least recently used beyond ``max_entries``) and removing are Lua scripts, atomic on the
-server. Written against the `SemanticStore` protocol on main; `SemanticCache` takes it once
-it accepts a ``store=``.
+for most of a second. Adding (with the eviction of the least recently used beyond
+``max_entries``) and removing are Lua scripts, atomic on the server. Written against the
+`SemanticStore` protocol on main; `SemanticCache` takes it once it accepts a ``store=``.
 """
 
 from __future__ import annotations
