@@ -41,7 +41,9 @@ import gc
 import glob
 import json
 import os
+import sys
 import tarfile
+import tempfile
 import threading
 import time
 from functools import partial
@@ -58,12 +60,36 @@ from _semantic_layouts import (  # bench/ is the script's folder, on sys.path
     synthetic,
     unit,
 )
+from _semantic_waits import (
+    CallProbe,
+    LockWaits,
+    OneLock,
+    ThreadCPU,
+    TimedLock,
+    TimedSearchLock,
+    maintenance_state,
+    merged,
+)
 
 from aigw_lab.gateway.semantic_match import NumpyIndex
 from aigw_lab.gateway.semantic_store import MemorySemanticStore
 from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
+from aigw_lab.gateway.vector_locks import start_daemon_thread
 
 DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
+
+
+def cached_synthetic(n: int, dim: int) -> np.ndarray:
+    """`synthetic` vectors (seed 0), kept in /tmp between runs (a million take a while)."""
+    name = f"aigw-bench-semantic/synthetic-{n}x{dim}-seed0.npy"
+    path = Path(tempfile.gettempdir()) / name
+    if path.exists():
+        return np.load(path)
+    vectors = synthetic(np.random.default_rng(0), n, dim)
+    path.parent.mkdir(exist_ok=True)
+    np.save(path.with_suffix(".tmp.npy"), vectors)
+    path.with_suffix(".tmp.npy").replace(path)
+    return vectors
 
 
 def real_texts() -> list[str]:
@@ -108,38 +134,19 @@ def pct(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q)) if values else float("nan")
 
 
-class TimedLock:
-    """Stands in for one of an index's locks (same underlying lock) and keeps how long each
-    caller thread waited to take it: the wait for index maintenance (and for other callers'
-    searches, which hold the faiss lock)."""
+def timed(factory, waits: list[float], per_call: LockWaits, previous_locks: bool = False):
+    """``factory`` with its index's locks timed; ``previous_locks``: with the faiss lock and
+    the maintenance thread's priority as before session 9 (the baseline)."""
 
-    def __init__(self, lock: threading.Lock, waits: list[float]) -> None:
-        self._inner, self._waits = lock, waits
-
-    def acquire(self, *args, **kwargs) -> bool:
-        return self._inner.acquire(*args, **kwargs)
-
-    def release(self) -> None:
-        self._inner.release()
-
-    def __enter__(self) -> bool:
-        start = time.perf_counter()
-        self._inner.acquire()
-        if threading.current_thread().name != "aigw-semantic-index":  # a caller, not a job
-            self._waits.append(time.perf_counter() - start)
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        self._inner.release()
-
-
-def timed(factory, waits: list[float]):
     def build(dim: int):
         index = factory(dim)
-        if hasattr(index, "_idle"):
-            index._lock = TimedLock(index._lock, waits)  # the Condition keeps the inner one
+        if hasattr(index, "_idle"):  # the Condition keeps the inner lock
+            index._lock = TimedLock(index._lock, waits, per_call, "index")
         if hasattr(index, "_ivf_lock"):
-            index._ivf_lock = TimedLock(index._ivf_lock, waits)
+            if previous_locks:
+                index._ivf_lock = OneLock()
+                index._spawn = partial(start_daemon_thread, nice=0)
+            index._ivf_lock = TimedSearchLock(index._ivf_lock, waits, per_call, "faiss")
         return index
 
     return build
@@ -191,11 +198,26 @@ def split_waits(name: str, waits: list[tuple[float, float]], pauses: Pauses) -> 
 
 
 def fill(
-    vectors: np.ndarray, factory, queries: np.ndarray, label: str, store_class=MemorySemanticStore
+    vectors: np.ndarray,
+    factory,
+    queries: np.ndarray,
+    label: str,
+    store_class=MemorySemanticStore,
+    adds_per_second: float = 0.0,
+    previous_locks: bool = False,
+    probe_adds: bool = True,
 ) -> MemorySemanticStore:
     """Add every vector through a store while two threads look up; print the waits."""
     lock_waits: list[float] = []
-    store = store_class(len(vectors) + 1, index_factory=timed(factory, lock_waits))
+    add_probe, look_probes = CallProbe(), [CallProbe(), CallProbe()]
+    per_call = LockWaits()
+    for probe in (add_probe, *look_probes):
+        probe.locks = per_call
+    timed_factory = timed(factory, lock_waits, per_call, previous_locks)
+    store = store_class(len(vectors) + 1, index_factory=timed_factory)
+    store._lock = TimedLock(store._lock, [], per_call, "store")
+    state = maintenance_state(lambda: store._indexes.get("p"))
+    cpu_by_thread = ThreadCPU()
     adds: list[float] = []
     add_waits: list[tuple[float, float]] = []
     looks: list[list[float]] = [[], []]
@@ -204,11 +226,11 @@ def fill(
     pauses = Pauses()
 
     def reader(slot: int) -> None:
-        i = slot
+        i, probe = slot, look_probes[slot]
+        cpu_by_thread.name(f"looker {slot}")
         while not stop.is_set():
-            start = time.perf_counter()
-            store.search("p", queries[i % len(queries)], 4)
-            end = time.perf_counter()
+            query = queries[i % len(queries)]
+            start, end = probe.call(lambda: store.search("p", query, 4), state)  # noqa: B023
             looks[slot].append(end - start)
             if end - start > 0.05:
                 look_waits[slot].append((start, end))
@@ -217,17 +239,27 @@ def fill(
 
     threads = [threading.Thread(target=reader, args=(s,), daemon=True) for s in (0, 1)]
     threads.append(threading.Thread(target=pauses.watchdog, args=(stop,), daemon=True))
+    threads.append(threading.Thread(target=cpu_by_thread.run, args=(stop,), daemon=True))
+    cpu_by_thread.name("adder")
+    cpu_by_thread.sample()
     gc.callbacks.append(pauses.on_gc)
     for thread in threads:
         thread.start()
     wall, cpu = time.perf_counter(), time.process_time()
+    pace = 1.0 / adds_per_second if adds_per_second else 0.0
     for i in range(len(vectors)):
-        start = time.perf_counter()
-        store.add(entry(i, vectors[i]))
-        end = time.perf_counter()
+        item = entry(i, vectors[i])
+        if probe_adds:
+            start, end = add_probe.call(lambda: store.add(item), state)  # noqa: B023 (now)
+        else:  # the fill's time as a target: no probe's ~13 µs per add
+            start = time.perf_counter()
+            store.add(item)
+            end = time.perf_counter()
         adds.append(end - start)
         if end - start > 0.05:
             add_waits.append((start, end))
+        if pace:
+            time.sleep(max(0.0, wall + (i + 1) * pace - time.perf_counter()))
     filled = time.perf_counter() - wall
     index = store._indexes["p"]
     if hasattr(index, "wait_idle"):
@@ -251,6 +283,9 @@ def fill(
         f"max {max(lock_waits, default=0) * 1e3:.1f} ms over {len(lock_waits):,} takes\n"
         f"    {split_waits('adds', add_waits, pauses)}\n"
         f"    {split_waits('lookups', look_waits[0] + look_waits[1], pauses)}\n"
+        f"    {add_probe.summary('adds') if probe_adds else 'adds: not probed'}\n"
+        f"    {merged(look_probes).summary('lookups')}\n"
+        f"    CPU s by thread: {cpu_by_thread.summary()}\n"
         f"    GC: {len(pauses.collections):,} collections, {len(full)} full, longest "
         f"{max((e - s for s, e, _ in pauses.collections), default=0) * 1e3:.1f} ms, full ones "
         f"{sum(full):.1f} s in all; watchdog's longest scheduling gap "
@@ -379,12 +414,33 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         codes=args.codes,
         rerank=args.rerank,
         maintenance_threads=args.maintenance_threads,
+        spawn=partial(start_daemon_thread, nice=args.maintenance_nice),
     )
     if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
         fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
         gc.collect()
-    store = fill(stored, factory, queries, "BackgroundIVFIndex")
-    full_collections(store, stored)
+    if args.previous_locks:  # the baseline first (same run), then this session's
+        fill(
+            stored,
+            factory,
+            queries,
+            "BackgroundIVFIndex, previous locks (baseline)",
+            adds_per_second=args.add_rate,
+            previous_locks=True,
+        )
+        gc.collect()
+    store = fill(
+        stored,
+        factory,
+        queries,
+        "BackgroundIVFIndex",
+        adds_per_second=args.add_rate,
+        probe_adds=args.probe_adds,
+    )
+    if args.fill_only:
+        return
+    if args.gc_phase:
+        full_collections(store, stored)
     lookups(store, stored, fresh, args.queries, seed=2, nprobes=args.nprobes, reranks=args.reranks)
     del store
     if args.fill_baseline:
@@ -394,9 +450,31 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="150k entries, both sources")
+    parser.add_argument(
+        "--quick-1m",
+        action="store_true",
+        help="the 1M figures in a few minutes: 1M synthetic entries (vectors cached under "
+        "/tmp), 200 + 200 queries, nprobe 4 and 6 beside the default, adds not probed, no "
+        "full-collection phase",
+    )
+    parser.add_argument(
+        "--no-gc-phase", dest="gc_phase", action="store_false", help="no full-collection phase"
+    )
+    parser.add_argument(
+        "--no-probe-adds",
+        dest="probe_adds",
+        action="store_false",
+        help="time adds without attributing their waits (the fill's time as measured)",
+    )
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--vectors", nargs="+", default=None, choices=("static", "synthetic"))
     parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument(
+        "--dim",
+        type=int,
+        default=384,
+        help="synthetic vectors' dimension (384: MiniLM; 256: the static fast embedder)",
+    )
     parser.add_argument("--nlist", type=int, default=2048)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--codes", choices=("sq8", "flat"), default="sq8")
@@ -408,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rerank", type=int, default=16)
     parser.add_argument("--maintenance-threads", type=int, default=1)
+    parser.add_argument(
+        "--maintenance-nice",
+        type=int,
+        default=0,
+        help="run maintenance jobs this much below the callers' priority (Linux)",
+    )
     parser.add_argument("--fill-baseline", action="store_true", help="also fill exact search")
     parser.add_argument("--memory", action="store_true", help="memory per entry, both layouts")
     parser.add_argument(
@@ -420,10 +504,32 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fill (first) a store of one object per entry, the layout before session 8",
     )
+    parser.add_argument(
+        "--add-rate", type=float, default=0.0, help="adds per second in the fill (0: flat out)"
+    )
+    parser.add_argument("--fill-only", action="store_true", help="only the fill phase")
+    parser.add_argument(
+        "--previous-locks",
+        action="store_true",
+        help="also fill (first) with the faiss lock exclusive for searches and the "
+        "maintenance thread at the callers' priority (before session 9)",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for this run (seconds; default: Python's 0.005)",
+    )
     args = parser.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.quick:
         args.size, args.queries = 150_000, 1000
         args.vectors = args.vectors or ["static", "synthetic"]
+    if args.quick_1m:
+        args.size, args.queries, args.vectors = 1_000_000, 200, ["synthetic"]
+        args.nprobes = args.nprobes or [4, 6]
+        args.gc_phase = args.probe_adds = False
     sources = args.vectors or ["synthetic"]
     if args.gc_only:
         gc_only(args.size, rounds=5)
@@ -432,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         entry_bytes()
     print(
         f"bench_semantic_index: size {args.size:,}, nlist {args.nlist}, nprobe {args.nprobe}, "
-        f"codes {args.codes}, maintenance threads {args.maintenance_threads}, {load()}"
+        f"codes {args.codes}, maintenance threads {args.maintenance_threads}, nice "
+        f"{args.maintenance_nice}, {load()}"
     )
     if "static" in sources:
         vectors = static_vectors()
@@ -441,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             del vectors
     if "synthetic" in sources:
         held = min(2000, args.size // 10)
-        run("synthetic", synthetic(np.random.default_rng(0), args.size + held), args)
+        run("synthetic", cached_synthetic(args.size + held, args.dim), args)
     return 0
 
 

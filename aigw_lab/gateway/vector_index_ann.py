@@ -43,6 +43,7 @@ import numpy as np
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.vector_index_ivf import _import_faiss
+from aigw_lab.gateway.vector_locks import SearchLock, start_daemon_thread
 from aigw_lab.gateway.vector_rows import VectorRows, exact_top_k, merge_top_k
 
 __all__ = ["BackgroundIVFIndex", "start_daemon_thread"]
@@ -58,11 +59,6 @@ _MAX_CATCH_UP_ROUNDS = 50
 #: (with 4, no maintenance step held the lock over 0.8 ms CPU in a 1M fill).
 _FLUSH_BATCHES = 4
 _CODES = ("sq8", "flat")
-
-
-def start_daemon_thread(job: Callable[[], None]) -> None:
-    """Run ``job`` on a new daemon thread (the default ``spawn`` of `BackgroundIVFIndex`)."""
-    threading.Thread(target=job, name="aigw-semantic-index", daemon=True).start()
 
 
 def _setting(name: str, value: object, *, low: int) -> int:
@@ -132,10 +128,11 @@ class BackgroundIVFIndex:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         # faiss may not search an IVF index while vectors are appended to or removed from
-        # it: this lock covers only that. Whoever needs both takes it first, then _lock, so
-        # a holder of _lock never waits for it, and an add (which takes _lock only) never
-        # waits for another caller's search.
-        self._ivf_lock = threading.Lock()
+        # it: this lock covers only that, shared by searches (one caller's search never
+        # waits for another's, e.g. one that lost its core mid-search), exclusive for
+        # writes. Whoever needs both takes it first, then _lock, so a holder of _lock never
+        # waits for it, and an add (which takes _lock only) never waits for a search.
+        self._ivf_lock = SearchLock()
         self._rows = VectorRows(dim)
         self._ivf: Any = None  # the faiss index over rows [0, _indexed)
         self._indexed = 0  # rows below this are in _ivf (or removed); the rest: the tail
@@ -200,7 +197,7 @@ class BackgroundIVFIndex:
             self._schedule()
 
     def remove(self, entry_id: int) -> None:
-        with self._ivf_lock, self._lock:  # the faiss lock first (see __init__)
+        with self._ivf_lock.exclusive(), self._lock:  # the faiss lock first (see __init__)
             row = self._rows.kill(entry_id)  # KeyError for an unknown id, as NumpyIndex
             if row < self._indexed:
                 self._ivf.remove_ids(self._selector([entry_id]))
@@ -217,7 +214,7 @@ class BackgroundIVFIndex:
         if ivf is None:
             return merge_top_k(found, k)
         flat = self.codes == "flat"
-        with self._ivf_lock:
+        with self._ivf_lock.shared():
             if not ivf.ntotal:
                 return merge_top_k(found, k)
             scores, ids = ivf.search(query.reshape(1, -1), k if flat else self.rerank)
@@ -238,6 +235,13 @@ class BackgroundIVFIndex:
         """A copy of ``entry_id``'s vector, exact (KeyError if unknown)."""
         with self._lock:
             return self._rows.vector(entry_id)
+
+    def vectors(self, entry_ids: list[int]) -> list[np.ndarray | None]:
+        """Copies of several entries' vectors under one take of the lock (None: unknown):
+        a lookup's found entries, read back with one lock instead of one each."""
+        with self._lock:
+            rows = self._rows
+            return [rows.vector(i) if i in rows.rows else None for i in entry_ids]
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -303,7 +307,7 @@ class BackgroundIVFIndex:
                 return
             vectors = np.concatenate([v for v, _ in pieces])
             lists = self._assign(ivf.quantizer, vectors)
-            with self._ivf_lock, self._lock:  # the faiss lock first (see __init__)
+            with self._ivf_lock.exclusive(), self._lock:  # the faiss lock first
                 held = time.perf_counter(), time.thread_time()
                 if generation == self._generation:
                     now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1

@@ -89,7 +89,7 @@ def test_entries_stored_untracked_return_the_same_answers(factory):
         store.add(entry(i, vectors[i], r, partition="pq"[i % 2], expires=None if i % 3 else 9e9))
         for i, r in enumerate(responses)
     ]
-    assert store._objects.keys() == {3, 4}
+    assert store._local.objects.keys() == {3, 4}
     for item in added:
         ((found, similarity),) = store.search(item.partition, item.vector, 1)
         same(found, item)
@@ -106,11 +106,11 @@ def test_eviction_expiry_and_clear_keep_the_records_in_step():
         store.add(entry(i, vectors[i], answer(i), expires=50.0 if i == 3 else None))
     assert [e.text for e in store.entries()] == ["question 2?", "question 3?", "question 4?"]
     assert store.purge_expired(60.0) == 1 and len(store) == 2
-    assert len(store._records) == 2 and store.stats().evictions == 2
+    assert len(store._local.records) == 2 and store.stats().evictions == 2
     store.clear()
     store.add(entry(7, vectors[7], answer(7), partition="new"))
     ((found, _),) = store.search("new", vectors[7], 4)
-    assert found.text == "question 7?" and store._names == ["new"]
+    assert found.text == "question 7?" and store._local.names == ["new"]
 
 
 def test_per_entry_state_is_not_tracked_by_the_garbage_collector():

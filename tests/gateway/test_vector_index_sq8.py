@@ -307,13 +307,20 @@ def test_an_add_does_not_wait_for_a_search_through_a_batched_add(faiss):
     waiting = threading.Event()
     faiss_lock = index._ivf_lock
 
-    class Signalling:  # the faiss lock, saying when the batched add comes to take it
+    class Writing:  # the faiss lock's writer side, saying when the batched add takes it
         def __enter__(self):
             waiting.set()
-            return faiss_lock.__enter__()
+            return faiss_lock.exclusive().__enter__()
 
         def __exit__(self, *exc):
-            return faiss_lock.__exit__(*exc)
+            return faiss_lock.exclusive().__exit__(*exc)
+
+    class Signalling:  # the faiss lock (searches share it; writers hold it alone)
+        def shared(self):
+            return faiss_lock.shared()
+
+        def exclusive(self):
+            return Writing()
 
     index._ivf_lock = Signalling()
     flusher = threading.Thread(target=spawn.run_all)

@@ -87,3 +87,61 @@ def test_the_shared_stores_build_one_for_the_semantic_cache(redis_server):
     one.add(entry("x", [1.0, 0.0]))
     assert [e.text for e in two.entries()] == ["x"]
     shared.state.close()
+
+
+def test_the_local_mirror_keeps_no_object_per_entry_and_gives_back_equal_entries(shared):
+    """The mirror held one `SemanticEntry` (with its answer and usage) per entry, each
+    walked by every full garbage collection; now the tracked objects stay flat while the
+    entries come back equal, in this process and in another."""
+    import gc
+
+    one, two = RedisSemanticStore(shared, 10_000), RedisSemanticStore(shared, 10_000)
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((1201, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    one.add(entry("first", vectors[0]))  # the partition's index and first arrays
+    two.search("p", vectors[0], 1)  # the other process's mirror, loaded
+    added = [entry(f"q{i}", vectors[i], expires=float(i)) for i in range(1, 1201)]
+    gc.collect()
+    before = len(gc.get_objects())  # the test's own entries already counted
+    for item in added:
+        one.add(item)
+    two.search("p", vectors[0], 1)  # the other process reads the 1,200 additions
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert grown < 300, grown  # before: three tracked objects per entry in each mirror
+    for store in (one, two):
+        for item in added[::97]:
+            ((found, similarity),) = store.search("p", item.vector, 1)
+            assert similarity == pytest.approx(1.0, abs=1e-5)
+            assert (found.entry_id, found.text, found.markers) == (
+                item.entry_id,
+                item.text,
+                item.markers,
+            )
+            assert (found.created, found.expires, found.response) == (
+                item.created,
+                item.expires,
+                item.response,
+            )
+            assert np.array_equal(found.vector, item.vector)
+    assert two.purge_expired(100.5) == 100  # expiry read from the mirror's arrays
+    assert len(one) == 1101 and one.stats().expired == 100
+
+
+def test_an_answer_the_mirror_cannot_flatten_is_kept_as_the_object(shared):
+    from aigw_lab.types import Latency
+
+    store = RedisSemanticStore(shared, 10)
+    item = entry("kept", [1.0, 0.0])
+    item.response = ChatResponse(
+        text="x",
+        finish_reason="stop",
+        usage=Usage(input_tokens=1, output_tokens=2),
+        provider="mock",
+        model="m1",
+        latency=Latency(total_ms=3.0),
+        raw={"id": "r"},
+    )
+    store.add(item)
+    assert store._local.objects == {item.entry_id: item.response}  # noqa: SLF001

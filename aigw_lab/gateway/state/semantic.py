@@ -5,10 +5,12 @@ Entries live in Redis (one string each: text, vector, markers, answer, times), w
 recency in a sorted set and every addition and removal appended to a stream. Each process
 keeps its own `VectorIndex` per partition (searching vectors over the network per lookup
 would cost far more than the search itself) and, before each search, reads the stream
-from where it stopped: one round trip when nothing changed. Adding (with the eviction of
-the least recently used beyond ``max_entries``) and removing are Lua scripts, atomic on the
-server. Written against the `SemanticStore` protocol on main; `SemanticCache` takes it once
-it accepts a ``store=``.
+from where it stopped: one round trip when nothing changed. The local mirror holds no
+object per entry for the garbage collector (`LocalEntries`, as `MemorySemanticStore`):
+a mirror of a million entries would otherwise make each full collection stop the process
+for most of a second. Adding (with the eviction of the least recently used beyond
+``max_entries``) and removing are Lua scripts, atomic on the server. Written against the
+`SemanticStore` protocol on main; `SemanticCache` takes it once it accepts a ``store=``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aigw_lab.gateway.semantic_entries import LocalEntries, entry_record
 from aigw_lab.gateway.semantic_match import NumpyIndex, VectorIndex
 from aigw_lab.gateway.semantic_store import SemanticEntry, SemanticStoreStats
 from aigw_lab.gateway.state.cache import _decode, _encode
@@ -84,8 +87,7 @@ class RedisSemanticStore:
         self._add = self._client.register_script(_ADD)
         self._remove = self._client.register_script(_REMOVE)
         self._lock = threading.Lock()
-        self._entries: dict[int, SemanticEntry] = {}
-        self._indexes: dict[str, VectorIndex] = {}
+        self._local = LocalEntries(index_factory)  # this process's mirror
         self._seen: str | None = None  # the last stream event applied (None: load all)
 
     # --- the protocol ---------------------------------------------------------------------
@@ -103,22 +105,29 @@ class RedisSemanticStore:
         )
         if reply is not None:
             entry.entry_id = int(reply[0])
+            record = entry_record(entry)
             with self._lock:
-                self._put(entry)
+                if entry.entry_id not in self._local:  # a sync may have brought it already
+                    self._local.put(entry.entry_id, entry, record)
                 for old in reply[1]:
-                    self._drop(int(old))
+                    self._local.drop(int(old))
         return entry
 
     def search(
         self, partition: str, vector: np.ndarray, k: int
     ) -> list[tuple[SemanticEntry, float]]:
         self._outage.run(self._sync, lambda: None, admits=True)
+        local = self._local
         with self._lock:
-            index = self._indexes.get(partition)
+            index = local.indexes.get(partition)
             if index is None:
                 return []
-            entries = self._entries
-            return [(entries[i], s) for i, s in index.search(vector, k) if i in entries]
+            if not getattr(index, "locks_itself", False):
+                return local.build(partition, local.held(index.search(vector, k), index))
+        found = index.search(vector, k)  # outside the lock, as MemorySemanticStore does
+        with self._lock:
+            held = local.held(found, None)
+        return local.build(partition, held, index)
 
     def touch(self, entry_id: int) -> None:
         self._outage.run(
@@ -138,14 +147,13 @@ class RedisSemanticStore:
             admits=False,
         )
         with self._lock:
-            self._drop(entry_id)
+            self._local.drop(entry_id)
         return bool(removed)
 
     def purge_expired(self, now: float) -> int:
         self._outage.run(self._sync, lambda: None, admits=False)
         with self._lock:
-            entries = self._entries.values()
-            dead = [e.entry_id for e in entries if e.expires is not None and e.expires <= now]
+            dead = self._local.table.expired(now)
         return sum(self.remove(entry_id, expired=True) for entry_id in dead)
 
     def entries(self) -> list[SemanticEntry]:
@@ -155,7 +163,7 @@ class RedisSemanticStore:
             self._sync()
             order = [int(i) for i in self._client.zrange(self._keys["lru"], 0, -1)]
             with self._lock:
-                return [self._entries[i] for i in order if i in self._entries]
+                return [self._local.entry(i) for i in order if i in self._local]
 
         return self._outage.run(run, list, admits=False)
 
@@ -167,8 +175,7 @@ class RedisSemanticStore:
 
         self._outage.run(run, lambda: None, admits=False)
         with self._lock:
-            self._entries.clear()
-            self._indexes.clear()
+            self._local.clear()
             self._seen = None
 
     def __len__(self) -> int:
@@ -191,7 +198,7 @@ class RedisSemanticStore:
         )
 
     def __repr__(self) -> str:
-        return f"<RedisSemanticStore local={len(self._entries)} max={self.max_entries}>"
+        return f"<RedisSemanticStore local={len(self._local)} max={self.max_entries}>"
 
     # --- keeping this process's index in step -------------------------------------------------
 
@@ -212,13 +219,15 @@ class RedisSemanticStore:
             return
         added = [int(f[b"add"]) for _, f in events if b"add" in f]
         raws = self._client.mget([self._entry + str(i) for i in added]) if added else []
+        loaded = [_load(i, raw) for i, raw in zip(added, raws, strict=True) if raw is not None]
+        records = [entry_record(entry) for entry in loaded]  # decoded outside the lock
         with self._lock:
             for _, fields in events:
                 if b"del" in fields:
-                    self._drop(int(fields[b"del"]))
-            for entry_id, raw in zip(added, raws, strict=True):
-                if raw is not None and entry_id not in self._entries:
-                    self._put(_load(entry_id, raw))
+                    self._local.drop(int(fields[b"del"]))
+            for entry, record in zip(loaded, records, strict=True):
+                if entry.entry_id not in self._local:
+                    self._local.put(entry.entry_id, entry, record)
             self._seen = _text(events[-1][0])
 
     def _reload(self) -> None:
@@ -227,28 +236,12 @@ class RedisSemanticStore:
         ids = [int(i) for i in self._client.zrange(self._keys["lru"], 0, -1)]
         raws = self._client.mget([self._entry + str(i) for i in ids]) if ids else []
         with self._lock:
-            self._entries.clear()
-            self._indexes.clear()
+            self._local.clear()
             for entry_id, raw in zip(ids, raws, strict=True):
                 if raw is not None:
-                    self._put(_load(entry_id, raw))
+                    entry = _load(entry_id, raw)
+                    self._local.put(entry_id, entry, entry_record(entry))
             self._seen = _text(last[0][0]) if last else None  # None: reload until one
-
-    def _put(self, entry: SemanticEntry) -> None:
-        index = self._indexes.get(entry.partition)
-        if index is None:
-            index = self._indexes[entry.partition] = self._index_factory(entry.vector.shape[0])
-        index.add(entry.entry_id, entry.vector)
-        self._entries[entry.entry_id] = entry
-
-    def _drop(self, entry_id: int) -> None:
-        entry = self._entries.pop(entry_id, None)
-        if entry is None:
-            return
-        index = self._indexes[entry.partition]
-        index.remove(entry_id)
-        if not len(index):
-            del self._indexes[entry.partition]
 
 
 def _dump(entry: SemanticEntry) -> str:
