@@ -322,17 +322,7 @@ def test_serve_warms_the_semantic_cache_too(tmp_path, capsys, monkeypatch, minil
         ).cache_status
 
     monkeypatch.setattr("aigw_lab.server.serve", fake_serve)
-    # The config's default model is the session's MiniLM, loaded once per run: a second load
-    # costs seconds of CPU, and the config building its own model is test_config's subject.
-    named = []
-
-    def session_model(name, **options):
-        named.append(name)
-        return minilm
-
-    monkeypatch.setattr("aigw_lab.embedder_names.embedder_by_name", session_model)
     assert main(["serve", "--config", config(tmp_path, body), "--no-auth"]) == 0
     out, _ = capsys.readouterr()
-    assert named and set(named) == {None}  # no model named: the default MiniLM
     assert seen == {"entries": 2, "hit": "hit"}
     assert "2 exact and 2 semantic entries added" in out
