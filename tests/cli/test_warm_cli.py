@@ -91,7 +91,7 @@ def test_warming_from_a_dataset_fills_the_persistent_cache_and_logs_tagged_calls
 @pytest.mark.slow  # a serve start-up, subprocess CLI runs or the real model: seconds each
 def test_warming_from_a_log_uses_its_answers_without_a_call(tmp_path, capsys):
     prod = tmp_path / "prod.duckdb"
-    with Gateway.simulated_fleet(log=str(prod)) as gw:
+    with Gateway.simulated_fleet(log=str(prod), time_scale=0) as gw:  # no latency sleeps
         for prompt in ["What is DuckDB?"] * 3 + ["Name a prime."] * 2:
             gw.chat("sim-openai/sim-small", prompt, tenant="acme")
     code = main(["warm", config(tmp_path), "--from-log", str(prod), "--top", "5"])
@@ -242,7 +242,7 @@ def serve_seeing_the_cache(monkeypatch):
 def test_serve_warms_a_memory_cache_from_its_own_log_before_it_listens(
     tmp_path, capsys, monkeypatch
 ):
-    with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb")) as gw:
+    with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb"), time_scale=0) as gw:
         for prompt in ["a"] * 3 + ["b"] * 2 + ["c"]:
             gw.chat("sim-openai/sim-small", prompt)
     body = SIM + '\n[cache]\nstore = "memory"\nwarm_from = "log"\nwarm_top = 2\n'
@@ -308,7 +308,7 @@ def test_an_encrypted_log_is_read_with_the_configs_key(tmp_path, capsys, monkeyp
 
 @pytest.mark.slow  # a serve start-up, subprocess CLI runs or the real model: seconds each
 def test_serve_warms_the_semantic_cache_too(tmp_path, capsys, monkeypatch, minilm):
-    with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb")) as gw:
+    with Gateway.simulated_fleet(log=str(tmp_path / "calls.duckdb"), time_scale=0) as gw:
         for prompt in ["What is the capital of France?"] * 2 + ["Name a prime."]:
             gw.chat("sim-openai/sim-small", prompt)
     body = SIM + '\n[cache]\nwarm_from = "log"\nwarm_top = 5\n[semantic_cache]\nthreshold = 0.9\n'
