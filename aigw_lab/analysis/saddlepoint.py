@@ -15,7 +15,7 @@ distribution lumpy) that the result is well inside the Monte Carlo error of 1,00
 (tests/analysis/test_saddlepoint.py checks it against 40,000 replicates on skewed,
 heavy-tailed, bimodal and outlier samples).
 
-It costs a few dozen passes over the n values (about 5-15 ms at 20,000 items), against n x
+It costs about a dozen passes over the n values (about 1-3 ms at 20,000 items), against n x
 ``n_boot`` random draws (about 0.15 s at 20,000 items and 1,000 replicates), and it draws no
 random numbers: the interval is the same for every seed.
 """
@@ -23,6 +23,7 @@ random numbers: the interval is the same for every seed.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,9 +39,15 @@ MIN_ITEMS = 2_000
 #: of times that item is picked (about Poisson(1)) shows in the distribution as separate
 #: humps, which a smooth approximation would blur.
 MAX_JUMP = 0.25
-# Bisection steps on the tilt: the bracket (16 sd wide) shrinks to 2^-32 of that, far
-# below the Monte Carlo error of any replicate count (about 0.085 sd at 1,000).
-_STEPS = 32
+# The root on the tilt is found to within this many sds of the resampled mean (a tilt of
+# t moves the mean by about t sds): far below the Monte Carlo error of any replicate count
+# (about 0.085 sd at 1,000). At most _STEPS evaluations after the bracket.
+_TOLERANCE = 1e-9
+_STEPS = 100
+# Or stop when the probability is this close on the normal scale (Φ⁻¹ of it): 1e-9 there is
+# about 1e-9 sds of the resampled mean.
+_CLOSE = 1e-9
+_NORMAL = NormalDist()
 
 
 def usable(values: np.ndarray) -> bool:
@@ -79,23 +86,48 @@ def mean_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def _quantile(z: np.ndarray, n: int, probability: float) -> float:
-    """The point q with P(resampled mean of z <= q) = ``probability``, by bisection on the
-    tilt t (q = K'(t) and the Lugannani-Rice probability both increase with t)."""
+    """The point q with P(resampled mean of z <= q) = ``probability``, found on the tilt t
+    (q = K'(t) and the Lugannani-Rice probability both increase with t) by regula falsi
+    with the Illinois step on the normal scale (about 4 evaluations; bisection took 30)."""
     # The resampled mean's sd is 1/sqrt(n); a tilt of t moves it by about t. The bracket
     # grows until it holds the probability (a few steps for a skewed sample).
     step = 1.0 / math.sqrt(n)
     low, high = -8.0 * step, 8.0 * step
-    while _probability(z, n, low)[0] > probability:
+    f_low, q_low = _probability(z, n, low)
+    while f_low > probability:
         low *= 2
-    while _probability(z, n, high)[0] < probability:
+        f_low, q_low = _probability(z, n, low)
+    f_high, q_high = _probability(z, n, high)
+    while f_high < probability:
         high *= 2
+        f_high, q_high = _probability(z, n, high)
+    # On the normal scale the probability is nearly linear in the tilt (exactly so for a
+    # normal sample), so the secant steps below land within a few evaluations.
+    target = _NORMAL.inv_cdf(probability)
+    f_low, f_high = _normal_scale(f_low) - target, _normal_scale(f_high) - target
+    kept = 0  # which end stayed put last time (-1 low, 1 high): the Illinois halving
     for _ in range(_STEPS):
-        middle = (low + high) / 2
-        if _probability(z, n, middle)[0] < probability:
-            low = middle
+        if high - low <= _TOLERANCE * step:
+            break
+        t = high - f_high * (high - low) / (f_high - f_low)
+        if not low < t < high:  # flat or rounding: bisect instead
+            t = (low + high) / 2
+        f, q = _probability(z, n, t)
+        f = _normal_scale(f) - target
+        if abs(f) <= _CLOSE:
+            return q
+        if f < 0:
+            low, f_low, q_low = t, f, q
+            if kept == 1:
+                f_high /= 2
+            kept = 1
         else:
-            high = middle
-    return _probability(z, n, (low + high) / 2)[1]
+            high, f_high, q_high = t, f, q
+            if kept == -1:
+                f_low /= 2
+            kept = -1
+    # The end whose probability is nearer: within the tolerance of the root either way.
+    return q_low if abs(f_low) <= abs(f_high) else q_high
 
 
 def _probability(z: np.ndarray, n: int, t: float) -> tuple[float, float]:
@@ -121,6 +153,12 @@ def _probability(z: np.ndarray, n: int, t: float) -> tuple[float, float]:
         return 0.5, q
     w = math.copysign(math.sqrt(w_squared), t)
     return _phi(w) + _density(w) * (1 / w - 1 / u), q
+
+
+def _normal_scale(probability: float) -> float:
+    """Φ⁻¹ of a probability, clamped inside (0, 1) (the formula can stray past either end
+    by rounding far in the tails)."""
+    return _NORMAL.inv_cdf(min(max(probability, 1e-300), 1 - 1e-16))
 
 
 def _phi(x: float) -> float:

@@ -177,7 +177,7 @@ def bootstrap_interval(
     ``"indices"``: the percentiles of `bootstrap_means`' replicates, as every earlier
     version. ``"auto"``: counted replicates for few distinct values; for at least
     `saddlepoint.MIN_ITEMS` spread-out values, the quantiles of the bootstrap distribution
-    computed without drawing (`aigw_lab.analysis.saddlepoint`: about 10 ms at 20,000 values
+    computed without drawing (`aigw_lab.analysis.saddlepoint`: a few ms at 20,000 values
     against 0.15 s for 1,000 replicates); otherwise drawn replicates."""
     # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
     import numpy as np
