@@ -3,6 +3,14 @@
     python bench/bench_analysis_scale.py [--rows N] [--rounds R] [--reference] [--quick]
     python bench/bench_analysis_scale.py --quick      # 1M rows, 3 rounds, with the reference
     python bench/bench_analysis_scale.py --quick --split   # and where each analysis's CPU goes
+    python bench/bench_analysis_scale.py --quick --rows 10000000   # the 10M headline, cached
+
+``--quick --rows N`` (N given) is the large-log headline in about 3 minutes: the log of N
+rows is built and rolled up once into ``--cache`` (default ``$TMPDIR/aigw-bench-analysis``;
+about 4-8 minutes at 10M, printed) and reused by every later run, read in place (nothing is
+appended to it); then 3 interleaved rounds of the analyses against the baseline on one open
+connection, and 3 of ``target_summary`` of the file's path (a fresh connection each time:
+the rollups read cold, as a notebook does). No reference, no incremental refresh, no copy.
 
 Builds a synthetic experiment log of about N call rows (default 10,000,000) in a temporary
 DuckDB file: T targets x I items x as many repetitions as fit, about 10% of units retried
@@ -198,7 +206,7 @@ def append_new_calls(conn: Any, rows: int, tag: str = "new", shift: int = 100_00
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--rows", type=int, help="call rows (default 10,000,000)")
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--targets", type=int, default=4)
     parser.add_argument("--n-boot", type=int, default=1000)
@@ -214,6 +222,12 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="keep the built log at this path")
     parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "aigw-bench-analysis",
+        help="where --quick --rows N keeps its built, rolled-up log between runs",
+    )
+    parser.add_argument(
         "--reference",
         action="store_true",
         help="also time today's implementation over every call row (slow at 10M)",
@@ -224,22 +238,30 @@ def main() -> None:
         help="print each analysis's CPU by SQL statement and the Python rest",
     )
     args = parser.parse_args()
-    if args.quick:
+    cached = args.quick and args.rows is not None
+    if args.quick and not cached:
         args.rows, args.rounds, args.reference = 1_000_000, 3, True
+    if args.rows is None:
+        args.rows = 10_000_000
 
     import duckdb
 
-    from aigw_lab.analysis.reference import (
-        reference_cost_over_time,
-        reference_paired_comparison,
-        reference_target_summary,
-    )
     from aigw_lab.analysis.rollups import refresh_rollups
 
     print(
         f"python {platform.python_version()}, duckdb {duckdb.__version__}, "
         f"{os.cpu_count()} cpus, {platform.machine()}, {_load()}"
     )
+    if cached:
+        path = cached_log(args)
+        conn = duckdb.connect(str(path))
+        try:
+            analysis_rounds(conn, args)
+        finally:
+            conn.close()
+        path_rounds(path, rounds=args.rounds, copies=False)
+        print(f"end: {_load()}")
+        return
     with tempfile.TemporaryDirectory(prefix="aigw-bench-") as folder:
         path = Path(folder) / "calls.duckdb"
         if args.log is not None:
@@ -273,79 +295,7 @@ def main() -> None:
                 f"wall, {cpu:.2f} s CPU for {done.calls:,} calls = {per_million:.2f} "
                 f"s CPU per 1M calls; {_load()}"
             )
-            summary = target_summary(conn, experiment_id="bench", n_boot=2)
-            names = summary["target"].tolist()
-            a, b = names[-1], names[-2]
-            trace_sql = "SELECT count(*) FROM (SELECT trace_id, count(*) FROM calls GROUP BY 1)"
-            cases: list[tuple[str, Callable[[], Any]]] = [
-                ("GROUP BY trace_id (baseline)", lambda: conn.execute(trace_sql).fetchall()),
-                (
-                    "target_summary",
-                    lambda: target_summary(conn, experiment_id="bench", n_boot=args.n_boot),
-                ),
-                (
-                    "target_summary (n_boot=2)",
-                    lambda: target_summary(conn, experiment_id="bench", n_boot=2),
-                ),
-                (
-                    "paired_comparison",
-                    lambda: paired_comparison(
-                        conn, a, b, experiment_id="bench", n_boot=args.n_boot
-                    ),
-                ),
-                (
-                    "paired_comparison (n_boot=2)",
-                    lambda: paired_comparison(conn, a, b, experiment_id="bench", n_boot=2),
-                ),
-                ("cost_over_time (hour)", lambda: cost_over_time(conn, experiment_id="bench")),
-            ]
-            if args.reference:
-                cases += [
-                    (
-                        "reference target_summary",
-                        lambda: reference_target_summary(
-                            conn, experiment_id="bench", n_boot=args.n_boot
-                        ),
-                    ),
-                    (
-                        "reference paired_comparison",
-                        lambda: reference_paired_comparison(
-                            conn, a, b, experiment_id="bench", n_boot=args.n_boot
-                        ),
-                    ),
-                    (
-                        "reference cost_over_time",
-                        lambda: reference_cost_over_time(conn, experiment_id="bench"),
-                    ),
-                ]
-            walls: dict[str, list[float]] = {label: [] for label, _ in cases}
-            cpus: dict[str, list[float]] = {label: [] for label, _ in cases}
-            for round_ in range(args.rounds):
-                print(f"round {round_ + 1} ({_load()}):")
-                for label, run in cases:  # interleaved: every case once per round
-                    wall, cpu, _ = measure(run)
-                    walls[label].append(wall)
-                    cpus[label].append(cpu)
-                    print(f"  {label:<30} {wall:7.2f} s wall {cpu:7.2f} s CPU")
-            base_wall = walls[cases[0][0]]
-            base_cpu = cpus[cases[0][0]]
-            print(
-                f"median over {args.rounds} rounds [min-max]; ratio = time / the same round's "
-                "GROUP BY trace_id, median [min-max]:"
-            )
-            for label, _ in cases:
-                w, c = walls[label], cpus[label]
-                rw = [x / y for x, y in zip(w, base_wall, strict=True)]
-                rc = [x / y for x, y in zip(c, base_cpu, strict=True)]
-                print(
-                    f"  {label:<30} wall {_med(w):6.2f} s [{min(w):.2f}-{max(w):.2f}]  "
-                    f"CPU {_med(c):6.2f} s [{min(c):.2f}-{max(c):.2f}]  "
-                    f"ratio wall {_med(rw):5.2f}x [{min(rw):.2f}-{max(rw):.2f}]  "
-                    f"CPU {_med(rc):5.2f}x [{min(rc):.2f}-{max(rc):.2f}]"
-                )
-            if args.split:
-                split_cases = [c for c in cases if c[0] != cases[0][0]]
-                print_split(split_cases, rounds=args.rounds, baseline=min(base_cpu))
+            analysis_rounds(conn, args)
             new = max(1, min(rows // 10, 1_000_000))
             append_new_calls(conn, new)
             wall, cpu, done = measure(lambda: refresh_rollups(conn))
@@ -378,9 +328,153 @@ def main() -> None:
         print(f"end: {_load()}")
 
 
-def path_rounds(path: Path, *, rounds: int) -> None:
-    """Interleaved: a path analysis read in place, the same forced through the private copy
-    (as before the in-place read), and the bare copy of the file."""
+def cached_log(args: argparse.Namespace) -> Path:
+    """The rolled-up log of ``args``' shape in ``args.cache``, built (and its rollups
+    refreshed) the first time; reused as it is afterwards."""
+    import duckdb
+
+    from aigw_lab.analysis.rollups import refresh_rollups
+
+    name = f"calls-{args.rows}-{args.items}-{args.targets}-{args.seed}.duckdb"
+    path = args.cache / name
+    if path.is_file():
+        conn = duckdb.connect(str(path), read_only=True)
+        try:
+            rows = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+            current = conn.execute(
+                "SELECT calls_rowid = (SELECT max(rowid) FROM calls) FROM rollup_state"
+            ).fetchall() == [(True,)]
+        finally:
+            conn.close()
+        if current:
+            print(f"cached log {path}: {rows:,} rows, rollups current, {_size(path)}")
+            return path
+        path.unlink()  # a build cut short: start again
+    args.cache.mkdir(parents=True, exist_ok=True)
+    building = path.with_suffix(".building")
+    building.unlink(missing_ok=True)
+    print(f"building the cached log once (about 4-8 minutes at 10M rows): {path}")
+    wall, cpu, shape = measure(
+        lambda: build_log(
+            building, rows=args.rows, items=args.items, targets=args.targets, seed=args.seed
+        )
+    )
+    print(f"  built {shape['rows']:,} rows in {wall:.0f} s wall, {cpu:.0f} s CPU; {_load()}")
+    CallLog(building).close()  # migrate to the current schema (the rollup tables)
+    wall, cpu, done = measure(lambda: refresh_rollups(building))
+    print(f"  first refresh of {done.calls:,} calls: {wall:.0f} s wall, {cpu:.1f} s CPU; {_load()}")
+    building.rename(path)  # only a finished, rolled-up log has the cached name
+    return path
+
+
+def _size(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:,.0f} MB"
+
+
+def drawn(run: Callable[[], Any]) -> Any:
+    """``run`` with every bootstrap interval drawn, none computed (bench only: the session 8
+    way, counted for few distinct values, 1,000 index draws per item otherwise)."""
+    from aigw_lab.analysis import saddlepoint
+
+    real = saddlepoint.MIN_ITEMS
+    saddlepoint.MIN_ITEMS = 2**62
+    try:
+        return run()
+    finally:
+        saddlepoint.MIN_ITEMS = real
+
+
+def analysis_rounds(conn: Any, args: argparse.Namespace) -> None:
+    """Interleaved rounds of the baseline and the analyses on ``conn`` (rollups current),
+    with medians, ranges and ratios; with ``--split``, each analysis's CPU by statement.
+    "paired_comparison (drawn, s8)" is the same analysis with the bootstrap drawn as in
+    session 8 (`drawn`), interleaved for the comparison."""
+    from aigw_lab.analysis.reference import (
+        reference_cost_over_time,
+        reference_paired_comparison,
+        reference_target_summary,
+    )
+
+    summary = target_summary(conn, experiment_id="bench", n_boot=2)
+    names = summary["target"].tolist()
+    a, b = names[-1], names[-2]
+    trace_sql = "SELECT count(*) FROM (SELECT trace_id, count(*) FROM calls GROUP BY 1)"
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("GROUP BY trace_id (baseline)", lambda: conn.execute(trace_sql).fetchall()),
+        (
+            "target_summary",
+            lambda: target_summary(conn, experiment_id="bench", n_boot=args.n_boot),
+        ),
+        (
+            "target_summary (n_boot=2)",
+            lambda: target_summary(conn, experiment_id="bench", n_boot=2),
+        ),
+        (
+            "paired_comparison",
+            lambda: paired_comparison(conn, a, b, experiment_id="bench", n_boot=args.n_boot),
+        ),
+        (
+            "paired_comparison (drawn, s8)",
+            lambda: drawn(
+                lambda: paired_comparison(conn, a, b, experiment_id="bench", n_boot=args.n_boot)
+            ),
+        ),
+        (
+            "paired_comparison (n_boot=2)",
+            lambda: paired_comparison(conn, a, b, experiment_id="bench", n_boot=2),
+        ),
+        ("cost_over_time (hour)", lambda: cost_over_time(conn, experiment_id="bench")),
+    ]
+    if args.reference:
+        cases += [
+            (
+                "reference target_summary",
+                lambda: reference_target_summary(conn, experiment_id="bench", n_boot=args.n_boot),
+            ),
+            (
+                "reference paired_comparison",
+                lambda: reference_paired_comparison(
+                    conn, a, b, experiment_id="bench", n_boot=args.n_boot
+                ),
+            ),
+            (
+                "reference cost_over_time",
+                lambda: reference_cost_over_time(conn, experiment_id="bench"),
+            ),
+        ]
+    walls: dict[str, list[float]] = {label: [] for label, _ in cases}
+    cpus: dict[str, list[float]] = {label: [] for label, _ in cases}
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1} ({_load()}):")
+        for label, run in cases:  # interleaved: every case once per round
+            wall, cpu, _ = measure(run)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
+            print(f"  {label:<30} {wall:7.2f} s wall {cpu:7.2f} s CPU")
+    base_wall = walls[cases[0][0]]
+    base_cpu = cpus[cases[0][0]]
+    print(
+        f"median over {args.rounds} rounds [min-max]; ratio = time / the same round's "
+        "GROUP BY trace_id, median [min-max]:"
+    )
+    for label, _ in cases:
+        w, c = walls[label], cpus[label]
+        rw = [x / y for x, y in zip(w, base_wall, strict=True)]
+        rc = [x / y for x, y in zip(c, base_cpu, strict=True)]
+        print(
+            f"  {label:<30} wall {_med(w):6.2f} s [{min(w):.2f}-{max(w):.2f}]  "
+            f"CPU {_med(c):6.2f} s [{min(c):.2f}-{max(c):.2f}]  "
+            f"ratio wall {_med(rw):5.2f}x [{min(rw):.2f}-{max(rw):.2f}]  "
+            f"CPU {_med(rc):5.2f}x [{min(rc):.2f}-{max(rc):.2f}]"
+        )
+    if args.split:
+        split_cases = [c for c in cases if c[0] != cases[0][0]]
+        print_split(split_cases, rounds=args.rounds, baseline=min(base_cpu))
+
+
+def path_rounds(path: Path, *, rounds: int, copies: bool = True) -> None:
+    """Interleaved: a path analysis read in place, and with ``copies`` the same forced
+    through the private copy (as before the in-place read) and the bare copy of the file."""
     from aigw_lab.analysis import rollups
     from aigw_lab.store.files import copy_database
 
@@ -401,6 +495,8 @@ def path_rounds(path: Path, *, rounds: int) -> None:
         ("path, private copy (before)", through_copy),
         ("the file copy alone", bare_copy),
     ]
+    if not copies:
+        cases = cases[:1]
     walls: dict[str, list[float]] = {label: [] for label, _ in cases}
     cpus: dict[str, list[float]] = {label: [] for label, _ in cases}
     for round_ in range(rounds):

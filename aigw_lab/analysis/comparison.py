@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from aigw_lab.analysis._rolled import paired_items, summary_tables
 from aigw_lab.analysis._source import default_scorer
 from aigw_lab.analysis.rollups import fresh_rollups
-from aigw_lab.analysis.stats import bootstrap_mean_ci, bootstrap_means, percentile_interval
+from aigw_lab.analysis.stats import bootstrap_interval, bootstrap_mean_ci
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,7 +76,9 @@ def target_summary(
     ``confidence``, resampling items (repetitions of an item averaged first), seeded by
     ``seed``: items' means with few distinct values (a 0/1 scorer's) are resampled by
     counting picks per value (`aigw_lab.analysis.stats`, same distribution, cheap at any
-    item count). ``cost_per_correct`` is only defined for a 0/1 scorer (NaN otherwise).
+    item count), and a target with at least 2,000 spread-out item means gets the quantiles
+    of the bootstrap distribution computed, not drawn (`aigw_lab.analysis.saddlepoint`).
+    ``cost_per_correct`` is only defined for a 0/1 scorer (NaN otherwise).
     """
     with fresh_rollups(source) as rollups:
         if scorer is None:
@@ -204,7 +206,8 @@ def paired_comparison(
     latency: logical latency of the units that ended ok; cost: everything the unit spent).
     ``diff`` = mean(a - b) over the items with a value for both (``n_items``), with a paired
     percentile bootstrap interval (the same resampled items for both targets; differences
-    with few distinct values are resampled by counting, as in `target_summary`). ``wins`` /
+    with few distinct values are resampled by counting, and at least 2,000 spread-out ones
+    get the bootstrap distribution's quantiles computed, as in `target_summary`). ``wins`` /
     ``ties`` / ``losses`` count items where a is better / equal / worse than b: higher is
     better for quality, lower for latency and cost.
     """
@@ -350,8 +353,9 @@ def _paired_row(
     if n == 1:
         low = high = float(diffs[0])
     else:
-        replicates = bootstrap_means(diffs, n_boot=n_boot, rng=rng, method=bootstrap)
-        low, high = (float(v) for v in percentile_interval(replicates, confidence))
+        low, high = bootstrap_interval(
+            diffs, confidence=confidence, n_boot=n_boot, rng=rng, method=bootstrap
+        )
     better = diffs > 0 if higher_is_better else diffs < 0
     worse = diffs < 0 if higher_is_better else diffs > 0
     return row | {

@@ -12,6 +12,12 @@ scorer's item means), where it draws how many of the n picks land on each distin
 one multinomial vector per replicate, and takes the means as one matrix product: the
 same distribution of resampled means (a resample's mean depends only on those counts), at
 a cost that grows with the distinct values, not the items.
+
+An interval (`bootstrap_interval`, what `bootstrap_mean_ci` and the paired comparison use)
+under ``"auto"`` is, for a large sample of spread-out values, computed from the bootstrap
+distribution itself instead of drawn (`aigw_lab.analysis.saddlepoint`): the same quantiles
+the drawn replicates' percentiles estimate, without their Monte Carlo error, and the same
+for every seed (no random numbers drawn, so later draws from ``rng`` move on).
 """
 
 from __future__ import annotations
@@ -19,10 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from aigw_lab.analysis import saddlepoint
+
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["BootstrapMethod", "MeanCI", "bootstrap_means", "bootstrap_mean_ci"]
+__all__ = [
+    "BootstrapMethod",
+    "MeanCI",
+    "bootstrap_means",
+    "bootstrap_interval",
+    "bootstrap_mean_ci",
+]
 
 #: How `bootstrap_means` draws its resamples (module docstring).
 BootstrapMethod = Literal["indices", "auto"]
@@ -144,9 +158,36 @@ def bootstrap_mean_ci(
     if data.size == 1:
         return MeanCI(mean, mean, mean, 1)
     generator = rng if rng is not None else np.random.default_rng(seed)
-    replicates = bootstrap_means(data, n_boot=n_boot, rng=generator, method=method)
+    low, high = bootstrap_interval(
+        data, confidence=confidence, n_boot=n_boot, rng=generator, method=method
+    )
+    return MeanCI(mean, low, high, int(data.size))
+
+
+def bootstrap_interval(
+    values: np.ndarray,
+    *,
+    confidence: float,
+    n_boot: int = 1000,
+    rng: np.random.Generator,
+    method: BootstrapMethod = "indices",
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of ``values`` (1-d, at least 2 values).
+
+    ``"indices"``: the percentiles of `bootstrap_means`' replicates, as every earlier
+    version. ``"auto"``: counted replicates for few distinct values; for at least
+    `saddlepoint.MIN_ITEMS` spread-out values, the quantiles of the bootstrap distribution
+    computed without drawing (`aigw_lab.analysis.saddlepoint`: a few ms at 20,000 values
+    against 0.15 s for 1,000 replicates); otherwise drawn replicates."""
+    # lazy: numpy loads in ~0.1 s; `import aigw_lab` and the CLI start without it
+    import numpy as np
+
+    data = np.asarray(values, dtype=float).reshape(-1)
+    if method == "auto" and not _few_distinct(data[:, None]) and saddlepoint.usable(data):
+        return saddlepoint.mean_interval(data, confidence)
+    replicates = bootstrap_means(data, n_boot=n_boot, rng=rng, method=method)
     low, high = percentile_interval(replicates, confidence)
-    return MeanCI(mean, float(low), float(high), int(data.size))
+    return float(low), float(high)
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, ...]:
