@@ -261,7 +261,7 @@ class RayExecutor:
 
         sink = TeamLogSink(url, spool_dir=Path(self.spool_for(url)).expanduser() / "driver")
         try:
-            gateway = self.gateway.build([sink])
+            gateway = self.gateway.build(team=sink, team_url=url)
         except BaseException:
             sink.close()
             raise

@@ -72,23 +72,42 @@ class WorkerGateway:
     simulated: Mapping[str, Any] = field(default_factory=dict)
     factory: Callable[[Sequence[CallSink]], Gateway] | None = None
 
-    def build(self, sinks: Sequence[CallSink]) -> Gateway:
-        """The worker's gateway, logging only to ``sinks``."""
+    def build(
+        self,
+        sinks: Sequence[CallSink] = (),
+        *,
+        team: TeamLogSink | None = None,
+        team_url: str | None = None,
+    ) -> Gateway:
+        """The worker's gateway, logging only to ``sinks`` and ``team`` (the run's team-log
+        sink, writing to ``team_url``). A config's every section applies as in
+        `Gateway.from_config`, its team log being ``team``: a config naming another team log
+        is a `ConfigError` (its rows would be missing from one of them)."""
         # lazy: the config and gateway layers load here, in the worker, not at import
         from aigw_lab.config import load_config, parse_config
-        from aigw_lab.experiments.spec import gateway_from_config
+        from aigw_lab.config_gateway import gateway_of
         from aigw_lab.gateway import Gateway
 
+        every = [*sinks, *([team] if team is not None else [])]
         if self.factory is not None:
-            return self.factory(sinks)
+            return self.factory(every)
         if self.config is not None:
             config = load_config(self.config)
         elif self.inline is not None:
             config = parse_config(self.inline, base_dir=self.base_dir, source="[gateway]")
         else:
-            return Gateway.simulated_fleet(log=None, sinks=list(sinks), **dict(self.simulated))
-        # As ExperimentSpec.build_gateway builds it, but logging to the sinks only.
-        return gateway_from_config(config, log=None, sinks=list(sinks))
+            return Gateway.simulated_fleet(log=None, sinks=every, **dict(self.simulated))
+        if config.team_log is not None and team_url is not None and config.team_log.url != team_url:
+            raise ConfigError(
+                f'{config.source}: [log] backend = "postgres" (url_env = '
+                f"{config.team_log.url_env}) names another team log than the Ray run's",
+                hint="a Ray run's workers log to the team log of the executor's url_env: point "
+                'both variables at the same URL, or leave backend = "postgres" out of the '
+                "config the experiment uses",
+            )
+        # As ExperimentSpec.build_gateway builds it, but with no local log: the run's
+        # team-log sink stands for the config's team log.
+        return gateway_of(config, log=None, sinks=list(sinks), team_sink=team)
 
 
 def send_spool_folder(url: str, folder: Path, timeout: float) -> None:
@@ -232,7 +251,7 @@ class _Shard:
             )
             units = [u for u in _units(job.experiment, set(job.keys)) if u.key not in done]
             self.skipped = len(job.keys) - len(units)
-            gateway = job.gateway.build([sink])
+            gateway = job.gateway.build(team=sink, team_url=url)
             stack.callback(gateway.close)
             scorers = self._scorers(gateway)
             watcher = asyncio.ensure_future(self._watch(rows))
