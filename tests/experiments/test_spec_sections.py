@@ -64,11 +64,14 @@ def test_an_experiments_shadow_table_shadows_its_calls(tmp_path):
     with duckdb.connect(str(tmp_path / "calls.duckdb"), read_only=True) as db:
         live = db.execute("SELECT call_id FROM calls WHERE shadow_of IS NULL").fetchall()
         shadowed = db.execute(
-            "SELECT shadow_of, request_model FROM calls WHERE shadow_of IS NOT NULL"
+            "SELECT shadow_of, request_model, (item_id, target) FROM calls "
+            "WHERE shadow_of IS NOT NULL"
         ).fetchall()
     assert len(live) == 3
-    assert sorted(s for s, _ in shadowed) == sorted(c for (c,) in live)
-    assert {m for _, m in shadowed} == {"sim-large"}
+    assert sorted(s for s, _, _ in shadowed) == sorted(c for (c,) in live)
+    assert {m for _, m, _ in shadowed} == {"sim-large"}
+    # No unit coordinates: a shadow row is never one of the experiment's units.
+    assert {tuple(u) for _, _, u in shadowed} == {(None, None)}
 
 
 def test_an_experiments_metrics_table_counts_its_calls(tmp_path):
