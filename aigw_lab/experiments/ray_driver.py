@@ -7,6 +7,7 @@ run's status when its shards return (or fail, or are interrupted)."""
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from aigw_lab.store.team_mirror import TeamLogMirror
     from aigw_lab.store.team_rows import TeamRows
 
-__all__ = ["RunDriver"]
+__all__ = ["RunDriver", "shard_result"]
 
 #: How often the driver collects finished shards and progress (seconds).
 _POLL_S = 0.2
@@ -68,6 +69,8 @@ class RunDriver:
         self.run_id = new_run_id()
         self.version = code_version()
         self.stop_reason: str | None = None
+        self.sent = False  # shards were sent to Ray
+        self.restarted: list[int] = []  # shards Ray ran again after their worker died
 
     async def run(
         self,
@@ -125,6 +128,11 @@ class RunDriver:
             raise
         finally:
             record.cost_usd = tracker.cost_usd
+            if self.sent and status != "interrupted" and (status == "failed" or self.restarted):
+                # A worker died: its rows and calls in flight (as interrupted) are in its
+                # machine's spool; sent now, not when a worker of its shard index next runs
+                # there. (Ctrl-C: the driver is going down; a resume sends them.)
+                await asyncio.to_thread(self._send_leftovers)
             try:
                 await asyncio.shield(
                     asyncio.ensure_future(
@@ -192,6 +200,7 @@ class RunDriver:
             return []
         ray, executor = self.ray, self.executor
         await asyncio.to_thread(executor.ensure_ray, ray)
+        self.sent = True
         count = min(executor.workers, len(pending))
         # Round-robin: every shard gets every target's units in the experiment's order, so
         # a run stopped early leaves the targets about equally done.
@@ -226,7 +235,7 @@ class RunDriver:
                     ray.wait, waiting, num_returns=len(waiting), timeout=_POLL_S
                 )
                 for ref in ready:
-                    results.append(await asyncio.to_thread(_result, ray, ref))
+                    results.append(await asyncio.to_thread(shard_result, ray, ref))
                 await self._drain(board, tracker, spent_before)
             await self._drain(board, tracker, spent_before)
         except BaseException:
@@ -241,10 +250,27 @@ class RunDriver:
             raise
         finally:
             try:
+                self.restarted = await board.restarted.remote()
+            except Exception:  # noqa: BLE001 - the board died: then assume a worker did too
+                self.restarted = [-1]
+            try:
                 ray.kill(board)
             except Exception:  # noqa: BLE001 - already gone
                 pass
         return results
+
+    def _send_leftovers(self) -> None:
+        """`RayExecutor.send_cluster_leftovers`; its failure is a warning, never the run's
+        error (the rows stay in the spool for the next worker or resume)."""
+        try:
+            self.executor.send_cluster_leftovers(self.ray, self.url)
+        except Exception as exc:  # noqa: BLE001 - the run's own outcome comes first
+            warnings.warn(
+                f"a Ray worker died and its machine's spool could not be sent to the team log "
+                f"now ({type(exc).__name__}: {exc}); its rows are sent when the run resumes",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     async def _drain(self, board: Any, tracker: ProgressTracker, spent_before: float) -> None:
         events = await board.drain.remote()
@@ -308,10 +334,10 @@ class RunDriver:
         await asyncio.to_thread(self.rows.insert, "scores", out)
 
 
-def _result(ray: ModuleType, ref: Any) -> ShardResult:
-    """A finished shard's result; a shard's own typed error (no team log URL on a node, the
-    team log unreachable) is raised as itself, not wrapped in Ray's task error, so the CLI
-    shows its one line and fix."""
+def shard_result(ray: ModuleType, ref: Any) -> Any:
+    """A finished Ray task's result (a shard's, a node's spool sweep's); its own typed error
+    (no team log URL on a node, the team log unreachable) is raised as itself, not wrapped
+    in Ray's task error, so the CLI shows its one line and fix."""
     try:
         return ray.get(ref)  # type: ignore[no-any-return]
     except ray.exceptions.RayTaskError as exc:

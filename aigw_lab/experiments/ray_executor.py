@@ -52,9 +52,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import ConfigError, MissingExtraError
-from aigw_lab.experiments.ray_driver import RunDriver
+from aigw_lab.experiments.ray_driver import RunDriver, shard_result
 from aigw_lab.experiments.ray_start import init_ray
-from aigw_lab.experiments.ray_worker import WorkerGateway, send_spool_folder
+from aigw_lab.experiments.ray_worker import WorkerGateway, send_node_leftovers, send_spool_root
 from aigw_lab.experiments.results import ExperimentResult
 
 if TYPE_CHECKING:
@@ -191,6 +191,10 @@ class RayExecutor:
             await asyncio.to_thread(rows.lock_experiment, experiment.id)
             if resume:
                 await asyncio.to_thread(self.send_local_leftovers, url)
+                if self.address is not None or ray.is_initialized():
+                    # Other machines' spools too (a local cluster started here has none).
+                    await asyncio.to_thread(self.ensure_ray, ray)
+                    await asyncio.to_thread(self.send_cluster_leftovers, ray, url)
             mirror = TeamLogMirror(url, self.mirror)
             await asyncio.to_thread(mirror.sync)
             driver = RunDriver(self, ray, gateway, experiment, shipped, rows, mirror, url)
@@ -248,13 +252,33 @@ class RayExecutor:
         worker finished (paid, its row still in its shard's spool) could be dealt to another
         shard of the resumed run and paid again before its own shard's folder was replayed.
         A live process's segments are locked, so they are left alone. Other machines'
-        folders are replayed by their next worker of the same shard index."""
-        root = Path(self.spool_for(url)).expanduser()
-        if not root.is_dir():
-            return
-        for folder in sorted(root.glob("shard-*")):
-            if folder.is_dir():
-                send_spool_folder(url, folder, timeout)
+        folders: `send_cluster_leftovers`."""
+        send_spool_root(url, Path(self.spool_for(url)), timeout)
+
+    def send_cluster_leftovers(self, ray: ModuleType, url: str, timeout: float = 60.0) -> int:
+        """`send_local_leftovers` on every alive node of the cluster this process has
+        joined: one Ray task pinned to each node (`ray_worker.send_node_leftovers`, reading
+        the URL from ``url_env`` there), waited for. A resuming driver calls it before it
+        reads which units are done, and a run whose worker died calls it when its shards
+        have returned, so a killed worker's rows and ``interrupted`` calls reach PostgreSQL
+        whichever machine it ran on and whether or not the run is resumed. Returns the
+        number of nodes swept. A node's typed error (no URL there) is raised as itself."""
+        # lazy: part of ray, the optional ray extra imported by the caller already
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(send_node_leftovers)
+        refs = [
+            task.options(
+                num_cpus=0,
+                max_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+            ).remote(self.url_env, self.spool_for(url), timeout)
+            for node in ray.nodes()
+            if node.get("Alive")
+        ]
+        for ref in refs:
+            shard_result(ray, ref)
+        return len(refs)
 
     def spool_for(self, url: str) -> str:
         """The spool directory workers use for this team log (expanded on each node)."""

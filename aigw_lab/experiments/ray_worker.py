@@ -51,7 +51,9 @@ __all__ = [
     "ShardResult",
     "WorkerGateway",
     "run_shard",
+    "send_node_leftovers",
     "send_spool_folder",
+    "send_spool_root",
 ]
 
 #: How often a shard writes its buffered scores to the team log.
@@ -108,6 +110,25 @@ class WorkerGateway:
         # As ExperimentSpec.build_gateway builds it, but with no local log: the run's
         # team-log sink stands for the config's team log.
         return gateway_of(config, log=None, sinks=list(sinks), team_sink=team)
+
+
+def send_spool_root(url: str, root: Path, timeout: float) -> int:
+    """Send what dead shards left in every ``shard-*`` folder of one machine's team-log
+    spool directory ``root`` (`send_spool_folder` each); returns the folders looked at."""
+    root = root.expanduser()
+    if not root.is_dir():
+        return 0
+    folders = [folder for folder in sorted(root.glob("shard-*")) if folder.is_dir()]
+    for folder in folders:
+        send_spool_folder(url, folder, timeout)
+    return len(folders)
+
+
+def send_node_leftovers(url_env: str, spool_dir: str, timeout: float) -> int:
+    """`send_spool_root` on the machine it runs on, the team log's URL read from
+    ``url_env`` there: the Ray task the driver pins to each node of the cluster
+    (`aigw_lab.experiments.ray_executor.RayExecutor.send_cluster_leftovers`)."""
+    return send_spool_root(_team_url(url_env), Path(spool_dir), timeout)
 
 
 def send_spool_folder(url: str, folder: Path, timeout: float) -> None:
@@ -170,6 +191,7 @@ class RunBoard:
         self._events: list[tuple[str, bool, float | None]] = []
         self._stop: str | None = None
         self._pids: dict[int, int] = {}
+        self._starts: dict[int, int] = {}
         self._budget = budget_usd
         self._spent = 0.0
         self._by_shard: dict[int, int] = {}
@@ -185,6 +207,11 @@ class RunBoard:
     def hello(self, shard: int, pid: int) -> None:
         """Shard ``shard`` started in process ``pid`` (a retried shard says so again)."""
         self._pids[shard] = pid
+        self._starts[shard] = self._starts.get(shard, 0) + 1
+
+    def restarted(self) -> list[int]:
+        """Shards that started more than once: Ray ran them again after a worker died."""
+        return sorted(shard for shard, count in self._starts.items() if count > 1)
 
     def pids(self) -> dict[int, int]:
         """The worker process of each started shard."""
