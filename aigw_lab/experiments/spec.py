@@ -24,7 +24,8 @@ parsed strictly (an unknown key or a wrong type is a `ConfigError` naming it and
     [gateway]                        # optional: the simulated fleet by default
     db = "experiments.duckdb"        # the call log, relative to this file
     config = "gateway.toml"          # a gateway config file (see docs/config.md), or inline:
-    # [gateway.providers.openai] ... [gateway.budgets] ... as in a gateway config file
+    # [gateway.providers.openai] ... [gateway.budgets] ... [gateway.shadow] ... as in a
+    # gateway config file (not [server] or [alerts]: they configure other commands)
     # [gateway.simulated] seed = 0, time_scale = 1.0, faults = {...}: the default fleet's knobs
 
 See ``docs/experiments.md`` for every key.
@@ -83,6 +84,13 @@ _INLINE_TABLES = {
     "budgets",
     "rate_limits",
     "semantic_cache",
+    "state",
+    "log",
+    "policies",
+    "exploration",
+    "shadow",
+    "otel",
+    "metrics",
 }
 _INLINE_SECTION_KEYS = {"default_provider", "tags", "retry"}
 _GATEWAY_KEYS = {"config", "db", "simulated"} | _INLINE_TABLES | _INLINE_SECTION_KEYS

@@ -86,3 +86,29 @@ def test_an_experiments_metrics_table_counts_its_calls(tmp_path):
         if line.startswith("aigw_requests_total{") and 'model="sim-small"' in line
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 3
+
+
+def test_the_sections_may_be_written_inline_in_the_experiment_file(tmp_path):
+    """``[gateway.shadow]`` and ``[gateway.metrics]`` inline (before, an unknown key)."""
+    small_dataset(3).to_jsonl(tmp_path / "items.jsonl")
+    spec = parse_spec(
+        {
+            "experiment": {"name": "inline", "dataset": "items.jsonl"},
+            "targets": [{"model": "sim/sim-small"}],
+            "gateway": {
+                "providers": {"sim": {"kind": "simulated", "format": "openai", "time_scale": 0}},
+                "shadow": {"target": "sim/sim-large", "share": 1.0, "budget_usd": 5.0},
+                "metrics": {"require_key": False},
+            },
+        },
+        base_dir=tmp_path,
+        source=str(tmp_path / "experiment.toml"),
+    )
+    with spec.build_gateway(db=tmp_path / "calls.duckdb") as gateway:
+        assert any(isinstance(s, MetricsSink) for s in gateway.recorder.sinks)
+        run_experiment(gateway, spec.build(gateway), progress=False)
+    with duckdb.connect(str(tmp_path / "calls.duckdb"), read_only=True) as db:
+        (shadowed,) = db.execute(
+            "SELECT count(*) FROM calls WHERE shadow_of IS NOT NULL"
+        ).fetchone()
+    assert shadowed == 3
