@@ -5,6 +5,12 @@ for another full ``header_timeout`` each time it fired during an answer: a clien
 its late headers right after the answer was served, and one that also stopped reading its
 answer held the connection (and the app's answer) for as long as it liked.
 
+uvicorn's guarded protocols (``--http httptools``, the default, and ``h11``:
+`aigw_lab.server.limits`) fail both tests today: bytes of the next request that arrive with
+or during an answer are not timed at all (their timer is disarmed once the first request's
+headers are in, and armed again only by a byte after the answer). Not fixed here; the
+fixture takes only "aigw" until they are.
+
 Raw sockets against a real server with a 1-second header timeout. No test asserts a
 duration: each checks what the server did with the late request."""
 
@@ -28,11 +34,11 @@ HEADER_TIMEOUT_S = 1.0
 PAST_TIMEOUT_S = 1.5
 
 
-@pytest.fixture
-def late() -> Iterator[tuple[EchoApp, tuple[str, int]]]:
+@pytest.fixture(params=["aigw"])
+def late(request: pytest.FixtureRequest) -> Iterator[tuple[EchoApp, tuple[str, int]]]:
     app = EchoApp()
     limits = ServerLimits(header_timeout=HEADER_TIMEOUT_S, keepalive_timeout=1.0)
-    with BackgroundServer(app, lifespan="off", limits=limits, http="aigw") as server:
+    with BackgroundServer(app, lifespan="off", limits=limits, http=request.param) as server:
         host, port = server.url.removeprefix("http://").split(":")
         yield app, (host, int(port))
     app.release.set()
