@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from aigw_lab.alerts import AlertSettings
+from aigw_lab.config_gateway import gateway_of
 from aigw_lab.config_middleware import (
     build_middleware,
     build_reliability,
@@ -64,11 +64,9 @@ from aigw_lab.gateway.observe_settings import (
 from aigw_lab.gateway.ratelimit import RateLimiter
 from aigw_lab.gateway.reliability import Fallbacks, check_fallback_targets, check_targets
 from aigw_lab.gateway.shadow import Shadow
-from aigw_lab.gateway.spool_guard import SpoolGuard
 from aigw_lab.gateway.state.settings import StateSettings
 from aigw_lab.policy.explore import explore_policies
 from aigw_lab.policy.policyfile import load_policy
-from aigw_lab.policy.router import merge_policies
 from aigw_lab.providers.base import PoolSettings, Price, ProviderSpec
 from aigw_lab.providers.registry import KindRegistry, default_registry
 from aigw_lab.store.sanitize import DEFAULT_MAX_BODY_CHARS, check_max_body_chars
@@ -235,61 +233,7 @@ def build_gateway(
     ``middleware`` is added to the config's, ``policies`` merged with its ``[policies]``
     (a name in both is a `ConfigError`); other keyword arguments go to ``gateway_class``."""
     config = load_config(path, env=env)
-    if "log" not in kwargs:
-        kwargs["log"] = (config.db or ":memory:") if config.log else None
-    middleware = [*config.middleware(), *kwargs.pop("middleware", ())]
-    policies = config.load_policies()
-    extra_policies = kwargs.pop("policies", None)
-    if extra_policies:
-        policies = merge_policies(policies, extra_policies)
-    if config.shadow is not None and "shadow" not in kwargs:  # shadow=None: none
-        kwargs["shadow"] = Shadow.from_config(config.shadow)
-    observers = config.observability_sinks(env)
-    if observers:
-        kwargs["sinks"] = [*kwargs.get("sinks", ()), *observers]
-    team_sink = None
-    if config.team_log is not None:
-        team_sink = _team_log_sink(config, kwargs["log"])
-        kwargs["sinks"] = [*kwargs.get("sinks", ()), team_sink]
-        # Calls are refused, not made unlogged, while the team log's spool is at its bound.
-        middleware.append(SpoolGuard([team_sink]))
-    gateway = gateway_class(
-        config.providers,
-        log_options=config.log_options,
-        prices=config.prices,
-        default_provider=config.default_provider,
-        env=env,
-        tags=config.tags,
-        experiment_id=config.experiment_id,
-        max_body_chars=config.max_body_chars,
-        pool=config.pool,
-        middleware=middleware,
-        policies=policies,
-        **kwargs,
-    )
-    if team_sink is not None:
-        # Also closed if the gateway object goes unclosed (or at exit, as when building
-        # failed); close is idempotent.
-        weakref.finalize(gateway, team_sink.close)
-    # What the config built is the gateway's: closed with it, once (sinks, Redis pool).
-    shared = config.shared_stores()
-    gateway.own(
-        *observers,
-        *([team_sink] if team_sink is not None else []),
-        *([shared.state] if shared is not None else []),
-    )
-    return gateway
-
-
-def _team_log_sink(config: GatewayConfig, log: Any) -> Any:
-    """The `TeamLogSink` of ``[log] backend = "postgres"``."""
-    # lazy: psycopg is the optional team-log extra; only a team-log config needs it
-    from aigw_lab.store.team_log import TeamLogSink
-
-    spool = config.team_log.spool_for(log, config.base_dir)
-    return TeamLogSink(
-        config.team_log.url, spool_dir=spool, max_spool_bytes=config.team_log.max_spool_bytes
-    )
+    return gateway_of(config, env=env, gateway_class=gateway_class, **kwargs)
 
 
 def load_config(

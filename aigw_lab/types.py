@@ -17,7 +17,6 @@ cache counts are details inside it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
@@ -26,10 +25,11 @@ from typing import Any, Literal
 from aigw_lab.addressing import ALL_EXTRA_FIELDS, MAX_OUTPUT_TOKENS, check_extra, check_model_name
 from aigw_lab.errors import InvalidRequestError
 
-# One encoder for every call: json.dumps with options builds a new encoder each time.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-# The function that encoder quotes strings with (C when available), for `ChatRequest.to_json`.
-_encode_string = json.encoder.encode_basestring
+# Re-exported: gateway/records.py writes labels with LOG_JSON; tests compare the fast path.
+from aigw_lab.request_json import LOG_JSON  # noqa: F401
+from aigw_lab.request_json import REQUEST_JSON as _JSON
+from aigw_lab.request_json import encode_labels as _encode_labels
+from aigw_lab.request_json import plain_request_json as _plain_request_json
 
 __all__ = [
     "Role",
@@ -68,10 +68,6 @@ FINISH_REASONS: frozenset[str] = frozenset(
 CacheStatus = Literal["none", "miss", "hit", "bypass", "upstream_hit"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-#: The one encoder the call log writes JSON labels with (gateway/records.py uses it too), so
-#: `ChatRequest.create` refuses exactly what a row could not hold. Made once: json.dumps with
-#: options builds a new encoder per call.
-LOG_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,71 +381,6 @@ class ChatRequest:
         return _plain_request_json(self) or _JSON.encode(self.to_dict())
 
 
-def _json_number(value: Any) -> str | None:
-    """``value`` as the encoder writes it, for an int (not a bool) or a finite float; None
-    for anything else (the caller falls back to the encoder)."""
-    kind = type(value)
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float and value - value == 0.0:  # finite: inf - inf and nan are nan
-        return float.__repr__(value)
-    return None
-
-
-def _plain_request_json(request: ChatRequest) -> str | None:
-    """``request.to_json()`` written out for the common shape of request, byte for byte what
-    the encoder gives (``ensure_ascii=False``, compact, keys in `to_dict` order); None for
-    any other shape (a message with parts, a name or tool calls; tools; a tool choice;
-    extras; a parameter that is not a plain number)."""
-    if (
-        request.tools
-        or request.extra
-        or request.tool_choice is not None
-        or type(request.model) is not str
-    ):
-        return None
-    encode = _encode_string
-    messages = []
-    for message in request.messages:
-        content, role = message.content, message.role
-        if (
-            type(content) is not str
-            or type(role) is not str
-            or message.tool_calls is not None
-            or message.name is not None
-            or message.tool_call_id is not None
-        ):
-            return None
-        messages.append('{"role":' + encode(role) + ',"content":' + encode(content) + "}")
-    text = '{"model":' + encode(request.model) + ',"messages":[' + ",".join(messages) + "]"
-    value = request.temperature
-    if value is not None:
-        if (number := _json_number(value)) is None:
-            return None
-        text += ',"temperature":' + number
-    value = request.top_p
-    if value is not None:
-        if (number := _json_number(value)) is None:
-            return None
-        text += ',"top_p":' + number
-    value = request.max_tokens
-    if value is not None:
-        if (number := _json_number(value)) is None:
-            return None
-        text += ',"max_tokens":' + number
-    value = request.seed
-    if value is not None:
-        if (number := _json_number(value)) is None:
-            return None
-        text += ',"seed":' + number
-    stop = request.stop
-    if stop:
-        if type(stop) is not tuple or any(type(s) is not str for s in stop):
-            return None
-        text += ',"stop":[' + ",".join(map(encode, stop)) + "]"
-    return text + "}"
-
-
 def _short_repr(value: Any) -> str:
     """``repr(value)`` for an error message, safe for integers too long to print."""
     if isinstance(value, int) and not -(10**18) < value < 10**18:
@@ -596,15 +527,3 @@ class Score:
     details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     judge_trace_id: str | None = None
     kind: str = "scorer"
-
-
-def _encode_labels(name: str, labels: Mapping[str, Any]) -> str:
-    """``tags``/``metadata`` as the call log's JSON text; refused (`InvalidRequestError`) when
-    the log could not store them."""
-    try:
-        return LOG_JSON.encode(dict(labels))
-    except (ValueError, RecursionError, TypeError) as exc:
-        raise InvalidRequestError(
-            f"{name} cannot be written to the call log as JSON ({exc})",
-            hint=f"pass {name} as plain values (str, numbers, lists, dicts) without cycles",
-        ) from None

@@ -51,7 +51,9 @@ __all__ = [
     "ShardResult",
     "WorkerGateway",
     "run_shard",
+    "send_node_leftovers",
     "send_spool_folder",
+    "send_spool_root",
 ]
 
 #: How often a shard writes its buffered scores to the team log.
@@ -72,23 +74,61 @@ class WorkerGateway:
     simulated: Mapping[str, Any] = field(default_factory=dict)
     factory: Callable[[Sequence[CallSink]], Gateway] | None = None
 
-    def build(self, sinks: Sequence[CallSink]) -> Gateway:
-        """The worker's gateway, logging only to ``sinks``."""
+    def build(
+        self,
+        sinks: Sequence[CallSink] = (),
+        *,
+        team: TeamLogSink | None = None,
+        team_url: str | None = None,
+    ) -> Gateway:
+        """The worker's gateway, logging only to ``sinks`` and ``team`` (the run's team-log
+        sink, writing to ``team_url``). A config's every section applies as in
+        `Gateway.from_config`, its team log being ``team``: a config naming another team log
+        is a `ConfigError` (its rows would be missing from one of them)."""
         # lazy: the config and gateway layers load here, in the worker, not at import
         from aigw_lab.config import load_config, parse_config
-        from aigw_lab.experiments.spec import gateway_from_config
+        from aigw_lab.config_gateway import gateway_of
         from aigw_lab.gateway import Gateway
 
+        every = [*sinks, *([team] if team is not None else [])]
         if self.factory is not None:
-            return self.factory(sinks)
+            return self.factory(every)
         if self.config is not None:
             config = load_config(self.config)
         elif self.inline is not None:
             config = parse_config(self.inline, base_dir=self.base_dir, source="[gateway]")
         else:
-            return Gateway.simulated_fleet(log=None, sinks=list(sinks), **dict(self.simulated))
-        # As ExperimentSpec.build_gateway builds it, but logging to the sinks only.
-        return gateway_from_config(config, log=None, sinks=list(sinks))
+            return Gateway.simulated_fleet(log=None, sinks=every, **dict(self.simulated))
+        if config.team_log is not None and team_url is not None and config.team_log.url != team_url:
+            raise ConfigError(
+                f'{config.source}: [log] backend = "postgres" (url_env = '
+                f"{config.team_log.url_env}) names another team log than the Ray run's",
+                hint="a Ray run's workers log to the team log of the executor's url_env: point "
+                'both variables at the same URL, or leave backend = "postgres" out of the '
+                "config the experiment uses",
+            )
+        # As ExperimentSpec.build_gateway builds it, but with no local log: the run's
+        # team-log sink stands for the config's team log.
+        return gateway_of(config, log=None, sinks=list(sinks), team_sink=team)
+
+
+def send_spool_root(url: str, root: Path, timeout: float) -> int:
+    """Send what dead shards left in every ``shard-*`` folder of one machine's team-log
+    spool directory ``root`` (`send_spool_folder` each); returns the folders looked at."""
+    root = root.expanduser()
+    if not root.is_dir():
+        return 0
+    folders = [folder for folder in sorted(root.glob("shard-*")) if folder.is_dir()]
+    for folder in folders:
+        send_spool_folder(url, folder, timeout)
+    return len(folders)
+
+
+def send_node_leftovers(url_env: str, spool_dir: str, timeout: float) -> int:
+    """`send_spool_root` on the machine it runs on, the team log's URL read from
+    ``url_env`` there: the Ray task the driver pins to each node of the cluster
+    (`aigw_lab.experiments.ray_executor.RayExecutor.send_cluster_leftovers`)."""
+    return send_spool_root(_team_url(url_env), Path(spool_dir), timeout)
 
 
 def send_spool_folder(url: str, folder: Path, timeout: float) -> None:
@@ -151,6 +191,7 @@ class RunBoard:
         self._events: list[tuple[str, bool, float | None]] = []
         self._stop: str | None = None
         self._pids: dict[int, int] = {}
+        self._starts: dict[int, int] = {}
         self._budget = budget_usd
         self._spent = 0.0
         self._by_shard: dict[int, int] = {}
@@ -166,6 +207,11 @@ class RunBoard:
     def hello(self, shard: int, pid: int) -> None:
         """Shard ``shard`` started in process ``pid`` (a retried shard says so again)."""
         self._pids[shard] = pid
+        self._starts[shard] = self._starts.get(shard, 0) + 1
+
+    def restarted(self) -> list[int]:
+        """Shards that started more than once: Ray ran them again after a worker died."""
+        return sorted(shard for shard, count in self._starts.items() if count > 1)
 
     def pids(self) -> dict[int, int]:
         """The worker process of each started shard."""
@@ -232,7 +278,7 @@ class _Shard:
             )
             units = [u for u in _units(job.experiment, set(job.keys)) if u.key not in done]
             self.skipped = len(job.keys) - len(units)
-            gateway = job.gateway.build([sink])
+            gateway = job.gateway.build(team=sink, team_url=url)
             stack.callback(gateway.close)
             scorers = self._scorers(gateway)
             watcher = asyncio.ensure_future(self._watch(rows))

@@ -24,7 +24,8 @@ parsed strictly (an unknown key or a wrong type is a `ConfigError` naming it and
     [gateway]                        # optional: the simulated fleet by default
     db = "experiments.duckdb"        # the call log, relative to this file
     config = "gateway.toml"          # a gateway config file (see docs/config.md), or inline:
-    # [gateway.providers.openai] ... [gateway.budgets] ... as in a gateway config file
+    # [gateway.providers.openai] ... [gateway.budgets] ... [gateway.shadow] ... as in a
+    # gateway config file (not [server] or [alerts]: they configure other commands)
     # [gateway.simulated] seed = 0, time_scale = 1.0, faults = {...}: the default fleet's knobs
 
 See ``docs/experiments.md`` for every key.
@@ -41,6 +42,7 @@ from typing import Any
 
 from aigw_lab._keys import reject_unknown_keys
 from aigw_lab.config import load_config, parse_config, read_toml
+from aigw_lab.config_gateway import gateway_of
 from aigw_lab.datasets import Dataset, bundled_dataset
 from aigw_lab.datasets.recordings import load_recording
 from aigw_lab.errors import AigwError, ConfigError
@@ -82,6 +84,13 @@ _INLINE_TABLES = {
     "budgets",
     "rate_limits",
     "semantic_cache",
+    "state",
+    "log",
+    "policies",
+    "exploration",
+    "shadow",
+    "otel",
+    "metrics",
 }
 _INLINE_SECTION_KEYS = {"default_provider", "tags", "retry"}
 _GATEWAY_KEYS = {"config", "db", "simulated"} | _INLINE_TABLES | _INLINE_SECTION_KEYS
@@ -193,40 +202,10 @@ class ExperimentSpec:
             return Gateway.simulated_fleet(log=log or DEFAULT_DB, **dict(self.simulated))
         if log is None and gateway_config.log and gateway_config.db not in (None, ":memory:"):
             log = gateway_config.db
-        # As Gateway.from_config builds it: [log] (bodies, encryption, durability) and
-        # [policies] of the config apply to an experiment's log and targets too.
-        return gateway_from_config(
-            gateway_config, log=log or DEFAULT_DB, log_options=gateway_config.log_options
-        )
-
-
-def gateway_from_config(config: Any, **log_args: Any) -> Gateway:
-    """A `Gateway` of a parsed gateway config (providers, pool, prices, tags, middleware,
-    policies) logging as ``log_args`` say (``log=``, ``log_options=``, ``sinks=``): what an
-    experiment file's gateway and each Ray worker's gateway are. The Redis pool of the
-    config's ``[state]`` (one per config, shared by the rate limits, budgets, caches and
-    breakers `middleware` builds) is the gateway's to close, as `Gateway.from_config`
-    makes it."""
-    shared = config.shared_stores()
-    try:
-        gateway = Gateway(
-            config.providers,
-            max_body_chars=config.max_body_chars,
-            pool=config.pool,
-            prices=config.prices,
-            default_provider=config.default_provider,
-            tags=config.tags,
-            middleware=config.middleware(),
-            policies=config.load_policies(),
-            **log_args,
-        )
-    except BaseException:
-        if shared is not None:  # nothing else holds it: building failed
-            shared.state.close()
-        raise
-    if shared is not None:
-        gateway.own(shared.state)
-    return gateway
+        # As Gateway.from_config builds it (one builder): every section of the config,
+        # [log], [policies], [shadow], [otel], [metrics] and the team log, applies to an
+        # experiment's gateway too.
+        return gateway_of(gateway_config, log=log or DEFAULT_DB)
 
 
 def _check_address(

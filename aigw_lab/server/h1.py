@@ -14,19 +14,22 @@ Kept, with the semantics of uvicorn's protocol and of `aigw_lab.server.limits`:
 
 - the guards: a **header timeout** from a connection's opening (or the first byte after a
   completed answer) until the request's headers are complete (408 if bytes had come, then
-  closed); a **connection cap** (a connection over ``max_connections`` has its request
-  answered by ``busy_app``, which closes it); a **header size cap** (400 past
-  ``max_header_bytes`` before the headers are complete); the **keep-alive idle timeout**
-  (uvicorn's ``timeout_keep_alive``); the body timeout, body size, JSON limits and the cap
-  on requests in flight stay in the app (`GatewayApp`);
+  closed; if it passes while an earlier answer is still being written, reading stops and
+  the connection closes as that answer ends, or at once if the client stops reading it);
+  a **connection cap** (a connection over ``max_connections`` has its request answered by
+  ``busy_app``, which closes it); a **header size cap** (400 past ``max_header_bytes``
+  before the headers are complete); the **keep-alive idle timeout** (uvicorn's
+  ``timeout_keep_alive``); the body timeout, body size, JSON limits and the cap on requests
+  in flight stay in the app (`GatewayApp`);
 - keep-alive (HTTP/1.0 closes unless told otherwise by the parser), pipelining (a request
   parsed while another is answered waits, reading paused, and starts when the answer ends),
   chunked request bodies (decoded by httptools), ``Expect: 100-continue`` (answered when the
   app first reads the body), reading paused past 64 KiB of unread body;
-- answers: Content-Length or chunked transfer encoding when the app gives none (SSE),
-  ``connection: close`` when the connection will close, HEAD without a body, an app's
-  header names and values refused when HTTP cannot carry them (as uvicorn does), 500 if
-  the app fails before answering, the connection closed if it fails after;
+- answers (`aigw_lab.server.h1_exchange`): Content-Length or chunked transfer encoding
+  when the app gives none (SSE), ``connection: close`` when the connection will close, HEAD
+  without a body, an app's header names and values refused when HTTP cannot carry them (as
+  uvicorn does), 500 if the app fails before answering, the connection closed if it fails
+  after;
 - writing waits while the transport's buffer is over its high-water mark (backpressure for
   streams), and a client that goes away makes ``receive`` return ``http.disconnect``.
 """
@@ -35,32 +38,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import deque
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+from aigw_lab.server.h1_exchange import Exchange
 from aigw_lab.server_limits import ServerLimits
 
 __all__ = ["h1_protocol"]
 
 # Unread request body past which the connection stops reading (uvicorn's value).
 _HIGH_WATER = 65536
-# What HTTP forbids in a header name and in a header value (uvicorn's rules).
-_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
-_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-_MAX_KNOWN_NAMES = 512
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TIMEOUT_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 33\r\nconnection: close\r\n\r\nthe request headers came too late"
 )
-_500 = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"21"),
-    (b"connection", b"close"),
-]
 
 
 def h1_protocol(limits: ServerLimits, busy_app: Any) -> type:
@@ -143,9 +136,9 @@ class _H1Protocol(asyncio.Protocol):
         self.server: Any = None
         self.client: Any = None
         self.scheme = "http"
-        self.exchange: _Exchange | None = None  # the request being answered
-        self.parsing: _Exchange | None = None  # the request whose body is being read
-        self.pending: deque[tuple[_Exchange, Any]] = deque()  # pipelined, waiting
+        self.exchange: Exchange | None = None  # the request being answered
+        self.parsing: Exchange | None = None  # the request whose body is being read
+        self.pending: deque[tuple[Exchange, Any]] = deque()  # pipelined, waiting
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
@@ -157,6 +150,7 @@ class _H1Protocol(asyncio.Protocol):
         self.header_bytes = 0  # bytes received while awaiting this request's headers
         self.head_size = 0  # this request's target and headers, as parsed
         self.refused = False  # its headers were over max_header_bytes
+        self.late = False  # its header timeout passed while an earlier answer was written
         self.header_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
 
@@ -189,12 +183,16 @@ class _H1Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.late:  # a late client that also stops reading its answer: close now
+            self.transport.close()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self._wake_drains()
 
     def data_received(self, data: bytes) -> None:
+        if self.late:
+            return  # its time is up: nothing more it sends is read
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
@@ -274,7 +272,7 @@ class _H1Protocol(asyncio.Protocol):
             "state": self.app_state.copy(),
         }
         keep_alive = version != "1.0" and parser.should_keep_alive()
-        exchange = _Exchange(self, scope, keep_alive, self.expect_continue, method == "HEAD")
+        exchange = Exchange(self, scope, keep_alive, self.expect_continue, method == "HEAD")
         self.parsing = exchange
         if self.exchange is None:
             self.exchange = exchange
@@ -313,15 +311,22 @@ class _H1Protocol(asyncio.Protocol):
 
     # --- internals ------------------------------------------------------------------------
 
-    def _start(self, exchange: _Exchange, app: Any) -> None:
+    def _start(self, exchange: Exchange, app: Any) -> None:
         task = self.loop.create_task(exchange.run(app))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
-    def answered(self, exchange: _Exchange) -> None:
+    def answered(self, exchange: Exchange) -> None:
         """An answer is complete: start the next pipelined request, or wait idle."""
         self.server_state.total_requests += 1
         if self.transport.is_closing():
+            return
+        if self.late:
+            # The next request's headers were due during this answer. A 408 only when no
+            # pipelined request waits (an answer would otherwise be taken as that one's).
+            if not self.pending:
+                self.transport.write(_TIMEOUT_408)
+            self.transport.close()
             return
         self._resume_reading()
         if self.pending:
@@ -347,8 +352,14 @@ class _H1Protocol(asyncio.Protocol):
         self.header_timer = None
         if self.transport.is_closing() or not self.awaiting:
             return
-        if self.exchange is not None:  # an answer is being written: judge after it
-            self._arm_header_timer()
+        if self.exchange is not None:
+            # An earlier answer is still being written: the late request is cut off when
+            # that answer ends (no second header_timeout), and at once if the client is not
+            # reading it either; nothing more it sends is read meanwhile.
+            self.late = True
+            self._pause_reading()
+            if self.write_paused:
+                self.transport.close()
             return
         if self.started:
             self.transport.write(_TIMEOUT_408)
@@ -393,203 +404,6 @@ class _H1Protocol(asyncio.Protocol):
         for waiter in drains:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-class _Exchange:
-    """One request and its answer: the ASGI ``receive`` and ``send`` of its app call."""
-
-    __slots__ = (
-        "protocol",
-        "transport",
-        "scope",
-        "keep_alive",
-        "expect_continue",
-        "head_only",
-        "body",
-        "more_body",
-        "news",
-        "waiter",
-        "disconnected",
-        "started",
-        "complete",
-        "chunked",
-        "remaining",
-        "head",
-        "flush",
-    )
-
-    def __init__(
-        self,
-        protocol: _H1Protocol,
-        scope: dict[str, Any],
-        keep_alive: bool,
-        expect_continue: bool,
-        head_only: bool,
-    ) -> None:
-        self.protocol = protocol
-        self.transport = protocol.transport
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
-        self.head_only = head_only
-        self.body = bytearray()
-        self.more_body = True
-        self.news = False  # body or its end arrived since the app last received
-        self.waiter: asyncio.Future[None] | None = None
-        self.disconnected = False
-        self.started = False
-        self.complete = False
-        self.chunked: bool | None = None
-        self.remaining = 0  # body bytes still owed under Content-Length
-        self.head: bytes | None = None  # status line and headers, not yet written
-        self.flush: asyncio.Handle | None = None
-
-    def wake(self) -> None:
-        self.news = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def run(self, app: Any) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:  # uvicorn's rule: the app's failure ends the exchange
-            self.protocol.logger.error("Exception in ASGI application", exc_info=exc)
-            if not self.started:
-                await self._send_500()
-            else:
-                self._write_head()
-                self.transport.close()
-        else:
-            if not self.started and not self.disconnected:
-                self.protocol.logger.error("ASGI callable returned without starting response.")
-                await self._send_500()
-            elif not self.complete and not self.disconnected:
-                self.protocol.logger.error("ASGI callable returned without completing response.")
-                self._write_head()
-                self.transport.close()
-
-    async def _send_500(self) -> None:
-        await self.send({"type": "http.response.start", "status": 500, "headers": _500})
-        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
-
-    async def receive(self) -> dict[str, Any]:
-        if self.expect_continue:
-            self.expect_continue = False
-            if not self.transport.is_closing():
-                self.transport.write(_CONTINUE)
-        if not self.disconnected and not self.complete:
-            if not self.news:
-                self.protocol._resume_reading()
-                self.waiter = self.protocol.loop.create_future()
-                try:
-                    await self.waiter
-                finally:
-                    self.waiter = None
-            self.news = False
-        if self.disconnected or self.complete:
-            return {"type": "http.disconnect"}
-        body = bytes(self.body)
-        self.body.clear()
-        return {"type": "http.request", "body": body, "more_body": self.more_body}
-
-    async def send(self, message: Any) -> None:
-        protocol = self.protocol
-        if protocol.write_paused and not self.disconnected:
-            await protocol.drain()
-        if self.disconnected:
-            return
-        kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"Expected ASGI message 'http.response.start', got {kind!r}")
-            self._start_answer(message)
-            # Written with the first body chunk when the app sends it in this same step;
-            # else on its own at the next turn of the loop.
-            self.flush = protocol.loop.call_soon(self._write_head)
-            return
-        if self.complete:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r} after the response completed")
-        if kind != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', got {kind!r}")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if self.head_only:
-            self.remaining = 0
-            data = b""
-        elif self.chunked:
-            data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
-            if not more_body:
-                data += b"0\r\n\r\n"
-        else:
-            if len(body) > self.remaining:
-                raise RuntimeError("Response content longer than Content-Length")
-            self.remaining -= len(body)
-            data = body
-        head = self.head
-        if head is not None:
-            self.head = None
-            self.flush.cancel()  # type: ignore[union-attr]
-            data = head + data
-        if data:
-            self.transport.write(data)
-        if not more_body:
-            if self.remaining:
-                raise RuntimeError("Response content shorter than Content-Length")
-            self.complete = True
-            self.wake()
-            if not self.keep_alive:
-                self.transport.close()
-            protocol.answered(self)
-
-    def _start_answer(self, message: Any) -> None:
-        """The status line and headers of ``message``, held in ``head``."""
-        protocol = self.protocol
-        self.started = True
-        self.expect_continue = False
-        parts = [protocol.status_lines[message["status"]]]
-        for name, value in protocol.server_state.default_headers:
-            parts.extend((name, b": ", value, b"\r\n"))
-        known = protocol.known_names
-        close_sent = False
-        for name, value in message.get("headers", ()):
-            if name not in known:
-                if _BAD_NAME.search(name):
-                    raise RuntimeError("Invalid HTTP header name.")
-                name = name.lower()
-                if len(known) < _MAX_KNOWN_NAMES:
-                    known.add(name)
-            if _BAD_VALUE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
-            if name == b"content-length":
-                if self.chunked is None:
-                    self.remaining = int(value.decode())
-                    self.chunked = False
-            elif name == b"transfer-encoding":
-                if value.lower() == b"chunked":
-                    self.remaining = 0
-                    self.chunked = True
-            elif name == b"connection":
-                if b"close" in [token.lower().strip() for token in value.split(b",")]:
-                    self.keep_alive = False
-                    close_sent = True
-            parts.extend((name, b": ", value, b"\r\n"))
-        if not self.keep_alive and not close_sent:
-            parts.append(b"connection: close\r\n")
-        status = message["status"]
-        if self.chunked is None and not self.head_only and status not in (204, 304):
-            self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        self.head = b"".join(parts)
-
-    def _write_head(self) -> None:
-        """Write the held head on its own (the app did not send a body chunk with it)."""
-        head = self.head
-        if head is not None:
-            self.head = None
-            if not self.transport.is_closing():
-                self.transport.write(head)
 
 
 def _address(value: Any) -> tuple[str, int] | None:

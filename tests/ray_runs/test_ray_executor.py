@@ -25,6 +25,7 @@ import textwrap
 import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -40,6 +41,7 @@ from aigw_lab.experiments import Experiment, run_experiment
 from aigw_lab.experiments.ray_executor import RayExecutor, WorkerGateway
 from aigw_lab.gateway import Gateway
 from aigw_lab.scorers import build_scorer
+from aigw_lab.store.team_log import TeamLogSink, TeamLogWarning
 from aigw_lab.testing.fake_upstream import FakeUpstream, Reply
 from aigw_lab.testing.postgres import PostgresCluster, find_pg_bin
 
@@ -494,6 +496,76 @@ def test_b_kill_9_of_the_ray_workers_mid_call_logs_the_call_as_interrupted_and_r
         f"killed the workers of shards {killed} with the call for i2/m1 held; "
         f"{len(interrupted)} interrupted rows, {repaid} paid again"
     )
+
+
+def test_b_a_killed_workers_calls_reach_postgresql_without_a_resume(cluster, team_url, tmp_path):
+    """Without retries, killing every shard's worker while the fake holds one of their calls
+    fails the run; before it returns, the driver sends every node's spool
+    (`RayExecutor.send_cluster_leftovers`), so the held call is an ``interrupted`` row in
+    PostgreSQL with no resume and no later worker on the machine, and no paid call is
+    missing. Before, those rows stayed in the machine's spool until a worker of the same
+    shard index next ran there."""
+    concurrency, items = 3, 24
+    killed: list[int] = []
+    with HeldUpstream(held=("i2", "m1")) as upstream:
+        upstream.delay = 0.05
+        config = _config(tmp_path, upstream)
+        experiment = _experiment("killed-no-retry", items=items, concurrency=concurrency)
+
+        def kill_workers(snapshot) -> None:
+            if killed or snapshot.status != "running" or not upstream.holding.is_set():
+                return
+            board = ray.get_actor(f"aigw-board-{snapshot.run_id}")
+            for shard, pid in ray.get(board.pids.remote()).items():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(shard)
+
+        executor = _executor(tmp_path, config, max_retries=0)
+        with Gateway.from_config(config, log=None) as driver:
+            with pytest.raises(Exception) as caught:  # noqa: B017, PT011 - Ray's, for a dead worker
+                run_experiment(driver, experiment, executor=executor, progress=False,
+                               on_progress=kill_workers)  # fmt: skip
+        upstream.release.set()
+        total = upstream.units()
+    assert killed, f"no worker was killed mid-call: {caught.value!r}"
+    rows = _pg(
+        team_url,
+        "SELECT item_id, target, status FROM calls WHERE experiment_id = %s",
+        [experiment.id],
+    )
+    assert ("i2", "up/m1", "interrupted") in rows, rows
+    logged = Counter((item, target.removeprefix("up/")) for item, target, _ in rows)
+    short = {unit: (n, logged[unit]) for unit, n in total.items() if logged[unit] < n}
+    assert not short, f"requests received vs rows logged: {short}"
+
+
+def test_send_cluster_leftovers_sends_what_a_dead_shard_left_on_each_node(
+    cluster, team_url, tmp_path
+):
+    """One Ray task pinned to each alive node sends that node's shard folders (here the
+    one node): a dead shard's rows, and its call in flight as ``interrupted``."""
+    from tests.teamlog.conftest import make_rows
+
+    root = tmp_path / "spool"
+    dead = TeamLogSink("postgresql://x@127.0.0.1:9/none", spool_dir=root / "shard-7",
+                       flush_timeout=0.2, retry_interval=0.05)  # fmt: skip
+    for row in make_rows(5, prefix="left"):
+        dead.append(row)
+    dead.start_spool.start(
+        ("in-flight-7", "t", 1767225600.0, "up", "m1", "openai", False, "miss", 1, None, None,
+         None, "x", None, None, False, "r", "i", "up/m1", 0, None)
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TeamLogWarning)
+        dead.close()  # unreachable: the rows stay in the folder, as a killed worker's do
+    executor = RayExecutor(url_env=ENV, mirror=tmp_path / "m.duckdb", spool_dir=str(root))
+    assert executor.send_cluster_leftovers(ray, team_url) == 1  # nodes swept
+    statuses = _pg(team_url, "SELECT status FROM calls WHERE call_id LIKE %s OR call_id = %s",
+                   ["left-%", "in-flight-7"])  # fmt: skip
+    assert len(statuses) == 6 and ("interrupted",) in statuses
 
 
 EXPERIMENT_FILE = """
