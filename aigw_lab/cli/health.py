@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         from aigw_lab.config import load_config
 
         kinds = {spec.name: spec.kind for spec in load_config(args.config).providers}
-        gateway = Gateway.from_config(args.config, log=log)
+        # shadow=None: a config's [shadow] must not shadow (and pay for) the probes.
+        gateway = Gateway.from_config(args.config, log=log, shadow=None)
     else:
         gateway = Gateway.simulated_fleet(log=log)
     with gateway:

@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         if args.from_dataset is not None and getattr(args, flag) is not None:
             raise ConfigError(f"--{flag} applies to --from-log only", hint=f"drop --{flag}")
 
-    gateway = Gateway.from_config(args.config)
+    # shadow=None: a config's [shadow] must not shadow (and pay for) the warming calls.
+    gateway = Gateway.from_config(args.config, shadow=None)
     with gateway:
         log: Any = None
         opened: Any = None

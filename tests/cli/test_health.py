@@ -64,3 +64,22 @@ def test_health_config_mistake_exits_2(tmp_path, capsys):
     code = main(["health", "--config", str(tmp_path / "missing.toml")])
     _, err = capsys.readouterr()
     assert code == 2 and "does not exist" in err and "Traceback" not in err
+
+
+def test_a_configs_shadow_table_does_not_shadow_the_probes(tmp_path, capsys):
+    # [shadow] with share 1.0 would send every probe to the candidate too (a paid call per
+    # probe in production): health builds its gateway with shadow=None, as `shadow` does.
+    config = tmp_path / "h.toml"
+    config.write_text(
+        '[providers.sim]\nkind = "simulated"\ntime_scale = 0\n'
+        '[shadow]\ntarget = "sim/sim-large"\nshare = 1.0\nbudget_usd = 5.0\nseed = 0\n'
+    )
+    db = tmp_path / "probes.duckdb"
+    argv = ["health", "--config", str(config), "--db", str(db), "--targets", "sim/sim-nano"]
+    assert main(argv) == 0, capsys.readouterr().err
+
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        models = [r[0] for r in con.execute("SELECT request_model FROM calls").fetchall()]
+    assert models == ["sim-nano"]  # the probe alone: no shadow call to sim-large

@@ -88,6 +88,17 @@ def test_warming_from_a_dataset_fills_the_persistent_cache_and_logs_tagged_calls
     assert count(tmp_path / "calls.duckdb", "SELECT count(*) FROM calls WHERE attempt >= 1") == 3
 
 
+def test_a_configs_shadow_table_does_not_shadow_the_warming_calls(tmp_path, capsys):
+    # [shadow] at share 1.0 would send every warming call to the candidate too (paid twice
+    # in production): warm builds its gateway with shadow=None.
+    shadow = '\n[shadow]\ntarget = "sim-openai/sim-large"\nshare = 1.0\nbudget_usd = 5.0\n'
+    path = config(tmp_path, SIM + DUCKDB_CACHE + shadow)
+    args = ["warm", path, "--from-dataset", "mixed_v1", "--target", "sim-openai/sim-small"]
+    assert main([*args, "--top", "3"]) == 0, capsys.readouterr().err
+    models = count(tmp_path / "calls.duckdb", "SELECT list(DISTINCT request_model) FROM calls")
+    assert models == ["sim-small"]  # no shadow call to sim-large
+
+
 @pytest.mark.slow  # a serve start-up, subprocess CLI runs or the real model: seconds each
 def test_warming_from_a_log_uses_its_answers_without_a_call(tmp_path, capsys):
     prod = tmp_path / "prod.duckdb"
