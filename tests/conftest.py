@@ -187,10 +187,10 @@ def _threads_per_worker(config: pytest.Config) -> None:
 
     Every library starts a thread per CPU in every worker, so two workers on two cores ran
     up to four compute threads, and OpenMP and OpenBLAS threads spin while they wait for work:
-    one cross-fitting test took 47 s of CPU in one run and 8.9 s in another
-    (docs/performance.md, "The test suite's time, session 9"). Set in the controller before
-    the workers start, so the workers and every process they start inherit it; a variable
-    the user set is kept. A run without workers keeps the libraries' defaults.
+    one cross-fitting test took 47 s of CPU in one run and 8.9 s in another (docs/performance.md,
+    sessions 8 and 9 of "The test suite's time"). Set in the controller before the workers
+    start, so the workers and every process they start inherit it; a variable the user set is
+    kept. A run without workers keeps the libraries' defaults.
     """
     if hasattr(config, "workerinput"):
         return  # inherited from the controller
