@@ -168,6 +168,42 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 _GC_KEY = pytest.StashKey[bool]()
 
+#: The thread-count variables numerical libraries read once, when they load: OpenMP (torch's
+#: intra-op pool, faiss, scikit-learn), OpenBLAS and MKL (numpy, scipy), Accelerate, numexpr.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+#: The variables `_threads_per_worker` set (and `pytest_unconfigure` removes again).
+_THREADS_KEY = pytest.StashKey[tuple[str, ...]]()
+
+
+def _threads_per_worker(config: pytest.Config) -> None:
+    """With xdist workers, each worker's numerical libraries get the CPUs divided by the
+    number of workers (one thread each on the 2-core machine), not a thread per CPU.
+
+    Every library starts a thread per CPU in every worker, so two workers on two cores ran
+    up to four compute threads, and OpenMP and OpenBLAS threads spin while they wait for work:
+    one cross-fitting test took 47 s of CPU in one run and 8.9 s in another (docs/performance.md,
+    sessions 8 and 9 of "The test suite's time"). Set in the controller before the workers
+    start, so the workers and every process they start inherit it; a variable the user set is
+    kept. A run without workers keeps the libraries' defaults.
+    """
+    if hasattr(config, "workerinput"):
+        return  # inherited from the controller
+    workers = getattr(config.option, "numprocesses", None)
+    if not isinstance(workers, int) or workers < 1:
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = str(max(1, (cpus or 1) // workers))
+    chosen = tuple(name for name in THREAD_VARS if name not in os.environ)
+    for name in chosen:
+        os.environ[name] = threads
+    config.stash[_THREADS_KEY] = chosen
+
 
 def _collects_here(config: pytest.Config) -> bool:
     """Whether this process collects the tests: an xdist worker, or a run without workers
@@ -190,6 +226,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # (`pytest_configure_node`), so they share it: the cache writes each shard to a temporary
     # file and renames it, which is safe across processes.
     _compile_once_per_run(config)
+    _threads_per_worker(config)
     shared = getattr(config, "workerinput", {}).get(_CACHE_INPUT)
     if shared is not None:
         os.environ[CACHE_ENV] = shared
@@ -250,6 +287,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_GC_KEY, False):
         gc.enable()  # collection may have ended early (an error), before the hook above
+    for name in config.stash.get(_THREADS_KEY, ()):
+        os.environ.pop(name, None)
     for key in (_CACHE_KEY, _PYCACHE_KEY):
         folder = config.stash.get(key, None)  # only where it was made
         if folder is not None:

@@ -175,14 +175,21 @@ def test_the_deciding_thread_uses_one_torch_thread_and_leaves_others_alone(monke
 
     torch = pytest.importorskip("torch")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    original = torch.get_num_threads()
+    # As on a 2-core machine, whatever this process started with (the suite's xdist workers
+    # start numerical libraries on one thread): a count other than 1 to leave alone.
+    torch.set_num_threads(2)
     before = torch.get_num_threads()
-    policy = learned_policy(HashingEmbedder(64))
-    request = ChatRequest(model="cheap-or-strong", messages=(Message("user", "integral"),))
-    assert asyncio.run(policy.adecide(request)).target == STRONG
-    assert policy._decider().submit(torch.get_num_threads).result() == 1
-    assert torch.get_num_threads() == before  # this thread's setting
-    later: list[int] = []
-    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
-    thread.start()
-    thread.join()
-    assert later == [before]  # and the default of threads started later
+    try:
+        policy = learned_policy(HashingEmbedder(64))
+        request = ChatRequest(model="cheap-or-strong", messages=(Message("user", "integral"),))
+        assert asyncio.run(policy.adecide(request)).target == STRONG
+        assert policy._decider().submit(torch.get_num_threads).result() == 1
+        assert torch.get_num_threads() == before == 2  # this thread's setting
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [before]  # and the default of threads started later
+    finally:
+        torch.set_num_threads(original)
