@@ -139,9 +139,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--http",
         default="auto",
         choices=["auto", "httptools", "h11", "aigw"],
-        help="HTTP front; auto takes uvicorn's httptools protocol when httptools is "
-        "installed (pip install 'aigw-lab[fast-serve]'), else h11; aigw is our own "
-        "protocol on httptools' parser (default: %(default)s)",
+        help="HTTP front; auto takes aigw, our own protocol on httptools' parser (it times "
+        "every request's headers, also those arriving during an answer), when httptools is "
+        "installed, else h11; httptools and h11 are uvicorn's protocols (default: %(default)s)",
     )
     # A --workers worker's inherited listening socket and its index (set by the parent).
     parser.add_argument(

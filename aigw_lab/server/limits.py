@@ -38,10 +38,11 @@ __all__ = ["guarded_protocol", "HTTP_IMPLEMENTATIONS", "resolve_http"]
 
 #: The HTTP/1.1 fronts ``aigw-lab serve --http`` offers: "aigw" is our own protocol on
 #: httptools' parser (`aigw_lab.server.h1`), "httptools" and "h11" uvicorn's protocols with
-#: the guards below. "auto" takes uvicorn's "httptools" when httptools is installed, else
-#: "h11": on a quiet box "aigw" measured the same CPU per request within noise
-#: (bench/bench_serve_workers.py --fronts, docs/performance.md), so the default stays with
-#: the protocol most servers run.
+#: the guards below. "auto" takes "aigw" when httptools is installed (a core dependency),
+#: else "h11". Both cost the same CPU per request within noise on the quiet box
+#: (bench/bench_serve_workers.py --fronts, docs/performance.md); "aigw" is the default
+#: because it times every request's headers, also those arriving while an earlier answer is
+#: written, which uvicorn's protocols leave untimed (tests/server/test_h1_late_headers.py).
 HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11", "aigw")
 
 _TIMEOUT_408 = (
@@ -57,7 +58,7 @@ def resolve_http(http: str, find: Any = None) -> str:
     the choices for an unknown name. ``find`` is `importlib.util.find_spec` unless given."""
     find = find or find_spec
     if http == "auto":
-        return "httptools" if find("httptools") is not None else "h11"
+        return "aigw" if find("httptools") is not None else "h11"
     if http in ("httptools", "aigw") and find("httptools") is None:
         raise ConfigError(
             f"--http {http}: httptools is not installed",

@@ -5,8 +5,8 @@ thread (`BackgroundServer`, tests and notebooks). Either binds its socket first,
 Both apply the `ServerLimits` (the app's own ``limits`` unless given): uvicorn's keep-alive
 timeout and header size limit, and the header timeout and connection cap of
 `aigw_lab.server.limits.guarded_protocol`. Both run our own HTTP/1.1 protocol on
-httptools' parser when httptools is installed (``http="auto"``, the default; the
-``fast-serve`` extra; `aigw_lab.server.h1`), else uvicorn's h11 protocol."""
+httptools' parser when httptools is installed (``http="auto"``, the default; httptools is
+a core dependency; `aigw_lab.server.h1`), else uvicorn's h11 protocol."""
 
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def uvicorn_config(
     """The uvicorn config serving ``app`` within ``limits`` (default: ``app.limits`` if the
     app has them, else the `ServerLimits` defaults). ``loop`` is uvicorn's: "auto" takes
     uvloop when it is installed (the ``fast-serve`` extra), else asyncio's own. ``http``:
-    the parser (`aigw_lab.server.limits.resolve_http`: "auto" takes httptools when
-    installed, else h11), guarded either way."""
+    the parser (`aigw_lab.server.limits.resolve_http`: "auto" takes our own protocol
+    when httptools is installed, else h11), guarded either way."""
     # lazy: uvicorn loads only when a server starts (the CLI and library never need it)
     import uvicorn
 

@@ -1,6 +1,6 @@
-"""Which HTTP front ``aigw-lab serve`` runs (issue 14 §3): uvicorn's httptools protocol
-when httptools is installed (the ``fast-serve`` extra), else uvicorn's h11 protocol; our own
-protocol on httptools' parser ("aigw", aigw_lab.server.h1) on request. Each has the
+"""Which HTTP front ``aigw-lab serve`` runs (issue 14 §3): our own protocol on httptools'
+parser ("aigw", aigw_lab.server.h1) when httptools is installed (a core dependency), else
+uvicorn's h11 protocol; uvicorn's httptools protocol on request. Each has the
 connection guards of aigw_lab.server.limits (tests/server/test_slow_clients.py runs every
 guard on all three)."""
 
@@ -25,8 +25,8 @@ def installed(*names: str):
     return lambda name: object() if name in names else None
 
 
-def test_auto_takes_httptools_when_installed_else_h11() -> None:
-    assert resolve_http("auto", installed("httptools")) == "httptools"
+def test_auto_takes_our_protocol_when_httptools_is_installed_else_h11() -> None:
+    assert resolve_http("auto", installed("httptools")) == "aigw"
     assert resolve_http("auto", installed()) == "h11"
     assert resolve_http("h11", installed("httptools")) == "h11"
     assert resolve_http("httptools", installed("httptools")) == "httptools"
@@ -44,25 +44,19 @@ def test_an_unknown_parser_is_refused() -> None:
         resolve_http("granian", installed("httptools"))
 
 
-@pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed (fast-serve extra)")
-def test_the_server_runs_uvicorns_httptools_protocol_by_default() -> None:
+@pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed")
+def test_the_server_runs_our_protocol_by_default_and_uvicorns_on_request() -> None:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    app = GatewayApp(Gateway.simulated_fleet(time_scale=0.0, log=None), None)
-    config = uvicorn_config(app, None, log_level="warning", lifespan="off")
-    assert issubclass(config.http, HttpToolsProtocol)
-    assert config.http.max_connections == ServerLimits().max_connections
-    assert config.http.max_header_bytes == ServerLimits().max_header_bytes
-    app.gateway.close()
-
-
-@pytest.mark.skipif(not HAS_HTTPTOOLS, reason="httptools is not installed (fast-serve extra)")
-def test_our_aigw_protocol_is_a_choice() -> None:
     from aigw_lab.server.h1 import _H1Protocol
 
     app = GatewayApp(Gateway.simulated_fleet(time_scale=0.0, log=None), None)
-    config = uvicorn_config(app, None, log_level="warning", lifespan="off", http="aigw")
-    assert issubclass(config.http, _H1Protocol)
+    default = uvicorn_config(app, None, log_level="warning", lifespan="off")
+    assert issubclass(default.http, _H1Protocol)
+    assert default.http.max_connections == ServerLimits().max_connections
+    assert default.http.max_header_bytes == ServerLimits().max_header_bytes
+    asked = uvicorn_config(app, None, log_level="warning", lifespan="off", http="httptools")
+    assert issubclass(asked.http, HttpToolsProtocol)
     app.gateway.close()
 
 
