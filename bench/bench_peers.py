@@ -255,6 +255,76 @@ class RawHttpx(Side):
         self.client.close()
 
 
+class RawDirect(Side):
+    """The least any client over the lean transport's direct path must do
+    (`aigw_lab.providers.lean_direct`): the request head built once, the JSON body encoded
+    per call, the transport's ``fetch``/``open`` called with no client around it, the JSON
+    answer parsed. The gateway's baseline with ``--transport lean``/``auto``: its added CPU
+    over this is its own work, never a cheaper client's saving."""
+
+    name = "raw direct"
+
+    def __init__(self, base_url: str) -> None:
+        import httpx  # lazy: the server process never needs it
+
+        from aigw_lab.providers.lean import LeanTransport  # lazy: only --transport lean/auto
+        from aigw_lab.providers.lean_async import AsyncLeanTransport  # lazy: as above
+        from aigw_lab.providers.lean_direct import RequestHead  # lazy: as above
+
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        url = httpx.URL(f"{base_url}/chat/completions")
+        head = RequestHead.build(httpx.Client().headers, url, {"authorization": "Bearer bench-key"})
+        assert head is not None
+        self.head = head
+        self.timeouts = {"connect": 10.0, "read": 60.0, "write": 60.0, "pool": 5.0}
+        self.transport = LeanTransport(limits)
+        self.atransport: AsyncLeanTransport | None = None
+        self.atransport_type = AsyncLeanTransport
+        self.limits = limits
+
+    def _request(self, stream: bool = False) -> object:
+        body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 16}
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return self.head.request(content, self.timeouts)
+
+    def call(self) -> str:
+        answer = self.transport.fetch(self._request())
+        return json.loads(answer.content)["choices"][0]["message"]["content"]
+
+    async def acall(self) -> str:
+        if self.atransport is None:  # one per event loop, made inside it
+            self.atransport = self.atransport_type(self.limits)
+        answer = await self.atransport.fetch(self._request())
+        return json.loads(answer.content)["choices"][0]["message"]["content"]
+
+    def stream(self) -> str:
+        parts = []
+        response = self.transport.open(self._request(stream=True))
+        try:
+            buffer = b""
+            for piece in response.iter_bytes():
+                buffer += piece
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                        continue
+                    for choice in json.loads(line[6:])["choices"]:
+                        parts.append(choice["delta"].get("content") or "")
+        finally:
+            response.close()
+        return "".join(parts)
+
+    async def aclose(self) -> None:
+        if self.atransport is not None:
+            await self.atransport.aclose()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
 class Aigw(Side):
     def __init__(
         self, base_url: str, log_path: Path | None, shards: int = 1, transport: str = "httpx"
@@ -278,7 +348,7 @@ class Aigw(Side):
         self.address = f"fake/{MODEL}"
         # The raw client this side's added CPU is taken over: the same transport, so the
         # difference is the gateway's own work, never a cheaper client's saving.
-        self.baseline = "raw lean" if transport == "lean" else "raw httpx"
+        self.baseline = "raw direct" if transport in ("lean", "auto") else "raw httpx"
 
     def call(self) -> str:
         return self.gateway.chat(self.address, MESSAGES, max_tokens=16).text
@@ -398,7 +468,10 @@ def measure(
     warm = max(10, calls // 10)
     for side in sides:  # warm-up: pools, imports, caches, the first log insert
         run_round(side, mode if not mode.startswith("paced") else "sync", warm, runner)
-    out = {side.name: {"cpu": [], "wall": [], "added": [], "other": []} for side in sides}
+    out = {
+        side.name: {"cpu": [], "wall": [], "added": [], "over_httpx": [], "other": []}
+        for side in sides
+    }
     for r in range(rounds):
         order = sides[r % len(sides) :] + sides[: r % len(sides)]
         this: dict[str, float] = {}
@@ -411,6 +484,7 @@ def measure(
         for side in sides:
             baseline = getattr(side, "baseline", "raw httpx")
             out[side.name]["added"].append(this[side.name] - this[baseline])
+            out[side.name]["over_httpx"].append(this[side.name] - this["raw httpx"])
     return out
 
 
@@ -485,6 +559,12 @@ def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[fl
             f"  litellm added / aigw (log on) added: {ratio:.0f}x (median); "
             f"{worst:.0f}x (litellm Q1 / aigw Q3); {verdict} the >= {TARGET_RATIO:.0f}x target"
         )
+        if "raw direct" in data:  # aigw's baseline is the direct path: say so beside httpx
+            over = statistics.median(data["aigw log on"]["over_httpx"])
+            print(
+                f"  (aigw log on's added CPU over raw direct, its own transport path:"
+                f" {aigw[1]:.1f} us; over raw httpx: {over:.1f} us per call)"
+            )
         return ratio
     return float("nan")
 
@@ -506,10 +586,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--transport",
-        choices=("httpx", "lean"),
+        choices=("httpx", "lean", "auto"),
         default="httpx",
-        help="the gateway's upstream transport (default httpx); with lean a raw client over"
-        " the lean transport is the gateway's baseline, raw httpx stays LiteLLM's",
+        help="the gateway's upstream transport (default httpx; auto is the gateway's own"
+        " default, lean when httptools is installed); with lean or auto a raw client calling"
+        " the lean transport's direct path (raw direct) is the gateway's baseline, raw httpx"
+        " stays LiteLLM's",
     )
     parser.add_argument(
         "--count-calls",
@@ -532,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     proc, base_url = start_server()
     tmp = Path(tempfile.mkdtemp(prefix="aigw-peers-"))
     sides: list[Side] = [RawHttpx(base_url)]
-    if args.transport == "lean":
-        sides.append(RawHttpx(base_url, lean=True))
+    if args.transport in ("lean", "auto"):
+        sides.append(RawDirect(base_url))
     sides.append(Aigw(base_url, tmp / "calls.duckdb", transport=args.transport))
     sides.append(Aigw(base_url, None, transport=args.transport))
     if args.pool_shards > 1:

@@ -82,6 +82,7 @@ class ResponseReader:
         "complete",
         "extra",
         "keep_alive",
+        "encoded",
         "_delimited",
     )
 
@@ -95,6 +96,7 @@ class ResponseReader:
         self.complete = False
         self.extra = False
         self.keep_alive = False
+        self.encoded = False
         self._delimited = False
 
     # -- httptools callbacks -----------------------------------------------------------------
@@ -115,6 +117,7 @@ class ResponseReader:
             self.headers_done = True
             lowered = {name.lower() for name, _ in self.headers}
             self._delimited = b"content-length" in lowered or b"transfer-encoding" in lowered
+            self.encoded = b"content-encoding" in lowered
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)

@@ -45,6 +45,7 @@ from aigw_lab.providers.codec import (
     parse_retry_after,
 )
 from aigw_lab.providers.codecs import get_codec
+from aigw_lab.providers.lean_direct import DirectRequest, RequestHead, direct_timeouts
 from aigw_lab.providers.stream_run import DECODE_ERRORS
 from aigw_lab.types import (
     CacheStatus,
@@ -115,6 +116,11 @@ class HttpProvider(BaseProvider):
         # Parsed URLs by their text: httpx takes ~7 us to parse one, and a provider only
         # ever posts to a few URLs (one per model for Workers AI).
         self._urls: dict[str, httpx.URL] = {}
+        # The direct path's request heads by URL (None: not for the direct path), and its
+        # timeouts with the pool wait capped as HttpClients' request hook caps it.
+        self._heads: dict[str, RequestHead | None] = {}
+        self._pool_timeout = clients.pool.pool_timeout
+        self._direct_timeout = direct_timeouts(self._default_timeout, self._pool_timeout)
 
     @property
     def api_format(self) -> str:
@@ -169,8 +175,16 @@ class HttpProvider(BaseProvider):
         return self.base_url + path
 
     def _build(
-        self, client: httpx.Client | httpx.AsyncClient, request: ChatRequest, *, stream: bool
-    ) -> httpx.Request:
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        request: ChatRequest,
+        *,
+        stream: bool,
+        direct: bool = False,
+    ) -> httpx.Request | DirectRequest:
+        """The request for ``request``: with ``direct`` (the client runs over the lean
+        transport) a `DirectRequest` for the transport itself when it can be one (no
+        per-request headers, no configured body headers, an http(s) URL), else httpx's."""
         encoded = self.codec.encode(request, stream=stream)
         # The timeout goes in as httpx's own extension dict, which build_request would
         # otherwise rebuild from a Timeout on every call.
@@ -181,6 +195,16 @@ class HttpProvider(BaseProvider):
         )
         url = self._url(encoded.path)
         try:
+            if direct and not encoded.headers and self._encodes_json:
+                head = self._head(client, encoded.path, url)
+                if head is not None:
+                    content = _JSON_BODY.encode(encoded.body).encode()
+                    timeouts = (
+                        self._direct_timeout
+                        if request.timeout is None
+                        else direct_timeouts(timeout, self._pool_timeout)
+                    )
+                    return head.request(content, timeouts)
             return self._build_request(client, url, encoded, timeout)
         except UnicodeEncodeError as exc:
             # A lone surrogate (U+D800-U+DFFF) in a message: no UTF-8 body can carry it.
@@ -218,6 +242,24 @@ class HttpProvider(BaseProvider):
         return client.build_request(
             "POST", url, content=content, headers=headers, extensions={"timeout": timeout}
         )
+
+    def _head(
+        self, client: httpx.Client | httpx.AsyncClient, path: str, url: httpx.URL
+    ) -> RequestHead | None:
+        """The direct path's request head for ``url`` (at ``path``; built once per URL, as
+        the client would write it), or None when that URL takes httpx's client: also when
+        a header cannot be sent, so the client's transport raises that as it always did."""
+        try:
+            return self._heads[path]
+        except KeyError:
+            pass
+        try:
+            head = RequestHead.build(client.headers, url, self._headers)
+        except httpx.LocalProtocolError:
+            head = None
+        if len(self._heads) < _MAX_CACHED_URLS:
+            self._heads[path] = head
+        return head
 
     def _url(self, path: str) -> httpx.URL:
         text = self.base_url + path
