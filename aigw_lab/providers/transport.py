@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from importlib.util import find_spec
 from types import MappingProxyType
 from typing import Any
 
@@ -72,6 +73,8 @@ _BEARER_PREFIX = "bearer "
 _JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # Set by a Cloudflare AI Gateway: HIT when it answered from its cache.
 _CACHE_STATUS_HEADER = "cf-aig-cache-status"
+# Digits enough for an integer orjson cannot hold exactly (2**64 has 20).
+_LONG_DIGITS = re.compile(rb"\d{20}")
 # Bounds the parsed-URL cache of a provider whose paths vary per model (Workers AI).
 _MAX_CACHED_URLS = 256
 
@@ -119,6 +122,7 @@ class HttpProvider(BaseProvider):
         # The direct path's request heads by URL (None: not for the direct path), and its
         # timeouts with the pool wait capped as HttpClients' request hook caps it.
         self._heads: dict[str, RequestHead | None] = {}
+        self._loads = json_loads()
         self._pool_timeout = clients.pool.pool_timeout
         self._direct_timeout = direct_timeouts(self._default_timeout, self._pool_timeout)
 
@@ -325,7 +329,7 @@ class HttpProvider(BaseProvider):
 
     def _parse_json(self, request: ChatRequest, response: httpx.Response, body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return self._loads(body)
         except ValueError as exc:
             text = body.decode("utf-8", "replace")
             raise self._malformed(request, response.status_code, text, exc) from exc
@@ -407,6 +411,32 @@ class HttpProvider(BaseProvider):
         return ErrorDetail(
             message=self._redact(detail.message), error_class=detail.error_class, code=detail.code
         )
+
+
+def json_loads(find: Callable[[str], Any] | None = None) -> Callable[[bytes], Any]:
+    """The JSON parser of answers: orjson's when it is installed (the ``fast-serve``
+    extra), handing what it refuses (NaN, integers beyond 64 bits, lone surrogates, UTF-16)
+    to `json.loads`, so every body parses to the value `json.loads` gives and a body
+    neither accepts is its `ValueError`; else `json.loads`. ``find`` is
+    `importlib.util.find_spec` unless given."""
+    if (find or find_spec)("orjson") is None:
+        return json.loads
+    # lazy: optional (the fast-serve extra); about 3x faster than json.loads on an answer
+    import orjson
+
+    loads, refused, long_number = orjson.loads, orjson.JSONDecodeError, _LONG_DIGITS.search
+
+    def parse(body: bytes) -> Any:
+        # orjson reads an integer beyond 64 bits as a float: 20 digits in a row go to
+        # json.loads (also inside a string, which only costs the faster parser).
+        if long_number(body) is not None:
+            return json.loads(body)
+        try:
+            return loads(body)
+        except refused:
+            return json.loads(body)
+
+    return parse
 
 
 def _cache_status(response: httpx.Response) -> CacheStatus:

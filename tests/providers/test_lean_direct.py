@@ -447,3 +447,47 @@ def test_direct_requests_carry_the_capped_timeouts() -> None:
         assert short.timeouts == {"connect": 2.0, "read": 0.1, "write": 0.1, "pool": 0.1}
     finally:
         clients.close()
+
+
+TRICKY_BODIES = [
+    b'{"a": 1, "a": 2}',  # duplicate keys: the last wins
+    b'{"n": 18446744073709551616}',  # beyond 64 bits (orjson alone: a float)
+    b'{"n": -9223372036854775809, "m": 18446744073709551615, "k": 9223372036854775807}',
+    b'{"f": 0.1000000000000000055511151231257827, "g": 123456789012345678901234.5}',
+    b'{"x": NaN, "y": -Infinity}',
+    b'{"s": "\\ud800 lone"}',
+    b'{"s": "\\u00e9\\ud83d\\ude00 \xc3\xa9", "f": [1e-7, 1.5, -0, 0.1, 1e400]}',
+    '{"utf16": "é"}'.encode("utf-16"),
+    b"[" * 600 + b"]" * 600,
+    b" \n{}\t ",
+    b'\xef\xbb\xbf{"bom": 1}',
+    b'{"nul": "a\\u0000b", "deep": {"x": [true, false, null]}}',
+]
+
+
+@pytest.mark.parametrize("body", TRICKY_BODIES, ids=range(len(TRICKY_BODIES)))
+def test_answers_parse_as_json_loads_parses_them(body: bytes) -> None:
+    from aigw_lab.providers.transport import json_loads
+
+    assert repr(json_loads()(body)) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b'{"a": 1} x', b"\xff"])
+def test_a_body_neither_parser_accepts_is_a_value_error(body: bytes) -> None:
+    from aigw_lab.providers.transport import json_loads
+
+    with pytest.raises(ValueError):
+        json_loads()(body)
+
+
+def test_answers_are_parsed_by_orjson_when_installed() -> None:
+    from aigw_lab.providers.transport import json_loads
+
+    pytest.importorskip("orjson")
+    assert json_loads() is not json.loads
+    assert json_loads(lambda name: None) is json.loads  # not installed: the stdlib
+    clients = lean_clients()
+    try:
+        assert provider_at("http://127.0.0.1:1", clients)._loads is not json.loads
+    finally:
+        clients.close()
