@@ -73,8 +73,10 @@ _BEARER_PREFIX = "bearer "
 _JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # Set by a Cloudflare AI Gateway: HIT when it answered from its cache.
 _CACHE_STATUS_HEADER = "cf-aig-cache-status"
-# Digits enough for an integer orjson cannot hold exactly (2**64 has 20).
-_LONG_DIGITS = re.compile(rb"\d{20}")
+# Digits enough for an integer orjson cannot hold exactly (2**64 has 20), looked for in a
+# body with every digit mapped to "0" (twenty "0" in a row: twenty digits in a row).
+_DIGITS_ONLY = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 20
 # Bounds the parsed-URL cache of a provider whose paths vary per model (Workers AI).
 _MAX_CACHED_URLS = 256
 
@@ -424,12 +426,13 @@ def json_loads(find: Callable[[str], Any] | None = None) -> Callable[[bytes], An
     # lazy: optional (the fast-serve extra); about 3x faster than json.loads on an answer
     import orjson
 
-    loads, refused, long_number = orjson.loads, orjson.JSONDecodeError, _LONG_DIGITS.search
+    loads, refused = orjson.loads, orjson.JSONDecodeError
 
     def parse(body: bytes) -> Any:
         # orjson reads an integer beyond 64 bits as a float: 20 digits in a row go to
-        # json.loads (also inside a string, which only costs the faster parser).
-        if long_number(body) is not None:
+        # json.loads (also inside a string, which only costs the faster parser). Found by
+        # mapping every digit to "0" (a regex search cost more than orjson's parse).
+        if _LONG_RUN in body.translate(_DIGITS_ONLY):
             return json.loads(body)
         try:
             return loads(body)
