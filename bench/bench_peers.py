@@ -350,6 +350,14 @@ class Aigw(Side):
         # difference is the gateway's own work, never a cheaper client's saving.
         self.baseline = "raw direct" if transport in ("lean", "auto") else "raw httpx"
 
+    def through_client(self) -> Aigw:
+        """This gateway with the lean transport's direct path off: calls go through httpx's
+        client over the same transport, as before session 9 (``--direct-ab``)."""
+        self.name += " via client"
+        clients = self.gateway._clients
+        clients.sync_lean = clients.async_lean = lambda: None  # type: ignore[method-assign]
+        return self
+
     def call(self) -> str:
         return self.gateway.chat(self.address, MESSAGES, max_tokens=16).text
 
@@ -594,6 +602,12 @@ def main(argv: list[str] | None = None) -> int:
         " stays LiteLLM's",
     )
     parser.add_argument(
+        "--direct-ab",
+        action="store_true",
+        help="with --transport lean/auto, also run aigw (log off) with the direct path off"
+        " (httpx's client over the same lean transport): the A/B of session 9's change",
+    )
+    parser.add_argument(
         "--count-calls",
         action="store_true",
         help="also count Python function calls per call in the calling thread (load-proof)",
@@ -618,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         sides.append(RawDirect(base_url))
     sides.append(Aigw(base_url, tmp / "calls.duckdb", transport=args.transport))
     sides.append(Aigw(base_url, None, transport=args.transport))
+    if args.direct_ab and args.transport in ("lean", "auto"):
+        sides.append(Aigw(base_url, None, transport=args.transport).through_client())
     if args.pool_shards > 1:
         sides.append(RawHttpx(base_url, args.pool_shards))
         sides.append(Aigw(base_url, tmp / "sharded.duckdb", args.pool_shards))
