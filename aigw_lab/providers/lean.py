@@ -236,7 +236,11 @@ class LeanTransport(httpx.BaseTransport):
         if reader.encoded:
             body = decoded(reader.status, reader.headers, body)
         return LeanResponse(
-            status=reader.status, raw_headers=reader.headers, headers_at=headers_at, content=body
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            content=body,
         )
 
     def open(self, request: DirectRequest) -> LeanResponse | httpx.Response:
@@ -247,7 +251,11 @@ class LeanTransport(httpx.BaseTransport):
         if reader.encoded:
             return reader.response(body)
         return LeanResponse(
-            status=reader.status, raw_headers=reader.headers, headers_at=headers_at, stream=body
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            stream=body,
         )
 
     def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:

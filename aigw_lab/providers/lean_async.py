@@ -248,7 +248,11 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
         if reader.encoded:
             body = decoded(reader.status, reader.headers, body)
         return LeanResponse(
-            status=reader.status, raw_headers=reader.headers, headers_at=headers_at, content=body
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            content=body,
         )
 
     async def open(self, request: DirectRequest) -> LeanResponse | httpx.Response:
@@ -259,7 +263,11 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
         if reader.encoded:
             return reader.response(body)
         return LeanResponse(
-            status=reader.status, raw_headers=reader.headers, headers_at=headers_at, stream=body
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            stream=body,
         )
 
     async def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:

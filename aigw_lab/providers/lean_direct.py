@@ -122,15 +122,22 @@ def _text(value: bytes) -> str:
 class LeanHeaders(Mapping[str, str]):
     """An answer's headers, read-only and case-insensitive as `httpx.Headers` reads them
     (several values of one name joined by ", "), kept as the raw pairs parsed: nothing is
-    normalised unless asked for."""
+    normalised unless asked for. ``names`` (the lower-cased names, as the transport's
+    reader collected them; built here if not given) answers a name that is absent, the
+    common question (is there a ``cf-aig-cache-status``?), with one set lookup."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "_names")
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, raw: list[tuple[bytes, bytes]], names: frozenset[bytes] | None = None
+    ) -> None:
         self.raw = raw
+        self._names = frozenset(name.lower() for name, _ in raw) if names is None else names
 
     def _values(self, key: str) -> list[bytes]:
         name = key.lower().encode("latin-1", "replace")
+        if name not in self._names:
+            return []
         return [value for raw_name, value in self.raw if raw_name.lower() == name]
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -155,7 +162,7 @@ class LeanHeaders(Mapping[str, str]):
         return iter(seen)
 
     def __len__(self) -> int:
-        return len({name.lower() for name, _ in self.raw})
+        return len(self._names)
 
     def multi_items(self) -> list[tuple[str, str]]:
         return [(_text(name).lower(), _text(value)) for name, value in self.raw]
@@ -179,9 +186,10 @@ class LeanResponse:
         headers_at: float,
         content: bytes = b"",
         stream: Any = None,
+        names: frozenset[bytes] | None = None,
     ) -> None:
         self.status_code = status
-        self.headers = LeanHeaders(raw_headers)
+        self.headers = LeanHeaders(raw_headers, names)
         self.headers_at = headers_at
         self.content = content
         self._stream = stream
