@@ -48,6 +48,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _raw_direct import RawDirect
+
 MODEL = "gpt-4o-mini"
 MESSAGES = [
     {"role": "system", "content": "You are a terse assistant."},
@@ -278,7 +280,15 @@ class Aigw(Side):
         self.address = f"fake/{MODEL}"
         # The raw client this side's added CPU is taken over: the same transport, so the
         # difference is the gateway's own work, never a cheaper client's saving.
-        self.baseline = "raw lean" if transport == "lean" else "raw httpx"
+        self.baseline = "raw direct" if transport in ("lean", "auto") else "raw httpx"
+
+    def through_client(self) -> Aigw:
+        """This gateway with the lean transport's direct path off: calls go through httpx's
+        client over the same transport, as before session 9 (``--direct-ab``)."""
+        self.name += " via client"
+        clients = self.gateway._clients
+        clients.sync_lean = clients.async_lean = lambda: None  # type: ignore[method-assign]
+        return self
 
     def call(self) -> str:
         return self.gateway.chat(self.address, MESSAGES, max_tokens=16).text
@@ -398,7 +408,10 @@ def measure(
     warm = max(10, calls // 10)
     for side in sides:  # warm-up: pools, imports, caches, the first log insert
         run_round(side, mode if not mode.startswith("paced") else "sync", warm, runner)
-    out = {side.name: {"cpu": [], "wall": [], "added": [], "other": []} for side in sides}
+    out = {
+        side.name: {"cpu": [], "wall": [], "added": [], "over_httpx": [], "other": []}
+        for side in sides
+    }
     for r in range(rounds):
         order = sides[r % len(sides) :] + sides[: r % len(sides)]
         this: dict[str, float] = {}
@@ -411,6 +424,7 @@ def measure(
         for side in sides:
             baseline = getattr(side, "baseline", "raw httpx")
             out[side.name]["added"].append(this[side.name] - this[baseline])
+            out[side.name]["over_httpx"].append(this[side.name] - this["raw httpx"])
     return out
 
 
@@ -485,6 +499,12 @@ def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[fl
             f"  litellm added / aigw (log on) added: {ratio:.0f}x (median); "
             f"{worst:.0f}x (litellm Q1 / aigw Q3); {verdict} the >= {TARGET_RATIO:.0f}x target"
         )
+        if "raw direct" in data:  # aigw's baseline is the direct path: say so beside httpx
+            over = statistics.median(data["aigw log on"]["over_httpx"])
+            print(
+                f"  (aigw log on's added CPU over raw direct, its own transport path:"
+                f" {aigw[1]:.1f} us; over raw httpx: {over:.1f} us per call)"
+            )
         return ratio
     return float("nan")
 
@@ -506,10 +526,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--transport",
-        choices=("httpx", "lean"),
+        choices=("httpx", "lean", "auto"),
         default="httpx",
-        help="the gateway's upstream transport (default httpx); with lean a raw client over"
-        " the lean transport is the gateway's baseline, raw httpx stays LiteLLM's",
+        help="the gateway's upstream transport (default httpx; auto is the gateway's own"
+        " default, lean when httptools is installed); with lean or auto a raw client calling"
+        " the lean transport's direct path (raw direct) is the gateway's baseline, raw httpx"
+        " stays LiteLLM's",
+    )
+    parser.add_argument(
+        "--direct-ab",
+        action="store_true",
+        help="with --transport lean/auto, also run aigw (log off) with the direct path off"
+        " (httpx's client over the same lean transport): the A/B of session 9's change",
     )
     parser.add_argument(
         "--count-calls",
@@ -532,10 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     proc, base_url = start_server()
     tmp = Path(tempfile.mkdtemp(prefix="aigw-peers-"))
     sides: list[Side] = [RawHttpx(base_url)]
-    if args.transport == "lean":
-        sides.append(RawHttpx(base_url, lean=True))
+    if args.transport in ("lean", "auto"):
+        sides.append(RawDirect(base_url, MODEL, MESSAGES))
     sides.append(Aigw(base_url, tmp / "calls.duckdb", transport=args.transport))
     sides.append(Aigw(base_url, None, transport=args.transport))
+    if args.direct_ab and args.transport in ("lean", "auto"):
+        sides.append(Aigw(base_url, None, transport=args.transport).through_client())
     if args.pool_shards > 1:
         sides.append(RawHttpx(base_url, args.pool_shards))
         sides.append(Aigw(base_url, tmp / "sharded.duckdb", args.pool_shards))

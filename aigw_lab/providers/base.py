@@ -222,7 +222,8 @@ class HttpClients:
         self.pool = pool or PoolSettings()
         self._limits = limits or self.pool.limits
         self._owned_sync: httpx.Client | None = None
-        self._owned_async: dict[int, tuple[Any, httpx.AsyncClient]] = {}
+        self._owned_async: dict[int, tuple[Any, httpx.AsyncClient, Any]] = {}
+        self._lean_sync: Any = None
         self._lock = threading.Lock()
 
     def _cap_sync(self, request: httpx.Request) -> None:
@@ -268,8 +269,9 @@ class HttpClients:
         if self._owned_sync is None:
             with self._lock:
                 if self._owned_sync is None:
+                    self._lean_sync = self._lean(async_=False)
                     self._owned_sync = _httpx().Client(
-                        transport=self._transport or self._lean(async_=False),
+                        transport=self._transport or self._lean_sync,
                         mounts=self._sharded(async_=False),
                         limits=self._limits,
                         timeout=None,
@@ -289,24 +291,46 @@ class HttpClients:
             entry = self._owned_async.get(id(loop))
             if entry is None or entry[0]() is not loop:
                 # Forget pools of loops that are gone; their sockets died with them.
-                for key in [k for k, (ref, _) in self._owned_async.items() if ref() is None]:
+                for key in [k for k, (ref, *_) in self._owned_async.items() if ref() is None]:
                     del self._owned_async[key]
+                lean = self._lean(async_=True)
                 client = _httpx().AsyncClient(
-                    transport=self._async_transport or self._lean(async_=True),
+                    transport=self._async_transport or lean,
                     mounts=self._sharded(async_=True),
                     limits=self._limits,
                     timeout=None,
                     event_hooks={"request": [self._cap_async]},
                 )
-                entry = (weakref.ref(loop), client)
+                entry = (weakref.ref(loop), client, lean)
                 self._owned_async[id(loop)] = entry
         return entry[1]
+
+    def sync_lean(self) -> Any:
+        """The lean transport under the shared sync client, for calls that skip httpx's
+        client (`aigw_lab.providers.lean_direct`); None when that client is not ours over
+        the lean transport (injected, httpx's transport, sharded, or a proxy in the
+        environment), whose calls go through the client."""
+        if self._owned_sync is None:
+            self.sync()
+        return self._lean_sync
+
+    def async_lean(self) -> Any:
+        """The lean transport under the running loop's async client, as `sync_lean`."""
+        if self._async_client is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        entry = self._owned_async.get(id(loop))
+        if entry is None or entry[0]() is not loop:
+            self.async_()
+            entry = self._owned_async[id(loop)]
+        return entry[2]
 
     def close(self) -> None:
         """Close the sync client this object created (async ones need `aclose`)."""
         if self._owned_sync is not None:
             self._owned_sync.close()
             self._owned_sync = None
+            self._lean_sync = None
 
     async def aclose(self) -> None:
         """Close the async client of the running loop and the sync one, if created here."""

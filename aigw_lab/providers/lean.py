@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from aigw_lab.errors import MissingExtraError
+from aigw_lab.providers.lean_direct import DirectRequest, LeanResponse, decoded
 from aigw_lab.providers.lean_wire import (
     INSTALL_HINT,
     IdleConnections,
@@ -212,6 +213,80 @@ class LeanTransport(httpx.BaseTransport):
                 self._give_back(origin, conn, False)
             raise
         return reader.response(_Body(self, origin, conn, reader, read_timeout))
+
+    # -- the direct path (`aigw_lab.providers.lean_direct`): no httpx models -------------------
+
+    def fetch(self, request: DirectRequest) -> LeanResponse:
+        """Send ``request`` and read its whole answer; the connection goes back to the pool
+        before this returns. Failures are the httpx exceptions `handle_request` raises."""
+        conn, reader, headers_at = self._exchange(request)
+        read_timeout = request.timeouts.get("read")
+        parts: list[bytes] = []
+        try:
+            while True:
+                parts += reader.take()
+                if reader.complete:
+                    break
+                _receive(conn, reader, read_timeout)
+        except BaseException:
+            self._give_back(request.origin, conn, False)
+            raise
+        self._give_back(request.origin, conn, reader.reusable)
+        body = b"".join(parts)
+        if reader.encoded:
+            body = decoded(reader.status, reader.headers, body)
+        return LeanResponse(
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            content=body,
+        )
+
+    def open(self, request: DirectRequest) -> LeanResponse | httpx.Response:
+        """Send ``request`` and return its answer once the head arrived, the body still to
+        read (a stream); an encoded body comes as an `httpx.Response`, which decodes it."""
+        conn, reader, headers_at = self._exchange(request)
+        body = _Body(self, request.origin, conn, reader, request.timeouts.get("read"))
+        if reader.encoded:
+            return reader.response(body)
+        return LeanResponse(
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            stream=body,
+        )
+
+    def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:
+        """Write ``request`` on a pooled (or new) connection and read up to the answer's
+        head: the connection, its reader, and when the head was complete."""
+        timeouts = request.timeouts
+        origin = request.origin
+        conn = self._take(origin, timeouts.get("pool"))
+        try:
+            if conn is None:
+                conn = self._connect(origin, timeouts.get("connect"))
+            conn.settimeout(timeouts.get("write"))
+            try:
+                conn.sock.sendall(request.data)
+            except TimeoutError as exc:
+                raise httpx.WriteTimeout(str(exc) or "timed out") from exc
+            except OSError as exc:
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+            reader = ResponseReader(self._parser)
+            read_timeout = timeouts.get("read")
+            while not reader.headers_done:
+                _receive(conn, reader, read_timeout)
+        except BaseException:
+            if conn is None:
+                with self._ready:
+                    self._pool.forget()
+                    self._ready.notify()
+            else:
+                self._give_back(origin, conn, False)
+            raise
+        return conn, reader, time.perf_counter()
 
     def close(self) -> None:
         with self._ready:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from aigw_lab.providers.lean import default_ssl_context, parser_type
+from aigw_lab.providers.lean_direct import DirectRequest, LeanResponse, decoded
 from aigw_lab.providers.lean_wire import (
     IdleConnections,
     ResponseReader,
@@ -222,6 +223,77 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
             raise
         return reader.response(_Body(self, origin, conn, reader, read_timeout))
 
+    # -- the direct path (`aigw_lab.providers.lean_direct`): no httpx models -------------------
+
+    async def fetch(self, request: DirectRequest) -> LeanResponse:
+        """Send ``request`` and read its whole answer; the connection goes back to the pool
+        before this returns. Failures are the httpx exceptions `handle_async_request`
+        raises."""
+        conn, reader, headers_at = await self._exchange(request)
+        read_timeout = request.timeouts.get("read")
+        parts: list[bytes] = []
+        try:
+            while True:
+                parts += reader.take()
+                if reader.complete:
+                    break
+                await conn.receive(reader, read_timeout)
+        except BaseException:
+            conn.reader = None
+            self._give_back(request.origin, conn, False)
+            raise
+        conn.reader = None
+        self._give_back(request.origin, conn, reader.reusable)
+        body = b"".join(parts)
+        if reader.encoded:
+            body = decoded(reader.status, reader.headers, body)
+        return LeanResponse(
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            content=body,
+        )
+
+    async def open(self, request: DirectRequest) -> LeanResponse | httpx.Response:
+        """Send ``request`` and return its answer once the head arrived, the body still to
+        read (a stream); an encoded body comes as an `httpx.Response`, which decodes it."""
+        conn, reader, headers_at = await self._exchange(request)
+        body = _Body(self, request.origin, conn, reader, request.timeouts.get("read"))
+        if reader.encoded:
+            return reader.response(body)
+        return LeanResponse(
+            status=reader.status,
+            raw_headers=reader.headers,
+            names=reader.names,
+            headers_at=headers_at,
+            stream=body,
+        )
+
+    async def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:
+        """Write ``request`` on a pooled (or new) connection and read up to the answer's
+        head: the connection, its reader, and when the head was complete."""
+        timeouts = request.timeouts
+        origin = request.origin
+        conn = await self._take(origin, timeouts.get("pool"))
+        try:
+            if conn is None:
+                conn = await self._connect(origin, timeouts.get("connect"))
+            reader = conn.reader = ResponseReader(self._parser)
+            await _write(conn, request.data, timeouts.get("write"))
+            read_timeout = timeouts.get("read")
+            while not reader.headers_done:
+                await conn.receive(reader, read_timeout)
+        except BaseException:
+            if conn is None:
+                self._pool.forget()
+                self._wake_one()
+            else:
+                conn.reader = None
+                self._give_back(origin, conn, False)
+            raise
+        return conn, reader, time.perf_counter()
+
     async def aclose(self) -> None:
         for conn in self._pool.drain():
             conn.close()
@@ -331,6 +403,15 @@ async def _send(
                 await _drain(conn, timeout)
         if chunked:
             transport.write(chunk(b""))
+    await _drain(conn, timeout)
+
+
+async def _write(conn: _Conn, data: bytes, timeout: float | None) -> None:
+    """Write ``data`` (a whole request) to ``conn``, waiting when the socket's buffer is full."""
+    transport = conn.transport
+    if transport is None or transport.is_closing() or conn.broken:
+        raise httpx.WriteError("the connection is closed")
+    transport.write(data)
     await _drain(conn, timeout)
 
 

@@ -82,6 +82,8 @@ class ResponseReader:
         "complete",
         "extra",
         "keep_alive",
+        "encoded",
+        "names",
         "_delimited",
     )
 
@@ -95,6 +97,8 @@ class ResponseReader:
         self.complete = False
         self.extra = False
         self.keep_alive = False
+        self.encoded = False
+        self.names: frozenset[bytes] = frozenset()
         self._delimited = False
 
     # -- httptools callbacks -----------------------------------------------------------------
@@ -113,8 +117,9 @@ class ResponseReader:
         self.status = self.parser.get_status_code()
         if self.status >= 200 or self.status == 101:
             self.headers_done = True
-            lowered = {name.lower() for name, _ in self.headers}
+            lowered = self.names = frozenset(name.lower() for name, _ in self.headers)
             self._delimited = b"content-length" in lowered or b"transfer-encoding" in lowered
+            self.encoded = b"content-encoding" in lowered
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from importlib.util import find_spec
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +46,7 @@ from aigw_lab.providers.codec import (
     parse_retry_after,
 )
 from aigw_lab.providers.codecs import get_codec
+from aigw_lab.providers.lean_direct import DirectRequest, RequestHead, direct_timeouts
 from aigw_lab.providers.stream_run import DECODE_ERRORS
 from aigw_lab.types import (
     CacheStatus,
@@ -71,6 +73,10 @@ _BEARER_PREFIX = "bearer "
 _JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # Set by a Cloudflare AI Gateway: HIT when it answered from its cache.
 _CACHE_STATUS_HEADER = "cf-aig-cache-status"
+# Digits enough for an integer orjson cannot hold exactly (2**64 has 20), looked for in a
+# body with every digit mapped to "0" (twenty "0" in a row: twenty digits in a row).
+_DIGITS_ONLY = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 20
 # Bounds the parsed-URL cache of a provider whose paths vary per model (Workers AI).
 _MAX_CACHED_URLS = 256
 
@@ -115,6 +121,12 @@ class HttpProvider(BaseProvider):
         # Parsed URLs by their text: httpx takes ~7 us to parse one, and a provider only
         # ever posts to a few URLs (one per model for Workers AI).
         self._urls: dict[str, httpx.URL] = {}
+        # The direct path's request heads by URL (None: not for the direct path), and its
+        # timeouts with the pool wait capped as HttpClients' request hook caps it.
+        self._heads: dict[str, RequestHead | None] = {}
+        self._loads = json_loads()
+        self._pool_timeout = clients.pool.pool_timeout
+        self._direct_timeout = direct_timeouts(self._default_timeout, self._pool_timeout)
 
     @property
     def api_format(self) -> str:
@@ -169,8 +181,16 @@ class HttpProvider(BaseProvider):
         return self.base_url + path
 
     def _build(
-        self, client: httpx.Client | httpx.AsyncClient, request: ChatRequest, *, stream: bool
-    ) -> httpx.Request:
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        request: ChatRequest,
+        *,
+        stream: bool,
+        direct: bool = False,
+    ) -> httpx.Request | DirectRequest:
+        """The request for ``request``: with ``direct`` (the client runs over the lean
+        transport) a `DirectRequest` for the transport itself when it can be one (no
+        per-request headers, no configured body headers, an http(s) URL), else httpx's."""
         encoded = self.codec.encode(request, stream=stream)
         # The timeout goes in as httpx's own extension dict, which build_request would
         # otherwise rebuild from a Timeout on every call.
@@ -181,6 +201,16 @@ class HttpProvider(BaseProvider):
         )
         url = self._url(encoded.path)
         try:
+            if direct and not encoded.headers and self._encodes_json:
+                head = self._head(client, encoded.path, url)
+                if head is not None:
+                    content = _JSON_BODY.encode(encoded.body).encode()
+                    timeouts = (
+                        self._direct_timeout
+                        if request.timeout is None
+                        else direct_timeouts(timeout, self._pool_timeout)
+                    )
+                    return head.request(content, timeouts)
             return self._build_request(client, url, encoded, timeout)
         except UnicodeEncodeError as exc:
             # A lone surrogate (U+D800-U+DFFF) in a message: no UTF-8 body can carry it.
@@ -218,6 +248,24 @@ class HttpProvider(BaseProvider):
         return client.build_request(
             "POST", url, content=content, headers=headers, extensions={"timeout": timeout}
         )
+
+    def _head(
+        self, client: httpx.Client | httpx.AsyncClient, path: str, url: httpx.URL
+    ) -> RequestHead | None:
+        """The direct path's request head for ``url`` (at ``path``; built once per URL, as
+        the client would write it), or None when that URL takes httpx's client: also when
+        a header cannot be sent, so the client's transport raises that as it always did."""
+        try:
+            return self._heads[path]
+        except KeyError:
+            pass
+        try:
+            head = RequestHead.build(client.headers, url, self._headers)
+        except httpx.LocalProtocolError:
+            head = None
+        if len(self._heads) < _MAX_CACHED_URLS:
+            self._heads[path] = head
+        return head
 
     def _url(self, path: str) -> httpx.URL:
         text = self.base_url + path
@@ -283,7 +331,7 @@ class HttpProvider(BaseProvider):
 
     def _parse_json(self, request: ChatRequest, response: httpx.Response, body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return self._loads(body)
         except ValueError as exc:
             text = body.decode("utf-8", "replace")
             raise self._malformed(request, response.status_code, text, exc) from exc
@@ -365,6 +413,33 @@ class HttpProvider(BaseProvider):
         return ErrorDetail(
             message=self._redact(detail.message), error_class=detail.error_class, code=detail.code
         )
+
+
+def json_loads(find: Callable[[str], Any] | None = None) -> Callable[[bytes], Any]:
+    """The JSON parser of answers: orjson's when it is installed (the ``fast-serve``
+    extra), handing what it refuses (NaN, integers beyond 64 bits, lone surrogates, UTF-16)
+    to `json.loads`, so every body parses to the value `json.loads` gives and a body
+    neither accepts is its `ValueError`; else `json.loads`. ``find`` is
+    `importlib.util.find_spec` unless given."""
+    if (find or find_spec)("orjson") is None:
+        return json.loads
+    # lazy: optional (the fast-serve extra); about 3x faster than json.loads on an answer
+    import orjson
+
+    loads, refused = orjson.loads, orjson.JSONDecodeError
+
+    def parse(body: bytes) -> Any:
+        # orjson reads an integer beyond 64 bits as a float: 20 digits in a row go to
+        # json.loads (also inside a string, which only costs the faster parser). Found by
+        # mapping every digit to "0" (a regex search cost more than orjson's parse).
+        if _LONG_RUN in body.translate(_DIGITS_ONLY):
+            return json.loads(body)
+        try:
+            return loads(body)
+        except refused:
+            return json.loads(body)
+
+    return parse
 
 
 def _cache_status(response: httpx.Response) -> CacheStatus:

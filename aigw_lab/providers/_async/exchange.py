@@ -10,6 +10,7 @@ alike from both, so errors are still mapped in one place.
 """
 
 # unasync: async_=sync, aread=read, aiter_bytes=iter_bytes, asend=send, AsyncClient=Client
+# unasync: async_lean=sync_lean, lean_async=lean, AsyncLeanTransport=LeanTransport
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from aigw_lab.providers.lean_direct import DirectRequest
 from aigw_lab.providers.stream_run import StreamRun
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
+    from aigw_lab.providers.lean_async import AsyncLeanTransport
     from aigw_lab.providers.transport import HttpProvider
 
 __all__ = ["achat", "astream", "asend"]
@@ -30,18 +33,28 @@ __all__ = ["achat", "astream", "asend"]
 
 def _prepare(
     provider: HttpProvider, request: ChatRequest, *, stream: bool
-) -> tuple[float, httpx.AsyncClient, httpx.Request, float]:
-    """When the call started, the shared client of this mode, the request built for it, and
-    when it was ready to send (the gateway's own time before the exchange)."""
+) -> tuple[float, httpx.AsyncClient, AsyncLeanTransport | None, Any, float]:
+    """When the call started, the shared client of this mode, its lean transport when the
+    call may skip the client (`aigw_lab.providers.lean_direct`), the request built for it
+    (a `DirectRequest` for that transport, else an `httpx.Request`), and when it was ready
+    to send (the gateway's own time before the exchange)."""
     started = time.perf_counter()
-    client = provider._clients.async_()
-    http_request = provider._build(client, request, stream=stream)
-    return started, client, http_request, time.perf_counter()
+    clients = provider._clients
+    client = clients.async_()
+    lean = clients.async_lean()
+    built = provider._build(client, request, stream=stream, direct=lean is not None)
+    return started, client, lean, built, time.perf_counter()
 
 
 async def achat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
     """Send one request and wait for the whole answer."""
-    started, client, http_request, sent = _prepare(provider, request, stream=False)
+    started, client, lean, http_request, sent = _prepare(provider, request, stream=False)
+    if lean is not None and type(http_request) is DirectRequest:
+        try:
+            answer = await lean.fetch(http_request)
+        except httpx.HTTPError as exc:
+            raise provider._transport_error(exc, request) from exc
+        return provider._complete(request, answer, answer.content, started, sent, answer.headers_at)
     try:
         response = await client.send(http_request, stream=True)
         try:
@@ -57,9 +70,12 @@ async def achat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
 async def astream(provider: HttpProvider, request: ChatRequest) -> AsyncIterator[StreamEvent]:
     """Yield `TextDelta` events as text arrives, then one `StreamEnd`. Closing the stream
     early closes the HTTP response (its connection goes back to the pool)."""
-    started, client, http_request, sent = _prepare(provider, request, stream=True)
+    started, client, lean, http_request, sent = _prepare(provider, request, stream=True)
     try:
-        response = await client.send(http_request, stream=True)
+        if lean is not None and type(http_request) is DirectRequest:
+            response: Any = await lean.open(http_request)
+        else:
+            response = await client.send(http_request, stream=True)
     except httpx.HTTPError as exc:
         raise provider._transport_error(exc, request) from exc
     try:

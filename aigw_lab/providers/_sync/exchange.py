@@ -12,6 +12,7 @@ alike from both, so errors are still mapped in one place.
 """
 
 # unasync: sync=sync, read=read, iter_bytes=iter_bytes, send=send, Client=Client
+# unasync: sync_lean=sync_lean, lean=lean, LeanTransport=LeanTransport
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from aigw_lab.providers.lean_direct import DirectRequest
 from aigw_lab.providers.stream_run import StreamRun
 from aigw_lab.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
+    from aigw_lab.providers.lean import LeanTransport
     from aigw_lab.providers.transport import HttpProvider
 
 __all__ = ["chat", "stream", "send"]
@@ -32,18 +35,28 @@ __all__ = ["chat", "stream", "send"]
 
 def _prepare(
     provider: HttpProvider, request: ChatRequest, *, stream: bool
-) -> tuple[float, httpx.Client, httpx.Request, float]:
-    """When the call started, the shared client of this mode, the request built for it, and
-    when it was ready to send (the gateway's own time before the exchange)."""
+) -> tuple[float, httpx.Client, LeanTransport | None, Any, float]:
+    """When the call started, the shared client of this mode, its lean transport when the
+    call may skip the client (`aigw_lab.providers.lean_direct`), the request built for it
+    (a `DirectRequest` for that transport, else an `httpx.Request`), and when it was ready
+    to send (the gateway's own time before the exchange)."""
     started = time.perf_counter()
-    client = provider._clients.sync()
-    http_request = provider._build(client, request, stream=stream)
-    return started, client, http_request, time.perf_counter()
+    clients = provider._clients
+    client = clients.sync()
+    lean = clients.sync_lean()
+    built = provider._build(client, request, stream=stream, direct=lean is not None)
+    return started, client, lean, built, time.perf_counter()
 
 
 def chat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
     """Send one request and wait for the whole answer."""
-    started, client, http_request, sent = _prepare(provider, request, stream=False)
+    started, client, lean, http_request, sent = _prepare(provider, request, stream=False)
+    if lean is not None and type(http_request) is DirectRequest:
+        try:
+            answer = lean.fetch(http_request)
+        except httpx.HTTPError as exc:
+            raise provider._transport_error(exc, request) from exc
+        return provider._complete(request, answer, answer.content, started, sent, answer.headers_at)
     try:
         response = client.send(http_request, stream=True)
         try:
@@ -59,9 +72,12 @@ def chat(provider: HttpProvider, request: ChatRequest) -> ChatResponse:
 def stream(provider: HttpProvider, request: ChatRequest) -> Iterator[StreamEvent]:
     """Yield `TextDelta` events as text arrives, then one `StreamEnd`. Closing the stream
     early closes the HTTP response (its connection goes back to the pool)."""
-    started, client, http_request, sent = _prepare(provider, request, stream=True)
+    started, client, lean, http_request, sent = _prepare(provider, request, stream=True)
     try:
-        response = client.send(http_request, stream=True)
+        if lean is not None and type(http_request) is DirectRequest:
+            response: Any = lean.open(http_request)
+        else:
+            response = client.send(http_request, stream=True)
     except httpx.HTTPError as exc:
         raise provider._transport_error(exc, request) from exc
     try:
