@@ -48,7 +48,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _raw_direct import RawDirect
+# bench/ is the script's folder when run, not when a test imports it (tests/test_bench_peers.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _raw_direct import RawDirect  # noqa: E402
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [
