@@ -34,7 +34,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -195,24 +195,11 @@ class LeanTransport(httpx.BaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         head, chunked = request_head(request)
         origin = origin_of(request.url)
-        conn = self._take(origin, timeouts.get("pool"))
-        try:
-            if conn is None:
-                conn = self._connect(origin, timeouts.get("connect"))
-            _send(conn, head, request, chunked, timeouts.get("write"))
-            reader = ResponseReader(self._parser)
-            read_timeout = timeouts.get("read")
-            while not reader.headers_done:
-                _receive(conn, reader, read_timeout)
-        except BaseException:
-            if conn is None:
-                with self._ready:
-                    self._pool.forget()
-                    self._ready.notify()
-            else:
-                self._give_back(origin, conn, False)
-            raise
-        return reader.response(_Body(self, origin, conn, reader, read_timeout))
+        write = timeouts.get("write")
+        conn, reader = self._head(
+            origin, timeouts, lambda conn: _send(conn, head, request, chunked, write)
+        )
+        return reader.response(_Body(self, origin, conn, reader, timeouts.get("read")))
 
     # -- the direct path (`aigw_lab.providers.lean_direct`): no httpx models -------------------
 
@@ -261,19 +248,26 @@ class LeanTransport(httpx.BaseTransport):
     def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:
         """Write ``request`` on a pooled (or new) connection and read up to the answer's
         head: the connection, its reader, and when the head was complete."""
-        timeouts = request.timeouts
-        origin = request.origin
+        data, write = request.data, request.timeouts.get("write")
+        conn, reader = self._head(
+            request.origin, request.timeouts, lambda conn: _write(conn, data, write)
+        )
+        return conn, reader, time.perf_counter()
+
+    def _head(
+        self,
+        origin: tuple[bytes, bytes, int],
+        timeouts: Mapping[str, Any],
+        send: Callable[[_Conn], None],
+    ) -> tuple[_Conn, ResponseReader]:
+        """Take a pooled (or new) connection to ``origin``, ``send`` the request on it and
+        read up to the answer's head. On any failure the connection is dropped (or, when none
+        was made, its place in the pool freed) before the exception goes on."""
         conn = self._take(origin, timeouts.get("pool"))
         try:
             if conn is None:
                 conn = self._connect(origin, timeouts.get("connect"))
-            conn.settimeout(timeouts.get("write"))
-            try:
-                conn.sock.sendall(request.data)
-            except TimeoutError as exc:
-                raise httpx.WriteTimeout(str(exc) or "timed out") from exc
-            except OSError as exc:
-                raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+            send(conn)
             reader = ResponseReader(self._parser)
             read_timeout = timeouts.get("read")
             while not reader.headers_done:
@@ -286,7 +280,7 @@ class LeanTransport(httpx.BaseTransport):
             else:
                 self._give_back(origin, conn, False)
             raise
-        return conn, reader, time.perf_counter()
+        return conn, reader
 
     def close(self) -> None:
         with self._ready:
@@ -349,6 +343,17 @@ class LeanTransport(httpx.BaseTransport):
                 limits=self._limits, verify=self._ssl or default_ssl_context()
             )
         return self._fallback
+
+
+def _write(conn: _Conn, data: bytes, timeout: float | None) -> None:
+    """Write ``data`` (a whole request) to ``conn``."""
+    conn.settimeout(timeout)
+    try:
+        conn.sock.sendall(data)
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout(str(exc) or "timed out") from exc
+    except OSError as exc:
+        raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
 
 
 def _send(

@@ -14,7 +14,7 @@ import collections
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -204,24 +204,11 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         head, chunked = request_head(request)
         origin = origin_of(request.url)
-        conn = await self._take(origin, timeouts.get("pool"))
-        try:
-            if conn is None:
-                conn = await self._connect(origin, timeouts.get("connect"))
-            reader = conn.reader = ResponseReader(self._parser)
-            await _send(conn, head, request, chunked, timeouts.get("write"))
-            read_timeout = timeouts.get("read")
-            while not reader.headers_done:
-                await conn.receive(reader, read_timeout)
-        except BaseException:
-            if conn is None:
-                self._pool.forget()
-                self._wake_one()
-            else:
-                conn.reader = None
-                self._give_back(origin, conn, False)
-            raise
-        return reader.response(_Body(self, origin, conn, reader, read_timeout))
+        write = timeouts.get("write")
+        conn, reader = await self._head(
+            origin, timeouts, lambda conn: _send(conn, head, request, chunked, write)
+        )
+        return reader.response(_Body(self, origin, conn, reader, timeouts.get("read")))
 
     # -- the direct path (`aigw_lab.providers.lean_direct`): no httpx models -------------------
 
@@ -273,14 +260,29 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
     async def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:
         """Write ``request`` on a pooled (or new) connection and read up to the answer's
         head: the connection, its reader, and when the head was complete."""
-        timeouts = request.timeouts
-        origin = request.origin
+        data, write = request.data, request.timeouts.get("write")
+        conn, reader = await self._head(
+            request.origin, request.timeouts, lambda conn: _write(conn, data, write)
+        )
+        return conn, reader, time.perf_counter()
+
+    async def _head(
+        self,
+        origin: tuple[bytes, bytes, int],
+        timeouts: Mapping[str, Any],
+        send: Callable[[_Conn], Awaitable[None]],
+    ) -> tuple[_Conn, ResponseReader]:
+        """Take a pooled (or new) connection to ``origin``, ``send`` the request on it and
+        read up to the answer's head. On any failure the connection is dropped (or, when none
+        was made, its place in the pool freed) before the exception goes on."""
         conn = await self._take(origin, timeouts.get("pool"))
         try:
             if conn is None:
                 conn = await self._connect(origin, timeouts.get("connect"))
+            # The reader is the connection's before the first byte is written: an answer can
+            # arrive (and be read by the protocol) while a large request is still draining.
             reader = conn.reader = ResponseReader(self._parser)
-            await _write(conn, request.data, timeouts.get("write"))
+            await send(conn)
             read_timeout = timeouts.get("read")
             while not reader.headers_done:
                 await conn.receive(reader, read_timeout)
@@ -292,7 +294,7 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
                 conn.reader = None
                 self._give_back(origin, conn, False)
             raise
-        return conn, reader, time.perf_counter()
+        return conn, reader
 
     async def aclose(self) -> None:
         for conn in self._pool.drain():
