@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import pytest
@@ -82,6 +83,12 @@ def test_a_schema_it_cannot_write_keeps_the_rows_until_it_is_mended(team_url, tm
         warnings.simplefilter("always")
         for row in rows:
             sink.append(row)
+        # The flush below waits only its 1 s: under load the first COPY (a connection, then
+        # the refused insert) can take longer, and the flush's error would then lack the
+        # cause it is checked for. Wait for the sink to have met it first.
+        deadline = time.monotonic() + 60
+        while not sink.last_error and time.monotonic() < deadline:
+            time.sleep(0.02)
         with pytest.raises(StoreError, match=r"StoreError: the team log's scores\.value"):
             sink.flush()
         with psycopg.connect(team_url, autocommit=True) as conn:
