@@ -492,8 +492,10 @@ def test_stream_that_stalls_after_text_is_interrupted(
     first_event_end = wire.index(b"\n\n", wire.index("Paris — ".encode())) + 2
     fake.reply_sse(wire, split_at_bytes=[first_event_end], chunk_delay=5.0)
     received: list[str] = []
+    # The timeout covers the connection and the first event too: 0.05 s ran out before them
+    # on a loaded box (the stall is 5 s, so 0.2 s still only ends in it).
     with pytest.raises(errors.StreamInterruptedError, match="timeout") as caught:
-        for event in provider.stream(adapter.request(timeout=0.05)):
+        for event in provider.stream(adapter.request(timeout=0.2)):
             received.append(event.text)
     assert received == ["Paris — "]
     assert caught.value.text_delivered and caught.value.partial_text == "Paris — "
