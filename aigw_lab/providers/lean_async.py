@@ -20,7 +20,12 @@ from typing import Any
 import httpx
 
 from aigw_lab.providers.lean import default_ssl_context, parser_type
-from aigw_lab.providers.lean_direct import DirectRequest, LeanResponse, decoded
+from aigw_lab.providers.lean_direct import (
+    DirectRequest,
+    LeanResponse,
+    streamed_answer,
+    whole_answer,
+)
 from aigw_lab.providers.lean_wire import (
     IdleConnections,
     ResponseReader,
@@ -231,31 +236,14 @@ class AsyncLeanTransport(httpx.AsyncBaseTransport):
             raise
         conn.reader = None
         self._give_back(request.origin, conn, reader.reusable)
-        body = b"".join(parts)
-        if reader.encoded:
-            body = decoded(reader.status, reader.headers, body)
-        return LeanResponse(
-            status=reader.status,
-            raw_headers=reader.headers,
-            names=reader.names,
-            headers_at=headers_at,
-            content=body,
-        )
+        return whole_answer(reader, headers_at, parts)
 
     async def open(self, request: DirectRequest) -> LeanResponse | httpx.Response:
         """Send ``request`` and return its answer once the head arrived, the body still to
         read (a stream); an encoded body comes as an `httpx.Response`, which decodes it."""
         conn, reader, headers_at = await self._exchange(request)
         body = _Body(self, request.origin, conn, reader, request.timeouts.get("read"))
-        if reader.encoded:
-            return reader.response(body)
-        return LeanResponse(
-            status=reader.status,
-            raw_headers=reader.headers,
-            names=reader.names,
-            headers_at=headers_at,
-            stream=body,
-        )
+        return streamed_answer(reader, headers_at, body)
 
     async def _exchange(self, request: DirectRequest) -> tuple[_Conn, ResponseReader, float]:
         """Write ``request`` on a pooled (or new) connection and read up to the answer's

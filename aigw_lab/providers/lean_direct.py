@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from aigw_lab.providers.lean_wire import origin_of, request_head
+from aigw_lab.providers.lean_wire import ResponseReader, origin_of, request_head
 
 __all__ = ["RequestHead", "DirectRequest", "LeanResponse", "LeanHeaders", "direct_timeouts"]
 
@@ -221,6 +221,36 @@ class LeanResponse:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def whole_answer(reader: ResponseReader, headers_at: float, parts: list[bytes]) -> LeanResponse:
+    """The answer ``reader`` read whole (its body in ``parts``), Content-Encoding undone."""
+    body = b"".join(parts)
+    if reader.encoded:
+        body = decoded(reader.status, reader.headers, body)
+    return LeanResponse(
+        status=reader.status,
+        raw_headers=reader.headers,
+        names=reader.names,
+        headers_at=headers_at,
+        content=body,
+    )
+
+
+def streamed_answer(
+    reader: ResponseReader, headers_at: float, body: Any
+) -> LeanResponse | httpx.Response:
+    """The answer whose head ``reader`` read, its ``body`` still on the connection; an
+    encoded body comes as an `httpx.Response`, which decodes it."""
+    if reader.encoded:
+        return reader.response(body)
+    return LeanResponse(
+        status=reader.status,
+        raw_headers=reader.headers,
+        names=reader.names,
+        headers_at=headers_at,
+        stream=body,
+    )
 
 
 def decoded(status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
