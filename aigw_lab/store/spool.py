@@ -278,9 +278,10 @@ class Spool:
 
     def start(self, values: tuple[Any, ...]) -> None:
         """Record that a call (``values`` in `START_FIELDS` order) is about to be sent."""
-        # This and `write_end` run on the calling thread of every gateway call, so the copy
-        # into the mapping is written out here rather than in a shared helper: each Python
-        # call level costs a measurable share of the budget (docs/performance.md).
+        # This, `write_end` and `write_unfinished` run on the calling thread of every gateway
+        # call, so the copy into the mapping is written out in each rather than in a shared
+        # helper: each Python call level costs a measurable share of the budget
+        # (docs/performance.md).
         try:
             payload = _dumps(values, 2)
         except ValueError:  # a value marshal cannot hold: send the call unprotected
