@@ -1,0 +1,173 @@
+"""What an adaptive split's decision costs: an earlier tree (a Thompson integral whenever the
+arms' statistics changed, then a Beta draw per arm) against this one (a snapshot refreshed
+every ``refresh_every`` feedbacks or ``refresh_seconds``, one categorical draw per decision),
+in the same run (docs/performance.md, "The adaptive split's per-decision cost, session 10").
+
+    git archive <old commit> aigw_lab | tar -x -C /tmp/old     # the tree to compare with
+    python bench/bench_adaptive_split.py --old-tree /tmp/old [--rounds R] [--requests N]
+    python bench/bench_adaptive_split.py --old-tree /tmp/old --quick    # 20-60 s
+
+Three worker processes, each importing its own ``aigw_lab``: ``old`` (``--old-tree``),
+``new`` (this checkout, at its defaults: the real monotonic clock, refresh every 100
+feedbacks or 1 s) and ``new, again`` (this checkout once more: the noise floor). Each
+round, every worker runs every workload once, the workers in a new random order each
+round. A workload is ``N`` served requests on a fresh policy past ``min_samples`` (200
+observations per arm, arms at 0.50 and 0.55 and confidence 0.999, so no winner ends the
+experiment): per request ``decide`` and, for a share of the requests, ``record`` of a
+seeded Bernoulli value, as a server with feedback does.
+
+Workloads: ``2 arms, feedback every call`` (the worst case: the old tree integrates on every
+request), ``3 arms, feedback every call``, ``2 arms, feedback 1 in 10`` (a realistic rate
+of thumbs or scores), ``2 arms, no feedback`` (decisions alone).
+
+Prints, per workload and side, the median over rounds of wall and CPU (``process_time``)
+microseconds per request with the range over rounds, decisions per second (wall), the
+ratios new/old and again/new of the medians, and the load average before and after.
+Numbers are for this machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _old_vs_new as old_vs_new  # noqa: E402
+
+#: name -> (arms, share of requests followed by feedback)
+WORKLOADS = {
+    "2 arms, feedback every call": (2, 1.0),
+    "3 arms, feedback every call": (3, 1.0),
+    "2 arms, feedback 1 in 10": (2, 0.1),
+    "2 arms, no feedback": (2, 0.0),
+}
+ARMS = ("bench/arm-a", "bench/arm-b", "bench/arm-c")
+MEANS = (0.50, 0.55, 0.45)
+
+
+# --- the worker: runs in a process whose aigw_lab is one tree ----------------------------
+
+
+def _worker() -> None:
+    import random
+
+    import aigw_lab
+    from aigw_lab.policy import AdaptiveSplit
+    from aigw_lab.types import ChatRequest
+
+    request = ChatRequest.create("ad", "hello")
+    print(json.dumps({"ready": True, "aigw_lab": aigw_lab.__file__}), flush=True)
+
+    def policy_for(arms: int, seed: int) -> AdaptiveSplit:
+        # Built the same way in both trees: the new one at its defaults.
+        policy = AdaptiveSplit("ad", ARMS[:arms], min_samples=30, confidence=0.999, seed=seed)
+        rng = random.Random(seed)
+        for _ in range(200):
+            for target, mean in zip(ARMS[:arms], MEANS, strict=False):
+                policy.record(target, 1.0 if rng.random() < mean else 0.0)
+        return policy
+
+    def serve(policy: AdaptiveSplit, requests: int, share: float, seed: int) -> list[float]:
+        rng = random.Random(seed + 1)
+        means = dict(zip(ARMS, MEANS, strict=True))
+        # Which requests get feedback, and the uniform draw that makes it a Bernoulli at the
+        # chosen arm's mean, drawn before the clock starts.
+        plan = [(rng.random() < share, rng.random()) for _ in range(requests)]
+        decide, record = policy.decide, policy.record
+        wall, cpu = time.perf_counter(), time.process_time()
+        for feedback, u in plan:
+            target = decide(request).target
+            if feedback:
+                record(target, 1.0 if u < means[target] else 0.0)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if policy.winner is not None:  # a stop would make the rest trivial: say so
+            raise RuntimeError("the policy stopped during the workload; raise confidence")
+        return [wall / requests * 1e6, cpu / requests * 1e6]
+
+    seed = 0
+    for line in sys.stdin:
+        requests = int(line)
+        out = {}
+        for name, (arms, share) in WORKLOADS.items():
+            seed += 1
+            out[name] = serve(policy_for(arms, seed), requests, share, seed)
+        print(json.dumps(out), flush=True)
+
+
+# --- the parent: starts the workers and interleaves them ---------------------------------
+
+
+def _row(values: list[list[float]], i: int) -> tuple[float, float, float]:
+    column = [v[i] for v in values]
+    return statistics.median(column), min(column), max(column)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--old-tree", type=Path, required=True, help="holds the old aigw_lab")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds (default 15)")
+    parser.add_argument(
+        "--requests", type=int, default=5000, help="requests per workload and round (5,000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="5 rounds of 1,500 requests")
+    parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.requests = 5, 1500
+    sides = old_vs_new.sides(parser, args.old_tree, marker="policy/adaptive.py")
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = os.getloadavg()
+    results = old_vs_new.run_rounds(
+        Path(__file__),
+        sides,
+        list(WORKLOADS),
+        rounds=args.rounds,
+        line=str(args.requests),
+        warm_up=str(max(1, args.requests // 10)),
+        seed=args.seed,
+    )
+    load_after = os.getloadavg()
+    print(
+        f"bench_adaptive_split: {started}, {args.rounds} rounds of {args.requests:,} requests "
+        f"per workload; Python {platform.python_version()}, {os.cpu_count()} CPUs; load "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
+    )
+    print(
+        f"{'workload':<30} {'side':<11} {'wall µs/req [range]':>24} {'CPU µs/req [range]':>24}"
+        f" {'decisions/s':>12}"
+    )
+    for name in WORKLOADS:
+        med = {}
+        for side in sides:
+            wall, cpu = _row(results[side][name], 0), _row(results[side][name], 1)
+            med[side] = (wall[0], cpu[0])
+            print(
+                f"{name:<30} {side:<11} {wall[0]:9.2f} [{wall[1]:.2f}-{wall[2]:.2f}]"
+                f"{'':>3} {cpu[0]:9.2f} [{cpu[1]:.2f}-{cpu[2]:.2f}] {1e6 / wall[0]:12,.0f}"
+            )
+        old, new, again = med["old"], med["new"], med["new, again"]
+        print(
+            f"{'':<30} new/old: wall {new[0] / old[0]:.4f}, CPU {new[1] / old[1]:.4f};"
+            f" again/new: wall {again[0] / new[0]:.3f}, CPU {again[1] / new[1]:.3f}"
+        )
+    print(
+        "Per request: decide, plus record when the request has feedback. new/old: this tree "
+        "over the old one; again/new: two identical copies of this tree (the noise floor). "
+        "Medians over rounds, ranges over rounds."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
+        _worker()
+    else:
+        sys.exit(main())
