@@ -23,7 +23,17 @@ of thumbs or scores), ``2 arms, no feedback`` (decisions alone).
 Prints, per workload and side, the median over rounds of wall and CPU (``process_time``)
 microseconds per request with the range over rounds, decisions per second (wall), the
 ratios new/old and again/new of the medians, and the load average before and after.
-Numbers are for this machine only.
+
+Then where a request's CPU goes in this tree (``decide`` alone, ``record`` alone, both with
+feedback on every call: the difference is the snapshot's integral shared by 100 feedbacks).
+
+Then what batching costs in statistics, this tree only (``--regret-runs`` seeded runs per
+setting, a fixed clock so only ``refresh_every`` triggers): two arms at 0.3 and 0.6 and three
+at 0.5, 0.8 and 0.4 (test_split.py's experiments), feedback on every request, served until
+the stopping rule fires or 20,000 requests; per ``refresh_every`` (1 is sequential Thompson
+sampling) the mean regret (requests' expected loss against the best arm) and requests to the
+stop, with standard errors, and how many runs chose the right winner. Numbers are for this
+machine only (the timings); the statistics are the same on any machine.
 """
 
 from __future__ import annotations
@@ -102,6 +112,103 @@ def _worker() -> None:
         print(json.dumps(out), flush=True)
 
 
+# --- where a request's CPU goes, this tree ----------------------------------------------
+
+
+def _breakdown(requests: int, rounds: int) -> None:
+    import random
+
+    from aigw_lab.policy import AdaptiveSplit
+    from aigw_lab.types import ChatRequest
+
+    request = ChatRequest.create("ad", "hello")
+    parts: dict[str, list[float]] = {"decide": [], "record": [], "decide + record": []}
+    for r in range(rounds):
+        policy = AdaptiveSplit("ad", ARMS[:2], min_samples=30, confidence=0.999, seed=r)
+        rng = random.Random(r)
+        for _ in range(200):
+            policy.record(ARMS[0], float(rng.random() < MEANS[0]))
+            policy.record(ARMS[1], float(rng.random() < MEANS[1]))
+        policy.decide(request)
+        values = [float(rng.random() < 0.5) for _ in range(requests)]
+        cpu = time.process_time()
+        for _ in values:  # no feedback in between: the snapshot stays
+            policy.decide(request)
+        parts["decide"].append((time.process_time() - cpu) / requests * 1e6)
+        cpu = time.process_time()
+        for i, value in enumerate(values):  # the stopping rule's check included
+            policy.record(ARMS[i % 2], value)
+        parts["record"].append((time.process_time() - cpu) / requests * 1e6)
+        cpu = time.process_time()
+        for value in values:  # a refresh every 100 feedbacks
+            policy.record(policy.decide(request).target, value)
+        parts["decide + record"].append((time.process_time() - cpu) / requests * 1e6)
+    print("\nwhere a request's CPU goes (this tree, 2 arms, defaults; median [range], µs):")
+    for name, values in parts.items():
+        print(
+            f"  {name:<16} {statistics.median(values):6.2f} [{min(values):.2f}-{max(values):.2f}]"
+        )
+
+
+# --- the cost in statistics: sequential against batched, this tree ----------------------
+
+EXPERIMENTS = {
+    "2 arms 0.3/0.6": {ARMS[0]: 0.3, ARMS[1]: 0.6},
+    "3 arms 0.5/0.8/0.4": {ARMS[0]: 0.5, ARMS[1]: 0.8, ARMS[2]: 0.4},
+}
+
+
+def _regret(runs: int, refreshes: tuple[int, ...]) -> None:
+    import random
+
+    from aigw_lab.policy import AdaptiveSplit
+    from aigw_lab.types import ChatRequest
+
+    request = ChatRequest.create("ad", "hello")
+    print(
+        f"\n{'experiment':<20} {'refresh_every':>13} {'regret (± se)':>18} "
+        f"{'requests to stop (± se)':>24} {'right':>6} {'CPU s':>6}"
+    )
+    for name, means in EXPERIMENTS.items():
+        best = max(means.values())
+        for every in refreshes:
+            regrets, steps, right = [], [], 0
+            cpu = time.process_time()
+            for seed in range(runs):
+                policy = AdaptiveSplit(
+                    "ad", list(means), min_samples=20, seed=seed, refresh_every=every,
+                    clock=lambda: 0.0,
+                )  # fmt: skip
+                rng = random.Random(10_000 + seed)
+                regret, served = 0.0, 0
+                while served < 20_000:
+                    target = policy.decide(request).target
+                    served += 1
+                    regret += best - means[target]
+                    if policy.winner is not None:
+                        break
+                    policy.record(target, 1.0 if rng.random() < means[target] else 0.0)
+                regrets.append(regret)
+                steps.append(served)
+                right += policy.winner == max(means, key=means.__getitem__)
+            cpu = time.process_time() - cpu
+            print(
+                f"{name:<20} {every:>13} {_mean_se(regrets):>18} {_mean_se(steps):>24} "
+                f"{right:>3}/{runs:<2} {cpu:6.1f}"
+            )
+    print(
+        "Seeded runs (policy seed i, feedback seed 10,000 + i): the same runs for every "
+        "refresh_every; regret is summed up to the stop (after it every request goes to the "
+        "winner, which adds 0 when it is the best arm)."
+    )
+
+
+def _mean_se(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return f"{mean:,.1f} ± {se:,.1f}"
+
+
 # --- the parent: starts the workers and interleaves them ---------------------------------
 
 
@@ -117,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--requests", type=int, default=5000, help="requests per workload and round (5,000)"
     )
-    parser.add_argument("--quick", action="store_true", help="5 rounds of 1,500 requests")
+    parser.add_argument(
+        "--regret-runs", type=int, default=40, help="seeded runs per setting (default 40)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="5 rounds of 1,500 requests, 10 regret runs"
+    )
     parser.add_argument("--seed", type=int, default=1, help="order of the sides (default 1)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.requests = 5, 1500
+        args.rounds, args.requests, args.regret_runs = 5, 1500, 10
     sides = old_vs_new.sides(parser, args.old_tree, marker="policy/adaptive.py")
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = os.getloadavg()
@@ -163,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         "over the old one; again/new: two identical copies of this tree (the noise floor). "
         "Medians over rounds, ranges over rounds."
     )
+    _breakdown(args.requests, args.rounds)
+    if args.regret_runs > 0:
+        _regret(args.regret_runs, (1, 10, 100, 1000))
     return 0
 
 
