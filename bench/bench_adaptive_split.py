@@ -27,6 +27,9 @@ ratios new/old and again/new of the medians, and the load average before and aft
 Then where a request's CPU goes in this tree (``decide`` alone, ``record`` alone, both with
 feedback on every call: the difference is the snapshot's integral shared by 100 feedbacks).
 
+Then what fewer points would do to `thompson_probabilities` (the study behind keeping
+4,096): CPU per call and the error against a 262,144-point grid on random posteriors.
+
 Then what batching costs in statistics, this tree only (``--regret-runs`` seeded runs per
 setting, a fixed clock so only ``refresh_every`` triggers): two arms at 0.3 and 0.6 and three
 at 0.5, 0.8 and 0.4 (test_split.py's experiments), feedback on every request, served until
@@ -148,6 +151,48 @@ def _breakdown(requests: int, rounds: int) -> None:
         print(
             f"  {name:<16} {statistics.median(values):6.2f} [{min(values):.2f}-{max(values):.2f}]"
         )
+
+
+# --- fewer grid points for the integral: time against error, this tree -----------------
+
+
+def _grid_study(posteriors: int, reference: int = 262_144) -> None:
+    # A study, not the product: it sets the module's grid size, then puts it back.
+    import random
+
+    import aigw_lab.policy.adaptive as adaptive
+
+    rng = random.Random(0)
+    cases = []
+    for _ in range(posteriors):
+        arms = []
+        for _ in range(rng.choice((2, 3))):
+            n, mean = rng.choice((5, 30, 200, 2_000, 20_000)), rng.random()
+            arms.append((1.0 + n * mean, 1.0 + n - n * mean))
+        cases.append(arms)
+    shipped = adaptive._GRID
+    try:
+        adaptive._GRID = reference
+        exact = [adaptive.thompson_probabilities(c) for c in cases]
+        print(
+            f"\nthompson_probabilities by grid size: {posteriors} random posteriors (2-3 arms, "
+            f"5-20,000 observations), error against a {reference:,}-point grid"
+        )
+        for grid in (shipped, 1024, 256):
+            adaptive._GRID = grid
+            cpu = time.process_time()
+            got = [adaptive.thompson_probabilities(c) for c in cases]
+            cpu = (time.process_time() - cpu) / posteriors * 1e6
+            errors = [
+                max(abs(a - b) for a, b in zip(g, e, strict=True))
+                for g, e in zip(got, exact, strict=True)
+            ]
+            print(
+                f"  {grid:>6} points: {cpu:6.1f} µs CPU per call, max error {max(errors):.2e},"
+                f" median {statistics.median(errors):.2e}"
+            )
+    finally:
+        adaptive._GRID = shipped
 
 
 # --- the cost in statistics: sequential against batched, this tree ----------------------
@@ -276,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "Medians over rounds, ranges over rounds."
     )
     _breakdown(args.requests, args.rounds)
+    _grid_study(100 if args.quick else 400)
     if args.regret_runs > 0:
         _regret(args.regret_runs, (1, 10, 100, 1000))
     return 0
