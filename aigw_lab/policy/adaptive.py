@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import ConfigError
@@ -129,11 +130,11 @@ class ArmStats:
 
 
 class _Snapshot:
-    """What decisions are drawn from until the next refresh: the mixed probabilities logged
-    as propensities, Thompson sampling's own (cumulative, for drawing), and when and from how
-    many feedbacks it was taken."""
+    """What decisions are drawn from until the next refresh: whether traffic is still uniform,
+    the mixed probabilities logged as propensities, Thompson sampling's own (and their running
+    sums, for drawing), and when (on the policy's clock) it was taken."""
 
-    __slots__ = ("uniform", "mixed", "thompson", "cumulative", "taken_at")
+    __slots__ = ("uniform", "mixed", "thompson", "scores", "cumulative", "taken_at")
 
     def __init__(
         self,
@@ -145,6 +146,8 @@ class _Snapshot:
         self.uniform = uniform
         self.mixed = mixed
         self.thompson = thompson
+        # The decisions' scores: one read-only view shared by every decision of the snapshot.
+        self.scores = MappingProxyType(thompson)
         running = 0.0
         cumulative = []
         for p in thompson.values():
@@ -344,7 +347,7 @@ class AdaptiveSplit(Policy):
                 return RouteDecision(
                     target,
                     "exploration",
-                    snapshot.thompson,
+                    snapshot.scores,
                     propensity=snapshot.mixed[target],
                     explored=True,
                 )
@@ -354,7 +357,7 @@ class AdaptiveSplit(Policy):
             index = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
             target = self.arms[min(index, len(self.arms) - 1)]
         return RouteDecision(
-            target, "thompson sample", snapshot.thompson, propensity=snapshot.mixed[target]
+            target, "thompson sample", snapshot.scores, propensity=snapshot.mixed[target]
         )
 
     def decision_probabilities(
