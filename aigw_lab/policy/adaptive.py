@@ -9,11 +9,31 @@ confidence; from then on every request goes to the winner.
     policy.winner                         # None until the stopping rule fires
 
 **Allocation.** Until every arm has ``min_samples`` observations, traffic is uniform. Then
-each request goes, with probability ``explore``, to a uniformly drawn arm, else to the arm
-with the highest draw from its Beta posterior (Thompson sampling, with fractional successes
-for scores between 0 and 1). The exploration floor keeps feeding the weaker arms, so the
-stopping test below can still separate them; this is a simplification of TensorZero's
-track-and-stop, whose allocation tracks the optimal sampling proportions instead.
+each request goes, with probability ``explore``, to a uniformly drawn arm, else to an arm
+drawn with Thompson sampling's probabilities: the probability that each arm's draw from its
+Beta posterior (fractional successes for scores between 0 and 1) is the highest. The
+exploration floor keeps feeding the weaker arms, so the stopping test below can still
+separate them; this is a simplification of TensorZero's track-and-stop, whose allocation
+tracks the optimal sampling proportions instead.
+
+**Batched posterior.** Decisions are drawn from a snapshot of the arms' statistics, taken
+again once ``refresh_every`` feedbacks have arrived since the last one, or once
+``refresh_seconds`` have passed (on the injected ``clock``) with at least one new feedback,
+or when the last arm reaches ``min_samples`` or `update_from_log` replaces the statistics.
+Thompson sampling's probabilities (`thompson_probabilities`, a numerical integral of a few
+hundred microseconds) are computed once per snapshot, and each decision samples an arm from
+that categorical distribution (one uniform draw, microseconds) instead of drawing from every
+arm's posterior. Drawing the arm whose posterior draw is highest picks each arm with exactly
+these probabilities, so per snapshot the allocation is Thompson sampling's; and the logged
+propensity is the probability the decision was actually drawn with, which the off-policy
+estimators (`aigw_lab.policy.ope`) need. Updating the posterior only between batches is
+batched (delayed-feedback) Thompson sampling: Chapelle & Li, "An Empirical Evaluation of
+Thompson Sampling" (NeurIPS 2011: its simulations update the posterior every 1 to 1,000
+steps, and Thompson sampling's regret degrades gracefully, more so than UCB's); Kalkanli &
+Ozgur, "Batched Thompson Sampling" (NeurIPS 2021); Karbasi, Mirrokni & Shadravan,
+"Parallelizing Thompson Sampling" (NeurIPS 2021). ``refresh_every=1`` refreshes on every
+feedback (sequential Thompson sampling). The stopping rule below reads the live statistics,
+not the snapshot: a winner takes all traffic from the feedback that separates it.
 
 **Stopping rule.** Anytime-valid Hoeffding confidence intervals: with values in [0, 1],
 ``delta = 1 - confidence`` and ``K`` arms, arm *i* after ``n`` observations has radius
@@ -27,11 +47,14 @@ guarantee is conservatism: separating 0.3 from 0.6 takes a few hundred observati
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import ConfigError
@@ -106,6 +129,34 @@ class ArmStats:
         return f"ArmStats(n={self.n}, mean={self.mean})"
 
 
+class _Snapshot:
+    """What decisions are drawn from until the next refresh: whether traffic is still uniform,
+    the mixed probabilities logged as propensities, Thompson sampling's own (and their running
+    sums, for drawing), and when (on the policy's clock) it was taken."""
+
+    __slots__ = ("uniform", "mixed", "thompson", "scores", "cumulative", "taken_at")
+
+    def __init__(
+        self,
+        uniform: bool,
+        mixed: dict[str, float],
+        thompson: dict[str, float],
+        taken_at: float,
+    ) -> None:
+        self.uniform = uniform
+        self.mixed = mixed
+        self.thompson = thompson
+        # The decisions' scores: one read-only view shared by every decision of the snapshot.
+        self.scores = MappingProxyType(thompson)
+        running = 0.0
+        cumulative = []
+        for p in thompson.values():
+            running += p
+            cumulative.append(running)
+        self.cumulative = cumulative
+        self.taken_at = taken_at
+
+
 class AdaptiveSplit(Policy):
     """A split that shifts traffic toward the better arm and stops with a winner.
 
@@ -114,6 +165,10 @@ class AdaptiveSplit(Policy):
     mapped to [0, 1]. ``confidence``: one minus the probability of declaring a wrong winner.
     ``min_samples``: observations every arm needs before traffic shifts or the test may
     stop. ``explore``: the share of traffic kept uniform after that. ``seed`` fixes draws.
+    ``refresh_every`` (feedbacks) and ``refresh_seconds`` (None: no time trigger) say when
+    the decisions' snapshot of the statistics is taken again (see "Batched posterior" in the
+    module docstring); ``clock`` (seconds, monotonic; default `time.monotonic`) times it, and
+    a fixed clock makes the decisions depend on the seed and the feedback order alone.
     """
 
     kind = "adaptive"
@@ -129,6 +184,9 @@ class AdaptiveSplit(Policy):
         explore: float = 0.1,
         scale: tuple[float, float] = (0.0, 1.0),
         seed: int = 0,
+        refresh_every: int = 100,
+        refresh_seconds: float | None = 1.0,
+        clock: Callable[[], float] | None = None,
         state: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = check_name(name)
@@ -151,17 +209,40 @@ class AdaptiveSplit(Policy):
         low, high = scale
         if not high > low:
             raise ConfigError(f"scale={scale!r} is invalid", hint="use (low, high) with high > low")
+        if (
+            isinstance(refresh_every, bool)
+            or not isinstance(refresh_every, int)
+            or refresh_every < 1
+        ):
+            raise ConfigError(
+                f"refresh_every={refresh_every!r} is invalid",
+                hint="use an integer >= 1 (feedbacks between snapshots; 1: every feedback)",
+            )
+        if refresh_seconds is not None and (
+            isinstance(refresh_seconds, bool)
+            or not isinstance(refresh_seconds, int | float)
+            or not (0.0 <= refresh_seconds < math.inf)
+        ):
+            raise ConfigError(
+                f"refresh_seconds={refresh_seconds!r} is invalid",
+                hint="use seconds >= 0, or None for no time trigger",
+            )
         self.metric = metric
         self.confidence = float(confidence)
         self.min_samples = min_samples
         self.explore = float(explore)
         self.scale = (float(low), float(high))
         self.seed = seed
+        self.refresh_every = refresh_every
+        self.refresh_seconds = None if refresh_seconds is None else float(refresh_seconds)
+        self._clock = clock or time.monotonic
         self.stats = {t: ArmStats() for t in self.arms}
         self.winner: str | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._cached: tuple[tuple[tuple[int, float], ...], dict[str, float]] | None = None
+        self._snapshot: _Snapshot | None = None
+        self._pending = 0  # feedbacks since the snapshot
+        self._stale = True  # take a snapshot at the next decision
         if state:
             self._load_state(state)
 
@@ -181,6 +262,13 @@ class AdaptiveSplit(Policy):
         with self._lock:
             stats.n += 1
             stats.total += unit
+            self._pending += 1
+            if self._pending >= self.refresh_every:
+                self._stale = True
+            elif stats.n == self.min_samples and self._snapshot and self._snapshot.uniform:
+                # The last arm to reach min_samples ends the uniform phase at once, not a
+                # batch later.
+                self._stale = True
             self._check_stop()
         return self.winner
 
@@ -208,6 +296,7 @@ class AdaptiveSplit(Policy):
         with self._lock:
             self.stats = fresh
             self.winner = None
+            self._stale = True
             self._check_stop()
         return self.winner
 
@@ -246,52 +335,68 @@ class AdaptiveSplit(Policy):
         if winner is not None:
             return RouteDecision(winner, f"winner at confidence {self.confidence}")
         rng = self._rng
-        k = len(self.arms)
         with self._lock:
-            if any(s.n < self.min_samples for s in self.stats.values()):
+            snapshot = self._current()
+            if snapshot.uniform:
                 target = rng.choice(self.arms)
-                return RouteDecision(target, "uniform until min_samples", propensity=1.0 / k)
-            probabilities = self._mixed_probabilities()
+                return RouteDecision(
+                    target, "uniform until min_samples", propensity=snapshot.mixed[target]
+                )
             if rng.random() < self.explore:
                 target = rng.choice(self.arms)
                 return RouteDecision(
-                    target, "exploration", propensity=probabilities[target], explored=True
+                    target,
+                    "exploration",
+                    snapshot.scores,
+                    propensity=snapshot.mixed[target],
+                    explored=True,
                 )
-            draws = {
-                t: rng.betavariate(1.0 + s.total, 1.0 + s.n - s.total)
-                for t, s in self.stats.items()
-            }
-        best = max(draws, key=draws.__getitem__)
-        return RouteDecision(best, "thompson draw", draws, propensity=probabilities[best])
+            # One draw from Thompson sampling's categorical distribution: the arm whose
+            # posterior draw would be highest, with exactly the logged probability.
+            cumulative = snapshot.cumulative
+            index = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
+            target = self.arms[min(index, len(self.arms) - 1)]
+        return RouteDecision(
+            target, "thompson sample", snapshot.scores, propensity=snapshot.mixed[target]
+        )
 
     def decision_probabilities(
         self, decision: RouteDecision, request: ChatRequest
     ) -> dict[str, float]:
         """What a decision is drawn from now: the winner; uniform until ``min_samples``;
-        else ``explore`` uniform plus Thompson sampling's probability of each arm."""
+        else ``explore`` uniform plus Thompson sampling's probability of each arm, both as of
+        the current snapshot."""
         if self.winner is not None:
             return {self.winner: 1.0}
         with self._lock:
-            if any(s.n < self.min_samples for s in self.stats.values()):
-                return {t: 1.0 / len(self.arms) for t in self.arms}
-            return self._mixed_probabilities()
+            snapshot = self._snapshot if self._snapshot is not None else self._current()
+            return dict(snapshot.mixed)
 
-    def _mixed_probabilities(self) -> dict[str, float]:
-        # The probability that a decision picks each arm: an exploration draw (uniform) or
-        # the arm whose Beta draw is highest (`thompson_probabilities`), cached per state
-        # because the statistics only change with feedback.
-        key = tuple((s.n, s.total) for s in self.stats.values())
-        if self._cached is None or self._cached[0] != key:
-            ts = thompson_probabilities(
-                [(1.0 + s.total, 1.0 + s.n - s.total) for s in self.stats.values()]
-            )
-            k = len(self.arms)
-            mixed = {
-                t: self.explore / k + (1.0 - self.explore) * p
-                for t, p in zip(self.arms, ts, strict=True)
-            }
-            self._cached = (key, mixed)
-        return self._cached[1]
+    def _current(self) -> _Snapshot:
+        # The snapshot decisions draw from, taken again when it is stale: enough feedbacks
+        # (or the phase change, or a rebuild from the log) marked it, or feedback has waited
+        # refresh_seconds. Called with the lock held.
+        snapshot = self._snapshot
+        if snapshot is not None and not self._stale:
+            if not self._pending or self.refresh_seconds is None:
+                return snapshot
+            if self._clock() - snapshot.taken_at < self.refresh_seconds:
+                return snapshot
+        snapshot = self._take_snapshot()
+        self._snapshot, self._pending, self._stale = snapshot, 0, False
+        return snapshot
+
+    def _take_snapshot(self) -> _Snapshot:
+        k = len(self.arms)
+        stats = [self.stats[t] for t in self.arms]
+        now = self._clock()
+        if any(s.n < self.min_samples for s in stats):
+            uniform = {t: 1.0 / k for t in self.arms}
+            return _Snapshot(True, uniform, uniform, now)
+        ts = thompson_probabilities([(1.0 + s.total, 1.0 + s.n - s.total) for s in stats])
+        thompson = dict(zip(self.arms, ts, strict=True))
+        mixed = {t: self.explore / k + (1.0 - self.explore) * thompson[t] for t in self.arms}
+        return _Snapshot(False, mixed, thompson, now)
 
     # --- serialisation ------------------------------------------------------------------
 
@@ -306,6 +411,8 @@ class AdaptiveSplit(Policy):
             "explore": self.explore,
             "scale": list(self.scale),
             "seed": self.seed,
+            "refresh_every": self.refresh_every,
+            "refresh_seconds": self.refresh_seconds,
             "state": {
                 "arms": {t: s.to_dict() for t, s in self.stats.items()},
                 "winner": self.winner,
@@ -339,5 +446,8 @@ class AdaptiveSplit(Policy):
             explore=spec.get("explore", 0.1),
             scale=tuple(spec.get("scale", (0.0, 1.0))),  # type: ignore[arg-type]
             seed=spec.get("seed", 0),
+            # Specs saved before session 10 have neither key: the defaults apply.
+            refresh_every=spec.get("refresh_every", 100),
+            refresh_seconds=spec.get("refresh_seconds", 1.0),
             state=spec.get("state"),
         )

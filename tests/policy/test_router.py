@@ -308,6 +308,11 @@ def test_adaptive_split_learns_from_feedback_in_the_log(log):
     policy.update_from_log(log)
     assert policy.stats[CHEAP].n + policy.stats[STRONG].n == 40
     assert policy.stats[CHEAP].mean == 0.0 and policy.stats[STRONG].mean == 1.0
+    # The rebuild replaces the decisions' snapshot too (it was the uniform one): no waiting
+    # for refresh_every more feedbacks.
+    from aigw_lab.types import ChatRequest
+
+    assert policy.probabilities(ChatRequest.create("ad", "hi"))[STRONG] > 0.9
     policy.update_from_log(log)  # idempotent: the log is the source of truth
     assert policy.stats[CHEAP].n + policy.stats[STRONG].n == 40
 

@@ -100,9 +100,17 @@ def test_split_round_trip():
 # --- adaptive -----------------------------------------------------------------------------
 
 
+def frozen_clock():
+    # The snapshot's time trigger never fires: decisions depend on the seed and the feedback
+    # alone (a wall clock would make them depend on the machine's speed).
+    return 0.0
+
+
 def simulate(policy, means, rng, steps):
     """Serve ``steps`` requests, with Bernoulli feedback at each arm's true mean, until the
-    policy declares a winner; returns (winner, requests served, traffic per arm)."""
+    policy declares a winner; returns (winner, requests served, traffic per arm). Feedback
+    follows every call, so with the default ``refresh_every`` the policy decides from a
+    snapshot taken again every 100 feedbacks (batched Thompson sampling)."""
     traffic = Counter()
     for step in range(1, steps + 1):
         target = policy.decide(req()).target
@@ -114,7 +122,9 @@ def simulate(policy, means, rng, steps):
 
 
 def test_adaptive_starts_uniform_then_shifts_traffic_and_picks_the_better_arm():
-    policy = AdaptiveSplit("ad", [A, B], confidence=0.95, min_samples=20, seed=1)
+    policy = AdaptiveSplit(
+        "ad", [A, B], confidence=0.95, min_samples=20, seed=1, clock=frozen_clock
+    )
     assert policy.decide(req()).reason == "uniform until min_samples"
     winner, steps, traffic = simulate(policy, {A: 0.3, B: 0.6}, random.Random(5), 20_000)
     assert winner == B
@@ -129,7 +139,7 @@ def test_adaptive_starts_uniform_then_shifts_traffic_and_picks_the_better_arm():
 def test_adaptive_picks_the_right_winner_across_seeds():
     wins = Counter()
     for seed in range(10):
-        policy = AdaptiveSplit("ad", [A, B, C], min_samples=10, seed=seed)
+        policy = AdaptiveSplit("ad", [A, B, C], min_samples=10, seed=seed, clock=frozen_clock)
         winner, _, _ = simulate(policy, {A: 0.5, B: 0.8, C: 0.4}, random.Random(100 + seed), 20_000)
         wins[winner] += 1
     assert wins == {B: 10}
@@ -142,7 +152,9 @@ def test_adaptive_rarely_stops_on_equal_arms():
     14 of these 40 runs."""
     stops = 0
     for seed in range(40):
-        policy = AdaptiveSplit("ad", [A, B], confidence=0.9, min_samples=10, seed=seed)
+        policy = AdaptiveSplit(
+            "ad", [A, B], confidence=0.9, min_samples=10, seed=seed, clock=frozen_clock
+        )
         winner, _, _ = simulate(policy, {A: 0.5, B: 0.5}, random.Random(1000 + seed), 3000)
         stops += winner is not None
     assert stops <= 8

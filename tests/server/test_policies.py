@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from aigw_lab.policy import policy_from_dict
 from aigw_lab.policy.policyfile import save_policy
+from aigw_lab.types import ChatRequest
 
 from .helpers import Served
 
@@ -48,3 +51,35 @@ def test_models_list_names_the_policy(serve_config, tmp_path: Path) -> None:
     models = {m.id: m.owned_by for m in served.openai().models.list()}
     assert models["by-length"] == "policy"
     assert "policy/by-length" not in models and "sim-openai/sim-nano" in models
+
+
+def test_a_served_adaptive_split_logs_the_snapshot_probability_it_drew_with(
+    serve_config, tmp_path: Path
+) -> None:
+    # Past min_samples, nano far ahead: Thompson sampling's snapshot, no feedback meanwhile.
+    spec = {
+        "kind": "adaptive",
+        "name": "ab",
+        "targets": ["sim-openai/sim-nano", "sim-anthropic/sim-sonnetish"],
+        "min_samples": 5,
+        "explore": 0.5,
+        "confidence": 0.999,
+        "refresh_seconds": None,
+        "state": {
+            "arms": {
+                "sim-openai/sim-nano": {"n": 12, "sum": 8.0},
+                "sim-anthropic/sim-sonnetish": {"n": 12, "sum": 5.0},
+            }
+        },
+    }
+    save_policy(policy_from_dict(spec), tmp_path / "policies" / "ab.json")
+    served = serve_config('\n[policies]\nab = "policies/ab.json"\n')
+    expected = policy_from_dict(spec).probabilities(ChatRequest.create("ab", "hi"))
+    assert 0.5 < expected["sim-openai/sim-nano"] < 0.95
+    client = served.openai()
+    for _ in range(16):
+        client.chat.completions.create(model="ab", messages=SHORT)
+    rows = served.rows("SELECT provider_name, request_model, route_policy, propensity FROM calls")
+    assert len(rows) == 16 and {r[2] for r in rows} == {"ab"}
+    for provider, model, _, propensity in rows:
+        assert propensity == pytest.approx(expected[f"{provider}/{model}"], abs=1e-12)
