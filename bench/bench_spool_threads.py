@@ -23,10 +23,14 @@ Sides (``--sides``, comma-separated, in this order by default):
 * ``none``: ``durability = "none"`` (rows finished on the writer thread, 0.2 s batch age);
 * ``none-2s``: the same with the spooled log's 2 s batch age (separates the age's cost);
 * ``none-again``: ``none`` once more, the noise floor;
+* ``none-2s-again``: ``none-2s`` once more, the noise floor of the comparisons with it;
 * ``os``: the spool with rows finished on the calling thread, as before session 9 (the
   log's private switch ``_unfinished_ends`` off);
 * ``os-later``: the spool as shipped now, rows finished on the writer thread: the end frame
-  carries the unfinished row (aigw_lab/store/spool_rows.py);
+  carries the unfinished row (aigw_lab/store/spool_rows.py), which the gateway hands over
+  with its request already in plain fields (session 10);
+* ``os-s9``: ``os-later`` as session 9 shipped it (the request object in the row, the end
+  frame's tuple rebuilt in the spool: bench/_spool_s9.py), the before of session 10;
 * ``no-hook``, ``no-start``, ``no-end`` (not run by default; each drops a guarantee, to
   measure only): ``os-later`` without the gateway's start hook, with the hook but no start
   frame written, without the end frame.
@@ -52,6 +56,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _spool_s9 import use_session_9_ends  # noqa: E402
 from bench_gateway_overhead import MESSAGES, MODEL, make_gateway  # noqa: E402
 
 from aigw_lab.store import CallLog  # noqa: E402
@@ -61,8 +66,10 @@ SIDE_OPTIONS: dict[str, dict | None] = {
     "none": {"durability": "none"},
     "none-2s": {"durability": "none", "flush_interval": 2.0},
     "none-again": {"durability": "none"},
+    "none-2s-again": {"durability": "none", "flush_interval": 2.0},
     "os": {"durability": "os", "spool_rows": "finished"},
     "os-later": {"durability": "os", "spool_rows": "later"},
+    "os-s9": {"durability": "os", "spool_rows": "later", "ends": "s9"},
     # Parts of os-later switched off, to measure only (each drops a guarantee):
     "no-hook": {"durability": "os", "part": "no-hook"},
     "no-start": {"durability": "os", "part": "no-start"},
@@ -100,6 +107,7 @@ def make_side(folder: Path, name: str, options: dict | None):
     options = dict(options)
     rows = options.pop("spool_rows", "later")
     part = options.pop("part", None)
+    ends = options.pop("ends", None)
     log = CallLog(folder / f"{name}.duckdb", **options)
     # The log's private switch (`CallLog._unfinished_ends`): "finished" is the spool as it
     # was before session 9, rows finished on the calling thread. Set before the gateway is
@@ -107,12 +115,14 @@ def make_side(folder: Path, name: str, options: dict | None):
     log._unfinished_ends = rows == "later"
     gateway = make_gateway(log)
     spool = log.spool
+    if ends == "s9":
+        use_session_9_ends(gateway, log)
     if part == "no-hook":  # the gateway writes no start at all (nor builds its values)
         gateway.recorder.spool = None
     elif part == "no-start":  # the start's values built, the frame not written
         spool.start = lambda values: None
     elif part == "no-end":  # the row queued unfinished, no end frame written
-        spool.write_unfinished = lambda values, max_body_chars: True
+        spool.write_unfinished = lambda item: True
     return gateway, log
 
 
@@ -168,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1_000, help="turns per round")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3_000, help="calls per side first")
-    parser.add_argument("--sides", default="off,none,none-2s,none-again,os,os-later")
+    parser.add_argument("--sides", default="off,none,none-2s,none-again,os,os-s9,os-later")
     parser.add_argument(
         "--base",
         default="none-2s",
