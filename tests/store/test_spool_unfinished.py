@@ -332,3 +332,28 @@ def test_threads_writing_unfinished_ends_across_rotations_lose_no_frame(tmp_path
     assert len(paths) > 10  # it did rotate, many times
     assert {kind for path in paths for kind in _kinds(path)} == {b"s", UNFINISHED_KIND}
     spool.close(delete=True)
+
+
+def test_a_named_message_is_stored_the_same_from_plain_fields(tmp_path) -> None:
+    # The plain fields' fast encoder writes only unnamed messages; a name or a tool call id
+    # rebuilds the request for its encoder, which must give the request's own text.
+    request = ChatRequest.create(
+        "p/m",
+        [
+            {"role": "user", "content": "hi", "name": "alice"},
+            {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+        ],
+        temperature=0.5,
+        stop=["\n"],
+    )
+    ctx, response = _context(request), _response(tool_calls=None)
+    values = success_values_later(ctx, response, api_format="openai", plain=True)
+    assert values is not None
+    row, problem = finish_row((values, 1_000_000), None)
+    assert problem is None
+    assert row.request_json == request.to_json()
+    spool = _spool(tmp_path)
+    try:
+        assert _replayed(spool, values, 1_000_000) == tuple(row)
+    finally:
+        spool.close(delete=True)
