@@ -12,7 +12,13 @@ from typing import Any
 
 from aigw_lab.errors import InvalidRequestError
 
-__all__ = ["LOG_JSON", "REQUEST_JSON", "encode_labels", "plain_request_json"]
+__all__ = [
+    "LOG_JSON",
+    "REQUEST_JSON",
+    "encode_labels",
+    "plain_fields_json",
+    "plain_request_json",
+]
 
 #: One encoder for every request's JSON: json.dumps with options builds a new encoder each
 #: time.
@@ -61,32 +67,71 @@ def plain_request_json(request: Any) -> str | None:
         ):
             return None
         messages.append('{"role":' + encode(role) + ',"content":' + encode(content) + "}")
-    text = '{"model":' + encode(request.model) + ',"messages":[' + ",".join(messages) + "]"
-    value = request.temperature
-    if value is not None:
-        if (number := _json_number(value)) is None:
+    return _with_parameters(
+        '{"model":' + encode(request.model) + ',"messages":[' + ",".join(messages) + "]",
+        request.temperature,
+        request.top_p,
+        request.max_tokens,
+        request.seed,
+        request.stop,
+    )
+
+
+def plain_fields_json(plain: Any) -> str | None:
+    """`plain_request_json` of a request held as its plain fields (``(model, messages as
+    (role, content, name, tool_call_id), temperature, top_p, max_tokens, stop, seed)``, the
+    form a spooled row carries it in: `aigw_lab.store.spool_rows`): the same text, or None
+    for a shape it does not write (the caller rebuilds the request and asks its encoder)."""
+    model, messages, temperature, top_p, max_tokens, stop, seed = plain
+    if type(model) is not str:
+        return None
+    encode = _encode_string
+    parts = []
+    for role, content, name, tool_call_id in messages:
+        if (
+            type(content) is not str
+            or type(role) is not str
+            or name is not None
+            or tool_call_id is not None
+        ):
+            return None
+        parts.append('{"role":' + encode(role) + ',"content":' + encode(content) + "}")
+    return _with_parameters(
+        '{"model":' + encode(model) + ',"messages":[' + ",".join(parts) + "]",
+        temperature,
+        top_p,
+        max_tokens,
+        seed,
+        stop,
+    )
+
+
+def _with_parameters(
+    text: str, temperature: Any, top_p: Any, max_tokens: Any, seed: Any, stop: Any
+) -> str | None:
+    # The parameters after the messages, in `to_dict` order; None for one the encoder must
+    # write (not a plain number, or stop words that are not a tuple of texts). Written out,
+    # not looped: `to_json` runs this on the calling thread of logged calls.
+    if temperature is not None:
+        if (number := _json_number(temperature)) is None:
             return None
         text += ',"temperature":' + number
-    value = request.top_p
-    if value is not None:
-        if (number := _json_number(value)) is None:
+    if top_p is not None:
+        if (number := _json_number(top_p)) is None:
             return None
         text += ',"top_p":' + number
-    value = request.max_tokens
-    if value is not None:
-        if (number := _json_number(value)) is None:
+    if max_tokens is not None:
+        if (number := _json_number(max_tokens)) is None:
             return None
         text += ',"max_tokens":' + number
-    value = request.seed
-    if value is not None:
-        if (number := _json_number(value)) is None:
+    if seed is not None:
+        if (number := _json_number(seed)) is None:
             return None
         text += ',"seed":' + number
-    stop = request.stop
     if stop:
         if type(stop) is not tuple or any(type(s) is not str for s in stop):
             return None
-        text += ',"stop":[' + ",".join(map(encode, stop)) + "]"
+        text += ',"stop":[' + ",".join(map(_encode_string, stop)) + "]"
     return text + "}"
 
 

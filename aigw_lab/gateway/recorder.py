@@ -28,7 +28,7 @@ from aigw_lab.gateway.records import (
     success_values_later,
 )
 from aigw_lab.gateway.start_spools import start_spool
-from aigw_lab.providers.base_provider import traits
+from aigw_lab.providers.base_provider import BaseProvider, traits
 from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.sink import CallSink, CallSinkWarning, SinkHealth
 from aigw_lab.store.unfinished import finish_row
@@ -96,6 +96,9 @@ class Recorder:
             and callable(getattr(log, "append_later", None))
             and bool(getattr(log, "takes_unfinished", self.spool is None))
         )
+        # A spooled log's end frame holds the row's values as they are, so its rows carry
+        # the request as plain fields (`success_values_later`'s ``plain``).
+        self._plain = self._later and getattr(log, "spool", None) is not None
         self._problems = [_Problems() for _ in self.sinks]
         self._lock = threading.Lock()
         # Sinks told when each call is over (`aigw_lab.gateway.call_end.CallObserver`).
@@ -227,7 +230,8 @@ class Recorder:
             run_id, item_id, target, repetition = experiment_coordinates(metadata)
         else:
             tags_json = metadata_json = run_id = item_id = target = repetition = None
-        facts = traits(provider)
+        # A built-in provider is its own traits: no call to `traits` for it.
+        facts = provider if isinstance(provider, BaseProvider) else traits(provider)
         self.spool.start(  # type: ignore[union-attr]
             (
                 call_id,
@@ -306,7 +310,9 @@ class Recorder:
         if self._writes:
             api_format = self._api_format(ctx.provider_name)
             if self._later:
-                values = success_values_later(ctx, response, api_format=api_format)
+                values = success_values_later(
+                    ctx, response, api_format=api_format, plain=self._plain
+                )
                 if values is not None:
                     self._append_later(values)
                     return response

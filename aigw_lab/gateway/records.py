@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from aigw_lab.errors import AigwError, StreamInterruptedError
@@ -30,6 +31,8 @@ _ENCODE_C = (
 _new_row = tuple.__new__
 _from_timestamp = datetime.fromtimestamp
 _NO_LABELS = (None, None)  # a request without tags or metadata
+# A message's plain fields as a tuple, in C (a comprehension is a Python call in 3.11).
+_plain_message = attrgetter("role", "content", "name", "tool_call_id")
 
 __all__ = [
     "EXPERIMENT_KEY",
@@ -63,13 +66,16 @@ def success_record(
 
 
 def success_values_later(
-    ctx: CallContext, response: ChatResponse, *, api_format: str | None
+    ctx: CallContext, response: ChatResponse, *, api_format: str | None, plain: bool = False
 ) -> tuple[Any, ...] | None:
     """`success_record`'s values with the two columns that cost the most to make left for
     the log's writer thread (`aigw_lab.store.unfinished`): ``timestamp`` as epoch seconds
-    and ``request_json`` as the `ChatRequest` itself. None when the request could still
-    change after the call returns (anything but the frozen common shape: text messages in a
-    tuple, plain parameters, no tools, tool choice or extras): such a row is built now.
+    and ``request_json`` as the `ChatRequest` itself, or with ``plain`` as its plain fields
+    (``(model, messages as (role, content, name, tool_call_id), temperature, top_p,
+    max_tokens, stop, seed)``: what a spooled log's end frame holds, `marshal` writing them
+    in C; `aigw_lab.store.spool_rows`). None when the request could still change after the
+    call returns (anything but the frozen common shape: text messages in a tuple, plain
+    parameters, no tools, tool choice or extras): such a row is built now.
 
     Every other column is read now, so a caller or middleware changing ``ctx`` afterwards
     does not change the row; labels and tool calls are encoded now, as in `success_record`.
@@ -94,7 +100,21 @@ def success_values_later(
     metadata = request.metadata
     if metadata and not _frozen_coordinates(metadata):
         return None
-    return _success_values(ctx, response, api_format, request, ctx.started_wall)
+    if plain:
+        # Read here, where the messages were just checked (their fields in the CPU cache):
+        # the spool's end frame then marshals the row as it is.
+        held: Any = (
+            request.model,
+            tuple(map(_plain_message, request.messages)),
+            request.temperature,
+            request.top_p,
+            request.max_tokens,
+            request.stop,
+            request.seed,
+        )
+    else:
+        held = request
+    return _success_values(ctx, response, api_format, held, ctx.started_wall)
 
 
 def _frozen_coordinates(metadata: Mapping[str, Any]) -> bool:

@@ -40,6 +40,7 @@ from aigw_lab.store.spool import (
     spool_dir,
     warn_invalid,
 )
+from aigw_lab.store.spool_rows import plain_item
 from aigw_lab.store.unfinished import finish_batch, finish_row
 from aigw_lab.store.writer import BatchWriter, CallLogWarning
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["CallLog", "open_readonly_snapshot"]
 
 _MEMORY = ":memory:"
+_REQUEST_JSON = CallRecord._fields.index("request_json")
 # The tables besides ``calls`` that `CallLog.insert` writes to.
 _SIDE_TABLES = ("scores", "experiments", "experiment_runs")
 #: A batch's default maximum age when its rows are crash-safe anyway (spooled, or in memory)
@@ -277,17 +279,25 @@ class CallLog:
             self._writer.append_later(item)
             return
         if self._bodies is None and self._unfinished_ends:
-            with spool.lock:
-                # Spooled before it is queued, as in `append`.
-                if spool.write_unfinished(values, max_body_chars):
-                    try:
-                        self._writer.append_later(item)
-                    except BaseException:
-                        spool.refused()
-                        raise
-                    spool.ends += 1
-                    return
-        record, _ = finish_row(item, None)
+            if type(values[_REQUEST_JSON]) is not tuple:
+                # The request itself (the gateway gives a spooled log its plain fields
+                # already): put in plain fields, or finished below when it has another shape.
+                try:
+                    item = plain_item(values, max_body_chars)
+                except ValueError:
+                    item = None
+            if item is not None:
+                with spool.lock:
+                    # Spooled before it is queued, as in `append`.
+                    if spool.write_unfinished(item):
+                        try:
+                            self._writer.append_later(item)
+                        except BaseException:
+                            spool.refused()
+                            raise
+                        spool.ends += 1
+                        return
+        record, _ = finish_row((values, max_body_chars), None)
         self.append(record, built=True)
 
     @property

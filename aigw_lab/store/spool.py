@@ -26,9 +26,9 @@ it becomes a row: the checksum, then marshal in a ``try``, then every value's ty
 its column. A frame the process died copying fails the length or checksum check and is
 skipped; so is a corrupt one elsewhere, with a warning. A row the gateway hands over
 unfinished (`CallLog.append_later`, a log storing bodies in full) has a ``u`` end frame
-instead: the values it is made from, which replay finishes as the writer thread does
-(`aigw_lab.store.spool_rows`); the calling thread then neither encodes the request's JSON
-nor sanitises the row.
+instead: the item the writer queues, ``(values, max_body_chars)``, the request in plain
+fields, which replay finishes as the writer thread does (`aigw_lab.store.spool_rows`); the
+calling thread then neither encodes the request's JSON nor sanitises the row.
 
 Durability (``durability``): ``"os"``: every frame is in the kernel's page cache as soon as
 it is copied: it survives the process dying, not the machine. ``"fsync"`` also calls
@@ -77,7 +77,7 @@ from aigw_lab.store.spool_replay import (
     unlink_quietly,
     warn_invalid,
 )
-from aigw_lab.store.spool_rows import UNFINISHED_KIND, unfinished_payload
+from aigw_lab.store.spool_rows import UNFINISHED_KIND
 from aigw_lab.store.writer import CallLogWarning
 
 try:  # POSIX; elsewhere segments are not locked (one log per file per process, then)
@@ -243,7 +243,10 @@ class Spool:
         self.durability = durability
         self._committed = committed
         self._segment_bytes = segment_bytes
-        self._sync_each = durability == "fsync" and fsync_interval == 0
+        # Under "os" a frame is done once copied: one attribute tested per frame, nothing
+        # stored (`_synced_frame` is for "fsync" only).
+        self._fsync = durability == "fsync"
+        self._sync_each = self._fsync and fsync_interval == 0
         self.lock = threading.Lock()
         self._open: dict[str, bytes] = {}  # call_id -> start payload, for calls in flight
         self.ends = 0  # rows appended through this spool (CallLog.append counts them)
@@ -298,9 +301,8 @@ class Spool:
                 mapping[used + _HEADER_SIZE : end] = payload
                 _pack_header(mapping, used, _START, len(payload), _checksum(payload))
                 self._used = end
-                if self._sync_each:
-                    os.fdatasync(self._segment.fd)
-                self._dirty = True
+                if self._fsync:
+                    self._synced_frame()
             self._open[values[0]] = payload
 
     def write_end(self, record: CallRecord) -> None:
@@ -326,22 +328,24 @@ class Spool:
             mapping[used + _HEADER_SIZE : end] = payload
             _pack_header(mapping, used, _END, len(payload), _checksum(payload))
             self._used = end
-            if self._sync_each:
-                os.fdatasync(self._segment.fd)
-            self._dirty = True
+            if self._fsync:
+                self._synced_frame()
         if self._open:
             self._open.pop(record[0], None)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
 
-    def write_unfinished(self, values: tuple[Any, ...], max_body_chars: int) -> bool:
-        """Write the end frame of an unfinished row (`CallLog.append_later`'s ``values``,
-        sanitised later with ``max_body_chars``): a ``u`` frame (`aigw_lab.store.spool_rows`),
-        which replay finishes as the writer thread does. False, writing nothing, when the row
-        cannot be put in one (the caller then finishes it and uses `write_end`). As for
+    def write_unfinished(self, item: tuple[tuple[Any, ...], int]) -> bool:
+        """Write the end frame of an unfinished row: a ``u`` frame holding ``item``, the
+        ``(values, max_body_chars)`` that `CallLog.append_later` queues, with the request in
+        ``values`` as its plain fields (`aigw_lab.store.spool_rows.plain_item`); replay
+        finishes it as the writer thread does. False, writing nothing, when marshal cannot
+        hold a value (the caller then finishes the row and uses `write_end`). As for
         `write_end`, the caller holds `lock` and queues the row before releasing it."""
+        # The queued item itself is the payload: no slices, no second tuple (the row's
+        # values were built for this; `aigw_lab.gateway.records.success_values_later`).
         try:
-            payload = unfinished_payload(values, max_body_chars, _dumps)
+            payload = _dumps(item, 2)
         except ValueError:
             return False
         used = self._used
@@ -353,14 +357,20 @@ class Spool:
             mapping[used + _HEADER_SIZE : end] = payload
             _pack_header(mapping, used, _UNFINISHED, len(payload), _checksum(payload))
             self._used = end
-            if self._sync_each:
-                os.fdatasync(self._segment.fd)
-            self._dirty = True
+            if self._fsync:
+                self._synced_frame()
         if self._open:
-            self._open.pop(values[0], None)
+            self._open.pop(item[0][0], None)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
         return True
+
+    def _synced_frame(self) -> None:
+        # Under "fsync", with the lock held, after each frame: synced now (fsync_interval
+        # 0), or marked for the helper thread's next fdatasync.
+        if self._sync_each:
+            os.fdatasync(self._segment.fd)
+        self._dirty = True
 
     def refused(self) -> None:
         """A spooled row was refused by the writer: keep every segment for the next open."""
@@ -379,9 +389,8 @@ class Spool:
         end = used + _HEADER_SIZE + len(payload)
         self._map[used:end] = _frame(kind, payload)
         self._used = end
-        if self._sync_each:
-            os.fdatasync(self._segment.fd)
-        self._dirty = True
+        if self._fsync:
+            self._synced_frame()
 
     # --- segments -----------------------------------------------------------------------
 

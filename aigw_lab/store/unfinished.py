@@ -12,8 +12,10 @@ the stored row is the same byte for byte (tests/store/test_unfinished_rows.py).
 
 A log with a spool takes them too when it stores bodies in full: its end frame, written on
 the calling thread before the call returns, then holds the unfinished row (`aigw_lab.store.
-spool_rows`), and replay finishes it with `finish_row`. Under another body mode the policy
-must reach the row before the spool file does, so such a log finishes rows at once.
+spool_rows`), and replay finishes it with `finish_row`. The gateway gives such a log the
+request as its plain fields (a tuple `marshal` writes), which `plain_json` encodes here.
+Under another body mode the policy must reach the row before the spool file does, so such a
+log finishes rows at once.
 """
 
 from __future__ import annotations
@@ -21,18 +23,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.request_json import plain_fields_json
 from aigw_lab.store.records import CallRecord
 from aigw_lab.store.sanitize import sanitize_record
+from aigw_lab.types import ChatRequest, Message
 
 if TYPE_CHECKING:
     from aigw_lab.store.redact import BodyPolicy
 
-__all__ = ["Unfinished", "finish_batch", "finish_row", "is_unfinished"]
+__all__ = ["Unfinished", "finish_batch", "finish_row", "is_unfinished", "plain_json"]
 
 #: An unfinished row as the writer queues it: ``(values, max_body_chars)``, where ``values``
 #: are a `CallRecord`'s in column order, except ``timestamp`` (epoch seconds) and
-#: ``request_json`` (an object whose ``to_json()`` gives the column's text). A plain tuple,
-#: which no `CallRecord` is, so the writer tells the two apart with one type check.
+#: ``request_json``: an object whose ``to_json()`` gives the column's text (the frozen
+#: request), or, from a spooled log, the request's plain fields as a tuple (`plain_json`).
+#: A plain tuple, which no `CallRecord` is, so the writer tells the two apart with one type
+#: check.
 Unfinished = tuple[tuple[Any, ...], int]
 
 _TIMESTAMP = CallRecord._fields.index("timestamp")
@@ -53,8 +59,9 @@ def finish_row(item: Unfinished, bodies: BodyPolicy | None) -> tuple[CallRecord,
     call may have been paid for)."""
     values, max_body_chars = item
     problem = None
+    request = values[_REQUEST_JSON]
     try:
-        request_json = values[_REQUEST_JSON].to_json()
+        request_json = plain_json(request) if type(request) is tuple else request.to_json()
     except Exception as exc:  # noqa: BLE001 - the row (its cost, its usage) is kept
         request_json = None
         problem = f"a row's request_json could not be made: {type(exc).__name__}"
@@ -92,3 +99,26 @@ def finish_batch(batch: list[Any], bodies: BodyPolicy | None) -> list[str]:
             if problem is not None:
                 problems.append(problem)
     return problems
+
+
+def plain_json(plain: Any) -> str:
+    """The ``request_json`` text of a request held as its plain fields (``(model, messages
+    as (role, content, name, tool_call_id), temperature, top_p, max_tokens, stop, seed)``:
+    `aigw_lab.store.spool_rows.plain_request`): its `ChatRequest.to_json`. Raises (any
+    exception) on values no request is made of, as a frame read from a file may hold."""
+    text = plain_fields_json(plain)
+    if text is not None:
+        return text
+    model, messages, temperature, top_p, max_tokens, stop, seed = plain
+    return ChatRequest(
+        model=model,
+        messages=tuple(
+            Message(role, content, name, tool_call_id)
+            for role, content, name, tool_call_id in messages
+        ),
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=seed,
+    ).to_json()

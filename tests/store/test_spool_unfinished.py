@@ -27,7 +27,7 @@ from aigw_lab.store.records import CallRecord
 from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.spool import Spool, read_segment, spool_dir
 from aigw_lab.store.spool_replay import FRAME_HEADER
-from aigw_lab.store.spool_rows import UNFINISHED_KIND
+from aigw_lab.store.spool_rows import UNFINISHED_KIND, plain_item
 from aigw_lab.store.unfinished import finish_row
 from aigw_lab.types import ChatRequest
 from tests.gateway.test_row_building import HOSTILE, REQUEST, SENDABLE, _context, _response
@@ -47,10 +47,18 @@ def _kinds(path) -> list[bytes]:  # noqa: ANN001
     return kinds
 
 
+def _item(values: tuple, max_body_chars: int) -> tuple:
+    """The unfinished row as a spooled log queues and spools it: its request in plain
+    fields (given so by the gateway, `success_values_later(plain=True)`, or put so here)."""
+    if type(values[CallRecord._fields.index("request_json")]) is tuple:
+        return values, max_body_chars
+    return plain_item(values, max_body_chars)
+
+
 def _replayed(spool: Spool, values: tuple, max_body_chars: int) -> tuple:
     """``values`` written as a ``u`` frame into ``spool``, read back."""
     with spool.lock:
-        assert spool.write_unfinished(values, max_body_chars)
+        assert spool.write_unfinished(_item(values, max_body_chars))
         spool.ends += 1
     ends = [v for kind, v in read_segment(spool._segment.path) if kind == "end"]
     return ends[-1]
@@ -62,17 +70,20 @@ def _calling_thread_row(ctx, response, max_body_chars: int) -> tuple:  # noqa: A
     return tuple(sanitize_record(row, max_body_chars=max_body_chars))
 
 
+@pytest.mark.parametrize("plain", [True, False], ids=["plain-request", "request-object"])
 @pytest.mark.parametrize(
     ("body", "limit"),
     [(HOSTILE, 1_000_000), (HOSTILE * 400, 5_000), ("plain", 3)],
     ids=["hostile", "hostile-over-max_body_chars", "tiny-limit"],
 )
-def test_a_replayed_unfinished_frame_is_the_row_the_writer_stores(tmp_path, body, limit) -> None:
+def test_a_replayed_unfinished_frame_is_the_row_the_writer_stores(
+    tmp_path, body, limit, plain
+) -> None:
     request = ChatRequest.create(
         "prov-a/model-b", [{"role": "user", "content": body}], seed=10**30 % 2**62, stop="\x00"
     )
     ctx, response = _context(request), _response(text=body[::-1] + "\ud800")
-    values = success_values_later(ctx, response, api_format="openai")
+    values = success_values_later(ctx, response, api_format="openai", plain=plain)
     assert values is not None
     spool = _spool(tmp_path)
     try:
@@ -128,13 +139,15 @@ def test_any_common_request_replays_as_the_calling_thread_built_it(
         tags=tags,
     )
     ctx, response = _context(request), _response(text=answer, tool_calls=None)
-    values = success_values_later(ctx, response, api_format="openai")
+    values = success_values_later(ctx, response, api_format="openai", plain=True)
     assert values is not None
     spool = _spool(tmp_path_factory.mktemp("spool"))
     try:
         replayed = _replayed(spool, values, limit)
     finally:
         spool.close(delete=True)
+    # The writer's row from the plain fields, and the replayed one, are the calling thread's.
+    assert replayed == tuple(finish_row((values, limit), None)[0])
     assert replayed == _calling_thread_row(ctx, response, limit)
 
 
@@ -150,7 +163,7 @@ def test_a_row_no_unfinished_frame_can_hold_is_finished_at_once_and_spooled(tmp_
     spool = _spool(tmp_path)
     try:
         with spool.lock:
-            assert spool.write_unfinished(values, 1_000) is False
+            assert spool.write_unfinished(_item(values, 1_000)) is False
         assert read_segment(spool._segment.path) == []  # nothing written
     finally:
         spool.close(delete=True)
@@ -254,7 +267,7 @@ def test_a_segment_mixing_finished_and_unfinished_ends_replays_both(tmp_path) ->
     try:
         with spool.lock:
             spool.write_end(finished)
-            assert spool.write_unfinished(values, 1_000_000)
+            assert spool.write_unfinished(_item(values, 1_000_000))
         path = spool._segment.path
         assert _kinds(path) == [b"e", UNFINISHED_KIND]
         ends = [v for kind, v in read_segment(path) if kind == "end"]
@@ -301,7 +314,7 @@ def test_threads_writing_unfinished_ends_across_rotations_lose_no_frame(tmp_path
             call_id = f"call-{t}-{i}"
             spool.start((call_id, "t", 1767225600.0, "p", "m") + (None,) * 15)
             with spool.lock:
-                assert spool.write_unfinished((call_id, *values[1:]), 1_000_000)
+                assert spool.write_unfinished(_item((call_id, *values[1:]), 1_000_000))
                 spool.ends += 1
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -319,3 +332,28 @@ def test_threads_writing_unfinished_ends_across_rotations_lose_no_frame(tmp_path
     assert len(paths) > 10  # it did rotate, many times
     assert {kind for path in paths for kind in _kinds(path)} == {b"s", UNFINISHED_KIND}
     spool.close(delete=True)
+
+
+def test_a_named_message_is_stored_the_same_from_plain_fields(tmp_path) -> None:
+    # The plain fields' fast encoder writes only unnamed messages; a name or a tool call id
+    # rebuilds the request for its encoder, which must give the request's own text.
+    request = ChatRequest.create(
+        "p/m",
+        [
+            {"role": "user", "content": "hi", "name": "alice"},
+            {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+        ],
+        temperature=0.5,
+        stop=["\n"],
+    )
+    ctx, response = _context(request), _response(tool_calls=None)
+    values = success_values_later(ctx, response, api_format="openai", plain=True)
+    assert values is not None
+    row, problem = finish_row((values, 1_000_000), None)
+    assert problem is None
+    assert row.request_json == request.to_json()
+    spool = _spool(tmp_path)
+    try:
+        assert _replayed(spool, values, 1_000_000) == tuple(row)
+    finally:
+        spool.close(delete=True)
