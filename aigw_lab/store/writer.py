@@ -471,12 +471,7 @@ class BatchWriter:
                     if wait <= 0 or self._flush_waiters > 0 or self._stopping:
                         self._hand_over()
                 if self._pending:
-                    batch, raw = self._pending.popleft()
-                    pending, most = self._pending, self._max_batch
-                    while pending and len(batch) + len(pending[0][0]) <= most:
-                        more, more_raw = pending.popleft()
-                        batch += more
-                        raw = raw or more_raw
+                    batch, raw = self._merged()
                     self._inflight = batch
                     self._inflight_raw = raw
                     self._retry_now = False
@@ -484,6 +479,29 @@ class BatchWriter:
                 if self._stopping:
                     return None
                 self._work.wait(wait)
+
+    def _merged(self) -> tuple[list[CallRecord], bool]:
+        """The next batch to insert (with the lock held): the head pending batch, with the
+        ones behind it merged in up to `_max_batch` rows.
+
+        When more rows wait than that, the batch is cut at exactly `_max_batch` rows (the
+        first waiting batch that does not fit is split, its rest staying first in line):
+        DuckDB writes a whole row group straight to the file, but a batch one row short of
+        it goes through the write-ahead log, at 1.6x the CPU per row (122,880 against
+        120,000 rows per insert, `bench/bench_writer_rowgroups.py`)."""
+        pending, most = self._pending, self._max_batch
+        batch, raw = pending.popleft()
+        while pending and len(batch) < most:
+            more, more_raw = pending[0]
+            room = most - len(batch)
+            if len(more) > room:
+                pending[0] = (more[room:], more_raw)
+                more = more[:room]
+            else:
+                pending.popleft()
+            batch += more
+            raw = raw or more_raw
+        return batch, raw
 
     def _finish_rows(self, batch: list[Any]) -> None:
         problems = self._finish(batch)  # type: ignore[misc]

@@ -220,3 +220,65 @@ def test_inserts_work_when_the_connection_forbids_replacement_scans(tmp_path, re
             "SELECT request_json::VARCHAR FROM calls WHERE call_id = ?", ["call-0000009"]
         ) == [('"{bad"',)]
         assert log._writer._inserts.by_register  # it fell back to registering the batch
+
+
+# --- merging waiting batches into whole row groups --------------------------------------------
+
+ROW_GROUP = 122_880  # DuckDB's row group: a whole one is written straight to the file
+
+
+def behind_by(tmp_path, gate, rows, built):  # noqa: ANN001, ANN201
+    """A log whose writer is held at its first 5,000-row insert while ``rows[5_000:]`` are
+    appended (``built``: per row), then let go and flushed; returns the log."""
+    log = CallLog(
+        tmp_path / "c.duckdb",
+        batch_size=5_000,
+        flush_interval=3600,
+        max_queue=300_000,
+        durability="none",
+        before_insert=gate,
+    )
+    gate.hold()
+    log.append_many(rows[:5_000], built=True)
+    assert gate.entered.wait(60)
+    for row, is_built in zip(rows[5_000:], built[5_000:], strict=True):
+        log.append(row, built=is_built)
+    gate.release()
+    log.flush()
+    return log
+
+
+def test_a_writer_that_falls_behind_inserts_whole_row_groups(tmp_path, record):
+    # 130,000 rows wait in 26 batches of 5,000: the merged insert takes 24 of them and
+    # 2,880 rows of the 25th (whole batches only would make 120,000, one row group short,
+    # which DuckDB sends through its write-ahead log); the rest follows, order kept.
+    rows = [record(i) for i in range(135_000)]
+    gate = InsertGate()
+    log = behind_by(tmp_path, gate, rows, [True] * len(rows))
+    try:
+        assert [n for n in gate.attempts if n] == [5_000, ROW_GROUP, 135_000 - 5_000 - ROW_GROUP]
+        stored = log.query("SELECT call_id FROM calls ORDER BY rowid")["call_id"].tolist()
+        assert stored == [row.call_id for row in rows]
+    finally:
+        log.close()
+
+
+@pytest.mark.slow  # 135,000 rows through a real log: about 2 s of CPU
+def test_the_rest_of_a_split_batch_keeps_its_json_check(tmp_path, record):
+    # The 25th batch (rows 125,000-129,999) is split at row 127,880; a row from outside in
+    # its rest still has its invalid JSON stored as a JSON string, not verbatim.
+    rows = [record(i) for i in range(135_000)]
+    rows[128_000] = record(128_000, request_json="{external")
+    built = [True] * len(rows)
+    built[128_000] = False
+    gate = InsertGate()
+    log = behind_by(tmp_path, gate, rows, built)
+    try:
+        assert ROW_GROUP in gate.attempts
+        stored = log.execute(
+            "SELECT request_json::VARCHAR FROM calls WHERE call_id = ?", ["call-0128000"]
+        )
+        assert stored == [('"{external"',)]
+        assert log.execute("SELECT count(*) FROM calls") == [(135_000,)]
+    finally:
+        log.close()
