@@ -101,9 +101,10 @@ class BatchWriter:
         self._spill_dir = spill_dir
         self._batch_size = batch_size
         # A writer that falls behind merges waiting batches, up to one DuckDB row group per
-        # insert: a full row group is written straight to the file instead of through the
-        # write-ahead log, 0.68x the CPU per row of 5,000-row inserts (bench_writer_split.py).
-        # Only max_queue rows can wait, so a whole row group needs max_queue above it.
+        # insert (`_merged`): a full row group is written straight to the file instead of
+        # through the write-ahead log, 0.64x the CPU per row of 120,000-row inserts
+        # (bench_writer_rowgroups.py). Only max_queue rows can wait, so a whole row group
+        # needs max_queue above it, and a steady stream of them about two (the default).
         self._max_batch = max(batch_size, _ROW_GROUP_ROWS)
         self._flush_interval = flush_interval
         self._max_queue = max_queue
