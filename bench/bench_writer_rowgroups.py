@@ -1,7 +1,7 @@
 """Whole row groups per insert: what the call-log writer gains by cutting merged batches there.
 
-    python bench/bench_writer_rowgroups.py [--quick] [--rows N] [--rounds R]
-                                           [--only inserts|writer]
+    python bench/bench_writer_rowgroups.py [--quick] [--rows N] [--rounds R] [--spool]
+                                           [--only inserts|writer|memory]
 
 Issue 13 §1 (the writer sustains >= 200,000 pre-built rows/s). DuckDB writes a whole row
 group (122,880 rows) of one insert straight to the database file; anything less goes
@@ -27,11 +27,17 @@ sides interleaved in a new random order every round:
    (100,000), the same merge with ``max_queue`` 250,000, and what ships now: the row-group
    cut with the default ``max_queue`` (250,000). (With ``max_queue`` 100,000 the cut never
    applies: fewer rows than a row group can wait.) The final checkpoint is not in these
-   figures (each log is closed after the timing).
+   figures (each log is closed after the timing). With ``--spool``, also the previous and
+   the current side at ``batch_size`` 5,000 with the spool on (``durability="os"``, as
+   shipped: the appending thread writes each row's frame).
+3. **A full queue's memory** (``memory``): what ``max_queue`` costs while the writer is
+   stuck (its first insert held by ``before_insert``): resident memory before and after
+   ``max_queue`` distinct gateway-shaped rows are queued, 100,000 (the previous default)
+   and 250,000 (the current), each in a fresh process.
 
 CPU (``time.thread_time``, ``process_time``, the writer thread's own clock) is printed
 beside wall time, with the load average: on the shared 2-core box wall figures move with
-the load; read CPU and the ratios inside one run. ``--quick``: 2 rounds, 200,000 rows per
+the load; read CPU and the ratios inside one run. ``--quick``: 2 rounds, 400,000 rows per
 writer run and 491,520 per insert run, about two minutes on a quiet box.
 """
 
@@ -43,8 +49,10 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,13 +188,22 @@ def thread_cpu(thread) -> float:  # noqa: ANN001
         return float("nan")
 
 
-def bench_writer(rows: int, rounds: int) -> None:
+#: With ``--spool``: the same two sides with the spool on, at the default batch_size only.
+SPOOL_SIDES = {
+    "previous, spool on": (100_000, merge_whole_batches),
+    "now, spool on": (250_000, None),
+}
+
+
+def bench_writer(rows: int, rounds: int, spool: bool) -> None:
     from aigw_lab.store import CallLog
 
     pool = [realistic_record(i) for i in range(10_000)]
     batch_sizes = (1_000, 5_000, 20_000)
     folder = Path(tempfile.mkdtemp(prefix="bench-rowgroups-"))
     results = {(b, label): [] for b in batch_sizes for label in WRITER_SIDES}
+    if spool:
+        results.update({(5_000, label): [] for label in SPOOL_SIDES})
     print(
         f"## 2. The writer flat out: {rows:,} pre-built gateway rows per run, no spool, "
         f"{rounds} rounds, median [range]"
@@ -197,12 +214,12 @@ def bench_writer(rows: int, rounds: int) -> None:
             order = list(results)
             random.shuffle(order)
             for batch_size, label in order:
-                max_queue, emulate = WRITER_SIDES[label]
+                max_queue, emulate = {**WRITER_SIDES, **SPOOL_SIDES}[label]
                 log = CallLog(
-                    folder / f"w{turn}-{batch_size}-{label[:12]}.duckdb",
+                    folder / f"w{turn}-{batch_size}-{len(results[(batch_size, label)])}.duckdb",
                     batch_size=batch_size,
                     max_queue=max_queue,
-                    durability="none",
+                    durability="os" if label in SPOOL_SIDES else "none",
                 )
                 if emulate is not None:
                     emulate(log)
@@ -228,7 +245,11 @@ def bench_writer(rows: int, rounds: int) -> None:
     print("|" + "|".join("-" * w for w in widths) + "|")
     for batch_size in batch_sizes:
         previous = statistics.median(r[1] for r in results[(batch_size, next(iter(WRITER_SIDES)))])
-        for label in WRITER_SIDES:
+        for label in [*WRITER_SIDES, *SPOOL_SIDES]:
+            if (batch_size, label) not in results:
+                continue
+            if label in SPOOL_SIDES:  # compared with its own previous side
+                previous = statistics.median(r[1] for r in results[(5_000, "previous, spool on")])
             runs = results[(batch_size, label)]
             by_wall = [rows / r[0] for r in runs]
             cpu = statistics.median(r[1] for r in runs)
@@ -249,16 +270,77 @@ def bench_writer(rows: int, rounds: int) -> None:
     print(f"load average at the end: {load()}\n")
 
 
+# --- 3. a full queue's memory ----------------------------------------------------------------
+
+
+def queue_memory(max_queue: int) -> None:
+    """Run in a fresh process: queue ``max_queue`` distinct rows while the writer's first
+    insert is held; print the resident memory they added (MiB) and per row (bytes)."""
+    from bench_log_writer import rss_mib
+
+    from aigw_lab.store import CallLog
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold_first(rows: int) -> None:
+        if not held.is_set():
+            held.set()
+            release.wait()
+
+    with tempfile.TemporaryDirectory(prefix="bench-rowgroups-") as folder:
+        log = CallLog(
+            Path(folder) / "m.duckdb",
+            max_queue=max_queue,
+            durability="none",
+            flush_interval=0.01,
+            before_insert=hold_first,
+        )
+        log.append(realistic_record(0), built=True)
+        assert held.wait(60)
+        before = rss_mib()
+        for i in range(1, max_queue):
+            log.append(realistic_record(i), built=True)
+        added = rss_mib() - before
+        release.set()
+        log.close()
+    print(f"{added:.1f} {added * 2**20 / max_queue:.0f}")
+
+
+def bench_memory() -> None:
+    print("## 3. A full queue's memory: distinct gateway-shaped rows queued behind a held writer")
+    print(f"load average at the start: {load()}")
+    for max_queue in (100_000, 250_000):
+        done = subprocess.run(
+            [sys.executable, __file__, "--queue-memory", str(max_queue)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        added, per_row = done.stdout.split()
+        print(
+            f"max_queue {max_queue:>7,}: the full queue added {float(added):.0f} MiB of "
+            f"resident memory ({per_row} bytes per row)"
+        )
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds, about two minutes")
     parser.add_argument("--rows", type=int, default=400_000, help="rows per writer run")
     parser.add_argument("--insert-rows", type=int, default=737_280, help="rows per insert run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=("inserts", "writer"), help="run one section only")
+    parser.add_argument(
+        "--only", choices=("inserts", "writer", "memory"), help="run one section only"
+    )
+    parser.add_argument("--spool", action="store_true", help="also spool-on sides (section 2)")
+    parser.add_argument("--queue-memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.queue_memory:
+        queue_memory(args.queue_memory)
+        return 0
     if args.quick:
-        args.rows, args.insert_rows, args.rounds = 200_000, 491_520, 2
+        args.rows, args.insert_rows, args.rounds = 400_000, 491_520, 2
     print(
         f"bench_writer_rowgroups: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | "
         f"{platform.machine()} | {os.cpu_count()} cores | Python {platform.python_version()} | "
@@ -267,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "inserts"):
         bench_inserts(args.insert_rows, args.rounds)
     if args.only in (None, "writer"):
-        bench_writer(args.rows, args.rounds)
+        bench_writer(args.rows, args.rounds, args.spool)
+    if args.only in (None, "memory"):
+        bench_memory()
     print(
         f"(target: the writer sustains >= {TARGET_ROWS_PER_S:,} rows/s, i.e. "
         f"{1e6 / TARGET_ROWS_PER_S:.1f} µs of wall per row)"
