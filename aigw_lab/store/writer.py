@@ -482,14 +482,10 @@ class BatchWriter:
                 self._work.wait(wait)
 
     def _merged(self) -> tuple[list[CallRecord], bool]:
-        """The next batch to insert (with the lock held): the head pending batch, with the
-        ones behind it merged in up to `_max_batch` rows.
-
-        When more rows wait than that, the batch is cut at exactly `_max_batch` rows (the
-        first waiting batch that does not fit is split, its rest staying first in line):
-        DuckDB writes a whole row group straight to the file, but a batch one row short of
-        it goes through the write-ahead log, at 1.6x the CPU per row (122,880 against
-        120,000 rows per insert, `bench/bench_writer_rowgroups.py`)."""
+        """The next batch to insert (lock held): the head pending batch and those behind it,
+        cut at exactly `_max_batch` rows when more wait (the batch that does not fit is
+        split, its rest first in line). A whole row group goes straight to the file; one row
+        short, through the write-ahead log at 1.6x the CPU per row (bench_writer_rowgroups)."""
         pending, most = self._pending, self._max_batch
         batch, raw = pending.popleft()
         while pending and len(batch) < most:
