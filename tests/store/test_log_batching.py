@@ -18,6 +18,7 @@ from aigw_lab.store import CallLog
 from aigw_lab.store.batches import ColumnBatches
 from aigw_lab.store.calllog import SPOOLED_BATCH_AGE, UNSPOOLED_BATCH_AGE
 from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.writer import CallLogWarning
 from aigw_lab.testing.fakes import MockProvider
 
 from .conftest import InsertGate
@@ -280,5 +281,33 @@ def test_the_rest_of_a_split_batch_keeps_its_json_check(tmp_path, record):
         )
         assert stored == [('"{external"',)]
         assert log.execute("SELECT count(*) FROM calls") == [(135_000,)]
+    finally:
+        log.close()
+
+
+@pytest.mark.slow  # 135,000 rows through a real log: about 2 s of CPU
+def test_hostile_rows_in_a_row_group_batch_are_set_aside_and_the_rest_kept(tmp_path, record):
+    # Rows no column can hold, in the merged part (60,000) and in the split batch's rest
+    # (129,500), go to the dead letter; a lone surrogate is made storable on the slow path
+    # (U+FFFD, flagged), a NUL and a big BIGINT are stored as they are; order is kept.
+    rows = [record(i) for i in range(135_000)]
+    rows[60_000] = record(60_000, input_tokens=2**63)  # past BIGINT
+    rows[129_500] = record(129_500, http_status_code=2**40)  # past INTEGER
+    rows[129_000] = record(129_000, response_text="lone \ud800 surrogate")
+    rows[70_000] = record(70_000, response_text="nul \x00 kept", output_tokens=2**62)
+    gate = InsertGate()
+    with pytest.warns(CallLogWarning, match="refused"):
+        log = behind_by(tmp_path, gate, rows, [True] * len(rows))
+    try:
+        assert [n for n in gate.attempts if n] == [5_000, ROW_GROUP, 135_000 - 5_000 - ROW_GROUP]
+        refused = log.execute("SELECT call_id FROM calls_dead_letter ORDER BY call_id")
+        assert refused == [("call-0060000",), ("call-0129500",)]
+        stored = log.query("SELECT call_id FROM calls ORDER BY rowid")["call_id"].tolist()
+        assert stored == [r.call_id for i, r in enumerate(rows) if i not in (60_000, 129_500)]
+        kept = "SELECT response_text, output_tokens, flags FROM calls WHERE call_id = ?"
+        assert log.execute(kept, ["call-0070000"]) == [("nul \x00 kept", 2**62, None)]
+        assert log.execute(kept, ["call-0129000"]) == [
+            ("lone \ufffd surrogate", None, ["invalid_text"])
+        ]
     finally:
         log.close()
