@@ -72,7 +72,9 @@ class CallLog:
     the latest ``flush_interval`` seconds after the batch's first row (unset: 2 s when rows
     are crash-safe anyway, spooled or in memory; 0.2 s without a spool; reads flush first,
     see docs/call_log.md). At most ``max_queue`` rows
-    wait in memory; beyond that `append` blocks until the writer catches up. ``config`` is
+    wait in memory; beyond that `append` blocks until the writer catches up. The default,
+    250,000, is two DuckDB row groups: a writer that falls behind then inserts a whole row
+    group while the next one waits (see `aigw_lab.store.writer`). ``config`` is
     passed to ``duckdb.connect``; without a ``memory_limit`` in it, a file log's database is
     capped at 256MB of cache (DuckDB spills bigger queries to disk); without a
     ``checkpoint_threshold``, the database checkpoints every 64MiB of write-ahead log, not
@@ -109,7 +111,7 @@ class CallLog:
         *,
         batch_size: int = 5_000,
         flush_interval: float | None = None,
-        max_queue: int = 100_000,
+        max_queue: int = 250_000,
         config: Mapping[str, Any] | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
         before_insert: Callable[[int], None] | None = None,

@@ -18,6 +18,7 @@ from aigw_lab.store import CallLog
 from aigw_lab.store.batches import ColumnBatches
 from aigw_lab.store.calllog import SPOOLED_BATCH_AGE, UNSPOOLED_BATCH_AGE
 from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.writer import CallLogWarning
 from aigw_lab.testing.fakes import MockProvider
 
 from .conftest import InsertGate
@@ -220,3 +221,93 @@ def test_inserts_work_when_the_connection_forbids_replacement_scans(tmp_path, re
             "SELECT request_json::VARCHAR FROM calls WHERE call_id = ?", ["call-0000009"]
         ) == [('"{bad"',)]
         assert log._writer._inserts.by_register  # it fell back to registering the batch
+
+
+# --- merging waiting batches into whole row groups --------------------------------------------
+
+ROW_GROUP = 122_880  # DuckDB's row group: a whole one is written straight to the file
+
+
+def behind_by(tmp_path, gate, rows, built):  # noqa: ANN001, ANN201
+    """A log whose writer is held at its first 5,000-row insert while ``rows[5_000:]`` are
+    appended (``built``: per row), then let go and flushed; returns the log."""
+    log = CallLog(
+        tmp_path / "c.duckdb",
+        batch_size=5_000,
+        flush_interval=3600,
+        max_queue=300_000,
+        durability="none",
+        before_insert=gate,
+    )
+    gate.hold()
+    log.append_many(rows[:5_000], built=True)
+    assert gate.entered.wait(60)
+    for row, is_built in zip(rows[5_000:], built[5_000:], strict=True):
+        log.append(row, built=is_built)
+    gate.release()
+    log.flush()
+    return log
+
+
+def test_a_writer_that_falls_behind_inserts_whole_row_groups(tmp_path, record):
+    # 130,000 rows wait in 26 batches of 5,000: the merged insert takes 24 of them and
+    # 2,880 rows of the 25th (whole batches only would make 120,000, one row group short,
+    # which DuckDB sends through its write-ahead log); the rest follows, order kept.
+    rows = [record(i) for i in range(135_000)]
+    gate = InsertGate()
+    log = behind_by(tmp_path, gate, rows, [True] * len(rows))
+    try:
+        assert [n for n in gate.attempts if n] == [5_000, ROW_GROUP, 135_000 - 5_000 - ROW_GROUP]
+        stored = log.query("SELECT call_id FROM calls ORDER BY rowid")["call_id"].tolist()
+        assert stored == [row.call_id for row in rows]
+    finally:
+        log.close()
+
+
+@pytest.mark.slow  # 135,000 rows through a real log: about 2 s of CPU
+def test_the_rest_of_a_split_batch_keeps_its_json_check(tmp_path, record):
+    # The 25th batch (rows 125,000-129,999) is split at row 127,880; a row from outside in
+    # its rest still has its invalid JSON stored as a JSON string, not verbatim.
+    rows = [record(i) for i in range(135_000)]
+    rows[128_000] = record(128_000, request_json="{external")
+    built = [True] * len(rows)
+    built[128_000] = False
+    gate = InsertGate()
+    log = behind_by(tmp_path, gate, rows, built)
+    try:
+        assert ROW_GROUP in gate.attempts
+        stored = log.execute(
+            "SELECT request_json::VARCHAR FROM calls WHERE call_id = ?", ["call-0128000"]
+        )
+        assert stored == [('"{external"',)]
+        assert log.execute("SELECT count(*) FROM calls") == [(135_000,)]
+    finally:
+        log.close()
+
+
+@pytest.mark.slow  # 135,000 rows through a real log: about 2 s of CPU
+def test_hostile_rows_in_a_row_group_batch_are_set_aside_and_the_rest_kept(tmp_path, record):
+    # Rows no column can hold, in the merged part (60,000) and in the split batch's rest
+    # (129,500), go to the dead letter; a lone surrogate is made storable on the slow path
+    # (U+FFFD, flagged), a NUL and a big BIGINT are stored as they are; order is kept.
+    rows = [record(i) for i in range(135_000)]
+    rows[60_000] = record(60_000, input_tokens=2**63)  # past BIGINT
+    rows[129_500] = record(129_500, http_status_code=2**40)  # past INTEGER
+    rows[129_000] = record(129_000, response_text="lone \ud800 surrogate")
+    rows[70_000] = record(70_000, response_text="nul \x00 kept", output_tokens=2**62)
+    gate = InsertGate()
+    with pytest.warns(CallLogWarning, match="refused"):
+        log = behind_by(tmp_path, gate, rows, [True] * len(rows))
+    try:
+        assert [n for n in gate.attempts if n] == [5_000, ROW_GROUP, 135_000 - 5_000 - ROW_GROUP]
+        refused = log.execute("SELECT call_id FROM calls_dead_letter ORDER BY call_id")
+        assert refused == [("call-0060000",), ("call-0129500",)]
+        stored = log.query("SELECT call_id FROM calls ORDER BY rowid")["call_id"].tolist()
+        assert stored == [r.call_id for i, r in enumerate(rows) if i not in (60_000, 129_500)]
+        kept = "SELECT response_text, output_tokens, flags FROM calls WHERE call_id = ?"
+        assert log.execute(kept, ["call-0070000"]) == [("nul \x00 kept", 2**62, None)]
+        assert log.execute(kept, ["call-0129000"]) == [
+            ("lone \ufffd surrogate", None, ["invalid_text"])
+        ]
+    finally:
+        log.close()
