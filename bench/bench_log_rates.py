@@ -72,10 +72,15 @@ SIDES = {
     "old": "gateway + log, previous path (emulated)",
     "age10": "gateway + log, age 10 s",
     "nospool": "gateway + log, durability none",
+    "base": "BASELINE tree: gateway + log",
+    "base10": "BASELINE tree: gateway + log, age 10 s",
 }
 #: Sides run only when asked for (``--sides``): the age a `[log]` key could set, and the
 #: log without a spool, whose success rows the writer thread finishes (store/unfinished.py).
-EXTRA_SIDES = ("age10", "nospool")
+EXTRA_SIDES = ("age10", "nospool", "base", "base10")
+#: Sides whose process imports aigw_lab from ``--baseline TREE`` (the code before a change),
+#: each the side of this tree it names, so before and after are measured in one run.
+BASELINE_SIDES = {"base": "on", "base10": "age10"}
 
 
 def load() -> str:
@@ -185,18 +190,19 @@ def worker(side: str, folder: str) -> int:
     """One side, driven over stdin/stdout: ``run N RATE`` -> one JSON line per block."""
     from bench_gateway_overhead import MESSAGES, MODEL, make_gateway, make_raw_call
 
+    import aigw_lab
     from aigw_lab.store import CallLog
 
     log = None
+    file = Path(folder) / f"{side}.duckdb"
+    side = BASELINE_SIDES.get(side, side)  # the same side, from the baseline tree's code
     if side == "raw":
         call, client = make_raw_call()
     else:
         if side != "off":
             age = {"on": None, "nospool": None, "age10": 10.0}.get(side, 0.2)
             durability = "none" if side == "nospool" else None
-            log = CallLog(
-                Path(folder) / f"{side}.duckdb", flush_interval=age, durability=durability
-            )
+            log = CallLog(file, flush_interval=age, durability=durability)
             if side == "old":
                 emulate_previous_path(log)
         gateway = make_gateway(log)
@@ -228,7 +234,7 @@ def worker(side: str, folder: str) -> int:
             rows = None
             if log is not None:
                 rows = int(log.query("SELECT count(*) AS n FROM calls")["n"][0])
-            report = {"made": made, "rows": rows}
+            report = {"made": made, "rows": rows, "aigw_lab": aigw_lab.__file__}
         print(json.dumps(report), flush=True)
         if words[0] == "end":
             break
@@ -239,9 +245,22 @@ def worker(side: str, folder: str) -> int:
     return 0
 
 
-def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str]) -> None:
+def bench_paced(
+    rates: list[float],
+    rounds: int,
+    seconds: float,
+    sides: list[str],
+    baseline: str | None = None,
+) -> None:
     folder = tempfile.mkdtemp(prefix="bench-log-rates-")
-    procs = PacedSides(__file__, sides, folder)
+
+    def env(side: str) -> dict[str, str] | None:
+        if side not in BASELINE_SIDES:
+            return None
+        # aigw_lab from the other tree (this script's helpers from this one).
+        return {**os.environ, "PYTHONPATH": baseline or ""}
+
+    procs = PacedSides(__file__, sides, folder, env=env)
     print("## 2. Paced gateway calls: CPU per call, whole process (all threads)")
     for rate in rates:
         n = max(50, int(rate * seconds))
@@ -408,6 +427,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"paced sides, comma-separated, of {','.join(SIDES)} (default: all but "
         f"{', '.join(EXTRA_SIDES)}; --quick: raw,off,on,old)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="a checkout of the code before a change (e.g. `git archive <commit> aigw_lab | "
+        "tar -x -C TREE`): adds the side 'base' (and with 'age10' in --sides, 'base10'), the "
+        "log as shipped with aigw_lab imported from TREE, interleaved with the others",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -422,11 +448,19 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(sides) - set(SIDES))
         if unknown or "off" not in sides:
             parser.error(f"--sides: unknown {unknown} (known: {', '.join(SIDES)}); 'off' needed")
+    if args.baseline:
+        if not (Path(args.baseline) / "aigw_lab").is_dir():
+            parser.error(f"--baseline: {args.baseline} holds no aigw_lab package")
+        sides += [b for b, own in BASELINE_SIDES.items() if own in sides and b not in sides]
+    elif any(side in BASELINE_SIDES for side in sides):
+        parser.error("--sides: 'base' and 'base10' need --baseline TREE")
     print(
         f"bench_log_rates: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | "
         f"{os.cpu_count()} cores | Python {platform.python_version()} | {platform.system()}"
         f"{' | --quick' if args.quick else ''}\n"
     )
+    if args.baseline:
+        print(f"baseline tree: {args.baseline}\n")
     if args.only in (None, "insert"):
         bench_inserts(rounds=3 if args.quick else 7, sizes=(1, 10, 100, 1_000))
     if args.only in (None, "paced"):
@@ -435,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         # blocks 20x longer in calls; half the seconds keeps the run short.
         for rate in rates:
             seconds = args.seconds if rate <= 200 else args.seconds / (3 if args.quick else 2)
-            bench_paced([rate], args.rounds, seconds, sides)
+            bench_paced([rate], args.rounds, seconds, sides, args.baseline)
     if args.only in (None, "writer"):
         bench_writer(args.writer_rows, rounds=2 if args.quick else 4)
     return 0
