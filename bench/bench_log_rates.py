@@ -18,7 +18,7 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    round; a side reports its whole-process CPU (all threads: the log writer's inserts and
    its idle wake-ups included) since its previous report, so work a side's writer does
    while another side runs is still charged to it. Sides: raw httpx; the gateway with no
-   log; the gateway with the log as shipped (spool on, batches by size or 2 s age); the
+   log; the gateway with the log as shipped (spool on, batches by size or 5 s age); the
    same with the previous 0.2 s age; and the previous insert path (emulated in this tree:
    0.2 s age, ``register``, JSON re-validated for every row, DuckDB's 16MB checkpoint
    threshold); with ``--sides``, also the log as shipped with a 10 s age (``age10``) and
