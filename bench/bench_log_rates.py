@@ -1,7 +1,8 @@
 """What does the call log cost per call at real call rates (paced, not flat out)?
 
     python bench/bench_log_rates.py [--quick] [--rates 100,2000] [--rounds R] [--seconds S]
-                                    [--sides raw,off,on,age10,nospool] [--only paced]
+                                    [--sides raw,off,on,age2,age10,nospool] [--only paced]
+                                    [--baseline TREE]
 
 Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vanishes; at
 100 calls/s it does not. This script measures, in one run, interleaved:
@@ -21,11 +22,16 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    log; the gateway with the log as shipped (spool on, batches by size or 5 s age); the
    same with the previous 0.2 s age; and the previous insert path (emulated in this tree:
    0.2 s age, ``register``, JSON re-validated for every row, DuckDB's 16MB checkpoint
-   threshold); with ``--sides``, also the log as shipped with a 10 s age (``age10``) and
-   the log with ``durability = "none"`` (``nospool``: no spool, rows finished by the
-   writer thread, its shipped 0.2 s age). The first round warms up
+   threshold); with ``--sides``, also the log as shipped with a 10 s age (``age10``) or
+   the 2 s age shipped until session 10 (``age2``), and the log with ``durability =
+   "none"`` (``nospool``: no spool, rows finished by the writer thread, its shipped 0.2 s
+   age). ``--baseline TREE`` adds ``base`` (and ``base10`` beside ``age10``): the log as
+   shipped in another checkout of aigw_lab, the code before a change, in the same rounds
+   (the run ends by naming the tree each side imported). The first round warms up
    and is not counted. "added by logging" is log on minus log off, per round, median with
-   the range over rounds.
+   the range over rounds; beside it the calling thread's share (its own CPU clock), the
+   garbage collector's passes on it, and the writer thread's own clock
+   (``time.pthread_getcpuclockid``; the rest of "the log's threads" is DuckDB's).
 3. **The writer flat out** (``writer``): pre-built gateway rows appended to a `CallLog` as
    fast as one thread can, then flushed, rows/s by wall and CPU, with CPU per row split into
    the appending thread, the writer thread and DuckDB's own threads; sides alternating: as
@@ -47,6 +53,7 @@ pre-built rows/s. ``--quick`` reproduces all three in about two minutes.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -54,6 +61,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,13 +79,14 @@ SIDES = {
     "age02": "gateway + log, age 0.2 s",
     "old": "gateway + log, previous path (emulated)",
     "age10": "gateway + log, age 10 s",
+    "age2": "gateway + log, age 2 s (until session 10)",
     "nospool": "gateway + log, durability none",
     "base": "BASELINE tree: gateway + log",
     "base10": "BASELINE tree: gateway + log, age 10 s",
 }
 #: Sides run only when asked for (``--sides``): the age a `[log]` key could set, and the
 #: log without a spool, whose success rows the writer thread finishes (store/unfinished.py).
-EXTRA_SIDES = ("age10", "nospool", "base", "base10")
+EXTRA_SIDES = ("age10", "age2", "nospool", "base", "base10")
 #: Sides whose process imports aigw_lab from ``--baseline TREE`` (the code before a change),
 #: each the side of this tree it names, so before and after are measured in one run.
 BASELINE_SIDES = {"base": "on", "base10": "age10"}
@@ -200,7 +209,7 @@ def worker(side: str, folder: str) -> int:
         call, client = make_raw_call()
     else:
         if side != "off":
-            age = {"on": None, "nospool": None, "age10": 10.0}.get(side, 0.2)
+            age = {"on": None, "nospool": None, "age10": 10.0, "age2": 2.0}.get(side, 0.2)
             durability = "none" if side == "nospool" else None
             log = CallLog(file, flush_interval=age, durability=durability)
             if side == "old":
@@ -212,24 +221,43 @@ def worker(side: str, folder: str) -> int:
 
     assert call() == "Paris."
     made = 1
+    # The writer thread's own CPU clock (its inserts, whenever they land) and the garbage
+    # collector's passes on the calling thread, per block.
+    writer = log._writer.thread if log is not None else None
+    writer_mark = thread_cpu(writer) if writer is not None else 0.0
+    gc_spent = [0, 0]  # ns in collections on this thread, the start of the one running
+    caller = threading.get_ident()
+
+    def gc_clock(phase: str, info: dict) -> None:  # noqa: ARG001
+        if threading.get_ident() == caller:
+            if phase == "start":
+                gc_spent[1] = time.thread_time_ns()
+            else:
+                gc_spent[0] += time.thread_time_ns() - gc_spent[1]
+
+    gc.callbacks.append(gc_clock)
     cpu_mark = time.process_time()
     for line in sys.stdin:
         words = line.split()
         if words[0] == "run":
             n, rate = int(words[1]), float(words[2])
+            gc_spent[0] = 0
             thread0 = time.thread_time()
             start = paced(call, n, rate)
             wall = time.perf_counter() - start
             made += n
             now = time.process_time()
+            writer_now = thread_cpu(writer) if writer is not None else 0.0
             report = {
                 "cpu": now - cpu_mark,
                 "caller_cpu": time.thread_time() - thread0,
+                "writer_cpu": writer_now - writer_mark,
+                "gc": gc_spent[0] / 1e9,
                 "wall": wall,
                 "calls": n,
                 "rate": n / wall,
             }
-            cpu_mark = now
+            cpu_mark, writer_mark = now, writer_now
         else:  # "end": every row must be in the log
             rows = None
             if log is not None:
@@ -298,14 +326,22 @@ def bench_paced(
                     (a["caller_cpu"] - b["caller_cpu"]) / a["calls"] * 1e6
                     for a, b in zip(results[side], results["off"], strict=True)
                 ]
+                writer = [r["writer_cpu"] / r["calls"] * 1e6 for r in results[side]]
+                gc_added = [
+                    (a["gc"] - b["gc"]) / a["calls"] * 1e6
+                    for a, b in zip(results[side], results["off"], strict=True)
+                ]
                 verdict = "meets" if med <= TARGET_ADDED_US else "MISSES"
                 print(
                     f"added by logging, {SIDES[side]}: {med:+.1f} µs CPU/call "
                     f"(per-round range {min(added):+.0f} to {max(added):+.0f}); "
                     f"{verdict} the <= {TARGET_ADDED_US:.0f} µs target\n"
                     f"    of which the calling thread (row, spool, queue) "
-                    f"{statistics.median(caller):+.1f}, the log's threads (inserts) "
+                    f"{statistics.median(caller):+.1f} [{min(caller):+.0f}, {max(caller):+.0f}]"
+                    f" (its GC passes {statistics.median(gc_added):+.1f}), the log's threads "
                     f"{statistics.median(a - c for a, c in zip(added, caller, strict=True)):+.1f}"
+                    f" (the writer thread's own clock {statistics.median(writer):.1f} "
+                    f"[{min(writer):.0f}, {max(writer):.0f}])"
                 )
             if "raw" in per_call:
                 floor = [a - b for a, b in zip(per_call["off"], per_call["raw"], strict=True)]
