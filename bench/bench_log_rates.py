@@ -226,14 +226,22 @@ def worker(side: str, folder: str) -> int:
     writer = log._writer.thread if log is not None else None
     writer_mark = thread_cpu(writer) if writer is not None else 0.0
     gc_spent = [0, 0]  # ns in collections on this thread, the start of the one running
+    # Every thread's collections by generation: [count, ns] (a full collection walks every
+    # tracked object of the process, and rows kept for the writer make them more frequent).
+    gc_by_generation = [[0, 0], [0, 0], [0, 0]]
+    gc_started = [0]
     caller = threading.get_ident()
 
-    def gc_clock(phase: str, info: dict) -> None:  # noqa: ARG001
+    def gc_clock(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[0] = time.thread_time_ns()  # the GIL is held until "stop"
+            return
+        spent = time.thread_time_ns() - gc_started[0]
+        entry = gc_by_generation[info["generation"]]
+        entry[0] += 1
+        entry[1] += spent
         if threading.get_ident() == caller:
-            if phase == "start":
-                gc_spent[1] = time.thread_time_ns()
-            else:
-                gc_spent[0] += time.thread_time_ns() - gc_spent[1]
+            gc_spent[0] += spent
 
     gc.callbacks.append(gc_clock)
     cpu_mark = time.process_time()
@@ -242,6 +250,8 @@ def worker(side: str, folder: str) -> int:
         if words[0] == "run":
             n, rate = int(words[1]), float(words[2])
             gc_spent[0] = 0
+            for entry in gc_by_generation:
+                entry[0] = entry[1] = 0
             thread0 = time.thread_time()
             start = paced(call, n, rate)
             wall = time.perf_counter() - start
@@ -253,6 +263,7 @@ def worker(side: str, folder: str) -> int:
                 "caller_cpu": time.thread_time() - thread0,
                 "writer_cpu": writer_now - writer_mark,
                 "gc": gc_spent[0] / 1e9,
+                "gc_generations": [[c, ns / 1e9] for c, ns in gc_by_generation],
                 "wall": wall,
                 "calls": n,
                 "rate": n / wall,
@@ -316,6 +327,21 @@ def bench_paced(
                 f"| {SIDES[side]:<40} | {spread:>22} | {caller:>9.1f} | {wall:>8.0f} | "
                 f"{achieved:>7.0f} | {ratio:>7} |"
             )
+        print(
+            "garbage collection per 1,000 calls, all threads (collections, CPU ms; median "
+            "over rounds), by generation 0 / 1 / 2:"
+        )
+        for side in sides:
+            parts = []
+            for generation in range(3):
+                count = statistics.median(
+                    r["gc_generations"][generation][0] / r["calls"] * 1e3 for r in results[side]
+                )
+                ms = statistics.median(
+                    r["gc_generations"][generation][1] / r["calls"] * 1e6 for r in results[side]
+                )
+                parts.append(f"{count:.1f} / {ms:.2f} ms")
+            print(f"  {SIDES[side]:<42} {'   '.join(parts)}")
         if "off" in per_call:
             for side in ("on", "age02", "old", *EXTRA_SIDES):
                 if side not in per_call:
