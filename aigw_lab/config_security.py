@@ -81,9 +81,10 @@ LOG_TABLE = Table(
             low_open=True,
             high=60,
             what="a number of seconds above 0, at most 60",
-            doc="the oldest row's wait before the writer inserts its batch (unset: 2 s, or "
+            doc="the oldest row's wait before the writer inserts its batch (unset: 5 s, or "
             '0.2 s with durability = "none"); longer costs the log\'s threads less per call, '
-            "and other processes see rows that much later",
+            "and other processes (`CallLog.snapshot`, `aigw-lab report` on a live log) see "
+            "rows that much later",
             hint="e.g. flush_interval = 10 (see docs/call_log.md)",
         ),
         # Parsed by aigw_lab.config (GatewayConfig.max_body_chars).

@@ -79,11 +79,17 @@ class PacedSides:
 
     def end(self, names: Mapping[str, str]) -> None:
         """Stop every side; print any whose log lacks a row for a call it made."""
+        where: dict[str, list[str]] = {}
         for side in self.sides:
             end = self.ask(side, "end")
             if end["rows"] is not None and end["rows"] != end["made"]:
                 print(f"!! {names[side]}: {end['made']} calls but {end['rows']} rows in the log")
+            if "aigw_lab" in end:  # which tree the side ran (a baseline side: another one)
+                where.setdefault(end["aigw_lab"], []).append(side)
             proc = self.procs[side]
             assert proc.stdin is not None
             proc.stdin.close()
             proc.wait(timeout=120)
+        if len(where) > 1:
+            for path, sides in where.items():
+                print(f"aigw_lab imported from {path} by: {', '.join(sides)}")

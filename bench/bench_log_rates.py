@@ -1,7 +1,8 @@
 """What does the call log cost per call at real call rates (paced, not flat out)?
 
     python bench/bench_log_rates.py [--quick] [--rates 100,2000] [--rounds R] [--seconds S]
-                                    [--sides raw,off,on,age10,nospool] [--only paced]
+                                    [--sides raw,off,on,age2,age10,nospool] [--only paced]
+                                    [--baseline TREE]
 
 Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vanishes; at
 100 calls/s it does not. This script measures, in one run, interleaved:
@@ -18,14 +19,19 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    round; a side reports its whole-process CPU (all threads: the log writer's inserts and
    its idle wake-ups included) since its previous report, so work a side's writer does
    while another side runs is still charged to it. Sides: raw httpx; the gateway with no
-   log; the gateway with the log as shipped (spool on, batches by size or 2 s age); the
+   log; the gateway with the log as shipped (spool on, batches by size or 5 s age); the
    same with the previous 0.2 s age; and the previous insert path (emulated in this tree:
    0.2 s age, ``register``, JSON re-validated for every row, DuckDB's 16MB checkpoint
-   threshold); with ``--sides``, also the log as shipped with a 10 s age (``age10``) and
-   the log with ``durability = "none"`` (``nospool``: no spool, rows finished by the
-   writer thread, its shipped 0.2 s age). The first round warms up
+   threshold); with ``--sides``, also the log as shipped with a 10 s age (``age10``) or
+   the 2 s age shipped until session 10 (``age2``), and the log with ``durability =
+   "none"`` (``nospool``: no spool, rows finished by the writer thread, its shipped 0.2 s
+   age). ``--baseline TREE`` adds ``base`` (and ``base10`` beside ``age10``): the log as
+   shipped in another checkout of aigw_lab, the code before a change, in the same rounds
+   (the run ends by naming the tree each side imported). The first round warms up
    and is not counted. "added by logging" is log on minus log off, per round, median with
-   the range over rounds.
+   the range over rounds; beside it the calling thread's share (its own CPU clock), the
+   garbage collector's passes on it, and the writer thread's own clock
+   (``time.pthread_getcpuclockid``; the rest of "the log's threads" is DuckDB's).
 3. **The writer flat out** (``writer``): pre-built gateway rows appended to a `CallLog` as
    fast as one thread can, then flushed, rows/s by wall and CPU, with CPU per row split into
    the appending thread, the writer thread and DuckDB's own threads; sides alternating: as
@@ -47,6 +53,7 @@ pre-built rows/s. ``--quick`` reproduces all three in about two minutes.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -54,6 +61,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,11 +79,17 @@ SIDES = {
     "age02": "gateway + log, age 0.2 s",
     "old": "gateway + log, previous path (emulated)",
     "age10": "gateway + log, age 10 s",
+    "age2": "gateway + log, age 2 s (until session 10)",
     "nospool": "gateway + log, durability none",
+    "base": "BASELINE tree: gateway + log",
+    "base10": "BASELINE tree: gateway + log, age 10 s",
 }
 #: Sides run only when asked for (``--sides``): the age a `[log]` key could set, and the
 #: log without a spool, whose success rows the writer thread finishes (store/unfinished.py).
-EXTRA_SIDES = ("age10", "nospool")
+EXTRA_SIDES = ("age10", "age2", "nospool", "base", "base10")
+#: Sides whose process imports aigw_lab from ``--baseline TREE`` (the code before a change),
+#: each the side of this tree it names, so before and after are measured in one run.
+BASELINE_SIDES = {"base": "on", "base10": "age10"}
 
 
 def load() -> str:
@@ -185,18 +199,19 @@ def worker(side: str, folder: str) -> int:
     """One side, driven over stdin/stdout: ``run N RATE`` -> one JSON line per block."""
     from bench_gateway_overhead import MESSAGES, MODEL, make_gateway, make_raw_call
 
+    import aigw_lab
     from aigw_lab.store import CallLog
 
     log = None
+    file = Path(folder) / f"{side}.duckdb"
+    side = BASELINE_SIDES.get(side, side)  # the same side, from the baseline tree's code
     if side == "raw":
         call, client = make_raw_call()
     else:
         if side != "off":
-            age = {"on": None, "nospool": None, "age10": 10.0}.get(side, 0.2)
+            age = {"on": None, "nospool": None, "age10": 10.0, "age2": 2.0}.get(side, 0.2)
             durability = "none" if side == "nospool" else None
-            log = CallLog(
-                Path(folder) / f"{side}.duckdb", flush_interval=age, durability=durability
-            )
+            log = CallLog(file, flush_interval=age, durability=durability)
             if side == "old":
                 emulate_previous_path(log)
         gateway = make_gateway(log)
@@ -206,29 +221,59 @@ def worker(side: str, folder: str) -> int:
 
     assert call() == "Paris."
     made = 1
+    # The writer thread's own CPU clock (its inserts, whenever they land) and the garbage
+    # collector's passes on the calling thread, per block.
+    writer = log._writer.thread if log is not None else None
+    writer_mark = thread_cpu(writer) if writer is not None else 0.0
+    gc_spent = [0, 0]  # ns in collections on this thread, the start of the one running
+    # Every thread's collections by generation: [count, ns] (a full collection walks every
+    # tracked object of the process, and rows kept for the writer make them more frequent).
+    gc_by_generation = [[0, 0], [0, 0], [0, 0]]
+    gc_started = [0]
+    caller = threading.get_ident()
+
+    def gc_clock(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[0] = time.thread_time_ns()  # the GIL is held until "stop"
+            return
+        spent = time.thread_time_ns() - gc_started[0]
+        entry = gc_by_generation[info["generation"]]
+        entry[0] += 1
+        entry[1] += spent
+        if threading.get_ident() == caller:
+            gc_spent[0] += spent
+
+    gc.callbacks.append(gc_clock)
     cpu_mark = time.process_time()
     for line in sys.stdin:
         words = line.split()
         if words[0] == "run":
             n, rate = int(words[1]), float(words[2])
+            gc_spent[0] = 0
+            for entry in gc_by_generation:
+                entry[0] = entry[1] = 0
             thread0 = time.thread_time()
             start = paced(call, n, rate)
             wall = time.perf_counter() - start
             made += n
             now = time.process_time()
+            writer_now = thread_cpu(writer) if writer is not None else 0.0
             report = {
                 "cpu": now - cpu_mark,
                 "caller_cpu": time.thread_time() - thread0,
+                "writer_cpu": writer_now - writer_mark,
+                "gc": gc_spent[0] / 1e9,
+                "gc_generations": [[c, ns / 1e9] for c, ns in gc_by_generation],
                 "wall": wall,
                 "calls": n,
                 "rate": n / wall,
             }
-            cpu_mark = now
+            cpu_mark, writer_mark = now, writer_now
         else:  # "end": every row must be in the log
             rows = None
             if log is not None:
                 rows = int(log.query("SELECT count(*) AS n FROM calls")["n"][0])
-            report = {"made": made, "rows": rows}
+            report = {"made": made, "rows": rows, "aigw_lab": aigw_lab.__file__}
         print(json.dumps(report), flush=True)
         if words[0] == "end":
             break
@@ -239,9 +284,22 @@ def worker(side: str, folder: str) -> int:
     return 0
 
 
-def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str]) -> None:
+def bench_paced(
+    rates: list[float],
+    rounds: int,
+    seconds: float,
+    sides: list[str],
+    baseline: str | None = None,
+) -> None:
     folder = tempfile.mkdtemp(prefix="bench-log-rates-")
-    procs = PacedSides(__file__, sides, folder)
+
+    def env(side: str) -> dict[str, str] | None:
+        if side not in BASELINE_SIDES:
+            return None
+        # aigw_lab from the other tree (this script's helpers from this one).
+        return {**os.environ, "PYTHONPATH": baseline or ""}
+
+    procs = PacedSides(__file__, sides, folder, env=env)
     print("## 2. Paced gateway calls: CPU per call, whole process (all threads)")
     for rate in rates:
         n = max(50, int(rate * seconds))
@@ -269,6 +327,21 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
                 f"| {SIDES[side]:<40} | {spread:>22} | {caller:>9.1f} | {wall:>8.0f} | "
                 f"{achieved:>7.0f} | {ratio:>7} |"
             )
+        print(
+            "garbage collection per 1,000 calls, all threads (collections, CPU ms; median "
+            "over rounds), by generation 0 / 1 / 2:"
+        )
+        for side in sides:
+            parts = []
+            for generation in range(3):
+                count = statistics.median(
+                    r["gc_generations"][generation][0] / r["calls"] * 1e3 for r in results[side]
+                )
+                ms = statistics.median(
+                    r["gc_generations"][generation][1] / r["calls"] * 1e6 for r in results[side]
+                )
+                parts.append(f"{count:.1f} / {ms:.2f} ms")
+            print(f"  {SIDES[side]:<42} {'   '.join(parts)}")
         if "off" in per_call:
             for side in ("on", "age02", "old", *EXTRA_SIDES):
                 if side not in per_call:
@@ -279,14 +352,22 @@ def bench_paced(rates: list[float], rounds: int, seconds: float, sides: list[str
                     (a["caller_cpu"] - b["caller_cpu"]) / a["calls"] * 1e6
                     for a, b in zip(results[side], results["off"], strict=True)
                 ]
+                writer = [r["writer_cpu"] / r["calls"] * 1e6 for r in results[side]]
+                gc_added = [
+                    (a["gc"] - b["gc"]) / a["calls"] * 1e6
+                    for a, b in zip(results[side], results["off"], strict=True)
+                ]
                 verdict = "meets" if med <= TARGET_ADDED_US else "MISSES"
                 print(
                     f"added by logging, {SIDES[side]}: {med:+.1f} µs CPU/call "
                     f"(per-round range {min(added):+.0f} to {max(added):+.0f}); "
                     f"{verdict} the <= {TARGET_ADDED_US:.0f} µs target\n"
                     f"    of which the calling thread (row, spool, queue) "
-                    f"{statistics.median(caller):+.1f}, the log's threads (inserts) "
+                    f"{statistics.median(caller):+.1f} [{min(caller):+.0f}, {max(caller):+.0f}]"
+                    f" (its GC passes {statistics.median(gc_added):+.1f}), the log's threads "
                     f"{statistics.median(a - c for a, c in zip(added, caller, strict=True)):+.1f}"
+                    f" (the writer thread's own clock {statistics.median(writer):.1f} "
+                    f"[{min(writer):.0f}, {max(writer):.0f}])"
                 )
             if "raw" in per_call:
                 floor = [a - b for a, b in zip(per_call["off"], per_call["raw"], strict=True)]
@@ -408,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"paced sides, comma-separated, of {','.join(SIDES)} (default: all but "
         f"{', '.join(EXTRA_SIDES)}; --quick: raw,off,on,old)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="a checkout of the code before a change (e.g. `git archive <commit> aigw_lab | "
+        "tar -x -C TREE`): adds the side 'base' (and with 'age10' in --sides, 'base10'), the "
+        "log as shipped with aigw_lab imported from TREE, interleaved with the others",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -422,11 +510,19 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(sides) - set(SIDES))
         if unknown or "off" not in sides:
             parser.error(f"--sides: unknown {unknown} (known: {', '.join(SIDES)}); 'off' needed")
+    if args.baseline:
+        if not (Path(args.baseline) / "aigw_lab").is_dir():
+            parser.error(f"--baseline: {args.baseline} holds no aigw_lab package")
+        sides += [b for b, own in BASELINE_SIDES.items() if own in sides and b not in sides]
+    elif any(side in BASELINE_SIDES for side in sides):
+        parser.error("--sides: 'base' and 'base10' need --baseline TREE")
     print(
         f"bench_log_rates: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | "
         f"{os.cpu_count()} cores | Python {platform.python_version()} | {platform.system()}"
         f"{' | --quick' if args.quick else ''}\n"
     )
+    if args.baseline:
+        print(f"baseline tree: {args.baseline}\n")
     if args.only in (None, "insert"):
         bench_inserts(rounds=3 if args.quick else 7, sizes=(1, 10, 100, 1_000))
     if args.only in (None, "paced"):
@@ -435,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         # blocks 20x longer in calls; half the seconds keeps the run short.
         for rate in rates:
             seconds = args.seconds if rate <= 200 else args.seconds / (3 if args.quick else 2)
-            bench_paced([rate], args.rounds, seconds, sides)
+            bench_paced([rate], args.rounds, seconds, sides, args.baseline)
     if args.only in (None, "writer"):
         bench_writer(args.writer_rows, rounds=2 if args.quick else 4)
     return 0

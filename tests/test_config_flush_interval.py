@@ -37,7 +37,7 @@ def test_without_the_key_the_log_keeps_its_default(tmp_path):
     path = _config(tmp_path, 'bodies = "full"\n')
     assert "flush_interval" not in load_config(path).log_options
     with Gateway.from_config(path) as gateway:
-        assert gateway.log.flush_interval == 2.0  # spooled: the default age
+        assert gateway.log.flush_interval == 5.0  # spooled: the default age
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from aigw_lab.gateway.records import (
     is_cancellation,
     rejected_record,
     success_record,
-    success_values_later,
+    success_values,
 )
 from aigw_lab.gateway.start_spools import start_spool
 from aigw_lab.providers.base_provider import BaseProvider, traits
@@ -84,6 +84,8 @@ class Recorder:
         self.max_body_chars = max_body_chars
         self._api_format = api_format
         self._is_simulated = is_simulated
+        # Wire formats by provider name, filled by `complete` (`_api_format_of`).
+        self._formats: dict[str, str | None] = {}
         # Rows are built only when something takes them.
         self._writes = log is not None or bool(self.sinks)
         # A log without other sinks takes a success row unfinished when it says so: the
@@ -308,27 +310,39 @@ class Recorder:
         )
         ctx.logged += 1
         if self._writes:
-            api_format = self._api_format(ctx.provider_name)
+            # On the calling thread of every logged call (cache-cold when paced): the wire
+            # format is looked up once per provider, and a row the writer finishes goes
+            # straight to the log, without a call level of its own.
+            name = ctx.provider_name
+            api_format = self._formats.get(name)
+            if api_format is None:
+                api_format = self._api_format_of(name)
             if self._later:
-                values = success_values_later(
-                    ctx, response, api_format=api_format, plain=self._plain
-                )
+                values = success_values(ctx, response, api_format, True, self._plain)
                 if values is not None:
-                    self._append_later(values)
+                    log = self.log
+                    try:
+                        log.append_later(values, self.max_body_chars)  # type: ignore[union-attr]
+                    except StoreError:
+                        self._set_aside_unfinished(values)
                     return response
             self.append(success_record(ctx, response, api_format=api_format))
         return response
 
-    def _append_later(self, values: tuple[Any, ...]) -> None:
-        """`append` of a row the log's writer finishes (`CallLog.append_later`)."""
-        log = self.log
-        try:
-            log.append_later(values, self.max_body_chars)  # type: ignore[union-attr]
-        except StoreError:
-            # As in `append`: the call went through, so its row is kept in a file.
-            # `set_aside` applies the log's body policy, as `append` would have.
-            record, _ = finish_row((values, self.max_body_chars), None)
-            log.set_aside([record], "the call log did not accept the row")  # type: ignore[union-attr]
+    def _api_format_of(self, name: str) -> str | None:
+        """The wire format of provider ``name``, remembered once known: a gateway's provider
+        of a name, once built, stays (`aigw_lab.gateway.targets.Targets`)."""
+        api_format = self._api_format(name)
+        if api_format is not None:
+            self._formats[name] = api_format
+        return api_format
+
+    def _set_aside_unfinished(self, values: tuple[Any, ...]) -> None:
+        """A row the log did not accept from `CallLog.append_later` (closed, or its queue
+        full while inserts fail): as in `append`, the call went through, so its row is kept
+        in a file. `set_aside` applies the log's body policy, as `append` would have."""
+        record, _ = finish_row((values, self.max_body_chars), None)
+        self.log.set_aside([record], "the call log did not accept the row")  # type: ignore[union-attr]
 
     def failed(
         self,

@@ -42,6 +42,7 @@ __all__ = [
     "is_cancellation",
     "rejected_record",
     "success_record",
+    "success_values",
     "success_values_later",
 ]
 
@@ -53,102 +54,109 @@ def success_record(
     ctx: CallContext, response: ChatResponse, *, api_format: str | None
 ) -> CallRecord:
     """The row of an attempt that returned ``response`` (already priced and timed)."""
-    return _new_row(
-        CallRecord,
-        _success_values(
-            ctx,
-            response,
-            api_format,
-            ctx.request.to_json(),
-            _from_timestamp(ctx.started_wall, UTC),
-        ),
-    )
+    return _new_row(CallRecord, success_values(ctx, response, api_format, False))
 
 
 def success_values_later(
     ctx: CallContext, response: ChatResponse, *, api_format: str | None, plain: bool = False
 ) -> tuple[Any, ...] | None:
-    """`success_record`'s values with the two columns that cost the most to make left for
-    the log's writer thread (`aigw_lab.store.unfinished`): ``timestamp`` as epoch seconds
-    and ``request_json`` as the `ChatRequest` itself, or with ``plain`` as its plain fields
-    (``(model, messages as (role, content, name, tool_call_id), temperature, top_p,
-    max_tokens, stop, seed)``: what a spooled log's end frame holds, `marshal` writing them
-    in C; `aigw_lab.store.spool_rows`). None when the request could still change after the
-    call returns (anything but the frozen common shape: text messages in a tuple, plain
-    parameters, no tools, tool choice or extras): such a row is built now.
-
-    Every other column is read now, so a caller or middleware changing ``ctx`` afterwards
-    does not change the row; labels and tool calls are encoded now, as in `success_record`.
-    """
-    request = ctx.request
-    if (
-        type(request) is not ChatRequest
-        or request.tools
-        or request.extra
-        or request.tool_choice is not None
-        or type(request.messages) is not tuple
-        or (request.stop is not None and type(request.stop) is not tuple)
-    ):
-        return None
-    for message in request.messages:
-        if (
-            type(message) is not Message
-            or type(message.content) is not str
-            or message.tool_calls is not None
-        ):
-            return None
-    metadata = request.metadata
-    if metadata and not _frozen_coordinates(metadata):
-        return None
-    if plain:
-        # Read here, where the messages were just checked (their fields in the CPU cache):
-        # the spool's end frame then marshals the row as it is.
-        held: Any = (
-            request.model,
-            tuple(map(_plain_message, request.messages)),
-            request.temperature,
-            request.top_p,
-            request.max_tokens,
-            request.stop,
-            request.seed,
-        )
-    else:
-        held = request
-    return _success_values(ctx, response, api_format, held, ctx.started_wall)
+    """`success_values` with ``later`` set (see there): the values the log's writer thread
+    finishes, or None when the row must be built now."""
+    return success_values(ctx, response, api_format, True, plain)
 
 
-def _frozen_coordinates(metadata: Mapping[str, Any]) -> bool:
-    # The experiment coordinates go into the row as they are, not encoded: only plain
-    # immutable values may wait for the writer.
-    return all(
-        value is None or type(value) in (str, int, float, bool)
-        for value in experiment_coordinates(metadata)
-    )
-
-
-def _success_values(
+def success_values(
     ctx: CallContext,
     response: ChatResponse,
     api_format: str | None,
-    request_json: Any,
-    timestamp: Any,
-) -> tuple[Any, ...]:
-    usage = response.usage
-    latency = response.latency
+    later: bool,
+    plain: bool = False,
+) -> tuple[Any, ...] | None:
+    """`success_record`'s values in column order. With ``later``, the two columns that cost
+    the most to make are left for the log's writer thread (`aigw_lab.store.unfinished`):
+    ``timestamp`` as epoch seconds and ``request_json`` as the `ChatRequest` itself, or with
+    ``plain`` as its plain fields (``(model, messages as (role, content, name,
+    tool_call_id), temperature, top_p, max_tokens, stop, seed)``: what a spooled log's end
+    frame holds, `marshal` writing them in C; `aigw_lab.store.spool_rows`); and None is
+    returned when the request could still change after the call returns (anything but the
+    frozen common shape: text messages in a tuple, plain parameters, no tools, tool choice
+    or extras, experiment coordinates of plain values): such a row is built now.
+
+    Every other column is read now, so a caller or middleware changing ``ctx`` afterwards
+    does not change the row; labels and tool calls are encoded now in both cases.
+    """
+    # One function for both, positional arguments, the usual empty labels and budget
+    # skipped without a call: it runs on the calling thread of every logged call, cache-cold
+    # when calls are paced, where each Python call level costs a microsecond or more
+    # (docs/performance.md, "The log's calling thread, session 10").
     request = ctx.request
     metadata = request.metadata
-    run_id, item_id, target, repetition = experiment_coordinates(metadata)
-    known = usage.known  # unreported usage is NULL, like its cost: 0 would read "no tokens"
+    if metadata:
+        run_id, item_id, target, repetition = coordinates = experiment_coordinates(metadata)
+    else:
+        run_id = item_id = target = repetition = coordinates = None
+    if later:
+        if (
+            type(request) is not ChatRequest
+            or request.tools
+            or request.extra
+            or request.tool_choice is not None
+            or type(request.messages) is not tuple
+            or (request.stop is not None and type(request.stop) is not tuple)
+        ):
+            return None
+        for message in request.messages:
+            if (
+                type(message) is not Message
+                or type(message.content) is not str
+                or message.tool_calls is not None
+            ):
+                return None
+        # The experiment coordinates go into the row as they are, not encoded: only plain
+        # immutable values may wait for the writer.
+        if coordinates is not None and not _frozen(coordinates):
+            return None
+        if plain:
+            # Read here, where the messages were just checked (their fields in the CPU
+            # cache): the spool's end frame then marshals the row as it is.
+            request_json: Any = (
+                request.model,
+                tuple(map(_plain_message, request.messages)),
+                request.temperature,
+                request.top_p,
+                request.max_tokens,
+                request.stop,
+                request.seed,
+            )
+        else:
+            request_json = request
+        timestamp: Any = ctx.started_wall
+    else:
+        request_json = request.to_json()
+        timestamp = _from_timestamp(ctx.started_wall, UTC)
+    usage = response.usage
+    latency = response.latency
     upstream_ms = latency.upstream_ms
     total_ms = latency.total_ms
     cost = response.cost_usd
     tool_calls = response.tool_calls
     # The labels' JSON text is the request's own, encoded once (`ChatRequest.labels_json`).
     tags_json, metadata_json = request.labels_json() if request.tags or metadata else _NO_LABELS
-    # Built in column order (`CALL_COLUMNS`), one column a line: a row is built on the
-    # calling thread of every logged call, and 49 keyword arguments cost several times the
-    # tuple itself. tests/gateway/test_row_building.py checks every column against a
-    # keyword-built row, with a distinct value in each.
+    if usage.known:
+        input_tokens = usage.input_tokens
+        output_tokens = usage.output_tokens
+        cache_read = usage.cache_read_tokens
+        cache_write = usage.cache_write_tokens
+        reasoning = usage.reasoning_tokens
+    else:  # unreported usage is NULL, like its cost: 0 would read "no tokens"
+        input_tokens = output_tokens = cache_read = cache_write = reasoning = None
+    if ctx.shadow_of is None and ctx.budget_estimate_usd is None:
+        budget_usd = None  # no budget estimated the call (`budget_charge`'s rule)
+    else:
+        budget_usd = budget_charge(ctx, cost, answered=True)
+    # Built in column order (`CALL_COLUMNS`), one column a line: 49 keyword arguments cost
+    # several times the tuple itself. tests/gateway/test_row_building.py checks every
+    # column against a keyword-built row, with a distinct value in each.
     return (
         response.call_id or "",  # call_id
         ctx.trace_id,  # trace_id
@@ -167,11 +175,11 @@ def _success_values(
         None,  # error_type
         None,  # error_message
         None,  # http_status_code
-        usage.input_tokens if known else None,  # input_tokens
-        usage.output_tokens if known else None,  # output_tokens
-        usage.cache_read_tokens if known else None,  # cache_read_input_tokens
-        usage.cache_write_tokens if known else None,  # cache_creation_input_tokens
-        usage.reasoning_tokens if known else None,  # reasoning_tokens
+        input_tokens,  # input_tokens
+        output_tokens,  # output_tokens
+        cache_read,  # cache_read_input_tokens
+        cache_write,  # cache_creation_input_tokens
+        reasoning,  # reasoning_tokens
         cost,  # cost_usd
         total_ms,  # latency_ms
         latency.ttfb_ms,  # ttfb_ms
@@ -195,11 +203,15 @@ def _success_values(
         repetition,  # repetition
         None,  # flags
         "full",  # bodies
-        budget_charge(ctx, cost, answered=True),  # budget_usd
+        budget_usd,  # budget_usd
         ctx.route_policy,  # route_policy
         ctx.propensity,  # propensity
         ctx.shadow_of,  # shadow_of
     )
+
+
+def _frozen(coordinates: tuple[Any, ...]) -> bool:
+    return all(value is None or type(value) in (str, int, float, bool) for value in coordinates)
 
 
 def budget_charge(ctx: CallContext, cost: float | None, *, answered: bool) -> float | None:

@@ -58,8 +58,12 @@ _REQUEST_JSON = CallRecord._fields.index("request_json")
 # The tables besides ``calls`` that `CallLog.insert` writes to.
 _SIDE_TABLES = ("scores", "experiments", "experiment_runs")
 #: A batch's default maximum age when its rows are crash-safe anyway (spooled, or in memory)
-#: and when not (durability "none"); see bench/bench_log_rates.py for what it saves.
-SPOOLED_BATCH_AGE = 2.0
+#: and when not (durability "none"). At 100 calls/s an insert's fixed cost (a few ms of CPU)
+#: is shared by 500 rows at 5 s against 200 at 2 s; what the longer age costs is that another
+#: process reading the file (`CallLog.snapshot`) sees rows up to 5 s after their call.
+#: bench/bench_log_rates.py measures both (docs/performance.md, "The log's calling thread
+#: and batch age, session 10").
+SPOOLED_BATCH_AGE = 5.0
 UNSPOOLED_BATCH_AGE = 0.2
 
 
@@ -68,13 +72,13 @@ class CallLog:
     first `aigw_lab.store.sink.CallSink` (``append``, ``flush``, ``close``).
 
     ``path`` is the database file (created, with its directory, if missing) or ``":memory:"``.
-    Rows are buffered and written by a background thread in batches of ``batch_size``, at
-    the latest ``flush_interval`` seconds after the batch's first row (unset: 2 s when rows
-    are crash-safe anyway, spooled or in memory; 0.2 s without a spool; reads flush first,
-    see docs/call_log.md). At most ``max_queue`` rows
-    wait in memory; beyond that `append` blocks until the writer catches up. The default,
-    250,000, is two DuckDB row groups: a writer that falls behind then inserts a whole row
-    group while the next one waits (see `aigw_lab.store.writer`). ``config`` is
+    Rows are buffered and written by a background thread in batches of ``batch_size``, at the
+    latest ``flush_interval`` seconds after the batch's first row (unset: 5 s when rows are
+    crash-safe anyway, spooled or in memory; 0.2 s without a spool; reads through the log flush
+    first, other processes' snapshots see rows once inserted: see docs/call_log.md). At most
+    ``max_queue`` rows wait in memory; beyond that `append` blocks until the writer catches up.
+    The default, 250,000, is two DuckDB row groups: a writer that falls behind then inserts a
+    whole row group while the next one waits (see `aigw_lab.store.writer`). ``config`` is
     passed to ``duckdb.connect``; without a ``memory_limit`` in it, a file log's database is
     capped at 256MB of cache (DuckDB spills bigger queries to disk); without a
     ``checkpoint_threshold``, the database checkpoints every 64MiB of write-ahead log, not

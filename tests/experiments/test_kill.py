@@ -29,6 +29,7 @@ SCRIPT = textwrap.dedent(
     from aigw_lab.experiments import Experiment, run_experiment
     from aigw_lab.gateway import Gateway
     from aigw_lab.scorers.base import Score, Scorer
+    from aigw_lab.store import CallLog
 
     class Length(Scorer):
         name = "length"
@@ -46,7 +47,10 @@ SCRIPT = textwrap.dedent(
         )
 
     if __name__ == "__main__":
-        gateway = Gateway.simulated_fleet(time_scale=float(sys.argv[2]), log=sys.argv[1])
+        # A short batch age: the test watches the log's progress from another process (a
+        # snapshot sees rows once inserted), and kills the run once some units are in.
+        log = CallLog(sys.argv[1], flush_interval=0.2)
+        gateway = Gateway.simulated_fleet(time_scale=float(sys.argv[2]), log=log)
         run_experiment(gateway, experiment(), progress=False)
     """
 )

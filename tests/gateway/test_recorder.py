@@ -329,3 +329,44 @@ def test_sinks_get_every_row_from_many_threads_and_failures_are_all_counted():
             thread.join()
     assert len({row.call_id for row in good.rows}) == len(good) == 200
     assert gw.sink_health()[1].rows_failed == 200
+
+
+def test_each_providers_wire_format_is_looked_up_once_and_logged_on_its_rows(tmp_path):
+    # The recorder remembers a provider's wire format after its first completed call (the
+    # lookup runs on the calling thread of every logged call); a provider without one is
+    # asked again each time, and each row carries its own provider's format.
+    asked: list[str] = []
+
+    def api_format(name: str) -> str | None:
+        asked.append(name)
+        return {"p": "openai", "q": "anthropic"}.get(name)
+
+    with CallLog(tmp_path / "formats.duckdb") as log:
+        recorder = Recorder(
+            clock=lambda: 1_700_000_000.0,
+            perf_counter=Ticker(0.010),
+            new_id=iter(f"id{i}" for i in range(100)).__next__,
+            prices=PriceBook({f"{name}/m": Price(1.0, 2.0) for name in "pqr"}),
+            log=log,
+            max_body_chars=10_000,
+            api_format=api_format,
+            is_simulated=lambda name: False,
+        )
+        for name in ("p", "q", "p", "r", "q", "r", "p"):
+            ctx = CallContext(
+                ChatRequest.create("m", "hi"), name, "m", f"trace-{len(asked)}", stream=False,
+                started=10.0, started_wall=1_700_000_000.0, gateway=None, recorder=recorder,
+            )  # fmt: skip
+            answer = ChatResponse(
+                text="hello",
+                finish_reason="stop",
+                usage=Usage(input_tokens=1, output_tokens=1),
+                provider=name,
+                model="m",
+                latency=Latency(total_ms=5.0, ttfb_ms=2.0, ttft_ms=3.0, upstream_ms=None),
+            )
+            recorder.complete(ctx, answer, recorder.perf(), recorder.begin(ctx))
+        rows = log.execute("SELECT provider_name, api_format FROM calls")
+    assert sorted(asked) == ["p", "q", "r", "r"]
+    assert sorted(set(rows), key=str) == [("p", "openai"), ("q", "anthropic"), ("r", None)]
+    assert len(rows) == 7
