@@ -58,6 +58,16 @@ def test_core_dependencies_bring_none_of_the_extras_heavy_packages(bench):
     assert {"ipython", "pandas", "numpy", "plotly"} <= chains.keys()  # the walk follows chains
 
 
+def test_core_plotly_bound_admits_only_releases_of_the_vendored_plotly_js():
+    # The report embeds plotly.js 4.1.1 (tests/report/test_report_assets.py checks it is the
+    # installed plotly's); plotly 7.0 ships 4.0.0, 6.x 3.x, and 6.0-6.1 and 5.x also install
+    # 195-219 MB against 7.1's 72 (bench/install_size.py --versions).
+    (plotly,) = [Requirement(r) for r in core_requirements() if r.startswith("plotly")]
+    for release in ("5.24.1", "6.1.2", "6.5.2", "7.0.0"):
+        assert not plotly.specifier.contains(release), release
+    assert plotly.specifier.contains(md.version("plotly"))
+
+
 def test_closure_takes_the_shortest_chain_and_skips_extras_and_other_platforms(bench):
     requires = {
         "root": ["a>=1", "b", 'c; extra == "x"', 'd; sys_platform == "no-such-os"', "gone"],
