@@ -1,14 +1,15 @@
 """How much disk does the core install take, and what is it made of? (issue 10 §1: the core
 at most 300 MB on disk.)
 
-    python bench/install_size.py [--quick] [--venv PATH] [--keep DIR]
+    python bench/install_size.py [--quick] [--venv PATH] [--keep DIR] [--versions [SPEC ...]]
 
 Builds fresh virtual environments under a temporary folder with this interpreter
 (``python -m venv``), installs into each with its own pip as a user would (from PyPI, pip's
 default bytecode compilation, no files deleted), and measures them:
 
 - ``empty venv``: ``python -m venv`` alone, the base every install pays (pip, setuptools);
-- ``core``: ``pip install <this tree>`` (non-editable, so aigw_lab's own files count);
+- ``core``: ``pip install <this tree>`` (non-editable, so aigw_lab's own files count; pip
+  builds a copy of the tree, which keeps build/ and aigw_lab.egg-info out of it);
 - without ``--quick``, also: ``pip install -e <this tree>`` (the README's command), and the
   variants the planners weigh, each a real install: the core with IPython's ``jedi`` and
   ``prompt_toolkit``'s ``wcwidth`` held at their older, smaller releases (a constraints file),
@@ -21,10 +22,12 @@ distribution (files from its RECORD plus any bytecode beside them; allocated blo
 apparent bytes, the bytecode's share) with the chain of requirements that brings it in
 from aigw-lab, and for each direct core dependency what leaving it out would save (the
 distributions only it brings in). ``--venv PATH`` measures an existing venv instead of
-building any. MB are 10**6 bytes; ``du -sh`` prints MiB (2**20).
+building any. MB are 10**6 bytes; ``du -sh`` prints MiB (2**20). Every interpreter of a
+venv runs isolated (``-I``, no ``PYTHONPATH``), and each install is checked to hold aigw-lab.
 
 Sizes do not depend on the machine's load (printed for the record); pip's downloads come
-from its cache after the first run. About 1 minute with ``--quick``, 4-5 without.
+from its cache after the first run. ``--quick`` takes 1-2 minutes; all seven installs took
+9 minutes at load 13-17 (2026-12-07), and ``--versions`` one more (wheels cached).
 """
 
 from __future__ import annotations
@@ -94,10 +97,22 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without what would let a venv's interpreter (or a build
+    pip starts) see packages outside the venv: with this tree on ``PYTHONPATH`` pip takes
+    the ``aigw_lab.egg-info`` a build leaves in it for an installed aigw-lab and skips it."""
+    drop = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"}
+    return {key: value for key, value in os.environ.items() if key not in drop}
+
+
 def dump(venv: Path) -> dict:
     """The venv's distributions as its own interpreter sees them."""
     done = subprocess.run(
-        [str(venv_python(venv)), "-c", DUMP], capture_output=True, text=True, check=True
+        [str(venv_python(venv)), "-I", "-c", DUMP],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(),
     )
     return json.loads(done.stdout)
 
@@ -184,10 +199,11 @@ def mb(value: float) -> str:
 def pip_install(venv: Path, args: list[str]) -> None:
     """``pip install ARGS`` with the venv's own pip; exits with pip's output on failure."""
     done = subprocess.run(
-        [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         *args],
+        [str(venv_python(venv)), "-I", "-m", "pip", "install", "-q",
+         "--disable-pip-version-check", *args],
         capture_output=True,
         text=True,
+        env=clean_env(),
     )  # fmt: skip
     if done.returncode != 0:
         sys.exit(
@@ -196,17 +212,29 @@ def pip_install(venv: Path, args: list[str]) -> None:
 
 
 def make_venv(path: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    subprocess.run([sys.executable, "-I", "-m", "venv", str(path)], check=True, env=clean_env())
     return path
 
 
-def build_wheel(folder: Path) -> Path:
-    """This tree as a wheel (so the variants install aigw-lab itself without its deps)."""
+def source_copy(scratch: Path) -> Path:
+    """This tree's sources copied under ``scratch`` (once): pip builds a local project in
+    place, and would leave build/ and aigw_lab.egg-info in the tree."""
+    copy = scratch / "source"
+    if not copy.exists():
+        junk = (".git", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "*.duckdb")
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*junk))
+    return copy
+
+
+def build_wheel(folder: Path, source: Path) -> Path:
+    """The tree as a wheel (so the variants install aigw-lab itself without its deps)."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), str(ROOT)],
+        [sys.executable, "-I", "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder),
+         str(source)],
         check=True,
         capture_output=True,
-    )
+        env=clean_env(),
+    )  # fmt: skip
     return next(folder.glob("aigw_lab-*.whl"))
 
 
@@ -219,20 +247,21 @@ def scenarios(quick: bool) -> list[tuple[str, object]]:
     core = core_requirements()
 
     def tree(venv, scratch):
-        pip_install(venv, [str(ROOT)])
+        pip_install(venv, [str(source_copy(scratch))])
 
     def editable(venv, scratch):
-        pip_install(venv, ["-e", str(ROOT)])
+        pip_install(venv, ["-e", str(source_copy(scratch))])
 
     def small_pins(venv, scratch):
         constraints = scratch / "small-pins.txt"
         constraints.write_text("\n".join(SMALL_PINS) + "\n", encoding="utf-8")
-        pip_install(venv, ["-c", str(constraints), str(ROOT)])
+        pip_install(venv, ["-c", str(constraints), str(source_copy(scratch))])
 
     def leaving(*names):
         def install(venv, scratch):
             wheel = scratch / "wheel"
-            found = sorted(wheel.glob("aigw_lab-*.whl")) or [build_wheel(wheel)]
+            found = sorted(wheel.glob("aigw_lab-*.whl"))
+            found = found or [build_wheel(wheel, source_copy(scratch))]
             pip_install(venv, ["--no-deps", str(found[0])])
             pip_install(venv, without(core, set(names)))
 
@@ -259,10 +288,11 @@ def print_versions(specs: list[str], scratch: Path) -> None:
     for spec in specs:
         folder = scratch / re.sub(r"[^A-Za-z0-9.]+", "_", spec)
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+            [sys.executable, "-I", "-m", "pip", "install", "-q", "--disable-pip-version-check",
              "--no-deps", "--only-binary=:all:", "--target", str(folder), spec],
             capture_output=True,
             text=True,
+            env=clean_env(),
         )  # fmt: skip
         if done.returncode != 0:
             print(f"{spec:<28} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -341,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         venv = make_venv(scratch / f"venv{index}")
         if install is not None:
             install(venv, scratch)
+            installed = {canonical(d["name"]) for d in dump(venv)["dists"]}
+            if "aigw-lab" not in installed:
+                sys.exit(f"{label}: aigw-lab is not installed in {venv}")
         blocks, apparent = disk_usage(venv)
         results.append((label, blocks, apparent))
         if label == "core: pip install .":

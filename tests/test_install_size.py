@@ -129,3 +129,18 @@ def test_dist_sizes_counts_bytecode_beside_a_file_and_each_file_once(bench, tmp_
     assert one["apparent"] == 6000 + 5000 + 9000
     assert one["pyc"] == os.lstat(pkg / "__pycache__" / "mod.cpython-311.pyc").st_blocks * 512
     assert sizes["other"]["apparent"] == 0 and sizes["other"]["blocks"] == 0
+
+
+def test_a_venv_is_read_without_the_callers_python_path(bench, tmp_path, monkeypatch):
+    # Failed before: with a source tree on PYTHONPATH, the venv's interpreter and pip saw the
+    # aigw_lab.egg-info a build leaves there, so pip took aigw-lab for installed and skipped it.
+    outside = tmp_path / "outside"
+    (outside / "stray_dist-1.0.dist-info").mkdir(parents=True)
+    (outside / "stray_dist-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: stray-dist\nVersion: 1.0\n"
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    monkeypatch.setenv("PYTHONPATH", str(outside))
+    names = {dist["name"] for dist in bench.dump(venv)["dists"]}
+    assert "stray-dist" not in names
