@@ -46,7 +46,12 @@ def core_requirements() -> list[str]:
 
 
 def installed_requires(bench) -> dict[str, list[str]]:
-    return {bench.canonical(d.metadata["Name"]): d.requires or [] for d in md.distributions()}
+    """Each installed distribution's requirements; a name found twice on the path (an
+    editable install beside a tree's egg-info) is the first one, as imports see it."""
+    requires: dict[str, list[str]] = {}
+    for dist in md.distributions():
+        requires.setdefault(bench.canonical(dist.metadata["Name"]), dist.requires or [])
+    return requires
 
 
 def test_core_dependencies_bring_none_of_the_extras_heavy_packages(bench):
