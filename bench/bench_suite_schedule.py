@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (each runs both sides)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one round")
+    parser.add_argument("--keep", type=Path, help="a folder to keep each run's JSON lines in")
     parser.add_argument("paths", nargs="*", help="test paths (default: the suite's file end)")
     args = parser.parse_args()
     sides = {"old": args.old_tree.resolve(), "new": HERE.parent}
@@ -97,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for number in range(rounds):
             for side in random.sample(list(sides), len(sides)):
-                out = Path(folder) / f"{side}-{number}.jsonl"
+                out = (args.keep or Path(folder)) / f"{side}-{number}.jsonl"
                 result = run_side(sides[side], paths, args.workers, out)
                 results[side].append(result)
                 ends = " ".join(f"{w} {t:.1f}" for w, t in result["ends"].items())  # type: ignore[union-attr]
