@@ -324,25 +324,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = getattr(item, "originalname", None) or item.name
         if relative in SLOW_FILES or f"{relative}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
-    if hasattr(config, "workerinput"):
-        items[:] = slow_modules_first(items)
-
-
-def slow_modules_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """``items`` with the modules that hold a slow test moved to the front, each module's
-    tests kept together and every other order kept.
-
-    An xdist worker's collection order is the order in which the controller hands out work
-    (``--dist loadgroup`` sorts only by group size, so every ungrouped test keeps its place).
-    In file order the slow tests sat late in the run (a sixth of them in its last tenth: the
-    kill, serve, team-log, light-install and tripwire tests) and one worker could still be
-    running a long one while the other had nothing left. First, they are spread over both
-    workers while short tests are left to even out the end (docs/performance.md, "The test
-    suite's time, session 10"). A module moves whole so its module-scoped fixtures are set up
-    once per worker, not once before and once after the move.
-    """
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    return sorted(items, key=lambda item: item.path not in slow)  # stable: file order kept
 
 
 @pytest.fixture(scope="session")
