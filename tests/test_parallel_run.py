@@ -83,11 +83,32 @@ def _run(tmp_path: Path, *args: str, bytecode: dict[str, str] | None = None) -> 
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
 
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory):
+    """`_run` with the run's default bytecode variables, once per set of arguments for the
+    module: several tests check different things of the same pytest run (a run costs seconds
+    of CPU, and its records are only read)."""
+    runs: dict[tuple[str, ...], list[dict]] = {}
+
+    def run(*args: str) -> list[dict]:
+        if args not in runs:
+            runs[args] = _run(tmp_path_factory.mktemp("probe-run"), *args)
+        return runs[args]
+
+    return run
+
+
+#: The tests that read the same runs (`probe_run`) run on one xdist worker, which makes each
+#: run once.
+SHARED_RUNS = pytest.mark.xdist_group("parallel-run-probes")
+
+
 @pytest.mark.slow  # pytest in subprocesses (a few seconds each)
-def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None:
+@SHARED_RUNS
+def test_the_workers_of_a_run_share_one_embedding_cache_folder(probe_run) -> None:
     # Failed before: each worker made its own cache folder, so the README's GSM8K blocks and
     # notebook 04 (on different workers) embedded the same prompts twice.
-    records = _run(tmp_path, "-n", "2")
+    records = probe_run("-n", "2")
     assert len(records) == 12
     assert {r["worker"] for r in records} == {"gw0", "gw1"}
     (cache,) = {r["cache"] for r in records}
@@ -98,9 +119,10 @@ def test_the_workers_of_a_run_share_one_embedding_cache_folder(tmp_path) -> None
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 @pytest.mark.parametrize("args", [["-p", "no:xdist"], ["-s"]])
-def test_other_ways_to_run_still_work(tmp_path, args: list[str]) -> None:
-    records = _run(tmp_path, *args)
+def test_other_ways_to_run_still_work(probe_run, args: list[str]) -> None:
+    records = probe_run(*args)
     assert len(records) == 12
     assert {r["worker"] for r in records} == {None}
     assert len({r["cache"] for r in records}) == 1 and all(r["cache_exists"] for r in records)
@@ -121,11 +143,13 @@ def test_the_tests_of_an_xdist_group_run_on_one_worker(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 @pytest.mark.parametrize("args", [["-n", "2"], ["-p", "no:xdist"]])
-def test_with_bytecode_off_test_subprocesses_compile_into_one_folder(tmp_path, args) -> None:
+def test_with_bytecode_off_test_subprocesses_compile_into_one_folder(probe_run, args) -> None:
     # Failed before: with PYTHONDONTWRITEBYTECODE (set on the project's machine) every
     # subprocess of a test compiled every module of the package it imported from source.
-    records = _run(tmp_path, *args, bytecode={"PYTHONDONTWRITEBYTECODE": "1"})
+    # (`probe_run` runs with PYTHONDONTWRITEBYTECODE=1, `_run`'s default.)
+    records = probe_run(*args)
     assert len(records) == 12
     children = [json.loads(r["child"]) for r in records]
     (prefix,) = {c[0] for c in children}

@@ -14,6 +14,10 @@ from aigw_lab.embeddings import DEFAULT_MODEL, INT8_MODEL, SentenceTransformerEm
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.learned.features import make_embedder
 
+# One worker runs the module, so the int8 model (the module's fixture, seconds to load) is
+# loaded once, not once on each xdist worker that gets one of its two tests.
+pytestmark = pytest.mark.xdist_group("int8-embedder")
+
 TEXTS = [
     "What is 2 + 2?",
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
