@@ -1,0 +1,197 @@
+"""What a call log on a shared `LogEngine` saves against one on a DuckDB instance of its own:
+per open and close, and over test folders' fast lanes.
+
+**Opens** (default): interleaved rounds; in each, the sides take turns in random order and
+each opens and closes ``--opens`` logs:
+
+- ``own, file``: ``CallLog(path).close()`` on a copy of a migrated, empty log (what the test
+  suite's ``new_log_path`` gives, and a user reopening a log does);
+- ``engine, file``: the same with ``engine=`` one engine made at the start;
+- ``own, :memory:`` and ``engine, :memory:``: an in-memory log (a ``Gateway()``'s default).
+
+Prints the median CPU (process time) and wall milliseconds per open+close with the range over
+rounds, and engine/own ratios, with the UTC time and the load average before and after.
+
+**Suite** (``--suite``): the fast lane (``-m "not slow"``, ``-p no:xdist``, one process) of
+each folder in ``--folders``, for two trees in turn: ``--base`` (a checkout of the tree
+before the engine, e.g. ``git archive <commit> | tar -x -C /tmp/base``) and this tree. Folders
+and sides are interleaved (each folder runs on both sides before the next, the side order
+random). CPU is the child processes' user + system time (``getrusage(RUSAGE_CHILDREN)``, what
+``/usr/bin/time`` reports), beside wall time and the tests passed, per folder and in total.
+``--own`` adds a third side: this tree with ``AIGW_LAB_TEST_OWN_INSTANCE=1`` (every log on its
+own instance again), which runs the same tests as this tree without the engine.
+
+Usage: ``python bench/bench_log_engine.py [--rounds 7] [--opens 20]``;
+``python bench/bench_log_engine.py --suite --base /tmp/base [--own]
+[--folders tests/gateway tests/store tests/analysis tests/experiments]``; ``--quick``: 3
+rounds of 10 opens, or for ``--suite`` the folders tests/analysis and tests/experiments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def _stamp(label: str) -> None:
+    load = os.getloadavg()
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    print(f"{label}: {now}, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}", flush=True)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):7.2f} [{min(values):6.2f}-{max(values):6.2f}]"
+
+
+def opens(rounds: int, per_round: int, seed: int) -> None:
+    from aigw_lab.store import CallLog
+    from aigw_lab.store.engine import LogEngine
+
+    work = Path(tempfile.mkdtemp(prefix="bench-log-engine-"))
+    template = work / "template.duckdb"
+    CallLog(template).close()
+    engine = LogEngine()
+    counter = iter(range(10**9))
+
+    def copy() -> Path:
+        path = work / f"log-{next(counter)}.duckdb"
+        shutil.copyfile(template, path)
+        return path
+
+    sides: dict[str, Callable[[], None]] = {
+        "own, file": lambda: CallLog(copy()).close(),
+        "engine, file": lambda: CallLog(copy(), engine=engine).close(),
+        "own, :memory:": lambda: CallLog(":memory:").close(),
+        "engine, :memory:": lambda: CallLog(":memory:", engine=engine).close(),
+    }
+    for run in sides.values():  # warm: imports, the engine's first attach, the page cache
+        run()
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    wall: dict[str, list[float]] = {name: [] for name in sides}
+    rng = random.Random(seed)
+    _stamp("start")
+    for _ in range(rounds):
+        order = list(sides)
+        rng.shuffle(order)
+        for name in order:
+            run = sides[name]
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(per_round):
+                run()
+            cpu[name].append((time.process_time() - c0) * 1000 / per_round)
+            wall[name].append((time.perf_counter() - w0) * 1000 / per_round)
+    _stamp("end")
+    engine.close()
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{rounds} rounds x {per_round} open+close per side; ms per open+close, median [range]")
+    print(f"{'side':20} {'CPU ms':>22} {'wall ms':>22}")
+    for name in sides:
+        print(f"{name:20} {_spread(cpu[name])} {_spread(wall[name])}")
+    for kind in ("file", ":memory:"):
+        own, eng = f"own, {kind}", f"engine, {kind}"
+        ratio_cpu = statistics.median(cpu[eng]) / statistics.median(cpu[own])
+        ratio_wall = statistics.median(wall[eng]) / statistics.median(wall[own])
+        per_round = [e / o for e, o in zip(cpu[eng], cpu[own], strict=True)]
+        print(
+            f"engine/own, {kind}: CPU {ratio_cpu:.2f}x (per round "
+            f"{min(per_round):.2f}-{max(per_round):.2f}), wall {ratio_wall:.2f}x"
+        )
+
+
+def _run_folder(tree: Path, folder: str, own: bool) -> tuple[float, float, str]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    env.pop("AIGW_LAB_TEST_OWN_INSTANCE", None)
+    if own:
+        env["AIGW_LAB_TEST_OWN_INSTANCE"] = "1"
+    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider"]
+    command += ["-q", "-m", "not slow", folder]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - w0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    return cpu, wall, summary[-1].strip("= ") if summary else f"exit {done.returncode}"
+
+
+def suite(base: Path, folders: list[str], with_own: bool, seed: int) -> None:
+    sides = {"before (base tree)": (base, False), "after (this tree)": (HERE, False)}
+    if with_own:
+        sides["this tree, own instances"] = (HERE, True)
+    rng = random.Random(seed)
+    results: dict[str, dict[str, tuple[float, float, str]]] = {name: {} for name in sides}
+    _stamp("start")
+    for folder in folders:
+        order = list(sides)
+        rng.shuffle(order)
+        for name in order:
+            tree, own = sides[name]
+            results[name][folder] = _run_folder(tree, folder, own)
+            cpu, wall, summary = results[name][folder]
+            print(f"  {folder:20} {name:26} CPU {cpu:7.1f} s  wall {wall:7.1f} s  {summary}")
+            _stamp("    ")
+    _stamp("end")
+    print(f"\n{'folder':20} " + " ".join(f"{name:>34}" for name in sides))
+    for folder in folders:
+        cells = [
+            f"{results[n][folder][0]:6.1f} s CPU {results[n][folder][1]:6.1f} s wall" for n in sides
+        ]
+        print(f"{folder:20} " + " ".join(f"{c:>34}" for c in cells))
+    totals = {
+        n: (sum(r[0] for r in results[n].values()), sum(r[1] for r in results[n].values()))
+        for n in sides
+    }
+    print(
+        f"{'total':20} "
+        + " ".join(f"{totals[n][0]:6.1f} s CPU {totals[n][1]:6.1f} s wall" for n in sides)
+    )
+    first = next(iter(sides))
+    for name in list(sides)[1:]:
+        print(
+            f"{name} / {first}: CPU {totals[name][0] / totals[first][0]:.2f}x, "
+            f"wall {totals[name][1] / totals[first][1]:.2f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--opens", type=int, default=20, help="open+close per side per round")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="about 1-2 minutes")
+    parser.add_argument("--suite", action="store_true", help="test folders' fast lanes instead")
+    parser.add_argument("--base", type=Path, help="--suite: the tree before the engine")
+    parser.add_argument("--own", action="store_true", help="--suite: add this tree, own instances")
+    parser.add_argument(
+        "--folders",
+        nargs="+",
+        default=["tests/gateway", "tests/store", "tests/analysis", "tests/experiments"],
+    )
+    args = parser.parse_args()
+    if args.suite:
+        if args.base is None:
+            parser.error("--suite needs --base (a checkout of the tree before the engine)")
+        folders = ["tests/analysis", "tests/experiments"] if args.quick else args.folders
+        suite(args.base.resolve(), folders, args.own, args.seed)
+        return
+    rounds, per_round = (3, 10) if args.quick else (args.rounds, args.opens)
+    opens(rounds, per_round, args.seed)
+
+
+if __name__ == "__main__":
+    main()
