@@ -16,8 +16,10 @@ rounds, and engine/own ratios, with the UTC time and the load average before and
 each folder in ``--folders``, for two trees in turn: ``--base`` (a checkout of the tree
 before the engine, e.g. ``git archive <commit> | tar -x -C /tmp/base``) and this tree. Folders
 and sides are interleaved (each folder runs on both sides before the next, the side order
-random). CPU is the child processes' user + system time (``getrusage(RUSAGE_CHILDREN)``, what
-``/usr/bin/time`` reports), beside wall time and the tests passed, per folder and in total.
+random), or with ``--together`` started at the same moment, so both see the same load (the
+box is shared). CPU is each pytest process's user + system time with the children it waited
+for (``wait4``, what ``/usr/bin/time`` reports), beside wall time and the tests passed, per
+folder and in total.
 ``--own`` adds a third side: this tree with ``AIGW_LAB_TEST_OWN_INSTANCE=1`` (every log on its
 own instance again), which runs the same tests as this tree without the engine.
 
@@ -33,7 +35,6 @@ import argparse
 import os
 import random
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -112,24 +113,41 @@ def opens(rounds: int, per_round: int, seed: int) -> None:
         )
 
 
-def _run_folder(tree: Path, folder: str, own: bool) -> tuple[float, float, str]:
+def _start(tree: Path, folder: str, own: bool) -> tuple[subprocess.Popen[str], float]:
     env = dict(os.environ, PYTHONPATH=str(tree))
     env.pop("AIGW_LAB_TEST_OWN_INSTANCE", None)
     if own:
         env["AIGW_LAB_TEST_OWN_INSTANCE"] = "1"
     command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider"]
     command += ["-q", "-m", "not slow", folder]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    w0 = time.perf_counter()
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - w0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    summary = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
-    return cpu, wall, summary[-1].strip("= ") if summary else f"exit {done.returncode}"
+    out = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(
+        command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+    )
+    process._bench_out = out  # type: ignore[attr-defined]
+    return process, time.perf_counter()
 
 
-def suite(base: Path, folders: list[str], with_own: bool, seed: int) -> None:
+def _finish(process: subprocess.Popen[str], started: float) -> tuple[float, float, str]:
+    """Reap ``process``: its CPU (user + system, with the children it waited for, as
+    ``/usr/bin/time`` reports), wall seconds and pytest's summary line."""
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out = process._bench_out  # type: ignore[attr-defined]
+    out.seek(0)
+    text = out.read()
+    out.close()
+    summary = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    last = summary[-1].strip("= ") if summary else f"exit {process.returncode}"
+    return usage.ru_utime + usage.ru_stime, wall, last
+
+
+def _run_folder(tree: Path, folder: str, own: bool) -> tuple[float, float, str]:
+    return _finish(*_start(tree, folder, own))
+
+
+def suite(base: Path, folders: list[str], with_own: bool, together: bool, seed: int) -> None:
     sides = {"before (base tree)": (base, False), "after (this tree)": (HERE, False)}
     if with_own:
         sides["this tree, own instances"] = (HERE, True)
@@ -139,12 +157,18 @@ def suite(base: Path, folders: list[str], with_own: bool, seed: int) -> None:
     for folder in folders:
         order = list(sides)
         rng.shuffle(order)
+        if together:  # all sides at once: each sees the same load
+            started = {name: _start(*sides[name][:1], folder, sides[name][1]) for name in order}
+            for name in order:
+                results[name][folder] = _finish(*started[name])
+        else:
+            for name in order:
+                tree, own = sides[name]
+                results[name][folder] = _run_folder(tree, folder, own)
         for name in order:
-            tree, own = sides[name]
-            results[name][folder] = _run_folder(tree, folder, own)
             cpu, wall, summary = results[name][folder]
             print(f"  {folder:20} {name:26} CPU {cpu:7.1f} s  wall {wall:7.1f} s  {summary}")
-            _stamp("    ")
+        _stamp("    ")
     _stamp("end")
     print(f"\n{'folder':20} " + " ".join(f"{name:>34}" for name in sides))
     for folder in folders:
@@ -178,6 +202,9 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="--suite: the tree before the engine")
     parser.add_argument("--own", action="store_true", help="--suite: add this tree, own instances")
     parser.add_argument(
+        "--together", action="store_true", help="--suite: start the sides of a folder at once"
+    )
+    parser.add_argument(
         "--folders",
         nargs="+",
         default=["tests/gateway", "tests/store", "tests/analysis", "tests/experiments"],
@@ -187,7 +214,7 @@ def main() -> None:
         if args.base is None:
             parser.error("--suite needs --base (a checkout of the tree before the engine)")
         folders = ["tests/analysis", "tests/experiments"] if args.quick else args.folders
-        suite(args.base.resolve(), folders, args.own, args.seed)
+        suite(args.base.resolve(), folders, args.own, args.together, args.seed)
         return
     rounds, per_round = (3, 10) if args.quick else (args.rounds, args.opens)
     opens(rounds, per_round, args.seed)

@@ -92,7 +92,9 @@ class LogEngine:
             conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
         tune_log_database(conn, settings)
         self._conn = conn
-        self._lock = threading.Lock()  # the engine's own connection is one thread's at a time
+        # The engine's own connection is one thread's at a time. Reentrant: a log left open
+        # can be collected (and so closed, detaching it) on this thread while it holds the lock.
+        self._lock = threading.RLock()
         self._attached: dict[str, str] = {}  # catalog -> file (or ":memory:")
         self._users: dict[str, int] = {}  # catalog -> logs open on it
         self._closing = False
@@ -164,7 +166,7 @@ class LogEngine:
         """The catalog of ``target`` if the engine has the file attached already."""
         if target == _MEMORY:
             return None  # every in-memory log is a database of its own
-        for name, attached in self._attached.items():
+        for name, attached in list(self._attached.items()):
             if attached == target:
                 if catalog is not None and catalog.lower() != name.lower():
                     raise StoreError(

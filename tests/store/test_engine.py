@@ -7,8 +7,10 @@ they look at the engine's catalogs and settings."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import threading
 
 import duckdb
 import pytest
@@ -214,3 +216,29 @@ def test_an_encrypted_log_on_an_engine_keeps_its_own_key(engine, tmp_path):
 def test_a_query_error_names_the_catalogs(engine):
     with pytest.raises(StoreError, match="name each log's tables with its catalog"):
         engine.query("SELECT * FROM calls")
+
+
+def test_a_log_collected_while_its_engine_is_busy_on_the_same_thread_detaches(tmp_path):
+    # A log left open is closed by its finalizer when collected, on whatever thread the
+    # collection runs: here one that holds the engine's lock (as an open on the engine does
+    # while DuckDB attaches). A plain lock deadlocked there.
+    engine = LogEngine()  # not the fixture: a deadlocked engine could not be closed
+    log = _open(tmp_path / "left-open.duckdb", engine=engine)
+    log.append(make_record(1))
+    finished = threading.Event()
+
+    def collect_under_the_lock() -> None:
+        nonlocal log
+        with engine._lock:
+            del log
+            gc.collect()
+        finished.set()
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(60)  # a guard against a hang, not a time limit: it ends in milliseconds
+    assert finished.is_set(), "collecting a log under the engine's lock deadlocked"
+    assert engine.catalogs == {}
+    with _open(tmp_path / "left-open.duckdb", engine=engine) as again:
+        assert again.execute("SELECT count(*) FROM calls") == [(1,)]
+    engine.close()
