@@ -24,9 +24,11 @@ folder and in total.
 own instance again), which runs the same tests as this tree without the engine.
 
 Usage: ``python bench/bench_log_engine.py [--rounds 7] [--opens 20]``;
-``python bench/bench_log_engine.py --suite --base /tmp/base [--own]
+``python bench/bench_log_engine.py --suite --base /tmp/base [--together] [--own] [--repeat N]
 [--folders tests/gateway tests/store tests/analysis tests/experiments]``; ``--quick``: 3
-rounds of 10 opens, or for ``--suite`` the folders tests/analysis and tests/experiments.
+rounds of 10 opens (seconds), or for ``--suite`` the folders tests/analysis and
+tests/experiments (about 2 minutes on a quiet box). Prints each run, then per side the median
+CPU with its range over repetitions, and the ratios against the base tree.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
+#: One pytest run: CPU seconds, wall seconds, pytest's summary line.
+Result = tuple[float, float, str]
 
 
 def _stamp(label: str) -> None:
@@ -114,6 +119,7 @@ def opens(rounds: int, per_round: int, seed: int) -> None:
 
 
 def _start(tree: Path, folder: str, own: bool) -> tuple[subprocess.Popen[str], float]:
+    """Start the fast lane of ``folder`` in ``tree`` (``own``: every log on its own instance)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     env.pop("AIGW_LAB_TEST_OWN_INSTANCE", None)
     if own:
@@ -128,11 +134,9 @@ def _start(tree: Path, folder: str, own: bool) -> tuple[subprocess.Popen[str], f
     return process, time.perf_counter()
 
 
-def _finish(process: subprocess.Popen[str], started: float) -> tuple[float, float, str]:
-    """Reap ``process``: its CPU (user + system, with the children it waited for, as
+def _reap(process: subprocess.Popen[str], status: int, usage: Any, wall: float) -> Result:
+    """``process``'s CPU (user + system, with the children it waited for, as
     ``/usr/bin/time`` reports), wall seconds and pytest's summary line."""
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     out = process._bench_out  # type: ignore[attr-defined]
     out.seek(0)
@@ -143,53 +147,86 @@ def _finish(process: subprocess.Popen[str], started: float) -> tuple[float, floa
     return usage.ru_utime + usage.ru_stime, wall, last
 
 
-def _run_folder(tree: Path, folder: str, own: bool) -> tuple[float, float, str]:
-    return _finish(*_start(tree, folder, own))
+def _run_folder(tree: Path, folder: str, own: bool) -> Result:
+    process, started = _start(tree, folder, own)
+    _, status, usage = os.wait4(process.pid, 0)
+    return _reap(process, status, usage, time.perf_counter() - started)
 
 
-def suite(base: Path, folders: list[str], with_own: bool, together: bool, seed: int) -> None:
+def _run_together(runs: dict[str, tuple[Path, str, bool]]) -> dict[str, Result]:
+    """Start every run at once; each one's wall time ends when it does."""
+    started = {name: _start(*run) for name, run in runs.items()}
+    by_pid = {process.pid: name for name, (process, _) in started.items()}
+    results: dict[str, Result] = {}
+    while by_pid:
+        pid, status, usage = os.wait4(-1, 0)
+        name = by_pid.pop(pid, None)
+        if name is None:
+            continue  # not one of ours
+        process, t0 = started[name]
+        results[name] = _reap(process, status, usage, time.perf_counter() - t0)
+    return results
+
+
+def suite(
+    base: Path, folders: list[str], with_own: bool, together: bool, repeat: int, seed: int
+) -> None:
     sides = {"before (base tree)": (base, False), "after (this tree)": (HERE, False)}
     if with_own:
         sides["this tree, own instances"] = (HERE, True)
     rng = random.Random(seed)
-    results: dict[str, dict[str, tuple[float, float, str]]] = {name: {} for name in sides}
+    # side -> folder -> one result per repetition
+    results: dict[str, dict[str, list[Result]]] = {n: {f: [] for f in folders} for n in sides}
     _stamp("start")
-    for folder in folders:
-        order = list(sides)
-        rng.shuffle(order)
-        if together:  # all sides at once: each sees the same load
-            started = {name: _start(*sides[name][:1], folder, sides[name][1]) for name in order}
+    for _ in range(repeat):
+        for folder in folders:
+            order = list(sides)
+            rng.shuffle(order)
+            if together:  # all sides at once: each sees the same load
+                runs = {n: (sides[n][0], folder, sides[n][1]) for n in order}
+                done = _run_together(runs)
+            else:
+                done = {n: _run_folder(sides[n][0], folder, sides[n][1]) for n in order}
             for name in order:
-                results[name][folder] = _finish(*started[name])
-        else:
-            for name in order:
-                tree, own = sides[name]
-                results[name][folder] = _run_folder(tree, folder, own)
-        for name in order:
-            cpu, wall, summary = results[name][folder]
-            print(f"  {folder:20} {name:26} CPU {cpu:7.1f} s  wall {wall:7.1f} s  {summary}")
-        _stamp("    ")
+                results[name][folder].append(done[name])
+                cpu, wall, summary = done[name]
+                print(f"  {folder:20} {name:26} CPU {cpu:7.1f} s  wall {wall:7.1f} s  {summary}")
+            _stamp("    ")
     _stamp("end")
-    print(f"\n{'folder':20} " + " ".join(f"{name:>34}" for name in sides))
+    print(f"\nmedian over {repeat} repetition(s) [range]; CPU s, wall s")
+    print(f"{'folder':18} " + " ".join(f"{name:>40}" for name in sides))
     for folder in folders:
-        cells = [
-            f"{results[n][folder][0]:6.1f} s CPU {results[n][folder][1]:6.1f} s wall" for n in sides
-        ]
-        print(f"{folder:20} " + " ".join(f"{c:>34}" for c in cells))
+        cells = []
+        for n in sides:
+            cpu = [r[0] for r in results[n][folder]]
+            wall = [r[1] for r in results[n][folder]]
+            cells.append(f"CPU {_spread(cpu)} wall {statistics.median(wall):6.1f}")
+        print(f"{folder:18} " + " ".join(f"{c:>40}" for c in cells))
     totals = {
-        n: (sum(r[0] for r in results[n].values()), sum(r[1] for r in results[n].values()))
+        n: [
+            (sum(results[n][f][i][0] for f in folders), sum(results[n][f][i][1] for f in folders))
+            for i in range(repeat)
+        ]
         for n in sides
     }
-    print(
-        f"{'total':20} "
-        + " ".join(f"{totals[n][0]:6.1f} s CPU {totals[n][1]:6.1f} s wall" for n in sides)
-    )
     first = next(iter(sides))
+    for name in sides:
+        cpu = [t[0] for t in totals[name]]
+        wall = [t[1] for t in totals[name]]
+        print(f"total {name:26} CPU {_spread(cpu)}  wall {_spread(wall)}")
     for name in list(sides)[1:]:
+        cpu = [a[0] / b[0] for a, b in zip(totals[name], totals[first], strict=True)]
+        wall = [a[1] / b[1] for a, b in zip(totals[name], totals[first], strict=True)]
         print(
-            f"{name} / {first}: CPU {totals[name][0] / totals[first][0]:.2f}x, "
-            f"wall {totals[name][1] / totals[first][1]:.2f}x"
+            f"{name} / {first}: CPU {statistics.median(cpu):.2f}x [{min(cpu):.2f}-{max(cpu):.2f}], "
+            f"wall {statistics.median(wall):.2f}x [{min(wall):.2f}-{max(wall):.2f}]"
         )
+        for folder in folders:
+            ratios = [
+                a[0] / b[0]
+                for a, b in zip(results[name][folder], results[first][folder], strict=True)
+            ]
+            print(f"    {folder:18} CPU {statistics.median(ratios):.2f}x")
 
 
 def main() -> None:
@@ -201,6 +238,7 @@ def main() -> None:
     parser.add_argument("--suite", action="store_true", help="test folders' fast lanes instead")
     parser.add_argument("--base", type=Path, help="--suite: the tree before the engine")
     parser.add_argument("--own", action="store_true", help="--suite: add this tree, own instances")
+    parser.add_argument("--repeat", type=int, default=1, help="--suite: repetitions")
     parser.add_argument(
         "--together", action="store_true", help="--suite: start the sides of a folder at once"
     )
@@ -214,7 +252,7 @@ def main() -> None:
         if args.base is None:
             parser.error("--suite needs --base (a checkout of the tree before the engine)")
         folders = ["tests/analysis", "tests/experiments"] if args.quick else args.folders
-        suite(args.base.resolve(), folders, args.own, args.together, args.seed)
+        suite(args.base.resolve(), folders, args.own, args.together, args.repeat, args.seed)
         return
     rounds, per_round = (3, 10) if args.quick else (args.rounds, args.opens)
     opens(rounds, per_round, args.seed)

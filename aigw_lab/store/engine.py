@@ -101,6 +101,7 @@ class LogEngine:
         self._closed = False
         self._encrypting = False
         self._crypto: set[str] = set()
+        self._keyed: set[str] = set()  # catalogs of encrypted files
 
     # --- attaching (for CallLog) ---------------------------------------------------------
 
@@ -124,7 +125,7 @@ class LogEngine:
             self._check_open(what)
             if catalog is not None:
                 check_catalog_name(catalog)
-            shared = self._shared(target, catalog, what)
+            shared = self._shared(target, catalog, encryption, what)
             if shared is not None:
                 # A second log on a file the engine has attached shares its catalog, as two
                 # logs of one file share an instance when each opens its own.
@@ -148,6 +149,7 @@ class LogEngine:
                     except duckdb.Error as exc:
                         # never chain: the statement holding the key could show in a traceback
                         raise attach_error(exc, encryption, what=what) from None
+                    self._keyed.add(name)
                     if not self._encrypting:
                         # DuckDB's spill files would otherwise hold the rows in the clear; the
                         # setting is the instance's, so from here every log's spills are.
@@ -162,12 +164,20 @@ class LogEngine:
             self._users[name] = 1
             return self._connection(name)
 
-    def _shared(self, target: str, catalog: str | None, what: str) -> str | None:
+    def _shared(
+        self, target: str, catalog: str | None, encryption: Encryption | None, what: str
+    ) -> str | None:
         """The catalog of ``target`` if the engine has the file attached already."""
         if target == _MEMORY:
             return None  # every in-memory log is a database of its own
         for name, attached in list(self._attached.items()):
             if attached == target:
+                if encryption is not None or name in self._keyed:
+                    # Sharing would skip DuckDB's key check: a wrong key would read the rows.
+                    raise StoreError(
+                        f"{what} is open on this engine already (encrypted: it is not shared)",
+                        hint="use the CallLog that has it open, or close it first",
+                    )
                 if catalog is not None and catalog.lower() != name.lower():
                     raise StoreError(
                         f"{what} is open on this engine already, as catalog {name!r}",
@@ -220,6 +230,7 @@ class LogEngine:
             self._users[name] = users
             return
         self._users.pop(name, None)
+        self._keyed.discard(name)
         if self._attached.pop(name, None) is None or self._closed:
             return
         try:

@@ -207,6 +207,13 @@ def test_an_encrypted_log_on_an_engine_keeps_its_own_key(engine, tmp_path):
     with pytest.raises(StoreError, match="different key than the one in AIGW_LOG_KEY"):
         _open(secret, engine=engine, encryption=Encryption("wrong", "AIGW_LOG_KEY", "builtin"))
     assert KEY not in repr(engine.catalogs)
+    with _open(secret, engine=engine, encryption=key) as log:
+        # An open encrypted file is not shared with a second log (that would skip the key
+        # check): not with the right key, nor the wrong one, nor none.
+        for other in (key, Encryption("wrong", "AIGW_LOG_KEY", "builtin"), None):
+            with pytest.raises(StoreError, match="encrypted: it is not shared"):
+                _open(secret, engine=engine, encryption=other)
+        assert log.execute("SELECT count(*) FROM calls") == [(1,)]
     plain.close()
     # Written on the engine, read on an instance of its own with the same key.
     with _open(secret, encryption=key) as log:
