@@ -339,6 +339,43 @@ def minilm():
     return embedder
 
 
+#: ``AIGW_LAB_TEST_OWN_INSTANCE=1 pytest ...`` opens every test's call logs on instances of
+#: their own, as before the suite's `LogEngine` (to compare the two, or to rule it out).
+OWN_INSTANCE_ENV = "AIGW_LAB_TEST_OWN_INSTANCE"
+
+
+@pytest.fixture(scope="session")
+def log_engine(tmp_path_factory):
+    """One `LogEngine` per test process (each xdist worker has its own): the suite's logs
+    attach to it instead of each starting a DuckDB instance (about 30 ms of CPU apiece,
+    docs/performance.md). Large queries spill into this run's temporary folder. Its memory
+    limit is 1GB, not 256MB: it holds every test's in-memory logs, which on instances of
+    their own had DuckDB's default (80% of RAM)."""
+    from aigw_lab.store.engine import LogEngine
+
+    spill = tmp_path_factory.mktemp("log-engine-spill")
+    engine = LogEngine(config={"temp_directory": str(spill), "memory_limit": "1GB"})
+    yield engine
+    engine.close()  # logs a test left open keep it until they are collected
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_the_log_engine(request, monkeypatch):
+    """Outside tests/store every test's call logs attach to the shared ``log_engine``: those
+    tests are about something other than how a log is opened. tests/store runs its tests on
+    both backends itself (its ``log_backend``); a test marked ``own_instance`` (one about an
+    instance of its own, e.g. a second ``duckdb.connect`` of an open file) keeps its own."""
+    if (
+        os.environ.get(OWN_INSTANCE_ENV) == "1"
+        or request.node.get_closest_marker("own_instance") is not None
+        or Path(str(request.node.path)).resolve().is_relative_to(TESTS / "store")
+    ):
+        return
+    from tests._log_engine import open_logs_on
+
+    open_logs_on(request.getfixturevalue("log_engine"), monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def empty_log_template(tmp_path_factory) -> Path:
     """An empty call log with every migration applied, closed: made once per run."""

@@ -261,7 +261,9 @@ def _refresh(
     # Temporary tables live in the database "temp"; the log's own in its file's database.
     found = read(
         "SELECT DISTINCT database_name = 'temp' AS temporary FROM duckdb_tables() "
-        "WHERE table_name = 'rollup_state' AND schema_name = 'main'"
+        "WHERE table_name = 'rollup_state' AND schema_name = 'main' "
+        # not another log's: on a LogEngine every attached log's tables are listed
+        "AND database_name IN ('temp', current_database())"
     )["temporary"]
     schemas = {"temp" if bool(t) else "main" for t in found}
     if "temp" in schemas:

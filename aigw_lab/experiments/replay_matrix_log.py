@@ -80,7 +80,10 @@ def _fetch(conn: Any, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
 
 def _columns(conn: Any) -> set[str]:
     frame = _fetch(
-        conn, "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls'"
+        conn,
+        # the log's own catalog: on a LogEngine, other logs' tables are listed too
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls' "
+        "AND table_catalog = current_database() AND table_schema = current_schema()",
     )
     return set(frame["column_name"])
 

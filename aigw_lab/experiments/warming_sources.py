@@ -229,7 +229,9 @@ def top_prompts(
 def _columns(log: Any) -> set[str]:
     rows = _rows(
         log,
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls'",
+        # the log's own catalog: on a LogEngine, other logs' tables are listed too
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls' "
+        "AND table_catalog = current_database() AND table_schema = current_schema()",
         [],
     )
     if not rows:

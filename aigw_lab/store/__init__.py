@@ -15,6 +15,7 @@ from aigw_lab._lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "CallLog": "aigw_lab.store.calllog",
     "open_readonly_snapshot": "aigw_lab.store.calllog",
+    "LogEngine": "aigw_lab.store.engine",
     "CallRecord": "aigw_lab.store.records",
     "CALL_COLUMNS": "aigw_lab.store.records",
     "CallLogWarning": "aigw_lab.store.writer",
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "CallLog",
     "open_readonly_snapshot",
+    "LogEngine",
     "CallRecord",
     "CALL_COLUMNS",
     "CallLogWarning",
@@ -63,6 +65,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from aigw_lab.store.calllog import CallLog, open_readonly_snapshot
     from aigw_lab.store.dead_letter import LogHealth
+    from aigw_lab.store.engine import LogEngine
     from aigw_lab.store.queries import cost_by, errors_by_type, summary_by_model
     from aigw_lab.store.records import CALL_COLUMNS, CallRecord
     from aigw_lab.store.sanitize import sanitize_record

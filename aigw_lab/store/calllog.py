@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from aigw_lab.errors import StoreError
 from aigw_lab.store.batches import rows_table
 from aigw_lab.store.dead_letter import LogHealth
+from aigw_lab.store.engine import AttachedConnection
 from aigw_lab.store.insert_path import tune_log_database
 from aigw_lab.store.log_files import connect_file, open_readonly_snapshot, tightening_wal
 from aigw_lab.store.records import CallRecord
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aigw_lab.store.encryption import Encryption
+    from aigw_lab.store.engine import LogEngine
     from aigw_lab.store.redact import BodyPolicy
 
 __all__ = ["CallLog", "open_readonly_snapshot"]
@@ -92,6 +94,13 @@ class CallLog:
     the log creates is owner-only (0600), as are the directories it creates (0700); see
     docs/security.md.
 
+    ``engine`` (a `LogEngine`) attaches the file (or ``":memory:"``) to that shared DuckDB
+    instance as the catalog ``catalog`` (default: from the file's name; see `catalog`)
+    instead of starting an instance of its own: about a tenth of the cost of opening, and
+    SQL across logs in one statement (`LogEngine.query`). The instance's settings are then
+    the engine's, so ``config`` must be None; the file is locked against other processes as
+    usual; see docs/call_log.md, "Many logs on one engine".
+
     Pending rows are written by `close`, when a ``with`` block exits (even by an exception),
     when the log is garbage collected and at normal interpreter exit. A row the database
     refuses goes to the ``calls_dead_letter`` table while the rest of its batch is written;
@@ -123,9 +132,21 @@ class CallLog:
         encryption: Encryption | None = None,
         durability: str | None = None,
         fsync_interval: float = 0.05,
+        engine: LogEngine | None = None,
+        catalog: str | None = None,
     ) -> None:
         # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
         import duckdb
+
+        if engine is not None and config is not None:
+            raise StoreError(
+                "a call log on a LogEngine takes no config: the database settings are the engine's",
+                hint="pass config to LogEngine(config=...), or open the log without engine=",
+            )
+        if catalog is not None and engine is None:
+            raise StoreError(
+                "catalog= names a call log on a LogEngine", hint="pass engine= as well"
+            )
 
         if durability is None:
             durability = "none" if encryption is not None else "os"
@@ -163,14 +184,22 @@ class CallLog:
             flush_interval = SPOOLED_BATCH_AGE if spooled else UNSPOOLED_BATCH_AGE
         if str(path) == _MEMORY:
             self._path, self._where, spill_dir = _MEMORY, "the in-memory call log", None
-            conn = duckdb.connect(_MEMORY, config=dict(config or {}))
+            if engine is None:
+                conn = duckdb.connect(_MEMORY, config=dict(config or {}))
+            else:
+                conn = engine.attach(_MEMORY, catalog=catalog, what=self._where)
         else:
             self._path = Path(path).expanduser()
             self._where, spill_dir = f"call log {self._path}", str(self._path.parent)
-            conn = connect_file(self._path, config=config, encryption=encryption)
+            conn = connect_file(
+                self._path, config=config, encryption=encryption, engine=engine, catalog=catalog
+            )
             before_insert = tightening_wal(self._path, before_insert)
+        #: The log's catalog on its engine (None: the log has an instance of its own).
+        self.catalog: str | None = conn.catalog if isinstance(conn, AttachedConnection) else None
         try:
-            tune_log_database(conn, config)
+            if engine is None:  # an engine's instance was tuned when it started
+                tune_log_database(conn, config)
             apply_migrations(conn, migrations, where=self._where)
             self._writer = BatchWriter(
                 conn,
@@ -432,6 +461,13 @@ class CallLog:
             ) from exc
         finally:
             cursor.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB cursor on the log's database, after a flush, for one thread (DuckDB's
+        connections are not shared between threads); close it when done. On a `LogEngine`
+        it starts in the log's catalog, so unqualified names (``calls``) are this log's."""
+        self._writer.flush()
+        return self._writer.cursor()
 
     def _flush_before_read(self, strict: bool) -> None:
         if strict:

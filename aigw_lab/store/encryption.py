@@ -30,7 +30,10 @@ __all__ = [
     "CRYPTO_CHOICES",
     "Encryption",
     "EncryptedConnection",
+    "attach_error",
+    "attach_sql",
     "database_creator",
+    "load_crypto",
     "open_encrypted",
 ]
 
@@ -109,11 +112,11 @@ def open_encrypted(
     conn = duckdb.connect(":memory:", config=dict(config or {}))
     try:
         if not read_only:
-            _load_crypto(conn, encryption, what=what)
+            load_crypto(conn, encryption, what=what)
         try:
-            conn.execute(_attach_sql(path, encryption, read_only=read_only))
+            conn.execute(attach_sql(path, encryption, read_only=read_only))
         except duckdb.Error as exc:
-            raise _attach_error(exc, encryption, what=what) from None  # never chain: the
+            raise attach_error(exc, encryption, what=what) from None  # never chain: the
             # statement holding the key could show in a traceback
         conn.execute(f"USE {ALIAS}")
         # DuckDB's spill files would otherwise hold the same rows in the clear.
@@ -149,7 +152,9 @@ def database_creator(
     return create
 
 
-def _load_crypto(conn: duckdb.DuckDBPyConnection, encryption: Encryption, *, what: str) -> None:
+def load_crypto(conn: duckdb.DuckDBPyConnection, encryption: Encryption, *, what: str) -> None:
+    """Make ``conn``'s instance able to write encrypted files as ``encryption.crypto`` says
+    (the setting is the instance's), or raise a `StoreError` saying how."""
     # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
@@ -175,14 +180,20 @@ def _load_crypto(conn: duckdb.DuckDBPyConnection, encryption: Encryption, *, wha
     )
 
 
-def _attach_sql(path: Path, encryption: Encryption, *, read_only: bool = False) -> str:
+def attach_sql(
+    path: Path, encryption: Encryption, *, read_only: bool = False, alias: str = ALIAS
+) -> str:
+    """The ``ATTACH`` statement of an encrypted database (it holds the key: never log it).
+    ``alias`` is SQL: a plain name, or one checked by `aigw_lab.store.engine.check_catalog_name`
+    and quoted."""
     quoted_path = str(path).replace("'", "''")
     quoted_key = encryption.key.replace("'", "''")
     mode = ", READ_ONLY" if read_only else ""
-    return f"ATTACH '{quoted_path}' AS {ALIAS} (ENCRYPTION_KEY '{quoted_key}'{mode})"
+    return f"ATTACH '{quoted_path}' AS {alias} (ENCRYPTION_KEY '{quoted_key}'{mode})"
 
 
-def _attach_error(exc: Exception, encryption: Encryption, *, what: str) -> StoreError:
+def attach_error(exc: Exception, encryption: Encryption, *, what: str) -> StoreError:
+    """The `StoreError` for a failed encrypted ``ATTACH`` (the key masked in its text)."""
     message = str(exc).replace(encryption.key, "***")
     lowered = message.lower()
     if "wrong encryption key" in lowered:

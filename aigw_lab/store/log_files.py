@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
     import duckdb
 
     from aigw_lab.store.encryption import Encryption
+    from aigw_lab.store.engine import LogEngine
 
-__all__ = ["connect_file", "open_readonly_snapshot", "tightening_wal"]
+__all__ = ["connect_file", "open_error", "open_readonly_snapshot", "tightening_wal"]
 
 # DuckDB's default memory limit is 80% of RAM, and it keeps every block it wrote cached up to
 # that limit: a gateway logging for days would grow towards most of the machine's memory.
@@ -81,10 +83,17 @@ def open_readonly_snapshot(
 
 
 def connect_file(
-    path: Path, *, config: Mapping[str, Any] | None, encryption: Encryption | None = None
+    path: Path,
+    *,
+    config: Mapping[str, Any] | None,
+    encryption: Encryption | None = None,
+    engine: LogEngine | None = None,
+    catalog: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the database file for writing, turning every failure into a `StoreError` that
-    says what to do. A new file (and new directories) are created owner-only."""
+    says what to do. A new file (and new directories) are created owner-only. With an
+    ``engine``, the file is attached to it (as ``catalog``) instead of opened in an instance
+    of its own; ``config`` is then the engine's and must be None."""
     # lazy: duckdb loads in ~0.1-0.2 s; only opening a database needs it
     import duckdb
 
@@ -108,18 +117,32 @@ def connect_file(
     in_place = not path.exists() and files.is_private_dir(folder)
     try:
         if not path.exists() and not in_place:
-            files.create_private_database(path, database_creator(what, config, encryption))
-        if encryption is not None:
-            conn: Any = open_encrypted(path, encryption, what=what, config=dict(config or {}))
+            if engine is None:
+                create = database_creator(what, config, encryption)
+            else:
+                create = partial(_create_on, engine, what=what, encryption=encryption)
+            files.create_private_database(path, create)
+        if engine is not None:
+            conn: Any = engine.attach(path, catalog=catalog, encryption=encryption, what=what)
+        elif encryption is not None:
+            conn = open_encrypted(path, encryption, what=what, config=dict(config or {}))
         else:
             conn = duckdb.connect(str(path), config=dict(config or {}))
     except (duckdb.Error, OSError) as exc:
-        raise _open_error(path, exc) from exc
+        raise open_error(path, exc) from exc
     if in_place:
         files.tighten(path)
-    if not config or "memory_limit" not in config:
+    if engine is None and (not config or "memory_limit" not in config):
         conn.execute(f"SET memory_limit = '{_DEFAULT_MEMORY_LIMIT}'")
     return conn
+
+
+def _create_on(
+    engine: LogEngine, staging: Path, *, what: str, encryption: Encryption | None
+) -> None:
+    """Create an empty database at ``staging`` by attaching it to ``engine`` and detaching
+    it (for `files.create_private_database`; cheaper than an instance of its own)."""
+    engine.attach(staging, encryption=encryption, what=what).close()
 
 
 def tightening_wal(
@@ -138,7 +161,8 @@ def tightening_wal(
     return hook
 
 
-def _open_error(path: Path, exc: Exception) -> StoreError:
+def open_error(path: Path, exc: Exception) -> StoreError:
+    """The `StoreError` a user sees when opening the log file ``path`` failed with ``exc``."""
     message = str(exc)
     lowered = message.lower()
     if "encrypted database" in lowered and "without a key" in lowered:
@@ -146,6 +170,13 @@ def _open_error(path: Path, exc: Exception) -> StoreError:
             f"the call log {path} is encrypted",
             hint="set [log] encryption_key_env to the variable holding its key (CallLog("
             "..., encryption=Encryption(key))); without the key its rows cannot be read",
+        )
+    if "unique file handle conflict" in lowered:
+        return StoreError(
+            f"the call log {path} is open elsewhere in this process (on a LogEngine, or on an "
+            "instance of its own)",
+            hint="DuckDB opens a file once per process: use the log that has it open (on an "
+            "engine, open it on that engine), or close it first",
         )
     if "could not set lock" in lowered or "conflicting lock" in lowered:
         pid = re.search(r"PID (\d+)", message)

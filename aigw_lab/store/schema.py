@@ -376,7 +376,9 @@ def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     """The highest migration version applied to the database (0 for a fresh one)."""
     exists = conn.execute(
         "SELECT count(*) FROM duckdb_tables() "
-        "WHERE table_name = 'schema_migrations' AND schema_name = current_schema()"
+        "WHERE table_name = 'schema_migrations' AND schema_name = current_schema() "
+        # the log's own catalog: on a LogEngine, other logs' tables are listed too
+        "AND database_name = current_database()"
     ).fetchone()
     if not exists or not exists[0]:
         return 0

@@ -114,9 +114,6 @@ class TeamLogMirror:
 
     def sync(self) -> SyncResult:
         """Copy the team log's new rows into the mirror; return what was copied."""
-        # lazy: duckdb loads in ~0.1-0.2 s; only syncing a mirror needs it
-        import duckdb
-
         log = self.log  # creates the file and its tables
         try:
             pg = self._connect(self._url)
@@ -128,7 +125,9 @@ class TeamLogMirror:
             ) from exc
         rows: dict[str, int] = {}
         marks: dict[str, int] = {}
-        local = duckdb.connect(str(log.path))
+        # A cursor of the log's own database: on a LogEngine too (where the file is attached
+        # and a second duckdb.connect of it in this process is refused).
+        local = log.cursor()
         try:
             local.execute(_WATERMARKS)
             pg.execute("SET TimeZone TO 'UTC'")  # the CSV batches' timestamps, as +00
@@ -157,7 +156,8 @@ class TeamLogMirror:
             return 0, mark  # no writer has created it yet
         mine = local.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = ? AND table_schema = current_schema() ORDER BY ordinal_position",
+            "WHERE table_name = ? AND table_schema = current_schema() "
+            "AND table_catalog = current_database() ORDER BY ordinal_position",
             [table],
         ).fetchall()
         # Columns a newer writer added that this version's mirror lacks are left out.

@@ -1,4 +1,5 @@
-"""Shared helpers for the call-log tests: a CallRecord factory and an injectable insert hook."""
+"""Shared helpers for the call-log tests: a CallRecord factory, an injectable insert hook,
+and the two backends every test of a module using `CallLog` runs on (``log_backend``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,33 @@ from typing import Any
 import pytest
 
 from aigw_lab.store.records import CallRecord
+from tests._log_engine import open_logs_on
 
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+#: "own": each `CallLog` starts a DuckDB instance of its own (the default); "engine": it is
+#: attached to the suite's shared `LogEngine` (``log_engine``), as ``engine=`` does.
+LOG_BACKENDS = ("own", "engine")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of a module that uses `CallLog` runs once per backend (ibis style: one
+    suite, both open paths); other store modules (batches, the spool's format) run once."""
+    if getattr(metafunc.module, "CallLog", None) is None:
+        return
+    own_only = metafunc.definition.get_closest_marker("own_instance") is not None
+    metafunc.parametrize("log_backend", ("own",) if own_only else LOG_BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def log_backend(request, monkeypatch) -> str:
+    """The backend this test's logs open on: with "engine", a `CallLog` opened without
+    ``engine=`` or ``config=`` (a config is an own instance's) is attached to the suite's
+    engine; the rest of the test is unchanged."""
+    backend = getattr(request, "param", "own")
+    if backend == "engine":
+        open_logs_on(request.getfixturevalue("log_engine"), monkeypatch)
+    return backend
 
 
 @pytest.fixture(autouse=True)

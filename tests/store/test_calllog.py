@@ -242,6 +242,9 @@ def _memory_limit_of(setting: str) -> str:
     return probe.execute("SELECT current_setting('memory_limit')").fetchone()[0]
 
 
+@pytest.mark.own_instance(
+    "an instance's settings; on an engine they are the engine's (test_engine)"
+)
 def test_file_logs_cap_duckdb_memory_unless_configured(tmp_path):
     query = "SELECT current_setting('memory_limit')"
     with CallLog(tmp_path / "a.duckdb") as log:

@@ -161,6 +161,7 @@ def test_cost_by_refuses_unknown_columns(log):
         cost_by(log, by=("provider_name", "drop table"))
 
 
+@pytest.mark.own_instance("a second duckdb.connect of a file a LogEngine has attached is refused")
 def test_queries_accept_a_plain_duckdb_connection(log, rows):
     log.flush()
     conn = duckdb.connect(str(log.path))  # same process: shares the open database
