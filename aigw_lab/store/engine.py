@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +94,12 @@ class LogEngine:
         tune_log_database(conn, settings)
         self._conn = conn
         # The engine's own connection is one thread's at a time. Reentrant: a log left open
-        # can be collected (and so closed, detaching it) on this thread while it holds the lock.
+        # can be collected (and so closed, detaching it) on this thread while it holds the lock;
+        # such a detach waits in `_pending` until the section it interrupted ends
+        # (`_locked`), so no section sees its dicts change under it.
         self._lock = threading.RLock()
+        self._busy = False
+        self._pending: list[str] = []
         self._attached: dict[str, str] = {}  # catalog -> file (or ":memory:")
         self._users: dict[str, int] = {}  # catalog -> logs open on it
         self._closing = False
@@ -121,7 +126,7 @@ class LogEngine:
         import duckdb
 
         target = _MEMORY if str(path) == _MEMORY else os.path.abspath(path)
-        with self._lock:
+        with self._locked():
             self._check_open(what)
             if catalog is not None:
                 check_catalog_name(catalog)
@@ -217,12 +222,34 @@ class LogEngine:
             name = f"{base}_{n}"
         return name
 
+    @contextmanager
+    def _locked(self) -> Iterator[bool]:
+        """The engine's lock; yields False when this thread already holds it (a finalizer
+        run inside a locked section), True for the outermost section, which then performs
+        the detaches that arrived meanwhile."""
+        with self._lock:
+            if self._busy:
+                yield False
+                return
+            self._busy = True
+            try:
+                yield True
+            finally:
+                try:
+                    while self._pending:
+                        self._release(self._pending.pop())
+                finally:
+                    self._busy = False
+
     def _detach(self, name: str) -> None:
         """One log of the catalog ``name`` closed: the last one detaches it (DuckDB
         checkpoints the file and releases its lock), and closes the instance when `close`
         was called and this was its last catalog."""
-        with self._lock:
-            self._release(name)
+        with self._locked() as outermost:
+            if outermost:
+                self._release(name)
+            else:  # collected inside a locked section on this thread: after it
+                self._pending.append(name)
 
     def _release(self, name: str) -> None:
         users = self._users.get(name, 0) - 1
@@ -282,14 +309,14 @@ class LogEngine:
             cursor.close()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
+        with self._locked():
             self._check_open("a query")
             return self._conn.cursor()
 
     @property
     def catalogs(self) -> dict[str, str]:
         """The attached logs: catalog name -> database file (or ``":memory:"``)."""
-        with self._lock:
+        with self._locked():
             return dict(self._attached)
 
     # --- closing ------------------------------------------------------------------------
@@ -297,7 +324,7 @@ class LogEngine:
     def close(self) -> None:
         """Close the instance; logs still open on it keep it until the last one closes (so
         none loses its pending rows). No new log can be opened on it. Idempotent."""
-        with self._lock:
+        with self._locked():
             self._closing = True
             if not self._attached:
                 self._shut()

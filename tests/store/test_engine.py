@@ -249,3 +249,22 @@ def test_a_log_collected_while_its_engine_is_busy_on_the_same_thread_detaches(tm
     with _open(tmp_path / "left-open.duckdb", engine=engine) as again:
         assert again.execute("SELECT count(*) FROM calls") == [(1,)]
     engine.close()
+
+
+def test_a_log_collected_inside_an_engine_section_detaches_after_it(tmp_path):
+    # The reentrant lock lets a finalizer detach on the thread that holds it; done at once,
+    # it changed the catalogs while the interrupted section iterated over them ("dictionary
+    # changed size during iteration", seen in an open on the engine). It waits until the
+    # section ends.
+    engine = LogEngine()
+    log = _open(tmp_path / "left-open.duckdb", engine=engine)
+    log.append(make_record(1))
+    with engine._locked():
+        for _ in engine._attached:
+            del log
+            gc.collect()
+        assert len(engine._attached) == 1  # still attached inside the section
+    assert engine.catalogs == {}
+    with _open(tmp_path / "left-open.duckdb", engine=engine) as again:
+        assert again.execute("SELECT count(*) FROM calls") == [(1,)]
+    engine.close()
