@@ -37,6 +37,9 @@ from ``--litellm-venv``), started with a generated config whose one model points
 fake upstream (``LITELLM_LOCAL_MODEL_COST_MAP=True``, telemetry off), and reports aigw's
 req/s over the proxy's per round against the issue's 20x. ``--targets`` keeps only the
 targets whose names contain one of its comma-separated words (the fake is always kept).
+``--gc-compare`` adds, for every kept serve target of this tree, a copy named ``... nogc``
+started with ``AIGW_SERVE_GC_FREEZE=0`` (no ``gc.freeze`` after start-up), and prints
+frozen over not frozen per round: req/s, p99 and the target's CPU per request.
 """
 
 from __future__ import annotations
@@ -255,13 +258,16 @@ def _start_serve(
     team_url: str | None = None,
     gateway_lines: tuple[str, ...] = (),
     tree: str | None = None,
+    gc_freeze: bool = True,
 ) -> tuple:
     """One ``aigw-lab serve`` target; ``log`` is False (off), True (a DuckDB file) or
     "team" (the PostgreSQL team log at ``team_url``, beside each worker's own file);
     ``transport`` is ``[gateway] transport`` (written unless "httpx"). ``gateway_lines``
     go into its ``[gateway]`` table; ``tree`` runs another checkout's code (its
-    PYTHONPATH; ``--http`` is then left to its default, an older tree lacks it)."""
+    PYTHONPATH; ``--http`` is then left to its default, an older tree lacks it).
+    ``gc_freeze`` False: serve's garbage-collector freeze after start-up off."""
     tag = f"gw{workers}{log if log else ''}sh{shards}{transport}{http}{'base' if tree else ''}"
+    tag += "" if gc_freeze else "nogc"
     config = folder / f"{tag}.toml"
     text = CONFIG.format(url=upstream, log="true" if log else "false")
     if log == "team":
@@ -284,6 +290,8 @@ def _start_serve(
         env["PYTHONPATH"] = tree
     if team_url:
         env["BENCH_TEAM_LOG_URL"] = team_url
+    if not gc_freeze:
+        env["AIGW_SERVE_GC_FREEZE"] = "0"
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
     wanted = workers if workers > 1 else 1
     seen, text = 0, ""
@@ -475,6 +483,11 @@ def main() -> None:
         help="also run serve N=1 log on from another checkout (e.g. /work/main), interleaved:"
         " an A/B of two versions of the code in one run",
     )  # fmt: skip
+    parser.add_argument(
+        "--gc-compare", action="store_true",
+        help="also run every kept serve target of this tree with AIGW_SERVE_GC_FREEZE=0"
+        " (named '... nogc'): serve's gc.freeze after start-up off, interleaved",
+    )  # fmt: skip
     parser.add_argument("--fake-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--client-rate", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -543,12 +556,14 @@ def main() -> None:
                 ]  # fmt: skip
             words = [w.strip() for w in args.targets.split(",") if w.strip()]
             serves = [s for s in serves if not words or any(w in s[0] for w in words)]
+            if args.gc_compare:
+                serves += [(f"{s[0]} nogc", *s[1:]) for s in serves if not s[6]]
             if any(s[2] == "team" for s in serves):
                 team_url = stack.enter_context(team_log_database())
             for name, workers, log, shards, transport, http, tree in serves:
                 proc, url = _start_serve(
                     Path(tmp), fake_url, workers, log, shards, transport, http, team_url,
-                    tuple(args.gateway_line), tree,
+                    tuple(args.gateway_line), tree, gc_freeze=not name.endswith(" nogc"),
                 )  # fmt: skip
                 procs.append(proc)
                 targets[name] = (proc, url)
@@ -619,6 +634,7 @@ def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
               f"target cpu {_per(runs, 'server_cpu_s'):5.0f} us/req  "
               f"client cpu {_per(runs, 'client_cpu_s'):4.0f} us/req")  # fmt: skip
     _front_ratios(results)
+    _gc_ratios(results)
     if not ratios:
         return
     if "serve N=1 log off" in results and "serve N=2 log off" in results:
@@ -660,6 +676,22 @@ def _front_ratios(results: dict[str, list[dict]]) -> None:
                    for r, f in zip(runs, first, strict=True)]  # fmt: skip
             print(f"  {name} / {names[0].rpartition(' ')[2]}, per round: req/s x{rps}, "
                   f"target cpu/req x{cpu}")  # fmt: skip
+
+
+def _gc_ratios(results: dict[str, list[dict]]) -> None:
+    """For targets run with and without serve's gc.freeze (--gc-compare), frozen over not
+    frozen, per round: req/s, p99 and the target's CPU per request."""
+    for name, off in results.items():
+        on = results.get(name.removesuffix(" nogc")) if name.endswith(" nogc") else None
+        if on is None:
+            continue
+        pairs = list(zip(on, off, strict=True))
+        rps = [round(a["rps"] / b["rps"], 2) for a, b in pairs]
+        p99 = [round(a["p99_ms"] / b["p99_ms"], 2) for a, b in pairs]
+        cpu = [round(a["server_cpu_s"] * b["requests"] / (b["server_cpu_s"] * a["requests"]), 2)
+               for a, b in pairs]  # fmt: skip
+        print(f"  {name.removesuffix(' nogc')} frozen / nogc, per round: req/s x{rps}, "
+              f"p99 x{p99}, target cpu/req x{cpu}")  # fmt: skip
 
 
 if __name__ == "__main__":

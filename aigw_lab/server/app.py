@@ -96,6 +96,9 @@ class GatewayApp:
     and the cap on requests in flight; the server running it applies the others);
     ``max_body_bytes`` overrides ``limits.max_body_bytes``. ``metrics``: what ``/metrics``
     serves (default: the gateway's `MetricsSink` among its extra sinks, if any).
+    ``on_started``: called once the lifespan startup (the warm-up) has succeeded, before the
+    server accepts connections (``aigw-lab serve`` freezes the garbage collector's objects
+    there; a library app leaves the process's GC alone).
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class GatewayApp:
         limits: ServerLimits | None = None,
         trust_client_user: bool = False,
         metrics: MetricsSink | None = None,
+        on_started: Callable[[], object] | None = None,
     ) -> None:
         self.gateway = gateway
+        self.on_started = on_started
         self.metrics = metrics if metrics is not None else find_metrics(gateway.recorder.sinks)
         self.trust_client_user = trust_client_user
         self.keys = keys
@@ -375,6 +380,8 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.warm_up()
+                    if self.on_started is not None:
+                        self.on_started()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
