@@ -8,7 +8,7 @@ file, so that the lane is defined in one place; a test file may also mark itself
 (``pytestmark = pytest.mark.slow``).
 
 The suite runs in parallel: with pytest-xdist installed (the ``[dev]`` extra), a plain
-``python -m pytest`` starts one worker per CPU (``-n auto``) and keeps the tests of one
+``python -m pytest`` starts two workers per CPU (`WORKERS_PER_CPU`) and keeps the tests of one
 ``xdist_group`` on one worker (``--dist loadgroup``); see `pytest_cmdline_main`. ``-n 0`` or
 ``-p no:xdist`` runs everything in this one process. Each worker is its own pytest session with
 its own temporary folders and session fixtures; the embedding cache folder is the one thing they
@@ -156,10 +156,11 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if not config.pluginmanager.hasplugin("xdist"):
         return
-    # Not with -s (workers' output would not reach the terminal) nor when only collecting.
-    in_process = config.option.collectonly or config.option.capture == "no"
+    # Not with -s (workers' output would not reach the terminal), --pdb, nor when only collecting.
+    in_process = config.option.collectonly or config.option.capture == "no" or config.option.usepdb
     if config.option.numprocesses is None and not in_process:
-        config.option.numprocesses = "auto"
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        config.option.numprocesses = WORKERS_PER_CPU * (cpus or 1)
     if config.option.numprocesses and config.option.dist == "no":
         # loadgroup, not load: the blocks of one document (tests/docs) share a session and must
         # run in order in one process; xdist_group marks such sets.
@@ -167,6 +168,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 _GC_KEY = pytest.StashKey[bool]()
+
+#: Workers per CPU for a plain ``python -m pytest``. Two, not one: about half of the suite's
+#: time is spent waiting (subprocesses, servers, notebook kernels, Chromium, loopback I/O), so
+#: one worker per CPU kept the 2-core machine 1.15 CPUs busy (fresh-clone CI on 2026-12-07:
+#: 6:16 with two workers, 446 s of CPU; 5:04 with four, 503 s, every test passing in both;
+#: docs/performance.md, "Session 10 headlines"). Numerical libraries still get one thread per
+#: worker (`_threads_per_worker`).
+WORKERS_PER_CPU = 2
 
 #: The thread-count variables numerical libraries read once, when they load: OpenMP (torch's
 #: intra-op pool, faiss, scikit-learn), OpenBLAS and MKL (numpy, scipy), Accelerate, numexpr.
