@@ -118,7 +118,11 @@ def success_values(
             return None
         if plain:
             # Read here, where the messages were just checked (their fields in the CPU
-            # cache): the spool's end frame then marshals the row as it is.
+            # cache): the spool's end frame then marshals the row as it is. The fields and
+            # their order are `aigw_lab.store.spool_rows.plain_request`'s, written out rather
+            # than called: a shared helper's extra call level measured +2 to +3 µs mean per
+            # call against the spool's 10 µs budget (bench_spool_threads.py, 2026-12-07);
+            # tests/store/test_spool_unfinished.py stores rows from both the same.
             request_json: Any = (
                 request.model,
                 tuple(map(_plain_message, request.messages)),
