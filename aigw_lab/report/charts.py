@@ -111,8 +111,11 @@ def _floats(values: Any) -> list[float | None]:
     JSON encoder writes them; plotly.js leaves a gap)."""
     out: list[float | None] = []
     for value in values:
-        number = None if value is None else float(value)
-        out.append(number if number is not None and math.isfinite(number) else None)
+        try:
+            number = float(value)
+        except TypeError:  # None or pandas.NA: missing (text that is no number still raises)
+            number = math.nan
+        out.append(number if math.isfinite(number) else None)
     return out
 
 

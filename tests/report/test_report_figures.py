@@ -160,3 +160,10 @@ def test_figure_json_writes_plain_values_only():
     }
     with pytest.raises(TypeError, match="not a JSON value"):
         charts.figure_json({"data": [{"y": [object()]}], "layout": {}})
+
+
+def test_missing_numbers_of_any_kind_are_null():
+    values = [1, 2.5, None, pd.NA, np.nan, np.float32("inf"), -np.inf, np.int64(3)]
+    assert charts._floats(values) == [1.0, 2.5, None, None, None, None, None, 3.0]
+    with pytest.raises(ValueError):
+        charts._floats(["not a number"])
