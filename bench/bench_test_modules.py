@@ -5,11 +5,13 @@ load average (docs/performance.md, "The test suite's time, session 9 (heaviest t
 
     python bench/bench_test_modules.py --old-tree /path/to/old/checkout [--rounds 2] [NODE ...]
     python bench/bench_test_modules.py --old-tree /path/to/old/checkout --quick
+    python bench/bench_test_modules.py --old-tree /path/to/old/checkout --set rollups --quick
 
 Each round runs the tests once in each tree (one ``pytest -p no:xdist`` process per side, the
 sides in random order), so both sides see the same load; on a loaded machine compare the CPU
-columns and the sleep column, not the wall. ``--quick`` runs the headline tests once per side
-(about two minutes on a quiet 2-core box).
+columns and the sleep column, not the wall. ``--quick`` runs one round; without test ids the
+tests are a named ``--set``: session 9's headline tests (the default; about two minutes on a
+quiet 2-core box) or session 11's ``rollups`` (about a minute).
 
 The file is also the pytest plugin that measures (``-p bench_test_modules``, with this folder
 on ``PYTHONPATH``): it writes one JSON line per test phase to ``$BENCH_TEST_MODULES_OUT``, with
@@ -38,6 +40,19 @@ HEADLINE = (
     "tests/cli/test_warm_cli.py::test_serve_warms_a_memory_cache_from_its_own_log_before_it_listens",
     "tests/cli/test_warm_cli.py::test_warming_from_a_log_uses_its_answers_without_a_call",
 )
+#: The slow property tests of tests/analysis/test_rollups.py, whose examples run on copies of
+#: one migrated template since session 11 (docs/performance.md, "The test suite's time,
+#: session 11"): about a minute per side on a quiet 2-core box.
+ROLLUPS = tuple(
+    f"tests/analysis/test_rollups.py::{name}"
+    for name in (
+        "test_rolled_up_analyses_equal_the_reference",
+        "test_refreshes_in_chunks_build_the_rollups_one_refresh_builds",
+        "test_histogram_percentiles_are_within_the_stated_relative_error",
+    )
+)
+#: The named sets of tests (``--set``).
+SETS = {"warm-cli": HEADLINE, "rollups": ROLLUPS}
 _OUT_ENV = "BENCH_TEST_MODULES_OUT"
 
 # --- the plugin (inside the measured pytest process) ---------------------------------------
@@ -138,13 +153,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old-tree", type=Path, required=True, help="a checkout to compare")
     parser.add_argument("--rounds", type=int, default=2, help="rounds (each runs both sides)")
-    parser.add_argument("--quick", action="store_true", help="the headline tests, one round")
-    parser.add_argument("nodes", nargs="*", help=f"test ids (default: {len(HEADLINE)} headline)")
+    parser.add_argument("--quick", action="store_true", help="one round")
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        default="warm-cli",
+        help="the tests to run when no test ids are given (default: %(default)s, session 9's "
+        "headline tests; rollups: session 11's)",
+    )
+    parser.add_argument("nodes", nargs="*", help="test ids (default: the --set)")
     args = parser.parse_args()
     new_tree = Path(__file__).resolve().parent.parent
     if not (args.old_tree / "tests").is_dir():
         parser.error(f"{args.old_tree} holds no tests/ folder")
-    nodes = args.nodes or list(HEADLINE)
+    nodes = args.nodes or list(SETS[args.set])
     rounds = 1 if args.quick else args.rounds
     sides = {"old": args.old_tree.resolve(), "new": new_tree}
     rows: dict[tuple[str, str], list[list[float]]] = defaultdict(list)

@@ -4,19 +4,48 @@ both orders, a target with no units), against the reference over every row."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+from typing import Any
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aigw_lab.analysis import paired_comparison
 from aigw_lab.analysis.reference import reference_paired_comparison
-from tests.analysis.test_rollups import _SETTINGS, _connection, _load_in_chunks, _same, random_logs
+from tests.analysis.test_rollups import (
+    _SETTINGS,
+    T0,
+    _connection,
+    _load_in_chunks,
+    _same,
+    random_logs,
+)
+
+
+def _call(call_id: str, trace_id: str, model: str, second: int) -> tuple[Any, ...]:
+    """A call outside any experiment, without a target, of item i0 (CALL_FIELDS' order)."""
+    return (call_id, trace_id, T0 + timedelta(seconds=second), "sim", model, "ok", None, None,
+            10.0, None, 0.001, 1, None, None, None, "i0", 0, False)  # fmt: skip
+
+
+#: Two target-less calls of one item and repetition to different models: one unit (the unit
+#: key compares NULL targets as equal), whose outcome is the later call, so the earlier
+#: model's address names no unit and both functions refuse it. A random log drew this about
+#: once in six runs, and the test failed (it listed targets from every row).
+_TARGETS_FROM_EARLIER_ROWS = {
+    "calls": [_call("c0", "t0", "m2", 0), _call("c1", "t1", "m1", 1)],
+    "scores": [],
+    "chunks": 1,
+}
 
 
 @pytest.mark.slow  # about 10-30 s on a loaded 2-core box
 @settings(max_examples=20, **_SETTINGS)
 @given(log=random_logs(), experiment=st.sampled_from(["exp", None]),
        scorer=st.sampled_from(["s1", None]))  # fmt: skip
+@example(log=_TARGETS_FROM_EARLIER_ROWS, experiment=None, scorer=None)
 def test_pairs_in_either_order_and_with_itself_equal_the_reference(log, experiment, scorer):
     conn = _connection()
     _load_in_chunks(conn, log)
@@ -28,11 +57,17 @@ def test_pairs_in_either_order_and_with_itself_equal_the_reference(log, experime
     targets = sorted(t for (t,) in rows if t is not None)
     pairs = [(t, t) for t in targets[:1]] + [(b, a) for a in targets for b in targets if a < b]
     for a, b in pairs[:3]:
+        try:
+            expected = reference_paired_comparison(
+                conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=30, bootstrap="auto"
+            )
+        except ValueError as refused:  # an address whose rows are all another unit's
+            with pytest.raises(ValueError, match=re.escape(str(refused))):
+                paired_comparison(conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=30)
+            continue
         _same(
             paired_comparison(conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=30),
-            reference_paired_comparison(
-                conn, a, b, experiment_id=experiment, scorer=scorer, n_boot=30, bootstrap="auto"
-            ),
+            expected,
         )
 
 
