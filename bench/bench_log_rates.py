@@ -77,7 +77,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _paced_sides import PacedSides, paced
+from _paced_sides import PacedSides, paced, print_rounds, wakeups
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -303,45 +303,6 @@ def worker(side: str, folder: str) -> int:
     return 0
 
 
-def wakeups(caller_tid: int) -> int:
-    """Voluntary context switches (a thread going to sleep, so each is one wake-up) of this
-    process's threads other than ``caller_tid``, since they started (Linux; 0 elsewhere). A
-    thread that polls shows here at every call rate; the writer wakes once per batch."""
-    total = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0
-    for tid in tasks:
-        if int(tid) == caller_tid:
-            continue
-        try:
-            with open(f"/proc/self/task/{tid}/status") as status:
-                for line in status:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        total += int(line.split()[1])
-        except OSError:
-            continue  # the thread ended
-    return total
-
-
-def print_rounds(side: str, results: dict[str, list[dict]]) -> None:
-    """``side`` against the log-off side, round by round: where the spread comes from."""
-    print(f"    round by round, {SIDES[side]} minus log off (µs CPU/call):")
-    for turn, (a, b) in enumerate(zip(results[side], results["off"], strict=True), 1):
-        calls = a["calls"]
-        added = (a["cpu"] - b["cpu"]) / calls * 1e6
-        caller = (a["caller_cpu"] - b["caller_cpu"]) / calls * 1e6
-        gc_added = (a["gc"] - b["gc"]) / calls * 1e6
-        full = a["gc_generations"][2][0], b["gc_generations"][2][0]
-        print(
-            f"      {turn}: {added:+7.1f} = calling thread {caller:+6.1f} (its GC {gc_added:+5.1f}"
-            f"; full collections {full[0]} vs {full[1]}) + the log's threads "
-            f"{added - caller:+6.1f} (writer clock {a['writer_cpu'] / calls * 1e6:5.1f}; "
-            f"other threads' wake-ups {a.get('wakeups', 0)} vs {b.get('wakeups', 0)})"
-        )
-
-
 def bench_paced(
     rates: list[float],
     rounds: int,
@@ -436,7 +397,7 @@ def bench_paced(
                     f"[{min(writer):.0f}, {max(writer):.0f}])"
                 )
                 if per_round:
-                    print_rounds(side, results)
+                    print_rounds(SIDES[side], results[side], results["off"])
             if "raw" in per_call:
                 floor = [a - b for a, b in zip(per_call["off"], per_call["raw"], strict=True)]
                 floor_us = statistics.median(floor)
