@@ -5,19 +5,21 @@ Each side is the script run with ``--worker SIDE --folder FOLDER``: it answers e
 reads (``run N RATE``, ``end``, ...) with one JSON line. `PacedSides` starts them, asks them
 in interleaved rounds (the order rotated each turn and reversed every other turn, the first
 turn a warm-up that is not kept) and, at the end, checks that each side's log holds a row
-for every call it made.
+for every call it made. `wakeups` and `print_rounds` are bench_log_rates.py's per-thread
+split of a round (its worker's and its parent's halves).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["PacedSides", "paced"]
+__all__ = ["PacedSides", "paced", "print_rounds", "wakeups"]
 
 
 def paced(call: Callable[[], Any], n: int, rate: float) -> float:
@@ -93,3 +95,44 @@ class PacedSides:
         if len(where) > 1:
             for path, sides in where.items():
                 print(f"aigw_lab imported from {path} by: {', '.join(sides)}")
+
+
+def wakeups(caller_tid: int) -> int:
+    """Voluntary context switches (a thread going to sleep, so each is one wake-up) of this
+    process's threads other than ``caller_tid``, since they started (Linux; 0 elsewhere). A
+    thread that polls shows here at every call rate; the writer wakes once per batch."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        if int(tid) == caller_tid:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/status") as status:
+                for line in status:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue  # the thread ended
+    return total
+
+
+def print_rounds(name: str, side: list[dict], off: list[dict]) -> None:
+    """A side's reports against the log-off side's (bench_log_rates.py's worker), round by
+    round: the calling thread, its garbage collections and full ones on both sides, the
+    log's threads, the writer's clock and the other threads' wake-ups."""
+    print(f"    round by round, {name} minus log off (µs CPU/call):")
+    for turn, (a, b) in enumerate(zip(side, off, strict=True), 1):
+        calls = a["calls"]
+        added = (a["cpu"] - b["cpu"]) / calls * 1e6
+        caller = (a["caller_cpu"] - b["caller_cpu"]) / calls * 1e6
+        gc_added = (a["gc"] - b["gc"]) / calls * 1e6
+        full = a["gc_generations"][2][0], b["gc_generations"][2][0]
+        print(
+            f"      {turn}: {added:+7.1f} = calling thread {caller:+6.1f} (its GC {gc_added:+5.1f}"
+            f"; full collections {full[0]} vs {full[1]}) + the log's threads "
+            f"{added - caller:+6.1f} (writer clock {a['writer_cpu'] / calls * 1e6:5.1f}; "
+            f"other threads' wake-ups {a.get('wakeups', 0)} vs {b.get('wakeups', 0)})"
+        )

@@ -2,7 +2,7 @@
 
     python bench/bench_log_rates.py [--quick] [--rates 100,2000] [--rounds R] [--seconds S]
                                     [--sides raw,off,on,age2,age10,nospool] [--only paced]
-                                    [--baseline TREE]
+                                    [--baseline TREE] [--per-round]
 
 Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vanishes; at
 100 calls/s it does not. This script measures, in one run, interleaved:
@@ -31,7 +31,18 @@ Issue 13 §1. Flat out, inserts are big and the log's fixed cost per insert vani
    and is not counted. "added by logging" is log on minus log off, per round, median with
    the range over rounds; beside it the calling thread's share (its own CPU clock), the
    garbage collector's passes on it, and the writer thread's own clock
-   (``time.pthread_getcpuclockid``; the rest of "the log's threads" is DuckDB's).
+   (``time.pthread_getcpuclockid``; the rest of "the log's threads" is DuckDB's). Beside
+   the median, "all rounds pooled" is the whole run's CPU, log on minus log off, over its
+   calls: costs that come in lumps (an insert per batch age, a full collection) land in
+   some blocks only, where the median of blocks can miss them. Each side collects once
+   before its first block (the full collection a fresh process owes for its imports, 9-23
+   ms, used to land in one random block: +30 to +80 µs per call there; session 11).
+   ``--per-round`` prints every round split into the calling thread (its garbage
+   collections, full ones counted on both sides) and the log's threads (the writer's clock
+   and the wake-ups of every thread but the calling one: a polling thread would show).
+   At 100 calls/s a block of S seconds is cut into inserts by the 5 s age as it falls, so
+   short blocks make smaller inserts than a steady stream does (300 rows per insert with
+   3 s blocks, against 500): the writer's share is overstated by the insert's fixed cost.
 3. **The writer flat out** (``writer``): pre-built gateway rows appended to a `CallLog` as
    fast as one thread can, then flushed, rows/s by wall and CPU, with CPU per row split into
    the appending thread, the writer thread and DuckDB's own threads; sides alternating: as
@@ -66,7 +77,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _paced_sides import PacedSides, paced
+from _paced_sides import PacedSides, paced, print_rounds, wakeups
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -221,6 +232,10 @@ def worker(side: str, folder: str) -> int:
 
     assert call() == "Paris."
     made = 1
+    # The full collection a fresh process owes for its imports (every side's first one, 9-23
+    # ms) would land in one random counted block, +30 to +80 µs per call there: paid now, so
+    # the blocks show what a running gateway's calls cost (session 11).
+    gc.collect()
     # The writer thread's own CPU clock (its inserts, whenever they land) and the garbage
     # collector's passes on the calling thread, per block.
     writer = log._writer.thread if log is not None else None
@@ -244,6 +259,8 @@ def worker(side: str, folder: str) -> int:
             gc_spent[0] += spent
 
     gc.callbacks.append(gc_clock)
+    caller_tid = threading.get_native_id()
+    wake_mark = wakeups(caller_tid)
     cpu_mark = time.process_time()
     for line in sys.stdin:
         words = line.split()
@@ -258,6 +275,7 @@ def worker(side: str, folder: str) -> int:
             made += n
             now = time.process_time()
             writer_now = thread_cpu(writer) if writer is not None else 0.0
+            wake_now = wakeups(caller_tid)
             report = {
                 "cpu": now - cpu_mark,
                 "caller_cpu": time.thread_time() - thread0,
@@ -267,8 +285,9 @@ def worker(side: str, folder: str) -> int:
                 "wall": wall,
                 "calls": n,
                 "rate": n / wall,
+                "wakeups": wake_now - wake_mark,
             }
-            cpu_mark, writer_mark = now, writer_now
+            cpu_mark, writer_mark, wake_mark = now, writer_now, wake_now
         else:  # "end": every row must be in the log
             rows = None
             if log is not None:
@@ -290,6 +309,7 @@ def bench_paced(
     seconds: float,
     sides: list[str],
     baseline: str | None = None,
+    per_round: bool = False,
 ) -> None:
     folder = tempfile.mkdtemp(prefix="bench-log-rates-")
 
@@ -358,9 +378,16 @@ def bench_paced(
                     for a, b in zip(results[side], results["off"], strict=True)
                 ]
                 verdict = "meets" if med <= TARGET_ADDED_US else "MISSES"
+                # The whole run's totals: a cost that comes in lumps (an insert every 5 s, a
+                # full collection every few thousand calls) lands in some blocks and not
+                # others, so the median of blocks can miss it; the sum cannot.
+                pooled = (
+                    sum(r["cpu"] for r in results[side]) - sum(r["cpu"] for r in results["off"])
+                ) / sum(r["calls"] for r in results[side])
                 print(
                     f"added by logging, {SIDES[side]}: {med:+.1f} µs CPU/call "
-                    f"(per-round range {min(added):+.0f} to {max(added):+.0f}); "
+                    f"(per-round range {min(added):+.0f} to {max(added):+.0f}; all rounds "
+                    f"pooled {pooled * 1e6:+.1f}); "
                     f"{verdict} the <= {TARGET_ADDED_US:.0f} µs target\n"
                     f"    of which the calling thread (row, spool, queue) "
                     f"{statistics.median(caller):+.1f} [{min(caller):+.0f}, {max(caller):+.0f}]"
@@ -369,6 +396,8 @@ def bench_paced(
                     f" (the writer thread's own clock {statistics.median(writer):.1f} "
                     f"[{min(writer):.0f}, {max(writer):.0f}])"
                 )
+                if per_round:
+                    print_rounds(SIDES[side], results[side], results["off"])
             if "raw" in per_call:
                 floor = [a - b for a, b in zip(per_call["off"], per_call["raw"], strict=True)]
                 floor_us = statistics.median(floor)
@@ -496,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
         "tar -x -C TREE`): adds the side 'base' (and with 'age10' in --sides, 'base10'), the "
         "log as shipped with aigw_lab imported from TREE, interleaved with the others",
     )
+    parser.add_argument(
+        "--per-round",
+        action="store_true",
+        help="paced: print every round's difference from the log-off side, split into the "
+        "calling thread (its GC, its full collections against the log-off side's) and the "
+        "log's threads (the writer's clock, the other threads' wake-ups)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -531,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         # blocks 20x longer in calls; half the seconds keeps the run short.
         for rate in rates:
             seconds = args.seconds if rate <= 200 else args.seconds / (3 if args.quick else 2)
-            bench_paced([rate], args.rounds, seconds, sides, args.baseline)
+            bench_paced([rate], args.rounds, seconds, sides, args.baseline, args.per_round)
     if args.only in (None, "writer"):
         bench_writer(args.writer_rows, rounds=2 if args.quick else 4)
     return 0

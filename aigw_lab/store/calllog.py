@@ -323,10 +323,13 @@ class CallLog:
                     item = None
             if item is not None:
                 with spool.lock:
-                    # Spooled before it is queued, as in `append`.
-                    if spool.write_unfinished(item):
+                    # Spooled before it is queued, as in `append`. The writer is given the
+                    # frame's bytes, not the tuples: no container waits for it that the
+                    # garbage collector would walk (`aigw_lab.store.unfinished`).
+                    payload = spool.write_unfinished(item)
+                    if payload is not None:
                         try:
-                            self._writer.append_later(item)
+                            self._writer.append_later(payload)
                         except BaseException:
                             spool.refused()
                             raise

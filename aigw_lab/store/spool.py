@@ -26,9 +26,11 @@ it becomes a row: the checksum, then marshal in a ``try``, then every value's ty
 its column. A frame the process died copying fails the length or checksum check and is
 skipped; so is a corrupt one elsewhere, with a warning. A row the gateway hands over
 unfinished (`CallLog.append_later`, a log storing bodies in full) has a ``u`` end frame
-instead: the item the writer queues, ``(values, max_body_chars)``, the request in plain
+instead: the item the writer finishes, ``(values, max_body_chars)``, the request in plain
 fields, which replay finishes as the writer thread does (`aigw_lab.store.spool_rows`); the
-calling thread then neither encodes the request's JSON nor sanitises the row.
+calling thread then neither encodes the request's JSON nor sanitises the row, and the writer
+is queued the frame's payload itself (bytes: nothing for the garbage collector to walk while
+the row waits; `aigw_lab.store.unfinished`).
 
 Durability (``durability``): ``"os"``: every frame is in the kernel's page cache as soon as
 it is copied: it survives the process dying, not the machine. ``"fsync"`` also calls
@@ -335,19 +337,21 @@ class Spool:
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
 
-    def write_unfinished(self, item: tuple[tuple[Any, ...], int]) -> bool:
+    def write_unfinished(self, item: tuple[tuple[Any, ...], int]) -> bytes | None:
         """Write the end frame of an unfinished row: a ``u`` frame holding ``item``, the
-        ``(values, max_body_chars)`` that `CallLog.append_later` queues, with the request in
+        ``(values, max_body_chars)`` of `CallLog.append_later`, with the request in
         ``values`` as its plain fields (`aigw_lab.store.spool_rows.plain_item`); replay
-        finishes it as the writer thread does. False, writing nothing, when marshal cannot
-        hold a value (the caller then finishes the row and uses `write_end`). As for
-        `write_end`, the caller holds `lock` and queues the row before releasing it."""
+        finishes it as the writer thread does. Returns the frame's payload, which the log
+        queues for its writer in place of ``item`` (`aigw_lab.store.unfinished`); None,
+        writing nothing, when marshal cannot hold a value (the caller then finishes the row
+        and uses `write_end`). As for `write_end`, the caller holds `lock` and queues the
+        row before releasing it."""
         # The queued item itself is the payload: no slices, no second tuple (the row's
         # values were built for this; `aigw_lab.gateway.records.success_values_later`).
         try:
             payload = _dumps(item, 2)
         except ValueError:
-            return False
+            return None
         used = self._used
         end = used + _HEADER_SIZE + len(payload)
         if end > self._limit:
@@ -363,7 +367,7 @@ class Spool:
             self._open.pop(item[0][0], None)
         if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
             self._drop_sealed()
-        return True
+        return payload
 
     def _synced_frame(self) -> None:
         # Under "fsync", with the lock held, after each frame: synced now (fsync_interval

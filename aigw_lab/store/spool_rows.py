@@ -5,7 +5,8 @@ finished on the writer thread, in batches, and not on the calling thread.
 A spooled log used to finish every row on the calling thread (the request's JSON, the
 timestamp, `sanitize_record`) because its end frame, written before the call returns, held
 the finished row. A ``u`` frame holds instead what the row is made from, in one `marshal`
-call: ``(values, max_body_chars)``, the very item the writer queues, with the row's values
+call: ``(values, max_body_chars)``, the very item the writer finishes (queued as this
+frame's bytes since session 11), with the row's values
 in column order, ``request_json`` as the request's plain fields (model, messages as
 ``(role, content, name, tool_call_id)``, the parameters the log stores: `plain_request`)
 and ``timestamp`` as the epoch seconds it already is. The gateway gives a spooled log its

@@ -258,13 +258,13 @@ def test_a_sink_or_a_spool_under_a_body_policy_gets_finished_rows(tmp_path) -> N
 
 @pytest.mark.parametrize(
     ("kind", "mode", "queued"),
-    [("os", "full", tuple), ("os", "redacted", CallRecord), ("os-finished", "full", CallRecord)],
+    [("os", "full", bytes), ("os", "redacted", CallRecord), ("os-finished", "full", CallRecord)],
 )
 def test_a_spooled_log_queues_a_row_unfinished_only_when_its_frame_can_hold_it(
     tmp_path, kind: str, mode: str, queued: type
 ) -> None:
-    # Full bodies: a `u` end frame, the row finished later; a body policy (applied before
-    # the spool) or the switch off: finished at once, an `e` frame.
+    # Full bodies: a `u` end frame, the row finished later from the frame's bytes; a body
+    # policy (applied before the spool) or the switch off: finished at once, an `e` frame.
     log = _log(tmp_path, kind, mode)
     ctx, response = _context(REQUEST), _response()
     values = success_values_later(ctx, response, api_format="openai")

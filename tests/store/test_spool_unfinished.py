@@ -12,6 +12,7 @@ replay beside ``u`` ones.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.store.spool import Spool, read_segment, spool_dir
 from aigw_lab.store.spool_replay import FRAME_HEADER
 from aigw_lab.store.spool_rows import UNFINISHED_KIND, plain_item
-from aigw_lab.store.unfinished import finish_row
+from aigw_lab.store.unfinished import finish_batch, finish_row
 from aigw_lab.types import ChatRequest
 from tests.gateway.test_row_building import HOSTILE, REQUEST, SENDABLE, _context, _response
 
@@ -163,7 +164,7 @@ def test_a_row_no_unfinished_frame_can_hold_is_finished_at_once_and_spooled(tmp_
     spool = _spool(tmp_path)
     try:
         with spool.lock:
-            assert spool.write_unfinished(_item(values, 1_000)) is False
+            assert spool.write_unfinished(_item(values, 1_000)) is None
         assert read_segment(spool._segment.path) == []  # nothing written
     finally:
         spool.close(delete=True)
@@ -175,6 +176,29 @@ def test_a_row_no_unfinished_frame_can_hold_is_finished_at_once_and_spooled(tmp_
         log.flush()
         stored = log.execute("SELECT request_json FROM calls")
     assert stored == [(request.to_json(),)]
+
+
+def test_a_spooled_log_keeps_no_container_alive_while_its_rows_wait(tmp_path) -> None:
+    # Held as tuples (the item, its values, the plain request, its messages), a waiting row
+    # outlived the young collections: at 100 calls/s with the 5 s batch age about three
+    # tuples per row were promoted to the oldest generation, so full collections, which walk
+    # every tracked object, came more often on the calling threads (docs/performance.md,
+    # session 11). The writer is given the `u` frame's bytes, which the collector ignores.
+    ctx, response = _context(REQUEST), _response()
+    values = success_values_later(ctx, response, api_format="openai", plain=True)
+    assert values is not None
+    with CallLog(tmp_path / "calls.duckdb", flush_interval=3600.0) as log:
+        for _ in range(3):
+            log.append_later(values, 1_000_000)
+        waiting = list(log._writer._buffer)
+        assert len(waiting) == 3
+        assert not any(gc.is_tracked(item) for item in waiting)
+        # What the writer makes of each is the row it made of the tuples.
+        finish_batch(waiting, None)
+        expected = tuple(finish_row((values, 1_000_000), None)[0])
+        assert [tuple(row) for row in waiting] == [expected] * 3
+        log.flush()
+        assert log.execute("SELECT count(*) FROM calls") == [(3,)]
 
 
 # --- a real crash ----------------------------------------------------------------------------
