@@ -25,13 +25,20 @@ HERE = Path(__file__).resolve().parent
 
 class TreeSide:
     """An `Aigw` side of ``bench_peers.py`` run by a worker process on another tree's code.
-    Named ``base log on`` / ``base log off``; its baseline is the parent's same-transport raw
+    Named ``base log on`` / ``base log off`` (``this ...`` for this checkout run the same
+    way, ``--tree-workers``); its baseline is the parent's same-transport raw
     client, so "added CPU" reads like the gateway side's."""
 
     def __init__(
-        self, tree: Path, base_url: str, log_path: Path | None, transport: str, baseline: str
+        self,
+        tree: Path,
+        base_url: str,
+        log_path: Path | None,
+        transport: str,
+        baseline: str,
+        label: str = "base",
     ) -> None:
-        self.name = "base log on" if log_path else "base log off"
+        self.name = f"{label} log on" if log_path else f"{label} log off"
         self.baseline = baseline
         env = dict(os.environ, PYTHONPATH=str(tree))
         command = [sys.executable, str(Path(__file__)), base_url, str(log_path or "-"), transport]
@@ -100,3 +107,30 @@ def worker(base_url: str, log: str, transport: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(worker(*sys.argv[1:4]))
+
+
+def print_trees(data: dict[str, dict[str, list[float]]], litellm_added: float) -> None:
+    """The ``--baseline-tree`` lines of a mode's report: LiteLLM's added CPU over each tree's
+    (log on), and each tree's added CPU (log on, log off) over the baseline tree's, medians
+    over rounds of the per-round ratio (the same round's clocks on both sides)."""
+    import statistics  # lazy: only the parent reports
+
+    for label in ("base", "this", "aigw"):
+        on = f"{label} log on"
+        if on not in data:
+            continue
+        added = statistics.median(data[on]["added"])
+        ratio = f"{litellm_added / added:.0f}x" if added > 0 else "inf"
+        line = f"  {on}: litellm added / its added {ratio}"
+        if label != "base":
+            for state in ("on", "off"):
+                mine, base = (
+                    data[f"{label} log {state}"]["added"],
+                    data[f"base log {state}"]["added"],
+                )
+                diffs = sorted(m - b for m, b in zip(mine, base, strict=True))
+                line += (
+                    f"; log {state} added minus base's: {statistics.median(diffs):+.1f} us"
+                    f" [{diffs[0]:+.1f}, {diffs[-1]:+.1f}]"
+                )
+        print(line)

@@ -56,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peers_count import count_calls  # noqa: E402
-from _peers_tree import TreeSide  # noqa: E402
+from _peers_tree import TreeSide, print_trees  # noqa: E402
 from _raw_direct import RawDirect  # noqa: E402
 
 MODEL = "gpt-4o-mini"
@@ -464,13 +464,8 @@ def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[fl
             f"  litellm added / aigw (log on) added: {ratio:.0f}x (median); "
             f"{worst:.0f}x (litellm Q1 / aigw Q3); {verdict} the >= {TARGET_RATIO:.0f}x target"
         )
-        if "base log on" in data:  # --baseline-tree: the same ratio for the tree before
-            base = quartiles(data["base log on"]["added"])
-            print(
-                f"  baseline tree: litellm added / base (log on) added:"
-                f" {lite[1] / base[1] if base[1] > 0 else float('inf'):.0f}x (median);"
-                f" aigw log on added / base log on added: {aigw[1] / base[1]:.2f}"
-            )
+        if "base log on" in data:  # --baseline-tree: the trees side by side
+            print_trees(data, lite[1])
         if "raw direct" in data:  # aigw's baseline is the direct path: say so beside httpx
             over = statistics.median(data["aigw log on"]["over_httpx"])
             print(
@@ -518,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         " code before a change; named base log on/off), each in a worker process",
     )
     parser.add_argument(
+        "--tree-workers",
+        action="store_true",
+        help="with --baseline-tree, also run this checkout's gateway sides in worker"
+        " processes (this log on/off), so the two trees are measured the same way",
+    )
+    parser.add_argument(
         "--count-calls",
         action="store_true",
         help="also count Python function calls per call in the calling thread (load-proof)",
@@ -548,8 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         sides.append(Aigw(base_url, None, transport=args.transport).through_client())
     if args.baseline_tree is not None:
         baseline = sides[-1].baseline  # type: ignore[attr-defined]  # the Aigw side's
-        for path in (tmp / "base.duckdb", None):
-            sides.append(TreeSide(args.baseline_tree, base_url, path, args.transport, baseline))
+        trees = {"base": args.baseline_tree}
+        if args.tree_workers:  # this checkout in workers too: both trees measured alike
+            trees["this"] = Path(__file__).resolve().parent.parent
+        for label, tree in trees.items():
+            for path in (tmp / f"{label}.duckdb", None):
+                sides.append(TreeSide(tree, base_url, path, args.transport, baseline, label))
     if args.pool_shards > 1:
         sides.append(RawHttpx(base_url, args.pool_shards))
         sides.append(Aigw(base_url, tmp / "sharded.duckdb", args.pool_shards))
@@ -564,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores | Python {platform.python_version()} | {load()}"
     )
     ratios: dict[str, float] = {}
-    base_ratios: dict[str, float] = {}
+    tree_ratios: dict[str, dict[str, float]] = {}
     with asyncio.Runner() as runner:
         runner.run(sides[0].acall())
         if args.count_calls:
@@ -574,11 +579,12 @@ def main(argv: list[str] | None = None) -> int:
             n = calls if not mode.startswith("paced") else max(50, int(mode[5:]))
             data = measure(sides, mode, n, rounds, runner)
             ratios[mode] = report(mode, n, rounds, data)
-            if "base log on" in data and "litellm" in data:
-                lite, base = (
-                    statistics.median(data[k]["added"]) for k in ("litellm", "base log on")
-                )
-                base_ratios[mode] = lite / base if base > 0 else float("inf")
+            for label in ("base", "this"):
+                if f"{label} log on" in data and "litellm" in data:
+                    lite, tree = (
+                        statistics.median(data[k]["added"]) for k in ("litellm", f"{label} log on")
+                    )
+                    tree_ratios.setdefault(label, {})[mode] = lite / tree if tree > 0 else 0.0
         for side in sides:
             runner.run(side.aclose())
     logged = next(s for s in sides if isinstance(s, Aigw) and s.log is not None)
@@ -591,9 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     if ratios and "litellm" in {s.name for s in sides}:
         summary = ", ".join(f"{m} {r:.0f}x" for m, r in ratios.items())
         print(f"headline: litellm's added CPU / aigw's (log on): {summary}")
-    if base_ratios:
-        summary = ", ".join(f"{m} {r:.0f}x" for m, r in base_ratios.items())
-        print(f"baseline tree ({args.baseline_tree}): the same ratio: {summary}")
+    for label, found in tree_ratios.items():
+        summary = ", ".join(f"{m} {r:.0f}x" for m, r in found.items())
+        print(f"{label} (worker processes): the same ratio: {summary}")
     return 0
 
 
