@@ -109,10 +109,10 @@ if __name__ == "__main__":
     sys.exit(worker(*sys.argv[1:4]))
 
 
-def print_trees(data: dict[str, dict[str, list[float]]], litellm_added: float) -> None:
+def print_trees(data: dict[str, dict[str, list[float]]], litellm_added: float | None) -> None:
     """The ``--baseline-tree`` lines of a mode's report: LiteLLM's added CPU over each tree's
-    (log on), and each tree's added CPU (log on, log off) over the baseline tree's, medians
-    over rounds of the per-round ratio (the same round's clocks on both sides)."""
+    (log on; ``litellm_added`` None: LiteLLM was not run), and each tree's added CPU (log on,
+    log off) minus the baseline tree's in the same round: median [min, max] over rounds."""
     import statistics  # lazy: only the parent reports
 
     for label in ("base", "this", "aigw"):
@@ -120,8 +120,13 @@ def print_trees(data: dict[str, dict[str, list[float]]], litellm_added: float) -
         if on not in data:
             continue
         added = statistics.median(data[on]["added"])
-        ratio = f"{litellm_added / added:.0f}x" if added > 0 else "inf"
-        line = f"  {on}: litellm added / its added {ratio}"
+        parts = []
+        if litellm_added is not None:
+            parts.append(
+                f"litellm added / its added {litellm_added / added:.0f}x"
+                if added > 0
+                else "litellm added / its added inf"
+            )
         if label != "base":
             for state in ("on", "off"):
                 mine, base = (
@@ -129,8 +134,9 @@ def print_trees(data: dict[str, dict[str, list[float]]], litellm_added: float) -
                     data[f"base log {state}"]["added"],
                 )
                 diffs = sorted(m - b for m, b in zip(mine, base, strict=True))
-                line += (
-                    f"; log {state} added minus base's: {statistics.median(diffs):+.1f} us"
+                parts.append(
+                    f"log {state} added minus base's: {statistics.median(diffs):+.1f} us"
                     f" [{diffs[0]:+.1f}, {diffs[-1]:+.1f}]"
                 )
-        print(line)
+        if parts:
+            print(f"  {on}: " + "; ".join(parts))

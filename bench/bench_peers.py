@@ -454,6 +454,8 @@ def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[fl
             f" {f'[{w1:.0f}, {w3:.0f}]':>15} {a2:13.1f} {f'[{a1:.1f}, {a3:.1f}]':>17}"
             f" {statistics.median(d['other']):13.1f}"
         )
+    if "base log on" in data and "litellm" not in data:
+        print_trees(data, None)
     if "litellm" in data and "aigw log on" in data:
         lite = quartiles(data["litellm"]["added"])
         aigw = quartiles(data["aigw log on"]["added"])
