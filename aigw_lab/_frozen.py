@@ -66,6 +66,10 @@ def fast_init(cls: type[_T]) -> type[_T]:
     ]
     if clashing:
         raise TypeError(f"{cls.__name__}: field(s) {clashing} clash with fast_init's own names")
+    arguments = {p for p in signature.parameters if p != "self"}
+    if arguments != {item.name for item in dataclasses.fields(cls) if item.init}:
+        # An InitVar is a parameter without a field: this __init__ would drop it.
+        raise TypeError(f"{cls.__name__}'s __init__ takes more than its fields")
     positional = [
         p.name
         for p in signature.parameters.values()

@@ -165,6 +165,11 @@ def test_only_frozen_slotted_dataclasses_without_post_init() -> None:
         def __post_init__(self) -> None:
             pass
 
-    for cls in (NoSlots, NotFrozen, PostInit, int):
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        b: dataclasses.InitVar[int] = 0
+
+    for cls in (NoSlots, NotFrozen, PostInit, WithInitVar, int):
         with pytest.raises(TypeError):
             fast_init(cls)
