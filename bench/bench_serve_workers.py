@@ -51,12 +51,14 @@ import json
 import os
 import random
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _litellm_proxy import LITELLM_TARGET, LITELLM_VENV, _start_litellm_proxy
+from _serve_summary import _summary
 
 COMPLETION = json.dumps(
     {
@@ -331,100 +333,6 @@ def _wait_up(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-# -- LiteLLM's proxy (its own virtual environment) -------------------------------------------
-
-LITELLM_VENV = Path.home() / ".cache" / "aigw-lab-bench" / "litellm-proxy-venv"
-LITELLM_TARGET = "litellm proxy"
-#: Telemetry and network fetches off: its bundled price map, no usage report, no update
-#: check, no feedback banner.
-LITELLM_ENV = {
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "LITELLM_TELEMETRY": "False",
-    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
-    "LITELLM_LOG": "ERROR",
-    "DISABLE_ADMIN_UI": "True",
-    # No key checks, as `serve --no-auth` above; it refuses to start without a master key
-    # otherwise. Loopback only.
-    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
-}
-LITELLM_CONFIG = """model_list:
-  - model_name: up/m
-    litellm_params:
-      model: openai/m
-      api_base: {url}/v1
-      api_key: sk-bench
-litellm_settings:
-  telemetry: false
-  set_verbose: false
-"""
-
-
-def _litellm_exe(venv: Path) -> Path:
-    """The ``litellm`` command of ``venv``, after making the venv and installing
-    ``litellm[proxy]`` into it when it has none (pip from the registry; minutes once)."""
-    exe = venv / "bin" / "litellm"
-    if exe.exists():
-        return exe
-    print(f"making {venv} with litellm[proxy] (once)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "litellm[proxy]"]
-    if subprocess.run(pip).returncode or not exe.exists():
-        raise SystemExit(f"could not install litellm[proxy] into {venv} (see pip's output)")
-    return exe
-
-
-def _start_litellm_proxy(folder: Path, upstream: str, venv: Path) -> tuple:
-    """LiteLLM's proxy on a free loopback port, its one model (``up/m``) at ``upstream``,
-    answering a first request before it counts as up."""
-    import socket
-    import urllib.request
-
-    exe = _litellm_exe(venv)
-    config = folder / "litellm.yaml"
-    config.write_text(LITELLM_CONFIG.format(url=upstream))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(LITELLM_ENV)
-    log = (folder / "litellm.log").open("w")
-    argv = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
-    body = json.dumps({"model": "up/m", "messages": [{"role": "user", "content": "hi"}]})
-    request = urllib.request.Request(
-        f"{url}/v1/chat/completions", data=body.encode(), method="POST",
-        headers={"content-type": "application/json", "authorization": "Bearer x"},
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    tail = (folder / "litellm.log").read_text
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"LiteLLM's proxy exited: {tail()[-3000:]}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                if answer.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"LiteLLM's proxy never answered: {tail()[-3000:]}")
-        time.sleep(0.5)
-
-
-def _litellm_ratios(results: dict[str, list[dict]]) -> None:
-    """aigw's req/s over the proxy's, per round, against the issue's 20x."""
-    if LITELLM_TARGET not in results:
-        return
-    proxy = [r["rps"] for r in results[LITELLM_TARGET]]
-    for name, runs in results.items():
-        if not name.startswith("serve"):
-            continue
-        ratios = [round(r["rps"] / p, 1) for r, p in zip(runs, proxy, strict=True)]
-        print(f"  {name} / litellm proxy req/s per round: {ratios} (issue 14 target: >= 20x)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds x 5 s (~2 minutes)")
@@ -613,85 +521,6 @@ def main() -> None:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-
-
-def _per(runs: list[dict], key: str) -> float:
-    """Median over rounds of ``key`` in microseconds per request."""
-    return statistics.median(1e6 * r[key] / r["requests"] for r in runs)
-
-
-def _summary(results: dict[str, list[dict]], *, ratios: bool = True) -> None:
-    direct = results["fake direct"]
-    print(f"\nmedian over rounds [min-max]; loadavg {os.getloadavg()}")
-    for name, runs in results.items():
-        rps = [r["rps"] for r in runs]
-        p99 = [r["p99_ms"] for r in runs]
-        share = [r["rps"] / d["rps"] for r, d in zip(runs, direct, strict=True)]
-        print(f"  {name:26} {statistics.median(rps):7.0f} req/s [{min(rps):.0f}-{max(rps):.0f}]  "
-              f"p50 {statistics.median(r['p50_ms'] for r in runs):6.1f} ms  "
-              f"p99 {statistics.median(p99):6.1f} ms [{min(p99):.1f}-{max(p99):.1f}]  "
-              f"{100 * statistics.median(share):5.1f}% of direct  "
-              f"target cpu {_per(runs, 'server_cpu_s'):5.0f} us/req  "
-              f"client cpu {_per(runs, 'client_cpu_s'):4.0f} us/req")  # fmt: skip
-    _front_ratios(results)
-    _gc_ratios(results)
-    if not ratios:
-        return
-    if "serve N=1 log off" in results and "serve N=2 log off" in results:
-        n1 = [r["rps"] for r in results["serve N=1 log off"]]
-        n2 = [r["rps"] for r in results["serve N=2 log off"]]
-        ratios = [round(b / a, 2) for a, b in zip(n1, n2, strict=True)]
-        print(f"  N=2 / N=1 (log off), per round: {ratios}")
-    _litellm_ratios(results)
-    print("  issue 14 §3 targets (logging on, 2 cores): >= 1500 req/s at 64 clients, "
-          "p99 < 100 ms, >= 40% of direct (medians over rounds):")  # fmt: skip
-    for name, runs in results.items():
-        if not any(word in name for word in ("log on", "log lean", "team")):
-            continue
-        rps = statistics.median(r["rps"] for r in runs)
-        p99 = statistics.median(r["p99_ms"] for r in runs)
-        share = statistics.median(r["rps"] / d["rps"] for r, d in zip(runs, direct, strict=True))
-        verdict = [
-            f"{rps:.0f} req/s {'met' if rps >= 1500 else 'NOT met'}",
-            f"p99 {p99:.0f} ms {'met' if p99 < 100 else 'NOT met'}",
-            f"{100 * share:.1f}% of direct {'met' if share >= 0.4 else 'NOT met'}",
-        ]
-        print(f"    {name:26} " + "; ".join(verdict))
-
-
-def _front_ratios(results: dict[str, list[dict]]) -> None:
-    """For targets run on several fronts (--fronts), each front against the first one, per
-    round: req/s and the target's CPU per request."""
-    groups: dict[str, list[str]] = {}
-    for name in results:
-        base, _, front = name.rpartition(" ")
-        if base.startswith("serve") and " lean" in base:
-            groups.setdefault(base, []).append(name)
-    for names in groups.values():
-        first = results[names[0]]
-        for name in names[1:]:
-            runs = results[name]
-            rps = [round(r["rps"] / f["rps"], 2) for r, f in zip(runs, first, strict=True)]
-            cpu = [round(r["server_cpu_s"] * f["requests"] / (f["server_cpu_s"] * r["requests"]), 2)
-                   for r, f in zip(runs, first, strict=True)]  # fmt: skip
-            print(f"  {name} / {names[0].rpartition(' ')[2]}, per round: req/s x{rps}, "
-                  f"target cpu/req x{cpu}")  # fmt: skip
-
-
-def _gc_ratios(results: dict[str, list[dict]]) -> None:
-    """For targets run with and without serve's gc.freeze (--gc-compare), frozen over not
-    frozen, per round: req/s, p99 and the target's CPU per request."""
-    for name, off in results.items():
-        on = results.get(name.removesuffix(" nogc")) if name.endswith(" nogc") else None
-        if on is None:
-            continue
-        pairs = list(zip(on, off, strict=True))
-        rps = [round(a["rps"] / b["rps"], 2) for a, b in pairs]
-        p99 = [round(a["p99_ms"] / b["p99_ms"], 2) for a, b in pairs]
-        cpu = [round(a["server_cpu_s"] * b["requests"] / (b["server_cpu_s"] * a["requests"]), 2)
-               for a, b in pairs]  # fmt: skip
-        print(f"  {name.removesuffix(' nogc')} frozen / nogc, per round: req/s x{rps}, "
-              f"p99 x{p99}, target cpu/req x{cpu}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ default bytecode compilation, no files deleted), and measures them:
 - ``empty venv``: ``python -m venv`` alone, the base every install pays (pip, setuptools);
 - ``core``: ``pip install <this tree>`` (non-editable, so aigw_lab's own files count; pip
   builds a copy of the tree, which keeps build/ and aigw_lab.egg-info out of it);
-- without ``--quick``, also: ``pip install -e <this tree>`` (the README's command), and the
-  variants the planners weigh, each a real install: the core with IPython's ``jedi`` and
-  ``prompt_toolkit``'s ``wcwidth`` held at their older, smaller releases (a constraints file),
-  and the core without ``ipywidgets`` (the notebook views as an extra), without ``ipywidgets``
-  and ``plotly`` (views and the report's charts), and without those and ``genai-prices``.
+- without ``--quick``, also: ``pip install -e <this tree>`` (the README's command), the core
+  with the ``notebook`` extra (``pip install "<this tree>[notebook]"``: plotly, ipywidgets and
+  the IPython they bring), the same with IPython's ``jedi`` and ``prompt_toolkit``'s
+  ``wcwidth`` held at their older, smaller releases (a constraints file), and the core
+  without ``genai-prices`` (a real install each).
 
 For each: the venv's size on disk as ``du`` counts it (allocated blocks of every file and
 folder, hard links once) and the files' apparent bytes. For the core it prints every
@@ -26,8 +26,9 @@ building any. MB are 10**6 bytes; ``du -sh`` prints MiB (2**20). Every interpret
 venv runs isolated (``-I``, no ``PYTHONPATH``), and each install is checked to hold aigw-lab.
 
 Sizes do not depend on the machine's load (printed for the record); pip's downloads come
-from its cache after the first run. ``--quick`` takes 1-2 minutes; all seven installs took
-9 minutes at load 13-17 (2026-12-07), and ``--versions`` one more (wheels cached).
+from its cache after the first run. ``--quick`` takes 1-2 minutes (2-4 at load 10-20); the
+full run's seven installs took 9 minutes at load 13-17 (2026-12-07, before the notebook
+extra), and ``--versions`` one more (wheels cached).
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ for dist in md.distributions():
 print(json.dumps({"prefix": sys.prefix, "dists": out}))
 """
 
-#: Older releases of two packages IPython brings, which are far smaller (jedi 0.20 ships a
-#: larger typeshed; wcwidth 0.3+ ships its tables as Python). Not ours to cap in the core:
-#: measured only, to show what they weigh.
+#: Older releases of two packages IPython (the notebook extra's) brings, which are far smaller
+#: (jedi 0.20 ships a larger typeshed; wcwidth 0.3+ ships its tables as Python). Not ours to
+#: cap: measured only, to show what they weigh.
 SMALL_PINS = ["jedi<0.20", "wcwidth<0.3"]
 
 #: ``--versions`` with no names: releases of the large core packages and of IPython's
@@ -252,10 +253,13 @@ def scenarios(quick: bool) -> list[tuple[str, object]]:
     def editable(venv, scratch):
         pip_install(venv, ["-e", str(source_copy(scratch))])
 
+    def notebook(venv, scratch):
+        pip_install(venv, [f"{source_copy(scratch)}[notebook]"])
+
     def small_pins(venv, scratch):
         constraints = scratch / "small-pins.txt"
         constraints.write_text("\n".join(SMALL_PINS) + "\n", encoding="utf-8")
-        pip_install(venv, ["-c", str(constraints), str(source_copy(scratch))])
+        pip_install(venv, ["-c", str(constraints), f"{source_copy(scratch)}[notebook]"])
 
     def leaving(*names):
         def install(venv, scratch):
@@ -271,13 +275,9 @@ def scenarios(quick: bool) -> list[tuple[str, object]]:
     if not quick:
         chosen += [
             ("core: pip install -e . (README)", editable),
-            ("core, -c " + " ".join(SMALL_PINS), small_pins),
-            ("core without ipywidgets", leaving("ipywidgets")),
-            ("core without ipywidgets, plotly", leaving("ipywidgets", "plotly")),
-            (
-                "core without ipywidgets, plotly, genai-prices",
-                leaving("ipywidgets", "plotly", "genai-prices"),
-            ),
+            ("core + notebook: pip install .[notebook]", notebook),
+            ("core + notebook, -c " + " ".join(SMALL_PINS), small_pins),
+            ("core without genai-prices", leaving("genai-prices")),
         ]
     return chosen
 

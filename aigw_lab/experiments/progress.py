@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import IO, Any
 
+from aigw_lab.extras import missing_modules
+
 __all__ = [
     "LINE_EVERY_FRACTION",
     "LINE_HEARTBEAT_S",
@@ -283,6 +285,15 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
+def _widgets_possible() -> bool:
+    """Whether tqdm.auto could draw its notebook widget: in an IPython kernel, with ipywidgets
+    (the ``notebook`` extra) installed. Without them tqdm.auto would be the text bar, and in a
+    kernel without ipywidgets it would first warn "IProgress not found"; a core install in
+    Jupyter gets the plain lines instead, without that warning."""
+    in_kernel = "ipykernel" in sys.modules or "IPython" in sys.modules
+    return in_kernel and not missing_modules(["ipywidgets"])
+
+
 def _is_notebook_tqdm(auto_tqdm: Any) -> bool:
     """Whether tqdm.auto's class is its notebook widget (it always mixes in asyncio support,
     so it never is the plain text class itself)."""
@@ -300,10 +311,13 @@ def _make_display(
 ) -> _Display:
     try:
         # lazy: optional: tqdm draws progress only when installed and asked for
-        from tqdm.auto import tqdm as auto_tqdm
         from tqdm.std import tqdm as text_tqdm
     except ImportError:  # tqdm is optional: plain lines then, the run is the same
-        auto_tqdm = text_tqdm = None
+        text_tqdm = None
+    auto_tqdm = None
+    if text_tqdm is not None and _widgets_possible():
+        # lazy: tqdm.auto picks its notebook widget in a Jupyter kernel
+        from tqdm.auto import tqdm as auto_tqdm
     if auto_tqdm is not None and _is_notebook_tqdm(auto_tqdm):
         # tqdm.auto picked its notebook widget (a Jupyter kernel, whose stderr is no TTY).
         return _TqdmDisplay(auto_tqdm(total=total, initial=initial, desc=description, unit="unit"))

@@ -15,8 +15,13 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aigw_lab.extras import require_notebook
 from aigw_lab.store.calllog import CallLog
 from aigw_lab.store.schema import apply_migrations
+
+# A view module needs the notebook extra (plotly, ipywidgets): one clear error on import,
+# not a ModuleNotFoundError at the first drawing. A check, not an import (find_spec).
+require_notebook(__name__)
 
 if TYPE_CHECKING:
     import duckdb

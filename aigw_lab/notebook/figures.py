@@ -1,9 +1,10 @@
 """Plotly figures of an experiment: pure functions from the analysis frames to `go.Figure`.
 
-They need no kernel: a notebook shows them, `aigw_lab.report` writes them to HTML, tests read
-their data. Each target keeps one colour across figures: pass the same ``colors`` mapping
-(from `target_colors`) to every figure, as the report does; without one, colours follow the
-sorted target names of the frame at hand.
+They need no kernel: a notebook shows them, tests read their data (the HTML report draws its
+own figures without plotly: `aigw_lab.report.charts`). Each target keeps one colour across
+figures: pass the same ``colors`` mapping (from `target_colors`, `aigw_lab.palette`) to every
+figure; without one, colours follow the sorted target names of the frame at hand. They need
+the ``notebook`` extra (plotly).
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from aigw_lab.analysis.pareto import pareto_frontier
+from aigw_lab.extras import require_notebook
+from aigw_lab.palette import target_colors
+
+# A view module needs the notebook extra (plotly, ipywidgets): one clear error on import,
+# not a ModuleNotFoundError at the first drawing. A check, not an import (find_spec).
+require_notebook(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,21 +33,8 @@ __all__ = [
     "cost_over_time",
 ]
 
-# Plotly's default qualitative palette extended with D3's, so up to 20 targets stay distinct.
-_PALETTE = (
-    "#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A",
-    "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52",
-    "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD",
-    "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF",
-)  # fmt: skip
 _SIMULATED_NOTE = "simulated"
 _LAYOUT = {"template": "plotly_white", "hovermode": "closest", "legend_title_text": "target"}
-
-
-def target_colors(targets: Iterable[str]) -> dict[str, str]:
-    """One colour per target, assigned in sorted order (cycling after 20 targets)."""
-    names = sorted({str(t) for t in targets})
-    return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
 
 
 def latency_distribution(

@@ -11,7 +11,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.analysis import open_source
+from aigw_lab.extras import require_notebook
 from aigw_lab.notebook._panes import frame_html, readable_source
+
+# A view module needs the notebook extra (plotly, ipywidgets): one clear error on import,
+# not a ModuleNotFoundError at the first drawing. A check, not an import (find_spec).
+require_notebook(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd

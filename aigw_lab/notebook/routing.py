@@ -19,7 +19,12 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.analysis.stats import bootstrap_means, percentile_interval
+from aigw_lab.extras import require_notebook
 from aigw_lab.notebook._panes import FigurePane
+
+# A view module needs the notebook extra (plotly, ipywidgets): one clear error on import,
+# not a ModuleNotFoundError at the first drawing. A check, not an import (find_spec).
+require_notebook(__name__)
 
 if TYPE_CHECKING:
     import numpy as np

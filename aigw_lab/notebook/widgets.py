@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigw_lab.analysis import experiments_frame, open_source
 from aigw_lab.errors import AigwError
+from aigw_lab.extras import require_notebook
 from aigw_lab.notebook import figures
 from aigw_lab.notebook._panes import (
     FigurePane,
@@ -29,7 +30,11 @@ from aigw_lab.notebook._panes import (
     json_path,
     readable_source,
 )
-from aigw_lab.notebook.figures import target_colors
+from aigw_lab.palette import target_colors
+
+# A view module needs the notebook extra (plotly, ipywidgets): one clear error on import,
+# not a ModuleNotFoundError at the first drawing. A check, not an import (find_spec).
+require_notebook(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd

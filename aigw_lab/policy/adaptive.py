@@ -70,6 +70,8 @@ __all__ = ["AdaptiveSplit", "ArmStats", "thompson_probabilities"]
 # Grid points for `thompson_probabilities`' integral: its error is far below the sampling
 # noise of any estimate made from the logged propensities.
 _GRID = 4096
+# The reason of a decision drawn uniformly before every arm has min_samples observations.
+_UNIFORM = "uniform until min_samples"
 
 
 def thompson_probabilities(posteriors: Sequence[tuple[float, float]]) -> list[float]:
@@ -333,15 +335,13 @@ class AdaptiveSplit(Policy):
     def decide(self, request: ChatRequest) -> RouteDecision:
         winner = self.winner
         if winner is not None:
-            return RouteDecision(winner, f"winner at confidence {self.confidence}")
+            return RouteDecision(winner, self._winner_reason())
         rng = self._rng
         with self._lock:
             snapshot = self._current()
             if snapshot.uniform:
                 target = rng.choice(self.arms)
-                return RouteDecision(
-                    target, "uniform until min_samples", propensity=snapshot.mixed[target]
-                )
+                return RouteDecision(target, _UNIFORM, propensity=snapshot.mixed[target])
             if rng.random() < self.explore:
                 target = rng.choice(self.arms)
                 return RouteDecision(
@@ -363,14 +363,29 @@ class AdaptiveSplit(Policy):
     def decision_probabilities(
         self, decision: RouteDecision, request: ChatRequest
     ) -> dict[str, float]:
-        """What a decision is drawn from now: the winner; uniform until ``min_samples``;
-        else ``explore`` uniform plus Thompson sampling's probability of each arm, both as of
-        the current snapshot."""
+        """What ``decision`` was drawn from: the winner; uniform until ``min_samples``; else
+        ``explore`` uniform plus Thompson sampling's probability of each arm as of the
+        snapshot the decision was drawn from (its ``scores``), not a newer one taken since by
+        another thread's feedback: a wrapper such as `Exploring` logs propensities from this,
+        and they must be the probabilities the decision actually had. A decision this policy
+        did not make gets the current snapshot's."""
+        k = len(self.arms)
+        scores = decision.scores
+        if len(scores) == k and all(t in scores for t in self.arms):
+            # The same arithmetic as _take_snapshot, so the floats equal the logged ones.
+            return {t: self.explore / k + (1.0 - self.explore) * scores[t] for t in self.arms}
+        if decision.reason == _UNIFORM and decision.target in self.arms:
+            return {t: 1.0 / k for t in self.arms}
+        if decision.reason == self._winner_reason() and decision.target == self.winner:
+            return {decision.target: 1.0}
         if self.winner is not None:
             return {self.winner: 1.0}
         with self._lock:
             snapshot = self._snapshot if self._snapshot is not None else self._current()
             return dict(snapshot.mixed)
+
+    def _winner_reason(self) -> str:
+        return f"winner at confidence {self.confidence}"
 
     def _current(self) -> _Snapshot:
         # The snapshot decisions draw from, taken again when it is stale: enough feedbacks

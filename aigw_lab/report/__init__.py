@@ -1,5 +1,7 @@
 """Reports of the call log: `write_report` writes one experiment as a self-contained HTML
-file (also ``aigw-lab report``). Imported lazily: plotly and pandas load on first use."""
+file (also ``aigw-lab report``). Imported lazily: pandas and DuckDB load on first use. The
+report needs no plotly package (its figures are plotly JSON it writes itself, drawn by the
+plotly.js it embeds), so it works on the core install."""
 
 from __future__ import annotations
 

@@ -1,18 +1,20 @@
 """What every report page carries besides its data: plotly.js (once, compressed), the
 stylesheet and the page's own script (item browser, pair selector, chart drawing).
 
-plotly.js is the *cartesian* partial bundle of the same plotly.js version the plotly
-package ships (bar, box, scatter, ...: every trace the report draws), vendored gzipped in
-``vendor/`` (see its README) and embedded base64; the page unpacks it with the browser's
-``DecompressionStream``. That is about 0.65 MB per file instead of the full bundle's
-4.8 MB. Everything else in the page is plain JavaScript written here: no CDN, no fetch.
+plotly.js is the *cartesian* partial bundle (bar, box, scatter, ...: every trace the report
+draws) of the plotly.js version that the plotly package of the ``notebook`` extra ships,
+vendored gzipped in ``vendor/`` (see its README) and embedded base64; the page unpacks it
+with the browser's ``DecompressionStream``; the report needs no plotly package. That is
+about 0.65 MB per file instead of the full bundle's 4.8 MB. Everything else in the page is
+plain JavaScript written here: no CDN, no fetch.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 from importlib import resources
+
+from aigw_lab.errors import AigwError
 
 __all__ = ["plotly_js_gzip_base64", "VENDORED_PLOTLY", "STYLE", "SCRIPT"]
 
@@ -21,16 +23,20 @@ VENDORED_PLOTLY = "vendor/plotly-cartesian.min.js.gz"
 
 
 def plotly_js_gzip_base64() -> str:
-    """plotly.js, gzipped and base64-encoded: the vendored cartesian bundle, or (if a
-    packaging mistake left it out) the plotly package's full bundle compressed now."""
+    """plotly.js, gzipped and base64-encoded: the vendored cartesian bundle. Its absence is
+    a packaging mistake (the wheel left out package data), reported as one `AigwError`
+    naming the file; the plotly package is not asked for a bundle (the core has none)."""
     vendored = resources.files("aigw_lab.report").joinpath(VENDORED_PLOTLY)
     try:
         data = vendored.read_bytes()
-    except (FileNotFoundError, OSError):
-        # lazy: plotly loads in ~0.1-0.2 s; only drawing a figure needs it
-        from plotly.offline import get_plotlyjs
-
-        data = gzip.compress(get_plotlyjs().encode("utf-8"), 6, mtime=0)
+    except OSError as exc:
+        raise AigwError(
+            f"this aigw-lab install lacks the report's plotly.js, aigw_lab/report/"
+            f"{VENDORED_PLOTLY} ({exc.strerror or type(exc).__name__}): a packaging error, "
+            "the package data was left out",
+            hint="reinstall aigw-lab from a wheel or source tree that includes "
+            "aigw_lab/report/vendor/ (pyproject.toml's package-data lists it)",
+        ) from exc
     return base64.b64encode(data).decode("ascii")
 
 

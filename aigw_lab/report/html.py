@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aigw_lab import analysis
 from aigw_lab.analysis._source import open_source
 from aigw_lab.errors import AigwError, StoreError
-from aigw_lab.notebook.figures import target_colors
+from aigw_lab.palette import target_colors
 from aigw_lab.report import charts, sections
 from aigw_lab.report.assets import SCRIPT, STYLE, plotly_js_gzip_base64
 from aigw_lab.report.browser import MAX_ITEMS, browser_data
@@ -36,9 +36,9 @@ from aigw_lab.store.calllog import CallLog
 
 if TYPE_CHECKING:
     import pandas as pd
-    import plotly.graph_objects as go
 
     from aigw_lab.analysis._source import LogSource
+    from aigw_lab.report.charts import Figure
 
 __all__ = ["write_report", "CHART_IDS"]
 
@@ -159,7 +159,7 @@ def _build_page(
     latency_chart = charts.latency(spread, colors)
     long_run = charts.show_cost_over_time(span)
     # (element id, heading, figure or None, note shown above it or in its place)
-    chart_list: list[tuple[str, str, go.Figure | None, str]] = [
+    chart_list: list[tuple[str, str, Figure | None, str]] = [
         (
             CHART_IDS[0],
             "Quality vs cost",
@@ -285,7 +285,7 @@ def _page(
     ranked: list[str],
     items: dict[str, Any],
     experiments: pd.DataFrame,
-    charts: list[tuple[str, str, go.Figure | None, str]],
+    charts: list[tuple[str, str, Figure | None, str]],
     span: float,
     long_run: bool,
     other_scorers: list[str],
@@ -367,7 +367,7 @@ def _min_minutes() -> int:
     return charts.COST_OVER_TIME_MIN_SECONDS // 60
 
 
-def _chart(chart_id: str, figures: dict[str, tuple[str, go.Figure | None, str]]) -> str:
+def _chart(chart_id: str, figures: dict[str, tuple[str, Figure | None, str]]) -> str:
     name, figure, note = figures[chart_id]
     parts = [f"<h2>{html.escape(name)}</h2>"]
     if note:

@@ -253,3 +253,62 @@ def test_in_a_notebook_kernel_the_run_shows_the_widget_not_text(tmp_path):
     assert widgets, outputs
     assert "status completed" in streams
     assert "\r" not in streams and "notebook run:" not in streams
+
+
+KERNEL_WITHOUT_WIDGETS = r"""
+import importlib.abc, io, json, sys, types, warnings
+
+class NotInstalled(importlib.abc.MetaPathFinder):  # the notebook extra is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("ipywidgets", "IPython"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+
+class ZMQInteractiveShell:  # what a Jupyter kernel's get_ipython() returns
+    config = {"IPKernelApp": {}}
+
+shell = ZMQInteractiveShell()
+sys.modules["IPython"] = types.SimpleNamespace(get_ipython=lambda: shell)
+sys.modules["ipykernel"] = types.ModuleType("ipykernel")
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")
+
+from aigw_lab.experiments.progress import _make_display
+
+out = io.StringIO()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    display = _make_display(
+        total=4, initial=0, description="run", stream=out, clock=lambda: 0.0
+    )
+print(json.dumps({
+    "display": type(display).__name__,
+    "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+}))
+"""
+
+
+def test_a_kernel_without_the_notebook_extra_gets_plain_lines_and_no_tqdm_warning():
+    # Failed before: tqdm.auto, asked in a kernel without ipywidgets, warned "IProgress not
+    # found. Please update jupyter and ipywidgets." on every run of a core install.
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_WITHOUT_WIDGETS], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"display": "_LineDisplay", "warnings": []}
+
+
+def test_tqdm_auto_is_asked_only_in_a_kernel_with_ipywidgets(monkeypatch):
+    from aigw_lab.experiments import progress
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    assert not progress._widgets_possible()  # a script: tqdm.auto would be the text bar
+    monkeypatch.setitem(sys.modules, "IPython", object())
+    assert progress._widgets_possible()  # ipywidgets is installed here (dev)
+    monkeypatch.setattr(progress, "missing_modules", lambda names: list(names))
+    assert not progress._widgets_possible()

@@ -169,3 +169,33 @@ def test_the_refresh_settings_round_trip_and_old_specs_load_with_the_defaults():
 def test_invalid_refresh_settings_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         AdaptiveSplit("ad", [A, B], **kwargs)
+
+
+def test_a_decision_keeps_the_probabilities_of_its_own_snapshot_after_a_refresh():
+    """Another thread's feedback may refresh the snapshot between a decision and the
+    question "what was it drawn from?" (`Exploring` asks right after the base decides, and
+    logs the answer as the propensity). The answer is the decision's own snapshot, not the
+    newer one: its propensity stays the probability it was drawn with."""
+    policy = warmed(refresh_every=1, refresh_seconds=None)
+    decision = policy.decide(REQ)
+    own = expected(policy)
+    assert decision.propensity == pytest.approx(own[decision.target])
+    for _ in range(20):
+        policy.record(B, 1.0)
+    newer = policy.decision_probabilities(policy.decide(REQ), REQ)
+    assert newer[B] > own[B] + 0.05  # the refresh moved the probabilities
+    assert policy.decision_probabilities(decision, REQ) == pytest.approx(own)
+    assert policy.decision_probabilities(decision, REQ)[decision.target] == decision.propensity
+
+
+def test_uniform_and_winner_decisions_keep_their_distributions_after_the_phase_changes():
+    policy = AdaptiveSplit("ad", [A, B], min_samples=3, confidence=0.9, refresh_every=1)
+    uniform = policy.decide(REQ)
+    assert uniform.reason == "uniform until min_samples"
+    for _ in range(400):
+        policy.record(A, 1.0)
+        policy.record(B, 0.0)
+    assert policy.winner == A
+    assert policy.decision_probabilities(uniform, REQ) == {A: 0.5, B: 0.5}
+    won = policy.decide(REQ)
+    assert policy.decision_probabilities(won, REQ) == {A: 1.0}
