@@ -22,6 +22,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from aigw_lab._frozen import fast_init
 from aigw_lab.addressing import ALL_EXTRA_FIELDS, MAX_OUTPUT_TOKENS, check_extra, check_model_name
 from aigw_lab.errors import InvalidRequestError
 
@@ -85,6 +86,7 @@ class ContentPart:
         return {"type": self.type, **dict(self.data)}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A chat message. ``content`` is plain text or a tuple of `ContentPart`.
@@ -193,6 +195,7 @@ def _coerce_part(part: Any, index: int, j: int) -> ContentPart:
     return ContentPart(part["type"], None, MappingProxyType(data))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A provider-neutral chat completion request.
@@ -404,6 +407,7 @@ _SCALAR_PARAMS = frozenset(
 )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Token usage. ``input_tokens`` includes cached input (read and written);
@@ -440,6 +444,7 @@ class Usage:
 UNKNOWN_USAGE = Usage(known=False)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Latency:
     """Where the time of a call went, in milliseconds.
@@ -462,6 +467,7 @@ class Latency:
         return max(0.0, self.total_ms - self.upstream_ms)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatResponse:
     """A normalised chat completion.
@@ -489,6 +495,7 @@ class ChatResponse:
     trace_id: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     """A piece of streamed text."""
@@ -496,6 +503,7 @@ class TextDelta:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
     """The last event of a stream: the whole response, usage included."""

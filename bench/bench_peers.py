@@ -1,6 +1,7 @@
 """aigw_lab side by side with raw httpx and LiteLLM's SDK, over a real loopback socket.
 
     python bench/bench_peers.py [--quick] [--calls N] [--rounds R] [--modes M,M,...]
+        [--transport auto] [--baseline-tree TREE]
 
 One fake OpenAI server runs in its own process on 127.0.0.1 (a minimal asyncio HTTP/1.1
 server in this file: keep-alive, Content-Length, a fixed Chat Completions body or a fixed
@@ -28,8 +29,11 @@ same number of calls; the client process's CPU time (``time.process_time``: ever
 this process, the log writer's included) and wall time are taken per call. Each figure is
 the median over rounds with the interquartile range; "added CPU" is the median over rounds
 of (side - raw httpx) in the same round. The load average is printed with every mode.
-Exits 0; the target (aigw's added CPU at least 100x below LiteLLM's) is reported, not
-enforced.
+``--baseline-tree TREE`` adds ``base log on`` and ``base log off``: the same gateway sides
+with ``aigw_lab`` imported from another checkout (the code before a change), each in a
+worker process of its own (`_peers_tree.py`), in the same interleaved rounds, so a change is
+read as a ratio within one run. Exits 0; the target (aigw's added CPU at least 100x below
+LiteLLM's) is reported, not enforced.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from pathlib import Path
 # bench/ is the script's folder when run, not when a test imports it (tests/test_bench_peers.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _peers_count import count_calls  # noqa: E402
+from _peers_tree import TreeSide, print_trees  # noqa: E402
 from _raw_direct import RawDirect  # noqa: E402
 
 MODEL = "gpt-4o-mini"
@@ -357,6 +363,8 @@ def run_round(
     """(CPU, wall, CPU outside the calling thread) in us per call of ``calls`` calls of
     ``side`` in ``mode``. The calling thread runs every client and the event loop, so CPU
     elsewhere is the log's writer thread and DuckDB's own threads."""
+    if isinstance(side, TreeSide):  # --baseline-tree: measured the same way, in its worker
+        return side.remote_round(mode, calls)
     cpu0, wall0, own0 = time.process_time(), time.perf_counter(), time.thread_time()
     if mode == "sync":
         for _ in range(calls):
@@ -431,52 +439,6 @@ def measure(
     return out
 
 
-#: Where a profiled function lives, by a fragment of its file's path.
-_PLACES = (
-    ("aigw_lab", "/aigw_lab/"),
-    ("httpx stack", ("/httpx/", "/httpcore/", "/h11/", "/anyio/", "/sniffio/")),
-    ("litellm", ("/litellm/", "/openai/")),
-)
-
-
-def _place(filename: str) -> str:
-    for name, fragments in _PLACES:
-        if any(f in filename for f in ((fragments,) if isinstance(fragments, str) else fragments)):
-            return name
-    return "other"
-
-
-def count_calls(sides: list[Side], runner: asyncio.Runner, calls: int = 200) -> None:
-    """Python function calls per call in the calling thread, per side and mode, and where
-    they run (aigw_lab's code, the httpx stack, LiteLLM and the openai SDK, the rest): a
-    measure of work that machine load does not change (the log's writer thread is not
-    included; the asyncio figures vary a little with how many pooled connections sit idle
-    when a request arrives)."""
-    import cProfile  # lazy: only this option profiles
-    import pstats  # lazy: as above
-
-    print(f"\nPython function calls per call, calling thread only ({calls} calls; {load()})")
-    modes = ("sync", "async1", "async16", "async64", "stream")
-    places = [name for name, _ in _PLACES] + ["other"]  # other: builtins, stdlib, the rest
-    print(f"  {'side':<14} {'mode':<8} {'total':>7}" + "".join(f" {p:>12}" for p in places))
-    for side in sides:
-        for mode in modes:
-            run_round(side, mode, 20, runner)
-            profile = cProfile.Profile()
-            profile.enable()
-            run_round(side, mode, calls, runner)
-            profile.disable()
-            stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-            where = dict.fromkeys(places, 0)
-            for (filename, _, _), (_, ncalls, *_) in stats.items():
-                where[_place(filename)] += ncalls
-            total = sum(where.values())
-            print(
-                f"  {side.name:<14} {mode:<8} {total / calls:7.0f}"
-                + "".join(f" {where[p] / calls:12.0f}" for p in places)
-            )
-
-
 def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[float]]]) -> float:
     print(f"\n[{mode}] {rounds} rounds x {calls} calls per side; {load()}")
     print(
@@ -492,6 +454,8 @@ def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[fl
             f" {f'[{w1:.0f}, {w3:.0f}]':>15} {a2:13.1f} {f'[{a1:.1f}, {a3:.1f}]':>17}"
             f" {statistics.median(d['other']):13.1f}"
         )
+    if "base log on" in data and "litellm" not in data:
+        print_trees(data, None)
     if "litellm" in data and "aigw log on" in data:
         lite = quartiles(data["litellm"]["added"])
         aigw = quartiles(data["aigw log on"]["added"])
@@ -502,6 +466,8 @@ def report(mode: str, calls: int, rounds: int, data: dict[str, dict[str, list[fl
             f"  litellm added / aigw (log on) added: {ratio:.0f}x (median); "
             f"{worst:.0f}x (litellm Q1 / aigw Q3); {verdict} the >= {TARGET_RATIO:.0f}x target"
         )
+        if "base log on" in data:  # --baseline-tree: the trees side by side
+            print_trees(data, lite[1])
         if "raw direct" in data:  # aigw's baseline is the direct path: say so beside httpx
             over = statistics.median(data["aigw log on"]["over_httpx"])
             print(
@@ -543,6 +509,18 @@ def main(argv: list[str] | None = None) -> int:
         " (httpx's client over the same lean transport): the A/B of session 9's change",
     )
     parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also run aigw (log on, log off) with aigw_lab imported from this checkout (the"
+        " code before a change; named base log on/off), each in a worker process",
+    )
+    parser.add_argument(
+        "--tree-workers",
+        action="store_true",
+        help="with --baseline-tree, also run this checkout's gateway sides in worker"
+        " processes (this log on/off), so the two trees are measured the same way",
+    )
+    parser.add_argument(
         "--count-calls",
         action="store_true",
         help="also count Python function calls per call in the calling thread (load-proof)",
@@ -560,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown mode(s) {unknown}; use sync, stream, asyncN or pacedN")
 
+    if args.baseline_tree and not (args.baseline_tree / "aigw_lab" / "__init__.py").is_file():
+        parser.error(f"{args.baseline_tree} holds no aigw_lab package")
     proc, base_url = start_server()
     tmp = Path(tempfile.mkdtemp(prefix="aigw-peers-"))
     sides: list[Side] = [RawHttpx(base_url)]
@@ -569,29 +549,44 @@ def main(argv: list[str] | None = None) -> int:
     sides.append(Aigw(base_url, None, transport=args.transport))
     if args.direct_ab and args.transport in ("lean", "auto"):
         sides.append(Aigw(base_url, None, transport=args.transport).through_client())
+    if args.baseline_tree is not None:
+        baseline = sides[-1].baseline  # type: ignore[attr-defined]  # the Aigw side's
+        trees = {"base": args.baseline_tree}
+        if args.tree_workers:  # this checkout in workers too: both trees measured alike
+            trees["this"] = Path(__file__).resolve().parent.parent
+        for label, tree in trees.items():
+            for path in (tmp / f"{label}.duckdb", None):
+                sides.append(TreeSide(tree, base_url, path, args.transport, baseline, label))
     if args.pool_shards > 1:
         sides.append(RawHttpx(base_url, args.pool_shards))
         sides.append(Aigw(base_url, tmp / "sharded.duckdb", args.pool_shards))
     if not args.no_litellm:
         sides.append(LiteLLM(base_url))
     for side in sides:  # every side gets the same answer from the same server
-        assert side.call() == "Paris.", side.name
-        assert side.stream() == STREAM_TEXT, side.name
+        answers = side.check() if isinstance(side, TreeSide) else (side.call(), side.stream())
+        assert answers == ("Paris.", STREAM_TEXT), side.name
     print(
         f"bench_peers: client CPU and wall per call against one loopback fake OpenAI server "
         f"(own process)\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.machine()} | "
         f"{os.cpu_count()} cores | Python {platform.python_version()} | {load()}"
     )
     ratios: dict[str, float] = {}
+    tree_ratios: dict[str, dict[str, float]] = {}
     with asyncio.Runner() as runner:
         runner.run(sides[0].acall())
         if args.count_calls:
-            count_calls(sides, runner)
+            count_calls(sides, runner, run_round, load)
         for mode in modes:
             # A paced round lasts about a second (at least 50 calls).
             n = calls if not mode.startswith("paced") else max(50, int(mode[5:]))
             data = measure(sides, mode, n, rounds, runner)
             ratios[mode] = report(mode, n, rounds, data)
+            for label in ("base", "this"):
+                if f"{label} log on" in data and "litellm" in data:
+                    lite, tree = (
+                        statistics.median(data[k]["added"]) for k in ("litellm", f"{label} log on")
+                    )
+                    tree_ratios.setdefault(label, {})[mode] = lite / tree if tree > 0 else 0.0
         for side in sides:
             runner.run(side.aclose())
     logged = next(s for s in sides if isinstance(s, Aigw) and s.log is not None)
@@ -604,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     if ratios and "litellm" in {s.name for s in sides}:
         summary = ", ".join(f"{m} {r:.0f}x" for m, r in ratios.items())
         print(f"headline: litellm's added CPU / aigw's (log on): {summary}")
+    for label, found in tree_ratios.items():
+        summary = ", ".join(f"{m} {r:.0f}x" for m, r in found.items())
+        print(f"{label} (worker processes): the same ratio: {summary}")
     return 0
 
 

@@ -88,3 +88,24 @@ def test_an_unknown_mode_is_a_usage_error(bench):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--modes", "sync,turbo"])
     assert exc.value.code == 2
+
+
+def test_a_baseline_tree_side_runs_that_trees_code_in_its_own_process(bench, server, tmp_path):
+    # This checkout stands in for the other tree: the worker must import it from there.
+    side = bench.TreeSide(ROOT, server, tmp_path / "base.duckdb", "auto", "raw direct")
+    try:
+        assert side.name == "base log on"
+        assert side.check() == ("Paris.", bench.STREAM_TEXT)
+        with asyncio.Runner() as runner:
+            for mode in ("sync", "async2", "stream"):
+                cpu, wall, elsewhere = bench.run_round(side, mode, 5, runner)
+                assert cpu > 0 and wall > 0 and elsewhere >= 0
+    finally:
+        side.close()
+    assert side.proc.returncode == 0
+
+
+def test_a_baseline_tree_without_aigw_lab_is_refused(bench, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--baseline-tree", str(tmp_path), "--no-litellm"])
+    assert "holds no aigw_lab package" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from aigw_lab._frozen import fast_init
 from aigw_lab.errors import (
     AuthenticationError,
     ContentFilteredError,
@@ -54,6 +55,7 @@ __all__ = [
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EncodedRequest:
     """A request in a provider's wire format: path below the base URL, JSON body, and any
@@ -64,6 +66,7 @@ class EncodedRequest:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decoded:
     """The normalised fields a codec reads out of one answer."""

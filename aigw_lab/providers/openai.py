@@ -247,12 +247,18 @@ def openai_usage(usage: Any) -> Usage:
         return UNKNOWN_USAGE  # not reported: priced as unknown, never as 0 tokens
     prompt_details = usage.get("prompt_tokens_details") or _EMPTY
     completion_details = usage.get("completion_tokens_details") or _EMPTY
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    cached = prompt_details.get("cached_tokens")
+    reasoning = completion_details.get("reasoning_tokens")
+    # A plain int (the usual case) is taken as it is; anything else goes through
+    # `usage_int` (missing, null, float, bool), as every field did: four calls fewer per answer.
     return Usage(
-        input_tokens=usage_int(usage.get("prompt_tokens")),  # input_tokens
-        output_tokens=usage_int(usage.get("completion_tokens")),  # output_tokens
-        cache_read_tokens=usage_int(prompt_details.get("cached_tokens")),  # cache_read_tokens
-        cache_write_tokens=0,  # cache_write_tokens: OpenAI reports none
-        reasoning_tokens=usage_int(completion_details.get("reasoning_tokens")),  # reasoning_tokens
+        input_tokens=prompt if type(prompt) is int else usage_int(prompt),
+        output_tokens=completion if type(completion) is int else usage_int(completion),
+        cache_read_tokens=cached if type(cached) is int else usage_int(cached),
+        cache_write_tokens=0,  # OpenAI reports none
+        reasoning_tokens=reasoning if type(reasoning) is int else usage_int(reasoning),
     )
 
 

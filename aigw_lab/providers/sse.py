@@ -13,6 +13,8 @@ import codecs
 import re
 from dataclasses import dataclass
 
+from aigw_lab._frozen import fast_init
+
 __all__ = ["SSEEvent", "SSEParser"]
 
 # Only CR, LF and CRLF end a line in an event stream (str.splitlines would also split on
@@ -20,6 +22,7 @@ __all__ = ["SSEEvent", "SSEParser"]
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SSEEvent:
     """One dispatched event: its type, its data lines joined with ``\\n``, and its id."""

@@ -58,6 +58,9 @@ from aigw_lab.types import (
 __all__ = ["HttpProvider", "Codec", "get_codec", "error_for_status", "parse_retry_after"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+#: `HttpProvider._heads` has no entry for a path yet (None is an entry: that path takes
+#: httpx's client).
+_NO_HEAD: Any = object()
 #: How much of an error body an error keeps, for debugging.
 MAX_ERROR_BODY = 2000
 
@@ -199,10 +202,13 @@ class HttpProvider(BaseProvider):
             if request.timeout is None
             else httpx.Timeout(request.timeout, connect=self.connect_timeout).as_dict()
         )
-        url = self._url(encoded.path)
+        path = encoded.path
         try:
             if direct and not encoded.headers and self._encodes_json:
-                head = self._head(client, encoded.path, url)
+                # A path with a head was checked by `_url` before its head was built.
+                head = self._heads.get(path, _NO_HEAD)
+                if head is _NO_HEAD:
+                    head = self._head(client, path, self._url(path))
                 if head is not None:
                     content = _JSON_BODY.encode(encoded.body).encode()
                     timeouts = (
@@ -211,7 +217,7 @@ class HttpProvider(BaseProvider):
                         else direct_timeouts(timeout, self._pool_timeout)
                     )
                     return head.request(content, timeouts)
-            return self._build_request(client, url, encoded, timeout)
+            return self._build_request(client, self._url(path), encoded, timeout)
         except UnicodeEncodeError as exc:
             # A lone surrogate (U+D800-U+DFFF) in a message: no UTF-8 body can carry it.
             raise InvalidRequestError(

@@ -183,3 +183,20 @@ def test_usage_from_any_mapping() -> None:
     assert openai_usage({"prompt_tokens_details": None}) == Usage()
     # No usage object: unknown (priced as NULL), not zero tokens (changed by issue 9).
     assert openai_usage([1, 2]) == anthropic_usage("x") == UNKNOWN_USAGE
+
+
+@pytest.mark.parametrize("value", [7, 0, 2**70, 7.9, True, False, None, "7", [], -1])
+def test_openai_usage_reads_every_field_as_usage_int_does(value: Any) -> None:
+    # The plain-int fast path inside openai_usage must agree with usage_int on every value.
+    usage = openai_usage(
+        {
+            "prompt_tokens": value,
+            "completion_tokens": value,
+            "prompt_tokens_details": {"cached_tokens": value},
+            "completion_tokens_details": {"reasoning_tokens": value},
+        }
+    )
+    n = usage_int(value)
+    assert (usage.input_tokens, usage.output_tokens) == (n, n)
+    assert (usage.cache_read_tokens, usage.reasoning_tokens) == (n, n)
+    assert all(type(v) is int for v in (usage.input_tokens, usage.output_tokens))
