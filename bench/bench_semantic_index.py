@@ -348,6 +348,7 @@ def lookups(
         sides += [(f"rerank={v}", index.search, {"rerank": v}) for v in reranks]
     sides.append(("exact", exact.search, {}))
     rerank = getattr(index, "rerank", None)
+    deep = getattr(index, "deep_nprobe", None)  # the index's second pass (session 11)
     times = {name: [] for name, _, _ in sides}
     cpus = {name: [] for name, _, _ in sides}
     found = {name: [] for name, _, _ in sides}
@@ -363,13 +364,14 @@ def lookups(
                 if ivf is not None:
                     ivf.nprobe = setting.get("nprobe", default)
                     index.rerank = setting.get("rerank", rerank)
+                    index.deep_nprobe = None if "nprobe" in setting else deep  # one pass
                 w, c = time.perf_counter(), time.thread_time()
                 best = search(q, 4)
                 times[name].append(time.perf_counter() - w)
                 cpus[name].append(time.thread_time() - c)
                 found[name].append((kind, best[0][0], best[0][1]))
     if ivf is not None:
-        ivf.nprobe, index.rerank = default, rerank
+        ivf.nprobe, index.rerank, index.deep_nprobe = default, rerank, deep
     print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
     for name, _, _ in sides:
         t, c = times[name], cpus[name]
