@@ -41,11 +41,13 @@ import gc
 import glob
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
 import time
+import types
 from functools import partial
 from pathlib import Path
 
@@ -77,6 +79,35 @@ from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
 from aigw_lab.gateway.vector_locks import start_daemon_thread
 
 DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
+
+
+def previous_index(rev: str) -> type:
+    """`BackgroundIVFIndex` as of git ``rev`` (``--previous-index``, the baseline in the same
+    process): its module and the two it imports (``vector_rows``, ``vector_locks``) compiled
+    from that commit under other names, so both versions run side by side."""
+    root = Path(__file__).resolve().parents[1]
+    saved = {}
+    modules = {}
+    for name in ("vector_rows", "vector_locks", "vector_index_ann"):
+        path = f"aigw_lab/gateway/{name}.py"
+        source = subprocess.run(
+            ["git", "-C", str(root), "show", f"{rev}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        module = types.ModuleType(f"_previous_{name}")
+        module.__file__ = f"{rev}:{path}"
+        sys.modules[module.__name__] = module  # a dataclass looks its module up
+        full = f"aigw_lab.gateway.{name}"
+        saved[full] = sys.modules.get(full)
+        # Its imports of the two others find the previous versions while it runs.
+        sys.modules[full] = module
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 (ours)
+        modules[name] = module
+    for full, module in saved.items():
+        sys.modules[full] = module
+    return modules["vector_index_ann"].BackgroundIVFIndex
 
 
 def cached_synthetic(n: int, dim: int) -> np.ndarray:
@@ -409,8 +440,7 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
     print(f"\n== {name}: {len(stored):,} entries x {stored.shape[1]} dims ({load()})")
     rng = np.random.default_rng(1)
     queries = near(rng, stored[rng.choice(len(stored), 4096, replace=False)])
-    factory = partial(
-        BackgroundIVFIndex,
+    settings = dict(
         nprobe=args.nprobe,
         nlist=args.nlist,
         codes=args.codes,
@@ -418,6 +448,7 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         maintenance_threads=args.maintenance_threads,
         spawn=partial(start_daemon_thread, nice=args.maintenance_nice),
     )
+    factory = partial(BackgroundIVFIndex, **settings)
     if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
         fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
         gc.collect()
@@ -431,6 +462,15 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
             previous_locks=True,
         )
         gc.collect()
+    if args.previous_index:  # the baseline and this tree's index, in turns
+        previous = partial(previous_index(args.previous_index), **settings)
+        for turn in range(args.rounds):
+            sides = [(previous, f"BackgroundIVFIndex as of {args.previous_index}")]
+            sides.append((factory, "BackgroundIVFIndex (this tree)"))
+            for side, label in sides if turn % 2 == 0 else sides[::-1]:
+                fill(stored, side, queries, f"round {turn + 1}: {label}", probe_adds=False)
+                gc.collect()
+        return
     store = fill(
         stored,
         factory,
@@ -515,6 +555,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fill (first) with the faiss lock exclusive for searches and the "
         "maintenance thread at the callers' priority (before session 9)",
+    )
+    parser.add_argument(
+        "--previous-index",
+        metavar="REV",
+        default=None,
+        help="fill only: BackgroundIVFIndex as of git REV (e.g. main) and this tree's, in "
+        "turns in one process (adds not probed)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --previous-index: fills of each side, their order alternating per round",
     )
     parser.add_argument(
         "--switch-interval",

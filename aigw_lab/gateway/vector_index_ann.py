@@ -34,6 +34,7 @@ faiss is an optional dependency: ``pip install "aigw-lab[ann]"``.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -436,18 +437,36 @@ class BackgroundIVFIndex:
                 # The old rows and index are freed after the lock is released: freeing
                 # them inside it held the lock 146 ms CPU at 1M; after, at most 0.8 ms
                 # (bench_semantic_index.py, docs/performance.md).
-                old = (self._rows, self._ivf)
+                old_rows, old_ivf = self._rows, self._ivf
                 self._rows, self._ivf, self._indexed = build.rows, build.ivf, build.indexed
                 self._generation += 1
                 self.builds += 1
                 self._note_locked(held)
-            del old, build
+            del build
+            self._release(old_ivf)
+            del old_rows, old_ivf
         except Exception:  # the old index stays in service
             self.failures += 1
             self._retry_build_at = 2 * self._rows.size
             _LOG.exception("semantic index: a rebuild failed; the previous index stays")
         finally:
             self._job_done("_building")
+
+    def _release(self, ivf: Any) -> None:
+        """Free a swapped-out IVF index's inverted lists and id map inside faiss calls, which
+        release the GIL: its destructor frees them holding it (at 1M, every other thread
+        waited 142 ms at load 7; session 11). Only when nothing else holds the index: a
+        lookup that took it before the swap searches it to the end, and a batched add of
+        the old generation may still hold it (then the destructor frees it, as before)."""
+        # Our references: the caller's variable, this argument and getrefcount's own.
+        if ivf is None or sys.getrefcount(ivf) > 3:
+            return
+        faiss = self._faiss
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+        empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+        ivf.replace_invlists(empty, True)  # deletes the old lists (it owned them)
+        empty.this.disown()  # now the index's to delete
+        ivf.ntotal = 0
 
     def _note_locked(self, since: tuple[float, float]) -> None:
         """(The lock held.) Keep the longest hold of a maintenance step."""

@@ -1,0 +1,71 @@
+"""BackgroundIVFIndex's maintenance off the GIL (session 11): a swapped-out IVF index is
+emptied through faiss calls (which release the GIL) rather than by its destructor (which
+holds it), but only when nothing else holds it: a lookup that took it before the swap keeps
+searching a whole index; the tail is scanned on the calling thread (einsum) with the same
+answers as a matrix product."""
+
+import numpy as np
+
+from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
+from aigw_lab.gateway.vector_rows import VectorRows, exact_top_k
+from tests.gateway._vector_helpers import DIM, Manual, clustered, near
+
+
+class SpyFaiss:
+    """faiss, recording each empty inverted-lists object the index makes to release an old
+    index's lists."""
+
+    def __init__(self, faiss):
+        self._faiss, self.emptied = faiss, []
+
+    def ArrayInvertedLists(self, *args):  # noqa: N802 (faiss's name)
+        self.emptied.append(args)
+        return self._faiss.ArrayInvertedLists(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._faiss, name)
+
+
+def grown(seed, hold_old):
+    """An index built at 1,000 rows, then grown past ``regrow`` so a second build swaps."""
+    spawn = Manual()
+    vectors = clustered(2400, seed)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, nprobe=16, regrow=2, spawn=spawn)
+    index.add_many(np.arange(1000), vectors[:1000])
+    spawn.run_all()
+    spy = index._faiss = SpyFaiss(index._faiss)
+    held = index._ivf if hold_old else None  # as a lookup that took it before the swap
+    index.add_many(np.arange(1000, 2400), vectors[1000:])
+    spawn.run_all()
+    assert index.builds == 2 and index.tail == 0
+    return index, vectors, spy, held
+
+
+def test_a_swapped_out_index_nobody_holds_is_emptied_through_faiss(faiss):
+    index, vectors, spy, _ = grown(seed=31, hold_old=False)
+    assert spy.emptied == [(16, index._ivf.code_size)]  # the first build's 16 lists
+    for i in (3, 1500, 2399):
+        assert index.search(near(vectors[i : i + 1], seed=i)[0], 1)[0][0] == i
+
+
+def test_a_swapped_out_index_a_lookup_still_holds_is_left_whole(faiss):
+    index, vectors, spy, held = grown(seed=32, hold_old=True)
+    assert spy.emptied == []
+    assert held.ntotal == 1000 and held is not index._ivf
+    _, ids = held.search(vectors[7:8], 1)
+    assert ids[0, 0] == 7
+
+
+def test_the_tail_scan_equals_a_matrix_product():
+    vectors = clustered(3000, seed=33)
+    rows = VectorRows(DIM)
+    rows.append(np.arange(3000), vectors)
+    for i in range(0, 3000, 3):
+        rows.kill(i)
+    query = near(vectors[10:11], seed=34)[0]
+    want = vectors @ query
+    want[::3] = -np.inf
+    top = np.argsort(-want)[:5]
+    got = exact_top_k(rows.segments(0, 3000), query, 5)
+    assert [i for i, _ in got] == top.tolist()
+    assert np.allclose([s for _, s in got], want[top], atol=1e-6)
