@@ -402,18 +402,23 @@ class BackgroundIVFIndex:
                 pieces = self._rows.segments(0, snapshot)
                 ids = self._rows.ids_copy(0, snapshot)
                 self._note_locked(held)
-            # Rows below the snapshot never change (only their ids can: copied above).
-            build = _Build(VectorRows(self.dim))
-            offset = 0
-            for vectors, _ in pieces:
-                piece_ids = ids[offset : offset + len(vectors)]
-                offset += len(vectors)
-                keep = piece_ids >= 0
-                build.rows.append(piece_ids[keep], vectors[keep])
+            live = int((ids >= 0).sum())
+            if 8 * (snapshot - live) <= snapshot:
+                # Few rows removed: the build indexes the rows where they are. Copying them
+                # into a compacted VectorRows rebuilt its id map in Python, holding the GIL
+                # (a 1M fill's lookups waited on it; session 11); dead rows stay dead.
+                build = _Build(self._rows, shared=True)
+                pieces = _with_ids(pieces, ids)
+            else:  # rows below the snapshot never change (only their ids can: copied above)
+                build = _Build(VectorRows(self.dim))
+                for vectors, piece_ids in _with_ids(pieces, ids):
+                    keep = piece_ids >= 0
+                    build.rows.append(piece_ids[keep], vectors[keep])
+                pieces = build.rows.segments(0, build.rows.size)
+            if live >= self.exact_below:
+                build.ivf = self._train(pieces, live)
+                build.indexed = snapshot if build.shared else build.rows.size
             del pieces
-            if len(build.rows) >= self.exact_below:
-                build.ivf = self._train(build.rows)
-                build.indexed = build.rows.size
             done, previous, chasing = snapshot, None, True
             for _ in range(_MAX_CATCH_UP_ROUNDS):
                 with self._lock:
@@ -422,18 +427,16 @@ class BackgroundIVFIndex:
                     held = time.perf_counter(), time.thread_time()
                     stop, changes = self._rows.size, self._changes_since(done)
                     self._note_locked(held)
-                self._apply(build, *changes)  # off the lock: the build is still private
                 # Index the round's rows only while rounds shrink: callers adding faster
                 # than one thread assigns clusters kept a build chasing them until they
                 # stopped, lookups searching the growing rest exactly. Once a round does
                 # not shrink, the rest is only copied (fast) and left to batched adds.
                 chasing = chasing and (previous is None or stop - done < previous)
-                if chasing:
-                    self._index_tail(build)
+                self._apply(build, *changes, index=chasing)  # off the lock: still private
                 previous, done = stop - done, stop
             with self._lock:  # the last, small round, then the swap
                 held = time.perf_counter(), time.thread_time()
-                self._apply(build, *self._changes_since(done))
+                self._apply(build, *self._changes_since(done), index=False)
                 # The old rows and index are freed after the lock is released: freeing
                 # them inside it held the lock 146 ms CPU at 1M; after, at most 0.8 ms
                 # (bench_semantic_index.py, docs/performance.md).
@@ -484,7 +487,18 @@ class BackgroundIVFIndex:
         removed, self._removed_since = self._removed_since or [], []
         return ids, pieces, removed
 
-    def _apply(self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int]) -> None:
+    def _apply(
+        self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int], *, index: bool
+    ) -> None:
+        """Bring ``build`` up to date with a round of changes (rows written since the last
+        round, with their ids then, and ids removed meanwhile); ``index``: put the round's
+        rows in its IVF index too (otherwise they stay its tail, for batched adds)."""
+        if build.shared:  # the rows are already there; only the IVF index catches up
+            if build.ivf is not None and removed:  # ids it never held are skipped
+                build.ivf.remove_ids(self._selector(removed))
+            if index:
+                self._index_tail(build, _with_ids(pieces, ids))
+            return
         if len(ids):
             keep = ids >= 0
             vectors = np.concatenate([v for v, _ in pieces])[keep]
@@ -495,22 +509,28 @@ class BackgroundIVFIndex:
             build.rows.kill(entry_id)
         if in_ivf:
             build.ivf.remove_ids(self._selector(in_ivf))
+        if index:
+            self._index_tail(build)
 
-    def _index_tail(self, build: _Build) -> None:
-        """(Off the lock.) Put the rows a catch-up round appended into the build's IVF index,
-        so the swapped-in index does not start with a long, exactly searched tail."""
-        if build.ivf is None or build.rows.size == build.indexed:
+    def _index_tail(self, build: _Build, pieces: list | None = None) -> None:
+        """(Off the lock.) Put the rows a catch-up round brought into the build's IVF index,
+        so the swapped-in index does not start with a long, exactly searched tail: a
+        shared build's ``pieces`` (with their ids copied under the lock), or the rows a
+        compacting build appended."""
+        if build.ivf is None:
             return
-        for vectors, ids in build.rows.segments(build.indexed, build.rows.size):
+        if pieces is None:
+            pieces = build.rows.segments(build.indexed, build.rows.size)
+        for vectors, ids in pieces:
             keep = ids >= 0
             lists = self._assign(build.ivf.quantizer, vectors[keep])
             self._add_assigned(build.ivf, ids[keep], vectors[keep], lists)
-        build.indexed = build.rows.size
+            build.indexed += len(ids)
 
-    def _train(self, rows: VectorRows) -> Any:
-        """A new IVF index trained on a sample of ``rows`` and holding all of them."""
+    def _train(self, pieces: list, live: int) -> Any:
+        """A new IVF index trained on a sample of ``pieces`` ((vectors, ids) pairs, ``live``
+        of their rows live) and holding their live rows."""
         faiss = self._faiss
-        live = len(rows)
         nlist = 1 << int(np.log2(max(1, min(self.max_nlist, live // 32))))
         quantizer = faiss.IndexFlatIP(self.dim)
         if self.codes == "sq8":  # codes of the vectors themselves (not residuals): no
@@ -529,21 +549,36 @@ class BackgroundIVFIndex:
         ivf.cp.max_points_per_centroid = self.train_per_cluster
         ivf.cp.min_points_per_centroid = 1  # a small build trains on what it has, silently
         step = max(1, live // (nlist * self.train_per_cluster))
-        sample = np.concatenate([v[::step] for v, _ in rows.segments(0, rows.size)])
+        sample = np.concatenate([v[::step] for v, _ in pieces])
         ivf.train(np.ascontiguousarray(sample[: nlist * self.train_per_cluster]))
         del sample
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) remove by id
         ivf.nprobe = min(self.nprobe, nlist)
-        for vectors, ids in rows.segments(0, rows.size):  # compacted: every row is live
+        for vectors, ids in pieces:
+            keep = ids >= 0
+            if not keep.all():  # a shared build's few removed rows
+                vectors, ids = vectors[keep], ids[keep]
             self._add_assigned(ivf, ids, vectors, self._assign(quantizer, vectors))
         return ivf
 
 
 @dataclass(slots=True)
 class _Build:
-    """A build in progress, private to its job until swapped in: the compacted rows, the
-    IVF index (None: exact), and the rows it holds (the rest are the tail)."""
+    """A build in progress, private to its job until swapped in: the rows (a compacted copy,
+    or the index's own), the IVF index (None: exact), and the rows it holds (the rest are
+    the tail)."""
 
     rows: VectorRows
     ivf: Any = None
     indexed: int = 0
+    shared: bool = False  # the index's own rows (few removed), not a compacted copy
+
+
+def _with_ids(pieces: list, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``pieces`` (views of consecutive rows) paired with their slices of ``ids``, the ids
+    copied under the lock when the views were taken."""
+    out, offset = [], 0
+    for vectors, _ in pieces:
+        out.append((vectors, ids[offset : offset + len(vectors)]))
+        offset += len(vectors)
+    return out

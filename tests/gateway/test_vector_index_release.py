@@ -69,3 +69,49 @@ def test_the_tail_scan_equals_a_matrix_product():
     got = exact_top_k(rows.segments(0, 3000), query, 5)
     assert [i for i, _ in got] == top.tolist()
     assert np.allclose([s for _, s in got], want[top], atol=1e-6)
+
+
+def test_a_build_with_few_removed_rows_indexes_them_in_place(faiss, monkeypatch):
+    """No copy of the rows (whose id map was rebuilt in Python, holding the GIL): the build
+    indexes the index's own rows, skips the removed ones, and what is removed while it
+    trains stays removed after the swap."""
+    spawn = Manual()
+    vectors = clustered(3000, seed=35)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, nprobe=16, regrow=2, spawn=spawn)
+    index.add_many(np.arange(1000), vectors[:1000])
+    spawn.run_all()
+    rows = index._rows
+    index.add_many(np.arange(1000, 3000), vectors[1000:])
+    for i in range(0, 3000, 40):  # 75 removed: under an eighth of the rows
+        index.remove(i)
+    real_train = index._train
+
+    def train_while_callers_remove(*args):
+        ivf = real_train(*args)
+        for i in range(1, 3000, 40):  # removed after the snapshot, before the swap
+            index.remove(i)
+        return ivf
+
+    monkeypatch.setattr(index, "_train", train_while_callers_remove)
+    spawn.run_all()
+    assert index.builds == 2 and index._rows is rows and index.tail == 0
+    gone = set(range(0, 3000, 40)) | set(range(1, 3000, 40))
+    assert len(index) == 3000 - len(gone) and index._ivf.ntotal == len(index)
+    for i in range(0, 3000, 7):
+        found = index.search(vectors[i], 1)[0][0]
+        assert found not in gone
+        if i not in gone:
+            assert found == i
+
+
+def test_a_build_with_many_removed_rows_compacts_them(faiss):
+    spawn = Manual()
+    vectors = clustered(2000, seed=36)
+    index = BackgroundIVFIndex(DIM, exact_below=500, nlist=16, nprobe=16, regrow=2, spawn=spawn)
+    index.add_many(np.arange(2000), vectors)
+    for i in range(0, 2000, 2):
+        index.remove(i)
+    rows = index._rows
+    spawn.run_all()  # the first build: half the rows removed
+    assert index._rows is not rows and index._rows.size == len(index) == 1000
+    assert index.search(vectors[7], 1)[0][0] == 7
