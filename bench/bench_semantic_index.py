@@ -4,6 +4,8 @@ cache fills from 0.
 
     python bench/bench_semantic_index.py --quick                 # ~2 min: 150k entries
     python bench/bench_semantic_index.py --size 1000000          # the 1M figures
+    python bench/bench_semantic_index.py --size 1000000 --vectors synthetic --fill-only \
+        --previous-index main --rounds 2      # main's index and this tree's, in turns
 
 Per vector source (``--vectors``):
 
@@ -448,7 +450,8 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         maintenance_threads=args.maintenance_threads,
         spawn=partial(start_daemon_thread, nice=args.maintenance_nice),
     )
-    factory = partial(BackgroundIVFIndex, **settings)
+    deep = {} if args.deep_nprobe is None else {"deep_nprobe": args.deep_nprobe or None}
+    factory = partial(BackgroundIVFIndex, **settings, **deep)
     if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
         fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
         gc.collect()
@@ -562,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="fill only: BackgroundIVFIndex as of git REV (e.g. main) and this tree's, in "
         "turns in one process (adds not probed)",
+    )
+    parser.add_argument(
+        "--deep-nprobe",
+        type=int,
+        default=None,
+        help="this tree's second pass for a miss (0: one pass; default: the index's, 32)",
     )
     parser.add_argument(
         "--rounds",
