@@ -218,7 +218,8 @@ class BackgroundIVFIndex:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         with self._lock:
             self._rows.append(ids, vectors)
-            self._schedule()
+            jobs = self._schedule()
+        self._start(jobs)
 
     def remove(self, entry_id: int) -> None:
         with self._ivf_lock.exclusive(), self._lock:  # the faiss lock first (see __init__)
@@ -227,7 +228,8 @@ class BackgroundIVFIndex:
                 self._ivf.remove_ids(self._selector([entry_id]))
             if self._removed_since is not None:
                 self._removed_since.append(entry_id)
-            self._schedule()  # enough removed rows start a compacting build
+            jobs = self._schedule()  # enough removed rows start a compacting build
+        self._start(jobs)
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
@@ -288,9 +290,19 @@ class BackgroundIVFIndex:
     def __len__(self) -> int:
         return len(self._rows)
 
-    # --- scheduling (the lock held) --------------------------------------------------------
+    # --- scheduling ------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
+    def _start(self, jobs: list[Callable[[], None]]) -> None:
+        """Start jobs `_schedule` flagged, after the lock is released: starting a thread waits
+        until it runs, which needs the GIL (and a core), and an add holding this lock, and
+        the store's, kept every caller behind that wait (a 15 ms GIL wait in the probe)."""
+        for job in jobs:
+            self._spawn(job)
+
+    def _schedule(self) -> list[Callable[[], None]]:
+        """(The lock held.) Flag the maintenance jobs that are due; the caller starts them
+        with `_start` once it has released the lock."""
+        jobs: list[Callable[[], None]] = []
         rows, live = self._rows.size, len(self._rows)
         grown = live >= self.exact_below and (
             self._ivf is None or rows >= self.regrow * self._built_rows
@@ -301,19 +313,21 @@ class BackgroundIVFIndex:
             self._building = True
             self._removed_since = []
             self._built_rows = rows
-            self._spawn(self._run_build)
+            jobs.append(self._run_build)
         flush = self._ivf is not None and self.tail >= self.batch
         if flush and not self._flushing and rows >= self._retry_flush_at:
             self._flushing = True
-            self._spawn(self._run_flush)
+            jobs.append(self._run_flush)
+        return jobs
 
     def _job_done(self, flag: str) -> None:
         with self._lock:
             setattr(self, flag, False)
             if flag == "_building":
                 self._removed_since = None
-            self._schedule()
+            jobs = self._schedule()
             self._idle.notify_all()
+        self._start(jobs)
 
     # --- batched adds ---------------------------------------------------------------------
 

@@ -115,3 +115,30 @@ def test_a_build_with_many_removed_rows_compacts_them(faiss):
     spawn.run_all()  # the first build: half the rows removed
     assert index._rows is not rows and index._rows.size == len(index) == 1000
     assert index.search(vectors[7], 1)[0][0] == 7
+
+
+def test_maintenance_threads_are_started_outside_the_index_lock(faiss):
+    """Starting a thread waits until it runs (the GIL, a core): under the lock, every add
+    waited behind that too. Jobs due after an add, a removal or another job's end are
+    started once the lock is released."""
+    locked, jobs = [], []
+
+    def spawn(job):
+        locked.append(index._lock.locked())
+        jobs.append(job)
+
+    def run_jobs():
+        while jobs:
+            jobs.pop(0)()
+
+    vectors = clustered(1300, seed=37)
+    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, batch=256, spawn=spawn)
+    index.add_many(np.arange(1000), vectors[:1000])  # a build, from an add
+    run_jobs()
+    index.add_many(np.arange(1000, 1300), vectors[1000:])  # a batched add, from an add
+    run_jobs()
+    for i in range(700):  # removed rows outnumber live ones: a compacting build
+        index.remove(i)
+    run_jobs()
+    assert index.builds == 2 and index.flushes == 1 and len(index) == 600
+    assert locked == [False, False, False]
