@@ -100,7 +100,9 @@ def semantic_cache(settings: Mapping[str, Any], shared: Any = None) -> Any:
         options.pop("model", None), batch_size=options.pop("batch_size", 64)
     )
     if "index" in options:
-        options["index_factory"] = semantic_index(options.pop("index"))
+        options["index_factory"] = semantic_index(
+            options.pop("index"), threshold=options.get("threshold")
+        )
     if shared is not None:
         # The store owns the bound and each process's local index of the shared entries.
         store_options = (
@@ -127,11 +129,14 @@ def check_semantic_model(settings: Mapping[str, Any], source: str) -> None:
         ) from exc
 
 
-def semantic_index(spec: Any) -> Any:
+def semantic_index(spec: Any, threshold: Any = None) -> Any:
     """The ``index`` of ``[semantic_cache]``: ``"exact"`` (numpy, the default) or ``"ivf"``
     (`BackgroundIVFIndex`: faiss IVF with 8-bit codes and an exact re-rank beyond
     ``exact_below`` entries), or a table
-    ``{kind = "ivf", exact_below = 20000, nlist = 2048, nprobe = 8}``."""
+    ``{kind = "ivf", exact_below = 20000, nlist = 2048, nprobe = 8, deep_nprobe = 32}``.
+    An ivf index searches ``deep_nprobe`` clusters when the best found is below the cache's
+    ``threshold`` (a miss that a deeper look may turn into a hit), unless ``deep_below``
+    says otherwise."""
     # lazy: numpy and the embedder load only for a [semantic_cache] table
     from aigw_lab.gateway.semantic_match import NumpyIndex
 
@@ -153,6 +158,9 @@ def semantic_index(spec: Any) -> Any:
         from aigw_lab.gateway.vector_index_ivf import _import_faiss
 
         _import_faiss()  # a missing [ann] extra fails when the config loads, not mid-traffic
+        if threshold is not None and "deep_below" not in options:
+            # The second pass is for misses: below the threshold the cache will not serve.
+            options["deep_below"] = threshold
         # Trains and adds on a worker thread, never on the call path (issue 13 §3).
         return partial(BackgroundIVFIndex, **options)
     raise ConfigError(f"{where}: unknown kind {kind!r}", hint='use "exact" or "ivf"')

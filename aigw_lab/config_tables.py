@@ -209,6 +209,24 @@ INDEX_TABLE = Table(
             what="a positive integer",
             doc="ivf: clusters searched per lookup",
         ),
+        Key(
+            name="deep_nprobe",
+            types=(int,),
+            low=1,
+            what="a positive integer",
+            doc="ivf: clusters searched again when the best found is below deep_below "
+            "(default 32; equal to nprobe: one pass)",
+        ),
+        Key(
+            name="deep_below",
+            types=(int, float),
+            low=0,
+            low_open=True,
+            high=1,
+            what="a similarity above 0 and at most 1",
+            doc="ivf: the best similarity below which a lookup searches deep_nprobe clusters "
+            "(default: the cache's threshold)",
+        ),
     )
 )
 #: ``[semantic_cache]``: the embedding ``model`` and ``batch_size``, the ``index``, and

@@ -4,6 +4,8 @@ cache fills from 0.
 
     python bench/bench_semantic_index.py --quick                 # ~2 min: 150k entries
     python bench/bench_semantic_index.py --size 1000000          # the 1M figures
+    python bench/bench_semantic_index.py --size 1000000 --vectors synthetic --fill-only \
+        --previous-index main --rounds 2      # main's index and this tree's, in turns
 
 Per vector source (``--vectors``):
 
@@ -41,11 +43,13 @@ import gc
 import glob
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
 import time
+import types
 from functools import partial
 from pathlib import Path
 
@@ -77,6 +81,35 @@ from aigw_lab.gateway.vector_index_ann import BackgroundIVFIndex
 from aigw_lab.gateway.vector_locks import start_daemon_thread
 
 DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
+
+
+def previous_index(rev: str) -> type:
+    """`BackgroundIVFIndex` as of git ``rev`` (``--previous-index``, the baseline in the same
+    process): its module and the two it imports (``vector_rows``, ``vector_locks``) compiled
+    from that commit under other names, so both versions run side by side."""
+    root = Path(__file__).resolve().parents[1]
+    saved = {}
+    modules = {}
+    for name in ("vector_rows", "vector_locks", "vector_index_ann"):
+        path = f"aigw_lab/gateway/{name}.py"
+        source = subprocess.run(
+            ["git", "-C", str(root), "show", f"{rev}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        module = types.ModuleType(f"_previous_{name}")
+        module.__file__ = f"{rev}:{path}"
+        sys.modules[module.__name__] = module  # a dataclass looks its module up
+        full = f"aigw_lab.gateway.{name}"
+        saved[full] = sys.modules.get(full)
+        # Its imports of the two others find the previous versions while it runs.
+        sys.modules[full] = module
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 (ours)
+        modules[name] = module
+    for full, module in saved.items():
+        sys.modules[full] = module
+    return modules["vector_index_ann"].BackgroundIVFIndex
 
 
 def cached_synthetic(n: int, dim: int) -> np.ndarray:
@@ -348,6 +381,7 @@ def lookups(
         sides += [(f"rerank={v}", index.search, {"rerank": v}) for v in reranks]
     sides.append(("exact", exact.search, {}))
     rerank = getattr(index, "rerank", None)
+    deep = getattr(index, "deep_nprobe", None)  # the index's second pass (session 11)
     times = {name: [] for name, _, _ in sides}
     cpus = {name: [] for name, _, _ in sides}
     found = {name: [] for name, _, _ in sides}
@@ -363,13 +397,14 @@ def lookups(
                 if ivf is not None:
                     ivf.nprobe = setting.get("nprobe", default)
                     index.rerank = setting.get("rerank", rerank)
+                    index.deep_nprobe = None if "nprobe" in setting else deep  # one pass
                 w, c = time.perf_counter(), time.thread_time()
                 best = search(q, 4)
                 times[name].append(time.perf_counter() - w)
                 cpus[name].append(time.thread_time() - c)
                 found[name].append((kind, best[0][0], best[0][1]))
     if ivf is not None:
-        ivf.nprobe, index.rerank = default, rerank
+        ivf.nprobe, index.rerank, index.deep_nprobe = default, rerank, deep
     print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
     for name, _, _ in sides:
         t, c = times[name], cpus[name]
@@ -407,8 +442,7 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
     print(f"\n== {name}: {len(stored):,} entries x {stored.shape[1]} dims ({load()})")
     rng = np.random.default_rng(1)
     queries = near(rng, stored[rng.choice(len(stored), 4096, replace=False)])
-    factory = partial(
-        BackgroundIVFIndex,
+    settings = dict(
         nprobe=args.nprobe,
         nlist=args.nlist,
         codes=args.codes,
@@ -416,6 +450,8 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         maintenance_threads=args.maintenance_threads,
         spawn=partial(start_daemon_thread, nice=args.maintenance_nice),
     )
+    deep = {} if args.deep_nprobe is None else {"deep_nprobe": args.deep_nprobe or None}
+    factory = partial(BackgroundIVFIndex, **settings, **deep)
     if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
         fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
         gc.collect()
@@ -429,6 +465,15 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
             previous_locks=True,
         )
         gc.collect()
+    if args.previous_index:  # the baseline and this tree's index, in turns
+        previous = partial(previous_index(args.previous_index), **settings)
+        for turn in range(args.rounds):
+            sides = [(previous, f"BackgroundIVFIndex as of {args.previous_index}")]
+            sides.append((factory, "BackgroundIVFIndex (this tree)"))
+            for side, label in sides if turn % 2 == 0 else sides[::-1]:
+                fill(stored, side, queries, f"round {turn + 1}: {label}", probe_adds=False)
+                gc.collect()
+        return
     store = fill(
         stored,
         factory,
@@ -513,6 +558,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fill (first) with the faiss lock exclusive for searches and the "
         "maintenance thread at the callers' priority (before session 9)",
+    )
+    parser.add_argument(
+        "--previous-index",
+        metavar="REV",
+        default=None,
+        help="fill only: BackgroundIVFIndex as of git REV (e.g. main) and this tree's, in "
+        "turns in one process (adds not probed)",
+    )
+    parser.add_argument(
+        "--deep-nprobe",
+        type=int,
+        default=None,
+        help="this tree's second pass for a miss (0: one pass; default: the index's, 32)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --previous-index: fills of each side, their order alternating per round",
     )
     parser.add_argument(
         "--switch-interval",

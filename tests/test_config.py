@@ -322,8 +322,29 @@ def test_semantic_cache_index_is_chosen_in_the_config(tmp_path, index, expected)
 
 
 @pytest.mark.parametrize(
+    ("lines", "deep"),
+    [
+        ('index = "ivf"\n', (32, 0.9)),
+        ('threshold = 0.85\nindex = "ivf"\n', (32, 0.85)),
+        ('threshold = 0.85\nindex = { kind = "ivf", deep_below = 0.8 }\n', (32, 0.8)),
+        ('index = { kind = "ivf", nprobe = 4, deep_nprobe = 16 }\n', (16, 0.9)),
+    ],
+)
+def test_an_ivf_index_searches_deeper_below_the_cache_threshold(tmp_path, lines, deep):
+    from aigw_lab import Gateway
+
+    path = write(tmp_path, f"[semantic_cache]\n{lines}[providers.sim]\nkind = 'simulated'\n")
+    with Gateway.from_config(path, log=None) as gw:
+        (cache,) = gw.middleware
+        built = cache._index_factory(8)
+    assert (built.deep_nprobe, built.deep_below) == deep
+
+
+@pytest.mark.parametrize(
     ("index", "fragment"),
     [
+        ('{ kind = "ivf", deep_below = 0 }', "deep_below"),
+        ('{ kind = "ivf", deep_nprobe = 0 }', "deep_nprobe"),
         ('"hnsw"', "unknown kind 'hnsw'"),
         ("3", "must be a string or a table"),
         ('{ kind = "exact", nprobe = 4 }', 'only apply to kind = "ivf"'),

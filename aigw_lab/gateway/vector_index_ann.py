@@ -26,12 +26,15 @@ the callers:
   lock and the vectors appended to the inverted lists under it (a memory copy).
 
 Lookups during a build still answer: the current index (or exact search) plus the tail.
+A lookup whose best at ``nprobe`` is below ``deep_below`` (a miss for the cache) searches
+once more at ``deep_nprobe`` clusters: the neighbour may sit in a farther cluster.
 faiss is an optional dependency: ``pip install "aigw-lab[ann]"``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +64,15 @@ _FLUSH_BATCHES = 4
 _CODES = ("sq8", "flat")
 
 
+def _similarity(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(
+            f"BackgroundIVFIndex {name}={value!r} is invalid",
+            hint="use a cosine similarity above 0 and at most 1 (the cache's threshold)",
+        )
+    return float(value)
+
+
 def _setting(name: str, value: object, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(
@@ -84,6 +96,12 @@ class BackgroundIVFIndex:
     ``codes``: ``"sq8"`` (8-bit codes in the IVF index, the ``rerank`` best re-scored
     exactly from the rows) or ``"flat"`` (float vectors in the IVF index, a second copy).
     ``maintenance_threads``: faiss's OpenMP threads inside a maintenance job.
+    ``deep_nprobe``, ``deep_below``: a lookup whose best similarity at ``nprobe`` is below
+    ``deep_below`` (set it to the cache's threshold: 0.9 by default) searches again at
+    ``deep_nprobe`` clusters, since only a miss can become a hit by looking further (on
+    151k real prompts: recall@1 0.965 at nprobe 8, 0.987 adaptive 8 -> 32, at about the
+    same p50; docs/performance.md). ``deep_nprobe=None`` (or not above ``nprobe``): one
+    pass, as before session 11.
     """
 
     #: Every method takes the index's own locks: a `MemorySemanticStore` searches it outside
@@ -107,6 +125,8 @@ class BackgroundIVFIndex:
         codes: str = "sq8",
         rerank: int = 16,
         maintenance_threads: int = 1,
+        deep_nprobe: int | None = 32,
+        deep_below: float = 0.9,
     ) -> None:
         if codes not in _CODES:
             raise ConfigError(
@@ -123,6 +143,10 @@ class BackgroundIVFIndex:
         self.regrow = _setting("regrow", regrow, low=2)
         self.train_per_cluster = _setting("train_per_cluster", train_per_cluster, low=1)
         self.niter = _setting("niter", niter, low=1)
+        self.deep_nprobe = (
+            None if deep_nprobe is None else _setting("deep_nprobe", deep_nprobe, low=1)
+        )
+        self.deep_below = _similarity("deep_below", deep_below)
         self._faiss = _import_faiss()  # at construction, so a missing extra fails early
         self._spawn = spawn
         self._lock = threading.Lock()
@@ -194,7 +218,8 @@ class BackgroundIVFIndex:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         with self._lock:
             self._rows.append(ids, vectors)
-            self._schedule()
+            jobs = self._schedule()
+        self._start(jobs)
 
     def remove(self, entry_id: int) -> None:
         with self._ivf_lock.exclusive(), self._lock:  # the faiss lock first (see __init__)
@@ -203,7 +228,8 @@ class BackgroundIVFIndex:
                 self._ivf.remove_ids(self._selector([entry_id]))
             if self._removed_since is not None:
                 self._removed_since.append(entry_id)
-            self._schedule()  # enough removed rows start a compacting build
+            jobs = self._schedule()  # enough removed rows start a compacting build
+        self._start(jobs)
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
@@ -213,23 +239,41 @@ class BackgroundIVFIndex:
         found = exact_top_k(tail, query, k)
         if ivf is None:
             return merge_top_k(found, k)
+        found += self._search_ivf(ivf, rows, query, k, None)
+        best = merge_top_k(list(found), k)
+        deep = None if self.deep_nprobe is None else min(self.deep_nprobe, ivf.nlist)
+        if deep is None or deep <= ivf.nprobe or (best and best[0][1] >= self.deep_below):
+            return best
+        # A miss at nprobe: a deeper pass may find the neighbour in a farther cluster; a hit
+        # has nothing to gain from it. The first pass's finds stay candidates (the deeper
+        # pass re-ranks its own SQ8 best, which need not include them), so it never answers
+        # worse than one pass.
+        found += self._search_ivf(ivf, rows, query, k, deep)
+        return merge_top_k(found, k)
+
+    def _search_ivf(
+        self, ivf: Any, rows: VectorRows, query: np.ndarray, k: int, nprobe: int | None
+    ) -> list[tuple[int, float]]:
+        """The IVF index's best ``k`` for ``query`` at ``nprobe`` clusters (None: its own),
+        with exact similarities (SQ8 candidates re-scored from ``rows``)."""
         flat = self.codes == "flat"
+        # Per search, not on the shared index: other threads search it at its own nprobe.
+        more = {} if nprobe is None else {"params": self._faiss.SearchParametersIVF(nprobe=nprobe)}
         with self._ivf_lock.shared():
             if not ivf.ntotal:
-                return merge_top_k(found, k)
-            scores, ids = ivf.search(query.reshape(1, -1), k if flat else self.rerank)
+                return []
+            scores, ids = ivf.search(query.reshape(1, -1), k if flat else self.rerank, **more)
         # faiss pads with id -1 when the probed clusters hold fewer than k vectors.
         if flat:
-            found += [
+            return [
                 (int(i), float(s))
                 for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
                 if i >= 0
             ]
-        else:  # codes approximate the score: the candidates are scored again exactly
-            found += rows.rescore([i for i in ids[0].tolist() if i >= 0], query)
-        # A batched add may have moved tail rows into the index since the view: an id can
-        # come from both; merge_top_k keeps it once.
-        return merge_top_k(found, k)
+        # codes approximate the score: the candidates are scored again exactly. A batched
+        # add may have moved tail rows into the index since the view: an id can come from
+        # both; merge_top_k keeps it once.
+        return rows.rescore([i for i in ids[0].tolist() if i >= 0], query)
 
     def vector(self, entry_id: int) -> np.ndarray:
         """A copy of ``entry_id``'s vector, exact (KeyError if unknown)."""
@@ -246,9 +290,19 @@ class BackgroundIVFIndex:
     def __len__(self) -> int:
         return len(self._rows)
 
-    # --- scheduling (the lock held) --------------------------------------------------------
+    # --- scheduling ------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
+    def _start(self, jobs: list[Callable[[], None]]) -> None:
+        """Start jobs `_schedule` flagged, after the lock is released: starting a thread waits
+        until it runs, which needs the GIL (and a core), and an add holding this lock, and
+        the store's, kept every caller behind that wait (a 15 ms GIL wait in the probe)."""
+        for job in jobs:
+            self._spawn(job)
+
+    def _schedule(self) -> list[Callable[[], None]]:
+        """(The lock held.) Flag the maintenance jobs that are due; the caller starts them
+        with `_start` once it has released the lock."""
+        jobs: list[Callable[[], None]] = []
         rows, live = self._rows.size, len(self._rows)
         grown = live >= self.exact_below and (
             self._ivf is None or rows >= self.regrow * self._built_rows
@@ -259,19 +313,21 @@ class BackgroundIVFIndex:
             self._building = True
             self._removed_since = []
             self._built_rows = rows
-            self._spawn(self._run_build)
+            jobs.append(self._run_build)
         flush = self._ivf is not None and self.tail >= self.batch
         if flush and not self._flushing and rows >= self._retry_flush_at:
             self._flushing = True
-            self._spawn(self._run_flush)
+            jobs.append(self._run_flush)
+        return jobs
 
     def _job_done(self, flag: str) -> None:
         with self._lock:
             setattr(self, flag, False)
             if flag == "_building":
                 self._removed_since = None
-            self._schedule()
+            jobs = self._schedule()
             self._idle.notify_all()
+        self._start(jobs)
 
     # --- batched adds ---------------------------------------------------------------------
 
@@ -360,18 +416,23 @@ class BackgroundIVFIndex:
                 pieces = self._rows.segments(0, snapshot)
                 ids = self._rows.ids_copy(0, snapshot)
                 self._note_locked(held)
-            # Rows below the snapshot never change (only their ids can: copied above).
-            build = _Build(VectorRows(self.dim))
-            offset = 0
-            for vectors, _ in pieces:
-                piece_ids = ids[offset : offset + len(vectors)]
-                offset += len(vectors)
-                keep = piece_ids >= 0
-                build.rows.append(piece_ids[keep], vectors[keep])
+            live = int((ids >= 0).sum())
+            if 8 * (snapshot - live) <= snapshot:
+                # Few rows removed: the build indexes the rows where they are. Copying them
+                # into a compacted VectorRows rebuilt its id map in Python, holding the GIL
+                # (a 1M fill's lookups waited on it; session 11); dead rows stay dead.
+                build = _Build(self._rows, shared=True)
+                pieces = _with_ids(pieces, ids)
+            else:  # rows below the snapshot never change (only their ids can: copied above)
+                build = _Build(VectorRows(self.dim))
+                for vectors, piece_ids in _with_ids(pieces, ids):
+                    keep = piece_ids >= 0
+                    build.rows.append(piece_ids[keep], vectors[keep])
+                pieces = build.rows.segments(0, build.rows.size)
+            if live >= self.exact_below:
+                build.ivf = self._train(pieces, live)
+                build.indexed = snapshot if build.shared else build.rows.size
             del pieces
-            if len(build.rows) >= self.exact_below:
-                build.ivf = self._train(build.rows)
-                build.indexed = build.rows.size
             done, previous, chasing = snapshot, None, True
             for _ in range(_MAX_CATCH_UP_ROUNDS):
                 with self._lock:
@@ -380,33 +441,49 @@ class BackgroundIVFIndex:
                     held = time.perf_counter(), time.thread_time()
                     stop, changes = self._rows.size, self._changes_since(done)
                     self._note_locked(held)
-                self._apply(build, *changes)  # off the lock: the build is still private
                 # Index the round's rows only while rounds shrink: callers adding faster
                 # than one thread assigns clusters kept a build chasing them until they
                 # stopped, lookups searching the growing rest exactly. Once a round does
                 # not shrink, the rest is only copied (fast) and left to batched adds.
                 chasing = chasing and (previous is None or stop - done < previous)
-                if chasing:
-                    self._index_tail(build)
+                self._apply(build, *changes, index=chasing)  # off the lock: still private
                 previous, done = stop - done, stop
             with self._lock:  # the last, small round, then the swap
                 held = time.perf_counter(), time.thread_time()
-                self._apply(build, *self._changes_since(done))
+                self._apply(build, *self._changes_since(done), index=False)
                 # The old rows and index are freed after the lock is released: freeing
                 # them inside it held the lock 146 ms CPU at 1M; after, at most 0.8 ms
                 # (bench_semantic_index.py, docs/performance.md).
-                old = (self._rows, self._ivf)
+                old_rows, old_ivf = self._rows, self._ivf
                 self._rows, self._ivf, self._indexed = build.rows, build.ivf, build.indexed
                 self._generation += 1
                 self.builds += 1
                 self._note_locked(held)
-            del old, build
+            del build
+            self._release(old_ivf)
+            del old_rows, old_ivf
         except Exception:  # the old index stays in service
             self.failures += 1
             self._retry_build_at = 2 * self._rows.size
             _LOG.exception("semantic index: a rebuild failed; the previous index stays")
         finally:
             self._job_done("_building")
+
+    def _release(self, ivf: Any) -> None:
+        """Free a swapped-out IVF index's inverted lists and id map inside faiss calls, which
+        release the GIL: its destructor frees them holding it (at 1M, every other thread
+        waited 142 ms at load 7; session 11). Only when nothing else holds the index: a
+        lookup that took it before the swap searches it to the end, and a batched add of
+        the old generation may still hold it (then the destructor frees it, as before)."""
+        # Our references: the caller's variable, this argument and getrefcount's own.
+        if ivf is None or sys.getrefcount(ivf) > 3:
+            return
+        faiss = self._faiss
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+        empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+        ivf.replace_invlists(empty, True)  # deletes the old lists (it owned them)
+        empty.this.disown()  # now the index's to delete
+        ivf.ntotal = 0
 
     def _note_locked(self, since: tuple[float, float]) -> None:
         """(The lock held.) Keep the longest hold of a maintenance step."""
@@ -424,7 +501,18 @@ class BackgroundIVFIndex:
         removed, self._removed_since = self._removed_since or [], []
         return ids, pieces, removed
 
-    def _apply(self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int]) -> None:
+    def _apply(
+        self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int], *, index: bool
+    ) -> None:
+        """Bring ``build`` up to date with a round of changes (rows written since the last
+        round, with their ids then, and ids removed meanwhile); ``index``: put the round's
+        rows in its IVF index too (otherwise they stay its tail, for batched adds)."""
+        if build.shared:  # the rows are already there; only the IVF index catches up
+            if build.ivf is not None and removed:  # ids it never held are skipped
+                build.ivf.remove_ids(self._selector(removed))
+            if index:
+                self._index_tail(build, _with_ids(pieces, ids))
+            return
         if len(ids):
             keep = ids >= 0
             vectors = np.concatenate([v for v, _ in pieces])[keep]
@@ -435,22 +523,28 @@ class BackgroundIVFIndex:
             build.rows.kill(entry_id)
         if in_ivf:
             build.ivf.remove_ids(self._selector(in_ivf))
+        if index:
+            self._index_tail(build)
 
-    def _index_tail(self, build: _Build) -> None:
-        """(Off the lock.) Put the rows a catch-up round appended into the build's IVF index,
-        so the swapped-in index does not start with a long, exactly searched tail."""
-        if build.ivf is None or build.rows.size == build.indexed:
+    def _index_tail(self, build: _Build, pieces: list | None = None) -> None:
+        """(Off the lock.) Put the rows a catch-up round brought into the build's IVF index,
+        so the swapped-in index does not start with a long, exactly searched tail: a
+        shared build's ``pieces`` (with their ids copied under the lock), or the rows a
+        compacting build appended."""
+        if build.ivf is None:
             return
-        for vectors, ids in build.rows.segments(build.indexed, build.rows.size):
+        if pieces is None:
+            pieces = build.rows.segments(build.indexed, build.rows.size)
+        for vectors, ids in pieces:
             keep = ids >= 0
             lists = self._assign(build.ivf.quantizer, vectors[keep])
             self._add_assigned(build.ivf, ids[keep], vectors[keep], lists)
-        build.indexed = build.rows.size
+            build.indexed += len(ids)
 
-    def _train(self, rows: VectorRows) -> Any:
-        """A new IVF index trained on a sample of ``rows`` and holding all of them."""
+    def _train(self, pieces: list, live: int) -> Any:
+        """A new IVF index trained on a sample of ``pieces`` ((vectors, ids) pairs, ``live``
+        of their rows live) and holding their live rows."""
         faiss = self._faiss
-        live = len(rows)
         nlist = 1 << int(np.log2(max(1, min(self.max_nlist, live // 32))))
         quantizer = faiss.IndexFlatIP(self.dim)
         if self.codes == "sq8":  # codes of the vectors themselves (not residuals): no
@@ -469,21 +563,36 @@ class BackgroundIVFIndex:
         ivf.cp.max_points_per_centroid = self.train_per_cluster
         ivf.cp.min_points_per_centroid = 1  # a small build trains on what it has, silently
         step = max(1, live // (nlist * self.train_per_cluster))
-        sample = np.concatenate([v[::step] for v, _ in rows.segments(0, rows.size)])
+        sample = np.concatenate([v[::step] for v, _ in pieces])
         ivf.train(np.ascontiguousarray(sample[: nlist * self.train_per_cluster]))
         del sample
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) remove by id
         ivf.nprobe = min(self.nprobe, nlist)
-        for vectors, ids in rows.segments(0, rows.size):  # compacted: every row is live
+        for vectors, ids in pieces:
+            keep = ids >= 0
+            if not keep.all():  # a shared build's few removed rows
+                vectors, ids = vectors[keep], ids[keep]
             self._add_assigned(ivf, ids, vectors, self._assign(quantizer, vectors))
         return ivf
 
 
 @dataclass(slots=True)
 class _Build:
-    """A build in progress, private to its job until swapped in: the compacted rows, the
-    IVF index (None: exact), and the rows it holds (the rest are the tail)."""
+    """A build in progress, private to its job until swapped in: the rows (a compacted copy,
+    or the index's own), the IVF index (None: exact), and the rows it holds (the rest are
+    the tail)."""
 
     rows: VectorRows
     ivf: Any = None
     indexed: int = 0
+    shared: bool = False  # the index's own rows (few removed), not a compacted copy
+
+
+def _with_ids(pieces: list, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``pieces`` (views of consecutive rows) paired with their slices of ``ids``, the ids
+    copied under the lock when the views were taken."""
+    out, offset = [], 0
+    for vectors, _ in pieces:
+        out.append((vectors, ids[offset : offset + len(vectors)]))
+        offset += len(vectors)
+    return out

@@ -92,10 +92,10 @@ def test_a_held_build_never_blocks_lookups_adds_or_removals(faiss, monkeypatch):
     entered, release = threading.Event(), threading.Event()
     real_train = index._train
 
-    def held_train(rows):
+    def held_train(*args):
         entered.set()
         assert release.wait(WAIT)
-        return real_train(rows)
+        return real_train(*args)
 
     monkeypatch.setattr(index, "_train", held_train)
     index.add_many(np.arange(1000), vectors[:1000])  # reaches exact_below: a build starts
@@ -282,8 +282,8 @@ def test_rows_added_during_a_build_are_indexed_before_the_swap(faiss, monkeypatc
     index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, batch=256, spawn=spawn)
     real_train = index._train
 
-    def train_while_callers_add(rows):
-        ivf = real_train(rows)
+    def train_while_callers_add(*args):
+        ivf = real_train(*args)
         index.add_many(np.arange(1000, 5000), vectors[1000:5000])  # takes the lock: free
         return ivf
 

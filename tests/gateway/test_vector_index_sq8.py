@@ -349,9 +349,9 @@ def test_a_build_stops_indexing_rounds_that_do_not_shrink_and_swaps(faiss, monke
     real_index_tail = index._index_tail
     calls, written = [], [1000]
 
-    def index_tail_while_callers_add(build):
-        calls.append(build.rows.size)
-        real_index_tail(build)
+    def index_tail_while_callers_add(build, *pieces):
+        calls.append(build.indexed)
+        real_index_tail(build, *pieces)
         more = 2500 * (len(calls) + 1)  # every round, more rows than the round before
         if written[0] + more <= len(vectors):
             index.add_many(np.arange(written[0], written[0] + more), vectors[written[0] :][:more])
@@ -359,8 +359,8 @@ def test_a_build_stops_indexing_rounds_that_do_not_shrink_and_swaps(faiss, monke
 
     real_train = index._train
 
-    def train_while_callers_add(rows):
-        ivf = real_train(rows)
+    def train_while_callers_add(*args):
+        ivf = real_train(*args)
         index.add_many(np.arange(1000, 3500), vectors[1000:3500])  # the first round
         written[0] = 3500
         return ivf
