@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ _DIST_INPUT = "aigw_lab_dist"
 _PYCACHE_KEY = pytest.StashKey[str]()
 #: The key of xdist's ``workerinput`` carrying that folder (or None) to workers.
 _PYCACHE_INPUT = "aigw_lab_pycache"
+#: Undoes a worker's sharing of rewritten test modules (tests/_shared_rewrites.py).
+_REWRITES_KEY = pytest.StashKey[Callable[[], None] | None]()
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -258,10 +261,17 @@ def _compile_once_per_run(config: pytest.Config) -> None:
     the environment asked. The test processes themselves keep their own settings: a prefix also
     hides the installed packages' own ``__pycache__``, so a worker under it would compile all of
     numpy, pandas and DuckDB once more (measured: collection 27 s of CPU instead of 16.5 s). A
-    developer whose Python writes bytecode, or who chose a prefix, keeps that.
+    developer whose Python writes bytecode, or who chose a prefix, keeps that. The xdist workers
+    keep pytest's rewritten test modules in the same folder, so that one worker rewrites each
+    module for all of them (tests/_shared_rewrites.py).
     """
     if hasattr(config, "workerinput"):
         folder = config.workerinput.get(_PYCACHE_INPUT)
+        if folder:
+            # The workers of this run also share their rewritten test modules there.
+            from tests._shared_rewrites import share_rewrites
+
+            config.stash[_REWRITES_KEY] = share_rewrites(folder)
     elif sys.pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX"):
         return  # a prefix chosen by the user, or the run that started this one
     elif not (sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")):
@@ -296,6 +306,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_GC_KEY, False):
         gc.enable()  # collection may have ended early (an error), before the hook above
+    undo_rewrites = config.stash.get(_REWRITES_KEY, None)
+    if undo_rewrites is not None:
+        undo_rewrites()
     for name in config.stash.get(_THREADS_KEY, ()):
         os.environ.pop(name, None)
     for key in (_CACHE_KEY, _PYCACHE_KEY):
