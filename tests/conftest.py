@@ -337,6 +337,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if _SLOW_MODULE.search(path.read_text(encoding="utf-8")) else None
 
 
+#: Fixtures that each test process builds once (module, package or session scope) at a cost of
+#: seconds of CPU or a server of its own, and the ``xdist_group`` their fast tests share, so
+#: that one worker builds them instead of every worker (each xdist worker is its own session).
+#: Measured in the fast lane (docs/performance.md, "The fast lane's start-up, session 11"): each
+#: had been built by all four workers.
+SHARED_FIXTURE_GROUPS = {
+    "pg_cluster": "postgres",  # tests/teamlog: initdb and a PostgreSQL server
+    "trained_once": "policy-trained",  # tests/policy/test_cli_policy_fast.py: trains a policy
+    "run_db": "report-logs",  # tests/report: runs a four-target experiment
+    "report_db": "report-logs",  # tests/report: two synthetic experiments (tests use both)
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker names each test after its group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path.resolve()
@@ -346,6 +360,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = getattr(item, "originalname", None) or item.name
         if relative in SLOW_FILES or f"{relative}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        elif item.get_closest_marker("slow") is None:
+            _group_by_shared_fixture(item)
+
+
+def _group_by_shared_fixture(item: pytest.Item) -> None:
+    """A fast test that uses one of `SHARED_FIXTURE_GROUPS` joins its group, unless it is in a
+    group already. Slow tests are left where they were: grouped, they would chain the whole
+    suite's users of a fixture (Ray's, a serve test's cluster) onto one worker."""
+    if item.get_closest_marker("xdist_group") is not None:
+        return
+    used = getattr(item, "fixturenames", ())
+    for fixture, group in SHARED_FIXTURE_GROUPS.items():
+        if fixture in used:
+            item.add_marker(pytest.mark.xdist_group(group))
+            return
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,75 @@
+"""Fast tests that use an expensive once-per-process fixture share one xdist worker
+(tests/conftest.py, `SHARED_FIXTURE_GROUPS`), so that one worker builds it, not every worker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import conftest
+from tests.conftest import SHARED_FIXTURE_GROUPS, TESTS
+
+
+class _Item:
+    """What the collection hook reads and writes of a collected test."""
+
+    def __init__(self, relative: str, fixtures: tuple[str, ...], *marks: pytest.MarkDecorator):
+        self.path = TESTS / relative
+        self.name = self.originalname = "test_something"
+        self.fixturenames = ("request", *fixtures)
+        self.own_marks = [mark.mark for mark in marks]
+
+    def get_closest_marker(self, name: str):  # type: ignore[no-untyped-def]
+        return next((mark for mark in self.own_marks if mark.name == name), None)
+
+    def add_marker(self, mark: pytest.MarkDecorator) -> None:
+        self.own_marks.append(mark.mark)
+
+    def groups(self) -> list[str]:
+        return [mark.args[0] for mark in self.own_marks if mark.name == "xdist_group"]
+
+
+def _collected(*items: _Item) -> None:
+    conftest.pytest_collection_modifyitems(None, list(items))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("fixture", "group"), sorted(SHARED_FIXTURE_GROUPS.items()))
+def test_a_fast_test_using_a_shared_fixture_joins_its_group(fixture, group):
+    item = _Item("teamlog/test_x.py", ("tmp_path", fixture))
+    _collected(item)
+    assert item.groups() == [group]
+
+
+def test_a_test_without_one_is_left_ungrouped():
+    item = _Item("teamlog/test_x.py", ("tmp_path",))
+    _collected(item)
+    assert item.groups() == []
+
+
+def test_a_slow_test_and_a_grouped_test_keep_their_place():
+    slow = _Item("teamlog/test_x.py", ("pg_cluster",), pytest.mark.slow)
+    listed_slow = _Item("notebook/test_notebooks.py", ("pg_cluster",))  # in SLOW_FILES
+    grouped = _Item("teamlog/test_x.py", ("pg_cluster",), pytest.mark.xdist_group("ray"))
+    _collected(slow, listed_slow, grouped)
+    assert (slow.groups(), listed_slow.groups(), grouped.groups()) == ([], [], ["ray"])
+
+
+def test_every_shared_fixture_is_one_of_the_suites():
+    # A renamed fixture would silently stop being grouped.
+    sources = "".join(p.read_text(encoding="utf-8") for p in Path(TESTS).rglob("*.py"))
+    for fixture in SHARED_FIXTURE_GROUPS:
+        assert f"def {fixture}(" in sources, fixture
+
+
+@pytest.mark.skipif("PYTEST_XDIST_WORKER" not in os.environ, reason="checks an xdist worker")
+def test_in_a_worker_the_groups_are_added_before_xdist_names_the_tests_after_them(request):
+    # xdist's worker suffixes each grouped test's id with its group in its own
+    # pytest_collection_modifyitems; the controller schedules by that suffix. A group added
+    # after it would be ignored, so the suite's hook must be called first.
+    hook = request.config.pluginmanager.hook.pytest_collection_modifyitems
+    order = [impl.plugin for impl in reversed(hook.get_hookimpls())]  # call order
+    xdists = next(i for i, p in enumerate(order) if type(p).__name__ == "WorkerInteractor")
+    ours = next(i for i, p in enumerate(order) if getattr(p, "__file__", "") == conftest.__file__)
+    assert ours < xdists
