@@ -349,6 +349,33 @@ SHARED_FIXTURE_GROUPS = {
     "report_db": "report-logs",  # tests/report: two synthetic experiments (tests use both)
 }
 
+#: Test files that drive the gateway with the official OpenAI and Anthropic SDKs (imported on
+#: first use, tests/_sdks.py: about 1.5 s of CPU per process): their fast tests share one
+#: worker, so the SDKs load in one worker, not in all four. tests/test_sdk_files.py keeps the
+#: list complete.
+SDK_FILES = frozenset(
+    {
+        "cli/test_keys_cli.py",
+        "observe/test_metrics.py",
+        "observe/test_serve_observed.py",
+        "providers/test_official_sdks.py",
+        "server/test_accounting.py",
+        "server/test_anthropic_sdk.py",
+        "server/test_bad_rows_isolation.py",
+        "server/test_exploration_serve.py",
+        "server/test_keys_rotation.py",
+        "server/test_openai_sdk.py",
+        "server/test_policies.py",
+        "server/test_shadow_serve.py",
+        "server/test_signing.py",
+        "server/test_tools.py",
+        "server/test_trust_client_user_cli.py",
+        "simulated/test_cli.py",
+        "simulated/test_sdk_fidelity.py",
+    }
+)
+SDK_GROUP = "official-sdks"
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker names each test after its group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -361,14 +388,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if relative in SLOW_FILES or f"{relative}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
         elif item.get_closest_marker("slow") is None:
-            _group_by_shared_fixture(item)
+            _group_by_shared_cost(item, relative)
 
 
-def _group_by_shared_fixture(item: pytest.Item) -> None:
-    """A fast test that uses one of `SHARED_FIXTURE_GROUPS` joins its group, unless it is in a
-    group already. Slow tests are left where they were: grouped, they would chain the whole
-    suite's users of a fixture (Ray's, a serve test's cluster) onto one worker."""
+def _group_by_shared_cost(item: pytest.Item, relative: str) -> None:
+    """A fast test that uses one of `SHARED_FIXTURE_GROUPS`, or is in one of `SDK_FILES`,
+    joins that group, unless it is in a group already. Slow tests are left where they were:
+    grouped, they would chain the whole suite's users of a fixture (Ray's, a serve test's
+    cluster) onto one worker."""
     if item.get_closest_marker("xdist_group") is not None:
+        return
+    if relative in SDK_FILES:
+        item.add_marker(pytest.mark.xdist_group(SDK_GROUP))
         return
     used = getattr(item, "fixturenames", ())
     for fixture, group in SHARED_FIXTURE_GROUPS.items():

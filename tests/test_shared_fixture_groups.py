@@ -1,15 +1,19 @@
-"""Fast tests that use an expensive once-per-process fixture share one xdist worker
-(tests/conftest.py, `SHARED_FIXTURE_GROUPS`), so that one worker builds it, not every worker."""
+"""Fast tests that use an expensive once-per-process fixture, or the official SDKs, share one
+xdist worker (tests/conftest.py, `SHARED_FIXTURE_GROUPS`, `SDK_FILES`), so that one worker
+builds it or imports them, not every worker."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from tests import conftest
-from tests.conftest import SHARED_FIXTURE_GROUPS, TESTS
+from tests.conftest import SDK_FILES, SDK_GROUP, SHARED_FIXTURE_GROUPS, SLOW_FILES, TESTS
+
+SLOW_MODULE = conftest._SLOW_MODULE
 
 
 class _Item:
@@ -73,3 +77,41 @@ def test_in_a_worker_the_groups_are_added_before_xdist_names_the_tests_after_the
     xdists = next(i for i, p in enumerate(order) if type(p).__name__ == "WorkerInteractor")
     ours = next(i for i, p in enumerate(order) if getattr(p, "__file__", "") == conftest.__file__)
     assert ours < xdists
+
+
+def test_a_fast_test_of_an_sdk_file_joins_the_sdk_group_and_a_slow_one_does_not():
+    fast = _Item("server/test_openai_sdk.py", ("tmp_path",))
+    slow = _Item("server/test_trust_client_user_cli.py", (), pytest.mark.slow)
+    _collected(fast, slow)
+    assert (fast.groups(), slow.groups()) == ([SDK_GROUP], [])
+
+
+def _fast_lane_files() -> list[Path]:
+    """The test files the fast lane imports (not in SLOW_FILES, not marking themselves slow)."""
+    return [
+        path
+        for path in sorted(TESTS.rglob("*.py"))
+        if path.relative_to(TESTS).as_posix() not in SLOW_FILES
+        and not SLOW_MODULE.search(path.read_text(encoding="utf-8"))
+    ]
+
+
+def test_no_file_the_fast_lane_imports_loads_an_sdk_when_it_is_imported():
+    # One top-level `import openai` anywhere would load it in every worker again.
+    top_level = re.compile(r"^(import|from) (openai|anthropic)\b", re.MULTILINE)
+    found = [
+        path.relative_to(TESTS).as_posix()
+        for path in _fast_lane_files()
+        if top_level.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
+def test_every_fast_lane_file_using_an_sdk_is_in_the_sdk_group():
+    uses = re.compile(r"from tests\._sdks import|\.(openai|anthropic)\(")
+    using = {
+        path.relative_to(TESTS).as_posix()
+        for path in _fast_lane_files()
+        if path.name.startswith("test_") and uses.search(path.read_text(encoding="utf-8"))
+    }
+    assert using == set(SDK_FILES)

@@ -9,7 +9,8 @@ import signal
 from pathlib import Path
 
 import duckdb
-import openai
+
+from tests._sdks import openai
 
 from .helpers import BASE_CONFIG, ENV, KEY_A
 from .test_cli import _start
