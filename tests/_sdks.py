@@ -22,6 +22,10 @@ class _OnFirstUse:
         self._name = name
 
     def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):
+            # pytest's collection probes every name in a test module (``__test__``, fixture
+            # markers, ...); the SDKs' public names are what tests use.
+            raise AttributeError(attribute)
         module: ModuleType = importlib.import_module(self._name)
         return getattr(module, attribute)
 

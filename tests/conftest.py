@@ -68,6 +68,7 @@ SLOW_FILES = frozenset(
         "notebook/test_widgets.py",  # dashboards redrawn through real queries
         "server/test_slow_clients.py",  # waits out the server's read timeouts (about 1 s each)
         "report/test_report_browser_chromium.py",  # headless Chromium
+        "server/test_serve_workers_teamlog.py",  # its one test is slow; imports the openai SDK
     }
 )
 
@@ -318,8 +319,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 #: A test file that marks all of itself slow (``pytestmark = pytest.mark.slow``, or a list that
-#: starts with it), as its first statement at the start of a line.
-_SLOW_MODULE = re.compile(r"^pytestmark = \[?pytest\.mark\.slow\b", re.MULTILINE)
+#: starts with it, on the same line or the next), as its first statement at the start of a line.
+_SLOW_MODULE = re.compile(r"^pytestmark = \[?\s*pytest\.mark\.slow\b", re.MULTILINE)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
