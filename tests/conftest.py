@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ _DIST_INPUT = "aigw_lab_dist"
 _PYCACHE_KEY = pytest.StashKey[str]()
 #: The key of xdist's ``workerinput`` carrying that folder (or None) to workers.
 _PYCACHE_INPUT = "aigw_lab_pycache"
+#: Undoes a worker's sharing of rewritten test modules (tests/_shared_rewrites.py).
+_REWRITES_KEY = pytest.StashKey[Callable[[], None] | None]()
 
 #: Test files whose every test is slow (paths relative to tests/).
 SLOW_FILES = frozenset(
@@ -65,6 +68,7 @@ SLOW_FILES = frozenset(
         "notebook/test_widgets.py",  # dashboards redrawn through real queries
         "server/test_slow_clients.py",  # waits out the server's read timeouts (about 1 s each)
         "report/test_report_browser_chromium.py",  # headless Chromium
+        "server/test_serve_workers_teamlog.py",  # its one test is slow; imports the openai SDK
     }
 )
 
@@ -258,10 +262,17 @@ def _compile_once_per_run(config: pytest.Config) -> None:
     the environment asked. The test processes themselves keep their own settings: a prefix also
     hides the installed packages' own ``__pycache__``, so a worker under it would compile all of
     numpy, pandas and DuckDB once more (measured: collection 27 s of CPU instead of 16.5 s). A
-    developer whose Python writes bytecode, or who chose a prefix, keeps that.
+    developer whose Python writes bytecode, or who chose a prefix, keeps that. The xdist workers
+    keep pytest's rewritten test modules in the same folder, so that one worker rewrites each
+    module for all of them (tests/_shared_rewrites.py).
     """
     if hasattr(config, "workerinput"):
         folder = config.workerinput.get(_PYCACHE_INPUT)
+        if folder:
+            # The workers of this run also share their rewritten test modules there.
+            from tests._shared_rewrites import share_rewrites
+
+            config.stash[_REWRITES_KEY] = share_rewrites(folder)
     elif sys.pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX"):
         return  # a prefix chosen by the user, or the run that started this one
     elif not (sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")):
@@ -296,6 +307,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_GC_KEY, False):
         gc.enable()  # collection may have ended early (an error), before the hook above
+    undo_rewrites = config.stash.get(_REWRITES_KEY, None)
+    if undo_rewrites is not None:
+        undo_rewrites()
     for name in config.stash.get(_THREADS_KEY, ()):
         os.environ.pop(name, None)
     for key in (_CACHE_KEY, _PYCACHE_KEY):
@@ -305,8 +319,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 #: A test file that marks all of itself slow (``pytestmark = pytest.mark.slow``, or a list that
-#: starts with it), as its first statement at the start of a line.
-_SLOW_MODULE = re.compile(r"^pytestmark = \[?pytest\.mark\.slow\b", re.MULTILINE)
+#: starts with it, on the same line or the next), as its first statement at the start of a line.
+_SLOW_MODULE = re.compile(r"^pytestmark = \[?\s*pytest\.mark\.slow\b", re.MULTILINE)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -324,6 +338,47 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if _SLOW_MODULE.search(path.read_text(encoding="utf-8")) else None
 
 
+#: Fixtures that each test process builds once (module, package or session scope) at a cost of
+#: seconds of CPU or a server of its own, and the ``xdist_group`` their fast tests share, so
+#: that one worker builds them instead of every worker (each xdist worker is its own session).
+#: Measured in the fast lane (docs/performance.md, "The fast lane's start-up, session 11"): each
+#: had been built by all four workers.
+SHARED_FIXTURE_GROUPS = {
+    "pg_cluster": "postgres",  # tests/teamlog: initdb and a PostgreSQL server
+    "trained_once": "policy-trained",  # tests/policy/test_cli_policy_fast.py: trains a policy
+    "run_db": "report-logs",  # tests/report: runs a four-target experiment
+    "report_db": "report-logs",  # tests/report: two synthetic experiments (tests use both)
+}
+
+#: Test files that drive the gateway with the official OpenAI and Anthropic SDKs (imported on
+#: first use, tests/_sdks.py: about 1.5 s of CPU per process): their fast tests share one
+#: worker, so the SDKs load in one worker, not in all four. tests/test_sdk_files.py keeps the
+#: list complete.
+SDK_FILES = frozenset(
+    {
+        "cli/test_keys_cli.py",
+        "observe/test_metrics.py",
+        "observe/test_serve_observed.py",
+        "providers/test_official_sdks.py",
+        "server/test_accounting.py",
+        "server/test_anthropic_sdk.py",
+        "server/test_bad_rows_isolation.py",
+        "server/test_exploration_serve.py",
+        "server/test_keys_rotation.py",
+        "server/test_openai_sdk.py",
+        "server/test_policies.py",
+        "server/test_shadow_serve.py",
+        "server/test_signing.py",
+        "server/test_tools.py",
+        "server/test_trust_client_user_cli.py",
+        "simulated/test_cli.py",
+        "simulated/test_sdk_fidelity.py",
+    }
+)
+SDK_GROUP = "official-sdks"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker names each test after its group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path.resolve()
@@ -333,6 +388,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = getattr(item, "originalname", None) or item.name
         if relative in SLOW_FILES or f"{relative}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        elif item.get_closest_marker("slow") is None:
+            _group_by_shared_cost(item, relative)
+
+
+def _group_by_shared_cost(item: pytest.Item, relative: str) -> None:
+    """A fast test that uses one of `SHARED_FIXTURE_GROUPS`, or is in one of `SDK_FILES`,
+    joins that group, unless it is in a group already. Slow tests are left where they were:
+    grouped, they would chain the whole suite's users of a fixture (Ray's, a serve test's
+    cluster) onto one worker."""
+    if item.get_closest_marker("xdist_group") is not None:
+        return
+    if relative in SDK_FILES:
+        item.add_marker(pytest.mark.xdist_group(SDK_GROUP))
+        return
+    used = getattr(item, "fixturenames", ())
+    for fixture, group in SHARED_FIXTURE_GROUPS.items():
+        if fixture in used:
+            item.add_marker(pytest.mark.xdist_group(group))
+            return
 
 
 @pytest.fixture(scope="session")

@@ -275,7 +275,8 @@ def test_the_gateway_imports_the_config_layer_only_when_from_config_is_called(tm
     import sys
 
     path = tmp_path / "gw.toml"
-    path.write_text("[gateway]\nlog = false\n[providers.sim]\nkind = 'simulated'\n")
+    # time_scale 0: the call's simulated latency (1.3 s) is not what this checks.
+    path.write_text("[gateway]\nlog = false\n[providers.sim]\nkind = 'simulated'\ntime_scale = 0\n")
     probe = (
         "import sys\n"
         "from aigw_lab.gateway import Gateway\n"

@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import openai
 import pytest
 
 from aigw_lab.cli.main import main
+from tests._sdks import openai
 
 PROMPT = [{"role": "user", "content": "hello"}]
 

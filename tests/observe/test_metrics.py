@@ -4,8 +4,9 @@ the official openai SDK, parsed with prometheus_client's own parser; label value
 from __future__ import annotations
 
 import httpx
-import openai
 import pytest
+
+from tests._sdks import openai
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 

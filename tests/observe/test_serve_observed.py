@@ -11,14 +11,13 @@ import pytest
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 
-import anthropic  # noqa: E402
-import openai  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from aigw_lab.config import load_config  # noqa: E402
 from aigw_lab.gateway import OtelSink  # noqa: E402
 from aigw_lab.gateway.gateway import Gateway  # noqa: E402
 from aigw_lab.server import BackgroundServer, GatewayApp, KeyRing  # noqa: E402
+from tests._sdks import anthropic, openai  # noqa: E402
 from tests.observe.otlp_receiver import OtlpReceiver  # noqa: E402
 from tests.server.helpers import BASE_CONFIG, ENV, KEY_A, KEY_B  # noqa: E402
 

@@ -4,12 +4,11 @@ same fake over loopback, read them to the same text, usage and finish reason as 
 
 from __future__ import annotations
 
-import anthropic  # the real SDKs are dev dependencies: a missing one must fail, not skip
-import openai
 import pytest
 
 from aigw_lab import errors
 from aigw_lab.testing.fake_upstream import FakeUpstream
+from tests._sdks import anthropic, openai  # dev dependencies: a missing one fails, not skips
 
 from .adapters import ADAPTERS, make_provider
 from .wire_formats import (

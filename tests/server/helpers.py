@@ -6,11 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import anthropic
-import openai
-
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.server import BackgroundServer
+from tests._sdks import anthropic, openai
 
 KEY_A = "sk-gw-team-a-0123456789"
 KEY_B = "sk-gw-team-b-9876543210"

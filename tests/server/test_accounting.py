@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-import anthropic
-import openai
 import pytest
 
 from aigw_lab.config import load_config
@@ -27,6 +25,7 @@ from aigw_lab.server.auth import ClientIdentity
 from aigw_lab.testing.fake_upstream import FakeUpstream
 from aigw_lab.testing.fakes import FunctionProvider
 from aigw_lab.types import UNKNOWN_USAGE, ChatResponse
+from tests._sdks import anthropic, openai
 
 KEY = "sk-gw-accounting-0123456789"
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-import anthropic
 import pytest
+
+from tests._sdks import anthropic
 
 from .helpers import KEY_B, Served
 

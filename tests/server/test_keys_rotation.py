@@ -8,13 +8,13 @@ import os
 import stat
 from pathlib import Path
 
-import openai
 import pytest
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.server import BackgroundServer, ClientIdentity, GatewayApp, KeyRing
 from aigw_lab.server.keyfile import KeyFile
+from tests._sdks import openai
 
 from .helpers import KEY_A
 

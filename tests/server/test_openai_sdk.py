@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-import openai
 import pytest
+
+from tests._sdks import openai
 
 from .helpers import KEY_A, KEY_B, Served
 

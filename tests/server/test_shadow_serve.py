@@ -9,10 +9,10 @@ import signal
 from pathlib import Path
 
 import duckdb
-import openai
+
+from tests._sdks import openai
 
 from .helpers import BASE_CONFIG, ENV, KEY_A
-from .test_cli import _start
 
 SHADOW = """
 [shadow]
@@ -59,6 +59,8 @@ def test_serve_subprocess_drains_shadows_on_sigterm(tmp_path: Path) -> None:
     config.write_text(BASE_CONFIG + SHADOW)
     db = tmp_path / "served.duckdb"
     env = {**os.environ, **ENV}
+    from .test_cli import _start  # here: test_cli.py (slow lane) imports the SDKs at its top
+
     process, url, _ = _start(["--config", str(config), "--db", str(db), "--port", "0"], env)
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY_A, max_retries=0)

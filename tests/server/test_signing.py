@@ -8,9 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-import anthropic
 import httpx
-import openai
 import pytest
 
 from aigw_lab.gateway.gateway import Gateway
@@ -24,6 +22,7 @@ from aigw_lab.server.signing import (
     signature,
     signing_hook,
 )
+from tests._sdks import anthropic, openai
 
 ENV_SECRET = "svc-billing-secret-0123456789abcdef"
 PROMPT = [{"role": "user", "content": "Explain how a rainbow forms"}]

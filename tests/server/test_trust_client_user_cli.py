@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import duckdb
-import openai
 import pytest
+
+from tests._sdks import openai
 
 from .helpers import BASE_CONFIG, ENV, KEY_A
 

@@ -8,14 +8,13 @@ import subprocess
 import sys
 import time
 
-import anthropic
 import httpx
-import openai
 import pytest
 
 from aigw_lab import sim_server
 from aigw_lab.cli import simulate
 from aigw_lab.errors import ConfigError
+from tests._sdks import anthropic, openai
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import anthropic
 import httpx
-import openai
 import pytest
 
 from aigw_lab.sim.fleet import SimulatedFleet
 from aigw_lab.sim_server import BackgroundServer, base_urls
+from tests._sdks import anthropic, openai
 
 from .helpers import sse_data
 

@@ -57,6 +57,7 @@ def test_the_memory_backend_is_the_default_and_builds_no_store():
 CONFIG = """
 [providers.sim]
 kind = "simulated"
+time_scale = 0  # the calls' simulated latency (1.3 s each) is not what these tests check
 
 [state]
 backend = "redis"
@@ -160,7 +161,7 @@ def test_two_gateways_from_one_file_share_a_semantic_cache_entry(tmp_path, redis
 
     path = tmp_path / "gateway.toml"
     path.write_text(
-        '[providers.sim]\nkind = "simulated"\n\n'
+        '[providers.sim]\nkind = "simulated"\ntime_scale = 0\n\n'  # no simulated latency
         f'[state]\nbackend = "redis"\nurl_env = "AIGW_TEST_REDIS_URL"\n'
         f'prefix = "{tmp_path.name}:"\n\n'
         '[semantic_cache]\nmodel = "hashing-64-3"\nthreshold = 0.5\nmax_entries = 7\n'
