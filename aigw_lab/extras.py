@@ -70,13 +70,7 @@ def missing_modules(modules: Sequence[str]) -> list[str]:
 def require_semantic(feature: str, modules: Sequence[str] = SEMANTIC_MODULES) -> None:
     """Raise `MissingExtraError` naming ``feature`` and the install command when any of
     ``modules`` (import names from the ``semantic`` extra) is not installed."""
-    missing = missing_modules(modules)
-    if missing:
-        raise MissingExtraError(
-            f"{feature} needs the optional 'semantic' extra, and {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not installed",
-            hint=_HINT,
-        )
+    _require("semantic", feature, modules, _HINT)
 
 
 def import_semantic(module: str, feature: str) -> ModuleType:
@@ -103,10 +97,19 @@ NOTEBOOK_MODULES: tuple[str, ...] = ("plotly", "ipywidgets")
 def require_notebook(feature: str, modules: Sequence[str] = NOTEBOOK_MODULES) -> None:
     """Raise `MissingExtraError` naming ``feature`` and `NOTEBOOK_INSTALL` when any of
     ``modules`` (import names from the ``notebook`` extra) is not installed."""
+    _require(
+        "notebook",
+        feature,
+        modules,
+        f"{NOTEBOOK_INSTALL} (the HTML report, `aigw-lab report`, needs neither)",
+    )
+
+
+def _require(extra: str, feature: str, modules: Sequence[str], hint: str) -> None:
     missing = missing_modules(modules)
     if missing:
         raise MissingExtraError(
-            f"{feature} needs the optional 'notebook' extra, and {', '.join(missing)} "
+            f"{feature} needs the optional {extra!r} extra, and {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed",
-            hint=f"{NOTEBOOK_INSTALL} (the HTML report, `aigw-lab report`, needs neither)",
+            hint=hint,
         )

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from _paced_sides import PacedSides, paced
+from _work_counts import count_work
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -122,35 +123,6 @@ def install_phase_clocks(gateway, log) -> dict[str, int]:  # noqa: ANN001
     if spool is not None:
         spool.write_end = _clocked(spent, "spool.write_end", spool.write_end)
     return spent
-
-
-def count_work(call, n: int) -> dict[str, float]:  # noqa: ANN001
-    """Python bytecodes, Python calls and C calls per call on the calling thread, counted
-    with the interpreter's trace and profile hooks: a measure no load changes (the cache
-    misses a paced call meets scale with it, not with the hot-loop time)."""
-    counts = {"bytecodes": 0, "py_calls": 0, "c_calls": 0}
-
-    def tracer(frame, event, arg):  # noqa: ANN001, ANN202, ARG001
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            counts["bytecodes"] += 1
-        return tracer
-
-    def profiler(frame, event, arg):  # noqa: ANN001, ANN202, ARG001
-        if event == "call":
-            counts["py_calls"] += 1
-        elif event == "c_call":
-            counts["c_calls"] += 1
-
-    sys.settrace(tracer)
-    sys.setprofile(profiler)
-    try:
-        for _ in range(n):
-            call()
-    finally:
-        sys.settrace(None)
-        sys.setprofile(None)
-    return {name: value / n for name, value in counts.items()}
 
 
 def worker(side: str, folder: str) -> int:

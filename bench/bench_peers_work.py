@@ -6,12 +6,12 @@ calls per call, against bench_peers.py's loopback fake, for one or two trees.
 Issue 13 §5. Sides (as in bench_peers.py): ``raw direct`` (the least a client over the lean
 transport's direct path does; with ``--transport httpx``, raw httpx), ``aigw log off`` and
 ``aigw log on`` (a DuckDB file log), in the modes ``sync``, ``async1`` and ``stream``. The
-counts come from the interpreter's trace and profile hooks (`bench_log_caller.count_work`'s
-method), so no machine load changes them: a cut of the gateway's per-call work shows here
-exactly, where CPU timings on the shared box move by more than it. The log's writer thread
-is not counted (the hooks are per thread). ``--baseline-tree`` runs the same in a second
-process on another checkout (the code before a change) and prints both, with the
-difference. Each tree runs in a process of its own (``PYTHONPATH`` set to it).
+counts come from the interpreter's trace and profile hooks (`_work_counts.count_work`,
+shared with bench_log_caller.py), so no machine load changes them: a cut of the gateway's
+per-call work shows here exactly, where CPU timings on the shared box move by more than it.
+The log's writer thread is not counted (the hooks are per thread). ``--baseline-tree`` runs
+the same in a second process on another checkout (the code before a change) and prints both,
+with the difference. Each tree runs in a process of its own (``PYTHONPATH`` set to it).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the bench's own helpers, however this file is loaded
+from _work_counts import COUNTS, count_work  # noqa: E402
+
 MODES = ("sync", "async1", "stream")
 #: Where a function's bytecodes go for ``--functions``' summary, by a fragment of its name
 #: (first match wins; the rest is "transport, JSON, other": the work raw direct also does).
@@ -45,34 +48,6 @@ AREAS = (
     ),
     ("pricing", ("aigw_lab/pricing.py",)),
 )  # fmt: skip
-COUNTS = ("bytecodes", "py_calls", "c_calls")
-
-
-def count_work(call, n: int) -> dict[str, float]:  # noqa: ANN001
-    """Bytecodes, Python calls and C calls per call of ``call`` on this thread."""
-    counts = dict.fromkeys(COUNTS, 0)
-
-    def tracer(frame, event, arg):  # noqa: ANN001, ANN202, ARG001
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            counts["bytecodes"] += 1
-        return tracer
-
-    def profiler(frame, event, arg):  # noqa: ANN001, ANN202, ARG001
-        if event == "call":
-            counts["py_calls"] += 1
-        elif event == "c_call":
-            counts["c_calls"] += 1
-
-    sys.settrace(tracer)
-    sys.setprofile(profiler)
-    try:
-        for _ in range(n):
-            call()
-    finally:
-        sys.settrace(None)
-        sys.setprofile(None)
-    return {name: value / n for name, value in counts.items()}
 
 
 def by_function(call, n: int) -> dict[str, float]:  # noqa: ANN001

@@ -26,11 +26,22 @@ def test_the_same_tree_twice_counts_the_same(capsys):
     out = capsys.readouterr().out
     rows = re.findall(r"^  (raw direct|aigw log off|aigw log on)\s+(\w+)\s+([\d ]+)$", out, re.M)
     assert len(rows) == 9  # three sides x three modes
-    for _, _, cells in rows:
+    for side, _, cells in rows:
         counts = [int(c) for c in cells.split()]
-        assert counts[:3] == counts[3:] and counts[0] > 0  # baseline == this tree
-    deltas = re.findall(r"bytecodes ([+-]\d+) py_calls ([+-]\d+)", out)
-    assert len(deltas) == 9 and {d for pair in deltas for d in pair} == {"+0"}
+        assert counts[0] > 0
+        if side == "aigw log on":
+            # The log's calling-thread work depends on its writer thread's timing: while a
+            # sealed spool segment waits for the writer's commit, each end frame asks
+            # whether it has been committed (two Python calls). Seen under pytest: 3,682
+            # against 3,688 bytecodes for the same tree. Equal within 1%.
+            for ours, theirs in zip(counts[:3], counts[3:], strict=True):
+                assert abs(ours - theirs) <= max(2, ours // 100), (side, counts)
+        else:
+            assert counts[:3] == counts[3:]  # baseline == this tree, exactly
+    deltas = re.findall(r"^  (aigw log on|aigw log off|raw direct) \w+\s+bytecodes ([+-]\d+) "
+                        r"py_calls ([+-]\d+)", out, re.M)  # fmt: skip
+    assert len(deltas) == 9
+    assert {d for side, *pair in deltas if side != "aigw log on" for d in pair} == {"+0"}
     assert "aigw log off, sync: bytecodes per call by area" in out
     assert "frozen values' __init__" in out
 
