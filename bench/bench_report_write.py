@@ -47,23 +47,12 @@ print(json.dumps({"code": code, "aigw_lab": aigw_lab.__file__,
 
 
 def make_log(folder: Path, items: int) -> Path:
-    """examples/experiment.toml's targets on ``items`` bundled items, logged by this tree."""
-    sys.path.insert(0, str(ROOT))
-    from aigw_lab.experiments import load_spec, run_experiment
+    """examples/experiment.toml's targets on ``items`` bundled items, logged by this tree
+    (bench_report_size.py's example log)."""
+    sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+    from bench_report_size import run_example
 
-    spec_text = (ROOT / "examples" / "experiment.toml").read_text(encoding="utf-8")
-    spec_text = spec_text.replace("sample = 24 ", f"sample = {items} ", 1)
-    spec_text = spec_text.replace("time_scale = 0.1 ", "time_scale = 0.0 ", 1)
-    spec_path = folder / "experiment.toml"
-    spec_path.write_text(spec_text, encoding="utf-8")
-    spec = load_spec(spec_path)
-    db = folder / "experiments.duckdb"
-    gateway = spec.build_gateway(db=db)
-    try:
-        run_experiment(gateway, spec.build(gateway), progress=False)
-    finally:
-        gateway.close()
-    return db
+    return run_example(folder, items)
 
 
 def measure(tree: Path, db: Path, out: Path) -> tuple[float, float, dict]:
