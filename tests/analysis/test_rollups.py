@@ -10,10 +10,12 @@ example. Session 12 checked what the examples catch with seven mutants of the re
 (`_refresh_script`: the old result calls left out of the re-merged scores, NULL targets
 compared with ``=`` in the DELETE, costs counting distinct call ids, old rows matched on the
 raw item id, rescored calls left out, old units matched without their repetition, new rows
-matched on the raw repetition): `EDGE_CASES` alone fails the chunked-refresh test on all
-seven and the analyses test on six, and random examples alone caught each of the seven within
-1-19 examples of the chunked test (10 runs each; the first five within 65 in the analyses
-test). So the chunked test draws 40 random logs (80 before) and the analyses test 25 (40
+matched on the raw repetition; bench/rollups_mutants.py): `EDGE_CASES` alone fails the
+chunked-refresh test on all seven and the analyses test on six (all but the costs), and
+random examples alone caught each of the seven in all of 10 runs of the chunked test, within
+3-14 examples, while in the analyses test they missed two of them (the old result calls,
+rescored calls) in 3 and 2 of 10 runs of 80 examples, both of which `EDGE_CASES` fails
+there. So the chunked test draws 40 random logs (80 before) and the analyses test 25 (40
 before) beside it (docs/performance.md, "The heaviest tests' CPU, session 12")."""
 
 from __future__ import annotations
