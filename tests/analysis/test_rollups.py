@@ -3,7 +3,20 @@ failures, cache hits, several traces and scores per unit, rescoring, rows arrivi
 order across several refreshes, call ids shared by rows of different units, rows delivered
 twice, targets outside experiments, item ids equal to trace ids), plus the histogram's stated
 error bound, the read-only and incremental paths, and proof that the analyses read the
-rollups at all."""
+rollups at all.
+
+Every property test also runs `EDGE_CASES`, one log holding each of those cases, as an explicit
+example. Session 12 checked what the examples catch with seven mutants of the refresh script
+(`_refresh_script`: the old result calls left out of the re-merged scores, NULL targets
+compared with ``=`` in the DELETE, costs counting distinct call ids, old rows matched on the
+raw item id, rescored calls left out, old units matched without their repetition, new rows
+matched on the raw repetition; bench/rollups_mutants.py): `EDGE_CASES` alone fails the
+chunked-refresh test on all seven and the analyses test on six (all but the costs), and
+random examples alone caught each of the seven in all of 10 runs of the chunked test, within
+3-14 examples, while in the analyses test they missed two of them (the old result calls,
+rescored calls) in 3 and 2 of 10 runs of 80 examples, both of which `EDGE_CASES` fails
+there. So the chunked test draws 40 random logs (80 before) and the analyses test 25 (40
+before) beside it (docs/performance.md, "The heaviest tests' CPU, session 12")."""
 
 from __future__ import annotations
 
@@ -15,7 +28,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from aigw_lab.analysis import cost_over_time, paired_comparison, target_summary
@@ -120,6 +133,93 @@ def random_logs(draw: st.DrawFn) -> dict[str, Any]:
     scores = draw(st.permutations(scores))
     chunks = draw(st.integers(1, 4))
     return {"calls": calls, "scores": scores, "chunks": chunks}
+
+
+def _edge_call(call_id: str, trace: str, seconds: float, **fields: Any) -> tuple[Any, ...]:
+    """A row of `EDGE_CASES` (CALL_FIELDS' order): an ok miss of target a, item i0, unless
+    ``fields`` say otherwise."""
+    values = {
+        "call_id": call_id, "trace_id": trace, "timestamp": T0 + timedelta(seconds=seconds),
+        "provider_name": "sim", "request_model": "m1", "status": "ok", "error_type": None,
+        "cache_status": "miss", "latency_ms": 99.9, "ttft_ms": 5.0, "cost_usd": 0.01,
+        "attempt": 1, "fallback_from": None, "experiment_id": "exp", "target": "a",
+        "item_id": "i0", "repetition": 0, "simulated": False,
+    } | fields  # fmt: skip
+    return tuple(values[f] for f in CALL_FIELDS)
+
+
+_RETRIED = _edge_call("c1", "t0", 0.15, attempt=2, cache_status="hit", latency_ms=10.0)
+#: The cases the module docstring lists, in one log of three chunks, so that each property
+#: test meets them in every run whatever it draws (an explicit `@example`). First and second
+#: chunk: a failed attempt and its retry (a cache hit), a fallback, a second repetition, a
+#: call outside any experiment (no item: its trace id stands in), an item id equal to
+#: another trace's id with a NULL repetition, a result row sharing its call id with another
+#: unit's, an experiment without a target. Last chunk, after two refreshes: the retry
+#: delivered twice, and a later trace or attempt of five units rolled up before (one with
+#: each of a NULL target, a NULL item, a NULL repetition, another repetition beside it, and
+#: the shared call id as its old result, which the later ok trace replaces). Scores on
+#: several calls, one without a scorer, rescored later (the latest counts), and new scores
+#: of a unit the last chunk does not touch.
+EDGE_CASES: dict[str, Any] = {
+    "calls": [
+        _edge_call(
+            "c0",
+            "t0",
+            0.0,
+            status="error",
+            error_type="timeout",
+            latency_ms=None,
+            ttft_ms=None,
+            cost_usd=None,
+        ),
+        _RETRIED,
+        _edge_call(
+            "c2", "t1", 1.0, target="b", request_model="m2", fallback_from="x/y", latency_ms=250.5
+        ),
+        _edge_call("c7", "t8", 1.5, repetition=1, latency_ms=31.0),
+        _edge_call(
+            "c3",
+            "t2",
+            2.0,
+            experiment_id=None,
+            target=None,
+            item_id=None,
+            repetition=None,
+            status="error",
+            latency_ms=1000.0,
+            cost_usd=0.5,
+        ),
+        _edge_call("c4", "t3", 3.0, target="b", item_id="t0", repetition=None, ttft_ms=None),
+        _edge_call("c2", "t4", 4.0, item_id="i1", repetition=1, latency_ms=4321.0),
+        _edge_call("c5", "t5", 5.0, experiment_id="other", target=None, latency_ms=0.0),
+        _RETRIED,  # delivered twice
+        _edge_call("c6", "t6", 6.0, latency_ms=1.5, cost_usd=0.001),  # (a, i0, 0) again
+        _edge_call(
+            "c8",
+            "t2",
+            2.15,
+            experiment_id=None,
+            target=None,
+            item_id=None,
+            repetition=None,
+            attempt=2,
+        ),  # a late retry of the call outside
+        _edge_call("c9", "t7", 7.0, target="b", item_id="t0", repetition=None),
+        _edge_call("c10", "t9", 8.0, target="b", request_model="m2"),  # replaces c2 of (b, i0)
+    ],
+    "scores": [
+        ("s0", "c1", "s1", 1.0, T0 + timedelta(seconds=10), "exp"),
+        ("s1", "c2", "s1", 1.0, T0 + timedelta(seconds=11), "exp"),
+        ("s2", "c4", None, 0.5, T0 + timedelta(seconds=12), "exp"),
+        ("s3", "c4", "s2", 0.5, T0 + timedelta(seconds=13), "exp"),
+        ("s4", "c0", "s1", 0.0, T0 + timedelta(seconds=14), "exp"),
+        ("s5", "c2", "s2", None, T0 + timedelta(seconds=15), "exp"),
+        ("s6", "c1", "s1", 0.0, T0 + timedelta(seconds=20), "exp"),  # rescored: now 0
+        ("s7", "c6", "s1", 1.0, T0 + timedelta(seconds=21), "exp"),
+        ("s8", "c7", "s1", 0.0, T0 + timedelta(seconds=22), "exp"),  # an untouched unit's
+    ],
+    "chunks": 3,
+}
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
@@ -262,10 +362,12 @@ def call_row_values(call_id: str) -> tuple[Any, ...]:
             "exp", "a", "i0", 0, True)  # fmt: skip
 
 
-@pytest.mark.slow  # about 30-60 s on a loaded 2-core box
-@settings(max_examples=40, **_SETTINGS)
+@pytest.mark.slow  # about 20-40 s on a loaded 2-core box
+@settings(max_examples=25, **_SETTINGS)
 @given(log=random_logs(), experiment=st.sampled_from(["exp", None]),
        scorer=st.sampled_from(["s1", "s2", None]))  # fmt: skip
+@example(log=EDGE_CASES, experiment="exp", scorer="s1")
+@example(log=EDGE_CASES, experiment=None, scorer="s2")
 def test_rolled_up_analyses_equal_the_reference(copies, log, experiment, scorer):
     conn = copies.new()
     _load_in_chunks(conn, log)
@@ -298,9 +400,10 @@ _ROLLUP_CONTENT = (
 )
 
 
-@pytest.mark.slow  # about 15-30 s on a loaded 2-core box
-@settings(max_examples=80, **_SETTINGS)
+@pytest.mark.slow  # about 8-15 s on a loaded 2-core box
+@settings(max_examples=40, **_SETTINGS)
 @given(log=random_logs())
+@example(log=EDGE_CASES)
 def test_refreshes_in_chunks_build_the_rollups_one_refresh_builds(copies, log):
     # The merge's own invariant, cheaper to check than the analyses (so more examples):
     # whatever chunks the rows arrive in, the tables end as one refresh of them all makes.
@@ -374,6 +477,7 @@ def test_counted_intervals_agree_with_the_historical_ones_within_monte_carlo_err
 @pytest.mark.slow  # about 20 s on a loaded 2-core box
 @settings(max_examples=25, **_SETTINGS)
 @given(log=random_logs())
+@example(log=EDGE_CASES)
 def test_histogram_percentiles_are_within_the_stated_relative_error(copies, log):
     conn = copies.new()
     _load_in_chunks(conn, log)
