@@ -303,8 +303,11 @@ def fill(
         adds.append(end - start)
         if end - start > 0.05:
             add_waits.append((start, end))
-        if pace:
-            time.sleep(max(0.0, wall + (i + 1) * pace - time.perf_counter()))
+        # Paced: sleep once 2 ms ahead. A sleep after every add (100 µs at 10,000/s) hands
+        # the GIL over and waits to get it back each time: the adder managed 4,600 adds/s.
+        ahead = wall + (i + 1) * pace - time.perf_counter() if pace else 0.0
+        if ahead > 0.002:
+            time.sleep(ahead)
     filled = time.perf_counter() - wall
     index = store._indexes["p"]
     if hasattr(index, "wait_idle"):
