@@ -363,13 +363,13 @@ class BackgroundIVFIndex:
             vectors = np.concatenate([v for v, _ in pieces])
             lists = self._assign(ivf.quantizer, vectors)
             with self._ivf_lock.exclusive():  # the faiss lock first (see __init__)
-                with self._lock:  # (removals wait for the faiss lock: none after this read)
-                    current = generation == self._generation  # else a swap took the rows
-                    keep = (self._rows.ids_copy(start, stop) >= 0) & (ids >= 0) & current
-                # Appended without the index's lock: a caller's add (holding the store's
-                # lock) need not wait for this copy, nor for this thread to get a core back
-                # inside it. A swap meanwhile voids the batch below (its rows stay the tail).
-                self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
+                # Without the index's lock: an add (holding the store's lock) need not wait
+                # for faiss's copy, nor for this thread's core. Removals wait for the faiss
+                # lock: the ids (views) hold still. One take of the index's lock in here (each
+                # can wait for the adder); a swap meanwhile voids the batch (rows stay tail).
+                keep = (np.concatenate([i for _, i in pieces]) >= 0) & (ids >= 0)
+                if generation == self._generation:  # (else a swap took the rows: no append)
+                    self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
                 with self._lock:
                     held = time.perf_counter(), time.thread_time()
                     if generation == self._generation:
