@@ -49,33 +49,53 @@ def _schedstat_reader():
 
 
 class LockWaits:
-    """Per-thread seconds spent waiting for each named lock since `start`."""
+    """Per-thread seconds spent waiting for each named lock since `start`, and for the
+    threads (native ids) that held the lock when each wait began."""
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self.waiting: dict[int, TimedLock] = {}  # native thread id -> the lock it waits for
 
     def start(self) -> None:
         self._local.waits = Counter()
+        self._local.holders = Counter()
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, holder: int = 0) -> None:
         waits = getattr(self._local, "waits", None)
         if waits is not None:
             waits[name] += seconds
+            self._local.holders[holder] += seconds
 
     def take(self) -> Counter:
         waits, self._local.waits = getattr(self._local, "waits", None) or Counter(), None
         return waits
 
+    def take_holders(self) -> Counter:
+        """Seconds waited by the holder at each wait's start (0: none seen), since `start`."""
+        holders, self._local.holders = getattr(self._local, "holders", None) or Counter(), None
+        return holders
+
 
 class TimedLock:
     """Stands in for one lock (the same underlying lock) and keeps how long each caller
     thread waited to take it: every take into ``waits`` and, per call, into ``per_call``
-    under ``name``."""
+    under ``name``, with the thread that held it (or was taking it) when the wait began,
+    or, if that thread was itself waiting for a timed lock, that lock's holder (the adder
+    holds the store's lock while it waits for the index's, held by maintenance);
+    ``blame``: the lock whose holder to name instead (a `SearchLock`'s shared side waits
+    only for its exclusive side)."""
 
     def __init__(
-        self, lock: threading.Lock, waits: list[float], per_call: LockWaits, name: str
+        self,
+        lock: threading.Lock,
+        waits: list[float],
+        per_call: LockWaits,
+        name: str,
+        blame: TimedLock | None = None,
     ) -> None:
         self._inner, self._waits, self._per_call, self._name = lock, waits, per_call, name
+        self._blame = blame or self
+        self.holder = self.pending = 0  # native thread ids (0: none)
 
     def acquire(self, *args, **kwargs) -> bool:
         return self._inner.acquire(*args, **kwargs)
@@ -84,15 +104,28 @@ class TimedLock:
         self._inner.release()
 
     def __enter__(self) -> bool:
+        blamed = self._blame.holder or self._blame.pending
+        waiting = self._per_call.waiting
+        for _ in range(3):  # a holder that itself waits for a lock: blame that one's holder
+            lock = waiting.get(blamed)
+            if lock is None or not (lock._blame.holder or lock._blame.pending):
+                break
+            blamed = lock._blame.holder or lock._blame.pending
+        tid = threading.get_native_id()
+        self.pending = tid
+        waiting[tid] = self
         start = time.perf_counter()
         self._inner.__enter__()
+        del waiting[tid]
+        self.pending, self.holder = 0, tid
         if threading.current_thread().name != "aigw-semantic-index":  # a caller, not a job
             waited = time.perf_counter() - start
             self._waits.append(waited)
-            self._per_call.add(self._name, waited)
+            self._per_call.add(self._name, waited, blamed)
         return True
 
     def __exit__(self, *exc: object) -> None:
+        self.holder = 0
         self._inner.__exit__(*exc)
 
 
@@ -100,8 +133,8 @@ class TimedSearchLock:
     """`TimedLock` for an index's `SearchLock` (or `OneLock`): both sides timed."""
 
     def __init__(self, lock, waits: list[float], per_call: LockWaits, name: str) -> None:
-        self._shared = TimedLock(lock.shared(), waits, per_call, name)
         self._exclusive = TimedLock(lock.exclusive(), waits, per_call, name)
+        self._shared = TimedLock(lock.shared(), waits, per_call, name, blame=self._exclusive)
 
     def shared(self) -> TimedLock:
         return self._shared
@@ -144,6 +177,7 @@ class CallProbe:
         cpu = time.thread_time() - cpu
         after = read() if read else (0, 0)
         locks = self.locks.take()
+        holders = self.locks.take_holders()
         if end - start > _SLOW:
             wall = end - start
             run = (after[0] - sched[0]) / 1e9 if read else cpu
@@ -161,6 +195,8 @@ class CallProbe:
                     "parts": parts,
                     "cause": max(parts, key=parts.get),
                     "maintenance": before or state(),
+                    "tid": threading.get_native_id(),
+                    "lock_holders": holders,
                 }
             )
         return start, end

@@ -42,6 +42,7 @@ import csv
 import gc
 import glob
 import json
+import linecache
 import os
 import subprocess
 import sys
@@ -54,6 +55,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from _semantic_holders import HolderSampler
 from _semantic_layouts import (  # bench/ is the script's folder, on sys.path
     PreviousStore,
     entry,
@@ -100,6 +102,8 @@ def previous_index(rev: str) -> type:
         ).stdout
         module = types.ModuleType(f"_previous_{name}")
         module.__file__ = f"{rev}:{path}"
+        # its source, for tracebacks and _semantic_holders' look at the line a thread is on
+        linecache.cache[module.__file__] = (len(source), None, source.splitlines(True), path)
         sys.modules[module.__name__] = module  # a dataclass looks its module up
         full = f"aigw_lab.gateway.{name}"
         saved[full] = sys.modules.get(full)
@@ -239,6 +243,7 @@ def fill(
     adds_per_second: float = 0.0,
     previous_locks: bool = False,
     probe_adds: bool = True,
+    sample_holders: bool = True,
 ) -> MemorySemanticStore:
     """Add every vector through a store while two threads look up; print the waits."""
     lock_waits: list[float] = []
@@ -257,6 +262,11 @@ def fill(
     look_waits: list[list[tuple[float, float]]] = [[], []]
     stop = threading.Event()
     pauses = Pauses()
+    holders = HolderSampler(cpu_by_thread.names)
+
+    def watchdog() -> None:
+        cpu_by_thread.name("watchdog")
+        pauses.watchdog(stop)
 
     def reader(slot: int) -> None:
         i, probe = slot, look_probes[slot]
@@ -271,8 +281,10 @@ def fill(
             time.sleep(0.0005)  # a caller at a realistic rate, not a spin
 
     threads = [threading.Thread(target=reader, args=(s,), daemon=True) for s in (0, 1)]
-    threads.append(threading.Thread(target=pauses.watchdog, args=(stop,), daemon=True))
+    threads.append(threading.Thread(target=watchdog, daemon=True))
     threads.append(threading.Thread(target=cpu_by_thread.run, args=(stop,), daemon=True))
+    if sample_holders:
+        threads.append(threading.Thread(target=holders.run, args=(stop,), daemon=True))
     cpu_by_thread.name("adder")
     cpu_by_thread.sample()
     gc.callbacks.append(pauses.on_gc)
@@ -291,8 +303,11 @@ def fill(
         adds.append(end - start)
         if end - start > 0.05:
             add_waits.append((start, end))
-        if pace:
-            time.sleep(max(0.0, wall + (i + 1) * pace - time.perf_counter()))
+        # Paced: sleep once 2 ms ahead. A sleep after every add (100 µs at 10,000/s) hands
+        # the GIL over and waits to get it back each time: the adder managed 4,600 adds/s.
+        ahead = wall + (i + 1) * pace - time.perf_counter() if pace else 0.0
+        if ahead > 0.002:
+            time.sleep(ahead)
     filled = time.perf_counter() - wall
     index = store._indexes["p"]
     if hasattr(index, "wait_idle"):
@@ -304,6 +319,12 @@ def fill(
     gc.callbacks.remove(pauses.on_gc)
     cpu = time.process_time() - cpu
     looked = looks[0] + looks[1]
+    holder_text = ""
+    if sample_holders:
+        holder_text = (
+            f"    {holders.attribute(merged(look_probes).slow, 'lookups')}\n"
+            f"    {holders.gil_waits()}\n"
+        )
     full = [e - s for s, e, g in pauses.collections if g == 2]
     print(
         f"  fill {label} ({store_class.__name__}): {len(vectors):,} adds in {filled:.1f} s "
@@ -318,6 +339,7 @@ def fill(
         f"    {split_waits('lookups', look_waits[0] + look_waits[1], pauses)}\n"
         f"    {add_probe.summary('adds') if probe_adds else 'adds: not probed'}\n"
         f"    {merged(look_probes).summary('lookups')}\n"
+        f"{holder_text}"
         f"    CPU s by thread: {cpu_by_thread.summary()}\n"
         f"    GC: {len(pauses.collections):,} collections, {len(full)} full, longest "
         f"{max((e - s for s, e, _ in pauses.collections), default=0) * 1e3:.1f} ms, full ones "
@@ -471,7 +493,15 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
             sides = [(previous, f"BackgroundIVFIndex as of {args.previous_index}")]
             sides.append((factory, "BackgroundIVFIndex (this tree)"))
             for side, label in sides if turn % 2 == 0 else sides[::-1]:
-                fill(stored, side, queries, f"round {turn + 1}: {label}", probe_adds=False)
+                fill(
+                    stored,
+                    side,
+                    queries,
+                    f"round {turn + 1}: {label}",
+                    adds_per_second=args.add_rate,
+                    probe_adds=False,
+                    sample_holders=args.holders,
+                )
                 gc.collect()
         return
     store = fill(
@@ -481,6 +511,7 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         "BackgroundIVFIndex",
         adds_per_second=args.add_rate,
         probe_adds=args.probe_adds,
+        sample_holders=args.holders,
     )
     if args.fill_only:
         return
@@ -510,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         dest="probe_adds",
         action="store_false",
         help="time adds without attributing their waits (the fill's time as measured)",
+    )
+    parser.add_argument(
+        "--no-holders",
+        dest="holders",
+        action="store_false",
+        help="no sampler of who ran while a slow lookup waited (_semantic_holders.py)",
     )
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--vectors", nargs="+", default=None, choices=("static", "synthetic"))
