@@ -4,6 +4,7 @@ and in this one, the sides taking turns in random order: wall and CPU of the who
     python bench/bench_fast_lane.py --old-tree /path/to/old/checkout [--rounds 2]
     python bench/bench_fast_lane.py --old-tree /path/to/old/checkout --quick
     python bench/bench_fast_lane.py --old-tree /path/to/old/checkout --suite [--rounds 2]
+    python bench/bench_fast_lane.py --old-tree OLD --suite --select "tests/docs -k caching"
 
 Each round runs the command once in each tree (the tree's own tests/conftest.py decides the
 workers: two per CPU), one side after the other in random order, so both see about the same
@@ -25,10 +26,12 @@ import os
 import random
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 THIS_TREE = Path(__file__).resolve().parent.parent
@@ -36,7 +39,9 @@ THIS_TREE = Path(__file__).resolve().parent.parent
 NOTHING = "not_a_test_of_this_suite_zz"
 
 
-def run_side(tree: Path, *, quick: bool, suite: bool = False) -> dict[str, object]:
+def run_side(
+    tree: Path, *, quick: bool, suite: bool = False, select: Sequence[str] = ()
+) -> dict[str, object]:
     """Run the fast lane (or the whole suite) in ``tree`` once; its wall, CPU, load and summary
     line."""
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -50,6 +55,7 @@ def run_side(tree: Path, *, quick: bool, suite: bool = False) -> dict[str, objec
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     if not suite:
         command += ["-m", "not slow"]
+    command += list(select)
     if quick:
         command += ["-k", NOTHING]
     load = os.getloadavg()[0]
@@ -90,12 +96,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds, each running both sides")
     parser.add_argument("--quick", action="store_true", help="start-up and collection only")
     parser.add_argument("--suite", action="store_true", help="the whole suite, not the fast lane")
+    parser.add_argument(
+        "--select",
+        default="",
+        help="more pytest arguments, one string (e.g. a folder and -k), for a part of the run",
+    )
     parser.add_argument("--seed", type=int, help="the side order's seed (default: random)")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 2)
     rng = random.Random(args.seed)
     sides = {"old": args.old_tree.resolve(), "new": THIS_TREE}
     what = "the whole suite" if args.suite else "the fast lane"
+    if args.select:
+        what += f" with {args.select}"
     if args.quick:
         what = f"start-up + collection of {what} (-k selecting nothing)"
     print(f"{what}, {rounds} rounds; old = {sides['old']}, new = {sides['new']}")
@@ -105,7 +118,9 @@ def main() -> None:
         order = ["old", "new"]
         rng.shuffle(order)
         for side in order:
-            result = run_side(sides[side], quick=args.quick, suite=args.suite)
+            result = run_side(
+                sides[side], quick=args.quick, suite=args.suite, select=shlex.split(args.select)
+            )
             results[side].append(result)
             first, last = result["load"]  # type: ignore[misc]
             load = f"{first:.1f} -> {last:.1f}"
