@@ -23,7 +23,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,8 +38,6 @@ _CACHE_INPUT = "aigw_lab_embedding_cache"
 _DIST_INPUT = "aigw_lab_dist"
 #: Where this run's subprocesses compile modules when the environment forbids bytecode.
 _PYCACHE_KEY = pytest.StashKey[str]()
-#: The thread linking the installed packages' bytecode into that folder.
-_SEEDING_KEY = pytest.StashKey["threading.Thread | None"]()
 #: The key of xdist's ``workerinput`` carrying that folder (or None) to workers.
 _PYCACHE_INPUT = "aigw_lab_pycache"
 #: Undoes a worker's sharing of rewritten test modules (tests/_shared_rewrites.py).
@@ -271,9 +268,7 @@ def _compile_once_per_run(config: pytest.Config) -> None:
     numpy, pandas and DuckDB once more (measured: collection 27 s of CPU instead of 16.5 s). A
     developer whose Python writes bytecode, or who chose a prefix, keeps that. The xdist workers
     keep pytest's rewritten test modules in the same folder, so that one worker rewrites each
-    module for all of them (tests/_shared_rewrites.py). The folder starts with links to the
-    installed packages' own bytecode, which the prefix would hide from the subprocesses
-    (tests/_pycache_seed.py).
+    module for all of them (tests/_shared_rewrites.py).
     """
     if hasattr(config, "workerinput"):
         folder = config.workerinput.get(_PYCACHE_INPUT)
@@ -289,22 +284,11 @@ def _compile_once_per_run(config: pytest.Config) -> None:
     else:
         folder = tempfile.mkdtemp(prefix="aigw_lab-test-pycache-")
         config.stash[_PYCACHE_KEY] = folder
-        config.stash[_SEEDING_KEY] = _seed_in_background(folder)
         if not _collects_here(config):
             return  # an xdist controller: workers started now must not inherit it (above)
     if folder:
         os.environ["PYTHONPYCACHEPREFIX"] = folder
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-
-
-def _seed_in_background(folder: str) -> threading.Thread | None:
-    """Start linking the installed packages' bytecode into the run's folder (see
-    tests/_pycache_seed.py); the processes that run tests wait for it before their first."""
-    if os.name != "posix":
-        return None  # no fcntl, and links may need privileges: subprocesses compile as before
-    from tests._pycache_seed import installed_roots, start
-
-    return start(folder, installed_roots(TESTS.parent))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -318,11 +302,6 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    folder = os.environ.get("PYTHONPYCACHEPREFIX")
-    if os.name == "posix" and folder and _collects_here(session.config):
-        from tests._pycache_seed import wait
-
-        wait(folder)  # the installed bytecode is linked before any test starts a subprocess
     if session.config.stash.get(_GC_KEY, False):
         gc.enable()
         gc.collect()
@@ -337,9 +316,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         undo_rewrites()
     for name in config.stash.get(_THREADS_KEY, ()):
         os.environ.pop(name, None)
-    seeding = config.stash.get(_SEEDING_KEY, None)
-    if seeding is not None:
-        seeding.join()  # before its folder is removed
     for key in (_CACHE_KEY, _PYCACHE_KEY):
         folder = config.stash.get(key, None)  # only where it was made
         if folder is not None:
