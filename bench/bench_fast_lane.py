@@ -3,6 +3,8 @@ and in this one, the sides taking turns in random order: wall and CPU of the who
 
     python bench/bench_fast_lane.py --old-tree /path/to/old/checkout [--rounds 2]
     python bench/bench_fast_lane.py --old-tree /path/to/old/checkout --quick
+    python bench/bench_fast_lane.py --old-tree /path/to/old/checkout --suite [--rounds 2]
+    python bench/bench_fast_lane.py --old-tree OLD --suite --select "tests/docs -k caching"
 
 Each round runs the command once in each tree (the tree's own tests/conftest.py decides the
 workers: two per CPU), one side after the other in random order, so both see about the same
@@ -11,8 +13,10 @@ workers and the subprocesses of tests), from ``getrusage(RUSAGE_CHILDREN)``, as
 ``/usr/bin/time`` reports it; on a shared machine compare the CPU, the wall is indicative.
 ``--quick`` measures only what every run pays before its first test, the workers' start-up
 and collection (``-k`` selecting nothing), three rounds: about a minute on a quiet 2-core
-box. The full rounds take about 2 x 100 s each on a quiet box. Numbers in docs/performance.md
-("The fast lane's start-up, session 11") come from here.
+box. The full rounds take about 2 x 100 s each on a quiet box. ``--suite`` runs the whole suite
+(``python -m pytest``, the README's and CI's command) instead of the fast lane: about 2 x 5 min
+a round on a quiet box. Numbers in docs/performance.md ("The fast lane's start-up, session 11",
+"The suite's schedule, session 12") come from here.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import os
 import random
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 THIS_TREE = Path(__file__).resolve().parent.parent
@@ -33,8 +39,11 @@ THIS_TREE = Path(__file__).resolve().parent.parent
 NOTHING = "not_a_test_of_this_suite_zz"
 
 
-def run_side(tree: Path, *, quick: bool) -> dict[str, object]:
-    """Run the fast lane in ``tree`` once; its wall, CPU, load and summary line."""
+def run_side(
+    tree: Path, *, quick: bool, suite: bool = False, select: Sequence[str] = ()
+) -> dict[str, object]:
+    """Run the fast lane (or the whole suite) in ``tree`` once; its wall, CPU, load and summary
+    line."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     for name, value in (
         ("HF_HUB_OFFLINE", "1"),
@@ -43,7 +52,10 @@ def run_side(tree: Path, *, quick: bool) -> dict[str, object]:
         ("RAY_USAGE_STATS_ENABLED", "0"),
     ):
         env.setdefault(name, value)
-    command = [sys.executable, "-m", "pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if not suite:
+        command += ["-m", "not slow"]
+    command += list(select)
     if quick:
         command += ["-k", NOTHING]
     load = os.getloadavg()[0]
@@ -83,12 +95,22 @@ def main() -> None:
     parser.add_argument("--old-tree", type=Path, required=True, help="a checkout to compare")
     parser.add_argument("--rounds", type=int, help="rounds, each running both sides")
     parser.add_argument("--quick", action="store_true", help="start-up and collection only")
+    parser.add_argument("--suite", action="store_true", help="the whole suite, not the fast lane")
+    parser.add_argument(
+        "--select",
+        default="",
+        help="more pytest arguments, one string (e.g. a folder and -k), for a part of the run",
+    )
     parser.add_argument("--seed", type=int, help="the side order's seed (default: random)")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 2)
     rng = random.Random(args.seed)
     sides = {"old": args.old_tree.resolve(), "new": THIS_TREE}
-    what = "start-up + collection (-k selecting nothing)" if args.quick else "the fast lane"
+    what = "the whole suite" if args.suite else "the fast lane"
+    if args.select:
+        what += f" with {args.select}"
+    if args.quick:
+        what = f"start-up + collection of {what} (-k selecting nothing)"
     print(f"{what}, {rounds} rounds; old = {sides['old']}, new = {sides['new']}")
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, {os.cpu_count()} CPUs")
     results: dict[str, list[dict[str, object]]] = {"old": [], "new": []}
@@ -96,7 +118,9 @@ def main() -> None:
         order = ["old", "new"]
         rng.shuffle(order)
         for side in order:
-            result = run_side(sides[side], quick=args.quick)
+            result = run_side(
+                sides[side], quick=args.quick, suite=args.suite, select=shlex.split(args.select)
+            )
             results[side].append(result)
             first, last = result["load"]  # type: ignore[misc]
             load = f"{first:.1f} -> {last:.1f}"

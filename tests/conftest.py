@@ -169,6 +169,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         # loadgroup, not load: the blocks of one document (tests/docs) share a session and must
         # run in order in one process; xdist_group marks such sets.
         config.option.dist = "loadgroup"
+    if config.option.dist == "loadgroup":
+        # Queue the work units in the order the workers' collection puts them in (longest
+        # first, tests/_schedule.py), not by their number of tests.
+        config.option.loadscopereorder = False
 
 
 _GC_KEY = pytest.StashKey[bool]()
@@ -390,6 +394,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         elif item.get_closest_marker("slow") is None:
             _group_by_shared_cost(item, relative)
+    if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):
+        # An xdist worker: this order is the one the controller hands the work units out in.
+        from tests._schedule import longest_units_first
+
+        items[:] = longest_units_first(items)
 
 
 def _group_by_shared_cost(item: pytest.Item, relative: str) -> None:

@@ -1,0 +1,52 @@
+"""The order in which xdist hands out the suite's work: the longest work units first.
+
+With ``--dist loadgroup`` (tests/conftest.py) a work unit is an ``xdist_group`` (its tests run
+on one worker, in order) or a single ungrouped test. xdist queues the units by their number of
+tests, largest first, and each worker takes the next unit when it runs low. A group of many
+millisecond tests (the official SDKs' 145) then went before a group of ten tests of tens of
+seconds each (Ray's), and slow ungrouped tests came in collection order, some of them in the
+last minute: the run ended with one worker still busy and the others done (docs/performance.md,
+"The suite's schedule, session 12"). Scheduling the longest units first (the classic rule for
+spreading jobs over a few machines) leaves only short units for the end, where they even out.
+
+The length of a unit is estimated from what the suite already says about its tests: a test
+marked ``slow`` costs seconds (`SLOW_COST`), any other milliseconds (`FAST_COST`); no timings
+are kept between runs (a fresh clone has none). Every worker sorts its collection the same way
+(the controller checks that they agree), and tests/conftest.py turns off xdist's own reordering
+so that the controller queues the units in this order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+#: The estimated seconds of a test marked slow, and of any other test. Only their ratio matters:
+#: the suite's slow tests take 1-40 s each on the 2-core machine, its fast ones mostly
+#: milliseconds (docs/performance.md, "The test suite's time").
+SLOW_COST = 3.0
+FAST_COST = 0.02
+
+
+def work_unit(item: pytest.Item) -> str:
+    """The unit xdist's loadgroup schedules ``item`` in: its group, or the test itself."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return item.nodeid
+    return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+
+
+def estimated_cost(item: pytest.Item) -> float:
+    return SLOW_COST if item.get_closest_marker("slow") is not None else FAST_COST
+
+
+def longest_units_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
+    """``items`` with the units of the largest estimated cost first; ties, and the tests of
+    one unit, keep their collection order (a document's blocks must run in order)."""
+    totals: dict[str, float] = {}
+    units = [work_unit(item) for item in items]
+    for unit, item in zip(units, items, strict=True):
+        totals[unit] = totals.get(unit, 0.0) + estimated_cost(item)
+    order = sorted(range(len(items)), key=lambda i: -totals[units[i]])
+    return [items[i] for i in order]

@@ -1,0 +1,129 @@
+"""xdist hands out the suite's longest work units first (tests/_schedule.py, tests/conftest.py):
+the workers sort their collection by estimated cost and the controller keeps that order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests import conftest
+from tests._schedule import longest_units_first, work_unit
+from tests._timeline import TIMELINE_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Item:
+    """What the scheduling reads of a collected test."""
+
+    def __init__(self, nodeid: str, *marks: pytest.MarkDecorator):
+        self.nodeid = nodeid
+        self.own_marks = [mark.mark for mark in marks]
+
+    def get_closest_marker(self, name: str):  # type: ignore[no-untyped-def]
+        return next((mark for mark in self.own_marks if mark.name == name), None)
+
+    def __repr__(self) -> str:
+        return self.nodeid
+
+
+SLOW = pytest.mark.slow
+
+
+def _group(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.xdist_group(name)
+
+
+def test_a_group_of_slow_tests_goes_before_a_larger_group_of_fast_ones():
+    many_fast = [_Item(f"sdk::t{i}", _group("sdks")) for i in range(100)]
+    few_slow = [_Item(f"ray::t{i}", _group("ray"), SLOW) for i in range(3)]
+    ordered = longest_units_first([*many_fast, *few_slow])
+    assert ordered[:3] == few_slow
+    assert ordered[3:] == many_fast
+
+
+def test_slow_single_tests_go_before_fast_ones_and_ties_keep_collection_order():
+    fast_a, slow_b, fast_c, slow_d = (
+        _Item("a::t"),
+        _Item("b::t", SLOW),
+        _Item("c::t"),
+        _Item("d::t", SLOW),
+    )
+    assert longest_units_first([fast_a, slow_b, fast_c, slow_d]) == [slow_b, slow_d, fast_a, fast_c]
+
+
+def test_a_groups_tests_keep_their_order_whatever_each_costs():
+    # A document's blocks (tests/docs) share a session and must run in the order written.
+    blocks = [
+        _Item("doc::b1", _group("doc")),
+        _Item("doc::b2", _group("doc"), SLOW),
+        _Item("doc::b3", _group("doc")),
+    ]
+    other = _Item("x::t", SLOW)
+    ordered = longest_units_first([other, *blocks])
+    assert ordered == [*blocks, other]
+    assert [work_unit(i) for i in ordered] == ["doc", "doc", "doc", "x::t"]
+
+
+def _controller(dist: str = "no", numprocesses: int | None = None) -> SimpleNamespace:
+    option = SimpleNamespace(
+        numprocesses=numprocesses,
+        dist=dist,
+        collectonly=False,
+        capture="fd",
+        usepdb=False,
+        loadscopereorder=True,  # xdist's default
+    )
+    return SimpleNamespace(option=option, pluginmanager=SimpleNamespace(hasplugin=lambda _: True))
+
+
+@pytest.mark.parametrize(("dist", "n"), [("no", None), ("loadgroup", 3)])
+def test_the_controller_queues_units_in_the_workers_order(dist, n):
+    config = _controller(dist, n)
+    conftest.pytest_cmdline_main(config)  # type: ignore[arg-type]
+    assert config.option.dist == "loadgroup"
+    assert config.option.loadscopereorder is False
+
+
+def test_another_dist_mode_is_left_alone():
+    config = _controller("load", 2)
+    conftest.pytest_cmdline_main(config)  # type: ignore[arg-type]
+    assert (config.option.dist, config.option.loadscopereorder) == ("load", True)
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_probe_fast(n: int) -> None:
+    """Not a check: a fast unit for `test_a_parallel_run_starts_the_slow_unit_first`."""
+    pytest.skip("a probe for test_schedule's subprocess")
+
+
+@pytest.mark.slow
+def test_probe_slow() -> None:
+    """Not a check: the slow unit, collected after the fast ones."""
+    pytest.skip("a probe for test_schedule's subprocess")
+
+
+@pytest.mark.slow  # pytest with two workers in a subprocess
+def test_a_parallel_run_starts_the_slow_unit_first(tmp_path) -> None:
+    # Failed before: xdist queued the units in collection order (all of one test), so the
+    # slow probe, collected last, was the last test its worker ran.
+    env = {**os.environ, TIMELINE_ENV: str(tmp_path)}
+    env.pop("PYTEST_XDIST_WORKER", None)  # this test may itself run on a worker
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"]
+    command += ["-p", "tests._timeline", f"{Path(__file__).relative_to(ROOT)}", "-k", "probe"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "timeline (" in done.stdout, "the plugin prints its summary"
+    runs = {
+        path.stem: [json.loads(line) for line in path.read_text().splitlines()]
+        for path in tmp_path.glob("*.jsonl")
+    }
+    firsts = [next(r["test"] for r in rows if "test" in r) for rows in runs.values()]
+    assert sum(len([r for r in rows if "test" in r]) for rows in runs.values()) == 7
+    assert any(name.endswith("::test_probe_slow") for name in firsts), firsts
