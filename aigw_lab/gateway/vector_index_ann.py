@@ -23,7 +23,7 @@ the callers:
   last build held; the new index takes in what was added and removed meanwhile in rounds,
   then is swapped in under the lock (one short step);
 * batched adds: once the tail holds ``batch`` vectors, their clusters are computed off the
-  lock, the vectors appended under the faiss lock (a copy lookups wait for, adds do not).
+  lock and the vectors appended to the inverted lists under it (a memory copy).
 
 Lookups during a build still answer: the current index (or exact search) plus the tail.
 A lookup whose best at ``nprobe`` is below ``deep_below`` (a miss for the cache) searches
@@ -58,8 +58,8 @@ _ASSIGN_BLOCK = 8192
 #: remain, then takes the rest under the lock and swaps.
 _CATCH_UP_LEFT = 2048
 _MAX_CATCH_UP_ROUNDS = 50
-#: A batched add takes at most this many batches, so its copy under the faiss lock stays
-#: short (with 4, no maintenance step held a lock over 0.8 ms CPU in a 1M fill).
+#: A batched add takes at most this many batches, so its copy under the lock stays short
+#: (with 4, no maintenance step held the lock over 0.8 ms CPU in a 1M fill).
 _FLUSH_BATCHES = 4
 _CODES = ("sq8", "flat")
 
@@ -294,7 +294,8 @@ class BackgroundIVFIndex:
 
     def _start(self, jobs: list[Callable[[], None]]) -> None:
         """Start jobs `_schedule` flagged, after the lock is released: starting a thread waits
-        until it runs (the GIL, a core), and every caller waited behind an add doing it."""
+        until it runs, which needs the GIL (and a core), and an add holding this lock, and
+        the store's, kept every caller behind that wait (a 15 ms GIL wait in the probe)."""
         for job in jobs:
             self._spawn(job)
 
@@ -362,20 +363,15 @@ class BackgroundIVFIndex:
                 return
             vectors = np.concatenate([v for v, _ in pieces])
             lists = self._assign(ivf.quantizer, vectors)
-            with self._ivf_lock.exclusive():  # the faiss lock first (see __init__)
-                # Without the index's lock: an add (holding the store's lock) need not wait
-                # for faiss's copy, nor for this thread's core. Removals wait for the faiss
-                # lock: the ids (views) hold still. One take of the index's lock in here (each
-                # can wait for the adder); a swap meanwhile voids the batch (rows stay tail).
-                keep = (np.concatenate([i for _, i in pieces]) >= 0) & (ids >= 0)
-                if generation == self._generation:  # (else a swap took the rows: no append)
+            with self._ivf_lock.exclusive(), self._lock:  # the faiss lock first
+                held = time.perf_counter(), time.thread_time()
+                if generation == self._generation:
+                    now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
+                    keep = (now >= 0) & (ids >= 0)
                     self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
-                with self._lock:
-                    held = time.perf_counter(), time.thread_time()
-                    if generation == self._generation:
-                        self._indexed = stop
-                        self.flushes += 1
-                    self._note_locked(held)
+                    self._indexed = stop
+                    self.flushes += 1
+                self._note_locked(held)
         except Exception:  # the index stays correct (the tail is searched exactly)
             self.failures += 1
             self._retry_flush_at = self._rows.size + self.batch
@@ -455,8 +451,9 @@ class BackgroundIVFIndex:
             with self._lock:  # the last, small round, then the swap
                 held = time.perf_counter(), time.thread_time()
                 self._apply(build, *self._changes_since(done), index=False)
-                # The old rows and index are freed after the lock is released (inside: 146
-                # ms CPU held at 1M; docs/performance.md).
+                # The old rows and index are freed after the lock is released: freeing
+                # them inside it held the lock 146 ms CPU at 1M; after, at most 0.8 ms
+                # (bench_semantic_index.py, docs/performance.md).
                 old_rows, old_ivf = self._rows, self._ivf
                 self._rows, self._ivf, self._indexed = build.rows, build.ivf, build.indexed
                 self._generation += 1

@@ -2,8 +2,7 @@
 emptied through faiss calls (which release the GIL) rather than by its destructor (which
 holds it), but only when nothing else holds it: a lookup that took it before the swap keeps
 searching a whole index; the tail is scanned on the calling thread (einsum) with the same
-answers as a matrix product; a batched add appends to faiss without the index's lock
-(session 12), a swap meanwhile voiding it."""
+answers as a matrix product."""
 
 import numpy as np
 
@@ -143,50 +142,3 @@ def test_maintenance_threads_are_started_outside_the_index_lock(faiss):
     run_jobs()
     assert index.builds == 2 and index.flushes == 1 and len(index) == 600
     assert locked == [False, False, False]
-
-
-def _flush_due(seed):
-    """An index built at 1,000 rows with 200 more rows waiting for a batched add (queued)."""
-    spawn = Manual()
-    vectors = clustered(1300, seed)
-    index = BackgroundIVFIndex(DIM, exact_below=1000, nlist=16, nprobe=16, batch=128, spawn=spawn)
-    index.add_many(np.arange(1000), vectors[:1000])
-    spawn.run_all()
-    index.add_many(np.arange(1000, 1200), vectors[1000:1200])
-    assert len(spawn.jobs) == 1 and index.tail == 200
-    return index, vectors, spawn
-
-
-def test_a_batched_add_appends_to_faiss_without_the_index_lock(faiss):
-    """(Session 12.) A caller's add takes the index's lock, holding the store's: a batched
-    add held the index's lock through faiss's append too, so callers waited for it (and for
-    the maintenance thread to get a core back in the middle of it)."""
-    index, vectors, spawn = _flush_due(seed=41)
-    real, locked = index._add_assigned, []
-
-    def add_assigned(*args):
-        locked.append((index._lock.locked(), index._ivf_lock.readers))
-        real(*args)
-
-    index._add_assigned = add_assigned
-    spawn.run_all()
-    assert locked == [(False, 0)]  # the faiss lock alone (no search runs inside it)
-    assert index.tail == 0 and index.flushes == 1 and index._ivf.ntotal == 1200
-    assert [index.search(v, 1)[0][0] for v in vectors[1000:1200]] == list(range(1000, 1200))
-
-
-def test_a_swap_during_a_batched_add_leaves_its_rows_in_the_tail(faiss):
-    """A build swapping in a new index while a batched add appends to the old one: the
-    batch is void (the rows stay the tail, searched exactly) and lookups still find them."""
-    index, vectors, spawn = _flush_due(seed=43)
-    real = index._add_assigned
-
-    def add_assigned(*args):
-        real(*args)
-        index._add_assigned = real  # once: the batch rescheduled after this one goes through
-        index._generation += 1  # as a swap would, between the append and the bookkeeping
-
-    index._add_assigned = add_assigned
-    spawn.jobs.pop(0)()
-    assert index.flushes == 0 and index.tail == 200
-    assert [index.search(v, 1)[0][0] for v in vectors[1000:1200]] == list(range(1000, 1200))
