@@ -42,7 +42,7 @@ from aigw_lab.store.spool import (
     warn_invalid,
 )
 from aigw_lab.store.spool_rows import plain_item
-from aigw_lab.store.unfinished import finish_batch, finish_columns, finish_row
+from aigw_lab.store.unfinished import finish_batch, finish_row
 from aigw_lab.store.writer import BatchWriter, CallLogWarning
 
 if TYPE_CHECKING:
@@ -210,8 +210,6 @@ class CallLog:
                 max_queue=max_queue,
                 before_insert=before_insert,
                 finish=partial(finish_batch, bodies=self._bodies),
-                # By columns only with no body policy (the policy works on rows).
-                finish_columns=finish_columns if self._bodies is None else None,
             )
         except BaseException:
             conn.close()
@@ -272,7 +270,6 @@ class CallLog:
                 f"cannot create the call log spool {directory}: {exc.strerror or exc}",
                 hint="make the log's directory writable, or set durability = 'none'",
             ) from exc
-        writer.on_commit = spool.drop_committed  # written segments are emptied from there
         return spool
 
     # --- writing -----------------------------------------------------------------------

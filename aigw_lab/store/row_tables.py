@@ -68,17 +68,6 @@ class RowTables:
         good, bad = split_unconvertible(self._named_columns, batch)
         return self._batches.table(self._arrays(good)), good, bad
 
-    def from_columns(self, columns: list[list[Any]], *, raw: bool) -> Any | None:
-        """`to_table` of rows given as their column lists (`aigw_lab.store.unfinished.
-        finish_columns`), or None when a value cannot be converted (then `to_table` of the
-        rows themselves sets the culprits aside)."""
-        converters = self._batches.converters
-        try:
-            arrays = [convert(values) for convert, values in zip(converters, columns, strict=True)]
-            return self._batches.table(arrays, json=not raw)
-        except self._convert_errors:
-            return None
-
     def _arrays(self, rows: list[CallRecord]) -> list[Any]:
         converters = self._batches.converters
         columns = transpose(rows, len(converters))

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from operator import itemgetter
-from typing import Any
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.store.records import CALL_COLUMNS, CallRecord
@@ -35,7 +33,6 @@ __all__ = [
     "DEFAULT_MAX_BODY_CHARS",
     "FLAGS",
     "check_max_body_chars",
-    "is_storable_text",
     "sanitize_record",
     "sanitize_text",
 ]
@@ -90,24 +87,6 @@ def sanitize_text(text: str) -> str:
     return _SURROGATES.sub("\ufffd", text)
 
 
-def is_storable_text(values: Iterable[Any], max_body_chars: int) -> bool:
-    """True when `sanitize_record` would change no row whose text columns are among
-    ``values`` (the text columns of one row, or of several rows at once): all strings (or
-    empty), ``max_body_chars`` characters at most in all, no lone surrogate and no JSON
-    escape of one. False means a row may need fixing (or holds a non-string the writer
-    deals with): ask `sanitize_record` row by row. The writer thread asks it for many rows'
-    text at once (`aigw_lab.store.unfinished.finish_columns`)."""
-    try:
-        joined = "".join(filter(None, values))
-    except TypeError:  # a non-string in a text column
-        return False
-    return (
-        len(joined) <= max_body_chars
-        and (joined.isascii() or not _SURROGATES.search(joined))
-        and ("\\u" not in joined or not _SURROGATE_ESCAPE.search(joined))
-    )
-
-
 def sanitize_record(
     record: CallRecord, *, max_body_chars: int = DEFAULT_MAX_BODY_CHARS
 ) -> CallRecord:
@@ -118,10 +97,8 @@ def sanitize_record(
     columns are joined and checked at once (length, ``isascii``, a ``\\u`` search), about
     1.5 µs per row (bench/bench_row_sanitize.py).
     """
-    # Fast path, the usual case: all text at once, one scan (a few µs per row). Written out
-    # rather than a call to `is_storable_text` (the same test): this runs on the calling
-    # thread for finished rows, where each call level costs a cache-cold microsecond.
     try:
+        # Fast path, the usual case: all text at once, one scan (a few µs per row).
         joined = "".join(filter(None, _TEXT_VALUES(record)))
     except TypeError:  # a non-string in a text column: the writer deals with it
         joined = None

@@ -334,6 +334,8 @@ class Spool:
                 self._synced_frame()
         if self._open:
             self._open.pop(record[0], None)
+        if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
+            self._drop_sealed()
 
     def write_unfinished(self, item: tuple[tuple[Any, ...], int]) -> bytes | None:
         """Write the end frame of an unfinished row: a ``u`` frame holding ``item``, the
@@ -363,6 +365,8 @@ class Spool:
                 self._synced_frame()
         if self._open:
             self._open.pop(item[0][0], None)
+        if self._sealed and not self._keep and self._sealed[0][0] <= self._committed():
+            self._drop_sealed()
         return payload
 
     def _synced_frame(self) -> None:
@@ -433,28 +437,7 @@ class Spool:
         self._segment = new
         self._map, self._used, self._limit = new.map, len(carried), len(new.map)
         self._sealed.append((rows, old))
-        if not self._keep:  # sealed after the writer's last commit covered it, say
-            self._drop_sealed()
         return True
-
-    def drop_committed(self) -> None:
-        """Empty (for reuse) or delete the sealed segments whose rows are all in the
-        database. The log's writer thread calls it after each insert it commits, so that the
-        calling threads' frames need not ask: the question (`committed`, two Python calls)
-        was asked on most end frames at 100 calls/s, where a sealed segment waits for the
-        writer's 5 s batch most of the time (docs/performance.md, session 12).
-
-        Never waits for the lock: a calling thread may hold it while it waits for the writer
-        to make room (backpressure), so waiting here would deadlock. When the lock is busy
-        the segments stay until the writer's next commit or the next rotation: kept longer,
-        never lost."""
-        if not self.lock.acquire(blocking=False):
-            return
-        try:
-            if self._sealed and not self._keep and not self.closed:
-                self._drop_sealed()
-        finally:
-            self.lock.release()
 
     def _drop_sealed(self) -> None:
         committed = self._committed()

@@ -370,9 +370,6 @@ class TeamLogSink:
                     self._queue.popleft()
                 self._committed += len(batch)
                 self._cond.notify_all()
-            # Written segments are emptied here (or at a rotation), not on the calling
-            # threads' frames; it never waits for the spool's lock.
-            self._spool.drop_committed()
             if self.full:
                 self._check_spool()  # no call appends while full: the thread clears it
 

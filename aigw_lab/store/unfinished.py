@@ -22,28 +22,17 @@ from __future__ import annotations
 
 import marshal
 from datetime import UTC, datetime
-from itertools import chain, repeat
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.request_json import plain_fields_json
 from aigw_lab.store.records import CallRecord
-from aigw_lab.store.row_tables import transpose
-from aigw_lab.store.sanitize import is_storable_text, sanitize_record
-from aigw_lab.store.schema import COLUMN_TYPES
+from aigw_lab.store.sanitize import sanitize_record
 from aigw_lab.types import ChatRequest, Message
 
 if TYPE_CHECKING:
     from aigw_lab.store.redact import BodyPolicy
 
-__all__ = [
-    "Unfinished",
-    "finish_batch",
-    "finish_columns",
-    "finish_row",
-    "is_unfinished",
-    "plain_json",
-]
+__all__ = ["Unfinished", "finish_batch", "finish_row", "is_unfinished", "plain_json"]
 
 #: An unfinished row as the writer queues it: ``(values, max_body_chars)``, where ``values``
 #: are a `CallRecord`'s in column order, except ``timestamp`` (epoch seconds) and
@@ -59,20 +48,9 @@ Unfinished = tuple[tuple[Any, ...], int] | bytes
 
 _TIMESTAMP = CallRecord._fields.index("timestamp")
 _REQUEST_JSON = CallRecord._fields.index("request_json")
-_WIDTH = len(CallRecord._fields)
-_TEXT_COLUMNS = tuple(
-    index
-    for index, name in enumerate(CallRecord._fields)
-    if COLUMN_TYPES[name] in ("VARCHAR", "JSON")
-)
-#: Rows whose texts `finish_columns` checks at once: about 0.4 MB of text at gateway-sized
-#: rows, under the default ``max_body_chars`` (1,000,000), so a clean chunk passes whole.
-_CHECK_ROWS = 256
 _new_row = tuple.__new__
 _from_timestamp = datetime.fromtimestamp
 _loads = marshal.loads
-_values_of = itemgetter(0)
-_limit_of = itemgetter(1)
 
 
 def is_unfinished(item: object) -> bool:
@@ -132,51 +110,6 @@ def finish_batch(batch: list[Any], bodies: BodyPolicy | None) -> list[str]:
             if problem is not None:
                 problems.append(problem)
     return problems
-
-
-def finish_columns(batch: list[Any]) -> list[list[Any]] | None:
-    """The stored rows of ``batch`` as column lists (in `CallRecord` order), when every item
-    is an `Unfinished` row with one ``max_body_chars`` and nothing in them needs
-    `sanitize_record` to change it: the rows `finish_batch` would make (with no body policy),
-    made column by column in C loops instead of one Python pass per row (the writer thread's
-    ~4 µs a row at 100 calls/s, docs/performance.md, session 12). None when any of that does
-    not hold (a finished row in the batch, a request whose JSON cannot be made, text to
-    fix or cut, a row of another width): the caller then finishes the rows one by one with
-    `finish_batch`, which says what went wrong. ``batch`` itself is left as it is."""
-    if not batch:
-        return None
-    kinds = set(map(type, batch))
-    if kinds == {bytes}:
-        items = list(map(_loads, batch))
-        if set(map(type, items)) != {tuple}:
-            return None
-    elif kinds == {tuple}:
-        items = batch
-    else:
-        return None
-    try:
-        (limit,) = set(map(_limit_of, items))
-        values = list(map(_values_of, items))
-        if set(map(type, values)) != {tuple} or set(map(len, values)) != {_WIDTH}:
-            return None
-        columns = transpose(values, _WIDTH)
-        requests = columns[_REQUEST_JSON]
-        if set(map(type, requests)) == {tuple}:
-            texts = list(map(plain_fields_json, requests))
-            if None in texts:  # a shape plain_fields_json leaves to the request's encoder
-                texts = list(map(plain_json, requests))
-        else:
-            texts = [plain_json(r) if type(r) is tuple else r.to_json() for r in requests]
-        columns[_REQUEST_JSON] = texts
-        columns[_TIMESTAMP] = list(map(_from_timestamp, columns[_TIMESTAMP], repeat(UTC)))
-    except Exception:  # noqa: BLE001 - finish_batch meets it again, row by row, and says so
-        return None
-    text = [columns[index] for index in _TEXT_COLUMNS]
-    for start in range(0, len(values), _CHECK_ROWS):
-        chunk = chain.from_iterable(column[start : start + _CHECK_ROWS] for column in text)
-        if not is_storable_text(chunk, limit):
-            return None
-    return columns
 
 
 def plain_json(plain: Any) -> str:

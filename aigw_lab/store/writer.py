@@ -32,12 +32,22 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aigw_lab.errors import StoreError
-from aigw_lab.store.batch_insert import BatchInsert
-from aigw_lab.store.dead_letter import LogHealth, spill_rows, write_dead_letter
+from aigw_lab.store.batches import ColumnBatches
+from aigw_lab.store.dead_letter import (
+    LogHealth,
+    is_row_problem,
+    isolate_refused,
+    spill_rows,
+    write_dead_letter,
+)
+from aigw_lab.store.insert_path import InsertPath
 from aigw_lab.store.records import CallRecord
+from aigw_lab.store.row_tables import RowTables
+from aigw_lab.store.schema import COLUMN_TYPES
 from aigw_lab.store.unfinished import Unfinished
 
 if TYPE_CHECKING:
@@ -64,9 +74,7 @@ class BatchWriter:
     `ColumnBatches`): None uses pyarrow when it is installed; tests force either path.
 
     ``finish`` finishes the rows queued by `append_later` in a batch, in place, on the
-    writer thread (`aigw_lab.store.unfinished.finish_batch`), returning problems to report;
-    ``finish_columns``, when given, is tried first and gives a batch's finished rows as
-    columns, or None (`aigw_lab.store.unfinished.finish_columns`; see `BatchInsert`).
+    writer thread (`aigw_lab.store.unfinished.finish_batch`), returning problems to report.
 
     ``flush_interval`` is the batch's maximum age: a row waits at most that long (from the
     moment the buffer it joined got its first row) before its insert starts.
@@ -84,7 +92,6 @@ class BatchWriter:
         before_insert: Callable[[int], None] | None = None,
         arrow: bool | None = None,
         finish: Callable[[list[Any]], list[str]] | None = None,
-        finish_columns: Callable[[list[Any]], list[list[Any]] | None] | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be at least 1")
@@ -101,6 +108,7 @@ class BatchWriter:
         self._max_batch = max(batch_size, _ROW_GROUP_ROWS)
         self._flush_interval = flush_interval
         self._max_queue = max_queue
+        self._before_insert = before_insert
         self._finish = finish  # finishes a batch's unfinished rows (`append_later`)
 
         lock = threading.Lock()
@@ -127,10 +135,6 @@ class BatchWriter:
         self._aside_lock = threading.Lock()
         self._aside_file: str | None = None  # where set_aside() keeps appending
 
-        #: Called on the writer thread after each batch it wrote, with the writer's lock
-        #: held, so it must not wait for another lock (the spool empties the segments whose
-        #: rows are all in the database: `Spool.drop_committed`).
-        self.on_commit: Callable[[], None] | None = None
         self._flush_waiters = 0
         self._retry_now = False
         self._failures = 0  # failed insert attempts, ever
@@ -146,17 +150,12 @@ class BatchWriter:
         self._conn_lock = threading.Lock()  # the shared connection object is not thread-safe
         self._close_lock = threading.Lock()
         self._cursor = conn.cursor()  # the writer thread's own connection handle
-        # A batch's finishing, conversion, insert and bisect (no lock, no counters).
-        self._insert = BatchInsert(
-            self._cursor,
-            arrow=arrow,
-            before_insert=before_insert,
-            finish=finish,
-            finish_columns=finish_columns,
-        )
-        # Its parts, as the benches and tests reach them.
-        self._batches, self._inserts = self._insert.batches, self._insert.inserts
-        self._tables = self._insert.tables
+        self._batches = ColumnBatches(COLUMN_TYPES, arrow=arrow)
+        self._inserts = InsertPath(self._cursor, json_typed=self._batches.json_typed)
+        self._tables = RowTables(self._batches)
+        # One empty batch through the whole path, on this thread: pyarrow imports pandas on
+        # first use, and an import on the writer thread fails during interpreter exit.
+        self._inserts.insert(self._tables.to_table([], raw=True)[0], built=False)
         self._thread = threading.Thread(target=self._run, name="aigw-call-log-writer", daemon=True)
         self._thread.start()
 
@@ -439,10 +438,9 @@ class BatchWriter:
                 batch = self._next_batch()
                 if batch is None:
                     break
-                columns, problems = self._insert.finished(batch)
-                if problems:
-                    self._report_problems(problems)
-                self._write(batch, raw=self._inflight_raw, columns=columns)
+                if self._finish is not None:
+                    self._finish_rows(batch)
+                self._write(batch, raw=self._inflight_raw)
         except BaseException as exc:  # noqa: BLE001 - reported to every caller, never lost
             with self._work:
                 self._fatal = exc
@@ -502,17 +500,36 @@ class BatchWriter:
             raw = raw or more_raw
         return batch, raw
 
-    def _report_problems(self, problems: list[str]) -> None:
-        with self._work:
-            self._last_problem = problems[-1]
-        message = f"{self._where}: {problems[0]} (and the row written)"
-        warnings.warn(message, CallLogWarning, stacklevel=2)
+    def _finish_rows(self, batch: list[Any]) -> None:
+        problems = self._finish(batch)  # type: ignore[misc]
+        if problems:
+            with self._work:
+                self._last_problem = problems[-1]
+            message = f"{self._where}: {problems[0]} (and the row written)"
+            warnings.warn(message, CallLogWarning, stacklevel=2)
 
-    def _write(self, batch: list[Any], *, raw: bool, columns: list[list[Any]] | None) -> None:
-        written, dead, failure, keep = self._insert.write(batch, raw=raw, columns=columns)
-        if failure is not None:
-            self._insert_failed(failure, keep or [], written=written)
-            return
+    def _write(self, batch: list[CallRecord], *, raw: bool) -> None:
+        table, good, bad = self._tables.to_table(batch, raw=raw)
+        # A batch that needed sanitising here held rows the gateway did not make storable.
+        built = not raw and not bad and good is batch
+        try:
+            if self._before_insert is not None:
+                self._before_insert(len(batch))
+            if self._batches.num_rows(table):
+                self._inserts.insert(table, built=built)
+            written, refused = len(good), []
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the rows for a retry
+            if not is_row_problem(exc):
+                self._insert_failed(exc, batch, written=0)
+                return
+            # Some row's values were refused: bisect, so only the culprits are set aside.
+            written, refused, left, failure = isolate_refused(
+                partial(self._insert_slice, table, built), good, exc
+            )
+            if failure is not None:  # the database itself failed half-way: retry the rest
+                self._insert_failed(failure, left + [r for r, _ in bad], written=written)
+                return
+        dead = bad + refused
         if dead:
             failure = self._dead_letter(dead)
             if failure is not None:  # neither the table nor a file took them: retry them
@@ -524,13 +541,6 @@ class BatchWriter:
             self._failures_at_last_success = self._failures
             self._done += len(batch)
             self.rows_written += written
-            if self.on_commit is not None:
-                # Before the flushers wake, so that what a flush returns to sees it done.
-                # The hook must never wait for a lock: see `Spool.drop_committed`.
-                try:
-                    self.on_commit()
-                except Exception:  # noqa: BLE001, S110 - a segment kept longer loses nothing
-                    pass
             self._progress.notify_all()
 
     def _insert_failed(self, exc: Exception, keep: list[CallRecord], *, written: int) -> None:
@@ -582,3 +592,8 @@ class BatchWriter:
             stacklevel=2,
         )
         return None
+
+    def _insert_slice(self, table: Any, built: bool, start: int, stop: int) -> None:
+        if self._before_insert is not None:
+            self._before_insert(stop - start)
+        self._inserts.insert(self._batches.slice(table, start, stop), built=built)

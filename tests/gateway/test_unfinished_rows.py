@@ -325,11 +325,9 @@ def test_a_body_policy_that_raises_on_the_writer_keeps_the_row_and_the_log(tmp_p
     assert row.cost_usd == 0.0625
 
     log = CallLog(":memory:")
-    # The writer's hooks as a log with this policy has them: rows finished one by one.
-    log._writer._insert.finish = lambda batch: finish_batch(  # noqa: SLF001
+    log._writer._finish = lambda batch: finish_batch(  # noqa: SLF001 - the writer's hook
         batch, Broken(mode="redacted", hash_key=b"k" * 32)
     )
-    log._writer._insert.finish_columns = None  # noqa: SLF001
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         log.append_later(values, 1_000_000)

@@ -38,50 +38,6 @@ def test_a_written_segment_is_emptied_and_reused_instead_of_a_new_file(tmp_path)
     assert not directory.exists()
 
 
-def test_the_calling_threads_frames_never_ask_what_the_writer_committed(tmp_path):
-    """Whether a sealed segment's rows are all written is asked on the writer's side
-    (`Spool.drop_committed`, after each insert) and at a rotation, never per end frame: at
-    100 calls/s a sealed segment waits for the 5 s batch most of the time, and the question
-    was two Python calls on the calling thread of most calls (session 12)."""
-    asked = [0]
-
-    def committed() -> int:
-        asked[0] += 1
-        return 0  # the writer is behind: every sealed segment waits
-
-    spool = Spool(tmp_path / "s.spool", committed=committed, segment_bytes=2_000)
-    rotations = 0
-    for i in range(200):
-        sealed = len(spool._sealed)
-        spool.start((f"call-{i}", "t", 1767225600.0, "p", "m") + (None,) * 15)
-        with spool.lock:
-            spool.write_end(make_record(i, call_id=f"call-{i}"))
-            spool.ends += 1
-        rotations += len(spool._sealed) - sealed
-    assert rotations >= 20 and len(spool._sealed) == rotations
-    assert asked[0] <= rotations  # one question per rotation, none per frame
-    spool.close(delete=False)
-
-
-def test_the_log_empties_a_written_segment_after_its_insert_with_no_frame_after(tmp_path):
-    """The writer thread empties a sealed segment once its rows are committed (and keeps it
-    for reuse), without waiting for a later call's frame to ask."""
-    from aigw_lab.store import CallLog
-
-    log = CallLog(tmp_path / "calls.duckdb", flush_interval=3600)
-    spool = log.spool
-    assert spool is not None
-    i = 0
-    while not spool._sealed:  # fill the first segment (256 KiB) with end frames
-        log.append(make_record(i, call_id=f"call-{i}"))
-        i += 1
-    log.flush()  # the writer inserts every row; no frame is written after
-    assert not spool._sealed and spool._spare is not None
-    rows = int(log.query("SELECT count(*) AS n FROM calls")["n"][0])
-    log.close()
-    assert rows == i
-
-
 KILLED = textwrap.dedent(
     """
     import sys, time
