@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _child_time import run_timed  # bench/, the script's own folder
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -66,15 +65,10 @@ def measure(tree: Path, argv: list[str], scratch: Path, n: int) -> tuple[float, 
         command = [sys.executable, "-m", "aigw_lab.cli.main", *argv]
     else:
         command = [sys.executable, "-c", "pass"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{command} failed ({done.returncode}): {done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall
+    timed = run_timed(command, cwd=scratch, env=env)
+    if timed.done.returncode != 0:
+        raise SystemExit(f"{command} failed ({timed.done.returncode}): {timed.done.stderr[-2000:]}")
+    return timed.cpu, timed.wall
 
 
 def main() -> None:

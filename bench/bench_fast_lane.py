@@ -25,14 +25,14 @@ import argparse
 import os
 import random
 import re
-import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from _child_time import run_timed  # bench/, the script's own folder
 
 THIS_TREE = Path(__file__).resolve().parent.parent
 #: A -k expression no test matches: the run starts its workers, collects, and stops.
@@ -60,16 +60,10 @@ def run_side(
         command += ["-k", NOTHING]
     load = os.getloadavg()[0]
     started = time.strftime("%H:%M:%S", time.gmtime())
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done, wall, user, system = run_timed(command, cwd=tree, env=env)
     expected = 5 if quick else 0  # 5: no test selected
     if done.returncode != expected:
         sys.exit(f"pytest exited {done.returncode} in {tree}:\n{done.stdout[-3000:]}")
-    user = after.ru_utime - before.ru_utime
-    system = after.ru_stime - before.ru_stime
     summary = next(
         (line for line in reversed(done.stdout.splitlines()) if re.search(r" in [\d.]+s", line)),
         "",

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _child_time import run_timed  # bench/, the script's own folder
 
 #: The files session 12 changed, each with a cost worth measuring.
 CHANGED = (
@@ -59,15 +59,8 @@ def run_file(tree: Path, test_file: str) -> dict[str, float | bool]:
     env = dict(os.environ, PYTHONPATH=str(tree), **_OFFLINE)
     command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider"]
     load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(
-        [*command, "-q", test_file], cwd=tree, env=env, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"cpu": cpu, "wall": wall, "ok": done.returncode == 0, "load": load}
+    timed = run_timed([*command, "-q", test_file], cwd=tree, env=env)
+    return {"cpu": timed.cpu, "wall": timed.wall, "ok": timed.done.returncode == 0, "load": load}
 
 
 def _median_range(values: list[float]) -> str:

@@ -24,29 +24,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _child_time import run_timed  # bench/, the script's own folder
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "aigw_lab.cli.main", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    result = run_timed([sys.executable, "-m", "aigw_lab.cli.main", *argv], env=env)
+    if result.done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{result.done.stderr}")
+    return result.wall, result.cpu
 
 
 def main() -> None:

@@ -22,14 +22,14 @@ import argparse
 import json
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from _child_time import run_timed  # bench/, the script's own folder
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,12 +49,9 @@ def run_side(tree: Path, paths: list[str], workers: int, out: Path) -> dict[str,
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     command += ["-p", "bench_test_modules", "-n", str(workers), *paths]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
-    start_clock, start = time.time(), time.perf_counter()
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start_clock = time.time()
+    done, wall, user, system = run_timed(command, cwd=tree, env=env)
     summary = [line for line in done.stdout.splitlines() if " in " in line and "passed" in line]
     ends: dict[str, float] = defaultdict(float)
     busy: dict[str, float] = defaultdict(float)
@@ -65,7 +62,7 @@ def run_side(tree: Path, paths: list[str], workers: int, out: Path) -> dict[str,
         busy[worker] += record["wall"]
     return {
         "wall": wall,
-        "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "cpu": user + system,
         "ends": dict(sorted(ends.items())),
         "busy": dict(sorted(busy.items())),
         "idle_end": max(ends.values()) - min(ends.values()) if ends else float("nan"),
