@@ -14,6 +14,14 @@ marked ``slow`` costs seconds (`SLOW_COST`), any other milliseconds (`FAST_COST`
 are kept between runs (a fresh clone has none). Every worker sorts its collection the same way
 (the controller checks that they agree), and tests/conftest.py turns off xdist's own reordering
 so that the controller queues the units in this order.
+
+In the fast lane (``-m "not slow"``) a test that is in no group is scheduled with the rest of
+its file (`FileUnitScheduling`): xdist otherwise hands out single tests in collection order, so
+all four workers ran the same file at once, and a file whose tests wait (timeouts, servers
+shutting down, late clients) left the 2-core box idle for seconds at a time while every worker
+waited in it; each worker also built that file's module fixtures again. With one file per
+worker, a file that waits runs beside files that compute. The full suite keeps single tests as
+units: there the slow tests of one file must still spread over the workers.
 """
 
 from __future__ import annotations
@@ -29,11 +37,12 @@ SLOW_COST = 3.0
 FAST_COST = 0.02
 
 
-def work_unit(item: pytest.Item) -> str:
-    """The unit xdist's loadgroup schedules ``item`` in: its group, or the test itself."""
+def work_unit(item: pytest.Item, *, by_file: bool = False) -> str:
+    """The unit xdist's loadgroup schedules ``item`` in: its group, or else the test itself (or,
+    ``by_file``, its file: `FileUnitScheduling`)."""
     mark = item.get_closest_marker("xdist_group")
     if mark is None:
-        return item.nodeid
+        return item.nodeid.split("::", 1)[0] if by_file else item.nodeid
     return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
 
 
@@ -41,12 +50,33 @@ def estimated_cost(item: pytest.Item) -> float:
     return SLOW_COST if item.get_closest_marker("slow") is not None else FAST_COST
 
 
-def longest_units_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
+def longest_units_first(
+    items: Sequence[pytest.Item], *, by_file: bool = False
+) -> list[pytest.Item]:
     """``items`` with the units of the largest estimated cost first; ties, and the tests of
     one unit, keep their collection order (a document's blocks must run in order)."""
     totals: dict[str, float] = {}
-    units = [work_unit(item) for item in items]
+    units = [work_unit(item, by_file=by_file) for item in items]
     for unit, item in zip(units, items, strict=True):
         totals[unit] = totals.get(unit, 0.0) + estimated_cost(item)
     order = sorted(range(len(items)), key=lambda i: -totals[units[i]])
     return [items[i] for i in order]
+
+
+def fast_lane(config: pytest.Config) -> bool:
+    """Whether this run is the fast lane: exactly ``-m "not slow"``."""
+    return (config.option.markexpr or "").strip() == "not slow"
+
+
+def file_unit_scheduling(config: pytest.Config, log: object) -> object:
+    """xdist's loadgroup scheduler, with a test that is in no group scheduled together with
+    the rest of its file (the controller sees only node ids: a group is the ``@name`` xdist
+    appends to a grouped test's id)."""
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileUnitScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return nodeid.split("::", 1)[0] if scope == nodeid else scope
+
+    return FileUnitScheduling(config, log)  # type: ignore[arg-type]

@@ -175,6 +175,16 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    """The fast lane schedules ungrouped tests by file (tests/_schedule.py)."""
+    from tests._schedule import fast_lane, file_unit_scheduling
+
+    if config.getvalue("dist") == "loadgroup" and fast_lane(config):
+        return file_unit_scheduling(config, log)
+    return None
+
+
 _GC_KEY = pytest.StashKey[bool]()
 
 #: Workers per CPU for a plain ``python -m pytest``. Two, not one: about half of the suite's
@@ -332,7 +342,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     slow: each worker would import it (and what it imports: Ray, Jupyter's kernel client,
     Playwright, ...) only to deselect all of it. Such a file is then absent from the run rather
     than counted as deselected; any other selection collects it as usual."""
-    if (config.option.markexpr or "").strip() != "not slow" or collection_path.suffix != ".py":
+    from tests._schedule import fast_lane
+
+    if not fast_lane(config) or collection_path.suffix != ".py":
         return None
     path = collection_path.resolve()
     if not path.is_relative_to(TESTS) or not path.name.startswith("test_"):
@@ -396,9 +408,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _group_by_shared_cost(item, relative)
     if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):
         # An xdist worker: this order is the one the controller hands the work units out in.
-        from tests._schedule import longest_units_first
+        from tests._schedule import fast_lane, longest_units_first
 
-        items[:] = longest_units_first(items)
+        items[:] = longest_units_first(items, by_file=fast_lane(config))
 
 
 def _group_by_shared_cost(item: pytest.Item, relative: str) -> None:

@@ -1,5 +1,6 @@
 """xdist hands out the suite's longest work units first (tests/_schedule.py, tests/conftest.py):
-the workers sort their collection by estimated cost and the controller keeps that order."""
+the workers sort their collection by estimated cost and the controller keeps that order; in the
+fast lane a test in no group is scheduled with the rest of its file."""
 
 from __future__ import annotations
 
@@ -71,6 +72,25 @@ def test_a_groups_tests_keep_their_order_whatever_each_costs():
     assert [work_unit(i) for i in ordered] == ["doc", "doc", "doc", "x::t"]
 
 
+def test_in_the_fast_lane_a_files_ungrouped_tests_are_one_unit_and_groups_stay_groups():
+    a1, a2, a3 = (_Item(f"tests/a.py::t{i}") for i in range(3))
+    b1 = _Item("tests/b.py::t")
+    grouped = [_Item(f"tests/c.py::t{i}", _group("sdks")) for i in range(2)]
+    items = [b1, a1, *grouped, a2, a3]
+    assert [work_unit(i, by_file=True) for i in items] == [
+        "tests/b.py",
+        "tests/a.py",
+        "sdks",
+        "sdks",
+        "tests/a.py",
+        "tests/a.py",
+    ]
+    # The file with more tests first, its tests together and in their order.
+    assert longest_units_first(items, by_file=True) == [a1, a2, a3, *grouped, b1]
+    # Outside the fast lane each ungrouped test stays a unit of its own.
+    assert longest_units_first(items) == [*grouped, b1, a1, a2, a3]
+
+
 def _controller(dist: str = "no", numprocesses: int | None = None) -> SimpleNamespace:
     option = SimpleNamespace(
         numprocesses=numprocesses,
@@ -95,6 +115,27 @@ def test_another_dist_mode_is_left_alone():
     config = _controller("load", 2)
     conftest.pytest_cmdline_main(config)  # type: ignore[arg-type]
     assert (config.option.dist, config.option.loadscopereorder) == ("load", True)
+
+
+def test_the_file_units_are_the_fast_lanes_only(monkeypatch):
+    lane = SimpleNamespace(
+        option=SimpleNamespace(markexpr="not slow"), getvalue=lambda _: "loadgroup"
+    )
+    made = []
+    monkeypatch.setattr(
+        "tests._schedule.file_unit_scheduling", lambda config, log: made.append(log) or "ours"
+    )
+    assert conftest.pytest_xdist_make_scheduler(lane, "log") == "ours"  # type: ignore[arg-type]
+    for markexpr, dist in (
+        ("", "loadgroup"),
+        ("not slow and x", "loadgroup"),
+        ("not slow", "load"),
+    ):
+        other = SimpleNamespace(
+            option=SimpleNamespace(markexpr=markexpr), getvalue=lambda _, d=dist: d
+        )
+        assert conftest.pytest_xdist_make_scheduler(other, "log") is None  # type: ignore[arg-type]
+    assert made == ["log"]
 
 
 @pytest.mark.parametrize("n", range(6))
@@ -127,3 +168,26 @@ def test_a_parallel_run_starts_the_slow_unit_first(tmp_path) -> None:
     firsts = [next(r["test"] for r in rows if "test" in r) for rows in runs.values()]
     assert sum(len([r for r in rows if "test" in r]) for rows in runs.values()) == 7
     assert any(name.endswith("::test_probe_slow") for name in firsts), firsts
+
+
+@pytest.mark.slow  # pytest with two workers in a subprocess
+def test_the_fast_lane_runs_each_files_ungrouped_tests_on_one_worker(tmp_path) -> None:
+    # Failed before: xdist handed out single tests in collection order, so each file's probes
+    # were spread over both workers (and a file whose tests wait had every worker waiting).
+    env = {**os.environ, TIMELINE_ENV: str(tmp_path)}
+    env.pop("PYTEST_XDIST_WORKER", None)  # this test may itself run on a worker
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"]
+    command += ["-p", "tests._timeline", "-m", "not slow", "-k", "probe"]
+    command += ["tests/test_schedule.py", "tests/test_parallel_run.py"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers_of: dict[str, set[str]] = {}  # by unit: a group ("@probe"), else the file
+    for path in tmp_path.glob("*.jsonl"):
+        for row in map(json.loads, path.read_text().splitlines()):
+            if "test" in row:
+                test = row["test"]
+                unit = "@" + test.rsplit("@", 1)[1] if "@" in test else test.split("::")[0]
+                workers_of.setdefault(unit, set()).add(path.stem)
+    # test_parallel_run.py's probes 6-11 are the group "probe", its others ungrouped.
+    assert set(workers_of) == {"tests/test_schedule.py", "tests/test_parallel_run.py", "@probe"}
+    assert all(len(workers) == 1 for workers in workers_of.values()), workers_of

@@ -131,7 +131,9 @@ class _Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/aigw"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll: `shutdown` waits for the loop to notice (0.5 s at the default).
+        serve = self.server.serve_forever
+        threading.Thread(target=serve, kwargs={"poll_interval": 0.01}, daemon=True).start()
 
     def close(self):
         self.server.shutdown()

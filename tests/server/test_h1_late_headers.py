@@ -11,7 +11,8 @@ or during an answer are not timed at all (their timer is disarmed once the first
 headers are in, and armed again only by a byte after the answer). Not fixed there: the
 default front (``--http auto``) is "aigw" for that reason, which the fixture's "auto" checks.
 
-Raw sockets against a real server with a 1-second header timeout. No test asserts a
+Raw sockets against a real server with a 0.4-second header timeout (short: the four cases
+run one after another on one worker in the fast lane, tests/_schedule.py). No test asserts a
 duration: each checks what the server did with the late request."""
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ from aigw_lab.server_limits import ServerLimits  # noqa: E402
 
 from .test_h1 import EchoApp, connect, post, read_answer, read_until_closed  # noqa: E402
 
-HEADER_TIMEOUT_S = 1.0
+HEADER_TIMEOUT_S = 0.4
 #: Past the header timeout, well short of a second one (the old re-armed timer's).
-PAST_TIMEOUT_S = 1.5
+PAST_TIMEOUT_S = 0.6
 
 
 @pytest.fixture(params=["aigw", "auto"])
 def late(request: pytest.FixtureRequest) -> Iterator[tuple[EchoApp, tuple[str, int]]]:
     app = EchoApp()
-    limits = ServerLimits(header_timeout=HEADER_TIMEOUT_S, keepalive_timeout=1.0)
+    limits = ServerLimits(header_timeout=HEADER_TIMEOUT_S, keepalive_timeout=HEADER_TIMEOUT_S)
     with BackgroundServer(app, lifespan="off", limits=limits, http=request.param) as server:
         host, port = server.url.removeprefix("http://").split(":")
         yield app, (host, int(port))
