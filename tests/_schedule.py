@@ -68,15 +68,36 @@ def fast_lane(config: pytest.Config) -> bool:
     return (config.option.markexpr or "").strip() == "not slow"
 
 
+#: File units need files enough to go round: a run of fewer files than this per worker (one
+#: big file, a folder of three) keeps single tests as units, or one worker would run it alone.
+MIN_FILES_PER_WORKER = 4
+
+
+def schedules_by_file(nodeids: Sequence[str], workers: int) -> bool:
+    """Whether a fast-lane run of these tests on ``workers`` workers gets file units."""
+    files = {nodeid.split("::", 1)[0] for nodeid in nodeids}
+    return len(files) >= MIN_FILES_PER_WORKER * workers
+
+
 def file_unit_scheduling(config: pytest.Config, log: object) -> object:
     """xdist's loadgroup scheduler, with a test that is in no group scheduled together with
     the rest of its file (the controller sees only node ids: a group is the ``@name`` xdist
-    appends to a grouped test's id)."""
+    appends to a grouped test's id), when the run has files enough (`schedules_by_file`)."""
     from xdist.scheduler import LoadGroupScheduling
 
     class FileUnitScheduling(LoadGroupScheduling):
+        by_file = False  # decided in `schedule`, once every worker has collected
+
+        def schedule(self) -> None:
+            if self.collection is None and self.collection_is_completed:
+                collected = next(iter(self.registered_collections.values()), [])
+                self.by_file = schedules_by_file(collected, len(self.nodes))
+            super().schedule()
+
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
-            return nodeid.split("::", 1)[0] if scope == nodeid else scope
+            if self.by_file and scope == nodeid:
+                return nodeid.split("::", 1)[0]
+            return scope
 
     return FileUnitScheduling(config, log)  # type: ignore[arg-type]

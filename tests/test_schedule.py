@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests import conftest
+from tests import _schedule, conftest
 from tests._schedule import longest_units_first, work_unit
 from tests._timeline import TIMELINE_ENV
 
@@ -89,6 +89,16 @@ def test_in_the_fast_lane_a_files_ungrouped_tests_are_one_unit_and_groups_stay_g
     assert longest_units_first(items, by_file=True) == [a1, a2, a3, *grouped, b1]
     # Outside the fast lane each ungrouped test stays a unit of its own.
     assert longest_units_first(items) == [*grouped, b1, a1, a2, a3]
+
+
+def test_file_units_need_files_enough_for_every_worker():
+    def ids(files: int) -> list[str]:
+        return [f"tests/f{f}.py::t{t}" for f in range(files) for t in range(3)]
+
+    assert _schedule.schedules_by_file(ids(16), workers=4)
+    assert not _schedule.schedules_by_file(ids(15), workers=4)  # e.g. one folder's few files
+    assert not _schedule.schedules_by_file(ids(1), workers=2)  # one big file: spread its tests
+    assert _schedule.schedules_by_file(ids(8), workers=2)
 
 
 def _controller(dist: str = "no", numprocesses: int | None = None) -> SimpleNamespace:
@@ -174,15 +184,22 @@ def test_a_parallel_run_starts_the_slow_unit_first(tmp_path) -> None:
 def test_the_fast_lane_runs_each_files_ungrouped_tests_on_one_worker(tmp_path) -> None:
     # Failed before: xdist handed out single tests in collection order, so each file's probes
     # were spread over both workers (and a file whose tests wait had every worker waiting).
-    env = {**os.environ, TIMELINE_ENV: str(tmp_path)}
+    # Two files are too few for file units (`schedules_by_file`): this plugin lowers the bar.
+    (tmp_path / "any_files.py").write_text(
+        "def pytest_configure(config):\n"
+        "    import tests._schedule\n\n"
+        "    tests._schedule.MIN_FILES_PER_WORKER = 0\n"
+    )
+    records = tmp_path / "timeline"
+    env = {**os.environ, TIMELINE_ENV: str(records), "PYTHONPATH": str(tmp_path)}
     env.pop("PYTEST_XDIST_WORKER", None)  # this test may itself run on a worker
     command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"]
-    command += ["-p", "tests._timeline", "-m", "not slow", "-k", "probe"]
+    command += ["-p", "tests._timeline", "-p", "any_files", "-m", "not slow", "-k", "probe"]
     command += ["tests/test_schedule.py", "tests/test_parallel_run.py"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     workers_of: dict[str, set[str]] = {}  # by unit: a group ("@probe"), else the file
-    for path in tmp_path.glob("*.jsonl"):
+    for path in records.glob("*.jsonl"):
         for row in map(json.loads, path.read_text().splitlines()):
             if "test" in row:
                 test = row["test"]
