@@ -40,6 +40,10 @@ _DIST_INPUT = "aigw_lab_dist"
 _PYCACHE_KEY = pytest.StashKey[str]()
 #: The key of xdist's ``workerinput`` carrying that folder (or None) to workers.
 _PYCACHE_INPUT = "aigw_lab_pycache"
+#: Where the workers tell the controller which of their tests are slow (tests/_schedule.py).
+_SCHEDULE_KEY = pytest.StashKey[str]()
+#: The key of xdist's ``workerinput`` carrying that folder to workers.
+_SCHEDULE_INPUT = "aigw_lab_schedule"
 #: Undoes a worker's sharing of rewritten test modules (tests/_shared_rewrites.py).
 _REWRITES_KEY = pytest.StashKey[Callable[[], None] | None]()
 
@@ -177,11 +181,12 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
-    """The fast lane schedules ungrouped tests by file (tests/_schedule.py)."""
-    from tests._schedule import fast_lane, file_unit_scheduling
+    """loadgroup schedules the fast tests that are in no group by file (tests/_schedule.py)."""
+    from tests._schedule import file_unit_scheduling
 
-    if config.getvalue("dist") == "loadgroup" and fast_lane(config):
-        return file_unit_scheduling(config, log)
+    folder = config.stash.get(_SCHEDULE_KEY, None)
+    if config.getvalue("dist") == "loadgroup" and folder is not None:
+        return file_unit_scheduling(config, log, folder)
     return None
 
 
@@ -303,11 +308,15 @@ def _compile_once_per_run(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
-    """pytest-xdist: hand the controller's embedding cache folder, --dist and bytecode folder
-    to a worker."""
-    node.workerinput[_CACHE_INPUT] = node.config.stash[_CACHE_KEY]
-    node.workerinput[_DIST_INPUT] = node.config.option.dist
-    node.workerinput[_PYCACHE_INPUT] = node.config.stash.get(_PYCACHE_KEY, None)
+    """pytest-xdist: hand the controller's embedding cache folder, --dist, bytecode folder and
+    schedule folder (made with the first worker) to a worker."""
+    config = node.config
+    if _SCHEDULE_KEY not in config.stash:
+        config.stash[_SCHEDULE_KEY] = tempfile.mkdtemp(prefix="aigw_lab-test-schedule-")
+    node.workerinput[_CACHE_INPUT] = config.stash[_CACHE_KEY]
+    node.workerinput[_DIST_INPUT] = config.option.dist
+    node.workerinput[_PYCACHE_INPUT] = config.stash.get(_PYCACHE_KEY, None)
+    node.workerinput[_SCHEDULE_INPUT] = config.stash[_SCHEDULE_KEY]
 
 
 @pytest.hookimpl(trylast=True)
@@ -326,7 +335,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         undo_rewrites()
     for name in config.stash.get(_THREADS_KEY, ()):
         os.environ.pop(name, None)
-    for key in (_CACHE_KEY, _PYCACHE_KEY):
+    for key in (_CACHE_KEY, _PYCACHE_KEY, _SCHEDULE_KEY):
         folder = config.stash.get(key, None)  # only where it was made
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -342,9 +351,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     slow: each worker would import it (and what it imports: Ray, Jupyter's kernel client,
     Playwright, ...) only to deselect all of it. Such a file is then absent from the run rather
     than counted as deselected; any other selection collects it as usual."""
-    from tests._schedule import fast_lane
-
-    if not fast_lane(config) or collection_path.suffix != ".py":
+    if (config.option.markexpr or "").strip() != "not slow" or collection_path.suffix != ".py":
         return None
     path = collection_path.resolve()
     if not path.is_relative_to(TESTS) or not path.name.startswith("test_"):
@@ -408,9 +415,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _group_by_shared_cost(item, relative)
     if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):
         # An xdist worker: this order is the one the controller hands the work units out in.
-        from tests._schedule import fast_lane, longest_units_first
+        from tests._schedule import longest_units_first, write_slow_ids
 
-        items[:] = longest_units_first(items, by_file=fast_lane(config))
+        items[:] = longest_units_first(items, by_file=True)
+        folder = config.workerinput.get(_SCHEDULE_INPUT)
+        if folder:
+            write_slow_ids(folder, config.workerinput["workerid"], items)
 
 
 def _group_by_shared_cost(item: pytest.Item, relative: str) -> None:

@@ -72,23 +72,48 @@ def test_a_groups_tests_keep_their_order_whatever_each_costs():
     assert [work_unit(i) for i in ordered] == ["doc", "doc", "doc", "x::t"]
 
 
-def test_in_the_fast_lane_a_files_ungrouped_tests_are_one_unit_and_groups_stay_groups():
+def test_a_files_fast_ungrouped_tests_are_one_unit_and_slow_tests_and_groups_their_own():
     a1, a2, a3 = (_Item(f"tests/a.py::t{i}") for i in range(3))
+    a_slow = _Item("tests/a.py::slow", SLOW)
     b1 = _Item("tests/b.py::t")
     grouped = [_Item(f"tests/c.py::t{i}", _group("sdks")) for i in range(2)]
-    items = [b1, a1, *grouped, a2, a3]
+    items = [b1, a1, *grouped, a_slow, a2, a3]
     assert [work_unit(i, by_file=True) for i in items] == [
         "tests/b.py",
         "tests/a.py",
         "sdks",
         "sdks",
+        "tests/a.py::slow",
         "tests/a.py",
         "tests/a.py",
     ]
-    # The file with more tests first, its tests together and in their order.
-    assert longest_units_first(items, by_file=True) == [a1, a2, a3, *grouped, b1]
-    # Outside the fast lane each ungrouped test stays a unit of its own.
-    assert longest_units_first(items) == [*grouped, b1, a1, a2, a3]
+    # The slow test first, then the file with more tests, its tests together and in order.
+    assert longest_units_first(items, by_file=True) == [a_slow, a1, a2, a3, *grouped, b1]
+    # Without file units each ungrouped test is a unit of its own.
+    assert longest_units_first(items) == [a_slow, *grouped, b1, a1, a2, a3]
+
+
+def test_the_controller_splits_by_file_only_fast_ungrouped_tests():
+    slow = {"tests/a.py::slow"}
+    assert _schedule.scope_of("tests/a.py::t[1]", "tests/a.py::t[1]", slow, True) == "tests/a.py"
+    assert _schedule.scope_of("tests/a.py::slow", "tests/a.py::slow", slow, True) == (
+        "tests/a.py::slow"
+    )
+    assert _schedule.scope_of("tests/a.py::t@sdks", "sdks", slow, True) == "sdks"
+    assert _schedule.scope_of("tests/a.py::t", "tests/a.py::t", slow, False) == "tests/a.py::t"
+
+
+def test_the_workers_hand_their_slow_tests_to_the_controller(tmp_path):
+    assert _schedule.read_slow_ids(str(tmp_path)) is None  # no worker said: single tests
+    items = [
+        _Item("tests/a.py::fast"),
+        _Item("tests/a.py::slow", SLOW),
+        _Item("tests/r.py::slow", SLOW, _group("ray")),  # a group is a unit anyway
+    ]
+    _schedule.write_slow_ids(str(tmp_path), "gw0", items)
+    _schedule.write_slow_ids(str(tmp_path), "gw1", items)
+    assert _schedule.read_slow_ids(str(tmp_path)) == {"tests/a.py::slow"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow-gw0.json", "slow-gw1.json"]
 
 
 def test_file_units_need_files_enough_for_every_worker():
@@ -127,25 +152,25 @@ def test_another_dist_mode_is_left_alone():
     assert (config.option.dist, config.option.loadscopereorder) == ("load", True)
 
 
-def test_the_file_units_are_the_fast_lanes_only(monkeypatch):
-    lane = SimpleNamespace(
-        option=SimpleNamespace(markexpr="not slow"), getvalue=lambda _: "loadgroup"
-    )
+def test_loadgroup_runs_get_the_file_unit_scheduler_once_workers_have_a_folder(monkeypatch):
     made = []
-    monkeypatch.setattr(
-        "tests._schedule.file_unit_scheduling", lambda config, log: made.append(log) or "ours"
-    )
-    assert conftest.pytest_xdist_make_scheduler(lane, "log") == "ours"  # type: ignore[arg-type]
-    for markexpr, dist in (
-        ("", "loadgroup"),
-        ("not slow and x", "loadgroup"),
-        ("not slow", "load"),
-    ):
-        other = SimpleNamespace(
-            option=SimpleNamespace(markexpr=markexpr), getvalue=lambda _, d=dist: d
-        )
-        assert conftest.pytest_xdist_make_scheduler(other, "log") is None  # type: ignore[arg-type]
-    assert made == ["log"]
+
+    def scheduler(config, log, folder):  # type: ignore[no-untyped-def]
+        made.append(folder)
+        return "ours"
+
+    monkeypatch.setattr("tests._schedule.file_unit_scheduling", scheduler)
+
+    def controller(dist: str, folder: str | None) -> SimpleNamespace:
+        stash = pytest.Stash()
+        if folder is not None:
+            stash[conftest._SCHEDULE_KEY] = folder
+        return SimpleNamespace(stash=stash, getvalue=lambda _: dist)
+
+    assert conftest.pytest_xdist_make_scheduler(controller("loadgroup", "f"), "log") == "ours"
+    assert conftest.pytest_xdist_make_scheduler(controller("load", "f"), "log") is None
+    assert conftest.pytest_xdist_make_scheduler(controller("loadgroup", None), "log") is None
+    assert made == ["f"]
 
 
 @pytest.mark.parametrize("n", range(6))
