@@ -87,19 +87,24 @@ DATA = Path(os.environ.get("AIGW_LAB_SHARED_DATA", Path(__file__).parents[2] / "
 
 def previous_index(rev: str) -> type:
     """`BackgroundIVFIndex` as of git ``rev`` (``--previous-index``, the baseline in the same
-    process): its module and the two it imports (``vector_rows``, ``vector_locks``) compiled
+    process): its module and those it imports (``vector_rows``, ``vector_locks``, and
+    ``vector_ivf_build`` from session 13 on) compiled
     from that commit under other names, so both versions run side by side."""
     root = Path(__file__).resolve().parents[1]
     saved = {}
     modules = {}
-    for name in ("vector_rows", "vector_locks", "vector_index_ann"):
+    # vector_ivf_build (session 13) is compiled only where the commit has it.
+    for name in ("vector_rows", "vector_locks", "vector_ivf_build", "vector_index_ann"):
         path = f"aigw_lab/gateway/{name}.py"
-        source = subprocess.run(
+        shown = subprocess.run(
             ["git", "-C", str(root), "show", f"{rev}:{path}"],
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
+            check=name != "vector_ivf_build",
+        )
+        if shown.returncode:
+            continue
+        source = shown.stdout
         module = types.ModuleType(f"_previous_{name}")
         module.__file__ = f"{rev}:{path}"
         # its source, for tracebacks and _semantic_holders' look at the line a thread is on

@@ -34,26 +34,31 @@ faiss is an optional dependency: ``pip install "aigw-lab[ann]"``.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from aigw_lab.errors import ConfigError
 from aigw_lab.gateway.vector_index_ivf import _import_faiss
+from aigw_lab.gateway.vector_ivf_build import (
+    Build,
+    add_assigned,
+    assign,
+    release,
+    train_ivf,
+    training_for,
+    with_ids,
+)
 from aigw_lab.gateway.vector_locks import SearchLock, start_daemon_thread
 from aigw_lab.gateway.vector_rows import VectorRows, exact_top_k, merge_top_k
 
 __all__ = ["BackgroundIVFIndex", "start_daemon_thread"]
 
 _LOG = logging.getLogger("aigw_lab.semantic_index")
-#: Vectors assigned to clusters per faiss call off the lock (bounds any one call's time).
-_ASSIGN_BLOCK = 8192
 #: A build catches up with adds and removals in rounds off the lock until fewer than this
 #: remain, then takes the rest under the lock and swaps.
 _CATCH_UP_LEFT = 2048
@@ -368,7 +373,7 @@ class BackgroundIVFIndex:
                 if generation == self._generation:
                     now = self._rows.ids_copy(start, stop)  # removed meanwhile: -1
                     keep = (now >= 0) & (ids >= 0)
-                    self._add_assigned(ivf, ids[keep], vectors[keep], lists[keep])
+                    add_assigned(self._faiss, ivf, ids[keep], vectors[keep], lists[keep])
                     self._indexed = stop
                     self.flushes += 1
                 self._note_locked(held)
@@ -380,22 +385,7 @@ class BackgroundIVFIndex:
             self._job_done("_flushing")
 
     def _assign(self, quantizer: Any, vectors: np.ndarray) -> np.ndarray:
-        """Each vector's nearest cluster, in blocks (no one faiss call runs long)."""
-        out = np.empty(len(vectors), dtype=np.int64)
-        for start in range(0, len(vectors), _ASSIGN_BLOCK):
-            _, nearest = quantizer.search(vectors[start : start + _ASSIGN_BLOCK], 1)
-            out[start : start + _ASSIGN_BLOCK] = nearest[:, 0]
-        return out
-
-    def _add_assigned(
-        self, ivf: Any, ids: np.ndarray, vectors: np.ndarray, lists: np.ndarray
-    ) -> None:
-        if not len(ids):
-            return
-        swig_ptr = self._faiss.swig_ptr
-        ids, vectors = np.ascontiguousarray(ids), np.ascontiguousarray(vectors)
-        lists = np.ascontiguousarray(lists)
-        ivf.add_core(len(ids), swig_ptr(vectors), swig_ptr(ids), swig_ptr(lists))
+        return assign(quantizer, vectors)  # a method: tests hold or watch it
 
     def _selector(self, ids: list[int]) -> Any:
         return self._faiss.IDSelectorArray(np.array(ids, dtype=np.int64))
@@ -421,11 +411,11 @@ class BackgroundIVFIndex:
                 # Few rows removed: the build indexes the rows where they are. Copying them
                 # into a compacted VectorRows rebuilt its id map in Python, holding the GIL
                 # (a 1M fill's lookups waited on it; session 11); dead rows stay dead.
-                build = _Build(self._rows, shared=True)
-                pieces = _with_ids(pieces, ids)
+                build = Build(self._rows, shared=True)
+                pieces = with_ids(pieces, ids)
             else:  # rows below the snapshot never change (only their ids can: copied above)
-                build = _Build(VectorRows(self.dim))
-                for vectors, piece_ids in _with_ids(pieces, ids):
+                build = Build(VectorRows(self.dim))
+                for vectors, piece_ids in with_ids(pieces, ids):
                     keep = piece_ids >= 0
                     build.rows.append(piece_ids[keep], vectors[keep])
                 pieces = build.rows.segments(0, build.rows.size)
@@ -460,7 +450,7 @@ class BackgroundIVFIndex:
                 self.builds += 1
                 self._note_locked(held)
             del build
-            self._release(old_ivf)
+            release(self._faiss, old_ivf)
             del old_rows, old_ivf
         except Exception:  # the old index stays in service
             self.failures += 1
@@ -468,22 +458,6 @@ class BackgroundIVFIndex:
             _LOG.exception("semantic index: a rebuild failed; the previous index stays")
         finally:
             self._job_done("_building")
-
-    def _release(self, ivf: Any) -> None:
-        """Free a swapped-out IVF index's inverted lists and id map inside faiss calls, which
-        release the GIL: its destructor frees them holding it (at 1M, every other thread
-        waited 142 ms at load 7; session 11). Only when nothing else holds the index: a
-        lookup that took it before the swap searches it to the end, and a batched add of
-        the old generation may still hold it (then the destructor frees it, as before)."""
-        # Our references: the caller's variable, this argument and getrefcount's own.
-        if ivf is None or sys.getrefcount(ivf) > 3:
-            return
-        faiss = self._faiss
-        ivf.set_direct_map_type(faiss.DirectMap.NoMap)
-        empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
-        ivf.replace_invlists(empty, True)  # deletes the old lists (it owned them)
-        empty.this.disown()  # now the index's to delete
-        ivf.ntotal = 0
 
     def _note_locked(self, since: tuple[float, float]) -> None:
         """(The lock held.) Keep the longest hold of a maintenance step."""
@@ -502,7 +476,7 @@ class BackgroundIVFIndex:
         return ids, pieces, removed
 
     def _apply(
-        self, build: _Build, ids: np.ndarray, pieces: list, removed: list[int], *, index: bool
+        self, build: Build, ids: np.ndarray, pieces: list, removed: list[int], *, index: bool
     ) -> None:
         """Bring ``build`` up to date with a round of changes (rows written since the last
         round, with their ids then, and ids removed meanwhile); ``index``: put the round's
@@ -511,7 +485,7 @@ class BackgroundIVFIndex:
             if build.ivf is not None and removed:  # ids it never held are skipped
                 build.ivf.remove_ids(self._selector(removed))
             if index:
-                self._index_tail(build, _with_ids(pieces, ids))
+                self._index_tail(build, with_ids(pieces, ids))
             return
         if len(ids):
             keep = ids >= 0
@@ -526,7 +500,7 @@ class BackgroundIVFIndex:
         if index:
             self._index_tail(build)
 
-    def _index_tail(self, build: _Build, pieces: list | None = None) -> None:
+    def _index_tail(self, build: Build, pieces: list | None = None) -> None:
         """(Off the lock.) Put the rows a catch-up round brought into the build's IVF index,
         so the swapped-in index does not start with a long, exactly searched tail: a
         shared build's ``pieces`` (with their ids copied under the lock), or the rows a
@@ -538,61 +512,22 @@ class BackgroundIVFIndex:
         for vectors, ids in pieces:
             keep = ids >= 0
             lists = self._assign(build.ivf.quantizer, vectors[keep])
-            self._add_assigned(build.ivf, ids[keep], vectors[keep], lists)
+            add_assigned(self._faiss, build.ivf, ids[keep], vectors[keep], lists)
             build.indexed += len(ids)
 
     def _train(self, pieces: list, live: int) -> Any:
         """A new IVF index trained on a sample of ``pieces`` ((vectors, ids) pairs, ``live``
         of their rows live) and holding their live rows."""
-        faiss = self._faiss
-        nlist = 1 << int(np.log2(max(1, min(self.max_nlist, live // 32))))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        if self.codes == "sq8":  # codes of the vectors themselves (not residuals): no
-            # per-cluster work at search time; the re-rank makes the scores exact
-            ivf = faiss.IndexIVFScalarQuantizer(
-                quantizer,
-                self.dim,
-                nlist,
-                faiss.ScalarQuantizer.QT_8bit,
-                faiss.METRIC_INNER_PRODUCT,
-                False,
-            )
-        else:
-            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        ivf.cp.niter = self.niter
-        ivf.cp.max_points_per_centroid = self.train_per_cluster
-        ivf.cp.min_points_per_centroid = 1  # a small build trains on what it has, silently
-        step = max(1, live // (nlist * self.train_per_cluster))
-        sample = np.concatenate([v[::step] for v, _ in pieces])
-        ivf.train(np.ascontiguousarray(sample[: nlist * self.train_per_cluster]))
-        del sample
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # O(1) remove by id
-        ivf.nprobe = min(self.nprobe, nlist)
-        for vectors, ids in pieces:
-            keep = ids >= 0
-            if not keep.all():  # a shared build's few removed rows
-                vectors, ids = vectors[keep], ids[keep]
-            self._add_assigned(ivf, ids, vectors, self._assign(quantizer, vectors))
-        return ivf
-
-
-@dataclass(slots=True)
-class _Build:
-    """A build in progress, private to its job until swapped in: the rows (a compacted copy,
-    or the index's own), the IVF index (None: exact), and the rows it holds (the rest are
-    the tail)."""
-
-    rows: VectorRows
-    ivf: Any = None
-    indexed: int = 0
-    shared: bool = False  # the index's own rows (few removed), not a compacted copy
-
-
-def _with_ids(pieces: list, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``pieces`` (views of consecutive rows) paired with their slices of ``ids``, the ids
-    copied under the lock when the views were taken."""
-    out, offset = [], 0
-    for vectors, _ in pieces:
-        out.append((vectors, ids[offset : offset + len(vectors)]))
-        offset += len(vectors)
-    return out
+        training = training_for(live, self.max_nlist, self.train_per_cluster)
+        return train_ivf(
+            self._faiss,
+            pieces,
+            live,
+            training,
+            dim=self.dim,
+            codes=self.codes,
+            nprobe=self.nprobe,
+            niter=self.niter,
+            per_cluster=self.train_per_cluster,
+            assign_rows=self._assign,
+        )
