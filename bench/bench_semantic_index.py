@@ -498,7 +498,7 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
             sides = [(previous, f"BackgroundIVFIndex as of {args.previous_index}")]
             sides.append((factory, "BackgroundIVFIndex (this tree)"))
             for side, label in sides if turn % 2 == 0 else sides[::-1]:
-                fill(
+                store = fill(
                     stored,
                     side,
                     queries,
@@ -507,6 +507,9 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
                     probe_adds=False,
                     sample_holders=args.holders,
                 )
+                if not args.fill_only:  # each side's recall and p50 on the same queries
+                    lookups(store, stored, fresh, args.queries, 2, args.nprobes, args.reranks)
+                del store
                 gc.collect()
         return
     store = fill(
@@ -605,8 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         "--previous-index",
         metavar="REV",
         default=None,
-        help="fill only: BackgroundIVFIndex as of git REV (e.g. main) and this tree's, in "
-        "turns in one process (adds not probed)",
+        help="BackgroundIVFIndex as of git REV (e.g. main) and this tree's, in turns in one "
+        "process (adds not probed); each fill followed by its lookups' recall and p50 "
+        "unless --fill-only (no GC phase, no exact fill)",
     )
     parser.add_argument(
         "--deep-nprobe",
