@@ -435,9 +435,12 @@ def lookups(
     print(f"  lookups ({n:,} near-duplicate + {min(n, len(fresh)):,} fresh), {load()}")
     for name, _, _ in sides:
         t, c = times[name], cpus[name]
+        # near-duplicates first, then fresh queries (the loop above): hits, then misses
+        dup, fresh_cpu = c[: len(dups)], c[len(dups) :]
         print(
             f"    {name:10s} ms: p50 {pct(t, 0.5) * 1e3:.3f} wall / {pct(c, 0.5) * 1e3:.3f} CPU, "
-            f"p99 {pct(t, 0.99) * 1e3:.3f} wall / {pct(c, 0.99) * 1e3:.3f} CPU"
+            f"p99 {pct(t, 0.99) * 1e3:.3f} wall / {pct(c, 0.99) * 1e3:.3f} CPU; CPU p50 "
+            f"near-duplicates {pct(dup, 0.5) * 1e3:.3f} / fresh {pct(fresh_cpu, 0.5) * 1e3:.3f}"
         )
     print(f"    ann / exact, p50 wall: x{pct(times['ann'], 0.5) / pct(times['exact'], 0.5):.4f}")
     for name, _, _ in sides[:-1]:
@@ -478,6 +481,8 @@ def run(name: str, vectors: np.ndarray, args: argparse.Namespace) -> None:
         spawn=partial(start_daemon_thread, nice=args.maintenance_nice),
     )
     deep = {} if args.deep_nprobe is None else {"deep_nprobe": args.deep_nprobe or None}
+    if args.niter:  # this tree's side only, like --deep-nprobe
+        deep["niter"] = args.niter
     factory = partial(BackgroundIVFIndex, **settings, **deep)
     if args.previous_layout:  # the baseline first, so both fills start from a fresh heap
         fill(stored, factory, queries, "BackgroundIVFIndex", PreviousStore)
@@ -611,6 +616,12 @@ def main(argv: list[str] | None = None) -> int:
         help="BackgroundIVFIndex as of git REV (e.g. main) and this tree's, in turns in one "
         "process (adds not probed); each fill followed by its lookups' recall and p50 "
         "unless --fill-only (no GC phase, no exact fill)",
+    )
+    parser.add_argument(
+        "--niter",
+        type=int,
+        default=0,
+        help="this tree's k-means iterations per build (0: the index's default, 10)",
     )
     parser.add_argument(
         "--deep-nprobe",
