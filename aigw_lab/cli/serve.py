@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             gateway.close()
             raise
         if warmed:
-            print(f"aigw-lab serve: {warmed}", flush=True)
+            say(f"aigw-lab serve: {warmed}")
     overrides = {
         dest: getattr(args, dest)
         for _, dest, _, _ in _LIMIT_FLAGS
@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     def announce(root: str) -> None:
-        print(_banner(gateway, config is None, root, keys, host), flush=True)
+        say(_banner(gateway, config is None, root, keys, host))
 
     served: Any = app
     sock = None
@@ -259,8 +259,8 @@ def run(args: argparse.Namespace) -> int:
         log_path = getattr(gateway.log, "path", None) or "off"
 
         def announce(root: str) -> None:
-            print(f"aigw-lab serve: worker {args.worker_index} (pid {os.getpid()}) "
-                  f"serving {root}; call log: {log_path}", flush=True)  # fmt: skip
+            say(f"aigw-lab serve: worker {args.worker_index} (pid {os.getpid()}) "
+                f"serving {root}; call log: {log_path}")  # fmt: skip
 
         def on_server(server: Any) -> None:
             # The parent died without stopping us (kill -9): stop, drain, flush.
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
               http=args.http)  # fmt: skip
     finally:
         gateway.close()  # already closed by a graceful shutdown; this covers the rest
-    print("aigw-lab serve: stopped; call log flushed", file=sys.stderr, flush=True)
+    say("aigw-lab serve: stopped; call log flushed", sys.stderr)
     return 0
 
 
@@ -307,6 +307,19 @@ def gc_freezer(environ: Mapping[str, str], gc: Any = None) -> Callable[[], None]
     return freeze
 
 
+def say(text: str, stream: Any = None) -> None:
+    """Write ``text`` and its newline to ``stream`` (stdout unless given) in one write.
+
+    With ``--workers`` several processes share one stdout and stderr. ``print`` writes its
+    text and its newline separately where Python's output is unbuffered (``PYTHONUNBUFFERED``,
+    ``-u``), so two workers announcing themselves at once came out as one line holding both
+    and an empty line, and a reader waiting for one line per worker waited for ever. One
+    write of a short line to a pipe is atomic."""
+    stream = sys.stdout if stream is None else stream
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def check_loop(loop: str, find_spec: Any = None) -> None:
     """Refuse ``--loop uvloop`` when uvloop is not installed (`ConfigError` naming the
     install command); ``find_spec`` is `importlib.util.find_spec` unless given."""
@@ -330,7 +343,7 @@ def _supervise(args: argparse.Namespace, config: Any, host: str, port: int, *, l
     from aigw_lab.server.workers import check_workers, run_workers
 
     for warning in check_workers(config, args.workers, logs=logs):
-        print(f"aigw-lab serve: warning: {warning}", file=sys.stderr, flush=True)
+        say(f"aigw-lab serve: warning: {warning}", sys.stderr)
     sock = bind_socket(host, port)
     root = root_url(host, sock.getsockname()[1])
 
@@ -338,14 +351,14 @@ def _supervise(args: argparse.Namespace, config: Any, host: str, port: int, *, l
         listed = ", ".join(map(str, pids))
         text = f"aigw-lab gateway with {args.workers} workers (pids {listed})\n"
         text += f"  listening on {root}\n  Ctrl-C or SIGTERM stops them all."
-        print(text, flush=True)
+        say(text)
 
     try:
         code = run_workers(sock, args.workers, lambda i: _worker_argv(args, sock.fileno(), i),
                            on_started=started)  # fmt: skip
     finally:
         sock.close()
-    print("aigw-lab serve: all workers stopped; call logs flushed", file=sys.stderr, flush=True)
+    say("aigw-lab serve: all workers stopped; call logs flushed", sys.stderr)
     return code
 
 

@@ -31,7 +31,6 @@ def test_one_scrape_sums_every_workers_counts(tmp_path: Path, monkeypatch) -> No
     openai = pytest.importorskip("openai")
     from tests.state.redis_server import RedisServer
 
-    folders_before = set(Path("/tmp").glob("aigw-metrics-*"))
     monkeypatch.setattr(
         "tests.server.test_serve_workers.SERVED", SERVED + "\n[metrics]\nrequire_key = false\n"
     )
@@ -41,6 +40,14 @@ def test_one_scrape_sums_every_workers_counts(tmp_path: Path, monkeypatch) -> No
     proc = None
     try:
         proc, url, pids = _start(tmp_path, upstream.url, redis.url)
+        # This server's own folder (other tests' servers may make theirs meanwhile).
+        environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+        folder = Path(
+            next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+            .decode()
+            .split("=", 1)[1]
+        )
+        assert folder.is_dir()
 
         def call(_: int) -> str:
             # A client (so a connection) per call: the kernel spreads connections.
@@ -78,7 +85,7 @@ def test_one_scrape_sums_every_workers_counts(tmp_path: Path, monkeypatch) -> No
             proc.wait()
         upstream.close()
         redis.stop()
-    assert set(Path("/tmp").glob("aigw-metrics-*")) <= folders_before  # the folder is gone
+    assert not folder.exists()  # removed with the workers
 
 
 def test_a_multiprocess_folder_is_checked(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ sharing a real redis-server, called through the real ``openai`` SDK."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,9 +19,11 @@ from types import SimpleNamespace
 import pytest
 
 from aigw_lab.cli.main import main
+from aigw_lab.cli.serve import say
 from aigw_lab.errors import ConfigError
 from aigw_lab.server.workers import check_workers, worker_log_path
 from aigw_lab.testing.fake_upstream import FakeUpstream, Reply
+from tests._lines import lines_until
 
 SIM = """
 [providers.sim]
@@ -147,6 +150,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+#: How each worker of ``serve --workers`` announces itself once it listens.
+_ANNOUNCED = "aigw-lab serve: worker"
+
+
 def _start(tmp_path: Path, upstream_url: str, redis_url: str) -> tuple[subprocess.Popen, str, list]:
     config = _write(tmp_path, SERVED.format(url=upstream_url))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
@@ -156,15 +163,12 @@ def _start(tmp_path: Path, upstream_url: str, redis_url: str) -> tuple[subproces
         + ["--port", "0", "--workers", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    lines: list[str] = []
-    ready = 0
-    deadline = time.monotonic() + 120
-    while ready < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"serve ended: {lines} {proc.stderr.read()}")
-        lines.append(line)
-        ready += "aigw-lab serve: worker" in line
+    try:
+        lines = lines_until(proc, lambda got: sum(_ANNOUNCED in line for line in got) == 2)
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise
     text = "".join(lines)
     url = re.search(r"listening on (http://\S+)", text).group(1)
     pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", text).group(1).split(", ")]
@@ -341,3 +345,30 @@ def test_serve_http_httptools_without_httptools_is_one_line_exit_2(capsys, monke
     err = capsys.readouterr().err
     assert "httptools is not installed" in err and "fast-serve" in err
     assert "Traceback" not in err
+
+
+class _Writes(io.RawIOBase):
+    """A raw stream that keeps each write call apart (a pipe would join them in its buffer)."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        self.calls.append(bytes(data))
+        return len(data)
+
+
+def test_a_workers_line_is_one_write_even_when_python_is_unbuffered() -> None:
+    # Failed before (print): under PYTHONUNBUFFERED (this machine sets it, and CI) print wrote
+    # a line's text and its newline as two writes, so two workers announcing themselves at
+    # once came out as one line holding both plus an empty line, and `_start` waited for ever
+    # for the second worker (a whole CI run hung there). One write of a short line to a pipe
+    # is atomic.
+    printed, said = _Writes(), _Writes()
+    print("by print", file=io.TextIOWrapper(printed, write_through=True), flush=True)  # as -u
+    assert printed.calls == [b"by print", b"\n"]
+    say("aigw-lab serve: worker 0 (pid 1)", io.TextIOWrapper(said, write_through=True))
+    assert said.calls == [b"aigw-lab serve: worker 0 (pid 1)\n"]
