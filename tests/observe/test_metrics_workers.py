@@ -29,6 +29,7 @@ def _count(text: str, metric: str, model: str) -> float:
 @pytest.mark.slow  # two worker start-ups and a redis-server: 5-20 s on a loaded box
 def test_one_scrape_sums_every_workers_counts(tmp_path: Path, monkeypatch) -> None:
     openai = pytest.importorskip("openai")
+    from aigw_lab.server.workers import METRICS_DIR_ENV
     from tests.state.redis_server import RedisServer
 
     monkeypatch.setattr(
@@ -41,12 +42,9 @@ def test_one_scrape_sums_every_workers_counts(tmp_path: Path, monkeypatch) -> No
     try:
         proc, url, pids = _start(tmp_path, upstream.url, redis.url)
         # This server's own folder (other tests' servers may make theirs meanwhile).
-        environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
-        folder = Path(
-            next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
-            .decode()
-            .split("=", 1)[1]
-        )
+        environ = Path(f"/proc/{pids[0]}/environ").read_bytes().decode().split("\0")
+        prefix = f"{METRICS_DIR_ENV}="
+        folder = Path(next(v for v in environ if v.startswith(prefix)).removeprefix(prefix))
         assert folder.is_dir()
 
         def call(_: int) -> str:
