@@ -300,8 +300,13 @@ def test_workers_openai_compatible_path() -> None:
     ],
 )
 def test_truncated_streams_end_before_the_final_event(path: str, body: dict, final: str) -> None:
-    clean = client_for(make_fleet()).post(path, json=body).text
-    cut = client_for(make_fleet(faults={"truncated": 1.0})).post(path, json=body).text
+    # One fixed clock for both fleets: a chunk's "created" second must not change between the
+    # two answers (it did once, in a fresh-clone CI run, when they straddled a second).
+    def clock() -> float:
+        return 1_796_600_000.0
+
+    clean = client_for(make_fleet(clock=clock)).post(path, json=body).text
+    cut = client_for(make_fleet(clock=clock, faults={"truncated": 1.0})).post(path, json=body).text
     assert clean.rstrip().endswith(final)
     assert final not in cut
     assert clean.startswith(cut) and len(cut) < len(clean)
