@@ -17,7 +17,7 @@ import pytest
 from aigw_lab.store import CallLog
 from aigw_lab.testing.postgres import PostgresCluster, find_pg_bin
 from tests._lines import lines_until
-from tests.server.test_serve_workers import Upstream
+from tests.server.test_serve_workers import _ANNOUNCED, Upstream
 
 psycopg = pytest.importorskip("psycopg")
 openai = pytest.importorskip("openai")
@@ -62,9 +62,7 @@ def test_each_worker_keeps_its_own_file_and_the_team_log_has_every_row(tmp_path:
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            lines = lines_until(
-                proc, lambda got: sum("aigw-lab serve: worker" in line for line in got) == 2
-            )
+            lines = lines_until(proc, lambda got: sum(_ANNOUNCED in line for line in got) == 2)
             url = next(ln.split("listening on ")[1].split()[0] for ln in lines if "listening" in ln)
             assert any("calls.w0.duckdb" in ln for ln in lines)
             assert any("calls.w1.duckdb" in ln for ln in lines)
