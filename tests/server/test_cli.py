@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import duckdb
-import openai
 import pytest
 
 from aigw_lab.cli.main import main
+from tests._sdks import openai
 
 from .helpers import BASE_CONFIG, ENV, KEY_A
 

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
-import openai
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -26,6 +24,7 @@ from hypothesis import strategies as st
 from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.server import BackgroundServer, ClientIdentity, GatewayApp, KeyRing
 from aigw_lab.server_limits import ServerLimits
+from tests._sdks import anthropic, openai
 
 # One xdist worker runs the whole module: the tests share one server and its log, and the last
 # one checks what the others left there (under --dist loadgroup, ungrouped tests are spread).

@@ -17,10 +17,10 @@ import pytest
 from aigw_lab.store import CallLog
 from aigw_lab.testing.postgres import PostgresCluster, find_pg_bin
 from tests._lines import lines_until
+from tests._sdks import openai
 from tests.server.test_serve_workers import _ANNOUNCED, Upstream
 
 psycopg = pytest.importorskip("psycopg")
-openai = pytest.importorskip("openai")
 
 CONFIG = """
 [providers.up]

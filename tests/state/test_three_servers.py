@@ -23,8 +23,7 @@ from collections import Counter
 import pytest
 
 from aigw_lab.testing.fake_upstream import FakeUpstream, Reply
-
-openai = pytest.importorskip("openai")
+from tests._sdks import openai
 
 pytestmark = [
     pytest.mark.slow,  # three server start-ups: about 15-30 s on a loaded box

@@ -20,11 +20,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import openai
 import pytest
 
 from aigw_lab.store import CallLog, summary_by_model
 from aigw_lab.testing.fake_upstream import FakeUpstream, Reply
+from tests._sdks import openai
 
 pytestmark = pytest.mark.slow
 nbclient = pytest.importorskip("nbclient")
