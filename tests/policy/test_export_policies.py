@@ -35,6 +35,7 @@ def real_policies() -> list:
     ]
 
 
+@pytest.mark.xdist_group("litellm")  # with test_export_litellm.py's tests: one worker imports it
 def test_real_policies_export_to_every_target() -> None:
     litellm = _import_litellm()
     portkey_schema = json.loads((SCHEMAS / "portkey-config.schema.json").read_text("utf-8"))
