@@ -400,6 +400,22 @@ SDK_FILES = frozenset(
 )
 SDK_GROUP = "official-sdks"
 
+#: Tests that load the real all-MiniLM-L6-v2 in the test process. The first load in a process
+#: costs about 3.7 s of CPU (torch, transformers and sentence-transformers imported, the weights
+#: read); in the whole suite each of the four workers paid it (a probe of 2026-12-07 logged one
+#: first load per worker), for tests that then take well under a second each. In one group,
+#: one worker pays it. A test joins when it uses the session's ``minilm`` fixture, runs the
+#: conformance stack built on it, or is named here (it builds the model itself).
+MINILM_GROUP = "minilm"
+MINILM_STACK = "semantic-cache-minilm"
+MINILM_TESTS = frozenset(
+    {
+        "scorers/test_embedding.py::test_the_default_model_is_semantic",
+        "experiments/test_warming.py::test_with_minilm_at_its_defaults_a_warmed_prompt_answers_a_paraphrase_not_another_question",  # noqa: E501
+        "test_embedder_loading.py::test_loading_the_model_draws_no_progress_bar_and_keeps_the_setting",  # noqa: E501
+    }
+)
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker names each test after its group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -411,6 +427,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = getattr(item, "originalname", None) or item.name
         if relative in SLOW_FILES or f"{relative}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        if _loads_minilm(item, f"{relative}::{name}"):
+            item.add_marker(pytest.mark.xdist_group(MINILM_GROUP))
         elif item.get_closest_marker("slow") is None:
             _group_by_shared_cost(item, relative)
     if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):
@@ -421,6 +439,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         folder = config.workerinput.get(_SCHEDULE_INPUT)
         if folder:
             write_slow_ids(folder, config.workerinput["workerid"], items)
+
+
+def _loads_minilm(item: pytest.Item, test: str) -> bool:
+    """Whether ``item``, in no group yet, loads the real MiniLM in its process (`MINILM_GROUP`);
+    fast or slow alike, since the load is the cost either way."""
+    if item.get_closest_marker("xdist_group") is not None:
+        return False
+    callspec = getattr(item, "callspec", None)
+    return (
+        test in MINILM_TESTS
+        or "minilm" in getattr(item, "fixturenames", ())
+        or (callspec is not None and callspec.params.get("stack_name") == MINILM_STACK)
+    )
 
 
 def _group_by_shared_cost(item: pytest.Item, relative: str) -> None:

@@ -15,8 +15,9 @@ from aigw_lab.errors import ConfigError
 from aigw_lab.policy.learned.features import make_embedder
 
 # One worker runs the module, so the int8 model (the module's fixture, seconds to load) is
-# loaded once, not once on each xdist worker that gets one of its two tests.
-pytestmark = pytest.mark.xdist_group("int8-embedder")
+# loaded once, not once on each xdist worker that gets one of its two tests; it is the worker
+# that runs the suite's other tests of the real MiniLM (tests/conftest.py, `MINILM_GROUP`).
+pytestmark = pytest.mark.xdist_group("minilm")
 
 TEXTS = [
     "What is 2 + 2?",
