@@ -22,6 +22,11 @@ from aigw_lab.gateway.gateway import Gateway
 from aigw_lab.server import BackgroundServer, GatewayApp
 from aigw_lab.server_limits import ServerLimits
 
+# Each test waits out a read timeout (about 1 s) with next to no CPU. As single work units, three
+# or four workers waited in this file at once and left the 2-core box idle for seconds (the
+# suite's timeline, 2026-12-07); in one group, one worker waits while the others compute.
+pytestmark = pytest.mark.xdist_group("slow-clients")
+
 N = 50
 GUARD_S = 30.0  # a server that never closes fails the test here, not hangs it
 TICK_S = 0.2  # one byte per socket per tick: 5 bytes/s, far slower than any timeout
