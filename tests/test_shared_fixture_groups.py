@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from tests import conftest
-from tests.conftest import SDK_FILES, SDK_GROUP, SHARED_FIXTURE_GROUPS, SLOW_FILES, TESTS
+from tests.conftest import (
+    MINILM_GROUP,
+    MINILM_STACK,
+    MINILM_TESTS,
+    SDK_FILES,
+    SDK_GROUP,
+    SHARED_FIXTURE_GROUPS,
+    SLOW_FILES,
+    TESTS,
+)
 
 SLOW_MODULE = conftest._SLOW_MODULE
 
@@ -58,6 +67,29 @@ def test_a_slow_test_and_a_grouped_test_keep_their_place():
     grouped = _Item("teamlog/test_x.py", ("pg_cluster",), pytest.mark.xdist_group("ray"))
     _collected(slow, listed_slow, grouped)
     assert (slow.groups(), listed_slow.groups(), grouped.groups()) == ([], [], ["ray"])
+
+
+def test_a_test_loading_minilm_joins_its_group_fast_or_slow():
+    fast = _Item("gateway/test_x.py", ("minilm",))
+    slow = _Item("gateway/test_x.py", ("tmp_path", "minilm"), pytest.mark.slow)
+    stack = _Item("conformance/test_x.py", ("stack",), pytest.mark.slow)
+    stack.callspec = type("CallSpec", (), {"params": {"stack_name": MINILM_STACK}})()
+    other_stack = _Item("conformance/test_x.py", ("stack",))
+    other_stack.callspec = type("CallSpec", (), {"params": {"stack_name": "exact-cache"}})()
+    relative, name = sorted(MINILM_TESTS)[0].split("::")
+    named = _Item(relative, ())
+    named.name = named.originalname = name
+    grouped = _Item("gateway/test_x.py", ("minilm",), pytest.mark.xdist_group("ray"))
+    _collected(fast, slow, stack, other_stack, named, grouped)
+    assert [i.groups() for i in (fast, slow, stack, named)] == [[MINILM_GROUP]] * 4
+    assert (other_stack.groups(), grouped.groups()) == ([], ["ray"])
+
+
+def test_the_named_minilm_tests_exist():
+    # A renamed test would silently leave the group (and load the model on its own worker).
+    for test in MINILM_TESTS:
+        relative, name = test.split("::")
+        assert f"def {name}(" in (TESTS / relative).read_text(encoding="utf-8"), test
 
 
 def test_every_shared_fixture_is_one_of_the_suites():
