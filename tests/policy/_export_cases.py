@@ -8,6 +8,10 @@ import pandas as pd
 from aigw_lab.policy.export import Evaluation
 from aigw_lab.providers.base import ProviderSpec
 
+#: The xdist group of the tests that import LiteLLM (about 2.5 s of CPU per process): slow tests
+#: are each a work unit of their own, so without it every worker imported LiteLLM for one test.
+LITELLM_GROUP = "litellm"
+
 STRONG = "openai/gpt-4o"
 WEAK = "groq/llama-3.1-8b-instant"
 HAIKU = "anthropic/claude-3-5-haiku-latest"

@@ -18,6 +18,7 @@ from aigw_lab.policy.export import export, litellm_config
 from ._export_cases import (
     FALLBACK,
     HAIKU,
+    LITELLM_GROUP,
     PROVIDERS,
     RULES,
     SPECS,
@@ -28,11 +29,7 @@ from ._export_cases import (
     learned_evaluation,
 )
 
-#: Importing LiteLLM costs about 2.5 s of CPU per process. This file's tests are slow (each a
-#: work unit of its own), so without a group each of the four workers imported it for one test;
-#: in one group, one worker imports it for all of them (tests/policy/test_export_policies.py's
-#: LiteLLM test joins the same group).
-LITELLM_GROUP = "litellm"
+# One worker imports LiteLLM for all of this file's tests (and test_export_policies.py's).
 pytestmark = pytest.mark.xdist_group(LITELLM_GROUP)
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from aigw_lab.policy.export import export
 
-from ._export_cases import PROVIDERS
+from ._export_cases import LITELLM_GROUP, PROVIDERS
 
 policy = pytest.importorskip("aigw_lab.policy")
 jsonschema = pytest.importorskip("jsonschema")
@@ -35,7 +35,7 @@ def real_policies() -> list:
     ]
 
 
-@pytest.mark.xdist_group("litellm")  # with test_export_litellm.py's tests: one worker imports it
+@pytest.mark.xdist_group(LITELLM_GROUP)  # with test_export_litellm.py's: one worker imports it
 def test_real_policies_export_to_every_target() -> None:
     litellm = _import_litellm()
     portkey_schema = json.loads((SCHEMAS / "portkey-config.schema.json").read_text("utf-8"))
