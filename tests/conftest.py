@@ -405,7 +405,8 @@ SDK_GROUP = "official-sdks"
 #: read); in the whole suite each of the four workers paid it (a probe of 2026-12-07 logged one
 #: first load per worker), for tests that then take well under a second each. In one group,
 #: one worker pays it. A test joins when it uses the session's ``minilm`` fixture, runs the
-#: conformance stack built on it, or is named here (it builds the model itself).
+#: conformance stack built on it, or is named here (it builds the model itself, or imports
+#: torch or transformers for a model of its own: the same imports).
 MINILM_GROUP = "minilm"
 MINILM_STACK = "semantic-cache-minilm"
 MINILM_TESTS = frozenset(
@@ -413,6 +414,9 @@ MINILM_TESTS = frozenset(
         "scorers/test_embedding.py::test_the_default_model_is_semantic",
         "experiments/test_warming.py::test_with_minilm_at_its_defaults_a_warmed_prompt_answers_a_paraphrase_not_another_question",  # noqa: E501
         "test_embedder_loading.py::test_loading_the_model_draws_no_progress_bar_and_keeps_the_setting",  # noqa: E501
+        # a tiny BERT distilled with model2vec (transformers), and torch's thread count
+        "policy/test_static_embedder.py::test_a_real_distillation_is_saved_and_read_back_the_same",  # noqa: E501
+        "policy/test_served_warm_up.py::test_the_deciding_thread_uses_one_torch_thread_and_leaves_others_alone",  # noqa: E501
     }
 )
 
