@@ -13,11 +13,12 @@ from aigw_lab.embedding_cache import CachedEmbedder, EmbeddingCache
 from aigw_lab.embeddings import DEFAULT_MODEL, INT8_MODEL, SentenceTransformerEmbedder
 from aigw_lab.errors import ConfigError
 from aigw_lab.policy.learned.features import make_embedder
+from tests.conftest import MINILM_GROUP
 
 # One worker runs the module, so the int8 model (the module's fixture, seconds to load) is
 # loaded once, not once on each xdist worker that gets one of its two tests; it is the worker
 # that runs the suite's other tests of the real MiniLM (tests/conftest.py, `MINILM_GROUP`).
-pytestmark = pytest.mark.xdist_group("minilm")
+pytestmark = pytest.mark.xdist_group(MINILM_GROUP)
 
 TEXTS = [
     "What is 2 + 2?",
