@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import select
 import shlex
@@ -481,8 +482,40 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+#: The lowest port a doc block's server may get: below the usual services' ports.
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def _free_port() -> int:
-    """A loopback port nothing listens on now (the kernel's choice for a port-0 bind)."""
+    """A loopback port nothing is bound to now, below the kernel's ephemeral range.
+
+    A document's ports are chosen when its first block runs, and its server may start minutes
+    later. A port from the ephemeral range (what a port-0 bind gives) can be handed meanwhile to
+    another test's port-0 server or to an outgoing connection's local end, and the document's
+    server then fails with "Address already in use" (seen once in fresh-clone CI,
+    2026-12-07). Ports below that range are given out by neither; a random one, checked free,
+    keeps the documents of parallel workers apart. Where the range starts too low to leave
+    room, the kernel's choice it is.
+    """
+    low = _ephemeral_low()
+    if low > LOWEST_PORT + 1_000:
+        choose = random.SystemRandom()
+        for _ in range(100):
+            port = choose.randrange(LOWEST_PORT, low)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

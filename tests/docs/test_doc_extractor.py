@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from . import doc_blocks
 from .doc_blocks import BlockFailure, DocSession, console_commands, extract_blocks
 
 DOC = textwrap.dedent(
@@ -297,6 +298,19 @@ def test_only_whole_numbers_equal_to_a_documented_port_are_replaced(session):
     assert session.localize("--port 8788 x18788 87880 8788/v1 :8788\n") == (
         "--port 40001 x18788 87880 40001/v1 :40001\n"
     )
+
+
+def test_a_documents_ports_are_free_and_outside_the_kernels_ephemeral_range():
+    # Failed before: ports came from a port-0 bind, inside the range that other tests' servers
+    # and outgoing connections draw from meanwhile.
+    low = doc_blocks._ephemeral_low()
+    if low <= doc_blocks.LOWEST_PORT + 1_000:
+        pytest.skip(f"the ephemeral range starts at {low}: no room below it")
+    for _ in range(20):
+        port = doc_blocks._free_port()
+        assert doc_blocks.LOWEST_PORT <= port < low
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))  # free: binds
 
 
 def test_a_background_block_refuses_a_free_port_that_was_taken_meanwhile(session):
