@@ -1,6 +1,7 @@
-"""Loading the embedding model is quiet: transformers' "Loading weights" tqdm bar must not
-reach the caller's output (CLI runs, notebooks, logs), and the caller's own progress-bar
-setting survives the load (issue 10 §6, model-loading bars)."""
+"""Loading the embedding model on torch is quiet: transformers' "Loading weights" tqdm bar
+must not reach the caller's output (CLI runs, notebooks, logs), and the caller's own
+progress-bar setting survives the load (issue 10 §6, model-loading bars). The onnx engine
+loads without transformers (tests/gateway/test_onnx_embedder.py checks its output)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_loading_the_model_draws_no_progress_bar_and_keeps_the_setting(capfd, ba
     before = hf_logging.is_progress_bar_enabled()
     (hf_logging.enable_progress_bar if bars_enabled else hf_logging.disable_progress_bar)()
     try:
-        embedder = SentenceTransformerEmbedder()
+        embedder = SentenceTransformerEmbedder(backend="torch")
         vectors = embedder.embed(["a quiet load", "another text"])
         out, err = capfd.readouterr()
         assert vectors.shape == (2, embedder.dim) == (2, 384)
