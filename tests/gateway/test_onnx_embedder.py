@@ -130,6 +130,29 @@ def test_a_missing_or_broken_file_is_a_config_error(tmp_path):
     (folder / "modules.json").write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read modules.json"):
         check_folder(folder)
+    (folder / "modules.json").write_text('{"a": 1}')
+    with pytest.raises(ConfigError, match="not a sentence-transformers model's"):
+        check_folder(folder)
+    shutil.copy(_model_folder() / "modules.json", folder / "modules.json")
+    for changes, message in (
+        ({"num_attention_heads": "many"}, "incomplete or invalid"),
+        ({"hidden_size": None}, "incomplete or invalid"),
+        ({"num_hidden_layers": 0}, "a size below 1"),
+        ({"num_attention_heads": 5}, "not a multiple of its 5 attention heads"),
+    ):
+        shutil.copy(_model_folder() / "config.json", folder / "config.json")
+        _edit(folder / "config.json", **changes)
+        with pytest.raises(ConfigError, match=message):
+            check_folder(folder)
+    shutil.copy(_model_folder() / "config.json", folder / "config.json")
+    _edit(folder / "config.json", hidden_size=768, num_attention_heads=12)  # not the weights'
+    with pytest.raises(ConfigError, match="do not fit its config.json"):
+        SentenceTransformerEmbedder(str(folder), backend="onnx").embed(["x"])
+    shutil.copy(_model_folder() / "config.json", folder / "config.json")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ConfigError, match="cannot read the embedding model"):
+        SentenceTransformerEmbedder(str(folder), backend="onnx").embed(["x"])
     with pytest.raises(ConfigError, match="is not a local folder"):
         SentenceTransformerEmbedder(str(tmp_path / "absent"), backend="onnx").embed(["x"])
 
