@@ -9,7 +9,9 @@ two targets, and one ("int8") with the same kNN router trained and served with
 all-MiniLM-L6-v2-int8 (the same weights, Linear layers quantized to int8), and one ("m2v")
 trained and served with all-MiniLM-L6-v2-static256 (a model2vec static embedder distilled
 from the same weights, `aigw_lab.static_embedder`; distilled on first use, minutes once per
-machine, before the timing starts). ``--embedders`` picks which learned servers run. The
+machine, before the timing starts), and one ("learned-torch") serving the first one's policy
+with MiniLM on sentence-transformers and torch instead of onnxruntime (the default engine,
+`aigw_lab.minilm_onnx`). ``--embedders`` picks which learned servers run. The
 client sends
 the held-out GSM8K prompts (distinct, so the router's in-memory LRU never hits, except in the
 repeated phase) to every server, interleaved (the servers' order reversed on every other
@@ -57,6 +59,11 @@ def serve_main(kind: str, policy_path: str) -> None:
         policy = WeightedSplit("router", {STRONG: 1, WEAK: 1}, seed=0)
     else:
         policy = load_policy(policy_path)
+    if kind == "learned-torch":
+        from aigw_lab.embeddings import SentenceTransformerEmbedder
+
+        # The same model on sentence-transformers instead of onnxruntime (the default).
+        policy.embedder = SentenceTransformerEmbedder(backend="torch")
     gateway = Gateway.simulated_fleet(time_scale=0.0, policies={"router": policy})
     app = GatewayApp(gateway, None, close_gateway=True)
     # `serve` announces the URL once the port is bound; uvicorn accepts connections only
@@ -163,7 +170,8 @@ def main() -> None:
         "--embedders",
         default="learned,int8,m2v",
         help="comma-separated learned servers to run beside the static one: learned "
-        "(all-MiniLM-L6-v2), int8, m2v (all-MiniLM-L6-v2-static256)",
+        "(all-MiniLM-L6-v2, on onnxruntime), learned-torch (the same on sentence-transformers "
+        "and torch), int8, m2v (all-MiniLM-L6-v2-static256)",
     )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
@@ -181,6 +189,7 @@ def main() -> None:
             "int8": "all-MiniLM-L6-v2-int8",
             "m2v": "all-MiniLM-L6-v2-static256",
             "learned-1t": None,
+            "learned-torch": None,
         }
         wanted = [k for k in args.embedders.split(",") if k] + (
             ["learned-1t"] if args.threads else []
