@@ -60,10 +60,15 @@ def serve_main(kind: str, policy_path: str) -> None:
     else:
         policy = load_policy(policy_path)
     if kind == "learned-torch":
+        from aigw_lab.embedding_cache import CachedEmbedder
         from aigw_lab.embeddings import SentenceTransformerEmbedder
+        from aigw_lab.policy.learned.router import SERVING_MEMORY
 
-        # The same model on sentence-transformers instead of onnxruntime (the default).
-        policy.embedder = SentenceTransformerEmbedder(backend="torch")
+        # The same model on sentence-transformers instead of onnxruntime (the default), with
+        # the same in-memory memory of recent prompts the router gives its own embedder.
+        policy.embedder = CachedEmbedder(
+            SentenceTransformerEmbedder(backend="torch"), None, memory=SERVING_MEMORY
+        )
     gateway = Gateway.simulated_fleet(time_scale=0.0, policies={"router": policy})
     app = GatewayApp(gateway, None, close_gateway=True)
     # `serve` announces the URL once the port is bound; uvicorn accepts connections only
@@ -111,7 +116,7 @@ def start(kind: str, policy: Path) -> tuple[subprocess.Popen, str, float]:
         env["OMP_NUM_THREADS"] = "1"
     began = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind.split("-")[0], "--policy", str(policy)],
+        [sys.executable, __file__, "--serve", kind, "--policy", str(policy)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
