@@ -401,12 +401,14 @@ SDK_FILES = frozenset(
 SDK_GROUP = "official-sdks"
 
 #: Tests that load the real all-MiniLM-L6-v2 in the test process. The first load in a process
-#: costs about 3.7 s of CPU (torch, transformers and sentence-transformers imported, the weights
-#: read); in the whole suite each of the four workers paid it (a probe of 2026-12-07 logged one
-#: first load per worker), for tests that then take well under a second each. In one group,
-#: one worker pays it. A test joins when it uses the session's ``minilm`` fixture, runs the
-#: conformance stack built on it, or is named here (it builds the model itself, or imports
-#: torch or transformers for a model of its own: the same imports).
+#: cost about 3.7 s of CPU on torch (torch, transformers and sentence-transformers imported, the
+#: weights read; about 1.5 s on onnxruntime, the default engine since session 15, but the
+#: group's int8, torch-engine and distillation tests still import torch); in the whole suite
+#: each of the four workers paid it (a probe of 2026-12-07 logged one first load per worker),
+#: for tests that then take well under a second each. In one group, one worker pays it. A test
+#: joins when it uses the session's ``minilm`` fixture, runs the conformance stack built on
+#: it, or is named here (it builds the model itself, or imports torch or transformers for a
+#: model of its own: the same imports).
 MINILM_GROUP = "minilm"
 MINILM_STACK = "semantic-cache-minilm"
 MINILM_TESTS = frozenset(

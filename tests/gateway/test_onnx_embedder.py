@@ -157,6 +157,9 @@ def test_a_missing_or_broken_file_is_a_config_error(tmp_path):
         SentenceTransformerEmbedder(str(tmp_path / "absent"), backend="onnx").embed(["x"])
 
 
+# Slow: the three tests below load the real model (the fast lane loads no MiniLM), and the
+# first also torch's, for comparison.
+@pytest.mark.slow
 def test_onnx_gives_torchs_vectors_alone_or_in_any_batch(minilm):
     assert minilm.backend == "onnx"  # the suite's shared embedder is this engine
     torch_model = SentenceTransformerEmbedder(backend="torch", batch_size=4)
@@ -176,12 +179,15 @@ def test_onnx_gives_torchs_vectors_alone_or_in_any_batch(minilm):
     assert minilm.embed([]).shape == (0, 384)
 
 
+@pytest.mark.slow
 def test_threads_embedding_at_once_get_their_own_texts_vectors(minilm):
-    expected = minilm.embed(TEXTS)
+    # Without the 256-token text: a batch pads every text to its longest, 11x the work.
+    texts = [text for text in TEXTS if len(text) < 200]
+    expected = minilm.embed(texts)
     results: dict[int, np.ndarray] = {}
 
     def embed(index):
-        results[index] = minilm.embed(TEXTS[index:] + TEXTS[:index])
+        results[index] = minilm.embed(texts[index:] + texts[:index])
 
     threads = [threading.Thread(target=embed, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -192,6 +198,7 @@ def test_threads_embedding_at_once_get_their_own_texts_vectors(minilm):
         assert np.abs(vectors - np.roll(expected, -index, axis=0)).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_embedding_on_onnx_imports_neither_torch_nor_sentence_transformers():
     script = (
         "import sys\n"
