@@ -136,8 +136,7 @@ class OnnxSentenceEncoder:
     def load(cls, folder: Path) -> OnnxSentenceEncoder:
         """Read the model in ``folder`` (`check_folder` first), build its graph and start an
         onnxruntime session on the CPU."""
-        # lazy: optional extra [semantic]: onnxruntime and onnx load in ~0.5 s
-        import onnxruntime
+        # lazy: optional extra [semantic]; onnxruntime (~0.5 s) below, once the files are read
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
@@ -154,6 +153,8 @@ class OnnxSentenceEncoder:
         tokenizer.no_padding()  # the file pads every text to 128 tokens; batches pad below
         tokenizer.enable_truncation(settings["max_length"])  # [CLS] and [SEP] included
         graph = _bert_graph(weights, settings)
+        import onnxruntime  # lazy: optional extra [semantic]
+
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
