@@ -159,8 +159,8 @@ class OnnxSentenceEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
-        # Threads that spin while they wait burn a core another process on a shared machine
-        # needs; the batches here are large enough that waking them costs nothing visible.
+        # Threads that spin while they wait for work burn a core that another process on a
+        # shared machine needs; without spinning they sleep between calls.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # warnings about unused initializers are not the user's
         try:
